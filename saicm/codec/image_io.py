@@ -1,0 +1,147 @@
+"""Reading and writing images for the codec.
+
+Inputs of any common kind become 8-bit RGB plus a note of what they were:
+EXIF orientation is applied, grayscale is coded as RGB and returned as
+grayscale, 16-bit samples are scaled to 8 bits, palette images are expanded,
+and a non-opaque alpha channel is kept aside (the container stores it
+losslessly). Writes are atomic.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Union
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from .._fs import write_atomic
+from ..errors import ImageError
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".gif"}
+
+ImageLike = Union[str, os.PathLike, Image.Image, np.ndarray]
+
+
+@dataclass
+class RGBImage:
+    """8-bit RGB pixels (H, W, 3) plus what the source was."""
+
+    rgb: np.ndarray
+    gray: bool = False
+    alpha: np.ndarray | None = None  # (H, W) uint8, only when not fully opaque
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return int(self.rgb.shape[0]), int(self.rgb.shape[1])
+
+
+def is_image_file(path: Path) -> bool:
+    return path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES
+
+
+def _open(src: ImageLike) -> tuple[Image.Image, str | None]:
+    if isinstance(src, Image.Image):
+        return src, None
+    if isinstance(src, np.ndarray):
+        return _from_array(src), None
+    path = str(src)
+    if not os.path.exists(path):
+        raise ImageError("no such file", path)
+    if os.path.isdir(path):
+        raise ImageError("is a folder, not an image", path)
+    if os.path.getsize(path) == 0:
+        raise ImageError("empty file", path)
+    try:
+        img = Image.open(path)
+        img.load()
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+        raise ImageError(f"cannot read image ({e.__class__.__name__}: {e})", path) from None
+    return img, path
+
+
+def _from_array(a: np.ndarray) -> Image.Image:
+    if a.ndim == 2:
+        a = a[:, :, None]
+    if a.ndim != 3 or a.shape[2] not in (1, 3, 4):
+        raise ImageError(f"array of shape {a.shape} is not an image (H, W[, 1|3|4])")
+    if a.dtype == np.uint16:
+        a = (a.astype(np.uint32) * 255 + 32767) // 65535
+    elif a.dtype.kind == "f":
+        a = np.clip(np.rint(a * 255.0), 0, 255)
+    a = a.astype(np.uint8)
+    mode = {1: "L", 3: "RGB", 4: "RGBA"}[a.shape[2]]
+    return Image.fromarray(a[:, :, 0] if mode == "L" else a, mode)
+
+
+def _to_8bit_gray(img: Image.Image) -> np.ndarray:
+    """16-bit / 32-bit / float grayscale → uint8, scaled rather than clipped."""
+    a = np.asarray(img)
+    if img.mode == "F":
+        return np.clip(np.rint(a * 255.0), 0, 255).astype(np.uint8)
+    a = a.astype(np.float64)
+    hi = 65535.0 if a.max(initial=0) > 255 or img.mode.startswith("I;16") else 255.0
+    return np.clip(np.rint(a * (255.0 / hi)), 0, 255).astype(np.uint8)
+
+
+def load_image(src: ImageLike) -> RGBImage:
+    """Any image (path, PIL image or array) → :class:`RGBImage`."""
+    img, path = _open(src)
+    try:
+        img = ImageOps.exif_transpose(img)
+    except Exception:  # a broken EXIF block must not lose the image
+        pass
+    if img.width == 0 or img.height == 0:
+        raise ImageError("image has no pixels", path)
+    mode = img.mode
+    alpha = None
+    if mode == "P":
+        img = img.convert("RGBA" if "transparency" in img.info else "RGB")
+        mode = img.mode
+    if mode in ("RGBA", "LA", "PA", "La", "RGBa"):
+        alpha = np.asarray(img.getchannel("A"))
+        if alpha.min() == 255:
+            alpha = None
+    gray = mode in ("1", "L", "LA", "La", "I", "F") or mode.startswith("I;16")
+    if mode in ("I", "F") or mode.startswith("I;16"):
+        g = _to_8bit_gray(img)
+    elif gray:
+        g = np.asarray(img.convert("L"))
+    else:
+        g = None
+    if g is not None:
+        rgb = np.repeat(g[:, :, None], 3, axis=2)
+    else:
+        rgb = np.asarray(img.convert("RGB"))
+    return RGBImage(rgb=np.ascontiguousarray(rgb), gray=gray, alpha=alpha)
+
+
+def to_pil(image: RGBImage) -> Image.Image:
+    """Back to a PIL image in the source's kind (L, RGB, LA or RGBA)."""
+    if image.gray:
+        out = Image.fromarray(image.rgb, "RGB").convert("L")
+        if image.alpha is not None:
+            out = Image.merge("LA", (out, Image.fromarray(image.alpha, "L")))
+        return out
+    out = Image.fromarray(image.rgb, "RGB")
+    if image.alpha is not None:
+        out.putalpha(Image.fromarray(image.alpha, "L"))
+    return out
+
+
+def save_image(img: Image.Image, dest: str | os.PathLike) -> None:
+    """Save atomically; the format follows the suffix (PNG when unknown)."""
+    dest = Path(dest)
+    fmt = Image.registered_extensions().get(dest.suffix.lower(), "PNG")
+    if fmt == "JPEG" and img.mode in ("RGBA", "LA"):
+        img = img.convert("RGB" if img.mode == "RGBA" else "L")
+    write_atomic(dest, lambda tmp: img.save(tmp, format=fmt))
+
+
+def encode_png(img: Image.Image) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")
+    return buf.getvalue()

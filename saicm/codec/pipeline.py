@@ -1,0 +1,120 @@
+"""Image ⇄ ``.saicm`` bytes: load, pad, code, pack — and back.
+
+This is the only place that joins image handling, a model and the container,
+so the Python API and the CLI share one code path.
+"""
+
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from ..errors import FormatError, ModelError
+from ..models.zoo import file_checksum, load_model, resolve
+from . import container
+from .image_io import ImageLike, RGBImage, load_image, to_pil
+
+
+def default_quality(num_qualities: int) -> int:
+    return num_qualities // 2 + 1
+
+
+def _pad_amount(size: int, multiple: int) -> int:
+    return (-size) % multiple
+
+
+def compress(image: ImageLike, model=None, quality: int | None = None) -> bytes:
+    """Encode an image (path, PIL image or array) into ``.saicm`` bytes."""
+    net, info = load_model(model)
+    q = default_quality(net.num_qualities) if quality is None else int(quality)
+    if not 1 <= q <= net.num_qualities:
+        raise ModelError(f"quality {q} out of range for {info.name} (1..{net.num_qualities})")
+    img = load_image(image)
+    h, w = img.size
+    pb, pr = _pad_amount(h, net.multiple), _pad_amount(w, net.multiple)
+    if h + pb > 65535 or w + pr > 65535:
+        raise ModelError(f"image of {w}x{h} is too large (at most 65535 pixels a side)")
+    x = torch.from_numpy(img.rgb).permute(2, 0, 1)[None].float().div_(255.0)
+    if pb or pr:
+        x = F.pad(x, (0, pr, 0, pb), mode="replicate")
+    with torch.inference_mode():
+        out = net.compress(x, q)
+    strings = [s[0] for s in out["strings"]]
+    shape = tuple(int(v) for v in out["shape"])
+    header = container.Header(
+        model=info.name, weights_sha=file_checksum(info.path), quality=q, height=h, width=w,
+        pad_bottom=pb, pad_right=pr, gray=img.gray, shapes=[shape],
+    )
+    alpha = zlib.compress(img.alpha.tobytes(), 9) if img.alpha is not None else None
+    return container.pack(container.Stream(header=header, strings=strings, alpha=alpha))
+
+
+@dataclass
+class Decoded:
+    image: Image.Image
+    stream: container.Stream
+
+
+def decompress_stream(data: bytes, model=None) -> Decoded:
+    stream = container.unpack(data)
+    h = stream.header
+    info = resolve(model if model is not None else h.model)
+    if file_checksum(info.path) != h.weights_sha:
+        raise ModelError(
+            f"the file was coded with other weights of model {h.model!r} than {info.path.name} "
+            "(checksum mismatch); pass the matching model file with --model"
+        )
+    net, _ = load_model(info.path)
+    if not 1 <= h.quality <= net.num_qualities:
+        raise FormatError(f"quality {h.quality} out of range for {info.name}")
+    if len(h.shapes) != 1 or len(stream.strings) != 2:
+        raise FormatError("latent layout does not match the model")
+    with torch.inference_mode():
+        try:
+            x_hat = net.decompress([[s] for s in stream.strings], h.shapes[0], h.quality)["x_hat"]
+        except (RuntimeError, ValueError) as e:
+            raise FormatError(f"entropy decoding failed ({e})") from None
+    ph, pw = h.height + h.pad_bottom, h.width + h.pad_right
+    if tuple(x_hat.shape[-2:]) != (ph, pw):
+        raise FormatError("decoded size does not match the header")
+    rgb = x_hat[0, :, : h.height, : h.width].mul(255.0).round_().to(torch.uint8).permute(1, 2, 0).numpy()
+    alpha = None
+    if stream.alpha is not None:
+        try:
+            alpha = np.frombuffer(zlib.decompress(stream.alpha), np.uint8)
+            alpha = alpha.reshape(h.height, h.width)
+        except (zlib.error, ValueError):
+            raise FormatError("corrupt alpha plane") from None
+    img = to_pil(RGBImage(rgb=np.ascontiguousarray(rgb), gray=h.gray, alpha=alpha))
+    return Decoded(image=img, stream=stream)
+
+
+def decompress(data: bytes, model=None) -> Image.Image:
+    """Decode ``.saicm`` bytes to a PIL image (L, LA, RGB or RGBA like the source)."""
+    return decompress_stream(data, model).image
+
+
+def describe(data: bytes) -> dict:
+    """Header fields and sizes of a ``.saicm`` byte string, without decoding."""
+    s = container.unpack(data)
+    h = s.header
+    return {
+        "format_version": container.VERSION,
+        "model": h.model,
+        "weights_sha256_prefix": h.weights_sha.hex(),
+        "quality": h.quality,
+        "width": h.width,
+        "height": h.height,
+        "padding": {"bottom": h.pad_bottom, "right": h.pad_right},
+        "grayscale": h.gray,
+        "alpha_bytes": len(s.alpha) if s.alpha is not None else 0,
+        "latent_shapes": [list(v) for v in h.shapes],
+        "string_bytes": [len(b) for b in s.strings],
+        "file_bytes": len(data),
+        "bpp": 8.0 * len(data) / (h.width * h.height),
+    }

@@ -1,0 +1,106 @@
+"""Mean-scale hyperprior (Minnen et al. 2018) with per-quality gain vectors.
+
+The transforms, entropy bottleneck and Gaussian conditional are CompressAI's
+``MeanScaleHyperprior``. On top, one learned gain vector per rate point scales
+the latent before quantisation and an inverse gain rescales it before
+synthesis (the "gained" variable-rate scheme of Cui et al., CVPR 2021), so a
+single network covers several rate points: quality ``q`` (1-based) uses gain
+row ``q-1``. Higher quality = larger gain = finer effective quantisation step.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import torch
+from compressai.models import MeanScaleHyperprior
+from torch import Tensor, nn
+
+from .determinism import run_single_thread, synthesize_in_strips
+from .registry import register_architecture
+
+
+@register_architecture("gained-mean-scale-hyperprior")
+class GainedMeanScaleHyperprior(MeanScaleHyperprior):
+    """Variable-rate mean-scale hyperprior.
+
+    Args:
+        N: channels of the hidden layers.
+        M: channels of the latent ``y``.
+        lambdas: the rate-distortion trade-off of each quality point, ascending
+            (``L = R + λ·255²·D``). Their count fixes the number of qualities.
+    """
+
+    #: pad input height/width to a multiple of this (y is /16, z is /64).
+    multiple = 64
+
+    def __init__(self, N: int = 64, M: int = 128, lambdas: Sequence[float] = (0.0067,)):
+        super().__init__(N=N, M=M)
+        lambdas = [float(v) for v in lambdas]
+        if not lambdas or sorted(lambdas) != lambdas:
+            raise ValueError("lambdas must be a non-empty ascending list")
+        self.config = {"N": N, "M": M, "lambdas": lambdas}
+        self.register_buffer("lambdas", torch.tensor(lambdas, dtype=torch.float32))
+        # Initial step sizes follow the MSE rule of thumb step ∝ 1/sqrt(λ).
+        ref = math.sqrt(lambdas[len(lambdas) // 2])
+        log_g = torch.tensor([0.5 * math.log(lam) - math.log(ref) for lam in lambdas])
+        self.log_gain = nn.Parameter(log_g[:, None].repeat(1, M))
+        self.log_inv_gain = nn.Parameter(-log_g[:, None].repeat(1, M))
+
+    @property
+    def num_qualities(self) -> int:
+        return int(self.lambdas.numel())
+
+    def _gains(self, q: Tensor) -> tuple[Tensor, Tensor]:
+        """Gain and inverse gain for 0-based quality indexes ``q`` of shape (B,)."""
+        g = self.log_gain[q].exp()[:, :, None, None]
+        ig = self.log_inv_gain[q].exp()[:, :, None, None]
+        return g, ig
+
+    def _qindex(self, quality: int, batch: int) -> Tensor:
+        if not 1 <= int(quality) <= self.num_qualities:
+            raise ValueError(f"quality must be 1..{self.num_qualities}, got {quality}")
+        return torch.full((batch,), int(quality) - 1, dtype=torch.long, device=self.log_gain.device)
+
+    # --- training contract -------------------------------------------------
+    def forward(self, x: Tensor, qidx: Tensor | None = None) -> dict:
+        """``qidx``: 0-based quality index per sample (B,); default the top quality."""
+        if qidx is None:
+            qidx = torch.full((x.size(0),), self.num_qualities - 1, dtype=torch.long, device=x.device)
+        g, ig = self._gains(qidx)
+        y = self.g_a(x) * g
+        z = self.h_a(y)
+        z_hat, z_lik = self.entropy_bottleneck(z)
+        scales, means = self.h_s(z_hat).chunk(2, 1)
+        y_hat, y_lik = self.gaussian_conditional(y, scales, means=means)
+        x_hat = self.g_s(y_hat * ig)
+        return {"x_hat": x_hat, "likelihoods": {"y": y_lik, "z": z_lik}}
+
+    # --- coding contract ---------------------------------------------------
+    def compress(self, x: Tensor, quality: int) -> dict:
+        g, _ = self._gains(self._qindex(quality, x.size(0)))
+        y = self.g_a(x) * g
+        z = self.h_a(y)
+        z_strings = self.entropy_bottleneck.compress(z)
+        z_hat = self.entropy_bottleneck.decompress(z_strings, z.size()[-2:])
+        indexes, means = self._y_params(z_hat)
+        y_strings = self.gaussian_conditional.compress(y, indexes, means=means)
+        return {"strings": [y_strings, z_strings], "shape": tuple(z.size()[-2:])}
+
+    def decompress(self, strings: list, shape: Sequence[int], quality: int) -> dict:
+        z_hat = self.entropy_bottleneck.decompress(strings[1], tuple(shape))
+        indexes, means = self._y_params(z_hat)
+        y_hat = self.gaussian_conditional.decompress(strings[0], indexes, means=means)
+        _, ig = self._gains(self._qindex(quality, y_hat.size(0)))
+        x_hat = synthesize_in_strips(self.g_s, y_hat * ig, scale=16)
+        return {"x_hat": x_hat.clamp_(0, 1)}
+
+    def _y_params(self, z_hat: Tensor) -> tuple[Tensor, Tensor]:
+        """Scale indexes and means of y from the decoded hyper-latent.
+
+        The scale indexes select CDF tables, so encoder and decoder must compute
+        them bit-identically: the (small) hyper-synthesis runs on one thread.
+        """
+        scales, means = run_single_thread(self.h_s, z_hat).chunk(2, 1)
+        return self.gaussian_conditional.build_indexes(scales), means

@@ -1,0 +1,159 @@
+"""Weight files: saving, loading, and the shipped models.
+
+A model file is one safetensors file. Float tensors are stored in fp16; the
+entropy coder's integer CDF tables are stored as computed at export, so a
+loaded model codes without any ``update()`` call and encoder and decoder always
+share the same tables. The metadata carries the architecture name and its
+config (JSON), so the file alone rebuilds the model.
+
+Shipped models live in ``saicm/weights/<name>.safetensors``; the name is the
+model id written into every bitstream, next to a checksum of the file.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from ..errors import ModelError
+from .registry import build_architecture
+
+WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
+SUFFIX = ".safetensors"
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    name: str
+    path: Path
+    architecture: str
+    config: dict
+    meta: dict
+
+    @property
+    def num_qualities(self) -> int:
+        return len(self.config.get("lambdas", [0]))
+
+
+def file_checksum(path: str | os.PathLike) -> bytes:
+    """First 8 bytes of the SHA-256 of a weight file (what bitstreams carry)."""
+    return _sha256(str(Path(path).resolve()), os.stat(path).st_mtime_ns)[:8]
+
+
+@functools.lru_cache(maxsize=64)
+def _sha256(path: str, _mtime: int) -> bytes:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.digest()
+
+
+def save_model(model: torch.nn.Module, path: str | os.PathLike, extra_meta: dict | None = None) -> None:
+    """Export ``model`` as fp16 safetensors with ready-to-use CDF tables (atomic)."""
+    from .._fs import atomic_path
+
+    model = model.eval()
+    # Round float weights to fp16 first so the tables match what is loaded later.
+    with torch.no_grad():
+        for t in list(model.parameters()) + list(model.buffers()):
+            if t.is_floating_point():
+                t.copy_(t.half().float())
+    model.update(force=True)
+    tensors = {}
+    for k, v in model.state_dict().items():
+        v = v.detach().cpu().contiguous()
+        tensors[k] = v.half() if v.is_floating_point() and k != "lambdas" else v
+    meta = {
+        "format": "saicm-model/1",
+        "architecture": model.architecture,
+        "config": json.dumps(model.config),
+    }
+    for k, v in (extra_meta or {}).items():
+        meta[k] = v if isinstance(v, str) else json.dumps(v)
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp), metadata=meta)
+
+
+def read_info(path: str | os.PathLike, name: str | None = None) -> ModelInfo:
+    from safetensors import safe_open
+
+    path = Path(path)
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+    except (SafetensorError, OSError, ValueError) as e:
+        raise ModelError(f"not a saicm model file ({e})", str(path)) from None
+    if meta.get("format") != "saicm-model/1":
+        raise ModelError("not a saicm model file (missing saicm metadata)", str(path))
+    return ModelInfo(
+        name=name or (path.name[: -len(SUFFIX)] if path.name.endswith(SUFFIX) else path.stem),
+        path=path,
+        architecture=meta["architecture"],
+        config=json.loads(meta["config"]),
+        meta=meta,
+    )
+
+
+def shipped_models() -> dict[str, ModelInfo]:
+    """Name → info of every model in the package's weights folder, sorted by name."""
+    out = {}
+    for p in sorted(WEIGHTS_DIR.glob("*" + SUFFIX)):
+        info = read_info(p)
+        out[info.name] = info
+    return out
+
+
+def resolve(model: str | os.PathLike | None) -> ModelInfo:
+    """A shipped model name or a path to a weight file → its info."""
+    if model is None:
+        model = default_model_name()
+    s = str(model)
+    if s.endswith(SUFFIX) or os.sep in s:
+        if not Path(s).is_file():
+            raise ModelError("model file not found", s)
+        return read_info(s)
+    models = shipped_models()
+    if s not in models:
+        known = ", ".join(models) or "none shipped"
+        raise ModelError(f"unknown model {s!r} (shipped: {known}; or pass a .safetensors path)")
+    return models[s]
+
+
+def default_model_name() -> str:
+    models = shipped_models()
+    if not models:
+        raise ModelError("no shipped model found in " + str(WEIGHTS_DIR))
+    preferred = [n for n in models if n.startswith("mse-")]
+    return (preferred or list(models))[0]
+
+
+@functools.lru_cache(maxsize=8)
+def _load_cached(path: str, _mtime: int) -> torch.nn.Module:
+    info = read_info(path)
+    model = build_architecture(info.architecture, **info.config)
+    state = load_file(path)
+    state = {k: (v.float() if v.is_floating_point() else v) for k, v in state.items()}
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as e:
+        raise ModelError(f"weights do not fit architecture {info.architecture}: {str(e).splitlines()[0]}", path) from None
+    model.eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return model
+
+
+def load_model(model: str | os.PathLike | None = None) -> tuple[torch.nn.Module, ModelInfo]:
+    """Load a shipped model by name, or a weight file by path, ready to code."""
+    info = resolve(model)
+    p = str(info.path.resolve())
+    return _load_cached(p, os.stat(p).st_mtime_ns), info

@@ -1,0 +1,94 @@
+"""Training data: random crops from an image folder (optionally with masks).
+
+Images are decoded once and kept in memory as uint8 (the photo corpus is well
+under 1 GB), so a training step costs no JPEG decoding. Images smaller than the
+crop are upscaled (bicubic) until they fit. A mask folder, when given, holds one
+PNG per image with the same relative path and stem; it is cropped and flipped
+together with the image.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from torch.utils.data import Dataset
+from tqdm import tqdm
+
+from ..codec.image_io import is_image_file, load_image
+from ..errors import SaicmError
+
+
+def list_images(root: str | Path) -> list[Path]:
+    root = Path(root)
+    if not root.is_dir():
+        raise SaicmError("training data folder not found", str(root))
+    files = sorted(p for p in root.rglob("*") if is_image_file(p))
+    if not files:
+        raise SaicmError("no images in training data folder", str(root))
+    return files
+
+
+class RandomCrops(Dataset):
+    """An endless stream of random crops; ``len`` is nominal and the index ignored.
+
+    Each item draws an image uniformly at random (torch's RNG, so seeds and
+    resumes control it), then a random crop and a random horizontal flip.
+    """
+
+    def __init__(self, root, patch: int = 256, masks: str | Path | None = None,
+                 epoch_size: int = 10**9, progress: bool = True):
+        self.root = Path(root)
+        self.files = list_images(root)
+        self.patch = patch
+        self.epoch_size = epoch_size
+        self.images: list[np.ndarray] = []
+        self.masks: list[np.ndarray | None] = []
+        for f in tqdm(self.files, desc="loading images", disable=not progress, unit="img"):
+            rgb = load_image(f).rgb
+            m = self._load_mask(Path(masks), f) if masks else None
+            rgb, m = self._fit(rgb, m)
+            self.images.append(rgb)
+            self.masks.append(m)
+
+    def _load_mask(self, mask_root: Path, f: Path) -> np.ndarray:
+        rel = f.relative_to(self.root).with_suffix(".png")
+        p = mask_root / rel
+        if not p.is_file():
+            raise SaicmError(f"no mask for {rel} in {mask_root}", str(p))
+        return (np.asarray(Image.open(p).convert("L")) > 0).astype(np.uint8)
+
+    def _fit(self, rgb: np.ndarray, m: np.ndarray | None):
+        h, w = rgb.shape[:2]
+        s = min(h, w)
+        if s >= self.patch:
+            return rgb, m
+        scale = self.patch / s
+        size = (max(self.patch, round(w * scale)), max(self.patch, round(h * scale)))
+        rgb = np.asarray(Image.fromarray(rgb).resize(size, Image.BICUBIC))
+        if m is not None:
+            m = np.asarray(Image.fromarray(m * 255).resize(size, Image.NEAREST)) > 0
+            m = m.astype(np.uint8)
+        return rgb, m
+
+    def __len__(self) -> int:
+        return self.epoch_size
+
+    def __getitem__(self, i: int):
+        k = int(torch.randint(0, len(self.images), ()))
+        img, m = self.images[k], self.masks[k]
+        h, w = img.shape[:2]
+        p = self.patch
+        top = int(torch.randint(0, h - p + 1, ()))
+        left = int(torch.randint(0, w - p + 1, ()))
+        x = torch.from_numpy(np.ascontiguousarray(img[top:top + p, left:left + p])).permute(2, 0, 1)
+        x = x.float().div_(255.0)
+        mask = None
+        if m is not None:
+            mask = torch.from_numpy(np.ascontiguousarray(m[top:top + p, left:left + p]))[None].float()
+        if torch.rand(()) < 0.5:
+            x = x.flip(-1)
+            mask = mask.flip(-1) if mask is not None else None
+        return (x, mask) if mask is not None else (x, torch.ones(1, p, p))

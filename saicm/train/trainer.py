@@ -1,0 +1,212 @@
+"""Rate–distortion training, single process or DDP (``torchrun``, gloo on CPU).
+
+One step: a batch of random crops, a quality drawn per sample, the loss
+``R + λ_q·255²·D`` plus CompressAI's auxiliary loss of the entropy bottleneck
+(its own Adam on the ``quantiles``). Rank 0 writes ``log.jsonl``, atomic
+checkpoints (``checkpoint.pt``) and, at the end, ``model.safetensors``. A run
+killed at any point continues from its last checkpoint with ``--resume``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from .._fs import atomic_path
+from ..errors import SaicmError
+from ..models import build_architecture, save_model
+from ..models.zoo import load_model
+from .data import RandomCrops
+from .losses import DISTORTIONS, rd_loss
+
+# λ of CompressAI's MSE quality points 1..6 (same 255² convention).
+DEFAULT_LAMBDAS = (0.0018, 0.0035, 0.0067, 0.0130, 0.0250, 0.0483)
+
+
+@dataclass
+class TrainConfig:
+    data: str
+    out: str
+    architecture: str = "gained-mean-scale-hyperprior"
+    N: int = 64
+    M: int = 128
+    lambdas: tuple = DEFAULT_LAMBDAS
+    loss: str = "mse"
+    masks: str | None = None
+    init: str | None = None
+    steps: int = 10000
+    batch: int = 8
+    patch: int = 256
+    lr: float = 1e-4
+    aux_lr: float = 1e-3
+    warmup: int = 100
+    decay_from: float = 0.8
+    clip: float = 1.0
+    seed: int = 0
+    log_every: int = 25
+    ckpt_every: int = 200
+    resume: bool = False
+    progress: bool = True
+    extra: dict = field(default_factory=dict)
+
+
+class TrainStep(nn.Module):
+    """Model + loss in one forward, so DDP sees every parameter used once."""
+
+    def __init__(self, model: nn.Module, distortion: str):
+        super().__init__()
+        self.model = model
+        self.distortion = distortion
+
+    def forward(self, x, mask, qidx):
+        out = self.model(x, qidx)
+        parts = rd_loss(out, x, mask, self.model.lambdas[qidx], self.distortion)
+        parts["aux"] = self.model.aux_loss()
+        return parts
+
+
+def _lr_at(cfg: TrainConfig, step: int) -> float:
+    if step < cfg.warmup:
+        return cfg.lr * (step + 1) / cfg.warmup
+    start = int(cfg.decay_from * cfg.steps)
+    if step < start:
+        return cfg.lr
+    t = (step - start) / max(1, cfg.steps - start)
+    return cfg.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, t))))
+
+
+def _dist_info() -> tuple[int, int]:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    return rank, world
+
+
+def train(cfg: TrainConfig) -> Path:
+    if cfg.loss not in DISTORTIONS:
+        raise SaicmError(f"unknown loss {cfg.loss!r} (known: {', '.join(DISTORTIONS)})")
+    rank, world = _dist_info()
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group("gloo")
+    if cfg.batch % world:
+        raise SaicmError(f"--batch {cfg.batch} is not divisible by the {world} processes")
+    out = Path(cfg.out)
+    if rank == 0:
+        out.mkdir(parents=True, exist_ok=True)
+    ckpt_path = out / "checkpoint.pt"
+
+    torch.manual_seed(cfg.seed)
+    if cfg.init:
+        src, info = load_model(cfg.init)
+        model = build_architecture(info.architecture, **info.config)
+        model.load_state_dict(src.state_dict())
+    else:
+        model = build_architecture(cfg.architecture, N=cfg.N, M=cfg.M, lambdas=list(cfg.lambdas))
+    model.train()
+    main_params = [p for n, p in model.named_parameters() if not n.endswith(".quantiles")]
+    aux_params = [p for n, p in model.named_parameters() if n.endswith(".quantiles")]
+    opt = torch.optim.Adam(main_params, lr=cfg.lr)
+    aux_opt = torch.optim.Adam(aux_params, lr=cfg.aux_lr)
+    start = 0
+    if cfg.resume and ckpt_path.is_file():
+        ck = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+        model.load_state_dict(ck["model"])
+        opt.load_state_dict(ck["opt"])
+        aux_opt.load_state_dict(ck["aux_opt"])
+        start = ck["step"]
+        torch.set_rng_state(ck["rng"])
+        random.setstate(ck["py_rng"])
+    elif cfg.resume and rank == 0:
+        print(f"no checkpoint in {out}; starting from step 0")
+    # Different crops on every rank and after every resume.
+    torch.manual_seed(cfg.seed * 1000003 + rank * 7919 + start)
+
+    step_mod = TrainStep(model, cfg.loss)
+    runner = nn.parallel.DistributedDataParallel(step_mod) if world > 1 else step_mod
+
+    data = RandomCrops(cfg.data, patch=cfg.patch, masks=cfg.masks, progress=cfg.progress and rank == 0)
+    loader = iter(DataLoader(data, batch_size=cfg.batch // world, shuffle=False, num_workers=0, drop_last=True))
+    nq = model.num_qualities
+    log = open(out / "log.jsonl", "a") if rank == 0 else None
+    bar = tqdm(total=cfg.steps, initial=start, desc="train", disable=not (cfg.progress and rank == 0), unit="step")
+    t0 = time.time()
+    acc: dict[str, float] = {}
+    n_acc = 0
+    try:
+        for step in range(start, cfg.steps):
+            x, mask = next(loader)
+            qidx = torch.randint(0, nq, (x.size(0),))
+            for g in opt.param_groups:
+                g["lr"] = _lr_at(cfg, step)
+            parts = runner(x, mask, qidx)
+            opt.zero_grad(set_to_none=True)
+            aux_opt.zero_grad(set_to_none=True)
+            (parts["loss"] + parts["aux"]).backward()
+            if cfg.clip > 0:
+                nn.utils.clip_grad_norm_(main_params, cfg.clip)
+            opt.step()
+            aux_opt.step()
+            for k, v in parts.items():
+                acc[k] = acc.get(k, 0.0) + float(v)
+            n_acc += 1
+            bar.update(1)
+            done = step + 1
+            if log and (done % cfg.log_every == 0 or done == cfg.steps):
+                rec = {k: round(v / n_acc, 6) for k, v in acc.items()}
+                rec.update(step=done, lr=_lr_at(cfg, step), seconds=round(time.time() - t0, 1))
+                log.write(json.dumps(rec) + "\n")
+                log.flush()
+                bar.set_postfix(loss=f"{rec['loss']:.3f}", bpp=f"{rec['bpp']:.3f}", psnr=f"{rec['psnr']:.2f}")
+                acc, n_acc = {}, 0
+            if rank == 0 and (done % cfg.ckpt_every == 0 or done == cfg.steps):
+                _save_checkpoint(ckpt_path, model, opt, aux_opt, done, cfg)
+    finally:
+        bar.close()
+        if log:
+            log.close()
+    final = out / "model.safetensors"
+    if rank == 0:
+        save_model(_clone_for_export(model), final, extra_meta={"training": asdict(cfg) | {"steps_done": cfg.steps}})
+    if world > 1:
+        dist.barrier()
+        dist.destroy_process_group()
+    return final
+
+
+def _clone_for_export(model: nn.Module) -> nn.Module:
+    clone = build_architecture(model.architecture, **model.config)
+    clone.load_state_dict(model.state_dict())
+    return clone
+
+
+def _save_checkpoint(path: Path, model, opt, aux_opt, step: int, cfg: TrainConfig) -> None:
+    state = {
+        "model": model.state_dict(),
+        "opt": opt.state_dict(),
+        "aux_opt": aux_opt.state_dict(),
+        "step": step,
+        "rng": torch.get_rng_state(),
+        "py_rng": random.getstate(),
+        "config": asdict(cfg),
+    }
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
+
+
+def export_checkpoint(ckpt: str | Path, dest: str | Path, meta: dict | None = None) -> None:
+    """Write the weights of a training checkpoint as a shippable model file."""
+    ck = torch.load(ckpt, map_location="cpu", weights_only=False)
+    c = ck["config"]
+    model = build_architecture(c["architecture"], N=c["N"], M=c["M"], lambdas=list(c["lambdas"]))
+    model.load_state_dict(ck["model"], strict=False)
+    save_model(model, dest, extra_meta={"training": c | {"steps_done": ck["step"]}} | (meta or {}))
