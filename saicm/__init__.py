@@ -4,17 +4,30 @@ Public API::
 
     data = saicm.compress("photo.jpg", model="mse-hyperprior-n64", quality=3)
     image = saicm.decompress(data)          # PIL.Image
+
+Attributes are imported on first use, so ``saicm --help`` does not load PyTorch.
 """
 
-from .codec.pipeline import compress, decompress, describe
-from .errors import SaicmError
-from .models.zoo import load_model, shipped_models
-
-
-def list_models() -> dict:
-    """Name → :class:`saicm.models.ModelInfo` of every shipped model."""
-    return shipped_models()
-
-
-__all__ = ["SaicmError", "compress", "decompress", "describe", "list_models", "load_model"]
 __version__ = "0.1.0"
+
+_API = {
+    "compress": ("saicm.codec.pipeline", "compress"),
+    "decompress": ("saicm.codec.pipeline", "decompress"),
+    "describe": ("saicm.codec.pipeline", "describe"),
+    "load_model": ("saicm.models.zoo", "load_model"),
+    "list_models": ("saicm.models.zoo", "shipped_models"),
+    "SaicmError": ("saicm.errors", "SaicmError"),
+}
+
+__all__ = sorted(_API)
+
+
+def __getattr__(name):
+    if name in _API:
+        import importlib
+
+        mod, attr = _API[name]
+        value = getattr(importlib.import_module(mod), attr)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'saicm' has no attribute {name!r}")

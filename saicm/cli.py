@@ -13,8 +13,109 @@ def _floats(s: str) -> list[float]:
         raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {s!r}") from None
 
 
+def _report(outcomes, is_folder: bool, verb: str) -> int:
+    failed = [o for o in outcomes if o.error]
+    for o in failed:
+        print(f"saicm: error: {o.error}", file=sys.stderr)
+    if is_folder:
+        ok = len(outcomes) - len(failed)
+        print(f"{verb} {ok} of {len(outcomes)} files" + (f"; {len(failed)} failed" if failed else ""))
+    return 1 if failed else 0
+
+
+def cmd_compress(a: argparse.Namespace) -> int:
+    from functools import partial
+
+    from .codec import batch
+    from .codec.image_io import is_image_file
+    from .models.zoo import resolve
+
+    resolve(a.model)  # fail fast, once, on an unknown model
+    jobs, folder = batch.plan(a.input, a.output, is_image_file, ".saicm")
+    fn = partial(_compress_job, model=a.model, quality=a.quality)
+    outcomes = batch.run(fn, jobs, a.jobs, "compress", not a.quiet)
+    if not folder and outcomes[0].error is None:
+        i = outcomes[0].info
+        print(f"{jobs[0].dst}: {i['bytes']} bytes, {i['bpp']:.4f} bpp ({i['model']} q{i['quality']}, {i['seconds']:.2f} s)")
+    return _report(outcomes, folder, "compressed")
+
+
+def _compress_job(job, model, quality):
+    from .codec.pipeline import compress_file
+
+    return compress_file(job.src, job.dst, model=model, quality=quality)
+
+
+def _decompress_job(job, model):
+    from .codec.pipeline import decompress_file
+
+    return decompress_file(job.src, job.dst, model=model)
+
+
+def cmd_decompress(a: argparse.Namespace) -> int:
+    from functools import partial
+
+    from .codec import batch
+
+    suffix = "." + a.format
+    jobs, folder = batch.plan(a.input, a.output, lambda p: p.is_file() and p.suffix == ".saicm", suffix)
+    outcomes = batch.run(partial(_decompress_job, model=a.model), jobs, a.jobs, "decompress", not a.quiet)
+    if not folder and outcomes[0].error is None:
+        i = outcomes[0].info
+        print(f"{jobs[0].dst}: {i['width']}x{i['height']} ({i['seconds']:.2f} s)")
+    return _report(outcomes, folder, "decompressed")
+
+
+def cmd_info(a: argparse.Namespace) -> int:
+    import json
+
+    from .codec.pipeline import describe
+    from .errors import SaicmError
+
+    try:
+        data = open(a.file, "rb").read()
+    except OSError as e:
+        raise SaicmError(f"cannot read ({e.strerror})", a.file) from None
+    try:
+        d = describe(data)
+    except SaicmError as e:
+        raise type(e)(e.message, a.file) from None
+    if a.json:
+        print(json.dumps(d, indent=2))
+    else:
+        for k, v in d.items():
+            print(f"{k:24s} {v}")
+    return 0
+
+
+def cmd_models(a: argparse.Namespace) -> int:
+    import json
+
+    from .models.zoo import model_table
+
+    rows = model_table()
+    if a.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    if not rows:
+        print("no shipped models")
+    for r in rows:
+        qs = ", ".join(f"q{q['quality']} λ={q['lambda']:g}" for q in r["qualities"])
+        print(f"{r['name']}: {r['architecture']} N={r['config'].get('N')} M={r['config'].get('M')}, "
+              f"{r['bytes'] / 1e6:.1f} MB, sha256 {r['sha256'][:12]}\n    {r['description']}\n    qualities: {qs}")
+    return 0
+
+
+def cmd_demo(a: argparse.Namespace) -> int:
+    from .demo import run_demo
+
+    run_demo(a.output, model=a.model, quality=a.quality)
+    return 0
+
+
 def cmd_train(a: argparse.Namespace) -> int:
-    from .train import TrainConfig, train
+    from .train.config import TrainConfig
+    from .train.trainer import train
 
     cfg = TrainConfig(
         data=a.data, out=a.out, architecture=a.architecture, N=a.N, M=a.M, lambdas=tuple(a.lambdas),
@@ -27,7 +128,7 @@ def cmd_train(a: argparse.Namespace) -> int:
 
 
 def cmd_export(a: argparse.Namespace) -> int:
-    from .train import export_checkpoint
+    from .train.trainer import export_checkpoint
 
     export_checkpoint(a.checkpoint, a.output)
     print(f"wrote {a.output}")
@@ -35,10 +136,49 @@ def cmd_export(a: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .train import DEFAULT_LAMBDAS
+    from .train.config import DEFAULT_LAMBDAS
 
     p = argparse.ArgumentParser(prog="saicm", description="Learned image coding for machines and humans.")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    c = sub.add_parser("compress", help="image file or folder -> .saicm",
+                       description="Encode an image (or every image in a folder, recursively) into .saicm files. "
+                       "Bitrate is the file size.")
+    c.add_argument("input", help="image file or folder")
+    c.add_argument("-o", "--output", help="output file or folder (default: beside the input)")
+    c.add_argument("--model", help="shipped model name (see `saicm models`) or a .safetensors path")
+    c.add_argument("--quality", type=int, help="integer rate point of the model, higher = more bits")
+    c.add_argument("--jobs", type=int, default=1, help="worker processes for folders (default 1)")
+    c.add_argument("--quiet", action="store_true", help="no progress bar")
+    c.set_defaults(func=cmd_compress)
+
+    d = sub.add_parser("decompress", help=".saicm file or folder -> image",
+                       description="Decode .saicm files. The model named in the file is used; it must be shipped "
+                       "or given with --model.")
+    d.add_argument("input", help=".saicm file or folder")
+    d.add_argument("-o", "--output", help="output image or folder (default: beside the input)")
+    d.add_argument("--model", help="model file to use instead of the shipped one named in the stream")
+    d.add_argument("--format", default="png", choices=["png", "bmp", "tiff", "ppm"], help="for folders (default png)")
+    d.add_argument("--jobs", type=int, default=1, help="worker processes for folders (default 1)")
+    d.add_argument("--quiet", action="store_true", help="no progress bar")
+    d.set_defaults(func=cmd_decompress)
+
+    i = sub.add_parser("info", help="show the header of a .saicm file")
+    i.add_argument("file")
+    i.add_argument("--json", action="store_true")
+    i.set_defaults(func=cmd_info)
+
+    m = sub.add_parser("models", help="list shipped models and their quality points")
+    m.add_argument("--json", action="store_true", help="machine-readable")
+    m.set_defaults(func=cmd_models)
+
+    dm = sub.add_parser("demo", help="code the bundled sample images with the default model",
+                        description="Compress and decompress scikit-image's bundled sample photos; print bpp "
+                        "(from file sizes) and PSNR; write decoded images and a side-by-side PNG.")
+    dm.add_argument("-o", "--output", default="demo-out", help="output folder (default demo-out)")
+    dm.add_argument("--model", help="model (default: the shipped MSE model)")
+    dm.add_argument("--quality", type=int, help="rate point (default: the model's middle one)")
+    dm.set_defaults(func=cmd_demo)
 
     t = sub.add_parser("train", help="rate-distortion training on an image folder",
                        description="Train a variable-rate codec on random crops of an image folder. "

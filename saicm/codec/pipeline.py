@@ -39,7 +39,7 @@ def compress(image: ImageLike, model=None, quality: int | None = None) -> bytes:
     pb, pr = _pad_amount(h, net.multiple), _pad_amount(w, net.multiple)
     if h + pb > 65535 or w + pr > 65535:
         raise ModelError(f"image of {w}x{h} is too large (at most 65535 pixels a side)")
-    x = torch.from_numpy(img.rgb).permute(2, 0, 1)[None].float().div_(255.0)
+    x = torch.from_numpy(np.array(img.rgb)).permute(2, 0, 1)[None].float().div_(255.0)
     if pb or pr:
         x = F.pad(x, (0, pr, 0, pb), mode="replicate")
     with torch.inference_mode():
@@ -72,14 +72,17 @@ def decompress_stream(data: bytes, model=None) -> Decoded:
     net, _ = load_model(info.path)
     if not 1 <= h.quality <= net.num_qualities:
         raise FormatError(f"quality {h.quality} out of range for {info.name}")
-    if len(h.shapes) != 1 or len(stream.strings) != 2:
+    ph, pw = h.height + h.pad_bottom, h.width + h.pad_right
+    if ph % net.multiple or pw % net.multiple or h.pad_bottom >= net.multiple or h.pad_right >= net.multiple:
+        raise FormatError("corrupt header (padding does not fit the model)")
+    # The entropy decoder trusts shapes blindly; never hand it ones the encoder could not have written.
+    if h.shapes != net.latent_shapes(ph, pw) or len(stream.strings) != 2:
         raise FormatError("latent layout does not match the model")
     with torch.inference_mode():
         try:
             x_hat = net.decompress([[s] for s in stream.strings], h.shapes[0], h.quality)["x_hat"]
         except (RuntimeError, ValueError) as e:
             raise FormatError(f"entropy decoding failed ({e})") from None
-    ph, pw = h.height + h.pad_bottom, h.width + h.pad_right
     if tuple(x_hat.shape[-2:]) != (ph, pw):
         raise FormatError("decoded size does not match the header")
     rgb = x_hat[0, :, : h.height, : h.width].mul(255.0).round_().to(torch.uint8).permute(1, 2, 0).numpy()
@@ -118,3 +121,40 @@ def describe(data: bytes) -> dict:
         "file_bytes": len(data),
         "bpp": 8.0 * len(data) / (h.width * h.height),
     }
+
+
+def compress_file(src, dst, model=None, quality: int | None = None) -> dict:
+    """Encode one image file to ``dst`` (written atomically); returns sizes and timing."""
+    import time
+
+    from .._fs import write_bytes_atomic
+
+    t = time.perf_counter()
+    data = compress(src, model=model, quality=quality)
+    seconds = time.perf_counter() - t
+    write_bytes_atomic(dst, data)
+    d = describe(data)
+    return {"bytes": len(data), "bpp": d["bpp"], "seconds": seconds, "model": d["model"], "quality": d["quality"]}
+
+
+def decompress_file(src, dst, model=None) -> dict:
+    """Decode one ``.saicm`` file to an image file ``dst`` (written atomically)."""
+    import time
+
+    from ..errors import SaicmError
+    from .image_io import save_image
+
+    try:
+        data = open(src, "rb").read()
+    except OSError as e:
+        raise SaicmError(f"cannot read ({e.strerror})", str(src)) from None
+    t = time.perf_counter()
+    try:
+        img = decompress(data, model=model)
+    except SaicmError as e:
+        if e.path is None:
+            raise type(e)(e.message, str(src)) from None
+        raise
+    seconds = time.perf_counter() - t
+    save_image(img, dst)
+    return {"bytes": len(data), "seconds": seconds, "width": img.width, "height": img.height}

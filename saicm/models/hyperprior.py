@@ -78,6 +78,10 @@ class GainedMeanScaleHyperprior(MeanScaleHyperprior):
         return {"x_hat": x_hat, "likelihoods": {"y": y_lik, "z": z_lik}}
 
     # --- coding contract ---------------------------------------------------
+    def latent_shapes(self, height: int, width: int) -> list[tuple[int, ...]]:
+        """Shapes ``compress`` reports for a padded image of this size (checked before decoding)."""
+        return [(height // 64, width // 64)]
+
     def compress(self, x: Tensor, quality: int) -> dict:
         g, _ = self._gains(self._qindex(quality, x.size(0)))
         y = self.g_a(x) * g

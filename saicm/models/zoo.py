@@ -157,3 +157,22 @@ def load_model(model: str | os.PathLike | None = None) -> tuple[torch.nn.Module,
     info = resolve(model)
     p = str(info.path.resolve())
     return _load_cached(p, os.stat(p).st_mtime_ns), info
+
+
+def model_table() -> list[dict]:
+    """What ``saicm models`` shows: one row per shipped model."""
+    rows = []
+    for name, info in shipped_models().items():
+        lambdas = info.config.get("lambdas", [])
+        rows.append({
+            "name": name,
+            "architecture": info.architecture,
+            "config": info.config,
+            "description": info.meta.get("description", ""),
+            "qualities": [{"quality": i + 1, "lambda": lam} for i, lam in enumerate(lambdas)],
+            "default_quality": len(lambdas) // 2 + 1,
+            "file": str(info.path),
+            "bytes": info.path.stat().st_size,
+            "sha256": _sha256(str(info.path.resolve()), os.stat(info.path).st_mtime_ns).hex(),
+        })
+    return rows

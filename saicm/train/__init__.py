@@ -1,6 +1,2 @@
-"""Training: datasets (image folder + optional masks), RD losses, the trainer."""
-
-from .losses import DISTORTIONS, rd_loss, register_distortion
-from .trainer import DEFAULT_LAMBDAS, TrainConfig, export_checkpoint, train
-
-__all__ = ["DEFAULT_LAMBDAS", "DISTORTIONS", "TrainConfig", "export_checkpoint", "rd_loss", "register_distortion", "train"]
+"""Training: datasets (image folder + optional masks), RD losses (``losses``),
+settings (``config``) and the trainer (``trainer``). Import from the submodules."""

@@ -14,7 +14,7 @@ import math
 import os
 import random
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
@@ -27,39 +27,9 @@ from .._fs import atomic_path
 from ..errors import SaicmError
 from ..models import build_architecture, save_model
 from ..models.zoo import load_model
+from .config import TrainConfig
 from .data import RandomCrops
 from .losses import DISTORTIONS, rd_loss
-
-# λ of CompressAI's MSE quality points 1..6 (same 255² convention).
-DEFAULT_LAMBDAS = (0.0018, 0.0035, 0.0067, 0.0130, 0.0250, 0.0483)
-
-
-@dataclass
-class TrainConfig:
-    data: str
-    out: str
-    architecture: str = "gained-mean-scale-hyperprior"
-    N: int = 64
-    M: int = 128
-    lambdas: tuple = DEFAULT_LAMBDAS
-    loss: str = "mse"
-    masks: str | None = None
-    init: str | None = None
-    steps: int = 10000
-    batch: int = 8
-    patch: int = 256
-    lr: float = 1e-4
-    aux_lr: float = 1e-3
-    warmup: int = 100
-    decay_from: float = 0.8
-    clip: float = 1.0
-    seed: int = 0
-    log_every: int = 25
-    ckpt_every: int = 200
-    resume: bool = False
-    progress: bool = True
-    extra: dict = field(default_factory=dict)
-
 
 class TrainStep(nn.Module):
     """Model + loss in one forward, so DDP sees every parameter used once."""
@@ -157,7 +127,7 @@ def train(cfg: TrainConfig) -> Path:
             opt.step()
             aux_opt.step()
             for k, v in parts.items():
-                acc[k] = acc.get(k, 0.0) + float(v)
+                acc[k] = acc.get(k, 0.0) + float(v.detach())
             n_acc += 1
             bar.update(1)
             done = step + 1

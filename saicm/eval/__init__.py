@@ -1,0 +1,1 @@
+"""Evaluation: image-quality metrics, baseline codecs, task models, BD-rate, reports."""

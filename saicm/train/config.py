@@ -1,0 +1,35 @@
+"""Training settings (no heavy imports, so the CLI can show defaults cheaply)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+# λ of CompressAI's MSE quality points 1..6 (same L = R + λ·255²·D convention).
+DEFAULT_LAMBDAS = (0.0018, 0.0035, 0.0067, 0.0130, 0.0250, 0.0483)
+
+
+@dataclass
+class TrainConfig:
+    data: str
+    out: str
+    architecture: str = "gained-mean-scale-hyperprior"
+    N: int = 64
+    M: int = 128
+    lambdas: tuple = DEFAULT_LAMBDAS
+    loss: str = "mse"
+    masks: str | None = None
+    init: str | None = None
+    steps: int = 10000
+    batch: int = 16
+    patch: int = 128
+    lr: float = 1e-4
+    aux_lr: float = 1e-3
+    warmup: int = 100
+    decay_from: float = 0.8
+    clip: float = 1.0
+    seed: int = 0
+    log_every: int = 25
+    ckpt_every: int = 200
+    resume: bool = False
+    progress: bool = True
+    extra: dict = field(default_factory=dict)

@@ -1,0 +1,57 @@
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED = ROOT.parent / "shared" / "data"
+
+
+def shared_path(*parts: str) -> Path:
+    p = SHARED.joinpath(*parts)
+    if not p.exists():
+        pytest.skip(f"needs the shared data fixture {p} (not part of the repository)")
+    return p
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory) -> Path:
+    """A randomly initialised small model file, as the trainer would export it."""
+    from saicm.models import build_architecture, save_model
+
+    torch.manual_seed(0)
+    net = build_architecture("gained-mean-scale-hyperprior", N=16, M=24, lambdas=[0.002, 0.01, 0.05])
+    path = tmp_path_factory.mktemp("models") / "tiny.safetensors"
+    save_model(net, path)
+    return path
+
+
+def natural_image(h: int = 96, w: int = 128, seed: int = 0) -> np.ndarray:
+    """A smooth image with edges: gradients plus a few rectangles."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:h, 0:w]
+    img = np.stack([xx * 255 / max(w - 1, 1), yy * 255 / max(h - 1, 1), (xx + yy) * 127 / max(h + w, 1)], -1)
+    for _ in range(4):
+        y0, x0 = rng.integers(0, h), rng.integers(0, w)
+        img[y0: y0 + h // 4, x0: x0 + w // 4] = rng.integers(0, 256, 3)
+    return img.astype(np.uint8)
+
+
+@pytest.fixture
+def image_file(tmp_path) -> Path:
+    p = tmp_path / "img.png"
+    Image.fromarray(natural_image()).save(p)
+    return p
+
+
+def run_cli(*args: str, cwd=None):
+    """Run ``python -m saicm`` in a subprocess: what a user sees."""
+    import subprocess
+
+    env = dict(os.environ, PYTHONWARNINGS="ignore")
+    return subprocess.run([sys.executable, "-m", "saicm", *map(str, args)], capture_output=True, text=True,
+                          cwd=cwd, env=env, timeout=600)

@@ -1,0 +1,107 @@
+"""The command line as a user meets it: outputs, exit codes, one-line errors."""
+
+import json
+
+import numpy as np
+from PIL import Image
+
+from saicm.cli import main
+
+from .conftest import natural_image, run_cli
+
+
+def test_compress_decompress_info_single_file(tmp_path, image_file, tiny_model, capsys):
+    out = tmp_path / "a.saicm"
+    assert main(["compress", str(image_file), "-o", str(out), "--model", str(tiny_model), "--quality", "2"]) == 0
+    assert out.stat().st_size > 0
+    assert "bpp" in capsys.readouterr().out
+    png = tmp_path / "a.png"
+    assert main(["decompress", str(out), "-o", str(png), "--model", str(tiny_model)]) == 0
+    assert Image.open(png).size == Image.open(image_file).size
+    capsys.readouterr()
+    assert main(["info", str(out), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["model"] == "tiny" and info["quality"] == 2 and info["file_bytes"] == out.stat().st_size
+
+
+def test_folder_with_a_bad_file_writes_the_rest_and_fails(tmp_path, tiny_model, capsys):
+    src = tmp_path / "in"
+    (src / "sub").mkdir(parents=True)
+    Image.fromarray(natural_image(seed=1)).save(src / "one.png")
+    Image.fromarray(natural_image(seed=2)).save(src / "sub" / "two.jpg")
+    (src / "broken.png").write_bytes(b"\x89PNG garbage")
+    dst = tmp_path / "out"
+    code = main(["compress", str(src), "-o", str(dst), "--model", str(tiny_model), "--quiet"])
+    assert code == 1
+    assert (dst / "one.saicm").is_file() and (dst / "sub" / "two.saicm").is_file()
+    assert not (dst / "broken.saicm").exists()
+    err = capsys.readouterr().err
+    assert "broken.png" in err and "Traceback" not in err
+    dec = tmp_path / "dec"
+    assert main(["decompress", str(dst), "-o", str(dec), "--model", str(tiny_model), "--quiet", "--jobs", "2"]) == 0
+    assert sorted(p.relative_to(dec).as_posix() for p in dec.rglob("*.png")) == ["one.png", "sub/two.png"]
+
+
+def test_models_json_lists_qualities(capsys):
+    assert main(["models", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert rows and all(r["qualities"] and len(r["sha256"]) == 64 for r in rows)
+    assert [q["quality"] for q in rows[0]["qualities"]] == list(range(1, len(rows[0]["qualities"]) + 1))
+
+
+def _assert_one_line_error(code, stderr, *needles):
+    assert code != 0
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1, stderr
+    assert "Traceback" not in stderr
+    for n in needles:
+        assert n in lines[0], lines[0]
+
+
+def test_bad_inputs_exit_nonzero_with_one_line_and_no_output(tmp_path, image_file, tiny_model, capsys):
+    good = tmp_path / "good.saicm"
+    assert main(["compress", str(image_file), "-o", str(good), "--model", str(tiny_model)]) == 0
+    data = good.read_bytes()
+    cases = {
+        "truncated.saicm": (data[: len(data) // 2], "CRC"),
+        "magic.saicm": (b"JUNK!" + data[5:], "magic"),
+        "flipped.saicm": (data[:40] + bytes([data[40] ^ 1]) + data[41:], "CRC"),
+        "version.saicm": (data[:5] + b"\x07" + data[6:], "version 7"),
+        "empty.saicm": (b"", "magic"),
+    }
+    for name, (blob, needle) in cases.items():
+        p = tmp_path / name
+        p.write_bytes(blob)
+        out = tmp_path / (name + ".png")
+        code = main(["decompress", str(p), "-o", str(out), "--model", str(tiny_model)])
+        _assert_one_line_error(code, capsys.readouterr().err, name, needle)
+        assert not out.exists()
+        assert not list(tmp_path.glob("*.part*"))
+
+
+def test_unknown_model_and_unwritable_output(tmp_path, image_file, tiny_model, capsys):
+    code = main(["compress", str(image_file), "-o", str(tmp_path / "x.saicm"), "--model", "nope"])
+    _assert_one_line_error(code, capsys.readouterr().err, "unknown model 'nope'")
+    blocker = tmp_path / "a-file"
+    blocker.write_bytes(b"")
+    code = main(["compress", str(image_file), "-o", str(blocker / "x.saicm"), "--model", str(tiny_model)])
+    _assert_one_line_error(code, capsys.readouterr().err, "a-file/x.saicm", "cannot write output")
+
+
+def test_user_errors_in_a_real_process_have_no_traceback(tmp_path, tiny_model):
+    empty = tmp_path / "empty.jpg"
+    empty.write_bytes(b"")
+    r = run_cli("compress", empty, "-o", tmp_path / "e.saicm", "--model", tiny_model)
+    _assert_one_line_error(r.returncode, r.stderr, "empty.jpg", "empty file")
+    assert not (tmp_path / "e.saicm").exists()
+    junk = tmp_path / "junk.saicm"
+    junk.write_bytes(b"SAICM\x01" + b"\x00" * 40)
+    r = run_cli("decompress", junk, "-o", tmp_path / "j.png")
+    _assert_one_line_error(r.returncode, r.stderr, "junk.saicm", "CRC")
+
+
+def test_help_explains_every_command():
+    r = run_cli("--help")
+    assert r.returncode == 0
+    for cmd in ("compress", "decompress", "info", "models", "demo", "train", "export"):
+        assert cmd in r.stdout

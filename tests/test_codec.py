@@ -1,0 +1,151 @@
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import saicm
+from saicm.codec import container
+from saicm.errors import FormatError, ImageError, ModelError
+from saicm.models.determinism import synthesize_in_strips
+
+from .conftest import natural_image
+
+
+def test_round_trip_rgb_size_and_rate_from_bytes(tiny_model):
+    x = natural_image(70, 101)
+    data = saicm.compress(x, model=tiny_model, quality=2)
+    out = saicm.decompress(data, model=tiny_model)
+    assert out.mode == "RGB" and out.size == (101, 70)
+    info = saicm.describe(data)
+    assert info["bpp"] == pytest.approx(8 * len(data) / (70 * 101))
+    assert info["padding"] == {"bottom": 58, "right": 27}
+
+
+def test_decode_equals_the_quantised_latent_through_synthesis(tiny_model):
+    """Exact decode: the entropy decoder returns round(y - μ) + μ bit for bit."""
+    net, _ = saicm.load_model(tiny_model)
+    x = torch.from_numpy(natural_image(64, 128)).permute(2, 0, 1)[None].float() / 255
+    q = 3
+    with torch.inference_mode():
+        g, ig = net._gains(net._qindex(q, 1))
+        y = net.g_a(x) * g
+        z_hat = torch.round(net.h_a(y) - net.entropy_bottleneck._get_medians()) + net.entropy_bottleneck._get_medians()
+        _, means = net._y_params(z_hat)
+        y_hat = torch.round(y - means) + means
+        expected = synthesize_in_strips(net.g_s, y_hat * ig, 16).clamp(0, 1)
+        enc = net.compress(x, q)
+        got = net.decompress(enc["strings"], enc["shape"], q)["x_hat"]
+    assert torch.equal(got, expected)
+
+
+def test_shipped_model_higher_quality_spends_more_bits_and_gains_psnr():
+    from saicm.eval.metrics import psnr
+
+    net, info = saicm.load_model()
+    x = natural_image(128, 192, seed=3)
+    sizes, quality = [], []
+    for q in range(1, net.num_qualities + 1):
+        data = saicm.compress(x, model=info.name, quality=q)
+        sizes.append(len(data))
+        quality.append(psnr(x, saicm.decompress(data)))
+    assert sizes == sorted(sizes) and len(set(sizes)) == len(sizes)
+    assert quality[-1] > quality[0] + 3
+
+
+def test_grayscale_stays_grayscale(tiny_model):
+    g = Image.fromarray(natural_image()[:, :, 0], "L")
+    out = saicm.decompress(saicm.compress(g, model=tiny_model), model=tiny_model)
+    assert out.mode == "L" and out.size == g.size
+
+
+def test_rgba_keeps_alpha_exactly(tiny_model):
+    rgba = np.dstack([natural_image(), np.tile(np.arange(128, dtype=np.uint8), (96, 1))])
+    out = saicm.decompress(saicm.compress(Image.fromarray(rgba, "RGBA"), model=tiny_model), model=tiny_model)
+    assert out.mode == "RGBA"
+    assert np.array_equal(np.asarray(out)[:, :, 3], rgba[:, :, 3])
+
+
+def test_opaque_alpha_is_dropped(tiny_model):
+    rgba = np.dstack([natural_image(), np.full((96, 128), 255, np.uint8)])
+    data = saicm.compress(Image.fromarray(rgba, "RGBA"), model=tiny_model)
+    assert saicm.describe(data)["alpha_bytes"] == 0
+
+
+def test_16bit_is_scaled_not_clipped(tmp_path, tiny_model):
+    a = (np.linspace(0, 65535, 64 * 64).reshape(64, 64)).astype(np.uint16)
+    p = tmp_path / "g16.png"
+    Image.fromarray(a).save(p)
+    from saicm.codec.image_io import load_image
+
+    img = load_image(p)
+    assert img.gray and img.rgb.max() == 255 and img.rgb.min() == 0
+    assert abs(int(img.rgb[32, 0, 0]) - round(a[32, 0] / 257)) <= 1
+    out = saicm.decompress(saicm.compress(p, model=tiny_model), model=tiny_model)
+    assert out.size == (64, 64)
+
+
+def test_exif_orientation_is_applied(tmp_path, tiny_model):
+    im = Image.fromarray(natural_image(40, 90))
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90° clockwise on display
+    p = tmp_path / "rot.jpg"
+    im.save(p, exif=exif.tobytes())
+    out = saicm.decompress(saicm.compress(p, model=tiny_model), model=tiny_model)
+    assert out.size == (40, 90)
+
+
+@pytest.mark.parametrize("h,w", [(1, 1), (1, 200), (65, 3)])
+def test_odd_sizes(tiny_model, h, w):
+    out = saicm.decompress(saicm.compress(natural_image(h, w), model=tiny_model), model=tiny_model)
+    assert out.size == (w, h)
+
+
+def test_quality_out_of_range(tiny_model):
+    with pytest.raises(ModelError, match="quality 9"):
+        saicm.compress(natural_image(), model=tiny_model, quality=9)
+
+
+def test_unknown_model():
+    with pytest.raises(ModelError, match="unknown model"):
+        saicm.compress(natural_image(), model="no-such-model")
+
+
+def test_other_weights_are_refused(tiny_model, tmp_path):
+    from saicm.models import build_architecture, save_model
+
+    other = tmp_path / "tiny.safetensors"  # same name, different weights
+    save_model(build_architecture("gained-mean-scale-hyperprior", N=16, M=24, lambdas=[0.002, 0.01, 0.05]), other)
+    data = saicm.compress(natural_image(), model=tiny_model)
+    with pytest.raises(ModelError, match="checksum"):
+        saicm.decompress(data, model=other)
+
+
+def test_empty_and_unreadable_images(tmp_path, tiny_model):
+    empty = tmp_path / "empty.png"
+    empty.write_bytes(b"")
+    with pytest.raises(ImageError, match="empty"):
+        saicm.compress(empty, model=tiny_model)
+    junk = tmp_path / "junk.jpg"
+    junk.write_bytes(b"not an image at all")
+    with pytest.raises(ImageError, match="cannot read"):
+        saicm.compress(junk, model=tiny_model)
+
+
+def test_corrupt_payload_with_recomputed_crc_fails_cleanly(tiny_model):
+    """A stream that passes the CRC but was not produced by the encoder still errors, not crashes."""
+    data = saicm.compress(natural_image(), model=tiny_model)
+    s = container.unpack(data)
+    s.header.shapes = [(50, 50)]  # a latent shape that does not fit the image
+    bad = container.pack(s)
+    with pytest.raises(FormatError):
+        saicm.decompress(bad, model=tiny_model)
+
+
+def test_strip_synthesis_matches_whole_synthesis(tiny_model):
+    net, _ = saicm.load_model(tiny_model)
+    y = torch.randn(1, 24, 37, 5) * 4
+    with torch.inference_mode():
+        whole = net.g_s(y)
+        strips = synthesize_in_strips(net.g_s, y, 16)
+    assert strips.shape == whole.shape
+    assert (strips - whole).abs().max() < 1e-4

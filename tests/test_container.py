@@ -1,0 +1,62 @@
+import struct
+import zlib
+
+import pytest
+
+from saicm.codec import container
+from saicm.errors import FormatError
+
+
+def sample_stream(alpha=None):
+    h = container.Header(model="mse-x", weights_sha=bytes(range(8)), quality=3, height=17, width=33,
+                         pad_bottom=47, pad_right=31, gray=True, shapes=[(1, 1)])
+    return container.Stream(header=h, strings=[b"\x01\x02\x03", b""], alpha=alpha)
+
+
+def test_round_trip_keeps_every_field():
+    s = sample_stream(alpha=zlib.compress(b"\x00" * (17 * 33)))
+    back = container.unpack(container.pack(s))
+    assert back == s
+
+
+def test_layout_starts_with_magic_and_version_and_ends_with_crc():
+    data = container.pack(sample_stream())
+    assert data[:5] == b"SAICM" and data[5] == container.VERSION
+    assert struct.unpack(">I", data[-4:])[0] == zlib.crc32(data[:-4])
+
+
+def test_wrong_magic():
+    data = bytearray(container.pack(sample_stream()))
+    data[0:5] = b"PNG\r\n"
+    with pytest.raises(FormatError, match="magic"):
+        container.unpack(bytes(data))
+
+
+def test_unknown_version():
+    data = bytearray(container.pack(sample_stream()))
+    data[5] = 99
+    with pytest.raises(FormatError, match="version 99"):
+        container.unpack(bytes(data))
+
+
+@pytest.mark.parametrize("pos", [7, 20, -6])
+def test_any_flipped_byte_is_a_crc_mismatch(pos):
+    data = bytearray(container.pack(sample_stream()))
+    data[pos] ^= 0x40
+    with pytest.raises(FormatError, match="CRC"):
+        container.unpack(bytes(data))
+
+
+@pytest.mark.parametrize("keep", [0, 3, 6, 12, 30])
+def test_truncated(keep):
+    data = container.pack(sample_stream())[:keep]
+    with pytest.raises(FormatError):
+        container.unpack(data)
+
+
+def test_valid_crc_but_inconsistent_lengths_is_caught():
+    good = container.pack(sample_stream())
+    body = bytearray(good[:-4])
+    body += b"junk"
+    with pytest.raises(FormatError, match="trailing"):
+        container.unpack(bytes(body) + struct.pack(">I", zlib.crc32(body)))

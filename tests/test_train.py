@@ -1,0 +1,78 @@
+"""The trainer: steps, logs, atomic checkpoints, resume after a kill, export, DDP."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+from PIL import Image
+
+import saicm
+from saicm.train.config import TrainConfig
+from saicm.train.trainer import export_checkpoint, train
+
+from .conftest import natural_image
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    d = tmp_path_factory.mktemp("train-data")
+    for i in range(4):
+        Image.fromarray(natural_image(80 + 8 * i, 100, seed=i)).save(d / f"{i}.png")
+    Image.fromarray(natural_image(40, 50, seed=9)).save(d / "small.png")  # smaller than a crop: upscaled
+    return d
+
+
+def tiny_cfg(data_dir, out, **kw):
+    base = dict(data=str(data_dir), out=str(out), N=8, M=16, lambdas=(0.005, 0.05), steps=4, batch=2, patch=64,
+                lr=1e-3, log_every=1, ckpt_every=2, progress=False)
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def test_train_logs_checkpoints_and_exports_a_usable_model(data_dir, tmp_path):
+    out = tmp_path / "run"
+    final = train(tiny_cfg(data_dir, out))
+    log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log] == [1, 2, 3, 4]
+    assert all({"loss", "bpp", "psnr", "aux", "lr"} <= set(r) for r in log)
+    assert torch.load(out / "checkpoint.pt", weights_only=False)["step"] == 4
+    img = saicm.decompress(saicm.compress(natural_image(), model=final, quality=2), model=final)
+    assert img.size == (128, 96)
+    exported = tmp_path / "exported.safetensors"
+    export_checkpoint(out / "checkpoint.pt", exported)
+    a, _ = saicm.load_model(final)
+    b, _ = saicm.load_model(exported)
+    assert all(torch.equal(a.state_dict()[k], b.state_dict()[k]) for k in a.state_dict())
+
+
+def test_resume_continues_where_the_checkpoint_stopped(data_dir, tmp_path):
+    out = tmp_path / "run"
+    train(tiny_cfg(data_dir, out, steps=2))
+    first = torch.load(out / "checkpoint.pt", weights_only=False)
+    train(tiny_cfg(data_dir, out, steps=4, resume=True))
+    log = [json.loads(line)["step"] for line in (out / "log.jsonl").read_text().splitlines()]
+    assert log == [1, 2, 3, 4]  # steps 3 and 4 appended, 1 and 2 not redone
+    second = torch.load(out / "checkpoint.pt", weights_only=False)
+    assert second["step"] == 4
+    assert not torch.equal(first["model"]["g_a.0.weight"], second["model"]["g_a.0.weight"])
+
+
+def test_unknown_loss_is_a_clear_error(data_dir, tmp_path):
+    with pytest.raises(saicm.SaicmError, match="unknown loss"):
+        train(tiny_cfg(data_dir, tmp_path / "r", loss="nope"))
+
+
+def test_ddp_two_processes(data_dir, tmp_path):
+    out = tmp_path / "ddp"
+    env = dict(os.environ, PYTHONWARNINGS="ignore", OMP_NUM_THREADS="1")
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29533",
+           "-m", "saicm", "train", "--data", str(data_dir), "--out", str(out), "--N", "8", "--M", "16",
+           "--lambdas", "0.005,0.05", "--steps", "3", "--batch", "4", "--patch", "64", "--log-every", "1",
+           "--ckpt-every", "3", "--quiet"]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert (out / "model.safetensors").is_file()
+    assert len((out / "log.jsonl").read_text().splitlines()) == 3  # rank 0 logs alone
