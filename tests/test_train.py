@@ -76,3 +76,15 @@ def test_ddp_two_processes(data_dir, tmp_path):
     assert r.returncode == 0, r.stderr[-3000:]
     assert (out / "model.safetensors").is_file()
     assert len((out / "log.jsonl").read_text().splitlines()) == 3  # rank 0 logs alone
+
+
+def test_non_finite_loss_stops_with_a_clear_error_and_keeps_weights_clean(data_dir, tmp_path, monkeypatch):
+    from saicm.train import losses
+
+    def nan_loss(x, x_hat, mask):
+        return torch.full((x.size(0),), float("nan"))
+
+    monkeypatch.setitem(losses.DISTORTIONS, "nan", nan_loss)
+    with pytest.raises(saicm.SaicmError, match="not finite for 3 steps"):
+        train(tiny_cfg(data_dir, tmp_path / "r", loss="nan", max_bad_steps=3, steps=10))
+    assert not (tmp_path / "r" / "checkpoint.pt").exists()

@@ -27,6 +27,7 @@ class TrainConfig:
     warmup: int = 100
     decay_from: float = 0.8
     clip: float = 1.0
+    max_bad_steps: int = 20
     seed: int = 0
     log_every: int = 25
     ckpt_every: int = 200

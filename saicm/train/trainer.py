@@ -112,6 +112,7 @@ def train(cfg: TrainConfig) -> Path:
     t0 = time.time()
     acc: dict[str, float] = {}
     n_acc = 0
+    bad = 0
     try:
         for step in range(start, cfg.steps):
             x, mask = next(loader)
@@ -121,6 +122,14 @@ def train(cfg: TrainConfig) -> Path:
             parts = runner(x, mask, qidx)
             opt.zero_grad(set_to_none=True)
             aux_opt.zero_grad(set_to_none=True)
+            if not torch.isfinite(parts["loss"] + parts["aux"]):
+                # Never let one bad batch poison the weights; give up if it keeps happening.
+                bad += 1
+                if bad >= cfg.max_bad_steps:
+                    raise SaicmError(f"loss is not finite for {bad} steps in a row at step {step + 1} "
+                                     f"(lower --lr?); the last good checkpoint is {ckpt_path}")
+                continue
+            bad = 0
             (parts["loss"] + parts["aux"]).backward()
             if cfg.clip > 0:
                 nn.utils.clip_grad_norm_(main_params, cfg.clip)

@@ -1,0 +1,110 @@
+"""Human-vision RD benchmark on the photo test split, and speed next to CompressAI.
+
+Prints: RD points (bpp from bytes written, PSNR) of a saicm model, JPEG and
+WebP; BD-rate (PSNR) of saicm against JPEG and WebP; seconds to encode and
+decode one 768×512 image with the saicm model and with CompressAI's
+``mbt2018_mean`` of the same N/M (random weights), measured in this same run.
+
+    python benchmarks/rd_photos.py --data ../shared/data/photos/test [--model NAME] [--out DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+from PIL import Image
+
+from saicm.eval import results
+from saicm.eval.bdrate import BDRateError, bd_rate
+from saicm.eval.codecs import get_codec
+from saicm.eval.rd import load_rgb_folder, rd_sweep
+
+
+def timing(model_name: str | None, image: Image.Image, repeats: int) -> dict:
+    """Median seconds over ``repeats`` for saicm and CompressAI mbt2018_mean (same N, M)."""
+    import saicm
+    from compressai.models import MeanScaleHyperprior
+
+    net, info = saicm.load_model(model_name)
+    ref = MeanScaleHyperprior(N=net.config["N"], M=net.config["M"]).eval()
+    ref.update(force=True)
+    x = torch.from_numpy(__import__("numpy").asarray(image)).permute(2, 0, 1)[None].float() / 255
+    out = {}
+
+    def med(fn):
+        fn()  # warm-up
+        ts = []
+        for _ in range(repeats):
+            t = time.perf_counter()
+            fn()
+            ts.append(time.perf_counter() - t)
+        return statistics.median(ts)
+
+    data = saicm.compress(image, model=info.path, quality=4)
+    out["saicm_encode_s"] = med(lambda: saicm.compress(image, model=info.path, quality=4))
+    out["saicm_decode_s"] = med(lambda: saicm.decompress(data, model=info.path))
+    with torch.inference_mode():
+        enc = ref.compress(x)
+        out["mbt2018_mean_encode_s"] = med(lambda: ref.compress(x))
+        out["mbt2018_mean_decode_s"] = med(lambda: ref.decompress(enc["strings"], enc["shape"]))
+    out["threads"] = torch.get_num_threads()
+    return out
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", required=True, help="folder of test images (e.g. ../shared/data/photos/test)")
+    ap.add_argument("--model", default=None, help="saicm model (default: the shipped MSE model)")
+    ap.add_argument("--out", default="benchmarks/results", help="folder for the results JSON files")
+    ap.add_argument("--repeats", type=int, default=5, help="timing repeats (median reported)")
+    ap.add_argument("--no-timing", action="store_true")
+    a = ap.parse_args(argv)
+
+    images = load_rgb_folder(a.data)
+    out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    runs = {}
+    for spec in [a.model or "saicm", "jpeg", "webp"]:
+        codec = get_codec(spec)
+        res = rd_sweep(codec, images, dataset=str(a.data))
+        results.save(res, out / f"photos-test_{codec.name}.json")
+        runs[codec.name] = res
+
+    print(f"\nRD points on {a.data} ({len(images)} images; bpp from bytes written, mean over images)")
+    print(f"{'codec':<28} {'quality':>7} {'bpp':>8} {'PSNR dB':>8}")
+    for name, res in runs.items():
+        for p in res["points"]:
+            print(f"{name:<28} {p['quality']:>7} {p['bpp']:>8.4f} {p['psnr']:>8.2f}")
+
+    ours = next(iter(runs))
+    print("\nBD-rate (PSNR, PCHIP on log-rate over the overlapping PSNR interval); negative = saicm needs fewer bits")
+    for base in ("jpeg", "webp"):
+        try:
+            r = bd_rate(*results.curve(runs[base], "psnr"), *results.curve(runs[ours], "psnr"), envelope=True)
+            print(f"  {ours} vs {base:<5} {r.percent:+7.1f}%   over {r.interval[0]:.2f}–{r.interval[1]:.2f} dB")
+            for curve_name, rate, val in r.dropped:
+                who = base if curve_name == "reference" else ours
+                print(f"    not monotone: dropped {who} point {rate:.4f} bpp / {val:.2f} dB (a cheaper point is better)")
+        except BDRateError as e:
+            print(f"  {ours} vs {base}: no BD-rate ({e})")
+
+    if not a.no_timing:
+        first = next(iter(images.values()))
+        img = first.resize((768, 512), Image.BICUBIC)
+        t = timing(a.model, img, a.repeats)
+        (out / "timing_768x512.json").write_text(json.dumps(t, indent=1) + "\n")
+        print(f"\nSeconds for one 768x512 image (median of {a.repeats}, {t['threads']} threads, same run):")
+        print(f"  {'':<22} {'encode':>8} {'decode':>8}")
+        print(f"  {ours:<22} {t['saicm_encode_s']:>8.3f} {t['saicm_decode_s']:>8.3f}")
+        print(f"  {'compressai mbt2018_mean':<22} {t['mbt2018_mean_encode_s']:>8.3f} {t['mbt2018_mean_decode_s']:>8.3f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,127 @@
+"""Every codec behind one interface, with its default quality sweep.
+
+``get_codec("jpeg")``, ``get_codec("webp")``, ``get_codec("saicm:<model>")``
+(or a bare shipped model name). ``encode`` returns the exact bytes a file
+would hold, so bpp always comes from bytes written.
+"""
+
+from __future__ import annotations
+
+import io
+from typing import Callable, Dict
+
+from PIL import Image
+
+from ..errors import SaicmError
+
+
+class Codec:
+    name: str = ""
+    #: the sweep used when the caller gives no qualities; higher = more bits
+    default_qualities: tuple = ()
+
+    def encode(self, img: Image.Image, quality: int) -> bytes:
+        raise NotImplementedError
+
+    def decode(self, data: bytes) -> Image.Image:
+        raise NotImplementedError
+
+    def config(self) -> dict:
+        return {}
+
+
+CODECS: Dict[str, Callable[[str], Codec]] = {}
+
+
+def register_codec(name: str):
+    def deco(factory):
+        CODECS[name] = factory
+        return factory
+
+    return deco
+
+
+class PillowCodec(Codec):
+    format = ""
+    options: dict = {}
+
+    def encode(self, img, quality):
+        buf = io.BytesIO()
+        img.convert("RGB").save(buf, format=self.format, quality=int(quality), **self.options)
+        return buf.getvalue()
+
+    def decode(self, data):
+        im = Image.open(io.BytesIO(data))
+        im.load()
+        return im.convert("RGB")
+
+    def config(self):
+        import PIL
+
+        return {"library": f"Pillow {PIL.__version__}", "format": self.format, **self.options}
+
+
+@register_codec("jpeg")
+class JPEG(PillowCodec):
+    """libjpeg through Pillow: 4:2:0, optimised Huffman tables."""
+
+    name = "jpeg"
+    format = "JPEG"
+    options = {"optimize": True, "subsampling": "4:2:0"}
+    default_qualities = (5, 10, 15, 20, 30, 40, 50, 60, 70, 80, 90, 95)
+
+    def __init__(self, arg: str = ""):
+        pass
+
+
+@register_codec("webp")
+class WebP(PillowCodec):
+    """libwebp (lossy) through Pillow, method 6 (slowest, best)."""
+
+    name = "webp"
+    format = "WEBP"
+    options = {"method": 6}
+    default_qualities = (5, 10, 20, 30, 40, 50, 60, 70, 80, 90, 95)
+
+    def __init__(self, arg: str = ""):
+        pass
+
+
+@register_codec("saicm")
+class SaicmCodec(Codec):
+    """A saicm model; qualities are the model's rate points."""
+
+    def __init__(self, model: str = ""):
+        from ..models.zoo import load_model
+
+        net, self.info = load_model(model or None)
+        self.name = self.info.name
+        self.default_qualities = tuple(range(1, net.num_qualities + 1))
+
+    def encode(self, img, quality):
+        from ..codec.pipeline import compress
+
+        return compress(img, model=self.info.path, quality=quality)
+
+    def decode(self, data):
+        from ..codec.pipeline import decompress
+
+        return decompress(data, model=self.info.path).convert("RGB")
+
+    def config(self):
+        from ..models.zoo import file_checksum
+
+        return {"model": self.info.name, "architecture": self.info.architecture, **self.info.config,
+                "weights_sha256_prefix": file_checksum(self.info.path).hex()}
+
+
+def get_codec(spec: str) -> Codec:
+    """``NAME`` or ``NAME:ARG``; a name that is not a codec is taken as a saicm model."""
+    name, _, arg = spec.partition(":")
+    if name in CODECS:
+        return CODECS[name](arg)
+    try:
+        return SaicmCodec(spec)
+    except SaicmError:
+        known = ", ".join(sorted(CODECS))
+        raise SaicmError(f"unknown codec {spec!r} (codecs: {known}; or a saicm model name)") from None

@@ -1,0 +1,47 @@
+import math
+
+import pytest
+
+from saicm.eval.bdrate import BDRateError, bd_rate
+
+
+def test_same_curve_is_zero():
+    r, m = [0.1, 0.2, 0.4, 0.8], [28, 31, 34, 37]
+    assert bd_rate(r, m, r, m).percent == pytest.approx(0.0, abs=1e-9)
+
+
+def test_half_the_rate_everywhere_is_minus_50_percent():
+    r, m = [0.1, 0.2, 0.4, 0.8], [28, 31, 34, 37]
+    res = bd_rate(r, m, [x / 2 for x in r], m)
+    assert res.percent == pytest.approx(-50.0, abs=1e-9)
+    assert res.interval == (28, 37)
+
+
+def test_known_shift_on_a_log_linear_curve():
+    # metric = 10·log10(rate)+c: +1 dB at the same rate = rate × 10^(-0.1) at the same metric.
+    rates = [0.1, 0.2, 0.4, 0.8, 1.6]
+    ref = [10 * math.log10(x) + 40 for x in rates]
+    test = [v + 1 for v in ref]
+    assert bd_rate(rates, ref, rates, test).percent == pytest.approx((10 ** -0.1 - 1) * 100, abs=1e-6)
+
+
+def test_only_the_overlap_counts():
+    res = bd_rate([0.1, 0.2, 0.4], [30, 32, 34], [0.1, 0.2, 0.4], [33, 35, 37])
+    assert res.interval == (33, 34)
+    assert res.coverage == (0.25, 0.25)
+
+
+def test_no_overlap_and_not_monotone_are_reported():
+    with pytest.raises(BDRateError, match="do not overlap"):
+        bd_rate([0.1, 0.2], [20, 21], [0.1, 0.2], [30, 31])
+    with pytest.raises(BDRateError, match="not monotone"):
+        bd_rate([0.1, 0.2, 0.3], [20, 22, 21], [0.1, 0.2], [20, 22])
+    with pytest.raises(BDRateError, match="at least 2"):
+        bd_rate([0.1], [20], [0.1, 0.2], [20, 22])
+
+
+def test_envelope_drops_dominated_points_and_says_which():
+    ref_r, ref_m = [0.1, 0.2, 0.3, 0.4], [30, 33, 32, 35]  # the 0.3 point is dominated
+    res = bd_rate(ref_r, ref_m, ref_r, ref_m, envelope=True)
+    assert res.percent == pytest.approx(0.0, abs=1e-9)
+    assert ("reference", 0.3, 32) in res.dropped and ("test", 0.3, 32) in res.dropped
