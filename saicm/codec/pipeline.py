@@ -43,7 +43,7 @@ def compress(image: ImageLike, model=None, quality: int | None = None) -> bytes:
     if pb or pr:
         x = F.pad(x, (0, pr, 0, pb), mode="replicate")
     with torch.inference_mode():
-        out = net.compress(x, q)
+        out = net.compress(x.contiguous(memory_format=torch.channels_last), q)
     strings = [s[0] for s in out["strings"]]
     shape = tuple(int(v) for v in out["shape"])
     header = container.Header(
