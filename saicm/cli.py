@@ -113,6 +113,46 @@ def cmd_demo(a: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bdrate(a: argparse.Namespace) -> int:
+    from .eval import results
+    from .eval.bdrate import BDRateError, bd_rate
+
+    anchor = results.load(a.anchor)
+    rows = []
+    print(f"BD-rate on {a.metric} against {anchor['codec']} (PCHIP on log-rate over the overlapping interval; "
+          "negative = fewer bits for the same value)")
+    for path in a.tests:
+        test = results.load(path)
+        try:
+            r = bd_rate(*results.curve(anchor, a.metric), *results.curve(test, a.metric), envelope=not a.strict)
+        except BDRateError as e:
+            print(f"  {test['codec']:<28} n/a   ({e})")
+            rows.append({"codec": test["codec"], "bd_rate": None, "reason": str(e)})
+            continue
+        note = f"  [dropped non-monotone points: {len(r.dropped)}]" if r.dropped else ""
+        print(f"  {test['codec']:<28} {r.percent:+7.1f}%   over {a.metric} {r.interval[0]:.3f}–{r.interval[1]:.3f}"
+              f"  (covers {r.coverage[0]:.0%} of anchor, {r.coverage[1]:.0%} of test){note}")
+        rows.append({"codec": test["codec"], "bd_rate": r.percent, "interval": r.interval,
+                     "dropped": [list(d) for d in r.dropped]})
+    if a.json:
+        import json
+
+        from ._fs import write_bytes_atomic
+
+        write_bytes_atomic(a.json, json.dumps({"anchor": anchor["codec"], "metric": a.metric, "rows": rows},
+                                              indent=1).encode())
+    return 0
+
+
+def cmd_plot(a: argparse.Namespace) -> int:
+    from .eval import results
+    from .eval.plots import plot_curves
+
+    paths = plot_curves([results.load(p) for p in a.results], a.metric, a.output, a.title)
+    print("wrote " + ", ".join(map(str, paths)))
+    return 0
+
+
 def cmd_train(a: argparse.Namespace) -> int:
     from .train.config import TrainConfig
     from .train.trainer import train
@@ -179,6 +219,24 @@ def build_parser() -> argparse.ArgumentParser:
     dm.add_argument("--model", help="model (default: the shipped MSE model)")
     dm.add_argument("--quality", type=int, help="rate point (default: the model's middle one)")
     dm.set_defaults(func=cmd_demo)
+
+    b = sub.add_parser("bdrate", help="BD-rate of results files against an anchor",
+                       description="Bjøntegaard delta rate (PCHIP on log-rate) of each TEST results file against "
+                       "ANCHOR on one metric. Non-monotone curves are reduced to their monotone envelope and the "
+                       "dropped points are reported (--strict refuses them instead).")
+    b.add_argument("anchor", help="results JSON of the reference codec")
+    b.add_argument("tests", nargs="+", help="results JSON files to compare")
+    b.add_argument("--metric", default="psnr", help="psnr, ap, ap50, mask_ap, ... (default psnr)")
+    b.add_argument("--strict", action="store_true", help="no envelope: a non-monotone curve gives no BD-rate")
+    b.add_argument("--json", help="also write the table as JSON here")
+    b.set_defaults(func=cmd_bdrate)
+
+    pl = sub.add_parser("plot", help="rate-metric curves (PNG and SVG) from results files")
+    pl.add_argument("results", nargs="+", help="results JSON files")
+    pl.add_argument("--metric", default="psnr")
+    pl.add_argument("-o", "--output", required=True, help="output path; .png and .svg are written")
+    pl.add_argument("--title", default="")
+    pl.set_defaults(func=cmd_plot)
 
     t = sub.add_parser("train", help="rate-distortion training on an image folder",
                        description="Train a variable-rate codec on random crops of an image folder. "

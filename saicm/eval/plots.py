@@ -1,0 +1,45 @@
+"""Rate–metric curves from results files (PNG and SVG, matplotlib, no display)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .results import curve
+
+METRIC_LABELS = {
+    "psnr": "PSNR (dB)",
+    "ms_ssim": "MS-SSIM",
+    "ap": "AP (%)",
+    "ap50": "AP50 (%)",
+    "mask_ap": "mask AP (%)",
+    "face_retention": "faces still found (%)",
+}
+
+
+def plot_curves(results: list[dict], metric: str, out: str | Path, title: str = "") -> list[Path]:
+    """One line per results file; writes ``out`` with .png and .svg suffixes; returns both paths."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.4), dpi=120)
+    for res in results:
+        rates, values = curve(res, metric)
+        ax.plot(rates, values, marker="o", markersize=3.5, linewidth=1.4, label=res["codec"])
+        ref = res.get("reference", {}).get(metric)
+        if ref is not None:
+            ax.axhline(ref, color="0.5", linestyle=":", linewidth=1)
+    ax.set_xlabel("bits per pixel (from file sizes)")
+    ax.set_ylabel(METRIC_LABELS.get(metric, metric))
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8)
+    if title:
+        ax.set_title(title, fontsize=10)
+    fig.tight_layout()
+    out = Path(out)
+    paths = [out.with_suffix(".png"), out.with_suffix(".svg")]
+    for p in paths:
+        fig.savefig(p)
+    plt.close(fig)
+    return paths
