@@ -1,19 +1,35 @@
-"""Rate–distortion sweeps: a codec over an image folder at several qualities."""
+"""Sweeps: a codec over an image folder at several qualities, with an optional task.
+
+For every quality and image: encode (real bytes), decode, PSNR and MS-SSIM
+against the original; decodes come from the :class:`DecodeCache` when present.
+Then the task (if any) runs on all decoded images of that quality and its
+metrics join the point; the same task on the originals is the ``reference``.
+"""
 
 from __future__ import annotations
 
+import math
 import time
 from pathlib import Path
-from typing import Sequence
+from typing import Protocol, Sequence
 
 import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
 from ..codec.image_io import is_image_file
+from .cache import DecodeCache, image_hash
 from .codecs import Codec
-from .metrics import psnr
+from .metrics import ms_ssim, psnr
 from .results import new_result
+
+
+class Task(Protocol):
+    """What a sweep asks of a task: metrics (0–100 scale for AP-like ones) on a set of images."""
+
+    name: str
+
+    def evaluate(self, images: dict[str, Image.Image], originals: dict[str, Image.Image]) -> dict: ...
 
 
 def load_rgb_folder(folder: str | Path) -> dict[str, Image.Image]:
@@ -23,38 +39,70 @@ def load_rgb_folder(folder: str | Path) -> dict[str, Image.Image]:
     files = sorted(p for p in folder.rglob("*") if is_image_file(p)) if folder.is_dir() else []
     if not files:
         raise SaicmError("no images found", str(folder))
-    return {p.relative_to(folder).as_posix(): Image.open(p).convert("RGB") for p in files}
+    out = {}
+    for p in files:
+        with Image.open(p) as im:
+            out[p.relative_to(folder).as_posix()] = im.convert("RGB")
+    return out
 
 
-def rd_sweep(codec: Codec, images: dict[str, Image.Image], qualities: Sequence[int] | None = None,
-             dataset: str = "", progress: bool = True) -> dict:
-    """Encode and decode every image at every quality; mean bpp and PSNR per quality."""
+def _code_one(codec: Codec, img: Image.Image, q, cache: DecodeCache) -> tuple[Image.Image, dict]:
+    ihash = image_hash(img)
+    hit = cache.get(q, ihash)
+    if hit is not None:
+        return hit
+    t = time.perf_counter()
+    data = codec.encode(img, q)
+    te = time.perf_counter() - t
+    t = time.perf_counter()
+    dec = codec.decode(data)
+    td = time.perf_counter() - t
+    if dec.size != img.size:
+        from ..errors import SaicmError
+
+        raise SaicmError(f"codec {codec.name} returned {dec.size} for an image of {img.size}")
+    a, b = np.asarray(img), np.asarray(dec)
+    info = {"bytes": len(data), "bpp": 8.0 * len(data) / (img.width * img.height),
+            "psnr": psnr(a, b), "ms_ssim": ms_ssim(a, b), "encode_s": te, "decode_s": td}
+    cache.put(q, ihash, dec, info)
+    return dec, info
+
+
+def _mean(rows: list[dict], key: str) -> float | None:
+    vals = [r[key] for r in rows if r.get(key) is not None and not math.isnan(r[key])]
+    return float(np.mean(vals)) if vals else None
+
+
+def sweep(codec: Codec, images: dict[str, Image.Image], qualities: Sequence | None = None,
+          task: Task | None = None, cache: DecodeCache | None = None, dataset: str = "",
+          progress: bool = True) -> dict:
+    """Run the sweep and return one results dict (schema in :mod:`saicm.eval.results`)."""
     qualities = list(qualities or codec.default_qualities)
-    res = new_result(codec.name, codec.config(), dataset, "psnr", len(images))
-    bar = tqdm(total=len(images) * len(qualities), desc=codec.name, unit="code", disable=not progress)
+    cache = cache or DecodeCache(None, codec.name, {})
+    res = new_result(codec.name, codec.config(), dataset, task.name if task else "psnr", len(images))
+    if task is not None:
+        res["reference"] = task.evaluate(images, images)
+    bar = tqdm(total=len(images) * len(qualities), desc=codec.name, unit="img", disable=not progress)
     for q in qualities:
-        rows = []
+        rows, decoded = [], {}
         for name, img in images.items():
-            t = time.perf_counter()
-            data = codec.encode(img, q)
-            te = time.perf_counter() - t
-            t = time.perf_counter()
-            dec = codec.decode(data)
-            td = time.perf_counter() - t
-            row = {"quality": q, "bpp": 8.0 * len(data) / (img.width * img.height),
-                   "psnr": psnr(np.asarray(img), np.asarray(dec)), "bytes": len(data),
-                   "encode_s": te, "decode_s": td}
-            res["per_image"].setdefault(name, []).append(row)
-            rows.append(row)
+            dec, info = _code_one(codec, img, q, cache)
+            decoded[name] = dec
+            rows.append(info)
+            res["per_image"].setdefault(name, []).append({"quality": q, **info})
             bar.update(1)
-        res["points"].append({
-            "quality": q,
-            "bpp": float(np.mean([r["bpp"] for r in rows])),
-            "psnr": float(np.mean([r["psnr"] for r in rows])),
-            "bytes": int(sum(r["bytes"] for r in rows)),
-            "encode_s": float(np.mean([r["encode_s"] for r in rows])),
-            "decode_s": float(np.mean([r["decode_s"] for r in rows])),
-        })
+        point = {"quality": q, "bytes": int(sum(r["bytes"] for r in rows))}
+        for key in ("bpp", "psnr", "ms_ssim", "encode_s", "decode_s"):
+            point[key] = _mean(rows, key)
+        if task is not None:
+            point.update(task.evaluate(decoded, images))
+        res["points"].append(point)
     bar.close()
     res["points"].sort(key=lambda p: p["bpp"])
     return res
+
+
+def rd_sweep(codec: Codec, images: dict[str, Image.Image], qualities: Sequence | None = None,
+             dataset: str = "", progress: bool = True) -> dict:
+    """PSNR-only sweep without a cache (the human-vision RD benchmark)."""
+    return sweep(codec, images, qualities, dataset=dataset, progress=progress)
