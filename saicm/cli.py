@@ -153,6 +153,33 @@ def cmd_plot(a: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_report(a: argparse.Namespace) -> int:
+    from .eval import results
+    from .eval.report import build_report, matched_rate_crops
+
+    runs = [results.load(p) for p in a.results]
+    crops = None
+    if a.images:
+        from .eval.codecs import get_codec
+        from .eval.rd import load_rgb_folder
+
+        images = load_rgb_folder(a.images)
+        name = a.image or next(iter(images))
+        if name not in images:
+            from .errors import SaicmError
+
+            raise SaicmError(f"no image {name!r} in {a.images}")
+        draw = None
+        if a.task_model:
+            from .eval.tasks import detection_drawer
+
+            draw = detection_drawer(a.task_model)
+        crops = matched_rate_crops(runs, images, name, a.target_bpp, get_codec, draw)
+    out = build_report(runs, a.output, metrics=a.metrics.split(","), crops=crops, title=a.title)
+    print(f"wrote {out}")
+    return 0
+
+
 def cmd_train(a: argparse.Namespace) -> int:
     from .train.config import TrainConfig
     from .train.trainer import train
@@ -237,6 +264,20 @@ def build_parser() -> argparse.ArgumentParser:
     pl.add_argument("-o", "--output", required=True, help="output path; .png and .svg are written")
     pl.add_argument("--title", default="")
     pl.set_defaults(func=cmd_plot)
+
+    r = sub.add_parser("report", help="one self-contained HTML page from results files",
+                       description="Curves, BD-rate tables (the first results file is the anchor) and, with "
+                       "--images, side-by-side crops of one image decoded by each codec at a matched rate "
+                       "(with detections drawn when --task-model is given).")
+    r.add_argument("results", nargs="+", help="results JSON files; the first is the BD-rate anchor")
+    r.add_argument("-o", "--output", required=True, help="HTML file to write")
+    r.add_argument("--metrics", default="psnr", help="comma-separated metrics to plot (default psnr)")
+    r.add_argument("--images", help="image folder of the evaluation, for matched-rate crops")
+    r.add_argument("--image", help="which image to crop (default: the first)")
+    r.add_argument("--target-bpp", type=float, default=0.25, help="rate to match across codecs (default 0.25)")
+    r.add_argument("--task-model", help="KIND:PATH detector whose boxes are drawn on the crops")
+    r.add_argument("--title", default="saicm evaluation")
+    r.set_defaults(func=cmd_report)
 
     t = sub.add_parser("train", help="rate-distortion training on an image folder",
                        description="Train a variable-rate codec on random crops of an image folder. "

@@ -46,3 +46,25 @@ def test_bad_results_file_is_one_line_error(tmp_path, capsys):
     bad.write_text("{}")
     assert main(["bdrate", str(bad), str(bad)]) == 2
     assert "not a saicm-results/1 file" in capsys.readouterr().err
+
+
+def test_report_is_one_self_contained_html(tmp_path):
+    from PIL import Image
+
+    from .conftest import natural_image
+
+    imgs = tmp_path / "imgs"
+    imgs.mkdir()
+    Image.fromarray(natural_image(64, 80)).save(imgs / "a.png")
+    a = write_result(tmp_path / "a.json", "jpeg", [(0.2, 30), (0.4, 33), (0.8, 36)])
+    r = results.load(a)
+    r["per_image"] = {"a.png": [{"quality": 30, "bpp": 0.3, "psnr": 31.0}]}
+    results.save(r, a)
+    b = write_result(tmp_path / "b.json", "webp", [(0.1, 30), (0.2, 33), (0.4, 36)])
+    out = tmp_path / "r.html"
+    assert main(["report", str(a), str(b), "-o", str(out), "--images", str(imgs), "--target-bpp", "0.3"]) == 0
+    page = out.read_text()
+    assert page.startswith("<!doctype html>") and page.count("<svg") == 1
+    assert "-50.0%" in page and "data:image/png;base64," in page and "jpeg q30" in page
+    for ref in ("src='http", 'src="http', "<link", "<script src"):
+        assert ref not in page  # nothing is fetched from outside

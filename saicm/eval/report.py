@@ -1,0 +1,128 @@
+"""One self-contained HTML page: curves, BD-rate tables, matched-rate crops.
+
+Everything is inlined (SVG curves, PNG crops as data URIs), so the page can be
+mailed or attached to an issue as one file.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+from pathlib import Path
+from typing import Callable, Sequence
+
+from PIL import Image
+
+from .bdrate import BDRateError, bd_rate
+from .plots import METRIC_LABELS
+from .results import curve
+
+
+def _svg_curves(results: list[dict], metric: str) -> str:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.0, 4.0), dpi=100)
+    for res in results:
+        try:
+            r, v = curve(res, metric)
+        except Exception:
+            continue
+        ax.plot(r, v, marker="o", markersize=3.5, linewidth=1.4, label=res["codec"])
+        ref = res.get("reference", {}).get(metric)
+        if ref is not None:
+            ax.axhline(ref, color="0.5", linestyle=":", linewidth=1)
+    ax.set_xlabel("bits per pixel (from file sizes)")
+    ax.set_ylabel(METRIC_LABELS.get(metric, metric))
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    buf = io.StringIO()
+    fig.savefig(buf, format="svg")
+    plt.close(fig)
+    svg = buf.getvalue()
+    return svg[svg.index("<svg"):]
+
+
+def _png_uri(img: Image.Image) -> str:
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+
+
+def _bd_table(results: list[dict], metric: str) -> str:
+    anchor = results[0]
+    rows = []
+    for res in results[1:]:
+        try:
+            r = bd_rate(*curve(anchor, metric), *curve(res, metric), envelope=True)
+            cell = f"{r.percent:+.1f}%"
+            note = f"{r.interval[0]:.2f}–{r.interval[1]:.2f}" + (f"; {len(r.dropped)} non-monotone point(s) dropped"
+                                                                  if r.dropped else "")
+        except (BDRateError, Exception) as e:  # noqa: B014 — any missing metric is shown, not fatal
+            cell, note = "n/a", str(e)
+        rows.append(f"<tr><td>{html.escape(res['codec'])}</td><td class=num>{cell}</td>"
+                    f"<td>{html.escape(note)}</td></tr>")
+    return (f"<table><tr><th>codec vs {html.escape(anchor['codec'])}</th><th>BD-rate ({html.escape(metric)})</th>"
+            f"<th>interval</th></tr>{''.join(rows)}</table>")
+
+
+def build_report(results: list[dict], out: str | Path, metrics: Sequence[str] = ("psnr",),
+                 crops: list[tuple[str, Image.Image]] | None = None, title: str = "saicm evaluation") -> Path:
+    """Write the HTML page; ``results[0]`` is the BD-rate anchor; ``crops`` are (caption, image) panels."""
+    from .._fs import write_bytes_atomic
+
+    parts = [f"<h1>{html.escape(title)}</h1>"]
+    ds = sorted({r.get('dataset', '') for r in results})
+    parts.append("<p>Dataset: " + html.escape(", ".join(ds)) + f". Rates are from real file sizes. "
+                 f"BD-rate: PCHIP on log-rate over the overlapping interval, negative = fewer bits.</p>")
+    for m in metrics:
+        parts.append(f"<h2>{html.escape(METRIC_LABELS.get(m, m))}</h2><div class=row>"
+                     f"<div>{_svg_curves(results, m)}</div><div>{_bd_table(results, m)}</div></div>")
+    refs = [(r["codec"], r.get("reference")) for r in results if r.get("reference")]
+    if refs:
+        ref = refs[0][1]
+        parts.append("<p>Uncompressed reference: " + ", ".join(f"{html.escape(k)} = {v:.2f}" for k, v in ref.items()
+                                                                if isinstance(v, (int, float))) + "</p>")
+    if crops:
+        parts.append("<h2>Matched-rate crops</h2><div class=crops>")
+        for caption, img in crops:
+            parts.append(f"<figure><img src='{_png_uri(img)}'><figcaption>{html.escape(caption)}</figcaption></figure>")
+        parts.append("</div>")
+    rows = "".join(
+        f"<tr><td>{html.escape(r['codec'])}</td><td>{len(r['points'])}</td><td>{r.get('num_images', '')}</td>"
+        f"<td>{html.escape(r.get('task', ''))}</td><td>{html.escape(r.get('created', ''))}</td></tr>" for r in results)
+    parts.append(f"<h2>Runs</h2><table><tr><th>codec</th><th>points</th><th>images</th><th>task</th>"
+                 f"<th>created</th></tr>{rows}</table>")
+    style = ("body{font-family:sans-serif;max-width:1200px;margin:2em auto;color:#222}"
+             "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:4px 8px}"
+             ".num{text-align:right;font-variant-numeric:tabular-nums}.row{display:flex;gap:2em;align-items:flex-start}"
+             ".crops{display:flex;flex-wrap:wrap;gap:8px}figure{margin:0}figcaption{font-size:12px}"
+             "svg{max-width:600px;height:auto}")
+    page = (f"<!doctype html><html><head><meta charset=utf-8><title>{html.escape(title)}</title>"
+            f"<style>{style}</style></head><body>{''.join(parts)}</body></html>")
+    out = Path(out)
+    write_bytes_atomic(out, page.encode())
+    return out
+
+
+def matched_rate_crops(results: list[dict], images: dict[str, Image.Image], image_name: str, target_bpp: float,
+                       get_codec: Callable, draw: Callable[[Image.Image], Image.Image] | None = None,
+                       box: tuple[int, int, int, int] | None = None) -> list[tuple[str, Image.Image]]:
+    """Original plus, per codec, the decode of ``image_name`` at the quality whose bpp is nearest ``target_bpp``."""
+    orig = images[image_name]
+    box = box or (0, 0, orig.width, orig.height)
+    panels = [("original", (draw(orig) if draw else orig).crop(box))]
+    for res in results:
+        per = res.get("per_image", {}).get(image_name)
+        if not per:
+            continue
+        best = min(per, key=lambda p: abs(p["bpp"] - target_bpp))
+        codec = get_codec(res["codec"])
+        dec = codec.decode(codec.encode(orig, best["quality"]))
+        panels.append((f"{res['codec']} q{best['quality']}: {best['bpp']:.3f} bpp, {best['psnr']:.2f} dB",
+                       (draw(dec) if draw else dec).crop(box)))
+    return panels
