@@ -1,0 +1,399 @@
+"""HEVC and VVC intra still-image baselines through the ffmpeg binary.
+
+Both codecs run the ffmpeg that the ``imageio-ffmpeg`` wheel bundles
+(``imageio_ffmpeg.get_ffmpeg_exe()``, which honours ``IMAGEIO_FFMPEG_EXE``),
+falling back to ``ffmpeg`` on ``PATH``. Pixels only ever travel through pipes;
+no temporary files are written.
+
+Common to both (the 4:2:0 10-bit all-intra setting of the coding-for-machines
+common test conditions):
+
+* **Colour conversion** is done by ffmpeg's swscale in both directions with the
+  same settings: BT.709 matrix, limited ("tv") range, 4:2:0 with left-sited
+  chroma (the HEVC/VVC default, chroma_sample_loc_type 0), 10-bit
+  (``yuv420p10le``), flags ``bicubic+accurate_rnd+full_chroma_int+
+  full_chroma_inp+bitexact``. The conversion alone (no coding) gives
+  41.2 dB PSNR on skimage's astronaut: the ceiling these codecs approach at
+  low QP. The stream's VUI says BT.709 matrix, BT.709 primaries, sRGB transfer,
+  limited range, so other decoders show the same colours.
+* **Sizes**: 4:2:0 needs even dimensions, so an odd width or height is first
+  padded by one column/row by edge replication (in RGB, before conversion).
+  The encoder itself pads to its minimum coding-block multiple (8) by edge
+  replication (checked: x265 and vvenc give the same slice data as a picture
+  edge-padded by hand) and signals the crop in the SPS conformance window,
+  which every decoder applies. An odd size cannot be expressed in a 4:2:0
+  conformance window, so for odd sizes (and for pictures below the encoders'
+  minimum, padded up to ``min_size``: 16 for x265, 32 for vvenc) the true
+  width and height ride in a user-data-unregistered prefix SEI (UUID
+  :data:`SIZE_SEI_UUID`, 4 bytes of payload, 29 bytes with start code)
+  inserted before the slice; other decoders ignore it and show the padded
+  edge. Those bytes count in the bitrate like all others; even-sized pictures
+  carry no SEI.
+* **Bytes** are the raw Annex-B elementary stream (what a ``.hevc`` / ``.266``
+  file holds): parameter sets and one IDR slice, no container. Optional
+  NAL units that carry no picture data are switched off (x265's version SEI,
+  vvenc's access unit delimiter).
+* **quality is the QP** (lower = more bits), fixed for the whole picture: no
+  adaptive quantisation, no intra-QP offset; the slice QP in the stream equals
+  the requested QP.
+* **Threads**: one encoder/decoder thread by default (``threads=`` to change;
+  0 = ffmpeg's automatic choice). On a 256×256 crop both encoders gave the
+  same bytes with 1, 2 and automatic threads (checked, not guaranteed).
+"""
+
+from __future__ import annotations
+
+import functools
+import io
+import shutil
+import subprocess
+
+import numpy as np
+from PIL import Image
+
+from ..errors import SaicmError
+
+#: identifies saicm's original-size SEI (user_data_unregistered) in HEVC/VVC streams
+SIZE_SEI_UUID = bytes.fromhex("67d3ab74ab094ac281a62e8954cc4730")
+
+SWS_FLAGS = "bicubic+accurate_rnd+full_chroma_int+full_chroma_inp+bitexact"
+#: RGB (full-range sRGB) -> Y'CbCr 4:2:0 10-bit, BT.709 matrix, limited range
+TO_YUV = (f"scale=out_color_matrix=bt709:out_range=tv:out_chroma_loc=left:flags={SWS_FLAGS},"
+          "format=yuv420p10le")
+#: the exact inverse settings
+TO_RGB = (f"scale=in_color_matrix=bt709:in_range=tv:in_chroma_loc=left:flags={SWS_FLAGS},"
+          "format=rgb24")
+#: colour description written into the stream's VUI
+COLOUR_TAGS = ["-colorspace", "bt709", "-color_primaries", "bt709", "-color_trc", "iec61966-2-1",
+               "-color_range", "tv"]
+
+INSTALL_HINT = "pip install imageio-ffmpeg (its bundled ffmpeg has libx265, libvvenc and the vvc decoder)"
+
+
+@functools.lru_cache(maxsize=None)
+def ffmpeg_exe() -> str:
+    """Path of the ffmpeg binary: imageio-ffmpeg's, else ``ffmpeg`` on PATH."""
+    try:
+        import imageio_ffmpeg
+
+        return imageio_ffmpeg.get_ffmpeg_exe()
+    except Exception:  # not installed, or no binary for this platform
+        exe = shutil.which("ffmpeg")
+        if exe is None:
+            raise SaicmError(f"ffmpeg not found: {INSTALL_HINT}") from None
+        return exe
+
+
+@functools.lru_cache(maxsize=None)
+def _listing(exe: str, kind: str) -> frozenset:
+    """Names in ``ffmpeg -encoders`` / ``-decoders`` (kind is 'encoders' or 'decoders')."""
+    try:
+        out = subprocess.run([exe, "-hide_banner", f"-{kind}"], capture_output=True, text=True,
+                             timeout=60).stdout
+    except OSError as e:
+        raise SaicmError(f"cannot run ffmpeg {exe}: {e.strerror or e}") from None
+    names, started = set(), False
+    for line in out.splitlines():
+        if line.strip().startswith("------"):
+            started = True
+            continue
+        parts = line.split()
+        if started and len(parts) >= 2:
+            names.add(parts[1])
+    return frozenset(names)
+
+
+@functools.lru_cache(maxsize=None)
+def ffmpeg_version(exe: str) -> str:
+    """First line of ``ffmpeg -version`` without the copyright, e.g. ``ffmpeg version n9.0.2-...``."""
+    out = subprocess.run([exe, "-hide_banner", "-version"], capture_output=True, text=True, timeout=60).stdout
+    return out.split("\n", 1)[0].split(" Copyright")[0].strip()
+
+
+def require(encoder: str, decoder: str, what: str) -> str:
+    """The ffmpeg path, or a SaicmError naming what is missing and what to install."""
+    exe = ffmpeg_exe()
+    if encoder not in _listing(exe, "encoders"):
+        raise SaicmError(f"{what} needs an ffmpeg with the {encoder} encoder ({exe} has none): {INSTALL_HINT}")
+    if decoder not in _listing(exe, "decoders"):
+        raise SaicmError(f"{what} needs an ffmpeg with the {decoder} decoder ({exe} has none; ffmpeg 7.1+ "
+                         f"has vvc): {INSTALL_HINT}")
+    return exe
+
+
+def run_ffmpeg(exe: str, args: list, data: bytes, what: str, hint: str = "") -> bytes:
+    """Run ffmpeg with ``data`` on stdin; stdout, or a SaicmError with ffmpeg's last stderr line (+ hint)."""
+    try:
+        p = subprocess.run([exe, "-hide_banner", "-nostats", "-loglevel", "error", *args],
+                           input=data, capture_output=True, timeout=3600)
+    except OSError as e:
+        raise SaicmError(f"{what}: cannot run ffmpeg {exe}: {e.strerror or e}") from None
+    lines = [ln.strip() for ln in p.stderr.decode("utf-8", "replace").splitlines() if ln.strip()]
+    if p.returncode != 0 or not p.stdout:
+        last = lines[-1] if lines else f"exit code {p.returncode}, no output"
+        raise SaicmError(f"{what}: ffmpeg: {last}{hint}")
+    return p.stdout
+
+
+# --- Annex-B NAL units -------------------------------------------------------------------------
+
+def split_nal_units(stream: bytes) -> list[bytes]:
+    """The NAL units (header + payload, start codes removed) of an Annex-B byte stream."""
+    starts, i, n = [], 0, len(stream)
+    while True:
+        i = stream.find(b"\x00\x00\x01", i)
+        if i < 0:
+            break
+        starts.append(i + 3)
+        i += 3
+    units = []
+    for k, s in enumerate(starts):
+        e = starts[k + 1] - 3 if k + 1 < len(starts) else n
+        # trailing zero bytes belong to the next start code (zero_byte) or are trailing_zero_8bits
+        while e > s and stream[e - 1] == 0:
+            e -= 1
+        units.append(stream[s:e])
+    return units
+
+
+def _escape(rbsp: bytes) -> bytes:
+    """Insert emulation-prevention bytes (00 00 0x with x <= 3 -> 00 00 03 0x)."""
+    out, zeros = bytearray(), 0
+    for b in rbsp:
+        if zeros >= 2 and b <= 3:
+            out.append(3)
+            zeros = 0
+        out.append(b)
+        zeros = zeros + 1 if b == 0 else 0
+    return bytes(out)
+
+
+def _unescape(ebsp: bytes) -> bytes:
+    out, zeros = bytearray(), 0
+    for b in ebsp:
+        if zeros >= 2 and b == 3:
+            zeros = 0
+            continue
+        out.append(b)
+        zeros = zeros + 1 if b == 0 else 0
+    return bytes(out)
+
+
+# nal_unit_header: HEVC  forbidden(1) type(6) layer_id(6) tid+1(3)
+#                  VVC   forbidden(1) reserved(1) layer_id(6) type(5) tid+1(3)
+def _nal_type(unit: bytes, syntax: str) -> int:
+    return (unit[0] >> 1) & 0x3F if syntax == "hevc" else unit[1] >> 3
+
+
+_PREFIX_SEI = {"hevc": 39, "vvc": 23}
+_FIRST_NON_VCL = {"hevc": 32, "vvc": 12}  # VCL NAL unit types are below these
+
+
+def _sei_header(syntax: str) -> bytes:
+    t = _PREFIX_SEI[syntax]
+    return bytes([t << 1, 1]) if syntax == "hevc" else bytes([0, (t << 3) | 1])
+
+
+def size_sei(width: int, height: int, syntax: str) -> bytes:
+    """A prefix SEI NAL unit (no start code) carrying the original picture size."""
+    if not (0 < width < 65536 and 0 < height < 65536):
+        raise SaicmError(f"image size {width}x{height} too large for the size SEI")
+    payload = SIZE_SEI_UUID + width.to_bytes(2, "big") + height.to_bytes(2, "big")
+    # sei_message: payload_type 5 (user_data_unregistered), payload_size, payload; rbsp_trailing_bits
+    rbsp = bytes([5, len(payload)]) + payload + b"\x80"
+    return _sei_header(syntax) + _escape(rbsp)
+
+
+def insert_size_sei(stream: bytes, width: int, height: int, syntax: str) -> bytes:
+    """``stream`` with the size SEI inserted just before the first VCL NAL unit."""
+    units = split_nal_units(stream)
+    first_vcl = next((k for k, u in enumerate(units) if _nal_type(u, syntax) < _FIRST_NON_VCL[syntax]), None)
+    if first_vcl is None:
+        raise SaicmError(f"{syntax} encoder produced no picture data")
+    units.insert(first_vcl, size_sei(width, height, syntax))
+    return b"".join(b"\x00\x00\x00\x01" + u for u in units)
+
+
+def read_size_sei(stream: bytes, syntax: str) -> tuple[int, int] | None:
+    """The (width, height) of saicm's size SEI, or None when the stream has none."""
+    for unit in split_nal_units(stream):
+        if len(unit) < 3 or _nal_type(unit, syntax) != _PREFIX_SEI[syntax]:
+            continue
+        rbsp, i = _unescape(unit[2:]), 0
+        while i < len(rbsp) and rbsp[i:] != b"\x80":  # sei_message()s until rbsp_trailing_bits
+            ptype = psize = 0
+            while i < len(rbsp) and rbsp[i] == 0xFF:
+                ptype, i = ptype + 255, i + 1
+            if i >= len(rbsp):
+                break
+            ptype, i = ptype + rbsp[i], i + 1
+            while i < len(rbsp) and rbsp[i] == 0xFF:
+                psize, i = psize + 255, i + 1
+            if i >= len(rbsp):
+                break
+            psize, i = psize + rbsp[i], i + 1
+            payload, i = rbsp[i:i + psize], i + psize
+            if ptype == 5 and len(payload) == 20 and payload[:16] == SIZE_SEI_UUID:
+                return int.from_bytes(payload[16:18], "big"), int.from_bytes(payload[18:20], "big")
+    return None
+
+
+# --- the codecs --------------------------------------------------------------------------------
+
+class FFmpegIntraCodec:
+    """Shared encode/decode for one-picture, intra-only HEVC/VVC streams (mixed into ``Codec``).
+
+    ``quality`` is the QP. Subclasses set ``name``, ``encoder``, ``decoder``,
+    ``syntax`` (the raw muxer/demuxer name), ``presets``, ``max_qp`` and
+    implement :meth:`codec_args`.
+    """
+
+    encoder = ""
+    decoder = ""
+    syntax = ""
+    presets: tuple = ()
+    default_preset = ""
+    max_qp = 51
+    min_size = 16
+    failure_hint = ""
+    label = ""
+    quality_is_qp = True
+    default_qualities = (22, 27, 32, 37, 42, 47)
+
+    def __init__(self, arg: str = "", threads: int = 1):
+        preset = arg or self.default_preset
+        if preset not in self.presets:
+            raise SaicmError(f"unknown {self.name} preset {preset!r} (presets: {', '.join(self.presets)})")
+        self.preset = preset
+        self.threads = int(threads)
+        if preset != self.default_preset:  # get_codec(codec.name) gives this codec back
+            self.name = f"{self.name}:{preset}"
+        self.exe = require(self.encoder, self.decoder, self.label)
+
+    def codec_args(self, qp: int) -> list:
+        raise NotImplementedError
+
+    def _qp(self, quality) -> int:
+        try:
+            qp = int(quality)
+        except (TypeError, ValueError):
+            qp = None
+        if qp is None or qp != quality or not 0 <= qp <= self.max_qp:
+            raise SaicmError(f"{self.name}: quality is the QP, an integer 0–{self.max_qp}; got {quality!r}")
+        return qp
+
+    def encode_args(self, width: int, height: int, qp: int) -> list:
+        """The ffmpeg arguments for one encode (input: padded rgb24 on stdin)."""
+        return ["-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{width}x{height}", "-i", "-",
+                "-frames:v", "1", "-vf", TO_YUV, *COLOUR_TAGS, *self.codec_args(qp), "-f", self.syntax, "-"]
+
+    def decode_args(self) -> list:
+        """The ffmpeg arguments for one decode (input: the stream on stdin; output: one PPM)."""
+        return ["-f", self.syntax, "-c:v", self.decoder, "-threads", str(self.threads), "-i", "-",
+                "-frames:v", "1", "-vf", TO_RGB, "-c:v", "ppm", "-f", "image2pipe", "-"]
+
+    def encode(self, img: Image.Image, quality) -> bytes:
+        qp = self._qp(quality)
+        rgb = np.asarray(img.convert("RGB"))
+        h, w = rgb.shape[:2]
+        # 4:2:0 needs even sizes; the encoders also refuse tiny pictures
+        ph, pw = max(h + h % 2, self.min_size), max(w + w % 2, self.min_size)
+        if (ph, pw) != (h, w):
+            rgb = np.pad(rgb, ((0, ph - h), (0, pw - w), (0, 0)), mode="edge")
+        data = run_ffmpeg(self.exe, self.encode_args(pw, ph, qp), np.ascontiguousarray(rgb).tobytes(),
+                          f"{self.name} encode", self.failure_hint)
+        if (pw, ph) != (w, h):
+            data = insert_size_sei(data, w, h, self.syntax)
+        return data
+
+    def decode(self, data: bytes) -> Image.Image:
+        out = run_ffmpeg(self.exe, self.decode_args(), data, f"{self.name} decode")
+        im = Image.open(io.BytesIO(out))
+        im.load()
+        im = im.convert("RGB")
+        size = read_size_sei(data, self.syntax)
+        if size is not None:
+            w, h = size
+            if im.width < w or im.height < h:
+                raise SaicmError(f"{self.name} decode: size SEI says {w}x{h} but the picture is "
+                                 f"{im.width}x{im.height}")
+            im = im.crop((0, 0, w, h))
+        return im
+
+    def config(self) -> dict:
+        return {"library": self.encoder, "ffmpeg": ffmpeg_version(self.exe), "preset": self.preset,
+                "threads": self.threads, "quality": "QP (lower = more bits)",
+                "format": "yuv420p10le, BT.709 limited range, all-intra, one picture, Annex-B elementary stream",
+                "encode_args": " ".join(self.codec_args("QP")), "rgb_to_yuv": TO_YUV, "yuv_to_rgb": TO_RGB}
+
+
+X265_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower",
+                "veryslow", "placebo")
+VVENC_PRESETS = ("faster", "fast", "medium", "slow", "slower")
+
+
+class HEVCIntra(FFmpegIntraCodec):
+    """HEVC (H.265) intra, 4:2:0 10-bit (Main 10), through ffmpeg's libx265.
+
+    ``quality`` is the **QP** (0–51, lower = more bits), not a 0–100 quality.
+    ``get_codec("hevc:PRESET")`` picks an x265 preset (default ``medium``).
+    Encoder settings (``-x265-params``), chosen for a fixed-QP all-intra point
+    that PSNR comparisons can rely on:
+
+    * ``qp=QP``, ``ipratio=1`` — constant QP; ``ipratio=1`` stops x265 from
+      lowering the I-slice QP by its default I/P offset (about −3), so the slice
+      QP is the requested QP;
+    * ``keyint=1:min-keyint=1:scenecut=0`` — intra only;
+    * ``aq-mode=0:cutree=0:psy-rd=0:psy-rdoq=0`` — no adaptive quantisation and
+      no psycho-visual tuning (x265's ``--tune psnr`` set);
+    * ``info=0:vui-timing-info=0:hash=0`` — no encoder-version SEI, timing or
+      picture-hash bytes in the stream;
+    * ``pools=THREADS:frame-threads=1`` — ``threads`` worker threads (default 1).
+    """
+
+    name = "hevc"
+    label = "HEVC (libx265)"
+    encoder, decoder, syntax = "libx265", "hevc", "hevc"
+    presets, default_preset = X265_PRESETS, "medium"
+    max_qp = 51
+
+    def codec_args(self, qp):
+        params = (f"qp={qp}:keyint=1:min-keyint=1:scenecut=0:ipratio=1:aq-mode=0:cutree=0:psy-rd=0:psy-rdoq=0"
+                  f":info=0:vui-timing-info=0:hash=0:log-level=error")
+        if self.threads > 0:
+            params += f":pools={self.threads}:frame-threads=1"
+        return ["-c:v", "libx265", "-preset", self.preset, "-x265-params", params]
+
+
+class VVCIntra(FFmpegIntraCodec):
+    """VVC (H.266) intra, 4:2:0 10-bit (Main 10), through ffmpeg's libvvenc; decoded by ffmpeg's native vvc decoder.
+
+    ``quality`` is the **QP** (0–63, lower = more bits), not a 0–100 quality.
+    ``get_codec("vvc:PRESET")`` picks a vvenc preset (``faster``, ``fast``,
+    ``medium``, ``slow``, ``slower``; default ``medium``, vvenc's own default and
+    a fair stand-in for VTM at a fraction of its CPU time). Encoder options:
+
+    * ``-qp QP -qpa 0`` — fixed QP, vvenc's perceptual QP adaptation off;
+    * ``-vvenc-params IntraQPOffset=0`` — vvenc's default lowers intra slices
+      by 3 QP (a random-access habit); 0 makes the slice QP the requested QP,
+      as in the all-intra configuration;
+    * ``-g 1`` — GOP size 1, intra period 1 (all intra);
+    * ``-vvenc-params AccessUnitDelimiter=0`` — no access unit delimiter NAL
+      (ffmpeg's wrapper turns it on; one picture needs none);
+    * ``-threads THREADS`` (default 1).
+    """
+
+    name = "vvc"
+    label = "VVC (libvvenc)"
+    encoder, decoder, syntax = "libvvenc", "vvc", "vvc"
+    presets, default_preset = VVENC_PRESETS, "medium"
+    max_qp = 63
+    # ffmpeg's libvvenc wrapper allocates width*height bytes for the access unit: pad tiny
+    # pictures to 32x32 (1 KiB), and say so when a dense picture at low QP does not fit
+    min_size = 32
+    failure_hint = (" (ffmpeg's libvvenc wrapper fails when the stream needs more than 8 bits per pixel, "
+                    "e.g. noise at a very low QP; use a higher QP)")
+
+    def codec_args(self, qp):
+        return ["-c:v", "libvvenc", "-preset", self.preset, "-qp", str(qp), "-qpa", "0", "-g", "1",
+                "-threads", str(self.threads), "-vvenc-params", "IntraQPOffset=0:AccessUnitDelimiter=0"]

@@ -1,0 +1,206 @@
+"""Conventional baselines behind the Codec interface: JPEG, WebP, AVIF, HEVC and VVC intra."""
+
+import re
+import subprocess
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from saicm.errors import SaicmError
+from saicm.eval import ffmpeg as ff
+from saicm.eval.codecs import get_codec
+from saicm.eval.metrics import psnr
+from saicm.eval.rd import rd_sweep
+
+# codec, a high-quality setting, a low-quality setting (for hevc/vvc these are QPs)
+SETTINGS = [("jpeg", 95, 10), ("webp", 95, 10), ("avif", 95, 10), ("hevc", 22, 42), ("vvc", 22, 42)]
+W, H = 71, 45  # both odd
+
+
+def smooth_image(h: int = H, w: int = W) -> Image.Image:
+    """Gradients and a gentle wave: nothing that 4:2:0 chroma subsampling destroys."""
+    yy, xx = np.mgrid[0:h, 0:w]
+    a = np.stack([xx * 255 / (w - 1), yy * 255 / (h - 1), 128 + 60 * np.sin(xx / 9) * np.cos(yy / 7)], -1)
+    return Image.fromarray(a.round().astype(np.uint8))
+
+
+def codec_or_skip(name: str):
+    try:
+        return get_codec(name)
+    except SaicmError as e:  # encoder, decoder or ffmpeg missing: the message names what to install
+        pytest.skip(f"{name} unavailable: {e}")
+
+
+_cache = {}
+
+
+def coded(name: str, quality: int, size=(H, W)):
+    """(bytes, decoded image) of the smooth image, encoded once per test session."""
+    key = (name, quality, size)
+    if key not in _cache:
+        codec = codec_or_skip(name)
+        data = codec.encode(smooth_image(*size), quality)
+        _cache[key] = (data, codec.decode(data))
+    return _cache[key]
+
+
+def nal_types(data: bytes, syntax: str) -> list:
+    return [ff._nal_type(u, syntax) for u in ff.split_nal_units(data)]
+
+
+@pytest.mark.parametrize("name,hi,lo", SETTINGS)
+def test_round_trip_keeps_odd_size_and_gives_rgb(name, hi, lo):
+    for q in (hi, lo):
+        _, out = coded(name, q)
+        assert out.mode == "RGB" and out.size == (W, H)
+
+
+@pytest.mark.parametrize("name,hi,lo", SETTINGS)
+def test_quality_setting_orders_rate_and_distortion(name, hi, lo):
+    ref = np.asarray(smooth_image())
+    data_hi, out_hi = coded(name, hi)
+    data_lo, out_lo = coded(name, lo)
+    p_hi, p_lo = psnr(ref, np.asarray(out_hi)), psnr(ref, np.asarray(out_lo))
+    assert p_hi > 35, f"{name} at {hi}: {p_hi:.2f} dB"
+    assert p_lo < p_hi - 3
+    assert len(data_lo) < len(data_hi)
+
+
+@pytest.mark.parametrize("name", [s[0] for s in SETTINGS])
+def test_encoding_is_deterministic(name):
+    codec = codec_or_skip(name)
+    q = codec.default_qualities[len(codec.default_qualities) // 2]
+    assert codec.encode(smooth_image(), q) == codec.encode(smooth_image(), q)
+
+
+def test_pillow_formats_are_whole_files():
+    assert coded("jpeg", 95)[0][:3] == b"\xff\xd8\xff"
+    webp = coded("webp", 95)[0]
+    assert webp[:4] == b"RIFF" and webp[8:12] == b"WEBP"
+    avif = coded("avif", 95)[0]
+    assert avif[4:12] == b"ftypavif"
+
+
+# HEVC: VPS 32, SPS 33, PPS 34, prefix SEI 39, IDR slices 19/20. VVC: SPS 15, PPS 16, prefix SEI 23, IDR 7/8.
+STREAMS = [("hevc", [32, 33, 34], 39, (19, 20)), ("vvc", [15, 16], 23, (7, 8))]
+
+
+@pytest.mark.parametrize("name,param_sets,sei,idr", STREAMS)
+def test_bytes_are_a_bare_annex_b_stream_with_one_idr_picture(name, param_sets, sei, idr):
+    data, _ = coded(name, 32)
+    assert data.startswith(b"\x00\x00\x00\x01") or data.startswith(b"\x00\x00\x01")
+    types = nal_types(data, name)
+    # parameter sets, saicm's size SEI (odd size), one IDR slice; no AUD, no encoder-info SEI
+    assert types == param_sets + [sei] + [types[-1]] and types[-1] in idr
+    assert ff.read_size_sei(data, name) == (W, H)
+    # ffmpeg recognises the bytes on its own (content probe, no -f) as that codec
+    p = subprocess.run([ff.ffmpeg_exe(), "-hide_banner", "-i", "-", "-f", "null", "-"], input=data,
+                       capture_output=True)
+    assert p.returncode == 0 and f"Video: {name}" in p.stderr.decode()
+
+
+@pytest.mark.parametrize("name,param_sets,sei,idr", STREAMS)
+def test_even_size_needs_no_side_information(name, param_sets, sei, idr):
+    data, out = coded(name, 32, size=(46, 70))
+    assert out.size == (70, 46)
+    assert sei not in nal_types(data, name) and ff.read_size_sei(data, name) is None
+
+
+def _slice_qp(name: str, data: bytes) -> int:
+    p = subprocess.run([ff.ffmpeg_exe(), "-hide_banner", "-loglevel", "debug", "-f", name, "-i", "-", "-c", "copy",
+                        "-bsf:v", "trace_headers", "-f", "null", "-"], input=data, capture_output=True)
+    log = p.stderr.decode()
+    vals = dict(re.findall(r"\b(pps_init_qp_minus26|init_qp_minus26|slice_qp_delta|sh_qp_delta)\s+\d+\s*=\s*(-?\d+)",
+                           log))
+    init = vals.get("pps_init_qp_minus26", vals.get("init_qp_minus26"))
+    delta = vals.get("sh_qp_delta", vals.get("slice_qp_delta"))
+    assert init is not None and delta is not None, log[-500:]
+    return 26 + int(init) + int(delta)
+
+
+@pytest.mark.parametrize("name", ["hevc", "vvc"])
+def test_quality_is_the_slice_qp(name):
+    codec = codec_or_skip(name)
+    assert codec.quality_is_qp and "QP" in codec.config()["quality"]
+    assert list(codec.default_qualities) == [22, 27, 32, 37, 42, 47]
+    assert _slice_qp(name, coded(name, 42)[0]) == 42
+
+
+@pytest.mark.parametrize("name", ["hevc", "vvc"])
+def test_tiny_images_round_trip(name):
+    codec = codec_or_skip(name)
+    for size in [(1, 1), (17, 3)]:
+        img = Image.fromarray(np.full(size + (3,), 90, np.uint8))
+        out = codec.decode(codec.encode(img, 32))
+        assert out.size == img.size
+        assert np.abs(np.asarray(out, int) - 90).max() <= 2
+
+
+@pytest.mark.parametrize("syntax", ["hevc", "vvc"])
+def test_size_sei_escapes_start_code_emulation(syntax):
+    nal = ff.size_sei(256, 3, syntax)  # payload 01 00 00 03 must become 01 00 00 03 03
+    assert b"\x00\x00\x03\x03" in nal
+    assert re.search(b"\x00\x00[\x00-\x02]", nal[2:]) is None
+    assert ff.read_size_sei(b"\x00\x00\x00\x01" + nal, syntax) == (256, 3)
+
+
+def test_rd_sweep_rate_is_from_the_stream_bytes():
+    codec = codec_or_skip("hevc")
+    res = rd_sweep(codec, {"s.png": smooth_image()}, qualities=[37, 27], progress=False)
+    bpps = [p["bpp"] for p in res["points"]]
+    assert bpps == sorted(bpps) and [p["quality"] for p in res["points"]] == [37, 27]
+    for p in res["points"]:
+        assert p["bpp"] == pytest.approx(8 * p["bytes"] / (W * H))
+
+
+@pytest.mark.parametrize("name,bad", [("hevc", 52), ("hevc", 30.5), ("hevc", "x"), ("vvc", 64), ("vvc", -1)])
+def test_qp_out_of_range_is_a_user_error(name, bad):
+    codec = codec_or_skip(name)
+    with pytest.raises(SaicmError, match="QP"):
+        codec.encode(smooth_image(), bad)
+
+
+@pytest.mark.parametrize("spec", ["hevc:warp", "vvc:veryslow", "avif:11"])
+def test_bad_preset_is_a_user_error(spec):
+    with pytest.raises(SaicmError):
+        get_codec(spec)
+
+
+@pytest.mark.parametrize("name", ["hevc", "vvc"])
+def test_corrupt_stream_is_a_one_line_user_error(name):
+    codec = codec_or_skip(name)
+    with pytest.raises(SaicmError, match=f"{name} decode: ffmpeg") as e:
+        codec.decode(b"\x00\x00\x00\x01" + bytes(range(7, 200)))
+    assert "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize("name,encoder", [("hevc", "libx265"), ("vvc", "libvvenc")])
+def test_missing_encoder_names_what_to_install(monkeypatch, name, encoder):
+    monkeypatch.setattr(ff, "_listing", lambda exe, kind: frozenset({"hevc", "vvc"}))
+    with pytest.raises(SaicmError, match=encoder) as e:
+        get_codec(name)
+    assert "imageio-ffmpeg" in str(e.value) and "\n" not in str(e.value)
+
+
+def test_missing_ffmpeg_names_what_to_install(monkeypatch):
+    import imageio_ffmpeg
+
+    def no_binary():
+        raise RuntimeError("no ffmpeg")
+
+    monkeypatch.setattr(imageio_ffmpeg, "get_ffmpeg_exe", no_binary)
+    monkeypatch.setattr(ff.shutil, "which", lambda name: None)
+    ff.ffmpeg_exe.cache_clear()
+    try:
+        with pytest.raises(SaicmError, match="ffmpeg not found: pip install imageio-ffmpeg"):
+            get_codec("hevc")
+    finally:
+        ff.ffmpeg_exe.cache_clear()
+
+
+@pytest.mark.parametrize("spec", ["hevc", "hevc:slow", "vvc", "vvc:faster", "avif", "avif:4"])
+def test_codec_name_gives_the_same_codec_back(spec):
+    codec = codec_or_skip(spec)
+    assert codec.name == spec
+    assert get_codec(codec.name).config() == codec.config()
