@@ -123,6 +123,7 @@ def matched_rate_crops(results: list[dict], images: dict[str, Image.Image], imag
         best = min(per, key=lambda p: abs(p["bpp"] - target_bpp))
         codec = get_codec(res["codec"])
         dec = codec.decode(codec.encode(orig, best["quality"]))
-        panels.append((f"{res['codec']} q{best['quality']}: {best['bpp']:.3f} bpp, {best['psnr']:.2f} dB",
+        qlabel = f"QP {best['quality']}" if getattr(codec, "quality_is_qp", False) else f"q{best['quality']}"
+        panels.append((f"{res['codec']} {qlabel}: {best['bpp']:.3f} bpp, {best['psnr']:.2f} dB",
                        (draw(dec) if draw else dec).crop(box)))
     return panels
