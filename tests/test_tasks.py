@@ -1,0 +1,425 @@
+"""Task models and task metrics: decoding on hand-made outputs, NMS, COCO AP, pseudo GT, face retention.
+
+Everything above the "shared data" section runs without ONNX files or
+../shared data; the tests at the end run the real models on a few COCO128
+images and skip when the fixtures are absent.
+"""
+
+import math
+import types
+
+import numpy as np
+import pytest
+from PIL import Image, ImageFilter
+
+from saicm.errors import SaicmError
+from saicm.eval import tasks
+from saicm.eval.tasks import detectors as D
+from saicm.eval.tasks.base import Letterbox
+
+from .conftest import shared_path
+
+BIG = 50.0  # a logit that makes a softmax one-hot
+
+
+# --------------------------------------------------------------------------- decoding
+
+
+def one_hot_dist(l, t, r, b, bins=8):
+    d = np.zeros((4, bins), np.float32)
+    for side, v in enumerate((l, t, r, b)):
+        d[side, v] = BIG
+    return d.ravel()
+
+
+def test_picodet_one_anchor_gives_the_known_box():
+    # input 32x32 -> one level at stride 8: 4x4 anchors. Anchor (row 1, col 2): centre (20, 12).
+    scores = np.zeros((1, 16, 5), np.float32)
+    dists = np.zeros((1, 16, 32), np.float32)
+    scores[0, 1 * 4 + 2, 3] = 0.9
+    dists[0, 1 * 4 + 2] = one_hot_dist(2, 1, 1, 0)  # l=16, t=8, r=8, b=0 input pixels
+    boxes, sc, cls = D.decode_picodet([scores], [dists], (32, 32), (128, 64))
+    assert len(boxes) == 1 and cls[0] == 3 and sc[0] == pytest.approx(0.9)
+    # input box (4, 4, 28, 12), then x·128/32, y·64/32 (plain resize)
+    np.testing.assert_allclose(boxes[0], [16, 8, 112, 24], atol=1e-3)
+
+
+def test_picodet_levels_are_found_from_their_size_and_boxes_clipped():
+    assert D.picodet_level_grid(2704, (416, 416)) == (8, 52, 52)
+    assert D.picodet_level_grid(49, (416, 416)) == (64, 7, 7)  # ceil(416/64) = 7
+    assert D.picodet_level_grid(1, (32, 32)) == (32, 1, 1)
+    assert D.picodet_level_grid(1, (32, 32), min_stride=64) == (64, 1, 1)
+    with pytest.raises(SaicmError, match="picodet layout"):
+        D.picodet_level_grid(50, (416, 416))
+    scores = np.zeros((1, 1, 2), np.float32)
+    scores[0, 0, 1] = 0.5
+    dists = one_hot_dist(7, 7, 7, 7)[None, None]  # stride 32 at input 32x32: 7·32 past every edge
+    boxes, _, _ = D.decode_picodet([scores], [dists], (32, 32), (50, 40))
+    np.testing.assert_allclose(boxes[0], [0, 0, 50, 40])
+
+
+def test_yolox_one_anchor_and_top_left_letterbox_undo():
+    # input 32x32 -> strides 8/16/32: 16 + 4 + 1 anchors. Index 5 = stride 8, row 1, col 1.
+    out = np.zeros((21, 5 + 3), np.float32)
+    out[5, :4] = [0.5, 0.5, math.log(2), math.log(2)]  # centre (1.5·8, 1.5·8), size 16
+    out[5, 4], out[5, 5 + 2] = 0.8, 0.5
+    lb = Letterbox(scale=0.5, left=0, top=0, width=32, height=16)
+    boxes, sc, cls = D.decode_yolox(out, (32, 32), lb, (64, 64))
+    assert cls.tolist() == [2] and sc[0] == pytest.approx(0.4)
+    np.testing.assert_allclose(boxes[0], [8, 8, 40, 40], atol=1e-4)
+    with pytest.raises(SaicmError, match="yolox layout"):
+        D.decode_yolox(out[:20], (32, 32), lb, (64, 64))
+
+
+def test_letterbox_centred_and_top_left():
+    img = np.zeros((100, 200, 3), np.uint8)
+    canvas, lb = tasks.letterbox(img, (320, 320), centre=True)
+    assert canvas.shape == (320, 320, 3) and (lb.left, lb.top, lb.width, lb.height) == (0, 80, 320, 160)
+    assert canvas[0, 0, 0] == 114 and canvas[160, 160, 0] == 0
+    np.testing.assert_allclose(lb.to_image(np.array([[32, 96, 64, 240]]), (200, 100)), [[20, 10, 40, 100]])
+    canvas, lb = tasks.letterbox(img, (320, 320), centre=False)
+    assert (lb.left, lb.top) == (0, 0) and canvas[200, 0, 0] == 114 and canvas[100, 0, 0] == 0
+
+
+def test_yolov8_decode_is_class_aware_and_undoes_the_letterbox():
+    # rows: cx, cy, w, h, 2 class scores; 3 anchors: two overlapping of class 0, one same place class 1
+    out = np.array([[20, 21, 20], [20, 20, 20], [10, 10, 10], [10, 10, 10],
+                    [0.9, 0.8, 0.0], [0.0, 0.0, 0.7]], np.float32)
+    boxes, sc, cls, extra = D.decode_yolov8(out[None], 2)
+    assert cls.tolist() == [0, 1] and sc.tolist() == pytest.approx([0.9, 0.7]) and extra.shape == (2, 0)
+    lb = Letterbox(scale=0.5, left=0, top=40, width=160, height=80)
+    # the box (15, 15, 25, 25) in input pixels lies in the top padding: clipped to y = 0
+    np.testing.assert_allclose(lb.to_image(boxes, (320, 160))[0], [30, 0, 50, 0])
+    lb = Letterbox(scale=0.5, left=10, top=0, width=140, height=160)
+    np.testing.assert_allclose(lb.to_image(boxes, (280, 320))[0], [10, 30, 30, 50])
+
+
+def test_yolov8_mask_is_cropped_to_the_box_and_unpadded():
+    protos = np.ones((1, 8, 8), np.float32)  # one prototype; coefficient 10 -> sigmoid ≈ 1 everywhere
+    lb = Letterbox(scale=0.5, left=0, top=8, width=32, height=16)  # a 64x32 image on a 32x32 input
+    (mask,) = D.decode_yolov8_masks(np.array([[10.0]]), protos, np.array([[8, 12, 24, 20]]), lb, (32, 32), (64, 32))
+    expected = np.zeros((32, 64), np.uint8)
+    expected[8:24, 16:48] = 1  # the box in image pixels: ((8, 12, 24, 20) - (0, 8)) / 0.5
+    np.testing.assert_array_equal(mask, expected)
+    rle = D.mask_rle(mask)
+    assert isinstance(rle["counts"], str) and rle["size"] == [32, 64]
+    np.testing.assert_array_equal(tasks.Detection((0, 0, 1, 1), 1.0, 1, rle).mask_array(), expected)
+
+
+# --------------------------------------------------------------------------- NMS
+
+
+def test_nms_class_aware_threshold_and_max_det():
+    boxes = np.array([[0, 0, 10, 10], [0, 0, 10, 11], [0, 0, 10, 10], [20, 20, 30, 30]], np.float32)
+    scores = np.array([0.9, 0.8, 0.7, 0.6])
+    assert tasks.nms(boxes, scores, np.array([0, 0, 1, 0]), 0.5).tolist() == [0, 2, 3]
+    assert tasks.nms(boxes, scores, np.array([0, 0, 0, 0]), 0.5).tolist() == [0, 3]
+    assert tasks.nms(boxes, scores, np.array([0, 0, 0, 0]), 0.95).tolist() == [0, 1, 3]  # IoU 10/11 < 0.95
+    assert tasks.nms(boxes, scores, np.array([0, 1, 2, 3]), 0.5, max_det=2).tolist() == [0, 1]
+    assert tasks.nms(np.zeros((0, 4)), np.zeros(0), np.zeros(0), 0.5).tolist() == []
+
+
+def test_nms_on_the_best_first_equals_nms_on_all():
+    import torch
+    from torchvision.ops import batched_nms
+
+    rng = np.random.default_rng(0)
+    xy = rng.uniform(0, 100, (5000, 2))
+    boxes = np.concatenate([xy, xy + rng.uniform(5, 40, (5000, 2))], 1).astype(np.float32)
+    scores, classes = rng.uniform(0, 1, 5000).astype(np.float32), rng.integers(0, 3, 5000)
+    full = batched_nms(torch.from_numpy(boxes), torch.from_numpy(scores), torch.from_numpy(classes), 0.3)
+    assert tasks.nms(boxes, scores, classes, 0.3, max_det=100).tolist() == full[:100].tolist()
+
+
+# --------------------------------------------------------------------------- COCO AP
+
+
+def gt_dict(objects, masks=False):
+    """objects: [(image_name, category_id, (x1, y1, x2, y2))] on 100x100 images."""
+    names = sorted({o[0] for o in objects} | {"empty.jpg"})
+    ids = {n: i + 1 for i, n in enumerate(names)}
+    anns = []
+    for k, (name, cat, (x1, y1, x2, y2)) in enumerate(objects, 1):
+        a = {"id": k, "image_id": ids[name], "category_id": cat, "bbox": [x1, y1, x2 - x1, y2 - y1],
+             "area": (x2 - x1) * (y2 - y1), "iscrowd": 0}
+        a["segmentation"] = D.mask_rle(box_mask((x1, y1, x2, y2))) if masks else [[x1, y1, x2, y1, x2, y2, x1, y2]]
+        anns.append(a)
+    return {"images": [{"id": i, "file_name": n, "width": 100, "height": 100} for n, i in ids.items()],
+            "annotations": anns, "categories": [{"id": c, "name": str(c)} for c in (1, 2, 3)]}
+
+
+def box_mask(box):
+    m = np.zeros((100, 100), np.uint8)
+    m[box[1]:box[3], box[0]:box[2]] = 1
+    return m
+
+
+OBJECTS = [("a.jpg", 1, (10, 10, 50, 50)), ("b.jpg", 1, (20, 30, 90, 80))]
+
+
+def det(box, score=0.9, cat=1, mask=False):
+    return tasks.Detection(tuple(map(float, box)), score, cat, D.mask_rle(box_mask(box)) if mask else None)
+
+
+def test_perfect_detections_score_100_box_and_mask():
+    gt = gt_dict(OBJECTS, masks=True)
+    dets = {"a.jpg": [det(OBJECTS[0][2], mask=True)], "b.jpg": [det(OBJECTS[1][2], mask=True)], "empty.jpg": []}
+    r = tasks.coco_ap(dets, gt, ("bbox", "segm"))
+    assert r["ground_truth"] == "official" and r["num_images"] == 3 and r["num_objects"] == 2
+    assert (r["box_ap"], r["box_ap50"], r["mask_ap"], r["mask_ap50"]) == (100.0, 100.0, 100.0, 100.0)
+
+
+def test_one_of_two_objects_missed_and_a_wrong_class():
+    gt = gt_dict(OBJECTS)
+    r = tasks.coco_ap({"a.jpg": [det(OBJECTS[0][2])], "b.jpg": []}, gt)
+    # precision 1 up to recall 0.5, nothing after: 51 of the 101 recall points
+    assert r["box_ap"] == pytest.approx(100 * 51 / 101, abs=1e-3) and r["box_ap50"] == r["box_ap"]
+    wrong = tasks.coco_ap({"a.jpg": [det(OBJECTS[0][2])], "b.jpg": [det(OBJECTS[1][2], cat=2)]}, gt)
+    assert wrong["box_ap"] < 100 and wrong["box_ap"] == pytest.approx(r["box_ap"], abs=1e-3)
+    # a confident false positive ranked first costs precision
+    fp = tasks.coco_ap({"a.jpg": [det(OBJECTS[0][2], 0.5), det((60, 60, 90, 90), 0.99)],
+                        "b.jpg": [det(OBJECTS[1][2], 0.4)]}, gt)
+    assert fp["box_ap"] == pytest.approx(100 * 2 / 3, abs=1e-3)  # precision 2/3 at every recall
+    nothing = tasks.coco_ap({"a.jpg": [], "b.jpg": []}, gt)
+    assert nothing["box_ap"] == 0.0
+
+
+def test_images_are_matched_by_file_name_or_stem():
+    gt = gt_dict(OBJECTS)
+    r = tasks.coco_ap({"decoded/a.png": [det(OBJECTS[0][2])], "b.webp": [det(OBJECTS[1][2])]}, gt)
+    assert r["box_ap"] == 100.0
+    with pytest.raises(SaicmError, match="1 of 2 images are not in the annotations.*'c.jpg'"):
+        tasks.coco_ap({"a.jpg": [], "c.jpg": []}, gt)
+    with pytest.raises(SaicmError, match="not a COCO annotation file"):
+        tasks.coco_ap({"a.jpg": []}, {"images": []})
+    with pytest.raises(SaicmError, match="has no masks|segmentation task model"):
+        tasks.coco_ap({"a.jpg": [det(OBJECTS[0][2])]}, gt, ("segm",))
+
+
+def test_category_ids_come_from_the_annotations():
+    assert tasks.category_ids(gt_dict(OBJECTS)) == [1, 2, 3]
+    ids = tasks.COCO_CATEGORY_IDS
+    assert len(ids) == 80 and ids[0] == 1 and ids[-1] == 90 and 12 not in ids
+
+
+def test_pseudo_ground_truth_keeps_confident_detections_and_says_so():
+    orig = {"a.jpg": [det((10, 10, 50, 50), 0.9, mask=True), det((60, 60, 90, 90), 0.3, mask=True)],
+            "b.jpg": [det((20, 30, 90, 80), 0.6, cat=2, mask=True)]}
+    gt = tasks.pseudo_ground_truth(orig, {"a.jpg": (100, 100), "b.jpg": (100, 100)})
+    assert gt["info"]["ground_truth"] == "pseudo" and len(gt["annotations"]) == 2
+    assert gt["annotations"][0]["area"] == 40 * 40
+    r = tasks.coco_ap(orig, gt, ("bbox", "segm"))  # the original scores itself perfectly
+    assert r["ground_truth"] == "pseudo" and r["pseudo_min_score"] == 0.5
+    assert r["box_ap"] == 100.0 and r["mask_ap"] == 100.0
+    lost = tasks.coco_ap({"a.jpg": orig["a.jpg"], "b.jpg": []}, gt)
+    assert lost["box_ap"] == pytest.approx(50.0)  # category 2 lost entirely, category 1 intact
+
+
+class FakeModel(tasks.TaskModel):
+    """Finds one 'object' where the image is bright; the score is its brightness."""
+
+    kind = "fake"
+
+    def __call__(self, img):
+        a = np.asarray(img.convert("L"), np.float64) / 255
+        ys, xs = np.nonzero(a > 0.2)
+        if not len(xs):
+            return []
+        return [tasks.Detection((xs.min(), ys.min(), xs.max() + 1, ys.max() + 1), float(a.max()), 1)]
+
+
+def test_evaluate_task_against_pseudo_ground_truth():
+    def img(box, level):
+        a = np.zeros((64, 64, 3), np.uint8)
+        a[box[1]:box[3], box[0]:box[2]] = level
+        return Image.fromarray(a)
+
+    originals = {"x.png": img((8, 8, 40, 40), 250), "y.png": img((30, 10, 60, 50), 250)}
+    decoded = {"x.png": img((8, 8, 40, 40), 200), "y.png": img((30, 10, 60, 50), 40)}  # y too dark to find
+    r = tasks.evaluate_task(FakeModel(), decoded, originals=originals)
+    assert r["ground_truth"] == "pseudo" and r["num_objects"] == 2
+    assert r["box_ap"] == pytest.approx(100 * 51 / 101, abs=1e-3)
+    assert tasks.evaluate_task(FakeModel(), originals)["box_ap"] == 100.0  # the reference: itself
+    with pytest.raises(SaicmError, match="no original"):
+        tasks.evaluate_task(FakeModel(), decoded, originals={"x.png": originals["x.png"]})
+
+
+# --------------------------------------------------------------------------- faces
+
+
+def test_face_retention_on_known_boxes():
+    orig = [(10, 10, 50, 50), (100, 100, 140, 140), (200, 10, 240, 50)]
+    dec = [(12, 12, 52, 52), (100, 100, 120, 120)]  # kept, IoU 0.25 (lost), missing (lost)
+    assert tasks.face_retention(orig, dec) == pytest.approx(1 / 3)
+    assert tasks.face_retention(orig, orig) == 1.0
+    assert tasks.face_retention(orig, []) == 0.0
+    assert tasks.face_retention([], dec) is None
+    assert tasks.face_retention(orig, dec, iou=0.2) == pytest.approx(2 / 3)
+    # one decoded face cannot account for two original ones
+    assert tasks.face_retention([(0, 0, 10, 10), (0, 0, 10, 11)], [(0, 0, 10, 10)]) == 0.5
+    # pooled over images, Detections accepted
+    pooled = tasks.face_retention({"a": [tasks.Detection((10, 10, 50, 50), 1.0, 1)], "b": orig},
+                                  {"a": [], "b": dec})
+    assert pooled == pytest.approx(1 / 4)
+
+
+def test_centerface_decoding_on_a_hand_made_heatmap():
+    from saicm.eval.tasks.faces import decode_centerface
+
+    hm = np.zeros((1, 1, 8, 8), np.float32)
+    hm[0, 0, 2, 3] = 0.9  # centre cell (row 2, col 3)
+    hm[0, 0, 2, 4] = 0.6  # a neighbour of the same face, suppressed by NMS
+    scale = np.zeros((1, 2, 8, 8), np.float32)
+    scale[0, :, 2, 3] = [math.log(4), math.log(2)]  # height 16, width 8
+    scale[0, :, 2, 4] = [math.log(4), math.log(2)]
+    offset = np.zeros((1, 2, 8, 8), np.float32)
+    offset[0, :, 2, 3] = [0.25, -0.5]  # centre y = (2.25+0.5)·4 = 11, x = (3-0.5+0.5)·4 = 12
+    offset[0, :, 2, 4] = [0.0, -1.0]  # centre (14, 10): box (10, 2, 18, 18), IoU 0.54 with the first
+    boxes, scores = decode_centerface(hm, scale, offset, (32, 32))
+    assert scores.tolist() == pytest.approx([0.9])
+    np.testing.assert_allclose(boxes[0], [8, 3, 16, 19])
+
+
+def test_face_detector_specs():
+    assert set(tasks.FACE_DETECTORS) >= {"haar", "centerface"}
+    with pytest.raises(SaicmError, match="unknown face detector"):
+        tasks.load_face_detector("mtcnn")
+    with pytest.raises(SaicmError, match="centerface needs the model file"):
+        tasks.load_face_detector("centerface")
+    with pytest.raises(SaicmError, match="model file not found"):
+        tasks.load_face_detector("centerface:/nonexistent/centerface.onnx")
+    haar = tasks.load_face_detector("haar")
+    assert haar(Image.new("RGB", (64, 48))) == []
+
+
+# --------------------------------------------------------------------------- model loading and errors
+
+
+def test_task_model_spec_and_file_errors(tmp_path):
+    with pytest.raises(SaicmError, match="not KIND:PATH"):
+        tasks.load_task_model("mobilenet:/x.onnx")
+    with pytest.raises(SaicmError, match="not KIND:PATH"):
+        tasks.load_task_model("picodet")
+    with pytest.raises(SaicmError, match="model file not found") as e:
+        tasks.load_task_model(f"picodet:{tmp_path / 'missing.onnx'}")
+    assert "\n" not in str(e.value) and "missing.onnx" in str(e.value)
+    bad = tmp_path / "model.onnx"
+    bad.write_bytes(b"this is not a protobuf" * 10)
+    with pytest.raises(SaicmError, match="not a loadable ONNX model") as e:
+        tasks.load_task_model(f"yolox:{bad}")
+    assert "\n" not in str(e.value)
+
+
+class FakeSession:
+    """Stands in for an onnxruntime session: fixed input shape, canned outputs."""
+
+    def __init__(self, input_shape, outputs):
+        self.input_shape, self.outputs = input_shape, [np.asarray(o, np.float32) for o in outputs]
+        self.seen = None
+
+    def get_inputs(self):
+        return [types.SimpleNamespace(name="image", shape=self.input_shape)]
+
+    def get_outputs(self):
+        return [types.SimpleNamespace(name=f"o{i}", shape=list(o.shape)) for i, o in enumerate(self.outputs)]
+
+    def run(self, names, feeds):
+        self.seen = feeds["image"]
+        return self.outputs
+
+
+def picodet_outputs(hw=(32, 32), classes=80):
+    levels = [D.math.ceil(hw[0] / s) * D.math.ceil(hw[1] / s) for s in (8, 16, 32, 64)]
+    return [np.zeros((1, n, classes)) for n in levels] + [np.zeros((1, n, 32)) for n in levels]
+
+
+def test_picodet_model_end_to_end_with_a_fake_session():
+    outs = picodet_outputs()
+    outs[0][0, 1 * 4 + 2, 3] = 0.9
+    outs[4][0, 1 * 4 + 2] = one_hot_dist(2, 1, 1, 0)
+    sess = FakeSession([1, 3, 32, 32], outs)
+    model = D.PicoDet(sess)
+    dets = model(Image.new("RGB", (128, 64), (255, 0, 0)))
+    assert model.input_hw == (32, 32) and sess.seen.shape == (1, 3, 32, 32)
+    # RGB and ImageNet normalisation: red channel (1-0.485)/0.229, blue (0-0.406)/0.225
+    assert sess.seen[0, 0, 0, 0] == pytest.approx((1 - 0.485) / 0.229, abs=1e-4)
+    assert sess.seen[0, 2, 0, 0] == pytest.approx(-0.406 / 0.225, abs=1e-4)
+    assert len(dets) == 1 and dets[0].category_id == 4  # class index 3 -> COCO id 4
+    np.testing.assert_allclose(dets[0].box, [16, 8, 112, 24], atol=1e-3)
+    with pytest.raises(SaicmError, match="80 classes but 3 category ids"):
+        D.PicoDet(sess, category_ids=[1, 2, 3])
+
+
+@pytest.mark.parametrize("kind, shapes", [
+    ("picodet", [[1, 16, 80]]),                              # no distribution outputs
+    ("picodet", [[1, 16, 80], [1, 16, 30]]),                 # not 4 sides x bins
+    ("picodet", [[1, 17, 80], [1, 17, 32]]),                 # not a grid at 32x32
+    ("yolox", [[1, 22, 85]]),                                # 21 anchors at 32x32
+    ("yolov8", [[1, 116, 21]]),                              # a segmentation export
+    ("yolov8-seg", [[1, 84, 21]]),                           # a detection export
+])
+def test_wrong_output_layout_is_one_clear_error(kind, shapes):
+    sess = FakeSession([1, 3, 32, 32], [np.zeros(s) for s in shapes])
+    with pytest.raises(SaicmError, match=f"outputs do not have the {kind} layout") as e:
+        tasks.TASK_MODELS[kind](sess)
+    assert "\n" not in str(e.value)
+
+
+def test_yolov8_seg_end_to_end_with_a_fake_session():
+    out0 = np.zeros((1, 4 + 80 + 1, 21), np.float32)
+    out0[0, :4, 0] = [16, 16, 16, 8]  # box (8, 12, 24, 20) in input pixels
+    out0[0, 4 + 5, 0] = 0.8
+    out0[0, 84, 0] = 10.0
+    sess = FakeSession([1, 3, 32, 32], [out0, np.ones((1, 1, 8, 8))])
+    model = D.YOLOv8Seg(sess)
+    assert model.iou_types == ("bbox", "segm")
+    dets = model(Image.new("RGB", (64, 32), (0, 0, 255)))
+    assert sess.seen[0, 2, 16, 16] == pytest.approx(1.0) and sess.seen[0, 0, 0, 0] == pytest.approx(114 / 255)
+    assert len(dets) == 1 and dets[0].category_id == 6
+    np.testing.assert_allclose(dets[0].box, [16, 8, 48, 24])
+    assert dets[0].mask_array().sum() == 32 * 16
+
+
+# --------------------------------------------------------------------------- shared data (real models)
+
+COCO128 = ("coco128", "images")
+ANNOTATIONS = ("coco128", "annotations", "instances_train2017.json")
+FIRST = ["000000000009.jpg", "000000000025.jpg", "000000000030.jpg", "000000000034.jpg"]
+
+
+@pytest.fixture(scope="module")
+def coco_images():
+    folder = shared_path(*COCO128)
+    return {n: Image.open(folder / n).convert("RGB") for n in FIRST}
+
+
+# AP on these 4 images with the right pre-processing; swapping R and B costs 6 to 16 AP here,
+# so a 2-point tolerance catches it while allowing ONNX Runtime version noise.
+@pytest.mark.parametrize("spec, iou_types, expected", [
+    ("picodet:picodet_s_416_coco.onnx", ("bbox",), {"box_ap": 85.0}),
+    ("yolox:yolox_nano.onnx", ("bbox",), {"box_ap": 76.2}),
+    ("yolov8-seg:yolov8n-seg_int8_320.onnx", ("bbox", "segm"), {"box_ap": 76.3, "mask_ap": 54.9}),
+])
+def test_real_models_on_a_few_coco_images(coco_images, spec, iou_types, expected):
+    kind, _, file = spec.partition(":")
+    path = shared_path("models", file)
+    ann = shared_path(*ANNOTATIONS)
+    model = tasks.load_task_model(f"{kind}:{path}", category_ids=tasks.category_ids(ann), threads=1)
+    assert model.iou_types == iou_types
+    r = tasks.evaluate_task(model, coco_images, annotations=ann)
+    assert r["ground_truth"] == "official" and r["num_images"] == 4 and r["num_objects"] == 13
+    for key, value in expected.items():
+        assert r[key] == pytest.approx(value, abs=2.0), r
+
+
+def test_haar_finds_the_two_faces_and_blurring_them_hides_them():
+    img = Image.open(shared_path(*COCO128) / "000000000113.jpg").convert("RGB")
+    haar = tasks.load_face_detector("haar")
+    faces = haar(img)
+    assert len(faces) == 2
+    assert tasks.face_retention(faces, haar(img)) == 1.0
+    blurred = img.copy()
+    for f in faces:
+        box = tuple(int(v) for v in f.box)
+        blurred.paste(img.crop(box).filter(ImageFilter.GaussianBlur(12)), box[:2])
+    assert tasks.face_retention(faces, haar(blurred)) == 0.0
