@@ -113,6 +113,43 @@ def cmd_demo(a: argparse.Namespace) -> int:
     return 0
 
 
+def _ints(s: str) -> list[int]:
+    try:
+        return [int(v) for v in s.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {s!r}") from None
+
+
+def cmd_eval(a: argparse.Namespace) -> int:
+    from .eval import results
+    from .eval.cache import DecodeCache, default_cache_dir
+    from .eval.codecs import get_codec
+    from .eval.rd import load_rgb_folder, sweep
+    from .eval.tasks.sweeps import make_task
+
+    codec = get_codec(a.codec)
+    task = make_task(a.task, a.task_model, a.annotations, a.threads, progress=False)
+    images = load_rgb_folder(a.dataset)
+    if a.limit:
+        images = dict(list(images.items())[: a.limit])
+    cache = DecodeCache(None if a.no_cache else (a.cache or default_cache_dir()), codec.name, codec.config())
+    res = sweep(codec, images, a.qualities, task=task, cache=cache, dataset=str(a.dataset), progress=not a.quiet)
+    if a.task_model:
+        res["task_model"] = a.task_model
+    results.save(res, a.output)
+    keys = [k for k in ("ap", "ap50", "face_retention") if any(p.get(k) is not None for p in res["points"])]
+    print(f"{res['codec']} on {a.dataset} ({len(images)} images, task {a.task})")
+    print(f"{'quality':>8} {'bpp':>8} {'PSNR':>7}" + "".join(f" {k:>14}" for k in keys))
+    for p in res["points"]:
+        print(f"{p['quality']:>8} {p['bpp']:>8.4f} {p['psnr']:>7.2f}"
+              + "".join(f" {p[k]:>14.2f}" if p.get(k) is not None else f" {'n/a':>14}" for k in keys))
+    if res["reference"]:
+        print("uncompressed: " + ", ".join(f"{k} {res['reference'][k]:.2f}" for k in keys
+                                            if res["reference"].get(k) is not None))
+    print(f"wrote {a.output}")
+    return 0
+
+
 def cmd_bdrate(a: argparse.Namespace) -> int:
     from .eval import results
     from .eval.bdrate import BDRateError, bd_rate
@@ -171,7 +208,7 @@ def cmd_report(a: argparse.Namespace) -> int:
             raise SaicmError(f"no image {name!r} in {a.images}")
         draw = None
         if a.task_model:
-            from .eval.tasks import detection_drawer
+            from .eval.tasks.sweeps import detection_drawer
 
             draw = detection_drawer(a.task_model)
         crops = matched_rate_crops(runs, images, name, a.target_bpp, get_codec, draw)
@@ -246,6 +283,28 @@ def build_parser() -> argparse.ArgumentParser:
     dm.add_argument("--model", help="model (default: the shipped MSE model)")
     dm.add_argument("--quality", type=int, help="rate point (default: the model's middle one)")
     dm.set_defaults(func=cmd_demo)
+
+    ev = sub.add_parser("eval", help="rate-accuracy sweep of one codec on an image folder -> results JSON",
+                        description="Encode every image of DATASET at each quality (real bytes), decode, measure PSNR "
+                        "and MS-SSIM, and run the task model on the decoded images (and once on the originals: the "
+                        "'reference'). Decodes are cached by (codec, quality, image content), so an interrupted or "
+                        "repeated sweep re-uses them. Without --annotations, detection AP is measured against "
+                        "pseudo ground truth (the task model's own detections on the originals), labelled so.")
+    ev.add_argument("--codec", required=True, help="jpeg, webp, avif, hevc, vvc[:PRESET], or a saicm model name/path")
+    ev.add_argument("--qualities", type=_ints, help="comma-separated rate points (QPs for hevc/vvc); "
+                    "default: the codec's own sweep")
+    ev.add_argument("--dataset", required=True, help="image folder")
+    ev.add_argument("--annotations", help="COCO instances JSON for official AP (else pseudo ground truth)")
+    ev.add_argument("--task", default="psnr", choices=["psnr", "detection", "instance", "faces"])
+    ev.add_argument("--task-model", help="KIND:PATH (picodet, yolox, yolov8, yolov8-seg; faces: haar or "
+                    "centerface:PATH)")
+    ev.add_argument("-o", "--output", required=True, help="results JSON to write")
+    ev.add_argument("--cache", help="decoded-image cache folder (default ~/.cache/saicm/decoded or $SAICM_CACHE)")
+    ev.add_argument("--no-cache", action="store_true", help="do not read or write the cache")
+    ev.add_argument("--threads", type=int, help="onnxruntime threads for the task model")
+    ev.add_argument("--limit", type=int, help="only the first N images (quick looks)")
+    ev.add_argument("--quiet", action="store_true", help="no progress bar")
+    ev.set_defaults(func=cmd_eval)
 
     b = sub.add_parser("bdrate", help="BD-rate of results files against an anchor",
                        description="Bjøntegaard delta rate (PCHIP on log-rate) of each TEST results file against "

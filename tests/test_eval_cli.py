@@ -68,3 +68,61 @@ def test_report_is_one_self_contained_html(tmp_path):
     assert "-50.0%" in page and "data:image/png;base64," in page and "jpeg q30" in page
     for ref in ("src='http", 'src="http', "<link", "<script src"):
         assert ref not in page  # nothing is fetched from outside
+
+
+def _folder(tmp_path, n=2):
+    from PIL import Image
+
+    from .conftest import natural_image
+
+    d = tmp_path / "ds"
+    d.mkdir()
+    for i in range(n):
+        Image.fromarray(natural_image(170, 200, seed=i)).save(d / f"{i}.png")
+    return d
+
+
+def test_eval_psnr_writes_schema_and_reuses_cache(tmp_path, capsys):
+    d = _folder(tmp_path)
+    out = tmp_path / "r.json"
+    args = ["eval", "--codec", "jpeg", "--qualities", "20,80", "--dataset", str(d), "--task", "psnr",
+            "-o", str(out), "--cache", str(tmp_path / "c"), "--quiet"]
+    assert main(args) == 0
+    r = results.load(out)
+    assert r["num_images"] == 2 and [p["quality"] for p in r["points"]] == [20, 80]
+    assert all({"bpp", "psnr", "ms_ssim", "encode_s", "decode_s", "bytes"} <= set(p) for p in r["points"])
+    cached = sorted(p.name for p in (tmp_path / "c").rglob("*.png"))
+    assert len(cached) == 4
+    assert main(args) == 0
+    assert results.load(out)["points"] == r["points"]
+
+
+def test_eval_faces_task_runs_without_faces(tmp_path):
+    d = _folder(tmp_path, 1)
+    out = tmp_path / "f.json"
+    assert main(["eval", "--codec", "jpeg", "--qualities", "30", "--dataset", str(d), "--task", "faces",
+                 "-o", str(out), "--no-cache", "--quiet"]) == 0
+    r = results.load(out)
+    assert r["task"] == "faces" and r["points"][0]["face_retention"] is None  # no faces: no share to report
+
+
+def test_eval_detection_needs_a_task_model(tmp_path, capsys):
+    d = _folder(tmp_path, 1)
+    assert main(["eval", "--codec", "jpeg", "--dataset", str(d), "--task", "detection", "-o", str(tmp_path / "x")]) == 2
+    assert "needs --task-model" in capsys.readouterr().err
+
+
+def test_eval_detection_on_coco128_subset(tmp_path):
+    from .conftest import shared_path
+
+    images = shared_path("coco128", "images")
+    ann = shared_path("coco128", "annotations", "instances_train2017.json")
+    model = shared_path("models", "picodet_s_416_coco.onnx")
+    out = tmp_path / "d.json"
+    assert main(["eval", "--codec", "jpeg", "--qualities", "5,90", "--dataset", str(images), "--annotations",
+                 str(ann), "--task", "detection", "--task-model", f"picodet:{model}", "--limit", "4",
+                 "-o", str(out), "--no-cache", "--quiet"]) == 0
+    r = results.load(out)
+    lo, hi = r["points"]
+    assert r["reference"]["ground_truth"] == "official"
+    assert lo["ap"] < hi["ap"] <= r["reference"]["ap"] + 5

@@ -25,6 +25,7 @@ from .coco import (category_ids, coco_ap, evaluate_task, load_annotations, match
                    run_task_model)
 from .detectors import PicoDet, YOLOv8, YOLOv8Seg, YOLOX  # registers the kinds
 from .faces import FACE_DETECTORS, box_iou, count_retained, face_retention, load_face_detector
+from .sweeps import TASKS, DetectionTask, FaceTask, detection_drawer, make_task
 
 __all__ = [
     "COCO_CATEGORY_IDS", "TASK_MODELS", "FACE_DETECTORS", "Detection", "Letterbox", "TaskModel",
@@ -32,4 +33,5 @@ __all__ = [
     "box_iou", "category_ids", "coco_ap", "count_retained", "evaluate_task", "face_retention", "letterbox",
     "load_annotations", "load_face_detector", "load_task_model", "match_images", "nms", "pseudo_ground_truth",
     "register_task_model", "run_task_model",
+    "TASKS", "DetectionTask", "FaceTask", "detection_drawer", "make_task",
 ]

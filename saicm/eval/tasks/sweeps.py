@@ -1,0 +1,118 @@
+"""Tasks as a sweep sees them: ``evaluate(decoded, originals) -> metrics``.
+
+Work on the originals (reference detections, pseudo ground truth, faces on the
+originals) is done once and re-used for every quality point. Metrics are on a
+0–100 scale: ``ap``/``ap50`` are the task's headline AP (boxes for detection,
+masks for instance segmentation); ``face_retention`` is the share of faces
+found on the original that are still found on the decoded image.
+"""
+
+from __future__ import annotations
+
+from typing import Mapping
+
+from PIL import Image, ImageDraw
+
+from ...errors import SaicmError
+from .base import load_task_model
+from .coco import category_ids, coco_ap, load_annotations, match_images, pseudo_ground_truth, run_task_model
+from .faces import face_retention, load_face_detector
+
+TASKS = ("psnr", "detection", "instance", "faces")
+
+
+class _Cached:
+    """Remembers per-image results on the originals by object identity."""
+
+    def __init__(self):
+        self._key = None
+        self._value = None
+
+    def get(self, originals, compute):
+        key = tuple(id(v) for v in originals.values())
+        if key != self._key:
+            self._key, self._value = key, compute()
+        return self._value
+
+
+class DetectionTask:
+    """COCO AP of a detector (``instance``: of a segmenter's masks) on decoded images."""
+
+    def __init__(self, task_model: str, annotations: str | None = None, instance: bool = False,
+                 threads: int | None = None, progress: bool = False):
+        self.name = "instance" if instance else "detection"
+        self.instance = instance
+        self.progress = progress
+        self.coco = load_annotations(annotations) if annotations else None
+        cats = category_ids(self.coco) if self.coco is not None else None
+        self.model = load_task_model(task_model, category_ids=cats, threads=threads)
+        if instance and "segm" not in self.model.iou_types:
+            raise SaicmError(f"task 'instance' needs a segmentation model (e.g. yolov8-seg:PATH), got {task_model}")
+        self._gt = _Cached()
+
+    def _ground_truth(self, originals: Mapping[str, Image.Image]):
+        if self.coco is not None:
+            match_images(list(originals), self.coco)  # every image must be annotated
+            return self.coco
+        ref = run_task_model(self.model, originals, self.progress, "reference")
+        return pseudo_ground_truth(ref, {n: im.size for n, im in originals.items()},
+                                   category_ids=getattr(self.model, "category_ids", None))
+
+    def evaluate(self, images, originals) -> dict:
+        gt = self._gt.get(originals, lambda: self._ground_truth(originals))
+        dets = run_task_model(self.model, images, self.progress, self.name)
+        m = coco_ap(dets, gt, self.model.iou_types)
+        head = "mask" if self.instance else "box"
+        out = {"ap": m.get(f"{head}_ap"), "ap50": m.get(f"{head}_ap50"), "ground_truth": m["ground_truth"]}
+        for k in ("box_ap", "box_ap50", "mask_ap", "mask_ap50"):
+            if m.get(k) is not None:
+                out[k] = m[k]
+        return out
+
+
+class FaceTask:
+    """Face privacy: the share (0–100) of original faces still detected after coding."""
+
+    name = "faces"
+
+    def __init__(self, detector: str = "haar", threads: int | None = None):
+        self.detector = load_face_detector(detector or "haar", threads=threads)
+        self._ref = _Cached()
+
+    def evaluate(self, images, originals) -> dict:
+        ref = self._ref.get(originals, lambda: {n: self.detector(im) for n, im in originals.items()})
+        found = {n: self.detector(im) for n, im in images.items()}
+        share = face_retention({n: ref[n] for n in images}, found)
+        return {"face_retention": None if share is None else 100.0 * share,
+                "faces_on_originals": sum(len(ref[n]) for n in images)}
+
+
+def make_task(task: str, task_model: str | None = None, annotations: str | None = None,
+              threads: int | None = None, progress: bool = False):
+    """The sweep task for a ``--task`` name (``psnr`` → None: PSNR/MS-SSIM are always measured)."""
+    if task not in TASKS:
+        raise SaicmError(f"unknown task {task!r} (tasks: {', '.join(TASKS)})")
+    if task == "psnr":
+        return None
+    if task == "faces":
+        return FaceTask(task_model or "haar", threads)
+    if not task_model:
+        raise SaicmError(f"task {task!r} needs --task-model KIND:PATH (e.g. picodet:picodet_s_416_coco.onnx)")
+    return DetectionTask(task_model, annotations, instance=(task == "instance"), threads=threads, progress=progress)
+
+
+def detection_drawer(task_model: str, min_score: float = 0.4):
+    """A function that draws a detector's boxes (score ≥ ``min_score``) on a copy of an image."""
+    model = load_task_model(task_model)
+
+    def draw(img: Image.Image) -> Image.Image:
+        out = img.convert("RGB").copy()
+        d = ImageDraw.Draw(out)
+        for det in model(img):
+            if det.score >= min_score:
+                d.rectangle(list(map(float, det.box)), outline=(255, 40, 40), width=2)
+                d.text((float(det.box[0]) + 3, float(det.box[1]) + 2), f"{det.category_id}:{det.score:.2f}",
+                       fill=(255, 255, 0))
+        return out
+
+    return draw
