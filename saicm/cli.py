@@ -370,7 +370,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    import warnings
+
     from .errors import SaicmError
+
+    # Library deprecation chatter (torch.jit via CompressAI) is not for end users.
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
 
     args = build_parser().parse_args(argv)
     try:

@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# Coding-for-machines evaluation suite: every codec swept on COCO128 with two
+# detectors (official annotations), face privacy on the photo test split, then
+# BD-rate tables, curves and the HTML report. Decodes are cached, so a re-run
+# (or a second detector) only re-runs what is missing.
+#
+#   bash benchmarks/machines_suite.sh DATA_DIR OUT_DIR [CODECS...]
+#   e.g. bash benchmarks/machines_suite.sh ../shared/data benchmarks/results/machines
+#
+# CODECS default to: the default shipped saicm model, jpeg, webp, hevc, vvc:faster
+# (vvc's `medium` preset takes 10-40 s per photo on a 2-core CPU; `faster` ~1 s).
+set -euo pipefail
+DATA=${1:?usage: machines_suite.sh DATA_DIR OUT_DIR [CODECS...]}
+OUT=${2:?usage: machines_suite.sh DATA_DIR OUT_DIR [CODECS...]}
+shift 2
+SAICM=${SAICM:-.venv/bin/saicm}
+DEFAULT_MODEL=$($SAICM models --json | .venv/bin/python -c "import json,sys; print(json.load(sys.stdin)[0]['name'])")
+CODECS=("$@")
+[ ${#CODECS[@]} -gt 0 ] || CODECS=("$DEFAULT_MODEL" jpeg webp hevc vvc:faster)
+IMAGES=$DATA/coco128/images
+ANN=$DATA/coco128/annotations/instances_train2017.json
+THREADS=${THREADS:-1}
+mkdir -p "$OUT"
+
+quals() {  # a 6-point sweep per codec, low to high rate
+  case "$1" in
+    jpeg) echo 5,10,20,35,55,80 ;;
+    webp|avif) echo 5,15,30,50,70,90 ;;
+    hevc*|vvc*) echo 47,42,37,32,27,22 ;;
+    *) echo "" ;;  # saicm models: all their rate points
+  esac
+}
+
+for c in "${CODECS[@]}"; do
+  tag=${c//:/-}
+  q=$(quals "$c"); qa=(); [ -n "$q" ] && qa=(--qualities "$q")
+  for det in picodet:$DATA/models/picodet_s_416_coco.onnx yolox:$DATA/models/yolox_nano.onnx; do
+    kind=${det%%:*}
+    $SAICM eval --codec "$c" "${qa[@]}" --dataset "$IMAGES" --annotations "$ANN" --task detection \
+      --task-model "$det" --threads "$THREADS" -o "$OUT/coco128_${kind}_${tag}.json" --quiet
+  done
+  $SAICM eval --codec "$c" "${qa[@]}" --dataset "$DATA/photos/test" --task faces --task-model haar \
+    -o "$OUT/photos-test_faces_${tag}.json" --quiet
+done
+
+anchor=${CODECS[0]//:/-}
+for kind in picodet yolox; do
+  files=("$OUT/coco128_${kind}_${anchor}.json")
+  for c in "${CODECS[@]:1}"; do files+=("$OUT/coco128_${kind}_${c//:/-}.json"); done
+  for metric in ap psnr; do
+    $SAICM bdrate "${files[@]}" --metric $metric --json "$OUT/bdrate_${kind}_${metric}.json"
+  done
+  $SAICM plot "${files[@]}" --metric ap -o "$OUT/coco128_${kind}_ap" --title "COCO128, $kind (official annotations)"
+done
