@@ -39,8 +39,10 @@ for c in "${CODECS[@]}"; do
     $SAICM eval --codec "$c" "${qa[@]}" --dataset "$IMAGES" --annotations "$ANN" --task detection \
       --task-model "$det" --threads "$THREADS" -o "$OUT/coco128_${kind}_${tag}.json" --quiet
   done
-  $SAICM eval --codec "$c" "${qa[@]}" --dataset "$DATA/photos/test" --task faces --task-model haar \
-    -o "$OUT/photos-test_faces_${tag}.json" --quiet
+  for face in centerface haar; do
+    $SAICM eval --codec "$c" "${qa[@]}" --dataset "$DATA/photos/test" --task faces --task-model $face \
+      -o "$OUT/photos-test_${face}_${tag}.json" --quiet
+  done
 done
 
 anchor=${CODECS[0]//:/-}

