@@ -16,16 +16,19 @@ METRIC_LABELS = {
 }
 
 
-def plot_curves(results: list[dict], metric: str, out: str | Path, title: str = "") -> list[Path]:
-    """One line per results file; writes ``out`` with .png and .svg suffixes; returns both paths."""
+def curves_figure(results: list[dict], metric: str, title: str = "", size=(6.4, 4.4)):
+    """A matplotlib figure: one line per results file, the uncompressed reference dotted."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6.4, 4.4), dpi=120)
+    fig, ax = plt.subplots(figsize=size, dpi=120)
     for res in results:
-        rates, values = curve(res, metric)
+        try:
+            rates, values = curve(res, metric)
+        except Exception:  # a run without this metric is left out of this plot
+            continue
         ax.plot(rates, values, marker="o", markersize=3.5, linewidth=1.4, label=res["codec"])
         ref = res.get("reference", {}).get(metric)
         if ref is not None:
@@ -37,6 +40,14 @@ def plot_curves(results: list[dict], metric: str, out: str | Path, title: str = 
     if title:
         ax.set_title(title, fontsize=10)
     fig.tight_layout()
+    return fig
+
+
+def plot_curves(results: list[dict], metric: str, out: str | Path, title: str = "") -> list[Path]:
+    """Writes ``out`` with .png and .svg suffixes; returns both paths."""
+    import matplotlib.pyplot as plt
+
+    fig = curves_figure(results, metric, title)
     out = Path(out)
     paths = [out.with_suffix(".png"), out.with_suffix(".svg")]
     for p in paths:

@@ -15,31 +15,14 @@ from typing import Callable, Sequence
 from PIL import Image
 
 from .bdrate import BDRateError, bd_rate
-from .plots import METRIC_LABELS
+from .plots import METRIC_LABELS, curves_figure
 from .results import curve
 
 
 def _svg_curves(results: list[dict], metric: str) -> str:
-    import matplotlib
-
-    matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6.0, 4.0), dpi=100)
-    for res in results:
-        try:
-            r, v = curve(res, metric)
-        except Exception:
-            continue
-        ax.plot(r, v, marker="o", markersize=3.5, linewidth=1.4, label=res["codec"])
-        ref = res.get("reference", {}).get(metric)
-        if ref is not None:
-            ax.axhline(ref, color="0.5", linestyle=":", linewidth=1)
-    ax.set_xlabel("bits per pixel (from file sizes)")
-    ax.set_ylabel(METRIC_LABELS.get(metric, metric))
-    ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
+    fig = curves_figure(results, metric, size=(6.0, 4.0))
     buf = io.StringIO()
     fig.savefig(buf, format="svg")
     plt.close(fig)
