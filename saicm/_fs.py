@@ -27,9 +27,10 @@ def atomic_path(dest: str | os.PathLike) -> Iterator[Path]:
         raise SaicmError(f"cannot write output ({e.strerror})", str(dest)) from None
     os.close(fd)
     tmp_path = Path(tmp)
-    os.chmod(tmp_path, 0o666 & ~_umask())
     try:
         yield tmp_path
+        # Writers may recreate the file (mkstemp's 0600 would stick): set normal permissions last.
+        os.chmod(tmp_path, 0o666 & ~_umask())
         os.replace(tmp_path, dest)
     except BaseException:
         with contextlib.suppress(OSError):

@@ -105,3 +105,13 @@ def test_help_explains_every_command():
     assert r.returncode == 0
     for cmd in ("compress", "decompress", "info", "models", "demo", "train", "export"):
         assert cmd in r.stdout
+
+
+def test_outputs_get_normal_permissions(tmp_path, image_file, tiny_model):
+    import os
+
+    out = tmp_path / "p.saicm"
+    assert main(["compress", str(image_file), "-o", str(out), "--model", str(tiny_model)]) == 0
+    mask = os.umask(0)
+    os.umask(mask)
+    assert out.stat().st_mode & 0o777 == 0o666 & ~mask
