@@ -17,6 +17,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 from PIL import Image
 
@@ -34,7 +35,7 @@ def timing(model_name: str | None, image: Image.Image, repeats: int) -> dict:
     net, info = saicm.load_model(model_name)
     ref = MeanScaleHyperprior(N=net.config["N"], M=net.config["M"]).eval()
     ref.update(force=True)
-    x = torch.from_numpy(__import__("numpy").asarray(image)).permute(2, 0, 1)[None].float() / 255
+    x = torch.from_numpy(np.array(image)).permute(2, 0, 1)[None].float() / 255
     out = {}
 
     def med(fn):
