@@ -217,13 +217,36 @@ def cmd_report(a: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_masks(a: argparse.Namespace) -> int:
+    from .masks.job import MaskSpec, make_source, parse_shard, run_masks
+    from .errors import SaicmError
+    from .masks.sam import parse_options
+
+    shard = parse_shard(a.shard)
+    if a.edge_width < 1:
+        raise SaicmError("--edge-width must be >= 1")
+    source = a.source or ("sam" if a.sam_checkpoint else "regions")
+    opts = parse_options(a.sam_opt) if source == "sam" else {}
+    make, settings = make_source(source, alpha=a.alpha, annotations=a.annotations,
+                                 sam_checkpoint=a.sam_checkpoint, sam_model=a.sam_model, sam_options=opts)
+    spec = MaskSpec(source=source, settings=settings, edge_method=a.edge_method, edge_width=a.edge_width)
+    s = run_masks(a.input, a.output, spec, make, shard=shard, preview=a.preview, overwrite=a.overwrite,
+                  progress=not a.quiet)
+    frac = "n/a" if s["mean_fraction"] is None else f"{100 * s['mean_fraction']:.2f}%"
+    print(f"{s['written']} written, {s['skipped']} already done, {len(s['failed'])} failed of {s['images']} "
+          f"images (shard {shard[0]}/{shard[1]}); mean mask coverage {frac}; manifest {s['manifest']}")
+    for f in s["failed"]:
+        print(f"saicm: skipped {f}", file=sys.stderr)
+    return 1 if s["failed"] else 0
+
+
 def cmd_train(a: argparse.Namespace) -> int:
     from .train.config import TrainConfig
     from .train.trainer import train
 
     cfg = TrainConfig(
-        data=a.data, out=a.out, architecture=a.architecture, N=a.N, M=a.M, lambdas=tuple(a.lambdas),
-        loss=a.loss, masks=a.masks, init=a.init, steps=a.steps, batch=a.batch, patch=a.patch, lr=a.lr,
+        data=a.data, out=a.out, architecture=a.architecture, N=a.N, M=a.M, lambdas=tuple(a.lambdas) if a.lambdas else None,
+        loss=a.loss, masks=a.masks, off_mask_weight=a.off_mask_weight, init=a.init, steps=a.steps, batch=a.batch, patch=a.patch, lr=a.lr,
         seed=a.seed, log_every=a.log_every, ckpt_every=a.ckpt_every, resume=a.resume, progress=not a.quiet,
     )
     path = train(cfg)
@@ -341,15 +364,22 @@ def build_parser() -> argparse.ArgumentParser:
     t = sub.add_parser("train", help="rate-distortion training on an image folder",
                        description="Train a variable-rate codec on random crops of an image folder. "
                        "Multi-process: torchrun --nproc_per_node=K -m saicm train ... (gloo, CPU).")
-    t.add_argument("--data", required=True, help="folder of training images (searched recursively)")
+    t.add_argument("--data", required=True, action="append",
+                   help="folder of training images (searched recursively); repeat for several folders")
     t.add_argument("--out", required=True, help="run folder: checkpoint.pt, log.jsonl, model.safetensors")
     t.add_argument("--architecture", default="gained-mean-scale-hyperprior")
     t.add_argument("--N", type=int, default=64, help="hidden channels (default 64)")
     t.add_argument("--M", type=int, default=128, help="latent channels (default 128)")
-    t.add_argument("--lambdas", type=_floats, default=list(DEFAULT_LAMBDAS),
-                   help="λ per quality, ascending (L = R + λ·255²·D); default " + ",".join(map(str, DEFAULT_LAMBDAS)))
-    t.add_argument("--loss", default="mse", help="distortion term (default mse)")
-    t.add_argument("--masks", help="mask folder for masked losses")
+    t.add_argument("--lambdas", type=_floats,
+                   help="λ per quality, ascending (L = R + λ·255²·D); default those of --init, else "
+                   + ",".join(map(str, DEFAULT_LAMBDAS)))
+    t.add_argument("--loss", default="mse", choices=["mse", "saicm", "object"],
+                   help="distortion: mse (all pixels), saicm (edge pixels of --masks, SA-ICM), "
+                   "object (object pixels of --masks, Object-ICM); default mse")
+    t.add_argument("--masks", action="append",
+                   help="mask folder made by `saicm masks` for each --data folder, in the same order")
+    t.add_argument("--off-mask-weight", type=float, default=0.0,
+                   help="weight of the pixels outside the mask in masked losses (default 0: free)")
     t.add_argument("--init", help="start from this model (shipped name or .safetensors)")
     t.add_argument("--steps", type=int, default=10000)
     t.add_argument("--batch", type=int, default=16, help="global batch size (split over processes)")
@@ -361,6 +391,36 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt if present")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
     t.set_defaults(func=cmd_train)
+
+    m = sub.add_parser("masks", help="edge or object masks of an image folder, for SA-ICM/Object-ICM training",
+                       formatter_class=argparse.RawDescriptionHelpFormatter,
+                       description="Write one 1-bit PNG mask per image (same relative path) plus a manifest. "
+                       "Resumable (finished masks are skipped) and shardable (--shard I/N).\n\n"
+                       "sources:\n"
+                       "  regions  weight-free segmenter (default without a SAM checkpoint); alpha in (0,1],\n"
+                       "           lower alpha -> more segments -> more edge pixels\n"
+                       "  sam      Segment Anything automatic masks; alpha = pred_iou_thresh; needs\n"
+                       "           --sam-checkpoint (vit_b/vit_l/vit_h from Meta's release)\n"
+                       "  coco     union of COCO object masks (--annotations), for Object-ICM\n\n"
+                       "Edge sources paint their segments into a map (larger first) and mark label\n"
+                       "changes (--edge-method boundary, exact) or Canny edges of the map (canny).")
+    m.add_argument("input", help="image folder (searched recursively)")
+    m.add_argument("-o", "--output", required=True, help="mask folder")
+    m.add_argument("--source", choices=["regions", "sam", "coco"],
+                   help="mask source (default: sam with --sam-checkpoint, else regions)")
+    m.add_argument("--alpha", type=float, default=0.78, help="confidence α in (0, 1] (default 0.78)")
+    m.add_argument("--sam-checkpoint", help="path of a Segment Anything checkpoint (.pth)")
+    m.add_argument("--sam-model", default="vit_b", help="vit_b, vit_l or vit_h (default vit_b)")
+    m.add_argument("--sam-opt", action="append", metavar="KEY=VALUE",
+                   help="override a SamAutomaticMaskGenerator setting, e.g. points_per_side=16 (repeatable)")
+    m.add_argument("--annotations", help="COCO instances JSON for --source coco")
+    m.add_argument("--edge-method", choices=["boundary", "canny"], default="boundary")
+    m.add_argument("--edge-width", type=int, default=1, help="dilate edges to this width in pixels (default 1)")
+    m.add_argument("--shard", help="I/N: process every N-th image starting at I (0-based)")
+    m.add_argument("--preview", action="store_true", help="also write overlay JPEGs under OUT/previews/")
+    m.add_argument("--overwrite", action="store_true", help="redo existing masks (and accept new settings)")
+    m.add_argument("--quiet", action="store_true", help="no progress bar")
+    m.set_defaults(func=cmd_masks)
 
     e = sub.add_parser("export", help="turn a training checkpoint into a shippable fp16 model file")
     e.add_argument("checkpoint")

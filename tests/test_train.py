@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import torch
 from PIL import Image
@@ -81,10 +82,77 @@ def test_ddp_two_processes(data_dir, tmp_path):
 def test_non_finite_loss_stops_with_a_clear_error_and_keeps_weights_clean(data_dir, tmp_path, monkeypatch):
     from saicm.train import losses
 
-    def nan_loss(x, x_hat, mask):
+    def nan_loss(x, x_hat, mask, off_weight=0.0):
         return torch.full((x.size(0),), float("nan"))
 
     monkeypatch.setitem(losses.DISTORTIONS, "nan", nan_loss)
     with pytest.raises(saicm.SaicmError, match="not finite for 3 steps"):
         train(tiny_cfg(data_dir, tmp_path / "r", loss="nan", max_bad_steps=3, steps=10))
     assert not (tmp_path / "r" / "checkpoint.pt").exists()
+
+
+def test_masked_mse_known_values():
+    from saicm.train.losses import DISTORTIONS
+
+    x = torch.zeros(1, 3, 2, 2)
+    x_hat = torch.full((1, 3, 2, 2), 0.5)  # squared error 0.25 everywhere
+    mask = torch.tensor([[[[1.0, 0.0], [0.0, 0.0]]]])
+    d = DISTORTIONS["saicm"]
+    assert d(x, x_hat, mask).item() == pytest.approx(0.25 / 4)  # mean over all pixels, not over the mask
+    assert d(x, x_hat, torch.ones(1, 1, 2, 2)).item() == pytest.approx(DISTORTIONS["mse"](x, x_hat, mask).item())
+    assert d(x, x_hat, torch.zeros(1, 1, 2, 2)).item() == 0.0  # off-mask pixels are free
+    assert d(x, x_hat, mask, 0.1).item() == pytest.approx(0.25 * (1 + 3 * 0.1) / 4)
+    assert DISTORTIONS["object"] is d
+
+
+def _mask_dir(data_dir, tmp_path, kind="edges"):
+    m = tmp_path / f"masks-{kind}"
+    m.mkdir()
+    (m / "masks.json").write_text(json.dumps({"format": "saicm-masks/1", "kind": kind}))
+    for p in data_dir.iterdir():
+        w, h = Image.open(p).size
+        arr = np.zeros((h, w), bool)
+        arr[:, : w // 2] = True
+        Image.fromarray(arr).convert("1").save(m / f"{p.stem}.png")
+    return m
+
+
+def test_masked_training_weighs_only_mask_pixels(data_dir, tmp_path):
+    masks = _mask_dir(data_dir, tmp_path)
+    out = tmp_path / "run"
+    train(tiny_cfg(data_dir, out, loss="saicm", masks=str(masks)))
+    log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    full = [10 ** (-r["psnr"] / 10) for r in log]  # MSE over all pixels, from the logged PSNR
+    # half the pixels are masked: the masked distortion is about half the full MSE
+    assert all(0.2 * f < r["distortion"] < 0.8 * f for f, r in zip(full, log))
+
+
+def test_masked_loss_errors(data_dir, tmp_path):
+    with pytest.raises(saicm.SaicmError, match="one --masks folder per --data"):
+        train(tiny_cfg(data_dir, tmp_path / "r", loss="saicm"))
+    with pytest.raises(saicm.SaicmError, match="needs edges masks, this folder has objects"):
+        train(tiny_cfg(data_dir, tmp_path / "r", loss="saicm", masks=str(_mask_dir(data_dir, tmp_path, "objects"))))
+    with pytest.raises(saicm.SaicmError, match="no readable masks.json"):
+        train(tiny_cfg(data_dir, tmp_path / "r", loss="object", masks=str(data_dir)))
+    with pytest.raises(saicm.SaicmError, match="uses no masks"):
+        train(tiny_cfg(data_dir, tmp_path / "r", masks=str(data_dir)))
+
+
+def test_init_with_new_lambdas_fine_tunes_to_other_rate_points(data_dir, tmp_path, tiny_model):
+    out = tmp_path / "ft"
+    final = train(tiny_cfg(data_dir, out, init=str(tiny_model), lambdas=(0.01, 0.1, 0.3), steps=2))
+    model, info = saicm.load_model(final)
+    assert info.config["lambdas"] == [0.01, 0.1, 0.3] and info.config["N"] == 16
+    assert torch.allclose(model.lambdas.float(), torch.tensor([0.01, 0.1, 0.3]), rtol=1e-3)
+    with pytest.raises(saicm.SaicmError, match="3 rate points"):
+        train(tiny_cfg(data_dir, tmp_path / "bad", init=str(tiny_model), lambdas=(0.01, 0.1)))
+
+
+def test_two_data_folders_are_both_used(data_dir, tmp_path):
+    from saicm.train.data import RandomCrops
+
+    other = tmp_path / "other"
+    other.mkdir()
+    Image.fromarray(natural_image(70, 90, seed=5)).save(other / "z.png")
+    ds = RandomCrops([data_dir, other], patch=64, progress=False)
+    assert len(ds.files) == 6 and ds.files[-1].name == "z.png"

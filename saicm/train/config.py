@@ -10,14 +10,15 @@ DEFAULT_LAMBDAS = (0.0018, 0.0035, 0.0067, 0.0130, 0.0250, 0.0483)
 
 @dataclass
 class TrainConfig:
-    data: str
+    data: str | list  # one folder or several
     out: str
     architecture: str = "gained-mean-scale-hyperprior"
     N: int = 64
     M: int = 128
-    lambdas: tuple = DEFAULT_LAMBDAS
+    lambdas: tuple | None = None  # None: DEFAULT_LAMBDAS, or those of --init
     loss: str = "mse"
-    masks: str | None = None
+    masks: str | list | None = None  # one mask folder per data folder
+    off_mask_weight: float = 0.0
     init: str | None = None
     steps: int = 10000
     batch: int = 16

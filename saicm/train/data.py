@@ -38,23 +38,35 @@ class RandomCrops(Dataset):
     resumes control it), then a random crop and a random horizontal flip.
     """
 
-    def __init__(self, root, patch: int = 256, masks: str | Path | None = None,
-                 epoch_size: int = 10**9, progress: bool = True):
-        self.root = Path(root)
-        self.files = list_images(root)
+    def __init__(self, root, patch: int = 256, masks=None, epoch_size: int = 10**9, progress: bool = True):
+        roots = [Path(root)] if isinstance(root, (str, Path)) else [Path(r) for r in root]
+        mask_roots = [None] * len(roots) if not masks else (
+            [Path(masks)] if isinstance(masks, (str, Path)) else [Path(m) for m in masks])
+        if len(mask_roots) != len(roots):
+            raise SaicmError(f"{len(roots)} data folders but {len(mask_roots)} mask folders")
+        self.files = []
+        pairs = []
+        for r, mr in zip(roots, mask_roots):
+            for f in list_images(r):
+                pairs.append((r, mr, f))
+                self.files.append(f)
         self.patch = patch
         self.epoch_size = epoch_size
         self.images: list[np.ndarray] = []
         self.masks: list[np.ndarray | None] = []
-        for f in tqdm(self.files, desc="loading images", disable=not progress, unit="img"):
+        for r, mr, f in tqdm(pairs, desc="loading images", disable=not progress, unit="img"):
             rgb = load_image(f).rgb
-            m = self._load_mask(Path(masks), f) if masks else None
+            m = self._load_mask(r, mr, f) if mr is not None else None
+            if m is not None and m.shape != rgb.shape[:2]:
+                raise SaicmError(f"mask is {m.shape[1]}x{m.shape[0]}, image is {rgb.shape[1]}x{rgb.shape[0]}",
+                                 str(f))
             rgb, m = self._fit(rgb, m)
             self.images.append(rgb)
             self.masks.append(m)
 
-    def _load_mask(self, mask_root: Path, f: Path) -> np.ndarray:
-        rel = f.relative_to(self.root).with_suffix(".png")
+    @staticmethod
+    def _load_mask(root: Path, mask_root: Path, f: Path) -> np.ndarray:
+        rel = f.relative_to(root).with_suffix(".png")
         p = mask_root / rel
         if not p.is_file():
             raise SaicmError(f"no mask for {rel} in {mask_root}", str(p))

@@ -27,21 +27,23 @@ from .._fs import atomic_path
 from ..errors import SaicmError
 from ..models import build_architecture, save_model
 from ..models.zoo import load_model
-from .config import TrainConfig
+from .config import DEFAULT_LAMBDAS, TrainConfig
 from .data import RandomCrops
-from .losses import DISTORTIONS, rd_loss
+from .losses import DISTORTIONS, MASK_KINDS, rd_loss
+
 
 class TrainStep(nn.Module):
     """Model + loss in one forward, so DDP sees every parameter used once."""
 
-    def __init__(self, model: nn.Module, distortion: str):
+    def __init__(self, model: nn.Module, distortion: str, off_weight: float = 0.0):
         super().__init__()
         self.model = model
         self.distortion = distortion
+        self.off_weight = off_weight
 
     def forward(self, x, mask, qidx):
         out = self.model(x, qidx)
-        parts = rd_loss(out, x, mask, self.model.lambdas[qidx], self.distortion)
+        parts = rd_loss(out, x, mask, self.model.lambdas[qidx], self.distortion, self.off_weight)
         parts["aux"] = self.model.aux_loss()
         return parts
 
@@ -62,9 +64,36 @@ def _dist_info() -> tuple[int, int]:
     return rank, world
 
 
+def _as_list(v) -> list:
+    return [] if v is None else [v] if isinstance(v, (str, Path)) else list(v)
+
+
+def _check_masks(cfg: TrainConfig) -> None:
+    data, masks = _as_list(cfg.data), _as_list(cfg.masks)
+    if cfg.loss not in MASK_KINDS:
+        if masks:
+            raise SaicmError(f"--loss {cfg.loss} uses no masks; drop --masks or pick a masked loss")
+        return
+    if len(masks) != len(data):
+        raise SaicmError(f"--loss {cfg.loss} needs one --masks folder per --data folder "
+                         f"({len(data)} data, {len(masks)} masks)")
+    want = MASK_KINDS[cfg.loss]
+    for m in masks:
+        spec = Path(m) / "masks.json"
+        try:
+            kind = json.loads(spec.read_text()).get("kind")
+        except (OSError, json.JSONDecodeError):
+            raise SaicmError("not a mask folder made by `saicm masks` (no readable masks.json)", str(m)) from None
+        if kind != want:
+            raise SaicmError(f"--loss {cfg.loss} needs {want} masks, this folder has {kind}", str(m))
+    if not 0.0 <= cfg.off_mask_weight <= 1.0:
+        raise SaicmError(f"--off-mask-weight must be in [0, 1], got {cfg.off_mask_weight}")
+
+
 def train(cfg: TrainConfig) -> Path:
     if cfg.loss not in DISTORTIONS:
         raise SaicmError(f"unknown loss {cfg.loss!r} (known: {', '.join(DISTORTIONS)})")
+    _check_masks(cfg)
     rank, world = _dist_info()
     if world > 1 and not dist.is_initialized():
         dist.init_process_group("gloo")
@@ -78,10 +107,22 @@ def train(cfg: TrainConfig) -> Path:
     torch.manual_seed(cfg.seed)
     if cfg.init:
         src, info = load_model(cfg.init)
-        model = build_architecture(info.architecture, **info.config)
-        model.load_state_dict(src.state_dict())
+        config = dict(info.config)
+        state = src.state_dict()
+        if cfg.lambdas is not None:  # fine-tune to other rate points (same count: one gain per point)
+            if len(cfg.lambdas) != len(config["lambdas"]):
+                raise SaicmError(f"--init model has {len(config['lambdas'])} rate points; "
+                                 f"--lambdas gives {len(cfg.lambdas)}")
+            config["lambdas"] = [float(v) for v in cfg.lambdas]
+            state = {k: v for k, v in state.items() if k != "lambdas"}
+        model = build_architecture(info.architecture, **config)
+        missing, unexpected = model.load_state_dict(state, strict=False)
+        if unexpected or set(missing) - {"lambdas"}:
+            raise SaicmError(f"--init weights do not fit {info.architecture} "
+                             f"(missing {missing[:3]}, unexpected {unexpected[:3]})")
     else:
-        model = build_architecture(cfg.architecture, N=cfg.N, M=cfg.M, lambdas=list(cfg.lambdas))
+        lambdas = cfg.lambdas if cfg.lambdas is not None else DEFAULT_LAMBDAS
+        model = build_architecture(cfg.architecture, N=cfg.N, M=cfg.M, lambdas=list(lambdas))
     if cfg.patch % model.multiple:
         raise SaicmError(f"--patch {cfg.patch} must be a multiple of {model.multiple} for this architecture")
     model.train()
@@ -105,10 +146,10 @@ def train(cfg: TrainConfig) -> Path:
     # Different crops on every rank and after every resume.
     torch.manual_seed(cfg.seed * 1000003 + rank * 7919 + start)
 
-    step_mod = TrainStep(model, cfg.loss)
+    step_mod = TrainStep(model, cfg.loss, cfg.off_mask_weight)
     runner = nn.parallel.DistributedDataParallel(step_mod) if world > 1 else step_mod
 
-    data = RandomCrops(cfg.data, patch=cfg.patch, masks=cfg.masks, progress=cfg.progress and rank == 0)
+    data = RandomCrops(_as_list(cfg.data), patch=cfg.patch, masks=_as_list(cfg.masks) or None, progress=cfg.progress and rank == 0)
     loader = iter(DataLoader(data, batch_size=cfg.batch // world, shuffle=False, num_workers=0, drop_last=True))
     nq = model.num_qualities
     log = open(out / "log.jsonl", "a") if rank == 0 else None
@@ -182,6 +223,7 @@ def _save_checkpoint(path: Path, model, opt, aux_opt, step: int, cfg: TrainConfi
         "rng": torch.get_rng_state(),
         "py_rng": random.getstate(),
         "config": asdict(cfg),
+        "model_spec": {"architecture": model.architecture, "config": model.config},
     }
     with atomic_path(path) as tmp:
         torch.save(state, tmp)
@@ -191,6 +233,8 @@ def export_checkpoint(ckpt: str | Path, dest: str | Path, meta: dict | None = No
     """Write the weights of a training checkpoint as a shippable model file."""
     ck = torch.load(ckpt, map_location="cpu", weights_only=False)
     c = ck["config"]
-    model = build_architecture(c["architecture"], N=c["N"], M=c["M"], lambdas=list(c["lambdas"]))
+    spec = ck.get("model_spec") or {"architecture": c["architecture"],
+                                    "config": dict(N=c["N"], M=c["M"], lambdas=list(c["lambdas"]))}
+    model = build_architecture(spec["architecture"], **spec["config"])
     model.load_state_dict(ck["model"], strict=False)
     save_model(model, dest, extra_meta={"training": c | {"steps_done": ck["step"]}} | (meta or {}))

@@ -1,0 +1,182 @@
+"""``saicm masks``: one binary mask per image of a folder, written once.
+
+Layout of the output folder::
+
+    OUT/masks.json                  source and settings (a re-run must match them)
+    OUT/<rel path>.png              1-bit PNG, same relative path and stem as the image
+    OUT/manifest-<i>-of-<n>.jsonl   one line per finished image of shard i/n
+    OUT/previews/<rel path>.jpg     overlays, with --preview
+
+Masks are written atomically and an image whose PNG exists is skipped, so a
+killed run resumes where it stopped. ``--shard i/n`` takes every n-th image
+starting at i (0-based), so n processes or array-job tasks split a dataset
+without talking to each other; their manifests are separate files.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+from PIL import Image
+from tqdm import tqdm
+
+from .._fs import atomic_path, write_atomic
+from ..codec.image_io import is_image_file, load_image
+from ..errors import SaicmError
+from .edges import overlay, segment_edges
+
+SOURCES = ("regions", "sam", "coco")
+
+
+@dataclass
+class MaskSpec:
+    """How masks are made; recorded in ``masks.json``."""
+
+    source: str
+    settings: dict
+    edge_method: str = "boundary"
+    edge_width: int = 1
+
+    @property
+    def kind(self) -> str:
+        return "objects" if self.source == "coco" else "edges"
+
+    def as_dict(self) -> dict:
+        return dict(format="saicm-masks/1", source=self.source, kind=self.kind, settings=self.settings,
+                    edge_method=self.edge_method if self.kind == "edges" else None,
+                    edge_width=self.edge_width)
+
+
+def parse_shard(text: str | None) -> tuple[int, int]:
+    if not text:
+        return 0, 1
+    try:
+        i, n = (int(v) for v in text.split("/"))
+    except ValueError:
+        raise SaicmError(f"--shard wants I/N (e.g. 0/4), got {text!r}") from None
+    if n < 1 or not 0 <= i < n:
+        raise SaicmError(f"--shard {text}: need 0 <= I < N")
+    return i, n
+
+
+def make_source(source: str, alpha: float = 0.78, annotations=None, sam_checkpoint=None,
+                sam_model: str = "vit_b", sam_options: dict | None = None, regions_options: dict | None = None):
+    """A callable ``(rgb, path) -> (label map or mask, n_segments)`` and its settings."""
+    if source == "regions":
+        from .regions import RegionSegmenter
+
+        try:
+            seg = RegionSegmenter(alpha=alpha, **(regions_options or {}))
+        except ValueError as e:
+            raise SaicmError(f"--alpha: {e}") from None
+
+        def run(rgb, path):
+            labels = seg(rgb)
+            return labels, int(len(np.unique(labels)))
+
+        return run, seg.settings()
+    if source == "sam":
+        from .sam import SamSegmenter
+
+        seg = SamSegmenter(kind=sam_model, checkpoint=sam_checkpoint, alpha=alpha, options=sam_options)
+
+        def run(rgb, path):
+            labels = seg(rgb)
+            return labels, int(labels.max())
+
+        return run, seg.settings()
+    if source == "coco":
+        if annotations is None:
+            raise SaicmError("--source coco needs --annotations FILE (COCO instances JSON)")
+        from .coco import CocoObjects
+
+        objs = CocoObjects(annotations)
+
+        def run(rgb, path):
+            return objs(path, rgb.shape[:2])
+
+        return run, objs.settings()
+    raise SaicmError(f"unknown mask source {source!r} (known: {', '.join(SOURCES)})")
+
+
+def _check_spec(out: Path, spec: MaskSpec, overwrite: bool) -> None:
+    p = out / "masks.json"
+    want = spec.as_dict()
+    if p.is_file() and not overwrite:
+        try:
+            have = json.loads(p.read_text())
+        except (OSError, json.JSONDecodeError):
+            raise SaicmError("unreadable masks.json; use --overwrite to start again", str(p)) from None
+        if have != want:
+            raise SaicmError("the folder holds masks made with other settings "
+                             f"({have.get('source')}, {have.get('settings')}); use another -o or --overwrite",
+                             str(out))
+        return
+    write_atomic(p, lambda t: t.write_text(json.dumps(want, indent=2) + "\n"))
+
+
+def run_masks(src: str | Path, out: str | Path, spec: MaskSpec, make: Callable, *, shard=(0, 1),
+              preview: bool = False, overwrite: bool = False, progress: bool = True) -> dict:
+    """Write the masks of every image in ``src`` (recursively) under ``out``; returns a summary."""
+    src, out = Path(src), Path(out)
+    if not src.is_dir():
+        raise SaicmError("input folder not found", str(src))
+    files = sorted(p for p in src.rglob("*") if is_image_file(p))
+    if not files:
+        raise SaicmError("no images in input folder", str(src))
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise SaicmError(f"cannot create output folder ({e.strerror})", str(out)) from None
+    _check_spec(out, spec, overwrite)
+    i, n = shard
+    mine = files[i::n]
+    manifest = out / f"manifest-{i}-of-{n}.jsonl"
+    done = skipped = 0
+    fractions: list[float] = []
+    failures: list[str] = []
+    with open(manifest, "a") as log:
+        for f in tqdm(mine, desc=f"masks {spec.source} {i}/{n}", unit="img", disable=not progress):
+            rel = f.relative_to(src)
+            dest = out / rel.with_suffix(".png")
+            if dest.is_file() and not overwrite:
+                skipped += 1
+                continue
+            t0 = time.perf_counter()
+            try:
+                rgb = load_image(f).rgb
+                result, count = make(rgb, f)
+            except SaicmError as e:
+                failures.append(str(e))
+                continue
+            mask = result if spec.kind == "objects" else segment_edges(result, spec.edge_method, 1)
+            if spec.edge_width > 1:
+                from .edges import dilate
+
+                mask = dilate(mask, spec.edge_width)
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            with atomic_path(dest) as tmp:
+                Image.fromarray(mask.astype(bool)).convert("1").save(tmp, format="PNG", optimize=True)
+            if preview:
+                pv = out / "previews" / rel.with_suffix(".jpg")
+                pv.parent.mkdir(parents=True, exist_ok=True)
+                with atomic_path(pv) as tmp:
+                    Image.fromarray(overlay(rgb, mask)).save(tmp, format="JPEG", quality=90)
+            frac = float(mask.mean())
+            fractions.append(frac)
+            log.write(json.dumps(dict(image=str(rel), mask=str(rel.with_suffix(".png")), fraction=round(frac, 6),
+                                      segments=int(count), seconds=round(time.perf_counter() - t0, 3))) + "\n")
+            log.flush()
+            done += 1
+    return dict(images=len(mine), written=done, skipped=skipped, failed=failures,
+                mean_fraction=float(np.mean(fractions)) if fractions else None, manifest=str(manifest))
+
+
+def load_mask(path: str | Path) -> np.ndarray:
+    """A mask PNG as a bool array."""
+    return np.asarray(Image.open(path).convert("L")) > 0

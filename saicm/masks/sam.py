@@ -1,0 +1,137 @@
+"""Segment Anything (Meta's ``segment-anything`` package) as a mask source.
+
+α is SAM's confidence threshold ``pred_iou_thresh`` of
+``SamAutomaticMaskGenerator``; every other generator setting keeps the
+package default (32 points per side, ``stability_score_thresh`` 0.95,
+``box_nms_thresh`` 0.7, no crops) unless overridden with ``--sam-opt KEY=VALUE``.
+The checkpoint is always a user-supplied path; nothing is downloaded.
+
+``vit_tiny`` is a randomly initialised miniature of the package's own builder
+(embed 64, depth 2), for tests of the whole path without a real checkpoint;
+its masks are meaningless.
+"""
+
+from __future__ import annotations
+
+import inspect
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import SaicmError
+
+SAM_MODELS = ("vit_b", "vit_l", "vit_h", "vit_tiny")
+_EMBED_DIMS = {768: "vit_b", 1024: "vit_l", 1280: "vit_h", 64: "vit_tiny"}
+
+
+def _import():
+    try:
+        import segment_anything  # noqa: F401
+    except ImportError:  # pragma: no cover - it is a dependency
+        raise SaicmError("the segment-anything package is not installed (pip install segment-anything)") from None
+    return segment_anything
+
+
+def build_sam(kind: str, checkpoint: str | Path | None):
+    """Build a SAM of ``kind`` and load ``checkpoint`` (required except for ``vit_tiny``)."""
+    sa = _import()
+    if kind not in SAM_MODELS:
+        raise SaicmError(f"unknown SAM model {kind!r} (known: {', '.join(SAM_MODELS)})")
+    state = _read_checkpoint(kind, checkpoint) if checkpoint is not None else None
+    if kind == "vit_tiny":
+        from segment_anything.build_sam import _build_sam
+
+        model = _build_sam(encoder_embed_dim=64, encoder_depth=2, encoder_num_heads=2,
+                           encoder_global_attn_indexes=[1], checkpoint=None)
+    else:
+        if state is None:
+            raise SaicmError(f"--source sam needs --sam-checkpoint PATH (a {kind} checkpoint from Meta's "
+                             "segment-anything release); without one use --source regions")
+        model = sa.sam_model_registry[kind](checkpoint=None)
+    if state is not None:
+        try:
+            model.load_state_dict(state)
+        except RuntimeError as e:
+            first = str(e).strip().splitlines()[0]
+            raise SaicmError(f"checkpoint does not fit {kind}: {first}", str(checkpoint)) from None
+    return model.eval()
+
+
+def _read_checkpoint(kind: str, checkpoint) -> dict:
+    """Load a SAM state dict and check it is one, of the right size, before building anything."""
+    import torch
+
+    p = Path(checkpoint)
+    if not p.is_file():
+        raise SaicmError("SAM checkpoint not found", str(p))
+    try:
+        state = torch.load(p, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - any unreadable file
+        raise SaicmError(f"not a PyTorch checkpoint ({type(e).__name__})", str(p)) from None
+    if isinstance(state, dict) and isinstance(state.get("model"), dict):
+        state = state["model"]
+    if not isinstance(state, dict) or "image_encoder.patch_embed.proj.weight" not in state:
+        raise SaicmError("not a Segment Anything checkpoint (no image_encoder weights)", str(p))
+    dim = int(state["image_encoder.patch_embed.proj.weight"].shape[0])
+    found = _EMBED_DIMS.get(dim, f"an unknown ViT (embed {dim})")
+    if found != kind:
+        raise SaicmError(f"this is a {found} checkpoint, but --sam-model is {kind}", str(p))
+    return state
+
+
+def generator_options() -> dict:
+    """The generator's keyword defaults (for documentation and ``--sam-opt`` checking)."""
+    _import()
+    from segment_anything import SamAutomaticMaskGenerator
+
+    sig = inspect.signature(SamAutomaticMaskGenerator)
+    return {k: v.default for k, v in sig.parameters.items()
+            if k not in ("model", "point_grids", "output_mode")}
+
+
+def parse_options(pairs: list[str]) -> dict:
+    """``["points_per_side=16", ...]`` → typed keyword arguments for the generator."""
+    known = generator_options()
+    out = {}
+    for pair in pairs or []:
+        if "=" not in pair:
+            raise SaicmError(f"--sam-opt wants KEY=VALUE, got {pair!r}")
+        k, v = pair.split("=", 1)
+        if k not in known:
+            raise SaicmError(f"unknown SAM generator option {k!r} (known: {', '.join(sorted(known))})")
+        if k == "pred_iou_thresh":
+            raise SaicmError("set pred_iou_thresh with --alpha")
+        default = known[k]
+        try:
+            out[k] = type(default)(v) if default is not None else float(v)
+        except ValueError:
+            raise SaicmError(f"--sam-opt {k}: cannot read {v!r} as {type(default).__name__}") from None
+    return out
+
+
+class SamSegmenter:
+    """Automatic SAM masks painted into a label map (larger masks first)."""
+
+    def __init__(self, kind: str = "vit_b", checkpoint=None, alpha: float = 0.88, options: dict | None = None):
+        if not (0.0 < alpha <= 1.0):
+            raise SaicmError(f"--alpha must be in (0, 1], got {alpha}")
+        from segment_anything import SamAutomaticMaskGenerator
+
+        self.kind, self.alpha = kind, alpha
+        self.options = dict(options or {})
+        self.model = build_sam(kind, checkpoint)
+        self.generator = SamAutomaticMaskGenerator(self.model, pred_iou_thresh=alpha, **self.options)
+
+    def settings(self) -> dict:
+        return dict(alpha=self.alpha, sam_model=self.kind, **self.options)
+
+    def masks(self, rgb: np.ndarray) -> list[np.ndarray]:
+        import torch
+
+        with torch.inference_mode():
+            return [m["segmentation"] for m in self.generator.generate(np.ascontiguousarray(rgb[..., :3]))]
+
+    def __call__(self, rgb: np.ndarray) -> np.ndarray:
+        from .edges import paint_masks
+
+        return paint_masks(self.masks(rgb), rgb.shape[:2])

@@ -1,0 +1,197 @@
+"""Mask sources and the `saicm masks` job: known edges, α monotonicity, COCO, SAM path, errors."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from .conftest import natural_image, run_cli
+from saicm.masks.edges import label_boundaries, paint_masks, segment_edges
+from saicm.masks.regions import RegionSegmenter
+
+ALPHAS = (0.98, 0.93, 0.78, 0.48)
+
+
+def test_paint_masks_puts_smaller_masks_on_top():
+    big = np.zeros((8, 8), bool)
+    big[1:7, 1:7] = True
+    small = np.zeros((8, 8), bool)
+    small[3:5, 3:5] = True
+    labels = paint_masks([small, big], (8, 8))  # order of the list must not matter
+    assert labels[0, 0] == 0
+    assert labels[1, 1] != labels[3, 3] != 0
+    assert (labels[3:5, 3:5] == labels[3, 3]).all()
+
+
+def test_label_boundaries_mark_exactly_the_label_change():
+    labels = np.zeros((4, 6), int)
+    labels[:, 3:] = 1
+    e = label_boundaries(labels)
+    expected = np.zeros((4, 6), bool)
+    expected[:, 2] = True
+    assert (e == expected).all()
+    assert segment_edges(labels, width=3)[:, 1:4].all() and not segment_edges(labels, width=3)[:, 0].any()
+
+
+def test_canny_edges_follow_label_changes():
+    labels = np.zeros((32, 32), int)
+    labels[:, 16:] = 7
+    e = segment_edges(labels, method="canny")
+    assert e.any() and e[:, 14:18].sum() == e.sum()
+
+
+@pytest.mark.parametrize("name", ["astronaut", "coffee", "chelsea"])
+def test_regions_lower_alpha_gives_more_segments_and_nested_edges(name):
+    import skimage.data
+
+    rgb = getattr(skimage.data, name)()[::2, ::2]
+    counts, edges = [], []
+    for a in ALPHAS:  # descending α
+        labels = RegionSegmenter(alpha=a)(rgb)
+        counts.append(len(np.unique(labels)))
+        edges.append(segment_edges(labels))
+    assert counts == sorted(counts) and counts[0] < counts[-1]
+    for hi, lo in zip(edges, edges[1:]):
+        assert not (hi & ~lo).any(), "edges at higher α must be a subset of edges at lower α"
+    assert edges[0].sum() < edges[-1].sum()
+
+
+def test_regions_rejects_alpha_outside_unit_interval():
+    with pytest.raises(ValueError):
+        RegionSegmenter(alpha=0)
+    with pytest.raises(ValueError):
+        RegionSegmenter(alpha=1.5)
+
+
+@pytest.fixture
+def folder(tmp_path):
+    d = tmp_path / "imgs"
+    (d / "sub").mkdir(parents=True)
+    for i, p in enumerate([d / "a.png", d / "b.jpg", d / "sub" / "c.png"]):
+        Image.fromarray(natural_image(72, 96, seed=i)).save(p)
+    return d
+
+
+def test_masks_cli_writes_1bit_pngs_manifest_and_resumes(folder, tmp_path):
+    out = tmp_path / "m"
+    r = run_cli("masks", folder, "-o", out, "--alpha", "0.5", "--preview", "--quiet")
+    assert r.returncode == 0, r.stderr
+    assert "3 written" in r.stdout
+    for rel in ["a.png", "b.png", "sub/c.png"]:
+        im = Image.open(out / rel)
+        assert im.mode == "1" and im.size == (96, 72)
+        assert (out / "previews" / rel).with_suffix(".jpg").is_file()
+    spec = json.loads((out / "masks.json").read_text())
+    assert spec["source"] == "regions" and spec["kind"] == "edges" and spec["settings"]["alpha"] == 0.5
+    lines = [json.loads(x) for x in (out / "manifest-0-of-1.jsonl").read_text().splitlines()]
+    assert sorted(x["image"] for x in lines) == ["a.png", "b.jpg", "sub/c.png"]
+    assert all(0 < x["fraction"] < 1 for x in lines)
+    r = run_cli("masks", folder, "-o", out, "--alpha", "0.5", "--quiet")
+    assert r.returncode == 0 and "0 written, 3 already done" in r.stdout
+    r = run_cli("masks", folder, "-o", out, "--alpha", "0.9", "--quiet")
+    assert r.returncode != 0 and "other settings" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_masks_shards_split_the_folder(folder, tmp_path):
+    out = tmp_path / "m"
+    for i in range(2):
+        r = run_cli("masks", folder, "-o", out, "--shard", f"{i}/2", "--quiet")
+        assert r.returncode == 0, r.stderr
+    a = (out / "manifest-0-of-2.jsonl").read_text().splitlines()
+    b = (out / "manifest-1-of-2.jsonl").read_text().splitlines()
+    assert len(a) == 2 and len(b) == 1
+    assert len(list(out.rglob("*.png"))) == 3
+    r = run_cli("masks", folder, "-o", out, "--shard", "2/2")
+    assert r.returncode != 0 and "--shard" in r.stderr
+
+
+def _coco_file(tmp_path, size=(40, 60)):
+    h, w = size
+    from pycocotools import mask as mask_utils
+
+    rle_mask = np.zeros((h, w), np.uint8, order="F")
+    rle_mask[30:35, 50:55] = 1
+    rle = mask_utils.encode(rle_mask)
+    rle["counts"] = rle["counts"].decode()
+    data = {
+        "images": [{"id": 1, "file_name": "x.png", "height": h, "width": w}],
+        "annotations": [
+            {"id": 1, "image_id": 1, "category_id": 1, "iscrowd": 0, "area": 100.0, "bbox": [10, 5, 10, 10],
+             "segmentation": [[10, 5, 20, 5, 20, 15, 10, 15]]},
+            {"id": 2, "image_id": 1, "category_id": 1, "iscrowd": 1, "area": 25.0, "bbox": [50, 30, 5, 5],
+             "segmentation": rle},
+        ],
+        "categories": [{"id": 1, "name": "thing"}],
+    }
+    p = tmp_path / "ann.json"
+    p.write_text(json.dumps(data))
+    return p
+
+
+def test_coco_source_writes_union_of_polygons_and_rle(tmp_path):
+    d = tmp_path / "imgs"
+    d.mkdir()
+    Image.fromarray(natural_image(40, 60)).save(d / "x.png")
+    ann = _coco_file(tmp_path)
+    out = tmp_path / "m"
+    r = run_cli("masks", d, "-o", out, "--source", "coco", "--annotations", ann, "--quiet")
+    assert r.returncode == 0, r.stderr
+    m = np.asarray(Image.open(out / "x.png").convert("L")) > 0
+    assert m[8:13, 12:18].all() and m[31:34, 51:54].all()
+    assert not m[0:3].any() and not m[:, 25:45].any()
+    assert json.loads((out / "masks.json").read_text())["kind"] == "objects"
+
+
+def test_coco_source_errors(tmp_path):
+    d = tmp_path / "imgs"
+    d.mkdir()
+    Image.fromarray(natural_image(40, 60)).save(d / "other.png")
+    r = run_cli("masks", d, "-o", tmp_path / "m", "--source", "coco")
+    assert r.returncode != 0 and "--annotations" in r.stderr
+    r = run_cli("masks", d, "-o", tmp_path / "m2", "--source", "coco", "--annotations", _coco_file(tmp_path))
+    assert r.returncode == 1 and "not in the annotation file" in r.stderr and "Traceback" not in r.stderr
+
+
+@pytest.fixture(scope="module")
+def tiny_sam_checkpoint(tmp_path_factory):
+    from saicm.masks.sam import build_sam
+
+    torch.manual_seed(0)
+    p = tmp_path_factory.mktemp("sam") / "sam_tiny.pth"
+    torch.save(build_sam("vit_tiny", None).state_dict(), p)
+    return p
+
+
+def test_sam_source_runs_end_to_end_with_a_random_tiny_model(tmp_path, tiny_sam_checkpoint):
+    d = tmp_path / "imgs"
+    d.mkdir()
+    Image.fromarray(natural_image(64, 80)).save(d / "x.png")
+    out = tmp_path / "m"
+    r = run_cli("masks", d, "-o", out, "--sam-checkpoint", tiny_sam_checkpoint, "--sam-model", "vit_tiny",
+                "--alpha", "0.01", "--sam-opt", "points_per_side=4", "--sam-opt", "stability_score_thresh=0.0",
+                "--quiet")
+    assert r.returncode == 0, r.stderr
+    spec = json.loads((out / "masks.json").read_text())
+    assert spec["source"] == "sam" and spec["settings"]["points_per_side"] == 4 and spec["settings"]["alpha"] == 0.01
+    assert Image.open(out / "x.png").size == (80, 64)
+
+
+def test_sam_checkpoint_errors_are_one_line(tmp_path, tiny_sam_checkpoint):
+    d = tmp_path / "imgs"
+    d.mkdir()
+    Image.fromarray(natural_image(32, 32)).save(d / "x.png")
+    cases = [
+        (["--sam-checkpoint", tmp_path / "missing.pth"], "not found"),
+        (["--sam-checkpoint", tiny_sam_checkpoint, "--sam-model", "vit_b"], "vit_tiny checkpoint, but --sam-model is vit_b"),
+        (["--source", "sam"], "needs --sam-checkpoint"),
+        (["--sam-checkpoint", tiny_sam_checkpoint, "--sam-model", "vit_tiny", "--sam-opt", "bogus=1"], "unknown SAM"),
+    ]
+    junk = tmp_path / "junk.pth"
+    junk.write_bytes(b"not a checkpoint")
+    cases.append((["--sam-checkpoint", junk], "not a PyTorch checkpoint"))
+    for args, msg in cases:
+        r = run_cli("masks", d, "-o", tmp_path / "m", *args)
+        assert r.returncode != 0, args
+        assert msg in r.stderr and "Traceback" not in r.stderr, (args, r.stderr)
