@@ -7,6 +7,7 @@
 #   bash benchmarks/machines_suite.sh DATA_DIR OUT_DIR [CODECS...]
 #   e.g. bash benchmarks/machines_suite.sh ../shared/data benchmarks/results/machines
 #
+# Environment: FACES="centerface haar" (face detectors), INSTANCE=1 (YOLOv8n-seg mask AP), THREADS=1.
 # CODECS default to: the default shipped saicm model, jpeg, webp, hevc, vvc:faster
 # (vvc's `medium` preset takes 10-40 s per photo on a 2-core CPU; `faster` ~1 s).
 set -euo pipefail
@@ -20,6 +21,8 @@ CODECS=("$@")
 IMAGES=$DATA/coco128/images
 ANN=$DATA/coco128/annotations/instances_train2017.json
 THREADS=${THREADS:-1}
+FACES=${FACES:-centerface haar}   # face detectors for the privacy sweep
+INSTANCE=${INSTANCE:-1}           # 1: also YOLOv8n-seg instance masks (mask AP) on COCO128
 mkdir -p "$OUT"
 
 quals() {  # a 6-point sweep per codec, low to high rate
@@ -39,7 +42,12 @@ for c in "${CODECS[@]}"; do
     $SAICM eval --codec "$c" "${qa[@]}" --dataset "$IMAGES" --annotations "$ANN" --task detection \
       --task-model "$det" --threads "$THREADS" -o "$OUT/coco128_${kind}_${tag}.json" --quiet
   done
-  for face in centerface haar; do
+  if [ "$INSTANCE" = 1 ]; then
+    $SAICM eval --codec "$c" "${qa[@]}" --dataset "$IMAGES" --annotations "$ANN" --task instance \
+      --task-model "yolov8-seg:$DATA/models/yolov8n-seg_int8_320.onnx" --threads "$THREADS" \
+      -o "$OUT/coco128_yolov8seg_${tag}.json" --quiet
+  fi
+  for face in $FACES; do
     $SAICM eval --codec "$c" "${qa[@]}" --dataset "$DATA/photos/test" --task faces --task-model $face \
       -o "$OUT/photos-test_${face}_${tag}.json" --quiet
   done

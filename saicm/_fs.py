@@ -53,3 +53,13 @@ def write_atomic(dest: str | os.PathLike, writer: Callable[[Path], None]) -> Non
     """Call ``writer(tmp_path)`` and move the result onto ``dest`` atomically."""
     with atomic_path(dest) as tmp:
         writer(tmp)
+
+
+def ensure_dir(path: str | os.PathLike) -> Path:
+    """Create an output folder (and parents); a one-line error if that is not possible."""
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise SaicmError(f"cannot create output folder ({e.strerror})", str(path)) from None
+    return path

@@ -17,6 +17,7 @@ from typing import Callable
 
 from tqdm import tqdm
 
+from .._fs import ensure_dir
 from ..errors import SaicmError
 
 
@@ -41,10 +42,7 @@ def plan(inp: str, out: str | None, accept: Callable[[Path], bool], suffix: str)
         files = sorted(p for p in src.rglob("*") if accept(p))
         if not files:
             raise SaicmError("no input files in folder", str(src))
-        try:
-            dst_root.mkdir(parents=True, exist_ok=True)
-        except OSError as e:
-            raise SaicmError(f"cannot create output folder ({e.strerror})", str(dst_root)) from None
+        ensure_dir(dst_root)
         return [Job(p, dst_root / p.relative_to(src).with_suffix(suffix)) for p in files], True
     if not src.exists():
         raise SaicmError("no such file", str(src))

@@ -25,7 +25,7 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from .._fs import atomic_path, write_atomic
+from .._fs import atomic_path, ensure_dir, write_atomic
 from ..codec.image_io import is_image_file, load_image
 from ..errors import SaicmError
 from .edges import overlay, segment_edges
@@ -129,10 +129,7 @@ def run_masks(src: str | Path, out: str | Path, spec: MaskSpec, make: Callable, 
     files = sorted(p for p in src.rglob("*") if is_image_file(p))
     if not files:
         raise SaicmError("no images in input folder", str(src))
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise SaicmError(f"cannot create output folder ({e.strerror})", str(out)) from None
+    ensure_dir(out)
     _check_spec(out, spec, overwrite)
     i, n = shard
     mine = files[i::n]
