@@ -53,6 +53,8 @@ for c in "${CODECS[@]}"; do
   done
 done
 
+# BD-rate tables and curves need an anchor and at least one other codec.
+[ ${#CODECS[@]} -ge 2 ] || exit 0
 anchor=${CODECS[0]//:/-}
 for kind in picodet yolox; do
   files=("$OUT/coco128_${kind}_${anchor}.json")

@@ -257,7 +257,7 @@ def cmd_train(a: argparse.Namespace) -> int:
 def cmd_export(a: argparse.Namespace) -> int:
     from .train.trainer import export_checkpoint
 
-    export_checkpoint(a.checkpoint, a.output)
+    export_checkpoint(a.checkpoint, a.output, meta={"description": a.description} if a.description else None)
     print(f"wrote {a.output}")
     return 0
 
@@ -367,7 +367,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--data", required=True, action="append",
                    help="folder of training images (searched recursively); repeat for several folders")
     t.add_argument("--out", required=True, help="run folder: checkpoint.pt, log.jsonl, model.safetensors")
-    t.add_argument("--architecture", default="gained-mean-scale-hyperprior")
+    t.add_argument("--architecture", default="gained-mean-scale-hyperprior",
+                   help="registered architecture name (default gained-mean-scale-hyperprior)")
     t.add_argument("--N", type=int, default=64, help="hidden channels (default 64)")
     t.add_argument("--M", type=int, default=128, help="latent channels (default 128)")
     t.add_argument("--lambdas", type=_floats,
@@ -381,13 +382,15 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--off-mask-weight", type=float, default=0.0,
                    help="weight of the pixels outside the mask in masked losses (default 0: free)")
     t.add_argument("--init", help="start from this model (shipped name or .safetensors)")
-    t.add_argument("--steps", type=int, default=10000)
-    t.add_argument("--batch", type=int, default=16, help="global batch size (split over processes)")
-    t.add_argument("--patch", type=int, default=128, help="crop size in pixels")
-    t.add_argument("--lr", type=float, default=1e-4)
-    t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--log-every", type=int, default=25)
-    t.add_argument("--ckpt-every", type=int, default=200)
+    t.add_argument("--steps", type=int, default=10000,
+                   help="total optimiser steps; also sets the learning-rate decay (default 10000)")
+    t.add_argument("--batch", type=int, default=16, help="global batch size, split over processes (default 16)")
+    t.add_argument("--patch", type=int, default=128, help="random crop size in pixels (default 128)")
+    t.add_argument("--lr", type=float, default=1e-4, help="Adam learning rate (default 1e-4)")
+    t.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    t.add_argument("--log-every", type=int, default=25, help="steps between log.jsonl lines (default 25)")
+    t.add_argument("--ckpt-every", type=int, default=200,
+                   help="steps between atomic checkpoints (default 200)")
     t.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt if present")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
     t.set_defaults(func=cmd_train)
@@ -425,6 +428,8 @@ def build_parser() -> argparse.ArgumentParser:
     e = sub.add_parser("export", help="turn a training checkpoint into a shippable fp16 model file")
     e.add_argument("checkpoint")
     e.add_argument("-o", "--output", required=True, help="destination .safetensors")
+    e.add_argument("--description", help="one line shown by `saicm models` (default: derived from the "
+                   "training settings stored in the checkpoint)")
     e.set_defaults(func=cmd_export)
     return p
 

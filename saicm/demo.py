@@ -29,20 +29,47 @@ def sample_images() -> dict[str, Image.Image]:
     return {n: Image.fromarray(getattr(skimage.data, n)()) for n in SAMPLES}
 
 
+def caption_font(size: int = 14):
+    """DejaVu Sans from matplotlib's own files (it has α, λ and ≈), else Pillow's default font."""
+    from PIL import ImageFont
+
+    try:
+        from matplotlib import font_manager
+
+        return ImageFont.truetype(font_manager.findfont("DejaVu Sans", fallback_to_default=True), size)
+    except Exception:  # noqa: BLE001 — captions are cosmetic
+        return ImageFont.load_default()
+
+
+def _wrap(label: str, font, width: int) -> list[str]:
+    """Greedy word wrap of ``label`` to lines no wider than ``width`` pixels (a long word stays whole)."""
+    lines: list[str] = []
+    for word in label.split():
+        if lines and font.getlength(lines[-1] + " " + word) <= width:
+            lines[-1] += " " + word
+        else:
+            lines.append(word)
+    return lines or [""]
+
+
 def side_by_side(panels: list[tuple[str, Image.Image]], height: int = 384) -> Image.Image:
-    """Images scaled to one height, left to right, each with a caption bar."""
+    """Images scaled to one height, left to right, each with a caption (wrapped to the panel's width)."""
     scaled = []
     for label, im in panels:
         im = im.convert("RGB")
         w = round(im.width * height / im.height)
         scaled.append((label, im.resize((w, height), Image.LANCZOS)))
-    bar = 22
+    font = caption_font()
+    wrapped = [_wrap(label, font, im.width - 8) for label, im in scaled]
+    line_h = 17
+    bar = 5 + line_h * max(len(lines) for lines in wrapped)
     out = Image.new("RGB", (sum(im.width for _, im in scaled) + 4 * (len(scaled) - 1), height + bar), "white")
     draw = ImageDraw.Draw(out)
     x = 0
-    for label, im in scaled:
+    for (label, im), lines in zip(scaled, wrapped):
         out.paste(im, (x, bar))
-        draw.text((x + 4, 4), label, fill="black")
+        for i, line in enumerate(lines):
+            draw.text((x + 4, 3 + i * line_h), line, fill="black", font=font)
         x += im.width + 4
     return out
 

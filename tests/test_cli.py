@@ -115,3 +115,19 @@ def test_outputs_get_normal_permissions(tmp_path, image_file, tiny_model):
     mask = os.umask(0)
     os.umask(mask)
     assert out.stat().st_mode & 0o777 == 0o666 & ~mask
+
+
+def test_side_by_side_wraps_long_captions_inside_each_panel():
+    from PIL import Image
+
+    from saicm.demo import _wrap, caption_font, side_by_side
+
+    font = caption_font()
+    lines = _wrap("regions α=0.78: 199 segments, 7.3% edge px", font, 120)
+    assert len(lines) > 1 and all(font.getlength(l) <= 120 for l in lines if " " in l)
+    panels = [("short", Image.new("RGB", (100, 200))), ("a much longer caption than the panel is wide " * 2,
+                                                        Image.new("RGB", (100, 200)))]
+    one = side_by_side(panels[:1], height=200)
+    two = side_by_side(panels, height=200)
+    assert one.width == 100 and two.width == 204
+    assert two.height > one.height  # the long caption took more lines, not more width

@@ -156,3 +156,19 @@ def test_two_data_folders_are_both_used(data_dir, tmp_path):
     Image.fromarray(natural_image(70, 90, seed=5)).save(other / "z.png")
     ds = RandomCrops([data_dir, other], patch=64, progress=False)
     assert len(ds.files) == 6 and ds.files[-1].name == "z.png"
+
+
+def test_exported_model_describes_its_training(data_dir, tmp_path):
+    from saicm.models.zoo import describe, read_info
+
+    masks = _mask_dir(data_dir, tmp_path)
+    out = tmp_path / "run"
+    train(tiny_cfg(data_dir, out, loss="saicm", masks=str(masks), off_mask_weight=0.05, steps=2))
+    derived = tmp_path / "derived.safetensors"
+    export_checkpoint(out / "checkpoint.pt", derived)
+    text = describe(read_info(derived))
+    assert text.startswith("SA-ICM: MSE on edge pixels only; 2 steps on ")
+    assert "off-mask weight 0.05" in text
+    named = tmp_path / "named.safetensors"
+    export_checkpoint(out / "checkpoint.pt", named, meta={"description": "my edge codec"})
+    assert describe(read_info(named)) == "my edge codec"

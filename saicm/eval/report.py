@@ -83,7 +83,8 @@ def build_report(results: list[dict], out: str | Path, metrics: Sequence[str] = 
     style = ("body{font-family:sans-serif;max-width:1200px;margin:2em auto;color:#222}"
              "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:4px 8px}"
              ".num{text-align:right;font-variant-numeric:tabular-nums}.row{display:flex;gap:2em;align-items:flex-start}"
-             ".crops{display:flex;flex-wrap:wrap;gap:8px}figure{margin:0}figcaption{font-size:12px}"
+             ".crops{display:flex;flex-wrap:wrap;gap:8px}figure{margin:0;flex:0 0 calc(50% - 4px)}"
+             ".crops img{width:100%;height:auto}figcaption{font-size:12px}"
              "svg{max-width:600px;height:auto}")
     page = (f"<!doctype html><html><head><meta charset=utf-8><title>{html.escape(title)}</title>"
             f"<style>{style}</style></head><body>{''.join(parts)}</body></html>")

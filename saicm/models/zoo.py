@@ -103,6 +103,34 @@ def read_info(path: str | os.PathLike, name: str | None = None) -> ModelInfo:
     )
 
 
+LOSS_NAMES = {
+    "mse": "plain MSE on all pixels (human vision)",
+    "saicm": "SA-ICM: MSE on edge pixels only",
+    "object": "Object-ICM: MSE on object pixels only",
+}
+
+
+def describe(info: ModelInfo) -> str:
+    """One line on what a model is: its stored description, else what its training metadata says."""
+    if info.meta.get("description"):
+        return info.meta["description"]
+    try:
+        t = json.loads(info.meta.get("training", "{}"))
+    except ValueError:
+        return ""
+    if not t:
+        return ""
+    data = t.get("data") or []
+    data = [data] if isinstance(data, str) else data
+    where = ", ".join("/".join(Path(d).parts[-2:]) for d in data)
+    text = f"{LOSS_NAMES.get(t.get('loss'), t.get('loss'))}; {t.get('steps_done', '?')} steps on {where}"
+    if t.get("off_mask_weight"):
+        text += f"; off-mask weight {t['off_mask_weight']}"
+    if t.get("init"):
+        text += f"; fine-tuned from {t['init']}"
+    return text
+
+
 def shipped_models() -> dict[str, ModelInfo]:
     """Name → info of every model in the package's weights folder, sorted by name."""
     out = {}
@@ -169,7 +197,7 @@ def model_table() -> list[dict]:
             "name": name,
             "architecture": info.architecture,
             "config": info.config,
-            "description": info.meta.get("description", ""),
+            "description": describe(info),
             "qualities": [{"quality": i + 1, "lambda": lam} for i, lam in enumerate(lambdas)],
             "default_quality": len(lambdas) // 2 + 1,
             "file": str(info.path),

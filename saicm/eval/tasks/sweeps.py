@@ -14,7 +14,7 @@ from typing import Mapping
 from PIL import Image, ImageDraw
 
 from ...errors import SaicmError
-from .base import load_task_model
+from .base import COCO_NAME_BY_ID, load_task_model
 from .coco import category_ids, coco_ap, load_annotations, match_images, pseudo_ground_truth, run_task_model
 from .faces import face_retention, load_face_detector
 
@@ -111,7 +111,7 @@ def detection_drawer(task_model: str, min_score: float = 0.4):
         for det in model(img):
             if det.score >= min_score:
                 d.rectangle(list(map(float, det.box)), outline=(255, 40, 40), width=2)
-                d.text((float(det.box[0]) + 3, float(det.box[1]) + 2), f"{det.category_id}:{det.score:.2f}",
+                d.text((float(det.box[0]) + 3, float(det.box[1]) + 2), f"{COCO_NAME_BY_ID.get(det.category_id, det.category_id)} {det.score:.2f}",
                        fill=(255, 255, 0))
         return out
 
