@@ -172,3 +172,16 @@ def test_exported_model_describes_its_training(data_dir, tmp_path):
     named = tmp_path / "named.safetensors"
     export_checkpoint(out / "checkpoint.pt", named, meta={"description": "my edge codec"})
     assert describe(read_info(named)) == "my edge codec"
+
+
+def test_non_finite_gradients_are_skipped_and_weights_stay_clean(data_dir, tmp_path, monkeypatch):
+    from saicm.train import losses
+
+    def finite_loss_nan_grad(x, x_hat, mask, off_weight=0.0):
+        # forward: 0·sqrt(0) = 0 (finite); backward: d sqrt/dx at 0 is inf, times 0 gives NaN
+        return ((x - x_hat) ** 2).mean(dim=(1, 2, 3)) + 0 * torch.sqrt(x_hat.sum() * 0)
+
+    monkeypatch.setitem(losses.DISTORTIONS, "nangrad", finite_loss_nan_grad)
+    with pytest.raises(saicm.SaicmError, match="gradients are not finite for 3 steps"):
+        train(tiny_cfg(data_dir, tmp_path / "r", loss="nangrad", max_bad_steps=3, steps=10))
+    assert not (tmp_path / "r" / "checkpoint.pt").exists()

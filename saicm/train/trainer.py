@@ -175,10 +175,18 @@ def train(cfg: TrainConfig) -> Path:
                     raise SaicmError(f"loss is not finite for {bad} steps in a row at step {step + 1} "
                                      f"(lower --lr?); the last good checkpoint is {ckpt_path}")
                 continue
-            bad = 0
             (parts["loss"] + parts["aux"]).backward()
-            if cfg.clip > 0:
-                nn.utils.clip_grad_norm_(main_params, cfg.clip)
+            # A finite loss can still have non-finite gradients (e.g. GDN at its bound); one such
+            # step would turn every weight into NaN, so it is skipped like a non-finite loss.
+            norm = nn.utils.clip_grad_norm_(main_params, cfg.clip if cfg.clip > 0 else float("inf"))
+            aux_ok = all(p.grad is None or torch.isfinite(p.grad).all() for p in aux_params)
+            if not (torch.isfinite(norm) and aux_ok):
+                bad += 1
+                if bad >= cfg.max_bad_steps:
+                    raise SaicmError(f"gradients are not finite for {bad} steps in a row at step {step + 1} "
+                                     f"(lower --lr?); the last good checkpoint is {ckpt_path}")
+                continue
+            bad = 0
             opt.step()
             aux_opt.step()
             for k, v in parts.items():

@@ -1,0 +1,93 @@
+"""The SA-ICM evidence in one table, from the machines suite's results folder.
+
+    python benchmarks/saicm_table.py RESULTS_DIR --models saicm-a,saicm-b,object-c \
+        [--anchors mse-hyperprior-n64,vvc-faster] [--fraction 0.9]
+
+For each model: BD-rate of detection AP (PicoDet, YOLOX) and of PSNR against
+each anchor, BD-rate of instance mask AP (YOLOv8n-seg) against the first
+anchor, and face privacy at the rate where the model keeps ``--fraction`` of
+the uncompressed PicoDet AP, with the anchors' face retention at that rate.
+File names follow benchmarks/machines_suite.sh:
+``coco128_{picodet,yolox,yolov8seg}_TAG.json`` and ``photos-test_centerface_TAG.json``
+(TAG = codec name with ':' replaced by '-'). Missing files show as "–".
+Prints Markdown; negative BD-rate = fewer bits than the anchor for the same score.
+"""
+
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from saicm.errors import SaicmError  # noqa: E402
+from saicm.eval import results  # noqa: E402
+from saicm.eval.bdrate import BDRateError, bd_rate  # noqa: E402
+from saicm.eval.privacy import privacy_at_task_rate  # noqa: E402
+
+
+def load(folder: Path, name: str) -> dict | None:
+    p = folder / name
+    return results.load(p) if p.is_file() else None
+
+
+def bd(anchor: dict | None, test: dict | None, metric: str) -> str:
+    if anchor is None or test is None:
+        return "–"
+    try:
+        r = bd_rate(*results.curve(anchor, metric), *results.curve(test, metric), envelope=True)
+    except (BDRateError, SaicmError) as e:
+        return f"n/a ({e})"
+    return f"{r.percent:+.1f} %"
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("folder", type=Path)
+    ap.add_argument("--models", required=True, help="comma-separated codec tags to report")
+    ap.add_argument("--anchors", default="mse-hyperprior-n64,vvc-faster")
+    ap.add_argument("--fraction", type=float, default=0.9)
+    a = ap.parse_args()
+    models, anchors = a.models.split(","), a.anchors.split(",")
+    f = a.folder
+
+    head = ["model"]
+    for an in anchors:
+        head += [f"PicoDet AP vs {an}", f"YOLOX AP vs {an}", f"PSNR vs {an}"]
+    head += [f"mask AP vs {anchors[0]}"]
+    print("| " + " | ".join(head) + " |\n|" + "---|" * len(head))
+    for m in models:
+        row = [m]
+        for an in anchors:
+            for det in ("picodet", "yolox"):
+                row.append(bd(load(f, f"coco128_{det}_{an}.json"), load(f, f"coco128_{det}_{m}.json"), "ap"))
+            row.append(bd(load(f, f"coco128_picodet_{an}.json"), load(f, f"coco128_picodet_{m}.json"), "psnr"))
+        row.append(bd(load(f, f"coco128_yolov8seg_{anchors[0]}.json"), load(f, f"coco128_yolov8seg_{m}.json"),
+                      "mask_ap"))
+        print("| " + " | ".join(row) + " |")
+
+    print(f"\nFace privacy (CenterFace, photo test split) where each model keeps {a.fraction:.0%} of the "
+          "uncompressed PicoDet AP on COCO128:\n")
+    head = ["model", "AP kept at (COCO128 bpp)", "same rate point on photos (bpp)", "faces kept: model"]
+    head += [f"faces kept: {an}" for an in anchors]
+    print("| " + " | ".join(head) + " |\n|" + "---|" * len(head))
+    for m in models + anchors:
+        det, faces = load(f, f"coco128_picodet_{m}.json"), load(f, f"photos-test_centerface_{m}.json")
+        if det is None or faces is None:
+            print(f"| {m} | – | – | – |" + " – |" * len(anchors))
+            continue
+        others = {an: load(f, f"photos-test_centerface_{an}.json") for an in anchors}
+        out = privacy_at_task_rate(det, faces, {k: v for k, v in others.items() if v}, a.fraction)
+        if not out["reached"]:
+            print(f"| {m} | never (best AP {out['best']:.1f} of {out['reference']:.1f}) | – | – |"
+                  + " – |" * len(anchors))
+            continue
+        cells = [m, f"{out['detection_bpp']:.3f}", f"{out['faces_bpp']:.3f}"]
+        fmt = (lambda v: "outside measured range" if v is None else f"{v:.1f} %")
+        cells.append(fmt(out["retention"].get(det["codec"])))
+        cells += [fmt(out["retention"].get(others[an]["codec"])) if others.get(an) else "–" for an in anchors]
+        print("| " + " | ".join(cells) + " |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
