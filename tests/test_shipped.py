@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 
 import saicm
-from saicm.models.zoo import WEIGHTS_DIR, shipped_models
+from saicm.models.zoo import WEIGHTS_DIR, describe, shipped_models
 
 from .conftest import natural_image
 
@@ -53,3 +53,16 @@ def test_default_model_beats_a_flat_guess_and_rate_rises_with_quality():
     assert quality[-1] > quality[0] + 2
     flat = np.broadcast_to(x.reshape(-1, 3).mean(0).round(), x.shape)
     assert quality[0] > psnr(x, flat) + 5
+
+
+def test_every_shipped_model_codes_and_its_rate_rises_with_quality():
+    x = natural_image(96, 160, seed=4)
+    for name, info in shipped_models().items():
+        net, _ = saicm.load_model(name)
+        sizes = []
+        for q in range(1, net.num_qualities + 1):
+            data = saicm.compress(x, model=name, quality=q)
+            assert np.asarray(saicm.decompress(data)).shape == x.shape, name
+            sizes.append(len(data))
+        assert sizes == sorted(sizes), (name, sizes)
+        assert describe(info), f"{name} has no description"

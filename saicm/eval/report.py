@@ -59,7 +59,7 @@ def build_report(results: list[dict], out: str | Path, metrics: Sequence[str] = 
     from .._fs import write_bytes_atomic
 
     parts = [f"<h1>{html.escape(title)}</h1>"]
-    ds = sorted({r.get('dataset', '') for r in results})
+    ds = sorted({str(Path(d).resolve()) if d and Path(d).exists() else d for d in (r.get('dataset', '') for r in results)})
     parts.append("<p>Dataset: " + html.escape(", ".join(ds)) + f". Rates are from real file sizes. "
                  f"BD-rate: PCHIP on log-rate over the overlapping interval, negative = fewer bits.</p>")
     for m in metrics:
