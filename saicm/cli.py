@@ -228,7 +228,8 @@ def cmd_masks(a: argparse.Namespace) -> int:
     source = a.source or ("sam" if a.sam_checkpoint else "regions")
     opts = parse_options(a.sam_opt) if source == "sam" else {}
     make, settings = make_source(source, alpha=a.alpha, annotations=a.annotations,
-                                 sam_checkpoint=a.sam_checkpoint, sam_model=a.sam_model, sam_options=opts)
+                                 sam_checkpoint=a.sam_checkpoint, sam_model=a.sam_model, sam_options=opts,
+                                 device=a.device)
     spec = MaskSpec(source=source, settings=settings, edge_method=a.edge_method, edge_width=a.edge_width)
     s = run_masks(a.input, a.output, spec, make, shard=shard, preview=a.preview, overwrite=a.overwrite,
                   progress=not a.quiet)
@@ -248,6 +249,7 @@ def cmd_train(a: argparse.Namespace) -> int:
         data=a.data, out=a.out, architecture=a.architecture, N=a.N, M=a.M, lambdas=tuple(a.lambdas) if a.lambdas else None,
         loss=a.loss, masks=a.masks, off_mask_weight=a.off_mask_weight, init=a.init, steps=a.steps, batch=a.batch, patch=a.patch, lr=a.lr,
         seed=a.seed, log_every=a.log_every, ckpt_every=a.ckpt_every, resume=a.resume, progress=not a.quiet,
+        device=a.device,
     )
     path = train(cfg)
     print(f"wrote {path}")
@@ -263,6 +265,7 @@ def cmd_export(a: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .device import DEVICE_HELP
     from .train.config import DEFAULT_LAMBDAS
 
     p = argparse.ArgumentParser(prog="saicm", description="Learned image coding for machines and humans.")
@@ -391,6 +394,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--log-every", type=int, default=25, help="steps between log.jsonl lines (default 25)")
     t.add_argument("--ckpt-every", type=int, default=200,
                    help="steps between atomic checkpoints (default 200)")
+    t.add_argument("--device", default="auto", help=DEVICE_HELP + "; under torchrun each process takes "
+                   "its LOCAL_RANK GPU and DDP uses NCCL (gloo on CPU)")
     t.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt if present")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
     t.set_defaults(func=cmd_train)
@@ -422,6 +427,7 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--shard", help="I/N: process every N-th image starting at I (0-based)")
     m.add_argument("--preview", action="store_true", help="also write overlay JPEGs under OUT/previews/")
     m.add_argument("--overwrite", action="store_true", help="redo existing masks (and accept new settings)")
+    m.add_argument("--device", default="auto", help="where SAM runs: " + DEVICE_HELP)
     m.add_argument("--quiet", action="store_true", help="no progress bar")
     m.set_defaults(func=cmd_masks)
 

@@ -65,7 +65,8 @@ def parse_shard(text: str | None) -> tuple[int, int]:
 
 
 def make_source(source: str, alpha: float = 0.78, annotations=None, sam_checkpoint=None,
-                sam_model: str = "vit_b", sam_options: dict | None = None, regions_options: dict | None = None):
+                sam_model: str = "vit_b", sam_options: dict | None = None, regions_options: dict | None = None,
+                device: str = "auto"):
     """A callable ``(rgb, path) -> (label map or mask, n_segments)`` and its settings."""
     if source == "regions":
         from .regions import RegionSegmenter
@@ -83,7 +84,7 @@ def make_source(source: str, alpha: float = 0.78, annotations=None, sam_checkpoi
     if source == "sam":
         from .sam import SamSegmenter
 
-        seg = SamSegmenter(kind=sam_model, checkpoint=sam_checkpoint, alpha=alpha, options=sam_options)
+        seg = SamSegmenter(kind=sam_model, checkpoint=sam_checkpoint, alpha=alpha, options=sam_options, device=device)
 
         def run(rgb, path):
             labels = seg(rgb)

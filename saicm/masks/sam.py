@@ -112,14 +112,18 @@ def parse_options(pairs: list[str]) -> dict:
 class SamSegmenter:
     """Automatic SAM masks painted into a label map (larger masks first)."""
 
-    def __init__(self, kind: str = "vit_b", checkpoint=None, alpha: float = 0.88, options: dict | None = None):
+    def __init__(self, kind: str = "vit_b", checkpoint=None, alpha: float = 0.88, options: dict | None = None,
+                 device: str = "auto"):
         if not (0.0 < alpha <= 1.0):
             raise SaicmError(f"--alpha must be in (0, 1], got {alpha}")
         from segment_anything import SamAutomaticMaskGenerator
 
         self.kind, self.alpha = kind, alpha
         self.options = dict(options or {})
-        self.model = build_sam(kind, checkpoint)
+        from ..device import resolve_device
+
+        self.device = resolve_device(device)
+        self.model = build_sam(kind, checkpoint).to(self.device)
         self.generator = SamAutomaticMaskGenerator(self.model, pred_iou_thresh=alpha, **self.options)
 
     def settings(self) -> dict:

@@ -33,5 +33,6 @@ class TrainConfig:
     log_every: int = 25
     ckpt_every: int = 200
     resume: bool = False
+    device: str = "auto"  # see saicm.device.resolve_device
     progress: bool = True
     extra: dict = field(default_factory=dict)

@@ -1,0 +1,36 @@
+"""Which torch device a long job (training, SAM masks) runs on: one rule for every command.
+
+``auto`` takes the first CUDA device when PyTorch sees one, else the CPU. An
+explicit ``cuda``/``cuda:N`` that is not there is an error, not a silent CPU
+run that would take a hundred times longer. Coding (compress/decompress) stays
+on the CPU: bit-exact decoding is defined for the CPU kernels.
+"""
+
+from __future__ import annotations
+
+from .errors import SaicmError
+
+DEVICE_HELP = "auto (CUDA when PyTorch sees a GPU, else CPU), cpu, cuda or cuda:N (default auto)"
+
+
+def resolve_device(spec: str | None = "auto", local_rank: int = 0):
+    """``spec`` → a ``torch.device``; under torchrun, ``auto``/``cuda`` take the process's ``local_rank`` GPU."""
+    import torch  # not at import time: the CLI builds its --help without torch
+
+    spec = (spec or "auto").strip().lower()
+    if spec == "auto":
+        spec = "cuda" if torch.cuda.is_available() else "cpu"
+    if spec == "cpu":
+        return torch.device("cpu")
+    if spec == "cuda" or spec.startswith("cuda:"):
+        if not torch.cuda.is_available():
+            raise SaicmError(f"--device {spec}: PyTorch sees no CUDA device here (use --device cpu or auto)")
+        index = local_rank if spec == "cuda" else spec.split(":", 1)[1]
+        try:
+            index = int(index)
+        except ValueError:
+            raise SaicmError(f"--device {spec}: not a device index") from None
+        if not 0 <= index < torch.cuda.device_count():
+            raise SaicmError(f"--device {spec}: only {torch.cuda.device_count()} CUDA device(s) visible")
+        return torch.device("cuda", index)
+    raise SaicmError(f"unknown --device {spec!r} ({DEVICE_HELP})")
