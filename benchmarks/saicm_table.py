@@ -70,7 +70,7 @@ def main() -> int:
     head = ["model", "AP kept at (COCO128 bpp)", "same rate point on photos (bpp)", "faces kept: model"]
     head += [f"faces kept: {an}" for an in anchors]
     print("| " + " | ".join(head) + " |\n|" + "---|" * len(head))
-    for m in models + anchors:
+    for m in dict.fromkeys(models + anchors):
         det, faces = load(f, f"coco128_picodet_{m}.json"), load(f, f"photos-test_centerface_{m}.json")
         if det is None or faces is None:
             print(f"| {m} | – | – | – |" + " – |" * len(anchors))
@@ -84,7 +84,7 @@ def main() -> int:
         cells = [m, f"{out['detection_bpp']:.3f}", f"{out['faces_bpp']:.3f}"]
         fmt = (lambda v: "outside measured range" if v is None else f"{v:.1f} %")
         cells.append(fmt(out["retention"].get(det["codec"])))
-        cells += [fmt(out["retention"].get(others[an]["codec"])) if others.get(an) else "–" for an in anchors]
+        cells += [fmt(out["retention"].get(an)) if others.get(an) else "–" for an in anchors]
         print("| " + " | ".join(cells) + " |")
     return 0
 

@@ -185,3 +185,16 @@ def test_non_finite_gradients_are_skipped_and_weights_stay_clean(data_dir, tmp_p
     with pytest.raises(saicm.SaicmError, match="gradients are not finite for 3 steps"):
         train(tiny_cfg(data_dir, tmp_path / "r", loss="nangrad", max_bad_steps=3, steps=10))
     assert not (tmp_path / "r" / "checkpoint.pt").exists()
+
+
+def test_export_is_byte_reproducible(data_dir, tmp_path):
+    # The file's SHA-256 is written into every stream, so one checkpoint must always give the same bytes.
+    out = tmp_path / "run"
+    train(tiny_cfg(data_dir, out, steps=1))
+    files = []
+    for i in range(3):
+        files.append(tmp_path / f"e{i}.safetensors")
+        export_checkpoint(out / "checkpoint.pt", files[-1], meta={"description": "α test", "b": "1", "a": "2"})
+    assert files[0].read_bytes() == files[1].read_bytes() == files[2].read_bytes()
+    model, info = saicm.load_model(files[0])
+    assert info.meta["description"] == "α test"

@@ -81,6 +81,31 @@ def save_model(model: torch.nn.Module, path: str | os.PathLike, extra_meta: dict
         meta[k] = v if isinstance(v, str) else json.dumps(v)
     with atomic_path(path) as tmp:
         save_file(tensors, str(tmp), metadata=meta)
+        _canonical_header(tmp)
+
+
+def _canonical_header(path) -> None:
+    """Rewrite a safetensors header with sorted keys, in place.
+
+    safetensors writes its header's entries in hash-map order, which changes
+    from run to run; the file's SHA-256 names the weights inside every
+    ``.saicm`` stream, so the same weights must always give the same bytes.
+    Re-ordering keys of the compact JSON keeps its length, so the data offsets
+    do not move.
+    """
+    import struct
+
+    with open(path, "r+b") as f:
+        (n,) = struct.unpack("<Q", f.read(8))
+        raw = f.read(n)
+        header = json.loads(raw)
+        if "__metadata__" in header:
+            header["__metadata__"] = dict(sorted(header["__metadata__"].items()))
+        text = json.dumps(header, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+        if len(text) > n:  # never happens for a header safetensors wrote itself (same compact JSON)
+            raise ModelError("cannot canonicalise the weight file header", str(path))
+        f.seek(8)
+        f.write(text + b" " * (n - len(text)))
 
 
 def read_info(path: str | os.PathLike, name: str | None = None) -> ModelInfo:
