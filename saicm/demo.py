@@ -129,7 +129,7 @@ def run_demo(out_dir: str | Path = "demo-out", model: str | None = None, quality
         cnet, cinfo = load_model(compare)
         cq = _closest_quality(cnet, cinfo, first["original"], first["bpp"])
         print(f"\nSA-ICM model {cinfo.name} at quality {cq} (the rate point closest to the MSE decode of "
-              f"{first['image']}): edges kept, texture dropped; PSNR is not its goal")
+              f"{first['image']}): trained to keep edges and drop texture, so PSNR is not its goal")
         crows = _code_all(out, f".{cinfo.name}", cinfo.path, cq)
         _print_rows(crows)
         c = crows[0]
