@@ -2,6 +2,7 @@
 
     python benchmarks/saicm_table.py RESULTS_DIR --models saicm-a,saicm-b,object-c \
         [--anchors mse-hyperprior-n64,vvc-faster] [--fraction 0.9]
+    python benchmarks/saicm_table.py RESULTS_DIR --points MODEL     # one model's rate points (model cards)
 
 For each model: BD-rate of detection AP (PicoDet, YOLOX) and of PSNR against
 each anchor, BD-rate of instance mask AP (YOLOv8n-seg) against the first
@@ -40,13 +41,43 @@ def bd(anchor: dict | None, test: dict | None, metric: str) -> str:
     return f"{r.percent:+.1f} %"
 
 
+def points_table(f: Path, m: str) -> None:
+    """Per rate point: COCO128 bpp, PSNR, the three task scores, photo bpp and face retention."""
+    det = load(f, f"coco128_picodet_{m}.json")
+    if det is None:
+        raise SystemExit(f"no coco128_picodet_{m}.json in {f}")
+    others = {k: load(f, n) for k, n in (("yolox", f"coco128_yolox_{m}.json"), ("seg", f"coco128_yolov8seg_{m}.json"),
+                                         ("faces", f"photos-test_centerface_{m}.json"))}
+    lambdas = det.get("codec_config", {}).get("lambdas") or []
+
+    def at(key: str, q, metric: str, fmt: str) -> str:
+        res = others[key]
+        p = next((p for p in res["points"] if p["quality"] == q), None) if res else None
+        return fmt % p[metric] if p and metric in p else "–"
+
+    print("| quality | λ | COCO128 bpp | PSNR (dB) | PicoDet AP | YOLOX AP | YOLOv8n-seg mask AP | photos bpp "
+          "| faces kept (CenterFace) |\n|---|---|---|---|---|---|---|---|---|")
+    for i, p in enumerate(sorted(det["points"], key=lambda p: p["bpp"])):
+        q = p["quality"]
+        lam = lambdas[q - 1] if isinstance(q, int) and 0 < q <= len(lambdas) else ""
+        print(f"| {q} | {lam} | {p['bpp']:.3f} | {p['psnr']:.2f} | {p['ap']:.1f} | {at('yolox', q, 'ap', '%.1f')} "
+              f"| {at('seg', q, 'mask_ap', '%.1f')} | {at('faces', q, 'bpp', '%.3f')} "
+              f"| {at('faces', q, 'face_retention', '%.1f %%')} |")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("folder", type=Path)
-    ap.add_argument("--models", required=True, help="comma-separated codec tags to report")
+    ap.add_argument("--models", help="comma-separated codec tags to report")
+    ap.add_argument("--points", metavar="MODEL", help="print one model's per-rate-point table instead")
     ap.add_argument("--anchors", default="mse-hyperprior-n64,vvc-faster")
     ap.add_argument("--fraction", type=float, default=0.9)
     a = ap.parse_args()
+    if a.points:
+        points_table(a.folder, a.points)
+        return 0
+    if not a.models:
+        ap.error("--models or --points is required")
     models, anchors = a.models.split(","), a.anchors.split(",")
     f = a.folder
 
