@@ -20,7 +20,7 @@ from PIL import Image
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from saicm.codec.image_io import load_image  # noqa: E402
-from saicm.codec.pipeline import compress, decompress  # noqa: E402
+from saicm.codec.pipeline import closest_quality, decompress  # noqa: E402
 from saicm.demo import side_by_side  # noqa: E402
 from saicm.eval.metrics import psnr  # noqa: E402
 from saicm.masks.edges import overlay, segment_edges  # noqa: E402
@@ -60,15 +60,9 @@ def cmd_side(a) -> None:
     rgb = np.asarray(img)
     panels = [("original", img)]
     for name in a.models.split(","):
-        net, info = load_model(name)
-        best = None
-        for q in range(1, net.num_qualities + 1):
-            data = compress(img, model=info.path, quality=q)
-            bpp = 8 * len(data) / (img.width * img.height)
-            d = abs(np.log(bpp / a.bpp))
-            if best is None or d < best[0]:
-                best = (d, q, bpp, data)
-        _, q, bpp, data = best
+        _, info = load_model(name)
+        q, data = closest_quality(img, a.bpp, model=info.path)
+        bpp = 8 * len(data) / (img.width * img.height)
         dec = decompress(data).convert("RGB")
         p = psnr(rgb, np.asarray(dec))
         print(f"{info.name}: q{q} {bpp:.3f} bpp {p:.2f} dB")

@@ -16,7 +16,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from .codec.image_io import save_image
-from .codec.pipeline import compress_file, decompress_file, default_quality
+from .codec.pipeline import closest_quality, compress_file, decompress_file, default_quality
 from .eval.metrics import psnr
 from .models.zoo import load_model, shipped_models
 
@@ -98,19 +98,6 @@ def _print_rows(rows: list[dict]) -> None:
     print(f"mean bpp {np.mean([r['bpp'] for r in rows]):.4f}, mean PSNR {np.mean([r['psnr'] for r in rows]):.2f} dB")
 
 
-def _closest_quality(net, info, img: Image.Image, bpp: float) -> int:
-    """The rate point of ``net`` whose bpp on ``img`` is closest (in log-rate) to ``bpp``."""
-    from .codec.pipeline import compress
-
-    best, best_d = 1, float("inf")
-    for q in range(1, net.num_qualities + 1):
-        b = 8 * len(compress(img, model=info.path, quality=q)) / (img.width * img.height)
-        d = abs(np.log(b / bpp))
-        if d < best_d:
-            best, best_d = q, d
-    return best
-
-
 def run_demo(out_dir: str | Path = "demo-out", model: str | None = None, quality: int | None = None,
              compare: str | None = "auto") -> list[dict]:
     out = Path(out_dir)
@@ -127,7 +114,7 @@ def run_demo(out_dir: str | Path = "demo-out", model: str | None = None, quality
         compare = next((n for n in shipped_models() if n.startswith("saicm-")), None)
     if compare:
         cnet, cinfo = load_model(compare)
-        cq = _closest_quality(cnet, cinfo, first["original"], first["bpp"])
+        cq, _ = closest_quality(first["original"], first["bpp"], model=cinfo.path)
         print(f"\nSA-ICM model {cinfo.name} at quality {cq} (the rate point closest to the MSE decode of "
               f"{first['image']}): trained to keep edges and drop texture, so PSNR is not its goal")
         crows = _code_all(out, f".{cinfo.name}", cinfo.path, cq)

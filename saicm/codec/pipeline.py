@@ -123,6 +123,19 @@ def describe(data: bytes) -> dict:
     }
 
 
+def closest_quality(image: ImageLike, bpp: float, model=None) -> tuple[int, bytes]:
+    """The rate point of ``model`` whose real bpp on ``image`` is closest to ``bpp`` (in log-rate), and its stream."""
+    h, w = load_image(image).size
+    net, info = load_model(model)
+    best = None
+    for q in range(1, net.num_qualities + 1):
+        data = compress(image, model=info.path, quality=q)
+        d = abs(np.log(8 * len(data) / (h * w) / bpp))
+        if best is None or d < best[0]:
+            best = (d, q, data)
+    return best[1], best[2]
+
+
 def compress_file(src, dst, model=None, quality: int | None = None) -> dict:
     """Encode one image file to ``dst`` (written atomically); returns sizes and timing."""
     import time

@@ -165,11 +165,20 @@ def train(cfg: TrainConfig) -> Path:
     acc: dict[str, float] = {}
     n_acc = 0
     bad = 0
+
+    def skip(what: str, step: int) -> None:
+        # Never let one bad batch poison the weights; give up if it keeps happening.
+        nonlocal bad
+        bad += 1
+        if bad >= cfg.max_bad_steps:
+            raise SaicmError(f"{what} not finite for {bad} steps in a row at step {step + 1} "
+                             f"(lower --lr?); the last good checkpoint is {ckpt_path}")
+
     try:
         for step in range(start, cfg.steps):
             x, mask = next(loader)
             x = x.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
-            mask = mask.to(device, non_blocking=True) if isinstance(mask, torch.Tensor) else mask
+            mask = mask.to(device, non_blocking=True)
             qidx = torch.randint(0, nq, (x.size(0),)).to(device)
             for g in opt.param_groups:
                 g["lr"] = _lr_at(cfg, step)
@@ -177,11 +186,7 @@ def train(cfg: TrainConfig) -> Path:
             opt.zero_grad(set_to_none=True)
             aux_opt.zero_grad(set_to_none=True)
             if not torch.isfinite(parts["loss"] + parts["aux"]):
-                # Never let one bad batch poison the weights; give up if it keeps happening.
-                bad += 1
-                if bad >= cfg.max_bad_steps:
-                    raise SaicmError(f"loss is not finite for {bad} steps in a row at step {step + 1} "
-                                     f"(lower --lr?); the last good checkpoint is {ckpt_path}")
+                skip("loss is", step)
                 continue
             (parts["loss"] + parts["aux"]).backward()
             # A finite loss can still have non-finite gradients (e.g. GDN at its bound); one such
@@ -189,10 +194,7 @@ def train(cfg: TrainConfig) -> Path:
             norm = nn.utils.clip_grad_norm_(main_params, cfg.clip if cfg.clip > 0 else float("inf"))
             aux_ok = all(p.grad is None or torch.isfinite(p.grad).all() for p in aux_params)
             if not (torch.isfinite(norm) and aux_ok):
-                bad += 1
-                if bad >= cfg.max_bad_steps:
-                    raise SaicmError(f"gradients are not finite for {bad} steps in a row at step {step + 1} "
-                                     f"(lower --lr?); the last good checkpoint is {ckpt_path}")
+                skip("gradients are", step)
                 continue
             bad = 0
             opt.step()
