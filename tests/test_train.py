@@ -198,3 +198,25 @@ def test_export_is_byte_reproducible(data_dir, tmp_path):
     assert files[0].read_bytes() == files[1].read_bytes() == files[2].read_bytes()
     model, info = saicm.load_model(files[0])
     assert info.meta["description"] == "α test"
+
+
+def test_bf16_amp_runs_transforms_low_and_entropy_models_in_fp32(data_dir, tmp_path):
+    from saicm.models import build_architecture
+
+    torch.manual_seed(0)
+    model = build_architecture("gained-mean-scale-hyperprior", N=8, M=16, lambdas=[0.01, 0.1]).eval()
+    x = torch.rand(2, 3, 64, 64)
+    seen = {}
+    model.h_a.register_forward_hook(lambda m, i, o: seen.update(z=o))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = model(x, torch.tensor([0, 1]))
+    assert seen["z"].dtype == torch.bfloat16  # autocast really is on for the transforms
+    assert out["x_hat"].dtype == torch.float32
+    # The rate of the hyper-latent is exactly what the fp32 entropy model gives for it.
+    _, z_lik = model.entropy_bottleneck(seen["z"].float())
+    assert torch.equal(out["likelihoods"]["z"], z_lik)
+    final = train(tiny_cfg(data_dir, tmp_path / "run", amp="bf16"))
+    model, _ = saicm.load_model(final)
+    assert all(torch.isfinite(v.float()).all() for v in model.state_dict().values())
+    with pytest.raises(saicm.SaicmError, match="--amp"):
+        train(tiny_cfg(data_dir, tmp_path / "bad", amp="fp16"))

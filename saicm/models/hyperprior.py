@@ -69,12 +69,18 @@ class GainedMeanScaleHyperprior(MeanScaleHyperprior):
         if qidx is None:
             qidx = torch.full((x.size(0),), self.num_qualities - 1, dtype=torch.long, device=x.device)
         g, ig = self._gains(qidx)
-        y = self.g_a(x) * g
-        z = self.h_a(y)
-        z_hat, z_lik = self.entropy_bottleneck(z)
-        scales, means = self.h_s(z_hat).chunk(2, 1)
-        y_hat, y_lik = self.gaussian_conditional(y, scales, means=means)
-        x_hat = self.g_s(y_hat * ig)
+        # Under mixed precision (``torch.autocast``, e.g. ``saicm train --amp
+        # bf16``) only the four transforms run in low precision: the latents
+        # are cast back to fp32 and both entropy models (noise, likelihoods)
+        # run with autocast off, so rates are estimated in full precision.
+        y = self.g_a(x).float() * g
+        z = self.h_a(y).float()
+        with torch.autocast(x.device.type, enabled=False):
+            z_hat, z_lik = self.entropy_bottleneck(z)
+        scales, means = self.h_s(z_hat).float().chunk(2, 1)
+        with torch.autocast(x.device.type, enabled=False):
+            y_hat, y_lik = self.gaussian_conditional(y, scales, means=means)
+        x_hat = self.g_s(y_hat * ig).float()
         return {"x_hat": x_hat, "likelihoods": {"y": y_lik, "z": z_lik}}
 
     # --- coding contract ---------------------------------------------------

@@ -34,5 +34,6 @@ class TrainConfig:
     ckpt_every: int = 200
     resume: bool = False
     device: str = "auto"  # see saicm.device.resolve_device
+    amp: str = "off"  # "bf16": transforms under torch.autocast(bfloat16); entropy models stay fp32
     progress: bool = True
     extra: dict = field(default_factory=dict)

@@ -45,7 +45,8 @@ class TrainStep(nn.Module):
     def forward(self, x, mask, qidx):
         out = self.model(x, qidx)
         parts = rd_loss(out, x, mask, self.model.lambdas[qidx], self.distortion, self.off_weight)
-        parts["aux"] = self.model.aux_loss()
+        with torch.autocast(x.device.type, enabled=False):  # quantile fit in fp32 under --amp
+            parts["aux"] = self.model.aux_loss()
         return parts
 
 
@@ -92,6 +93,8 @@ def _check_masks(cfg: TrainConfig) -> None:
 
 
 def train(cfg: TrainConfig) -> Path:
+    if cfg.amp not in ("off", "bf16"):
+        raise SaicmError(f"--amp must be off or bf16, got {cfg.amp!r}")
     if cfg.loss not in DISTORTIONS:
         raise SaicmError(f"unknown loss {cfg.loss!r} (known: {', '.join(DISTORTIONS)})")
     _check_masks(cfg)
@@ -182,7 +185,8 @@ def train(cfg: TrainConfig) -> Path:
             qidx = torch.randint(0, nq, (x.size(0),)).to(device)
             for g in opt.param_groups:
                 g["lr"] = _lr_at(cfg, step)
-            parts = runner(x, mask, qidx)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.amp == "bf16"):
+                parts = runner(x, mask, qidx)
             opt.zero_grad(set_to_none=True)
             aux_opt.zero_grad(set_to_none=True)
             if not torch.isfinite(parts["loss"] + parts["aux"]):
