@@ -30,9 +30,11 @@ def cmd_compress(a: argparse.Namespace) -> int:
     from .codec.image_io import is_image_file
     from .models.zoo import resolve
 
-    resolve(a.model)  # fail fast, once, on an unknown model
+    from .codec.pipeline import check_refine
+
+    check_refine(resolve(a.model), a.refine)  # fail fast, once, on an unknown model or a bad --refine
     jobs, folder = batch.plan(a.input, a.output, is_image_file, ".saicm")
-    fn = partial(_compress_job, model=a.model, quality=a.quality)
+    fn = partial(_compress_job, model=a.model, quality=a.quality, refine=a.refine)
     outcomes = batch.run(fn, jobs, a.jobs, "compress", not a.quiet)
     if not folder and outcomes[0].error is None:
         i = outcomes[0].info
@@ -40,10 +42,10 @@ def cmd_compress(a: argparse.Namespace) -> int:
     return _report(outcomes, folder, "compressed")
 
 
-def _compress_job(job, model, quality):
+def _compress_job(job, model, quality, refine=0):
     from .codec.pipeline import compress_file
 
-    return compress_file(job.src, job.dst, model=model, quality=quality)
+    return compress_file(job.src, job.dst, model=model, quality=quality, refine=refine)
 
 
 def _decompress_job(job, model):
@@ -278,6 +280,9 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("-o", "--output", help="output file or folder (default: beside the input)")
     c.add_argument("--model", help="shipped model name (see `saicm models`) or a .safetensors path")
     c.add_argument("--quality", type=int, help="integer rate point of the model, higher = more bits")
+    c.add_argument("--refine", type=int, default=0, metavar="STEPS",
+                   help="encoder-side RD optimisation of the latents for STEPS Adam steps (MSE models; the "
+                   "decoder is unchanged; each step costs about one forward+backward pass; default 0 = off)")
     c.add_argument("--jobs", type=int, default=1, help="worker processes for folders (default 1)")
     c.add_argument("--quiet", action="store_true", help="no progress bar")
     c.set_defaults(func=cmd_compress)

@@ -6,6 +6,7 @@ so the Python API and the CLI share one code path.
 
 from __future__ import annotations
 
+import json
 import zlib
 from dataclasses import dataclass
 
@@ -28,12 +29,29 @@ def _pad_amount(size: int, multiple: int) -> int:
     return (-size) % multiple
 
 
-def compress(image: ImageLike, model=None, quality: int | None = None) -> bytes:
-    """Encode an image (path, PIL image or array) into ``.saicm`` bytes."""
+def check_refine(info, refine: int) -> None:
+    if refine < 0:
+        raise ModelError(f"refine steps must be 0 or more, got {refine}")
+    try:
+        loss = json.loads(info.meta.get("training", "{}")).get("loss", "mse")
+    except ValueError:
+        loss = "mse"
+    if refine and loss != "mse":
+        raise ModelError(f"refinement optimises plain MSE; {info.name} was trained with --loss {loss}, "
+                         "whose decodes it would pull towards MSE fidelity")
+
+
+def compress(image: ImageLike, model=None, quality: int | None = None, refine: int = 0) -> bytes:
+    """Encode an image (path, PIL image or array) into ``.saicm`` bytes.
+
+    ``refine``: steps of encoder-side latent optimisation (``saicm.codec.refine``;
+    slower encoding, same decoder); 0 = the plain encoder.
+    """
     net, info = load_model(model)
     q = default_quality(net.num_qualities) if quality is None else int(quality)
     if not 1 <= q <= net.num_qualities:
         raise ModelError(f"quality {q} out of range for {info.name} (1..{net.num_qualities})")
+    check_refine(info, int(refine))
     img = load_image(image)
     h, w = img.size
     pb, pr = _pad_amount(h, net.multiple), _pad_amount(w, net.multiple)
@@ -42,8 +60,16 @@ def compress(image: ImageLike, model=None, quality: int | None = None) -> bytes:
     x = torch.from_numpy(np.array(img.rgb)).permute(2, 0, 1)[None].float().div_(255.0)
     if pb or pr:
         x = F.pad(x, (0, pr, 0, pb), mode="replicate")
-    with torch.inference_mode():
-        out = net.compress(x.contiguous(memory_format=torch.channels_last), q)
+    x = x.contiguous(memory_format=torch.channels_last)
+    if refine:
+        from .refine import refine_latents
+
+        latents = refine_latents(net, x, q, int(refine), valid=(h, w))
+        with torch.inference_mode():
+            out = net.compress_latents(latents)
+    else:
+        with torch.inference_mode():
+            out = net.compress(x, q)
     strings = [s[0] for s in out["strings"]]
     shape = tuple(int(v) for v in out["shape"])
     header = container.Header(
@@ -136,14 +162,14 @@ def closest_quality(image: ImageLike, bpp: float, model=None) -> tuple[int, byte
     return best[1], best[2]
 
 
-def compress_file(src, dst, model=None, quality: int | None = None) -> dict:
+def compress_file(src, dst, model=None, quality: int | None = None, refine: int = 0) -> dict:
     """Encode one image file to ``dst`` (written atomically); returns sizes and timing."""
     import time
 
     from .._fs import write_bytes_atomic
 
     t = time.perf_counter()
-    data = compress(src, model=model, quality=quality)
+    data = compress(src, model=model, quality=quality, refine=refine)
     seconds = time.perf_counter() - t
     write_bytes_atomic(dst, data)
     d = describe(data)

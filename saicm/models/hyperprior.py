@@ -21,6 +21,11 @@ from .determinism import run_single_thread, synthesize_in_strips
 from .registry import register_architecture
 
 
+def _ste_round(v: Tensor) -> Tensor:
+    """Rounded values, identity gradient."""
+    return v + (torch.round(v) - v).detach()
+
+
 @register_architecture("gained-mean-scale-hyperprior")
 class GainedMeanScaleHyperprior(MeanScaleHyperprior):
     """Variable-rate mean-scale hyperprior.
@@ -89,9 +94,33 @@ class GainedMeanScaleHyperprior(MeanScaleHyperprior):
         return [(height // 64, width // 64)]
 
     def compress(self, x: Tensor, quality: int) -> dict:
+        return self.compress_latents(self.analyse(x, quality))
+
+    # --- encoder-side optimisation (saicm.codec.refine) ----------------------
+    def analyse(self, x: Tensor, quality: int) -> dict[str, Tensor]:
+        """The latents the encoder would code for ``x`` at this rate point."""
         g, _ = self._gains(self._qindex(quality, x.size(0)))
         y = self.g_a(x) * g
-        z = self.h_a(y)
+        return {"y": y, "z": self.h_a(y)}
+
+    def latent_rd(self, latents: dict[str, Tensor], quality: int) -> tuple[Tensor, Tensor]:
+        """Estimated bits and reconstruction of ``latents`` quantised exactly as ``compress_latents``
+        quantises them (z around the bottleneck's medians, y around the predicted means), with
+        straight-through gradients, so the latents themselves can be optimised."""
+        y, z = latents["y"], latents["z"]
+        eb, gc = self.entropy_bottleneck, self.gaussian_conditional
+        med = eb.quantiles[:, 0, 1].detach().view(1, -1, 1, 1)
+        z_hat = _ste_round(z - med) + med
+        z_lik, _, _ = eb._likelihood(z_hat.transpose(0, 1).reshape(z.size(1), 1, -1))
+        scales, means = self.h_s(z_hat).chunk(2, 1)
+        y_hat = _ste_round(y - means) + means
+        y_lik = gc._likelihood(y_hat, scales, means)
+        bits = -(torch.log2(eb.likelihood_lower_bound(z_lik)).sum() + torch.log2(gc.likelihood_lower_bound(y_lik)).sum())
+        _, ig = self._gains(self._qindex(quality, y.size(0)))
+        return bits, self.g_s(y_hat * ig)
+
+    def compress_latents(self, latents: dict[str, Tensor]) -> dict:
+        y, z = latents["y"], latents["z"]
         z_strings = self.entropy_bottleneck.compress(z)
         z_hat = self.entropy_bottleneck.decompress(z_strings, z.size()[-2:])
         indexes, means = self._y_params(z_hat)
