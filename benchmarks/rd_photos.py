@@ -5,7 +5,10 @@ WebP; BD-rate (PSNR) of saicm against JPEG and WebP; seconds to encode and
 decode one 768×512 image with the saicm model and with CompressAI's
 ``mbt2018_mean`` of the same N/M (random weights), measured in this same run.
 
-    python benchmarks/rd_photos.py --data ../shared/data/photos/test [--model NAME] [--out DIR]
+    python benchmarks/rd_photos.py --data ../shared/data/photos/test [--model NAME] [--refine STEPS] [--out DIR]
+
+With ``--refine STEPS`` the model is swept twice: plain, and with encoder-side
+latent refinement (``saicm compress --refine``); both get BD-rates.
 """
 
 from __future__ import annotations
@@ -25,9 +28,10 @@ from saicm.eval import results
 from saicm.eval.bdrate import BDRateError, bd_rate
 from saicm.eval.codecs import get_codec
 from saicm.eval.rd import load_rgb_folder, rd_sweep
+from saicm.models.zoo import default_model_name
 
 
-def timing(model_name: str | None, image: Image.Image, repeats: int) -> dict:
+def timing(model_name: str | None, image: Image.Image, repeats: int, refine: int = 0) -> dict:
     """Median seconds over ``repeats`` for saicm and CompressAI mbt2018_mean (same N, M)."""
     import saicm
     from compressai.models import MeanScaleHyperprior
@@ -50,6 +54,9 @@ def timing(model_name: str | None, image: Image.Image, repeats: int) -> dict:
     data = saicm.compress(image, model=info.path, quality=4)
     out["saicm_encode_s"] = med(lambda: saicm.compress(image, model=info.path, quality=4))
     out["saicm_decode_s"] = med(lambda: saicm.decompress(data, model=info.path))
+    if refine:
+        out["refine_steps"] = refine
+        out["saicm_refine_encode_s"] = med(lambda: saicm.compress(image, model=info.path, quality=4, refine=refine))
     with torch.inference_mode():
         enc = ref.compress(x)
         out["mbt2018_mean_encode_s"] = med(lambda: ref.compress(x))
@@ -64,6 +71,8 @@ def main(argv=None) -> int:
     ap.add_argument("--model", default=None, help="saicm model (default: the shipped MSE model)")
     ap.add_argument("--out", default="benchmarks/results", help="folder for the results JSON files")
     ap.add_argument("--repeats", type=int, default=5, help="timing repeats (median reported)")
+    ap.add_argument("--refine", type=int, default=0, metavar="STEPS",
+                    help="also sweep the model with STEPS of encoder-side latent refinement (compress --refine)")
     ap.add_argument("--no-timing", action="store_true")
     a = ap.parse_args(argv)
 
@@ -71,7 +80,9 @@ def main(argv=None) -> int:
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     runs = {}
-    for spec in [a.model or "saicm", "jpeg", "webp"]:
+    model = a.model or default_model_name()
+    learned = [f"saicm:{model}"] + ([f"saicm:{model},refine={a.refine}"] if a.refine else [])
+    for spec in learned + ["jpeg", "webp"]:
         codec = get_codec(spec)
         res = rd_sweep(codec, images, dataset=str(a.data))
         results.save(res, out / f"photos-test_{codec.name}.json")
@@ -83,9 +94,9 @@ def main(argv=None) -> int:
         for p in res["points"]:
             print(f"{name:<28} {p['quality']:>7} {p['bpp']:>8.4f} {p['psnr']:>8.2f}")
 
-    ours = next(iter(runs))
+    names = list(runs)[: len(learned)]
     print("\nBD-rate (PSNR, PCHIP on log-rate over the overlapping PSNR interval); negative = saicm needs fewer bits")
-    for base in ("jpeg", "webp"):
+    for ours, base in [(o, b) for o in names for b in ("jpeg", "webp")]:
         try:
             r = bd_rate(*results.curve(runs[base], "psnr"), *results.curve(runs[ours], "psnr"), envelope=True)
             print(f"  {ours} vs {base:<5} {r.percent:+7.1f}%   over {r.interval[0]:.2f}–{r.interval[1]:.2f} dB")
@@ -98,11 +109,14 @@ def main(argv=None) -> int:
     if not a.no_timing:
         first = next(iter(images.values()))
         img = first.resize((768, 512), Image.BICUBIC)
-        t = timing(a.model, img, a.repeats)
+        t = timing(model, img, a.repeats, a.refine)
+        ours = names[0]
         (out / "timing_768x512.json").write_text(json.dumps(t, indent=1) + "\n")
         print(f"\nSeconds for one 768x512 image (median of {a.repeats}, {t['threads']} threads, same run):")
         print(f"  {'':<22} {'encode':>8} {'decode':>8}")
         print(f"  {ours:<22} {t['saicm_encode_s']:>8.3f} {t['saicm_decode_s']:>8.3f}")
+        if a.refine:
+            print(f"  {'  --refine ' + str(a.refine):<22} {t['saicm_refine_encode_s']:>8.3f} {'(same)':>8}")
         print(f"  {'compressai mbt2018_mean':<22} {t['mbt2018_mean_encode_s']:>8.3f} {t['mbt2018_mean_decode_s']:>8.3f}")
     return 0
 

@@ -204,3 +204,11 @@ def test_codec_name_gives_the_same_codec_back(spec):
     codec = codec_or_skip(spec)
     assert codec.name == spec
     assert get_codec(codec.name).config() == codec.config()
+
+
+def test_saicm_codec_refine_option_names_and_configures_the_sweep():
+    plain, refined = get_codec("saicm:mse-hyperprior-n64"), get_codec("saicm:mse-hyperprior-n64,refine=3")
+    assert (plain.name, refined.name) == ("mse-hyperprior-n64", "mse-hyperprior-n64+refine3")
+    assert refined.config()["refine_steps"] == 3 and "refine_steps" not in plain.config()
+    with pytest.raises(SaicmError, match="unknown saicm codec option"):
+        get_codec("saicm:mse-hyperprior-n64,refine=x")

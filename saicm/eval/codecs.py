@@ -145,19 +145,32 @@ class VVC(VVCIntra, Codec):
 
 @register_codec("saicm")
 class SaicmCodec(Codec):
-    """A saicm model; qualities are the model's rate points."""
+    """A saicm model; qualities are the model's rate points.
+
+    ``saicm:MODEL,refine=N`` encodes with N steps of latent refinement
+    (``saicm compress --refine N``); its results are named ``MODEL+refineN``.
+    """
 
     def __init__(self, model: str = ""):
+        from ..codec.pipeline import check_refine
         from ..models.zoo import load_model
 
+        model, *opts = model.split(",")
+        self.refine = 0
+        for opt in opts:
+            key, _, value = opt.partition("=")
+            if key != "refine" or not value.isdigit():
+                raise SaicmError(f"unknown saicm codec option {opt!r} (known: refine=STEPS)")
+            self.refine = int(value)
         net, self.info = load_model(model or None)
-        self.name = self.info.name
+        check_refine(self.info, self.refine)
+        self.name = self.info.name + (f"+refine{self.refine}" if self.refine else "")
         self.default_qualities = tuple(range(1, net.num_qualities + 1))
 
     def encode(self, img, quality):
         from ..codec.pipeline import compress
 
-        return compress(img, model=self.info.path, quality=quality)
+        return compress(img, model=self.info.path, quality=quality, refine=self.refine)
 
     def decode(self, data):
         from ..codec.pipeline import decompress
@@ -167,8 +180,9 @@ class SaicmCodec(Codec):
     def config(self):
         from ..models.zoo import file_checksum
 
+        extra = {"refine_steps": self.refine} if self.refine else {}
         return {"model": self.info.name, "architecture": self.info.architecture, **self.info.config,
-                "weights_sha256_prefix": file_checksum(self.info.path).hex()}
+                "weights_sha256_prefix": file_checksum(self.info.path).hex(), **extra}
 
 
 def get_codec(spec: str) -> Codec:
