@@ -34,7 +34,9 @@ def cmd_compress(a: argparse.Namespace) -> int:
 
     check_refine(resolve(a.model), a.refine)  # fail fast, once, on an unknown model or a bad --refine
     jobs, folder = batch.plan(a.input, a.output, is_image_file, ".saicm")
-    fn = partial(_compress_job, model=a.model, quality=a.quality, refine=a.refine)
+    # One file with --refine is long work of its own: show its steps (folders show a bar per file).
+    step_bar = bool(a.refine) and not folder and not a.quiet
+    fn = partial(_compress_job, model=a.model, quality=a.quality, refine=a.refine, progress=step_bar)
     outcomes = batch.run(fn, jobs, a.jobs, "compress", not a.quiet)
     if not folder and outcomes[0].error is None:
         i = outcomes[0].info
@@ -42,10 +44,10 @@ def cmd_compress(a: argparse.Namespace) -> int:
     return _report(outcomes, folder, "compressed")
 
 
-def _compress_job(job, model, quality, refine=0):
+def _compress_job(job, model, quality, refine=0, progress=False):
     from .codec.pipeline import compress_file
 
-    return compress_file(job.src, job.dst, model=model, quality=quality, refine=refine)
+    return compress_file(job.src, job.dst, model=model, quality=quality, refine=refine, progress=progress)
 
 
 def _decompress_job(job, model):

@@ -131,3 +131,15 @@ def test_side_by_side_wraps_long_captions_inside_each_panel():
     two = side_by_side(panels, height=200)
     assert one.width == 100 and two.width == 204
     assert two.height > one.height  # the long caption took more lines, not more width
+
+
+def test_compress_refine_shows_its_steps_and_refuses_masked_models(tmp_path, image_file, capsys):
+    out = tmp_path / "r.saicm"
+    assert main(["compress", str(image_file), "-o", str(out), "--model", "mse-hyperprior-n64", "--refine", "3"]) == 0
+    captured = capsys.readouterr()
+    assert "refine" in captured.err and "3/3" in captured.err  # the step bar
+    assert main(["decompress", str(out), "-o", str(tmp_path / "r.png")]) == 0
+    code = main(["compress", str(image_file), "-o", str(tmp_path / "m.saicm"), "--model", "object-coco-n64",
+                 "--refine", "3"])
+    _assert_one_line_error(code, capsys.readouterr().err, "trained with --loss object")
+    assert not (tmp_path / "m.saicm").exists()

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
+from tqdm import tqdm
 
 from ..errors import FormatError, ModelError
 from ..models.zoo import file_checksum, load_model, resolve
@@ -41,11 +42,13 @@ def check_refine(info, refine: int) -> None:
                          "whose decodes it would pull towards MSE fidelity")
 
 
-def compress(image: ImageLike, model=None, quality: int | None = None, refine: int = 0) -> bytes:
+def compress(image: ImageLike, model=None, quality: int | None = None, refine: int = 0,
+             progress: bool = False) -> bytes:
     """Encode an image (path, PIL image or array) into ``.saicm`` bytes.
 
     ``refine``: steps of encoder-side latent optimisation (``saicm.codec.refine``;
-    slower encoding, same decoder); 0 = the plain encoder.
+    slower encoding, same decoder); 0 = the plain encoder. ``progress``: a bar over
+    the refinement steps.
     """
     net, info = load_model(model)
     q = default_quality(net.num_qualities) if quality is None else int(quality)
@@ -64,7 +67,8 @@ def compress(image: ImageLike, model=None, quality: int | None = None, refine: i
     if refine:
         from .refine import refine_latents
 
-        latents = refine_latents(net, x, q, int(refine), valid=(h, w))
+        with tqdm(total=int(refine), desc="refine", unit="step", disable=not progress, leave=False) as bar:
+            latents = refine_latents(net, x, q, int(refine), valid=(h, w), progress=lambda i: bar.update(1))
         with torch.inference_mode():
             out = net.compress_latents(latents)
     else:
@@ -162,14 +166,15 @@ def closest_quality(image: ImageLike, bpp: float, model=None) -> tuple[int, byte
     return best[1], best[2]
 
 
-def compress_file(src, dst, model=None, quality: int | None = None, refine: int = 0) -> dict:
+def compress_file(src, dst, model=None, quality: int | None = None, refine: int = 0,
+                  progress: bool = False) -> dict:
     """Encode one image file to ``dst`` (written atomically); returns sizes and timing."""
     import time
 
     from .._fs import write_bytes_atomic
 
     t = time.perf_counter()
-    data = compress(src, model=model, quality=quality, refine=refine)
+    data = compress(src, model=model, quality=quality, refine=refine, progress=progress)
     seconds = time.perf_counter() - t
     write_bytes_atomic(dst, data)
     d = describe(data)
