@@ -15,7 +15,7 @@ DATA=${1:?usage: machines_suite.sh DATA_DIR OUT_DIR [CODECS...]}
 OUT=${2:?usage: machines_suite.sh DATA_DIR OUT_DIR [CODECS...]}
 shift 2
 SAICM=${SAICM:-.venv/bin/saicm}
-DEFAULT_MODEL=$($SAICM models --json | .venv/bin/python -c "import json,sys; print(json.load(sys.stdin)[0]['name'])")
+DEFAULT_MODEL=$($SAICM models --json | .venv/bin/python -c "import json,sys; print(next(m['name'] for m in json.load(sys.stdin) if m['default']))")
 CODECS=("$@")
 [ ${#CODECS[@]} -gt 0 ] || CODECS=("$DEFAULT_MODEL" jpeg webp hevc vvc:faster)
 IMAGES=$DATA/coco128/images

@@ -105,7 +105,7 @@ def cmd_models(a: argparse.Namespace) -> int:
         print("no shipped models")
     for r in rows:
         qs = ", ".join(f"q{q['quality']} λ={q['lambda']:g}" for q in r["qualities"])
-        print(f"{r['name']}: {r['architecture']} N={r['config'].get('N')} M={r['config'].get('M')}, "
+        print(f"{r['name']}{' (default)' if r['default'] else ''}: {r['architecture']} N={r['config'].get('N')} M={r['config'].get('M')}, "
               f"{r['bytes'] / 1e6:.1f} MB, sha256 {r['sha256'][:12]}\n    {r['description']}\n    qualities: {qs}")
     return 0
 

@@ -47,6 +47,9 @@ def test_models_json_lists_qualities(capsys):
     rows = json.loads(capsys.readouterr().out)
     assert rows and all(r["qualities"] and len(r["sha256"]) == 64 for r in rows)
     assert [q["quality"] for q in rows[0]["qualities"]] == list(range(1, len(rows[0]["qualities"]) + 1))
+    from saicm.models.zoo import default_model_name
+
+    assert [r["name"] for r in rows if r["default"]] == [default_model_name()]
 
 
 def _assert_one_line_error(code, stderr, *needles):
@@ -137,7 +140,7 @@ def test_compress_refine_shows_its_steps_and_refuses_masked_models(tmp_path, ima
     out = tmp_path / "r.saicm"
     assert main(["compress", str(image_file), "-o", str(out), "--model", "mse-hyperprior-n64", "--refine", "3"]) == 0
     captured = capsys.readouterr()
-    assert "refine" in captured.err and "3/3" in captured.err  # the step bar
+    assert "refine:" in captured.err and "0/3 [" in captured.err  # the step bar (tqdm throttles later updates)
     assert main(["decompress", str(out), "-o", str(tmp_path / "r.png")]) == 0
     code = main(["compress", str(image_file), "-o", str(tmp_path / "m.saicm"), "--model", "object-coco-n64",
                  "--refine", "3"])

@@ -181,10 +181,16 @@ def resolve(model: str | os.PathLike | None) -> ModelInfo:
     return models[s]
 
 
+#: The model used when none is named: the best-trained human-vision model shipped.
+DEFAULT_MODEL = "mse-hyperprior-n64-v2"
+
+
 def default_model_name() -> str:
     models = shipped_models()
     if not models:
         raise ModelError("no shipped model found in " + str(WEIGHTS_DIR))
+    if DEFAULT_MODEL in models:
+        return DEFAULT_MODEL
     preferred = [n for n in models if n.startswith("mse-")]
     return (preferred or list(models))[0]
 
@@ -216,10 +222,12 @@ def load_model(model: str | os.PathLike | None = None) -> tuple[torch.nn.Module,
 def model_table() -> list[dict]:
     """What ``saicm models`` shows: one row per shipped model."""
     rows = []
+    default = default_model_name()
     for name, info in shipped_models().items():
         lambdas = info.config.get("lambdas", [])
         rows.append({
             "name": name,
+            "default": name == default,
             "architecture": info.architecture,
             "config": info.config,
             "description": describe(info),
