@@ -10,6 +10,8 @@ decode, and the side-by-side shows original / MSE / SA-ICM.
 
 from __future__ import annotations
 
+import json
+
 from pathlib import Path
 
 import numpy as np
@@ -98,6 +100,20 @@ def _print_rows(rows: list[dict]) -> None:
     print(f"mean bpp {np.mean([r['bpp'] for r in rows]):.4f}, mean PSNR {np.mean([r['psnr'] for r in rows]):.2f} dB")
 
 
+def machine_model_for(base: str) -> str | None:
+    """The shipped SA-ICM model to show beside ``base``: one fine-tuned from it if any, else the first."""
+    models = shipped_models()
+    names = [n for n in models if n.startswith("saicm-")]
+
+    def init(name: str) -> str | None:
+        try:
+            return json.loads(models[name].meta.get("training", "{}")).get("init")
+        except ValueError:
+            return None
+
+    return next((n for n in names if init(n) == base), names[0] if names else None)
+
+
 def run_demo(out_dir: str | Path = "demo-out", model: str | None = None, quality: int | None = None,
              compare: str | None = "auto") -> list[dict]:
     out = Path(out_dir)
@@ -111,7 +127,7 @@ def run_demo(out_dir: str | Path = "demo-out", model: str | None = None, quality
     panels = [("original", first["original"]),
               (f"{info.name} q{q}: {first['bpp']:.3f} bpp, {first['psnr']:.2f} dB", first["decoded"])]
     if compare == "auto":
-        compare = next((n for n in shipped_models() if n.startswith("saicm-")), None)
+        compare = machine_model_for(info.name)
     if compare:
         cnet, cinfo = load_model(compare)
         cq, _ = closest_quality(first["original"], first["bpp"], model=cinfo.path)

@@ -146,3 +146,20 @@ def test_compress_refine_shows_its_steps_and_refuses_masked_models(tmp_path, ima
                  "--refine", "3"])
     _assert_one_line_error(code, capsys.readouterr().err, "trained with --loss object")
     assert not (tmp_path / "m.saicm").exists()
+
+
+def test_demo_shows_the_sa_icm_model_fine_tuned_from_the_mse_model_it_runs(monkeypatch):
+    from pathlib import Path
+
+    from saicm import demo
+    from saicm.models.zoo import ModelInfo
+
+    def info(name, init=None):
+        meta = {"training": json.dumps({"init": init})} if init else {}
+        return ModelInfo(name=name, path=Path(name), architecture="a", config={}, meta=meta)
+
+    models = {n: info(n, i) for n, i in [("mse-a", None), ("mse-b", None), ("saicm-x", "mse-a"), ("saicm-y", "mse-b")]}
+    monkeypatch.setattr(demo, "shipped_models", lambda: models)
+    assert demo.machine_model_for("mse-b") == "saicm-y"
+    assert demo.machine_model_for("mse-a") == "saicm-x"
+    assert demo.machine_model_for("other") == "saicm-x"  # none from it: the first
