@@ -32,7 +32,11 @@ from saicm.models.zoo import default_model_name
 
 
 def timing(model_name: str | None, image: Image.Image, repeats: int, refine: int = 0) -> dict:
-    """Median seconds over ``repeats`` for saicm and CompressAI mbt2018_mean (same N, M)."""
+    """Median seconds over ``repeats`` for saicm and CompressAI mbt2018_mean (same N, M).
+
+    The contenders run round-robin (one call of each per round, after one warm-up
+    call each), so drift in the machine's speed hits all of them alike.
+    """
     import saicm
     from compressai.models import MeanScaleHyperprior
 
@@ -40,27 +44,32 @@ def timing(model_name: str | None, image: Image.Image, repeats: int, refine: int
     ref = MeanScaleHyperprior(N=net.config["N"], M=net.config["M"]).eval()
     ref.update(force=True)
     x = torch.from_numpy(np.array(image)).permute(2, 0, 1)[None].float() / 255
-    out = {}
-
-    def med(fn):
-        fn()  # warm-up
-        ts = []
-        for _ in range(repeats):
-            t = time.perf_counter()
-            fn()
-            ts.append(time.perf_counter() - t)
-        return statistics.median(ts)
-
     data = saicm.compress(image, model=info.path, quality=4)
-    out["saicm_encode_s"] = med(lambda: saicm.compress(image, model=info.path, quality=4))
-    out["saicm_decode_s"] = med(lambda: saicm.decompress(data, model=info.path))
-    if refine:
-        out["refine_steps"] = refine
-        out["saicm_refine_encode_s"] = med(lambda: saicm.compress(image, model=info.path, quality=4, refine=refine))
     with torch.inference_mode():
         enc = ref.compress(x)
-        out["mbt2018_mean_encode_s"] = med(lambda: ref.compress(x))
-        out["mbt2018_mean_decode_s"] = med(lambda: ref.decompress(enc["strings"], enc["shape"]))
+    jobs = {
+        "saicm_encode_s": lambda: saicm.compress(image, model=info.path, quality=4),
+        "saicm_decode_s": lambda: saicm.decompress(data, model=info.path),
+        "mbt2018_mean_encode_s": lambda: ref.compress(x),
+        "mbt2018_mean_decode_s": lambda: ref.decompress(enc["strings"], enc["shape"]),
+    }
+    times: dict[str, list] = {k: [] for k in jobs}
+    with torch.inference_mode():
+        for rnd in range(repeats + 1):
+            for k, fn in jobs.items():
+                t = time.perf_counter()
+                fn()
+                if rnd:  # round 0 is the warm-up
+                    times[k].append(time.perf_counter() - t)
+    out = {k: statistics.median(v) for k, v in times.items()}
+    if refine:  # after the comparison: its autograd work would disturb the round-robin
+        ts = []
+        for _ in range(3):
+            t = time.perf_counter()
+            saicm.compress(image, model=info.path, quality=4, refine=refine)
+            ts.append(time.perf_counter() - t)
+        out["refine_steps"] = refine
+        out["saicm_refine_encode_s"] = statistics.median(ts)
     out["threads"] = torch.get_num_threads()
     return out
 
