@@ -162,3 +162,15 @@ def test_refinement_errors():
         saicm.compress(natural_image(), model="mse-hyperprior-n64", refine=-1)
     with pytest.raises(ModelError, match="trained with --loss saicm"):
         saicm.compress(natural_image(), model="saicm-regions-a078-n64", refine=5)
+
+
+def test_refinement_needs_an_architecture_that_supports_it(monkeypatch, tiny_model):
+    from types import SimpleNamespace
+
+    from saicm.codec import pipeline
+
+    net, info = saicm.load_model(tiny_model)
+    bare = SimpleNamespace(num_qualities=net.num_qualities, multiple=net.multiple)
+    monkeypatch.setattr(pipeline, "load_model", lambda model: (bare, info))
+    with pytest.raises(ModelError, match="does not support refinement"):
+        saicm.compress(natural_image(), model=tiny_model, refine=2)

@@ -67,6 +67,9 @@ def compress(image: ImageLike, model=None, quality: int | None = None, refine: i
     if refine:
         from .refine import refine_latents
 
+        if not all(hasattr(net, f) for f in ("analyse", "latent_rd", "compress_latents")):
+            raise ModelError(f"{info.name} ({info.architecture}) does not support refinement")
+
         with tqdm(total=int(refine), desc="refine", unit="step", disable=not progress, leave=False) as bar:
             latents = refine_latents(net, x, q, int(refine), valid=(h, w), progress=lambda i: bar.update(1))
         with torch.inference_mode():
