@@ -10,8 +10,6 @@ decode, and the side-by-side shows original / MSE / SA-ICM.
 
 from __future__ import annotations
 
-import json
-
 from pathlib import Path
 
 import numpy as np
@@ -104,14 +102,7 @@ def machine_model_for(base: str) -> str | None:
     """The shipped SA-ICM model to show beside ``base``: one fine-tuned from it if any, else the first."""
     models = shipped_models()
     names = [n for n in models if n.startswith("saicm-")]
-
-    def init(name: str) -> str | None:
-        try:
-            return json.loads(models[name].meta.get("training", "{}")).get("init")
-        except ValueError:
-            return None
-
-    return next((n for n in names if init(n) == base), names[0] if names else None)
+    return next((n for n in names if models[n].training.get("init") == base), names[0] if names else None)
 
 
 def run_demo(out_dir: str | Path = "demo-out", model: str | None = None, quality: int | None = None,

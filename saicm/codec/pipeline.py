@@ -6,7 +6,6 @@ so the Python API and the CLI share one code path.
 
 from __future__ import annotations
 
-import json
 import zlib
 from dataclasses import dataclass
 
@@ -33,10 +32,7 @@ def _pad_amount(size: int, multiple: int) -> int:
 def check_refine(info, refine: int) -> None:
     if refine < 0:
         raise ModelError(f"refine steps must be 0 or more, got {refine}")
-    try:
-        loss = json.loads(info.meta.get("training", "{}")).get("loss", "mse")
-    except ValueError:
-        loss = "mse"
+    loss = info.training.get("loss", "mse")
     if refine and loss != "mse":
         raise ModelError(f"refinement optimises plain MSE; {info.name} was trained with --loss {loss}, "
                          "whose decodes it would pull towards MSE fidelity")

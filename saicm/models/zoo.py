@@ -42,6 +42,15 @@ class ModelInfo:
     def num_qualities(self) -> int:
         return len(self.config.get("lambdas", [0]))
 
+    @property
+    def training(self) -> dict:
+        """The training settings stored by ``saicm train`` (loss, init, steps…); {} if none or unreadable."""
+        try:
+            t = json.loads(self.meta.get("training", "{}"))
+        except ValueError:
+            return {}
+        return t if isinstance(t, dict) else {}
+
 
 def file_checksum(path: str | os.PathLike) -> bytes:
     """First 8 bytes of the SHA-256 of a weight file (what bitstreams carry)."""
@@ -139,10 +148,7 @@ def describe(info: ModelInfo) -> str:
     """One line on what a model is: its stored description, else what its training metadata says."""
     if info.meta.get("description"):
         return info.meta["description"]
-    try:
-        t = json.loads(info.meta.get("training", "{}"))
-    except ValueError:
-        return ""
+    t = info.training
     if not t:
         return ""
     data = t.get("data") or []
