@@ -253,7 +253,7 @@ def cmd_train(a: argparse.Namespace) -> int:
         data=a.data, out=a.out, architecture=a.architecture, N=a.N, M=a.M, lambdas=tuple(a.lambdas) if a.lambdas else None,
         loss=a.loss, masks=a.masks, off_mask_weight=a.off_mask_weight, init=a.init, steps=a.steps, batch=a.batch, patch=a.patch, lr=a.lr,
         seed=a.seed, log_every=a.log_every, ckpt_every=a.ckpt_every, resume=a.resume, progress=not a.quiet,
-        device=a.device, amp=a.amp,
+        device=a.device, amp=a.amp, quant=a.quant,
     )
     path = train(cfg)
     print(f"wrote {path}")
@@ -406,6 +406,11 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--amp", choices=["off", "bf16"], default="off",
                    help="mixed precision: bf16 runs the transforms in bfloat16 (entropy models stay fp32); "
                    "~1.7x faster on CPUs with AMX/AVX512-BF16 (measured, N=64), and on recent GPUs (default off)")
+    t.add_argument("--quant", choices=["noise", "ste"], default="noise",
+                   help="what the synthesis transforms see while training: noise (uniform-noise proxy, "
+                   "CompressAI's default) or ste (the latents rounded as the coder rounds them, straight-through "
+                   "gradients; rates keep the noise proxy: 'mixed quantisation', closes the train/decode gap); "
+                   "default noise")
     t.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt if present")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
     t.set_defaults(func=cmd_train)

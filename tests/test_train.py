@@ -220,3 +220,32 @@ def test_bf16_amp_runs_transforms_low_and_entropy_models_in_fp32(data_dir, tmp_p
     assert all(torch.isfinite(v.float()).all() for v in model.state_dict().values())
     with pytest.raises(saicm.SaicmError, match="--amp"):
         train(tiny_cfg(data_dir, tmp_path / "bad", amp="fp16"))
+
+
+def test_ste_quant_feeds_the_synthesis_what_the_decoder_sees(data_dir, tmp_path):
+    from saicm.models import build_architecture
+
+    torch.manual_seed(0)
+    model = build_architecture("gained-mean-scale-hyperprior", N=8, M=16, lambdas=[0.01, 0.1]).train()
+    x = torch.rand(1, 3, 64, 64)
+    latents = model.analyse(x, 2)
+    _, coded_recon = model.latent_rd(latents, 2)  # the reconstruction of the coder's rounded latents
+    ste = model(x, torch.tensor([1]), quant="ste")
+    noise = model(x, torch.tensor([1]), quant="noise")
+    assert torch.allclose(ste["x_hat"], coded_recon, atol=1e-6)
+    assert not torch.allclose(noise["x_hat"], coded_recon, atol=1e-3)  # the noise proxy is not the decode
+    # Rates keep the noise proxy: likelihoods of noisy latents, not of integers around the means.
+    assert not torch.equal(ste["likelihoods"]["y"], model.eval()(x, torch.tensor([1]))["likelihoods"]["y"])
+    model.train()
+    # Straight-through: the distortion still trains the analysis transform.
+    ste = model(x, torch.tensor([1]), quant="ste")
+    ((ste["x_hat"] - x) ** 2).mean().backward()
+    assert model.g_a[0].weight.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="quant"):
+        model(x, quant="round")
+    final = train(tiny_cfg(data_dir, tmp_path / "run", quant="ste"))
+    trained, info = saicm.load_model(final)
+    assert info.training["quant"] == "ste"
+    assert all(torch.isfinite(v.float()).all() for v in trained.state_dict().values())
+    with pytest.raises(saicm.SaicmError, match="--quant"):
+        train(tiny_cfg(data_dir, tmp_path / "bad", quant="round"))

@@ -21,9 +21,9 @@ from .determinism import run_single_thread, synthesize_in_strips
 from .registry import register_architecture
 
 
-def _ste_round(v: Tensor) -> Tensor:
-    """Rounded values, identity gradient."""
-    return v + (torch.round(v) - v).detach()
+def _ste_round(v: Tensor, centre: Tensor | float = 0.0) -> Tensor:
+    """``v`` rounded to the integer grid shifted by ``centre`` (as the coder quantises), identity gradient."""
+    return v + (torch.round(v - centre) + centre - v).detach()
 
 
 @register_architecture("gained-mean-scale-hyperprior")
@@ -69,8 +69,19 @@ class GainedMeanScaleHyperprior(MeanScaleHyperprior):
         return torch.full((batch,), int(quality) - 1, dtype=torch.long, device=self.log_gain.device)
 
     # --- training contract -------------------------------------------------
-    def forward(self, x: Tensor, qidx: Tensor | None = None) -> dict:
-        """``qidx``: 0-based quality index per sample (B,); default the top quality."""
+    def forward(self, x: Tensor, qidx: Tensor | None = None, quant: str = "noise") -> dict:
+        """``qidx``: 0-based quality index per sample (B,); default the top quality.
+
+        ``quant`` (training only; in eval mode both modes round like the coder):
+        ``"noise"`` feeds the uniform-noise proxy of quantisation to the rate terms
+        and to the synthesis transforms (CompressAI's training). ``"ste"`` keeps the
+        noise for the rate terms but feeds the synthesis transforms what the
+        decoder will see: z and y rounded exactly as the coder rounds them (z
+        around the bottleneck's medians, y around the predicted means), with
+        straight-through gradients ("mixed quantisation", Minnen & Singh 2020).
+        """
+        if quant not in ("noise", "ste"):
+            raise ValueError(f"quant must be 'noise' or 'ste', got {quant!r}")
         if qidx is None:
             qidx = torch.full((x.size(0),), self.num_qualities - 1, dtype=torch.long, device=x.device)
         g, ig = self._gains(qidx)
@@ -82,9 +93,13 @@ class GainedMeanScaleHyperprior(MeanScaleHyperprior):
         z = self.h_a(y).float()
         with torch.autocast(x.device.type, enabled=False):
             z_hat, z_lik = self.entropy_bottleneck(z)
+            if quant == "ste":
+                z_hat = _ste_round(z, self._z_medians())
         scales, means = self.h_s(z_hat).float().chunk(2, 1)
         with torch.autocast(x.device.type, enabled=False):
             y_hat, y_lik = self.gaussian_conditional(y, scales, means=means)
+            if quant == "ste":
+                y_hat = _ste_round(y, means)
         x_hat = self.g_s(y_hat * ig).float()
         return {"x_hat": x_hat, "likelihoods": {"y": y_lik, "z": z_lik}}
 
@@ -109,11 +124,10 @@ class GainedMeanScaleHyperprior(MeanScaleHyperprior):
         straight-through gradients, so the latents themselves can be optimised."""
         y, z = latents["y"], latents["z"]
         eb, gc = self.entropy_bottleneck, self.gaussian_conditional
-        med = eb.quantiles[:, 0, 1].detach().view(1, -1, 1, 1)
-        z_hat = _ste_round(z - med) + med
+        z_hat = _ste_round(z, self._z_medians())
         z_lik, _, _ = eb._likelihood(z_hat.transpose(0, 1).reshape(z.size(1), 1, -1))
         scales, means = self.h_s(z_hat).chunk(2, 1)
-        y_hat = _ste_round(y - means) + means
+        y_hat = _ste_round(y, means)
         y_lik = gc._likelihood(y_hat, scales, means)
         bits = -(torch.log2(eb.likelihood_lower_bound(z_lik)).sum() + torch.log2(gc.likelihood_lower_bound(y_lik)).sum())
         _, ig = self._gains(self._qindex(quality, y.size(0)))
@@ -134,6 +148,10 @@ class GainedMeanScaleHyperprior(MeanScaleHyperprior):
         _, ig = self._gains(self._qindex(quality, y_hat.size(0)))
         x_hat = synthesize_in_strips(self.g_s, y_hat * ig, scale=16)
         return {"x_hat": x_hat.clamp_(0, 1)}
+
+    def _z_medians(self) -> Tensor:
+        """The entropy bottleneck's per-channel medians: the centres the coder rounds z around."""
+        return self.entropy_bottleneck.quantiles[:, 0, 1].detach().view(1, -1, 1, 1)
 
     def _y_params(self, z_hat: Tensor) -> tuple[Tensor, Tensor]:
         """Scale indexes and means of y from the decoded hyper-latent.

@@ -9,6 +9,7 @@ killed at any point continues from its last checkpoint with ``--resume``.
 
 from __future__ import annotations
 
+import inspect
 import json
 import math
 import os
@@ -36,14 +37,15 @@ from .losses import DISTORTIONS, MASK_KINDS, rd_loss
 class TrainStep(nn.Module):
     """Model + loss in one forward, so DDP sees every parameter used once."""
 
-    def __init__(self, model: nn.Module, distortion: str, off_weight: float = 0.0):
+    def __init__(self, model: nn.Module, distortion: str, off_weight: float = 0.0, quant: str = "noise"):
         super().__init__()
         self.model = model
         self.distortion = distortion
         self.off_weight = off_weight
+        self.quant = quant
 
     def forward(self, x, mask, qidx):
-        out = self.model(x, qidx)
+        out = self.model(x, qidx) if self.quant == "noise" else self.model(x, qidx, quant=self.quant)
         parts = rd_loss(out, x, mask, self.model.lambdas[qidx], self.distortion, self.off_weight)
         with torch.autocast(x.device.type, enabled=False):  # quantile fit in fp32 under --amp
             parts["aux"] = self.model.aux_loss()
@@ -95,6 +97,8 @@ def _check_masks(cfg: TrainConfig) -> None:
 def train(cfg: TrainConfig) -> Path:
     if cfg.amp not in ("off", "bf16"):
         raise SaicmError(f"--amp must be off or bf16, got {cfg.amp!r}")
+    if cfg.quant not in ("noise", "ste"):
+        raise SaicmError(f"--quant must be noise or ste, got {cfg.quant!r}")
     if cfg.loss not in DISTORTIONS:
         raise SaicmError(f"unknown loss {cfg.loss!r} (known: {', '.join(DISTORTIONS)})")
     _check_masks(cfg)
@@ -130,6 +134,9 @@ def train(cfg: TrainConfig) -> Path:
     else:
         lambdas = cfg.lambdas if cfg.lambdas is not None else DEFAULT_LAMBDAS
         model = build_architecture(cfg.architecture, N=cfg.N, M=cfg.M, lambdas=list(lambdas))
+    if cfg.quant != "noise" and "quant" not in inspect.signature(model.forward).parameters:
+        raise SaicmError(f"--quant {cfg.quant} is not supported by the {type(model).__name__} architecture "
+                         "(its forward has no quant argument)")
     if cfg.patch % model.multiple:
         raise SaicmError(f"--patch {cfg.patch} must be a multiple of {model.multiple} for this architecture")
     model.train()
@@ -153,7 +160,7 @@ def train(cfg: TrainConfig) -> Path:
     # Different crops on every rank and after every resume.
     torch.manual_seed(cfg.seed * 1000003 + rank * 7919 + start)
 
-    step_mod = TrainStep(model, cfg.loss, cfg.off_mask_weight)
+    step_mod = TrainStep(model, cfg.loss, cfg.off_mask_weight, cfg.quant)
     if world > 1:
         runner = nn.parallel.DistributedDataParallel(step_mod, device_ids=[device.index] if device.type == "cuda" else None)
     else:
