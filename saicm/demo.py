@@ -99,10 +99,18 @@ def _print_rows(rows: list[dict]) -> None:
 
 
 def machine_model_for(base: str) -> str | None:
-    """The shipped SA-ICM model to show beside ``base``: one fine-tuned from it if any, else the first."""
+    """The shipped SA-ICM model to show beside ``base``: one fine-tuned from it, else from its nearest
+    ancestor (the ``--init`` chain of the shipped models), else the first."""
     models = shipped_models()
     names = [n for n in models if n.startswith("saicm-")]
-    return next((n for n in names if models[n].training.get("init") == base), names[0] if names else None)
+    seen: set[str] = set()
+    while base in models and base not in seen:
+        hit = next((n for n in names if models[n].training.get("init") == base), None)
+        if hit:
+            return hit
+        seen.add(base)
+        base = models[base].training.get("init")
+    return names[0] if names else None
 
 
 def run_demo(out_dir: str | Path = "demo-out", model: str | None = None, quality: int | None = None,
