@@ -78,7 +78,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", required=True, help="folder of test images (e.g. ../shared/data/photos/test)")
     ap.add_argument("--model", default=None, help="saicm model (default: the shipped MSE model)")
-    ap.add_argument("--out", default="benchmarks/results", help="folder for the results JSON files")
+    ap.add_argument("--out", default="benchmarks/results/photos", help="folder for the results JSON files (default benchmarks/results/photos)")
     ap.add_argument("--repeats", type=int, default=5, help="timing repeats (median reported)")
     ap.add_argument("--refine", type=int, default=0, metavar="STEPS",
                     help="also sweep the model with STEPS of encoder-side latent refinement (compress --refine)")
