@@ -270,7 +270,7 @@ def cmd_export(a: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     from .device import DEVICE_HELP
-    from .train.config import DEFAULT_LAMBDAS
+    from .train.config import DEFAULT_LAMBDAS, QUANT_MODES
 
     p = argparse.ArgumentParser(prog="saicm", description="Learned image coding for machines and humans.")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -406,7 +406,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--amp", choices=["off", "bf16"], default="off",
                    help="mixed precision: bf16 runs the transforms in bfloat16 (entropy models stay fp32); "
                    "~1.7x faster on CPUs with AMX/AVX512-BF16 (measured, N=64), and on recent GPUs (default off)")
-    t.add_argument("--quant", choices=["noise", "ste"], default="noise",
+    t.add_argument("--quant", choices=QUANT_MODES, default="noise",
                    help="what the synthesis transforms see while training: noise (uniform-noise proxy, "
                    "CompressAI's default) or ste (the latents rounded as the coder rounds them, straight-through "
                    "gradients; rates keep the noise proxy: 'mixed quantisation', closes the train/decode gap); "

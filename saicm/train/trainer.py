@@ -29,7 +29,7 @@ from ..device import resolve_device
 from ..errors import SaicmError
 from ..models import build_architecture, save_model
 from ..models.zoo import load_model
-from .config import DEFAULT_LAMBDAS, TrainConfig
+from .config import DEFAULT_LAMBDAS, QUANT_MODES, TrainConfig
 from .data import RandomCrops
 from .losses import DISTORTIONS, MASK_KINDS, rd_loss
 
@@ -97,8 +97,8 @@ def _check_masks(cfg: TrainConfig) -> None:
 def train(cfg: TrainConfig) -> Path:
     if cfg.amp not in ("off", "bf16"):
         raise SaicmError(f"--amp must be off or bf16, got {cfg.amp!r}")
-    if cfg.quant not in ("noise", "ste"):
-        raise SaicmError(f"--quant must be noise or ste, got {cfg.quant!r}")
+    if cfg.quant not in QUANT_MODES:
+        raise SaicmError(f"--quant must be one of {', '.join(QUANT_MODES)}, got {cfg.quant!r}")
     if cfg.loss not in DISTORTIONS:
         raise SaicmError(f"unknown loss {cfg.loss!r} (known: {', '.join(DISTORTIONS)})")
     _check_masks(cfg)
