@@ -383,7 +383,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--M", type=int, default=128, help="latent channels (default 128)")
     t.add_argument("--lambdas", type=_floats,
                    help="λ per quality, ascending (L = R + λ·255²·D); default those of --init, else "
-                   + ",".join(map(str, DEFAULT_LAMBDAS)))
+                   + ",".join(map(str, DEFAULT_LAMBDAS)) + ". With --init: the same count starts "
+                   "quality q from the init model's q; another count re-samples its gains in log λ")
     t.add_argument("--loss", default="mse", choices=["mse", "saicm", "object"],
                    help="distortion: mse (all pixels), saicm (edge pixels of --masks, SA-ICM), "
                    "object (object pixels of --masks, Object-ICM); default mse")

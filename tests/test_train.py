@@ -1,6 +1,7 @@
 """The trainer: steps, logs, atomic checkpoints, resume after a kill, export, DDP."""
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -144,8 +145,33 @@ def test_init_with_new_lambdas_fine_tunes_to_other_rate_points(data_dir, tmp_pat
     model, info = saicm.load_model(final)
     assert info.config["lambdas"] == [0.01, 0.1, 0.3] and info.config["N"] == 16
     assert torch.allclose(model.lambdas.float(), torch.tensor([0.01, 0.1, 0.3]), rtol=1e-3)
-    with pytest.raises(saicm.SaicmError, match="3 rate points"):
-        train(tiny_cfg(data_dir, tmp_path / "bad", init=str(tiny_model), lambdas=(0.01, 0.1)))
+
+
+def test_init_with_another_count_of_lambdas_resamples_the_gains(data_dir, tmp_path):
+    from saicm.models import build_architecture, save_model
+
+    torch.manual_seed(1)
+    old = [0.002, 0.01, 0.05]
+    net = build_architecture("gained-mean-scale-hyperprior", N=16, M=24, lambdas=old)
+    with torch.no_grad():  # learned gains are not a straight line in log λ: make them arbitrary
+        net.log_gain.normal_()
+        net.log_inv_gain.normal_()
+    save_model(net, tmp_path / "src.safetensors")
+    src, _ = saicm.load_model(tmp_path / "src.safetensors")
+    new = (old[0] / 2, old[0], (old[0] * old[1]) ** 0.5, old[2])  # below, on, between (log-midpoint), on
+    final = train(tiny_cfg(data_dir, tmp_path / "ft", init=str(tmp_path / "src.safetensors"), lambdas=new, steps=0))
+    model, info2 = saicm.load_model(final)
+    assert info2.config["lambdas"] == pytest.approx(list(new))
+    g, g0 = model.log_gain.float(), src.log_gain.float()
+    ig, ig0 = model.log_inv_gain.float(), src.log_inv_gain.float()
+    tol = dict(atol=2e-3)  # fp16 export
+    assert torch.allclose(g[1], g0[0], **tol) and torch.allclose(g[3], g0[2], **tol)
+    assert torch.allclose(g[2], (g0[0] + g0[1]) / 2, **tol) and torch.allclose(ig[2], (ig0[0] + ig0[1]) / 2, **tol)
+    # half of λ0 lies one log2-step below: extrapolated from the first pair
+    w = math.log(0.5) / math.log(old[1] / old[0])
+    assert torch.allclose(g[0], g0[0] + w * (g0[1] - g0[0]), **tol)
+    # the transforms are the init model's
+    assert torch.equal(model.g_a[0].weight, src.g_a[0].weight)
 
 
 def test_two_data_folders_are_both_used(data_dir, tmp_path):

@@ -53,6 +53,33 @@ class GainedMeanScaleHyperprior(MeanScaleHyperprior):
         self.log_gain = nn.Parameter(log_g[:, None].repeat(1, M))
         self.log_inv_gain = nn.Parameter(-log_g[:, None].repeat(1, M))
 
+    @staticmethod
+    def adapt_rate_points(state: dict, old_lambdas: Sequence[float], new_lambdas: Sequence[float]) -> dict:
+        """``state`` with its gain rows re-sampled from ``old_lambdas`` to ``new_lambdas``.
+
+        Each log-gain row is interpolated linearly in log λ between the two
+        nearest old rate points (extrapolated from the end pair outside their
+        range), so a fine-tune to more, fewer or shifted rate points starts
+        from the step sizes the network already knows. A single old point is
+        shifted by the step-size rule (log gain ∝ ½·log λ).
+        """
+        old = torch.tensor([math.log(float(v)) for v in old_lambdas], dtype=torch.float64)
+        new = [math.log(float(v)) for v in new_lambdas]
+        out = dict(state)
+        for key, sign in (("log_gain", 1.0), ("log_inv_gain", -1.0)):
+            rows = state[key].double()
+            resampled = []
+            for t in new:
+                if old.numel() == 1:
+                    resampled.append(rows[0] + sign * 0.5 * (t - float(old[0])))
+                    continue
+                i = int(torch.searchsorted(old, torch.tensor(t, dtype=torch.float64)).clamp(1, old.numel() - 1))
+                w = (t - float(old[i - 1])) / float(old[i] - old[i - 1])
+                resampled.append(rows[i - 1] + w * (rows[i] - rows[i - 1]))
+            out[key] = torch.stack(resampled).to(state[key].dtype)
+        out.pop("lambdas", None)
+        return out
+
     @property
     def num_qualities(self) -> int:
         return int(self.lambdas.numel())

@@ -120,10 +120,15 @@ def train(cfg: TrainConfig) -> Path:
         src, info = load_model(cfg.init)
         config = dict(info.config)
         state = src.state_dict()
-        if cfg.lambdas is not None:  # fine-tune to other rate points (same count: one gain per point)
+        if cfg.lambdas is not None:  # fine-tune to other rate points
             if len(cfg.lambdas) != len(config["lambdas"]):
-                raise SaicmError(f"--init model has {len(config['lambdas'])} rate points; "
-                                 f"--lambdas gives {len(cfg.lambdas)}")
+                # another count: gains re-sampled in log λ, where the architecture knows how
+                adapt = getattr(type(src), "adapt_rate_points", None)
+                if adapt is None:
+                    raise SaicmError(f"--init model has {len(config['lambdas'])} rate points; --lambdas gives "
+                                     f"{len(cfg.lambdas)} and {info.architecture} cannot re-sample its rate points")
+                state = adapt(state, config["lambdas"], cfg.lambdas)
+            # same count: gain row q starts from the init model's row q
             config["lambdas"] = [float(v) for v in cfg.lambdas]
             state = {k: v for k, v in state.items() if k != "lambdas"}
         model = build_architecture(info.architecture, **config)
