@@ -13,6 +13,13 @@ def _floats(s: str) -> list[float]:
         raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {s!r}") from None
 
 
+def _interval(s: str) -> tuple[float, float]:
+    v = _floats(s)
+    if len(v) != 2 or not v[1] > v[0]:
+        raise argparse.ArgumentTypeError(f"expected LO,HI with LO < HI, got {s!r}")
+    return v[0], v[1]
+
+
 def _report(outcomes, is_folder: bool, verb: str) -> int:
     failed = [o for o in outcomes if o.error]
     for o in failed:
@@ -165,7 +172,8 @@ def cmd_bdrate(a: argparse.Namespace) -> int:
     for path in a.tests:
         test = results.load(path)
         try:
-            r = bd_rate(*results.curve(anchor, a.metric), *results.curve(test, a.metric), envelope=not a.strict)
+            r = bd_rate(*results.curve(anchor, a.metric), *results.curve(test, a.metric), envelope=not a.strict,
+                        interval=a.interval)
         except BDRateError as e:
             print(f"  {test['codec']:<28} n/a   ({e})")
             rows.append({"codec": test["codec"], "bd_rate": None, "reason": str(e)})
@@ -347,6 +355,9 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("tests", nargs="+", help="results JSON files to compare")
     b.add_argument("--metric", default="psnr", help="psnr, ap, ap50, mask_ap, ... (default psnr)")
     b.add_argument("--strict", action="store_true", help="no envelope: a non-monotone curve gives no BD-rate")
+    b.add_argument("--interval", type=_interval, metavar="LO,HI",
+                   help="integrate only over this metric range (within the overlap), e.g. 29.19,34.52 to compare "
+                   "over an older model's PSNR range")
     b.add_argument("--json", help="also write the table as JSON here")
     b.set_defaults(func=cmd_bdrate)
 

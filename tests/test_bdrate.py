@@ -45,3 +45,18 @@ def test_envelope_drops_dominated_points_and_says_which():
     res = bd_rate(ref_r, ref_m, ref_r, ref_m, envelope=True)
     assert res.percent == pytest.approx(0.0, abs=1e-9)
     assert ("reference", 0.3, 32) in res.dropped and ("test", 0.3, 32) in res.dropped
+
+
+def test_interval_restricts_the_integration_to_a_known_value():
+    # test log-rate = ref log-rate + 0.01·m: the mean difference over [lo, hi] is 0.01·(lo+hi)/2 exactly
+    m = [28.0, 30.0, 32.0, 34.0, 36.0]
+    ref = [math.exp(0.1 * v) for v in m]
+    test = [math.exp(0.11 * v) for v in m]
+    full = bd_rate(ref, m, test, m)
+    assert full.percent == pytest.approx((math.exp(0.01 * 32) - 1) * 100, abs=1e-6)
+    part = bd_rate(ref, m, test, m, interval=(30, 33))
+    assert part.interval == (30, 33)
+    assert part.percent == pytest.approx((math.exp(0.01 * 31.5) - 1) * 100, abs=1e-6)
+    assert bd_rate(ref, m, test, m, interval=(0, 99)).interval == (28, 36)  # clipped to the overlap
+    with pytest.raises(BDRateError, match="do not intersect"):
+        bd_rate(ref, m, test, m, interval=(40, 50))

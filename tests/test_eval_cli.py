@@ -2,6 +2,8 @@
 
 import json
 
+import pytest
+
 from saicm.cli import main
 from saicm.eval import results
 
@@ -126,3 +128,13 @@ def test_eval_detection_on_coco128_subset(tmp_path):
     lo, hi = r["points"]
     assert r["reference"]["ground_truth"] == "official"
     assert lo["ap"] < hi["ap"] <= r["reference"]["ap"] + 5
+
+
+def test_bdrate_interval_option(tmp_path, capsys):
+    a = write_result(tmp_path / "a.json", "anchor", [(0.2, 30), (0.4, 33), (0.8, 36)])
+    b = write_result(tmp_path / "b.json", "half", [(0.1, 30), (0.2, 33), (0.4, 36)])
+    assert main(["bdrate", str(a), str(b), "--interval", "31,34"]) == 0
+    assert "-50.0%   over psnr 31.000–34.000" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        main(["bdrate", str(a), str(b), "--interval", "34,31"])
+    assert "LO < HI" in capsys.readouterr().err

@@ -67,8 +67,14 @@ def _curve(rates: Sequence[float], metric: Sequence[float], name: str) -> tuple[
     return np.log(r), m
 
 
-def bd_rate(ref_rates, ref_metric, test_rates, test_metric, envelope: bool = False) -> BDRate:
-    """BD-rate of ``test`` against ``ref`` in percent (see module doc)."""
+def bd_rate(ref_rates, ref_metric, test_rates, test_metric, envelope: bool = False,
+            interval: tuple[float, float] | None = None) -> BDRate:
+    """BD-rate of ``test`` against ``ref`` in percent (see module doc).
+
+    ``interval``: integrate only over this metric range (intersected with the
+    overlap), e.g. to compare a model that gained rate points over the range
+    of its predecessor.
+    """
     dropped = []
     if envelope:
         ref_rates, ref_metric, d1 = monotone_envelope(ref_rates, ref_metric)
@@ -80,6 +86,11 @@ def bd_rate(ref_rates, ref_metric, test_rates, test_metric, envelope: bool = Fal
     if not hi > lo:
         raise BDRateError(f"curves do not overlap in the metric (reference {m1.min():.4g}–{m1.max():.4g}, "
                           f"test {m2.min():.4g}–{m2.max():.4g})")
+    if interval is not None:
+        lo, hi = max(lo, float(interval[0])), min(hi, float(interval[1]))
+        if not hi > lo:
+            raise BDRateError(f"the curves' overlap and the interval {interval[0]:.4g}–{interval[1]:.4g} "
+                              "do not intersect")
     p1, p2 = PchipInterpolator(m1, lr1), PchipInterpolator(m2, lr2)
     a1 = p1.integrate(lo, hi)
     a2 = p2.integrate(lo, hi)
