@@ -18,7 +18,7 @@ from PIL import Image, ImageDraw
 from .codec.image_io import save_image
 from .codec.pipeline import closest_quality, compress_file, decompress_file, default_quality
 from .eval.metrics import psnr
-from .models.zoo import load_model, shipped_models
+from .models.zoo import RECOMMENDED_MACHINE_MODEL, load_model, shipped_models
 
 SAMPLES = ("astronaut", "coffee", "chelsea", "rocket", "camera")
 
@@ -98,16 +98,16 @@ def _print_rows(rows: list[dict]) -> None:
     print(f"mean bpp {np.mean([r['bpp'] for r in rows]):.4f}, mean PSNR {np.mean([r['psnr'] for r in rows]):.2f} dB")
 
 
-def machine_model_for(base: str) -> str | None:
-    """The shipped SA-ICM model to show beside ``base``: one fine-tuned from it, else from its nearest
-    ancestor (the ``--init`` chain of the shipped models), else the first."""
+def machine_model_for(base: str, preferred: str | None = RECOMMENDED_MACHINE_MODEL) -> str | None:
+    """The shipped SA-ICM model to show beside ``base``: one fine-tuned from it (``preferred`` if it is
+    one of them), else from its nearest ancestor (the ``--init`` chain of the shipped models), else the first."""
     models = shipped_models()
     names = [n for n in models if n.startswith("saicm-")]
     seen: set[str] = set()
     while base in models and base not in seen:
-        hit = next((n for n in names if models[n].training.get("init") == base), None)
-        if hit:
-            return hit
+        hits = [n for n in names if models[n].training.get("init") == base]
+        if hits:
+            return preferred if preferred in hits else hits[0]
         seen.add(base)
         base = models[base].training.get("init")
     return names[0] if names else None

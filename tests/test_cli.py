@@ -159,10 +159,14 @@ def test_demo_shows_the_sa_icm_model_fine_tuned_from_the_mse_model_it_runs(monke
         return ModelInfo(name=name, path=Path(name), architecture="a", config={}, meta=meta)
 
     models = {n: info(n, i) for n, i in [("mse-a", None), ("mse-b", None), ("saicm-x", "mse-a"), ("saicm-y", "mse-b"),
-                                         ("mse-c", "mse-b"), ("mse-d", "mse-c"), ("mse-loop", "mse-loop")]}
+                                         ("saicm-z", "mse-b"), ("mse-c", "mse-b"), ("mse-d", "mse-c"),
+                                         ("mse-loop", "mse-loop")]}
     monkeypatch.setattr(demo, "shipped_models", lambda: models)
-    assert demo.machine_model_for("mse-b") == "saicm-y"
+    assert demo.machine_model_for("mse-b", preferred=None) == "saicm-y"  # several from it: the first ...
+    assert demo.machine_model_for("mse-b", preferred="saicm-z") == "saicm-z"  # ... unless one is recommended
+    assert demo.machine_model_for("mse-a", preferred="saicm-z") == "saicm-x"  # the recommended one is not from it
+    assert demo.machine_model_for("mse-d", preferred="saicm-z") == "saicm-z"  # through the ancestors
     assert demo.machine_model_for("mse-a") == "saicm-x"
-    assert demo.machine_model_for("mse-d") == "saicm-y"  # none from it: from its nearest ancestor
+    assert demo.machine_model_for("mse-d", preferred=None) == "saicm-y"  # none from it: its nearest ancestor
     assert demo.machine_model_for("mse-loop") == "saicm-x"  # a cycle in the metadata ends the walk
     assert demo.machine_model_for("other") == "saicm-x"  # none from it: the first

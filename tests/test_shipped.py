@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 
 import saicm
-from saicm.models.zoo import WEIGHTS_DIR, describe, shipped_models
+from saicm.models.zoo import DEFAULT_MODEL, RECOMMENDED_MACHINE_MODEL, WEIGHTS_DIR, describe, shipped_models
 
 from .conftest import natural_image
 
@@ -26,6 +26,12 @@ def test_every_shipped_model_has_a_model_card():
     cards = (WEIGHTS_DIR / "MODELS.md").read_text()
     for name in shipped_models():
         assert f"## {name}" in cards
+
+
+def test_the_named_default_and_recommended_models_are_shipped():
+    models = shipped_models()
+    assert DEFAULT_MODEL in models and DEFAULT_MODEL.startswith("mse-")
+    assert RECOMMENDED_MACHINE_MODEL in models and RECOMMENDED_MACHINE_MODEL.startswith("saicm-")
 
 
 def test_shipped_models_are_small_and_fp16():

@@ -191,6 +191,11 @@ def resolve(model: str | os.PathLike | None) -> ModelInfo:
 DEFAULT_MODEL = "mse-hyperprior-n64-v3"
 
 
+#: Where several shipped SA-ICM models come from the same MSE model, the one to show (the best measured;
+#: README, "SA-ICM and Object-ICM").
+RECOMMENDED_MACHINE_MODEL = "saicm-regions-a048-off02-n64-v3"
+
+
 def default_model_name() -> str:
     models = shipped_models()
     if not models:
