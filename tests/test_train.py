@@ -275,3 +275,17 @@ def test_ste_quant_feeds_the_synthesis_what_the_decoder_sees(data_dir, tmp_path)
     assert all(torch.isfinite(v.float()).all() for v in trained.state_dict().values())
     with pytest.raises(saicm.SaicmError, match="--quant"):
         train(tiny_cfg(data_dir, tmp_path / "bad", quant="round"))
+
+
+def test_adapt_rate_points_from_a_single_point_follows_the_step_size_rule():
+    from saicm.models.hyperprior import GainedMeanScaleHyperprior
+
+    state = {"log_gain": torch.tensor([[0.3, -0.2]]), "log_inv_gain": torch.tensor([[-0.1, 0.4]]),
+             "lambdas": torch.tensor([0.01]), "other": torch.ones(1)}
+    out = GainedMeanScaleHyperprior.adapt_rate_points(state, [0.01], [0.0025, 0.04])
+    half_log4 = 0.5 * math.log(4.0)  # λ ×4 → quantisation step ÷2 → gain ×2
+    assert torch.allclose(out["log_gain"], torch.tensor([[0.3 - half_log4, -0.2 - half_log4],
+                                                         [0.3 + half_log4, -0.2 + half_log4]]))
+    assert torch.allclose(out["log_inv_gain"], torch.tensor([[-0.1 + half_log4, 0.4 + half_log4],
+                                                             [-0.1 - half_log4, 0.4 - half_log4]]))
+    assert "lambdas" not in out and torch.equal(out["other"], state["other"])
