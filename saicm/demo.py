@@ -16,9 +16,9 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from .codec.image_io import save_image
-from .codec.pipeline import closest_quality, compress_file, decompress_file, default_quality
+from .codec.pipeline import closest_quality, compress_file, decompress_file
 from .eval.metrics import psnr
-from .models.zoo import RECOMMENDED_MACHINE_MODEL, load_model, shipped_models
+from .models.zoo import RECOMMENDED_MACHINE_MODEL, default_quality, load_model, shipped_models
 
 SAMPLES = ("astronaut", "coffee", "chelsea", "rocket", "camera")
 

@@ -16,13 +16,9 @@ from PIL import Image
 from tqdm import tqdm
 
 from ..errors import FormatError, ModelError
-from ..models.zoo import file_checksum, load_model, resolve
+from ..models.zoo import default_quality, file_checksum, load_model, resolve
 from . import container
 from .image_io import ImageLike, RGBImage, load_image, to_pil
-
-
-def default_quality(num_qualities: int) -> int:
-    return num_qualities // 2 + 1
 
 
 def _pad_amount(size: int, multiple: int) -> int:

@@ -230,6 +230,11 @@ def load_model(model: str | os.PathLike | None = None) -> tuple[torch.nn.Module,
     return _load_cached(p, os.stat(p).st_mtime_ns), info
 
 
+def default_quality(num_qualities: int) -> int:
+    """The quality used when none is given: the middle rate point (the upper middle for an even count)."""
+    return num_qualities // 2 + 1
+
+
 def model_table() -> list[dict]:
     """What ``saicm models`` shows: one row per shipped model."""
     rows = []
@@ -243,7 +248,7 @@ def model_table() -> list[dict]:
             "config": info.config,
             "description": describe(info),
             "qualities": [{"quality": i + 1, "lambda": lam} for i, lam in enumerate(lambdas)],
-            "default_quality": len(lambdas) // 2 + 1,
+            "default_quality": default_quality(len(lambdas)),
             "file": str(info.path),
             "bytes": info.path.stat().st_size,
             "sha256": _sha256(str(info.path.resolve()), os.stat(info.path).st_mtime_ns).hex(),
