@@ -278,7 +278,7 @@ def cmd_export(a: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     from .device import DEVICE_HELP
-    from .train.config import DEFAULT_LAMBDAS, QUANT_MODES
+    from .train.config import AMP_MODES, DEFAULT_LAMBDAS, QUANT_MODES
 
     p = argparse.ArgumentParser(prog="saicm", description="Learned image coding for machines and humans.")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -415,7 +415,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="steps between atomic checkpoints (default 200)")
     t.add_argument("--device", default="auto", help=DEVICE_HELP + "; under torchrun each process takes "
                    "its LOCAL_RANK GPU and DDP uses NCCL (gloo on CPU)")
-    t.add_argument("--amp", choices=["off", "bf16"], default="off",
+    t.add_argument("--amp", choices=AMP_MODES, default="off",
                    help="mixed precision: bf16 runs the transforms in bfloat16 (entropy models stay fp32); "
                    "~1.7x faster on CPUs with AMX/AVX512-BF16 (measured, N=64), and on recent GPUs (default off)")
     t.add_argument("--quant", choices=QUANT_MODES, default="noise",

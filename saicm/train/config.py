@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 DEFAULT_LAMBDAS = (0.0018, 0.0035, 0.0067, 0.0130, 0.0250, 0.0483)
 # What the synthesis transforms see in training (``--quant``; the architecture's forward(quant=...)).
 QUANT_MODES = ("noise", "ste")
+# Mixed precision of the transforms (``--amp``).
+AMP_MODES = ("off", "bf16")
 
 
 @dataclass

@@ -29,7 +29,7 @@ from ..device import resolve_device
 from ..errors import SaicmError
 from ..models import build_architecture, save_model
 from ..models.zoo import load_model
-from .config import DEFAULT_LAMBDAS, QUANT_MODES, TrainConfig
+from .config import AMP_MODES, DEFAULT_LAMBDAS, QUANT_MODES, TrainConfig
 from .data import RandomCrops
 from .losses import DISTORTIONS, MASK_KINDS, rd_loss
 
@@ -95,8 +95,8 @@ def _check_masks(cfg: TrainConfig) -> None:
 
 
 def train(cfg: TrainConfig) -> Path:
-    if cfg.amp not in ("off", "bf16"):
-        raise SaicmError(f"--amp must be off or bf16, got {cfg.amp!r}")
+    if cfg.amp not in AMP_MODES:
+        raise SaicmError(f"--amp must be one of {', '.join(AMP_MODES)}, got {cfg.amp!r}")
     if cfg.quant not in QUANT_MODES:
         raise SaicmError(f"--quant must be one of {', '.join(QUANT_MODES)}, got {cfg.quant!r}")
     if cfg.loss not in DISTORTIONS:
