@@ -278,6 +278,7 @@ def cmd_export(a: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     from .device import DEVICE_HELP
+    from .masks.job import SOURCES
     from .train.config import AMP_MODES, DEFAULT_LAMBDAS, QUANT_MODES
 
     p = argparse.ArgumentParser(prog="saicm", description="Learned image coding for machines and humans.")
@@ -436,19 +437,21 @@ def build_parser() -> argparse.ArgumentParser:
                        "           lower alpha -> more segments -> more edge pixels\n"
                        "  sam      Segment Anything automatic masks; alpha = pred_iou_thresh; needs\n"
                        "           --sam-checkpoint (vit_b/vit_l/vit_h from Meta's release)\n"
-                       "  coco     union of COCO object masks (--annotations), for Object-ICM\n\n"
+                       "  coco     union of COCO object masks (--annotations), for Object-ICM\n"
+                       "  coco-edges  edges of the COCO instances painted like SAM's masks (--annotations):\n"
+                       "           people's object outlines in place of SAM's, an SA-ICM variant\n\n"
                        "Edge sources paint their segments into a map (larger first) and mark label\n"
                        "changes (--edge-method boundary, exact) or Canny edges of the map (canny).")
     m.add_argument("input", help="image folder (searched recursively)")
     m.add_argument("-o", "--output", required=True, help="mask folder")
-    m.add_argument("--source", choices=["regions", "sam", "coco"],
+    m.add_argument("--source", choices=SOURCES,
                    help="mask source (default: sam with --sam-checkpoint, else regions)")
     m.add_argument("--alpha", type=float, default=0.78, help="confidence α in (0, 1] (default 0.78)")
     m.add_argument("--sam-checkpoint", help="path of a Segment Anything checkpoint (.pth)")
     m.add_argument("--sam-model", default="vit_b", help="vit_b, vit_l or vit_h (default vit_b)")
     m.add_argument("--sam-opt", action="append", metavar="KEY=VALUE",
                    help="override a SamAutomaticMaskGenerator setting, e.g. points_per_side=16 (repeatable)")
-    m.add_argument("--annotations", help="COCO instances JSON for --source coco")
+    m.add_argument("--annotations", help="COCO instances JSON for --source coco / coco-edges")
     m.add_argument("--edge-method", choices=["boundary", "canny"], default="boundary")
     m.add_argument("--edge-width", type=int, default=1, help="dilate edges to this width in pixels (default 1)")
     m.add_argument("--shard", help="I/N: process every N-th image starting at I (0-based)")

@@ -195,3 +195,24 @@ def test_sam_checkpoint_errors_are_one_line(tmp_path, tiny_sam_checkpoint):
         r = run_cli("masks", d, "-o", tmp_path / "m", *args)
         assert r.returncode != 0, args
         assert msg in r.stderr and "Traceback" not in r.stderr, (args, r.stderr)
+
+
+def test_coco_edges_source_outlines_painted_instances(tmp_path):
+    d = tmp_path / "imgs"
+    d.mkdir()
+    Image.fromarray(natural_image(40, 60)).save(d / "x.png")
+    ann = _coco_file(tmp_path)
+    out = tmp_path / "m"
+    r = run_cli("masks", d, "-o", out, "--source", "coco-edges", "--annotations", ann, "--quiet")
+    assert r.returncode == 0, r.stderr
+    e = np.asarray(Image.open(out / "x.png").convert("L")) > 0
+    # Same instances as the union test, as a painted segment map: its exact label boundaries.
+    from saicm.masks.coco import CocoObjects
+    from saicm.masks.edges import label_boundaries
+
+    labels, n = CocoObjects(ann).labels(d / "x.png", (40, 60))
+    assert n == 2 and set(np.unique(labels)) == {0, 1, 2}
+    assert labels[10, 15] == 1 and labels[32, 52] == 2  # the larger polygon painted first
+    np.testing.assert_array_equal(e, label_boundaries(labels))
+    assert e.any() and not e[10:13, 13:17].any()  # outlines only, not the inside
+    assert json.loads((out / "masks.json").read_text())["kind"] == "edges"

@@ -1,8 +1,16 @@
-"""Object masks from COCO annotations (polygons and RLE, via pycocotools), for Object-ICM.
+"""Masks from COCO annotations (polygons and RLE, via pycocotools).
 
-The mask of an image is the union of all its annotated instances (crowd
-regions included): the region-learning loss of Object-ICM weighs only those
-pixels. Images are matched to annotations by file name.
+Two uses, one reader:
+
+* :meth:`CocoObjects.union` (``--source coco``, Object-ICM): the union of all
+  annotated instances (crowd regions included); the region-learning loss
+  weighs only those pixels.
+* :meth:`CocoObjects.labels` (``--source coco-edges``, an SA-ICM mask-source
+  variant): the instances painted into a segment map exactly as SAM's masks
+  are (larger first, see :func:`..edges.paint_masks`), whose edges are then the
+  object outlines drawn by people, in place of SAM's automatic masks.
+
+Images are matched to annotations by file name.
 """
 
 from __future__ import annotations
@@ -12,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import SaicmError
+from .edges import paint_masks
 
 
 class CocoObjects:
@@ -35,8 +44,8 @@ class CocoObjects:
     def settings(self) -> dict:
         return dict(annotations=self.annotations)
 
-    def __call__(self, path: Path, shape: tuple[int, int]) -> tuple[np.ndarray, int]:
-        """Union mask (H, W) bool and the number of instances."""
+    def instances(self, path: Path, shape: tuple[int, int]) -> list[np.ndarray]:
+        """The (H, W) bool mask of every annotated instance of the image at ``path``."""
         im = self.by_name.get(Path(path).name)
         if im is None:
             raise SaicmError("image not in the annotation file", str(path))
@@ -44,7 +53,14 @@ class CocoObjects:
             raise SaicmError(f"annotations are for {im['width']}x{im['height']}, image is "
                              f"{shape[1]}x{shape[0]}", str(path))
         anns = self.coco.loadAnns(self.coco.getAnnIds(imgIds=[im["id"]], iscrowd=None))
-        m = np.zeros(shape, bool)
-        for a in anns:
-            m |= self.coco.annToMask(a).astype(bool)
-        return m, len(anns)
+        return [self.coco.annToMask(a).astype(bool) for a in anns]
+
+    def union(self, path: Path, shape: tuple[int, int]) -> tuple[np.ndarray, int]:
+        """Union mask (H, W) bool and the number of instances."""
+        masks = self.instances(path, shape)
+        return np.logical_or.reduce(masks) if masks else np.zeros(shape, bool), len(masks)
+
+    def labels(self, path: Path, shape: tuple[int, int]) -> tuple[np.ndarray, int]:
+        """Segment map (0 = background) with the instances painted larger first, and their number."""
+        masks = self.instances(path, shape)
+        return paint_masks(masks, shape), len(masks)

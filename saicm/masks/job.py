@@ -30,7 +30,7 @@ from ..codec.image_io import is_image_file, load_image
 from ..errors import SaicmError
 from .edges import overlay, segment_edges
 
-SOURCES = ("regions", "sam", "coco")
+SOURCES = ("regions", "sam", "coco", "coco-edges")
 
 
 @dataclass
@@ -91,15 +91,16 @@ def make_source(source: str, alpha: float = 0.78, annotations=None, sam_checkpoi
             return labels, int(labels.max())
 
         return run, seg.settings()
-    if source == "coco":
+    if source in ("coco", "coco-edges"):
         if annotations is None:
-            raise SaicmError("--source coco needs --annotations FILE (COCO instances JSON)")
+            raise SaicmError(f"--source {source} needs --annotations FILE (COCO instances JSON)")
         from .coco import CocoObjects
 
         objs = CocoObjects(annotations)
+        read = objs.union if source == "coco" else objs.labels
 
         def run(rgb, path):
-            return objs(path, rgb.shape[:2])
+            return read(path, rgb.shape[:2])
 
         return run, objs.settings()
     raise SaicmError(f"unknown mask source {source!r} (known: {', '.join(SOURCES)})")
