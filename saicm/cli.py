@@ -438,7 +438,8 @@ def build_parser() -> argparse.ArgumentParser:
                        "  sam      Segment Anything automatic masks; alpha = pred_iou_thresh; needs\n"
                        "           --sam-checkpoint (vit_b/vit_l/vit_h from Meta's release)\n"
                        "  coco     union of COCO object masks (--annotations), for Object-ICM\n"
-                       "  coco-edges  edges of the COCO instances painted like SAM's masks (--annotations):\n"
+                       "  coco-edges\n"
+                       "           edges of the COCO instances painted like SAM's masks (--annotations):\n"
                        "           people's object outlines in place of SAM's, an SA-ICM variant\n\n"
                        "Edge sources paint their segments into a map (larger first) and mark label\n"
                        "changes (--edge-method boundary, exact) or Canny edges of the map (canny).")
