@@ -188,7 +188,7 @@ def resolve(model: str | os.PathLike | None) -> ModelInfo:
 
 
 #: The model used when none is named: the best-trained human-vision model shipped.
-DEFAULT_MODEL = "mse-hyperprior-n64-v4"
+DEFAULT_MODEL = "mse-hyperprior-n64-v5"
 
 
 #: Where several shipped SA-ICM models come from the same MSE model, the one to show (the best measured;
