@@ -130,15 +130,20 @@ def _coco_file(tmp_path, size=(40, 60)):
     return p
 
 
-def test_coco_source_writes_union_of_polygons_and_rle(tmp_path):
+def _run_coco_source(tmp_path, source):
+    """One 40x60 image and the two-instance annotation file through ``saicm masks --source SOURCE``."""
     d = tmp_path / "imgs"
     d.mkdir()
     Image.fromarray(natural_image(40, 60)).save(d / "x.png")
     ann = _coco_file(tmp_path)
     out = tmp_path / "m"
-    r = run_cli("masks", d, "-o", out, "--source", "coco", "--annotations", ann, "--quiet")
+    r = run_cli("masks", d, "-o", out, "--source", source, "--annotations", ann, "--quiet")
     assert r.returncode == 0, r.stderr
-    m = np.asarray(Image.open(out / "x.png").convert("L")) > 0
+    return d / "x.png", ann, out, np.asarray(Image.open(out / "x.png").convert("L")) > 0
+
+
+def test_coco_source_writes_union_of_polygons_and_rle(tmp_path):
+    _, _, out, m = _run_coco_source(tmp_path, "coco")
     assert m[8:13, 12:18].all() and m[31:34, 51:54].all()
     assert not m[0:3].any() and not m[:, 25:45].any()
     assert json.loads((out / "masks.json").read_text())["kind"] == "objects"
@@ -198,19 +203,12 @@ def test_sam_checkpoint_errors_are_one_line(tmp_path, tiny_sam_checkpoint):
 
 
 def test_coco_edges_source_outlines_painted_instances(tmp_path):
-    d = tmp_path / "imgs"
-    d.mkdir()
-    Image.fromarray(natural_image(40, 60)).save(d / "x.png")
-    ann = _coco_file(tmp_path)
-    out = tmp_path / "m"
-    r = run_cli("masks", d, "-o", out, "--source", "coco-edges", "--annotations", ann, "--quiet")
-    assert r.returncode == 0, r.stderr
-    e = np.asarray(Image.open(out / "x.png").convert("L")) > 0
+    image, ann, out, e = _run_coco_source(tmp_path, "coco-edges")
     # Same instances as the union test, as a painted segment map: its exact label boundaries.
     from saicm.masks.coco import CocoObjects
     from saicm.masks.edges import label_boundaries
 
-    labels, n = CocoObjects(ann).labels(d / "x.png", (40, 60))
+    labels, n = CocoObjects(ann).labels(image, (40, 60))
     assert n == 2 and set(np.unique(labels)) == {0, 1, 2}
     assert labels[10, 15] == 1 and labels[32, 52] == 2  # the larger polygon painted first
     np.testing.assert_array_equal(e, label_boundaries(labels))
