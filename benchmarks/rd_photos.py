@@ -79,7 +79,8 @@ def main(argv=None) -> int:
     ap.add_argument("--data", required=True, help="folder of test images (e.g. ../shared/data/photos/test)")
     ap.add_argument("--model", default=None, help="saicm model (default: the shipped MSE model)")
     ap.add_argument("--out", default="benchmarks/results/photos", help="folder for the results JSON files (default benchmarks/results/photos)")
-    ap.add_argument("--repeats", type=int, default=5, help="timing repeats (median reported)")
+    ap.add_argument("--repeats", type=int, default=15,
+                    help="timing rounds (median reported; this 2-core machine moves single runs by ±15 %%, default 15)")
     ap.add_argument("--refine", type=int, default=0, metavar="STEPS",
                     help="also sweep the model with STEPS of encoder-side latent refinement (compress --refine)")
     ap.add_argument("--no-timing", action="store_true")
