@@ -31,6 +31,8 @@ from ..errors import SaicmError
 from .edges import overlay, segment_edges
 
 SOURCES = ("regions", "sam", "coco", "coco-edges")
+# Sources whose mask is a region to weigh (Object-ICM); every other source gives a segment map for edges.
+OBJECT_SOURCES = ("coco",)
 
 
 @dataclass
@@ -44,7 +46,7 @@ class MaskSpec:
 
     @property
     def kind(self) -> str:
-        return "objects" if self.source == "coco" else "edges"
+        return "objects" if self.source in OBJECT_SOURCES else "edges"
 
     def as_dict(self) -> dict:
         return dict(format="saicm-masks/1", source=self.source, kind=self.kind, settings=self.settings,
@@ -97,7 +99,7 @@ def make_source(source: str, alpha: float = 0.78, annotations=None, sam_checkpoi
         from .coco import CocoObjects
 
         objs = CocoObjects(annotations)
-        read = objs.union if source == "coco" else objs.labels
+        read = objs.union if source in OBJECT_SOURCES else objs.labels
 
         def run(rgb, path):
             return read(path, rgb.shape[:2])
