@@ -95,11 +95,11 @@ class RandomCrops(Dataset):
         p = self.patch
         top = int(torch.randint(0, h - p + 1, ()))
         left = int(torch.randint(0, w - p + 1, ()))
-        x = torch.from_numpy(np.ascontiguousarray(img[top:top + p, left:left + p])).permute(2, 0, 1)
+        x = torch.from_numpy(img[top:top + p, left:left + p].copy()).permute(2, 0, 1)
         x = x.float().div_(255.0)
         mask = None
         if m is not None:
-            mask = torch.from_numpy(np.ascontiguousarray(m[top:top + p, left:left + p]))[None].float()
+            mask = torch.from_numpy(m[top:top + p, left:left + p].copy())[None].float()
         if torch.rand(()) < 0.5:
             x = x.flip(-1)
             mask = mask.flip(-1) if mask is not None else None
