@@ -1,7 +1,7 @@
 """The SA-ICM evidence in one table, from the machines suite's results folder.
 
     python benchmarks/saicm_table.py RESULTS_DIR --models saicm-a,saicm-b,object-c \
-        [--anchors mse-hyperprior-n64,vvc-faster] [--fraction 0.9]
+        [--anchors mse-hyperprior-n64-v5,vvc-faster] [--fraction 0.9]
     python benchmarks/saicm_table.py RESULTS_DIR --points MODEL     # one model's rate points (model cards)
 
 For each model: BD-rate of detection AP (PicoDet, YOLOX) and of PSNR against
@@ -70,7 +70,7 @@ def main() -> int:
     ap.add_argument("folder", type=Path)
     ap.add_argument("--models", help="comma-separated codec tags to report")
     ap.add_argument("--points", metavar="MODEL", help="print one model's per-rate-point table instead")
-    ap.add_argument("--anchors", default="mse-hyperprior-n64,vvc-faster")
+    ap.add_argument("--anchors", default="mse-hyperprior-n64-v5,vvc-faster")
     ap.add_argument("--fraction", type=float, default=0.9)
     a = ap.parse_args()
     if a.points:

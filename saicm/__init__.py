@@ -2,7 +2,7 @@
 
 Public API::
 
-    data = saicm.compress("photo.jpg", model="mse-hyperprior-n64", quality=3)
+    data = saicm.compress("photo.jpg", model="mse-hyperprior-n64-v5", quality=3)
     image = saicm.decompress(data)          # PIL.Image
 
 Attributes are imported on first use, so ``saicm --help`` does not load PyTorch.

@@ -207,8 +207,8 @@ def test_codec_name_gives_the_same_codec_back(spec):
 
 
 def test_saicm_codec_refine_option_names_and_configures_the_sweep():
-    plain, refined = get_codec("saicm:mse-hyperprior-n64"), get_codec("saicm:mse-hyperprior-n64,refine=3")
-    assert (plain.name, refined.name) == ("mse-hyperprior-n64", "mse-hyperprior-n64+refine3")
+    plain, refined = get_codec("saicm:mse-hyperprior-n64-v3"), get_codec("saicm:mse-hyperprior-n64-v3,refine=3")
+    assert (plain.name, refined.name) == ("mse-hyperprior-n64-v3", "mse-hyperprior-n64-v3+refine3")
     assert refined.config()["refine_steps"] == 3 and "refine_steps" not in plain.config()
     with pytest.raises(SaicmError, match="unknown saicm codec option"):
-        get_codec("saicm:mse-hyperprior-n64,refine=x")
+        get_codec("saicm:mse-hyperprior-n64-v3,refine=x")

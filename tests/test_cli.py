@@ -138,11 +138,11 @@ def test_side_by_side_wraps_long_captions_inside_each_panel():
 
 def test_compress_refine_shows_its_steps_and_refuses_masked_models(tmp_path, image_file, capsys):
     out = tmp_path / "r.saicm"
-    assert main(["compress", str(image_file), "-o", str(out), "--model", "mse-hyperprior-n64", "--refine", "3"]) == 0
+    assert main(["compress", str(image_file), "-o", str(out), "--model", "mse-hyperprior-n64-v3", "--refine", "3"]) == 0
     captured = capsys.readouterr()
     assert "refine:" in captured.err and "0/3 [" in captured.err  # the step bar (tqdm throttles later updates)
     assert main(["decompress", str(out), "-o", str(tmp_path / "r.png")]) == 0
-    code = main(["compress", str(image_file), "-o", str(tmp_path / "m.saicm"), "--model", "object-coco-n64",
+    code = main(["compress", str(image_file), "-o", str(tmp_path / "m.saicm"), "--model", "object-coco-n64-v3",
                  "--refine", "3"])
     _assert_one_line_error(code, capsys.readouterr().err, "trained with --loss object")
     assert not (tmp_path / "m.saicm").exists()

@@ -146,10 +146,10 @@ def _real_cost(data, original, lam):
 
 def test_refinement_lowers_the_real_rd_cost_and_any_decoder_reads_it():
     img = natural_image(96, 128, seed=3)
-    net, info = saicm.load_model("mse-hyperprior-n64")
+    net, info = saicm.load_model("mse-hyperprior-n64-v3")
     lam = float(net.lambdas[2])
-    plain = saicm.compress(img, model="mse-hyperprior-n64", quality=3)
-    refined = saicm.compress(img, model="mse-hyperprior-n64", quality=3, refine=40)
+    plain = saicm.compress(img, model="mse-hyperprior-n64-v3", quality=3)
+    refined = saicm.compress(img, model="mse-hyperprior-n64-v3", quality=3, refine=40)
     assert refined != plain
     assert saicm.decompress(refined).size == (128, 96)
     assert _real_cost(refined, img, lam) < 0.97 * _real_cost(plain, img, lam)
@@ -159,9 +159,9 @@ def test_refinement_lowers_the_real_rd_cost_and_any_decoder_reads_it():
 
 def test_refinement_errors():
     with pytest.raises(ModelError, match="0 or more"):
-        saicm.compress(natural_image(), model="mse-hyperprior-n64", refine=-1)
+        saicm.compress(natural_image(), model="mse-hyperprior-n64-v3", refine=-1)
     with pytest.raises(ModelError, match="trained with --loss saicm"):
-        saicm.compress(natural_image(), model="saicm-regions-a078-n64", refine=5)
+        saicm.compress(natural_image(), model="saicm-regions-a048-n64-v3", refine=5)
 
 
 def test_refinement_needs_an_architecture_that_supports_it(monkeypatch, tiny_model):

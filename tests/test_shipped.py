@@ -1,12 +1,16 @@
 """The shipped weights: checksummed, documented, loadable, and a real codec."""
 
 import hashlib
+import subprocess
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 import saicm
-from saicm.models.zoo import DEFAULT_MODEL, RECOMMENDED_MACHINE_MODEL, WEIGHTS_DIR, describe, shipped_models
+from saicm.errors import ModelError
+from saicm.models.zoo import (DEFAULT_MODEL, RECOMMENDED_MACHINE_MODEL, RETIRED_MODELS, WEIGHTS_DIR, describe,
+                              resolve, shipped_models)
 
 from .conftest import natural_image
 
@@ -32,6 +36,24 @@ def test_the_named_default_and_recommended_models_are_shipped():
     models = shipped_models()
     assert DEFAULT_MODEL in models and DEFAULT_MODEL.startswith("mse-")
     assert RECOMMENDED_MACHINE_MODEL in models and RECOMMENDED_MACHINE_MODEL.startswith("saicm-")
+
+
+def test_a_retired_model_says_where_its_weights_are():
+    models = shipped_models()
+    for name, commit in RETIRED_MODELS.items():
+        assert name not in models
+        with pytest.raises(ModelError, match=f"no longer shipped.*git show {commit}:saicm/weights/{name}.safetensors"):
+            resolve(name)
+    # the named commit really holds the files (needs the repository's history: skipped in an sdist or shallow clone)
+    repo = WEIGHTS_DIR.parents[1]
+    git = ["git", "-C", str(repo)]
+    if not (repo / ".git").exists():
+        pytest.skip("not a git checkout: the retired weights' history is not here")
+    if subprocess.run(git + ["rev-parse", "--is-shallow-repository"], capture_output=True, text=True).stdout.strip() != "false":
+        pytest.skip("shallow clone: the retired weights' commit is not here")
+    spec = "".join(f"{c}:saicm/weights/{n}.safetensors\n" for n, c in RETIRED_MODELS.items())
+    r = subprocess.run(git + ["cat-file", "--batch-check"], input=spec, capture_output=True, text=True)
+    assert "missing" not in r.stdout, r.stdout
 
 
 def test_shipped_models_are_small_and_fp16():

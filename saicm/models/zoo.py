@@ -182,6 +182,11 @@ def resolve(model: str | os.PathLike | None) -> ModelInfo:
         return read_info(s)
     models = shipped_models()
     if s not in models:
+        if s in RETIRED_MODELS:
+            raise ModelError(
+                f"model {s!r} is no longer shipped; its weights are in the saicm repository's history: "
+                f"git show {RETIRED_MODELS[s]}:saicm/weights/{s}{SUFFIX} > {s}{SUFFIX}, then pass that file "
+                "with --model")
         known = ", ".join(models) or "none shipped"
         raise ModelError(f"unknown model {s!r} (shipped: {known}; or pass a .safetensors path)")
     return models[s]
@@ -191,9 +196,17 @@ def resolve(model: str | os.PathLike | None) -> ModelInfo:
 DEFAULT_MODEL = "mse-hyperprior-n64-v5"
 
 
+#: Models once shipped and since removed from the package (superseded; their results stay in benchmarks/results/):
+#: name → the last commit whose saicm/weights/ holds the file. Streams they wrote decode with that file as --model.
+RETIRED_MODELS = {name: "fda74cf" for name in (
+    "mse-hyperprior-n64", "mse-hyperprior-n64-v2", "object-coco-n64", "saicm-regions-a078-n64",
+    "saicm-regions-a078-off005-n64", "saicm-regions-a048-n64", "saicm-regions-a048-n64-v2",
+    "saicm-regions-a048-off005-n64-v2", "saicm-regions-a048-off02-n64-v2")}
+
+
 #: Where several shipped SA-ICM models come from the same MSE model, the one to show (the best measured;
 #: README, "SA-ICM and Object-ICM").
-RECOMMENDED_MACHINE_MODEL = "saicm-regions-a048-off02-n64-v3"
+RECOMMENDED_MACHINE_MODEL = "saicm-regions-a048-off02-n64-v5"
 
 
 def default_model_name() -> str:
