@@ -1,7 +1,7 @@
 """The SA-ICM evidence in one table, from the machines suite's results folder.
 
     python benchmarks/saicm_table.py RESULTS_DIR --models saicm-a,saicm-b,object-c \
-        [--anchors mse-hyperprior-n64-v5,vvc-faster] [--fraction 0.9]
+        [--anchors mse-hyperprior-n64-v5,vvc-faster] [--fraction 0.9] [--ci [LEVEL]]
     python benchmarks/saicm_table.py RESULTS_DIR --points MODEL     # one model's rate points (model cards)
 
 For each model: BD-rate of detection AP (PicoDet, YOLOX) and of PSNR against
@@ -12,6 +12,9 @@ File names follow benchmarks/machines_suite.sh:
 ``coco128_{picodet,yolox,yolov8seg}_TAG.json`` and ``photos-test_centerface_TAG.json``
 (TAG = codec name with ':' replaced by '-'). Missing files show as "–".
 Prints Markdown; negative BD-rate = fewer bits than the anchor for the same score.
+With ``--ci`` each BD-rate has its paired-bootstrap interval (default 95 %) in
+brackets: AP needs results evaluated with ``saicm eval --bootstrap N``
+(:mod:`saicm.eval.bootstrap`); a file without draws shows the reason instead.
 """
 
 import argparse
@@ -23,6 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from saicm.errors import SaicmError  # noqa: E402
 from saicm.eval import results  # noqa: E402
 from saicm.eval.bdrate import BDRateError, bd_rate  # noqa: E402
+from saicm.eval.bootstrap import bd_rate_ci  # noqa: E402
 from saicm.eval.privacy import privacy_at_task_rate  # noqa: E402
 
 
@@ -31,14 +35,17 @@ def load(folder: Path, name: str) -> dict | None:
     return results.load(p) if p.is_file() else None
 
 
-def bd(anchor: dict | None, test: dict | None, metric: str) -> str:
+def bd(anchor: dict | None, test: dict | None, metric: str, ci_level: float | None = None) -> str:
     if anchor is None or test is None:
         return "–"
     try:
         r = bd_rate(*results.curve(anchor, metric), *results.curve(test, metric), envelope=True)
+        if ci_level is None:
+            return f"{r.percent:+.1f} %"
+        ci = bd_rate_ci(anchor, test, metric, ci_level / 100)
     except (BDRateError, SaicmError) as e:
         return f"n/a ({e})"
-    return f"{r.percent:+.1f} %"
+    return f"{r.percent:+.1f} % [{ci.low:+.1f}, {ci.high:+.1f}]"
 
 
 def points_table(f: Path, m: str) -> None:
@@ -72,6 +79,8 @@ def main() -> int:
     ap.add_argument("--points", metavar="MODEL", help="print one model's per-rate-point table instead")
     ap.add_argument("--anchors", default="mse-hyperprior-n64-v5,vvc-faster")
     ap.add_argument("--fraction", type=float, default=0.9)
+    ap.add_argument("--ci", type=float, nargs="?", const=95.0, metavar="LEVEL",
+                    help="paired-bootstrap interval of every BD-rate (default 95 %%)")
     a = ap.parse_args()
     if a.points:
         points_table(a.folder, a.points)
@@ -90,10 +99,10 @@ def main() -> int:
         row = [m]
         for an in anchors:
             for det in ("picodet", "yolox"):
-                row.append(bd(load(f, f"coco128_{det}_{an}.json"), load(f, f"coco128_{det}_{m}.json"), "ap"))
-            row.append(bd(load(f, f"coco128_picodet_{an}.json"), load(f, f"coco128_picodet_{m}.json"), "psnr"))
+                row.append(bd(load(f, f"coco128_{det}_{an}.json"), load(f, f"coco128_{det}_{m}.json"), "ap", a.ci))
+            row.append(bd(load(f, f"coco128_picodet_{an}.json"), load(f, f"coco128_picodet_{m}.json"), "psnr", a.ci))
         row.append(bd(load(f, f"coco128_yolov8seg_{anchors[0]}.json"), load(f, f"coco128_yolov8seg_{m}.json"),
-                      "mask_ap"))
+                      "mask_ap", a.ci))
         print("| " + " | ".join(row) + " |")
 
     print(f"\nFace privacy (CenterFace, photo test split) where each model keeps {a.fraction:.0%} of the "

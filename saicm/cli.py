@@ -124,6 +124,26 @@ def cmd_demo(a: argparse.Namespace) -> int:
     return 0
 
 
+def _nonneg(s: str) -> int:
+    try:
+        v = int(s)
+    except ValueError:
+        v = -1
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {s!r}")
+    return v
+
+
+def _level(s: str) -> float:
+    try:
+        v = float(s)
+    except ValueError:
+        v = -1.0
+    if not 50 <= v < 100:
+        raise argparse.ArgumentTypeError(f"expected a confidence level in percent (50-99.9), got {s!r}")
+    return v
+
+
 def _ints(s: str) -> list[int]:
     try:
         return [int(v) for v in s.split(",") if v.strip()]
@@ -139,7 +159,7 @@ def cmd_eval(a: argparse.Namespace) -> int:
     from .eval.tasks.sweeps import make_task
 
     codec = get_codec(a.codec)
-    task = make_task(a.task, a.task_model, a.annotations, a.threads, progress=False)
+    task = make_task(a.task, a.task_model, a.annotations, a.threads, progress=False, bootstrap=a.bootstrap)
     images = load_rgb_folder(a.dataset)
     if a.limit:
         images = dict(list(images.items())[: a.limit])
@@ -164,6 +184,7 @@ def cmd_eval(a: argparse.Namespace) -> int:
 def cmd_bdrate(a: argparse.Namespace) -> int:
     from .eval import results
     from .eval.bdrate import BDRateError, bd_rate
+    from .eval.bootstrap import bd_rate_ci
 
     anchor = results.load(a.anchor)
     rows = []
@@ -174,6 +195,8 @@ def cmd_bdrate(a: argparse.Namespace) -> int:
         try:
             r = bd_rate(*results.curve(anchor, a.metric), *results.curve(test, a.metric), envelope=not a.strict,
                         interval=a.interval)
+            ci = bd_rate_ci(anchor, test, a.metric, a.ci / 100, envelope=not a.strict,
+                            interval=a.interval) if a.ci else None
         except BDRateError as e:
             print(f"  {test['codec']:<28} n/a   ({e})")
             rows.append({"codec": test["codec"], "bd_rate": None, "reason": str(e)})
@@ -181,8 +204,15 @@ def cmd_bdrate(a: argparse.Namespace) -> int:
         note = f"  [dropped non-monotone points: {len(r.dropped)}]" if r.dropped else ""
         print(f"  {test['codec']:<28} {r.percent:+7.1f}%   over {a.metric} {r.interval[0]:.3f}–{r.interval[1]:.3f}"
               f"  (covers {r.coverage[0]:.0%} of anchor, {r.coverage[1]:.0%} of test){note}")
-        rows.append({"codec": test["codec"], "bd_rate": r.percent, "interval": r.interval,
-                     "dropped": [list(d) for d in r.dropped]})
+        row = {"codec": test["codec"], "bd_rate": r.percent, "interval": r.interval,
+               "dropped": [list(d) for d in r.dropped]}
+        if ci is not None:
+            failed = f", {ci.failed} gave none" if ci.failed else ""
+            print(f"  {'':<28} {a.ci:g}% CI {ci.low:+.1f}% to {ci.high:+.1f}%  (paired bootstrap over images: "
+                  f"fewer bits in {ci.better:.0%} of {ci.draws} draws{failed})")
+            row.update(ci=[ci.low, ci.high], ci_level=a.ci, ci_draws=ci.draws, ci_failed=ci.failed,
+                       better_share=ci.better)
+        rows.append(row)
     if a.json:
         import json
 
@@ -278,6 +308,7 @@ def cmd_export(a: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     from .device import DEVICE_HELP
+    from .eval.bootstrap import DEFAULT_REPLICATES
     from .masks.job import SOURCES
     from .train.config import AMP_MODES, DEFAULT_LAMBDAS, QUANT_MODES
 
@@ -345,6 +376,10 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--no-cache", action="store_true", help="do not read or write the cache")
     ev.add_argument("--threads", type=int, help="onnxruntime threads for the task model")
     ev.add_argument("--limit", type=int, help="only the first N images (quick looks)")
+    ev.add_argument("--bootstrap", type=_nonneg, default=DEFAULT_REPLICATES, metavar="N",
+                    help=f"detection/instance: also store AP on N draws of the images with replacement, for "
+                    f"'saicm bdrate --ci' (default {DEFAULT_REPLICATES}, ~35 ms each per point on 128 images; "
+                    "0: none)")
     ev.add_argument("--quiet", action="store_true", help="no progress bar")
     ev.set_defaults(func=cmd_eval)
 
@@ -359,6 +394,9 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--interval", type=_interval, metavar="LO,HI",
                    help="integrate only over this metric range (within the overlap), e.g. 29.19,34.52 to compare "
                    "over an older model's PSNR range")
+    b.add_argument("--ci", type=_level, nargs="?", const=95.0, metavar="LEVEL",
+                   help="also a confidence interval (default 95%%) by a paired bootstrap over the images: PSNR and "
+                   "MS-SSIM from any results file, AP from results evaluated with --bootstrap (same draws in both)")
     b.add_argument("--json", help="also write the table as JSON here")
     b.set_defaults(func=cmd_bdrate)
 

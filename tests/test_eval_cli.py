@@ -123,11 +123,12 @@ def test_eval_detection_on_coco128_subset(tmp_path):
     out = tmp_path / "d.json"
     assert main(["eval", "--codec", "jpeg", "--qualities", "5,90", "--dataset", str(images), "--annotations",
                  str(ann), "--task", "detection", "--task-model", f"picodet:{model}", "--limit", "4",
-                 "-o", str(out), "--no-cache", "--quiet"]) == 0
+                 "--bootstrap", "7", "-o", str(out), "--no-cache", "--quiet"]) == 0
     r = results.load(out)
     lo, hi = r["points"]
     assert r["reference"]["ground_truth"] == "official"
     assert lo["ap"] < hi["ap"] <= r["reference"]["ap"] + 5
+    assert r["bootstrap"]["replicates"] == 7 and all(len(p["bootstrap"]["box_ap"]) == 7 for p in r["points"])
 
 
 def test_bdrate_interval_option(tmp_path, capsys):

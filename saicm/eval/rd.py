@@ -18,6 +18,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from ..codec.image_io import is_image_file
+from .bootstrap import spec as bootstrap_spec
 from .cache import DecodeCache, image_hash
 from .codecs import Codec
 from .metrics import ms_ssim, psnr
@@ -80,6 +81,8 @@ def sweep(codec: Codec, images: dict[str, Image.Image], qualities: Sequence | No
     qualities = list(qualities or codec.default_qualities)
     cache = cache or DecodeCache(None, codec.name, {})
     res = new_result(codec.name, codec.config(), dataset, task.name if task else "psnr", len(images))
+    if getattr(task, "bootstrap", 0):
+        res["bootstrap"] = bootstrap_spec(images, task.bootstrap)
     if task is not None:
         res["reference"] = task.evaluate(images, images)
     bar = tqdm(total=len(images) * len(qualities), desc=codec.name, unit="img", disable=not progress)

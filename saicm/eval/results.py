@@ -10,11 +10,16 @@
                   "decode_s": 0.005, "bytes": 123456}, ...],       # ascending bpp
       "reference": {...},          # task metrics on uncompressed images (if any)
       "per_image": {"name.png": [{"quality": .., "bpp": .., "psnr": ..}, ...]},
-      "created": "ISO time", "saicm_version": "0.1.0"
+      "created": "ISO time", "saicm_version": "0.1.0",
+      "bootstrap": {"replicates": 200, "seed": 0, "images": "sha256 prefix of the sorted names"}
     }
 
 ``bpp`` is the mean over images of 8·bytes/pixels of the real encoded bytes;
-``psnr`` the mean over images of RGB PSNR in dB.
+``psnr`` the mean over images of RGB PSNR in dB. Detection and instance
+results evaluated with ``--bootstrap N`` carry ``bootstrap`` (what fixes the
+draws) and, in each point and the reference, ``"bootstrap": {"box_ap": [N
+values], "box_ap50": [...], ...}``: the AP on each draw of the images
+(:mod:`saicm.eval.bootstrap`).
 """
 
 from __future__ import annotations

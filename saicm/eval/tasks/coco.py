@@ -25,6 +25,7 @@ from typing import Mapping, Sequence
 from PIL import Image
 
 from ...errors import SaicmError
+from ..bootstrap import coco_replicates, draws
 from .base import Detection, TaskModel
 
 #: result key prefix for each pycocotools iouType
@@ -120,13 +121,16 @@ def _results(detections: Mapping[str, list[Detection]], ids: Mapping[str, int], 
     return rows
 
 
-def coco_ap(detections: Mapping[str, list[Detection]], ground_truth, iou_types: Sequence[str] = ("bbox",)) -> dict:
+def coco_ap(detections: Mapping[str, list[Detection]], ground_truth, iou_types: Sequence[str] = ("bbox",),
+            bootstrap: int = 0, seed: int = 0) -> dict:
     """AP and AP50 (0–100) of ``{image name: detections}`` for each iouType ("bbox", "segm").
 
     ``ground_truth``: an annotation file path, a COCO-format dict (as from
     :func:`pseudo_ground_truth`, which marks itself pseudo) or a ``COCO``.
     Only the given images are scored. A metric is None when the ground truth
     of these images has no object at all (AP undefined).
+    ``bootstrap``: also AP and AP50 on that many draws of the images with
+    replacement (:mod:`saicm.eval.bootstrap`), under ``out["bootstrap"]``.
     """
     from pycocotools.cocoeval import COCOeval
 
@@ -139,16 +143,19 @@ def coco_ap(detections: Mapping[str, list[Detection]], ground_truth, iou_types: 
                               if a["image_id"] in scored and not a.get("iscrowd", 0))}
     if kind == "pseudo":
         out["pseudo_min_score"] = coco.dataset["info"].get("min_score")
+    idx = draws(len(ids), bootstrap, seed) if bootstrap else None
+    boot = out["bootstrap"] = {} if bootstrap else None
     for iou_type in iou_types:
         if iou_type not in PREFIX:
             raise SaicmError(f"unknown COCO iou type {iou_type!r} (use bbox or segm)")
         p = PREFIX[iou_type]
         rows = _results(detections, ids, iou_type)
-        if out["num_objects"] == 0:
-            out[f"{p}_ap"] = out[f"{p}_ap50"] = None
-            continue
-        if not rows:  # loadRes cannot take an empty list; no detection at all scores 0
-            out[f"{p}_ap"] = out[f"{p}_ap50"] = 0.0
+        if out["num_objects"] == 0 or not rows:
+            # no object: AP undefined; no detection at all (loadRes cannot take an empty list): 0
+            value = None if out["num_objects"] == 0 else 0.0
+            out[f"{p}_ap"] = out[f"{p}_ap50"] = value
+            if boot is not None:
+                boot[f"{p}_ap"] = boot[f"{p}_ap50"] = [value] * bootstrap
             continue
         with _quiet():
             ev = COCOeval(coco, coco.loadRes(rows), iou_type)
@@ -159,6 +166,10 @@ def coco_ap(detections: Mapping[str, list[Detection]], ground_truth, iou_types: 
         ap, ap50 = ev.stats[0], ev.stats[1]
         out[f"{p}_ap"] = None if ap < 0 else round(100.0 * float(ap), 3)
         out[f"{p}_ap50"] = None if ap50 < 0 else round(100.0 * float(ap50), 3)
+        if boot is not None:
+            pos = {img_id: j for j, img_id in enumerate(ev.params.imgIds)}
+            reps = coco_replicates(ev, [pos[ids[n]] for n in sorted(ids)], idx)
+            boot[f"{p}_ap"], boot[f"{p}_ap50"] = reps["ap"], reps["ap50"]
     return out
 
 

@@ -39,8 +39,10 @@ class DetectionTask:
     """COCO AP of a detector (``instance``: of a segmenter's masks) on decoded images."""
 
     def __init__(self, task_model: str, annotations: str | None = None, instance: bool = False,
-                 threads: int | None = None, progress: bool = False):
+                 threads: int | None = None, progress: bool = False, bootstrap: int = 0):
         self.name = "instance" if instance else "detection"
+        #: draws of the images for BD-rate intervals (:mod:`saicm.eval.bootstrap`); 0: none
+        self.bootstrap = bootstrap
         self.instance = instance
         self.progress = progress
         self.coco = load_annotations(annotations) if annotations else None
@@ -61,12 +63,14 @@ class DetectionTask:
     def evaluate(self, images, originals) -> dict:
         gt = self._gt.get(originals, lambda: self._ground_truth(originals))
         dets = run_task_model(self.model, images, self.progress, self.name)
-        m = coco_ap(dets, gt, self.model.iou_types)
+        m = coco_ap(dets, gt, self.model.iou_types, bootstrap=self.bootstrap)
         head = "mask" if self.instance else "box"
         out = {"ap": m.get(f"{head}_ap"), "ap50": m.get(f"{head}_ap50"), "ground_truth": m["ground_truth"]}
         for k in ("box_ap", "box_ap50", "mask_ap", "mask_ap50"):
             if m.get(k) is not None:
                 out[k] = m[k]
+        if "bootstrap" in m:
+            out["bootstrap"] = m["bootstrap"]
         return out
 
 
@@ -88,8 +92,12 @@ class FaceTask:
 
 
 def make_task(task: str, task_model: str | None = None, annotations: str | None = None,
-              threads: int | None = None, progress: bool = False):
-    """The sweep task for a ``--task`` name (``psnr`` → None: PSNR/MS-SSIM are always measured)."""
+              threads: int | None = None, progress: bool = False, bootstrap: int = 0):
+    """The sweep task for a ``--task`` name (``psnr`` → None: PSNR/MS-SSIM are always measured).
+
+    ``bootstrap``: draws of the images on which detection/instance AP is also
+    computed (PSNR and MS-SSIM need none: their draws come from per-image values).
+    """
     if task not in TASKS:
         raise SaicmError(f"unknown task {task!r} (tasks: {', '.join(TASKS)})")
     if task == "psnr":
@@ -98,7 +106,8 @@ def make_task(task: str, task_model: str | None = None, annotations: str | None 
         return FaceTask(task_model or "haar", threads)
     if not task_model:
         raise SaicmError(f"task {task!r} needs --task-model KIND:PATH (e.g. picodet:picodet_s_416_coco.onnx)")
-    return DetectionTask(task_model, annotations, instance=(task == "instance"), threads=threads, progress=progress)
+    return DetectionTask(task_model, annotations, instance=(task == "instance"), threads=threads, progress=progress,
+                         bootstrap=bootstrap)
 
 
 def detection_drawer(task_model: str, min_score: float = 0.4):

@@ -1,0 +1,219 @@
+"""Confidence intervals for BD-rates: a paired bootstrap over the test images.
+
+A BD-rate measured on 128 images is one draw: another 128 images would give
+another figure. The bootstrap re-draws the image set ``replicates`` times with
+replacement and recomputes both curves on every draw. The draws depend only on
+the seed and the sorted image names, so every codec evaluated on the same
+folder sees the same draws and a comparison is paired (what varies between
+images, e.g. how hard they are for the detector, cancels out).
+
+On a draw:
+
+- the rate of a point is the mean per-image bpp of the drawn images, and a
+  per-image metric (``psnr``, ``ms_ssim``) is its mean over them, both from the
+  results' ``per_image`` entries: any results file carries what these need;
+- COCO AP is not a mean of per-image values, so ``saicm eval --bootstrap N``
+  computes it per draw at evaluation time: pycocotools' ``evaluate`` matches
+  detections once per image, and each draw re-lays those per-image matches
+  (an image drawn twice counts twice) and runs pycocotools' ``accumulate`` on
+  them. The draws' AP and AP50 are stored with each point.
+
+The BD-rate of every draw gives a distribution; the interval is its
+percentiles (``level`` 0.95: 2.5th to 97.5th).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import hashlib
+import io
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Sequence
+
+from ..errors import SaicmError
+
+if TYPE_CHECKING:  # numpy is imported where it is used: ``saicm --help`` reads this module's defaults
+    import numpy as np
+
+DEFAULT_REPLICATES = 200
+DEFAULT_SEED = 0
+PER_IMAGE_METRICS = ("psnr", "ms_ssim")
+
+
+def spec(names: Sequence[str], replicates: int, seed: int = DEFAULT_SEED) -> dict:
+    """What fixes the draws: stored in results so that two files can be checked to share them."""
+    digest = hashlib.sha256("\n".join(sorted(names)).encode()).hexdigest()[:16]
+    return {"replicates": int(replicates), "seed": int(seed), "images": digest}
+
+
+def draws(num_images: int, replicates: int, seed: int = DEFAULT_SEED) -> np.ndarray:
+    """``(replicates, num_images)`` indices into the sorted image names, drawn with replacement."""
+    import numpy as np
+
+    if replicates < 1 or num_images < 1:
+        raise SaicmError(f"a bootstrap needs at least one image and one replicate (got {num_images}, {replicates})")
+    return np.random.default_rng(seed).integers(0, num_images, size=(replicates, num_images))
+
+
+def coco_replicates(ev, order: Sequence[int], idx: np.ndarray) -> dict[str, list[float | None]]:
+    """AP and AP50 (0–100, area "all", 100 detections) of ``ev`` on every draw.
+
+    ``ev``: a pycocotools ``COCOeval`` after ``evaluate()`` with its default
+    area ranges and detection limits; ``order[i]``: the position in
+    ``ev.params.imgIds`` of the i-th sorted image name; ``idx``: the draws.
+    ``ev`` is left as it was.
+    """
+    import numpy as np
+
+    pe = ev._paramsEval
+    if pe.areaRngLbl[0] != "all":
+        raise SaicmError("coco_replicates needs pycocotools' default area ranges ('all' first)")
+    n_img, n_area = len(pe.imgIds), len(pe.areaRng)
+    n_cat = len(pe.catIds) if pe.useCats else 1
+    t50 = int(np.argmin(np.abs(np.asarray(pe.iouThrs) - 0.5)))
+    order = np.asarray(order)
+    # per category, the "all"-area entry of every image, in imgIds order
+    per_cat = [ev.evalImgs[k * n_area * n_img:k * n_area * n_img + n_img] for k in range(n_cat)]
+    p = copy.deepcopy(pe)
+    p.areaRng, p.areaRngLbl, p.maxDets = [pe.areaRng[0]], ["all"], [max(pe.maxDets)]
+    saved = ev.evalImgs, ev._paramsEval, getattr(ev, "eval", None)
+    ap, ap50 = [], []
+
+    def mean_or_none(a):
+        a = a[a > -1]
+        return round(100.0 * float(a.mean()), 3) if a.size else None
+
+    try:
+        for row in idx:
+            pos = order[row]
+            p.imgIds = list(range(len(pos)))
+            ev._paramsEval = p
+            ev.evalImgs = [cat[i] for cat in per_cat for i in pos]
+            with contextlib.redirect_stdout(io.StringIO()):
+                ev.accumulate(p)
+            prec = ev.eval["precision"][:, :, :, 0, 0]
+            ap.append(mean_or_none(prec))
+            ap50.append(mean_or_none(prec[t50]))
+    finally:
+        ev.evalImgs, ev._paramsEval, ev.eval = saved
+    return {"ap": ap, "ap50": ap50}
+
+
+@dataclass
+class BDRateCI:
+    #: BD-rate on all images (the usual figure)
+    percent: float
+    low: float
+    high: float
+    level: float
+    #: draws that gave a BD-rate, and those that did not (e.g. curves not overlapping on that draw)
+    draws: int
+    failed: int
+    #: share of the draws in which the test codec needs fewer bits (BD-rate < 0)
+    better: float
+
+
+def _stored_key(result: dict, metric: str) -> str:
+    if metric in ("ap", "ap50"):  # the task's headline AP: boxes for detection, masks for instance
+        return ("mask_" if result.get("task") == "instance" else "box_") + metric
+    return metric
+
+
+def _per_image_matrix(result: dict, names: list[str], key: str) -> np.ndarray:
+    """``(images, points)`` of a per-image value, points in ``result['points']`` order."""
+    import numpy as np
+
+    out = np.empty((len(names), len(result["points"])))
+    for i, name in enumerate(names):
+        by_q = {str(e["quality"]): e for e in result["per_image"][name]}
+        for j, p in enumerate(result["points"]):
+            e = by_q.get(str(p["quality"]))
+            if e is None or e.get(key) is None:
+                raise SaicmError(f"results for {result['codec']} have no per-image {key} for {name} "
+                                 f"at quality {p['quality']}")
+            out[i, j] = e[key]
+    return out
+
+
+def replicate_curves(result: dict, metric: str, idx: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(rates, values) of ``result`` on every draw (rows of ``idx`` index its sorted image names)."""
+    import numpy as np
+
+    names = sorted(result["per_image"])
+    rates = _per_image_matrix(result, names, "bpp")
+    if metric in PER_IMAGE_METRICS:
+        vals = _per_image_matrix(result, names, metric)
+        return [(rates[row].mean(axis=0), vals[row].mean(axis=0)) for row in idx]
+    key = _stored_key(result, metric)
+    stored = []
+    for p in result["points"]:
+        v = p.get("bootstrap", {}).get(key)
+        if v is None:
+            raise SaicmError(f"results for {result['codec']} carry no bootstrap draws of {metric}: re-run "
+                             f"saicm eval with --bootstrap N (decodes are cached, only the task model re-runs)")
+        if len(v) != len(idx):
+            raise SaicmError(f"results for {result['codec']} have {len(v)} draws of {metric}, expected {len(idx)}")
+        stored.append(v)
+    vals = np.array([[np.nan if x is None else x for x in v] for v in stored], dtype=np.float64).T
+    return [(rates[row].mean(axis=0), vals[b]) for b, row in enumerate(idx)]
+
+
+def _common_spec(anchor: dict, test: dict, metric: str, replicates: int | None, seed: int | None) -> dict:
+    names = sorted(anchor.get("per_image", {}))
+    if not names:
+        raise SaicmError(f"results for {anchor['codec']} have no per-image entries to draw from")
+    if sorted(test.get("per_image", {})) != names:
+        raise SaicmError(f"{anchor['codec']} and {test['codec']} were not measured on the same images: "
+                         "a paired bootstrap needs the same image set")
+    if metric in PER_IMAGE_METRICS:
+        stored = anchor.get("bootstrap") or {}
+        r = replicates or stored.get("replicates") or DEFAULT_REPLICATES
+        s = seed if seed is not None else stored.get("seed", DEFAULT_SEED)
+        return spec(names, r, s)
+    specs = [anchor.get("bootstrap"), test.get("bootstrap")]
+    for res, sp in zip((anchor, test), specs):
+        if not sp:
+            raise SaicmError(f"results for {res['codec']} carry no bootstrap draws of {metric}: re-run "
+                             f"saicm eval with --bootstrap N (decodes are cached, only the task model re-runs)")
+    if specs[0] != specs[1]:
+        raise SaicmError(f"{anchor['codec']} and {test['codec']} were bootstrapped with different draws "
+                         f"({specs[0]} vs {specs[1]}): re-run one with the other's --bootstrap count")
+    if specs[0]["images"] != spec(names, 1)["images"]:
+        raise SaicmError(f"the bootstrap draws of {anchor['codec']} were made on another image set")
+    return specs[0]
+
+
+def bd_rate_ci(anchor: dict, test: dict, metric: str, level: float = 0.95, replicates: int | None = None,
+               seed: int | None = None, envelope: bool = True,
+               interval: tuple[float, float] | None = None) -> BDRateCI:
+    """BD-rate of ``test`` against ``anchor`` with a paired-bootstrap interval (see module doc).
+
+    Raises :class:`BDRateError` when the full curves give no BD-rate and
+    :class:`SaicmError` when the files cannot be paired.
+    """
+    import numpy as np
+
+    from .bdrate import BDRateError, bd_rate
+    from .results import curve
+
+    if not 0 < level < 1:
+        raise SaicmError(f"confidence level must be in (0, 1), got {level}")
+    full = bd_rate(*curve(anchor, metric), *curve(test, metric), envelope=envelope, interval=interval)
+    sp = _common_spec(anchor, test, metric, replicates, seed)
+    idx = draws(len(anchor["per_image"]), sp["replicates"], sp["seed"])
+    vals = []
+    for (ra, ma), (rt, mt) in zip(replicate_curves(anchor, metric, idx), replicate_curves(test, metric, idx)):
+        ok_a, ok_t = np.isfinite(ma), np.isfinite(mt)
+        try:
+            vals.append(bd_rate(ra[ok_a], ma[ok_a], rt[ok_t], mt[ok_t], envelope=envelope,
+                                interval=interval).percent)
+        except BDRateError:
+            continue
+    vals = [v for v in vals if math.isfinite(v)]
+    if not vals:
+        raise BDRateError(f"no bootstrap draw of {len(idx)} gave a BD-rate")
+    lo, hi = np.percentile(vals, [50 * (1 - level), 50 * (1 + level)])
+    return BDRateCI(percent=full.percent, low=float(lo), high=float(hi), level=level, draws=len(vals),
+                    failed=len(idx) - len(vals), better=float(np.mean(np.asarray(vals) < 0)))

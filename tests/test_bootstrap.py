@@ -1,0 +1,130 @@
+"""Paired-bootstrap intervals for BD-rates: the draws, AP on a draw, the interval, and refusals."""
+
+import json
+
+import numpy as np
+import pytest
+
+from saicm.cli import main
+from saicm.errors import SaicmError
+from saicm.eval import results, tasks
+from saicm.eval.bootstrap import bd_rate_ci, draws, spec
+
+from .test_tasks import OBJECTS, det, gt_dict
+
+
+def test_draws_are_fixed_by_seed_and_names():
+    a, b = draws(5, 50, seed=3), draws(5, 50, seed=3)
+    assert a.shape == (50, 5) and a.min() >= 0 and a.max() <= 4
+    np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(a, draws(5, 50, seed=4))
+    assert spec(["b.png", "a.png"], 10) == spec(["a.png", "b.png"], 10)
+    assert spec(["a.png", "b.png"], 10)["images"] != spec(["a.png", "c.png"], 10)["images"]
+    with pytest.raises(SaicmError, match="at least one image"):
+        draws(0, 10)
+
+
+def test_ap_on_each_draw_is_the_ap_of_the_drawn_images():
+    # a.jpg found perfectly (box and mask), b.jpg missed: AP 100 on a alone, 0 on b alone,
+    # and 51/101 of 100 whenever both are drawn (duplicates change neither precision nor recall)
+    gt = gt_dict(OBJECTS, masks=True)
+    dets = {"a.jpg": [det(OBJECTS[0][2], mask=True)], "b.jpg": []}
+    r = tasks.coco_ap(dets, gt, ("bbox", "segm"), bootstrap=40, seed=1)
+    assert r["box_ap"] == pytest.approx(100 * 51 / 101, abs=1e-3)  # the full-set figure is unchanged
+    expect = []
+    for row in draws(2, 40, seed=1):  # rows index the sorted names: 0 = a.jpg, 1 = b.jpg
+        expect.append(100.0 if set(row) == {0} else 0.0 if set(row) == {1} else round(100 * 51 / 101, 3))
+    assert 0 < expect.count(100.0) < 40 and 0 < expect.count(0.0) < 40  # the seed draws all three cases
+    for key in ("box_ap", "mask_ap", "box_ap50", "mask_ap50"):
+        assert r["bootstrap"][key] == pytest.approx(expect, abs=1e-3)
+    none = tasks.coco_ap({"a.jpg": [], "b.jpg": []}, gt, bootstrap=3)
+    assert none["bootstrap"]["box_ap"] == [0.0, 0.0, 0.0]
+
+
+def _result(codec, per_image, task="psnr"):
+    """per_image: {name: [(quality, bpp, psnr), ...]} -> a results dict with mean points."""
+    r = results.new_result(codec, {}, "synthetic", task, len(per_image))
+    r["per_image"] = {n: [{"quality": q, "bpp": b, "psnr": p} for q, b, p in rows] for n, rows in per_image.items()}
+    qs = [q for q, _, _ in next(iter(per_image.values()))]
+    for j, q in enumerate(qs):
+        r["points"].append({"quality": q, "bpp": float(np.mean([rows[j][1] for rows in per_image.values()])),
+                            "psnr": float(np.mean([rows[j][2] for rows in per_image.values()]))})
+    return r
+
+
+def _anchor(n=12, seed=0):
+    rng = np.random.default_rng(seed)
+    out = {}
+    for i in range(n):
+        scale, base = rng.uniform(0.5, 2.0), rng.uniform(26, 32)
+        out[f"{i:03d}.png"] = [(q, scale * 0.1 * 2 ** q, base + 3 * q) for q in range(1, 5)]
+    return out
+
+
+def test_a_uniform_saving_gives_a_point_interval():
+    a = _anchor()
+    t = {n: [(q, 0.8 * b, p) for q, b, p in rows] for n, rows in a.items()}
+    ci = bd_rate_ci(_result("a", a), _result("t", t), "psnr", replicates=100)
+    assert ci.percent == pytest.approx(-20.0, abs=1e-9)
+    assert ci.low == pytest.approx(-20.0, abs=1e-9) and ci.high == pytest.approx(-20.0, abs=1e-9)
+    assert ci.better == 1.0 and ci.draws == 100 and ci.failed == 0
+
+
+def test_an_uneven_saving_gives_an_interval_around_the_figure():
+    a = _anchor()
+    # half the images 40 % cheaper, the other half 10 % dearer
+    t = {n: [(q, (0.6 if i % 2 else 1.1) * b, p) for q, b, p in rows] for i, (n, rows) in enumerate(a.items())}
+    ci = bd_rate_ci(_result("a", a), _result("t", t), "psnr", replicates=200)
+    assert ci.low < ci.percent < ci.high and ci.high - ci.low > 5
+    assert -40 < ci.low and ci.high < 10
+    narrow = bd_rate_ci(_result("a", a), _result("t", t), "psnr", level=0.5, replicates=200)
+    assert ci.low < narrow.low < narrow.high < ci.high
+
+
+def test_files_that_cannot_be_paired_are_refused():
+    a = _anchor()
+    other = dict(list(a.items())[:-1])
+    with pytest.raises(SaicmError, match="not measured on the same images"):
+        bd_rate_ci(_result("a", a), _result("t", other), "psnr")
+    ra, rt = _result("a", a, "detection"), _result("t", a, "detection")
+    for r in (ra, rt):
+        for p in r["points"]:
+            p["ap"] = p["psnr"]
+    with pytest.raises(SaicmError, match="no bootstrap draws of ap.*--bootstrap"):
+        bd_rate_ci(ra, rt, "ap")
+    ra["bootstrap"] = spec(list(a), 3)
+    rt["bootstrap"] = spec(list(a), 4)
+    with pytest.raises(SaicmError, match="different draws"):
+        bd_rate_ci(ra, rt, "ap")
+
+
+def test_stored_ap_draws_are_used_for_ap(tmp_path):
+    a = _anchor(n=6)
+    ra, rt = _result("a", a, "detection"), _result("t", {n: [(q, 0.5 * b, p) for q, b, p in rows]
+                                                         for n, rows in a.items()}, "detection")
+    for r in (ra, rt):
+        r["bootstrap"] = spec(list(a), 5)
+        for p in r["points"]:
+            p["ap"] = p["psnr"]
+            p["bootstrap"] = {"box_ap": [p["psnr"]] * 5}  # the same AP on every draw
+    ci = bd_rate_ci(ra, rt, "ap")
+    assert ci.draws == 5 and ci.low == pytest.approx(-50.0) and ci.high == pytest.approx(-50.0)
+    results.save(ra, tmp_path / "a.json")
+    results.save(rt, tmp_path / "t.json")
+    assert main(["bdrate", str(tmp_path / "a.json"), str(tmp_path / "t.json"), "--metric", "ap", "--ci", "90",
+                 "--json", str(tmp_path / "table.json")]) == 0
+    row = json.loads((tmp_path / "table.json").read_text())["rows"][0]
+    assert row["ci"] == pytest.approx([-50.0, -50.0]) and row["ci_level"] == 90 and row["ci_draws"] == 5
+
+
+def test_cli_prints_the_interval_and_explains_a_missing_draw(tmp_path, capsys):
+    a = _anchor()
+    results.save(_result("a", a), tmp_path / "a.json")
+    results.save(_result("t", {n: [(q, 0.8 * b, p) for q, b, p in rows] for n, rows in a.items()}), tmp_path / "t.json")
+    assert main(["bdrate", str(tmp_path / "a.json"), str(tmp_path / "t.json"), "--ci"]) == 0
+    assert "95% CI -20.0% to -20.0%" in capsys.readouterr().out
+    assert main(["bdrate", str(tmp_path / "a.json"), str(tmp_path / "t.json"), "--metric", "ap", "--ci"]) != 0
+    assert "no metric 'ap'" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["bdrate", str(tmp_path / "a.json"), str(tmp_path / "t.json"), "--ci", "120"])
+    assert "confidence level" in capsys.readouterr().err
