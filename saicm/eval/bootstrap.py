@@ -115,6 +115,11 @@ class BDRateCI:
     better: float
 
 
+def _no_draws(result: dict, metric: str) -> SaicmError:
+    return SaicmError(f"results for {result['codec']} carry no bootstrap draws of {metric}: re-run saicm eval "
+                      "with --bootstrap N (decodes are cached, only the task model re-runs)")
+
+
 def _stored_key(result: dict, metric: str) -> str:
     if metric in ("ap", "ap50"):  # the task's headline AP: boxes for detection, masks for instance
         return ("mask_" if result.get("task") == "instance" else "box_") + metric
@@ -151,8 +156,7 @@ def replicate_curves(result: dict, metric: str, idx: np.ndarray) -> list[tuple[n
     for p in result["points"]:
         v = p.get("bootstrap", {}).get(key)
         if v is None:
-            raise SaicmError(f"results for {result['codec']} carry no bootstrap draws of {metric}: re-run "
-                             f"saicm eval with --bootstrap N (decodes are cached, only the task model re-runs)")
+            raise _no_draws(result, metric)
         if len(v) != len(idx):
             raise SaicmError(f"results for {result['codec']} have {len(v)} draws of {metric}, expected {len(idx)}")
         stored.append(v)
@@ -175,8 +179,7 @@ def _common_spec(anchor: dict, test: dict, metric: str, replicates: int | None, 
     specs = [anchor.get("bootstrap"), test.get("bootstrap")]
     for res, sp in zip((anchor, test), specs):
         if not sp:
-            raise SaicmError(f"results for {res['codec']} carry no bootstrap draws of {metric}: re-run "
-                             f"saicm eval with --bootstrap N (decodes are cached, only the task model re-runs)")
+            raise _no_draws(res, metric)
     if specs[0] != specs[1]:
         raise SaicmError(f"{anchor['codec']} and {test['codec']} were bootstrapped with different draws "
                          f"({specs[0]} vs {specs[1]}): re-run one with the other's --bootstrap count")
@@ -190,6 +193,8 @@ def bd_rate_ci(anchor: dict, test: dict, metric: str, level: float = 0.95, repli
                interval: tuple[float, float] | None = None) -> BDRateCI:
     """BD-rate of ``test`` against ``anchor`` with a paired-bootstrap interval (see module doc).
 
+    ``replicates`` and ``seed`` apply to per-image metrics (default: the
+    anchor's stored ones, else 200 and 0); stored AP draws bring their own.
     Raises :class:`BDRateError` when the full curves give no BD-rate and
     :class:`SaicmError` when the files cannot be paired.
     """
