@@ -39,13 +39,13 @@ def bd(anchor: dict | None, test: dict | None, metric: str, ci_level: float | No
     if anchor is None or test is None:
         return "–"
     try:
-        r = bd_rate(*results.curve(anchor, metric), *results.curve(test, metric), envelope=True)
         if ci_level is None:
+            r = bd_rate(*results.curve(anchor, metric), *results.curve(test, metric), envelope=True)
             return f"{r.percent:+.1f} %"
         ci = bd_rate_ci(anchor, test, metric, ci_level / 100)
     except (BDRateError, SaicmError) as e:
         return f"n/a ({e})"
-    return f"{r.percent:+.1f} % [{ci.low:+.1f}, {ci.high:+.1f}]"
+    return f"{ci.percent:+.1f} % [{ci.low:+.1f}, {ci.high:+.1f}]"
 
 
 def points_table(f: Path, m: str) -> None:

@@ -193,10 +193,13 @@ def cmd_bdrate(a: argparse.Namespace) -> int:
     for path in a.tests:
         test = results.load(path)
         try:
-            r = bd_rate(*results.curve(anchor, a.metric), *results.curve(test, a.metric), envelope=not a.strict,
-                        interval=a.interval)
-            ci = bd_rate_ci(anchor, test, a.metric, a.ci / 100, envelope=not a.strict,
-                            interval=a.interval) if a.ci else None
+            if a.ci:
+                ci = bd_rate_ci(anchor, test, a.metric, a.ci / 100, envelope=not a.strict, interval=a.interval)
+                r = ci.full
+            else:
+                ci = None
+                r = bd_rate(*results.curve(anchor, a.metric), *results.curve(test, a.metric),
+                            envelope=not a.strict, interval=a.interval)
         except BDRateError as e:
             print(f"  {test['codec']:<28} n/a   ({e})")
             rows.append({"codec": test["codec"], "bd_rate": None, "reason": str(e)})

@@ -34,8 +34,10 @@ from typing import TYPE_CHECKING, Sequence
 
 from ..errors import SaicmError
 
-if TYPE_CHECKING:  # numpy is imported where it is used: ``saicm --help`` reads this module's defaults
+if TYPE_CHECKING:  # numpy and scipy are imported where used: ``saicm --help`` reads this module's defaults
     import numpy as np
+
+    from .bdrate import BDRate
 
 DEFAULT_REPLICATES = 200
 DEFAULT_SEED = 0
@@ -113,6 +115,8 @@ class BDRateCI:
     failed: int
     #: share of the draws in which the test codec needs fewer bits (BD-rate < 0)
     better: float
+    #: the full-set result (interval, coverage, dropped points) that ``percent`` comes from
+    full: BDRate | None = None
 
 
 def _no_draws(result: dict, metric: str) -> SaicmError:
@@ -221,4 +225,4 @@ def bd_rate_ci(anchor: dict, test: dict, metric: str, level: float = 0.95, repli
         raise BDRateError(f"no bootstrap draw of {len(idx)} gave a BD-rate")
     lo, hi = np.percentile(vals, [50 * (1 - level), 50 * (1 + level)])
     return BDRateCI(percent=full.percent, low=float(lo), high=float(hi), level=level, draws=len(vals),
-                    failed=len(idx) - len(vals), better=float(np.mean(np.asarray(vals) < 0)))
+                    failed=len(idx) - len(vals), better=float(np.mean(np.asarray(vals) < 0)), full=full)
