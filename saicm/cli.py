@@ -310,12 +310,14 @@ def cmd_export(a: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
     from .device import DEVICE_HELP
     from .eval.bootstrap import DEFAULT_REPLICATES
     from .masks.job import SOURCES
     from .train.config import AMP_MODES, DEFAULT_LAMBDAS, QUANT_MODES
 
     p = argparse.ArgumentParser(prog="saicm", description="Learned image coding for machines and humans.")
+    p.add_argument("--version", action="version", version=f"saicm {__version__}")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     c = sub.add_parser("compress", help="image file or folder -> .saicm",

@@ -1,0 +1,32 @@
+"""`saicm --version` prints the version pyproject.toml declares, without loading PyTorch."""
+
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+
+import saicm
+from saicm.cli import main
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _pyproject_version() -> str:
+    return tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+
+
+def test_version_flag_prints_the_pyproject_version(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["--version"])
+    assert e.value.code == 0
+    assert capsys.readouterr().out.strip() == f"saicm {_pyproject_version()}"
+    assert saicm.__version__ == _pyproject_version()
+
+
+def test_version_flag_does_not_import_torch():
+    code = ("import sys\nfrom saicm.cli import main\ntry:\n    main(['--version'])\nexcept SystemExit:\n    pass\n"
+            "print('torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True).stdout
+    assert out.strip().splitlines() == [f"saicm {_pyproject_version()}", "False"]
