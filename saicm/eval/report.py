@@ -15,6 +15,7 @@ from typing import Callable, Sequence
 from PIL import Image
 
 from .bdrate import BDRateError, bd_rate
+from .paths import display_path, display_spec
 from .plots import METRIC_LABELS, curves_figure
 from .results import curve
 
@@ -54,12 +55,17 @@ def _bd_table(results: list[dict], metric: str) -> str:
 
 
 def build_report(results: list[dict], out: str | Path, metrics: Sequence[str] = ("psnr",),
-                 crops: list[tuple[str, Image.Image]] | None = None, title: str = "saicm evaluation") -> Path:
-    """Write the HTML page; ``results[0]`` is the BD-rate anchor; ``crops`` are (caption, image) panels."""
+                 crops: list[tuple[str, Image.Image]] | None = None, title: str = "saicm evaluation",
+                 root: str | Path | None = None) -> Path:
+    """Write the HTML page; ``results[0]`` is the BD-rate anchor; ``crops`` are (caption, image) panels.
+
+    Datasets and task-model files are named relative to ``root`` (default: the
+    current directory), never by absolute path: see :func:`saicm.eval.paths.display_path`.
+    """
     from .._fs import write_bytes_atomic
 
     parts = [f"<h1>{html.escape(title)}</h1>"]
-    ds = sorted({str(Path(d).resolve()) if d and Path(d).exists() else d for d in (r.get('dataset', '') for r in results)})
+    ds = sorted({display_path(r.get("dataset", ""), root) for r in results})
     parts.append("<p>Dataset: " + html.escape(", ".join(ds)) + f". Rates are from real file sizes. "
                  f"BD-rate: PCHIP on log-rate over the overlapping interval, negative = fewer bits.</p>")
     for m in metrics:
@@ -77,9 +83,10 @@ def build_report(results: list[dict], out: str | Path, metrics: Sequence[str] = 
         parts.append("</div>")
     rows = "".join(
         f"<tr><td>{html.escape(r['codec'])}</td><td>{len(r['points'])}</td><td>{r.get('num_images', '')}</td>"
-        f"<td>{html.escape(r.get('task', ''))}</td><td>{html.escape(r.get('created', ''))}</td></tr>" for r in results)
+        f"<td>{html.escape(r.get('task', ''))}</td><td>{html.escape(display_spec(r.get('task_model'), root))}</td>"
+        f"<td>{html.escape(r.get('created', ''))}</td></tr>" for r in results)
     parts.append(f"<h2>Runs</h2><table><tr><th>codec</th><th>points</th><th>images</th><th>task</th>"
-                 f"<th>created</th></tr>{rows}</table>")
+                 f"<th>task model</th><th>created</th></tr>{rows}</table>")
     style = ("body{font-family:sans-serif;max-width:1200px;margin:2em auto;color:#222}"
              "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:4px 8px}"
              ".num{text-align:right;font-variant-numeric:tabular-nums}.row{display:flex;gap:2em;align-items:flex-start}"

@@ -1,0 +1,64 @@
+"""Generated pages name datasets and files relative to a root, never by absolute path."""
+
+import os
+
+from saicm.cli import main
+from saicm.eval import results
+from saicm.eval.paths import display_path, display_spec
+from saicm.eval.report import build_report
+
+
+def test_display_path_rules(tmp_path, monkeypatch):
+    work = tmp_path / "work"
+    data = tmp_path / "elsewhere" / "coco128" / "images"
+    (work / "sub").mkdir(parents=True)
+    data.mkdir(parents=True)
+    monkeypatch.chdir(work)
+    assert display_path(str(work / "sub")) == "sub"                       # under the current directory
+    assert display_path(str(work)) == "."
+    assert display_path(str(data)) == "coco128/images"                    # elsewhere: last two components
+    assert display_path("../elsewhere/coco128/./images") == "../elsewhere/coco128/images"  # relative: as written
+    assert display_path(str(data), root=tmp_path) == "elsewhere/coco128/images"
+    assert display_path("../elsewhere/coco128/images", root=tmp_path) == "elsewhere/coco128/images"
+    assert display_path(str(work / "sub"), root=data) == "work/sub"       # outside the root: last two
+    assert display_path("") == "" and display_path(None) == ""
+    assert display_spec(f"picodet:{data}/m.onnx") == "picodet:images/m.onnx"
+    assert display_spec({"kind": "yolox", "path": str(data / "m.onnx")}, root=tmp_path) == \
+        "yolox:elsewhere/coco128/images/m.onnx"
+    assert display_spec("centerface") == "centerface"
+
+
+def _result(path, codec, dataset, points):
+    r = results.new_result(codec, {}, dataset, "detection", 3)
+    r["task_model"] = f"picodet:{os.path.dirname(dataset)}/models/picodet.onnx"
+    r["points"] = [{"quality": i, "bpp": b, "psnr": m} for i, (b, m) in enumerate(points)]
+    results.save(r, path)
+    return path
+
+
+def test_report_names_no_absolute_path(tmp_path, monkeypatch):
+    data = tmp_path / "shared" / "data" / "coco128" / "images"
+    data.mkdir(parents=True)  # an existing folder: the report used to print its resolved absolute path
+    a = _result(tmp_path / "a.json", "jpeg", str(data), [(0.2, 30), (0.4, 33), (0.8, 36)])
+    b = _result(tmp_path / "b.json", "webp", str(data), [(0.1, 30), (0.2, 33), (0.4, 36)])
+    work = tmp_path / "main"
+    work.mkdir()
+    monkeypatch.chdir(work)
+
+    out = work / "r.html"
+    assert main(["report", str(a), str(b), "-o", str(out)]) == 0
+    page = out.read_text()
+    assert str(tmp_path) not in page
+    assert "Dataset: coco128/images." in page and "picodet:models/picodet.onnx" in page
+
+    build_report([results.load(a), results.load(b)], out, root=tmp_path / "shared")
+    page = out.read_text()
+    assert str(tmp_path) not in page
+    assert "Dataset: data/coco128/images." in page and "picodet:data/coco128/models/picodet.onnx" in page
+
+
+def test_plot_names_no_absolute_path(tmp_path):
+    data = tmp_path / "shared" / "data" / "coco128" / "images"
+    a = _result(tmp_path / "a.json", "jpeg", str(data), [(0.2, 30), (0.4, 33), (0.8, 36)])
+    assert main(["plot", str(a), "--metric", "psnr", "-o", str(tmp_path / "curves")]) == 0
+    assert str(tmp_path).encode() not in (tmp_path / "curves.svg").read_bytes()
