@@ -10,7 +10,7 @@
                   "decode_s": 0.005, "bytes": 123456}, ...],       # ascending bpp
       "reference": {...},          # task metrics on uncompressed images (if any)
       "per_image": {"name.png": [{"quality": .., "bpp": .., "psnr": ..}, ...]},
-      "created": "ISO time", "saicm_version": "0.1.0",
+      "created": "ISO time", "saicm_version": "0.2.0",
       "bootstrap": {"replicates": 200, "seed": 0, "images": "sha256 prefix of the sorted names"}
     }
 
