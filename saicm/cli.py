@@ -43,24 +43,30 @@ def cmd_compress(a: argparse.Namespace) -> int:
     jobs, folder = batch.plan(a.input, a.output, is_image_file, ".saicm")
     # One file with --refine is long work of its own: show its steps (folders show a bar per file).
     step_bar = bool(a.refine) and not folder and not a.quiet
-    fn = partial(_compress_job, model=a.model, quality=a.quality, refine=a.refine, progress=step_bar)
+    fn = partial(_compress_job, model=a.model, quality=a.quality, refine=a.refine, progress=step_bar,
+                 human_quality=a.human_quality)
     outcomes = batch.run(fn, jobs, a.jobs, "compress", not a.quiet)
     if not folder and outcomes[0].error is None:
         i = outcomes[0].info
         print(f"{jobs[0].dst}: {i['bytes']} bytes, {i['bpp']:.4f} bpp ({i['model']} q{i['quality']}, {i['seconds']:.2f} s)")
+        if "layers" in i:
+            m, h = i["layers"]["machine"], i["layers"]["human"]
+            print(f"  machine layer {m['bytes']} bytes ({m['model']} q{m['quality']}), human layer {h['bytes']} bytes "
+                  f"({h['model']} q{h['quality']})")
     return _report(outcomes, folder, "compressed")
 
 
-def _compress_job(job, model, quality, refine=0, progress=False):
+def _compress_job(job, model, quality, refine=0, progress=False, human_quality=None):
     from .codec.pipeline import compress_file
 
-    return compress_file(job.src, job.dst, model=model, quality=quality, refine=refine, progress=progress)
+    return compress_file(job.src, job.dst, model=model, quality=quality, refine=refine, progress=progress,
+                         human_quality=human_quality)
 
 
-def _decompress_job(job, model):
+def _decompress_job(job, model, layer="auto"):
     from .codec.pipeline import decompress_file
 
-    return decompress_file(job.src, job.dst, model=model)
+    return decompress_file(job.src, job.dst, model=model, layer=layer)
 
 
 def cmd_decompress(a: argparse.Namespace) -> int:
@@ -70,7 +76,8 @@ def cmd_decompress(a: argparse.Namespace) -> int:
 
     suffix = "." + a.format
     jobs, folder = batch.plan(a.input, a.output, lambda p: p.is_file() and p.suffix == ".saicm", suffix)
-    outcomes = batch.run(partial(_decompress_job, model=a.model), jobs, a.jobs, "decompress", not a.quiet)
+    outcomes = batch.run(partial(_decompress_job, model=a.model, layer=a.layer), jobs, a.jobs, "decompress",
+                         not a.quiet)
     if not folder and outcomes[0].error is None:
         i = outcomes[0].info
         print(f"{jobs[0].dst}: {i['width']}x{i['height']} ({i['seconds']:.2f} s)")
@@ -95,7 +102,12 @@ def cmd_info(a: argparse.Namespace) -> int:
         print(json.dumps(d, indent=2))
     else:
         for k, v in d.items():
-            print(f"{k:24s} {v}")
+            if k == "layers":
+                for name, layer in v.items():
+                    print(f"{name + ' layer':24s} {layer['bytes']} bytes, {layer['bpp']:.4f} bpp "
+                          f"({layer['model']} q{layer['quality']})")
+            else:
+                print(f"{k:24s} {v}")
     return 0
 
 
@@ -257,7 +269,7 @@ def cmd_report(a: argparse.Namespace) -> int:
 
             draw = detection_drawer(a.task_model)
         crops = matched_rate_crops(runs, images, name, a.target_bpp, get_codec, draw)
-    out = build_report(runs, a.output, metrics=a.metrics.split(","), crops=crops, title=a.title)
+    out = build_report(runs, a.output, metrics=a.metrics.split(","), crops=crops, title=a.title, root=a.root)
     print(f"wrote {out}")
     return 0
 
@@ -290,8 +302,10 @@ def cmd_train(a: argparse.Namespace) -> int:
     from .train.config import TrainConfig
     from .train.trainer import train
 
+    architecture = a.architecture or ("scalable-fusion" if a.base else "gained-mean-scale-hyperprior")
     cfg = TrainConfig(
-        data=a.data, out=a.out, architecture=a.architecture, N=a.N, M=a.M, lambdas=tuple(a.lambdas) if a.lambdas else None,
+        data=a.data, out=a.out, architecture=architecture, base=a.base, m=a.m, slice_channels=a.slice_channels,
+        condition=a.condition, human_init=a.human_init, N=a.N, M=a.M, lambdas=tuple(a.lambdas) if a.lambdas else None,
         loss=a.loss, masks=a.masks, off_mask_weight=a.off_mask_weight, init=a.init, steps=a.steps, batch=a.batch, patch=a.patch, lr=a.lr,
         seed=a.seed, log_every=a.log_every, ckpt_every=a.ckpt_every, resume=a.resume, progress=not a.quiet,
         device=a.device, amp=a.amp, quant=a.quant,
@@ -326,7 +340,10 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("input", help="image file or folder")
     c.add_argument("-o", "--output", help="output file or folder (default: beside the input)")
     c.add_argument("--model", help="shipped model name (see `saicm models`) or a .safetensors path")
-    c.add_argument("--quality", type=int, help="integer rate point of the model, higher = more bits")
+    c.add_argument("--quality", type=int, help="integer rate point of the model, higher = more bits (scalable "
+                   "models: of the machine layer)")
+    c.add_argument("--human-quality", type=int, help="scalable models: rate point of the human layer (default "
+                   "the middle one); the file holds both layers")
     c.add_argument("--refine", type=int, default=0, metavar="STEPS",
                    help="encoder-side RD optimisation of the latents for STEPS Adam steps (MSE models; the "
                    "decoder is unchanged; each step costs about one forward+backward pass; default 0 = off)")
@@ -340,12 +357,15 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("input", help=".saicm file or folder")
     d.add_argument("-o", "--output", help="output image or folder (default: beside the input)")
     d.add_argument("--model", help="model file to use instead of the shipped one named in the stream")
+    d.add_argument("--layer", choices=["auto", "machine", "human"], default="auto",
+                   help="two-layer files: decode the human layer (auto, the default) or only the machine layer; "
+                   "human on a file without one is an error")
     d.add_argument("--format", default="png", choices=["png", "bmp", "tiff", "ppm"], help="for folders (default png)")
     d.add_argument("--jobs", type=int, default=1, help="worker processes for folders (default 1)")
     d.add_argument("--quiet", action="store_true", help="no progress bar")
     d.set_defaults(func=cmd_decompress)
 
-    i = sub.add_parser("info", help="show the header of a .saicm file")
+    i = sub.add_parser("info", help="show the header of a .saicm file (and the bytes of each layer)")
     i.add_argument("file")
     i.add_argument("--json", action="store_true")
     i.set_defaults(func=cmd_info)
@@ -424,6 +444,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--target-bpp", type=float, default=0.25, help="rate to match across codecs (default 0.25)")
     r.add_argument("--task-model", help="KIND:PATH detector whose boxes are drawn on the crops")
     r.add_argument("--title", default="saicm evaluation")
+    r.add_argument("--root", help="name datasets and task-model files relative to this folder (default: the "
+                   "current one; paths outside it by their last two components), never by absolute path")
     r.set_defaults(func=cmd_report)
 
     t = sub.add_parser("train", help="rate-distortion training on an image folder",
@@ -432,10 +454,25 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--data", required=True, action="append",
                    help="folder of training images (searched recursively); repeat for several folders")
     t.add_argument("--out", required=True, help="run folder: checkpoint.pt, log.jsonl, model.safetensors")
-    t.add_argument("--architecture", default="gained-mean-scale-hyperprior",
-                   help="registered architecture name (default gained-mean-scale-hyperprior)")
+    t.add_argument("--architecture",
+                   help="registered architecture name (default gained-mean-scale-hyperprior; scalable-fusion "
+                   "with --base)")
+    t.add_argument("--base", help="scalable coding: train the human layer (additional-information codec + fusion "
+                   "decoder) over this frozen machine-layer model (shipped name or .safetensors)")
+    t.add_argument("--m", "--slices", dest="m", type=int, default=4,
+                   help="scalable coding: the additional latent covers the first m slices of the base latent "
+                   "(default 4; under torchrun write --slices, which torchrun's own parser does not take for "
+                   "one of its options)")
+    t.add_argument("--condition", choices=["none", "base"], default="none",
+                   help="scalable coding: none = the paper's additional codec (sees only the image, own entropy "
+                   "model); base = a variant that codes the residual to the base latent with entropy parameters "
+                   "conditioned on it (default none)")
+    t.add_argument("--human-init", help="scalable coding: start the additional analysis, its gains and the human "
+                   "synthesis from this single-layer MSE model (e.g. mse-hyperprior-n64-v5) instead of the base")
+    t.add_argument("--slice-channels", type=int, default=32,
+                   help="scalable coding: channels per slice s (default 32: m = 1..4 for M = 128)")
     t.add_argument("--N", type=int, default=64, help="hidden channels (default 64)")
-    t.add_argument("--M", type=int, default=128, help="latent channels (default 128)")
+    t.add_argument("--M", type=int, default=128, help="latent channels (default 128; scalable: s·m)")
     t.add_argument("--lambdas", type=_floats,
                    help="λ per quality, ascending (L = R + λ·255²·D); default those of --init, else "
                    + ",".join(map(str, DEFAULT_LAMBDAS)) + ". With --init: the same count starts "
@@ -511,6 +548,10 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--description", help="one line shown by `saicm models` (default: derived from the "
                    "training settings stored in the checkpoint)")
     e.set_defaults(func=cmd_export)
+
+    from .commands import register_all
+
+    register_all(sub)
     return p
 
 

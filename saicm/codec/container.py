@@ -18,7 +18,31 @@ All integers are big-endian. Layout::
     crc32        u32      CRC-32 of every byte before it
 
 The CRC covers header and payload, so any flipped or missing byte is caught
-before decoding starts.
+before decoding starts. The stream is self-delimiting: a parser knows where it
+ends without the file size.
+
+Two-layer (scalable) files
+--------------------------
+A scalable model writes its **machine layer** as the stream above, byte for
+byte what its base model writes for the same image at the same quality, and
+appends a **human layer** segment::
+
+    magic        5 bytes  b"SAICH"
+    version      u8       1
+    model id     u8 length + UTF-8 name of the scalable model
+    weights      8 bytes  first 8 bytes of SHA-256 of the scalable model's file
+    base         8 bytes  first 8 bytes of SHA-256 of the base model's file
+                          (equal to the machine layer's ``weights``)
+    machine      8 bytes  first 8 bytes of SHA-256 of the machine-layer bytes
+    quality      u8       1-based human-layer rate point
+    n shapes     u8       then per shape: u8 rank + rank × u16
+    n strings    u8       then per string: u32 length + bytes (entropy-coded)
+    crc32        u32      CRC-32 of every byte of the segment before it
+
+Dropping the segment (``saicm strip``) leaves the machine layer, a complete
+stream that decodes alone. The segment decodes only on top of the exact
+machine layer it was written with (``machine``) and with the base weights it
+was trained on (``base``).
 """
 
 from __future__ import annotations
@@ -100,7 +124,22 @@ class _Reader:
 
 
 def unpack(data: bytes) -> Stream:
-    """Parse and verify a ``.saicm`` byte string (raises :class:`FormatError`)."""
+    """Parse and verify a single ``.saicm`` stream (raises :class:`FormatError`)."""
+    stream, end = read_stream(data)
+    if end != len(data):
+        raise FormatError("trailing bytes after payload" + (" (a human layer: decode two-layer files with "
+                          "saicm.decompress)" if data[end:end + len(HUMAN_MAGIC)] == HUMAN_MAGIC else ""))
+    return stream
+
+
+def read_stream(data: bytes) -> tuple[Stream, int]:
+    """Parse and verify the ``.saicm`` stream at the start of ``data``; returns it and where it ends.
+
+    A stream is self-delimiting (every length is in it), so what follows it (a
+    human layer) is left to the caller. A stream that cannot be parsed is
+    reported as a CRC mismatch when the bytes also fail the CRC (the usual
+    case: corruption or truncation), else as the inconsistency found.
+    """
     if len(data) < len(MAGIC) or data[: len(MAGIC)] != MAGIC:
         raise FormatError("not a .saicm file (wrong magic)")
     if len(data) < len(MAGIC) + 1 + 4:
@@ -108,10 +147,21 @@ def unpack(data: bytes) -> Stream:
     version = data[len(MAGIC)]
     if version != VERSION:
         raise FormatError(f"unsupported format version {version} (this saicm reads version {VERSION})")
-    body, (crc,) = data[:-4], struct.unpack(">I", data[-4:])
-    if zlib.crc32(body) != crc:
-        raise FormatError("CRC mismatch: the file is corrupt or truncated")
-    r = _Reader(body)
+    try:
+        stream, end = _parse(data)
+    except FormatError:
+        if not _crc_ok(data):
+            raise FormatError("CRC mismatch: the file is corrupt or truncated") from None
+        raise
+    return stream, end
+
+
+def _crc_ok(data: bytes) -> bool:
+    return len(data) >= 4 and zlib.crc32(data[:-4]) == struct.unpack(">I", data[-4:])[0]
+
+
+def _parse(data: bytes) -> tuple[Stream, int]:
+    r = _Reader(data)
     r.take(len(MAGIC) + 1)
     (n,) = r.unpack(">B")
     try:
@@ -134,10 +184,103 @@ def unpack(data: bytes) -> Stream:
     if flags & FLAG_ALPHA:
         (ln,) = r.unpack(">I")
         alpha = r.take(ln)
-    if r.pos != len(body):
-        raise FormatError("trailing bytes after payload")
+    body_end = r.pos
+    (crc,) = r.unpack(">I")
+    if zlib.crc32(data[:body_end]) != crc:
+        if _crc_ok(data):  # the whole file checks out, so the lengths inside it are what is wrong
+            raise FormatError("corrupt header (lengths do not match the payload: trailing bytes after payload)")
+        raise FormatError("CRC mismatch: the file is corrupt or truncated")
     if height == 0 or width == 0:
         raise FormatError("corrupt header (zero image size)")
     header = Header(model=model, weights_sha=sha, quality=quality, height=height, width=width,
                     pad_bottom=pb, pad_right=pr, gray=bool(flags & FLAG_GRAY), shapes=shapes)
-    return Stream(header=header, strings=strings, alpha=alpha)
+    return Stream(header=header, strings=strings, alpha=alpha), r.pos
+
+
+# --- the human layer of a two-layer (scalable) file -------------------------------------------
+
+HUMAN_MAGIC = b"SAICH"
+HUMAN_VERSION = 1
+
+
+@dataclass
+class HumanLayer:
+    """What a scalable model adds to a machine-layer stream (see the module docstring)."""
+
+    model: str
+    weights_sha: bytes  # first 8 bytes of SHA-256 of the scalable model's weight file
+    base_sha: bytes  # first 8 bytes of SHA-256 of the base model's weight file (= the machine header's)
+    machine_sha: bytes  # first 8 bytes of SHA-256 of the machine-layer stream's bytes
+    quality: int
+    shapes: list[tuple[int, ...]] = field(default_factory=list)
+    strings: list[bytes] = field(default_factory=list)
+
+    @property
+    def payload_bytes(self) -> int:
+        return sum(len(s) for s in self.strings)
+
+
+def pack_human(layer: HumanLayer) -> bytes:
+    name = layer.model.encode("utf-8")
+    if len(name) > 255:
+        raise FormatError("model name longer than 255 bytes")
+    for sha in (layer.weights_sha, layer.base_sha, layer.machine_sha):
+        if len(sha) != 8:
+            raise FormatError("checksums must be 8 bytes")
+    out = bytearray(HUMAN_MAGIC)
+    out += struct.pack(">BB", HUMAN_VERSION, len(name)) + name
+    out += layer.weights_sha + layer.base_sha + layer.machine_sha + struct.pack(">B", layer.quality)
+    out += struct.pack(">B", len(layer.shapes))
+    for shape in layer.shapes:
+        out += struct.pack(">B", len(shape)) + struct.pack(f">{len(shape)}H", *shape)
+    out += struct.pack(">B", len(layer.strings))
+    for s in layer.strings:
+        out += struct.pack(">I", len(s)) + s
+    out += struct.pack(">I", zlib.crc32(out))
+    return bytes(out)
+
+
+def unpack_human(data: bytes) -> HumanLayer:
+    """Parse and verify a human-layer segment (the bytes after a machine-layer stream)."""
+    if data[: len(HUMAN_MAGIC)] != HUMAN_MAGIC:
+        raise FormatError("not a saicm human layer (wrong magic)")
+    if len(data) < len(HUMAN_MAGIC) + 1 + 4:
+        raise FormatError("truncated human layer")
+    version = data[len(HUMAN_MAGIC)]
+    if version != HUMAN_VERSION:
+        raise FormatError(f"unsupported human-layer version {version} (this saicm reads version {HUMAN_VERSION})")
+    if not _crc_ok(data):
+        raise FormatError("human layer: CRC mismatch (corrupt or truncated)")
+    r = _Reader(data[:-4])
+    r.take(len(HUMAN_MAGIC) + 1)
+    (n,) = r.unpack(">B")
+    try:
+        model = r.take(n).decode("utf-8")
+    except UnicodeDecodeError:
+        raise FormatError("corrupt human layer (model name)") from None
+    weights_sha, base_sha, machine_sha = r.take(8), r.take(8), r.take(8)
+    (quality, ns) = r.unpack(">BB")
+    shapes = []
+    for _ in range(ns):
+        (rank,) = r.unpack(">B")
+        shapes.append(tuple(r.unpack(f">{rank}H")))
+    (nstr,) = r.unpack(">B")
+    strings = []
+    for _ in range(nstr):
+        (ln,) = r.unpack(">I")
+        strings.append(r.take(ln))
+    if r.pos != len(data) - 4:
+        raise FormatError("corrupt human layer (trailing bytes after payload)")
+    return HumanLayer(model=model, weights_sha=weights_sha, base_sha=base_sha, machine_sha=machine_sha,
+                      quality=quality, shapes=shapes, strings=strings)
+
+
+def split_layers(data: bytes) -> tuple[bytes, bytes | None]:
+    """A file's machine-layer stream (verified) and its human-layer segment, if any (not yet verified)."""
+    _, end = read_stream(data)
+    rest = data[end:]
+    if not rest:
+        return data, None
+    if rest[: len(HUMAN_MAGIC)] != HUMAN_MAGIC:
+        raise FormatError("trailing bytes after payload (not a human layer)")
+    return data[:end], rest

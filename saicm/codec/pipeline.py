@@ -34,28 +34,48 @@ def check_refine(info, refine: int) -> None:
                          "whose decodes it would pull towards MSE fidelity")
 
 
-def compress(image: ImageLike, model=None, quality: int | None = None, refine: int = 0,
-             progress: bool = False) -> bytes:
-    """Encode an image (path, PIL image or array) into ``.saicm`` bytes.
-
-    ``refine``: steps of encoder-side latent optimisation (``saicm.codec.refine``;
-    slower encoding, same decoder); 0 = the plain encoder. ``progress``: a bar over
-    the refinement steps.
-    """
-    net, info = load_model(model)
-    q = default_quality(net.num_qualities) if quality is None else int(quality)
-    if not 1 <= q <= net.num_qualities:
-        raise ModelError(f"quality {q} out of range for {info.name} (1..{net.num_qualities})")
-    check_refine(info, int(refine))
+def prepare(image: ImageLike, multiple: int) -> tuple[RGBImage, torch.Tensor, int, int]:
+    """Load an image and pad it (edge replication) to the model's multiple: (image, x, pad bottom, pad right)."""
     img = load_image(image)
     h, w = img.size
-    pb, pr = _pad_amount(h, net.multiple), _pad_amount(w, net.multiple)
+    pb, pr = _pad_amount(h, multiple), _pad_amount(w, multiple)
     if h + pb > 65535 or w + pr > 65535:
         raise ModelError(f"image of {w}x{h} is too large (at most 65535 pixels a side)")
     x = torch.from_numpy(np.array(img.rgb)).permute(2, 0, 1)[None].float().div_(255.0)
     if pb or pr:
         x = F.pad(x, (0, pr, 0, pb), mode="replicate")
-    x = x.contiguous(memory_format=torch.channels_last)
+    return img, x.contiguous(memory_format=torch.channels_last), pb, pr
+
+
+def is_scalable(net) -> bool:
+    return hasattr(net, "decompress_human")
+
+
+def compress(image: ImageLike, model=None, quality: int | None = None, refine: int = 0,
+             progress: bool = False, human_quality: int | None = None) -> bytes:
+    """Encode an image (path, PIL image or array) into ``.saicm`` bytes.
+
+    ``refine``: steps of encoder-side latent optimisation (``saicm.codec.refine``;
+    slower encoding, same decoder); 0 = the plain encoder. ``progress``: a bar over
+    the refinement steps. With a scalable model, ``quality`` is the machine
+    layer's rate point and ``human_quality`` the human layer's (both default to
+    the middle one): the result is a two-layer file (``saicm.codec.scalable``).
+    """
+    net, info = load_model(model)
+    if is_scalable(net):
+        from .scalable import compress_layers
+
+        if refine:
+            raise ModelError("--refine is for single-layer MSE models, not scalable ones")
+        return compress_layers(image, model=info.path, quality=quality, human_quality=human_quality)
+    if human_quality is not None:
+        raise ModelError(f"{info.name} is a single-layer model: --human-quality needs a scalable model")
+    q = default_quality(net.num_qualities) if quality is None else int(quality)
+    if not 1 <= q <= net.num_qualities:
+        raise ModelError(f"quality {q} out of range for {info.name} (1..{net.num_qualities})")
+    check_refine(info, int(refine))
+    img, x, pb, pr = prepare(image, net.multiple)
+    h, w = img.size
     if refine:
         from .refine import refine_latents
 
@@ -83,10 +103,11 @@ def compress(image: ImageLike, model=None, quality: int | None = None, refine: i
 class Decoded:
     image: Image.Image
     stream: container.Stream
+    layer: str = "machine"  # "machine" (a single-layer file, or a two-layer file's machine layer) or "human"
 
 
-def decompress_stream(data: bytes, model=None) -> Decoded:
-    stream = container.unpack(data)
+def open_stream(stream: container.Stream, model=None):
+    """The model that decodes ``stream``, after every check that can be made before entropy decoding."""
     h = stream.header
     info = resolve(model if model is not None else h.model)
     if file_checksum(info.path) != h.weights_sha:
@@ -95,6 +116,8 @@ def decompress_stream(data: bytes, model=None) -> Decoded:
             "(checksum mismatch); pass the matching model file with --model"
         )
     net, _ = load_model(info.path)
+    if is_scalable(net):
+        raise ModelError(f"{info.name} is a scalable model; the machine layer names its base model")
     if not 1 <= h.quality <= net.num_qualities:
         raise FormatError(f"quality {h.quality} out of range for {info.name}")
     ph, pw = h.height + h.pad_bottom, h.width + h.pad_right
@@ -103,12 +126,22 @@ def decompress_stream(data: bytes, model=None) -> Decoded:
     # The entropy decoder trusts shapes blindly; never hand it ones the encoder could not have written.
     if h.shapes != net.latent_shapes(ph, pw) or len(stream.strings) != 2:
         raise FormatError("latent layout does not match the model")
+    return net, info
+
+
+def entropy_decode(fn, *args):
+    """Run a decoding step; the coder's failures on bad payloads become one-line format errors."""
     with torch.inference_mode():
         try:
-            x_hat = net.decompress([[s] for s in stream.strings], h.shapes[0], h.quality)["x_hat"]
+            return fn(*args)
         except (RuntimeError, ValueError) as e:
             raise FormatError(f"entropy decoding failed ({e})") from None
-    if tuple(x_hat.shape[-2:]) != (ph, pw):
+
+
+def to_image(x_hat: torch.Tensor, stream: container.Stream) -> Image.Image:
+    """A decoded (padded) tensor → the image the header describes (crop, grayscale, alpha)."""
+    h = stream.header
+    if tuple(x_hat.shape[-2:]) != (h.height + h.pad_bottom, h.width + h.pad_right):
         raise FormatError("decoded size does not match the header")
     rgb = x_hat[0, :, : h.height, : h.width].mul(255.0).round_().to(torch.uint8).permute(1, 2, 0).numpy()
     alpha = None
@@ -118,20 +151,46 @@ def decompress_stream(data: bytes, model=None) -> Decoded:
             alpha = alpha.reshape(h.height, h.width)
         except (zlib.error, ValueError):
             raise FormatError("corrupt alpha plane") from None
-    img = to_pil(RGBImage(rgb=np.ascontiguousarray(rgb), gray=h.gray, alpha=alpha))
-    return Decoded(image=img, stream=stream)
+    return to_pil(RGBImage(rgb=np.ascontiguousarray(rgb), gray=h.gray, alpha=alpha))
 
 
-def decompress(data: bytes, model=None) -> Image.Image:
-    """Decode ``.saicm`` bytes to a PIL image (L, LA, RGB or RGBA like the source)."""
-    return decompress_stream(data, model).image
+LAYERS = ("auto", "machine", "human")
+
+
+def decompress_stream(data: bytes, model=None, layer: str = "auto") -> Decoded:
+    """Decode a file. ``layer``: for two-layer files, ``human`` (the default, ``auto``) or ``machine``;
+    ``model`` overrides the model the file names (the scalable model for the human layer, the base for the
+    machine layer)."""
+    if layer not in LAYERS:
+        raise ModelError(f"layer must be one of {', '.join(LAYERS)}, got {layer!r}")
+    machine, human = container.split_layers(data)
+    if human is not None and layer != "machine":
+        from .scalable import decode_human
+
+        return decode_human(machine, human, model=model)
+    if human is None and layer == "human":
+        raise FormatError("the file has no human layer (a single-layer or stripped file): decode it with "
+                          "--layer machine")
+    stream = container.unpack(machine)
+    net, _ = open_stream(stream, model)
+    x_hat = entropy_decode(net.decompress, [[s] for s in stream.strings], stream.header.shapes[0],
+                           stream.header.quality)["x_hat"]
+    return Decoded(image=to_image(x_hat, stream), stream=stream, layer="machine")
+
+
+def decompress(data: bytes, model=None, layer: str = "auto") -> Image.Image:
+    """Decode ``.saicm`` bytes to a PIL image (L, LA, RGB or RGBA like the source).
+
+    Two-layer files give the human image unless ``layer="machine"``."""
+    return decompress_stream(data, model, layer).image
 
 
 def describe(data: bytes) -> dict:
     """Header fields and sizes of a ``.saicm`` byte string, without decoding."""
-    s = container.unpack(data)
+    machine, human = container.split_layers(data)
+    s = container.unpack(machine)
     h = s.header
-    return {
+    out = {
         "format_version": container.VERSION,
         "model": h.model,
         "weights_sha256_prefix": h.weights_sha.hex(),
@@ -146,6 +205,18 @@ def describe(data: bytes) -> dict:
         "file_bytes": len(data),
         "bpp": 8.0 * len(data) / (h.width * h.height),
     }
+    if human is not None:
+        hl = container.unpack_human(human)
+        out["layers"] = {
+            "machine": {"bytes": len(machine), "bpp": 8.0 * len(machine) / (h.width * h.height),
+                        "model": h.model, "quality": h.quality},
+            "human": {"bytes": len(human), "bpp": 8.0 * len(human) / (h.width * h.height),
+                      "model": hl.model, "quality": hl.quality,
+                      "weights_sha256_prefix": hl.weights_sha.hex(),
+                      "latent_shapes": [list(v) for v in hl.shapes],
+                      "string_bytes": [len(b) for b in hl.strings]},
+        }
+    return out
 
 
 def closest_quality(image: ImageLike, bpp: float, model=None) -> tuple[int, bytes]:
@@ -162,21 +233,25 @@ def closest_quality(image: ImageLike, bpp: float, model=None) -> tuple[int, byte
 
 
 def compress_file(src, dst, model=None, quality: int | None = None, refine: int = 0,
-                  progress: bool = False) -> dict:
+                  progress: bool = False, human_quality: int | None = None) -> dict:
     """Encode one image file to ``dst`` (written atomically); returns sizes and timing."""
     import time
 
     from .._fs import write_bytes_atomic
 
     t = time.perf_counter()
-    data = compress(src, model=model, quality=quality, refine=refine, progress=progress)
+    data = compress(src, model=model, quality=quality, refine=refine, progress=progress,
+                    human_quality=human_quality)
     seconds = time.perf_counter() - t
     write_bytes_atomic(dst, data)
     d = describe(data)
-    return {"bytes": len(data), "bpp": d["bpp"], "seconds": seconds, "model": d["model"], "quality": d["quality"]}
+    out = {"bytes": len(data), "bpp": d["bpp"], "seconds": seconds, "model": d["model"], "quality": d["quality"]}
+    if "layers" in d:
+        out["layers"] = d["layers"]
+    return out
 
 
-def decompress_file(src, dst, model=None) -> dict:
+def decompress_file(src, dst, model=None, layer: str = "auto") -> dict:
     """Decode one ``.saicm`` file to an image file ``dst`` (written atomically)."""
     import time
 
@@ -189,7 +264,7 @@ def decompress_file(src, dst, model=None) -> dict:
         raise SaicmError(f"cannot read ({e.strerror})", str(src)) from None
     t = time.perf_counter()
     try:
-        img = decompress(data, model=model)
+        img = decompress(data, model=model, layer=layer)
     except SaicmError as e:
         if e.path is None:
             raise type(e)(e.message, str(src)) from None

@@ -34,6 +34,10 @@ class Codec:
     def decode(self, data: bytes) -> Image.Image:
         raise NotImplementedError
 
+    def size(self, data: bytes) -> int:
+        """The bytes a receiver needs for ``data`` (what bpp is computed from)."""
+        return len(data)
+
     def config(self) -> dict:
         return {}
 
@@ -143,26 +147,79 @@ class VVC(VVCIntra, Codec):
     __doc__ = VVCIntra.__doc__
 
 
+def _parse_options(text: str, known: dict[str, str]) -> dict[str, str]:
+    """``key=value`` options after a codec spec's first comma; ``known``: key → what it takes."""
+    out = {}
+    for opt in [o for o in text.split(",") if o]:
+        key, _, value = opt.partition("=")
+        if key not in known or not value:
+            names = ", ".join(f"{k}={v}" for k, v in known.items())
+            raise SaicmError(f"unknown codec option {opt!r} (known: {names})")
+        out[key] = value
+    return out
+
+
+def _base_quality(value: str | None, num: int) -> int | str:
+    """``base=K`` (a fixed machine-layer rate point) or ``base=pair`` (machine rate point = human rate point)."""
+    from ..models.zoo import default_quality
+
+    if value is None:
+        return default_quality(num)
+    if value == "pair":
+        return "pair"
+    if not value.isdigit() or not 1 <= int(value) <= num:
+        raise SaicmError(f"base= takes pair or a machine rate point 1..{num}, got {value!r}")
+    return int(value)
+
+
 @register_codec("saicm")
 class SaicmCodec(Codec):
     """A saicm model; qualities are the model's rate points.
 
     ``saicm:MODEL,refine=N`` encodes with N steps of latent refinement
     (``saicm compress --refine N``); its results are named ``MODEL+refineN``.
+
+    Scalable models are two codecs, one per layer (bpp always of the whole
+    file a reader needs): ``MODEL,layer=machine`` sweeps the machine layer
+    (the stripped two-layer file; named ``MODEL-machine``), ``MODEL,layer=human``
+    (the default) sweeps the human layer's rate points over one machine
+    rate point, ``base=K`` (default the base's middle one; named
+    ``MODEL-human-bK``), or with the machine rate point equal to the human one,
+    ``base=pair`` (named ``MODEL-human-pair``).
     """
 
     def __init__(self, model: str = ""):
-        from ..codec.pipeline import check_refine
+        from ..codec.pipeline import check_refine, is_scalable
         from ..models.zoo import load_model
 
-        model, *opts = model.split(",")
-        self.refine = 0
-        for opt in opts:
-            key, _, value = opt.partition("=")
-            if key != "refine" or not value.isdigit():
-                raise SaicmError(f"unknown saicm codec option {opt!r} (known: refine=STEPS)")
-            self.refine = int(value)
+        model, _, rest = model.partition(",")
         net, self.info = load_model(model or None)
+        self.scalable = is_scalable(net)
+        if self.scalable:
+            opts = _parse_options(rest, {"layer": "machine|human", "base": "K|pair"})
+            self.layer = opts.get("layer", "human")
+            if self.layer not in ("machine", "human"):
+                raise SaicmError(f"layer= takes machine or human, got {self.layer!r}")
+            self.refine = 0
+            if self.layer == "machine":
+                if "base" in opts:
+                    raise SaicmError("base= is for layer=human (the machine layer's qualities are the sweep)")
+                self.base_quality = None
+                self.name = f"{self.info.name}-machine"
+                self.default_qualities = tuple(range(1, net.base_num_qualities + 1))
+            else:
+                self.base_quality = _base_quality(opts.get("base"), net.base_num_qualities)
+                if self.base_quality == "pair" and net.num_qualities > net.base_num_qualities:
+                    raise SaicmError(f"base=pair needs a machine rate point per human one "
+                                     f"({net.num_qualities} > {net.base_num_qualities})")
+                tag = "pair" if self.base_quality == "pair" else f"b{self.base_quality}"
+                self.name = f"{self.info.name}-human-{tag}"
+                self.default_qualities = tuple(range(1, net.num_qualities + 1))
+            return
+        opts = _parse_options(rest, {"refine": "STEPS"})
+        if not opts.get("refine", "0").isdigit():
+            raise SaicmError(f"refine= takes a number of steps, got {opts['refine']!r}")
+        self.refine = int(opts.get("refine", 0))
         check_refine(self.info, self.refine)
         self.name = self.info.name + (f"+refine{self.refine}" if self.refine else "")
         self.default_qualities = tuple(range(1, net.num_qualities + 1))
@@ -170,19 +227,81 @@ class SaicmCodec(Codec):
     def encode(self, img, quality):
         from ..codec.pipeline import compress
 
-        return compress(img, model=self.info.path, quality=quality, refine=self.refine)
+        if not self.scalable:
+            return compress(img, model=self.info.path, quality=quality, refine=self.refine)
+        if self.layer == "machine":
+            from ..codec.scalable import strip
+
+            return strip(compress(img, model=self.info.path, quality=quality, human_quality=1))
+        qb = quality if self.base_quality == "pair" else self.base_quality
+        return compress(img, model=self.info.path, quality=qb, human_quality=quality)
 
     def decode(self, data):
         from ..codec.pipeline import decompress
 
+        if self.scalable and self.layer == "machine":
+            return decompress(data).convert("RGB")  # the machine layer names its (shipped) base
         return decompress(data, model=self.info.path).convert("RGB")
 
     def config(self):
         from ..models.zoo import file_checksum
 
         extra = {"refine_steps": self.refine} if self.refine else {}
+        if self.scalable:
+            extra = {"layer": self.layer, "base_quality": self.base_quality}
         return {"model": self.info.name, "architecture": self.info.architecture, **self.info.config,
                 "weights_sha256_prefix": file_checksum(self.info.path).hex(), **extra}
+
+
+@register_codec("simulcast")
+class Simulcast(Codec):
+    """Two independent single-layer files of one image, for people and machines: the anchor scalable coding
+    must beat. ``simulcast:MACHINE+HUMAN,base=K|pair``: bytes = the MACHINE model's file at rate point K
+    (or at the swept rate point, ``pair``) plus the HUMAN model's file at the swept rate point; the decode is
+    the HUMAN model's. Named ``simulcast-MACHINE-bK+HUMAN``."""
+
+    def __init__(self, arg: str = ""):
+        from ..models.zoo import load_model
+
+        spec, _, rest = arg.partition(",")
+        machine, plus, human = spec.partition("+")
+        if not (machine and plus and human):
+            raise SaicmError(f"simulcast takes MACHINE+HUMAN (two saicm models), got {arg!r}")
+        opts = _parse_options(rest, {"base": "K|pair"})
+        mnet, self.machine = load_model(machine)
+        hnet, self.human = load_model(human)
+        self.base_quality = _base_quality(opts.get("base"), mnet.num_qualities)
+        tag = "pair" if self.base_quality == "pair" else f"b{self.base_quality}"
+        self.name = f"simulcast-{self.machine.name}-{tag}+{self.human.name}"
+        self.default_qualities = tuple(range(1, hnet.num_qualities + 1))
+
+    def encode(self, img, quality):
+        import struct
+
+        from ..codec.pipeline import compress
+
+        qb = quality if self.base_quality == "pair" else self.base_quality
+        a = compress(img, model=self.machine.path, quality=qb)
+        b = compress(img, model=self.human.path, quality=quality)
+        # both files, as a receiver gets them; the 4-byte length prefix is this harness's, not counted
+        return struct.pack(">I", len(a)) + a + b
+
+    def decode(self, data):
+        import struct
+
+        from ..codec.pipeline import decompress
+
+        (n,) = struct.unpack(">I", data[:4])
+        return decompress(data[4 + n:], model=self.human.path).convert("RGB")
+
+    def size(self, data):
+        return len(data) - 4
+
+    def config(self):
+        from ..models.zoo import file_checksum
+
+        return {"machine": self.machine.name, "human": self.human.name, "base_quality": self.base_quality,
+                "weights_sha256_prefix": [file_checksum(self.machine.path).hex(), file_checksum(self.human.path).hex()]}
 
 
 def get_codec(spec: str) -> Codec:
@@ -190,8 +309,11 @@ def get_codec(spec: str) -> Codec:
     name, _, arg = spec.partition(":")
     if name in CODECS:
         return CODECS[name](arg)
+    from ..models.zoo import resolve
+
     try:
-        return SaicmCodec(spec)
+        resolve(spec.split(",", 1)[0] or None)
     except SaicmError:
         known = ", ".join(sorted(CODECS))
         raise SaicmError(f"unknown codec {spec!r} (codecs: {known}; or a saicm model name)") from None
+    return SaicmCodec(spec)  # a model: its option errors are the user's to see

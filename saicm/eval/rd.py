@@ -63,7 +63,8 @@ def _code_one(codec: Codec, img: Image.Image, q, cache: DecodeCache) -> tuple[Im
 
         raise SaicmError(f"codec {codec.name} returned {dec.size} for an image of {img.size}")
     a, b = np.asarray(img), np.asarray(dec)
-    info = {"bytes": len(data), "bpp": 8.0 * len(data) / (img.width * img.height),
+    size = codec.size(data)
+    info = {"bytes": size, "bpp": 8.0 * size / (img.width * img.height),
             "psnr": psnr(a, b), "ms_ssim": ms_ssim(a, b), "encode_s": te, "decode_s": td}
     cache.put(q, ihash, dec, info)
     return dec, info

@@ -107,6 +107,18 @@ class GainedMeanScaleHyperprior(MeanScaleHyperprior):
         around the bottleneck's medians, y around the predicted means), with
         straight-through gradients ("mixed quantisation", Minnen & Singh 2020).
         """
+        y_hat, likelihoods = self.forward_latent(x, qidx, quant)
+        return {"x_hat": self.g_s(y_hat).float(), "likelihoods": likelihoods}
+
+    def forward_latent(self, x: Tensor, qidx: Tensor | None = None, quant: str = "noise",
+                       y_offset: Tensor | None = None, params_offset: Tensor | None = None) -> tuple[Tensor, dict]:
+        """The training forward up to the synthesis: (dequantised latent ``ŷ·g⁻¹``, likelihoods).
+
+        What ``g_s`` receives; other architectures (the scalable fusion decoder) read it too.
+        ``y_offset`` (subtracted from the analysis output before the gain: a residual to code) and
+        ``params_offset`` (added to the hyper-synthesis output: entropy parameters conditioned on
+        side information the decoder has) serve conditional coding; both default to none.
+        """
         if quant not in ("noise", "ste"):
             raise ValueError(f"quant must be 'noise' or 'ste', got {quant!r}")
         if qidx is None:
@@ -116,33 +128,39 @@ class GainedMeanScaleHyperprior(MeanScaleHyperprior):
         # bf16``) only the four transforms run in low precision: the latents
         # are cast back to fp32 and both entropy models (noise, likelihoods)
         # run with autocast off, so rates are estimated in full precision.
-        y = self.g_a(x).float() * g
+        y = self.g_a(x).float()
+        y = (y if y_offset is None else y - y_offset) * g
         z = self.h_a(y).float()
         with torch.autocast(x.device.type, enabled=False):
             z_hat, z_lik = self.entropy_bottleneck(z)
             if quant == "ste":
                 z_hat = _ste_round(z, self._z_medians())
-        scales, means = self.h_s(z_hat).float().chunk(2, 1)
+        params = self.h_s(z_hat).float()
+        scales, means = (params if params_offset is None else params + params_offset).chunk(2, 1)
         with torch.autocast(x.device.type, enabled=False):
             y_hat, y_lik = self.gaussian_conditional(y, scales, means=means)
             if quant == "ste":
                 y_hat = _ste_round(y, means)
-        x_hat = self.g_s(y_hat * ig).float()
-        return {"x_hat": x_hat, "likelihoods": {"y": y_lik, "z": z_lik}}
+        return y_hat * ig, {"y": y_lik, "z": z_lik}
 
     # --- coding contract ---------------------------------------------------
     def latent_shapes(self, height: int, width: int) -> list[tuple[int, ...]]:
         """Shapes ``compress`` reports for a padded image of this size (checked before decoding)."""
         return [(height // 64, width // 64)]
 
-    def compress(self, x: Tensor, quality: int) -> dict:
-        return self.compress_latents(self.analyse(x, quality))
+    def compress(self, x: Tensor, quality: int, y_offset: Tensor | None = None,
+                 params_offset: Tensor | None = None) -> dict:
+        """Strings of ``x`` at ``quality``; the offsets as in :meth:`forward_latent` (the decoder must be given
+        the same ``params_offset``)."""
+        latents = self.analyse(x, quality, y_offset)
+        return self.compress_latents(latents, params_offset)
 
     # --- encoder-side optimisation (saicm.codec.refine) ----------------------
-    def analyse(self, x: Tensor, quality: int) -> dict[str, Tensor]:
+    def analyse(self, x: Tensor, quality: int, y_offset: Tensor | None = None) -> dict[str, Tensor]:
         """The latents the encoder would code for ``x`` at this rate point."""
         g, _ = self._gains(self._qindex(quality, x.size(0)))
-        y = self.g_a(x) * g
+        y = self.g_a(x)
+        y = (y if y_offset is None else y - y_offset) * g
         return {"y": y, "z": self.h_a(y)}
 
     def latent_rd(self, latents: dict[str, Tensor], quality: int) -> tuple[Tensor, Tensor]:
@@ -160,31 +178,39 @@ class GainedMeanScaleHyperprior(MeanScaleHyperprior):
         _, ig = self._gains(self._qindex(quality, y.size(0)))
         return bits, self.g_s(y_hat * ig)
 
-    def compress_latents(self, latents: dict[str, Tensor]) -> dict:
+    def compress_latents(self, latents: dict[str, Tensor], params_offset: Tensor | None = None) -> dict:
         y, z = latents["y"], latents["z"]
         z_strings = self.entropy_bottleneck.compress(z)
         z_hat = self.entropy_bottleneck.decompress(z_strings, z.size()[-2:])
-        indexes, means = self._y_params(z_hat)
+        indexes, means = self._y_params(z_hat, params_offset)
         y_strings = self.gaussian_conditional.compress(y, indexes, means=means)
         return {"strings": [y_strings, z_strings], "shape": tuple(z.size()[-2:])}
 
     def decompress(self, strings: list, shape: Sequence[int], quality: int) -> dict:
+        y_hat = self.decompress_latent(strings, shape, quality)
+        x_hat = synthesize_in_strips(self.g_s, y_hat, scale=16)
+        return {"x_hat": x_hat.clamp_(0, 1)}
+
+    def decompress_latent(self, strings: list, shape: Sequence[int], quality: int,
+                          params_offset: Tensor | None = None) -> Tensor:
+        """The dequantised latent ``ŷ·g⁻¹`` (what ``g_s`` decodes) from the coded strings."""
         z_hat = self.entropy_bottleneck.decompress(strings[1], tuple(shape))
-        indexes, means = self._y_params(z_hat)
+        indexes, means = self._y_params(z_hat, params_offset)
         y_hat = self.gaussian_conditional.decompress(strings[0], indexes, means=means)
         _, ig = self._gains(self._qindex(quality, y_hat.size(0)))
-        x_hat = synthesize_in_strips(self.g_s, y_hat * ig, scale=16)
-        return {"x_hat": x_hat.clamp_(0, 1)}
+        return y_hat * ig
 
     def _z_medians(self) -> Tensor:
         """The entropy bottleneck's per-channel medians: the centres the coder rounds z around."""
         return self.entropy_bottleneck.quantiles[:, 0, 1].detach().view(1, -1, 1, 1)
 
-    def _y_params(self, z_hat: Tensor) -> tuple[Tensor, Tensor]:
-        """Scale indexes and means of y from the decoded hyper-latent.
+    def _y_params(self, z_hat: Tensor, params_offset: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """Scale indexes and means of y from the decoded hyper-latent (plus ``params_offset``).
 
         The scale indexes select CDF tables, so encoder and decoder must compute
-        them bit-identically: the (small) hyper-synthesis runs on one thread.
+        them bit-identically: the (small) hyper-synthesis runs on one thread (and
+        whoever computes ``params_offset`` must make it as exact).
         """
-        scales, means = run_single_thread(self.h_s, z_hat).chunk(2, 1)
+        params = run_single_thread(self.h_s, z_hat)
+        scales, means = (params if params_offset is None else params + params_offset).chunk(2, 1)
         return self.gaussian_conditional.build_indexes(scales), means

@@ -54,7 +54,12 @@ class ModelInfo:
 
 def file_checksum(path: str | os.PathLike) -> bytes:
     """First 8 bytes of the SHA-256 of a weight file (what bitstreams carry)."""
-    return _sha256(str(Path(path).resolve()), os.stat(path).st_mtime_ns)[:8]
+    return full_checksum(path)[:8]
+
+
+def full_checksum(path: str | os.PathLike) -> bytes:
+    """SHA-256 of a weight file (what a scalable model's config names its base by)."""
+    return _sha256(str(Path(path).resolve()), os.stat(path).st_mtime_ns)
 
 
 @functools.lru_cache(maxsize=64)
@@ -80,7 +85,7 @@ def save_model(model: torch.nn.Module, path: str | os.PathLike, extra_meta: dict
     tensors = {}
     for k, v in model.state_dict().items():
         v = v.detach().cpu().contiguous()
-        tensors[k] = v.half() if v.is_floating_point() and k != "lambdas" else v
+        tensors[k] = v.half() if v.is_floating_point() and not k.endswith("lambdas") else v
     meta = {
         "format": "saicm-model/1",
         "architecture": model.architecture,
@@ -205,7 +210,7 @@ RETIRED_MODELS = {name: "fda74cf" for name in (
 
 
 #: Where several shipped SA-ICM models come from the same MSE model, the one to show (the best measured;
-#: README, "SA-ICM and Object-ICM").
+#: docs/results/sa-icm.md).
 RECOMMENDED_MACHINE_MODEL = "saicm-regions-a048-off02-n64-v5"
 
 
@@ -219,10 +224,27 @@ def default_model_name() -> str:
     return (preferred or list(models))[0]
 
 
-@functools.lru_cache(maxsize=8)
-def _load_cached(path: str, _mtime: int) -> torch.nn.Module:
-    info = read_info(path)
-    model = build_architecture(info.architecture, **info.config)
+def build_from_info(info: ModelInfo, config: dict | None = None) -> torch.nn.Module:
+    """An untrained model of ``info``'s architecture and config (``config`` overrides it), ready for its weights."""
+    import inspect
+
+    from .registry import ARCHITECTURES
+
+    config = dict(info.config if config is None else config)
+    cls = ARCHITECTURES.get(info.architecture)
+    if cls is not None and "model_dir" in inspect.signature(cls.__init__).parameters:
+        config["model_dir"] = str(Path(info.path).resolve().parent)  # where a non-shipped base may lie
+    try:
+        return build_architecture(info.architecture, **config)
+    except (TypeError, ValueError) as e:
+        raise ModelError(f"the model's stored configuration does not fit {info.architecture} ({e})",
+                         str(info.path)) from None
+
+
+def instantiate(info: ModelInfo) -> torch.nn.Module:
+    """A new model built from a weight file (not cached: the caller may change it), in eval mode, frozen."""
+    path = str(info.path)
+    model = build_from_info(info)
     state = load_file(path)
     state = {k: (v.float() if v.is_floating_point() else v) for k, v in state.items()}
     try:
@@ -232,8 +254,35 @@ def _load_cached(path: str, _mtime: int) -> torch.nn.Module:
     model.eval()
     for p in model.parameters():
         p.requires_grad_(False)
+    return model
+
+
+@functools.lru_cache(maxsize=8)
+def _load_cached(path: str, _mtime: int) -> torch.nn.Module:
+    model = instantiate(read_info(path))
     # channels-last: oneDNN's CPU convolutions run ~20% faster (measured on N=64 transforms).
     return model.to(memory_format=torch.channels_last)
+
+
+def locate(name: str, sha256_hex: str, model_dir: str | None = None) -> ModelInfo:
+    """The weight file a scalable model's config names: shipped ``name``, else ``model_dir/name.safetensors``;
+    its SHA-256 must be ``sha256_hex``."""
+    candidates = []
+    models = shipped_models()
+    if name in models:
+        candidates.append(models[name])
+    if model_dir:
+        p = Path(model_dir) / (name + SUFFIX)
+        if p.is_file():
+            candidates.append(read_info(p, name=name))
+    for info in candidates:
+        if full_checksum(info.path).hex() == sha256_hex:
+            return info
+    if candidates:
+        raise ModelError(f"base model {name!r} found ({candidates[0].path}) but its weights differ from the ones "
+                         f"this model was trained on (SHA-256 {sha256_hex[:16]}…)")
+    where = f"shipped or in {model_dir}" if model_dir else "shipped"
+    raise ModelError(f"base model {name!r} not found ({where}); put {name}{SUFFIX} beside the scalable model file")
 
 
 def load_model(model: str | os.PathLike | None = None) -> tuple[torch.nn.Module, ModelInfo]:

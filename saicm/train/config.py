@@ -21,6 +21,11 @@ class TrainConfig:
     M: int = 128
     lambdas: tuple | None = None  # None: DEFAULT_LAMBDAS, or those of --init
     loss: str = "mse"
+    base: str | None = None  # scalable-fusion: the frozen machine-layer model (name or path)
+    m: int = 4  # scalable-fusion: slices of the base latent the additional latent covers
+    slice_channels: int = 32  # scalable-fusion: channels per slice
+    condition: str = "none"  # scalable-fusion: "none" (the paper) or "base" (conditional residual variant)
+    human_init: str | None = None  # scalable-fusion: start the human layer from this MSE model
     masks: str | list | None = None  # one mask folder per data folder
     off_mask_weight: float = 0.0
     init: str | None = None

@@ -28,7 +28,8 @@ from .._fs import atomic_path
 from ..device import resolve_device
 from ..errors import SaicmError
 from ..models import build_architecture, save_model
-from ..models.zoo import load_model
+from ..models.registry import ARCHITECTURES
+from ..models.zoo import build_from_info, load_model
 from .config import AMP_MODES, DEFAULT_LAMBDAS, QUANT_MODES, TrainConfig
 from .data import RandomCrops
 from .losses import DISTORTIONS, MASK_KINDS, rd_loss
@@ -131,14 +132,18 @@ def train(cfg: TrainConfig) -> Path:
             # same count: gain row q starts from the init model's row q
             config["lambdas"] = [float(v) for v in cfg.lambdas]
             state = {k: v for k, v in state.items() if k != "lambdas"}
-        model = build_architecture(info.architecture, **config)
+        model = build_from_info(info, config)
         missing, unexpected = model.load_state_dict(state, strict=False)
         if unexpected or set(missing) - {"lambdas"}:
             raise SaicmError(f"--init weights do not fit {info.architecture} "
                              f"(missing {missing[:3]}, unexpected {unexpected[:3]})")
     else:
-        lambdas = cfg.lambdas if cfg.lambdas is not None else DEFAULT_LAMBDAS
-        model = build_architecture(cfg.architecture, N=cfg.N, M=cfg.M, lambdas=list(lambdas))
+        lambdas = list(cfg.lambdas if cfg.lambdas is not None else DEFAULT_LAMBDAS)
+        cls = ARCHITECTURES.get(cfg.architecture)
+        if hasattr(cls, "from_train_config"):  # architectures with options of their own (e.g. --base, --m)
+            model = cls.from_train_config(cfg, lambdas)
+        else:
+            model = build_architecture(cfg.architecture, N=cfg.N, M=cfg.M, lambdas=lambdas)
     if cfg.quant != "noise" and "quant" not in inspect.signature(model.forward).parameters:
         raise SaicmError(f"--quant {cfg.quant} is not supported by the {type(model).__name__} architecture "
                          "(its forward has no quant argument)")
@@ -147,8 +152,10 @@ def train(cfg: TrainConfig) -> Path:
     model.train()
     # channels-last runs oneDNN's convolutions ~15-25% faster on CPU (measured, N=64).
     model = model.to(device, memory_format=torch.channels_last)
-    main_params = [p for n, p in model.named_parameters() if not n.endswith(".quantiles")]
-    aux_params = [p for n, p in model.named_parameters() if n.endswith(".quantiles")]
+    # Frozen parts (a scalable model's base) are not optimised.
+    trainable = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    main_params = [p for n, p in trainable if not n.endswith(".quantiles")]
+    aux_params = [p for n, p in trainable if n.endswith(".quantiles")]
     opt = torch.optim.Adam(main_params, lr=cfg.lr)
     aux_opt = torch.optim.Adam(aux_params, lr=cfg.aux_lr)
     start = 0
@@ -234,6 +241,8 @@ def train(cfg: TrainConfig) -> Path:
         if log:
             log.close()
     final = out / "model.safetensors"
+    if hasattr(model, "verify_frozen"):
+        model.verify_frozen()  # a frozen base must leave training bit-identical to its weight file
     if rank == 0:
         save_model(_clone_for_export(model), final, extra_meta={"training": asdict(cfg) | {"steps_done": cfg.steps}})
     if world > 1:
@@ -243,7 +252,7 @@ def train(cfg: TrainConfig) -> Path:
 
 
 def _clone_for_export(model: nn.Module) -> nn.Module:
-    clone = build_architecture(model.architecture, **model.config)
+    clone = build_architecture(model.architecture, **model.config, **getattr(model, "build_extras", {}))
     clone.load_state_dict(model.state_dict())
     return clone
 
@@ -257,7 +266,8 @@ def _save_checkpoint(path: Path, model, opt, aux_opt, step: int, cfg: TrainConfi
         "rng": torch.get_rng_state(),
         "py_rng": random.getstate(),
         "config": asdict(cfg),
-        "model_spec": {"architecture": model.architecture, "config": model.config},
+        "model_spec": {"architecture": model.architecture, "config": model.config,
+                       "build_extras": getattr(model, "build_extras", {})},
     }
     with atomic_path(path) as tmp:
         torch.save(state, tmp)
@@ -269,6 +279,6 @@ def export_checkpoint(ckpt: str | Path, dest: str | Path, meta: dict | None = No
     c = ck["config"]
     spec = ck.get("model_spec") or {"architecture": c["architecture"],
                                     "config": dict(N=c["N"], M=c["M"], lambdas=list(c["lambdas"]))}
-    model = build_architecture(spec["architecture"], **spec["config"])
+    model = build_architecture(spec["architecture"], **spec["config"], **spec.get("build_extras", {}))
     model.load_state_dict(ck["model"], strict=False)
     save_model(model, dest, extra_meta={"training": c | {"steps_done": ck["step"]}} | (meta or {}))

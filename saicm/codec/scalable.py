@@ -1,0 +1,115 @@
+"""Two-layer files: a machine layer any base decoder reads, plus a human layer (scalable models).
+
+``compress_layers`` writes the base model's own stream for the image (byte for
+byte what ``saicm compress --model BASE`` writes) and appends the human-layer
+segment of the scalable model (format: :mod:`saicm.codec.container`).
+``decode_human`` decodes the base latent from the machine layer, the
+additional latent from the human layer, fuses them and runs the human
+synthesis. ``strip`` drops the human layer without re-encoding.
+
+The two rates are chosen independently: ``quality`` is the machine layer's
+rate point (the base model's), ``human_quality`` the human layer's. Any pair
+decodes, because the fusion decoder was trained with every base rate point;
+which pairs are worth using is measured in the model cards.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+from ..errors import FormatError, ModelError
+from ..models.zoo import default_quality, file_checksum, load_model, resolve
+from . import container
+from .image_io import ImageLike
+
+
+def _machine_digest(machine: bytes) -> bytes:
+    return hashlib.sha256(machine).digest()[:8]
+
+
+def compress_layers(image: ImageLike, model=None, quality: int | None = None,
+                    human_quality: int | None = None) -> bytes:
+    """Machine layer (the base model's stream at ``quality``) + human layer at ``human_quality``."""
+    import torch
+
+    from .pipeline import compress, is_scalable, prepare
+
+    net, info = load_model(model)
+    if not is_scalable(net):
+        raise ModelError(f"{info.name} is not a scalable model")
+    qa = default_quality(net.num_qualities) if human_quality is None else int(human_quality)
+    if not 1 <= qa <= net.num_qualities:
+        raise ModelError(f"human quality {qa} out of range for {info.name} (1..{net.num_qualities})")
+    qb = default_quality(net.base_num_qualities) if quality is None else int(quality)
+    if not 1 <= qb <= net.base_num_qualities:
+        raise ModelError(f"quality {qb} out of range for the machine layer of {info.name} "
+                         f"(base {net.base_info.name}: 1..{net.base_num_qualities})")
+    machine = compress(image, model=net.base_info.path, quality=qb)
+    _, x, _, _ = prepare(image, net.multiple)
+    # The machine layer's latent exactly as a decoder will decode it (a conditioned human layer depends on it).
+    stream = container.unpack(machine)
+    base, _ = load_model(net.base_info.path)
+    with torch.inference_mode():
+        y_b = base.decompress_latent([[s] for s in stream.strings], stream.header.shapes[0], qb)
+        out = net.compress(x, qa, base_latent=y_b)
+    layer = container.HumanLayer(
+        model=info.name, weights_sha=file_checksum(info.path), base_sha=file_checksum(net.base_info.path),
+        machine_sha=_machine_digest(machine), quality=qa, shapes=[tuple(int(v) for v in out["shape"])],
+        strings=[s[0] for s in out["strings"]])
+    return machine + container.pack_human(layer)
+
+
+def decode_human(machine: bytes, human: bytes, model=None):
+    """The human image of a two-layer file (``machine`` + ``human`` segments, as split by the container)."""
+    from .pipeline import Decoded, entropy_decode, is_scalable, open_stream, to_image
+
+    layer = container.unpack_human(human)
+    if _machine_digest(machine) != layer.machine_sha:
+        raise FormatError("the human layer belongs to another machine layer (checksum mismatch); "
+                          "it decodes only on top of the machine layer it was written with")
+    stream = container.unpack(machine)
+    info = resolve(model if model is not None else layer.model)
+    if file_checksum(info.path) != layer.weights_sha:
+        raise ModelError(f"the human layer was coded with other weights of model {layer.model!r} than "
+                         f"{info.path.name} (checksum mismatch); pass the matching model file with --model")
+    net, _ = load_model(info.path)
+    if not is_scalable(net):
+        raise ModelError(f"{info.name} is not a scalable model; the human layer needs {layer.model!r}")
+    if layer.base_sha != stream.header.weights_sha or file_checksum(net.base_info.path) != layer.base_sha:
+        raise ModelError(f"the machine layer was coded with base weights other than the ones {info.name} fuses "
+                         f"with ({net.base_info.name}); the human layer cannot be decoded on top of it")
+    base, _ = open_stream(stream, net.base_info.path)
+    if not 1 <= layer.quality <= net.num_qualities:
+        raise FormatError(f"human quality {layer.quality} out of range for {info.name}")
+    h = stream.header
+    if layer.shapes != net.latent_shapes(h.height + h.pad_bottom, h.width + h.pad_right) or len(layer.strings) != 2:
+        raise FormatError("human-layer latent layout does not match the model")
+    y_b = entropy_decode(base.decompress_latent, [[s] for s in stream.strings], h.shapes[0], h.quality)
+    x_hat = entropy_decode(net.decompress_human, y_b, [[s] for s in layer.strings], layer.shapes[0],
+                           layer.quality)["x_hat"]
+    return Decoded(image=to_image(x_hat, stream), stream=stream, layer="human")
+
+
+def strip(data: bytes) -> bytes:
+    """The machine layer of a file (a two-layer file loses its human layer; a single-layer file is unchanged)."""
+    machine, _ = container.split_layers(data)
+    return machine
+
+
+def strip_file(src, dst) -> dict:
+    """``saicm strip``: write the machine layer of ``src`` to ``dst`` (atomically)."""
+    from .._fs import write_bytes_atomic
+    from ..errors import SaicmError
+
+    try:
+        data = open(src, "rb").read()
+    except OSError as e:
+        raise SaicmError(f"cannot read ({e.strerror})", str(src)) from None
+    try:
+        machine, human = container.split_layers(data)
+        if human is not None:
+            container.unpack_human(human)  # refuse a corrupt file rather than half-handle it
+    except SaicmError as e:
+        raise type(e)(e.message, str(src)) from None
+    write_bytes_atomic(dst, machine)
+    return {"bytes_in": len(data), "bytes_out": len(machine), "had_human_layer": human is not None}

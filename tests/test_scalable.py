@@ -1,0 +1,277 @@
+"""Scalable coding: the fusion architecture, two-layer files, strip, the layer codecs, training over a frozen base."""
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+import saicm
+from saicm.codec import container
+from saicm.codec.scalable import strip
+from saicm.errors import FormatError, ModelError
+from saicm.models import build_architecture, save_model
+from saicm.models.zoo import full_checksum
+
+from .conftest import natural_image, run_cli
+
+
+def _scalable(folder, base_name, m=2, seed=1, lambdas=(0.003, 0.03)):
+    torch.manual_seed(seed)
+    net = build_architecture("scalable-fusion", base=base_name,
+                             base_sha256=full_checksum(folder / f"{base_name}.safetensors").hex(),
+                             N=16, slice_channels=8, m=m, lambdas=list(lambdas), model_dir=str(folder))
+    with torch.no_grad():  # an untrained model adds nothing; make the human layer matter
+        net.add.g_a[-1].weight.normal_(0, 0.1)
+    return net
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    """A tiny base (N=16, M=24, three rate points) and a scalable model over it (s=8, m=2), beside each other."""
+    d = tmp_path_factory.mktemp("scalable")
+    torch.manual_seed(0)
+    base = build_architecture("gained-mean-scale-hyperprior", N=16, M=24, lambdas=[0.002, 0.01, 0.05])
+    save_model(base, d / "tinybase.safetensors")
+    save_model(_scalable(d, "tinybase"), d / "tinyscal.safetensors")
+    return {"dir": d, "base": d / "tinybase.safetensors", "scal": d / "tinyscal.safetensors"}
+
+
+@pytest.fixture(scope="module")
+def image():
+    return natural_image(96, 128)
+
+
+def test_machine_layer_is_the_base_stream_byte_for_byte_and_strip_keeps_exactly_it(models, image):
+    data = saicm.compress(image, model=models["scal"], quality=2, human_quality=1)
+    base_only = saicm.compress(image, model=models["base"], quality=2)
+    assert data.startswith(base_only) and len(data) > len(base_only)
+    stripped = strip(data)
+    assert stripped == base_only
+    a = np.asarray(saicm.decompress(stripped, model=models["base"]))
+    b = np.asarray(saicm.decompress(data, layer="machine", model=models["base"]))
+    assert np.array_equal(a, b)
+
+
+def test_human_decode_equals_the_fused_forward_exactly(models, image):
+    net, _ = saicm.load_model(models["scal"])
+    for qb, qa in [(1, 1), (3, 2)]:
+        data = saicm.compress(image, model=models["scal"], quality=qb, human_quality=qa)
+        human = np.asarray(saicm.decompress(data, model=models["scal"]))
+        x = torch.from_numpy(image).permute(2, 0, 1)[None].float() / 255
+        x = F.pad(x, (0, 0, 0, 32), mode="replicate")
+        with torch.no_grad():
+            out = net(x, torch.tensor([qa - 1]), base_qidx=torch.tensor([qb - 1]))["x_hat"]
+        ref = out.clamp(0, 1)[0, :, :96, :128].mul(255).round().byte().permute(1, 2, 0).numpy()
+        assert np.array_equal(human, ref)
+        machine = np.asarray(saicm.decompress(data, layer="machine", model=models["base"]))
+        assert not np.array_equal(human, machine)  # the human layer changed the picture
+
+
+def test_fusion_adds_to_the_first_channels_only_and_leaves_the_base_latent_alone(models):
+    net, _ = saicm.load_model(models["scal"])
+    yb = torch.randn(1, 24, 2, 3)
+    ya = torch.randn(1, 16, 2, 3)
+    keep = yb.clone()
+    fused = net.fuse(yb, ya)
+    assert torch.equal(fused[:, :16], keep[:, :16] + ya) and torch.equal(fused[:, 16:], keep[:, 16:])
+    assert torch.equal(yb, keep)
+
+
+def test_state_dict_holds_only_its_own_tensors(models):
+    net, _ = saicm.load_model(models["scal"])
+    keys = net.state_dict().keys()
+    assert keys and not any(k.startswith("base.") for k in keys)
+    assert any(k.startswith("add.") for k in keys) and any(k.startswith("g_s.") for k in keys)
+
+
+def test_info_shows_the_bytes_of_each_layer(models, image):
+    data = saicm.compress(image, model=models["scal"], quality=2, human_quality=2)
+    d = saicm.describe(data)
+    layers = d["layers"]
+    assert layers["machine"]["bytes"] + layers["human"]["bytes"] == len(data) == d["file_bytes"]
+    assert layers["machine"]["model"] == "tinybase" and layers["human"]["model"] == "tinyscal"
+    assert layers["human"]["quality"] == 2 and layers["machine"]["quality"] == 2
+    assert "layers" not in saicm.describe(strip(data))
+
+
+def test_human_layer_refused_without_its_machine_layer_or_on_another_one(models, image):
+    data = saicm.compress(image, model=models["scal"], quality=2, human_quality=1)
+    machine, human = container.split_layers(data)
+    with pytest.raises(FormatError, match="magic"):
+        saicm.decompress(human, model=models["scal"])  # the human segment alone
+    other = saicm.compress(natural_image(64, 128, seed=5), model=models["base"], quality=2)
+    assert other != machine
+    with pytest.raises(FormatError, match="another machine layer"):
+        saicm.decompress(other + human, model=models["scal"])
+    with pytest.raises(FormatError, match="no human layer"):
+        saicm.decompress(machine, layer="human", model=models["base"])
+    bad = bytearray(data)
+    bad[len(machine) + 12] ^= 1
+    with pytest.raises(FormatError, match="CRC"):
+        saicm.decompress(bytes(bad), model=models["scal"])
+    with pytest.raises(FormatError, match="CRC"):  # the machine layer is still readable alone
+        saicm.decompress(bytes(bad[:len(machine) - 1]) + bytes(bad[len(machine) - 1:]), model=models["scal"])
+
+
+def test_a_scalable_model_over_other_base_weights_is_refused(models, image, tmp_path):
+    # same base name, other weights: the model file names its base by SHA-256
+    torch.manual_seed(7)
+    other = build_architecture("gained-mean-scale-hyperprior", N=16, M=24, lambdas=[0.002, 0.01, 0.05])
+    save_model(other, tmp_path / "tinybase.safetensors")
+    import shutil
+
+    shutil.copy(models["scal"], tmp_path / "tinyscal.safetensors")
+    with pytest.raises(ModelError, match="weights differ"):
+        saicm.load_model(tmp_path / "tinyscal.safetensors")
+    os.remove(tmp_path / "tinybase.safetensors")
+    with pytest.raises(ModelError, match="not found"):
+        saicm.load_model(tmp_path / "tinyscal.safetensors")
+    # a machine layer written with other base weights, under a human layer re-pointed at it
+    data = saicm.compress(image, model=models["scal"], quality=2, human_quality=1)
+    _, human = container.split_layers(data)
+    save_model(other, tmp_path / "otherbase.safetensors")
+    foreign = saicm.compress(image, model=tmp_path / "otherbase.safetensors", quality=2)
+    layer = container.unpack_human(human)
+    layer.machine_sha = hashlib.sha256(foreign).digest()[:8]
+    with pytest.raises(ModelError, match="base weights other"):
+        saicm.decompress(foreign + container.pack_human(layer), model=models["scal"])
+
+
+def test_quality_errors(models, image):
+    with pytest.raises(ModelError, match="human quality 3 out of range"):
+        saicm.compress(image, model=models["scal"], quality=1, human_quality=3)
+    with pytest.raises(ModelError, match="machine layer"):
+        saicm.compress(image, model=models["scal"], quality=4, human_quality=1)
+    with pytest.raises(ModelError, match="scalable model"):
+        saicm.compress(image, model=models["base"], human_quality=1)
+
+
+def test_cli_compress_info_strip_and_both_layers(models, tmp_path):
+    src = tmp_path / "a.png"
+    Image.fromarray(natural_image(70, 90, seed=3)).save(src)
+    f = tmp_path / "a.saicm"
+    r = run_cli("compress", src, "-o", f, "--model", models["scal"], "--quality", "1", "--human-quality", "2")
+    assert r.returncode == 0, r.stderr
+    assert "machine layer" in r.stdout and "human layer" in r.stdout
+    r = run_cli("info", f, "--json")
+    layers = json.loads(r.stdout)["layers"]
+    assert layers["machine"]["bytes"] + layers["human"]["bytes"] == f.stat().st_size
+    m = tmp_path / "m.saicm"
+    r = run_cli("strip", f, "-o", m)
+    assert r.returncode == 0, r.stderr
+    assert m.read_bytes() == f.read_bytes()[: layers["machine"]["bytes"]]
+    for layer, model in (("human", models["scal"]), ("machine", models["base"])):
+        r = run_cli("decompress", f, "-o", tmp_path / f"{layer}.png", "--layer", layer, "--model", model)
+        assert r.returncode == 0, r.stderr
+    r = run_cli("decompress", m, "-o", tmp_path / "m.png", "--model", models["base"])
+    assert r.returncode == 0, r.stderr
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "m.png")), np.asarray(Image.open(tmp_path / "machine.png")))
+    # errors: human layer of a stripped file; strip of a non-file; one line, nothing written
+    r = run_cli("decompress", m, "-o", tmp_path / "x.png", "--layer", "human", "--model", models["base"])
+    assert r.returncode != 0 and "no human layer" in r.stderr and "Traceback" not in r.stderr
+    assert not (tmp_path / "x.png").exists()
+    (tmp_path / "junk.saicm").write_bytes(f.read_bytes()[:-3])
+    r = run_cli("strip", tmp_path / "junk.saicm", "-o", tmp_path / "y.saicm")
+    assert r.returncode != 0 and "CRC" in r.stderr and not (tmp_path / "y.saicm").exists()
+
+
+def test_layer_codecs_and_simulcast_count_the_bytes_a_reader_needs(models, image):
+    from saicm.eval.codecs import get_codec
+
+    img = Image.fromarray(image)
+    machine = get_codec(f"{models['scal']},layer=machine")
+    assert machine.name == "tinyscal-machine" and machine.default_qualities == (1, 2, 3)
+    mdata = machine.encode(img, 2)
+    assert mdata == saicm.compress(image, model=models["base"], quality=2)
+    human = get_codec(f"{models['scal']},layer=human,base=3")
+    assert human.name == "tinyscal-human-b3" and human.default_qualities == (1, 2)
+    hdata = human.encode(img, 1)
+    assert saicm.describe(hdata)["layers"]["machine"]["quality"] == 3
+    assert np.array_equal(np.asarray(human.decode(hdata)), np.asarray(saicm.decompress(hdata, model=models["scal"])))
+    pair = get_codec(f"{models['scal']},base=pair")
+    assert saicm.describe(pair.encode(img, 2))["layers"]["machine"]["quality"] == 2
+    sim = get_codec(f"simulcast:{models['base']}+{models['base']},base=1")
+    data = sim.encode(img, 3)
+    a = saicm.compress(image, model=models["base"], quality=1)
+    b = saicm.compress(image, model=models["base"], quality=3)
+    assert sim.size(data) == len(a) + len(b)
+    assert np.array_equal(np.asarray(sim.decode(data)), np.asarray(saicm.decompress(b, model=models["base"])))
+    with pytest.raises(saicm.SaicmError, match="unknown codec option"):
+        get_codec(f"{models['scal']},layers=human")
+    with pytest.raises(saicm.SaicmError, match="base="):
+        get_codec(f"{models['scal']},base=9")
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    d = tmp_path_factory.mktemp("scal-train-data")
+    for i in range(3):
+        Image.fromarray(natural_image(80, 96, seed=i)).save(d / f"{i}.png")
+    return d
+
+
+def test_training_keeps_the_base_frozen_and_exports_a_model_that_codes(models, data_dir, tmp_path):
+    from saicm.train.config import TrainConfig
+    from saicm.train.trainer import train
+
+    before = hashlib.sha256(models["base"].read_bytes()).hexdigest()
+    cfg = TrainConfig(data=str(data_dir), out=str(tmp_path / "run"), architecture="scalable-fusion",
+                      base=str(models["base"]), m=1, slice_channels=8, N=16, lambdas=(0.003, 0.03), steps=3,
+                      batch=2, patch=64, lr=1e-3, log_every=1, ckpt_every=2, progress=False, quant="ste")
+    final = train(cfg)
+    assert hashlib.sha256(models["base"].read_bytes()).hexdigest() == before
+    # the run's model names its base by file and checksum; it loads with the base beside it
+    import shutil
+
+    shutil.copy(final, models["dir"] / "trained-m1.safetensors")
+    net, minfo = saicm.load_model(models["dir"] / "trained-m1.safetensors")
+    assert minfo.config["base"] == "tinybase" and minfo.config["m"] == 1
+    assert minfo.config["base_sha256"] == full_checksum(models["base"]).hex()
+    net.verify_frozen()
+    data = saicm.compress(natural_image(64, 64), model=models["dir"] / "trained-m1.safetensors", quality=1,
+                          human_quality=2)
+    assert saicm.decompress(data, model=models["dir"] / "trained-m1.safetensors").size == (64, 64)
+    # resume continues, then the base is still untouched
+    cfg.steps, cfg.resume = 4, True
+    train(cfg)
+    log = [json.loads(line)["step"] for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert log == [1, 2, 3, 4]
+
+
+def test_verify_frozen_catches_a_changed_base(models):
+    net = build_architecture("scalable-fusion", base="tinybase", base_sha256=full_checksum(models["base"]).hex(),
+                             N=16, slice_channels=8, m=1, lambdas=[0.01], model_dir=str(models["dir"]))
+    net.verify_frozen()
+    with torch.no_grad():
+        net.base.g_s[0].weight.add_(1e-3)
+    with pytest.raises(ModelError, match="changed during training"):
+        net.verify_frozen()
+
+
+def test_slices_must_fit_the_base_latent(models):
+    sha = full_checksum(models["base"]).hex()
+    with pytest.raises(ValueError, match="m must be 1..3"):
+        build_architecture("scalable-fusion", base="tinybase", base_sha256=sha, N=16, slice_channels=8, m=4,
+                           model_dir=str(models["dir"]))
+    with pytest.raises(ValueError, match="divide"):
+        build_architecture("scalable-fusion", base="tinybase", base_sha256=sha, N=16, slice_channels=7, m=1,
+                           model_dir=str(models["dir"]))
+
+
+def test_ddp_two_processes_train_the_human_layer(models, data_dir, tmp_path):
+    out = tmp_path / "ddp"
+    env = dict(os.environ, PYTHONWARNINGS="ignore", OMP_NUM_THREADS="1")
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29547",
+           "-m", "saicm", "train", "--data", str(data_dir), "--out", str(out), "--base", str(models["base"]),
+           "--slices", "2", "--slice-channels", "8", "--N", "16", "--lambdas", "0.005,0.05", "--steps", "2",
+           "--batch", "4", "--patch", "64", "--log-every", "1", "--ckpt-every", "2", "--quiet"]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert (out / "model.safetensors").is_file()
