@@ -44,7 +44,7 @@ def cmd_compress(a: argparse.Namespace) -> int:
     # One file with --refine is long work of its own: show its steps (folders show a bar per file).
     step_bar = bool(a.refine) and not folder and not a.quiet
     fn = partial(_compress_job, model=a.model, quality=a.quality, refine=a.refine, progress=step_bar,
-                 human_quality=a.human_quality)
+                 human_quality=a.human_quality, max_pixels=a.max_pixels)
     outcomes = batch.run(fn, jobs, a.jobs, "compress", not a.quiet)
     if not folder and outcomes[0].error is None:
         i = outcomes[0].info
@@ -56,17 +56,17 @@ def cmd_compress(a: argparse.Namespace) -> int:
     return _report(outcomes, folder, "compressed")
 
 
-def _compress_job(job, model, quality, refine=0, progress=False, human_quality=None):
+def _compress_job(job, model, quality, refine=0, progress=False, human_quality=None, max_pixels=None):
     from .codec.pipeline import compress_file
 
     return compress_file(job.src, job.dst, model=model, quality=quality, refine=refine, progress=progress,
-                         human_quality=human_quality)
+                         human_quality=human_quality, max_pixels=max_pixels)
 
 
-def _decompress_job(job, model, layer="auto"):
+def _decompress_job(job, model, layer="auto", max_pixels=None):
     from .codec.pipeline import decompress_file
 
-    return decompress_file(job.src, job.dst, model=model, layer=layer)
+    return decompress_file(job.src, job.dst, model=model, layer=layer, max_pixels=max_pixels)
 
 
 def cmd_decompress(a: argparse.Namespace) -> int:
@@ -76,8 +76,8 @@ def cmd_decompress(a: argparse.Namespace) -> int:
 
     suffix = "." + a.format
     jobs, folder = batch.plan(a.input, a.output, lambda p: p.is_file() and p.suffix == ".saicm", suffix)
-    outcomes = batch.run(partial(_decompress_job, model=a.model, layer=a.layer), jobs, a.jobs, "decompress",
-                         not a.quiet)
+    outcomes = batch.run(partial(_decompress_job, model=a.model, layer=a.layer, max_pixels=a.max_pixels), jobs,
+                         a.jobs, "decompress", not a.quiet)
     if not folder and outcomes[0].error is None:
         i = outcomes[0].info
         print(f"{jobs[0].dst}: {i['width']}x{i['height']} ({i['seconds']:.2f} s)")
@@ -154,6 +154,22 @@ def _level(s: str) -> float:
     if not 50 <= v < 100:
         raise argparse.ArgumentTypeError(f"expected a confidence level in percent (50-99.9), got {s!r}")
     return v
+
+
+def _positive(s: str) -> int:
+    try:
+        v = int(s)
+    except ValueError:
+        v = 0
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {s!r}")
+    return v
+
+
+def _default_max_pixels() -> str:
+    from .codec.limits import DEFAULT_MAX_PIXELS
+
+    return f"{DEFAULT_MAX_PIXELS:,}"
 
 
 def _ints(s: str) -> list[int]:
@@ -347,6 +363,9 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--refine", type=int, default=0, metavar="STEPS",
                    help="encoder-side RD optimisation of the latents for STEPS Adam steps (MSE models; the "
                    "decoder is unchanged; each step costs about one forward+backward pass; default 0 = off)")
+    c.add_argument("--max-pixels", type=_positive, metavar="N",
+                   help=f"refuse larger images (default {_default_max_pixels()}: 8192x8192; like Pillow's "
+                   "decompression-bomb limit)")
     c.add_argument("--jobs", type=int, default=1, help="worker processes for folders (default 1)")
     c.add_argument("--quiet", action="store_true", help="no progress bar")
     c.set_defaults(func=cmd_compress)
@@ -360,6 +379,9 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--layer", choices=["auto", "machine", "human"], default="auto",
                    help="two-layer files: decode the human layer (auto, the default) or only the machine layer; "
                    "human on a file without one is an error")
+    d.add_argument("--max-pixels", type=_positive, metavar="N",
+                   help=f"refuse files claiming larger images, before decoding anything (default "
+                   f"{_default_max_pixels()}: 8192x8192); raise it only for files you trust")
     d.add_argument("--format", default="png", choices=["png", "bmp", "tiff", "ppm"], help="for folders (default png)")
     d.add_argument("--jobs", type=int, default=1, help="worker processes for folders (default 1)")
     d.add_argument("--quiet", action="store_true", help="no progress bar")

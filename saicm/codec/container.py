@@ -140,6 +140,8 @@ def read_stream(data: bytes) -> tuple[Stream, int]:
     reported as a CRC mismatch when the bytes also fail the CRC (the usual
     case: corruption or truncation), else as the inconsistency found.
     """
+    if not data:
+        raise FormatError("empty file")
     if len(data) < len(MAGIC) or data[: len(MAGIC)] != MAGIC:
         raise FormatError("not a .saicm file (wrong magic)")
     if len(data) < len(MAGIC) + 1 + 4:

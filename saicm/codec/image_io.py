@@ -43,10 +43,15 @@ def is_image_file(path: Path) -> bool:
     return path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES
 
 
-def _open(src: ImageLike) -> tuple[Image.Image, str | None]:
+def _open(src: ImageLike, max_pixels: int | None = None) -> tuple[Image.Image, str | None]:
+    from .limits import check_pixels, pillow_checks_off
+
     if isinstance(src, Image.Image):
+        check_pixels(src.height, src.width, max_pixels, what="the image")
         return src, None
     if isinstance(src, np.ndarray):
+        if src.ndim >= 2:
+            check_pixels(int(src.shape[0]), int(src.shape[1]), max_pixels, what="the image")
         return _from_array(src), None
     path = str(src)
     if not os.path.exists(path):
@@ -56,9 +61,14 @@ def _open(src: ImageLike) -> tuple[Image.Image, str | None]:
     if os.path.getsize(path) == 0:
         raise ImageError("empty file", path)
     try:
-        img = Image.open(path)
-        img.load()
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+        with pillow_checks_off():
+            img = Image.open(path)  # the header only
+            try:
+                check_pixels(img.height, img.width, max_pixels, what="the image")
+            except ImageError as e:
+                raise ImageError(e.message, path) from None
+            img.load()
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
         raise ImageError(f"cannot read image ({e.__class__.__name__}: {e})", path) from None
     return img, path
 
@@ -87,9 +97,10 @@ def _to_8bit_gray(img: Image.Image) -> np.ndarray:
     return np.clip(np.rint(a * (255.0 / hi)), 0, 255).astype(np.uint8)
 
 
-def load_image(src: ImageLike) -> RGBImage:
-    """Any image (path, PIL image or array) → :class:`RGBImage`."""
-    img, path = _open(src)
+def load_image(src: ImageLike, max_pixels: int | None = None) -> RGBImage:
+    """Any image (path, PIL image or array) → :class:`RGBImage`; larger than ``max_pixels`` (default
+    :data:`saicm.codec.limits.DEFAULT_MAX_PIXELS`) is refused before its pixels are decoded."""
+    img, path = _open(src, max_pixels)
     try:
         img = ImageOps.exif_transpose(img)
     except Exception:  # a broken EXIF block must not lose the image

@@ -34,9 +34,9 @@ def check_refine(info, refine: int) -> None:
                          "whose decodes it would pull towards MSE fidelity")
 
 
-def prepare(image: ImageLike, multiple: int) -> tuple[RGBImage, torch.Tensor, int, int]:
+def prepare(image: ImageLike, multiple: int, max_pixels: int | None = None) -> tuple[RGBImage, torch.Tensor, int, int]:
     """Load an image and pad it (edge replication) to the model's multiple: (image, x, pad bottom, pad right)."""
-    img = load_image(image)
+    img = load_image(image, max_pixels)
     h, w = img.size
     pb, pr = _pad_amount(h, multiple), _pad_amount(w, multiple)
     if h + pb > 65535 or w + pr > 65535:
@@ -52,7 +52,7 @@ def is_scalable(net) -> bool:
 
 
 def compress(image: ImageLike, model=None, quality: int | None = None, refine: int = 0,
-             progress: bool = False, human_quality: int | None = None) -> bytes:
+             progress: bool = False, human_quality: int | None = None, max_pixels: int | None = None) -> bytes:
     """Encode an image (path, PIL image or array) into ``.saicm`` bytes.
 
     ``refine``: steps of encoder-side latent optimisation (``saicm.codec.refine``;
@@ -60,6 +60,7 @@ def compress(image: ImageLike, model=None, quality: int | None = None, refine: i
     the refinement steps. With a scalable model, ``quality`` is the machine
     layer's rate point and ``human_quality`` the human layer's (both default to
     the middle one): the result is a two-layer file (``saicm.codec.scalable``).
+    Images above ``max_pixels`` (default :data:`saicm.codec.limits.DEFAULT_MAX_PIXELS`) are refused.
     """
     net, info = load_model(model)
     if is_scalable(net):
@@ -67,14 +68,15 @@ def compress(image: ImageLike, model=None, quality: int | None = None, refine: i
 
         if refine:
             raise ModelError("--refine is for single-layer MSE models, not scalable ones")
-        return compress_layers(image, model=info.path, quality=quality, human_quality=human_quality)
+        return compress_layers(image, model=info.path, quality=quality, human_quality=human_quality,
+                               max_pixels=max_pixels)
     if human_quality is not None:
         raise ModelError(f"{info.name} is a single-layer model: --human-quality needs a scalable model")
     q = default_quality(net.num_qualities) if quality is None else int(quality)
     if not 1 <= q <= net.num_qualities:
         raise ModelError(f"quality {q} out of range for {info.name} (1..{net.num_qualities})")
     check_refine(info, int(refine))
-    img, x, pb, pr = prepare(image, net.multiple)
+    img, x, pb, pr = prepare(image, net.multiple, max_pixels)
     h, w = img.size
     if refine:
         from .refine import refine_latents
@@ -106,10 +108,13 @@ class Decoded:
     layer: str = "machine"  # "machine" (a single-layer file, or a two-layer file's machine layer) or "human"
 
 
-def open_stream(stream: container.Stream, model=None):
+def open_stream(stream: container.Stream, model=None, max_pixels: int | None = None):
     """The model that decodes ``stream``, after every check that can be made before entropy decoding."""
+    from .limits import check_pixels, header_model_name
+
     h = stream.header
-    info = resolve(model if model is not None else h.model)
+    check_pixels(h.height, h.width, max_pixels)
+    info = resolve(model if model is not None else header_model_name(h.model))
     if file_checksum(info.path) != h.weights_sha:
         raise ModelError(
             f"the file was coded with other weights of model {h.model!r} than {info.path.name} "
@@ -130,7 +135,13 @@ def open_stream(stream: container.Stream, model=None):
 
 
 def entropy_decode(fn, *args):
-    """Run a decoding step; the coder's failures on bad payloads become one-line format errors."""
+    """Run a decoding step; the coder's failures on bad payloads become one-line format errors.
+
+    ``fn`` is a bound method of a model; its entropy models get the bounded coder first (models built by
+    saicm have it already; a deep copy or an unpickled model comes back with CompressAI's own)."""
+    from ..entropy.bounded import install
+
+    install(fn.__self__)
     with torch.inference_mode():
         try:
             return fn(*args)
@@ -146,18 +157,16 @@ def to_image(x_hat: torch.Tensor, stream: container.Stream) -> Image.Image:
     rgb = x_hat[0, :, : h.height, : h.width].mul(255.0).round_().to(torch.uint8).permute(1, 2, 0).numpy()
     alpha = None
     if stream.alpha is not None:
-        try:
-            alpha = np.frombuffer(zlib.decompress(stream.alpha), np.uint8)
-            alpha = alpha.reshape(h.height, h.width)
-        except (zlib.error, ValueError):
-            raise FormatError("corrupt alpha plane") from None
+        from .limits import inflate
+
+        alpha = np.frombuffer(inflate(stream.alpha, h.height * h.width), np.uint8).reshape(h.height, h.width)
     return to_pil(RGBImage(rgb=np.ascontiguousarray(rgb), gray=h.gray, alpha=alpha))
 
 
 LAYERS = ("auto", "machine", "human")
 
 
-def decompress_stream(data: bytes, model=None, layer: str = "auto") -> Decoded:
+def decompress_stream(data: bytes, model=None, layer: str = "auto", max_pixels: int | None = None) -> Decoded:
     """Decode a file. ``layer``: for two-layer files, ``human`` (the default, ``auto``) or ``machine``;
     ``model`` overrides the model the file names (the scalable model for the human layer, the base for the
     machine layer)."""
@@ -167,22 +176,23 @@ def decompress_stream(data: bytes, model=None, layer: str = "auto") -> Decoded:
     if human is not None and layer != "machine":
         from .scalable import decode_human
 
-        return decode_human(machine, human, model=model)
+        return decode_human(machine, human, model=model, max_pixels=max_pixels)
     if human is None and layer == "human":
         raise FormatError("the file has no human layer (a single-layer or stripped file): decode it with "
                           "--layer machine")
     stream = container.unpack(machine)
-    net, _ = open_stream(stream, model)
+    net, _ = open_stream(stream, model, max_pixels)
     x_hat = entropy_decode(net.decompress, [[s] for s in stream.strings], stream.header.shapes[0],
                            stream.header.quality)["x_hat"]
     return Decoded(image=to_image(x_hat, stream), stream=stream, layer="machine")
 
 
-def decompress(data: bytes, model=None, layer: str = "auto") -> Image.Image:
+def decompress(data: bytes, model=None, layer: str = "auto", max_pixels: int | None = None) -> Image.Image:
     """Decode ``.saicm`` bytes to a PIL image (L, LA, RGB or RGBA like the source).
 
-    Two-layer files give the human image unless ``layer="machine"``."""
-    return decompress_stream(data, model, layer).image
+    Two-layer files give the human image unless ``layer="machine"``. Files claiming more than
+    ``max_pixels`` pixels (default :data:`saicm.codec.limits.DEFAULT_MAX_PIXELS`) are refused."""
+    return decompress_stream(data, model, layer, max_pixels).image
 
 
 def describe(data: bytes) -> dict:
@@ -233,7 +243,7 @@ def closest_quality(image: ImageLike, bpp: float, model=None) -> tuple[int, byte
 
 
 def compress_file(src, dst, model=None, quality: int | None = None, refine: int = 0,
-                  progress: bool = False, human_quality: int | None = None) -> dict:
+                  progress: bool = False, human_quality: int | None = None, max_pixels: int | None = None) -> dict:
     """Encode one image file to ``dst`` (written atomically); returns sizes and timing."""
     import time
 
@@ -241,7 +251,7 @@ def compress_file(src, dst, model=None, quality: int | None = None, refine: int 
 
     t = time.perf_counter()
     data = compress(src, model=model, quality=quality, refine=refine, progress=progress,
-                    human_quality=human_quality)
+                    human_quality=human_quality, max_pixels=max_pixels)
     seconds = time.perf_counter() - t
     write_bytes_atomic(dst, data)
     d = describe(data)
@@ -251,7 +261,7 @@ def compress_file(src, dst, model=None, quality: int | None = None, refine: int 
     return out
 
 
-def decompress_file(src, dst, model=None, layer: str = "auto") -> dict:
+def decompress_file(src, dst, model=None, layer: str = "auto", max_pixels: int | None = None) -> dict:
     """Decode one ``.saicm`` file to an image file ``dst`` (written atomically)."""
     import time
 
@@ -264,7 +274,7 @@ def decompress_file(src, dst, model=None, layer: str = "auto") -> dict:
         raise SaicmError(f"cannot read ({e.strerror})", str(src)) from None
     t = time.perf_counter()
     try:
-        img = decompress(data, model=model, layer=layer)
+        img = decompress(data, model=model, layer=layer, max_pixels=max_pixels)
     except SaicmError as e:
         if e.path is None:
             raise type(e)(e.message, str(src)) from None

@@ -28,7 +28,7 @@ def _machine_digest(machine: bytes) -> bytes:
 
 
 def compress_layers(image: ImageLike, model=None, quality: int | None = None,
-                    human_quality: int | None = None) -> bytes:
+                    human_quality: int | None = None, max_pixels: int | None = None) -> bytes:
     """Machine layer (the base model's stream at ``quality``) + human layer at ``human_quality``."""
     import torch
 
@@ -44,8 +44,8 @@ def compress_layers(image: ImageLike, model=None, quality: int | None = None,
     if not 1 <= qb <= net.base_num_qualities:
         raise ModelError(f"quality {qb} out of range for the machine layer of {info.name} "
                          f"(base {net.base_info.name}: 1..{net.base_num_qualities})")
-    machine = compress(image, model=net.base_info.path, quality=qb)
-    _, x, _, _ = prepare(image, net.multiple)
+    machine = compress(image, model=net.base_info.path, quality=qb, max_pixels=max_pixels)
+    _, x, _, _ = prepare(image, net.multiple, max_pixels)
     # The machine layer's latent exactly as a decoder will decode it (a conditioned human layer depends on it).
     stream = container.unpack(machine)
     base, _ = load_model(net.base_info.path)
@@ -59,8 +59,9 @@ def compress_layers(image: ImageLike, model=None, quality: int | None = None,
     return machine + container.pack_human(layer)
 
 
-def decode_human(machine: bytes, human: bytes, model=None):
+def decode_human(machine: bytes, human: bytes, model=None, max_pixels: int | None = None):
     """The human image of a two-layer file (``machine`` + ``human`` segments, as split by the container)."""
+    from .limits import check_pixels, header_model_name
     from .pipeline import Decoded, entropy_decode, is_scalable, open_stream, to_image
 
     layer = container.unpack_human(human)
@@ -68,7 +69,8 @@ def decode_human(machine: bytes, human: bytes, model=None):
         raise FormatError("the human layer belongs to another machine layer (checksum mismatch); "
                           "it decodes only on top of the machine layer it was written with")
     stream = container.unpack(machine)
-    info = resolve(model if model is not None else layer.model)
+    check_pixels(stream.header.height, stream.header.width, max_pixels)
+    info = resolve(model if model is not None else header_model_name(layer.model))
     if file_checksum(info.path) != layer.weights_sha:
         raise ModelError(f"the human layer was coded with other weights of model {layer.model!r} than "
                          f"{info.path.name} (checksum mismatch); pass the matching model file with --model")
@@ -78,7 +80,7 @@ def decode_human(machine: bytes, human: bytes, model=None):
     if layer.base_sha != stream.header.weights_sha or file_checksum(net.base_info.path) != layer.base_sha:
         raise ModelError(f"the machine layer was coded with base weights other than the ones {info.name} fuses "
                          f"with ({net.base_info.name}); the human layer cannot be decoded on top of it")
-    base, _ = open_stream(stream, net.base_info.path)
+    base, _ = open_stream(stream, net.base_info.path, max_pixels)
     if not 1 <= layer.quality <= net.num_qualities:
         raise FormatError(f"human quality {layer.quality} out of range for {info.name}")
     h = stream.header

@@ -32,4 +32,8 @@ def build_architecture(name: str, **config) -> nn.Module:
     except KeyError:
         known = ", ".join(sorted(ARCHITECTURES)) or "none"
         raise ModelError(f"unknown architecture {name!r} (known: {known})") from None
-    return cls(**config)
+    from ..entropy.bounded import install
+
+    model = cls(**config)
+    install(model)  # every decoder this process builds reads strings from strangers safely
+    return model

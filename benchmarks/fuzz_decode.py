@@ -1,0 +1,250 @@
+"""Fuzz the decoders: mutated files, each decoded in a child process with time and memory limits.
+
+    python benchmarks/fuzz_decode.py --cases 10000 --workers 2 -o fuzz-report.json
+
+Seed files are written at start with the shipped models (single-layer files
+of several kinds: RGB, noise, grayscale, alpha; two-layer files when a
+scalable model is shipped, else with a tiny scalable model written to a
+temporary folder). Each case mutates a seed (``saicm.codec.fuzz``: fields
+of the header, shapes, strings, alpha, human layer, raw bytes; CRCs fixed
+or not) and runs ``describe``, ``strip`` and ``decompress`` (a random layer)
+in a child forked from this process, which is then killed if it runs longer
+than ``--time-limit`` or grows beyond ``--mem-limit`` of resident memory.
+
+Outcomes: ``ok`` (decoded), ``error`` (the project's one-line ``SaicmError``),
+and the failures: ``crash`` (killed by a signal), ``hang`` (time limit),
+``memory`` (memory limit), ``exception`` (any other exception, or an error
+message of more than one line). Failing inputs are written to ``--save``
+for the regression corpus (tests/corpus/). Exit status 1 if any failure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import select
+import signal
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+
+def make_seeds(tmp: Path) -> list[dict]:
+    """Valid files to mutate: (bytes, the model to pass, a name)."""
+    import numpy as np
+    import torch
+
+    import saicm
+    from saicm.models import build_architecture, save_model
+    from saicm.models.zoo import full_checksum, shipped_models
+
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[0:96, 0:128]
+    smooth = np.stack([xx * 2, yy * 2, (xx + yy)], -1).astype(np.uint8)
+    noise = rng.integers(0, 256, (64, 80, 3), dtype=np.uint8)
+    gray = smooth[:, :, 0]
+    rgba = np.dstack([smooth[:40, :50], rng.integers(0, 256, (40, 50), dtype=np.uint8)])
+    seeds = []
+    for q, (name, img) in enumerate([("smooth", smooth), ("noise", noise), ("gray", gray), ("rgba", rgba)]):
+        seeds.append({"name": f"v1-{name}", "data": saicm.compress(img, quality=1 + 2 * q), "model": None})
+    scal = [n for n, i in shipped_models().items() if i.architecture == "scalable-fusion"]
+    if scal:
+        seeds.append({"name": "two-layer", "data": saicm.compress(smooth, model=scal[0], quality=2, human_quality=2),
+                      "model": None})
+    else:  # a tiny scalable model over a tiny base, beside each other
+        torch.manual_seed(0)
+        base = build_architecture("gained-mean-scale-hyperprior", N=16, M=24, lambdas=[0.002, 0.01, 0.05])
+        save_model(base, tmp / "tinybase.safetensors")
+        net = build_architecture("scalable-fusion", base="tinybase",
+                                 base_sha256=full_checksum(tmp / "tinybase.safetensors").hex(), N=16,
+                                 slice_channels=8, m=2, lambdas=[0.003, 0.03], condition="base",
+                                 model_dir=str(tmp))
+        save_model(net, tmp / "tinyscal.safetensors")
+        seeds.append({"name": "two-layer-tiny", "model": str(tmp / "tinyscal.safetensors"),
+                      "data": saicm.compress(smooth, model=tmp / "tinyscal.safetensors", quality=2, human_quality=1)})
+    return seeds
+
+
+def child(data: bytes, model, layer: str, max_pixels: int, out_fd: int) -> None:
+    """Runs in the forked child: every reader of the file, then one line of JSON on ``out_fd``."""
+    import traceback
+
+    import torch
+
+    torch.set_num_threads(1)  # the parent's OpenMP pool does not survive fork
+    from saicm.codec.pipeline import decompress, describe
+    from saicm.codec.scalable import strip
+    from saicm.errors import SaicmError
+
+    try:
+        try:
+            describe(data)
+            strip(data)
+        except SaicmError:
+            pass
+        img = decompress(data, model=model, layer=layer, max_pixels=max_pixels)
+        res = {"outcome": "ok", "size": list(img.size)}
+    except SaicmError as e:
+        msg = str(e)
+        res = {"outcome": "error" if "\n" not in msg else "exception", "message": msg[:300]}
+    except BaseException as e:  # noqa: BLE001 — exactly what the fuzzer looks for
+        res = {"outcome": "exception", "message": f"{type(e).__name__}: {e}"[:300],
+               "traceback": traceback.format_exc()[-1500:]}
+    os.write(out_fd, (json.dumps(res) + "\n").encode())
+    os._exit(0)
+
+
+def rss_kb(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def run_case(data, model, layer, max_pixels, time_limit, mem_limit_kb) -> dict:
+    r, w = os.pipe()
+    t0 = time.perf_counter()
+    pid = os.fork()
+    if pid == 0:
+        os.close(r)
+        try:
+            child(data, model, layer, max_pixels, w)
+        finally:
+            os._exit(3)
+    os.close(w)
+    out = b""
+    killed = None
+    peak = 0
+    status = rusage = None
+    while True:
+        ready, _, _ = select.select([r], [], [], 0.05)
+        if ready:
+            chunk = os.read(r, 1 << 16)
+            out += chunk
+        done, status, rusage = os.wait4(pid, os.WNOHANG)
+        if done:
+            break
+        peak = max(peak, rss_kb(pid))
+        if peak > mem_limit_kb:
+            killed = "memory"
+        elif time.perf_counter() - t0 > time_limit:
+            killed = "hang"
+        if killed:
+            os.kill(pid, signal.SIGKILL)
+            _, status, rusage = os.wait4(pid, 0)
+            break
+    while True:
+        chunk = os.read(r, 1 << 16)
+        if not chunk:
+            break
+        out += chunk
+    os.close(r)
+    seconds = time.perf_counter() - t0
+    peak = max(peak, rusage.ru_maxrss if rusage else 0)
+    if killed:
+        return {"outcome": killed, "seconds": seconds, "peak_rss_kb": peak}
+    if os.WIFSIGNALED(status):
+        return {"outcome": "crash", "signal": os.WTERMSIG(status), "seconds": seconds, "peak_rss_kb": peak}
+    try:
+        res = json.loads(out.decode().splitlines()[-1])
+    except (ValueError, IndexError):
+        res = {"outcome": "exception", "message": f"child exited {os.WEXITSTATUS(status)} without a result"}
+    res.update(seconds=seconds, peak_rss_kb=peak)
+    return res
+
+
+FAILURES = ("crash", "hang", "memory", "exception")
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--cases", type=int, default=10000)
+    p.add_argument("--seed", type=int, default=0, help="random seed of the mutations (default 0)")
+    p.add_argument("--workers", type=int, default=1, help="cases run at once (default 1)")
+    p.add_argument("--time-limit", type=float, default=10.0, help="seconds a case may take (default 10)")
+    p.add_argument("--mem-limit", type=float, default=2.0, help="GB of resident memory a case may use (default 2)")
+    p.add_argument("--max-pixels", type=int, default=None,
+                   help="the decoders' pixel limit (default: saicm's default)")
+    p.add_argument("-o", "--output", help="JSON report")
+    p.add_argument("--save", help="folder for failing inputs")
+    p.add_argument("--quiet", action="store_true")
+    a = p.parse_args(argv)
+
+    import warnings
+
+    warnings.filterwarnings("ignore")
+    from saicm.codec.fuzz import mutate
+    from saicm.codec.limits import resolve_max_pixels
+    from saicm.codec.pipeline import decompress
+
+    max_pixels = resolve_max_pixels(a.max_pixels)
+    tmp = Path(tempfile.mkdtemp(prefix="saicm-fuzz-"))
+    seeds = make_seeds(tmp)
+    for s in seeds:  # warm up: models loaded once, before forking
+        decompress(s["data"], model=s["model"])
+    rng = random.Random(a.seed)
+    counts, kinds, by_seed = Counter(), Counter(), Counter()
+    failures, slowest, peak = [], [], 0
+    t_start = time.perf_counter()
+    from tqdm import tqdm
+
+    bar = tqdm(total=a.cases, disable=a.quiet, unit="case")
+
+    def one(i: int):
+        crng = random.Random(f"{a.seed}-{i}")
+        seed = crng.choice(seeds)
+        data, what = mutate(seed["data"], crng)
+        layer = crng.choice(("auto", "auto", "machine", "human"))
+        res = run_case(data, seed["model"], layer, max_pixels, a.time_limit, int(a.mem_limit * 1024 * 1024))
+        res.update(case=i, seed=seed["name"], mutation=what, layer=layer, bytes=len(data))
+        return res, data
+
+    if a.workers > 1:
+        from concurrent.futures import ThreadPoolExecutor
+
+        pool = ThreadPoolExecutor(a.workers)  # threads only wait on their forked children
+        results = pool.map(one, range(a.cases))
+    else:
+        results = map(one, range(a.cases))
+    for res, data in results:
+        counts[res["outcome"]] += 1
+        kinds[res["mutation"].split("+")[0]] += 1
+        by_seed[res["seed"]] += 1
+        peak = max(peak, res["peak_rss_kb"])
+        slowest = sorted(slowest + [(res["seconds"], res["case"], res["outcome"])], reverse=True)[:5]
+        if res["outcome"] in FAILURES:
+            failures.append({k: v for k, v in res.items() if k != "traceback"} | {"traceback": res.get("traceback")})
+            if a.save:
+                Path(a.save).mkdir(parents=True, exist_ok=True)
+                (Path(a.save) / f"case{res['case']}-{res['outcome']}.saicm").write_bytes(data)
+            if not a.quiet:
+                tqdm.write(f"case {res['case']} {res['outcome']}: {res.get('message', '')} ({res['mutation']})")
+        bar.update(1)
+        bar.set_postfix({k: counts[k] for k in ("ok", "error", *FAILURES) if counts[k]})
+    bar.close()
+    wall = time.perf_counter() - t_start
+    report = {"cases": a.cases, "seed": a.seed, "workers": a.workers, "time_limit_s": a.time_limit,
+              "mem_limit_gb": a.mem_limit, "max_pixels": max_pixels, "wall_s": round(wall, 1),
+              "outcomes": dict(counts), "mutations": dict(kinds), "seeds": dict(by_seed),
+              "peak_rss_mb": round(peak / 1024, 1), "slowest": [{"seconds": round(s, 2), "case": c, "outcome": o}
+                                                                 for s, c, o in slowest],
+              "failures": failures}
+    print(json.dumps({k: v for k, v in report.items() if k != "failures"}, indent=1))
+    if a.output:
+        Path(a.output).write_text(json.dumps(report, indent=1))
+    return 1 if any(counts[k] for k in FAILURES) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,84 @@
+"""What a decoder accepts from a file before it allocates anything: the checks every saicm format shares.
+
+Files come from strangers. Each value a header claims is checked here, before
+the work or memory it implies is committed:
+
+- :func:`check_pixels`: the image size against a pixel limit, like Pillow's
+  decompression-bomb limit. The default, :data:`DEFAULT_MAX_PIXELS` (2²⁶ =
+  67,108,864, an 8192×8192 image; 8K UHD is 33 MP), bounds the time and
+  memory any file can ask for; ``--max-pixels`` / ``max_pixels=`` raise it.
+  The same limit applies to images given to the encoder (Pillow's own limit is
+  set to match while they are read).
+- :func:`inflate`: zlib data inflated to at most the size the header implies.
+- :func:`header_model_name`: a model name read from a file names a shipped
+  model, never a path on this machine.
+
+The entropy decoder itself is made safe in :mod:`saicm.entropy.bounded`; a
+new file format builds on these functions rather than re-checking in its own way.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import zlib
+
+from ..errors import FormatError, ImageError, ModelError
+
+#: decode (and encode) at most this many pixels unless the caller raises it
+DEFAULT_MAX_PIXELS = 1 << 26
+
+
+def resolve_max_pixels(max_pixels: int | None) -> int:
+    if max_pixels is None:
+        return DEFAULT_MAX_PIXELS
+    if int(max_pixels) < 1:
+        raise ModelError(f"max_pixels must be a positive number of pixels, got {max_pixels}")
+    return int(max_pixels)
+
+
+def check_pixels(height: int, width: int, max_pixels: int | None = None, what: str = "the file") -> None:
+    """Refuse an image larger than the pixel limit (one line, saying how to raise it)."""
+    limit = resolve_max_pixels(max_pixels)
+    if height * width > limit:
+        err = FormatError if what == "the file" else ImageError
+        raise err(f"{what} holds a {width}x{height} image ({height * width:,} pixels), more than the limit of "
+                  f"{limit:,}; raise it with --max-pixels (Python: max_pixels=) if you trust it")
+
+
+def inflate(data: bytes, size: int, what: str = "alpha plane") -> bytes:
+    """zlib-inflate ``data`` to exactly ``size`` bytes, never allocating more (a zlib bomb stops at ``size``)."""
+    d = zlib.decompressobj()
+    try:
+        out = d.decompress(data, size)
+        if len(out) != size or d.unconsumed_tail or not (d.eof or d.flush(1) == b""):
+            raise FormatError(f"corrupt {what}")
+    except zlib.error:
+        raise FormatError(f"corrupt {what}") from None
+    return out
+
+
+def header_model_name(name: str) -> str:
+    """A model name from a file's header: refused unless it can only name a shipped model (no path, no suffix)."""
+    import os
+
+    from ..models.zoo import SUFFIX
+
+    bad = (not name or len(name) > 200 or name.endswith(SUFFIX) or os.sep in name or "/" in name
+           or "\\" in name or name.startswith(".") or any(ord(c) < 32 for c in name))
+    if bad:
+        raise FormatError("corrupt header (the model name is not a model name)")
+    return name
+
+
+@contextlib.contextmanager
+def pillow_checks_off():
+    """Pillow's own decompression-bomb check off while an image header is read: :func:`check_pixels` decides,
+    with saicm's limit, before any pixel is decoded."""
+    from PIL import Image
+
+    old = Image.MAX_IMAGE_PIXELS
+    Image.MAX_IMAGE_PIXELS = None
+    try:
+        yield
+    finally:
+        Image.MAX_IMAGE_PIXELS = old

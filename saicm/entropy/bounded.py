@@ -1,0 +1,108 @@
+"""CompressAI's rANS coder, made safe for strings from strangers (and for any input on the encoder side).
+
+CompressAI's C++ decoder (``RansDecoder.decode_with_indexes``) trusts its input:
+it reads 32-bit words from the string with no bounds check, so a crafted string
+makes it read past the end of the buffer (a segmentation fault, or garbage).
+Rather than change the bitstream, every string is handed to it **followed by
+enough padding words that no read can leave the buffer**, for any content of
+the string. The bound, read off the decoder's source (compressai 1.2.8,
+``cpp_exts/rans/rans_interface.cpp`` and ``rans64.h``: a 64-bit state
+renormalised with 32-bit words, ``RANS64_L`` = 2³¹, 16-bit precision,
+4-bit bypass chunks), for a string of D words decoding n symbols with E ≤ n
+escapes (the table's last symbol, followed by bypass chunks):
+
+- every primitive reads at most one word: initialisation 2, each symbol's
+  ``Rans64DecAdvance`` ≤ 1, each 4-bit ``Rans64DecGetBits`` ≤ 1; the string's
+  own words are read at most once, so at most D reads stay inside it;
+- an escape reads a count, nibble after nibble while they equal 15 (``n_bypass``
+  is their sum, ≤ 15 per iteration), then ``n_bypass`` value nibbles;
+- the padding words are ``0x10000000``: they hold no nibble 15, and a refill
+  with one leaves the state ≥ 2²⁸ (≥ 2⁵⁶ after at most two), so beyond the
+  string at most one read happens per 6 nibble reads, plus 2 per escape;
+- nibbles of 15 come from the string (≤ 8 per word: 8·D in all) or from the
+  ≤ 64 bits a state holds when an escape starts (≤ 16, plus the final
+  iteration: ≤ 17 per escape), so the counts total ≤ 8·D + 17·E iterations and
+  the values ≤ 15·(8·D + 17·E) nibbles.
+
+Reads beyond the string are therefore at most
+``n + 2·E + (8·D + 17·E)·16/6 ≤ 48.4·n + 21.4·D``; :func:`padded` appends
+50·n + 22·D + 64 words. Reads are confined to memory the decoder owns,
+whatever the bytes: the worst a crafted string does is decode to garbage
+symbols, which the rest of the pipeline treats as data (a bounded number of
+bounded pixel values). The bitstream is unchanged; the cost is a transient
+buffer of ~200 bytes per coded symbol (~40 MB for the y latent of a 768×512
+image; large images code their latent in strips, so it stays bounded).
+
+The encoder writes into a buffer of one word per symbol (``output(symbols.size())``)
+and never checks it either; :class:`BoundedCoder` refuses, with a clear error, the
+(pathological) symbol sets whose worst-case output would not fit.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+#: words the decoder may read beyond the string, per symbol and per word of the string (module docstring)
+WORDS_PER_SYMBOL = 50
+WORDS_PER_STRING_WORD = 22
+SLACK_WORDS = 64
+#: the padding word (little-endian, as the decoder reads it): no nibble 15, keeps a refilled state large
+PAD_WORD = (0x10000000).to_bytes(4, "little")
+
+
+def padded(string: bytes, n_symbols: int) -> bytes:
+    """``string`` followed by the padding that keeps every read of an ``n_symbols`` decode inside the buffer."""
+    words = (len(string) + 3) // 4
+    align = b"\0" * (4 * words - len(string))  # the decoder reads whole words
+    return string + align + PAD_WORD * (WORDS_PER_STRING_WORD * words + WORDS_PER_SYMBOL * int(n_symbols)
+                                        + SLACK_WORDS)
+
+
+def _encoder_fits(symbols, indexes, cdf_sizes, offsets) -> bool:
+    """Whether CompressAI's encoder output (one word per symbol) can hold these symbols in the worst case."""
+    s = np.asarray(symbols, dtype=np.int64)
+    idx = np.asarray(indexes, dtype=np.int64)
+    if s.size == 0:
+        return True
+    max_value = np.asarray(cdf_sizes, dtype=np.int64)[idx] - 2
+    value = s - np.asarray(offsets, dtype=np.int64)[idx]
+    esc = (value < 0) | (value >= max_value)
+    raw = np.where(value < 0, -2 * value - 1, 2 * (value - max_value))[esc]
+    nib = np.zeros(raw.shape, np.int64)
+    for k in range(16):  # value nibbles: 4-bit chunks of the (≤ 63-bit) raw value
+        nib += (raw >> (4 * k)) > 0
+    bits = 16 * s.size + 4 * int((1 + nib + nib // 15).sum()) + 64  # symbols, escape chunks, flush
+    return bits <= 32 * (s.size - 1)
+
+
+class BoundedCoder:
+    """Stands in for CompressAI's coder proxy on an entropy model: the same bitstream, bounded reads and writes."""
+
+    def __init__(self, inner):
+        self.inner = inner
+        self.name = getattr(inner, "name", "ans")
+
+    def encode_with_indexes(self, symbols, indexes, cdfs, cdf_sizes, offsets):
+        from ..errors import ModelError
+
+        if not _encoder_fits(symbols, indexes, cdf_sizes, offsets):
+            raise ModelError("cannot code this image: too many latent values outside the entropy model's range")
+        return self.inner.encode_with_indexes(symbols, indexes, cdfs, cdf_sizes, offsets)
+
+    def decode_with_indexes(self, string, indexes, cdfs, cdf_sizes, offsets):
+        if any(i < 0 or i >= len(cdfs) for i in (min(indexes, default=0), max(indexes, default=0))):
+            raise ValueError("coder table index out of range")
+        return self.inner.decode_with_indexes(padded(bytes(string), len(indexes)), indexes, cdfs, cdf_sizes, offsets)
+
+
+def install(model) -> None:
+    """Give every CompressAI entropy model inside ``model`` a :class:`BoundedCoder` (idempotent).
+
+    Deep copies and unpickled models come back with CompressAI's own proxy
+    (``EntropyModel.__setstate__``), so decoders call this again before decoding.
+    """
+    from compressai.entropy_models import EntropyModel
+
+    for m in model.modules():
+        if isinstance(m, EntropyModel) and not isinstance(m.entropy_coder, BoundedCoder):
+            m.entropy_coder = BoundedCoder(m.entropy_coder)

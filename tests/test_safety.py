@@ -1,0 +1,273 @@
+"""Decoding files from strangers: the crafted-file corpus, the bounded rANS reads, limits, fuzzing.
+
+The corpus (tests/corpus/) was written by taking a 64×64 file of random pixels
+(``mse-hyperprior-n64-v5``, quality 1) and changing one field at a time with
+``saicm.codec.container`` (header values, shapes, strings, alpha, model name)
+or its bytes (lengths, truncation), recomputing the CRC; see its README.
+"""
+
+import json
+import os
+import random
+import subprocess
+import sys
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import saicm
+from saicm.codec import container
+from saicm.codec.fuzz import mutate
+from saicm.codec.limits import DEFAULT_MAX_PIXELS, inflate
+from saicm.entropy import bounded
+from saicm.errors import FormatError, ImageError, SaicmError
+
+from .conftest import natural_image, run_cli
+
+CORPUS = Path(__file__).parent / "corpus"
+ROOT = Path(__file__).resolve().parent.parent
+
+# what each crafted file must give: None = decodes (to whatever), else a fragment of the one-line error
+EXPECTED = {
+    "valid-64x64-v5-q1.saicm": None,
+    "claims-2000x2000-rans-overread.saicm": None,
+    "claims-30000x30000-bomb.saicm": "more than the limit",
+    "alpha-zlib-bomb.saicm": "corrupt alpha plane",
+    "model-name-is-a-path.saicm": "not a model name",
+    "y-string-all-ones.saicm": None,
+    "z-string-empty.saicm": None,
+    "shapes-65535.saicm": "latent layout",
+    "string-length-4GB.saicm": "truncated",
+    "truncated.saicm": "CRC mismatch",
+    "empty.saicm": "empty file",
+}
+
+_DECODE_ALL = """
+import json, sys, pathlib, faulthandler
+faulthandler.enable()
+import saicm
+out = {}
+for p in sorted(pathlib.Path(sys.argv[1]).glob("*.saicm")):
+    try:
+        out[p.name] = {"ok": list(saicm.decompress(p.read_bytes()).size)}
+    except saicm.SaicmError as e:
+        out[p.name] = {"error": str(e)}
+print(json.dumps(out))
+"""
+
+
+def test_every_crafted_file_decodes_or_fails_with_one_line_in_a_child_process():
+    assert sorted(p.name for p in CORPUS.glob("*.saicm")) == sorted(EXPECTED)
+    r = subprocess.run([sys.executable, "-c", _DECODE_ALL, str(CORPUS)], capture_output=True, text=True,
+                       timeout=900, env=dict(os.environ, PYTHONWARNINGS="ignore"))
+    assert r.returncode == 0, f"decoder died (exit {r.returncode}): {r.stderr[-2000:]}"
+    got = json.loads(r.stdout.splitlines()[-1])
+    for name, want in EXPECTED.items():
+        if want is None:
+            assert "ok" in got[name], (name, got[name])
+        else:
+            assert want in got[name].get("error", ""), (name, got[name])
+            assert "\n" not in got[name]["error"]
+    assert got["claims-2000x2000-rans-overread.saicm"]["ok"] == [2000, 2000]
+
+
+def test_cli_refuses_a_bomb_in_one_line_and_writes_nothing(tmp_path):
+    out = tmp_path / "x.png"
+    r = run_cli("decompress", CORPUS / "claims-30000x30000-bomb.saicm", "-o", out)
+    assert r.returncode != 0 and not out.exists()
+    assert r.stderr.count("\n") == 1 and "--max-pixels" in r.stderr and "Traceback" not in r.stderr
+
+
+# --- the bound on the rANS decoder's reads, checked on a model of its reads -------------------------------
+
+L_RANS = 1 << 31
+MASK64 = (1 << 64) - 1
+
+
+def simulate_reads(words: list[int], n: int, cdf: list[int]) -> int:
+    """Words CompressAI's ``decode_with_indexes`` reads (rans_interface.cpp, rans64.h) decoding ``n`` symbols
+    of one table from ``words`` (which must be long enough); returns the highest word index read + 1."""
+    ptr = 0
+
+    def word():
+        nonlocal ptr
+        ptr += 1
+        return words[ptr - 1]
+
+    x = word() | (word() << 32)
+    max_value = len(cdf) - 2
+
+    def get_bits(nbits):
+        nonlocal x
+        val = x & ((1 << nbits) - 1)
+        x >>= nbits
+        if x < L_RANS:
+            x = ((x << 32) | word()) & MASK64
+        return val
+
+    for _ in range(n):
+        cum = x & 0xFFFF
+        s = next(i for i in range(len(cdf)) if cdf[i] > cum) - 1
+        start, freq = cdf[s], cdf[s + 1] - cdf[s]
+        x = (freq * (x >> 16) + (x & 0xFFFF) - start) & MASK64
+        if x < L_RANS:
+            x = ((x << 32) | word()) & MASK64
+        if s == max_value:
+            val = get_bits(4)
+            n_bypass = val
+            while val == 15:
+                val = get_bits(4)
+                n_bypass += val
+            for _ in range(n_bypass):
+                get_bits(4)
+    return ptr
+
+
+def _padded_words(string: bytes, n: int) -> list[int]:
+    data = bounded.padded(string, n)
+    assert len(data) % 4 == 0
+    return [int(w) for w in np.frombuffer(data, "<u4")]
+
+
+# tables: an ordinary one (escape rare) and the worst case (the escape symbol takes almost all the mass)
+TABLES = [[0, 20000, 40000, 60000, 65535, 65536], [0, 1, 65536], [0, 65535, 65536]]
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(body=st.one_of(st.binary(max_size=64), st.sampled_from([b"\xff" * 64, b"\x00" * 64, b"\xff" * 4, b""])),
+       n=st.integers(1, 40), table=st.sampled_from(TABLES))
+def test_the_padding_bounds_every_read_of_the_rans_decoder(body, n, table):
+    words = _padded_words(body, n)
+    assert simulate_reads(words, n, table) <= len(words)
+
+
+def test_the_bound_is_needed_a_shorter_padding_is_overrun():
+    # all-ones strings under the escape-heavy table read far beyond the string and one word per symbol:
+    # the decoder really does overrun an unpadded string, several words per symbol
+    body, n = b"\xff" * 64, 40
+    reads = simulate_reads(_padded_words(body, n), n, TABLES[1])
+    assert reads > 4 * (len(body) // 4 + n)
+
+
+def test_padding_never_touches_a_valid_decode():
+    data = saicm.compress(natural_image(64, 96), model="mse-hyperprior-n64-v5", quality=3)
+    before = np.asarray(saicm.decompress(data))
+    from saicm.models.zoo import load_model
+
+    net, _ = load_model("mse-hyperprior-n64-v5")
+    assert all(isinstance(m.entropy_coder, bounded.BoundedCoder) for m in
+               (net.entropy_bottleneck, net.gaussian_conditional))
+    assert np.array_equal(before, np.asarray(saicm.decompress(data)))
+
+
+def test_deep_copies_get_the_bounded_coder_back_before_decoding():
+    import copy
+
+    from saicm.codec.pipeline import entropy_decode
+    from saicm.models.zoo import load_model
+
+    net, _ = load_model("mse-hyperprior-n64-v5")
+    twin = copy.deepcopy(net)
+    assert not isinstance(twin.gaussian_conditional.entropy_coder, bounded.BoundedCoder)  # CompressAI's own
+    entropy_decode(twin.latent_shapes, 64, 64)
+    assert isinstance(twin.gaussian_conditional.entropy_coder, bounded.BoundedCoder)
+
+
+def test_encoder_refuses_symbols_that_would_overflow_its_buffer():
+    cdf_sizes, offsets = [3], [0]
+    assert bounded._encoder_fits([0] * 100, [0] * 100, cdf_sizes, offsets)
+    assert not bounded._encoder_fits([10**6] * 100, [0] * 100, cdf_sizes, offsets)
+
+
+# --- limits ------------------------------------------------------------------------------------------------
+
+def test_pixel_limit_is_checked_before_decoding_and_can_be_raised():
+    data = saicm.compress(natural_image(64, 64), quality=1)
+    with pytest.raises(FormatError, match="more than the limit of 4,095"):
+        saicm.decompress(data, max_pixels=4095)
+    assert saicm.decompress(data, max_pixels=4096).size == (64, 64)
+    assert DEFAULT_MAX_PIXELS == 8192 * 8192
+
+
+def test_input_images_above_the_limit_are_refused_before_their_pixels_are_read(tmp_path):
+    from PIL import Image
+
+    p = tmp_path / "big.png"
+    Image.new("RGB", (300, 200)).save(p)
+    with pytest.raises(ImageError, match="more than the limit"):
+        saicm.compress(p, max_pixels=300 * 200 - 1)
+    with pytest.raises(ImageError, match="more than the limit"):
+        saicm.compress(np.zeros((200, 300, 3), np.uint8), max_pixels=1000)
+    # a real PNG whose IHDR is rewritten to claim 100000 x 100000: refused from the header, nothing decoded
+    # (Pillow's own bomb error would otherwise decide, or the decoder would try)
+    png = bytearray((tmp_path / "big.png").read_bytes())
+    assert png[12:16] == b"IHDR"
+    png[16:24] = (100000).to_bytes(4, "big") * 2
+    png[29:33] = zlib.crc32(bytes(png[12:29])).to_bytes(4, "big")
+    (tmp_path / "claims.png").write_bytes(bytes(png))
+    with pytest.raises(ImageError, match="more than the limit"):
+        saicm.compress(tmp_path / "claims.png")
+
+
+def test_inflate_stops_at_the_size_the_header_implies():
+    assert inflate(zlib.compress(b"\x07" * 100), 100) == b"\x07" * 100
+    for bad in (zlib.compress(b"\x00" * 10**7), zlib.compress(b"\x00" * 99), b"not zlib"):
+        with pytest.raises(FormatError, match="corrupt alpha"):
+            inflate(bad, 100)
+
+
+def test_names_in_headers_never_reach_the_filesystem(tmp_path):
+    data = saicm.compress(natural_image(64, 64), quality=1)
+    for name in ("/etc/passwd", "..", "x.safetensors", "a/b", "", "\x01"):
+        s = container.unpack(data)
+        s.header.model = name
+        with pytest.raises(FormatError, match="model name"):
+            saicm.decompress(container.pack(s))
+
+
+# --- fuzzing -------------------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def seeds():
+    rng = np.random.default_rng(3)
+    return [saicm.compress(natural_image(64, 64), quality=2),
+            saicm.compress(rng.integers(0, 256, (64, 128, 3), dtype=np.uint8), quality=6),
+            saicm.compress(np.dstack([natural_image(40, 50), rng.integers(0, 256, (40, 50), np.uint8)]), quality=1)]
+
+
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(case=st.integers(0, 2**32 - 1), which=st.integers(0, 2))
+def test_structure_aware_mutations_only_ever_give_saicm_errors(seeds, case, which):
+    data, what = mutate(seeds[which], random.Random(case))
+    try:
+        saicm.describe(data)
+    except SaicmError as e:
+        assert "\n" not in str(e)
+    try:
+        saicm.decompress(data, max_pixels=1 << 18)  # small claims decode, large ones are refused fast
+    except SaicmError as e:
+        assert "\n" not in str(e), what
+
+
+@settings(max_examples=200, deadline=None)
+@given(data=st.one_of(st.binary(max_size=400), st.binary(max_size=400).map(lambda b: b"SAICM\x01" + b)))
+def test_random_bytes_only_ever_give_saicm_errors(data):
+    for fn in (saicm.describe, saicm.decompress):
+        with pytest.raises(SaicmError):
+            fn(data)
+
+
+def test_fuzz_benchmark_runs_a_few_hundred_cases_in_child_processes(tmp_path):
+    out = tmp_path / "report.json"
+    r = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "fuzz_decode.py"), "--cases", "300",
+                        "--seed", "7", "--max-pixels", str(1 << 20), "--quiet", "-o", str(out),
+                        "--save", str(tmp_path / "failures")],
+                       capture_output=True, text=True, timeout=1200, env=dict(os.environ, PYTHONWARNINGS="ignore"))
+    report = json.loads(out.read_text())
+    assert r.returncode == 0, (report["outcomes"], report["failures"][:3])
+    assert sum(report["outcomes"].values()) == 300
+    assert report["outcomes"].get("error", 0) > 0 and report["outcomes"].get("ok", 0) > 0
