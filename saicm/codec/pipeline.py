@@ -21,8 +21,10 @@ from . import container
 from .image_io import ImageLike, RGBImage, load_image, to_pil
 
 
-def _pad_amount(size: int, multiple: int) -> int:
-    return (-size) % multiple
+def _pad_amount(size: int, multiple: int, min_size: int = 0) -> int:
+    """Rows (or columns) to add: up to the model's multiple, and up to ``min_size`` for models that need a
+    smallest coded size (a model's optional ``min_size`` attribute, a multiple of ``multiple``; tcm: 256)."""
+    return max((-size) % multiple, min_size - size)
 
 
 def check_refine(info, refine: int) -> None:
@@ -34,11 +36,13 @@ def check_refine(info, refine: int) -> None:
                          "whose decodes it would pull towards MSE fidelity")
 
 
-def prepare(image: ImageLike, multiple: int, max_pixels: int | None = None) -> tuple[RGBImage, torch.Tensor, int, int]:
-    """Load an image and pad it (edge replication) to the model's multiple: (image, x, pad bottom, pad right)."""
+def prepare(image: ImageLike, multiple: int, max_pixels: int | None = None,
+            min_size: int = 0) -> tuple[RGBImage, torch.Tensor, int, int]:
+    """Load an image and pad it (edge replication) to the model's multiple (and at least ``min_size``):
+    (image, x, pad bottom, pad right)."""
     img = load_image(image, max_pixels)
     h, w = img.size
-    pb, pr = _pad_amount(h, multiple), _pad_amount(w, multiple)
+    pb, pr = _pad_amount(h, multiple, min_size), _pad_amount(w, multiple, min_size)
     if h + pb > 65535 or w + pr > 65535:
         raise ModelError(f"image of {w}x{h} is too large (at most 65535 pixels a side)")
     x = torch.from_numpy(np.array(img.rgb)).permute(2, 0, 1)[None].float().div_(255.0)
@@ -76,7 +80,7 @@ def compress(image: ImageLike, model=None, quality: int | None = None, refine: i
     if not 1 <= q <= net.num_qualities:
         raise ModelError(f"quality {q} out of range for {info.name} (1..{net.num_qualities})")
     check_refine(info, int(refine))
-    img, x, pb, pr = prepare(image, net.multiple, max_pixels)
+    img, x, pb, pr = prepare(image, net.multiple, max_pixels, getattr(net, "min_size", 0))
     h, w = img.size
     if refine:
         from .refine import refine_latents
@@ -126,7 +130,10 @@ def open_stream(stream: container.Stream, model=None, max_pixels: int | None = N
     if not 1 <= h.quality <= net.num_qualities:
         raise FormatError(f"quality {h.quality} out of range for {info.name}")
     ph, pw = h.height + h.pad_bottom, h.width + h.pad_right
-    if ph % net.multiple or pw % net.multiple or h.pad_bottom >= net.multiple or h.pad_right >= net.multiple:
+    # The only padding the encoder writes: up to the multiple (and to the model's min_size, if it has one).
+    min_size = getattr(net, "min_size", 0)
+    if (h.pad_bottom != _pad_amount(h.height, net.multiple, min_size)
+            or h.pad_right != _pad_amount(h.width, net.multiple, min_size)):
         raise FormatError("corrupt header (padding does not fit the model)")
     # The entropy decoder trusts shapes blindly; never hand it ones the encoder could not have written.
     if h.shapes != net.latent_shapes(ph, pw) or len(stream.strings) != 2:

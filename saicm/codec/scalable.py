@@ -45,7 +45,7 @@ def compress_layers(image: ImageLike, model=None, quality: int | None = None,
         raise ModelError(f"quality {qb} out of range for the machine layer of {info.name} "
                          f"(base {net.base_info.name}: 1..{net.base_num_qualities})")
     machine = compress(image, model=net.base_info.path, quality=qb, max_pixels=max_pixels)
-    _, x, _, _ = prepare(image, net.multiple, max_pixels)
+    _, x, _, _ = prepare(image, net.multiple, max_pixels, getattr(net, "min_size", 0))
     # The machine layer's latent exactly as a decoder will decode it (a conditioned human layer depends on it).
     stream = container.unpack(machine)
     base, _ = load_model(net.base_info.path)

@@ -12,7 +12,7 @@ from __future__ import annotations
 from importlib import import_module
 
 #: modules under saicm.commands, each with ``register(subparsers)``
-FAMILIES = ("scalable",)
+FAMILIES = ("scalable", "imports")
 
 
 def register_all(subparsers) -> None:

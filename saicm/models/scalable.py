@@ -27,6 +27,13 @@ independent: the human layer can be coded later from the original image.
 The weight file holds only this model's own tensors; its config names the base
 model and the SHA-256 of the base's weight file, which is checked whenever the
 model is built (so a changed or different base is refused, never silently used).
+
+``additional={"architecture": NAME, "config": {...}}`` replaces the built-in
+additional codec by a registered architecture whose ``g_s`` becomes the human
+synthesis (ICM-v1's imported ``ica``: a ``tcm`` with a 256-channel latent and a
+synthesis of the fused 320 channels; ``saicm import-checkpoint --arch tcm-ica``).
+Without it (the default) the additional codec is a gained mean-scale hyperprior
+and the human synthesis starts as a copy of the base's.
 """
 
 from __future__ import annotations
@@ -62,10 +69,14 @@ class ScalableFusion(nn.Module):
         m: number of slices the additional latent covers (``s·m ≤ M_base``).
         lambdas: λ_a of each human-layer rate point, ascending.
         model_dir: where to look for a base that is not shipped (the folder of this model's file).
+        additional: ``{"architecture": NAME, "config": {...}}``: the additional codec as a registered architecture
+            (its latent has ``s·m`` channels, its ``g_s`` reads the base's M and becomes the human synthesis);
+            default None: the built-in gained hyperprior.
     """
 
     def __init__(self, base: str, base_sha256: str, N: int = 64, slice_channels: int = 32, m: int = 4,
-                 lambdas: Sequence[float] = (0.0067,), condition: str = "none", model_dir: str | None = None):
+                 lambdas: Sequence[float] = (0.0067,), condition: str = "none", model_dir: str | None = None,
+                 additional: dict | None = None):
         super().__init__()
         from .zoo import instantiate, locate
 
@@ -81,11 +92,14 @@ class ScalableFusion(nn.Module):
         if not 1 <= m <= M // slice_channels:
             raise ValueError(f"m must be 1..{M // slice_channels} for {M} channels in slices of {slice_channels}")
         self.channels = slice_channels * m
-        self.add = GainedMeanScaleHyperprior(N=N, M=self.channels, lambdas=lambdas)
-        self.add.g_s = nn.Identity()  # the additional latent is decoded only through the fusion
         if condition not in CONDITIONS:
             raise ValueError(f"condition must be one of {', '.join(CONDITIONS)}, got {condition!r}")
         self.condition = condition
+        if additional is not None:
+            self._build_additional(additional, M, lambdas)
+        else:
+            self.add = GainedMeanScaleHyperprior(N=N, M=self.channels, lambdas=lambdas)
+            self.add.g_s = nn.Identity()  # the additional latent is decoded only through the fusion
         if condition == "base":
             from compressai.layers import conv3x3
 
@@ -95,15 +109,43 @@ class ScalableFusion(nn.Module):
             with torch.no_grad():
                 self.cond[-1].weight.zero_()
                 self.cond[-1].bias.zero_()
-        # The human synthesis starts as the base's own: at step 0 the human image is the machine image.
-        self.g_s = copy.deepcopy(self.base.g_s)
-        for p in self.g_s.parameters():
-            p.requires_grad_(True)
-        self._init_from_base()
+        if additional is None:
+            # The human synthesis starts as the base's own: at step 0 the human image is the machine image.
+            self.g_s = copy.deepcopy(self.base.g_s)
+            for p in self.g_s.parameters():
+                p.requires_grad_(True)
+            self._init_from_base()
         self.multiple = self.base.multiple
+        self.min_size = getattr(self.base, "min_size", 0)  # smallest padded side the base codes (tcm: 256)
         self.build_extras = {"model_dir": model_dir} if model_dir else {}
         self.config = {"base": base, "base_sha256": base_sha256, "N": N, "slice_channels": slice_channels,
                        "m": m, "lambdas": [float(v) for v in lambdas], "condition": condition}
+        if additional is not None:
+            self.config["additional"] = additional
+
+    def _build_additional(self, additional: dict, M: int, lambdas: Sequence[float]) -> None:
+        """The additional codec from a registered architecture; its ``g_s`` (which must read the base's M
+        channels) becomes the human synthesis."""
+        from .registry import build_architecture
+
+        if self.condition != "none":
+            raise ValueError("an additional codec given by architecture codes the paper's way only (condition none)")
+        if set(additional) != {"architecture", "config"}:
+            raise ValueError("additional takes {'architecture': NAME, 'config': {...}}")
+        cfg = dict(additional["config"])
+        if "lambdas" in cfg and [float(v) for v in cfg["lambdas"]] != [float(v) for v in lambdas]:
+            raise ValueError("the additional codec's lambdas differ from this model's")
+        cfg["lambdas"] = [float(v) for v in lambdas]
+        self.add = build_architecture(additional["architecture"], **cfg)
+        c = int(getattr(self.add, "config", {}).get("M", -1))
+        if c != self.channels:
+            raise ValueError(f"the additional codec's latent has {c} channels, not slice_channels·m = {self.channels}")
+        self.g_s = self.add.g_s
+        self.add.g_s = nn.Identity()  # held once, as the human synthesis
+        first = next(mod for mod in self.g_s.modules() if isinstance(mod, nn.Conv2d))
+        if first.in_channels != M:
+            raise ValueError(f"the additional codec's synthesis reads {first.in_channels} channels, the base's "
+                             f"latent has {M}")
 
     def _init_from_base(self) -> None:
         """Additional analysis = the base's analysis layers (same widths), last layer zero (``ŷ_a`` = 0)."""
@@ -238,8 +280,14 @@ class ScalableFusion(nn.Module):
         y_a = self.add.decompress_latent(strings, shape, quality, params_offset=p_off)
         if y_a.shape[-2:] != base_latent.shape[-2:]:
             raise ValueError("the human layer's latent does not match the machine layer's size")
-        x_hat = synthesize_in_strips(self.g_s, self.fuse(base_latent, y_a), scale=16)
-        return {"x_hat": x_hat.clamp_(0, 1)}
+        return {"x_hat": self._synthesize(self.fuse(base_latent, y_a)).clamp_(0, 1)}
+
+    def _synthesize(self, y: Tensor) -> Tensor:
+        """The human synthesis, bit-identical on every thread count: in strips when that is exact, else whole on
+        one thread (``strip_safe = False``: tcm's shifted-window transforms)."""
+        if getattr(self.g_s, "strip_safe", True):
+            return synthesize_in_strips(self.g_s, y, scale=16)
+        return run_single_thread(self.g_s, y)
 
     @classmethod
     def from_train_config(cls, cfg, lambdas: Sequence[float]) -> "ScalableFusion":

@@ -30,6 +30,17 @@ WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
 SUFFIX = ".safetensors"
 
 
+def user_model_dir() -> Path:
+    """The user's own model folder (imported weights, ``saicm import-checkpoint``): ``$SAICM_MODELS``, else
+    ``$XDG_DATA_HOME/saicm/models`` (``~/.local/share/saicm/models``). A bare model name that is not shipped is
+    looked up here as ``NAME.safetensors``; the file's checksum is still checked against every stream."""
+    env = os.environ.get("SAICM_MODELS")
+    if env:
+        return Path(env).expanduser()
+    data = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(data) / "saicm" / "models"
+
+
 @dataclass(frozen=True)
 class ModelInfo:
     name: str
@@ -71,21 +82,29 @@ def _sha256(path: str, _mtime: int) -> bytes:
     return h.digest()
 
 
-def save_model(model: torch.nn.Module, path: str | os.PathLike, extra_meta: dict | None = None) -> None:
-    """Export ``model`` as fp16 safetensors with ready-to-use CDF tables (atomic)."""
+def save_model(model: torch.nn.Module, path: str | os.PathLike, extra_meta: dict | None = None,
+               precision: str = "fp16") -> None:
+    """Export ``model`` as fp16 safetensors with ready-to-use CDF tables (atomic).
+
+    ``precision="fp32"`` keeps the float tensors as they are (imported weights: decodes closest to the source
+    code's) and the coder tables the model holds (``update()`` only fills empty ones)."""
     from .._fs import atomic_path
 
+    if precision not in ("fp16", "fp32"):
+        raise ValueError(f"precision must be fp16 or fp32, got {precision!r}")
+    half = precision == "fp16"
     model = model.eval()
-    # Round float weights to fp16 first so the tables match what is loaded later.
-    with torch.no_grad():
-        for t in list(model.parameters()) + list(model.buffers()):
-            if t.is_floating_point():
-                t.copy_(t.half().float())
-    model.update(force=True)
+    if half:
+        # Round float weights to fp16 first so the tables match what is loaded later.
+        with torch.no_grad():
+            for t in list(model.parameters()) + list(model.buffers()):
+                if t.is_floating_point():
+                    t.copy_(t.half().float())
+    model.update(force=half)
     tensors = {}
     for k, v in model.state_dict().items():
         v = v.detach().cpu().contiguous()
-        tensors[k] = v.half() if v.is_floating_point() and not k.endswith("lambdas") else v
+        tensors[k] = v.half() if half and v.is_floating_point() and not k.endswith("lambdas") else v
     meta = {
         "format": "saicm-model/1",
         "architecture": model.architecture,
@@ -187,13 +206,17 @@ def resolve(model: str | os.PathLike | None) -> ModelInfo:
         return read_info(s)
     models = shipped_models()
     if s not in models:
+        user = user_model_dir() / (s + SUFFIX)  # a bare name (no path separator, no suffix): never leaves the folder
+        if user.is_file():
+            return read_info(user)
         if s in RETIRED_MODELS:
             raise ModelError(
                 f"model {s!r} is no longer shipped; its weights are in the saicm repository's history: "
                 f"git show {RETIRED_MODELS[s]}:saicm/weights/{s}{SUFFIX} > {s}{SUFFIX}, then pass that file "
                 "with --model")
         known = ", ".join(models) or "none shipped"
-        raise ModelError(f"unknown model {s!r} (shipped: {known}; or pass a .safetensors path)")
+        raise ModelError(f"unknown model {s!r} (shipped: {known}; imported: {user_model_dir()}; "
+                         "or pass a .safetensors path)")
     return models[s]
 
 

@@ -1,0 +1,219 @@
+"""``saicm import-checkpoint``: the authors' released SA-ICM / ICM-v1 weights as saicm models.
+
+``--arch tcm`` reads a released machine model (SA-ICM ``icm_78.pth.tar`` / ``icm_93.pth.tar``, ICM-v1
+``icm.pth.tar``: LIC-TCM large) and writes ``NAME.safetensors``, a single-rate ``tcm`` model usable by name or
+path in every command. ``--arch tcm-ica --base MACHINE`` reads ICM-v1's additional model (``ica.pth.tar``) and
+writes a ``scalable-fusion`` model over the imported machine model: two-layer files whose human layer decodes
+from the real bitstream (the fusion the released code skips). Both write a model-card stub ``NAME.md`` beside
+the weights. See ``docs/tcm.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+ARCHES = ("tcm", "tcm-ica")
+
+
+def _out_dir(a: argparse.Namespace, default):
+    from pathlib import Path
+
+    from ..errors import SaicmError
+    from ..models.zoo import WEIGHTS_DIR
+
+    out = Path(a.out).expanduser() if a.out else Path(default)
+    if out.suffix == ".safetensors":
+        raise SaicmError("--out takes a folder; the file is named after --name", str(out))
+    if out.resolve() == WEIGHTS_DIR.resolve():
+        raise SaicmError("imported weights do not go into the package's shipped-weights folder; pick another "
+                         "--out (default: your model folder)", str(out))
+    return out
+
+
+def _check_name(name: str) -> None:
+    from ..codec.limits import header_model_name
+    from ..errors import FormatError, SaicmError
+    from ..models.zoo import shipped_models
+
+    try:
+        header_model_name(name)
+    except FormatError:
+        raise SaicmError(f"--name {name!r} is not a model name (no path, no .safetensors, not starting with '.')") from None
+    if name in shipped_models():
+        raise SaicmError(f"--name {name!r} is a shipped model's name; pick another")
+
+
+def _config(a: argparse.Namespace) -> dict:
+    import json
+
+    from ..errors import SaicmError
+    from ..models.tcm import PRESETS
+
+    preset = a.preset or ("released-ica" if a.arch == "tcm-ica" else "released")
+    if preset not in PRESETS:
+        raise SaicmError(f"unknown --preset {preset!r} (known: {', '.join(PRESETS)})")
+    cfg = dict(PRESETS[preset])
+    if a.config:
+        try:
+            extra = json.loads(a.config)
+        except ValueError as e:
+            raise SaicmError(f"--config is not JSON ({e})") from None
+        if not isinstance(extra, dict):
+            raise SaicmError("--config takes a JSON object of tcm options")
+        cfg.update(extra)
+    cfg.pop("lambdas", None)
+    return cfg
+
+
+def _card(path, name: str, lines: list[str]) -> None:
+    from .._fs import write_bytes_atomic
+
+    text = "\n".join([f"# {name}", "", *lines, ""])
+    write_bytes_atomic(path, text.encode())
+
+
+def cmd_import(a: argparse.Namespace) -> int:
+    import datetime
+    import hashlib
+    from pathlib import Path
+
+    import torch
+
+    from .. import __version__
+    from ..errors import SaicmError
+    from ..models import tcm
+    from ..models.registry import build_architecture
+    from ..models.zoo import full_checksum, read_info, resolve, save_model, user_model_dir
+
+    _check_name(a.name)
+    src = Path(a.checkpoint)
+    if not src.is_file():
+        raise SaicmError("checkpoint file not found", str(src))
+    cfg = _config(a)
+    lam = a.lam if a.lam is not None else (0.01 if a.arch == "tcm-ica" else 0.05)
+    if not lam > 0:
+        raise SaicmError(f"--lam must be positive, got {lam}")
+    base_info = None
+    if a.arch == "tcm-ica":
+        if not a.base:
+            raise SaicmError("--arch tcm-ica needs --base: the imported machine model it adds to (name or path)")
+        base_info = resolve(a.base)
+        if base_info.architecture != "tcm":
+            raise SaicmError(f"--base {base_info.name} is a {base_info.architecture} model, not an imported tcm")
+        out = _out_dir(a, base_info.path.parent)
+        if out.resolve() != base_info.path.parent.resolve():
+            raise SaicmError(f"the scalable model must lie beside its base ({base_info.path.parent}): drop --out")
+    else:
+        out = _out_dir(a, user_model_dir())
+    dest = out / f"{a.name}.safetensors"
+    if dest.exists() and not a.force:
+        raise SaicmError("already exists (use --force to replace it)", str(dest))
+
+    state = tcm.read_released_checkpoint(src)
+    try:
+        model = build_architecture("tcm", **cfg, lambdas=[lam])
+    except (TypeError, ValueError) as e:
+        raise SaicmError(f"bad tcm configuration ({e})") from None
+    try:
+        tcm.check_released_keys(model, state, "the released ICM-v1 additional model (ica)" if a.arch == "tcm-ica"
+                                else "the released LIC-TCM / SA-ICM machine model")
+    except SaicmError as e:
+        raise type(e)(e.message, str(src)) from None
+    tables = tcm.load_released_state(model, state)
+    sha = hashlib.sha256(src.read_bytes()).hexdigest()
+    when = datetime.date.today().isoformat()
+    precision_note = ("fp32: the file's weights bit for bit" if a.precision == "fp32"
+                      else "fp16: every weight rounded to half precision (decodes differ slightly from the fp32 import)")
+    out.mkdir(parents=True, exist_ok=True)
+    if a.arch == "tcm":
+        what = f"SA-ICM machine model (α = {a.alpha:g}, λ = {lam:g})" if a.alpha is not None else \
+            f"LIC-TCM model (λ = {lam:g})"
+        description = a.description or f"{what}: the authors' released weights, imported from {src.name}"
+        training = {"loss": "saicm" if a.alpha is not None else "unknown", "alpha": a.alpha, "lambdas": [lam],
+                    "imported_from": src.name, "source_sha256": sha, "precision": a.precision}
+        save_model(model, dest, extra_meta={"description": description, "training": training},
+                   precision=a.precision)
+        arch_line = (f"- architecture: `tcm`, N = {cfg['N']}, M = {cfg['M']}, {cfg['num_slices']} slices, single rate "
+                     f"(quality 1), λ = {lam:g}")
+    else:
+        m = int(cfg["num_slices"])
+        s = int(cfg["M"]) // m
+        try:
+            net = build_architecture("scalable-fusion", base=base_info.name,
+                                     base_sha256=full_checksum(base_info.path).hex(), N=int(cfg["N"]),
+                                     slice_channels=s, m=m, lambdas=[lam],
+                                     additional={"architecture": "tcm", "config": dict(cfg)},
+                                     model_dir=str(base_info.path.parent.resolve()))
+        except (TypeError, ValueError) as e:
+            raise SaicmError(f"cannot build the scalable model over {base_info.name} ({e})") from None
+        with torch.no_grad():
+            net.add.load_state_dict({k: v for k, v in model.state_dict().items() if not k.startswith("g_s.")})
+            net.g_s.load_state_dict({k[4:]: v for k, v in model.state_dict().items() if k.startswith("g_s.")})
+        description = a.description or (f"ICM-v1 scalable model (m = {m}, λ_a = {lam:g}) over {base_info.name}: the "
+                                        f"authors' released additional model, imported from {src.name}")
+        training = {"loss": "mse", "base": base_info.name, "m": m, "lambdas": [lam], "alpha": a.alpha,
+                    "imported_from": src.name, "source_sha256": sha, "precision": a.precision}
+        save_model(net, dest, extra_meta={"description": description, "training": training}, precision=a.precision)
+        arch_line = (f"- architecture: `scalable-fusion` over `{base_info.name}` (machine layer), additional codec "
+                     f"`tcm` with {m} slices of {s} channels added to the first {m * s} of the base latent; human "
+                     f"synthesis = the additional model's g_s; single rate, λ_a = {lam:g}")
+    info = read_info(dest)
+    _card(out / f"{a.name}.md", a.name, [
+        description + ".",
+        "",
+        arch_line,
+        f"- source: `{src.name}`, SHA-256 {sha}" + (f"; α = {a.alpha:g}" if a.alpha is not None else ""),
+        f"- weights: `{dest.name}`, {dest.stat().st_size / 1e6:.1f} MB, SHA-256 {full_checksum(dest).hex()}; "
+        f"precision {precision_note}",
+        "- coder tables: " + "; ".join(f"{k}: {v}" for k, v in tables.items()),
+        f"- imported {when} with saicm {__version__} (`saicm import-checkpoint`)",
+        "- decodes differ slightly from the authors' script: saicm pads bottom/right by edge replication to a "
+        "multiple of 128 (at least 256) and rounds to 8 bits; their script pads centred with zeros and truncates "
+        "(docs/tcm.md)",
+        "- figures: not measured yet. Measure them, e.g.:",
+        "",
+        "```sh",
+        f"saicm eval --codec {info.name} --dataset IMAGES --task detection --task-model yolox:MODEL.onnx "
+        f"-o results/{info.name}.json",
+        "```",
+        "",
+        "- licence: the authors' repositories state no licence for their code or weights; check their terms "
+        "before redistributing this file.",
+    ])
+    print(f"wrote {dest} ({info.architecture}, {a.precision}); card {out / (a.name + '.md')}")
+    print(f"  coder tables: " + "; ".join(f"{k} {v}" for k, v in tables.items()))
+    if out.resolve() == user_model_dir().resolve():
+        print(f"  use it by name: --model {a.name}")
+    else:
+        print(f"  use it by path: --model {dest}")
+    return 0
+
+
+def register(sub) -> None:
+    s = sub.add_parser(
+        "import-checkpoint", help="turn the authors' released SA-ICM / ICM-v1 weights into a saicm model",
+        description="Read a released checkpoint (a .pth.tar dict whose 'state_dict' entry holds the weights; "
+        "'module.' prefixes and CompressAI <= 1.2.6 bottleneck names are accepted), check every key and shape "
+        "against the architecture, load strictly, fill the coder tables and write NAME.safetensors plus a model "
+        "card stub NAME.md. --arch tcm: a machine model (SA-ICM icm_78/icm_93, ICM-v1 icm). --arch tcm-ica: "
+        "ICM-v1's additional model (ica), written as a scalable model over --base (the imported ICM-v1 machine "
+        "model), beside it. Read with torch.load(weights_only=True): files holding code are refused.")
+    s.add_argument("checkpoint", help="the released .pth.tar file")
+    s.add_argument("--arch", "--architecture", dest="arch", choices=ARCHES, default="tcm",
+                   help="tcm (machine model, default) or tcm-ica (ICM-v1's additional model; needs --base)")
+    s.add_argument("--name", required=True, help="model name (the file stem; what streams record)")
+    s.add_argument("--out", "-o", help="folder to write to (default: your model folder, $SAICM_MODELS or "
+                   "~/.local/share/saicm/models, where models are found by name; tcm-ica: its base's folder)")
+    s.add_argument("--base", help="tcm-ica: the imported machine model (name or .safetensors path)")
+    s.add_argument("--alpha", type=float, help="SAM confidence α the model was trained with (model card only: "
+                   "0.78 / 0.93 for SA-ICM icm_78 / icm_93, 0.78 for ICM-v1)")
+    s.add_argument("--lam", type=float, help="λ the model was trained for (stored; default 0.05, tcm-ica 0.01)")
+    s.add_argument("--precision", choices=["fp32", "fp16"], default="fp32",
+                   help="fp32 (default: the weights bit for bit, decodes closest to the authors' code; ~306 MB) "
+                   "or fp16 (half the size; every weight rounded)")
+    s.add_argument("--preset", help="architecture preset (default released, tcm-ica: released-ica; also S, M, L "
+                   "for LIC-TCM checkpoints of other sizes)")
+    s.add_argument("--config", help="JSON object of tcm options overriding the preset (e.g. '{\"N\": 64}')")
+    s.add_argument("--description", help="one line shown by saicm (default: derived from the options)")
+    s.add_argument("--force", action="store_true", help="replace an existing NAME.safetensors")
+    s.set_defaults(func=cmd_import)
