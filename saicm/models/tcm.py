@@ -177,6 +177,18 @@ class SWAttention(AttentionBlock):
         return self.out_conv(out)
 
 
+class PlainLayoutConv(nn.Conv2d):
+    """A convolution run in the plain NCHW layout whatever the layouts of its input and weight.
+
+    With PyTorch 2.14.1 on CPU, the channels-last backward of a 1×1 stride-2 convolution of a 3-channel input
+    (``g_a.0.skip``) corrupts the heap (``free(): invalid next size``, then an abort or a segfault; reproduced
+    with a bare ``F.conv2d``); the trainer and saicm's loader put models in channels-last. Same weights and keys.
+    """
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self._conv_forward(x.contiguous(), self.weight.clone(memory_format=torch.contiguous_format), self.bias)
+
+
 class Transform(nn.Sequential):
     """A TCM transform. ``strip_safe``: whether decoding it in strips with halos is exact (no: shifted
     windows see the whole map's window grid), read by callers that would otherwise synthesise in strips."""
@@ -261,8 +273,10 @@ class TCM(CompressionModel):
         self.slice_channels = M // num_slices
         self.M = M
         c2 = 2 * N
+        first = ResidualBlockWithStride(3, c2, 2)
+        first.skip = PlainLayoutConv(3, c2, kernel_size=1, stride=2)
         self.g_a = Transform(
-            ResidualBlockWithStride(3, c2, 2), *_stage(N, depths[0], head_dims[0], window),
+            first, *_stage(N, depths[0], head_dims[0], window),
             ResidualBlockWithStride(c2, c2, 2), *_stage(N, depths[1], head_dims[1], window),
             ResidualBlockWithStride(c2, c2, 2), *_stage(N, depths[2], head_dims[2], window),
             conv3x3(c2, M, stride=2))

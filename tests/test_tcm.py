@@ -1,0 +1,323 @@
+"""LIC-TCM: the released checkpoints' layout, import, real-bitstream coding, bit-exact decoding, the imported
+ICM-v1 scalable pair, training. Random weights written in the released layout; tiny configurations except
+for the key/shape/parameter-count check of the full one."""
+
+import hashlib
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import saicm
+from saicm.cli import main
+from saicm.codec import container
+from saicm.errors import FormatError, ModelError
+from saicm.models.determinism import single_thread_kernels
+from saicm.models.tcm import RELEASED, RELEASED_ICA, TCM, WindowAttention
+
+from .conftest import ROOT, natural_image
+
+#: a tiny TCM (windows 4 and 2: padded sides multiples of 64, at least 128)
+TINY = dict(N=8, M=20, num_slices=5, max_support_slices=5, depths=[1, 1, 1, 1, 1, 1], head_dims=[4] * 6, window=4,
+            hyper_depth=2, hyper_window=2, hyper_head_dim=4, atten_window=4, atten_head_dim=4, atten_inter_dim=8,
+            cc_hidden=[16, 16], z_channels=8)
+#: its ICM-v1-style additional codec: m = 4 slices of 4 channels, a synthesis of the base's 20 channels
+TINY_ICA = dict(TINY, M=16, num_slices=4, synthesis_channels=20)
+
+#: facts about the released checkpoints (../shared/docs/checkpoints/*.json): SHA-256 of their "key [shape]" lines
+#: in state-dict order after update(), and parameters per top module
+DOCS = ROOT.parent / "shared" / "docs" / "checkpoints"
+RELEASED_FACTS = {
+    "tcm": ("sa-icm_tcm_state_dict.json", "8eabd81479cc842c29fafc7dbe8965fab8b44e3774b8fea57c0885c616536b5e", {
+        "g_a": 7787896, "g_s": 21099588, "h_a": 3168584, "h_mean_s": 8397704, "h_scale_s": 8397704,
+        "atten_mean": 4264720, "atten_scale": 4264720, "cc_mean_transforms": 6176800,
+        "cc_scale_transforms": 6176800, "lrp_transforms": 6821920, "entropy_bottleneck": 11712}),
+    "ica": ("icm-v1_ica_state_dict.json", "eed34a30ec69c04b2fbe9c13d08a85a14fd3a0241003bafb052e3bec4993fcd9", {
+        "g_a": 7640376, "g_s": 21099588, "h_a": 3004744, "h_mean_s": 7807624, "h_scale_s": 7807624,
+        "atten_mean": 3313088, "atten_scale": 3313088, "cc_mean_transforms": 4167296,
+        "cc_scale_transforms": 4167296, "lrp_transforms": 4683392, "entropy_bottleneck": 11712}),
+}
+
+
+@pytest.mark.parametrize("kind", ["tcm", "ica"])
+def test_full_configuration_has_exactly_the_released_keys_shapes_and_parameter_counts(kind):
+    torch.manual_seed(0)
+    model = TCM(**(RELEASED if kind == "tcm" else RELEASED_ICA))
+    model.update(force=True)
+    keys = {k: list(v.shape) for k, v in model.state_dict().items()}
+    by_module = {}
+    for name, p in model.named_parameters():
+        top = name.split(".")[0]
+        by_module[top] = by_module.get(top, 0) + p.numel()
+    fname, digest, params = RELEASED_FACTS[kind]
+    assert by_module == params
+    assert sum(by_module.values()) == (76_568_148 if kind == "tcm" else 67_015_828)
+    facts = DOCS / fname
+    if facts.is_file():  # the readable comparison, where the facts folder is at hand
+        ref = json.loads(facts.read_text())
+        assert sorted(set(ref["keys"]) - set(keys)) == [] and sorted(set(keys) - set(ref["keys"])) == []
+        assert [k for k in keys if keys[k] != ref["keys"][k]] == []
+        assert by_module == ref["n_params_by_top_module"] and len(keys) == ref["n_state_dict_entries"]
+        assert {k: str(v.dtype)[6:] for k, v in model.state_dict().items() if v.dtype != torch.float32} == \
+            ref["dtypes_not_float32"]
+    text = "\n".join(f"{k} {v}" for k, v in keys.items())
+    assert hashlib.sha256(text.encode()).hexdigest() == digest
+
+
+def _naive_window_attention(att: WindowAttention, x: torch.Tensor) -> torch.Tensor:
+    """Token by token, from the description: regions of w×w (shifted: boundaries moved by w/2, the wrapped
+    strip its own region), logits q·k/√d + bias[h, r1−r2+w−1, c1−c2+w−1], softmax, heads concatenated."""
+    _, h, w_, c = x.shape
+    w, s = att.window, att.shift
+    groups_r = [(i - s) % h // w if not (s and i < s) else -1 for i in range(h)]
+    groups_c = [(j - s) % w_ // w if not (s and j < s) else -1 for j in range(w_)]
+    qkv = att.embedding_layer(x[0]).view(h, w_, 3, att.heads, att.head_dim)
+    out = torch.zeros(h, w_, att.heads, att.head_dim)
+    params = att.relative_position_params
+    for i in range(h):
+        for j in range(w_):
+            keys = [(a, b) for a in range(h) for b in range(w_) if groups_r[a] == groups_r[i] and groups_c[b] == groups_c[j]]
+            for hd in range(att.heads):
+                q = qkv[i, j, 0, hd]
+                logits = torch.stack([q @ qkv[a, b, 1, hd] * att.scale + params[hd, i - a + w - 1, j - b + w - 1]
+                                      for a, b in keys])
+                p = logits.softmax(0)
+                out[i, j, hd] = sum(p[n] * qkv[a, b, 2, hd] for n, (a, b) in enumerate(keys))
+    return att.linear(out.reshape(h, w_, c))[None]
+
+
+@pytest.mark.parametrize("shifted", [False, True])
+def test_window_attention_matches_a_token_by_token_reading_of_the_facts(shifted):
+    torch.manual_seed(3)
+    att = WindowAttention(8, 4, 4, shifted).eval()
+    with torch.no_grad():
+        att.relative_position_params.normal_(0, 1)
+        x = torch.randn(1, 8, 12, 8)
+        assert torch.allclose(att(x), _naive_window_attention(att, x), atol=1e-5)
+
+
+def _released_file(path: Path, cfg: dict, seed: int, old_names: bool = False, tables: bool = False,
+                   prefix: str = "module.") -> dict:
+    """Random weights saved the way the authors' training script saves them."""
+    torch.manual_seed(seed)
+    model = TCM(**cfg)
+    with torch.no_grad():  # make every tensor matter (GDN, biases, relative positions)
+        for n, p in model.named_parameters():
+            if not n.endswith("quantiles"):
+                p.add_(torch.randn_like(p) * 0.02)
+    if tables:
+        model.update(force=True)
+    sd = model.state_dict()
+    keys = {}
+    for k, v in sd.items():
+        if old_names:
+            for new, old in (("matrices.", "_matrix"), ("biases.", "_bias"), ("factors.", "_factor")):
+                k = k.replace("entropy_bottleneck." + new, "entropy_bottleneck." + old)
+        keys[prefix + k] = v
+    torch.save({"epoch": 49, "loss": torch.tensor(1.0), "state_dict": keys,
+                "optimizer": {"state": {}, "param_groups": [{"lr": 1e-4, "params": [0]}]}}, path)
+    return sd
+
+
+def _import(*args) -> int:
+    return main(["import-checkpoint", *map(str, args)])
+
+
+@pytest.fixture(scope="module")
+def pair(tmp_path_factory):
+    """A tiny machine model and its additional model in the released layout, imported (fp32) side by side."""
+    d = tmp_path_factory.mktemp("tcm")
+    machine_sd = _released_file(d / "icm.pth.tar", TINY, seed=1, old_names=True)
+    _released_file(d / "ica.pth.tar", TINY_ICA, seed=2)
+    out = d / "models"
+    assert _import(d / "icm.pth.tar", "--name", "tiny-icm", "--alpha", "0.78", "--config", json.dumps(TINY),
+                   "--out", out) == 0
+    assert _import(d / "ica.pth.tar", "--arch", "tcm-ica", "--base", out / "tiny-icm.safetensors",
+                   "--name", "tiny-icm-v1", "--config", json.dumps(TINY_ICA)) == 0
+    return {"dir": d, "machine": out / "tiny-icm.safetensors", "scalable": out / "tiny-icm-v1.safetensors",
+            "machine_sd": machine_sd}
+
+
+def test_import_loads_every_weight_bit_for_bit_and_writes_a_card(pair):
+    net, info = saicm.load_model(pair["machine"])
+    assert info.architecture == "tcm" and net.num_qualities == 1 and info.config["lambdas"] == [0.05]
+    own = net.state_dict()
+    for k, v in pair["machine_sd"].items():
+        if v.numel() and not k.startswith(("entropy_bottleneck._", "gaussian_conditional._", "gaussian_conditional.scale_table")):
+            assert torch.equal(own[k].float(), v.float()), k
+    assert own["gaussian_conditional._quantized_cdf"].numel() > 0  # the file's empty tables were computed
+    card = (pair["machine"].parent / "tiny-icm.md").read_text()
+    assert "α = 0.78" in card and "fp32" in card and hashlib.sha256(
+        pair["machine"].read_bytes()).hexdigest() in card
+    assert "tiny-icm" in (pair["scalable"].parent / "tiny-icm-v1.md").read_text()
+
+
+def test_tables_in_the_file_are_kept_in_fp32_and_recomputed_in_fp16(tmp_path):
+    from safetensors import safe_open
+
+    sd = _released_file(tmp_path / "t.pth.tar", TINY, seed=4, tables=True, prefix="")
+    for precision in ("fp32", "fp16"):
+        assert _import(tmp_path / "t.pth.tar", "--name", precision, "--config", json.dumps(TINY), "--out", tmp_path,
+                       "--precision", precision) == 0
+        with safe_open(str(tmp_path / f"{precision}.safetensors"), "pt") as f:
+            assert f.get_tensor("g_a.0.conv1.weight").dtype == getattr(torch, {"fp32": "float32", "fp16": "float16"}[precision])
+            kept = [torch.equal(f.get_tensor(k), sd[k]) for k in
+                    ("entropy_bottleneck._quantized_cdf", "gaussian_conditional._quantized_cdf", "entropy_bottleneck._offset")]
+        assert all(kept) if precision == "fp32" else not all(kept)
+        assert ("kept from the file" in (tmp_path / f"{precision}.md").read_text()) == (precision == "fp32")
+
+
+def _one_line_error(capsys, code: int, *needles: str) -> str:
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1, err
+    for n in needles:
+        assert n in err, err
+    return err
+
+
+def test_wrong_or_partial_files_are_refused_naming_the_first_mismatching_keys(pair, tmp_path, capsys):
+    good = torch.load(pair["dir"] / "icm.pth.tar", weights_only=True)
+    cfg = json.dumps(TINY)
+
+    def attempt(state, *needles):
+        p = tmp_path / "bad.pth.tar"
+        torch.save({"state_dict": state}, p)
+        return _one_line_error(capsys, _import(p, "--name", "bad", "--config", cfg, "--out", tmp_path), *needles)
+
+    partial = dict(good["state_dict"])
+    del partial["module.g_s.0.conv.weight"], partial["module.lrp_transforms.2.0.bias"]
+    attempt(partial, "2 missing", "g_s.0.conv.weight", "lrp_transforms.2.0.bias")
+    extra = dict(good["state_dict"], **{"module.g_a.99.weight": torch.zeros(1)})
+    attempt(extra, "1 unexpected", "g_a.99.weight")
+    shaped = dict(good["state_dict"], **{"module.h_a.0.skip.weight": torch.zeros(16, 3, 1, 1)})
+    attempt(shaped, "wrong shape", "h_a.0.skip.weight [16, 3, 1, 1] (expected [16, 20, 1, 1])")
+    # the additional model given as a machine model: the hint says how to import it
+    err = _one_line_error(capsys, _import(pair["dir"] / "ica.pth.tar", "--name", "bad", "--config", cfg,
+                                          "--out", tmp_path), "--arch tcm-ica")
+    assert "missing" in err
+    (tmp_path / "junk.pth.tar").write_bytes(b"not a checkpoint")
+    _one_line_error(capsys, _import(tmp_path / "junk.pth.tar", "--name", "bad", "--out", tmp_path), "junk.pth.tar")
+    assert not (tmp_path / "bad.safetensors").exists()
+    # never into the shipped-weights folder
+    from saicm.models.zoo import WEIGHTS_DIR
+
+    _one_line_error(capsys, _import(pair["dir"] / "icm.pth.tar", "--name", "bad", "--config", cfg,
+                                    "--out", WEIGHTS_DIR), "shipped-weights folder")
+
+
+def test_real_bitstream_decode_equals_the_clamped_forward_exactly(pair):
+    net, _ = saicm.load_model(pair["machine"])
+    img = natural_image(60, 150, seed=3)  # 60 rows: padded to the model's minimum, 128 (more than one multiple)
+    with single_thread_kernels():  # the encoder's analysis on one thread too, as the forward below
+        data = saicm.compress(img, model=pair["machine"])
+    s = container.unpack(data)
+    assert (s.header.pad_bottom, s.header.pad_right) == (68, 42)
+    assert s.header.shapes == net.latent_shapes(128, 192) == [(2, 3)]
+    decoded = np.asarray(saicm.decompress(data, model=pair["machine"]))
+    from saicm.codec.pipeline import prepare
+
+    _, x, _, _ = prepare(img, net.multiple, None, net.min_size)
+    with torch.no_grad(), single_thread_kernels():
+        out = net.compress(x)
+        assert [tuple(out["shape"])] == s.header.shapes
+        x_hat = net.decompress(out["strings"], out["shape"])["x_hat"]
+        ref = net(x)["x_hat"].clamp(0, 1)
+    assert torch.equal(x_hat, ref)
+    pixels = ref[0, :, :60, :150].mul(255).round().byte().permute(1, 2, 0).numpy()
+    assert np.array_equal(decoded, pixels)
+
+
+def test_a_header_with_other_padding_is_refused(pair):
+    data = saicm.compress(natural_image(60, 150), model=pair["machine"])
+    s = container.unpack(data)
+    s.header.pad_bottom = 4  # 64 rows: a multiple of the model's 64, but below its minimum of 128
+    with pytest.raises(FormatError, match="padding"):
+        saicm.decompress(container.pack(s), model=pair["machine"])
+
+
+def test_imported_models_are_found_by_name_in_the_user_model_folder(pair, monkeypatch):
+    monkeypatch.setenv("SAICM_MODELS", str(pair["machine"].parent))
+    data = saicm.compress(natural_image(64, 64), model="tiny-icm")
+    assert saicm.describe(data)["model"] == "tiny-icm"
+    assert saicm.decompress(data).size == (64, 64)  # the header's name finds it
+    monkeypatch.setenv("SAICM_MODELS", str(pair["dir"]))
+    with pytest.raises(ModelError, match="unknown model"):
+        saicm.decompress(data)
+
+
+def test_the_imported_icm_v1_pair_decodes_both_layers_from_one_file(pair):
+    img = natural_image(100, 150, seed=7)
+    with single_thread_kernels():
+        data = saicm.compress(img, model=pair["scalable"])
+    machine_only = saicm.compress(img, model=pair["machine"])
+    assert data.startswith(machine_only) and len(data) > len(machine_only)  # the machine layer is the base's stream
+    layers = saicm.describe(data)["layers"]
+    assert layers["human"]["model"] == "tiny-icm-v1" and layers["human"]["latent_shapes"] == [[2, 3]]
+    human = np.asarray(saicm.decompress(data, model=pair["scalable"]))
+    machine = np.asarray(saicm.decompress(data, layer="machine", model=pair["machine"]))
+    assert np.array_equal(machine, np.asarray(saicm.decompress(machine_only, model=pair["machine"])))
+    assert not np.array_equal(human, machine)
+    # the human layer is the fused forward: ICA's g_s(ŷ_machine + ŷ_add on the first 16 channels)
+    net, _ = saicm.load_model(pair["scalable"])
+    from saicm.codec.pipeline import prepare
+
+    _, x, _, _ = prepare(img, net.multiple, None, net.min_size)
+    with torch.no_grad(), single_thread_kernels():
+        ref = net(x)["x_hat"].clamp(0, 1)
+    pixels = ref[0, :, :100, :150].mul(255).round().byte().permute(1, 2, 0).numpy()
+    assert np.array_equal(human, pixels)
+    assert net.config["additional"]["architecture"] == "tcm" and net.channels == 16
+
+
+DECODE = """
+import sys, hashlib, torch
+torch.set_num_threads(int(sys.argv[1]))
+import saicm, numpy as np
+for path, model in zip(sys.argv[2::2], sys.argv[3::2]):
+    img = saicm.decompress(open(path, "rb").read(), model=model)
+    print(hashlib.sha256(np.asarray(img).tobytes()).hexdigest())
+"""
+
+
+def test_decode_is_bit_exact_across_processes_and_thread_counts(pair, tmp_path):
+    img = natural_image(130, 200, seed=5)
+    one, two = tmp_path / "one.saicm", tmp_path / "two.saicm"
+    one.write_bytes(saicm.compress(img, model=pair["machine"]))
+    two.write_bytes(saicm.compress(img, model=pair["scalable"]))
+    args = [one, pair["machine"], two, pair["scalable"]]
+    procs = [subprocess.Popen([sys.executable, "-c", DECODE, str(t), *map(str, args)], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for t in (1, 2)]
+    outs = []
+    for p in procs:
+        out, err = p.communicate(timeout=300)
+        assert p.returncode == 0, err[-2000:]
+        outs.append(out.split())
+    here = [hashlib.sha256(np.asarray(saicm.decompress(f.read_bytes(), model=m)).tobytes()).hexdigest()
+            for f, m in ((one, pair["machine"]), (two, pair["scalable"]))]
+    assert outs[0] == outs[1] == here
+
+
+def test_train_tcm_from_the_command_line(tmp_path, capsys):
+    data = tmp_path / "data"
+    data.mkdir()
+    for i in range(2):
+        Image.fromarray(natural_image(260, 300, seed=i)).save(data / f"{i}.png")
+    common = ["train", "--data", data, "--architecture", "tcm", "--N", "8", "--M", "10", "--steps", "2",
+              "--batch", "1", "--log-every", "1", "--quiet"]
+    code = main([*map(str, common), "--out", str(tmp_path / "small"), "--patch", "128"])
+    _one_line_error(capsys, code, "--patch 256")
+    code = main([*map(str, common), "--out", str(tmp_path / "rates"), "--patch", "256", "--lambdas", "0.01,0.05"])
+    _one_line_error(capsys, code, "single-rate")
+    assert main([*map(str, common), "--out", str(tmp_path / "run"), "--patch", "256", "--lambdas", "0.02"]) == 0
+    log = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log] == [1, 2] and all(np.isfinite(r["loss"]) for r in log)
+    final = tmp_path / "run" / "model.safetensors"
+    net, info = saicm.load_model(final)
+    assert info.architecture == "tcm" and info.config["N"] == 8 and info.config["lambdas"] == [0.02]
+    assert net.min_size == 256 and net.multiple == 128
+    assert saicm.decompress(saicm.compress(natural_image(40, 50), model=final), model=final).size == (50, 40)
