@@ -1,6 +1,7 @@
-"""The ``.saicm`` file format (version 1).
+"""The ``.saicm`` file format (versions 1 and 2).
 
-All integers are big-endian. Layout::
+All integers are big-endian. Layout of version 1 (every image whose latent
+fits one string; see version 2 below)::
 
     magic        5 bytes  b"SAICM"
     version      u8       1
@@ -20,6 +21,18 @@ All integers are big-endian. Layout::
 The CRC covers header and payload, so any flipped or missing byte is caught
 before decoding starts. The stream is self-delimiting: a parser knows where it
 ends without the file size.
+
+Version 2 (large images: the latent coded in horizontal strips, so that
+encoder and decoder hold a bounded part of it at a time) is version 1 with
+two changes after the latent shapes::
+
+    strip rows   u16      latent rows per strip of y (≥ 1)
+    n strings    u32      then per string: u32 length + bytes; strings are
+                          [z, y strip 0, y strip 1, …] top to bottom
+
+Writers use version 1 whenever the latent fits one string (below
+:data:`saicm.codec.tiling.STRIP_SYMBOLS` symbols), so files of ordinary
+images are unchanged.
 
 Two-layer (scalable) files
 --------------------------
@@ -54,7 +67,9 @@ from dataclasses import dataclass, field
 from ..errors import FormatError
 
 MAGIC = b"SAICM"
-VERSION = 1
+VERSION = 1  # what single-string streams are written as
+VERSIONS = (1, 2)  # what this saicm reads
+STRIPS_VERSION = 2
 
 FLAG_GRAY = 1
 FLAG_ALPHA = 2
@@ -71,6 +86,8 @@ class Header:
     pad_right: int = 0
     gray: bool = False
     shapes: list[tuple[int, ...]] = field(default_factory=list)
+    version: int = VERSION
+    strip_rows: int = 0  # version 2: latent rows per y strip
 
 
 @dataclass
@@ -92,13 +109,18 @@ def pack(stream: Stream) -> bytes:
     if len(h.weights_sha) != 8:
         raise FormatError("weights checksum must be 8 bytes")
     flags = (FLAG_GRAY if h.gray else 0) | (FLAG_ALPHA if stream.alpha is not None else 0)
+    if h.version not in VERSIONS:
+        raise FormatError(f"cannot write format version {h.version}")
     out = bytearray(MAGIC)
-    out += struct.pack(">BB", VERSION, len(name)) + name + h.weights_sha
+    out += struct.pack(">BB", h.version, len(name)) + name + h.weights_sha
     out += struct.pack(">BBIIHH", h.quality, flags, h.height, h.width, h.pad_bottom, h.pad_right)
     out += struct.pack(">B", len(h.shapes))
     for shape in h.shapes:
         out += struct.pack(">B", len(shape)) + struct.pack(f">{len(shape)}H", *shape)
-    out += struct.pack(">B", len(stream.strings))
+    if h.version == STRIPS_VERSION:
+        out += struct.pack(">HI", h.strip_rows, len(stream.strings))
+    else:
+        out += struct.pack(">B", len(stream.strings))
     for s in stream.strings:
         out += struct.pack(">I", len(s)) + s
     if stream.alpha is not None:
@@ -147,8 +169,9 @@ def read_stream(data: bytes) -> tuple[Stream, int]:
     if len(data) < len(MAGIC) + 1 + 4:
         raise FormatError("truncated file")
     version = data[len(MAGIC)]
-    if version != VERSION:
-        raise FormatError(f"unsupported format version {version} (this saicm reads version {VERSION})")
+    if version not in VERSIONS:
+        raise FormatError(f"unsupported format version {version} (this saicm reads versions "
+                          f"{', '.join(map(str, VERSIONS))})")
     try:
         stream, end = _parse(data)
     except FormatError:
@@ -164,7 +187,8 @@ def _crc_ok(data: bytes) -> bool:
 
 def _parse(data: bytes) -> tuple[Stream, int]:
     r = _Reader(data)
-    r.take(len(MAGIC) + 1)
+    r.take(len(MAGIC))
+    (version,) = r.unpack(">B")
     (n,) = r.unpack(">B")
     try:
         model = r.take(n).decode("utf-8")
@@ -177,9 +201,15 @@ def _parse(data: bytes) -> tuple[Stream, int]:
     for _ in range(ns):
         (rank,) = r.unpack(">B")
         shapes.append(tuple(r.unpack(f">{rank}H")))
-    (nstr,) = r.unpack(">B")
+    strip_rows = 0
+    if version == STRIPS_VERSION:
+        strip_rows, nstr = r.unpack(">HI")
+        if strip_rows == 0:
+            raise FormatError("corrupt header (zero strip rows)")
+    else:
+        (nstr,) = r.unpack(">B")
     strings = []
-    for _ in range(nstr):
+    for _ in range(nstr):  # each string takes ≥ 4 bytes, so a huge count fails as truncation, not allocation
         (ln,) = r.unpack(">I")
         strings.append(r.take(ln))
     alpha = None
@@ -195,7 +225,8 @@ def _parse(data: bytes) -> tuple[Stream, int]:
     if height == 0 or width == 0:
         raise FormatError("corrupt header (zero image size)")
     header = Header(model=model, weights_sha=sha, quality=quality, height=height, width=width,
-                    pad_bottom=pb, pad_right=pr, gray=bool(flags & FLAG_GRAY), shapes=shapes)
+                    pad_bottom=pb, pad_right=pr, gray=bool(flags & FLAG_GRAY), shapes=shapes,
+                    version=version, strip_rows=strip_rows)
     return Stream(header=header, strings=strings, alpha=alpha), r.pos
 
 

@@ -36,19 +36,38 @@ def check_refine(info, refine: int) -> None:
                          "whose decodes it would pull towards MSE fidelity")
 
 
-def prepare(image: ImageLike, multiple: int, max_pixels: int | None = None,
-            min_size: int = 0) -> tuple[RGBImage, torch.Tensor, int, int]:
-    """Load an image and pad it (edge replication) to the model's multiple (and at least ``min_size``):
-    (image, x, pad bottom, pad right)."""
+def load_padded(image: ImageLike, multiple: int, max_pixels: int | None = None,
+                min_size: int = 0) -> tuple[RGBImage, int, int]:
+    """Load an image and the padding to the model's multiple (and at least ``min_size``): (image, bottom, right)."""
     img = load_image(image, max_pixels)
     h, w = img.size
     pb, pr = _pad_amount(h, multiple, min_size), _pad_amount(w, multiple, min_size)
     if h + pb > 65535 or w + pr > 65535:
         raise ModelError(f"image of {w}x{h} is too large (at most 65535 pixels a side)")
+    return img, pb, pr
+
+
+def to_tensor(img: RGBImage, pb: int, pr: int) -> torch.Tensor:
+    """The padded (edge replication) float tensor a model encodes."""
     x = torch.from_numpy(np.array(img.rgb)).permute(2, 0, 1)[None].float().div_(255.0)
     if pb or pr:
         x = F.pad(x, (0, pr, 0, pb), mode="replicate")
-    return img, x.contiguous(memory_format=torch.channels_last), pb, pr
+    return x.contiguous(memory_format=torch.channels_last)
+
+
+def prepare(image: ImageLike, multiple: int, max_pixels: int | None = None,
+            min_size: int = 0) -> tuple[RGBImage, torch.Tensor, int, int]:
+    """Load an image and pad it (edge replication) to the model's multiple (and at least ``min_size``):
+    (image, x, pad bottom, pad right)."""
+    img, pb, pr = load_padded(image, multiple, max_pixels, min_size)
+    return img, to_tensor(img, pb, pr), pb, pr
+
+
+def uses_strips(net, padded_h: int, padded_w: int) -> bool:
+    """Whether this image is coded in strips (format version 2, :mod:`saicm.codec.tiling`)."""
+    from .tiling import needs_strips
+
+    return hasattr(net, "latents_from_analysis") and needs_strips(int(net.config["M"]), padded_h, padded_w)
 
 
 def is_scalable(net) -> bool:
@@ -80,26 +99,38 @@ def compress(image: ImageLike, model=None, quality: int | None = None, refine: i
     if not 1 <= q <= net.num_qualities:
         raise ModelError(f"quality {q} out of range for {info.name} (1..{net.num_qualities})")
     check_refine(info, int(refine))
-    img, x, pb, pr = prepare(image, net.multiple, max_pixels, getattr(net, "min_size", 0))
+    img, pb, pr = load_padded(image, net.multiple, max_pixels, getattr(net, "min_size", 0))
     h, w = img.size
-    if refine:
+    version, rows = container.VERSION, 0
+    if uses_strips(net, h + pb, w + pr):  # large image: analysis by tiles, latent in strips (bounded memory)
+        from . import tiling
+
+        if refine:
+            raise ModelError("--refine is not available for images coded in strips (above 4 megapixels)")
+        version, rows = container.STRIPS_VERSION, tiling.strip_rows(int(net.config["M"]), (w + pr) // 16)
+        y0 = tiling.analyse_tiles(net.g_a, img.rgb, pb, pr)
+        with torch.inference_mode():
+            out = net.compress_latents(net.latents_from_analysis(y0, q), strip_rows=rows)
+        del y0
+    elif refine:
         from .refine import refine_latents
 
         if not all(hasattr(net, f) for f in ("analyse", "latent_rd", "compress_latents")):
             raise ModelError(f"{info.name} ({info.architecture}) does not support refinement")
-
+        x = to_tensor(img, pb, pr)
         with tqdm(total=int(refine), desc="refine", unit="step", disable=not progress, leave=False) as bar:
             latents = refine_latents(net, x, q, int(refine), valid=(h, w), progress=lambda i: bar.update(1))
         with torch.inference_mode():
             out = net.compress_latents(latents)
     else:
+        x = to_tensor(img, pb, pr)
         with torch.inference_mode():
             out = net.compress(x, q)
     strings = [s[0] for s in out["strings"]]
     shape = tuple(int(v) for v in out["shape"])
     header = container.Header(
         model=info.name, weights_sha=file_checksum(info.path), quality=q, height=h, width=w,
-        pad_bottom=pb, pad_right=pr, gray=img.gray, shapes=[shape],
+        pad_bottom=pb, pad_right=pr, gray=img.gray, shapes=[shape], version=version, strip_rows=rows,
     )
     alpha = zlib.compress(img.alpha.tobytes(), 9) if img.alpha is not None else None
     return container.pack(container.Stream(header=header, strings=strings, alpha=alpha))
@@ -136,7 +167,16 @@ def open_stream(stream: container.Stream, model=None, max_pixels: int | None = N
             or h.pad_right != _pad_amount(h.width, net.multiple, min_size)):
         raise FormatError("corrupt header (padding does not fit the model)")
     # The entropy decoder trusts shapes blindly; never hand it ones the encoder could not have written.
-    if h.shapes != net.latent_shapes(ph, pw) or len(stream.strings) != 2:
+    if h.shapes != net.latent_shapes(ph, pw):
+        raise FormatError("latent layout does not match the model")
+    if h.version == container.STRIPS_VERSION:
+        from .tiling import strip_count
+
+        if not hasattr(net, "latents_from_analysis"):
+            raise FormatError(f"{info.name} does not code in strips (format version 2)")
+        if len(stream.strings) != 1 + strip_count(ph // 16, h.strip_rows):
+            raise FormatError("latent layout does not match the model (strip count)")
+    elif len(stream.strings) != 2:
         raise FormatError("latent layout does not match the model")
     return net, info
 
@@ -156,12 +196,18 @@ def entropy_decode(fn, *args):
             raise FormatError(f"entropy decoding failed ({e})") from None
 
 
-def to_image(x_hat: torch.Tensor, stream: container.Stream) -> Image.Image:
-    """A decoded (padded) tensor → the image the header describes (crop, grayscale, alpha)."""
+def to_image(x_hat, stream: container.Stream) -> Image.Image:
+    """A decoded padded tensor (or an uint8 (H, W, 3) array already cropped) → the image the header describes
+    (crop, grayscale, alpha)."""
     h = stream.header
-    if tuple(x_hat.shape[-2:]) != (h.height + h.pad_bottom, h.width + h.pad_right):
-        raise FormatError("decoded size does not match the header")
-    rgb = x_hat[0, :, : h.height, : h.width].mul(255.0).round_().to(torch.uint8).permute(1, 2, 0).numpy()
+    if isinstance(x_hat, np.ndarray):
+        if x_hat.shape != (h.height, h.width, 3):
+            raise FormatError("decoded size does not match the header")
+        rgb = x_hat
+    else:
+        if tuple(x_hat.shape[-2:]) != (h.height + h.pad_bottom, h.width + h.pad_right):
+            raise FormatError("decoded size does not match the header")
+        rgb = x_hat[0, :, : h.height, : h.width].mul(255.0).round_().to(torch.uint8).permute(1, 2, 0).numpy()
     alpha = None
     if stream.alpha is not None:
         from .limits import inflate
@@ -189,8 +235,16 @@ def decompress_stream(data: bytes, model=None, layer: str = "auto", max_pixels: 
                           "--layer machine")
     stream = container.unpack(machine)
     net, _ = open_stream(stream, model, max_pixels)
-    x_hat = entropy_decode(net.decompress, [[s] for s in stream.strings], stream.header.shapes[0],
-                           stream.header.quality)["x_hat"]
+    h = stream.header
+    if h.version == container.STRIPS_VERSION:  # large image: synthesis by tiles straight into uint8
+        from .tiling import synthesize_tiles
+
+        y_hat = entropy_decode(net.decompress_latent, [[s] for s in stream.strings], h.shapes[0], h.quality,
+                               None, h.strip_rows)
+        rgb = synthesize_tiles(net.g_s, y_hat, h.height, h.width)
+        del y_hat
+        return Decoded(image=to_image(rgb, stream), stream=stream, layer="machine")
+    x_hat = entropy_decode(net.decompress, [[s] for s in stream.strings], h.shapes[0], h.quality)["x_hat"]
     return Decoded(image=to_image(x_hat, stream), stream=stream, layer="machine")
 
 
@@ -208,7 +262,7 @@ def describe(data: bytes) -> dict:
     s = container.unpack(machine)
     h = s.header
     out = {
-        "format_version": container.VERSION,
+        "format_version": h.version,
         "model": h.model,
         "weights_sha256_prefix": h.weights_sha.hex(),
         "quality": h.quality,
@@ -218,6 +272,7 @@ def describe(data: bytes) -> dict:
         "grayscale": h.gray,
         "alpha_bytes": len(s.alpha) if s.alpha is not None else 0,
         "latent_shapes": [list(v) for v in h.shapes],
+        **({"strip_rows": h.strip_rows} if h.version == container.STRIPS_VERSION else {}),
         "string_bytes": [len(b) for b in s.strings],
         "file_bytes": len(data),
         "bpp": 8.0 * len(data) / (h.width * h.height),

@@ -48,6 +48,9 @@ def compress_layers(image: ImageLike, model=None, quality: int | None = None,
     _, x, _, _ = prepare(image, net.multiple, max_pixels, getattr(net, "min_size", 0))
     # The machine layer's latent exactly as a decoder will decode it (a conditioned human layer depends on it).
     stream = container.unpack(machine)
+    if stream.header.version != container.VERSION:
+        raise ModelError("scalable (two-layer) coding of images above 4 megapixels (coded in strips) is not "
+                         "supported yet; code the machine layer alone with the base model")
     base, _ = load_model(net.base_info.path)
     with torch.inference_mode():
         y_b = base.decompress_latent([[s] for s in stream.strings], stream.header.shapes[0], qb)
@@ -69,6 +72,8 @@ def decode_human(machine: bytes, human: bytes, model=None, max_pixels: int | Non
         raise FormatError("the human layer belongs to another machine layer (checksum mismatch); "
                           "it decodes only on top of the machine layer it was written with")
     stream = container.unpack(machine)
+    if stream.header.version != container.VERSION:
+        raise FormatError("a human layer on a machine layer coded in strips is not supported by this saicm")
     check_pixels(stream.header.height, stream.header.width, max_pixels)
     info = resolve(model if model is not None else header_model_name(layer.model))
     if file_checksum(info.path) != layer.weights_sha:

@@ -33,6 +33,13 @@ bounded pixel values). The bitstream is unchanged; the cost is a transient
 buffer of ~200 bytes per coded symbol (~40 MB for the y latent of a 768×512
 image; large images code their latent in strips, so it stays bounded).
 
+The padding grows with the symbols of one string, so it is used up to
+:data:`PAD_MAX_SYMBOLS` (files written by this saicm never exceed it: large
+images are coded in strips). A longer string (a large image written by
+saicm ≤ 0.2, or a crafted file) is decoded without padding in a forked child
+process instead (:func:`isolated_decode`): if the decoder reads past the
+string and dies, the parent reports a corrupt file; a time limit stops it.
+
 The encoder writes into a buffer of one word per symbol (``output(symbols.size())``)
 and never checks it either; :class:`BoundedCoder` refuses, with a clear error, the
 (pathological) symbol sets whose worst-case output would not fit.
@@ -46,6 +53,11 @@ import numpy as np
 WORDS_PER_SYMBOL = 50
 WORDS_PER_STRING_WORD = 22
 SLACK_WORDS = 64
+#: strings decoding more symbols than this are decoded in a child process rather than padded (~400 MB of padding);
+#: saicm.codec.tiling.STRIP_SYMBOLS keeps every string this saicm writes at or below it
+PAD_MAX_SYMBOLS = 1 << 21
+#: seconds the isolated decoder may take: a base plus a generous rate (it decodes ~10-20 M symbols/s)
+ISOLATED_SECONDS, ISOLATED_SECONDS_PER_SYMBOL = 30.0, 1e-6
 #: the padding word (little-endian, as the decoder reads it): no nibble 15, keeps a refilled state large
 PAD_WORD = (0x10000000).to_bytes(4, "little")
 
@@ -92,6 +104,8 @@ class BoundedCoder:
     def decode_with_indexes(self, string, indexes, cdfs, cdf_sizes, offsets):
         if any(i < 0 or i >= len(cdfs) for i in (min(indexes, default=0), max(indexes, default=0))):
             raise ValueError("coder table index out of range")
+        if len(indexes) > PAD_MAX_SYMBOLS:
+            return isolated_decode(self.inner, bytes(string), indexes, cdfs, cdf_sizes, offsets)
         return self.inner.decode_with_indexes(padded(bytes(string), len(indexes)), indexes, cdfs, cdf_sizes, offsets)
 
 
@@ -106,3 +120,71 @@ def install(model) -> None:
     for m in model.modules():
         if isinstance(m, EntropyModel) and not isinstance(m.entropy_coder, BoundedCoder):
             m.entropy_coder = BoundedCoder(m.entropy_coder)
+
+
+def stream_decoder(string: bytes, n_symbols: int):
+    """A CompressAI ``RansDecoder`` set on ``string`` for the stateful API (``decode_stream``, one call per
+    slice of a channel-wise model), with the padding for ``n_symbols`` symbols in all: the bound above holds
+    for any split of the n symbols into calls, since it counts primitives, not calls."""
+    from compressai.ans import RansDecoder
+
+    decoder = RansDecoder()
+    decoder.set_stream(padded(bytes(string), n_symbols))
+    return decoder
+
+
+def isolated_decode(inner, string: bytes, indexes, cdfs, cdf_sizes, offsets):
+    """``inner.decode_with_indexes`` run in a forked child: a read past the string kills the child, not us.
+
+    The child runs only the C++ decoder (no PyTorch: its thread pool does not survive a fork) and sends the
+    symbols back through a pipe as int32; returns them as a NumPy array."""
+    import os
+    import select
+    import signal
+    import time
+    from array import array
+
+    from ..errors import FormatError, ModelError
+
+    if not hasattr(os, "fork"):
+        raise ModelError("this file's latent is too large for one string (a large image written by saicm <= 0.2, "
+                         "or a crafted file); decoding it safely needs a system with fork()")
+    n = len(indexes)
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: decode, send, exit without running any Python cleanup
+        try:
+            os.close(r)
+            values = inner.decode_with_indexes(string, indexes, cdfs, cdf_sizes, offsets)
+            view = memoryview(array("i", values).tobytes())
+            while view:
+                view = view[os.write(w, view):]
+            os._exit(0)
+        except BaseException:  # noqa: BLE001
+            os._exit(2)
+    os.close(w)
+    chunks, got = [], 0
+    deadline = time.monotonic() + ISOLATED_SECONDS + ISOLATED_SECONDS_PER_SYMBOL * n
+    try:
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                os.kill(pid, signal.SIGKILL)
+                os.waitpid(pid, 0)
+                raise FormatError("entropy decoding did not finish in time (corrupt or crafted file)")
+            ready, _, _ = select.select([r], [], [], min(left, 1.0))
+            if ready:
+                chunk = os.read(r, 1 << 20)
+                if not chunk:
+                    break
+                chunks.append(chunk)
+                got += len(chunk)
+                if got > 4 * n:
+                    os.kill(pid, signal.SIGKILL)
+                    break
+    finally:
+        os.close(r)
+    _, status = os.waitpid(pid, 0)
+    if not (os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0) or got != 4 * n:
+        raise FormatError("corrupt entropy-coded data (the decoder failed on it)")
+    return np.frombuffer(b"".join(chunks), dtype=np.int32)

@@ -178,13 +178,27 @@ class GainedMeanScaleHyperprior(MeanScaleHyperprior):
         _, ig = self._gains(self._qindex(quality, y.size(0)))
         return bits, self.g_s(y_hat * ig)
 
-    def compress_latents(self, latents: dict[str, Tensor], params_offset: Tensor | None = None) -> dict:
+    def compress_latents(self, latents: dict[str, Tensor], params_offset: Tensor | None = None,
+                         strip_rows: int = 0) -> dict:
+        """Strings of the latents: ``[y, z]``, or with ``strip_rows`` (large images, format version 2)
+        ``[z, y rows 0..r, y rows r..2r, …]`` so that no string holds more than a strip."""
         y, z = latents["y"], latents["z"]
         z_strings = self.entropy_bottleneck.compress(z)
         z_hat = self.entropy_bottleneck.decompress(z_strings, z.size()[-2:])
         indexes, means = self._y_params(z_hat, params_offset)
+        if strip_rows:
+            rows = range(0, y.size(-2), strip_rows)
+            y_strings = [self.gaussian_conditional.compress(y[..., r: r + strip_rows, :], indexes[..., r: r + strip_rows, :],
+                                                            means=means[..., r: r + strip_rows, :]) for r in rows]
+            return {"strings": [z_strings, *y_strings], "shape": tuple(z.size()[-2:])}
         y_strings = self.gaussian_conditional.compress(y, indexes, means=means)
         return {"strings": [y_strings, z_strings], "shape": tuple(z.size()[-2:])}
+
+    def latents_from_analysis(self, y0: Tensor, quality: int) -> dict[str, Tensor]:
+        """The latents for an analysis output ``g_a(x)`` computed elsewhere (by tiles, for large images)."""
+        g, _ = self._gains(self._qindex(quality, y0.size(0)))
+        y = y0 * g
+        return {"y": y, "z": self.h_a(y)}
 
     def decompress(self, strings: list, shape: Sequence[int], quality: int) -> dict:
         y_hat = self.decompress_latent(strings, shape, quality)
@@ -192,11 +206,21 @@ class GainedMeanScaleHyperprior(MeanScaleHyperprior):
         return {"x_hat": x_hat.clamp_(0, 1)}
 
     def decompress_latent(self, strings: list, shape: Sequence[int], quality: int,
-                          params_offset: Tensor | None = None) -> Tensor:
-        """The dequantised latent ``ŷ·g⁻¹`` (what ``g_s`` decodes) from the coded strings."""
-        z_hat = self.entropy_bottleneck.decompress(strings[1], tuple(shape))
+                          params_offset: Tensor | None = None, strip_rows: int = 0) -> Tensor:
+        """The dequantised latent ``ŷ·g⁻¹`` (what ``g_s`` decodes) from the coded strings (in strips with
+        ``strip_rows``, see :meth:`compress_latents`)."""
+        z_strings = strings[0] if strip_rows else strings[1]
+        z_hat = self.entropy_bottleneck.decompress(z_strings, tuple(shape))
         indexes, means = self._y_params(z_hat, params_offset)
-        y_hat = self.gaussian_conditional.decompress(strings[0], indexes, means=means)
+        if strip_rows:
+            rows = list(range(0, indexes.size(-2), strip_rows))
+            if len(strings) != 1 + len(rows):
+                raise ValueError(f"{len(strings) - 1} y strips for {len(rows)} strips of {strip_rows} rows")
+            y_hat = torch.cat([self.gaussian_conditional.decompress(s, indexes[..., r: r + strip_rows, :],
+                                                                    means=means[..., r: r + strip_rows, :])
+                               for s, r in zip(strings[1:], rows)], dim=-2)
+        else:
+            y_hat = self.gaussian_conditional.decompress(strings[0], indexes, means=means)
         _, ig = self._gains(self._qindex(quality, y_hat.size(0)))
         return y_hat * ig
 

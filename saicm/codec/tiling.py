@@ -1,0 +1,111 @@
+"""Coding large images in bounded memory: analysis by tiles, the latent in strips, synthesis by tiles.
+
+Below :data:`STRIP_SYMBOLS` latent symbols (4 megapixels for M = 128: every
+image of the photo and COCO benchmarks, Full HD, 2048×2048) nothing here is
+used and files are unchanged (format version 1).
+Above it (format version 2):
+
+- the analysis transform runs on overlapping tiles of the padded image
+  (``TILE`` pixels plus a ``HALO`` wider than its receptive field, cut at the
+  image border so the transform sees the same zero padding there); the
+  uint8 image is converted to floats one tile at a time. Only the encoder
+  does this, so tiles need not be bit-identical to a whole-image analysis;
+- the y latent is entropy-coded in horizontal strips of a few latent rows
+  (at most :data:`STRIP_TARGET` symbols each), so the coder's buffers (and
+  the bounded decoder's padding, :mod:`saicm.entropy.bounded`) stay small;
+- the synthesis runs on fixed tiles of the latent (``SYNTH_ROWS`` ×
+  ``SYNTH_COLS`` plus a halo of ``SYNTH_HALO`` rows and columns), each on one
+  thread, several tiles in parallel, straight into the uint8 output; the
+  tiles are a function of the latent size only, so the decode is bit-exact
+  across thread counts.
+
+Peak memory then grows only with the latent (2–3 float copies of
+M·H·W/256 values) and the uint8 image, not with the transforms' activations.
+"""
+
+from __future__ import annotations
+
+import math
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from ..models.determinism import single_thread_kernels
+
+#: latent symbols above which an image is coded in strips (format version 2)
+STRIP_SYMBOLS = 1 << 21
+#: at most this many symbols per y strip
+STRIP_TARGET = 1 << 18
+#: analysis tiles: interior size and halo, in pixels (multiples of the latent stride 16; halo > receptive field)
+TILE = 1024
+HALO = 64
+#: synthesis tiles in latent units, and their halo (covers four stride-2 5×5 transposed convolutions)
+SYNTH_ROWS, SYNTH_COLS, SYNTH_HALO = 16, 64, 2
+
+
+def needs_strips(channels: int, padded_h: int, padded_w: int, stride: int = 16) -> bool:
+    return channels * (padded_h // stride) * (padded_w // stride) > STRIP_SYMBOLS
+
+
+def strip_rows(channels: int, latent_w: int) -> int:
+    """Latent rows per y strip: as many as fit :data:`STRIP_TARGET` symbols (at least one)."""
+    return max(1, STRIP_TARGET // max(1, channels * latent_w))
+
+
+def analyse_tiles(g_a, rgb: np.ndarray, pad_bottom: int, pad_right: int, stride: int = 16) -> Tensor:
+    """``g_a`` of the edge-replicated, padded image, computed tile by tile from the uint8 ``rgb`` (H, W, 3)."""
+    h, w = rgb.shape[:2]
+    ph, pw = h + pad_bottom, w + pad_right
+    out = None
+    with torch.inference_mode():
+        for y0 in range(0, ph, TILE):
+            for x0 in range(0, pw, TILE):
+                y1, x1 = min(ph, y0 + TILE), min(pw, x0 + TILE)
+                a0, b0 = max(0, y0 - HALO), max(0, x0 - HALO)
+                a1, b1 = min(ph, y1 + HALO), min(pw, x1 + HALO)
+                # rows/cols of the padded image → of the source (edge replication beyond it)
+                rows = np.minimum(np.arange(a0, a1), h - 1)
+                cols = np.minimum(np.arange(b0, b1), w - 1)
+                tile = torch.from_numpy(rgb[rows][:, cols]).permute(2, 0, 1)[None].float().div_(255.0)
+                t = g_a(tile.contiguous(memory_format=torch.channels_last))
+                if out is None:
+                    out = t.new_empty((1, t.shape[1], ph // stride, pw // stride))
+                r0, c0 = (y0 - a0) // stride, (x0 - b0) // stride
+                out[..., y0 // stride: y1 // stride, x0 // stride: x1 // stride] = \
+                    t[..., r0: r0 + (y1 - y0) // stride, c0: c0 + (x1 - x0) // stride]
+    return out
+
+
+def synthesize_tiles(g_s, y: Tensor, height: int, width: int, scale: int = 16) -> np.ndarray:
+    """The uint8 image (height, width, 3) that ``g_s(y)`` decodes to (clamped, rounded), by fixed tiles."""
+    lh, lw = y.shape[-2:]
+    out = np.empty((height, width, 3), np.uint8)
+    tiles = [(r, c) for r in range(0, lh, SYNTH_ROWS) for c in range(0, lw, SYNTH_COLS)
+             if r * scale < height and c * scale < width]
+
+    def one(rc):
+        r, c = rc
+        a, b = max(0, r - SYNTH_HALO), min(lh, r + SYNTH_ROWS + SYNTH_HALO)
+        p, q = max(0, c - SYNTH_HALO), min(lw, c + SYNTH_COLS + SYNTH_HALO)
+        with torch.inference_mode():
+            x = g_s(y[..., a:b, p:q])
+        top, left = (r - a) * scale, (c - p) * scale
+        hh = min(height, (min(lh, r + SYNTH_ROWS)) * scale) - r * scale
+        ww = min(width, (min(lw, c + SYNTH_COLS)) * scale) - c * scale
+        part = x[0, :, top: top + hh, left: left + ww].clamp(0, 1).mul(255.0).round().to(torch.uint8)
+        out[r * scale: r * scale + hh, c * scale: c * scale + ww] = part.permute(1, 2, 0).numpy()
+
+    with single_thread_kernels() as n:
+        if n <= 1 or len(tiles) == 1:
+            for t in tiles:
+                one(t)
+        else:
+            with ThreadPoolExecutor(max_workers=min(n, len(tiles))) as pool:
+                list(pool.map(one, tiles))
+    return out
+
+
+def strip_count(latent_h: int, rows: int) -> int:
+    return math.ceil(latent_h / rows)

@@ -1,0 +1,133 @@
+"""Large images in bounded memory: strips (format version 2), tiled analysis and synthesis; ordinary images unchanged.
+
+tests/reference/ holds an image (scikit-image's astronaut, public domain, 200x150) with the
+files ``mse-hyperprior-n64-v5`` wrote for it at qualities 1, 4 and 7 and their decodes, made with
+saicm 0.2.0 (commit 7442ae5) before strips existed: today's encoder and decoder must reproduce them
+bit for bit.
+"""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import saicm
+from saicm.codec import container, tiling
+from saicm.entropy import bounded
+from saicm.errors import FormatError
+
+from .conftest import natural_image
+
+REF = Path(__file__).parent / "reference"
+
+
+@pytest.mark.parametrize("q", [1, 4, 7])
+def test_ordinary_images_give_the_bits_and_pixels_saicm_0_2_wrote(q):
+    ref = (REF / f"astronaut-200x150-v5-q{q}.saicm").read_bytes()
+    assert saicm.compress(REF / "astronaut-200x150.png", model="mse-hyperprior-n64-v5", quality=q) == ref
+    decoded = np.asarray(saicm.decompress(ref))
+    assert np.array_equal(decoded, np.asarray(Image.open(REF / f"astronaut-200x150-v5-q{q}.decoded.png")))
+
+
+@pytest.fixture
+def small_strips(monkeypatch):
+    """Strip coding from tiny sizes on: every image of the tests below is 'large'."""
+    monkeypatch.setattr(tiling, "STRIP_SYMBOLS", 1000)
+    monkeypatch.setattr(tiling, "STRIP_TARGET", 24 * 8 * 2)  # two latent rows of an 8-wide latent per strip
+    monkeypatch.setattr(tiling, "TILE", 64)
+    monkeypatch.setattr(tiling, "SYNTH_ROWS", 3)
+    monkeypatch.setattr(tiling, "SYNTH_COLS", 5)
+
+
+def test_strips_round_trip_close_to_the_whole_image_path(tiny_model, small_strips, monkeypatch):
+    img = natural_image(120, 136, seed=4)  # padded 128x192: latent 8x12
+    data = saicm.compress(img, model=tiny_model, quality=3)
+    d = saicm.describe(data)
+    assert d["format_version"] == 2 and d["strip_rows"] == 1 and len(d["string_bytes"]) == 1 + 8
+    strips = np.asarray(saicm.decompress(data, model=tiny_model))
+    monkeypatch.setattr(tiling, "STRIP_SYMBOLS", 1 << 40)
+    whole = saicm.compress(img, model=tiny_model, quality=3)
+    assert saicm.describe(whole)["format_version"] == 1
+    pixels = np.asarray(saicm.decompress(whole, model=tiny_model))
+    assert strips.shape == pixels.shape == (120, 136, 3)
+    # the same latent up to float rounding in the tiled analysis/synthesis: pixels within one level
+    assert np.abs(strips.astype(int) - pixels).max() <= 1
+    assert abs(len(data) - len(whole)) < 16 * 9  # a flush and a length per strip
+
+
+def test_tiled_analysis_equals_the_whole_analysis(tiny_model, monkeypatch):
+    import torch
+
+    monkeypatch.setattr(tiling, "TILE", 64)
+    net, _ = saicm.load_model(tiny_model)
+    rgb = natural_image(150, 200, seed=2)
+    pb, pr = (-150) % 64, (-200) % 64
+    tiled = tiling.analyse_tiles(net.g_a, rgb, pb, pr)
+    from saicm.codec.pipeline import to_tensor
+    from saicm.codec.image_io import RGBImage
+
+    with torch.inference_mode():
+        whole = net.g_a(to_tensor(RGBImage(rgb=rgb), pb, pr))
+    assert tiled.shape == whole.shape
+    assert torch.allclose(tiled, whole, atol=1e-4)
+
+
+def test_a_strip_count_that_does_not_fit_is_refused(tiny_model, small_strips):
+    data = saicm.compress(natural_image(120, 136), model=tiny_model, quality=2)
+    s = container.unpack(data)
+    s.strings = s.strings[:-1]
+    with pytest.raises(FormatError, match="strip count"):
+        saicm.decompress(container.pack(s), model=tiny_model)
+    s = container.unpack(data)
+    s.header.strip_rows = 3
+    with pytest.raises(FormatError, match="strip count"):
+        saicm.decompress(container.pack(s), model=tiny_model)
+
+
+_DECODE = """
+import sys, torch, hashlib
+torch.set_num_threads(int(sys.argv[2]))
+from saicm.codec import tiling
+tiling.STRIP_SYMBOLS, tiling.STRIP_TARGET, tiling.SYNTH_ROWS, tiling.SYNTH_COLS = 1000, 384, 3, 5
+import saicm
+img = saicm.decompress(open(sys.argv[1], 'rb').read(), model=sys.argv[3])
+print(hashlib.sha256(img.tobytes()).hexdigest())
+"""
+
+
+def test_strip_decodes_are_bit_exact_across_processes_and_thread_counts(tiny_model, small_strips, tmp_path):
+    f = tmp_path / "big.saicm"
+    f.write_bytes(saicm.compress(natural_image(120, 136, seed=9), model=tiny_model, quality=1))
+    digests = set()
+    for threads in (1, 2, 3):
+        r = subprocess.run([sys.executable, "-c", _DECODE, str(f), str(threads), str(tiny_model)],
+                           capture_output=True, text=True, timeout=300, env=dict(os.environ, PYTHONWARNINGS="ignore"))
+        assert r.returncode == 0, r.stderr[-2000:]
+        digests.add(r.stdout.split()[-1])
+    assert len(digests) == 1
+
+
+def test_long_strings_decode_in_a_child_process_with_the_same_result(monkeypatch):
+    data = saicm.compress(natural_image(64, 96), model="mse-hyperprior-n64-v5", quality=5)
+    before = np.asarray(saicm.decompress(data))
+    monkeypatch.setattr(bounded, "PAD_MAX_SYMBOLS", 0)  # every string "too long": isolated decode
+    calls = []
+    real = bounded.isolated_decode
+    monkeypatch.setattr(bounded, "isolated_decode", lambda *a: calls.append(1) or real(*a))
+    assert np.array_equal(np.asarray(saicm.decompress(data)), before)
+    assert len(calls) == 2  # y and z
+
+
+def test_a_crashing_string_in_the_child_is_a_format_error(monkeypatch):
+    # the crafted file that made CompressAI's decoder read past its string, decoded without padding in a child
+    crafted = (Path(__file__).parent / "corpus" / "claims-2000x2000-rans-overread.saicm").read_bytes()
+    monkeypatch.setattr(bounded, "PAD_MAX_SYMBOLS", 0)
+    try:
+        img = saicm.decompress(crafted)
+        assert img.size == (2000, 2000)  # the child survived this time (the read landed in mapped memory)
+    except FormatError as e:
+        assert "corrupt entropy-coded data" in str(e)
