@@ -321,3 +321,21 @@ def test_train_tcm_from_the_command_line(tmp_path, capsys):
     assert info.architecture == "tcm" and info.config["N"] == 8 and info.config["lambdas"] == [0.02]
     assert net.min_size == 256 and net.multiple == 128
     assert saicm.decompress(saicm.compress(natural_image(40, 50), model=final), model=final).size == (50, 40)
+
+
+def test_the_imported_pair_fine_tunes_with_its_base_frozen(pair, tmp_path, monkeypatch):
+    from saicm.train.config import TrainConfig
+    from saicm.train.trainer import train
+
+    monkeypatch.setenv("SAICM_MODELS", str(pair["machine"].parent))  # the run folder has no base beside it
+    data = tmp_path / "data"
+    data.mkdir()
+    Image.fromarray(natural_image(140, 150, seed=1)).save(data / "0.png")
+    final = train(TrainConfig(data=str(data), out=str(tmp_path / "run"), init=str(pair["scalable"]), steps=1,
+                              batch=1, patch=128, progress=False))
+    net, info = saicm.load_model(final)
+    assert info.architecture == "scalable-fusion" and net.config["additional"]["architecture"] == "tcm"
+    before, _ = saicm.load_model(pair["scalable"])
+    assert not torch.equal(net.g_s[0].conv.weight, before.g_s[0].conv.weight)  # the human synthesis moved
+    data = saicm.compress(natural_image(100, 150), model=final)
+    assert saicm.decompress(data, model=final).size == (150, 100)

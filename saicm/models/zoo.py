@@ -288,14 +288,14 @@ def _load_cached(path: str, _mtime: int) -> torch.nn.Module:
 
 
 def locate(name: str, sha256_hex: str, model_dir: str | None = None) -> ModelInfo:
-    """The weight file a scalable model's config names: shipped ``name``, else ``model_dir/name.safetensors``;
-    its SHA-256 must be ``sha256_hex``."""
+    """The weight file a scalable model's config names: shipped ``name``, else ``model_dir/name.safetensors``, else
+    ``name.safetensors`` in the user's model folder (:func:`user_model_dir`); its SHA-256 must be ``sha256_hex``."""
     candidates = []
     models = shipped_models()
     if name in models:
         candidates.append(models[name])
-    if model_dir:
-        p = Path(model_dir) / (name + SUFFIX)
+    for folder in ([model_dir] if model_dir else []) + [user_model_dir()]:  # beside it, then the user's folder
+        p = Path(folder) / (name + SUFFIX)
         if p.is_file():
             candidates.append(read_info(p, name=name))
     for info in candidates:
@@ -304,7 +304,7 @@ def locate(name: str, sha256_hex: str, model_dir: str | None = None) -> ModelInf
     if candidates:
         raise ModelError(f"base model {name!r} found ({candidates[0].path}) but its weights differ from the ones "
                          f"this model was trained on (SHA-256 {sha256_hex[:16]}…)")
-    where = f"shipped or in {model_dir}" if model_dir else "shipped"
+    where = f"shipped, in {model_dir} or in {user_model_dir()}" if model_dir else f"shipped or in {user_model_dir()}"
     raise ModelError(f"base model {name!r} not found ({where}); put {name}{SUFFIX} beside the scalable model file")
 
 
