@@ -321,7 +321,7 @@ def cmd_train(a: argparse.Namespace) -> int:
     architecture = a.architecture or ("scalable-fusion" if a.base else "gained-mean-scale-hyperprior")
     cfg = TrainConfig(
         data=a.data, out=a.out, architecture=architecture, base=a.base, m=a.m, slice_channels=a.slice_channels,
-        condition=a.condition, human_init=a.human_init, N=a.N, M=a.M, lambdas=tuple(a.lambdas) if a.lambdas else None,
+        condition=a.condition, human_init=a.human_init, freeze=tuple(a.freeze or ()), N=a.N, M=a.M, lambdas=tuple(a.lambdas) if a.lambdas else None,
         loss=a.loss, masks=a.masks, off_mask_weight=a.off_mask_weight, init=a.init, steps=a.steps, batch=a.batch, patch=a.patch, lr=a.lr,
         seed=a.seed, log_every=a.log_every, ckpt_every=a.ckpt_every, resume=a.resume, progress=not a.quiet,
         device=a.device, amp=a.amp, quant=a.quant,
@@ -526,6 +526,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "CompressAI's default) or ste (the latents rounded as the coder rounds them, straight-through "
                    "gradients; rates keep the noise proxy: 'mixed quantisation', closes the train/decode gap); "
                    "default noise")
+    t.add_argument("--freeze", action="append", metavar="PREFIX",
+                   help="keep the parameters whose names start with PREFIX fixed (repeatable; e.g. g_s, or "
+                   "add.g_a for a scalable model's additional analysis)")
     t.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt if present")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
     t.set_defaults(func=cmd_train)

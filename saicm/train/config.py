@@ -26,6 +26,7 @@ class TrainConfig:
     slice_channels: int = 32  # scalable-fusion: channels per slice
     condition: str = "none"  # scalable-fusion: "none" (the paper) or "base" (conditional residual variant)
     human_init: str | None = None  # scalable-fusion: start the human layer from this MSE model
+    freeze: tuple = ()  # parameter-name prefixes kept fixed (e.g. "g_s", "add.g_a")
     masks: str | list | None = None  # one mask folder per data folder
     off_mask_weight: float = 0.0
     init: str | None = None
