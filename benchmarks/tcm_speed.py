@@ -1,7 +1,7 @@
 """LIC-TCM (the released SA-ICM / ICM-v1 configuration, 76.6 M parameters) on this CPU: import, encode, decode.
 
 Random weights are written in the authors' released checkpoint layout (``state_dict`` entry, ``module.``
-prefixes, empty coder tables), imported with ``saicm import-checkpoint`` (fp32), and one 768×512 image is coded
+prefixes, empty coder tables), imported with ``saicm import-checkpoint`` (fp32), and one 768×512 image (``--size``) is coded
 through the ``.saicm`` container. Every phase runs in a fresh process that reports its own wall time for the
 coding call (model load and PyTorch start-up excluded, reported apart) and its peak resident memory
 (``ru_maxrss``, whole process). ``--check`` also verifies that the decoded image equals the clamped forward
@@ -37,9 +37,10 @@ def _peak_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def _image(path: str | None, width: int = 768, height: int = 512):
+def _image(path: str | None, size: str = "768x512"):
     from PIL import Image
 
+    width, height = (int(v) for v in size.split("x"))
     if path is None:
         import numpy as np
 
@@ -89,7 +90,7 @@ def phase(a: argparse.Namespace) -> dict:
         net, info = saicm.load_model(a.model)
         out["load_seconds"] = time.perf_counter() - t0
         out["rss_after_load_mib"] = _rss_mib()
-        img = _image(a.image)
+        img = _image(a.image, a.size)
         stream = Path(a.stream)
         if a.phase == "encode":
             t = time.perf_counter()
@@ -133,6 +134,7 @@ def run(args: list[str]) -> dict:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--image", help="image to crop/scale to 768x512 (default: a synthetic one)")
+    p.add_argument("--size", default="768x512", help="WIDTHxHEIGHT of the coded image (default 768x512)")
     p.add_argument("--work", default="/tmp/tcm-bench", help="folder for the checkpoints, models and streams")
     p.add_argument("--threads", type=int, default=0, help="torch threads of the coding processes (default: torch's)")
     p.add_argument("--check", action="store_true", help="also check decode == clamped forward (one thread)")
@@ -150,7 +152,7 @@ def main() -> None:
         return
     work = Path(a.work)
     work.mkdir(parents=True, exist_ok=True)
-    common = ["--work", str(work)] + (["--image", a.image] if a.image else []) + \
+    common = ["--work", str(work), "--size", a.size] + (["--image", a.image] if a.image else []) + \
         (["--threads", str(a.threads)] if a.threads else [])
     rows = []
     src = work / "icm_random.pth.tar"
@@ -173,7 +175,7 @@ def main() -> None:
         two = work / "pair.saicm"
         rows.append(run(["--phase", "encode", "--model", str(pair), "--stream", str(two), *common]))
         rows.append(run(["--phase", "decode", "--model", str(pair), "--stream", str(two), *common]))
-    print(f"LIC-TCM released configuration, random weights, 768x512 image ({a.image or 'synthetic'}); "
+    print(f"LIC-TCM released configuration, random weights, {a.size} image ({a.image or 'synthetic'}); "
           f"{os.cpu_count()} CPUs")
     for r in rows:
         extra = {k: v for k, v in r.items() if k not in ("phase", "seconds", "peak_rss_mib", "threads")}

@@ -91,8 +91,10 @@ def _naive_window_attention(att: WindowAttention, x: torch.Tensor) -> torch.Tens
     return att.linear(out.reshape(h, w_, c))[None]
 
 
-@pytest.mark.parametrize("shifted", [False, True])
-def test_window_attention_matches_a_token_by_token_reading_of_the_facts(shifted):
+@pytest.mark.parametrize("shifted,chunk", [(False, None), (True, None), (True, 512)])
+def test_window_attention_matches_a_token_by_token_reading_of_the_facts(shifted, chunk, monkeypatch):
+    if chunk:  # windows attended one by one (what bounds the memory of large images)
+        monkeypatch.setattr("saicm.models.tcm.ATTENTION_CHUNK", chunk)
     torch.manual_seed(3)
     att = WindowAttention(8, 4, 4, shifted).eval()
     with torch.no_grad():

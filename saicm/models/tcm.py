@@ -45,6 +45,11 @@ from .registry import register_architecture
 
 # --- building blocks -----------------------------------------------------------------------------
 
+#: attention logits computed at once, at most (heads · batch · windows · T²): windows are attended in chunks so
+#: that memory does not grow with the image (64 MiB of fp32 logits); the chunks depend on the shapes only, so the
+#: results do not depend on the thread count
+ATTENTION_CHUNK = 1 << 24
+
 
 class WindowAttention(nn.Module):
     """Multi-head self-attention inside w×w windows (``shifted``: windows moved by w/2, seam masked).
@@ -89,6 +94,18 @@ class WindowAttention(nn.Module):
         mask[:, -1] |= cols
         return mask.view(nh * nw, w * w, w * w)
 
+    def _attend(self, x: Tensor, bias: Tensor, mask: Tensor | None) -> Tensor:
+        """Attention inside each window of ``x`` (B, windows, T, C)."""
+        b, n, t, c = x.shape
+        qkv = self.embedding_layer(x).view(b, n, t, 3, self.heads, self.head_dim)
+        qkv = qkv.permute(3, 4, 0, 1, 2, 5)  # (3, heads, B, windows, T, head_dim)
+        q, k, v = qkv[0], qkv[1], qkv[2]
+        sim = torch.matmul(q, k.transpose(-2, -1)) * self.scale + bias
+        if mask is not None:
+            sim = sim.masked_fill(mask, float("-inf"))
+        out = torch.matmul(sim.softmax(dim=-1), v)  # (heads, B, windows, T, head_dim)
+        return self.linear(out.permute(1, 2, 3, 0, 4).reshape(b, n, t, c))
+
     def forward(self, x: Tensor) -> Tensor:
         b, h, w_, c = x.shape
         w = self.window
@@ -99,15 +116,14 @@ class WindowAttention(nn.Module):
         nh, nw = h // w, w_ // w
         t = w * w
         x = x.reshape(b, nh, w, nw, w, c).permute(0, 1, 3, 2, 4, 5).reshape(b, nh * nw, t, c)
-        qkv = self.embedding_layer(x).view(b, nh * nw, t, 3, self.heads, self.head_dim)
-        qkv = qkv.permute(3, 4, 0, 1, 2, 5)  # (3, heads, B, windows, T, head_dim)
-        q, k, v = qkv[0], qkv[1], qkv[2]
-        sim = torch.matmul(q, k.transpose(-2, -1)) * self.scale
-        sim = sim + self.relative_bias()[:, None, None]
-        if self.shift:
-            sim = sim.masked_fill(self.seam_mask(nh, nw, x.device), float("-inf"))
-        out = torch.matmul(sim.softmax(dim=-1), v)  # (heads, B, windows, T, head_dim)
-        out = self.linear(out.permute(1, 2, 3, 0, 4).reshape(b, nh * nw, t, c))
+        mask = self.seam_mask(nh, nw, x.device) if self.shift else None
+        bias = self.relative_bias()[:, None, None]
+        per = max(1, ATTENTION_CHUNK // (self.heads * b * t * t))
+        if nh * nw <= per:
+            out = self._attend(x, bias, mask)
+        else:
+            out = torch.cat([self._attend(x[:, i: i + per], bias, None if mask is None else mask[i: i + per])
+                             for i in range(0, nh * nw, per)], dim=1)
         out = out.view(b, nh, nw, w, w, c).permute(0, 1, 3, 2, 4, 5).reshape(b, h, w_, c)
         if self.shift:
             out = torch.roll(out, shifts=(self.shift, self.shift), dims=(1, 2))
