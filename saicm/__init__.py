@@ -4,6 +4,7 @@ Public API::
 
     data = saicm.compress("photo.jpg", model="mse-hyperprior-n64-v5", quality=3)
     image = saicm.decompress(data)          # PIL.Image
+    saicm.video.encode("clip.264", "clip.saicmv", frames="0:30")   # NeRV / SA-NeRV clips (saicm.video)
 
 Attributes are imported on first use, so ``saicm --help`` does not load PyTorch.
 """
@@ -30,4 +31,8 @@ def __getattr__(name):
         value = getattr(importlib.import_module(mod), attr)
         globals()[name] = value
         return value
+    if name == "video":  # saicm.video.encode / decode without an explicit import of the subpackage
+        import importlib
+
+        return importlib.import_module("saicm.video")
     raise AttributeError(f"module 'saicm' has no attribute {name!r}")

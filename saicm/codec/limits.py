@@ -9,6 +9,10 @@ the work or memory it implies is committed:
   memory any file can ask for; ``--max-pixels`` / ``max_pixels=`` raise it.
   The same limit applies to images given to the encoder (Pillow's own limit is
   set to match while they are read).
+- :func:`check_video_pixels`: a clip's frames × height × width against a
+  limit of its own, :data:`DEFAULT_MAX_VIDEO_PIXELS` (2³¹: e.g. 1,035 frames of
+  1920×1080), checked from a ``.saicmv`` header (and while a clip is read)
+  before any frame is made; each frame also passes :func:`check_pixels`.
 - :func:`inflate`: zlib data inflated to at most the size the header implies.
 - :func:`header_model_name`: a model name read from a file names a shipped
   model, never a path on this machine.
@@ -43,6 +47,25 @@ def check_pixels(height: int, width: int, max_pixels: int | None = None, what: s
         err = FormatError if what == "the file" else ImageError
         raise err(f"{what} holds a {width}x{height} image ({height * width:,} pixels), more than the limit of "
                   f"{limit:,}; raise it with --max-pixels (Python: max_pixels=) if you trust it")
+
+
+#: frames × height × width a video file (or a clip given to the encoder) may hold unless the caller raises it
+DEFAULT_MAX_VIDEO_PIXELS = 1 << 31
+
+
+def check_video_pixels(frames: int, height: int, width: int, max_pixels: int | None = None,
+                       what: str = "the file") -> None:
+    """Refuse a clip of more than ``max_pixels`` pixels in all frames (default :data:`DEFAULT_MAX_VIDEO_PIXELS`)."""
+    if max_pixels is None:
+        limit = DEFAULT_MAX_VIDEO_PIXELS
+    elif int(max_pixels) < 1:
+        raise ModelError(f"max_pixels must be a positive number of pixels, got {max_pixels}")
+    else:
+        limit = int(max_pixels)
+    if frames * height * width > limit:
+        err = FormatError if what == "the file" else ImageError
+        raise err(f"{what} holds {frames:,} frames of {width}x{height} ({frames * height * width:,} pixels), more "
+                  f"than the limit of {limit:,}; raise it with --max-pixels (Python: max_pixels=) if you trust it")
 
 
 def inflate(data: bytes, size: int, what: str = "alpha plane") -> bytes:

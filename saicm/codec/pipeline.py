@@ -257,7 +257,11 @@ def decompress(data: bytes, model=None, layer: str = "auto", max_pixels: int | N
 
 
 def describe(data: bytes) -> dict:
-    """Header fields and sizes of a ``.saicm`` byte string, without decoding."""
+    """Header fields and sizes of a ``.saicm`` byte string (or a ``.saicmv`` clip), without decoding."""
+    if data[:5] == b"SAICV":  # a NeRV clip (saicm.video.bitstream)
+        from ..video.api import describe as describe_video
+
+        return describe_video(data)
     machine, human = container.split_layers(data)
     s = container.unpack(machine)
     h = s.header

@@ -12,7 +12,7 @@ from __future__ import annotations
 from importlib import import_module
 
 #: modules under saicm.commands, each with ``register(subparsers)``
-FAMILIES = ("scalable", "imports")
+FAMILIES = ("scalable", "imports", "video")
 
 
 def register_all(subparsers) -> None:

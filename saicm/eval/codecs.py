@@ -317,3 +317,7 @@ def get_codec(spec: str) -> Codec:
         known = ", ".join(sorted(CODECS))
         raise SaicmError(f"unknown codec {spec!r} (codecs: {known}; or a saicm model name)") from None
     return SaicmCodec(spec)  # a model: its option errors are the user's to see
+
+
+# Video codecs (nerv, sa-nerv, hevc-video, vvc-video) for `saicm eval` on clips register themselves here.
+from ..video import codecs as _video_codecs  # noqa: E402,F401  (after register_codec: it uses it)

@@ -35,7 +35,11 @@ class Task(Protocol):
 
 def load_rgb_folder(folder: str | Path) -> dict[str, Image.Image]:
     from ..errors import SaicmError
+    from ..video.evaluate import load_clips
 
+    clips = load_clips(str(folder))  # a video file or a folder of videos (CLIP#A:B@WxH): {clip: Clip}
+    if clips is not None:
+        return clips
     folder = Path(folder)
     files = sorted(p for p in folder.rglob("*") if is_image_file(p)) if folder.is_dir() else []
     if not files:
@@ -79,6 +83,14 @@ def sweep(codec: Codec, images: dict[str, Image.Image], qualities: Sequence | No
           task: Task | None = None, cache: DecodeCache | None = None, dataset: str = "",
           progress: bool = True) -> dict:
     """Run the sweep and return one results dict (schema in :mod:`saicm.eval.results`)."""
+    from ..video.evaluate import is_clips, sweep_clips
+
+    if is_clips(images):  # clips: video codecs, or image codecs frame by frame (saicm.video.evaluate)
+        return sweep_clips(codec, images, qualities, task, cache, dataset, progress)
+    if getattr(codec, "is_video", False):
+        from ..errors import SaicmError
+
+        raise SaicmError(f"{codec.name} codes clips: --dataset must be a video file or a folder of videos")
     qualities = list(qualities or codec.default_qualities)
     cache = cache or DecodeCache(None, codec.name, {})
     res = new_result(codec.name, codec.config(), dataset, task.name if task else "psnr", len(images))

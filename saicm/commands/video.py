@@ -1,0 +1,166 @@
+"""``saicm video``: NeRV / SA-NeRV clips as ``.saicmv`` files (encode, decode, frames, presets).
+
+``saicm info FILE.saicmv`` also works (``saicm.codec.pipeline.describe`` dispatches on the magic).
+"""
+
+from __future__ import annotations
+
+import argparse
+
+
+def _positive(s: str) -> int:
+    try:
+        v = int(s)
+    except ValueError:
+        v = 0
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {s!r}")
+    return v
+
+
+def _nonneg(s: str) -> int:
+    try:
+        v = int(s)
+    except ValueError:
+        v = -1
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {s!r}")
+    return v
+
+
+def cmd_encode(a: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from ..video.api import encode
+
+    ckpt = Path(a.checkpoint) if a.checkpoint else Path(a.output + ".ckpt")
+    if a.resume and not ckpt.exists():
+        print(f"no checkpoint at {ckpt}: starting from the beginning")
+    r = encode(a.clip, a.output, frames=a.frames, size=a.size, preset=a.preset, loss=a.loss, masks=a.masks,
+               epochs=a.epochs, lr=a.lr, batch=a.batch, prune=a.prune, prune_epochs=a.prune_epochs,
+               qat_epochs=a.qat_epochs, bits=a.bits, seed=a.seed, checkpoint=ckpt, resume=a.resume,
+               keep_checkpoint=a.keep_checkpoint, ckpt_every=a.ckpt_every, device=a.device, progress=not a.quiet,
+               max_pixels=a.max_pixels)
+    i = r.info
+    for e in i["events"]:
+        print(f"  {e}")
+    print(f"{a.output}: {i['bytes']} bytes, {i['bpp']:.4f} bpp, PSNR {i['psnr']:.2f} dB ({i['frames']} frames "
+          f"{i['width']}x{i['height']} from frame {i['first']}; {i['preset']} {i['loss']}, {i['parameters']:,} "
+          f"parameters, {i['nonzero'] / max(i['parameters'], 1):.0%} non-zero; {i['seconds']:.0f} s)")
+    return 0
+
+
+def cmd_decode(a: argparse.Namespace) -> int:
+    from ..video.api import decode_file
+
+    i = decode_file(a.input, a.output, max_pixels=a.max_pixels, threads=a.threads)
+    print(f"{a.output}: {i['frames']} frames {i['width']}x{i['height']} ({i['output']}, {i['seconds']:.2f} s, "
+          f"{i['frames'] / max(i['seconds'], 1e-9):.1f} frames/s)")
+    return 0
+
+
+def cmd_frames(a: argparse.Namespace) -> int:
+    from ..video.io import iter_clip, write_png_frames
+
+    info, first, gen = iter_clip(a.clip, a.frames, a.size, a.max_pixels)
+    names = write_png_frames(((k, f[None]) for k, f in enumerate(gen)), a.output, first=first, compress_level=6,
+                             meta={"source": str(a.clip), "fps": str(info.fps), "first": first,
+                                   "width": info.width, "height": info.height, "frames": a.frames or ""})
+    if not names:
+        from ..errors import SaicmError
+
+        raise SaicmError("no frames in that range", a.clip)
+    print(f"{a.output}: {len(names)} frames {info.width}x{info.height} ({names[0].name} .. {names[-1].name}); "
+          f"edge masks for --loss sa-nerv: saicm masks {a.output} -o MASKS")
+    return 0
+
+
+def cmd_presets(a: argparse.Namespace) -> int:
+    from ..video import nerv
+    from ..video.api import PRESET_LR
+    from ..video.io import parse_size
+
+    w, h = parse_size(a.size) or (352, 288)
+    print(f"NeRV presets for {w}x{h} frames (parameters, multiply-adds per frame, grid, strides, default lr):")
+    for name in nerv.PRESETS:
+        cfg = nerv.make_config(name, h, w)
+        p, m = nerv.count(cfg["pe_levels"], cfg["mlp_hidden"], cfg["c0"], cfg["grid"], cfg["strides"],
+                          cfg["channels"])
+        default = " (default)" if name == nerv.DEFAULT_PRESET else ""
+        print(f"  {name:3s}{default:10s} {p:>10,} parameters {m / 1e6:>8.0f} M MAC/frame  grid {cfg['grid'][0]}x"
+              f"{cfg['grid'][1]}  strides {cfg['strides']}  channels {cfg['channels']}  lr {PRESET_LR[name]:g}")
+    return 0
+
+
+def register(sub) -> None:
+    from ..device import DEVICE_HELP
+
+    v = sub.add_parser("video", help="NeRV / SA-NeRV video coding: encode, decode, frames, presets",
+                       description="A clip coded as a network that maps a frame index to the frame (NeRV), "
+                       "pruned, quantised and entropy-coded into a .saicmv file. SA-NeRV trains the same network "
+                       "with the NeRV loss plus the same loss on edge-masked frames. See docs/video.md.")
+    vs = v.add_subparsers(dest="video_command", metavar="COMMAND")
+    vs.required = True
+
+    e = vs.add_parser("encode", help="fit a network to a clip and write CLIP.saicmv",
+                      description="Read a clip (any video ffmpeg reads, or a folder of frames), fit the network on "
+                      "the chosen device with a progress bar (epoch, loss, PSNR), checkpointing atomically; then "
+                      "prune (global magnitude, fine-tuned), quantise (per output channel) with quantisation-aware "
+                      "fine-tuning, entropy-code the weights and write the file. A collapse in PSNR mid-run rolls "
+                      "back to the last good checkpoint with a lower learning rate.")
+    e.add_argument("clip", help="video file (.264, .avi, .mp4, ...) or folder of frames")
+    e.add_argument("-o", "--output", required=True, help=".saicmv file to write")
+    e.add_argument("--frames", metavar="A:B", help="frames A..B-1 (0-based; A: or :B allowed); default all")
+    e.add_argument("--size", metavar="WxH", help="resize the frames (ffmpeg's scale filter, Lanczos)")
+    e.add_argument("--preset", default="s", choices=["xs", "s", "m", "l"],
+                   help="network size: more parameters, more bytes, better frames (default s; "
+                   "'saicm video presets' lists them)")
+    e.add_argument("--loss", default="nerv", choices=["nerv", "sa-nerv"],
+                   help="nerv (β·L1 + (1-β)·(1-SSIM), β 0.7) or sa-nerv (plus the same on edge-masked frames; "
+                   "needs --masks)")
+    e.add_argument("--masks", metavar="DIR", help="per-frame edge masks frame_NNNNNN.png (saicm masks on the folder "
+                   "'saicm video frames' writes)")
+    e.add_argument("--epochs", type=_positive, help="epochs of the main fit (default 300; pruning fine-tuning "
+                   "takes epochs/6 more, quantisation-aware fine-tuning epochs/10)")
+    e.add_argument("--lr", type=float, help="learning rate (default per preset: 'saicm video presets')")
+    e.add_argument("--batch", type=_positive, help="frames per step (default 1)")
+    e.add_argument("--prune", type=float, help="share of weights set to zero by magnitude (default 0.4; 0: none)")
+    e.add_argument("--prune-epochs", type=_nonneg, help="fine-tuning epochs after pruning (default epochs/6)")
+    e.add_argument("--qat-epochs", type=_nonneg, help="quantisation-aware fine-tuning epochs (default epochs/10; "
+                   "0: none)")
+    e.add_argument("--bits", type=int, choices=range(2, 9), metavar="{2..8}", help="quantisation bits (default 8)")
+    e.add_argument("--seed", type=int, default=0, help="initialisation and frame-order seed (default 0)")
+    e.add_argument("--resume", action="store_true", help="continue from the checkpoint of a killed encode")
+    e.add_argument("--checkpoint", help="checkpoint path (default OUTPUT.ckpt)")
+    e.add_argument("--keep-checkpoint", action="store_true", help="keep the checkpoint after success")
+    e.add_argument("--ckpt-every", type=_positive, help="checkpoint every N epochs (default 10)")
+    e.add_argument("--device", default="auto", help=DEVICE_HELP)
+    e.add_argument("--max-pixels", type=_positive, help="accept clips of more than 2^31 pixels in all frames")
+    e.add_argument("--quiet", action="store_true", help="no progress bar")
+    e.set_defaults(func=cmd_encode)
+
+    d = vs.add_parser("decode", help="decode a .saicmv file to PNG frames or a lossless video",
+                      description="Decode every frame at the original size: PNG frames frame_NNNNNN.png (numbered as "
+                      "in the source clip) into a new folder, or a lossless video (.mkv/.avi/.nut: FFV1; .mp4: H.264 "
+                      "RGB -qp 0). Frames are decoded in fixed batches, each single-threaded, in parallel: the "
+                      "output does not depend on the thread count.")
+    d.add_argument("input", help=".saicmv file")
+    d.add_argument("-o", "--output", required=True, help="folder (absent or empty) or .mkv/.avi/.nut/.mp4 file")
+    d.add_argument("--threads", type=_positive, help="batches decoded at once (default: torch's thread count)")
+    d.add_argument("--max-pixels", type=_positive, help="accept files of more than 2^31 pixels in all frames")
+    d.set_defaults(func=cmd_decode)
+
+    f = vs.add_parser("frames", help="extract frames as PNGs (for saicm masks and --masks)",
+                      description="Write frames A..B-1 of a clip as frame_NNNNNN.png (NNNNNN = index in the clip) "
+                      "into a new folder, with frames.json. 'saicm masks DIR -o MASKS' then makes one mask per frame "
+                      "with the same name, which 'saicm video encode --loss sa-nerv --masks MASKS' reads.")
+    f.add_argument("clip", help="video file")
+    f.add_argument("-o", "--output", required=True, help="folder to create (absent or empty)")
+    f.add_argument("--frames", metavar="A:B", help="frames A..B-1 (default all)")
+    f.add_argument("--size", metavar="WxH", help="resize (use the same --size for encode)")
+    f.add_argument("--max-pixels", type=_positive, help="accept clips of more than 2^31 pixels in all frames")
+    f.set_defaults(func=cmd_frames)
+
+    p = vs.add_parser("presets", help="parameter counts and work of each preset for a frame size")
+    p.add_argument("--size", metavar="WxH", default="352x288", help="frame size (default 352x288)")
+    p.set_defaults(func=cmd_presets)

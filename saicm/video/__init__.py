@@ -1,0 +1,40 @@
+"""Video coding for machines: NeRV and SA-NeRV clips as ``.saicmv`` files.
+
+::
+
+    import saicm.video
+    r = saicm.video.encode("clip.264", "clip.saicmv", frames="0:30", preset="xs")  # fits, writes, returns
+    print(r.info["bytes"], r.info["bpp"], r.info["psnr"])
+    frames = saicm.video.decode(open("clip.saicmv", "rb").read()).frames          # (N, H, W, 3) uint8
+    saicm.video.decode_file("clip.saicmv", "decoded/")                           # PNG frames, or .mkv
+    saicm.video.describe(open("clip.saicmv", "rb").read())                        # the header as a dict
+
+Modules: ``io`` (clips in and out through ffmpeg), ``nerv`` (the network,
+presets, configuration checks, rendering), ``train`` (the NeRV / SA-NeRV loss,
+stages, checkpoints, divergence guard), ``compress`` (pruning, per-channel
+quantisation, entropy coding of the weights), ``bitstream`` (the ``.saicmv``
+format), ``api`` (encode/decode), ``codecs`` and ``evaluate`` (``saicm eval``
+on clips). Attributes are imported on first use (PyTorch is not loaded by
+``import saicm.video``).
+"""
+
+_API = {
+    "encode": ("saicm.video.api", "encode"),
+    "decode": ("saicm.video.api", "decode"),
+    "decode_file": ("saicm.video.api", "decode_file"),
+    "describe": ("saicm.video.api", "describe"),
+    "read_clip": ("saicm.video.io", "read_clip"),
+}
+
+__all__ = sorted(_API)
+
+
+def __getattr__(name):
+    if name in _API:
+        import importlib
+
+        mod, attr = _API[name]
+        value = getattr(importlib.import_module(mod), attr)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'saicm.video' has no attribute {name!r}")

@@ -1,0 +1,273 @@
+"""Clip ⇄ ``.saicmv`` bytes: encode (fit, prune, quantise, entropy-code), decode, describe.
+
+::
+
+    r = saicm.video.encode("clip.264", "clip.saicmv", frames="0:30", preset="xs")   # EncodeResult
+    frames = saicm.video.decode(open("clip.saicmv", "rb").read()).frames           # (N, H, W, 3) uint8
+    saicm.video.decode_file("clip.saicmv", "frames/")                              # PNGs (or a .mkv)
+
+The encoder's own reference — the frames its quantised network renders —
+is what any decoder gives for the file, bit for bit (``tests/test_video.py``).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import torch
+
+from ..errors import SaicmError
+from . import bitstream, compress, nerv
+from .io import FRAME_PATTERN, Clip, frame_index, read_clip
+from .train import FitReport, FitSettings, fit
+
+#: default learning rate per preset (measured on foreman, 8 frames, 100 epochs: xs reached 22.5 / 25.0 / 27.7 /
+#: 28.2 dB at 1e-3 / 3e-3 / 1e-2 / 2e-2 and collapsed at 5e-2); the divergence guard halves it on a collapse
+PRESET_LR = {"xs": 1e-2, "s": 1e-2, "m": 5e-3, "l": 3e-3}
+DEFAULT_EPOCHS = 300
+
+
+@dataclass
+class EncodeResult:
+    data: bytes
+    info: dict
+    #: the frames the encoder's quantised network renders: what every decoder of ``data`` gives
+    reference: np.ndarray | None = None
+    report: FitReport | None = None
+
+
+@dataclass
+class Decoded:
+    header: bitstream.VideoHeader
+    frames: np.ndarray  # (N, H, W, 3) uint8
+
+    def names(self) -> list[str]:
+        return [FRAME_PATTERN.format(self.header.first + i) for i in range(self.header.frames)]
+
+
+def _as_clip(clip, frames, size, max_pixels) -> Clip:
+    if isinstance(clip, Clip):
+        return clip
+    if isinstance(clip, np.ndarray):
+        if clip.ndim != 4 or clip.shape[-1] != 3 or clip.dtype != np.uint8:
+            raise SaicmError("a clip array must be (N, H, W, 3) uint8")
+        from ..codec.limits import check_video_pixels
+
+        check_video_pixels(*clip.shape[:3], max_pixels, what="the clip")
+        return Clip(clip)
+    return read_clip(clip, frames, size, max_pixels)
+
+
+def load_masks(folder: str | os.PathLike, clip: Clip) -> np.ndarray:
+    """(N, H, W) bool edge masks of the clip's frames from ``folder`` (``saicm masks`` on ``saicm video frames``).
+
+    Frame ``i`` of the source takes ``frame_%06d.png`` with that index (any image suffix). A mask of another size
+    is resized to the frame: an output pixel is on when any mask pixel in its area is (edges survive downscaling).
+    """
+    from PIL import Image
+
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise SaicmError("mask folder not found", str(folder))
+    by_index = {}
+    for p in folder.iterdir():
+        i = frame_index(p.name)
+        if i is not None and p.suffix.lower() == ".png":
+            by_index[i] = p
+    out = np.zeros((clip.n, clip.height, clip.width), bool)
+    missing = [clip.first + k for k in range(clip.n) if clip.first + k not in by_index]
+    if missing:
+        raise SaicmError(f"no mask for frame {missing[0]} ({len(missing)} of {clip.n} frames have none; masks are "
+                         f"{FRAME_PATTERN.format(missing[0])} from 'saicm masks' on 'saicm video frames')", str(folder))
+    for k in range(clip.n):
+        with Image.open(by_index[clip.first + k]) as im:
+            m = im.convert("L")
+            if m.size != (clip.width, clip.height):
+                m = m.resize((clip.width, clip.height), Image.BOX)
+            out[k] = np.asarray(m) > 0
+    return out
+
+
+def fit_settings(preset, epochs=None, lr=None, loss="nerv", **kw) -> FitSettings:
+    name = preset if isinstance(preset, str) else "custom"
+    s = FitSettings(epochs=DEFAULT_EPOCHS if epochs is None else int(epochs),
+                    lr=lr if lr is not None else PRESET_LR.get(name, 5e-3), loss=loss,
+                    **{k: v for k, v in kw.items() if v is not None})
+    s.check()
+    return s
+
+
+def encode(clip, output: str | os.PathLike | None = None, *, frames: str | None = None, size=None,
+           preset: str | dict = nerv.DEFAULT_PRESET, loss: str = "nerv", masks=None, epochs: int | None = None,
+           lr: float | None = None, batch: int | None = None, prune: float | None = None,
+           prune_epochs: int | None = None, qat_epochs: int | None = None, bits: int | None = None, seed: int = 0,
+           checkpoint: str | os.PathLike | None = None, resume: bool = False, keep_checkpoint: bool = False,
+           ckpt_every: int | None = None, device: str = "auto", progress: bool = True,
+           max_pixels: int | None = None, fault=None) -> EncodeResult:
+    """Fit a NeRV network to a clip and code it; write ``output`` (atomically) when given.
+
+    ``clip``: a video file or frame folder (``frames="A:B"``, ``size="WxH"``), a :class:`Clip` or an (N, H, W, 3)
+    uint8 array. ``masks``: a folder of per-frame edge masks or an (N, H, W) bool array (``loss="sa-nerv"``).
+    ``checkpoint`` defaults to ``OUTPUT.ckpt`` (none without ``output``); it is removed after a successful encode
+    unless ``keep_checkpoint``.
+    """
+    from ..device import resolve_device
+    from ..eval.metrics import psnr
+
+    t0 = time.perf_counter()
+    settings = fit_settings(preset, epochs, lr, loss, batch=batch, prune=prune, prune_epochs=prune_epochs,
+                            qat_epochs=qat_epochs, bits=bits, seed=seed, ckpt_every=ckpt_every)
+    if loss == "sa-nerv" and masks is None:
+        raise SaicmError("--loss sa-nerv needs --masks DIR (per-frame edge masks: 'saicm video frames' then "
+                         "'saicm masks')")
+    if output is not None:
+        out_dir = Path(output).parent if str(Path(output).parent) else Path(".")
+        if not out_dir.is_dir():
+            raise SaicmError("output folder does not exist", str(out_dir))
+    ckpt = Path(checkpoint) if checkpoint else (Path(str(output) + ".ckpt") if output is not None else None)
+    if ckpt is not None and ckpt.exists() and not resume:
+        raise SaicmError("a checkpoint of an earlier encode is there: add --resume (resume=True) to continue it, "
+                         "or delete it", str(ckpt))
+    dev = resolve_device(device)
+    c = _as_clip(clip, frames, size, max_pixels)
+    m = None
+    if loss == "sa-nerv":
+        m = masks if isinstance(masks, np.ndarray) else load_masks(masks, c)
+        if m.shape != (c.n, c.height, c.width):
+            raise SaicmError(f"masks are {m.shape}, the clip is {(c.n, c.height, c.width)}")
+        m = m.astype(bool)
+    config = nerv.make_config(preset, c.height, c.width)
+    torch.manual_seed(settings.seed)
+    model = nerv.build(config)
+    report = fit(model, c.frames, settings, masks=m, checkpoint=ckpt, resume=resume, device=dev, progress=progress,
+                 fault=fault)
+    fit_s = time.perf_counter() - t0
+
+    qts = compress.quantise(model, settings.bits)
+    compress.load_quantised(model, qts)
+    symbols = compress.encode_symbols(qts, settings.bits)
+    meta = {"preset": preset if isinstance(preset, str) else "custom", "loss": loss}
+    header = bitstream.VideoHeader(arch=nerv.ARCHITECTURE, config=config, frames=c.n, width=c.width,
+                                   height=c.height, fps=Fraction(c.fps), first=c.first, bits=settings.bits,
+                                   meta=meta)
+    steps = np.concatenate([t.steps for t in qts])
+    data = bitstream.pack(bitstream.VideoStream(header=header, steps=steps, symbols=symbols))
+    ref = np.empty_like(c.frames)
+    for start, batch_frames in nerv.render(model, c.n, c.height, c.width):
+        ref[start: start + batch_frames.shape[0]] = batch_frames.numpy()
+    if output is not None:
+        from .._fs import write_bytes_atomic
+
+        write_bytes_atomic(output, data)
+        if ckpt is not None and not keep_checkpoint and ckpt.exists():
+            ckpt.unlink()
+    nonzero = sum(int((t.symbols != 0).sum()) for t in qts)
+    n_params = sum(t.symbols.size for t in qts)
+    psnrs = [psnr(c.frames[k], ref[k]) for k in range(c.n)]
+    info = {"bytes": len(data), "bpp": 8.0 * len(data) / (c.width * c.height * c.n), "psnr": float(np.mean(psnrs)),
+            "frames": c.n, "first": c.first, "width": c.width, "height": c.height, "fps": str(c.fps),
+            "preset": meta["preset"], "loss": loss, "parameters": n_params, "nonzero": nonzero,
+            "weights_bytes": len(symbols), "steps_bytes": 2 * int(steps.size), "epochs": settings.epochs,
+            "stages": [f"{n} {e} epochs at lr {r:g}" for n, e, r in settings.stages()], "seed": settings.seed,
+            "fit_s": fit_s, "seconds": time.perf_counter() - t0, "events": report.events,
+            "resumed_from": report.resumed_from, "device": str(dev)}
+    return EncodeResult(data=data, info=info, reference=ref, report=report)
+
+
+def network(data: bytes, max_pixels: int | None = None) -> tuple[bitstream.VideoHeader, nerv.NeRV]:
+    """The network a ``.saicmv`` file holds (parsed, checked, symbols decoded, values loaded)."""
+    stream = bitstream.unpack(data, max_pixels)
+    h = stream.header
+    layout = nerv.param_layout(h.config)
+    symbols = compress.decode_symbols(stream.symbols, [shape for _, shape, _ in layout], h.bits)
+    tensors, pos = [], 0
+    for (name, shape, groups), sym in zip(layout, symbols):
+        tensors.append(compress.QTensor(name=name, shape=shape, groups=groups, steps=stream.steps[pos: pos + groups],
+                                        symbols=sym))
+        pos += groups
+    model = nerv.build(h.config)
+    compress.load_quantised(model, tensors)
+    return h, model
+
+
+def decode_batches(data: bytes, max_pixels: int | None = None, threads: int | None = None
+                   ) -> tuple[bitstream.VideoHeader, Iterator[tuple[int, np.ndarray]]]:
+    """The header and a generator of ``(first index, (B, H, W, 3) uint8)`` batches (memory: a few batches)."""
+    h, model = network(data, max_pixels)
+    gen = ((s, b.numpy()) for s, b in nerv.render(model, h.frames, h.height, h.width, threads=threads))
+    return h, gen
+
+
+def decode(data: bytes, max_pixels: int | None = None, threads: int | None = None) -> Decoded:
+    """Every frame of a ``.saicmv`` file at its size and frame count."""
+    h, gen = decode_batches(data, max_pixels, threads)
+    out = np.empty((h.frames, h.height, h.width, 3), np.uint8)
+    for s, b in gen:
+        out[s: s + b.shape[0]] = b
+    return Decoded(header=h, frames=out)
+
+
+def _read(path) -> bytes:
+    try:
+        return Path(path).read_bytes()
+    except OSError as e:
+        raise SaicmError(f"cannot read ({e.strerror})", str(path)) from None
+
+
+def decode_file(src: str | os.PathLike, dst: str | os.PathLike, max_pixels: int | None = None,
+                threads: int | None = None) -> dict:
+    """Decode ``src`` to PNG frames in the folder ``dst`` or to a lossless video (``.mkv``/``.avi``/``.nut``:
+    FFV1; ``.mp4``: H.264 RGB -qp 0). Nothing is left at ``dst`` on failure."""
+    from .io import LOSSLESS_VIDEO, write_png_frames, write_video
+
+    t0 = time.perf_counter()
+    data = _read(src)
+    try:
+        h, gen = decode_batches(data, max_pixels, threads)
+        dst = Path(dst)
+        if dst.suffix.lower() in LOSSLESS_VIDEO:
+            write_video(gen, dst, h.width, h.height, h.fps)
+            what = "video"
+        else:
+            write_png_frames(gen, dst, first=h.first, meta={"source": str(src), "fps": str(h.fps), "first": h.first,
+                                                             "frames": h.frames, "width": h.width,
+                                                             "height": h.height})
+            what = "frames"
+    except SaicmError as e:
+        raise type(e)(e.message, e.path or str(src)) from None
+    return {"frames": h.frames, "width": h.width, "height": h.height, "fps": str(h.fps), "first": h.first,
+            "output": what, "seconds": time.perf_counter() - t0, "bytes": len(data)}
+
+
+def describe(data: bytes) -> dict:
+    """Header fields and sizes of a ``.saicmv`` file, without decoding the weights."""
+    stream = bitstream.unpack(data, max_pixels=1 << 62)
+    h = stream.header
+    params, macs = nerv.count(h.config["pe_levels"], h.config["mlp_hidden"], h.config["c0"], h.config["grid"],
+                              h.config["strides"], h.config["channels"])
+    return {
+        "format": f".saicmv version {h.version}",
+        "architecture": h.arch,
+        "preset": h.meta.get("preset"),
+        "loss": h.meta.get("loss"),
+        "frames": h.frames,
+        "first_frame": h.first,
+        "width": h.width,
+        "height": h.height,
+        "fps": str(h.fps),
+        "parameters": params,
+        "macs_per_frame": macs,
+        "bits": h.bits,
+        "coder": bitstream.CODERS[h.coder],
+        "config": h.config,
+        "steps_bytes": 2 * int(stream.steps.size),
+        "weights_bytes": len(stream.symbols),
+        "file_bytes": len(data),
+        "bpp": 8.0 * len(data) / (h.width * h.height * h.frames),
+    }

@@ -1,0 +1,196 @@
+"""Weights → bytes: per-channel quantisation and the entropy coding of the quantised weights.
+
+**Quantisation** (``bits`` = 8 by default): every parameter tensor is cut into
+quantisation groups along its first dimension (one per output channel for
+weights, one per feature-map channel for the MLP-to-grid layer, one per tensor
+for biases: :meth:`saicm.video.nerv.NeRV.channel_groups`); a group's step is
+``max|w| / (2^(bits−1) − 1)`` rounded *up* to a float16 (so no value leaves the
+range), its symbols ``round(w / step)`` in ``[−Q, Q]``, ``Q = 2^(bits−1) − 1``.
+Decoding is ``float32(q) · float32(step)``, the same arithmetic on both sides.
+Pruned weights are exact zeros and stay so.
+
+**Entropy coding** (:func:`encode_symbols` / :func:`decode_symbols`): see
+:mod:`saicm.video.bitstream` for the layout and the module docstring of
+:func:`encode_symbols` for the model.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..errors import FormatError
+
+
+@dataclass
+class QTensor:
+    """One quantised parameter tensor."""
+
+    name: str
+    shape: tuple[int, ...]
+    groups: int
+    steps: np.ndarray  # (groups,) float16
+    symbols: np.ndarray  # (numel,) int16 in [-Q, Q], row-major
+
+    def dequantise(self) -> torch.Tensor:
+        q = torch.from_numpy(self.symbols.astype(np.float32)).view(self.groups, -1)
+        s = torch.from_numpy(self.steps.astype(np.float32)).view(-1, 1)
+        return (q * s).view(self.shape)
+
+
+def qmax(bits: int) -> int:
+    return (1 << (bits - 1)) - 1
+
+
+def _steps_up(amax: torch.Tensor, q: int) -> np.ndarray:
+    """float16 steps ≥ amax / q (rounded up; never 0; 1 for all-zero groups)."""
+    want = (amax.double() / q).numpy()
+    s16 = want.astype(np.float16)
+    low = s16.astype(np.float64) < want
+    s16[low] = np.nextafter(s16[low], np.float16(np.inf))
+    s16[(amax == 0).numpy()] = np.float16(1.0)
+    tiny = np.float16(2.0 ** -24)  # smallest positive float16
+    s16[s16 < tiny] = tiny
+    if not np.isfinite(s16).all():
+        raise FormatError("a weight is too large to quantise (the network diverged)")
+    return s16
+
+
+def quantise_tensor(name: str, w: torch.Tensor, groups: int, bits: int) -> QTensor:
+    q = qmax(bits)
+    g = w.detach().to(torch.float32).cpu().reshape(groups, -1)
+    if not torch.isfinite(g).all():
+        raise FormatError(f"cannot quantise {name}: it holds non-finite values (the network diverged)")
+    steps = _steps_up(g.abs().amax(dim=1), q)
+    s = torch.from_numpy(steps.astype(np.float32)).view(-1, 1)
+    sym = torch.round(g / s).clamp_(-q, q).to(torch.int16)
+    return QTensor(name=name, shape=tuple(w.shape), groups=groups, steps=steps, symbols=sym.flatten().numpy())
+
+
+def quantise(model: nn.Module, bits: int) -> list[QTensor]:
+    """Every parameter of ``model`` quantised, in ``named_parameters`` order."""
+    groups = model.channel_groups()
+    return [quantise_tensor(n, p, groups[n], bits) for n, p in model.named_parameters()]
+
+
+def load_quantised(model: nn.Module, tensors: list[QTensor]) -> nn.Module:
+    """Set ``model``'s parameters to the dequantised values (what the decoder computes)."""
+    params = dict(model.named_parameters())
+    with torch.no_grad():
+        for t in tensors:
+            params[t.name].copy_(t.dequantise())
+    return model
+
+
+def fake_quantise(model: nn.Module, bits: int) -> None:
+    """Replace every parameter, in place, by its quantised value (for quantisation-aware training)."""
+    groups = model.channel_groups()
+    q = qmax(bits)
+    with torch.no_grad():
+        for n, p in model.named_parameters():
+            g = p.detach().reshape(groups[n], -1)
+            if not torch.isfinite(g).all():
+                continue  # left as is: the loss goes non-finite and the divergence guard rolls back
+            steps = torch.from_numpy(_steps_up(g.abs().amax(dim=1).cpu(), q).astype(np.float32)).to(p.device)
+            p.copy_((torch.round(g / steps.view(-1, 1)).clamp(-q, q) * steps.view(-1, 1)).view_as(p))
+
+
+# --- entropy coding of the symbols ------------------------------------------------------------------
+#
+# Adaptive categorical model, one per kind of tensor (weights, biases), carried across tensors: the symbols of
+# the tensors are coded in order, in chunks; a chunk is coded with the categorical distribution
+# ``1 + INCREMENT·count[s]`` over the alphabet [-Q, Q], where ``count`` holds every symbol of that kind coded
+# before the chunk. The decoder rebuilds the same integer counts from what it has decoded, so no table is
+# stored; the counts are integers and the tables are computed from them with integer arithmetic only.
+
+INCREMENT = 8
+FIRST_CHUNK = 64
+MAX_CHUNK = 4096
+
+
+def chunks(n: int) -> list[tuple[int, int]]:
+    """(start, stop) of the chunks of an ``n``-symbol tensor: 64, 128, 256, ... up to 4096 symbols."""
+    out, a, size = [], 0, FIRST_CHUNK
+    while a < n:
+        out.append((a, min(n, a + size)))
+        a += size
+        size = min(size * 2, MAX_CHUNK)
+    return out
+
+
+def _kind(shape) -> str:
+    return "b" if len(shape) == 1 else "w"
+
+
+def _chunk_models(symbol_arrays, shapes, q: int):
+    """(chunk symbols as alphabet indexes, frequencies) in coding order, with the counts the model has seen."""
+    k = 2 * q + 1
+    counts = {"w": np.zeros(k, np.int64), "b": np.zeros(k, np.int64)}
+    for sym, shape in zip(symbol_arrays, shapes):
+        cnt = counts[_kind(shape)]
+        for a, b in chunks(int(np.prod(shape))):
+            yield sym, a, b, 1 + INCREMENT * cnt
+            if sym is not None:
+                cnt += np.bincount(sym[a:b], minlength=k)
+
+
+def _categorical(freq: np.ndarray):
+    import constriction
+
+    return constriction.stream.model.Categorical(freq.astype(np.float64), perfect=False)
+
+
+def encode_symbols(tensors: list[QTensor], bits: int) -> bytes:
+    """Coder 1: every tensor's symbols, adaptive categorical ANS (see :mod:`saicm.video.bitstream`)."""
+    import constriction
+
+    q = qmax(bits)
+    arrays = [(t.symbols.astype(np.int64) + q).astype(np.int32) for t in tensors]
+    jobs = [(sym[a:b], freq.copy()) for sym, a, b, freq in _chunk_models(arrays, [t.shape for t in tensors], q)]
+    coder = constriction.stream.stack.AnsCoder()
+    for sym, freq in reversed(jobs):  # a stack: the last chunk goes in first, so the first comes out first
+        coder.encode_reverse(sym, _categorical(freq))
+    return np.asarray(coder.get_compressed(), dtype="<u4").tobytes()
+
+
+def _is_panic(e: BaseException) -> bool:
+    return type(e).__name__ == "PanicException"
+
+
+def decode_symbols(data: bytes, shapes: list[tuple[int, ...]], bits: int) -> list[np.ndarray]:
+    """The symbols (int16 in [−Q, Q]) of tensors of ``shapes`` from coder-1 bytes; FormatError if they do not fit."""
+    import constriction
+
+    q = qmax(bits)
+    k = 2 * q + 1
+    words = np.frombuffer(data, dtype="<u4").astype(np.uint32)
+    try:
+        coder = constriction.stream.stack.AnsCoder(words)
+    except BaseException as e:  # noqa: BLE001 - constriction reports bad data as ValueError or a Rust panic
+        if isinstance(e, (KeyboardInterrupt, SystemExit)) or not (isinstance(e, Exception) or _is_panic(e)):
+            raise
+        raise FormatError("corrupt payload (the coded symbols do not start a valid stream)") from None
+    counts = {"w": np.zeros(k, np.int64), "b": np.zeros(k, np.int64)}
+    out = []
+    for shape in shapes:
+        n = int(np.prod(shape))
+        sym = np.empty(n, np.int64)
+        cnt = counts[_kind(shape)]
+        for a, b in chunks(n):
+            try:
+                got = np.asarray(coder.decode(_categorical(1 + INCREMENT * cnt), b - a), dtype=np.int64)
+            except BaseException as e:  # noqa: BLE001
+                if isinstance(e, (KeyboardInterrupt, SystemExit)) or not (isinstance(e, Exception) or _is_panic(e)):
+                    raise
+                raise FormatError("corrupt payload (the coded symbols end too early)") from None
+            if got.shape != (b - a,) or got.min(initial=0) < 0 or got.max(initial=0) >= k:
+                raise FormatError("corrupt payload (coded symbols out of range)")
+            sym[a:b] = got
+            cnt += np.bincount(got, minlength=k)
+        out.append((sym - q).astype(np.int16))
+    if not coder.is_empty():
+        raise FormatError("corrupt payload (bytes left after the last coded symbol)")
+    return out

@@ -1,0 +1,423 @@
+"""Clips in and out: any video ffmpeg reads, frame ranges, resizing, PNG frames, lossless video.
+
+Clips are read through the ffmpeg binary of the ``imageio-ffmpeg`` wheel
+(:func:`saicm.eval.ffmpeg.ffmpeg_exe`: ``imageio_ffmpeg.get_ffmpeg_exe()``,
+else ``ffmpeg`` on PATH) as raw ``rgb24`` frames through a pipe, so Annex-B
+H.264, AVI, MP4, MKV ... all work. The colour conversion is ffmpeg's default
+(what ``ffmpeg -i CLIP -pix_fmt rgb24 frames/%04d.png`` gives): those frames
+are the originals every metric compares against. A folder of images (e.g.
+what ``saicm video frames`` writes) is a clip too: its frames in name order.
+
+**Frame ranges** are ``A:B`` (0-based, B excluded, like Python slices; ``A:``
+to the end, ``:B`` from the start), picked by ffmpeg's ``select`` filter, so
+skipped frames never cross the pipe. **Resizing** (``WxH``) is ffmpeg's
+``scale`` filter with Lanczos. A clip's frames keep the index they have in the
+source: ``frame_000042.png`` is frame 42 whatever range was read, which is how
+per-frame masks (``saicm masks`` on a ``saicm video frames`` folder) map back
+to frames (:func:`frame_index`).
+
+Writing: PNG frames (``frame_%06d.png``) into a folder, or a lossless video:
+FFV1 (RGB, planar) in ``.mkv`` / ``.avi`` / ``.nut``, H.264 RGB at ``-qp 0``
+(libx264rgb) in ``.mp4``. Both are written beside the destination and renamed
+into place, so a failure leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+from typing import Iterable, Iterator
+
+import numpy as np
+
+from ..errors import SaicmError
+
+FRAME_PATTERN = "frame_{:06d}.png"
+_FRAME_RE = re.compile(r"frame_(\d+)\.[A-Za-z]+$")
+#: written by ``saicm video frames`` beside the PNGs: the clip they came from, its fps and the range
+FRAMES_JSON = "frames.json"
+VIDEO_SUFFIXES = {".264", ".h264", ".avc", ".265", ".h265", ".hevc", ".266", ".vvc", ".mp4", ".m4v", ".mov",
+                  ".mkv", ".webm", ".avi", ".mpg", ".mpeg", ".ts", ".m2ts", ".y4m", ".flv", ".wmv", ".nut", ".ivf",
+                  ".yuv"}
+LOSSLESS_VIDEO = {".mkv": ("ffv1", "matroska"), ".avi": ("ffv1", "avi"), ".nut": ("ffv1", "nut"),
+                  ".mp4": ("libx264rgb", "mp4")}
+DEFAULT_FPS = Fraction(25)
+#: total pixels (frames × width × height) a clip may hold unless the caller raises it: 2³¹, e.g. 1,035 frames of
+#: 1920×1080 or 21,000 frames of 352×288 (see saicm.codec.limits.check_video_pixels)
+
+
+@dataclass
+class ClipInfo:
+    """What ffmpeg says about a clip before any frame is decoded."""
+
+    width: int
+    height: int
+    fps: Fraction
+    codec: str = ""
+
+
+@dataclass
+class Clip:
+    """Frames of a clip as (N, H, W, 3) uint8, the index of the first one in the source, and the frame rate."""
+
+    frames: np.ndarray
+    fps: Fraction = DEFAULT_FPS
+    first: int = 0
+    source: str = ""
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def n(self) -> int:
+        return int(self.frames.shape[0])
+
+    @property
+    def height(self) -> int:
+        return int(self.frames.shape[1])
+
+    @property
+    def width(self) -> int:
+        return int(self.frames.shape[2])
+
+    def names(self) -> list[str]:
+        return [FRAME_PATTERN.format(self.first + i) for i in range(self.n)]
+
+
+def is_video_file(path: str | os.PathLike) -> bool:
+    p = Path(path)
+    return p.is_file() and p.suffix.lower() in VIDEO_SUFFIXES
+
+
+def frame_index(name: str) -> int | None:
+    """The source frame index of a file named like :data:`FRAME_PATTERN` (any suffix), else None."""
+    m = _FRAME_RE.search(os.path.basename(str(name)))
+    return int(m.group(1)) if m else None
+
+
+def parse_range(text: str | None) -> tuple[int, int | None]:
+    """``"A:B"`` → (A, B) 0-based, B excluded; ``"A:"`` → (A, None); ``None``/``""`` → (0, None)."""
+    if not text:
+        return 0, None
+    a, sep, b = str(text).partition(":")
+    try:
+        start = int(a) if a.strip() else 0
+        stop = int(b) if b.strip() else None
+    except ValueError:
+        start = stop = -1
+    if not sep or start < 0 or (stop is not None and stop <= start):
+        raise SaicmError(f"--frames wants A:B with 0 <= A < B (0-based, B excluded; A: or :B allowed), got {text!r}")
+    return start, stop
+
+
+def parse_size(text: str | None) -> tuple[int, int] | None:
+    """``"WxH"`` → (W, H) (even numbers ≥ 16 are not required; any positive size)."""
+    if not text:
+        return None
+    m = re.fullmatch(r"\s*(\d+)\s*[xX]\s*(\d+)\s*", str(text))
+    if not m or int(m.group(1)) < 1 or int(m.group(2)) < 1 or max(int(m.group(1)), int(m.group(2))) > 65535:
+        raise SaicmError(f"--size wants WxH in pixels (e.g. 352x288), got {text!r}")
+    return int(m.group(1)), int(m.group(2))
+
+
+def fps_fraction(value: float) -> Fraction:
+    """A float frame rate as the rational it stands for (29.97 → 30000/1001)."""
+    if not value or value <= 0 or value != value:
+        return DEFAULT_FPS
+    for k in (24, 30, 48, 60, 120, 240):
+        if abs(value - k * 1000 / 1001) < 0.006:
+            return Fraction(k * 1000, 1001)
+    return Fraction(value).limit_denominator(1000)
+
+
+def _exe() -> str:
+    from ..eval.ffmpeg import ffmpeg_exe
+
+    return ffmpeg_exe()
+
+
+def _last_error(stderr: bytes) -> str:
+    lines = [ln.strip() for ln in stderr.decode("utf-8", "replace").splitlines() if ln.strip()]
+    skip = ("At least one output file", "Press [q]", "frame=")
+    lines = [ln for ln in lines if not ln.startswith(skip)]
+    return lines[-1] if lines else "no output"
+
+
+def probe(path: str | os.PathLike) -> ClipInfo:
+    """Size, frame rate and codec of a clip's first video stream (ffmpeg's stream line; nothing is decoded)."""
+    path = str(path)
+    if not os.path.exists(path):
+        raise SaicmError("no such file", path)
+    if os.path.isdir(path):
+        return _probe_folder(Path(path))
+    try:
+        p = subprocess.run([_exe(), "-hide_banner", "-nostdin", "-i", path], capture_output=True, timeout=120)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        raise SaicmError(f"cannot run ffmpeg ({e})", path) from None
+    text = p.stderr.decode("utf-8", "replace")
+    line = next((ln for ln in text.splitlines() if re.search(r"Stream #\S+.*: Video:", ln)), None)
+    if line is None:
+        raise SaicmError(f"not a video ffmpeg can read ({_last_error(p.stderr)})", path)
+    size = re.search(r",\s*(\d{1,5})x(\d{1,5})[\s,\[]", line + " ")
+    if not size:
+        raise SaicmError("ffmpeg reports no frame size for the video stream", path)
+    fps = re.search(r"([\d.]+)\s*(k?)\s*fps", line) or re.search(r"([\d.]+)\s*(k?)\s*tbr", line)
+    value = float(fps.group(1)) * (1000 if fps.group(2) else 1) if fps else 0.0
+    codec = re.search(r"Video:\s*([\w-]+)", line)
+    return ClipInfo(width=int(size.group(1)), height=int(size.group(2)), fps=fps_fraction(value),
+                    codec=codec.group(1) if codec else "")
+
+
+def _folder_files(folder: Path) -> list[Path]:
+    from ..codec.image_io import is_image_file
+
+    files = sorted(p for p in folder.iterdir() if is_image_file(p))
+    if not files:
+        raise SaicmError("no images in the frame folder", str(folder))
+    return files
+
+
+def _folder_meta(folder: Path) -> dict:
+    p = folder / FRAMES_JSON
+    if not p.is_file():
+        return {}
+    try:
+        d = json.loads(p.read_text())
+        return d if isinstance(d, dict) else {}
+    except (OSError, ValueError):
+        return {}
+
+
+def _probe_folder(folder: Path) -> ClipInfo:
+    from PIL import Image
+
+    from ..codec.limits import pillow_checks_off
+
+    files = _folder_files(folder)
+    with pillow_checks_off(), Image.open(files[0]) as im:
+        w, h = im.size
+    meta = _folder_meta(folder)
+    try:
+        fps = Fraction(meta.get("fps", "25"))
+    except (ValueError, ZeroDivisionError, TypeError):
+        fps = DEFAULT_FPS
+    return ClipInfo(width=w, height=h, fps=fps if fps > 0 else DEFAULT_FPS, codec="images")
+
+
+def iter_clip(path: str | os.PathLike, frames: str | tuple | None = None, size: str | tuple | None = None,
+              max_pixels: int | None = None) -> tuple[ClipInfo, int, Iterator[np.ndarray]]:
+    """(info of the frames produced, index of the first, generator of (H, W, 3) uint8 frames) for frames
+    ``A:B`` of a clip (a video file or a folder of frames), optionally resized to ``(W, H)``.
+
+    The total (frames × width × height) is checked against the video pixel
+    limit (:func:`saicm.codec.limits.check_video_pixels`) before reading when
+    the range is closed, and as frames arrive otherwise, so an endless stream
+    stops with one line instead of filling the memory.
+    """
+    from ..codec.limits import check_pixels, check_video_pixels
+
+    start, stop = frames if isinstance(frames, tuple) else parse_range(frames)
+    size = size if isinstance(size, tuple) or size is None else parse_size(size)
+    path = str(path)
+    info = probe(path)
+    w, h = size or (info.width, info.height)
+    check_pixels(h, w, None, what="the clip")
+    if stop is not None:
+        check_video_pixels(stop - start, h, w, max_pixels, what="the clip")
+    out = ClipInfo(width=w, height=h, fps=info.fps, codec=info.codec)
+    if os.path.isdir(path):
+        first, gen = _folder_frames(Path(path), start, stop, size, max_pixels)
+        return out, first, gen
+    return out, start, _ffmpeg_frames(path, start, stop, w, h, size is not None, max_pixels)
+
+
+def read_clip(path: str | os.PathLike, frames: str | tuple | None = None, size: str | tuple | None = None,
+              max_pixels: int | None = None) -> Clip:
+    """Frames ``A:B`` of a clip in memory (see :func:`iter_clip`)."""
+    info, first, gen = iter_clip(path, frames, size, max_pixels)
+    out = list(gen)
+    if not out:
+        start, stop = frames if isinstance(frames, tuple) else parse_range(frames)
+        raise SaicmError(f"no frames in the range {start}:{'' if stop is None else stop}", str(path))
+    source = str(path)
+    if os.path.isdir(source):
+        source = str(_folder_meta(Path(source)).get("source", source))
+    return Clip(np.stack(out), fps=info.fps, first=first, source=source)
+
+
+def _ffmpeg_frames(path: str, start: int, stop: int | None, w: int, h: int, resize: bool,
+                   max_pixels: int | None) -> Iterator[np.ndarray]:
+    from ..codec.limits import check_video_pixels
+
+    filters = []
+    if start or stop is not None:
+        filters.append(f"select='gte(n\\,{start})" + (f"*lt(n\\,{stop})'" if stop is not None else "'"))
+    if resize:
+        filters.append(f"scale={w}:{h}:flags=lanczos")
+    cmd = [_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-i", path, "-map", "0:v:0"]
+    if filters:
+        cmd += ["-vf", ",".join(filters)]
+    cmd += ["-fps_mode", "passthrough"]
+    if stop is not None:
+        cmd += ["-frames:v", str(stop - start)]
+    cmd += ["-pix_fmt", "rgb24", "-f", "rawvideo", "-"]
+    frame_bytes = w * h * 3
+    with tempfile.TemporaryFile() as err:
+        try:
+            proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=err)
+        except OSError as e:
+            raise SaicmError(f"cannot run ffmpeg ({e.strerror or e})", path) from None
+        n = 0
+        try:
+            while True:
+                buf = proc.stdout.read(frame_bytes)
+                if not buf:
+                    break
+                if len(buf) != frame_bytes:
+                    raise SaicmError("ffmpeg stopped in the middle of a frame", path)
+                n += 1
+                check_video_pixels(n, h, w, max_pixels, what="the clip")
+                yield np.frombuffer(buf, np.uint8).reshape(h, w, 3)
+            code = proc.wait(timeout=60)
+            if code != 0 and n == 0:
+                err.seek(0)
+                raise SaicmError(f"cannot read video (ffmpeg: {_last_error(err.read())})", path)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+            proc.stdout.close()
+
+
+def _folder_frames(folder: Path, start: int, stop: int | None, size, max_pixels
+                   ) -> tuple[int, Iterator[np.ndarray]]:
+    """Frames of a folder; with frame_N names, ``A:B`` selects by N (no gaps allowed), else by position."""
+    from ..codec.limits import check_video_pixels
+
+    files = _folder_files(folder)
+    idx = [frame_index(p.name) for p in files]
+    numbered = all(i is not None for i in idx)
+    pairs = sorted(zip(idx, files)) if numbered else list(enumerate(files))
+    pairs = [(i, p) for i, p in pairs if i >= start and (stop is None or i < stop)]
+    if not pairs:
+        raise SaicmError(f"no frames in the range {start}:{'' if stop is None else stop}", str(folder))
+    for k in range(1, len(pairs)):
+        if pairs[k][0] != pairs[k - 1][0] + 1:
+            raise SaicmError(f"frame {pairs[k - 1][0] + 1} is missing", str(folder))
+
+    def gen() -> Iterator[np.ndarray]:
+        from PIL import Image
+
+        from ..codec.limits import pillow_checks_off
+
+        shape = None
+        for i, p in pairs:
+            with pillow_checks_off(), Image.open(p) as im:
+                if shape is None:
+                    w, h = size or im.size
+                    check_video_pixels(len(pairs), h, w, max_pixels, what="the clip")
+                im = im.convert("RGB")
+                if size and im.size != tuple(size):
+                    im = im.resize(tuple(size), Image.LANCZOS)
+                a = np.asarray(im)
+            if shape is None:
+                shape = a.shape
+            elif a.shape != shape:
+                raise SaicmError(f"frames of different sizes ({p.name} is {a.shape[1]}x{a.shape[0]})", str(folder))
+            yield a
+
+    return pairs[0][0], gen()
+
+
+# --- writing -------------------------------------------------------------------------------------
+
+@contextlib.contextmanager
+def _atomic_folder(dest: Path) -> Iterator[Path]:
+    """A temporary folder beside ``dest``, renamed onto it on success (``dest`` must be absent or empty)."""
+    dest = Path(dest)
+    if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
+        raise SaicmError("output exists and is not an empty folder (pick another -o)", str(dest))
+    parent = dest.parent if str(dest.parent) else Path(".")
+    if not parent.is_dir():
+        raise SaicmError("output folder does not exist", str(parent))
+    try:
+        tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".part", dir=parent))
+    except OSError as e:
+        raise SaicmError(f"cannot write output ({e.strerror})", str(dest)) from None
+    try:
+        yield tmp
+        if dest.is_dir():
+            dest.rmdir()
+        os.replace(tmp, dest)
+        os.chmod(dest, 0o777 & ~_umask())
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def write_png_frames(batches: Iterable[tuple[int, np.ndarray]], dest: str | os.PathLike, first: int = 0,
+                     meta: dict | None = None, compress_level: int = 1) -> list[Path]:
+    """Write ``(start, (B, H, W, 3) uint8)`` batches as ``frame_%06d.png`` (index = ``first`` + position)."""
+    from PIL import Image
+
+    dest = Path(dest)
+    names = []
+    with _atomic_folder(dest) as tmp:
+        for start, batch in batches:
+            batch = np.asarray(batch)
+            for k in range(batch.shape[0]):
+                name = FRAME_PATTERN.format(first + start + k)
+                Image.fromarray(batch[k]).save(tmp / name, format="PNG", compress_level=compress_level)
+                names.append(dest / name)
+        if meta is not None:
+            (tmp / FRAMES_JSON).write_text(json.dumps(meta, indent=1) + "\n")
+    return names
+
+
+def write_video(batches: Iterable[tuple[int, np.ndarray]], dest: str | os.PathLike, width: int, height: int,
+                fps: Fraction) -> None:
+    """A lossless video of the frames (FFV1 RGB in .mkv/.avi/.nut, H.264 RGB -qp 0 in .mp4), written atomically."""
+    from .._fs import atomic_path
+
+    dest = Path(dest)
+    suffix = dest.suffix.lower()
+    if suffix not in LOSSLESS_VIDEO:
+        raise SaicmError(f"lossless video output must end with {', '.join(sorted(LOSSLESS_VIDEO))} "
+                         "(or give a folder for PNG frames)", str(dest))
+    codec, muxer = LOSSLESS_VIDEO[suffix]
+    args = ["-c:v", "ffv1", "-level", "3", "-pix_fmt", "gbrp"] if codec == "ffv1" else \
+        ["-c:v", "libx264rgb", "-qp", "0", "-preset", "medium", "-pix_fmt", "rgb24"]
+    with atomic_path(dest) as tmp, tempfile.TemporaryFile() as err:
+        cmd = [_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-y", "-f", "rawvideo", "-pix_fmt", "rgb24",
+               "-s", f"{width}x{height}", "-r", f"{fps.numerator}/{fps.denominator}", "-i", "-", *args,
+               "-f", muxer, str(tmp)]
+        try:
+            proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=err)
+        except OSError as e:
+            raise SaicmError(f"cannot run ffmpeg ({e.strerror or e})", str(dest)) from None
+        try:
+            for _, batch in batches:
+                proc.stdin.write(np.ascontiguousarray(batch, dtype=np.uint8).tobytes())
+            proc.stdin.close()
+            code = proc.wait(timeout=3600)
+        except BrokenPipeError:
+            code = proc.wait(timeout=60)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        if code != 0:
+            err.seek(0)
+            raise SaicmError(f"cannot write video (ffmpeg: {_last_error(err.read())})", str(dest))

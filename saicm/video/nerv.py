@@ -1,0 +1,300 @@
+"""NeRV: a clip as a network from a frame index to the frame (Chen et al., NeurIPS 2021).
+
+The frame index ``i`` of an ``N``-frame clip is normalised to ``t = i / N`` and
+expanded by a positional encoding, ``[sin(b^k·π·t), cos(b^k·π·t)]`` for
+``k = 0 … L−1`` (``b = 1.25``, ``L = 40`` by default); an MLP (GELU) maps it
+to a small feature map of ``c0`` channels on a ``gh × gw`` grid; NeRV blocks
+(3×3 convolution to ``C·s²`` channels → ``PixelShuffle(s)`` → GELU) grow it by
+the product ``S`` of their strides to ``gh·S × gw·S`` ≥ the frame; a 1×1
+convolution gives RGB through ``(tanh + 1) / 2``, cropped to the frame
+(top-left). The grid is ``(ceil(H/S), ceil(W/S))``.
+
+**Presets** (:data:`PRESETS`) fix the widths; the strides are chosen from the
+frame size (:func:`plan_strides`) so that the grid stays small. The number of
+parameters, hence the file size, grows with the preset (a user picks a
+bitrate) and mildly with the frame size (the MLP's last layer feeds the grid).
+
+**Configurations from files** are hostile: :func:`check_config` accepts only
+the known keys with bounded values consistent with the frame size, and bounds
+the parameter count and the work per pixel before anything is built.
+
+**Rendering** (:func:`render`) is what the decoder runs and what the encoder
+uses for its own reference: fixed batches of :data:`RENDER_BATCH` frames, each
+computed with single-threaded kernels, the batches spread over a thread pool,
+so the frames do not depend on the thread count.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from concurrent.futures import ThreadPoolExecutor
+from typing import Iterator
+
+import torch
+from torch import Tensor, nn
+from torch.nn import functional as F
+
+from ..errors import FormatError
+
+ARCHITECTURE = "nerv"
+
+#: frames per decoder batch: fixed, so decoded frames do not depend on how many threads run the batches
+RENDER_BATCH = 4
+
+#: width presets, smallest (fewest bytes) first; strides come from the frame size. Parameter counts at 352×288:
+#: xs 39,715 · s 97,491 · m 240,791 · l 587,259 (``saicm video presets`` prints them for a size).
+PRESETS: dict[str, dict] = {
+    "xs": {"pe_levels": 40, "mlp_hidden": [16], "c0": 8, "channels": [24, 16, 12, 10, 8]},
+    "s": {"pe_levels": 40, "mlp_hidden": [24], "c0": 12, "channels": [40, 32, 20, 12, 8]},
+    "m": {"pe_levels": 40, "mlp_hidden": [32], "c0": 16, "channels": [64, 48, 32, 20, 12]},
+    "l": {"pe_levels": 40, "mlp_hidden": [64], "c0": 24, "channels": [112, 80, 56, 32, 16]},
+}
+DEFAULT_PRESET = "s"
+PE_BASE = 1.25
+
+#: stride plans tried in order: the first whose grid has at most MAX_PLAN_GRID cells (and does not pad a frame
+#: side by more than a quarter of a stride product) is used
+STRIDE_PLANS = ((2, 2, 2, 2, 2), (3, 2, 2, 2, 2), (4, 2, 2, 2, 2), (5, 2, 2, 2, 2), (3, 3, 2, 2, 2),
+                (4, 3, 2, 2, 2), (5, 3, 2, 2, 2), (4, 4, 2, 2, 2), (5, 4, 2, 2, 2), (5, 5, 2, 2, 2),
+                (5, 4, 3, 2, 2), (5, 5, 3, 2, 2), (5, 5, 4, 2, 2))
+MAX_PLAN_GRID = 256
+
+# --- limits a configuration read from a file must respect ------------------------------------------
+CONFIG_KEYS = {"pe_levels", "pe_base", "mlp_hidden", "c0", "grid", "strides", "channels", "act", "output"}
+ACTS = ("gelu",)
+OUTPUTS = ("tanh",)
+MAX_PE_LEVELS = 128
+MAX_WIDTH = 1024  # any MLP width, c0 or block channels
+MAX_MLP_LAYERS = 4
+MAX_BLOCKS = 8
+MAX_STRIDE = 8
+MAX_GRID_CELLS = 4096
+MAX_PARAMS = 1 << 25  # 33.5 M parameters
+MAX_MACS_PER_PIXEL = 1 << 17  # multiply-adds per output pixel
+
+
+def plan_strides(height: int, width: int, blocks: int = 5) -> tuple[int, ...]:
+    """Block strides for a frame size: the first plan of :data:`STRIDE_PLANS` with a small grid."""
+    for plan in STRIDE_PLANS:
+        if len(plan) != blocks:
+            continue
+        s = math.prod(plan)
+        gh, gw = -(-height // s), -(-width // s)
+        if gh * gw <= MAX_PLAN_GRID:
+            return plan
+    return STRIDE_PLANS[-1]
+
+
+def make_config(preset: str | dict, height: int, width: int) -> dict:
+    """The full configuration of a preset (a name or a dict of widths) for frames of ``height × width``."""
+    from ..errors import SaicmError
+
+    if isinstance(preset, str):
+        if preset not in PRESETS:
+            raise SaicmError(f"unknown preset {preset!r} (presets: {', '.join(PRESETS)})")
+        base = PRESETS[preset]
+    else:
+        base = preset
+    cfg = {"pe_levels": int(base["pe_levels"]), "pe_base": float(base.get("pe_base", PE_BASE)),
+           "mlp_hidden": [int(v) for v in base["mlp_hidden"]], "c0": int(base["c0"]),
+           "channels": [int(v) for v in base["channels"]], "act": base.get("act", "gelu"),
+           "output": base.get("output", "tanh")}
+    strides = tuple(base.get("strides") or plan_strides(height, width, len(cfg["channels"])))
+    s = math.prod(strides)
+    cfg["strides"] = list(strides)
+    cfg["grid"] = [-(-height // s), -(-width // s)]
+    return check_config(cfg, height, width)
+
+
+def _int(v, lo: int, hi: int, what: str) -> int:
+    if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
+        raise FormatError(f"corrupt header (architecture configuration: {what} must be an integer {lo}..{hi})")
+    return v
+
+
+def _int_list(v, lo: int, hi: int, min_len: int, max_len: int, what: str) -> list[int]:
+    if not isinstance(v, list) or not min_len <= len(v) <= max_len:
+        raise FormatError(f"corrupt header (architecture configuration: {what} must be a list of "
+                          f"{min_len}..{max_len} integers)")
+    return [_int(x, lo, hi, what) for x in v]
+
+
+def check_config(cfg, height: int, width: int) -> dict:
+    """``cfg`` if it is a valid NeRV configuration for ``height × width`` frames, else a one-line FormatError.
+
+    Checked before anything is built: only known keys; every width, stride and
+    count within bounds; the grid exactly ``ceil(H/S) × ceil(W/S)``; at most
+    :data:`MAX_PARAMS` parameters and :data:`MAX_MACS_PER_PIXEL` multiply-adds
+    per output pixel.
+    """
+    if not isinstance(cfg, dict) or set(cfg) != CONFIG_KEYS:
+        extra = sorted(set(cfg) - CONFIG_KEYS) if isinstance(cfg, dict) else []
+        raise FormatError("corrupt header (architecture configuration: "
+                          + (f"unknown keys {extra})" if extra else "wrong keys)"))
+    pe_levels = _int(cfg["pe_levels"], 1, MAX_PE_LEVELS, "pe_levels")
+    base = cfg["pe_base"]
+    if isinstance(base, bool) or not isinstance(base, (int, float)) or not 1.0 <= float(base) <= 4.0:
+        raise FormatError("corrupt header (architecture configuration: pe_base must be a number 1..4)")
+    hidden = _int_list(cfg["mlp_hidden"], 1, MAX_WIDTH, 0, MAX_MLP_LAYERS, "mlp_hidden")
+    c0 = _int(cfg["c0"], 1, MAX_WIDTH, "c0")
+    strides = _int_list(cfg["strides"], 1, MAX_STRIDE, 1, MAX_BLOCKS, "strides")
+    channels = _int_list(cfg["channels"], 1, MAX_WIDTH, len(strides), len(strides), "channels (one per stride)")
+    grid = _int_list(cfg["grid"], 1, MAX_GRID_CELLS, 2, 2, "grid")
+    if cfg["act"] not in ACTS or cfg["output"] not in OUTPUTS:
+        raise FormatError("corrupt header (architecture configuration: unknown activation or output)")
+    s = math.prod(strides)
+    if grid != [-(-height // s), -(-width // s)] or grid[0] * grid[1] > MAX_GRID_CELLS:
+        raise FormatError(f"corrupt header (architecture configuration: a {grid[0]}x{grid[1]} grid with strides "
+                          f"{strides} does not make {width}x{height} frames)")
+    params, macs = count(pe_levels, hidden, c0, grid, strides, channels)
+    if params > MAX_PARAMS:
+        raise FormatError(f"corrupt header (architecture configuration: {params:,} parameters, more than the "
+                          f"limit of {MAX_PARAMS:,})")
+    if macs > MAX_MACS_PER_PIXEL * (grid[0] * s) * (grid[1] * s):
+        raise FormatError("corrupt header (architecture configuration: too much work per pixel)")
+    return {"pe_levels": pe_levels, "pe_base": float(base), "mlp_hidden": hidden, "c0": c0, "grid": grid,
+            "strides": strides, "channels": channels, "act": cfg["act"], "output": cfg["output"]}
+
+
+def count(pe_levels, hidden, c0, grid, strides, channels) -> tuple[int, int]:
+    """(parameters, multiply-adds per frame) of a configuration, from its numbers alone."""
+    params = macs = 0
+    dims = [2 * pe_levels, *hidden, c0 * grid[0] * grid[1]]
+    for a, b in zip(dims, dims[1:]):
+        params += a * b + b
+        macs += a * b
+    cin, h, w = c0, grid[0], grid[1]
+    for c, s in zip(channels, strides):
+        params += 9 * cin * c * s * s + c * s * s
+        macs += h * w * 9 * cin * c * s * s
+        cin, h, w = c, h * s, w * s
+    params += cin * 3 + 3
+    macs += h * w * cin * 3
+    return params, macs
+
+
+def positional_encoding(n_frames: int, levels: int, base: float) -> Tensor:
+    """(n_frames, 2·levels) float32: [sin(b^k π t), cos(b^k π t)], t = i / n_frames.
+
+    Computed for the whole clip at once in float64 (a function of the clip
+    length alone: encoder and decoder get the same table) and rounded to float32.
+    """
+    t = torch.arange(n_frames, dtype=torch.float64) / n_frames
+    freqs = (base ** torch.arange(levels, dtype=torch.float64)) * math.pi
+    arg = t[:, None] * freqs[None, :]
+    return torch.cat([torch.sin(arg), torch.cos(arg)], dim=1).to(torch.float32)
+
+
+class NeRV(nn.Module):
+    """The network of one clip; ``forward(pe_rows)`` → (B, 3, gh·S, gw·S) in [0, 1] (crop with ``[..., :H, :W]``)."""
+
+    architecture = ARCHITECTURE
+
+    def __init__(self, config: dict):
+        super().__init__()
+        self.config = dict(config)
+        dims = [2 * config["pe_levels"], *config["mlp_hidden"]]
+        self.grid = tuple(config["grid"])
+        self.c0 = config["c0"]
+        self.mlp = nn.ModuleList(nn.Linear(a, b) for a, b in zip(dims, dims[1:]))
+        self.stem = nn.Linear(dims[-1], self.c0 * self.grid[0] * self.grid[1])
+        cin = self.c0
+        self.blocks = nn.ModuleList()
+        self.strides = tuple(config["strides"])
+        for c, s in zip(config["channels"], self.strides):
+            self.blocks.append(nn.Conv2d(cin, c * s * s, 3, padding=1))
+            cin = c
+        self.head = nn.Conv2d(cin, 3, 1)
+
+    def forward(self, pe: Tensor) -> Tensor:
+        x = pe
+        for lin in self.mlp:
+            x = F.gelu(lin(x))
+        x = F.gelu(self.stem(x)).view(-1, self.c0, *self.grid)
+        for conv, s in zip(self.blocks, self.strides):
+            x = F.gelu(F.pixel_shuffle(conv(x), s))
+        return (torch.tanh(self.head(x)) + 1) * 0.5
+
+    def channel_groups(self) -> dict[str, int]:
+        """Per parameter: its number of quantisation groups (:func:`param_layout`)."""
+        return {name: groups for name, _, groups in param_layout(self.config)}
+
+
+def param_layout(config: dict) -> list[tuple[str, tuple[int, ...], int]]:
+    """(name, shape, quantisation groups) of every parameter, in ``named_parameters`` order, from the config alone.
+
+    Groups are contiguous, equal chunks of dim 0: one per output channel for weights, one per feature-map
+    channel for the stem (MLP → grid; its rows are channel-major), one per tensor for biases."""
+    out = []
+    dims = [2 * config["pe_levels"], *config["mlp_hidden"]]
+    for k, (a, b) in enumerate(zip(dims, dims[1:])):
+        out += [(f"mlp.{k}.weight", (b, a), b), (f"mlp.{k}.bias", (b,), 1)]
+    cells = config["c0"] * config["grid"][0] * config["grid"][1]
+    out += [("stem.weight", (cells, dims[-1]), config["c0"]), ("stem.bias", (cells,), 1)]
+    cin = config["c0"]
+    for k, (c, s) in enumerate(zip(config["channels"], config["strides"])):
+        out += [(f"blocks.{k}.weight", (c * s * s, cin, 3, 3), c * s * s), (f"blocks.{k}.bias", (c * s * s,), 1)]
+        cin = c
+    out += [("head.weight", (3, cin, 1, 1), 3), ("head.bias", (3,), 1)]
+    return out
+
+
+def build(config: dict) -> NeRV:
+    return NeRV(config)
+
+
+@contextlib.contextmanager
+def single_thread_kernels() -> Iterator[int]:
+    """Run torch kernels on one thread; yields the caller's thread count (as saicm.models.determinism, without
+    importing CompressAI, which saicm.models does and which costs seconds)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield n
+    finally:
+        torch.set_num_threads(n)
+
+
+def frame_batches(n_frames: int, batch: int = RENDER_BATCH) -> list[range]:
+    return [range(a, min(a + batch, n_frames)) for a in range(0, n_frames, batch)]
+
+
+def _to_uint8(y: Tensor, height: int, width: int) -> Tensor:
+    """(B, 3, H', W') in [0, 1] → (B, H, W, 3) uint8, rounded to nearest."""
+    y = y[:, :, :height, :width].clamp(0, 1).mul(255).round().to(torch.uint8)
+    return y.permute(0, 2, 3, 1).contiguous()
+
+
+def render(model: NeRV, n_frames: int, height: int, width: int, threads: int | None = None
+           ) -> Iterator[tuple[int, Tensor]]:
+    """Decode every frame: yields ``(first index, (B, H, W, 3) uint8)`` per batch, in order.
+
+    Batches are fixed (:data:`RENDER_BATCH` frames) and each is computed with
+    single-threaded kernels; up to ``threads`` batches (default: torch's thread
+    count) run at once. The output depends on neither.
+    """
+    cfg = model.config
+    pe = positional_encoding(n_frames, cfg["pe_levels"], cfg["pe_base"])
+    model = model.eval()
+
+    def one(r: range) -> Tensor:
+        with torch.no_grad():
+            return _to_uint8(model(pe[r.start: r.stop]), height, width)
+
+    batches = frame_batches(n_frames)
+    with single_thread_kernels() as n:
+        workers = max(1, min(threads or n, len(batches)))
+        if workers == 1:
+            for r in batches:
+                yield r.start, one(r)
+            return
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            pending = []
+            for r in batches:  # keep at most 2·workers batches in flight: memory stays bounded
+                pending.append((r.start, pool.submit(one, r)))
+                if len(pending) >= 2 * workers:
+                    start, fut = pending.pop(0)
+                    yield start, fut.result()
+            for start, fut in pending:
+                yield start, fut.result()

@@ -1,0 +1,411 @@
+"""Fitting a NeRV network to one clip: the NeRV / SA-NeRV loss, stages, checkpoints, a divergence guard.
+
+**Loss.** ``L = β·|x − x̂|₁ + (1 − β)·(1 − SSIM(x, x̂))`` per frame, β = 0.7
+(NeRV's reference implementation); SSIM is pytorch-msssim's (11×11 Gaussian
+window, σ = 1.5), or :func:`ssim` here when that package is missing.
+**SA-NeRV** adds the same term on edge-masked frames, ``L(x⊙e, x̂⊙e)`` (``e``
+the frame's binary edge mask), times ``edge_weight`` (1).
+
+**Stages** (one optimiser and schedule each: Adam with β₁ = 0.5, β₂ = 0.999,
+linear warm-up over the first ``warmup`` share of the stage, then cosine to 0;
+batches of ``batch`` frames in a seeded random order):
+
+1. ``fit``: ``epochs`` epochs at ``lr``;
+2. ``prune``: the fraction ``prune`` of the weights (not biases) with the
+   smallest magnitude over the whole network is set to zero and held there,
+   and the rest is fine-tuned (``prune_epochs`` at ``lr·0.3``);
+3. ``qat``: quantisation-aware fine-tuning (``qat_epochs`` at ``lr·0.1``): the
+   forward pass uses the weights quantised exactly as the file will hold them
+   (:func:`saicm.video.compress.fake_quantise`), the gradient updates the float
+   weights (straight-through).
+
+**Divergence guard.** After every epoch the epoch's training PSNR is compared
+with the best of the stage; a non-finite loss or a PSNR more than ``guard_db``
+(3 dB) below the best is a collapse: the weights, optimiser and data order go
+back to the last good checkpoint and the stage's learning rate is multiplied
+by ``lr_drop`` (0.5). After ``max_rollbacks`` (5) rollbacks in a stage the
+stage stops at its last good checkpoint (said in the history, and on the bar).
+
+**Checkpoints** (``checkpoint=`` path; the CLI puts it beside the output) are
+written atomically every ``ckpt_every`` epochs, after a rollback and at the
+end of each stage; they hold the weights, optimiser, data-order generator,
+stage, epoch, learning-rate scale, rollbacks and pruning masks, plus a
+fingerprint of the clip, masks, configuration and settings: ``resume=True``
+continues from one only when the fingerprint matches. A resumed run takes the
+same steps as an uninterrupted one (same seed, same thread count: same result).
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+from torch.nn import functional as F
+
+from ..errors import SaicmError
+from .nerv import NeRV, positional_encoding
+
+CKPT_FORMAT = "saicm-video-checkpoint/1"
+LOSSES = ("nerv", "sa-nerv")
+
+
+@dataclass
+class FitSettings:
+    """How a clip is fitted (every field goes into the checkpoint fingerprint except the bookkeeping ones)."""
+
+    epochs: int = 300
+    lr: float = 1e-3
+    batch: int = 1
+    warmup: float = 0.2
+    beta: float = 0.7
+    loss: str = "nerv"
+    edge_weight: float = 1.0
+    prune: float = 0.4
+    prune_epochs: int | None = None  # default: epochs // 6
+    qat_epochs: int | None = None  # default: epochs // 10
+    bits: int = 8
+    seed: int = 0
+    guard_db: float = 3.0
+    lr_drop: float = 0.5
+    max_rollbacks: int = 5
+    # bookkeeping, not part of the fingerprint
+    ckpt_every: int = 10
+
+    def stages(self) -> list[tuple[str, int, float]]:
+        """(name, epochs, learning rate) of each stage that runs."""
+        pe = self.epochs // 6 if self.prune_epochs is None else self.prune_epochs
+        qe = self.epochs // 10 if self.qat_epochs is None else self.qat_epochs
+        out = [("fit", self.epochs, self.lr)]
+        if self.prune > 0:
+            out.append(("prune", max(pe, 1), self.lr * 0.3))
+        if qe > 0:
+            out.append(("qat", qe, self.lr * 0.1))
+        return out
+
+    def check(self) -> None:
+        if self.loss not in LOSSES:
+            raise SaicmError(f"unknown loss {self.loss!r} (losses: {', '.join(LOSSES)})")
+        if self.epochs < 1 or self.batch < 1 or not self.lr > 0:
+            raise SaicmError("epochs and batch must be at least 1 and the learning rate positive")
+        if not 0 <= self.prune < 1:
+            raise SaicmError(f"prune is the share of weights set to zero, 0 <= p < 1; got {self.prune}")
+        if not 2 <= self.bits <= 8:
+            raise SaicmError(f"bits must be 2..8, got {self.bits}")
+        if (self.prune_epochs or 0) < 0 or (self.qat_epochs or 0) < 0:
+            raise SaicmError("prune/qat epochs must be >= 0")
+        if self.ckpt_every < 1:
+            raise SaicmError("checkpoints every N >= 1 epochs")
+
+    def fingerprint_dict(self) -> dict:
+        d = asdict(self)
+        d.pop("ckpt_every")
+        return d
+
+
+@dataclass
+class FitReport:
+    """What happened: per-stage final PSNR, rollbacks, the epoch log, seconds."""
+
+    history: list = field(default_factory=list)
+    events: list = field(default_factory=list)
+    seconds: float = 0.0
+    resumed_from: str | None = None
+
+
+# --- the loss ----------------------------------------------------------------------------------
+
+def _gauss(win: int = 11, sigma: float = 1.5) -> Tensor:
+    c = torch.arange(win, dtype=torch.float32) - win // 2
+    g = torch.exp(-(c ** 2) / (2 * sigma ** 2))
+    return g / g.sum()
+
+
+def ssim(x: Tensor, y: Tensor, data_range: float = 1.0) -> Tensor:
+    """Mean SSIM of (B, C, H, W) images: 11×11 Gaussian window (σ 1.5), valid positions, K = (0.01, 0.03)
+    (the definition pytorch-msssim implements; used when that package is missing)."""
+    c = x.shape[1]
+    g = _gauss().to(x)
+    wh, ww = g.view(1, 1, -1, 1).repeat(c, 1, 1, 1), g.view(1, 1, 1, -1).repeat(c, 1, 1, 1)
+
+    def blur(t):
+        return F.conv2d(F.conv2d(t, wh, groups=c), ww, groups=c)
+
+    c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
+    mx, my = blur(x), blur(y)
+    sxx, syy, sxy = blur(x * x) - mx * mx, blur(y * y) - my * my, blur(x * y) - mx * my
+    cs = (2 * sxy + c2) / (sxx + syy + c2)
+    return (((2 * mx * my + c1) / (mx * mx + my * my + c1)) * cs).mean()
+
+
+def _ssim_fn():
+    try:
+        from pytorch_msssim import ssim as _ssim
+
+        return lambda x, y: _ssim(x, y, data_range=1.0, size_average=True)
+    except ImportError:  # pragma: no cover - pytorch-msssim comes with CompressAI
+        return ssim
+
+
+def nerv_loss(x_hat: Tensor, x: Tensor, beta: float, ssim_fn) -> Tensor:
+    return beta * (x_hat - x).abs().mean() + (1 - beta) * (1 - ssim_fn(x_hat, x))
+
+
+# --- quantisation-aware forward passes and pruning ----------------------------------------------
+
+def _weight_names(model: nn.Module) -> list[str]:
+    return [n for n, p in model.named_parameters() if p.dim() >= 2]
+
+
+def magnitude_masks(model: nn.Module, ratio: float) -> dict[str, Tensor]:
+    """Global magnitude pruning: masks keeping the weights (dim ≥ 2) above the ``ratio`` quantile of |w|."""
+    params = dict(model.named_parameters())
+    names = _weight_names(model)
+    flat = torch.cat([params[n].detach().abs().flatten() for n in names])
+    k = int(ratio * flat.numel())
+    if k < 1:
+        return {n: torch.ones_like(params[n], dtype=torch.bool) for n in names}
+    thr = torch.kthvalue(flat.cpu(), k).values.item()
+    return {n: params[n].detach().abs() > thr for n in names}
+
+
+def apply_masks(model: nn.Module, masks: dict[str, Tensor] | None) -> None:
+    if not masks:
+        return
+    with torch.no_grad():
+        for n, p in model.named_parameters():
+            if n in masks:
+                p.mul_(masks[n].to(p.device, p.dtype))
+
+
+# --- the fitting loop ------------------------------------------------------------------------------
+
+def fingerprint(frames: np.ndarray, masks: np.ndarray | None, config: dict, settings: FitSettings) -> str:
+    h = hashlib.sha256()
+    h.update(str(frames.shape).encode())
+    h.update(np.ascontiguousarray(frames).tobytes())
+    if masks is not None:
+        h.update(np.packbits(np.ascontiguousarray(masks)).tobytes())
+    h.update(json.dumps({"config": config, "settings": settings.fingerprint_dict()}, sort_keys=True).encode())
+    return h.hexdigest()
+
+
+class _Snapshot:
+    """The last good state: what a rollback returns to (and what checkpoints hold)."""
+
+    def __init__(self, model, opt, gen, epoch, best):
+        self.model = copy.deepcopy(model.state_dict())
+        self.opt = copy.deepcopy(opt.state_dict())
+        self.gen = gen.get_state().clone()
+        self.epoch = epoch
+        self.best = best
+
+
+def _lr_at(it: int, total: int, base: float, warmup: float) -> float:
+    w = max(1, int(round(warmup * total)))
+    if it < w:
+        return base * (it + 1) / w
+    return base * 0.5 * (1 + math.cos(math.pi * (it - w) / max(1, total - w)))
+
+
+def _save_checkpoint(path: Path | None, state: dict) -> None:
+    if path is None:
+        return
+    from .._fs import atomic_path
+
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
+
+
+def load_checkpoint(path: Path) -> dict:
+    try:
+        ck = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - a damaged checkpoint is one line, not a traceback
+        raise SaicmError(f"cannot read the checkpoint ({type(e).__name__}); delete it to start again", str(path)) from None
+    if not isinstance(ck, dict) or ck.get("format") != CKPT_FORMAT:
+        raise SaicmError("not a saicm video checkpoint", str(path))
+    return ck
+
+
+def fit(model: NeRV, frames: np.ndarray, settings: FitSettings, masks: np.ndarray | None = None,
+        checkpoint: str | Path | None = None, resume: bool = False, device: torch.device | str = "cpu",
+        progress: bool = True, fault: Callable[[str, int, nn.Module], None] | None = None) -> FitReport:
+    """Fit ``model`` to ``frames`` ((N, H, W, 3) uint8) in place, through every stage; returns the report.
+
+    ``masks``: (N, H, W) bool edge masks (SA-NeRV). ``fault(stage, epoch, model)`` is called before every
+    epoch (tests use it to make a run collapse).
+    """
+    from tqdm import tqdm
+
+    from .compress import fake_quantise
+
+    settings.check()
+    if settings.loss == "sa-nerv" and masks is None:
+        raise SaicmError("the sa-nerv loss needs edge masks (--masks DIR)")
+    device = torch.device(device)
+    n, h, w = frames.shape[:3]
+    report = FitReport()
+    ckpt_path = Path(checkpoint) if checkpoint else None
+    fp = fingerprint(frames, masks if settings.loss == "sa-nerv" else None, model.config, settings)
+    stages = settings.stages()
+
+    state = {"stage_index": 0, "epoch": 0, "lr_scale": 1.0, "rollbacks": 0, "masks": None, "best": -math.inf,
+             "gen": None, "optim": None}
+    if resume and ckpt_path is not None and ckpt_path.is_file():
+        ck = load_checkpoint(ckpt_path)
+        if ck.get("fingerprint") != fp:
+            raise SaicmError("the checkpoint was written for another clip, frame range, size, preset or settings; "
+                             "drop --resume to start again (or delete it)", str(ckpt_path))
+        model.load_state_dict(ck["model"])
+        state.update({k: ck[k] for k in ("stage_index", "epoch", "lr_scale", "rollbacks", "best", "gen", "optim")})
+        state["masks"] = ck.get("masks")
+        report.history = list(ck.get("history", []))
+        report.events = list(ck.get("events", []))
+        report.resumed_from = f"{stages[min(state['stage_index'], len(stages) - 1)][0]} epoch {state['epoch']}"
+        report.events.append(f"resumed from {ckpt_path.name}: {report.resumed_from}")
+
+    model.to(device)
+    frames_t = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2)  # uint8 (N, 3, H, W), a view
+    masks_t = torch.from_numpy(np.ascontiguousarray(masks)).unsqueeze(1) if masks is not None else None
+    pe_all = positional_encoding(n, model.config["pe_levels"], model.config["pe_base"]).to(device)
+    ssim_fn = _ssim_fn()
+    bits = settings.bits
+    total_epochs = sum(e for _, e, _ in stages)
+    done_before = sum(e for _, e, _ in stages[: state["stage_index"]]) + state["epoch"]
+    bar = tqdm(total=total_epochs, initial=min(done_before, total_epochs), unit="epoch", disable=not progress,
+               dynamic_ncols=True)
+    t0 = time.perf_counter()
+
+    def batch_loss(idx: Tensor, qat: bool) -> tuple[Tensor, float]:
+        x = frames_t[idx].to(device, torch.float32).div_(255)
+        y = model(pe_all[idx.to(device)])[:, :, :h, :w]
+        loss = nerv_loss(y, x, settings.beta, ssim_fn)
+        if settings.loss == "sa-nerv":
+            e = masks_t[idx].to(device, torch.float32)
+            loss = loss + settings.edge_weight * nerv_loss(y * e, x * e, settings.beta, ssim_fn)
+        mse = float(F.mse_loss(y.detach(), x))
+        return loss, mse
+
+    while state["stage_index"] < len(stages):
+        name, epochs, lr = stages[state["stage_index"]]
+        masks_p = state["masks"] if name in ("prune", "qat") else None
+        if name == "prune" and masks_p is None:
+            masks_p = magnitude_masks(model, settings.prune)
+            state["masks"] = masks_p
+        if masks_p is not None:
+            masks_p = {k: v.to(device) for k, v in masks_p.items()}
+            apply_masks(model, masks_p)
+        opt = torch.optim.Adam(model.parameters(), lr=lr, betas=(0.5, 0.999))
+        gen = torch.Generator().manual_seed(settings.seed * 1000 + state["stage_index"])
+        if state["optim"] is not None:
+            opt.load_state_dict(state["optim"])
+            gen.set_state(state["gen"])
+        qat = name == "qat"
+        iters = math.ceil(n / settings.batch)
+        snap = _Snapshot(model, opt, gen, state["epoch"], state["best"])
+
+        def write_ckpt(epoch: int, best: float, stage_index: int, model_state, opt_state, gen_state):
+            _save_checkpoint(ckpt_path, {
+                "format": CKPT_FORMAT, "fingerprint": fp, "stage_index": stage_index, "epoch": epoch,
+                "model": model_state, "optim": opt_state, "gen": gen_state,
+                "lr_scale": state["lr_scale"], "rollbacks": state["rollbacks"], "best": best,
+                "masks": {k: v.cpu() for k, v in state["masks"].items()} if state["masks"] else None,
+                "history": report.history, "events": report.events})
+
+        epoch = state["epoch"]
+        best = state["best"]
+        stopped = False
+        while epoch < epochs:
+            if fault is not None:
+                fault(name, epoch, model)
+            model.train()
+            perm = torch.randperm(n, generator=gen)
+            tot_loss = tot_mse = 0.0
+            bad = False
+            for k in range(iters):
+                idx = perm[k * settings.batch: (k + 1) * settings.batch]
+                for g in opt.param_groups:
+                    g["lr"] = _lr_at(epoch * iters + k, epochs * iters, lr, settings.warmup) * state["lr_scale"]
+                if qat:
+                    saved = [p.detach().clone() for p in model.parameters()]
+                    fake_quantise(model, bits)
+                loss, mse = batch_loss(idx, qat)
+                opt.zero_grad(set_to_none=True)
+                if not math.isfinite(loss.item()):
+                    bad = True
+                    if qat:
+                        _restore(model, saved)
+                    break
+                loss.backward()
+                if qat:
+                    _restore(model, saved)
+                if masks_p is not None:
+                    for pn, p in model.named_parameters():
+                        if pn in masks_p and p.grad is not None:
+                            p.grad.mul_(masks_p[pn])
+                opt.step()
+                if masks_p is not None:
+                    apply_masks(model, masks_p)
+                tot_loss += loss.item() * len(idx)
+                tot_mse += mse * len(idx)
+            psnr = -10 * math.log10(max(tot_mse / n, 1e-12)) if not bad else float("nan")
+            collapse = bad or not math.isfinite(psnr) or (math.isfinite(best) and psnr < best - settings.guard_db)
+            if collapse:
+                state["rollbacks"] += 1
+                what = "non-finite loss" if bad or not math.isfinite(psnr) else \
+                    f"PSNR {psnr:.2f} dB, {best - psnr:.1f} dB below the best {best:.2f}"
+                failed = epoch + 1
+                model.load_state_dict(snap.model)
+                opt.load_state_dict(snap.opt)
+                gen.set_state(snap.gen)
+                epoch, best = snap.epoch, snap.best
+                bar.n = min(sum(e for _, e, _ in stages[: state["stage_index"]]) + epoch, total_epochs)
+                if state["rollbacks"] > settings.max_rollbacks:
+                    report.events.append(f"{name} epoch {failed}: {what}; {settings.max_rollbacks} rollbacks "
+                                         f"already: the stage stops at its last good checkpoint (epoch {epoch})")
+                    bar.write(f"saicm video: {report.events[-1]}")
+                    stopped = True
+                    break
+                state["lr_scale"] *= settings.lr_drop
+                report.events.append(f"{name} epoch {failed}: {what}; rolled back to epoch {snap.epoch}, "
+                                     f"learning rate x{state['lr_scale']:g}")
+                bar.write(f"saicm video: {report.events[-1]}")
+                write_ckpt(snap.epoch, snap.best, state["stage_index"], snap.model, snap.opt, snap.gen)
+                continue
+            best = max(best, psnr)
+            epoch += 1
+            report.history.append({"stage": name, "epoch": epoch, "loss": tot_loss / n, "psnr": psnr,
+                                   "lr": opt.param_groups[0]["lr"]})
+            bar.update(1)
+            bar.set_postfix_str(f"{name} ep {epoch}/{epochs} loss {tot_loss / n:.4f} PSNR {psnr:.2f}")
+            if epoch % settings.ckpt_every == 0 or epoch == epochs:
+                snap = _Snapshot(model, opt, gen, epoch, best)
+                if epoch < epochs:
+                    write_ckpt(epoch, best, state["stage_index"], model.state_dict(), opt.state_dict(),
+                               gen.get_state())
+        # the stage is over: the next one starts from these weights with a fresh optimiser and schedule
+        if stopped:
+            model.load_state_dict(snap.model)
+        state.update(stage_index=state["stage_index"] + 1, epoch=0, optim=None, gen=None, best=-math.inf,
+                     lr_scale=1.0, rollbacks=0)
+        write_ckpt(0, -math.inf, state["stage_index"], model.state_dict(), None, None)
+    bar.close()
+    if state["masks"]:
+        apply_masks(model, {k: v.to(device) for k, v in state["masks"].items()})
+    model.to("cpu")
+    report.seconds = time.perf_counter() - t0
+    return report
+
+
+def _restore(model: nn.Module, saved: list[Tensor]) -> None:
+    with torch.no_grad():
+        for p, s in zip(model.parameters(), saved):
+            p.copy_(s)
