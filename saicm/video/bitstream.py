@@ -29,12 +29,13 @@ group counts and symbol counts all follow from the config, so they are not
 stored.
 
 **Coder 1** (adaptive categorical ANS, :mod:`saicm.video.compress`): the
-symbols of each tensor, in row-major order, are coded in chunks of 64, 128,
-256, … up to 4096 symbols with constriction's ANS coder (``AnsCoder``, 32-bit
-words, 24-bit probabilities) and a categorical model over [−Q, Q] whose
-weights are ``1 + 8·count[s]``, ``count`` being every symbol coded before the
-chunk in tensors of the same kind (weights: tensors of rank ≥ 2; biases: rank
-1). Both ends rebuild the same integer counts, so no table is stored.
+symbols of each tensor, in row-major order, are coded in chunks of 16, 32, 64,
+… up to 1024 symbols with constriction's ANS coder (``AnsCoder``: 32-bit
+words, ``Categorical(perfect=False)`` models) and a categorical model over
+[−Q, Q] whose weights are ``1 + 2·count[s]``, ``count`` being every symbol
+coded before the chunk in tensors of the same kind (weights: tensors of rank
+≥ 2; biases: rank 1). Both ends rebuild the same integer counts, so no table
+is stored.
 
 The decoder treats a file as hostile (:func:`unpack`): the CRC is checked
 first; every length is bounded by the bytes present; the frame size and the

@@ -100,19 +100,22 @@ def fake_quantise(model: nn.Module, bits: int) -> None:
 
 # --- entropy coding of the symbols ------------------------------------------------------------------
 #
-# Adaptive categorical model, one per kind of tensor (weights, biases), carried across tensors: the symbols of
-# the tensors are coded in order, in chunks; a chunk is coded with the categorical distribution
-# ``1 + INCREMENT·count[s]`` over the alphabet [-Q, Q], where ``count`` holds every symbol of that kind coded
-# before the chunk. The decoder rebuilds the same integer counts from what it has decoded, so no table is
-# stored; the counts are integers and the tables are computed from them with integer arithmetic only.
+# Coder 1: an adaptive categorical model per kind of tensor (weights: rank >= 2; biases: rank 1), carried across
+# tensors. The symbols of the tensors are coded in order, each tensor in chunks of 16, 32, ... up to 1024
+# symbols; a chunk is coded with the categorical distribution ``1 + INCREMENT·count[s]`` over the alphabet
+# [-Q, Q] (a prior of half a count per symbol, Krichevsky-Trofimov style), ``count`` holding every symbol of that
+# kind coded before the chunk. The decoder rebuilds the same integer counts from what it has decoded, so no table
+# is stored. The coder is constriction's ANS (Rust, bounds-checked: garbage decodes to symbols of the alphabet or
+# fails, never reads outside its buffer). Measured on a trained network (docs/video.md#entropy-coding): within
+# 0.5 % of lzma and 9 % below zlib; the rate is set by the quantiser, not by the coder.
 
-INCREMENT = 8
-FIRST_CHUNK = 64
-MAX_CHUNK = 4096
+INCREMENT = 2
+FIRST_CHUNK = 16
+MAX_CHUNK = 1024
 
 
 def chunks(n: int) -> list[tuple[int, int]]:
-    """(start, stop) of the chunks of an ``n``-symbol tensor: 64, 128, 256, ... up to 4096 symbols."""
+    """(start, stop) of the chunks of an ``n``-symbol tensor: 16, 32, 64, ... up to 1024 symbols."""
     out, a, size = [], 0, FIRST_CHUNK
     while a < n:
         out.append((a, min(n, a + size)))

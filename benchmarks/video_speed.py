@@ -1,0 +1,95 @@
+"""Decoding speed of ``.saicmv`` files: frames per second per preset, size and thread count.
+
+Each preset's network (random weights: speed does not depend on their values) is
+quantised, entropy-coded and written as a real ``.saicmv`` file; the benchmark
+times :func:`saicm.video.decode` on it (parse, entropy decoding, rendering into
+uint8 frames, excluding the process start), best of ``--repeat`` runs, with
+1 and 2 threads (fixed batches of 4 frames, each single-threaded). It also
+times writing PNG frames (``saicm video decode -o DIR``). Prints a table; the
+figures depend on what else runs on the machine, so it prints the load too.
+
+    python benchmarks/video_speed.py                                  # 352x288 and 768x576, all presets
+    python benchmarks/video_speed.py --sizes 352x288 --presets s --frames 120 --threads 1,2
+    python benchmarks/video_speed.py --file clip.saicmv               # a real file instead
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import time
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+import torch
+
+
+def make_file(preset: str, width: int, height: int, frames: int) -> bytes:
+    from saicm.video import bitstream, compress, nerv
+
+    torch.manual_seed(0)
+    cfg = nerv.make_config(preset, height, width)
+    model = nerv.build(cfg)
+    qts = compress.quantise(model, 8)
+    header = bitstream.VideoHeader(arch=nerv.ARCHITECTURE, config=cfg, frames=frames, width=width, height=height,
+                                   fps=Fraction(25), meta={"preset": preset, "loss": "nerv"})
+    return bitstream.pack(bitstream.VideoStream(header, np.concatenate([t.steps for t in qts]),
+                                                compress.encode_symbols(qts, 8)))
+
+
+def time_decode(data: bytes, threads: int, repeat: int) -> float:
+    from saicm.video.api import decode
+
+    best = float("inf")
+    for _ in range(repeat):
+        t = time.perf_counter()
+        decode(data, threads=threads)
+        best = min(best, time.perf_counter() - t)
+    return best
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--sizes", default="352x288,768x576")
+    ap.add_argument("--presets", default="xs,s,m,l")
+    ap.add_argument("--frames", type=int, default=60)
+    ap.add_argument("--threads", default="1,2")
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--file", help="time this .saicmv file instead of synthetic ones")
+    ap.add_argument("--png", action="store_true", help="also time writing PNG frames (saicm video decode -o DIR)")
+    a = ap.parse_args()
+    threads = [int(t) for t in a.threads.split(",")]
+    torch.set_num_threads(max(threads))
+    print(f"load average {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f} on {os.cpu_count()} CPUs; "
+          f"torch {torch.__version__}")
+    cases = []
+    if a.file:
+        cases.append((Path(a.file).name, Path(a.file).read_bytes()))
+    else:
+        for size in a.sizes.split(","):
+            w, h = (int(v) for v in size.lower().split("x"))
+            for p in a.presets.split(","):
+                cases.append((f"{p} {w}x{h}", make_file(p, w, h, a.frames)))
+    from saicm.video.api import describe, decode_file
+
+    print(f"{'case':>16} {'params':>9} {'MMAC/fr':>8} " + " ".join(f"{f'{t} thr fps':>10}" for t in threads)
+          + (f" {'PNG fps':>8}" if a.png else ""))
+    for name, data in cases:
+        d = describe(data)
+        fps = [d["frames"] / time_decode(data, t, a.repeat) for t in threads]
+        line = (f"{name:>16} {d['parameters']:>9,} {d['macs_per_frame'] / 1e6:>8.0f} "
+                + " ".join(f"{v:>10.1f}" for v in fps))
+        if a.png:
+            with tempfile.TemporaryDirectory() as tmp:
+                src = Path(tmp) / "x.saicmv"
+                src.write_bytes(data)
+                t = time.perf_counter()
+                decode_file(src, Path(tmp) / "frames")
+                line += f" {d['frames'] / (time.perf_counter() - t):>8.1f}"
+        print(line, flush=True)
+
+
+if __name__ == "__main__":
+    main()
