@@ -124,7 +124,10 @@ def cmd_models(a: argparse.Namespace) -> int:
         print("no shipped models")
     for r in rows:
         qs = ", ".join(f"q{q['quality']} λ={q['lambda']:g}" for q in r["qualities"])
-        print(f"{r['name']}{' (default)' if r['default'] else ''}: {r['architecture']} N={r['config'].get('N')} M={r['config'].get('M')}, "
+        c = r["config"]
+        shape = (f"over {c['base']} (m={c['m']} slices of {c['slice_channels']} channels, condition {c.get('condition', 'none')})"
+                 if "base" in c else f"N={c.get('N')} M={c.get('M')}")
+        print(f"{r['name']}{' (default)' if r['default'] else ''}: {r['architecture']} {shape}, "
               f"{r['bytes'] / 1e6:.1f} MB, sha256 {r['sha256'][:12]}\n    {r['description']}\n    qualities: {qs}")
     return 0
 

@@ -18,7 +18,8 @@ from PIL import Image, ImageDraw
 from .codec.image_io import save_image
 from .codec.pipeline import closest_quality, compress_file, decompress_file
 from .eval.metrics import psnr
-from .models.zoo import RECOMMENDED_MACHINE_MODEL, default_quality, load_model, shipped_models
+from .models.zoo import (RECOMMENDED_MACHINE_MODEL, RECOMMENDED_SCALABLE_MODEL, default_quality, load_model,
+                         shipped_models)
 
 SAMPLES = ("astronaut", "coffee", "chelsea", "rocket", "camera")
 
@@ -114,7 +115,7 @@ def machine_model_for(base: str, preferred: str | None = RECOMMENDED_MACHINE_MOD
 
 
 def run_demo(out_dir: str | Path = "demo-out", model: str | None = None, quality: int | None = None,
-             compare: str | None = "auto") -> list[dict]:
+             compare: str | None = "auto", scalable: str | None = "auto") -> list[dict]:
     out = Path(out_dir)
     (out / "original").mkdir(parents=True, exist_ok=True)
     net, info = load_model(model)
@@ -139,4 +140,43 @@ def run_demo(out_dir: str | Path = "demo-out", model: str | None = None, quality
     sbs = out / f"{first['image']}_side_by_side.png"
     save_image(side_by_side(panels), sbs)
     print(f"side-by-side: {sbs}")
+    if scalable == "auto":
+        scalable = RECOMMENDED_SCALABLE_MODEL if RECOMMENDED_SCALABLE_MODEL in shipped_models() else None
+    if scalable:
+        _layers_demo(out, first, scalable)
     return [{k: v for k, v in r.items() if k not in ("decoded", "original")} for r in rows]
+
+
+def _layers_demo(out: Path, first: dict, model: str) -> None:
+    """One image as a two-layer file: the machine layer alone, then both layers, beside the MSE decode."""
+    from .codec.pipeline import compress, decompress
+    from .codec.scalable import strip
+
+    net, info = load_model(model)
+    img = first["original"]
+    rgb = np.asarray(img.convert("RGB"))
+    qb = default_quality(net.base_num_qualities)
+    # the human rate point whose file (both layers) is closest in size to the MSE file
+    best = min(((abs(np.log(len(d) / first["bytes"])), qa, d) for qa, d in
+                ((qa, compress(img, model=info.path, quality=qb, human_quality=qa))
+                 for qa in range(1, net.num_qualities + 1))), key=lambda t: t[0])
+    _, qa, data = best
+    machine = strip(data)
+    (out / f"{first['image']}.{info.name}.saicm").write_bytes(data)
+    (out / f"{first['image']}.{info.name}.machine.saicm").write_bytes(machine)
+    m_img, h_img = decompress(machine), decompress(data, model=info.path)
+    px = rgb.shape[0] * rgb.shape[1]
+    m_psnr, h_psnr = psnr(rgb, np.asarray(m_img.convert("RGB"))), psnr(rgb, np.asarray(h_img.convert("RGB")))
+    print(f"\nscalable model {info.name} ({net.base_info.name} as machine layer, q{qb}; human layer q{qa}): "
+          f"{first['image']}")
+    print(f"  machine layer alone: {len(machine)} bytes, {8 * len(machine) / px:.4f} bpp, {m_psnr:.2f} dB")
+    print(f"  machine + human:     {len(data)} bytes ({len(data) - len(machine)} for the human layer), "
+          f"{8 * len(data) / px:.4f} bpp, {h_psnr:.2f} dB")
+    print(f"  MSE model alone:     {first['bytes']} bytes, {first['bpp']:.4f} bpp, {first['psnr']:.2f} dB")
+    panels = [("original", img),
+              (f"machine layer: {len(machine)} B, {m_psnr:.2f} dB", m_img),
+              (f"machine + human layers: {len(data)} B, {h_psnr:.2f} dB", h_img),
+              (f"MSE model alone: {first['bytes']} B, {first['psnr']:.2f} dB", first["decoded"])]
+    path = out / f"{first['image']}_layers.png"
+    save_image(side_by_side(panels), path)
+    print(f"layers side-by-side: {path}")

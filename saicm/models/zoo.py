@@ -236,6 +236,9 @@ RETIRED_MODELS = {name: "fda74cf" for name in (
 #: docs/results/sa-icm.md).
 RECOMMENDED_MACHINE_MODEL = "saicm-regions-a048-off02-n64-v5"
 
+#: The two-layer model `make demo` shows (machine layer = RECOMMENDED_MACHINE_MODEL).
+RECOMMENDED_SCALABLE_MODEL = "scalable-off02v5-m4-cond"
+
 
 def default_model_name() -> str:
     models = shipped_models()
