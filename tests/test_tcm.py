@@ -311,7 +311,7 @@ def test_train_tcm_from_the_command_line(tmp_path, capsys):
     data.mkdir()
     for i in range(2):
         Image.fromarray(natural_image(260, 300, seed=i)).save(data / f"{i}.png")
-    common = ["train", "--data", data, "--architecture", "tcm", "--N", "8", "--M", "10", "--steps", "2",
+    common = ["train", "--data", data, "--architecture", "tcm", "--N", "4", "--M", "10", "--steps", "2",
               "--batch", "1", "--log-every", "1", "--quiet"]
     code = main([*map(str, common), "--out", str(tmp_path / "small"), "--patch", "128"])
     _one_line_error(capsys, code, "--patch 256")
@@ -322,7 +322,7 @@ def test_train_tcm_from_the_command_line(tmp_path, capsys):
     assert [r["step"] for r in log] == [1, 2] and all(np.isfinite(r["loss"]) for r in log)
     final = tmp_path / "run" / "model.safetensors"
     net, info = saicm.load_model(final)
-    assert info.architecture == "tcm" and info.config["N"] == 8 and info.config["lambdas"] == [0.02]
+    assert info.architecture == "tcm" and info.config["N"] == 4 and info.config["lambdas"] == [0.02]
     assert net.min_size == 256 and net.multiple == 128
     assert saicm.decompress(saicm.compress(natural_image(40, 50), model=final), model=final).size == (50, 40)
 

@@ -335,6 +335,18 @@ class TCM(CompressionModel):
     def num_qualities(self) -> int:
         return 1
 
+    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
+        """CompressAI's loading (coder-table buffers resized to the file's, old bottleneck names renamed) without
+        its scan of every module against every key (seconds for the full model)."""
+        from compressai.models.utils import remap_old_keys, update_registered_buffers
+
+        state_dict = dict(state_dict)
+        for owner, names in TABLE_BUFFERS.items():
+            if all(f"{owner}.{n}" in state_dict for n in names):  # else the strict load reports them missing
+                update_registered_buffers(getattr(self, owner), owner, list(names), state_dict)
+        state_dict = remap_old_keys("entropy_bottleneck", state_dict)
+        return nn.Module.load_state_dict(self, state_dict, strict=strict, assign=assign)
+
     def _check_quality(self, quality: int) -> None:
         if int(quality) != 1:
             raise ValueError(f"tcm is single-rate: quality must be 1, got {quality}")
@@ -382,7 +394,7 @@ class TCM(CompressionModel):
         what the hyper synthesis, the slice contexts and ``g_s`` see is always rounded as the coder rounds
         (straight-through gradients), whatever ``quant`` says (saicm's ``--quant ste`` is this model's only mode)."""
         y_hat, likelihoods = self.forward_latent(x, qidx, quant)
-        return {"x_hat": self.g_s(y_hat), "likelihoods": likelihoods}
+        return {"x_hat": self.g_s(y_hat).float(), "likelihoods": likelihoods}
 
     def forward_latent(self, x: Tensor, qidx: Tensor | None = None, quant: str = "ste",
                        y_offset: Tensor | None = None, params_offset: Tensor | None = None) -> tuple[Tensor, dict]:
