@@ -210,5 +210,7 @@ def test_saicm_codec_refine_option_names_and_configures_the_sweep():
     plain, refined = get_codec("saicm:mse-hyperprior-n64-v3"), get_codec("saicm:mse-hyperprior-n64-v3,refine=3")
     assert (plain.name, refined.name) == ("mse-hyperprior-n64-v3", "mse-hyperprior-n64-v3+refine3")
     assert refined.config()["refine_steps"] == 3 and "refine_steps" not in plain.config()
-    with pytest.raises(SaicmError, match="unknown saicm codec option"):
+    with pytest.raises(SaicmError, match="refine= takes a number of steps"):
         get_codec("saicm:mse-hyperprior-n64-v3,refine=x")
+    with pytest.raises(SaicmError, match="unknown codec option 'layer=human'"):
+        get_codec("saicm:mse-hyperprior-n64-v3,layer=human")

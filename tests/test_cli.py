@@ -70,7 +70,7 @@ def test_bad_inputs_exit_nonzero_with_one_line_and_no_output(tmp_path, image_fil
         "magic.saicm": (b"JUNK!" + data[5:], "magic"),
         "flipped.saicm": (data[:40] + bytes([data[40] ^ 1]) + data[41:], "CRC"),
         "version.saicm": (data[:5] + b"\x07" + data[6:], "version 7"),
-        "empty.saicm": (b"", "magic"),
+        "empty.saicm": (b"", "empty file"),
     }
     for name, (blob, needle) in cases.items():
         p = tmp_path / name

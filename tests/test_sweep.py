@@ -4,13 +4,13 @@ import numpy as np
 from PIL import Image
 
 from saicm.eval.cache import DecodeCache
-from saicm.eval.codecs import get_codec
+from saicm.eval.codecs import Codec, get_codec
 from saicm.eval.rd import sweep
 
 from .conftest import natural_image
 
 
-class CountingCodec:
+class CountingCodec(Codec):
     """JPEG that counts its encodes (to see the cache work)."""
 
     def __init__(self):

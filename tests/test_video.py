@@ -399,6 +399,23 @@ def test_killed_encode_resumes_to_the_same_file(clip_mkv, tmp_path, capsys):
     assert full.read_bytes() == out.read_bytes()
 
 
+def test_ddp_two_processes(tmp_path):
+    """Two CPU processes (gloo, the environment torchrun sets): each fits half of every batch; rank 0 writes."""
+    io.write_png_frames([(0, synthetic_clip(4))], tmp_path / "clip")
+    out = tmp_path / "ddp.saicmv"
+    procs = []
+    for rank in (0, 1):
+        env = dict(os.environ, PYTHONWARNINGS="ignore", OMP_NUM_THREADS="1", WORLD_SIZE="2", RANK=str(rank),
+                   LOCAL_RANK=str(rank), MASTER_ADDR="127.0.0.1", MASTER_PORT="29561")
+        procs.append(subprocess.Popen([sys.executable, "-m", "saicm", "video", "encode", str(tmp_path / "clip"), "-o",
+                                       str(out), "--preset", "xs", "--epochs", "2", "--batch", "2", "--ckpt-every", "1",
+                                       "--quiet"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env))
+    outs = [p.communicate(timeout=600) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs[0][1][-2000:] + outs[1][1][-2000:]
+    assert outs[0][0].count("bytes") == 1 and outs[1][0] == ""  # one report, from rank 0
+    assert api.decode(out.read_bytes()).frames.shape == (4, 48, 64, 3) and not Path(str(out) + ".ckpt").exists()
+
+
 def test_checkpoint_of_other_settings_is_refused(tmp_path):
     frames = synthetic_clip(2)
     ck = tmp_path / "c.ckpt"
@@ -487,3 +504,20 @@ def test_eval_on_a_clip_with_video_and_image_codecs(clip_mkv, tmp_path, capsys):
     Image.fromarray(synthetic_clip(1)[0]).save(tmp_path / "img.png")
     _one_line_error(capsys, ["eval", "--codec", "nerv", "--dataset", str(tmp_path), "-o", str(tmp_path / "z.json")],
                     "codes clips")
+
+
+# --- format stability --------------------------------------------------------------------------------------
+
+#: written by saicm.video at commit 74e86a0 (TINY, synthetic_clip(), 4+1+1 epochs); SHA-256 of its decoded frames
+REFERENCE = ROOT / "tests" / "reference" / "shapes-64x48-8f-tiny.saicmv"
+REFERENCE_FRAMES_SHA256 = "40edce1a41f0fac8d449e402532c16cc76e10defafd364011252d1674ad2c60b"
+
+
+def test_reference_file_still_decodes_to_the_same_frames():
+    data = REFERENCE.read_bytes()
+    d = api.decode(data)
+    assert d.frames.shape == (8, 48, 64, 3) and d.header.fps == 25
+    assert hashlib.sha256(d.frames.tobytes()).hexdigest() == REFERENCE_FRAMES_SHA256
+    h, model = api.network(data)  # and the weights re-encode to the same bytes
+    qts = compress.quantise(model, h.bits)
+    assert compress.encode_symbols(qts, h.bits) == bitstream.unpack(data).symbols

@@ -42,6 +42,8 @@ def cmd_encode(a: argparse.Namespace) -> int:
                keep_checkpoint=a.keep_checkpoint, ckpt_every=a.ckpt_every, device=a.device, progress=not a.quiet,
                max_pixels=a.max_pixels)
     i = r.info
+    if i.get("rank"):  # torchrun: rank 0 reports
+        return 0
     for e in i["events"]:
         print(f"  {e}")
     print(f"{a.output}: {i['bytes']} bytes, {i['bpp']:.4f} bpp, PSNR {i['psnr']:.2f} dB ({i['frames']} frames "

@@ -134,7 +134,14 @@ def encode(clip, output: str | os.PathLike | None = None, *, frames: str | None 
     if ckpt is not None and ckpt.exists() and not resume:
         raise SaicmError("a checkpoint of an earlier encode is there: add --resume (resume=True) to continue it, "
                          "or delete it", str(ckpt))
-    dev = resolve_device(device)
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    dev = resolve_device(device, int(os.environ.get("LOCAL_RANK", "0")))
+    if world > 1:  # torchrun: one process per GPU (or CPU process), each fits its share of every batch
+        import torch.distributed as dist
+
+        if not dist.is_initialized():
+            dist.init_process_group("nccl" if dev.type == "cuda" else "gloo")
+    rank = int(os.environ.get("RANK", "0")) if world > 1 else 0
     c = _as_clip(clip, frames, size, max_pixels)
     m = None
     if loss == "sa-nerv":
@@ -148,6 +155,13 @@ def encode(clip, output: str | os.PathLike | None = None, *, frames: str | None 
     report = fit(model, c.frames, settings, masks=m, checkpoint=ckpt, resume=resume, device=dev, progress=progress,
                  fault=fault)
     fit_s = time.perf_counter() - t0
+    if world > 1:
+        import torch.distributed as dist
+
+        dist.barrier()
+        dist.destroy_process_group()
+        if rank:  # rank 0 writes the file
+            return EncodeResult(data=b"", info={"rank": rank}, report=report)
 
     qts = compress.quantise(model, settings.bits)
     compress.load_quantised(model, qts)

@@ -26,6 +26,13 @@ back to the last good checkpoint and the stage's learning rate is multiplied
 by ``lr_drop`` (0.5). After ``max_rollbacks`` (5) rollbacks in a stage the
 stage stops at its last good checkpoint (said in the history, and on the bar).
 
+**Several processes** (``torchrun``; the caller initialises torch.distributed:
+:func:`saicm.video.api.encode` does): every process starts from rank 0's
+weights and takes its share of every batch (``batch`` must be a multiple of
+the processes), gradients are summed, the epoch's loss and PSNR are summed
+over processes so that every process takes the same rollback decisions, and
+only rank 0 writes checkpoints.
+
 **Checkpoints** (``checkpoint=`` path; the CLI puts it beside the output) are
 written atomically every ``ckpt_every`` epochs, after a rollback and at the
 end of each stage; they hold the weights, optimiser, data-order generator,
@@ -251,6 +258,15 @@ def fit(model: NeRV, frames: np.ndarray, settings: FitSettings, masks: np.ndarra
     if settings.loss == "sa-nerv" and masks is None:
         raise SaicmError("the sa-nerv loss needs edge masks (--masks DIR)")
     device = torch.device(device)
+    world, rank = _world()
+    if world > 1 and settings.batch % world:
+        raise SaicmError(f"--batch {settings.batch} must be a multiple of the {world} processes (each takes "
+                         f"batch/{world} frames of every step)")
+    if rank:
+        progress = False
+        checkpoint_writer = False
+    else:
+        checkpoint_writer = True
     n, h, w = frames.shape[:3]
     report = FitReport()
     ckpt_path = Path(checkpoint) if checkpoint else None
@@ -273,6 +289,11 @@ def fit(model: NeRV, frames: np.ndarray, settings: FitSettings, masks: np.ndarra
         report.events.append(f"resumed from {ckpt_path.name}: {report.resumed_from}")
 
     model.to(device)
+    if world > 1:  # every process starts from rank 0's weights
+        import torch.distributed as dist
+
+        for p in model.parameters():
+            dist.broadcast(p.data, 0)
     frames_t = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2)  # uint8 (N, 3, H, W), a view
     masks_t = torch.from_numpy(np.ascontiguousarray(masks)).unsqueeze(1) if masks is not None else None
     pe_all = positional_encoding(n, model.config["pe_levels"], model.config["pe_base"]).to(device)
@@ -285,6 +306,7 @@ def fit(model: NeRV, frames: np.ndarray, settings: FitSettings, masks: np.ndarra
     t0 = time.perf_counter()
 
     def batch_loss(idx: Tensor, qat: bool) -> tuple[Tensor, float]:
+        """The loss (mean over the frames ``idx``) and their mean squared error."""
         x = frames_t[idx].to(device, torch.float32).div_(255)
         y = model(pe_all[idx.to(device)])[:, :, :h, :w]
         loss = nerv_loss(y, x, settings.beta, ssim_fn)
@@ -313,6 +335,8 @@ def fit(model: NeRV, frames: np.ndarray, settings: FitSettings, masks: np.ndarra
         snap = _Snapshot(model, opt, gen, state["epoch"], state["best"])
 
         def write_ckpt(epoch: int, best: float, stage_index: int, model_state, opt_state, gen_state):
+            if not checkpoint_writer:
+                return
             _save_checkpoint(ckpt_path, {
                 "format": CKPT_FORMAT, "fingerprint": fp, "stage_index": stage_index, "epoch": epoch,
                 "model": model_state, "optim": opt_state, "gen": gen_state,
@@ -332,19 +356,25 @@ def fit(model: NeRV, frames: np.ndarray, settings: FitSettings, masks: np.ndarra
             bad = False
             for k in range(iters):
                 idx = perm[k * settings.batch: (k + 1) * settings.batch]
+                share = idx[rank::world] if world > 1 else idx
                 for g in opt.param_groups:
                     g["lr"] = _lr_at(epoch * iters + k, epochs * iters, lr, settings.warmup) * state["lr_scale"]
                 if qat:
                     saved = [p.detach().clone() for p in model.parameters()]
                     fake_quantise(model, bits)
-                loss, mse = batch_loss(idx, qat)
+                if len(share):
+                    loss, mse = batch_loss(share, qat)
+                else:  # a short last batch leaves this process nothing: it adds zero gradients
+                    loss, mse = torch.zeros((), device=device, requires_grad=True), 0.0
                 opt.zero_grad(set_to_none=True)
-                if not math.isfinite(loss.item()):
+                if not _all_finite(loss.item(), world):
                     bad = True
                     if qat:
                         _restore(model, saved)
                     break
-                loss.backward()
+                (loss * (len(share) / len(idx)) if world > 1 else loss).backward()
+                if world > 1:
+                    _sum_gradients(model)
                 if qat:
                     _restore(model, saved)
                 if masks_p is not None:
@@ -354,8 +384,10 @@ def fit(model: NeRV, frames: np.ndarray, settings: FitSettings, masks: np.ndarra
                 opt.step()
                 if masks_p is not None:
                     apply_masks(model, masks_p)
-                tot_loss += loss.item() * len(idx)
-                tot_mse += mse * len(idx)
+                tot_loss += loss.item() * len(share)
+                tot_mse += mse * len(share)
+            if world > 1:
+                tot_loss, tot_mse = _sum_over_processes(tot_loss, tot_mse)
             psnr = -10 * math.log10(max(tot_mse / n, 1e-12)) if not bad else float("nan")
             collapse = bad or not math.isfinite(psnr) or (math.isfinite(best) and psnr < best - settings.guard_db)
             if collapse:
@@ -403,6 +435,44 @@ def fit(model: NeRV, frames: np.ndarray, settings: FitSettings, masks: np.ndarra
     model.to("cpu")
     report.seconds = time.perf_counter() - t0
     return report
+
+
+def _world() -> tuple[int, int]:
+    """(processes, this process's rank) of an initialised torch.distributed group (torchrun), else (1, 0)."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_world_size(), dist.get_rank()
+    return 1, 0
+
+
+def _all_finite(value: float, world: int) -> bool:
+    """Whether the loss is finite in every process (all take the same rollback decision)."""
+    bad = 0.0 if math.isfinite(value) else 1.0
+    if world > 1:
+        import torch.distributed as dist
+
+        t = torch.tensor([bad])
+        dist.all_reduce(t)
+        bad = float(t.item())
+    return bad == 0.0
+
+
+def _sum_gradients(model: nn.Module) -> None:
+    import torch.distributed as dist
+
+    for p in model.parameters():
+        if p.grad is None:
+            p.grad = torch.zeros_like(p)
+        dist.all_reduce(p.grad)
+
+
+def _sum_over_processes(*values: float) -> tuple[float, ...]:
+    import torch.distributed as dist
+
+    t = torch.tensor(values, dtype=torch.float64)
+    dist.all_reduce(t)
+    return tuple(float(v) for v in t)
 
 
 def _restore(model: nn.Module, saved: list[Tensor]) -> None:
