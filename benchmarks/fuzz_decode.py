@@ -5,9 +5,12 @@
 Seed files are written at start with the shipped models (single-layer files
 of several kinds: RGB, noise, grayscale, alpha; two-layer files when a
 scalable model is shipped, else with a tiny scalable model written to a
-temporary folder). Each case mutates a seed (``saicm.codec.fuzz``: fields
-of the header, shapes, strings, alpha, human layer, raw bytes; CRCs fixed
-or not) and runs ``describe``, ``strip`` and ``decompress`` (a random layer)
+temporary folder), and the tiny clip network of the test suite
+(``tests/reference/*.saicmv``). Each case mutates a seed (``saicm.codec.fuzz``:
+fields of the header, shapes, strings, alpha, human layer, a clip's
+configuration, quantisation steps and symbols, raw bytes; CRCs fixed
+or not) and runs ``describe``, ``strip`` and ``decompress`` (a random layer;
+``saicm.video.decode`` for a clip)
 in a child forked from this process, which is then killed if it runs longer
 than ``--time-limit`` or grows beyond ``--mem-limit`` of resident memory.
 
@@ -69,10 +72,13 @@ def make_seeds(tmp: Path) -> list[dict]:
         save_model(net, tmp / "tinyscal.safetensors")
         seeds.append({"name": "two-layer-tiny", "model": str(tmp / "tinyscal.safetensors"),
                       "data": saicm.compress(smooth, model=tmp / "tinyscal.safetensors", quality=2, human_quality=1)})
+    # a clip's network (.saicmv): the 8-frame reference file of the test suite (a tiny NeRV)
+    video = Path(__file__).resolve().parents[1] / "tests" / "reference" / "shapes-64x48-8f-tiny.saicmv"
+    seeds.append({"name": "video-tiny", "data": video.read_bytes(), "model": None, "video": True})
     return seeds
 
 
-def child(data: bytes, model, layer: str, max_pixels: int, out_fd: int) -> None:
+def child(data: bytes, model, layer: str, max_pixels: int, out_fd: int, video: bool = False) -> None:
     """Runs in the forked child: every reader of the file, then one line of JSON on ``out_fd``."""
     import traceback
 
@@ -89,8 +95,14 @@ def child(data: bytes, model, layer: str, max_pixels: int, out_fd: int) -> None:
             strip(data)
         except SaicmError:
             pass
-        img = decompress(data, model=model, layer=layer, max_pixels=max_pixels)
-        res = {"outcome": "ok", "size": list(img.size)}
+        if video:  # what `saicm video decode` runs
+            from saicm.video.api import decode as decode_video
+
+            frames = decode_video(data, max_pixels=max_pixels, threads=1).frames
+            res = {"outcome": "ok", "size": list(frames.shape)}
+        else:
+            img = decompress(data, model=model, layer=layer, max_pixels=max_pixels)
+            res = {"outcome": "ok", "size": list(img.size)}
     except SaicmError as e:
         msg = str(e)
         res = {"outcome": "error" if "\n" not in msg else "exception", "message": msg[:300]}
@@ -112,14 +124,14 @@ def rss_kb(pid: int) -> int:
     return 0
 
 
-def run_case(data, model, layer, max_pixels, time_limit, mem_limit_kb) -> dict:
+def run_case(data, model, layer, max_pixels, time_limit, mem_limit_kb, video=False) -> dict:
     r, w = os.pipe()
     t0 = time.perf_counter()
     pid = os.fork()
     if pid == 0:
         os.close(r)
         try:
-            child(data, model, layer, max_pixels, w)
+            child(data, model, layer, max_pixels, w, video)
         finally:
             os._exit(3)
     os.close(w)
@@ -191,8 +203,10 @@ def main(argv=None) -> int:
     max_pixels = resolve_max_pixels(a.max_pixels)
     tmp = Path(tempfile.mkdtemp(prefix="saicm-fuzz-"))
     seeds = make_seeds(tmp)
+    from saicm.video.api import decode as decode_video
+
     for s in seeds:  # warm up: models loaded once, before forking
-        decompress(s["data"], model=s["model"])
+        decode_video(s["data"], threads=1) if s.get("video") else decompress(s["data"], model=s["model"])
     rng = random.Random(a.seed)
     counts, kinds, by_seed = Counter(), Counter(), Counter()
     failures, slowest, peak = [], [], 0
@@ -206,7 +220,8 @@ def main(argv=None) -> int:
         seed = crng.choice(seeds)
         data, what = mutate(seed["data"], crng)
         layer = crng.choice(("auto", "auto", "machine", "human"))
-        res = run_case(data, seed["model"], layer, max_pixels, a.time_limit, int(a.mem_limit * 1024 * 1024))
+        res = run_case(data, seed["model"], layer, max_pixels, a.time_limit, int(a.mem_limit * 1024 * 1024),
+                       seed.get("video", False))
         res.update(case=i, seed=seed["name"], mutation=what, layer=layer, bytes=len(data))
         return res, data
 
@@ -227,7 +242,8 @@ def main(argv=None) -> int:
             failures.append({k: v for k, v in res.items() if k != "traceback"} | {"traceback": res.get("traceback")})
             if a.save:
                 Path(a.save).mkdir(parents=True, exist_ok=True)
-                (Path(a.save) / f"case{res['case']}-{res['outcome']}.saicm").write_bytes(data)
+                ext = ".saicmv" if data[:5] == b"SAICV" else ".saicm"
+                (Path(a.save) / f"case{res['case']}-{res['outcome']}{ext}").write_bytes(data)
             if not a.quiet:
                 tqdm.write(f"case {res['case']} {res['outcome']}: {res.get('message', '')} ({res['mutation']})")
         bar.update(1)

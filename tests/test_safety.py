@@ -253,6 +253,24 @@ def test_structure_aware_mutations_only_ever_give_saicm_errors(seeds, case, whic
         assert "\n" not in str(e), what
 
 
+VIDEO_SEED = ROOT / "tests" / "reference" / "shapes-64x48-8f-tiny.saicmv"
+
+
+@settings(max_examples=80, deadline=None)
+@given(case=st.integers(0, 2**32 - 1))
+def test_structure_aware_mutations_of_a_clip_only_ever_give_saicm_errors(case):
+    from saicm.video import api as video
+
+    data, what = mutate(VIDEO_SEED.read_bytes(), random.Random(case))
+    try:
+        d = video.decode(data, max_pixels=1 << 18, threads=1)
+    except SaicmError as e:
+        assert "\n" not in str(e), what
+    else:  # a mutation the format cannot tell from a valid file (a payload bit): the frames it says
+        h = video.describe(data)
+        assert d.frames.shape == (h["frames"], h["height"], h["width"], 3), what
+
+
 @settings(max_examples=200, deadline=None)
 @given(data=st.one_of(st.binary(max_size=400), st.binary(max_size=400).map(lambda b: b"SAICM\x01" + b)))
 def test_random_bytes_only_ever_give_saicm_errors(data):

@@ -1,6 +1,7 @@
 """Structure-aware mutations of saicm files, for fuzzing the decoders.
 
-A file is parsed into its fields (header values, latent shapes, entropy-coded
+Every file type saicm writes is covered: ``.saicm`` (one or two layers) and
+``.saicmv`` (a clip's network, :mod:`saicm.video.bitstream`). A file is parsed into its fields (header values, latent shapes, entropy-coded
 strings, alpha plane, the human layer of a two-layer file), one to three of
 them are changed the way an attacker or a broken disk would change them,
 and the file is packed again with valid CRCs, so the mutation reaches the
@@ -142,6 +143,60 @@ def mutate_raw(rng: random.Random, data: bytes) -> bytes:
     return bytes(b)
 
 
+def _video_config_value(rng: random.Random, value):
+    """A hostile replacement for one value of a NeRV configuration."""
+    if isinstance(value, list):
+        return rng.choice(([], [0], [1] * 40, [10**6], value + value, [-1] + value[1:], [v * 64 for v in value]))
+    return rng.choice((0, -1, 1, 2**31, 2**63, 1e308, float("nan"), "x", None, True, [1], value * 1000))
+
+
+def mutate_video(rng: random.Random, s) -> None:
+    """Change one field of a parsed ``.saicmv`` stream in place (header, configuration, steps or symbols)."""
+    import numpy as np
+
+    h = s.header
+    k = rng.randrange(9)
+    if k == 0:
+        h.width, h.height = rng.choice(SIDES), rng.choice(SIDES)
+    elif k == 1:
+        h.frames = rng.choice((1, 2, 7, 1000, 10**6, 2**32 - 1))
+    elif k == 2 and h.config:
+        key = rng.choice(sorted(h.config))
+        h.config[key] = _video_config_value(rng, h.config[key])
+    elif k == 3:
+        h.config = rng.choice(({}, {"x": 1}, dict(h.config, extra=1), {k: v for k, v in list(h.config.items())[1:]}))
+    elif k == 4:
+        h.bits = rng.randrange(2, 9)
+    elif k == 5:
+        steps = np.asarray(s.steps, np.float16).copy()
+        if steps.size:
+            steps[rng.randrange(steps.size)] = rng.choice((0.0, -1.0, np.inf, np.nan, 65504.0, 6e-8))
+        s.steps = rng.choice((steps, steps[:-1], np.concatenate([steps, steps[:3]])))
+    elif k == 6:
+        s.symbols = _mutate_string(rng, s.symbols)
+        s.symbols = s.symbols[: len(s.symbols) // 4 * 4]  # the writer keeps whole words; raw mutations do not
+    elif k == 7:
+        h.arch = rng.choice(("nerv", "hnerv", "x" * 255, "../nerv"))
+    else:
+        h.fps = rng.choice((1, 10**9, 0.001, 30000 / 1001))
+        h.first = rng.choice((0, 2**32 - 1))
+
+
+def _mutate_video_file(data: bytes, rng: random.Random) -> tuple[bytes, str]:
+    from ..video import bitstream
+
+    stream = bitstream.unpack(data)
+    for _ in range(rng.randint(1, 3)):
+        mutate_video(rng, stream)
+    try:
+        out = bitstream.pack(stream)
+    except (bitstream.FormatError, struct.error, ValueError, OverflowError, TypeError, UnicodeError):
+        return mutate_raw(rng, data), "video-unpackable"
+    if rng.random() < 0.1:
+        return mutate_raw(rng, out), "video+raw"
+    return out, "video"
+
+
 def mutate(data: bytes, rng: random.Random) -> tuple[bytes, str]:
     """One fuzz case from a valid file: (mutated bytes, what was done)."""
     if rng.random() < 0.25:
@@ -149,6 +204,8 @@ def mutate(data: bytes, rng: random.Random) -> tuple[bytes, str]:
         if rng.random() < 0.5:
             return _fix_crcs(out), "raw+crc"
         return out, "raw"
+    if data[:5] == b"SAICV":
+        return _mutate_video_file(data, rng)
     machine, human = container.split_layers(data)
     stream = container.unpack(machine)
     layer = container.unpack_human(human) if human is not None else None
