@@ -9,8 +9,8 @@ import pytest
 
 import saicm
 from saicm.errors import ModelError
-from saicm.models.zoo import (DEFAULT_MODEL, RECOMMENDED_MACHINE_MODEL, RETIRED_MODELS, WEIGHTS_DIR, describe,
-                              resolve, shipped_models)
+from saicm.models.zoo import (DEFAULT_MODEL, RECOMMENDED_MACHINE_MODEL, RECOMMENDED_SCALABLE_MODEL, RETIRED_MODELS,
+                              WEIGHTS_DIR, describe, resolve, shipped_models)
 
 from .conftest import natural_image
 
@@ -36,6 +36,24 @@ def test_the_named_default_and_recommended_models_are_shipped():
     models = shipped_models()
     assert DEFAULT_MODEL in models and DEFAULT_MODEL.startswith("mse-")
     assert RECOMMENDED_MACHINE_MODEL in models and RECOMMENDED_MACHINE_MODEL.startswith("saicm-")
+    assert RECOMMENDED_SCALABLE_MODEL in models
+    assert models[RECOMMENDED_SCALABLE_MODEL].config["base"] == RECOMMENDED_MACHINE_MODEL
+
+
+def test_shipped_scalable_model_layers():
+    """Machine layer = the base model's file; human rate rises with its quality; the human image is the better."""
+    from saicm.codec.scalable import strip
+    from saicm.eval.metrics import psnr
+
+    x = natural_image(128, 192, seed=5)
+    machine = saicm.compress(x, model=RECOMMENDED_MACHINE_MODEL, quality=4)
+    sizes = []
+    for qa in range(1, 8):
+        data = saicm.compress(x, model=RECOMMENDED_SCALABLE_MODEL, quality=4, human_quality=qa)
+        assert strip(data) == machine
+        sizes.append(len(data))
+    assert sizes == sorted(sizes) and len(set(sizes)) == len(sizes)
+    assert psnr(x, saicm.decompress(data, layer="human")) > psnr(x, saicm.decompress(data, layer="machine")) + 1
 
 
 def test_a_retired_model_says_where_its_weights_are():
