@@ -347,6 +347,20 @@ class TCM(CompressionModel):
         state_dict = remap_old_keys("entropy_bottleneck", state_dict)
         return nn.Module.load_state_dict(self, state_dict, strict=strict, assign=assign)
 
+    def _apply(self, fn, recurse: bool = True):
+        """Every conversion (device, dtype, memory format) leaves the convolution weights in the plain NCHW layout.
+
+        saicm's loader asks for channels-last, but the coder tables are chosen from σ computed by convolutions
+        whose floats depend on the layout: in channels-last they differed from the authors' code by ~1e-5, enough
+        to pick another table now and then and desynchronise a stream written by their code (and to flip a few
+        rounded latents). In the plain layout saicm computes their floats exactly (one thread, same input):
+        ``benchmarks/tcm_reference_check.py``. No measurable speed cost for these transforms."""
+        super()._apply(fn, recurse)
+        for p in self.parameters():  # strides compared, not is_contiguous(): a 1×1 kernel in channels-last is "contiguous"
+            if p.dim() == 4 and p.stride() != (p.shape[1] * p.shape[2] * p.shape[3], p.shape[2] * p.shape[3], p.shape[3], 1):
+                p.data = p.data.clone(memory_format=torch.contiguous_format)
+        return self
+
     def _check_quality(self, quality: int) -> None:
         if int(quality) != 1:
             raise ValueError(f"tcm is single-rate: quality must be 1, got {quality}")
@@ -404,6 +418,7 @@ class TCM(CompressionModel):
         if y_offset is not None or params_offset is not None:
             raise NotImplementedError("tcm codes no conditional residual (ScalableFusion condition='none' only)")
         self.check_input(x)
+        x = x.contiguous()  # the plain layout, like the weights (see _apply)
         y = self.g_a(x).float()
         z = self.h_a(y).float()
         with torch.autocast(x.device.type, enabled=False):
@@ -460,6 +475,7 @@ class TCM(CompressionModel):
         if x.size(0) != 1:
             raise ValueError("tcm codes one image at a time")
         self.check_input(x)
+        x = x.contiguous()  # the plain layout, like the weights (see _apply)
         y = self.g_a(x)
         z = self.h_a(y)
         z_strings = self.entropy_bottleneck.compress(z)
