@@ -188,6 +188,7 @@ def main(argv=None) -> int:
     p.add_argument("--mem-limit", type=float, default=2.0, help="GB of resident memory a case may use (default 2)")
     p.add_argument("--max-pixels", type=int, default=None,
                    help="the decoders' pixel limit (default: saicm's default)")
+    p.add_argument("--only", help="comma-separated case numbers: re-run these cases of --seed (e.g. the slowest)")
     p.add_argument("-o", "--output", help="JSON report")
     p.add_argument("--save", help="folder for failing inputs")
     p.add_argument("--quiet", action="store_true")
@@ -210,10 +211,12 @@ def main(argv=None) -> int:
     rng = random.Random(a.seed)
     counts, kinds, by_seed = Counter(), Counter(), Counter()
     failures, slowest, peak = [], [], 0
+    over = Counter()  # cases slower than 1, 5, 10 s
     t_start = time.perf_counter()
     from tqdm import tqdm
 
-    bar = tqdm(total=a.cases, disable=a.quiet, unit="case")
+    cases = [int(c) for c in a.only.split(",")] if a.only else list(range(a.cases))
+    bar = tqdm(total=len(cases), disable=a.quiet, unit="case")
 
     def one(i: int):
         crng = random.Random(f"{a.seed}-{i}")
@@ -229,15 +232,16 @@ def main(argv=None) -> int:
         from concurrent.futures import ThreadPoolExecutor
 
         pool = ThreadPoolExecutor(a.workers)  # threads only wait on their forked children
-        results = pool.map(one, range(a.cases))
+        results = pool.map(one, cases)
     else:
-        results = map(one, range(a.cases))
+        results = map(one, cases)
     for res, data in results:
         counts[res["outcome"]] += 1
         kinds[res["mutation"].split("+")[0]] += 1
         by_seed[res["seed"]] += 1
         peak = max(peak, res["peak_rss_kb"])
-        slowest = sorted(slowest + [(res["seconds"], res["case"], res["outcome"])], reverse=True)[:5]
+        slowest = sorted(slowest + [(res["seconds"], res["case"], res["outcome"])], reverse=True)[:10]
+        over.update(f"over_{t}s" for t in (1, 5, 10) if res["seconds"] > t)
         if res["outcome"] in FAILURES:
             failures.append({k: v for k, v in res.items() if k != "traceback"} | {"traceback": res.get("traceback")})
             if a.save:
@@ -250,11 +254,11 @@ def main(argv=None) -> int:
         bar.set_postfix({k: counts[k] for k in ("ok", "error", *FAILURES) if counts[k]})
     bar.close()
     wall = time.perf_counter() - t_start
-    report = {"cases": a.cases, "seed": a.seed, "workers": a.workers, "time_limit_s": a.time_limit,
+    report = {"cases": len(cases), "seed": a.seed, "workers": a.workers, "time_limit_s": a.time_limit,
               "mem_limit_gb": a.mem_limit, "max_pixels": max_pixels, "wall_s": round(wall, 1),
               "outcomes": dict(counts), "mutations": dict(kinds), "seeds": dict(by_seed),
-              "peak_rss_mb": round(peak / 1024, 1), "slowest": [{"seconds": round(s, 2), "case": c, "outcome": o}
-                                                                 for s, c, o in slowest],
+              "peak_rss_mb": round(peak / 1024, 1), "slow_cases": dict(over),
+              "slowest": [{"seconds": round(s, 2), "case": c, "outcome": o} for s, c, o in slowest],
               "failures": failures}
     print(json.dumps({k: v for k, v in report.items() if k != "failures"}, indent=1))
     if a.output:
