@@ -413,10 +413,12 @@ def build_parser() -> argparse.ArgumentParser:
                         "'reference'). Decodes are cached by (codec, quality, image content), so an interrupted or "
                         "repeated sweep re-uses them. Without --annotations, detection AP is measured against "
                         "pseudo ground truth (the task model's own detections on the originals), labelled so.")
-    ev.add_argument("--codec", required=True, help="jpeg, webp, avif, hevc, vvc[:PRESET], or a saicm model name/path")
+    ev.add_argument("--codec", required=True, help="jpeg, webp, avif, hevc, vvc[:PRESET], a saicm model name/path; "
+                    "on clips also nerv, sa-nerv, hevc-video, vvc-video (docs/video.md)")
     ev.add_argument("--qualities", type=_ints, help="comma-separated rate points (QPs for hevc/vvc); "
                     "default: the codec's own sweep")
-    ev.add_argument("--dataset", required=True, help="image folder")
+    ev.add_argument("--dataset", required=True, help="image folder, or a clip: CLIP, CLIP#A:B or CLIP#A:B@WxH "
+                    "(docs/video.md)")
     ev.add_argument("--annotations", help="COCO instances JSON for official AP (else pseudo ground truth)")
     ev.add_argument("--task", default="psnr", choices=["psnr", "detection", "instance", "faces"])
     ev.add_argument("--task-model", help="KIND:PATH (picodet, yolox, yolov8, yolov8-seg; faces: haar, centerface "

@@ -104,7 +104,7 @@ def register(sub) -> None:
     vs = v.add_subparsers(dest="video_command", metavar="COMMAND")
     vs.required = True
 
-    e = vs.add_parser("encode", help="fit a network to a clip and write CLIP.saicmv",
+    e = vs.add_parser("encode", help="fit a network to a clip and write a .saicmv file (-o)",
                       description="Read a clip (any video ffmpeg reads, or a folder of frames), fit the network on "
                       "the chosen device with a progress bar (epoch, loss, PSNR), checkpointing atomically; then "
                       "prune (global magnitude, fine-tuned), quantise (per output channel) with quantisation-aware "

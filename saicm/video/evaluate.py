@@ -18,7 +18,7 @@ are the "images" of the results (``<clip stem>/frame_NNNNNN.png``):
 - ``clips``: per clip its source, first frame, frame count, size and fps.
 
 AP is over all frames of the dataset: run one ``saicm eval`` per clip for
-per-clip AP (``benchmarks/video_suite.sh`` does). Bootstrap draws
+per-clip AP (as the image suites do). Bootstrap draws
 (``--bootstrap``) re-draw frames; frames of a clip are correlated, so the
 interval is narrower than one over independent images would be.
 

@@ -43,7 +43,7 @@ ARCHITECTURE = "nerv"
 RENDER_BATCH = 4
 
 #: width presets, smallest (fewest bytes) first; strides come from the frame size. Parameter counts at 352×288:
-#: xs 39,715 · s 97,491 · m 240,791 · l 587,259 (``saicm video presets`` prints them for a size).
+#: xs 49,915 · s 130,615 · m 290,039 · l 824,411 (``saicm video presets`` prints them for a size).
 PRESETS: dict[str, dict] = {
     "xs": {"pe_levels": 40, "mlp_hidden": [16], "c0": 8, "channels": [24, 16, 12, 10, 8]},
     "s": {"pe_levels": 40, "mlp_hidden": [24], "c0": 12, "channels": [40, 32, 20, 12, 8]},
