@@ -346,7 +346,7 @@ def build_parser() -> argparse.ArgumentParser:
     from . import __version__
     from .device import DEVICE_HELP
     from .eval.bootstrap import DEFAULT_REPLICATES
-    from .masks.job import SOURCES
+    from .masks import SOURCES
     from .train.config import AMP_MODES, DEFAULT_LAMBDAS, QUANT_MODES
 
     p = argparse.ArgumentParser(prog="saicm", description="Learned image coding for machines and humans.")

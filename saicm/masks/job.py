@@ -28,11 +28,8 @@ from tqdm import tqdm
 from .._fs import atomic_path, ensure_dir, write_atomic
 from ..codec.image_io import is_image_file, load_image
 from ..errors import SaicmError
+from . import OBJECT_SOURCES, SOURCES  # noqa: F401 — re-exported for callers of job
 from .edges import overlay, segment_edges
-
-SOURCES = ("regions", "sam", "coco", "coco-edges")
-# Sources whose mask is a region to weigh (Object-ICM); every other source gives a segment map for edges.
-OBJECT_SOURCES = ("coco",)
 
 
 @dataclass
