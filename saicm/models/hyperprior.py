@@ -195,9 +195,11 @@ class GainedMeanScaleHyperprior(MeanScaleHyperprior):
         return {"strings": [y_strings, z_strings], "shape": tuple(z.size()[-2:])}
 
     def latents_from_analysis(self, y0: Tensor, quality: int) -> dict[str, Tensor]:
-        """The latents for an analysis output ``g_a(x)`` computed elsewhere (by tiles, for large images)."""
+        """The latents for an analysis output ``g_a(x)`` computed elsewhere (by tiles, for large images).
+
+        ``y0`` is scaled in place (it becomes ``y``): large images hold one latent-sized tensor less."""
         g, _ = self._gains(self._qindex(quality, y0.size(0)))
-        y = y0 * g
+        y = y0.mul_(g)
         return {"y": y, "z": self.h_a(y)}
 
     def decompress(self, strings: list, shape: Sequence[int], quality: int) -> dict:
@@ -221,8 +223,9 @@ class GainedMeanScaleHyperprior(MeanScaleHyperprior):
                                for s, r in zip(strings[1:], rows)], dim=-2)
         else:
             y_hat = self.gaussian_conditional.decompress(strings[0], indexes, means=means)
+        del indexes, means
         _, ig = self._gains(self._qindex(quality, y_hat.size(0)))
-        return y_hat * ig
+        return y_hat.mul_(ig)  # in place: the same floats, one latent-sized tensor less
 
     def _z_medians(self) -> Tensor:
         """The entropy bottleneck's per-channel medians: the centres the coder rounds z around."""
