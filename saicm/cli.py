@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from .commands.argtypes import level, nonneg, positive
+
 
 def _floats(s: str) -> list[float]:
     try:
@@ -137,36 +139,6 @@ def cmd_demo(a: argparse.Namespace) -> int:
 
     run_demo(a.output, model=a.model, quality=a.quality)
     return 0
-
-
-def _nonneg(s: str) -> int:
-    try:
-        v = int(s)
-    except ValueError:
-        v = -1
-    if v < 0:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {s!r}")
-    return v
-
-
-def _level(s: str) -> float:
-    try:
-        v = float(s)
-    except ValueError:
-        v = -1.0
-    if not 50 <= v < 100:
-        raise argparse.ArgumentTypeError(f"expected a confidence level in percent (50-99.9), got {s!r}")
-    return v
-
-
-def _positive(s: str) -> int:
-    try:
-        v = int(s)
-    except ValueError:
-        v = 0
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {s!r}")
-    return v
 
 
 def _default_max_pixels() -> str:
@@ -366,7 +338,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--refine", type=int, default=0, metavar="STEPS",
                    help="encoder-side RD optimisation of the latents for STEPS Adam steps (MSE models; the "
                    "decoder is unchanged; each step costs about one forward+backward pass; default 0 = off)")
-    c.add_argument("--max-pixels", type=_positive, metavar="N",
+    c.add_argument("--max-pixels", type=positive, metavar="N",
                    help=f"refuse larger images (default {_default_max_pixels()}: 8192x8192; like Pillow's "
                    "decompression-bomb limit)")
     c.add_argument("--jobs", type=int, default=1, help="worker processes for folders (default 1)")
@@ -382,7 +354,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--layer", choices=["auto", "machine", "human"], default="auto",
                    help="two-layer files: decode the human layer (auto, the default) or only the machine layer; "
                    "human on a file without one is an error")
-    d.add_argument("--max-pixels", type=_positive, metavar="N",
+    d.add_argument("--max-pixels", type=positive, metavar="N",
                    help=f"refuse files claiming larger images, before decoding anything (default "
                    f"{_default_max_pixels()}: 8192x8192); raise it only for files you trust")
     d.add_argument("--format", default="png", choices=["png", "bmp", "tiff", "ppm"], help="for folders (default png)")
@@ -428,7 +400,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--no-cache", action="store_true", help="do not read or write the cache")
     ev.add_argument("--threads", type=int, help="onnxruntime threads for the task model")
     ev.add_argument("--limit", type=int, help="only the first N images (quick looks)")
-    ev.add_argument("--bootstrap", type=_nonneg, default=DEFAULT_REPLICATES, metavar="N",
+    ev.add_argument("--bootstrap", type=nonneg, default=DEFAULT_REPLICATES, metavar="N",
                     help=f"detection/instance: also store AP on N draws of the images with replacement, for "
                     f"'saicm bdrate --ci' (default {DEFAULT_REPLICATES}, ~35 ms each per point on 128 images; "
                     "0: none)")
@@ -446,7 +418,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--interval", type=_interval, metavar="LO,HI",
                    help="integrate only over this metric range (within the overlap), e.g. 29.19,34.52 to compare "
                    "over an older model's PSNR range")
-    b.add_argument("--ci", type=_level, nargs="?", const=95.0, metavar="LEVEL",
+    b.add_argument("--ci", type=level, nargs="?", const=95.0, metavar="LEVEL",
                    help="also a confidence interval (default 95%%) by a paired bootstrap over the images: PSNR and "
                    "MS-SSIM from any results file, AP from results evaluated with --bootstrap (same draws in both)")
     b.add_argument("--json", help="also write the table as JSON here")

@@ -7,25 +7,7 @@ from __future__ import annotations
 
 import argparse
 
-
-def _positive(s: str) -> int:
-    try:
-        v = int(s)
-    except ValueError:
-        v = 0
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {s!r}")
-    return v
-
-
-def _nonneg(s: str) -> int:
-    try:
-        v = int(s)
-    except ValueError:
-        v = -1
-    if v < 0:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {s!r}")
-    return v
+from .argtypes import nonneg, positive
 
 
 def cmd_encode(a: argparse.Namespace) -> int:
@@ -122,22 +104,22 @@ def register(sub) -> None:
                    "needs --masks)")
     e.add_argument("--masks", metavar="DIR", help="per-frame edge masks frame_NNNNNN.png (saicm masks on the folder "
                    "'saicm video frames' writes)")
-    e.add_argument("--epochs", type=_positive, help="epochs of the main fit (default 300; pruning fine-tuning "
+    e.add_argument("--epochs", type=positive, help="epochs of the main fit (default 300; pruning fine-tuning "
                    "takes epochs/6 more, quantisation-aware fine-tuning epochs/10)")
     e.add_argument("--lr", type=float, help="learning rate (default per preset: 'saicm video presets')")
-    e.add_argument("--batch", type=_positive, help="frames per step (default 1)")
+    e.add_argument("--batch", type=positive, help="frames per step (default 1)")
     e.add_argument("--prune", type=float, help="share of weights set to zero by magnitude (default 0.4; 0: none)")
-    e.add_argument("--prune-epochs", type=_nonneg, help="fine-tuning epochs after pruning (default epochs/6)")
-    e.add_argument("--qat-epochs", type=_nonneg, help="quantisation-aware fine-tuning epochs (default epochs/10; "
+    e.add_argument("--prune-epochs", type=nonneg, help="fine-tuning epochs after pruning (default epochs/6)")
+    e.add_argument("--qat-epochs", type=nonneg, help="quantisation-aware fine-tuning epochs (default epochs/10; "
                    "0: none)")
     e.add_argument("--bits", type=int, choices=range(2, 9), metavar="{2..8}", help="quantisation bits (default 8)")
     e.add_argument("--seed", type=int, default=0, help="initialisation and frame-order seed (default 0)")
     e.add_argument("--resume", action="store_true", help="continue from the checkpoint of a killed encode")
     e.add_argument("--checkpoint", help="checkpoint path (default OUTPUT.ckpt)")
     e.add_argument("--keep-checkpoint", action="store_true", help="keep the checkpoint after success")
-    e.add_argument("--ckpt-every", type=_positive, help="checkpoint every N epochs (default 10)")
+    e.add_argument("--ckpt-every", type=positive, help="checkpoint every N epochs (default 10)")
     e.add_argument("--device", default="auto", help=DEVICE_HELP)
-    e.add_argument("--max-pixels", type=_positive, help="accept clips of more than 2^31 pixels in all frames")
+    e.add_argument("--max-pixels", type=positive, help="accept clips of more than 2^31 pixels in all frames")
     e.add_argument("--quiet", action="store_true", help="no progress bar")
     e.set_defaults(func=cmd_encode)
 
@@ -148,8 +130,8 @@ def register(sub) -> None:
                       "output does not depend on the thread count.")
     d.add_argument("input", help=".saicmv file")
     d.add_argument("-o", "--output", required=True, help="folder (absent or empty) or .mkv/.avi/.nut/.mp4 file")
-    d.add_argument("--threads", type=_positive, help="batches decoded at once (default: torch's thread count)")
-    d.add_argument("--max-pixels", type=_positive, help="accept files of more than 2^31 pixels in all frames")
+    d.add_argument("--threads", type=positive, help="batches decoded at once (default: torch's thread count)")
+    d.add_argument("--max-pixels", type=positive, help="accept files of more than 2^31 pixels in all frames")
     d.set_defaults(func=cmd_decode)
 
     f = vs.add_parser("frames", help="extract frames as PNGs (for saicm masks and --masks)",
@@ -160,7 +142,7 @@ def register(sub) -> None:
     f.add_argument("-o", "--output", required=True, help="folder to create (absent or empty)")
     f.add_argument("--frames", metavar="A:B", help="frames A..B-1 (default all)")
     f.add_argument("--size", metavar="WxH", help="resize (use the same --size for encode)")
-    f.add_argument("--max-pixels", type=_positive, help="accept clips of more than 2^31 pixels in all frames")
+    f.add_argument("--max-pixels", type=positive, help="accept clips of more than 2^31 pixels in all frames")
     f.set_defaults(func=cmd_frames)
 
     p = vs.add_parser("presets", help="parameter counts and work of each preset for a frame size")

@@ -1,0 +1,35 @@
+"""argparse value types shared by the command families (one line on a bad value, like every saicm error)."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def nonneg(s: str) -> int:
+    try:
+        v = int(s)
+    except ValueError:
+        v = -1
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {s!r}")
+    return v
+
+
+def level(s: str) -> float:
+    try:
+        v = float(s)
+    except ValueError:
+        v = -1.0
+    if not 50 <= v < 100:
+        raise argparse.ArgumentTypeError(f"expected a confidence level in percent (50-99.9), got {s!r}")
+    return v
+
+
+def positive(s: str) -> int:
+    try:
+        v = int(s)
+    except ValueError:
+        v = 0
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {s!r}")
+    return v
