@@ -129,13 +129,17 @@ def pack(stream: Stream) -> bytes:
     return bytes(out)
 
 
-class _Reader:
+class ByteReader:
+    """Reads a file front to back; every read is checked against the bytes present (``truncated file``).
+
+    Shared by every saicm format (``.saicm`` streams and layers, ``.saicmv`` clips)."""
+
     def __init__(self, data: bytes):
         self.data = data
         self.pos = 0
 
     def take(self, n: int) -> bytes:
-        if self.pos + n > len(self.data):
+        if n < 0 or self.pos + n > len(self.data):
             raise FormatError("truncated file")
         b = self.data[self.pos: self.pos + n]
         self.pos += n
@@ -186,7 +190,7 @@ def _crc_ok(data: bytes) -> bool:
 
 
 def _parse(data: bytes) -> tuple[Stream, int]:
-    r = _Reader(data)
+    r = ByteReader(data)
     r.take(len(MAGIC))
     (version,) = r.unpack(">B")
     (n,) = r.unpack(">B")
@@ -284,7 +288,7 @@ def unpack_human(data: bytes) -> HumanLayer:
         raise FormatError(f"unsupported human-layer version {version} (this saicm reads version {HUMAN_VERSION})")
     if not _crc_ok(data):
         raise FormatError("human layer: CRC mismatch (corrupt or truncated)")
-    r = _Reader(data[:-4])
+    r = ByteReader(data[:-4])
     r.take(len(HUMAN_MAGIC) + 1)
     (n,) = r.unpack(">B")
     try:

@@ -58,6 +58,7 @@ from fractions import Fraction
 
 import numpy as np
 
+from ..codec.container import ByteReader
 from ..errors import FormatError
 
 MAGIC = b"SAICV"
@@ -124,21 +125,6 @@ def pack(stream: VideoStream) -> bytes:
     return bytes(out)
 
 
-class _Reader:
-    def __init__(self, data: bytes):
-        self.data, self.pos = data, 0
-
-    def take(self, n: int) -> bytes:
-        if n < 0 or self.pos + n > len(self.data):
-            raise FormatError("truncated file")
-        b = self.data[self.pos: self.pos + n]
-        self.pos += n
-        return b
-
-    def unpack(self, fmt: str):
-        return struct.unpack(fmt, self.take(struct.calcsize(fmt)))
-
-
 def _read_json(raw: bytes, what: str) -> dict:
     try:
         obj = json.loads(raw.decode("utf-8")) if raw else {}
@@ -153,7 +139,7 @@ def is_video_stream(data: bytes) -> bool:
     return data[: len(MAGIC)] == MAGIC
 
 
-def read_header(data: bytes, max_pixels: int | None = None) -> tuple[VideoHeader, _Reader]:
+def read_header(data: bytes, max_pixels: int | None = None) -> tuple[VideoHeader, ByteReader]:
     """Check magic, version and CRC, parse and check the header; returns it and a reader at the steps."""
     from ..codec.limits import check_pixels, check_video_pixels
     from .nerv import ARCHITECTURE, check_config
@@ -170,7 +156,7 @@ def read_header(data: bytes, max_pixels: int | None = None) -> tuple[VideoHeader
                           f"{', '.join(map(str, VERSIONS))})")
     if zlib.crc32(data[:-4]) != struct.unpack(">I", data[-4:])[0]:
         raise FormatError("CRC mismatch: the file is corrupt or truncated")
-    r = _Reader(memoryview(data)[:-4])
+    r = ByteReader(memoryview(data)[:-4])
     r.take(len(MAGIC) + 1)
     (n,) = r.unpack(">B")
     try:
