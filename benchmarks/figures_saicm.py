@@ -1,13 +1,17 @@
-"""Figures for the SA-ICM docs: mask previews over α, and a side-by-side at similar bpp.
+"""Figures for the SA-ICM docs: mask previews over α, a side-by-side at similar bpp, and a two-layer file's layers.
 
     python benchmarks/figures_saicm.py masks IMAGE... -o docs/masks_alpha.png [--alphas 0.98,0.78,0.48]
     python benchmarks/figures_saicm.py side IMAGE -o docs/side_by_side.png --models mse-...,saicm-...,object-... \
         [--bpp 0.3]
+    python benchmarks/figures_saicm.py layers IMAGE -o docs/side_by_side_layers.png [--model SCALABLE] \
+        [--quality 4 --human-quality 7]
 
 ``masks`` runs the weight-free ``regions`` source (the one the shipped models
 were trained with) at each α and draws the edges over the image. ``side``
 codes IMAGE with each model at its rate point closest in bpp to ``--bpp``
-(real file sizes) and lays the decodes out beside the original.
+(real file sizes) and lays the decodes out beside the original. ``layers``
+codes IMAGE as a two-layer file and shows the machine layer alone, both layers,
+and the MSE model at the rate point whose file is closest in size to both layers.
 """
 
 import argparse
@@ -71,6 +75,31 @@ def cmd_side(a) -> None:
     print(f"wrote {a.output}")
 
 
+def cmd_layers(a) -> None:
+    from saicm.codec.pipeline import compress
+    from saicm.codec.scalable import strip
+    from saicm.models.zoo import RECOMMENDED_SCALABLE_MODEL
+
+    img = Image.fromarray(load_image(a.image).rgb)
+    rgb = np.asarray(img)
+    px = img.width * img.height
+    model = a.model or RECOMMENDED_SCALABLE_MODEL
+    two = compress(img, model=model, quality=a.quality, human_quality=a.human_quality)
+    machine = strip(two)
+    q, mse = closest_quality(img, 8 * len(two) / px, model=a.mse)
+
+    def panel(label, data, **kw):
+        dec = decompress(data, **kw).convert("RGB")
+        p = psnr(rgb, np.asarray(dec))
+        print(f"{label}: {len(data)} B, {8 * len(data) / px:.3f} bpp, {p:.2f} dB")
+        return f"{label}: {len(data)} B, {8 * len(data) / px:.3f} bpp, {p:.1f} dB", dec
+
+    panels = [("original", img), panel(f"machine layer (q{a.quality})", machine),
+              panel(f"machine + human layers (q{a.human_quality})", two), panel(f"{a.mse} alone (q{q})", mse)]
+    side_by_side(panels, height=a.height).save(a.output)
+    print(f"wrote {a.output}")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -88,6 +117,15 @@ def main() -> int:
     s.add_argument("--bpp", type=float, default=0.3)
     s.add_argument("--height", type=int, default=360)
     s.set_defaults(func=cmd_side)
+    ly = sub.add_parser("layers")
+    ly.add_argument("image")
+    ly.add_argument("-o", "--output", required=True)
+    ly.add_argument("--model", help="scalable model (default: the recommended one)")
+    ly.add_argument("--mse", default="mse-hyperprior-n64-v5")
+    ly.add_argument("--quality", type=int, default=4)
+    ly.add_argument("--human-quality", type=int, default=7)
+    ly.add_argument("--height", type=int, default=360)
+    ly.set_defaults(func=cmd_layers)
     a = ap.parse_args()
     a.func(a)
     return 0
