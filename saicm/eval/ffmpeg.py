@@ -240,6 +240,26 @@ def read_size_sei(stream: bytes, syntax: str) -> tuple[int, int] | None:
 
 # --- the codecs --------------------------------------------------------------------------------
 
+def parse_qp(name: str, quality, max_qp: int) -> int:
+    """A QP given as a codec's quality: an integer 0..max_qp, else a one-line error."""
+    try:
+        qp = int(quality)
+    except (TypeError, ValueError):
+        qp = None
+    if qp is None or qp != quality or not 0 <= qp <= max_qp:
+        raise SaicmError(f"{name}: quality is the QP, an integer 0–{max_qp}; got {quality!r}")
+    return qp
+
+
+def resolve_preset(name: str, arg: str, presets, default: str) -> tuple[str, str]:
+    """``(preset, codec name)`` for ``NAME[:PRESET]``: the name carries the preset unless it is the default, so
+    that ``get_codec(codec.name)`` gives the same codec back."""
+    preset = arg or default
+    if preset not in presets:
+        raise SaicmError(f"unknown {name} preset {preset!r} (presets: {', '.join(presets)})")
+    return preset, name if preset == default else f"{name}:{preset}"
+
+
 class FFmpegIntraCodec:
     """Shared encode/decode for one-picture, intra-only HEVC/VVC streams (mixed into ``Codec``).
 
@@ -261,26 +281,15 @@ class FFmpegIntraCodec:
     default_qualities = (22, 27, 32, 37, 42, 47)
 
     def __init__(self, arg: str = "", threads: int = 1):
-        preset = arg or self.default_preset
-        if preset not in self.presets:
-            raise SaicmError(f"unknown {self.name} preset {preset!r} (presets: {', '.join(self.presets)})")
-        self.preset = preset
+        self.preset, self.name = resolve_preset(self.name, arg, self.presets, self.default_preset)
         self.threads = int(threads)
-        if preset != self.default_preset:  # get_codec(codec.name) gives this codec back
-            self.name = f"{self.name}:{preset}"
         self.exe = require(self.encoder, self.decoder, self.label)
 
     def codec_args(self, qp: int) -> list:
         raise NotImplementedError
 
     def _qp(self, quality) -> int:
-        try:
-            qp = int(quality)
-        except (TypeError, ValueError):
-            qp = None
-        if qp is None or qp != quality or not 0 <= qp <= self.max_qp:
-            raise SaicmError(f"{self.name}: quality is the QP, an integer 0–{self.max_qp}; got {quality!r}")
-        return qp
+        return parse_qp(self.name, quality, self.max_qp)
 
     def encode_args(self, width: int, height: int, qp: int) -> list:
         """The ffmpeg arguments for one encode (input: padded rgb24 on stdin)."""

@@ -6,7 +6,7 @@ read elsewhere, so :func:`display_path` names a path relative to a root:
 
 - under ``root`` (default: the current directory): relative to it;
 - a relative path outside it, with no ``root`` given: as written (it names no
-  machine, e.g. ``../shared/data/coco128/images``);
+  machine, e.g. ``../data/coco128/images``);
 - otherwise: its last two components (``coco128/images``).
 """
 

@@ -196,28 +196,19 @@ class FFmpegVideoCodec(VideoCodec):
     default_qualities = (22, 27, 32, 37, 42)
 
     def __init__(self, arg: str = ""):
-        intra = self.intra
-        preset = arg or intra.default_preset
-        if preset not in intra.presets:
-            raise SaicmError(f"unknown {self.name} preset {preset!r} (presets: {', '.join(intra.presets)})")
-        self.preset = preset
-        if preset != intra.default_preset:
-            self.name = f"{self.name}:{preset}"
-        from ..eval.ffmpeg import require
+        from ..eval.ffmpeg import require, resolve_preset
 
+        intra = self.intra
+        self.preset, self.name = resolve_preset(self.name, arg, intra.presets, intra.default_preset)
         self.exe = require(intra.encoder, intra.decoder, intra.label)
 
     def codec_args(self, qp: int) -> list:
         raise NotImplementedError
 
     def _qp(self, quality) -> int:
-        try:
-            qp = int(quality)
-        except (TypeError, ValueError):
-            qp = -1
-        if qp != quality or not 0 <= qp <= self.intra.max_qp:
-            raise SaicmError(f"{self.name}: quality is the QP, an integer 0–{self.intra.max_qp}; got {quality!r}")
-        return qp
+        from ..eval.ffmpeg import parse_qp
+
+        return parse_qp(self.name, quality, self.intra.max_qp)
 
     def encode(self, clip, quality):
         from ..eval.ffmpeg import COLOUR_TAGS, TO_YUV, insert_size_sei, run_ffmpeg
