@@ -521,3 +521,24 @@ def test_reference_file_still_decodes_to_the_same_frames():
     h, model = api.network(data)  # and the weights re-encode to the same bytes
     qts = compress.quantise(model, h.bits)
     assert compress.encode_symbols(qts, h.bits) == bitstream.unpack(data).symbols
+
+
+def test_stage_epochs_follow_the_options():
+    """Defaults: prune fine-tunes epochs/6 (at least 1), qat epochs/10; an explicit 0 means none."""
+    def stages(**kw):
+        return [(n, e) for n, e, _ in train.FitSettings(epochs=12, **kw).stages()]
+
+    assert stages() == [("fit", 12), ("prune", 2), ("qat", 1)]
+    assert stages(prune_epochs=0, qat_epochs=0) == [("fit", 12), ("prune", 0)]
+    assert stages(prune=0.0) == [("fit", 12), ("qat", 1)]
+    assert [(n, e) for n, e, _ in train.FitSettings(epochs=3).stages()] == [("fit", 3), ("prune", 1)]
+
+
+def test_prune_without_fine_tuning(tmp_path):
+    """--prune-epochs 0 still prunes (the file holds the zeros) but runs no pruning epoch."""
+    torch.set_num_threads(1)
+    r = api.encode(synthetic_clip(n=4), tmp_path / "p.saicmv", preset=TINY, epochs=2, prune=0.5, prune_epochs=0,
+                   qat_epochs=0, progress=False)
+    assert [h["stage"] for h in r.report.history] == ["fit", "fit"]
+    assert r.info["stages"][1].startswith("prune 0 epochs")
+    assert r.info["nonzero"] <= 0.55 * r.info["parameters"]

@@ -11,12 +11,13 @@ from .argtypes import nonneg, positive
 
 
 def cmd_encode(a: argparse.Namespace) -> int:
+    import os
     from pathlib import Path
 
     from ..video.api import encode
 
     ckpt = Path(a.checkpoint) if a.checkpoint else Path(a.output + ".ckpt")
-    if a.resume and not ckpt.exists():
+    if a.resume and not ckpt.exists() and os.environ.get("RANK", "0") == "0":  # torchrun: rank 0 says it
         print(f"no checkpoint at {ckpt}: starting from the beginning")
     r = encode(a.clip, a.output, frames=a.frames, size=a.size, preset=a.preset, loss=a.loss, masks=a.masks,
                epochs=a.epochs, lr=a.lr, batch=a.batch, prune=a.prune, prune_epochs=a.prune_epochs,
@@ -109,7 +110,7 @@ def register(sub) -> None:
     e.add_argument("--lr", type=float, help="learning rate (default per preset: 'saicm video presets')")
     e.add_argument("--batch", type=positive, help="frames per step (default 1)")
     e.add_argument("--prune", type=float, help="share of weights set to zero by magnitude (default 0.4; 0: none)")
-    e.add_argument("--prune-epochs", type=nonneg, help="fine-tuning epochs after pruning (default epochs/6)")
+    e.add_argument("--prune-epochs", type=nonneg, help="fine-tuning epochs after pruning (default epochs/6, at least 1; 0: prune without fine-tuning)")
     e.add_argument("--qat-epochs", type=nonneg, help="quantisation-aware fine-tuning epochs (default epochs/10; "
                    "0: none)")
     e.add_argument("--bits", type=int, choices=range(2, 9), metavar="{2..8}", help="quantisation bits (default 8)")

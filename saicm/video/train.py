@@ -13,7 +13,7 @@ batches of ``batch`` frames in a seeded random order):
 1. ``fit``: ``epochs`` epochs at ``lr``;
 2. ``prune``: the fraction ``prune`` of the weights (not biases) with the
    smallest magnitude over the whole network is set to zero and held there,
-   and the rest is fine-tuned (``prune_epochs`` at ``lr·0.3``);
+   and the rest is fine-tuned (``prune_epochs`` at ``lr·0.3``; 0: no fine-tuning);
 3. ``qat``: quantisation-aware fine-tuning (``qat_epochs`` at ``lr·0.1``): the
    forward pass uses the weights quantised exactly as the file will hold them
    (:func:`saicm.video.compress.fake_quantise`), the gradient updates the float
@@ -89,11 +89,11 @@ class FitSettings:
 
     def stages(self) -> list[tuple[str, int, float]]:
         """(name, epochs, learning rate) of each stage that runs."""
-        pe = self.epochs // 6 if self.prune_epochs is None else self.prune_epochs
+        pe = max(self.epochs // 6, 1) if self.prune_epochs is None else self.prune_epochs
         qe = self.epochs // 10 if self.qat_epochs is None else self.qat_epochs
         out = [("fit", self.epochs, self.lr)]
         if self.prune > 0:
-            out.append(("prune", max(pe, 1), self.lr * 0.3))
+            out.append(("prune", pe, self.lr * 0.3))  # 0 epochs: prune without fine-tuning
         if qe > 0:
             out.append(("qat", qe, self.lr * 0.1))
         return out
