@@ -386,7 +386,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "repeated sweep re-uses them. Without --annotations, detection AP is measured against "
                         "pseudo ground truth (the task model's own detections on the originals), labelled so.")
     ev.add_argument("--codec", required=True, help="jpeg, webp, avif, hevc, vvc[:PRESET], a saicm model name/path; "
-                    "on clips also nerv, sa-nerv, hevc-video, vvc-video (docs/video.md)")
+                    "on clips also nerv, sa-nerv, hnerv, sa-hnerv, hevc-video, vvc-video (docs/video.md)")
     ev.add_argument("--qualities", type=_ints, help="comma-separated rate points (QPs for hevc/vvc); "
                     "default: the codec's own sweep")
     ev.add_argument("--dataset", required=True, help="image folder, or a clip: CLIP, CLIP#A:B or CLIP#A:B@WxH "

@@ -253,15 +253,15 @@ def test_structure_aware_mutations_only_ever_give_saicm_errors(seeds, case, whic
         assert "\n" not in str(e), what
 
 
-VIDEO_SEED = ROOT / "tests" / "reference" / "shapes-64x48-8f-tiny.saicmv"
+VIDEO_SEEDS = [ROOT / "tests" / "reference" / f"shapes-64x48-8f-tiny{s}.saicmv" for s in ("", "-hnerv")]
 
 
 @settings(max_examples=80, deadline=None)
-@given(case=st.integers(0, 2**32 - 1))
-def test_structure_aware_mutations_of_a_clip_only_ever_give_saicm_errors(case):
+@given(case=st.integers(0, 2**32 - 1), seed=st.sampled_from(VIDEO_SEEDS))
+def test_structure_aware_mutations_of_a_clip_only_ever_give_saicm_errors(case, seed):
     from saicm.video import api as video
 
-    data, what = mutate(VIDEO_SEED.read_bytes(), random.Random(case))
+    data, what = mutate(seed.read_bytes(), random.Random(case))
     try:
         d = video.decode(data, max_pixels=1 << 18, threads=1)
     except SaicmError as e:

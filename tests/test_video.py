@@ -112,9 +112,7 @@ def test_parse_errors_and_limits(clip_mkv, tmp_path):
 # --- the network -----------------------------------------------------------------------------------
 
 def test_presets_grow_and_configs_are_checked():
-    sizes = [nerv.count(**{k: c[k] for k in ("pe_levels", "c0", "grid", "strides", "channels")},
-                        hidden=c["mlp_hidden"])[0]
-             for c in (nerv.make_config(p, 288, 352) for p in nerv.PRESETS)]
+    sizes = [nerv.count(nerv.make_config(p, 288, 352))[0] for p in nerv.PRESETS]
     assert sizes == sorted(sizes) and len(set(sizes)) == len(sizes)
     for h, w in ((288, 352), (576, 768), (1080, 1920), (48, 64), (1, 1)):
         cfg = nerv.make_config("s", h, w)
@@ -278,7 +276,7 @@ def test_corrupt_truncated_and_crafted_files_are_refused(coded, tmp_path, capsys
         "zero-frames": (_crafted(data, frames=0), "zero frames"),
         "bits": (_crafted(data, bits=12), "quantisation bits"),
         "coder": (_crafted(data, coder=7), "unknown entropy coder"),
-        "arch": (_crafted(data, arch="hnerv"), "unknown architecture"),
+        "arch": (_crafted(data, arch="vnerv"), "unknown architecture"),
         "trailing": (_recrc(data[:-4] + b"\0\0\0\0"), "lengths do not match"),
     }
     s = bitstream.unpack(data)
@@ -513,11 +511,18 @@ REFERENCE = ROOT / "tests" / "reference" / "shapes-64x48-8f-tiny.saicmv"
 REFERENCE_FRAMES_SHA256 = "40edce1a41f0fac8d449e402532c16cc76e10defafd364011252d1674ad2c60b"
 
 
-def test_reference_file_still_decodes_to_the_same_frames():
-    data = REFERENCE.read_bytes()
+#: an HNeRV file (embed 4, the TINY widths, 30 epochs) written when HNeRV came in (saicm 0.4.0.dev)
+REFERENCE_HNERV = ROOT / "tests" / "reference" / "shapes-64x48-8f-tiny-hnerv.saicmv"
+REFERENCE_HNERV_FRAMES_SHA256 = "e489a65309caef83f3f9962929c027cc74c5ab26e01831fb7be53d4c0fd2387d"
+
+
+@pytest.mark.parametrize("path,digest", [(REFERENCE, REFERENCE_FRAMES_SHA256),
+                                         (REFERENCE_HNERV, REFERENCE_HNERV_FRAMES_SHA256)], ids=["nerv", "hnerv"])
+def test_reference_file_still_decodes_to_the_same_frames(path, digest):
+    data = path.read_bytes()
     d = api.decode(data)
     assert d.frames.shape == (8, 48, 64, 3) and d.header.fps == 25
-    assert hashlib.sha256(d.frames.tobytes()).hexdigest() == REFERENCE_FRAMES_SHA256
+    assert hashlib.sha256(d.frames.tobytes()).hexdigest() == digest
     h, model = api.network(data)  # and the weights re-encode to the same bytes
     qts = compress.quantise(model, h.bits)
     assert compress.encode_symbols(qts, h.bits) == bitstream.unpack(data).symbols
@@ -542,3 +547,75 @@ def test_prune_without_fine_tuning(tmp_path):
     assert [h["stage"] for h in r.report.history] == ["fit", "fit"]
     assert r.info["stages"][1].startswith("prune 0 epochs")
     assert r.info["nonzero"] <= 0.55 * r.info["parameters"]
+
+
+# --- HNeRV -----------------------------------------------------------------------------------------
+
+HTINY = {"embed": 4, "channels": [16, 12, 8, 8, 6]}
+
+
+class _Stop(Exception):
+    pass
+
+
+def test_hnerv_round_trip_threads_and_describe(tmp_path, capsys):
+    """An HNeRV file decodes bit-exactly to the encoder's reference on 1 and 2 threads; its embeddings are in it."""
+    torch.set_num_threads(1)
+    clip = synthetic_clip(n=6)
+    r = api.encode(clip, tmp_path / "h.saicmv", preset=HTINY, arch="hnerv", epochs=6, progress=False)
+    data = (tmp_path / "h.saicmv").read_bytes()
+    assert r.info["arch"] == "hnerv" and data == r.data
+    for threads in (1, 2):
+        assert np.array_equal(api.decode(data, threads=threads).frames, r.reference)
+    h, model = api.network(data)
+    assert h.arch == "hnerv" and model.encoder is None and model.embeddings.shape[0] == 6
+    assert model.embeddings.abs().sum() > 0  # the fitted embeddings, not zeros
+    d = api.describe(data)
+    assert d["architecture"] == "hnerv" and d["parameters"] == r.info["parameters"]
+    assert main(["info", str(tmp_path / "h.saicmv")]) == 0 and "hnerv" in capsys.readouterr().out
+    # the mean frame PSNR of the reference is what the encoder reports
+    assert abs(np.mean([10 * np.log10(255 ** 2 / np.mean((clip[k].astype(float) - r.reference[k]) ** 2))
+                        for k in range(6)]) - r.info["psnr"]) < 1e-6
+
+
+def test_hnerv_crafted_configs_are_refused():
+    from saicm.video import archs, hnerv
+
+    cfg = hnerv.make_config(HTINY, 48, 64)
+    assert archs.check_config("hnerv", cfg, 48, 64, 8) == cfg
+    for bad in ({**cfg, "embed": 10 ** 6}, {**cfg, "kernels": [2, 3, 3, 3, 3]}, {**cfg, "grid": [1, 1]},
+                {**cfg, "pe_levels": 8}, {k: v for k, v in cfg.items() if k != "kernels"}):
+        with pytest.raises(FormatError):
+            archs.check_config("hnerv", bad, 48, 64, 8)
+    with pytest.raises(FormatError, match="too many embedding values"):
+        archs.check_config("hnerv", {**cfg, "embed": 256}, 48, 64, 1 << 20)
+    with pytest.raises(FormatError, match="unknown architecture"):
+        archs.check_config("xnerv", cfg, 48, 64, 8)
+
+
+def test_hnerv_file_with_a_nerv_config_is_refused(tmp_path):
+    """The architecture name decides which config checker reads the config: a NeRV config under 'hnerv' fails."""
+    r = api.encode(synthetic_clip(n=4), None, preset=TINY, epochs=1, prune=0.0, qat_epochs=0, progress=False)
+    s = bitstream.unpack(r.data)
+    s.header.arch = "hnerv"
+    with pytest.raises(FormatError, match="wrong keys|unknown keys"):
+        api.decode(bitstream.pack(s))
+
+
+def test_hnerv_resumes_after_its_fit_stage(tmp_path):
+    """A run stopped in the prune stage (after the encoder was dropped) resumes to the uninterrupted run's file."""
+    torch.set_num_threads(1)
+    clip = synthetic_clip(n=4)
+    kw = dict(preset=HTINY, arch="hnerv", epochs=4, prune_epochs=2, qat_epochs=1, ckpt_every=1, progress=False)
+
+    def stop(stage, epoch, model):
+        if stage == "prune" and epoch == 1:
+            raise _Stop
+
+    with pytest.raises(_Stop):
+        api.encode(clip, tmp_path / "a.saicmv", fault=stop, **kw)
+    assert (tmp_path / "a.saicmv.ckpt").exists()
+    r = api.encode(clip, tmp_path / "a.saicmv", resume=True, **kw)
+    assert r.report.resumed_from == "prune epoch 1"
+    full = api.encode(clip, tmp_path / "b.saicmv", **kw)
+    assert full.data == r.data

@@ -176,7 +176,7 @@ def mutate_video(rng: random.Random, s) -> None:
         s.symbols = _mutate_string(rng, s.symbols)
         s.symbols = s.symbols[: len(s.symbols) // 4 * 4]  # the writer keeps whole words; raw mutations do not
     elif k == 7:
-        h.arch = rng.choice(("nerv", "hnerv", "x" * 255, "../nerv"))
+        h.arch = rng.choice(("nerv", "hnerv", "vnerv", "x" * 255, "../nerv"))
     else:
         h.fps = rng.choice((1, 10**9, 0.001, 30000 / 1001))
         h.first = rng.choice((0, 2**32 - 1))

@@ -19,7 +19,8 @@ def cmd_encode(a: argparse.Namespace) -> int:
     ckpt = Path(a.checkpoint) if a.checkpoint else Path(a.output + ".ckpt")
     if a.resume and not ckpt.exists() and os.environ.get("RANK", "0") == "0":  # torchrun: rank 0 says it
         print(f"no checkpoint at {ckpt}: starting from the beginning")
-    r = encode(a.clip, a.output, frames=a.frames, size=a.size, preset=a.preset, loss=a.loss, masks=a.masks,
+    r = encode(a.clip, a.output, frames=a.frames, size=a.size, preset=a.preset, arch=a.arch, loss=a.loss,
+               masks=a.masks,
                epochs=a.epochs, lr=a.lr, batch=a.batch, prune=a.prune, prune_epochs=a.prune_epochs,
                qat_epochs=a.qat_epochs, bits=a.bits, seed=a.seed, checkpoint=ckpt, resume=a.resume,
                keep_checkpoint=a.keep_checkpoint, ckpt_every=a.ckpt_every, device=a.device, progress=not a.quiet,
@@ -30,7 +31,8 @@ def cmd_encode(a: argparse.Namespace) -> int:
     for e in i["events"]:
         print(f"  {e}")
     print(f"{a.output}: {i['bytes']} bytes, {i['bpp']:.4f} bpp, PSNR {i['psnr']:.2f} dB ({i['frames']} frames "
-          f"{i['width']}x{i['height']} from frame {i['first']}; {i['preset']} {i['loss']}, {i['parameters']:,} "
+          f"{i['width']}x{i['height']} from frame {i['first']}; {i['arch']} {i['preset']} {i['loss']}, "
+          f"{i['parameters']:,} "
           f"parameters, {i['nonzero'] / max(i['parameters'], 1):.0%} non-zero; {i['seconds']:.0f} s)")
     return 0
 
@@ -61,28 +63,34 @@ def cmd_frames(a: argparse.Namespace) -> int:
 
 
 def cmd_presets(a: argparse.Namespace) -> int:
-    from ..video import nerv
+    from ..video import archs
     from ..video.api import PRESET_LR
     from ..video.io import parse_size
 
     w, h = parse_size(a.size) or (352, 288)
-    print(f"NeRV presets for {w}x{h} frames (parameters, multiply-adds per frame, grid, strides, default lr):")
-    for name in nerv.PRESETS:
-        cfg = nerv.make_config(name, h, w)
-        p, m = nerv.count(cfg["pe_levels"], cfg["mlp_hidden"], cfg["c0"], cfg["grid"], cfg["strides"],
-                          cfg["channels"])
-        default = " (default)" if name == nerv.DEFAULT_PRESET else ""
-        print(f"  {name:3s}{default:10s} {p:>10,} parameters {m / 1e6:>8.0f} M MAC/frame  grid {cfg['grid'][0]}x"
-              f"{cfg['grid'][1]}  strides {cfg['strides']}  channels {cfg['channels']}  lr {PRESET_LR[name]:g}")
+    n = a.frames
+    for arch in archs.NAMES:
+        mod = archs.module(arch)
+        print(f"{arch} presets for {n} frames of {w}x{h} (parameters, multiply-adds per frame, grid, strides, "
+              f"default lr):")
+        for name in mod.PRESETS:
+            cfg = mod.make_config(name, h, w)
+            p, m = mod.count(cfg, n)
+            default = " (default)" if arch == archs.DEFAULT and name == "s" else ""
+            extra = f"  embedding {cfg['embed']}x{cfg['grid'][0]}x{cfg['grid'][1]} per frame" if "embed" in cfg else ""
+            print(f"  {name:3s}{default:10s} {p:>10,} parameters {m / 1e6:>8.0f} M MAC/frame  grid {cfg['grid'][0]}x"
+                  f"{cfg['grid'][1]}  strides {cfg['strides']}  channels {cfg['channels']}  lr "
+                  f"{PRESET_LR[name]:g}{extra}")
     return 0
 
 
 def register(sub) -> None:
     from ..device import DEVICE_HELP
 
-    v = sub.add_parser("video", help="NeRV / SA-NeRV video coding: encode, decode, frames, presets",
+    v = sub.add_parser("video", help="NeRV / HNeRV / SA-NeRV video coding: encode, decode, frames, presets",
                        description="A clip coded as a network that maps a frame index to the frame (NeRV), "
-                       "pruned, quantised and entropy-coded into a .saicmv file. SA-NeRV trains the same network "
+                       "pruned, quantised and entropy-coded into a .saicmv file (HNeRV: a per-frame embedding instead of the frame "
+                       "index). SA-NeRV trains the same network "
                        "with the NeRV loss plus the same loss on edge-masked frames. See docs/video.md.")
     vs = v.add_subparsers(dest="video_command", metavar="COMMAND")
     vs.required = True
@@ -100,6 +108,9 @@ def register(sub) -> None:
     e.add_argument("--preset", default="s", choices=["xs", "s", "m", "l"],
                    help="network size: more parameters, more bytes, better frames (default s; "
                    "'saicm video presets' lists them)")
+    e.add_argument("--arch", default="nerv", choices=["nerv", "hnerv"],
+                   help="nerv (frame index → network → frame; default) or hnerv (a small coded embedding per frame, "
+                   "computed from the frame while fitting, → the same upsampling blocks); docs/video.md")
     e.add_argument("--loss", default="nerv", choices=["nerv", "sa-nerv"],
                    help="nerv (β·L1 + (1-β)·(1-SSIM), β 0.7) or sa-nerv (plus the same on edge-masked frames; "
                    "needs --masks)")
@@ -110,7 +121,8 @@ def register(sub) -> None:
     e.add_argument("--lr", type=float, help="learning rate (default per preset: 'saicm video presets')")
     e.add_argument("--batch", type=positive, help="frames per step (default 1)")
     e.add_argument("--prune", type=float, help="share of weights set to zero by magnitude (default 0.4; 0: none)")
-    e.add_argument("--prune-epochs", type=nonneg, help="fine-tuning epochs after pruning (default epochs/6, at least 1; 0: prune without fine-tuning)")
+    e.add_argument("--prune-epochs", type=nonneg, help="fine-tuning epochs after pruning (default epochs/6, at least "
+                   "1; 0: prune without fine-tuning)")
     e.add_argument("--qat-epochs", type=nonneg, help="quantisation-aware fine-tuning epochs (default epochs/10; "
                    "0: none)")
     e.add_argument("--bits", type=int, choices=range(2, 9), metavar="{2..8}", help="quantisation bits (default 8)")
@@ -148,4 +160,6 @@ def register(sub) -> None:
 
     p = vs.add_parser("presets", help="parameter counts and work of each preset for a frame size")
     p.add_argument("--size", metavar="WxH", default="352x288", help="frame size (default 352x288)")
+    p.add_argument("--frames", type=positive, default=30,
+                   help="clip length (default 30; HNeRV stores an embedding per frame)")
     p.set_defaults(func=cmd_presets)

@@ -319,5 +319,5 @@ def get_codec(spec: str) -> Codec:
     return SaicmCodec(spec)  # a model: its option errors are the user's to see
 
 
-# Video codecs (nerv, sa-nerv, hevc-video, vvc-video) for `saicm eval` on clips register themselves here.
+# Video codecs (nerv, sa-nerv, hnerv, sa-hnerv, hevc-video, vvc-video) for `saicm eval` on clips register themselves here.
 from ..video import codecs as _video_codecs  # noqa: E402,F401  (after register_codec: it uses it)

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from ..errors import SaicmError
-from . import bitstream, compress, nerv
+from . import archs, bitstream, compress, nerv
 from .io import FRAME_PATTERN, Clip, frame_index, read_clip
 from .train import FitReport, FitSettings, fit
 
@@ -104,13 +104,15 @@ def fit_settings(preset, epochs=None, lr=None, loss="nerv", **kw) -> FitSettings
 
 
 def encode(clip, output: str | os.PathLike | None = None, *, frames: str | None = None, size=None,
-           preset: str | dict = nerv.DEFAULT_PRESET, loss: str = "nerv", masks=None, epochs: int | None = None,
+           preset: str | dict = nerv.DEFAULT_PRESET, arch: str = archs.DEFAULT, loss: str = "nerv", masks=None,
+           epochs: int | None = None,
            lr: float | None = None, batch: int | None = None, prune: float | None = None,
            prune_epochs: int | None = None, qat_epochs: int | None = None, bits: int | None = None, seed: int = 0,
            checkpoint: str | os.PathLike | None = None, resume: bool = False, keep_checkpoint: bool = False,
            ckpt_every: int | None = None, device: str = "auto", progress: bool = True,
            max_pixels: int | None = None, fault=None) -> EncodeResult:
-    """Fit a NeRV network to a clip and code it; write ``output`` (atomically) when given.
+    """Fit a NeRV (``arch="nerv"``) or HNeRV (``"hnerv"``) network to a clip and code it; write ``output``
+    (atomically) when given.
 
     ``clip``: a video file or frame folder (``frames="A:B"``, ``size="WxH"``), a :class:`Clip` or an (N, H, W, 3)
     uint8 array. ``masks``: a folder of per-frame edge masks or an (N, H, W) bool array (``loss="sa-nerv"``).
@@ -149,9 +151,10 @@ def encode(clip, output: str | os.PathLike | None = None, *, frames: str | None 
         if m.shape != (c.n, c.height, c.width):
             raise SaicmError(f"masks are {m.shape}, the clip is {(c.n, c.height, c.width)}")
         m = m.astype(bool)
-    config = nerv.make_config(preset, c.height, c.width)
+    config = archs.make_config(arch, preset, c.height, c.width)
+    archs.check_config(arch, config, c.height, c.width, c.n)
     torch.manual_seed(settings.seed)
-    model = nerv.build(config)
+    model = archs.build(arch, config, c.n, training=True)
     report = fit(model, c.frames, settings, masks=m, checkpoint=ckpt, resume=resume, device=dev, progress=progress,
                  fault=fault)
     fit_s = time.perf_counter() - t0
@@ -167,7 +170,7 @@ def encode(clip, output: str | os.PathLike | None = None, *, frames: str | None 
     compress.load_quantised(model, qts)
     symbols = compress.encode_symbols(qts, settings.bits)
     meta = {"preset": preset if isinstance(preset, str) else "custom", "loss": loss}
-    header = bitstream.VideoHeader(arch=nerv.ARCHITECTURE, config=config, frames=c.n, width=c.width,
+    header = bitstream.VideoHeader(arch=arch, config=config, frames=c.n, width=c.width,
                                    height=c.height, fps=Fraction(c.fps), first=c.first, bits=settings.bits,
                                    meta=meta)
     steps = np.concatenate([t.steps for t in qts])
@@ -186,7 +189,7 @@ def encode(clip, output: str | os.PathLike | None = None, *, frames: str | None 
     psnrs = [psnr(c.frames[k], ref[k]) for k in range(c.n)]
     info = {"bytes": len(data), "bpp": 8.0 * len(data) / (c.width * c.height * c.n), "psnr": float(np.mean(psnrs)),
             "frames": c.n, "first": c.first, "width": c.width, "height": c.height, "fps": str(c.fps),
-            "preset": meta["preset"], "loss": loss, "parameters": n_params, "nonzero": nonzero,
+            "arch": arch, "preset": meta["preset"], "loss": loss, "parameters": n_params, "nonzero": nonzero,
             "weights_bytes": len(symbols), "steps_bytes": 2 * int(steps.size), "epochs": settings.epochs,
             "stages": [f"{n} {e} epochs at lr {r:g}" for n, e, r in settings.stages()], "seed": settings.seed,
             "fit_s": fit_s, "seconds": time.perf_counter() - t0, "events": report.events,
@@ -194,18 +197,19 @@ def encode(clip, output: str | os.PathLike | None = None, *, frames: str | None 
     return EncodeResult(data=data, info=info, reference=ref, report=report)
 
 
-def network(data: bytes, max_pixels: int | None = None) -> tuple[bitstream.VideoHeader, nerv.NeRV]:
+def network(data: bytes, max_pixels: int | None = None) -> tuple[bitstream.VideoHeader, torch.nn.Module]:
     """The network a ``.saicmv`` file holds (parsed, checked, symbols decoded, values loaded)."""
     stream = bitstream.unpack(data, max_pixels)
     h = stream.header
-    layout = nerv.param_layout(h.config)
-    symbols = compress.decode_symbols(stream.symbols, [shape for _, shape, _ in layout], h.bits)
+    layout = archs.param_layout(h.arch, h.config, h.frames)
+    symbols = compress.decode_symbols(stream.symbols, [shape for _, shape, _ in layout], h.bits,
+                                      names=[name for name, _, _ in layout])
     tensors, pos = [], 0
     for (name, shape, groups), sym in zip(layout, symbols):
         tensors.append(compress.QTensor(name=name, shape=shape, groups=groups, steps=stream.steps[pos: pos + groups],
                                         symbols=sym))
         pos += groups
-    model = nerv.build(h.config)
+    model = archs.build(h.arch, h.config, h.frames)
     compress.load_quantised(model, tensors)
     return h, model
 
@@ -263,8 +267,7 @@ def describe(data: bytes) -> dict:
     """Header fields and sizes of a ``.saicmv`` file, without decoding the weights."""
     stream = bitstream.unpack(data, max_pixels=1 << 62)
     h = stream.header
-    params, macs = nerv.count(h.config["pe_levels"], h.config["mlp_hidden"], h.config["c0"], h.config["grid"],
-                              h.config["strides"], h.config["channels"])
+    params, macs = archs.count(h.arch, h.config, h.frames)
     return {
         "format": f".saicmv version {h.version}",
         "architecture": h.arch,

@@ -4,9 +4,9 @@ All integers are big-endian. Layout::
 
     magic        5 bytes  b"SAICV"
     version      u8       1
-    arch         u8 length + ASCII   architecture name ("nerv")
+    arch         u8 length + ASCII   architecture name: "nerv" or "hnerv" (saicm 0.4.0 on)
     config       u16 length + UTF-8  the architecture's configuration, a JSON object
-                                     (saicm.video.nerv.check_config: known keys, bounded values)
+                                     (check_config of saicm.video.nerv / .hnerv: known keys, bounded values)
     meta         u16 length + UTF-8  informational JSON object (preset, loss); not needed to decode
     frames       u32      number of frames N (≥ 1)
     first        u32      index of the first frame in the source clip (names the decoded frames)
@@ -25,8 +25,10 @@ A parameter's value is ``float32(q) · float32(step of its group)``
 (:mod:`saicm.video.compress`); the decoder builds the network the config
 describes, loads the values and renders N frames of width × height
 (:func:`saicm.video.nerv.render`). Nothing else is needed: the tensor shapes,
-group counts and symbol counts all follow from the config, so they are not
-stored.
+group counts and symbol counts all follow from the architecture, its config
+and N (:func:`saicm.video.archs.param_layout`), so they are not stored. An
+``hnerv`` file's first tensor is its per-frame embeddings
+(N × embed × grid), one quantisation step per frame.
 
 **Coder 1** (adaptive categorical ANS, :mod:`saicm.video.compress`): the
 symbols of each tensor, in row-major order, are coded in chunks of 16, 32, 64,
@@ -34,8 +36,8 @@ symbols of each tensor, in row-major order, are coded in chunks of 16, 32, 64,
 words, ``Categorical(perfect=False)`` models) and a categorical model over
 [−Q, Q] whose weights are ``1 + 2·count[s]``, ``count`` being every symbol
 coded before the chunk in tensors of the same kind (weights: tensors of rank
-≥ 2; biases: rank 1). Both ends rebuild the same integer counts, so no table
-is stored.
+≥ 2; biases: rank 1; HNeRV's embeddings: a kind of their own). Both ends
+rebuild the same integer counts, so no table is stored.
 
 The decoder treats a file as hostile (:func:`unpack`): the CRC is checked
 first; every length is bounded by the bytes present; the frame size and the
@@ -142,7 +144,7 @@ def is_video_stream(data: bytes) -> bool:
 def read_header(data: bytes, max_pixels: int | None = None) -> tuple[VideoHeader, ByteReader]:
     """Check magic, version and CRC, parse and check the header; returns it and a reader at the steps."""
     from ..codec.limits import check_pixels, check_video_pixels
-    from .nerv import ARCHITECTURE, check_config
+    from . import archs
 
     if not data:
         raise FormatError("empty file")
@@ -172,8 +174,8 @@ def read_header(data: bytes, max_pixels: int | None = None) -> tuple[VideoHeader
         raise FormatError("corrupt header (meta too long)")
     meta = _read_json(bytes(r.take(n)), "meta")
     frames, first, width, height, fnum, fden, bits, coder = r.unpack(">IIIIIIBB")
-    if arch != ARCHITECTURE:
-        raise FormatError(f"unknown architecture {arch[:40]!r} (this saicm decodes: {ARCHITECTURE})")
+    if arch not in archs.NAMES:
+        raise FormatError(f"unknown architecture {arch[:40]!r} (this saicm decodes: {', '.join(archs.NAMES)})")
     if frames == 0 or width == 0 or height == 0:
         raise FormatError("corrupt header (zero frames or zero frame size)")
     if fnum == 0 or fden == 0:
@@ -184,7 +186,7 @@ def read_header(data: bytes, max_pixels: int | None = None) -> tuple[VideoHeader
         raise FormatError(f"unknown entropy coder {coder}")
     check_pixels(height, width, max_pixels)
     check_video_pixels(frames, height, width, max_pixels)
-    config = check_config(_read_json(cfg_raw, "configuration"), height, width)
+    config = archs.check_config(arch, _read_json(cfg_raw, "configuration"), height, width, frames)
     header = VideoHeader(arch=arch, config=config, frames=frames, width=width, height=height,
                          fps=Fraction(fnum, fden), first=first, bits=bits, coder=coder, meta=meta, version=version)
     return header, r
@@ -192,10 +194,10 @@ def read_header(data: bytes, max_pixels: int | None = None) -> tuple[VideoHeader
 
 def unpack(data: bytes, max_pixels: int | None = None) -> VideoStream:
     """Parse and verify a ``.saicmv`` file (raises :class:`FormatError`); the symbols are not decoded yet."""
-    from .nerv import param_layout
+    from .archs import param_layout
 
     header, r = read_header(data, max_pixels)
-    n_groups = sum(g for _, _, g in param_layout(header.config))
+    n_groups = sum(g for _, _, g in param_layout(header.arch, header.config, header.frames))
     steps = np.frombuffer(bytes(r.take(2 * n_groups)), dtype=">f2").astype(np.float16)
     if not (np.isfinite(steps).all() and (steps > 0).all()):
         raise FormatError("corrupt payload (quantisation steps must be finite and positive)")

@@ -17,6 +17,9 @@ and ``decode(bytes, clip) -> (N, H, W, 3) uint8``. They register in
     models, computed on the original frames) or ``masks=DIR`` (``saicm masks``
     output: ``DIR/frame_NNNNNN.png``, or ``DIR/<clip stem>/frame_NNNNNN.png``
     for a folder of clips).
+``hnerv[:OPTIONS]`` / ``sa-hnerv[:OPTIONS]``
+    The same with the HNeRV architecture (``saicm video encode --arch hnerv``:
+    a coded embedding per frame); options as above.
 ``hevc-video[:PRESET]`` / ``vvc-video[:PRESET]``
     HEVC (libx265) / VVC (libvvenc) in video mode: inter coding with the
     encoders' own GOP structure (x265: keyint 250, B-frames; vvenc: random
@@ -94,6 +97,7 @@ class NeRVCodec(VideoCodec):
 
     name = "nerv"
     loss = "nerv"
+    arch = "nerv"
 
     def __init__(self, arg: str = ""):
         self.opts, self.default_qualities = _nerv_options(arg, self.loss == "sa-nerv")
@@ -114,7 +118,7 @@ class NeRVCodec(VideoCodec):
         from .api import encode
 
         o = self.opts
-        r = encode(clip, preset=self._preset(quality), loss=self.loss, masks=self._masks(clip),
+        r = encode(clip, preset=self._preset(quality), arch=self.arch, loss=self.loss, masks=self._masks(clip),
                    epochs=o.get("epochs"), lr=o.get("lr"), prune=o.get("prune"), qat_epochs=o.get("qat"),
                    bits=o.get("bits"), seed=o.get("seed", 0), progress=self.progress)
         return r.data
@@ -128,7 +132,9 @@ class NeRVCodec(VideoCodec):
         from .. import __version__
         from .api import DEFAULT_EPOCHS, PRESET_LR
 
-        return {"library": f"saicm {__version__} NeRV", "loss": self.loss, "quality": "preset 1..4 = xs, s, m, l",
+        arch = {} if self.arch == "nerv" else {"arch": self.arch}  # NeRV's key stays what 0.3.0 cached under
+        return {"library": f"saicm {__version__} NeRV", **arch, "loss": self.loss,
+                "quality": "preset 1..4 = xs, s, m, l",
                 "epochs": self.opts.get("epochs", DEFAULT_EPOCHS), "lr": self.opts.get("lr", PRESET_LR),
                 **{k: v for k, v in self.opts.items() if k not in ("epochs", "lr")}}
 
@@ -167,6 +173,22 @@ class SANeRVCodec(NeRVCodec):
             return ""
         m = self._masks(clip)
         return hashlib.sha256(np.packbits(m).tobytes()).hexdigest()[:16]
+
+
+@register_codec("hnerv")
+class HNeRVCodec(NeRVCodec):
+    """HNeRV clips: a coded embedding per frame instead of the frame index; quality = preset."""
+
+    name = "hnerv"
+    arch = "hnerv"
+
+
+@register_codec("sa-hnerv")
+class SAHNeRVCodec(SANeRVCodec):
+    """HNeRV with the SA-NeRV loss."""
+
+    name = "sa-hnerv"
+    arch = "hnerv"
 
 
 _REGION_CACHE: dict = {}
@@ -332,5 +354,5 @@ def as_video_codec(codec) -> VideoCodec:
 
 
 def video_codec_names() -> list[str]:
-    return ["nerv", "sa-nerv", "hevc-video", "vvc-video"]
+    return ["nerv", "sa-nerv", "hnerv", "sa-hnerv", "hevc-video", "vvc-video"]
 

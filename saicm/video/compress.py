@@ -71,9 +71,10 @@ def quantise_tensor(name: str, w: torch.Tensor, groups: int, bits: int) -> QTens
 
 
 def quantise(model: nn.Module, bits: int) -> list[QTensor]:
-    """Every parameter of ``model`` quantised, in ``named_parameters`` order."""
+    """Every stored parameter of ``model`` (those of :meth:`channel_groups`) quantised, in file order."""
     groups = model.channel_groups()
-    return [quantise_tensor(n, p, groups[n], bits) for n, p in model.named_parameters()]
+    params = dict(model.named_parameters())
+    return [quantise_tensor(n, params[n], g, bits) for n, g in groups.items()]
 
 
 def load_quantised(model: nn.Module, tensors: list[QTensor]) -> nn.Module:
@@ -91,6 +92,8 @@ def fake_quantise(model: nn.Module, bits: int) -> None:
     q = qmax(bits)
     with torch.no_grad():
         for n, p in model.named_parameters():
+            if n not in groups:  # not stored (HNeRV's encoder)
+                continue
             g = p.detach().reshape(groups[n], -1)
             if not torch.isfinite(g).all():
                 continue  # left as is: the loss goes non-finite and the divergence guard rolls back
@@ -100,8 +103,9 @@ def fake_quantise(model: nn.Module, bits: int) -> None:
 
 # --- entropy coding of the symbols ------------------------------------------------------------------
 #
-# Coder 1: an adaptive categorical model per kind of tensor (weights: rank >= 2; biases: rank 1), carried across
-# tensors. The symbols of the tensors are coded in order, each tensor in chunks of 16, 32, ... up to 1024
+# Coder 1: an adaptive categorical model per kind of tensor (weights: rank >= 2; biases: rank 1; HNeRV's
+# embeddings), carried across tensors. The symbols of the tensors are coded in order, each tensor in chunks of
+# 16, 32, ... up to 1024
 # symbols; a chunk is coded with the categorical distribution ``1 + INCREMENT·count[s]`` over the alphabet
 # [-Q, Q] (a prior of half a count per symbol, Krichevsky-Trofimov style), ``count`` holding every symbol of that
 # kind coded before the chunk. The decoder rebuilds the same integer counts from what it has decoded, so no table
@@ -124,16 +128,18 @@ def chunks(n: int) -> list[tuple[int, int]]:
     return out
 
 
-def _kind(shape) -> str:
+def _kind(shape, name: str | None = None) -> str:
+    if name == "embeddings":
+        return "e"
     return "b" if len(shape) == 1 else "w"
 
 
-def _chunk_models(symbol_arrays, shapes, q: int):
+def _chunk_models(symbol_arrays, shapes, names, q: int):
     """(chunk symbols as alphabet indexes, frequencies) in coding order, with the counts the model has seen."""
     k = 2 * q + 1
-    counts = {"w": np.zeros(k, np.int64), "b": np.zeros(k, np.int64)}
-    for sym, shape in zip(symbol_arrays, shapes):
-        cnt = counts[_kind(shape)]
+    counts = {kind: np.zeros(k, np.int64) for kind in "wbe"}
+    for sym, shape, name in zip(symbol_arrays, shapes, names):
+        cnt = counts[_kind(shape, name)]
         for a, b in chunks(int(np.prod(shape))):
             yield sym, a, b, 1 + INCREMENT * cnt
             if sym is not None:
@@ -152,7 +158,8 @@ def encode_symbols(tensors: list[QTensor], bits: int) -> bytes:
 
     q = qmax(bits)
     arrays = [(t.symbols.astype(np.int64) + q).astype(np.int32) for t in tensors]
-    jobs = [(sym[a:b], freq.copy()) for sym, a, b, freq in _chunk_models(arrays, [t.shape for t in tensors], q)]
+    jobs = [(sym[a:b], freq.copy())
+            for sym, a, b, freq in _chunk_models(arrays, [t.shape for t in tensors], [t.name for t in tensors], q)]
     coder = constriction.stream.stack.AnsCoder()
     for sym, freq in reversed(jobs):  # a stack: the last chunk goes in first, so the first comes out first
         coder.encode_reverse(sym, _categorical(freq))
@@ -163,8 +170,10 @@ def _is_panic(e: BaseException) -> bool:
     return type(e).__name__ == "PanicException"
 
 
-def decode_symbols(data: bytes, shapes: list[tuple[int, ...]], bits: int) -> list[np.ndarray]:
-    """The symbols (int16 in [−Q, Q]) of tensors of ``shapes`` from coder-1 bytes; FormatError if they do not fit."""
+def decode_symbols(data: bytes, shapes: list[tuple[int, ...]], bits: int, names: list[str] | None = None
+                   ) -> list[np.ndarray]:
+    """The symbols (int16 in [−Q, Q]) of tensors of ``shapes`` (named ``names``: the coding model of HNeRV's
+    embeddings is their own) from coder-1 bytes; FormatError if they do not fit."""
     import constriction
 
     q = qmax(bits)
@@ -176,12 +185,12 @@ def decode_symbols(data: bytes, shapes: list[tuple[int, ...]], bits: int) -> lis
         if isinstance(e, (KeyboardInterrupt, SystemExit)) or not (isinstance(e, Exception) or _is_panic(e)):
             raise
         raise FormatError("corrupt payload (the coded symbols do not start a valid stream)") from None
-    counts = {"w": np.zeros(k, np.int64), "b": np.zeros(k, np.int64)}
+    counts = {kind: np.zeros(k, np.int64) for kind in "wbe"}
     out = []
-    for shape in shapes:
+    for shape, name in zip(shapes, names or [None] * len(shapes)):
         n = int(np.prod(shape))
         sym = np.empty(n, np.int64)
-        cnt = counts[_kind(shape)]
+        cnt = counts[_kind(shape, name)]
         for a, b in chunks(n):
             try:
                 got = np.asarray(coder.decode(_categorical(1 + INCREMENT * cnt), b - a), dtype=np.int64)

@@ -120,8 +120,9 @@ def _int_list(v, lo: int, hi: int, min_len: int, max_len: int, what: str) -> lis
     return [_int(x, lo, hi, what) for x in v]
 
 
-def check_config(cfg, height: int, width: int) -> dict:
-    """``cfg`` if it is a valid NeRV configuration for ``height × width`` frames, else a one-line FormatError.
+def check_config(cfg, height: int, width: int, frames: int = 1) -> dict:
+    """``cfg`` if it is a valid NeRV configuration for ``height × width`` frames, else a one-line FormatError
+    (the frame count does not change a NeRV network; the argument is there for the common interface).
 
     Checked before anything is built: only known keys; every width, stride and
     count within bounds; the grid exactly ``ceil(H/S) × ceil(W/S)``; at most
@@ -147,7 +148,7 @@ def check_config(cfg, height: int, width: int) -> dict:
     if grid != [-(-height // s), -(-width // s)] or grid[0] * grid[1] > MAX_GRID_CELLS:
         raise FormatError(f"corrupt header (architecture configuration: a {grid[0]}x{grid[1]} grid with strides "
                           f"{strides} does not make {width}x{height} frames)")
-    params, macs = count(pe_levels, hidden, c0, grid, strides, channels)
+    params, macs = _count(pe_levels, hidden, c0, grid, strides, channels)
     if params > MAX_PARAMS:
         raise FormatError(f"corrupt header (architecture configuration: {params:,} parameters, more than the "
                           f"limit of {MAX_PARAMS:,})")
@@ -157,7 +158,13 @@ def check_config(cfg, height: int, width: int) -> dict:
             "strides": strides, "channels": channels, "act": cfg["act"], "output": cfg["output"]}
 
 
-def count(pe_levels, hidden, c0, grid, strides, channels) -> tuple[int, int]:
+def count(config: dict, frames: int = 1) -> tuple[int, int]:
+    """(parameters, multiply-adds per frame) of a checked configuration (any number of frames)."""
+    return _count(config["pe_levels"], config["mlp_hidden"], config["c0"], config["grid"], config["strides"],
+                  config["channels"])
+
+
+def _count(pe_levels, hidden, c0, grid, strides, channels) -> tuple[int, int]:
     """(parameters, multiply-adds per frame) of a configuration, from its numbers alone."""
     params = macs = 0
     dims = [2 * pe_levels, *hidden, c0 * grid[0] * grid[1]]
@@ -220,8 +227,23 @@ class NeRV(nn.Module):
         """Per parameter: its number of quantisation groups (:func:`param_layout`)."""
         return {name: groups for name, _, groups in param_layout(self.config)}
 
+    # --- the interface saicm.video.train and render use (shared with saicm.video.hnerv.HNeRV) -------
+    def frame_inputs(self, n_frames: int) -> Tensor:
+        """What the frames are computed from: the positional encoding of an ``n_frames`` clip."""
+        return positional_encoding(n_frames, self.config["pe_levels"], self.config["pe_base"])
 
-def param_layout(config: dict) -> list[tuple[str, tuple[int, ...], int]]:
+    def decode_frames(self, inputs: Tensor, idx, x: Tensor | None = None) -> Tensor:
+        """Frames ``idx`` (a range or an index tensor) from :meth:`frame_inputs`; ``x`` (the frames) is unused."""
+        if isinstance(idx, range):
+            return self(inputs[idx.start: idx.stop])
+        return self(inputs[idx])
+
+    def prunable(self) -> list[str]:
+        """Weights pruning may zero: every weight (rank ≥ 2), not the biases."""
+        return [n for n, p in self.named_parameters() if p.dim() >= 2]
+
+
+def param_layout(config: dict, frames: int = 1) -> list[tuple[str, tuple[int, ...], int]]:
     """(name, shape, quantisation groups) of every parameter, in ``named_parameters`` order, from the config alone.
 
     Groups are contiguous, equal chunks of dim 0: one per output channel for weights, one per feature-map
@@ -240,7 +262,7 @@ def param_layout(config: dict) -> list[tuple[str, tuple[int, ...], int]]:
     return out
 
 
-def build(config: dict) -> NeRV:
+def build(config: dict, frames: int = 1) -> NeRV:
     return NeRV(config)
 
 
@@ -266,21 +288,20 @@ def _to_uint8(y: Tensor, height: int, width: int) -> Tensor:
     return y.permute(0, 2, 3, 1).contiguous()
 
 
-def render(model: NeRV, n_frames: int, height: int, width: int, threads: int | None = None
+def render(model: nn.Module, n_frames: int, height: int, width: int, threads: int | None = None
            ) -> Iterator[tuple[int, Tensor]]:
-    """Decode every frame: yields ``(first index, (B, H, W, 3) uint8)`` per batch, in order.
+    """Decode every frame of a NeRV or HNeRV network: yields ``(first index, (B, H, W, 3) uint8)`` per batch.
 
     Batches are fixed (:data:`RENDER_BATCH` frames) and each is computed with
     single-threaded kernels; up to ``threads`` batches (default: torch's thread
     count) run at once. The output depends on neither.
     """
-    cfg = model.config
-    pe = positional_encoding(n_frames, cfg["pe_levels"], cfg["pe_base"])
+    inputs = model.frame_inputs(n_frames)
     model = model.eval()
 
     def one(r: range) -> Tensor:
         with torch.no_grad():
-            return _to_uint8(model(pe[r.start: r.stop]), height, width)
+            return _to_uint8(model.decode_frames(inputs, r), height, width)
 
     batches = frame_batches(n_frames)
     with single_thread_kernels() as n:

@@ -1,4 +1,4 @@
-"""Fitting a NeRV network to one clip: the NeRV / SA-NeRV loss, stages, checkpoints, a divergence guard.
+"""Fitting a NeRV or HNeRV network to one clip: the NeRV / SA-NeRV loss, stages, checkpoints, a divergence guard.
 
 **Loss.** ``L = β·|x − x̂|₁ + (1 − β)·(1 − SSIM(x, x̂))`` per frame, β = 0.7
 (NeRV's reference implementation); SSIM is pytorch-msssim's (11×11 Gaussian
@@ -10,9 +10,13 @@ the frame's binary edge mask), times ``edge_weight`` (1).
 linear warm-up over the first ``warmup`` share of the stage, then cosine to 0;
 batches of ``batch`` frames in a seeded random order):
 
-1. ``fit``: ``epochs`` epochs at ``lr``;
+1. ``fit``: ``epochs`` epochs at ``lr`` (HNeRV: encoder and decoder end to
+   end; at the end of the stage the encoder's embeddings of every frame are
+   stored in the network and the encoder is dropped, so the later stages tune
+   the decoder and the embeddings);
 2. ``prune``: the fraction ``prune`` of the weights (not biases) with the
-   smallest magnitude over the whole network is set to zero and held there,
+   smallest magnitude over the whole network (HNeRV: not the embeddings) is
+   set to zero and held there,
    and the rest is fine-tuned (``prune_epochs`` at ``lr·0.3``; 0: no fine-tuning);
 3. ``qat``: quantisation-aware fine-tuning (``qat_epochs`` at ``lr·0.1``): the
    forward pass uses the weights quantised exactly as the file will hold them
@@ -59,7 +63,6 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from ..errors import SaicmError
-from .nerv import NeRV, positional_encoding
 
 CKPT_FORMAT = "saicm-video-checkpoint/1"
 LOSSES = ("nerv", "sa-nerv")
@@ -175,7 +178,7 @@ def _weight_names(model: nn.Module) -> list[str]:
 def magnitude_masks(model: nn.Module, ratio: float) -> dict[str, Tensor]:
     """Global magnitude pruning: masks keeping the weights (dim ≥ 2) above the ``ratio`` quantile of |w|."""
     params = dict(model.named_parameters())
-    names = _weight_names(model)
+    names = model.prunable() if hasattr(model, "prunable") else _weight_names(model)
     flat = torch.cat([params[n].detach().abs().flatten() for n in names])
     k = int(ratio * flat.numel())
     if k < 1:
@@ -242,7 +245,7 @@ def load_checkpoint(path: Path) -> dict:
     return ck
 
 
-def fit(model: NeRV, frames: np.ndarray, settings: FitSettings, masks: np.ndarray | None = None,
+def fit(model: nn.Module, frames: np.ndarray, settings: FitSettings, masks: np.ndarray | None = None,
         checkpoint: str | Path | None = None, resume: bool = False, device: torch.device | str = "cpu",
         progress: bool = True, fault: Callable[[str, int, nn.Module], None] | None = None) -> FitReport:
     """Fit ``model`` to ``frames`` ((N, H, W, 3) uint8) in place, through every stage; returns the report.
@@ -280,6 +283,8 @@ def fit(model: NeRV, frames: np.ndarray, settings: FitSettings, masks: np.ndarra
         if ck.get("fingerprint") != fp:
             raise SaicmError("the checkpoint was written for another clip, frame range, size, preset or settings; "
                              "drop --resume to start again (or delete it)", str(ckpt_path))
+        if ck["stage_index"] > 0 and hasattr(model, "drop_encoder"):
+            model.drop_encoder()  # HNeRV after its fit stage: the embeddings are in the weights
         model.load_state_dict(ck["model"])
         state.update({k: ck[k] for k in ("stage_index", "epoch", "lr_scale", "rollbacks", "best", "gen", "optim")})
         state["masks"] = ck.get("masks")
@@ -296,7 +301,9 @@ def fit(model: NeRV, frames: np.ndarray, settings: FitSettings, masks: np.ndarra
             dist.broadcast(p.data, 0)
     frames_t = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2)  # uint8 (N, 3, H, W), a view
     masks_t = torch.from_numpy(np.ascontiguousarray(masks)).unsqueeze(1) if masks is not None else None
-    pe_all = positional_encoding(n, model.config["pe_levels"], model.config["pe_base"]).to(device)
+    inputs = model.frame_inputs(n)
+    if inputs is not None:
+        inputs = inputs.to(device)
     ssim_fn = _ssim_fn()
     bits = settings.bits
     total_epochs = sum(e for _, e, _ in stages)
@@ -308,7 +315,7 @@ def fit(model: NeRV, frames: np.ndarray, settings: FitSettings, masks: np.ndarra
     def batch_loss(idx: Tensor, qat: bool) -> tuple[Tensor, float]:
         """The loss (mean over the frames ``idx``) and their mean squared error."""
         x = frames_t[idx].to(device, torch.float32).div_(255)
-        y = model(pe_all[idx.to(device)])[:, :, :h, :w]
+        y = model.decode_frames(inputs, idx.to(device), x)[:, :, :h, :w]
         loss = nerv_loss(y, x, settings.beta, ssim_fn)
         if settings.loss == "sa-nerv":
             e = masks_t[idx].to(device, torch.float32)
@@ -426,6 +433,8 @@ def fit(model: NeRV, frames: np.ndarray, settings: FitSettings, masks: np.ndarra
         # the stage is over: the next one starts from these weights with a fresh optimiser and schedule
         if stopped:
             model.load_state_dict(snap.model)
+        if name == "fit" and hasattr(model, "bake"):  # HNeRV: store the encoder's embeddings, drop the encoder
+            model.bake(frames_t)
         state.update(stage_index=state["stage_index"] + 1, epoch=0, optim=None, gen=None, best=-math.inf,
                      lr_scale=1.0, rollbacks=0)
         write_ckpt(0, -math.inf, state["stage_index"], model.state_dict(), None, None)
