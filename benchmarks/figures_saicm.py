@@ -5,6 +5,8 @@
         [--bpp 0.3]
     python benchmarks/figures_saicm.py layers IMAGE -o docs/side_by_side_layers.png [--model SCALABLE] \
         [--quality 4 --human-quality 7]
+    python benchmarks/figures_saicm.py frames CLIP#A:B[@WxH] --frame K -o docs/video_strip.png \
+        nerv-s=foreman-nerv-s.saicmv sa-nerv-s=foreman-sa-s.saicmv ...
 
 ``masks`` runs the weight-free ``regions`` source (the one the shipped models
 were trained with) at each α and draws the edges over the image. ``side``
@@ -12,6 +14,9 @@ codes IMAGE with each model at its rate point closest in bpp to ``--bpp``
 (real file sizes) and lays the decodes out beside the original. ``layers``
 codes IMAGE as a two-layer file and shows the machine layer alone, both layers,
 and the MSE model at the rate point whose file is closest in size to both layers.
+``frames`` decodes ``.saicmv`` files of one clip and lays frame K (counted from
+the range's first frame) of each beside the original frame and its edge mask
+(the ``regions`` source at α = 0.48, what ``sa-nerv`` trains with).
 """
 
 import argparse
@@ -100,6 +105,34 @@ def cmd_layers(a) -> None:
     print(f"wrote {a.output}")
 
 
+def cmd_frames(a) -> None:
+    from saicm.video.api import decode
+    from saicm.video.evaluate import parse_spec
+    from saicm.video.io import read_clip
+
+    path, frames, size = parse_spec(a.clip)
+    clip = read_clip(path, frames, size)
+    orig = clip.frames[a.frame]
+    labels = RegionSegmenter(alpha=0.48)(orig)
+    e = segment_edges(labels, width=1)
+    panels = [(f"original, frame {clip.first + a.frame}", Image.fromarray(orig)),
+              (f"edges (regions α=0.48): {100 * e.mean():.1f}% px", Image.fromarray(overlay(orig, e)))]
+    for spec in a.files:
+        label, _, file = spec.rpartition("=")
+        data = Path(file).read_bytes()
+        dec = decode(data).frames
+        if dec.shape != clip.frames.shape:
+            raise SystemExit(f"{file}: {dec.shape} frames, the clip has {clip.frames.shape}")
+        bpp = 8 * len(data) / (clip.width * clip.height * clip.n)
+        p = psnr(orig, dec[a.frame])
+        print(f"{label or file}: {len(data)} B, {bpp:.4f} bpp, frame {a.frame} {p:.2f} dB")
+        panels.append((f"{label or Path(file).stem}: {len(data) / 1000:.1f} kB, {bpp:.3f} bpp, {p:.1f} dB",
+                       Image.fromarray(dec[a.frame])))
+    rows = [panels[i: i + a.columns] for i in range(0, len(panels), a.columns)]
+    grid(rows, a.height).save(a.output)
+    print(f"wrote {a.output}")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -126,6 +159,14 @@ def main() -> int:
     ly.add_argument("--human-quality", type=int, default=7)
     ly.add_argument("--height", type=int, default=360)
     ly.set_defaults(func=cmd_layers)
+    fr = sub.add_parser("frames")
+    fr.add_argument("clip", help="CLIP, CLIP#A:B or CLIP#A:B@WxH (as saicm eval --dataset)")
+    fr.add_argument("files", nargs="+", help="LABEL=FILE.saicmv (or FILE.saicmv) of that clip and range")
+    fr.add_argument("-o", "--output", required=True)
+    fr.add_argument("--frame", type=int, default=0)
+    fr.add_argument("--columns", type=int, default=4)
+    fr.add_argument("--height", type=int, default=288)
+    fr.set_defaults(func=cmd_frames)
     a = ap.parse_args()
     a.func(a)
     return 0
