@@ -619,3 +619,28 @@ def test_hnerv_resumes_after_its_fit_stage(tmp_path):
     assert r.report.resumed_from == "prune epoch 1"
     full = api.encode(clip, tmp_path / "b.saicmv", **kw)
     assert full.data == r.data
+
+
+def test_loss_variant_options_reach_the_settings(monkeypatch):
+    """sa-nerv:weight=,width=,beta= (and --edge-weight/--beta) change the fit settings and the masks; bad values
+    are one-line errors."""
+    from saicm.video import codecs
+
+    seen = {}
+
+    def fake_encode(clip, **kw):
+        seen.update(kw)
+        return api.EncodeResult(data=b"", info={})
+
+    monkeypatch.setattr(api, "encode", fake_encode)
+    clip = io.Clip(synthetic_clip(n=2), fps=25)
+    c = codecs.SANeRVCodec("xs,weight=2,width=3,beta=0.5,epochs=1")
+    c.encode(clip, 1)
+    assert seen["edge_weight"] == 2.0 and seen["beta"] == 0.5 and seen["epochs"] == 1
+    thin, thick = codecs.region_masks(clip, 0.48, 1), seen["masks"]
+    assert thick.shape == thin.shape and thick.sum() > thin.sum() and (thick | thin).sum() == thick.sum()
+    assert c.config()["weight"] == 2.0 and "weight" not in codecs.SANeRVCodec("").config()
+    with pytest.raises(SaicmError, match="width"):
+        codecs.SANeRVCodec("width=0")
+    with pytest.raises(SaicmError, match="beta"):
+        api.fit_settings("xs", beta=1.5)

@@ -22,7 +22,8 @@ def cmd_encode(a: argparse.Namespace) -> int:
     r = encode(a.clip, a.output, frames=a.frames, size=a.size, preset=a.preset, arch=a.arch, loss=a.loss,
                masks=a.masks,
                epochs=a.epochs, lr=a.lr, batch=a.batch, prune=a.prune, prune_epochs=a.prune_epochs,
-               qat_epochs=a.qat_epochs, bits=a.bits, seed=a.seed, checkpoint=ckpt, resume=a.resume,
+               qat_epochs=a.qat_epochs, bits=a.bits, seed=a.seed, edge_weight=a.edge_weight, beta=a.beta,
+               checkpoint=ckpt, resume=a.resume,
                keep_checkpoint=a.keep_checkpoint, ckpt_every=a.ckpt_every, device=a.device, progress=not a.quiet,
                max_pixels=a.max_pixels)
     i = r.info
@@ -114,6 +115,8 @@ def register(sub) -> None:
     e.add_argument("--loss", default="nerv", choices=["nerv", "sa-nerv"],
                    help="nerv (β·L1 + (1-β)·(1-SSIM), β 0.7) or sa-nerv (plus the same on edge-masked frames; "
                    "needs --masks)")
+    e.add_argument("--edge-weight", type=float, help="sa-nerv: weight of the edge-masked term (default 1)")
+    e.add_argument("--beta", type=float, help="the loss's L1 share β in β·L1 + (1-β)·(1-SSIM) (default 0.7)")
     e.add_argument("--masks", metavar="DIR", help="per-frame edge masks frame_NNNNNN.png (saicm masks on the folder "
                    "'saicm video frames' writes)")
     e.add_argument("--epochs", type=positive, help="epochs of the main fit (default 300; pruning fine-tuning "

@@ -108,6 +108,7 @@ def encode(clip, output: str | os.PathLike | None = None, *, frames: str | None 
            epochs: int | None = None,
            lr: float | None = None, batch: int | None = None, prune: float | None = None,
            prune_epochs: int | None = None, qat_epochs: int | None = None, bits: int | None = None, seed: int = 0,
+           edge_weight: float | None = None, beta: float | None = None,
            checkpoint: str | os.PathLike | None = None, resume: bool = False, keep_checkpoint: bool = False,
            ckpt_every: int | None = None, device: str = "auto", progress: bool = True,
            max_pixels: int | None = None, fault=None) -> EncodeResult:
@@ -124,7 +125,8 @@ def encode(clip, output: str | os.PathLike | None = None, *, frames: str | None 
 
     t0 = time.perf_counter()
     settings = fit_settings(preset, epochs, lr, loss, batch=batch, prune=prune, prune_epochs=prune_epochs,
-                            qat_epochs=qat_epochs, bits=bits, seed=seed, ckpt_every=ckpt_every)
+                            qat_epochs=qat_epochs, bits=bits, seed=seed, ckpt_every=ckpt_every,
+                            edge_weight=edge_weight, beta=beta)
     if loss == "sa-nerv" and masks is None:
         raise SaicmError("--loss sa-nerv needs --masks DIR (per-frame edge masks: 'saicm video frames' then "
                          "'saicm masks')")

@@ -9,14 +9,17 @@ and ``decode(bytes, clip) -> (N, H, W, 3) uint8``. They register in
     NeRV (plain loss). The quality is the preset, smallest first: 1 = xs,
     2 = s, 3 = m, 4 = l (default sweep 1, 2, 3). Options, comma-separated:
     a preset name (only that point: ``nerv:s``), ``epochs=N``, ``lr=X``,
-    ``prune=P``, ``qat=N``, ``bits=B``, ``seed=S`` (as ``saicm video encode``).
+    ``prune=P``, ``qat=N``, ``bits=B``, ``seed=S`` (as ``saicm video encode``),
+    ``beta=B`` (the loss's L1 share, default 0.7).
 ``sa-nerv[:OPTIONS]``
     SA-NeRV: the same plus the loss on edge-masked frames. Masks:
     ``masks=regions`` (default; the weight-free regions source of
     ``saicm masks`` at ``alpha=0.48``, the threshold of the shipped SA-ICM
     models, computed on the original frames) or ``masks=DIR`` (``saicm masks``
     output: ``DIR/frame_NNNNNN.png``, or ``DIR/<clip stem>/frame_NNNNNN.png``
-    for a folder of clips).
+    for a folder of clips); ``width=K`` (regions edges K pixels wide, default 1)
+    and ``weight=W`` (the weight of the edge term, default 1): the variants
+    issue 4 tried for SA-ICM.
 ``hnerv[:OPTIONS]`` / ``sa-hnerv[:OPTIONS]``
     The same with the HNeRV architecture (``saicm video encode --arch hnerv``:
     a coded embedding per frame); options as above.
@@ -67,9 +70,9 @@ def is_video_codec(codec) -> bool:
 
 
 def _nerv_options(arg: str, sa: bool) -> tuple[dict, tuple]:
-    known = {"epochs": "N", "lr": "X", "prune": "P", "qat": "N", "bits": "B", "seed": "S"}
+    known = {"epochs": "N", "lr": "X", "prune": "P", "qat": "N", "bits": "B", "seed": "S", "beta": "B"}
     if sa:
-        known.update({"masks": "regions|DIR", "alpha": "A"})
+        known.update({"masks": "regions|DIR", "alpha": "A", "width": "K", "weight": "W"})
     parts = [p for p in arg.split(",") if p]
     presets = [p for p in parts if "=" not in p]
     opts = _parse_options(",".join(p for p in parts if "=" in p), known)
@@ -80,7 +83,7 @@ def _nerv_options(arg: str, sa: bool) -> tuple[dict, tuple]:
         qualities = tuple(q for q, p in PRESET_BY_QUALITY.items() if p == presets[0])
     out = {}
     for k, cast in (("epochs", int), ("lr", float), ("prune", float), ("qat", int), ("bits", int), ("seed", int),
-                    ("alpha", float)):
+                    ("alpha", float), ("beta", float), ("width", int), ("weight", float)):
         if k in opts:
             try:
                 out[k] = cast(opts[k])
@@ -120,7 +123,8 @@ class NeRVCodec(VideoCodec):
         o = self.opts
         r = encode(clip, preset=self._preset(quality), arch=self.arch, loss=self.loss, masks=self._masks(clip),
                    epochs=o.get("epochs"), lr=o.get("lr"), prune=o.get("prune"), qat_epochs=o.get("qat"),
-                   bits=o.get("bits"), seed=o.get("seed", 0), progress=self.progress)
+                   bits=o.get("bits"), seed=o.get("seed", 0), edge_weight=o.get("weight"), beta=o.get("beta"),
+                   progress=self.progress)
         return r.data
 
     def decode(self, data, clip):
@@ -151,8 +155,10 @@ class SANeRVCodec(NeRVCodec):
         self.opts.setdefault("masks", "regions")
         if self.opts["masks"] == "regions":
             self.opts.setdefault("alpha", 0.48)
-        elif "alpha" in self.opts:
-            raise SaicmError("alpha= is for masks=regions")
+        elif "alpha" in self.opts or "width" in self.opts:
+            raise SaicmError("alpha= and width= are for masks=regions")
+        if not 1 <= self.opts.get("width", 1) <= 15:
+            raise SaicmError("width= is the edge width in pixels, 1..15")
 
     def _mask_dir(self, clip: Clip):
         from pathlib import Path
@@ -166,7 +172,7 @@ class SANeRVCodec(NeRVCodec):
             from .api import load_masks
 
             return load_masks(self._mask_dir(clip), clip)
-        return region_masks(clip, self.opts["alpha"])
+        return region_masks(clip, self.opts["alpha"], self.opts.get("width", 1))
 
     def clip_key(self, clip):
         if self.opts["masks"] == "regions":
@@ -194,16 +200,16 @@ class SAHNeRVCodec(SANeRVCodec):
 _REGION_CACHE: dict = {}
 
 
-def region_masks(clip: Clip, alpha: float) -> np.ndarray:
+def region_masks(clip: Clip, alpha: float, width: int = 1) -> np.ndarray:
     """(N, H, W) bool edge masks of a clip's frames from the weight-free regions source (``saicm masks``)."""
     from ..masks.edges import segment_edges
     from ..masks.job import make_source
 
-    key = (hashlib.sha256(clip.frames.tobytes()).hexdigest(), alpha)
+    key = (hashlib.sha256(clip.frames.tobytes()).hexdigest(), alpha, width)
     if key not in _REGION_CACHE:
         run, _ = make_source("regions", alpha=alpha)
         _REGION_CACHE.clear()
-        _REGION_CACHE[key] = np.stack([segment_edges(run(f, None)[0], "boundary", 1).astype(bool)
+        _REGION_CACHE[key] = np.stack([segment_edges(run(f, None)[0], "boundary", width).astype(bool)
                                        for f in clip.frames])
     return _REGION_CACHE[key]
 

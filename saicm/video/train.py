@@ -108,6 +108,8 @@ class FitSettings:
             raise SaicmError("epochs and batch must be at least 1 and the learning rate positive")
         if not 0 <= self.prune < 1:
             raise SaicmError(f"prune is the share of weights set to zero, 0 <= p < 1; got {self.prune}")
+        if not 0 <= self.beta <= 1 or not self.edge_weight >= 0:
+            raise SaicmError(f"beta must be in [0, 1] and the edge weight >= 0; got {self.beta}, {self.edge_weight}")
         if not 2 <= self.bits <= 8:
             raise SaicmError(f"bits must be 2..8, got {self.bits}")
         if (self.prune_epochs or 0) < 0 or (self.qat_epochs or 0) < 0:
