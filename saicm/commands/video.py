@@ -147,7 +147,8 @@ def register(sub) -> None:
     d.add_argument("input", help=".saicmv file")
     d.add_argument("-o", "--output", required=True, help="folder (absent or empty) or .mkv/.avi/.nut/.mp4 file")
     d.add_argument("--threads", type=positive, help="batches decoded at once (default: torch's thread count)")
-    d.add_argument("--max-pixels", type=positive, help="accept files of more than 2^31 pixels in all frames")
+    d.add_argument("--max-pixels", type=positive, help="raise both limits of a file: its frame size (2^26 pixels) "
+                   "and all its frames together (2^31), to N pixels; for files you trust")
     d.set_defaults(func=cmd_decode)
 
     f = vs.add_parser("frames", help="extract frames as PNGs (for saicm masks and --masks)",
