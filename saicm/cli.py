@@ -455,7 +455,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--out", required=True, help="run folder: checkpoint.pt, log.jsonl, model.safetensors")
     t.add_argument("--architecture",
                    help="registered architecture name (default gained-mean-scale-hyperprior; scalable-fusion "
-                   "with --base)")
+                   "with --base; gained-context-hyperprior: channel-group and checkerboard contexts, with --init "
+                   "HYPERPRIOR starting from its transforms and hyperprior)")
     t.add_argument("--base", help="scalable coding: train the human layer (additional-information codec + fusion "
                    "decoder) over this frozen machine-layer model (shipped name or .safetensors)")
     t.add_argument("--m", "--slices", dest="m", type=int, default=4,

@@ -1,6 +1,6 @@
 """Learned codecs: architectures (by name), and the weight files that instantiate them."""
 
-from . import hyperprior, scalable, tcm  # noqa: F401  (registers architectures)
+from . import context, hyperprior, scalable, tcm  # noqa: F401  (registers architectures)
 from .registry import ARCHITECTURES, build_architecture, register_architecture
 from .zoo import ModelInfo, load_model, resolve, save_model, shipped_models
 

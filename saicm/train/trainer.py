@@ -132,8 +132,17 @@ def train(cfg: TrainConfig) -> Path:
             # same count: gain row q starts from the init model's row q
             config["lambdas"] = [float(v) for v in cfg.lambdas]
             state = {k: v for k, v in state.items() if k != "lambdas"}
-        model = build_from_info(info, config)
+        target = ARCHITECTURES.get(cfg.architecture)
+        new_parts: tuple = ()
+        if cfg.architecture != info.architecture and getattr(target, "NEW_PARAMETERS", None):
+            # a richer architecture started from this model (e.g. a context model from a hyperprior): its own
+            # new parts start as the architecture initialises them
+            model = build_architecture(cfg.architecture, **config)
+            new_parts = target.NEW_PARAMETERS
+        else:
+            model = build_from_info(info, config)
         missing, unexpected = model.load_state_dict(state, strict=False)
+        missing = [k for k in missing if not k.startswith(new_parts)] if new_parts else missing
         if unexpected or set(missing) - {"lambdas"}:
             raise SaicmError(f"--init weights do not fit {info.architecture} "
                              f"(missing {missing[:3]}, unexpected {unexpected[:3]})")
@@ -163,14 +172,18 @@ def train(cfg: TrainConfig) -> Path:
     trainable = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     main_params = [p for n, p in trainable if not n.endswith(".quantiles")]
     aux_params = [p for n, p in trainable if n.endswith(".quantiles")]
+    if not main_params:
+        raise SaicmError("--freeze leaves nothing to train")
     opt = torch.optim.Adam(main_params, lr=cfg.lr)
-    aux_opt = torch.optim.Adam(aux_params, lr=cfg.aux_lr)
+    # the entropy bottleneck's quantiles have their own optimiser (none when they are frozen)
+    aux_opt = torch.optim.Adam(aux_params, lr=cfg.aux_lr) if aux_params else None
     start = 0
     if cfg.resume and ckpt_path.is_file():
         ck = torch.load(ckpt_path, map_location="cpu", weights_only=False)
         model.load_state_dict(ck["model"])
         opt.load_state_dict(ck["opt"])
-        aux_opt.load_state_dict(ck["aux_opt"])
+        if aux_opt is not None and ck.get("aux_opt") is not None:
+            aux_opt.load_state_dict(ck["aux_opt"])
         start = ck["step"]
         torch.set_rng_state(ck["rng"])
         random.setstate(ck["py_rng"])
@@ -214,7 +227,8 @@ def train(cfg: TrainConfig) -> Path:
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.amp == "bf16"):
                 parts = runner(x, mask, qidx)
             opt.zero_grad(set_to_none=True)
-            aux_opt.zero_grad(set_to_none=True)
+            if aux_opt is not None:
+                aux_opt.zero_grad(set_to_none=True)
             if not torch.isfinite(parts["loss"] + parts["aux"]):
                 skip("loss is", step)
                 continue
@@ -228,7 +242,8 @@ def train(cfg: TrainConfig) -> Path:
                 continue
             bad = 0
             opt.step()
-            aux_opt.step()
+            if aux_opt is not None:
+                aux_opt.step()
             for k, v in parts.items():
                 acc[k] = acc.get(k, 0.0) + float(v.detach())
             n_acc += 1
@@ -268,7 +283,7 @@ def _save_checkpoint(path: Path, model, opt, aux_opt, step: int, cfg: TrainConfi
     state = {
         "model": model.state_dict(),
         "opt": opt.state_dict(),
-        "aux_opt": aux_opt.state_dict(),
+        "aux_opt": aux_opt.state_dict() if aux_opt is not None else None,
         "step": step,
         "rng": torch.get_rng_state(),
         "py_rng": random.getstate(),

@@ -1,0 +1,296 @@
+"""Context-model entropy coding on top of the gained mean-scale hyperprior: channel groups, each coded in two
+checkerboard passes (the construction of ELIC, He et al., CVPR 2022; the checkerboard of He et al., CVPR 2021).
+
+The transforms, gains, hyperprior and coder tables are those of
+:class:`~saicm.models.hyperprior.GainedMeanScaleHyperprior` (so a trained v5
+model initialises everything but the new context networks). What changes is
+how the entropy parameters (scale, mean) of each latent element are predicted:
+
+- the M latent channels are split into **groups** (``groups``, e.g. 16, 16,
+  32, 64 of M = 128: small groups first, as ELIC), coded one after another;
+- a **channel context** for group k: a small convolutional network (5×5, ReLU,
+  5×5) over the already decoded groups 0..k−1 (none for group 0);
+- inside a group, a **checkerboard**: the anchors (row + column even) are
+  coded first with no spatial context, then the others with a spatial context
+  from the decoded anchors (CompressAI's ``CheckerboardMaskedConv2d``, 5×5);
+- an **aggregation** (1×1 convolutions, pointwise) of the hyperprior's
+  parameters of the group, the spatial and the channel context, added to the
+  hyperprior's parameters. Its last layer starts at zero, so an untrained
+  context model codes exactly like the hyperprior it was initialised from.
+
+Coding: z as before; y in one rANS stream (CompressAI's ``BufferedRansEncoder``;
+the decoder reads it through :func:`saicm.entropy.bounded.stream_decoder`),
+group by group, anchors then non-anchors, the elements of each pass in
+(channel, row, column) order. Every network that decides the coder's tables
+(hyper-synthesis, contexts, aggregation) runs on one thread on both sides, so
+the tables do not depend on the thread count. Large images (format version 2)
+code y in strips of rows, one stream per strip, with the contexts confined to
+the strip (both sides compute them on the strip alone).
+
+Training: the same ``forward`` contract (``quant`` noise or ste); the
+contexts read the latent as the decoder will have it (rounded around the
+predicted means, straight-through) in ``ste`` mode, the noisy latent in
+``noise`` mode.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+from compressai.layers import CheckerboardMaskedConv2d
+from torch import Tensor, nn
+
+from .determinism import single_thread_kernels
+from .hyperprior import GainedMeanScaleHyperprior, _ste_round
+from .registry import register_architecture
+
+#: hidden channels of the channel-context and aggregation networks
+CONTEXT_HIDDEN = 96
+
+
+def _anchor_mask(h: int, w: int, device=None) -> Tensor:
+    """(h, w) bool: the checkerboard anchors, (row + column) even."""
+    r = torch.arange(h, device=device).view(-1, 1)
+    c = torch.arange(w, device=device).view(1, -1)
+    return (r + c) % 2 == 0
+
+
+@register_architecture("gained-context-hyperprior")
+class GainedContextHyperprior(GainedMeanScaleHyperprior):
+    """Variable-rate mean-scale hyperprior with channel-group and checkerboard contexts.
+
+    Args:
+        N, M, lambdas: as :class:`GainedMeanScaleHyperprior`.
+        groups: channels per group, summing to M, coded in this order.
+        checkerboard: two passes per group (anchors, then the rest with a spatial context); False: one pass
+            per group with the channel context only.
+    """
+
+    def __init__(self, N: int = 64, M: int = 128, lambdas: Sequence[float] = (0.0067,),
+                 groups: Sequence[int] = (16, 16, 32, 64), checkerboard: bool = True):
+        super().__init__(N=N, M=M, lambdas=lambdas)
+        groups = [int(g) for g in groups]
+        if not groups or any(g < 1 for g in groups) or sum(groups) != M:
+            raise ValueError(f"groups must be positive channel counts summing to M={M}, got {groups}")
+        self.config.update(groups=groups, checkerboard=bool(checkerboard))
+        self.groups = groups
+        self.checkerboard = bool(checkerboard)
+        self.spatial = nn.ModuleList()
+        self.channel = nn.ModuleList()
+        self.aggregate = nn.ModuleList()
+        done = 0
+        for g in groups:
+            self.spatial.append(CheckerboardMaskedConv2d(g, 2 * g, 5, padding=2) if self.checkerboard
+                                else nn.Identity())
+            self.channel.append(nn.Sequential(nn.Conv2d(done, CONTEXT_HIDDEN, 5, padding=2), nn.ReLU(),
+                                              nn.Conv2d(CONTEXT_HIDDEN, 2 * g, 5, padding=2)) if done
+                                else nn.Identity())
+            last = nn.Conv2d(CONTEXT_HIDDEN, 2 * g, 1)
+            nn.init.zeros_(last.weight)
+            nn.init.zeros_(last.bias)
+            self.aggregate.append(nn.Sequential(nn.Conv2d(6 * g, CONTEXT_HIDDEN, 1), nn.ReLU(),
+                                                nn.Conv2d(CONTEXT_HIDDEN, CONTEXT_HIDDEN, 1), nn.ReLU(), last))
+            done += g
+
+    #: parameter-name prefixes a model initialised from a plain hyperprior does not have
+    NEW_PARAMETERS = ("spatial.", "channel.", "aggregate.")
+
+    def _bounds(self) -> list[tuple[int, int]]:
+        out, a = [], 0
+        for g in self.groups:
+            out.append((a, a + g))
+            a += g
+        return out
+
+    def _group_params(self, k: int, side: Tensor, y_hat_done: Tensor | None, anchors_hat: Tensor | None
+                      ) -> tuple[Tensor, Tensor]:
+        """(scales, means) of group k from its hyperprior parameters ``side`` (2g channels: scales, means), the
+        decoded groups before it and (non-anchor pass) its decoded anchors (the rest zero)."""
+        g = self.groups[k]
+        zero = side.new_zeros(side.shape)
+        ch = self.channel[k](y_hat_done) if k and y_hat_done is not None else zero
+        sp = self.spatial[k](anchors_hat) if anchors_hat is not None else zero
+        params = side + self.aggregate[k](torch.cat([side, sp, ch], dim=1))
+        return params[:, :g], params[:, g:]
+
+    def _side(self, params: Tensor, a: int, b: int) -> Tensor:
+        scales, means = params.chunk(2, 1)
+        return torch.cat([scales[:, a:b], means[:, a:b]], dim=1)
+
+    def _context_latent(self, y: Tensor, params: Tensor, y_noisy: Tensor | None = None
+                        ) -> tuple[Tensor, Tensor, Tensor]:
+        """Every group's parameters as the decoder computes them: (ŷ, scales, means). The contexts read
+        ``y_noisy`` when given (training with the noise proxy), else y rounded around the predicted means
+        (straight-through), which is what the decoder has."""
+        h, w = y.shape[-2:]
+        anchors = _anchor_mask(h, w, y.device)
+        y_hats, scales_all, means_all = [], [], []
+        for k, (a, b) in enumerate(self._bounds()):
+            side = self._side(params, a, b)
+            done = torch.cat(y_hats, dim=1) if y_hats else None
+            yk = y[:, a:b]
+
+            def q(m: Tensor) -> Tensor:
+                return y_noisy[:, a:b] if y_noisy is not None else _ste_round(yk, m)
+
+            s_k, m_k = self._group_params(k, side, done, None)
+            if self.checkerboard:
+                yk_a = torch.where(anchors, q(m_k), torch.zeros_like(yk))
+                s_n, m_n = self._group_params(k, side, done, yk_a)
+                s_k, m_k = torch.where(anchors, s_k, s_n), torch.where(anchors, m_k, m_n)
+            y_hats.append(q(m_k))
+            scales_all.append(s_k)
+            means_all.append(m_k)
+        return torch.cat(y_hats, 1), torch.cat(scales_all, 1), torch.cat(means_all, 1)
+
+    # --- training contract -------------------------------------------------
+    def forward_latent(self, x: Tensor, qidx: Tensor | None = None, quant: str = "noise",
+                       y_offset: Tensor | None = None, params_offset: Tensor | None = None) -> tuple[Tensor, dict]:
+        if quant not in ("noise", "ste"):
+            raise ValueError(f"quant must be 'noise' or 'ste', got {quant!r}")
+        if qidx is None:
+            qidx = torch.full((x.size(0),), self.num_qualities - 1, dtype=torch.long, device=x.device)
+        g, ig = self._gains(qidx)
+        y = self.g_a(x).float()
+        y = (y if y_offset is None else y - y_offset) * g
+        z = self.h_a(y).float()
+        with torch.autocast(x.device.type, enabled=False):
+            z_hat, z_lik = self.entropy_bottleneck(z)
+            if quant == "ste":
+                z_hat = _ste_round(z, self._z_medians())
+            params = self.h_s(z_hat).float()
+            if params_offset is not None:
+                params = params + params_offset
+            noisy = y + torch.empty_like(y).uniform_(-0.5, 0.5) if self.training and quant == "noise" else None
+            y_hat, scales, means = self._context_latent(y, params, noisy)
+            # the rate terms: the noise proxy in training (both modes, as the hyperprior; in noise mode the same
+            # noisy latent the contexts and the synthesis read), rounding in eval
+            gc = self.gaussian_conditional
+            if noisy is not None:
+                y_lik = gc._likelihood(noisy, scales, means)
+                y_lik = gc.likelihood_lower_bound(y_lik) if gc.use_likelihood_bound else y_lik
+            else:
+                _, y_lik = gc(y, scales, means=means)
+        return y_hat * ig, {"y": y_lik, "z": z_lik}
+
+    def latent_rd(self, latents: dict[str, Tensor], quality: int) -> tuple[Tensor, Tensor]:
+        y, z = latents["y"], latents["z"]
+        eb, gc = self.entropy_bottleneck, self.gaussian_conditional
+        z_hat = _ste_round(z, self._z_medians())
+        z_lik, _, _ = eb._likelihood(z_hat.transpose(0, 1).reshape(z.size(1), 1, -1))
+        y_hat, scales, means = self._context_latent(y, self.h_s(z_hat))
+        y_lik = gc._likelihood(y_hat, scales, means)
+        bits = -(torch.log2(eb.likelihood_lower_bound(z_lik)).sum() + torch.log2(gc.likelihood_lower_bound(y_lik)).sum())
+        _, ig = self._gains(self._qindex(quality, y.size(0)))
+        return bits, self.g_s(y_hat * ig)
+
+    # --- coding contract ---------------------------------------------------
+    def _coder_tables(self):
+        gc = self.gaussian_conditional
+        if gc.quantized_cdf.numel() == 0:
+            raise ValueError("the coder tables are empty: call update() first")
+        return gc.quantized_cdf.tolist(), gc.cdf_length.reshape(-1).int().tolist(), gc.offset.reshape(-1).int().tolist()
+
+    def _passes(self, h: int, w: int, device) -> list[Tensor | None]:
+        anchors = _anchor_mask(h, w, device)
+        return [anchors, ~anchors] if self.checkerboard else [None]
+
+    def _code_y(self, y: Tensor | None, params: Tensor, decoder=None) -> tuple[Tensor, list, list]:
+        """Code (``y`` given: symbols and indexes to encode) or decode (``decoder``) one latent (or strip) with
+        its hyperprior ``params``; returns (ŷ, symbols, indexes). Runs on one thread (module docstring)."""
+        gc = self.gaussian_conditional
+        cdf, cdf_lengths, offsets = self._coder_tables()
+        h, w = params.shape[-2:]
+        y_hat = params.new_zeros((params.size(0), self.M, h, w))
+        symbols, indexes = [], []
+        with single_thread_kernels():
+            for k, (a, b) in enumerate(self._bounds()):
+                side = self._side(params, a, b)
+                done = y_hat[:, :a] if a else None
+                anchors_hat = None
+                for mask in self._passes(h, w, params.device):
+                    scales, means = self._group_params(k, side, done, anchors_hat)
+                    idx = gc.build_indexes(scales)
+                    sel_idx = idx[..., mask] if mask is not None else idx
+                    sel_means = means[..., mask] if mask is not None else means
+                    if decoder is None:
+                        sel_y = y[:, a:b][..., mask] if mask is not None else y[:, a:b]
+                        q = gc.quantize(sel_y, "symbols", sel_means)
+                        symbols.extend(q.reshape(-1).tolist())
+                        indexes.extend(sel_idx.reshape(-1).tolist())
+                    else:
+                        flat = sel_idx.reshape(-1)
+                        if flat.numel() and (int(flat.min()) < 0 or int(flat.max()) >= len(cdf)):
+                            raise ValueError("coder table index out of range")
+                        values = decoder.decode_stream(flat.tolist(), cdf, cdf_lengths, offsets)
+                        q = torch.tensor(values, dtype=torch.int32).reshape(sel_idx.shape)
+                    deq = gc.dequantize(q, sel_means)
+                    if mask is None:
+                        y_hat[:, a:b] = deq
+                    else:
+                        blk = y_hat[:, a:b]
+                        blk[..., mask] = deq
+                        y_hat[:, a:b] = blk
+                        anchors_hat = torch.where(mask, y_hat[:, a:b], torch.zeros_like(y_hat[:, a:b]))
+        return y_hat, symbols, indexes
+
+    def _encode_stream(self, y: Tensor, params: Tensor) -> bytes:
+        from compressai.ans import BufferedRansEncoder
+
+        from ..entropy.bounded import _encoder_fits
+        from ..errors import ModelError
+
+        _, symbols, indexes = self._code_y(y, params)
+        cdf, cdf_lengths, offsets = self._coder_tables()
+        if not _encoder_fits(symbols, indexes, cdf_lengths, offsets):
+            raise ModelError("cannot code this image: too many latent values outside the entropy model's range")
+        encoder = BufferedRansEncoder()
+        encoder.encode_with_indexes(symbols, indexes, cdf, cdf_lengths, offsets)
+        return encoder.flush()
+
+    def _decode_stream(self, string: bytes, params: Tensor) -> Tensor:
+        from ..entropy.bounded import stream_decoder
+
+        decoder = stream_decoder(bytes(string), self.M * params.shape[-2] * params.shape[-1])
+        y_hat, _, _ = self._code_y(None, params, decoder)
+        return y_hat
+
+    def _hyper_params(self, z_hat: Tensor, params_offset: Tensor | None) -> Tensor:
+        with single_thread_kernels():
+            params = self.h_s(z_hat)
+        return params if params_offset is None else params + params_offset
+
+    def compress_latents(self, latents: dict[str, Tensor], params_offset: Tensor | None = None,
+                         strip_rows: int = 0) -> dict:
+        """Strings ``[[y stream], z]``, or with ``strip_rows`` ``[z, [y stream of rows 0..r], …]``."""
+        if latents["y"].size(0) != 1:
+            raise ValueError("the context model codes one image at a time")
+        y, z = latents["y"], latents["z"]
+        z_strings = self.entropy_bottleneck.compress(z)
+        z_hat = self.entropy_bottleneck.decompress(z_strings, z.size()[-2:])
+        params = self._hyper_params(z_hat, params_offset)
+        if strip_rows:
+            rows = range(0, y.size(-2), strip_rows)
+            y_strings = [[self._encode_stream(y[..., r: r + strip_rows, :], params[..., r: r + strip_rows, :])]
+                         for r in rows]
+            return {"strings": [z_strings, *y_strings], "shape": tuple(z.size()[-2:])}
+        return {"strings": [[self._encode_stream(y, params)], z_strings], "shape": tuple(z.size()[-2:])}
+
+    def decompress_latent(self, strings: list, shape: Sequence[int], quality: int,
+                          params_offset: Tensor | None = None, strip_rows: int = 0) -> Tensor:
+        z_strings = strings[0] if strip_rows else strings[1]
+        if any(len(s) != 1 for s in strings):
+            raise ValueError("one string per latent (batch 1)")
+        z_hat = self.entropy_bottleneck.decompress(z_strings, tuple(shape))
+        params = self._hyper_params(z_hat, params_offset)
+        if strip_rows:
+            rows = list(range(0, params.size(-2), strip_rows))
+            if len(strings) != 1 + len(rows):
+                raise ValueError(f"{len(strings) - 1} y strips for {len(rows)} strips of {strip_rows} rows")
+            y_hat = torch.cat([self._decode_stream(s[0], params[..., r: r + strip_rows, :])
+                               for s, r in zip(strings[1:], rows)], dim=-2)
+        else:
+            y_hat = self._decode_stream(strings[0][0], params)
+        _, ig = self._gains(self._qindex(quality, y_hat.size(0)))
+        return y_hat.mul_(ig)

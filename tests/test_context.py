@@ -1,0 +1,176 @@
+"""The context-model architecture (saicm/models/context.py): starts as the hyperprior it was initialised from,
+round-trips exactly, decodes the same on every thread count and process, codes large images in strips, trains."""
+
+import hashlib
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import saicm
+from saicm.cli import main
+from saicm.codec import container, tiling
+from saicm.errors import SaicmError
+from saicm.models import build_architecture, load_model, save_model
+
+from .conftest import natural_image
+
+ARCH = "gained-context-hyperprior"
+
+
+def _from_v5(**extra) -> torch.nn.Module:
+    src, info = load_model("mse-hyperprior-n64-v5")
+    net = build_architecture(ARCH, **info.config, **extra)
+    missing, unexpected = net.load_state_dict(src.state_dict(), strict=False)
+    assert not unexpected and missing and all(k.startswith(net.NEW_PARAMETERS) for k in missing)
+    return net
+
+
+@pytest.fixture(scope="module")
+def ctx_path(tmp_path_factory):
+    """A context model from v5 with its contexts switched on (random aggregation outputs), saved as shipped."""
+    torch.manual_seed(3)
+    net = _from_v5()
+    with torch.no_grad():
+        for agg in net.aggregate:
+            agg[-1].weight.normal_(0, 0.05)
+    path = tmp_path_factory.mktemp("ctx") / "ctx.safetensors"
+    save_model(net, path)
+    return path
+
+
+def test_an_untrained_context_model_codes_like_its_hyperprior():
+    """Zero-initialised aggregation: the same parameters per element, so the same rate and the same pixels."""
+    torch.set_num_threads(1)
+    net = _from_v5()
+    img = natural_image(100, 140, seed=2)
+    for q in (1, 7):
+        ours = saicm.compress(img, model=_saved(net), quality=q)
+        theirs = saicm.compress(img, model="mse-hyperprior-n64-v5", quality=q)
+        size = [sum(len(b) for b in container.unpack(d).strings) for d in (ours, theirs)]
+        assert abs(size[0] - size[1]) <= 4  # the same bits in another order
+        a = np.asarray(saicm.decompress(ours, model=_saved(net))).astype(int)
+        b = np.asarray(saicm.decompress(theirs)).astype(int)
+        assert np.abs(a - b).max() <= 1
+
+
+_SAVED: dict = {}
+
+
+def _saved(net):
+    import tempfile
+    from pathlib import Path
+
+    if id(net) not in _SAVED:
+        path = Path(tempfile.mkdtemp()) / "untrained-ctx.safetensors"
+        save_model(net, path)
+        _SAVED[id(net)] = path
+    return _SAVED[id(net)]
+
+
+def test_round_trip_and_rate_with_contexts_on(ctx_path):
+    img = natural_image(130, 170, seed=4)
+    data = saicm.compress(img, model=ctx_path, quality=4)
+    assert saicm.compress(img, model=ctx_path, quality=4) == data  # deterministic encoder
+    out = np.asarray(saicm.decompress(data, model=ctx_path))
+    assert out.shape == img.shape and np.abs(out.astype(int) - img.astype(int)).mean() < 20
+    net, _ = load_model(ctx_path)
+    x = torch.from_numpy(img).permute(2, 0, 1)[None].float() / 255
+    x = torch.nn.functional.pad(x, (0, 192 - 170, 0, 192 - 130))
+    # the decoder's latent is what the encoder quantised: the contexts read the same values at both ends
+    lat = net.analyse(x, 4)
+    enc = net.compress_latents(lat)
+    z_hat = net.entropy_bottleneck.decompress(enc["strings"][1], enc["shape"])
+    y_enc, _, _ = net._code_y(lat["y"], net._hyper_params(z_hat, None))
+    y_dec = net.decompress_latent(enc["strings"], enc["shape"], 4)
+    _, ig = net._gains(net._qindex(4, 1))
+    assert torch.equal(y_dec, y_enc * ig)
+
+
+DECODE = """
+import sys, hashlib, torch
+torch.set_num_threads(int(sys.argv[1]))
+import saicm, numpy as np
+print(hashlib.sha256(open(sys.argv[2], "rb").read()).hexdigest())
+print(hashlib.sha256(saicm.compress(np.load(sys.argv[4]), model=sys.argv[3], quality=5)).hexdigest())
+img = saicm.decompress(open(sys.argv[2], "rb").read(), model=sys.argv[3])
+print(hashlib.sha256(np.asarray(img).tobytes()).hexdigest())
+"""
+
+
+def test_encode_and_decode_do_not_depend_on_threads_or_process(ctx_path, tmp_path):
+    img = natural_image(150, 210, seed=6)
+    np.save(tmp_path / "img.npy", img)
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        data = saicm.compress(img, model=ctx_path, quality=5)
+        here = hashlib.sha256(np.asarray(saicm.decompress(data, model=ctx_path)).tobytes()).hexdigest()
+    finally:
+        torch.set_num_threads(n)
+    (tmp_path / "a.saicm").write_bytes(data)
+    proc = subprocess.run([sys.executable, "-c", DECODE, "2", str(tmp_path / "a.saicm"), str(ctx_path),
+                           str(tmp_path / "img.npy")], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    file_hash, reencoded, decoded = proc.stdout.split()
+    assert reencoded == file_hash  # two threads, another process: the same bytes
+    assert decoded == here
+
+
+def test_large_images_in_strips(ctx_path, monkeypatch):
+    """Format version 2: one stream per strip of latent rows, contexts inside the strip; decodes exactly what
+    the encoder quantised (the pixels are close to the one-piece decode)."""
+    monkeypatch.setattr(tiling, "STRIP_SYMBOLS", 1000)
+    monkeypatch.setattr(tiling, "STRIP_TARGET", 128 * 8 * 2)
+    img = natural_image(120, 128, seed=8)
+    data = saicm.compress(img, model=ctx_path, quality=3)
+    out = np.asarray(saicm.decompress(data, model=ctx_path)).astype(int)
+    whole = np.asarray(saicm.decompress(_whole(img, ctx_path, monkeypatch), model=ctx_path)).astype(int)
+    assert container.unpack(data).header.version == container.STRIPS_VERSION
+    assert out.shape == whole.shape and np.abs(out - whole).mean() < 3
+
+
+def _whole(img, path, monkeypatch):
+    monkeypatch.setattr(tiling, "STRIP_SYMBOLS", 1 << 40)
+    return saicm.compress(img, model=path, quality=3)
+
+
+def test_damaged_streams_fail_with_one_line_or_decode_to_garbage(ctx_path):
+    data = bytearray(saicm.compress(natural_image(64, 64, seed=1), model=ctx_path, quality=2))
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        bad = bytearray(data)
+        for i in rng.integers(40, len(bad), 4):
+            bad[i] ^= int(rng.integers(1, 256))
+        try:
+            saicm.decompress(bytes(bad), model=ctx_path)
+        except SaicmError as e:
+            assert "\n" not in str(e)
+
+
+def test_training_from_a_hyperprior_on_the_command_line(tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    Image.fromarray(natural_image(140, 150, seed=1)).save(data / "0.png")
+    args = ["train", "--data", str(data), "--out", str(tmp_path / "run"), "--architecture", ARCH, "--init",
+            "mse-hyperprior-n64-v5", "--steps", "2", "--batch", "1", "--patch", "128", "--quant", "ste",
+            "--log-every", "1", "--quiet", "--lr", "1e-3"]
+    for prefix in ("g_a", "g_s", "h_a", "h_s", "entropy_bottleneck", "log_gain", "log_inv_gain"):
+        args += ["--freeze", prefix]
+    assert main(args) == 0
+    log = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log] == [1, 2] and all(np.isfinite(r["loss"]) for r in log)
+    net, info = load_model(tmp_path / "run" / "model.safetensors")
+    v5, _ = load_model("mse-hyperprior-n64-v5")
+    assert info.architecture == ARCH and info.config["groups"] == [16, 16, 32, 64]
+    assert torch.equal(net.g_a[0].weight, v5.g_a[0].weight)  # frozen: unchanged
+    assert any(float(a[-1].weight.abs().sum()) > 0 for a in net.aggregate)  # the contexts learned something
+
+
+def test_bad_groups_are_refused():
+    with pytest.raises(ValueError, match="groups"):
+        build_architecture(ARCH, N=8, M=16, lambdas=[0.01], groups=[8, 4])
