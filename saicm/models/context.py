@@ -144,35 +144,19 @@ class GainedContextHyperprior(GainedMeanScaleHyperprior):
             means_all.append(m_k)
         return torch.cat(y_hats, 1), torch.cat(scales_all, 1), torch.cat(means_all, 1)
 
-    # --- training contract -------------------------------------------------
-    def forward_latent(self, x: Tensor, qidx: Tensor | None = None, quant: str = "noise",
-                       y_offset: Tensor | None = None, params_offset: Tensor | None = None) -> tuple[Tensor, dict]:
-        if quant not in ("noise", "ste"):
-            raise ValueError(f"quant must be 'noise' or 'ste', got {quant!r}")
-        if qidx is None:
-            qidx = torch.full((x.size(0),), self.num_qualities - 1, dtype=torch.long, device=x.device)
-        g, ig = self._gains(qidx)
-        y = self.g_a(x).float()
-        y = (y if y_offset is None else y - y_offset) * g
-        z = self.h_a(y).float()
-        with torch.autocast(x.device.type, enabled=False):
-            z_hat, z_lik = self.entropy_bottleneck(z)
-            if quant == "ste":
-                z_hat = _ste_round(z, self._z_medians())
-            params = self.h_s(z_hat).float()
-            if params_offset is not None:
-                params = params + params_offset
-            noisy = y + torch.empty_like(y).uniform_(-0.5, 0.5) if self.training and quant == "noise" else None
-            y_hat, scales, means = self._context_latent(y, params, noisy)
-            # the rate terms: the noise proxy in training (both modes, as the hyperprior; in noise mode the same
-            # noisy latent the contexts and the synthesis read), rounding in eval
-            gc = self.gaussian_conditional
-            if noisy is not None:
-                y_lik = gc._likelihood(noisy, scales, means)
-                y_lik = gc.likelihood_lower_bound(y_lik) if gc.use_likelihood_bound else y_lik
-            else:
-                _, y_lik = gc(y, scales, means=means)
-        return y_hat * ig, {"y": y_lik, "z": z_lik}
+    # --- training contract (forward and forward_latent are the hyperprior's) ----------------------
+    def _latent_y(self, y: Tensor, params: Tensor, quant: str) -> tuple[Tensor, Tensor]:
+        """ŷ and y's likelihoods through the contexts. The rate terms take the noise proxy in training (both
+        modes, as the hyperprior; in noise mode the same noisy latent the contexts and the synthesis read)
+        and the rounded latent in eval."""
+        noisy = y + torch.empty_like(y).uniform_(-0.5, 0.5) if self.training and quant == "noise" else None
+        y_hat, scales, means = self._context_latent(y, params, noisy)
+        gc = self.gaussian_conditional
+        if noisy is not None:
+            y_lik = gc._likelihood(noisy, scales, means)
+            return y_hat, gc.likelihood_lower_bound(y_lik) if gc.use_likelihood_bound else y_lik
+        _, y_lik = gc(y, scales, means=means)
+        return y_hat, y_lik
 
     def latent_rd(self, latents: dict[str, Tensor], quality: int) -> tuple[Tensor, Tensor]:
         y, z = latents["y"], latents["z"]

@@ -136,12 +136,20 @@ class GainedMeanScaleHyperprior(MeanScaleHyperprior):
             if quant == "ste":
                 z_hat = _ste_round(z, self._z_medians())
         params = self.h_s(z_hat).float()
-        scales, means = (params if params_offset is None else params + params_offset).chunk(2, 1)
+        if params_offset is not None:
+            params = params + params_offset
         with torch.autocast(x.device.type, enabled=False):
-            y_hat, y_lik = self.gaussian_conditional(y, scales, means=means)
-            if quant == "ste":
-                y_hat = _ste_round(y, means)
+            y_hat, y_lik = self._latent_y(y, params, quant)
         return y_hat * ig, {"y": y_lik, "z": z_lik}
+
+    def _latent_y(self, y: Tensor, params: Tensor, quant: str) -> tuple[Tensor, Tensor]:
+        """The training step's ŷ (what the synthesis gets, before the inverse gain) and y's likelihoods, from
+        the hyper-synthesis output ``params`` (scales, means). Context models override this."""
+        scales, means = params.chunk(2, 1)
+        y_hat, y_lik = self.gaussian_conditional(y, scales, means=means)
+        if quant == "ste":
+            y_hat = _ste_round(y, means)
+        return y_hat, y_lik
 
     # --- coding contract ---------------------------------------------------
     def latent_shapes(self, height: int, width: int) -> list[tuple[int, ...]]:

@@ -37,7 +37,7 @@ from torch.nn import functional as F
 
 from ..errors import FormatError, SaicmError
 from .nerv import MAX_BLOCKS, MAX_MACS_PER_PIXEL, MAX_PARAMS, MAX_STRIDE, MAX_WIDTH, PRESETS as NERV_PRESETS, \
-    STRIDE_PLANS, _int, _int_list
+    _int, _int_list, plan_strides, preset_widths
 
 ARCHITECTURE = "hnerv"
 
@@ -53,25 +53,12 @@ MAX_EMBEDDING_VALUES = 1 << 26
 CONFIG_KEYS = {"embed", "grid", "strides", "channels", "kernels", "act", "output"}
 
 
-def plan_strides(height: int, width: int, blocks: int = 5) -> tuple[int, ...]:
-    """The first of NeRV's stride plans whose grid has at most :data:`MAX_PLAN_GRID` cells."""
-    for plan in STRIDE_PLANS:
-        s = math.prod(plan)
-        if len(plan) == blocks and -(-height // s) * -(-width // s) <= MAX_PLAN_GRID:
-            return plan
-    return STRIDE_PLANS[-1]
-
-
 def make_config(preset: str | dict, height: int, width: int) -> dict:
-    """The full configuration of a preset (a name or a dict with ``embed`` and ``channels``) for a frame size."""
-    if isinstance(preset, str):
-        if preset not in PRESETS:
-            raise SaicmError(f"unknown preset {preset!r} (presets: {', '.join(PRESETS)})")
-        base = PRESETS[preset]
-    else:
-        base = preset
+    """The full configuration of a preset (a name or a dict with ``embed`` and ``channels``) for a frame size;
+    the strides: the first of NeRV's plans whose grid has at most :data:`MAX_PLAN_GRID` cells."""
+    base = preset_widths(PRESETS, preset)
     channels = [int(v) for v in base["channels"]]
-    strides = list(base.get("strides") or plan_strides(height, width, len(channels)))
+    strides = list(base.get("strides") or plan_strides(height, width, len(channels), MAX_PLAN_GRID))
     s = math.prod(strides)
     cfg = {"embed": int(base["embed"]), "grid": [-(-height // s), -(-width // s)], "strides": strides,
            "channels": channels, "kernels": [1] + [3] * (len(channels) - 1), "act": "gelu", "output": "tanh"}

@@ -74,28 +74,31 @@ MAX_PARAMS = 1 << 25  # 33.5 M parameters
 MAX_MACS_PER_PIXEL = 1 << 17  # multiply-adds per output pixel
 
 
-def plan_strides(height: int, width: int, blocks: int = 5) -> tuple[int, ...]:
-    """Block strides for a frame size: the first plan of :data:`STRIDE_PLANS` with a small grid."""
+def plan_strides(height: int, width: int, blocks: int = 5, max_grid: int = MAX_PLAN_GRID) -> tuple[int, ...]:
+    """Block strides for a frame size: the first plan of :data:`STRIDE_PLANS` whose grid has at most
+    ``max_grid`` cells."""
     for plan in STRIDE_PLANS:
-        if len(plan) != blocks:
-            continue
         s = math.prod(plan)
-        gh, gw = -(-height // s), -(-width // s)
-        if gh * gw <= MAX_PLAN_GRID:
+        if len(plan) == blocks and -(-height // s) * -(-width // s) <= max_grid:
             return plan
     return STRIDE_PLANS[-1]
 
 
-def make_config(preset: str | dict, height: int, width: int) -> dict:
-    """The full configuration of a preset (a name or a dict of widths) for frames of ``height × width``."""
+def preset_widths(presets: dict, preset: str | dict) -> dict:
+    """The widths of a preset: its entry in ``presets`` for a name (one-line error for an unknown one), else
+    the dict given."""
     from ..errors import SaicmError
 
-    if isinstance(preset, str):
-        if preset not in PRESETS:
-            raise SaicmError(f"unknown preset {preset!r} (presets: {', '.join(PRESETS)})")
-        base = PRESETS[preset]
-    else:
-        base = preset
+    if not isinstance(preset, str):
+        return preset
+    if preset not in presets:
+        raise SaicmError(f"unknown preset {preset!r} (presets: {', '.join(presets)})")
+    return presets[preset]
+
+
+def make_config(preset: str | dict, height: int, width: int) -> dict:
+    """The full configuration of a preset (a name or a dict of widths) for frames of ``height × width``."""
+    base = preset_widths(PRESETS, preset)
     cfg = {"pe_levels": int(base["pe_levels"]), "pe_base": float(base.get("pe_base", PE_BASE)),
            "mlp_hidden": [int(v) for v in base["mlp_hidden"]], "c0": int(base["c0"]),
            "channels": [int(v) for v in base["channels"]], "act": base.get("act", "gelu"),
