@@ -118,7 +118,9 @@ def cmd_frames(a) -> None:
     panels = [(f"original, frame {clip.first + a.frame}", Image.fromarray(orig)),
               (f"edges (regions α=0.48): {100 * e.mean():.1f}% px", Image.fromarray(overlay(orig, e)))]
     for spec in a.files:
-        label, _, file = spec.rpartition("=")
+        label, sep, file = spec.partition("=")
+        if not sep or "/" in label:  # a path without a label (paths may hold '=')
+            label, file = "", spec
         data = Path(file).read_bytes()
         dec = decode(data).frames
         if dec.shape != clip.frames.shape:
