@@ -19,7 +19,7 @@ _API = {
     "describe": ("saicm.codec.pipeline", "describe"),
     "strip": ("saicm.codec.scalable", "strip"),
     "load_model": ("saicm.models.zoo", "load_model"),
-    "list_models": ("saicm.models.zoo", "shipped_models"),
+    "list_models": ("saicm.models.catalog", "shipped_models"),
     "SaicmError": ("saicm.errors", "SaicmError"),
 }
 

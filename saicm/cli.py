@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from .commands.argtypes import level, nonneg, positive
+from .engine import ENGINES
 
 
 def _floats(s: str) -> list[float]:
@@ -37,7 +38,7 @@ def cmd_compress(a: argparse.Namespace) -> int:
 
     from .codec import batch
     from .codec.image_io import is_image_file
-    from .models.zoo import resolve
+    from .models.catalog import resolve
 
     from .codec.pipeline import check_refine
 
@@ -46,7 +47,7 @@ def cmd_compress(a: argparse.Namespace) -> int:
     # One file with --refine is long work of its own: show its steps (folders show a bar per file).
     step_bar = bool(a.refine) and not folder and not a.quiet
     fn = partial(_compress_job, model=a.model, quality=a.quality, refine=a.refine, progress=step_bar,
-                 human_quality=a.human_quality, max_pixels=a.max_pixels)
+                 human_quality=a.human_quality, max_pixels=a.max_pixels, engine=a.engine)
     outcomes = batch.run(fn, jobs, a.jobs, "compress", not a.quiet)
     if not folder and outcomes[0].error is None:
         i = outcomes[0].info
@@ -58,17 +59,18 @@ def cmd_compress(a: argparse.Namespace) -> int:
     return _report(outcomes, folder, "compressed")
 
 
-def _compress_job(job, model, quality, refine=0, progress=False, human_quality=None, max_pixels=None):
+def _compress_job(job, model, quality, refine=0, progress=False, human_quality=None, max_pixels=None,
+                  engine="auto"):
     from .codec.pipeline import compress_file
 
     return compress_file(job.src, job.dst, model=model, quality=quality, refine=refine, progress=progress,
-                         human_quality=human_quality, max_pixels=max_pixels)
+                         human_quality=human_quality, max_pixels=max_pixels, engine=engine)
 
 
-def _decompress_job(job, model, layer="auto", max_pixels=None):
+def _decompress_job(job, model, layer="auto", max_pixels=None, engine="auto"):
     from .codec.pipeline import decompress_file
 
-    return decompress_file(job.src, job.dst, model=model, layer=layer, max_pixels=max_pixels)
+    return decompress_file(job.src, job.dst, model=model, layer=layer, max_pixels=max_pixels, engine=engine)
 
 
 def cmd_decompress(a: argparse.Namespace) -> int:
@@ -78,7 +80,8 @@ def cmd_decompress(a: argparse.Namespace) -> int:
 
     suffix = "." + a.format
     jobs, folder = batch.plan(a.input, a.output, lambda p: p.is_file() and p.suffix == ".saicm", suffix)
-    outcomes = batch.run(partial(_decompress_job, model=a.model, layer=a.layer, max_pixels=a.max_pixels), jobs,
+    outcomes = batch.run(partial(_decompress_job, model=a.model, layer=a.layer, max_pixels=a.max_pixels,
+                                 engine=a.engine), jobs,
                          a.jobs, "decompress", not a.quiet)
     if not folder and outcomes[0].error is None:
         i = outcomes[0].info
@@ -116,7 +119,7 @@ def cmd_info(a: argparse.Namespace) -> int:
 def cmd_models(a: argparse.Namespace) -> int:
     import json
 
-    from .models.zoo import model_table
+    from .models.catalog import model_table
 
     rows = model_table()
     if a.json:
@@ -341,6 +344,11 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--max-pixels", type=positive, metavar="N",
                    help=f"refuse larger images (default {_default_max_pixels()}: 8192x8192; like Pillow's "
                    "decompression-bomb limit)")
+    c.add_argument("--engine", choices=ENGINES, default="auto",
+                   help="auto (default): the portable engine (format 3: onnxruntime, no PyTorch; exact integer "
+                   "coder tables, so the file decodes the same on any machine) for the models it supports, "
+                   "CompressAI's coder for the others (context, TCM, scalable human layers); torch: the portable "
+                   "format with the PyTorch transforms; compressai: formats 1/2 as saicm 0.3 wrote")
     c.add_argument("--jobs", type=int, default=1, help="worker processes for folders (default 1)")
     c.add_argument("--quiet", action="store_true", help="no progress bar")
     c.set_defaults(func=cmd_compress)
@@ -358,6 +366,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"refuse files claiming larger images, before decoding anything (default "
                    f"{_default_max_pixels()}: 8192x8192); raise it only for files you trust")
     d.add_argument("--format", default="png", choices=["png", "bmp", "tiff", "ppm"], help="for folders (default png)")
+    d.add_argument("--engine", choices=ENGINES[:3], default="auto",
+                   help="transforms for portable (format 3) files: auto/onnx (onnxruntime, the default) or torch; "
+                   "files of formats 1 and 2 always decode with PyTorch and CompressAI")
     d.add_argument("--jobs", type=int, default=1, help="worker processes for folders (default 1)")
     d.add_argument("--quiet", action="store_true", help="no progress bar")
     d.set_defaults(func=cmd_decompress)

@@ -167,10 +167,10 @@ def test_refinement_errors():
 def test_refinement_needs_an_architecture_that_supports_it(monkeypatch, tiny_model):
     from types import SimpleNamespace
 
-    from saicm.codec import pipeline
+    from saicm.models import zoo
 
     net, info = saicm.load_model(tiny_model)
     bare = SimpleNamespace(num_qualities=net.num_qualities, multiple=net.multiple)
-    monkeypatch.setattr(pipeline, "load_model", lambda model: (bare, info))
+    monkeypatch.setattr(zoo, "load_model", lambda model: (bare, info))
     with pytest.raises(ModelError, match="does not support refinement"):
         saicm.compress(natural_image(), model=tiny_model, refine=2)

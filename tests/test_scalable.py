@@ -59,7 +59,9 @@ def test_machine_layer_is_the_base_stream_byte_for_byte_and_strip_keeps_exactly_
     assert np.array_equal(a, b)
 
 
-def test_human_decode_equals_the_fused_forward_exactly(models, image):
+def test_human_decode_equals_the_fused_forward(models, image):
+    """The decoder computes what training optimised: the fused forward pass, to within the base latent's means
+    (the portable machine layer computes them with the exact integer hyper-synthesis: ~1e-4 from the float ones)."""
     net, _ = saicm.load_model(models["scal"])
     for qb, qa in [(1, 1), (3, 2)]:
         data = saicm.compress(image, model=models["scal"], quality=qb, human_quality=qa)
@@ -69,7 +71,8 @@ def test_human_decode_equals_the_fused_forward_exactly(models, image):
         with torch.no_grad():
             out = net(x, torch.tensor([qa - 1]), base_qidx=torch.tensor([qb - 1]))["x_hat"]
         ref = out.clamp(0, 1)[0, :, :96, :128].mul(255).round().byte().permute(1, 2, 0).numpy()
-        assert np.array_equal(human, ref)
+        diff = np.abs(human.astype(int) - ref)
+        assert diff.max() <= 1 and (diff == 0).mean() > 0.99, (diff.max(), (diff == 0).mean())
         machine = np.asarray(saicm.decompress(data, layer="machine", model=models["base"]))
         assert not np.array_equal(human, machine)  # the human layer changed the picture
 

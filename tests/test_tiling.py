@@ -28,7 +28,8 @@ REF = Path(__file__).parent / "reference"
 @pytest.mark.parametrize("q", [1, 4, 7])
 def test_ordinary_images_give_the_bits_and_pixels_saicm_0_2_wrote(q):
     ref = (REF / f"astronaut-200x150-v5-q{q}.saicm").read_bytes()
-    assert saicm.compress(REF / "astronaut-200x150.png", model="mse-hyperprior-n64-v5", quality=q) == ref
+    assert saicm.compress(REF / "astronaut-200x150.png", model="mse-hyperprior-n64-v5", quality=q,
+                          engine="compressai") == ref
     decoded = np.asarray(saicm.decompress(ref))
     assert np.array_equal(decoded, np.asarray(Image.open(REF / f"astronaut-200x150-v5-q{q}.decoded.png")))
 
@@ -45,12 +46,12 @@ def small_strips(monkeypatch):
 
 def test_strips_round_trip_close_to_the_whole_image_path(tiny_model, small_strips, monkeypatch):
     img = natural_image(120, 136, seed=4)  # padded 128x192: latent 8x12
-    data = saicm.compress(img, model=tiny_model, quality=3)
+    data = saicm.compress(img, model=tiny_model, quality=3, engine="compressai")
     d = saicm.describe(data)
     assert d["format_version"] == 2 and d["strip_rows"] == 1 and len(d["string_bytes"]) == 1 + 8
     strips = np.asarray(saicm.decompress(data, model=tiny_model))
     monkeypatch.setattr(tiling, "STRIP_SYMBOLS", 1 << 40)
-    whole = saicm.compress(img, model=tiny_model, quality=3)
+    whole = saicm.compress(img, model=tiny_model, quality=3, engine="compressai")
     assert saicm.describe(whole)["format_version"] == 1
     pixels = np.asarray(saicm.decompress(whole, model=tiny_model))
     assert strips.shape == pixels.shape == (120, 136, 3)
@@ -112,7 +113,7 @@ def test_strip_decodes_are_bit_exact_across_processes_and_thread_counts(tiny_mod
 
 
 def test_long_strings_decode_in_a_child_process_with_the_same_result(monkeypatch):
-    data = saicm.compress(natural_image(64, 96), model="mse-hyperprior-n64-v5", quality=5)
+    data = saicm.compress(natural_image(64, 96), model="mse-hyperprior-n64-v5", quality=5, engine="compressai")
     before = np.asarray(saicm.decompress(data))
     monkeypatch.setattr(bounded, "PAD_MAX_SYMBOLS", 0)  # every string "too long": isolated decode
     calls = []

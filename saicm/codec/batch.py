@@ -53,9 +53,9 @@ def plan(inp: str, out: str | None, accept: Callable[[Path], bool], suffix: str)
 
 
 def _init_worker(threads: int) -> None:
-    import torch
-
-    torch.set_num_threads(threads)
+    # before PyTorch is imported (if the job needs it at all): it reads OMP_NUM_THREADS then; the portable
+    # engine's onnxruntime sessions read SAICM_THREADS
+    os.environ["OMP_NUM_THREADS"] = os.environ["SAICM_THREADS"] = str(threads)
 
 
 def _run_one(fn: Callable[[Job], dict], job: Job) -> Outcome:

@@ -1,4 +1,4 @@
-"""The ``.saicm`` file format (versions 1 and 2).
+"""The ``.saicm`` file format (versions 1, 2 and 3).
 
 All integers are big-endian. Layout of version 1 (every image whose latent
 fits one string; see version 2 below)::
@@ -34,6 +34,16 @@ Writers use version 1 whenever the latent fits one string (below
 :data:`saicm.codec.tiling.STRIP_SYMBOLS` symbols), so files of ordinary
 images are unchanged.
 
+Version 3 (the **portable** format, :mod:`saicm.engine`; what saicm ≥ 0.4
+writes for the mean-scale hyperprior models) has version 2's layout, with
+every image's y latent in strips (one strip when it is small), and other
+payload strings: the hyper-latent and each y strip are coded with constriction's
+ANS coder and the model file's integer CDF tables
+(:mod:`saicm.entropy.tables`), and the scales that select the tables come
+from the exact integer hyper-synthesis (:mod:`saicm.engine.hypernet`), so
+the file decodes identically on any engine, CPU and thread count. Versions 1
+and 2 (CompressAI's rANS, float hyper-synthesis) are read by the PyTorch path.
+
 Two-layer (scalable) files
 --------------------------
 A scalable model writes its **machine layer** as the stream above, byte for
@@ -68,8 +78,11 @@ from ..errors import FormatError
 
 MAGIC = b"SAICM"
 VERSION = 1  # what single-string streams are written as
-VERSIONS = (1, 2)  # what this saicm reads
+VERSIONS = (1, 2, 3)  # what this saicm reads
 STRIPS_VERSION = 2
+PORTABLE_VERSION = 3
+#: versions whose header carries ``strip rows`` and a u32 string count
+STRIPED = (STRIPS_VERSION, PORTABLE_VERSION)
 
 FLAG_GRAY = 1
 FLAG_ALPHA = 2
@@ -87,7 +100,7 @@ class Header:
     gray: bool = False
     shapes: list[tuple[int, ...]] = field(default_factory=list)
     version: int = VERSION
-    strip_rows: int = 0  # version 2: latent rows per y strip
+    strip_rows: int = 0  # versions 2 and 3: latent rows per y strip
 
 
 @dataclass
@@ -117,7 +130,7 @@ def pack(stream: Stream) -> bytes:
     out += struct.pack(">B", len(h.shapes))
     for shape in h.shapes:
         out += struct.pack(">B", len(shape)) + struct.pack(f">{len(shape)}H", *shape)
-    if h.version == STRIPS_VERSION:
+    if h.version in STRIPED:
         out += struct.pack(">HI", h.strip_rows, len(stream.strings))
     else:
         out += struct.pack(">B", len(stream.strings))
@@ -206,7 +219,7 @@ def _parse(data: bytes) -> tuple[Stream, int]:
         (rank,) = r.unpack(">B")
         shapes.append(tuple(r.unpack(f">{rank}H")))
     strip_rows = 0
-    if version == STRIPS_VERSION:
+    if version in STRIPED:
         strip_rows, nstr = r.unpack(">HI")
         if strip_rows == 0:
             raise FormatError("corrupt header (zero strip rows)")

@@ -19,7 +19,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .._fs import write_atomic
-from ..errors import ImageError
+from ..errors import FormatError, ImageError, ModelError
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".gif"}
 
@@ -156,3 +156,34 @@ def encode_png(img: Image.Image) -> bytes:
     buf = io.BytesIO()
     img.save(buf, format="PNG")
     return buf.getvalue()
+
+
+def pad_amount(size: int, multiple: int, min_size: int = 0) -> int:
+    """Rows (or columns) to add: up to the model's multiple, and up to ``min_size`` for models that need a
+    smallest coded size (a model's optional ``min_size`` attribute, a multiple of ``multiple``; tcm: 256)."""
+    return max((-size) % multiple, min_size - size)
+
+
+def load_padded(image: ImageLike, multiple: int, max_pixels: int | None = None,
+                min_size: int = 0) -> tuple[RGBImage, int, int]:
+    """Load an image and the padding to the model's multiple (and at least ``min_size``): (image, bottom, right)."""
+    img = load_image(image, max_pixels)
+    h, w = img.size
+    pb, pr = pad_amount(h, multiple, min_size), pad_amount(w, multiple, min_size)
+    if h + pb > 65535 or w + pr > 65535:
+        raise ModelError(f"image of {w}x{h} is too large (at most 65535 pixels a side)")
+    return img, pb, pr
+
+
+def stream_image(rgb: np.ndarray, stream) -> Image.Image:
+    """A decoded uint8 (H, W, 3) array, already cropped → the image a stream's header describes (grayscale,
+    alpha)."""
+    h = stream.header
+    if rgb.shape != (h.height, h.width, 3):
+        raise FormatError("decoded size does not match the header")
+    alpha = None
+    if stream.alpha is not None:
+        from .limits import inflate
+
+        alpha = np.frombuffer(inflate(stream.alpha, h.height * h.width), np.uint8).reshape(h.height, h.width)
+    return to_pil(RGBImage(rgb=np.ascontiguousarray(rgb), gray=h.gray, alpha=alpha))

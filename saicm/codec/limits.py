@@ -84,7 +84,7 @@ def header_model_name(name: str) -> str:
     """A model name from a file's header: refused unless it can only name a shipped model (no path, no suffix)."""
     import os
 
-    from ..models.zoo import SUFFIX
+    from ..models.catalog import SUFFIX
 
     bad = (not name or len(name) > 200 or name.endswith(SUFFIX) or os.sep in name or "/" in name
            or "\\" in name or name.startswith(".") or any(ord(c) < 32 for c in name))
@@ -105,3 +105,19 @@ def pillow_checks_off():
         yield
     finally:
         Image.MAX_IMAGE_PIXELS = old
+
+
+def check_layout(header, name: str, num_qualities: int, multiple: int, latent_shapes, min_size: int = 0) -> None:
+    """The checks of a stream header against its model that need no decoding (both engines): quality, padding,
+    latent shapes. The entropy decoder trusts shapes blindly; it never gets ones the encoder could not write."""
+    from .image_io import pad_amount
+
+    h = header
+    if not 1 <= h.quality <= num_qualities:
+        raise FormatError(f"quality {h.quality} out of range for {name}")
+    if (h.pad_bottom != pad_amount(h.height, multiple, min_size)
+            or h.pad_right != pad_amount(h.width, multiple, min_size)):
+        raise FormatError("corrupt header (padding does not fit the model)")
+    if h.shapes != latent_shapes(h.height + h.pad_bottom, h.width + h.pad_right):
+        raise FormatError("latent layout does not match the model")
+

@@ -10,21 +10,13 @@ import zlib
 from dataclasses import dataclass
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 from PIL import Image
-from tqdm import tqdm
 
+from ..engine import ENGINES
 from ..errors import FormatError, ModelError
-from ..models.zoo import default_quality, file_checksum, load_model, resolve
+from ..models.catalog import default_quality, file_checksum, resolve
 from . import container
-from .image_io import ImageLike, RGBImage, load_image, to_pil
-
-
-def _pad_amount(size: int, multiple: int, min_size: int = 0) -> int:
-    """Rows (or columns) to add: up to the model's multiple, and up to ``min_size`` for models that need a
-    smallest coded size (a model's optional ``min_size`` attribute, a multiple of ``multiple``; tcm: 256)."""
-    return max((-size) % multiple, min_size - size)
+from .image_io import ImageLike, RGBImage, load_image, load_padded, stream_image
 
 
 def check_refine(info, refine: int) -> None:
@@ -36,19 +28,11 @@ def check_refine(info, refine: int) -> None:
                          "whose decodes it would pull towards MSE fidelity")
 
 
-def load_padded(image: ImageLike, multiple: int, max_pixels: int | None = None,
-                min_size: int = 0) -> tuple[RGBImage, int, int]:
-    """Load an image and the padding to the model's multiple (and at least ``min_size``): (image, bottom, right)."""
-    img = load_image(image, max_pixels)
-    h, w = img.size
-    pb, pr = _pad_amount(h, multiple, min_size), _pad_amount(w, multiple, min_size)
-    if h + pb > 65535 or w + pr > 65535:
-        raise ModelError(f"image of {w}x{h} is too large (at most 65535 pixels a side)")
-    return img, pb, pr
-
-
-def to_tensor(img: RGBImage, pb: int, pr: int) -> torch.Tensor:
+def to_tensor(img: RGBImage, pb: int, pr: int) -> "torch.Tensor":
     """The padded (edge replication) float tensor a model encodes."""
+    import torch
+    import torch.nn.functional as F
+
     x = torch.from_numpy(np.array(img.rgb)).permute(2, 0, 1)[None].float().div_(255.0)
     if pb or pr:
         x = F.pad(x, (0, pr, 0, pb), mode="replicate")
@@ -56,7 +40,7 @@ def to_tensor(img: RGBImage, pb: int, pr: int) -> torch.Tensor:
 
 
 def prepare(image: ImageLike, multiple: int, max_pixels: int | None = None,
-            min_size: int = 0) -> tuple[RGBImage, torch.Tensor, int, int]:
+            min_size: int = 0) -> tuple[RGBImage, "torch.Tensor", int, int]:
     """Load an image and pad it (edge replication) to the model's multiple (and at least ``min_size``):
     (image, x, pad bottom, pad right)."""
     img, pb, pr = load_padded(image, multiple, max_pixels, min_size)
@@ -74,8 +58,25 @@ def is_scalable(net) -> bool:
     return hasattr(net, "decompress_human")
 
 
+def _engine_for(info, engine: str) -> bool:
+    """Whether the portable engine codes for ``info`` under ``engine`` (an error if asked for and unable)."""
+    from ..engine.model import supports
+
+    if engine not in ENGINES:
+        raise ModelError(f"engine must be one of {', '.join(ENGINES)}, got {engine!r}")
+    if engine == "compressai":
+        return False
+    if supports(info):
+        return True
+    if engine != "auto":
+        raise ModelError(f"{info.name} ({info.architecture}) is not supported by the portable engine; "
+                         "use --engine compressai (or auto)")
+    return False
+
+
 def compress(image: ImageLike, model=None, quality: int | None = None, refine: int = 0,
-             progress: bool = False, human_quality: int | None = None, max_pixels: int | None = None) -> bytes:
+             progress: bool = False, human_quality: int | None = None, max_pixels: int | None = None,
+             engine: str = "auto") -> bytes:
     """Encode an image (path, PIL image or array) into ``.saicm`` bytes.
 
     ``refine``: steps of encoder-side latent optimisation (``saicm.codec.refine``;
@@ -84,8 +85,19 @@ def compress(image: ImageLike, model=None, quality: int | None = None, refine: i
     layer's rate point and ``human_quality`` the human layer's (both default to
     the middle one): the result is a two-layer file (``saicm.codec.scalable``).
     Images above ``max_pixels`` (default :data:`saicm.codec.limits.DEFAULT_MAX_PIXELS`) are refused.
+    ``engine``: see :data:`ENGINES`; refinement (``refine``) is coded by CompressAI's coder.
     """
-    net, info = load_model(model)
+    info = resolve(model)
+    if not refine and human_quality is None and _engine_for(info, "compressai" if refine else engine):
+        from ..engine.codec import compress as portable_compress
+
+        return portable_compress(image, info, quality, engine, max_pixels)
+    import torch
+    from tqdm import tqdm
+
+    from ..models.zoo import load_model
+
+    net, info = load_model(info.path)
     if is_scalable(net):
         from .scalable import compress_layers
 
@@ -145,7 +157,7 @@ class Decoded:
 
 def open_stream(stream: container.Stream, model=None, max_pixels: int | None = None):
     """The model that decodes ``stream``, after every check that can be made before entropy decoding."""
-    from .limits import check_pixels, header_model_name
+    from .limits import check_layout, check_pixels, header_model_name
 
     h = stream.header
     check_pixels(h.height, h.width, max_pixels)
@@ -155,20 +167,15 @@ def open_stream(stream: container.Stream, model=None, max_pixels: int | None = N
             f"the file was coded with other weights of model {h.model!r} than {info.path.name} "
             "(checksum mismatch); pass the matching model file with --model"
         )
+    from ..models.zoo import load_model
+
     net, _ = load_model(info.path)
     if is_scalable(net):
         raise ModelError(f"{info.name} is a scalable model; the machine layer names its base model")
-    if not 1 <= h.quality <= net.num_qualities:
-        raise FormatError(f"quality {h.quality} out of range for {info.name}")
+    if h.version == container.PORTABLE_VERSION:
+        raise FormatError("a portable (version 3) stream: decode it with saicm.engine")
     ph, pw = h.height + h.pad_bottom, h.width + h.pad_right
-    # The only padding the encoder writes: up to the multiple (and to the model's min_size, if it has one).
-    min_size = getattr(net, "min_size", 0)
-    if (h.pad_bottom != _pad_amount(h.height, net.multiple, min_size)
-            or h.pad_right != _pad_amount(h.width, net.multiple, min_size)):
-        raise FormatError("corrupt header (padding does not fit the model)")
-    # The entropy decoder trusts shapes blindly; never hand it ones the encoder could not have written.
-    if h.shapes != net.latent_shapes(ph, pw):
-        raise FormatError("latent layout does not match the model")
+    check_layout(h, info.name, net.num_qualities, net.multiple, net.latent_shapes, getattr(net, "min_size", 0))
     if h.version == container.STRIPS_VERSION:
         from .tiling import strip_count
 
@@ -186,6 +193,8 @@ def entropy_decode(fn, *args):
 
     ``fn`` is a bound method of a model; its entropy models get the bounded coder first (models built by
     saicm have it already; a deep copy or an unpickled model comes back with CompressAI's own)."""
+    import torch
+
     from ..entropy.bounded import install
 
     install(fn.__self__)
@@ -200,29 +209,26 @@ def to_image(x_hat, stream: container.Stream) -> Image.Image:
     """A decoded padded tensor (or an uint8 (H, W, 3) array already cropped) → the image the header describes
     (crop, grayscale, alpha)."""
     h = stream.header
-    if isinstance(x_hat, np.ndarray):
-        if x_hat.shape != (h.height, h.width, 3):
-            raise FormatError("decoded size does not match the header")
-        rgb = x_hat
-    else:
+    if not isinstance(x_hat, np.ndarray):
+        import torch
+
         if tuple(x_hat.shape[-2:]) != (h.height + h.pad_bottom, h.width + h.pad_right):
             raise FormatError("decoded size does not match the header")
-        rgb = x_hat[0, :, : h.height, : h.width].mul(255.0).round_().to(torch.uint8).permute(1, 2, 0).numpy()
-    alpha = None
-    if stream.alpha is not None:
-        from .limits import inflate
-
-        alpha = np.frombuffer(inflate(stream.alpha, h.height * h.width), np.uint8).reshape(h.height, h.width)
-    return to_pil(RGBImage(rgb=np.ascontiguousarray(rgb), gray=h.gray, alpha=alpha))
+        x_hat = x_hat[0, :, : h.height, : h.width].mul(255.0).round_().to(torch.uint8).permute(1, 2, 0).numpy()
+    return stream_image(x_hat, stream)
 
 
 LAYERS = ("auto", "machine", "human")
 
 
-def decompress_stream(data: bytes, model=None, layer: str = "auto", max_pixels: int | None = None) -> Decoded:
+def decompress_stream(data: bytes, model=None, layer: str = "auto", max_pixels: int | None = None,
+                      engine: str = "auto") -> Decoded:
     """Decode a file. ``layer``: for two-layer files, ``human`` (the default, ``auto``) or ``machine``;
     ``model`` overrides the model the file names (the scalable model for the human layer, the base for the
-    machine layer)."""
+    machine layer). ``engine`` (portable streams, format 3): ``auto``/``onnx`` or ``torch`` transforms; streams
+    of formats 1 and 2 always decode with the PyTorch model and CompressAI's coder."""
+    if engine not in ENGINES:
+        raise ModelError(f"engine must be one of {', '.join(ENGINES)}, got {engine!r}")
     if layer not in LAYERS:
         raise ModelError(f"layer must be one of {', '.join(LAYERS)}, got {layer!r}")
     machine, human = container.split_layers(data)
@@ -234,6 +240,13 @@ def decompress_stream(data: bytes, model=None, layer: str = "auto", max_pixels: 
         raise FormatError("the file has no human layer (a single-layer or stripped file): decode it with "
                           "--layer machine")
     stream = container.unpack(machine)
+    if stream.header.version == container.PORTABLE_VERSION:
+        from ..engine.codec import decode
+
+        if engine == "compressai":
+            raise ModelError("a portable (format 3) stream decodes with --engine auto, onnx or torch")
+        rgb = decode(stream, model, engine, max_pixels)
+        return Decoded(image=stream_image(rgb, stream), stream=stream, layer="machine")
     net, _ = open_stream(stream, model, max_pixels)
     h = stream.header
     if h.version == container.STRIPS_VERSION:  # large image: synthesis by tiles straight into uint8
@@ -248,12 +261,13 @@ def decompress_stream(data: bytes, model=None, layer: str = "auto", max_pixels: 
     return Decoded(image=to_image(x_hat, stream), stream=stream, layer="machine")
 
 
-def decompress(data: bytes, model=None, layer: str = "auto", max_pixels: int | None = None) -> Image.Image:
+def decompress(data: bytes, model=None, layer: str = "auto", max_pixels: int | None = None,
+               engine: str = "auto") -> Image.Image:
     """Decode ``.saicm`` bytes to a PIL image (L, LA, RGB or RGBA like the source).
 
     Two-layer files give the human image unless ``layer="machine"``. Files claiming more than
     ``max_pixels`` pixels (default :data:`saicm.codec.limits.DEFAULT_MAX_PIXELS`) are refused."""
-    return decompress_stream(data, model, layer, max_pixels).image
+    return decompress_stream(data, model, layer, max_pixels, engine).image
 
 
 def describe(data: bytes) -> dict:
@@ -276,7 +290,7 @@ def describe(data: bytes) -> dict:
         "grayscale": h.gray,
         "alpha_bytes": len(s.alpha) if s.alpha is not None else 0,
         "latent_shapes": [list(v) for v in h.shapes],
-        **({"strip_rows": h.strip_rows} if h.version == container.STRIPS_VERSION else {}),
+        **({"strip_rows": h.strip_rows} if h.version in container.STRIPED else {}),
         "string_bytes": [len(b) for b in s.strings],
         "file_bytes": len(data),
         "bpp": 8.0 * len(data) / (h.width * h.height),
@@ -298,9 +312,9 @@ def describe(data: bytes) -> dict:
 def closest_quality(image: ImageLike, bpp: float, model=None) -> tuple[int, bytes]:
     """The rate point of ``model`` whose real bpp on ``image`` is closest to ``bpp`` (in log-rate), and its stream."""
     h, w = load_image(image).size
-    net, info = load_model(model)
+    info = resolve(model)
     best = None
-    for q in range(1, net.num_qualities + 1):
+    for q in range(1, info.num_qualities + 1):
         data = compress(image, model=info.path, quality=q)
         d = abs(np.log(8 * len(data) / (h * w) / bpp))
         if best is None or d < best[0]:
@@ -309,7 +323,8 @@ def closest_quality(image: ImageLike, bpp: float, model=None) -> tuple[int, byte
 
 
 def compress_file(src, dst, model=None, quality: int | None = None, refine: int = 0,
-                  progress: bool = False, human_quality: int | None = None, max_pixels: int | None = None) -> dict:
+                  progress: bool = False, human_quality: int | None = None, max_pixels: int | None = None,
+                  engine: str = "auto") -> dict:
     """Encode one image file to ``dst`` (written atomically); returns sizes and timing."""
     import time
 
@@ -317,7 +332,7 @@ def compress_file(src, dst, model=None, quality: int | None = None, refine: int 
 
     t = time.perf_counter()
     data = compress(src, model=model, quality=quality, refine=refine, progress=progress,
-                    human_quality=human_quality, max_pixels=max_pixels)
+                    human_quality=human_quality, max_pixels=max_pixels, engine=engine)
     seconds = time.perf_counter() - t
     write_bytes_atomic(dst, data)
     d = describe(data)
@@ -327,7 +342,8 @@ def compress_file(src, dst, model=None, quality: int | None = None, refine: int 
     return out
 
 
-def decompress_file(src, dst, model=None, layer: str = "auto", max_pixels: int | None = None) -> dict:
+def decompress_file(src, dst, model=None, layer: str = "auto", max_pixels: int | None = None,
+                    engine: str = "auto") -> dict:
     """Decode one ``.saicm`` file to an image file ``dst`` (written atomically)."""
     import time
 
@@ -340,7 +356,7 @@ def decompress_file(src, dst, model=None, layer: str = "auto", max_pixels: int |
         raise SaicmError(f"cannot read ({e.strerror})", str(src)) from None
     t = time.perf_counter()
     try:
-        img = decompress(data, model=model, layer=layer, max_pixels=max_pixels)
+        img = decompress(data, model=model, layer=layer, max_pixels=max_pixels, engine=engine)
     except SaicmError as e:
         if e.path is None:
             raise type(e)(e.message, str(src)) from None

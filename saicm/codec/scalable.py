@@ -27,6 +27,33 @@ def _machine_digest(machine: bytes) -> bytes:
     return hashlib.sha256(machine).digest()[:8]
 
 
+def _small(stream: container.Stream, base_info) -> bool:
+    """Whether a machine layer is one the fusion decoder takes: format 1, or format 3 below 4 megapixels."""
+    from .tiling import needs_strips
+
+    h = stream.header
+    if h.version == container.VERSION:
+        return True
+    return h.version == container.PORTABLE_VERSION and not needs_strips(
+        int(base_info.config["M"]), h.height + h.pad_bottom, h.width + h.pad_right)
+
+
+def _base_latent(stream: container.Stream, base_info, max_pixels: int | None = None):
+    """The base latent ŷ_b·g⁻¹ (a tensor) of a machine layer, exactly as every decoder decodes it."""
+    import torch
+
+    from .pipeline import entropy_decode, open_stream
+
+    h = stream.header
+    if h.version == container.PORTABLE_VERSION:
+        from ..engine.codec import open_portable
+
+        pm = open_portable(stream, base_info.path, max_pixels)
+        return torch.from_numpy(pm.decode(stream.strings, h.shapes[0], h.quality, h.strip_rows))
+    base, _ = open_stream(stream, base_info.path, max_pixels)
+    return entropy_decode(base.decompress_latent, [[s] for s in stream.strings], h.shapes[0], h.quality)
+
+
 def compress_layers(image: ImageLike, model=None, quality: int | None = None,
                     human_quality: int | None = None, max_pixels: int | None = None) -> bytes:
     """Machine layer (the base model's stream at ``quality``) + human layer at ``human_quality``."""
@@ -48,12 +75,11 @@ def compress_layers(image: ImageLike, model=None, quality: int | None = None,
     _, x, _, _ = prepare(image, net.multiple, max_pixels, getattr(net, "min_size", 0))
     # The machine layer's latent exactly as a decoder will decode it (a conditioned human layer depends on it).
     stream = container.unpack(machine)
-    if stream.header.version != container.VERSION:
+    if not _small(stream, net.base_info):
         raise ModelError("scalable (two-layer) coding of images above 4 megapixels (coded in strips) is not "
                          "supported yet; code the machine layer alone with the base model")
-    base, _ = load_model(net.base_info.path)
+    y_b = _base_latent(stream, net.base_info)
     with torch.inference_mode():
-        y_b = base.decompress_latent([[s] for s in stream.strings], stream.header.shapes[0], qb)
         out = net.compress(x, qa, base_latent=y_b)
     layer = container.HumanLayer(
         model=info.name, weights_sha=file_checksum(info.path), base_sha=file_checksum(net.base_info.path),
@@ -65,15 +91,13 @@ def compress_layers(image: ImageLike, model=None, quality: int | None = None,
 def decode_human(machine: bytes, human: bytes, model=None, max_pixels: int | None = None):
     """The human image of a two-layer file (``machine`` + ``human`` segments, as split by the container)."""
     from .limits import check_pixels, header_model_name
-    from .pipeline import Decoded, entropy_decode, is_scalable, open_stream, to_image
+    from .pipeline import Decoded, entropy_decode, is_scalable, to_image
 
     layer = container.unpack_human(human)
     if _machine_digest(machine) != layer.machine_sha:
         raise FormatError("the human layer belongs to another machine layer (checksum mismatch); "
                           "it decodes only on top of the machine layer it was written with")
     stream = container.unpack(machine)
-    if stream.header.version != container.VERSION:
-        raise FormatError("a human layer on a machine layer coded in strips is not supported by this saicm")
     check_pixels(stream.header.height, stream.header.width, max_pixels)
     info = resolve(model if model is not None else header_model_name(layer.model))
     if file_checksum(info.path) != layer.weights_sha:
@@ -85,13 +109,14 @@ def decode_human(machine: bytes, human: bytes, model=None, max_pixels: int | Non
     if layer.base_sha != stream.header.weights_sha or file_checksum(net.base_info.path) != layer.base_sha:
         raise ModelError(f"the machine layer was coded with base weights other than the ones {info.name} fuses "
                          f"with ({net.base_info.name}); the human layer cannot be decoded on top of it")
-    base, _ = open_stream(stream, net.base_info.path, max_pixels)
+    if not _small(stream, net.base_info):
+        raise FormatError("a human layer on a machine layer coded in strips is not supported by this saicm")
+    y_b = _base_latent(stream, net.base_info, max_pixels)
     if not 1 <= layer.quality <= net.num_qualities:
         raise FormatError(f"human quality {layer.quality} out of range for {info.name}")
     h = stream.header
     if layer.shapes != net.latent_shapes(h.height + h.pad_bottom, h.width + h.pad_right) or len(layer.strings) != 2:
         raise FormatError("human-layer latent layout does not match the model")
-    y_b = entropy_decode(base.decompress_latent, [[s] for s in stream.strings], h.shapes[0], h.quality)
     x_hat = entropy_decode(net.decompress_human, y_b, [[s] for s in layer.strings], layer.shapes[0],
                            layer.quality)["x_hat"]
     return Decoded(image=to_image(x_hat, stream), stream=stream, layer="human")

@@ -29,10 +29,9 @@ import math
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
-import torch
-from torch import Tensor
 
-from ..models.determinism import single_thread_kernels
+# PyTorch is imported by the functions that run transforms, so the strip layout (used by the portable
+# engine as well) needs only numpy.
 
 #: latent symbols above which an image is coded in strips (format version 2)
 STRIP_SYMBOLS = 1 << 21
@@ -54,8 +53,10 @@ def strip_rows(channels: int, latent_w: int) -> int:
     return max(1, STRIP_TARGET // max(1, channels * latent_w))
 
 
-def analyse_tiles(g_a, rgb: np.ndarray, pad_bottom: int, pad_right: int, stride: int = 16) -> Tensor:
+def analyse_tiles(g_a, rgb: np.ndarray, pad_bottom: int, pad_right: int, stride: int = 16):
     """``g_a`` of the edge-replicated, padded image, computed tile by tile from the uint8 ``rgb`` (H, W, 3)."""
+    import torch
+
     h, w = rgb.shape[:2]
     ph, pw = h + pad_bottom, w + pad_right
     out = None
@@ -78,8 +79,12 @@ def analyse_tiles(g_a, rgb: np.ndarray, pad_bottom: int, pad_right: int, stride:
     return out
 
 
-def synthesize_tiles(g_s, y: Tensor, height: int, width: int, scale: int = 16) -> np.ndarray:
+def synthesize_tiles(g_s, y, height: int, width: int, scale: int = 16) -> np.ndarray:
     """The uint8 image (height, width, 3) that ``g_s(y)`` decodes to (clamped, rounded), by fixed tiles."""
+    import torch
+
+    from ..models.determinism import single_thread_kernels
+
     lh, lw = y.shape[-2:]
     out = np.empty((height, width, 3), np.uint8)
     tiles = [(r, c) for r in range(0, lh, SYNTH_ROWS) for c in range(0, lw, SYNTH_COLS)

@@ -161,7 +161,7 @@ def _parse_options(text: str, known: dict[str, str]) -> dict[str, str]:
 
 def _base_quality(value: str | None, num: int) -> int | str:
     """``base=K`` (a fixed machine-layer rate point) or ``base=pair`` (machine rate point = human rate point)."""
-    from ..models.zoo import default_quality
+    from ..models.catalog import default_quality
 
     if value is None:
         return default_quality(num)

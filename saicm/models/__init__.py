@@ -1,16 +1,31 @@
-"""Learned codecs: architectures (by name), and the weight files that instantiate them."""
+"""Learned codecs: architectures (by name), and the weight files that instantiate them.
 
-from . import context, hyperprior, scalable, tcm  # noqa: F401  (registers architectures)
-from .registry import ARCHITECTURES, build_architecture, register_architecture
-from .zoo import ModelInfo, load_model, resolve, save_model, shipped_models
+Names are imported on first use: the catalogue of weight files (:mod:`saicm.models.catalog`) loads without
+PyTorch, for the portable engine; the architectures register when first needed.
+"""
 
-__all__ = [
-    "ARCHITECTURES",
-    "ModelInfo",
-    "build_architecture",
-    "load_model",
-    "register_architecture",
-    "resolve",
-    "save_model",
-    "shipped_models",
-]
+_LAZY = {
+    "ARCHITECTURES": "registry",
+    "build_architecture": "registry",
+    "register_architecture": "registry",
+    "ModelInfo": "catalog",
+    "resolve": "catalog",
+    "shipped_models": "catalog",
+    "load_model": "zoo",
+    "save_model": "zoo",
+}
+
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        import importlib
+
+        mod = importlib.import_module(f"{__name__}.{_LAZY[name]}")
+        if _LAZY[name] == "registry":
+            mod.load_architectures()
+        value = getattr(mod, name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

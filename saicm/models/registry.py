@@ -24,8 +24,17 @@ def register_architecture(name: str) -> Callable[[Type[nn.Module]], Type[nn.Modu
     return deco
 
 
+def load_architectures() -> Dict[str, Type[nn.Module]]:
+    """Every architecture saicm ships, registered (their modules import on first need): ``ARCHITECTURES``."""
+    from . import context, hyperprior, scalable, tcm  # noqa: F401  (registers architectures)
+
+    return ARCHITECTURES
+
+
 def build_architecture(name: str, **config) -> nn.Module:
     from ..errors import ModelError
+
+    load_architectures()
 
     try:
         cls = ARCHITECTURES[name]

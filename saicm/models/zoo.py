@@ -1,85 +1,28 @@
-"""Weight files: saving, loading, and the shipped models.
+"""Weight files: saving and loading the PyTorch models (the catalogue of files is :mod:`saicm.models.catalog`).
 
 A model file is one safetensors file. Float tensors are stored in fp16; the
 entropy coder's integer CDF tables are stored as computed at export, so a
 loaded model codes without any ``update()`` call and encoder and decoder always
 share the same tables. The metadata carries the architecture name and its
 config (JSON), so the file alone rebuilds the model.
-
-Shipped models live in ``saicm/weights/<name>.safetensors``; the name is the
-model id written into every bitstream, next to a checksum of the file.
 """
 
 from __future__ import annotations
 
 import functools
-import hashlib
 import json
 import os
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from ..errors import ModelError
+from .catalog import (  # noqa: F401  (re-exported: the catalogue is part of the zoo's API)
+    DEFAULT_MODEL, LOSS_NAMES, RECOMMENDED_MACHINE_MODEL, RECOMMENDED_SCALABLE_MODEL, RETIRED_MODELS, SUFFIX,
+    WEIGHTS_DIR, ModelInfo, _sha256, default_model_name, default_quality, describe, file_checksum, full_checksum,
+    locate, model_table, read_info, resolve, shipped_models, user_model_dir)
 from .registry import build_architecture
-
-WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
-SUFFIX = ".safetensors"
-
-
-def user_model_dir() -> Path:
-    """The user's own model folder (imported weights, ``saicm import-checkpoint``): ``$SAICM_MODELS``, else
-    ``$XDG_DATA_HOME/saicm/models`` (``~/.local/share/saicm/models``). A bare model name that is not shipped is
-    looked up here as ``NAME.safetensors``; the file's checksum is still checked against every stream."""
-    env = os.environ.get("SAICM_MODELS")
-    if env:
-        return Path(env).expanduser()
-    data = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
-    return Path(data) / "saicm" / "models"
-
-
-@dataclass(frozen=True)
-class ModelInfo:
-    name: str
-    path: Path
-    architecture: str
-    config: dict
-    meta: dict
-
-    @property
-    def num_qualities(self) -> int:
-        return len(self.config.get("lambdas", [0]))
-
-    @property
-    def training(self) -> dict:
-        """The training settings stored by ``saicm train`` (loss, init, steps…); {} if none or unreadable."""
-        try:
-            t = json.loads(self.meta.get("training", "{}"))
-        except ValueError:
-            return {}
-        return t if isinstance(t, dict) else {}
-
-
-def file_checksum(path: str | os.PathLike) -> bytes:
-    """First 8 bytes of the SHA-256 of a weight file (what bitstreams carry)."""
-    return full_checksum(path)[:8]
-
-
-def full_checksum(path: str | os.PathLike) -> bytes:
-    """SHA-256 of a weight file (what a scalable model's config names its base by)."""
-    return _sha256(str(Path(path).resolve()), os.stat(path).st_mtime_ns)
-
-
-@functools.lru_cache(maxsize=64)
-def _sha256(path: str, _mtime: int) -> bytes:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.digest()
 
 
 def save_model(model: torch.nn.Module, path: str | os.PathLike, extra_meta: dict | None = None,
@@ -141,123 +84,14 @@ def _canonical_header(path) -> None:
         f.write(text + b" " * (n - len(text)))
 
 
-def read_info(path: str | os.PathLike, name: str | None = None) -> ModelInfo:
-    from safetensors import safe_open
-
-    path = Path(path)
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            meta = f.metadata() or {}
-    except (SafetensorError, OSError, ValueError) as e:
-        raise ModelError(f"not a saicm model file ({e})", str(path)) from None
-    if meta.get("format") != "saicm-model/1":
-        raise ModelError("not a saicm model file (missing saicm metadata)", str(path))
-    return ModelInfo(
-        name=name or (path.name[: -len(SUFFIX)] if path.name.endswith(SUFFIX) else path.stem),
-        path=path,
-        architecture=meta["architecture"],
-        config=json.loads(meta["config"]),
-        meta=meta,
-    )
-
-
-LOSS_NAMES = {
-    "mse": "plain MSE on all pixels (human vision)",
-    "saicm": "SA-ICM: MSE on edge pixels only",
-    "object": "Object-ICM: MSE on object pixels only",
-}
-
-
-def describe(info: ModelInfo) -> str:
-    """One line on what a model is: its stored description, else what its training metadata says."""
-    if info.meta.get("description"):
-        return info.meta["description"]
-    t = info.training
-    if not t:
-        return ""
-    data = t.get("data") or []
-    data = [data] if isinstance(data, str) else data
-    where = ", ".join("/".join(Path(d).parts[-2:]) for d in data)
-    text = f"{LOSS_NAMES.get(t.get('loss'), t.get('loss'))}; {t.get('steps_done', '?')} steps on {where}"
-    if t.get("off_mask_weight"):
-        text += f"; off-mask weight {t['off_mask_weight']}"
-    if t.get("init"):
-        text += f"; fine-tuned from {t['init']}"
-    return text
-
-
-def shipped_models() -> dict[str, ModelInfo]:
-    """Name → info of every model in the package's weights folder, sorted by name."""
-    out = {}
-    for p in sorted(WEIGHTS_DIR.glob("*" + SUFFIX)):
-        info = read_info(p)
-        out[info.name] = info
-    return out
-
-
-def resolve(model: str | os.PathLike | None) -> ModelInfo:
-    """A shipped model name or a path to a weight file → its info."""
-    if model is None:
-        model = default_model_name()
-    s = str(model)
-    if s.endswith(SUFFIX) or os.sep in s:
-        if not Path(s).is_file():
-            raise ModelError("model file not found", s)
-        return read_info(s)
-    models = shipped_models()
-    if s not in models:
-        user = user_model_dir() / (s + SUFFIX)  # a bare name (no path separator, no suffix): never leaves the folder
-        if user.is_file():
-            return read_info(user)
-        if s in RETIRED_MODELS:
-            raise ModelError(
-                f"model {s!r} is no longer shipped; its weights are in the saicm repository's history: "
-                f"git show {RETIRED_MODELS[s]}:saicm/weights/{s}{SUFFIX} > {s}{SUFFIX}, then pass that file "
-                "with --model")
-        known = ", ".join(models) or "none shipped"
-        raise ModelError(f"unknown model {s!r} (shipped: {known}; imported: {user_model_dir()}; "
-                         "or pass a .safetensors path)")
-    return models[s]
-
-
-#: The model used when none is named: the best-trained human-vision model shipped.
-DEFAULT_MODEL = "mse-hyperprior-n64-v5"
-
-
-#: Models once shipped and since removed from the package (superseded; their results stay in benchmarks/results/):
-#: name → the last commit whose saicm/weights/ holds the file. Streams they wrote decode with that file as --model.
-RETIRED_MODELS = {name: "fda74cf" for name in (
-    "mse-hyperprior-n64", "mse-hyperprior-n64-v2", "object-coco-n64", "saicm-regions-a078-n64",
-    "saicm-regions-a078-off005-n64", "saicm-regions-a048-n64", "saicm-regions-a048-n64-v2",
-    "saicm-regions-a048-off005-n64-v2", "saicm-regions-a048-off02-n64-v2")}
-
-
-#: Where several shipped SA-ICM models come from the same MSE model, the one to show (the best measured;
-#: docs/results/sa-icm.md).
-RECOMMENDED_MACHINE_MODEL = "saicm-regions-a048-off02-n64-v5"
-
-#: The two-layer model `make demo` shows (machine layer = RECOMMENDED_MACHINE_MODEL).
-RECOMMENDED_SCALABLE_MODEL = "scalable-off02v5-m4-cond"
-
-
-def default_model_name() -> str:
-    models = shipped_models()
-    if not models:
-        raise ModelError("no shipped model found in " + str(WEIGHTS_DIR))
-    if DEFAULT_MODEL in models:
-        return DEFAULT_MODEL
-    preferred = [n for n in models if n.startswith("mse-")]
-    return (preferred or list(models))[0]
-
-
 def build_from_info(info: ModelInfo, config: dict | None = None) -> torch.nn.Module:
     """An untrained model of ``info``'s architecture and config (``config`` overrides it), ready for its weights."""
     import inspect
 
-    from .registry import ARCHITECTURES
+    from .registry import load_architectures
 
     config = dict(info.config if config is None else config)
-    cls = ARCHITECTURES.get(info.architecture)
+    cls = load_architectures().get(info.architecture)
     if cls is not None and "model_dir" in inspect.signature(cls.__init__).parameters:
         config["model_dir"] = str(Path(info.path).resolve().parent)  # where a non-shipped base may lie
     try:
@@ -290,27 +124,6 @@ def _load_cached(path: str, _mtime: int) -> torch.nn.Module:
     return model.to(memory_format=torch.channels_last)
 
 
-def locate(name: str, sha256_hex: str, model_dir: str | None = None) -> ModelInfo:
-    """The weight file a scalable model's config names: shipped ``name``, else ``model_dir/name.safetensors``, else
-    ``name.safetensors`` in the user's model folder (:func:`user_model_dir`); its SHA-256 must be ``sha256_hex``."""
-    candidates = []
-    models = shipped_models()
-    if name in models:
-        candidates.append(models[name])
-    for folder in ([model_dir] if model_dir else []) + [user_model_dir()]:  # beside it, then the user's folder
-        p = Path(folder) / (name + SUFFIX)
-        if p.is_file():
-            candidates.append(read_info(p, name=name))
-    for info in candidates:
-        if full_checksum(info.path).hex() == sha256_hex:
-            return info
-    if candidates:
-        raise ModelError(f"base model {name!r} found ({candidates[0].path}) but its weights differ from the ones "
-                         f"this model was trained on (SHA-256 {sha256_hex[:16]}…)")
-    where = f"shipped, in {model_dir} or in {user_model_dir()}" if model_dir else f"shipped or in {user_model_dir()}"
-    raise ModelError(f"base model {name!r} not found ({where}); put {name}{SUFFIX} beside the scalable model file")
-
-
 def load_model(model: str | os.PathLike | None = None) -> tuple[torch.nn.Module, ModelInfo]:
     """Load a shipped model by name, or a weight file by path, ready to code."""
     info = resolve(model)
@@ -318,27 +131,3 @@ def load_model(model: str | os.PathLike | None = None) -> tuple[torch.nn.Module,
     return _load_cached(p, os.stat(p).st_mtime_ns), info
 
 
-def default_quality(num_qualities: int) -> int:
-    """The quality used when none is given: the middle rate point (the upper middle for an even count)."""
-    return num_qualities // 2 + 1
-
-
-def model_table() -> list[dict]:
-    """What ``saicm models`` shows: one row per shipped model."""
-    rows = []
-    default = default_model_name()
-    for name, info in shipped_models().items():
-        lambdas = info.config.get("lambdas", [])
-        rows.append({
-            "name": name,
-            "default": name == default,
-            "architecture": info.architecture,
-            "config": info.config,
-            "description": describe(info),
-            "qualities": [{"quality": i + 1, "lambda": lam} for i, lam in enumerate(lambdas)],
-            "default_quality": default_quality(len(lambdas)),
-            "file": str(info.path),
-            "bytes": info.path.stat().st_size,
-            "sha256": _sha256(str(info.path.resolve()), os.stat(info.path).st_mtime_ns).hex(),
-        })
-    return rows

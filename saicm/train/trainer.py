@@ -28,7 +28,7 @@ from .._fs import atomic_path
 from ..device import resolve_device
 from ..errors import SaicmError
 from ..models import build_architecture, save_model
-from ..models.registry import ARCHITECTURES
+from ..models.registry import load_architectures
 from ..models.zoo import build_from_info, load_model
 from .config import AMP_MODES, DEFAULT_LAMBDAS, QUANT_MODES, TrainConfig
 from .data import RandomCrops
@@ -132,7 +132,7 @@ def train(cfg: TrainConfig) -> Path:
             # same count: gain row q starts from the init model's row q
             config["lambdas"] = [float(v) for v in cfg.lambdas]
             state = {k: v for k, v in state.items() if k != "lambdas"}
-        target = ARCHITECTURES.get(cfg.architecture)
+        target = load_architectures().get(cfg.architecture)
         new_parts: tuple = ()
         if cfg.architecture != info.architecture and getattr(target, "NEW_PARAMETERS", None):
             # a richer architecture started from this model (e.g. a context model from a hyperprior): its own
@@ -148,7 +148,7 @@ def train(cfg: TrainConfig) -> Path:
                              f"(missing {missing[:3]}, unexpected {unexpected[:3]})")
     else:
         lambdas = list(cfg.lambdas if cfg.lambdas is not None else DEFAULT_LAMBDAS)
-        cls = ARCHITECTURES.get(cfg.architecture)
+        cls = load_architectures().get(cfg.architecture)
         if hasattr(cls, "from_train_config"):  # architectures with options of their own (e.g. --base, --m)
             model = cls.from_train_config(cfg, lambdas)
         else:

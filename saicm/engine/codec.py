@@ -1,0 +1,105 @@
+"""Image ⇄ portable ``.saicm`` stream (format version 3), with either transform back-end.
+
+``compress`` and ``decode`` are what :func:`saicm.compress` / :func:`saicm.decompress`
+run for the models the engine supports. With ``engine="onnx"`` (the default) a
+process never imports PyTorch or CompressAI; ``engine="torch"`` runs the same
+coding with the PyTorch transforms (and their tiled analysis and synthesis,
+for images above 4 megapixels), so files cross between the two.
+"""
+
+from __future__ import annotations
+
+import zlib
+
+import numpy as np
+
+from ..codec import container
+from ..codec.image_io import ImageLike, load_padded
+from ..codec.limits import check_layout, check_pixels, header_model_name
+from ..codec.tiling import needs_strips, strip_count, strip_rows
+from ..errors import FormatError, ModelError
+from ..models.catalog import ModelInfo, default_quality, file_checksum, resolve
+from . import ENGINES
+from .model import PortableModel, load
+from .runtime import transforms
+
+
+def _padded(rgb: np.ndarray, pb: int, pr: int) -> np.ndarray:
+    """(1, 3, H+pb, W+pr) float32 in [0, 1], edge-replicated (as the PyTorch path pads)."""
+    x = np.pad(rgb, ((0, pb), (0, pr), (0, 0)), mode="edge") if pb or pr else rgb
+    return (x.transpose(2, 0, 1)[None].astype(np.float32) / np.float32(255.0))
+
+
+def _backend(engine: str, large: bool) -> str:
+    """``auto``: onnxruntime, but the PyTorch transforms for images coded by tiles (above 4 megapixels)."""
+    if engine not in ENGINES[:3]:
+        raise ModelError(f"engine {engine!r} does not code portable streams (one of {', '.join(ENGINES[:3])})")
+    if engine == "auto":
+        return "torch" if large else "onnx"
+    if large and engine == "onnx":
+        raise ModelError("images above 4 megapixels are coded by tiles, which the onnx engine does not do yet: "
+                         "use --engine torch (or auto)")
+    return engine
+
+
+def compress(image: ImageLike, info: ModelInfo, quality: int | None = None, engine: str = "auto",
+             max_pixels: int | None = None) -> bytes:
+    """Encode an image into a version-3 stream of the model ``info``."""
+    pm = load(info)
+    q = default_quality(pm.num_qualities) if quality is None else int(quality)
+    if not 1 <= q <= pm.num_qualities:
+        raise ModelError(f"quality {q} out of range for {info.name} (1..{pm.num_qualities})")
+    img, pb, pr = load_padded(image, pm.multiple, max_pixels)
+    h, w = img.size
+    ph, pw = h + pb, w + pr
+    large = needs_strips(pm.M, ph, pw)
+    t = transforms(pm, _backend(engine, large))
+    if large:
+        from ..codec.tiling import analyse_tiles
+
+        y = analyse_tiles(t.net.g_a, img.rgb, pb, pr).numpy()
+    else:
+        y = t.analysis(_padded(img.rgb, pb, pr))
+    y = y * pm.gain[q - 1][None, :, None, None]
+    z = t.hyper_analysis(y)
+    rows = strip_rows(pm.M, pw // 16)
+    strings = pm.encode(y[0], z[0], rows)
+    header = container.Header(
+        model=info.name, weights_sha=file_checksum(info.path), quality=q, height=h, width=w,
+        pad_bottom=pb, pad_right=pr, gray=img.gray, shapes=pm.latent_shapes(ph, pw),
+        version=container.PORTABLE_VERSION, strip_rows=rows)
+    alpha = zlib.compress(img.alpha.tobytes(), 9) if img.alpha is not None else None
+    return container.pack(container.Stream(header=header, strings=strings, alpha=alpha))
+
+
+def open_portable(stream: container.Stream, model=None, max_pixels: int | None = None) -> PortableModel:
+    """The portable model that decodes ``stream``, after every check that can be made before decoding."""
+    h = stream.header
+    check_pixels(h.height, h.width, max_pixels)
+    info = resolve(model if model is not None else header_model_name(h.model))
+    if file_checksum(info.path) != h.weights_sha:
+        raise ModelError(f"the file was coded with other weights of model {h.model!r} than {info.path.name} "
+                         "(checksum mismatch); pass the matching model file with --model")
+    pm = load(info)
+    check_layout(h, info.name, pm.num_qualities, pm.multiple, pm.latent_shapes)
+    if len(stream.strings) != 1 + strip_count((h.height + h.pad_bottom) // 16, h.strip_rows):
+        raise FormatError("latent layout does not match the model (strip count)")
+    return pm
+
+
+def decode(stream: container.Stream, model=None, engine: str = "auto", max_pixels: int | None = None) -> np.ndarray:
+    """The uint8 (H, W, 3) image of a version-3 stream."""
+    pm = open_portable(stream, model, max_pixels)
+    h = stream.header
+    large = needs_strips(pm.M, h.height + h.pad_bottom, h.width + h.pad_right)
+    backend = _backend(engine, large)
+    y_hat = pm.decode(stream.strings, h.shapes[0], h.quality, h.strip_rows)
+    t = transforms(pm, backend)
+    if large:
+        import torch
+
+        from ..codec.tiling import synthesize_tiles
+
+        return synthesize_tiles(t.net.g_s, torch.from_numpy(y_hat), h.height, h.width)
+    x = t.synthesis(y_hat)[0, :, : h.height, : h.width]
+    return np.rint(np.clip(x, 0.0, 1.0) * np.float32(255.0)).astype(np.uint8).transpose(1, 2, 0)

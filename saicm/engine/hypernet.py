@@ -1,0 +1,179 @@
+"""The hyper-synthesis in exact integer arithmetic: the same coder tables on every engine, CPU and thread count.
+
+The hyper-synthesis ``h_s`` turns the decoded hyper-latent ẑ into the scales
+(which pick the entropy coder's table for every symbol of y) and the means of
+y. If encoder and decoder disagree on one scale index, the rest of the stream
+decodes to garbage, so this computation must be *exact*, not just close. In
+floating point it is exact only for one build on one CPU: summation order,
+FMA and vector width change the last bits. Here every quantity is an integer
+(fixed point, :data:`FRAC` fraction bits), in the spirit of "Integer networks
+for data compression" (Ballé, Johnston & Minnen, ICLR 2019), but without
+retraining: the float weights are rounded once to integers with a per-layer
+power-of-two scale chosen so that no sum can exceed 2⁵².
+
+Why the result is the same everywhere: the convolutions run as float64
+matrix products (BLAS) on integer-valued operands. Every product and every
+partial sum is an integer of magnitude below 2⁵³, hence exactly
+representable, so each floating-point operation is exact and the result does
+not depend on the order of the additions, on FMA or on the number of threads.
+Rounding, activation and saturation are int64 operations. The weights are
+rounded from the model file's values by exact arithmetic as well (fp16/fp32
+times a power of two, round-half-even; bounds checked with int64 sums), so
+the integer network itself is a deterministic function of the file.
+
+The cost against the float network: activations carry 15 fraction bits and
+weights 16–19 fraction bits; the scales and means differ from the float ones
+by ~10⁻⁴ (at most ~10⁻³), which moves ~0.1 % of the symbols to the
+neighbouring coder table.
+Measured in docs/engine.md (rate within a fraction of a percent).
+
+Bounds (``ACT_LIMIT`` saturates every activation, so they hold for any input,
+including a crafted hyper-latent): |activation| ≤ 2²⁵, Σ|integer weights| of
+one output ≤ 2²⁶, |bias| ≤ 2⁵¹, so every accumulator stays below 2⁵².
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+FRAC = 15  #: fraction bits of every activation (value = integer / 2**FRAC)
+#: activations saturate at ±2**25 (±1024.0; the shipped models' largest on photos is ~75)
+ACT_LIMIT = 1 << 25
+WEIGHT_SUM_LIMIT = 1 << 26  #: Σ|w| of one output channel, in integer units
+BIAS_LIMIT = 1 << 51
+#: float64 values per block of a matrix product (bounds the memory of large latents: 32 MB)
+BLOCK_VALUES = 1 << 22
+
+
+@dataclass(frozen=True)
+class IntLayer:
+    """One convolution (``deconv``: transposed, stride 2, output padding 1) in integer form."""
+
+    weight: np.ndarray  # float64 holding integers: (Cout, Cin·k·k) for conv, (Cout·k·k, Cin) for deconv
+    bias: np.ndarray  # int64 (Cout,), in units of 2**-(shift + FRAC)
+    shift: int  # weights are round(w · 2**shift)
+    cin: int
+    cout: int
+    k: int
+    stride: int
+    transposed: bool
+    leaky: bool  # LeakyReLU(0.01) after the layer
+
+
+def _integer_weights(w: np.ndarray, axes: tuple[int, ...]) -> tuple[np.ndarray, int]:
+    """``round(w·2**s)`` for the largest ``s`` keeping every Σ|·| over ``axes`` ≤ WEIGHT_SUM_LIMIT (exact)."""
+    w64 = np.asarray(w, dtype=np.float64)
+    total = float(np.abs(w64).sum(axis=axes).max()) if w64.size else 0.0
+    s = 40 if total == 0.0 else min(40, int(math.floor(math.log2(WEIGHT_SUM_LIMIT / total))) + 1)
+    while True:  # the float estimate may be off by one: settle it with exact integer sums
+        wi = np.rint(np.ldexp(w64, s))
+        if np.abs(wi).astype(np.int64).sum(axis=axes).max(initial=0) <= WEIGHT_SUM_LIMIT:
+            return wi, s
+        s -= 1
+
+
+def _layer(weight: np.ndarray, bias: np.ndarray, transposed: bool, leaky: bool) -> IntLayer:
+    weight = np.asarray(weight, dtype=np.float64)
+    if transposed:  # (Cin, Cout, k, k): one output sums over Cin and (a subset of) the taps
+        cin, cout, k, _ = weight.shape
+        wi, s = _integer_weights(weight.transpose(1, 0, 2, 3), axes=(1, 2, 3))
+        mat = wi.transpose(0, 2, 3, 1).reshape(cout * k * k, cin)  # rows (o, ki, kj)
+        stride = 2
+    else:  # (Cout, Cin, k, k)
+        cout, cin, k, _ = weight.shape
+        wi, s = _integer_weights(weight, axes=(1, 2, 3))
+        mat = wi.reshape(cout, cin * k * k)
+        stride = 1
+    b = np.rint(np.ldexp(np.asarray(bias, dtype=np.float64), s + FRAC))
+    b = np.clip(b, -BIAS_LIMIT, BIAS_LIMIT).astype(np.int64)
+    return IntLayer(np.ascontiguousarray(mat), b, s, cin, cout, k, stride, transposed, leaky)
+
+
+def _requantize(acc: np.ndarray, layer: IntLayer) -> np.ndarray:
+    """Accumulators (integer-valued float64, units 2**-(shift+FRAC)) → activations (int64, units 2**-FRAC)."""
+    a = acc.astype(np.int64)
+    if layer.shift > 0:
+        a = (a + (1 << (layer.shift - 1))) >> layer.shift  # round half up
+    elif layer.shift < 0:
+        a = a << -layer.shift
+    np.clip(a, -ACT_LIMIT, ACT_LIMIT, out=a)
+    if layer.leaky:  # LeakyReLU, slope 1/100, rounded half up
+        neg = a < 0
+        a[neg] = (a[neg] + 50) // 100
+    return a
+
+
+def _conv(x: np.ndarray, layer: IntLayer) -> np.ndarray:
+    """Stride-1 'same' convolution of (Cin, H, W) int64 → (Cout, H, W) int64."""
+    cin, h, w = x.shape
+    k, p = layer.k, layer.k // 2
+    xp = np.zeros((cin, h + 2 * p, w + 2 * p), np.float64)
+    xp[:, p: p + h, p: p + w] = x
+    out = np.empty((layer.cout, h, w), np.int64)
+    rows = max(1, BLOCK_VALUES // max(1, cin * k * k * w))
+    for r0 in range(0, h, rows):
+        r1 = min(h, r0 + rows)
+        cols = np.empty((cin, k, k, r1 - r0, w), np.float64)
+        for i in range(k):
+            for j in range(k):
+                cols[:, i, j] = xp[:, r0 + i: r1 + i, j: j + w]
+        acc = layer.weight @ cols.reshape(cin * k * k, -1)
+        acc += layer.bias[:, None]
+        out[:, r0:r1] = _requantize(acc, layer).reshape(layer.cout, r1 - r0, w)
+    return out
+
+
+def _deconv(x: np.ndarray, layer: IntLayer) -> np.ndarray:
+    """Transposed convolution, stride 2, padding k//2, output padding 1: (Cin, H, W) → (Cout, 2H, 2W)."""
+    cin, h, w = x.shape
+    k, p, cout = layer.k, layer.k // 2, layer.cout
+    full = np.zeros((cout, 2 * h + k, 2 * w + k), np.float64)  # every tap's contribution, before cropping
+    rows = max(1, BLOCK_VALUES // max(1, cout * k * k * w))
+    xf = x.astype(np.float64)
+    for r0 in range(0, h, rows):
+        r1 = min(h, r0 + rows)
+        contrib = (layer.weight @ xf[:, r0:r1].reshape(cin, -1)).reshape(cout, k, k, r1 - r0, w)
+        for i in range(k):
+            for j in range(k):
+                full[:, 2 * r0 + i: 2 * r1 + i: 2, j: j + 2 * w: 2] += contrib[:, i, j]
+    acc = full[:, p: p + 2 * h, p: p + 2 * w]
+    acc += layer.bias[:, None, None]
+    return _requantize(acc, layer)
+
+
+class IntegerHyperSynthesis:
+    """``h_s`` of a mean-scale hyperprior (CompressAI layout: deconv, LeakyReLU, deconv, LeakyReLU, conv3×3)
+    as an exact integer network. Built from a state dict of numpy arrays (``h_s.0.weight`` …)."""
+
+    def __init__(self, state: dict, prefix: str = "h_s"):
+        self.layers = [
+            _layer(state[f"{prefix}.0.weight"], state[f"{prefix}.0.bias"], transposed=True, leaky=True),
+            _layer(state[f"{prefix}.2.weight"], state[f"{prefix}.2.bias"], transposed=True, leaky=True),
+            _layer(state[f"{prefix}.4.weight"], state[f"{prefix}.4.bias"], transposed=False, leaky=False),
+        ]
+
+    @property
+    def in_channels(self) -> int:
+        return self.layers[0].cin
+
+    def __call__(self, z: np.ndarray) -> np.ndarray:
+        """(Cin, h, w) int64 hyper-latent in units of 2**-FRAC → (2M, 4h, 4w) int64 (scales, then means)."""
+        a = np.clip(np.asarray(z, dtype=np.int64), -ACT_LIMIT, ACT_LIMIT)
+        for layer in self.layers:
+            a = _deconv(a, layer) if layer.transposed else _conv(a, layer)
+        return a
+
+
+def scale_thresholds(scale_table: np.ndarray) -> np.ndarray:
+    """Integer thresholds: a scale of ``s`` units (2**-FRAC) takes table index ``#{i < L-1: s > t_i}``, which is
+    CompressAI's ``build_indexes`` (index = count of table entries strictly below the scale)."""
+    t = np.floor(np.ldexp(np.asarray(scale_table, dtype=np.float64), FRAC)).astype(np.int64)
+    return t[:-1]
+
+
+def scale_indexes(scales: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
+    """Table index of every integer scale (int32, same shape)."""
+    return np.searchsorted(thresholds, scales, side="left").astype(np.int32)

@@ -1,0 +1,153 @@
+"""The float transforms of the portable engine: onnxruntime sessions, or the PyTorch modules.
+
+Both back-ends take and return numpy arrays (float32, NCHW), so everything else
+in :mod:`saicm.engine` is shared. The ONNX graphs are built from the model
+file's own weights (:mod:`saicm.engine.onnx_export`) the first time a model is
+used and cached under ``$SAICM_CACHE`` (default ``$XDG_CACHE_HOME/saicm`` or
+``~/.cache/saicm``), named by the file's SHA-256; nothing is downloaded. If
+the cache cannot be written the graphs are built in memory for each process.
+``saicm export-onnx`` builds them ahead of time (e.g. for a read-only install).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import ModelError
+from .model import PortableModel
+
+#: bump when onnx_export changes what it builds (old cache entries are then ignored)
+EXPORT_VERSION = 1
+
+
+def threads() -> int:
+    """Threads per process: ``$SAICM_THREADS``, else every CPU."""
+    try:
+        return max(1, int(os.environ.get("SAICM_THREADS", "0"))) if os.environ.get("SAICM_THREADS") \
+            else max(1, os.cpu_count() or 1)
+    except ValueError:
+        return max(1, os.cpu_count() or 1)
+
+
+def cache_dir() -> Path:
+    env = os.environ.get("SAICM_CACHE")
+    if env:
+        return Path(env).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "saicm"
+
+
+def onnx_path(model: PortableModel, part: str, folder: Path | None = None) -> Path:
+    from ..models.catalog import full_checksum
+
+    digest = full_checksum(model.info.path).hex()[:32]
+    return (folder or cache_dir()) / "onnx" / f"{digest}-{part}-e{EXPORT_VERSION}.onnx"
+
+
+def export(model: PortableModel, folder: Path | None = None) -> list[Path]:
+    """Build and write the ONNX graphs of ``model`` (atomically); returns their paths."""
+    from .._fs import write_bytes_atomic
+    from .onnx_export import PARTS, build_transform
+
+    out = []
+    for part in PARTS:
+        p = onnx_path(model, part, folder)
+        p.parent.mkdir(parents=True, exist_ok=True)
+        write_bytes_atomic(p, build_transform(model.state, part))
+        out.append(p)
+    return out
+
+
+class OnnxTransforms:
+    """``g_a``, ``h_a`` and ``g_s`` in onnxruntime (sessions made on first use)."""
+
+    name = "onnx"
+
+    def __init__(self, model: PortableModel, num_threads: int | None = None):
+        self.model = model
+        self.num_threads = num_threads or threads()
+        self._sessions: dict[str, object] = {}
+
+    def _graph(self, part: str):
+        p = onnx_path(self.model, part)
+        if p.is_file():
+            return str(p)
+        try:
+            from .onnx_export import build_transform
+        except ImportError:
+            raise ModelError("building the engine's ONNX graphs needs the onnx package (pip install onnx), "
+                             "or graphs exported beforehand with saicm export-onnx") from None
+        data = build_transform(self.model.state, part)
+        try:
+            from .._fs import write_bytes_atomic
+
+            p.parent.mkdir(parents=True, exist_ok=True)
+            write_bytes_atomic(p, data)
+        except OSError:
+            pass  # a read-only cache: build in memory each time
+        return data
+
+    def _run(self, part: str, x: np.ndarray) -> np.ndarray:
+        s = self._sessions.get(part)
+        if s is None:
+            import onnxruntime as ort
+
+            opts = ort.SessionOptions()
+            opts.intra_op_num_threads = self.num_threads
+            opts.inter_op_num_threads = 1
+            opts.log_severity_level = 3
+            s = self._sessions[part] = ort.InferenceSession(self._graph(part), opts,
+                                                            providers=["CPUExecutionProvider"])
+        return s.run(None, {"x": np.ascontiguousarray(x, dtype=np.float32)})[0]
+
+    def analysis(self, x: np.ndarray) -> np.ndarray:
+        return self._run("g_a", x)
+
+    def hyper_analysis(self, y: np.ndarray) -> np.ndarray:
+        return self._run("h_a", y)
+
+    def synthesis(self, y_hat: np.ndarray) -> np.ndarray:
+        return self._run("g_s", y_hat)
+
+
+class TorchTransforms:
+    """The same transforms from the PyTorch model (``saicm.models``); needs torch and CompressAI."""
+
+    name = "torch"
+
+    def __init__(self, model: PortableModel):
+        from ..models.zoo import load_model
+
+        self.net, _ = load_model(model.info.path)
+
+    def _run(self, fn, x: np.ndarray) -> np.ndarray:
+        import torch
+
+        with torch.inference_mode():
+            t = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
+            return fn(t.contiguous(memory_format=torch.channels_last)).float().contiguous().numpy()
+
+    def analysis(self, x: np.ndarray) -> np.ndarray:
+        return self._run(self.net.g_a, x)
+
+    def hyper_analysis(self, y: np.ndarray) -> np.ndarray:
+        return self._run(self.net.h_a, y)
+
+    def synthesis(self, y_hat: np.ndarray) -> np.ndarray:
+        from ..models.determinism import synthesize_in_strips
+
+        return self._run(lambda t: synthesize_in_strips(self.net.g_s, t, scale=16), y_hat)
+
+
+BACKENDS = ("onnx", "torch")
+
+
+def transforms(model: PortableModel, backend: str):
+    if backend == "onnx":
+        return OnnxTransforms(model)
+    if backend == "torch":
+        return TorchTransforms(model)
+    raise ModelError(f"unknown engine {backend!r} (one of {', '.join(BACKENDS)})")

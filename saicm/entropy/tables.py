@@ -1,0 +1,185 @@
+"""Entropy coding with fixed integer CDF tables on constriction's ANS coder (no PyTorch, no CompressAI).
+
+The portable format (``.saicm`` version 3) codes the latents with the tables a
+model file already stores (CompressAI's layout: one 16-bit CDF per table, its
+length and the offset of its first symbol), so they are the same integers at
+both ends. The coder is constriction's ``AnsCoder`` (Rust; bounds-checked: a
+crafted string decodes to symbols of the alphabet or fails, it never reads
+outside its buffer), pinned because its model quantisation is part of the
+format.
+
+A table of length L codes the values 0 … L−3 directly (the symbol minus the
+table's offset); L−2 is the escape: the value is then written after the ANS
+words as a LEB128 number, with CompressAI's mapping of out-of-range values
+(v < 0 → −2v−1, v ≥ L−2 → 2(v−(L−2))). One string is::
+
+    n words      LEB128   number of 32-bit ANS words
+    words        n × u32  little-endian, constriction's compressed stack
+    escapes      LEB128 × (number of escape symbols), in raster order
+
+The symbols are coded table by table (ascending table index, raster order
+within a table), so each table's model is built once per string; the decoder
+knows the table of every symbol before decoding (from the hyper-latent), so it
+reproduces the order.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Iterator
+
+import numpy as np
+
+from ..errors import FormatError, ModelError
+
+PRECISION = 16  # CompressAI's CDF tables sum to 2**16
+ESCAPE_LIMIT = 1 << 24  #: largest escaped magnitude a file may carry (far beyond any latent)
+
+
+def _is_panic(e: BaseException) -> bool:
+    return type(e).__name__ == "PanicException"
+
+
+@contextlib.contextmanager
+def coder_errors(message: str) -> Iterator[None]:
+    """constriction reports bad data as ValueError or a Rust panic (a BaseException): both become one
+    :class:`FormatError` with ``message``; interrupts pass through."""
+    try:
+        yield
+    except BaseException as e:  # noqa: BLE001 - a Rust panic is not an Exception
+        if isinstance(e, (KeyboardInterrupt, SystemExit)) or not (isinstance(e, Exception) or _is_panic(e)):
+            raise
+        raise FormatError(message) from None
+
+
+def _leb128(values: np.ndarray) -> bytes:
+    out = bytearray()
+    for v in values.tolist():
+        while True:
+            b = v & 0x7F
+            v >>= 7
+            if v:
+                out.append(b | 0x80)
+            else:
+                out.append(b)
+                break
+    return bytes(out)
+
+
+def _read_leb128(data: bytes, pos: int, count: int, limit: int) -> tuple[list[int], int]:
+    """``count`` numbers from ``data[pos:]`` (each < ``limit``, at most 5 bytes) and the position after them."""
+    out = []
+    for _ in range(count):
+        v, shift = 0, 0
+        while True:
+            if pos >= len(data):
+                raise FormatError("corrupt payload (a coded string ends early)")
+            b = data[pos]
+            pos += 1
+            v |= (b & 0x7F) << shift
+            shift += 7
+            if not b & 0x80:
+                break
+            if shift >= 35:
+                raise FormatError("corrupt payload (an over-long number)")
+        if v >= limit:
+            raise FormatError("corrupt payload (a number out of range)")
+        out.append(v)
+    return out, pos
+
+
+class CdfTables:
+    """A model's integer CDF tables (``cdf`` (T, L) int, ``lengths`` (T,), ``offsets`` (T,)) as ANS models."""
+
+    def __init__(self, cdf: np.ndarray, lengths: np.ndarray, offsets: np.ndarray):
+        cdf = np.asarray(cdf, dtype=np.int64)
+        lengths = np.asarray(lengths, dtype=np.int64).reshape(-1)
+        offsets = np.asarray(offsets, dtype=np.int64).reshape(-1)
+        if cdf.ndim != 2 or len(lengths) != len(cdf) or len(offsets) != len(cdf) or not len(cdf):
+            raise ModelError("malformed entropy tables in the model file")
+        pmfs = []
+        for row, n in zip(cdf, lengths):
+            if not 3 <= n <= cdf.shape[1] or row[0] != 0 or row[n - 1] != 1 << PRECISION:
+                raise ModelError("malformed entropy tables in the model file")
+            pmf = np.diff(row[:n])
+            if (pmf <= 0).any():
+                raise ModelError("malformed entropy tables in the model file (a zero-probability symbol)")
+            pmfs.append(pmf.astype(np.float64))
+        self._pmfs = pmfs
+        self._models: dict[int, object] = {}
+        self.lengths, self.offsets = lengths, offsets
+
+    def __len__(self) -> int:
+        return len(self._pmfs)
+
+    def _model(self, t: int):
+        m = self._models.get(t)
+        if m is None:
+            import constriction
+
+            m = self._models[t] = constriction.stream.model.Categorical(self._pmfs[t], perfect=False)
+        return m
+
+    def _check(self, tables: np.ndarray) -> np.ndarray:
+        tables = np.asarray(tables, dtype=np.int64).reshape(-1)
+        if tables.size and (tables.min() < 0 or tables.max() >= len(self)):
+            raise ValueError("table index out of range")
+        return tables
+
+    def encode(self, symbols: np.ndarray, tables: np.ndarray) -> bytes:
+        """One string for ``symbols`` (any int shape), each coded with the table of the same position."""
+        import constriction
+
+        tables = self._check(tables)
+        values = np.asarray(symbols, dtype=np.int64).reshape(-1) - self.offsets[tables]
+        top = self.lengths[tables] - 2  # the escape symbol of each position's table
+        low, high = values < 0, values >= top
+        raw = np.zeros_like(values)
+        raw[low] = -2 * values[low] - 1
+        raw[high] = 2 * (values[high] - top[high])
+        escaped = low | high
+        if escaped.any() and raw[escaped].max() >= ESCAPE_LIMIT:
+            raise ValueError("a latent value is out of the coder's range")
+        values[escaped] = top[escaped]
+        order = np.argsort(tables, kind="stable")
+        counts = np.bincount(tables, minlength=len(self))
+        ends = np.cumsum(counts)
+        sorted_values = values[order].astype(np.int32)
+        coder = constriction.stream.stack.AnsCoder()
+        for t in reversed(np.flatnonzero(counts).tolist()):  # a stack: the last table goes in first
+            coder.encode_reverse(sorted_values[ends[t] - counts[t]: ends[t]], self._model(t))
+        words = np.asarray(coder.get_compressed(), dtype="<u4")
+        return _leb128(np.array([len(words)])) + words.tobytes() + _leb128(raw[escaped])
+
+    def decode(self, data: bytes, tables: np.ndarray) -> np.ndarray:
+        """The symbols (int64, flat, raster order) of a string coded by :meth:`encode` with the same ``tables``."""
+        import constriction
+
+        tables = self._check(tables)
+        (n_words,), pos = _read_leb128(data, 0, 1, limit=len(data) // 4 + 1)
+        if pos + 4 * n_words > len(data):
+            raise FormatError("corrupt payload (a coded string ends early)")
+        words = np.frombuffer(data, dtype="<u4", count=n_words, offset=pos).astype(np.uint32)
+        pos += 4 * n_words
+        order = np.argsort(tables, kind="stable")
+        counts = np.bincount(tables, minlength=len(self))
+        sorted_values = np.empty(tables.size, np.int64)
+        with coder_errors("corrupt payload (the coded symbols are not a valid stream)"):
+            coder = constriction.stream.stack.AnsCoder(words) if n_words else constriction.stream.stack.AnsCoder()
+            start = 0
+            for t in np.flatnonzero(counts).tolist():
+                n = int(counts[t])
+                sorted_values[start: start + n] = coder.decode(self._model(t), n)
+                start += n
+        values = np.empty_like(sorted_values)
+        values[order] = sorted_values
+        top = self.lengths[tables] - 2
+        escaped = values == top
+        n_esc = int(escaped.sum())
+        raw, pos = _read_leb128(data, pos, n_esc, limit=ESCAPE_LIMIT)
+        if pos != len(data):
+            raise FormatError("corrupt payload (trailing bytes after a coded string)")
+        if n_esc:
+            raw = np.asarray(raw, dtype=np.int64)
+            values[escaped] = np.where(raw & 1, -(raw + 1) // 2, raw // 2 + top[escaped])
+        return values + self.offsets[tables]

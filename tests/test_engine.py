@@ -1,0 +1,256 @@
+"""The portable engine (format 3): exact integer hyper-synthesis, ANS tables, onnxruntime ⇄ PyTorch files."""
+
+import os
+import struct
+import subprocess
+import sys
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from saicm.codec import container
+from saicm.engine import hypernet
+from saicm.errors import SaicmError
+
+pytest.importorskip("onnx")
+
+ROOT = Path(__file__).resolve().parent.parent
+REF = ROOT / "tests" / "reference" / "astronaut-200x150.png"
+V5 = "mse-hyperprior-n64-v5"
+
+
+def _v5_state():
+    from safetensors.numpy import load_file
+
+    from saicm.models.catalog import resolve
+
+    return load_file(str(resolve(V5).path))
+
+
+# --- the integer hyper-synthesis ------------------------------------------------------------------
+
+def _exact_deconv(x, w, b_units, shift):
+    """Reference transposed convolution in int64 (exact, slow): the same definition, no float anywhere."""
+    cin, h, wd = x.shape
+    _, cout, k, _ = w.shape
+    full = np.zeros((cout, 2 * h + k, 2 * wd + k), np.int64)
+    for i in range(k):
+        for j in range(k):
+            full[:, i: i + 2 * h: 2, j: j + 2 * wd: 2] += np.einsum("co,chw->ohw", w[:, :, i, j], x)
+    acc = full[:, k // 2: k // 2 + 2 * h, k // 2: k // 2 + 2 * wd] + b_units[:, None, None]
+    return (acc + (1 << (shift - 1))) >> shift
+
+
+def test_integer_layer_matches_exact_int64_arithmetic():
+    st = _v5_state()
+    layer = hypernet._layer(st["h_s.0.weight"], st["h_s.0.bias"], transposed=True, leaky=False)
+    rng = np.random.default_rng(0)
+    x = rng.integers(-hypernet.ACT_LIMIT, hypernet.ACT_LIMIT + 1, (64, 3, 4), dtype=np.int64)  # worst magnitudes
+    w_int = layer.weight.reshape(layer.cout, layer.k, layer.k, layer.cin).transpose(3, 0, 1, 2).astype(np.int64)
+    want = np.clip(_exact_deconv(x, w_int, layer.bias, layer.shift), -hypernet.ACT_LIMIT, hypernet.ACT_LIMIT)
+    assert np.array_equal(hypernet._deconv(x, layer), want)
+
+
+def test_integer_weights_respect_the_exactness_bound():
+    hs = hypernet.IntegerHyperSynthesis(_v5_state())
+    for layer in hs.layers:
+        w = np.abs(layer.weight.astype(np.int64))
+        sums = w.reshape(layer.cout, layer.k * layer.k, layer.cin).sum(axis=(1, 2)) if layer.transposed \
+            else w.sum(axis=1)
+        assert sums.max() <= hypernet.WEIGHT_SUM_LIMIT
+        assert np.abs(layer.bias).max() <= hypernet.BIAS_LIMIT
+        # |acc| ≤ Σ|w|·ACT_LIMIT + |b| < 2**53: every float64 product and partial sum is exact
+        assert int(sums.max()) * hypernet.ACT_LIMIT + int(np.abs(layer.bias).max()) < 2 ** 53
+
+
+def test_integer_hyper_synthesis_is_close_to_the_float_one():
+    import torch
+
+    from saicm.models.zoo import load_model
+
+    net, _ = load_model(V5)
+    hs = hypernet.IntegerHyperSynthesis(_v5_state())
+    rng = np.random.default_rng(1)
+    z = rng.integers(-6, 7, (64, 3, 5))
+    med = net._z_medians().numpy().reshape(-1).astype(np.float64)
+    med_units = np.rint(np.ldexp(med, hypernet.FRAC)).astype(np.int64)
+    got = np.ldexp(hs((z << hypernet.FRAC) + med_units[:, None, None]).astype(np.float64), -hypernet.FRAC)
+    with torch.no_grad():
+        ref = net.h_s(torch.from_numpy(z + np.ldexp(med_units, -hypernet.FRAC)[:, None, None]).float()[None])[0]
+    assert np.abs(got - ref.double().numpy()).max() < 5e-3  # measured ~1e-3 at most
+
+
+def test_hyper_synthesis_is_the_same_for_any_blas_thread_count():
+    code = ("import hashlib, numpy as np; from safetensors.numpy import load_file; "
+            "from saicm.engine.hypernet import IntegerHyperSynthesis; from saicm.models.catalog import resolve; "
+            f"hs = IntegerHyperSynthesis(load_file(str(resolve('{V5}').path))); "
+            "z = np.random.default_rng(3).integers(-2**20, 2**20, (64, 6, 9)); "
+            "print(hashlib.sha256(hs(z).tobytes()).hexdigest())")
+    out = set()
+    for n in ("1", "2"):
+        env = dict(os.environ, OPENBLAS_NUM_THREADS=n, OMP_NUM_THREADS=n, MKL_NUM_THREADS=n)
+        r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+        assert r.returncode == 0, r.stderr
+        out.add(r.stdout.strip())
+    assert len(out) == 1
+
+
+# --- the entropy tables -----------------------------------------------------------------------------
+
+def test_tables_roundtrip_with_escapes_and_reject_garbage():
+    from saicm.entropy.tables import CdfTables
+
+    st = _v5_state()
+    t = CdfTables(st["gaussian_conditional._quantized_cdf"], st["gaussian_conditional._cdf_length"],
+                  st["gaussian_conditional._offset"])
+    rng = np.random.default_rng(0)
+    idx = rng.integers(0, len(t), 5000)
+    sym = np.rint(rng.normal(0, 1, 5000) * np.exp(idx / 12)).astype(np.int64)
+    sym[:3] = [10 ** 6, -(10 ** 6), 0]  # far outside every table: escapes
+    data = t.encode(sym, idx)
+    assert np.array_equal(t.decode(data, idx), sym)
+    for bad in (data[:-1], data + b"\0", b"\xff\xff\xff\xff\xff\xff", b""):
+        with pytest.raises(SaicmError):
+            t.decode(bad, idx)
+
+
+# --- files: both engines ------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def files():
+    import saicm
+
+    return {e: saicm.compress(REF, model=V5, quality=4, engine=e) for e in ("onnx", "torch")}
+
+
+def _decode(data, engine):
+    import saicm
+
+    return np.asarray(saicm.decompress(data, engine=engine)).astype(np.int16)
+
+
+def test_portable_files_cross_engines(files):
+    for data in files.values():
+        assert container.unpack(data).header.version == container.PORTABLE_VERSION
+        a, b = _decode(data, "onnx"), _decode(data, "torch")
+        assert np.abs(a - b).max() <= 1
+        assert np.array_equal(a, _decode(data, "onnx"))  # the same engine reads its own file exactly
+    src = np.asarray(Image.open(REF).convert("RGB")).astype(np.float64)
+    for data in files.values():
+        mse = ((_decode(data, "onnx") - src) ** 2).mean()
+        assert 10 * np.log10(255 ** 2 / mse) > 28
+
+
+def test_portable_decode_is_the_same_on_one_and_two_threads(files):
+    from saicm.engine.codec import open_portable
+    from saicm.engine.runtime import OnnxTransforms
+
+    stream = container.unpack(files["onnx"])
+    pm = open_portable(stream)
+    h = stream.header
+    y = pm.decode(stream.strings, h.shapes[0], h.quality, h.strip_rows)
+    outs = [OnnxTransforms(pm, n).synthesis(y) for n in (1, 2)]
+    assert np.abs(outs[0] - outs[1]).max() < 1e-5
+    assert np.array_equal(np.rint(np.clip(outs[0], 0, 1) * 255), np.rint(np.clip(outs[1], 0, 1) * 255))
+
+
+def test_rate_matches_the_compressai_coder():
+    import saicm
+
+    new = saicm.compress(REF, model=V5, quality=4, engine="onnx")
+    old = saicm.compress(REF, model=V5, quality=4, engine="compressai")
+    assert container.unpack(old).header.version == 1
+    assert abs(len(new) - len(old)) <= 0.02 * len(old) + 16
+
+
+def test_coding_without_pytorch(tmp_path):
+    code = ("import sys, saicm, numpy as np; "
+            f"d = saicm.compress(r'{REF}', quality=2); img = saicm.decompress(d); "
+            "assert img.size == (200, 150), img.size; "
+            "bad = [m for m in ('torch', 'compressai') if m in sys.modules]; print(bad)")
+    env = dict(os.environ, SAICM_CACHE=str(tmp_path))  # a cold cache: the graphs are built from the file
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "[]"
+    assert len(list((tmp_path / "onnx").glob("*.onnx"))) == 3
+
+
+def test_a_trained_model_runs_on_the_engine(tiny_model):
+    import saicm
+
+    data = saicm.compress(REF, model=tiny_model, quality=2, engine="onnx")
+    a = _decode_with(data, tiny_model, "onnx")
+    b = _decode_with(data, tiny_model, "torch")
+    assert a.shape == (150, 200, 3) and np.abs(a - b).max() <= 1
+
+
+def _decode_with(data, model, engine):
+    import saicm
+
+    return np.asarray(saicm.decompress(data, model=model, engine=engine)).astype(np.int16)
+
+
+def test_unsupported_models_and_engines_are_clear_errors(tmp_path):
+    import saicm
+
+    with pytest.raises(SaicmError, match="engine"):
+        saicm.compress(REF, model=V5, engine="tpu")
+    data = saicm.compress(REF, model=V5, quality=1)
+    with pytest.raises(SaicmError, match="portable"):
+        saicm.decompress(data, engine="compressai")
+
+
+# --- hostile files --------------------------------------------------------------------------------------
+
+def _repack(stream: container.Stream) -> bytes:
+    return container.pack(stream)
+
+
+def test_crafted_portable_streams_fail_cleanly(files):
+    import saicm
+
+    stream = container.unpack(files["onnx"])
+    rng = np.random.default_rng(7)
+    outcomes = {"error": 0, "decoded": 0}
+    cases = []
+    for i in range(60):  # payload mutations behind a valid CRC: they reach the entropy decoder
+        strings = [bytearray(s) for s in stream.strings]
+        k = int(rng.integers(len(strings)))
+        if len(strings[k]):
+            for _ in range(int(rng.integers(1, 4))):
+                strings[k][int(rng.integers(len(strings[k])))] = int(rng.integers(256))
+        if i % 5 == 0:
+            strings[k] = strings[k][: int(rng.integers(len(strings[k]) + 1))]
+        cases.append(container.Stream(stream.header, [bytes(s) for s in strings], stream.alpha))
+    h = stream.header
+    for shapes, rows, n in (([(1, 1)], h.strip_rows, 2), (h.shapes, 1, 2), (h.shapes, 65535, 1),
+                            ([(65535, 65535)], h.strip_rows, 2)):
+        cases.append(container.Stream(container.Header(**{**h.__dict__, "shapes": shapes, "strip_rows": rows}),
+                                      stream.strings[:n], None))
+    for s in cases:
+        try:
+            img = saicm.decompress(_repack(s), engine="onnx")
+            assert img.size == (h.width, h.height)
+            outcomes["decoded"] += 1
+        except SaicmError:
+            outcomes["error"] += 1
+    assert outcomes["error"] >= 4  # every layout lie is refused; payload damage may decode to garbage
+    # a string claiming more ANS words than it holds, and an endless LEB128 number
+    for payload in (b"\xff\xff\xff\x0f", b"\x80" * 64):
+        bad = container.Stream(h, [payload] + stream.strings[1:], None)
+        with pytest.raises(SaicmError):
+            saicm.decompress(_repack(bad))
+
+
+def test_portable_header_layout_is_version_two_layout():
+    """Format 3 shares version 2's header layout: strip rows (u16) and a u32 string count."""
+    h = container.Header(model="m", weights_sha=b"\0" * 8, quality=1, height=64, width=64, shapes=[(1, 1)],
+                         version=container.PORTABLE_VERSION, strip_rows=4)
+    data = container.pack(container.Stream(h, [b"ab", b"c"]))
+    body = data[:-4]
+    assert struct.unpack(">I", data[-4:])[0] == zlib.crc32(body)
+    assert body.endswith(struct.pack(">HI", 4, 2) + struct.pack(">I", 2) + b"ab" + struct.pack(">I", 1) + b"c")
+    assert container.unpack(data).strings == [b"ab", b"c"]
