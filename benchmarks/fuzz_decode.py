@@ -3,7 +3,8 @@
     python benchmarks/fuzz_decode.py --cases 10000 --workers 2 -o fuzz-report.json
 
 Seed files are written at start with the shipped models (single-layer files
-of several kinds: RGB, noise, grayscale, alpha; two-layer files when a
+of several kinds: RGB, noise, grayscale, alpha, in the portable format 3 and in
+CompressAI's format 1; two-layer files when a
 scalable model is shipped, else with a tiny scalable model written to a
 temporary folder), and the tiny clip network of the test suite
 (``tests/reference/*.saicmv``). Each case mutates a seed (``saicm.codec.fuzz``:
@@ -56,7 +57,10 @@ def make_seeds(tmp: Path) -> list[dict]:
     rgba = np.dstack([smooth[:40, :50], rng.integers(0, 256, (40, 50), dtype=np.uint8)])
     seeds = []
     for q, (name, img) in enumerate([("smooth", smooth), ("noise", noise), ("gray", gray), ("rgba", rgba)]):
-        seeds.append({"name": f"v1-{name}", "data": saicm.compress(img, quality=1 + 2 * q), "model": None})
+        seeds.append({"name": f"v3-{name}", "data": saicm.compress(img, quality=1 + 2 * q), "model": None})
+    for q, (name, img) in enumerate([("smooth", smooth), ("noise", noise)]):  # CompressAI's coder (format 1)
+        seeds.append({"name": f"v1-{name}", "data": saicm.compress(img, quality=1 + 2 * q, engine="compressai"),
+                      "model": None})
     scal = [n for n, i in shipped_models().items() if i.architecture == "scalable-fusion"]
     if scal:
         seeds.append({"name": "two-layer", "data": saicm.compress(smooth, model=scal[0], quality=2, human_quality=2),

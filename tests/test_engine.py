@@ -44,7 +44,7 @@ def _exact_deconv(x, w, b_units, shift):
     return (acc + (1 << (shift - 1))) >> shift
 
 
-def test_integer_layer_matches_exact_int64_arithmetic():
+def test_integer_layers_match_exact_int64_arithmetic():
     st = _v5_state()
     layer = hypernet._layer(st["h_s.0.weight"], st["h_s.0.bias"], transposed=True, leaky=False)
     rng = np.random.default_rng(0)
@@ -52,6 +52,15 @@ def test_integer_layer_matches_exact_int64_arithmetic():
     w_int = layer.weight.reshape(layer.cout, layer.k, layer.k, layer.cin).transpose(3, 0, 1, 2).astype(np.int64)
     want = np.clip(_exact_deconv(x, w_int, layer.bias, layer.shift), -hypernet.ACT_LIMIT, hypernet.ACT_LIMIT)
     assert np.array_equal(hypernet._deconv(x, layer), want)
+    conv = hypernet._layer(st["h_s.4.weight"], st["h_s.4.bias"], transposed=False, leaky=True)
+    x = rng.integers(-hypernet.ACT_LIMIT, hypernet.ACT_LIMIT + 1, (192, 5, 7), dtype=np.int64)
+    w_int = conv.weight.reshape(3, 3, conv.cout, conv.cin).astype(np.int64)
+    xp = np.pad(x, ((0, 0), (1, 1), (1, 1)))
+    acc = sum(np.einsum("oc,chw->ohw", w_int[i, j], xp[:, i: i + 5, j: j + 7]) for i in range(3) for j in range(3))
+    want = np.clip((acc + conv.bias[:, None, None] + (1 << (conv.shift - 1))) >> conv.shift,
+                   -hypernet.ACT_LIMIT, hypernet.ACT_LIMIT)
+    want = np.where(want < 0, (want + 50) // 100, want)  # LeakyReLU(1/100), rounded half up
+    assert np.array_equal(hypernet._conv(x, conv), want)
 
 
 def test_integer_weights_respect_the_exactness_bound():
@@ -59,7 +68,7 @@ def test_integer_weights_respect_the_exactness_bound():
     for layer in hs.layers:
         w = np.abs(layer.weight.astype(np.int64))
         sums = w.reshape(layer.cout, layer.k * layer.k, layer.cin).sum(axis=(1, 2)) if layer.transposed \
-            else w.sum(axis=1)
+            else w.sum(axis=(0, 2))
         assert sums.max() <= hypernet.WEIGHT_SUM_LIMIT
         assert np.abs(layer.bias).max() <= hypernet.BIAS_LIMIT
         # |acc| ≤ Σ|w|·ACT_LIMIT + |b| < 2**53: every float64 product and partial sum is exact

@@ -74,7 +74,7 @@ def _claim_size(rng: random.Random, h: container.Header, consistent: bool, multi
 def mutate_stream(rng: random.Random, s: container.Stream) -> None:
     """Change one field of a parsed stream in place."""
     h = s.header
-    k = rng.randrange(12)
+    k = rng.randrange(14)
     if k == 0:
         _claim_size(rng, h, consistent=True)
     elif k == 1:
@@ -102,6 +102,11 @@ def mutate_stream(rng: random.Random, s: container.Stream) -> None:
                               zlib.compress(b"\xff" * (h.height * h.width + 1))[:64], b""))
     elif k == 10:
         h.gray = not h.gray
+    elif k == 12:  # the same strings read by another format's decoder
+        h.version = rng.choice(container.VERSIONS)
+        h.strip_rows = h.strip_rows or rng.choice((1, 2, 17))
+    elif k == 13:
+        h.strip_rows = rng.choice((1, 2, 3, 255, 65535)) if h.version in container.STRIPED else h.strip_rows
     else:
         h.height, h.width = rng.choice(SIDES), h.width  # one side only
 

@@ -52,7 +52,7 @@ BLOCK_VALUES = 1 << 22
 class IntLayer:
     """One convolution (``deconv``: transposed, stride 2, output padding 1) in integer form."""
 
-    weight: np.ndarray  # float64 holding integers: (Cout, Cin·k·k) for conv, (Cout·k·k, Cin) for deconv
+    weight: np.ndarray  # float64 holding integers: (k·k, Cout, Cin) for conv, (Cout·k·k, Cin) for deconv
     bias: np.ndarray  # int64 (Cout,), in units of 2**-(shift + FRAC)
     shift: int  # weights are round(w · 2**shift)
     cin: int
@@ -85,7 +85,7 @@ def _layer(weight: np.ndarray, bias: np.ndarray, transposed: bool, leaky: bool) 
     else:  # (Cout, Cin, k, k)
         cout, cin, k, _ = weight.shape
         wi, s = _integer_weights(weight, axes=(1, 2, 3))
-        mat = wi.reshape(cout, cin * k * k)
+        mat = wi.transpose(2, 3, 0, 1).reshape(k * k, cout, cin)  # one (Cout, Cin) matrix per tap
         stride = 1
     b = np.rint(np.ldexp(np.asarray(bias, dtype=np.float64), s + FRAC))
     b = np.clip(b, -BIAS_LIMIT, BIAS_LIMIT).astype(np.int64)
@@ -107,22 +107,28 @@ def _requantize(acc: np.ndarray, layer: IntLayer) -> np.ndarray:
 
 
 def _conv(x: np.ndarray, layer: IntLayer) -> np.ndarray:
-    """Stride-1 'same' convolution of (Cin, H, W) int64 → (Cout, H, W) int64."""
+    """Stride-1 'same' convolution of (Cin, H, W) int64 → (Cout, H, W) int64.
+
+    One matrix product per tap on the zero-padded input flattened row by row: the tap (i, j) reads the
+    flat input shifted by i·(W+2p)+j, a contiguous slice, so no patch matrix is built; the outputs of the 2p
+    padding columns are computed and dropped."""
     cin, h, w = x.shape
     k, p = layer.k, layer.k // 2
-    xp = np.zeros((cin, h + 2 * p, w + 2 * p), np.float64)
+    wp = w + 2 * p
+    xp = np.zeros((cin, h + 2 * p + 1, wp), np.float64)  # one spare row: the last tap's slice stays inside
     xp[:, p: p + h, p: p + w] = x
+    flat = xp.reshape(cin, -1)
     out = np.empty((layer.cout, h, w), np.int64)
-    rows = max(1, BLOCK_VALUES // max(1, cin * k * k * w))
+    rows = max(1, BLOCK_VALUES // max(1, max(cin, layer.cout) * wp))
     for r0 in range(0, h, rows):
         r1 = min(h, r0 + rows)
-        cols = np.empty((cin, k, k, r1 - r0, w), np.float64)
+        acc = np.zeros((layer.cout, (r1 - r0) * wp), np.float64)
         for i in range(k):
             for j in range(k):
-                cols[:, i, j] = xp[:, r0 + i: r1 + i, j: j + w]
-        acc = layer.weight @ cols.reshape(cin * k * k, -1)
-        acc += layer.bias[:, None]
-        out[:, r0:r1] = _requantize(acc, layer).reshape(layer.cout, r1 - r0, w)
+                a = (r0 + i) * wp + j
+                acc += layer.weight[i * k + j] @ flat[:, a: a + (r1 - r0) * wp]
+        acc = acc.reshape(layer.cout, r1 - r0, wp)[:, :, :w] + layer.bias[:, None, None]
+        out[:, r0:r1] = _requantize(acc, layer)
     return out
 
 

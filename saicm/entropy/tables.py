@@ -171,6 +171,8 @@ class CdfTables:
                 n = int(counts[t])
                 sorted_values[start: start + n] = coder.decode(self._model(t), n)
                 start += n
+        if not coder.is_empty():
+            raise FormatError("corrupt payload (coded words left after the last symbol)")
         values = np.empty_like(sorted_values)
         values[order] = sorted_values
         top = self.lengths[tables] - 2

@@ -178,6 +178,8 @@ class SaicmCodec(Codec):
 
     ``saicm:MODEL,refine=N`` encodes with N steps of latent refinement
     (``saicm compress --refine N``); its results are named ``MODEL+refineN``.
+    ``saicm:MODEL,engine=E`` codes with engine E (``saicm compress --engine``; named ``MODEL@E``), e.g.
+    ``engine=compressai`` for the format-1 files of saicm ≤ 0.3 next to the portable ones.
 
     Scalable models are two codecs, one per layer (bpp always of the whole
     file a reader needs): ``MODEL,layer=machine`` sweeps the machine layer
@@ -201,6 +203,7 @@ class SaicmCodec(Codec):
             if self.layer not in ("machine", "human"):
                 raise SaicmError(f"layer= takes machine or human, got {self.layer!r}")
             self.refine = 0
+            self.engine = "auto"
             if self.layer == "machine":
                 if "base" in opts:
                     raise SaicmError("base= is for layer=human (the machine layer's qualities are the sweep)")
@@ -216,19 +219,25 @@ class SaicmCodec(Codec):
                 self.name = f"{self.info.name}-human-{tag}"
                 self.default_qualities = tuple(range(1, net.num_qualities + 1))
             return
-        opts = _parse_options(rest, {"refine": "STEPS"})
+        from ..engine import ENGINES
+
+        opts = _parse_options(rest, {"refine": "STEPS", "engine": "|".join(ENGINES)})
         if not opts.get("refine", "0").isdigit():
             raise SaicmError(f"refine= takes a number of steps, got {opts['refine']!r}")
         self.refine = int(opts.get("refine", 0))
+        self.engine = opts.get("engine", "auto")
+        if self.engine not in ENGINES:
+            raise SaicmError(f"engine= takes one of {', '.join(ENGINES)}, got {self.engine!r}")
         check_refine(self.info, self.refine)
-        self.name = self.info.name + (f"+refine{self.refine}" if self.refine else "")
+        self.name = self.info.name + (f"+refine{self.refine}" if self.refine else "") \
+            + (f"@{self.engine}" if self.engine != "auto" else "")
         self.default_qualities = tuple(range(1, net.num_qualities + 1))
 
     def encode(self, img, quality):
         from ..codec.pipeline import compress
 
         if not self.scalable:
-            return compress(img, model=self.info.path, quality=quality, refine=self.refine)
+            return compress(img, model=self.info.path, quality=quality, refine=self.refine, engine=self.engine)
         if self.layer == "machine":
             from ..codec.scalable import strip
 
@@ -241,14 +250,18 @@ class SaicmCodec(Codec):
 
         if self.scalable and self.layer == "machine":
             return decompress(data).convert("RGB")  # the machine layer names its (shipped) base
-        return decompress(data, model=self.info.path).convert("RGB")
+        engine = self.engine if self.engine in ("onnx", "torch") else "auto"
+        return decompress(data, model=self.info.path, engine=engine).convert("RGB")
 
     def config(self):
+        from ..engine.model import supports
         from ..models.zoo import file_checksum
 
         extra = {"refine_steps": self.refine} if self.refine else {}
         if self.scalable:
             extra = {"layer": self.layer, "base_quality": self.base_quality}
+        if self.engine != "compressai" and not self.refine and (self.scalable or supports(self.info)):
+            extra["format"] = 3  # portable (machine) layers: cached results of format-1 files do not count
         return {"model": self.info.name, "architecture": self.info.architecture, **self.info.config,
                 "weights_sha256_prefix": file_checksum(self.info.path).hex(), **extra}
 

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..entropy.tables import coder_errors
 from ..errors import FormatError
 
 
@@ -166,10 +167,6 @@ def encode_symbols(tensors: list[QTensor], bits: int) -> bytes:
     return np.asarray(coder.get_compressed(), dtype="<u4").tobytes()
 
 
-def _is_panic(e: BaseException) -> bool:
-    return type(e).__name__ == "PanicException"
-
-
 def decode_symbols(data: bytes, shapes: list[tuple[int, ...]], bits: int, names: list[str] | None = None
                    ) -> list[np.ndarray]:
     """The symbols (int16 in [−Q, Q]) of tensors of ``shapes`` (named ``names``: the coding model of HNeRV's
@@ -179,12 +176,8 @@ def decode_symbols(data: bytes, shapes: list[tuple[int, ...]], bits: int, names:
     q = qmax(bits)
     k = 2 * q + 1
     words = np.frombuffer(data, dtype="<u4").astype(np.uint32)
-    try:
+    with coder_errors("corrupt payload (the coded symbols do not start a valid stream)"):
         coder = constriction.stream.stack.AnsCoder(words)
-    except BaseException as e:  # noqa: BLE001 - constriction reports bad data as ValueError or a Rust panic
-        if isinstance(e, (KeyboardInterrupt, SystemExit)) or not (isinstance(e, Exception) or _is_panic(e)):
-            raise
-        raise FormatError("corrupt payload (the coded symbols do not start a valid stream)") from None
     counts = {kind: np.zeros(k, np.int64) for kind in "wbe"}
     out = []
     for shape, name in zip(shapes, names or [None] * len(shapes)):
@@ -192,12 +185,8 @@ def decode_symbols(data: bytes, shapes: list[tuple[int, ...]], bits: int, names:
         sym = np.empty(n, np.int64)
         cnt = counts[_kind(shape, name)]
         for a, b in chunks(n):
-            try:
+            with coder_errors("corrupt payload (the coded symbols end too early)"):
                 got = np.asarray(coder.decode(_categorical(1 + INCREMENT * cnt), b - a), dtype=np.int64)
-            except BaseException as e:  # noqa: BLE001
-                if isinstance(e, (KeyboardInterrupt, SystemExit)) or not (isinstance(e, Exception) or _is_panic(e)):
-                    raise
-                raise FormatError("corrupt payload (the coded symbols end too early)") from None
             if got.shape != (b - a,) or got.min(initial=0) < 0 or got.max(initial=0) >= k:
                 raise FormatError("corrupt payload (coded symbols out of range)")
             sym[a:b] = got
