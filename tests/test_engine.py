@@ -15,8 +15,6 @@ from saicm.codec import container
 from saicm.engine import hypernet
 from saicm.errors import SaicmError
 
-pytest.importorskip("onnx")
-
 ROOT = Path(__file__).resolve().parent.parent
 REF = ROOT / "tests" / "reference" / "astronaut-200x150.png"
 V5 = "mse-hyperprior-n64-v5"

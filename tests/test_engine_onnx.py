@@ -7,7 +7,6 @@ import sys
 import numpy as np
 import pytest
 
-onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 torch = pytest.importorskip("torch")
 
@@ -97,9 +96,24 @@ def test_bad_state():
         build_transform({}, "h_s")
 
 
+def test_graphs_pass_the_onnx_checker():
+    """The hand-serialized protobuf (saicm.engine.onnx_proto) is a valid ModelProto for the onnx package."""
+    onnx = pytest.importorskip("onnx", reason="the onnx package is not installed (it is not a dependency)")
+    from safetensors.numpy import load_file
+
+    from saicm.models.catalog import resolve
+
+    for part, data in build_all(load_file(str(resolve(NAME).path))).items():
+        m = onnx.load_from_string(data)
+        onnx.checker.check_model(m, full_check=True)
+        assert m.ir_version == 8 and m.opset_import[0].version == 17
+        assert [i.name for i in m.graph.input] == ["x"] and [o.name for o in m.graph.output] == ["y"]
+        assert m.graph.node[-1].output[0] == "y" and len(m.graph.initializer) >= 6  # 3 convs at least
+
+
 def test_no_torch_import():
     code = ("import sys, saicm.engine.onnx_export; "
-            "bad = [m for m in ('torch', 'compressai', 'saicm.models') if m in sys.modules]; assert not bad, bad")
+            "bad = [m for m in ('torch', 'compressai', 'saicm.models', 'onnx') if m in sys.modules]; assert not bad, bad")
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")])))
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60, cwd=root, env=env)

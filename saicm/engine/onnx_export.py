@@ -10,8 +10,8 @@ they decide the coded bits and are computed exactly elsewhere in :mod:`saicm.eng
 Why ONNX: the engine runs the transforms in onnxruntime, already a dependency (evaluation back-ends),
 and needs no PyTorch at run time. On CPU it is faster than PyTorch eager: on a 768×512 image with two
 threads, ``g_a`` ran in about half PyTorch's time and ``g_s`` (ConvTranspose, slower in onnxruntime than
-its Conv) in about 0.9×. This module imports only numpy and ``onnx`` (helper / numpy_helper), so the
-graphs are built without PyTorch too.
+its Conv) in about 0.9×. The graphs are serialized by :mod:`saicm.engine.onnx_proto` (numpy only: no
+PyTorch, and not the 100 MB ``onnx`` package either).
 
 Semantics, as in CompressAI (``models/utils.py``, ``layers/gdn.py``, ``ops/parametrizers.py``):
 
@@ -28,10 +28,9 @@ Semantics, as in CompressAI (``models/utils.py``, ``layers/gdn.py``, ``ops/param
 from __future__ import annotations
 
 import numpy as np
-import onnx
-from onnx import TensorProto, helper, numpy_helper
 
 from ..errors import ModelError
+from . import onnx_proto
 
 __all__ = ["PARTS", "build_transform", "build_all"]
 
@@ -44,6 +43,8 @@ _LAYERS: dict[str, list[tuple]] = {
 }
 PARTS = tuple(_LAYERS)
 
+#: the lowest ONNX IR version that opset 17 allows (older onnxruntime builds load it)
+IR_VERSION = 8
 _LEAKY_SLOPE = 0.01          # nn.LeakyReLU's default, as MeanScaleHyperprior's h_a uses it
 _REPARAM_OFFSET = 2.0 ** -18  # NonNegativeParametrizer's defaults, used only if a file lacks the buffers
 _BETA_MIN = 1e-6
@@ -69,15 +70,15 @@ class _Graph:
     """Nodes and initializers of a feed-forward chain, each node reading the previous output."""
 
     def __init__(self):
-        self.nodes, self.inits, self.last = [], [], "x"
+        self.nodes, self.inits, self.last = [], [], "x"  # nodes: (op, inputs, outputs, name, attrs)
 
     def const(self, name: str, value: np.ndarray) -> str:
-        self.inits.append(numpy_helper.from_array(np.ascontiguousarray(value, dtype=np.float32), name))
+        self.inits.append(onnx_proto.tensor(name, value))
         return name
 
     def add(self, op: str, name: str, inputs: list[str], **attrs) -> str:
         out = name + ".out"
-        self.nodes.append(helper.make_node(op, [self.last, *inputs], [out], name=name, **attrs))
+        self.nodes.append((op, [self.last, *inputs], [out], name, attrs))
         self.last = out
         return out
 
@@ -108,7 +109,7 @@ def _gdn(g: _Graph, state, name: str, c: int, inverse: bool) -> None:
     g.add("Conv", f"{name}.norm", [g.const(f"{name}.gamma", gamma.reshape(c, c, 1, 1)), g.const(f"{name}.beta", beta)],
           kernel_shape=[1, 1])
     root = g.add("Sqrt", f"{name}.sqrt", [])
-    g.nodes.append(helper.make_node("Mul" if inverse else "Div", [x, root], [f"{name}.out"], name=name))
+    g.nodes.append(("Mul" if inverse else "Div", [x, root], [f"{name}.out"], name, {}))
     g.last = f"{name}.out"
 
 
@@ -134,18 +135,12 @@ def build_transform(state: dict[str, np.ndarray], part: str, opset: int = 17) ->
             _gdn(g, state, name, c, inverse=kind == "igdn")
         else:
             g.add("LeakyRelu", name, [], alpha=_LEAKY_SLOPE)
-    g.nodes[-1].output[0] = "y"
-    graph = helper.make_graph(
-        g.nodes, f"saicm.{part}",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", c_in, "height", "width"])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", c, "out_height", "out_width"])],
-        initializer=g.inits,
-    )
-    opsets = [helper.make_opsetid("", opset)]
-    model = helper.make_model(graph, opset_imports=opsets, producer_name="saicm.engine.onnx_export",
-                              ir_version=helper.find_min_ir_version_for(opsets))
-    onnx.checker.check_model(model)
-    return model.SerializeToString()
+    g.nodes[-1][2][0] = "y"
+    return onnx_proto.model(
+        [onnx_proto.node(op, ins, outs, name, **attrs) for op, ins, outs, name, attrs in g.nodes], f"saicm.{part}",
+        [onnx_proto.value_info("x", ["batch", c_in, "height", "width"])],
+        [onnx_proto.value_info("y", ["batch", c, "out_height", "out_width"])],
+        g.inits, opset=opset, ir_version=IR_VERSION, producer="saicm.engine.onnx_export")
 
 
 def build_all(state: dict[str, np.ndarray]) -> dict[str, bytes]:

@@ -5,8 +5,7 @@ in :mod:`saicm.engine` is shared. The ONNX graphs are built from the model
 file's own weights (:mod:`saicm.engine.onnx_export`) the first time a model is
 used and cached under ``$SAICM_CACHE`` (default ``$XDG_CACHE_HOME/saicm`` or
 ``~/.cache/saicm``), named by the file's SHA-256; nothing is downloaded. If
-the cache cannot be written the graphs are built in memory for each process.
-``saicm export-onnx`` builds them ahead of time (e.g. for a read-only install).
+the cache cannot be written the graphs are built in memory for each process (a few milliseconds).
 """
 
 from __future__ import annotations
@@ -75,11 +74,8 @@ class OnnxTransforms:
         p = onnx_path(self.model, part)
         if p.is_file():
             return str(p)
-        try:
-            from .onnx_export import build_transform
-        except ImportError:
-            raise ModelError("building the engine's ONNX graphs needs the onnx package (pip install onnx), "
-                             "or graphs exported beforehand with saicm export-onnx") from None
+        from .onnx_export import build_transform
+
         data = build_transform(self.model.state, part)
         try:
             from .._fs import write_bytes_atomic
