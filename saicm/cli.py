@@ -584,6 +584,14 @@ def main(argv: list[str] | None = None) -> int:
     except SaicmError as e:
         print(f"saicm: error: {e}", file=sys.stderr)
         return e.exit_code
+    except ModuleNotFoundError as e:  # an optional extra's module on a coding-only install
+        from .errors import MissingDependency
+
+        missing = MissingDependency.of(e)
+        if missing is None:
+            raise
+        print(f"saicm: error: {missing}", file=sys.stderr)
+        return missing.exit_code
     except KeyboardInterrupt:
         print("saicm: interrupted", file=sys.stderr)
         return 130

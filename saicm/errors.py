@@ -29,3 +29,24 @@ class ModelError(SaicmError):
 
 class ImageError(SaicmError):
     """An input image that cannot be read or used."""
+
+
+#: modules of the optional extras (pyproject.toml) → the extra that installs them
+EXTRAS = {"torch": "train", "torchvision": "train", "compressai": "train", "skimage": "train", "scipy": "train",
+          "cv2": "train", "segment_anything": "train", "matplotlib": "eval", "pycocotools": "eval",
+          "imageio_ffmpeg": "eval"}
+
+
+class MissingDependency(SaicmError):
+    """A feature of an optional extra (``saicm[train]``, ``saicm[eval]``) on a coding-only install."""
+
+    @classmethod
+    def of(cls, err: ModuleNotFoundError) -> "MissingDependency | None":
+        """The user-facing error for an import that failed, if it is one of an extra's modules."""
+        root = (err.name or "").split(".")[0]
+        if root not in EXTRAS:
+            return None
+        extra = EXTRAS[root]
+        return cls(f"this needs {root}, which the coding-only install lacks: pip install 'saicm[{extra}]' "
+                   f"(or 'saicm[all]'); coding and decoding format-3 files need neither")
+

@@ -261,3 +261,23 @@ def test_portable_header_layout_is_version_two_layout():
     assert struct.unpack(">I", data[-4:])[0] == zlib.crc32(body)
     assert body.endswith(struct.pack(">HI", 4, 2) + struct.pack(">I", 2) + b"ab" + struct.pack(">I", 1) + b"c")
     assert container.unpack(data).strings == [b"ab", b"c"]
+
+
+def test_without_pytorch_installed_coding_works_and_the_rest_says_what_to_install(tmp_path):
+    """A coding-only install, simulated: importing torch or compressai fails in the child."""
+    out = tmp_path / "a.saicm"
+    code = ("import sys\n"
+            "sys.modules['torch'] = sys.modules['compressai'] = None  # import torch -> ModuleNotFoundError\n"
+            "from saicm.cli import main\n"
+            f"assert main(['compress', r'{REF}', '-o', r'{out}', '--quiet']) == 0\n"
+            f"assert main(['decompress', r'{out}', '-o', r'{tmp_path / 'a.png'}', '--quiet']) == 0\n"
+            f"print(main(['compress', r'{REF}', '-o', r'{tmp_path / 'b.saicm'}', '--engine', 'torch', '--quiet']))\n"
+            f"print(main(['decompress', r'{ROOT / 'tests/reference/astronaut-200x150-v5-q1.saicm'}', '-o', "
+            f"r'{tmp_path / 'c.png'}', '--quiet']))\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                       env=dict(os.environ, SAICM_CACHE=str(tmp_path / "cache")))
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines()[-2:] == ["1", "1"]  # both refused, one line each, no traceback
+    lines = [ln for ln in r.stderr.splitlines() if ln.startswith("saicm: error:")]
+    assert len(lines) == 2 and all("pip install 'saicm[train]'" in ln for ln in lines)
+    assert "Traceback" not in r.stderr

@@ -18,7 +18,7 @@ from typing import Callable
 from tqdm import tqdm
 
 from .._fs import ensure_dir
-from ..errors import SaicmError
+from ..errors import MissingDependency, SaicmError
 
 
 @dataclass
@@ -65,6 +65,11 @@ def _run_one(fn: Callable[[Job], dict], job: Job) -> Outcome:
         return Outcome(job, error=f"{job.dst}: cannot write output ({e.strerror or e})")
     try:
         return Outcome(job, info=fn(job))
+    except ModuleNotFoundError as e:
+        missing = MissingDependency.of(e)
+        if missing is None:
+            raise
+        return Outcome(job, error=f"{job.src}: {missing}")
     except SaicmError as e:
         return Outcome(job, error=str(e) if e.path else f"{job.src}: {e}")
     except OSError as e:
