@@ -14,21 +14,13 @@ import struct
 
 import numpy as np
 
+from ..codec.container import leb128
+
 FLOAT = 1  # TensorProto.DataType.FLOAT
 _ATTR_FLOAT, _ATTR_INT, _ATTR_INTS = 1, 2, 7  # AttributeProto.AttributeType
 
 
-def _varint(v: int) -> bytes:
-    v &= (1 << 64) - 1  # negative int64s are ten-byte varints (two's complement)
-    out = bytearray()
-    while True:
-        b = v & 0x7F
-        v >>= 7
-        if v:
-            out.append(b | 0x80)
-        else:
-            out.append(b)
-            return bytes(out)
+_varint = leb128  # every integer written here (sizes, counts, enums, field keys) is non-negative
 
 
 def _key(field: int, wire: int) -> bytes:

@@ -30,6 +30,7 @@ from typing import Iterator
 
 import numpy as np
 
+from ..codec.container import leb128
 from ..errors import FormatError, ModelError
 
 PRECISION = 16  # CompressAI's CDF tables sum to 2**16
@@ -53,17 +54,7 @@ def coder_errors(message: str) -> Iterator[None]:
 
 
 def _leb128(values: np.ndarray) -> bytes:
-    out = bytearray()
-    for v in values.tolist():
-        while True:
-            b = v & 0x7F
-            v >>= 7
-            if v:
-                out.append(b | 0x80)
-            else:
-                out.append(b)
-                break
-    return bytes(out)
+    return b"".join(leb128(v) for v in values.tolist())
 
 
 def _read_leb128(data: bytes, pos: int, count: int, limit: int) -> tuple[list[int], int]:
