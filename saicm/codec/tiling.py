@@ -53,38 +53,37 @@ def strip_rows(channels: int, latent_w: int) -> int:
     return max(1, STRIP_TARGET // max(1, channels * latent_w))
 
 
-def analyse_tiles(g_a, rgb: np.ndarray, pad_bottom: int, pad_right: int, stride: int = 16):
-    """``g_a`` of the edge-replicated, padded image, computed tile by tile from the uint8 ``rgb`` (H, W, 3)."""
-    import torch
+def analyse_tiles_with(fn, rgb: np.ndarray, pad_bottom: int, pad_right: int, stride: int = 16) -> np.ndarray:
+    """The analysis of the edge-replicated, padded image, tile by tile from the uint8 ``rgb`` (H, W, 3).
 
+    ``fn`` maps a (1, 3, h, w) float32 array in [0, 1] to its (1, M, h/stride, w/stride) latent (any back-end)."""
     h, w = rgb.shape[:2]
     ph, pw = h + pad_bottom, w + pad_right
     out = None
-    with torch.inference_mode():
-        for y0 in range(0, ph, TILE):
-            for x0 in range(0, pw, TILE):
-                y1, x1 = min(ph, y0 + TILE), min(pw, x0 + TILE)
-                a0, b0 = max(0, y0 - HALO), max(0, x0 - HALO)
-                a1, b1 = min(ph, y1 + HALO), min(pw, x1 + HALO)
-                # rows/cols of the padded image → of the source (edge replication beyond it)
-                rows = np.minimum(np.arange(a0, a1), h - 1)
-                cols = np.minimum(np.arange(b0, b1), w - 1)
-                tile = torch.from_numpy(rgb[rows][:, cols]).permute(2, 0, 1)[None].float().div_(255.0)
-                t = g_a(tile.contiguous(memory_format=torch.channels_last))
-                if out is None:
-                    out = t.new_empty((1, t.shape[1], ph // stride, pw // stride))
-                r0, c0 = (y0 - a0) // stride, (x0 - b0) // stride
-                out[..., y0 // stride: y1 // stride, x0 // stride: x1 // stride] = \
-                    t[..., r0: r0 + (y1 - y0) // stride, c0: c0 + (x1 - x0) // stride]
+    for y0 in range(0, ph, TILE):
+        for x0 in range(0, pw, TILE):
+            y1, x1 = min(ph, y0 + TILE), min(pw, x0 + TILE)
+            a0, b0 = max(0, y0 - HALO), max(0, x0 - HALO)
+            a1, b1 = min(ph, y1 + HALO), min(pw, x1 + HALO)
+            # rows/cols of the padded image → of the source (edge replication beyond it)
+            rows = np.minimum(np.arange(a0, a1), h - 1)
+            cols = np.minimum(np.arange(b0, b1), w - 1)
+            tile = rgb[rows][:, cols].transpose(2, 0, 1)[None].astype(np.float32) / np.float32(255.0)
+            t = fn(tile)
+            if out is None:
+                out = np.empty((1, t.shape[1], ph // stride, pw // stride), np.float32)
+            r0, c0 = (y0 - a0) // stride, (x0 - b0) // stride
+            out[..., y0 // stride: y1 // stride, x0 // stride: x1 // stride] = \
+                t[..., r0: r0 + (y1 - y0) // stride, c0: c0 + (x1 - x0) // stride]
     return out
 
 
-def synthesize_tiles(g_s, y, height: int, width: int, scale: int = 16) -> np.ndarray:
-    """The uint8 image (height, width, 3) that ``g_s(y)`` decodes to (clamped, rounded), by fixed tiles."""
-    import torch
+def synthesize_tiles_with(fn, y: np.ndarray, height: int, width: int, scale: int = 16, workers: int = 1
+                          ) -> np.ndarray:
+    """The uint8 image (height, width, 3) that the synthesis of ``y`` decodes to (clamped, rounded), by fixed tiles.
 
-    from ..models.determinism import single_thread_kernels
-
+    ``fn`` maps a (1, M, h, w) float32 latent to its (1, 3, h·scale, w·scale) image; ``workers`` tiles run at once
+    (the tiles are a function of the latent size only, so the pixels do not depend on it)."""
     lh, lw = y.shape[-2:]
     out = np.empty((height, width, 3), np.uint8)
     tiles = [(r, c) for r in range(0, lh, SYNTH_ROWS) for c in range(0, lw, SYNTH_COLS)
@@ -94,22 +93,46 @@ def synthesize_tiles(g_s, y, height: int, width: int, scale: int = 16) -> np.nda
         r, c = rc
         a, b = max(0, r - SYNTH_HALO), min(lh, r + SYNTH_ROWS + SYNTH_HALO)
         p, q = max(0, c - SYNTH_HALO), min(lw, c + SYNTH_COLS + SYNTH_HALO)
-        with torch.inference_mode():
-            x = g_s(y[..., a:b, p:q])
+        x = fn(np.ascontiguousarray(y[..., a:b, p:q]))
         top, left = (r - a) * scale, (c - p) * scale
         hh = min(height, (min(lh, r + SYNTH_ROWS)) * scale) - r * scale
         ww = min(width, (min(lw, c + SYNTH_COLS)) * scale) - c * scale
-        part = x[0, :, top: top + hh, left: left + ww].clamp(0, 1).mul(255.0).round().to(torch.uint8)
-        out[r * scale: r * scale + hh, c * scale: c * scale + ww] = part.permute(1, 2, 0).numpy()
+        part = np.rint(np.clip(x[0, :, top: top + hh, left: left + ww], 0, 1) * np.float32(255.0))
+        out[r * scale: r * scale + hh, c * scale: c * scale + ww] = part.astype(np.uint8).transpose(1, 2, 0)
+
+    if workers <= 1 or len(tiles) == 1:
+        for t in tiles:
+            one(t)
+    else:
+        with ThreadPoolExecutor(max_workers=min(workers, len(tiles))) as pool:
+            list(pool.map(one, tiles))
+    return out
+
+
+def _torch_fn(module):
+    """A PyTorch module as a numpy → numpy function (channels-last inputs, as the whole-image path runs)."""
+    import torch
+
+    def fn(a: np.ndarray) -> np.ndarray:
+        with torch.inference_mode():
+            return module(torch.from_numpy(a).contiguous(memory_format=torch.channels_last)).float().numpy()
+
+    return fn
+
+
+def analyse_tiles(g_a, rgb: np.ndarray, pad_bottom: int, pad_right: int, stride: int = 16):
+    """:func:`analyse_tiles_with` of a PyTorch ``g_a``, as a tensor."""
+    import torch
+
+    return torch.from_numpy(analyse_tiles_with(_torch_fn(g_a), rgb, pad_bottom, pad_right, stride))
+
+
+def synthesize_tiles(g_s, y, height: int, width: int, scale: int = 16) -> np.ndarray:
+    """:func:`synthesize_tiles_with` of a PyTorch ``g_s`` on a latent tensor: tiles in parallel, one thread each."""
+    from ..models.determinism import single_thread_kernels
 
     with single_thread_kernels() as n:
-        if n <= 1 or len(tiles) == 1:
-            for t in tiles:
-                one(t)
-        else:
-            with ThreadPoolExecutor(max_workers=min(n, len(tiles))) as pool:
-                list(pool.map(one, tiles))
-    return out
+        return synthesize_tiles_with(_torch_fn(g_s), y.numpy(), height, width, scale, workers=n)
 
 
 def strip_count(latent_h: int, rows: int) -> int:

@@ -3,8 +3,9 @@
 ``compress`` and ``decode`` are what :func:`saicm.compress` / :func:`saicm.decompress`
 run for the models the engine supports. With ``engine="onnx"`` (the default) a
 process never imports PyTorch or CompressAI; ``engine="torch"`` runs the same
-coding with the PyTorch transforms (and their tiled analysis and synthesis,
-for images above 4 megapixels), so files cross between the two.
+coding with the PyTorch transforms, so files cross between the two. Images above
+4 megapixels are analysed and synthesised by tiles (:mod:`saicm.codec.tiling`)
+with either back-end.
 """
 
 from __future__ import annotations
@@ -30,16 +31,11 @@ def _padded(rgb: np.ndarray, pb: int, pr: int) -> np.ndarray:
     return (x.transpose(2, 0, 1)[None].astype(np.float32) / np.float32(255.0))
 
 
-def _backend(engine: str, large: bool) -> str:
-    """``auto``: onnxruntime, but the PyTorch transforms for images coded by tiles (above 4 megapixels)."""
+def _backend(engine: str) -> str:
+    """The transform back-end of ``engine``: ``auto`` is onnxruntime."""
     if engine not in ENGINES[:3]:
         raise ModelError(f"engine {engine!r} does not code portable streams (one of {', '.join(ENGINES[:3])})")
-    if engine == "auto":
-        return "torch" if large else "onnx"
-    if large and engine == "onnx":
-        raise ModelError("images above 4 megapixels are coded by tiles, which the onnx engine does not do yet: "
-                         "use --engine torch (or auto)")
-    return engine
+    return "onnx" if engine == "auto" else engine
 
 
 def compress(image: ImageLike, info: ModelInfo, quality: int | None = None, engine: str = "auto",
@@ -52,12 +48,9 @@ def compress(image: ImageLike, info: ModelInfo, quality: int | None = None, engi
     img, pb, pr = load_padded(image, pm.multiple, max_pixels)
     h, w = img.size
     ph, pw = h + pb, w + pr
-    large = needs_strips(pm.M, ph, pw)
-    t = transforms(pm, _backend(engine, large))
-    if large:
-        from ..codec.tiling import analyse_tiles
-
-        y = analyse_tiles(t.net.g_a, img.rgb, pb, pr).numpy()
+    t = transforms(pm, _backend(engine))
+    if needs_strips(pm.M, ph, pw):  # large image: analysis by tiles (bounded memory)
+        y = t.analysis_tiles(img.rgb, pb, pr)
     else:
         y = t.analysis(_padded(img.rgb, pb, pr))
     y = y * pm.gain[q - 1][None, :, None, None]
@@ -91,15 +84,10 @@ def decode(stream: container.Stream, model=None, engine: str = "auto", max_pixel
     """The uint8 (H, W, 3) image of a version-3 stream."""
     pm = open_portable(stream, model, max_pixels)
     h = stream.header
-    large = needs_strips(pm.M, h.height + h.pad_bottom, h.width + h.pad_right)
-    backend = _backend(engine, large)
+    backend = _backend(engine)
     y_hat = pm.decode(stream.strings, h.shapes[0], h.quality, h.strip_rows)
     t = transforms(pm, backend)
-    if large:
-        import torch
-
-        from ..codec.tiling import synthesize_tiles
-
-        return synthesize_tiles(t.net.g_s, torch.from_numpy(y_hat), h.height, h.width)
+    if needs_strips(pm.M, h.height + h.pad_bottom, h.width + h.pad_right):  # large image: synthesis by tiles
+        return t.synthesis_tiles(y_hat, h.height, h.width)
     x = t.synthesis(y_hat)[0, :, : h.height, : h.width]
     return np.rint(np.clip(x, 0.0, 1.0) * np.float32(255.0)).astype(np.uint8).transpose(1, 2, 0)

@@ -108,6 +108,16 @@ class OnnxTransforms:
     def synthesis(self, y_hat: np.ndarray) -> np.ndarray:
         return self._run("g_s", y_hat)
 
+    def analysis_tiles(self, rgb: np.ndarray, pb: int, pr: int) -> np.ndarray:
+        from ..codec.tiling import analyse_tiles_with
+
+        return analyse_tiles_with(lambda a: self._run("g_a", a), rgb, pb, pr)
+
+    def synthesis_tiles(self, y_hat: np.ndarray, height: int, width: int) -> np.ndarray:
+        from ..codec.tiling import synthesize_tiles_with
+
+        return synthesize_tiles_with(lambda a: self._run("g_s", a), y_hat, height, width)
+
 
 class TorchTransforms:
     """The same transforms from the PyTorch model (``saicm.models``); needs torch and CompressAI."""
@@ -136,6 +146,18 @@ class TorchTransforms:
         from ..models.determinism import synthesize_in_strips
 
         return self._run(lambda t: synthesize_in_strips(self.net.g_s, t, scale=16), y_hat)
+
+    def analysis_tiles(self, rgb: np.ndarray, pb: int, pr: int) -> np.ndarray:
+        from ..codec.tiling import analyse_tiles
+
+        return analyse_tiles(self.net.g_a, rgb, pb, pr).numpy()
+
+    def synthesis_tiles(self, y_hat: np.ndarray, height: int, width: int) -> np.ndarray:
+        import torch
+
+        from ..codec.tiling import synthesize_tiles
+
+        return synthesize_tiles(self.net.g_s, torch.from_numpy(y_hat), height, width)
 
 
 BACKENDS = ("onnx", "torch")
