@@ -71,6 +71,7 @@ class PortableModel:
                 or len(self.z_tables) != self.N or len(self.thresholds) + 1 != len(self.y_tables):
             raise ModelError(f"the weights do not fit {info.architecture} (shapes)", str(info.path))
         self.state = state  # the float weights, for the transforms
+        self.transforms: dict = {}  # (back-end, threads) → its transforms (saicm.engine.runtime.transforms)
 
     def latent_shapes(self, height: int, width: int) -> list[tuple[int, ...]]:
         return [(height // 64, width // 64)]

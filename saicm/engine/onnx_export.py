@@ -8,9 +8,10 @@ batch, height and width. The gains, the entropy models and the hyper-synthesis `
 they decide the coded bits and are computed exactly elsewhere in :mod:`saicm.engine`.
 
 Why ONNX: the engine runs the transforms in onnxruntime, already a dependency (evaluation back-ends),
-and needs no PyTorch at run time. On CPU it is faster than PyTorch eager: on a 768×512 image with two
-threads, ``g_a`` ran in about half PyTorch's time and ``g_s`` (ConvTranspose, slower in onnxruntime than
-its Conv) in about 0.9×. The graphs are serialized by :mod:`saicm.engine.onnx_proto` (numpy only: no
+and needs no PyTorch at run time. On a 768×512 image with two threads, ``g_a`` runs in ~0.6× PyTorch's
+time and ``g_s`` about as fast as PyTorch (its transposed convolutions written as 3×3 convolutions and a
+DepthToSpace: onnxruntime's ConvTranspose was ~1.2× slower; four per-phase convolutions without the zero
+taps were slower again, measured in docs/engine.md). The graphs are serialized by :mod:`saicm.engine.onnx_proto` (numpy only: no
 PyTorch, and not the 100 MB ``onnx`` package either).
 
 Semantics, as in CompressAI (``models/utils.py``, ``layers/gdn.py``, ``ops/parametrizers.py``):
@@ -83,13 +84,40 @@ class _Graph:
         return out
 
 
+def _subpixel_weights(w: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A stride-2, 5×5, padding-2, output-padding-1 transposed convolution as a 3×3 convolution onto 4·Cout
+    channels (one per output phase (r, s), channel ``o·4 + r·2 + s``) followed by DepthToSpace(2, CRD).
+
+    Output row 2m + r takes kernel rows i ≡ r (mod 2) from input rows m + (r + 2 − i)/2, i.e. the 3×3 tap
+    t = (r + 2 − i)/2 + 1: (r=0: t 2, 1, 0 ↔ i 0, 2, 4; r=1: t 2, 1 ↔ i 1, 3); columns alike."""
+    cin, cout, k, _ = w.shape
+    sub = np.zeros((cout, 2, 2, cin, 3, 3), np.float32)
+    for r in range(2):
+        for i in range(r, k, 2):
+            t = (r + 2 - i) // 2 + 1
+            for s in range(2):
+                for j in range(s, k, 2):
+                    u = (s + 2 - j) // 2 + 1
+                    sub[:, r, s, :, t, u] = w[:, :, i, j].T
+    return sub.reshape(cout * 4, cin, 3, 3), np.repeat(b, 4)
+
+
 def _conv(g: _Graph, state, name: str, stride: int, transposed: bool) -> tuple[int, int]:
-    """Append a conv (CompressAI ``conv``) or transposed conv (``deconv``); returns (in, out) channels."""
+    """Append a conv (CompressAI ``conv``) or transposed conv (``deconv``); returns (in, out) channels.
+
+    A 5×5 stride-2 ``deconv`` is written as a 3×3 Conv and a DepthToSpace (:func:`_subpixel_weights`): the same
+    sums; onnxruntime runs it ~1.2× faster than its ConvTranspose (docs/engine.md)."""
     w, b = _f32(state, f"{name}.weight"), _f32(state, f"{name}.bias")
     if w.ndim != 4 or w.shape[2] != w.shape[3]:
         raise ModelError(f"{name}.weight has shape {w.shape}, expected a square 2-D kernel")
     k = w.shape[2]
     attrs = dict(kernel_shape=[k, k], strides=[stride, stride], pads=[k // 2] * 4)
+    if transposed and k == 5 and stride == 2:
+        ws, bs = _subpixel_weights(w, b)
+        g.add("Conv", name + ".phases", [g.const(f"{name}.weight", ws), g.const(f"{name}.bias", bs)],
+              kernel_shape=[3, 3], strides=[1, 1], pads=[1, 1, 1, 1])
+        g.add("DepthToSpace", name, [], blocksize=2, mode="CRD")
+        return w.shape[0], w.shape[1]
     if transposed:  # torch ConvTranspose2d weight [in, out, k, k] is ONNX's layout too
         g.add("ConvTranspose", name, [g.const(f"{name}.weight", w), g.const(f"{name}.bias", b)],
               output_padding=[stride - 1] * 2, **attrs)

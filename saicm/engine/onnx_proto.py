@@ -17,7 +17,7 @@ import numpy as np
 from ..codec.container import leb128
 
 FLOAT = 1  # TensorProto.DataType.FLOAT
-_ATTR_FLOAT, _ATTR_INT, _ATTR_INTS = 1, 2, 7  # AttributeProto.AttributeType
+_ATTR_FLOAT, _ATTR_INT, _ATTR_STRING, _ATTR_INTS = 1, 2, 3, 7  # AttributeProto.AttributeType
 
 
 _varint = leb128  # every integer written here (sizes, counts, enums, field keys) is non-negative
@@ -46,7 +46,9 @@ def tensor(name: str, value: np.ndarray) -> bytes:
 
 
 def _attribute(name: str, value) -> bytes:
-    """AttributeProto (name 1, f 2, i 3, ints 8, type 20) of a float, an int or a list of ints."""
+    """AttributeProto (name 1, f 2, i 3, s 4, ints 8, type 20) of a float, an int, a string or a list of ints."""
+    if isinstance(value, str):
+        return _str(1, name) + _str(4, value) + _int(20, _ATTR_STRING)
     if isinstance(value, float):
         return _str(1, name) + _key(2, 5) + struct.pack("<f", value) + _int(20, _ATTR_FLOAT)
     if isinstance(value, int):

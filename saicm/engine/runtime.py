@@ -19,7 +19,7 @@ from ..errors import ModelError
 from .model import PortableModel
 
 #: bump when onnx_export changes what it builds (old cache entries are then ignored)
-EXPORT_VERSION = 1
+EXPORT_VERSION = 2
 
 
 def threads() -> int:
@@ -95,6 +95,8 @@ class OnnxTransforms:
             opts.intra_op_num_threads = self.num_threads
             opts.inter_op_num_threads = 1
             opts.log_severity_level = 3
+            # no busy-waiting after a run: the integer hyper-synthesis (NumPy's BLAS threads) comes next
+            opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
             s = self._sessions[part] = ort.InferenceSession(self._graph(part), opts,
                                                             providers=["CPUExecutionProvider"])
         return s.run(None, {"x": np.ascontiguousarray(x, dtype=np.float32)})[0]
@@ -164,8 +166,11 @@ BACKENDS = ("onnx", "torch")
 
 
 def transforms(model: PortableModel, backend: str):
-    if backend == "onnx":
-        return OnnxTransforms(model)
-    if backend == "torch":
-        return TorchTransforms(model)
-    raise ModelError(f"unknown engine {backend!r} (one of {', '.join(BACKENDS)})")
+    """The transforms of ``model`` on ``backend`` (kept with the model, so sessions are made once per process)."""
+    if backend not in BACKENDS:
+        raise ModelError(f"unknown engine {backend!r} (one of {', '.join(BACKENDS)})")
+    key = (backend, threads())
+    t = model.transforms.get(key)
+    if t is None:
+        t = model.transforms[key] = OnnxTransforms(model, key[1]) if backend == "onnx" else TorchTransforms(model)
+    return t
