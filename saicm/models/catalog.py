@@ -77,6 +77,16 @@ def _sha256(path: str, _mtime: int) -> bytes:
 
 
 def read_info(path: str | os.PathLike, name: str | None = None) -> ModelInfo:
+    """The metadata of a weight file (cached per path and modification time: every command resolves models)."""
+    try:
+        mtime = os.stat(path).st_mtime_ns
+    except OSError as e:
+        raise ModelError(f"not a saicm model file ({e})", str(path)) from None
+    return _read_info(str(path), mtime, name)
+
+
+@functools.lru_cache(maxsize=256)
+def _read_info(path: str, _mtime: int, name: str | None) -> ModelInfo:
     from safetensors import SafetensorError, safe_open
 
     path = Path(path)
