@@ -23,12 +23,9 @@ EXPORT_VERSION = 2
 
 
 def threads() -> int:
-    """Threads per process: ``$SAICM_THREADS``, else every CPU."""
-    try:
-        return max(1, int(os.environ.get("SAICM_THREADS", "0"))) if os.environ.get("SAICM_THREADS") \
-            else max(1, os.cpu_count() or 1)
-    except ValueError:
-        return max(1, os.cpu_count() or 1)
+    """Threads per process: ``$SAICM_THREADS`` (folder jobs set it per worker), else every CPU."""
+    value = os.environ.get("SAICM_THREADS", "")
+    return max(1, int(value)) if value.isdigit() else max(1, os.cpu_count() or 1)
 
 
 def cache_dir() -> Path:
@@ -44,20 +41,6 @@ def onnx_path(model: PortableModel, part: str, folder: Path | None = None) -> Pa
 
     digest = full_checksum(model.info.path).hex()[:32]
     return (folder or cache_dir()) / "onnx" / f"{digest}-{part}-e{EXPORT_VERSION}.onnx"
-
-
-def export(model: PortableModel, folder: Path | None = None) -> list[Path]:
-    """Build and write the ONNX graphs of ``model`` (atomically); returns their paths."""
-    from .._fs import write_bytes_atomic
-    from .onnx_export import PARTS, build_transform
-
-    out = []
-    for part in PARTS:
-        p = onnx_path(model, part, folder)
-        p.parent.mkdir(parents=True, exist_ok=True)
-        write_bytes_atomic(p, build_transform(model.state, part))
-        out.append(p)
-    return out
 
 
 class OnnxTransforms:
