@@ -113,7 +113,8 @@ def test_graphs_pass_the_onnx_checker():
 
 def test_no_torch_import():
     code = ("import sys, saicm.engine.onnx_export; "
-            "bad = [m for m in ('torch', 'compressai', 'saicm.models', 'onnx') if m in sys.modules]; assert not bad, bad")
+            "bad = [m for m in ('torch', 'compressai', 'saicm.models', 'onnx') if m in sys.modules]; "
+            "assert not bad, bad")
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")])))
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60, cwd=root, env=env)

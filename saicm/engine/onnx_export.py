@@ -11,8 +11,8 @@ Why ONNX: the engine runs the transforms in onnxruntime, already a dependency (e
 and needs no PyTorch at run time. On a 768×512 image with two threads, ``g_a`` runs in ~0.6× PyTorch's
 time and ``g_s`` about as fast as PyTorch (its transposed convolutions written as 3×3 convolutions and a
 DepthToSpace: onnxruntime's ConvTranspose was ~1.2× slower; four per-phase convolutions without the zero
-taps were slower again, measured in docs/engine.md). The graphs are serialized by :mod:`saicm.engine.onnx_proto` (numpy only: no
-PyTorch, and not the 100 MB ``onnx`` package either).
+taps were slower again, measured in docs/engine.md). The graphs are serialized by
+:mod:`saicm.engine.onnx_proto` (numpy only: no PyTorch, and not the 100 MB ``onnx`` package either).
 
 Semantics, as in CompressAI (``models/utils.py``, ``layers/gdn.py``, ``ops/parametrizers.py``):
 
