@@ -44,6 +44,11 @@ EXPECTED = {
     "string-length-4GB.saicm": "truncated",
     "truncated.saicm": "CRC mismatch",
     "empty.saicm": "empty file",
+    # format 3 (the portable engine), from the same image
+    "v3-valid-64x64-v5-q1.saicm": None,
+    "v3-ans-words-overclaim.saicm": "corrupt payload",
+    "v3-trailing-bytes.saicm": "corrupt payload",
+    "v3-claims-2000x2000-one-strip.saicm": "corrupt payload",
 }
 
 _DECODE_ALL = """
