@@ -63,3 +63,13 @@ def ensure_dir(path: str | os.PathLike) -> Path:
     except OSError as e:
         raise SaicmError(f"cannot create output folder ({e.strerror})", str(path)) from None
     return path
+
+
+def cache_dir() -> Path:
+    """saicm's cache folder: ``$SAICM_CACHE``, else ``$XDG_CACHE_HOME/saicm`` (``~/.cache/saicm``). Holds the
+    evaluation's decodes (``decoded/``) and the portable engine's ONNX graphs (``onnx/``)."""
+    env = os.environ.get("SAICM_CACHE")
+    if env:
+        return Path(env).expanduser()
+    return Path(os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")) / "saicm"
+

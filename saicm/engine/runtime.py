@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .._fs import cache_dir
 from ..errors import ModelError
 from .model import PortableModel
 
@@ -26,14 +27,6 @@ def threads() -> int:
     """Threads per process: ``$SAICM_THREADS`` (folder jobs set it per worker), else every CPU."""
     value = os.environ.get("SAICM_THREADS", "")
     return max(1, int(value)) if value.isdigit() else max(1, os.cpu_count() or 1)
-
-
-def cache_dir() -> Path:
-    env = os.environ.get("SAICM_CACHE")
-    if env:
-        return Path(env).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "saicm"
 
 
 def onnx_path(model: PortableModel, part: str, folder: Path | None = None) -> Path:

@@ -11,18 +11,16 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-from .._fs import write_atomic, write_bytes_atomic
+from .._fs import cache_dir, write_atomic, write_bytes_atomic
 
 
 def default_cache_dir() -> Path:
-    base = os.environ.get("SAICM_CACHE") or os.path.join(os.environ.get("XDG_CACHE_HOME", str(Path.home() / ".cache")), "saicm")
-    return Path(base) / "decoded"
+    return cache_dir() / "decoded"
 
 
 def image_hash(img: Image.Image) -> str:
