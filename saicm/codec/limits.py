@@ -121,3 +121,16 @@ def check_layout(header, name: str, num_qualities: int, multiple: int, latent_sh
     if h.shapes != latent_shapes(h.height + h.pad_bottom, h.width + h.pad_right):
         raise FormatError("latent layout does not match the model")
 
+
+def stream_model(header, model=None, max_pixels: int | None = None):
+    """The model file that decodes a stream (``model`` overrides the one the header names), after the pixel limit,
+    with the header's weights checksum checked (both engines): its :class:`~saicm.models.catalog.ModelInfo`."""
+    from ..models.catalog import file_checksum, resolve
+
+    check_pixels(header.height, header.width, max_pixels)
+    info = resolve(model if model is not None else header_model_name(header.model))
+    if file_checksum(info.path) != header.weights_sha:
+        raise ModelError(f"the file was coded with other weights of model {header.model!r} than {info.path.name} "
+                         "(checksum mismatch); pass the matching model file with --model")
+    return info
+

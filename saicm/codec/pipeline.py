@@ -88,7 +88,7 @@ def compress(image: ImageLike, model=None, quality: int | None = None, refine: i
     ``engine``: see :data:`ENGINES`; refinement (``refine``) is coded by CompressAI's coder.
     """
     info = resolve(model)
-    if not refine and human_quality is None and _engine_for(info, "compressai" if refine else engine):
+    if not refine and human_quality is None and _engine_for(info, engine):
         from ..engine.codec import compress as portable_compress
 
         return portable_compress(image, info, quality, engine, max_pixels)
@@ -157,17 +157,11 @@ class Decoded:
 
 def open_stream(stream: container.Stream, model=None, max_pixels: int | None = None):
     """The model that decodes ``stream``, after every check that can be made before entropy decoding."""
-    from .limits import check_layout, check_pixels, header_model_name
+    from ..models.zoo import load_model
+    from .limits import check_layout, stream_model
 
     h = stream.header
-    check_pixels(h.height, h.width, max_pixels)
-    info = resolve(model if model is not None else header_model_name(h.model))
-    if file_checksum(info.path) != h.weights_sha:
-        raise ModelError(
-            f"the file was coded with other weights of model {h.model!r} than {info.path.name} "
-            "(checksum mismatch); pass the matching model file with --model"
-        )
-    from ..models.zoo import load_model
+    info = stream_model(h, model, max_pixels)
 
     net, _ = load_model(info.path)
     if is_scalable(net):

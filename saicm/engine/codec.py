@@ -16,10 +16,10 @@ import numpy as np
 
 from ..codec import container
 from ..codec.image_io import ImageLike, load_padded
-from ..codec.limits import check_layout, check_pixels, header_model_name
+from ..codec.limits import check_layout, stream_model
 from ..codec.tiling import needs_strips, strip_count, strip_rows
 from ..errors import FormatError, ModelError
-from ..models.catalog import ModelInfo, default_quality, file_checksum, resolve
+from ..models.catalog import ModelInfo, default_quality, file_checksum
 from . import ENGINES
 from .model import PortableModel, load
 from .runtime import transforms
@@ -68,13 +68,8 @@ def compress(image: ImageLike, info: ModelInfo, quality: int | None = None, engi
 def open_portable(stream: container.Stream, model=None, max_pixels: int | None = None) -> PortableModel:
     """The portable model that decodes ``stream``, after every check that can be made before decoding."""
     h = stream.header
-    check_pixels(h.height, h.width, max_pixels)
-    info = resolve(model if model is not None else header_model_name(h.model))
-    if file_checksum(info.path) != h.weights_sha:
-        raise ModelError(f"the file was coded with other weights of model {h.model!r} than {info.path.name} "
-                         "(checksum mismatch); pass the matching model file with --model")
-    pm = load(info)
-    check_layout(h, info.name, pm.num_qualities, pm.multiple, pm.latent_shapes)
+    pm = load(stream_model(h, model, max_pixels))
+    check_layout(h, pm.info.name, pm.num_qualities, pm.multiple, pm.latent_shapes)
     if len(stream.strings) != 1 + strip_count((h.height + h.pad_bottom) // 16, h.strip_rows):
         raise FormatError("latent layout does not match the model (strip count)")
     return pm
