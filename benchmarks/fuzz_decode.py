@@ -62,9 +62,10 @@ def make_seeds(tmp: Path) -> list[dict]:
         seeds.append({"name": f"v1-{name}", "data": saicm.compress(img, quality=1 + 2 * q, engine="compressai"),
                       "model": None})
     scal = [n for n, i in shipped_models().items() if i.architecture == "scalable-fusion"]
-    if scal:
-        seeds.append({"name": "two-layer", "data": saicm.compress(smooth, model=scal[0], quality=2, human_quality=2),
-                      "model": None})
+    if scal:  # human layer version 2 (the portable engine) and version 1 (CompressAI's coder)
+        for engine, name in (("auto", "two-layer"), ("compressai", "two-layer-v1")):
+            seeds.append({"name": name, "model": None, "data": saicm.compress(
+                smooth, model=scal[0], quality=2, human_quality=2, engine=engine)})
     else:  # a tiny scalable model over a tiny base, beside each other
         torch.manual_seed(0)
         base = build_architecture("gained-mean-scale-hyperprior", N=16, M=24, lambdas=[0.002, 0.01, 0.05])

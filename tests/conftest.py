@@ -48,6 +48,18 @@ def image_file(tmp_path) -> Path:
     return p
 
 
+def run_without_torch(body: str, cache_dir):
+    """Run Python statements ``body`` in a child where importing torch or compressai fails (a coding-only install,
+    simulated), with an empty ``SAICM_CACHE``; ``from saicm.cli import main`` is done. Returns the CompletedProcess."""
+    import subprocess
+
+    code = ("import sys\n"
+            "sys.modules['torch'] = sys.modules['compressai'] = None  # import torch -> ModuleNotFoundError\n"
+            "from saicm.cli import main\n" + body)
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                          env=dict(os.environ, SAICM_CACHE=str(cache_dir)))
+
+
 def run_cli(*args: str, cwd=None):
     """Run ``python -m saicm`` in a subprocess: what a user sees."""
     import subprocess

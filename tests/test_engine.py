@@ -15,6 +15,8 @@ from saicm.codec import container
 from saicm.engine import hypernet
 from saicm.errors import SaicmError
 
+from .conftest import run_without_torch
+
 ROOT = Path(__file__).resolve().parent.parent
 REF = ROOT / "tests" / "reference" / "astronaut-200x150.png"
 V5 = "mse-hyperprior-n64-v5"
@@ -266,16 +268,12 @@ def test_portable_header_layout_is_version_two_layout():
 def test_without_pytorch_installed_coding_works_and_the_rest_says_what_to_install(tmp_path):
     """A coding-only install, simulated: importing torch or compressai fails in the child."""
     out = tmp_path / "a.saicm"
-    code = ("import sys\n"
-            "sys.modules['torch'] = sys.modules['compressai'] = None  # import torch -> ModuleNotFoundError\n"
-            "from saicm.cli import main\n"
+    r = run_without_torch(
             f"assert main(['compress', r'{REF}', '-o', r'{out}', '--quiet']) == 0\n"
             f"assert main(['decompress', r'{out}', '-o', r'{tmp_path / 'a.png'}', '--quiet']) == 0\n"
             f"print(main(['compress', r'{REF}', '-o', r'{tmp_path / 'b.saicm'}', '--engine', 'torch', '--quiet']))\n"
             f"print(main(['decompress', r'{ROOT / 'tests/reference/astronaut-200x150-v5-q1.saicm'}', '-o', "
-            f"r'{tmp_path / 'c.png'}', '--quiet']))\n")
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
-                       env=dict(os.environ, SAICM_CACHE=str(tmp_path / "cache")))
+            f"r'{tmp_path / 'c.png'}', '--quiet']))\n", tmp_path / "cache")
     assert r.returncode == 0, r.stderr
     assert r.stdout.splitlines()[-2:] == ["1", "1"]  # both refused, one line each, no traceback
     lines = [ln for ln in r.stderr.splitlines() if ln.startswith("saicm: error:")]

@@ -25,6 +25,7 @@ from saicm.codec.fuzz import mutate
 from saicm.codec.limits import DEFAULT_MAX_PIXELS, inflate
 from saicm.entropy import bounded
 from saicm.errors import FormatError, ImageError, SaicmError
+from saicm.models.catalog import RECOMMENDED_SCALABLE_MODEL
 
 from .conftest import natural_image, run_cli
 
@@ -241,11 +242,13 @@ def seeds():
     rng = np.random.default_rng(3)
     return [saicm.compress(natural_image(64, 64), quality=2),
             saicm.compress(rng.integers(0, 256, (64, 128, 3), dtype=np.uint8), quality=6),
-            saicm.compress(np.dstack([natural_image(40, 50), rng.integers(0, 256, (40, 50), np.uint8)]), quality=1)]
+            saicm.compress(np.dstack([natural_image(40, 50), rng.integers(0, 256, (40, 50), np.uint8)]), quality=1),
+            # a two-layer file of the shipped scalable model (human layer version 2: the portable engine)
+            saicm.compress(natural_image(64, 64), model=RECOMMENDED_SCALABLE_MODEL, quality=2, human_quality=3)]
 
 
-@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
-@given(case=st.integers(0, 2**32 - 1), which=st.integers(0, 2))
+@settings(max_examples=160, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(case=st.integers(0, 2**32 - 1), which=st.integers(0, 3))
 def test_structure_aware_mutations_only_ever_give_saicm_errors(seeds, case, which):
     data, what = mutate(seeds[which], random.Random(case))
     try:

@@ -59,12 +59,17 @@ def test_machine_layer_is_the_base_stream_byte_for_byte_and_strip_keeps_exactly_
     assert np.array_equal(a, b)
 
 
-def test_human_decode_equals_the_fused_forward(models, image):
-    """The decoder computes what training optimised: the fused forward pass, to within the base latent's means
-    (the portable machine layer computes them with the exact integer hyper-synthesis: ~1e-4 from the float ones)."""
+@pytest.mark.parametrize("engine,tolerance", [("auto", 2), ("compressai", 1)])
+def test_human_decode_equals_the_fused_forward(models, image, engine, tolerance):
+    """The decoder computes what training optimised: the fused forward pass, to within the entropy parameters'
+    rounding. The portable engine (human layer version 2) computes the means of both latents with exact integer
+    networks, ~1e-4 from the float ones, so a few pixels move by up to 2; CompressAI's coder (version 1) has the
+    float means of the human latent."""
     net, _ = saicm.load_model(models["scal"])
     for qb, qa in [(1, 1), (3, 2)]:
-        data = saicm.compress(image, model=models["scal"], quality=qb, human_quality=qa)
+        data = saicm.compress(image, model=models["scal"], quality=qb, human_quality=qa, engine=engine)
+        assert container.unpack_human(container.split_layers(data)[1]).version == (
+            container.HUMAN_VERSION if engine == "compressai" else container.HUMAN_PORTABLE_VERSION)
         human = np.asarray(saicm.decompress(data, model=models["scal"]))
         x = torch.from_numpy(image).permute(2, 0, 1)[None].float() / 255
         x = F.pad(x, (0, 0, 0, 32), mode="replicate")
@@ -72,7 +77,7 @@ def test_human_decode_equals_the_fused_forward(models, image):
             out = net(x, torch.tensor([qa - 1]), base_qidx=torch.tensor([qb - 1]))["x_hat"]
         ref = out.clamp(0, 1)[0, :, :96, :128].mul(255).round().byte().permute(1, 2, 0).numpy()
         diff = np.abs(human.astype(int) - ref)
-        assert diff.max() <= 1 and (diff == 0).mean() > 0.99, (diff.max(), (diff == 0).mean())
+        assert diff.max() <= tolerance and (diff == 0).mean() > 0.99, (diff.max(), (diff == 0).mean())
         machine = np.asarray(saicm.decompress(data, layer="machine", model=models["base"]))
         assert not np.array_equal(human, machine)  # the human layer changed the picture
 

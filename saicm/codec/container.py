@@ -264,7 +264,11 @@ def _parse(data: bytes) -> tuple[Stream, int]:
 # --- the human layer of a two-layer (scalable) file -------------------------------------------
 
 HUMAN_MAGIC = b"SAICH"
-HUMAN_VERSION = 1
+HUMAN_VERSION = 1  #: coded by CompressAI's coder from the PyTorch model (saicm 0.3)
+#: coded by the portable engine (saicm.engine.scalable): constriction ANS, integer hyper-synthesis and
+#: condition network, the latent in strips (a u16 ``strip_rows`` follows the quality)
+HUMAN_PORTABLE_VERSION = 2
+HUMAN_VERSIONS = (HUMAN_VERSION, HUMAN_PORTABLE_VERSION)
 
 
 @dataclass
@@ -278,6 +282,8 @@ class HumanLayer:
     quality: int
     shapes: list[tuple[int, ...]] = field(default_factory=list)
     strings: list[bytes] = field(default_factory=list)
+    version: int = HUMAN_VERSION
+    strip_rows: int = 0  # version 2: latent rows per y string
 
     @property
     def payload_bytes(self) -> int:
@@ -291,9 +297,13 @@ def pack_human(layer: HumanLayer) -> bytes:
     for sha in (layer.weights_sha, layer.base_sha, layer.machine_sha):
         if len(sha) != 8:
             raise FormatError("checksums must be 8 bytes")
+    if layer.version not in HUMAN_VERSIONS:
+        raise FormatError(f"unknown human-layer version {layer.version}")
     out = bytearray(HUMAN_MAGIC)
-    out += struct.pack(">BB", HUMAN_VERSION, len(name)) + name
+    out += struct.pack(">BB", layer.version, len(name)) + name
     out += layer.weights_sha + layer.base_sha + layer.machine_sha + struct.pack(">B", layer.quality)
+    if layer.version == HUMAN_PORTABLE_VERSION:
+        out += struct.pack(">H", layer.strip_rows)
     out += struct.pack(">B", len(layer.shapes))
     for shape in layer.shapes:
         out += struct.pack(">B", len(shape)) + struct.pack(f">{len(shape)}H", *shape)
@@ -311,8 +321,9 @@ def unpack_human(data: bytes) -> HumanLayer:
     if len(data) < len(HUMAN_MAGIC) + 1 + 4:
         raise FormatError("truncated human layer")
     version = data[len(HUMAN_MAGIC)]
-    if version != HUMAN_VERSION:
-        raise FormatError(f"unsupported human-layer version {version} (this saicm reads version {HUMAN_VERSION})")
+    if version not in HUMAN_VERSIONS:
+        raise FormatError(f"unsupported human-layer version {version} (this saicm reads versions "
+                          f"{', '.join(map(str, HUMAN_VERSIONS))})")
     if not _crc_ok(data):
         raise FormatError("human layer: CRC mismatch (corrupt or truncated)")
     r = ByteReader(data[:-4])
@@ -323,7 +334,9 @@ def unpack_human(data: bytes) -> HumanLayer:
     except UnicodeDecodeError:
         raise FormatError("corrupt human layer (model name)") from None
     weights_sha, base_sha, machine_sha = r.take(8), r.take(8), r.take(8)
-    (quality, ns) = r.unpack(">BB")
+    (quality,) = r.unpack(">B")
+    rows = r.unpack(">H")[0] if version == HUMAN_PORTABLE_VERSION else 0
+    (ns,) = r.unpack(">B")
     shapes = []
     for _ in range(ns):
         (rank,) = r.unpack(">B")
@@ -336,7 +349,7 @@ def unpack_human(data: bytes) -> HumanLayer:
     if r.pos != len(data) - 4:
         raise FormatError("corrupt human layer (trailing bytes after payload)")
     return HumanLayer(model=model, weights_sha=weights_sha, base_sha=base_sha, machine_sha=machine_sha,
-                      quality=quality, shapes=shapes, strings=strings)
+                      quality=quality, shapes=shapes, strings=strings, version=version, strip_rows=rows)
 
 
 def split_layers(data: bytes) -> tuple[bytes, bytes | None]:

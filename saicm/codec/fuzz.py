@@ -112,9 +112,13 @@ def mutate_stream(rng: random.Random, s: container.Stream) -> None:
 
 
 def mutate_human(rng: random.Random, layer: container.HumanLayer) -> None:
-    k = rng.randrange(7)
+    k = rng.randrange(9)
     if k == 0:
         layer.quality = rng.randrange(256)
+    elif k == 7:  # the same strings read by the other human-layer decoder
+        layer.version = rng.choice(container.HUMAN_VERSIONS)
+    elif k == 8:
+        layer.strip_rows = rng.choice((0, 1, 2, 3, 255, 65535))
     elif k == 1:
         layer.shapes = [tuple(rng.choice((0, 1, 2, 1024, 65535)) for _ in range(rng.choice((1, 2, 3))))]
     elif k == 2 and layer.strings:

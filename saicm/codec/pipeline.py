@@ -14,7 +14,7 @@ from PIL import Image
 
 from ..engine import ENGINES
 from ..errors import FormatError, ModelError
-from ..models.catalog import default_quality, file_checksum, resolve
+from ..models.catalog import SCALABLE_ARCHITECTURE, default_quality, file_checksum, resolve
 from . import container
 from .image_io import ImageLike, RGBImage, load_image, load_padded, stream_image
 
@@ -88,6 +88,13 @@ def compress(image: ImageLike, model=None, quality: int | None = None, refine: i
     ``engine``: see :data:`ENGINES`; refinement (``refine``) is coded by CompressAI's coder.
     """
     info = resolve(model)
+    if info.architecture == SCALABLE_ARCHITECTURE:
+        from .scalable import compress_layers
+
+        if refine:
+            raise ModelError("--refine is for single-layer MSE models, not scalable ones")
+        return compress_layers(image, model=info.path, quality=quality, human_quality=human_quality,
+                               max_pixels=max_pixels, engine=engine)
     if not refine and human_quality is None and _engine_for(info, engine):
         from ..engine.codec import compress as portable_compress
 
@@ -98,13 +105,6 @@ def compress(image: ImageLike, model=None, quality: int | None = None, refine: i
     from ..models.zoo import load_model
 
     net, info = load_model(info.path)
-    if is_scalable(net):
-        from .scalable import compress_layers
-
-        if refine:
-            raise ModelError("--refine is for single-layer MSE models, not scalable ones")
-        return compress_layers(image, model=info.path, quality=quality, human_quality=human_quality,
-                               max_pixels=max_pixels)
     if human_quality is not None:
         raise ModelError(f"{info.name} is a single-layer model: --human-quality needs a scalable model")
     q = default_quality(net.num_qualities) if quality is None else int(quality)
@@ -229,7 +229,7 @@ def decompress_stream(data: bytes, model=None, layer: str = "auto", max_pixels: 
     if human is not None and layer != "machine":
         from .scalable import decode_human
 
-        return decode_human(machine, human, model=model, max_pixels=max_pixels)
+        return decode_human(machine, human, model=model, max_pixels=max_pixels, engine=engine)
     if human is None and layer == "human":
         raise FormatError("the file has no human layer (a single-layer or stripped file): decode it with "
                           "--layer machine")
@@ -295,7 +295,8 @@ def describe(data: bytes) -> dict:
             "machine": {"bytes": len(machine), "bpp": 8.0 * len(machine) / (h.width * h.height),
                         "model": h.model, "quality": h.quality},
             "human": {"bytes": len(human), "bpp": 8.0 * len(human) / (h.width * h.height),
-                      "model": hl.model, "quality": hl.quality,
+                      "model": hl.model, "quality": hl.quality, "version": hl.version,
+                      **({"strip_rows": hl.strip_rows} if hl.version == container.HUMAN_PORTABLE_VERSION else {}),
                       "weights_sha256_prefix": hl.weights_sha.hex(),
                       "latent_shapes": [list(v) for v in hl.shapes],
                       "string_bytes": [len(b) for b in hl.strings]},

@@ -7,6 +7,11 @@ segment of the scalable model (format: :mod:`saicm.codec.container`).
 additional latent from the human layer, fuses them and runs the human
 synthesis. ``strip`` drops the human layer without re-encoding.
 
+Two codings of the human layer exist: version 2, by the portable engine
+(:mod:`saicm.engine.scalable`; no PyTorch, any image size, the default for the
+models it codes), and version 1, by CompressAI's coder from the PyTorch model
+(``engine="compressai"``; what saicm 0.3 wrote; still decoded).
+
 The two rates are chosen independently: ``quality`` is the machine layer's
 rate point (the base model's), ``human_quality`` the human layer's. Any pair
 decodes, because the fusion decoder was trained with every base rate point;
@@ -18,7 +23,7 @@ from __future__ import annotations
 import hashlib
 
 from ..errors import FormatError, ModelError
-from ..models.zoo import default_quality, file_checksum, load_model, resolve
+from ..models.catalog import SCALABLE_ARCHITECTURE, default_quality, file_checksum, resolve
 from . import container
 from .image_io import ImageLike
 
@@ -55,29 +60,76 @@ def _base_latent(stream: container.Stream, base_info, max_pixels: int | None = N
 
 
 def compress_layers(image: ImageLike, model=None, quality: int | None = None,
-                    human_quality: int | None = None, max_pixels: int | None = None) -> bytes:
-    """Machine layer (the base model's stream at ``quality``) + human layer at ``human_quality``."""
+                    human_quality: int | None = None, max_pixels: int | None = None, engine: str = "auto") -> bytes:
+    """Machine layer (the base model's stream at ``quality``) + human layer at ``human_quality``.
+
+    ``engine``: ``auto``/``onnx``/``torch``: the portable engine writes both layers (machine layer format 3,
+    human layer version 2), for models it codes; ``compressai``: formats 1 and human-layer version 1, from the
+    PyTorch model (as saicm 0.3 wrote them). ``auto`` falls back to ``compressai`` for the other models."""
+    from ..engine import ENGINES
+    from ..engine.scalable import supports_scalable
+    info = resolve(model)
+    if info.architecture != SCALABLE_ARCHITECTURE:
+        raise ModelError(f"{info.name} is not a scalable model")
+    if engine not in ENGINES:
+        raise ModelError(f"engine must be one of {', '.join(ENGINES)}, got {engine!r}")
+    if engine != "compressai" and supports_scalable(info):
+        return _compress_portable(image, info, quality, human_quality, max_pixels, engine)
+    if engine not in ("auto", "compressai"):
+        raise ModelError(f"{info.name}: the portable engine does not code this scalable model; use --engine "
+                         "compressai (or auto)")
+    return _compress_compressai(image, info, quality, human_quality, max_pixels)
+
+
+def _qualities(name: str, quality, human_quality, base_name: str, nq_base: int, nq_human: int) -> tuple[int, int]:
+    qa = default_quality(nq_human) if human_quality is None else int(human_quality)
+    if not 1 <= qa <= nq_human:
+        raise ModelError(f"human quality {qa} out of range for {name} (1..{nq_human})")
+    qb = default_quality(nq_base) if quality is None else int(quality)
+    if not 1 <= qb <= nq_base:
+        raise ModelError(f"quality {qb} out of range for the machine layer of {name} (base {base_name}: 1..{nq_base})")
+    return qb, qa
+
+
+def _compress_portable(image, info, quality, human_quality, max_pixels, engine) -> bytes:
+    from ..engine.codec import compress as portable_compress, open_portable
+    from ..engine.scalable import load_scalable
+
+    ps = load_scalable(info)
+    qb, qa = _qualities(info.name, quality, human_quality, ps.base_info.name, ps.base.num_qualities,
+                        ps.num_qualities)
+    backend = "onnx" if engine == "auto" else engine
+    machine = portable_compress(image, ps.base_info, qb, backend, max_pixels)
+    stream = container.unpack(machine)
+    h = stream.header
+    units = open_portable(stream, ps.base_info.path, max_pixels).decode_units(stream.strings, h.shapes[0],
+                                                                              h.strip_rows)
+    strings, rows = ps.encode(image, units, qb, qa, backend, max_pixels)
+    layer = container.HumanLayer(
+        model=info.name, weights_sha=file_checksum(info.path), base_sha=file_checksum(ps.base_info.path),
+        machine_sha=_machine_digest(machine), quality=qa, shapes=[tuple(h.shapes[0])], strings=strings,
+        version=container.HUMAN_PORTABLE_VERSION, strip_rows=rows)
+    return machine + container.pack_human(layer)
+
+
+def _compress_compressai(image, info, quality, human_quality, max_pixels) -> bytes:
     import torch
 
+    from ..models.zoo import load_model
     from .pipeline import compress, is_scalable, prepare
 
-    net, info = load_model(model)
+    net, info = load_model(info.path)
     if not is_scalable(net):
         raise ModelError(f"{info.name} is not a scalable model")
-    qa = default_quality(net.num_qualities) if human_quality is None else int(human_quality)
-    if not 1 <= qa <= net.num_qualities:
-        raise ModelError(f"human quality {qa} out of range for {info.name} (1..{net.num_qualities})")
-    qb = default_quality(net.base_num_qualities) if quality is None else int(quality)
-    if not 1 <= qb <= net.base_num_qualities:
-        raise ModelError(f"quality {qb} out of range for the machine layer of {info.name} "
-                         f"(base {net.base_info.name}: 1..{net.base_num_qualities})")
-    machine = compress(image, model=net.base_info.path, quality=qb, max_pixels=max_pixels)
+    qb, qa = _qualities(info.name, quality, human_quality, net.base_info.name, net.base_num_qualities,
+                        net.num_qualities)
+    machine = compress(image, model=net.base_info.path, quality=qb, max_pixels=max_pixels, engine="compressai")
     _, x, _, _ = prepare(image, net.multiple, max_pixels, getattr(net, "min_size", 0))
     # The machine layer's latent exactly as a decoder will decode it (a conditioned human layer depends on it).
     stream = container.unpack(machine)
     if not _small(stream, net.base_info):
-        raise ModelError("scalable (two-layer) coding of images above 4 megapixels (coded in strips) is not "
-                         "supported yet; code the machine layer alone with the base model")
+        raise ModelError("two-layer coding of images above 4 megapixels needs the portable engine "
+                         "(--engine auto); this model is coded by CompressAI's coder only")
     y_b = _base_latent(stream, net.base_info)
     with torch.inference_mode():
         out = net.compress(x, qa, base_latent=y_b)
@@ -88,10 +140,13 @@ def compress_layers(image: ImageLike, model=None, quality: int | None = None,
     return machine + container.pack_human(layer)
 
 
-def decode_human(machine: bytes, human: bytes, model=None, max_pixels: int | None = None):
-    """The human image of a two-layer file (``machine`` + ``human`` segments, as split by the container)."""
+def decode_human(machine: bytes, human: bytes, model=None, max_pixels: int | None = None, engine: str = "auto"):
+    """The human image of a two-layer file (``machine`` + ``human`` segments, as split by the container).
+
+    Human layers of version 2 decode with the portable engine (``engine``: ``auto``/``onnx`` or ``torch``
+    transforms), version 1 with the PyTorch model and CompressAI's coder."""
     from .limits import check_pixels, header_model_name
-    from .pipeline import Decoded, entropy_decode, is_scalable, to_image
+    from .pipeline import Decoded
 
     layer = container.unpack_human(human)
     if _machine_digest(machine) != layer.machine_sha:
@@ -103,12 +158,51 @@ def decode_human(machine: bytes, human: bytes, model=None, max_pixels: int | Non
     if file_checksum(info.path) != layer.weights_sha:
         raise ModelError(f"the human layer was coded with other weights of model {layer.model!r} than "
                          f"{info.path.name} (checksum mismatch); pass the matching model file with --model")
+    if layer.version == container.HUMAN_PORTABLE_VERSION:
+        return _decode_portable(stream, layer, info, max_pixels, engine)
+    if engine not in ("auto", "compressai"):
+        raise ModelError("a human layer of version 1 decodes with --engine auto or compressai")
+    return Decoded(image=_decode_compressai(stream, layer, info, max_pixels), stream=stream, layer="human")
+
+
+def _check_base(stream: container.Stream, layer: container.HumanLayer, name: str, base_info) -> None:
+    if layer.base_sha != stream.header.weights_sha or file_checksum(base_info.path) != layer.base_sha:
+        raise ModelError(f"the machine layer was coded with base weights other than the ones {name} fuses "
+                         f"with ({base_info.name}); the human layer cannot be decoded on top of it")
+
+
+def _decode_portable(stream, layer, info, max_pixels, engine):
+    from ..engine.codec import _backend, open_portable
+    from ..engine.scalable import load_scalable
+    from .image_io import stream_image
+    from .pipeline import Decoded
+
+    if engine == "compressai":
+        raise ModelError("a human layer of version 2 decodes with --engine auto, onnx or torch")
+    ps = load_scalable(info)
+    _check_base(stream, layer, info.name, ps.base_info)
+    h = stream.header
+    if h.version != container.PORTABLE_VERSION:
+        raise FormatError("a human layer of version 2 needs a portable (format 3) machine layer")
+    if not 1 <= layer.quality <= ps.num_qualities:
+        raise FormatError(f"human quality {layer.quality} out of range for {info.name}")
+    if len(layer.shapes) != 1 or tuple(layer.shapes[0]) != tuple(h.shapes[0]):
+        raise FormatError("human-layer latent layout does not match the model")
+    units = open_portable(stream, ps.base_info.path, max_pixels).decode_units(stream.strings, h.shapes[0],
+                                                                              h.strip_rows)
+    rgb = ps.decode(layer.strings, tuple(layer.shapes[0]), layer.quality, layer.strip_rows, units, h.quality,
+                    h.height, h.width, _backend(engine))
+    return Decoded(image=stream_image(rgb, stream), stream=stream, layer="human")
+
+
+def _decode_compressai(stream, layer, info, max_pixels):
+    from ..models.zoo import load_model
+    from .pipeline import entropy_decode, is_scalable, to_image
+
     net, _ = load_model(info.path)
     if not is_scalable(net):
         raise ModelError(f"{info.name} is not a scalable model; the human layer needs {layer.model!r}")
-    if layer.base_sha != stream.header.weights_sha or file_checksum(net.base_info.path) != layer.base_sha:
-        raise ModelError(f"the machine layer was coded with base weights other than the ones {info.name} fuses "
-                         f"with ({net.base_info.name}); the human layer cannot be decoded on top of it")
+    _check_base(stream, layer, info.name, net.base_info)
     if not _small(stream, net.base_info):
         raise FormatError("a human layer on a machine layer coded in strips is not supported by this saicm")
     y_b = _base_latent(stream, net.base_info, max_pixels)
@@ -119,7 +213,7 @@ def decode_human(machine: bytes, human: bytes, model=None, max_pixels: int | Non
         raise FormatError("human-layer latent layout does not match the model")
     x_hat = entropy_decode(net.decompress_human, y_b, [[s] for s in layer.strings], layer.shapes[0],
                            layer.quality)["x_hat"]
-    return Decoded(image=to_image(x_hat, stream), stream=stream, layer="human")
+    return to_image(x_hat, stream)
 
 
 def strip(data: bytes) -> bytes:

@@ -78,6 +78,13 @@ def analyse_tiles_with(fn, rgb: np.ndarray, pad_bottom: int, pad_right: int, str
     return out
 
 
+def to_pixels(x: np.ndarray) -> np.ndarray:
+    """A synthesis output (C, H, W) in [0, 1] as uint8 (H, W, C): ``rint(clip(x, 0, 1)·255)``. A crafted latent can
+    drive the float transforms to NaN; those pixels are 0 (defined, and without NumPy's cast warning)."""
+    x = np.nan_to_num(x, copy=False, nan=0.0) if not np.isfinite(x).all() else x
+    return np.rint(np.clip(x, 0.0, 1.0) * np.float32(255.0)).astype(np.uint8).transpose(1, 2, 0)
+
+
 def synthesize_tiles_with(fn, y: np.ndarray, height: int, width: int, scale: int = 16, workers: int = 1
                           ) -> np.ndarray:
     """The uint8 image (height, width, 3) that the synthesis of ``y`` decodes to (clamped, rounded), by fixed tiles.
@@ -97,8 +104,7 @@ def synthesize_tiles_with(fn, y: np.ndarray, height: int, width: int, scale: int
         top, left = (r - a) * scale, (c - p) * scale
         hh = min(height, (min(lh, r + SYNTH_ROWS)) * scale) - r * scale
         ww = min(width, (min(lw, c + SYNTH_COLS)) * scale) - c * scale
-        part = np.rint(np.clip(x[0, :, top: top + hh, left: left + ww], 0, 1) * np.float32(255.0))
-        out[r * scale: r * scale + hh, c * scale: c * scale + ww] = part.astype(np.uint8).transpose(1, 2, 0)
+        out[r * scale: r * scale + hh, c * scale: c * scale + ww] = to_pixels(x[0, :, top: top + hh, left: left + ww])
 
     if workers <= 1 or len(tiles) == 1:
         for t in tiles:

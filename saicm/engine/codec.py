@@ -17,7 +17,7 @@ import numpy as np
 from ..codec import container
 from ..codec.image_io import ImageLike, load_padded
 from ..codec.limits import check_layout, stream_model
-from ..codec.tiling import needs_strips, strip_count, strip_rows
+from ..codec.tiling import needs_strips, strip_count, strip_rows, to_pixels
 from ..errors import FormatError, ModelError
 from ..models.catalog import ModelInfo, default_quality, file_checksum
 from . import ENGINES
@@ -25,7 +25,7 @@ from .model import PortableModel, load
 from .runtime import transforms
 
 
-def _padded(rgb: np.ndarray, pb: int, pr: int) -> np.ndarray:
+def padded(rgb: np.ndarray, pb: int, pr: int) -> np.ndarray:
     """(1, 3, H+pb, W+pr) float32 in [0, 1], edge-replicated (as the PyTorch path pads)."""
     x = np.pad(rgb, ((0, pb), (0, pr), (0, 0)), mode="edge") if pb or pr else rgb
     return (x.transpose(2, 0, 1)[None].astype(np.float32) / np.float32(255.0))
@@ -52,7 +52,7 @@ def compress(image: ImageLike, info: ModelInfo, quality: int | None = None, engi
     if needs_strips(pm.M, ph, pw):  # large image: analysis by tiles (bounded memory)
         y = t.analysis_tiles(img.rgb, pb, pr)
     else:
-        y = t.analysis(_padded(img.rgb, pb, pr))
+        y = t.analysis(padded(img.rgb, pb, pr))
     y = y * pm.gain[q - 1][None, :, None, None]
     z = t.hyper_analysis(y)
     rows = strip_rows(pm.M, pw // 16)
@@ -85,4 +85,4 @@ def decode(stream: container.Stream, model=None, engine: str = "auto", max_pixel
     if needs_strips(pm.M, h.height + h.pad_bottom, h.width + h.pad_right):  # large image: synthesis by tiles
         return t.synthesis_tiles(y_hat, h.height, h.width)
     x = t.synthesis(y_hat)[0, :, : h.height, : h.width]
-    return np.rint(np.clip(x, 0.0, 1.0) * np.float32(255.0)).astype(np.uint8).transpose(1, 2, 0)
+    return to_pixels(x)

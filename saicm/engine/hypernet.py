@@ -150,27 +150,69 @@ def _deconv(x: np.ndarray, layer: IntLayer) -> np.ndarray:
     return _requantize(acc, layer)
 
 
-class IntegerHyperSynthesis:
-    """``h_s`` of a mean-scale hyperprior (CompressAI layout: deconv, LeakyReLU, deconv, LeakyReLU, conv3×3)
-    as an exact integer network. Built from a state dict of numpy arrays (``h_s.0.weight`` …)."""
+class IntegerConvStack:
+    """A chain of integer layers (:class:`IntLayer`): int64 activations in units of 2**-FRAC in and out."""
 
-    def __init__(self, state: dict, prefix: str = "h_s"):
-        self.layers = [
-            _layer(state[f"{prefix}.0.weight"], state[f"{prefix}.0.bias"], transposed=True, leaky=True),
-            _layer(state[f"{prefix}.2.weight"], state[f"{prefix}.2.bias"], transposed=True, leaky=True),
-            _layer(state[f"{prefix}.4.weight"], state[f"{prefix}.4.bias"], transposed=False, leaky=False),
-        ]
+    def __init__(self, layers: list[IntLayer]):
+        self.layers = layers
 
     @property
     def in_channels(self) -> int:
         return self.layers[0].cin
 
-    def __call__(self, z: np.ndarray) -> np.ndarray:
-        """(Cin, h, w) int64 hyper-latent in units of 2**-FRAC → (2M, 4h, 4w) int64 (scales, then means)."""
-        a = np.clip(np.asarray(z, dtype=np.int64), -ACT_LIMIT, ACT_LIMIT)
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        """(Cin, h, w) int64 → (Cout, h', w') int64; the input saturates at ±ACT_LIMIT like every activation."""
+        a = np.clip(np.asarray(x, dtype=np.int64), -ACT_LIMIT, ACT_LIMIT)
         for layer in self.layers:
             a = _deconv(a, layer) if layer.transposed else _conv(a, layer)
         return a
+
+
+class IntegerHyperSynthesis(IntegerConvStack):
+    """``h_s`` of a mean-scale hyperprior (CompressAI layout: deconv, LeakyReLU, deconv, LeakyReLU, conv3×3)
+    as an exact integer network. Built from a state dict of numpy arrays (``h_s.0.weight`` …).
+    Called on the hyper-latent (units 2**-FRAC) it gives (2M, 4h, 4w): the scales, then the means."""
+
+    def __init__(self, state: dict, prefix: str = "h_s"):
+        super().__init__([
+            _layer(state[f"{prefix}.0.weight"], state[f"{prefix}.0.bias"], transposed=True, leaky=True),
+            _layer(state[f"{prefix}.2.weight"], state[f"{prefix}.2.bias"], transposed=True, leaky=True),
+            _layer(state[f"{prefix}.4.weight"], state[f"{prefix}.4.bias"], transposed=False, leaky=False),
+        ])
+
+
+def condition_network(state: dict, prefix: str, input_scale: np.ndarray) -> IntegerConvStack:
+    """A scalable model's condition network (conv3×3, LeakyReLU, conv3×3, LeakyReLU, conv3×3) as an exact
+    integer network whose input is scaled per channel by ``input_scale`` before the first layer.
+
+    The network reads the machine layer's dequantised latent ``ŷ_b = ŷ_gained · g⁻¹``. The engine has
+    ``ŷ_gained`` exactly (integers in units 2**-FRAC) and folds ``g⁻¹`` (``input_scale``: float32 values, e.g.
+    from :func:`exact_exp`) into the first layer's weights; the product of two float32 numbers is exact in
+    float64, so the folded weights are a deterministic function of the two files."""
+    w0 = np.asarray(state[f"{prefix}.0.weight"], dtype=np.float64)
+    scale = np.asarray(input_scale, dtype=np.float32).astype(np.float64)
+    if w0.ndim != 4 or scale.shape != (w0.shape[1],):
+        raise ValueError(f"{prefix}.0.weight {w0.shape} does not take {scale.shape} input channels")
+    return IntegerConvStack([
+        _layer(w0 * scale[None, :, None, None], state[f"{prefix}.0.bias"], transposed=False, leaky=True),
+        _layer(state[f"{prefix}.2.weight"], state[f"{prefix}.2.bias"], transposed=False, leaky=True),
+        _layer(state[f"{prefix}.4.weight"], state[f"{prefix}.4.bias"], transposed=False, leaky=False),
+    ])
+
+
+def exact_exp(values: np.ndarray) -> np.ndarray:
+    """``exp`` of float32 values as float32, the same on every machine.
+
+    NumPy's and PyTorch's float32 ``exp`` are vectorised approximations whose last bit may differ between
+    instruction sets. Here each value is computed with Python's ``decimal`` (software arithmetic, 40 digits)
+    and rounded to float64, then to float32: a fixed function of the input bits. Used for the gains (a few
+    hundred values per model), where the result feeds the exact integer networks."""
+    from decimal import Context, Decimal
+
+    ctx = Context(prec=40)
+    flat = np.asarray(values, dtype=np.float32).ravel()
+    out = np.array([float(ctx.exp(Decimal(float(v)))) for v in flat], dtype=np.float64)
+    return out.astype(np.float32).reshape(np.shape(values))
 
 
 def scale_thresholds(scale_table: np.ndarray) -> np.ndarray:

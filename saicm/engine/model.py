@@ -10,7 +10,13 @@ PyTorch modules), so a file written by one decodes with the other:
   index and the mean of every y symbol, exactly;
 - y is rounded around its means and coded in strips of rows;
 - the decoder's latent is ``(symbol + mean) · inverse gain``, computed in
-  float64 and rounded once to float32, the same on every machine.
+  float64 and rounded once to float32, the same on every machine (the gains
+  are ``exp`` of the file's log-gains, computed exactly: :func:`~saicm.engine.hypernet.exact_exp`).
+
+A scalable model's additional codec is the same kind of model (its tables,
+gains and hyper-synthesis, plus an integer offset to the entropy parameters
+from the machine layer: :mod:`saicm.engine.scalable`), so it is a
+``PortableModel`` too, built from part of that file.
 """
 
 from __future__ import annotations
@@ -23,7 +29,7 @@ import numpy as np
 from ..entropy.tables import CdfTables
 from ..errors import FormatError, ModelError
 from ..models.catalog import ModelInfo
-from .hypernet import FRAC, IntegerHyperSynthesis, scale_indexes, scale_thresholds
+from .hypernet import FRAC, IntegerHyperSynthesis, exact_exp, scale_indexes, scale_thresholds
 
 #: architectures the portable engine codes
 SUPPORTED = ("gained-mean-scale-hyperprior",)
@@ -40,21 +46,26 @@ class PortableModel:
 
     multiple = 64  # pad images to this (y is /16, z is /64)
 
-    def __init__(self, info: ModelInfo):
-        if not supports(info):
+    def __init__(self, info: ModelInfo, state: dict | None = None, config: dict | None = None,
+                 torch_parts: tuple[str, str, str] = ("g_a", "h_a", "g_s")):
+        """``info``: the model file. ``state``/``config``: the tensors and configuration to use instead of the
+        file's own (a scalable model's additional codec: its ``add.*`` tensors and human synthesis);
+        ``torch_parts``: where ``g_a``, ``h_a`` and ``g_s`` are in the PyTorch model (``--engine torch``)."""
+        if state is None and not supports(info):
             raise ModelError(f"{info.name} ({info.architecture}) is not supported by the portable engine "
                              f"(it codes {', '.join(SUPPORTED)}); use --engine compressai", str(info.path))
         from safetensors import SafetensorError
         from safetensors.numpy import load_file
 
+        config = info.config if config is None else config
         try:
-            state = load_file(str(info.path))
+            state = load_file(str(info.path)) if state is None else state
             self.info = info
-            self.M, self.N = int(info.config["M"]), int(info.config["N"])
-            self.num_qualities = len(info.config["lambdas"])
-            # the gains as the PyTorch model computes them (exp of the float32 parameters)
-            self.gain = np.exp(state["log_gain"].astype(np.float32))
-            self.inv_gain = np.exp(state["log_inv_gain"].astype(np.float32)).astype(np.float64)
+            self.M, self.N = int(config["M"]), int(config["N"])
+            self.num_qualities = len(config["lambdas"])
+            # the gains: exp of the float32 parameters, correctly rounded (the same on every machine)
+            self.gain = exact_exp(state["log_gain"])
+            self.inv_gain = exact_exp(state["log_inv_gain"]).astype(np.float64)
             med = state["entropy_bottleneck.quantiles"].astype(np.float32)[:, 0, 1].astype(np.float64)
             self.medians = med
             self.median_units = np.rint(np.ldexp(med, FRAC)).astype(np.int64)
@@ -71,62 +82,90 @@ class PortableModel:
                 or len(self.z_tables) != self.N or len(self.thresholds) + 1 != len(self.y_tables):
             raise ModelError(f"the weights do not fit {info.architecture} (shapes)", str(info.path))
         self.state = state  # the float weights, for the transforms
+        self.torch_parts = torch_parts
         self.transforms: dict = {}  # (back-end, threads) → its transforms (saicm.engine.runtime.transforms)
 
     def latent_shapes(self, height: int, width: int) -> list[tuple[int, ...]]:
         return [(height // 64, width // 64)]
 
     # --- shared by encoder and decoder ---------------------------------------------------------
-    def _params(self, z_sym: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(scale indexes (M, h, w) int32, means (M, h, w) float64) from the hyper-latent symbols (N, h/4, w/4)."""
+    def _params(self, z_sym: np.ndarray, offset: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(scale indexes (M, h, w) int32, means (M, h, w) int64 in units 2**-FRAC) from the hyper-latent symbols
+        (N, h/4, w/4); ``offset`` (2M, h, w) int64 is added to the hyper-synthesis output (a conditioned codec)."""
         z_int = (np.clip(z_sym, -Z_LIMIT, Z_LIMIT) << FRAC) + self.median_units[:, None, None]
         p = self.hyper(z_int)
-        return scale_indexes(p[: self.M], self.thresholds), np.ldexp(p[self.M:].astype(np.float64), -FRAC)
+        if offset is not None:
+            if offset.shape != p.shape:
+                raise FormatError("latent layout does not match the model (condition)")
+            p = p + offset
+        return scale_indexes(p[: self.M], self.thresholds), p[self.M:].copy()  # (the scales' half is freed)
 
     def _z_tables_index(self, shape) -> np.ndarray:
         return np.broadcast_to(np.arange(self.N, dtype=np.int64)[:, None, None], shape)
 
     # --- coding --------------------------------------------------------------------------------
-    def encode(self, y: np.ndarray, z: np.ndarray, strip_rows: int) -> list[bytes]:
-        """Strings ``[z, y strip 0, …]`` of the gained latent ``y`` (M, H, W) and the hyper-latent ``z``."""
+    def encode(self, y: np.ndarray, z: np.ndarray, strip_rows: int,
+               offset: np.ndarray | None = None) -> list[bytes]:
+        """Strings ``[z, y strip 0, …]`` of the gained latent ``y`` (M, H, W) and the hyper-latent ``z``
+        (``offset``: see :meth:`_params`)."""
         z_sym = np.rint(z.astype(np.float64) - self.medians[:, None, None]).astype(np.int64)
         np.clip(z_sym, -Z_LIMIT, Z_LIMIT, out=z_sym)
         strings = [self.z_tables.encode(z_sym, self._z_tables_index(z_sym.shape))]
-        indexes, means = self._params(z_sym)
+        indexes, means = self._params(z_sym, offset)
         for r in range(0, y.shape[-2], strip_rows):
             s = slice(r, r + strip_rows)
-            sym = np.rint(y[:, s].astype(np.float64) - means[:, s]).astype(np.int64)
-            strings.append(self.y_tables.encode(sym, indexes[:, s]))
+            sym = np.rint(y[:, s].astype(np.float64) - np.ldexp(means[:, s].astype(np.float64), -FRAC))
+            strings.append(self.y_tables.encode(sym.astype(np.int64), indexes[:, s]))
         return strings
 
-    def decode(self, strings: list[bytes], z_shape: tuple[int, int], quality: int, strip_rows: int) -> np.ndarray:
-        """The dequantised latent ``ŷ·g⁻¹`` (1, M, H, W) float32 of a version-3 stream's strings."""
+    def decode_units(self, strings: list[bytes], z_shape: tuple[int, int], strip_rows: int,
+                     offset: np.ndarray | None = None) -> np.ndarray:
+        """The decoded gained latent ``ŷ`` (M, H, W) as exact integers in units of 2**-FRAC (symbol + mean)."""
         h, w = z_shape
         n = self.N * h * w
         z_sym = self.z_tables.decode(strings[0], self._z_tables_index((self.N, h, w)).reshape(-1))
         if z_sym.size != n:
             raise FormatError("latent layout does not match the model")
-        indexes, means = self._params(z_sym.reshape(self.N, h, w))
-        y = np.empty((1, self.M, 4 * h, 4 * w), np.float32)
-        ig = self.inv_gain[quality - 1][:, None, None]
+        indexes, means = self._params(z_sym.reshape(self.N, h, w), offset)
         rows = list(range(0, 4 * h, strip_rows))
         if len(strings) != 1 + len(rows):
             raise FormatError("latent layout does not match the model (strip count)")
         for r, data in zip(rows, strings[1:]):
             s = slice(r, r + strip_rows)
             sym = self.y_tables.decode(data, indexes[:, s].reshape(-1)).reshape(indexes[:, s].shape)
-            y[0, :, s] = (sym + means[:, s]) * ig
+            means[:, s] += sym.astype(np.int64) << FRAC
+        return means
+
+    def dequantise(self, units: np.ndarray, quality: int) -> np.ndarray:
+        """``ŷ·g⁻¹`` (1, C, H, W) float32 of :meth:`decode_units`' integers (float64, rounded once); ``units`` may
+        hold the first C ≤ M channels only."""
+        ig = self.inv_gain[quality - 1][: units.shape[0], None, None]
+        y = np.empty((1, *units.shape), np.float32)
+        step = max(1, (1 << 22) // max(1, units.shape[0] * units.shape[2]))  # rows per block: bounded temporaries
+        for r in range(0, units.shape[1], step):
+            y[0, :, r: r + step] = np.ldexp(units[:, r: r + step].astype(np.float64), -FRAC) * ig
         return y
 
-
-@functools.lru_cache(maxsize=8)
-def _load(path: str, _mtime: int, name: str) -> PortableModel:
-    from ..models.catalog import read_info
-
-    return PortableModel(read_info(path, name=name))
+    def decode(self, strings: list[bytes], z_shape: tuple[int, int], quality: int, strip_rows: int) -> np.ndarray:
+        """The dequantised latent ``ŷ·g⁻¹`` (1, M, H, W) float32 of a version-3 stream's strings."""
+        return self.dequantise(self.decode_units(strings, z_shape, strip_rows), quality)
 
 
-def load(info: ModelInfo) -> PortableModel:
-    """The portable model of a weight file (cached per file and modification time)."""
-    p = str(info.path.resolve())
-    return _load(p, os.stat(p).st_mtime_ns, info.name)
+def file_cache(factory):
+    """``load(info)`` giving ``factory(info)``, made once per weight file and modification time (an LRU of 8)."""
+
+    @functools.lru_cache(maxsize=8)
+    def _load(path: str, _mtime: int, name: str):
+        from ..models.catalog import read_info
+
+        return factory(read_info(path, name=name))
+
+    def load(info: ModelInfo):
+        p = str(info.path.resolve())
+        return _load(p, os.stat(p).st_mtime_ns, info.name)
+
+    return load
+
+
+#: the portable model of a weight file (cached per file and modification time)
+load = file_cache(PortableModel)

@@ -105,7 +105,8 @@ class TorchTransforms:
     def __init__(self, model: PortableModel):
         from ..models.zoo import load_model
 
-        self.net, _ = load_model(model.info.path)
+        net, _ = load_model(model.info.path)
+        self.g_a, self.h_a, self.g_s = (net.get_submodule(p) for p in model.torch_parts)
 
     def _run(self, fn, x: np.ndarray) -> np.ndarray:
         import torch
@@ -115,27 +116,27 @@ class TorchTransforms:
             return fn(t.contiguous(memory_format=torch.channels_last)).float().contiguous().numpy()
 
     def analysis(self, x: np.ndarray) -> np.ndarray:
-        return self._run(self.net.g_a, x)
+        return self._run(self.g_a, x)
 
     def hyper_analysis(self, y: np.ndarray) -> np.ndarray:
-        return self._run(self.net.h_a, y)
+        return self._run(self.h_a, y)
 
     def synthesis(self, y_hat: np.ndarray) -> np.ndarray:
         from ..models.determinism import synthesize_in_strips
 
-        return self._run(lambda t: synthesize_in_strips(self.net.g_s, t, scale=16), y_hat)
+        return self._run(lambda t: synthesize_in_strips(self.g_s, t, scale=16), y_hat)
 
     def analysis_tiles(self, rgb: np.ndarray, pb: int, pr: int) -> np.ndarray:
         from ..codec.tiling import analyse_tiles
 
-        return analyse_tiles(self.net.g_a, rgb, pb, pr).numpy()
+        return analyse_tiles(self.g_a, rgb, pb, pr).numpy()
 
     def synthesis_tiles(self, y_hat: np.ndarray, height: int, width: int) -> np.ndarray:
         import torch
 
         from ..codec.tiling import synthesize_tiles
 
-        return synthesize_tiles(self.net.g_s, torch.from_numpy(y_hat), height, width)
+        return synthesize_tiles(self.g_s, torch.from_numpy(y_hat), height, width)
 
 
 BACKENDS = ("onnx", "torch")

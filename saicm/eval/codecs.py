@@ -187,28 +187,34 @@ class SaicmCodec(Codec):
     (the default) sweeps the human layer's rate points over one machine
     rate point, ``base=K`` (default the base's middle one; named
     ``MODEL-human-bK``), or with the machine rate point equal to the human one,
-    ``base=pair`` (named ``MODEL-human-pair``).
+    ``base=pair`` (named ``MODEL-human-pair``). ``engine=compressai`` (named ``…@compressai``) writes the
+    files of saicm 0.4 (human layer version 1) instead of the portable engine's.
     """
 
     def __init__(self, model: str = ""):
         from ..codec.pipeline import check_refine, is_scalable
         from ..models.zoo import load_model
 
+        from ..engine import ENGINES
+
         model, _, rest = model.partition(",")
         net, self.info = load_model(model or None)
         self.scalable = is_scalable(net)
         if self.scalable:
-            opts = _parse_options(rest, {"layer": "machine|human", "base": "K|pair"})
+            opts = _parse_options(rest, {"layer": "machine|human", "base": "K|pair", "engine": "auto|compressai"})
             self.layer = opts.get("layer", "human")
             if self.layer not in ("machine", "human"):
                 raise SaicmError(f"layer= takes machine or human, got {self.layer!r}")
             self.refine = 0
-            self.engine = "auto"
+            self.engine = opts.get("engine", "auto")
+            if self.engine not in ("auto", "compressai"):
+                raise SaicmError(f"engine= takes auto or compressai for a scalable model, got {self.engine!r}")
+            at = f"@{self.engine}" if self.engine != "auto" else ""
             if self.layer == "machine":
                 if "base" in opts:
                     raise SaicmError("base= is for layer=human (the machine layer's qualities are the sweep)")
                 self.base_quality = None
-                self.name = f"{self.info.name}-machine"
+                self.name = f"{self.info.name}-machine{at}"
                 self.default_qualities = tuple(range(1, net.base_num_qualities + 1))
             else:
                 self.base_quality = _base_quality(opts.get("base"), net.base_num_qualities)
@@ -216,11 +222,9 @@ class SaicmCodec(Codec):
                     raise SaicmError(f"base=pair needs a machine rate point per human one "
                                      f"({net.num_qualities} > {net.base_num_qualities})")
                 tag = "pair" if self.base_quality == "pair" else f"b{self.base_quality}"
-                self.name = f"{self.info.name}-human-{tag}"
+                self.name = f"{self.info.name}-human-{tag}{at}"
                 self.default_qualities = tuple(range(1, net.num_qualities + 1))
             return
-        from ..engine import ENGINES
-
         opts = _parse_options(rest, {"refine": "STEPS", "engine": "|".join(ENGINES)})
         if not opts.get("refine", "0").isdigit():
             raise SaicmError(f"refine= takes a number of steps, got {opts['refine']!r}")
@@ -241,9 +245,9 @@ class SaicmCodec(Codec):
         if self.layer == "machine":
             from ..codec.scalable import strip
 
-            return strip(compress(img, model=self.info.path, quality=quality, human_quality=1))
+            return strip(compress(img, model=self.info.path, quality=quality, human_quality=1, engine=self.engine))
         qb = quality if self.base_quality == "pair" else self.base_quality
-        return compress(img, model=self.info.path, quality=qb, human_quality=quality)
+        return compress(img, model=self.info.path, quality=qb, human_quality=quality, engine=self.engine)
 
     def decode(self, data):
         from ..codec.pipeline import decompress
@@ -255,6 +259,7 @@ class SaicmCodec(Codec):
 
     def config(self):
         from ..engine.model import supports
+        from ..engine.scalable import supports_scalable
         from ..models.zoo import file_checksum
 
         extra = {"refine_steps": self.refine} if self.refine else {}
@@ -262,6 +267,8 @@ class SaicmCodec(Codec):
             extra = {"layer": self.layer, "base_quality": self.base_quality}
         if self.engine != "compressai" and not self.refine and (self.scalable or supports(self.info)):
             extra["format"] = 3  # portable (machine) layers: cached results of format-1 files do not count
+        if self.scalable and self.layer == "human" and self.engine != "compressai" and supports_scalable(self.info):
+            extra["human_format"] = 2  # the portable human layer (saicm ≥ 0.5)
         return {"model": self.info.name, "architecture": self.info.architecture, **self.info.config,
                 "weights_sha256_prefix": file_checksum(self.info.path).hex(), **extra}
 

@@ -183,6 +183,8 @@ RECOMMENDED_MACHINE_MODEL = "saicm-regions-a048-off02-n64-v5"
 
 #: The two-layer model `make demo` shows (machine layer = RECOMMENDED_MACHINE_MODEL).
 RECOMMENDED_SCALABLE_MODEL = "scalable-off02v5-m4-cond"
+#: the architecture of two-layer (scalable) models: :mod:`saicm.models.scalable`
+SCALABLE_ARCHITECTURE = "scalable-fusion"
 
 
 def default_model_name() -> str:

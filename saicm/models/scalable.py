@@ -47,6 +47,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn.modules.module import _IncompatibleKeys
 
+from .catalog import SCALABLE_ARCHITECTURE
 from .determinism import run_single_thread, synthesize_in_strips
 from .hyperprior import GainedMeanScaleHyperprior
 from .registry import register_architecture
@@ -57,7 +58,7 @@ from .registry import register_architecture
 CONDITIONS = ("none", "base")
 
 
-@register_architecture("scalable-fusion")
+@register_architecture(SCALABLE_ARCHITECTURE)
 class ScalableFusion(nn.Module):
     """Additional-information codec + fusion decoder over a frozen base model.
 
