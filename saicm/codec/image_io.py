@@ -98,8 +98,14 @@ def _to_8bit_gray(img: Image.Image) -> np.ndarray:
 
 
 def load_image(src: ImageLike, max_pixels: int | None = None) -> RGBImage:
-    """Any image (path, PIL image or array) → :class:`RGBImage`; larger than ``max_pixels`` (default
-    :data:`saicm.codec.limits.DEFAULT_MAX_PIXELS`) is refused before its pixels are decoded."""
+    """Any image (path, PIL image or array, or an :class:`RGBImage` already loaded) → :class:`RGBImage`; larger
+    than ``max_pixels`` (default :data:`saicm.codec.limits.DEFAULT_MAX_PIXELS`) is refused before its pixels are
+    decoded."""
+    if isinstance(src, RGBImage):
+        from .limits import check_pixels
+
+        check_pixels(*src.size, max_pixels, what="the image")
+        return src
     img, path = _open(src, max_pixels)
     try:
         img = ImageOps.exif_transpose(img)

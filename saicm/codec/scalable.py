@@ -25,7 +25,7 @@ import hashlib
 from ..errors import FormatError, ModelError
 from ..models.catalog import SCALABLE_ARCHITECTURE, default_quality, file_checksum, resolve
 from . import container
-from .image_io import ImageLike
+from .image_io import ImageLike, load_image
 
 
 def _machine_digest(machine: bytes) -> bytes:
@@ -99,6 +99,7 @@ def _compress_portable(image, info, quality, human_quality, max_pixels, engine) 
     qb, qa = _qualities(info.name, quality, human_quality, ps.base_info.name, ps.base.num_qualities,
                         ps.num_qualities)
     backend = "onnx" if engine == "auto" else engine
+    image = load_image(image, max_pixels)  # once, for both layers
     machine = portable_compress(image, ps.base_info, qb, backend, max_pixels)
     stream = container.unpack(machine)
     h = stream.header
