@@ -68,6 +68,7 @@ def compress_layers(image: ImageLike, model=None, quality: int | None = None,
     PyTorch model (as saicm 0.3 wrote them). ``auto`` falls back to ``compressai`` for the other models."""
     from ..engine import ENGINES
     from ..engine.scalable import supports_scalable
+
     info = resolve(model)
     if info.architecture != SCALABLE_ARCHITECTURE:
         raise ModelError(f"{info.name} is not a scalable model")
@@ -78,7 +79,7 @@ def compress_layers(image: ImageLike, model=None, quality: int | None = None,
     if engine not in ("auto", "compressai"):
         raise ModelError(f"{info.name}: the portable engine does not code this scalable model; use --engine "
                          "compressai (or auto)")
-    return _compress_compressai(image, info, quality, human_quality, max_pixels)
+    return _compress_compressai(image, info, quality, human_quality, max_pixels, engine)
 
 
 def _qualities(name: str, quality, human_quality, base_name: str, nq_base: int, nq_human: int) -> tuple[int, int]:
@@ -113,7 +114,7 @@ def _compress_portable(image, info, quality, human_quality, max_pixels, engine) 
     return machine + container.pack_human(layer)
 
 
-def _compress_compressai(image, info, quality, human_quality, max_pixels) -> bytes:
+def _compress_compressai(image, info, quality, human_quality, max_pixels, engine) -> bytes:
     import torch
 
     from ..models.zoo import load_model
@@ -124,7 +125,8 @@ def _compress_compressai(image, info, quality, human_quality, max_pixels) -> byt
         raise ModelError(f"{info.name} is not a scalable model")
     qb, qa = _qualities(info.name, quality, human_quality, net.base_info.name, net.base_num_qualities,
                         net.num_qualities)
-    machine = compress(image, model=net.base_info.path, quality=qb, max_pixels=max_pixels, engine="compressai")
+    # the base's own file: format 1 with engine="compressai", else what `saicm compress --model BASE` writes
+    machine = compress(image, model=net.base_info.path, quality=qb, max_pixels=max_pixels, engine=engine)
     _, x, _, _ = prepare(image, net.multiple, max_pixels, getattr(net, "min_size", 0))
     # The machine layer's latent exactly as a decoder will decode it (a conditioned human layer depends on it).
     stream = container.unpack(machine)

@@ -1,5 +1,8 @@
 """The hyper-synthesis in exact integer arithmetic: the same coder tables on every engine, CPU and thread count.
 
+(The same integer layers also run a scalable model's condition network, which adds to the
+additional codec's entropy parameters: :func:`condition_network`.)
+
 The hyper-synthesis ``h_s`` turns the decoded hyper-latent ẑ into the scales
 (which pick the entropy coder's table for every symbol of y) and the means of
 y. If encoder and decoder disagree on one scale index, the rest of the stream

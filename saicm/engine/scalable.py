@@ -112,15 +112,15 @@ class PortableScalable:
         rows = strip_rows(self.channels, pw // 16)
         return self.add.encode(y[0], z[0], rows, self._offset(base_units, base_quality)), rows
 
-    def decode(self, strings: list[bytes], z_shape: tuple[int, int], quality: int, strip_rows_: int,
+    def decode(self, strings: list[bytes], z_shape: tuple[int, int], quality: int, rows: int,
                base_units: np.ndarray, base_quality: int, height: int, width: int, engine: str) -> np.ndarray:
         """The human image, uint8 (height, width, 3), of a human layer over the machine layer ``base_units``."""
         lh, lw = base_units.shape[1:]
         if tuple(z_shape) != (lh // 4, lw // 4) or 4 * z_shape[0] != lh or 4 * z_shape[1] != lw:
             raise FormatError("the human layer's latent does not match the machine layer's size")
-        if strip_rows_ < 1 or len(strings) != 1 + strip_count(lh, strip_rows_):
+        if rows < 1 or len(strings) != 1 + strip_count(lh, rows):
             raise FormatError("human-layer latent layout does not match the model (strip count)")
-        units = self.add.decode_units(strings, z_shape, strip_rows_, self._offset(base_units, base_quality))
+        units = self.add.decode_units(strings, z_shape, rows, self._offset(base_units, base_quality))
         fused = self._fuse(self.base.dequantise(base_units, base_quality), self.add.dequantise(units, quality))
         del units
         t = transforms(self.add, engine)
