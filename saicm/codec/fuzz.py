@@ -156,7 +156,8 @@ def _video_config_value(rng: random.Random, value):
     """A hostile replacement for one value of a NeRV configuration."""
     if isinstance(value, list):
         return rng.choice(([], [0], [1] * 40, [10**6], value + value, [-1] + value[1:], [v * 64 for v in value]))
-    return rng.choice((0, -1, 1, 2**31, 2**63, 1e308, float("nan"), "x", None, True, [1], value * 1000))
+    scaled = (value * 1000,) if isinstance(value, (int, float, str)) else ()  # (a configuration may hold None)
+    return rng.choice((0, -1, 1, 2**31, 2**63, 1e308, float("nan"), "x", None, True, [1], *scaled))
 
 
 def mutate_video(rng: random.Random, s) -> None:
