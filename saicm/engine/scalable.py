@@ -33,8 +33,8 @@ from .runtime import transforms
 
 
 def supports_scalable(info: ModelInfo) -> bool:
-    """Whether the engine codes the human layer of ``info`` (the built-in additional codec, either condition,
-    over a base the engine codes)."""
+    """Whether the engine codes the human layer of ``info``: the built-in additional codec, either condition.
+    (Its base must be a model the engine codes too; that is checked when the model is loaded.)"""
     cfg = info.config
     return (info.architecture == ARCHITECTURE and "additional" not in cfg
             and cfg.get("condition", "none") in ("none", "base"))
@@ -116,7 +116,7 @@ class PortableScalable:
                base_units: np.ndarray, base_quality: int, height: int, width: int, engine: str) -> np.ndarray:
         """The human image, uint8 (height, width, 3), of a human layer over the machine layer ``base_units``."""
         lh, lw = base_units.shape[1:]
-        if tuple(z_shape) != (lh // 4, lw // 4) or 4 * z_shape[0] != lh or 4 * z_shape[1] != lw:
+        if tuple(z_shape) != (lh // 4, lw // 4):  # (the machine layer's latent is 4× its hyper-latent)
             raise FormatError("the human layer's latent does not match the machine layer's size")
         if rows < 1 or len(strings) != 1 + strip_count(lh, rows):
             raise FormatError("human-layer latent layout does not match the model (strip count)")
