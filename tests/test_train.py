@@ -164,6 +164,20 @@ def test_init_with_new_lambdas_fine_tunes_to_other_rate_points(data_dir, tmp_pat
     assert torch.allclose(model.lambdas.float(), torch.tensor([0.01, 0.1, 0.3]), rtol=1e-3)
 
 
+def test_an_fp16_file_keeps_the_likelihood_floor_so_rates_stay_finite(tiny_model):
+    # fp16 holds CompressAI's 1e-9 floor as 0; the loaded model (and so --init, --human-init and --resume)
+    # keeps the architecture's floor, so an unlikely symbol costs ~30 bits instead of infinity
+    from safetensors.torch import load_file
+
+    assert float(load_file(str(tiny_model))["gaussian_conditional.likelihood_lower_bound.bound"]) == 0.0
+    model, _ = saicm.load_model(tiny_model)
+    for name in ("gaussian_conditional", "entropy_bottleneck"):
+        assert float(getattr(model, name).likelihood_lower_bound.bound) == pytest.approx(1e-9)
+    y = torch.full((1, 24, 2, 2), 1e4)
+    _, lik = model.gaussian_conditional(y, torch.full_like(y, 0.2), means=torch.zeros_like(y))
+    assert torch.isfinite(-torch.log2(lik)).all() and float(lik.min()) == pytest.approx(1e-9)
+
+
 def test_init_with_another_count_of_lambdas_resamples_the_gains(data_dir, tmp_path):
     from saicm.models import build_architecture, save_model
 

@@ -101,12 +101,30 @@ def build_from_info(info: ModelInfo, config: dict | None = None) -> torch.nn.Mod
                          str(info.path)) from None
 
 
+#: state-dict entries that are constants of CompressAI's entropy models, not learned: the floor of a likelihood
+#: (1e-9), which an fp16 weight file holds as 0
+CONSTANT_SUFFIXES = ("likelihood_lower_bound.bound",)
+
+
+def keep_constants(model: torch.nn.Module, state: dict) -> None:
+    """Replace, in ``state`` (in place), the constants of :data:`CONSTANT_SUFFIXES` by ``model``'s own values.
+
+    With a floor of 0 (an fp16 file's 1e-9) a training step's rate of an unlikely symbol is infinite and every
+    step is skipped (``saicm train --human-init`` of a scalable model with m < 4 stopped so). Coding is not
+    affected: the coder's tables do not read the floor."""
+    own = model.state_dict()
+    for k in state:
+        if k.endswith(CONSTANT_SUFFIXES) and k in own:
+            state[k] = own[k].clone()
+
+
 def instantiate(info: ModelInfo) -> torch.nn.Module:
     """A new model built from a weight file (not cached: the caller may change it), in eval mode, frozen."""
     path = str(info.path)
     model = build_from_info(info)
     state = load_file(path)
     state = {k: (v.float() if v.is_floating_point() else v) for k, v in state.items()}
+    keep_constants(model, state)
     try:
         model.load_state_dict(state)
     except RuntimeError as e:

@@ -29,7 +29,7 @@ from ..device import resolve_device
 from ..errors import SaicmError
 from ..models import build_architecture, save_model
 from ..models.registry import load_architectures
-from ..models.zoo import build_from_info, load_model
+from ..models.zoo import build_from_info, keep_constants, load_model
 from .config import AMP_MODES, DEFAULT_LAMBDAS, QUANT_MODES, TrainConfig
 from .data import RandomCrops
 from .losses import DISTORTIONS, MASK_KINDS, rd_loss
@@ -180,6 +180,7 @@ def train(cfg: TrainConfig) -> Path:
     start = 0
     if cfg.resume and ckpt_path.is_file():
         ck = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+        keep_constants(model, ck["model"])  # (runs started before saicm 0.5.1 saved an fp16 file's zero floor)
         model.load_state_dict(ck["model"])
         opt.load_state_dict(ck["opt"])
         if aux_opt is not None and ck.get("aux_opt") is not None:
