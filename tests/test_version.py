@@ -30,3 +30,10 @@ def test_version_flag_does_not_import_torch():
             "print('torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True).stdout
     assert out.strip().splitlines() == [f"saicm {_pyproject_version()}", "False"]
+
+
+def test_readme_and_changelog_name_the_current_version():
+    # the front door and the changelog said 0.4.0 while the package was 0.5.0
+    v = _pyproject_version()
+    assert f"Version {v}," in (ROOT / "README.md").read_text()
+    assert f"## [{v}] - " in (ROOT / "CHANGELOG.md").read_text()
