@@ -33,7 +33,7 @@ def test_version_flag_does_not_import_torch():
 
 
 def test_readme_and_changelog_name_the_current_version():
-    # the front door and the changelog said 0.4.0 while the package was 0.5.0
+    # the README said 0.4.0 while the package was 0.5.0
     v = _pyproject_version()
     assert f"Version {v}," in (ROOT / "README.md").read_text()
     assert f"## [{v}] - " in (ROOT / "CHANGELOG.md").read_text()
