@@ -128,3 +128,49 @@ def test_cli_prints_the_interval_and_explains_a_missing_draw(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["bdrate", str(tmp_path / "a.json"), str(tmp_path / "t.json"), "--ci", "120"])
     assert "confidence level" in capsys.readouterr().err
+
+
+def _ap_run(codec, bpps, aps, draws_by_q, seed_spec=None):
+    """A detection result of two images with stored AP draws per point."""
+    r = results.new_result(codec, {"seed": codec[-1]}, "clip", "detection", 2)
+    r["bootstrap"] = seed_spec or spec(["f0.png", "f1.png"], 3)
+    r["per_image"] = {n: [{"quality": q, "bpp": b, "psnr": 30.0 + q} for q, b in zip((1, 2), bpps)]
+                      for n in ("f0.png", "f1.png")}
+    r["points"] = [{"quality": q, "bpp": b, "bytes": int(b * 1000), "box_ap": ap, "ap": ap,
+                    "bootstrap": {"box_ap": d}} for q, b, ap, d in zip((1, 2), bpps, aps, draws_by_q)]
+    return r
+
+
+def test_the_mean_of_seeds_averages_points_images_and_draws():
+    a = _ap_run("nerv:seed=0", [0.1, 0.2], [40.0, 60.0], [[40.0, 30.0, None], [60.0, 50.0, 70.0]])
+    b = _ap_run("nerv:seed=1", [0.3, 0.4], [20.0, 80.0], [[20.0, 10.0, 5.0], [80.0, 70.0, 90.0]])
+    m = results.mean_of_runs([a, b])
+    assert m["codec"] == "nerv:seed=0 (mean of 2 runs)"
+    assert [p["bpp"] for p in m["points"]] == pytest.approx([0.2, 0.3])
+    assert [p["ap"] for p in m["points"]] == pytest.approx([30.0, 70.0])
+    assert [p["bytes"] for p in m["points"]] == pytest.approx([200.0, 300.0])
+    # draw by draw; a draw where one run had no AP has none in the mean
+    assert m["points"][0]["bootstrap"]["box_ap"][:2] == pytest.approx([30.0, 20.0])
+    assert m["points"][0]["bootstrap"]["box_ap"][2] is None
+    assert m["points"][1]["bootstrap"]["box_ap"] == pytest.approx([70.0, 60.0, 80.0])
+    assert m["per_image"]["f1.png"][1]["bpp"] == pytest.approx(0.3)
+    assert m["per_image"]["f1.png"][1]["psnr"] == pytest.approx(32.0)
+    assert [c["codec"] for c in m["codec_config"]["mean_of"]] == ["nerv:seed=0", "nerv:seed=1"]
+    assert a["points"][0]["ap"] == 40.0  # the inputs are not modified
+    # the mean pairs with another codec measured on the same draws
+    ci = bd_rate_ci(m, a, "ap")
+    assert ci.draws > 0
+
+
+def test_runs_of_different_measurements_are_not_averaged():
+    a = _ap_run("nerv:seed=0", [0.1, 0.2], [40.0, 60.0], [[1.0] * 3, [2.0] * 3])
+    other_draws = _ap_run("nerv:seed=1", [0.1, 0.2], [40.0, 60.0], [[1.0] * 3, [2.0] * 3],
+                          seed_spec=spec(["f0.png", "f1.png"], 3, seed=7))
+    with pytest.raises(SaicmError, match="differ in bootstrap"):
+        results.mean_of_runs([a, other_draws])
+    one_point = _ap_run("nerv:seed=2", [0.1, 0.2], [40.0, 60.0], [[1.0] * 3, [2.0] * 3])
+    one_point["points"] = one_point["points"][:1]
+    with pytest.raises(SaicmError, match="different rate points"):
+        results.mean_of_runs([a, one_point])
+    with pytest.raises(SaicmError, match="at least two"):
+        results.mean_of_runs([a])

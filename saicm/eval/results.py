@@ -72,3 +72,61 @@ def curve(result: dict, metric: str) -> tuple[list[float], list[float]]:
     if not pts:
         raise SaicmError(f"results for {result['codec']} have no metric {metric!r}")
     return [p["bpp"] for p in pts], [p[metric] for p in pts]
+
+
+#: what identifies a measurement besides the codec's seed: runs averaged by :func:`mean_of_runs` must agree on these
+_SAME_FOR_RUNS = ("dataset", "task", "task_model", "bootstrap", "num_images")
+
+
+def mean_of_runs(runs: list[dict]) -> dict:
+    """One result holding, per rate point, the mean over ``runs`` (the same codec trained with different seeds).
+
+    Bytes, bpp and every metric are averaged point by point (points matched by quality) and image by image;
+    stored bootstrap draws of AP are averaged draw by draw, which is valid because every run was drawn with
+    the same images and seed (checked): draw b of the mean is the mean AP over seeds on draw b. So a paired
+    bootstrap of the mean against another codec resamples images (frames) with the seeds held fixed; it says
+    nothing of the spread between seeds, which the caller reports from the runs themselves.
+    """
+    if len(runs) < 2:
+        raise SaicmError("averaging needs at least two results files")
+    first = runs[0]
+    for r in runs[1:]:
+        for k in _SAME_FOR_RUNS:
+            if r.get(k) != first.get(k):
+                raise SaicmError(f"{r['codec']} and {first['codec']} differ in {k} "
+                                 f"({r.get(k)!r} vs {first.get(k)!r}): only runs of one measurement can be averaged")
+        if sorted(r["per_image"]) != sorted(first["per_image"]):
+            raise SaicmError(f"{r['codec']} and {first['codec']} were measured on different images")
+    qualities = [sorted(str(p["quality"]) for p in r["points"]) for r in runs]
+    if any(q != qualities[0] for q in qualities):
+        raise SaicmError(f"the runs have different rate points: {qualities}")
+
+    def mean_entry(entries: list[dict]) -> dict:
+        out = dict(entries[0])
+        for k, v in entries[0].items():
+            if isinstance(v, bool) or k == "quality":
+                continue
+            if isinstance(v, (int, float)) and all(isinstance(e.get(k), (int, float)) for e in entries):
+                out[k] = sum(e[k] for e in entries) / len(entries)
+            elif k == "bootstrap" and isinstance(v, dict):
+                out[k] = {name: [None if any(e[k][name][i] is None for e in entries)
+                                 else sum(e[k][name][i] for e in entries) / len(entries)
+                                 for i in range(len(draws))]
+                          for name, draws in v.items()
+                          if all(len(e[k].get(name) or []) == len(draws) for e in entries)}
+            elif k == "per_clip":
+                out[k] = {c: mean_entry([e[k][c] for e in entries]) for c in v}
+        return out
+
+    def by_quality(entries: list[dict]) -> dict:
+        return {str(e["quality"]): e for e in entries}
+
+    res = dict(first)
+    res["codec"] = f"{first['codec']} (mean of {len(runs)} runs)"
+    res["codec_config"] = {"mean_of": [{"codec": r["codec"], **r.get("codec_config", {})} for r in runs]}
+    res["points"] = [mean_entry([by_quality(r["points"])[q] for r in runs]) for q in qualities[0]]
+    res["per_image"] = {name: [mean_entry([by_quality(r["per_image"][name])[str(e["quality"])] for r in runs])
+                               for e in entries]
+                        for name, entries in first["per_image"].items()}
+    res["points"].sort(key=lambda p: p["bpp"])
+    return res
