@@ -145,7 +145,9 @@ def test_the_mean_of_seeds_averages_points_images_and_draws():
     a = _ap_run("nerv:seed=0", [0.1, 0.2], [40.0, 60.0], [[40.0, 30.0, None], [60.0, 50.0, 70.0]])
     b = _ap_run("nerv:seed=1", [0.3, 0.4], [20.0, 80.0], [[20.0, 10.0, 5.0], [80.0, 70.0, 90.0]])
     m = results.mean_of_runs([a, b])
-    assert m["codec"] == "nerv:seed=0 (mean of 2 runs)"
+    assert m["codec"] == "nerv (mean of 2 runs)"
+    assert results._common_name(["nerv:epochs=150", "nerv:epochs=150,seed=1"]) == "nerv:epochs=150"
+    assert results._common_name(["nerv:seed=1", "sa-nerv:seed=1"]) == "nerv:seed=1 | sa-nerv:seed=1"
     assert [p["bpp"] for p in m["points"]] == pytest.approx([0.2, 0.3])
     assert [p["ap"] for p in m["points"]] == pytest.approx([30.0, 70.0])
     assert [p["bytes"] for p in m["points"]] == pytest.approx([200.0, 300.0])

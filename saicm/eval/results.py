@@ -78,6 +78,16 @@ def curve(result: dict, metric: str) -> tuple[list[float], list[float]]:
 _SAME_FOR_RUNS = ("dataset", "task", "task_model", "bootstrap", "num_images")
 
 
+def _common_name(names: list[str]) -> str:
+    """``nerv:epochs=150,seed=1`` and ``nerv:epochs=150,seed=2`` -> ``nerv:epochs=150``: the options all share."""
+    heads = {n.partition(":")[0] for n in names}
+    if len(heads) > 1:
+        return " | ".join(names)
+    opts = [n.partition(":")[2].split(",") for n in names]
+    common = [o for o in opts[0] if o and all(o in other for other in opts[1:])]
+    return names[0].partition(":")[0] + (":" + ",".join(common) if common else "")
+
+
 def mean_of_runs(runs: list[dict]) -> dict:
     """One result holding, per rate point, the mean over ``runs`` (the same codec trained with different seeds).
 
@@ -122,7 +132,7 @@ def mean_of_runs(runs: list[dict]) -> dict:
         return {str(e["quality"]): e for e in entries}
 
     res = dict(first)
-    res["codec"] = f"{first['codec']} (mean of {len(runs)} runs)"
+    res["codec"] = f"{_common_name([r['codec'] for r in runs])} (mean of {len(runs)} runs)"
     res["codec_config"] = {"mean_of": [{"codec": r["codec"], **r.get("codec_config", {})} for r in runs]}
     res["points"] = [mean_entry([by_quality(r["points"])[q] for r in runs]) for q in qualities[0]]
     res["per_image"] = {name: [mean_entry([by_quality(r["per_image"][name])[str(e["quality"])] for r in runs])
