@@ -24,7 +24,7 @@ demo: $(STAMP)
 	$(BIN)/python -m saicm demo -o demo-out
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --durations=15
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/rd_photos.py --data ../shared/data/photos/test
