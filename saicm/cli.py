@@ -340,8 +340,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "the middle one); the file holds both layers")
     c.add_argument("--refine", type=int, default=0, metavar="STEPS",
                    help="encoder-side RD optimisation of the latents for STEPS Adam steps (MSE models; the "
-                   "decoder is unchanged; each step costs about one forward+backward pass; needs PyTorch and "
-                   "writes format 1; default 0 = off)")
+                   "decoder is unchanged; each step costs about one forward+backward pass; needs PyTorch to "
+                   "encode, not to decode; scalable models: refines the human layer only; default 0 = off)")
     c.add_argument("--max-pixels", type=positive, metavar="N",
                    help=f"refuse larger images (default {_default_max_pixels()}: 8192x8192; like Pillow's "
                    "decompression-bomb limit)")

@@ -153,6 +153,11 @@ def test_refinement_lowers_the_real_rd_cost_and_any_decoder_reads_it():
     assert refined != plain
     assert saicm.decompress(refined).size == (128, 96)
     assert _real_cost(refined, img, lam) < 0.97 * _real_cost(plain, img, lam)
+    # Written by the portable engine (decodes without PyTorch); CompressAI's coder on request.
+    assert container.unpack(refined).header.version == container.PORTABLE_VERSION
+    old = saicm.compress(img, model="mse-hyperprior-n64-v3", quality=3, refine=40, engine="compressai")
+    assert container.unpack(old).header.version == container.VERSION
+    assert _real_cost(old, img, lam) < 0.97 * _real_cost(plain, img, lam)
     # The shared, cached model collected no gradients.
     assert all(p.grad is None for p in net.parameters())
 

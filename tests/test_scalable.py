@@ -283,3 +283,43 @@ def test_ddp_two_processes_train_the_human_layer(models, data_dir, tmp_path):
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
     assert r.returncode == 0, r.stderr[-3000:]
     assert (out / "model.safetensors").is_file()
+
+
+def _human_cost(data, original, lam):
+    """Bits of the human layer per pixel + λ_a·255²·MSE of the human image: what its refinement lowers."""
+    _, human = container.split_layers(data)
+    dec = np.asarray(saicm.decompress(data), dtype=np.float64) / 255
+    h, w = original.shape[:2]
+    return 8 * len(human) / (h * w) + lam * 255**2 * np.mean((dec - original / 255.0) ** 2)
+
+
+def test_refining_the_human_layer_lowers_its_real_rd_cost_and_leaves_the_machine_layer_alone():
+    img = natural_image(96, 128, seed=3)
+    net, _ = saicm.load_model("scalable-off02v5-m4-cond")
+    lam = float(net.lambdas[3])
+    plain = saicm.compress(img, model="scalable-off02v5-m4-cond", quality=2, human_quality=4)
+    refined = saicm.compress(img, model="scalable-off02v5-m4-cond", quality=2, human_quality=4, refine=40)
+    assert refined != plain
+    assert strip(refined) == strip(plain)  # the machine layer is the base's own file, refined or not
+    assert container.unpack_human(container.split_layers(refined)[1]).version == container.HUMAN_PORTABLE_VERSION
+    assert _human_cost(refined, img, lam) < 0.97 * _human_cost(plain, img, lam)
+    torch_decode = np.asarray(saicm.decompress(refined, engine="torch"), dtype=int)
+    assert np.abs(torch_decode - np.asarray(saicm.decompress(refined), dtype=int)).max() <= 1
+    assert all(p.grad is None for p in net.parameters())  # the shared, cached model collected no gradients
+
+
+def test_human_layer_refinement_errors(models, image):
+    from saicm.eval.codecs import get_codec
+    from saicm.errors import SaicmError
+
+    with pytest.raises(ModelError, match="needs the portable engine"):
+        saicm.compress(image, model=models["scal"], quality=2, human_quality=1, refine=2, engine="compressai")
+    with pytest.raises(ModelError, match="0 or more"):
+        saicm.compress(image, model=models["scal"], quality=2, human_quality=1, refine=-1)
+    refined = get_codec(f"{models['scal']},base=2,refine=3")
+    assert refined.name == "tinyscal-human-b2+refine3" and refined.config()["refine_steps"] == 3
+    assert refined.config()["format"] == 3 and "refine_steps" not in get_codec(f"{models['scal']},base=2").config()
+    with pytest.raises(SaicmError, match="for layer=human"):
+        get_codec(f"{models['scal']},layer=machine,refine=3")
+    with pytest.raises(SaicmError, match="engine=auto"):
+        get_codec(f"{models['scal']},base=2,refine=3,engine=compressai")

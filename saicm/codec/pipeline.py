@@ -83,22 +83,23 @@ def compress(image: ImageLike, model=None, quality: int | None = None, refine: i
     slower encoding, same decoder); 0 = the plain encoder. ``progress``: a bar over
     the refinement steps. With a scalable model, ``quality`` is the machine
     layer's rate point and ``human_quality`` the human layer's (both default to
-    the middle one): the result is a two-layer file (``saicm.codec.scalable``).
+    the middle one): the result is a two-layer file (``saicm.codec.scalable``);
+    ``refine`` then refines the human layer only (the machine layer stays the base's own file).
     Images above ``max_pixels`` (default :data:`saicm.codec.limits.DEFAULT_MAX_PIXELS`) are refused.
-    ``engine``: see :data:`ENGINES`; refinement (``refine``) is coded by CompressAI's coder.
+    ``engine``: see :data:`ENGINES`.
     """
     info = resolve(model)
     if info.architecture == SCALABLE_ARCHITECTURE:
         from .scalable import compress_layers
 
-        if refine:
-            raise ModelError("--refine is for single-layer MSE models, not scalable ones")
+        check_refine(info, int(refine))  # the human layer's training loss (always MSE so far)
         return compress_layers(image, model=info.path, quality=quality, human_quality=human_quality,
-                               max_pixels=max_pixels, engine=engine)
-    if not refine and human_quality is None and _engine_for(info, engine):
+                               max_pixels=max_pixels, engine=engine, refine=int(refine), progress=progress)
+    if human_quality is None and _engine_for(info, engine):
         from ..engine.codec import compress as portable_compress
 
-        return portable_compress(image, info, quality, engine, max_pixels)
+        check_refine(info, int(refine))
+        return portable_compress(image, info, quality, engine, max_pixels, int(refine), progress)
     import torch
     from tqdm import tqdm
 

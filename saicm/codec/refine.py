@@ -15,6 +15,7 @@ never returns latents worse (by the estimate) than the plain encoder's.
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -23,24 +24,26 @@ DEFAULT_LR = 3e-3
 
 
 def refine_latents(net, x: Tensor, quality: int, steps: int, valid: tuple[int, int] | None = None,
-                   lr: float = DEFAULT_LR, progress=None) -> dict[str, Tensor]:
+                   lr: float = DEFAULT_LR, progress=None, **context) -> dict[str, Tensor]:
     """Latents of ``x`` after ``steps`` Adam steps on their RD cost.
 
     ``valid``: (height, width) of the real image inside the padded ``x``; the
     distortion counts those pixels only. ``progress``: optional callable
-    taking the step index (for progress bars).
+    taking the step index (for progress bars). ``context``: passed to the
+    model's ``analyse`` and ``latent_rd`` (a scalable model's human layer takes
+    ``base_latent``, the machine layer's decoded latent).
     """
     h, w = valid if valid is not None else x.shape[-2:]
     lam = float(net.lambdas[quality - 1]) * 255.0**2
     target = x[..., :h, :w]
     with torch.no_grad():
-        start = net.analyse(x, quality)
+        start = net.analyse(x, quality, **context)
     latents = {k: v.detach().clone().requires_grad_(True) for k, v in start.items()}
     opt = torch.optim.Adam(list(latents.values()), lr=lr)
     best_cost, best = float("inf"), start
     for i in range(steps + 1):
         with torch.enable_grad():
-            bits, x_hat = net.latent_rd(latents, quality)
+            bits, x_hat = net.latent_rd(latents, quality, **context)
             cost = bits / (h * w) + lam * (x_hat[..., :h, :w] - target).pow(2).mean()
         if float(cost.detach()) < best_cost:
             best_cost, best = float(cost.detach()), {k: v.detach().clone() for k, v in latents.items()}
@@ -54,3 +57,24 @@ def refine_latents(net, x: Tensor, quality: int, steps: int, valid: tuple[int, i
         if progress is not None:
             progress(i)
     return best
+
+
+def refined_latents(model_path, image, quality: int, steps: int, max_pixels: int | None = None,
+                    progress: bool = False, **context) -> tuple[np.ndarray, np.ndarray]:
+    """The latents ``(y, z)`` (numpy, with the batch axis) of an image after ``steps`` of refinement with the
+    PyTorch model of ``model_path``, for a coder to write (the portable engine: :mod:`saicm.engine.codec`).
+    ``progress``: a bar over the steps; ``context``: see :func:`refine_latents`."""
+    from tqdm import tqdm
+
+    from ..errors import ModelError
+    from ..models.zoo import load_model
+    from .pipeline import prepare
+
+    net, info = load_model(model_path)
+    if not all(hasattr(net, f) for f in ("analyse", "latent_rd")):
+        raise ModelError(f"{info.name} ({info.architecture}) does not support refinement")
+    img, x, _, _ = prepare(image, net.multiple, max_pixels, getattr(net, "min_size", 0))
+    with tqdm(total=steps, desc="refine", unit="step", disable=not progress, leave=False) as bar:
+        latents = refine_latents(net, x, quality, steps, valid=img.size, progress=lambda i: bar.update(1),
+                                 **context)
+    return latents["y"].numpy(), latents["z"].numpy()

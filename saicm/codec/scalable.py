@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import hashlib
 
+import numpy as np
+
 from ..errors import FormatError, ModelError
 from ..models.catalog import SCALABLE_ARCHITECTURE, default_quality, file_checksum, resolve
 from . import container
@@ -60,12 +62,16 @@ def _base_latent(stream: container.Stream, base_info, max_pixels: int | None = N
 
 
 def compress_layers(image: ImageLike, model=None, quality: int | None = None,
-                    human_quality: int | None = None, max_pixels: int | None = None, engine: str = "auto") -> bytes:
+                    human_quality: int | None = None, max_pixels: int | None = None, engine: str = "auto",
+                    refine: int = 0, progress: bool = False) -> bytes:
     """Machine layer (the base model's stream at ``quality``) + human layer at ``human_quality``.
 
     ``engine``: ``auto``/``onnx``/``torch``: the portable engine writes both layers (machine layer format 3,
     human layer version 2), for models it codes; ``compressai``: formats 1 and human-layer version 1, from the
-    PyTorch model (as saicm 0.3 wrote them). ``auto`` falls back to ``compressai`` for the other models."""
+    PyTorch model (as saicm 0.3 wrote them). ``auto`` falls back to ``compressai`` for the other models.
+    ``refine``: steps of encoder-side refinement of the human layer's latents (:mod:`saicm.codec.refine`; the
+    machine layer is the base's own file, unchanged; needs PyTorch and the portable engine); ``progress``: a
+    bar over those steps."""
     from ..engine import ENGINES
     from ..engine.scalable import supports_scalable
 
@@ -74,8 +80,12 @@ def compress_layers(image: ImageLike, model=None, quality: int | None = None,
         raise ModelError(f"{info.name} is not a scalable model")
     if engine not in ENGINES:
         raise ModelError(f"engine must be one of {', '.join(ENGINES)}, got {engine!r}")
+    if refine < 0:
+        raise ModelError(f"refine steps must be 0 or more, got {refine}")
     if engine != "compressai" and supports_scalable(info):
-        return _compress_portable(image, info, quality, human_quality, max_pixels, engine)
+        return _compress_portable(image, info, quality, human_quality, max_pixels, engine, refine, progress)
+    if refine:
+        raise ModelError(f"{info.name}: refinement of the human layer needs the portable engine (--engine auto)")
     if engine not in ("auto", "compressai"):
         raise ModelError(f"{info.name}: the portable engine does not code this scalable model; use --engine "
                          "compressai (or auto)")
@@ -92,7 +102,7 @@ def _qualities(name: str, quality, human_quality, base_name: str, nq_base: int, 
     return qb, qa
 
 
-def _compress_portable(image, info, quality, human_quality, max_pixels, engine) -> bytes:
+def _compress_portable(image, info, quality, human_quality, max_pixels, engine, refine=0, progress=False) -> bytes:
     from ..engine.codec import compress as portable_compress, open_portable
     from ..engine.scalable import load_scalable
 
@@ -106,7 +116,19 @@ def _compress_portable(image, info, quality, human_quality, max_pixels, engine) 
     h = stream.header
     units = open_portable(stream, ps.base_info.path, max_pixels).decode_units(stream.strings, h.shapes[0],
                                                                               h.strip_rows)
-    strings, rows = ps.encode(image, units, qb, qa, backend, max_pixels)
+    latents = None
+    if refine:
+        from .tiling import needs_strips
+
+        if needs_strips(ps.base.M, h.height + h.pad_bottom, h.width + h.pad_right):
+            raise ModelError("--refine is not available for images coded in strips (above 4 megapixels)")
+        import torch
+
+        from .refine import refined_latents
+
+        y_b = torch.from_numpy(np.ascontiguousarray(ps.base.dequantise(units, qb), dtype=np.float32))
+        latents = refined_latents(info.path, image, qa, int(refine), max_pixels, progress, base_latent=y_b)
+    strings, rows = ps.encode(image, units, qb, qa, backend, max_pixels, latents=latents)
     layer = container.HumanLayer(
         model=info.name, weights_sha=file_checksum(info.path), base_sha=file_checksum(ps.base_info.path),
         machine_sha=_machine_digest(machine), quality=qa, shapes=[tuple(h.shapes[0])], strings=strings,

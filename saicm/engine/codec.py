@@ -39,22 +39,33 @@ def _backend(engine: str) -> str:
 
 
 def compress(image: ImageLike, info: ModelInfo, quality: int | None = None, engine: str = "auto",
-             max_pixels: int | None = None) -> bytes:
-    """Encode an image into a version-3 stream of the model ``info``."""
+             max_pixels: int | None = None, refine: int = 0, progress: bool = False) -> bytes:
+    """Encode an image into a version-3 stream of the model ``info``.
+
+    ``refine``: steps of encoder-side refinement of the latents (:mod:`saicm.codec.refine`, with the PyTorch
+    model; the stream is the same format, any decoder reads it); ``progress``: a bar over those steps."""
     pm = load(info)
     q = default_quality(pm.num_qualities) if quality is None else int(quality)
     if not 1 <= q <= pm.num_qualities:
         raise ModelError(f"quality {q} out of range for {info.name} (1..{pm.num_qualities})")
+    backend = _backend(engine)
     img, pb, pr = load_padded(image, pm.multiple, max_pixels)
     h, w = img.size
     ph, pw = h + pb, w + pr
-    t = transforms(pm, _backend(engine))
-    if needs_strips(pm.M, ph, pw):  # large image: analysis by tiles (bounded memory)
-        y = t.analysis_tiles(img.rgb, pb, pr)
+    if refine:
+        if needs_strips(pm.M, ph, pw):
+            raise ModelError("--refine is not available for images coded in strips (above 4 megapixels)")
+        from ..codec.refine import refined_latents
+
+        y, z = refined_latents(info.path, img, q, int(refine), max_pixels, progress)
     else:
-        y = t.analysis(padded(img.rgb, pb, pr))
-    y = y * pm.gain[q - 1][None, :, None, None]
-    z = t.hyper_analysis(y)
+        t = transforms(pm, backend)
+        if needs_strips(pm.M, ph, pw):  # large image: analysis by tiles (bounded memory)
+            y = t.analysis_tiles(img.rgb, pb, pr)
+        else:
+            y = t.analysis(padded(img.rgb, pb, pr))
+        y = y * pm.gain[q - 1][None, :, None, None]
+        z = t.hyper_analysis(y)
     rows = strip_rows(pm.M, pw // 16)
     strings = pm.encode(y[0], z[0], rows)
     header = container.Header(

@@ -95,21 +95,30 @@ class PortableScalable:
         return fused
 
     def encode(self, image: ImageLike, base_units: np.ndarray, base_quality: int, quality: int,
-               engine: str, max_pixels: int | None = None) -> tuple[list[bytes], int]:
+               engine: str, max_pixels: int | None = None,
+               latents: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[list[bytes], int]:
         """(strings ``[z, y strip 0, …]``, rows per strip) of the human layer at ``quality`` over a machine layer
-        whose decoded latent is ``base_units`` (:meth:`PortableModel.decode_units`) at ``base_quality``."""
+        whose decoded latent is ``base_units`` (:meth:`PortableModel.decode_units`) at ``base_quality``.
+
+        ``latents``: the gained residual ``y`` (1, s·m, H, W) and hyper-latent ``z`` to code instead of the
+        analysis' own (encoder-side refinement, :func:`saicm.codec.refine.refined_latents`)."""
         img, pb, pr = load_padded(image, self.base.multiple, max_pixels)
         h, w = img.size
         ph, pw = h + pb, w + pr
         if base_units.shape[1:] != (ph // 16, pw // 16):
             raise ModelError("the machine layer does not match the image's size")
+        rows = strip_rows(self.channels, pw // 16)
+        if latents is not None:
+            y, z = latents
+            if y.shape[1:] != (self.channels, ph // 16, pw // 16) or z.shape[-2:] != (ph // 64, pw // 64):
+                raise ModelError("the refined latents do not match the image's size")
+            return self.add.encode(y[0], z[0], rows, self._offset(base_units, base_quality)), rows
         t = transforms(self.add, engine)
         y = t.analysis_tiles(img.rgb, pb, pr) if needs_strips(self.base.M, ph, pw) else t.analysis(
             padded(img.rgb, pb, pr))
         y_b = self.base.dequantise(base_units[: self.channels], base_quality)
         y = (y - y_b) * self.add.gain[quality - 1][None, :, None, None]
         z = t.hyper_analysis(y)
-        rows = strip_rows(self.channels, pw // 16)
         return self.add.encode(y[0], z[0], rows, self._offset(base_units, base_quality)), rows
 
     def decode(self, strings: list[bytes], z_shape: tuple[int, int], quality: int, rows: int,

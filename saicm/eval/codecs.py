@@ -172,6 +172,12 @@ def _base_quality(value: str | None, num: int) -> int | str:
     return int(value)
 
 
+def _refine_steps(opts: dict) -> int:
+    if not opts.get("refine", "0").isdigit():
+        raise SaicmError(f"refine= takes a number of steps, got {opts['refine']!r}")
+    return int(opts.get("refine", 0))
+
+
 @register_codec("saicm")
 class SaicmCodec(Codec):
     """A saicm model; qualities are the model's rate points.
@@ -188,7 +194,8 @@ class SaicmCodec(Codec):
     rate point, ``base=K`` (default the base's middle one; named
     ``MODEL-human-bK``), or with the machine rate point equal to the human one,
     ``base=pair`` (named ``MODEL-human-pair``). ``engine=compressai`` (named ``…@compressai``) writes the
-    files of saicm 0.4 (human layer version 1) instead of the portable engine's.
+    files of saicm 0.4 (human layer version 1) instead of the portable engine's; ``refine=N`` refines the human
+    layer's latents (named ``MODEL-human-bK+refineN``).
     """
 
     def __init__(self, model: str = ""):
@@ -201,18 +208,22 @@ class SaicmCodec(Codec):
         net, self.info = load_model(model or None)
         self.scalable = is_scalable(net)
         if self.scalable:
-            opts = _parse_options(rest, {"layer": "machine|human", "base": "K|pair", "engine": "auto|compressai"})
+            opts = _parse_options(rest, {"layer": "machine|human", "base": "K|pair", "engine": "auto|compressai",
+                                         "refine": "STEPS"})
             self.layer = opts.get("layer", "human")
             if self.layer not in ("machine", "human"):
                 raise SaicmError(f"layer= takes machine or human, got {self.layer!r}")
-            self.refine = 0
+            self.refine = _refine_steps(opts)
             self.engine = opts.get("engine", "auto")
             if self.engine not in ("auto", "compressai"):
                 raise SaicmError(f"engine= takes auto or compressai for a scalable model, got {self.engine!r}")
+            if self.refine and self.engine != "auto":
+                raise SaicmError("refine= codes the human layer with the portable engine (engine=auto)")
             at = f"@{self.engine}" if self.engine != "auto" else ""
             if self.layer == "machine":
-                if "base" in opts:
-                    raise SaicmError("base= is for layer=human (the machine layer's qualities are the sweep)")
+                if "base" in opts or self.refine:
+                    raise SaicmError("base= and refine= are for layer=human (the machine layer's qualities are the "
+                                     "sweep; it is the base's own file)")
                 self.base_quality = None
                 self.name = f"{self.info.name}-machine{at}"
                 self.default_qualities = tuple(range(1, net.base_num_qualities + 1))
@@ -222,13 +233,12 @@ class SaicmCodec(Codec):
                     raise SaicmError(f"base=pair needs a machine rate point per human one "
                                      f"({net.num_qualities} > {net.base_num_qualities})")
                 tag = "pair" if self.base_quality == "pair" else f"b{self.base_quality}"
-                self.name = f"{self.info.name}-human-{tag}{at}"
+                ref = f"+refine{self.refine}" if self.refine else ""
+                self.name = f"{self.info.name}-human-{tag}{ref}{at}"
                 self.default_qualities = tuple(range(1, net.num_qualities + 1))
             return
         opts = _parse_options(rest, {"refine": "STEPS", "engine": "|".join(ENGINES)})
-        if not opts.get("refine", "0").isdigit():
-            raise SaicmError(f"refine= takes a number of steps, got {opts['refine']!r}")
-        self.refine = int(opts.get("refine", 0))
+        self.refine = _refine_steps(opts)
         self.engine = opts.get("engine", "auto")
         if self.engine not in ENGINES:
             raise SaicmError(f"engine= takes one of {', '.join(ENGINES)}, got {self.engine!r}")
@@ -247,7 +257,8 @@ class SaicmCodec(Codec):
 
             return strip(compress(img, model=self.info.path, quality=quality, human_quality=1, engine=self.engine))
         qb = quality if self.base_quality == "pair" else self.base_quality
-        return compress(img, model=self.info.path, quality=qb, human_quality=quality, engine=self.engine)
+        return compress(img, model=self.info.path, quality=qb, human_quality=quality, engine=self.engine,
+                        refine=self.refine)
 
     def decode(self, data):
         from ..codec.pipeline import decompress
@@ -264,8 +275,8 @@ class SaicmCodec(Codec):
 
         extra = {"refine_steps": self.refine} if self.refine else {}
         if self.scalable:
-            extra = {"layer": self.layer, "base_quality": self.base_quality}
-        if self.engine != "compressai" and not self.refine and (self.scalable or supports(self.info)):
+            extra = {"layer": self.layer, "base_quality": self.base_quality, **extra}
+        if self.engine != "compressai" and (self.scalable or supports(self.info)):
             extra["format"] = 3  # portable (machine) layers: cached results of format-1 files do not count
         if self.scalable and self.layer == "human" and self.engine != "compressai" and supports_scalable(self.info):
             extra["human_format"] = 2  # the portable human layer (saicm ≥ 0.5)

@@ -171,15 +171,20 @@ class GainedMeanScaleHyperprior(MeanScaleHyperprior):
         y = (y if y_offset is None else y - y_offset) * g
         return {"y": y, "z": self.h_a(y)}
 
-    def latent_rd(self, latents: dict[str, Tensor], quality: int) -> tuple[Tensor, Tensor]:
+    def latent_rd(self, latents: dict[str, Tensor], quality: int,
+                  params_offset: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """Estimated bits and reconstruction of ``latents`` quantised exactly as ``compress_latents``
         quantises them (z around the bottleneck's medians, y around the predicted means), with
-        straight-through gradients, so the latents themselves can be optimised."""
+        straight-through gradients, so the latents themselves can be optimised. ``params_offset`` as in
+        :meth:`forward_latent`."""
         y, z = latents["y"], latents["z"]
         eb, gc = self.entropy_bottleneck, self.gaussian_conditional
         z_hat = _ste_round(z, self._z_medians())
         z_lik, _, _ = eb._likelihood(z_hat.transpose(0, 1).reshape(z.size(1), 1, -1))
-        scales, means = self.h_s(z_hat).chunk(2, 1)
+        params = self.h_s(z_hat)
+        if params_offset is not None:
+            params = params + params_offset
+        scales, means = params.chunk(2, 1)
         y_hat = _ste_round(y, means)
         y_lik = gc._likelihood(y_hat, scales, means)
         bits = -(torch.log2(eb.likelihood_lower_bound(z_lik)).sum() + torch.log2(gc.likelihood_lower_bound(y_lik)).sum())

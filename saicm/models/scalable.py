@@ -270,6 +270,25 @@ class ScalableFusion(nn.Module):
         y_off, p_off = self._offsets(base_latent)
         return self.add.compress(x, quality, y_offset=y_off, params_offset=p_off)
 
+    # --- encoder-side optimisation of the human layer (saicm.codec.refine) ----------
+    def analyse(self, x: Tensor, quality: int, base_latent: Tensor | None = None) -> dict[str, Tensor]:
+        """The additional latents the encoder would code for ``x`` at human quality ``quality`` over the machine
+        layer's decoded latent ``base_latent``."""
+        y_off, _ = self._offsets(base_latent, exact=False)
+        return self.add.analyse(x, quality, **({} if y_off is None else {"y_offset": y_off}))
+
+    def latent_rd(self, latents: dict[str, Tensor], quality: int,
+                  base_latent: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """Estimated bits of the additional latents and the human image they give with ``base_latent``
+        (quantised as the coder quantises them, straight-through gradients: see the base models')."""
+        if base_latent is None:
+            raise ValueError("the human layer's reconstruction needs the machine layer's latent (base_latent)")
+        with torch.no_grad():
+            _, p_off = self._offsets(base_latent, exact=False)
+        extra = {} if p_off is None else {"params_offset": p_off}
+        bits, y_add = self.add.latent_rd(latents, quality, **extra)  # add.g_s is the identity
+        return bits, self.g_s(self.fuse(base_latent, y_add))
+
     def decompress(self, strings: list, shape: Sequence[int], quality: int) -> dict:
         raise NotImplementedError("a human layer decodes only with its machine layer: use decompress_human")
 
