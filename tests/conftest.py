@@ -67,3 +67,14 @@ def run_cli(*args: str, cwd=None):
     env = dict(os.environ, PYTHONWARNINGS="ignore")
     return subprocess.run([sys.executable, "-m", "saicm", *map(str, args)], capture_output=True, text=True,
                           cwd=cwd, env=env, timeout=600)
+
+
+def real_cost(data, original, lam, coded_bytes=None):
+    """bpp from bytes written (``coded_bytes``, default the whole file) + λ·255²·MSE of the (default) decode:
+    the quantity refinement lowers."""
+    import saicm
+
+    dec = np.asarray(saicm.decompress(data), dtype=np.float64) / 255
+    h, w = original.shape[:2]
+    n = len(data) if coded_bytes is None else coded_bytes
+    return 8 * n / (h * w) + lam * 255**2 * np.mean((dec - original / 255.0) ** 2)

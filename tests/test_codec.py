@@ -8,7 +8,7 @@ from saicm.codec import container
 from saicm.errors import FormatError, ImageError, ModelError
 from saicm.models.determinism import synthesize_in_strips
 
-from .conftest import natural_image
+from .conftest import natural_image, real_cost
 
 
 def test_round_trip_rgb_size_and_rate_from_bytes(tiny_model):
@@ -137,13 +137,6 @@ def test_strip_synthesis_matches_whole_synthesis(tiny_model):
     assert (strips - whole).abs().max() < 1e-4
 
 
-def _real_cost(data, original, lam):
-    """bpp from bytes written + λ·255²·MSE of the decode: the quantity refinement lowers."""
-    dec = np.asarray(saicm.decompress(data), dtype=np.float64) / 255
-    h, w = original.shape[:2]
-    return 8 * len(data) / (h * w) + lam * 255**2 * np.mean((dec - original / 255.0) ** 2)
-
-
 def test_refinement_lowers_the_real_rd_cost_and_any_decoder_reads_it():
     img = natural_image(96, 128, seed=3)
     net, info = saicm.load_model("mse-hyperprior-n64-v3")
@@ -152,12 +145,12 @@ def test_refinement_lowers_the_real_rd_cost_and_any_decoder_reads_it():
     refined = saicm.compress(img, model="mse-hyperprior-n64-v3", quality=3, refine=40)
     assert refined != plain
     assert saicm.decompress(refined).size == (128, 96)
-    assert _real_cost(refined, img, lam) < 0.97 * _real_cost(plain, img, lam)
+    assert real_cost(refined, img, lam) < 0.97 * real_cost(plain, img, lam)
     # Written by the portable engine (decodes without PyTorch); CompressAI's coder on request.
     assert container.unpack(refined).header.version == container.PORTABLE_VERSION
     old = saicm.compress(img, model="mse-hyperprior-n64-v3", quality=3, refine=40, engine="compressai")
     assert container.unpack(old).header.version == container.VERSION
-    assert _real_cost(old, img, lam) < 0.97 * _real_cost(plain, img, lam)
+    assert real_cost(old, img, lam) < 0.97 * real_cost(plain, img, lam)
     # The shared, cached model collected no gradients.
     assert all(p.grad is None for p in net.parameters())
 
