@@ -101,7 +101,6 @@ def compress(image: ImageLike, model=None, quality: int | None = None, refine: i
         check_refine(info, int(refine))
         return portable_compress(image, info, quality, engine, max_pixels, int(refine), progress)
     import torch
-    from tqdm import tqdm
 
     from ..models.zoo import load_model
 
@@ -126,15 +125,13 @@ def compress(image: ImageLike, model=None, quality: int | None = None, refine: i
             out = net.compress_latents(net.latents_from_analysis(y0, q), strip_rows=rows)
         del y0
     elif refine:
-        from .refine import refine_latents
+        from .refine import refined_latents
 
-        if not all(hasattr(net, f) for f in ("analyse", "latent_rd", "compress_latents")):
+        if not hasattr(net, "compress_latents"):
             raise ModelError(f"{info.name} ({info.architecture}) does not support refinement")
-        x = to_tensor(img, pb, pr)
-        with tqdm(total=int(refine), desc="refine", unit="step", disable=not progress, leave=False) as bar:
-            latents = refine_latents(net, x, q, int(refine), valid=(h, w), progress=lambda i: bar.update(1))
+        y, z = refined_latents(info.path, img, q, int(refine), max_pixels, progress)
         with torch.inference_mode():
-            out = net.compress_latents(latents)
+            out = net.compress_latents({"y": torch.from_numpy(y), "z": torch.from_numpy(z)})
     else:
         x = to_tensor(img, pb, pr)
         with torch.inference_mode():
