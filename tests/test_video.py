@@ -472,6 +472,20 @@ def test_cli_errors(clip_mkv, tmp_path, capsys):
 
 # --- saicm eval on clips -------------------------------------------------------------------------------------
 
+def test_a_release_alone_does_not_change_the_cache_key_of_clip_encodes(monkeypatch):
+    import saicm
+    from saicm.eval.codecs import get_codec
+    from saicm.video.api import ENCODER_ID
+
+    keys = {}
+    for version in ("0.6.0", "9.9.9"):
+        monkeypatch.setattr(saicm, "__version__", version)
+        keys[version] = [get_codec(c).config() for c in ("nerv:epochs=5", "sa-nerv:width=3", "hnerv")]
+    assert keys["0.6.0"] == keys["9.9.9"]
+    assert all(k["library"] == ENCODER_ID for k in keys["0.6.0"])
+    assert get_codec("nerv:epochs=5").config() != get_codec("nerv:epochs=6").config()
+
+
 def test_eval_on_a_clip_with_video_and_image_codecs(clip_mkv, tmp_path, capsys):
     from saicm.eval import results
 

@@ -31,6 +31,10 @@ from .train import FitReport, FitSettings, fit
 #: 28.2 dB at 1e-3 / 3e-3 / 1e-2 / 2e-2 and collapsed at 5e-2); the divergence guard halves it on a collapse
 PRESET_LR = {"xs": 1e-2, "s": 1e-2, "m": 5e-3, "l": 3e-3}
 DEFAULT_EPOCHS = 300
+#: Names the encoder in the key under which ``saicm eval`` caches a clip's encode (with the codec's options).
+#: Change it when the same inputs would give a different file (training, pruning, quantisation, coding), not
+#: with every release: a version bump alone must not throw away cached encodes of an hour each.
+ENCODER_ID = "saicm 0.6.0 NeRV"
 
 
 @dataclass

@@ -133,11 +133,10 @@ class NeRVCodec(VideoCodec):
         return decode(data).frames
 
     def config(self):
-        from .. import __version__
-        from .api import DEFAULT_EPOCHS, PRESET_LR
+        from .api import DEFAULT_EPOCHS, ENCODER_ID, PRESET_LR
 
         arch = {} if self.arch == "nerv" else {"arch": self.arch}  # NeRV's key stays what 0.3.0 cached under
-        return {"library": f"saicm {__version__} NeRV", **arch, "loss": self.loss,
+        return {"library": ENCODER_ID, **arch, "loss": self.loss,
                 "quality": "preset 1..4 = xs, s, m, l",
                 "epochs": self.opts.get("epochs", DEFAULT_EPOCHS), "lr": self.opts.get("lr", PRESET_LR),
                 **{k: v for k, v in self.opts.items() if k not in ("epochs", "lr")}}
