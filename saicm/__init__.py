@@ -11,7 +11,7 @@ Public API::
 Attributes are imported on first use, so ``saicm --help`` does not load PyTorch.
 """
 
-__version__ = "0.6.0"
+__version__ = "0.7.0"
 
 _API = {
     "compress": ("saicm.codec.pipeline", "compress"),

@@ -656,5 +656,10 @@ def test_loss_variant_options_reach_the_settings(monkeypatch):
     assert c.config()["weight"] == 2.0 and "weight" not in codecs.SANeRVCodec("").config()
     with pytest.raises(SaicmError, match="width"):
         codecs.SANeRVCodec("width=0")
+    # the default edges are 3 pixels wide, and the width is part of the cache key (width-1 encodes stay apart)
+    default, one = codecs.SANeRVCodec("xs,epochs=1"), codecs.SANeRVCodec("xs,epochs=1,width=1")
+    default.encode(clip, 1)
+    assert (seen["masks"] == thick).all()
+    assert default.config()["width"] == 3 and one.config()["width"] == 1 and default.config() != one.config()
     with pytest.raises(SaicmError, match="beta"):
         api.fit_settings("xs", beta=1.5)
