@@ -176,3 +176,15 @@ def test_runs_of_different_measurements_are_not_averaged():
         results.mean_of_runs([a, one_point])
     with pytest.raises(SaicmError, match="at least two"):
         results.mean_of_runs([a])
+    # the same clip named by another path is one measurement; another clip or frame range is not
+    moved = _ap_run("nerv:seed=3", [0.1, 0.2], [40.0, 60.0], [[1.0] * 3, [2.0] * 3])
+    a["dataset"], moved["dataset"] = "../data/video/clip.avi#0:30@384x288", "/work/data/video/clip.avi#0:30@384x288"
+    a["task_model"], moved["task_model"] = "yolox:../models/yolox_nano.onnx", "yolox:/work/models/yolox_nano.onnx"
+    assert results.mean_of_runs([a, moved])["dataset"] == a["dataset"]
+    for other in ("/work/data/video/clip2.avi#0:30@384x288", "/work/data/video/clip.avi#0:60@384x288"):
+        moved["dataset"] = other
+        with pytest.raises(SaicmError, match="differ in dataset"):
+            results.mean_of_runs([a, moved])
+    moved["dataset"], moved["task_model"] = a["dataset"], "picodet:/work/models/picodet_s_416_coco.onnx"
+    with pytest.raises(SaicmError, match="differ in task_model"):
+        results.mean_of_runs([a, moved])

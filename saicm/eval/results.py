@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
-from pathlib import Path
+from pathlib import Path, PurePath
 
 from .._fs import write_bytes_atomic
 from ..errors import SaicmError
@@ -78,6 +78,22 @@ def curve(result: dict, metric: str) -> tuple[list[float], list[float]]:
 _SAME_FOR_RUNS = ("dataset", "task", "task_model", "bootstrap", "num_images")
 
 
+def _same_measure(key: str, value):
+    """What must agree between runs to be averaged. Files are named by their last path component: the same clip
+    given as ``../data/clip.avi#0:30`` on one run and ``/work/data/clip.avi#0:30`` on another is one
+    measurement, and so is ``yolox:../models/yolox_nano.onnx`` against ``yolox:/work/models/yolox_nano.onnx``
+    (the image names are compared as well; a clip's ``#frames@size`` part must agree)."""
+    if not isinstance(value, str):
+        return value
+    if key == "dataset":
+        path, sep, rest = value.partition("#")
+        return PurePath(path.rstrip("/\\")).name + sep + rest
+    if key == "task_model":
+        kind, sep, path = value.partition(":")
+        return kind + sep + PurePath(path).name if sep else value
+    return value
+
+
 def _common_name(names: list[str]) -> str:
     """``nerv:epochs=150,seed=1`` and ``nerv:epochs=150,seed=2`` -> ``nerv:epochs=150``: the options all share."""
     heads = {n.partition(":")[0] for n in names}
@@ -102,7 +118,7 @@ def mean_of_runs(runs: list[dict]) -> dict:
     first = runs[0]
     for r in runs[1:]:
         for k in _SAME_FOR_RUNS:
-            if r.get(k) != first.get(k):
+            if _same_measure(k, r.get(k)) != _same_measure(k, first.get(k)):
                 raise SaicmError(f"{r['codec']} and {first['codec']} differ in {k} "
                                  f"({r.get(k)!r} vs {first.get(k)!r}): only runs of one measurement can be averaged")
         if sorted(r["per_image"]) != sorted(first["per_image"]):

@@ -49,7 +49,8 @@ from .io import Clip
 PRESET_BY_QUALITY = {1: "xs", 2: "s", 3: "m", 4: "l"}
 #: default width (pixels) of the regions edges of ``sa-nerv``/``sa-hnerv``: 3 since saicm 0.7.0 (1 before).
 #: Measured on two clips, two seeds each (docs/video.md): with 3-pixel edges SA-NeRV beat NeRV on vtest at 95 %
-#: with both detectors and no longer lost on foreman (YOLOX AP BD-rate +5 % [-25, +42], +56 % with 1 pixel).
+#: with both detectors (seed-averaged curves) and no longer lost on foreman (YOLOX AP BD-rate +5 % [-25, +42],
+#: +56 % with 1 pixel).
 REGION_EDGE_WIDTH = 3
 
 
