@@ -80,9 +80,9 @@ _SAME_FOR_RUNS = ("dataset", "task", "task_model", "bootstrap", "num_images")
 
 def _same_measure(key: str, value):
     """What must agree between runs to be averaged. Files are named by their last path component: the same clip
-    given as ``../data/clip.avi#0:30`` on one run and ``/work/data/clip.avi#0:30`` on another is one
-    measurement, and so is ``yolox:../models/yolox_nano.onnx`` against ``yolox:/work/models/yolox_nano.onnx``
-    (the image names are compared as well; a clip's ``#frames@size`` part must agree)."""
+    (``clip.avi#0:30``) or detector (``yolox:yolox_nano.onnx``) given by a relative path on one run and by an
+    absolute one on another is one measurement (the image names are compared as well; a clip's
+    ``#frames@size`` part must agree)."""
     if not isinstance(value, str):
         return value
     if key == "dataset":
