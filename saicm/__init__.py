@@ -11,6 +11,8 @@ Public API::
 Attributes are imported on first use, so ``saicm --help`` does not load PyTorch.
 """
 
+from ._lazy import lazy_getattr
+
 __version__ = "0.7.0"
 
 _API = {
@@ -25,17 +27,5 @@ _API = {
 
 __all__ = sorted(_API)
 
-
-def __getattr__(name):
-    if name in _API:
-        import importlib
-
-        mod, attr = _API[name]
-        value = getattr(importlib.import_module(mod), attr)
-        globals()[name] = value
-        return value
-    if name == "video":  # saicm.video.encode / decode without an explicit import of the subpackage
-        import importlib
-
-        return importlib.import_module("saicm.video")
-    raise AttributeError(f"module 'saicm' has no attribute {name!r}")
+# saicm.video.encode / decode work without an explicit import of the subpackage
+__getattr__ = lazy_getattr("saicm", {**_API, "video": ("saicm.video", None)}, globals())

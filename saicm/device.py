@@ -8,9 +8,27 @@ on the CPU: bit-exact decoding is defined for the CPU kernels.
 
 from __future__ import annotations
 
+import contextlib
+from typing import Iterator
+
 from .errors import SaicmError
 
 DEVICE_HELP = "auto (CUDA when PyTorch sees a GPU, else CPU), cpu, cuda or cuda:N (default auto)"
+
+
+@contextlib.contextmanager
+def single_thread_kernels() -> Iterator[int]:
+    """Run torch kernels on one thread (bit-exact coding paths); yields the caller's thread count.
+
+    Here rather than in ``saicm.models`` so that the video decoder can use it without importing CompressAI."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield n
+    finally:
+        torch.set_num_threads(n)
 
 
 def resolve_device(spec: str | None = "auto", local_rank: int = 0):

@@ -176,6 +176,23 @@ class ByteReader:
         return struct.unpack(fmt, self.take(struct.calcsize(fmt)))
 
 
+def check_start(data: bytes, magic: bytes, versions, what: str, version_name: str,
+                truncated: str = "truncated file") -> int:
+    """The first checks of every saicm format (``.saicm`` streams and layers, ``.saicmv`` clips): not empty,
+    the magic, room for the version byte and a CRC, a version this saicm reads. Returns the version."""
+    if not data:
+        raise FormatError("empty file")
+    if data[: len(magic)] != magic:
+        raise FormatError(f"not {what} (wrong magic)")
+    if len(data) < len(magic) + 1 + 4:
+        raise FormatError(truncated)
+    version = data[len(magic)]
+    if version not in versions:
+        raise FormatError(f"unsupported {version_name} {version} (this saicm reads versions "
+                          f"{', '.join(map(str, versions))})")
+    return version
+
+
 def unpack(data: bytes) -> Stream:
     """Parse and verify a single ``.saicm`` stream (raises :class:`FormatError`)."""
     stream, end = read_stream(data)
@@ -193,16 +210,7 @@ def read_stream(data: bytes) -> tuple[Stream, int]:
     reported as a CRC mismatch when the bytes also fail the CRC (the usual
     case: corruption or truncation), else as the inconsistency found.
     """
-    if not data:
-        raise FormatError("empty file")
-    if len(data) < len(MAGIC) or data[: len(MAGIC)] != MAGIC:
-        raise FormatError("not a .saicm file (wrong magic)")
-    if len(data) < len(MAGIC) + 1 + 4:
-        raise FormatError("truncated file")
-    version = data[len(MAGIC)]
-    if version not in VERSIONS:
-        raise FormatError(f"unsupported format version {version} (this saicm reads versions "
-                          f"{', '.join(map(str, VERSIONS))})")
+    check_start(data, MAGIC, VERSIONS, "a .saicm file", "format version")
     try:
         stream, end = _parse(data)
     except FormatError:
@@ -316,14 +324,8 @@ def pack_human(layer: HumanLayer) -> bytes:
 
 def unpack_human(data: bytes) -> HumanLayer:
     """Parse and verify a human-layer segment (the bytes after a machine-layer stream)."""
-    if data[: len(HUMAN_MAGIC)] != HUMAN_MAGIC:
-        raise FormatError("not a saicm human layer (wrong magic)")
-    if len(data) < len(HUMAN_MAGIC) + 1 + 4:
-        raise FormatError("truncated human layer")
-    version = data[len(HUMAN_MAGIC)]
-    if version not in HUMAN_VERSIONS:
-        raise FormatError(f"unsupported human-layer version {version} (this saicm reads versions "
-                          f"{', '.join(map(str, HUMAN_VERSIONS))})")
+    version = check_start(data, HUMAN_MAGIC, HUMAN_VERSIONS, "a saicm human layer", "human-layer version",
+                          truncated="truncated human layer")
     if not _crc_ok(data):
         raise FormatError("human layer: CRC mismatch (corrupt or truncated)")
     r = ByteReader(data[:-4])

@@ -79,6 +79,17 @@ def _mean(rows: list[dict], key: str) -> float | None:
     return float(np.mean(vals)) if vals else None
 
 
+def start_result(codec: Codec, dataset: str, task: Task | None, originals: dict[str, Image.Image]) -> dict:
+    """A new results record of ``codec`` on ``originals`` (name → image, frames for clips), before any point:
+    the task's bootstrap draws of the images and its score of the originals (the reference)."""
+    res = new_result(codec.name, codec.config(), dataset, task.name if task else "psnr", len(originals))
+    if getattr(task, "bootstrap", 0):
+        res["bootstrap"] = bootstrap_spec(originals, task.bootstrap)
+    if task is not None:
+        res["reference"] = task.evaluate(originals, originals)
+    return res
+
+
 def sweep(codec: Codec, images: dict[str, Image.Image], qualities: Sequence | None = None,
           task: Task | None = None, cache: DecodeCache | None = None, dataset: str = "",
           progress: bool = True) -> dict:
@@ -93,11 +104,7 @@ def sweep(codec: Codec, images: dict[str, Image.Image], qualities: Sequence | No
         raise SaicmError(f"{codec.name} codes clips: --dataset must be a video file or a folder of videos")
     qualities = list(qualities or codec.default_qualities)
     cache = cache or DecodeCache(None, codec.name, {})
-    res = new_result(codec.name, codec.config(), dataset, task.name if task else "psnr", len(images))
-    if getattr(task, "bootstrap", 0):
-        res["bootstrap"] = bootstrap_spec(images, task.bootstrap)
-    if task is not None:
-        res["reference"] = task.evaluate(images, images)
+    res = start_result(codec, dataset, task, images)
     bar = tqdm(total=len(images) * len(qualities), desc=codec.name, unit="img", disable=not progress)
     for q in qualities:
         rows, decoded = [], {}

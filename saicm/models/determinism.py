@@ -14,23 +14,15 @@ threads run them.
 
 from __future__ import annotations
 
-import contextlib
 from concurrent.futures import ThreadPoolExecutor
-from typing import Callable, Iterator
+from typing import Callable
 
 import torch
 from torch import Tensor
 
+from ..device import single_thread_kernels
 
-@contextlib.contextmanager
-def single_thread_kernels() -> Iterator[int]:
-    """Run torch kernels on one thread; yields the caller's thread count."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield n
-    finally:
-        torch.set_num_threads(n)
+__all__ = ["run_single_thread", "single_thread_kernels", "synthesize_in_strips"]
 
 
 def run_single_thread(fn: Callable[[Tensor], Tensor], x: Tensor) -> Tensor:

@@ -18,6 +18,8 @@ on clips). Attributes are imported on first use (PyTorch is not loaded by
 ``import saicm.video``).
 """
 
+from .._lazy import lazy_getattr
+
 _API = {
     "encode": ("saicm.video.api", "encode"),
     "decode": ("saicm.video.api", "decode"),
@@ -28,13 +30,4 @@ _API = {
 
 __all__ = sorted(_API)
 
-
-def __getattr__(name):
-    if name in _API:
-        import importlib
-
-        mod, attr = _API[name]
-        value = getattr(importlib.import_module(mod), attr)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'saicm.video' has no attribute {name!r}")
+__getattr__ = lazy_getattr("saicm.video", _API, globals())

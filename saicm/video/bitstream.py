@@ -60,7 +60,7 @@ from fractions import Fraction
 
 import numpy as np
 
-from ..codec.container import ByteReader
+from ..codec.container import ByteReader, check_start
 from ..errors import FormatError
 
 MAGIC = b"SAICV"
@@ -146,16 +146,7 @@ def read_header(data: bytes, max_pixels: int | None = None) -> tuple[VideoHeader
     from ..codec.limits import check_pixels, check_video_pixels
     from . import archs
 
-    if not data:
-        raise FormatError("empty file")
-    if not is_video_stream(data):
-        raise FormatError("not a .saicmv file (wrong magic)")
-    if len(data) < len(MAGIC) + 1 + 4:
-        raise FormatError("truncated file")
-    version = data[len(MAGIC)]
-    if version not in VERSIONS:
-        raise FormatError(f"unsupported .saicmv version {version} (this saicm reads version "
-                          f"{', '.join(map(str, VERSIONS))})")
+    version = check_start(data, MAGIC, VERSIONS, "a .saicmv file", ".saicmv version")
     if zlib.crc32(data[:-4]) != struct.unpack(">I", data[-4:])[0]:
         raise FormatError("CRC mismatch: the file is corrupt or truncated")
     r = ByteReader(memoryview(data)[:-4])

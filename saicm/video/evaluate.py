@@ -146,9 +146,8 @@ def sweep_clips(codec, clips: Mapping[str, Clip], qualities: Sequence | None = N
     from PIL import Image
     from tqdm import tqdm
 
-    from ..eval.bootstrap import spec as bootstrap_spec
     from ..eval.metrics import ms_ssim, psnr
-    from ..eval.results import new_result
+    from ..eval.rd import start_result
     from .codecs import as_video_codec
 
     codec = as_video_codec(codec)
@@ -160,14 +159,10 @@ def sweep_clips(codec, clips: Mapping[str, Clip], qualities: Sequence | None = N
     for stem, clip in clips.items():
         for name, f in zip(_frame_names(stem, clip), clip.frames):
             originals[name] = Image.fromarray(f)
-    res = new_result(codec.name, codec.config(), dataset, task.name if task else "psnr", len(originals))
+    res = start_result(codec, dataset, task, originals)
     res["video"] = True
     res["clips"] = {stem: {"source": c.source, "first": c.first, "frames": c.n, "width": c.width,
                            "height": c.height, "fps": str(c.fps)} for stem, c in clips.items()}
-    if getattr(task, "bootstrap", 0):
-        res["bootstrap"] = bootstrap_spec(originals, task.bootstrap)
-    if task is not None:
-        res["reference"] = task.evaluate(originals, originals)
     bar = tqdm(total=len(clips) * len(qualities), desc=codec.name, unit="clip", disable=not progress)
     for q in qualities:
         decoded, per_clip, frame_rows = {}, {}, []

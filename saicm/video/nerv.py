@@ -26,7 +26,6 @@ so the frames do not depend on the thread count.
 
 from __future__ import annotations
 
-import contextlib
 import math
 from concurrent.futures import ThreadPoolExecutor
 from typing import Iterator
@@ -35,6 +34,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from ..device import single_thread_kernels
 from ..errors import FormatError
 
 ARCHITECTURE = "nerv"
@@ -267,18 +267,6 @@ def param_layout(config: dict, frames: int = 1) -> list[tuple[str, tuple[int, ..
 
 def build(config: dict, frames: int = 1) -> NeRV:
     return NeRV(config)
-
-
-@contextlib.contextmanager
-def single_thread_kernels() -> Iterator[int]:
-    """Run torch kernels on one thread; yields the caller's thread count (as saicm.models.determinism, without
-    importing CompressAI, which saicm.models does and which costs seconds)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield n
-    finally:
-        torch.set_num_threads(n)
 
 
 def frame_batches(n_frames: int, batch: int = RENDER_BATCH) -> list[range]:
