@@ -164,6 +164,29 @@ def test_the_mean_of_seeds_averages_points_images_and_draws():
     assert ci.draws > 0
 
 
+def test_resampling_the_runs_widens_draws_by_the_seed_spread_and_pairs_two_codecs():
+    draws = [[10.0, 20.0, 30.0], [40.0, 50.0, 60.0]]
+    a = _ap_run("nerv:seed=0", [0.1, 0.2], [40.0, 60.0], draws)
+    same = _ap_run("nerv:seed=1", [0.1, 0.2], [40.0, 60.0], draws)
+    # identical runs: any resample of them gives their draws
+    m = results.mean_of_runs([a, same], resample_runs=True)
+    assert m["points"][0]["bootstrap"]["box_ap"] == pytest.approx(draws[0])
+    assert m["codec"] == "nerv (mean of 2 runs, runs resampled)"
+    # runs 0 and 100 AP apart: each draw is the mean of a resample, so 0, 50 or 100 above the first run's draw
+    far = _ap_run("nerv:seed=1", [0.1, 0.2], [140.0, 160.0], [[110.0, 120.0, 130.0], [140.0, 150.0, 160.0]])
+    m = results.mean_of_runs([a, far], resample_runs=True)
+    shifts = [d - base for d, base in zip(m["points"][0]["bootstrap"]["box_ap"], draws[0])]
+    assert all(s in (0.0, 50.0, 100.0) for s in shifts)
+    assert shifts == [100.0, 100.0, 50.0]  # the fixed resamples: runs (1, 1), (1, 1), (1, 0)
+    assert m["points"][0]["ap"] == pytest.approx(90.0)  # the points stay the plain means
+    # fixed resamples: another codec averaged the same way draws the same runs
+    picks = results.mean_of_runs([a, far], resample_runs=True)["points"][1]["bootstrap"]["box_ap"]
+    assert picks == m["points"][1]["bootstrap"]["box_ap"]
+    assert [d - base for d, base in zip(picks, draws[1])] == shifts  # the same resample at every point of a draw
+    without = results.mean_of_runs([a, far])
+    assert without["points"][0]["bootstrap"]["box_ap"] == pytest.approx([60.0, 70.0, 80.0])
+
+
 def test_runs_of_different_measurements_are_not_averaged():
     a = _ap_run("nerv:seed=0", [0.1, 0.2], [40.0, 60.0], [[1.0] * 3, [2.0] * 3])
     other_draws = _ap_run("nerv:seed=1", [0.1, 0.2], [40.0, 60.0], [[1.0] * 3, [2.0] * 3],

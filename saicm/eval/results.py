@@ -104,7 +104,11 @@ def _common_name(names: list[str]) -> str:
     return names[0].partition(":")[0] + (":" + ",".join(common) if common else "")
 
 
-def mean_of_runs(runs: list[dict]) -> dict:
+#: seed of the run resampling of :func:`mean_of_runs` (fixed: two codecs averaged alike are resampled alike)
+RUN_RESAMPLE_SEED = 20261203
+
+
+def mean_of_runs(runs: list[dict], resample_runs: bool = False) -> dict:
     """One result holding, per rate point, the mean over ``runs`` (the same codec trained with different seeds).
 
     Bytes, bpp and every metric are averaged point by point (points matched by quality) and image by image;
@@ -112,6 +116,13 @@ def mean_of_runs(runs: list[dict]) -> dict:
     the same images and seed (checked): draw b of the mean is the mean AP over seeds on draw b. So a paired
     bootstrap of the mean against another codec resamples images (frames) with the seeds held fixed; it says
     nothing of the spread between seeds, which the caller reports from the runs themselves.
+
+    ``resample_runs``: draw b of the mean is instead the mean AP on draw b over a resample of the runs with
+    replacement (the same resample at every rate point of draw b), so the interval of a BD-rate covers the
+    spread between seeds as well as the choice of images. The resamples are a fixed function of the number of
+    runs and draws (:data:`RUN_RESAMPLE_SEED`): two codecs averaged this way over the same number of runs, given
+    in the same seed order, draw the same seeds together (paired, as runs of one seed share their start).
+    The points themselves stay the plain means.
     """
     if len(runs) < 2:
         raise SaicmError("averaging needs at least two results files")
@@ -127,6 +138,21 @@ def mean_of_runs(runs: list[dict]) -> dict:
     if any(q != qualities[0] for q in qualities):
         raise SaicmError(f"the runs have different rate points: {qualities}")
 
+    picks = None
+    if resample_runs:
+        import numpy as np
+
+        n_draws = int((first.get("bootstrap") or {}).get("replicates") or 0)
+        if not n_draws:
+            raise SaicmError("resampling the runs needs stored bootstrap draws (saicm eval --bootstrap N)")
+        rng = np.random.default_rng(RUN_RESAMPLE_SEED)
+        picks = rng.integers(0, len(runs), size=(n_draws, len(runs))).tolist()
+
+    def draw_mean(entries: list[dict], k: str, name: str, i: int) -> float | None:
+        chosen = entries if picks is None else [entries[j] for j in picks[i]]
+        values = [e[k][name][i] for e in chosen]
+        return None if any(v is None for v in values) else sum(values) / len(values)
+
     def mean_entry(entries: list[dict]) -> dict:
         out = dict(entries[0])
         for k, v in entries[0].items():
@@ -135,11 +161,10 @@ def mean_of_runs(runs: list[dict]) -> dict:
             if isinstance(v, (int, float)) and all(isinstance(e.get(k), (int, float)) for e in entries):
                 out[k] = sum(e[k] for e in entries) / len(entries)
             elif k == "bootstrap" and isinstance(v, dict):
-                out[k] = {name: [None if any(e[k][name][i] is None for e in entries)
-                                 else sum(e[k][name][i] for e in entries) / len(entries)
-                                 for i in range(len(draws))]
+                out[k] = {name: [draw_mean(entries, k, name, i) for i in range(len(draws))]
                           for name, draws in v.items()
-                          if all(len(e[k].get(name) or []) == len(draws) for e in entries)}
+                          if all(len(e[k].get(name) or []) == len(draws) for e in entries)
+                          and (picks is None or len(draws) == len(picks))}
             elif k == "per_clip":
                 out[k] = {c: mean_entry([e[k][c] for e in entries]) for c in v}
         return out
@@ -148,7 +173,8 @@ def mean_of_runs(runs: list[dict]) -> dict:
         return {str(e["quality"]): e for e in entries}
 
     res = dict(first)
-    res["codec"] = f"{_common_name([r['codec'] for r in runs])} (mean of {len(runs)} runs)"
+    res["codec"] = f"{_common_name([r['codec'] for r in runs])} (mean of {len(runs)} runs" + \
+        (", runs resampled)" if resample_runs else ")")
     res["codec_config"] = {"mean_of": [{"codec": r["codec"], **r.get("codec_config", {})} for r in runs]}
     res["points"] = [mean_entry([by_quality(r["points"])[q] for r in runs]) for q in qualities[0]]
     res["per_image"] = {name: [mean_entry([by_quality(r["per_image"][name])[str(e["quality"])] for r in runs])
