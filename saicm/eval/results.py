@@ -121,7 +121,7 @@ def mean_of_runs(runs: list[dict], resample_runs: bool = False) -> dict:
     replacement (the same resample at every rate point of draw b), so the interval of a BD-rate covers the
     spread between seeds as well as the choice of images. The resamples are a fixed function of the number of
     runs and draws (:data:`RUN_RESAMPLE_SEED`): two codecs averaged this way over the same number of runs, given
-    in the same seed order, draw the same seeds together (paired, as runs of one seed share their start).
+    in the same seed order, draw the same seeds together (run i of one with run i of the other).
     The points themselves stay the plain means.
     """
     if len(runs) < 2:
