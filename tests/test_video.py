@@ -518,6 +518,45 @@ def test_eval_on_a_clip_with_video_and_image_codecs(clip_mkv, tmp_path, capsys):
                     "codes clips")
 
 
+def test_an_interrupted_eval_encode_resumes_from_its_checkpoint(clip_mkv, tmp_path, monkeypatch):
+    """saicm eval keeps a NeRV fit's checkpoint beside its cache entry: the next run continues it, to the bytes an
+    uninterrupted encode writes, and the checkpoint goes once the file is cached."""
+    from types import SimpleNamespace
+
+    from saicm.eval.codecs import get_codec
+    from saicm.video.evaluate import load_clips, sweep_clips
+
+    torch.set_num_threads(1)
+    clips = load_clips(f"{clip_mkv}#0:3")
+    spec = "nerv:xs,epochs=12,qat=0"
+
+    def run(cache_dir):
+        return sweep_clips(get_codec(spec), clips, task=None, progress=False,
+                           cache=SimpleNamespace(enabled=True, dir=cache_dir))
+
+    real = api.encode
+
+    def killed_in_epoch_11(*a, **kw):
+        def fault(stage, epoch, model):
+            if stage == "fit" and epoch == 11:
+                raise KeyboardInterrupt
+        return real(*a, fault=fault, **kw)
+
+    cache = tmp_path / "cache"
+    monkeypatch.setattr(api, "encode", killed_in_epoch_11)
+    with pytest.raises(KeyboardInterrupt):
+        run(cache)
+    assert [p.suffix for p in cache.rglob("*.*")] == [".ckpt"]  # the fit's checkpoint (epoch 10), no file yet
+    monkeypatch.setattr(api, "encode", real)
+    resumed = run(cache)["points"][0]
+    assert resumed["per_clip"]["shapes"]["resumed_from"] == "fit epoch 10"
+    assert sorted(p.suffix for p in cache.rglob("*.*")) == [".bin", ".json"]
+    fresh = run(tmp_path / "fresh")["points"][0]
+    assert "resumed_from" not in fresh["per_clip"]["shapes"]
+    assert resumed["bytes"] == fresh["bytes"] and resumed["psnr"] == fresh["psnr"]
+    assert next(cache.rglob("*.bin")).read_bytes() == next((tmp_path / "fresh").rglob("*.bin")).read_bytes()
+
+
 # --- format stability --------------------------------------------------------------------------------------
 
 #: written by saicm.video at commit 74e86a0 (TINY, synthetic_clip(), 4+1+1 epochs); SHA-256 of its decoded frames

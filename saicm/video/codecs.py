@@ -58,6 +58,10 @@ class VideoCodec(Codec):
     """A codec for whole clips (see the module docstring)."""
 
     is_video = True
+    #: True when ``encode`` takes ``checkpoint=PATH`` and continues a killed encode from it (``saicm eval`` then
+    #: keeps one next to its cache entry); ``last_resumed_from`` says where the last encode started again, if it did
+    resumable = False
+    last_resumed_from: str | None = None
 
     def encode(self, clip: Clip, quality) -> bytes:  # type: ignore[override]
         raise NotImplementedError
@@ -106,6 +110,7 @@ class NeRVCodec(VideoCodec):
     name = "nerv"
     loss = "nerv"
     arch = "nerv"
+    resumable = True
 
     def __init__(self, arg: str = ""):
         self.opts, self.default_qualities = _nerv_options(arg, self.loss == "sa-nerv")
@@ -122,14 +127,17 @@ class NeRVCodec(VideoCodec):
     def _masks(self, clip: Clip):
         return None
 
-    def encode(self, clip, quality):
+    def encode(self, clip, quality, checkpoint=None):
+        """The clip's file; with ``checkpoint`` (a path), the fit checkpoints there and continues from it when it
+        exists (a resumed encode gives the uninterrupted one's bytes at the same thread count)."""
         from .api import encode
 
         o = self.opts
         r = encode(clip, preset=self._preset(quality), arch=self.arch, loss=self.loss, masks=self._masks(clip),
                    epochs=o.get("epochs"), lr=o.get("lr"), prune=o.get("prune"), qat_epochs=o.get("qat"),
                    bits=o.get("bits"), seed=o.get("seed", 0), edge_weight=o.get("weight"), beta=o.get("beta"),
-                   progress=self.progress)
+                   checkpoint=checkpoint, resume=checkpoint is not None, progress=self.progress)
+        self.last_resumed_from = r.report.resumed_from if r.report is not None else None
         return r.data
 
     def decode(self, data, clip):

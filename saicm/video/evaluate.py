@@ -25,6 +25,11 @@ interval is narrower than one over independent images would be.
 Encoded clips are cached (``~/.cache/saicm/decoded`` or ``--cache``) by codec
 config, quality and clip content: a NeRV encode is minutes, its decode is
 seconds, so repeated or interrupted sweeps re-use the files and decode again.
+An encode that is itself interrupted is not lost either: the NeRV-family codecs
+checkpoint their fit next to the cache entry (``q{quality}/{key}.ckpt``) and the
+next run of the same sweep continues it (the same bytes as an uninterrupted
+encode at the same thread count; ``per_clip`` then says ``resumed_from``, and
+its ``encode_s`` counts the resumed run only).
 """
 
 from __future__ import annotations
@@ -120,6 +125,14 @@ class _EncodedCache:
         except (OSError, ValueError):
             return None
 
+    def checkpoint(self, quality, key: str) -> Path | None:
+        """Where a resumable codec checkpoints the encode of this entry (None without a cache)."""
+        if not self.enabled:
+            return None
+        path = self.dir / f"q{quality}" / f"{key}.ckpt"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return path
+
     def put(self, quality, key: str, data: bytes, info: dict) -> None:
         if not self.enabled:
             return
@@ -170,10 +183,16 @@ def sweep_clips(codec, clips: Mapping[str, Clip], qualities: Sequence | None = N
             key = clip_hash(clip) + codec.clip_key(clip)
             hit = store.get(q, key)
             if hit is None:
+                ckpt = store.checkpoint(q, key) if getattr(codec, "resumable", False) else None
                 t = time.perf_counter()
-                data = codec.encode(clip, q)
+                data = codec.encode(clip, q, checkpoint=ckpt) if ckpt is not None else codec.encode(clip, q)
                 enc_s = time.perf_counter() - t
-                store.put(q, key, data, {"encode_s": enc_s})
+                meta = {"encode_s": enc_s}
+                if ckpt is not None and codec.last_resumed_from:
+                    meta["resumed_from"] = codec.last_resumed_from
+                store.put(q, key, data, meta)
+                if ckpt is not None:
+                    ckpt.unlink(missing_ok=True)
             else:
                 data, meta = hit
                 enc_s = float(meta.get("encode_s", 0.0))
@@ -196,6 +215,8 @@ def sweep_clips(codec, clips: Mapping[str, Clip], qualities: Sequence | None = N
             per_clip[stem] = {"bytes": size, "bpp": bpp, "psnr": _mean(ps), "ms_ssim": _mean(ms),
                               "encode_s": enc_s, "decode_s": dec_s, "frames": clip.n,
                               "decode_fps": clip.n / dec_s if dec_s > 0 else None}
+            if meta.get("resumed_from"):
+                per_clip[stem]["resumed_from"] = meta["resumed_from"]
             bar.update(1)
         n_frames = len(frame_rows)
         point = {"quality": q, "bytes": int(sum(c["bytes"] for c in per_clip.values())),
