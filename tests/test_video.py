@@ -550,9 +550,10 @@ def test_an_interrupted_eval_encode_resumes_from_its_checkpoint(clip_mkv, tmp_pa
     monkeypatch.setattr(api, "encode", real)
     resumed = run(cache)["points"][0]
     assert resumed["per_clip"]["shapes"]["resumed_from"] == "fit epoch 10"
+    assert any(e.startswith("resumed from") for e in resumed["per_clip"]["shapes"]["events"])
     assert sorted(p.suffix for p in cache.rglob("*.*")) == [".bin", ".json"]
     fresh = run(tmp_path / "fresh")["points"][0]
-    assert "resumed_from" not in fresh["per_clip"]["shapes"]
+    assert "resumed_from" not in fresh["per_clip"]["shapes"] and "events" not in fresh["per_clip"]["shapes"]
     assert resumed["bytes"] == fresh["bytes"] and resumed["psnr"] == fresh["psnr"]
     assert next(cache.rglob("*.bin")).read_bytes() == next((tmp_path / "fresh").rglob("*.bin")).read_bytes()
 

@@ -59,9 +59,10 @@ class VideoCodec(Codec):
 
     is_video = True
     #: True when ``encode`` takes ``checkpoint=PATH`` and continues a killed encode from it (``saicm eval`` then
-    #: keeps one next to its cache entry); ``last_resumed_from`` says where the last encode started again, if it did
+    #: keeps one next to its cache entry)
     resumable = False
-    last_resumed_from: str | None = None
+    #: the fit report of the last encode (NeRV family): where it resumed, if it did, and its events (rollbacks)
+    last_report = None
 
     def encode(self, clip: Clip, quality) -> bytes:  # type: ignore[override]
         raise NotImplementedError
@@ -137,7 +138,7 @@ class NeRVCodec(VideoCodec):
                    epochs=o.get("epochs"), lr=o.get("lr"), prune=o.get("prune"), qat_epochs=o.get("qat"),
                    bits=o.get("bits"), seed=o.get("seed", 0), edge_weight=o.get("weight"), beta=o.get("beta"),
                    checkpoint=checkpoint, resume=checkpoint is not None, progress=self.progress)
-        self.last_resumed_from = r.report.resumed_from if r.report is not None else None
+        self.last_report = r.report
         return r.data
 
     def decode(self, data, clip):

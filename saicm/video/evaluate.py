@@ -29,7 +29,8 @@ An encode that is itself interrupted is not lost either: the NeRV-family codecs
 checkpoint their fit next to the cache entry (``q{quality}/{key}.ckpt``) and the
 next run of the same sweep continues it (the same bytes as an uninterrupted
 encode at the same thread count; ``per_clip`` then says ``resumed_from``, and
-its ``encode_s`` counts the resumed run only).
+its ``encode_s`` counts the resumed run only). What happened in a fit (a
+divergence rolled back, a resume) is in ``per_clip``'s ``events``.
 """
 
 from __future__ import annotations
@@ -188,8 +189,10 @@ def sweep_clips(codec, clips: Mapping[str, Clip], qualities: Sequence | None = N
                 data = codec.encode(clip, q, checkpoint=ckpt) if ckpt is not None else codec.encode(clip, q)
                 enc_s = time.perf_counter() - t
                 meta = {"encode_s": enc_s}
-                if ckpt is not None and codec.last_resumed_from:
-                    meta["resumed_from"] = codec.last_resumed_from
+                report = getattr(codec, "last_report", None)
+                if report is not None:
+                    meta.update({k: v for k, v in (("resumed_from", report.resumed_from),
+                                                   ("events", list(report.events))) if v})
                 store.put(q, key, data, meta)
                 if ckpt is not None:
                     ckpt.unlink(missing_ok=True)
@@ -215,8 +218,7 @@ def sweep_clips(codec, clips: Mapping[str, Clip], qualities: Sequence | None = N
             per_clip[stem] = {"bytes": size, "bpp": bpp, "psnr": _mean(ps), "ms_ssim": _mean(ms),
                               "encode_s": enc_s, "decode_s": dec_s, "frames": clip.n,
                               "decode_fps": clip.n / dec_s if dec_s > 0 else None}
-            if meta.get("resumed_from"):
-                per_clip[stem]["resumed_from"] = meta["resumed_from"]
+            per_clip[stem].update({k: meta[k] for k in ("resumed_from", "events") if meta.get(k)})
             bar.update(1)
         n_frames = len(frame_rows)
         point = {"quality": q, "bytes": int(sum(c["bytes"] for c in per_clip.values())),
