@@ -190,9 +190,10 @@ def sweep_clips(codec, clips: Mapping[str, Clip], qualities: Sequence | None = N
                 enc_s = time.perf_counter() - t
                 meta = {"encode_s": enc_s}
                 report = getattr(codec, "last_report", None)
-                if report is not None:
-                    meta.update({k: v for k, v in (("resumed_from", report.resumed_from),
-                                                   ("events", list(report.events))) if v})
+                if report is not None and report.resumed_from:
+                    meta["resumed_from"] = report.resumed_from
+                if report is not None and report.events:
+                    meta["events"] = list(report.events)
                 store.put(q, key, data, meta)
                 if ckpt is not None:
                     ckpt.unlink(missing_ok=True)
