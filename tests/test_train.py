@@ -320,3 +320,42 @@ def test_adapt_rate_points_from_a_single_point_follows_the_step_size_rule():
     assert torch.allclose(out["log_inv_gain"], torch.tensor([[-0.1 + half_log4, 0.4 + half_log4],
                                                              [-0.1 - half_log4, 0.4 - half_log4]]))
     assert "lambdas" not in out and torch.equal(out["other"], state["other"])
+
+
+class _RunsCode:
+    """A pickle that would call ``marker.touch()`` if it were unpickled with weights_only=False."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.mkdir, (str(self.marker),))
+
+
+def test_checkpoints_from_strangers_are_read_as_data_or_refused_in_one_line(data_dir, tmp_path, capsys):
+    from saicm.cli import main
+
+    out = tmp_path / "run"
+    train(tiny_cfg(data_dir, out, steps=2))
+    good = torch.load(out / "checkpoint.pt", weights_only=True)  # what saicm train writes is plain data
+    marker = tmp_path / "code-ran"
+    evil = tmp_path / "evil.pt"
+    torch.save(good | {"config": _RunsCode(marker)}, evil)
+    garbage = tmp_path / "garbage.pt"
+    garbage.write_bytes(b"not a checkpoint\n")
+    foreign = tmp_path / "foreign.pt"
+    torch.save({"state_dict": good["model"]}, foreign)
+    cases = {evil: "refused", garbage: "not a PyTorch checkpoint", foreign: "not a saicm training checkpoint",
+             tmp_path / "missing.pt": "no such checkpoint"}
+    for path, why in cases.items():
+        capsys.readouterr()
+        assert main(["export", str(path), "-o", str(tmp_path / "x.safetensors")]) == 2
+        err = capsys.readouterr().err.strip()
+        assert why in err and str(path) in err and "\n" not in err and "Traceback" not in err
+    assert not marker.exists()
+    assert not (tmp_path / "x.safetensors").exists()
+    # --resume reads the run's checkpoint the same way
+    (out / "checkpoint.pt").write_bytes(evil.read_bytes())
+    with pytest.raises(saicm.SaicmError, match="refused"):
+        train(tiny_cfg(data_dir, out, steps=4, resume=True))
+    assert not marker.exists()

@@ -15,6 +15,7 @@ import math
 import os
 import random
 import time
+import zipfile
 from dataclasses import asdict
 from pathlib import Path
 
@@ -179,7 +180,7 @@ def train(cfg: TrainConfig) -> Path:
     aux_opt = torch.optim.Adam(aux_params, lr=cfg.aux_lr) if aux_params else None
     start = 0
     if cfg.resume and ckpt_path.is_file():
-        ck = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+        ck = read_checkpoint(ckpt_path)
         keep_constants(model, ck["model"])  # (runs started before saicm 0.5.1 saved an fp16 file's zero floor)
         model.load_state_dict(ck["model"])
         opt.load_state_dict(ck["opt"])
@@ -296,9 +297,32 @@ def _save_checkpoint(path: Path, model, opt, aux_opt, step: int, cfg: TrainConfi
         torch.save(state, tmp)
 
 
+CHECKPOINT_KEYS = ("model", "opt", "step", "config")
+
+
+def read_checkpoint(path: str | Path) -> dict:
+    """A training checkpoint (``checkpoint.pt``), read as data only: ``torch.load(weights_only=True)`` refuses a
+    pickle that would run code, so a checkpoint from someone else cannot execute anything here. A missing,
+    damaged or foreign file is one ``SaicmError``, not a traceback."""
+    path = Path(path)
+    if not path.is_file():
+        raise SaicmError("no such checkpoint", str(path))
+    if not zipfile.is_zipfile(path):  # what torch.save writes; anything else is not ours
+        raise SaicmError("cannot read the training checkpoint: not a PyTorch checkpoint", str(path))
+    try:
+        ck = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - a damaged or unsafe checkpoint is one line, not a traceback
+        why = "it holds objects other than tensors and plain data; refused" if "Weights only load failed" in str(e) \
+            else f"damaged ({type(e).__name__})"
+        raise SaicmError(f"cannot read the training checkpoint: {why}", str(path)) from None
+    if not isinstance(ck, dict) or any(k not in ck for k in CHECKPOINT_KEYS):
+        raise SaicmError("not a saicm training checkpoint (written by saicm train)", str(path))
+    return ck
+
+
 def export_checkpoint(ckpt: str | Path, dest: str | Path, meta: dict | None = None) -> None:
     """Write the weights of a training checkpoint as a shippable model file."""
-    ck = torch.load(ckpt, map_location="cpu", weights_only=False)
+    ck = read_checkpoint(ckpt)
     c = ck["config"]
     spec = ck.get("model_spec") or {"architecture": c["architecture"],
                                     "config": dict(N=c["N"], M=c["M"], lambdas=list(c["lambdas"]))}
