@@ -78,3 +78,16 @@ def real_cost(data, original, lam, coded_bytes=None):
     h, w = original.shape[:2]
     n = len(data) if coded_bytes is None else coded_bytes
     return 8 * n / (h * w) + lam * 255**2 * np.mean((dec - original / 255.0) ** 2)
+
+
+class RunsCode:
+    """Pickles to a call of ``os.mkdir(marker)``: a file holding it runs code if unpickled without
+    ``weights_only``; readers of files from strangers must refuse it (the marker folder must never appear)."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        import os
+
+        return (os.mkdir, (str(self.marker),))

@@ -297,3 +297,31 @@ def test_fuzz_benchmark_runs_a_few_hundred_cases_in_child_processes(tmp_path):
     assert r.returncode == 0, (report["outcomes"], report["failures"][:3])
     assert sum(report["outcomes"].values()) == 300
     assert report["outcomes"].get("error", 0) > 0 and report["outcomes"].get("ok", 0) > 0
+
+
+def test_every_reader_of_pytorch_files_refuses_pickles_that_run_code(tmp_path):
+    """Training checkpoints (saicm export, --resume), video checkpoints, SAM checkpoints and the authors' released
+    weights are all read as data only: a file whose unpickling would run code is refused in one line."""
+    import torch
+
+    from saicm.masks.sam import _read_checkpoint
+    from saicm.models.tcm import read_released_checkpoint
+    from saicm.train.trainer import read_checkpoint
+    from saicm.video.train import load_checkpoint
+
+    from .conftest import RunsCode
+
+    marker = tmp_path / "code-ran"
+    evil = tmp_path / "evil.pt"
+    torch.save({"state_dict": {"w": torch.zeros(1)}, "model": {}, "opt": {}, "step": 1, "config": RunsCode(marker),
+                "format": RunsCode(marker)}, evil)
+    garbage = tmp_path / "garbage.pt"
+    garbage.write_bytes(b"not a checkpoint")
+    readers = [read_checkpoint, load_checkpoint, lambda p: _read_checkpoint("vit_b", p), read_released_checkpoint]
+    for read in readers:
+        for path, why in ((evil, "refused, as reading it could run code"), (garbage, "not a PyTorch checkpoint"),
+                          (tmp_path / "missing.pt", "not found")):
+            with pytest.raises(SaicmError) as e:
+                read(path)
+            assert why in str(e.value) and str(path) in str(e.value) and "\n" not in str(e.value)
+    assert not marker.exists()

@@ -15,7 +15,7 @@ import saicm
 from saicm.train.config import TrainConfig
 from saicm.train.trainer import export_checkpoint, train
 
-from .conftest import natural_image
+from .conftest import RunsCode, natural_image
 
 
 @pytest.fixture(scope="module")
@@ -322,16 +322,6 @@ def test_adapt_rate_points_from_a_single_point_follows_the_step_size_rule():
     assert "lambdas" not in out and torch.equal(out["other"], state["other"])
 
 
-class _RunsCode:
-    """A pickle that would call ``marker.touch()`` if it were unpickled with weights_only=False."""
-
-    def __init__(self, marker):
-        self.marker = marker
-
-    def __reduce__(self):
-        return (os.mkdir, (str(self.marker),))
-
-
 def test_checkpoints_from_strangers_are_read_as_data_or_refused_in_one_line(data_dir, tmp_path, capsys):
     from saicm.cli import main
 
@@ -340,13 +330,13 @@ def test_checkpoints_from_strangers_are_read_as_data_or_refused_in_one_line(data
     good = torch.load(out / "checkpoint.pt", weights_only=True)  # what saicm train writes is plain data
     marker = tmp_path / "code-ran"
     evil = tmp_path / "evil.pt"
-    torch.save(good | {"config": _RunsCode(marker)}, evil)
+    torch.save(good | {"config": RunsCode(marker)}, evil)
     garbage = tmp_path / "garbage.pt"
     garbage.write_bytes(b"not a checkpoint\n")
     foreign = tmp_path / "foreign.pt"
     torch.save({"state_dict": good["model"]}, foreign)
     cases = {evil: "refused", garbage: "not a PyTorch checkpoint", foreign: "not a saicm training checkpoint",
-             tmp_path / "missing.pt": "no such checkpoint"}
+             tmp_path / "missing.pt": "not found"}
     for path, why in cases.items():
         capsys.readouterr()
         assert main(["export", str(path), "-o", str(tmp_path / "x.safetensors")]) == 2

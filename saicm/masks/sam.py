@@ -59,15 +59,10 @@ def build_sam(kind: str, checkpoint: str | Path | None):
 
 def _read_checkpoint(kind: str, checkpoint) -> dict:
     """Load a SAM state dict and check it is one, of the right size, before building anything."""
-    import torch
+    from .._torchfile import load_data_only
 
     p = Path(checkpoint)
-    if not p.is_file():
-        raise SaicmError("SAM checkpoint not found", str(p))
-    try:
-        state = torch.load(p, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001 - any unreadable file
-        raise SaicmError(f"not a PyTorch checkpoint ({type(e).__name__})", str(p)) from None
+    state = load_data_only(p, "SAM checkpoint")
     if isinstance(state, dict) and isinstance(state.get("model"), dict):
         state = state["model"]
     if not isinstance(state, dict) or "image_encoder.patch_embed.proj.weight" not in state:

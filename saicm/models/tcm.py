@@ -567,15 +567,10 @@ def read_released_checkpoint(path) -> dict[str, Tensor]:
     Loaded with ``torch.load(weights_only=True)``: a file holding anything but tensors and plain containers is
     refused rather than unpickled.
     """
-    import pickle
-
+    from .._torchfile import load_data_only
     from ..errors import ModelError
 
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError, AttributeError) as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise ModelError(f"cannot read as a PyTorch checkpoint of tensors ({first[:200]})", str(path)) from None
+    obj = load_data_only(path, "checkpoint", error=ModelError)
     if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
         obj = obj["state_dict"]
     if not isinstance(obj, dict) or not obj or not all(isinstance(v, Tensor) for v in obj.values()):

@@ -15,7 +15,6 @@ import math
 import os
 import random
 import time
-import zipfile
 from dataclasses import asdict
 from pathlib import Path
 
@@ -26,6 +25,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from .._fs import atomic_path
+from .._torchfile import load_data_only
 from ..device import resolve_device
 from ..errors import SaicmError
 from ..models import build_architecture, save_model
@@ -301,20 +301,9 @@ CHECKPOINT_KEYS = ("model", "opt", "step", "config")
 
 
 def read_checkpoint(path: str | Path) -> dict:
-    """A training checkpoint (``checkpoint.pt``), read as data only: ``torch.load(weights_only=True)`` refuses a
-    pickle that would run code, so a checkpoint from someone else cannot execute anything here. A missing,
-    damaged or foreign file is one ``SaicmError``, not a traceback."""
-    path = Path(path)
-    if not path.is_file():
-        raise SaicmError("no such checkpoint", str(path))
-    if not zipfile.is_zipfile(path):  # what torch.save writes; anything else is not ours
-        raise SaicmError("cannot read the training checkpoint: not a PyTorch checkpoint", str(path))
-    try:
-        ck = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001 - a damaged or unsafe checkpoint is one line, not a traceback
-        why = "it holds objects other than tensors and plain data; refused" if "Weights only load failed" in str(e) \
-            else f"damaged ({type(e).__name__})"
-        raise SaicmError(f"cannot read the training checkpoint: {why}", str(path)) from None
+    """A training checkpoint (``checkpoint.pt``), read as data only (a checkpoint from someone else cannot run
+    code here); a missing, damaged or foreign file is one ``SaicmError``, not a traceback."""
+    ck = load_data_only(path, "training checkpoint")
     if not isinstance(ck, dict) or any(k not in ck for k in CHECKPOINT_KEYS):
         raise SaicmError("not a saicm training checkpoint (written by saicm train)", str(path))
     return ck

@@ -238,10 +238,9 @@ def _save_checkpoint(path: Path | None, state: dict) -> None:
 
 
 def load_checkpoint(path: Path) -> dict:
-    try:
-        ck = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001 - a damaged checkpoint is one line, not a traceback
-        raise SaicmError(f"cannot read the checkpoint ({type(e).__name__}); delete it to start again", str(path)) from None
+    from .._torchfile import load_data_only
+
+    ck = load_data_only(path, "checkpoint", hint="; delete it to start again")
     if not isinstance(ck, dict) or ck.get("format") != CKPT_FORMAT:
         raise SaicmError("not a saicm video checkpoint", str(path))
     return ck

@@ -1,0 +1,39 @@
+"""Reading PyTorch pickles (checkpoints, released weights) that may come from strangers.
+
+One rule for every ``torch.load`` in saicm: data only (``weights_only=True``: tensors, numbers, strings and
+plain containers), so that no file can run code when it is read, and every failure is one ``SaicmError`` line.
+"""
+
+from __future__ import annotations
+
+import zipfile
+from pathlib import Path
+
+from .errors import SaicmError
+
+#: the first byte of the pickle that begins a legacy (pre-zip) ``torch.save`` file
+_PICKLE_START = b"\x80"
+
+
+def load_data_only(path: str | Path, what: str = "checkpoint", error: type[SaicmError] = SaicmError,
+                   hint: str = ""):
+    """``torch.load(path, weights_only=True)`` on the CPU; ``error`` (one line naming ``path``) when the file is
+    missing, is not a PyTorch file, is damaged, or holds objects other than tensors and plain data (refused:
+    unpickling those could run code). ``hint`` is appended to the message."""
+    import torch
+
+    path = Path(path)
+    if not path.is_file():
+        raise error(f"{what} not found", str(path))
+    with open(path, "rb") as f:
+        head = f.read(1)
+    if not (zipfile.is_zipfile(path) or head == _PICKLE_START):
+        raise error(f"cannot read the {what}: not a PyTorch checkpoint{hint}", str(path))
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - any unreadable file is one line, not a traceback
+        if "Weights only load failed" in str(e):
+            why = "it holds objects other than tensors and plain data; refused, as reading it could run code"
+        else:
+            why = f"not a PyTorch checkpoint, or damaged ({type(e).__name__})"
+        raise error(f"cannot read the {what}: {why}{hint}", str(path)) from None
