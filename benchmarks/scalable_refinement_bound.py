@@ -1,7 +1,7 @@
 """How cheap can a human layer be that *refines the machine layer's own latent*? An ESTIMATE (issue 15).
 
 The shipped human layer codes a second, learned latent and adds it to the base latent. This benchmark asks
-whether refining the base latent itself would cost less, without training anything: three refinements of the
+whether refining the base latent itself would cost less, without training anything: four refinements of the
 frozen base's latent, each coded with the base's own Gaussians, **their bits estimated from likelihoods**
 (−Σ log₂ p; no bitstream is written; the machine layer's bytes are real, from the base's file):
 
