@@ -182,7 +182,11 @@ def train(cfg: TrainConfig) -> Path:
     if cfg.resume and ckpt_path.is_file():
         ck = read_checkpoint(ckpt_path)
         keep_constants(model, ck["model"])  # (runs started before saicm 0.5.1 saved an fp16 file's zero floor)
-        model.load_state_dict(ck["model"])
+        try:
+            load_weights(model, ck["model"], str(ckpt_path))
+        except SaicmError as e:
+            raise SaicmError(f"{e.message}; --resume continues the run's own model and this command builds another "
+                             "(use a new --out, or the run's options)", e.path) from None
         opt.load_state_dict(ck["opt"])
         if aux_opt is not None and ck.get("aux_opt") is not None:
             aux_opt.load_state_dict(ck["aux_opt"])
@@ -309,12 +313,32 @@ def read_checkpoint(path: str | Path) -> dict:
     return ck
 
 
+def _first_line(e: BaseException) -> str:
+    return (str(e).strip().splitlines() or [""])[0][:200]
+
+
+def load_weights(model: nn.Module, state: dict, source: str) -> None:
+    """``state`` into ``model``, every key and shape (strict): a checkpoint of another model, or one whose tensors
+    were edited, is one ``SaicmError`` naming the first mismatch, never a model exported or resumed half-loaded."""
+    try:
+        model.load_state_dict(state, strict=True)
+    except (RuntimeError, KeyError, ValueError, TypeError) as e:
+        msg = " ".join(str(e).split())
+        detail = msg.split(":", 1)[1].strip() if msg.startswith("Error(s) in loading") and ":" in msg else msg
+        raise SaicmError(f"its weights do not fit the model it records ({detail[:200]})", source) from None
+
+
 def export_checkpoint(ckpt: str | Path, dest: str | Path, meta: dict | None = None) -> None:
     """Write the weights of a training checkpoint as a shippable model file."""
     ck = read_checkpoint(ckpt)
     c = ck["config"]
-    spec = ck.get("model_spec") or {"architecture": c["architecture"],
-                                    "config": dict(N=c["N"], M=c["M"], lambdas=list(c["lambdas"]))}
-    model = build_architecture(spec["architecture"], **spec["config"], **spec.get("build_extras", {}))
-    model.load_state_dict(ck["model"], strict=False)
+    try:
+        spec = ck.get("model_spec") or {"architecture": c["architecture"],
+                                        "config": dict(N=c["N"], M=c["M"], lambdas=list(c["lambdas"]))}
+        model = build_architecture(spec["architecture"], **spec["config"], **spec.get("build_extras", {}))
+    except SaicmError as e:
+        raise SaicmError(f"its recorded model: {e.message}", e.path or str(ckpt)) from None
+    except Exception as e:  # a config that was edited or comes from elsewhere: say so, in one line
+        raise SaicmError(f"its recorded model cannot be built ({type(e).__name__}: {_first_line(e)})", str(ckpt)) from None
+    load_weights(model, ck["model"], str(ckpt))
     save_model(model, dest, extra_meta={"training": c | {"steps_done": ck["step"]}} | (meta or {}))
