@@ -182,11 +182,8 @@ def train(cfg: TrainConfig) -> Path:
     if cfg.resume and ckpt_path.is_file():
         ck = read_checkpoint(ckpt_path)
         keep_constants(model, ck["model"])  # (runs started before saicm 0.5.1 saved an fp16 file's zero floor)
-        try:
-            load_weights(model, ck["model"], str(ckpt_path))
-        except SaicmError as e:
-            raise SaicmError(f"{e.message}; --resume continues the run's own model and this command builds another "
-                             "(use a new --out, or the run's options)", e.path) from None
+        load_weights(model, ck["model"], str(ckpt_path), "the model these options build: --resume continues "
+                     "the run's own model (use a new --out, or the run's options)")
         opt.load_state_dict(ck["opt"])
         if aux_opt is not None and ck.get("aux_opt") is not None:
             aux_opt.load_state_dict(ck["aux_opt"])
@@ -317,7 +314,7 @@ def _first_line(e: BaseException) -> str:
     return (str(e).strip().splitlines() or [""])[0][:200]
 
 
-def load_weights(model: nn.Module, state: dict, source: str) -> None:
+def load_weights(model: nn.Module, state: dict, source: str, model_is: str = "the model it records") -> None:
     """``state`` into ``model``, every key and shape (strict): a checkpoint of another model, or one whose tensors
     were edited, is one ``SaicmError`` naming the first mismatch, never a model exported or resumed half-loaded."""
     try:
@@ -325,7 +322,7 @@ def load_weights(model: nn.Module, state: dict, source: str) -> None:
     except (RuntimeError, KeyError, ValueError, TypeError) as e:
         msg = " ".join(str(e).split())
         detail = msg.split(":", 1)[1].strip() if msg.startswith("Error(s) in loading") and ":" in msg else msg
-        raise SaicmError(f"its weights do not fit the model it records ({detail[:200]})", source) from None
+        raise SaicmError(f"its weights do not fit {model_is} ({detail[:200]})", source) from None
 
 
 def export_checkpoint(ckpt: str | Path, dest: str | Path, meta: dict | None = None) -> None:
