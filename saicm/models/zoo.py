@@ -118,6 +118,17 @@ def keep_constants(model: torch.nn.Module, state: dict) -> None:
             state[k] = own[k].clone()
 
 
+def load_strict(model: torch.nn.Module, state: dict, source: str, what: str) -> None:
+    """``state`` into ``model``, every key and shape; a mismatch (another model's weights, an edited file) is one
+    ``ModelError`` line naming the first one, never a model used half-loaded."""
+    try:
+        model.load_state_dict(state, strict=True)
+    except (RuntimeError, KeyError, ValueError, TypeError) as e:
+        msg = " ".join(str(e).split())
+        detail = msg.split(":", 1)[1].strip() if msg.startswith("Error(s) in loading") and ":" in msg else msg
+        raise ModelError(f"the weights do not fit {what} ({detail[:200]})", source) from None
+
+
 def instantiate(info: ModelInfo) -> torch.nn.Module:
     """A new model built from a weight file (not cached: the caller may change it), in eval mode, frozen."""
     path = str(info.path)
@@ -125,10 +136,7 @@ def instantiate(info: ModelInfo) -> torch.nn.Module:
     state = load_file(path)
     state = {k: (v.float() if v.is_floating_point() else v) for k, v in state.items()}
     keep_constants(model, state)
-    try:
-        model.load_state_dict(state)
-    except RuntimeError as e:
-        raise ModelError(f"weights do not fit architecture {info.architecture}: {str(e).splitlines()[0]}", path) from None
+    load_strict(model, state, path, f"architecture {info.architecture}")
     model.eval()
     for p in model.parameters():
         p.requires_grad_(False)

@@ -30,7 +30,7 @@ from ..device import resolve_device
 from ..errors import SaicmError
 from ..models import build_architecture, save_model
 from ..models.registry import load_architectures
-from ..models.zoo import build_from_info, keep_constants, load_model
+from ..models.zoo import build_from_info, keep_constants, load_model, load_strict
 from .config import AMP_MODES, DEFAULT_LAMBDAS, QUANT_MODES, TrainConfig
 from .data import RandomCrops
 from .losses import DISTORTIONS, MASK_KINDS, rd_loss
@@ -182,8 +182,8 @@ def train(cfg: TrainConfig) -> Path:
     if cfg.resume and ckpt_path.is_file():
         ck = read_checkpoint(ckpt_path)
         keep_constants(model, ck["model"])  # (runs started before saicm 0.5.1 saved an fp16 file's zero floor)
-        load_weights(model, ck["model"], str(ckpt_path), "the model these options build: --resume continues "
-                     "the run's own model (use a new --out, or the run's options)")
+        load_strict(model, ck["model"], str(ckpt_path), "the model these options build: --resume continues "
+                    "the run's own model (use a new --out, or the run's options)")
         opt.load_state_dict(ck["opt"])
         if aux_opt is not None and ck.get("aux_opt") is not None:
             aux_opt.load_state_dict(ck["aux_opt"])
@@ -310,21 +310,6 @@ def read_checkpoint(path: str | Path) -> dict:
     return ck
 
 
-def _first_line(e: BaseException) -> str:
-    return (str(e).strip().splitlines() or [""])[0][:200]
-
-
-def load_weights(model: nn.Module, state: dict, source: str, model_is: str = "the model it records") -> None:
-    """``state`` into ``model``, every key and shape (strict): a checkpoint of another model, or one whose tensors
-    were edited, is one ``SaicmError`` naming the first mismatch, never a model exported or resumed half-loaded."""
-    try:
-        model.load_state_dict(state, strict=True)
-    except (RuntimeError, KeyError, ValueError, TypeError) as e:
-        msg = " ".join(str(e).split())
-        detail = msg.split(":", 1)[1].strip() if msg.startswith("Error(s) in loading") and ":" in msg else msg
-        raise SaicmError(f"its weights do not fit {model_is} ({detail[:200]})", source) from None
-
-
 def export_checkpoint(ckpt: str | Path, dest: str | Path, meta: dict | None = None) -> None:
     """Write the weights of a training checkpoint as a shippable model file."""
     ck = read_checkpoint(ckpt)
@@ -336,6 +321,7 @@ def export_checkpoint(ckpt: str | Path, dest: str | Path, meta: dict | None = No
     except SaicmError as e:
         raise SaicmError(f"its recorded model: {e.message}", e.path or str(ckpt)) from None
     except Exception as e:  # a config that was edited or comes from elsewhere: say so, in one line
-        raise SaicmError(f"its recorded model cannot be built ({type(e).__name__}: {_first_line(e)})", str(ckpt)) from None
-    load_weights(model, ck["model"], str(ckpt))
+        why = (str(e).strip().splitlines() or [""])[0][:200]
+        raise SaicmError(f"its recorded model cannot be built ({type(e).__name__}: {why})", str(ckpt)) from None
+    load_strict(model, ck["model"], str(ckpt), "the model it records")
     save_model(model, dest, extra_meta={"training": c | {"steps_done": ck["step"]}} | (meta or {}))
