@@ -510,7 +510,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "its LOCAL_RANK GPU and DDP uses NCCL (gloo on CPU)")
     t.add_argument("--amp", choices=AMP_MODES, default="off",
                    help="mixed precision: bf16 runs the transforms in bfloat16 (entropy models stay fp32); "
-                   "~1.7x faster on CPUs with AMX/AVX512-BF16 (measured, N=64), and on recent GPUs (default off)")
+                   "~1.7x faster on CPUs with AMX/AVX512-BF16 (measured, N=64) and on recent GPUs, but several times "
+                   "slower on CPUs without them, which emulate bfloat16 (a warning says so) (default off)")
     t.add_argument("--quant", choices=QUANT_MODES, default="noise",
                    help="what the synthesis transforms see while training: noise (uniform-noise proxy, "
                    "CompressAI's default) or ste (the latents rounded as the coder rounds them, straight-through "

@@ -257,7 +257,7 @@ def test_export_is_byte_reproducible(data_dir, tmp_path):
     assert info.meta["description"] == "α test"
 
 
-def test_bf16_amp_runs_transforms_low_and_entropy_models_in_fp32(data_dir, tmp_path):
+def test_bf16_amp_runs_transforms_low_and_entropy_models_in_fp32(data_dir, tmp_path, monkeypatch, capsys):
     from saicm.models import build_architecture
 
     torch.manual_seed(0)
@@ -272,9 +272,16 @@ def test_bf16_amp_runs_transforms_low_and_entropy_models_in_fp32(data_dir, tmp_p
     # The rate of the hyper-latent is exactly what the fp32 entropy model gives for it.
     _, z_lik = model.entropy_bottleneck(seen["z"].float())
     assert torch.equal(out["likelihoods"]["z"], z_lik)
+    monkeypatch.setattr("saicm.train.trainer.cpu_has_native_bf16", lambda: True)
     final = train(tiny_cfg(data_dir, tmp_path / "run", amp="bf16"))
     model, _ = saicm.load_model(final)
     assert all(torch.isfinite(v.float()).all() for v in model.state_dict().values())
+    assert "warning" not in capsys.readouterr().err
+    # On a CPU that emulates bfloat16 the run still trains, and says once that it is the slow choice there.
+    monkeypatch.setattr("saicm.train.trainer.cpu_has_native_bf16", lambda: False)
+    train(tiny_cfg(data_dir, tmp_path / "emulated", amp="bf16", steps=1))
+    err = capsys.readouterr().err
+    assert err.count("warning: --amp bf16 on a CPU without bfloat16 instructions") == 1
     with pytest.raises(saicm.SaicmError, match="--amp"):
         train(tiny_cfg(data_dir, tmp_path / "bad", amp="fp16"))
 

@@ -14,6 +14,7 @@ import json
 import math
 import os
 import random
+import sys
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -26,7 +27,7 @@ from tqdm import tqdm
 
 from .._fs import atomic_path
 from .._torchfile import load_data_only
-from ..device import resolve_device
+from ..device import cpu_has_native_bf16, resolve_device
 from ..errors import SaicmError
 from ..models import build_architecture, save_model
 from ..models.registry import load_architectures
@@ -108,6 +109,10 @@ def train(cfg: TrainConfig) -> Path:
     device = resolve_device(cfg.device, int(os.environ.get("LOCAL_RANK", "0")))
     if device.type == "cuda":
         torch.cuda.set_device(device)
+    if cfg.amp == "bf16" and device.type == "cpu" and rank == 0 and cpu_has_native_bf16() is False:
+        print("warning: --amp bf16 on a CPU without bfloat16 instructions (AMX-BF16/AVX-512 BF16): PyTorch emulates "
+              "them and steps run several times slower than --amp off (about 6x measured, docs/training.md)",
+              file=sys.stderr)
     if world > 1 and not dist.is_initialized():
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     if cfg.batch % world:
