@@ -32,7 +32,8 @@ def single_thread_kernels() -> Iterator[int]:
 
 
 def cpu_has_native_bf16() -> bool | None:
-    """Whether this CPU computes bfloat16 in hardware (AMX-BF16 or AVX-512 BF16); None when it cannot be told.
+    """Whether PyTorch's CPU kernels run bfloat16 at speed here: oneDNN's own answer (AVX-512 and newer), else the
+    CPU flags ``amx_bf16``/``avx512_bf16``; None when neither can be read.
 
     Without them PyTorch emulates bfloat16 on the CPU and ``--amp bf16`` is slower, not faster (measured ~6× per
     step on an AVX2-only AMD EPYC: docs/training.md)."""
