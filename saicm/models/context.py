@@ -103,14 +103,20 @@ class GainedContextHyperprior(GainedMeanScaleHyperprior):
             a += g
         return out
 
-    def _group_params(self, k: int, side: Tensor, y_hat_done: Tensor | None, anchors_hat: Tensor | None
+    def _channel_context(self, k: int, side: Tensor, y_hat_done: Tensor | None) -> Tensor:
+        """Group k's channel context from the decoded groups before it (zero for group 0): computed once per
+        group, shared by its two checkerboard passes."""
+        if k and y_hat_done is not None:
+            return self.channel[k](y_hat_done)
+        return side.new_zeros(side.shape)
+
+    def _group_params(self, k: int, side: Tensor, ch: Tensor, anchors_hat: Tensor | None
                       ) -> tuple[Tensor, Tensor]:
-        """(scales, means) of group k from its hyperprior parameters ``side`` (2g channels: scales, means), the
-        decoded groups before it and (non-anchor pass) its decoded anchors (the rest zero)."""
+        """(scales, means) of group k from its hyperprior parameters ``side`` (2g channels: scales, means), its
+        channel context ``ch`` (:meth:`_channel_context`) and (non-anchor pass) its decoded anchors (the rest
+        zero)."""
         g = self.groups[k]
-        zero = side.new_zeros(side.shape)
-        ch = self.channel[k](y_hat_done) if k and y_hat_done is not None else zero
-        sp = self.spatial[k](anchors_hat) if anchors_hat is not None else zero
+        sp = self.spatial[k](anchors_hat) if anchors_hat is not None else side.new_zeros(side.shape)
         params = side + self.aggregate[k](torch.cat([side, sp, ch], dim=1))
         return params[:, :g], params[:, g:]
 
@@ -134,10 +140,11 @@ class GainedContextHyperprior(GainedMeanScaleHyperprior):
             def q(m: Tensor) -> Tensor:
                 return y_noisy[:, a:b] if y_noisy is not None else _ste_round(yk, m)
 
-            s_k, m_k = self._group_params(k, side, done, None)
+            ch = self._channel_context(k, side, done)
+            s_k, m_k = self._group_params(k, side, ch, None)
             if self.checkerboard:
                 yk_a = torch.where(anchors, q(m_k), torch.zeros_like(yk))
-                s_n, m_n = self._group_params(k, side, done, yk_a)
+                s_n, m_n = self._group_params(k, side, ch, yk_a)
                 s_k, m_k = torch.where(anchors, s_k, s_n), torch.where(anchors, m_k, m_n)
             y_hats.append(q(m_k))
             scales_all.append(s_k)
@@ -193,8 +200,9 @@ class GainedContextHyperprior(GainedMeanScaleHyperprior):
                 side = self._side(params, a, b)
                 done = y_hat[:, :a] if a else None
                 anchors_hat = None
+                ch = self._channel_context(k, side, done)
                 for mask in self._passes(h, w, params.device):
-                    scales, means = self._group_params(k, side, done, anchors_hat)
+                    scales, means = self._group_params(k, side, ch, anchors_hat)
                     idx = gc.build_indexes(scales)
                     sel_idx = idx[..., mask] if mask is not None else idx
                     sel_means = means[..., mask] if mask is not None else means
