@@ -49,7 +49,15 @@ def test_an_untrained_context_model_codes_like_its_hyperprior():
     net = _from_v5()
     img = natural_image(100, 140, seed=2)
     for q in (1, 7):
+        # the portable engine: the same integer tables and means, so exactly the same latent and pixels
         ours = saicm.compress(img, model=_saved(net), quality=q)
+        theirs = saicm.compress(img, model="mse-hyperprior-n64-v5", quality=q)
+        assert container.unpack(ours).header.version == container.unpack(theirs).header.version == 3
+        size = [sum(len(b) for b in container.unpack(d).strings) for d in (ours, theirs)]
+        assert abs(size[0] - size[1]) <= 4 * 8  # the same symbols in 8 passes instead of one
+        assert np.array_equal(np.asarray(saicm.decompress(ours, model=_saved(net))),
+                              np.asarray(saicm.decompress(theirs)))
+        ours = saicm.compress(img, model=_saved(net), quality=q, engine="compressai")
         # the hyperprior as CompressAI codes it (float hyper-synthesis, format 1), like the context model
         theirs = saicm.compress(img, model="mse-hyperprior-n64-v5", quality=q, engine="compressai")
         size = [sum(len(b) for b in container.unpack(d).strings) for d in (ours, theirs)]
@@ -97,51 +105,58 @@ import sys, hashlib, torch
 torch.set_num_threads(int(sys.argv[1]))
 import saicm, numpy as np
 print(hashlib.sha256(open(sys.argv[2], "rb").read()).hexdigest())
-print(hashlib.sha256(saicm.compress(np.load(sys.argv[4]), model=sys.argv[3], quality=5)).hexdigest())
+print(hashlib.sha256(saicm.compress(np.load(sys.argv[4]), model=sys.argv[3], quality=5, engine=sys.argv[5])).hexdigest())
 img = saicm.decompress(open(sys.argv[2], "rb").read(), model=sys.argv[3])
 print(hashlib.sha256(np.asarray(img).tobytes()).hexdigest())
 """
 
 
-def test_encode_and_decode_do_not_depend_on_threads_or_process(ctx_path, tmp_path):
+@pytest.mark.parametrize("engine", ["auto", "compressai"])
+def test_encode_and_decode_do_not_depend_on_threads_or_process(ctx_path, tmp_path, engine):
+    """Both coders (the portable engine's integer contexts, format 3; the PyTorch model's on one thread,
+    format 1): the same bytes and pixels in another process on two threads."""
     img = natural_image(150, 210, seed=6)
     np.save(tmp_path / "img.npy", img)
     n = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        data = saicm.compress(img, model=ctx_path, quality=5)
+        data = saicm.compress(img, model=ctx_path, quality=5, engine=engine)
         here = hashlib.sha256(np.asarray(saicm.decompress(data, model=ctx_path)).tobytes()).hexdigest()
     finally:
         torch.set_num_threads(n)
     (tmp_path / "a.saicm").write_bytes(data)
     proc = subprocess.run([sys.executable, "-c", DECODE, "2", str(tmp_path / "a.saicm"), str(ctx_path),
-                           str(tmp_path / "img.npy")], capture_output=True, text=True, timeout=300)
+                           str(tmp_path / "img.npy"), engine], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     file_hash, reencoded, decoded = proc.stdout.split()
     assert reencoded == file_hash  # two threads, another process: the same bytes
     assert decoded == here
 
 
-def test_large_images_in_strips(ctx_path, monkeypatch):
-    """Format version 2: one stream per strip of latent rows, contexts inside the strip; decodes exactly what
-    the encoder quantised (the pixels are close to the one-piece decode)."""
+@pytest.mark.parametrize("engine,version", [("auto", container.PORTABLE_VERSION),
+                                            ("compressai", container.STRIPS_VERSION)])
+def test_large_images_in_strips(ctx_path, monkeypatch, engine, version):
+    """One stream per strip of latent rows, contexts inside the strip; decodes exactly what the encoder
+    quantised (the pixels are close to the one-piece decode)."""
     monkeypatch.setattr(tiling, "STRIP_SYMBOLS", 1000)
     monkeypatch.setattr(tiling, "STRIP_TARGET", 128 * 8 * 2)
     img = natural_image(120, 128, seed=8)
-    data = saicm.compress(img, model=ctx_path, quality=3)
+    data = saicm.compress(img, model=ctx_path, quality=3, engine=engine)
     out = np.asarray(saicm.decompress(data, model=ctx_path)).astype(int)
-    whole = np.asarray(saicm.decompress(_whole(img, ctx_path, monkeypatch), model=ctx_path)).astype(int)
-    assert container.unpack(data).header.version == container.STRIPS_VERSION
+    whole = np.asarray(saicm.decompress(_whole(img, ctx_path, monkeypatch, engine), model=ctx_path)).astype(int)
+    assert container.unpack(data).header.version == version and len(container.unpack(data).strings) > 2
     assert out.shape == whole.shape and np.abs(out - whole).mean() < 3
 
 
-def _whole(img, path, monkeypatch):
+def _whole(img, path, monkeypatch, engine):
     monkeypatch.setattr(tiling, "STRIP_SYMBOLS", 1 << 40)
-    return saicm.compress(img, model=path, quality=3)
+    monkeypatch.setattr(tiling, "STRIP_TARGET", 1 << 24)  # one strip
+    return saicm.compress(img, model=path, quality=3, engine=engine)
 
 
-def test_damaged_streams_fail_with_one_line_or_decode_to_garbage(ctx_path):
-    data = bytearray(saicm.compress(natural_image(64, 64, seed=1), model=ctx_path, quality=2))
+@pytest.mark.parametrize("engine", ["auto", "compressai"])
+def test_damaged_streams_fail_with_one_line_or_decode_to_garbage(ctx_path, engine):
+    data = bytearray(saicm.compress(natural_image(64, 64, seed=1), model=ctx_path, quality=2, engine=engine))
     rng = np.random.default_rng(0)
     for _ in range(20):
         bad = bytearray(data)
@@ -175,3 +190,62 @@ def test_training_from_a_hyperprior_on_the_command_line(tmp_path):
 def test_bad_groups_are_refused():
     with pytest.raises(ValueError, match="groups"):
         build_architecture(ARCH, N=8, M=16, lambdas=[0.01], groups=[8, 4])
+
+
+# --- the portable engine (saicm.engine.context): exact integer contexts ----------------------------------
+
+def test_portable_files_cross_back_ends_and_cost_what_the_pytorch_coder_does(ctx_path):
+    img = natural_image(130, 200, seed=9)
+    files = {e: saicm.compress(img, model=ctx_path, quality=4, engine=e) for e in ("onnx", "torch", "compressai")}
+    assert [container.unpack(files[e]).header.version for e in files] == [3, 3, 1]
+    for e in ("onnx", "torch"):
+        a, b = (np.asarray(saicm.decompress(files[e], model=ctx_path, engine=d)).astype(int) for d in ("onnx", "torch"))
+        assert np.abs(a - b).max() <= 1
+        assert np.array_equal(a, np.asarray(saicm.decompress(files[e], model=ctx_path, engine="onnx")))
+        assert abs(len(files[e]) - len(files["compressai"])) <= 0.02 * len(files["compressai"]) + 32
+
+
+def test_integer_contexts_match_the_float_networks(ctx_path):
+    """The engine's means of every pass against the PyTorch contexts fed the same decoded latent and hyperprior
+    parameters: equal to the integer weights' rounding (measured 3e-5 at most), so few symbols change table."""
+    from saicm.engine import hypernet
+    from saicm.engine.model import load
+    from saicm.models.catalog import read_info
+
+    pm = load(read_info(ctx_path))
+    net, _ = load_model(ctx_path)
+    rng = np.random.default_rng(2)
+    p = pm._hyper(rng.integers(-3, 4, (pm.N, 3, 4)))  # hyperprior parameters of a random hyper-latent
+    y = rng.normal(0, 4, (pm.M, 12, 16)) * 0.5
+    units, passes = pm._code(p, y=y)
+    f = lambda a: torch.from_numpy(np.ldexp(a.astype(np.float64), -hypernet.FRAC)).float()[None]  # noqa: E731
+    params, y_hat = f(p), f(units)
+    anchors = torch.from_numpy(((np.arange(12)[:, None] + np.arange(16)[None]) % 2 == 0))
+    worst, n = 0.0, 0
+    with torch.no_grad():
+        for k, (a, b) in enumerate(net._bounds()):
+            side = net._side(params, a, b)
+            ch = net._channel_context(k, side, y_hat[:, :a] if a else None)
+            for sel, hat in ((anchors, None), (~anchors, torch.where(anchors, y_hat[:, a:b], 0))):
+                _, means = net._group_params(k, side, ch, hat)
+                sym, _ = passes[n]
+                ours = units[a:b][:, sel.numpy()] - (sym << hypernet.FRAC)
+                worst = max(worst, float(np.abs(np.ldexp(ours.astype(np.float64), -hypernet.FRAC)
+                                                - means[0][:, sel].double().numpy()).max()))
+                n += 1
+    assert n == len(passes) == 8 and worst < 1e-3
+
+
+def test_context_models_code_without_pytorch(ctx_path, tmp_path):
+    from .conftest import run_without_torch
+
+    img = tmp_path / "in.png"
+    Image.fromarray(natural_image(96, 130, seed=3)).save(img)
+    r = run_without_torch(
+        "import sys, numpy as np, saicm\n"
+        f"d = saicm.compress(r'{img}', model=r'{ctx_path}', quality=3)\n"
+        f"out = np.asarray(saicm.decompress(d, model=r'{ctx_path}'))\n"
+        "print(out.shape, len(d), [m for m in ('torch', 'compressai') if sys.modules.get(m)])\n", tmp_path / "cache")
+    assert r.returncode == 0, r.stderr[-2000:]
+    shape, _, mods = r.stdout.strip().partition(")")
+    assert shape == "(96, 130, 3" and mods.strip().endswith("[]")

@@ -126,6 +126,42 @@ def test_tables_roundtrip_with_escapes_and_reject_garbage():
             t.decode(bad, idx)
 
 
+def test_passes_decode_one_by_one_with_tables_chosen_from_earlier_passes():
+    """A context model's string: the tables of a pass depend on the symbols before it; one pass is exactly
+    :meth:`encode`'s string; a decoder that reads too few passes, or a damaged string, is refused."""
+    from saicm.entropy.tables import CdfTables
+
+    st = _v5_state()
+    t = CdfTables(st["gaussian_conditional._quantized_cdf"], st["gaussian_conditional._cdf_length"],
+                  st["gaussian_conditional._offset"])
+    rng = np.random.default_rng(5)
+    passes, prev = [], np.zeros(300, np.int64)
+    for n in range(4):
+        tables = (np.abs(prev) * 3 + n) % len(t)  # decided by the previous pass's symbols
+        sym = np.rint(rng.normal(0, 3, 300)).astype(np.int64)
+        sym[n] = 5000 * (-1) ** n  # an escape in every pass
+        passes.append((sym, tables))
+        prev = sym
+    data = t.encode_passes(passes)
+    dec, prev = t.decoder(data), np.zeros(300, np.int64)
+    for n, (sym, tables) in enumerate(passes):
+        got = dec.decode((np.abs(prev) * 3 + n) % len(t))
+        assert np.array_equal(got, sym)
+        prev = got
+    dec.finish()
+    assert t.encode_passes(passes[:1]) == t.encode(*passes[0])
+    short = t.decoder(data)
+    short.decode(passes[0][1])
+    with pytest.raises(SaicmError):
+        short.finish()
+    for bad in (data[:-1], data + b"\0", data[:5]):
+        with pytest.raises(SaicmError):
+            d = t.decoder(bad)
+            for _, tables in passes:
+                d.decode(tables)
+            d.finish()
+
+
 # --- files: both engines ------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")

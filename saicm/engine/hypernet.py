@@ -64,6 +64,8 @@ class IntLayer:
     stride: int
     transposed: bool
     leaky: bool  # LeakyReLU(0.01) after the layer
+    relu: bool = False  # ReLU after the layer
+    taps: tuple[int, ...] = ()  # conv: the taps (i·k + j) with a nonzero weight (a masked convolution skips the rest)
 
 
 def _integer_weights(w: np.ndarray, axes: tuple[int, ...]) -> tuple[np.ndarray, int]:
@@ -78,7 +80,7 @@ def _integer_weights(w: np.ndarray, axes: tuple[int, ...]) -> tuple[np.ndarray, 
         s -= 1
 
 
-def _layer(weight: np.ndarray, bias: np.ndarray, transposed: bool, leaky: bool) -> IntLayer:
+def _layer(weight: np.ndarray, bias: np.ndarray, transposed: bool, leaky: bool, relu: bool = False) -> IntLayer:
     weight = np.asarray(weight, dtype=np.float64)
     if transposed:  # (Cin, Cout, k, k): one output sums over Cin and (a subset of) the taps
         cin, cout, k, _ = weight.shape
@@ -92,7 +94,8 @@ def _layer(weight: np.ndarray, bias: np.ndarray, transposed: bool, leaky: bool) 
         stride = 1
     b = np.rint(np.ldexp(np.asarray(bias, dtype=np.float64), s + FRAC))
     b = np.clip(b, -BIAS_LIMIT, BIAS_LIMIT).astype(np.int64)
-    return IntLayer(np.ascontiguousarray(mat), b, s, cin, cout, k, stride, transposed, leaky)
+    taps = () if transposed else tuple(t for t in range(k * k) if mat[t].any())
+    return IntLayer(np.ascontiguousarray(mat), b, s, cin, cout, k, stride, transposed, leaky, relu, taps)
 
 
 def _requantize(acc: np.ndarray, layer: IntLayer) -> np.ndarray:
@@ -103,6 +106,8 @@ def _requantize(acc: np.ndarray, layer: IntLayer) -> np.ndarray:
     elif layer.shift < 0:
         a = a << -layer.shift
     np.clip(a, -ACT_LIMIT, ACT_LIMIT, out=a)
+    if layer.relu:
+        np.maximum(a, 0, out=a)
     if layer.leaky:  # LeakyReLU, slope 1/100, rounded half up
         neg = a < 0
         a[neg] = (a[neg] + 50) // 100
@@ -126,10 +131,9 @@ def _conv(x: np.ndarray, layer: IntLayer) -> np.ndarray:
     for r0 in range(0, h, rows):
         r1 = min(h, r0 + rows)
         acc = np.zeros((layer.cout, (r1 - r0) * wp), np.float64)
-        for i in range(k):
-            for j in range(k):
-                a = (r0 + i) * wp + j
-                acc += layer.weight[i * k + j] @ flat[:, a: a + (r1 - r0) * wp]
+        for t in layer.taps:
+            a = (r0 + t // k) * wp + t % k
+            acc += layer.weight[t] @ flat[:, a: a + (r1 - r0) * wp]
         acc = acc.reshape(layer.cout, r1 - r0, wp)[:, :, :w] + layer.bias[:, None, None]
         out[:, r0:r1] = _requantize(acc, layer)
     return out

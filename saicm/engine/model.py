@@ -31,8 +31,8 @@ from ..errors import FormatError, ModelError
 from ..models.catalog import ModelInfo
 from .hypernet import FRAC, IntegerHyperSynthesis, exact_exp, scale_indexes, scale_thresholds
 
-#: architectures the portable engine codes
-SUPPORTED = ("gained-mean-scale-hyperprior",)
+#: architectures the portable engine codes (the context model: :mod:`saicm.engine.context`)
+SUPPORTED = ("gained-mean-scale-hyperprior", "gained-context-hyperprior")
 #: hyper-latent symbols are clipped to this magnitude at both ends (real ones stay within a few hundred)
 Z_LIMIT = 1 << 13
 
@@ -45,13 +45,17 @@ class PortableModel:
     """The coding half of a ``gained-mean-scale-hyperprior`` file, without PyTorch."""
 
     multiple = 64  # pad images to this (y is /16, z is /64)
+    architecture = "gained-mean-scale-hyperprior"  #: what this class codes (subclasses: their own)
 
     def __init__(self, info: ModelInfo, state: dict | None = None, config: dict | None = None,
                  torch_parts: tuple[str, str, str] = ("g_a", "h_a", "g_s")):
         """``info``: the model file. ``state``/``config``: the tensors and configuration to use instead of the
         file's own (a scalable model's additional codec: its ``add.*`` tensors and human synthesis);
         ``torch_parts``: where ``g_a``, ``h_a`` and ``g_s`` are in the PyTorch model (``--engine torch``)."""
-        if state is None and not supports(info):
+        if state is None and info.architecture != self.architecture:
+            if supports(info):  # a programming error: load() picks the class
+                raise ModelError(f"{info.name} ({info.architecture}) is not coded by {type(self).__name__}",
+                                 str(info.path))
             raise ModelError(f"{info.name} ({info.architecture}) is not supported by the portable engine "
                              f"(it codes {', '.join(SUPPORTED)}); use --engine compressai", str(info.path))
         from safetensors import SafetensorError
@@ -89,16 +93,16 @@ class PortableModel:
         return [(height // 64, width // 64)]
 
     # --- shared by encoder and decoder ---------------------------------------------------------
-    def _params(self, z_sym: np.ndarray, offset: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """(scale indexes (M, h, w) int32, means (M, h, w) int64 in units 2**-FRAC) from the hyper-latent symbols
-        (N, h/4, w/4); ``offset`` (2M, h, w) int64 is added to the hyper-synthesis output (a conditioned codec)."""
+    def _hyper(self, z_sym: np.ndarray, offset: np.ndarray | None = None) -> np.ndarray:
+        """The integer hyper-synthesis output (2M, h, w) int64 in units 2**-FRAC (the scales, then the means) of
+        the hyper-latent symbols (N, h/4, w/4); ``offset`` (2M, h, w) int64 is added to it (a conditioned codec)."""
         z_int = (np.clip(z_sym, -Z_LIMIT, Z_LIMIT) << FRAC) + self.median_units[:, None, None]
         p = self.hyper(z_int)
         if offset is not None:
             if offset.shape != p.shape:
                 raise FormatError("latent layout does not match the model (condition)")
             p = p + offset
-        return scale_indexes(p[: self.M], self.thresholds), p[self.M:].copy()  # (the scales' half is freed)
+        return p
 
     def _z_tables_index(self, shape) -> np.ndarray:
         return np.broadcast_to(np.arange(self.N, dtype=np.int64)[:, None, None], shape)
@@ -107,15 +111,14 @@ class PortableModel:
     def encode(self, y: np.ndarray, z: np.ndarray, strip_rows: int,
                offset: np.ndarray | None = None) -> list[bytes]:
         """Strings ``[z, y strip 0, …]`` of the gained latent ``y`` (M, H, W) and the hyper-latent ``z``
-        (``offset``: see :meth:`_params`)."""
+        (``offset``: see :meth:`_hyper`)."""
         z_sym = np.rint(z.astype(np.float64) - self.medians[:, None, None]).astype(np.int64)
         np.clip(z_sym, -Z_LIMIT, Z_LIMIT, out=z_sym)
         strings = [self.z_tables.encode(z_sym, self._z_tables_index(z_sym.shape))]
-        indexes, means = self._params(z_sym, offset)
+        p = self._hyper(z_sym, offset)
         for r in range(0, y.shape[-2], strip_rows):
             s = slice(r, r + strip_rows)
-            sym = np.rint(y[:, s].astype(np.float64) - np.ldexp(means[:, s].astype(np.float64), -FRAC))
-            strings.append(self.y_tables.encode(sym.astype(np.int64), indexes[:, s]))
+            strings.append(self._encode_strip(y[:, s], p[:, s]))
         return strings
 
     def decode_units(self, strings: list[bytes], z_shape: tuple[int, int], strip_rows: int,
@@ -126,15 +129,27 @@ class PortableModel:
         z_sym = self.z_tables.decode(strings[0], self._z_tables_index((self.N, h, w)).reshape(-1))
         if z_sym.size != n:
             raise FormatError("latent layout does not match the model")
-        indexes, means = self._params(z_sym.reshape(self.N, h, w), offset)
+        p = self._hyper(z_sym.reshape(self.N, h, w), offset)
         rows = list(range(0, 4 * h, strip_rows))
         if len(strings) != 1 + len(rows):
             raise FormatError("latent layout does not match the model (strip count)")
+        units = np.empty((self.M, 4 * h, 4 * w), np.int64)
         for r, data in zip(rows, strings[1:]):
             s = slice(r, r + strip_rows)
-            sym = self.y_tables.decode(data, indexes[:, s].reshape(-1)).reshape(indexes[:, s].shape)
-            means[:, s] += sym.astype(np.int64) << FRAC
-        return means
+            units[:, s] = self._decode_strip(data, p[:, s])
+        return units
+
+    def _encode_strip(self, y: np.ndarray, p: np.ndarray) -> bytes:
+        """The string of one strip of rows of ``y`` (M, r, W) with its hyper-synthesis output ``p`` (2M, r, W)."""
+        means = p[self.M:]
+        sym = np.rint(y.astype(np.float64) - np.ldexp(means.astype(np.float64), -FRAC))
+        return self.y_tables.encode(sym.astype(np.int64), scale_indexes(p[: self.M], self.thresholds))
+
+    def _decode_strip(self, data: bytes, p: np.ndarray) -> np.ndarray:
+        """ŷ (M, r, W) in units 2**-FRAC of one strip's string (:meth:`_encode_strip`)."""
+        indexes = scale_indexes(p[: self.M], self.thresholds)
+        sym = self.y_tables.decode(data, indexes.reshape(-1)).reshape(indexes.shape)
+        return p[self.M:] + (sym.astype(np.int64) << FRAC)
 
     def dequantise(self, units: np.ndarray, quality: int) -> np.ndarray:
         """``ŷ·g⁻¹`` (1, C, H, W) float32 of :meth:`decode_units`' integers (float64, rounded once); ``units`` may
@@ -167,5 +182,14 @@ def file_cache(factory):
     return load
 
 
+def portable_model(info: ModelInfo) -> PortableModel:
+    """The portable model of ``info``, of the class that codes its architecture."""
+    if info.architecture == "gained-context-hyperprior":
+        from .context import PortableContextModel
+
+        return PortableContextModel(info)
+    return PortableModel(info)
+
+
 #: the portable model of a weight file (cached per file and modification time)
-load = file_cache(PortableModel)
+load = file_cache(portable_model)

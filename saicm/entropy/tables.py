@@ -119,60 +119,96 @@ class CdfTables:
 
     def encode(self, symbols: np.ndarray, tables: np.ndarray) -> bytes:
         """One string for ``symbols`` (any int shape), each coded with the table of the same position."""
+        return self.encode_passes([(symbols, tables)])
+
+    def encode_passes(self, passes: list[tuple[np.ndarray, np.ndarray]]) -> bytes:
+        """One string for several passes of ``(symbols, tables)``, decoded pass by pass (:meth:`decoder`): the
+        tables of a pass may depend on the symbols of the passes before it (a context model). The layout is
+        :meth:`encode`'s: the ANS words of every pass (each pass table by table), then the escapes of every pass
+        in pass order; one pass gives exactly :meth:`encode`'s string."""
         import constriction
 
-        tables = self._check(tables)
-        values = np.asarray(symbols, dtype=np.int64).reshape(-1) - self.offsets[tables]
-        top = self.lengths[tables] - 2  # the escape symbol of each position's table
-        low, high = values < 0, values >= top
-        raw = np.zeros_like(values)
-        raw[low] = -2 * values[low] - 1
-        raw[high] = 2 * (values[high] - top[high])
-        escaped = low | high
-        if escaped.any() and raw[escaped].max() >= ESCAPE_LIMIT:
-            raise ValueError("a latent value is out of the coder's range")
-        values[escaped] = top[escaped]
-        order = np.argsort(tables, kind="stable")
-        counts = np.bincount(tables, minlength=len(self))
-        ends = np.cumsum(counts)
-        sorted_values = values[order].astype(np.int32)
+        coded, escapes = [], []
+        for symbols, tables in passes:
+            tables = self._check(tables)
+            values = np.asarray(symbols, dtype=np.int64).reshape(-1) - self.offsets[tables]
+            if values.size != tables.size:
+                raise ValueError("one table per symbol")
+            top = self.lengths[tables] - 2  # the escape symbol of each position's table
+            low, high = values < 0, values >= top
+            raw = np.zeros_like(values)
+            raw[low] = -2 * values[low] - 1
+            raw[high] = 2 * (values[high] - top[high])
+            escaped = low | high
+            if escaped.any() and raw[escaped].max() >= ESCAPE_LIMIT:
+                raise ValueError("a latent value is out of the coder's range")
+            values[escaped] = top[escaped]
+            counts = np.bincount(tables, minlength=len(self))
+            coded.append((values[np.argsort(tables, kind="stable")].astype(np.int32), counts))
+            escapes.append(raw[escaped])
         coder = constriction.stream.stack.AnsCoder()
-        for t in reversed(np.flatnonzero(counts).tolist()):  # a stack: the last table goes in first
-            coder.encode_reverse(sorted_values[ends[t] - counts[t]: ends[t]], self._model(t))
+        for sorted_values, counts in reversed(coded):  # a stack: the last pass, and its last table, go in first
+            ends = np.cumsum(counts)
+            for t in reversed(np.flatnonzero(counts).tolist()):
+                coder.encode_reverse(sorted_values[ends[t] - counts[t]: ends[t]], self._model(t))
         words = np.asarray(coder.get_compressed(), dtype="<u4")
-        return _leb128(np.array([len(words)])) + words.tobytes() + _leb128(raw[escaped])
+        return _leb128(np.array([len(words)])) + words.tobytes() + b"".join(_leb128(e) for e in escapes)
 
     def decode(self, data: bytes, tables: np.ndarray) -> np.ndarray:
         """The symbols (int64, flat, raster order) of a string coded by :meth:`encode` with the same ``tables``."""
+        dec = self.decoder(data)
+        values = dec.decode(tables)
+        dec.finish()
+        return values
+
+    def decoder(self, data: bytes) -> "PassDecoder":
+        """A decoder of a string of :meth:`encode_passes`, one pass per :meth:`PassDecoder.decode` call."""
+        return PassDecoder(self, data)
+
+
+class PassDecoder:
+    """Decodes a string of :meth:`CdfTables.encode_passes` pass by pass; :meth:`finish` checks that the string
+    held exactly those passes. Every fault of the data is a :class:`FormatError`."""
+
+    def __init__(self, tables: CdfTables, data: bytes):
         import constriction
 
-        tables = self._check(tables)
+        self.tables, self.data = tables, data
         (n_words,), pos = _read_leb128(data, 0, 1, limit=len(data) // 4 + 1)
         if pos + 4 * n_words > len(data):
             raise FormatError("corrupt payload (a coded string ends early)")
         words = np.frombuffer(data, dtype="<u4", count=n_words, offset=pos).astype(np.uint32)
-        pos += 4 * n_words
+        self.pos = pos + 4 * n_words  # the escapes of the next pass start here
+        with coder_errors("corrupt payload (the coded symbols are not a valid stream)"):
+            self.coder = constriction.stream.stack.AnsCoder(words) if n_words else constriction.stream.stack.AnsCoder()
+
+    def decode(self, tables: np.ndarray) -> np.ndarray:
+        """The symbols (int64, flat, in the order of ``tables``) of the next pass, coded with ``tables``."""
+        t = self.tables
+        tables = t._check(tables)
         order = np.argsort(tables, kind="stable")
-        counts = np.bincount(tables, minlength=len(self))
+        counts = np.bincount(tables, minlength=len(t))
         sorted_values = np.empty(tables.size, np.int64)
         with coder_errors("corrupt payload (the coded symbols are not a valid stream)"):
-            coder = constriction.stream.stack.AnsCoder(words) if n_words else constriction.stream.stack.AnsCoder()
             start = 0
-            for t in np.flatnonzero(counts).tolist():
-                n = int(counts[t])
-                sorted_values[start: start + n] = coder.decode(self._model(t), n)
+            for k in np.flatnonzero(counts).tolist():
+                n = int(counts[k])
+                sorted_values[start: start + n] = self.coder.decode(t._model(k), n)
                 start += n
-        if not coder.is_empty():
-            raise FormatError("corrupt payload (coded words left after the last symbol)")
         values = np.empty_like(sorted_values)
         values[order] = sorted_values
-        top = self.lengths[tables] - 2
+        top = t.lengths[tables] - 2
         escaped = values == top
         n_esc = int(escaped.sum())
-        raw, pos = _read_leb128(data, pos, n_esc, limit=ESCAPE_LIMIT)
-        if pos != len(data):
-            raise FormatError("corrupt payload (trailing bytes after a coded string)")
+        raw, self.pos = _read_leb128(self.data, self.pos, n_esc, limit=ESCAPE_LIMIT)
         if n_esc:
             raw = np.asarray(raw, dtype=np.int64)
             values[escaped] = np.where(raw & 1, -(raw + 1) // 2, raw // 2 + top[escaped])
-        return values + self.offsets[tables]
+        return values + t.offsets[tables]
+
+    def finish(self) -> None:
+        """Raise :class:`FormatError` if coded words or bytes are left after the last pass."""
+        if not self.coder.is_empty():
+            raise FormatError("corrupt payload (coded words left after the last symbol)")
+        if self.pos != len(self.data):
+            raise FormatError("corrupt payload (trailing bytes after a coded string)")

@@ -1,0 +1,107 @@
+"""The context model (``gained-context-hyperprior``) in the portable engine: its contexts as exact integer networks.
+
+A context model predicts the entropy parameters of each latent element from the hyperprior *and* from the
+elements decoded before it (:mod:`saicm.models.context`: channel groups, each in two checkerboard passes).
+Those predictions pick the coder's tables, so they must be the same bits at both ends: here every context
+network (the channel context, the masked spatial convolution, the pointwise aggregation) runs in the exact
+integer arithmetic of :mod:`saicm.engine.hypernet`, on ŷ as the exact integers both ends hold (symbol + mean,
+units 2**-FRAC). Like the hyper-synthesis, the result does not depend on the engine, CPU or thread count.
+
+The stream is format 3 as for the hyperprior (z, then y in strips of rows); the string of a strip holds the
+strip's passes in coding order, group by group, anchors then the rest (:meth:`CdfTables.encode_passes`), and
+the contexts see the strip alone (both ends). The transforms are the hyperprior's (same ONNX graphs).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import ModelError
+from .hypernet import FRAC, IntegerConvStack, _layer, scale_indexes
+from .model import PortableModel
+
+
+def _stack(state: dict, prefix: str, layers: tuple[int, ...], weight_mask: np.ndarray | None = None
+           ) -> IntegerConvStack:
+    """The integer network of ``prefix``: convolutions at the given Sequential indexes, ReLU between them."""
+    out = []
+    for n, i in enumerate(layers):
+        key = f"{prefix}.{i}." if i >= 0 else f"{prefix}."
+        w = np.asarray(state[key + "weight"], dtype=np.float64)
+        if weight_mask is not None:
+            w = w * np.asarray(weight_mask, dtype=np.float64)
+        out.append(_layer(w, state[key + "bias"], transposed=False, leaky=False, relu=n < len(layers) - 1))
+    return IntegerConvStack(out)
+
+
+class PortableContextModel(PortableModel):
+    """The coding half of a ``gained-context-hyperprior`` file (numpy, exact integer contexts)."""
+
+    architecture = "gained-context-hyperprior"
+
+    def __init__(self, info):
+        super().__init__(info)
+        cfg, st = info.config, self.state
+        try:
+            self.groups = [int(g) for g in cfg["groups"]]
+            self.checkerboard = bool(cfg.get("checkerboard", True))
+            if not self.groups or min(self.groups) < 1 or sum(self.groups) != self.M:
+                raise ValueError(f"groups {self.groups} do not split M={self.M}")
+            self.channel, self.spatial, self.aggregate = [], [], []
+            done = 0
+            for k, g in enumerate(self.groups):
+                self.channel.append(_stack(st, f"channel.{k}", (0, 2)) if k else None)
+                self.spatial.append(_stack(st, f"spatial.{k}", (-1,), st[f"spatial.{k}.mask"])
+                                    if self.checkerboard else None)
+                self.aggregate.append(_stack(st, f"aggregate.{k}", (0, 2, 4)))
+                shapes = [(self.channel[k], done, 2 * g), (self.spatial[k], g, 2 * g), (self.aggregate[k], 6 * g, 2 * g)]
+                for net, cin, cout in shapes:
+                    if net is not None and (net.in_channels != cin or net.layers[-1].cout != cout
+                                            or any(a.cout != b.cin for a, b in zip(net.layers, net.layers[1:]))):
+                        raise ValueError(f"context network of group {k}: shapes")
+                done += g
+        except (KeyError, ValueError, TypeError) as e:
+            raise ModelError(f"the weights do not fit {info.architecture} ({e})", str(info.path)) from None
+
+    def _code(self, p: np.ndarray, y: np.ndarray | None = None, decoder=None):
+        """Code (``y``: the strip's gained latent) or decode (``decoder``: a :class:`PassDecoder`) one strip with its
+        hyper-synthesis output ``p`` (2M, r, W); returns (ŷ (M, r, W) int64 units, the passes' (symbols, tables))."""
+        M = self.M
+        h, w = p.shape[1:]
+        rows, cols = np.arange(h)[:, None], np.arange(w)[None, :]
+        anchors = (rows + cols) % 2 == 0
+        masks = [anchors, ~anchors] if self.checkerboard else [np.ones((h, w), bool)]
+        units = np.zeros((M, h, w), np.int64)
+        passes = []
+        a = 0
+        for k, g in enumerate(self.groups):
+            b = a + g
+            side = np.concatenate([p[a:b], p[M + a: M + b]])
+            ch = self.channel[k](units[:a]) if k else np.zeros_like(side)
+            sp = np.zeros_like(side)
+            for n, sel in enumerate(masks):
+                if n:  # the second checkerboard pass: the spatial context of the decoded anchors
+                    sp = self.spatial[k](np.where(anchors, units[a:b], 0))
+                feats = np.concatenate([side[:, sel], sp[:, sel], ch[:, sel]])[:, None, :]  # (6g, 1, n): pointwise
+                q = side[:, sel] + self.aggregate[k](feats)[:, 0, :]
+                tables = scale_indexes(q[:g], self.thresholds)
+                means = q[g:]
+                if decoder is None:
+                    sym = np.rint(y[a:b][:, sel].astype(np.float64) - np.ldexp(means.astype(np.float64), -FRAC))
+                    sym = sym.astype(np.int64)
+                    passes.append((sym, tables))
+                else:
+                    sym = decoder.decode(tables.reshape(-1)).reshape(tables.shape)
+                units[a:b, sel] = means + (sym << FRAC)
+            a = b
+        return units, passes
+
+    def _encode_strip(self, y: np.ndarray, p: np.ndarray) -> bytes:
+        _, passes = self._code(p, y=y)
+        return self.y_tables.encode_passes(passes)
+
+    def _decode_strip(self, data: bytes, p: np.ndarray) -> np.ndarray:
+        decoder = self.y_tables.decoder(data)
+        units, _ = self._code(p, decoder=decoder)
+        decoder.finish()
+        return units
