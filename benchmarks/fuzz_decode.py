@@ -6,7 +6,7 @@ Seed files are written at start with the shipped models (single-layer files
 of several kinds: RGB, noise, grayscale, alpha, in the portable format 3 and in
 CompressAI's format 1; two-layer files when a
 scalable model is shipped, else with a tiny scalable model written to a
-temporary folder), and the tiny clip network of the test suite
+temporary folder), a tiny context model's files in formats 3 and 1, and the tiny clip network of the test suite
 (``tests/reference/*.saicmv``). Each case mutates a seed (``saicm.codec.fuzz``:
 fields of the header, shapes, strings, alpha, human layer, a clip's
 configuration, quantisation steps and symbols, raw bytes; CRCs fixed
@@ -77,6 +77,16 @@ def make_seeds(tmp: Path) -> list[dict]:
         save_model(net, tmp / "tinyscal.safetensors")
         seeds.append({"name": "two-layer-tiny", "model": str(tmp / "tinyscal.safetensors"),
                       "data": saicm.compress(smooth, model=tmp / "tinyscal.safetensors", quality=2, human_quality=1)})
+    # a tiny context model (contexts switched on): format 3 (the engine's multi-pass strings) and format 1
+    torch.manual_seed(1)
+    ctx = build_architecture("gained-context-hyperprior", N=16, M=24, lambdas=[0.003, 0.03], groups=[8, 16])
+    with torch.no_grad():
+        for agg in ctx.aggregate:
+            agg[-1].weight.normal_(0, 0.05)
+    save_model(ctx, tmp / "tinyctx.safetensors")
+    for engine, name in (("auto", "v3-context"), ("compressai", "v1-context")):
+        seeds.append({"name": name, "model": str(tmp / "tinyctx.safetensors"),
+                      "data": saicm.compress(smooth, model=tmp / "tinyctx.safetensors", quality=2, engine=engine)})
     # clips' networks (.saicmv): the 8-frame reference files of the test suite (a tiny NeRV, a tiny HNeRV)
     ref = Path(__file__).resolve().parents[1] / "tests" / "reference"
     # (one entry, so that the cases which draw an image seed stay those of earlier reports; a video case then

@@ -261,6 +261,36 @@ def test_structure_aware_mutations_only_ever_give_saicm_errors(seeds, case, whic
         assert "\n" not in str(e), what
 
 
+@pytest.fixture(scope="module")
+def context_seeds(tmp_path_factory):
+    """A tiny context model with its contexts switched on, and its files in both formats (3: the portable
+    engine's multi-pass strings and integer contexts; 1: the PyTorch model's)."""
+    import torch
+
+    from saicm.models import build_architecture, save_model
+
+    torch.manual_seed(0)
+    net = build_architecture("gained-context-hyperprior", N=16, M=24, lambdas=[0.003, 0.03], groups=[8, 16])
+    with torch.no_grad():
+        for agg in net.aggregate:
+            agg[-1].weight.normal_(0, 0.05)
+    path = tmp_path_factory.mktemp("ctx") / "tinyctx.safetensors"
+    save_model(net, path)
+    img = natural_image(64, 96, seed=5)
+    return path, [saicm.compress(img, model=path, quality=2, engine=e) for e in ("auto", "compressai")]
+
+
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(case=st.integers(0, 2**32 - 1), which=st.integers(0, 1))
+def test_mutated_context_model_files_only_ever_give_saicm_errors(context_seeds, case, which):
+    path, seeds = context_seeds
+    data, what = mutate(seeds[which], random.Random(case))
+    try:
+        saicm.decompress(data, model=path, max_pixels=1 << 18)
+    except SaicmError as e:
+        assert "\n" not in str(e), what
+
+
 VIDEO_SEEDS = [ROOT / "tests" / "reference" / f"shapes-64x48-8f-tiny{s}.saicmv" for s in ("", "-hnerv")]
 
 
