@@ -249,3 +249,22 @@ def test_context_models_code_without_pytorch(ctx_path, tmp_path):
     assert r.returncode == 0, r.stderr[-2000:]
     shape, _, mods = r.stdout.strip().partition(")")
     assert shape == "(96, 130, 3" and mods.strip().endswith("[]")
+
+
+def test_portable_engine_codes_the_other_layouts(tmp_path):
+    """One pass per group (``checkerboard=False``) and other group splits, on both transform back-ends."""
+    torch.manual_seed(4)
+    for cfg in ({"groups": [8, 16], "checkerboard": False}, {"groups": [4, 4, 16], "checkerboard": True}):
+        net = build_architecture(ARCH, N=16, M=24, lambdas=[0.003, 0.03], **cfg)
+        with torch.no_grad():
+            for agg in net.aggregate:
+                agg[-1].weight.normal_(0, 0.05)
+        path = tmp_path / f"ctx-{len(cfg['groups'])}.safetensors"
+        save_model(net, path)
+        img = natural_image(70, 90, seed=7)
+        data = saicm.compress(img, model=path, quality=2)
+        assert container.unpack(data).header.version == container.PORTABLE_VERSION
+        a, b = (np.asarray(saicm.decompress(data, model=path, engine=e)).astype(int) for e in ("onnx", "torch"))
+        assert a.shape == (70, 90, 3) and np.abs(a - b).max() <= 1
+        ref = saicm.compress(img, model=path, quality=2, engine="compressai")
+        assert abs(len(data) - len(ref)) <= 0.05 * len(ref) + 32
