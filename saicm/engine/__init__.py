@@ -4,6 +4,7 @@ exact integer hyper-synthesis, constriction ANS.
 - :mod:`saicm.engine.hypernet`: the hyper-synthesis as an exact integer network (the coder tables are the
   same on every engine, CPU and thread count);
 - :mod:`saicm.engine.model`: a model file's gains, tables and latent coding (numpy);
+- :mod:`saicm.engine.context`: a context model's latent coding, its context networks as exact integer networks;
 - :mod:`saicm.engine.onnx_export` / :mod:`saicm.engine.runtime`: the float transforms as ONNX graphs built
   from the file's weights, run by onnxruntime (or the PyTorch modules: same files, either way);
 - :mod:`saicm.engine.codec`: image ⇄ portable stream (``.saicm`` format 3).
