@@ -25,7 +25,9 @@ group by group, anchors then non-anchors, the elements of each pass in
 (hyper-synthesis, contexts, aggregation) runs on one thread on both sides, so
 the tables do not depend on the thread count. Large images (format version 2)
 code y in strips of rows, one stream per strip, with the contexts confined to
-the strip (both sides compute them on the strip alone).
+the strip (both sides compute them on the strip alone). That is the PyTorch path (formats 1/2, ``--engine
+compressai``); the portable engine codes the same model in format 3 with its contexts in exact integer
+arithmetic (:mod:`saicm.engine.context`).
 
 Training: the same ``forward`` contract (``quant`` noise or ste); the
 contexts read the latent as the decoder will have it (rounded around the
