@@ -30,6 +30,17 @@ def tiny_model(tmp_path_factory) -> Path:
     return path
 
 
+def switch_contexts_on(net):
+    """A context model's aggregation ends at zero (it codes like its hyperprior); random last layers make every
+    context network change the coder's tables, as a trained one does. Returns ``net``."""
+    import torch
+
+    with torch.no_grad():
+        for agg in net.aggregate:
+            agg[-1].weight.normal_(0, 0.05)
+    return net
+
+
 def natural_image(h: int = 96, w: int = 128, seed: int = 0) -> np.ndarray:
     """A smooth image with edges: gradients plus a few rectangles."""
     rng = np.random.default_rng(seed)

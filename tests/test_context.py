@@ -17,7 +17,7 @@ from saicm.codec import container, tiling
 from saicm.errors import SaicmError
 from saicm.models import build_architecture, load_model, save_model
 
-from .conftest import natural_image
+from .conftest import natural_image, run_without_torch, switch_contexts_on
 
 ARCH = "gained-context-hyperprior"
 
@@ -34,10 +34,7 @@ def _from_v5(**extra) -> torch.nn.Module:
 def ctx_path(tmp_path_factory):
     """A context model from v5 with its contexts switched on (random aggregation outputs), saved as shipped."""
     torch.manual_seed(3)
-    net = _from_v5()
-    with torch.no_grad():
-        for agg in net.aggregate:
-            agg[-1].weight.normal_(0, 0.05)
+    net = switch_contexts_on(_from_v5())
     path = tmp_path_factory.mktemp("ctx") / "ctx.safetensors"
     save_model(net, path)
     return path
@@ -237,8 +234,6 @@ def test_integer_contexts_match_the_float_networks(ctx_path):
 
 
 def test_context_models_code_without_pytorch(ctx_path, tmp_path):
-    from .conftest import run_without_torch
-
     img = tmp_path / "in.png"
     Image.fromarray(natural_image(96, 130, seed=3)).save(img)
     r = run_without_torch(
@@ -255,10 +250,7 @@ def test_portable_engine_codes_the_other_layouts(tmp_path):
     """One pass per group (``checkerboard=False``) and other group splits, on both transform back-ends."""
     torch.manual_seed(4)
     for cfg in ({"groups": [8, 16], "checkerboard": False}, {"groups": [4, 4, 16], "checkerboard": True}):
-        net = build_architecture(ARCH, N=16, M=24, lambdas=[0.003, 0.03], **cfg)
-        with torch.no_grad():
-            for agg in net.aggregate:
-                agg[-1].weight.normal_(0, 0.05)
+        net = switch_contexts_on(build_architecture(ARCH, N=16, M=24, lambdas=[0.003, 0.03], **cfg))
         path = tmp_path / f"ctx-{len(cfg['groups'])}.safetensors"
         save_model(net, path)
         img = natural_image(70, 90, seed=7)

@@ -27,7 +27,7 @@ from saicm.entropy import bounded
 from saicm.errors import FormatError, ImageError, SaicmError
 from saicm.models.catalog import RECOMMENDED_SCALABLE_MODEL
 
-from .conftest import natural_image, run_cli
+from .conftest import natural_image, run_cli, switch_contexts_on
 
 CORPUS = Path(__file__).parent / "corpus"
 ROOT = Path(__file__).resolve().parent.parent
@@ -270,10 +270,8 @@ def context_seeds(tmp_path_factory):
     from saicm.models import build_architecture, save_model
 
     torch.manual_seed(0)
-    net = build_architecture("gained-context-hyperprior", N=16, M=24, lambdas=[0.003, 0.03], groups=[8, 16])
-    with torch.no_grad():
-        for agg in net.aggregate:
-            agg[-1].weight.normal_(0, 0.05)
+    net = switch_contexts_on(build_architecture("gained-context-hyperprior", N=16, M=24, lambdas=[0.003, 0.03],
+                                                groups=[8, 16]))
     path = tmp_path_factory.mktemp("ctx") / "tinyctx.safetensors"
     save_model(net, path)
     img = natural_image(64, 96, seed=5)

@@ -184,11 +184,9 @@ def file_cache(factory):
 
 def portable_model(info: ModelInfo) -> PortableModel:
     """The portable model of ``info``, of the class that codes its architecture."""
-    if info.architecture == "gained-context-hyperprior":
-        from .context import PortableContextModel
+    from .context import PortableContextModel
 
-        return PortableContextModel(info)
-    return PortableModel(info)
+    return PortableContextModel(info) if info.architecture == PortableContextModel.architecture else PortableModel(info)
 
 
 #: the portable model of a weight file (cached per file and modification time)
