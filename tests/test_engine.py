@@ -15,7 +15,7 @@ from saicm.codec import container
 from saicm.engine import hypernet
 from saicm.errors import SaicmError
 
-from .conftest import run_without_torch
+from .conftest import assert_pixels_within_one, run_without_torch
 
 ROOT = Path(__file__).resolve().parent.parent
 REF = ROOT / "tests" / "reference" / "astronaut-200x150.png"
@@ -200,6 +200,69 @@ def test_portable_decode_is_the_same_on_one_and_two_threads(files):
     outs = [OnnxTransforms(pm, n).synthesis(y) for n in (1, 2)]
     assert np.abs(outs[0] - outs[1]).max() < 1e-5
     assert np.array_equal(np.rint(np.clip(outs[0], 0, 1) * 255), np.rint(np.clip(outs[1], 0, 1) * 255))
+
+
+# --- files written on other CPUs ------------------------------------------------------------------------
+
+#: Format-3 files and the SHA-256 of the integer latents they decode to (the machine layer's ŷ in units of
+#: 2**-FRAC, then the human layer's for a two-layer file): the astronaut files were written by saicm 0.8.0 on an
+#: Intel Xeon with AVX-512 (2026-12-03), the corpus file by saicm 0.4.0 on an AMD Zen 3 with AVX2. The tables are
+#: exact integers, so every CPU must decode the same latents; the pixels (float synthesis) within ±1.
+CROSS_CPU = {
+    "reference/astronaut-200x150-v5-q1-v3.saicm": "888b476adc9defd83ee264fb84d9329048a5179d531b9efb3ee75225de61b5f8",
+    "reference/astronaut-200x150-v5-q4-v3.saicm": "17dc7ee849ea56b8fe16586295774e03da39bf4740cdd68787eeca542137ddb8",
+    "reference/astronaut-200x150-v5-q7-v3.saicm": "20fd7f6bc3ed47705567acb6190698b797dac8ea71f49ba76c23c5464ab12820",
+    "reference/astronaut-200x150-ctx-v5-s2c-q4-v3.saicm":
+        "ba334548a9de5b95fbe2ec5f73c3873ab9394a156308879cd7bee4cd6575f60c",
+    "reference/astronaut-200x150-scalable-b1-h4-v3.saicm":
+        "b7927086d603f71d11670392522940371debb27b679715b8590fec8830ec3f77",
+    "corpus/v3-valid-64x64-v5-q1.saicm": "dbda845100ad0164318340258b39ad8960d5733f4187780732ba54801e10f43e",
+}
+CTX = ROOT / "checkpoints" / "ctx-v5-s2c.safetensors"
+
+
+def _reencoded(pm, strings, z_shape, rows, offset=None):
+    """The decoded integer latent and the strings this CPU's tables give it when coded again."""
+    n, (h, w) = pm.N, z_shape
+    z_sym = pm.z_tables.decode(strings[0], pm._z_tables_index((n, h, w)).reshape(-1)).reshape(n, h, w)
+    units = pm.decode_units(strings, z_shape, rows, offset)
+    y = np.ldexp(units.astype(np.float64), -hypernet.FRAC)
+    return units, pm.encode(y, z_sym + pm.medians[:, None, None], rows, offset)
+
+
+@pytest.mark.parametrize("name", list(CROSS_CPU))
+def test_files_from_other_cpus_decode_to_the_same_integer_latents(name):
+    """Decoded here, a file gives the latents it gave on the CPU that pinned it (exact integers), and those
+    latents coded again with this CPU's tables give the file's strings byte for byte: the tables that decided
+    the writer's code are the ones this CPU computes."""
+    import hashlib
+
+    import saicm
+    from saicm.engine.codec import open_portable
+    from saicm.engine.scalable import load_scalable
+    from saicm.models.catalog import resolve
+
+    path = ROOT / "tests" / name
+    model = str(CTX) if "ctx-" in name else None
+    data = path.read_bytes()
+    machine, human = container.split_layers(data)
+    stream = container.unpack(machine)
+    assert stream.header.version == container.PORTABLE_VERSION
+    h = stream.header
+    units, again = _reencoded(open_portable(stream, model), stream.strings, h.shapes[0], h.strip_rows)
+    assert again == stream.strings
+    digest = hashlib.sha256(units.tobytes())
+    if human is not None:
+        layer = container.unpack_human(human)
+        ps = load_scalable(resolve(layer.model))
+        offset = ps._offset(units, h.quality)
+        human_units, again = _reencoded(ps.add, layer.strings, layer.shapes[0], layer.strip_rows, offset)
+        assert again == layer.strings
+        digest.update(human_units.tobytes())
+    assert digest.hexdigest() == CROSS_CPU[name]
+    stored = path.with_suffix(".decoded.png")
+    if stored.exists():
+        assert_pixels_within_one(saicm.decompress(data, model=model), Image.open(stored))
 
 
 def test_rate_matches_the_compressai_coder():

@@ -2,8 +2,10 @@
 
 tests/reference/ holds an image (scikit-image's astronaut, public domain, 200x150) with the
 files ``mse-hyperprior-n64-v5`` wrote for it at qualities 1, 4 and 7 and their decodes, made with
-saicm 0.2.0 (commit 7442ae5) before strips existed: today's encoder and decoder must reproduce them
-bit for bit.
+saicm 0.2.0 (commit 7442ae5, on an AMD Zen 3 CPU with AVX2) before strips existed: today's encoder must
+reproduce the files bit for bit, and its decoder the pixels, up to the ±1 by which the float synthesis may round
+on another CPU (measured on an Intel Xeon with AVX-512, 2026-12-03: 2 and 1 of 90,000 values differ at
+qualities 1 and 7).
 """
 
 import os
@@ -20,7 +22,7 @@ from saicm.codec import container, tiling
 from saicm.entropy import bounded
 from saicm.errors import FormatError
 
-from .conftest import natural_image
+from .conftest import assert_pixels_within_one, natural_image
 
 REF = Path(__file__).parent / "reference"
 
@@ -30,8 +32,7 @@ def test_ordinary_images_give_the_bits_and_pixels_saicm_0_2_wrote(q):
     ref = (REF / f"astronaut-200x150-v5-q{q}.saicm").read_bytes()
     assert saicm.compress(REF / "astronaut-200x150.png", model="mse-hyperprior-n64-v5", quality=q,
                           engine="compressai") == ref
-    decoded = np.asarray(saicm.decompress(ref))
-    assert np.array_equal(decoded, np.asarray(Image.open(REF / f"astronaut-200x150-v5-q{q}.decoded.png")))
+    assert_pixels_within_one(saicm.decompress(ref), Image.open(REF / f"astronaut-200x150-v5-q{q}.decoded.png"))
 
 
 @pytest.fixture

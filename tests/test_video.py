@@ -26,6 +26,8 @@ from saicm.cli import main
 from saicm.errors import FormatError, SaicmError
 from saicm.video import api, bitstream, compress, io, nerv, train
 
+from .conftest import assert_pixels_within_one
+
 ROOT = Path(__file__).resolve().parent.parent
 #: a network small enough to fit in seconds (the API takes a dict of widths as a preset)
 TINY = {"pe_levels": 8, "mlp_hidden": [16], "c0": 8, "channels": [16, 12, 8, 8, 6]}
@@ -560,23 +562,24 @@ def test_an_interrupted_eval_encode_resumes_from_its_checkpoint(clip_mkv, tmp_pa
 
 # --- format stability --------------------------------------------------------------------------------------
 
-#: written by saicm.video at commit 74e86a0 (TINY, synthetic_clip(), 4+1+1 epochs); SHA-256 of its decoded frames
+#: written by saicm.video at commit 74e86a0 (TINY, synthetic_clip(), 4+1+1 epochs)
 REFERENCE = ROOT / "tests" / "reference" / "shapes-64x48-8f-tiny.saicmv"
-REFERENCE_FRAMES_SHA256 = "40edce1a41f0fac8d449e402532c16cc76e10defafd364011252d1674ad2c60b"
-
-
 #: an HNeRV file (embed 4, the TINY widths, 30 epochs) written when HNeRV came in (saicm 0.4.0.dev)
 REFERENCE_HNERV = ROOT / "tests" / "reference" / "shapes-64x48-8f-tiny-hnerv.saicmv"
-REFERENCE_HNERV_FRAMES_SHA256 = "e489a65309caef83f3f9962929c027cc74c5ab26e01831fb7be53d4c0fd2387d"
 
 
-@pytest.mark.parametrize("path,digest", [(REFERENCE, REFERENCE_FRAMES_SHA256),
-                                         (REFERENCE_HNERV, REFERENCE_HNERV_FRAMES_SHA256)], ids=["nerv", "hnerv"])
-def test_reference_file_still_decodes_to_the_same_frames(path, digest):
+@pytest.mark.parametrize("path", [REFERENCE, REFERENCE_HNERV], ids=["nerv", "hnerv"])
+def test_reference_file_still_decodes_to_the_same_frames(path):
+    """The weights re-encode to the file's exact symbols (integers: the same on every CPU), and the frames
+    match the stored decode (``*.decoded.png``, the 8 frames stacked) up to the float network's ±1 on
+    another CPU: the NeRV file decodes identically on the AMD AVX2 CPU that wrote it and on an Intel AVX-512
+    one; the HNeRV file's frames differ in a few values between the two (the stored ones are the Intel
+    decode, saicm 0.8.0)."""
     data = path.read_bytes()
     d = api.decode(data)
     assert d.frames.shape == (8, 48, 64, 3) and d.header.fps == 25
-    assert hashlib.sha256(d.frames.tobytes()).hexdigest() == digest
+    stored = np.asarray(Image.open(path.with_suffix(".decoded.png"))).reshape(d.frames.shape)
+    assert_pixels_within_one(d.frames, stored)
     h, model = api.network(data)  # and the weights re-encode to the same bytes
     qts = compress.quantise(model, h.bits)
     assert compress.encode_symbols(qts, h.bits) == bitstream.unpack(data).symbols
