@@ -573,8 +573,8 @@ def test_reference_file_still_decodes_to_the_same_frames(path):
     """The weights re-encode to the file's exact symbols (integers: the same on every CPU), and the frames
     match the stored decode (``*.decoded.png``, the 8 frames stacked) up to the float network's ±1 on
     another CPU: the NeRV file decodes identically on the AMD AVX2 CPU that wrote it and on an Intel AVX-512
-    one; the HNeRV file's frames differ in a few values between the two (the stored ones are the Intel
-    decode, saicm 0.8.0)."""
+    one; the HNeRV file's frames do not (their SHA-256 differ; the stored ones are the Intel decode, saicm
+    0.8.0)."""
     data = path.read_bytes()
     d = api.decode(data)
     assert d.frames.shape == (8, 48, 64, 3) and d.header.fps == 25
