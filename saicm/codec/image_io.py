@@ -9,7 +9,6 @@ losslessly). Writes are atomic.
 
 from __future__ import annotations
 
-import io
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -156,12 +155,6 @@ def save_image(img: Image.Image, dest: str | os.PathLike) -> None:
     if fmt == "JPEG" and img.mode in ("RGBA", "LA"):
         img = img.convert("RGB" if img.mode == "RGBA" else "L")
     write_atomic(dest, lambda tmp: img.save(tmp, format=fmt))
-
-
-def encode_png(img: Image.Image) -> bytes:
-    buf = io.BytesIO()
-    img.save(buf, format="PNG")
-    return buf.getvalue()
 
 
 def pad_amount(size: int, multiple: int, min_size: int = 0) -> int:
