@@ -44,7 +44,11 @@ def _exact_deconv(x, w, b_units, shift):
     return (acc + (1 << (shift - 1))) >> shift
 
 
-def test_integer_layers_match_exact_int64_arithmetic():
+@pytest.mark.parametrize("threads", ["1", "3"])
+def test_integer_layers_match_exact_int64_arithmetic(monkeypatch, threads):
+    """Every layer kind against int64 arithmetic, on one thread and split in blocks over three
+    (rows of a convolution, output channels of a transposed one, columns of a pointwise layer)."""
+    monkeypatch.setenv("SAICM_THREADS", threads)
     st = _v5_state()
     layer = hypernet._layer(st["h_s.0.weight"], st["h_s.0.bias"], transposed=True, leaky=False)
     rng = np.random.default_rng(0)
@@ -61,6 +65,14 @@ def test_integer_layers_match_exact_int64_arithmetic():
                    -hypernet.ACT_LIMIT, hypernet.ACT_LIMIT)
     want = np.where(want < 0, (want + 50) // 100, want)  # LeakyReLU(1/100), rounded half up
     assert np.array_equal(hypernet._conv(x, conv), want)
+    rng_w = np.random.default_rng(1)  # a pointwise layer on a list of positions (the context aggregation), ReLU
+    point = hypernet._layer(rng_w.normal(0, 0.1, (40, 30, 1, 1)), rng_w.normal(0, 0.1, 40), transposed=False,
+                            leaky=False, relu=True)
+    x = rng.integers(-hypernet.ACT_LIMIT, hypernet.ACT_LIMIT + 1, (30, 1, 1001), dtype=np.int64)
+    acc = np.einsum("oc,cn->on", point.weight[0].astype(np.int64), x[:, 0]) + point.bias[:, None]
+    want = np.maximum(np.clip((acc + (1 << (point.shift - 1))) >> point.shift, -hypernet.ACT_LIMIT,
+                              hypernet.ACT_LIMIT), 0)
+    assert np.array_equal(hypernet._conv(x, point)[:, 0], want)
 
 
 def test_integer_weights_respect_the_exactness_bound():
@@ -92,15 +104,16 @@ def test_integer_hyper_synthesis_is_close_to_the_float_one():
     assert np.abs(got - ref.double().numpy()).max() < 5e-3  # measured ~1e-3 at most
 
 
-def test_hyper_synthesis_is_the_same_for_any_blas_thread_count():
+def test_hyper_synthesis_is_the_same_for_any_thread_count():
     code = ("import hashlib, numpy as np; from safetensors.numpy import load_file; "
             "from saicm.engine.hypernet import IntegerHyperSynthesis; from saicm.models.catalog import resolve; "
             f"hs = IntegerHyperSynthesis(load_file(str(resolve('{V5}').path))); "
             "z = np.random.default_rng(3).integers(-2**20, 2**20, (64, 6, 9)); "
             "print(hashlib.sha256(hs(z).tobytes()).hexdigest())")
     out = set()
-    for n in ("1", "2"):
-        env = dict(os.environ, OPENBLAS_NUM_THREADS=n, OMP_NUM_THREADS=n, MKL_NUM_THREADS=n)
+    for n, engine_threads in (("1", "1"), ("2", "1"), ("1", "2"), ("2", "3")):  # BLAS's, the engine's
+        env = dict(os.environ, OPENBLAS_NUM_THREADS=n, OMP_NUM_THREADS=n, MKL_NUM_THREADS=n,
+                   SAICM_THREADS=engine_threads)
         r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
         assert r.returncode == 0, r.stderr
         out.add(r.stdout.strip())
@@ -378,3 +391,18 @@ def test_without_pytorch_installed_coding_works_and_the_rest_says_what_to_instal
     lines = [ln for ln in r.stderr.splitlines() if ln.startswith("saicm: error:")]
     assert len(lines) == 2 and all("pip install 'saicm[train]'" in ln for ln in lines)
     assert "Traceback" not in r.stderr
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_integer_networks_run_in_a_child_forked_after_their_threads_started(monkeypatch):
+    """The engine's thread pool does not survive fork: a child forked after the parent used it must make its own
+    (a pool inherited without its threads would wait forever), and compute the same bits."""
+    import multiprocessing as mp
+
+    monkeypatch.setenv("SAICM_THREADS", "2")
+    hs = hypernet.IntegerHyperSynthesis(_v5_state())
+    z = np.random.default_rng(5).integers(-2**20, 2**20, (64, 4, 5))
+    want = hs(z)  # starts the pool here
+    with mp.get_context("fork").Pool(1) as pool:
+        got = pool.apply_async(hs, (z,)).get(timeout=60)
+    assert np.array_equal(got, want)

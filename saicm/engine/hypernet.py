@@ -38,9 +38,12 @@ one output ≤ 2²⁶, |bias| ≤ 2⁵¹, so every accumulator stays below 2⁵�
 from __future__ import annotations
 
 import math
+from contextlib import nullcontext
 from dataclasses import dataclass
 
 import numpy as np
+
+from .parallel import parallel_blocks, run_blocks, single_threaded_blas, threads
 
 FRAC = 15  #: fraction bits of every activation (value = integer / 2**FRAC)
 #: activations saturate at ±2**25 (±1024.0; the shipped models' largest on photos is ~75)
@@ -119,8 +122,11 @@ def _conv(x: np.ndarray, layer: IntLayer) -> np.ndarray:
 
     One matrix product per tap on the zero-padded input flattened row by row: the tap (i, j) reads the
     flat input shifted by i·(W+2p)+j, a contiguous slice, so no patch matrix is built; the outputs of the 2p
-    padding columns are computed and dropped."""
+    padding columns are computed and dropped. Blocks of output rows (of columns, for a 1×1 layer on one row)
+    run on the engine's threads (:mod:`saicm.engine.parallel`)."""
     cin, h, w = x.shape
+    if layer.k == 1 and h == 1:  # pointwise on a list of positions (the context model's aggregation)
+        return _pointwise(x, layer)
     k, p = layer.k, layer.k // 2
     wp = w + 2 * p
     xp = np.zeros((cin, h + 2 * p + 1, wp), np.float64)  # one spare row: the last tap's slice stays inside
@@ -128,7 +134,9 @@ def _conv(x: np.ndarray, layer: IntLayer) -> np.ndarray:
     flat = xp.reshape(cin, -1)
     out = np.empty((layer.cout, h, w), np.int64)
     rows = max(1, BLOCK_VALUES // max(1, max(cin, layer.cout) * wp))
-    for r0 in range(0, h, rows):
+    rows = min(rows, -(-h // parallel_blocks(h)))
+
+    def block(r0: int) -> None:
         r1 = min(h, r0 + rows)
         acc = np.zeros((layer.cout, (r1 - r0) * wp), np.float64)
         for t in layer.taps:
@@ -136,25 +144,55 @@ def _conv(x: np.ndarray, layer: IntLayer) -> np.ndarray:
             acc += layer.weight[t] @ flat[:, a: a + (r1 - r0) * wp]
         acc = acc.reshape(layer.cout, r1 - r0, wp)[:, :, :w] + layer.bias[:, None, None]
         out[:, r0:r1] = _requantize(acc, layer)
+
+    run_blocks(block, range(0, h, rows))
+    return out
+
+
+def _pointwise(x: np.ndarray, layer: IntLayer) -> np.ndarray:
+    """A 1×1 convolution of (Cin, 1, n) int64 → (Cout, 1, n) int64, in blocks of columns."""
+    cin, _, n = x.shape
+    flat = x.reshape(cin, n)
+    out = np.empty((layer.cout, 1, n), np.int64)
+    cols = max(1, BLOCK_VALUES // max(1, cin, layer.cout))
+    cols = min(cols, -(-n // parallel_blocks(n // 256 + 1)))  # blocks of at least ~256 positions
+
+    def block(c0: int) -> None:
+        c1 = min(n, c0 + cols)
+        acc = layer.weight[0] @ flat[:, c0:c1].astype(np.float64) + layer.bias[:, None]
+        out[:, 0, c0:c1] = _requantize(acc, layer)
+
+    run_blocks(block, range(0, n, cols))
     return out
 
 
 def _deconv(x: np.ndarray, layer: IntLayer) -> np.ndarray:
-    """Transposed convolution, stride 2, padding k//2, output padding 1: (Cin, H, W) → (Cout, 2H, 2W)."""
+    """Transposed convolution, stride 2, padding k//2, output padding 1: (Cin, H, W) → (Cout, 2H, 2W).
+
+    Blocks of output channels run on the engine's threads (each scatters into its own channels)."""
     cin, h, w = x.shape
     k, p, cout = layer.k, layer.k // 2, layer.cout
-    full = np.zeros((cout, 2 * h + k, 2 * w + k), np.float64)  # every tap's contribution, before cropping
-    rows = max(1, BLOCK_VALUES // max(1, cout * k * k * w))
     xf = x.astype(np.float64)
-    for r0 in range(0, h, rows):
-        r1 = min(h, r0 + rows)
-        contrib = (layer.weight @ xf[:, r0:r1].reshape(cin, -1)).reshape(cout, k, k, r1 - r0, w)
-        for i in range(k):
-            for j in range(k):
-                full[:, 2 * r0 + i: 2 * r1 + i: 2, j: j + 2 * w: 2] += contrib[:, i, j]
-    acc = full[:, p: p + 2 * h, p: p + 2 * w]
-    acc += layer.bias[:, None, None]
-    return _requantize(acc, layer)
+    out = np.empty((cout, 2 * h, 2 * w), np.int64)
+    step = -(-cout // parallel_blocks(cout))
+
+    def block(c0: int) -> None:
+        c1 = min(cout, c0 + step)
+        weight = layer.weight[c0 * k * k: c1 * k * k]
+        full = np.zeros((c1 - c0, 2 * h + k, 2 * w + k), np.float64)  # every tap's contribution, before cropping
+        rows = max(1, BLOCK_VALUES // max(1, (c1 - c0) * k * k * w))
+        for r0 in range(0, h, rows):
+            r1 = min(h, r0 + rows)
+            contrib = (weight @ xf[:, r0:r1].reshape(cin, -1)).reshape(c1 - c0, k, k, r1 - r0, w)
+            for i in range(k):
+                for j in range(k):
+                    full[:, 2 * r0 + i: 2 * r1 + i: 2, j: j + 2 * w: 2] += contrib[:, i, j]
+        acc = full[:, p: p + 2 * h, p: p + 2 * w]
+        acc += layer.bias[c0:c1, None, None]
+        out[c0:c1] = _requantize(acc, layer)
+
+    run_blocks(block, range(0, cout, step))
+    return out
 
 
 class IntegerConvStack:
@@ -170,8 +208,9 @@ class IntegerConvStack:
     def __call__(self, x: np.ndarray) -> np.ndarray:
         """(Cin, h, w) int64 → (Cout, h', w') int64; the input saturates at ±ACT_LIMIT like every activation."""
         a = np.clip(np.asarray(x, dtype=np.int64), -ACT_LIMIT, ACT_LIMIT)
-        for layer in self.layers:
-            a = _deconv(a, layer) if layer.transposed else _conv(a, layer)
+        with single_threaded_blas() if threads() > 1 else nullcontext():
+            for layer in self.layers:
+                a = _deconv(a, layer) if layer.transposed else _conv(a, layer)
         return a
 
 

@@ -10,7 +10,6 @@ the cache cannot be written the graphs are built in memory for each process (a f
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -18,15 +17,10 @@ import numpy as np
 from .._fs import cache_dir
 from ..errors import ModelError
 from .model import PortableModel
+from .parallel import threads
 
 #: bump when onnx_export changes what it builds (old cache entries are then ignored)
 EXPORT_VERSION = 2
-
-
-def threads() -> int:
-    """Threads per process: ``$SAICM_THREADS`` (folder jobs set it per worker), else every CPU."""
-    value = os.environ.get("SAICM_THREADS", "")
-    return max(1, int(value)) if value.isdigit() else max(1, os.cpu_count() or 1)
 
 
 def onnx_path(model: PortableModel, part: str, folder: Path | None = None) -> Path:

@@ -1,0 +1,91 @@
+"""Threads of the portable engine: how many, and running the exact integer networks' blocks on them.
+
+The integer networks (:mod:`saicm.engine.hypernet`, :mod:`saicm.engine.context`) are made of float64 matrix
+products on small matrices (a latent of 48×32 positions for a 768×512 image), where BLAS's own threading
+gains little. They split their work instead into independent blocks (rows of a convolution's output, output
+channels of a transposed one), run here on a pool of :func:`threads` threads with BLAS limited to one thread
+meanwhile (``threadpoolctl``), so the cores are not oversubscribed. Every block is exact integer arithmetic
+written to its own part of the output, so the result is the same bits for any number of threads.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager, nullcontext
+from typing import Callable, Iterable
+
+_lock = threading.Lock()
+_pools: dict[int, ThreadPoolExecutor] = {}
+_controller = None
+_local = threading.local()
+
+
+def _after_fork_in_child() -> None:
+    """A forked child has none of the parent's pool threads: forget the pools (else work queued on them would
+    wait forever) and the locks' state."""
+    global _lock, _pools, _local
+    _lock, _pools, _local = threading.Lock(), {}, threading.local()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def threads() -> int:
+    """Threads per process: ``$SAICM_THREADS`` (folder jobs set it per worker), else every CPU."""
+    value = os.environ.get("SAICM_THREADS", "")
+    return max(1, int(value)) if value.isdigit() else max(1, os.cpu_count() or 1)
+
+
+def _pool(n: int) -> ThreadPoolExecutor:
+    with _lock:
+        pool = _pools.get(n)
+        if pool is None:
+            pool = _pools[n] = ThreadPoolExecutor(n, thread_name_prefix="saicm-int")
+        return pool
+
+
+@contextmanager
+def single_threaded_blas():
+    """BLAS limited to one thread inside the block (no-op if ``threadpoolctl`` finds no BLAS); re-entrant."""
+    global _controller
+    depth = getattr(_local, "depth", 0)
+    if depth:
+        _local.depth = depth + 1
+        try:
+            yield
+        finally:
+            _local.depth = depth
+        return
+    with _lock:
+        if _controller is None:
+            from threadpoolctl import ThreadpoolController
+
+            _controller = ThreadpoolController()
+    _local.depth = 1
+    try:
+        with _controller.limit(limits=1, user_api="blas"):
+            yield
+    finally:
+        _local.depth = 0
+
+
+def parallel_blocks(n: int) -> int:
+    """Into how many blocks to split work that could be split ``n`` ways (1: run it on the calling thread)."""
+    return max(1, min(n, threads()))
+
+
+def run_blocks(fn: Callable[[int], None], starts: Iterable[int]) -> None:
+    """``fn(start)`` for every start, on the engine's threads when there are several; the blocks must write
+    disjoint parts of their output. Exceptions propagate."""
+    starts = list(starts)
+    t = parallel_blocks(len(starts))
+    if t == 1:
+        for s in starts:
+            fn(s)
+        return
+    ctx = nullcontext() if getattr(_local, "depth", 0) else single_threaded_blas()
+    with ctx:
+        for f in [_pool(t).submit(fn, s) for s in starts]:
+            f.result()
