@@ -406,3 +406,22 @@ def test_integer_networks_run_in_a_child_forked_after_their_threads_started(monk
     with mp.get_context("fork").Pool(1) as pool:
         got = pool.apply_async(hs, (z,)).get(timeout=60)
     assert np.array_equal(got, want)
+
+
+def test_integer_networks_from_several_threads_agree_and_restore_blas_threads(monkeypatch):
+    """Several threads coding at once share the engine's pool and its one-thread BLAS limit; the limit is lifted
+    when the last one is done (BLAS keeps the thread count it had) and every result is the same bits."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from threadpoolctl import ThreadpoolController
+
+    monkeypatch.setenv("SAICM_THREADS", "2")
+    blas = ThreadpoolController().select(user_api="blas")
+    before = [lib["num_threads"] for lib in blas.info()]
+    hs = hypernet.IntegerHyperSynthesis(_v5_state())
+    z = np.random.default_rng(6).integers(-2**20, 2**20, (64, 3, 4))
+    want = hs(z)
+    with ThreadPoolExecutor(3) as ex:
+        outs = list(ex.map(lambda _: hs(z), range(12)))
+    assert all(np.array_equal(o, want) for o in outs)
+    assert [lib["num_threads"] for lib in ThreadpoolController().select(user_api="blas").info()] == before

@@ -13,20 +13,21 @@ from __future__ import annotations
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from typing import Callable, Iterable
 
 _lock = threading.Lock()
 _pools: dict[int, ThreadPoolExecutor] = {}
 _controller = None
-_local = threading.local()
+_limiter = None  # the BLAS limit in force while _users > 0
+_users = 0
 
 
 def _after_fork_in_child() -> None:
     """A forked child has none of the parent's pool threads: forget the pools (else work queued on them would
-    wait forever) and the locks' state."""
-    global _lock, _pools, _local
-    _lock, _pools, _local = threading.Lock(), {}, threading.local()
+    wait forever) and the lock's state; a BLAS limit in force at the fork stays (one thread), harmlessly."""
+    global _lock, _pools, _users, _limiter
+    _lock, _pools, _users, _limiter = threading.Lock(), {}, 0, None
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)
@@ -48,27 +49,25 @@ def _pool(n: int) -> ThreadPoolExecutor:
 
 @contextmanager
 def single_threaded_blas():
-    """BLAS limited to one thread inside the block (no-op if ``threadpoolctl`` finds no BLAS); re-entrant."""
-    global _controller
-    depth = getattr(_local, "depth", 0)
-    if depth:
-        _local.depth = depth + 1
-        try:
-            yield
-        finally:
-            _local.depth = depth
-        return
+    """BLAS limited to one thread inside the block (no-op if ``threadpoolctl`` finds no BLAS). Nested and
+    concurrent uses (several threads coding at once) share one limit: the first sets it, the last lifts it."""
+    global _controller, _limiter, _users
     with _lock:
-        if _controller is None:
-            from threadpoolctl import ThreadpoolController
+        if _users == 0:
+            if _controller is None:
+                from threadpoolctl import ThreadpoolController
 
-            _controller = ThreadpoolController()
-    _local.depth = 1
+                _controller = ThreadpoolController()
+            _limiter = _controller.limit(limits=1, user_api="blas")
+        _users += 1
     try:
-        with _controller.limit(limits=1, user_api="blas"):
-            yield
+        yield
     finally:
-        _local.depth = 0
+        with _lock:
+            _users -= 1
+            if _users == 0 and _limiter is not None:
+                _limiter.restore_original_limits()
+                _limiter = None
 
 
 def parallel_blocks(n: int) -> int:
@@ -85,7 +84,6 @@ def run_blocks(fn: Callable[[int], None], starts: Iterable[int]) -> None:
         for s in starts:
             fn(s)
         return
-    ctx = nullcontext() if getattr(_local, "depth", 0) else single_threaded_blas()
-    with ctx:
+    with single_threaded_blas():
         for f in [_pool(t).submit(fn, s) for s in starts]:
             f.result()
