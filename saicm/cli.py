@@ -299,7 +299,8 @@ def cmd_train(a: argparse.Namespace) -> int:
     architecture = a.architecture or ("scalable-fusion" if a.base else "gained-mean-scale-hyperprior")
     cfg = TrainConfig(
         data=a.data, out=a.out, architecture=architecture, base=a.base, m=a.m, slice_channels=a.slice_channels,
-        condition=a.condition, human_init=a.human_init, freeze=tuple(a.freeze or ()), N=a.N, M=a.M, lambdas=tuple(a.lambdas) if a.lambdas else None,
+        condition=a.condition, human_init=a.human_init, freeze=tuple(a.freeze or ()),
+        context_hidden=a.context_hidden, context_kernel=a.context_kernel, N=a.N, M=a.M, lambdas=tuple(a.lambdas) if a.lambdas else None,
         loss=a.loss, masks=a.masks, off_mask_weight=a.off_mask_weight, init=a.init, steps=a.steps, batch=a.batch, patch=a.patch, lr=a.lr,
         seed=a.seed, log_every=a.log_every, ckpt_every=a.ckpt_every, resume=a.resume, progress=not a.quiet,
         device=a.device, amp=a.amp, quant=a.quant,
@@ -483,6 +484,12 @@ def build_parser() -> argparse.ArgumentParser:
                    "synthesis from this single-layer MSE model (e.g. mse-hyperprior-n64-v5) instead of the base")
     t.add_argument("--slice-channels", type=int, default=32,
                    help="scalable coding: channels per slice s (default 32: m = 1..4 for M = 128)")
+    t.add_argument("--context-hidden", type=int,
+                   help="gained-context-hyperprior: hidden channels of the channel-context and aggregation "
+                   "networks (default 96, or --init's; another size than --init's starts the contexts anew)")
+    t.add_argument("--context-kernel", type=int,
+                   help="gained-context-hyperprior: kernel size of the channel-context convolutions (odd; "
+                   "default 5, or --init's; 3 costs about 9/25 of their multiply-adds)")
     t.add_argument("--N", type=int, default=64, help="hidden channels (default 64)")
     t.add_argument("--M", type=int, default=128, help="latent channels (default 128; scalable: s·m)")
     t.add_argument("--lambdas", type=_floats,

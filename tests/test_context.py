@@ -184,6 +184,29 @@ def test_training_from_a_hyperprior_on_the_command_line(tmp_path):
     assert any(float(a[-1].weight.abs().sum()) > 0 for a in net.aggregate)  # the contexts learned something
 
 
+def test_training_gives_a_context_model_contexts_of_another_size(ctx_path, tmp_path, capsys):
+    """``--context-hidden`` / ``--context-kernel`` from a context model: its transforms and hyperprior carried over,
+    the contexts built anew at the new size (what a lighter context costs is trained, not guessed); refused for an
+    architecture without contexts."""
+    data = tmp_path / "data"
+    data.mkdir()
+    Image.fromarray(natural_image(140, 150, seed=1)).save(data / "0.png")
+    common = ["--data", str(data), "--steps", "1", "--batch", "1", "--patch", "128", "--quiet", "--lr", "1e-4"]
+    assert main(["train", "--out", str(tmp_path / "run"), "--architecture", ARCH, "--init", str(ctx_path),
+                 "--context-hidden", "32", "--context-kernel", "3", "--freeze", "g_a", *common]) == 0
+    net, info = load_model(tmp_path / "run" / "model.safetensors")
+    src, _ = load_model(ctx_path)
+    assert info.config["hidden"] == 32 and info.config["channel_kernel"] == 3
+    assert net.channel[1][0].weight.shape[:3] == (32, 16, 3) and net.aggregate[0][0].weight.shape[0] == 32
+    assert torch.equal(net.g_a[0].weight, src.g_a[0].weight)
+    n_small = sum(p.numel() for n, p in net.named_parameters() if n.startswith(net.NEW_PARAMETERS))
+    n_big = sum(p.numel() for n, p in src.named_parameters() if n.startswith(src.NEW_PARAMETERS))
+    assert n_small < 0.4 * n_big  # 416,320 against 1,224,960 (the spatial contexts keep their size)
+    assert main(["train", "--out", str(tmp_path / "bad"), "--init", "mse-hyperprior-n64-v5", "--context-hidden", "32",
+                 *common]) != 0
+    assert "apply to context models" in capsys.readouterr().err
+
+
 def test_bad_groups_are_refused():
     with pytest.raises(ValueError, match="groups"):
         build_architecture(ARCH, N=8, M=16, lambdas=[0.01], groups=[8, 4])
@@ -249,7 +272,8 @@ def test_context_models_code_without_pytorch(ctx_path, tmp_path):
 def test_portable_engine_codes_the_other_layouts(tmp_path):
     """One pass per group (``checkerboard=False``) and other group splits, on both transform back-ends."""
     torch.manual_seed(4)
-    for cfg in ({"groups": [8, 16], "checkerboard": False}, {"groups": [4, 4, 16], "checkerboard": True}):
+    for cfg in ({"groups": [8, 16], "checkerboard": False}, {"groups": [4, 4, 16], "checkerboard": True},
+                {"groups": [8, 16], "hidden": 12, "channel_kernel": 3}):  # a lighter context
         net = switch_contexts_on(build_architecture(ARCH, N=16, M=24, lambdas=[0.003, 0.03], **cfg))
         path = tmp_path / f"ctx-{len(cfg['groups'])}.safetensors"
         save_model(net, path)
@@ -258,5 +282,7 @@ def test_portable_engine_codes_the_other_layouts(tmp_path):
         assert container.unpack(data).header.version == container.PORTABLE_VERSION
         a, b = (np.asarray(saicm.decompress(data, model=path, engine=e)).astype(int) for e in ("onnx", "torch"))
         assert a.shape == (70, 90, 3) and np.abs(a - b).max() <= 1
+        c = np.asarray(saicm.decompress(saicm.compress(img, model=path, quality=2, engine="compressai"), model=path))
+        assert c.shape == (70, 90, 3)  # the PyTorch coder (format 1) reads the same options from the file
         ref = saicm.compress(img, model=path, quality=2, engine="compressai")
         assert abs(len(data) - len(ref)) <= 0.05 * len(ref) + 32

@@ -47,8 +47,10 @@ from .determinism import single_thread_kernels
 from .hyperprior import GainedMeanScaleHyperprior, _ste_round
 from .registry import register_architecture
 
-#: hidden channels of the channel-context and aggregation networks
+#: hidden channels of the channel-context and aggregation networks (default; ``hidden``)
 CONTEXT_HIDDEN = 96
+#: kernel size of the channel-context convolutions (default; ``channel_kernel``)
+CHANNEL_KERNEL = 5
 
 
 def _anchor_mask(h: int, w: int, device=None) -> Tensor:
@@ -67,15 +69,26 @@ class GainedContextHyperprior(GainedMeanScaleHyperprior):
         groups: channels per group, summing to M, coded in this order.
         checkerboard: two passes per group (anchors, then the rest with a spatial context); False: one pass
             per group with the channel context only.
+        hidden: hidden channels of the channel-context and aggregation networks (their cost grows with it).
+        channel_kernel: kernel size of the channel-context convolutions (odd; 5 as ELIC, 3 costs 9/25 of it).
     """
 
+    #: the options ``saicm train`` sets (``--context-hidden``, ``--context-kernel``), with their defaults
+    CONTEXT_OPTIONS = {"hidden": CONTEXT_HIDDEN, "channel_kernel": CHANNEL_KERNEL}
+
     def __init__(self, N: int = 64, M: int = 128, lambdas: Sequence[float] = (0.0067,),
-                 groups: Sequence[int] = (16, 16, 32, 64), checkerboard: bool = True):
+                 groups: Sequence[int] = (16, 16, 32, 64), checkerboard: bool = True,
+                 hidden: int = CONTEXT_HIDDEN, channel_kernel: int = CHANNEL_KERNEL):
         super().__init__(N=N, M=M, lambdas=lambdas)
         groups = [int(g) for g in groups]
         if not groups or any(g < 1 for g in groups) or sum(groups) != M:
             raise ValueError(f"groups must be positive channel counts summing to M={M}, got {groups}")
+        hidden, channel_kernel = int(hidden), int(channel_kernel)
+        if hidden < 1 or channel_kernel < 1 or channel_kernel % 2 == 0:
+            raise ValueError(f"hidden must be positive and channel_kernel odd, got {hidden}, {channel_kernel}")
         self.config.update(groups=groups, checkerboard=bool(checkerboard))
+        if (hidden, channel_kernel) != (CONTEXT_HIDDEN, CHANNEL_KERNEL):  # files of the defaults stay as before
+            self.config.update(hidden=hidden, channel_kernel=channel_kernel)
         self.groups = groups
         self.checkerboard = bool(checkerboard)
         self.spatial = nn.ModuleList()
@@ -85,18 +98,25 @@ class GainedContextHyperprior(GainedMeanScaleHyperprior):
         for g in groups:
             self.spatial.append(CheckerboardMaskedConv2d(g, 2 * g, 5, padding=2) if self.checkerboard
                                 else nn.Identity())
-            self.channel.append(nn.Sequential(nn.Conv2d(done, CONTEXT_HIDDEN, 5, padding=2), nn.ReLU(),
-                                              nn.Conv2d(CONTEXT_HIDDEN, 2 * g, 5, padding=2)) if done
+            k, pad = channel_kernel, channel_kernel // 2
+            self.channel.append(nn.Sequential(nn.Conv2d(done, hidden, k, padding=pad), nn.ReLU(),
+                                              nn.Conv2d(hidden, 2 * g, k, padding=pad)) if done
                                 else nn.Identity())
-            last = nn.Conv2d(CONTEXT_HIDDEN, 2 * g, 1)
+            last = nn.Conv2d(hidden, 2 * g, 1)
             nn.init.zeros_(last.weight)
             nn.init.zeros_(last.bias)
-            self.aggregate.append(nn.Sequential(nn.Conv2d(6 * g, CONTEXT_HIDDEN, 1), nn.ReLU(),
-                                                nn.Conv2d(CONTEXT_HIDDEN, CONTEXT_HIDDEN, 1), nn.ReLU(), last))
+            self.aggregate.append(nn.Sequential(nn.Conv2d(6 * g, hidden, 1), nn.ReLU(),
+                                                nn.Conv2d(hidden, hidden, 1), nn.ReLU(), last))
             done += g
 
     #: parameter-name prefixes a model initialised from a plain hyperprior does not have
     NEW_PARAMETERS = ("spatial.", "channel.", "aggregate.")
+
+    @classmethod
+    def from_train_config(cls, cfg, lambdas: Sequence[float]) -> "GainedContextHyperprior":
+        """A new model for ``saicm train`` (``--N``, ``--M``, ``--context-hidden``, ``--context-kernel``)."""
+        opts = {"hidden": cfg.context_hidden, "channel_kernel": cfg.context_kernel}
+        return cls(N=cfg.N, M=cfg.M, lambdas=lambdas, **{k: v for k, v in opts.items() if v is not None})
 
     def _bounds(self) -> list[tuple[int, int]]:
         out, a = [], 0

@@ -27,6 +27,8 @@ class TrainConfig:
     condition: str = "none"  # scalable-fusion: "none" (the paper) or "base" (conditional residual variant)
     human_init: str | None = None  # scalable-fusion: start the human layer from this MSE model
     freeze: tuple = ()  # parameter-name prefixes kept fixed (e.g. "g_s", "add.g_a")
+    context_hidden: int | None = None  # gained-context-hyperprior: hidden channels of its contexts (None: default/--init's)
+    context_kernel: int | None = None  # gained-context-hyperprior: channel-context kernel size (None: default/--init's)
     masks: str | list | None = None  # one mask folder per data folder
     off_mask_weight: float = 0.0
     init: str | None = None

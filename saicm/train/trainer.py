@@ -97,6 +97,17 @@ def _check_masks(cfg: TrainConfig) -> None:
         raise SaicmError(f"--off-mask-weight must be in [0, 1], got {cfg.off_mask_weight}")
 
 
+def _context_options(cfg: TrainConfig, cls) -> dict:
+    """``--context-hidden`` / ``--context-kernel`` as the architecture's options (only those given)."""
+    given = {k: v for k, v in (("hidden", cfg.context_hidden), ("channel_kernel", cfg.context_kernel)) if v is not None}
+    if given and not hasattr(cls, "CONTEXT_OPTIONS"):
+        raise SaicmError(f"--context-hidden / --context-kernel apply to context models "
+                         f"(gained-context-hyperprior), not {cfg.architecture}")
+    if given.get("hidden", 1) < 1 or given.get("channel_kernel", 1) % 2 == 0 or given.get("channel_kernel", 1) < 1:
+        raise SaicmError("--context-hidden must be positive and --context-kernel a positive odd number")
+    return given
+
+
 def train(cfg: TrainConfig) -> Path:
     if cfg.amp not in AMP_MODES:
         raise SaicmError(f"--amp must be one of {', '.join(AMP_MODES)}, got {cfg.amp!r}")
@@ -140,11 +151,15 @@ def train(cfg: TrainConfig) -> Path:
             state = {k: v for k, v in state.items() if k != "lambdas"}
         target = load_architectures().get(cfg.architecture)
         new_parts: tuple = ()
-        if cfg.architecture != info.architecture and getattr(target, "NEW_PARAMETERS", None):
-            # a richer architecture started from this model (e.g. a context model from a hyperprior): its own
-            # new parts start as the architecture initialises them
+        options = _context_options(cfg, target)
+        resized = any(config.get(k, target.CONTEXT_OPTIONS[k]) != v for k, v in options.items())
+        if (cfg.architecture != info.architecture or resized) and getattr(target, "NEW_PARAMETERS", None):
+            # a richer architecture started from this model (e.g. a context model from a hyperprior), or a
+            # context model with contexts of another size: the new parts start as the architecture initialises them
+            config.update(options)
             model = build_architecture(cfg.architecture, **config)
             new_parts = target.NEW_PARAMETERS
+            state = {k: v for k, v in state.items() if not k.startswith(new_parts)}
         else:
             model = build_from_info(info, config)
         missing, unexpected = model.load_state_dict(state, strict=False)
@@ -155,6 +170,7 @@ def train(cfg: TrainConfig) -> Path:
     else:
         lambdas = list(cfg.lambdas if cfg.lambdas is not None else DEFAULT_LAMBDAS)
         cls = load_architectures().get(cfg.architecture)
+        _context_options(cfg, cls)
         if hasattr(cls, "from_train_config"):  # architectures with options of their own (e.g. --base, --m)
             model = cls.from_train_config(cfg, lambdas)
         else:
