@@ -207,6 +207,23 @@ def test_training_gives_a_context_model_contexts_of_another_size(ctx_path, tmp_p
     assert "apply to context models" in capsys.readouterr().err
 
 
+def test_a_new_context_model_of_other_sizes_trains_or_is_refused_in_one_line(tmp_path, capsys):
+    data = tmp_path / "data"
+    data.mkdir()
+    Image.fromarray(natural_image(140, 150, seed=1)).save(data / "0.png")
+    common = ["train", "--data", str(data), "--architecture", ARCH, "--N", "16", "--steps", "1", "--batch", "1",
+              "--patch", "128", "--quiet"]
+    assert main([*common, "--out", str(tmp_path / "a"), "--M", "32", "--context-hidden", "8",
+                 "--context-kernel", "3"]) == 0
+    _, info = load_model(tmp_path / "a" / "model.safetensors")
+    assert info.config["groups"] == [4, 4, 8, 16] and (info.config["hidden"], info.config["channel_kernel"]) == (8, 3)
+    capsys.readouterr()
+    assert main([*common, "--out", str(tmp_path / "b"), "--M", "36"]) != 0
+    assert "M=36 is not a multiple of 8" in capsys.readouterr().err
+    assert main([*common, "--out", str(tmp_path / "c"), "--context-kernel", "4"]) != 0
+    assert "odd" in capsys.readouterr().err
+
+
 def test_bad_groups_are_refused():
     with pytest.raises(ValueError, match="groups"):
         build_architecture(ARCH, N=8, M=16, lambdas=[0.01], groups=[8, 4])

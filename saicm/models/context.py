@@ -66,7 +66,7 @@ class GainedContextHyperprior(GainedMeanScaleHyperprior):
 
     Args:
         N, M, lambdas: as :class:`GainedMeanScaleHyperprior`.
-        groups: channels per group, summing to M, coded in this order.
+        groups: channels per group, summing to M, coded in this order (default M/8, M/8, M/4, M/2).
         checkerboard: two passes per group (anchors, then the rest with a spatial context); False: one pass
             per group with the channel context only.
         hidden: hidden channels of the channel-context and aggregation networks (their cost grows with it).
@@ -77,9 +77,13 @@ class GainedContextHyperprior(GainedMeanScaleHyperprior):
     CONTEXT_OPTIONS = {"hidden": CONTEXT_HIDDEN, "channel_kernel": CHANNEL_KERNEL}
 
     def __init__(self, N: int = 64, M: int = 128, lambdas: Sequence[float] = (0.0067,),
-                 groups: Sequence[int] = (16, 16, 32, 64), checkerboard: bool = True,
+                 groups: Sequence[int] | None = None, checkerboard: bool = True,
                  hidden: int = CONTEXT_HIDDEN, channel_kernel: int = CHANNEL_KERNEL):
         super().__init__(N=N, M=M, lambdas=lambdas)
+        if groups is None:  # ELIC's proportions: 1/8, 1/8, 1/4, 1/2 of M (16, 16, 32, 64 of 128)
+            if M % 8:
+                raise ValueError(f"M={M} is not a multiple of 8 (the default channel groups are eighths of M)")
+            groups = [M // 8, M // 8, M // 4, M // 2]
         groups = [int(g) for g in groups]
         if not groups or any(g < 1 for g in groups) or sum(groups) != M:
             raise ValueError(f"groups must be positive channel counts summing to M={M}, got {groups}")
@@ -111,12 +115,6 @@ class GainedContextHyperprior(GainedMeanScaleHyperprior):
 
     #: parameter-name prefixes a model initialised from a plain hyperprior does not have
     NEW_PARAMETERS = ("spatial.", "channel.", "aggregate.")
-
-    @classmethod
-    def from_train_config(cls, cfg, lambdas: Sequence[float]) -> "GainedContextHyperprior":
-        """A new model for ``saicm train`` (``--N``, ``--M``, ``--context-hidden``, ``--context-kernel``)."""
-        opts = {"hidden": cfg.context_hidden, "channel_kernel": cfg.context_kernel}
-        return cls(N=cfg.N, M=cfg.M, lambdas=lambdas, **{k: v for k, v in opts.items() if v is not None})
 
     def _bounds(self) -> list[tuple[int, int]]:
         out, a = [], 0

@@ -170,11 +170,14 @@ def train(cfg: TrainConfig) -> Path:
     else:
         lambdas = list(cfg.lambdas if cfg.lambdas is not None else DEFAULT_LAMBDAS)
         cls = load_architectures().get(cfg.architecture)
-        _context_options(cfg, cls)
+        options = _context_options(cfg, cls)
         if hasattr(cls, "from_train_config"):  # architectures with options of their own (e.g. --base, --m)
             model = cls.from_train_config(cfg, lambdas)
         else:
-            model = build_architecture(cfg.architecture, N=cfg.N, M=cfg.M, lambdas=lambdas)
+            try:
+                model = build_architecture(cfg.architecture, N=cfg.N, M=cfg.M, lambdas=lambdas, **options)
+            except ValueError as e:  # sizes the architecture cannot take (e.g. --M against its channel groups)
+                raise SaicmError(f"{cfg.architecture}: {e}") from None
     if cfg.quant != "noise" and "quant" not in inspect.signature(model.forward).parameters:
         raise SaicmError(f"--quant {cfg.quant} is not supported by the {type(model).__name__} architecture "
                          "(its forward has no quant argument)")
