@@ -103,9 +103,16 @@ def _context_options(cfg: TrainConfig, cls) -> dict:
     if given and not hasattr(cls, "CONTEXT_OPTIONS"):
         raise SaicmError(f"--context-hidden / --context-kernel apply to context models "
                          f"(gained-context-hyperprior), not {cfg.architecture}")
-    if given.get("hidden", 1) < 1 or given.get("channel_kernel", 1) % 2 == 0 or given.get("channel_kernel", 1) < 1:
-        raise SaicmError("--context-hidden must be positive and --context-kernel a positive odd number")
     return given
+
+
+def _build(name: str, **config):
+    """``build_architecture``, with sizes the architecture refuses (``ValueError``: e.g. ``--M`` against its channel
+    groups, an even ``--context-kernel``) as one-line errors."""
+    try:
+        return build_architecture(name, **config)
+    except ValueError as e:
+        raise SaicmError(f"{name}: {e}") from None
 
 
 def train(cfg: TrainConfig) -> Path:
@@ -157,7 +164,7 @@ def train(cfg: TrainConfig) -> Path:
             # a richer architecture started from this model (e.g. a context model from a hyperprior), or a
             # context model with contexts of another size: the new parts start as the architecture initialises them
             config.update(options)
-            model = build_architecture(cfg.architecture, **config)
+            model = _build(cfg.architecture, **config)
             new_parts = target.NEW_PARAMETERS
             state = {k: v for k, v in state.items() if not k.startswith(new_parts)}
         else:
@@ -174,10 +181,7 @@ def train(cfg: TrainConfig) -> Path:
         if hasattr(cls, "from_train_config"):  # architectures with options of their own (e.g. --base, --m)
             model = cls.from_train_config(cfg, lambdas)
         else:
-            try:
-                model = build_architecture(cfg.architecture, N=cfg.N, M=cfg.M, lambdas=lambdas, **options)
-            except ValueError as e:  # sizes the architecture cannot take (e.g. --M against its channel groups)
-                raise SaicmError(f"{cfg.architecture}: {e}") from None
+            model = _build(cfg.architecture, N=cfg.N, M=cfg.M, lambdas=lambdas, **options)
     if cfg.quant != "noise" and "quant" not in inspect.signature(model.forward).parameters:
         raise SaicmError(f"--quant {cfg.quant} is not supported by the {type(model).__name__} architecture "
                          "(its forward has no quant argument)")
