@@ -300,7 +300,9 @@ def cmd_train(a: argparse.Namespace) -> int:
     cfg = TrainConfig(
         data=a.data, out=a.out, architecture=architecture, base=a.base, m=a.m, slice_channels=a.slice_channels,
         condition=a.condition, human_init=a.human_init, freeze=tuple(a.freeze or ()),
-        context_hidden=a.context_hidden, context_kernel=a.context_kernel, N=a.N, M=a.M, lambdas=tuple(a.lambdas) if a.lambdas else None,
+        context_hidden=a.context_hidden, context_kernel=a.context_kernel,
+        context_groups=tuple(a.context_groups) if a.context_groups else None, context_checkerboard=a.context_checkerboard,
+        N=a.N, M=a.M, lambdas=tuple(a.lambdas) if a.lambdas else None,
         loss=a.loss, masks=a.masks, off_mask_weight=a.off_mask_weight, init=a.init, steps=a.steps, batch=a.batch, patch=a.patch, lr=a.lr,
         seed=a.seed, log_every=a.log_every, ckpt_every=a.ckpt_every, resume=a.resume, progress=not a.quiet,
         device=a.device, amp=a.amp, quant=a.quant,
@@ -490,6 +492,12 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--context-kernel", type=int,
                    help="gained-context-hyperprior: kernel size of the channel-context convolutions (odd; "
                    "default 5, or --init's; 3 costs about 9/25 of their multiply-adds)")
+    t.add_argument("--context-groups", type=_ints, metavar="A,B,...",
+                   help="gained-context-hyperprior: channels per group, coded in this order, summing to M "
+                   "(default M/8,M/8,M/4,M/2, or --init's; fewer groups, fewer passes)")
+    t.add_argument("--no-checkerboard", dest="context_checkerboard", action="store_const", const=False,
+                   help="gained-context-hyperprior: one pass per group with the channel context only, instead "
+                   "of two checkerboard passes (faster; no spatial context)")
     t.add_argument("--N", type=int, default=64, help="hidden channels (default 64)")
     t.add_argument("--M", type=int, default=128, help="latent channels (default 128; scalable: s·m)")
     t.add_argument("--lambdas", type=_floats,

@@ -218,8 +218,22 @@ def test_a_new_context_model_of_other_sizes_trains_or_is_refused_in_one_line(tmp
     _, info = load_model(tmp_path / "a" / "model.safetensors")
     assert info.config["groups"] == [4, 4, 8, 16] and (info.config["hidden"], info.config["channel_kernel"]) == (8, 3)
     capsys.readouterr()
+    assert main([*common, "--out", str(tmp_path / "g"), "--M", "32", "--context-groups", "8,24",
+                 "--no-checkerboard"]) == 0
+    net, info = load_model(tmp_path / "g" / "model.safetensors")
+    assert info.config["groups"] == [8, 24] and info.config["checkerboard"] is False
+    assert [type(s).__name__ for s in net.spatial] == ["Identity", "Identity"]
+    # from that model, without the options: its layout kept (no contexts start anew)
+    assert main([*common, "--out", str(tmp_path / "g2"), "--init", str(tmp_path / "g" / "model.safetensors")]) == 0
+    net2, info2 = load_model(tmp_path / "g2" / "model.safetensors")
+    assert info2.config["groups"] == [8, 24] and info2.config["checkerboard"] is False
     assert main([*common, "--out", str(tmp_path / "b"), "--M", "36"]) != 0
     assert "M=36 is not a multiple of 8" in capsys.readouterr().err
+    assert main([*common, "--out", str(tmp_path / "b"), "--M", "32", "--context-groups", "8,8"]) != 0
+    assert "summing to M=32" in capsys.readouterr().err
+    assert main(["train", "--data", str(data), "--out", str(tmp_path / "b"), "--no-checkerboard", "--steps", "1",
+                 "--quiet"]) != 0
+    assert "apply to" in capsys.readouterr().err
     assert main([*common, "--out", str(tmp_path / "c"), "--context-kernel", "4"]) != 0
     assert "odd" in capsys.readouterr().err
 

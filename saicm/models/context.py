@@ -73,8 +73,9 @@ class GainedContextHyperprior(GainedMeanScaleHyperprior):
         channel_kernel: kernel size of the channel-context convolutions (odd; 5 as ELIC, 3 costs 9/25 of it).
     """
 
-    #: the options ``saicm train`` sets (``--context-hidden``, ``--context-kernel``), with their defaults
-    CONTEXT_OPTIONS = {"hidden": CONTEXT_HIDDEN, "channel_kernel": CHANNEL_KERNEL}
+    #: the options ``saicm train`` sets (``--context-hidden``, ``--context-kernel``, ``--context-groups``,
+    #: ``--no-checkerboard``), with their defaults (groups None: M/8, M/8, M/4, M/2)
+    CONTEXT_OPTIONS = {"hidden": CONTEXT_HIDDEN, "channel_kernel": CHANNEL_KERNEL, "groups": None, "checkerboard": True}
 
     def __init__(self, N: int = 64, M: int = 128, lambdas: Sequence[float] = (0.0067,),
                  groups: Sequence[int] | None = None, checkerboard: bool = True,

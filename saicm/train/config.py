@@ -29,6 +29,8 @@ class TrainConfig:
     freeze: tuple = ()  # parameter-name prefixes kept fixed (e.g. "g_s", "add.g_a")
     context_hidden: int | None = None  # gained-context-hyperprior: hidden channels of its contexts (None: default/--init's)
     context_kernel: int | None = None  # gained-context-hyperprior: channel-context kernel size (None: default/--init's)
+    context_groups: tuple[int, ...] | None = None  # gained-context-hyperprior: channels per group (None: default/--init's)
+    context_checkerboard: bool | None = None  # gained-context-hyperprior: two passes per group (None: default/--init's)
     masks: str | list | None = None  # one mask folder per data folder
     off_mask_weight: float = 0.0
     init: str | None = None

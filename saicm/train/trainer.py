@@ -98,11 +98,14 @@ def _check_masks(cfg: TrainConfig) -> None:
 
 
 def _context_options(cfg: TrainConfig, cls) -> dict:
-    """``--context-hidden`` / ``--context-kernel`` as the architecture's options (only those given)."""
-    given = {k: v for k, v in (("hidden", cfg.context_hidden), ("channel_kernel", cfg.context_kernel)) if v is not None}
+    """``--context-hidden`` / ``--context-kernel`` / ``--context-groups`` / ``--no-checkerboard`` as the
+    architecture's options (only those given)."""
+    given = {k: v for k, v in (("hidden", cfg.context_hidden), ("channel_kernel", cfg.context_kernel),
+                               ("groups", list(cfg.context_groups) if cfg.context_groups else None),
+                               ("checkerboard", cfg.context_checkerboard)) if v is not None}
     if given and not hasattr(cls, "CONTEXT_OPTIONS"):
-        raise SaicmError(f"--context-hidden / --context-kernel apply to context models "
-                         f"(gained-context-hyperprior), not {cfg.architecture}")
+        raise SaicmError(f"--context-hidden / --context-kernel / --context-groups / --no-checkerboard apply to "
+                         f"context models (gained-context-hyperprior), not {cfg.architecture}")
     return given
 
 
