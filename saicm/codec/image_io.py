@@ -149,12 +149,16 @@ def to_pil(image: RGBImage) -> Image.Image:
 
 
 def save_image(img: Image.Image, dest: str | os.PathLike) -> None:
-    """Save atomically; the format follows the suffix (PNG when unknown)."""
+    """Save atomically; the format follows the suffix (PNG when unknown).
+
+    PNG is written at zlib level 3 rather than Pillow's 6: on decoded 768×512 images about 3× faster (0.03 against
+    0.10 s, a third of a one-image ``saicm decompress``) for files ~9 % larger; on photos 2.6× faster, +1 %."""
     dest = Path(dest)
     fmt = Image.registered_extensions().get(dest.suffix.lower(), "PNG")
     if fmt == "JPEG" and img.mode in ("RGBA", "LA"):
         img = img.convert("RGB" if img.mode == "RGBA" else "L")
-    write_atomic(dest, lambda tmp: img.save(tmp, format=fmt))
+    options = {"compress_level": 3} if fmt == "PNG" else {}
+    write_atomic(dest, lambda tmp: img.save(tmp, format=fmt, **options))
 
 
 def pad_amount(size: int, multiple: int, min_size: int = 0) -> int:
