@@ -167,6 +167,16 @@ def test_bad_preset_is_a_user_error(spec):
         get_codec(spec)
 
 
+def test_a_missing_weight_file_is_named_not_taken_for_an_unknown_codec(tmp_path):
+    missing = tmp_path / "runs" / "model.safetensors"
+    for spec in (str(missing), f"{missing},engine=compressai", "runs/x.safetensors"):
+        with pytest.raises(SaicmError, match="model file not found") as e:
+            get_codec(spec)
+        assert "codecs:" not in str(e.value) and "\n" not in str(e.value)
+    with pytest.raises(SaicmError, match="unknown codec 'no-such-model'"):
+        get_codec("no-such-model")
+
+
 @pytest.mark.parametrize("name", ["hevc", "vvc"])
 def test_corrupt_stream_is_a_one_line_user_error(name):
     codec = codec_or_skip(name)

@@ -340,10 +340,16 @@ def get_codec(spec: str) -> Codec:
     name, _, arg = spec.partition(":")
     if name in CODECS:
         return CODECS[name](arg)
-    from ..models.zoo import resolve
+    import os
 
+    from ..models.zoo import SUFFIX, resolve
+
+    model = spec.split(",", 1)[0]
+    if model.endswith(SUFFIX) or os.sep in model:
+        resolve(model)  # a weight file: "model file not found: PATH" (or why it cannot be read) says more than a list of codecs
+        return SaicmCodec(spec)
     try:
-        resolve(spec.split(",", 1)[0] or None)
+        resolve(model or None)
     except SaicmError:
         known = ", ".join(sorted(CODECS))
         raise SaicmError(f"unknown codec {spec!r} (codecs: {known}; or a saicm model name)") from None
