@@ -13,6 +13,7 @@ encoder preset and ``avif:SPEED`` the libaom speed.
 from __future__ import annotations
 
 import io
+import os
 from typing import Callable, Dict
 
 from PIL import Image
@@ -340,8 +341,6 @@ def get_codec(spec: str) -> Codec:
     name, _, arg = spec.partition(":")
     if name in CODECS:
         return CODECS[name](arg)
-    import os
-
     from ..models.zoo import SUFFIX, resolve
 
     model = spec.split(",", 1)[0]
