@@ -13,7 +13,6 @@ encoder preset and ``avif:SPEED`` the libaom speed.
 from __future__ import annotations
 
 import io
-import os
 from typing import Callable, Dict
 
 from PIL import Image
@@ -341,10 +340,10 @@ def get_codec(spec: str) -> Codec:
     name, _, arg = spec.partition(":")
     if name in CODECS:
         return CODECS[name](arg)
-    from ..models.zoo import SUFFIX, resolve
+    from ..models.catalog import names_a_file, resolve
 
     model = spec.split(",", 1)[0]
-    if model.endswith(SUFFIX) or os.sep in model:
+    if names_a_file(model):
         resolve(model)  # a weight file: "model file not found: PATH" (or why it cannot be read) says more than a list of codecs
         return SaicmCodec(spec)
     try:

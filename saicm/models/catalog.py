@@ -140,12 +140,18 @@ def shipped_models() -> dict[str, ModelInfo]:
     return out
 
 
+def names_a_file(model: str | os.PathLike) -> bool:
+    """Whether ``model`` is a path to a weight file (a suffix or a separator) rather than a model name."""
+    s = str(model)
+    return s.endswith(SUFFIX) or os.sep in s
+
+
 def resolve(model: str | os.PathLike | None) -> ModelInfo:
     """A shipped model name or a path to a weight file → its info."""
     if model is None:
         model = default_model_name()
     s = str(model)
-    if s.endswith(SUFFIX) or os.sep in s:
+    if names_a_file(s):
         if not Path(s).is_file():
             raise ModelError("model file not found", s)
         return read_info(s)
