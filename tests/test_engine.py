@@ -120,6 +120,22 @@ def test_hyper_synthesis_is_the_same_for_any_thread_count():
     assert len(out) == 1
 
 
+def test_scale_index_is_the_binary_search():
+    """The lookup-table scale → coder-table index equals ``searchsorted`` on every scale, at and around each
+    threshold, beyond both ends (a crafted hyper-latent's scales), and for thresholds it cannot tabulate."""
+    thr = hypernet.scale_thresholds(_v5_state()["gaussian_conditional.scale_table"].astype(np.float32))
+    rng = np.random.default_rng(1)
+    for t in (thr, np.array([0, 1, 2, 3]), np.array([5, 7, 1 << 40]), np.array([3, 3, 9]), np.array([-4, 2])):
+        index = hypernet.ScaleIndex(t)
+        s = np.concatenate([t - 1, t, t + 1, rng.integers(-(1 << 24), 1 << 26, 20000),
+                            [np.iinfo(np.int64).min, np.iinfo(np.int64).max, 0]])
+        got = index(s.reshape(2, -1) if s.size % 2 == 0 else s)
+        assert got.dtype == np.int32
+        assert np.array_equal(got.reshape(-1), np.searchsorted(t, s, side="left"))
+    assert hypernet.ScaleIndex(thr).lut is not None  # the shipped tables take the fast path
+    assert hypernet.ScaleIndex(np.array([5, 7, 1 << 40])).lut is None  # too wide a table: binary search
+
+
 # --- the entropy tables -----------------------------------------------------------------------------
 
 def test_tables_roundtrip_with_escapes_and_reject_garbage():
@@ -137,6 +153,22 @@ def test_tables_roundtrip_with_escapes_and_reject_garbage():
     for bad in (data[:-1], data + b"\0", b"\xff\xff\xff\xff\xff\xff", b""):
         with pytest.raises(SaicmError):
             t.decode(bad, idx)
+
+
+@pytest.mark.parametrize("n_tables", [3, 300])  # 8-bit and 16-bit sort keys
+def test_tables_roundtrip_for_any_number_of_tables(n_tables):
+    from saicm.entropy.tables import CdfTables
+
+    rng = np.random.default_rng(n_tables)
+    cdf = np.zeros((n_tables, 6), np.int64)
+    for i in range(n_tables):
+        cdf[i, 1:] = np.sort(rng.choice(np.arange(1, 1 << 16), 4, replace=False)).tolist() + [1 << 16]
+    t = CdfTables(cdf, np.full(n_tables, 6), np.full(n_tables, -2))
+    idx = rng.integers(0, n_tables, 4000)
+    sym = rng.integers(-3, 6, 4000)
+    data = t.encode(sym, idx)
+    assert np.array_equal(t.decode(data, idx), sym)
+    assert t.decode(data, idx[::-1].copy()).tolist() != sym.tolist()  # the tables decide the symbols
 
 
 def test_passes_decode_one_by_one_with_tables_chosen_from_earlier_passes():

@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import ModelError
-from .hypernet import FRAC, IntegerConvStack, _layer, scale_indexes
+from .hypernet import FRAC, IntegerConvStack, _layer
 from .model import PortableModel
 
 
@@ -84,7 +84,7 @@ class PortableContextModel(PortableModel):
                     sp = self.spatial[k](np.where(anchors, units[a:b], 0))
                 feats = np.concatenate([side[:, sel], sp[:, sel], ch[:, sel]])[:, None, :]  # (6g, 1, n): pointwise
                 q = side[:, sel] + self.aggregate[k](feats)[:, 0, :]
-                tables = scale_indexes(q[:g], self.thresholds)
+                tables = self.scale_index(q[:g])
                 means = q[g:]
                 if decoder is None:
                     sym = np.rint(y[a:b][:, sel].astype(np.float64) - np.ldexp(means.astype(np.float64), -FRAC))

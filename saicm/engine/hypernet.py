@@ -268,6 +268,41 @@ def scale_thresholds(scale_table: np.ndarray) -> np.ndarray:
     return t[:-1]
 
 
-def scale_indexes(scales: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
-    """Table index of every integer scale (int32, same shape)."""
-    return np.searchsorted(thresholds, scales, side="left").astype(np.int32)
+#: the largest lookup table :class:`ScaleIndex` builds (entries); beyond it, a binary search per scale
+LUT_LIMIT = 1 << 20
+
+
+class ScaleIndex:
+    """Table index of every integer scale: ``#{i: thresholds[i] < s}`` (int32, same shape), exactly
+    ``np.searchsorted(thresholds, s, side="left")``.
+
+    Faster than that binary search (one gather and one comparison per scale): a bucket of 2**k scale units,
+    2**k no wider than the smallest gap between thresholds, holds at most one threshold, so a lookup table
+    of the count below each bucket's first value, plus one comparison with the next threshold, is exact.
+    Thresholds that are not increasing and non-negative, or would need a table above :data:`LUT_LIMIT`
+    entries, fall back to the binary search."""
+
+    def __init__(self, thresholds: np.ndarray):
+        t = np.asarray(thresholds, dtype=np.int64).reshape(-1)
+        self.thresholds = t
+        self.lut = None
+        gaps = np.diff(t)
+        if len(t) >= 2 and t[0] >= 0 and (gaps > 0).all():
+            self.shift = int(gaps.min()).bit_length() - 1  # 2**shift ≤ the smallest gap
+            self.top = int(t[-1]) + 1  # any scale above the last threshold counts them all
+            buckets = (self.top >> self.shift) + 1
+            if buckets <= LUT_LIMIT:
+                starts = np.arange(buckets, dtype=np.int64) << self.shift
+                self.lut = np.searchsorted(t, starts, side="left").astype(np.int32)
+                self.next = np.append(t, np.iinfo(np.int64).max)  # the first threshold ≥ a bucket's start
+
+    def __len__(self) -> int:
+        return len(self.thresholds)
+
+    def __call__(self, scales: np.ndarray) -> np.ndarray:
+        if self.lut is None:
+            return np.searchsorted(self.thresholds, scales, side="left").astype(np.int32)
+        s = np.clip(scales, 0, self.top)
+        idx = self.lut[s >> self.shift]
+        idx += s > self.next[idx]
+        return idx

@@ -29,7 +29,7 @@ import numpy as np
 from ..entropy.tables import CdfTables
 from ..errors import FormatError, ModelError
 from ..models.catalog import ModelInfo
-from .hypernet import FRAC, IntegerHyperSynthesis, exact_exp, scale_indexes, scale_thresholds
+from .hypernet import FRAC, IntegerHyperSynthesis, ScaleIndex, exact_exp, scale_thresholds
 
 #: architectures the portable engine codes (the context model: :mod:`saicm.engine.context`)
 SUPPORTED = ("gained-mean-scale-hyperprior", "gained-context-hyperprior")
@@ -79,6 +79,7 @@ class PortableModel:
                                       state["gaussian_conditional._cdf_length"],
                                       state["gaussian_conditional._offset"])
             self.thresholds = scale_thresholds(state["gaussian_conditional.scale_table"].astype(np.float32))
+            self.scale_index = ScaleIndex(self.thresholds)
             self.hyper = IntegerHyperSynthesis(state)
         except (KeyError, ValueError, TypeError, SafetensorError) as e:
             raise ModelError(f"the weights do not fit {info.architecture} ({e})", str(info.path)) from None
@@ -143,11 +144,11 @@ class PortableModel:
         """The string of one strip of rows of ``y`` (M, r, W) with its hyper-synthesis output ``p`` (2M, r, W)."""
         means = p[self.M:]
         sym = np.rint(y.astype(np.float64) - np.ldexp(means.astype(np.float64), -FRAC))
-        return self.y_tables.encode(sym.astype(np.int64), scale_indexes(p[: self.M], self.thresholds))
+        return self.y_tables.encode(sym.astype(np.int64), self.scale_index(p[: self.M]))
 
     def _decode_strip(self, data: bytes, p: np.ndarray) -> np.ndarray:
         """ŷ (M, r, W) in units 2**-FRAC of one strip's string (:meth:`_encode_strip`)."""
-        indexes = scale_indexes(p[: self.M], self.thresholds)
+        indexes = self.scale_index(p[: self.M])
         sym = self.y_tables.decode(data, indexes.reshape(-1)).reshape(indexes.shape)
         return p[self.M:] + (sym.astype(np.int64) << FRAC)
 

@@ -117,6 +117,13 @@ class CdfTables:
             raise ValueError("table index out of range")
         return tables
 
+    def _order(self, tables: np.ndarray) -> np.ndarray:
+        """The stable sort of positions by table (checked ``tables``): NumPy's radix sort on 8 or 16-bit keys,
+        ~8× faster than its merge sort of the int64 ones, the same permutation."""
+        n = len(self)
+        keys = tables.astype(np.uint8) if n <= 1 << 8 else tables.astype(np.uint16) if n <= 1 << 16 else tables
+        return np.argsort(keys, kind="stable")
+
     def encode(self, symbols: np.ndarray, tables: np.ndarray) -> bytes:
         """One string for ``symbols`` (any int shape), each coded with the table of the same position."""
         return self.encode_passes([(symbols, tables)])
@@ -144,7 +151,7 @@ class CdfTables:
                 raise ValueError("a latent value is out of the coder's range")
             values[escaped] = top[escaped]
             counts = np.bincount(tables, minlength=len(self))
-            coded.append((values[np.argsort(tables, kind="stable")].astype(np.int32), counts))
+            coded.append((values[self._order(tables)].astype(np.int32), counts))
             escapes.append(raw[escaped])
         coder = constriction.stream.stack.AnsCoder()
         for sorted_values, counts in reversed(coded):  # a stack: the last pass, and its last table, go in first
@@ -186,7 +193,7 @@ class PassDecoder:
         """The symbols (int64, flat, in the order of ``tables``) of the next pass, coded with ``tables``."""
         t = self.tables
         tables = t._check(tables)
-        order = np.argsort(tables, kind="stable")
+        order = t._order(tables)
         counts = np.bincount(tables, minlength=len(t))
         sorted_values = np.empty(tables.size, np.int64)
         with coder_errors("corrupt payload (the coded symbols are not a valid stream)"):
