@@ -15,15 +15,18 @@ from saicm.models.zoo import (DEFAULT_MODEL, RECOMMENDED_MACHINE_MODEL, RECOMMEN
 from .conftest import natural_image
 
 
-def test_every_shipped_file_is_in_sha256sums_and_matches():
+@pytest.mark.parametrize("folder", [WEIGHTS_DIR, Path(__file__).resolve().parent.parent / "checkpoints"],
+                         ids=["shipped", "checkpoints"])
+def test_every_weight_file_is_in_sha256sums_and_matches(folder):
+    """The shipped weights and the committed training checkpoints: SHA256SUMS lists exactly the files there."""
     sums = {}
-    for line in (WEIGHTS_DIR / "SHA256SUMS").read_text().splitlines():
+    for line in (folder / "SHA256SUMS").read_text().splitlines():
         digest, name = line.split()
         sums[name.lstrip("*")] = digest
-    files = sorted(p.name for p in WEIGHTS_DIR.glob("*.safetensors"))
+    files = sorted(p.name for p in folder.glob("*.safetensors"))
     assert files and sorted(sums) == files
     for name in files:
-        assert hashlib.sha256((WEIGHTS_DIR / name).read_bytes()).hexdigest() == sums[name], name
+        assert hashlib.sha256((folder / name).read_bytes()).hexdigest() == sums[name], name
 
 
 def test_every_shipped_model_has_a_model_card():
