@@ -51,6 +51,7 @@ def main(argv=None) -> int:
     from saicm.engine.model import load
     from saicm.engine.runtime import transforms
     from saicm.eval.bdrate import bd_rate
+    from saicm.eval.metrics import psnr
     from saicm.models import catalog
 
     torch.set_num_threads(1)
@@ -115,11 +116,9 @@ def main(argv=None) -> int:
                 for f in photos:
                     img = Image.open(f).convert("RGB")
                     data = saicm.compress(img, model=a.model, quality=q)
-                    d = np.asarray(saicm.decompress(data), np.float64)
-                    o = np.asarray(img, np.float64)
-                    ps.append(10 * np.log10(255 ** 2 / np.mean((d - o) ** 2)))
+                    ps.append(psnr(img, saicm.decompress(data)))
                     bits += 8 * len(data)
-                    pixels += o.shape[0] * o.shape[1]
+                    pixels += img.width * img.height
                 rates.append(bits / pixels)
                 psnrs.append(float(np.mean(ps)))
             curves[label] = {"bpp": rates, "psnr": psnrs}

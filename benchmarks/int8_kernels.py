@@ -22,8 +22,6 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-UINT8, INT8, INT32 = 2, 3, 6  # TensorProto.DataType
-
 
 def _best_ms(fn, repeats: int) -> float:
     fn()
@@ -48,14 +46,6 @@ def main(argv=None) -> int:
     from saicm.engine.model import load
     from saicm.models import catalog
 
-    def tensor(name, arr, dtype):
-        arr = np.ascontiguousarray(arr)
-        return b"".join(P._int(1, d) for d in arr.shape) + P._int(2, dtype) + P._str(8, name) + P._bytes(9, arr.tobytes())
-
-    def vinfo(name, dims, dtype):
-        shape = b"".join(P._bytes(1, P._int(1, d)) for d in dims)
-        return P._str(1, name) + P._bytes(2, P._bytes(1, P._int(1, dtype) + P._bytes(2, shape)))
-
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = a.threads
     opts.log_severity_level = 3
@@ -76,12 +66,13 @@ def main(argv=None) -> int:
         exact = _best_ms(lambda: (H._deconv if layer.transposed else H._conv)(x64, layer), a.repeats)
         wq = rng.integers(-63, 64, (cout, cin, 3, 3)).astype(np.int8)
         conv = session([P.node("ConvInteger", ["x", "w"], ["y"], "c", pads=[1] * 4, kernel_shape=[3, 3])],
-                       [vinfo("x", [1, cin, h, w], UINT8)], [vinfo("y", [1, cout, h, w], INT32)],
-                       [tensor("w", wq, INT8)])
+                       [P.value_info("x", [1, cin, h, w], P.UINT8)], [P.value_info("y", [1, cout, h, w], P.INT32)],
+                       [P.tensor("w", wq, P.INT8)])
         x8 = rng.integers(0, 256, (1, cin, h, w)).astype(np.uint8)
         conv_ms = _best_ms(lambda: conv.run(None, {"x": x8}), a.repeats)
-        mm = session([P.node("MatMulInteger", ["x", "w"], ["y"], "m")], [vinfo("x", [h * w, 9 * cin], UINT8)],
-                     [vinfo("y", [h * w, cout], INT32)], [tensor("w", wq.reshape(cout, -1).T.copy(), INT8)])
+        mm = session([P.node("MatMulInteger", ["x", "w"], ["y"], "m")],
+                     [P.value_info("x", [h * w, 9 * cin], P.UINT8)], [P.value_info("y", [h * w, cout], P.INT32)],
+                     [P.tensor("w", wq.reshape(cout, -1).T.copy(), P.INT8)])
 
         def im2col():
             xp = np.pad(x8[0], ((0, 0), (1, 1), (1, 1)))

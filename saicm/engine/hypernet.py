@@ -296,9 +296,6 @@ class ScaleIndex:
                 self.lut = np.searchsorted(t, starts, side="left").astype(np.int32)
                 self.next = np.append(t, np.iinfo(np.int64).max)  # the first threshold ≥ a bucket's start
 
-    def __len__(self) -> int:
-        return len(self.thresholds)
-
     def __call__(self, scales: np.ndarray) -> np.ndarray:
         if self.lut is None:
             return np.searchsorted(self.thresholds, scales, side="left").astype(np.int32)

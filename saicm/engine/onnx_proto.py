@@ -16,7 +16,8 @@ import numpy as np
 
 from ..codec.container import leb128
 
-FLOAT = 1  # TensorProto.DataType.FLOAT
+FLOAT, UINT8, INT8, INT32 = 1, 2, 3, 6  # TensorProto.DataType
+_NUMPY = {FLOAT: "<f4", UINT8: "u1", INT8: "i1", INT32: "<i4"}  # little-endian, as raw_data is
 _ATTR_FLOAT, _ATTR_INT, _ATTR_STRING, _ATTR_INTS = 1, 2, 3, 7  # AttributeProto.AttributeType
 
 
@@ -39,10 +40,11 @@ def _str(field: int, text: str) -> bytes:
     return _bytes(field, text.encode("utf-8"))
 
 
-def tensor(name: str, value: np.ndarray) -> bytes:
-    """TensorProto of a float32 array (dims 1, data_type 2, name 8, raw_data 9; little-endian)."""
-    a = np.ascontiguousarray(value, dtype="<f4")
-    return b"".join(_int(1, d) for d in a.shape) + _int(2, FLOAT) + _str(8, name) + _bytes(9, a.tobytes())
+def tensor(name: str, value: np.ndarray, data_type: int = FLOAT) -> bytes:
+    """TensorProto of an array as ``data_type`` (float32 unless told; dims 1, data_type 2, name 8, raw_data 9;
+    little-endian)."""
+    a = np.ascontiguousarray(value, dtype=_NUMPY[data_type])
+    return b"".join(_int(1, d) for d in a.shape) + _int(2, data_type) + _str(8, name) + _bytes(9, a.tobytes())
 
 
 def _attribute(name: str, value) -> bytes:
@@ -62,10 +64,10 @@ def node(op_type: str, inputs: list[str], outputs: list[str], name: str, **attrs
             + _str(4, op_type) + b"".join(_bytes(5, _attribute(k, v)) for k, v in sorted(attrs.items())))
 
 
-def value_info(name: str, dims: list) -> bytes:
-    """ValueInfoProto of a float tensor; ``dims`` entries are sizes (int) or symbolic names (str)."""
+def value_info(name: str, dims: list, data_type: int = FLOAT) -> bytes:
+    """ValueInfoProto of a tensor (float32 unless told); ``dims`` entries are sizes (int) or symbolic names (str)."""
     shape = b"".join(_bytes(1, _int(1, d) if isinstance(d, int) else _str(2, d)) for d in dims)
-    tensor_type = _int(1, FLOAT) + _bytes(2, shape)  # TypeProto.Tensor: elem_type 1, shape 2
+    tensor_type = _int(1, data_type) + _bytes(2, shape)  # TypeProto.Tensor: elem_type 1, shape 2
     return _str(1, name) + _bytes(2, _bytes(1, tensor_type))  # ValueInfoProto: name 1, type 2 (tensor_type 1)
 
 
