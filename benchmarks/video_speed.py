@@ -7,9 +7,10 @@ rendering into uint8 frames, excluding the process start), best of ``--repeat``
 runs, with 1 and 2 threads (fixed batches of 4 frames, each single-threaded).
 ``--png`` also times writing PNG frames (``saicm video decode -o DIR``).
 
-Encode (``--encode-epochs E``): fits a fresh network for E epochs of the fit
-stage (batch 1, one thread, the NeRV loss) on ``--frames`` random frames and
-prints seconds per epoch and per frame-epoch; an encode's fitting time is about
+Encode (``--encode-epochs E``): fits a fresh network for E + 1 epochs of the fit
+stage (batch 1, one thread, the NeRV loss; ``--compile``: through torch.compile) on
+``--frames`` random frames and prints the median seconds per epoch after the first
+(which warms up or compiles), and per frame-epoch; an encode's fitting time is about
 that times the frames and the epochs of all its stages (``epochs`` · 1.27 with
 the default pruning and quantisation-aware stages), plus decoding the reference.
 
@@ -61,19 +62,22 @@ def time_decode(data: bytes, threads: int, repeat: int) -> float:
     return best
 
 
-def time_fit(preset: str, width: int, height: int, frames: int, arch: str, epochs: int) -> float:
-    """Seconds per epoch of the fit stage (one thread, batch 1) on random frames."""
+def time_fit(preset: str, width: int, height: int, frames: int, arch: str, epochs: int, compile: bool = False) -> float:
+    """Seconds per epoch of the fit stage (one thread, batch 1) on random frames: the median epoch after the first
+    (which warms up, and with ``compile`` compiles)."""
+    import statistics
+
     from saicm.video import archs
     from saicm.video.train import FitSettings, fit
 
     torch.manual_seed(0)
     clip = np.random.default_rng(0).integers(0, 256, (frames, height, width, 3), dtype=np.uint8)
-    warm = archs.build(arch, archs.make_config(arch, preset, height, width), 1, training=True)
-    fit(warm, clip[:1], FitSettings(epochs=1, lr=1e-3, prune=0.0, qat_epochs=0), progress=False)
     model = archs.build(arch, archs.make_config(arch, preset, height, width), frames, training=True)
-    t = time.perf_counter()
-    fit(model, clip, FitSettings(epochs=epochs, lr=1e-3, prune=0.0, qat_epochs=0), progress=False)
-    return (time.perf_counter() - t) / epochs
+    starts = []
+    fit(model, clip, FitSettings(epochs=epochs + 1, lr=1e-3, prune=0.0, qat_epochs=0, compile=compile),
+        progress=False, fault=lambda stage, epoch, m: starts.append(time.perf_counter()))
+    starts.append(time.perf_counter())
+    return statistics.median(b - a for a, b in zip(starts[1:], starts[2:]))
 
 
 def main() -> None:
@@ -86,6 +90,7 @@ def main() -> None:
     ap.add_argument("--archs", default="nerv", help="comma-separated: nerv, hnerv")
     ap.add_argument("--encode-epochs", type=int, default=0,
                     help="also time fitting for this many epochs per case (one thread)")
+    ap.add_argument("--compile", action="store_true", help="fit through torch.compile (saicm video encode --compile)")
     ap.add_argument("--file", help="time this .saicmv file instead of synthetic ones")
     ap.add_argument("--png", action="store_true", help="also time writing PNG frames (saicm video decode -o DIR)")
     a = ap.parse_args()
@@ -121,7 +126,7 @@ def main() -> None:
                 line += f" {d['frames'] / (time.perf_counter() - t):>8.1f}"
         if a.encode_epochs and spec is not None:
             torch.set_num_threads(1)
-            sec = time_fit(spec[1], spec[2], spec[3], d["frames"], spec[0], a.encode_epochs)
+            sec = time_fit(spec[1], spec[2], spec[3], d["frames"], spec[0], a.encode_epochs, a.compile)
             torch.set_num_threads(max(threads))
             line += f" {sec:>11.2f} {1000 * sec / d['frames']:>14.1f}"
         print(line, flush=True)

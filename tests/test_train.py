@@ -286,6 +286,55 @@ def test_bf16_amp_runs_transforms_low_and_entropy_models_in_fp32(data_dir, tmp_p
         train(tiny_cfg(data_dir, tmp_path / "bad", amp="fp16"))
 
 
+def test_compile_trains_the_same_model_and_writes_the_same_checkpoints(data_dir, tmp_path, monkeypatch):
+    import shutil
+
+    if not (shutil.which("g++") or shutil.which("c++") or shutil.which("clang++")):
+        pytest.skip("no C++ compiler: torch.compile cannot build its CPU kernels here")
+    compiled = []
+    real = torch.compile
+    monkeypatch.setattr(torch, "compile", lambda m, **kw: compiled.append(m) or real(m, **kw))
+    eager = train(tiny_cfg(data_dir, tmp_path / "eager", steps=3, quant="ste"))
+    assert not compiled
+    fast = train(tiny_cfg(data_dir, tmp_path / "compiled", steps=3, quant="ste", compile=True))
+    assert len(compiled) == 1
+    logs = [[json.loads(line) for line in (tmp_path / run / "log.jsonl").read_text().splitlines()]
+            for run in ("eager", "compiled")]
+    # Random numbers come from PyTorch's generator in both (fallback_random): the same crops, qualities and noise,
+    # so the same losses step by step, to float rounding (the compiled graph fuses operations in another order)
+    for e, c in zip(*logs, strict=True):
+        for key in ("loss", "bpp", "psnr"):
+            assert c[key] == pytest.approx(e[key], rel=1e-4), (e["step"], key)
+    a, b = (torch.load(tmp_path / run / "checkpoint.pt", weights_only=False)["model"] for run in ("eager", "compiled"))
+    assert {k: v.shape for k, v in a.items()} == {k: v.shape for k, v in b.items()}  # the model's names, not a wrapper's
+    for k in (k for k in a if a[k].is_floating_point() and a[k].numel()):
+        assert (a[k] - b[k]).abs().mean() < 1e-5, k  # Adam moves every weight ~1e-3 per step: these did the same
+    m1, _ = saicm.load_model(eager)
+    m2, _ = saicm.load_model(fast)
+    assert m1.state_dict().keys() == m2.state_dict().keys()
+    train(tiny_cfg(data_dir, tmp_path / "compiled", steps=4, quant="ste", compile=True, resume=True))
+    assert torch.load(tmp_path / "compiled" / "checkpoint.pt", weights_only=False)["step"] == 4
+
+
+def test_a_step_that_cannot_compile_is_one_clear_error(data_dir, tmp_path, monkeypatch):
+    # what torch.compile raises without a working C++ compiler (a class of torch._inductor.exc), and an error of
+    # the step itself, which stays what it is
+    failed = type("InvalidCxxCompiler", (RuntimeError,), {"__module__": "torch._inductor.exc"})
+    for error, expected in ((failed("No working C++ compiler found\n(a long trace)"), saicm.SaicmError),
+                            (ValueError("a bug in the step"), ValueError)):
+        def broken(module, error=error, **kw):
+            def run(*a, **k):
+                raise error
+            return run
+
+        monkeypatch.setattr(torch, "compile", broken)
+        with pytest.raises(expected) as info:
+            train(tiny_cfg(data_dir, tmp_path / type(error).__name__, compile=True))
+        if expected is saicm.SaicmError:
+            assert str(info.value) == ("--compile: torch.compile could not compile the training step (InvalidCxxCompiler: "
+                                       "No working C++ compiler found); run without --compile")
+
+
 def test_ste_quant_feeds_the_synthesis_what_the_decoder_sees(data_dir, tmp_path):
     from saicm.models import build_architecture
 

@@ -606,6 +606,35 @@ def test_prune_without_fine_tuning(tmp_path):
     assert r.info["nonzero"] <= 0.55 * r.info["parameters"]
 
 
+def test_compiled_fit_is_the_same_fit(tmp_path, monkeypatch):
+    """--compile: every stage (fit, prune, QAT) and the SA-NeRV term through torch.compile, the same epochs."""
+    import shutil
+
+    from saicm.video.train import FitSettings
+
+    if not (shutil.which("g++") or shutil.which("c++") or shutil.which("clang++")):
+        pytest.skip("no C++ compiler: torch.compile cannot build its CPU kernels here")
+    assert FitSettings(compile=True).fingerprint_dict() == FitSettings().fingerprint_dict()  # resumes either way
+    compiled = []
+    real = torch.compile
+    monkeypatch.setattr(torch, "compile", lambda f, **kw: compiled.append(f) or real(f, **kw))
+    torch.set_num_threads(1)
+    clip = synthetic_clip(n=4)
+    masks = np.zeros(clip.shape[:3], bool)
+    masks[:, 10:30, 20:40] = True
+    kw = dict(preset=TINY, loss="sa-nerv", masks=masks, epochs=2, prune=0.3, prune_epochs=1, qat_epochs=1,
+              progress=False)
+    plain = api.encode(clip, tmp_path / "plain.saicmv", **kw)
+    assert not compiled
+    fast = api.encode(clip, tmp_path / "fast.saicmv", compile=True, **kw)
+    assert len(compiled) == 1
+    assert [h["stage"] for h in fast.report.history] == [h["stage"] for h in plain.report.history] == \
+        ["fit", "fit", "prune", "qat"]
+    for a, b in zip(plain.report.history, fast.report.history, strict=True):
+        assert b["psnr"] == pytest.approx(a["psnr"], abs=1e-3)
+    assert fast.info["psnr"] == pytest.approx(plain.info["psnr"], abs=0.05)
+
+
 # --- HNeRV -----------------------------------------------------------------------------------------
 
 HTINY = {"embed": 4, "channels": [16, 12, 8, 8, 6]}

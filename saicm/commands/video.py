@@ -25,7 +25,7 @@ def cmd_encode(a: argparse.Namespace) -> int:
                qat_epochs=a.qat_epochs, bits=a.bits, seed=a.seed, edge_weight=a.edge_weight, beta=a.beta,
                checkpoint=ckpt, resume=a.resume,
                keep_checkpoint=a.keep_checkpoint, ckpt_every=a.ckpt_every, device=a.device, progress=not a.quiet,
-               max_pixels=a.max_pixels)
+               max_pixels=a.max_pixels, compile=a.compile)
     i = r.info
     if i.get("rank"):  # torchrun: rank 0 reports
         return 0
@@ -135,6 +135,9 @@ def register(sub) -> None:
     e.add_argument("--keep-checkpoint", action="store_true", help="keep the checkpoint after success")
     e.add_argument("--ckpt-every", type=positive, help="checkpoint every N epochs (default 10)")
     e.add_argument("--device", default="auto", help=DEVICE_HELP)
+    e.add_argument("--compile", action="store_true", help="fit through torch.compile: the first step compiles (~20 s), "
+                   "later epochs run 1.1-1.4x faster on CPU (measured at 352x288, one thread: xs 1.40x, s 1.33x, m 1.13x); the "
+                   "same fit, checkpoints and --resume; needs a C++ compiler (default off)")
     e.add_argument("--max-pixels", type=positive, help="accept clips of more than 2^31 pixels in all frames")
     e.add_argument("--quiet", action="store_true", help="no progress bar")
     e.set_defaults(func=cmd_encode)

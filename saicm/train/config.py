@@ -50,5 +50,6 @@ class TrainConfig:
     device: str = "auto"  # see saicm.device.resolve_device
     amp: str = "off"  # "bf16": transforms under torch.autocast(bfloat16); entropy models stay fp32
     quant: str = "noise"  # "ste": synthesis sees coder-rounded latents (straight-through), rates keep the noise proxy
+    compile: bool = False  # torch.compile the training step (model + loss); the same model and checkpoints
     progress: bool = True
     extra: dict = field(default_factory=dict)

@@ -32,6 +32,7 @@ from ..errors import SaicmError
 from ..models import build_architecture, save_model
 from ..models.registry import load_architectures
 from ..models.zoo import build_from_info, keep_constants, load_model, load_strict
+from .compiling import CompiledStep
 from .config import AMP_MODES, DEFAULT_LAMBDAS, QUANT_MODES, TrainConfig
 from .data import RandomCrops
 from .losses import DISTORTIONS, MASK_KINDS, rd_loss
@@ -231,6 +232,8 @@ def train(cfg: TrainConfig) -> Path:
         runner = nn.parallel.DistributedDataParallel(step_mod, device_ids=[device.index] if device.type == "cuda" else None)
     else:
         runner = step_mod
+    if cfg.compile:  # compiled at the first step; the same random draws and checkpoints (saicm.train.compiling)
+        runner = CompiledStep(runner)
 
     data = RandomCrops(_as_list(cfg.data), patch=cfg.patch, masks=_as_list(cfg.masks) or None, progress=cfg.progress and rank == 0)
     loader = iter(DataLoader(data, batch_size=cfg.batch // world, shuffle=False, num_workers=0, drop_last=True))

@@ -115,14 +115,15 @@ def encode(clip, output: str | os.PathLike | None = None, *, frames: str | None 
            edge_weight: float | None = None, beta: float | None = None,
            checkpoint: str | os.PathLike | None = None, resume: bool = False, keep_checkpoint: bool = False,
            ckpt_every: int | None = None, device: str = "auto", progress: bool = True,
-           max_pixels: int | None = None, fault=None) -> EncodeResult:
+           max_pixels: int | None = None, compile: bool = False, fault=None) -> EncodeResult:
     """Fit a NeRV (``arch="nerv"``) or HNeRV (``"hnerv"``) network to a clip and code it; write ``output``
     (atomically) when given.
 
     ``clip``: a video file or frame folder (``frames="A:B"``, ``size="WxH"``), a :class:`Clip` or an (N, H, W, 3)
     uint8 array. ``masks``: a folder of per-frame edge masks or an (N, H, W) bool array (``loss="sa-nerv"``).
     ``checkpoint`` defaults to ``OUTPUT.ckpt`` (none without ``output``); it is removed after a successful encode
-    unless ``keep_checkpoint``.
+    unless ``keep_checkpoint``. ``compile``: fit through ``torch.compile`` (faster after a first step that compiles;
+    the same fit and checkpoints: :mod:`saicm.train.compiling`).
     """
     from ..device import resolve_device
     from ..eval.metrics import psnr
@@ -130,7 +131,7 @@ def encode(clip, output: str | os.PathLike | None = None, *, frames: str | None 
     t0 = time.perf_counter()
     settings = fit_settings(preset, epochs, lr, loss, batch=batch, prune=prune, prune_epochs=prune_epochs,
                             qat_epochs=qat_epochs, bits=bits, seed=seed, ckpt_every=ckpt_every,
-                            edge_weight=edge_weight, beta=beta)
+                            edge_weight=edge_weight, beta=beta, compile=compile or None)
     if loss == "sa-nerv" and masks is None:
         raise SaicmError("--loss sa-nerv needs --masks DIR (per-frame edge masks: 'saicm video frames' then "
                          "'saicm masks')")

@@ -89,6 +89,7 @@ class FitSettings:
     max_rollbacks: int = 5
     # bookkeeping, not part of the fingerprint
     ckpt_every: int = 10
+    compile: bool = False  # the loss through torch.compile (saicm.train.compiling): faster, the same fit
 
     def stages(self) -> list[tuple[str, int, float]]:
         """(name, epochs, learning rate) of each stage that runs."""
@@ -120,6 +121,7 @@ class FitSettings:
     def fingerprint_dict(self) -> dict:
         d = asdict(self)
         d.pop("ckpt_every")
+        d.pop("compile")
         return d
 
 
@@ -313,16 +315,25 @@ def fit(model: nn.Module, frames: np.ndarray, settings: FitSettings, masks: np.n
                dynamic_ncols=True)
     t0 = time.perf_counter()
 
+    def loss_and_mse(x: Tensor, idx: Tensor, e: Tensor | None) -> tuple[Tensor, Tensor]:
+        y = model.decode_frames(inputs, idx, x)[:, :, :h, :w]
+        loss = nerv_loss(y, x, settings.beta, ssim_fn)
+        if e is not None:
+            loss = loss + settings.edge_weight * nerv_loss(y * e, x * e, settings.beta, ssim_fn)
+        return loss, F.mse_loss(y.detach(), x)
+
+    step = loss_and_mse
+    if settings.compile:
+        from ..train.compiling import CompiledStep
+
+        step = CompiledStep(loss_and_mse)
+
     def batch_loss(idx: Tensor, qat: bool) -> tuple[Tensor, float]:
         """The loss (mean over the frames ``idx``) and their mean squared error."""
         x = frames_t[idx].to(device, torch.float32).div_(255)
-        y = model.decode_frames(inputs, idx.to(device), x)[:, :, :h, :w]
-        loss = nerv_loss(y, x, settings.beta, ssim_fn)
-        if settings.loss == "sa-nerv":
-            e = masks_t[idx].to(device, torch.float32)
-            loss = loss + settings.edge_weight * nerv_loss(y * e, x * e, settings.beta, ssim_fn)
-        mse = float(F.mse_loss(y.detach(), x))
-        return loss, mse
+        e = masks_t[idx].to(device, torch.float32) if settings.loss == "sa-nerv" else None
+        loss, mse = step(x, idx.to(device), e)
+        return loss, float(mse)
 
     while state["stage_index"] < len(stages):
         name, epochs, lr = stages[state["stage_index"]]
