@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from .commands.argtypes import level, nonneg, positive
@@ -308,7 +309,8 @@ def cmd_train(a: argparse.Namespace) -> int:
         device=a.device, amp=a.amp, quant=a.quant, compile=a.compile,
     )
     path = train(cfg)
-    print(f"wrote {path}")
+    if os.environ.get("RANK", "0") == "0":  # under torchrun, rank 0 says it
+        print(f"wrote {path}")
     return 0
 
 

@@ -95,6 +95,7 @@ def test_ddp_two_processes(data_dir, tmp_path):
     assert r.returncode == 0, r.stderr[-3000:]
     assert (out / "model.safetensors").is_file()
     assert len((out / "log.jsonl").read_text().splitlines()) == 3  # rank 0 logs alone
+    assert r.stdout.count("wrote ") == 1  # and says it once
 
 
 def test_non_finite_loss_stops_with_a_clear_error_and_keeps_weights_clean(data_dir, tmp_path, monkeypatch):
