@@ -20,7 +20,6 @@ and the other convolutions in float32 as in :mod:`saicm.engine.onnx_export`. It 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -28,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from engine_probe_rd import bd_between, emit, rd_curve  # noqa: E402  (beside this file)
 
 
 def _photo(path, limit=768):
@@ -104,15 +104,11 @@ def main(argv=None) -> int:
     p.add_argument("-o", "--output", help="JSON file (default: stdout)")
     a = p.parse_args(argv)
 
-    from PIL import Image
-
     import saicm
     from saicm.codec.image_io import is_image_file
     from saicm.engine.model import load
     from saicm.engine.onnx_export import _LAYERS
     from saicm.engine.runtime import transforms
-    from saicm.eval.bdrate import bd_rate
-    from saicm.eval.metrics import psnr
     from saicm.models import catalog
 
     layers = {int(v) for v in a.layers.split(",") if v}
@@ -155,29 +151,12 @@ def main(argv=None) -> int:
         curves = {}
         for label, g in (("float32", float_graph), ("int8", int8_graph)):
             t._sessions["g_a"] = session(g, 1)
-            rates, psnrs = [], []
-            for q in range(1, pm.num_qualities + 1):
-                bits = pixels = 0
-                ps = []
-                for f in photos:
-                    img = Image.open(f).convert("RGB")
-                    data = saicm.compress(img, model=a.model, quality=q)
-                    ps.append(psnr(img, saicm.decompress(data)))
-                    bits += 8 * len(data)
-                    pixels += img.width * img.height
-                rates.append(bits / pixels)
-                psnrs.append(float(np.mean(ps)))
-            curves[label] = {"bpp": rates, "psnr": psnrs}
-            print(label, [round(r, 4) for r in rates], [round(v, 3) for v in psnrs], file=sys.stderr)
+            curves[label] = rd_curve(a.model, photos, range(1, pm.num_qualities + 1), label)
         t._sessions.pop("g_a", None)
-        bd = bd_rate(curves["float32"]["bpp"], curves["float32"]["psnr"], curves["int8"]["bpp"], curves["int8"]["psnr"])
-        out.update(bd_rate_vs_float=bd.percent, images=len(photos), curves=curves)
-        print(f"BD-rate (PSNR) of the 8-bit analysis against the float one: {bd.percent:+.2f} %", file=sys.stderr)
-    text = json.dumps(out, indent=1)
-    if a.output:
-        Path(a.output).write_text(text + "\n")
-    else:
-        print(text)
+        bd = bd_between(curves, "float32", "int8")
+        out.update(bd_rate_vs_float=bd, images=len(photos), curves=curves)
+        print(f"BD-rate (PSNR) of the 8-bit analysis against the float one: {bd:+.2f} %", file=sys.stderr)
+    emit(out, a.output)
     return 0
 
 

@@ -19,14 +19,13 @@ exact engine and both curves as JSON.
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import sys
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from engine_probe_rd import bd_between, emit, rd_curve  # noqa: E402  (beside this file)
 
 
 def main(argv=None) -> int:
@@ -50,8 +49,6 @@ def main(argv=None) -> int:
     from saicm.engine.hypernet import FRAC
     from saicm.engine.model import load
     from saicm.engine.runtime import transforms
-    from saicm.eval.bdrate import bd_rate
-    from saicm.eval.metrics import psnr
     from saicm.models import catalog
 
     torch.set_num_threads(1)
@@ -109,31 +106,13 @@ def main(argv=None) -> int:
     try:
         for label, fn in (("exact", exact), ("low", hyper_low)):
             pm.hyper = fn
-            rates, psnrs = [], []
-            for q in range(1, pm.num_qualities + 1):
-                bits = pixels = 0
-                ps = []
-                for f in photos:
-                    img = Image.open(f).convert("RGB")
-                    data = saicm.compress(img, model=a.model, quality=q)
-                    ps.append(psnr(img, saicm.decompress(data)))
-                    bits += 8 * len(data)
-                    pixels += img.width * img.height
-                rates.append(bits / pixels)
-                psnrs.append(float(np.mean(ps)))
-            curves[label] = {"bpp": rates, "psnr": psnrs}
-            print(label, [round(r, 4) for r in rates], [round(v, 3) for v in psnrs], file=sys.stderr)
+            curves[label] = rd_curve(a.model, photos, range(1, pm.num_qualities + 1), label)
     finally:
         pm.hyper = exact
-    bd = bd_rate(curves["exact"]["bpp"], curves["exact"]["psnr"], curves["low"]["bpp"], curves["low"]["psnr"])
     out = {"model": a.model, "act_bits": a.act_bits, "weight_bits": a.weight_bits, "zero_point": zp,
-           "headroom": a.headroom, "bd_rate_vs_exact": bd.percent, "images": len(photos),
+           "headroom": a.headroom, "bd_rate_vs_exact": bd_between(curves, "exact", "low"), "images": len(photos),
            "saicm_version": saicm.__version__, "curves": curves}
-    text = json.dumps(out, indent=1)
-    if a.output:
-        Path(a.output).write_text(text + "\n")
-    else:
-        print(text)
+    emit(out, a.output)
     return 0
 
 
