@@ -4,18 +4,32 @@ What a compiled step keeps from the uncompiled one: its random numbers come from
 (inductor's ``fallback_random``), so a seeded run draws the same noise, and everything drawn after it, with or
 without ``--compile``; the parameters stay the module's own (checkpoints and ``--resume`` are unchanged). What
 differs: float sums fused in another order (losses agree to ~4 digits), a first call that compiles (seconds to a
-minute on CPU), and a C++ compiler needed at run time. A failure of the compiler is one :class:`SaicmError` line.
+minute on CPU), and a C++ compiler needed at run time. A failure of the compiler, in the forward call or in the
+backward pass it compiles on first use (:func:`compiler_errors` around ``backward()``), is one
+:class:`SaicmError` line.
 """
 
 from __future__ import annotations
 
+import contextlib
 from typing import Callable
 
 from ..errors import SaicmError
 
 
-def _from_the_compiler(e: BaseException) -> bool:
-    return type(e).__module__.startswith(("torch._dynamo", "torch._inductor"))
+@contextlib.contextmanager
+def compiler_errors(option: str = "--compile"):
+    """Turn what torch.compile's compiler raises (a class of ``torch._dynamo`` or ``torch._inductor``) into one
+    :class:`SaicmError` line; any other exception passes unchanged."""
+    try:
+        yield
+    except Exception as e:
+        if not type(e).__module__.startswith(("torch._dynamo", "torch._inductor")):
+            raise
+        first = (str(e).strip().splitlines() or [""])[0][:200]
+        raise SaicmError(f"{option}: torch.compile could not compile the training step ({type(e).__name__}: {first}); "
+                         f"run without {option} (or, if a killed run left it broken, clear torch's kernel cache: "
+                         "TORCHINDUCTOR_CACHE_DIR, by default /tmp/torchinductor_$USER)") from e
 
 
 class CompiledStep:
@@ -30,12 +44,5 @@ class CompiledStep:
     def __call__(self, *args, **kwargs):
         from torch._inductor import config as inductor_config
 
-        with inductor_config.patch(fallback_random=True):  # read when a graph is (re)compiled
-            try:
-                return self._fn(*args, **kwargs)
-            except Exception as e:
-                if not _from_the_compiler(e):
-                    raise
-                first = (str(e).strip().splitlines() or [""])[0][:200]
-                raise SaicmError(f"{self._option}: torch.compile could not compile the training step "
-                                 f"({type(e).__name__}: {first}); run without {self._option}") from e
+        with inductor_config.patch(fallback_random=True), compiler_errors(self._option):  # read when (re)compiling
+            return self._fn(*args, **kwargs)

@@ -32,7 +32,7 @@ from ..errors import SaicmError
 from ..models import build_architecture, save_model
 from ..models.registry import load_architectures
 from ..models.zoo import build_from_info, keep_constants, load_model, load_strict
-from .compiling import CompiledStep
+from .compiling import CompiledStep, compiler_errors
 from .config import AMP_MODES, DEFAULT_LAMBDAS, QUANT_MODES, TrainConfig
 from .data import RandomCrops
 from .losses import DISTORTIONS, MASK_KINDS, rd_loss
@@ -269,7 +269,8 @@ def train(cfg: TrainConfig) -> Path:
             if not torch.isfinite(parts["loss"] + parts["aux"]):
                 skip("loss is", step)
                 continue
-            (parts["loss"] + parts["aux"]).backward()
+            with compiler_errors():  # --compile compiles the backward pass at its first use
+                (parts["loss"] + parts["aux"]).backward()
             # A finite loss can still have non-finite gradients (e.g. GDN at its bound); one such
             # step would turn every weight into NaN, so it is skipped like a non-finite loss.
             norm = nn.utils.clip_grad_norm_(main_params, cfg.clip if cfg.clip > 0 else float("inf"))

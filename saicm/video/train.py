@@ -63,6 +63,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from ..errors import SaicmError
+from ..train.compiling import CompiledStep, compiler_errors
 
 CKPT_FORMAT = "saicm-video-checkpoint/1"
 LOSSES = ("nerv", "sa-nerv")
@@ -322,11 +323,7 @@ def fit(model: nn.Module, frames: np.ndarray, settings: FitSettings, masks: np.n
             loss = loss + settings.edge_weight * nerv_loss(y * e, x * e, settings.beta, ssim_fn)
         return loss, F.mse_loss(y.detach(), x)
 
-    step = loss_and_mse
-    if settings.compile:
-        from ..train.compiling import CompiledStep
-
-        step = CompiledStep(loss_and_mse)
+    step = CompiledStep(loss_and_mse) if settings.compile else loss_and_mse
 
     def batch_loss(idx: Tensor, qat: bool) -> tuple[Tensor, float]:
         """The loss (mean over the frames ``idx``) and their mean squared error."""
@@ -391,7 +388,8 @@ def fit(model: nn.Module, frames: np.ndarray, settings: FitSettings, masks: np.n
                     if qat:
                         _restore(model, saved)
                     break
-                (loss * (len(share) / len(idx)) if world > 1 else loss).backward()
+                with compiler_errors():  # --compile compiles the backward pass at its first use
+                    (loss * (len(share) / len(idx)) if world > 1 else loss).backward()
                 if world > 1:
                     _sum_gradients(model)
                 if qat:
