@@ -27,16 +27,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from engine_probe_rd import bd_between, emit, rd_curve  # noqa: E402  (beside this file)
-
-
-def _photo(path, limit=768):
-    from PIL import Image
-
-    img = Image.open(path).convert("RGB")
-    img.thumbnail((limit, limit))
-    x = np.asarray(img, np.float32).transpose(2, 0, 1)[None] / 255
-    return np.ascontiguousarray(x[..., : x.shape[2] // 64 * 64, : x.shape[3] // 64 * 64])
+from engine_probe_rd import bd_between, calibration_image, emit, rd_curve  # noqa: E402  (beside this file)
 
 
 def build_graph(state, int8_layers: set[int], in_scale: dict[int, float], out_scale: dict[int, float],
@@ -82,15 +73,6 @@ def build_graph(state, int8_layers: set[int], in_scale: dict[int, float], out_sc
                    opset=17, ir_version=E.IR_VERSION, producer="benchmarks/analysis_int8_probe.py")
 
 
-def session(model: bytes, threads: int):
-    import onnxruntime as ort
-
-    o = ort.SessionOptions()
-    o.intra_op_num_threads, o.inter_op_num_threads, o.log_severity_level = threads, 1, 3
-    o.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    return ort.InferenceSession(model, o, providers=["CPUExecutionProvider"])
-
-
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", required=True, help="test photos (coded at every quality)")
@@ -108,7 +90,7 @@ def main(argv=None) -> int:
     from saicm.codec.image_io import is_image_file
     from saicm.engine.model import load
     from saicm.engine.onnx_export import _LAYERS
-    from saicm.engine.runtime import transforms
+    from saicm.engine.runtime import session, transforms
     from saicm.models import catalog
 
     layers = {int(v) for v in a.layers.split(",") if v}
@@ -123,7 +105,7 @@ def main(argv=None) -> int:
     calib = session(build_graph(st, set(), {}, {}, outputs=[n for n in probes if n != "y"]), 1)
     peak = dict.fromkeys(probes, 0.0) | {"x": 1.0}
     for f in sorted(f for f in Path(a.calibrate).iterdir() if is_image_file(f))[::12]:
-        for name, v in zip(probes, calib.run(probes, {"x": _photo(f)})):
+        for name, v in zip(probes, calib.run(probes, {"x": calibration_image(f)})):
             peak[name] = max(peak[name], float(np.abs(v).max()))
     in_scale = {i: a.headroom * peak[tensor(i - 1)] / 127 for i in layers}
     out_scale = {i: a.headroom * peak[tensor(i)] / 127 for i in layers}

@@ -1,6 +1,6 @@
 """The RD curve the engine probes compare: each photo coded in this process at every quality, real files.
 
-Shared by ``hyper_precision_probe.py`` and ``analysis_int8_probe.py``, which patch a part of the portable
+Shared by ``hyper_precision_probe.py`` and ``analysis_int8_probe.py`` (with the images they calibrate on), which patch a part of the portable
 engine in this process (the hyper-synthesis, the analysis) and code the same photos with and without the
 patch. bpp is pooled (all bytes over all pixels of the quality), PSNR the mean over the photos (against the
 RGB conversion of each file). Not the results schema of ``saicm eval``: a probe's two curves, for one BD-rate.
@@ -12,6 +12,17 @@ import sys
 from pathlib import Path
 
 import numpy as np
+
+
+def calibration_image(path, limit: int = 768) -> np.ndarray:
+    """A photo as the probes calibrate on it: RGB within ``limit``² (aspect kept), cropped to multiples of 64,
+    float32 NCHW in [0, 1]."""
+    from PIL import Image
+
+    img = Image.open(path).convert("RGB")
+    img.thumbnail((limit, limit))
+    x = np.asarray(img, np.float32).transpose(2, 0, 1)[None] / 255
+    return np.ascontiguousarray(x[..., : x.shape[2] // 64 * 64, : x.shape[3] // 64 * 64])
 
 
 def rd_curve(model: str, photos: list[Path], qualities, label: str = "") -> dict:

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from engine_probe_rd import bd_between, emit, rd_curve  # noqa: E402  (beside this file)
+from engine_probe_rd import bd_between, calibration_image, emit, rd_curve  # noqa: E402  (beside this file)
 
 
 def main(argv=None) -> int:
@@ -42,7 +42,6 @@ def main(argv=None) -> int:
 
     import torch
     import torch.nn.functional as F
-    from PIL import Image
 
     import saicm
     from saicm.codec.image_io import is_image_file
@@ -68,10 +67,7 @@ def main(argv=None) -> int:
     t = transforms(pm, "onnx")
     a1max, a2max = torch.zeros(W[0].shape[1], dtype=torch.float64), torch.zeros(W[1].shape[1], dtype=torch.float64)
     for f in sorted(f for f in Path(a.calibrate).iterdir() if is_image_file(f))[::12]:
-        img = Image.open(f).convert("RGB")
-        img.thumbnail((768, 768))
-        x = np.asarray(img, np.float32).transpose(2, 0, 1)[None] / 255
-        x = np.ascontiguousarray(x[..., : x.shape[2] // 64 * 64, : x.shape[3] // 64 * 64])
+        x = calibration_image(f)
         for q in (1, 4, 7):
             y = t.analysis(x) * pm.gain[q - 1][None, :, None, None]
             z = np.rint(t.hyper_analysis(y)[0] - pm.medians[:, None, None]) + pm.medians[:, None, None]

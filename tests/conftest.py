@@ -1,4 +1,5 @@
 import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -9,6 +10,12 @@ from PIL import Image
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared" / "data"
+
+
+#: torch.compile builds its CPU kernels with a C++ compiler; tests of --compile skip without one
+needs_cxx_compiler = pytest.mark.skipif(
+    not any(shutil.which(c) for c in ("g++", "c++", "clang++")),
+    reason="no C++ compiler: torch.compile cannot build its CPU kernels here")
 
 
 def shared_path(*parts: str) -> Path:

@@ -15,7 +15,7 @@ import saicm
 from saicm.train.config import TrainConfig
 from saicm.train.trainer import export_checkpoint, train
 
-from .conftest import RunsCode, natural_image
+from .conftest import RunsCode, natural_image, needs_cxx_compiler
 
 
 @pytest.fixture(scope="module")
@@ -287,11 +287,8 @@ def test_bf16_amp_runs_transforms_low_and_entropy_models_in_fp32(data_dir, tmp_p
         train(tiny_cfg(data_dir, tmp_path / "bad", amp="fp16"))
 
 
+@needs_cxx_compiler
 def test_compile_trains_the_same_model_and_writes_the_same_checkpoints(data_dir, tmp_path, monkeypatch):
-    import shutil
-
-    if not (shutil.which("g++") or shutil.which("c++") or shutil.which("clang++")):
-        pytest.skip("no C++ compiler: torch.compile cannot build its CPU kernels here")
     compiled = []
     real = torch.compile
     monkeypatch.setattr(torch, "compile", lambda m, **kw: compiled.append(m) or real(m, **kw))

@@ -26,7 +26,7 @@ from saicm.cli import main
 from saicm.errors import FormatError, SaicmError
 from saicm.video import api, bitstream, compress, io, nerv, train
 
-from .conftest import assert_pixels_within_one
+from .conftest import assert_pixels_within_one, needs_cxx_compiler
 
 ROOT = Path(__file__).resolve().parent.parent
 #: a network small enough to fit in seconds (the API takes a dict of widths as a preset)
@@ -606,14 +606,11 @@ def test_prune_without_fine_tuning(tmp_path):
     assert r.info["nonzero"] <= 0.55 * r.info["parameters"]
 
 
+@needs_cxx_compiler
 def test_compiled_fit_is_the_same_fit(tmp_path, monkeypatch):
     """--compile: every stage (fit, prune, QAT) and the SA-NeRV term through torch.compile, the same epochs."""
-    import shutil
-
     from saicm.video.train import FitSettings
 
-    if not (shutil.which("g++") or shutil.which("c++") or shutil.which("clang++")):
-        pytest.skip("no C++ compiler: torch.compile cannot build its CPU kernels here")
     assert FitSettings(compile=True).fingerprint_dict() == FitSettings().fingerprint_dict()  # resumes either way
     compiled = []
     real = torch.compile

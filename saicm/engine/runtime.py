@@ -30,6 +30,19 @@ def onnx_path(model: PortableModel, part: str, folder: Path | None = None) -> Pa
     return (folder or cache_dir()) / "onnx" / f"{digest}-{part}-e{EXPORT_VERSION}.onnx"
 
 
+def session(graph, num_threads: int):
+    """An onnxruntime CPU session of ``graph`` (serialized ModelProto bytes or a path) on ``num_threads`` threads,
+    without busy-waiting after a run (the integer hyper-synthesis, on NumPy's BLAS threads, comes next)."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = num_threads
+    opts.inter_op_num_threads = 1
+    opts.log_severity_level = 3
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return ort.InferenceSession(graph, opts, providers=["CPUExecutionProvider"])
+
+
 class OnnxTransforms:
     """``g_a``, ``h_a`` and ``g_s`` in onnxruntime (sessions made on first use)."""
 
@@ -59,16 +72,7 @@ class OnnxTransforms:
     def _run(self, part: str, x: np.ndarray) -> np.ndarray:
         s = self._sessions.get(part)
         if s is None:
-            import onnxruntime as ort
-
-            opts = ort.SessionOptions()
-            opts.intra_op_num_threads = self.num_threads
-            opts.inter_op_num_threads = 1
-            opts.log_severity_level = 3
-            # no busy-waiting after a run: the integer hyper-synthesis (NumPy's BLAS threads) comes next
-            opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-            s = self._sessions[part] = ort.InferenceSession(self._graph(part), opts,
-                                                            providers=["CPUExecutionProvider"])
+            s = self._sessions[part] = session(self._graph(part), self.num_threads)
         return s.run(None, {"x": np.ascontiguousarray(x, dtype=np.float32)})[0]
 
     def analysis(self, x: np.ndarray) -> np.ndarray:
