@@ -33,7 +33,6 @@ def main(argv=None) -> int:
     import torch
     from PIL import Image
 
-    import saicm
     from saicm.codec.image_io import is_image_file
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -227,7 +227,6 @@ def main(argv=None) -> int:
 
     for s in seeds:  # warm up: models loaded once, before forking
         decode_video(s["data"], threads=1) if s.get("video") else decompress(s["data"], model=s["model"])
-    rng = random.Random(a.seed)
     counts, kinds, by_seed = Counter(), Counter(), Counter()
     failures, slowest, peak = [], [], 0
     over = Counter()  # cases slower than 1, 5, 10 s

@@ -53,9 +53,8 @@ def load_reference(ref_dir: Path):
                          "(the authors' LIC_TCM / SA-ICM model file)")
     path, cls = found
     note = "timm"
-    try:
-        import timm.models.layers  # noqa: F401
-    except ImportError:  # stand-in: trunc_normal_ only initialises (overwritten below), DropPath is unused at rate 0
+    # without timm, a stand-in: trunc_normal_ only initialises (overwritten below), DropPath is unused at rate 0
+    if importlib.util.find_spec("timm") is None:
         note = "timm stand-in (torch.nn.init.trunc_normal_)"
         layers = types.ModuleType("timm.models.layers")
         layers.trunc_normal_ = torch.nn.init.trunc_normal_

@@ -166,7 +166,7 @@ def open_stream(stream: container.Stream, model=None, max_pixels: int | None = N
         raise ModelError(f"{info.name} is a scalable model; the machine layer names its base model")
     if h.version == container.PORTABLE_VERSION:
         raise FormatError("a portable (version 3) stream: decode it with saicm.engine")
-    ph, pw = h.height + h.pad_bottom, h.width + h.pad_right
+    ph = h.height + h.pad_bottom
     check_layout(h, info.name, net.num_qualities, net.multiple, net.latent_shapes, getattr(net, "min_size", 0))
     if h.version == container.STRIPS_VERSION:
         from .tiling import strip_count
