@@ -261,6 +261,8 @@ CROSS_CPU = {
         "ba334548a9de5b95fbe2ec5f73c3873ab9394a156308879cd7bee4cd6575f60c",
     "reference/astronaut-200x150-mse-context-n64-v5-q4-v3.saicm":  # the shipped context model, saicm 0.11.0 (Intel)
         "0a06635afeb5fbb0ef48833f79e776373b94dfb7540419e42786b532e55cda80",
+    "reference/astronaut-200x150-mse-context-n64-v6-q4-v3.saicm":  # its successor, saicm 0.13.0 (Intel)
+        "e18d75a64fd3c45324bf66b7438926741f58ecebe63519b7d148fc0273efbe19",
     "reference/astronaut-200x150-scalable-b1-h4-v3.saicm":
         "b7927086d603f71d11670392522940371debb27b679715b8590fec8830ec3f77",
     "corpus/v3-valid-64x64-v5-q1.saicm": "dbda845100ad0164318340258b39ad8960d5733f4187780732ba54801e10f43e",
