@@ -5,6 +5,7 @@ import math
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -225,11 +226,23 @@ def test_exported_model_describes_its_training(data_dir, tmp_path):
     derived = tmp_path / "derived.safetensors"
     export_checkpoint(out / "checkpoint.pt", derived)
     text = describe(read_info(derived))
-    assert text.startswith("SA-ICM: MSE on edge pixels only; 2 steps on ")
-    assert "off-mask weight 0.05" in text
+    assert text.startswith("SA-ICM: MSE on edge pixels + 0.05 × MSE off the mask; 2 steps on ")
     named = tmp_path / "named.safetensors"
     export_checkpoint(out / "checkpoint.pt", named, meta={"description": "my edge codec"})
     assert describe(read_info(named)) == "my edge codec"
+
+
+@pytest.mark.parametrize("loss, w, start", [
+    ("saicm", 0, "SA-ICM: MSE on edge pixels only; 9 steps on a/b"),
+    ("object", 0.1, "Object-ICM: MSE on object pixels + 0.1 × MSE off the mask; 9 steps on a/b"),
+    ("mse", 0, "plain MSE on all pixels (human vision); 9 steps on a/b"),
+])
+def test_description_says_what_the_pixels_off_the_mask_count(loss, w, start):
+    from saicm.models.catalog import ModelInfo, describe
+
+    t = {"loss": loss, "off_mask_weight": w, "steps_done": 9, "data": ["x/a/b"], "init": "m"}
+    info = ModelInfo(name="x", path=Path("x.safetensors"), architecture="a", config={}, meta={"training": json.dumps(t)})
+    assert describe(info) == start + "; fine-tuned from m"
 
 
 def test_non_finite_gradients_are_skipped_and_weights_stay_clean(data_dir, tmp_path, monkeypatch):

@@ -108,9 +108,11 @@ def _read_info(path: str, _mtime: int, name: str | None) -> ModelInfo:
 
 LOSS_NAMES = {
     "mse": "plain MSE on all pixels (human vision)",
-    "saicm": "SA-ICM: MSE on edge pixels only",
-    "object": "Object-ICM: MSE on object pixels only",
+    "saicm": "SA-ICM: MSE on edge pixels",
+    "object": "Object-ICM: MSE on object pixels",
 }
+#: the losses that weigh pixels by a mask (their description ends with what the pixels off the mask count)
+MASKED_LOSSES = ("saicm", "object")
 
 
 def describe(info: ModelInfo) -> str:
@@ -123,9 +125,11 @@ def describe(info: ModelInfo) -> str:
     data = t.get("data") or []
     data = [data] if isinstance(data, str) else data
     where = ", ".join("/".join(Path(d).parts[-2:]) for d in data)
-    text = f"{LOSS_NAMES.get(t.get('loss'), t.get('loss'))}; {t.get('steps_done', '?')} steps on {where}"
-    if t.get("off_mask_weight"):
-        text += f"; off-mask weight {t['off_mask_weight']}"
+    loss, w = t.get("loss"), t.get("off_mask_weight")
+    text = LOSS_NAMES.get(loss, loss)
+    if loss in MASKED_LOSSES:
+        text += f" + {w} × MSE off the mask" if w else " only"
+    text += f"; {t.get('steps_done', '?')} steps on {where}"
     if t.get("init"):
         text += f"; fine-tuned from {t['init']}"
     return text
