@@ -619,6 +619,20 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("saicm: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # the reader of the output went away (`saicm models | head`): stop quietly, as Unix tools do
+        _discard_stdout()
+        return 141  # 128 + SIGPIPE, what a shell reports for a tool killed by it
+
+
+def _discard_stdout() -> None:
+    """Point stdout at /dev/null, so that flushing it at exit does not raise a second BrokenPipeError."""
+    import os
+
+    try:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except (AttributeError, OSError, ValueError):  # not a real file (a test's capture)
+        pass
 
 
 if __name__ == "__main__":

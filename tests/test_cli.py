@@ -1,8 +1,9 @@
 """The command line as a user meets it: outputs, exit codes, one-line errors."""
 
 import json
+import os
+import sys
 
-import numpy as np
 from PIL import Image
 
 from saicm.cli import main
@@ -103,6 +104,18 @@ def test_user_errors_in_a_real_process_have_no_traceback(tmp_path, tiny_model):
     _assert_one_line_error(r.returncode, r.stderr, "junk.saicm", "CRC")
 
 
+def test_a_reader_that_goes_away_stops_the_output_quietly():
+    """`saicm models | head -1`: the pipe closes before saicm writes; no traceback, the shell's SIGPIPE status."""
+    import subprocess
+
+    p = subprocess.Popen([sys.executable, "-m", "saicm", "models"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         env=dict(os.environ, PYTHONWARNINGS="ignore"))
+    p.stdout.close()  # before the child has imported anything, so its first write meets a closed pipe
+    err = p.stderr.read().decode()
+    assert p.wait(timeout=120) == 141
+    assert err == ""
+
+
 def test_help_explains_every_command():
     r = run_cli("--help")
     assert r.returncode == 0
@@ -111,8 +124,6 @@ def test_help_explains_every_command():
 
 
 def test_outputs_get_normal_permissions(tmp_path, image_file, tiny_model):
-    import os
-
     out = tmp_path / "p.saicm"
     assert main(["compress", str(image_file), "-o", str(out), "--model", str(tiny_model)]) == 0
     mask = os.umask(0)
