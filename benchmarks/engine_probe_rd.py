@@ -2,8 +2,9 @@
 
 Shared by ``hyper_precision_probe.py`` and ``analysis_int8_probe.py`` (with the images they calibrate on),
 which patch a part of the portable engine in this process (the hyper-synthesis, the analysis) and code the
-same photos with and without the patch. bpp is pooled (all bytes over all pixels of the quality), PSNR the mean over the photos (against the
-RGB conversion of each file). Not the results schema of ``saicm eval``: a probe's two curves, for one BD-rate.
+same photos with and without the patch. bpp is pooled (all bytes over all pixels of the quality), PSNR the mean
+over the photos (against the RGB conversion of each file). Not the results schema of ``saicm eval``: a probe's two
+curves, for one BD-rate.
 """
 
 from __future__ import annotations

@@ -627,8 +627,6 @@ def main(argv: list[str] | None = None) -> int:
 
 def _discard_stdout() -> None:
     """Point stdout at /dev/null, so that flushing it at exit does not raise a second BrokenPipeError."""
-    import os
-
     try:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     except (AttributeError, OSError, ValueError):  # not a real file (a test's capture)

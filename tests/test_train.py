@@ -241,7 +241,8 @@ def test_description_says_what_the_pixels_off_the_mask_count(loss, w, start):
     from saicm.models.catalog import ModelInfo, describe
 
     t = {"loss": loss, "off_mask_weight": w, "steps_done": 9, "data": ["x/a/b"], "init": "m"}
-    info = ModelInfo(name="x", path=Path("x.safetensors"), architecture="a", config={}, meta={"training": json.dumps(t)})
+    info = ModelInfo(name="x", path=Path("x.safetensors"), architecture="a", config={},
+                     meta={"training": json.dumps(t)})
     assert describe(info) == start + "; fine-tuned from m"
 
 
