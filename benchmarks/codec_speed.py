@@ -6,7 +6,8 @@ the portable engine against PyTorch and CompressAI).
     python benchmarks/codec_speed.py ../shared/data/photos/test --threads 2 \
         --models mse-hyperprior-n64-v5@onnx,mse-hyperprior-n64-v5@torch,mse-hyperprior-n64-v5@compressai,compressai:mbt2018_mean
 
-``MODEL@ENGINE`` codes with that engine (``saicm compress --engine``). ``compressai:mbt2018_mean`` is CompressAI's
+``MODEL@ENGINE`` codes with that engine (``saicm compress --engine``; ``openvino``/``openvino-bf16`` need the
+optional OpenVINO). ``compressai:mbt2018_mean`` is CompressAI's
 own ``MeanScaleHyperprior`` (mbt2018-mean) with N=64, M=128, carrying the weights of ``mse-hyperprior-n64-v5``
 (the same network without the gains; its ``compress``/``decompress`` on a padded tensor, what a CompressAI user
 runs), so it codes the same bits in CompressAI's own pipeline.
@@ -84,12 +85,13 @@ def main(argv=None) -> int:
 def _coder(spec: str, quality: int):
     """(encode image → bytes, decode bytes → anything) of a ``--models`` entry."""
     import saicm
+    from saicm.engine import PORTABLE_ENGINES
 
     if spec == "compressai:mbt2018_mean":
         return _compressai_mbt2018_mean(quality)
     model, _, engine = spec.partition("@")
     engine = engine or "auto"
-    dec_engine = engine if engine in ("onnx", "torch") else "auto"
+    dec_engine = engine if engine in PORTABLE_ENGINES else "auto"
     return (lambda img: saicm.compress(img, model=model, quality=quality, engine=engine),
             lambda data: saicm.decompress(data, model=model, engine=dec_engine))
 

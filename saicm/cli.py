@@ -7,7 +7,7 @@ import os
 import sys
 
 from .commands.argtypes import level, nonneg, positive
-from .engine import ENGINES
+from .engine import ENGINES, PORTABLE_ENGINES
 
 
 def _floats(s: str) -> list[float]:
@@ -353,8 +353,10 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--engine", choices=ENGINES, default="auto",
                    help="auto (default): the portable engine (format 3: onnxruntime, no PyTorch; exact integer "
                    "coder tables, so the file decodes the same on any machine) for the models it supports, "
-                   "CompressAI's coder for the others (context, TCM, scalable human layers); torch: the portable "
-                   "format with the PyTorch transforms; compressai: formats 1/2 as saicm 0.3 wrote")
+                   "CompressAI's coder for the others (TCM); torch: the portable format with the PyTorch "
+                   "transforms; openvino / openvino-bf16: with OpenVINO's (optional: pip install 'saicm[openvino]'; "
+                   "bf16 codes ~1.7x faster on CPUs with bfloat16 units, Intel AMX; docs/engine.md); compressai: "
+                   "formats 1/2 as saicm 0.3 wrote")
     c.add_argument("--jobs", type=int, default=1, help="worker processes for folders (default 1)")
     c.add_argument("--quiet", action="store_true", help="no progress bar")
     c.set_defaults(func=cmd_compress)
@@ -372,8 +374,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"refuse files claiming larger images, before decoding anything (default "
                    f"{_default_max_pixels()}: 8192x8192); raise it only for files you trust")
     d.add_argument("--format", default="png", choices=["png", "bmp", "tiff", "ppm"], help="for folders (default png)")
-    d.add_argument("--engine", choices=ENGINES[:3], default="auto",
-                   help="transforms for portable (format 3) files: auto/onnx (onnxruntime, the default) or torch; "
+    d.add_argument("--engine", choices=PORTABLE_ENGINES, default="auto",
+                   help="transforms for portable (format 3) files: auto/onnx (onnxruntime, the default), torch, "
+                   "openvino or openvino-bf16 (optional; bf16 pixels differ from float32 ones by up to 2); "
                    "files of formats 1 and 2 always decode with PyTorch and CompressAI")
     d.add_argument("--jobs", type=int, default=1, help="worker processes for folders (default 1)")
     d.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -1,4 +1,4 @@
-"""The portable engine (format 3): exact integer hyper-synthesis, ANS tables, onnxruntime ⇄ PyTorch files."""
+"""The portable engine (format 3): exact integer hyper-synthesis, ANS tables, onnxruntime ⇄ PyTorch ⇄ OpenVINO files."""
 
 import os
 import struct
@@ -245,6 +245,78 @@ def test_portable_decode_is_the_same_on_one_and_two_threads(files):
     outs = [OnnxTransforms(pm, n).synthesis(y) for n in (1, 2)]
     assert np.abs(outs[0] - outs[1]).max() < 1e-5
     assert np.array_equal(np.rint(np.clip(outs[0], 0, 1) * 255), np.rint(np.clip(outs[1], 0, 1) * 255))
+
+
+# --- OpenVINO (optional): float32 and bfloat16 transforms, the same exact tables -------------------------------
+
+def _openvino():
+    try:
+        import openvino  # noqa: F401
+    except ImportError:
+        pytest.skip("OpenVINO is not installed (the optional extra saicm[openvino]; make install brings it)")
+
+
+@pytest.mark.parametrize("model", [V5, "mse-context-n64-v6"])
+def test_openvino_engines_read_and_write_the_same_format(model, monkeypatch):
+    """Every file decodes on every engine: the coder tables are the integer networks', whatever computes the
+    transforms. Float32 OpenVINO pixels are within ±1 of onnxruntime's; bfloat16 ones within ±2 (bfloat16
+    activations; on a CPU without bfloat16 units OpenVINO computes float32 and lands within ±1); each engine
+    reads its own decode exactly, on one thread as on two."""
+    import saicm
+
+    _openvino()
+    files = {e: saicm.compress(REF, model=model, quality=4, engine=e) for e in ("onnx", "openvino", "openvino-bf16")}
+    for e, data in files.items():
+        assert container.unpack(data).header.version == container.PORTABLE_VERSION
+        ref = _decode(data, "onnx")
+        assert np.abs(_decode(data, "openvino") - ref).max() <= 1, e
+        bf16 = _decode(data, "openvino-bf16")
+        assert np.abs(bf16 - ref).max() <= 2, e
+        monkeypatch.setenv("SAICM_THREADS", "1")
+        assert np.array_equal(bf16, _decode(data, "openvino-bf16"))
+        monkeypatch.delenv("SAICM_THREADS")
+    assert abs(len(files["openvino-bf16"]) - len(files["onnx"])) <= 0.02 * len(files["onnx"])
+
+
+def test_evaluation_codes_and_decodes_with_the_engine_it_names():
+    """``saicm eval --codec MODEL,engine=openvino-bf16`` decodes with OpenVINO too (not onnxruntime), under its
+    own name and configuration (so cached results of another engine are not taken for it)."""
+    from saicm.eval.codecs import get_codec
+
+    _openvino()
+    img = Image.open(REF).convert("RGB")
+    plain, bf16 = get_codec(V5), get_codec(f"{V5},engine=openvino-bf16")
+    assert bf16.name == f"{V5}@openvino-bf16" and bf16.config() != plain.config()
+    data = plain.encode(img, 4)
+    ours = np.asarray(bf16.decode(data)).astype(np.int16)
+    assert np.array_equal(ours, _decode(data, "openvino-bf16"))
+    assert np.abs(ours - np.asarray(plain.decode(data)).astype(np.int16)).max() <= 2
+
+
+def test_openvino_missing_is_a_clear_error(monkeypatch, tmp_path):
+    import saicm
+    from saicm.cli import main
+    from saicm.engine.model import load
+    from saicm.models.catalog import resolve
+
+    pm = load(resolve(V5))
+    kept = dict(pm.transforms)  # sessions made by earlier tests would hide the missing import
+    pm.transforms.clear()
+    monkeypatch.setitem(sys.modules, "openvino", None)  # import openvino → ImportError
+    try:
+        for engine in ("openvino", "openvino-bf16"):
+            with pytest.raises(SaicmError, match=r"pip install 'saicm\[openvino\]'"):
+                saicm.compress(REF, model=V5, engine=engine)
+        data = saicm.compress(REF, model=V5, quality=1)
+        with pytest.raises(SaicmError, match="OpenVINO"):
+            saicm.decompress(data, engine="openvino-bf16")
+        (tmp_path / "a.saicm").write_bytes(data)
+        assert main(["decompress", str(tmp_path / "a.saicm"), "-o", str(tmp_path / "a.png"), "--engine", "openvino",
+                     "--quiet"]) == 1
+        assert not (tmp_path / "a.png").exists()
+    finally:
+        pm.transforms.clear()
+        pm.transforms.update(kept)
 
 
 # --- files written on other CPUs ------------------------------------------------------------------------

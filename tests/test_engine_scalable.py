@@ -74,6 +74,19 @@ def test_human_layers_cross_engines_and_the_same_engine_reads_exactly(files):
         saicm.decompress(files["compressai"], engine="onnx")
 
 
+def test_human_layers_on_openvino(files):
+    """Both layers through OpenVINO's transforms (optional): float32 within ±1 of onnxruntime, bfloat16 within
+    ±2; a two-layer file written with bfloat16 transforms decodes everywhere."""
+    pytest.importorskip("openvino", reason="OpenVINO is not installed (the optional extra saicm[openvino])")
+    ref = _pixels(files["onnx"], "onnx")
+    assert np.abs(_pixels(files["onnx"], "openvino") - ref).max() <= 1
+    assert np.abs(_pixels(files["onnx"], "openvino-bf16") - ref).max() <= 2
+    assert np.abs(_pixels(files["onnx"], "openvino", "machine") - _pixels(files["onnx"], "onnx", "machine")).max() <= 1
+    bf16 = saicm.compress(REF, model=SCAL, quality=3, human_quality=5, engine="openvino-bf16")
+    assert abs(len(bf16) - len(files["onnx"])) <= 0.03 * len(files["onnx"])
+    assert np.abs(_pixels(bf16, "onnx") - _pixels(bf16, "torch")).max() <= 1
+
+
 def test_human_decode_is_the_same_in_processes_with_one_and_two_threads(files, tmp_path):
     path = tmp_path / "two.saicm"
     path.write_bytes(files["onnx"])

@@ -6,12 +6,14 @@ exact integer hyper-synthesis, constriction ANS.
 - :mod:`saicm.engine.model`: a model file's gains, tables and latent coding (numpy);
 - :mod:`saicm.engine.context`: a context model's latent coding, its context networks as exact integer networks;
 - :mod:`saicm.engine.onnx_export` / :mod:`saicm.engine.runtime`: the float transforms as ONNX graphs built
-  from the file's weights, run by onnxruntime (or the PyTorch modules: same files, either way);
+  from the file's weights, run by onnxruntime (or OpenVINO, or the PyTorch modules: same files, any way);
 - :mod:`saicm.engine.codec`: image ⇄ portable stream (``.saicm`` format 3).
 """
 
 #: which coder writes a stream (``saicm compress --engine``): ``auto`` (the portable engine, format 3, with
 #: onnxruntime, for the models it supports; CompressAI's coder, formats 1/2, for the others), ``onnx`` /
-#: ``torch`` (the portable engine with that transform back-end), ``compressai`` (formats 1/2 from the PyTorch
-#: model, as saicm 0.3 wrote them)
-ENGINES = ("auto", "onnx", "torch", "compressai")
+#: ``torch`` / ``openvino`` / ``openvino-bf16`` (the portable engine with that transform back-end; OpenVINO is
+#: optional, ``saicm[openvino]``), ``compressai`` (formats 1/2 from the PyTorch model, as saicm 0.3 wrote them)
+ENGINES = ("auto", "onnx", "torch", "openvino", "openvino-bf16", "compressai")
+#: the engines that code and decode portable streams (format 3): all but ``compressai``
+PORTABLE_ENGINES = ENGINES[:-1]

@@ -20,7 +20,7 @@ from ..codec.limits import check_layout, stream_model
 from ..codec.tiling import needs_strips, strip_count, strip_rows, to_pixels
 from ..errors import FormatError, ModelError
 from ..models.catalog import ModelInfo, default_quality, file_checksum
-from . import ENGINES
+from . import PORTABLE_ENGINES
 from .model import PortableModel, load
 from .runtime import transforms
 
@@ -33,8 +33,8 @@ def padded(rgb: np.ndarray, pb: int, pr: int) -> np.ndarray:
 
 def _backend(engine: str) -> str:
     """The transform back-end of ``engine``: ``auto`` is onnxruntime."""
-    if engine not in ENGINES[:3]:
-        raise ModelError(f"engine {engine!r} does not code portable streams (one of {', '.join(ENGINES[:3])})")
+    if engine not in PORTABLE_ENGINES:
+        raise ModelError(f"engine {engine!r} does not code portable streams (one of {', '.join(PORTABLE_ENGINES)})")
     return "onnx" if engine == "auto" else engine
 
 

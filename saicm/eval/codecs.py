@@ -265,7 +265,9 @@ class SaicmCodec(Codec):
 
         if self.scalable and self.layer == "machine":
             return decompress(data).convert("RGB")  # the machine layer names its (shipped) base
-        engine = self.engine if self.engine in ("onnx", "torch") else "auto"
+        from ..engine import PORTABLE_ENGINES
+
+        engine = self.engine if self.engine in PORTABLE_ENGINES else "auto"
         return decompress(data, model=self.info.path, engine=engine).convert("RGB")
 
     def config(self):
@@ -278,6 +280,8 @@ class SaicmCodec(Codec):
             extra = {"layer": self.layer, "base_quality": self.base_quality, **extra}
         if self.engine != "compressai" and (self.scalable or supports(self.info)):
             extra["format"] = 3  # portable (machine) layers: cached results of format-1 files do not count
+        if self.engine.startswith("openvino"):
+            extra["engine"] = self.engine  # other transforms, other pixels (bfloat16: ±2)
         if self.scalable and self.layer == "human" and self.engine != "compressai" and supports_scalable(self.info):
             extra["human_format"] = 2  # the portable human layer (saicm ≥ 0.5)
         return {"model": self.info.name, "architecture": self.info.architecture, **self.info.config,
