@@ -293,6 +293,37 @@ def test_evaluation_codes_and_decodes_with_the_engine_it_names():
     assert np.abs(ours - np.asarray(plain.decode(data)).astype(np.int16)).max() <= 2
 
 
+def test_a_cpu_without_bfloat16_units_is_named_once(monkeypatch):
+    """OpenVINO computes float32 where the CPU has no bfloat16 units, whatever the hint: saicm says so, once."""
+    import types
+    import warnings
+
+    from saicm.engine import runtime
+
+    class Type:
+        def __init__(self, name):
+            self.name = name
+
+        def __eq__(self, other):
+            return self.name == other.name
+
+        def get_type_name(self):
+            return self.name
+
+    compiled = types.SimpleNamespace(get_property=lambda key: Type("f32"), create_infer_request=lambda: "request")
+    core = types.SimpleNamespace(read_model=lambda graph: graph, compile_model=lambda model, device, cfg: compiled)
+    fake = types.SimpleNamespace(Core=lambda: core, Type=types.SimpleNamespace(bf16=Type("bf16")))
+    monkeypatch.setitem(sys.modules, "openvino", fake)
+    monkeypatch.setattr(runtime, "_OPENVINO", {"core": None, "warned": False})
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert runtime.openvino_request(b"graph", 2, "f32") == "request"
+        assert not caught  # float32 asked, float32 given
+        for _ in range(3):
+            assert runtime.openvino_request(b"graph", 2, "bf16") == "request"
+    assert [str(w.message) for w in caught] == ["this CPU has no bfloat16 units: OpenVINO runs the transforms in f32"]
+
+
 def test_openvino_missing_is_a_clear_error(monkeypatch, tmp_path):
     import saicm
     from saicm.cli import main

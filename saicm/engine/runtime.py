@@ -95,36 +95,31 @@ class OnnxTransforms:
         return synthesize_tiles_with(lambda a: self._run("g_s", a), y_hat, height, width)
 
 
-_OV_CORE = None
+#: this process's OpenVINO ``Core`` (made on first use) and whether the no-bfloat16 warning was given
+_OPENVINO: dict = {"core": None, "warned": False}
 
 
 def openvino_request(graph, num_threads: int, precision: str):
     """An OpenVINO CPU inference request of ``graph`` (serialized ModelProto bytes or a path) at ``precision``
     (``f32`` or ``bf16``); a clear error if OpenVINO is not installed. On a CPU without bfloat16 units
-    OpenVINO computes in float32 whatever the hint: a warning says so, once."""
-    global _OV_CORE
+    OpenVINO computes in float32 whatever the hint: a warning says so, once per process."""
     try:
         import openvino as ov
     except ImportError:
         raise ModelError("the openvino engines need OpenVINO, an optional dependency: "
                          "pip install 'saicm[openvino]'") from None
-    if _OV_CORE is None:
-        _OV_CORE = ov.Core()
-    model = _OV_CORE.read_model(graph if isinstance(graph, bytes) else str(graph))
-    compiled = _OV_CORE.compile_model(model, "CPU", {
+    core = _OPENVINO["core"] = _OPENVINO["core"] or ov.Core()
+    compiled = core.compile_model(core.read_model(graph if isinstance(graph, bytes) else str(graph)), "CPU", {
         "INFERENCE_NUM_THREADS": num_threads, "INFERENCE_PRECISION_HINT": precision,
         "PERFORMANCE_HINT": "LATENCY", "ENABLE_CPU_PINNING": False})
     got = compiled.get_property("INFERENCE_PRECISION_HINT")
-    if precision == "bf16" and got != ov.Type.bf16 and not _warned:
-        _warned.append(got)
+    if precision == "bf16" and got != ov.Type.bf16 and not _OPENVINO["warned"]:
+        _OPENVINO["warned"] = True
         import warnings
 
         warnings.warn(f"this CPU has no bfloat16 units: OpenVINO runs the transforms in {got.get_type_name()}",
                       stacklevel=3)
     return compiled.create_infer_request()
-
-
-_warned: list[str] = []
 
 
 class OpenVinoTransforms(OnnxTransforms):
