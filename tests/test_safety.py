@@ -37,6 +37,7 @@ EXPECTED = {
     "valid-64x64-v5-q1.saicm": None,
     "claims-2000x2000-rans-overread.saicm": None,
     "claims-30000x30000-bomb.saicm": "more than the limit",
+    "claims-30000x1000-format1.saicm": "strips (format 2)",
     "alpha-zlib-bomb.saicm": "corrupt alpha plane",
     "model-name-is-a-path.saicm": "not a model name",
     "y-string-all-ones.saicm": None,
@@ -79,6 +80,25 @@ def test_every_crafted_file_decodes_or_fails_with_one_line_in_a_child_process():
             assert want in got[name].get("error", ""), (name, got[name])
             assert "\n" not in got[name]["error"]
     assert got["claims-2000x2000-rans-overread.saicm"]["ok"] == [2000, 2000]
+
+
+def test_a_corrupt_alpha_plane_is_refused_before_anything_is_decoded(monkeypatch):
+    """Found by fuzzing (seed 3305): a file claiming 2000×8192 with a corrupt alpha plane was decoded whole (9–17 s)
+    before the plane was read. Now the plane is inflated first, on every format."""
+    from saicm.codec import pipeline
+    from saicm.engine.model import PortableModel
+
+    def decoding_started(*args, **kwargs):
+        raise AssertionError("the latents were decoded before the alpha plane was checked")
+
+    monkeypatch.setattr(pipeline, "entropy_decode", decoding_started)
+    monkeypatch.setattr(PortableModel, "decode_units", decoding_started)
+    for name in ("valid-64x64-v5-q1.saicm", "v3-valid-64x64-v5-q1.saicm"):
+        s = container.unpack((CORPUS / name).read_bytes())
+        for plane in (zlib.compress(b"\xff" * 100), b"not zlib", zlib.compress(b"\xff" * 5000)):
+            bad = container.pack(container.Stream(s.header, s.strings, plane))
+            with pytest.raises(FormatError, match="corrupt alpha plane"):
+                saicm.decompress(bad)
 
 
 def test_cli_refuses_a_bomb_in_one_line_and_writes_nothing(tmp_path):

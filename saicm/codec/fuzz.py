@@ -99,7 +99,8 @@ def mutate_stream(rng: random.Random, s: container.Stream) -> None:
                     lambda: s.strings.pop() if s.strings else None))()
     elif k == 9:
         s.alpha = rng.choice((_rand_bytes(rng, 32), zlib.compress(b"\0" * rng.choice((1, 10**4, 10**7))),
-                              zlib.compress(b"\xff" * (h.height * h.width + 1))[:64], b""))
+                              # the head of a plane one byte too long (capped: the fuzzer's own memory)
+                              zlib.compress(b"\xff" * min(h.height * h.width + 1, 1 << 22))[:64], b""))
     elif k == 10:
         h.gray = not h.gray
     elif k == 12:  # the same strings read by another format's decoder

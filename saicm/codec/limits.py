@@ -80,6 +80,13 @@ def inflate(data: bytes, size: int, what: str = "alpha plane") -> bytes:
     return out
 
 
+def check_alpha(stream) -> None:
+    """Inflate a stream's alpha plane once before anything is decoded (bounded, as :func:`inflate`), so that a
+    corrupt plane fails in milliseconds, not after the whole image has been decoded."""
+    if stream.alpha is not None:
+        inflate(stream.alpha, stream.header.height * stream.header.width)
+
+
 def header_model_name(name: str) -> str:
     """A model name from a file's header: refused unless it can only name a shipped model (no path, no suffix)."""
     import os

@@ -156,7 +156,7 @@ class Decoded:
 def open_stream(stream: container.Stream, model=None, max_pixels: int | None = None):
     """The model that decodes ``stream``, after every check that can be made before entropy decoding."""
     from ..models.zoo import load_model
-    from .limits import check_layout, stream_model
+    from .limits import check_alpha, check_layout, stream_model
 
     h = stream.header
     info = stream_model(h, model, max_pixels)
@@ -168,6 +168,11 @@ def open_stream(stream: container.Stream, model=None, max_pixels: int | None = N
         raise FormatError("a portable (version 3) stream: decode it with saicm.engine")
     ph = h.height + h.pad_bottom
     check_layout(h, info.name, net.num_qualities, net.multiple, net.latent_shapes, getattr(net, "min_size", 0))
+    if h.version == container.VERSION and max_pixels is None and uses_strips(net, ph, h.width + h.pad_right):
+        # saicm writes such images in strips (format 2, since 0.3.0); one piece costs ~200 bytes per symbol
+        raise FormatError(f"a format-1 stream of a {h.width}x{h.height} image: saicm writes images this large "
+                          "in strips (format 2), so the file is old or crafted, and decoding it in one piece "
+                          "takes gigabytes; pass --max-pixels (Python: max_pixels=) to decode it anyway")
     if h.version == container.STRIPS_VERSION:
         from .tiling import strip_count
 
@@ -177,6 +182,7 @@ def open_stream(stream: container.Stream, model=None, max_pixels: int | None = N
             raise FormatError("latent layout does not match the model (strip count)")
     elif len(stream.strings) != 2:
         raise FormatError("latent layout does not match the model")
+    check_alpha(stream)
     return net, info
 
 
@@ -236,7 +242,9 @@ def decompress_stream(data: bytes, model=None, layer: str = "auto", max_pixels: 
         from ..engine.codec import decode
 
         if engine == "compressai":
-            raise ModelError("a portable (format 3) stream decodes with --engine auto, onnx or torch")
+            from ..engine import PORTABLE_ENGINES
+
+            raise ModelError(f"a portable (format 3) stream decodes with --engine {', '.join(PORTABLE_ENGINES)}")
         rgb = decode(stream, model, engine, max_pixels)
         return Decoded(image=stream_image(rgb, stream), stream=stream, layer="machine")
     net, _ = open_stream(stream, model, max_pixels)

@@ -197,13 +197,14 @@ def _check_base(stream: container.Stream, layer: container.HumanLayer, name: str
 
 
 def _decode_portable(stream, layer, info, max_pixels, engine):
+    from ..engine import PORTABLE_ENGINES
     from ..engine.codec import _backend, open_portable
     from ..engine.scalable import load_scalable
     from .image_io import stream_image
     from .pipeline import Decoded
 
     if engine == "compressai":
-        raise ModelError("a human layer of version 2 decodes with --engine auto, onnx or torch")
+        raise ModelError(f"a human layer of version 2 decodes with --engine {', '.join(PORTABLE_ENGINES)}")
     ps = load_scalable(info)
     _check_base(stream, layer, info.name, ps.base_info)
     h = stream.header

@@ -16,7 +16,7 @@ import numpy as np
 
 from ..codec import container
 from ..codec.image_io import ImageLike, load_padded
-from ..codec.limits import check_layout, stream_model
+from ..codec.limits import check_alpha, check_layout, stream_model
 from ..codec.tiling import needs_strips, strip_count, strip_rows, to_pixels
 from ..errors import FormatError, ModelError
 from ..models.catalog import ModelInfo, default_quality, file_checksum
@@ -83,6 +83,7 @@ def open_portable(stream: container.Stream, model=None, max_pixels: int | None =
     check_layout(h, pm.info.name, pm.num_qualities, pm.multiple, pm.latent_shapes)
     if len(stream.strings) != 1 + strip_count((h.height + h.pad_bottom) // 16, h.strip_rows):
         raise FormatError("latent layout does not match the model (strip count)")
+    check_alpha(stream)
     return pm
 
 
