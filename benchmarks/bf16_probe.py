@@ -4,8 +4,9 @@ The portable engine runs ``g_a``, ``h_a`` and ``g_s`` in float32 (onnxruntime); 
 from the exact integer hyper-synthesis, so the precision of these three decides the rate and the pixels, never
 whether a file decodes. CPUs with bfloat16 matrix units (Intel AMX, ``avx512_bf16``) run convolutions several
 times faster in bfloat16; onnxruntime's CPU provider has no such kernels (its float16 Conv is no faster than
-float32 here), OpenVINO does. This probe swaps the engine's onnxruntime sessions for OpenVINO's, compiled from
-the same ONNX graphs with ``INFERENCE_PRECISION_HINT`` f32 or bf16, and
+float32 here), OpenVINO does. This probe (written before, and for, the engines it led to) codes with the engines
+``onnx``, ``openvino`` and ``openvino-bf16`` (the same ONNX graphs; OpenVINO's ``INFERENCE_PRECISION_HINT`` f32
+or bf16, :mod:`saicm.engine.runtime`), and
 
 1. times encode and decode of ``--limit`` photos resized to 768×512 (best of ``--repeats``, median over the
    photos) for onnxruntime float32, OpenVINO float32 and OpenVINO bfloat16, beside CompressAI's
@@ -14,7 +15,7 @@ the same ONNX graphs with ``INFERENCE_PRECISION_HINT`` f32 or bf16, and
    in float32 (onnxruntime) or bfloat16 (OpenVINO), and reports the PSNR BD-rate of each pairing against
    float32 at both ends, and how far the bfloat16 decode's pixels are from the float32 decode of the same file.
 
-Needs ``pip install openvino`` (not a saicm dependency) and PyTorch + CompressAI for the ``mbt2018_mean`` column.
+Needs OpenVINO (``pip install 'saicm[openvino]'``) and PyTorch + CompressAI for the ``mbt2018_mean`` column.
 
     python benchmarks/bf16_probe.py --data ../shared/data/photos/test --threads 2 -o probe.json
 """
@@ -34,50 +35,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from engine_probe_rd import emit  # noqa: E402  (beside this file)
 
-#: the precision each transform runs at: "ort" (onnxruntime float32, the engine), "f32" or "bf16" (OpenVINO)
-MODE = {"encode": "ort", "decode": "ort"}
-
-
-class _Session:
-    """Stands in for an onnxruntime session: runs the graph in the engine's session or in OpenVINO at the
-    precision :data:`MODE` names for its side (``g_a``/``h_a``: encode; ``g_s``: decode)."""
-
-    def __init__(self, graph, num_threads: int, make_ort):
-        self.graph, self.num_threads, self.ort = graph, num_threads, make_ort(graph, num_threads)
-        data = Path(graph).read_bytes() if isinstance(graph, (str, os.PathLike)) else graph
-        self.side = "decode" if b"g_s.0" in data else "encode"
-        self.ov = {}
-
-    def run(self, outputs, feeds):
-        mode = MODE[self.side]
-        if mode == "ort":
-            return self.ort.run(outputs, feeds)
-        if mode not in self.ov:
-            import openvino as ov
-
-            core = ov.Core()
-            path = self.graph if isinstance(self.graph, (str, os.PathLike)) else _to_file(self.graph)
-            self.ov[mode] = core.compile_model(core.read_model(str(path)), "CPU", {
-                "INFERENCE_NUM_THREADS": self.num_threads, "INFERENCE_PRECISION_HINT": mode,
-                "PERFORMANCE_HINT": "LATENCY"}).create_infer_request()
-        return [self.ov[mode].infer([feeds["x"]])[0].copy()]
-
-
-def _to_file(data: bytes) -> Path:
-    import hashlib
-    import tempfile
-
-    p = Path(tempfile.gettempdir()) / f"saicm-bf16-probe-{hashlib.sha256(data).hexdigest()[:16]}.onnx"
-    if not p.exists():
-        p.write_bytes(data)
-    return p
-
-
-def _patch_engine() -> None:
-    from saicm.engine import runtime
-
-    make_ort = runtime.session
-    runtime.session = lambda graph, num_threads: _Session(graph, num_threads, make_ort)
+#: the probe's names for the engines it compares (``saicm compress --engine``)
+ENGINES = {"ort": "onnx", "f32": "openvino", "bf16": "openvino-bf16"}
 
 
 def _photo(path, size=None):
@@ -92,9 +51,8 @@ def timing(paths, model: str, threads: int, repeats: int) -> dict:
     from codec_speed import _compressai_mbt2018_mean
 
     images = [_photo(p, (768, 512)) for p in paths]
-    coders = {m: (lambda img, m=m: _coded(m, "encode", lambda: saicm.compress(img, model=model, quality=4)),
-                  lambda d, m=m: _coded(m, "decode", lambda: saicm.decompress(d, model=model)))
-              for m in ("ort", "f32", "bf16")}
+    coders = {m: (lambda img, e=e: saicm.compress(img, model=model, quality=4, engine=e),
+                  lambda d, e=e: saicm.decompress(d, model=model, engine=e)) for m, e in ENGINES.items()}
     coders["mbt2018_mean"] = _compressai_mbt2018_mean(4)
     for enc, dec in coders.values():  # load, compile, warm up
         dec(enc(images[0]))
@@ -122,15 +80,6 @@ def timing(paths, model: str, threads: int, repeats: int) -> dict:
     return out
 
 
-def _coded(mode: str, side: str, fn):
-    old = MODE[side]
-    MODE[side] = mode
-    try:
-        return fn()
-    finally:
-        MODE[side] = old
-
-
 def rd(paths, model: str, qualities) -> dict:
     """Per pairing (encoder, decoder precision): pooled bpp and mean PSNR per quality; pixel differences."""
     import saicm
@@ -148,10 +97,8 @@ def rd(paths, model: str, qualities) -> dict:
             files = {}
             for k, (e, d) in pairs.items():
                 if e not in files:
-                    MODE["encode"] = e
-                    files[e] = saicm.compress(img, model=model, quality=q)
-                MODE["decode"] = d
-                out = saicm.decompress(files[e], model=model)
+                    files[e] = saicm.compress(img, model=model, quality=q, engine=ENGINES[e])
+                out = saicm.decompress(files[e], model=model, engine=ENGINES[d])
                 acc[k][0] += 8 * len(files[e])
                 acc[k][1] += img.width * img.height
                 acc[k][2].append(psnr(img, out))
@@ -168,7 +115,6 @@ def rd(paths, model: str, qualities) -> dict:
             curves[k]["psnr"].append(float(np.mean(ps)))
         print(f"quality {q}:", {k: (round(c["bpp"][-1], 4), round(c["psnr"][-1], 3)) for k, c in curves.items()},
               file=sys.stderr)
-    MODE.update(encode="ort", decode="ort")
     ref = curves["f32/f32"]
     bd = {k: bd_rate(ref["bpp"], ref["psnr"], c["bpp"], c["psnr"]).percent for k, c in curves.items() if k != "f32/f32"}
     diff = {"max": diff["max"], "share_over_1": float(np.mean(diff["share_over_1"])),
@@ -198,7 +144,6 @@ def main(argv=None) -> int:
     import torch
 
     torch.set_num_threads(a.threads)
-    _patch_engine()
     import openvino
 
     from saicm.models import resolve
