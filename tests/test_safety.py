@@ -24,7 +24,7 @@ from saicm.codec import container
 from saicm.codec.fuzz import mutate
 from saicm.codec.limits import DEFAULT_MAX_PIXELS, inflate
 from saicm.entropy import bounded
-from saicm.errors import FormatError, ImageError, SaicmError
+from saicm.errors import FormatError, ImageError, ModelError, SaicmError
 from saicm.models.catalog import RECOMMENDED_SCALABLE_MODEL
 
 from .conftest import natural_image, run_cli, switch_contexts_on
@@ -345,6 +345,167 @@ def test_fuzz_benchmark_runs_a_few_hundred_cases_in_child_processes(tmp_path):
     assert r.returncode == 0, (report["outcomes"], report["failures"][:3])
     assert sum(report["outcomes"].values()) == 300
     assert report["outcomes"].get("error", 0) > 0 and report["outcomes"].get("ok", 0) > 0
+
+
+def test_fix_crcs_makes_a_mutated_file_pass_its_crcs_so_fuzzers_reach_the_checks_behind_them(seeds):
+    """The coverage-guided harness (benchmarks/fuzz_atheris.py) mutates bytes, then recomputes the CRCs with
+    ``fix_crcs``: of the machine stream, of a trailing human layer, of a clip."""
+    from saicm.codec.fuzz import fix_crcs
+    from saicm.video import bitstream
+
+    def parse(data: bytes) -> None:  # every CRC of the file checked
+        if bitstream.is_video_stream(data):
+            bitstream.unpack(data)
+            return
+        machine, human = container.split_layers(data)
+        if human is not None:
+            container.unpack_human(human)
+
+    two = seeds[3]
+    machine, human = container.split_layers(two)
+    cases = {"single layer": (seeds[0], len(seeds[0]) // 2), "machine layer of two": (two, len(machine) // 2),
+             "human layer of two": (two, len(machine) + len(human) // 2),
+             "clip": (VIDEO_SEEDS[0].read_bytes(), VIDEO_SEEDS[0].stat().st_size // 2)}
+    for name, (data, at) in cases.items():
+        bad = data[:at] + bytes([data[at] ^ 0x10]) + data[at + 1:]
+        with pytest.raises(SaicmError, match="(?i)crc"):
+            parse(bad)
+        fixed = fix_crcs(bad)
+        assert len(fixed) == len(bad) and fixed != bad, name
+        try:  # what is left to find is the changed byte itself, not a CRC mismatch
+            parse(fixed)
+        except SaicmError as e:
+            assert "crc" not in str(e).lower(), (name, str(e))
+
+
+def test_coverage_guided_fuzzer_runs_on_the_decoders(tmp_path):
+    """benchmarks/fuzz_atheris.py: seeds its corpus, then libFuzzer runs 150 inputs through the decoders; any
+    exception but a one-line SaicmError would fail the run (exit status 1)."""
+    pytest.importorskip("atheris", reason="atheris (pip install atheris; in the test extra on Linux, Python < 3.13)")
+    corpus = tmp_path / "corpus"
+    r = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "fuzz_atheris.py"), str(corpus), "--max-pixels",
+                        str(1 << 20), "--", "-runs=150", "-seed=5", "-timeout=20", "-rss_limit_mb=6000",
+                        f"-artifact_prefix={tmp_path}/"],
+                       capture_output=True, text=True, timeout=900, env=dict(os.environ, PYTHONWARNINGS="ignore"))
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "Done 150 runs" in r.stderr, r.stderr[-2000:]
+    assert len(list(corpus.iterdir())) >= 20  # the seeds (fuzz_decode.py's and tests/corpus/), and what it kept
+
+
+def test_a_clip_too_long_for_memory_is_refused_by_the_in_memory_decode_and_streams_with_a_limit(tmp_path):
+    """Found by coverage-guided fuzzing (benchmarks/fuzz_atheris.py): a 700-byte clip claiming 65,535 frames
+    decodes (the time any clip of that length takes); at the format's limit (2³¹ pixels) saicm.video.decode would
+    hold 6.4 GB of frames in one array. It now refuses more than 2²⁸ pixels unless max_pixels is given; the
+    streaming decode (saicm video decode) keeps the format's limit."""
+    from saicm.codec.limits import DEFAULT_MAX_VIDEO_ARRAY_PIXELS
+    from saicm.video import api as video
+    from saicm.video import bitstream
+
+    stream = bitstream.unpack(VIDEO_SEEDS[0].read_bytes())
+    h = stream.header
+    h.frames = DEFAULT_MAX_VIDEO_ARRAY_PIXELS // (h.width * h.height) + 1
+    data = bitstream.pack(stream)
+    with pytest.raises(FormatError, match="decode_batches") as e:
+        video.decode(data)
+    assert "\n" not in str(e.value)
+    header, batches = video.decode_batches(data, threads=1)  # streams: the first batch only
+    first, frames = next(batches)
+    assert (first, frames.shape[1:]) == (0, (h.height, h.width, 3)) and header.frames == h.frames
+    h.frames = 3
+    assert video.decode(bitstream.pack(stream), threads=1).frames.shape == (3, h.height, h.width, 3)
+
+
+# --- weight files from strangers -----------------------------------------------------------------------------
+
+def _tiny_model_file(tmp_path):
+    import torch
+
+    from saicm.models import build_architecture, save_model
+
+    torch.manual_seed(0)
+    path = tmp_path / "tiny.safetensors"
+    save_model(build_architecture("gained-mean-scale-hyperprior", N=16, M=24, lambdas=[0.003, 0.03]), path)
+    return path
+
+
+def _with_metadata(src, dst, **changes):
+    """A copy of the weight file ``src`` whose metadata entries are changed (None: removed)."""
+    from safetensors import safe_open
+    from safetensors.numpy import load_file, save_file
+
+    with safe_open(str(src), framework="np") as f:
+        meta = dict(f.metadata())
+    for k, v in changes.items():
+        if v is None:
+            meta.pop(k, None)
+        else:
+            meta[k] = v if isinstance(v, str) else json.dumps(v)
+    save_file(load_file(str(src)), str(dst), metadata=meta)
+    return dst
+
+
+def test_weight_files_with_crafted_metadata_are_refused_in_one_line_on_every_path(tmp_path):
+    """A weight file is input too (`--model PATH`, a base found by checksum, `train --init`): its stored
+    architecture and configuration are refused in one line, before any model is built from them, never a
+    traceback; on the portable engine and on the PyTorch path (format 1) alike."""
+    from safetensors import safe_open
+
+    src = _tiny_model_file(tmp_path)
+    with safe_open(str(src), framework="np") as f:
+        config = json.loads(f.metadata()["config"])
+    img = natural_image(64, 64)
+    good = saicm.compress(img, model=src, quality=1, engine="compressai")
+    crafted = {
+        "no-architecture": dict(architecture=None), "no-config": dict(config=None),
+        "config-not-json": dict(config='{"N": 16,'), "config-a-list": dict(config="[16, 24]"),
+        "unknown-architecture": dict(architecture="nope" * 100),
+        "negative-width": dict(config=dict(config, N=-3)), "lambdas-a-string": dict(config=dict(config, lambdas="ab")),
+        "width-a-string": dict(config=dict(config, N="x")),
+    }
+    for name, change in crafted.items():
+        path = _with_metadata(src, tmp_path / f"{name}.safetensors", **change)
+        for engine in ("auto", "compressai"):
+            try:
+                data = saicm.compress(img, model=path, quality=1, engine=engine)
+            except ModelError as e:
+                assert "\n" not in str(e) and str(path) in str(e) and len(str(e)) < 400, (name, engine)
+            else:  # the portable engine reads sizes from the tensors: a config value it never uses is harmless
+                assert engine == "auto" and name == "lambdas-a-string", (name, engine)
+                assert saicm.decompress(data, model=path).size == (64, 64)
+        with pytest.raises(ModelError):  # a format-1 file decoded with that model
+            saicm.decompress(good, model=path)
+
+
+def test_a_configuration_asking_for_huge_layers_is_refused_before_they_are_allocated(tmp_path):
+    """N = 200,000 in an edited file asked PyTorch's constructor for 100 GB (a traceback, or the machine's memory
+    filled while initialising); the build now stops at twice the file's tensors."""
+    import resource
+
+    from safetensors import safe_open
+
+    from saicm.models.zoo import AllocationBudget, instantiate, read_info
+
+    src = _tiny_model_file(tmp_path)
+    with safe_open(str(src), framework="np") as f:
+        config = json.loads(f.metadata()["config"])
+    path = _with_metadata(src, tmp_path / "huge.safetensors", config=dict(config, N=200_000))
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with pytest.raises(ModelError, match="asks for more than"):
+        instantiate(read_info(path))
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 500_000  # KB: nothing large was touched
+    with pytest.raises(ModelError, match="asks for more than"):
+        saicm.compress(natural_image(64, 64), model=path, quality=1, engine="compressai")
+    # the budget counts what factories are asked for before they run, and only the innermost budget counts
+    import torch
+
+    outer, inner = AllocationBudget(1 << 30, "outer"), AllocationBudget(4000, "inner")
+    with outer:
+        with inner:
+            torch.empty(10, 10)
+            with pytest.raises(ModelError, match="inner"):
+                torch.zeros((100, 100))
+        torch.eye(20)
+    assert (inner.used, outer.used) == (400, 1600)
 
 
 def test_every_reader_of_pytorch_files_refuses_pickles_that_run_code(tmp_path):

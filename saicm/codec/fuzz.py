@@ -23,7 +23,7 @@ from . import container
 SIDES = (1, 2, 63, 64, 65, 127, 1000, 2000, 4096, 8192, 8193, 30000, 65535)
 
 
-def _fix_crcs(data: bytes) -> bytes:
+def fix_crcs(data: bytes) -> bytes:
     """Recompute the CRC of the machine stream (where it parses) and of a trailing human layer."""
     try:
         _, end = container._parse(data)
@@ -213,7 +213,7 @@ def mutate(data: bytes, rng: random.Random) -> tuple[bytes, str]:
     if rng.random() < 0.25:
         out = mutate_raw(rng, data)
         if rng.random() < 0.5:
-            return _fix_crcs(out), "raw+crc"
+            return fix_crcs(out), "raw+crc"
         return out, "raw"
     if data[:5] == b"SAICV":
         return _mutate_video_file(data, rng)

@@ -13,6 +13,10 @@ the work or memory it implies is committed:
   limit of its own, :data:`DEFAULT_MAX_VIDEO_PIXELS` (2³¹: e.g. 1,035 frames of
   1920×1080), checked from a ``.saicmv`` header (and while a clip is read)
   before any frame is made; each frame also passes :func:`check_pixels`.
+  That limit bounds a decode that streams its frames to disk (``saicm video
+  decode``); a decode into one array in memory (``saicm.video.decode``) is held
+  to :data:`DEFAULT_MAX_VIDEO_ARRAY_PIXELS` (2²⁸: 768 MB of frames) unless the
+  caller passes ``max_pixels``.
 - :func:`inflate`: zlib data inflated to at most the size the header implies.
 - :func:`header_model_name`: a model name read from a file names a shipped
   model, never a path on this machine.
@@ -51,6 +55,9 @@ def check_pixels(height: int, width: int, max_pixels: int | None = None, what: s
 
 #: frames × height × width a video file (or a clip given to the encoder) may hold unless the caller raises it
 DEFAULT_MAX_VIDEO_PIXELS = 1 << 31
+#: frames × height × width a clip decoded into one array in memory may hold unless the caller passes a limit
+#: (2²⁸ pixels: 768 MB of RGB frames; a 700-byte file claiming 2³¹ would otherwise ask for 6.4 GB)
+DEFAULT_MAX_VIDEO_ARRAY_PIXELS = 1 << 28
 
 
 def check_video_pixels(frames: int, height: int, width: int, max_pixels: int | None = None,

@@ -97,11 +97,20 @@ def _read_info(path: str, _mtime: int, name: str | None) -> ModelInfo:
         raise ModelError(f"not a saicm model file ({e})", str(path)) from None
     if meta.get("format") != "saicm-model/1":
         raise ModelError("not a saicm model file (missing saicm metadata)", str(path))
+    arch = meta.get("architecture")
+    if not isinstance(arch, str) or not arch:
+        raise ModelError("not a saicm model file (no architecture in its metadata)", str(path))
+    try:
+        config = json.loads(meta.get("config", ""))
+    except ValueError:
+        config = None
+    if not isinstance(config, dict):
+        raise ModelError("not a saicm model file (its configuration is not a JSON object)", str(path))
     return ModelInfo(
         name=name or (path.name[: -len(SUFFIX)] if path.name.endswith(SUFFIX) else path.stem),
         path=path,
-        architecture=meta["architecture"],
-        config=json.loads(meta["config"]),
+        architecture=arch,
+        config=config,
         meta=meta,
     )
 

@@ -40,7 +40,7 @@ def build_architecture(name: str, **config) -> nn.Module:
         cls = ARCHITECTURES[name]
     except KeyError:
         known = ", ".join(sorted(ARCHITECTURES)) or "none"
-        raise ModelError(f"unknown architecture {name!r} (known: {known})") from None
+        raise ModelError(f"unknown architecture {str(name)[:60]!r} (known: {known})") from None
     from ..entropy.bounded import install
 
     model = cls(**config)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import threading
 from pathlib import Path
 
 import torch
@@ -84,21 +85,124 @@ def _canonical_header(path) -> None:
         f.write(text + b" " * (n - len(text)))
 
 
+def weights_nbytes(path) -> int:
+    """The bytes a weight file's tensors take in float32 (read from its header, nothing loaded)."""
+    import math
+
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(path), framework="np") as f:
+            return sum(4 * math.prod(f.get_slice(k).get_shape()) for k in f.keys())
+    except (SafetensorError, OSError, ValueError) as e:
+        raise ModelError(f"not a saicm model file ({e})", str(path)) from None
+
+
+class AllocationBudget(torch.overrides.TorchFunctionMode):
+    """Refuses tensor allocations beyond ``limit`` bytes in all while a model is built from a file's stored
+    configuration: the configuration comes from the file, so an edited one (N = 100,000) would otherwise make
+    the constructor allocate (and initialise) tens of GB before the weights are found not to fit.
+
+    Sizes are checked before each factory call (``torch.empty``, ``zeros``, ``eye``, …) from its arguments,
+    then counted exactly from its result. Only the innermost budget counts: a model built inside another's
+    constructor (a scalable model's base) is checked against its own file."""
+
+    _local = threading.local()  # the budgets open in this thread (torch's mode stack is per thread too)
+
+    def __init__(self, limit: int, source: str):
+        super().__init__()
+        self.limit, self.source, self.used = int(limit), source, 0
+
+    @classmethod
+    def _open(cls) -> list:
+        if not hasattr(cls._local, "stack"):
+            cls._local.stack = []
+        return cls._local.stack
+
+    def __enter__(self):
+        self._open().append(self)
+        return super().__enter__()
+
+    def __exit__(self, *exc):
+        self._open().pop()
+        return super().__exit__(*exc)
+
+    @staticmethod
+    def _requested(func, args, kwargs) -> int:
+        """Elements a factory call asks for, from its arguments (0 when they do not say: data-backed ones)."""
+        import math
+
+        name = getattr(func, "__name__", "")
+        ints = [a for a in args if isinstance(a, int) and not isinstance(a, bool)]
+        if name == "eye" and ints:
+            return ints[0] * (ints[1] if len(ints) > 1 else ints[0])
+        size = kwargs.get("size")
+        if size is None:
+            size = next((a for a in args if isinstance(a, (tuple, list, torch.Size))), None)
+        if size is None:
+            size = ints if name in ("empty", "zeros", "ones", "rand", "randn") else ()
+        try:
+            return math.prod(max(int(d), 0) for d in size)
+        except (TypeError, ValueError):
+            return 0
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        counts = self._open()[-1] is self and func in _constructors()
+        if counts and self.used + 4 * self._requested(func, args, kwargs) > self.limit:
+            self._refuse()
+        out = func(*args, **kwargs)
+        if counts and isinstance(out, torch.Tensor):
+            self.used += out.numel() * out.element_size()
+            if self.used > self.limit:
+                self._refuse()
+        return out
+
+    def _refuse(self):
+        raise ModelError(f"the model's stored configuration asks for more than {self.limit >> 20} MB of tensors, "
+                         "far beyond the weights the file holds (an edited or damaged file?)", self.source)
+
+
+@functools.lru_cache(maxsize=1)
+def _constructors():
+    from torch.utils._device import _device_constructors
+
+    return _device_constructors()
+
+
+#: what building a model may allocate beyond its file's tensors in float32 (×2: initialisers' temporaries)
+BUILD_SLACK_BYTES = 64 << 20
+
+
 def build_from_info(info: ModelInfo, config: dict | None = None) -> torch.nn.Module:
-    """An untrained model of ``info``'s architecture and config (``config`` overrides it), ready for its weights."""
+    """An untrained model of ``info``'s architecture and config (``config`` overrides it), ready for its weights.
+
+    The configuration is the file's (anyone may have written it), so its model is built within a memory budget
+    of twice the file's tensors (:class:`AllocationBudget`)."""
     import inspect
 
     from .registry import load_architectures
 
-    config = dict(info.config if config is None else config)
+    source = str(info.path)
+    try:
+        config = dict(info.config if config is None else config)
+    except (TypeError, ValueError):
+        raise ModelError("the model's stored configuration is not a mapping of options", source) from None
     cls = load_architectures().get(info.architecture)
     if cls is not None and "model_dir" in inspect.signature(cls.__init__).parameters:
         config["model_dir"] = str(Path(info.path).resolve().parent)  # where a non-shipped base may lie
+    budget = AllocationBudget(2 * weights_nbytes(info.path) + BUILD_SLACK_BYTES, source)
     try:
-        return build_architecture(info.architecture, **config)
-    except (TypeError, ValueError) as e:
-        raise ModelError(f"the model's stored configuration does not fit {info.architecture} ({e})",
-                         str(info.path)) from None
+        with budget:
+            return build_architecture(info.architecture, **config)
+    except ModelError as e:
+        if e.path is None:  # the architecture's own message: name the file it came from
+            raise ModelError(e.message, source) from None
+        raise
+    except (TypeError, ValueError, RuntimeError, OverflowError, MemoryError) as e:
+        msg = " ".join(str(e).split())[:200]
+        raise ModelError(f"the model's stored configuration does not fit {info.architecture} ({msg})",
+                         source) from None
 
 
 #: state-dict entries that are constants of CompressAI's entropy models, not learned: the floor of a likelihood

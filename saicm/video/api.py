@@ -22,7 +22,7 @@ from typing import Iterator
 import numpy as np
 import torch
 
-from ..errors import SaicmError
+from ..errors import FormatError, SaicmError
 from . import archs, bitstream, compress, nerv
 from .io import FRAME_PATTERN, Clip, frame_index, read_clip
 from .train import FitReport, FitSettings, fit
@@ -230,8 +230,21 @@ def decode_batches(data: bytes, max_pixels: int | None = None, threads: int | No
 
 
 def decode(data: bytes, max_pixels: int | None = None, threads: int | None = None) -> Decoded:
-    """Every frame of a ``.saicmv`` file at its size and frame count."""
+    """Every frame of a ``.saicmv`` file at its size and frame count, in one array.
+
+    Without ``max_pixels`` the clip may hold at most
+    :data:`~saicm.codec.limits.DEFAULT_MAX_VIDEO_ARRAY_PIXELS` pixels in all (768 MB of frames); a longer clip is
+    refused before any frame is made (stream it with :func:`decode_batches` or :func:`decode_file`, or pass
+    ``max_pixels``)."""
+    from ..codec.limits import DEFAULT_MAX_VIDEO_ARRAY_PIXELS
+
     h, gen = decode_batches(data, max_pixels, threads)
+    pixels = h.frames * h.height * h.width
+    if max_pixels is None and pixels > DEFAULT_MAX_VIDEO_ARRAY_PIXELS:
+        raise FormatError(f"the clip holds {h.frames:,} frames of {h.width}x{h.height} ({3 * pixels / 2**30:.1f} GB "
+                          f"decoded), more than saicm.video.decode holds in memory by default "
+                          f"({DEFAULT_MAX_VIDEO_ARRAY_PIXELS:,} pixels); stream it with decode_batches or "
+                          "decode_file (saicm video decode), or pass max_pixels= if you trust it")
     out = np.empty((h.frames, h.height, h.width, 3), np.uint8)
     for s, b in gen:
         out[s: s + b.shape[0]] = b
