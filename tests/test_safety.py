@@ -476,9 +476,85 @@ def test_weight_files_with_crafted_metadata_are_refused_in_one_line_on_every_pat
             saicm.decompress(good, model=path)
 
 
+@pytest.fixture(scope="module")
+def tiny_weight_files(tmp_path_factory):
+    """Tiny weight files of three architectures (their stored configurations are what the test below edits)."""
+    import torch
+
+    from saicm.models import build_architecture, save_model
+
+    d = tmp_path_factory.mktemp("weights")
+    tcm = dict(N=8, M=20, num_slices=5, max_support_slices=5, depths=[1] * 6, head_dims=[4] * 6, window=4,
+               hyper_depth=2, hyper_window=2, hyper_head_dim=4, atten_window=4, atten_head_dim=4,
+               atten_inter_dim=8, cc_hidden=[16, 16], z_channels=8, lambdas=[0.05])
+    files = []
+    for arch, config in (("gained-mean-scale-hyperprior", dict(N=16, M=24, lambdas=[0.003, 0.03])),
+                         ("gained-context-hyperprior", dict(N=16, M=24, lambdas=[0.003, 0.03], groups=[8, 16])),
+                         ("tcm", tcm)):
+        torch.manual_seed(0)
+        path = d / f"{arch}.safetensors"
+        save_model(build_architecture(arch, **config), path)
+        files.append(path)
+    return files
+
+
+ODD_VALUES = st.one_of(st.sampled_from([-1, 0, 1, 3, 200, 10**6, 2**40, 0.5, -0.0, float("nan"), "x", None, True, [],
+                                        [0], [-1] * 6, {}, "64"]), st.integers(-10, 10**5))
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(which=st.integers(0, 2), edits=st.lists(st.tuples(st.integers(0, 30), ODD_VALUES), min_size=1, max_size=3))
+def test_edited_configurations_build_a_model_or_fail_in_one_line(tiny_weight_files, tmp_path, which, edits):
+    """Any value in any option of a stored configuration: the model is built and its weights fit, or one
+    ModelError line; never another exception, never more memory than the budget."""
+    from safetensors import safe_open
+
+    from saicm.models.zoo import instantiate, read_info
+
+    src = tiny_weight_files[which]
+    with safe_open(str(src), framework="np") as f:
+        config = json.loads(f.metadata()["config"])
+    keys = sorted(config)
+    for i, value in edits:
+        config[keys[i % len(keys)]] = value
+    path = _with_metadata(src, tmp_path / f"edited-{which}.safetensors", config=config)
+    try:
+        instantiate(read_info(path))
+    except ModelError as e:
+        assert "\n" not in str(e), config
+
+
+def test_a_tcm_window_that_would_fill_memory_is_refused_before_its_index_is_computed(tiny_weight_files, tmp_path):
+    """Found by editing configurations at random: window = 200 in a TCM file made its constructor compute a
+    relative-position index of 200⁴ int64 entries (12.8 GB per attention layer) by broadcasting, not by a factory;
+    the machine's 24 GB filled and the kernel killed the process. The budget now checks an element-wise op's
+    broadcast shape before it runs. Run under an 8 GB address-space limit, so a regression fails, not the host."""
+    from safetensors import safe_open
+
+    src = tiny_weight_files[2]
+    with safe_open(str(src), framework="np") as f:
+        config = json.loads(f.metadata()["config"])
+    path = _with_metadata(src, tmp_path / "window200.safetensors", config=dict(config, window=200))
+    code = ("import resource, sys\n"
+            "from saicm.errors import ModelError\nfrom saicm.models.zoo import instantiate, read_info\n"
+            "try:\n    instantiate(read_info(sys.argv[1]))\nexcept ModelError as e:\n    print(e)\n"
+            "print('peak_kb', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n")
+
+    def limit():
+        import resource
+
+        resource.setrlimit(resource.RLIMIT_AS, (8 << 30, 8 << 30))
+
+    r = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, timeout=300,
+                       preexec_fn=limit, env=dict(os.environ, PYTHONWARNINGS="ignore", OMP_NUM_THREADS="1"))
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "asks for more than" in r.stdout, r.stdout
+    assert int(r.stdout.split("peak_kb")[1]) < 2_000_000, r.stdout
+
+
 def test_a_configuration_asking_for_huge_layers_is_refused_before_they_are_allocated(tmp_path):
     """N = 200,000 in an edited file asked PyTorch's constructor for 100 GB (a traceback, or the machine's memory
-    filled while initialising); the build now stops at twice the file's tensors."""
+    filled while initialising); the build now stops at three times the file's tensors."""
     import resource
 
     from safetensors import safe_open

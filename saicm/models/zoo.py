@@ -99,13 +99,16 @@ def weights_nbytes(path) -> int:
 
 
 class AllocationBudget(torch.overrides.TorchFunctionMode):
-    """Refuses tensor allocations beyond ``limit`` bytes in all while a model is built from a file's stored
-    configuration: the configuration comes from the file, so an edited one (N = 100,000) would otherwise make
-    the constructor allocate (and initialise) tens of GB before the weights are found not to fit.
+    """Refuses tensors beyond ``limit`` bytes in all while a model is built from a file's stored configuration:
+    the configuration comes from the file, so an edited one (N = 100,000; a TCM window of 200) would otherwise
+    make the constructor allocate (and fill) tens of GB before the weights are found not to fit.
 
-    Sizes are checked before each factory call (``torch.empty``, ``zeros``, ``eye``, …) from its arguments,
-    then counted exactly from its result. Only the innermost budget counts: a model built inside another's
-    constructor (a scalable model's base) is checked against its own file."""
+    Every tensor a torch function returns counts (new tensors only, not in-place results), so the budget bounds
+    the volume a constructor allocates, temporaries included. Before a call runs, the size it asks for is
+    estimated from its arguments and refused if it would cross the limit: a factory's size (``torch.empty``,
+    ``zeros``, ``eye``, …) and the broadcast shape of an element-wise op's tensors (``r[:, None] - r[None, :]``).
+    Only the innermost budget counts: a model built inside another's constructor (a scalable model's base) is
+    checked against its own file."""
 
     _local = threading.local()  # the budgets open in this thread (torch's mode stack is per thread too)
 
@@ -129,30 +132,41 @@ class AllocationBudget(torch.overrides.TorchFunctionMode):
 
     @staticmethod
     def _requested(func, args, kwargs) -> int:
-        """Elements a factory call asks for, from its arguments (0 when they do not say: data-backed ones)."""
+        """Bytes a call will return, estimated from its arguments (0 when they do not say)."""
         import math
 
+        tensors = [a for a in args if isinstance(a, torch.Tensor)]
+        if tensors:  # element-wise ops return the broadcast shape of their operands
+            if len(tensors) < 2:
+                return 0
+            try:
+                shape = torch.broadcast_shapes(*(t.shape for t in tensors))
+            except RuntimeError:  # not broadcastable: not an element-wise op
+                return 0
+            return math.prod(shape) * max(t.element_size() for t in tensors)
+        if func not in _constructors():
+            return 0
         name = getattr(func, "__name__", "")
         ints = [a for a in args if isinstance(a, int) and not isinstance(a, bool)]
         if name == "eye" and ints:
-            return ints[0] * (ints[1] if len(ints) > 1 else ints[0])
+            return 4 * ints[0] * (ints[1] if len(ints) > 1 else ints[0])
         size = kwargs.get("size")
         if size is None:
             size = next((a for a in args if isinstance(a, (tuple, list, torch.Size))), None)
         if size is None:
             size = ints if name in ("empty", "zeros", "ones", "rand", "randn") else ()
         try:
-            return math.prod(max(int(d), 0) for d in size)
+            return 4 * math.prod(max(int(d), 0) for d in size)
         except (TypeError, ValueError):
             return 0
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
-        counts = self._open()[-1] is self and func in _constructors()
-        if counts and self.used + 4 * self._requested(func, args, kwargs) > self.limit:
+        counts = self._open()[-1] is self
+        if counts and self.used + self._requested(func, args, kwargs) > self.limit:
             self._refuse()
         out = func(*args, **kwargs)
-        if counts and isinstance(out, torch.Tensor):
+        if counts and isinstance(out, torch.Tensor) and not any(out is a for a in args):
             self.used += out.numel() * out.element_size()
             if self.used > self.limit:
                 self._refuse()
@@ -170,7 +184,9 @@ def _constructors():
     return _device_constructors()
 
 
-#: what building a model may allocate beyond its file's tensors in float32 (×2: initialisers' temporaries)
+#: what building a model may allocate: this many times its file's tensors in float32 (the parameters, the
+#: initialisers' temporaries: the released TCM's constructor makes 2.05× its file), plus the slack
+BUILD_BUDGET_FACTOR = 3
 BUILD_SLACK_BYTES = 64 << 20
 
 
@@ -178,7 +194,7 @@ def build_from_info(info: ModelInfo, config: dict | None = None) -> torch.nn.Mod
     """An untrained model of ``info``'s architecture and config (``config`` overrides it), ready for its weights.
 
     The configuration is the file's (anyone may have written it), so its model is built within a memory budget
-    of twice the file's tensors (:class:`AllocationBudget`)."""
+    of three times the file's tensors (:class:`AllocationBudget`)."""
     import inspect
 
     from .registry import load_architectures
@@ -191,7 +207,7 @@ def build_from_info(info: ModelInfo, config: dict | None = None) -> torch.nn.Mod
     cls = load_architectures().get(info.architecture)
     if cls is not None and "model_dir" in inspect.signature(cls.__init__).parameters:
         config["model_dir"] = str(Path(info.path).resolve().parent)  # where a non-shipped base may lie
-    budget = AllocationBudget(2 * weights_nbytes(info.path) + BUILD_SLACK_BYTES, source)
+    budget = AllocationBudget(BUILD_BUDGET_FACTOR * weights_nbytes(info.path) + BUILD_SLACK_BYTES, source)
     try:
         with budget:
             return build_architecture(info.architecture, **config)
@@ -199,7 +215,7 @@ def build_from_info(info: ModelInfo, config: dict | None = None) -> torch.nn.Mod
         if e.path is None:  # the architecture's own message: name the file it came from
             raise ModelError(e.message, source) from None
         raise
-    except (TypeError, ValueError, RuntimeError, OverflowError, MemoryError) as e:
+    except (TypeError, ValueError, RuntimeError, ArithmeticError, LookupError, AttributeError, MemoryError) as e:
         msg = " ".join(str(e).split())[:200]
         raise ModelError(f"the model's stored configuration does not fit {info.architecture} ({msg})",
                          source) from None
