@@ -3,7 +3,8 @@
 
     python benchmarks/fuzz_weights.py --cases 1500 --seed 1 --address-space-gb 10
 
-A case passes when the model is built (its weights fit) or refused with one ``ModelError`` line. Run under an
+A case passes when the model is built (its weights fit) or refused with one ``ModelError`` line, and leaves
+the process as it found it (grad mode on, no torch function mode pushed). Run under an
 address-space limit (``--address-space-gb``), so that an allocation the budget misses fails instead of filling
 the machine (without one, the miss found in saicm 0.15.1 grew to 22 GB before the kernel killed the process).
 Prints the failures, the cases slower than 5 s and the peak resident memory; exit status 1 on any failure.
@@ -88,6 +89,9 @@ def main(argv=None) -> int:
                 failures.append({"case": i, "config": config, "error": f"more than one line: {e}"})
         except Exception as e:  # noqa: BLE001 — exactly what the fuzzer looks for
             failures.append({"case": i, "config": config, "error": f"{type(e).__name__}: {e}"[:300]})
+        if not torch.is_grad_enabled() or torch._C._len_torch_function_stack():
+            failures.append({"case": i, "config": config, "error": "left grad mode off or a torch mode pushed"})
+            torch.set_grad_enabled(True)
         if time.time() - t > 5:
             slow.append({"case": i, "seconds": round(time.time() - t, 1), "config": config})
         case.unlink()

@@ -522,6 +522,11 @@ def test_edited_configurations_build_a_model_or_fail_in_one_line(tiny_weight_fil
         instantiate(read_info(path))
     except ModelError as e:
         assert "\n" not in str(e), config
+    # and nothing of the refused build is left behind (a refusal inside a no_grad block once left grad mode off,
+    # which broke the next training in the same process)
+    import torch
+
+    assert torch.is_grad_enabled() and torch._C._len_torch_function_stack() == 0, config
 
 
 def test_a_tcm_window_that_would_fill_memory_is_refused_before_its_index_is_computed(tiny_weight_files, tmp_path):

@@ -114,7 +114,7 @@ class AllocationBudget(torch.overrides.TorchFunctionMode):
 
     def __init__(self, limit: int, source: str):
         super().__init__()
-        self.limit, self.source, self.used = int(limit), source, 0
+        self.limit, self.source, self.used, self.refused = int(limit), source, 0, False
 
     @classmethod
     def _open(cls) -> list:
@@ -162,9 +162,12 @@ class AllocationBudget(torch.overrides.TorchFunctionMode):
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
-        counts = self._open()[-1] is self
-        if counts and self.used + self._requested(func, args, kwargs) > self.limit:
-            self._refuse()
+        # once refused, the calls that unwind the constructor (a no_grad block restoring the grad mode) run freely
+        counts = not self.refused and self._open()[-1] is self
+        if counts:
+            asked = self._requested(func, args, kwargs)
+            if asked and self.used + asked > self.limit:
+                self._refuse()
         out = func(*args, **kwargs)
         if counts and isinstance(out, torch.Tensor) and not any(out is a for a in args):
             self.used += out.numel() * out.element_size()
@@ -173,6 +176,7 @@ class AllocationBudget(torch.overrides.TorchFunctionMode):
         return out
 
     def _refuse(self):
+        self.refused = True
         raise ModelError(f"the model's stored configuration asks for more than {self.limit >> 20} MB of tensors, "
                          "far beyond the weights the file holds (an edited or damaged file?)", self.source)
 
