@@ -138,28 +138,18 @@ def main(argv=None) -> int:
     import torch
 
     torch.set_num_threads(1)
-    from saicm.codec.pipeline import decompress, describe
-    from saicm.codec.scalable import strip
+    from fuzz_decode import read_all
+
     from saicm.errors import SaicmError
-    from saicm.video.api import decode as decode_video
 
     def one_line(e: SaicmError) -> None:
         if "\n" in str(e):
             raise AssertionError(f"a SaicmError of more than one line: {e!r}")
 
     def test_one_input(data: bytes) -> None:
-        for reader in (describe, strip):
-            try:
-                reader(data)
-            except SaicmError as e:
-                one_line(e)
-        if a.target == "container":
-            return
         try:
-            if data[:5] == b"SAICV":
-                decode_video(data, max_pixels=a.max_pixels, threads=1)
-            else:
-                decompress(data, max_pixels=a.max_pixels, engine=a.engine)
+            read_all(data, max_pixels=a.max_pixels, engine=a.engine, video=data[:5] == b"SAICV",
+                     decode=a.target == "decode", on_error=one_line)
         except SaicmError as e:
             one_line(e)
 

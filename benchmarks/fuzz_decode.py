@@ -103,6 +103,31 @@ def make_seeds(tmp: Path) -> list[dict]:
 ENGINE = "auto"
 
 
+def read_all(data: bytes, model=None, layer: str = "auto", max_pixels: int | None = None, engine: str = "auto",
+             video: bool = False, decode: bool = True, on_error=None) -> list:
+    """What a stranger's file goes through: ``describe`` and ``strip`` (their ``SaicmError`` passed to
+    ``on_error``, else ignored), then, if ``decode``, ``decompress`` (``saicm.video.decode`` for a clip, what
+    `saicm video decode` runs). Returns the decoded size; the decode's ``SaicmError`` is raised. Shared by this
+    fuzzer's children and ``fuzz_atheris.py``."""
+    from saicm.codec.pipeline import decompress, describe
+    from saicm.codec.scalable import strip
+    from saicm.errors import SaicmError
+
+    for reader in (describe, strip):
+        try:
+            reader(data)
+        except SaicmError as e:
+            if on_error is not None:
+                on_error(e)
+    if not decode:
+        return []
+    if video:
+        from saicm.video.api import decode as decode_video
+
+        return list(decode_video(data, max_pixels=max_pixels, threads=1).frames.shape)
+    return list(decompress(data, model=model, layer=layer, max_pixels=max_pixels, engine=engine).size)
+
+
 def child(data: bytes, model, layer: str, max_pixels: int | None, out_fd: int, video: bool = False) -> None:
     """Runs in the forked child: every reader of the file, then one line of JSON on ``out_fd``."""
     import traceback
@@ -110,24 +135,10 @@ def child(data: bytes, model, layer: str, max_pixels: int | None, out_fd: int, v
     import torch
 
     torch.set_num_threads(1)  # the parent's OpenMP pool does not survive fork
-    from saicm.codec.pipeline import decompress, describe
-    from saicm.codec.scalable import strip
     from saicm.errors import SaicmError
 
     try:
-        try:
-            describe(data)
-            strip(data)
-        except SaicmError:
-            pass
-        if video:  # what `saicm video decode` runs
-            from saicm.video.api import decode as decode_video
-
-            frames = decode_video(data, max_pixels=max_pixels, threads=1).frames
-            res = {"outcome": "ok", "size": list(frames.shape)}
-        else:
-            img = decompress(data, model=model, layer=layer, max_pixels=max_pixels, engine=ENGINE)
-            res = {"outcome": "ok", "size": list(img.size)}
+        res = {"outcome": "ok", "size": read_all(data, model, layer, max_pixels, ENGINE, video)}
     except SaicmError as e:
         msg = str(e)
         res = {"outcome": "error" if "\n" not in msg else "exception", "message": msg[:300]}
