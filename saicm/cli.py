@@ -503,7 +503,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--no-checkerboard", dest="context_checkerboard", action="store_const", const=False,
                    help="gained-context-hyperprior: one pass per group with the channel context only, instead "
                    "of two checkerboard passes (faster; no spatial context)")
-    t.add_argument("--N", type=int, default=64, help="hidden channels (default 64)")
+    t.add_argument("--N", type=int, help="hidden channels (default 64, or --init's). Larger than --init's "
+                   "widens it (hyperprior and context models): the new channels start where they change nothing")
     t.add_argument("--M", type=int, default=128, help="latent channels (default 128; scalable: s·m)")
     t.add_argument("--lambdas", type=_floats,
                    help="λ per quality, ascending (L = R + λ·255²·D); default those of --init, else "

@@ -32,6 +32,8 @@ def tiny_cfg(data_dir, out, **kw):
     base = dict(data=str(data_dir), out=str(out), N=8, M=16, lambdas=(0.005, 0.05), steps=4, batch=2, patch=64,
                 lr=1e-3, log_every=1, ckpt_every=2, progress=False)
     base.update(kw)
+    if base.get("init"):  # the sizes are --init's (a larger N would widen it)
+        base.pop("N"), base.pop("M")
     return TrainConfig(**base)
 
 

@@ -320,7 +320,7 @@ class ScalableFusion(nn.Module):
         info = resolve(cfg.base)
         name = info.name
         model_dir = None if _is_shipped(info) else str(Path(info.path).resolve().parent)
-        model = cls(base=name, base_sha256=full_checksum(info.path).hex(), N=cfg.N,
+        model = cls(base=name, base_sha256=full_checksum(info.path).hex(), N=cfg.width,
                     slice_channels=cfg.slice_channels, m=cfg.m, lambdas=lambdas, condition=cfg.condition,
                     model_dir=model_dir)
         if cfg.human_init:

@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 
 # λ of CompressAI's MSE quality points 1..6 (same L = R + λ·255²·D convention).
 DEFAULT_LAMBDAS = (0.0018, 0.0035, 0.0067, 0.0130, 0.0250, 0.0483)
+# Hidden channels of a model trained from scratch (``--N``).
+DEFAULT_N = 64
 # What the synthesis transforms see in training (``--quant``; the architecture's forward(quant=...)).
 QUANT_MODES = ("noise", "ste")
 # Mixed precision of the transforms (``--amp``).
@@ -17,7 +19,7 @@ class TrainConfig:
     data: str | list  # one folder or several
     out: str
     architecture: str = "gained-mean-scale-hyperprior"
-    N: int = 64
+    N: int | None = None  # hidden channels; None: DEFAULT_N, or --init's (a larger N than --init's widens it)
     M: int = 128
     lambdas: tuple | None = None  # None: DEFAULT_LAMBDAS, or those of --init
     loss: str = "mse"
@@ -53,3 +55,8 @@ class TrainConfig:
     compile: bool = False  # torch.compile the training step (model + loss); the same model and checkpoints
     progress: bool = True
     extra: dict = field(default_factory=dict)
+
+    @property
+    def width(self) -> int:
+        """The hidden channels of a model built from scratch: ``N``, or ``DEFAULT_N``."""
+        return DEFAULT_N if self.N is None else int(self.N)

@@ -119,6 +119,21 @@ def _build(name: str, **config):
         raise SaicmError(f"{name}: {e}") from None
 
 
+def _widen(model: nn.Module, n: int) -> nn.Module:
+    """``model`` with ``n`` hidden channels, computing what it computes (saicm.models.widen)."""
+    from ..models.widen import WIDENABLE, widen_state
+
+    have = model.config.get("N")
+    if model.architecture not in WIDENABLE:
+        raise SaicmError(f"--N {n} with --init: only {' and '.join(WIDENABLE)} models can be widened "
+                         f"({model.architecture} has N = {have}; leave --N out to keep it)")
+    if n < int(have):
+        raise SaicmError(f"--N {n} with --init: a model can be widened, not narrowed (--init has N = {have})")
+    wide = _build(model.architecture, **{**model.config, "N": n})
+    load_strict(wide, widen_state(model, wide), "--init", f"{model.architecture} with N = {n}")
+    return wide
+
+
 def train(cfg: TrainConfig) -> Path:
     if cfg.amp not in AMP_MODES:
         raise SaicmError(f"--amp must be one of {', '.join(AMP_MODES)}, got {cfg.amp!r}")
@@ -178,6 +193,8 @@ def train(cfg: TrainConfig) -> Path:
         if unexpected or set(missing) - {"lambdas"}:
             raise SaicmError(f"--init weights do not fit {info.architecture} "
                              f"(missing {missing[:3]}, unexpected {unexpected[:3]})")
+        if cfg.N is not None and int(cfg.N) != int(model.config.get("N", -1)):
+            model = _widen(model, int(cfg.N))
     else:
         lambdas = list(cfg.lambdas if cfg.lambdas is not None else DEFAULT_LAMBDAS)
         cls = load_architectures().get(cfg.architecture)
@@ -185,7 +202,7 @@ def train(cfg: TrainConfig) -> Path:
         if hasattr(cls, "from_train_config"):  # architectures with options of their own (e.g. --base, --m)
             model = cls.from_train_config(cfg, lambdas)
         else:
-            model = _build(cfg.architecture, N=cfg.N, M=cfg.M, lambdas=lambdas, **options)
+            model = _build(cfg.architecture, N=cfg.width, M=cfg.M, lambdas=lambdas, **options)
     if cfg.quant != "noise" and "quant" not in inspect.signature(model.forward).parameters:
         raise SaicmError(f"--quant {cfg.quant} is not supported by the {type(model).__name__} architecture "
                          "(its forward has no quant argument)")
