@@ -74,7 +74,7 @@ def test_train_widens_an_init_model_and_its_new_channels_learn(tmp_path, capsys)
     # the same command resumes from its checkpoint (the widened model rebuilt, then the checkpoint loaded)
     assert main([*common, "--out", str(tmp_path / "w"), "--N", "24", "--steps", "4", "--resume"]) == 0
     capsys.readouterr()
-    # the same N, or none: no widening
+    # the same N as --init: no widening
     assert main([*common, "--out", str(tmp_path / "s"), "--N", "16", "--steps", "1"]) == 0
     assert load_model(tmp_path / "s" / "model.safetensors")[1].config["N"] == 16
     assert main([*common, "--out", str(tmp_path / "n"), "--N", "8"]) != 0
