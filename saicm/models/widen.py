@@ -53,13 +53,26 @@ def _cheapest_zero(eb: EntropyBottleneck) -> int:
     return int(likelihood.reshape(-1).argmax())
 
 
+def widen(model: nn.Module, n: int) -> nn.Module:
+    """A new model of ``model``'s architecture with ``n`` hidden channels that computes what ``model`` computes.
+    ``ValueError`` for an architecture that cannot be widened or a smaller ``n``."""
+    from .registry import build_architecture
+
+    have = model.config.get("N")
+    if model.architecture not in WIDENABLE:
+        raise ValueError(f"only {' and '.join(WIDENABLE)} models can be widened, not {model.architecture}")
+    if n < int(have):
+        raise ValueError(f"a model can be widened, not narrowed (it has N = {have})")
+    wide = build_architecture(model.architecture, **{**model.config, "N": n})
+    wide.load_state_dict(widen_state(model, wide), strict=True)
+    return wide
+
+
 @torch.no_grad()
 def widen_state(narrow: nn.Module, wide: nn.Module) -> dict[str, Tensor]:
     """A state dict for ``wide`` (freshly built, the same architecture with a larger ``N``) that computes what
     ``narrow`` computes (module docstring). ``wide``'s own initialisation fills the new parts."""
     old_n, new_n = int(narrow.config["N"]), int(wide.config["N"])
-    if new_n < old_n:
-        raise ValueError(f"cannot narrow a model (N = {old_n} to {new_n})")
     old = narrow.state_dict()
     modules = dict(wide.named_modules())
     z_writer = f"h_a.{len(wide.h_a) - 1}."
@@ -74,10 +87,9 @@ def widen_state(narrow: nn.Module, wide: nn.Module) -> dict[str, Tensor]:
             extra = src[donor:donor + 1].expand(new_n - old_n, *src.shape[1:])
             state[key] = torch.cat([src, extra], 0).contiguous()
             continue
-        if fresh.dim() != src.dim() or any(f < o for f, o in zip(fresh.shape, src.shape)):
-            state[key] = src.clone()  # shapes that do not grow with N, or coder tables not built yet
-            continue
-        if tuple(src.shape) == tuple(fresh.shape):
+        grows = fresh.dim() == src.dim() and fresh.shape != src.shape and \
+            all(f >= o for f, o in zip(fresh.shape, src.shape))
+        if not grows:  # the same shape, or coder tables the fresh model has not built yet
             state[key] = src.clone()
             continue
         value = _embed(fresh, src)

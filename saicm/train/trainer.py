@@ -119,21 +119,6 @@ def _build(name: str, **config):
         raise SaicmError(f"{name}: {e}") from None
 
 
-def _widen(model: nn.Module, n: int) -> nn.Module:
-    """``model`` with ``n`` hidden channels, computing what it computes (saicm.models.widen)."""
-    from ..models.widen import WIDENABLE, widen_state
-
-    have = model.config.get("N")
-    if model.architecture not in WIDENABLE:
-        raise SaicmError(f"--N {n} with --init: only {' and '.join(WIDENABLE)} models can be widened "
-                         f"({model.architecture} has N = {have}; leave --N out to keep it)")
-    if n < int(have):
-        raise SaicmError(f"--N {n} with --init: a model can be widened, not narrowed (--init has N = {have})")
-    wide = _build(model.architecture, **{**model.config, "N": n})
-    load_strict(wide, widen_state(model, wide), "--init", f"{model.architecture} with N = {n}")
-    return wide
-
-
 def train(cfg: TrainConfig) -> Path:
     if cfg.amp not in AMP_MODES:
         raise SaicmError(f"--amp must be one of {', '.join(AMP_MODES)}, got {cfg.amp!r}")
@@ -194,7 +179,12 @@ def train(cfg: TrainConfig) -> Path:
             raise SaicmError(f"--init weights do not fit {info.architecture} "
                              f"(missing {missing[:3]}, unexpected {unexpected[:3]})")
         if cfg.N is not None and int(cfg.N) != int(model.config.get("N", -1)):
-            model = _widen(model, int(cfg.N))
+            from ..models.widen import widen
+
+            try:
+                model = widen(model, int(cfg.N))
+            except ValueError as e:
+                raise SaicmError(f"--N {cfg.N} with --init: {e}") from None
     else:
         lambdas = list(cfg.lambdas if cfg.lambdas is not None else DEFAULT_LAMBDAS)
         cls = load_architectures().get(cfg.architecture)
