@@ -247,6 +247,28 @@ def test_portable_decode_is_the_same_on_one_and_two_threads(files):
     assert np.array_equal(np.rint(np.clip(outs[0], 0, 1) * 255), np.rint(np.clip(outs[1], 0, 1) * 255))
 
 
+def test_an_unwritable_graph_cache_only_costs_the_cache(files, tmp_path, monkeypatch):
+    """A cache folder that cannot be written (read-only home, full disk) must not stop a decode: the graph is
+    built in memory instead (the failing write raised SaicmError, which the cache's guard did not catch)."""
+    import tempfile
+
+    from saicm.engine.codec import open_portable
+    from saicm.engine.runtime import OnnxTransforms
+
+    def refuse(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setenv("SAICM_CACHE", str(tmp_path))
+    monkeypatch.setattr(tempfile, "mkstemp", refuse)
+    stream = container.unpack(files["onnx"])
+    pm = open_portable(stream)
+    h = stream.header
+    y = pm.decode(stream.strings, h.shapes[0], h.quality, h.strip_rows)
+    ref = OnnxTransforms(pm, 1).synthesis(y)
+    assert ref.shape[-2:] == (16 * y.shape[-2], 16 * y.shape[-1])
+    assert not list(tmp_path.rglob("*.onnx"))  # nothing cached, nothing half-written
+
+
 # --- OpenVINO (optional): float32 and bfloat16 transforms, the same exact tables -------------------------------
 
 def _openvino():

@@ -138,6 +138,25 @@ def test_images_coded_in_strips_and_tiles(monkeypatch):
     assert np.abs(_pixels(striped, "torch") - b).max() <= 1
 
 
+def test_tall_images_keep_the_human_layer_within_its_string_count(monkeypatch):
+    """A human layer holds at most 255 strings (a u8 count): an image with more latent rows than that, at one row
+    per strip, is coded with two rows per strip instead of failing (it raised struct.error at 16448×4080)."""
+    from saicm.codec import tiling
+
+    img = np.asarray(Image.open(REF).convert("RGB").resize((64, 4160)))  # 260 latent rows
+    whole = saicm.compress(img, model=SCAL, quality=1, human_quality=1)
+    monkeypatch.setattr(tiling, "STRIP_TARGET", 1)  # one latent row per strip wanted
+    striped = saicm.compress(img, model=SCAL, quality=1, human_quality=1)
+    layer = container.unpack_human(container.split_layers(striped)[1])
+    assert layer.strip_rows == 2 and len(layer.strings) == 1 + 130
+    assert np.abs(_pixels(whole) - _pixels(striped)).max() <= 1
+    too_many = container.HumanLayer(model="m", weights_sha=bytes(8), base_sha=bytes(8), machine_sha=bytes(8),
+                                    quality=1, shapes=[(1, 1)], strings=[b""] * 256,
+                                    version=container.HUMAN_PORTABLE_VERSION, strip_rows=1)
+    with pytest.raises(FormatError, match="at most 255 strings"):
+        container.pack_human(too_many)
+
+
 def test_two_layer_files_without_pytorch(tmp_path):
     out = tmp_path / "two.saicm"
     r = run_without_torch(

@@ -277,6 +277,8 @@ HUMAN_VERSION = 1  #: coded by CompressAI's coder from the PyTorch model (saicm 
 #: condition network, the latent in strips (a u16 ``strip_rows`` follows the quality)
 HUMAN_PORTABLE_VERSION = 2
 HUMAN_VERSIONS = (HUMAN_VERSION, HUMAN_PORTABLE_VERSION)
+#: a human layer's string count is a u8: version 2 holds z and at most this many y strips
+HUMAN_MAX_STRIPS = 254
 
 
 @dataclass
@@ -315,6 +317,8 @@ def pack_human(layer: HumanLayer) -> bytes:
     out += struct.pack(">B", len(layer.shapes))
     for shape in layer.shapes:
         out += struct.pack(">B", len(shape)) + struct.pack(f">{len(shape)}H", *shape)
+    if len(layer.strings) > 255:
+        raise FormatError(f"a human layer holds at most 255 strings, not {len(layer.strings)}")
     out += struct.pack(">B", len(layer.strings))
     for s in layer.strings:
         out += struct.pack(">I", len(s)) + s

@@ -60,13 +60,14 @@ class OnnxTransforms:
         from .onnx_export import build_transform
 
         data = build_transform(self.model.state, part)
-        try:
-            from .._fs import write_bytes_atomic
+        from .._fs import write_bytes_atomic
+        from ..errors import SaicmError
 
+        try:
             p.parent.mkdir(parents=True, exist_ok=True)
             write_bytes_atomic(p, data)
-        except OSError:
-            pass  # a read-only cache: build in memory each time
+        except (OSError, SaicmError):
+            pass  # a read-only cache (write_bytes_atomic words its OSErrors as SaicmError): build in memory each time
         return data
 
     def _run(self, part: str, x: np.ndarray) -> np.ndarray:

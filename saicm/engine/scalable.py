@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..codec.container import HUMAN_MAX_STRIPS
 from ..codec.image_io import ImageLike, load_padded
 from ..codec.tiling import needs_strips, strip_count, strip_rows, to_pixels
 from ..errors import FormatError, ModelError
@@ -107,7 +108,8 @@ class PortableScalable:
         ph, pw = h + pb, w + pr
         if base_units.shape[1:] != (ph // 16, pw // 16):
             raise ModelError("the machine layer does not match the image's size")
-        rows = strip_rows(self.channels, pw // 16)
+        # as many rows per strip as the strip target allows, and enough that the strips fit the segment's u8 count
+        rows = max(strip_rows(self.channels, pw // 16), -(-(ph // 16) // HUMAN_MAX_STRIPS))
         if latents is not None:
             y, z = latents
             if y.shape[1:] != (self.channels, ph // 16, pw // 16) or z.shape[-2:] != (ph // 64, pw // 64):
