@@ -6,7 +6,7 @@ import argparse
 import os
 import sys
 
-from .commands.argtypes import level, nonneg, positive
+from .commands.argtypes import level, nonneg, nonneg_float, positive, positive_float
 from .engine import ENGINES, PORTABLE_ENGINES
 
 
@@ -343,7 +343,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "models: of the machine layer)")
     c.add_argument("--human-quality", type=int, help="scalable models: rate point of the human layer (default "
                    "the middle one); the file holds both layers")
-    c.add_argument("--refine", type=int, default=0, metavar="STEPS",
+    c.add_argument("--refine", type=nonneg, default=0, metavar="STEPS",
                    help="encoder-side RD optimisation of the latents for STEPS Adam steps (MSE models; the "
                    "decoder is unchanged; each step costs about one forward+backward pass; needs PyTorch to "
                    "encode, not to decode; scalable models: refines the human layer only; default 0 = off)")
@@ -357,7 +357,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "transforms; openvino / openvino-bf16: with OpenVINO's transforms (optional: pip install 'saicm[openvino]'; "
                    "bf16 codes ~1.7x faster on CPUs with bfloat16 units, Intel AMX; docs/engine.md); compressai: "
                    "formats 1/2 as saicm 0.3 wrote")
-    c.add_argument("--jobs", type=int, default=1, help="worker processes for folders (default 1)")
+    c.add_argument("--jobs", type=positive, default=1, help="worker processes for folders (default 1)")
     c.add_argument("--quiet", action="store_true", help="no progress bar")
     c.set_defaults(func=cmd_compress)
 
@@ -378,7 +378,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="transforms for portable (format 3) files: auto/onnx (onnxruntime, the default), torch, "
                    "openvino or openvino-bf16 (optional; bf16 pixels differ from float32 ones by up to 2); "
                    "files of formats 1 and 2 always decode with PyTorch and CompressAI")
-    d.add_argument("--jobs", type=int, default=1, help="worker processes for folders (default 1)")
+    d.add_argument("--jobs", type=positive, default=1, help="worker processes for folders (default 1)")
     d.add_argument("--quiet", action="store_true", help="no progress bar")
     d.set_defaults(func=cmd_decompress)
 
@@ -418,8 +418,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("-o", "--output", required=True, help="results JSON to write")
     ev.add_argument("--cache", help="decoded-image cache folder (default ~/.cache/saicm/decoded or $SAICM_CACHE)")
     ev.add_argument("--no-cache", action="store_true", help="do not read or write the cache")
-    ev.add_argument("--threads", type=int, help="onnxruntime threads for the task model")
-    ev.add_argument("--limit", type=int, help="only the first N images (quick looks)")
+    ev.add_argument("--threads", type=positive, help="onnxruntime threads for the task model")
+    ev.add_argument("--limit", type=positive, help="only the first N images (quick looks)")
     ev.add_argument("--bootstrap", type=nonneg, default=DEFAULT_REPLICATES, metavar="N",
                     help=f"detection/instance: also store AP on N draws of the images with replacement, for "
                     f"'saicm bdrate --ci' (default {DEFAULT_REPLICATES}, ~35 ms each per point on 128 images; "
@@ -460,7 +460,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--metrics", default="psnr", help="comma-separated metrics to plot (default psnr)")
     r.add_argument("--images", help="image folder of the evaluation, for matched-rate crops")
     r.add_argument("--image", help="which image to crop (default: the first)")
-    r.add_argument("--target-bpp", type=float, default=0.25, help="rate to match across codecs (default 0.25)")
+    r.add_argument("--target-bpp", type=positive_float, default=0.25, help="rate to match across codecs (default 0.25)")
     r.add_argument("--task-model", help="KIND:PATH detector whose boxes are drawn on the crops")
     r.add_argument("--title", default="saicm evaluation")
     r.add_argument("--root", help="name datasets and task-model files relative to this folder (default: the "
@@ -479,7 +479,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "HYPERPRIOR starting from its transforms and hyperprior)")
     t.add_argument("--base", help="scalable coding: train the human layer (additional-information codec + fusion "
                    "decoder) over this frozen machine-layer model (shipped name or .safetensors)")
-    t.add_argument("--m", "--slices", dest="m", type=int, default=4,
+    t.add_argument("--m", "--slices", dest="m", type=positive, default=4,
                    help="scalable coding: the additional latent covers the first m slices of the base latent "
                    "(default 4; under torchrun write --slices, which torchrun's own parser does not take for "
                    "one of its options)")
@@ -489,12 +489,12 @@ def build_parser() -> argparse.ArgumentParser:
                    "conditioned on it (default none)")
     t.add_argument("--human-init", help="scalable coding: start the additional analysis, its gains and the human "
                    "synthesis from this single-layer MSE model (e.g. mse-hyperprior-n64-v5) instead of the base")
-    t.add_argument("--slice-channels", type=int, default=32,
+    t.add_argument("--slice-channels", type=positive, default=32,
                    help="scalable coding: channels per slice s (default 32: m = 1..4 for M = 128)")
-    t.add_argument("--context-hidden", type=int,
+    t.add_argument("--context-hidden", type=positive,
                    help="gained-context-hyperprior: hidden channels of the channel-context and aggregation "
                    "networks (default 96, or --init's; another size than --init's starts the contexts anew)")
-    t.add_argument("--context-kernel", type=int,
+    t.add_argument("--context-kernel", type=positive,
                    help="gained-context-hyperprior: kernel size of the channel-context convolutions (odd; "
                    "default 5, or --init's; 3 costs about 9/25 of their multiply-adds)")
     t.add_argument("--context-groups", type=_ints, metavar="A,B,...",
@@ -503,9 +503,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--no-checkerboard", dest="context_checkerboard", action="store_const", const=False,
                    help="gained-context-hyperprior: one pass per group with the channel context only, instead "
                    "of two checkerboard passes (faster; no spatial context)")
-    t.add_argument("--N", type=int, help="hidden channels (default 64, or --init's). Larger than --init's "
+    t.add_argument("--N", type=positive, help="hidden channels (default 64, or --init's). Larger than --init's "
                    "widens it (hyperprior and context models): the new channels start where they change nothing")
-    t.add_argument("--M", type=int, default=128, help="latent channels (default 128; scalable: s·m)")
+    t.add_argument("--M", type=positive, default=128, help="latent channels (default 128; scalable: s·m)")
     t.add_argument("--lambdas", type=_floats,
                    help="λ per quality, ascending (L = R + λ·255²·D); default those of --init, else "
                    + ",".join(map(str, DEFAULT_LAMBDAS)) + ". With --init: the same count starts "
@@ -515,17 +515,17 @@ def build_parser() -> argparse.ArgumentParser:
                    "object (object pixels of --masks, Object-ICM); default mse")
     t.add_argument("--masks", action="append",
                    help="mask folder made by `saicm masks` for each --data folder, in the same order")
-    t.add_argument("--off-mask-weight", type=float, default=0.0,
+    t.add_argument("--off-mask-weight", type=nonneg_float, default=0.0,
                    help="weight of the pixels outside the mask in masked losses (default 0: free)")
     t.add_argument("--init", help="start from this model (shipped name or .safetensors)")
-    t.add_argument("--steps", type=int, default=10000,
+    t.add_argument("--steps", type=nonneg, default=10000,
                    help="total optimiser steps; also sets the learning-rate decay (default 10000)")
-    t.add_argument("--batch", type=int, default=16, help="global batch size, split over processes (default 16)")
-    t.add_argument("--patch", type=int, default=128, help="random crop size in pixels (default 128)")
-    t.add_argument("--lr", type=float, default=1e-4, help="Adam learning rate (default 1e-4)")
-    t.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    t.add_argument("--log-every", type=int, default=25, help="steps between log.jsonl lines (default 25)")
-    t.add_argument("--ckpt-every", type=int, default=200,
+    t.add_argument("--batch", type=positive, default=16, help="global batch size, split over processes (default 16)")
+    t.add_argument("--patch", type=positive, default=128, help="random crop size in pixels (default 128)")
+    t.add_argument("--lr", type=positive_float, default=1e-4, help="Adam learning rate (default 1e-4)")
+    t.add_argument("--seed", type=nonneg, default=0, help="random seed (default 0)")
+    t.add_argument("--log-every", type=positive, default=25, help="steps between log.jsonl lines (default 25)")
+    t.add_argument("--ckpt-every", type=positive, default=200,
                    help="steps between atomic checkpoints (default 200)")
     t.add_argument("--device", default="auto", help=DEVICE_HELP + "; under torchrun each process takes "
                    "its LOCAL_RANK GPU and DDP uses NCCL (gloo on CPU)")
@@ -576,7 +576,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="override a SamAutomaticMaskGenerator setting, e.g. points_per_side=16 (repeatable)")
     m.add_argument("--annotations", help="COCO instances JSON for --source coco / coco-edges")
     m.add_argument("--edge-method", choices=["boundary", "canny"], default="boundary")
-    m.add_argument("--edge-width", type=int, default=1, help="dilate edges to this width in pixels (default 1)")
+    m.add_argument("--edge-width", type=positive, default=1, help="dilate edges to this width in pixels (default 1)")
     m.add_argument("--shard", help="I/N: process every N-th image starting at I (0-based)")
     m.add_argument("--preview", action="store_true", help="also write overlay JPEGs under OUT/previews/")
     m.add_argument("--overwrite", action="store_true", help="redo existing masks (and accept new settings)")

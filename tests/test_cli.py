@@ -92,6 +92,33 @@ def test_unknown_model_and_unwritable_output(tmp_path, image_file, tiny_model, c
     _assert_one_line_error(code, capsys.readouterr().err, "a-file/x.saicm", "cannot write output")
 
 
+def test_numeric_options_out_of_range_are_refused_by_the_parser(capsys):
+    """Counts and sizes that would divide by zero, drop images or crash deep inside (--batch 0, --log-every 0,
+    --limit -1 took all but the last image, --lr -1 trained backwards) are refused before any work starts."""
+    import pytest
+
+    cases = [
+        (["train", "--data", "d", "--out", "o", "--batch", "0"], "--batch: expected a whole number >= 1, got '0'"),
+        (["train", "--data", "d", "--out", "o", "--log-every", "0"], "--log-every: expected a whole number >= 1"),
+        (["train", "--data", "d", "--out", "o", "--ckpt-every", "0"], "--ckpt-every: expected a whole number >= 1"),
+        (["train", "--data", "d", "--out", "o", "--lr=-1e-4"], "--lr: expected a number > 0, got '-1e-4'"),
+        (["train", "--data", "d", "--out", "o", "--lr", "nan"], "--lr: expected a number > 0"),
+        (["train", "--data", "d", "--out", "o", "--M", "0"], "--M: expected a whole number >= 1"),
+        (["eval", "--codec", "jpeg", "--dataset", "d", "-o", "o", "--limit", "-1"], "--limit: expected a whole"),
+        (["compress", "x.png", "--jobs", "0"], "--jobs: expected a whole number >= 1"),
+        (["compress", "x.png", "--refine", "-5"], "--refine: expected a whole number >= 0"),
+        (["report", "r.json", "--target-bpp", "0"], "--target-bpp: expected a number > 0"),
+    ]
+    for argv, needle in cases:
+        with pytest.raises(SystemExit) as e:
+            main(argv)
+        assert e.value.code == 2, argv
+        assert needle in capsys.readouterr().err, argv
+    for argv in (["train", "--data", "d", "--out", "o", "--steps", "0"],):  # 0 stays valid: a warm start only
+        args = __import__("saicm.cli", fromlist=["build_parser"]).build_parser().parse_args(argv)
+        assert args.steps == 0
+
+
 def test_user_errors_in_a_real_process_have_no_traceback(tmp_path, tiny_model):
     empty = tmp_path / "empty.jpg"
     empty.write_bytes(b"")
