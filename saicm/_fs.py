@@ -65,6 +65,16 @@ def ensure_dir(path: str | os.PathLike) -> Path:
     return path
 
 
+def refuse_input_as_output(src: str | os.PathLike, dst: str | os.PathLike) -> None:
+    """A one-line error if writing ``dst`` would replace the input file ``src`` (the same file, by any name)."""
+    try:
+        same = os.path.samefile(src, dst)
+    except OSError:  # either does not exist (yet)
+        return
+    if same:
+        raise SaicmError("is the input file: not overwritten (name another output)", str(dst))
+
+
 def cache_dir() -> Path:
     """saicm's cache folder: ``$SAICM_CACHE``, else ``$XDG_CACHE_HOME/saicm`` (``~/.cache/saicm``). Holds the
     evaluation's decodes (``decoded/``) and the portable engine's ONNX graphs (``onnx/``)."""

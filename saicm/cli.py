@@ -80,7 +80,8 @@ def cmd_decompress(a: argparse.Namespace) -> int:
     from .codec import batch
 
     suffix = "." + a.format
-    jobs, folder = batch.plan(a.input, a.output, lambda p: p.is_file() and p.suffix == ".saicm", suffix)
+    jobs, folder = batch.plan(a.input, a.output, lambda p: p.is_file() and p.suffix == ".saicm", suffix,
+                              keep_existing=True)
     outcomes = batch.run(partial(_decompress_job, model=a.model, layer=a.layer, max_pixels=a.max_pixels,
                                  engine=a.engine), jobs,
                          a.jobs, "decompress", not a.quiet)

@@ -6,6 +6,7 @@ import sys
 
 from PIL import Image
 
+import saicm
 from saicm.cli import main
 
 from .conftest import natural_image, run_cli
@@ -90,6 +91,53 @@ def test_unknown_model_and_unwritable_output(tmp_path, image_file, tiny_model, c
     blocker.write_bytes(b"")
     code = main(["compress", str(image_file), "-o", str(blocker / "x.saicm"), "--model", str(tiny_model)])
     _assert_one_line_error(code, capsys.readouterr().err, "a-file/x.saicm", "cannot write output")
+
+
+def test_no_input_is_replaced_by_an_output(tmp_path, tiny_model, capsys):
+    """The default decode of photo.saicm is photo.png, which may be the photo that was coded: it is never
+    written over (it was, silently); an output that is the input itself is refused for every command."""
+    photo = tmp_path / "photo.png"
+    Image.fromarray(natural_image()).save(photo)
+    original = photo.read_bytes()
+    m = ["--model", str(tiny_model)]
+    assert main(["compress", str(photo), "--quiet"] + m) == 0
+    coded = tmp_path / "photo.saicm"
+    capsys.readouterr()
+    _assert_one_line_error(main(["decompress", str(coded)] + m), capsys.readouterr().err,
+                           "photo.png", "exists: not overwritten")
+    _assert_one_line_error(main(["decompress", str(coded), "-o", str(tmp_path)] + m), capsys.readouterr().err,
+                           "photo.png", "exists: not overwritten")
+    _assert_one_line_error(main(["compress", str(photo), "-o", str(photo)] + m), capsys.readouterr().err,
+                           "is the input file")
+    _assert_one_line_error(main(["strip", str(coded), "-o", str(tmp_path / "." / "photo.saicm")]),
+                           capsys.readouterr().err, "is the input file")
+    assert photo.read_bytes() == original
+    assert main(["decompress", str(coded), "-o", str(photo)] + m) == 0  # named with -o: the user's choice
+    assert photo.read_bytes() != original
+    new_dir = tmp_path / "new"
+    assert main(["decompress", str(coded), "-o", str(new_dir) + os.sep] + m) == 0  # a folder, made
+    assert (new_dir / "photo.png").is_file()
+
+
+def test_folders_keep_every_input_and_leave_existing_decodes_alone(tmp_path, tiny_model, capsys):
+    src = tmp_path / "d"
+    src.mkdir()
+    img = natural_image()
+    Image.fromarray(img).save(src / "x.png")
+    Image.fromarray(img[:64, :80]).save(src / "x.jpg", quality=95)  # another size: told apart by its header
+    Image.fromarray(img[::-1]).save(src / "y.png")
+    m = ["--model", str(tiny_model), "--quiet"]
+    out = tmp_path / "c"
+    assert main(["compress", str(src), "-o", str(out)] + m) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["x.jpg.saicm", "x.png.saicm", "y.saicm"]
+    assert saicm.describe((out / "x.jpg.saicm").read_bytes())["width"] == 80  # both kept
+    assert saicm.describe((out / "x.png.saicm").read_bytes())["width"] == 128
+    assert main(["decompress", str(out), "-o", str(out)] + m) == 0  # into itself: x.jpg.png, x.png.png, y.png
+    before = (out / "y.png").read_bytes()
+    capsys.readouterr()
+    assert main(["decompress", str(out), "-o", str(out)] + m) == 1
+    assert capsys.readouterr().err.count("exists: not overwritten") == 3
+    assert (out / "y.png").read_bytes() == before
 
 
 def test_numeric_options_out_of_range_are_refused_by_the_parser(capsys):

@@ -9,6 +9,7 @@ the CPU threads.
 from __future__ import annotations
 
 import os
+from collections import Counter
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from multiprocessing import get_context
@@ -17,7 +18,7 @@ from typing import Callable
 
 from tqdm import tqdm
 
-from .._fs import ensure_dir
+from .._fs import ensure_dir, refuse_input_as_output
 from ..errors import MissingDependency, SaicmError
 
 
@@ -25,6 +26,7 @@ from ..errors import MissingDependency, SaicmError
 class Job:
     src: Path
     dst: Path
+    keep: bool = False  # refuse to write over an existing file at dst
 
 
 @dataclass
@@ -34,21 +36,37 @@ class Outcome:
     info: dict | None = None
 
 
-def plan(inp: str, out: str | None, accept: Callable[[Path], bool], suffix: str) -> tuple[list[Job], bool]:
-    """Jobs for a file or a folder; returns (jobs, is_folder)."""
+def plan(inp: str, out: str | None, accept: Callable[[Path], bool], suffix: str,
+         keep_existing: bool = False) -> tuple[list[Job], bool]:
+    """Jobs for a file or a folder; returns (jobs, is_folder).
+
+    Nothing given is ever replaced by its own output: a single file whose output would be the input itself is
+    refused; with ``keep_existing`` (decoding, whose default output ``photo.png`` may be the very photo that
+    was coded) an output name derived from the input is refused when that file exists, and only ``-o`` may
+    name an existing file; decoding a folder into itself leaves existing files alone (each refused in one
+    line). In a folder, inputs that differ only in their suffix (``x.png``, ``x.jpg``) keep it in their
+    outputs (``x.png.saicm``, ``x.jpg.saicm``) instead of writing over each other."""
     src = Path(inp)
     if src.is_dir():
         dst_root = Path(out) if out else src.with_name(src.name + "-" + suffix.lstrip("."))
         files = sorted(p for p in src.rglob("*") if accept(p))
         if not files:
             raise SaicmError("no input files in folder", str(src))
-        ensure_dir(dst_root)
-        return [Job(p, dst_root / p.relative_to(src).with_suffix(suffix)) for p in files], True
+        keep = keep_existing and ensure_dir(dst_root).resolve() == src.resolve()
+        rel = [p.relative_to(src) for p in files]
+        stems = Counter(r.with_suffix("") for r in rel)
+        return [Job(p, dst_root / (r.with_suffix(suffix) if stems[r.with_suffix("")] == 1 else
+                                   r.with_name(r.name + suffix)), keep) for p, r in zip(files, rel)], True
     if not src.exists():
         raise SaicmError("no such file", str(src))
-    dst = Path(out) if out else src.with_suffix(suffix)
-    if dst.is_dir():
-        dst = dst / (src.stem + suffix)
+    derived = out is None
+    if out is not None and (out.endswith(("/", os.sep)) or Path(out).is_dir()):
+        dst, derived = ensure_dir(out) / (src.stem + suffix), True
+    else:
+        dst = Path(out) if out is not None else src.with_suffix(suffix)
+    refuse_input_as_output(src, dst)
+    if keep_existing and derived and dst.exists():
+        raise SaicmError("exists: not overwritten (name the output with -o)", str(dst))
     return [Job(src, dst)], False
 
 
@@ -59,6 +77,8 @@ def _init_worker(threads: int) -> None:
 
 
 def _run_one(fn: Callable[[Job], dict], job: Job) -> Outcome:
+    if job.keep and job.dst.exists():
+        return Outcome(job, error=f"{job.dst}: exists: not overwritten (decode into another folder with -o)")
     try:
         job.dst.parent.mkdir(parents=True, exist_ok=True)
     except OSError as e:

@@ -250,9 +250,10 @@ def strip(data: bytes) -> bytes:
 
 def strip_file(src, dst) -> dict:
     """``saicm strip``: write the machine layer of ``src`` to ``dst`` (atomically)."""
-    from .._fs import write_bytes_atomic
+    from .._fs import refuse_input_as_output, write_bytes_atomic
     from ..errors import SaicmError
 
+    refuse_input_as_output(src, dst)
     try:
         data = open(src, "rb").read()
     except OSError as e:
