@@ -65,6 +65,18 @@ def ensure_dir(path: str | os.PathLike) -> Path:
     return path
 
 
+def read_input(path: str | os.PathLike) -> bytes:
+    """The bytes of an input file, or a one-line error naming it."""
+    try:
+        return Path(path).read_bytes()
+    except FileNotFoundError:
+        raise SaicmError("no such file", str(path)) from None
+    except IsADirectoryError:
+        raise SaicmError("is a folder, not a file", str(path)) from None
+    except OSError as e:
+        raise SaicmError(f"cannot read ({e.strerror or e})", str(path)) from None
+
+
 def refuse_input_as_output(src: str | os.PathLike, dst: str | os.PathLike) -> None:
     """A one-line error if writing ``dst`` would replace the input file ``src`` (the same file, by any name)."""
     try:

@@ -95,16 +95,8 @@ def cmd_info(a: argparse.Namespace) -> int:
     import json
 
     from .codec.pipeline import describe
-    from .errors import SaicmError
 
-    try:
-        data = open(a.file, "rb").read()
-    except OSError as e:
-        raise SaicmError(f"cannot read ({e.strerror})", a.file) from None
-    try:
-        d = describe(data)
-    except SaicmError as e:
-        raise type(e)(e.message, a.file) from None
+    d = describe(a.file)
     if a.json:
         print(json.dumps(d, indent=2))
     else:

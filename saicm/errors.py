@@ -7,6 +7,8 @@ line and exits non-zero; it never shows a traceback for these.
 
 from __future__ import annotations
 
+import contextlib
+
 
 class SaicmError(Exception):
     """A user-facing error: ``str(err)`` is one line naming the cause."""
@@ -29,6 +31,17 @@ class ModelError(SaicmError):
 
 class ImageError(SaicmError):
     """An input image that cannot be read or used."""
+
+
+@contextlib.contextmanager
+def naming(path):
+    """Inside, an error that names no file is re-raised naming ``path`` (when ``path`` is not None)."""
+    try:
+        yield
+    except SaicmError as e:
+        if path is None or e.path is not None:
+            raise
+        raise type(e)(e.message, str(path)) from None
 
 
 #: modules of the optional extras (pyproject.toml) → the extra that installs them

@@ -5,7 +5,7 @@ from PIL import Image
 
 import saicm
 from saicm.codec import container
-from saicm.errors import FormatError, ImageError, ModelError
+from saicm.errors import FormatError, ImageError, ModelError, SaicmError
 from saicm.models.determinism import synthesize_in_strips
 
 from .conftest import natural_image, real_cost
@@ -115,6 +115,49 @@ def test_empty_and_unreadable_images(tmp_path, tiny_model):
     junk.write_bytes(b"not an image at all")
     with pytest.raises(ImageError, match="cannot read"):
         saicm.compress(junk, model=tiny_model)
+
+
+def test_api_takes_paths_and_image_bytes_and_refuses_what_it_would_misread(tmp_path, tiny_model):
+    """compress: a path, the bytes of an image file or a file object give the same file; arrays whose values
+    it would misread (0-255 floats came back nearly white, out-of-range integers wrapped) are refused.
+    decompress, describe, strip: bytes or a path. Anything else: one SaicmError, not a TypeError."""
+    import io
+
+    img = natural_image()
+    src = tmp_path / "a.png"
+    Image.fromarray(img).save(src)
+    data = saicm.compress(src, model=tiny_model)
+    assert saicm.compress(src.read_bytes(), model=tiny_model) == data
+    assert saicm.compress(io.BytesIO(src.read_bytes()), model=tiny_model) == data
+    assert saicm.compress(img.astype(np.float32) / 255, model=tiny_model) == data
+    assert saicm.compress(img.astype(np.int64), model=tiny_model) == data
+    coded = tmp_path / "a.saicm"
+    coded.write_bytes(data)
+    for arg in (coded, str(coded)):
+        assert np.array_equal(np.asarray(saicm.decompress(arg, model=tiny_model)),
+                              np.asarray(saicm.decompress(data, model=tiny_model)))
+        assert saicm.describe(arg) == saicm.describe(data)
+        assert saicm.strip(arg) == data
+    refused = [
+        (img.astype(np.float32), "read as 0-1, this one spans 0 to 255"),
+        (img.astype(np.int32) + 256, "read as 0-255"),
+        (np.full((8, 8, 3), np.nan, np.float32), "NaN"),
+        (img.astype(np.complex64), "dtype complex64"),
+        (None, "not NoneType"),
+        (b"junk", "not a format Pillow reads"),
+        (b"", "empty"),
+    ]
+    for arg, needle in refused:
+        with pytest.raises(ImageError, match=needle):
+            saicm.compress(arg, model=tiny_model)
+    with pytest.raises(FormatError, match="bytes of a .saicm file or its path, not int"):
+        saicm.decompress(3)
+    with pytest.raises(SaicmError, match=r"nope\.saicm: no such file"):
+        saicm.describe(tmp_path / "nope.saicm")
+    bad = tmp_path / "bad.saicm"
+    bad.write_bytes(b"JUNK!" + data[5:])
+    with pytest.raises(FormatError, match=r"bad\.saicm: not a \.saicm file"):
+        saicm.strip(bad)
 
 
 def test_corrupt_payload_with_recomputed_crc_fails_cleanly(tiny_model):

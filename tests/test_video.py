@@ -460,7 +460,7 @@ def test_cli_errors(clip_mkv, tmp_path, capsys):
     _one_line_error(capsys, ["video", "encode", tmp_path / "none.mp4", "-o", out], "no such file")
     _one_line_error(capsys, ["video", "encode", clip_mkv, "-o", tmp_path / "no" / "x.saicmv"], "does not exist")
     _one_line_error(capsys, ["video", "encode", clip_mkv, "-o", out, "--device", "cuda:7"], "device")
-    _one_line_error(capsys, ["video", "decode", tmp_path / "none.saicmv", "-o", tmp_path / "d"], "cannot read")
+    _one_line_error(capsys, ["video", "decode", tmp_path / "none.saicmv", "-o", tmp_path / "d"], "no such file")
     (tmp_path / "full").mkdir()
     (tmp_path / "full" / "keep.txt").write_text("x")
     p = tmp_path / "p.saicmv"

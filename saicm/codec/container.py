@@ -70,6 +70,7 @@ was trained on (``base``).
 
 from __future__ import annotations
 
+import os
 import struct
 import zlib
 from dataclasses import dataclass, field
@@ -356,6 +357,17 @@ def unpack_human(data: bytes) -> HumanLayer:
         raise FormatError("corrupt human layer (trailing bytes after payload)")
     return HumanLayer(model=model, weights_sha=weights_sha, base_sha=base_sha, machine_sha=machine_sha,
                       quality=quality, shapes=shapes, strings=strings, version=version, strip_rows=rows)
+
+
+def coded_input(data) -> tuple[bytes, str | None]:
+    """(bytes, path) of what the API was given as a coded file: its bytes, or the path of a file to read."""
+    if isinstance(data, (bytes, bytearray, memoryview)):
+        return bytes(data), None
+    if isinstance(data, (str, os.PathLike)):
+        from .._fs import read_input
+
+        return read_input(data), str(data)
+    raise FormatError(f"expected the bytes of a .saicm file or its path, not {type(data).__name__}")
 
 
 def split_layers(data: bytes) -> tuple[bytes, bytes | None]:

@@ -17,6 +17,7 @@ import random
 import struct
 import zlib
 
+from ..video.bitstream import is_video_stream
 from . import container
 
 #: image sides an attacker would claim: tiny, odd, large, at the format's limits
@@ -215,7 +216,7 @@ def mutate(data: bytes, rng: random.Random) -> tuple[bytes, str]:
         if rng.random() < 0.5:
             return fix_crcs(out), "raw+crc"
         return out, "raw"
-    if data[:5] == b"SAICV":
+    if is_video_stream(data):
         return _mutate_video_file(data, rng)
     machine, human = container.split_layers(data)
     stream = container.unpack(machine)

@@ -9,6 +9,7 @@ losslessly). Writes are atomic.
 
 from __future__ import annotations
 
+import io
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +23,9 @@ from ..errors import FormatError, ImageError, ModelError
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".gif"}
 
-ImageLike = Union[str, os.PathLike, Image.Image, np.ndarray]
+#: a path, a PIL image, an (H, W[, 1|3|4]) array (uint8/uint16/integer 0-255, or float 0-1), or the bytes of an
+#: image file (or a binary file object)
+ImageLike = Union[str, os.PathLike, Image.Image, np.ndarray, bytes]
 
 
 @dataclass
@@ -43,7 +46,7 @@ def is_image_file(path: Path) -> bool:
 
 
 def _open(src: ImageLike, max_pixels: int | None = None) -> tuple[Image.Image, str | None]:
-    from .limits import check_pixels, pillow_checks_off
+    from .limits import check_pixels
 
     if isinstance(src, Image.Image):
         check_pixels(src.height, src.width, max_pixels, what="the image")
@@ -52,6 +55,14 @@ def _open(src: ImageLike, max_pixels: int | None = None) -> tuple[Image.Image, s
         if src.ndim >= 2:
             check_pixels(int(src.shape[0]), int(src.shape[1]), max_pixels, what="the image")
         return _from_array(src), None
+    if isinstance(src, (bytes, bytearray, memoryview)) or hasattr(src, "read"):  # an image file's contents
+        fp = io.BytesIO(bytes(src)) if not hasattr(src, "read") else src
+        if isinstance(fp, io.BytesIO) and not fp.getbuffer().nbytes:
+            raise ImageError("empty image bytes")
+        return _pillow_open(fp, None, max_pixels), None
+    if not isinstance(src, (str, os.PathLike)):
+        raise ImageError(f"expected an image path, PIL image, NumPy array or image file bytes, not "
+                         f"{type(src).__name__}")
     path = str(src)
     if not os.path.exists(path):
         raise ImageError("no such file", path)
@@ -59,17 +70,26 @@ def _open(src: ImageLike, max_pixels: int | None = None) -> tuple[Image.Image, s
         raise ImageError("is a folder, not an image", path)
     if os.path.getsize(path) == 0:
         raise ImageError("empty file", path)
+    return _pillow_open(path, path, max_pixels), path
+
+
+def _pillow_open(fp, path: str | None, max_pixels: int | None) -> Image.Image:
+    """Pillow's image from a path or a binary file object, its size checked before its pixels are read."""
+    from .limits import check_pixels, pillow_checks_off
+
     try:
         with pillow_checks_off():
-            img = Image.open(path)  # the header only
+            img = Image.open(fp)  # the header only
             try:
                 check_pixels(img.height, img.width, max_pixels, what="the image")
             except ImageError as e:
                 raise ImageError(e.message, path) from None
             img.load()
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
+    except UnidentifiedImageError:
+        raise ImageError("cannot read image (not a format Pillow reads)", path) from None
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
         raise ImageError(f"cannot read image ({e.__class__.__name__}: {e})", path) from None
-    return img, path
+    return img
 
 
 def _from_array(a: np.ndarray) -> Image.Image:
@@ -80,7 +100,20 @@ def _from_array(a: np.ndarray) -> Image.Image:
     if a.dtype == np.uint16:
         a = (a.astype(np.uint32) * 255 + 32767) // 65535
     elif a.dtype.kind == "f":
+        # floats are read in [0, 1]; small overshoots (a network's output) are clipped, 0-255 floats refused
+        if a.size and not np.isfinite(a).all():
+            raise ImageError("float array has NaN or infinite values")
+        if a.size and (a.max() > 2.0 or a.min() < -1.0):
+            raise ImageError(f"float arrays are read as 0-1, this one spans {a.min():g} to {a.max():g} "
+                             "(divide 0-255 values by 255, or pass uint8)")
         a = np.clip(np.rint(a * 255.0), 0, 255)
+    elif a.dtype.kind in "iub":
+        if a.dtype.kind != "b" and a.dtype != np.uint8 and a.size and (a.min() < 0 or a.max() > 255):
+            raise ImageError(f"integer arrays are read as 0-255 (uint16: 0-65535), this {a.dtype} one spans "
+                             f"{a.min()} to {a.max()}")
+        a = a.astype(np.uint8) * (255 if a.dtype.kind == "b" else 1)
+    else:
+        raise ImageError(f"array of dtype {a.dtype} is not an image (uint8, uint16, integer or float 0-1)")
     a = a.astype(np.uint8)
     mode = {1: "L", 3: "RGB", 4: "RGBA"}[a.shape[2]]
     return Image.fromarray(a[:, :, 0] if mode == "L" else a, mode)

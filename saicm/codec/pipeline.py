@@ -13,7 +13,8 @@ import numpy as np
 from PIL import Image
 
 from ..engine import ENGINES
-from ..errors import FormatError, ModelError
+from .._fs import read_input
+from ..errors import FormatError, ModelError, naming
 from ..models.catalog import SCALABLE_ARCHITECTURE, default_quality, file_checksum, resolve
 from . import container
 from .image_io import ImageLike, RGBImage, load_image, load_padded, stream_image
@@ -261,18 +262,28 @@ def decompress_stream(data: bytes, model=None, layer: str = "auto", max_pixels: 
     return Decoded(image=to_image(x_hat, stream), stream=stream, layer="machine")
 
 
-def decompress(data: bytes, model=None, layer: str = "auto", max_pixels: int | None = None,
+def decompress(data, model=None, layer: str = "auto", max_pixels: int | None = None,
                engine: str = "auto") -> Image.Image:
-    """Decode ``.saicm`` bytes to a PIL image (L, LA, RGB or RGBA like the source).
+    """Decode a ``.saicm`` file (its bytes, or its path) to a PIL image (L, LA, RGB or RGBA like the source).
 
     Two-layer files give the human image unless ``layer="machine"``. Files claiming more than
     ``max_pixels`` pixels (default :data:`saicm.codec.limits.DEFAULT_MAX_PIXELS`) are refused."""
-    return decompress_stream(data, model, layer, max_pixels, engine).image
+    data, path = container.coded_input(data)
+    with naming(path):
+        return decompress_stream(data, model, layer, max_pixels, engine).image
 
 
-def describe(data: bytes) -> dict:
-    """Header fields and sizes of a ``.saicm`` byte string (or a ``.saicmv`` clip), without decoding."""
-    if data[:5] == b"SAICV":  # a NeRV clip (saicm.video.bitstream)
+def describe(data) -> dict:
+    """Header fields and sizes of a ``.saicm`` file (bytes or path; or a ``.saicmv`` clip), without decoding."""
+    data, path = container.coded_input(data)
+    with naming(path):
+        return _describe(data)
+
+
+def _describe(data: bytes) -> dict:
+    from ..video.bitstream import is_video_stream
+
+    if is_video_stream(data):  # a NeRV clip
         from ..video.api import describe as describe_video
 
         return describe_video(data)
@@ -348,20 +359,12 @@ def decompress_file(src, dst, model=None, layer: str = "auto", max_pixels: int |
     """Decode one ``.saicm`` file to an image file ``dst`` (written atomically)."""
     import time
 
-    from ..errors import SaicmError
     from .image_io import save_image
 
-    try:
-        data = open(src, "rb").read()
-    except OSError as e:
-        raise SaicmError(f"cannot read ({e.strerror})", str(src)) from None
+    data = read_input(src)
     t = time.perf_counter()
-    try:
+    with naming(src):
         img = decompress(data, model=model, layer=layer, max_pixels=max_pixels, engine=engine)
-    except SaicmError as e:
-        if e.path is None:
-            raise type(e)(e.message, str(src)) from None
-        raise
     seconds = time.perf_counter() - t
     save_image(img, dst)
     return {"bytes": len(data), "seconds": seconds, "width": img.width, "height": img.height}

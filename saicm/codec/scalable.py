@@ -242,27 +242,27 @@ def _decode_compressai(stream, layer, info, max_pixels):
     return to_image(x_hat, stream)
 
 
-def strip(data: bytes) -> bytes:
-    """The machine layer of a file (a two-layer file loses its human layer; a single-layer file is unchanged)."""
-    machine, _ = container.split_layers(data)
+def strip(data) -> bytes:
+    """The machine layer of a file (its bytes or path; a two-layer file loses its human layer, a single-layer
+    file is unchanged)."""
+    from ..errors import naming
+
+    data, path = container.coded_input(data)
+    with naming(path):
+        machine, _ = container.split_layers(data)
     return machine
 
 
 def strip_file(src, dst) -> dict:
     """``saicm strip``: write the machine layer of ``src`` to ``dst`` (atomically)."""
-    from .._fs import refuse_input_as_output, write_bytes_atomic
-    from ..errors import SaicmError
+    from .._fs import read_input, refuse_input_as_output, write_bytes_atomic
+    from ..errors import naming
 
     refuse_input_as_output(src, dst)
-    try:
-        data = open(src, "rb").read()
-    except OSError as e:
-        raise SaicmError(f"cannot read ({e.strerror})", str(src)) from None
-    try:
+    data = read_input(src)
+    with naming(src):
         machine, human = container.split_layers(data)
         if human is not None:
             container.unpack_human(human)  # refuse a corrupt file rather than half-handle it
-    except SaicmError as e:
-        raise type(e)(e.message, str(src)) from None
     write_bytes_atomic(dst, machine)
     return {"bytes_in": len(data), "bytes_out": len(machine), "had_human_layer": human is not None}

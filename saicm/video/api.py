@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 from typing import Iterator
@@ -22,6 +22,7 @@ from typing import Iterator
 import numpy as np
 import torch
 
+from .._fs import read_input
 from ..errors import FormatError, SaicmError
 from . import archs, bitstream, compress, nerv
 from .io import FRAME_PATTERN, Clip, frame_index, read_clip
@@ -251,13 +252,6 @@ def decode(data: bytes, max_pixels: int | None = None, threads: int | None = Non
     return Decoded(header=h, frames=out)
 
 
-def _read(path) -> bytes:
-    try:
-        return Path(path).read_bytes()
-    except OSError as e:
-        raise SaicmError(f"cannot read ({e.strerror})", str(path)) from None
-
-
 def decode_file(src: str | os.PathLike, dst: str | os.PathLike, max_pixels: int | None = None,
                 threads: int | None = None) -> dict:
     """Decode ``src`` to PNG frames in the folder ``dst`` or to a lossless video (``.mkv``/``.avi``/``.nut``:
@@ -265,7 +259,7 @@ def decode_file(src: str | os.PathLike, dst: str | os.PathLike, max_pixels: int 
     from .io import LOSSLESS_VIDEO, write_png_frames, write_video
 
     t0 = time.perf_counter()
-    data = _read(src)
+    data = read_input(src)
     try:
         h, gen = decode_batches(data, max_pixels, threads)
         dst = Path(dst)
