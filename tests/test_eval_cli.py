@@ -36,18 +36,41 @@ def test_non_monotone_is_reported(tmp_path, capsys):
     assert "not monotone" in capsys.readouterr().out
 
 
-def test_plot_writes_png_and_svg(tmp_path):
+def test_plot_writes_png_and_svg(tmp_path, capsys):
     a = write_result(tmp_path / "a.json", "anchor", [(0.2, 30), (0.4, 33), (0.8, 36)])
-    assert main(["plot", str(a), "--metric", "psnr", "-o", str(tmp_path / "curves")]) == 0
+    b = write_result(tmp_path / "b.json", "other-codec", [(0.3, 31), (0.6, 35)])
+    assert main(["plot", str(a), str(b), "--metric", "psnr", "-o", str(tmp_path / "curves")]) == 0
     png = (tmp_path / "curves.png").read_bytes()
-    assert png[:8] == b"\x89PNG\r\n\x1a\n" and b"<svg" in (tmp_path / "curves.svg").read_bytes()
+    svg = (tmp_path / "curves.svg").read_text()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and "<svg" in svg
+    assert "other-codec" in svg and "anchor" in svg  # both curves are in the legend
+    assert not list(tmp_path.glob("*.part*"))
+    capsys.readouterr()
+    assert main(["plot", str(a), "--metric", "ap", "-o", str(tmp_path / "empty")]) == 2  # wrote an empty plot
+    assert "no results file has metric 'ap' (they have: psnr)" in capsys.readouterr().err
+    assert not list(tmp_path.glob("empty*"))
+    assert main(["plot", str(a), "-o", str(tmp_path / "no" / "curves")]) == 2  # was a matplotlib traceback
+    assert "output folder does not exist" in capsys.readouterr().err
 
 
 def test_bad_results_file_is_one_line_error(tmp_path, capsys):
     bad = tmp_path / "bad.json"
-    bad.write_text("{}")
-    assert main(["bdrate", str(bad), str(bad)]) == 2
-    assert "not a saicm-results/1 file" in capsys.readouterr().err
+    good = write_result(tmp_path / "a.json", "anchor", [(0.2, 30), (0.4, 33), (0.8, 36)])
+    d = json.loads(good.read_text())
+    cases = {
+        "{}": "not a saicm-results/1 file",
+        "[1, 2]": "not a saicm-results/1 file",  # was AttributeError
+        json.dumps({**d, "points": None}): "a codec name and a list of points are required",  # was TypeError
+        json.dumps({k: v for k, v in d.items() if k != "codec"}): "a codec name",  # was KeyError
+        json.dumps({**d, "points": [{"psnr": 30}]}): "every point needs a numeric bpp",  # was KeyError
+        json.dumps({**d, "points": [{"bpp": 0.2, "psnr": "30"}, {"bpp": 0.4, "psnr": 33}]}): "not a number",
+    }
+    for text, needle in cases.items():
+        bad.write_text(text)
+        for argv in (["bdrate", str(good), str(bad)], ["plot", str(bad), "-o", str(tmp_path / "p")]):
+            assert main(argv) == 2, (text, argv)
+            err = capsys.readouterr().err
+            assert needle in err and "Traceback" not in err, (text, err)
 
 
 def test_report_is_one_self_contained_html(tmp_path):

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from .._fs import atomic_path
+from ..errors import SaicmError
 from .results import curve
 
 METRIC_LABELS = {
@@ -25,10 +27,9 @@ def curves_figure(results: list[dict], metric: str, title: str = "", size=(6.4, 
 
     fig, ax = plt.subplots(figsize=size, dpi=120)
     for res in results:
-        try:
-            rates, values = curve(res, metric)
-        except Exception:  # a run without this metric is left out of this plot
+        if not any(metric in p for p in res["points"]):  # a run without this metric is left out of this plot
             continue
+        rates, values = curve(res, metric)
         ax.plot(rates, values, marker="o", markersize=3.5, linewidth=1.4, label=res["codec"])
         ref = res.get("reference", {}).get(metric)
         if ref is not None:
@@ -44,13 +45,20 @@ def curves_figure(results: list[dict], metric: str, title: str = "", size=(6.4, 
 
 
 def plot_curves(results: list[dict], metric: str, out: str | Path, title: str = "") -> list[Path]:
-    """Writes ``out`` with .png and .svg suffixes; returns both paths."""
+    """Writes ``out`` with .png and .svg suffixes (atomically); returns both paths. A one-line error if no
+    results file has ``metric``."""
     import matplotlib.pyplot as plt
 
+    if not any(metric in p for res in results for p in res["points"]):
+        known = sorted({k for res in results for p in res["points"] for k in p if k in METRIC_LABELS})
+        raise SaicmError(f"no results file has metric {metric!r} (they have: {', '.join(known) or 'none'})")
     fig = curves_figure(results, metric, title)
     out = Path(out)
     paths = [out.with_suffix(".png"), out.with_suffix(".svg")]
-    for p in paths:
-        fig.savefig(p)
-    plt.close(fig)
+    try:
+        for p in paths:
+            with atomic_path(p) as tmp:
+                fig.savefig(tmp, format=p.suffix[1:])
+    finally:
+        plt.close(fig)
     return paths

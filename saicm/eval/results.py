@@ -62,15 +62,27 @@ def load(path: str | Path) -> dict:
         d = json.loads(Path(path).read_text())
     except (OSError, ValueError) as e:
         raise SaicmError(f"cannot read results ({e})", str(path)) from None
-    if d.get("schema") != SCHEMA:
+    if not isinstance(d, dict) or d.get("schema") != SCHEMA:
         raise SaicmError(f"not a {SCHEMA} file", str(path))
+    points = d.get("points")
+    if not isinstance(d.get("codec"), str) or not isinstance(points, list):
+        raise SaicmError("corrupt results (a codec name and a list of points are required)", str(path))
+    for p in points:
+        if not isinstance(p, dict) or not _number(p.get("bpp")):
+            raise SaicmError("corrupt results (every point needs a numeric bpp)", str(path))
     return d
+
+
+def _number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
 def curve(result: dict, metric: str) -> tuple[list[float], list[float]]:
     pts = [p for p in result["points"] if metric in p]
     if not pts:
         raise SaicmError(f"results for {result['codec']} have no metric {metric!r}")
+    if not all(_number(p[metric]) for p in pts):
+        raise SaicmError(f"results for {result['codec']}: {metric!r} is not a number at every point")
     return [p["bpp"] for p in pts], [p[metric] for p in pts]
 
 
