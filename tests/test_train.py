@@ -158,6 +158,12 @@ def test_masked_loss_errors(data_dir, tmp_path):
         train(tiny_cfg(data_dir, tmp_path / "r", loss="object", masks=str(data_dir)))
     with pytest.raises(saicm.SaicmError, match="uses no masks"):
         train(tiny_cfg(data_dir, tmp_path / "r", masks=str(data_dir)))
+    (tmp_path / "b").mkdir()
+    broken = _mask_dir(data_dir, tmp_path / "b")
+    victim = sorted(broken.glob("*.png"))[0]
+    victim.write_bytes(victim.read_bytes()[:20])  # a truncated PNG: was a raw PIL traceback
+    with pytest.raises(saicm.SaicmError, match=f"{victim.name}: cannot read image"):
+        train(tiny_cfg(data_dir, tmp_path / "r", loss="saicm", masks=str(broken)))
 
 
 def test_init_with_new_lambdas_fine_tunes_to_other_rate_points(data_dir, tmp_path, tiny_model):

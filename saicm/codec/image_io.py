@@ -73,6 +73,12 @@ def _open(src: ImageLike, max_pixels: int | None = None) -> tuple[Image.Image, s
     return _pillow_open(path, path, max_pixels), path
 
 
+def open_image(src: ImageLike, max_pixels: int | None = None) -> Image.Image:
+    """The input as a loaded PIL image, after the checks of every image input (existence, size limit, Pillow's
+    errors as one line), without any conversion."""
+    return _open(src, max_pixels)[0]
+
+
 def _pillow_open(fp, path: str | None, max_pixels: int | None) -> Image.Image:
     """Pillow's image from a path or a binary file object, its size checked before its pixels are read."""
     from .limits import check_pixels, pillow_checks_off

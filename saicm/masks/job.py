@@ -175,6 +175,14 @@ def run_masks(src: str | Path, out: str | Path, spec: MaskSpec, make: Callable, 
                 mean_fraction=float(np.mean(fractions)) if fractions else None, manifest=str(manifest))
 
 
-def load_mask(path: str | Path) -> np.ndarray:
-    """A mask PNG as a bool array."""
-    return np.asarray(Image.open(path).convert("L")) > 0
+def load_mask(path: str | Path, size: tuple[int, int] | None = None) -> np.ndarray:
+    """A mask image (a PNG of ``saicm masks``) as a bool array, or a one-line error naming the file.
+
+    ``size`` (width, height): resized to it first when it differs, an output pixel on when any mask pixel in
+    its area is (edges survive downscaling)."""
+    from ..codec.image_io import open_image
+
+    m = np.asarray(open_image(path).convert("L")) > 0  # the checks and one-line errors of every image input
+    if size is not None and (m.shape[1], m.shape[0]) != tuple(size):
+        m = np.asarray(Image.fromarray(m.astype(np.uint8) * 255).resize(size, Image.BOX)) > 0
+    return m

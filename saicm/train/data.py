@@ -19,6 +19,7 @@ from tqdm import tqdm
 
 from ..codec.image_io import is_image_file, load_image
 from ..errors import SaicmError
+from ..masks.job import load_mask
 
 
 def list_images(root: str | Path) -> list[Path]:
@@ -70,7 +71,7 @@ class RandomCrops(Dataset):
         p = mask_root / rel
         if not p.is_file():
             raise SaicmError(f"no mask for {rel} in {mask_root}", str(p))
-        return (np.asarray(Image.open(p).convert("L")) > 0).astype(np.uint8)
+        return load_mask(p).astype(np.uint8)
 
     def _fit(self, rgb: np.ndarray, m: np.ndarray | None):
         h, w = rgb.shape[:2]

@@ -72,10 +72,10 @@ def _as_clip(clip, frames, size, max_pixels) -> Clip:
 def load_masks(folder: str | os.PathLike, clip: Clip) -> np.ndarray:
     """(N, H, W) bool edge masks of the clip's frames from ``folder`` (``saicm masks`` on ``saicm video frames``).
 
-    Frame ``i`` of the source takes ``frame_%06d.png`` with that index (any image suffix). A mask of another size
-    is resized to the frame: an output pixel is on when any mask pixel in its area is (edges survive downscaling).
+    Frame ``i`` of the source takes ``frame_%06d.png`` with that index. A mask of another size is resized to the
+    frame: an output pixel is on when any mask pixel in its area is (edges survive downscaling).
     """
-    from PIL import Image
+    from ..masks.job import load_mask
 
     folder = Path(folder)
     if not folder.is_dir():
@@ -91,11 +91,7 @@ def load_masks(folder: str | os.PathLike, clip: Clip) -> np.ndarray:
         raise SaicmError(f"no mask for frame {missing[0]} ({len(missing)} of {clip.n} frames have none; masks are "
                          f"{FRAME_PATTERN.format(missing[0])} from 'saicm masks' on 'saicm video frames')", str(folder))
     for k in range(clip.n):
-        with Image.open(by_index[clip.first + k]) as im:
-            m = im.convert("L")
-            if m.size != (clip.width, clip.height):
-                m = m.resize((clip.width, clip.height), Image.BOX)
-            out[k] = np.asarray(m) > 0
+        out[k] = load_mask(by_index[clip.first + k], (clip.width, clip.height))
     return out
 
 
