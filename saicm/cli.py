@@ -320,6 +320,7 @@ def build_parser() -> argparse.ArgumentParser:
     from .device import DEVICE_HELP
     from .eval.bootstrap import DEFAULT_REPLICATES
     from .masks import SOURCES
+    from .models.catalog import DEFAULT_MODEL
     from .train.config import AMP_MODES, DEFAULT_LAMBDAS, QUANT_MODES
 
     p = argparse.ArgumentParser(prog="saicm", description="Learned image coding for machines and humans.")
@@ -331,9 +332,10 @@ def build_parser() -> argparse.ArgumentParser:
                        "Bitrate is the file size.")
     c.add_argument("input", help="image file or folder")
     c.add_argument("-o", "--output", help="output file or folder (default: beside the input)")
-    c.add_argument("--model", help="shipped model name (see `saicm models`) or a .safetensors path")
-    c.add_argument("--quality", type=int, help="integer rate point of the model, higher = more bits (scalable "
-                   "models: of the machine layer)")
+    c.add_argument("--model", help=f"shipped model name (see `saicm models`) or a .safetensors path (default "
+                   f"{DEFAULT_MODEL})")
+    c.add_argument("--quality", type=int, help="integer rate point of the model, higher = more bits (default the "
+                   "middle one, 4 of the shipped models' 7; scalable models: of the machine layer)")
     c.add_argument("--human-quality", type=int, help="scalable models: rate point of the human layer (default "
                    "the middle one); the file holds both layers")
     c.add_argument("--refine", type=nonneg, default=0, metavar="STEPS",

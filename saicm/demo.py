@@ -15,9 +15,12 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
+from ._fs import ensure_dir
 from .codec.image_io import save_image
 from .codec.pipeline import closest_quality, compress_file, decompress_file
+from .errors import SaicmError
 from .eval.metrics import psnr
+from .models.catalog import checked_quality
 from .models.zoo import (RECOMMENDED_MACHINE_MODEL, RECOMMENDED_SCALABLE_MODEL, default_quality, load_model,
                          shipped_models)
 
@@ -116,10 +119,12 @@ def machine_model_for(base: str, preferred: str | None = RECOMMENDED_MACHINE_MOD
 
 def run_demo(out_dir: str | Path = "demo-out", model: str | None = None, quality: int | None = None,
              compare: str | None = "auto", scalable: str | None = "auto") -> list[dict]:
+    net, info = load_model(model)  # model and quality first: a wrong one leaves no output folder behind
+    q = checked_quality(quality, net.num_qualities, info.name)
     out = Path(out_dir)
-    (out / "original").mkdir(parents=True, exist_ok=True)
-    net, info = load_model(model)
-    q = quality or default_quality(net.num_qualities)
+    if out.exists() and not out.is_dir():
+        raise SaicmError("is a file, not an output folder", str(out))
+    ensure_dir(out / "original")
     print(f"model {info.name} (quality {q} of 1..{net.num_qualities}); output in {out}/")
     rows = _code_all(out, "", info.path, q)
     _print_rows(rows)

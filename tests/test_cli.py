@@ -140,6 +140,16 @@ def test_folders_keep_every_input_and_leave_existing_decodes_alone(tmp_path, tin
     assert (out / "y.png").read_bytes() == before
 
 
+def test_demo_refuses_a_file_as_its_folder_and_checks_before_writing(tmp_path, capsys):
+    a_file = tmp_path / "a.png"
+    a_file.write_bytes(b"x")
+    _assert_one_line_error(main(["demo", "-o", str(a_file)]), capsys.readouterr().err, "is a file, not an output folder")
+    for argv, needle in ((["--quality", "99"], "quality 99 out of range"), (["--model", "nope"], "unknown model")):
+        code = main(["demo", "-o", str(tmp_path / "out")] + argv)
+        assert code == 2 and needle in capsys.readouterr().err
+        assert not (tmp_path / "out").exists()  # nothing made before the check
+
+
 def test_numeric_options_out_of_range_are_refused_by_the_parser(capsys):
     """Counts and sizes that would divide by zero, drop images or crash deep inside (--batch 0, --log-every 0,
     --limit -1 took all but the last image, --lr -1 trained backwards) are refused before any work starts."""

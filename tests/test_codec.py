@@ -152,6 +152,12 @@ def test_api_takes_paths_and_image_bytes_and_refuses_what_it_would_misread(tmp_p
             saicm.compress(arg, model=tiny_model)
     with pytest.raises(FormatError, match="bytes of a .saicm file or its path, not int"):
         saicm.decompress(3)
+    with pytest.raises(FormatError, match="saicm video decode"):  # was "wrong magic"
+        saicm.decompress(b"SAICV" + bytes(64))
+    for q in ("3", 2.7, True):  # 2.7 was truncated to 2, "3" taken as 3
+        with pytest.raises(ModelError, match="quality must be a whole number"):
+            saicm.compress(src, model=tiny_model, quality=q)
+    assert saicm.compress(src, model=tiny_model, quality=np.int64(2)) == saicm.compress(src, model=tiny_model, quality=2)
     with pytest.raises(SaicmError, match=r"nope\.saicm: no such file"):
         saicm.describe(tmp_path / "nope.saicm")
     bad = tmp_path / "bad.saicm"

@@ -153,7 +153,7 @@ def test_a_scalable_model_over_other_base_weights_is_refused(models, image, tmp_
 
 
 def test_quality_errors(models, image):
-    with pytest.raises(ModelError, match="human quality 3 out of range"):
+    with pytest.raises(ModelError, match="quality 3 out of range for the human layer"):
         saicm.compress(image, model=models["scal"], quality=1, human_quality=3)
     with pytest.raises(ModelError, match="machine layer"):
         saicm.compress(image, model=models["scal"], quality=4, human_quality=1)

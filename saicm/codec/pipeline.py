@@ -15,7 +15,7 @@ from PIL import Image
 from ..engine import ENGINES
 from .._fs import read_input
 from ..errors import FormatError, ModelError, naming
-from ..models.catalog import SCALABLE_ARCHITECTURE, default_quality, file_checksum, resolve
+from ..models.catalog import SCALABLE_ARCHITECTURE, checked_quality, file_checksum, resolve
 from . import container
 from .image_io import ImageLike, RGBImage, load_image, load_padded, stream_image
 
@@ -108,9 +108,7 @@ def compress(image: ImageLike, model=None, quality: int | None = None, refine: i
     net, info = load_model(info.path)
     if human_quality is not None:
         raise ModelError(f"{info.name} is a single-layer model: --human-quality needs a scalable model")
-    q = default_quality(net.num_qualities) if quality is None else int(quality)
-    if not 1 <= q <= net.num_qualities:
-        raise ModelError(f"quality {q} out of range for {info.name} (1..{net.num_qualities})")
+    q = checked_quality(quality, net.num_qualities, info.name)
     check_refine(info, int(refine))
     img, pb, pr = load_padded(image, net.multiple, max_pixels, getattr(net, "min_size", 0))
     h, w = img.size
@@ -230,6 +228,10 @@ def decompress_stream(data: bytes, model=None, layer: str = "auto", max_pixels: 
         raise ModelError(f"engine must be one of {', '.join(ENGINES)}, got {engine!r}")
     if layer not in LAYERS:
         raise ModelError(f"layer must be one of {', '.join(LAYERS)}, got {layer!r}")
+    from ..video.bitstream import is_video_stream
+
+    if is_video_stream(data):
+        raise FormatError("a NeRV clip (.saicmv): decode it with 'saicm video decode' (Python: saicm.video.decode)")
     machine, human = container.split_layers(data)
     if human is not None and layer != "machine":
         from .scalable import decode_human

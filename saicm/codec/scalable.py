@@ -25,7 +25,7 @@ import hashlib
 import numpy as np
 
 from ..errors import FormatError, ModelError
-from ..models.catalog import SCALABLE_ARCHITECTURE, default_quality, file_checksum, resolve
+from ..models.catalog import SCALABLE_ARCHITECTURE, checked_quality, file_checksum, resolve
 from . import container
 from .image_io import ImageLike, load_image
 
@@ -93,12 +93,8 @@ def compress_layers(image: ImageLike, model=None, quality: int | None = None,
 
 
 def _qualities(name: str, quality, human_quality, base_name: str, nq_base: int, nq_human: int) -> tuple[int, int]:
-    qa = default_quality(nq_human) if human_quality is None else int(human_quality)
-    if not 1 <= qa <= nq_human:
-        raise ModelError(f"human quality {qa} out of range for {name} (1..{nq_human})")
-    qb = default_quality(nq_base) if quality is None else int(quality)
-    if not 1 <= qb <= nq_base:
-        raise ModelError(f"quality {qb} out of range for the machine layer of {name} (base {base_name}: 1..{nq_base})")
+    qa = checked_quality(human_quality, nq_human, f"the human layer of {name}")
+    qb = checked_quality(quality, nq_base, f"the machine layer of {name} (base {base_name})")
     return qb, qa
 
 

@@ -19,7 +19,7 @@ from ..codec.image_io import ImageLike, load_padded
 from ..codec.limits import check_alpha, check_layout, stream_model
 from ..codec.tiling import needs_strips, strip_count, strip_rows, to_pixels
 from ..errors import FormatError, ModelError
-from ..models.catalog import ModelInfo, default_quality, file_checksum
+from ..models.catalog import ModelInfo, checked_quality, file_checksum
 from . import PORTABLE_ENGINES
 from .model import PortableModel, load
 from .runtime import transforms
@@ -45,9 +45,7 @@ def compress(image: ImageLike, info: ModelInfo, quality: int | None = None, engi
     ``refine``: steps of encoder-side refinement of the latents (:mod:`saicm.codec.refine`, with the PyTorch
     model; the stream is the same format, any decoder reads it); ``progress``: a bar over those steps."""
     pm = load(info)
-    q = default_quality(pm.num_qualities) if quality is None else int(quality)
-    if not 1 <= q <= pm.num_qualities:
-        raise ModelError(f"quality {q} out of range for {info.name} (1..{pm.num_qualities})")
+    q = checked_quality(quality, pm.num_qualities, info.name)
     backend = _backend(engine)
     img, pb, pr = load_padded(image, pm.multiple, max_pixels)
     h, w = img.size

@@ -14,6 +14,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import numbers
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -240,6 +241,18 @@ def locate(name: str, sha256_hex: str, model_dir: str | None = None) -> ModelInf
 def default_quality(num_qualities: int) -> int:
     """The quality used when none is given: the middle rate point (the upper middle for an even count)."""
     return num_qualities // 2 + 1
+
+
+def checked_quality(quality, num_qualities: int, what: str) -> int:
+    """``quality`` (None: :func:`default_quality`) as an int in 1..``num_qualities``, or a one-line error naming
+    ``what`` ("quality 9 out of range for WHAT (1..7)"); a float or a string is refused, not truncated."""
+    if quality is None:
+        return default_quality(num_qualities)
+    if isinstance(quality, bool) or not isinstance(quality, numbers.Integral):
+        raise ModelError(f"quality must be a whole number, not {quality!r}")
+    if not 1 <= quality <= num_qualities:
+        raise ModelError(f"quality {quality} out of range for {what} (1..{num_qualities})")
+    return int(quality)
 
 
 def model_table() -> list[dict]:
