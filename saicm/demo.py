@@ -20,9 +20,9 @@ from .codec.image_io import save_image
 from .codec.pipeline import closest_quality, compress_file, decompress_file
 from .errors import SaicmError
 from .eval.metrics import psnr
-from .models.catalog import checked_quality
-from .models.zoo import (RECOMMENDED_MACHINE_MODEL, RECOMMENDED_SCALABLE_MODEL, default_quality, load_model,
-                         shipped_models)
+from .models.catalog import (RECOMMENDED_MACHINE_MODEL, RECOMMENDED_SCALABLE_MODEL, checked_quality, default_quality,
+                             shipped_models)
+from .models.zoo import load_model
 
 SAMPLES = ("astronaut", "coffee", "chelsea", "rocket", "camera")
 

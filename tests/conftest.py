@@ -119,3 +119,13 @@ class RunsCode:
         import os
 
         return (os.mkdir, (str(self.marker),))
+
+
+def free_port() -> int:
+    """A TCP port free on this machine now, for a test's torch.distributed rendezvous (a fixed port fails when two
+    test runs, or anything else, hold it)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

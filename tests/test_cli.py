@@ -49,7 +49,7 @@ def test_models_json_lists_qualities(capsys):
     rows = json.loads(capsys.readouterr().out)
     assert rows and all(r["qualities"] and len(r["sha256"]) == 64 for r in rows)
     assert [q["quality"] for q in rows[0]["qualities"]] == list(range(1, len(rows[0]["qualities"]) + 1))
-    from saicm.models.zoo import default_model_name
+    from saicm.models.catalog import default_model_name
 
     assert [r["name"] for r in rows if r["default"]] == [default_model_name()]
 
@@ -248,7 +248,7 @@ def test_demo_shows_the_sa_icm_model_fine_tuned_from_the_mse_model_it_runs(monke
     from pathlib import Path
 
     from saicm import demo
-    from saicm.models.zoo import ModelInfo
+    from saicm.models.catalog import ModelInfo
 
     def info(name, init=None):
         meta = {"training": json.dumps({"init": init})} if init else {}

@@ -28,7 +28,7 @@ def net():
 def sessions():
     from safetensors.numpy import load_file
 
-    from saicm.models.zoo import resolve
+    from saicm.models.catalog import resolve
 
     models = build_all(load_file(str(resolve(NAME).path)))
     return {part: ort.InferenceSession(b, providers=["CPUExecutionProvider"]) for part, b in models.items()}

@@ -509,7 +509,8 @@ def test_edited_configurations_build_a_model_or_fail_in_one_line(tiny_weight_fil
     ModelError line; never another exception, never more memory than the budget."""
     from safetensors import safe_open
 
-    from saicm.models.zoo import instantiate, read_info
+    from saicm.models.catalog import read_info
+    from saicm.models.zoo import instantiate
 
     src = tiny_weight_files[which]
     with safe_open(str(src), framework="np") as f:
@@ -564,7 +565,8 @@ def test_a_configuration_asking_for_huge_layers_is_refused_before_they_are_alloc
 
     from safetensors import safe_open
 
-    from saicm.models.zoo import AllocationBudget, instantiate, read_info
+    from saicm.models.catalog import read_info
+    from saicm.models.zoo import AllocationBudget, instantiate
 
     src = _tiny_model_file(tmp_path)
     with safe_open(str(src), framework="np") as f:

@@ -17,9 +17,9 @@ from saicm.codec import container
 from saicm.codec.scalable import strip
 from saicm.errors import FormatError, ModelError
 from saicm.models import build_architecture, save_model
-from saicm.models.zoo import full_checksum
+from saicm.models.catalog import full_checksum
 
-from .conftest import natural_image, real_cost, run_cli
+from .conftest import free_port, natural_image, real_cost, run_cli
 
 
 def _scalable(folder, base_name, m=2, seed=1, lambdas=(0.003, 0.03)):
@@ -276,7 +276,7 @@ def test_slices_must_fit_the_base_latent(models):
 def test_ddp_two_processes_train_the_human_layer(models, data_dir, tmp_path):
     out = tmp_path / "ddp"
     env = dict(os.environ, PYTHONWARNINGS="ignore", OMP_NUM_THREADS="1")
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29547",
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={free_port()}",
            "-m", "saicm", "train", "--data", str(data_dir), "--out", str(out), "--base", str(models["base"]),
            "--slices", "2", "--slice-channels", "8", "--N", "16", "--lambdas", "0.005,0.05", "--steps", "2",
            "--batch", "4", "--patch", "64", "--log-every", "1", "--ckpt-every", "2", "--quiet"]

@@ -206,7 +206,7 @@ def test_wrong_or_partial_files_are_refused_naming_the_first_mismatching_keys(pa
     _one_line_error(capsys, _import(tmp_path / "junk.pth.tar", "--name", "bad", "--out", tmp_path), "junk.pth.tar")
     assert not (tmp_path / "bad.safetensors").exists()
     # never into the shipped-weights folder
-    from saicm.models.zoo import WEIGHTS_DIR
+    from saicm.models.catalog import WEIGHTS_DIR
 
     _one_line_error(capsys, _import(pair["dir"] / "icm.pth.tar", "--name", "bad", "--config", cfg,
                                     "--out", WEIGHTS_DIR), "shipped-weights folder")

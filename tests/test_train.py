@@ -16,7 +16,7 @@ import saicm
 from saicm.train.config import TrainConfig
 from saicm.train.trainer import export_checkpoint, train
 
-from .conftest import RunsCode, natural_image, needs_cxx_compiler
+from .conftest import RunsCode, free_port, natural_image, needs_cxx_compiler
 
 
 @pytest.fixture(scope="module")
@@ -90,7 +90,7 @@ def test_crops_warn_nothing_even_when_a_crop_is_the_whole_image(tmp_path):
 def test_ddp_two_processes(data_dir, tmp_path):
     out = tmp_path / "ddp"
     env = dict(os.environ, PYTHONWARNINGS="ignore", OMP_NUM_THREADS="1")
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29533",
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={free_port()}",
            "-m", "saicm", "train", "--data", str(data_dir), "--out", str(out), "--N", "8", "--M", "16",
            "--lambdas", "0.005,0.05", "--steps", "3", "--batch", "4", "--patch", "64", "--log-every", "1",
            "--ckpt-every", "3", "--quiet"]
@@ -226,7 +226,7 @@ def test_two_data_folders_are_both_used(data_dir, tmp_path):
 
 
 def test_exported_model_describes_its_training(data_dir, tmp_path):
-    from saicm.models.zoo import describe, read_info
+    from saicm.models.catalog import describe, read_info
 
     masks = _mask_dir(data_dir, tmp_path)
     out = tmp_path / "run"

@@ -1,9 +1,11 @@
 """File and folder jobs for the CLI: pair inputs with outputs, run them, report.
 
-One file: errors propagate (the CLI prints one line). A folder: every file is
-tried, failures are collected and reported one line each, the rest still get
-written. ``jobs > 1`` runs files in worker processes, each with its share of
-the CPU threads.
+Every file is tried: a user error (a :class:`SaicmError`, a missing extra, an
+OSError) becomes the job's :class:`Outcome`, which the CLI reports in one line,
+and the other files of a folder are still written. Errors in planning (no such
+input, an output that would replace an input) are raised before any job runs.
+``jobs > 1`` runs files in worker processes, each with its share of the CPU
+threads.
 """
 
 from __future__ import annotations

@@ -139,12 +139,19 @@ def check_layout(header, name: str, num_qualities: int, multiple: int, latent_sh
 def stream_model(header, model=None, max_pixels: int | None = None):
     """The model file that decodes a stream (``model`` overrides the one the header names), after the pixel limit,
     with the header's weights checksum checked (both engines): its :class:`~saicm.models.catalog.ModelInfo`."""
+    return coded_model(header.model, header.weights_sha, header.height, header.width, model, max_pixels)
+
+
+def coded_model(name: str, weights_sha: bytes, height: int, width: int, model=None, max_pixels: int | None = None,
+                what: str = "the file"):
+    """:func:`stream_model` for any segment that names its model and weights (a stream's header, a human layer):
+    the pixel limit on ``height`` × ``width``, then the model named ``name`` (or ``model``), its checksum checked."""
     from ..models.catalog import file_checksum, resolve
 
-    check_pixels(header.height, header.width, max_pixels)
-    info = resolve(model if model is not None else header_model_name(header.model))
-    if file_checksum(info.path) != header.weights_sha:
-        raise ModelError(f"the file was coded with other weights of model {header.model!r} than {info.path.name} "
+    check_pixels(height, width, max_pixels)
+    info = resolve(model if model is not None else header_model_name(name))
+    if file_checksum(info.path) != weights_sha:
+        raise ModelError(f"{what} was coded with other weights of model {name!r} than {info.path.name} "
                          "(checksum mismatch); pass the matching model file with --model")
     return info
 

@@ -1,7 +1,9 @@
 """Image ⇄ ``.saicm`` bytes: load, pad, code, pack — and back.
 
-This is the only place that joins image handling, a model and the container,
-so the Python API and the CLI share one code path.
+The Python API and the CLI share this code path: it picks the coder for a model
+(the portable engine, :mod:`saicm.engine.codec`; two-layer files,
+:mod:`saicm.codec.scalable`; else the PyTorch model with CompressAI's coder,
+here) and reads any file back.
 """
 
 from __future__ import annotations

@@ -166,7 +166,7 @@ def decode_human(machine: bytes, human: bytes, model=None, max_pixels: int | Non
 
     Human layers of version 2 decode with the portable engine (``engine``: ``auto``/``onnx`` or ``torch``
     transforms), version 1 with the PyTorch model and CompressAI's coder."""
-    from .limits import check_pixels, header_model_name
+    from .limits import coded_model
     from .pipeline import Decoded
 
     layer = container.unpack_human(human)
@@ -174,11 +174,8 @@ def decode_human(machine: bytes, human: bytes, model=None, max_pixels: int | Non
         raise FormatError("the human layer belongs to another machine layer (checksum mismatch); "
                           "it decodes only on top of the machine layer it was written with")
     stream = container.unpack(machine)
-    check_pixels(stream.header.height, stream.header.width, max_pixels)
-    info = resolve(model if model is not None else header_model_name(layer.model))
-    if file_checksum(info.path) != layer.weights_sha:
-        raise ModelError(f"the human layer was coded with other weights of model {layer.model!r} than "
-                         f"{info.path.name} (checksum mismatch); pass the matching model file with --model")
+    info = coded_model(layer.model, layer.weights_sha, stream.header.height, stream.header.width, model, max_pixels,
+                       "the human layer")
     if layer.version == container.HUMAN_PORTABLE_VERSION:
         return _decode_portable(stream, layer, info, max_pixels, engine)
     if engine not in ("auto", "compressai"):

@@ -19,7 +19,7 @@ def _out_dir(a: argparse.Namespace, default):
     from pathlib import Path
 
     from ..errors import SaicmError
-    from ..models.zoo import WEIGHTS_DIR
+    from ..models.catalog import WEIGHTS_DIR
 
     out = Path(a.out).expanduser() if a.out else Path(default)
     if out.suffix == ".safetensors":
@@ -33,7 +33,7 @@ def _out_dir(a: argparse.Namespace, default):
 def _check_name(name: str) -> None:
     from ..codec.limits import header_model_name
     from ..errors import FormatError, SaicmError
-    from ..models.zoo import shipped_models
+    from ..models.catalog import shipped_models
 
     try:
         header_model_name(name)
@@ -83,7 +83,8 @@ def cmd_import(a: argparse.Namespace) -> int:
     from ..errors import SaicmError
     from ..models import tcm
     from ..models.registry import build_architecture
-    from ..models.zoo import full_checksum, read_info, resolve, save_model, user_model_dir
+    from ..models.catalog import full_checksum, read_info, resolve, user_model_dir
+    from ..models.zoo import save_model
 
     _check_name(a.name)
     src = Path(a.checkpoint)

@@ -273,7 +273,7 @@ class SaicmCodec(Codec):
     def config(self):
         from ..engine.model import supports
         from ..engine.scalable import supports_scalable
-        from ..models.zoo import file_checksum
+        from ..models.catalog import file_checksum
 
         extra = {"refine_steps": self.refine} if self.refine else {}
         if self.scalable:
@@ -333,7 +333,7 @@ class Simulcast(Codec):
         return len(data) - 4
 
     def config(self):
-        from ..models.zoo import file_checksum
+        from ..models.catalog import file_checksum
 
         return {"machine": self.machine.name, "human": self.human.name, "base_quality": self.base_quality,
                 "weights_sha256_prefix": [file_checksum(self.machine.path).hex(), file_checksum(self.human.path).hex()]}

@@ -79,7 +79,8 @@ class ScalableFusion(nn.Module):
                  lambdas: Sequence[float] = (0.0067,), condition: str = "none", model_dir: str | None = None,
                  additional: dict | None = None):
         super().__init__()
-        from .zoo import instantiate, locate
+        from .catalog import locate
+        from .zoo import instantiate
 
         base_info = locate(base, base_sha256, model_dir)
         self.base = instantiate(base_info)
@@ -237,7 +238,7 @@ class ScalableFusion(nn.Module):
             if self.training:
                 base_qidx = torch.randint(0, self.base_num_qualities, (x.size(0),), device=x.device)
             else:
-                from .zoo import default_quality
+                from .catalog import default_quality
 
                 base_qidx = torch.full((x.size(0),), default_quality(self.base_num_qualities) - 1,
                                        dtype=torch.long, device=x.device)
@@ -313,7 +314,7 @@ class ScalableFusion(nn.Module):
     def from_train_config(cls, cfg, lambdas: Sequence[float]) -> "ScalableFusion":
         """Build a new model for ``saicm train --base MODEL --m M``."""
         from ..errors import SaicmError
-        from .zoo import full_checksum, resolve
+        from .catalog import full_checksum, resolve
 
         if not cfg.base:
             raise SaicmError("--architecture scalable-fusion needs --base MODEL (the frozen machine-layer model)")
@@ -372,6 +373,6 @@ class ScalableFusion(nn.Module):
 
 
 def _is_shipped(info) -> bool:
-    from .zoo import WEIGHTS_DIR
+    from .catalog import WEIGHTS_DIR
 
     return Path(info.path).resolve().parent == WEIGHTS_DIR.resolve() and os.path.isfile(info.path)

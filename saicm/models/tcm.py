@@ -33,7 +33,6 @@ import math
 from typing import Sequence
 
 import torch
-import torch.nn.functional as F
 from compressai.entropy_models import EntropyBottleneck, GaussianConditional
 from compressai.layers import (AttentionBlock, ResidualBlock, ResidualBlockUpsample, ResidualBlockWithStride,
                                conv3x3, subpel_conv3x3)
@@ -652,8 +651,3 @@ def load_released_state(model: nn.Module, state: dict[str, Tensor]) -> dict[str,
 
                 module.update_scale_table(get_scale_table(), force=True)
     return fresh
-
-
-def released_config(kind: str = "tcm") -> dict:
-    """The configuration of the released machine model (``tcm``) or of ICM-v1's additional codec (``tcm-ica``)."""
-    return dict(RELEASED_ICA if kind == "tcm-ica" else RELEASED)

@@ -371,8 +371,3 @@ class FrameByFrame(VideoCodec):
 
 def as_video_codec(codec) -> VideoCodec:
     return codec if is_video_codec(codec) else FrameByFrame(codec)
-
-
-def video_codec_names() -> list[str]:
-    return ["nerv", "sa-nerv", "hnerv", "sa-hnerv", "hevc-video", "vvc-video"]
-

@@ -138,36 +138,10 @@ class FitReport:
 
 # --- the loss ----------------------------------------------------------------------------------
 
-def _gauss(win: int = 11, sigma: float = 1.5) -> Tensor:
-    c = torch.arange(win, dtype=torch.float32) - win // 2
-    g = torch.exp(-(c ** 2) / (2 * sigma ** 2))
-    return g / g.sum()
-
-
-def ssim(x: Tensor, y: Tensor, data_range: float = 1.0) -> Tensor:
-    """Mean SSIM of (B, C, H, W) images: 11×11 Gaussian window (σ 1.5), valid positions, K = (0.01, 0.03)
-    (the definition pytorch-msssim implements; used when that package is missing)."""
-    c = x.shape[1]
-    g = _gauss().to(x)
-    wh, ww = g.view(1, 1, -1, 1).repeat(c, 1, 1, 1), g.view(1, 1, 1, -1).repeat(c, 1, 1, 1)
-
-    def blur(t):
-        return F.conv2d(F.conv2d(t, wh, groups=c), ww, groups=c)
-
-    c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
-    mx, my = blur(x), blur(y)
-    sxx, syy, sxy = blur(x * x) - mx * mx, blur(y * y) - my * my, blur(x * y) - mx * my
-    cs = (2 * sxy + c2) / (sxx + syy + c2)
-    return (((2 * mx * my + c1) / (mx * mx + my * my + c1)) * cs).mean()
-
-
 def _ssim_fn():
-    try:
-        from pytorch_msssim import ssim as _ssim
+    from pytorch_msssim import ssim  # the SSIM of the NeRV loss (a dependency of CompressAI, declared in [train])
 
-        return lambda x, y: _ssim(x, y, data_range=1.0, size_average=True)
-    except ImportError:  # pragma: no cover - pytorch-msssim comes with CompressAI
-        return ssim
+    return lambda x, y: ssim(x, y, data_range=1.0, size_average=True)
 
 
 def nerv_loss(x_hat: Tensor, x: Tensor, beta: float, ssim_fn) -> Tensor:
