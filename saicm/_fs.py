@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Callable, Iterator
@@ -35,6 +36,30 @@ def atomic_path(dest: str | os.PathLike) -> Iterator[Path]:
     except BaseException:
         with contextlib.suppress(OSError):
             tmp_path.unlink()
+        raise
+
+
+@contextlib.contextmanager
+def atomic_folder(dest: str | os.PathLike) -> Iterator[Path]:
+    """A temporary folder beside ``dest``, renamed onto it on success (``dest`` must be absent or empty)."""
+    dest = Path(dest)
+    if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
+        raise SaicmError("output exists and is not an empty folder (pick another -o)", str(dest))
+    parent = dest.parent if str(dest.parent) else Path(".")
+    if not parent.is_dir():
+        raise SaicmError("output folder does not exist", str(parent))
+    try:
+        tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".part", dir=parent))
+    except OSError as e:
+        raise SaicmError(f"cannot write output ({e.strerror})", str(dest)) from None
+    try:
+        yield tmp
+        if dest.is_dir():
+            dest.rmdir()
+        os.replace(tmp, dest)
+        os.chmod(dest, 0o777 & ~_umask())
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
         raise
 
 

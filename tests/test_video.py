@@ -486,6 +486,18 @@ def test_a_release_alone_does_not_change_the_cache_key_of_clip_encodes(monkeypat
     assert get_codec("nerv:epochs=5").config() != get_codec("nerv:epochs=6").config()
 
 
+@pytest.mark.parametrize("name", ["hevc-video", "vvc-video"])
+def test_hevc_and_vvc_clips_of_odd_size_come_back_at_their_size(name):
+    """The clip is padded as the intra codecs pad a picture (even sizes, a minimum) and cropped back."""
+    from saicm.eval.codecs import get_codec
+
+    clip = io.Clip(frames=synthetic_clip(3, 45, 71))
+    codec = get_codec(name)
+    out = codec.decode(codec.encode(clip, 27), clip)
+    assert out.shape == (3, 45, 71, 3)
+    assert np.abs(out.astype(int) - clip.frames).mean() < 6
+
+
 def test_eval_on_a_clip_with_video_and_image_codecs(clip_mkv, tmp_path, capsys):
     from saicm.eval import results
 

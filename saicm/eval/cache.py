@@ -35,33 +35,75 @@ def codec_key(codec_name: str, config: dict) -> str:
     return codec_name.replace("/", "_") + "-" + hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 
-class DecodeCache:
-    def __init__(self, root: str | Path | None, codec_name: str, config: dict):
-        self.enabled = root is not None
-        self.dir = Path(root or ".") / codec_key(codec_name, config)
+class _Entries:
+    """Entries keyed by (quality, content hash) in one codec's folder: ``q{quality}/{hash}{suffix}`` holding the
+    value and ``.json`` its info, each written atomically; a missing or damaged entry is a miss (recomputed)."""
 
-    def _paths(self, quality, ihash: str) -> tuple[Path, Path]:
-        stem = self.dir / f"q{quality}" / ihash
-        return stem.with_suffix(".png"), stem.with_suffix(".json")
+    suffix = ".bin"
 
-    def get(self, quality, ihash: str):
+    def __init__(self, folder: Path | None):
+        self.enabled = folder is not None
+        self.dir = Path(folder) if folder is not None else None
+
+    def _paths(self, quality, key: str) -> tuple[Path, Path]:
+        stem = self.dir / f"q{quality}" / key
+        return stem.with_suffix(self.suffix), stem.with_suffix(".json")
+
+    def _read(self, path: Path):
+        return path.read_bytes()
+
+    def _write(self, path: Path, value) -> None:
+        write_bytes_atomic(path, value)
+
+    def get(self, quality, key: str):
+        """(value, info), or None."""
         if not self.enabled:
             return None
-        png, meta = self._paths(quality, ihash)
-        if not (png.is_file() and meta.is_file()):
+        value, meta = self._paths(quality, key)
+        if not (value.is_file() and meta.is_file()):
             return None
         try:
-            info = json.loads(meta.read_text())
-            img = Image.open(png)
-            img.load()
+            return self._read(value), json.loads(meta.read_text())
         except (OSError, ValueError):
             return None  # a damaged entry is simply recomputed
-        return img.convert("RGB"), info
 
-    def put(self, quality, ihash: str, img: Image.Image, info: dict) -> None:
+    def put(self, quality, key: str, value, info: dict) -> None:
         if not self.enabled:
             return
-        png, meta = self._paths(quality, ihash)
-        png.parent.mkdir(parents=True, exist_ok=True)
-        write_atomic(png, lambda tmp: img.save(tmp, format="PNG", compress_level=1))
+        path, meta = self._paths(quality, key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._write(path, value)
         write_bytes_atomic(meta, json.dumps(info).encode())
+
+
+class DecodeCache(_Entries):
+    """Decoded images (lossless PNG) with the bytes and timings of the encode that made them, under ``root``, in a
+    folder of their own per codec and config (disabled when ``root`` is None)."""
+
+    suffix = ".png"
+
+    def __init__(self, root: str | Path | None, codec_name: str, config: dict):
+        super().__init__(None if root is None else Path(root) / codec_key(codec_name, config))
+
+    def _read(self, path: Path) -> Image.Image:
+        img = Image.open(path)
+        img.load()
+        return img.convert("RGB")
+
+    def _write(self, path: Path, img: Image.Image) -> None:
+        write_atomic(path, lambda tmp: img.save(tmp, format="PNG", compress_level=1))
+
+
+class EncodedCache(_Entries):
+    """Encoded bytes (video codecs: a clip's stream), in the folder of a :class:`DecodeCache` (disabled with it)."""
+
+    def __init__(self, cache: DecodeCache | None):
+        super().__init__(cache.dir if cache is not None and cache.enabled else None)
+
+    def checkpoint(self, quality, key: str) -> Path | None:
+        """Where a resumable codec checkpoints the encode of this entry (None without a cache)."""
+        if not self.enabled:
+            return None
+        path = self.dir / f"q{quality}" / f"{key}.ckpt"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return path

@@ -301,14 +301,27 @@ class FFmpegIntraCodec:
         return ["-f", self.syntax, "-c:v", self.decoder, "-threads", str(self.threads), "-i", "-",
                 "-frames:v", "1", "-vf", TO_RGB, "-c:v", "ppm", "-f", "image2pipe", "-"]
 
+    @classmethod
+    def coded_size(cls, h: int, w: int) -> tuple[int, int]:
+        """The (height, width) coded for an h × w picture: 4:2:0 needs even sizes, the encoders refuse tiny ones
+        (the video codecs of :mod:`saicm.video.codecs` share it)."""
+        return max(h + h % 2, cls.min_size), max(w + w % 2, cls.min_size)
+
+    @classmethod
+    def padded(cls, rgb: np.ndarray) -> np.ndarray:
+        """``rgb`` (…, h, w, 3) edge-padded to :meth:`coded_size` (the same array when no padding is needed)."""
+        h, w = rgb.shape[-3:-1]
+        ph, pw = cls.coded_size(h, w)
+        if (ph, pw) == (h, w):
+            return rgb
+        return np.pad(rgb, [(0, 0)] * (rgb.ndim - 3) + [(0, ph - h), (0, pw - w), (0, 0)], mode="edge")
+
     def encode(self, img: Image.Image, quality) -> bytes:
         qp = self._qp(quality)
         rgb = np.asarray(img.convert("RGB"))
         h, w = rgb.shape[:2]
-        # 4:2:0 needs even sizes; the encoders also refuse tiny pictures
-        ph, pw = max(h + h % 2, self.min_size), max(w + w % 2, self.min_size)
-        if (ph, pw) != (h, w):
-            rgb = np.pad(rgb, ((0, ph - h), (0, pw - w), (0, 0)), mode="edge")
+        rgb = self.padded(rgb)
+        ph, pw = rgb.shape[:2]
         data = run_ffmpeg(self.exe, self.encode_args(pw, ph, qp), np.ascontiguousarray(rgb).tobytes(),
                           f"{self.name} encode", self.failure_hint)
         if (pw, ph) != (w, h):

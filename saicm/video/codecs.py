@@ -258,9 +258,8 @@ class FFmpegVideoCodec(VideoCodec):
         qp = self._qp(quality)
         frames = clip.frames
         n, h, w = frames.shape[:3]
-        ph, pw = max(h + h % 2, self.intra.min_size), max(w + w % 2, self.intra.min_size)
-        if (ph, pw) != (h, w):
-            frames = np.pad(frames, ((0, 0), (0, ph - h), (0, pw - w), (0, 0)), mode="edge")
+        frames = self.intra.padded(frames)
+        ph, pw = frames.shape[1:3]
         fps = clip.fps
         args = ["-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{pw}x{ph}", "-r", f"{fps.numerator}/{fps.denominator}",
                 "-i", "-", "-frames:v", str(n), "-vf", TO_YUV, *COLOUR_TAGS, *self.codec_args(qp),
@@ -276,7 +275,7 @@ class FFmpegVideoCodec(VideoCodec):
 
         h, w = clip.height, clip.width
         size = read_size_sei(data, self.intra.syntax)
-        ph, pw = (max(h + h % 2, self.intra.min_size), max(w + w % 2, self.intra.min_size)) if size else (h, w)
+        ph, pw = self.intra.coded_size(h, w) if size else (h, w)
         out = run_ffmpeg(self.exe, ["-f", self.intra.syntax, "-c:v", self.intra.decoder, "-threads", "1", "-i", "-",
                                     "-vf", TO_RGB, "-fps_mode", "passthrough", "-f", "rawvideo", "-"],
                          data, f"{self.name} decode")

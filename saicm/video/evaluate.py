@@ -36,7 +36,6 @@ divergence rolled back, a resume) is in ``per_clip``'s ``events``.
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 import re
 import time
@@ -104,47 +103,6 @@ def clip_hash(clip: Clip) -> str:
     return h.hexdigest()[:20]
 
 
-class _EncodedCache:
-    """Encoded clips by (codec config, quality, clip content): ``q{quality}/{hash}.bin`` + ``.json``."""
-
-    def __init__(self, cache):
-        self.enabled = bool(cache is not None and getattr(cache, "enabled", False))
-        self.dir = Path(cache.dir) if self.enabled else None
-
-    def _paths(self, quality, key: str) -> tuple[Path, Path]:
-        stem = self.dir / f"q{quality}" / key
-        return stem.with_suffix(".bin"), stem.with_suffix(".json")
-
-    def get(self, quality, key: str):
-        if not self.enabled:
-            return None
-        b, j = self._paths(quality, key)
-        if not (b.is_file() and j.is_file()):
-            return None
-        try:
-            return b.read_bytes(), json.loads(j.read_text())
-        except (OSError, ValueError):
-            return None
-
-    def checkpoint(self, quality, key: str) -> Path | None:
-        """Where a resumable codec checkpoints the encode of this entry (None without a cache)."""
-        if not self.enabled:
-            return None
-        path = self.dir / f"q{quality}" / f"{key}.ckpt"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        return path
-
-    def put(self, quality, key: str, data: bytes, info: dict) -> None:
-        if not self.enabled:
-            return
-        from .._fs import write_bytes_atomic
-
-        b, j = self._paths(quality, key)
-        b.parent.mkdir(parents=True, exist_ok=True)
-        write_bytes_atomic(b, data)
-        write_bytes_atomic(j, json.dumps(info).encode())
-
-
 def _frame_names(stem: str, clip: Clip) -> list[str]:
     return [f"{stem}/{n}" for n in clip.names()]
 
@@ -160,6 +118,7 @@ def sweep_clips(codec, clips: Mapping[str, Clip], qualities: Sequence | None = N
     from PIL import Image
     from tqdm import tqdm
 
+    from ..eval.cache import EncodedCache
     from ..eval.metrics import ms_ssim, psnr
     from ..eval.rd import start_result
     from .codecs import as_video_codec
@@ -168,7 +127,7 @@ def sweep_clips(codec, clips: Mapping[str, Clip], qualities: Sequence | None = N
     if hasattr(codec, "progress"):
         codec.progress = progress
     qualities = list(qualities or codec.default_qualities)
-    store = _EncodedCache(cache)
+    store = EncodedCache(cache)
     originals = {}
     for stem, clip in clips.items():
         for name, f in zip(_frame_names(stem, clip), clip.frames):

@@ -24,11 +24,9 @@ into place, so a failure leaves nothing behind.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import re
-import shutil
 import subprocess
 import tempfile
 from dataclasses import dataclass, field
@@ -38,6 +36,7 @@ from typing import Iterable, Iterator
 
 import numpy as np
 
+from .._fs import atomic_folder
 from ..errors import SaicmError
 
 FRAME_PATTERN = "frame_{:06d}.png"
@@ -337,36 +336,6 @@ def _folder_frames(folder: Path, start: int, stop: int | None, size, max_pixels
 
 # --- writing -------------------------------------------------------------------------------------
 
-@contextlib.contextmanager
-def _atomic_folder(dest: Path) -> Iterator[Path]:
-    """A temporary folder beside ``dest``, renamed onto it on success (``dest`` must be absent or empty)."""
-    dest = Path(dest)
-    if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
-        raise SaicmError("output exists and is not an empty folder (pick another -o)", str(dest))
-    parent = dest.parent if str(dest.parent) else Path(".")
-    if not parent.is_dir():
-        raise SaicmError("output folder does not exist", str(parent))
-    try:
-        tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".part", dir=parent))
-    except OSError as e:
-        raise SaicmError(f"cannot write output ({e.strerror})", str(dest)) from None
-    try:
-        yield tmp
-        if dest.is_dir():
-            dest.rmdir()
-        os.replace(tmp, dest)
-        os.chmod(dest, 0o777 & ~_umask())
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
 def write_png_frames(batches: Iterable[tuple[int, np.ndarray]], dest: str | os.PathLike, first: int = 0,
                      meta: dict | None = None, compress_level: int = 1) -> list[Path]:
     """Write ``(start, (B, H, W, 3) uint8)`` batches as ``frame_%06d.png`` (index = ``first`` + position)."""
@@ -374,7 +343,7 @@ def write_png_frames(batches: Iterable[tuple[int, np.ndarray]], dest: str | os.P
 
     dest = Path(dest)
     names = []
-    with _atomic_folder(dest) as tmp:
+    with atomic_folder(dest) as tmp:
         for start, batch in batches:
             batch = np.asarray(batch)
             for k in range(batch.shape[0]):
