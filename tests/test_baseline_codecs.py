@@ -161,9 +161,9 @@ def test_qp_out_of_range_is_a_user_error(name, bad):
         codec.encode(smooth_image(), bad)
 
 
-@pytest.mark.parametrize("spec", ["hevc:warp", "vvc:veryslow", "avif:11"])
+@pytest.mark.parametrize("spec", ["hevc:warp", "vvc:veryslow", "avif:11", "jpeg:80", "webp:6"])
 def test_bad_preset_is_a_user_error(spec):
-    with pytest.raises(SaicmError):
+    with pytest.raises(SaicmError):  # jpeg:80 and webp:6 silently ignored their argument
         get_codec(spec)
 
 

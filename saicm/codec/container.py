@@ -143,20 +143,6 @@ def pack(stream: Stream) -> bytes:
     return bytes(out)
 
 
-def leb128(value: int) -> bytes:
-    """An unsigned integer as LEB128 (protobuf's varint): 7 bits per byte, low first, high bit = more follows."""
-    if value < 0:
-        raise ValueError("LEB128 of a negative number")
-    out = bytearray()
-    while True:
-        b = value & 0x7F
-        value >>= 7
-        if not value:
-            out.append(b)
-            return bytes(out)
-        out.append(b | 0x80)
-
-
 class ByteReader:
     """Reads a file front to back; every read is checked against the bytes present (``truncated file``).
 

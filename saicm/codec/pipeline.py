@@ -98,7 +98,9 @@ def compress(image: ImageLike, model=None, quality: int | None = None, refine: i
         check_refine(info, int(refine))  # the human layer's training loss (always MSE so far)
         return compress_layers(image, model=info.path, quality=quality, human_quality=human_quality,
                                max_pixels=max_pixels, engine=engine, refine=int(refine), progress=progress)
-    if human_quality is None and _engine_for(info, engine):
+    if human_quality is not None:
+        raise ModelError(f"{info.name} is a single-layer model: --human-quality needs a scalable model")
+    if _engine_for(info, engine):
         from ..engine.codec import compress as portable_compress
 
         check_refine(info, int(refine))
@@ -108,8 +110,6 @@ def compress(image: ImageLike, model=None, quality: int | None = None, refine: i
     from ..models.zoo import load_model
 
     net, info = load_model(info.path)
-    if human_quality is not None:
-        raise ModelError(f"{info.name} is a single-layer model: --human-quality needs a scalable model")
     q = checked_quality(quality, net.num_qualities, info.name)
     check_refine(info, int(refine))
     img, pb, pr = load_padded(image, net.multiple, max_pixels, getattr(net, "min_size", 0))

@@ -14,7 +14,7 @@ import struct
 
 import numpy as np
 
-from ..codec.container import leb128
+from ..entropy.tables import leb128
 
 FLOAT, UINT8, INT8, INT32 = 1, 2, 3, 6  # TensorProto.DataType
 _NUMPY = {FLOAT: "<f4", UINT8: "u1", INT8: "i1", INT32: "<i4"}  # little-endian, as raw_data is

@@ -30,7 +30,6 @@ from typing import Iterator
 
 import numpy as np
 
-from ..codec.container import leb128
 from ..errors import FormatError, ModelError
 
 PRECISION = 16  # CompressAI's CDF tables sum to 2**16
@@ -51,6 +50,20 @@ def coder_errors(message: str) -> Iterator[None]:
         if isinstance(e, (KeyboardInterrupt, SystemExit)) or not (isinstance(e, Exception) or _is_panic(e)):
             raise
         raise FormatError(message) from None
+
+
+def leb128(value: int) -> bytes:
+    """An unsigned integer as LEB128 (protobuf's varint): 7 bits per byte, low first, high bit = more follows."""
+    if value < 0:
+        raise ValueError("LEB128 of a negative number")
+    out = bytearray()
+    while True:
+        b = value & 0x7F
+        value >>= 7
+        if not value:
+            out.append(b)
+            return bytes(out)
+        out.append(b | 0x80)
 
 
 def _leb128(values: np.ndarray) -> bytes:

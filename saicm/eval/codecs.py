@@ -53,6 +53,11 @@ def register_codec(name: str):
     return deco
 
 
+def _no_argument(name: str, arg: str) -> None:
+    if arg:
+        raise SaicmError(f"codec {name!r} takes no argument (got {name}:{arg}); its settings are fixed")
+
+
 class PillowCodec(Codec):
     format = ""
     options: dict = {}
@@ -83,7 +88,7 @@ class JPEG(PillowCodec):
     default_qualities = (5, 10, 15, 20, 30, 40, 50, 60, 70, 80, 90, 95)
 
     def __init__(self, arg: str = ""):
-        pass
+        _no_argument(self.name, arg)
 
 
 @register_codec("webp")
@@ -96,7 +101,7 @@ class WebP(PillowCodec):
     default_qualities = (5, 10, 20, 30, 40, 50, 60, 70, 80, 90, 95)
 
     def __init__(self, arg: str = ""):
-        pass
+        _no_argument(self.name, arg)
 
 
 @register_codec("avif")
