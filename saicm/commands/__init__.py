@@ -1,9 +1,10 @@
 """Command families that register their own ``saicm`` subcommands.
 
-``saicm/cli.py`` holds the core commands (compress, decompress, info, models,
-eval, train, masks...). A family of commands that belongs to one part of the
-product (scalable files, video, checkpoint import) lives in a module here
-with a ``register(subparsers)`` function; :data:`FAMILIES` lists them. Keep
+``saicm/cli.py`` holds the coding commands (compress, decompress, info, models,
+demo) and ``main``. Every other family of commands lives in a module here with
+a ``register(subparsers)`` function, listed in :data:`FAMILIES` (the order of
+``saicm --help``): evaluation (eval, bdrate, plot, report), training (train,
+export), masks, scalable (strip), imports (import-checkpoint), video. Keep
 module-level imports light: ``saicm --help`` builds every parser.
 """
 
@@ -12,7 +13,7 @@ from __future__ import annotations
 from importlib import import_module
 
 #: modules under saicm.commands, each with ``register(subparsers)``
-FAMILIES = ("scalable", "imports", "video")
+FAMILIES = ("evaluation", "training", "masks", "scalable", "imports", "video")
 
 
 def register_all(subparsers) -> None:

