@@ -65,26 +65,12 @@ def _config(a: argparse.Namespace) -> dict:
     return cfg
 
 
-def _card(path, name: str, lines: list[str]) -> None:
-    from .._fs import write_bytes_atomic
-
-    text = "\n".join([f"# {name}", "", *lines, ""])
-    write_bytes_atomic(path, text.encode())
-
-
 def cmd_import(a: argparse.Namespace) -> int:
-    import datetime
-    import hashlib
     from pathlib import Path
 
-    import torch
-
-    from .. import __version__
     from ..errors import SaicmError
-    from ..models import tcm
-    from ..models.registry import build_architecture
-    from ..models.catalog import full_checksum, read_info, resolve, user_model_dir
-    from ..models.zoo import save_model
+    from ..models.catalog import resolve, user_model_dir
+    from ..models.released import import_released
 
     _check_name(a.name)
     src = Path(a.checkpoint)
@@ -109,80 +95,9 @@ def cmd_import(a: argparse.Namespace) -> int:
     dest = out / f"{a.name}.safetensors"
     if dest.exists() and not a.force:
         raise SaicmError("already exists (use --force to replace it)", str(dest))
-
-    state = tcm.read_released_checkpoint(src)
-    try:
-        model = build_architecture("tcm", **cfg, lambdas=[lam])
-    except (TypeError, ValueError) as e:
-        raise SaicmError(f"bad tcm configuration ({e})") from None
-    try:
-        tcm.check_released_keys(model, state, "the released ICM-v1 additional model (ica)" if a.arch == "tcm-ica"
-                                else "the released LIC-TCM / SA-ICM machine model")
-    except SaicmError as e:
-        raise type(e)(e.message, str(src)) from None
-    tables = tcm.load_released_state(model, state)
-    if a.precision == "fp16":  # the weights are rounded on saving: tables that fit them are computed then
-        tables = {k: "recomputed for the fp16 weights" for k in tables}
-    sha = hashlib.sha256(src.read_bytes()).hexdigest()
-    when = datetime.date.today().isoformat()
-    precision_note = ("fp32: the file's weights bit for bit" if a.precision == "fp32"
-                      else "fp16: every weight rounded to half precision (decodes differ slightly from the fp32 import)")
-    out.mkdir(parents=True, exist_ok=True)
-    if a.arch == "tcm":
-        what = f"SA-ICM machine model (α = {a.alpha:g}, λ = {lam:g})" if a.alpha is not None else \
-            f"LIC-TCM model (λ = {lam:g})"
-        description = a.description or f"{what}: the authors' released weights, imported from {src.name}"
-        training = {"loss": "saicm" if a.alpha is not None else "unknown", "alpha": a.alpha, "lambdas": [lam],
-                    "imported_from": src.name, "source_sha256": sha, "precision": a.precision}
-        save_model(model, dest, extra_meta={"description": description, "training": training},
-                   precision=a.precision)
-        arch_line = (f"- architecture: `tcm`, N = {cfg['N']}, M = {cfg['M']}, {cfg['num_slices']} slices, single rate "
-                     f"(quality 1), λ = {lam:g}")
-    else:
-        m = int(cfg["num_slices"])
-        s = int(cfg["M"]) // m
-        try:
-            net = build_architecture("scalable-fusion", base=base_info.name,
-                                     base_sha256=full_checksum(base_info.path).hex(), N=int(cfg["N"]),
-                                     slice_channels=s, m=m, lambdas=[lam],
-                                     additional={"architecture": "tcm", "config": dict(cfg)},
-                                     model_dir=str(base_info.path.parent.resolve()))
-        except (TypeError, ValueError) as e:
-            raise SaicmError(f"cannot build the scalable model over {base_info.name} ({e})") from None
-        with torch.no_grad():
-            net.add.load_state_dict({k: v for k, v in model.state_dict().items() if not k.startswith("g_s.")})
-            net.g_s.load_state_dict({k[4:]: v for k, v in model.state_dict().items() if k.startswith("g_s.")})
-        description = a.description or (f"ICM-v1 scalable model (m = {m}, λ_a = {lam:g}) over {base_info.name}: the "
-                                        f"authors' released additional model, imported from {src.name}")
-        training = {"loss": "mse", "base": base_info.name, "m": m, "lambdas": [lam], "alpha": a.alpha,
-                    "imported_from": src.name, "source_sha256": sha, "precision": a.precision}
-        save_model(net, dest, extra_meta={"description": description, "training": training}, precision=a.precision)
-        arch_line = (f"- architecture: `scalable-fusion` over `{base_info.name}` (machine layer), additional codec "
-                     f"`tcm` with {m} slices of {s} channels added to the first {m * s} of the base latent; human "
-                     f"synthesis = the additional model's g_s; single rate, λ_a = {lam:g}")
-    info = read_info(dest)
-    _card(out / f"{a.name}.md", a.name, [
-        description + ".",
-        "",
-        arch_line,
-        f"- source: `{src.name}`, SHA-256 {sha}" + (f"; α = {a.alpha:g}" if a.alpha is not None else ""),
-        f"- weights: `{dest.name}`, {dest.stat().st_size / 1e6:.1f} MB, SHA-256 {full_checksum(dest).hex()}; "
-        f"precision {precision_note}",
-        "- coder tables: " + "; ".join(f"{k}: {v}" for k, v in tables.items()),
-        f"- imported {when} with saicm {__version__} (`saicm import-checkpoint`)",
-        "- decodes differ slightly from the authors' script: saicm pads bottom/right by edge replication to a "
-        "multiple of 128 (at least 256) and rounds to 8 bits; their script pads centred with zeros and truncates "
-        "(docs/tcm.md)",
-        "- figures: not measured yet. Measure them, e.g.:",
-        "",
-        "```sh",
-        f"saicm eval --codec {info.name} --dataset IMAGES --task detection --task-model yolox:MODEL.onnx "
-        f"-o results/{info.name}.json",
-        "```",
-        "",
-        "- licence: the authors' repositories state no licence for their code or weights; check their terms "
-        "before redistributing this file.",
-    ])
+    r = import_released(src, dest, a.arch, cfg, lam, alpha=a.alpha, base_info=base_info, precision=a.precision,
+                        description=a.description)
+    info, tables = r["info"], r["tables"]
     print(f"wrote {dest} ({info.architecture}, {a.precision}); card {out / (a.name + '.md')}")
     print("  coder tables: " + "; ".join(f"{k} {v}" for k, v in tables.items()))
     if out.resolve() == user_model_dir().resolve():

@@ -1,0 +1,115 @@
+"""The authors' released LIC-TCM / SA-ICM / ICM-v1 checkpoints as saicm model files.
+
+:func:`import_released` is what ``saicm import-checkpoint`` runs (:mod:`saicm.commands.imports` checks the
+command's options): read a released ``.pth.tar``, check every key and shape against the architecture, load
+strictly, fill the coder tables, write ``NAME.safetensors`` and a model-card stub ``NAME.md``. ``tcm``: a machine
+model; ``tcm-ica``: ICM-v1's additional model, written as a ``scalable-fusion`` model over an imported machine
+model (``base_info``). See ``docs/tcm.md``.
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+from pathlib import Path
+
+import torch
+
+from .. import __version__
+from .._fs import write_bytes_atomic
+from ..errors import SaicmError
+from . import tcm
+from .catalog import ModelInfo, full_checksum, read_info
+from .registry import build_architecture
+from .zoo import save_model
+
+
+def import_released(src: Path, dest: Path, arch: str, cfg: dict, lam: float, alpha: float | None = None,
+                    base_info: ModelInfo | None = None, precision: str = "fp32",
+                    description: str | None = None) -> dict:
+    """Write ``dest`` (and its card ``dest.with_suffix('.md')``) from the released checkpoint ``src``: ``arch``
+    ``tcm`` or ``tcm-ica`` (over ``base_info``), ``cfg`` the tcm options, ``lam`` the stored λ, ``alpha`` SAM's
+    confidence (card only). Returns ``{"info": ModelInfo, "card": Path, "tables": {...}}``."""
+    src, dest = Path(src), Path(dest)
+    name = dest.stem
+    state = tcm.read_released_checkpoint(src)
+    try:
+        model = build_architecture("tcm", **cfg, lambdas=[lam])
+    except (TypeError, ValueError) as e:
+        raise SaicmError(f"bad tcm configuration ({e})") from None
+    try:
+        tcm.check_released_keys(model, state, "the released ICM-v1 additional model (ica)" if arch == "tcm-ica"
+                                else "the released LIC-TCM / SA-ICM machine model")
+    except SaicmError as e:
+        raise type(e)(e.message, str(src)) from None
+    tables = tcm.load_released_state(model, state)
+    if precision == "fp16":  # the weights are rounded on saving: tables that fit them are computed then
+        tables = {k: "recomputed for the fp16 weights" for k in tables}
+    sha = hashlib.sha256(src.read_bytes()).hexdigest()
+    when = datetime.date.today().isoformat()
+    precision_note = ("fp32: the file's weights bit for bit" if precision == "fp32"
+                      else "fp16: every weight rounded to half precision (decodes differ slightly from the fp32 import)")
+    out = dest.parent
+    out.mkdir(parents=True, exist_ok=True)
+    if arch == "tcm":
+        what = f"SA-ICM machine model (α = {alpha:g}, λ = {lam:g})" if alpha is not None else \
+            f"LIC-TCM model (λ = {lam:g})"
+        desc = description or f"{what}: the authors' released weights, imported from {src.name}"
+        training = {"loss": "saicm" if alpha is not None else "unknown", "alpha": alpha, "lambdas": [lam],
+                    "imported_from": src.name, "source_sha256": sha, "precision": precision}
+        save_model(model, dest, extra_meta={"description": desc, "training": training},
+                   precision=precision)
+        arch_line = (f"- architecture: `tcm`, N = {cfg['N']}, M = {cfg['M']}, {cfg['num_slices']} slices, single rate "
+                     f"(quality 1), λ = {lam:g}")
+    else:
+        m = int(cfg["num_slices"])
+        s = int(cfg["M"]) // m
+        try:
+            net = build_architecture("scalable-fusion", base=base_info.name,
+                                     base_sha256=full_checksum(base_info.path).hex(), N=int(cfg["N"]),
+                                     slice_channels=s, m=m, lambdas=[lam],
+                                     additional={"architecture": "tcm", "config": dict(cfg)},
+                                     model_dir=str(base_info.path.parent.resolve()))
+        except (TypeError, ValueError) as e:
+            raise SaicmError(f"cannot build the scalable model over {base_info.name} ({e})") from None
+        with torch.no_grad():
+            net.add.load_state_dict({k: v for k, v in model.state_dict().items() if not k.startswith("g_s.")})
+            net.g_s.load_state_dict({k[4:]: v for k, v in model.state_dict().items() if k.startswith("g_s.")})
+        desc = description or (f"ICM-v1 scalable model (m = {m}, λ_a = {lam:g}) over {base_info.name}: the "
+                                 f"authors' released additional model, imported from {src.name}")
+        training = {"loss": "mse", "base": base_info.name, "m": m, "lambdas": [lam], "alpha": alpha,
+                    "imported_from": src.name, "source_sha256": sha, "precision": precision}
+        save_model(net, dest, extra_meta={"description": desc, "training": training}, precision=precision)
+        arch_line = (f"- architecture: `scalable-fusion` over `{base_info.name}` (machine layer), additional codec "
+                     f"`tcm` with {m} slices of {s} channels added to the first {m * s} of the base latent; human "
+                     f"synthesis = the additional model's g_s; single rate, λ_a = {lam:g}")
+    info = read_info(dest)
+    card = out / f"{name}.md"
+    _card(card, name, [
+        desc + ".",
+        "",
+        arch_line,
+        f"- source: `{src.name}`, SHA-256 {sha}" + (f"; α = {alpha:g}" if alpha is not None else ""),
+        f"- weights: `{dest.name}`, {dest.stat().st_size / 1e6:.1f} MB, SHA-256 {full_checksum(dest).hex()}; "
+        f"precision {precision_note}",
+        "- coder tables: " + "; ".join(f"{k}: {v}" for k, v in tables.items()),
+        f"- imported {when} with saicm {__version__} (`saicm import-checkpoint`)",
+        "- decodes differ slightly from the authors' script: saicm pads bottom/right by edge replication to a "
+        "multiple of 128 (at least 256) and rounds to 8 bits; their script pads centred with zeros and truncates "
+        "(docs/tcm.md)",
+        "- figures: not measured yet. Measure them, e.g.:",
+        "",
+        "```sh",
+        f"saicm eval --codec {info.name} --dataset IMAGES --task detection --task-model yolox:MODEL.onnx "
+        f"-o results/{info.name}.json",
+        "```",
+        "",
+        "- licence: the authors' repositories state no licence for their code or weights; check their terms "
+        "before redistributing this file.",
+    ])
+    return {"info": info, "card": card, "tables": tables}
+
+
+def _card(path, name: str, lines: list[str]) -> None:
+    text = "\n".join([f"# {name}", "", *lines, ""])
+    write_bytes_atomic(path, text.encode())
