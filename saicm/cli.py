@@ -217,9 +217,10 @@ def main(argv: list[str] | None = None) -> int:
 
     from .errors import SaicmError
 
-    # Library deprecation chatter (torch.jit via CompressAI) is not for end users.
+    # Library deprecation chatter (torch.jit via CompressAI) is not for end users; saicm's own warnings are one line.
     warnings.filterwarnings("ignore", category=FutureWarning)
     warnings.filterwarnings("ignore", category=DeprecationWarning)
+    warnings.formatwarning = lambda message, category, *_: f"saicm: warning: {message}\n"
 
     args = build_parser().parse_args(argv)
     try:

@@ -152,6 +152,10 @@ def test_api_takes_paths_and_image_bytes_and_refuses_what_it_would_misread(tmp_p
             saicm.compress(arg, model=tiny_model)
     with pytest.raises(FormatError, match="bytes of a .saicm file or its path, not int"):
         saicm.decompress(3)
+    frames = [Image.fromarray(img), Image.fromarray(img[::-1])]
+    frames[0].save(tmp_path / "anim.gif", save_all=True, append_images=frames[1:])
+    with pytest.warns(UserWarning, match="2 frames, only the first is coded"):  # was silent
+        saicm.compress(tmp_path / "anim.gif", model=tiny_model)
     with pytest.raises(FormatError, match="saicm video decode"):  # was "wrong magic"
         saicm.decompress(b"SAICV" + bytes(64))
     for q in ("3", 2.7, True):  # 2.7 was truncated to 2, "3" taken as 3

@@ -145,6 +145,12 @@ def load_image(src: ImageLike, max_pixels: int | None = None) -> RGBImage:
         check_pixels(*src.size, max_pixels, what="the image")
         return src
     img, path = _open(src, max_pixels)
+    frames = getattr(img, "n_frames", 1)
+    if frames > 1:  # an animated GIF/WebP/PNG or a multi-page TIFF
+        import warnings
+
+        warnings.warn(f"{path or 'the image'}: {frames} frames, only the first is coded (saicm codes still images; "
+                      "clips: saicm video)", stacklevel=2)
     try:
         img = ImageOps.exif_transpose(img)
     except Exception:  # a broken EXIF block must not lose the image
@@ -187,13 +193,24 @@ def to_pil(image: RGBImage) -> Image.Image:
     return out
 
 
+def output_format(dest: str | os.PathLike) -> str:
+    """Pillow's format for an output path, from its suffix; a one-line error when Pillow cannot write it (checked
+    before decoding, so that no work is lost to a typo)."""
+    dest = Path(dest)
+    fmt = Image.registered_extensions().get(dest.suffix.lower())
+    if fmt not in Image.SAVE:  # registered_extensions() has loaded every plugin, so SAVE is complete
+        what = f"a {dest.suffix} file" if dest.suffix else "a file without a suffix"
+        raise ImageError(f"cannot write {what}: name the output .png, .jpg, .webp, .bmp, .tif or .ppm", str(dest))
+    return fmt
+
+
 def save_image(img: Image.Image, dest: str | os.PathLike) -> None:
-    """Save atomically; the format follows the suffix (PNG when unknown).
+    """Save atomically; the format follows the suffix (a suffix Pillow cannot write is refused in one line).
 
     PNG is written at zlib level 3 rather than Pillow's 6: on decoded 768×512 images about 3× faster (0.03 against
     0.10 s, a third of a one-image ``saicm decompress``) for files ~9 % larger; on photos 2.6× faster, +1 %."""
     dest = Path(dest)
-    fmt = Image.registered_extensions().get(dest.suffix.lower(), "PNG")
+    fmt = output_format(dest)
     if fmt == "JPEG" and img.mode in ("RGBA", "LA"):
         img = img.convert("RGB" if img.mode == "RGBA" else "L")
     options = {"compress_level": 3} if fmt == "PNG" else {}

@@ -363,8 +363,9 @@ def decompress_file(src, dst, model=None, layer: str = "auto", max_pixels: int |
     """Decode one ``.saicm`` file to an image file ``dst`` (written atomically)."""
     import time
 
-    from .image_io import save_image
+    from .image_io import output_format, save_image
 
+    output_format(dst)
     data = read_input(src)
     t = time.perf_counter()
     with naming(src):
