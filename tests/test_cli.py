@@ -117,6 +117,8 @@ def test_no_input_is_replaced_by_an_output(tmp_path, tiny_model, capsys):
     new_dir = tmp_path / "new"
     assert main(["decompress", str(coded), "-o", str(new_dir) + os.sep] + m) == 0  # a folder, made
     assert (new_dir / "photo.png").is_file()
+    _assert_one_line_error(main(["decompress", str(coded), "-o", "-"] + m), capsys.readouterr().err,
+                           "standard output is not supported")  # was a file named "-"
     for name in ("out.xyz", "out"):  # were PNG bytes under any name
         _assert_one_line_error(main(["decompress", str(coded), "-o", str(tmp_path / name)] + m),
                                capsys.readouterr().err, "cannot write a", ".png, .jpg")

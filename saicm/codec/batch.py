@@ -48,6 +48,8 @@ def plan(inp: str, out: str | None, accept: Callable[[Path], bool], suffix: str,
     name an existing file; decoding a folder into itself leaves existing files alone (each refused in one
     line). In a folder, inputs that differ only in their suffix (``x.png``, ``x.jpg``) keep it in their
     outputs (``x.png.saicm``, ``x.jpg.saicm``) instead of writing over each other."""
+    if out == "-":
+        raise SaicmError("writing to standard output is not supported: name an output file or folder with -o")
     src = Path(inp)
     if src.is_dir():
         dst_root = Path(out) if out else src.with_name(src.name + "-" + suffix.lstrip("."))
