@@ -252,8 +252,13 @@ def decode_file(src: str | os.PathLike, dst: str | os.PathLike, max_pixels: int 
                 threads: int | None = None) -> dict:
     """Decode ``src`` to PNG frames in the folder ``dst`` or to a lossless video (``.mkv``/``.avi``/``.nut``:
     FFV1; ``.mp4``: H.264 RGB -qp 0). Nothing is left at ``dst`` on failure."""
-    from .io import LOSSLESS_VIDEO, write_png_frames, write_video
+    from ..codec.image_io import IMAGE_SUFFIXES
+    from .io import LOSSLESS_VIDEO, VIDEO_SUFFIXES, write_png_frames, write_video
 
+    suffix = Path(dst).suffix.lower()
+    if suffix not in LOSSLESS_VIDEO and suffix in VIDEO_SUFFIXES | IMAGE_SUFFIXES:  # would become a folder so named
+        raise SaicmError(f"cannot write a {suffix} file: decode to {'/'.join(LOSSLESS_VIDEO)} or to a folder of "
+                         "PNG frames (a name without a media suffix)", str(dst))
     t0 = time.perf_counter()
     data = read_input(src)
     try:
