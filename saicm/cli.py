@@ -189,9 +189,11 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--quiet", action="store_true", help="no progress bar")
     d.set_defaults(func=cmd_decompress)
 
-    i = sub.add_parser("info", help="show the header of a .saicm file (and the bytes of each layer)")
-    i.add_argument("file")
-    i.add_argument("--json", action="store_true")
+    i = sub.add_parser("info", help="show the header of a .saicm file (and the bytes of each layer)",
+                       description="Print what a .saicm (or .saicmv) file holds without decoding it: model, quality, "
+                       "size, latent shapes, the bytes of each string and, for two-layer files, of each layer.")
+    i.add_argument("file", help=".saicm or .saicmv file")
+    i.add_argument("--json", action="store_true", help="machine-readable")
     i.set_defaults(func=cmd_info)
 
     m = sub.add_parser("models", help="list shipped models and their quality points")

@@ -168,9 +168,10 @@ def register(sub) -> None:
 
     pl = sub.add_parser("plot", help="rate-metric curves (PNG and SVG) from results files")
     pl.add_argument("results", nargs="+", help="results JSON files")
-    pl.add_argument("--metric", default="psnr")
+    pl.add_argument("--metric", default="psnr", help="psnr, ms_ssim, ap, ap50, mask_ap, face_retention, ... "
+                    "(default psnr); files without it are left out")
     pl.add_argument("-o", "--output", required=True, help="output path; .png and .svg are written")
-    pl.add_argument("--title", default="")
+    pl.add_argument("--title", default="", help="plot title (default none)")
     pl.set_defaults(func=cmd_plot)
 
     r = sub.add_parser("report", help="one self-contained HTML page from results files",
