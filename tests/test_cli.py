@@ -146,6 +146,18 @@ def test_folders_keep_every_input_and_leave_existing_decodes_alone(tmp_path, tin
     assert (out / "y.png").read_bytes() == before
 
 
+def test_folder_output_names_never_collide():
+    from pathlib import Path
+
+    from saicm.codec.batch import _output_names
+
+    cases = {("x.png", "x.jpg", "y.png"): ["x.png.saicm", "x.jpg.saicm", "y.saicm"],
+             ("x.png", "x.jpg", "x.png.jpg"): ["x.png.saicm", "x.jpg.saicm", "x.png.jpg.saicm"],  # 2nd round
+             ("a/x.png", "b/x.jpg"): ["a/x.saicm", "b/x.saicm"]}
+    for rel, want in cases.items():
+        assert [str(n) for n in _output_names([Path(r) for r in rel], ".saicm")] == want
+
+
 def test_demo_refuses_a_file_as_its_folder_and_checks_before_writing(tmp_path, capsys):
     a_file = tmp_path / "a.png"
     a_file.write_bytes(b"x")

@@ -58,9 +58,7 @@ def plan(inp: str, out: str | None, accept: Callable[[Path], bool], suffix: str,
             raise SaicmError("no input files in folder", str(src))
         keep = keep_existing and ensure_dir(dst_root).resolve() == src.resolve()
         rel = [p.relative_to(src) for p in files]
-        stems = Counter(r.with_suffix("") for r in rel)
-        return [Job(p, dst_root / (r.with_suffix(suffix) if stems[r.with_suffix("")] == 1 else
-                                   r.with_name(r.name + suffix)), keep) for p, r in zip(files, rel)], True
+        return [Job(p, dst_root / r, keep) for p, r in zip(files, _output_names(rel, suffix))], True
     if not src.exists():
         raise SaicmError("no such file", str(src))
     derived = out is None
@@ -72,6 +70,19 @@ def plan(inp: str, out: str | None, accept: Callable[[Path], bool], suffix: str,
     if keep_existing and derived and dst.exists():
         raise SaicmError("exists: not overwritten (name the output with -o)", str(dst))
     return [Job(src, dst)], False
+
+
+def _output_names(rel: list[Path], suffix: str) -> list[Path]:
+    """``x.png`` → ``x.saicm``; where that name would be shared (``x.png``, ``x.jpg``, or ``x.png.jpg`` beside
+    ``x.png``'s fallback), the whole name keeps its suffix (``x.png.saicm``), until no two inputs share an output."""
+    names = [r.with_suffix(suffix) for r in rel]
+    while True:
+        counts = Counter(names)
+        clash = [i for i, n in enumerate(names) if counts[n] > 1 and n != rel[i].with_name(rel[i].name + suffix)]
+        if not clash:
+            return names
+        for i in clash:
+            names[i] = rel[i].with_name(rel[i].name + suffix)
 
 
 def _init_worker(threads: int) -> None:
