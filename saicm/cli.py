@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import warnings
 
 from .commands.argtypes import nonneg, positive
 from .engine import ENGINES, PORTABLE_ENGINES
@@ -215,14 +216,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    import warnings
-
     from .errors import SaicmError
 
     # Library deprecation chatter (torch.jit via CompressAI) is not for end users; saicm's own warnings are one line.
     warnings.filterwarnings("ignore", category=FutureWarning)
     warnings.filterwarnings("ignore", category=DeprecationWarning)
-    warnings.formatwarning = lambda message, category, *_: f"saicm: warning: {message}\n"
+    warnings.formatwarning = _format_warning
 
     args = build_parser().parse_args(argv)
     try:
@@ -245,6 +244,17 @@ def main(argv: list[str] | None = None) -> int:
         # the reader of the output went away (`saicm models | head`): stop quietly, as Unix tools do
         _discard_stdout()
         return 141  # 128 + SIGPIPE, what a shell reports for a tool killed by it
+
+
+_PACKAGE = os.path.dirname(os.path.abspath(__file__)) + os.sep
+_LIBRARY_FORMAT = warnings.formatwarning
+
+
+def _format_warning(message, category, filename, lineno, line=None) -> str:
+    """saicm's own warnings as one line, like its errors; other libraries' as Python shows them."""
+    if os.path.abspath(filename).startswith(_PACKAGE):
+        return f"saicm: warning: {message}\n"
+    return _LIBRARY_FORMAT(message, category, filename, lineno, line)
 
 
 def _discard_stdout() -> None:

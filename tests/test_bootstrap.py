@@ -81,6 +81,29 @@ def test_an_uneven_saving_gives_an_interval_around_the_figure():
     assert ci.low < narrow.low < narrow.high < ci.high
 
 
+def test_images_without_ms_ssim_count_as_in_the_points():
+    """MS-SSIM is NaN for images of 160 pixels or less a side; the points average it over the other images, and
+    so must every draw (they averaged the NaN in: draws with that image failed, and the interval of a 20 %
+    saving excluded the point)."""
+    a = _anchor(6)
+
+    def run(codec, factor):
+        r = results.new_result(codec, {}, "synthetic", "psnr", len(a))
+        r["per_image"] = {n: [{"quality": q, "bpp": factor * b, "psnr": p,
+                               "ms_ssim": float("nan") if i == 0 else 0.9 + 0.01 * q + 0.001 * i}
+                              for q, b, p in rows] for i, (n, rows) in enumerate(a.items())}
+        for j, q in enumerate(range(1, 5)):
+            ent = [rows[j] for rows in r["per_image"].values()]
+            r["points"].append({"quality": q, "bpp": float(np.mean([e["bpp"] for e in ent])),
+                                "ms_ssim": float(np.nanmean([e["ms_ssim"] for e in ent]))})
+        return r
+
+    ci = bd_rate_ci(run("a", 1.0), run("t", 0.8), "ms_ssim", replicates=100)
+    assert ci.percent == pytest.approx(-20.0, abs=1e-9)
+    assert ci.low == pytest.approx(-20.0, abs=1e-9) and ci.high == pytest.approx(-20.0, abs=1e-9)
+    assert ci.failed == 0
+
+
 def test_files_that_cannot_be_paired_are_refused():
     a = _anchor()
     other = dict(list(a.items())[:-1])

@@ -3,6 +3,7 @@
 import json
 import os
 import sys
+from pathlib import Path
 
 from PIL import Image
 
@@ -144,6 +145,15 @@ def test_folders_keep_every_input_and_leave_existing_decodes_alone(tmp_path, tin
     assert main(["decompress", str(out), "-o", str(out)] + m) == 1
     assert capsys.readouterr().err.count("exists: not overwritten") == 3
     assert (out / "y.png").read_bytes() == before
+
+
+def test_saicm_warnings_are_one_line_and_other_libraries_keep_their_format():
+    import saicm.cli as cli
+
+    own = cli._format_warning("a.gif: 3 frames", UserWarning, str(Path(cli.__file__).parent / "codec" / "x.py"), 9)
+    assert own == "saicm: warning: a.gif: 3 frames\n"
+    other = cli._format_warning("zero-element", UserWarning, "/lib/torch/nn/init.py", 5)
+    assert other.startswith("/lib/torch/nn/init.py:5: UserWarning: zero-element")  # not passed off as saicm's
 
 
 def test_folder_output_names_never_collide():

@@ -29,6 +29,7 @@ import copy
 import hashlib
 import io
 import math
+import warnings
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Sequence
 
@@ -154,7 +155,11 @@ def replicate_curves(result: dict, metric: str, idx: np.ndarray) -> list[tuple[n
     rates = _per_image_matrix(result, names, "bpp")
     if metric in PER_IMAGE_METRICS:
         vals = _per_image_matrix(result, names, metric)
-        return [(rates[row].mean(axis=0), vals[row].mean(axis=0)) for row in idx]
+        # as the points average them (saicm.eval.rd): over the images that have the metric (MS-SSIM is NaN for
+        # images of 160 pixels or less a side); a draw of such images only has no value (it fails)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            return [(rates[row].mean(axis=0), np.nanmean(vals[row], axis=0)) for row in idx]
     key = _stored_key(result, metric)
     stored = []
     for p in result["points"]:
