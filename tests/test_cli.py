@@ -157,8 +157,6 @@ def test_saicm_warnings_are_one_line_and_other_libraries_keep_their_format():
 
 
 def test_folder_output_names_never_collide():
-    from pathlib import Path
-
     from saicm.codec.batch import _output_names
 
     cases = {("x.png", "x.jpg", "y.png"): ["x.png.saicm", "x.jpg.saicm", "y.saicm"],
@@ -273,8 +271,6 @@ def test_compress_refine_shows_its_steps_and_refuses_masked_models(tmp_path, ima
 
 
 def test_demo_shows_the_sa_icm_model_fine_tuned_from_the_mse_model_it_runs(monkeypatch):
-    from pathlib import Path
-
     from saicm import demo
     from saicm.models.catalog import ModelInfo
 
