@@ -65,6 +65,54 @@ def test_resume_continues_where_the_checkpoint_stopped(data_dir, tmp_path):
     assert not torch.equal(first["model"]["g_a.0.weight"], second["model"]["g_a.0.weight"])
 
 
+def test_an_interrupted_run_resumes_exactly_as_if_it_had_not_stopped(data_dir, tmp_path, monkeypatch):
+    """One process: the resumed run draws the crops, qualities and noise the uninterrupted run drew (it reseeded
+    on resume: another run), and its log holds each step once (the steps after the checkpoint were logged twice)."""
+    from saicm.train import trainer
+
+    whole = train(tiny_cfg(data_dir, tmp_path / "whole", steps=6))
+    real = trainer._lr_at
+
+    def killed_at_step_4(cfg, step):  # dies in step 4, after the step-2 checkpoint and step 3's log line
+        if step == 3:
+            raise KeyboardInterrupt
+        return real(cfg, step)
+
+    monkeypatch.setattr(trainer, "_lr_at", killed_at_step_4)
+    out = tmp_path / "cut"
+    with pytest.raises(KeyboardInterrupt):
+        train(tiny_cfg(data_dir, out, steps=6))
+    assert torch.load(out / "checkpoint.pt", weights_only=False)["step"] == 2
+    monkeypatch.setattr(trainer, "_lr_at", real)
+    resumed = train(tiny_cfg(data_dir, out, steps=6, resume=True))
+    a, b = saicm.load_model(whole)[0].state_dict(), saicm.load_model(resumed)[0].state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    logs = [[json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()] for run in (tmp_path / "whole", out)]
+    assert [r["step"] for r in logs[1]] == [1, 2, 3, 4, 5, 6]
+    assert [r["loss"] for r in logs[1]] == [r["loss"] for r in logs[0]]
+    with pytest.raises(saicm.SaicmError, match="has done 6 steps, more than --steps 4"):  # it was labelled 4
+        train(tiny_cfg(data_dir, out, steps=4, resume=True))
+
+
+def test_a_run_and_its_checkpoint_are_never_overwritten(data_dir, tmp_path):
+    out = tmp_path / "run"
+    final = train(tiny_cfg(data_dir, out))
+    before = (out / "checkpoint.pt").read_bytes(), final.read_bytes()
+    with pytest.raises(saicm.SaicmError, match="holds a run .*add --resume"):  # it was replaced, its log appended
+        train(tiny_cfg(data_dir, out, seed=9))
+    assert ((out / "checkpoint.pt").read_bytes(), final.read_bytes()) == before
+    a_file = tmp_path / "file"
+    a_file.write_text("x")
+    with pytest.raises(saicm.SaicmError, match="--out is a file"):  # was FileExistsError
+        train(tiny_cfg(data_dir, a_file))
+    ckpt = out / "checkpoint.pt"
+    for dest, needle in ((ckpt, "ending in .safetensors"), (tmp_path, "ending in .safetensors"),
+                         (str(tmp_path) + "/", "ending in .safetensors")):
+        with pytest.raises(saicm.SaicmError, match=needle):  # export over its own checkpoint lost the run
+            export_checkpoint(ckpt, dest)
+    assert ckpt.read_bytes() == before[0]
+
+
 def test_unknown_loss_is_a_clear_error(data_dir, tmp_path):
     with pytest.raises(saicm.SaicmError, match="unknown loss"):
         train(tiny_cfg(data_dir, tmp_path / "r", loss="nope"))

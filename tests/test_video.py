@@ -459,6 +459,22 @@ def test_cli_errors(clip_mkv, tmp_path, capsys):
     _one_line_error(capsys, ["video", "encode", clip_mkv, "-o", tmp_path / "no" / "x.saicmv"], "does not exist")
     _one_line_error(capsys, ["video", "encode", clip_mkv, "-o", out, "--device", "cuda:7"], "device")
     _one_line_error(capsys, ["video", "decode", tmp_path / "none.saicmv", "-o", tmp_path / "d"], "no such file")
+    # outputs that would lose the source clip or fail only after the fit
+    source = tmp_path / "source.mkv"
+    source.write_bytes(clip_mkv.read_bytes())
+    _one_line_error(capsys, ["video", "encode", source, "-o", tmp_path / "." / "source.mkv"], "names a video or image")
+    assert source.read_bytes() == clip_mkv.read_bytes()  # (it was replaced by the .saicmv bytes)
+    _one_line_error(capsys, ["video", "encode", source, "-o", tmp_path], "is a folder")  # (it failed after the fit)
+    frames = tmp_path / "frames"
+    assert main(["video", "frames", str(clip_mkv), "-o", str(frames), "--frames", "0:100"]) == 0
+    assert json.loads((frames / "frames.json").read_text())["frames"] == "0:8"  # what was written, not "0:100"
+    _one_line_error(capsys, ["video", "frames", clip_mkv, "-o", tmp_path / "none", "--frames", "20:30"], "no frames")
+    assert not (tmp_path / "none").exists()  # (it left a folder that blocked the retry)
+    (frames / "cover.png").write_bytes((frames / "frame_000000.png").read_bytes())
+    _one_line_error(capsys, ["video", "encode", frames, "-o", out], "cover.png is not a numbered frame")
+    (frames / "cover.png").unlink()
+    (frames / "frame_000001.png").write_bytes((frames / "frame_000001.png").read_bytes()[:60])
+    _one_line_error(capsys, ["video", "encode", frames, "-o", out, "--epochs", "1"], "frame_000001.png: cannot read frame")
     (tmp_path / "full").mkdir()
     (tmp_path / "full" / "keep.txt").write_text("x")
     p = tmp_path / "p.saicmv"

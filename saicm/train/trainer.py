@@ -25,7 +25,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from .._fs import atomic_path
+from .._fs import atomic_path, ensure_dir
 from .._torchfile import load_data_only
 from ..device import cpu_has_native_bf16, resolve_device
 from ..errors import SaicmError
@@ -119,6 +119,25 @@ def _build(name: str, **config):
         raise SaicmError(f"{name}: {e}") from None
 
 
+def _truncate_log(path: Path, step: int) -> None:
+    """Drop the records of ``path`` (log.jsonl) after ``step``: a resumed run logs those steps again."""
+    if not path.is_file():
+        return
+    lines = path.read_text().splitlines(keepends=True)
+    keep = []
+    for line in lines:
+        try:
+            if json.loads(line).get("step", 0) > step:
+                continue
+        except ValueError:  # a line cut by the interruption
+            continue
+        keep.append(line)
+    if keep != lines:
+        from .._fs import write_bytes_atomic
+
+        write_bytes_atomic(path, "".join(keep).encode())
+
+
 def train(cfg: TrainConfig) -> Path:
     if cfg.amp not in AMP_MODES:
         raise SaicmError(f"--amp must be one of {', '.join(AMP_MODES)}, got {cfg.amp!r}")
@@ -140,9 +159,13 @@ def train(cfg: TrainConfig) -> Path:
     if cfg.batch % world:
         raise SaicmError(f"--batch {cfg.batch} is not divisible by the {world} processes")
     out = Path(cfg.out)
-    if rank == 0:
-        out.mkdir(parents=True, exist_ok=True)
     ckpt_path = out / "checkpoint.pt"
+    if out.exists() and not out.is_dir():
+        raise SaicmError("--out is a file; it names the run's folder", str(out))
+    if ckpt_path.exists() and not cfg.resume:  # a run's checkpoint, log and model would be replaced
+        raise SaicmError("holds a run (checkpoint.pt): add --resume to go on with it, or pick another --out", str(out))
+    if rank == 0:
+        ensure_dir(out)
 
     torch.manual_seed(cfg.seed)
     if cfg.init:
@@ -217,7 +240,7 @@ def train(cfg: TrainConfig) -> Path:
     opt = torch.optim.Adam(main_params, lr=cfg.lr)
     # the entropy bottleneck's quantiles have their own optimiser (none when they are frozen)
     aux_opt = torch.optim.Adam(aux_params, lr=cfg.aux_lr) if aux_params else None
-    start = 0
+    start, resumed_rng = 0, None
     if cfg.resume and ckpt_path.is_file():
         ck = read_checkpoint(ckpt_path)
         keep_constants(model, ck["model"])  # (runs started before saicm 0.5.1 saved an fp16 file's zero floor)
@@ -227,11 +250,17 @@ def train(cfg: TrainConfig) -> Path:
         if aux_opt is not None and ck.get("aux_opt") is not None:
             aux_opt.load_state_dict(ck["aux_opt"])
         start = ck["step"]
-        torch.set_rng_state(ck["rng"])
-        random.setstate(ck["py_rng"])
+        if start > cfg.steps:
+            raise SaicmError(f"the run in {out} has done {start} steps, more than --steps {cfg.steps}: give --steps "
+                             f"{start} or more to go on (or export its checkpoint)")
+        resumed_rng = (ck["rng"], ck["py_rng"])
+        if rank == 0:
+            _truncate_log(out / "log.jsonl", start)  # steps logged after the checkpoint are done again
     elif cfg.resume and rank == 0:
         print(f"no checkpoint in {out}; starting from step 0")
-    # Different crops on every rank and after every resume.
+    # Different crops on every rank. One process resumes exactly where its checkpoint left off (the random state
+    # it saved, restored once the data loader has drawn its own seed), so an interrupted run ends as the
+    # uninterrupted one would; several processes share the state rank 0 saved, so each draws anew.
     torch.manual_seed(cfg.seed * 1000003 + rank * 7919 + start)
 
     step_mod = TrainStep(model, cfg.loss, cfg.off_mask_weight, cfg.quant)
@@ -244,6 +273,9 @@ def train(cfg: TrainConfig) -> Path:
 
     data = RandomCrops(_as_list(cfg.data), patch=cfg.patch, masks=_as_list(cfg.masks) or None, progress=cfg.progress and rank == 0)
     loader = iter(DataLoader(data, batch_size=cfg.batch // world, shuffle=False, num_workers=0, drop_last=True))
+    if resumed_rng is not None and world == 1:
+        torch.set_rng_state(resumed_rng[0])
+        random.setstate(resumed_rng[1])
     nq = model.num_qualities
     log = open(out / "log.jsonl", "a") if rank == 0 else None
     bar = tqdm(total=cfg.steps, initial=start, desc="train", disable=not (cfg.progress and rank == 0), unit="step")
@@ -354,6 +386,12 @@ def read_checkpoint(path: str | Path) -> dict:
 
 def export_checkpoint(ckpt: str | Path, dest: str | Path, meta: dict | None = None) -> None:
     """Write the weights of a training checkpoint as a shippable model file."""
+    from .._fs import refuse_input_as_output
+
+    dest = Path(dest)
+    if dest.is_dir() or str(dest).endswith(("/", os.sep)) or dest.suffix != ".safetensors":
+        raise SaicmError("name the model file to write, ending in .safetensors", str(dest))
+    refuse_input_as_output(ckpt, dest)
     ck = read_checkpoint(ckpt)
     c = ck["config"]
     try:

@@ -133,9 +133,19 @@ def encode(clip, output: str | os.PathLike | None = None, *, frames: str | None 
         raise SaicmError("--loss sa-nerv needs --masks DIR (per-frame edge masks: 'saicm video frames' then "
                          "'saicm masks')")
     if output is not None:
+        from .._fs import refuse_input_as_output
+        from ..codec.image_io import IMAGE_SUFFIXES
+        from .io import VIDEO_SUFFIXES
+
         out_dir = Path(output).parent if str(Path(output).parent) else Path(".")
         if not out_dir.is_dir():
             raise SaicmError("output folder does not exist", str(out_dir))
+        if Path(output).is_dir():  # found before the fit, not after it
+            raise SaicmError("is a folder: name the .saicmv file to write", str(output))
+        if Path(output).suffix.lower() in VIDEO_SUFFIXES | IMAGE_SUFFIXES:
+            raise SaicmError("names a video or image file: the coded clip is a .saicmv file", str(output))
+        if isinstance(clip, (str, os.PathLike)):
+            refuse_input_as_output(clip, output)
     ckpt = Path(checkpoint) if checkpoint else (Path(str(output) + ".ckpt") if output is not None else None)
     if ckpt is not None and ckpt.exists() and not resume:
         raise SaicmError("a checkpoint of an earlier encode is there: add --resume (resume=True) to continue it, "

@@ -302,6 +302,10 @@ def _folder_frames(folder: Path, start: int, stop: int | None, size, max_pixels
     files = _folder_files(folder)
     idx = [frame_index(p.name) for p in files]
     numbered = all(i is not None for i in idx)
+    stray = [p for i, p in zip(idx, files) if i is None]
+    if stray and len(stray) < len(files):  # it would have been taken for frame 0 and renumbered the rest
+        raise SaicmError(f"{stray[0].name} is not a numbered frame ({FRAME_PATTERN.format(0)}, …) among numbered "
+                         "ones: move it out of the folder", str(folder))
     pairs = sorted(zip(idx, files)) if numbered else list(enumerate(files))
     pairs = [(i, p) for i, p in pairs if i >= start and (stop is None or i < stop)]
     if not pairs:
@@ -317,14 +321,17 @@ def _folder_frames(folder: Path, start: int, stop: int | None, size, max_pixels
 
         shape = None
         for i, p in pairs:
-            with pillow_checks_off(), Image.open(p) as im:
-                if shape is None:
-                    w, h = size or im.size
-                    check_video_pixels(len(pairs), h, w, max_pixels, what="the clip")
-                im = im.convert("RGB")
-                if size and im.size != tuple(size):
-                    im = im.resize(tuple(size), Image.LANCZOS)
-                a = np.asarray(im)
+            try:
+                with pillow_checks_off(), Image.open(p) as im:
+                    if shape is None:
+                        w, h = size or im.size
+                        check_video_pixels(len(pairs), h, w, max_pixels, what="the clip")
+                    im = im.convert("RGB")
+                    if size and im.size != tuple(size):
+                        im = im.resize(tuple(size), Image.LANCZOS)
+                    a = np.asarray(im)
+            except (OSError, SyntaxError, ValueError) as e:  # a damaged frame: one line naming it
+                raise SaicmError(f"cannot read frame ({e.__class__.__name__}: {e})", str(p)) from None
             if shape is None:
                 shape = a.shape
             elif a.shape != shape:
@@ -350,7 +357,11 @@ def write_png_frames(batches: Iterable[tuple[int, np.ndarray]], dest: str | os.P
                 name = FRAME_PATTERN.format(first + start + k)
                 Image.fromarray(batch[k]).save(tmp / name, format="PNG", compress_level=compress_level)
                 names.append(dest / name)
+        if not names:  # (the folder is not left behind: a retry with the same -o must work)
+            raise SaicmError("no frames in that range: nothing written", str(dest))
         if meta is not None:
+            if isinstance(meta.get("frames"), str):  # the range asked for ('saicm video frames'): the one written
+                meta = dict(meta, frames=f"{first}:{first + len(names)}")
             (tmp / FRAMES_JSON).write_text(json.dumps(meta, indent=1) + "\n")
     return names
 
