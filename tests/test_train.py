@@ -113,6 +113,20 @@ def test_a_run_and_its_checkpoint_are_never_overwritten(data_dir, tmp_path):
     assert ckpt.read_bytes() == before[0]
 
 
+def test_the_model_file_records_what_was_trained_and_a_resume_keeps_its_options(data_dir, tmp_path, tiny_model):
+    from saicm.models.catalog import read_info
+
+    out = tmp_path / "ft"
+    final = train(tiny_cfg(data_dir, out, init=str(tiny_model), steps=2))  # the options' M is the default, 128
+    training = read_info(final).training
+    assert (training["architecture"], training["N"], training["M"]) == ("gained-mean-scale-hyperprior", 16, 24)
+    assert training["lambdas"] == pytest.approx([0.005, 0.05]) and training["steps_done"] == 2
+    for change, needle in ((dict(lambdas=(0.1, 0.2)), "another --lambdas"), (dict(freeze=("g_s",)), "another --freeze"),
+                           (dict(quant="ste"), "another --quant")):
+        with pytest.raises(saicm.SaicmError, match=needle):  # trained on with the old ones, labelled with the new
+            train(tiny_cfg(data_dir, out, init=str(tiny_model), steps=4, resume=True, **change))
+
+
 def test_unknown_loss_is_a_clear_error(data_dir, tmp_path):
     with pytest.raises(saicm.SaicmError, match="unknown loss"):
         train(tiny_cfg(data_dir, tmp_path / "r", loss="nope"))

@@ -119,6 +119,24 @@ def _build(name: str, **config):
         raise SaicmError(f"{name}: {e}") from None
 
 
+#: options a run cannot change when it resumes: its model would not be trained as its file then says
+_FIXED_ON_RESUME = ("lambdas", "loss", "off_mask_weight", "quant", "freeze")
+
+
+def _check_resumed_options(cfg: TrainConfig, saved: dict, ckpt_path: Path) -> None:
+    def norm(v):
+        return [float(x) for x in v] if isinstance(v, (list, tuple)) and v and not isinstance(v[0], str) else \
+            (list(v) if isinstance(v, (list, tuple)) else v)
+
+    changed = [k for k in _FIXED_ON_RESUME if k in saved and norm(getattr(cfg, k)) != norm(saved[k])
+               and not (k == "lambdas" and cfg.lambdas is None)]
+    if changed:
+        k = changed[0]
+        raise SaicmError(f"--resume with another --{k.replace('_', '-')} than the run's ({saved[k]!r}): a run keeps "
+                         "its rate points, loss and frozen parts; start a new --out (with --init of this run's model "
+                         "to begin from it)", str(ckpt_path))
+
+
 def _truncate_log(path: Path, step: int) -> None:
     """Drop the records of ``path`` (log.jsonl) after ``step``: a resumed run logs those steps again."""
     if not path.is_file():
@@ -250,6 +268,7 @@ def train(cfg: TrainConfig) -> Path:
         if aux_opt is not None and ck.get("aux_opt") is not None:
             aux_opt.load_state_dict(ck["aux_opt"])
         start = ck["step"]
+        _check_resumed_options(cfg, ck.get("config") or {}, ckpt_path)
         if start > cfg.steps:
             raise SaicmError(f"the run in {out} has done {start} steps, more than --steps {cfg.steps}: give --steps "
                              f"{start} or more to go on (or export its checkpoint)")
@@ -343,7 +362,11 @@ def train(cfg: TrainConfig) -> Path:
     if hasattr(model, "verify_frozen"):
         model.verify_frozen()  # a frozen base must leave training bit-identical to its weight file
     if rank == 0:
-        save_model(_clone_for_export(model), final, extra_meta={"training": asdict(cfg) | {"steps_done": cfg.steps}})
+        # what was trained, whatever the options said (--init decides the architecture and sizes it keeps)
+        trained = {"architecture": model.architecture, "N": model.config.get("N"), "M": model.config.get("M"),
+                   "lambdas": [float(v) for v in model.config.get("lambdas", [])]}
+        save_model(_clone_for_export(model), final,
+                   extra_meta={"training": asdict(cfg) | trained | {"steps_done": max(start, cfg.steps)}})
     if world > 1:
         dist.barrier()
         dist.destroy_process_group()
