@@ -261,6 +261,7 @@ def train(cfg: TrainConfig) -> Path:
     start, resumed_rng = 0, None
     if cfg.resume and ckpt_path.is_file():
         ck = read_checkpoint(ckpt_path)
+        _check_resumed_options(cfg, ck.get("config") or {}, ckpt_path)
         keep_constants(model, ck["model"])  # (runs started before saicm 0.5.1 saved an fp16 file's zero floor)
         load_strict(model, ck["model"], str(ckpt_path), "the model these options build: --resume continues "
                     "the run's own model (use a new --out, or the run's options)")
@@ -268,7 +269,6 @@ def train(cfg: TrainConfig) -> Path:
         if aux_opt is not None and ck.get("aux_opt") is not None:
             aux_opt.load_state_dict(ck["aux_opt"])
         start = ck["step"]
-        _check_resumed_options(cfg, ck.get("config") or {}, ckpt_path)
         if start > cfg.steps:
             raise SaicmError(f"the run in {out} has done {start} steps, more than --steps {cfg.steps}: give --steps "
                              f"{start} or more to go on (or export its checkpoint)")
