@@ -83,12 +83,14 @@ def test_an_interrupted_run_resumes_exactly_as_if_it_had_not_stopped(data_dir, t
     with pytest.raises(KeyboardInterrupt):
         train(tiny_cfg(data_dir, out, steps=6))
     assert torch.load(out / "checkpoint.pt", weights_only=False)["step"] == 2
+    (out / ".checkpoint.pt.x1y2.part.pt").write_bytes(b"half a checkpoint")  # as a kill -9 while saving leaves it
     monkeypatch.setattr(trainer, "_lr_at", real)
     resumed = train(tiny_cfg(data_dir, out, steps=6, resume=True))
     a, b = saicm.load_model(whole)[0].state_dict(), saicm.load_model(resumed)[0].state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
     logs = [[json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()] for run in (tmp_path / "whole", out)]
     assert [r["step"] for r in logs[1]] == [1, 2, 3, 4, 5, 6]
+    assert not list(out.glob(".checkpoint.pt.*"))
     assert [r["loss"] for r in logs[1]] == [r["loss"] for r in logs[0]]
     with pytest.raises(saicm.SaicmError, match="has done 6 steps, more than --steps 4"):  # it was labelled 4
         train(tiny_cfg(data_dir, out, steps=4, resume=True))

@@ -184,6 +184,8 @@ def train(cfg: TrainConfig) -> Path:
         raise SaicmError("holds a run (checkpoint.pt): add --resume to go on with it, or pick another --out", str(out))
     if rank == 0:
         ensure_dir(out)
+        for stale in out.glob(".checkpoint.pt.*.part.pt"):  # a checkpoint being written when the run was killed
+            stale.unlink(missing_ok=True)
 
     torch.manual_seed(cfg.seed)
     if cfg.init:
