@@ -123,6 +123,13 @@ def test_the_model_file_records_what_was_trained_and_a_resume_keeps_its_options(
     training = read_info(final).training
     assert (training["architecture"], training["N"], training["M"]) == ("gained-mean-scale-hyperprior", 16, 24)
     assert training["lambdas"] == pytest.approx([0.005, 0.05]) and training["steps_done"] == 2
+    from dataclasses import replace
+
+    fine_tune = tiny_cfg(data_dir, tmp_path / "m", init=str(tiny_model), steps=1)
+    with pytest.raises(saicm.SaicmError, match="--M 64 with --init: .* has M = 24"):  # the file said M = 64
+        train(replace(fine_tune, M=64))
+    with pytest.raises(saicm.SaicmError, match="cannot start from --init .* a gained-mean-scale-hyperprior model"):
+        train(replace(fine_tune, architecture="tcm"))  # (it trained the hyperprior, labelled tcm)
     for change, needle in ((dict(lambdas=(0.1, 0.2)), "another --lambdas"), (dict(freeze=("g_s",)), "another --freeze"),
                            (dict(quant="ste"), "another --quant")):
         with pytest.raises(saicm.SaicmError, match=needle):  # trained on with the old ones, labelled with the new

@@ -12,9 +12,8 @@ def cmd_train(a: argparse.Namespace) -> int:
     from ..train.config import TrainConfig
     from ..train.trainer import train
 
-    architecture = a.architecture or ("scalable-fusion" if a.base else "gained-mean-scale-hyperprior")
     cfg = TrainConfig(
-        data=a.data, out=a.out, architecture=architecture, base=a.base, m=a.m, slice_channels=a.slice_channels,
+        data=a.data, out=a.out, architecture=a.architecture, base=a.base, m=a.m, slice_channels=a.slice_channels,
         condition=a.condition, human_init=a.human_init, freeze=tuple(a.freeze or ()),
         context_hidden=a.context_hidden, context_kernel=a.context_kernel,
         context_groups=tuple(a.context_groups) if a.context_groups else None, context_checkerboard=a.context_checkerboard,
@@ -48,9 +47,9 @@ def register(sub) -> None:
                    help="folder of training images (searched recursively); repeat for several folders")
     t.add_argument("--out", required=True, help="run folder: checkpoint.pt, log.jsonl, model.safetensors")
     t.add_argument("--architecture",
-                   help="registered architecture name (default gained-mean-scale-hyperprior; scalable-fusion "
-                   "with --base; gained-context-hyperprior: channel-group and checkerboard contexts, with --init "
-                   "HYPERPRIOR starting from its transforms and hyperprior)")
+                   help="registered architecture name (default: --init's, else gained-mean-scale-hyperprior, or "
+                   "scalable-fusion with --base; gained-context-hyperprior: channel-group and checkerboard contexts, "
+                   "with --init HYPERPRIOR starting from its transforms and hyperprior)")
     t.add_argument("--base", help="scalable coding: train the human layer (additional-information codec + fusion "
                    "decoder) over this frozen machine-layer model (shipped name or .safetensors)")
     t.add_argument("--m", "--slices", dest="m", type=positive, default=4,
@@ -79,7 +78,8 @@ def register(sub) -> None:
                    "of two checkerboard passes (faster; no spatial context)")
     t.add_argument("--N", type=positive, help="hidden channels (default 64, or --init's). Larger than --init's "
                    "widens it (hyperprior and context models): the new channels start where they change nothing")
-    t.add_argument("--M", type=positive, default=128, help="latent channels (default 128; scalable: s·m)")
+    t.add_argument("--M", type=positive, help="latent channels (default 128, or --init's, which cannot change; "
+                   "scalable: s·m)")
     t.add_argument("--lambdas", type=floats,
                    help="λ per quality, ascending (L = R + λ·255²·D); default those of --init, else "
                    + ",".join(map(str, DEFAULT_LAMBDAS)) + ". With --init: the same count starts "

@@ -380,7 +380,7 @@ class TCM(CompressionModel):
         from .registry import build_architecture
 
         opts = dict(RELEASED)
-        opts.update(N=cfg.width, M=int(cfg.M))
+        opts.update(N=cfg.width, M=cfg.latent)
         opts["head_dims"] = [min(h, opts["N"]) for h in opts["head_dims"]]
         opts["hyper_head_dim"] = min(opts["hyper_head_dim"], opts["N"])
         opts.update((cfg.extra or {}).get("tcm", {}))

@@ -6,8 +6,10 @@ from dataclasses import dataclass, field
 
 # λ of CompressAI's MSE quality points 1..6 (same L = R + λ·255²·D convention).
 DEFAULT_LAMBDAS = (0.0018, 0.0035, 0.0067, 0.0130, 0.0250, 0.0483)
-# Hidden channels of a model trained from scratch (``--N``).
+# Hidden and latent channels of a model trained from scratch (``--N``, ``--M``).
 DEFAULT_N = 64
+DEFAULT_M = 128
+DEFAULT_ARCHITECTURE = "gained-mean-scale-hyperprior"
 # What the synthesis transforms see in training (``--quant``; the architecture's forward(quant=...)).
 QUANT_MODES = ("noise", "ste")
 # Mixed precision of the transforms (``--amp``).
@@ -18,9 +20,10 @@ AMP_MODES = ("off", "bf16")
 class TrainConfig:
     data: str | list  # one folder or several
     out: str
-    architecture: str = "gained-mean-scale-hyperprior"
+    # None: the init model's with init, scalable-fusion with base, else DEFAULT_ARCHITECTURE
+    architecture: str | None = None
     N: int | None = None  # hidden channels; None: DEFAULT_N, or --init's (a larger N than --init's widens it)
-    M: int = 128
+    M: int | None = None  # latent channels; None: DEFAULT_M, or --init's (which cannot be changed)
     lambdas: tuple | None = None  # None: DEFAULT_LAMBDAS, or those of --init
     loss: str = "mse"
     base: str | None = None  # scalable-fusion: the frozen machine-layer model (name or path)
@@ -60,3 +63,8 @@ class TrainConfig:
     def width(self) -> int:
         """The hidden channels of a model built from scratch: ``N``, or ``DEFAULT_N``."""
         return DEFAULT_N if self.N is None else int(self.N)
+
+    @property
+    def latent(self) -> int:
+        """The latent channels of a model built from scratch: ``M``, or ``DEFAULT_M``."""
+        return DEFAULT_M if self.M is None else int(self.M)

@@ -16,7 +16,7 @@ import os
 import random
 import sys
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import torch
@@ -33,7 +33,7 @@ from ..models import build_architecture, save_model
 from ..models.registry import load_architectures
 from ..models.zoo import build_from_info, keep_constants, load_model, load_strict
 from .compiling import CompiledStep, compiler_errors
-from .config import AMP_MODES, DEFAULT_LAMBDAS, QUANT_MODES, TrainConfig
+from .config import AMP_MODES, DEFAULT_ARCHITECTURE, DEFAULT_LAMBDAS, QUANT_MODES, TrainConfig
 from .data import RandomCrops
 from .losses import DISTORTIONS, MASK_KINDS, rd_loss
 
@@ -157,6 +157,8 @@ def _truncate_log(path: Path, step: int) -> None:
 
 
 def train(cfg: TrainConfig) -> Path:
+    if cfg.architecture is None and not cfg.init:
+        cfg = replace(cfg, architecture="scalable-fusion" if cfg.base else DEFAULT_ARCHITECTURE)
     if cfg.amp not in AMP_MODES:
         raise SaicmError(f"--amp must be one of {', '.join(AMP_MODES)}, got {cfg.amp!r}")
     if cfg.quant not in QUANT_MODES:
@@ -191,6 +193,11 @@ def train(cfg: TrainConfig) -> Path:
     if cfg.init:
         src, info = load_model(cfg.init)
         config = dict(info.config)
+        if cfg.architecture is None:  # train the init model on as it is
+            cfg = replace(cfg, architecture=info.architecture)
+        if cfg.M is not None and int(cfg.M) != int(config.get("M", cfg.M)):
+            raise SaicmError(f"--M {cfg.M} with --init: {info.name} has M = {config.get('M')}, and a model's latent "
+                             "channels cannot be changed (drop --M)")
         state = src.state_dict()
         if cfg.lambdas is not None:  # fine-tune to other rate points
             if len(cfg.lambdas) != len(config["lambdas"]):
@@ -214,6 +221,9 @@ def train(cfg: TrainConfig) -> Path:
             model = _build(cfg.architecture, **config)
             new_parts = target.NEW_PARAMETERS
             state = {k: v for k, v in state.items() if not k.startswith(new_parts)}
+        elif cfg.architecture != info.architecture:
+            raise SaicmError(f"--architecture {cfg.architecture} cannot start from --init {info.name}, a "
+                             f"{info.architecture} model (drop --architecture to train it on as it is)")
         else:
             model = build_from_info(info, config)
         missing, unexpected = model.load_state_dict(state, strict=False)
@@ -235,7 +245,7 @@ def train(cfg: TrainConfig) -> Path:
         if hasattr(cls, "from_train_config"):  # architectures with options of their own (e.g. --base, --m)
             model = cls.from_train_config(cfg, lambdas)
         else:
-            model = _build(cfg.architecture, N=cfg.width, M=cfg.M, lambdas=lambdas, **options)
+            model = _build(cfg.architecture, N=cfg.width, M=cfg.latent, lambdas=lambdas, **options)
     if cfg.quant != "noise" and "quant" not in inspect.signature(model.forward).parameters:
         raise SaicmError(f"--quant {cfg.quant} is not supported by the {type(model).__name__} architecture "
                          "(its forward has no quant argument)")
