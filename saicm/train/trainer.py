@@ -123,7 +123,12 @@ def _build(name: str, **config):
 _FIXED_ON_RESUME = ("lambdas", "loss", "off_mask_weight", "quant", "freeze")
 
 
-def _check_resumed_options(cfg: TrainConfig, saved: dict, ckpt_path: Path) -> None:
+def _check_resumed_options(cfg: TrainConfig, ck: dict, ckpt_path: Path) -> None:
+    saved = dict(ck.get("config") or {})
+    spec = (ck.get("model_spec") or {}).get("config") or {}
+    if spec.get("lambdas") is not None:  # the run's rate points, however they were given (or defaulted)
+        saved["lambdas"] = spec["lambdas"]
+
     def norm(v):
         return [float(x) for x in v] if isinstance(v, (list, tuple)) and v and not isinstance(v[0], str) else \
             (list(v) if isinstance(v, (list, tuple)) else v)
@@ -133,8 +138,8 @@ def _check_resumed_options(cfg: TrainConfig, saved: dict, ckpt_path: Path) -> No
     if changed:
         k = changed[0]
         raise SaicmError(f"--resume with another --{k.replace('_', '-')} than the run's ({saved[k]!r}): a run keeps "
-                         "its rate points, loss and frozen parts; start a new --out (with --init of this run's model "
-                         "to begin from it)", str(ckpt_path))
+                         "its rate points, loss, quantisation and frozen parts; start a new --out (with --init of "
+                         "this run's model to begin from it)", str(ckpt_path))
 
 
 def _truncate_log(path: Path, step: int) -> None:
@@ -273,7 +278,7 @@ def train(cfg: TrainConfig) -> Path:
     start, resumed_rng = 0, None
     if cfg.resume and ckpt_path.is_file():
         ck = read_checkpoint(ckpt_path)
-        _check_resumed_options(cfg, ck.get("config") or {}, ckpt_path)
+        _check_resumed_options(cfg, ck, ckpt_path)
         keep_constants(model, ck["model"])  # (runs started before saicm 0.5.1 saved an fp16 file's zero floor)
         load_strict(model, ck["model"], str(ckpt_path), "the model these options build: --resume continues "
                     "the run's own model (use a new --out, or the run's options)")
