@@ -3,56 +3,37 @@
 from __future__ import annotations
 
 import argparse
+import math
+
+
+def _checked(s: str, convert, ok, expected: str):
+    try:
+        v = convert(s)
+    except ValueError:
+        v = None
+    if v is None or not ok(v):
+        raise argparse.ArgumentTypeError(f"expected {expected}, got {s!r}")
+    return v
 
 
 def nonneg(s: str) -> int:
-    try:
-        v = int(s)
-    except ValueError:
-        v = -1
-    if v < 0:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {s!r}")
-    return v
-
-
-def level(s: str) -> float:
-    try:
-        v = float(s)
-    except ValueError:
-        v = -1.0
-    if not 50 <= v < 100:
-        raise argparse.ArgumentTypeError(f"expected a confidence level in percent (50-99.9), got {s!r}")
-    return v
+    return _checked(s, int, lambda v: v >= 0, "a whole number >= 0")
 
 
 def positive(s: str) -> int:
-    try:
-        v = int(s)
-    except ValueError:
-        v = 0
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {s!r}")
-    return v
+    return _checked(s, int, lambda v: v >= 1, "a whole number >= 1")
+
+
+def level(s: str) -> float:
+    return _checked(s, float, lambda v: 50 <= v < 100, "a confidence level in percent (50-99.9)")
 
 
 def positive_float(s: str) -> float:
-    try:
-        v = float(s)
-    except ValueError:
-        v = float("nan")
-    if not v > 0 or v == float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a number > 0, got {s!r}")
-    return v
+    return _checked(s, float, lambda v: 0 < v < math.inf, "a number > 0")  # (NaN fails every comparison)
 
 
 def nonneg_float(s: str) -> float:
-    try:
-        v = float(s)
-    except ValueError:
-        v = float("nan")
-    if not v >= 0 or v == float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {s!r}")
-    return v
+    return _checked(s, float, lambda v: 0 <= v < math.inf, "a number >= 0")
 
 
 def floats(s: str) -> list[float]:
