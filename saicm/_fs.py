@@ -112,6 +112,21 @@ def refuse_input_as_output(src: str | os.PathLike, dst: str | os.PathLike) -> No
         raise SaicmError("is the input file: not overwritten (name another output)", str(dst))
 
 
+def output_file(path: str | os.PathLike, inputs=(), suffix: str | None = None) -> Path:
+    """Where a command writes one file, checked before any work: a one-line error if it is ``-``, names a folder,
+    lacks ``suffix`` or is one of ``inputs``."""
+    if str(path) == "-":
+        raise SaicmError("writing to standard output is not supported: name an output file")
+    p = Path(path)
+    if p.is_dir() or str(path).endswith(("/", os.sep)):
+        raise SaicmError("is a folder: name the file to write", str(path))
+    if suffix is not None and p.suffix.lower() != suffix:
+        raise SaicmError(f"name the file to write with a {suffix} suffix", str(path))
+    for src in inputs:
+        refuse_input_as_output(src, p)
+    return p
+
+
 def cache_dir() -> Path:
     """saicm's cache folder: ``$SAICM_CACHE``, else ``$XDG_CACHE_HOME/saicm`` (``~/.cache/saicm``). Holds the
     evaluation's decodes (``decoded/``) and the portable engine's ONNX graphs (``onnx/``)."""

@@ -53,6 +53,29 @@ def test_plot_writes_png_and_svg(tmp_path, capsys):
     assert "output folder does not exist" in capsys.readouterr().err
 
 
+def test_outputs_never_replace_inputs_and_are_checked_before_the_work(tmp_path, capsys):
+    a = write_result(tmp_path / "a.json", "anchor", [(0.2, 30), (0.4, 33), (0.8, 36)])
+    b = write_result(tmp_path / "b.json", "test", [(0.2, 31), (0.4, 34), (0.8, 37)])
+    d = _folder(tmp_path, 1)
+    image = next(d.iterdir())
+    before = image.read_bytes(), a.read_bytes(), b.read_bytes()
+    cases = [  # each was exit 0, an input replaced, or a traceback after the whole sweep
+        (["eval", "--codec", "jpeg", "--dataset", str(d), "-o", str(image)], "with a .json suffix"),
+        (["eval", "--codec", "jpeg", "--dataset", str(d), "-o", str(tmp_path)], "is a folder"),
+        (["report", str(a), str(b), "-o", str(a)], "with a .html suffix"),
+        (["report", str(a), str(b), "-o", str(tmp_path / "r") + "/"], "is a folder"),
+        (["bdrate", str(a), str(b), "--json", str(b)], "is the input file"),
+    ]
+    for argv, needle in cases:
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err
+        assert needle in err and "Traceback" not in err, (argv, err)
+    assert (image.read_bytes(), a.read_bytes(), b.read_bytes()) == before
+    (d / "bad.png").write_bytes(b"not a png")  # was a PIL traceback
+    assert main(["eval", "--codec", "jpeg", "--dataset", str(d), "-o", str(tmp_path / "e.json")]) == 2
+    assert "bad.png: cannot read image" in capsys.readouterr().err
+
+
 def test_bad_results_file_is_one_line_error(tmp_path, capsys):
     bad = tmp_path / "bad.json"
     good = write_result(tmp_path / "a.json", "anchor", [(0.2, 30), (0.4, 33), (0.8, 36)])
@@ -133,7 +156,7 @@ def test_eval_faces_task_runs_without_faces(tmp_path):
 
 def test_eval_detection_needs_a_task_model(tmp_path, capsys):
     d = _folder(tmp_path, 1)
-    assert main(["eval", "--codec", "jpeg", "--dataset", str(d), "--task", "detection", "-o", str(tmp_path / "x")]) == 2
+    assert main(["eval", "--codec", "jpeg", "--dataset", str(d), "--task", "detection", "-o", str(tmp_path / "x.json")]) == 2
     assert "needs --task-model" in capsys.readouterr().err
 
 

@@ -248,12 +248,10 @@ def strip(data) -> bytes:
 
 def strip_file(src, dst) -> dict:
     """``saicm strip``: write the machine layer of ``src`` to ``dst`` (atomically)."""
-    from .._fs import read_input, refuse_input_as_output, write_bytes_atomic
-    from ..errors import SaicmError, naming
+    from .._fs import output_file, read_input, write_bytes_atomic
+    from ..errors import naming
 
-    if str(dst) == "-":
-        raise SaicmError("writing to standard output is not supported: name an output file with -o")
-    refuse_input_as_output(src, dst)
+    output_file(dst, [src])
     data = read_input(src)
     with naming(src):
         machine, human = container.split_layers(data)

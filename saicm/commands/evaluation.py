@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from .._fs import output_file
 from .argtypes import interval, ints, level, nonneg, positive, positive_float
 
 
@@ -14,6 +15,7 @@ def cmd_eval(a: argparse.Namespace) -> int:
     from ..eval.rd import load_rgb_folder, sweep
     from ..eval.tasks.sweeps import make_task
 
+    output_file(a.output, suffix=".json")  # before the sweep, not after it
     codec = get_codec(a.codec)
     task = make_task(a.task, a.task_model, a.annotations, a.threads, progress=False, bootstrap=a.bootstrap)
     images = load_rgb_folder(a.dataset)
@@ -42,6 +44,8 @@ def cmd_bdrate(a: argparse.Namespace) -> int:
     from ..eval.bdrate import BDRateError, bd_rate
     from ..eval.bootstrap import bd_rate_ci
 
+    if a.json:
+        output_file(a.json, [a.anchor, *a.tests], suffix=".json")
     anchor = results.load(a.anchor)
     rows = []
     print(f"BD-rate on {a.metric} against {anchor['codec']} (PCHIP on log-rate over the overlapping interval; "
@@ -95,6 +99,7 @@ def cmd_report(a: argparse.Namespace) -> int:
     from ..eval import results
     from ..eval.report import build_report, matched_rate_crops
 
+    output_file(a.output, a.results, suffix=".html")
     runs = [results.load(p) for p in a.results]
     crops = None
     if a.images:

@@ -44,10 +44,11 @@ def load_rgb_folder(folder: str | Path) -> dict[str, Image.Image]:
     files = sorted(p for p in folder.rglob("*") if is_image_file(p)) if folder.is_dir() else []
     if not files:
         raise SaicmError("no images found", str(folder))
+    from ..codec.image_io import open_image
+
     out = {}
-    for p in files:
-        with Image.open(p) as im:
-            out[p.relative_to(folder).as_posix()] = im.convert("RGB")
+    for p in files:  # a damaged image is one line naming it, not a traceback (and not skipped: the set is the result)
+        out[p.relative_to(folder).as_posix()] = open_image(p).convert("RGB")
     return out
 
 
