@@ -94,6 +94,24 @@ def test_masks_cli_writes_1bit_pngs_manifest_and_resumes(folder, tmp_path):
     assert r.returncode != 0 and "other settings" in r.stderr and "Traceback" not in r.stderr
 
 
+def test_masks_never_take_their_own_output_or_share_a_mask(folder, tmp_path, capsys):
+    from saicm.cli import main
+
+    inside = folder / "masks"
+    for _ in range(2):  # the second run read the first one's masks and previews as images
+        assert main(["masks", str(folder), "-o", str(inside), "--preview", "--quiet"]) == 0
+    assert sorted(str(p.relative_to(inside)) for p in inside.rglob("*.png")) == ["a.png", "b.png", "sub/c.png"]
+    capsys.readouterr()
+    cases = [([str(folder), "-o", str(folder)], "is the input folder"),  # each photo was its own mask
+             ([str(folder / "a.png"), "-o", str(tmp_path / "m3")], "is a file"),  # said "input folder not found"
+             ]
+    Image.fromarray(natural_image(72, 96, seed=9)).save(folder / "a.jpg")  # beside a.png: one mask for both
+    cases.append(([str(folder), "-o", str(tmp_path / "m2")], "a.jpg and a.png would share one mask"))
+    for argv, needle in cases:
+        assert main(["masks", *argv, "--quiet"]) == 2
+        assert needle in capsys.readouterr().err, argv
+
+
 def test_masks_shards_split_the_folder(folder, tmp_path):
     out = tmp_path / "m"
     for i in range(2):

@@ -121,15 +121,41 @@ def _check_spec(out: Path, spec: MaskSpec, overwrite: bool) -> None:
     write_atomic(p, lambda t: t.write_text(json.dumps(want, indent=2) + "\n"))
 
 
+def mask_path(rel: Path) -> Path:
+    """The mask of the image at ``rel`` (relative to its folder), relative to the mask folder: the one rule the
+    masks job writes by and training and video read by."""
+    return rel.with_suffix(".png")
+
+
+def mask_name_clash(rels: list[Path]) -> tuple[Path, Path] | None:
+    """Two images whose masks would be the same file (``x.jpg`` and ``x.png``), or None."""
+    seen: dict[Path, Path] = {}
+    for r in rels:
+        m = mask_path(r)
+        if m in seen:
+            return seen[m], r
+        seen[m] = r
+    return None
+
+
 def run_masks(src: str | Path, out: str | Path, spec: MaskSpec, make: Callable, *, shard=(0, 1),
               preview: bool = False, overwrite: bool = False, progress: bool = True) -> dict:
     """Write the masks of every image in ``src`` (recursively) under ``out``; returns a summary."""
     src, out = Path(src), Path(out)
     if not src.is_dir():
-        raise SaicmError("input folder not found", str(src))
-    files = sorted(p for p in src.rglob("*") if is_image_file(p))
+        raise SaicmError("is a file: masks are made for a folder of images" if src.is_file() else
+                         "input folder not found", str(src))
+    if out.resolve() == src.resolve():  # the photos would be taken for their own masks
+        raise SaicmError("is the input folder: write the masks to another folder", str(out))
+    inside = out.resolve().is_relative_to(src.resolve())  # masks and previews must not become inputs
+    files = sorted(p for p in src.rglob("*") if is_image_file(p)
+                   and not (inside and p.resolve().is_relative_to(out.resolve())))
     if not files:
         raise SaicmError("no images in input folder", str(src))
+    clash = mask_name_clash([f.relative_to(src) for f in files])
+    if clash:  # x.jpg and x.png would share x.png, and training would give both that one mask
+        raise SaicmError(f"{clash[0]} and {clash[1]} would share one mask ({mask_path(clash[0])}): rename one",
+                         str(src))
     ensure_dir(out)
     _check_spec(out, spec, overwrite)
     i, n = shard
@@ -141,7 +167,7 @@ def run_masks(src: str | Path, out: str | Path, spec: MaskSpec, make: Callable, 
     with open(manifest, "a") as log:
         for f in tqdm(mine, desc=f"masks {spec.source} {i}/{n}", unit="img", disable=not progress):
             rel = f.relative_to(src)
-            dest = out / rel.with_suffix(".png")
+            dest = out / mask_path(rel)
             if dest.is_file() and not overwrite:
                 skipped += 1
                 continue

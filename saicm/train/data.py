@@ -19,7 +19,7 @@ from tqdm import tqdm
 
 from ..codec.image_io import is_image_file, load_image
 from ..errors import SaicmError
-from ..masks.job import load_mask
+from ..masks.job import load_mask, mask_name_clash, mask_path
 
 
 def list_images(root: str | Path) -> list[Path]:
@@ -48,7 +48,12 @@ class RandomCrops(Dataset):
         self.files = []
         pairs = []
         for r, mr in zip(roots, mask_roots):
-            for f in list_images(r):
+            files = list_images(r)
+            clash = mask_name_clash([f.relative_to(r) for f in files]) if mr is not None else None
+            if clash:
+                raise SaicmError(f"{clash[0]} and {clash[1]} would read one mask ({mask_path(clash[0])}): rename one "
+                                 "and make its mask again", str(r))
+            for f in files:
                 pairs.append((r, mr, f))
                 self.files.append(f)
         self.patch = patch
@@ -67,7 +72,7 @@ class RandomCrops(Dataset):
 
     @staticmethod
     def _load_mask(root: Path, mask_root: Path, f: Path) -> np.ndarray:
-        rel = f.relative_to(root).with_suffix(".png")
+        rel = mask_path(f.relative_to(root))
         p = mask_root / rel
         if not p.is_file():
             raise SaicmError(f"no mask for {rel} in {mask_root}", str(p))
