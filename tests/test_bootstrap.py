@@ -81,7 +81,7 @@ def test_an_uneven_saving_gives_an_interval_around_the_figure():
     assert ci.low < narrow.low < narrow.high < ci.high
 
 
-def test_images_without_ms_ssim_count_as_in_the_points():
+def test_images_without_ms_ssim_count_as_in_the_points(tmp_path):
     """MS-SSIM is NaN for images of 160 pixels or less a side; the points average it over the other images, and
     so must every draw (they averaged the NaN in: draws with that image failed, and the interval of a 20 %
     saving excluded the point)."""
@@ -102,6 +102,14 @@ def test_images_without_ms_ssim_count_as_in_the_points():
     assert ci.percent == pytest.approx(-20.0, abs=1e-9)
     assert ci.low == pytest.approx(-20.0, abs=1e-9) and ci.high == pytest.approx(-20.0, abs=1e-9)
     assert ci.failed == 0
+    # written as standard JSON (NaN is not JSON: other tools refused the files), read back the same
+    for name, factor in (("a", 1.0), ("t", 0.8)):
+        results.save(run(name, factor), tmp_path / f"{name}.json")
+        text = (tmp_path / f"{name}.json").read_text()
+        json.loads(text, parse_constant=lambda c: pytest.fail(f"non-standard JSON constant {c}"))
+        assert '"ms_ssim": null' in text
+    again = bd_rate_ci(results.load(tmp_path / "a.json"), results.load(tmp_path / "t.json"), "ms_ssim", replicates=100)
+    assert (again.percent, again.low, again.high, again.failed) == pytest.approx((ci.percent, ci.low, ci.high, 0))
 
 
 def test_files_that_cannot_be_paired_are_refused():

@@ -76,6 +76,17 @@ def test_outputs_never_replace_inputs_and_are_checked_before_the_work(tmp_path, 
     assert "bad.png: cannot read image" in capsys.readouterr().err
 
 
+def test_bdrate_says_when_the_images_differ(tmp_path, capsys):
+    a = write_result(tmp_path / "a.json", "anchor", [(0.2, 30), (0.4, 33), (0.8, 36)])
+    b = write_result(tmp_path / "b.json", "test", [(0.2, 31), (0.4, 34), (0.8, 37)])
+    for path, names in ((a, ["x.png", "y.png"]), (b, ["x.png", "z.png", "w.png"])):
+        d = json.loads(path.read_text())
+        d["per_image"] = {n: [] for n in names}
+        path.write_text(json.dumps(d))
+    assert main(["bdrate", str(a), str(b)]) == 0
+    assert "WARNING: other images than the anchor's: 3 vs 2, 1 shared" in capsys.readouterr().out  # was silent
+
+
 def test_bad_results_file_is_one_line_error(tmp_path, capsys):
     bad = tmp_path / "bad.json"
     good = write_result(tmp_path / "a.json", "anchor", [(0.2, 30), (0.4, 33), (0.8, 36)])

@@ -65,6 +65,10 @@ def cmd_bdrate(a: argparse.Namespace) -> int:
             rows.append({"codec": test["codec"], "bd_rate": None, "reason": str(e)})
             continue
         note = f"  [dropped non-monotone points: {len(r.dropped)}]" if r.dropped else ""
+        a_imgs, t_imgs = set(anchor.get("per_image") or ()), set(test.get("per_image") or ())
+        if a_imgs and t_imgs and a_imgs != t_imgs:  # (--ci refuses such a pair; a plain BD-rate says so)
+            note += (f"  [WARNING: other images than the anchor's: {len(t_imgs)} vs {len(a_imgs)}, "
+                     f"{len(a_imgs & t_imgs)} shared]")
         print(f"  {test['codec']:<28} {r.percent:+7.1f}%   over {a.metric} {r.interval[0]:.3f}–{r.interval[1]:.3f}"
               f"  (covers {r.coverage[0]:.0%} of anchor, {r.coverage[1]:.0%} of test){note}")
         row = {"codec": test["codec"], "bd_rate": r.percent, "interval": r.interval,

@@ -140,10 +140,10 @@ def _per_image_matrix(result: dict, names: list[str], key: str) -> np.ndarray:
         by_q = {str(e["quality"]): e for e in result["per_image"][name]}
         for j, p in enumerate(result["points"]):
             e = by_q.get(str(p["quality"]))
-            if e is None or e.get(key) is None:
+            if e is None or key not in e:
                 raise SaicmError(f"results for {result['codec']} have no per-image {key} for {name} "
                                  f"at quality {p['quality']}")
-            out[i, j] = e[key]
+            out[i, j] = np.nan if e[key] is None else e[key]  # null: not measured (written for NaN)
     return out
 
 

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
+import math
 from pathlib import Path, PurePath
 
 from .._fs import write_bytes_atomic
@@ -53,8 +54,21 @@ def new_result(codec: str, codec_config: dict, dataset: str, task: str, num_imag
 
 
 def save(result: dict, path: str | Path) -> None:
+    """Write ``result`` as standard JSON: a value that was not measured (NaN: MS-SSIM of an image of 160 pixels or
+    less a side) is ``null``, as JSON has no NaN; readers take ``null`` for "not measured"."""
     result["points"].sort(key=lambda p: p["bpp"])
-    write_bytes_atomic(path, (json.dumps(result, indent=1) + "\n").encode())
+    text = json.dumps(_nan_to_null(result), indent=1, allow_nan=False)
+    write_bytes_atomic(path, (text + "\n").encode())
+
+
+def _nan_to_null(v):
+    if isinstance(v, float) and not math.isfinite(v):
+        return None
+    if isinstance(v, dict):
+        return {k: _nan_to_null(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_nan_to_null(x) for x in v]
+    return v
 
 
 def load(path: str | Path) -> dict:
