@@ -71,6 +71,11 @@ def test_outputs_never_replace_inputs_and_are_checked_before_the_work(tmp_path, 
         err = capsys.readouterr().err
         assert needle in err and "Traceback" not in err, (argv, err)
     assert (image.read_bytes(), a.read_bytes(), b.read_bytes()) == before
+    for argv, needle in ((["--qualities", "50,50"], "a rate point twice"), (["--qualities", "30,101"], "0-100")):
+        assert main(["eval", "--codec", "jpeg", "--dataset", str(d), "-o", str(tmp_path / "q.json"), *argv]) == 2
+        assert needle in capsys.readouterr().err  # 101 ran as Pillow's 100; 50,50 stored two points
+    assert main(["report", str(a), str(b), "--metrics", "psnr,bogus", "-o", str(tmp_path / "r.html")]) == 2
+    assert "no results file has metric 'bogus'" in capsys.readouterr().err  # was an empty plot
     (d / "bad.png").write_bytes(b"not a png")  # was a PIL traceback
     assert main(["eval", "--codec", "jpeg", "--dataset", str(d), "-o", str(tmp_path / "e.json")]) == 2
     assert "bad.png: cannot read image" in capsys.readouterr().err

@@ -92,6 +92,10 @@ def test_masks_cli_writes_1bit_pngs_manifest_and_resumes(folder, tmp_path):
     assert r.returncode == 0 and "0 written, 3 already done" in r.stdout
     r = run_cli("masks", folder, "-o", out, "--alpha", "0.9", "--quiet")
     assert r.returncode != 0 and "other settings" in r.stderr and "Traceback" not in r.stderr
+    r = run_cli("masks", folder, "-o", out, "--alpha", "0.9", "--overwrite", "--quiet")
+    assert r.returncode == 0 and "3 written" in r.stdout
+    lines = (out / "manifest-0-of-1.jsonl").read_text().splitlines()
+    assert len(lines) == 3  # the α = 0.5 lines were kept beside the new ones (6 lines for 3 images)
 
 
 def test_masks_never_take_their_own_output_or_share_a_mask(folder, tmp_path, capsys):

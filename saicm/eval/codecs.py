@@ -13,6 +13,7 @@ encoder preset and ``avif:SPEED`` the libaom speed.
 from __future__ import annotations
 
 import io
+import numbers
 from typing import Callable, Dict
 
 from PIL import Image
@@ -63,6 +64,8 @@ class PillowCodec(Codec):
     options: dict = {}
 
     def encode(self, img, quality):
+        if not (isinstance(quality, numbers.Integral) and 0 <= quality <= 100):  # (Pillow clamped: 101 ran as 100)
+            raise SaicmError(f"{self.name} quality must be a whole number 0-100, got {quality!r}")
         buf = io.BytesIO()
         img.convert("RGB").save(buf, format=self.format, quality=int(quality), **self.options)
         return buf.getvalue()

@@ -18,6 +18,13 @@ METRIC_LABELS = {
 }
 
 
+def check_metric(results: list[dict], metric: str) -> None:
+    """A one-line error if no results file has ``metric`` (a plot of it would be empty)."""
+    if not any(metric in p for res in results for p in res["points"]):
+        known = sorted({k for res in results for p in res["points"] for k in p if k in METRIC_LABELS})
+        raise SaicmError(f"no results file has metric {metric!r} (they have: {', '.join(known) or 'none'})")
+
+
 def curves_figure(results: list[dict], metric: str, title: str = "", size=(6.4, 4.4)):
     """A matplotlib figure: one line per results file, the uncompressed reference dotted."""
     import matplotlib
@@ -49,9 +56,7 @@ def plot_curves(results: list[dict], metric: str, out: str | Path, title: str = 
     results file has ``metric``."""
     import matplotlib.pyplot as plt
 
-    if not any(metric in p for res in results for p in res["points"]):
-        known = sorted({k for res in results for p in res["points"] for k in p if k in METRIC_LABELS})
-        raise SaicmError(f"no results file has metric {metric!r} (they have: {', '.join(known) or 'none'})")
+    check_metric(results, metric)
     fig = curves_figure(results, metric, title)
     out = Path(out)
     paths = [out.with_suffix(".png"), out.with_suffix(".svg")]

@@ -104,6 +104,10 @@ def sweep(codec: Codec, images: dict[str, Image.Image], qualities: Sequence | No
 
         raise SaicmError(f"{codec.name} codes clips: --dataset must be a video file or a folder of videos")
     qualities = list(qualities or codec.default_qualities)
+    if len(set(qualities)) != len(qualities):
+        from ..errors import SaicmError
+
+        raise SaicmError(f"--qualities lists a rate point twice ({','.join(map(str, qualities))})")
     cache = cache or DecodeCache(None, codec.name, {})
     res = start_result(codec, dataset, task, images)
     bar = tqdm(total=len(images) * len(qualities), desc=codec.name, unit="img", disable=not progress)

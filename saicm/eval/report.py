@@ -16,7 +16,7 @@ from PIL import Image
 
 from .bdrate import BDRateError, bd_rate
 from .paths import display_path, display_spec
-from .plots import METRIC_LABELS, curves_figure
+from .plots import METRIC_LABELS, check_metric, curves_figure
 from .results import curve
 
 
@@ -64,6 +64,8 @@ def build_report(results: list[dict], out: str | Path, metrics: Sequence[str] = 
     """
     from .._fs import write_bytes_atomic
 
+    for m in metrics:
+        check_metric(results, m)  # (an unknown one gave an empty plot)
     parts = [f"<h1>{html.escape(title)}</h1>"]
     ds = sorted({display_path(r.get("dataset", ""), root) for r in results})
     parts.append("<p>Dataset: " + html.escape(", ".join(ds)) + f". Rates are from real file sizes. "

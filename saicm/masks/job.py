@@ -164,7 +164,7 @@ def run_masks(src: str | Path, out: str | Path, spec: MaskSpec, make: Callable, 
     done = skipped = 0
     fractions: list[float] = []
     failures: list[str] = []
-    with open(manifest, "a") as log:
+    with open(manifest, "w" if overwrite else "a") as log:  # --overwrite redoes the shard: its old lines go too
         for f in tqdm(mine, desc=f"masks {spec.source} {i}/{n}", unit="img", disable=not progress):
             rel = f.relative_to(src)
             dest = out / mask_path(rel)
