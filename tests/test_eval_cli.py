@@ -76,6 +76,11 @@ def test_outputs_never_replace_inputs_and_are_checked_before_the_work(tmp_path, 
         assert needle in capsys.readouterr().err  # 101 ran as Pillow's 100; 50,50 stored two points
     assert main(["report", str(a), str(b), "--metrics", "psnr,bogus", "-o", str(tmp_path / "r.html")]) == 2
     assert "no results file has metric 'bogus'" in capsys.readouterr().err  # was an empty plot
+    measured = json.loads(a.read_text())
+    measured["per_image"] = {"elsewhere.png": []}
+    a.write_text(json.dumps(measured))
+    assert main(["report", str(a), str(b), "--images", str(d), "-o", str(tmp_path / "r.html")]) == 2
+    assert "is not among the images anchor was measured on" in capsys.readouterr().err  # crops of another folder
     (d / "bad.png").write_bytes(b"not a png")  # was a PIL traceback
     assert main(["eval", "--codec", "jpeg", "--dataset", str(d), "-o", str(tmp_path / "e.json")]) == 2
     assert "bad.png: cannot read image" in capsys.readouterr().err

@@ -110,12 +110,16 @@ def cmd_report(a: argparse.Namespace) -> int:
         from ..eval.codecs import get_codec
         from ..eval.rd import load_rgb_folder
 
+        from ..errors import SaicmError
+
         images = load_rgb_folder(a.images)
         name = a.image or next(iter(images))
         if name not in images:
-            from ..errors import SaicmError
-
             raise SaicmError(f"no image {name!r} in {a.images}")
+        measured = runs[0].get("per_image") or {}
+        if measured and name not in measured:  # (crops of another folder's image were shown beside these results)
+            raise SaicmError(f"{name!r} of {a.images} is not among the images {runs[0]['codec']} was measured on: "
+                             "give the folder of the evaluation")
         draw = None
         if a.task_model:
             from ..eval.tasks.sweeps import detection_drawer
