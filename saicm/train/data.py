@@ -60,15 +60,22 @@ class RandomCrops(Dataset):
         self.epoch_size = epoch_size
         self.images: list[np.ndarray] = []
         self.masks: list[np.ndarray | None] = []
+        small = 0
         for r, mr, f in tqdm(pairs, desc="loading images", disable=not progress, unit="img"):
             rgb = load_image(f).rgb
             m = self._load_mask(r, mr, f) if mr is not None else None
             if m is not None and m.shape != rgb.shape[:2]:
                 raise SaicmError(f"mask is {m.shape[1]}x{m.shape[0]}, image is {rgb.shape[1]}x{rgb.shape[0]}",
                                  str(f))
+            small += min(rgb.shape[:2]) < patch
             rgb, m = self._fit(rgb, m)
             self.images.append(rgb)
             self.masks.append(m)
+        if small:
+            import warnings
+
+            warnings.warn(f"{small} of {len(pairs)} training images are smaller than --patch {patch} and are "
+                          "upscaled to it (crops of them are not at the images' own scale)", stacklevel=2)
 
     @staticmethod
     def _load_mask(root: Path, mask_root: Path, f: Path) -> np.ndarray:
