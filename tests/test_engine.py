@@ -269,6 +269,28 @@ def test_an_unwritable_graph_cache_only_costs_the_cache(files, tmp_path, monkeyp
     assert not list(tmp_path.rglob("*.onnx"))  # nothing cached, nothing half-written
 
 
+def test_a_damaged_or_foreign_cached_graph_is_rebuilt_not_used(files, tmp_path, monkeypatch):
+    """The graph cache was trusted whenever its file existed: a truncated graph failed every later decode with an
+    onnxruntime traceback, and another model's valid graph in its place decoded wrong pixels in silence."""
+    from saicm.engine.codec import open_portable
+    from saicm.engine.onnx_export import build_transform
+    from saicm.engine.runtime import OnnxTransforms, onnx_path
+
+    monkeypatch.setenv("SAICM_CACHE", str(tmp_path))
+    stream = container.unpack(files["onnx"])
+    pm = open_portable(stream)
+    h = stream.header
+    y = pm.decode(stream.strings, h.shapes[0], h.quality, h.strip_rows)
+    ref = OnnxTransforms(pm, 1).synthesis(y)  # builds and caches the graphs
+    g_s = onnx_path(pm, "g_s")
+    good = g_s.read_bytes()
+    foreign = build_transform(pm.state, "h_a")  # a valid graph, of another transform (as another model's would be)
+    for damaged in (good[:1000], good[:200] + bytes(len(good) - 200), foreign):
+        g_s.write_bytes(damaged)
+        assert np.array_equal(OnnxTransforms(pm, 1).synthesis(y), ref)
+        assert g_s.read_bytes() == good  # the cache is repaired
+
+
 # --- OpenVINO (optional): float32 and bfloat16 transforms, the same exact tables -------------------------------
 
 def _openvino():

@@ -141,8 +141,12 @@ def _gdn(g: _Graph, state, name: str, c: int, inverse: bool) -> None:
     g.last = f"{name}.out"
 
 
-def build_transform(state: dict[str, np.ndarray], part: str, opset: int = 17) -> bytes:
+def build_transform(state: dict[str, np.ndarray], part: str, opset: int = 17,
+                    producer: str = "saicm.engine.onnx_export") -> bytes:
     """The serialized ONNX ModelProto of transform ``part`` ("g_a", "h_a" or "g_s") of ``state``.
+
+    ``producer`` (the ModelProto's producer_name, written near the start of the bytes): the graph cache puts the
+    graph's identity there, so that a cached file is known to be this model's graph before it is used.
 
     ``state``: the model's state dict as numpy arrays (any float dtype; computed in float32).
     The graph maps input ``x`` [batch, C, H, W] to output ``y``, float32, batch/H/W symbolic.
@@ -168,7 +172,7 @@ def build_transform(state: dict[str, np.ndarray], part: str, opset: int = 17) ->
         [onnx_proto.node(op, ins, outs, name, **attrs) for op, ins, outs, name, attrs in g.nodes], f"saicm.{part}",
         [onnx_proto.value_info("x", ["batch", c_in, "height", "width"])],
         [onnx_proto.value_info("y", ["batch", c, "out_height", "out_width"])],
-        g.inits, opset=opset, ir_version=IR_VERSION, producer="saicm.engine.onnx_export")
+        g.inits, opset=opset, ir_version=IR_VERSION, producer=producer)
 
 
 def build_all(state: dict[str, np.ndarray]) -> dict[str, bytes]:

@@ -30,6 +30,14 @@ def onnx_path(model: PortableModel, part: str, folder: Path | None = None) -> Pa
     return (folder or cache_dir()) / "onnx" / f"{digest}-{part}-e{EXPORT_VERSION}.onnx"
 
 
+def _starts_with_identity(path: Path, ident: str) -> bool:
+    try:
+        with open(path, "rb") as f:
+            return ident.encode() in f.read(64 + len(ident))
+    except OSError:
+        return False
+
+
 def session(graph, num_threads: int):
     """An onnxruntime CPU session of ``graph`` (serialized ModelProto bytes or a path) on ``num_threads`` threads,
     without busy-waiting after a run (the integer hyper-synthesis, on NumPy's BLAS threads, comes next)."""
@@ -53,13 +61,16 @@ class OnnxTransforms:
         self.num_threads = num_threads or threads()
         self._sessions: dict[str, object] = {}
 
-    def _graph(self, part: str):
+    def _graph(self, part: str, rebuild: bool = False):
+        """The graph of ``part``: the cached file's path when it is this model's graph (its identity is in its
+        first bytes: another model's graph or a damaged header is rebuilt), else the graph built now (and cached)."""
         p = onnx_path(self.model, part)
-        if p.is_file():
+        ident = f"saicm.engine.onnx_export {p.stem}"
+        if not rebuild and _starts_with_identity(p, ident):
             return str(p)
         from .onnx_export import build_transform
 
-        data = build_transform(self.model.state, part)
+        data = build_transform(self.model.state, part, producer=ident)
         from .._fs import write_bytes_atomic
         from ..errors import SaicmError
 
@@ -70,10 +81,21 @@ class OnnxTransforms:
             pass  # a read-only cache (write_bytes_atomic words its OSErrors as SaicmError): build in memory each time
         return data
 
+    def _open(self, part: str, make):
+        """``make(graph)`` of ``part``; a cached graph that ``make`` cannot read (truncated or overwritten after its
+        header) is rebuilt once, and the cache repaired, instead of failing every later run."""
+        graph = self._graph(part)
+        try:
+            return make(graph)
+        except Exception:
+            if not isinstance(graph, str):  # built just now: a real error
+                raise
+            return make(self._graph(part, rebuild=True))
+
     def _run(self, part: str, x: np.ndarray) -> np.ndarray:
         s = self._sessions.get(part)
         if s is None:
-            s = self._sessions[part] = session(self._graph(part), self.num_threads)
+            s = self._sessions[part] = self._open(part, lambda g: session(g, self.num_threads))
         return s.run(None, {"x": np.ascontiguousarray(x, dtype=np.float32)})[0]
 
     def analysis(self, x: np.ndarray) -> np.ndarray:
@@ -136,7 +158,7 @@ class OpenVinoTransforms(OnnxTransforms):
     def _run(self, part: str, x: np.ndarray) -> np.ndarray:
         r = self._sessions.get(part)
         if r is None:
-            r = self._sessions[part] = openvino_request(self._graph(part), self.num_threads, self.precision)
+            r = self._sessions[part] = self._open(part, lambda g: openvino_request(g, self.num_threads, self.precision))
         return r.infer([np.ascontiguousarray(x, dtype=np.float32)])[0].copy()
 
 
