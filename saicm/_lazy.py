@@ -15,7 +15,20 @@ def lazy_getattr(package: str, api: dict[str, tuple[str, str | None]], namespace
         if name not in api:
             raise AttributeError(f"module {package!r} has no attribute {name!r}")
         module, attr = api[name]
-        value = importlib.import_module(module)
+        try:
+            value = importlib.import_module(module)
+        except ModuleNotFoundError as e:  # an optional extra's module (PyTorch) on a coding-only install
+            from .errors import MissingDependency
+
+            missing = MissingDependency.of(e)
+            if missing is None or attr is None:
+                raise missing or e from None
+
+            def unavailable(*args, **kwargs):  # present (hasattr, import *), and one line when called
+                raise missing
+
+            unavailable.__name__ = unavailable.__qualname__ = name
+            return unavailable
         if attr is not None:
             value = getattr(value, attr)
         namespace[name] = value

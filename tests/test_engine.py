@@ -576,6 +576,19 @@ def test_without_pytorch_installed_coding_works_and_the_rest_says_what_to_instal
     assert "Traceback" not in r.stderr
 
 
+def test_without_pytorch_the_api_names_what_to_install(tmp_path):
+    """saicm.load_model on a coding-only install raised a bare ModuleNotFoundError, and hasattr(saicm,
+    "load_model") / from saicm import * raised too: the name is there, and calling it is one SaicmError line."""
+    r = run_without_torch(
+        "import saicm\n"
+        "assert hasattr(saicm, 'load_model')\n"
+        "from saicm import *\n"
+        "try:\n    saicm.load_model('mse-hyperprior-n64-v5')\n"
+        "except saicm.SaicmError as e:\n    print('refused:', e)\n", tmp_path / "cache")
+    assert r.returncode == 0, r.stderr
+    assert "refused: this needs torch" in r.stdout and "pip install 'saicm[train]'" in r.stdout
+
+
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
 def test_integer_networks_run_in_a_child_forked_after_their_threads_started(monkeypatch):
     """The engine's thread pool does not survive fork: a child forked after the parent used it must make its own

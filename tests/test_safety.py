@@ -530,6 +530,34 @@ def test_edited_configurations_build_a_model_or_fail_in_one_line(tiny_weight_fil
     assert torch.is_grad_enabled() and torch._C._len_torch_function_stack() == 0, config
 
 
+def test_a_file_relabelled_as_another_architecture_is_one_line_on_the_portable_engine(tiny_weight_files, tmp_path):
+    """A hyperprior file whose metadata says scalable-fusion (no base in its configuration) was a bare KeyError from
+    saicm.compress; every relabelling is one ModelError line on the engine's path too."""
+    import saicm
+
+    src = tiny_weight_files[0]
+    for arch in ("scalable-fusion", "gained-context-hyperprior", "tcm", "no-such-architecture"):
+        path = tmp_path / f"as-{arch}.safetensors"
+        _with_metadata(src, path, architecture=arch)
+        with pytest.raises(saicm.SaicmError) as e:
+            saicm.compress(np.zeros((64, 64, 3), np.uint8), model=path)
+        assert "\n" not in str(e.value), arch
+
+
+def test_a_model_file_name_a_decoder_would_refuse_is_refused_when_coding(tiny_weight_files, tmp_path):
+    """A model file named .hidden.safetensors (or with a backslash, or a 201-character name) coded files whose
+    header every decoder then refused as "corrupt"; the name is checked before coding now."""
+    import shutil
+
+    import saicm
+
+    for stem in (".hidden", "back\\slash", "n" * 201):
+        path = tmp_path / f"{stem}.safetensors"
+        shutil.copy(tiny_weight_files[0], path)
+        with pytest.raises(saicm.SaicmError, match="cannot be written into a file"):
+            saicm.compress(np.zeros((64, 64, 3), np.uint8), model=path)
+
+
 def test_a_tcm_window_that_would_fill_memory_is_refused_before_its_index_is_computed(tiny_weight_files, tmp_path):
     """Found by editing configurations at random: window = 200 in a TCM file made its constructor compute a
     relative-position index of 200⁴ int64 entries (12.8 GB per attention layer) by broadcasting, not by a factory;

@@ -94,17 +94,31 @@ def check_alpha(stream) -> None:
         inflate(stream.alpha, stream.header.height * stream.header.width)
 
 
-def header_model_name(name: str) -> str:
-    """A model name from a file's header: refused unless it can only name a shipped model (no path, no suffix)."""
+def is_model_name(name: str) -> bool:
+    """Whether ``name`` can stand in a file's header: a plain name that can only name an installed model (no path,
+    no suffix, not hidden, at most 200 characters, no control characters)."""
     import os
 
     from ..models.catalog import SUFFIX
 
-    bad = (not name or len(name) > 200 or name.endswith(SUFFIX) or os.sep in name or "/" in name
-           or "\\" in name or name.startswith(".") or any(ord(c) < 32 for c in name))
-    if bad:
+    return not (not name or len(name) > 200 or name.endswith(SUFFIX) or os.sep in name or "/" in name
+                or "\\" in name or name.startswith(".") or any(ord(c) < 32 for c in name))
+
+
+def header_model_name(name: str) -> str:
+    """A model name from a file's header: refused unless it can only name a shipped model (no path, no suffix)."""
+    if not is_model_name(name):
         raise FormatError("corrupt header (the model name is not a model name)")
     return name
+
+
+def check_writable_model_name(name: str) -> None:
+    """Refuse, before writing, a model name that :func:`header_model_name` would refuse when reading the file back
+    (a model file named ``.hidden.safetensors`` wrote files that no decoder read without ``--model``)."""
+    if not is_model_name(name):
+        raise FormatError(f"the model name {name!r} cannot be written into a file: a decoder would refuse it (a "
+                          "plain name is needed: no leading '.', no path characters, at most 200 characters); "
+                          "rename the model file")
 
 
 @contextlib.contextmanager

@@ -20,6 +20,7 @@ from ..errors import FormatError, ModelError, naming
 from ..models.catalog import SCALABLE_ARCHITECTURE, checked_quality, file_checksum, resolve
 from . import container
 from .image_io import ImageLike, RGBImage, load_image, load_padded, stream_image
+from .limits import check_writable_model_name
 
 
 def check_refine(info, refine: int) -> None:
@@ -92,6 +93,7 @@ def compress(image: ImageLike, model=None, quality: int | None = None, refine: i
     ``engine``: see :data:`ENGINES`.
     """
     info = resolve(model)
+    check_writable_model_name(info.name)  # before any work: the header must name it so that decoders accept it
     if info.architecture == SCALABLE_ARCHITECTURE:
         from .scalable import compress_layers
 

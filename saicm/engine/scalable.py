@@ -52,6 +52,9 @@ class PortableScalable:
         from safetensors.numpy import load_file
 
         cfg = info.config
+        if not isinstance(cfg.get("base"), str) or not isinstance(cfg.get("base_sha256"), str):
+            raise ModelError(f"the weights do not fit {ARCHITECTURE} (its configuration names no base model)",
+                             str(info.path))
         self.base_info = locate(cfg["base"], cfg["base_sha256"], str(info.path.resolve().parent))
         if not supports(self.base_info):
             raise ModelError(f"the base {self.base_info.name} is not coded by the portable engine; "
