@@ -556,6 +556,10 @@ def test_a_model_file_name_a_decoder_would_refuse_is_refused_when_coding(tiny_we
         shutil.copy(tiny_weight_files[0], path)
         with pytest.raises(saicm.SaicmError, match="cannot be written into a file"):
             saicm.compress(np.zeros((64, 64, 3), np.uint8), model=path)
+    shadow = tmp_path / "mse-hyperprior-n64-v5.safetensors"  # a shipped model's name, other weights
+    shutil.copy(tiny_weight_files[0], shadow)
+    with pytest.warns(UserWarning, match="has the name of the shipped model .* decode only with --model"):
+        saicm.compress(np.zeros((64, 64, 3), np.uint8), model=shadow)
 
 
 def test_a_tcm_window_that_would_fill_memory_is_refused_before_its_index_is_computed(tiny_weight_files, tmp_path):

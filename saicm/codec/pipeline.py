@@ -78,6 +78,20 @@ def _engine_for(info, engine: str) -> bool:
     return False
 
 
+def _warn_if_shadowing(info) -> None:
+    """A model file named like a shipped model but holding other weights codes files under the shipped name, which
+    decoders then refuse (checksum) unless given the file: say so once, at coding time."""
+    from ..models.catalog import shipped_models
+
+    shipped = shipped_models().get(info.name)
+    if shipped is not None and shipped.path.resolve() != info.path.resolve() and \
+            file_checksum(shipped.path) != file_checksum(info.path):
+        import warnings
+
+        warnings.warn(f"{info.path} has the name of the shipped model {info.name} but other weights: its files "
+                      f"decode only with --model {info.path} (rename the file to give it its own name)", stacklevel=3)
+
+
 def compress(image: ImageLike, model=None, quality: int | None = None, refine: int = 0,
              progress: bool = False, human_quality: int | None = None, max_pixels: int | None = None,
              engine: str = "auto") -> bytes:
@@ -94,6 +108,7 @@ def compress(image: ImageLike, model=None, quality: int | None = None, refine: i
     """
     info = resolve(model)
     check_writable_model_name(info.name)  # before any work: the header must name it so that decoders accept it
+    _warn_if_shadowing(info)
     if info.architecture == SCALABLE_ARCHITECTURE:
         from .scalable import compress_layers
 

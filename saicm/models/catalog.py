@@ -180,8 +180,8 @@ def resolve(model: str | os.PathLike | None) -> ModelInfo:
                 f"git show {RETIRED_MODELS[s]}:saicm/weights/{s}{SUFFIX} > {s}{SUFFIX}, then pass that file "
                 "with --model")
         known = ", ".join(models) or "none shipped"
-        raise ModelError(f"unknown model {s!r} (shipped: {known}; imported: {user_model_dir()}; "
-                         "or pass a .safetensors path)")
+        raise ModelError(f"unknown model {s!r} (shipped: {known}; your own are found by name in "
+                         f"{user_model_dir()} ($SAICM_MODELS), or pass the file: --model PATH.safetensors)")
     return models[s]
 
 
