@@ -74,7 +74,6 @@ def compress_layers(image: ImageLike, model=None, quality: int | None = None,
     bar over those steps."""
     from ..engine import ENGINES
     from ..engine.scalable import supports_scalable
-
     from .limits import check_writable_model_name
 
     info = resolve(model)
