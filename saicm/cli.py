@@ -100,7 +100,7 @@ def cmd_info(a: argparse.Namespace) -> int:
 def cmd_models(a: argparse.Namespace) -> int:
     import json
 
-    from .models.catalog import model_table
+    from .models.catalog import model_table, user_model_dir, user_models
 
     rows = model_table()
     if a.json:
@@ -108,13 +108,21 @@ def cmd_models(a: argparse.Namespace) -> int:
         return 0
     if not rows:
         print("no shipped models")
+    heading = None
     for r in rows:
-        qs = ", ".join(f"q{q['quality']} λ={q['lambda']:g}" for q in r["qualities"])
+        if r["source"] != "shipped" and heading is None:
+            heading = f"\nyour models, found by name in {user_model_dir()} ($SAICM_MODELS):"
+            print(heading)
+        qs = ", ".join(f"q{q['quality']} λ={q['lambda']:g}" if isinstance(q["lambda"], (int, float))
+                       else f"q{q['quality']} λ={q['lambda']!r}" for q in r["qualities"])
         c = r["config"]
-        shape = (f"over {c['base']} (m={c['m']} slices of {c['slice_channels']} channels, condition {c.get('condition', 'none')})"
-                 if "base" in c else f"N={c.get('N')} M={c.get('M')}")
-        print(f"{r['name']}{' (default)' if r['default'] else ''}: {r['architecture']} {shape}, "
+        shape = (f"over {c.get('base')} (m={c.get('m')} slices of {c.get('slice_channels')} channels, condition "
+                 f"{c.get('condition', 'none')})" if "base" in c else f"N={c.get('N')} M={c.get('M')}")
+        flag = " (default)" if r["default"] else " (shadowed: the name finds the shipped model)" if r.get("shadowed") else ""
+        print(f"{r['name']}{flag}: {r['architecture']} {shape}, "
               f"{r['bytes'] / 1e6:.1f} MB, sha256 {r['sha256'][:12]}\n    {r['description']}\n    qualities: {qs}")
+    for line in user_models()[1]:
+        print(f"  not a readable model: {line}")
     return 0
 
 
@@ -197,7 +205,7 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--json", action="store_true", help="machine-readable")
     i.set_defaults(func=cmd_info)
 
-    m = sub.add_parser("models", help="list shipped models and their quality points")
+    m = sub.add_parser("models", help="list the shipped models and your own ($SAICM_MODELS), with their quality points")
     m.add_argument("--json", action="store_true", help="machine-readable")
     m.set_defaults(func=cmd_models)
 

@@ -45,7 +45,8 @@ def test_folder_with_a_bad_file_writes_the_rest_and_fails(tmp_path, tiny_model, 
     assert sorted(p.relative_to(dec).as_posix() for p in dec.rglob("*.png")) == ["one.png", "sub/two.png"]
 
 
-def test_models_json_lists_qualities(capsys):
+def test_models_json_lists_qualities(capsys, tmp_path, monkeypatch):
+    monkeypatch.setenv("SAICM_MODELS", str(tmp_path))  # the shipped ones only
     assert main(["models", "--json"]) == 0
     rows = json.loads(capsys.readouterr().out)
     assert rows and all(r["qualities"] and len(r["sha256"]) == 64 for r in rows)
@@ -53,6 +54,22 @@ def test_models_json_lists_qualities(capsys):
     from saicm.models.catalog import default_model_name
 
     assert [r["name"] for r in rows if r["default"]] == [default_model_name()]
+
+
+def test_models_lists_the_users_own_models_too(capsys, tmp_path, monkeypatch, tiny_model):
+    """`saicm models` showed the shipped models only, though every command finds the user's by name."""
+    import shutil
+
+    monkeypatch.setenv("SAICM_MODELS", str(tmp_path))
+    shutil.copy(tiny_model, tmp_path / "mine.safetensors")
+    (tmp_path / "broken.safetensors").write_bytes(b"junk")
+    assert main(["models"]) == 0
+    out = capsys.readouterr().out
+    assert f"your models, found by name in {tmp_path}" in out and "\nmine: gained-mean-scale-hyperprior" in out
+    assert "not a readable model: " in out and "broken.safetensors" in out
+    assert main(["models", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [(r["name"], r["source"]) for r in rows if r["source"] == "user"] == [("mine", "user")]
 
 
 def _assert_one_line_error(code, stderr, *needles):

@@ -154,6 +154,21 @@ def shipped_models() -> dict[str, ModelInfo]:
     return out
 
 
+def user_models() -> tuple[dict[str, ModelInfo], list[str]]:
+    """Name → info of the model files in :func:`user_model_dir` (found by name by every command), and one line per
+    file there that is not a readable model."""
+    out, bad = {}, []
+    folder = user_model_dir()
+    for p in sorted(folder.glob("*" + SUFFIX)) if folder.is_dir() else []:
+        try:
+            info = read_info(p)
+        except ModelError as e:
+            bad.append(str(e))
+            continue
+        out[info.name] = info
+    return out, bad
+
+
 def names_a_file(model: str | os.PathLike) -> bool:
     """Whether ``model`` is a path to a weight file (a suffix or a separator) rather than a model name."""
     s = str(model)
@@ -256,21 +271,34 @@ def checked_quality(quality, num_qualities: int, what: str) -> int:
 
 
 def model_table() -> list[dict]:
-    """What ``saicm models`` shows: one row per shipped model."""
+    """What ``saicm models`` shows: one row per shipped model, then one per model of :func:`user_model_dir`
+    (``"source"``: ``shipped`` or ``user``; a user model named like a shipped one is ``shadowed``: the name finds
+    the shipped one)."""
     rows = []
     default = default_model_name()
-    for name, info in shipped_models().items():
-        lambdas = info.config.get("lambdas", [])
-        rows.append({
-            "name": name,
-            "default": name == default,
-            "architecture": info.architecture,
-            "config": info.config,
-            "description": describe(info),
-            "qualities": [{"quality": i + 1, "lambda": lam} for i, lam in enumerate(lambdas)],
-            "default_quality": default_quality(len(lambdas)),
-            "file": str(info.path),
-            "bytes": info.path.stat().st_size,
-            "sha256": _sha256(str(info.path.resolve()), os.stat(info.path).st_mtime_ns).hex(),
-        })
+    shipped = shipped_models()
+    mine, _ = user_models()
+    for source, models in (("shipped", shipped), ("user", mine)):
+        for name, info in models.items():
+            rows.append(_model_row(name, info, source, name == default and source == "shipped",
+                                   source == "user" and name in shipped))
     return rows
+
+
+def _model_row(name: str, info: ModelInfo, source: str, default: bool, shadowed: bool) -> dict:
+    lambdas = info.config.get("lambdas", [])
+    lambdas = lambdas if isinstance(lambdas, list) else []
+    return {
+        "name": name,
+        "source": source,
+        **({"shadowed": True} if shadowed else {}),
+        "default": default,
+        "architecture": info.architecture,
+        "config": info.config,
+        "description": describe(info),
+        "qualities": [{"quality": i + 1, "lambda": lam} for i, lam in enumerate(lambdas)],
+        "default_quality": default_quality(len(lambdas)),
+        "file": str(info.path),
+        "bytes": info.path.stat().st_size,
+        "sha256": _sha256(str(info.path.resolve()), os.stat(info.path).st_mtime_ns).hex(),
+    }
