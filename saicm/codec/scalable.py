@@ -79,7 +79,6 @@ def compress_layers(image: ImageLike, model=None, quality: int | None = None,
     info = resolve(model)
     if info.architecture != SCALABLE_ARCHITECTURE:
         raise ModelError(f"{info.name} is not a scalable model")
-    check_writable_model_name(info.name)
     check_writable_model_name(str(info.config.get("base", "")))  # the machine layer's header names the base
     if engine not in ENGINES:
         raise ModelError(f"engine must be one of {', '.join(ENGINES)}, got {engine!r}")

@@ -25,7 +25,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from .._fs import atomic_path, ensure_dir
+from .._fs import atomic_path, ensure_dir, write_bytes_atomic
 from .._torchfile import load_data_only
 from ..device import cpu_has_native_bf16, resolve_device
 from ..errors import SaicmError
@@ -129,9 +129,8 @@ def _check_resumed_options(cfg: TrainConfig, ck: dict, ckpt_path: Path) -> None:
     if spec.get("lambdas") is not None:  # the run's rate points, however they were given (or defaulted)
         saved["lambdas"] = spec["lambdas"]
 
-    def norm(v):
-        return [float(x) for x in v] if isinstance(v, (list, tuple)) and v and not isinstance(v[0], str) else \
-            (list(v) if isinstance(v, (list, tuple)) else v)
+    def norm(v):  # tuples and lists alike, numbers as floats (a JSON round trip keeps neither apart)
+        return [float(x) if isinstance(x, (int, float)) else x for x in v] if isinstance(v, (list, tuple)) else v
 
     changed = [k for k in _FIXED_ON_RESUME if k in saved and norm(getattr(cfg, k)) != norm(saved[k])
                and not (k == "lambdas" and cfg.lambdas is None)]
@@ -156,8 +155,6 @@ def _truncate_log(path: Path, step: int) -> None:
             continue
         keep.append(line)
     if keep != lines:
-        from .._fs import write_bytes_atomic
-
         write_bytes_atomic(path, "".join(keep).encode())
 
 

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from .._fs import read_input
-from ..errors import FormatError, SaicmError
+from ..errors import FormatError, SaicmError, naming
 from . import archs, bitstream, compress, nerv
 from .io import FRAME_PATTERN, Clip, frame_index, read_clip
 from .train import FitReport, FitSettings, fit
@@ -134,15 +134,13 @@ def encode(clip, output: str | os.PathLike | None = None, *, frames: str | None 
                          "'saicm masks')")
     if output is not None:
         from .._fs import refuse_input_as_output
-        from ..codec.image_io import IMAGE_SUFFIXES
-        from .io import VIDEO_SUFFIXES
 
         out_dir = Path(output).parent if str(Path(output).parent) else Path(".")
         if not out_dir.is_dir():
             raise SaicmError("output folder does not exist", str(out_dir))
         if Path(output).is_dir():  # found before the fit, not after it
             raise SaicmError("is a folder: name the .saicmv file to write", str(output))
-        if Path(output).suffix.lower() in VIDEO_SUFFIXES | IMAGE_SUFFIXES:
+        if _media_suffix(output):
             raise SaicmError("names a video or image file: the coded clip is a .saicmv file", str(output))
         if isinstance(clip, (str, os.PathLike)):
             refuse_input_as_output(clip, output)
@@ -258,20 +256,27 @@ def decode(data: bytes, max_pixels: int | None = None, threads: int | None = Non
     return Decoded(header=h, frames=out)
 
 
+def _media_suffix(path) -> bool:
+    """Whether ``path`` ends like a video or image file (a .saicmv or a folder of frames must not)."""
+    from ..codec.image_io import IMAGE_SUFFIXES
+    from .io import VIDEO_SUFFIXES
+
+    return Path(path).suffix.lower() in VIDEO_SUFFIXES | IMAGE_SUFFIXES
+
+
 def decode_file(src: str | os.PathLike, dst: str | os.PathLike, max_pixels: int | None = None,
                 threads: int | None = None) -> dict:
     """Decode ``src`` to PNG frames in the folder ``dst`` or to a lossless video (``.mkv``/``.avi``/``.nut``:
     FFV1; ``.mp4``: H.264 RGB -qp 0). Nothing is left at ``dst`` on failure."""
-    from ..codec.image_io import IMAGE_SUFFIXES
-    from .io import LOSSLESS_VIDEO, VIDEO_SUFFIXES, write_png_frames, write_video
+    from .io import LOSSLESS_VIDEO, write_png_frames, write_video
 
     suffix = Path(dst).suffix.lower()
-    if suffix not in LOSSLESS_VIDEO and suffix in VIDEO_SUFFIXES | IMAGE_SUFFIXES:  # would become a folder so named
+    if suffix not in LOSSLESS_VIDEO and _media_suffix(dst):  # it would become a folder so named
         raise SaicmError(f"cannot write a {suffix} file: decode to {'/'.join(LOSSLESS_VIDEO)} or to a folder of "
                          "PNG frames (a name without a media suffix)", str(dst))
     t0 = time.perf_counter()
     data = read_input(src)
-    try:
+    with naming(src):
         h, gen = decode_batches(data, max_pixels, threads)
         dst = Path(dst)
         if dst.suffix.lower() in LOSSLESS_VIDEO:
@@ -282,8 +287,6 @@ def decode_file(src: str | os.PathLike, dst: str | os.PathLike, max_pixels: int 
                                                              "frames": h.frames, "width": h.width,
                                                              "height": h.height})
             what = "frames"
-    except SaicmError as e:
-        raise type(e)(e.message, e.path or str(src)) from None
     return {"frames": h.frames, "width": h.width, "height": h.height, "fps": str(h.fps), "first": h.first,
             "output": what, "seconds": time.perf_counter() - t0, "bytes": len(data)}
 
