@@ -235,6 +235,10 @@ def test_masked_loss_errors(data_dir, tmp_path):
     victim.write_bytes(victim.read_bytes()[:20])  # a truncated PNG: was a raw PIL traceback
     with pytest.raises(saicm.SaicmError, match=f"{victim.name}: cannot read image"):
         train(tiny_cfg(data_dir, tmp_path / "r", loss="saicm", masks=str(broken)))
+    victim.write_bytes((data_dir / victim.name).read_bytes())  # the photo as its own mask: was thresholded, so
+    # nearly every pixel was on and the masked loss trained as plain MSE, in silence
+    with pytest.raises(saicm.SaicmError, match=f"{victim.name}: not a mask: .* of its pixels are grey"):
+        train(tiny_cfg(data_dir, tmp_path / "r", loss="saicm", masks=str(broken)))
 
 
 def test_init_with_new_lambdas_fine_tunes_to_other_rate_points(data_dir, tmp_path, tiny_model):

@@ -201,6 +201,9 @@ def run_masks(src: str | Path, out: str | Path, spec: MaskSpec, make: Callable, 
                 mean_fraction=float(np.mean(fractions)) if fractions else None, manifest=str(manifest))
 
 
+MASK_GREY_SHARE = 0.01  # share of pixels between off and on that a mask may hold (anti-aliased or JPEG edges)
+
+
 def load_mask(path: str | Path, size: tuple[int, int] | None = None) -> np.ndarray:
     """A mask image (a PNG of ``saicm masks``) as a bool array, or a one-line error naming the file.
 
@@ -208,7 +211,13 @@ def load_mask(path: str | Path, size: tuple[int, int] | None = None) -> np.ndarr
     its area is (edges survive downscaling)."""
     from ..codec.image_io import open_image
 
-    m = np.asarray(open_image(path).convert("L")) > 0  # the checks and one-line errors of every image input
+    grey = np.asarray(open_image(path).convert("L"))  # the checks and one-line errors of every image input
+    top = int(grey.max())
+    between = np.count_nonzero((grey > 0) & (grey < top))
+    if between > MASK_GREY_SHARE * grey.size:  # a mask is black and white; thresholding a photo trains on it all
+        raise SaicmError(f"not a mask: {100 * between / grey.size:.0f} % of its pixels are grey (a mask is black "
+                         "and white: 0 off, one value on, as `saicm masks` writes)", str(path))
+    m = grey > 0
     if size is not None and (m.shape[1], m.shape[0]) != tuple(size):
         m = np.asarray(Image.fromarray(m.astype(np.uint8) * 255).resize(size, Image.BOX)) > 0
     return m
