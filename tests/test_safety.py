@@ -530,6 +530,27 @@ def test_edited_configurations_build_a_model_or_fail_in_one_line(tiny_weight_fil
     assert torch.is_grad_enabled() and torch._C._len_torch_function_stack() == 0, config
 
 
+def test_rate_points_that_no_model_could_have_are_refused_when_the_file_is_read(tiny_weight_files, tmp_path):
+    """λ values are only read by training and `saicm models` (the coder uses the gains), so a file with λ = 0,
+    "x" or a descending list was listed and coded as if it were sound; it is not a model file."""
+    from safetensors import safe_open
+
+    from saicm.models.catalog import read_info
+
+    src = tiny_weight_files[0]
+    with safe_open(str(src), framework="np") as f:
+        config = json.loads(f.metadata()["config"])
+    n = len(config["lambdas"])
+    for i, bad in enumerate(([0.0] * n, ["x"] * n, [True] * n, sorted(config["lambdas"], reverse=True), [], 0.01,
+                             [float("inf")] * n)):
+        path = _with_metadata(src, tmp_path / f"odd-{i}.safetensors", config=dict(config, lambdas=bad))
+        with pytest.raises(ModelError, match="λ values are not an ascending list of positive numbers"):
+            read_info(path)
+        with pytest.raises(ModelError, match="λ values"):
+            saicm.compress(np.zeros((64, 64, 3), np.uint8), model=path)
+    assert read_info(_with_metadata(src, tmp_path / "sound.safetensors", config=config)).num_qualities == n
+
+
 def test_a_file_relabelled_as_another_architecture_is_one_line_on_the_portable_engine(tiny_weight_files, tmp_path):
     """A hyperprior file whose metadata says scalable-fusion (no base in its configuration) was a bare KeyError from
     saicm.compress; every relabelling is one ModelError line on the engine's path too."""

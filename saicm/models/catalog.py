@@ -14,6 +14,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import math
 import numbers
 import os
 from dataclasses import dataclass
@@ -107,6 +108,9 @@ def _read_info(path: str, _mtime: int, name: str | None) -> ModelInfo:
         config = None
     if not isinstance(config, dict):
         raise ModelError("not a saicm model file (its configuration is not a JSON object)", str(path))
+    if "lambdas" in config and not _rate_points(config["lambdas"]):
+        raise ModelError("not a saicm model file (its λ values are not an ascending list of positive numbers)",
+                         str(path))
     return ModelInfo(
         name=name or (path.name[: -len(SUFFIX)] if path.name.endswith(SUFFIX) else path.stem),
         path=path,
@@ -114,6 +118,13 @@ def _read_info(path: str, _mtime: int, name: str | None) -> ModelInfo:
         config=config,
         meta=meta,
     )
+
+
+def _rate_points(lambdas) -> bool:
+    """Whether a configuration's λ list is what every model builds its rate points from."""
+    ok = isinstance(lambdas, list) and lambdas and all(
+        isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v > 0 for v in lambdas)
+    return bool(ok) and sorted(lambdas) == lambdas
 
 
 LOSS_NAMES = {
@@ -286,8 +297,7 @@ def model_table() -> list[dict]:
 
 
 def _model_row(name: str, info: ModelInfo, source: str, default: bool, shadowed: bool) -> dict:
-    lambdas = info.config.get("lambdas", [])
-    lambdas = lambdas if isinstance(lambdas, list) else []
+    lambdas = info.config.get("lambdas", [])  # read_info checked it
     return {
         "name": name,
         "source": source,
