@@ -90,9 +90,12 @@ def ensure_dir(path: str | os.PathLike) -> Path:
     return path
 
 
-def read_input(path: str | os.PathLike) -> bytes:
-    """The bytes of an input file, or a one-line error naming it."""
+def read_input(path: str | os.PathLike, limit: int | None = None) -> bytes:
+    """The bytes of an input file (its first ``limit`` bytes if given), or a one-line error naming it."""
     try:
+        if limit is not None:
+            with open(path, "rb") as f:
+                return f.read(limit)
         return Path(path).read_bytes()
     except FileNotFoundError:
         raise SaicmError("no such file", str(path)) from None

@@ -28,9 +28,10 @@ def cmd_compress(a: argparse.Namespace) -> int:
     from .codec.image_io import is_image_file
     from .models.catalog import resolve
 
-    from .codec.pipeline import check_refine
+    from .codec.pipeline import check_options
 
-    check_refine(resolve(a.model), a.refine)  # fail fast, once, on an unknown model or a bad --refine
+    # fail fast, once, on an unknown model, a quality it does not have or a bad --refine
+    check_options(resolve(a.model), a.quality, a.human_quality, a.refine)
     jobs, folder = batch.plan(a.input, a.output, is_image_file, ".saicm")
     # One file with --refine is long work of its own: show its steps (folders show a bar per file).
     step_bar = bool(a.refine) and not folder and not a.quiet
@@ -64,9 +65,11 @@ def _decompress_job(job, model, layer="auto", max_pixels=None, engine="auto"):
 def cmd_decompress(a: argparse.Namespace) -> int:
     from functools import partial
 
-    from .codec import batch
+    from .codec import batch, container
 
     suffix = "." + a.format
+    if os.path.isfile(a.input):  # what is wrong with the input first (photo.png's own output would be photo.png)
+        container.check_coded_file(a.input)
     jobs, folder = batch.plan(a.input, a.output, lambda p: p.is_file() and p.suffix == ".saicm", suffix,
                               keep_existing=True)
     outcomes = batch.run(partial(_decompress_job, model=a.model, layer=a.layer, max_pixels=a.max_pixels,

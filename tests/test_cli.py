@@ -111,6 +111,29 @@ def test_unknown_model_and_unwritable_output(tmp_path, image_file, tiny_model, c
     _assert_one_line_error(code, capsys.readouterr().err, "a-file/x.saicm", "cannot write output")
 
 
+def test_a_quality_the_model_lacks_is_refused_once_before_a_folder_is_coded(tmp_path, tiny_model, capsys):
+    """It was checked per image: a folder made an output folder of nothing and one error per image (exit 1)."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for i in range(2):
+        Image.fromarray(natural_image(seed=i)).save(folder / f"{i}.png")
+    out = tmp_path / "out"
+    for argv, needle in ((["--quality", "9"], "quality 9 out of range"),
+                         (["--human-quality", "1"], "single-layer model: --human-quality needs a scalable model")):
+        code = main(["compress", str(folder), "-o", str(out), "--model", str(tiny_model), *argv])
+        assert code == 2
+        _assert_one_line_error(code, capsys.readouterr().err, needle)
+        assert not out.exists()
+
+
+def test_decompress_says_first_that_its_input_is_not_a_coded_file(tmp_path, capsys):
+    """`saicm decompress photo.png` said that photo.png, its own default output, would be overwritten."""
+    photo = tmp_path / "photo.png"
+    Image.fromarray(natural_image()).save(photo)
+    _assert_one_line_error(main(["decompress", str(photo)]), capsys.readouterr().err,
+                           "photo.png: not a .saicm file (wrong magic)")
+
+
 def test_no_input_is_replaced_by_an_output(tmp_path, tiny_model, capsys):
     """The default decode of photo.saicm is photo.png, which may be the photo that was coded: it is never
     written over (it was, silently); an output that is the input itself is refused for every command."""

@@ -159,6 +159,14 @@ def test_quality_errors(models, image):
         saicm.compress(image, model=models["scal"], quality=4, human_quality=1)
     with pytest.raises(ModelError, match="scalable model"):
         saicm.compress(image, model=models["base"], human_quality=1)
+    from saicm.codec.pipeline import check_options  # what saicm compress checks before a folder's jobs
+    from saicm.models.catalog import read_info
+
+    with pytest.raises(ModelError, match="quality 4 out of range for the machine layer"):
+        check_options(read_info(models["scal"]), 4, 1)
+    with pytest.raises(ModelError, match="quality 3 out of range for the human layer"):
+        check_options(read_info(models["scal"]), 1, 3)
+    check_options(read_info(models["scal"]), 3, 2)
 
 
 def test_cli_compress_info_strip_and_both_layers(models, tmp_path):

@@ -356,6 +356,19 @@ def coded_input(data) -> tuple[bytes, str | None]:
     raise FormatError(f"expected the bytes of a .saicm file or its path, not {type(data).__name__}")
 
 
+def check_coded_file(path: str | os.PathLike) -> None:
+    """A one-line error naming ``path`` unless it starts like a saicm file (a ``.saicm`` stream or a ``.saicmv``
+    clip, which its own decoder names): the first thing to say of ``saicm decompress photo.png``."""
+    from .._fs import read_input
+    from ..video.bitstream import is_video_stream
+
+    head = read_input(path, limit=16)
+    if not head:
+        raise FormatError("empty file", str(path))
+    if not head.startswith(MAGIC) and not is_video_stream(head):
+        raise FormatError("not a .saicm file (wrong magic)", str(path))
+
+
 def split_layers(data: bytes) -> tuple[bytes, bytes | None]:
     """A file's machine-layer stream (verified) and its human-layer segment, if any (not yet verified)."""
     _, end = read_stream(data)

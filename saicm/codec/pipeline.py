@@ -32,6 +32,25 @@ def check_refine(info, refine: int) -> None:
                          "whose decodes it would pull towards MSE fidelity")
 
 
+def check_options(info, quality=None, human_quality=None, refine: int = 0) -> None:
+    """What the model file alone says of a compression's options, checked once before any work (``saicm
+    compress FOLDER`` failed each image with it): the refinement, and the qualities of each layer."""
+    check_refine(info, refine)
+    if info.architecture != SCALABLE_ARCHITECTURE:
+        if human_quality is not None:
+            raise ModelError(f"{info.name} is a single-layer model: --human-quality needs a scalable model")
+        checked_quality(quality, info.num_qualities, info.name)
+        return
+    from ..models.catalog import locate
+
+    cfg = info.config
+    if not isinstance(cfg.get("base"), str) or not isinstance(cfg.get("base_sha256"), str):
+        raise ModelError(f"{info.name}: a scalable model whose configuration names no base model")
+    base = locate(cfg["base"], cfg["base_sha256"], str(info.path.resolve().parent))
+    checked_quality(quality, base.num_qualities, f"the machine layer of {info.name} (base {base.name})")
+    checked_quality(human_quality, info.num_qualities, f"the human layer of {info.name}")
+
+
 def to_tensor(img: RGBImage, pb: int, pr: int) -> "torch.Tensor":
     """The padded (edge replication) float tensor a model encodes."""
     import torch
@@ -109,18 +128,15 @@ def compress(image: ImageLike, model=None, quality: int | None = None, refine: i
     info = resolve(model)
     check_writable_model_name(info.name)  # before any work: the header must name it so that decoders accept it
     _warn_if_shadowing(info)
+    check_options(info, quality, human_quality, int(refine))
     if info.architecture == SCALABLE_ARCHITECTURE:
         from .scalable import compress_layers
 
-        check_refine(info, int(refine))  # the human layer's training loss (always MSE so far)
         return compress_layers(image, model=info.path, quality=quality, human_quality=human_quality,
                                max_pixels=max_pixels, engine=engine, refine=int(refine), progress=progress)
-    if human_quality is not None:
-        raise ModelError(f"{info.name} is a single-layer model: --human-quality needs a scalable model")
     if _engine_for(info, engine):
         from ..engine.codec import compress as portable_compress
 
-        check_refine(info, int(refine))
         return portable_compress(image, info, quality, engine, max_pixels, int(refine), progress)
     import torch
 
@@ -128,7 +144,6 @@ def compress(image: ImageLike, model=None, quality: int | None = None, refine: i
 
     net, info = load_model(info.path)
     q = checked_quality(quality, net.num_qualities, info.name)
-    check_refine(info, int(refine))
     img, pb, pr = load_padded(image, net.multiple, max_pixels, getattr(net, "min_size", 0))
     h, w = img.size
     version, rows = container.VERSION, 0
