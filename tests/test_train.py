@@ -158,18 +158,51 @@ def test_crops_warn_nothing_even_when_a_crop_is_the_whole_image(tmp_path):
     assert r.returncode == 0, r.stderr[-2000:]
 
 
+def _ddp_train(data_dir, out, *args, script=None):
+    """``saicm train`` in two processes (torchrun), or ``script`` (a file calling saicm's main) in its place."""
+    env = dict(os.environ, PYTHONWARNINGS="ignore", OMP_NUM_THREADS="1")
+    what = [str(script)] if script else ["-m", "saicm"]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={free_port()}",
+           *what, "train", "--data", str(data_dir), "--out", str(out), "--N", "8", "--M", "16",
+           "--lambdas", "0.005,0.05", "--batch", "4", "--patch", "64", "--log-every", "1", "--quiet", *args]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
+
+
 def test_ddp_two_processes(data_dir, tmp_path):
     out = tmp_path / "ddp"
-    env = dict(os.environ, PYTHONWARNINGS="ignore", OMP_NUM_THREADS="1")
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={free_port()}",
-           "-m", "saicm", "train", "--data", str(data_dir), "--out", str(out), "--N", "8", "--M", "16",
-           "--lambdas", "0.005,0.05", "--steps", "3", "--batch", "4", "--patch", "64", "--log-every", "1",
-           "--ckpt-every", "3", "--quiet"]
-    r = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
+    r = _ddp_train(data_dir, out, "--steps", "3", "--ckpt-every", "3")
     assert r.returncode == 0, r.stderr[-3000:]
     assert (out / "model.safetensors").is_file()
     assert len((out / "log.jsonl").read_text().splitlines()) == 3  # rank 0 logs alone
     assert r.stdout.count("wrote ") == 1  # and says it once
+
+
+def test_an_interrupted_ddp_run_resumes_exactly_as_if_it_had_not_stopped(data_dir, tmp_path):
+    """Only rank 0's random state was saved: after a resume every rank drew other crops, qualities and noise
+    than the uninterrupted run (rank 1 even rank 0's)."""
+    whole = tmp_path / "whole"
+    r = _ddp_train(data_dir, whole, "--steps", "6", "--ckpt-every", "2")
+    assert r.returncode == 0, r.stderr[-3000:]
+    cut_script = tmp_path / "cut.py"  # both ranks die in step 4, after the step-2 checkpoint
+    cut_script.write_text("import sys\nfrom saicm.train import trainer\nreal = trainer._lr_at\n"
+                          "def cut(cfg, step):\n    if step == 3:\n        raise SystemExit(3)\n"
+                          "    return real(cfg, step)\ntrainer._lr_at = cut\n"
+                          "from saicm.cli import main\nsys.exit(main(sys.argv[1:]))\n")
+    out = tmp_path / "cut"
+    r = _ddp_train(data_dir, out, "--steps", "6", "--ckpt-every", "2", script=cut_script)
+    assert r.returncode != 0 and torch.load(out / "checkpoint.pt", weights_only=False)["step"] == 2
+    import shutil
+
+    one = shutil.copytree(out, tmp_path / "one")  # resumed by one process: it goes on, drawing anew, and says so
+    with pytest.warns(UserWarning, match="written by 2 process.*this run has 1: the random crops"):
+        train(tiny_cfg(data_dir, one, steps=3, batch=4, resume=True))
+    r = _ddp_train(data_dir, out, "--steps", "6", "--ckpt-every", "2", "--resume")
+    assert r.returncode == 0, r.stderr[-3000:]
+    a = saicm.load_model(whole / "model.safetensors")[0].state_dict()
+    b = saicm.load_model(out / "model.safetensors")[0].state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    logs = [[json.loads(line)["loss"] for line in (run / "log.jsonl").read_text().splitlines()] for run in (whole, out)]
+    assert logs[0] == logs[1] and len(logs[0]) == 6
 
 
 def test_non_finite_loss_stops_with_a_clear_error_and_keeps_weights_clean(data_dir, tmp_path, monkeypatch):

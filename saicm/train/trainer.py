@@ -286,14 +286,14 @@ def train(cfg: TrainConfig) -> Path:
         if start > cfg.steps:
             raise SaicmError(f"the run in {out} has done {start} steps, more than --steps {cfg.steps}: give --steps "
                              f"{start} or more to go on (or export its checkpoint)")
-        resumed_rng = (ck["rng"], ck["py_rng"])
+        resumed_rng = ck.get("rank_rng") or [(ck["rng"], ck["py_rng"])]
         if rank == 0:
             _truncate_log(out / "log.jsonl", start)  # steps logged after the checkpoint are done again
     elif cfg.resume and rank == 0:
         print(f"no checkpoint in {out}; starting from step 0")
-    # Different crops on every rank. One process resumes exactly where its checkpoint left off (the random state
-    # it saved, restored once the data loader has drawn its own seed), so an interrupted run ends as the
-    # uninterrupted one would; several processes share the state rank 0 saved, so each draws anew.
+    # Different crops on every rank. A run resumes exactly where its checkpoint left off (each rank's random
+    # state, saved with it and restored once the data loader has drawn its own seed), so an interrupted run ends
+    # as the uninterrupted one would; resumed with another number of processes, each rank draws anew.
     torch.manual_seed(cfg.seed * 1000003 + rank * 7919 + start)
 
     step_mod = TrainStep(model, cfg.loss, cfg.off_mask_weight, cfg.quant)
@@ -306,9 +306,15 @@ def train(cfg: TrainConfig) -> Path:
 
     data = RandomCrops(_as_list(cfg.data), patch=cfg.patch, masks=_as_list(cfg.masks) or None, progress=cfg.progress and rank == 0)
     loader = iter(DataLoader(data, batch_size=cfg.batch // world, shuffle=False, num_workers=0, drop_last=True))
-    if resumed_rng is not None and world == 1:
-        torch.set_rng_state(resumed_rng[0])
-        random.setstate(resumed_rng[1])
+    if resumed_rng is not None and len(resumed_rng) == world:
+        torch.set_rng_state(resumed_rng[rank][0])
+        random.setstate(resumed_rng[rank][1])
+    elif resumed_rng is not None and rank == 0:
+        import warnings
+
+        warnings.warn(f"the checkpoint was written by {len(resumed_rng)} process(es), this run has {world}: the "
+                      "random crops, qualities and noise are drawn anew (the run goes on, not exactly as it "
+                      "would have)", stacklevel=2)
     nq = model.num_qualities
     log = open(out / "log.jsonl", "a") if rank == 0 else None
     bar = tqdm(total=cfg.steps, initial=start, desc="train", disable=not (cfg.progress and rank == 0), unit="step")
@@ -366,8 +372,10 @@ def train(cfg: TrainConfig) -> Path:
                 log.flush()
                 bar.set_postfix(loss=f"{rec['loss']:.3f}", bpp=f"{rec['bpp']:.3f}", psnr=f"{rec['psnr']:.2f}")
                 acc, n_acc = {}, 0
-            if rank == 0 and (done % cfg.ckpt_every == 0 or done == cfg.steps):
-                _save_checkpoint(ckpt_path, model, opt, aux_opt, done, cfg)
+            if done % cfg.ckpt_every == 0 or done == cfg.steps:
+                rng = _rng_states(world)  # every rank's (a collective: all ranks call it)
+                if rank == 0:
+                    _save_checkpoint(ckpt_path, model, opt, aux_opt, done, cfg, rng)
     finally:
         bar.close()
         if log:
@@ -393,14 +401,25 @@ def _clone_for_export(model: nn.Module) -> nn.Module:
     return clone
 
 
-def _save_checkpoint(path: Path, model, opt, aux_opt, step: int, cfg: TrainConfig) -> None:
+def _rng_states(world: int) -> list[tuple]:
+    """The random state of every rank, rank 0's first (what a resume restores on each)."""
+    mine = (torch.get_rng_state(), random.getstate())
+    if world == 1:
+        return [mine]
+    states: list = [None] * world
+    dist.all_gather_object(states, mine)
+    return states
+
+
+def _save_checkpoint(path: Path, model, opt, aux_opt, step: int, cfg: TrainConfig, rng: list[tuple]) -> None:
     state = {
         "model": model.state_dict(),
         "opt": opt.state_dict(),
         "aux_opt": aux_opt.state_dict() if aux_opt is not None else None,
         "step": step,
-        "rng": torch.get_rng_state(),
-        "py_rng": random.getstate(),
+        "rng": rng[0][0],  # rank 0's (as runs before saicm 0.17.1 saved it)
+        "py_rng": rng[0][1],
+        "rank_rng": rng,
         "config": asdict(cfg),
         "model_spec": {"architecture": model.architecture, "config": model.config,
                        "build_extras": getattr(model, "build_extras", {})},
