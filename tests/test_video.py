@@ -96,6 +96,23 @@ def test_read_clip_range_size_and_lossless_video(clip_mkv, tmp_path):
     assert f.first == 12 and np.array_equal(f.frames, frames[2:4])
 
 
+def test_a_damaged_clip_is_read_with_a_warning(clip_mkv, tmp_path):
+    """ffmpeg conceals what it cannot decode and exits 0: the frames came back as if sound, in silence."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the sound clip: no warning
+        io.read_clip(clip_mkv)
+    data = bytearray(clip_mkv.read_bytes())
+    middle = len(data) // 2
+    data[middle: middle + 200] = bytes(b ^ 0x55 for b in data[middle: middle + 200])
+    damaged = tmp_path / "damaged.mkv"
+    damaged.write_bytes(bytes(data))
+    with pytest.warns(UserWarning, match=r"damaged.mkv: ffmpeg reported errors while decoding \((?!\[).*\): a damaged "
+                                         r"clip\? \d+ frames were read"):
+        io.read_clip(damaged)
+
+
 def test_parse_errors_and_limits(clip_mkv, tmp_path):
     for bad in ("5", "3:2", "a:b", "-1:4"):
         with pytest.raises(SaicmError, match="--frames"):

@@ -145,7 +145,7 @@ def _last_error(stderr: bytes) -> str:
     lines = [ln.strip() for ln in stderr.decode("utf-8", "replace").splitlines() if ln.strip()]
     skip = ("At least one output file", "Press [q]", "frame=")
     lines = [ln for ln in lines if not ln.startswith(skip)]
-    return lines[-1] if lines else "no output"
+    return re.sub(r"^\[[^\]]* @ 0x[0-9a-fA-F]+\]\s*", "", lines[-1]) if lines else "no output"  # "[ffv1 @ 0x5…] "
 
 
 def probe(path: str | os.PathLike) -> ClipInfo:
@@ -284,9 +284,15 @@ def _ffmpeg_frames(path: str, start: int, stop: int | None, w: int, h: int, resi
                 check_video_pixels(n, h, w, max_pixels, what="the clip")
                 yield np.frombuffer(buf, np.uint8).reshape(h, w, 3)
             code = proc.wait(timeout=60)
+            err.seek(0)
+            said = err.read()
             if code != 0 and n == 0:
-                err.seek(0)
-                raise SaicmError(f"cannot read video (ffmpeg: {_last_error(err.read())})", path)
+                raise SaicmError(f"cannot read video (ffmpeg: {_last_error(said)})", path)
+            if said.strip():  # ffmpeg conceals what it cannot decode: only its errors tell of a damaged clip
+                import warnings
+
+                warnings.warn(f"{path}: ffmpeg reported errors while decoding ({_last_error(said)}): a damaged "
+                              f"clip? {n} frames were read; some may be concealed or missing", stacklevel=2)
         finally:
             if proc.poll() is None:
                 proc.kill()
