@@ -131,9 +131,12 @@ def test_the_model_file_records_what_was_trained_and_a_resume_keeps_its_options(
     with pytest.raises(saicm.SaicmError, match="cannot start from --init .* a gained-mean-scale-hyperprior model"):
         train(replace(fine_tune, architecture="tcm"))  # (it trained the hyperprior, labelled tcm)
     for change, needle in ((dict(lambdas=(0.1, 0.2)), "another --lambdas"), (dict(freeze=("g_s",)), "another --freeze"),
-                           (dict(quant="ste"), "another --quant")):
+                           (dict(quant="ste"), "another --quant"), (dict(seed=5), "another --seed"),
+                           (dict(init=str(final)), "another --init")):  # (these two were ignored in silence)
         with pytest.raises(saicm.SaicmError, match=needle):  # trained on with the old ones, labelled with the new
-            train(tiny_cfg(data_dir, out, init=str(tiny_model), steps=4, resume=True, **change))
+            train(tiny_cfg(data_dir, out, **{"init": str(tiny_model), "steps": 4, "resume": True, **change}))
+    relative = os.path.relpath(tiny_model)  # the same start by another spelling goes on
+    assert train(tiny_cfg(data_dir, out, init=relative, steps=3, resume=True)) == final
 
 
 def test_unknown_loss_is_a_clear_error(data_dir, tmp_path):

@@ -120,7 +120,7 @@ def _build(name: str, **config):
 
 
 #: options a run cannot change when it resumes: its model would not be trained as its file then says
-_FIXED_ON_RESUME = ("lambdas", "loss", "off_mask_weight", "quant", "freeze")
+_FIXED_ON_RESUME = ("init", "seed", "lambdas", "loss", "off_mask_weight", "quant", "freeze")
 
 
 def _check_resumed_options(cfg: TrainConfig, ck: dict, ckpt_path: Path) -> None:
@@ -132,13 +132,20 @@ def _check_resumed_options(cfg: TrainConfig, ck: dict, ckpt_path: Path) -> None:
     def norm(v):  # tuples and lists alike, numbers as floats (a JSON round trip keeps neither apart)
         return [float(x) if isinstance(x, (int, float)) else x for x in v] if isinstance(v, (list, tuple)) else v
 
+    def same_start(a, b) -> bool:  # one --init file by two spellings is the same start
+        try:
+            return a == b or (a is not None and b is not None and os.path.samefile(a, b))
+        except OSError:
+            return False
+
     changed = [k for k in _FIXED_ON_RESUME if k in saved and norm(getattr(cfg, k)) != norm(saved[k])
-               and not (k == "lambdas" and cfg.lambdas is None)]
+               and not (k == "lambdas" and cfg.lambdas is None)
+               and not (k == "init" and same_start(cfg.init, saved[k]))]
     if changed:
         k = changed[0]
         raise SaicmError(f"--resume with another --{k.replace('_', '-')} than the run's ({saved[k]!r}): a run keeps "
-                         "its rate points, loss, quantisation and frozen parts; start a new --out (with --init of "
-                         "this run's model to begin from it)", str(ckpt_path))
+                         "its start, seed, rate points, loss, quantisation and frozen parts; start a new --out "
+                         "(with --init of this run's model to begin from it)", str(ckpt_path))
 
 
 def _truncate_log(path: Path, step: int) -> None:
