@@ -221,6 +221,13 @@ def test_round_trip_is_bit_exact(coded, tmp_path, capsys):
     out = capsys.readouterr().out
     assert "nerv" in out and "frames" in out
     assert saicm.describe(data)["frames"] == 8 and saicm.video.describe(data)["file_bytes"] == len(data)
+    # a path as well as bytes, as saicm.describe/decompress (a path was read as bytes: "wrong magic")
+    assert saicm.video.describe(path) == saicm.video.describe(str(path)) == saicm.video.describe(data)
+    assert np.array_equal(saicm.video.decode(path).frames, r.reference)
+    with pytest.raises(SaicmError, match=r"nope.saicmv: no such file"):
+        saicm.video.decode(tmp_path / "nope.saicmv")
+    with pytest.raises(SaicmError, match=r"bytes of a .saicmv file or its path, not int"):
+        saicm.video.describe(3)
 
 
 def test_pruned_weights_stay_zero_and_psnr_is_sane(coded):

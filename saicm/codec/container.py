@@ -345,15 +345,16 @@ def unpack_human(data: bytes) -> HumanLayer:
                       quality=quality, shapes=shapes, strings=strings, version=version, strip_rows=rows)
 
 
-def coded_input(data) -> tuple[bytes, str | None]:
-    """(bytes, path) of what the API was given as a coded file: its bytes, or the path of a file to read."""
+def coded_input(data, what: str = ".saicm file") -> tuple[bytes, str | None]:
+    """(bytes, path) of what the API was given as a coded file (``what``): its bytes, or the path of a file to
+    read."""
     if isinstance(data, (bytes, bytearray, memoryview)):
         return bytes(data), None
     if isinstance(data, (str, os.PathLike)):
         from .._fs import read_input
 
         return read_input(data), str(data)
-    raise FormatError(f"expected the bytes of a .saicm file or its path, not {type(data).__name__}")
+    raise FormatError(f"expected the bytes of a {what} or its path, not {type(data).__name__}")
 
 
 def check_coded_file(path: str | os.PathLike) -> None:

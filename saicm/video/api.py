@@ -234,13 +234,21 @@ def decode_batches(data: bytes, max_pixels: int | None = None, threads: int | No
     return h, gen
 
 
-def decode(data: bytes, max_pixels: int | None = None, threads: int | None = None) -> Decoded:
-    """Every frame of a ``.saicmv`` file at its size and frame count, in one array.
+def decode(data, max_pixels: int | None = None, threads: int | None = None) -> Decoded:
+    """Every frame of a ``.saicmv`` file (its bytes, or its path) at its size and frame count, in one array.
 
     Without ``max_pixels`` the clip may hold at most
     :data:`~saicm.codec.limits.DEFAULT_MAX_VIDEO_ARRAY_PIXELS` pixels in all (768 MB of frames); a longer clip is
     refused before any frame is made (stream it with :func:`decode_batches` or :func:`decode_file`, or pass
     ``max_pixels``)."""
+    from ..codec.container import coded_input
+
+    data, path = coded_input(data, ".saicmv file")
+    with naming(path):
+        return _decode(data, max_pixels, threads)
+
+
+def _decode(data: bytes, max_pixels: int | None, threads: int | None) -> Decoded:
     from ..codec.limits import DEFAULT_MAX_VIDEO_ARRAY_PIXELS
 
     h, gen = decode_batches(data, max_pixels, threads)
@@ -291,8 +299,16 @@ def decode_file(src: str | os.PathLike, dst: str | os.PathLike, max_pixels: int 
             "output": what, "seconds": time.perf_counter() - t0, "bytes": len(data)}
 
 
-def describe(data: bytes) -> dict:
-    """Header fields and sizes of a ``.saicmv`` file, without decoding the weights."""
+def describe(data) -> dict:
+    """Header fields and sizes of a ``.saicmv`` file (its bytes, or its path), without decoding the weights."""
+    from ..codec.container import coded_input
+
+    data, path = coded_input(data, ".saicmv file")
+    with naming(path):
+        return _describe(data)
+
+
+def _describe(data: bytes) -> dict:
     stream = bitstream.unpack(data, max_pixels=1 << 62)
     h = stream.header
     params, macs = archs.count(h.arch, h.config, h.frames)
