@@ -66,12 +66,15 @@ def cmd_decompress(a: argparse.Namespace) -> int:
     from functools import partial
 
     from .codec import batch, container
+    from .codec.image_io import output_format
 
     suffix = "." + a.format
     if os.path.isfile(a.input):  # what is wrong with the input first (photo.png's own output would be photo.png)
         container.check_coded_file(a.input)
     jobs, folder = batch.plan(a.input, a.output, lambda p: p.is_file() and p.suffix == ".saicm", suffix,
                               keep_existing=True)
+    if not folder:  # an output suffix Pillow cannot write: a usage error, before the job
+        output_format(jobs[0].dst)
     outcomes = batch.run(partial(_decompress_job, model=a.model, layer=a.layer, max_pixels=a.max_pixels,
                                  engine=a.engine), jobs,
                          a.jobs, "decompress", not a.quiet)

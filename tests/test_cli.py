@@ -161,8 +161,9 @@ def test_no_input_is_replaced_by_an_output(tmp_path, tiny_model, capsys):
     _assert_one_line_error(main(["decompress", str(coded), "-o", "-"] + m), capsys.readouterr().err,
                            "standard output is not supported")  # was a file named "-"
     for name in ("out.xyz", "out"):  # were PNG bytes under any name
-        _assert_one_line_error(main(["decompress", str(coded), "-o", str(tmp_path / name)] + m),
-                               capsys.readouterr().err, "cannot write a", ".png, .jpg")
+        code = main(["decompress", str(coded), "-o", str(tmp_path / name)] + m)
+        assert code == 2  # a usage error, checked before the job (it was 1, the code of a job that failed)
+        _assert_one_line_error(code, capsys.readouterr().err, "cannot write a", ".png, .jpg")
         assert not (tmp_path / name).exists()
 
 

@@ -552,6 +552,7 @@ def test_eval_on_a_clip_with_video_and_image_codecs(clip_mkv, tmp_path, capsys):
                      "--cache", str(cache), "--quiet"]) == 0
         outs[codec] = r = results.load(o)
         assert r["video"] and r["num_images"] == 4 and r["clips"]["shapes"]["frames"] == 4
+        assert "(4 images, task psnr)" in capsys.readouterr().out  # it said 1 (the clips)
         assert sorted(r["per_image"]) == [f"shapes/frame_{i:06d}.png" for i in range(4)]
         for pt in r["points"]:
             clip = pt["per_clip"]["shapes"]

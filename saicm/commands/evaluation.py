@@ -27,7 +27,7 @@ def cmd_eval(a: argparse.Namespace) -> int:
         res["task_model"] = a.task_model
     results.save(res, a.output)
     keys = [k for k in ("ap", "ap50", "face_retention") if any(p.get(k) is not None for p in res["points"])]
-    print(f"{res['codec']} on {a.dataset} ({len(images)} images, task {a.task})")
+    print(f"{res['codec']} on {a.dataset} ({res['num_images']} images, task {a.task})")  # a clip's: its frames
     print(f"{'quality':>8} {'bpp':>8} {'PSNR':>7}" + "".join(f" {k:>14}" for k in keys))
     for p in res["points"]:
         print(f"{p['quality']:>8} {p['bpp']:>8.4f} {p['psnr']:>7.2f}"
