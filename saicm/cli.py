@@ -159,8 +159,8 @@ def build_parser() -> argparse.ArgumentParser:
                        "Bitrate is the file size.")
     c.add_argument("input", help="image file or folder")
     c.add_argument("-o", "--output", help="output file or folder (default: beside the input)")
-    c.add_argument("--model", help=f"shipped model name (see `saicm models`) or a .safetensors path (default "
-                   f"{DEFAULT_MODEL})")
+    c.add_argument("--model", help=f"model name (see `saicm models`: shipped, or yours in $SAICM_MODELS) or a "
+                   f".safetensors path (default {DEFAULT_MODEL})")
     c.add_argument("--quality", type=int, help="integer rate point of the model, higher = more bits (default the "
                    "middle one, 4 of the shipped models' 7; scalable models: of the machine layer)")
     c.add_argument("--human-quality", type=int, help="scalable models: rate point of the human layer (default "
@@ -184,11 +184,11 @@ def build_parser() -> argparse.ArgumentParser:
     c.set_defaults(func=cmd_compress)
 
     d = sub.add_parser("decompress", help=".saicm file or folder -> image",
-                       description="Decode .saicm files. The model named in the file is used; it must be shipped "
-                       "or given with --model.")
+                       description="Decode .saicm files. The model named in the file is used: a shipped one, one "
+                       "of yours in $SAICM_MODELS (see `saicm models`), or the file given with --model.")
     d.add_argument("input", help=".saicm file or folder")
     d.add_argument("-o", "--output", help="output image or folder (default: beside the input)")
-    d.add_argument("--model", help="model file to use instead of the shipped one named in the stream")
+    d.add_argument("--model", help="model file to use instead of the one the stream names")
     d.add_argument("--layer", choices=["auto", "machine", "human"], default="auto",
                    help="two-layer files: decode the human layer (auto, the default) or only the machine layer; "
                    "human on a file without one is an error")

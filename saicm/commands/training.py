@@ -51,7 +51,7 @@ def register(sub) -> None:
                    "scalable-fusion with --base; gained-context-hyperprior: channel-group and checkerboard contexts, "
                    "with --init HYPERPRIOR starting from its transforms and hyperprior)")
     t.add_argument("--base", help="scalable coding: train the human layer (additional-information codec + fusion "
-                   "decoder) over this frozen machine-layer model (shipped name or .safetensors)")
+                   "decoder) over this frozen machine-layer model (a name of `saicm models` or a .safetensors path)")
     t.add_argument("--m", "--slices", dest="m", type=positive, default=4,
                    help="scalable coding: the additional latent covers the first m slices of the base latent "
                    "(default 4; under torchrun write --slices, which torchrun's own parser does not take for "
@@ -91,7 +91,8 @@ def register(sub) -> None:
                    help="mask folder made by `saicm masks` for each --data folder, in the same order")
     t.add_argument("--off-mask-weight", type=nonneg_float, default=0.0,
                    help="weight of the pixels outside the mask in masked losses (default 0: free)")
-    t.add_argument("--init", help="start from this model (shipped name or .safetensors)")
+    t.add_argument("--init", help="start from this model (a name of `saicm models`: shipped or yours in "
+                   "$SAICM_MODELS; or a .safetensors path)")
     t.add_argument("--steps", type=nonneg, default=10000,
                    help="total optimiser steps; also sets the learning-rate decay (default 10000)")
     t.add_argument("--batch", type=positive, default=16, help="global batch size, split over processes (default 16)")
@@ -120,7 +121,8 @@ def register(sub) -> None:
     t.add_argument("--freeze", action="append", metavar="PREFIX",
                    help="keep the parameters whose names start with PREFIX fixed (repeatable; e.g. g_s, or "
                    "add.g_a for a scalable model's additional analysis)")
-    t.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt if present")
+    t.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt if present, exactly where it stopped (the "
+                   "run keeps its --init, --seed, --lambdas, --loss, --off-mask-weight, --quant and --freeze)")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
     t.set_defaults(func=cmd_train)
 
