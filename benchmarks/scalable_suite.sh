@@ -4,7 +4,7 @@
 # COCO128 detection (it must equal the base model's), and faces on the photo test split.
 #
 #   bash benchmarks/scalable_suite.sh DATA_DIR OUT_DIR SCALABLE_MODEL [BASE_QUALITIES]
-#   e.g. bash benchmarks/scalable_suite.sh ../shared/data benchmarks/results/scalable scalable-off02-m4-v1 "2 4 6"
+#   e.g. bash benchmarks/scalable_suite.sh ../shared/data benchmarks/results/scalable scalable-off02v5-m4-cond "2 4 6"
 #
 # The human layer is swept over its rate points at each fixed machine rate point (base=K: a camera streams the
 # machine layer at one rate, a person asks for the human view) and with both rates moving together (base=pair).
