@@ -139,7 +139,7 @@ def _check_resumed_options(cfg: TrainConfig, ck: dict, ckpt_path: Path) -> None:
             return False
 
     changed = [k for k in _FIXED_ON_RESUME if k in saved and norm(getattr(cfg, k)) != norm(saved[k])
-               and not (k == "lambdas" and cfg.lambdas is None)
+               and not (k in ("lambdas", "init") and getattr(cfg, k) is None)  # not given: the run's own
                and not (k == "init" and same_start(cfg.init, saved[k]))]
     if changed:
         k = changed[0]
