@@ -5,6 +5,7 @@ import os
 import sys
 from pathlib import Path
 
+import pytest
 from PIL import Image
 
 import saicm
@@ -331,3 +332,31 @@ def test_demo_shows_the_sa_icm_model_fine_tuned_from_the_mse_model_it_runs(monke
     assert demo.machine_model_for("mse-d", preferred=None) == "saicm-y"  # none from it: its nearest ancestor
     assert demo.machine_model_for("mse-loop") == "saicm-x"  # a cycle in the metadata ends the walk
     assert demo.machine_model_for("other") == "saicm-x"  # none from it: the first
+
+
+def _slow_touch(job):  # a folder job for the pool (module level: the workers import it)
+    import time
+
+    time.sleep(0.3)
+    job.dst.write_text("done")
+    return {}
+
+
+def test_an_interrupted_folder_job_drops_its_queue(tmp_path, monkeypatch):
+    """Ctrl-C in `saicm compress FOLDER --jobs 2` said "interrupted" and then coded the rest of the folder (the
+    pool waited for every queued job before it let the interrupt through)."""
+    from saicm.codec import batch
+
+    jobs = [batch.Job(tmp_path / f"{i}.png", tmp_path / "out" / f"{i}.saicm") for i in range(40)]
+    real = batch.as_completed
+
+    def interrupted_after_one(futs):
+        yield next(real(futs))
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(batch, "as_completed", interrupted_after_one)
+    with pytest.raises(KeyboardInterrupt):
+        batch.run(_slow_touch, jobs, workers=2, progress=False)
+    done = list((tmp_path / "out").iterdir())
+    assert 1 <= len(done) <= 8, len(done)  # the one reported and those in flight, not the 40
+    assert all(p.read_text() == "done" for p in done)

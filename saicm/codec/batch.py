@@ -123,11 +123,17 @@ def run(fn: Callable[[Job], dict], jobs: list[Job], workers: int = 1, desc: str 
     else:
         threads = max(1, (os.cpu_count() or 1) // workers)
         ctx = get_context("spawn")
-        with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker, initargs=(threads,)) as pool:
+        pool = ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker, initargs=(threads,))
+        try:
             futs = [pool.submit(_run_one, fn, job) for job in jobs]
             for f in as_completed(futs):
                 results.append(f.result())
                 bar.update(1)
+        except BaseException:  # Ctrl-C: the files being written are finished (atomically), the queue dropped
+            pool.shutdown(wait=True, cancel_futures=True)  # (it ran on to the last file of the folder)
+            bar.close()
+            raise
+        pool.shutdown(wait=True)
         results.sort(key=lambda o: str(o.job.src))
     bar.close()
     return results
