@@ -55,3 +55,20 @@ def test_sweep_points_reference_and_cache(tmp_path):
     again = sweep(codec, images(), task=MeanBrightness(), cache=cache, progress=False)
     assert codec.encodes == 4  # every decode came from the cache
     assert again["points"] == res["points"]
+
+
+def test_an_exact_decode_says_why_its_point_has_no_psnr(tmp_path):
+    """A flat image that JPEG at quality 100 decodes exactly has an infinite PSNR: the point's mean was written
+    as null and left out of plots and BD-rates in silence."""
+    import json
+
+    import pytest
+
+    from saicm.eval import results
+
+    imgs = dict(images(), **{"flat.png": Image.fromarray(np.full((64, 64, 3), 128, np.uint8))})
+    with pytest.warns(UserWarning, match="jpeg quality 100: 1 of 3 images decoded exactly .* written as null"):
+        res = sweep(get_codec("jpeg"), imgs, [100], progress=False)
+    assert [r["psnr"] for r in res["per_image"]["flat.png"]] == [float("inf")]
+    results.save(res, tmp_path / "r.json")
+    assert json.loads((tmp_path / "r.json").read_text())["points"][0]["psnr"] is None

@@ -122,6 +122,12 @@ def sweep(codec: Codec, images: dict[str, Image.Image], qualities: Sequence | No
         point = {"quality": q, "bytes": int(sum(r["bytes"] for r in rows))}
         for key in ("bpp", "psnr", "ms_ssim", "encode_s", "decode_s"):
             point[key] = _mean(rows, key)
+        exact = sum(1 for r in rows if r["psnr"] == math.inf)
+        if exact:  # an infinite mean is not JSON: the point's PSNR is saved as null, and plots and BD-rates skip it
+            import warnings
+
+            warnings.warn(f"{codec.name} quality {q}: {exact} of {len(rows)} images decoded exactly (PSNR "
+                          "infinite); the point's mean PSNR is written as null", stacklevel=2)
         if task is not None:
             point.update(task.evaluate(decoded, images))
         res["points"].append(point)
