@@ -11,8 +11,9 @@ threads.
 from __future__ import annotations
 
 import os
+import signal
 from collections import Counter
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass
 from multiprocessing import get_context
 from pathlib import Path
@@ -89,6 +90,7 @@ def _init_worker(threads: int) -> None:
     # before PyTorch is imported (if the job needs it at all): it reads OMP_NUM_THREADS then; the portable
     # engine's onnxruntime sessions read SAICM_THREADS
     os.environ["OMP_NUM_THREADS"] = os.environ["SAICM_THREADS"] = str(threads)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle (see run)
 
 
 def _run_one(fn: Callable[[Job], dict], job: Job) -> Outcome:
@@ -123,14 +125,30 @@ def run(fn: Callable[[Job], dict], jobs: list[Job], workers: int = 1, desc: str 
     else:
         threads = max(1, (os.cpu_count() or 1) // workers)
         ctx = get_context("spawn")
+        # One job per worker at a time, and workers deaf to Ctrl-C: an interrupt lets the files being written
+        # finish (atomically) and starts no other (the pool ran on to the end of the folder, and a terminal's
+        # SIGINT made each worker drop its file and take the next).
         pool = ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker, initargs=(threads,))
+        queue = iter(jobs)
+        running: set = set()
+
+        def submit_next() -> None:
+            job = next(queue, None)
+            if job is not None:
+                running.add(pool.submit(_run_one, fn, job))
+
         try:
-            futs = [pool.submit(_run_one, fn, job) for job in jobs]
-            for f in as_completed(futs):
-                results.append(f.result())
-                bar.update(1)
-        except BaseException:  # Ctrl-C: the files being written are finished (atomically), the queue dropped
-            pool.shutdown(wait=True, cancel_futures=True)  # (it ran on to the last file of the folder)
+            for _ in range(workers):
+                submit_next()
+            while running:
+                done, _ = wait(running, return_when=FIRST_COMPLETED)
+                for f in done:
+                    running.discard(f)
+                    results.append(f.result())
+                    bar.update(1)
+                    submit_next()
+        except BaseException:
+            pool.shutdown(wait=True, cancel_futures=True)
             bar.close()
             raise
         pool.shutdown(wait=True)
