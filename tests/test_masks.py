@@ -243,3 +243,24 @@ def test_coco_edges_source_outlines_painted_instances(tmp_path):
     np.testing.assert_array_equal(e, label_boundaries(labels))
     assert e.any() and not e[10:13, 13:17].any()  # outlines only, not the inside
     assert json.loads((out / "masks.json").read_text())["kind"] == "edges"
+
+
+def test_masks_saved_as_jpeg_or_resized_are_read_and_photos_are_refused(tmp_path):
+    """A mask is black and white; one saved as JPEG or resized keeps grey edges (1-25 % of its pixels) and is a
+    mask, read with its noise off; a photo (nearly all grey) in a mask's place was thresholded to all-on."""
+    import pytest
+
+    from saicm.errors import SaicmError
+    from saicm.masks.job import load_mask
+
+    truth = np.zeros((96, 128), bool)
+    truth[20:70, 30:90] = True
+    truth[40:50, 50:70] = False
+    Image.fromarray(truth).convert("L").save(tmp_path / "m.jpg", quality=95)
+    Image.fromarray(truth).convert("L").resize((64, 48), Image.BILINEAR).save(tmp_path / "small.png")
+    Image.fromarray(natural_image(96, 128, seed=3)).save(tmp_path / "photo.png")
+    assert (load_mask(tmp_path / "m.jpg") == truth).mean() > 0.995  # JPEG ringing near 0 stays off
+    small = load_mask(tmp_path / "small.png")
+    assert small.shape == (48, 64) and abs(small.mean() - truth.mean()) < 0.05
+    with pytest.raises(SaicmError, match="photo.png: not a mask: .* of its pixels are grey"):
+        load_mask(tmp_path / "photo.png")
