@@ -139,6 +139,27 @@ def test_the_model_file_records_what_was_trained_and_a_resume_keeps_its_options(
     assert train(tiny_cfg(data_dir, out, init=relative, steps=3, resume=True)) == final
 
 
+def test_a_resume_given_only_its_folder_goes_on_with_the_runs_own_options(data_dir, tmp_path, tiny_model, monkeypatch):
+    """--resume without --init, --lambdas or --seed built the default model (or refused the default seed), or
+    rebuilt the --init's rate points and labelled the run's weights with them; --init by name after a path was
+    refused as another start."""
+    from saicm.models.catalog import read_info
+
+    out = tmp_path / "run"
+    train(tiny_cfg(data_dir, out, init=str(tiny_model), lambdas=(0.004, 0.02, 0.1), seed=5, steps=2))
+    bare = TrainConfig(data=str(data_dir), out=str(out), steps=3, batch=2, patch=64, lr=1e-3, log_every=1,
+                       ckpt_every=2, progress=False, resume=True)
+    final = train(bare)
+    training = read_info(final).training
+    assert (training["init"], training["seed"], training["steps_done"]) == (str(tiny_model), 5, 3)
+    assert training["lambdas"] == pytest.approx([0.004, 0.02, 0.1])  # not --init's 0.002, 0.01, 0.05
+    assert read_info(final).config["lambdas"] == pytest.approx([0.004, 0.02, 0.1])
+    monkeypatch.setenv("SAICM_MODELS", str(tiny_model.parent))  # the same start by its name
+    from dataclasses import replace
+
+    train(replace(bare, steps=4, init=tiny_model.stem))
+
+
 def test_unknown_loss_is_a_clear_error(data_dir, tmp_path):
     with pytest.raises(saicm.SaicmError, match="unknown loss"):
         train(tiny_cfg(data_dir, tmp_path / "r", loss="nope"))

@@ -98,7 +98,7 @@ def register(sub) -> None:
     t.add_argument("--batch", type=positive, default=16, help="global batch size, split over processes (default 16)")
     t.add_argument("--patch", type=positive, default=128, help="random crop size in pixels (default 128)")
     t.add_argument("--lr", type=positive_float, default=1e-4, help="Adam learning rate (default 1e-4)")
-    t.add_argument("--seed", type=nonneg, default=0, help="random seed (default 0)")
+    t.add_argument("--seed", type=nonneg, help="random seed (default 0, or the run's with --resume)")
     t.add_argument("--log-every", type=positive, default=25, help="steps between log.jsonl lines (default 25)")
     t.add_argument("--ckpt-every", type=positive, default=200,
                    help="steps between atomic checkpoints (default 200)")
@@ -122,7 +122,8 @@ def register(sub) -> None:
                    help="keep the parameters whose names start with PREFIX fixed (repeatable; e.g. g_s, or "
                    "add.g_a for a scalable model's additional analysis)")
     t.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt if present, exactly where it stopped (the "
-                   "run keeps its --init, --seed, --lambdas, --loss, --off-mask-weight, --quant and --freeze)")
+                   "run keeps its --init, --seed, --lambdas, --loss, --off-mask-weight, --quant and --freeze: those not "
+                   "given are the run's, others are refused)")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
     t.set_defaults(func=cmd_train)
 

@@ -48,7 +48,7 @@ class TrainConfig:
     decay_from: float = 0.8
     clip: float = 1.0
     max_bad_steps: int = 20
-    seed: int = 0
+    seed: int | None = None  # None: 0, or the run's with --resume
     log_every: int = 25
     ckpt_every: int = 200
     resume: bool = False

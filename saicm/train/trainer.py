@@ -31,6 +31,7 @@ from ..device import cpu_has_native_bf16, resolve_device
 from ..errors import SaicmError
 from ..models import build_architecture, save_model
 from ..models.registry import load_architectures
+from ..models.catalog import resolve
 from ..models.zoo import build_from_info, keep_constants, load_model, load_strict
 from .compiling import CompiledStep, compiler_errors
 from .config import AMP_MODES, DEFAULT_ARCHITECTURE, DEFAULT_LAMBDAS, QUANT_MODES, TrainConfig
@@ -132,14 +133,16 @@ def _check_resumed_options(cfg: TrainConfig, ck: dict, ckpt_path: Path) -> None:
     def norm(v):  # tuples and lists alike, numbers as floats (a JSON round trip keeps neither apart)
         return [float(x) if isinstance(x, (int, float)) else x for x in v] if isinstance(v, (list, tuple)) else v
 
-    def same_start(a, b) -> bool:  # one --init file by two spellings is the same start
+    def same_start(a, b) -> bool:  # one --init model by two spellings (a name, a path) is the same start
+        if a == b:
+            return True
         try:
-            return a == b or (a is not None and b is not None and os.path.samefile(a, b))
-        except OSError:
+            return os.path.samefile(resolve(a).path, resolve(b).path)
+        except (OSError, SaicmError):
             return False
 
     changed = [k for k in _FIXED_ON_RESUME if k in saved and norm(getattr(cfg, k)) != norm(saved[k])
-               and not (k in ("lambdas", "init") and getattr(cfg, k) is None)  # not given: the run's own
+               and getattr(cfg, k) is not None  # not given: the run's own (_with_run_options)
                and not (k == "init" and same_start(cfg.init, saved[k]))]
     if changed:
         k = changed[0]
@@ -165,7 +168,35 @@ def _truncate_log(path: Path, step: int) -> None:
         write_bytes_atomic(path, "".join(keep).encode())
 
 
+#: options that, not given to a resumed run, are the run's own (what it was started with)
+_TAKEN_ON_RESUME = ("init", "seed", "lambdas", "architecture", "N", "M", "base", "human_init", "context_hidden",
+                    "context_kernel", "context_groups", "context_checkerboard")
+
+
+def _with_run_options(cfg: TrainConfig, ck: dict) -> TrainConfig:
+    """``cfg`` with the options it leaves unset taken from the run it resumes (``ck``, its checkpoint)."""
+    saved = dict(ck.get("config") or {})
+    spec = ck.get("model_spec") or {}
+    saved.setdefault("architecture", spec.get("architecture"))
+    if (spec.get("config") or {}).get("lambdas") is not None:  # the run's rate points, given or defaulted
+        saved["lambdas"] = spec["config"]["lambdas"]
+    taken = {}
+    for k in _TAKEN_ON_RESUME:
+        if getattr(cfg, k) is None and saved.get(k) is not None:
+            v = saved[k]
+            taken[k] = tuple(v) if isinstance(v, list) else v
+    return replace(cfg, **taken)
+
+
 def train(cfg: TrainConfig) -> Path:
+    resumed = None
+    ckpt_path = Path(cfg.out) / "checkpoint.pt"
+    if cfg.resume and ckpt_path.is_file():  # what the run was started with, where these options are silent
+        resumed = read_checkpoint(ckpt_path)
+        _check_resumed_options(cfg, resumed, ckpt_path)
+        cfg = _with_run_options(cfg, resumed)
+    if cfg.seed is None:
+        cfg = replace(cfg, seed=0)
     if cfg.architecture is None and not cfg.init:
         cfg = replace(cfg, architecture="scalable-fusion" if cfg.base else DEFAULT_ARCHITECTURE)
     if cfg.amp not in AMP_MODES:
@@ -188,7 +219,6 @@ def train(cfg: TrainConfig) -> Path:
     if cfg.batch % world:
         raise SaicmError(f"--batch {cfg.batch} is not divisible by the {world} processes")
     out = Path(cfg.out)
-    ckpt_path = out / "checkpoint.pt"
     if out.exists() and not out.is_dir():
         raise SaicmError("--out is a file; it names the run's folder", str(out))
     if ckpt_path.exists() and not cfg.resume:  # a run's checkpoint, log and model would be replaced
@@ -279,10 +309,9 @@ def train(cfg: TrainConfig) -> Path:
     opt = torch.optim.Adam(main_params, lr=cfg.lr)
     # the entropy bottleneck's quantiles have their own optimiser (none when they are frozen)
     aux_opt = torch.optim.Adam(aux_params, lr=cfg.aux_lr) if aux_params else None
-    start, resumed_rng = 0, None
-    if cfg.resume and ckpt_path.is_file():
-        ck = read_checkpoint(ckpt_path)
-        _check_resumed_options(cfg, ck, ckpt_path)
+    start, resumed_rng, legacy_rng = 0, None, False
+    if resumed is not None:
+        ck = resumed
         keep_constants(model, ck["model"])  # (runs started before saicm 0.5.1 saved an fp16 file's zero floor)
         load_strict(model, ck["model"], str(ckpt_path), "the model these options build: --resume continues "
                     "the run's own model (use a new --out, or the run's options)")
@@ -294,6 +323,7 @@ def train(cfg: TrainConfig) -> Path:
             raise SaicmError(f"the run in {out} has done {start} steps, more than --steps {cfg.steps}: give --steps "
                              f"{start} or more to go on (or export its checkpoint)")
         resumed_rng = ck.get("rank_rng") or [(ck["rng"], ck["py_rng"])]
+        legacy_rng = "rank_rng" not in ck  # saicm before 0.17.1 saved rank 0's state only
         if rank == 0:
             _truncate_log(out / "log.jsonl", start)  # steps logged after the checkpoint are done again
     elif cfg.resume and rank == 0:
@@ -313,15 +343,15 @@ def train(cfg: TrainConfig) -> Path:
 
     data = RandomCrops(_as_list(cfg.data), patch=cfg.patch, masks=_as_list(cfg.masks) or None, progress=cfg.progress and rank == 0)
     loader = iter(DataLoader(data, batch_size=cfg.batch // world, shuffle=False, num_workers=0, drop_last=True))
-    if resumed_rng is not None and len(resumed_rng) == world:
-        torch.set_rng_state(resumed_rng[rank][0])
-        random.setstate(resumed_rng[rank][1])
+    if resumed_rng is not None and len(resumed_rng) == world and not (legacy_rng and world > 1):
+        _restore_rng(resumed_rng[rank], device)
     elif resumed_rng is not None and rank == 0:
         import warnings
 
-        warnings.warn(f"the checkpoint was written by {len(resumed_rng)} process(es), this run has {world}: the "
-                      "random crops, qualities and noise are drawn anew (the run goes on, not exactly as it "
-                      "would have)", stacklevel=2)
+        why = ("its checkpoint, from saicm before 0.17.1, holds rank 0's random state only" if legacy_rng else
+               f"the checkpoint was written by {len(resumed_rng)} process(es), this run has {world}")
+        warnings.warn(f"{why}: the random crops, qualities and noise are drawn anew (the run goes on, not exactly "
+                      "as it would have)", stacklevel=2)
     nq = model.num_qualities
     log = open(out / "log.jsonl", "a") if rank == 0 else None
     bar = tqdm(total=cfg.steps, initial=start, desc="train", disable=not (cfg.progress and rank == 0), unit="step")
@@ -380,7 +410,7 @@ def train(cfg: TrainConfig) -> Path:
                 bar.set_postfix(loss=f"{rec['loss']:.3f}", bpp=f"{rec['bpp']:.3f}", psnr=f"{rec['psnr']:.2f}")
                 acc, n_acc = {}, 0
             if done % cfg.ckpt_every == 0 or done == cfg.steps:
-                rng = _rng_states(world)  # every rank's (a collective: all ranks call it)
+                rng = _rng_states(world, device)  # every rank's (a collective: all ranks call it)
                 if rank == 0:
                     _save_checkpoint(ckpt_path, model, opt, aux_opt, done, cfg, rng)
     finally:
@@ -408,14 +438,23 @@ def _clone_for_export(model: nn.Module) -> nn.Module:
     return clone
 
 
-def _rng_states(world: int) -> list[tuple]:
-    """The random state of every rank, rank 0's first (what a resume restores on each)."""
-    mine = (torch.get_rng_state(), random.getstate())
+def _rng_states(world: int, device: torch.device) -> list[tuple]:
+    """The random state of every rank, rank 0's first (what a resume restores on each): PyTorch's CPU generator,
+    Python's, and the device's own on CUDA (the training noise is drawn there)."""
+    mine = (torch.get_rng_state(), random.getstate(),
+            torch.cuda.get_rng_state(device) if device.type == "cuda" else None)
     if world == 1:
         return [mine]
     states: list = [None] * world
     dist.all_gather_object(states, mine)
     return states
+
+
+def _restore_rng(state: tuple, device: torch.device) -> None:
+    torch.set_rng_state(state[0])
+    random.setstate(state[1])
+    if len(state) > 2 and state[2] is not None and device.type == "cuda":
+        torch.cuda.set_rng_state(state[2], device)
 
 
 def _save_checkpoint(path: Path, model, opt, aux_opt, step: int, cfg: TrainConfig, rng: list[tuple]) -> None:
