@@ -133,6 +133,10 @@ def test_decompress_says_first_that_its_input_is_not_a_coded_file(tmp_path, caps
     Image.fromarray(natural_image()).save(photo)
     _assert_one_line_error(main(["decompress", str(photo)]), capsys.readouterr().err,
                            "photo.png: not a .saicm file (wrong magic)")
+    clip = tmp_path / "clip.saicmv"
+    clip.write_bytes(b"SAICV" + bytes(64))  # its -o clip.mkv was refused as an image suffix Pillow cannot write
+    _assert_one_line_error(main(["decompress", str(clip), "-o", str(tmp_path / "clip.mkv")]), capsys.readouterr().err,
+                           "clip.saicmv: a NeRV clip (.saicmv): decode it with 'saicm video decode'")
 
 
 def test_no_input_is_replaced_by_an_output(tmp_path, tiny_model, capsys):
@@ -234,6 +238,8 @@ def test_numeric_options_out_of_range_are_refused_by_the_parser(capsys):
         (["compress", "x.png", "--jobs", "0"], "--jobs: expected a whole number >= 1"),
         (["compress", "x.png", "--refine", "-5"], "--refine: expected a whole number >= 0"),
         (["report", "r.json", "--target-bpp", "0"], "--target-bpp: expected a number > 0"),
+        (["import-checkpoint", "x.pth", "--arch", "tcm", "--name", "n", "--lam", "inf"],
+         "--lam: expected a number > 0, got 'inf'"),  # the file was written, then refused by every reader
     ]
     for argv, needle in cases:
         with pytest.raises(SystemExit) as e:

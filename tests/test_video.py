@@ -111,6 +111,8 @@ def test_a_damaged_clip_is_read_with_a_warning(clip_mkv, tmp_path):
     with pytest.warns(UserWarning, match=r"damaged.mkv: ffmpeg reported errors while decoding \((?!\[).*\): a damaged "
                                          r"clip\? \d+ frames were read"):
         io.read_clip(damaged)
+    assert io._last_error(b"[vost#0:0/libx264 @ 0x55d1] [enc:libx264 @ 0x55d2] Could not open encoder\n"
+                          ) == "Could not open encoder"  # ffmpeg 7+ nests its prefixes
 
 
 def test_parse_errors_and_limits(clip_mkv, tmp_path):

@@ -357,16 +357,22 @@ def coded_input(data, what: str = ".saicm file") -> tuple[bytes, str | None]:
     raise FormatError(f"expected the bytes of a {what} or its path, not {type(data).__name__}")
 
 
+#: what the image decoder says of a NeRV clip
+CLIP_GIVEN = "a NeRV clip (.saicmv): decode it with 'saicm video decode' (Python: saicm.video.decode)"
+
+
 def check_coded_file(path: str | os.PathLike) -> None:
-    """A one-line error naming ``path`` unless it starts like a saicm file (a ``.saicm`` stream or a ``.saicmv``
-    clip, which its own decoder names): the first thing to say of ``saicm decompress photo.png``."""
+    """A one-line error naming ``path`` unless it starts like a ``.saicm`` file: the first thing to say of
+    ``saicm decompress photo.png`` (or of a ``.saicmv`` clip, which has its own decoder)."""
     from .._fs import read_input
     from ..video.bitstream import is_video_stream
 
     head = read_input(path, limit=16)
     if not head:
         raise FormatError("empty file", str(path))
-    if not head.startswith(MAGIC) and not is_video_stream(head):
+    if is_video_stream(head):
+        raise FormatError(CLIP_GIVEN, str(path))
+    if not head.startswith(MAGIC):
         raise FormatError("not a .saicm file (wrong magic)", str(path))
 
 

@@ -265,7 +265,7 @@ def decompress_stream(data: bytes, model=None, layer: str = "auto", max_pixels: 
     from ..video.bitstream import is_video_stream
 
     if is_video_stream(data):
-        raise FormatError("a NeRV clip (.saicmv): decode it with 'saicm video decode' (Python: saicm.video.decode)")
+        raise FormatError(container.CLIP_GIVEN)
     machine, human = container.split_layers(data)
     if human is not None and layer != "machine":
         from .scalable import decode_human

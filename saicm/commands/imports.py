@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import argparse
 
+from .argtypes import positive_float
+
 ARCHES = ("tcm", "tcm-ica")
 
 
@@ -78,8 +80,6 @@ def cmd_import(a: argparse.Namespace) -> int:
         raise SaicmError("checkpoint file not found", str(src))
     cfg = _config(a)
     lam = a.lam if a.lam is not None else (0.01 if a.arch == "tcm-ica" else 0.05)
-    if not lam > 0:
-        raise SaicmError(f"--lam must be positive, got {lam}")
     base_info = None
     if a.arch == "tcm-ica":
         if not a.base:
@@ -125,7 +125,7 @@ def register(sub) -> None:
     s.add_argument("--base", help="tcm-ica: the imported machine model (name or .safetensors path)")
     s.add_argument("--alpha", type=float, help="SAM confidence α the model was trained with (model card only: "
                    "0.78 / 0.93 for SA-ICM icm_78 / icm_93, 0.78 for ICM-v1)")
-    s.add_argument("--lam", type=float, help="λ the model was trained for (stored; default 0.05, tcm-ica 0.01)")
+    s.add_argument("--lam", type=positive_float, help="λ the model was trained for (stored; default 0.05, tcm-ica 0.01)")
     s.add_argument("--precision", choices=["fp32", "fp16"], default="fp32",
                    help="fp32 (default: the weights bit for bit, decodes closest to the authors' code; ~306 MB) "
                    "or fp16 (half the size; every weight rounded)")

@@ -80,6 +80,17 @@ def _mean(rows: list[dict], key: str) -> float | None:
     return float(np.mean(vals)) if vals else None
 
 
+def warn_exact_decodes(codec_name: str, quality, psnrs: Sequence[float]) -> None:
+    """Warn when decodes equal their originals: an infinite mean is not JSON, so the point's PSNR is saved as
+    null, and plots and BD-rates leave it out."""
+    exact = sum(1 for v in psnrs if v == math.inf)
+    if exact:
+        import warnings
+
+        warnings.warn(f"{codec_name} quality {quality}: {exact} of {len(psnrs)} images decoded exactly (PSNR "
+                      "infinite); the point's mean PSNR is written as null", stacklevel=3)
+
+
 def start_result(codec: Codec, dataset: str, task: Task | None, originals: dict[str, Image.Image]) -> dict:
     """A new results record of ``codec`` on ``originals`` (name → image, frames for clips), before any point:
     the task's bootstrap draws of the images and its score of the originals (the reference)."""
@@ -122,12 +133,7 @@ def sweep(codec: Codec, images: dict[str, Image.Image], qualities: Sequence | No
         point = {"quality": q, "bytes": int(sum(r["bytes"] for r in rows))}
         for key in ("bpp", "psnr", "ms_ssim", "encode_s", "decode_s"):
             point[key] = _mean(rows, key)
-        exact = sum(1 for r in rows if r["psnr"] == math.inf)
-        if exact:  # an infinite mean is not JSON: the point's PSNR is saved as null, and plots and BD-rates skip it
-            import warnings
-
-            warnings.warn(f"{codec.name} quality {q}: {exact} of {len(rows)} images decoded exactly (PSNR "
-                          "infinite); the point's mean PSNR is written as null", stacklevel=2)
+        warn_exact_decodes(codec.name, q, [r["psnr"] for r in rows])
         if task is not None:
             point.update(task.evaluate(decoded, images))
         res["points"].append(point)

@@ -120,7 +120,7 @@ def sweep_clips(codec, clips: Mapping[str, Clip], qualities: Sequence | None = N
 
     from ..eval.cache import EncodedCache
     from ..eval.metrics import ms_ssim, psnr
-    from ..eval.rd import start_result
+    from ..eval.rd import start_result, warn_exact_decodes
     from .codecs import as_video_codec
 
     codec = as_video_codec(codec)
@@ -187,6 +187,7 @@ def sweep_clips(codec, clips: Mapping[str, Clip], qualities: Sequence | None = N
                  "encode_s": sum(c["encode_s"] for c in per_clip.values()) / n_frames,
                  "decode_s": sum(c["decode_s"] for c in per_clip.values()) / n_frames,
                  "per_clip": per_clip}
+        warn_exact_decodes(codec.name, q, [r["psnr"] for r in frame_rows])
         if task is not None:
             point.update(task.evaluate(decoded, originals))
         res["points"].append(point)

@@ -145,7 +145,7 @@ def _last_error(stderr: bytes) -> str:
     lines = [ln.strip() for ln in stderr.decode("utf-8", "replace").splitlines() if ln.strip()]
     skip = ("At least one output file", "Press [q]", "frame=")
     lines = [ln for ln in lines if not ln.startswith(skip)]
-    return re.sub(r"^\[[^\]]* @ 0x[0-9a-fA-F]+\]\s*", "", lines[-1]) if lines else "no output"  # "[ffv1 @ 0x5…] "
+    return re.sub(r"^(\[[^\]]* @ 0x[0-9a-fA-F]+\]\s*)+", "", lines[-1]) if lines else "no output"  # "[ffv1 @ 0x5…] "
 
 
 def probe(path: str | os.PathLike) -> ClipInfo:
