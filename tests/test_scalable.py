@@ -259,6 +259,15 @@ def test_training_keeps_the_base_frozen_and_exports_a_model_that_codes(models, d
     train(cfg)
     log = [json.loads(line)["step"] for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
     assert log == [1, 2, 3, 4]
+    # given its folder alone, the run goes on with its own base, m and slices (it built m = 4 of 32 channels: a
+    # traceback)
+    bare = TrainConfig(data=str(data_dir), out=str(tmp_path / "run"), steps=5, batch=2, patch=64, lr=1e-3,
+                       log_every=1, ckpt_every=2, progress=False, quant="ste", resume=True)
+    from saicm.models.catalog import read_info
+
+    minfo = read_info(train(bare))
+    assert (minfo.config["m"], minfo.config["slice_channels"]) == (1, 8) and minfo.training["steps_done"] == 5
+    assert hashlib.sha256(models["base"].read_bytes()).hexdigest() == before
 
 
 def test_verify_frozen_catches_a_changed_base(models):

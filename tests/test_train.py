@@ -158,6 +158,19 @@ def test_a_resume_given_only_its_folder_goes_on_with_the_runs_own_options(data_d
     from dataclasses import replace
 
     train(replace(bare, steps=4, init=tiny_model.stem))
+    # saicm 0.17.0 saved M = 128 and the default architecture in the options of every --init run: its runs go on
+    ck = torch.load(out / "checkpoint.pt", weights_only=False)
+    ck["config"].update(M=128, N=None, architecture="gained-mean-scale-hyperprior")
+    torch.save(ck, out / "checkpoint.pt")
+    train(replace(bare, steps=5, init=str(tiny_model)))
+    # and the run's --init may have moved since: the checkpoint holds the weights, the model is rebuilt from it
+    moved = tmp_path / "elsewhere.safetensors"
+    tiny_model.rename(moved)
+    try:
+        assert read_info(train(replace(bare, steps=6))).config["M"] == 24
+        train(replace(bare, steps=7, init=str(moved)))  # (the run's own no longer resolves: the given one is taken)
+    finally:
+        moved.rename(tiny_model)
 
 
 def test_unknown_loss_is_a_clear_error(data_dir, tmp_path):
@@ -563,7 +576,7 @@ def test_checkpoints_that_do_not_fit_their_model_are_refused_in_one_line(data_di
     assert main(["export", str(out / "checkpoint.pt"), "-o", str(tmp_path / "x.safetensors")]) == 0
     # --resume with options that build another model: one error naming the run, the checkpoint untouched
     before = (out / "checkpoint.pt").read_bytes()
-    with pytest.raises(saicm.SaicmError, match="do not fit the model these options build: --resume continues the run's own model.*size mismatch"):
+    with pytest.raises(saicm.SaicmError, match="--resume with another --N than the run's \\(8\\)"):
         train(tiny_cfg(data_dir, out, steps=4, N=16, resume=True))
     assert (out / "checkpoint.pt").read_bytes() == before
 

@@ -52,17 +52,17 @@ def register(sub) -> None:
                    "with --init HYPERPRIOR starting from its transforms and hyperprior)")
     t.add_argument("--base", help="scalable coding: train the human layer (additional-information codec + fusion "
                    "decoder) over this frozen machine-layer model (a name of `saicm models` or a .safetensors path)")
-    t.add_argument("--m", "--slices", dest="m", type=positive, default=4,
+    t.add_argument("--m", "--slices", dest="m", type=positive,
                    help="scalable coding: the additional latent covers the first m slices of the base latent "
                    "(default 4; under torchrun write --slices, which torchrun's own parser does not take for "
                    "one of its options)")
-    t.add_argument("--condition", choices=["none", "base"], default="none",
+    t.add_argument("--condition", choices=["none", "base"],
                    help="scalable coding: none = the paper's additional codec (sees only the image, own entropy "
                    "model); base = a variant that codes the residual to the base latent with entropy parameters "
                    "conditioned on it (default none)")
     t.add_argument("--human-init", help="scalable coding: start the additional analysis, its gains and the human "
                    "synthesis from this single-layer MSE model (e.g. mse-hyperprior-n64-v5) instead of the base")
-    t.add_argument("--slice-channels", type=positive, default=32,
+    t.add_argument("--slice-channels", type=positive,
                    help="scalable coding: channels per slice s (default 32: m = 1..4 for M = 128)")
     t.add_argument("--context-hidden", type=positive,
                    help="gained-context-hyperprior: hidden channels of the channel-context and aggregation "

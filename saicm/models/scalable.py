@@ -321,9 +321,13 @@ class ScalableFusion(nn.Module):
         info = resolve(cfg.base)
         name = info.name
         model_dir = None if _is_shipped(info) else str(Path(info.path).resolve().parent)
-        model = cls(base=name, base_sha256=full_checksum(info.path).hex(), N=cfg.width,
-                    slice_channels=cfg.slice_channels, m=cfg.m, lambdas=lambdas, condition=cfg.condition,
-                    model_dir=model_dir)
+        try:  # (None: the defaults of --m, --slice-channels and --condition)
+            model = cls(base=name, base_sha256=full_checksum(info.path).hex(), N=cfg.width,
+                        slice_channels=32 if cfg.slice_channels is None else cfg.slice_channels,
+                        m=4 if cfg.m is None else cfg.m, lambdas=lambdas, condition=cfg.condition or "none",
+                        model_dir=model_dir)
+        except ValueError as e:  # sizes that do not fit the base: one line
+            raise SaicmError(f"scalable-fusion: {e}") from None
         if cfg.human_init:
             from .zoo import load_model
 

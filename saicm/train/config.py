@@ -27,9 +27,9 @@ class TrainConfig:
     lambdas: tuple | None = None  # None: DEFAULT_LAMBDAS, or those of --init
     loss: str = "mse"
     base: str | None = None  # scalable-fusion: the frozen machine-layer model (name or path)
-    m: int = 4  # scalable-fusion: slices of the base latent the additional latent covers
-    slice_channels: int = 32  # scalable-fusion: channels per slice
-    condition: str = "none"  # scalable-fusion: "none" (the paper) or "base" (conditional residual variant)
+    m: int | None = None  # scalable-fusion: slices of the base latent the additional latent covers (None: 4)
+    slice_channels: int | None = None  # scalable-fusion: channels per slice (None: 32)
+    condition: str | None = None  # scalable-fusion: "none" (None: the paper) or "base" (conditional residual)
     human_init: str | None = None  # scalable-fusion: start the human layer from this MSE model
     freeze: tuple = ()  # parameter-name prefixes kept fixed (e.g. "g_s", "add.g_a")
     context_hidden: int | None = None  # gained-context-hyperprior: hidden channels of its contexts (None: default/--init's)

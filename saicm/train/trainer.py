@@ -121,33 +121,50 @@ def _build(name: str, **config):
 
 
 #: options a run cannot change when it resumes: its model would not be trained as its file then says
-_FIXED_ON_RESUME = ("init", "seed", "lambdas", "loss", "off_mask_weight", "quant", "freeze")
+_FIXED_ON_RESUME = ("architecture", "N", "M", "init", "seed", "lambdas", "loss", "off_mask_weight", "quant", "freeze",
+                    "m", "slice_channels", "condition")
+
+
+def _run_options(ck: dict) -> dict:
+    """The options a run was started with (its checkpoint's), corrected by what it built: its architecture, sizes
+    and rate points, however they were given or defaulted (0.17.0 saved M = 128 for every --init run)."""
+    saved = dict(ck.get("config") or {})
+    spec = ck.get("model_spec") or {}
+    built = spec.get("config") or {}
+    if spec.get("architecture"):
+        saved.update(architecture=spec["architecture"], N=built.get("N"), M=built.get("M"))
+    if built.get("lambdas") is not None:
+        saved["lambdas"] = built["lambdas"]
+    return saved
 
 
 def _check_resumed_options(cfg: TrainConfig, ck: dict, ckpt_path: Path) -> None:
-    saved = dict(ck.get("config") or {})
-    spec = (ck.get("model_spec") or {}).get("config") or {}
-    if spec.get("lambdas") is not None:  # the run's rate points, however they were given (or defaulted)
-        saved["lambdas"] = spec["lambdas"]
+    saved = _run_options(ck)
 
     def norm(v):  # tuples and lists alike, numbers as floats (a JSON round trip keeps neither apart)
         return [float(x) if isinstance(x, (int, float)) else x for x in v] if isinstance(v, (list, tuple)) else v
 
-    def same_start(a, b) -> bool:  # one --init model by two spellings (a name, a path) is the same start
-        if a == b:
+    def same_start(given, run) -> bool:  # one --init model by two spellings (a name, a path) is the same start
+        if given == run:
+            return True
+        if given is None or run is None:
+            return False
+        try:
+            was = resolve(run).path
+        except SaicmError:  # moved or renamed since: the given one is taken (the checkpoint holds the weights)
             return True
         try:
-            return os.path.samefile(resolve(a).path, resolve(b).path)
+            return os.path.samefile(resolve(given).path, was)
         except (OSError, SaicmError):
             return False
 
-    changed = [k for k in _FIXED_ON_RESUME if k in saved and norm(getattr(cfg, k)) != norm(saved[k])
+    changed = [k for k in _FIXED_ON_RESUME if saved.get(k) is not None and norm(getattr(cfg, k)) != norm(saved[k])
                and getattr(cfg, k) is not None  # not given: the run's own (_with_run_options)
                and not (k == "init" and same_start(cfg.init, saved[k]))]
     if changed:
         k = changed[0]
         raise SaicmError(f"--resume with another --{k.replace('_', '-')} than the run's ({saved[k]!r}): a run keeps "
-                         "its start, seed, rate points, loss, quantisation and frozen parts; start a new --out "
+                         "its model, start, seed, rate points, loss, quantisation and frozen parts; start a new --out "
                          "(with --init of this run's model to begin from it)", str(ckpt_path))
 
 
@@ -170,16 +187,12 @@ def _truncate_log(path: Path, step: int) -> None:
 
 #: options that, not given to a resumed run, are the run's own (what it was started with)
 _TAKEN_ON_RESUME = ("init", "seed", "lambdas", "architecture", "N", "M", "base", "human_init", "context_hidden",
-                    "context_kernel", "context_groups", "context_checkerboard")
+                    "context_kernel", "context_groups", "context_checkerboard", "m", "slice_channels", "condition")
 
 
 def _with_run_options(cfg: TrainConfig, ck: dict) -> TrainConfig:
     """``cfg`` with the options it leaves unset taken from the run it resumes (``ck``, its checkpoint)."""
-    saved = dict(ck.get("config") or {})
-    spec = ck.get("model_spec") or {}
-    saved.setdefault("architecture", spec.get("architecture"))
-    if (spec.get("config") or {}).get("lambdas") is not None:  # the run's rate points, given or defaulted
-        saved["lambdas"] = spec["config"]["lambdas"]
+    saved = _run_options(ck)
     taken = {}
     for k in _TAKEN_ON_RESUME:
         if getattr(cfg, k) is None and saved.get(k) is not None:
@@ -229,7 +242,10 @@ def train(cfg: TrainConfig) -> Path:
             stale.unlink(missing_ok=True)
 
     torch.manual_seed(cfg.seed)
-    if cfg.init:
+    spec = (resumed or {}).get("model_spec")
+    if spec:  # a resumed run continues the model it built (its --init need not be at hand any more)
+        model = _build(spec["architecture"], **spec["config"], **(spec.get("build_extras") or {}))
+    elif cfg.init:
         src, info = load_model(cfg.init)
         config = dict(info.config)
         if cfg.architecture is None:  # train the init model on as it is
