@@ -122,8 +122,9 @@ def register(sub) -> None:
                    help="keep the parameters whose names start with PREFIX fixed (repeatable; e.g. g_s, or "
                    "add.g_a for a scalable model's additional analysis)")
     t.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt if present, exactly where it stopped (the "
-                   "run keeps its --init, --seed, --lambdas, --loss, --off-mask-weight, --quant and --freeze: those not "
-                   "given are the run's, others are refused)")
+                   "run keeps its model (rebuilt from the checkpoint), --init, --seed, --lambdas, --loss, "
+                   "--off-mask-weight, --quant, --freeze and scalable options: those not given are the run's, others "
+                   "are refused)")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
     t.set_defaults(func=cmd_train)
 
