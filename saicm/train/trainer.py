@@ -242,9 +242,8 @@ def train(cfg: TrainConfig) -> Path:
             stale.unlink(missing_ok=True)
 
     torch.manual_seed(cfg.seed)
-    spec = (resumed or {}).get("model_spec")
-    if spec:  # a resumed run continues the model it built (its --init need not be at hand any more)
-        model = _build(spec["architecture"], **spec["config"], **(spec.get("build_extras") or {}))
+    if resumed is not None and resumed.get("model_spec"):  # the model the run built (its --init need not be at hand)
+        model = _recorded_model(resumed, ckpt_path)
     elif cfg.init:
         src, info = load_model(cfg.init)
         config = dict(info.config)
@@ -502,6 +501,21 @@ def read_checkpoint(path: str | Path) -> dict:
     return ck
 
 
+def _recorded_model(ck: dict, ckpt: str | Path) -> nn.Module:
+    """The model a checkpoint records (its model_spec; older ones: their options), built with fresh weights; a
+    spec that cannot be built (edited, or from elsewhere) is one line naming the checkpoint."""
+    c = ck["config"]
+    try:
+        spec = ck.get("model_spec") or {"architecture": c["architecture"],
+                                        "config": dict(N=c["N"], M=c["M"], lambdas=list(c["lambdas"]))}
+        return build_architecture(spec["architecture"], **spec["config"], **(spec.get("build_extras") or {}))
+    except SaicmError as e:
+        raise SaicmError(f"its recorded model: {e.message}", e.path or str(ckpt)) from None
+    except Exception as e:  # a config that was edited or comes from elsewhere: say so, in one line
+        why = (str(e).strip().splitlines() or [""])[0][:200]
+        raise SaicmError(f"its recorded model cannot be built ({type(e).__name__}: {why})", str(ckpt)) from None
+
+
 def export_checkpoint(ckpt: str | Path, dest: str | Path, meta: dict | None = None) -> None:
     """Write the weights of a training checkpoint as a shippable model file."""
     from .._fs import refuse_input_as_output
@@ -512,14 +526,6 @@ def export_checkpoint(ckpt: str | Path, dest: str | Path, meta: dict | None = No
     refuse_input_as_output(ckpt, dest)
     ck = read_checkpoint(ckpt)
     c = ck["config"]
-    try:
-        spec = ck.get("model_spec") or {"architecture": c["architecture"],
-                                        "config": dict(N=c["N"], M=c["M"], lambdas=list(c["lambdas"]))}
-        model = build_architecture(spec["architecture"], **spec["config"], **spec.get("build_extras", {}))
-    except SaicmError as e:
-        raise SaicmError(f"its recorded model: {e.message}", e.path or str(ckpt)) from None
-    except Exception as e:  # a config that was edited or comes from elsewhere: say so, in one line
-        why = (str(e).strip().splitlines() or [""])[0][:200]
-        raise SaicmError(f"its recorded model cannot be built ({type(e).__name__}: {why})", str(ckpt)) from None
+    model = _recorded_model(ck, ckpt)
     load_strict(model, ck["model"], str(ckpt), "the model it records")
     save_model(model, dest, extra_meta={"training": c | {"steps_done": ck["step"]}} | (meta or {}))
