@@ -348,6 +348,25 @@ def _slow_touch(job):  # a folder job for the pool (module level: the workers im
     return {}
 
 
+def _fast_touch(job):  # a folder job for the pool, finishing in the reverse of the order it was given
+    import time
+
+    time.sleep(0.05 * (3 - int(job.src.stem[-1])))
+    return {"name": job.src.name}
+
+
+def test_folder_results_come_in_the_same_order_serial_or_parallel(tmp_path):
+    """A parallel run sorted its results by path string, a serial run kept the folder's order (Path order: `a/…`
+    before `a-b/…`, the reverse of string order), so `--jobs 2` listed the same folder in another order."""
+    from saicm.codec import batch
+
+    names = ["a/x0.png", "a-b/x1.png", "z/x2.png", "b/x3.png"]  # not sorted either way
+    jobs = [batch.Job(tmp_path / n, tmp_path / "out" / n) for n in names]
+    serial = [o.info["name"] for o in batch.run(_fast_touch, jobs, workers=1, progress=False)]
+    parallel = [o.info["name"] for o in batch.run(_fast_touch, jobs, workers=2, progress=False)]
+    assert serial == parallel == ["x0.png", "x1.png", "x2.png", "x3.png"]
+
+
 def test_an_interrupted_folder_job_drops_its_queue(tmp_path, monkeypatch):
     """Ctrl-C in `saicm compress FOLDER --jobs 2` said "interrupted" and then coded the rest of the folder (the
     pool waited for every queued job), and a terminal's SIGINT made each worker drop its file and take the next."""

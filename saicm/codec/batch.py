@@ -152,6 +152,7 @@ def run(fn: Callable[[Job], dict], jobs: list[Job], workers: int = 1, desc: str 
             bar.close()
             raise
         pool.shutdown(wait=True)
-        results.sort(key=lambda o: str(o.job.src))
+        order = {str(j.src): i for i, j in enumerate(jobs)}  # the jobs' order, as a serial run reports them
+        results.sort(key=lambda o: order.get(str(o.job.src), len(jobs)))
     bar.close()
     return results
