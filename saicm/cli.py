@@ -71,7 +71,7 @@ def cmd_decompress(a: argparse.Namespace) -> int:
     suffix = "." + a.format
     if os.path.isfile(a.input):  # what is wrong with the input first (photo.png's own output would be photo.png)
         container.check_coded_file(a.input)
-    jobs, folder = batch.plan(a.input, a.output, lambda p: p.is_file() and p.suffix == ".saicm", suffix,
+    jobs, folder = batch.plan(a.input, a.output, lambda p: p.is_file() and p.suffix.lower() == ".saicm", suffix,
                               keep_existing=True)
     if not folder:  # an output suffix Pillow cannot write: a usage error, before the job
         output_format(jobs[0].dst)

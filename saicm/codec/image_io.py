@@ -21,7 +21,9 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from .._fs import write_atomic
 from ..errors import FormatError, ImageError, ModelError
 
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".gif"}
+#: what a folder's images are recognised by (any Pillow-readable file is coded when named alone)
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".jpe", ".jfif", ".bmp", ".tif", ".tiff", ".webp", ".avif", ".ppm", ".pgm",
+                  ".pbm", ".pnm", ".gif", ".tga", ".jp2", ".j2k"}
 
 #: a path, a PIL image, an (H, W[, 1|3|4]) array (uint8/uint16/integer 0-255, or float 0-1), or the bytes of an
 #: image file (or a binary file object)
@@ -81,19 +83,25 @@ def open_image(src: ImageLike, max_pixels: int | None = None) -> Image.Image:
 
 def _pillow_open(fp, path: str | None, max_pixels: int | None) -> Image.Image:
     """Pillow's image from a path or a binary file object, its size checked before its pixels are read."""
-    from .limits import check_pixels, pillow_checks_off
+    from .limits import check_pixels, pillow_checks_off, resolve_max_pixels
 
+    limit = resolve_max_pixels(max_pixels)
     try:
-        with pillow_checks_off():
+        with pillow_checks_off(limit):
             img = Image.open(fp)  # the header only
             try:
                 check_pixels(img.height, img.width, max_pixels, what="the image")
             except ImageError as e:
                 raise ImageError(e.message, path) from None
             img.load()
+    except ImageError:
+        raise
     except UnidentifiedImageError:
         raise ImageError("cannot read image (not a format Pillow reads)", path) from None
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
+    except Image.DecompressionBombError:  # Pillow's own limit, above saicm's: say saicm's
+        raise ImageError(f"the image holds more than the limit of {limit:,} pixels; raise it with --max-pixels "
+                         "(Python: max_pixels=) if you trust it", path) from None
+    except Exception as e:  # a damaged file: Pillow's plugins raise many kinds (AVIF: RuntimeError)
         raise ImageError(f"cannot read image ({e.__class__.__name__}: {e})", path) from None
     return img
 
@@ -125,13 +133,23 @@ def _from_array(a: np.ndarray) -> Image.Image:
     return Image.fromarray(a[:, :, 0] if mode == "L" else a, mode)
 
 
-def _to_8bit_gray(img: Image.Image) -> np.ndarray:
-    """16-bit / 32-bit / float grayscale → uint8, scaled rather than clipped."""
+def _to_8bit_gray(img: Image.Image, path: str | None) -> np.ndarray:
+    """16-bit / 32-bit / float grayscale → uint8, scaled rather than clipped; samples it would misread are refused.
+
+    ``F`` (float) is read as 0-1, like float arrays; ``I;16*`` as 0-65535; ``I`` (32-bit) as 0-65535 when it comes
+    from a 16-bit PGM (Pillow scales those to 0-65535) or holds values above 255, else as 0-255."""
     a = np.asarray(img)
     if img.mode == "F":
+        if a.size and not np.isfinite(a).all():
+            raise ImageError("float image has NaN or infinite values", path)
+        if a.size and (a.max() > 2.0 or a.min() < -1.0):
+            raise ImageError(f"float images are read as 0-1, this one spans {a.min():g} to {a.max():g}", path)
         return np.clip(np.rint(a * 255.0), 0, 255).astype(np.uint8)
+    if img.mode == "I" and a.size and (a.min() < 0 or a.max() > 65535):
+        raise ImageError(f"32-bit samples are read as 0-65535, this image spans {a.min()} to {a.max()}", path)
     a = a.astype(np.float64)
-    hi = 65535.0 if a.max(initial=0) > 255 or img.mode.startswith("I;16") else 255.0
+    wide = img.mode.startswith("I;16") or img.format == "PPM" or a.max(initial=0) > 255
+    hi = 65535.0 if wide else 255.0
     return np.clip(np.rint(a * (255.0 / hi)), 0, 255).astype(np.uint8)
 
 
@@ -145,12 +163,26 @@ def load_image(src: ImageLike, max_pixels: int | None = None) -> RGBImage:
         check_pixels(*src.size, max_pixels, what="the image")
         return src
     img, path = _open(src, max_pixels)
+    opened = img if not isinstance(src, Image.Image) else None  # ours to close (a multi-frame file stays open)
+    try:
+        return _rgb_image(img, path)
+    except ImageError:
+        raise
+    except Exception as e:  # Pillow failing on a damaged file, or on a PIL image it cannot convert (closed…)
+        raise ImageError(f"cannot read image ({e.__class__.__name__}: {e})", path) from None
+    finally:
+        if opened is not None:
+            opened.close()
+
+
+def _rgb_image(img: Image.Image, path: str | None) -> RGBImage:
     frames = getattr(img, "n_frames", 1)
     if frames > 1:  # an animated GIF/WebP/PNG or a multi-page TIFF
         import warnings
 
         warnings.warn(f"{path or 'the image'}: {frames} frames, only the first is coded (saicm codes still images; "
-                      "clips: saicm video)", stacklevel=2)
+                      "clips: saicm video)", stacklevel=3)
+    fmt = img.format
     try:
         img = ImageOps.exif_transpose(img)
     except Exception:  # a broken EXIF block must not lose the image
@@ -159,16 +191,21 @@ def load_image(src: ImageLike, max_pixels: int | None = None) -> RGBImage:
         raise ImageError("image has no pixels", path)
     mode = img.mode
     alpha = None
-    if mode == "P":
-        img = img.convert("RGBA" if "transparency" in img.info else "RGB")
-        mode = img.mode
-    if mode in ("RGBA", "LA", "PA", "La", "RGBa"):
+    if mode in ("RGBa", "La"):  # premultiplied alpha: Pillow converts to straight alpha
+        img = img.convert("RGBA" if mode == "RGBa" else "LA")
+    elif mode in ("P", "RGB", "L") and "transparency" in img.info:  # a palette's or a colour key's transparency
+        img = img.convert("LA" if mode == "L" else "RGBA")
+    elif mode == "P":
+        img = img.convert("RGB")
+    mode = img.mode
+    if mode in ("RGBA", "LA", "PA"):
         alpha = np.asarray(img.getchannel("A"))
         if alpha.min() == 255:
             alpha = None
-    gray = mode in ("1", "L", "LA", "La", "I", "F") or mode.startswith("I;16")
+    gray = mode in ("1", "L", "LA", "I", "F") or mode.startswith("I;16")
     if mode in ("I", "F") or mode.startswith("I;16"):
-        g = _to_8bit_gray(img)
+        img.format = fmt  # (exif_transpose's copy has none; _to_8bit_gray reads it)
+        g = _to_8bit_gray(img, path)
     elif gray:
         g = np.asarray(img.convert("L"))
     else:
@@ -193,25 +230,38 @@ def to_pil(image: RGBImage) -> Image.Image:
     return out
 
 
+#: what a decode is written as, by suffix (Pillow's format name); the formats of 8-bit images that keep what was
+#: coded (other suffixes Pillow writes are refused: GIF cuts to 256 colours, ICO shrinks to 256 pixels a side)
+OUTPUT_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP", ".bmp": "BMP", ".tif": "TIFF",
+                  ".tiff": "TIFF", ".ppm": "PPM", ".pgm": "PPM"}
+#: formats without an alpha channel: a decode's alpha is dropped (a warning says so)
+NO_ALPHA = ("JPEG", "PPM", "BMP")
+
+
 def output_format(dest: str | os.PathLike) -> str:
-    """Pillow's format for an output path, from its suffix; a one-line error when Pillow cannot write it (checked
+    """Pillow's format for an output path, from its suffix; a one-line error for any other suffix (checked
     before decoding, so that no work is lost to a typo)."""
     dest = Path(dest)
-    fmt = Image.registered_extensions().get(dest.suffix.lower())
-    if fmt not in Image.SAVE:  # registered_extensions() has loaded every plugin, so SAVE is complete
+    fmt = OUTPUT_FORMATS.get(dest.suffix.lower())
+    if fmt is None:
         what = f"a {dest.suffix} file" if dest.suffix else "a file without a suffix"
         raise ImageError(f"cannot write {what}: name the output .png, .jpg, .webp, .bmp, .tif or .ppm", str(dest))
     return fmt
 
 
 def save_image(img: Image.Image, dest: str | os.PathLike) -> None:
-    """Save atomically; the format follows the suffix (a suffix Pillow cannot write is refused in one line).
+    """Save atomically; the format follows the suffix (:data:`OUTPUT_FORMATS`; others are refused in one line).
+    JPEG, PPM and BMP (as Pillow writes and reads it) hold no alpha channel: it is dropped with a warning.
 
     PNG is written at zlib level 3 rather than Pillow's 6: on decoded 768×512 images about 3× faster (0.03 against
     0.10 s, a third of a one-image ``saicm decompress``) for files ~9 % larger; on photos 2.6× faster, +1 %."""
     dest = Path(dest)
     fmt = output_format(dest)
-    if fmt == "JPEG" and img.mode in ("RGBA", "LA"):
+    if img.mode in ("RGBA", "LA") and fmt in NO_ALPHA:
+        import warnings
+
+        warnings.warn(f"{dest}: {fmt} has no alpha channel, the image's alpha is dropped (.png, .webp and .tif keep "
+                      "it)", stacklevel=2)
         img = img.convert("RGB" if img.mode == "RGBA" else "L")
     options = {"compress_level": 3} if fmt == "PNG" else {}
     write_atomic(dest, lambda tmp: img.save(tmp, format=fmt, **options))
@@ -230,7 +280,9 @@ def load_padded(image: ImageLike, multiple: int, max_pixels: int | None = None,
     h, w = img.size
     pb, pr = pad_amount(h, multiple, min_size), pad_amount(w, multiple, min_size)
     if h + pb > 65535 or w + pr > 65535:
-        raise ModelError(f"image of {w}x{h} is too large (at most 65535 pixels a side)")
+        side = 65535 // multiple * multiple
+        raise ModelError(f"image of {w}x{h} is too large: this model codes it padded to {w + pr}x{h + pb}, and a coded "
+                         f"side is at most 65535 pixels (at most {side} before padding)")
     return img, pb, pr
 
 

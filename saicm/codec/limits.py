@@ -28,6 +28,7 @@ new file format builds on these functions rather than re-checking in its own way
 from __future__ import annotations
 
 import contextlib
+import threading
 import zlib
 
 from ..errors import FormatError, ImageError, ModelError
@@ -121,18 +122,40 @@ def check_writable_model_name(name: str) -> None:
                           "rename the model file")
 
 
+_pillow_lock = threading.Lock()
+_pillow_users = 0  # readers that need Pillow's check off now
+_pillow_saved = None  # Pillow's MAX_IMAGE_PIXELS before the first of them
+
+
 @contextlib.contextmanager
-def pillow_checks_off():
-    """Pillow's own decompression-bomb check off while an image header is read: :func:`check_pixels` decides,
-    with saicm's limit, before any pixel is decoded."""
+def pillow_checks_off(limit: int):
+    """Pillow's own decompression-bomb check out of the way while an image of at most ``limit`` pixels is read:
+    saicm's limit decides (:func:`check_pixels`, on the header, before any pixel is decoded).
+
+    Pillow's check reads a global (``Image.MAX_IMAGE_PIXELS``: it warns above it and refuses above twice it), so it
+    is switched off only when ``limit`` exceeds it (never with the default limit, 2²⁶ pixels, below Pillow's
+    89 M): a program using Pillow beside saicm keeps its protection. When it must be off, readers in several
+    threads share one switch: the first saves Pillow's value, the last puts it back (each saving and restoring
+    on its own left it off for good after two overlapping reads)."""
     from PIL import Image
 
-    old = Image.MAX_IMAGE_PIXELS
-    Image.MAX_IMAGE_PIXELS = None
+    global _pillow_users, _pillow_saved
+    with _pillow_lock:
+        current = Image.MAX_IMAGE_PIXELS if _pillow_users == 0 else _pillow_saved
+        needed = current is not None and limit > current
+        if needed:
+            if _pillow_users == 0:
+                _pillow_saved = Image.MAX_IMAGE_PIXELS
+                Image.MAX_IMAGE_PIXELS = None
+            _pillow_users += 1
     try:
         yield
     finally:
-        Image.MAX_IMAGE_PIXELS = old
+        if needed:
+            with _pillow_lock:
+                _pillow_users -= 1
+                if _pillow_users == 0:
+                    Image.MAX_IMAGE_PIXELS = _pillow_saved
 
 
 def check_layout(header, name: str, num_qualities: int, multiple: int, latent_shapes, min_size: int = 0) -> None:

@@ -196,11 +196,14 @@ def _folder_meta(folder: Path) -> dict:
 def _probe_folder(folder: Path) -> ClipInfo:
     from PIL import Image
 
-    from ..codec.limits import pillow_checks_off
+    from ..codec.limits import DEFAULT_MAX_PIXELS, pillow_checks_off
 
     files = _folder_files(folder)
-    with pillow_checks_off(), Image.open(files[0]) as im:
-        w, h = im.size
+    try:
+        with pillow_checks_off(DEFAULT_MAX_PIXELS), Image.open(files[0]) as im:  # (the frame limit of iter_clip)
+            w, h = im.size
+    except Exception as e:  # whatever Pillow raises on a damaged file: one line naming it
+        raise SaicmError(f"cannot read frame ({e.__class__.__name__}: {e})", str(files[0])) from None
     meta = _folder_meta(folder)
     try:
         fps = Fraction(meta.get("fps", "25"))
@@ -323,12 +326,13 @@ def _folder_frames(folder: Path, start: int, stop: int | None, size, max_pixels
     def gen() -> Iterator[np.ndarray]:
         from PIL import Image
 
-        from ..codec.limits import pillow_checks_off
+        from ..codec.limits import DEFAULT_MAX_PIXELS, check_pixels, pillow_checks_off
 
         shape = None
         for i, p in pairs:
             try:
-                with pillow_checks_off(), Image.open(p) as im:
+                with pillow_checks_off(DEFAULT_MAX_PIXELS), Image.open(p) as im:
+                    check_pixels(im.height, im.width, None, what=f"frame {p.name}")  # before its pixels
                     if shape is None:
                         w, h = size or im.size
                         check_video_pixels(len(pairs), h, w, max_pixels, what="the clip")
@@ -336,7 +340,9 @@ def _folder_frames(folder: Path, start: int, stop: int | None, size, max_pixels
                     if size and im.size != tuple(size):
                         im = im.resize(tuple(size), Image.LANCZOS)
                     a = np.asarray(im)
-            except (OSError, SyntaxError, ValueError) as e:  # a damaged frame: one line naming it
+            except SaicmError:
+                raise
+            except Exception as e:  # a damaged frame (Pillow's plugins raise many kinds): one line naming it
                 raise SaicmError(f"cannot read frame ({e.__class__.__name__}: {e})", str(p)) from None
             if shape is None:
                 shape = a.shape

@@ -1,0 +1,156 @@
+"""Reading images for the encoder and writing decodes: unusual but legitimate inputs, Pillow's failures, the
+global Pillow setting saicm must not disturb (found by an audit of session 38)."""
+
+import gc
+import threading
+import warnings
+
+import numpy as np
+import pytest
+from PIL import Image, ImageFile
+
+from saicm.codec import image_io, limits
+from saicm.errors import ImageError, ModelError
+
+
+def _png(tmp_path, array, name="x.png", **save):
+    p = tmp_path / name
+    Image.fromarray(array).save(p, **save)
+    return p
+
+
+def test_reading_an_image_leaves_pillows_bomb_check_alone(tmp_path, monkeypatch):
+    """The bomb check is a Pillow global: saicm turned it off around every read, and two reads overlapping in
+    threads left it off for the whole process. With the default limit (below Pillow's) it is not touched."""
+    p = _png(tmp_path, np.zeros((8, 8, 3), np.uint8))
+    seen, real_open = [], Image.open
+
+    def spy(*a, **kw):
+        seen.append(Image.MAX_IMAGE_PIXELS)
+        return real_open(*a, **kw)
+
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 80_000_000)
+    monkeypatch.setattr(Image, "open", spy)
+    image_io.load_image(p)
+    assert seen == [80_000_000] and Image.MAX_IMAGE_PIXELS == 80_000_000
+
+
+def test_overlapping_reads_above_pillows_limit_restore_it(monkeypatch):
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)
+    a, b = limits.pillow_checks_off(10**9), limits.pillow_checks_off(10**9)
+    a.__enter__()
+    b.__enter__()
+    assert Image.MAX_IMAGE_PIXELS is None
+    a.__exit__(None, None, None)
+    assert Image.MAX_IMAGE_PIXELS is None  # b still reads
+    b.__exit__(None, None, None)
+    assert Image.MAX_IMAGE_PIXELS == 1000  # each saving its own value left None here
+    with limits.pillow_checks_off(500):  # within Pillow's limit: untouched
+        assert Image.MAX_IMAGE_PIXELS == 1000
+
+
+def test_threads_reading_large_limits_leave_pillows_limit_as_it_was(tmp_path, monkeypatch):
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # below the images: the switch is used
+    paths = [_png(tmp_path, np.full((40, 40, 3), i, np.uint8), f"{i}.png") for i in range(4)]
+
+    def work(p):
+        for _ in range(20):
+            image_io.load_image(p, max_pixels=10**9)
+
+    ts = [threading.Thread(target=work, args=(p,)) for p in paths]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join(60)
+    assert Image.MAX_IMAGE_PIXELS == 1000
+
+
+def test_any_failure_of_pillow_on_a_damaged_file_is_one_line(tmp_path, monkeypatch):
+    """A damaged AVIF made Pillow raise RuntimeError, which was a traceback and stopped a whole folder."""
+    p = _png(tmp_path, np.zeros((8, 8, 3), np.uint8))
+
+    def broken(self):
+        raise RuntimeError("Failed to decode image: Missing or empty image item")
+
+    monkeypatch.setattr(ImageFile.ImageFile, "load", broken)
+    with pytest.raises(ImageError, match="RuntimeError: Failed to decode image"):
+        image_io.load_image(p)
+
+
+def test_pil_images_premultiplied_or_closed():
+    rgba = np.zeros((4, 4, 4), np.uint8)
+    rgba[..., 3] = 128
+    im = Image.fromarray(rgba, "RGBA").convert("RGBa")
+    got = image_io.load_image(im)
+    assert got.alpha is not None and not got.gray and (got.alpha == 128).all()
+    la = Image.fromarray(rgba[..., [0, 3]], "LA").convert("La")
+    got = image_io.load_image(la)
+    assert got.gray and (got.alpha == 128).all()
+    closed = Image.fromarray(rgba[..., :3])
+    closed.close()
+    with pytest.raises(ImageError, match="closed"):
+        image_io.load_image(closed)
+
+
+@pytest.mark.parametrize("mode", ["RGB", "L"])
+def test_a_png_colour_key_is_kept_as_alpha(tmp_path, mode):
+    a = np.zeros((8, 8, 3) if mode == "RGB" else (8, 8), np.uint8)
+    a[:4] = 200
+    key = (200, 200, 200) if mode == "RGB" else 200
+    got = image_io.load_image(_png(tmp_path, a, transparency=key))
+    assert got.alpha is not None and (got.alpha[:4] == 0).all() and (got.alpha[4:] == 255).all()
+    assert got.gray == (mode == "L")
+
+
+def test_high_bit_depth_grey_is_read_at_its_depth(tmp_path):
+    """A dark 16-bit PGM (every sample ≤ 255) came out 257× too bright; float and 32-bit TIFFs were clipped."""
+    dark = np.full((4, 4), 200, np.uint16)
+    pgm = tmp_path / "dark.pgm"
+    pgm.write_bytes(b"P5\n4 4\n65535\n" + dark.astype(">u2").tobytes())
+    assert (image_io.load_image(pgm).rgb == 1).all()  # 200/65535·255 = 0.78
+    Image.fromarray(np.full((4, 4), 100.0, np.float32), "F").save(tmp_path / "f.tif")
+    with pytest.raises(ImageError, match="read as 0-1"):
+        image_io.load_image(tmp_path / "f.tif")
+    Image.fromarray(np.full((4, 4), 70000, np.int32), "I").save(tmp_path / "i.tif")
+    with pytest.raises(ImageError, match="0-65535"):
+        image_io.load_image(tmp_path / "i.tif")
+    Image.fromarray(np.full((4, 4), 0.5, np.float32), "F").save(tmp_path / "h.tif")
+    assert (image_io.load_image(tmp_path / "h.tif").rgb == 128).all()
+
+
+def test_decodes_are_written_only_in_formats_that_keep_them(tmp_path):
+    for bad in ("x.gif", "x.ico", "x.pdf", "x.tga", "x"):
+        with pytest.raises(ImageError, match="cannot write"):
+            image_io.output_format(tmp_path / bad)
+    la = Image.fromarray(np.dstack([np.full((4, 4), 9, np.uint8), np.full((4, 4), 7, np.uint8)]), "LA")
+    with pytest.warns(UserWarning, match="alpha is dropped"):
+        image_io.save_image(la, tmp_path / "la.bmp")  # was: cannot write mode LA as BMP
+    with Image.open(tmp_path / "la.bmp") as im:
+        assert im.mode == "L" and im.getpixel((0, 0)) == 9
+    with pytest.warns(UserWarning, match="alpha is dropped"):
+        image_io.save_image(la, tmp_path / "la.pgm")
+    with Image.open(tmp_path / "la.pgm") as im:
+        assert im.mode == "L"
+
+
+def test_folder_suffixes_cover_common_image_files(tmp_path):
+    for name in ("a.avif", "b.jfif", "c.JPE", "d.tga", "e.png"):
+        (tmp_path / name).write_bytes(b"x")
+        assert image_io.is_image_file(tmp_path / name)
+
+
+def test_a_too_wide_image_says_the_limit_before_padding():
+    with pytest.raises(ModelError, match="at most 65472 before padding"):
+        image_io.load_padded(np.zeros((1, 65500), np.uint8), 64)
+
+
+def test_a_multi_frame_file_is_closed_after_reading(tmp_path):
+    frames = [Image.fromarray(np.full((4, 4, 3), i * 50, np.uint8)) for i in range(3)]
+    p = tmp_path / "a.gif"
+    frames[0].save(p, save_all=True, append_images=frames[1:])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        image_io.load_image(p)
+        gc.collect()
+    kinds = [w.category for w in caught]
+    assert UserWarning in kinds and ResourceWarning not in kinds  # "only the first frame", and no open file
