@@ -96,6 +96,35 @@ def test_an_interrupted_run_resumes_exactly_as_if_it_had_not_stopped(data_dir, t
         train(tiny_cfg(data_dir, out, steps=4, resume=True))
 
 
+def test_a_resume_given_only_out_and_data_is_the_uninterrupted_run(data_dir, tmp_path, monkeypatch):
+    """--resume without --batch/--patch/--lr/--steps/--ckpt-every went on at their defaults (batch 16, patch 128:
+    another run, labelled as the first), and without --quant/--loss/--off-mask-weight was refused as a change."""
+    from saicm.models.catalog import read_info
+    from saicm.train import trainer
+
+    opts = dict(steps=6, batch=4, patch=64, lr=2e-3, quant="ste", seed=3, ckpt_every=2, log_every=1)
+    whole = train(tiny_cfg(data_dir, tmp_path / "whole", **opts))
+    real = trainer._lr_at
+
+    def killed_at_step_4(cfg, step):
+        if step == 3:
+            raise KeyboardInterrupt
+        return real(cfg, step)
+
+    monkeypatch.setattr(trainer, "_lr_at", killed_at_step_4)
+    out = tmp_path / "cut"
+    with pytest.raises(KeyboardInterrupt):
+        train(tiny_cfg(data_dir, out, **opts))
+    monkeypatch.setattr(trainer, "_lr_at", real)
+    resumed = train(TrainConfig(data=str(data_dir), out=str(out), resume=True, progress=False))
+    a, b = saicm.load_model(whole)[0].state_dict(), saicm.load_model(resumed)[0].state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    t = read_info(resumed).training
+    assert (t["batch"], t["patch"], t["lr"], t["quant"], t["steps_done"]) == (4, 64, 2e-3, "ste", 6)
+    with pytest.raises(saicm.SaicmError, match="another --quant"):
+        train(TrainConfig(data=str(data_dir), out=str(out), resume=True, quant="noise", steps=7, progress=False))
+
+
 def test_a_run_and_its_checkpoint_are_never_overwritten(data_dir, tmp_path):
     out = tmp_path / "run"
     final = train(tiny_cfg(data_dir, out))

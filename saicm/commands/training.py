@@ -14,7 +14,7 @@ def cmd_train(a: argparse.Namespace) -> int:
 
     cfg = TrainConfig(
         data=a.data, out=a.out, architecture=a.architecture, base=a.base, m=a.m, slice_channels=a.slice_channels,
-        condition=a.condition, human_init=a.human_init, freeze=tuple(a.freeze or ()),
+        condition=a.condition, human_init=a.human_init, freeze=tuple(a.freeze) if a.freeze else None,
         context_hidden=a.context_hidden, context_kernel=a.context_kernel,
         context_groups=tuple(a.context_groups) if a.context_groups else None, context_checkerboard=a.context_checkerboard,
         N=a.N, M=a.M, lambdas=tuple(a.lambdas) if a.lambdas else None,
@@ -84,35 +84,41 @@ def register(sub) -> None:
                    help="λ per quality, ascending (L = R + λ·255²·D); default those of --init, else "
                    + ",".join(map(str, DEFAULT_LAMBDAS)) + ". With --init: the same count starts "
                    "quality q from the init model's q; another count re-samples its gains in log λ")
-    t.add_argument("--loss", default="mse", choices=["mse", "saicm", "object"],
+    t.add_argument("--loss", choices=["mse", "saicm", "object"],
                    help="distortion: mse (all pixels), saicm (edge pixels of --masks, SA-ICM), "
-                   "object (object pixels of --masks, Object-ICM); default mse")
+                   "object (object pixels of --masks, Object-ICM); default mse, or the run's with --resume")
     t.add_argument("--masks", action="append",
                    help="mask folder made by `saicm masks` for each --data folder, in the same order")
-    t.add_argument("--off-mask-weight", type=nonneg_float, default=0.0,
-                   help="weight of the pixels outside the mask in masked losses (default 0: free)")
+    t.add_argument("--off-mask-weight", type=nonneg_float,
+                   help="weight of the pixels outside the mask in masked losses (default 0: free; or the run's "
+                   "with --resume)")
     t.add_argument("--init", help="start from this model (a name of `saicm models`: shipped or yours in "
                    "$SAICM_MODELS; or a .safetensors path)")
-    t.add_argument("--steps", type=nonneg, default=10000,
-                   help="total optimiser steps; also sets the learning-rate decay (default 10000)")
-    t.add_argument("--batch", type=positive, default=16, help="global batch size, split over processes (default 16)")
-    t.add_argument("--patch", type=positive, default=128, help="random crop size in pixels (default 128)")
-    t.add_argument("--lr", type=positive_float, default=1e-4, help="Adam learning rate (default 1e-4)")
+    t.add_argument("--steps", type=nonneg,
+                   help="total optimiser steps; also sets the learning-rate decay (default 10000, or the run's "
+                   "with --resume)")
+    t.add_argument("--batch", type=positive, help="global batch size, split over processes (default 16, or the "
+                   "run's with --resume)")
+    t.add_argument("--patch", type=positive, help="random crop size in pixels (default 128, or the run's with "
+                   "--resume)")
+    t.add_argument("--lr", type=positive_float, help="Adam learning rate (default 1e-4, or the run's with --resume)")
     t.add_argument("--seed", type=nonneg, help="random seed (default 0, or the run's with --resume)")
-    t.add_argument("--log-every", type=positive, default=25, help="steps between log.jsonl lines (default 25)")
-    t.add_argument("--ckpt-every", type=positive, default=200,
-                   help="steps between atomic checkpoints (default 200)")
+    t.add_argument("--log-every", type=positive, help="steps between log.jsonl lines (default 25, or the run's "
+                   "with --resume)")
+    t.add_argument("--ckpt-every", type=positive,
+                   help="steps between atomic checkpoints (default 200, or the run's with --resume)")
     t.add_argument("--device", default="auto", help=DEVICE_HELP + "; under torchrun each process takes "
                    "its LOCAL_RANK GPU and DDP uses NCCL (gloo on CPU)")
-    t.add_argument("--amp", choices=AMP_MODES, default="off",
+    t.add_argument("--amp", choices=AMP_MODES,
                    help="mixed precision: bf16 runs the transforms in bfloat16 (entropy models stay fp32); "
                    "~1.7x faster on CPUs with AMX/AVX512-BF16 (measured, N=64) and on recent GPUs, but several times "
-                   "slower on CPUs without them, which emulate bfloat16 (a warning says so) (default off)")
-    t.add_argument("--quant", choices=QUANT_MODES, default="noise",
+                   "slower on CPUs without them, which emulate bfloat16 (a warning says so) (default off, or the run's with "
+                   "--resume)")
+    t.add_argument("--quant", choices=QUANT_MODES,
                    help="what the synthesis transforms see while training: noise (uniform-noise proxy, "
                    "CompressAI's default) or ste (the latents rounded as the coder rounds them, straight-through "
                    "gradients; rates keep the noise proxy: 'mixed quantisation', closes the train/decode gap); "
-                   "default noise")
+                   "default noise, or the run's with --resume")
     t.add_argument("--compile", action="store_true",
                    help="run the training step through torch.compile: the first step compiles (up to ~1 min), "
                    "later ones run ~1.3-1.4x faster on CPU (measured, N=64, batch 8 of 256x256, bf16); the same "
@@ -123,8 +129,8 @@ def register(sub) -> None:
                    "add.g_a for a scalable model's additional analysis)")
     t.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt if present, exactly where it stopped (the "
                    "run keeps its model (rebuilt from the checkpoint), --init, --seed, --lambdas, --loss, "
-                   "--off-mask-weight, --quant, --freeze and scalable options: those not given are the run's, others "
-                   "are refused)")
+                   "--off-mask-weight, --quant, --freeze and scalable options, other values refused; every option "
+                   "not given is the run's: --resume --out RUN --data DIR is enough)")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
     t.set_defaults(func=cmd_train)
 

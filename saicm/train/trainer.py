@@ -34,7 +34,7 @@ from ..models.registry import load_architectures
 from ..models.catalog import resolve
 from ..models.zoo import build_from_info, keep_constants, load_model, load_strict
 from .compiling import CompiledStep, compiler_errors
-from .config import AMP_MODES, DEFAULT_ARCHITECTURE, DEFAULT_LAMBDAS, QUANT_MODES, TrainConfig
+from .config import AMP_MODES, DEFAULT_ARCHITECTURE, DEFAULT_LAMBDAS, QUANT_MODES, TrainConfig, with_defaults
 from .data import RandomCrops
 from .losses import DISTORTIONS, MASK_KINDS, rd_loss
 
@@ -187,7 +187,9 @@ def _truncate_log(path: Path, step: int) -> None:
 
 #: options that, not given to a resumed run, are the run's own (what it was started with)
 _TAKEN_ON_RESUME = ("init", "seed", "lambdas", "architecture", "N", "M", "base", "human_init", "context_hidden",
-                    "context_kernel", "context_groups", "context_checkerboard", "m", "slice_channels", "condition")
+                    "context_kernel", "context_groups", "context_checkerboard", "m", "slice_channels", "condition",
+                    "loss", "off_mask_weight", "quant", "freeze", "steps", "batch", "patch", "lr", "log_every",
+                    "ckpt_every", "amp")
 
 
 def _with_run_options(cfg: TrainConfig, ck: dict) -> TrainConfig:
@@ -208,8 +210,7 @@ def train(cfg: TrainConfig) -> Path:
         resumed = read_checkpoint(ckpt_path)
         _check_resumed_options(cfg, resumed, ckpt_path)
         cfg = _with_run_options(cfg, resumed)
-    if cfg.seed is None:
-        cfg = replace(cfg, seed=0)
+    cfg = with_defaults(cfg)
     if cfg.architecture is None and not cfg.init:
         cfg = replace(cfg, architecture="scalable-fusion" if cfg.base else DEFAULT_ARCHITECTURE)
     if cfg.amp not in AMP_MODES:
