@@ -60,3 +60,48 @@ def test_interval_restricts_the_integration_to_a_known_value():
     assert bd_rate(ref, m, test, m, interval=(0, 99)).interval == (28, 36)  # clipped to the overlap
     with pytest.raises(BDRateError, match="do not intersect"):
         bd_rate(ref, m, test, m, interval=(40, 50))
+
+
+def _results(tmp_path, name, **changes):
+    import json
+
+    d = {"schema": "saicm-results/1", "codec": name, "points": [
+        {"quality": q, "bpp": 0.1 * q, "psnr": 28.0 + 2 * q} for q in (1, 2, 3, 4)]}
+    d.update(changes)
+    p = tmp_path / f"{name}.json"
+    p.write_text(json.dumps(d))
+    return p
+
+
+def test_a_point_not_measured_is_left_out_of_curves_and_bd_rates(tmp_path):
+    """An exact decode's PSNR is written null (documented: skipped by plots and BD-rates); bdrate and plot refused
+    the whole file instead."""
+    from saicm.eval import results
+    from saicm.cli import main
+
+    pts = [{"quality": q, "bpp": 0.1 * q, "psnr": 28.0 + 2 * q} for q in (1, 2, 3)] + [
+        {"quality": 4, "bpp": 0.4, "psnr": None}]
+    p = _results(tmp_path, "withnull", points=pts)
+    assert results.curve(results.load(p), "psnr") == ([0.1, 0.2, 0.30000000000000004], [30.0, 32.0, 34.0])
+    assert main(["bdrate", str(_results(tmp_path, "anchor")), str(p)]) == 0
+    assert main(["plot", str(_results(tmp_path, "anchor")), str(p), "--metric", "psnr",
+                 "-o", str(tmp_path / "x.png")]) == 0
+
+
+@pytest.mark.parametrize("changes, what", [
+    ({"reference": "x"}, "reference"),
+    ({"per_image": {"a.png": "garbage"}}, "per_image"),
+    ({"per_image": {"a.png": [{"bpp": 0.1}]}}, "per_image"),
+    ({"points": [{"bpp": 0.1, "psnr": 30}], "per_image": {"a.png": [{"quality": 1, "bpp": 0.1}]}}, "by quality"),
+    ({"points": [{"bpp": 0.0, "psnr": 30}]}, "positive, finite bpp"),
+    ({"points": [{"bpp": float("nan"), "psnr": 30}]}, "positive, finite bpp"),
+    ({"points": [{"bpp": 0.1, "quality": "1"}]}, "whole number"),
+])
+def test_malformed_results_are_refused_when_read(tmp_path, changes, what):
+    """A hand-written results file with a string reference or per-image entries without a quality gave tracebacks
+    in plot, report and bdrate --ci."""
+    from saicm.errors import SaicmError
+    from saicm.eval import results
+
+    with pytest.raises(SaicmError, match=what):
+        results.load(_results(tmp_path, "bad", **changes))

@@ -106,8 +106,8 @@ def test_bad_results_file_is_one_line_error(tmp_path, capsys):
         "[1, 2]": "not a saicm-results/1 file",  # was AttributeError
         json.dumps({**d, "points": None}): "a codec name and a list of points are required",  # was TypeError
         json.dumps({k: v for k, v in d.items() if k != "codec"}): "a codec name",  # was KeyError
-        json.dumps({**d, "points": [{"psnr": 30}]}): "every point needs a numeric bpp",  # was KeyError
-        json.dumps({**d, "points": [{"bpp": 0.2, "psnr": "30"}, {"bpp": 0.4, "psnr": 33}]}): "not a number",
+        json.dumps({**d, "points": [{"psnr": 30}]}): "every point needs a positive, finite bpp",  # was KeyError
+        json.dumps({**d, "points": [{"bpp": 0.2, "psnr": "30"}, {"bpp": 0.4, "psnr": 33}]}): "not a finite number",
     }
     for text, needle in cases.items():
         bad.write_text(text)

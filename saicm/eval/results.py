@@ -82,8 +82,21 @@ def load(path: str | Path) -> dict:
     if not isinstance(d.get("codec"), str) or not isinstance(points, list):
         raise SaicmError("corrupt results (a codec name and a list of points are required)", str(path))
     for p in points:
-        if not isinstance(p, dict) or not _number(p.get("bpp")):
-            raise SaicmError("corrupt results (every point needs a numeric bpp)", str(path))
+        if not isinstance(p, dict) or not _number(p.get("bpp")) or not p["bpp"] > 0 or not math.isfinite(p["bpp"]):
+            raise SaicmError("corrupt results (every point needs a positive, finite bpp)", str(path))
+        if "quality" in p and not _integer(p["quality"]):
+            raise SaicmError("corrupt results (a point's quality is not a whole number)", str(path))
+    if not isinstance(d.get("reference", {}), dict):
+        raise SaicmError("corrupt results (reference is not an object of metric values)", str(path))
+    per_image = d.get("per_image", {})
+    if not isinstance(per_image, dict) or not all(
+            isinstance(v, list) and all(isinstance(e, dict) and _integer(e.get("quality")) for e in v)
+            for v in per_image.values()):
+        raise SaicmError("corrupt results (per_image maps each image name to a list of entries with a quality)",
+                         str(path))
+    if per_image and not all("quality" in p for p in points):
+        raise SaicmError("corrupt results (per_image values are matched to points by quality: every point needs "
+                         "one)", str(path))
     return d
 
 
@@ -91,12 +104,21 @@ def _number(v) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
+def _integer(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
 def curve(result: dict, metric: str) -> tuple[list[float], list[float]]:
+    """(rates, values) of the points that measured ``metric``; ``null`` (not measured: an exact decode's PSNR,
+    MS-SSIM of a tiny image) leaves the point out."""
     pts = [p for p in result["points"] if metric in p]
     if not pts:
         raise SaicmError(f"results for {result['codec']} have no metric {metric!r}")
-    if not all(_number(p[metric]) for p in pts):
-        raise SaicmError(f"results for {result['codec']}: {metric!r} is not a number at every point")
+    if not all(p[metric] is None or (_number(p[metric]) and math.isfinite(p[metric])) for p in pts):
+        raise SaicmError(f"results for {result['codec']}: {metric!r} is not a finite number (or null) at every point")
+    pts = [p for p in pts if p[metric] is not None]
+    if not pts:
+        raise SaicmError(f"results for {result['codec']}: {metric!r} was not measured at any point (null)")
     return [p["bpp"] for p in pts], [p[metric] for p in pts]
 
 
