@@ -139,6 +139,32 @@ def test_report_is_one_self_contained_html(tmp_path):
         assert ref not in page  # nothing is fetched from outside
 
 
+def test_report_crops_skip_codecs_it_cannot_rebuild_or_whose_weights_differ(tmp_path, tiny_model):
+    """An external codec's results (or a model evaluated by path) made `report --images` fail; a model of the same
+    name with other weights gave crops of the wrong model under the results' figures."""
+    from PIL import Image
+
+    from .conftest import natural_image
+
+    imgs = tmp_path / "imgs"
+    imgs.mkdir()
+    Image.fromarray(natural_image(64, 80)).save(imgs / "a.png")
+    files = []
+    for name, cfg in (("jpeg", {}), ("theirs", {}), (str(tiny_model), {"weights_sha256_prefix": "00" * 8})):
+        f = write_result(tmp_path / f"{len(files)}.json", name, [(0.2, 30), (0.4, 33), (0.8, 36)])
+        r = results.load(f)
+        r["per_image"] = {"a.png": [{"quality": 1, "bpp": 0.3, "psnr": 31.0}]}
+        r["codec_config"] = cfg
+        results.save(r, f)
+        files.append(str(f))
+    out = tmp_path / "r.html"
+    with pytest.warns(UserWarning) as caught:
+        assert main(["report", *files, "-o", str(out), "--images", str(imgs), "--target-bpp", "0.3"]) == 0
+    said = " ".join(str(w.message) for w in caught)
+    assert "no crop of theirs" in said and "not the weights these results measured" in said
+    assert out.read_text().count("<figcaption>") == 2  # the original and jpeg
+
+
 def _folder(tmp_path, n=2):
     from PIL import Image
 

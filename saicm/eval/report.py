@@ -114,9 +114,34 @@ def matched_rate_crops(results: list[dict], images: dict[str, Image.Image], imag
         if not per:
             continue
         best = min(per, key=lambda p: abs(p["bpp"] - target_bpp))
-        codec = get_codec(res["codec"])
+        codec = _codec_of(res, get_codec)
+        if codec is None:
+            continue
         dec = codec.decode(codec.encode(orig, best["quality"]))
         qlabel = f"QP {best['quality']}" if getattr(codec, "quality_is_qp", False) else f"q{best['quality']}"
         panels.append((f"{res['codec']} {qlabel}: {best['bpp']:.3f} bpp, {best['psnr']:.2f} dB",
                        (draw(dec) if draw else dec).crop(box)))
     return panels
+
+
+def _codec_of(res: dict, get_codec: Callable):
+    """The codec that made ``res``, to decode a crop with, or None (a warning says why): a codec saicm cannot
+    rebuild by its name (another tool's results; a model evaluated by path and not in ``$SAICM_MODELS``), or a
+    model of that name whose weights are not those the results measured (its crop would be captioned with
+    another model's figures)."""
+    import warnings
+
+    from ..errors import SaicmError
+
+    try:
+        codec = get_codec(res["codec"])
+    except SaicmError as e:
+        warnings.warn(f"no crop of {res['codec']}: {e} (a model evaluated by its path is found by name in "
+                      "$SAICM_MODELS)", stacklevel=3)
+        return None
+    want = (res.get("codec_config") or {}).get("weights_sha256_prefix")
+    if want is not None and want != codec.config().get("weights_sha256_prefix"):
+        warnings.warn(f"no crop of {res['codec']}: the model of that name is not the weights these results "
+                      f"measured (weights {want})", stacklevel=3)
+        return None
+    return codec
