@@ -125,6 +125,43 @@ def test_a_resume_given_only_out_and_data_is_the_uninterrupted_run(data_dir, tmp
         train(TrainConfig(data=str(data_dir), out=str(out), resume=True, quant="noise", steps=7, progress=False))
 
 
+def test_ctrl_c_saves_the_steps_done_and_the_run_resumes_exactly(data_dir, tmp_path, monkeypatch, capsys):
+    """Ctrl-C lost every step since the last checkpoint (up to --ckpt-every: 200 by default) and said only
+    "interrupted"; now the run stops after the current step with its checkpoint saved."""
+    import signal
+
+    from saicm.cli import main
+    from saicm.train import trainer
+
+    whole = train(tiny_cfg(data_dir, tmp_path / "whole", steps=6, ckpt_every=100))
+    real = trainer._lr_at
+
+    sent = []
+
+    def ctrl_c_in_step_3(cfg, step):
+        if step == 2 and not sent:
+            sent.append(1)
+            os.kill(os.getpid(), signal.SIGINT)  # what a terminal sends (handled: the step goes on)
+        return real(cfg, step)
+
+    monkeypatch.setattr(trainer, "_lr_at", ctrl_c_in_step_3)
+    out = tmp_path / "cut"
+    with pytest.raises(KeyboardInterrupt, match="interrupted after step 3: its checkpoint is saved"):
+        train(tiny_cfg(data_dir, out, steps=6, ckpt_every=100))
+    assert torch.load(out / "checkpoint.pt", weights_only=False)["step"] == 3  # (no periodic checkpoint before)
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # put back
+    monkeypatch.setattr(trainer, "_lr_at", real)
+    resumed = train(tiny_cfg(data_dir, out, steps=6, ckpt_every=100, resume=True))
+    a, b = saicm.load_model(whole)[0].state_dict(), saicm.load_model(resumed)[0].state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    sent.clear()
+    monkeypatch.setattr(trainer, "_lr_at", ctrl_c_in_step_3)  # through the command line: exit 130, one line
+    argv = ["train", "--data", str(data_dir), "--out", str(tmp_path / "cli"), "--N", "8", "--M", "16", "--lambdas",
+            "0.005,0.05", "--steps", "6", "--batch", "2", "--patch", "64", "--quiet"]
+    assert main(argv) == 130
+    assert "saicm: interrupted after step 3: its checkpoint is saved" in capsys.readouterr().err
+
+
 def test_a_run_and_its_checkpoint_are_never_overwritten(data_dir, tmp_path):
     out = tmp_path / "run"
     final = train(tiny_cfg(data_dir, out))

@@ -14,7 +14,9 @@ import json
 import math
 import os
 import random
+import signal
 import sys
+import threading
 import time
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -384,8 +386,14 @@ def train(cfg: TrainConfig) -> Path:
             raise SaicmError(f"{what} not finite for {bad} steps in a row at step {step + 1} "
                              f"(lower --lr?); the last good checkpoint is {ckpt_path}")
 
+    stop = _StopAtStepEnd(world == 1)
+    saved_at = start
     try:
         for step in range(start, cfg.steps):
+            if stop.requested:  # Ctrl-C: the steps done since the last checkpoint are kept, then the run stops
+                if saved_at < step:
+                    _save_checkpoint(ckpt_path, model, opt, aux_opt, step, cfg, _rng_states(world, device))
+                raise TrainingInterrupted(step, ckpt_path if step > 0 else None)
             x, mask = next(loader)
             x = x.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
             mask = mask.to(device, non_blocking=True)
@@ -429,7 +437,9 @@ def train(cfg: TrainConfig) -> Path:
                 rng = _rng_states(world, device)  # every rank's (a collective: all ranks call it)
                 if rank == 0:
                     _save_checkpoint(ckpt_path, model, opt, aux_opt, done, cfg, rng)
+                saved_at = done
     finally:
+        stop.close()
         bar.close()
         if log:
             log.close()
@@ -446,6 +456,38 @@ def train(cfg: TrainConfig) -> Path:
         dist.barrier()
         dist.destroy_process_group()
     return final
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C stopped a run after a step, its checkpoint saved (``saicm train --resume`` goes on exactly)."""
+
+    def __init__(self, step: int, checkpoint: Path | None):
+        super().__init__(f"interrupted after step {step}: its checkpoint is saved ({checkpoint}); go on with the "
+                         "same command and --resume" if checkpoint else "interrupted before the first step")
+        self.step, self.checkpoint = step, checkpoint
+
+
+class _StopAtStepEnd:
+    """While a one-process run trains, the first Ctrl-C (SIGINT) asks it to stop after the current step, so that
+    the steps since the last checkpoint are saved (they were lost: up to --ckpt-every steps); a second one stops at
+    once. Not under several processes (their ranks must stop at the same step) nor outside the main thread."""
+
+    def __init__(self, enabled: bool):
+        self.requested = False
+        self._previous = None
+        if enabled and threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+
+    def _handle(self, signum, frame) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+        print("\nsaicm: stopping after this step (Ctrl-C again to stop now)", file=sys.stderr, flush=True)
+
+    def close(self) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+            self._previous = None
 
 
 def _clone_for_export(model: nn.Module) -> nn.Module:
