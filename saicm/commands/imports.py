@@ -5,7 +5,8 @@
 path in every command. ``--arch tcm-ica --base MACHINE`` reads ICM-v1's additional model (``ica.pth.tar``) and
 writes a ``scalable-fusion`` model over the imported machine model: two-layer files whose human layer decodes
 from the real bitstream (the fusion the released code skips). Both write a model-card stub ``NAME.md`` beside
-the weights. See ``docs/tcm.md``.
+the weights. ``--arch mbt2018-mean`` reads a model trained with CompressAI (``MeanScaleHyperprior``) and writes a
+single-rate ``gained-mean-scale-hyperprior`` (the portable engine codes it). See ``docs/tcm.md``.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import argparse
 
 from .argtypes import positive_float
 
-ARCHES = ("tcm", "tcm-ica")
+ARCHES = ("tcm", "tcm-ica", "mbt2018-mean")
 
 
 def _out_dir(a: argparse.Namespace, default):
@@ -78,6 +79,8 @@ def cmd_import(a: argparse.Namespace) -> int:
     src = Path(a.checkpoint)
     if not src.is_file():
         raise SaicmError("checkpoint file not found", str(src))
+    if a.arch == "mbt2018-mean":
+        return _import_compressai(a, src)
     cfg = _config(a)
     lam = a.lam if a.lam is not None else (0.01 if a.arch == "tcm-ica" else 0.05)
     base_info = None
@@ -97,6 +100,33 @@ def cmd_import(a: argparse.Namespace) -> int:
         raise SaicmError("already exists (use --force to replace it)", str(dest))
     r = import_released(src, dest, a.arch, cfg, lam, alpha=a.alpha, base_info=base_info, precision=a.precision,
                         description=a.description)
+    _report(a, r, dest, out)
+    return 0
+
+
+def _import_compressai(a: argparse.Namespace, src) -> int:
+    from ..errors import SaicmError
+    from ..models.catalog import user_model_dir
+    from ..models.released import COMPRESSAI_ZOO_LAMBDAS, import_mbt2018_mean
+
+    given = [o for o, v in (("--base", a.base), ("--alpha", a.alpha), ("--preset", a.preset), ("--config", a.config))
+             if v is not None]
+    if given:
+        raise SaicmError(f"{given[0]} does not apply to --arch mbt2018-mean")
+    if a.lam is None:
+        raise SaicmError("--arch mbt2018-mean needs --lam, the λ the model was trained for (CompressAI's zoo, "
+                         "quality 1..8: " + ", ".join(map(str, COMPRESSAI_ZOO_LAMBDAS)) + ")")
+    out = _out_dir(a, user_model_dir())
+    dest = out / f"{a.name}.safetensors"
+    if dest.exists() and not a.force:
+        raise SaicmError("already exists (use --force to replace it)", str(dest))
+    _report(a, import_mbt2018_mean(src, dest, a.lam, precision=a.precision, description=a.description), dest, out)
+    return 0
+
+
+def _report(a: argparse.Namespace, r: dict, dest, out) -> None:
+    from ..models.catalog import user_model_dir
+
     info, tables = r["info"], r["tables"]
     print(f"wrote {dest} ({info.architecture}, {a.precision}); card {out / (a.name + '.md')}")
     print("  coder tables: " + "; ".join(f"{k} {v}" for k, v in tables.items()))
@@ -104,28 +134,32 @@ def cmd_import(a: argparse.Namespace) -> int:
         print(f"  use it by name: --model {a.name}")
     else:
         print(f"  use it by path: --model {dest}")
-    return 0
 
 
 def register(sub) -> None:
     s = sub.add_parser(
-        "import-checkpoint", help="turn the authors' released SA-ICM / ICM-v1 weights into a saicm model",
+        "import-checkpoint", help="turn the authors' released SA-ICM / ICM-v1 weights, or a CompressAI "
+        "mbt2018-mean model, into a saicm model",
         description="Read a released checkpoint (a .pth.tar dict whose 'state_dict' entry holds the weights; "
         "'module.' prefixes and CompressAI <= 1.2.6 bottleneck names are accepted), check every key and shape "
         "against the architecture, load strictly, fill the coder tables and write NAME.safetensors plus a model "
         "card stub NAME.md. --arch tcm: a machine model (SA-ICM icm_78/icm_93, ICM-v1 icm). --arch tcm-ica: "
         "ICM-v1's additional model (ica), written as a scalable model over --base (the imported ICM-v1 machine "
-        "model), beside it. Read with torch.load(weights_only=True): files holding code are refused.")
-    s.add_argument("checkpoint", help="the released .pth.tar file")
+        "model), beside it. --arch mbt2018-mean: a model trained with CompressAI (MeanScaleHyperprior, any N and M; "
+        "--lam its λ), written as a single-rate gained-mean-scale-hyperprior that the portable engine codes. Read "
+        "with torch.load(weights_only=True): files holding code are refused.")
+    s.add_argument("checkpoint", help="the released .pth.tar file (or a CompressAI checkpoint / state dict)")
     s.add_argument("--arch", "--architecture", dest="arch", choices=ARCHES, default="tcm",
-                   help="tcm (machine model, default) or tcm-ica (ICM-v1's additional model; needs --base)")
+                   help="tcm (machine model, default), tcm-ica (ICM-v1's additional model; needs --base) or "
+                   "mbt2018-mean (CompressAI's MeanScaleHyperprior; needs --lam)")
     s.add_argument("--name", required=True, help="model name (the file stem; what streams record)")
     s.add_argument("--out", "-o", help="folder to write to (default: your model folder, $SAICM_MODELS or "
                    "~/.local/share/saicm/models, where models are found by name; tcm-ica: its base's folder)")
     s.add_argument("--base", help="tcm-ica: the imported machine model (name or .safetensors path)")
     s.add_argument("--alpha", type=float, help="SAM confidence α the model was trained with (model card only: "
                    "0.78 / 0.93 for SA-ICM icm_78 / icm_93, 0.78 for ICM-v1)")
-    s.add_argument("--lam", type=positive_float, help="λ the model was trained for (stored; default 0.05, tcm-ica 0.01)")
+    s.add_argument("--lam", type=positive_float, help="λ the model was trained for (stored; default 0.05, tcm-ica 0.01; mbt2018-mean: "
+                   "required, CompressAI's zoo quality 1..8 = 0.0018 ... 0.18)")
     s.add_argument("--precision", choices=["fp32", "fp16"], default="fp32",
                    help="fp32 (default: the weights bit for bit, decodes closest to the authors' code; ~306 MB) "
                    "or fp16 (half the size; every weight rounded)")

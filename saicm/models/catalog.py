@@ -191,6 +191,11 @@ def resolve(model: str | os.PathLike | None) -> ModelInfo:
     if model is None:
         model = default_model_name()
     s = str(model)
+    if not s.endswith(SUFFIX) and Path(s).suffix.lower() in (".pth", ".pt", ".tar", ".ckpt", ".bin") \
+            and Path(s).is_file():
+        raise ModelError("a PyTorch file, not a saicm model (.safetensors): a saicm training checkpoint becomes one "
+                         "with saicm export, the authors' released or a CompressAI (mbt2018-mean) checkpoint with "
+                         "saicm import-checkpoint", s)
     if names_a_file(s):
         if not Path(s).is_file():
             raise ModelError("model file not found", s)
@@ -207,7 +212,7 @@ def resolve(model: str | os.PathLike | None) -> ModelInfo:
                 "with --model")
         known = ", ".join(models) or "none shipped"
         raise ModelError(f"unknown model {s!r} (shipped: {known}; your own are found by name in "
-                         f"{user_model_dir()} ($SAICM_MODELS), or pass the file: --model PATH.safetensors)")
+                         f"{user_model_dir()} ($SAICM_MODELS), or give the weight file's path: PATH.safetensors)")
     return models[s]
 
 

@@ -5,6 +5,10 @@ command's options): read a released ``.pth.tar``, check every key and shape agai
 strictly, fill the coder tables, write ``NAME.safetensors`` and a model-card stub ``NAME.md``. ``tcm``: a machine
 model; ``tcm-ica``: ICM-v1's additional model, written as a ``scalable-fusion`` model over an imported machine
 model (``base_info``). See ``docs/tcm.md``.
+
+:func:`import_mbt2018_mean` brings a model trained with CompressAI (its ``MeanScaleHyperprior``, the zoo's
+``mbt2018-mean``, any N and M) in as a single-rate ``gained-mean-scale-hyperprior``: unit gains, the same
+transforms and entropy models, so it codes on saicm's portable engine (exact hyper-synthesis) too.
 """
 
 from __future__ import annotations
@@ -33,6 +37,9 @@ def import_released(src: Path, dest: Path, arch: str, cfg: dict, lam: float, alp
     src, dest = Path(src), Path(dest)
     name = dest.stem
     state = tcm.read_released_checkpoint(src)
+    if looks_like_mbt2018_mean(state):
+        raise SaicmError("a CompressAI MeanScaleHyperprior (mbt2018-mean) state dict, not a LIC-TCM one: import it "
+                         "with --arch mbt2018-mean --lam λ", str(src))
     try:
         model = build_architecture("tcm", **cfg, lambdas=[lam])
     except (TypeError, ValueError) as e:
@@ -106,6 +113,67 @@ def import_released(src: Path, dest: Path, arch: str, cfg: dict, lam: float, alp
         "",
         "- licence: the authors' repositories state no licence for their code or weights; check their terms "
         "before redistributing this file.",
+    ])
+    return {"info": info, "card": card, "tables": tables}
+
+
+#: CompressAI's zoo λ of mbt2018-mean per quality 1..8 (what --lam is for a zoo checkpoint)
+COMPRESSAI_ZOO_LAMBDAS = (0.0018, 0.0035, 0.0067, 0.0130, 0.0250, 0.0483, 0.0932, 0.1800)
+
+
+def looks_like_mbt2018_mean(state: dict) -> bool:
+    """Whether a state dict has the layout of CompressAI's ``MeanScaleHyperprior`` (4 + 4 convolutions in g_a/g_s
+    with GDNs, h_s ending in 2·M channels)."""
+    w_a, w_h = state.get("g_a.6.weight"), state.get("h_s.4.weight")
+    return (w_a is not None and w_h is not None and w_a.dim() == 4 and w_h.dim() == 4 and "g_a.1.beta" in state
+            and w_h.shape[0] == 2 * w_a.shape[0])
+
+
+def import_mbt2018_mean(src: Path, dest: Path, lam: float, precision: str = "fp32",
+                        description: str | None = None) -> dict:
+    """Write ``dest`` (and its card) from a CompressAI ``MeanScaleHyperprior`` checkpoint ``src`` (a bare state
+    dict, or a dict with a ``state_dict`` entry as CompressAI's example trainer saves): a single-rate
+    ``gained-mean-scale-hyperprior`` at λ = ``lam`` with unit gains, every other key loaded strictly. Returns
+    ``{"info", "card", "tables"}`` like :func:`import_released`."""
+    from .hyperprior import GainedMeanScaleHyperprior
+
+    src, dest = Path(src), Path(dest)
+    state = tcm.read_released_checkpoint(src)
+    what = "CompressAI's MeanScaleHyperprior (mbt2018-mean)"
+    if not looks_like_mbt2018_mean(state):
+        raise SaicmError(f"does not fit {what}: no g_a.6.weight / h_s.4.weight of its layout", str(src))
+    N, M = int(state["g_a.0.weight"].shape[0]), int(state["g_a.6.weight"].shape[0])
+    model = GainedMeanScaleHyperprior(N=N, M=M, lambdas=[lam])
+    state = {**state, "log_gain": torch.zeros(1, M), "log_inv_gain": torch.zeros(1, M),  # unit gains: the model
+             "lambdas": torch.tensor([lam], dtype=torch.float32)}                          # as CompressAI ran it
+    try:
+        tcm.check_released_keys(model, state, what)
+    except SaicmError as e:
+        raise type(e)(e.message, str(src)) from None
+    tables = tcm.load_released_state(model, state)
+    if precision == "fp16":
+        tables = {k: "recomputed for the fp16 weights" for k in tables}
+    sha = hashlib.sha256(src.read_bytes()).hexdigest()
+    desc = description or f"CompressAI mbt2018-mean model (N = {N}, M = {M}, λ = {lam:g}), imported from {src.name}"
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    save_model(model, dest, extra_meta={"description": desc, "training": {
+        "loss": "mse", "lambdas": [lam], "imported_from": src.name, "source_sha256": sha, "precision": precision}},
+        precision=precision)
+    info = read_info(dest)
+    card = dest.parent / f"{dest.stem}.md"
+    _card(card, dest.stem, [
+        desc + ".",
+        "",
+        f"- architecture: `gained-mean-scale-hyperprior` (CompressAI's `MeanScaleHyperprior` with unit gains), "
+        f"N = {N}, M = {M}, single rate (quality 1), λ = {lam:g}",
+        f"- source: `{src.name}`, SHA-256 {sha}",
+        f"- weights: `{dest.name}`, {dest.stat().st_size / 1e6:.1f} MB, SHA-256 {full_checksum(dest).hex()}",
+        "- coder tables: " + "; ".join(f"{k}: {v}" for k, v in tables.items()),
+        f"- imported {datetime.date.today().isoformat()} with saicm {__version__} (`saicm import-checkpoint "
+        "--arch mbt2018-mean`)",
+        "- files: `.saicm` format 3 (the portable engine) by default; `--engine compressai` codes with CompressAI's "
+        "own coder (format 1)",
+        "- figures: not measured yet (`saicm eval --codec NAME --dataset IMAGES --task psnr -o NAME.json`)",
     ])
     return {"info": info, "card": card, "tables": tables}
 
