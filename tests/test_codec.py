@@ -21,6 +21,20 @@ def test_round_trip_rgb_size_and_rate_from_bytes(tiny_model):
     assert info["padding"] == {"bottom": 58, "right": 27}
 
 
+def test_coded_files_are_read_from_binary_file_objects_too(tiny_model, tmp_path):
+    """compress took file objects and decompress/describe refused them."""
+    import io
+
+    data = saicm.compress(natural_image(40, 50), model=tiny_model)
+    assert np.array_equal(np.asarray(saicm.decompress(io.BytesIO(data), model=tiny_model)),
+                          np.asarray(saicm.decompress(data, model=tiny_model)))
+    (tmp_path / "a.saicm").write_bytes(data)
+    with open(tmp_path / "a.saicm", "rb") as f:
+        assert saicm.describe(f)["file_bytes"] == len(data)
+    with open(tmp_path / "a.saicm", encoding="latin-1") as f, pytest.raises(FormatError, match="text mode"):
+        saicm.decompress(f, model=tiny_model)
+
+
 def test_decode_equals_the_quantised_latent_through_synthesis(tiny_model):
     """Exact decode: the entropy decoder returns round(y - μ) + μ bit for bit."""
     net, _ = saicm.load_model(tiny_model)

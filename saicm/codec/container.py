@@ -346,15 +346,20 @@ def unpack_human(data: bytes) -> HumanLayer:
 
 
 def coded_input(data, what: str = ".saicm file") -> tuple[bytes, str | None]:
-    """(bytes, path) of what the API was given as a coded file (``what``): its bytes, or the path of a file to
-    read."""
+    """(bytes, path) of what the API was given as a coded file (``what``): its bytes, the path of a file to read,
+    or a binary file object (read to its end, as ``saicm.compress`` reads an image's)."""
     if isinstance(data, (bytes, bytearray, memoryview)):
         return bytes(data), None
     if isinstance(data, (str, os.PathLike)):
         from .._fs import read_input
 
         return read_input(data), str(data)
-    raise FormatError(f"expected the bytes of a {what} or its path, not {type(data).__name__}")
+    if hasattr(data, "read"):
+        got = data.read()
+        if isinstance(got, (bytes, bytearray)):
+            return bytes(got), getattr(data, "name", None) if isinstance(getattr(data, "name", None), str) else None
+        raise FormatError(f"the {what} was opened in text mode: open it with 'rb'")
+    raise FormatError(f"expected the bytes of a {what}, its path or a binary file object, not {type(data).__name__}")
 
 
 #: what the image decoder says of a NeRV clip
