@@ -65,6 +65,23 @@ def test_resume_continues_where_the_checkpoint_stopped(data_dir, tmp_path):
     assert not torch.equal(first["model"]["g_a.0.weight"], second["model"]["g_a.0.weight"])
 
 
+def _killed_in_step_4(monkeypatch, cfg):
+    """Run ``cfg`` until it dies in step 4 (after the step-2 checkpoint and step 3's log line), as a kill leaves it."""
+    from saicm.train import trainer
+
+    real = trainer._lr_at
+
+    def killed(c, step):
+        if step == 3:
+            raise KeyboardInterrupt
+        return real(c, step)
+
+    monkeypatch.setattr(trainer, "_lr_at", killed)
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg)
+    monkeypatch.setattr(trainer, "_lr_at", real)
+
+
 def test_an_interrupted_run_resumes_exactly_as_if_it_had_not_stopped(data_dir, tmp_path, monkeypatch):
     """One process: the resumed run draws the crops, qualities and noise the uninterrupted run drew (it reseeded
     on resume: another run), and its log holds each step once (the steps after the checkpoint were logged twice)."""
@@ -72,16 +89,8 @@ def test_an_interrupted_run_resumes_exactly_as_if_it_had_not_stopped(data_dir, t
 
     whole = train(tiny_cfg(data_dir, tmp_path / "whole", steps=6))
     real = trainer._lr_at
-
-    def killed_at_step_4(cfg, step):  # dies in step 4, after the step-2 checkpoint and step 3's log line
-        if step == 3:
-            raise KeyboardInterrupt
-        return real(cfg, step)
-
-    monkeypatch.setattr(trainer, "_lr_at", killed_at_step_4)
     out = tmp_path / "cut"
-    with pytest.raises(KeyboardInterrupt):
-        train(tiny_cfg(data_dir, out, steps=6))
+    _killed_in_step_4(monkeypatch, tiny_cfg(data_dir, out, steps=6))
     assert torch.load(out / "checkpoint.pt", weights_only=False)["step"] == 2
     (out / ".checkpoint.pt.x1y2.part.pt").write_bytes(b"half a checkpoint")  # as a kill -9 while saving leaves it
     monkeypatch.setattr(trainer, "_lr_at", real)
@@ -105,16 +114,8 @@ def test_a_resume_given_only_out_and_data_is_the_uninterrupted_run(data_dir, tmp
     opts = dict(steps=6, batch=4, patch=64, lr=2e-3, quant="ste", seed=3, ckpt_every=2, log_every=1)
     whole = train(tiny_cfg(data_dir, tmp_path / "whole", **opts))
     real = trainer._lr_at
-
-    def killed_at_step_4(cfg, step):
-        if step == 3:
-            raise KeyboardInterrupt
-        return real(cfg, step)
-
-    monkeypatch.setattr(trainer, "_lr_at", killed_at_step_4)
     out = tmp_path / "cut"
-    with pytest.raises(KeyboardInterrupt):
-        train(tiny_cfg(data_dir, out, **opts))
+    _killed_in_step_4(monkeypatch, tiny_cfg(data_dir, out, **opts))
     monkeypatch.setattr(trainer, "_lr_at", real)
     resumed = train(TrainConfig(data=str(data_dir), out=str(out), resume=True, progress=False))
     a, b = saicm.load_model(whole)[0].state_dict(), saicm.load_model(resumed)[0].state_dict()
