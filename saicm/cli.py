@@ -25,7 +25,7 @@ def cmd_compress(a: argparse.Namespace) -> int:
     from functools import partial
 
     from .codec import batch
-    from .codec.image_io import is_image_file
+    from .codec.image_io import is_image_file, names_media_file
     from .models.catalog import resolve
 
     from .codec.pipeline import check_options
@@ -33,6 +33,11 @@ def cmd_compress(a: argparse.Namespace) -> int:
     # fail fast, once, on an unknown model, a quality it does not have or a bad --refine
     check_options(resolve(a.model), a.quality, a.human_quality, a.refine)
     jobs, folder = batch.plan(a.input, a.output, is_image_file, ".saicm")
+    if not folder and names_media_file(jobs[0].dst):
+        from .errors import SaicmError
+
+        raise SaicmError("names an image or video file: the coded file is a .saicm file (nothing written)",
+                         str(jobs[0].dst))
     # One file with --refine is long work of its own: show its steps (folders show a bar per file).
     step_bar = bool(a.refine) and not folder and not a.quiet
     fn = partial(_compress_job, model=a.model, quality=a.quality, refine=a.refine, progress=step_bar,
@@ -80,7 +85,8 @@ def cmd_decompress(a: argparse.Namespace) -> int:
                          a.jobs, "decompress", not a.quiet)
     if not folder and outcomes[0].error is None:
         i = outcomes[0].info
-        print(f"{jobs[0].dst}: {i['width']}x{i['height']} ({i['seconds']:.2f} s)")
+        layer = f", {i['layer']} layer" if i.get("layer") else ""
+        print(f"{jobs[0].dst}: {i['width']}x{i['height']}{layer} ({i['seconds']:.2f} s)")
     return _report(outcomes, folder, "decompressed")
 
 
@@ -93,6 +99,9 @@ def cmd_info(a: argparse.Namespace) -> int:
     if a.json:
         print(json.dumps(d, indent=2))
     else:
+        if "layers" in d:
+            print(f"{'layers':24s} machine + human (the fields without a layer name are the machine layer's; "
+                  "--json for the human layer's)")
         for k, v in d.items():
             if k == "layers":
                 for name, layer in v.items():
@@ -188,7 +197,9 @@ def build_parser() -> argparse.ArgumentParser:
                        "of yours in $SAICM_MODELS (see `saicm models`), or the file given with --model.")
     d.add_argument("input", help=".saicm file or folder")
     d.add_argument("-o", "--output", help="output image or folder (default: beside the input)")
-    d.add_argument("--model", help="model file to use instead of the one the stream names")
+    d.add_argument("--model", help="model (name or .safetensors path) to use instead of the one the file names: "
+                   "for a two-layer file's human layer, the scalable model; with --layer machine (or a single-layer "
+                   "file), the machine model")
     d.add_argument("--layer", choices=["auto", "machine", "human"], default="auto",
                    help="two-layer files: decode the human layer (auto, the default) or only the machine layer; "
                    "human on a file without one is an error")

@@ -164,7 +164,7 @@ def test_api_takes_paths_and_image_bytes_and_refuses_what_it_would_misread(tmp_p
     for arg, needle in refused:
         with pytest.raises(ImageError, match=needle):
             saicm.compress(arg, model=tiny_model)
-    with pytest.raises(FormatError, match="bytes of a .saicm file or its path, not int"):
+    with pytest.raises(FormatError, match="bytes of a .saicm file, its path or a binary file object, not int"):
         saicm.decompress(3)
     frames = [Image.fromarray(img), Image.fromarray(img[::-1])]
     frames[0].save(tmp_path / "anim.gif", save_all=True, append_images=frames[1:])

@@ -198,6 +198,41 @@ def test_cli_compress_info_strip_and_both_layers(models, tmp_path):
     assert r.returncode != 0 and "CRC" in r.stderr and not (tmp_path / "y.saicm").exists()
 
 
+def test_layer_mistakes_and_outputs_named_as_images_are_refused_in_one_line(models, tmp_path, capsys):
+    """(An audit of session 38.) compress/strip -o photo.png wrote coded bytes over the photo; saicm.strip returned
+    the machine layer of a file whose human layer `saicm strip` refused as damaged; --model given the other
+    layer's model said "checksum mismatch: pass the matching model with --model"; strip of a clip said "wrong
+    magic"; info and decompress did not say which layer they showed."""
+    from saicm.cli import main
+    from saicm.codec import scalable
+
+    src = tmp_path / "a.png"
+    Image.fromarray(natural_image(70, 90, seed=3)).save(src)
+    victim = tmp_path / "victim.png"
+    victim.write_bytes(src.read_bytes())
+    f = tmp_path / "a.saicm"
+    assert main(["compress", str(src), "-o", str(f), "--model", str(models["scal"]), "--quiet"]) == 0
+    for argv in (["compress", str(src), "-o", str(victim), "--model", str(models["scal"])],
+                 ["strip", str(f), "-o", str(victim)]):
+        assert main(argv) == 2
+        assert "names an image or video file" in capsys.readouterr().err
+        assert victim.read_bytes() == src.read_bytes()
+    data = f.read_bytes()
+    damaged = data[:-5] + bytes([data[-5] ^ 1]) + data[-4:]  # a bit of the human layer flipped
+    with pytest.raises(FormatError, match="CRC"):
+        scalable.strip(damaged)
+    with pytest.raises(ModelError, match="is a scalable model.*drop --model"):
+        saicm.decompress(scalable.strip(data), model=models["scal"])
+    with pytest.raises(ModelError, match="not a scalable model.*add --layer machine"):
+        saicm.decompress(data, model=models["base"])
+    with pytest.raises(FormatError, match="NeRV clip"):
+        scalable.strip(b"SAICV" + bytes(40))
+    assert main(["info", str(f)]) == 0
+    assert "machine + human" in capsys.readouterr().out
+    assert main(["decompress", str(f), "-o", str(tmp_path / "h.png"), "--model", str(models["scal"])]) == 0
+    assert "human layer" in capsys.readouterr().out
+
+
 def test_layer_codecs_and_simulcast_count_the_bytes_a_reader_needs(models, image):
     from saicm.eval.codecs import get_codec
 

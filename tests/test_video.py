@@ -228,7 +228,7 @@ def test_round_trip_is_bit_exact(coded, tmp_path, capsys):
     assert np.array_equal(saicm.video.decode(path).frames, r.reference)
     with pytest.raises(SaicmError, match=r"nope.saicmv: no such file"):
         saicm.video.decode(tmp_path / "nope.saicmv")
-    with pytest.raises(SaicmError, match=r"bytes of a .saicmv file or its path, not int"):
+    with pytest.raises(SaicmError, match=r"bytes of a .saicmv file, its path or a binary file object, not int"):
         saicm.video.describe(3)
 
 
@@ -792,3 +792,17 @@ def test_loss_variant_options_reach_the_settings(monkeypatch):
     assert default.config()["width"] == 3 and one.config()["width"] == 1 and default.config() != one.config()
     with pytest.raises(SaicmError, match="beta"):
         api.fit_settings("xs", beta=1.5)
+
+
+def test_decode_onto_its_input_and_oversized_sizes_say_so(tmp_path):
+    """`video decode f.saicmv -o f.saicmv` said "output exists and is not an empty folder"; a well-formed but huge
+    --size said "--size wants WxH"."""
+    from saicm.video.api import decode_file
+    from saicm.video.io import parse_size
+
+    f = tmp_path / "f.saicmv"
+    f.write_bytes(b"SAICV" + bytes(64))
+    with pytest.raises(SaicmError, match="is the input file"):
+        decode_file(f, f)
+    with pytest.raises(SaicmError, match="at most 65535 pixels a side"):
+        parse_size("100000x100000")

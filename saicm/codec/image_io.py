@@ -47,6 +47,14 @@ def is_image_file(path: Path) -> bool:
     return path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES
 
 
+def names_media_file(path: str | os.PathLike) -> bool:
+    """Whether ``path`` ends like an image or video file: a coded file (.saicm, .saicmv) or a folder of frames so
+    named is refused (``saicm compress x.jpg -o photo.png`` wrote over the photo)."""
+    from ..video.io import VIDEO_SUFFIXES
+
+    return Path(path).suffix.lower() in IMAGE_SUFFIXES | VIDEO_SUFFIXES
+
+
 def _open(src: ImageLike, max_pixels: int | None = None) -> tuple[Image.Image, str | None]:
     from .limits import check_pixels
 

@@ -185,9 +185,18 @@ def coded_model(name: str, weights_sha: bytes, height: int, width: int, model=No
     the pixel limit on ``height`` × ``width``, then the model named ``name`` (or ``model``), its checksum checked."""
     from ..models.catalog import file_checksum, resolve
 
+    from ..models.catalog import SCALABLE_ARCHITECTURE
+
     check_pixels(height, width, max_pixels)
     info = resolve(model if model is not None else header_model_name(name))
     if file_checksum(info.path) != weights_sha:
+        scalable = info.architecture == SCALABLE_ARCHITECTURE
+        if model is not None and scalable and what == "the file":
+            raise ModelError(f"{info.name} is a scalable model: it decodes a two-layer file's human layer, and this "
+                             f"(machine) layer needs its base model {name!r}: drop --model")
+        if model is not None and not scalable and what == "the human layer":
+            raise ModelError(f"{info.name} is not a scalable model: the human layer needs {name!r}; to decode the "
+                             f"machine layer with {info.name}, add --layer machine")
         raise ModelError(f"{what} was coded with other weights of model {name!r} than {info.path.name} "
                          "(checksum mismatch); pass the matching model file with --model")
     return info

@@ -401,7 +401,10 @@ def decompress_file(src, dst, model=None, layer: str = "auto", max_pixels: int |
     data = read_input(src)
     t = time.perf_counter()
     with naming(src):
-        img = decompress(data, model=model, layer=layer, max_pixels=max_pixels, engine=engine)
+        decoded = decompress_stream(data, model=model, layer=layer, max_pixels=max_pixels, engine=engine)
     seconds = time.perf_counter() - t
+    img = decoded.image
     save_image(img, dst)
-    return {"bytes": len(data), "seconds": seconds, "width": img.width, "height": img.height}
+    two = container.split_layers(data)[1] is not None
+    return {"bytes": len(data), "seconds": seconds, "width": img.width, "height": img.height,
+            "layer": decoded.layer if two else None}

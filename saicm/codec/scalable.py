@@ -238,26 +238,40 @@ def _decode_compressai(stream, layer, info, max_pixels):
 
 
 def strip(data) -> bytes:
-    """The machine layer of a file (its bytes or path; a two-layer file loses its human layer, a single-layer
-    file is unchanged)."""
+    """The machine layer of a file (its bytes, path or binary file object; a two-layer file loses its human
+    layer, a single-layer file is unchanged). A damaged human layer is refused, as ``saicm strip`` refuses it."""
     from ..errors import naming
 
     data, path = container.coded_input(data)
     with naming(path):
-        machine, _ = container.split_layers(data)
-    return machine
+        return _layers(data)[0]
+
+
+def _layers(data: bytes) -> tuple[bytes, bytes | None]:
+    """(machine layer, human layer or None) of a file, the human layer checked: a corrupt file is refused rather
+    than half-handled (the API's strip returned the machine layer of a file the command refused)."""
+    from ..video.bitstream import is_video_stream
+
+    if is_video_stream(data[:16]):
+        raise FormatError(container.CLIP_GIVEN)
+    machine, human = container.split_layers(data)
+    if human is not None:
+        container.unpack_human(human)
+    return machine, human
 
 
 def strip_file(src, dst) -> dict:
     """``saicm strip``: write the machine layer of ``src`` to ``dst`` (atomically)."""
     from .._fs import output_file, read_input, write_bytes_atomic
-    from ..errors import naming
+    from ..errors import SaicmError, naming
+    from .image_io import names_media_file
 
     output_file(dst, [src])
+    if names_media_file(dst):
+        raise SaicmError("names an image or video file: the machine layer is a .saicm file (nothing written)",
+                         str(dst))
     data = read_input(src)
     with naming(src):
-        machine, human = container.split_layers(data)
-        if human is not None:
-            container.unpack_human(human)  # refuse a corrupt file rather than half-handle it
+        machine, human = _layers(data)
     write_bytes_atomic(dst, machine)
     return {"bytes_in": len(data), "bytes_out": len(machine), "had_human_layer": human is not None}

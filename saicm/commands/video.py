@@ -19,13 +19,19 @@ def cmd_encode(a: argparse.Namespace) -> int:
     ckpt = Path(a.checkpoint) if a.checkpoint else Path(a.output + ".ckpt")
     if a.resume and not ckpt.exists() and os.environ.get("RANK", "0") == "0":  # torchrun: rank 0 says it
         print(f"no checkpoint at {ckpt}: starting from the beginning")
-    r = encode(a.clip, a.output, frames=a.frames, size=a.size, preset=a.preset, arch=a.arch, loss=a.loss,
-               masks=a.masks,
-               epochs=a.epochs, lr=a.lr, batch=a.batch, prune=a.prune, prune_epochs=a.prune_epochs,
-               qat_epochs=a.qat_epochs, bits=a.bits, seed=a.seed, edge_weight=a.edge_weight, beta=a.beta,
-               checkpoint=ckpt, resume=a.resume,
-               keep_checkpoint=a.keep_checkpoint, ckpt_every=a.ckpt_every, device=a.device, progress=not a.quiet,
-               max_pixels=a.max_pixels, compile=a.compile)
+    try:
+        r = encode(a.clip, a.output, frames=a.frames, size=a.size, preset=a.preset, arch=a.arch, loss=a.loss,
+                   masks=a.masks,
+                   epochs=a.epochs, lr=a.lr, batch=a.batch, prune=a.prune, prune_epochs=a.prune_epochs,
+                   qat_epochs=a.qat_epochs, bits=a.bits, seed=a.seed, edge_weight=a.edge_weight, beta=a.beta,
+                   checkpoint=ckpt, resume=a.resume,
+                   keep_checkpoint=a.keep_checkpoint, ckpt_every=a.ckpt_every, device=a.device, progress=not a.quiet,
+                   max_pixels=a.max_pixels, compile=a.compile)
+    except KeyboardInterrupt:
+        if ckpt.is_file():  # the fit's last checkpoint (every --ckpt-every epochs) is where it goes on
+            raise KeyboardInterrupt(f"interrupted: the encode's last checkpoint is {ckpt}; go on with the same "
+                                    "command and --resume") from None
+        raise
     i = r.info
     if i.get("rank"):  # torchrun: rank 0 reports
         return 0

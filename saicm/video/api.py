@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from .._fs import read_input
+from ..codec.image_io import names_media_file
 from ..errors import FormatError, SaicmError, naming
 from . import archs, bitstream, compress, nerv
 from .io import FRAME_PATTERN, Clip, frame_index, read_clip
@@ -140,7 +141,7 @@ def encode(clip, output: str | os.PathLike | None = None, *, frames: str | None 
             raise SaicmError("output folder does not exist", str(out_dir))
         if Path(output).is_dir():  # found before the fit, not after it
             raise SaicmError("is a folder: name the .saicmv file to write", str(output))
-        if _media_suffix(output):
+        if names_media_file(output):
             raise SaicmError("names a video or image file: the coded clip is a .saicmv file", str(output))
         if isinstance(clip, (str, os.PathLike)):
             refuse_input_as_output(clip, output)
@@ -264,14 +265,6 @@ def _decode(data: bytes, max_pixels: int | None, threads: int | None) -> Decoded
     return Decoded(header=h, frames=out)
 
 
-def _media_suffix(path) -> bool:
-    """Whether ``path`` ends like a video or image file (a .saicmv or a folder of frames must not)."""
-    from ..codec.image_io import IMAGE_SUFFIXES
-    from .io import VIDEO_SUFFIXES
-
-    return Path(path).suffix.lower() in VIDEO_SUFFIXES | IMAGE_SUFFIXES
-
-
 def decode_file(src: str | os.PathLike, dst: str | os.PathLike, max_pixels: int | None = None,
                 threads: int | None = None) -> dict:
     """Decode ``src`` to PNG frames in the folder ``dst`` or to a lossless video (``.mkv``/``.avi``/``.nut``:
@@ -279,9 +272,12 @@ def decode_file(src: str | os.PathLike, dst: str | os.PathLike, max_pixels: int 
     from .io import LOSSLESS_VIDEO, write_png_frames, write_video
 
     suffix = Path(dst).suffix.lower()
-    if suffix not in LOSSLESS_VIDEO and _media_suffix(dst):  # it would become a folder so named
+    if suffix not in LOSSLESS_VIDEO and names_media_file(dst):  # it would become a folder so named
         raise SaicmError(f"cannot write a {suffix} file: decode to {'/'.join(LOSSLESS_VIDEO)} or to a folder of "
                          "PNG frames (a name without a media suffix)", str(dst))
+    from .._fs import refuse_input_as_output
+
+    refuse_input_as_output(src, dst)
     t0 = time.perf_counter()
     data = read_input(src)
     with naming(src):

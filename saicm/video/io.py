@@ -120,8 +120,10 @@ def parse_size(text: str | None) -> tuple[int, int] | None:
     if not text:
         return None
     m = re.fullmatch(r"\s*(\d+)\s*[xX]\s*(\d+)\s*", str(text))
-    if not m or int(m.group(1)) < 1 or int(m.group(2)) < 1 or max(int(m.group(1)), int(m.group(2))) > 65535:
+    if not m or int(m.group(1)) < 1 or int(m.group(2)) < 1:
         raise SaicmError(f"--size wants WxH in pixels (e.g. 352x288), got {text!r}")
+    if max(int(m.group(1)), int(m.group(2))) > 65535:
+        raise SaicmError(f"--size {text.strip()}: at most 65535 pixels a side")
     return int(m.group(1)), int(m.group(2))
 
 

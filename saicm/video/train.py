@@ -259,8 +259,9 @@ def fit(model: nn.Module, frames: np.ndarray, settings: FitSettings, masks: np.n
     if resume and ckpt_path is not None and ckpt_path.is_file():
         ck = load_checkpoint(ckpt_path)
         if ck.get("fingerprint") != fp:
-            raise SaicmError("the checkpoint was written for another clip, frame range, size, preset or settings; "
-                             "drop --resume to start again (or delete it)", str(ckpt_path))
+            raise SaicmError("the checkpoint was written for another clip, frame range, size, preset or settings: "
+                             "delete it to start again, or keep it and name another with --checkpoint",
+                             str(ckpt_path))
         if ck["stage_index"] > 0 and hasattr(model, "drop_encoder"):
             model.drop_encoder()  # HNeRV after its fit stage: the embeddings are in the weights
         model.load_state_dict(ck["model"])
