@@ -47,11 +47,11 @@ def cmd_bdrate(a: argparse.Namespace) -> int:
     if a.json:
         output_file(a.json, [a.anchor, *a.tests], suffix=".json")
     anchor = results.load(a.anchor)
+    tests = [results.load(path) for path in a.tests]  # every file read before any line is printed
     rows = []
     print(f"BD-rate on {a.metric} against {anchor['codec']} (PCHIP on log-rate over the overlapping interval; "
           "negative = fewer bits for the same value)")
-    for path in a.tests:
-        test = results.load(path)
+    for test in tests:
         try:
             if a.ci:
                 ci = bd_rate_ci(anchor, test, a.metric, a.ci / 100, envelope=not a.strict, interval=a.interval)
