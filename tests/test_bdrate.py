@@ -95,9 +95,11 @@ def test_a_point_not_measured_is_left_out_of_curves_and_bd_rates(tmp_path):
     ({"points": [{"bpp": 0.1, "psnr": 30}], "per_image": {"a.png": [{"quality": 1, "bpp": 0.1}]}}, "by quality"),
     ({"points": [{"bpp": 0.0, "psnr": 30}]}, "positive, finite bpp"),
     ({"points": [{"bpp": float("nan"), "psnr": 30}]}, "positive, finite bpp"),
-    ({"points": [{"bpp": 0.1, "quality": "1"}]}, "whole number"),
+    ({"points": [{"bpp": 0.1, "quality": 0.5}], "per_image": {"a.png": [{"quality": 1, "bpp": 0.1}]}},
+     "whole-number"),
 ])
 def test_malformed_results_are_refused_when_read(tmp_path, changes, what):
+    """(A float quality, e.g. a JPEG XL distance, and a null reference stay valid: test below.)"""
     """A hand-written results file with a string reference or per-image entries without a quality gave tracebacks
     in plot, report and bdrate --ci."""
     from saicm.errors import SaicmError
@@ -105,3 +107,11 @@ def test_malformed_results_are_refused_when_read(tmp_path, changes, what):
 
     with pytest.raises(SaicmError, match=what):
         results.load(_results(tmp_path, "bad", **changes))
+
+
+def test_other_tools_qualities_and_a_null_reference_stay_valid(tmp_path):
+    from saicm.eval import results
+
+    pts = [{"quality": 0.5 * q, "bpp": 0.1 * q, "psnr": 28.0 + 2 * q} for q in (1, 2, 3)]
+    r = results.load(_results(tmp_path, "jxl", points=pts, reference=None))
+    assert r["reference"] == {} and results.curve(r, "psnr")[1] == [30.0, 32.0, 34.0]

@@ -31,8 +31,9 @@ def test_coded_files_are_read_from_binary_file_objects_too(tiny_model, tmp_path)
     (tmp_path / "a.saicm").write_bytes(data)
     with open(tmp_path / "a.saicm", "rb") as f:
         assert saicm.describe(f)["file_bytes"] == len(data)
-    with open(tmp_path / "a.saicm", encoding="latin-1") as f, pytest.raises(FormatError, match="text mode"):
-        saicm.decompress(f, model=tiny_model)
+    for enc in ("latin-1", "utf-8"):  # (utf-8 failed inside read() before the check)
+        with open(tmp_path / "a.saicm", encoding=enc) as f, pytest.raises(FormatError, match="text mode"):
+            saicm.decompress(f, model=tiny_model)
 
 
 def test_decode_equals_the_quantised_latent_through_synthesis(tiny_model):

@@ -67,3 +67,17 @@ def test_import_errors_say_what_to_do(compressai_checkpoint, tmp_path, capsys):
     assert main(["import-checkpoint", str(bad), "--arch", "mbt2018-mean", "--lam", "0.01", "--name", "x",
                  "--out", str(tmp_path)]) == 2
     assert "does not fit CompressAI's MeanScaleHyperprior" in capsys.readouterr().err
+
+
+def test_the_autoregressive_model_is_named_as_unsupported(tmp_path, capsys):
+    from compressai.models import JointAutoregressiveHierarchicalPriors
+
+    p = tmp_path / "mbt2018.pth"
+    torch.save(JointAutoregressiveHierarchicalPriors(N=8, M=12).state_dict(), p)
+    for arch in ("mbt2018-mean", "tcm"):
+        assert main(["import-checkpoint", str(p), "--arch", arch, "--lam", "0.01", "--name", "x",
+                     "--out", str(tmp_path)]) == 2
+        err = capsys.readouterr().err
+        assert "mbt2018-mean" not in err.split("is not")[0] or arch == "tcm", err
+        if arch == "mbt2018-mean":
+            assert "autoregressive model (mbt2018" in err

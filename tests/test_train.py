@@ -163,6 +163,29 @@ def test_ctrl_c_saves_the_steps_done_and_the_run_resumes_exactly(data_dir, tmp_p
     assert "saicm: interrupted after step 3: its checkpoint is saved" in capsys.readouterr().err
 
 
+def test_an_ignored_sigint_stays_ignored(data_dir, tmp_path, monkeypatch):
+    """A job started with & by a script has SIGINT ignored; the Ctrl-C handler of one-process runs replaced that and
+    stopped the job."""
+    import signal
+
+    from saicm.train import trainer
+
+    real = trainer._lr_at
+
+    def ctrl_c(cfg, step):
+        if step == 1:
+            os.kill(os.getpid(), signal.SIGINT)
+        return real(cfg, step)
+
+    monkeypatch.setattr(trainer, "_lr_at", ctrl_c)
+    before = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        train(tiny_cfg(data_dir, tmp_path / "run", steps=3))  # runs to its end
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGINT, before)
+
+
 def test_a_run_and_its_checkpoint_are_never_overwritten(data_dir, tmp_path):
     out = tmp_path / "run"
     final = train(tiny_cfg(data_dir, out))

@@ -806,3 +806,19 @@ def test_decode_onto_its_input_and_oversized_sizes_say_so(tmp_path):
         decode_file(f, f)
     with pytest.raises(SaicmError, match="at most 65535 pixels a side"):
         parse_size("100000x100000")
+
+
+def test_a_frame_above_the_image_limit_is_read_when_max_pixels_allows_it(tmp_path, monkeypatch):
+    """Frames were refused above the image limit (2²⁶) whatever --max-pixels said."""
+    from PIL import Image
+
+    from saicm.codec import limits
+    from saicm.video.io import read_clip
+
+    monkeypatch.setattr(limits, "DEFAULT_MAX_PIXELS", 100)  # a 20×20 frame is "large"
+    d = tmp_path / "frames"
+    d.mkdir()
+    Image.fromarray(np.zeros((20, 20, 3), np.uint8)).save(d / "frame_000000.png")
+    assert read_clip(d, size="8x8", max_pixels=10**6).frames.shape == (1, 8, 8, 3)
+    with pytest.raises(SaicmError, match="raise it with --max-pixels"):
+        read_clip(d, size="8x8")

@@ -70,6 +70,7 @@ was trained on (``base``).
 
 from __future__ import annotations
 
+import io
 import os
 import struct
 import zlib
@@ -354,6 +355,8 @@ def coded_input(data, what: str = ".saicm file") -> tuple[bytes, str | None]:
         from .._fs import read_input
 
         return read_input(data), str(data)
+    if isinstance(data, io.TextIOBase):
+        raise FormatError(f"the {what} was opened in text mode: open it with 'rb'")
     if hasattr(data, "read"):
         got = data.read()
         if isinstance(got, (bytes, bytearray)):

@@ -145,7 +145,8 @@ def _to_8bit_gray(img: Image.Image, path: str | None) -> np.ndarray:
     """16-bit / 32-bit / float grayscale → uint8, scaled rather than clipped; samples it would misread are refused.
 
     ``F`` (float) is read as 0-1, like float arrays; ``I;16*`` as 0-65535; ``I`` (32-bit) as 0-65535 when it comes
-    from a 16-bit PGM (Pillow scales those to 0-65535) or holds values above 255, else as 0-255."""
+    from a 16-bit PGM (Pillow scales those to 0-65535) or PNG (older Pillow) or holds values above 255, else as
+    0-255."""
     a = np.asarray(img)
     if img.mode == "F":
         if a.size and not np.isfinite(a).all():
@@ -156,7 +157,7 @@ def _to_8bit_gray(img: Image.Image, path: str | None) -> np.ndarray:
     if img.mode == "I" and a.size and (a.min() < 0 or a.max() > 65535):
         raise ImageError(f"32-bit samples are read as 0-65535, this image spans {a.min()} to {a.max()}", path)
     a = a.astype(np.float64)
-    wide = img.mode.startswith("I;16") or img.format == "PPM" or a.max(initial=0) > 255
+    wide = img.mode.startswith("I;16") or img.format in ("PPM", "PNG") or a.max(initial=0) > 255  # (16-bit files)
     hi = 65535.0 if wide else 255.0
     return np.clip(np.rint(a * (255.0 / hi)), 0, 255).astype(np.uint8)
 
@@ -201,8 +202,8 @@ def _rgb_image(img: Image.Image, path: str | None) -> RGBImage:
     alpha = None
     if mode in ("RGBa", "La"):  # premultiplied alpha: Pillow converts to straight alpha
         img = img.convert("RGBA" if mode == "RGBa" else "LA")
-    elif mode in ("P", "RGB", "L") and "transparency" in img.info:  # a palette's or a colour key's transparency
-        img = img.convert("LA" if mode == "L" else "RGBA")
+    elif mode in ("P", "RGB", "L", "1") and "transparency" in img.info:  # a palette's or a colour key's
+        img = img.convert("RGBA" if mode in ("P", "RGB") else "LA")
     elif mode == "P":
         img = img.convert("RGB")
     mode = img.mode

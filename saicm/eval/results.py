@@ -84,9 +84,9 @@ def load(path: str | Path) -> dict:
     for p in points:
         if not isinstance(p, dict) or not _number(p.get("bpp")) or not p["bpp"] > 0 or not math.isfinite(p["bpp"]):
             raise SaicmError("corrupt results (every point needs a positive, finite bpp)", str(path))
-        if "quality" in p and not _integer(p["quality"]):
-            raise SaicmError("corrupt results (a point's quality is not a whole number)", str(path))
-    if not isinstance(d.get("reference", {}), dict):
+    if d.get("reference") is None:
+        d["reference"] = {}  # (null: none measured)
+    if not isinstance(d.get("reference"), dict):
         raise SaicmError("corrupt results (reference is not an object of metric values)", str(path))
     per_image = d.get("per_image", {})
     if not isinstance(per_image, dict) or not all(
@@ -94,9 +94,9 @@ def load(path: str | Path) -> dict:
             for v in per_image.values()):
         raise SaicmError("corrupt results (per_image maps each image name to a list of entries with a quality)",
                          str(path))
-    if per_image and not all("quality" in p for p in points):
+    if per_image and not all(_integer(p.get("quality")) for p in points):
         raise SaicmError("corrupt results (per_image values are matched to points by quality: every point needs "
-                         "one)", str(path))
+                         "a whole-number one)", str(path))
     return d
 
 

@@ -126,7 +126,13 @@ def looks_like_mbt2018_mean(state: dict) -> bool:
     with GDNs, h_s ending in 2·M channels)."""
     w_a, w_h = state.get("g_a.6.weight"), state.get("h_s.4.weight")
     return (w_a is not None and w_h is not None and w_a.dim() == 4 and w_h.dim() == 4 and "g_a.1.beta" in state
-            and w_h.shape[0] == 2 * w_a.shape[0])
+            and w_h.shape[0] == 2 * w_a.shape[0] and not _autoregressive(state))
+
+
+def _autoregressive(state: dict) -> bool:
+    """CompressAI's ``JointAutoregressiveHierarchicalPriors`` (the zoo's ``mbt2018``): the same transforms plus a
+    serial context model, which saicm does not code."""
+    return any(k.startswith(("context_prediction.", "entropy_parameters.")) for k in state)
 
 
 def import_mbt2018_mean(src: Path, dest: Path, lam: float, precision: str = "fp32",
@@ -140,6 +146,9 @@ def import_mbt2018_mean(src: Path, dest: Path, lam: float, precision: str = "fp3
     src, dest = Path(src), Path(dest)
     state = tcm.read_released_checkpoint(src)
     what = "CompressAI's MeanScaleHyperprior (mbt2018-mean)"
+    if _autoregressive(state):
+        raise SaicmError("CompressAI's autoregressive model (mbt2018: a serial context model) is not one saicm "
+                         "codes; its mbt2018-mean (MeanScaleHyperprior) is", str(src))
     if not looks_like_mbt2018_mean(state):
         raise SaicmError(f"does not fit {what}: no g_a.6.weight / h_s.4.weight of its layout", str(src))
     N, M = int(state["g_a.0.weight"].shape[0]), int(state["g_a.6.weight"].shape[0])

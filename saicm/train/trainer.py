@@ -191,7 +191,7 @@ def _truncate_log(path: Path, step: int) -> None:
 _TAKEN_ON_RESUME = ("init", "seed", "lambdas", "architecture", "N", "M", "base", "human_init", "context_hidden",
                     "context_kernel", "context_groups", "context_checkerboard", "m", "slice_channels", "condition",
                     "loss", "off_mask_weight", "quant", "freeze", "steps", "batch", "patch", "lr", "log_every",
-                    "ckpt_every", "amp")
+                    "ckpt_every", "amp", "masks")
 
 
 def _with_run_options(cfg: TrainConfig, ck: dict) -> TrainConfig:
@@ -475,7 +475,10 @@ class _StopAtStepEnd:
     def __init__(self, enabled: bool):
         self.requested = False
         self._previous = None
-        if enabled and threading.current_thread() is threading.main_thread():
+        # only over Python's own handler: an ignored SIGINT (a job started with & by a script) stays ignored,
+        # and a handler of the caller's stays in charge
+        if enabled and threading.current_thread() is threading.main_thread() \
+                and signal.getsignal(signal.SIGINT) is signal.default_int_handler:
             self._previous = signal.signal(signal.SIGINT, self._handle)
 
     def _handle(self, signum, frame) -> None:

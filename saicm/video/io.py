@@ -331,10 +331,11 @@ def _folder_frames(folder: Path, start: int, stop: int | None, size, max_pixels
         from ..codec.limits import DEFAULT_MAX_PIXELS, check_pixels, pillow_checks_off
 
         shape = None
+        frame_limit = max(DEFAULT_MAX_PIXELS, max_pixels or 0)  # one frame: at most what the clip may hold
         for i, p in pairs:
             try:
-                with pillow_checks_off(DEFAULT_MAX_PIXELS), Image.open(p) as im:
-                    check_pixels(im.height, im.width, None, what=f"frame {p.name}")  # before its pixels
+                with pillow_checks_off(frame_limit), Image.open(p) as im:
+                    check_pixels(im.height, im.width, frame_limit, what=f"frame {p.name}")  # before its pixels
                     if shape is None:
                         w, h = size or im.size
                         check_video_pixels(len(pairs), h, w, max_pixels, what="the clip")
