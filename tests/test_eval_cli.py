@@ -232,3 +232,13 @@ def test_bdrate_interval_option(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["bdrate", str(a), str(b), "--interval", "34,31"])
     assert "LO < HI" in capsys.readouterr().err
+
+
+def test_a_cache_that_cannot_be_a_folder_is_one_line_before_any_work(tmp_path, capsys):
+    d = _folder(tmp_path, 1)
+    f = tmp_path / "afile"
+    f.write_text("x")
+    assert main(["eval", "--codec", "jpeg", "--qualities", "30", "--dataset", str(d), "--task", "psnr",
+                 "--cache", str(f), "-o", str(tmp_path / "r.json"), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "cannot create output folder" in err and "Traceback" not in err

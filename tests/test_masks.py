@@ -129,6 +129,40 @@ def test_masks_shards_split_the_folder(folder, tmp_path):
     assert r.returncode != 0 and "--shard" in r.stderr
 
 
+def test_a_folder_is_not_relabelled_under_masks_of_other_settings(folder, tmp_path, capsys):
+    """(An audit of session 38.) --overwrite in one shard relabelled the folder while the other shard kept masks of
+    the old settings ("3 already done"); a folder of mask PNGs without masks.json was taken as finished masks of
+    any kind."""
+    from saicm.cli import main
+
+    out = tmp_path / "m"
+    for i in range(2):
+        assert main(["masks", str(folder), "-o", str(out), "--shard", f"{i}/2", "--alpha", "0.78", "--quiet"]) == 0
+    assert main(["masks", str(folder), "-o", str(out), "--shard", "0/2", "--alpha", "0.48", "--overwrite",
+                 "--quiet"]) == 2
+    assert "--overwrite with --shard" in capsys.readouterr().err
+    assert json.loads((out / "masks.json").read_text())["settings"]["alpha"] == 0.78  # unchanged
+    assert main(["masks", str(folder), "-o", str(out), "--shard", "0/2", "--alpha", "0.78", "--overwrite",
+                 "--quiet"]) == 0  # redoing a shard with the folder's own settings is fine
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    Image.fromarray(np.zeros((4, 4), np.uint8)).save(foreign / "a.png")
+    assert main(["masks", str(folder), "-o", str(foreign), "--quiet"]) == 2
+    assert "no masks.json" in capsys.readouterr().err
+    assert main(["masks", str(folder), "-o", str(foreign), "--overwrite", "--quiet"]) == 0
+
+
+def test_options_a_source_does_not_use_are_said_and_random_sam_is_refused(folder, tmp_path, capsys):
+    from saicm.cli import main
+
+    assert main(["masks", str(folder), "-o", str(tmp_path / "t"), "--source", "sam", "--sam-model", "vit_tiny",
+                 "--quiet"]) == 2
+    assert "random" in capsys.readouterr().err and not (tmp_path / "t").exists()
+    with pytest.warns(UserWarning, match="--sam-opt not used by --source regions"):
+        assert main(["masks", str(folder), "-o", str(tmp_path / "r"), "--sam-opt", "points_per_side=8",
+                     "--quiet"]) == 0
+
+
 def _coco_file(tmp_path, size=(40, 60)):
     h, w = size
     from pycocotools import mask as mask_utils

@@ -500,3 +500,22 @@ def test_haar_finds_the_two_faces_and_blurring_them_hides_them():
         box = tuple(int(v) for v in f.box)
         blurred.paste(img.crop(box).filter(ImageFilter.GaussianBlur(12)), box[:2])
     assert tasks.face_retention(faces, haar(blurred)) == 0.0
+
+
+def test_task_inputs_that_gave_silent_zeros_or_tracebacks(tmp_path):
+    """(An audit of session 38.) Images at another size than annotated gave an AP of 0 in silence (detection sweeps
+    checked only names); a 3000×4 image crashed the letterbox (a side of 0); a file that is not a Haar cascade was
+    an OpenCV SystemError."""
+    from PIL import Image
+
+    coco = tasks.load_annotations(gt_dict(OBJECTS))  # annotated at 100×100
+    with pytest.raises(SaicmError, match="a.jpg is 50x50 but the annotations say 100x100"):
+        tasks.match_annotated({"a.jpg": Image.new("RGB", (50, 50)), "b.jpg": Image.new("RGB", (100, 100))}, coco)
+    assert tasks.match_annotated({"a.jpg": Image.new("RGB", (100, 100))}, coco) == {"a.jpg": 1}
+    for centre in (True, False):
+        out, _ = tasks.letterbox(np.zeros((4, 3000, 3), np.uint8), (416, 416), centre)
+        assert out.shape == (416, 416, 3)
+    bogus = tmp_path / "bogus.xml"
+    bogus.write_bytes(b"\x00not xml")
+    with pytest.raises(SaicmError, match="not a Haar cascade"):
+        tasks.load_face_detector(f"haar:{bogus}")

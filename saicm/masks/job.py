@@ -105,19 +105,35 @@ def make_source(source: str, alpha: float = 0.78, annotations=None, sam_checkpoi
     raise SaicmError(f"unknown mask source {source!r} (known: {', '.join(SOURCES)})")
 
 
-def _check_spec(out: Path, spec: MaskSpec, overwrite: bool) -> None:
+def _check_spec(out: Path, spec: MaskSpec, overwrite: bool, sharded: bool = False) -> None:
+    """Refuse a folder whose masks were made otherwise (unless ``overwrite``), then record ``spec`` in masks.json.
+
+    A folder of mask PNGs without masks.json (made by something else) is refused too: its files would count as
+    done. ``overwrite`` in one shard of several may redo that shard, not change the folder's settings: the other
+    shards' masks would keep the old ones under the new label."""
     p = out / "masks.json"
     want = spec.as_dict()
-    if p.is_file() and not overwrite:
+    if p.is_file():
         try:
             have = json.loads(p.read_text())
         except (OSError, json.JSONDecodeError):
-            raise SaicmError("unreadable masks.json; use --overwrite to start again", str(p)) from None
-        if have != want:
+            if not overwrite:
+                raise SaicmError("unreadable masks.json; use --overwrite to start again", str(p)) from None
+            have = None
+        if have == want:
+            return
+        if not overwrite:
             raise SaicmError("the folder holds masks made with other settings "
                              f"({have.get('source')}, {have.get('settings')}); use another -o or --overwrite",
                              str(out))
-        return
+        if sharded:
+            raise SaicmError("--overwrite with --shard would relabel the whole folder while the other shards keep "
+                             "masks of the old settings: remake it without --shard, or empty it and run every "
+                             "shard", str(out))
+    elif not overwrite and any(q.suffix.lower() == ".png" and "previews" not in q.relative_to(out).parts
+                               for q in out.rglob("*.png")):
+        raise SaicmError("the folder holds mask images but no masks.json (not made by saicm masks, so their source "
+                         "is unknown): use another -o, or --overwrite to remake them", str(out))
     write_atomic(p, lambda t: t.write_text(json.dumps(want, indent=2) + "\n"))
 
 
@@ -157,7 +173,7 @@ def run_masks(src: str | Path, out: str | Path, spec: MaskSpec, make: Callable, 
         raise SaicmError(f"{clash[0]} and {clash[1]} would share one mask ({mask_path(clash[0])}): rename one",
                          str(src))
     ensure_dir(out)
-    _check_spec(out, spec, overwrite)
+    _check_spec(out, spec, overwrite, sharded=shard[1] > 1)
     i, n = shard
     mine = files[i::n]
     manifest = out / f"manifest-{i}-of-{n}.jsonl"

@@ -205,11 +205,11 @@ def letterbox(rgb: np.ndarray, size_hw: tuple[int, int], centre: bool, fill: int
     H, W = size_hw
     r = min(H / h, W / w)
     if centre:
-        nw, nh = int(round(w * r)), int(round(h * r))
+        nw, nh = max(1, int(round(w * r))), max(1, int(round(h * r)))  # (a 3000×4 image: a side of at least 1)
         dw, dh = (W - nw) / 2, (H - nh) / 2
         left, top = int(round(dw - 0.1)), int(round(dh - 0.1))
     else:
-        nw, nh = int(w * r), int(h * r)
+        nw, nh = max(1, int(w * r)), max(1, int(h * r))
         left = top = 0
     out = np.full((H, W, rgb.shape[2]), fill, dtype=np.uint8)
     resized = rgb if (nw, nh) == (w, h) else cv2.resize(rgb, (nw, nh), interpolation=cv2.INTER_LINEAR)

@@ -126,7 +126,10 @@ class HaarFaces(FaceDetector):
                 raise SaicmError("this OpenCV has no Haar cascades (cv2.data.haarcascades); install "
                                  "opencv-python-headless<5 or give haar:CASCADE.xml")
         self.path = str(path)
-        self.cascade = cv2.CascadeClassifier(self.path)
+        try:
+            self.cascade = cv2.CascadeClassifier(self.path)
+        except Exception:  # OpenCV raises (SystemError) on a file that is not a cascade's XML
+            raise SaicmError("not a Haar cascade", self.path) from None
         if self.cascade.empty():
             raise SaicmError("not a Haar cascade", self.path)
         self.scale_factor, self.min_neighbors, self.min_size = scale_factor, min_neighbors, min_size

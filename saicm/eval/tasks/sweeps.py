@@ -15,7 +15,7 @@ from PIL import Image, ImageDraw
 
 from ...errors import SaicmError
 from .base import COCO_NAME_BY_ID, load_task_model
-from .coco import category_ids, coco_ap, load_annotations, match_images, pseudo_ground_truth, run_task_model
+from .coco import category_ids, coco_ap, load_annotations, match_annotated, pseudo_ground_truth, run_task_model
 from .faces import face_retention, load_face_detector
 
 TASKS = ("psnr", "detection", "instance", "faces")
@@ -54,7 +54,7 @@ class DetectionTask:
 
     def _ground_truth(self, originals: Mapping[str, Image.Image]):
         if self.coco is not None:
-            match_images(list(originals), self.coco)  # every image must be annotated
+            match_annotated(originals, self.coco)  # every image must be annotated, at its size
             return self.coco
         ref = run_task_model(self.model, originals, self.progress, "reference")
         return pseudo_ground_truth(ref, {n: im.size for n, im in originals.items()},
