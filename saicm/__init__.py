@@ -20,8 +20,8 @@ _API = {
     "decompress": ("saicm.codec.pipeline", "decompress"),
     "describe": ("saicm.codec.pipeline", "describe"),
     "strip": ("saicm.codec.scalable", "strip"),
-    "load_model": ("saicm.models.zoo", "load_model"),
-    "list_models": ("saicm.models.catalog", "shipped_models"),
+    "load_model": ("saicm.models.zoo", "open_model"),  # a model of the caller's own (not the cached one)
+    "list_models": ("saicm.models.catalog", "list_models"),  # copies of the shipped models' infos
     "SaicmError": ("saicm.errors", "SaicmError"),
 }
 

@@ -240,3 +240,12 @@ def test_refinement_needs_an_architecture_that_supports_it(monkeypatch, tiny_mod
     monkeypatch.setattr(zoo, "load_model", lambda model: (bare, info))
     with pytest.raises(ModelError, match="does not support refinement"):
         saicm.compress(natural_image(), model=tiny_model, refine=2)
+
+
+@pytest.mark.parametrize("kw", [dict(refine=None), dict(refine="2"), dict(refine=2.5), dict(refine=True),
+                                dict(refine=float("inf")), dict(max_pixels="abc"), dict(max_pixels=1.5),
+                                dict(max_pixels=float("nan")), dict(max_pixels=True), dict(max_pixels=[1])])
+def test_refine_and_max_pixels_take_whole_numbers_only(tiny_model, kw):
+    """They were truncated (2.5, True, "2") or raised TypeError/ValueError/OverflowError."""
+    with pytest.raises(ModelError, match="whole number"):
+        saicm.compress(natural_image(32, 32), model=tiny_model, **kw)

@@ -621,3 +621,13 @@ def test_integer_networks_from_several_threads_agree_and_restore_blas_threads(mo
         outs = list(ex.map(lambda _: hs(z), range(12)))
     assert all(np.array_equal(o, want) for o in outs)
     assert [lib["num_threads"] for lib in ThreadpoolController().select(user_api="blas").info()] == before
+
+
+def test_the_thread_count_is_bounded_and_bad_values_are_unset(monkeypatch):
+    """SAICM_THREADS=99999 gave every onnxruntime session 99,999 threads (the process limit ran out)."""
+    from saicm.engine.parallel import threads
+
+    cpus = max(1, os.cpu_count() or 1)
+    for value, want in (("99999", 4 * cpus), ("1", 1), ("0", cpus), ("-1", cpus), ("abc", cpus), ("2.5", cpus)):
+        monkeypatch.setenv("SAICM_THREADS", value)
+        assert threads() == want, value

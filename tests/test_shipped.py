@@ -5,6 +5,7 @@ import subprocess
 from pathlib import Path
 
 import numpy as np
+import torch
 import pytest
 
 import saicm
@@ -115,3 +116,19 @@ def test_every_shipped_model_codes_and_its_rate_rises_with_quality():
             sizes.append(len(data))
         assert sizes == sorted(sizes), (name, sizes)
         assert describe(info), f"{name} has no description"
+
+
+def test_the_public_models_are_the_callers_own():
+    """saicm.load_model handed out the cached module every decode uses (halving its weights broke later decodes in
+    the process), and saicm.list_models the cached infos (changing a config broke that model's qualities)."""
+    x = natural_image(64, 64, seed=2)
+    data = saicm.compress(x, model="mse-hyperprior-n64-v5", engine="compressai")
+    before = np.asarray(saicm.decompress(data))
+    net, info = saicm.load_model("mse-hyperprior-n64-v5")
+    assert net is not saicm.load_model("mse-hyperprior-n64-v5")[0]
+    with torch.no_grad():
+        net.g_s[0].weight.mul_(0.5)
+    info.config["lambdas"] = [1.0]
+    saicm.list_models()["mse-hyperprior-n64-v5"].config["lambdas"] = [1.0]
+    assert np.array_equal(np.asarray(saicm.decompress(data)), before)
+    assert saicm.list_models()["mse-hyperprior-n64-v5"].num_qualities == 7

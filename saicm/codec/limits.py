@@ -37,10 +37,20 @@ from ..errors import FormatError, ImageError, ModelError
 DEFAULT_MAX_PIXELS = 1 << 26
 
 
+def whole_number(value, what: str) -> int:
+    """``value`` as an int if it is one (NumPy's integers too), else a one-line :class:`ModelError` (a float, a
+    string, a bool or NaN was truncated, or raised TypeError/ValueError/OverflowError)."""
+    import numbers
+
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise ModelError(f"{what} must be a whole number, got {value!r}")
+    return int(value)
+
+
 def resolve_max_pixels(max_pixels: int | None) -> int:
     if max_pixels is None:
         return DEFAULT_MAX_PIXELS
-    if int(max_pixels) < 1:
+    if whole_number(max_pixels, "max_pixels") < 1:
         raise ModelError(f"max_pixels must be a positive number of pixels, got {max_pixels}")
     return int(max_pixels)
 
@@ -66,7 +76,7 @@ def check_video_pixels(frames: int, height: int, width: int, max_pixels: int | N
     """Refuse a clip of more than ``max_pixels`` pixels in all frames (default :data:`DEFAULT_MAX_VIDEO_PIXELS`)."""
     if max_pixels is None:
         limit = DEFAULT_MAX_VIDEO_PIXELS
-    elif int(max_pixels) < 1:
+    elif whole_number(max_pixels, "max_pixels") < 1:
         raise ModelError(f"max_pixels must be a positive number of pixels, got {max_pixels}")
     else:
         limit = int(max_pixels)

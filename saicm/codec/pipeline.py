@@ -20,7 +20,7 @@ from ..errors import FormatError, ModelError, naming
 from ..models.catalog import SCALABLE_ARCHITECTURE, checked_quality, file_checksum, resolve
 from . import container
 from .image_io import ImageLike, RGBImage, load_image, load_padded, stream_image
-from .limits import check_writable_model_name
+from .limits import check_writable_model_name, resolve_max_pixels, whole_number
 
 
 def check_refine(info, refine: int) -> None:
@@ -128,7 +128,9 @@ def compress(image: ImageLike, model=None, quality: int | None = None, refine: i
     info = resolve(model)
     check_writable_model_name(info.name)  # before any work: the header must name it so that decoders accept it
     _warn_if_shadowing(info)
-    check_options(info, quality, human_quality, int(refine))
+    refine = whole_number(refine, "refine")
+    resolve_max_pixels(max_pixels)  # (a string, a float, NaN: one line here, not a TypeError in a worker)
+    check_options(info, quality, human_quality, refine)
     if info.architecture == SCALABLE_ARCHITECTURE:
         from .scalable import compress_layers
 

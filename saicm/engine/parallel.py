@@ -34,9 +34,12 @@ os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def threads() -> int:
-    """Threads per process: ``$SAICM_THREADS`` (folder jobs set it per worker), else every CPU."""
-    value = os.environ.get("SAICM_THREADS", "")
-    return max(1, int(value)) if value.isdigit() else max(1, os.cpu_count() or 1)
+    """Threads per process: ``$SAICM_THREADS`` (folder jobs set it per worker), else every CPU. At most four per
+    CPU (more only oversubscribe the cores: SAICM_THREADS=99999 made onnxruntime's sessions exhaust the process
+    limit); a value that is not a whole number ≥ 1 counts as unset."""
+    cpus = max(1, os.cpu_count() or 1)
+    value = os.environ.get("SAICM_THREADS", "").strip()
+    return min(4 * cpus, int(value)) if value.isdigit() and int(value) >= 1 else cpus
 
 
 def _pool(n: int) -> ThreadPoolExecutor:

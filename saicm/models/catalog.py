@@ -156,6 +156,20 @@ def describe(info: ModelInfo) -> str:
     return text
 
 
+def info_copy(info: ModelInfo) -> ModelInfo:
+    """A copy of ``info`` the caller may change (``read_info`` caches one per file, shared by everything coding)."""
+    import copy
+
+    return ModelInfo(info.name, info.path, info.architecture, copy.deepcopy(info.config), copy.deepcopy(info.meta))
+
+
+def list_models() -> dict[str, ModelInfo]:
+    """The public ``saicm.list_models``: name → info of every shipped model (copies: changing one changes nothing
+    else). Your own models in ``$SAICM_MODELS``: :func:`user_models`; one JSON-ready row per model, shipped and
+    yours: :func:`model_table` (what ``saicm models --json`` prints)."""
+    return {name: info_copy(info) for name, info in shipped_models().items()}
+
+
 def shipped_models() -> dict[str, ModelInfo]:
     """Name → info of every model in the package's weights folder, sorted by name."""
     out = {}

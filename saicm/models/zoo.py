@@ -274,8 +274,19 @@ def _load_cached(path: str, _mtime: int) -> torch.nn.Module:
     return model.to(memory_format=torch.channels_last)
 
 
+def open_model(model: str | os.PathLike | None = None) -> tuple[torch.nn.Module, ModelInfo]:
+    """The public ``saicm.load_model``: a shipped model by name, or a weight file by path, as a module of the
+    caller's own (in eval mode, parameters frozen: ``requires_grad_()`` to train it) and a copy of its info.
+    Changing either changes nothing else (the cached model of :func:`load_model` codes every file)."""
+    from .catalog import info_copy
+
+    info = resolve(model)
+    return instantiate(info), info_copy(info)
+
+
 def load_model(model: str | os.PathLike | None = None) -> tuple[torch.nn.Module, ModelInfo]:
-    """Load a shipped model by name, or a weight file by path, ready to code."""
+    """Load a shipped model by name, or a weight file by path, ready to code (shared, cached: saicm's own use;
+    the public ``saicm.load_model`` is :func:`open_model`)."""
     info = resolve(model)
     p = str(info.path.resolve())
     return _load_cached(p, os.stat(p).st_mtime_ns), info
