@@ -1,3 +1,4 @@
+import os
 import numpy as np
 import pytest
 import torch
@@ -249,3 +250,11 @@ def test_refine_and_max_pixels_take_whole_numbers_only(tiny_model, kw):
     """They were truncated (2.5, True, "2") or raised TypeError/ValueError/OverflowError."""
     with pytest.raises(ModelError, match="whole number"):
         saicm.compress(natural_image(32, 32), model=tiny_model, **kw)
+
+
+def test_a_device_is_not_read_as_a_coded_file():
+    """saicm.decompress('/dev/zero') read until memory ran out (MemoryError)."""
+    if not os.path.exists("/dev/zero"):
+        pytest.skip("no /dev/zero here")
+    with pytest.raises(FormatError, match="is a device"):
+        saicm.decompress("/dev/zero")

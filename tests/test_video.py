@@ -822,3 +822,11 @@ def test_a_frame_above_the_image_limit_is_read_when_max_pixels_allows_it(tmp_pat
     assert read_clip(d, size="8x8", max_pixels=10**6).frames.shape == (1, 8, 8, 3)
     with pytest.raises(SaicmError, match="raise it with --max-pixels"):
         read_clip(d, size="8x8")
+
+
+def test_decode_threads_take_whole_numbers():
+    from saicm.video.api import decode_batches
+
+    for bad in ("2", 0, 2.5):
+        with pytest.raises(SaicmError, match="threads"):
+            decode_batches(b"SAICV" + bytes(40), threads=bad)

@@ -352,8 +352,15 @@ def coded_input(data, what: str = ".saicm file") -> tuple[bytes, str | None]:
     if isinstance(data, (bytes, bytearray, memoryview)):
         return bytes(data), None
     if isinstance(data, (str, os.PathLike)):
+        import stat
+
         from .._fs import read_input
 
+        try:
+            if stat.S_ISCHR(os.stat(data).st_mode):  # /dev/zero was read until memory ran out
+                raise FormatError(f"is a device, not a {what}", str(data))
+        except OSError:
+            pass  # (read_input says what is wrong with it)
         return read_input(data), str(data)
     if isinstance(data, io.TextIOBase):
         raise FormatError(f"the {what} was opened in text mode: open it with 'rb'")

@@ -6,6 +6,8 @@ file's own weights (:mod:`saicm.engine.onnx_export`) the first time a model is
 used and cached under ``$SAICM_CACHE`` (default ``$XDG_CACHE_HOME/saicm`` or
 ``~/.cache/saicm``), named by the file's SHA-256; nothing is downloaded. If
 the cache cannot be written the graphs are built in memory for each process (a few milliseconds).
+A cached graph is recognised by the identity in its first bytes (another model's graph, a truncated or unreadable
+file is rebuilt), not by a hash of its content: the cache folder is trusted like the installed package.
 """
 
 from __future__ import annotations

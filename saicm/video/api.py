@@ -230,6 +230,11 @@ def network(data: bytes, max_pixels: int | None = None) -> tuple[bitstream.Video
 def decode_batches(data: bytes, max_pixels: int | None = None, threads: int | None = None
                    ) -> tuple[bitstream.VideoHeader, Iterator[tuple[int, np.ndarray]]]:
     """The header and a generator of ``(first index, (B, H, W, 3) uint8)`` batches (memory: a few batches)."""
+    if threads is not None:
+        from ..codec.limits import whole_number
+
+        if whole_number(threads, "threads") < 1:
+            raise SaicmError(f"threads must be 1 or more, got {threads}")
     h, model = network(data, max_pixels)
     gen = ((s, b.numpy()) for s, b in nerv.render(model, h.frames, h.height, h.width, threads=threads))
     return h, gen
