@@ -87,7 +87,9 @@ def phase(a: argparse.Namespace) -> dict:
         assert main(args) == 0
         out["seconds"] = time.perf_counter() - t0
     elif a.phase in ("encode", "decode", "check"):
-        net, info = saicm.load_model(a.model)
+        from saicm.models.zoo import load_model  # the cached model compress/decompress use (saicm.load_model: a copy)
+
+        net, info = load_model(a.model)
         out["load_seconds"] = time.perf_counter() - t0
         out["rss_after_load_mib"] = _rss_mib()
         img = _image(a.image, a.size)

@@ -631,3 +631,10 @@ def test_the_thread_count_is_bounded_and_bad_values_are_unset(monkeypatch):
     for value, want in (("99999", 4 * cpus), ("1", 1), ("0", cpus), ("-1", cpus), ("abc", cpus), ("2.5", cpus)):
         monkeypatch.setenv("SAICM_THREADS", value)
         assert threads() == want, value
+
+
+def test_a_thread_count_int_cannot_read_counts_as_unset(monkeypatch):
+    from saicm.engine.parallel import threads
+
+    monkeypatch.setenv("SAICM_THREADS", "²")  # a digit to str.isdigit, not to int()
+    assert threads() == max(1, os.cpu_count() or 1)

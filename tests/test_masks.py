@@ -298,3 +298,13 @@ def test_masks_saved_as_jpeg_or_resized_are_read_and_photos_are_refused(tmp_path
     assert small.shape == (48, 64) and abs(small.mean() - truth.mean()) < 0.05
     with pytest.raises(SaicmError, match="photo.png: not a mask: .* of its pixels are grey"):
         load_mask(tmp_path / "photo.png")
+
+
+def test_a_sharded_overwrite_cannot_adopt_foreign_masks(folder, tmp_path, capsys):
+    from saicm.cli import main
+
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    Image.fromarray(np.zeros((4, 4), np.uint8)).save(foreign / "a.png")
+    assert main(["masks", str(folder), "-o", str(foreign), "--overwrite", "--shard", "0/2", "--quiet"]) == 2
+    assert "without --shard" in capsys.readouterr().err and not (foreign / "masks.json").exists()

@@ -38,8 +38,11 @@ def threads() -> int:
     CPU (more only oversubscribe the cores: SAICM_THREADS=99999 made onnxruntime's sessions exhaust the process
     limit); a value that is not a whole number ≥ 1 counts as unset."""
     cpus = max(1, os.cpu_count() or 1)
-    value = os.environ.get("SAICM_THREADS", "").strip()
-    return min(4 * cpus, int(value)) if value.isdigit() and int(value) >= 1 else cpus
+    try:
+        value = int(os.environ.get("SAICM_THREADS", "").strip())
+    except ValueError:  # (unset, "abc", "2.5", "²")
+        return cpus
+    return min(4 * cpus, value) if value >= 1 else cpus
 
 
 def _pool(n: int) -> ThreadPoolExecutor:

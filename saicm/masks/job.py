@@ -130,10 +130,9 @@ def _check_spec(out: Path, spec: MaskSpec, overwrite: bool, sharded: bool = Fals
             raise SaicmError("--overwrite with --shard would relabel the whole folder while the other shards keep "
                              "masks of the old settings: remake it without --shard, or empty it and run every "
                              "shard", str(out))
-    elif not overwrite and any(q.suffix.lower() == ".png" and "previews" not in q.relative_to(out).parts
-                               for q in out.rglob("*.png")):
+    elif (not overwrite or sharded) and any("previews" not in q.relative_to(out).parts for q in out.rglob("*.png")):
         raise SaicmError("the folder holds mask images but no masks.json (not made by saicm masks, so their source "
-                         "is unknown): use another -o, or --overwrite to remake them", str(out))
+                         "is unknown): use another -o, or --overwrite without --shard to remake them", str(out))
     write_atomic(p, lambda t: t.write_text(json.dumps(want, indent=2) + "\n"))
 
 

@@ -80,6 +80,7 @@ class ScalableFusion(nn.Module):
                  additional: dict | None = None):
         super().__init__()
         from .catalog import locate
+        from .catalog import info_copy
         from .zoo import instantiate
 
         base_info = locate(base, base_sha256, model_dir)
@@ -87,7 +88,7 @@ class ScalableFusion(nn.Module):
         for p in self.base.parameters():
             p.requires_grad_(False)
         self.base.eval()
-        self.base_info = base_info
+        self.base_info = info_copy(base_info)  # the module's own (read_info's is shared by every coding)
         M = int(self.base.config["M"])
         if slice_channels < 1 or M % slice_channels:
             raise ValueError(f"slice_channels {slice_channels} must divide the base latent's {M} channels")

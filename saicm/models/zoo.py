@@ -276,12 +276,13 @@ def _load_cached(path: str, _mtime: int) -> torch.nn.Module:
 
 def open_model(model: str | os.PathLike | None = None) -> tuple[torch.nn.Module, ModelInfo]:
     """The public ``saicm.load_model``: a shipped model by name, or a weight file by path, as a module of the
-    caller's own (in eval mode, parameters frozen: ``requires_grad_()`` to train it) and a copy of its info.
+    caller's own, built as the coding path builds it (channels-last, in eval mode, parameters frozen:
+    ``requires_grad_()`` to train it), and a copy of its info.
     Changing either changes nothing else (the cached model of :func:`load_model` codes every file)."""
     from .catalog import info_copy
 
     info = resolve(model)
-    return instantiate(info), info_copy(info)
+    return instantiate(info).to(memory_format=torch.channels_last), info_copy(info)  # (as coding builds it)
 
 
 def load_model(model: str | os.PathLike | None = None) -> tuple[torch.nn.Module, ModelInfo]:

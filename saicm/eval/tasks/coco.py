@@ -112,9 +112,10 @@ def match_annotated(images: Mapping, coco) -> dict:
     ids = match_images(list(images), coco)
     for name, img in images.items():
         info = coco.imgs[ids[name]]
-        if (img.width, img.height) != (info.get("width", img.width), info.get("height", img.height)):
-            raise SaicmError(f"{name} is {img.width}x{img.height} but the annotations say "
-                             f"{info['width']}x{info['height']}: evaluate the images the annotations describe")
+        w, h = info.get("width") or img.width, info.get("height") or img.height  # (a size not given: not checked)
+        if (img.width, img.height) != (w, h):
+            raise SaicmError(f"{name} is {img.width}x{img.height} but the annotations say {w}x{h}: evaluate the "
+                             "images the annotations describe")
     return ids
 
 def _results(detections: Mapping[str, list[Detection]], ids: Mapping[str, int], iou_type: str) -> list[dict]:
