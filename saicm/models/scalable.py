@@ -79,8 +79,7 @@ class ScalableFusion(nn.Module):
                  lambdas: Sequence[float] = (0.0067,), condition: str = "none", model_dir: str | None = None,
                  additional: dict | None = None):
         super().__init__()
-        from .catalog import locate
-        from .catalog import info_copy
+        from .catalog import info_copy, locate
         from .zoo import instantiate
 
         base_info = locate(base, base_sha256, model_dir)
