@@ -215,6 +215,30 @@ def test_coco_source_errors(tmp_path):
     assert r.returncode == 1 and "not in the annotation file" in r.stderr and "Traceback" not in r.stderr
 
 
+def test_coco_masks_follow_the_annotations_content_not_their_path(tmp_path, capsys):
+    """The settings recorded the annotations' path as typed: a copy of the same file was refused as other settings,
+    and a file changed in place kept its old masks; a folder of saicm < 0.18 (path recorded) still goes on."""
+    from saicm.cli import main
+
+    x, ann, out, _ = _run_coco_source(tmp_path, "coco")
+    copy = tmp_path / "copy.json"
+    copy.write_bytes(ann.read_bytes())
+    assert main(["masks", str(x.parent), "-o", str(out), "--source", "coco", "--annotations", str(copy),
+                 "--quiet"]) == 0  # the same content by another path: the same masks, done
+    changed = json.loads(ann.read_text())
+    changed["annotations"] = changed["annotations"][:1]
+    ann.write_text(json.dumps(changed))
+    assert main(["masks", str(x.parent), "-o", str(out), "--source", "coco", "--annotations", str(ann),
+                 "--quiet"]) == 2
+    assert "other settings" in capsys.readouterr().err
+    old = json.loads((out / "masks.json").read_text())  # as saicm 0.17 wrote it, naming the (unchanged) copy
+    old["settings"] = {"annotations": str(copy)}
+    (out / "masks.json").write_text(json.dumps(old))
+    assert main(["masks", str(x.parent), "-o", str(out), "--source", "coco", "--annotations", str(copy),
+                 "--quiet"]) == 0
+    assert "annotations_sha256" in json.loads((out / "masks.json").read_text())["settings"]
+
+
 @pytest.fixture(scope="module")
 def tiny_sam_checkpoint(tmp_path_factory):
     from saicm.masks.sam import build_sam

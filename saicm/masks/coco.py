@@ -39,10 +39,15 @@ class CocoObjects:
         except Exception as e:  # noqa: BLE001 - malformed JSON of any kind
             raise SaicmError(f"not a COCO annotation file ({type(e).__name__}: {e})", str(p)) from None
         self.annotations = str(p)
+        import hashlib
+
+        self.sha256 = hashlib.sha256(p.read_bytes()).hexdigest()
         self.by_name = {Path(im["file_name"]).name: im for im in self.coco.imgs.values()}
 
     def settings(self) -> dict:
-        return dict(annotations=self.annotations)
+        """What the masks depend on: the annotations' content (their path as typed named one file by two
+        spellings, and a file changed in place kept its old masks)."""
+        return dict(annotations_sha256=self.sha256)
 
     def instances(self, path: Path, shape: tuple[int, int]) -> list[np.ndarray]:
         """The (H, W) bool mask of every annotated instance of the image at ``path``."""

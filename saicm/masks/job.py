@@ -122,6 +122,9 @@ def _check_spec(out: Path, spec: MaskSpec, overwrite: bool, sharded: bool = Fals
             have = None
         if have == want:
             return
+        if _same_as_before_0_18(have, want):  # the annotations recorded by path, the same content: now by content
+            write_atomic(p, lambda t: t.write_text(json.dumps(want, indent=2) + "\n"))
+            return
         if not overwrite:
             raise SaicmError("the folder holds masks made with other settings "
                              f"({have.get('source')}, {have.get('settings')}); use another -o or --overwrite",
@@ -134,6 +137,24 @@ def _check_spec(out: Path, spec: MaskSpec, overwrite: bool, sharded: bool = Fals
         raise SaicmError("the folder holds mask images but no masks.json (not made by saicm masks, so their source "
                          "is unknown): use another -o, or --overwrite without --shard to remake them", str(out))
     write_atomic(p, lambda t: t.write_text(json.dumps(want, indent=2) + "\n"))
+
+
+def _same_as_before_0_18(have, want: dict) -> bool:
+    """Whether ``have`` (a masks.json of saicm < 0.18, whose COCO settings named the annotations by path) records
+    the settings of ``want`` (which names them by their SHA-256): the file it names has that content."""
+    import hashlib
+
+    if not isinstance(have, dict) or not isinstance(have.get("settings"), dict):
+        return False
+    hs, ws = have["settings"], want["settings"]
+    if set(hs) != {"annotations"} or set(ws) != {"annotations_sha256"}:
+        return False
+    if {k: v for k, v in have.items() if k != "settings"} != {k: v for k, v in want.items() if k != "settings"}:
+        return False
+    try:
+        return hashlib.sha256(Path(hs["annotations"]).read_bytes()).hexdigest() == ws["annotations_sha256"]
+    except (OSError, TypeError):
+        return False
 
 
 def mask_path(rel: Path) -> Path:
