@@ -2,6 +2,9 @@
 
 import os
 
+import numpy as np
+import pytest
+
 from saicm.cli import main
 from saicm.eval import results
 from saicm.eval.paths import display_path, display_spec
@@ -62,3 +65,17 @@ def test_plot_names_no_absolute_path(tmp_path):
     a = _result(tmp_path / "a.json", "jpeg", str(data), [(0.2, 30), (0.4, 33), (0.8, 36)])
     assert main(["plot", str(a), "--metric", "psnr", "-o", str(tmp_path / "curves")]) == 0
     assert str(tmp_path).encode() not in (tmp_path / "curves.svg").read_bytes()
+
+
+def test_an_unknown_model_says_when_the_model_folder_is_not_one(tmp_path, monkeypatch):
+    """A $SAICM_MODELS that is a file was named as where your models are found, without a word."""
+    import saicm
+
+    f = tmp_path / "afile"
+    f.write_text("x")
+    monkeypatch.setenv("SAICM_MODELS", str(f))
+    with pytest.raises(saicm.SaicmError, match="which is not a folder"):
+        saicm.compress(np.zeros((8, 8, 3), np.uint8), model="mine")
+    monkeypatch.setenv("SAICM_MODELS", str(tmp_path / "nowhere"))
+    with pytest.raises(saicm.SaicmError, match="which does not exist"):
+        saicm.compress(np.zeros((8, 8, 3), np.uint8), model="mine")

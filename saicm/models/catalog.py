@@ -225,8 +225,10 @@ def resolve(model: str | os.PathLike | None) -> ModelInfo:
                 f"git show {RETIRED_MODELS[s]}:saicm/weights/{s}{SUFFIX} > {s}{SUFFIX}, then pass that file "
                 "with --model")
         known = ", ".join(models) or "none shipped"
+        udir = user_model_dir()
+        state = "" if udir.is_dir() else ", which is not a folder" if udir.exists() else ", which does not exist"
         raise ModelError(f"unknown model {s!r} (shipped: {known}; your own are found by name in "
-                         f"{user_model_dir()} ($SAICM_MODELS), or give the weight file's path: PATH.safetensors)")
+                         f"{udir} ($SAICM_MODELS){state}, or give the weight file's path: PATH.safetensors)")
     return models[s]
 
 
