@@ -25,7 +25,7 @@ def cmd_compress(a: argparse.Namespace) -> int:
     from functools import partial
 
     from .codec import batch
-    from .codec.image_io import is_image_file, names_media_file
+    from .codec.image_io import is_image_file, refuse_media_output
     from .models.catalog import resolve
 
     from .codec.pipeline import check_options
@@ -33,11 +33,8 @@ def cmd_compress(a: argparse.Namespace) -> int:
     # fail fast, once, on an unknown model, a quality it does not have or a bad --refine
     check_options(resolve(a.model), a.quality, a.human_quality, a.refine)
     jobs, folder = batch.plan(a.input, a.output, is_image_file, ".saicm")
-    if not folder and names_media_file(jobs[0].dst):
-        from .errors import SaicmError
-
-        raise SaicmError("names an image or video file: the coded file is a .saicm file (nothing written)",
-                         str(jobs[0].dst))
+    if not folder:
+        refuse_media_output(jobs[0].dst, "the coded file")
     # One file with --refine is long work of its own: show its steps (folders show a bar per file).
     step_bar = bool(a.refine) and not folder and not a.quiet
     fn = partial(_compress_job, model=a.model, quality=a.quality, refine=a.refine, progress=step_bar,

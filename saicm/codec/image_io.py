@@ -55,6 +55,15 @@ def names_media_file(path: str | os.PathLike) -> bool:
     return Path(path).suffix.lower() in IMAGE_SUFFIXES | VIDEO_SUFFIXES
 
 
+def refuse_media_output(path: str | os.PathLike, what: str) -> None:
+    """A one-line error, before anything is written, if the coded output ``path`` (``what``: what it holds) is
+    named as an image or video file (:func:`names_media_file`)."""
+    if names_media_file(path):
+        from ..errors import SaicmError
+
+        raise SaicmError(f"names an image or video file: {what} is a .saicm file (nothing written)", str(path))
+
+
 def _open(src: ImageLike, max_pixels: int | None = None) -> tuple[Image.Image, str | None]:
     from .limits import check_pixels
 

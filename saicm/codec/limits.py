@@ -193,9 +193,7 @@ def coded_model(name: str, weights_sha: bytes, height: int, width: int, model=No
                 what: str = "the file"):
     """:func:`stream_model` for any segment that names its model and weights (a stream's header, a human layer):
     the pixel limit on ``height`` × ``width``, then the model named ``name`` (or ``model``), its checksum checked."""
-    from ..models.catalog import file_checksum, resolve
-
-    from ..models.catalog import SCALABLE_ARCHITECTURE
+    from ..models.catalog import SCALABLE_ARCHITECTURE, file_checksum, resolve
 
     check_pixels(height, width, max_pixels)
     info = resolve(model if model is not None else header_model_name(name))

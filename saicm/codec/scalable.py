@@ -263,13 +263,11 @@ def _layers(data: bytes) -> tuple[bytes, bytes | None]:
 def strip_file(src, dst) -> dict:
     """``saicm strip``: write the machine layer of ``src`` to ``dst`` (atomically)."""
     from .._fs import output_file, read_input, write_bytes_atomic
-    from ..errors import SaicmError, naming
-    from .image_io import names_media_file
+    from ..errors import naming
+    from .image_io import refuse_media_output
 
     output_file(dst, [src])
-    if names_media_file(dst):
-        raise SaicmError("names an image or video file: the machine layer is a .saicm file (nothing written)",
-                         str(dst))
+    refuse_media_output(dst, "the machine layer")
     data = read_input(src)
     with naming(src):
         machine, human = _layers(data)

@@ -16,6 +16,16 @@ def _checked(s: str, convert, ok, expected: str):
     return v
 
 
+def warn_unused(given: dict, by: str) -> None:
+    """One warning naming the options in ``given`` (option → its value, None when not given) that ``by`` (e.g.
+    "--source coco") does not use: they were ignored without a word."""
+    unused = [o for o, v in given.items() if v is not None]
+    if unused:
+        import warnings
+
+        warnings.warn(f"{', '.join(unused)} not used by {by}", stacklevel=3)
+
+
 def nonneg(s: str) -> int:
     return _checked(s, int, lambda v: v >= 0, "a whole number >= 0")
 

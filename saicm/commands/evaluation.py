@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from .._fs import output_file
-from .argtypes import interval, ints, level, nonneg, positive, positive_float
+from .argtypes import interval, ints, level, nonneg, positive, positive_float, warn_unused
 
 
 def cmd_eval(a: argparse.Namespace) -> int:
@@ -16,12 +16,8 @@ def cmd_eval(a: argparse.Namespace) -> int:
     from ..eval.tasks.sweeps import make_task
 
     output_file(a.output, suffix=".json")  # before the sweep, not after it
-    ignored = [o for o, v in (("--task-model", a.task_model), ("--annotations", a.annotations)) if v is not None
-               and (a.task == "psnr" or (o == "--annotations" and a.task == "faces"))]
-    if ignored:
-        import warnings
-
-        warnings.warn(f"{', '.join(ignored)} not used by --task {a.task}", stacklevel=1)
+    warn_unused({"--task-model": a.task_model if a.task == "psnr" else None,
+                 "--annotations": a.annotations if a.task in ("psnr", "faces") else None}, f"--task {a.task}")
     codec = get_codec(a.codec)
     task = make_task(a.task, a.task_model, a.annotations, a.threads, progress=False, bootstrap=a.bootstrap)
     images = load_rgb_folder(a.dataset)

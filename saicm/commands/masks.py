@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .argtypes import positive
+from .argtypes import positive, warn_unused
 
 
 def cmd_masks(a: argparse.Namespace) -> int:
@@ -19,18 +19,13 @@ def cmd_masks(a: argparse.Namespace) -> int:
 
         raise SaicmError("vit_tiny is the test suite's miniature SAM: without a --sam-checkpoint its weights are "
                          "random and its masks mean nothing")
-    ignored = [o for o, v in (("--alpha", a.alpha if source in ("coco", "coco-edges") else None),
-                              ("--sam-checkpoint", a.sam_checkpoint if source != "sam" else None),
-                              ("--sam-opt", a.sam_opt if source != "sam" else None),
-                              ("--annotations", a.annotations if source in ("regions", "sam") else None))
-               if v is not None]
-    if ignored:
-        import warnings
-
-        warnings.warn(f"{', '.join(ignored)} not used by --source {source}", stacklevel=1)
+    warn_unused({"--alpha": a.alpha if source in ("coco", "coco-edges") else None,
+                 "--sam-checkpoint": a.sam_checkpoint if source != "sam" else None,
+                 "--sam-opt": a.sam_opt if source != "sam" else None,
+                 "--annotations": a.annotations if source in ("regions", "sam") else None}, f"--source {source}")
     opts = parse_options(a.sam_opt) if source == "sam" else {}
-    alpha = 0.78 if a.alpha is None else a.alpha
-    make, settings = make_source(source, alpha=alpha, annotations=a.annotations,
+    alpha = {} if a.alpha is None else {"alpha": a.alpha}  # (not given: make_source's default)
+    make, settings = make_source(source, **alpha, annotations=a.annotations,
                                  sam_checkpoint=a.sam_checkpoint, sam_model=a.sam_model, sam_options=opts,
                                  device=a.device)
     spec = MaskSpec(source=source, settings=settings, edge_method=a.edge_method, edge_width=a.edge_width)
