@@ -161,6 +161,8 @@ def test_options_a_source_does_not_use_are_said_and_random_sam_is_refused(folder
     with pytest.warns(UserWarning, match="--sam-opt not used by --source regions"):
         assert main(["masks", str(folder), "-o", str(tmp_path / "r"), "--sam-opt", "points_per_side=8",
                      "--quiet"]) == 0
+    with pytest.warns(UserWarning, match="--sam-model not used by --source regions"):
+        assert main(["masks", str(folder), "-o", str(tmp_path / "m"), "--sam-model", "vit_l", "--quiet"]) == 0
 
 
 def _coco_file(tmp_path, size=(40, 60)):
@@ -223,8 +225,9 @@ def test_coco_masks_follow_the_annotations_content_not_their_path(tmp_path, caps
     x, ann, out, _ = _run_coco_source(tmp_path, "coco")
     copy = tmp_path / "copy.json"
     copy.write_bytes(ann.read_bytes())
-    assert main(["masks", str(x.parent), "-o", str(out), "--source", "coco", "--annotations", str(copy),
-                 "--quiet"]) == 0  # the same content by another path: the same masks, done
+    with pytest.warns(UserWarning, match="--edge-method not used by --source coco"):  # objects, not edges
+        assert main(["masks", str(x.parent), "-o", str(out), "--source", "coco", "--annotations", str(copy),
+                     "--edge-method", "canny", "--quiet"]) == 0  # the same content by another path: done
     changed = json.loads(ann.read_text())
     changed["annotations"] = changed["annotations"][:1]
     ann.write_text(json.dumps(changed))

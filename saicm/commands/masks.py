@@ -22,13 +22,15 @@ def cmd_masks(a: argparse.Namespace) -> int:
     warn_unused({"--alpha": a.alpha if source in ("coco", "coco-edges") else None,
                  "--sam-checkpoint": a.sam_checkpoint if source != "sam" else None,
                  "--sam-opt": a.sam_opt if source != "sam" else None,
+                 "--sam-model": a.sam_model if source != "sam" else None,
+                 "--edge-method": a.edge_method if source == "coco" else None,
                  "--annotations": a.annotations if source in ("regions", "sam") else None}, f"--source {source}")
     opts = parse_options(a.sam_opt) if source == "sam" else {}
     alpha = {} if a.alpha is None else {"alpha": a.alpha}  # (not given: make_source's default)
     make, settings = make_source(source, **alpha, annotations=a.annotations,
-                                 sam_checkpoint=a.sam_checkpoint, sam_model=a.sam_model, sam_options=opts,
+                                 sam_checkpoint=a.sam_checkpoint, sam_model=a.sam_model or "vit_b", sam_options=opts,
                                  device=a.device)
-    spec = MaskSpec(source=source, settings=settings, edge_method=a.edge_method, edge_width=a.edge_width)
+    spec = MaskSpec(source=source, settings=settings, edge_method=a.edge_method or "boundary", edge_width=a.edge_width)
     s = run_masks(a.input, a.output, spec, make, shard=shard, preview=a.preview, overwrite=a.overwrite,
                   progress=not a.quiet)
     frac = "n/a" if s["mean_fraction"] is None else f"{100 * s['mean_fraction']:.2f}%"
@@ -64,11 +66,12 @@ def register(sub) -> None:
                    help="mask source (default: sam with --sam-checkpoint, else regions)")
     m.add_argument("--alpha", type=float, help="confidence α in (0, 1] of sam and regions (default 0.78)")
     m.add_argument("--sam-checkpoint", help="path of a Segment Anything checkpoint (.pth)")
-    m.add_argument("--sam-model", default="vit_b", help="vit_b, vit_l or vit_h (default vit_b)")
+    m.add_argument("--sam-model", help="vit_b, vit_l or vit_h: the checkpoint's model (default vit_b)")
     m.add_argument("--sam-opt", action="append", metavar="KEY=VALUE",
                    help="override a SamAutomaticMaskGenerator setting, e.g. points_per_side=16 (repeatable)")
     m.add_argument("--annotations", help="COCO instances JSON for --source coco / coco-edges")
-    m.add_argument("--edge-method", choices=["boundary", "canny"], default="boundary")
+    m.add_argument("--edge-method", choices=["boundary", "canny"],
+                   help="how edge sources turn segments into edges (default boundary; not used by --source coco)")
     m.add_argument("--edge-width", type=positive, default=1, help="dilate the masks (edges; with --source coco, the "
                    "objects) to this width in pixels (default 1: as drawn)")
     m.add_argument("--shard", help="I/N: process every N-th image starting at I (0-based)")
