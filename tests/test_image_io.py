@@ -154,3 +154,11 @@ def test_a_multi_frame_file_is_closed_after_reading(tmp_path):
         gc.collect()
     kinds = [w.category for w in caught]
     assert UserWarning in kinds and ResourceWarning not in kinds  # "only the first frame", and no open file
+
+
+def test_array_layouts_that_are_not_images_say_what_to_pass():
+    with pytest.raises(ImageError, match=r"channels first\? pass a.transpose\(1, 2, 0\)"):
+        image_io.load_image(np.zeros((3, 8, 10), np.uint8))
+    with pytest.raises(ImageError, match="a batch"):
+        image_io.load_image(np.zeros((2, 8, 10, 3), np.uint8))
+    assert image_io.load_image(np.zeros((3, 8, 3), np.uint8)).rgb.shape == (3, 8, 3)  # 3 rows of RGB: an image

@@ -127,7 +127,9 @@ def _from_array(a: np.ndarray) -> Image.Image:
     if a.ndim == 2:
         a = a[:, :, None]
     if a.ndim != 3 or a.shape[2] not in (1, 3, 4):
-        raise ImageError(f"array of shape {a.shape} is not an image (H, W[, 1|3|4])")
+        hint = (" (channels first? pass a.transpose(1, 2, 0))" if a.ndim == 3 and a.shape[0] in (1, 3, 4) else
+                " (a batch? pass one image at a time)" if a.ndim == 4 else "")
+        raise ImageError(f"array of shape {a.shape} is not an image (H, W[, 1|3|4]){hint}")
     if a.dtype == np.uint16:
         a = (a.astype(np.uint32) * 255 + 32767) // 65535
     elif a.dtype.kind == "f":
