@@ -260,7 +260,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"saicm: error: {missing}", file=sys.stderr)
         return missing.exit_code
     except KeyboardInterrupt as e:
-        print(f"saicm: {e.args[0] if e.args else 'interrupted'}", file=sys.stderr)  # (training: where to go on)
+        if not getattr(e, "quiet", False):  # (a training run's other ranks: rank 0 says it)
+            print(f"saicm: {e.args[0] if e.args else 'interrupted'}", file=sys.stderr)  # (training: where to go on)
         return 130
     except BrokenPipeError:
         # the reader of the output went away (`saicm models | head`): stop quietly, as Unix tools do

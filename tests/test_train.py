@@ -163,6 +163,30 @@ def test_ctrl_c_saves_the_steps_done_and_the_run_resumes_exactly(data_dir, tmp_p
     assert "saicm: interrupted after step 3: its checkpoint is saved" in capsys.readouterr().err
 
 
+def test_sigterm_saves_the_steps_done_like_ctrl_c(data_dir, tmp_path, monkeypatch):
+    """A scheduler's SIGTERM (preemption, a time limit) killed the run and lost every step since the last
+    checkpoint; now it stops after the current step with its checkpoint saved, as Ctrl-C does."""
+    import signal
+
+    from saicm.train import trainer
+
+    real = trainer._lr_at
+    sent = []
+
+    def sigterm_in_step_2(cfg, step):
+        if step == 1 and not sent:
+            sent.append(1)
+            os.kill(os.getpid(), signal.SIGTERM)
+        return real(cfg, step)
+
+    monkeypatch.setattr(trainer, "_lr_at", sigterm_in_step_2)
+    out = tmp_path / "cut"
+    with pytest.raises(KeyboardInterrupt, match="interrupted after step 2"):
+        train(tiny_cfg(data_dir, out, steps=6, ckpt_every=100))
+    assert torch.load(out / "checkpoint.pt", weights_only=False)["step"] == 2
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # put back
+
+
 def test_an_ignored_sigint_stays_ignored(data_dir, tmp_path, monkeypatch):
     """A job started with & by a script has SIGINT ignored; the Ctrl-C handler of one-process runs replaced that and
     stopped the job."""
@@ -330,6 +354,23 @@ def test_an_interrupted_ddp_run_resumes_exactly_as_if_it_had_not_stopped(data_di
     assert all(torch.equal(a[k], b[k]) for k in a)
     logs = [[json.loads(line)["loss"] for line in (run / "log.jsonl").read_text().splitlines()] for run in (whole, out)]
     assert logs[0] == logs[1] and len(logs[0]) == 6
+
+    # Ctrl-C on torchrun (it passes SIGINT on to every process): the steps done were lost, up to --ckpt-every;
+    # now every rank stops after the same step, its checkpoint saved, and the run resumes exactly
+    ctrl_c = tmp_path / "ctrl_c.py"  # rank 0, in step 3, sends torchrun the terminal's SIGINT
+    ctrl_c.write_text("import os, signal, sys, time\nfrom saicm.train import trainer\nreal = trainer._lr_at\n"
+                      "sent = []\ndef cut(cfg, step):\n    if step == 2 and os.environ['RANK'] == '0' and not sent:\n"
+                      "        sent.append(1); os.kill(os.getppid(), signal.SIGINT); time.sleep(3)\n"
+                      "    return real(cfg, step)\ntrainer._lr_at = cut\n"
+                      "from saicm.cli import main\nsys.exit(main(sys.argv[1:]))\n")
+    out = tmp_path / "ctrl-c"
+    r = _ddp_train(data_dir, out, "--steps", "6", "--ckpt-every", "100", script=ctrl_c)
+    assert r.returncode != 0 and torch.load(out / "checkpoint.pt", weights_only=False)["step"] == 3, r.stderr[-3000:]
+    assert (r.stdout + r.stderr).count("interrupted after step 3: its checkpoint is saved") == 1  # said once
+    r = _ddp_train(data_dir, out, "--steps", "6", "--ckpt-every", "100", "--resume")
+    assert r.returncode == 0, r.stderr[-3000:]
+    b = saicm.load_model(out / "model.safetensors")[0].state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
 
 
 def test_non_finite_loss_stops_with_a_clear_error_and_keeps_weights_clean(data_dir, tmp_path, monkeypatch):

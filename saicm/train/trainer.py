@@ -386,14 +386,18 @@ def train(cfg: TrainConfig) -> Path:
             raise SaicmError(f"{what} not finite for {bad} steps in a row at step {step + 1} "
                              f"(lower --lr?); the last good checkpoint is {ckpt_path}")
 
-    stop = _StopAtStepEnd(world == 1)
+    stop = _StopAtStepEnd(world, rank)
     saved_at = start
     try:
         for step in range(start, cfg.steps):
-            if stop.requested:  # Ctrl-C: the steps done since the last checkpoint are kept, then the run stops
+            if stop.agreed(device):  # Ctrl-C: the steps done since the last checkpoint are kept, then the run stops
                 if saved_at < step:
-                    _save_checkpoint(ckpt_path, model, opt, aux_opt, step, cfg, _rng_states(world, device))
-                raise TrainingInterrupted(step, ckpt_path if step > 0 else None)
+                    rng = _rng_states(world, device)  # (a collective)
+                    if rank == 0:
+                        _save_checkpoint(ckpt_path, model, opt, aux_opt, step, cfg, rng)
+                if world > 1:
+                    dist.barrier()  # the checkpoint is on disk before any rank says so
+                raise TrainingInterrupted(step, ckpt_path if step > 0 else None, quiet=rank > 0)
             x, mask = next(loader)
             x = x.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
             mask = mask.to(device, non_blocking=True)
@@ -459,38 +463,57 @@ def train(cfg: TrainConfig) -> Path:
 
 
 class TrainingInterrupted(KeyboardInterrupt):
-    """Ctrl-C stopped a run after a step, its checkpoint saved (``saicm train --resume`` goes on exactly)."""
+    """Ctrl-C stopped a run after a step, its checkpoint saved (``saicm train --resume`` goes on exactly).
+    ``quiet``: a rank other than 0 of a multi-process run, which has nothing to add to rank 0's message."""
 
-    def __init__(self, step: int, checkpoint: Path | None):
-        super().__init__(f"interrupted after step {step}: its checkpoint is saved ({checkpoint}); go on with the "
+    def __init__(self, step: int, checkpoint: Path | None, quiet: bool = False):
+        super().__init__("" if quiet else
+                         f"interrupted after step {step}: its checkpoint is saved ({checkpoint}); go on with the "
                          "same command and --resume" if checkpoint else "interrupted before the first step")
-        self.step, self.checkpoint = step, checkpoint
+        self.step, self.checkpoint, self.quiet = step, checkpoint, quiet
 
 
 class _StopAtStepEnd:
-    """While a one-process run trains, the first Ctrl-C (SIGINT) asks it to stop after the current step, so that
-    the steps since the last checkpoint are saved (they were lost: up to --ckpt-every steps); a second one stops at
-    once. Not under several processes (their ranks must stop at the same step) nor outside the main thread."""
+    """While a run trains, the first Ctrl-C (SIGINT) or SIGTERM (a scheduler's, or torchrun's when it is
+    stopped: it passes the signal it got on to every process) asks it to stop after the current step, so that
+    the steps since the last checkpoint are saved (they were lost: up to --ckpt-every steps); a second one stops
+    at once. Several processes agree on the step before any stops (their ranks get the signal at different
+    moments, and a rank that left alone would leave the others waiting in a collective). Handlers go only over
+    Python's defaults and only in the main thread: an ignored SIGINT (a job started with & by a script) stays
+    ignored, and a caller's own handler stays in charge."""
 
-    def __init__(self, enabled: bool):
+    _DEFAULTS = {signal.SIGINT: signal.default_int_handler, signal.SIGTERM: signal.SIG_DFL}
+
+    def __init__(self, world: int = 1, rank: int = 0):
         self.requested = False
-        self._previous = None
-        # only over Python's own handler: an ignored SIGINT (a job started with & by a script) stays ignored,
-        # and a handler of the caller's stays in charge
-        if enabled and threading.current_thread() is threading.main_thread() \
-                and signal.getsignal(signal.SIGINT) is signal.default_int_handler:
-            self._previous = signal.signal(signal.SIGINT, self._handle)
+        self._world, self._rank = world, rank
+        self._previous: dict = {}
+        if threading.current_thread() is threading.main_thread():
+            for sig, default in self._DEFAULTS.items():
+                if signal.getsignal(sig) is default:
+                    self._previous[sig] = signal.signal(sig, self._handle)
 
     def _handle(self, signum, frame) -> None:
         if self.requested:
             raise KeyboardInterrupt
         self.requested = True
-        print("\nsaicm: stopping after this step (Ctrl-C again to stop now)", file=sys.stderr, flush=True)
+        if self._rank == 0:
+            print("\nsaicm: stopping after this step (Ctrl-C again to stop now)", file=sys.stderr, flush=True)
+
+    def agreed(self, device) -> bool:
+        """Whether to stop before the next step: this process's request, or any rank's under several processes
+        (every rank calls this at every step: one all-reduce of a flag)."""
+        if self._world == 1:
+            return self.requested
+        flag = torch.tensor([1.0 if self.requested else 0.0], device=device)
+        dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+        self.requested = self.requested or bool(flag.item())
+        return self.requested
 
     def close(self) -> None:
-        if self._previous is not None:
-            signal.signal(signal.SIGINT, self._previous)
-            self._previous = None
+        for sig, previous in self._previous.items():
+            signal.signal(sig, previous)
+        self._previous = {}
 
 
 def _clone_for_export(model: nn.Module) -> nn.Module:
