@@ -98,6 +98,27 @@ def test_masks_cli_writes_1bit_pngs_manifest_and_resumes(folder, tmp_path):
     assert len(lines) == 3  # the α = 0.5 lines were kept beside the new ones (6 lines for 3 images)
 
 
+def test_a_mask_written_by_a_killed_run_gets_its_manifest_line(folder, tmp_path):
+    """A run killed between writing a mask and its manifest line left that mask without a line for good (a rerun
+    skips finished masks)."""
+    out = tmp_path / "m"
+    assert run_cli("masks", folder, "-o", out, "--quiet").returncode == 0
+    manifest = out / "manifest-0-of-1.jsonl"
+    lines = manifest.read_text().splitlines()
+    manifest.write_text("\n".join(x for x in lines if json.loads(x)["image"] != "b.jpg") + "\n" + lines[-1][:9])
+    r = run_cli("masks", folder, "-o", out, "--quiet")
+    assert r.returncode == 0 and "3 already done" in r.stdout
+    got = {}
+    for x in manifest.read_text().splitlines():
+        try:
+            got[json.loads(x)["image"]] = json.loads(x)
+        except ValueError:
+            pass  # the cut line
+    assert sorted(got) == ["a.png", "b.jpg", "sub/c.png"]
+    before = {json.loads(x)["image"]: json.loads(x) for x in lines}["b.jpg"]
+    assert got["b.jpg"]["fraction"] == before["fraction"] and got["b.jpg"]["segments"] is None
+
+
 def test_masks_never_take_their_own_output_or_share_a_mask(folder, tmp_path, capsys):
     from saicm.cli import main
 
@@ -125,6 +146,8 @@ def test_masks_shards_split_the_folder(folder, tmp_path):
     b = (out / "manifest-1-of-2.jsonl").read_text().splitlines()
     assert len(a) == 2 and len(b) == 1
     assert len(list(out.rglob("*.png"))) == 3
+    r = run_cli("masks", folder, "-o", out, "--quiet")  # every mask done: no new, empty manifest-0-of-1
+    assert r.returncode == 0 and "3 already done" in r.stdout and not (out / "manifest-0-of-1.jsonl").exists()
     r = run_cli("masks", folder, "-o", out, "--shard", "2/2")
     assert r.returncode != 0 and "--shard" in r.stderr
 

@@ -35,7 +35,8 @@ def cmd_masks(a: argparse.Namespace) -> int:
                   progress=not a.quiet)
     frac = "n/a" if s["mean_fraction"] is None else f"{100 * s['mean_fraction']:.2f}%"
     print(f"{s['written']} written, {s['skipped']} already done, {len(s['failed'])} failed of {s['images']} "
-          f"images (shard {shard[0]}/{shard[1]}); mean mask coverage {frac}; manifest {s['manifest']}")
+          f"images (shard {shard[0]}/{shard[1]}); mean mask coverage {frac}"
+          + (f"; manifest {s['manifest']}" if s["manifest"] else ""))
     for f in s["failed"]:
         print(f"saicm: skipped {f}", file=sys.stderr)
     return 1 if s["failed"] else 0

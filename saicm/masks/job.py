@@ -16,6 +16,7 @@ without talking to each other; their manifests are separate files.
 from __future__ import annotations
 
 import json
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -197,15 +198,25 @@ def run_masks(src: str | Path, out: str | Path, spec: MaskSpec, make: Callable, 
     i, n = shard
     mine = files[i::n]
     manifest = out / f"manifest-{i}-of-{n}.jsonl"
+    if overwrite:  # --overwrite redoes the shard: its old lines go too
+        manifest.unlink(missing_ok=True)
+    listed = set() if overwrite else _listed(out)
     done = skipped = 0
     fractions: list[float] = []
     failures: list[str] = []
-    with open(manifest, "w" if overwrite else "a") as log:  # --overwrite redoes the shard: its old lines go too
+    with _LazyLines(manifest) as log:  # made at its first line: a rerun with nothing to do leaves no empty file
         for f in tqdm(mine, desc=f"masks {spec.source} {i}/{n}", unit="img", disable=not progress):
             rel = f.relative_to(src)
             dest = out / mask_path(rel)
             if dest.is_file() and not overwrite:
                 skipped += 1
+                if str(rel) not in listed:  # written by a run killed before its line: the line, from the mask
+                    try:
+                        frac = float(load_mask(dest).mean())
+                    except SaicmError:
+                        continue
+                    log.write(json.dumps(dict(image=str(rel), mask=str(mask_path(rel)), fraction=round(frac, 6),
+                                              segments=None, seconds=None)) + "\n")
                 continue
             t0 = time.perf_counter()
             try:
@@ -231,10 +242,51 @@ def run_masks(src: str | Path, out: str | Path, spec: MaskSpec, make: Callable, 
             fractions.append(frac)
             log.write(json.dumps(dict(image=str(rel), mask=str(rel.with_suffix(".png")), fraction=round(frac, 6),
                                       segments=int(count), seconds=round(time.perf_counter() - t0, 3))) + "\n")
-            log.flush()
             done += 1
     return dict(images=len(mine), written=done, skipped=skipped, failed=failures,
-                mean_fraction=float(np.mean(fractions)) if fractions else None, manifest=str(manifest))
+                mean_fraction=float(np.mean(fractions)) if fractions else None,
+                manifest=str(manifest) if manifest.is_file() else None)
+
+
+def _listed(out: Path) -> set[str]:
+    """The images that the folder's manifests (every shard's) have a line for."""
+    names = set()
+    for m in out.glob("manifest-*-of-*.jsonl"):
+        try:
+            lines = m.read_text().splitlines()
+        except (OSError, UnicodeDecodeError):
+            continue
+        for line in lines:
+            try:
+                names.add(str(json.loads(line)["image"]))
+            except (ValueError, KeyError, TypeError):  # a line cut by a kill
+                continue
+    return names
+
+
+class _LazyLines:
+    """A file opened for appending at its first line (and flushed after each)."""
+
+    def __init__(self, path: Path):
+        self.path, self._f = path, None
+
+    def __enter__(self):
+        return self
+
+    def write(self, line: str) -> None:
+        if self._f is None:
+            with open(self.path, "ab+") as f:  # a line cut by a kill must not swallow the next one
+                f.seek(0, os.SEEK_END)
+                cut = f.tell() > 0 and (f.seek(-1, os.SEEK_END), f.read(1))[1] != b"\n"
+            self._f = open(self.path, "a")
+            if cut:
+                self._f.write("\n")
+        self._f.write(line)
+        self._f.flush()
+
+    def __exit__(self, *exc) -> None:
+        if self._f is not None:
+            self._f.close()
 
 
 #: share of pixels between off and on that a mask may hold: a mask saved as JPEG, resized or blurred has 1–25 %
