@@ -509,6 +509,9 @@ def test_cli_errors(clip_mkv, tmp_path, capsys):
     for bad in ("v.gif", "v.webm", "v.png"):  # became folders so named
         _one_line_error(capsys, ["video", "decode", p, "-o", tmp_path / bad], f"cannot write a {bad[1:]} file")
         assert not (tmp_path / bad).exists()
+    for bad in ("v.txt", "v.json"):  # a folder so named was made
+        _one_line_error(capsys, ["video", "decode", p, "-o", tmp_path / bad], f"names a {bad[1:]} file")
+        assert not (tmp_path / bad).exists()
     with pytest.raises(SystemExit):
         main(["video", "encode", str(clip_mkv), "-o", str(out), "--preset", "huge"])
     assert main(["video", "presets", "--size", "64x48"]) == 0

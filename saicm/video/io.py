@@ -358,12 +358,29 @@ def _folder_frames(folder: Path, start: int, stop: int | None, size, max_pixels
 
 # --- writing -------------------------------------------------------------------------------------
 
+#: suffixes of files that are not folders of frames (a folder so named was made for ``-o out.txt``)
+FILE_SUFFIXES = frozenset({".saicm", ".saicmv", ".txt", ".json", ".jsonl", ".csv", ".log", ".md", ".html", ".xml",
+                           ".yaml", ".yml", ".pdf", ".zip", ".tar", ".gz", ".npy", ".npz", ".pt", ".pth",
+                           ".safetensors", ".onnx"})
+
+
+def refuse_file_name_for_frames(dest: str | os.PathLike) -> None:
+    """A one-line error if the frames folder ``dest`` (absent) is named as a file (``-o out.txt``, ``-o x.png``)."""
+    from ..codec.image_io import names_media_file
+
+    dest = Path(dest)
+    if not dest.is_dir() and (names_media_file(dest) or dest.suffix.lower() in FILE_SUFFIXES):
+        raise SaicmError(f"names a {dest.suffix} file, but PNG frames are written to a folder: give a folder "
+                         "name without that suffix (nothing written)", str(dest))
+
+
 def write_png_frames(batches: Iterable[tuple[int, np.ndarray]], dest: str | os.PathLike, first: int = 0,
                      meta: dict | None = None, compress_level: int = 1) -> list[Path]:
     """Write ``(start, (B, H, W, 3) uint8)`` batches as ``frame_%06d.png`` (index = ``first`` + position)."""
     from PIL import Image
 
     dest = Path(dest)
+    refuse_file_name_for_frames(dest)
     names = []
     with atomic_folder(dest) as tmp:
         for start, batch in batches:
