@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import importlib
+import inspect
 from typing import Any, Callable
 
 
@@ -31,7 +33,29 @@ def lazy_getattr(package: str, api: dict[str, tuple[str, str | None]], namespace
             return unavailable
         if attr is not None:
             value = getattr(value, attr)
+            if inspect.isfunction(value):
+                value = _missing_extra_in_one_line(value)
         namespace[name] = value
         return value
 
     return __getattr__
+
+
+def _missing_extra_in_one_line(fn: Callable) -> Callable:
+    """``fn``, raising :class:`~saicm.errors.MissingDependency` (a SaicmError naming the extra to install) where a
+    call needs an optional extra's module that is not installed (``saicm.compress(..., engine="torch")`` on a
+    coding-only install raised a bare ModuleNotFoundError from deep inside)."""
+
+    @functools.wraps(fn)
+    def call(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except ModuleNotFoundError as e:
+            from .errors import MissingDependency
+
+            missing = MissingDependency.of(e)
+            if missing is None:
+                raise
+            raise missing from None
+
+    return call

@@ -584,9 +584,17 @@ def test_without_pytorch_the_api_names_what_to_install(tmp_path):
         "assert hasattr(saicm, 'load_model')\n"
         "from saicm import *\n"
         "try:\n    saicm.load_model('mse-hyperprior-n64-v5')\n"
-        "except saicm.SaicmError as e:\n    print('refused:', e)\n", tmp_path / "cache")
+        "except saicm.SaicmError as e:\n    print('refused:', e)\n"
+        # calls that need PyTorch only for some arguments raised a bare ModuleNotFoundError from deep inside
+        f"for call in [lambda: saicm.compress(r'{REF}', engine='torch'), lambda: saicm.compress(r'{REF}', refine=2),\n"
+        f"             lambda: saicm.decompress(r'{ROOT / 'tests/reference/astronaut-200x150-v5-q1.saicm'}')]:\n"
+        "    try:\n        call()\n    except saicm.SaicmError as e:\n        print('refused:', e)\n", tmp_path / "cache")
     assert r.returncode == 0, r.stderr
-    assert "refused: this needs torch" in r.stdout and "pip install 'saicm[train]'" in r.stdout
+    assert r.stdout.count("refused: this needs torch") == 4 and "pip install 'saicm[train]'" in r.stdout
+    clip = ROOT / "tests/reference/shapes-64x48-8f-tiny.saicmv"  # a clip's network needs PyTorch, its checks too
+    r = run_without_torch(f"import saicm\ntry:\n    saicm.describe(r'{clip}')\n"
+                          "except saicm.SaicmError as e:\n    print('refused:', e)\n", tmp_path / "cache")
+    assert r.returncode == 0 and "refused: this needs torch" in r.stdout, r.stderr
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
