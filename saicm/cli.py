@@ -237,6 +237,10 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+#: the commands of ``saicm[eval]``
+EVAL_COMMANDS = frozenset({"eval", "bdrate", "plot", "report"})
+
+
 def main(argv: list[str] | None = None) -> int:
     from .errors import SaicmError
 
@@ -254,7 +258,8 @@ def main(argv: list[str] | None = None) -> int:
     except ModuleNotFoundError as e:  # an optional extra's module on a coding-only install
         from .errors import MissingDependency
 
-        missing = MissingDependency.of(e)
+        # the evaluation commands need saicm[eval] (which holds saicm[train]) whichever module is missing first
+        missing = MissingDependency.of(e, "eval" if args.command in EVAL_COMMANDS else None)
         if missing is None:
             raise
         print(f"saicm: error: {missing}", file=sys.stderr)

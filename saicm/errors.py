@@ -54,12 +54,13 @@ class MissingDependency(SaicmError):
     """A feature of an optional extra (``saicm[train]``, ``saicm[eval]``) on a coding-only install."""
 
     @classmethod
-    def of(cls, err: ModuleNotFoundError) -> "MissingDependency | None":
-        """The user-facing error for an import that failed, if it is one of an extra's modules."""
+    def of(cls, err: ModuleNotFoundError, extra: str | None = None) -> "MissingDependency | None":
+        """The user-facing error for an import that failed, if it is one of an extra's modules; ``extra``: the
+        extra the whole feature needs (``saicm eval`` needs ``saicm[eval]``, which holds ``saicm[train]``)."""
         root = (err.name or "").split(".")[0]
         if root not in EXTRAS:
             return None
-        extra = EXTRAS[root]
+        extra = extra or EXTRAS[root]
         return cls(f"this needs {root}, which the coding-only install lacks: pip install 'saicm[{extra}]' "
                    f"(or 'saicm[all]'); coding and decoding format-3 files need neither")
 

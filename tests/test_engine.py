@@ -563,16 +563,26 @@ def test_portable_header_layout_is_version_two_layout():
 def test_without_pytorch_installed_coding_works_and_the_rest_says_what_to_install(tmp_path):
     """A coding-only install, simulated: importing torch or compressai fails in the child."""
     out = tmp_path / "a.saicm"
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for k in range(3):
+        (folder / f"{k}.png").write_bytes(REF.read_bytes())
     r = run_without_torch(
             f"assert main(['compress', r'{REF}', '-o', r'{out}', '--quiet']) == 0\n"
             f"assert main(['decompress', r'{out}', '-o', r'{tmp_path / 'a.png'}', '--quiet']) == 0\n"
             f"print(main(['compress', r'{REF}', '-o', r'{tmp_path / 'b.saicm'}', '--engine', 'torch', '--quiet']))\n"
             f"print(main(['decompress', r'{ROOT / 'tests/reference/astronaut-200x150-v5-q1.saicm'}', '-o', "
-            f"r'{tmp_path / 'c.png'}', '--quiet']))\n", tmp_path / "cache")
+            f"r'{tmp_path / 'c.png'}', '--quiet']))\n"
+            f"print(main(['compress', r'{folder}', '-o', r'{tmp_path / 'f'}', '--engine', 'torch', '--quiet']))\n"
+            # an evaluation command: saicm[eval], not [train]
+            f"print(main(['eval', '--codec', 'jpeg', '--dataset', r'{folder}', '-o', r'{tmp_path / 'e.json'}', '--quiet']))\n",
+            tmp_path / "cache")
     assert r.returncode == 0, r.stderr
-    assert r.stdout.splitlines()[-2:] == ["1", "1"]  # both refused, one line each, no traceback
-    lines = [ln for ln in r.stderr.splitlines() if ln.startswith("saicm: error:")]
-    assert len(lines) == 2 and all("pip install 'saicm[train]'" in ln for ln in lines)
+    # all refused (exit 2, as train or eval), one line each, no traceback; the folder's job said it once per image
+    assert r.stdout.splitlines()[-4:] == ["2", "2", "2", "2"]
+    lines = [ln for ln in r.stderr.splitlines() if "pip install" in ln]
+    assert len(lines) == 4 and all(ln.startswith("saicm: error:") for ln in lines)
+    assert ["saicm[train]" in ln for ln in lines] == [True] * 3 + [False] and "saicm[eval]" in lines[3]
     assert "Traceback" not in r.stderr
 
 

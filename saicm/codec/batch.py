@@ -102,11 +102,11 @@ def _run_one(fn: Callable[[Job], dict], job: Job) -> Outcome:
         return Outcome(job, error=f"{job.dst}: cannot write output ({e.strerror or e})")
     try:
         return Outcome(job, info=fn(job))
-    except ModuleNotFoundError as e:
+    except ModuleNotFoundError as e:  # not this file's fault: every file would fail alike, so the job stops
         missing = MissingDependency.of(e)
         if missing is None:
             raise
-        return Outcome(job, error=f"{job.src}: {missing}")
+        raise missing from None
     except SaicmError as e:
         return Outcome(job, error=str(e) if e.path else f"{job.src}: {e}")
     except OSError as e:
