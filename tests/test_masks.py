@@ -358,3 +358,14 @@ def test_a_sharded_overwrite_cannot_adopt_foreign_masks(folder, tmp_path, capsys
     Image.fromarray(np.zeros((4, 4), np.uint8)).save(foreign / "a.png")
     assert main(["masks", str(folder), "-o", str(foreign), "--overwrite", "--shard", "0/2", "--quiet"]) == 2
     assert "without --shard" in capsys.readouterr().err and not (foreign / "masks.json").exists()
+
+
+def test_masks_without_their_extra_leave_no_half_made_folder(folder, tmp_path):
+    """On a coding-only install `saicm masks` said what to install, but left masks.json and a manifest behind."""
+    from .conftest import run_without_torch
+
+    out = tmp_path / "m"
+    r = run_without_torch(f"sys.modules['skimage'] = None\nprint(main(['masks', r'{folder}', '-o', r'{out}', "
+                          "'--quiet']))\n", tmp_path / "cache")
+    assert r.stdout.strip() == "2" and "saicm[train]" in r.stderr, r.stderr
+    assert not out.exists()

@@ -193,7 +193,20 @@ def run_masks(src: str | Path, out: str | Path, spec: MaskSpec, make: Callable, 
     if clash:  # x.jpg and x.png would share x.png, and training would give both that one mask
         raise SaicmError(f"{clash[0]} and {clash[1]} would share one mask ({mask_path(clash[0])}): rename one",
                          str(src))
+    created = not out.exists()
     ensure_dir(out)
+    try:
+        return _run(src, out, files, spec, make, shard, preview, overwrite, progress)
+    except ModuleNotFoundError:  # an extra not installed (coding-only): no half-made folder is left behind
+        if created and not any(q.suffix == ".png" for q in out.rglob("*")):
+            import shutil
+
+            shutil.rmtree(out, ignore_errors=True)
+        raise
+
+
+def _run(src: Path, out: Path, files: list[Path], spec: MaskSpec, make: Callable, shard, preview: bool,
+         overwrite: bool, progress: bool) -> dict:
     _check_spec(out, spec, overwrite, sharded=shard[1] > 1)
     i, n = shard
     mine = files[i::n]
