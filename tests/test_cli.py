@@ -120,11 +120,15 @@ def test_a_quality_the_model_lacks_is_refused_once_before_a_folder_is_coded(tmp_
         Image.fromarray(natural_image(seed=i)).save(folder / f"{i}.png")
     out = tmp_path / "out"
     for argv, needle in ((["--quality", "9"], "quality 9 out of range"),
-                         (["--human-quality", "1"], "single-layer model: --human-quality needs a scalable model")):
+                         (["--human-quality", "1"], "single-layer model: a human-layer quality (--human-quality")):
         code = main(["compress", str(folder), "-o", str(out), "--model", str(tiny_model), *argv])
         assert code == 2
         _assert_one_line_error(code, capsys.readouterr().err, needle)
         assert not out.exists()
+    for named in ("out.saicm", "out.txt"):  # a folder's outputs went to a folder so named
+        code = main(["compress", str(folder), "-o", str(tmp_path / named), "--model", str(tiny_model)])
+        _assert_one_line_error(code, capsys.readouterr().err, f"names a .{named[4:]} file")
+        assert not (tmp_path / named).exists()
 
 
 def test_decompress_says_first_that_its_input_is_not_a_coded_file(tmp_path, capsys):

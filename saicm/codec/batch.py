@@ -23,6 +23,7 @@ from tqdm import tqdm
 
 from .._fs import ensure_dir, refuse_input_as_output
 from ..errors import MissingDependency, SaicmError
+from .image_io import names_a_file
 
 
 @dataclass
@@ -53,6 +54,9 @@ def plan(inp: str, out: str | None, accept: Callable[[Path], bool], suffix: str,
         raise SaicmError("writing to standard output is not supported: name an output file or folder with -o")
     src = Path(inp)
     if src.is_dir():
+        if out and not Path(out).is_dir() and names_a_file(out):  # it became a folder so named
+            raise SaicmError(f"names a {Path(out).suffix} file, but a folder's outputs go to a folder: give a "
+                             "folder name without that suffix (nothing written)", out)
         dst_root = Path(out) if out else src.with_name(src.name + "-" + suffix.lstrip("."))
         files = sorted(p for p in src.rglob("*") if accept(p))
         if not files:

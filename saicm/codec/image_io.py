@@ -55,6 +55,17 @@ def names_media_file(path: str | os.PathLike) -> bool:
     return Path(path).suffix.lower() in IMAGE_SUFFIXES | VIDEO_SUFFIXES
 
 
+#: suffixes of files that are never folders (``-o out.txt`` for a folder's outputs made a folder so named)
+FILE_SUFFIXES = frozenset({".saicm", ".saicmv", ".txt", ".json", ".jsonl", ".csv", ".log", ".md", ".html", ".xml",
+                           ".yaml", ".yml", ".pdf", ".zip", ".tar", ".gz", ".npy", ".npz", ".pt", ".pth",
+                           ".safetensors", ".onnx"})
+
+
+def names_a_file(path: str | os.PathLike) -> bool:
+    """Whether ``path`` ends like a file, never a folder: an image, a video, a coded file or a document."""
+    return names_media_file(path) or Path(path).suffix.lower() in FILE_SUFFIXES
+
+
 def refuse_media_output(path: str | os.PathLike, what: str) -> None:
     """A one-line error, before anything is written, if the coded output ``path`` (``what``: what it holds) is
     named as an image or video file (:func:`names_media_file`)."""

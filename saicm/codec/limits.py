@@ -60,7 +60,8 @@ def check_pixels(height: int, width: int, max_pixels: int | None = None, what: s
     limit = resolve_max_pixels(max_pixels)
     if height * width > limit:
         err = FormatError if what == "the file" else ImageError
-        raise err(f"{what} holds a {width}x{height} image ({height * width:,} pixels), more than the limit of "
+        size = "holds a" if what == "the file" else "is a"  # (a coded file holds an image; an image is one)
+        raise err(f"{what} {size} {width}x{height} image ({height * width:,} pixels), more than the limit of "
                   f"{limit:,}; raise it with --max-pixels (Python: max_pixels=) if you trust it")
 
 

@@ -38,7 +38,8 @@ def check_options(info, quality=None, human_quality=None, refine: int = 0) -> No
     check_refine(info, refine)
     if info.architecture != SCALABLE_ARCHITECTURE:
         if human_quality is not None:
-            raise ModelError(f"{info.name} is a single-layer model: --human-quality needs a scalable model")
+            raise ModelError(f"{info.name} is a single-layer model: a human-layer quality (--human-quality, "
+                             "Python: human_quality=) needs a scalable model")
         checked_quality(quality, info.num_qualities, info.name)
         return
     from ..models.catalog import locate

@@ -358,18 +358,12 @@ def _folder_frames(folder: Path, start: int, stop: int | None, size, max_pixels
 
 # --- writing -------------------------------------------------------------------------------------
 
-#: suffixes of files that are not folders of frames (a folder so named was made for ``-o out.txt``)
-FILE_SUFFIXES = frozenset({".saicm", ".saicmv", ".txt", ".json", ".jsonl", ".csv", ".log", ".md", ".html", ".xml",
-                           ".yaml", ".yml", ".pdf", ".zip", ".tar", ".gz", ".npy", ".npz", ".pt", ".pth",
-                           ".safetensors", ".onnx"})
-
-
 def refuse_file_name_for_frames(dest: str | os.PathLike) -> None:
     """A one-line error if the frames folder ``dest`` (absent) is named as a file (``-o out.txt``, ``-o x.png``)."""
-    from ..codec.image_io import names_media_file
+    from ..codec.image_io import names_a_file
 
     dest = Path(dest)
-    if not dest.is_dir() and (names_media_file(dest) or dest.suffix.lower() in FILE_SUFFIXES):
+    if not dest.is_dir() and names_a_file(dest):
         raise SaicmError(f"names a {dest.suffix} file, but PNG frames are written to a folder: give a folder "
                          "name without that suffix (nothing written)", str(dest))
 
