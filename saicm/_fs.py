@@ -5,20 +5,36 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import stat
 import tempfile
 from pathlib import Path
 from typing import Callable, Iterator
 
 from .errors import SaicmError
 
+#: what a job does with an output file that exists: refuse it (one line, the file kept), skip it (counted done: a
+#: rerun after an interruption goes on where it stopped), or overwrite it
+EXISTING = ("refuse", "skip", "overwrite")
+
 
 @contextlib.contextmanager
 def atomic_path(dest: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``dest``; rename it onto ``dest`` on success.
 
-    On any exception the temporary file is removed and ``dest`` is untouched.
+    On any exception the temporary file is removed and ``dest`` is untouched. A symbolic link is written through
+    (its target is replaced, as ``cp`` does, not the link); a device or FIFO (``-o /dev/null``) is written to
+    directly: renaming onto it replaced ``/dev/null`` itself with a file when run as root.
     """
     dest = Path(dest)
+    if dest.is_symlink():
+        dest = Path(os.path.realpath(dest))
+    try:
+        mode = dest.stat().st_mode
+    except OSError:
+        mode = None
+    if mode is not None and (stat.S_ISCHR(mode) or stat.S_ISBLK(mode) or stat.S_ISFIFO(mode)):
+        yield dest
+        return
     parent = dest.parent if str(dest.parent) else Path(".")
     if not parent.is_dir():
         raise SaicmError("output folder does not exist", str(parent))

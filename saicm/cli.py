@@ -7,17 +7,19 @@ import os
 import sys
 import warnings
 
+from ._fs import EXISTING
 from .commands.argtypes import nonneg, positive
 from .engine import ENGINES, PORTABLE_ENGINES
 
 
 def _report(outcomes, is_folder: bool, verb: str) -> int:
-    failed = [o for o in outcomes if o.error]
-    for o in failed:
-        print(f"saicm: error: {o.error}", file=sys.stderr)
+    """The summary of a job whose failures were written as they happened; exit 1 if any file failed."""
+    failed = sum(1 for o in outcomes if o.error)
+    skipped = sum(1 for o in outcomes if o.skipped)
     if is_folder:
-        ok = len(outcomes) - len(failed)
-        print(f"{verb} {ok} of {len(outcomes)} files" + (f"; {len(failed)} failed" if failed else ""))
+        ok = len(outcomes) - failed - skipped
+        print(f"{verb} {ok} of {len(outcomes)} files" + (f"; {skipped} already there (skipped)" if skipped else "")
+              + (f"; {failed} failed" if failed else ""))
     return 1 if failed else 0
 
 
@@ -32,15 +34,15 @@ def cmd_compress(a: argparse.Namespace) -> int:
 
     # fail fast, once, on an unknown model, a quality it does not have or a bad --refine
     check_options(resolve(a.model), a.quality, a.human_quality, a.refine)
-    jobs, folder = batch.plan(a.input, a.output, is_image_file, ".saicm")
+    jobs, folder = batch.plan(a.input, a.output, is_image_file, ".saicm", existing=a.existing)
     if not folder:
         refuse_media_output(jobs[0].dst, "the coded file")
     # One file with --refine is long work of its own: show its steps (folders show a bar per file).
     step_bar = bool(a.refine) and not folder and not a.quiet
     fn = partial(_compress_job, model=a.model, quality=a.quality, refine=a.refine, progress=step_bar,
                  human_quality=a.human_quality, max_pixels=a.max_pixels, engine=a.engine)
-    outcomes = batch.run(fn, jobs, a.jobs, "compress", not a.quiet)
-    if not folder and outcomes[0].error is None:
+    outcomes = batch.run(fn, jobs, a.jobs, "compress", not a.quiet, errors=sys.stderr)
+    if not folder and outcomes[0].info is not None:
         i = outcomes[0].info
         print(f"{jobs[0].dst}: {i['bytes']} bytes, {i['bpp']:.4f} bpp ({i['model']} q{i['quality']}, {i['seconds']:.2f} s)")
         if "layers" in i:
@@ -74,13 +76,13 @@ def cmd_decompress(a: argparse.Namespace) -> int:
     if os.path.isfile(a.input):  # what is wrong with the input first (photo.png's own output would be photo.png)
         container.check_coded_file(a.input)
     jobs, folder = batch.plan(a.input, a.output, lambda p: p.is_file() and p.suffix.lower() == ".saicm", suffix,
-                              keep_existing=True)
+                              keep_existing=True, existing=a.existing)
     if not folder:  # an output suffix Pillow cannot write: a usage error, before the job
         output_format(jobs[0].dst)
     outcomes = batch.run(partial(_decompress_job, model=a.model, layer=a.layer, max_pixels=a.max_pixels,
                                  engine=a.engine), jobs,
-                         a.jobs, "decompress", not a.quiet)
-    if not folder and outcomes[0].error is None:
+                         a.jobs, "decompress", not a.quiet, errors=sys.stderr)
+    if not folder and outcomes[0].info is not None:
         i = outcomes[0].info
         layer = f", {i['layer']} layer" if i.get("layer") else ""
         print(f"{jobs[0].dst}: {i['width']}x{i['height']}{layer} ({i['seconds']:.2f} s)")
@@ -186,6 +188,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "bf16 codes ~1.7x faster on CPUs with bfloat16 units, Intel AMX; docs/engine.md); compressai: "
                    "formats 1/2 as saicm 0.3 wrote")
     c.add_argument("--jobs", type=positive, default=1, help="worker processes for folders (default 1)")
+    c.add_argument("--existing", choices=EXISTING, help="an output file that exists: refuse it (one line), skip it "
+                   "(counted done: go on after an interruption) or overwrite it (default for folders: overwrite)")
     c.add_argument("--quiet", action="store_true", help="no progress bar")
     c.set_defaults(func=cmd_compress)
 
@@ -209,6 +213,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "openvino or openvino-bf16 (optional; bf16 pixels differ from float32 ones by up to 2); "
                    "files of formats 1 and 2 always decode with PyTorch and CompressAI")
     d.add_argument("--jobs", type=positive, default=1, help="worker processes for folders (default 1)")
+    d.add_argument("--existing", choices=EXISTING, help="an output file that exists: refuse it (one line), skip it "
+                   "(counted done: go on after an interruption) or overwrite it (default: refuse, except a "
+                   "single file named with -o)")
     d.add_argument("--quiet", action="store_true", help="no progress bar")
     d.set_defaults(func=cmd_decompress)
 

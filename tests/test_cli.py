@@ -401,3 +401,159 @@ def test_an_interrupted_folder_job_drops_its_queue(tmp_path, monkeypatch):
         assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN  # a worker finishes its file on Ctrl-C
     finally:
         signal.signal(signal.SIGINT, before)
+
+
+def _photos(folder, n=3, seed=0):
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(n):
+        Image.fromarray(natural_image(seed=seed + i)).save(folder / f"{i}.png")
+    return folder
+
+
+def test_a_folder_decoded_into_the_originals_folder_leaves_them_alone_and_skip_resumes(tmp_path, tiny_model,
+                                                                                         capsys):
+    """`decompress coded -o originals` wrote the lossy decodes over the lossless originals without a word; and a
+    rerun after an interruption could only redo everything."""
+    orig = _photos(tmp_path / "orig")
+    before = {p.name: p.read_bytes() for p in orig.iterdir()}
+    m = ["--model", str(tiny_model), "--quiet"]
+    assert main(["compress", str(orig), "-o", str(tmp_path / "coded")] + m) == 0
+    assert main(["decompress", str(tmp_path / "coded"), "-o", str(orig)] + m) == 1
+    assert capsys.readouterr().err.count("exists: not overwritten") == 3
+    assert {p.name: p.read_bytes() for p in orig.iterdir()} == before
+    out = tmp_path / "dec"
+    (tmp_path / "coded" / "1.saicm").rename(tmp_path / "1.saicm")  # as if the job had stopped after two files
+    assert main(["decompress", str(tmp_path / "coded"), "-o", str(out)] + m) == 0
+    (tmp_path / "1.saicm").rename(tmp_path / "coded" / "1.saicm")
+    stamp = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
+    assert main(["decompress", str(tmp_path / "coded"), "-o", str(out), "--existing", "skip"] + m) == 0
+    assert "decompressed 1 of 3 files; 2 already there (skipped)" in capsys.readouterr().out
+    assert all(out.joinpath(n).stat().st_mtime_ns == t for n, t in stamp.items())
+    assert main(["decompress", str(tmp_path / "coded"), "-o", str(orig), "--existing", "overwrite"] + m) == 0
+    assert {p.name: p.read_bytes() for p in orig.iterdir()} != before  # asked for
+
+
+def test_folder_scans_say_what_they_cannot_read_and_skip_hidden_files(tmp_path, tiny_model, capsys):
+    """An unreadable subfolder was left out without a word (exit 0); hidden files (a killed job's .part files,
+    macOS's ._x.jpg) were taken as inputs; `compress .` raised a traceback."""
+    src = _photos(tmp_path / "src", 2)
+    (src / ".1.png.abcd.part.png").write_bytes(b"\x89PNG truncated")  # a killed job's temporary file
+    _photos(src / ".hidden", 1)
+    m = ["--model", str(tiny_model), "--quiet"]
+    assert main(["compress", str(src), "-o", str(tmp_path / "c")] + m) == 0
+    assert sorted(p.name for p in (tmp_path / "c").rglob("*")) == ["0.saicm", "1.saicm"]
+    if os.geteuid() != 0:  # (root reads any folder)
+        locked = _photos(src / "locked", 1)
+        locked.chmod(0)
+        try:
+            assert main(["compress", str(src), "-o", str(tmp_path / "c2")] + m) == 1
+            assert "cannot read folder" in capsys.readouterr().err
+        finally:
+            locked.chmod(0o755)
+    cwd = os.getcwd()
+    os.chdir(src)
+    try:
+        assert main(["compress", ".", "--model", str(tiny_model), "--quiet"]) == 0  # beside it: src-saicm
+    finally:
+        os.chdir(cwd)
+    assert sorted(p.name for p in (tmp_path / "src-saicm").iterdir()) == ["0.saicm", "1.saicm"]
+
+
+def test_a_folder_whose_outputs_cannot_be_written_is_refused_before_any_work(tmp_path, tiny_model, capsys):
+    src = _photos(tmp_path / "src", 2)
+    (tmp_path / "afile").write_text("x")
+    code = main(["compress", str(src), "-o", str(tmp_path / "afile"), "--model", str(tiny_model)])
+    assert code == 2 and "is a file: a folder's outputs go to a folder" in capsys.readouterr().err
+    code = main(["compress", str(src / "0.png"), "-o", str(tmp_path / "afile" / "x.saicm"), "--model",
+                 str(tiny_model)])
+    assert code == 1 and "a file, not a folder, is in the way" in capsys.readouterr().err
+
+
+def test_outputs_write_through_links_and_into_fifos(tmp_path, tiny_model):
+    """The output was renamed onto its path: a link was replaced by a file, and as root `-o /dev/null` replaced
+    the device with a file (a FIFO stands in for it here)."""
+    import threading
+
+    img = _photos(tmp_path / "src", 1) / "0.png"
+    target = tmp_path / "real.saicm"
+    target.write_bytes(b"old")
+    link = tmp_path / "link.saicm"
+    link.symlink_to(target)
+    assert main(["compress", str(img), "-o", str(link), "--model", str(tiny_model), "--quiet"]) == 0
+    assert link.is_symlink() and target.read_bytes()[:5] == b"SAICM"
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    got = []
+    reader = threading.Thread(target=lambda: got.append(open(fifo, "rb").read()))
+    reader.start()
+    assert main(["compress", str(img), "-o", str(fifo), "--model", str(tiny_model), "--quiet"]) == 0
+    reader.join(30)
+    assert got and got[0] == target.read_bytes()
+    import stat
+
+    assert stat.S_ISFIFO(os.stat(fifo).st_mode)  # still the FIFO
+
+
+def _memory_hungry(job):
+    if job.src.stem == "1":
+        raise MemoryError
+    job.dst.write_text("done")
+    return {"name": job.src.name}
+
+
+def _killed_worker(job):
+    if job.src.stem == "1":
+        os.kill(os.getpid(), 9)  # what the OOM killer does
+    import time
+
+    time.sleep(0.3)
+    job.dst.write_text("done")
+    return {"name": job.src.name}
+
+
+def test_one_file_out_of_memory_or_a_killed_worker_does_not_end_the_folder(tmp_path, capsys):
+    """A MemoryError, or a worker killed by the OOM killer, ended the job with a traceback: the files after it
+    were never coded, and exit 1 claimed they were."""
+    import io
+
+    from saicm.codec import batch
+
+    jobs = [batch.Job(tmp_path / f"{i}.png", tmp_path / "out" / f"{i}.saicm") for i in range(4)]
+    for workers in (1, 2):
+        err = io.StringIO()
+        outcomes = batch.run(_memory_hungry, jobs, workers=workers, progress=False, errors=err)
+        assert [o.error is None for o in outcomes] == [True, False, True, True]
+        assert "1.png: out of memory" in err.getvalue() and err.getvalue().count("saicm: error:") == 1
+    for p in (tmp_path / "out").iterdir():
+        p.unlink()
+    outcomes = batch.run(_killed_worker, jobs, workers=2, progress=False)
+    assert "worker process coding it died" in outcomes[1].error
+    assert outcomes[3].error is None and (tmp_path / "out" / "3.saicm").read_text() == "done"  # the job went on
+
+
+def _terminated_at_1(job):
+    import signal
+    import time
+
+    if job.src.stem == "1":
+        os.kill(os.getppid() if job.src.parent.name == "pool" else os.getpid(), signal.SIGTERM)
+    time.sleep(0.2)
+    job.dst.write_text("done")
+    return {"name": job.src.name}
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_sigterm_stops_a_folder_job_after_the_files_in_progress(tmp_path, workers):
+    """SIGTERM (what schedulers and `timeout` send) killed a serial job at once and left a --jobs job's workers
+    running after it; an interrupted job said nothing of what it had done."""
+    import signal
+
+    from saicm.codec import batch
+
+    src = tmp_path / ("pool" if workers > 1 else "serial")
+    jobs = [batch.Job(src / f"{i}.png", tmp_path / "out" / f"{i}.saicm") for i in range(12)]
+    with pytest.raises(batch.Interrupted, match=r"interrupted: \d+ of 12 files .* not started") as e:
+        batch.run(_terminated_at_1, jobs, workers=workers, progress=False)
+    done = sorted(p.name for p in (tmp_path / "out").iterdir())
+    assert "1.saicm" in done and len(done) <= 3 and len(e.value.outcomes) == len(done)
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # put back

@@ -1,29 +1,37 @@
 """File and folder jobs for the CLI: pair inputs with outputs, run them, report.
 
-Every file is tried: a user error (a :class:`SaicmError`, a missing extra, an
-OSError) becomes the job's :class:`Outcome`, which the CLI reports in one line,
-and the other files of a folder are still written. Errors in planning (no such
-input, an output that would replace an input) are raised before any job runs.
-``jobs > 1`` runs files in worker processes, each with its share of the CPU
-threads.
+Every file is tried: a user error (a :class:`SaicmError`, an OSError, running out of memory, a worker process
+killed) becomes the job's :class:`Outcome`, reported in one line as it happens, and the other files of a folder
+are still written. What no other file could escape stops the job in one line: a missing extra, a full disk.
+Errors in planning (no such input, an output that would replace an input, an output folder that cannot be
+written) are raised before any job runs. ``jobs > 1`` runs files in worker processes, each with its share of
+the CPU threads (or ``$SAICM_THREADS``). The first Ctrl-C or SIGTERM stops the job after the files in progress.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import signal
+import sys
+import warnings
 from collections import Counter
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from multiprocessing import get_context
 from pathlib import Path
-from typing import Callable
+from typing import Callable, TextIO
 
 from tqdm import tqdm
 
-from .._fs import ensure_dir, refuse_input_as_output
+from .._fs import EXISTING, ensure_dir, refuse_input_as_output
+from .._signals import StopRequest
 from ..errors import MissingDependency, SaicmError
 from .image_io import names_a_file
+
+#: errors of the output's file system that every later file would meet too: the job stops
+_STOPPING_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS}
 
 
 @dataclass
@@ -31,6 +39,8 @@ class Job:
     src: Path
     dst: Path
     keep: bool = False  # refuse to write over an existing file at dst
+    skip: bool = False  # an existing file at dst counts as done
+    error: str | None = None  # known before it runs (a folder that cannot be read)
 
 
 @dataclass
@@ -38,32 +48,59 @@ class Outcome:
     job: Job
     error: str | None = None
     info: dict | None = None
+    skipped: bool = False
+
+
+class Interrupted(KeyboardInterrupt):
+    """A folder job stopped by Ctrl-C or SIGTERM after its files in progress; ``outcomes``: the files done."""
+
+    def __init__(self, outcomes: list[Outcome], total: int):
+        done = sum(1 for o in outcomes if not o.error)
+        failed = len(outcomes) - done
+        super().__init__(f"interrupted: {done} of {total} files written or already there"
+                         + (f", {failed} failed (above)" if failed else "") + f"; {total - len(outcomes)} not "
+                         "started (every file written is whole; --existing skip goes on where this stopped)")
+        self.outcomes = outcomes
 
 
 def plan(inp: str, out: str | None, accept: Callable[[Path], bool], suffix: str,
-         keep_existing: bool = False) -> tuple[list[Job], bool]:
+         keep_existing: bool = False, existing: str | None = None) -> tuple[list[Job], bool]:
     """Jobs for a file or a folder; returns (jobs, is_folder).
 
     Nothing given is ever replaced by its own output: a single file whose output would be the input itself is
     refused; with ``keep_existing`` (decoding, whose default output ``photo.png`` may be the very photo that
     was coded) an output name derived from the input is refused when that file exists, and only ``-o`` may
-    name an existing file; decoding a folder into itself leaves existing files alone (each refused in one
-    line). In a folder, inputs that differ only in their suffix (``x.png``, ``x.jpg``) keep it in their
-    outputs (``x.png.saicm``, ``x.jpg.saicm``) instead of writing over each other."""
+    name an existing file. In a folder, ``existing`` (:data:`EXISTING`) decides for outputs that exist: by
+    default decoding refuses them (a folder decoded into the originals' folder wrote over the photos) and coding
+    overwrites them. Inputs that differ only in their suffix (``x.png``, ``x.jpg``) keep it in their outputs
+    (``x.png.saicm``, ``x.jpg.saicm``) instead of writing over each other. Hidden files and folders (``.x``:
+    a killed job's temporary files, macOS's ``._x.jpg``) are not inputs; symbolic links to folders are not
+    followed (said in a warning); a folder that cannot be read becomes a failed job."""
     if out == "-":
         raise SaicmError("writing to standard output is not supported: name an output file or folder with -o")
+    if existing is not None and existing not in EXISTING:
+        raise SaicmError(f"--existing must be one of {', '.join(EXISTING)}, got {existing!r}")
     src = Path(inp)
     if src.is_dir():
         if out and not Path(out).is_dir() and names_a_file(out):  # it became a folder so named
             raise SaicmError(f"names a {Path(out).suffix} file, but a folder's outputs go to a folder: give a "
                              "folder name without that suffix (nothing written)", out)
-        dst_root = Path(out) if out else src.with_name(src.name + "-" + suffix.lstrip("."))
-        files = sorted(p for p in src.rglob("*") if accept(p))
-        if not files:
+        whole = src.resolve()  # (`.` and `..` have no name of their own)
+        dst_root = Path(out) if out else whole.with_name(whole.name + "-" + suffix.lstrip("."))
+        files, failed = _scan(src, accept)
+        if not files and not failed:
             raise SaicmError("no input files in folder", str(src))
-        keep = keep_existing and ensure_dir(dst_root).resolve() == src.resolve()
+        if dst_root.exists() and not dst_root.is_dir():
+            raise SaicmError("is a file: a folder's outputs go to a folder (nothing written)", str(dst_root))
+        ensure_dir(dst_root)
+        if not os.access(dst_root, os.W_OK | os.X_OK):  # (every file would fail after its work was done)
+            raise SaicmError("cannot write to this output folder (permission denied; nothing written)",
+                             str(dst_root))
+        existing = existing or ("refuse" if keep_existing else "overwrite")
         rel = [p.relative_to(src) for p in files]
-        return [Job(p, dst_root / r, keep) for p, r in zip(files, _output_names(rel, suffix))], True
+        jobs = [Job(p, dst_root / r, keep=existing == "refuse", skip=existing == "skip")
+                for p, r in zip(files, _output_names(rel, suffix))]
+        return jobs + [Job(d, dst_root, error=e) for d, e in failed], True
     if not src.exists():
         raise SaicmError("no such file", str(src))
     derived = out is None
@@ -72,9 +109,31 @@ def plan(inp: str, out: str | None, accept: Callable[[Path], bool], suffix: str,
     else:
         dst = Path(out) if out is not None else src.with_suffix(suffix)
     refuse_input_as_output(src, dst)
-    if keep_existing and derived and dst.exists():
-        raise SaicmError("exists: not overwritten (name the output with -o)", str(dst))
-    return [Job(src, dst)], False
+    if existing is None and keep_existing and derived and dst.exists():
+        raise SaicmError("exists: not overwritten (name the output with -o, or --existing overwrite)", str(dst))
+    return [Job(src, dst, keep=existing == "refuse", skip=existing == "skip")], False
+
+
+def _scan(src: Path, accept: Callable[[Path], bool]) -> tuple[list[Path], list[tuple[Path, str]]]:
+    """The inputs under ``src`` (recursively, sorted; hidden names left out) and the folders that could not be
+    read (each with its error: ``rglob`` skipped them without a word)."""
+    files: list[Path] = []
+    failed: list[tuple[Path, str]] = []
+    links: list[str] = []
+
+    def unreadable(e: OSError) -> None:
+        failed.append((Path(e.filename), f"{e.filename}: cannot read folder ({e.strerror or e}): its files "
+                                         "are not coded"))
+
+    for root, dirs, names in os.walk(src, onerror=unreadable):
+        here = Path(root)
+        links += [str(here / d) for d in dirs if not d.startswith(".") and (here / d).is_symlink()]
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        files += [here / n for n in names if not n.startswith(".") and accept(here / n)]
+    if links:
+        warnings.warn(f"{len(links)} symbolic link{'s' if len(links) > 1 else ''} to a folder not followed: "
+                      f"{', '.join(links[:3])}{' …' if len(links) > 3 else ''}", stacklevel=3)
+    return sorted(files), failed
 
 
 def _output_names(rel: list[Path], suffix: str) -> list[Path]:
@@ -95,13 +154,36 @@ def _init_worker(threads: int) -> None:
     # engine's onnxruntime sessions read SAICM_THREADS
     os.environ["OMP_NUM_THREADS"] = os.environ["SAICM_THREADS"] = str(threads)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle (see run)
+    if sys.platform.startswith("linux"):  # a worker dies with its parent (a SIGKILLed job left them running)
+        try:
+            import ctypes
+
+            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+        except (OSError, AttributeError):
+            pass
+
+
+def _worker_threads(workers: int) -> int:
+    """Each worker's threads: ``$SAICM_THREADS`` when the user set it, else its share of the CPUs."""
+    from ..engine.parallel import threads
+
+    if os.environ.get("SAICM_THREADS", "").strip():
+        return threads()
+    return max(1, (os.cpu_count() or 1) // workers)
 
 
 def _run_one(fn: Callable[[Job], dict], job: Job) -> Outcome:
-    if job.keep and job.dst.exists():
-        return Outcome(job, error=f"{job.dst}: exists: not overwritten (decode into another folder with -o)")
+    if job.error:
+        return Outcome(job, error=job.error)
+    if job.dst.exists() and (job.skip or job.keep):
+        if job.skip:
+            return Outcome(job, skipped=True)
+        return Outcome(job, error=f"{job.dst}: exists: not overwritten (--existing overwrite to replace it, "
+                                  "--existing skip to keep it and go on)")
     try:
         job.dst.parent.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        return Outcome(job, error=f"{job.dst}: cannot write output (a file, not a folder, is in the way)")
     except OSError as e:
         return Outcome(job, error=f"{job.dst}: cannot write output ({e.strerror or e})")
     try:
@@ -113,50 +195,100 @@ def _run_one(fn: Callable[[Job], dict], job: Job) -> Outcome:
         raise missing from None
     except SaicmError as e:
         return Outcome(job, error=str(e) if e.path else f"{job.src}: {e}")
+    except MemoryError:  # one huge image must not end the folder (the others are still coded)
+        return Outcome(job, error=f"{job.src}: out of memory coding it (lower --max-pixels to refuse such images "
+                                  "up front)")
     except OSError as e:
+        if e.errno in _STOPPING_ERRNOS:
+            raise SaicmError(f"cannot write output ({e.strerror}): the job stops here", str(job.dst)) from None
         return Outcome(job, error=f"{job.src}: {e.strerror or e}")
 
 
 def run(fn: Callable[[Job], dict], jobs: list[Job], workers: int = 1, desc: str = "",
-        progress: bool = True) -> list[Outcome]:
-    """Run ``fn`` over ``jobs``; ``fn`` must be a module-level function for workers > 1."""
-    bar = tqdm(total=len(jobs), desc=desc, unit="img", disable=not progress or len(jobs) < 2)
+        progress: bool = True, errors: TextIO | None = None) -> list[Outcome]:
+    """Run ``fn`` over ``jobs``; ``fn`` must be a module-level function for workers > 1. ``errors``: where each
+    failure is written as it happens (``saicm: error: …``; None: only in the outcomes). The bar is drawn on a
+    terminal only. Ctrl-C or SIGTERM: the files in progress are finished, then :class:`Interrupted`."""
+    bar = tqdm(total=len(jobs), desc=desc, unit="img", disable=True if not progress or len(jobs) < 2 else None)
     results: list[Outcome] = []
-    if workers <= 1 or len(jobs) < 2:
-        for job in jobs:
-            results.append(_run_one(fn, job))
-            bar.update(1)
-    else:
-        threads = max(1, (os.cpu_count() or 1) // workers)
-        ctx = get_context("spawn")
-        # One job per worker at a time, and workers deaf to Ctrl-C: an interrupt lets the files being written
-        # finish (atomically) and starts no other (the pool ran on to the end of the folder, and a terminal's
-        # SIGINT made each worker drop its file and take the next).
-        pool = ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker, initargs=(threads,))
-        queue = iter(jobs)
-        running: set = set()
 
-        def submit_next() -> None:
-            job = next(queue, None)
-            if job is not None:
-                running.add(pool.submit(_run_one, fn, job))
+    def done(o: Outcome) -> None:
+        results.append(o)
+        if o.error and errors is not None:
+            bar.write(f"saicm: error: {o.error}", file=errors)
+        bar.update(1)
 
-        try:
-            for _ in range(workers):
-                submit_next()
-            while running:
-                done, _ = wait(running, return_when=FIRST_COMPLETED)
-                for f in done:
-                    running.discard(f)
-                    results.append(f.result())
-                    bar.update(1)
-                    submit_next()
-        except BaseException:
-            pool.shutdown(wait=True, cancel_futures=True)
-            bar.close()
-            raise
-        pool.shutdown(wait=True)
-        order = {str(j.src): i for i, j in enumerate(jobs)}  # the jobs' order, as a serial run reports them
-        results.sort(key=lambda o: order.get(str(o.job.src), len(jobs)))
-    bar.close()
+    # (one file is stopped at once, as before: nothing else is waiting, and a long --refine must not hang on)
+    stop = StopRequest("stopping after the files in progress", enabled=len(jobs) > 1)
+    try:
+        if workers <= 1 or len(jobs) < 2:
+            for job in jobs:
+                if stop.requested:
+                    break
+                done(_run_one(fn, job))
+        else:
+            _run_pool(fn, jobs, workers, stop, done)
+    finally:
+        stop.close()
+        bar.close()
+    order = {id(j): i for i, j in enumerate(jobs)}  # the jobs' order, as a serial run reports them
+    results.sort(key=lambda o: order.get(id(o.job), len(jobs)))
+    if stop.requested and len(results) < len(jobs):
+        raise Interrupted(results, len(jobs))
     return results
+
+
+def _run_pool(fn, jobs: list[Job], workers: int, stop: StopRequest, done: Callable[[Outcome], None]) -> None:
+    # One job per worker at a time, and workers deaf to Ctrl-C: an interrupt lets the files being written
+    # finish (atomically) and starts no other (the pool ran on to the end of the folder, and a terminal's
+    # SIGINT made each worker drop its file and take the next). The parent's first signal only sets a flag
+    # that this loop polls (an interrupt raised inside the pool's own code could leave it hanging).
+    ctx = get_context("spawn")
+    threads = _worker_threads(workers)
+
+    def new_pool() -> ProcessPoolExecutor:
+        return ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker, initargs=(threads,))
+
+    pool = new_pool()
+    queue = iter(jobs)
+    running: dict = {}
+
+    def submit_next() -> None:
+        if stop.requested:
+            return
+        job = next(queue, None)
+        if job is not None:
+            running[pool.submit(_run_one, fn, job)] = job
+
+    try:
+        for _ in range(workers):
+            submit_next()
+        while running:
+            finished, _ = wait(list(running), timeout=0.25, return_when=FIRST_COMPLETED)
+            broken = False
+            for f in finished:
+                job = running.pop(f)
+                try:
+                    o = f.result()
+                    o.job = job  # the job given, not the worker's copy of it
+                except BrokenProcessPool:  # a worker was killed (the OOM killer, kill -9): this file is lost
+                    broken = True
+                    o = Outcome(job, error=f"{job.src}: the worker process coding it died (killed, or out of "
+                                           "memory?): not written")
+                done(o)
+            if broken:  # the pool is unusable: the files still in it are lost with it; a new pool goes on
+                for f, job in list(running.items()):
+                    done(Outcome(job, error=f"{job.src}: lost with a worker process that died (killed, or out "
+                                            "of memory?): not written; rerun with --existing skip"))
+                running.clear()
+                pool.shutdown(wait=True, cancel_futures=True)
+                pool = new_pool()
+                for _ in range(workers):
+                    submit_next()
+            else:
+                for _ in finished:
+                    submit_next()
+    except BaseException:
+        pool.shutdown(wait=True, cancel_futures=True)
+        raise
+    pool.shutdown(wait=True)

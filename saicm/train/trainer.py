@@ -14,9 +14,7 @@ import json
 import math
 import os
 import random
-import signal
 import sys
-import threading
 import time
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -28,6 +26,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from .._fs import atomic_path, ensure_dir, write_bytes_atomic
+from .._signals import StopRequest
 from .._torchfile import load_data_only
 from ..device import cpu_has_native_bf16, resolve_device
 from ..errors import SaicmError
@@ -473,32 +472,16 @@ class TrainingInterrupted(KeyboardInterrupt):
         self.step, self.checkpoint, self.quiet = step, checkpoint, quiet
 
 
-class _StopAtStepEnd:
+class _StopAtStepEnd(StopRequest):
     """While a run trains, the first Ctrl-C (SIGINT) or SIGTERM (a scheduler's, or torchrun's when it is
     stopped: it passes the signal it got on to every process) asks it to stop after the current step, so that
     the steps since the last checkpoint are saved (they were lost: up to --ckpt-every steps); a second one stops
     at once. Several processes agree on the step before any stops (their ranks get the signal at different
-    moments, and a rank that left alone would leave the others waiting in a collective). Handlers go only over
-    Python's defaults and only in the main thread: an ignored SIGINT (a job started with & by a script) stays
-    ignored, and a caller's own handler stays in charge."""
-
-    _DEFAULTS = {signal.SIGINT: signal.default_int_handler, signal.SIGTERM: signal.SIG_DFL}
+    moments, and a rank that left alone would leave the others waiting in a collective)."""
 
     def __init__(self, world: int = 1, rank: int = 0):
-        self.requested = False
-        self._world, self._rank = world, rank
-        self._previous: dict = {}
-        if threading.current_thread() is threading.main_thread():
-            for sig, default in self._DEFAULTS.items():
-                if signal.getsignal(sig) is default:
-                    self._previous[sig] = signal.signal(sig, self._handle)
-
-    def _handle(self, signum, frame) -> None:
-        if self.requested:
-            raise KeyboardInterrupt
-        self.requested = True
-        if self._rank == 0:
-            print("\nsaicm: stopping after this step (Ctrl-C again to stop now)", file=sys.stderr, flush=True)
+        super().__init__("stopping after this step" if rank == 0 else None)
+        self._world = world
 
     def agreed(self, device) -> bool:
         """Whether to stop before the next step: this process's request, or any rank's under several processes
@@ -509,11 +492,6 @@ class _StopAtStepEnd:
         dist.all_reduce(flag, op=dist.ReduceOp.MAX)
         self.requested = self.requested or bool(flag.item())
         return self.requested
-
-    def close(self) -> None:
-        for sig, previous in self._previous.items():
-            signal.signal(sig, previous)
-        self._previous = {}
 
 
 def _clone_for_export(model: nn.Module) -> nn.Module:
