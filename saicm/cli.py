@@ -41,7 +41,8 @@ def cmd_compress(a: argparse.Namespace) -> int:
     step_bar = bool(a.refine) and not folder and not a.quiet
     fn = partial(_compress_job, model=a.model, quality=a.quality, refine=a.refine, progress=step_bar,
                  human_quality=a.human_quality, max_pixels=a.max_pixels, engine=a.engine)
-    outcomes = batch.run(fn, jobs, a.jobs, "compress", not a.quiet, errors=sys.stderr)
+    with _job_log(a.log) as log:
+        outcomes = batch.run(fn, jobs, a.jobs, "compress", not a.quiet, errors=sys.stderr, log=log)
     if not folder and outcomes[0].info is not None:
         i = outcomes[0].info
         print(f"{jobs[0].dst}: {i['bytes']} bytes, {i['bpp']:.4f} bpp ({i['model']} q{i['quality']}, {i['seconds']:.2f} s)")
@@ -50,6 +51,20 @@ def cmd_compress(a: argparse.Namespace) -> int:
             print(f"  machine layer {m['bytes']} bytes ({m['model']} q{m['quality']}), human layer {h['bytes']} bytes "
                   f"({h['model']} q{h['quality']})")
     return _report(outcomes, folder, "compressed")
+
+
+def _job_log(path: str | None):
+    """The --log file, opened for appending (a rerun adds its lines), or a null context."""
+    import contextlib
+
+    if path is None:
+        return contextlib.nullcontext(None)
+    from .errors import SaicmError
+
+    try:
+        return open(path, "a", encoding="utf-8")
+    except OSError as e:
+        raise SaicmError(f"cannot write the log ({e.strerror or e})", path) from None
 
 
 def _compress_job(job, model, quality, refine=0, progress=False, human_quality=None, max_pixels=None,
@@ -79,9 +94,10 @@ def cmd_decompress(a: argparse.Namespace) -> int:
                               keep_existing=True, existing=a.existing)
     if not folder:  # an output suffix Pillow cannot write: a usage error, before the job
         output_format(jobs[0].dst)
-    outcomes = batch.run(partial(_decompress_job, model=a.model, layer=a.layer, max_pixels=a.max_pixels,
-                                 engine=a.engine), jobs,
-                         a.jobs, "decompress", not a.quiet, errors=sys.stderr)
+    with _job_log(a.log) as log:
+        outcomes = batch.run(partial(_decompress_job, model=a.model, layer=a.layer, max_pixels=a.max_pixels,
+                                     engine=a.engine), jobs, a.jobs, "decompress", not a.quiet, errors=sys.stderr,
+                             log=log)
     if not folder and outcomes[0].info is not None:
         i = outcomes[0].info
         layer = f", {i['layer']} layer" if i.get("layer") else ""
@@ -190,6 +206,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--jobs", type=positive, default=1, help="worker processes for folders (default 1)")
     c.add_argument("--existing", choices=EXISTING, help="an output file that exists: refuse it (one line), skip it "
                    "(counted done: go on after an interruption) or overwrite it (default for folders: overwrite)")
+    c.add_argument("--log", metavar="FILE.jsonl", help="append one JSON line per file as it is done: input, "
+                   "output, status (written, skipped, failed), error, bytes, seconds, ...")
     c.add_argument("--quiet", action="store_true", help="no progress bar")
     c.set_defaults(func=cmd_compress)
 
@@ -216,6 +234,8 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--existing", choices=EXISTING, help="an output file that exists: refuse it (one line), skip it "
                    "(counted done: go on after an interruption) or overwrite it (default: refuse, except a "
                    "single file named with -o)")
+    d.add_argument("--log", metavar="FILE.jsonl", help="append one JSON line per file as it is done: input, "
+                   "output, status (written, skipped, failed), error, bytes, seconds, ...")
     d.add_argument("--quiet", action="store_true", help="no progress bar")
     d.set_defaults(func=cmd_decompress)
 

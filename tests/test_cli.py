@@ -426,8 +426,14 @@ def test_a_folder_decoded_into_the_originals_folder_leaves_them_alone_and_skip_r
     assert main(["decompress", str(tmp_path / "coded"), "-o", str(out)] + m) == 0
     (tmp_path / "1.saicm").rename(tmp_path / "coded" / "1.saicm")
     stamp = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
-    assert main(["decompress", str(tmp_path / "coded"), "-o", str(out), "--existing", "skip"] + m) == 0
+    log = tmp_path / "log.jsonl"
+    assert main(["decompress", str(tmp_path / "coded"), "-o", str(out), "--existing", "skip", "--log", str(log)]
+                + m) == 0
     assert "decompressed 1 of 3 files; 2 already there (skipped)" in capsys.readouterr().out
+    lines = [json.loads(x) for x in log.read_text().splitlines()]  # one line per file, as it was done
+    assert sorted((Path(x["input"]).name, x["status"]) for x in lines) == [
+        ("0.saicm", "skipped"), ("1.saicm", "written"), ("2.saicm", "skipped")]
+    assert next(x for x in lines if x["status"] == "written")["width"] == 128
     assert all(out.joinpath(n).stat().st_mtime_ns == t for n, t in stamp.items())
     assert main(["decompress", str(tmp_path / "coded"), "-o", str(orig), "--existing", "overwrite"] + m) == 0
     assert {p.name: p.read_bytes() for p in orig.iterdir()} != before  # asked for
@@ -557,3 +563,24 @@ def test_sigterm_stops_a_folder_job_after_the_files_in_progress(tmp_path, worker
     done = sorted(p.name for p in (tmp_path / "out").iterdir())
     assert "1.saicm" in done and len(done) <= 3 and len(e.value.outcomes) == len(done)
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # put back
+
+
+def _disk_full_at_1(job):
+    import errno
+
+    if job.src.stem == "1":
+        raise OSError(errno.ENOSPC, "No space left on device")
+    job.dst.write_text("done")
+    return {}
+
+
+def test_a_full_disk_stops_the_folder_job_in_one_line(tmp_path):
+    """A full disk failed every later file the same way, each after its work was done."""
+    from saicm.codec import batch
+
+    jobs = [batch.Job(tmp_path / f"{i}.png", tmp_path / "out" / f"{i}.saicm") for i in range(4)]
+    (tmp_path / "out").mkdir()
+    with pytest.raises(saicm.SaicmError, match=r"1.saicm: cannot write output \(No space left on device\): the job "
+                                               "stops here"):
+        batch.run(_disk_full_at_1, jobs, workers=1, progress=False)
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["0.saicm"]

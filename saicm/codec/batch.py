@@ -205,10 +205,11 @@ def _run_one(fn: Callable[[Job], dict], job: Job) -> Outcome:
 
 
 def run(fn: Callable[[Job], dict], jobs: list[Job], workers: int = 1, desc: str = "",
-        progress: bool = True, errors: TextIO | None = None) -> list[Outcome]:
+        progress: bool = True, errors: TextIO | None = None, log: TextIO | None = None) -> list[Outcome]:
     """Run ``fn`` over ``jobs``; ``fn`` must be a module-level function for workers > 1. ``errors``: where each
-    failure is written as it happens (``saicm: error: …``; None: only in the outcomes). The bar is drawn on a
-    terminal only. Ctrl-C or SIGTERM: the files in progress are finished, then :class:`Interrupted`."""
+    failure is written as it happens (``saicm: error: …``; None: only in the outcomes); ``log``: where each
+    outcome is written as a JSON line as it happens (:func:`log_line`). The bar is drawn on a terminal only.
+    Ctrl-C or SIGTERM: the files in progress are finished, then :class:`Interrupted`."""
     bar = tqdm(total=len(jobs), desc=desc, unit="img", disable=True if not progress or len(jobs) < 2 else None)
     results: list[Outcome] = []
 
@@ -216,6 +217,9 @@ def run(fn: Callable[[Job], dict], jobs: list[Job], workers: int = 1, desc: str 
         results.append(o)
         if o.error and errors is not None:
             bar.write(f"saicm: error: {o.error}", file=errors)
+        if log is not None:
+            log.write(log_line(o) + "\n")
+            log.flush()
         bar.update(1)
 
     # (one file is stopped at once, as before: nothing else is waiting, and a long --refine must not hang on)
@@ -236,6 +240,20 @@ def run(fn: Callable[[Job], dict], jobs: list[Job], workers: int = 1, desc: str 
     if stop.requested and len(results) < len(jobs):
         raise Interrupted(results, len(jobs))
     return results
+
+
+def log_line(o: Outcome) -> str:
+    """One file's outcome as a JSON object: input, output, status (written, skipped or failed), the error, and
+    what the job reported (bytes, bpp, seconds, ...)."""
+    import json
+
+    status = "failed" if o.error else "skipped" if o.skipped else "written"
+    rec = {"input": str(o.job.src), "output": str(o.job.dst), "status": status}
+    if o.error:
+        rec["error"] = o.error
+    rec.update({k: (round(v, 6) if isinstance(v, float) else v) for k, v in (o.info or {}).items()
+                if isinstance(v, (str, int, float, bool)) or v is None})
+    return json.dumps(rec, ensure_ascii=False)
 
 
 def _run_pool(fn, jobs: list[Job], workers: int, stop: StopRequest, done: Callable[[Outcome], None]) -> None:
