@@ -16,6 +16,8 @@ def _report(outcomes, is_folder: bool, verb: str) -> int:
     """The summary of a job whose failures were written as they happened; exit 1 if any file failed."""
     failed = sum(1 for o in outcomes if o.error)
     skipped = sum(1 for o in outcomes if o.skipped)
+    if not is_folder and skipped:
+        print(f"{outcomes[0].job.dst}: exists: skipped (--existing skip)")
     if is_folder:
         ok = len(outcomes) - failed - skipped
         print(f"{verb} {ok} of {len(outcomes)} files" + (f"; {skipped} already there (skipped)" if skipped else "")

@@ -435,6 +435,9 @@ def test_a_folder_decoded_into_the_originals_folder_leaves_them_alone_and_skip_r
         ("0.saicm", "skipped"), ("1.saicm", "written"), ("2.saicm", "skipped")]
     assert next(x for x in lines if x["status"] == "written")["width"] == 128
     assert all(out.joinpath(n).stat().st_mtime_ns == t for n, t in stamp.items())
+    assert main(["decompress", str(tmp_path / "coded" / "0.saicm"), "-o", str(out / "0.png"), "--existing",
+                 "skip"] + m) == 0
+    assert "0.png: exists: skipped" in capsys.readouterr().out
     assert main(["decompress", str(tmp_path / "coded"), "-o", str(orig), "--existing", "overwrite"] + m) == 0
     assert {p.name: p.read_bytes() for p in orig.iterdir()} != before  # asked for
 
