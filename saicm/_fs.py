@@ -21,12 +21,14 @@ EXISTING = ("refuse", "skip", "overwrite")
 def atomic_path(dest: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``dest``; rename it onto ``dest`` on success.
 
-    On any exception the temporary file is removed and ``dest`` is untouched. A symbolic link is written through
-    (its target is replaced, as ``cp`` does, not the link); a device or FIFO (``-o /dev/null``) is written to
-    directly: renaming onto it replaced ``/dev/null`` itself with a file when run as root.
+    On any exception the temporary file is removed and ``dest`` is untouched. A symbolic link of the user's own
+    (or of the folder's owner, the kernel's ``protected_symlinks`` rule) is written through: its target is
+    replaced, as ``cp`` does, not the link; another user's link is replaced itself (in a shared folder it could
+    point at the user's files). A device or FIFO (``-o /dev/null``) is written to directly: renaming onto it
+    replaced ``/dev/null`` itself with a file when run as root.
     """
     dest = Path(dest)
-    if dest.is_symlink():
+    if dest.is_symlink() and _trusted_link(dest):
         dest = Path(os.path.realpath(dest))
     try:
         mode = dest.stat().st_mode
@@ -41,7 +43,9 @@ def atomic_path(dest: str | os.PathLike) -> Iterator[Path]:
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part" + dest.suffix, dir=parent)
     except OSError as e:
-        raise SaicmError(f"cannot write output ({e.strerror})", str(dest)) from None
+        err = SaicmError(f"cannot write output ({e.strerror})", str(dest))
+        err.errno = e.errno  # (a full disk or a read-only file system stops a folder job)
+        raise err from None
     os.close(fd)
     tmp_path = Path(tmp)
     try:
@@ -53,6 +57,17 @@ def atomic_path(dest: str | os.PathLike) -> Iterator[Path]:
         with contextlib.suppress(OSError):
             tmp_path.unlink()
         raise
+
+
+def _trusted_link(link: Path) -> bool:
+    """Whether a symbolic link may be followed for writing: it is the user's own or its folder owner's."""
+    if not hasattr(os, "geteuid"):
+        return True
+    try:
+        owner = os.lstat(link).st_uid
+        return owner == os.geteuid() or owner == os.stat(link.parent if str(link.parent) else ".").st_uid
+    except OSError:
+        return False
 
 
 @contextlib.contextmanager
@@ -94,6 +109,25 @@ def write_atomic(dest: str | os.PathLike, writer: Callable[[Path], None]) -> Non
     """Call ``writer(tmp_path)`` and move the result onto ``dest`` atomically."""
     with atomic_path(dest) as tmp:
         writer(tmp)
+
+
+def input_files(folder: str | os.PathLike, accept: Callable[[Path], bool],
+                unreadable: Callable[[OSError], None] | None = None, links: list | None = None) -> list[Path]:
+    """The files under ``folder`` (recursively, sorted) that ``accept`` takes: the one rule of every folder input
+    (coding, masks, training, evaluation). Hidden names (``.x``: a killed job's temporary ``.x.part.png``, macOS's
+    ``._x.jpg``) are left out, links to folders are not followed (appended to ``links`` if given), and a folder
+    that cannot be read is passed to ``unreadable`` (default: a one-line error; ``rglob`` skipped it in silence)."""
+    def refuse(e: OSError) -> None:
+        raise SaicmError(f"cannot read folder ({e.strerror or e})", str(e.filename))
+
+    files: list[Path] = []
+    for root, dirs, names in os.walk(folder, onerror=unreadable or refuse):
+        here = Path(root)
+        if links is not None:
+            links += [here / d for d in dirs if not d.startswith(".") and (here / d).is_symlink()]
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        files += [here / n for n in names if not n.startswith(".") and accept(here / n)]
+    return sorted(files)
 
 
 def ensure_dir(path: str | os.PathLike) -> Path:

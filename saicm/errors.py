@@ -50,8 +50,9 @@ EXTRAS = {"torch": "train", "torchvision": "train", "compressai": "train", "skim
           "imageio_ffmpeg": "eval"}
 
 
-class MissingDependency(SaicmError):
-    """A feature of an optional extra (``saicm[train]``, ``saicm[eval]``) on a coding-only install."""
+class MissingDependency(SaicmError, ImportError):
+    """A feature of an optional extra (``saicm[train]``, ``saicm[eval]``) on a coding-only install (an ImportError
+    too: code that falls back on ``except ImportError`` keeps doing so)."""
 
     @classmethod
     def of(cls, err: ModuleNotFoundError, extra: str | None = None) -> "MissingDependency | None":

@@ -25,7 +25,7 @@ from typing import Callable, TextIO
 
 from tqdm import tqdm
 
-from .._fs import EXISTING, ensure_dir, refuse_input_as_output
+from .._fs import EXISTING, ensure_dir, input_files, refuse_input_as_output
 from .._signals import StopRequest
 from ..errors import MissingDependency, SaicmError
 from .image_io import names_a_file
@@ -85,7 +85,7 @@ def plan(inp: str, out: str | None, accept: Callable[[Path], bool], suffix: str,
         if out and not Path(out).is_dir() and names_a_file(out):  # it became a folder so named
             raise SaicmError(f"names a {Path(out).suffix} file, but a folder's outputs go to a folder: give a "
                              "folder name without that suffix (nothing written)", out)
-        whole = src.resolve()  # (`.` and `..` have no name of their own)
+        whole = Path(os.path.abspath(src))  # (`.` and `..` have no name of their own; a link keeps its own)
         dst_root = Path(out) if out else whole.with_name(whole.name + "-" + suffix.lstrip("."))
         files, failed = _scan(src, accept)
         if not files and not failed:
@@ -115,25 +115,20 @@ def plan(inp: str, out: str | None, accept: Callable[[Path], bool], suffix: str,
 
 
 def _scan(src: Path, accept: Callable[[Path], bool]) -> tuple[list[Path], list[tuple[Path, str]]]:
-    """The inputs under ``src`` (recursively, sorted; hidden names left out) and the folders that could not be
-    read (each with its error: ``rglob`` skipped them without a word)."""
-    files: list[Path] = []
+    """The inputs under ``src`` (:func:`~saicm._fs.input_files`) and the folders that could not be read, each with
+    its error (they become failed jobs); links to folders not followed are named in a warning."""
     failed: list[tuple[Path, str]] = []
-    links: list[str] = []
+    links: list[Path] = []
 
     def unreadable(e: OSError) -> None:
         failed.append((Path(e.filename), f"{e.filename}: cannot read folder ({e.strerror or e}): its files "
                                          "are not coded"))
 
-    for root, dirs, names in os.walk(src, onerror=unreadable):
-        here = Path(root)
-        links += [str(here / d) for d in dirs if not d.startswith(".") and (here / d).is_symlink()]
-        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-        files += [here / n for n in names if not n.startswith(".") and accept(here / n)]
+    files = input_files(src, accept, unreadable, links)
     if links:
         warnings.warn(f"{len(links)} symbolic link{'s' if len(links) > 1 else ''} to a folder not followed: "
-                      f"{', '.join(links[:3])}{' …' if len(links) > 3 else ''}", stacklevel=3)
-    return sorted(files), failed
+                      f"{', '.join(map(str, links[:3]))}{' …' if len(links) > 3 else ''}", stacklevel=3)
+    return files, failed
 
 
 def _output_names(rel: list[Path], suffix: str) -> list[Path]:
@@ -154,7 +149,20 @@ def _init_worker(threads: int) -> None:
     # engine's onnxruntime sessions read SAICM_THREADS
     os.environ["OMP_NUM_THREADS"] = os.environ["SAICM_THREADS"] = str(threads)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle (see run)
-    if sys.platform.startswith("linux"):  # a worker dies with its parent (a SIGKILLed job left them running)
+    _detach_from_signals_and_die_with_parent()
+
+
+def _detach_from_signals_and_die_with_parent() -> None:
+    """A worker leaves the job's process group, so that a signal sent to the group (a terminal's Ctrl-C,
+    ``timeout``'s SIGTERM, ``kill -- -PGID``) reaches the parent alone, which stops the job after the files in
+    progress (the workers died with their files); on Linux it also dies with its parent (a SIGKILLed job left
+    them running)."""
+    if hasattr(os, "setsid"):
+        try:
+            os.setsid()
+        except OSError:
+            pass
+    if sys.platform.startswith("linux"):
         try:
             import ctypes
 
@@ -194,6 +202,8 @@ def _run_one(fn: Callable[[Job], dict], job: Job) -> Outcome:
             raise
         raise missing from None
     except SaicmError as e:
+        if isinstance(e, MissingDependency) or getattr(e, "errno", None) in _STOPPING_ERRNOS:
+            raise  # (an extra's module the code asked for by name; a temporary file that could not be made)
         return Outcome(job, error=str(e) if e.path else f"{job.src}: {e}")
     except MemoryError:  # one huge image must not end the folder (the others are still coded)
         return Outcome(job, error=f"{job.src}: out of memory coding it (lower --max-pixels to refuse such images "
@@ -253,14 +263,15 @@ def log_line(o: Outcome) -> str:
         rec["error"] = o.error
     rec.update({k: (round(v, 6) if isinstance(v, float) else v) for k, v in (o.info or {}).items()
                 if isinstance(v, (str, int, float, bool)) or v is None})
-    return json.dumps(rec, ensure_ascii=False)
+    return json.dumps(rec)  # (ASCII: a file name that is not UTF-8 is written as its \\udcXX escapes)
 
 
 def _run_pool(fn, jobs: list[Job], workers: int, stop: StopRequest, done: Callable[[Outcome], None]) -> None:
     # One job per worker at a time, and workers deaf to Ctrl-C: an interrupt lets the files being written
     # finish (atomically) and starts no other (the pool ran on to the end of the folder, and a terminal's
     # SIGINT made each worker drop its file and take the next). The parent's first signal only sets a flag
-    # that this loop polls (an interrupt raised inside the pool's own code could leave it hanging).
+    # that this loop polls (an interrupt raised inside the pool's own code could leave it hanging); a second one
+    # stops the workers at once (their files are left unwritten: every write is atomic).
     ctx = get_context("spawn")
     threads = _worker_threads(workers)
 
@@ -269,18 +280,50 @@ def _run_pool(fn, jobs: list[Job], workers: int, stop: StopRequest, done: Callab
 
     pool = new_pool()
     queue = iter(jobs)
+    # A dying worker fails every file in the pool, not only its own: those files are tried again one at a time,
+    # and a file is reported only when its worker dies a second time (with it alone in the pool).
+    retry: list[Job] = []
+    died: set[int] = set()
     running: dict = {}
 
-    def submit_next() -> None:
+    def lost(job: Job) -> None:
         if stop.requested:
-            return
-        job = next(queue, None)
-        if job is not None:
-            running[pool.submit(_run_one, fn, job)] = job
+            done(Outcome(job, error=f"{job.src}: stopped with the job (a signal reached its worker): not written"))
+        elif id(job) in died:
+            done(Outcome(job, error=f"{job.src}: the worker process coding it died (killed, or out of memory?): "
+                                    "not written"))
+        else:
+            died.add(id(job))
+            retry.append(job)
+
+    def fill() -> None:
+        while not stop.requested:
+            if retry:
+                if running:  # a file tried again runs alone
+                    return
+                job = retry.pop(0)
+            elif len(running) < workers:
+                job = next(queue, None)
+                if job is None:
+                    return
+            else:
+                return
+            try:
+                running[pool.submit(_run_one, fn, job)] = job
+            except BrokenProcessPool:  # broken between two results: this file and those in flight, again
+                lost(job)
+                restart()
+
+    def restart() -> None:
+        nonlocal pool
+        for f, job in list(running.items()):
+            lost(job)
+        running.clear()
+        pool.shutdown(wait=True, cancel_futures=True)
+        pool = new_pool()
 
     try:
-        for _ in range(workers):
-            submit_next()
+        fill()
         while running:
             finished, _ = wait(list(running), timeout=0.25, return_when=FIRST_COMPLETED)
             broken = False
@@ -289,24 +332,26 @@ def _run_pool(fn, jobs: list[Job], workers: int, stop: StopRequest, done: Callab
                 try:
                     o = f.result()
                     o.job = job  # the job given, not the worker's copy of it
-                except BrokenProcessPool:  # a worker was killed (the OOM killer, kill -9): this file is lost
+                except BrokenProcessPool:  # a worker was killed (the OOM killer, kill -9)
                     broken = True
-                    o = Outcome(job, error=f"{job.src}: the worker process coding it died (killed, or out of "
-                                           "memory?): not written")
+                    lost(job)
+                    continue
                 done(o)
-            if broken:  # the pool is unusable: the files still in it are lost with it; a new pool goes on
-                for f, job in list(running.items()):
-                    done(Outcome(job, error=f"{job.src}: lost with a worker process that died (killed, or out "
-                                            "of memory?): not written; rerun with --existing skip"))
-                running.clear()
-                pool.shutdown(wait=True, cancel_futures=True)
-                pool = new_pool()
-                for _ in range(workers):
-                    submit_next()
-            else:
-                for _ in finished:
-                    submit_next()
+            if broken:
+                restart()
+            fill()
     except BaseException:
-        pool.shutdown(wait=True, cancel_futures=True)
+        # a second Ctrl-C, or an error that stops the job: the workers stop now (their files stay unwritten)
+        _stop_workers(pool)
+        pool.shutdown(wait=False, cancel_futures=True)
         raise
     pool.shutdown(wait=True)
+
+
+def _stop_workers(pool: ProcessPoolExecutor) -> None:
+    """Terminate a pool's worker processes (CPython keeps them in ``_processes``; nothing to do if it does not)."""
+    for proc in list((getattr(pool, "_processes", None) or {}).values()):
+        try:
+            proc.terminate()
+        except (OSError, AttributeError, ValueError):
+            pass

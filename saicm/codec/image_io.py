@@ -269,11 +269,24 @@ OUTPUT_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP
 NO_ALPHA = ("JPEG", "PPM", "BMP")
 
 
+def _is_stream(path: Path) -> bool:
+    """Whether ``path`` is a character device or a FIFO (written to, never replaced)."""
+    import stat
+
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return False
+    return stat.S_ISCHR(mode) or stat.S_ISFIFO(mode)
+
+
 def output_format(dest: str | os.PathLike) -> str:
     """Pillow's format for an output path, from its suffix; a one-line error for any other suffix (checked
     before decoding, so that no work is lost to a typo)."""
     dest = Path(dest)
     fmt = OUTPUT_FORMATS.get(dest.suffix.lower())
+    if fmt is None and not dest.suffix and _is_stream(dest):  # -o /dev/null (timing a decode), a FIFO: PNG
+        return "PNG"
     if fmt is None:
         what = f"a {dest.suffix} file" if dest.suffix else "a file without a suffix"
         raise ImageError(f"cannot write {what}: name the output .png, .jpg, .webp, .bmp, .tif or .ppm", str(dest))
@@ -295,6 +308,14 @@ def save_image(img: Image.Image, dest: str | os.PathLike) -> None:
                       "it)", stacklevel=2)
         img = img.convert("RGB" if img.mode == "RGBA" else "L")
     options = {"compress_level": 3} if fmt == "PNG" else {}
+    if _is_stream(dest):  # a device or FIFO: Pillow's writers seek, so the file is made in memory first
+        import io
+
+        buf = io.BytesIO()
+        img.save(buf, format=fmt, **options)
+        with open(dest, "wb") as f:
+            f.write(buf.getvalue())
+        return
     write_atomic(dest, lambda tmp: img.save(tmp, format=fmt, **options))
 
 

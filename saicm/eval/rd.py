@@ -17,6 +17,7 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
+from .._fs import input_files
 from ..codec.image_io import is_image_file
 from .bootstrap import spec as bootstrap_spec
 from .cache import DecodeCache, image_hash
@@ -41,7 +42,7 @@ def load_rgb_folder(folder: str | Path) -> dict[str, Image.Image]:
     if clips is not None:
         return clips
     folder = Path(folder)
-    files = sorted(p for p in folder.rglob("*") if is_image_file(p)) if folder.is_dir() else []
+    files = input_files(folder, is_image_file) if folder.is_dir() else []
     if not files:
         raise SaicmError("no images found", str(folder))
     from ..codec.image_io import open_image

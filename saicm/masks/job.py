@@ -26,7 +26,7 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from .._fs import atomic_path, ensure_dir, write_atomic
+from .._fs import atomic_path, ensure_dir, input_files, write_atomic
 from ..codec.image_io import is_image_file, load_image
 from ..errors import SaicmError
 from . import OBJECT_SOURCES, SOURCES  # noqa: F401 — re-exported for callers of job
@@ -185,8 +185,8 @@ def run_masks(src: str | Path, out: str | Path, spec: MaskSpec, make: Callable, 
     if out.resolve() == src.resolve():  # the photos would be taken for their own masks
         raise SaicmError("is the input folder: write the masks to another folder", str(out))
     inside = out.resolve().is_relative_to(src.resolve())  # masks and previews must not become inputs
-    files = sorted(p for p in src.rglob("*") if is_image_file(p)
-                   and not (inside and p.resolve().is_relative_to(out.resolve())))
+    files = input_files(src, lambda p: is_image_file(p)
+                        and not (inside and p.resolve().is_relative_to(out.resolve())))
     if not files:
         raise SaicmError("no images in input folder", str(src))
     clash = mask_name_clash([f.relative_to(src) for f in files])

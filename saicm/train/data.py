@@ -17,6 +17,7 @@ from PIL import Image
 from torch.utils.data import Dataset
 from tqdm import tqdm
 
+from .._fs import input_files
 from ..codec.image_io import is_image_file, load_image
 from ..errors import SaicmError
 from ..masks.job import load_mask, mask_name_clash, mask_path
@@ -26,7 +27,7 @@ def list_images(root: str | Path) -> list[Path]:
     root = Path(root)
     if not root.is_dir():
         raise SaicmError("training data folder not found", str(root))
-    files = sorted(p for p in root.rglob("*") if is_image_file(p))
+    files = input_files(root, is_image_file)
     if not files:
         raise SaicmError("no images in training data folder", str(root))
     return files
