@@ -502,6 +502,7 @@ def test_a_folder_whose_outputs_cannot_be_written_is_refused_before_any_work(tmp
     assert code == 1 and "a file, not a folder, is in the way" in capsys.readouterr().err
 
 
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs POSIX FIFOs and symbolic links")
 def test_outputs_write_through_links_and_into_fifos(tmp_path, tiny_model):
     """The output was renamed onto its path: a link was replaced by a file, and as root `-o /dev/null` replaced
     the device with a file (a FIFO stands in for it here)."""
@@ -639,6 +640,7 @@ def test_a_full_disk_stops_the_folder_job_in_one_line(tmp_path):
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["0.saicm"]
 
 
+@pytest.mark.skipif(not hasattr(os, "killpg"), reason="needs POSIX process groups")
 def test_sigterm_to_the_whole_process_group_lets_the_files_in_progress_finish(tmp_path):
     """`timeout`, `kill -- -PGID` and terminals signal a whole process group: the workers died with their files,
     which were reported as lost to the out-of-memory killer."""
