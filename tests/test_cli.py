@@ -666,5 +666,9 @@ def test_sigterm_to_the_whole_process_group_lets_the_files_in_progress_finish(tm
     time.sleep(0.3)
     os.killpg(proc.pid, signal.SIGTERM)
     out, err = proc.communicate(timeout=60)
-    assert "INTERRUPTED interrupted: 4 of 6 files" in out, (out, err)
-    assert "died" not in err and sorted(p.name for p in tmp_path.glob("*.saicm")) == [f"{i}.saicm" for i in range(4)]
+    import re
+
+    written = sorted(p.name for p in tmp_path.glob("*.saicm"))
+    said = re.search(r"INTERRUPTED interrupted: (\d+) of 6 files", out)
+    assert said and int(said.group(1)) == len(written), (out, err)  # every file in progress finished
+    assert 2 <= len(written) < 6 and "saicm: error" not in err, (out, err)  # none lost with its worker
