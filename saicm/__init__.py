@@ -13,7 +13,7 @@ Attributes are imported on first use, so ``saicm --help`` does not load PyTorch.
 
 from ._lazy import lazy_getattr
 
-__version__ = "0.18.0"
+__version__ = "0.19.0"
 
 _API = {
     "compress": ("saicm.codec.pipeline", "compress"),
