@@ -180,11 +180,32 @@ def output_file(path: str | os.PathLike, inputs=(), suffix: str | None = None) -
     return p
 
 
+#: the home of a user who has none (Debian's for system users): paths under it are never found nor created
+NO_HOME = Path("/nonexistent")
+
+
+def home() -> Path:
+    """The user's home folder, or :data:`NO_HOME` for a service account without one (no ``$HOME`` and no passwd
+    entry: ``Path.home()`` raised, and every command with it)."""
+    try:
+        return Path.home()
+    except (RuntimeError, KeyError):
+        return NO_HOME
+
+
+def user_path(text: str) -> Path:
+    """``text`` as a path, ``~`` expanded (left as it is when the user has no home)."""
+    try:
+        return Path(text).expanduser()
+    except (RuntimeError, KeyError):
+        return Path(text)
+
+
 def cache_dir() -> Path:
     """saicm's cache folder: ``$SAICM_CACHE``, else ``$XDG_CACHE_HOME/saicm`` (``~/.cache/saicm``). Holds the
     evaluation's decodes (``decoded/``) and the portable engine's ONNX graphs (``onnx/``)."""
     env = os.environ.get("SAICM_CACHE")
     if env:
-        return Path(env).expanduser()
-    return Path(os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")) / "saicm"
+        return user_path(env)
+    return Path(os.environ.get("XDG_CACHE_HOME") or str(home() / ".cache")) / "saicm"
 

@@ -16,10 +16,12 @@ import threading
 class StopRequest:
     _DEFAULTS = {signal.SIGINT: signal.default_int_handler, signal.SIGTERM: signal.SIG_DFL}
 
-    def __init__(self, message: str | None = None, enabled: bool = True):
+    def __init__(self, message: str | None = None, enabled: bool = True, at_once: bool = False):
         """``message``: printed on stderr at the first signal (None: nothing, e.g. on a rank other than 0);
-        ``enabled`` False: the signals keep their handlers (``requested`` stays False)."""
-        self.requested = False
+        ``enabled`` False: the signals keep their handlers (``requested`` stays False); ``at_once``: the first
+        signal stops at once (work with no safe point to wait for: SIGTERM then unwinds like Ctrl-C, so that a
+        half-written temporary file is removed; by default it ended the process where it stood)."""
+        self.requested = at_once
         self._message = message
         self._previous: dict = {}
         if enabled and threading.current_thread() is threading.main_thread():

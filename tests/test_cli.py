@@ -672,3 +672,30 @@ def test_sigterm_to_the_whole_process_group_lets_the_files_in_progress_finish(tm
     said = re.search(r"INTERRUPTED interrupted: (\d+) of 6 files", out)
     assert said and int(said.group(1)) == len(written), (out, err)  # every file in progress finished
     assert 2 <= len(written) < 6 and "saicm: error" not in err, (out, err)  # none lost with its worker
+
+
+def _terminated_while_writing(job):
+    import signal
+    import time
+
+    from saicm._fs import atomic_path
+
+    with atomic_path(job.dst) as tmp:
+        tmp.write_text("half")
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(2)
+    return {}
+
+
+def test_sigterm_during_a_single_file_leaves_no_temporary_file(tmp_path):
+    """SIGTERM ended a one-file job where it stood, leaving its hidden .part file behind for good."""
+    import signal
+
+    from saicm.codec import batch
+
+    job = batch.Job(tmp_path / "a.png", tmp_path / "out" / "a.saicm")
+    (tmp_path / "out").mkdir()
+    with pytest.raises(KeyboardInterrupt):
+        batch.run(_terminated_while_writing, [job], progress=False)
+    assert list((tmp_path / "out").iterdir()) == []
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL

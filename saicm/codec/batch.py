@@ -232,12 +232,13 @@ def run(fn: Callable[[Job], dict], jobs: list[Job], workers: int = 1, desc: str 
             log.flush()
         bar.update(1)
 
-    # (one file is stopped at once, as before: nothing else is waiting, and a long --refine must not hang on)
-    stop = StopRequest("stopping after the files in progress", enabled=len(jobs) > 1)
+    # (one file is stopped at once, by SIGTERM as by Ctrl-C: nothing else is waiting, a long --refine must not
+    # hang on, and its temporary file is removed)
+    stop = StopRequest("stopping after the files in progress", at_once=len(jobs) < 2)
     try:
         if workers <= 1 or len(jobs) < 2:
             for job in jobs:
-                if stop.requested:
+                if stop.requested and len(jobs) > 1:
                     break
                 done(_run_one(fn, job))
         else:
@@ -247,7 +248,7 @@ def run(fn: Callable[[Job], dict], jobs: list[Job], workers: int = 1, desc: str 
         bar.close()
     order = {id(j): i for i, j in enumerate(jobs)}  # the jobs' order, as a serial run reports them
     results.sort(key=lambda o: order.get(id(o.job), len(jobs)))
-    if stop.requested and len(results) < len(jobs):
+    if stop.requested and len(results) < len(jobs) and len(jobs) > 1:
         raise Interrupted(results, len(jobs))
     return results
 

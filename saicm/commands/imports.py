@@ -21,10 +21,11 @@ ARCHES = ("tcm", "tcm-ica", "mbt2018-mean")
 def _out_dir(a: argparse.Namespace, default):
     from pathlib import Path
 
+    from .._fs import user_path
     from ..errors import SaicmError
     from ..models.catalog import WEIGHTS_DIR
 
-    out = Path(a.out).expanduser() if a.out else Path(default)
+    out = user_path(a.out) if a.out else Path(default)
     if out.suffix == ".safetensors":
         raise SaicmError("--out takes a folder; the file is named after --name", str(out))
     if out.resolve() == WEIGHTS_DIR.resolve():

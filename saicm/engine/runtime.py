@@ -6,8 +6,9 @@ file's own weights (:mod:`saicm.engine.onnx_export`) the first time a model is
 used and cached under ``$SAICM_CACHE`` (default ``$XDG_CACHE_HOME/saicm`` or
 ``~/.cache/saicm``), named by the file's SHA-256; nothing is downloaded. If
 the cache cannot be written the graphs are built in memory for each process (a few milliseconds).
-A cached graph is recognised by the identity in its first bytes (another model's graph, a truncated or unreadable
-file is rebuilt), not by a hash of its content: the cache folder is trusted like the installed package.
+A cached graph is used only when its content has the SHA-256 recorded beside it (``NAME.onnx.sha256``) and carries
+this model's identity in its first bytes: another model's graph, a truncated, bit-rotted or unreadable file is
+rebuilt (a graph damaged after its header decoded wrong images without a word).
 """
 
 from __future__ import annotations
@@ -32,12 +33,25 @@ def onnx_path(model: PortableModel, part: str, folder: Path | None = None) -> Pa
     return (folder or cache_dir()) / "onnx" / f"{digest}-{part}-e{EXPORT_VERSION}.onnx"
 
 
-def _starts_with_identity(path: Path, ident: str) -> bool:
+def _cached_graph(path: Path, ident: str) -> bytes | None:
+    """The cached graph's bytes if they are whole (their SHA-256 is the one recorded beside them) and this model's
+    (its identity in their first bytes), else None."""
+    import hashlib
+
     try:
-        with open(path, "rb") as f:
-            return ident.encode() in f.read(64 + len(ident))
-    except OSError:
-        return False
+        data = path.read_bytes()
+        want = Path(str(path) + ".sha256").read_text().strip()
+    except (OSError, UnicodeDecodeError):
+        return None
+    if ident.encode() not in data[:64 + len(ident)] or hashlib.sha256(data).hexdigest() != want:
+        return None
+    return data
+
+
+def _out_of_memory(e: Exception) -> bool:
+    """Whether an onnxruntime failure is an allocation that failed (its arena's, or C++'s bad_alloc)."""
+    text = str(e)
+    return "Failed to allocate memory" in text or "bad_alloc" in text
 
 
 def session(graph, num_threads: int):
@@ -45,6 +59,8 @@ def session(graph, num_threads: int):
     without busy-waiting after a run (the integer hyper-synthesis, on NumPy's BLAS threads, comes next)."""
     import onnxruntime as ort
 
+    ort.set_default_logger_severity(3)  # errors only: its warnings (e.g. a telemetry file it cannot write in a
+    # read-only home) came in colour on every command, escape codes and all in logs
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = num_threads
     opts.inter_op_num_threads = 1
@@ -66,10 +82,13 @@ class OnnxTransforms:
     def _graph(self, part: str, rebuild: bool = False):
         """The graph of ``part``: the cached file's path when it is this model's graph (its identity is in its
         first bytes: another model's graph or a damaged header is rebuilt), else the graph built now (and cached)."""
+        import hashlib
+
         p = onnx_path(self.model, part)
         ident = f"saicm.engine.onnx_export {p.stem}"
-        if not rebuild and _starts_with_identity(p, ident):
-            return str(p)
+        cached = None if rebuild else _cached_graph(p, ident)
+        if cached is not None:
+            return cached
         from .onnx_export import build_transform
 
         data = build_transform(self.model.state, part, producer=ident)
@@ -78,7 +97,8 @@ class OnnxTransforms:
 
         try:
             p.parent.mkdir(parents=True, exist_ok=True)
-            write_bytes_atomic(p, data)
+            write_bytes_atomic(p, data)  # the graph, then its checksum: a graph without one is rebuilt
+            write_bytes_atomic(Path(str(p) + ".sha256"), hashlib.sha256(data).hexdigest().encode() + b"\n")
         except (OSError, SaicmError):
             pass  # a read-only cache (write_bytes_atomic words its OSErrors as SaicmError): build in memory each time
         return data
@@ -86,19 +106,23 @@ class OnnxTransforms:
     def _open(self, part: str, make):
         """``make(graph)`` of ``part``; a cached graph that ``make`` cannot read (truncated or overwritten after its
         header) is rebuilt once, and the cache repaired, instead of failing every later run."""
-        graph = self._graph(part)
         try:
-            return make(graph)
-        except Exception:
-            if not isinstance(graph, str):  # built just now: a real error
-                raise
-            return make(self._graph(part, rebuild=True))
+            return make(self._graph(part))
+        except Exception as e:
+            if _out_of_memory(e):
+                raise MemoryError(f"onnxruntime: {str(e)[:200]}") from None
+            return make(self._graph(part, rebuild=True))  # (a cached graph onnxruntime cannot read: rebuilt once)
 
     def _run(self, part: str, x: np.ndarray) -> np.ndarray:
         s = self._sessions.get(part)
         if s is None:
             s = self._sessions[part] = self._open(part, lambda g: session(g, self.num_threads))
-        return s.run(None, {"x": np.ascontiguousarray(x, dtype=np.float32)})[0]
+        try:
+            return s.run(None, {"x": np.ascontiguousarray(x, dtype=np.float32)})[0]
+        except Exception as e:  # onnxruntime's own classes: an allocation that failed is what Python calls it
+            if _out_of_memory(e):
+                raise MemoryError(f"onnxruntime: {str(e)[:200]}") from None
+            raise
 
     def analysis(self, x: np.ndarray) -> np.ndarray:
         return self._run("g_a", x)

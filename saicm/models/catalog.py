@@ -20,6 +20,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from .._fs import home, user_path
 from ..errors import ModelError
 
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
@@ -32,8 +33,8 @@ def user_model_dir() -> Path:
     looked up here as ``NAME.safetensors``; the file's checksum is still checked against every stream."""
     env = os.environ.get("SAICM_MODELS")
     if env:
-        return Path(env).expanduser()
-    data = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+        return user_path(env)
+    data = os.environ.get("XDG_DATA_HOME") or str(home() / ".local" / "share")
     return Path(data) / "saicm" / "models"
 
 
