@@ -11,7 +11,12 @@ Public API::
 Attributes are imported on first use, so ``saicm --help`` does not load PyTorch.
 """
 
+import os as _os
+
 from ._lazy import lazy_getattr
+
+# onnxruntime's telemetry (its events; a user's own setting wins): saicm codes images, it reports to no one
+_os.environ.setdefault("ORT_TELEMETRY_DISABLED", "1")
 
 __version__ = "0.19.0"
 

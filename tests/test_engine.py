@@ -713,3 +713,13 @@ def test_a_user_without_a_home_folder_still_codes(monkeypatch, tmp_path):
     data = saicm.compress(natural_image(64, 64))  # the graphs are built in memory
     assert saicm.decompress(data).size == (64, 64)
     assert saicm.list_models()
+
+
+def test_onnxruntime_telemetry_is_opted_out_unless_the_user_says_otherwise():
+    r = subprocess.run([sys.executable, "-c", "import os, saicm; print(os.environ['ORT_TELEMETRY_DISABLED'])"],
+                       capture_output=True, text=True, env={k: v for k, v in os.environ.items()
+                                                            if k != "ORT_TELEMETRY_DISABLED"})
+    assert r.stdout.strip() == "1", r.stderr
+    r = subprocess.run([sys.executable, "-c", "import os, saicm; print(os.environ['ORT_TELEMETRY_DISABLED'])"],
+                       capture_output=True, text=True, env=dict(os.environ, ORT_TELEMETRY_DISABLED="0"))
+    assert r.stdout.strip() == "0", r.stderr
