@@ -27,6 +27,7 @@ _API = {
     "strip": ("saicm.codec.scalable", "strip"),
     "load_model": ("saicm.models.zoo", "open_model"),  # a model of the caller's own (not the cached one)
     "list_models": ("saicm.models.catalog", "list_models"),  # copies of the shipped models' infos
+    "release_models": ("saicm.engine.model", "release_models"),  # a service's memory back after many models
     "SaicmError": ("saicm.errors", "SaicmError"),
 }
 

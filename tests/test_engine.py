@@ -723,3 +723,16 @@ def test_onnxruntime_telemetry_is_opted_out_unless_the_user_says_otherwise():
     r = subprocess.run([sys.executable, "-c", "import os, saicm; print(os.environ['ORT_TELEMETRY_DISABLED'])"],
                        capture_output=True, text=True, env=dict(os.environ, ORT_TELEMETRY_DISABLED="0"))
     assert r.stdout.strip() == "0", r.stderr
+
+
+def test_release_models_empties_the_caches_and_coding_goes_on_the_same():
+    """A service that coded with several models kept every one loaded (1.7 GB with five) with no way to let go."""
+    from saicm.engine import model as engine_model
+
+    img = natural_image(64, 96)
+    before = saicm.compress(img, model="mse-hyperprior-n64-v5")
+    saicm.compress(img, model="mse-context-n64-v6")
+    assert sum(c.cache_info().currsize for c in engine_model._FILE_CACHES) >= 2
+    saicm.release_models()
+    assert sum(c.cache_info().currsize for c in engine_model._FILE_CACHES) == 0
+    assert saicm.compress(img, model="mse-hyperprior-n64-v5") == before
