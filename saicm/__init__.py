@@ -15,8 +15,9 @@ import os as _os
 
 from ._lazy import lazy_getattr
 
-# onnxruntime's telemetry (its events; a user's own setting wins): saicm codes images, it reports to no one
-_os.environ.setdefault("ORT_TELEMETRY_DISABLED", "1")
+# onnxruntime's telemetry (its device id, event database and uploads; a user's own setting wins): saicm codes
+# images, it reports to no one
+_os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
 
 __version__ = "0.19.0"
 

@@ -27,14 +27,8 @@ def atomic_path(dest: str | os.PathLike) -> Iterator[Path]:
     point at the user's files). A device or FIFO (``-o /dev/null``) is written to directly: renaming onto it
     replaced ``/dev/null`` itself with a file when run as root.
     """
-    dest = Path(dest)
-    if dest.is_symlink() and _trusted_link(dest):
-        dest = Path(os.path.realpath(dest))
-    try:
-        mode = dest.stat().st_mode
-    except OSError:
-        mode = None
-    if mode is not None and (stat.S_ISCHR(mode) or stat.S_ISBLK(mode) or stat.S_ISFIFO(mode)):
+    dest, stream = output_target(dest)
+    if stream:
         yield dest
         return
     parent = dest.parent if str(dest.parent) else Path(".")
@@ -57,6 +51,21 @@ def atomic_path(dest: str | os.PathLike) -> Iterator[Path]:
         with contextlib.suppress(OSError):
             tmp_path.unlink()
         raise
+
+
+def output_target(dest: str | os.PathLike) -> tuple[Path, bool]:
+    """Where an output named ``dest`` goes, and whether that is a stream written to in place (a device or FIFO:
+    ``-o /dev/null``). A link of the user's own (or of its folder's owner) leads to its target; another user's
+    link is the path itself, to be replaced: neither its target file nor a device or FIFO behind it is written."""
+    dest = Path(dest)
+    trusted = not dest.is_symlink() or _trusted_link(dest)
+    if dest.is_symlink() and trusted:
+        dest = Path(os.path.realpath(dest))
+    try:
+        mode = (os.stat if trusted else os.lstat)(dest).st_mode
+    except OSError:
+        return dest, False
+    return dest, stat.S_ISCHR(mode) or stat.S_ISBLK(mode) or stat.S_ISFIFO(mode)
 
 
 def _trusted_link(link: Path) -> bool:

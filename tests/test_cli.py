@@ -353,6 +353,18 @@ def _slow_touch(job):  # a folder job for the pool (module level: the workers im
     return {}
 
 
+def _slow_atomic(job):  # a folder job writing as saicm does: a temporary file, renamed when whole
+    import time
+
+    from saicm._fs import atomic_path
+
+    with atomic_path(job.dst) as tmp:
+        tmp.write_text("half")
+        time.sleep(0.3)
+        tmp.write_text("done")
+    return {}
+
+
 def _fast_touch(job):  # a folder job for the pool, finishing in the reverse of the order it was given
     import time
 
@@ -390,21 +402,25 @@ def test_an_interrupted_folder_job_drops_its_queue(tmp_path, monkeypatch):
         return real(fs, **kw)
 
     monkeypatch.setattr(batch, "wait", interrupted_at_the_second_wait)  # (the interrupt the flag does not take)
+    (tmp_path / "out").mkdir()
     with pytest.raises(KeyboardInterrupt):
-        batch.run(_slow_touch, jobs, workers=2, progress=False)
+        batch.run(_slow_atomic, jobs, workers=2, progress=False)
     time.sleep(1)  # (a worker left running would write its file by now)
-    done = list((tmp_path / "out").iterdir()) if (tmp_path / "out").exists() else []
-    assert len(done) <= 2, len(done)  # the workers stop at once: no file started after, none finished after
-    assert all(p.read_text() == "done" for p in done)
+    done = list((tmp_path / "out").iterdir())
+    assert len(done) <= 2, done  # the workers stop at once: no file started after, none finished after
+    assert all(p.read_text() == "done" for p in done)  # and their temporary files are gone (they were left)
     monkeypatch.setenv("OMP_NUM_THREADS", "1")  # (what _init_worker sets)
     monkeypatch.setenv("SAICM_THREADS", "1")
-    before = signal.getsignal(signal.SIGINT)
+    before = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
     monkeypatch.setattr(batch, "_detach_from_signals_and_die_with_parent", lambda: None)  # (not pytest's own)
     try:
         batch._init_worker(1)
         assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN  # a worker finishes its file on Ctrl-C
+        with pytest.raises(SystemExit):  # and unwinds on SIGTERM, so that its temporary file is removed
+            signal.getsignal(signal.SIGTERM)(signal.SIGTERM, None)
     finally:
-        signal.signal(signal.SIGINT, before)
+        signal.signal(signal.SIGINT, before[0])
+        signal.signal(signal.SIGTERM, before[1])
 
 
 def _photos(folder, n=3, seed=0):
@@ -540,6 +556,13 @@ def test_outputs_write_through_links_and_into_fifos(tmp_path, tiny_model):
         os.lchown(planted, 4321, 4321)
         assert main(["compress", str(img), "-o", str(planted), "--model", str(tiny_model), "--quiet"]) == 0
         assert victim.read_text() == "mine" and not planted.is_symlink()  # the link was replaced, not its target
+        theirs = tmp_path / "their-pipe"  # nor a FIFO behind it (it handed them the data)
+        os.mkfifo(theirs)
+        planted.unlink()
+        planted.symlink_to(theirs)
+        os.lchown(planted, 4321, 4321)
+        assert main(["compress", str(img), "-o", str(planted), "--model", str(tiny_model), "--quiet"]) == 0
+        assert not planted.is_symlink() and planted.read_bytes()[:5] == b"SAICM"
 
 
 def _memory_hungry(job):
@@ -601,7 +624,7 @@ def test_sigterm_stops_a_folder_job_after_the_files_in_progress(tmp_path, worker
 
     src = tmp_path / ("pool" if workers > 1 else "serial")
     jobs = [batch.Job(src / f"{i}.png", tmp_path / "out" / f"{i}.saicm") for i in range(12)]
-    with pytest.raises(batch.Interrupted, match=r"interrupted: \d+ of 12 files .* not started") as e:
+    with pytest.raises(batch.Interrupted, match=r"interrupted: \d+ of 12 files .* not done") as e:
         batch.run(_terminated_at_1, jobs, workers=workers, progress=False)
     done = sorted(p.name for p in (tmp_path / "out").iterdir())
     assert "1.saicm" in done and len(done) <= 3 and len(e.value.outcomes) == len(done)

@@ -59,7 +59,7 @@ class Interrupted(KeyboardInterrupt):
         failed = len(outcomes) - done
         super().__init__(f"interrupted: {done} of {total} files written or already there"
                          + (f", {failed} failed (above)" if failed else "") + f"; {total - len(outcomes)} not "
-                         "started (every file written is whole; --existing skip goes on where this stopped)")
+                         "done (every file written is whole; --existing skip goes on where this stopped)")
         self.outcomes = outcomes
 
 
@@ -149,7 +149,12 @@ def _init_worker(threads: int) -> None:
     # engine's onnxruntime sessions read SAICM_THREADS
     os.environ["OMP_NUM_THREADS"] = os.environ["SAICM_THREADS"] = str(threads)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle (see run)
+    signal.signal(signal.SIGTERM, _unwind)  # stopped (by the parent, or with it): the temporary file goes too
     _detach_from_signals_and_die_with_parent()
+
+
+def _unwind(signum, frame) -> None:
+    raise SystemExit(128 + signum)
 
 
 def _detach_from_signals_and_die_with_parent() -> None:
@@ -318,7 +323,12 @@ def _run_pool(fn, jobs: list[Job], workers: int, stop: StopRequest, done: Callab
     def restart() -> None:
         nonlocal pool
         for f, job in list(running.items()):
-            lost(job)
+            if f.done() and not f.cancelled() and f.exception() is None:  # finished before the pool broke
+                o = f.result()
+                o.job = job
+                done(o)
+            else:
+                lost(job)
         running.clear()
         pool.shutdown(wait=True, cancel_futures=True)
         pool = new_pool()
@@ -337,14 +347,19 @@ def _run_pool(fn, jobs: list[Job], workers: int, stop: StopRequest, done: Callab
                     broken = True
                     lost(job)
                     continue
+                except (SystemExit, KeyboardInterrupt):  # a worker stopped by a signal (with the job, or alone)
+                    lost(job)
+                    continue
                 done(o)
             if broken:
                 restart()
             fill()
-    except BaseException:
-        # a second Ctrl-C, or an error that stops the job: the workers stop now (their files stay unwritten)
+    except KeyboardInterrupt:  # a second Ctrl-C: the workers stop now (their files stay unwritten, removed)
         _stop_workers(pool)
         pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    except BaseException:  # an error that stops the job (a full disk, a missing extra): the files in progress end
+        pool.shutdown(wait=True, cancel_futures=True)
         raise
     pool.shutdown(wait=True)
 

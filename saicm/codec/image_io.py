@@ -270,14 +270,10 @@ NO_ALPHA = ("JPEG", "PPM", "BMP")
 
 
 def _is_stream(path: Path) -> bool:
-    """Whether ``path`` is a character device or a FIFO (written to, never replaced)."""
-    import stat
+    """Whether an output at ``path`` is written to in place (a device or FIFO, :func:`saicm._fs.output_target`)."""
+    from .._fs import output_target
 
-    try:
-        mode = path.stat().st_mode
-    except OSError:
-        return False
-    return stat.S_ISCHR(mode) or stat.S_ISFIFO(mode)
+    return output_target(path)[1]
 
 
 def output_format(dest: str | os.PathLike) -> str:
@@ -313,8 +309,7 @@ def save_image(img: Image.Image, dest: str | os.PathLike) -> None:
 
         buf = io.BytesIO()
         img.save(buf, format=fmt, **options)
-        with open(dest, "wb") as f:
-            f.write(buf.getvalue())
+        write_atomic(dest, lambda target: target.write_bytes(buf.getvalue()))  # (the stream itself)
         return
     write_atomic(dest, lambda tmp: img.save(tmp, format=fmt, **options))
 

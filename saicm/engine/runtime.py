@@ -48,6 +48,15 @@ def _cached_graph(path: Path, ident: str) -> bytes | None:
     return data
 
 
+def _quiet_run():
+    """Run options that keep onnxruntime's own log lines (a failed allocation's, in colour) off stderr."""
+    import onnxruntime as ort
+
+    ro = ort.RunOptions()
+    ro.log_severity_level = 4
+    return ro
+
+
 def _out_of_memory(e: Exception) -> bool:
     """Whether an onnxruntime failure is an allocation that failed (its arena's, or C++'s bad_alloc)."""
     text = str(e)
@@ -59,12 +68,10 @@ def session(graph, num_threads: int):
     without busy-waiting after a run (the integer hyper-synthesis, on NumPy's BLAS threads, comes next)."""
     import onnxruntime as ort
 
-    ort.set_default_logger_severity(3)  # errors only: its warnings (e.g. a telemetry file it cannot write in a
-    # read-only home) came in colour on every command, escape codes and all in logs
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = num_threads
     opts.inter_op_num_threads = 1
-    opts.log_severity_level = 3
+    opts.log_severity_level = 4  # fatal only: saicm says what failed in one line (onnxruntime's came in colour)
     opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return ort.InferenceSession(graph, opts, providers=["CPUExecutionProvider"])
 
@@ -78,6 +85,7 @@ class OnnxTransforms:
         self.model = model
         self.num_threads = num_threads or threads()
         self._sessions: dict[str, object] = {}
+        self._from_cache: set[str] = set()  # parts whose last graph came from the cache
 
     def _graph(self, part: str, rebuild: bool = False):
         """The graph of ``part``: the cached file's path when it is this model's graph (its identity is in its
@@ -88,7 +96,9 @@ class OnnxTransforms:
         ident = f"saicm.engine.onnx_export {p.stem}"
         cached = None if rebuild else _cached_graph(p, ident)
         if cached is not None:
+            self._from_cache.add(part)
             return cached
+        self._from_cache.discard(part)
         from .onnx_export import build_transform
 
         data = build_transform(self.model.state, part, producer=ident)
@@ -111,14 +121,16 @@ class OnnxTransforms:
         except Exception as e:
             if _out_of_memory(e):
                 raise MemoryError(f"onnxruntime: {str(e)[:200]}") from None
-            return make(self._graph(part, rebuild=True))  # (a cached graph onnxruntime cannot read: rebuilt once)
+            if part not in self._from_cache:  # built just now: a real error
+                raise
+        return make(self._graph(part, rebuild=True))  # (a cached graph onnxruntime cannot read: rebuilt once)
 
     def _run(self, part: str, x: np.ndarray) -> np.ndarray:
         s = self._sessions.get(part)
         if s is None:
             s = self._sessions[part] = self._open(part, lambda g: session(g, self.num_threads))
         try:
-            return s.run(None, {"x": np.ascontiguousarray(x, dtype=np.float32)})[0]
+            return s.run(None, {"x": np.ascontiguousarray(x, dtype=np.float32)}, _quiet_run())[0]
         except Exception as e:  # onnxruntime's own classes: an allocation that failed is what Python calls it
             if _out_of_memory(e):
                 raise MemoryError(f"onnxruntime: {str(e)[:200]}") from None
