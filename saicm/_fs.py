@@ -124,8 +124,9 @@ def input_files(folder: str | os.PathLike, accept: Callable[[Path], bool],
                 unreadable: Callable[[OSError], None] | None = None, links: list | None = None) -> list[Path]:
     """The files under ``folder`` (recursively, sorted) that ``accept`` takes: the one rule of every folder input
     (coding, masks, training, evaluation). Hidden names (``.x``: a killed job's temporary ``.x.part.png``, macOS's
-    ``._x.jpg``) are left out, links to folders are not followed (appended to ``links`` if given), and a folder
-    that cannot be read is passed to ``unreadable`` (default: a one-line error; ``rglob`` skipped it in silence)."""
+    ``._x.jpg``) are left out, links to folders are not followed and broken links lead nowhere (both appended to
+    ``links`` if given), and a folder that cannot be read is passed to ``unreadable`` (default: a one-line error;
+    ``rglob`` skipped it in silence)."""
     def refuse(e: OSError) -> None:
         raise SaicmError(f"cannot read folder ({e.strerror or e})", str(e.filename))
 
@@ -134,6 +135,8 @@ def input_files(folder: str | os.PathLike, accept: Callable[[Path], bool],
         here = Path(root)
         if links is not None:
             links += [here / d for d in dirs if not d.startswith(".") and (here / d).is_symlink()]
+            links += [here / n for n in names if not n.startswith(".") and (here / n).is_symlink()
+                      and not (here / n).exists()]
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         files += [here / n for n in names if not n.startswith(".") and accept(here / n)]
     return sorted(files)

@@ -489,6 +489,10 @@ def test_folder_scans_say_what_they_cannot_read_and_skip_hidden_files(tmp_path, 
         assert "locked: cannot read folder" in capsys.readouterr().err
     monkeypatch.setattr(os, "scandir", real_scandir)
     shutil.rmtree(locked)
+    (src / "gone.png").symlink_to(tmp_path / "nowhere.png")  # a broken link was skipped without a word
+    with pytest.warns(UserWarning, match=r"1 symbolic link not followed \(to a folder, or broken\): .*gone.png"):
+        assert main(["compress", str(src), "-o", str(tmp_path / "c3")] + m) == 0
+    (src / "gone.png").unlink()
     (src / "._0.png").write_bytes(b"\x00\x05\x16\x07 macOS metadata")  # taken as an image by masks
     assert main(["masks", str(src), "-o", str(tmp_path / "m2"), "--quiet"]) == 0
     cwd = os.getcwd()

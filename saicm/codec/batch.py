@@ -116,7 +116,7 @@ def plan(inp: str, out: str | None, accept: Callable[[Path], bool], suffix: str,
 
 def _scan(src: Path, accept: Callable[[Path], bool]) -> tuple[list[Path], list[tuple[Path, str]]]:
     """The inputs under ``src`` (:func:`~saicm._fs.input_files`) and the folders that could not be read, each with
-    its error (they become failed jobs); links to folders not followed are named in a warning."""
+    its error (they become failed jobs); links not followed (to folders, broken) are named in a warning."""
     failed: list[tuple[Path, str]] = []
     links: list[Path] = []
 
@@ -126,8 +126,8 @@ def _scan(src: Path, accept: Callable[[Path], bool]) -> tuple[list[Path], list[t
 
     files = input_files(src, accept, unreadable, links)
     if links:
-        warnings.warn(f"{len(links)} symbolic link{'s' if len(links) > 1 else ''} to a folder not followed: "
-                      f"{', '.join(map(str, links[:3]))}{' …' if len(links) > 3 else ''}", stacklevel=3)
+        warnings.warn(f"{len(links)} symbolic link{'s' if len(links) > 1 else ''} not followed (to a folder, or "
+                      f"broken): {', '.join(map(str, links[:3]))}{' …' if len(links) > 3 else ''}", stacklevel=3)
     return files, failed
 
 
