@@ -28,7 +28,7 @@ from tqdm import tqdm
 from .._fs import EXISTING, ensure_dir, input_files, refuse_input_as_output
 from .._signals import StopRequest
 from ..errors import MissingDependency, SaicmError
-from .image_io import names_a_file
+from .image_io import refuse_file_name_for_folder
 
 #: errors of the output's file system that every later file would meet too: the job stops
 _STOPPING_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS}
@@ -82,9 +82,8 @@ def plan(inp: str, out: str | None, accept: Callable[[Path], bool], suffix: str,
         raise SaicmError(f"--existing must be one of {', '.join(EXISTING)}, got {existing!r}")
     src = Path(inp)
     if src.is_dir():
-        if out and not Path(out).is_dir() and names_a_file(out):  # it became a folder so named
-            raise SaicmError(f"names a {Path(out).suffix} file, but a folder's outputs go to a folder: give a "
-                             "folder name without that suffix (nothing written)", out)
+        if out:
+            refuse_file_name_for_folder(out, "a folder's outputs")
         whole = Path(os.path.abspath(src))  # (`.` and `..` have no name of their own; a link keeps its own)
         dst_root = Path(out) if out else whole.with_name(whole.name + "-" + suffix.lstrip("."))
         files, failed = _scan(src, accept)

@@ -61,9 +61,20 @@ FILE_SUFFIXES = frozenset({".saicm", ".saicmv", ".txt", ".json", ".jsonl", ".csv
                            ".safetensors", ".onnx"})
 
 
-def names_a_file(path: str | os.PathLike) -> bool:
+def _named_as_a_file(path: str | os.PathLike) -> bool:
     """Whether ``path`` ends like a file, never a folder: an image, a video, a coded file or a document."""
     return names_media_file(path) or Path(path).suffix.lower() in FILE_SUFFIXES
+
+
+def refuse_file_name_for_folder(path: str | os.PathLike, what: str) -> None:
+    """A one-line error, before anything is written, if the output folder ``path`` (not an existing folder) is
+    named as a file (:func:`_named_as_a_file`: ``-o out.txt`` made a folder so named); ``what``: what goes into it."""
+    path = Path(path)
+    if not path.is_dir() and _named_as_a_file(path):
+        from ..errors import SaicmError
+
+        raise SaicmError(f"names a {path.suffix} file, but {what} go to a folder: give a folder name without that "
+                         "suffix (nothing written)", str(path))
 
 
 def refuse_media_output(path: str | os.PathLike, what: str) -> None:

@@ -274,7 +274,8 @@ def decode_file(src: str | os.PathLike, dst: str | os.PathLike, max_pixels: int 
                 threads: int | None = None) -> dict:
     """Decode ``src`` to PNG frames in the folder ``dst`` or to a lossless video (``.mkv``/``.avi``/``.nut``:
     FFV1; ``.mp4``: H.264 RGB -qp 0). Nothing is left at ``dst`` on failure."""
-    from .io import LOSSLESS_VIDEO, refuse_file_name_for_frames, write_png_frames, write_video
+    from ..codec.image_io import refuse_file_name_for_folder
+    from .io import LOSSLESS_VIDEO, write_png_frames, write_video
 
     suffix = Path(dst).suffix.lower()
     if suffix not in LOSSLESS_VIDEO and names_media_file(dst):  # it would become a folder so named
@@ -284,7 +285,7 @@ def decode_file(src: str | os.PathLike, dst: str | os.PathLike, max_pixels: int 
 
     refuse_input_as_output(src, dst)
     if suffix not in LOSSLESS_VIDEO:
-        refuse_file_name_for_frames(dst)
+        refuse_file_name_for_folder(dst, "PNG frames")
     t0 = time.perf_counter()
     data = read_input(src)
     with naming(src):

@@ -358,23 +358,15 @@ def _folder_frames(folder: Path, start: int, stop: int | None, size, max_pixels
 
 # --- writing -------------------------------------------------------------------------------------
 
-def refuse_file_name_for_frames(dest: str | os.PathLike) -> None:
-    """A one-line error if the frames folder ``dest`` (absent) is named as a file (``-o out.txt``, ``-o x.png``)."""
-    from ..codec.image_io import names_a_file
-
-    dest = Path(dest)
-    if not dest.is_dir() and names_a_file(dest):
-        raise SaicmError(f"names a {dest.suffix} file, but PNG frames are written to a folder: give a folder "
-                         "name without that suffix (nothing written)", str(dest))
-
-
 def write_png_frames(batches: Iterable[tuple[int, np.ndarray]], dest: str | os.PathLike, first: int = 0,
                      meta: dict | None = None, compress_level: int = 1) -> list[Path]:
     """Write ``(start, (B, H, W, 3) uint8)`` batches as ``frame_%06d.png`` (index = ``first`` + position)."""
     from PIL import Image
 
+    from ..codec.image_io import refuse_file_name_for_folder
+
     dest = Path(dest)
-    refuse_file_name_for_frames(dest)
+    refuse_file_name_for_folder(dest, "PNG frames")
     names = []
     with atomic_folder(dest) as tmp:
         for start, batch in batches:
