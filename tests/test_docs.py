@@ -1,6 +1,9 @@
 """Every relative link and image in the README, docs/ and the model cards points at a file that exists."""
 
 import re
+import shlex
+import subprocess
+import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -106,3 +109,178 @@ def test_readme_keeps_the_two_setup_commands_and_stays_short():
     text = (ROOT / "README.md").read_text(encoding="utf-8")
     assert "make demo" in text and "make test" in text
     assert len(text.splitlines()) <= 150
+
+
+# --- the commands shown in the docs exist, with the options they are given ---------------------------------------
+
+_SH_FENCE = re.compile(r"^```([\w-]*)[^\n]*\n(.*?)^```[ \t]*$", re.MULTILINE | re.DOTALL)
+_SHELL_LANGS = {"", "sh", "bash", "shell", "console"}
+_SEPARATORS = {";", ";;", "&&", "||", "|", "&", "(", ")", "do", "then", "else", "{", "}", "!"}
+_PREFIXES = {"nohup", "time", "exec", "env", "sudo", "nice"}
+_PYTHON = re.compile(r"^(\S*/)?python[\d.]*$")
+
+
+def _separates(word: str) -> bool:
+    return word in _SEPARATORS or re.fullmatch(r"[;&|()]+", word) is not None  # shlex joins ");" into one word
+
+
+def shell_commands(text: str) -> list[tuple[int, list[str]]]:
+    """``(line, words)`` of each ``saicm …``, ``python -m saicm …`` and ``python SCRIPT.py …`` command in shell
+    text (continuation lines joined, comments, quotes and separators handled by shlex; variables left as words);
+    ``words`` starts with ``saicm`` or the script's path."""
+    found = []
+    lines = text.splitlines()
+    i = 0
+    while i < len(lines):
+        start, logical = i + 1, lines[i]
+        while logical.endswith("\\") and i + 1 < len(lines):
+            i += 1
+            logical = logical[:-1] + " " + lines[i]
+        i += 1
+        lex = shlex.shlex(logical, posix=True, punctuation_chars=";&|()")
+        lex.whitespace_split = True
+        try:
+            words = list(lex)
+        except ValueError:  # an unclosed quote: prose in a console block
+            continue
+        at_start, k = True, 0
+        while k < len(words):
+            w = words[k]
+            if _separates(w):
+                at_start = True
+            elif at_start and (re.match(r"^\w+=", w) or w in _PREFIXES or w.startswith("-")):
+                pass  # VAR=value, nohup, env's or nice's options
+            elif at_start and (w == "saicm" or _PYTHON.match(w)):
+                rest = []
+                for v in words[k + 1:]:
+                    if _separates(v):
+                        break
+                    rest.append(v)
+                k += len(rest)
+                if w == "saicm":
+                    found.append((start, ["saicm"] + rest))
+                elif rest[:2] == ["-m", "saicm"]:
+                    found.append((start, ["saicm"] + rest[2:]))
+                elif rest and rest[0].endswith(".py"):
+                    found.append((start, rest))
+                at_start = False
+            else:
+                at_start = False
+            k += 1
+    return found
+
+
+def _saicm_problems(words: list[str], parser) -> list[str]:
+    """What argparse would not accept by name in ``saicm …`` words: an unknown (sub)command or ``--option``."""
+    import argparse
+    used, k = ["saicm"], 1
+    while k < len(words) and not words[k].startswith("-"):
+        sub = next((a for a in parser._actions if isinstance(a, argparse._SubParsersAction)), None)
+        if sub is None:
+            break
+        if words[k] not in sub.choices:
+            return [f"unknown command: {' '.join(used)} {words[k]}"]
+        parser = sub.choices[words[k]]
+        used.append(words[k])
+        k += 1
+    return [f"{' '.join(used)}: unknown option {w.split('=', 1)[0]}" for w in words[k:]
+            if w.startswith("--") and len(w) > 2 and w.split("=", 1)[0] not in parser._option_string_actions]
+
+
+def _script_help(args: tuple[str, ...]) -> tuple[set[str], set[str]] | None:
+    """The ``--options`` and subcommands that ``python SCRIPT [SUB] --help`` names (``None`` if it fails)."""
+    r = subprocess.run([sys.executable, *args, "--help"], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    if r.returncode:
+        return None
+    subcommands = re.search(r"^usage:[^{]*\{([\w,-]+)\}", r.stdout, re.MULTILINE)
+    return (set(re.findall(r"(?<![\w-])--[a-zA-Z][\w-]*", r.stdout)) | {"--help"},
+            set(subcommands[1].split(",")) if subcommands else set())
+
+
+def command_problems(commands: list[tuple[str, int, list[str]]]) -> list[str]:
+    """Every unknown saicm (sub)command or option, missing script, and option a script does not take."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from saicm.cli import build_parser
+
+    parser = build_parser()
+    ours = [words for _, _, words in commands if words[0] != "saicm" and "$" not in words[0]
+            and words[0].startswith(("benchmarks/", "tests/", "saicm/")) and (ROOT / words[0]).is_file()]
+    with ThreadPoolExecutor(4) as pool:
+        scripts = sorted({(words[0],) for words in ours})
+        helps = dict(zip(scripts, pool.map(_script_help, scripts)))
+        subs = sorted({(words[0], words[1]) for words in ours if len(words) > 1 and helps[(words[0],)]
+                       and words[1] in helps[(words[0],)][1]})
+        helps.update(zip(subs, pool.map(_script_help, subs)))
+    bad = []
+    for where, line, words in commands:
+        if words[0] == "saicm":
+            problems = _saicm_problems(words, parser)
+        elif "$" in words[0] or not words[0].startswith(("benchmarks/", "tests/", "saicm/")):
+            problems = []  # a script of the reader's, or one named through a variable
+        elif not (ROOT / words[0]).is_file():
+            problems = [f"no such script: {words[0]}"]
+        else:
+            key = (words[0], words[1]) if (words[0], *words[1:2]) in helps and len(words) > 1 else (words[0],)
+            if helps[key] is None:
+                problems = [f"{' '.join(key)} --help fails"]
+            else:
+                problems = [f"{' '.join(key)}: unknown option {w.split('=', 1)[0]}" for w in words[len(key):]
+                            if w.startswith("--") and len(w) > 2 and w.split("=", 1)[0] not in helps[key][0]]
+        bad += [f"{where}:{line}: {p}" for p in problems]
+    return bad
+
+
+def doc_commands() -> list[tuple[str, int, list[str]]]:
+    """The commands of the docs' shell blocks and inline ``saicm …`` code, and of the benchmark shell scripts
+    (the CHANGELOG is history: it may name what was renamed since)."""
+    out = []
+    for md in doc_files():
+        if md.name == "CHANGELOG.md":
+            continue
+        text, rel = md.read_text(encoding="utf-8"), str(md.relative_to(ROOT))
+        for m in _SH_FENCE.finditer(text):
+            if m.group(1) in _SHELL_LANGS:
+                first = text[:m.start(2)].count("\n")
+                out += [(rel, first + line, words) for line, words in shell_commands(m.group(2))]
+        prose = _FENCE.sub(lambda m: "\n" * m.group(0).count("\n"), text)
+        for m in re.finditer(r"(?<!`)`((?:\w+=\S+ )*(?:saicm|python -m saicm) [^`\n]+)`(?!`)", prose):
+            line = prose[:m.start()].count("\n") + 1
+            # `saicm video encode/decode` and `saicm compress/decompress` name several commands at once
+            alternatives = re.match(r"^(.*?saicm(?: \w+)*?) ([\w-]+(?:/[\w-]+)+)(.*)$", m.group(1))
+            codes = ([f"{alternatives[1]} {a}{alternatives[3]}" for a in alternatives[2].split("/")]
+                     if alternatives else [m.group(1)])
+            out += [(rel, line, words) for code in codes for _, words in shell_commands(code)]
+    for sh in sorted((ROOT / "benchmarks").glob("*.sh")):
+        out += [(str(sh.relative_to(ROOT)), line, words) for line, words in shell_commands(sh.read_text())]
+    return out
+
+
+def test_the_command_checker_finds_unknown_commands_options_and_scripts():
+    text = ("OMP_NUM_THREADS=2 saicm compress a.png -o a.saicm --quality 3 --existing=skip && \\\n"
+            "  saicm decompress a.saicm --layer machine   # saicm compress --in-a-comment\n"
+            "for q in 1 4; do nohup saicm eval --codec x --threads 2 --bogus & done\n"
+            "saicm video encode clip.mp4 --nope; python -m saicm strip in.saicm --fast | tee log\n"
+            "x=$(saicm models --json); saicm compres a.png; echo 'saicm info --quoted'\n"
+            "python benchmarks/fuzz_decode.py --cases 10 --seed 1 --wrong\n"
+            "python benchmarks/no_such_script.py --x; python my_own.py --anything\n"
+            "python benchmarks/seed_mean.py --help; python benchmarks/figures_saicm.py layers a.jpg --height 9 --nope\n")
+    commands = shell_commands(text)
+    assert [line for line, _ in commands] == [1, 1, 3, 4, 4, 5, 5, 6, 7, 7, 8, 8]
+    assert commands[1][1] == ["saicm", "decompress", "a.saicm", "--layer", "machine"]
+    assert command_problems([("t", line, words) for line, words in commands]) == [
+        "t:3: saicm eval: unknown option --bogus",
+        "t:4: saicm video encode: unknown option --nope",
+        "t:4: saicm strip: unknown option --fast",
+        "t:5: unknown command: saicm compres",
+        "t:6: benchmarks/fuzz_decode.py: unknown option --wrong",
+        "t:7: no such script: benchmarks/no_such_script.py",
+        "t:8: benchmarks/figures_saicm.py layers: unknown option --nope",
+    ]
+
+
+def test_every_command_in_the_docs_exists_with_its_options():
+    commands = doc_commands()
+    assert len(commands) > 300  # the docs' commands were found (340 shell and 270 inline in 0.19.0)
+    bad = command_problems(commands)
+    assert not bad, "commands the docs show that saicm or the script would refuse:\n" + "\n".join(bad)
