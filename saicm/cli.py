@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import codecs
 import os
 import sys
 import warnings
@@ -270,8 +271,31 @@ def build_parser() -> argparse.ArgumentParser:
 EVAL_COMMANDS = frozenset({"eval", "bdrate", "plot", "report"})
 
 
+def _undecodable_bytes_as_escapes(err: UnicodeError):
+    """How saicm's output shows what its encoding cannot: a file name's undecodable bytes (which Python keeps as
+    the characters U+DC80–U+DCFF) as ``\\xNN``, the bytes on disk; any other character as ``\\uXXXX``."""
+    if not isinstance(err, UnicodeEncodeError):
+        raise err
+    return "".join(f"\\x{ord(c) - 0xDC00:02x}" if 0xDC80 <= ord(c) <= 0xDCFF
+                   else c.encode("ascii", "backslashreplace").decode("ascii")
+                   for c in err.object[err.start:err.end]), err.end
+
+
+codecs.register_error("saicm.escape-names", _undecodable_bytes_as_escapes)
+
+
+def _escape_names_on_output() -> None:
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.reconfigure(errors="saicm.escape-names")
+        except (AttributeError, ValueError, OSError):  # not a text stream saicm may reconfigure (a test's capture)
+            pass
+
+
 def main(argv: list[str] | None = None) -> int:
     from .errors import SaicmError
+
+    _escape_names_on_output()
 
     # Library deprecation chatter (torch.jit via CompressAI) is not for end users; saicm's own warnings are one line.
     warnings.filterwarnings("ignore", category=FutureWarning)

@@ -47,6 +47,25 @@ def test_folder_with_a_bad_file_writes_the_rest_and_fails(tmp_path, tiny_model, 
     assert sorted(p.relative_to(dec).as_posix() for p in dec.rglob("*.png")) == ["one.png", "sub/two.png"]
 
 
+def test_a_file_name_that_is_not_utf8_is_shown_with_its_bytes_escaped(tmp_path):
+    """A name's undecodable bytes print as \\xNN (they printed as \\udcNN, a character no file name holds), in a
+    UTF-8 and in an ASCII locale; other characters the output cannot encode as \\uXXXX."""
+    import subprocess
+
+    name = os.fsencode(tmp_path) + b"/caf\xe9 \xff.saicm"  # Latin-1 bytes: not UTF-8
+    with open(name, "wb") as f:
+        f.write(b"junk")
+    for env in ({"PYTHONUTF8": "1"}, {"LC_ALL": "C", "PYTHONCOERCECLOCALE": "0", "PYTHONUTF8": "0"}):
+        r = subprocess.run([sys.executable, "-m", "saicm", "info", name], capture_output=True, timeout=120,
+                           env=dict(os.environ, **env))
+        assert r.returncode == 2
+        assert r.stderr.rstrip(b"\n").endswith(b"caf\\xe9 \\xff.saicm: not a .saicm file (wrong magic)"), r.stderr
+    from saicm.cli import _undecodable_bytes_as_escapes
+
+    err = UnicodeEncodeError("ascii", "a\u00e9\udcff\u2192", 1, 4, "")
+    assert _undecodable_bytes_as_escapes(err) == ("\\xe9\\xff\\u2192", 4)
+
+
 def test_models_json_lists_qualities(capsys, tmp_path, monkeypatch):
     monkeypatch.setenv("SAICM_MODELS", str(tmp_path))  # the shipped ones only
     assert main(["models", "--json"]) == 0
