@@ -19,6 +19,13 @@ from ._lazy import lazy_getattr
 # images, it reports to no one
 _os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
 
+# $SAICM_THREADS bounds the libraries' own thread pools as well: NumPy's BLAS and PyTorch take OMP_NUM_THREADS when
+# they load (a user's own OMP_NUM_THREADS wins; so SAICM_THREADS=1 alone means one core)
+if _os.environ.get("SAICM_THREADS", "").strip():
+    from .engine.parallel import threads as _threads
+
+    _os.environ.setdefault("OMP_NUM_THREADS", str(_threads()))
+
 __version__ = "0.19.0"
 
 _API = {

@@ -684,6 +684,26 @@ def test_the_thread_count_is_bounded_and_bad_values_are_unset(monkeypatch):
         assert threads() == want, value
 
 
+def test_saicm_threads_alone_bounds_numpys_blas_threads():
+    """SAICM_THREADS=1 alone still ran NumPy's OpenBLAS on every core (126 % CPU for a one-core edge box); a user's
+    own OMP_NUM_THREADS still wins."""
+    import subprocess
+
+    code = ("import os, saicm, numpy; from threadpoolctl import threadpool_info; "
+            "print(os.environ.get('OMP_NUM_THREADS'), [i['num_threads'] for i in threadpool_info() "
+            "if i['user_api'] == 'blas'])")
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}
+    out = {}
+    for extra in ({"SAICM_THREADS": "1"}, {"SAICM_THREADS": "1", "OMP_NUM_THREADS": "2"}, {}):
+        r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                           env=dict(env, **extra))
+        assert r.returncode == 0, r.stderr
+        out[tuple(extra.items())] = r.stdout.split(None, 1)
+    assert out[(("SAICM_THREADS", "1"),)] == ["1", "[1]\n"]
+    assert out[(("SAICM_THREADS", "1"), ("OMP_NUM_THREADS", "2"))] == ["2", "[2]\n"]
+    assert out[()][0] == "None"
+
+
 def test_a_thread_count_int_cannot_read_counts_as_unset(monkeypatch):
     from saicm.engine.parallel import threads
 
