@@ -76,9 +76,11 @@ def register(sub) -> None:
     t.add_argument("--no-checkerboard", dest="context_checkerboard", action="store_const", const=False,
                    help="gained-context-hyperprior: one pass per group with the channel context only, instead "
                    "of two checkerboard passes (faster; no spatial context)")
-    t.add_argument("--N", type=positive, help="hidden channels (default 64, or --init's). Larger than --init's "
+    t.add_argument("--N", type=positive, help="hidden channels (default --init's, else the architecture's own: 64 "
+                   "for the hyperprior and context models, 128 for tcm). Larger than --init's "
                    "widens it (hyperprior and context models): the new channels start where they change nothing")
-    t.add_argument("--M", type=positive, help="latent channels (default 128, or --init's, which cannot change; "
+    t.add_argument("--M", type=positive, help="latent channels (default --init's, which cannot change, else the "
+                   "architecture's own: 128, 320 for tcm; "
                    "scalable: s·m)")
     t.add_argument("--lambdas", type=floats,
                    help="λ per quality, ascending (L = R + λ·255²·D); default those of --init, else "

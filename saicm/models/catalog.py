@@ -202,9 +202,15 @@ def names_a_file(model: str | os.PathLike) -> bool:
 
 
 def resolve(model: str | os.PathLike | None) -> ModelInfo:
-    """A shipped model name or a path to a weight file → its info."""
+    """A shipped model name or a path to a weight file (or a ``ModelInfo``: itself) → its info."""
     if model is None:
         model = default_model_name()
+    if isinstance(model, ModelInfo):  # (saicm.load_model's): read from its file again, as a name would be
+        return read_info(model.path)
+    if not isinstance(model, (str, os.PathLike)):
+        what = "a PyTorch module" if hasattr(model, "state_dict") else f"a {type(model).__name__}"
+        raise ModelError(f"model= takes a model name or a .safetensors path, not {what} (save a module of your own "
+                         "with saicm.models.save_model(module, PATH.safetensors), then pass PATH)")
     s = str(model)
     if not s.endswith(SUFFIX) and Path(s).suffix.lower() in (".pth", ".pt", ".tar", ".ckpt", ".bin") \
             and Path(s).is_file():

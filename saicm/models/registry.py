@@ -1,22 +1,52 @@
 """Architectures by name.
 
-A new architecture is one module plus ``@register_architecture("name")``. Every
-architecture honours the contract of :class:`saicm.models.base.VariableRateCodec`.
+saicm's architectures register themselves with ``@register_architecture("name")`` when their modules import
+(:func:`load_architectures`). An architecture of your own registers the same way, in a module saicm imports for
+every command and worker process:
+
+- ``$SAICM_ARCHITECTURES``: module names or ``.py`` files, separated by commas (``my_arch.py``,
+  ``mypackage.models``);
+- or an entry point of the group ``saicm.architectures`` in an installed package (``pyproject.toml``:
+  ``[project.entry-points."saicm.architectures"] my-arch = "mypackage.models"``; an entry point naming a class
+  registers it under the entry point's name).
+
+What an architecture must have is :data:`REQUIRED` (docs/usage.md, "Adding an architecture"); a model built
+without it is refused in one line, before any training.
 """
 
 from __future__ import annotations
 
+import inspect
+import os
 from typing import Callable, Dict, Type
 
 from torch import nn
 
 ARCHITECTURES: Dict[str, Type[nn.Module]] = {}
 
+#: the entry-point group of architectures from installed packages
+ENTRY_POINT_GROUP = "saicm.architectures"
+#: members every architecture needs (the trainer, the container and the coders read them)
+REQUIRED = ("multiple", "num_qualities", "lambdas", "config", "forward", "compress", "decompress", "latent_shapes")
+_USAGE = "docs/usage.md#adding-an-architecture"
+_loaded: set[str] = set()  # the $SAICM_ARCHITECTURES items and entry points imported so far
+
+
+def _source(cls) -> str | None:
+    try:
+        return os.path.realpath(inspect.getfile(cls))
+    except (TypeError, OSError):
+        return None
+
 
 def register_architecture(name: str) -> Callable[[Type[nn.Module]], Type[nn.Module]]:
     def deco(cls: Type[nn.Module]) -> Type[nn.Module]:
-        if name in ARCHITECTURES:
-            raise ValueError(f"architecture {name!r} registered twice")
+        old = ARCHITECTURES.get(name)
+        # the same class of the same file imported again (a script that imports its own module, also named in
+        # $SAICM_ARCHITECTURES) takes the place of the first; another class under a taken name is an error
+        if old is not None and not (old.__qualname__ == cls.__qualname__ and _source(old) == _source(cls)):
+            raise ValueError(f"architecture {name!r} registered twice ({old.__module__}.{old.__qualname__} and "
+                             f"{cls.__module__}.{cls.__qualname__})")
         ARCHITECTURES[name] = cls
         cls.architecture = name
         return cls
@@ -25,24 +55,108 @@ def register_architecture(name: str) -> Callable[[Type[nn.Module]], Type[nn.Modu
 
 
 def load_architectures() -> Dict[str, Type[nn.Module]]:
-    """Every architecture saicm ships, registered (their modules import on first need): ``ARCHITECTURES``."""
+    """Every architecture saicm ships and the user's own (``$SAICM_ARCHITECTURES``, entry points), registered:
+    ``ARCHITECTURES``."""
     from . import context, hyperprior, scalable, tcm  # noqa: F401  (registers architectures)
 
+    _load_users()
     return ARCHITECTURES
 
 
-def build_architecture(name: str, **config) -> nn.Module:
+def _load_users() -> None:
+    from ..errors import ModelError
+
+    for item in (s.strip() for s in os.environ.get("SAICM_ARCHITECTURES", "").split(",")):
+        if item and item not in _loaded:
+            _loaded.add(item)  # first: the module may import saicm.models, which comes back here
+            try:
+                _import_user_module(item)
+            except Exception as e:  # noqa: BLE001  (their code: any error, said in one line)
+                _loaded.discard(item)  # tried again once it is mended (a notebook)
+                raise ModelError(f"$SAICM_ARCHITECTURES: cannot import {item!r}: {type(e).__name__}: {e} (run "
+                                 f"`python {item if item.endswith('.py') else '-m ' + item}` for the traceback)"
+                                 ) from None
+    try:
+        from importlib.metadata import entry_points
+
+        points = entry_points(group=ENTRY_POINT_GROUP)
+    except Exception:  # noqa: BLE001  (broken package metadata: no entry points)
+        points = ()
+    for ep in points:
+        key = f"entry point {ep.name} = {ep.value}"
+        if key in _loaded:
+            continue
+        _loaded.add(key)
+        try:
+            obj = ep.load()
+        except Exception as e:  # noqa: BLE001
+            _loaded.discard(key)
+            raise ModelError(f"cannot load the architecture of the {key} (group {ENTRY_POINT_GROUP}): "
+                             f"{type(e).__name__}: {e}") from None
+        if inspect.isclass(obj) and obj not in ARCHITECTURES.values():
+            register_architecture(ep.name)(obj)
+
+
+def _import_user_module(item: str) -> None:
+    import importlib
+    import importlib.util
+    import sys
+
+    if not item.endswith(".py"):
+        importlib.import_module(item)
+        return
+    path = os.path.realpath(os.path.expanduser(item))
+    if not os.path.isfile(path):
+        raise FileNotFoundError("no such file")
+    name = "saicm_user_architectures." + os.path.splitext(os.path.basename(path))[0].replace("-", "_")
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        sys.modules.pop(name, None)
+        raise
+
+
+def missing_members(model: nn.Module) -> list[str]:
+    """What ``model`` lacks of :data:`REQUIRED`, and a ``config`` its class could not be rebuilt from."""
+    missing = [m for m in REQUIRED if not hasattr(model, m)]
+    config = getattr(model, "config", None)
+    if "config" not in missing:
+        if not isinstance(config, dict):
+            missing.append("config (a dict)")
+        else:
+            params = inspect.signature(type(model)).parameters
+            if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
+                extra = sorted(set(config) - set(params))
+                if extra:
+                    missing.append(f"config keys its constructor takes (not {', '.join(extra)})")
+    return missing
+
+
+def architecture_class(name: str) -> Type[nn.Module]:
+    """The class registered as ``name`` (saicm's or the user's); an unknown name is a one-line error."""
     from ..errors import ModelError
 
     load_architectures()
-
     try:
-        cls = ARCHITECTURES[name]
+        return ARCHITECTURES[name]
     except KeyError:
         known = ", ".join(sorted(ARCHITECTURES)) or "none"
-        raise ModelError(f"unknown architecture {str(name)[:60]!r} (known: {known})") from None
-    from ..entropy.bounded import install
+        raise ModelError(f"unknown architecture {str(name)[:60]!r} (known: {known}; one of your own: "
+                         f"$SAICM_ARCHITECTURES=my_arch.py, {_USAGE})") from None
 
+
+def build_architecture(name: str, **config) -> nn.Module:
+    from ..entropy.bounded import install
+    from ..errors import ModelError
+
+    cls = architecture_class(name)
     model = cls(**config)
+    missing = missing_members(model)
+    if missing:
+        raise ModelError(f"architecture {name!r} ({cls.__module__}.{cls.__qualname__}) lacks what saicm needs: "
+                         f"{', '.join(missing)} ({_USAGE})")
     install(model)  # every decoder this process builds reads strings from strangers safely
     return model

@@ -65,7 +65,7 @@ def import_released(src: Path, dest: Path, arch: str, cfg: dict, lam: float, alp
         training = {"loss": "saicm" if alpha is not None else "unknown", "alpha": alpha, "lambdas": [lam],
                     "imported_from": src.name, "source_sha256": sha, "precision": precision}
         save_model(model, dest, extra_meta={"description": desc, "training": training},
-                   precision=precision)
+                   precision=precision, in_place=True)
         arch_line = (f"- architecture: `tcm`, N = {cfg['N']}, M = {cfg['M']}, {cfg['num_slices']} slices, single rate "
                      f"(quality 1), λ = {lam:g}")
     else:
@@ -86,7 +86,8 @@ def import_released(src: Path, dest: Path, arch: str, cfg: dict, lam: float, alp
                                  f"authors' released additional model, imported from {src.name}")
         training = {"loss": "mse", "base": base_info.name, "m": m, "lambdas": [lam], "alpha": alpha,
                     "imported_from": src.name, "source_sha256": sha, "precision": precision}
-        save_model(net, dest, extra_meta={"description": desc, "training": training}, precision=precision)
+        save_model(net, dest, extra_meta={"description": desc, "training": training}, precision=precision,
+                   in_place=True)
         arch_line = (f"- architecture: `scalable-fusion` over `{base_info.name}` (machine layer), additional codec "
                      f"`tcm` with {m} slices of {s} channels added to the first {m * s} of the base latent; human "
                      f"synthesis = the additional model's g_s; single rate, λ_a = {lam:g}")
@@ -167,7 +168,7 @@ def import_mbt2018_mean(src: Path, dest: Path, lam: float, precision: str = "fp3
     dest.parent.mkdir(parents=True, exist_ok=True)
     save_model(model, dest, extra_meta={"description": desc, "training": {
         "loss": "mse", "lambdas": [lam], "imported_from": src.name, "source_sha256": sha, "precision": precision}},
-        precision=precision)
+        precision=precision, in_place=True)
     info = read_info(dest)
     card = dest.parent / f"{dest.stem}.md"
     _card(card, dest.stem, [

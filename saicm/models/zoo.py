@@ -27,16 +27,24 @@ from .registry import build_architecture
 
 
 def save_model(model: torch.nn.Module, path: str | os.PathLike, extra_meta: dict | None = None,
-               precision: str = "fp16") -> None:
-    """Export ``model`` as fp16 safetensors with ready-to-use CDF tables (atomic).
+               precision: str = "fp16", in_place: bool = False) -> None:
+    """Export ``model`` as fp16 safetensors with ready-to-use CDF tables (atomic): a file that ``saicm compress
+    --model PATH`` (or ``model=PATH``, or by name in ``$SAICM_MODELS``) codes with.
 
+    ``model`` is left as it was (its weights, coder tables and training mode: a training loop may save and go
+    on): a copy is rounded and exported, unless ``in_place`` (a model the caller drops afterwards: no copy).
     ``precision="fp32"`` keeps the float tensors as they are (imported weights: decodes closest to the source
     code's) and the coder tables the model holds (``update()`` only fills empty ones)."""
     from .._fs import atomic_path
+    from .registry import build_architecture
 
     if precision not in ("fp16", "fp32"):
         raise ValueError(f"precision must be fp16 or fp32, got {precision!r}")
     half = precision == "fp16"
+    if not in_place:
+        copy = build_architecture(model.architecture, **model.config, **getattr(model, "build_extras", {}))
+        copy.load_state_dict(model.state_dict())
+        model = copy
     model = model.eval()
     if half:
         # Round float weights to fp16 first so the tables match what is loaded later.

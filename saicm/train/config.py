@@ -25,8 +25,8 @@ class TrainConfig:
     out: str
     # None: the init model's with init, scalable-fusion with base, else DEFAULT_ARCHITECTURE
     architecture: str | None = None
-    N: int | None = None  # hidden channels; None: DEFAULT_N, or --init's (a larger N than --init's widens it)
-    M: int | None = None  # latent channels; None: DEFAULT_M, or --init's (which cannot be changed)
+    N: int | None = None  # hidden channels; None: --init's, else the architecture's default (a larger N than --init's widens it)
+    M: int | None = None  # latent channels; None: --init's (which cannot be changed), else the architecture's default
     lambdas: tuple | None = None  # None: DEFAULT_LAMBDAS, or those of --init
     loss: str | None = None  # None: "mse", or the run's with --resume (so are the other None options: RUN_DEFAULTS)
     base: str | None = None  # scalable-fusion: the frozen machine-layer model (name or path)

@@ -31,7 +31,7 @@ from .._torchfile import load_data_only
 from ..device import cpu_has_native_bf16, resolve_device
 from ..errors import SaicmError
 from ..models import build_architecture, save_model
-from ..models.registry import load_architectures
+from ..models.registry import architecture_class
 from ..models.catalog import resolve
 from ..models.zoo import build_from_info, keep_constants, load_model, load_strict
 from .compiling import CompiledStep, compiler_errors
@@ -110,6 +110,20 @@ def _context_options(cfg: TrainConfig, cls) -> dict:
         raise SaicmError(f"--context-hidden / --context-kernel / --context-groups / --no-checkerboard apply to "
                          f"context models (gained-context-hyperprior), not {cfg.architecture}")
     return given
+
+
+def _sizes(cfg: TrainConfig, cls) -> dict:
+    """N and M of a model built from scratch: those given, else the architecture's own defaults (64 and 128 for
+    saicm's hyperprior and context models, LIC-TCM's released 128 and 320; a user's architecture keeps its own);
+    DEFAULT_N / DEFAULT_M where its constructor requires them."""
+    params = inspect.signature(cls).parameters
+    sizes = {}
+    for key, given, fallback in (("N", cfg.N, cfg.width), ("M", cfg.M, cfg.latent)):
+        if given is not None:
+            sizes[key] = int(given)
+        elif key in params and params[key].default is inspect.Parameter.empty:
+            sizes[key] = fallback
+    return sizes
 
 
 def _build(name: str, **config):
@@ -266,7 +280,7 @@ def train(cfg: TrainConfig) -> Path:
             # same count: gain row q starts from the init model's row q
             config["lambdas"] = [float(v) for v in cfg.lambdas]
             state = {k: v for k, v in state.items() if k != "lambdas"}
-        target = load_architectures().get(cfg.architecture)
+        target = architecture_class(cfg.architecture)
         new_parts: tuple = ()
         options = _context_options(cfg, target)
         resized = any(config.get(k, target.CONTEXT_OPTIONS[k]) != v for k, v in options.items())
@@ -296,12 +310,12 @@ def train(cfg: TrainConfig) -> Path:
                 raise SaicmError(f"--N {cfg.N} with --init: {e}") from None
     else:
         lambdas = list(cfg.lambdas if cfg.lambdas is not None else DEFAULT_LAMBDAS)
-        cls = load_architectures().get(cfg.architecture)
+        cls = architecture_class(cfg.architecture)
         options = _context_options(cfg, cls)
         if hasattr(cls, "from_train_config"):  # architectures with options of their own (e.g. --base, --m)
             model = cls.from_train_config(cfg, lambdas)
         else:
-            model = _build(cfg.architecture, N=cfg.width, M=cfg.latent, lambdas=lambdas, **options)
+            model = _build(cfg.architecture, **_sizes(cfg, cls), lambdas=lambdas, **options)
     if cfg.quant != "noise" and "quant" not in inspect.signature(model.forward).parameters:
         raise SaicmError(f"--quant {cfg.quant} is not supported by the {type(model).__name__} architecture "
                          "(its forward has no quant argument)")
@@ -453,7 +467,7 @@ def train(cfg: TrainConfig) -> Path:
         # what was trained, whatever the options said (--init decides the architecture and sizes it keeps)
         trained = {"architecture": model.architecture, "N": model.config.get("N"), "M": model.config.get("M"),
                    "lambdas": [float(v) for v in model.config.get("lambdas", [])]}
-        save_model(_clone_for_export(model), final,
+        save_model(model, final,
                    extra_meta={"training": asdict(cfg) | trained | {"steps_done": max(start, cfg.steps)}})
     if world > 1:
         dist.barrier()
@@ -492,12 +506,6 @@ class _StopAtStepEnd(StopRequest):
         dist.all_reduce(flag, op=dist.ReduceOp.MAX)
         self.requested = self.requested or bool(flag.item())
         return self.requested
-
-
-def _clone_for_export(model: nn.Module) -> nn.Module:
-    clone = build_architecture(model.architecture, **model.config, **getattr(model, "build_extras", {}))
-    clone.load_state_dict(model.state_dict())
-    return clone
 
 
 def _rng_states(world: int, device: torch.device) -> list[tuple]:
@@ -575,4 +583,4 @@ def export_checkpoint(ckpt: str | Path, dest: str | Path, meta: dict | None = No
     c = ck["config"]
     model = _recorded_model(ck, ckpt)
     load_strict(model, ck["model"], str(ckpt), "the model it records")
-    save_model(model, dest, extra_meta={"training": c | {"steps_done": ck["step"]}} | (meta or {}))
+    save_model(model, dest, extra_meta={"training": c | {"steps_done": ck["step"]}} | (meta or {}), in_place=True)

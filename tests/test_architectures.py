@@ -1,0 +1,201 @@
+"""Architectures of the user's own: registered from $SAICM_ARCHITECTURES or an entry point, checked against the
+contract, trained, exported and coded by the plain `saicm` command (workers included); save_model and model=."""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from tests.conftest import natural_image
+
+#: a user's architecture: saicm's hyperprior with sizes of its own and one more (zero-initialised) layer
+USER_ARCH = textwrap.dedent('''
+    from torch import nn
+    from saicm.models import register_architecture
+    from saicm.models.hyperprior import GainedMeanScaleHyperprior
+
+    class Refine(nn.Module):
+        """x + conv(x), starting at x (a warm start codes as its --init until trained)."""
+
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(3, 3, 3, padding=1)
+            nn.init.zeros_(self.conv.weight)
+            nn.init.zeros_(self.conv.bias)
+
+        def forward(self, x):
+            return x + self.conv(x)
+
+    @register_architecture("{name}")
+    class Mine(GainedMeanScaleHyperprior):
+        NEW_PARAMETERS = ("g_s.7.",)  # what --init from another architecture leaves as initialised here
+
+        def __init__(self, N=24, M=40, lambdas=(0.0067,)):
+            super().__init__(N=N, M=M, lambdas=lambdas)
+            self.g_s.append(Refine())  # training and decoding both run it
+''')
+
+
+def _saicm(*args, env=None, cwd=None):
+    full = {k: v for k, v in os.environ.items() if k != "SAICM_ARCHITECTURES"}
+    full.update(PYTHONWARNINGS="ignore", **(env or {}))
+    return subprocess.run([sys.executable, "-m", "saicm", *map(str, args)], capture_output=True, text=True,
+                          env=full, cwd=cwd, timeout=600)
+
+
+@pytest.fixture
+def photos(tmp_path):
+    d = tmp_path / "photos"
+    d.mkdir()
+    for i in range(3):
+        Image.fromarray(natural_image(64, 64, seed=i)).save(d / f"p{i}.png")
+    return d
+
+
+def test_an_architecture_of_ones_own_trains_exports_and_codes_with_the_plain_command(tmp_path, photos, monkeypatch,
+                                                                                      tiny_model):
+    from saicm.cli import main
+    from saicm.models.catalog import read_info
+
+    arch = tmp_path / "my_arch.py"
+    arch.write_text(USER_ARCH.format(name="test-user-arch"))
+    env = {"SAICM_ARCHITECTURES": str(arch), "SAICM_MODELS": str(tmp_path / "models")}
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    run = tmp_path / "run"
+    common = ["--data", str(photos), "--batch", "1", "--patch", "64"]
+    assert main(["train", "--architecture", "test-user-arch", "--out", str(run), "--steps", "2", *common]) == 0
+    info = read_info(run / "model.safetensors")
+    # built at its own defaults (24/40): `saicm train` used to build every architecture at 64/128 without a word
+    assert info.architecture == "test-user-arch" and (info.config["N"], info.config["M"]) == (24, 40)
+    assert main(["train", "--resume", "--out", str(run), "--steps", "3", *common]) == 0
+    # warm start from a model of saicm's architecture: the parameters it names as new start as it initialises them
+    # (here: where they change nothing, so it decodes as the init model does)
+    assert main(["train", "--architecture", "test-user-arch", "--init", str(tiny_model),
+                 "--out", str(tmp_path / "warm"), "--steps", "0", *common]) == 0
+    import saicm
+
+    img, warm = natural_image(64, 64, seed=5), str(tmp_path / "warm" / "model.safetensors")
+    assert np.array_equal(
+        np.asarray(saicm.decompress(saicm.compress(img, model=str(tiny_model), quality=2), model=str(tiny_model))),
+        np.asarray(saicm.decompress(saicm.compress(img, model=warm, quality=2), model=warm)))
+
+    # the plain command, in processes of its own (folder workers included), finds it through the variable
+    coded, decoded = tmp_path / "coded", tmp_path / "decoded"
+    r = _saicm("compress", photos, "-o", coded, "--model", run / "model.safetensors", "--jobs", 2, "--quiet",
+               env=env)
+    assert r.returncode == 0, r.stderr
+    assert sorted(p.name for p in coded.iterdir()) == ["p0.saicm", "p1.saicm", "p2.saicm"]
+    assert main(["decompress", str(coded / "p0.saicm"), "-o", str(decoded / "p0.png"), "--model",
+                 str(run / "model.safetensors")]) == 0
+    assert np.asarray(Image.open(decoded / "p0.png")).shape == (64, 64, 3)
+
+    # without the variable: one line that says where architectures of one's own come from
+    r = _saicm("decompress", coded / "p0.saicm", "-o", decoded / "again.png", "--model", run / "model.safetensors")
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    assert "unknown architecture 'test-user-arch'" in r.stderr and "$SAICM_ARCHITECTURES" in r.stderr
+
+
+def test_an_architecture_from_an_installed_packages_entry_point(tmp_path):
+    site = tmp_path / "site"
+    (site / "userpkg").mkdir(parents=True)
+    (site / "userpkg" / "__init__.py").write_text("")
+    (site / "userpkg" / "arch.py").write_text(USER_ARCH.format(name="test-entry-point-arch"))
+    dist = site / "userpkg-0.1.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: userpkg\nVersion: 0.1\n")
+    (dist / "entry_points.txt").write_text("[saicm.architectures]\ntest-entry-point-arch = userpkg.arch\n")
+    code = ("from saicm.models import build_architecture; m = build_architecture('test-entry-point-arch'); "
+            "print(type(m).__name__, m.config['N'])")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                       env=dict(os.environ, PYTHONPATH=str(site), PYTHONWARNINGS="ignore"))
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["Mine", "24"]
+
+
+def test_an_architecture_without_the_contract_or_that_fails_to_import_is_one_line(tmp_path, photos, monkeypatch,
+                                                                                   capsys):
+    from saicm.cli import main
+
+    bare = tmp_path / "bare.py"
+    bare.write_text(textwrap.dedent('''
+        import torch
+        from saicm.models import register_architecture
+
+        @register_architecture("test-bare-arch")
+        class Bare(torch.nn.Module):
+            def __init__(self, N=8, M=8, lambdas=(0.01,)):
+                super().__init__()
+                self.conv = torch.nn.Conv2d(3, 3, 1)
+
+            def forward(self, x, qidx):
+                return {"x_hat": self.conv(x), "likelihoods": {}}
+    '''))
+    monkeypatch.setenv("SAICM_ARCHITECTURES", str(bare))
+    assert main(["train", "--architecture", "test-bare-arch", "--data", str(photos), "--out", str(tmp_path / "run"),
+                 "--steps", "1", "--batch", "1", "--patch", "64"]) != 0
+    assert ("lacks what saicm needs: multiple, num_qualities, lambdas, config, compress, decompress, latent_shapes"
+            in capsys.readouterr().err)
+    assert not (tmp_path / "run" / "checkpoint.pt").exists()
+
+    broken = tmp_path / "broken.py"
+    broken.write_text("import torch\nraise RuntimeError('my bug')\n")
+    monkeypatch.setenv("SAICM_ARCHITECTURES", f"{bare},{broken}")
+    assert main(["train", "--architecture", "x", "--data", str(photos), "--out", str(tmp_path / "run2"),
+                 "--steps", "1"]) != 0
+    assert f"cannot import '{broken}': RuntimeError: my bug" in capsys.readouterr().err
+
+
+def test_the_same_class_imported_twice_registers_once_another_under_its_name_is_refused(tmp_path):
+    from saicm.models.registry import ARCHITECTURES, register_architecture
+
+    class Dup(torch.nn.Module):
+        pass
+
+    try:
+        register_architecture("test-dup-arch")(Dup)
+        register_architecture("test-dup-arch")(Dup)  # a script importing its own module also named in the variable
+
+        class Other(torch.nn.Module):
+            pass
+
+        with pytest.raises(ValueError, match="registered twice"):
+            register_architecture("test-dup-arch")(Other)
+    finally:
+        ARCHITECTURES.pop("test-dup-arch", None)
+
+
+def test_save_model_leaves_the_callers_model_as_it_was(tmp_path):
+    """It rounded the caller's weights to fp16 in place and left the model in eval mode (a training loop that
+    saved a snapshot went on training in eval mode, with rounded weights)."""
+    from saicm.models import build_architecture, load_model, save_model
+
+    torch.manual_seed(0)
+    net = build_architecture("gained-mean-scale-hyperprior", N=16, M=24, lambdas=[0.002, 0.01]).train()
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    save_model(net, tmp_path / "snap.safetensors")
+    assert net.training
+    assert all(torch.equal(before[k], v) for k, v in net.state_dict().items())
+    assert any(v.is_floating_point() and not torch.equal(v.half().float(), v) for v in before.values())
+    loaded, _ = load_model(str(tmp_path / "snap.safetensors"))
+    w = "g_a.0.weight"
+    assert torch.equal(loaded.state_dict()[w], before[w].half().float())
+
+
+def test_model_takes_a_name_a_path_or_load_models_info_and_refuses_a_module_in_one_line(tiny_model):
+    import saicm
+
+    img = natural_image(64, 64)
+    module, info = saicm.load_model(str(tiny_model))
+    assert saicm.compress(img, model=info, quality=2) == saicm.compress(img, model=str(tiny_model), quality=2)
+    with pytest.raises(saicm.SaicmError, match="takes a model name or a .safetensors path, not a PyTorch module"):
+        saicm.compress(img, model=module)
+    with pytest.raises(saicm.SaicmError, match="not a dict"):
+        saicm.compress(img, model={"name": "x"})
+    assert json.dumps(saicm.describe(saicm.compress(img, model=info, quality=2))["quality"]) == "2"
