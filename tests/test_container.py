@@ -60,3 +60,24 @@ def test_valid_crc_but_inconsistent_lengths_is_caught():
     body += b"junk"
     with pytest.raises(FormatError, match="trailing"):
         container.unpack(bytes(body) + struct.pack(">I", zlib.crc32(body)))
+
+
+def test_reserved_flag_bits_are_refused():
+    """Bits 2-7 of the flags were ignored: two readers of the documented format could disagree on such a file."""
+    data = bytearray(container.pack(sample_stream()))
+    pos = 5 + 1 + 1 + len("mse-x") + 8 + 1  # magic, version, name length, name, weights, quality
+    assert data[pos] == container.FLAG_GRAY
+    for bit in (4, 128):
+        body = bytearray(data[:-4])
+        body[pos] |= bit
+        with pytest.raises(FormatError, match="reserved flag bits"):
+            container.unpack(bytes(body) + struct.pack(">I", zlib.crc32(body)))
+
+
+def test_an_alpha_plane_with_bytes_after_its_zlib_stream_is_refused():
+    from saicm.codec.limits import check_alpha
+
+    plane = zlib.compress(b"\x80" * (17 * 33))
+    check_alpha(sample_stream(alpha=plane))
+    with pytest.raises(FormatError, match="corrupt alpha plane"):
+        check_alpha(sample_stream(alpha=plane + b"\x00"))

@@ -223,6 +223,8 @@ def _parse(data: bytes) -> tuple[Stream, int]:
         raise FormatError("corrupt header (model name)") from None
     sha = r.take(8)
     quality, flags, height, width, pb, pr = r.unpack(">BBIIHH")
+    if flags & ~(FLAG_GRAY | FLAG_ALPHA):
+        raise FormatError("corrupt header (reserved flag bits set)")
     (ns,) = r.unpack(">B")
     shapes = []
     for _ in range(ns):

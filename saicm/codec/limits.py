@@ -88,11 +88,12 @@ def check_video_pixels(frames: int, height: int, width: int, max_pixels: int | N
 
 
 def inflate(data: bytes, size: int, what: str = "alpha plane") -> bytes:
-    """zlib-inflate ``data`` to exactly ``size`` bytes, never allocating more (a zlib bomb stops at ``size``)."""
+    """zlib-inflate ``data`` to exactly ``size`` bytes, never allocating more (a zlib bomb stops at ``size``); bytes
+    after the zlib stream are refused, as everywhere in the format."""
     d = zlib.decompressobj()
     try:
         out = d.decompress(data, size)
-        if len(out) != size or d.unconsumed_tail or not (d.eof or d.flush(1) == b""):
+        if len(out) != size or d.unconsumed_tail or d.unused_data or not (d.eof or d.flush(1) == b""):
             raise FormatError(f"corrupt {what}")
     except zlib.error:
         raise FormatError(f"corrupt {what}") from None
