@@ -115,8 +115,14 @@ def test_images_without_ms_ssim_count_as_in_the_points(tmp_path):
 def test_files_that_cannot_be_paired_are_refused():
     a = _anchor()
     other = dict(list(a.items())[:-1])
-    with pytest.raises(SaicmError, match="not measured on the same images"):
+    last = sorted(a)[-1]
+    # the message names what differs (it said only "not measured on the same images")
+    with pytest.raises(SaicmError, match=f"not measured on the same images.*only in a: {last}; only in t: none"):
         bd_rate_ci(_result("a", a), _result("t", other), "psnr")
+    bare = _result("t", a)
+    del bare["per_image"]
+    with pytest.raises(SaicmError, match="results for t have no per-image entries"):
+        bd_rate_ci(_result("a", a), bare, "psnr")
     ra, rt = _result("a", a, "detection"), _result("t", a, "detection")
     for r in (ra, rt):
         for p in r["points"]:
@@ -153,7 +159,14 @@ def test_cli_prints_the_interval_and_explains_a_missing_draw(tmp_path, capsys):
     results.save(_result("a", a), tmp_path / "a.json")
     results.save(_result("t", {n: [(q, 0.8 * b, p) for q, b, p in rows] for n, rows in a.items()}), tmp_path / "t.json")
     assert main(["bdrate", str(tmp_path / "a.json"), str(tmp_path / "t.json"), "--ci"]) == 0
-    assert "95% CI -20.0% to -20.0%" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "95% CI -20.0% to -20.0%" in out and "too few" not in out  # 12 images
+    few = _anchor(n=3)
+    results.save(_result("a", few), tmp_path / "a3.json")
+    results.save(_result("t", {n: [(q, 0.8 * b, p) for q, b, p in rows] for n, rows in few.items()}),
+                 tmp_path / "t3.json")
+    assert main(["bdrate", str(tmp_path / "a3.json"), str(tmp_path / "t3.json"), "--ci"]) == 0
+    assert "WARNING: 3 images: too few for the interval" in capsys.readouterr().out  # it looked as sure as any
     assert main(["bdrate", str(tmp_path / "a.json"), str(tmp_path / "t.json"), "--metric", "ap", "--ci"]) != 0
     assert "no metric 'ap'" in capsys.readouterr().err
     with pytest.raises(SystemExit):

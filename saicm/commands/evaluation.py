@@ -7,6 +7,9 @@ import argparse
 from .._fs import output_file
 from .argtypes import interval, ints, level, nonneg, positive, positive_float, warn_unused
 
+#: below this many images, `bdrate --ci` warns that its interval says little
+FEW_IMAGES = 10
+
 
 def cmd_eval(a: argparse.Namespace) -> int:
     from ..eval import results
@@ -83,8 +86,11 @@ def cmd_bdrate(a: argparse.Namespace) -> int:
                "dropped": [list(d) for d in r.dropped]}
         if ci is not None:
             failed = f", {ci.failed} gave none" if ci.failed else ""
+            n = len(a_imgs)
+            few = (f"  [WARNING: {n} images: too few for the interval to mean much (a bootstrap over images "
+                   f"needs tens)]" if n < FEW_IMAGES else "")
             print(f"  {'':<28} {a.ci:g}% CI {ci.low:+.1f}% to {ci.high:+.1f}%  (paired bootstrap over images: "
-                  f"fewer bits in {ci.better:.0%} of {ci.draws} draws{failed})")
+                  f"fewer bits in {ci.better:.0%} of {ci.draws} draws{failed}){few}")
             row.update(ci=[ci.low, ci.high], ci_level=a.ci, ci_draws=ci.draws, ci_failed=ci.failed,
                        better_share=ci.better)
         rows.append(row)

@@ -175,11 +175,20 @@ def replicate_curves(result: dict, metric: str, idx: np.ndarray) -> list[tuple[n
 
 def _common_spec(anchor: dict, test: dict, metric: str, replicates: int | None, seed: int | None) -> dict:
     names = sorted(anchor.get("per_image", {}))
-    if not names:
-        raise SaicmError(f"results for {anchor['codec']} have no per-image entries to draw from")
-    if sorted(test.get("per_image", {})) != names:
-        raise SaicmError(f"{anchor['codec']} and {test['codec']} were not measured on the same images: "
-                         "a paired bootstrap needs the same image set")
+    for res in (anchor, test):
+        if not res.get("per_image"):
+            raise SaicmError(f"results for {res['codec']} have no per-image entries to draw from (a paired "
+                             "bootstrap resamples images: 'per_image', docs/evaluation.md#results-schema)")
+    others = sorted(test["per_image"])
+    if others != names:
+        only_a, only_t = sorted(set(names) - set(others)), sorted(set(others) - set(names))
+
+        def some(xs):
+            return ", ".join(xs[:3]) + (f" and {len(xs) - 3} more" if len(xs) > 3 else "") if xs else "none"
+
+        raise SaicmError(f"{anchor['codec']} and {test['codec']} were not measured on the same images (a paired "
+                         f"bootstrap needs the same names in 'per_image'): only in {anchor['codec']}: "
+                         f"{some(only_a)}; only in {test['codec']}: {some(only_t)}")
     if metric in PER_IMAGE_METRICS:
         stored = anchor.get("bootstrap") or {}
         r = replicates or stored.get("replicates") or DEFAULT_REPLICATES
