@@ -74,6 +74,7 @@ def test_an_architecture_of_ones_own_trains_exports_and_codes_with_the_plain_com
     info = read_info(run / "model.safetensors")
     # built at its own defaults (24/40): `saicm train` used to build every architecture at 64/128 without a word
     assert info.architecture == "test-user-arch" and (info.config["N"], info.config["M"]) == (24, 40)
+    assert info.name == "run"  # a run's model is named after its folder (every run was named "model")
     assert main(["train", "--resume", "--out", str(run), "--steps", "3", *common]) == 0
     # warm start from a model of saicm's architecture: the parameters it names as new start as it initialises them
     # (here: where they change nothing, so it decodes as the init model does)

@@ -167,6 +167,8 @@ def test_cli_prints_the_interval_and_explains_a_missing_draw(tmp_path, capsys):
                  tmp_path / "t3.json")
     assert main(["bdrate", str(tmp_path / "a3.json"), str(tmp_path / "t3.json"), "--ci"]) == 0
     assert "WARNING: 3 images: too few for the interval" in capsys.readouterr().out  # it looked as sure as any
+    assert main(["bdrate", str(tmp_path / "a.json"), str(tmp_path / "a.json")]) == 0
+    assert "2 of these results name their codec 'a'" in capsys.readouterr().err
     assert main(["bdrate", str(tmp_path / "a.json"), str(tmp_path / "t.json"), "--metric", "ap", "--ci"]) != 0
     assert "no metric 'ap'" in capsys.readouterr().err
     with pytest.raises(SystemExit):

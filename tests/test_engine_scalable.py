@@ -59,8 +59,15 @@ def test_versions_and_both_layers(files):
     human, machine = _pixels(files["onnx"]), _pixels(files["onnx"], layer="machine")
     assert _psnr(human, src) > _psnr(machine, src) + 0.5  # the human layer adds detail
     assert abs(_psnr(human, src) - _psnr(_pixels(files["compressai"]), src)) < 0.1
-    info = saicm.describe(files["onnx"])["layers"]["human"]
-    assert info["version"] == 2 and info["strip_rows"] == new.strip_rows
+    info = saicm.describe(files["onnx"])["layers"]
+    assert info["human"]["version"] == 2 and info["human"]["strip_rows"] == new.strip_rows
+    # what the human layer decodes on: the base weights (the machine layer's) and the machine layer's bytes
+    import hashlib
+
+    whole = saicm.describe(files["onnx"])
+    assert info["human"]["base_sha256_prefix"] == whole["weights_sha256_prefix"]
+    machine_bytes = container.split_layers(files["onnx"])[0]
+    assert info["human"]["machine_sha256_prefix"] == hashlib.sha256(machine_bytes).digest()[:8].hex()
 
 
 def test_human_layers_cross_engines_and_the_same_engine_reads_exactly(files):

@@ -354,6 +354,8 @@ def _describe(data: bytes) -> dict:
                       "model": hl.model, "quality": hl.quality, "version": hl.version,
                       **({"strip_rows": hl.strip_rows} if hl.version == container.HUMAN_PORTABLE_VERSION else {}),
                       "weights_sha256_prefix": hl.weights_sha.hex(),
+                      # what the layer decodes on: the base model's weights and the machine layer's bytes
+                      "base_sha256_prefix": hl.base_sha.hex(), "machine_sha256_prefix": hl.machine_sha.hex(),
                       "latent_shapes": [list(v) for v in hl.shapes],
                       "string_bytes": [len(b) for b in hl.strings]},
         }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from .._fs import output_file
 from .argtypes import interval, ints, level, nonneg, positive, positive_float, warn_unused
@@ -59,6 +60,13 @@ def cmd_bdrate(a: argparse.Namespace) -> int:
         output_file(a.json, [a.anchor, *a.tests], suffix=".json")
     anchor = results.load(a.anchor)
     tests = [results.load(path) for path in a.tests]  # every file read before any line is printed
+    from collections import Counter
+
+    names = Counter(r["codec"] for r in (anchor, *tests))
+    for name, n in names.items():
+        if n > 1:
+            print(f"saicm: warning: {n} of these results name their codec {name!r}: rows and the anchor cannot be "
+                  "told apart by name (rename the codec in a file, or name the model files apart)", file=sys.stderr)
     rows = []
     print(f"BD-rate on {a.metric} against {anchor['codec']} (PCHIP on log-rate over the overlapping interval; "
           "negative = fewer bits for the same value)")
