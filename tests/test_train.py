@@ -374,6 +374,36 @@ def test_an_interrupted_ddp_run_resumes_exactly_as_if_it_had_not_stopped(data_di
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
+def test_ranks_stop_only_on_the_step_they_all_reduced(monkeypatch):
+    """A signal handled on one rank after its stop flag was taken (in the all-reduce, or just after it on a busy
+    CPU) made that rank stop alone: the others had reduced a 0 and went on into the step's collectives, where they
+    waited for it until torchrun killed them (no checkpoint; the torchrun Ctrl-C test failed so under load)."""
+    import signal
+
+    from saicm.train import trainer
+
+    stop = trainer._StopAtStepEnd(world=2, rank=1)
+    try:
+        others = []  # what the other rank puts in: 0, it has no request yet
+
+        def all_reduce(flag, op=None):  # the signal reaches this rank while the flags are reduced
+            if not others:
+                stop._handle(signal.SIGINT, None)
+            flag.copy_(torch.maximum(flag, torch.tensor([float(others[-1]) if others else 0.0])))
+
+        monkeypatch.setattr(trainer.dist, "all_reduce", all_reduce)
+        assert stop.agreed(torch.device("cpu")) is False  # the ranks agreed to go on: so does this one
+        assert stop.requested  # and its request is its flag at the next step, where all of them stop
+        others.append(0)
+        assert stop.agreed(torch.device("cpu")) is True
+        stop2 = trainer._StopAtStepEnd(world=2, rank=1)  # another rank's request stops this one too
+        others.append(1)
+        assert stop2.agreed(torch.device("cpu")) is True and stop2.requested
+        stop2.close()
+    finally:
+        stop.close()
+
+
 def test_non_finite_loss_stops_with_a_clear_error_and_keeps_weights_clean(data_dir, tmp_path, monkeypatch):
     from saicm.train import losses
 

@@ -499,13 +499,18 @@ class _StopAtStepEnd(StopRequest):
 
     def agreed(self, device) -> bool:
         """Whether to stop before the next step: this process's request, or any rank's under several processes
-        (every rank calls this at every step: one all-reduce of a flag)."""
+        (every rank calls this at every step: one all-reduce of a flag). Every rank returns the reduced flag, never
+        its own request: a signal handled after this rank's flag was taken (during the all-reduce, or just after
+        it on a busy CPU) would have this rank stop alone while the others, which reduced a 0, go on into the
+        step's collectives and wait there for it; that request is this rank's flag at the next step."""
         if self._world == 1:
             return self.requested
         flag = torch.tensor([1.0 if self.requested else 0.0], device=device)
         dist.all_reduce(flag, op=dist.ReduceOp.MAX)
-        self.requested = self.requested or bool(flag.item())
-        return self.requested
+        if flag.item() > 0:
+            self.requested = True  # (another rank's request: a signal here now stops this rank at once)
+            return True
+        return False
 
 
 def _rng_states(world: int, device: torch.device) -> list[tuple]:
