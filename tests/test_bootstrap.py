@@ -119,6 +119,11 @@ def test_files_that_cannot_be_paired_are_refused():
     # the message names what differs (it said only "not measured on the same images")
     with pytest.raises(SaicmError, match=f"not measured on the same images.*only in a: {last}; only in t: none"):
         bd_rate_ci(_result("a", a), _result("t", other), "psnr")
+    odd = _result("t", a)  # a hand-made file whose per-image values are not what its points average
+    first = sorted(odd["per_image"])[0]
+    odd["per_image"][first][0]["psnr"] += 5.0
+    with pytest.raises(SaicmError, match="mean of its per-image values.*the same sweep"):
+        bd_rate_ci(_result("a", a), odd, "psnr")
     bare = _result("t", a)
     del bare["per_image"]
     with pytest.raises(SaicmError, match="results for t have no per-image entries"):

@@ -206,6 +206,28 @@ def _common_spec(anchor: dict, test: dict, metric: str, replicates: int | None, 
     return specs[0]
 
 
+def _check_points_are_image_means(result: dict, metric: str) -> None:
+    """The points (the BD-rate) and the per-image values (its interval) must describe the same sweep: each point
+    is the mean over the images at its quality (saicm eval writes them so; a hand-made file may not)."""
+    import numpy as np
+
+    names = sorted(result["per_image"])
+    keys = ["bpp"] + ([metric] if metric in PER_IMAGE_METRICS else [])
+    for key in keys:
+        values = _per_image_matrix(result, names, key)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            means = np.nanmean(values, axis=0)
+        for p, m in zip(result["points"], means):
+            v = p.get(key)
+            if v is None or not np.isfinite(m):
+                continue
+            if not math.isclose(float(v), float(m), rel_tol=1e-4, abs_tol=1e-6):
+                raise SaicmError(f"results for {result['codec']}: the point at quality {p['quality']} has {key} "
+                                 f"{float(v):.6g}, the mean of its per-image values is {float(m):.6g}: the points "
+                                 "and 'per_image' must come from the same sweep")
+
+
 def bd_rate_ci(anchor: dict, test: dict, metric: str, level: float = 0.95, replicates: int | None = None,
                seed: int | None = None, envelope: bool = True,
                interval: tuple[float, float] | None = None) -> BDRateCI:
@@ -225,6 +247,8 @@ def bd_rate_ci(anchor: dict, test: dict, metric: str, level: float = 0.95, repli
         raise SaicmError(f"confidence level must be in (0, 1), got {level}")
     full = bd_rate(*curve(anchor, metric), *curve(test, metric), envelope=envelope, interval=interval)
     sp = _common_spec(anchor, test, metric, replicates, seed)
+    for res in (anchor, test):
+        _check_points_are_image_means(res, metric)
     idx = draws(len(anchor["per_image"]), sp["replicates"], sp["seed"])
     vals = []
     for (ra, ma), (rt, mt) in zip(replicate_curves(anchor, metric, idx), replicate_curves(test, metric, idx)):
