@@ -285,11 +285,12 @@ codecs.register_error("saicm.escape-names", _undecodable_bytes_as_escapes)
 
 
 def _escape_names_on_output() -> None:
-    for stream in (sys.stdout, sys.stderr):
-        try:
-            stream.reconfigure(errors="saicm.escape-names")
-        except (AttributeError, ValueError, OSError):  # not a text stream saicm may reconfigure (a test's capture)
-            pass
+    """Messages (stderr) show names as above; stdout keeps Python's own handling (in UTF-8 mode and the C locale
+    a script reading it gets the name's bytes back)."""
+    try:
+        sys.stderr.reconfigure(errors="saicm.escape-names")
+    except (AttributeError, ValueError, OSError):  # not a text stream saicm may reconfigure (a test's capture)
+        pass
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -74,7 +74,9 @@ def test_an_architecture_of_ones_own_trains_exports_and_codes_with_the_plain_com
     info = read_info(run / "model.safetensors")
     # built at its own defaults (24/40): `saicm train` used to build every architecture at 64/128 without a word
     assert info.architecture == "test-user-arch" and (info.config["N"], info.config["M"]) == (24, 40)
-    assert info.name == "run"  # a run's model is named after its folder (every run was named "model")
+    from saicm.eval.codecs import get_codec
+
+    assert get_codec(str(run / "model.safetensors")).name == "run"  # in results (every run was "model")
     assert main(["train", "--resume", "--out", str(run), "--steps", "3", *common]) == 0
     # warm start from a model of saicm's architecture: the parameters it names as new start as it initialises them
     # (here: where they change nothing, so it decodes as the init model does)
@@ -151,6 +153,35 @@ def test_an_architecture_without_the_contract_or_that_fails_to_import_is_one_lin
     assert main(["train", "--architecture", "x", "--data", str(photos), "--out", str(tmp_path / "run2"),
                  "--steps", "1"]) != 0
     assert f"cannot import '{broken}': RuntimeError: my bug" in capsys.readouterr().err
+
+
+def test_plugin_failures_of_every_kind_are_one_line_and_tried_again(tmp_path, monkeypatch):
+    from saicm.errors import ModelError
+    from saicm.models.registry import architecture_class, missing_members
+
+    monkeypatch.setenv("SAICM_ARCHITECTURES", "my_arch.py")  # relative: a file of whatever folder one decodes in
+    with pytest.raises(ModelError, match="absolute path"):
+        architecture_class("anything")
+    exits = tmp_path / "exits.py"
+    exits.write_text("import sys\nsys.exit(3)\n")
+    monkeypatch.setenv("SAICM_ARCHITECTURES", str(exits))
+    with pytest.raises(ModelError, match=r"cannot import .*exits.py': it called exit\(3\)"):
+        architecture_class("anything")
+    interrupted = tmp_path / "interrupted.py"
+    interrupted.write_text("raise KeyboardInterrupt\n")
+    monkeypatch.setenv("SAICM_ARCHITECTURES", str(interrupted))
+    with pytest.raises(KeyboardInterrupt):
+        architecture_class("anything")
+    interrupted.write_text(USER_ARCH.format(name="test-mended-arch"))  # mended: tried again, registered
+    assert architecture_class("test-mended-arch").__name__ == "Mine"
+    with pytest.raises(ModelError, match=r"\$SAICM_ARCHITECTURES \(.*interrupted.py\) registers no 'nothing'"):
+        architecture_class("nothing")
+
+    class NoForward(torch.nn.Module):
+        multiple, num_qualities, lambdas, config = 64, 1, torch.ones(1), {}
+        compress = decompress = latent_shapes = None
+
+    assert missing_members(NoForward()) == ["forward"]  # (nn.Module has a forward that only raises)
 
 
 def test_the_same_class_imported_twice_registers_once_another_under_its_name_is_refused(tmp_path):

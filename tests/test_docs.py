@@ -148,9 +148,9 @@ def shell_commands(text: str) -> list[tuple[int, list[str]]]:
             w = words[k]
             if _separates(w):
                 at_start = True
-            elif at_start and (re.match(r"^\w+=", w) or w in _PREFIXES or w.startswith("-")):
-                pass  # VAR=value, nohup, env's or nice's options
-            elif at_start and (w == "saicm" or _PYTHON.match(w)):
+            elif at_start and (re.match(r"^\w+=", w) or w.rsplit("/", 1)[-1] in _PREFIXES or w.startswith("-")):
+                pass  # VAR=value, nohup, /usr/bin/time, env's or nice's options
+            elif at_start and (w == "saicm" or _PYTHON.match(w) or w == "torchrun"):
                 rest = []
                 for v in words[k + 1:]:
                     if _separates(v):
@@ -159,10 +159,13 @@ def shell_commands(text: str) -> list[tuple[int, list[str]]]:
                 k += len(rest)
                 if w == "saicm":
                     found.append((start, ["saicm"] + rest))
-                elif rest[:2] == ["-m", "saicm"]:
-                    found.append((start, ["saicm"] + rest[2:]))
-                elif rest and rest[0].endswith(".py"):
-                    found.append((start, rest))
+                else:  # python [-u …] -m saicm / SCRIPT.py; torchrun [its options] -m saicm
+                    m = next((j for j in range(len(rest) - 1) if rest[j:j + 2] == ["-m", "saicm"]), None)
+                    script = next((v for v in rest if not v.startswith("-")), None) if w != "torchrun" else None
+                    if m is not None and all(v.startswith("-") for v in rest[:m]) or w == "torchrun" and m is not None:
+                        found.append((start, ["saicm"] + rest[m + 2:]))
+                    elif script is not None and script.endswith(".py"):
+                        found.append((start, rest[rest.index(script):]))
                 at_start = False
             else:
                 at_start = False
@@ -264,9 +267,10 @@ def test_the_command_checker_finds_unknown_commands_options_and_scripts():
             "x=$(saicm models --json); saicm compres a.png; echo 'saicm info --quoted'\n"
             "python benchmarks/fuzz_decode.py --cases 10 --seed 1 --wrong\n"
             "python benchmarks/no_such_script.py --x; python my_own.py --anything\n"
-            "python benchmarks/seed_mean.py --help; python benchmarks/figures_saicm.py layers a.jpg --height 9 --nope\n")
+            "python benchmarks/seed_mean.py --help; python benchmarks/figures_saicm.py layers a.jpg --height 9 --nope\n"
+            "torchrun --nproc_per_node=2 -m saicm train --bad; /usr/bin/time python -u -m saicm info --worse\n")
     commands = shell_commands(text)
-    assert [line for line, _ in commands] == [1, 1, 3, 4, 4, 5, 5, 6, 7, 7, 8, 8]
+    assert [line for line, _ in commands] == [1, 1, 3, 4, 4, 5, 5, 6, 7, 7, 8, 8, 9, 9]
     assert commands[1][1] == ["saicm", "decompress", "a.saicm", "--layer", "machine"]
     assert command_problems([("t", line, words) for line, words in commands]) == [
         "t:3: saicm eval: unknown option --bogus",
@@ -276,6 +280,8 @@ def test_the_command_checker_finds_unknown_commands_options_and_scripts():
         "t:6: benchmarks/fuzz_decode.py: unknown option --wrong",
         "t:7: no such script: benchmarks/no_such_script.py",
         "t:8: benchmarks/figures_saicm.py layers: unknown option --nope",
+        "t:9: saicm train: unknown option --bad",
+        "t:9: saicm info: unknown option --worse",
     ]
 
 

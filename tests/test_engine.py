@@ -692,7 +692,8 @@ def test_saicm_threads_alone_bounds_numpys_blas_threads():
     code = ("import os, saicm, numpy; from threadpoolctl import threadpool_info; "
             "print(os.environ.get('OMP_NUM_THREADS'), [i['num_threads'] for i in threadpool_info() "
             "if i['user_api'] == 'blas'])")
-    env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "SAICM_THREADS")}
     out = {}
     for extra in ({"SAICM_THREADS": "1"}, {"SAICM_THREADS": "1", "OMP_NUM_THREADS": "2"}, {}):
         r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,

@@ -327,6 +327,29 @@ def test_train_tcm_from_the_command_line(tmp_path, capsys):
     assert saicm.decompress(saicm.compress(natural_image(40, 50), model=final), model=final).size == (50, 40)
 
 
+def test_train_tcm_without_sizes_builds_the_released_ones(monkeypatch):
+    """Without --N/--M, tcm was built at the trainer's 64/128, which its 5 slices refuse (M = 128)."""
+    from saicm.models import registry, tcm
+    from saicm.train.config import TrainConfig
+
+    built = {}
+
+    class Stop(Exception):
+        pass
+
+    def capture(name, **opts):
+        built.update(opts)
+        raise Stop
+
+    monkeypatch.setattr(registry, "build_architecture", capture)
+    with pytest.raises(Stop):
+        tcm.TCM.from_train_config(TrainConfig(data=["x"], out="y", architecture="tcm"), None)
+    assert (built["N"], built["M"]) == (128, 320)
+    with pytest.raises(Stop):
+        tcm.TCM.from_train_config(TrainConfig(data=["x"], out="y", architecture="tcm", N=4, M=10), None)
+    assert (built["N"], built["M"]) == (4, 10)
+
+
 def test_the_imported_pair_fine_tunes_with_its_base_frozen(pair, tmp_path, monkeypatch):
     from saicm.train.config import TrainConfig
     from saicm.train.trainer import train

@@ -66,7 +66,7 @@ def cmd_bdrate(a: argparse.Namespace) -> int:
     for name, n in names.items():
         if n > 1:
             print(f"saicm: warning: {n} of these results name their codec {name!r}: rows and the anchor cannot be "
-                  "told apart by name (rename the codec in a file, or name the model files apart)", file=sys.stderr)
+                  "told apart by name (rename the codec in one file: its 'codec' field)", file=sys.stderr)
     rows = []
     print(f"BD-rate on {a.metric} against {anchor['codec']} (PCHIP on log-rate over the overlapping interval; "
           "negative = fewer bits for the same value)")

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import io
 import numbers
+from pathlib import Path
 from typing import Callable, Dict
 
 from PIL import Image
@@ -52,6 +53,16 @@ def register_codec(name: str):
         return factory
 
     return deco
+
+
+def _label(info) -> str:
+    """The name results and plots give a model: its own, except that ``saicm train``'s ``RUN/model.safetensors``
+    is named after its run folder (every run was called ``model``, so curves of different runs shared a name).
+    Only the label: the files it writes record the model's own name."""
+    path = Path(info.path)
+    if info.name == "model" and path.name == "model.safetensors" and path.parent.name not in ("", ".", ".."):
+        return path.parent.name
+    return info.name
 
 
 def _no_argument(name: str, arg: str) -> None:
@@ -233,7 +244,7 @@ class SaicmCodec(Codec):
                     raise SaicmError("base= and refine= are for layer=human (the machine layer's qualities are the "
                                      "sweep; it is the base's own file)")
                 self.base_quality = None
-                self.name = f"{self.info.name}-machine{at}"
+                self.name = f"{_label(self.info)}-machine{at}"
                 self.default_qualities = tuple(range(1, net.base_num_qualities + 1))
             else:
                 self.base_quality = _base_quality(opts.get("base"), net.base_num_qualities)
@@ -242,7 +253,7 @@ class SaicmCodec(Codec):
                                      f"({net.num_qualities} > {net.base_num_qualities})")
                 tag = "pair" if self.base_quality == "pair" else f"b{self.base_quality}"
                 ref = f"+refine{self.refine}" if self.refine else ""
-                self.name = f"{self.info.name}-human-{tag}{ref}{at}"
+                self.name = f"{_label(self.info)}-human-{tag}{ref}{at}"
                 self.default_qualities = tuple(range(1, net.num_qualities + 1))
             return
         opts = _parse_options(rest, {"refine": "STEPS", "engine": "|".join(ENGINES)})
@@ -251,7 +262,7 @@ class SaicmCodec(Codec):
         if self.engine not in ENGINES:
             raise SaicmError(f"engine= takes one of {', '.join(ENGINES)}, got {self.engine!r}")
         check_refine(self.info, self.refine)
-        self.name = self.info.name + (f"+refine{self.refine}" if self.refine else "") \
+        self.name = _label(self.info) + (f"+refine{self.refine}" if self.refine else "") \
             + (f"@{self.engine}" if self.engine != "auto" else "")
         self.default_qualities = tuple(range(1, net.num_qualities + 1))
 

@@ -88,27 +88,6 @@ def read_info(path: str | os.PathLike, name: str | None = None) -> ModelInfo:
     return _read_info(str(path), mtime, name)
 
 
-#: the stem of the model file ``saicm train`` writes in its run folder
-RUN_MODEL_STEM = "model"
-
-
-def _name_of(path: Path) -> str:
-    """A weight file's model name: its file name without the suffix; for ``saicm train``'s ``RUN/model.safetensors``,
-    the run's folder name (every run was named ``model``: results, plots and file headers could not tell runs
-    apart)."""
-    stem = path.name[: -len(SUFFIX)] if path.name.endswith(SUFFIX) else path.stem
-    from ..codec.limits import is_model_name
-
-    if stem == RUN_MODEL_STEM and path.parent.name not in ("", ".", "..") and is_model_name(path.parent.name):
-        try:
-            in_user_dir = path.parent.resolve() == user_model_dir().resolve()
-        except OSError:
-            in_user_dir = False
-        if not in_user_dir:  # ($SAICM_MODELS/model.safetensors is the model named "model")
-            return path.parent.name
-    return stem
-
-
 @functools.lru_cache(maxsize=256)
 def _read_info(path: str, _mtime: int, name: str | None) -> ModelInfo:
     from safetensors import SafetensorError, safe_open
@@ -134,7 +113,7 @@ def _read_info(path: str, _mtime: int, name: str | None) -> ModelInfo:
         raise ModelError("not a saicm model file (its λ values are not an ascending list of positive numbers)",
                          str(path))
     return ModelInfo(
-        name=name or _name_of(path),
+        name=name or (path.name[: -len(SUFFIX)] if path.name.endswith(SUFFIX) else path.stem),
         path=path,
         architecture=arch,
         config=config,
@@ -223,7 +202,7 @@ def names_a_file(model: str | os.PathLike) -> bool:
 
 
 def resolve(model: str | os.PathLike | None) -> ModelInfo:
-    """A shipped model name or a path to a weight file (or a ``ModelInfo``: itself) → its info."""
+    """A shipped model name or a path to a weight file (or a ``ModelInfo``: its file's) → its info."""
     if model is None:
         model = default_model_name()
     if isinstance(model, ModelInfo):  # (saicm.load_model's): read from its file again, as a name would be

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import inspect
 import os
+import threading
 from typing import Callable, Dict, Type
 
 from torch import nn
@@ -30,6 +31,7 @@ ENTRY_POINT_GROUP = "saicm.architectures"
 REQUIRED = ("multiple", "num_qualities", "lambdas", "config", "forward", "compress", "decompress", "latent_shapes")
 _USAGE = "docs/usage.md#adding-an-architecture"
 _loaded: set[str] = set()  # the $SAICM_ARCHITECTURES items and entry points imported so far
+_lock = threading.RLock()
 
 
 def _source(cls) -> str | None:
@@ -64,40 +66,48 @@ def load_architectures() -> Dict[str, Type[nn.Module]]:
 
 
 def _load_users() -> None:
+    with _lock:  # (threads building models at once: one imports, the others wait for its registrations)
+        for item in (s.strip() for s in os.environ.get("SAICM_ARCHITECTURES", "").split(",")):
+            if item and item not in _loaded:
+                _load_once(item, "$SAICM_ARCHITECTURES", lambda item=item: _import_user_module(item),
+                           f"run `python {item if item.endswith('.py') else '-m ' + item}` for the traceback")
+        try:
+            from importlib.metadata import entry_points
+
+            points = entry_points(group=ENTRY_POINT_GROUP)
+        except Exception:  # noqa: BLE001  (broken package metadata: no entry points)
+            points = ()
+        for ep in points:
+            key = f"entry point {ep.name} = {ep.value}"
+            if key not in _loaded:
+                _load_once(key, f"the {key} (group {ENTRY_POINT_GROUP})", lambda ep=ep: _load_entry_point(ep), "")
+
+
+def _load_once(key: str, where: str, load: Callable[[], None], hint: str) -> None:
+    """Run ``load`` for ``key`` once: any failure of the user's code is one line, and leaves ``key`` to be tried
+    again (a notebook that mends its module)."""
     from ..errors import ModelError
 
-    for item in (s.strip() for s in os.environ.get("SAICM_ARCHITECTURES", "").split(",")):
-        if item and item not in _loaded:
-            _loaded.add(item)  # first: the module may import saicm.models, which comes back here
-            try:
-                _import_user_module(item)
-            except Exception as e:  # noqa: BLE001  (their code: any error, said in one line)
-                _loaded.discard(item)  # tried again once it is mended (a notebook)
-                raise ModelError(f"$SAICM_ARCHITECTURES: cannot import {item!r}: {type(e).__name__}: {e} (run "
-                                 f"`python {item if item.endswith('.py') else '-m ' + item}` for the traceback)"
-                                 ) from None
+    _loaded.add(key)  # first: the module may import saicm.models, which comes back here
     try:
-        from importlib.metadata import entry_points
+        load()
+    except KeyboardInterrupt:
+        _loaded.discard(key)
+        raise
+    except BaseException as e:  # noqa: BLE001  (their code: any error, SystemExit included, said in one line)
+        _loaded.discard(key)
+        what = f"{type(e).__name__}: {e}" if not isinstance(e, SystemExit) else f"it called exit({e.code!r})"
+        raise ModelError(f"{where}: cannot import {key!r}: {what}" + (f" ({hint})" if hint else "")) from None
 
-        points = entry_points(group=ENTRY_POINT_GROUP)
-    except Exception:  # noqa: BLE001  (broken package metadata: no entry points)
-        points = ()
-    for ep in points:
-        key = f"entry point {ep.name} = {ep.value}"
-        if key in _loaded:
-            continue
-        _loaded.add(key)
-        try:
-            obj = ep.load()
-        except Exception as e:  # noqa: BLE001
-            _loaded.discard(key)
-            raise ModelError(f"cannot load the architecture of the {key} (group {ENTRY_POINT_GROUP}): "
-                             f"{type(e).__name__}: {e}") from None
-        if inspect.isclass(obj) and obj not in ARCHITECTURES.values():
-            register_architecture(ep.name)(obj)
+
+def _load_entry_point(ep) -> None:
+    obj = ep.load()
+    if inspect.isclass(obj) and obj not in ARCHITECTURES.values():
+        register_architecture(ep.name)(obj)
 
 
 def _import_user_module(item: str) -> None:
+    import hashlib
     import importlib
     import importlib.util
     import sys
@@ -105,10 +115,15 @@ def _import_user_module(item: str) -> None:
     if not item.endswith(".py"):
         importlib.import_module(item)
         return
+    if not os.path.isabs(os.path.expanduser(item)):  # (a my_arch.py in whatever folder a file is decoded from)
+        raise ValueError("give the file's absolute path ($PWD/my_arch.py)")
     path = os.path.realpath(os.path.expanduser(item))
     if not os.path.isfile(path):
         raise FileNotFoundError("no such file")
-    name = "saicm_user_architectures." + os.path.splitext(os.path.basename(path))[0].replace("-", "_")
+    stem = "".join(c if c.isalnum() else "_" for c in os.path.splitext(os.path.basename(path))[0])
+    # a top-level name of its own per file (two my_arch.py in different folders do not replace each other;
+    # pickle finds the module in sys.modules)
+    name = f"saicm_architectures_{stem}_{hashlib.sha256(path.encode()).hexdigest()[:8]}"
     spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module
@@ -121,7 +136,8 @@ def _import_user_module(item: str) -> None:
 
 def missing_members(model: nn.Module) -> list[str]:
     """What ``model`` lacks of :data:`REQUIRED`, and a ``config`` its class could not be rebuilt from."""
-    missing = [m for m in REQUIRED if not hasattr(model, m)]
+    missing = [m for m in REQUIRED if not hasattr(model, m)
+               or (m == "forward" and type(model).forward is nn.Module.forward)]  # (every module has one)
     config = getattr(model, "config", None)
     if "config" not in missing:
         if not isinstance(config, dict):
@@ -144,8 +160,10 @@ def architecture_class(name: str) -> Type[nn.Module]:
         return ARCHITECTURES[name]
     except KeyError:
         known = ", ".join(sorted(ARCHITECTURES)) or "none"
-        raise ModelError(f"unknown architecture {str(name)[:60]!r} (known: {known}; one of your own: "
-                         f"$SAICM_ARCHITECTURES=my_arch.py, {_USAGE})") from None
+        given = os.environ.get("SAICM_ARCHITECTURES", "").strip()
+        own = (f"$SAICM_ARCHITECTURES ({given}) registers no {str(name)[:60]!r}" if given
+               else "one of your own: $SAICM_ARCHITECTURES=/path/to/my_arch.py")
+        raise ModelError(f"unknown architecture {str(name)[:60]!r} (known: {known}; {own}; {_USAGE})") from None
 
 
 def build_architecture(name: str, **config) -> nn.Module:

@@ -374,13 +374,13 @@ class TCM(CompressionModel):
 
     @classmethod
     def from_train_config(cls, cfg, lambdas: Sequence[float]) -> "TCM":
-        """``saicm train --architecture tcm --N N --M M [--lambdas L]``: the released structure at width N, latent
-        M (a multiple of 5); attention head widths are capped at N. ``cfg.extra["tcm"]`` overrides any option."""
+        """``saicm train --architecture tcm [--N N --M M] [--lambdas L]``: the released structure at width N, latent
+        M (a multiple of 5; default the released 128 and 320); attention head widths are capped at N. ``cfg.extra["tcm"]`` overrides any option."""
         from ..errors import SaicmError
         from .registry import build_architecture
 
-        opts = dict(RELEASED)
-        opts.update(N=cfg.width, M=cfg.latent)
+        opts = dict(RELEASED)  # without --N / --M: the released sizes (128, 320)
+        opts.update({k: int(v) for k, v in (("N", cfg.N), ("M", cfg.M)) if v is not None})
         opts["head_dims"] = [min(h, opts["N"]) for h in opts["head_dims"]]
         opts["hyper_head_dim"] = min(opts["hyper_head_dim"], opts["N"])
         opts.update((cfg.extra or {}).get("tcm", {}))

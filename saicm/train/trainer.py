@@ -133,6 +133,11 @@ def _build(name: str, **config):
         return build_architecture(name, **config)
     except ValueError as e:
         raise SaicmError(f"{name}: {e}") from None
+    except TypeError as e:  # options its constructor does not take (--N / --M to an architecture without them)
+        taken = [k for k in config if k not in inspect.signature(architecture_class(name)).parameters]
+        if not taken:
+            raise
+        raise SaicmError(f"{name} takes no {', '.join(taken)} ({e})") from None
 
 
 #: options a run cannot change when it resumes: its model would not be trained as its file then says
