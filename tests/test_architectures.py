@@ -49,6 +49,20 @@ def _saicm(*args, env=None, cwd=None):
                           env=full, cwd=cwd, timeout=600)
 
 
+@pytest.fixture(autouse=True)
+def _registry_as_it_was():
+    """The architectures these tests register leave the registry with them (other tests list the known ones)."""
+    from saicm.models import registry
+
+    registry.load_architectures()
+    archs, loaded = dict(registry.ARCHITECTURES), set(registry._loaded)
+    yield
+    registry.ARCHITECTURES.clear()
+    registry.ARCHITECTURES.update(archs)
+    registry._loaded.clear()
+    registry._loaded.update(loaded)
+
+
 @pytest.fixture
 def photos(tmp_path):
     d = tmp_path / "photos"

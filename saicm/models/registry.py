@@ -159,7 +159,8 @@ def architecture_class(name: str) -> Type[nn.Module]:
     try:
         return ARCHITECTURES[name]
     except KeyError:
-        known = ", ".join(sorted(ARCHITECTURES)) or "none"
+        names = sorted(ARCHITECTURES)
+        known = ", ".join(names[:6]) + (f" and {len(names) - 6} more" if len(names) > 6 else "") or "none"
         given = os.environ.get("SAICM_ARCHITECTURES", "").strip()
         own = (f"$SAICM_ARCHITECTURES ({given}) registers no {str(name)[:60]!r}" if given
                else "one of your own: $SAICM_ARCHITECTURES=/path/to/my_arch.py")
