@@ -245,3 +245,20 @@ def test_model_takes_a_name_a_path_or_load_models_info_and_refuses_a_module_in_o
     with pytest.raises(saicm.SaicmError, match="not a dict"):
         saicm.compress(img, model={"name": "x"})
     assert json.dumps(saicm.describe(saicm.compress(img, model=info, quality=2))["quality"]) == "2"
+
+
+def test_the_forward_pass_takes_one_rate_point_and_says_what_it_needs(tiny_model):
+    """A research loop's natural calls raised PyTorch's IndexError / size mismatches: model(x, 3), a quality as
+    qidx, an unpadded image."""
+    from saicm.models import load_model
+
+    model, _ = load_model(str(tiny_model))
+    x = torch.rand(2, 3, 64, 64)
+    one = model(x, 1)
+    assert torch.equal(one["x_hat"], model(x, torch.tensor([1, 1]))["x_hat"])  # eval mode: deterministic
+    with pytest.raises(ValueError, match=r"qidx is 0-based: 0..2 \(quality q is qidx q - 1\), got 3"):
+        model(x, 3)
+    with pytest.raises(ValueError, match="one per sample, shape \\(2,\\)"):
+        model(x, torch.tensor([0]))
+    with pytest.raises(ValueError, match="multiples of 64"):
+        model(torch.rand(1, 3, 100, 100), 0)

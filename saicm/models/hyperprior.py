@@ -97,7 +97,8 @@ class GainedMeanScaleHyperprior(MeanScaleHyperprior):
 
     # --- training contract -------------------------------------------------
     def forward(self, x: Tensor, qidx: Tensor | None = None, quant: str = "noise") -> dict:
-        """``qidx``: 0-based quality index per sample (B,); default the top quality.
+        """``qidx``: 0-based quality index, one per sample (B,) or one for the batch (an int); default the top
+        quality. ``x`` in [0, 1], (B, 3, H, W), H and W multiples of :attr:`multiple`.
 
         ``quant`` (training only; in eval mode both modes round like the coder):
         ``"noise"`` feeds the uniform-noise proxy of quantisation to the rate terms
@@ -121,8 +122,18 @@ class GainedMeanScaleHyperprior(MeanScaleHyperprior):
         """
         if quant not in ("noise", "ste"):
             raise ValueError(f"quant must be 'noise' or 'ste', got {quant!r}")
+        if x.dim() != 4 or x.shape[-2] % self.multiple or x.shape[-1] % self.multiple:
+            raise ValueError(f"x must be (B, 3, H, W) with H and W multiples of {self.multiple} (pad it), got "
+                             f"{tuple(x.shape)}")
         if qidx is None:
-            qidx = torch.full((x.size(0),), self.num_qualities - 1, dtype=torch.long, device=x.device)
+            qidx = self.num_qualities - 1
+        if not isinstance(qidx, Tensor) or qidx.dim() == 0:  # one rate point for the batch (a research loop)
+            q = int(qidx)
+            if not 0 <= q < self.num_qualities:
+                raise ValueError(f"qidx is 0-based: 0..{self.num_qualities - 1} (quality q is qidx q - 1), got {q}")
+            qidx = torch.full((x.size(0),), q, dtype=torch.long, device=x.device)
+        elif qidx.shape != (x.size(0),):
+            raise ValueError(f"qidx must be one index or one per sample, shape ({x.size(0)},), got {tuple(qidx.shape)}")
         g, ig = self._gains(qidx)
         # Under mixed precision (``torch.autocast``, e.g. ``saicm train --amp
         # bf16``) only the four transforms run in low precision: the latents
