@@ -262,3 +262,13 @@ def test_the_forward_pass_takes_one_rate_point_and_says_what_it_needs(tiny_model
         model(x, torch.tensor([0]))
     with pytest.raises(ValueError, match="multiples of 64"):
         model(torch.rand(1, 3, 100, 100), 0)
+
+
+def test_the_api_prints_no_warning_of_compressais_import_and_leaves_the_users_own(tiny_model):
+    """PyTorch's two-line FutureWarning about CompressAI's torch.jit.script reached every API user's stderr."""
+    code = (f"import saicm, torch\nsaicm.load_model({str(tiny_model)!r})\nprint('loaded', flush=True)\n"
+            "import warnings\nwarnings.warn('`torch.jit.script` is deprecated (the user\\'s own)', FutureWarning)\n")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONWARNINGS"}
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=env)
+    assert r.returncode == 0 and r.stdout.strip() == "loaded", r.stderr
+    assert r.stderr.count("`torch.jit.script` is deprecated") == 1 and "the user's own" in r.stderr  # not hidden

@@ -40,6 +40,7 @@ from __future__ import annotations
 from typing import Sequence
 
 import torch
+from . import _compressai  # noqa: F401  (first: CompressAI's import-time warning silenced)
 from compressai.layers import CheckerboardMaskedConv2d
 from torch import Tensor, nn
 

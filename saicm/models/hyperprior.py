@@ -14,6 +14,7 @@ import math
 from typing import Sequence
 
 import torch
+from . import _compressai  # noqa: F401  (first: CompressAI's import-time warning silenced)
 from compressai.models import MeanScaleHyperprior
 from torch import Tensor, nn
 

@@ -33,6 +33,7 @@ import math
 from typing import Sequence
 
 import torch
+from . import _compressai  # noqa: F401  (first: CompressAI's import-time warning silenced)
 from compressai.entropy_models import EntropyBottleneck, GaussianConditional
 from compressai.layers import (AttentionBlock, ResidualBlock, ResidualBlockUpsample, ResidualBlockWithStride,
                                conv3x3, subpel_conv3x3)

@@ -23,6 +23,7 @@ of the new ``z`` channels.
 from __future__ import annotations
 
 import torch
+from . import _compressai  # noqa: F401  (first: CompressAI's import-time warning silenced)
 from compressai.entropy_models import EntropyBottleneck
 from torch import Tensor, nn
 
