@@ -304,6 +304,7 @@ def test_corrupt_truncated_and_crafted_files_are_refused(coded, tmp_path, capsys
         "coder": (_crafted(data, coder=7), "unknown entropy coder"),
         "arch": (_crafted(data, arch="vnerv"), "unknown architecture"),
         "trailing": (_recrc(data[:-4] + b"\0\0\0\0"), "lengths do not match"),
+        "first-past-u32": (_crafted(data, first=(1 << 32) - 1), "indexes pass 2^32"),  # frames were named past it
     }
     s = bitstream.unpack(data)
     nan_steps = s.steps.copy()

@@ -110,7 +110,7 @@ def pack(stream: VideoStream) -> bytes:
         raise FormatError("architecture name, configuration or meta too long")
     fps = Fraction(h.fps)
     if not (1 <= h.frames < 1 << 32 and 1 <= h.width < 1 << 32 and 1 <= h.height < 1 << 32 and fps > 0
-            and 0 <= h.first < 1 << 32 and 2 <= h.bits <= 8 and h.coder in CODERS):
+            and 0 <= h.first and h.first + h.frames <= 1 << 32 and 2 <= h.bits <= 8 and h.coder in CODERS):
         raise FormatError("cannot write these header values")
     if fps.numerator >= 1 << 32 or fps.denominator >= 1 << 32:
         fps = fps.limit_denominator(100000)
@@ -169,6 +169,8 @@ def read_header(data: bytes, max_pixels: int | None = None) -> tuple[VideoHeader
         raise FormatError(f"unknown architecture {arch[:40]!r} (this saicm decodes: {', '.join(archs.NAMES)})")
     if frames == 0 or width == 0 or height == 0:
         raise FormatError("corrupt header (zero frames or zero frame size)")
+    if first + frames > 1 << 32:  # the decoded frames are named by their index in the source clip, a u32
+        raise FormatError("corrupt header (the frames' indexes pass 2^32)")
     if fnum == 0 or fden == 0:
         raise FormatError("corrupt header (zero frame rate)")
     if not 2 <= bits <= 8:
