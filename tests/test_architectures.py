@@ -191,6 +191,15 @@ def test_plugin_failures_of_every_kind_are_one_line_and_tried_again(tmp_path, mo
     with pytest.raises(ModelError, match=r"\$SAICM_ARCHITECTURES \(.*interrupted.py\) registers no 'nothing'"):
         architecture_class("nothing")
 
+    from saicm.models.registry import register_architecture
+
+    for i in range(7):  # many long names of the user's own: the message stays one bounded line, saicm's first
+        register_architecture(f"test-{'x' * 100}-{i}")(type(f"Long{i}", (torch.nn.Module,), {}))
+    monkeypatch.setenv("SAICM_ARCHITECTURES", str(interrupted) + "," * 200)
+    with pytest.raises(ModelError) as e:
+        architecture_class("nothing")
+    assert len(str(e.value)) < 400 and "known: gained-context-hyperprior" in str(e.value)
+
     class NoForward(torch.nn.Module):
         multiple, num_qualities, lambdas, config = 64, 1, torch.ones(1), {}
         compress = decompress = latent_shapes = None
@@ -249,17 +258,20 @@ def test_model_takes_a_name_a_path_or_load_models_info_and_refuses_a_module_in_o
 
 def test_the_forward_pass_takes_one_rate_point_and_says_what_it_needs(tiny_model):
     """A research loop's natural calls raised PyTorch's IndexError / size mismatches: model(x, 3), a quality as
-    qidx, an unpadded image."""
+    qidx, an unpadded image; a negative index ran silently at another rate point."""
     from saicm.models import load_model
 
     model, _ = load_model(str(tiny_model))
     x = torch.rand(2, 3, 64, 64)
-    one = model(x, 1)
-    assert torch.equal(one["x_hat"], model(x, torch.tensor([1, 1]))["x_hat"])  # eval mode: deterministic
-    with pytest.raises(ValueError, match=r"qidx is 0-based: 0..2 \(quality q is qidx q - 1\), got 3"):
-        model(x, 3)
-    with pytest.raises(ValueError, match="one per sample, shape \\(2,\\)"):
-        model(x, torch.tensor([0]))
+    want = model(x, torch.tensor([1, 1]))["x_hat"]
+    for same in (1, torch.tensor(1), torch.tensor([1]), [1, 1]):  # one for the batch, or a list (eval: exact)
+        assert torch.equal(model(x, same)["x_hat"], want)
+    for bad, match in ((3, r"qidx is 0-based: 0..2 \(quality q is qidx q - 1\), got \[3, 3\]"),
+                       (torch.tensor([3, 3]), "0-based"), (torch.tensor([-1, 0]), "0-based"), (-1, "0-based"),
+                       (1.7, "whole number"), (True, "whole number"), (torch.tensor([1.0, 1.0]), "whole numbers"),
+                       (torch.tensor([0, 0, 0]), r"one per sample, shape \(2,\)")):
+        with pytest.raises(ValueError, match=match):
+            model(x, bad)
     with pytest.raises(ValueError, match="multiples of 64"):
         model(torch.rand(1, 3, 100, 100), 0)
 

@@ -115,6 +115,7 @@ def install(model) -> None:
     Deep copies and unpickled models come back with CompressAI's own proxy
     (``EntropyModel.__setstate__``), so decoders call this again before decoding.
     """
+    from ..models import _compressai  # noqa: F401  (CompressAI's import-time warning silenced)
     from compressai.entropy_models import EntropyModel
 
     for m in model.modules():
@@ -126,6 +127,7 @@ def stream_decoder(string: bytes, n_symbols: int):
     """A CompressAI ``RansDecoder`` set on ``string`` for the stateful API (``decode_stream``, one call per
     slice of a channel-wise model), with the padding for ``n_symbols`` symbols in all: the bound above holds
     for any split of the n symbols into calls, since it counts primitives, not calls."""
+    from ..models import _compressai  # noqa: F401
     from compressai.ans import RansDecoder
 
     decoder = RansDecoder()

@@ -11,6 +11,7 @@ row ``q-1``. Higher quality = larger gain = finer effective quantisation step.
 from __future__ import annotations
 
 import math
+import operator
 from typing import Sequence
 
 import torch
@@ -124,17 +125,9 @@ class GainedMeanScaleHyperprior(MeanScaleHyperprior):
         if quant not in ("noise", "ste"):
             raise ValueError(f"quant must be 'noise' or 'ste', got {quant!r}")
         if x.dim() != 4 or x.shape[-2] % self.multiple or x.shape[-1] % self.multiple:
-            raise ValueError(f"x must be (B, 3, H, W) with H and W multiples of {self.multiple} (pad it), got "
+            raise ValueError(f"x must be 4-D, (B, 3, H, W), with H and W multiples of {self.multiple} (pad it), got "
                              f"{tuple(x.shape)}")
-        if qidx is None:
-            qidx = self.num_qualities - 1
-        if not isinstance(qidx, Tensor) or qidx.dim() == 0:  # one rate point for the batch (a research loop)
-            q = int(qidx)
-            if not 0 <= q < self.num_qualities:
-                raise ValueError(f"qidx is 0-based: 0..{self.num_qualities - 1} (quality q is qidx q - 1), got {q}")
-            qidx = torch.full((x.size(0),), q, dtype=torch.long, device=x.device)
-        elif qidx.shape != (x.size(0),):
-            raise ValueError(f"qidx must be one index or one per sample, shape ({x.size(0)},), got {tuple(qidx.shape)}")
+        qidx = self._checked_qidx(qidx, x)
         g, ig = self._gains(qidx)
         # Under mixed precision (``torch.autocast``, e.g. ``saicm train --amp
         # bf16``) only the four transforms run in low precision: the latents
@@ -153,6 +146,34 @@ class GainedMeanScaleHyperprior(MeanScaleHyperprior):
         with torch.autocast(x.device.type, enabled=False):
             y_hat, y_lik = self._latent_y(y, params, quant)
         return y_hat * ig, {"y": y_lik, "z": z_lik}
+
+    def _checked_qidx(self, qidx, x: Tensor) -> Tensor:
+        """``qidx`` as a (B,) index tensor: None (the top quality), one int or a (1,) tensor for the batch, or one
+        per sample; anything else, or (on the CPU, outside compiled graphs) an index out of range, is a
+        ``ValueError`` saying that indexes are 0-based."""
+        n, batch = self.num_qualities, x.size(0)
+        if qidx is None:
+            qidx = n - 1
+        if isinstance(qidx, (list, tuple)):
+            qidx = torch.as_tensor(qidx, device=x.device)
+        if not isinstance(qidx, Tensor):
+            if isinstance(qidx, bool):
+                raise ValueError(f"qidx must be a whole number, got {qidx!r}")
+            try:
+                q = operator.index(qidx)
+            except TypeError:
+                raise ValueError(f"qidx must be a whole number or a tensor of them, got {qidx!r}") from None
+            qidx = torch.full((batch,), q, dtype=torch.long, device=x.device)
+        if qidx.dtype in (torch.bool,) or qidx.dtype.is_floating_point or qidx.dtype.is_complex:
+            raise ValueError(f"qidx must hold whole numbers, got {qidx.dtype}")
+        if qidx.dim() == 0 or qidx.shape == (1,):
+            qidx = qidx.reshape(1).expand(batch)
+        if qidx.shape != (batch,):
+            raise ValueError(f"qidx must be one index or one per sample, shape ({batch},), got {tuple(qidx.shape)}")
+        if qidx.device.type == "cpu" and not torch.compiler.is_compiling() and qidx.numel() \
+                and not (0 <= int(qidx.min()) and int(qidx.max()) < n):
+            raise ValueError(f"qidx is 0-based: 0..{n - 1} (quality q is qidx q - 1), got {qidx.tolist()}")
+        return qidx
 
     def _latent_y(self, y: Tensor, params: Tensor, quant: str) -> tuple[Tensor, Tensor]:
         """The training step's ŷ (what the synthesis gets, before the inverse gain) and y's likelihoods, from

@@ -159,9 +159,12 @@ def architecture_class(name: str) -> Type[nn.Module]:
     try:
         return ARCHITECTURES[name]
     except KeyError:
-        names = sorted(ARCHITECTURES)
-        known = ", ".join(names[:6]) + (f" and {len(names) - 6} more" if len(names) > 6 else "") or "none"
+        # saicm's own first, then the user's; every part bounded (the message is one line of a few hundred characters)
+        names = sorted(ARCHITECTURES, key=lambda a: (not ARCHITECTURES[a].__module__.startswith("saicm."), a))
+        known = ", ".join(a[:40] for a in names[:6]) + (f" and {len(names) - 6} more" if len(names) > 6 else "") \
+            or "none"
         given = os.environ.get("SAICM_ARCHITECTURES", "").strip()
+        given = given if len(given) <= 80 else given[:77] + "..."
         own = (f"$SAICM_ARCHITECTURES ({given}) registers no {str(name)[:60]!r}" if given
                else "one of your own: $SAICM_ARCHITECTURES=/path/to/my_arch.py")
         raise ModelError(f"unknown architecture {str(name)[:60]!r} (known: {known}; {own}; {_USAGE})") from None
