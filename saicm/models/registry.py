@@ -4,8 +4,8 @@ saicm's architectures register themselves with ``@register_architecture("name")`
 (:func:`load_architectures`). An architecture of your own registers the same way, in a module saicm imports for
 every command and worker process:
 
-- ``$SAICM_ARCHITECTURES``: module names or ``.py`` files, separated by commas (``my_arch.py``,
-  ``mypackage.models``);
+- ``$SAICM_ARCHITECTURES``: module names or ``.py`` files by their absolute path, separated by commas
+  (``/home/me/my_arch.py``, ``mypackage.models``);
 - or an entry point of the group ``saicm.architectures`` in an installed package (``pyproject.toml``:
   ``[project.entry-points."saicm.architectures"] my-arch = "mypackage.models"``; an entry point naming a class
   registers it under the entry point's name).
