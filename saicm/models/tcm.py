@@ -376,7 +376,8 @@ class TCM(CompressionModel):
     @classmethod
     def from_train_config(cls, cfg, lambdas: Sequence[float]) -> "TCM":
         """``saicm train --architecture tcm [--N N --M M] [--lambdas L]``: the released structure at width N, latent
-        M (a multiple of 5; default the released 128 and 320); attention head widths are capped at N. ``cfg.extra["tcm"]`` overrides any option."""
+        M (a multiple of 5; default the released 128 and 320); attention head widths are capped at N.
+        ``cfg.extra["tcm"]`` overrides any option."""
         from ..errors import SaicmError
         from .registry import build_architecture
 
