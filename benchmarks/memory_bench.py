@@ -80,8 +80,10 @@ def run_cli(mode, path, image, w, h, model, quality, threads):
         return {"error": (err.strip().splitlines() or ["?"])[-1]}
     row = {"seconds": seconds, "peak_rss_mb": usage.ru_maxrss / 1024}
     if mode == "encode":
+        import saicm
+
         size = out.stat().st_size
-        row.update(bytes=size, bpp=8 * size / (w * h), format_version=out.read_bytes()[5])
+        row.update(bytes=size, bpp=8 * size / (w * h), format_version=saicm.describe(out.read_bytes())["format_version"])
     else:
         out.unlink(missing_ok=True)
     return row

@@ -164,7 +164,7 @@ class GainedMeanScaleHyperprior(MeanScaleHyperprior):
             except TypeError:
                 raise ValueError(f"qidx must be a whole number or a tensor of them, got {qidx!r}") from None
             qidx = torch.full((batch,), q, dtype=torch.long, device=x.device)
-        if qidx.dtype in (torch.bool,) or qidx.dtype.is_floating_point or qidx.dtype.is_complex:
+        if qidx.dtype == torch.bool or qidx.dtype.is_floating_point or qidx.dtype.is_complex:
             raise ValueError(f"qidx must hold whole numbers, got {qidx.dtype}")
         if qidx.dim() == 0 or qidx.shape == (1,):
             qidx = qidx.reshape(1).expand(batch)
