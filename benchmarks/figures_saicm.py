@@ -72,7 +72,7 @@ def cmd_side(a) -> None:
         _, info = load_model(name)
         q, data = closest_quality(img, a.bpp, model=info.path)
         bpp = 8 * len(data) / (img.width * img.height)
-        dec = decompress(data).convert("RGB")
+        dec = decompress(data, model=info.path).convert("RGB")  # a file's path: retired models too
         p = psnr(rgb, np.asarray(dec))
         print(f"{info.name}: q{q} {bpp:.3f} bpp {p:.2f} dB")
         panels.append((f"{info.name} q{q}: {bpp:.3f} bpp, {p:.1f} dB", dec))

@@ -111,6 +111,42 @@ def test_readme_keeps_the_two_setup_commands_and_stays_short():
     assert len(text.splitlines()) <= 150
 
 
+def _expand_braces(name: str) -> list[str]:
+    """``a_{x,y}.png`` → ``a_x.png``, ``a_y.png`` (one level, as the figure table writes them)."""
+    m = re.search(r"\{([^{}]*)\}", name)
+    return [name] if m is None else [x for part in m.group(1).split(",")
+                                     for x in _expand_braces(name[:m.start()] + part + name[m.end():])]
+
+
+def figure_rows(text: str) -> dict[str, str]:
+    """The images named in the figure table of docs/README.md → the licence column of their row."""
+    section = text.split("## Figures in this folder", 1)[1]
+    rows = {}
+    for line in section.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")] if line.startswith("|") else []
+        if len(cells) < 4 or cells[0] in ("file", "---"):
+            continue
+        for name in re.findall(r"`([^`]+\.(?:png|svg|jpg))`", cells[0]):
+            for full in _expand_braces(name):
+                rows[full] = cells[3]
+                if "(and `.svg`)" in cells[0]:
+                    rows[full.rsplit(".", 1)[0] + ".svg"] = cells[3]
+    return rows
+
+
+def test_every_figure_in_docs_has_a_row_that_names_its_photos_licence():
+    # the docs once showed test photos whose licences forbid redistribution, with no credit (0.20.0 audit)
+    rows = figure_rows((ROOT / "docs" / "README.md").read_text(encoding="utf-8"))
+    assert figure_rows("## Figures in this folder\n| file | a | b | photos |\n|---|---|---|---|\n"
+                       "| `v_{ap,psnr}.png` (and `.svg`) | x | y | none (plots) |\n") == {
+        "v_ap.png": "none (plots)", "v_psnr.png": "none (plots)", "v_ap.svg": "none (plots)",
+        "v_psnr.svg": "none (plots)"}
+    images = sorted(p.name for p in (ROOT / "docs").iterdir() if p.suffix in (".png", ".svg", ".jpg"))
+    assert images and not [i for i in images if i not in rows], "images in docs/ without a row in the figure table"
+    assert not [n for n, lic in rows.items() if not lic], "figure rows without the photos' licence"
+    assert not [n for n in rows if not (ROOT / "docs" / n).exists()], "figure rows naming no file"
+
+
 # --- the commands shown in the docs exist, with the options they are given ---------------------------------------
 
 _SH_FENCE = re.compile(r"^```([\w-]*)[^\n]*\n(.*?)^```[ \t]*$", re.MULTILINE | re.DOTALL)
