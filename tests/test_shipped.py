@@ -30,10 +30,13 @@ def test_every_weight_file_is_in_sha256sums_and_matches(folder):
         assert hashlib.sha256((folder / name).read_bytes()).hexdigest() == sums[name], name
 
 
-def test_every_shipped_model_has_a_model_card():
+def test_every_shipped_model_has_a_model_card_with_its_checksum():
     cards = (WEIGHTS_DIR / "MODELS.md").read_text()
     for name in shipped_models():
         assert f"## {name}" in cards
+        card = cards.split(f"## {name}", 1)[1].split("\n## ", 1)[0]
+        digest = hashlib.sha256((WEIGHTS_DIR / f"{name}.safetensors").read_bytes()).hexdigest()
+        assert f"SHA-256 of `{name}.safetensors`: `{digest}`" in card, name
 
 
 def test_the_named_default_and_recommended_models_are_shipped():
