@@ -1,5 +1,6 @@
 """`saicm --version` prints the version pyproject.toml declares, without loading PyTorch."""
 
+import re
 import subprocess
 import sys
 import tomllib
@@ -37,3 +38,11 @@ def test_readme_and_changelog_name_the_current_version():
     v = _pyproject_version()
     assert f"Version {v}," in (ROOT / "README.md").read_text()
     assert f"## [{v}] - " in (ROOT / "CHANGELOG.md").read_text()
+
+
+def test_the_citation_file_names_the_current_version_and_its_date():
+    v = _pyproject_version()
+    date = re.search(rf"^## \[{re.escape(v)}\] - (\S+)", (ROOT / "CHANGELOG.md").read_text(), re.MULTILINE).group(1)
+    cff = (ROOT / "CITATION.cff").read_text()
+    assert re.search(r"^version: (\S+)$", cff, re.MULTILINE).group(1) == v
+    assert re.search(r"^date-released: (\S+)$", cff, re.MULTILINE).group(1) == date

@@ -4,7 +4,9 @@ The backbone of SA-ICM and of ICM-v1 (J. Liu, H. Sun, J. Katto, "Learned Image C
 Mixed Transformer-CNN Architectures", CVPR 2023), written for saicm from the facts in
 ``docs/tcm.md`` (module tree, forward order, entropy model and checkpoint layout of the authors'
 released weights); state-dict keys and shapes are those of the released checkpoints, so their
-files load key for key (:func:`read_released_checkpoint`, ``saicm import-checkpoint``).
+files load key for key (:func:`read_released_checkpoint`, ``saicm import-checkpoint``). The module
+structure and parameter names therefore follow the authors' code (github.com/jmliu206/LIC_TCM, MIT
+licence; its notice is in the repository's ``NOTICE`` file).
 
 Structure (``2N`` channels inside the transforms; ``N`` of them in the CNN branch and ``N`` in the
 Swin branch of every conv-transformer block, "CTB"):
