@@ -167,9 +167,9 @@ def cmd_demo(a: argparse.Namespace) -> int:
 
 
 def _default_max_pixels() -> str:
-    from .codec.limits import DEFAULT_MAX_PIXELS
+    from .codec.limits import DEFAULT_MAX_PIXELS, pixels_text
 
-    return f"{DEFAULT_MAX_PIXELS:,}"
+    return pixels_text(DEFAULT_MAX_PIXELS)
 
 
 
@@ -197,7 +197,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "decoder is unchanged; each step costs about one forward+backward pass; needs PyTorch to "
                    "encode, not to decode; scalable models: refines the human layer only; default 0 = off)")
     c.add_argument("--max-pixels", type=positive, metavar="N",
-                   help=f"refuse larger images (default {_default_max_pixels()}: 8192x8192; like Pillow's "
+                   help=f"refuse larger images (default {_default_max_pixels()}; like Pillow's "
                    "decompression-bomb limit)")
     c.add_argument("--engine", choices=ENGINES, default="auto",
                    help="auto (default): the portable engine (format 3: onnxruntime, no PyTorch; exact integer "
@@ -227,7 +227,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "human on a file without one is an error")
     d.add_argument("--max-pixels", type=positive, metavar="N",
                    help=f"refuse files claiming larger images, before decoding anything (default "
-                   f"{_default_max_pixels()}: 8192x8192); raise it only for files you trust")
+                   f"{_default_max_pixels()}); raise it only for files you trust")
     d.add_argument("--format", default="png", choices=["png", "bmp", "tiff", "ppm"], help="for folders (default png)")
     d.add_argument("--engine", choices=PORTABLE_ENGINES, default="auto",
                    help="transforms for portable (format 3) files: auto/onnx (onnxruntime, the default), torch, "
@@ -265,10 +265,6 @@ def build_parser() -> argparse.ArgumentParser:
 
     register_all(sub)
     return p
-
-
-#: the commands of ``saicm[eval]``
-EVAL_COMMANDS = frozenset({"eval", "bdrate", "plot", "report"})
 
 
 def _undecodable_bytes_as_escapes(err: UnicodeError):
@@ -312,8 +308,9 @@ def main(argv: list[str] | None = None) -> int:
     except ModuleNotFoundError as e:  # an optional extra's module on a coding-only install
         from .errors import MissingDependency
 
-        # the evaluation commands need saicm[eval] (which holds saicm[train]) whichever module is missing first
-        missing = MissingDependency.of(e, "eval" if args.command in EVAL_COMMANDS else None)
+        # a command whose family needs one extra as a whole says so on its parser (set_defaults(extra=...)): the
+        # evaluation commands need saicm[eval] (which holds saicm[train]) whichever module is missing first
+        missing = MissingDependency.of(e, getattr(args, "extra", None))
         if missing is None:
             raise
         print(f"saicm: error: {missing}", file=sys.stderr)

@@ -46,8 +46,8 @@ def naming(path):
 
 #: modules of the optional extras (pyproject.toml) → the extra that installs them
 EXTRAS = {"torch": "train", "torchvision": "train", "compressai": "train", "skimage": "train", "scipy": "train",
-          "cv2": "train", "segment_anything": "train", "matplotlib": "eval", "pycocotools": "eval",
-          "imageio_ffmpeg": "eval"}
+          "cv2": "train", "segment_anything": "train", "pytorch_msssim": "train", "matplotlib": "eval",
+          "pycocotools": "eval", "imageio_ffmpeg": "eval", "openvino": "openvino"}
 
 
 class MissingDependency(SaicmError, ImportError):

@@ -9,7 +9,8 @@ import torch
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parent.parent
-SHARED = ROOT.parent / "shared" / "data"
+#: the development data (../shared/data beside the checkout; $SAICM_TEST_DATA from a clone elsewhere)
+SHARED = Path(os.environ.get("SAICM_TEST_DATA") or ROOT.parent / "shared" / "data")
 
 
 #: torch.compile builds its CPU kernels with a C++ compiler; tests of --compile skip without one
@@ -21,7 +22,8 @@ needs_cxx_compiler = pytest.mark.skipif(
 def shared_path(*parts: str) -> Path:
     p = SHARED.joinpath(*parts)
     if not p.exists():
-        pytest.skip(f"needs the shared data fixture {p} (not part of the repository)")
+        pytest.skip(f"needs the shared data fixture {p} (not part of the repository; $SAICM_TEST_DATA points "
+                    "at its folder)")
     return p
 
 

@@ -745,3 +745,31 @@ def test_sigterm_during_a_single_file_leaves_no_temporary_file(tmp_path):
         batch.run(_terminated_while_writing, [job], progress=False)
     assert list((tmp_path / "out").iterdir()) == []
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+
+
+def test_max_pixels_help_is_built_from_the_limits(monkeypatch, capsys):
+    # the help said "default 67,108,864: 8192x8192" with the square hard-coded, and the video help "2^26" and "2^31"
+    from saicm.codec import limits
+
+    assert limits.pixels_text(1 << 26) == "67,108,864 = 8192x8192"
+    assert limits.pixels_text(1 << 31) == "2,147,483,648 = 2^31" and limits.pixels_text(1000) == "1,000"
+    monkeypatch.setattr(limits, "DEFAULT_MAX_PIXELS", 1 << 24)
+    monkeypatch.setattr(limits, "DEFAULT_MAX_VIDEO_PIXELS", 1 << 29)
+    for argv in (["compress", "--help"], ["decompress", "--help"], ["video", "decode", "--help"]):
+        with pytest.raises(SystemExit):
+            main(argv)
+        text = " ".join(capsys.readouterr().out.split())
+        assert "16,777,216 = 4096x4096" in text and "8192" not in text and "2^26" not in text, argv
+    with pytest.raises(SystemExit):
+        main(["video", "decode", "--help"])
+    assert "536,870,912 = 2^29" in " ".join(capsys.readouterr().out.split())
+
+
+@pytest.mark.parametrize("name,file_type,version", [
+    ("astronaut-200x150-v5-q4-v3.saicm", "saicm", 3), ("astronaut-200x150-scalable-b1-h4-v3.saicm", "saicm-two-layer", 3),
+    ("shapes-64x48-8f-tiny.saicmv", "saicmv", 1)])
+def test_info_json_names_the_file_type_and_an_integer_format_version_for_every_file(name, file_type, version, capsys):
+    # .saicmv files said only "format": ".saicmv version 1", .saicm files "format_version": 3: one key for both
+    assert main(["info", str(Path(__file__).parent / "reference" / name), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["file_type"] == file_type and info["format_version"] == version

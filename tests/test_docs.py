@@ -326,3 +326,13 @@ def test_every_command_in_the_docs_exists_with_its_options():
     assert len(commands) > 300  # the docs' commands were found (340 shell and 270 inline in 0.19.0)
     bad = command_problems(commands)
     assert not bad, "commands the docs show that saicm or the script would refuse:\n" + "\n".join(bad)
+
+
+def test_the_info_output_shown_in_video_md_is_what_saicm_prints(capsys):
+    from saicm.cli import main
+
+    text = (ROOT / "docs" / "video.md").read_text(encoding="utf-8")
+    cmd = "$ saicm info tests/reference/shapes-64x48-8f-tiny.saicmv\n"
+    shown = text.split(cmd, 1)[1].split("```", 1)[0]
+    assert main(["info", str(ROOT / "tests" / "reference" / "shapes-64x48-8f-tiny.saicmv")]) == 0
+    assert capsys.readouterr().out == shown

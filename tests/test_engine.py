@@ -750,3 +750,41 @@ def test_onnxruntime_keeps_no_telemetry_in_the_users_home(tmp_path):
     r = subprocess.run([sys.executable, "-c", "import os, saicm; print(os.environ['ORT_DISABLE_TELEMETRY'])"],
                        capture_output=True, text=True, env=dict(os.environ, ORT_DISABLE_TELEMETRY="0"))
     assert r.stdout.strip() == "0", r.stderr
+
+
+def test_the_extras_table_agrees_with_pyproject():
+    """errors.EXTRAS (module → extra, for the one-line 'pip install' message) is kept by hand beside pyproject.toml:
+    it lacked pytorch_msssim and openvino. Each extra's requirement has its modules there, under that extra (or
+    under one the extra holds), and nothing else is."""
+    import re
+    import tomllib
+    from importlib.metadata import packages_distributions
+
+    from saicm.errors import EXTRAS
+
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+
+    def holds(extra: str) -> set[str]:  # the extras an extra installs, itself included
+        out = {extra}
+        for req in extras[extra]:
+            m = re.match(r"saicm\[([\w,]+)\]", req)
+            out |= {x for e in (m.group(1).split(",") if m else []) for x in holds(e)}
+        return out
+
+    dist_of = {mod: {d.lower().replace("_", "-") for d in dists} for mod, dists in packages_distributions().items()}
+    wanted = {}
+    for extra in ("train", "eval", "openvino"):
+        for req in extras[extra]:
+            name = re.match(r"[A-Za-z0-9_.-]+", req).group(0).lower().replace("_", "-")
+            if name not in ("saicm", "numpy"):
+                wanted[name] = extra
+    mods = {d: [m for m, ds in dist_of.items() if d in ds and not m.startswith("_")] for d in wanted}
+    installed = {d: m for d, m in mods.items() if m}
+    assert len(installed) >= 8  # (make installs every extra)
+    for dist, modules in installed.items():
+        assert any(m in EXTRAS for m in modules), f"{dist} ({modules}) of saicm[{wanted[dist]}] is not in EXTRAS"
+        for m in modules:
+            if m in EXTRAS:
+                assert wanted[dist] in holds(EXTRAS[m]), (m, EXTRAS[m], wanted[dist])
+    known = {m for ms in mods.values() for m in ms}
+    assert not [m for m in EXTRAS if m in dist_of and m not in known], "EXTRAS names a module of no extra"

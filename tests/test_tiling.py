@@ -20,7 +20,7 @@ from PIL import Image
 import saicm
 from saicm.codec import container, tiling
 from saicm.entropy import bounded
-from saicm.errors import FormatError
+from saicm.errors import FormatError, ModelError
 
 from .conftest import assert_pixels_within_one, natural_image
 
@@ -145,3 +145,19 @@ def test_portable_files_in_strips_decode_alike_with_both_engines(tiny_model, sma
         a = np.asarray(saicm.decompress(data, model=tiny_model, engine="onnx")).astype(int)
         b = np.asarray(saicm.decompress(data, model=tiny_model, engine="torch")).astype(int)
         assert a.shape == (120, 136, 3) and np.abs(a - b).max() <= 1
+
+
+def test_the_strip_threshold_is_part_of_the_formats():
+    # decoders read it (format-1 refusal, version-1 human layers, tiled synthesis): changing it changes what files
+    # of earlier versions decode to, so it is pinned here (a new value needs a new format version, tiling.py)
+    assert tiling.STRIP_SYMBOLS == 1 << 21
+    assert bounded.PAD_MAX_SYMBOLS >= tiling.STRIP_SYMBOLS  # every string saicm writes is padded, not isolated
+
+
+def test_the_strips_refusal_names_this_models_threshold():
+    # it said "above 4 megapixels" for every model; the rule is in latent symbols (M channels at 1/16 scale)
+    assert "above 4.2 megapixels for a model of 128 latent channels" in tiling.strips_refusal("--refine", 128)
+    assert "above 2.8 megapixels for a model of 192 latent channels" in tiling.strips_refusal("--refine", 192)
+    big = np.zeros((2064, 2064, 3), np.uint8)  # 128 · 129 · 129 symbols > 2^21
+    with pytest.raises(ModelError, match="above 4.2 megapixels for a model of 128 latent channels"):
+        saicm.compress(big, model="mse-hyperprior-n64-v5", refine=1)

@@ -37,6 +37,17 @@ from ..errors import FormatError, ImageError, ModelError
 DEFAULT_MAX_PIXELS = 1 << 26
 
 
+def pixels_text(n: int) -> str:
+    """A pixel count as help texts say it: ``67,108,864 = 8192x8192`` (a square), ``2,147,483,648 = 2^31``, else
+    ``N``; help built from the constants cannot contradict them."""
+    import math
+
+    side = math.isqrt(n)
+    if side * side == n:
+        return f"{n:,} = {side}x{side}"
+    return f"{n:,} = 2^{n.bit_length() - 1}" if n & (n - 1) == 0 else f"{n:,}"
+
+
 def whole_number(value, what: str) -> int:
     """``value`` as an int if it is one (NumPy's integers too), else a one-line :class:`ModelError` (a float, a
     string, a bool or NaN was truncated, or raised TypeError/ValueError/OverflowError)."""

@@ -154,7 +154,7 @@ def compress(image: ImageLike, model=None, quality: int | None = None, refine: i
         from . import tiling
 
         if refine:
-            raise ModelError("--refine is not available for images coded in strips (above 4 megapixels)")
+            raise ModelError(tiling.strips_refusal("--refine", int(net.config["M"])))
         version, rows = container.STRIPS_VERSION, tiling.strip_rows(int(net.config["M"]), (w + pr) // 16)
         y0 = tiling.analyse_tiles(net.g_a, img.rgb, pb, pr)
         with torch.inference_mode():
@@ -330,6 +330,8 @@ def _describe(data: bytes) -> dict:
     s = container.unpack(machine)
     h = s.header
     out = {
+        # which of saicm's files: "saicm", "saicm-two-layer" or (saicm.video.api.describe) "saicmv"
+        "file_type": "saicm" if human is None else "saicm-two-layer",
         "format_version": h.version,
         "model": h.model,
         "weights_sha256_prefix": h.weights_sha.hex(),

@@ -35,7 +35,7 @@ def _machine_digest(machine: bytes) -> bytes:
 
 
 def _small(stream: container.Stream, base_info) -> bool:
-    """Whether a machine layer is one the fusion decoder takes: format 1, or format 3 below 4 megapixels."""
+    """Whether a machine layer is one the fusion decoder takes: format 1, or format 3 not coded in strips."""
     from .tiling import needs_strips
 
     h = stream.header
@@ -116,10 +116,10 @@ def _compress_portable(image, info, quality, human_quality, max_pixels, engine, 
                                                                               h.strip_rows)
     latents = None
     if refine:
-        from .tiling import needs_strips
+        from .tiling import needs_strips, strips_refusal
 
         if needs_strips(ps.base.M, h.height + h.pad_bottom, h.width + h.pad_right):
-            raise ModelError("--refine is not available for images coded in strips (above 4 megapixels)")
+            raise ModelError(strips_refusal("--refine", ps.base.M))
         import torch
 
         from .refine import refined_latents
@@ -151,8 +151,10 @@ def _compress_compressai(image, info, quality, human_quality, max_pixels, engine
     # The machine layer's latent exactly as a decoder will decode it (a conditioned human layer depends on it).
     stream = container.unpack(machine)
     if not _small(stream, net.base_info):
-        raise ModelError("two-layer coding of images above 4 megapixels needs the portable engine "
-                         "(--engine auto); this model is coded by CompressAI's coder only")
+        from .tiling import strips_refusal
+
+        raise ModelError(strips_refusal("two-layer coding with CompressAI's coder (--engine compressai)",
+                                        int(net.base_info.config["M"])) + "; use the portable engine (--engine auto)")
     y_b = _base_latent(stream, net.base_info)
     with torch.inference_mode():
         out = net.compress(x, qa, base_latent=y_b)

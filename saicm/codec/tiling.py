@@ -33,7 +33,11 @@ import numpy as np
 # PyTorch is imported by the functions that run transforms, so the strip layout (used by the portable
 # engine as well) needs only numpy.
 
-#: latent symbols above which an image is coded in strips (format version 2)
+#: latent symbols above which an image is coded in strips (format version 2; format 3 by strips and tiles).
+#: Part of the formats, not an encoder setting: decoders read it too (a format-1 stream above it is refused as old
+#: or crafted; a version-1 human layer needs a machine layer below it; the synthesis runs by tiles above it, which
+#: decides the last bit of the decoded pixels; the bounded decoder's PAD_MAX_SYMBOLS is at least it). Changing it
+#: changes what files of earlier versions decode to, or whether they decode: a new value needs a new format version.
 STRIP_SYMBOLS = 1 << 21
 #: at most this many symbols per y strip
 STRIP_TARGET = 1 << 18
@@ -46,6 +50,13 @@ SYNTH_ROWS, SYNTH_COLS, SYNTH_HALO = 16, 64, 2
 
 def needs_strips(channels: int, padded_h: int, padded_w: int, stride: int = 16) -> bool:
     return channels * (padded_h // stride) * (padded_w // stride) > STRIP_SYMBOLS
+
+
+def strips_refusal(what: str, channels: int) -> str:
+    """The one-line refusal of ``what`` (e.g. "--refine") for images coded in strips, with this model's threshold."""
+    mp = STRIP_SYMBOLS * 256 / channels / 1e6
+    return (f"{what} is not available for images coded in strips (above {mp:.1f} megapixels for a model of "
+            f"{channels} latent channels)")
 
 
 def strip_rows(channels: int, latent_w: int) -> int:

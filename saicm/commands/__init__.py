@@ -5,7 +5,10 @@ demo) and ``main``. Every other family of commands lives in a module here with
 a ``register(subparsers)`` function, listed in :data:`FAMILIES` (the order of
 ``saicm --help``): evaluation (eval, bdrate, plot, report), training (train,
 export), masks, scalable (strip), imports (import-checkpoint), video. Keep
-module-level imports light: ``saicm --help`` builds every parser.
+module-level imports light: ``saicm --help`` builds every parser. A command that
+needs an optional extra as a whole names it on its parser
+(``set_defaults(func=..., extra="eval")``): ``saicm`` then names that extra when
+one of its modules is missing.
 """
 
 from __future__ import annotations

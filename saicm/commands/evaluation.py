@@ -183,7 +183,7 @@ def register(sub) -> None:
                     f"'saicm bdrate --ci' (default {DEFAULT_REPLICATES}, ~35 ms each per point on 128 images; "
                     "0: none)")
     ev.add_argument("--quiet", action="store_true", help="no progress bar")
-    ev.set_defaults(func=cmd_eval)
+    ev.set_defaults(func=cmd_eval, extra="eval")
 
     b = sub.add_parser("bdrate", help="BD-rate of results files against an anchor",
                        description="Bjøntegaard delta rate (PCHIP on log-rate) of each TEST results file against "
@@ -200,7 +200,7 @@ def register(sub) -> None:
                    help="also a confidence interval (default 95%%) by a paired bootstrap over the images: PSNR and "
                    "MS-SSIM from any results file, AP from results evaluated with --bootstrap (same draws in both)")
     b.add_argument("--json", help="also write the table as JSON here")
-    b.set_defaults(func=cmd_bdrate)
+    b.set_defaults(func=cmd_bdrate, extra="eval")
 
     pl = sub.add_parser("plot", help="rate-metric curves (PNG and SVG) from results files")
     pl.add_argument("results", nargs="+", help="results JSON files")
@@ -208,7 +208,7 @@ def register(sub) -> None:
                     "(default psnr); files without it are left out")
     pl.add_argument("-o", "--output", required=True, help="output path; .png and .svg are written")
     pl.add_argument("--title", default="", help="plot title (default none)")
-    pl.set_defaults(func=cmd_plot)
+    pl.set_defaults(func=cmd_plot, extra="eval")
 
     r = sub.add_parser("report", help="one self-contained HTML page from results files",
                        description="Curves, BD-rate tables (the first results file is the anchor) and, with "
@@ -224,4 +224,4 @@ def register(sub) -> None:
     r.add_argument("--title", default="saicm evaluation")
     r.add_argument("--root", help="name datasets and task-model files relative to this folder (default: the "
                    "current one; paths outside it by their last two components), never by absolute path")
-    r.set_defaults(func=cmd_report)
+    r.set_defaults(func=cmd_report, extra="eval")

@@ -88,7 +88,10 @@ def cmd_presets(a: argparse.Namespace) -> int:
 
 
 def register(sub) -> None:
+    from ..codec.limits import DEFAULT_MAX_PIXELS, DEFAULT_MAX_VIDEO_PIXELS, pixels_text
     from ..device import DEVICE_HELP
+
+    frame_limit, clip_limit = pixels_text(DEFAULT_MAX_PIXELS), pixels_text(DEFAULT_MAX_VIDEO_PIXELS)
 
     v = sub.add_parser("video", help="NeRV / HNeRV / SA-NeRV video coding: encode, decode, frames, presets",
                        description="A clip coded as a network that maps a frame index to the frame (NeRV), "
@@ -140,7 +143,7 @@ def register(sub) -> None:
     e.add_argument("--compile", action="store_true", help="fit through torch.compile: the first step compiles (~20 s), "
                    "later epochs run 1.1-1.4x faster on CPU (measured at 352x288, one thread: xs 1.40x, s 1.33x, m 1.13x); the "
                    "same fit, checkpoints and --resume; needs a C++ compiler (default off)")
-    e.add_argument("--max-pixels", type=positive, help="accept clips of more than 2^31 pixels in all frames")
+    e.add_argument("--max-pixels", type=positive, help=f"accept clips of more than {clip_limit} pixels in all frames")
     e.add_argument("--quiet", action="store_true", help="no progress bar")
     e.set_defaults(func=cmd_encode)
 
@@ -152,8 +155,8 @@ def register(sub) -> None:
     d.add_argument("input", help=".saicmv file")
     d.add_argument("-o", "--output", required=True, help="folder (absent or empty) or .mkv/.avi/.nut/.mp4 file")
     d.add_argument("--threads", type=positive, help="batches decoded at once (default: torch's thread count)")
-    d.add_argument("--max-pixels", type=positive, help="raise both limits of a file: its frame size (2^26 pixels) "
-                   "and all its frames together (2^31), to N pixels; for files you trust")
+    d.add_argument("--max-pixels", type=positive, help=f"raise both limits of a file: its frame size ({frame_limit} "
+                   f"pixels) and all its frames together ({clip_limit}), to N pixels; for files you trust")
     d.set_defaults(func=cmd_decode)
 
     f = vs.add_parser("frames", help="extract frames as PNGs (for saicm masks and --masks)",
@@ -164,7 +167,7 @@ def register(sub) -> None:
     f.add_argument("-o", "--output", required=True, help="folder to create (absent or empty)")
     f.add_argument("--frames", metavar="A:B", help="frames A..B-1 (default all)")
     f.add_argument("--size", metavar="WxH", help="resize (use the same --size for encode)")
-    f.add_argument("--max-pixels", type=positive, help="accept clips of more than 2^31 pixels in all frames")
+    f.add_argument("--max-pixels", type=positive, help=f"accept clips of more than {clip_limit} pixels in all frames")
     f.set_defaults(func=cmd_frames)
 
     p = vs.add_parser("presets", help="parameter counts and work of each preset for a frame size")

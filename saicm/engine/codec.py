@@ -17,7 +17,7 @@ import numpy as np
 from ..codec import container
 from ..codec.image_io import ImageLike, load_padded
 from ..codec.limits import check_alpha, check_layout, stream_model
-from ..codec.tiling import needs_strips, strip_count, strip_rows, to_pixels
+from ..codec.tiling import needs_strips, strip_count, strip_rows, strips_refusal, to_pixels
 from ..errors import FormatError, ModelError
 from ..models.catalog import ModelInfo, checked_quality, file_checksum
 from . import PORTABLE_ENGINES
@@ -52,7 +52,7 @@ def compress(image: ImageLike, info: ModelInfo, quality: int | None = None, engi
     ph, pw = h + pb, w + pr
     if refine:
         if needs_strips(pm.M, ph, pw):
-            raise ModelError("--refine is not available for images coded in strips (above 4 megapixels)")
+            raise ModelError(strips_refusal("--refine", pm.M))
         from ..codec.refine import refined_latents
 
         y, z = refined_latents(info.path, img, q, int(refine), max_pixels, progress)

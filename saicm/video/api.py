@@ -317,6 +317,8 @@ def _describe(data: bytes) -> dict:
     h = stream.header
     params, macs = archs.count(h.arch, h.config, h.frames)
     return {
+        "file_type": "saicmv",  # as .saicm files say theirs (saicm.codec.pipeline.describe)
+        "format_version": h.version,
         "format": f".saicmv version {h.version}",
         "architecture": h.arch,
         "preset": h.meta.get("preset"),
