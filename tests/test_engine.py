@@ -788,3 +788,78 @@ def test_the_extras_table_agrees_with_pyproject():
                 assert wanted[dist] in holds(EXTRAS[m]), (m, EXTRAS[m], wanted[dist])
     known = {m for ms in mods.values() for m in ms}
     assert not [m for m in EXTRAS if m in dist_of and m not in known], "EXTRAS names a module of no extra"
+
+
+def test_large_transform_runs_hand_their_arena_back(monkeypatch):
+    """onnxruntime kept each session's arena at its largest size for the life of the process: one 1920x1280 image
+    left a worker at 1.9 GB for every small image after it (soak audit, 0.20.0). Runs over more than SHRINK_PIXELS
+    pixels free their arena chunks when they end; smaller ones keep them (the 768x512 speed stays)."""
+    from saicm.engine import runtime
+
+    seen = []
+
+    class Session:
+        def run(self, outputs, feeds, ro):
+            try:
+                seen.append(ro.get_run_config_entry("memory.enable_memory_arena_shrinkage"))
+            except RuntimeError:  # (onnxruntime: no such entry)
+                seen.append("")
+            return [feeds["x"]]
+
+    t = runtime.OnnxTransforms.__new__(runtime.OnnxTransforms)
+    t._sessions = {"g_a": Session(), "g_s": Session(), "h_a": Session()}
+    x_small = np.zeros((1, 3, 512, 768), np.float32)          # 0.39 MP
+    x_big = np.zeros((1, 3, 1280, 1920), np.float32)          # 2.5 MP
+    y_small = np.zeros((1, 128, 32, 48), np.float32)          # a 768x512 image's latent
+    y_big = np.zeros((1, 128, 80, 120), np.float32)           # a 1920x1280 image's latent
+    for part, x in (("g_a", x_small), ("g_a", x_big), ("g_s", y_small), ("g_s", y_big), ("h_a", y_big)):
+        t._run(part, x)
+    assert seen == ["", "cpu:0", "", "cpu:0", ""]
+
+
+def test_release_models_ends_the_engines_idle_threads():
+    """release_models() dropped the models but left the integer networks' thread pools (soak audit, 0.20.0)."""
+    import threading
+    import time
+
+    from saicm.engine import parallel
+
+    parallel._pool(2).submit(lambda: None).result()
+    workers = [t for t in threading.enumerate() if t.name.startswith("saicm-int")]
+    assert workers and parallel._pools
+    saicm.release_models()
+    assert parallel._pools == {}
+    deadline = time.monotonic() + 5
+    while any(t.is_alive() for t in workers) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert not any(t.is_alive() for t in workers)
+    parallel._pool(2).submit(lambda: None).result()  # later work makes a new pool
+
+
+def test_blocks_go_on_when_another_thread_releases_the_pools(monkeypatch):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from saicm.engine import parallel
+
+    monkeypatch.setenv("SAICM_THREADS", "2")
+    dead = ThreadPoolExecutor(2)
+    dead.shutdown()
+    real, calls = parallel._pool, []
+
+    def pool(n):  # the first pool handed out was shut down by release_models before the blocks were queued
+        calls.append(n)
+        return dead if len(calls) == 1 else real(n)
+
+    monkeypatch.setattr(parallel, "_pool", pool)
+    out = [0] * 4
+    parallel.run_blocks(lambda s: out.__setitem__(s, s + 1), range(4))
+    assert out == [1, 2, 3, 4] and len(calls) == 2
+    calls.clear()
+    with parallel._lock:
+        parallel._pools[2] = dead  # still the registered pool: a real error, not retried
+    try:
+        with pytest.raises(RuntimeError):
+            parallel.run_blocks(lambda s: None, range(4))
+    finally:
+        with parallel._lock:
+            parallel._pools.pop(2, None)

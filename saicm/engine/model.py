@@ -208,8 +208,11 @@ def release_models() -> None:
     import gc
     import sys
 
+    from .parallel import shutdown_pools
+
     for cache in _FILE_CACHES:
         cache.cache_clear()
+    shutdown_pools()
     zoo = sys.modules.get("saicm.models.zoo")  # (loaded only where PyTorch is)
     if zoo is not None:
         zoo._load_cached.cache_clear()

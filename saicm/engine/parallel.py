@@ -45,6 +45,15 @@ def threads() -> int:
     return min(4 * cpus, value) if value >= 1 else cpus
 
 
+def shutdown_pools() -> None:
+    """End the idle threads of the integer networks' pools (``saicm.release_models``); later work makes new ones."""
+    with _lock:
+        pools = list(_pools.values())
+        _pools.clear()
+    for pool in pools:
+        pool.shutdown(wait=False)
+
+
 def _pool(n: int) -> ThreadPoolExecutor:
     with _lock:
         pool = _pools.get(n)
@@ -91,5 +100,17 @@ def run_blocks(fn: Callable[[int], None], starts: Iterable[int]) -> None:
             fn(s)
         return
     with single_threaded_blas():
-        for f in [_pool(t).submit(fn, s) for s in starts]:
+        futures, pending = [], starts[::-1]
+        while pending:
+            pool = _pool(t)
+            try:
+                while pending:
+                    futures.append(pool.submit(fn, pending[-1]))
+                    pending.pop()
+            except RuntimeError:
+                with _lock:
+                    if _pools.get(t) is pool:  # not shut down by release_models: a real error (interpreter exit)
+                        raise
+                # shut down meanwhile by release_models in another thread: the rest go to a new pool
+        for f in futures:
             f.result()
