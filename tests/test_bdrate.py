@@ -47,6 +47,15 @@ def test_envelope_drops_dominated_points_and_says_which():
     assert ("reference", 0.3, 32) in res.dropped and ("test", 0.3, 32) in res.dropped
 
 
+def test_a_point_at_the_same_rate_with_a_lower_value_is_dominated():
+    # the envelope kept (0.1, 30) beside (0.1, 31), and --strict accepted it: a flat step of the interpolant
+    # (metrics audit, 0.20.0)
+    res = bd_rate([0.1, 0.1, 0.4], [30, 31, 34], [0.1, 0.4], [31, 34], envelope=True)
+    assert res.dropped == (("reference", 0.1, 30),) and res.percent == pytest.approx(0.0, abs=1e-9)
+    with pytest.raises(BDRateError, match="same rate"):
+        bd_rate([0.1, 0.1, 0.4], [30, 31, 34], [0.1, 0.4], [31, 34])
+
+
 def test_interval_restricts_the_integration_to_a_known_value():
     # test log-rate = ref log-rate + 0.01·m: the mean difference over [lo, hi] is 0.01·(lo+hi)/2 exactly
     m = [28.0, 30.0, 32.0, 34.0, 36.0]

@@ -70,6 +70,20 @@ def test_a_uniform_saving_gives_a_point_interval():
     assert ci.better == 1.0 and ci.draws == 100 and ci.failed == 0
 
 
+def test_a_point_left_out_of_the_curve_is_left_out_of_every_draw():
+    # an exact decode (infinite PSNR, stored null) drops its point from the curve; the draws averaged the other
+    # images there and kept it, so the interval belonged to another curve (metrics audit, 0.20.0)
+    a = _anchor()
+    t = {n: [(q, 0.8 * b, p) for q, b, p in rows] for n, rows in a.items()}
+    r = _result("t", t)
+    first = next(iter(r["per_image"]))
+    r["per_image"][first][-1]["psnr"] = None  # that image decodes exactly at the top point
+    r["points"][-1]["psnr"] = None            # as saicm eval writes the point's mean (inf)
+    ci = bd_rate_ci(_result("a", a), r, "psnr", replicates=100)
+    assert ci.percent == pytest.approx(-20.0, abs=1e-9)  # the three other points: 20 % fewer bits for every image
+    assert ci.low == pytest.approx(-20.0, abs=1e-9) and ci.high == pytest.approx(-20.0, abs=1e-9)
+
+
 def test_an_uneven_saving_gives_an_interval_around_the_figure():
     a = _anchor()
     # half the images 40 % cheaper, the other half 10 % dearer

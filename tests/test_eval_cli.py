@@ -25,6 +25,20 @@ def test_bdrate_cli_known_value_and_json(tmp_path, capsys):
     table = json.loads((tmp_path / "t.json").read_text())
     assert abs(table["rows"][0]["bd_rate"] + 50) < 1e-9
     assert table["rows"][1]["bd_rate"] is None
+    # what the table came from (its rows could not be tied to their files: metrics audit, 0.20.0)
+    assert table["anchor_file"] == str(a) and [row["file"] for row in table["rows"]] == [str(b), str(c)]
+    assert table["dataset"] == "synthetic" and table["num_images"] == 3
+    assert table["method"] == "PCHIP on log-rate, monotone envelope" and table["interval"] is None
+
+
+def test_bdrate_fails_when_no_row_has_a_value_and_warns_on_a_narrow_overlap(tmp_path, capsys):
+    a = write_result(tmp_path / "a.json", "anchor", [(0.2, 30), (0.4, 33), (0.8, 36)])
+    far = write_result(tmp_path / "far.json", "far", [(0.1, 10), (0.2, 12)])
+    assert main(["bdrate", str(a), str(far)]) == 1  # it exited 0 with only n/a rows
+    assert "no BD-rate could be computed" in capsys.readouterr().err
+    sliver = write_result(tmp_path / "s.json", "sliver", [(0.3, 35), (0.9, 40)])  # covers 35-36 dB only
+    assert main(["bdrate", str(a), str(sliver), str(far)]) == 0  # one row has a value
+    assert "covers under half of either curve's range" in capsys.readouterr().out
 
 
 def test_non_monotone_is_reported(tmp_path, capsys):

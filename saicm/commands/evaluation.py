@@ -70,7 +70,7 @@ def cmd_bdrate(a: argparse.Namespace) -> int:
     rows = []
     print(f"BD-rate on {a.metric} against {anchor['codec']} (PCHIP on log-rate over the overlapping interval; "
           "negative = fewer bits for the same value)")
-    for test in tests:
+    for path, test in zip(a.tests, tests):
         try:
             if a.ci:
                 ci = bd_rate_ci(anchor, test, a.metric, a.ci / 100, envelope=not a.strict, interval=a.interval)
@@ -81,17 +81,19 @@ def cmd_bdrate(a: argparse.Namespace) -> int:
                             envelope=not a.strict, interval=a.interval)
         except BDRateError as e:
             print(f"  {test['codec']:<28} n/a   ({e})")
-            rows.append({"codec": test["codec"], "bd_rate": None, "reason": str(e)})
+            rows.append({"codec": test["codec"], "file": str(path), "bd_rate": None, "reason": str(e)})
             continue
         note = f"  [dropped non-monotone points: {len(r.dropped)}]" if r.dropped else ""
         a_imgs, t_imgs = set(anchor.get("per_image") or ()), set(test.get("per_image") or ())
         if a_imgs and t_imgs and a_imgs != t_imgs:  # (--ci refuses such a pair; a plain BD-rate says so)
             note += (f"  [WARNING: other images than the anchor's: {len(t_imgs)} vs {len(a_imgs)}, "
                      f"{len(a_imgs & t_imgs)} shared]")
+        if max(r.coverage) < 0.5:
+            note += "  [WARNING: the overlap covers under half of either curve's range: a narrow comparison]"
         print(f"  {test['codec']:<28} {r.percent:+7.1f}%   over {a.metric} {r.interval[0]:.3f}–{r.interval[1]:.3f}"
               f"  (covers {r.coverage[0]:.0%} of anchor, {r.coverage[1]:.0%} of test){note}")
-        row = {"codec": test["codec"], "bd_rate": r.percent, "interval": r.interval,
-               "dropped": [list(d) for d in r.dropped]}
+        row = {"codec": test["codec"], "file": str(path), "bd_rate": r.percent, "interval": r.interval,
+               "coverage": list(r.coverage), "dropped": [list(d) for d in r.dropped]}
         if ci is not None:
             failed = f", {ci.failed} gave none" if ci.failed else ""
             n = len(a_imgs)
@@ -107,8 +109,15 @@ def cmd_bdrate(a: argparse.Namespace) -> int:
 
         from .._fs import write_bytes_atomic
 
-        write_bytes_atomic(a.json, json.dumps({"anchor": anchor["codec"], "metric": a.metric, "rows": rows},
-                                              indent=1).encode())
+        # what the table was computed from: the files, the anchor's dataset and images, the method's options
+        table = {"anchor": anchor["codec"], "anchor_file": str(a.anchor), "dataset": anchor.get("dataset"),
+                 "num_images": anchor.get("num_images"), "metric": a.metric,
+                 "method": "PCHIP on log-rate" + (", strict" if a.strict else ", monotone envelope"),
+                 "interval": list(a.interval) if a.interval else None, "rows": rows}
+        write_bytes_atomic(a.json, json.dumps(table, indent=1).encode())
+    if tests and all(row["bd_rate"] is None for row in rows):
+        print("saicm: error: no BD-rate could be computed (every row is n/a)", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -186,9 +195,13 @@ def register(sub) -> None:
     ev.set_defaults(func=cmd_eval, extra="eval")
 
     b = sub.add_parser("bdrate", help="BD-rate of results files against an anchor",
-                       description="Bjøntegaard delta rate (PCHIP on log-rate) of each TEST results file against "
-                       "ANCHOR on one metric. Non-monotone curves are reduced to their monotone envelope and the "
-                       "dropped points are reported (--strict refuses them instead).")
+                       description="Bjøntegaard delta rate of each TEST results file against ANCHOR on one "
+                       "metric: log-rate interpolated by PCHIP (the piecewise-cubic variant of JVET's common test "
+                       "conditions and CompressAI-Vision, not the classic cubic fit, which differs little on PSNR "
+                       "curves but by several points on AP curves that saturate) and averaged over the metric range "
+                       "both curves cover. Non-monotone curves are reduced to their monotone envelope and the "
+                       "dropped points are reported (--strict refuses them instead). Exit status 1 when no TEST "
+                       "gives a BD-rate (every row n/a).")
     b.add_argument("anchor", help="results JSON of the reference codec")
     b.add_argument("tests", nargs="+", help="results JSON files to compare")
     b.add_argument("--metric", default="psnr", help="psnr, ap, ap50, mask_ap, ... (default psnr)")

@@ -39,7 +39,7 @@ def monotone_envelope(rates, metric) -> tuple[list, list, list]:
 
     Returns (rates, metric, dropped (rate, metric) pairs).
     """
-    pts = sorted(zip(rates, metric))
+    pts = sorted(zip(rates, metric), key=lambda p: (p[0], -p[1]))  # at one rate, the best point first
     keep, dropped, best = [], [], -math.inf
     for r, m in pts:
         if m > best:
@@ -61,6 +61,8 @@ def _curve(rates: Sequence[float], metric: Sequence[float], name: str) -> tuple[
         raise BDRateError(f"{name}: rates must be positive and values finite")
     order = np.argsort(r)
     r, m = r[order], m[order]
+    if np.any(np.diff(r) <= 0):  # (a metric gained for no bits: the interpolant would integrate a flat step)
+        raise BDRateError(f"{name}: two points at the same rate ({', '.join(f'{b:.4g}' for b in r)})")
     if np.any(np.diff(m) <= 0):
         raise BDRateError(f"{name}: not monotone (the metric does not rise with the rate at every point: "
                           f"{', '.join(f'{a:.4g}@{b:.4g}' for a, b in zip(m, r))})")
@@ -70,6 +72,10 @@ def _curve(rates: Sequence[float], metric: Sequence[float], name: str) -> tuple[
 def bd_rate(ref_rates, ref_metric, test_rates, test_metric, envelope: bool = False,
             interval: tuple[float, float] | None = None) -> BDRate:
     """BD-rate of ``test`` against ``ref`` in percent (see module doc).
+
+    ``envelope``: reduce each curve to its monotone envelope first (what ``saicm bdrate`` does unless
+    ``--strict``); without it (the default here) a curve that is not strictly monotone in rate and metric is
+    refused with :class:`BDRateError`.
 
     ``interval``: integrate only over this metric range (intersected with the
     overlap), e.g. to compare a model that gained rate points over the range

@@ -152,9 +152,12 @@ def replicate_curves(result: dict, metric: str, idx: np.ndarray) -> list[tuple[n
     import numpy as np
 
     names = sorted(result["per_image"])
-    rates = _per_image_matrix(result, names, "bpp")
+    # every draw has the points the whole set's curve has (saicm.eval.results.curve): a point whose value is null
+    # (an exact decode's infinite PSNR) is left out of every draw too, not averaged over the other images
+    keep = [j for j, p in enumerate(result["points"]) if p.get(metric) is not None]
+    rates = _per_image_matrix(result, names, "bpp")[:, keep]
     if metric in PER_IMAGE_METRICS:
-        vals = _per_image_matrix(result, names, metric)
+        vals = _per_image_matrix(result, names, metric)[:, keep]
         # as the points average them (saicm.eval.rd): over the images that have the metric (MS-SSIM is NaN for
         # images of 160 pixels or less a side); a draw of such images only has no value (it fails)
         with warnings.catch_warnings():
@@ -169,7 +172,7 @@ def replicate_curves(result: dict, metric: str, idx: np.ndarray) -> list[tuple[n
         if len(v) != len(idx):
             raise SaicmError(f"results for {result['codec']} have {len(v)} draws of {metric}, expected {len(idx)}")
         stored.append(v)
-    vals = np.array([[np.nan if x is None else x for x in v] for v in stored], dtype=np.float64).T
+    vals = np.array([[np.nan if x is None else x for x in v] for v in stored], dtype=np.float64).T[:, keep]
     return [(rates[row].mean(axis=0), vals[b]) for b, row in enumerate(idx)]
 
 
