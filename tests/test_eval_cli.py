@@ -256,3 +256,37 @@ def test_a_cache_that_cannot_be_a_folder_is_one_line_before_any_work(tmp_path, c
                  "--cache", str(f), "-o", str(tmp_path / "r.json"), "--quiet"]) == 2
     err = capsys.readouterr().err
     assert "cannot create output folder" in err and "Traceback" not in err
+
+
+def test_an_unwritable_default_cache_costs_only_the_cache(tmp_path, monkeypatch, capsys):
+    # a read-only home or XDG_CACHE_HOME=/dev/null: a 57-line traceback after the first encode (contributor audit)
+    from PIL import Image
+
+    ds = tmp_path / "ds"
+    ds.mkdir()
+    Image.new("RGB", (48, 32), (120, 60, 30)).save(ds / "a.png")
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_bytes(b"")
+    monkeypatch.setenv("SAICM_CACHE", str(blocker))
+    out = tmp_path / "r.json"
+    assert main(["eval", "--codec", "jpeg", "--dataset", str(ds), "--task", "psnr", "--qualities", "30,50",
+                 "-o", str(out), "--quiet"]) == 0
+    err = capsys.readouterr().err
+    assert err.count("cannot write the cache") == 1 and "Traceback" not in err
+    assert sorted(p["quality"] for p in json.loads(out.read_text())["points"]) == [30, 50]
+
+
+def test_every_quality_is_checked_before_the_sweep_codes_anything(tmp_path, monkeypatch, capsys):
+    # --qualities 30,101 coded the whole folder at 30, then refused 101 (contributor audit)
+    from saicm.eval import codecs
+
+    coded = []
+    real = codecs.JPEG.encode
+    monkeypatch.setattr(codecs.JPEG, "encode", lambda self, img, q: coded.append(q) or real(self, img, q))
+    d = _folder(tmp_path, 2)
+    for argv, needle in ((["--codec", "jpeg", "--qualities", "30,101"], "0-100"),
+                         (["--codec", "hevc", "--qualities", "30,99"], "QP"),
+                         (["--codec", "mse-hyperprior-n64-v5", "--qualities", "1,9"], "rate points 1-7")):
+        assert main(["eval", *argv, "--dataset", str(d), "-o", str(tmp_path / "q.json"), "--no-cache"]) == 2
+        assert needle in capsys.readouterr().err
+    assert coded == []

@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
 from .._fs import cache_dir, write_atomic, write_bytes_atomic
+from ..errors import SaicmError
 
 
 def default_cache_dir() -> Path:
@@ -71,9 +73,19 @@ class _Entries:
         if not self.enabled:
             return
         path, meta = self._paths(quality, key)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._write(path, value)
-        write_bytes_atomic(meta, json.dumps(info).encode())
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._write(path, value)
+            write_bytes_atomic(meta, json.dumps(info).encode())
+        except (OSError, SaicmError) as e:  # (write_atomic words OSErrors as SaicmError)
+            self._give_up(e)
+
+    def _give_up(self, e: Exception) -> None:
+        """A cache that cannot be written (read-only home, a file in the way, a full disk) costs only the cache: the
+        sweep goes on without it, said once (it was a traceback after the first encode)."""
+        self.enabled = False
+        print(f"saicm: warning: cannot write the cache in {self.dir} ({e}); going on without it "
+              "(--cache DIR names another folder, --no-cache none)", file=sys.stderr)
 
 
 class DecodeCache(_Entries):
@@ -105,5 +117,9 @@ class EncodedCache(_Entries):
         if not self.enabled:
             return None
         path = self.dir / f"q{quality}" / f"{key}.ckpt"
-        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            self._give_up(e)
+            return None
         return path

@@ -30,6 +30,9 @@ class Codec:
     default_qualities: tuple = ()
     quality_is_qp: bool = False
 
+    def check_quality(self, quality) -> None:
+        """Refuse a quality this codec cannot code, in one line (a sweep checks all of them before it starts)."""
+
     def encode(self, img: Image.Image, quality: int) -> bytes:
         raise NotImplementedError
 
@@ -74,9 +77,12 @@ class PillowCodec(Codec):
     format = ""
     options: dict = {}
 
-    def encode(self, img, quality):
+    def check_quality(self, quality) -> None:
         if not (isinstance(quality, numbers.Integral) and 0 <= quality <= 100):  # (Pillow clamped: 101 ran as 100)
             raise SaicmError(f"{self.name} quality must be a whole number 0-100, got {quality!r}")
+
+    def encode(self, img, quality):
+        self.check_quality(quality)
         buf = io.BytesIO()
         img.convert("RGB").save(buf, format=self.format, quality=int(quality), **self.options)
         return buf.getvalue()
@@ -265,6 +271,11 @@ class SaicmCodec(Codec):
         self.name = _label(self.info) + (f"+refine{self.refine}" if self.refine else "") \
             + (f"@{self.engine}" if self.engine != "auto" else "")
         self.default_qualities = tuple(range(1, net.num_qualities + 1))
+
+    def check_quality(self, quality) -> None:
+        if isinstance(quality, bool) or quality not in self.default_qualities:
+            raise SaicmError(f"{self.name} has rate points {self.default_qualities[0]}-{self.default_qualities[-1]}, "
+                             f"got {quality!r}")
 
     def encode(self, img, quality):
         from ..codec.pipeline import compress

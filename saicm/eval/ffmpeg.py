@@ -291,6 +291,9 @@ class FFmpegIntraCodec:
     def _qp(self, quality) -> int:
         return parse_qp(self.name, quality, self.max_qp)
 
+    def check_quality(self, quality) -> None:
+        self._qp(quality)
+
     def encode_args(self, width: int, height: int, qp: int) -> list:
         """The ffmpeg arguments for one encode (input: padded rgb24 on stdin)."""
         return ["-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{width}x{height}", "-i", "-",

@@ -120,6 +120,8 @@ def sweep(codec: Codec, images: dict[str, Image.Image], qualities: Sequence | No
         from ..errors import SaicmError
 
         raise SaicmError(f"--qualities lists a rate point twice ({','.join(map(str, qualities))})")
+    for q in qualities:  # every one before any is coded (30,101 coded the folder at 30, then refused 101)
+        codec.check_quality(q)
     cache = cache or DecodeCache(None, codec.name, {})
     res = start_result(codec, dataset, task, images)
     bar = tqdm(total=len(images) * len(qualities), desc=codec.name, unit="img", disable=not progress)
