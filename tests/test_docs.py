@@ -16,7 +16,7 @@ _INLINE_CODE = re.compile(r"(`+)(?!`).*?(?<!`)\1(?!`)", re.DOTALL)
 
 
 def doc_files() -> list[Path]:
-    files = [ROOT / "README.md", ROOT / "CHANGELOG.md", ROOT / "saicm" / "weights" / "MODELS.md",
+    files = [ROOT / "README.md", ROOT / "CHANGELOG.md", ROOT / "CONTRIBUTING.md", ROOT / "saicm" / "weights" / "MODELS.md",
              ROOT / "checkpoints" / "README.md"]
     files += sorted((ROOT / "docs").rglob("*.md"))
     return [f for f in files if f.is_file()]
