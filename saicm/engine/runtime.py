@@ -48,15 +48,16 @@ def _cached_graph(path: Path, ident: str) -> bytes | None:
     return data
 
 
-#: a transform run over more pixels than this hands its arena's memory back when it ends (below: kept for the next)
+#: runs over more pixels than this grow a session's arena beyond what ordinary images need: the next smaller run
+#: hands the excess back (runs of large images in a row keep it, which saves ~20 % of their time at 2.5 MP)
 SHRINK_PIXELS = 1 << 19
 
 
 def _quiet_run(shrink: bool = False):
     """Run options that keep onnxruntime's own log lines (a failed allocation's, in colour) off stderr; ``shrink``:
-    free the session's arena chunks this run used once it ends. Without it a session keeps the largest arena it
-    ever needed for the life of the process: one 1920x1280 image left a worker at 1.9 GB for every small image
-    after it (a soak audit, 0.20.0)."""
+    free the session's unused arena chunks once the run ends. Without it a session keeps the largest arena it ever
+    needed for the life of the process: one 1920x1280 image left a worker at 1.9 GB for every small image after
+    it (a soak audit, 0.20.0)."""
     import onnxruntime as ort
 
     ro = ort.RunOptions()
@@ -102,6 +103,7 @@ class OnnxTransforms:
         self.num_threads = num_threads or threads()
         self._sessions: dict[str, object] = {}
         self._from_cache: set[str] = set()  # parts whose last graph came from the cache
+        self._grown: set[str] = set()  # parts whose last run was over SHRINK_PIXELS (their arena holds its memory)
 
     def _graph(self, part: str, rebuild: bool = False):
         """The graph of ``part``: the cached file's path when it is this model's graph (its identity is in its
@@ -145,9 +147,11 @@ class OnnxTransforms:
         s = self._sessions.get(part)
         if s is None:
             s = self._sessions[part] = self._open(part, lambda g: session(g, self.num_threads))
+        big = run_pixels(part, x) > SHRINK_PIXELS
+        shrink = not big and part in self._grown  # the first ordinary image after large ones: memory back
+        (self._grown.add if big else self._grown.discard)(part)
         try:
-            return s.run(None, {"x": np.ascontiguousarray(x, dtype=np.float32)},
-                         _quiet_run(shrink=run_pixels(part, x) > SHRINK_PIXELS))[0]
+            return s.run(None, {"x": np.ascontiguousarray(x, dtype=np.float32)}, _quiet_run(shrink=shrink))[0]
         except Exception as e:  # onnxruntime's own classes: an allocation that failed is what Python calls it
             if _out_of_memory(e):
                 raise MemoryError(f"onnxruntime: {str(e)[:200]}") from None
