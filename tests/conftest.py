@@ -13,6 +13,19 @@ ROOT = Path(__file__).resolve().parent.parent
 SHARED = Path(os.environ.get("SAICM_TEST_DATA") or ROOT.parent / "shared" / "data")
 
 
+def pytest_configure(config):
+    """The suite's own cache (ONNX graphs, evaluation decodes) in a temporary folder, for every test and the processes
+    they start: it read and wrote the user's ~/.cache/saicm (180 MB after some runs), and a read-only home made
+    tests fail. Building every shipped model's graphs costs ~3 s; a test that needs another cache sets its own."""
+    import atexit
+    import tempfile
+
+    if "SAICM_CACHE" not in os.environ:
+        folder = tempfile.mkdtemp(prefix="saicm-test-cache-")
+        os.environ["SAICM_CACHE"] = folder
+        atexit.register(shutil.rmtree, folder, ignore_errors=True)
+
+
 #: torch.compile builds its CPU kernels with a C++ compiler; tests of --compile skip without one
 needs_cxx_compiler = pytest.mark.skipif(
     not any(shutil.which(c) for c in ("g++", "c++", "clang++")),
