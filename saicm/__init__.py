@@ -43,3 +43,8 @@ __all__ = sorted(_API)
 
 # saicm.video.encode / decode work without an explicit import of the subpackage
 __getattr__ = lazy_getattr("saicm", {**_API, "video": ("saicm.video", None)}, globals())
+
+
+def __dir__() -> list[str]:
+    """The public API too (imported on first use, so not yet in the module's namespace): tab completion sees it."""
+    return sorted({n for n in globals() if not n.startswith("_")} | set(_API) | {"video", "__version__"})

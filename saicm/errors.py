@@ -65,3 +65,18 @@ class MissingDependency(SaicmError, ImportError):
         return cls(f"this needs {root}, which the coding-only install lacks: pip install 'saicm[{extra}]' "
                    f"(or 'saicm[all]'); coding and decoding format-3 files need neither")
 
+
+
+def warn(message: str, category: type[Warning] = UserWarning) -> None:
+    """``warnings.warn`` attributed to the caller's own code: the first frame outside the saicm package (a fixed
+    ``stacklevel`` pointed at saicm's files whenever the call came through another of its layers, and Python shows a
+    warning once per place, so a notebook saw it once per session, at a library line)."""
+    import os
+    import sys
+    import warnings
+
+    package = os.path.dirname(os.path.abspath(__file__)) + os.sep
+    frame, level = sys._getframe(1), 2  # (stacklevel 2: the frame that called this function)
+    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(package):
+        frame, level = frame.f_back, level + 1
+    warnings.warn(message, category, stacklevel=level)

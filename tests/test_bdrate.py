@@ -35,7 +35,9 @@ def test_no_overlap_and_not_monotone_are_reported():
     with pytest.raises(BDRateError, match="do not overlap"):
         bd_rate([0.1, 0.2], [20, 21], [0.1, 0.2], [30, 31])
     with pytest.raises(BDRateError, match="not monotone"):
-        bd_rate([0.1, 0.2, 0.3], [20, 22, 21], [0.1, 0.2], [20, 22])
+        bd_rate([0.1, 0.2, 0.3], [20, 22, 21], [0.1, 0.2], [20, 22], envelope=False)
+    # the default is the envelope, as the command line and bd_rate_ci (it was strict here alone)
+    assert bd_rate([0.1, 0.2, 0.3], [20, 22, 21], [0.1, 0.2], [20, 22]).dropped == (("reference", 0.3, 21),)
     with pytest.raises(BDRateError, match="at least 2"):
         bd_rate([0.1], [20], [0.1, 0.2], [20, 22])
 
@@ -53,7 +55,7 @@ def test_a_point_at_the_same_rate_with_a_lower_value_is_dominated():
     res = bd_rate([0.1, 0.1, 0.4], [30, 31, 34], [0.1, 0.4], [31, 34], envelope=True)
     assert res.dropped == (("reference", 0.1, 30),) and res.percent == pytest.approx(0.0, abs=1e-9)
     with pytest.raises(BDRateError, match="same rate"):
-        bd_rate([0.1, 0.1, 0.4], [30, 31, 34], [0.1, 0.4], [31, 34])
+        bd_rate([0.1, 0.1, 0.4], [30, 31, 34], [0.1, 0.4], [31, 34], envelope=False)
 
 
 def test_interval_restricts_the_integration_to_a_known_value():

@@ -773,3 +773,31 @@ def test_info_json_names_the_file_type_and_an_integer_format_version_for_every_f
     assert main(["info", str(Path(__file__).parent / "reference" / name), "--json"]) == 0
     info = json.loads(capsys.readouterr().out)
     assert info["file_type"] == file_type and info["format_version"] == version
+
+
+def test_warnings_point_at_the_callers_code(tmp_path):
+    # they pointed at saicm's own files (_lazy.py, image_io.py), so a notebook saw each once per session
+    import warnings
+
+    from PIL import Image
+
+    import saicm
+
+    frames = [Image.new("RGB", (32, 32), (i * 40, 0, 0)) for i in range(3)]
+    gif = tmp_path / "anim.gif"
+    frames[0].save(gif, save_all=True, append_images=frames[1:])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        saicm.compress(gif)
+    hits = [w for w in caught if "only the first is coded" in str(w.message)]
+    assert hits and all(w.filename == __file__ for w in hits), [(w.filename, w.lineno) for w in hits]
+
+
+def test_dir_of_the_package_shows_the_api_before_first_use():
+    # dir(saicm) and a notebook's tab completion showed none of the API (attributes are imported on first use)
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-c", "import saicm; print(' '.join(dir(saicm)))"], capture_output=True,
+                         text=True, check=True).stdout.split()
+    assert {"compress", "decompress", "describe", "strip", "load_model", "release_models", "video"} <= set(out)

@@ -793,10 +793,11 @@ def test_the_extras_table_agrees_with_pyproject():
 def test_large_transform_runs_hand_their_arena_back(monkeypatch):
     """onnxruntime kept each session's arena at its largest size for the life of the process: one 1920x1280 image
     left a worker at 1.9 GB for every small image after it (soak audit, 0.20.0). The first ordinary run after runs
-    over SHRINK_PIXELS hands the excess back; large runs in a row keep it (shrinking after each cost ~20 %)."""
+    over SHRINK_PIXELS hands its own arena's excess back and drops the other grown sessions (an encode-only service
+    never runs the synthesis again); large runs in a row keep theirs (shrinking after each cost ~20 %)."""
     from saicm.engine import runtime
 
-    seen = []
+    seen, opened = [], []
 
     class Session:
         def run(self, outputs, feeds, ro):
@@ -807,16 +808,18 @@ def test_large_transform_runs_hand_their_arena_back(monkeypatch):
             return [feeds["x"]]
 
     t = runtime.OnnxTransforms.__new__(runtime.OnnxTransforms)
-    t._sessions, t._grown = {"g_a": Session(), "g_s": Session(), "h_a": Session()}, set()
+    t._sessions, t._grown = {}, set()
+    t._open = lambda part, make: opened.append(part) or Session()
     x_small = np.zeros((1, 3, 512, 768), np.float32)          # 0.39 MP
     x_big = np.zeros((1, 3, 1280, 1920), np.float32)          # 2.5 MP
     y_small = np.zeros((1, 128, 32, 48), np.float32)          # a 768x512 image's latent
     y_big = np.zeros((1, 128, 80, 120), np.float32)           # a 1920x1280 image's latent
-    runs = [("g_a", x_small), ("g_a", x_big), ("g_a", x_big), ("g_s", y_big), ("g_a", x_small), ("g_a", x_small),
-            ("h_a", y_big), ("h_a", y_small), ("g_s", y_small), ("g_s", y_small)]
+    runs = [("g_a", x_small), ("g_s", y_small), ("g_a", x_big), ("g_a", x_big), ("g_s", y_big), ("g_a", x_small),
+            ("g_a", x_small), ("h_a", y_big), ("g_s", y_small), ("g_s", y_small)]
     for part, x in runs:
         t._run(part, x)
-    assert seen == ["", "", "", "", "cpu:0", "", "", "", "cpu:0", ""]
+    assert seen == ["", "", "", "", "", "cpu:0", "", "", "", ""]
+    assert opened == ["g_a", "g_s", "h_a", "g_s"]  # g_s's grown session was dropped with g_a's shrink
 
 
 def test_release_models_ends_the_engines_idle_threads():

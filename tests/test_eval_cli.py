@@ -38,7 +38,9 @@ def test_bdrate_fails_when_no_row_has_a_value_and_warns_on_a_narrow_overlap(tmp_
     assert "no BD-rate could be computed" in capsys.readouterr().err
     sliver = write_result(tmp_path / "s.json", "sliver", [(0.3, 35), (0.9, 40)])  # covers 35-36 dB only
     assert main(["bdrate", str(a), str(sliver), str(far)]) == 0  # one row has a value
-    assert "covers under half of either curve's range" in capsys.readouterr().out
+    assert "covers under half of both curves' ranges" in capsys.readouterr().out
+    assert main(["bdrate", str(a), str(sliver), "--interval", "35,35.5"]) == 0  # narrowed on purpose: no warning
+    assert "WARNING" not in capsys.readouterr().out
 
 
 def test_non_monotone_is_reported(tmp_path, capsys):
@@ -281,12 +283,14 @@ def test_every_quality_is_checked_before_the_sweep_codes_anything(tmp_path, monk
     from saicm.eval import codecs
 
     coded = []
-    real = codecs.JPEG.encode
-    monkeypatch.setattr(codecs.JPEG, "encode", lambda self, img, q: coded.append(q) or real(self, img, q))
+    for cls in (codecs.JPEG, codecs.HEVC, codecs.SaicmCodec, codecs.Simulcast):
+        monkeypatch.setattr(cls, "encode", lambda self, img, q, real=cls.encode: coded.append(q) or real(self, img, q))
     d = _folder(tmp_path, 2)
     for argv, needle in ((["--codec", "jpeg", "--qualities", "30,101"], "0-100"),
                          (["--codec", "hevc", "--qualities", "30,99"], "QP"),
-                         (["--codec", "mse-hyperprior-n64-v5", "--qualities", "1,9"], "rate points 1-7")):
+                         (["--codec", "mse-hyperprior-n64-v5", "--qualities", "1,9"], "rate points 1-7"),
+                         (["--codec", "simulcast:mse-hyperprior-n64-v5+mse-hyperprior-n64-v4,base=pair",
+                           "--qualities", "2,8"], "rate points 1-7")):
         assert main(["eval", *argv, "--dataset", str(d), "-o", str(tmp_path / "q.json"), "--no-cache"]) == 2
         assert needle in capsys.readouterr().err
     assert coded == []

@@ -584,6 +584,18 @@ def test_eval_on_a_clip_with_video_and_image_codecs(clip_mkv, tmp_path, capsys, 
                     "codes clips")
 
 
+def test_every_preset_is_checked_before_any_clip_is_fitted(clip_mkv, tmp_path, monkeypatch, capsys):
+    # --qualities 1,9 fitted every clip at xs (minutes to hours) before refusing 9 (a review, 0.21.0)
+    from saicm.video import api as video_api
+
+    def no_encode(*a, **k):
+        raise AssertionError("fitted a clip before checking the qualities")
+
+    monkeypatch.setattr(video_api, "encode", no_encode)
+    _one_line_error(capsys, ["eval", "--codec", "nerv:xs,epochs=2,qat=0", "--dataset", f"{clip_mkv}#0:4",
+                             "--qualities", "1,9", "-o", str(tmp_path / "q.json"), "--no-cache"], "quality is the preset")
+
+
 def test_an_interrupted_eval_encode_resumes_from_its_checkpoint(clip_mkv, tmp_path, monkeypatch):
     """saicm eval keeps a NeRV fit's checkpoint beside its cache entry: the next run continues it, to the bytes an
     uninterrupted encode writes, and the checkpoint goes once the file is cached."""

@@ -14,7 +14,6 @@ import errno
 import os
 import signal
 import sys
-import warnings
 from collections import Counter
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
@@ -28,6 +27,7 @@ from tqdm import tqdm
 from .._fs import EXISTING, ensure_dir, input_files, refuse_input_as_output
 from .._signals import StopRequest
 from ..errors import MissingDependency, SaicmError
+from ..errors import warn as saicm_warn
 from .image_io import refuse_file_name_for_folder
 
 #: errors of the output's file system that every later file would meet too: the job stops
@@ -125,8 +125,8 @@ def _scan(src: Path, accept: Callable[[Path], bool]) -> tuple[list[Path], list[t
 
     files = input_files(src, accept, unreadable, links)
     if links:
-        warnings.warn(f"{len(links)} symbolic link{'s' if len(links) > 1 else ''} not followed (to a folder, or "
-                      f"broken): {', '.join(map(str, links[:3]))}{' …' if len(links) > 3 else ''}", stacklevel=3)
+        saicm_warn(f"{len(links)} symbolic link{'s' if len(links) > 1 else ''} not followed (to a folder, or "
+                   f"broken): {', '.join(map(str, links[:3]))}{' …' if len(links) > 3 else ''}")
     return files, failed
 
 

@@ -220,10 +220,10 @@ def load_image(src: ImageLike, max_pixels: int | None = None) -> RGBImage:
 def _rgb_image(img: Image.Image, path: str | None) -> RGBImage:
     frames = getattr(img, "n_frames", 1)
     if frames > 1:  # an animated GIF/WebP/PNG or a multi-page TIFF
-        import warnings
+        from ..errors import warn as saicm_warn
 
-        warnings.warn(f"{path or 'the image'}: {frames} frames, only the first is coded (saicm codes still images; "
-                      "clips: saicm video)", stacklevel=3)
+        saicm_warn(f"{path or 'the image'}: {frames} frames, only the first is coded (saicm codes still images; "
+                   "clips: saicm video)")
     fmt = img.format
     try:
         img = ImageOps.exif_transpose(img)
@@ -309,10 +309,10 @@ def save_image(img: Image.Image, dest: str | os.PathLike) -> None:
     dest = Path(dest)
     fmt = output_format(dest)
     if img.mode in ("RGBA", "LA") and fmt in NO_ALPHA:
-        import warnings
+        from ..errors import warn as saicm_warn
 
-        warnings.warn(f"{dest}: {fmt} has no alpha channel, the image's alpha is dropped (.png, .webp and .tif keep "
-                      "it)", stacklevel=2)
+        saicm_warn(f"{dest}: {fmt} has no alpha channel, the image's alpha is dropped (.png, .webp and .tif keep "
+                   "it)")
         img = img.convert("RGB" if img.mode == "RGBA" else "L")
     options = {"compress_level": 3} if fmt == "PNG" else {}
     if _is_stream(dest):  # a device or FIFO: Pillow's writers seek, so the file is made in memory first

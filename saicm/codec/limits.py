@@ -214,11 +214,11 @@ def coded_model(name: str, weights_sha: bytes, height: int, width: int, model=No
         scalable = info.architecture == SCALABLE_ARCHITECTURE
         if model is not None and scalable and what == "the file":
             raise ModelError(f"{info.name} is a scalable model: it decodes a two-layer file's human layer, and this "
-                             f"(machine) layer needs its base model {name!r}: drop --model")
+                             f"(machine) layer needs its base model {name!r}: drop --model (Python: model=)")
         if model is not None and not scalable and what == "the human layer":
             raise ModelError(f"{info.name} is not a scalable model: the human layer needs {name!r}; to decode the "
-                             f"machine layer with {info.name}, add --layer machine")
+                             f"machine layer with {info.name}, add --layer machine (Python: layer=\"machine\")")
         raise ModelError(f"{what} was coded with other weights of model {name!r} than {info.path.name} "
-                         "(checksum mismatch); pass the matching model file with --model")
+                         "(checksum mismatch); pass the matching model file with --model (Python: model=PATH)")
     return info
 

@@ -106,10 +106,10 @@ def _warn_if_shadowing(info) -> None:
     shipped = shipped_models().get(info.name)
     if shipped is not None and shipped.path.resolve() != info.path.resolve() and \
             file_checksum(shipped.path) != file_checksum(info.path):
-        import warnings
+        from ..errors import warn as saicm_warn
 
-        warnings.warn(f"{info.path} has the name of the shipped model {info.name} but other weights: its files "
-                      f"decode only with --model {info.path} (rename the file to give it its own name)", stacklevel=3)
+        saicm_warn(f"{info.path} has the name of the shipped model {info.name} but other weights: its files "
+                   f"decode only with --model {info.path} (Python: model=PATH; rename the file to give it its own name)")
 
 
 def compress(image: ImageLike, model=None, quality: int | None = None, refine: int = 0,

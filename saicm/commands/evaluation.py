@@ -88,8 +88,8 @@ def cmd_bdrate(a: argparse.Namespace) -> int:
         if a_imgs and t_imgs and a_imgs != t_imgs:  # (--ci refuses such a pair; a plain BD-rate says so)
             note += (f"  [WARNING: other images than the anchor's: {len(t_imgs)} vs {len(a_imgs)}, "
                      f"{len(a_imgs & t_imgs)} shared]")
-        if max(r.coverage) < 0.5:
-            note += "  [WARNING: the overlap covers under half of either curve's range: a narrow comparison]"
+        if max(r.coverage) < 0.5 and not a.interval:  # (an --interval is narrowed on purpose)
+            note += "  [WARNING: the overlap covers under half of both curves' ranges: a narrow comparison]"
         print(f"  {test['codec']:<28} {r.percent:+7.1f}%   over {a.metric} {r.interval[0]:.3f}–{r.interval[1]:.3f}"
               f"  (covers {r.coverage[0]:.0%} of anchor, {r.coverage[1]:.0%} of test){note}")
         row = {"codec": test["codec"], "file": str(path), "bd_rate": r.percent, "interval": r.interval,

@@ -149,7 +149,14 @@ class OnnxTransforms:
             s = self._sessions[part] = self._open(part, lambda g: session(g, self.num_threads))
         big = run_pixels(part, x) > SHRINK_PIXELS
         shrink = not big and part in self._grown  # the first ordinary image after large ones: memory back
-        (self._grown.add if big else self._grown.discard)(part)
+        if big:
+            self._grown.add(part)
+        elif self._grown:
+            # the other transforms' grown arenas go too (an encode-only service never runs the synthesis again):
+            # their sessions are dropped, and made again (from the cached graph) when next used
+            for other in self._grown - {part}:
+                self._sessions.pop(other, None)
+            self._grown.clear()
         try:
             return s.run(None, {"x": np.ascontiguousarray(x, dtype=np.float32)}, _quiet_run(shrink=shrink))[0]
         except Exception as e:  # onnxruntime's own classes: an allocation that failed is what Python calls it
@@ -197,10 +204,9 @@ def openvino_request(graph, num_threads: int, precision: str):
     got = compiled.get_property("INFERENCE_PRECISION_HINT")
     if precision == "bf16" and got != ov.Type.bf16 and not _OPENVINO["warned"]:
         _OPENVINO["warned"] = True
-        import warnings
+        from ..errors import warn as saicm_warn
 
-        warnings.warn(f"this CPU has no bfloat16 units: OpenVINO runs the transforms in {got.get_type_name()}",
-                      stacklevel=3)
+        saicm_warn(f"this CPU has no bfloat16 units: OpenVINO runs the transforms in {got.get_type_name()}")
     return compiled.create_infer_request()
 
 

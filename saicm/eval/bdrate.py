@@ -69,13 +69,13 @@ def _curve(rates: Sequence[float], metric: Sequence[float], name: str) -> tuple[
     return np.log(r), m
 
 
-def bd_rate(ref_rates, ref_metric, test_rates, test_metric, envelope: bool = False,
+def bd_rate(ref_rates, ref_metric, test_rates, test_metric, envelope: bool = True,
             interval: tuple[float, float] | None = None) -> BDRate:
     """BD-rate of ``test`` against ``ref`` in percent (see module doc).
 
-    ``envelope``: reduce each curve to its monotone envelope first (what ``saicm bdrate`` does unless
-    ``--strict``); without it (the default here) a curve that is not strictly monotone in rate and metric is
-    refused with :class:`BDRateError`.
+    ``envelope``: reduce each curve to its monotone envelope first and report the dropped points (the default, as
+    ``saicm bdrate`` and :func:`saicm.eval.bootstrap.bd_rate_ci`); ``False`` (``--strict``) refuses a curve that is
+    not strictly monotone in rate and metric with :class:`BDRateError`.
 
     ``interval``: integrate only over this metric range (intersected with the
     overlap), e.g. to compare a model that gained rate points over the range

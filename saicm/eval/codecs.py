@@ -339,6 +339,14 @@ class Simulcast(Codec):
         tag = "pair" if self.base_quality == "pair" else f"b{self.base_quality}"
         self.name = f"simulcast-{self.machine.name}-{tag}+{self.human.name}"
         self.default_qualities = tuple(range(1, hnet.num_qualities + 1))
+        self.machine_qualities = tuple(range(1, mnet.num_qualities + 1))
+
+    def check_quality(self, quality) -> None:
+        qb = quality if self.base_quality == "pair" else self.base_quality
+        if isinstance(quality, bool) or quality not in self.default_qualities or qb not in self.machine_qualities:
+            raise SaicmError(f"{self.name}: rate points {self.default_qualities[0]}-{self.default_qualities[-1]} "
+                             f"(and machine rate points {self.machine_qualities[0]}-{self.machine_qualities[-1]}), "
+                             f"got {quality!r}")
 
     def encode(self, img, quality):
         import struct

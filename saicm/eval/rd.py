@@ -86,10 +86,10 @@ def warn_exact_decodes(codec_name: str, quality, psnrs: Sequence[float]) -> None
     null, and plots and BD-rates leave it out."""
     exact = sum(1 for v in psnrs if v == math.inf)
     if exact:
-        import warnings
+        from ..errors import warn as saicm_warn
 
-        warnings.warn(f"{codec_name} quality {quality}: {exact} of {len(psnrs)} images decoded exactly (PSNR "
-                      "infinite); the point's mean PSNR is written as null", stacklevel=3)
+        saicm_warn(f"{codec_name} quality {quality}: {exact} of {len(psnrs)} images decoded exactly (PSNR "
+                   "infinite); the point's mean PSNR is written as null")
 
 
 def start_result(codec: Codec, dataset: str, task: Task | None, originals: dict[str, Image.Image]) -> dict:

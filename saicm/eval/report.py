@@ -129,19 +129,19 @@ def _codec_of(res: dict, get_codec: Callable):
     rebuild by its name (another tool's results; a model evaluated by path and not in ``$SAICM_MODELS``), or a
     model of that name whose weights are not those the results measured (its crop would be captioned with
     another model's figures)."""
-    import warnings
+    from ..errors import warn as saicm_warn
 
     from ..errors import SaicmError
 
     try:
         codec = get_codec(res["codec"])
     except SaicmError as e:
-        warnings.warn(f"no crop of {res['codec']}: {e} (a model evaluated by its path is found by name in "
-                      "$SAICM_MODELS)", stacklevel=3)
+        saicm_warn(f"no crop of {res['codec']}: {e} (a model evaluated by its path is found by name in "
+                   "$SAICM_MODELS)")
         return None
     want = (res.get("codec_config") or {}).get("weights_sha256_prefix")
     if want is not None and want != codec.config().get("weights_sha256_prefix"):
-        warnings.warn(f"no crop of {res['codec']}: the model of that name is not the weights these results "
-                      f"measured (weights {want})", stacklevel=3)
+        saicm_warn(f"no crop of {res['codec']}: the model of that name is not the weights these results "
+                   f"measured (weights {want})")
         return None
     return codec

@@ -230,7 +230,7 @@ def resolve(model: str | os.PathLike | None) -> ModelInfo:
             raise ModelError(
                 f"model {s!r} is no longer shipped; its weights are in the saicm repository's history: "
                 f"git show {RETIRED_MODELS[s]}:saicm/weights/{s}{SUFFIX} > {s}{SUFFIX}, then pass that file "
-                "with --model")
+                "with --model (Python: model=PATH)")
         known = ", ".join(models) or "none shipped"
         udir = user_model_dir()
         state = "" if udir.is_dir() else ", which is not a folder" if udir.exists() else ", which does not exist"

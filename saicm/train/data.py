@@ -73,10 +73,10 @@ class RandomCrops(Dataset):
             self.images.append(rgb)
             self.masks.append(m)
         if small:
-            import warnings
+            from ..errors import warn as saicm_warn
 
-            warnings.warn(f"{small} of {len(pairs)} training images are smaller than --patch {patch} and are "
-                          "upscaled to it (crops of them are not at the images' own scale)", stacklevel=2)
+            saicm_warn(f"{small} of {len(pairs)} training images are smaller than --patch {patch} and are "
+                       "upscaled to it (crops of them are not at the images' own scale)")
 
     @staticmethod
     def _load_mask(root: Path, mask_root: Path, f: Path) -> np.ndarray:

@@ -382,12 +382,12 @@ def train(cfg: TrainConfig) -> Path:
     if resumed_rng is not None and len(resumed_rng) == world and not (legacy_rng and world > 1):
         _restore_rng(resumed_rng[rank], device)
     elif resumed_rng is not None and rank == 0:
-        import warnings
+        from ..errors import warn as saicm_warn
 
         why = ("its checkpoint, from saicm before 0.17.1, holds rank 0's random state only" if legacy_rng else
                f"the checkpoint was written by {len(resumed_rng)} process(es), this run has {world}")
-        warnings.warn(f"{why}: the random crops, qualities and noise are drawn anew (the run goes on, not exactly "
-                      "as it would have)", stacklevel=2)
+        saicm_warn(f"{why}: the random crops, qualities and noise are drawn anew (the run goes on, not exactly "
+                   "as it would have)")
     nq = model.num_qualities
     log = open(out / "log.jsonl", "a") if rank == 0 else None
     bar = tqdm(total=cfg.steps, initial=start, desc="train", disable=not (cfg.progress and rank == 0), unit="step")

@@ -128,6 +128,9 @@ class NeRVCodec(VideoCodec):
     def _masks(self, clip: Clip):
         return None
 
+    def check_quality(self, quality) -> None:
+        self._preset(quality)
+
     def encode(self, clip, quality, checkpoint=None):
         """The clip's file; with ``checkpoint`` (a path), the fit checkpoints there and continues from it when it
         exists (a resumed encode gives the uninterrupted one's bytes at the same thread count)."""
@@ -252,6 +255,9 @@ class FFmpegVideoCodec(VideoCodec):
 
         return parse_qp(self.name, quality, self.intra.max_qp)
 
+
+    def check_quality(self, quality) -> None:
+        self._qp(quality)
     def encode(self, clip, quality):
         from ..eval.ffmpeg import COLOUR_TAGS, TO_YUV, insert_size_sei, run_ffmpeg
 
@@ -342,6 +348,9 @@ class FrameByFrame(VideoCodec):
         self.name = inner.name
         self.default_qualities = inner.default_qualities
         self.quality_is_qp = inner.quality_is_qp
+
+    def check_quality(self, quality) -> None:
+        self.inner.check_quality(quality)
 
     def encode(self, clip, quality):
         from PIL import Image

@@ -127,6 +127,8 @@ def sweep_clips(codec, clips: Mapping[str, Clip], qualities: Sequence | None = N
     if hasattr(codec, "progress"):
         codec.progress = progress
     qualities = list(qualities or codec.default_qualities)
+    for q in qualities:  # every one before any clip is fitted (minutes to hours each)
+        codec.check_quality(q)
     store = EncodedCache(cache)
     originals = {}
     for stem, clip in clips.items():

@@ -294,10 +294,10 @@ def _ffmpeg_frames(path: str, start: int, stop: int | None, w: int, h: int, resi
             if code != 0 and n == 0:
                 raise SaicmError(f"cannot read video (ffmpeg: {_last_error(said)})", path)
             if said.strip():  # ffmpeg conceals what it cannot decode: only its errors tell of a damaged clip
-                import warnings
+                from ..errors import warn as saicm_warn
 
-                warnings.warn(f"{path}: ffmpeg reported errors while decoding ({_last_error(said)}): a damaged "
-                              f"clip? {n} frames were read; some may be concealed or missing", stacklevel=2)
+                saicm_warn(f"{path}: ffmpeg reported errors while decoding ({_last_error(said)}): a damaged "
+                           f"clip? {n} frames were read; some may be concealed or missing")
         finally:
             if proc.poll() is None:
                 proc.kill()
