@@ -294,3 +294,23 @@ def test_every_quality_is_checked_before_the_sweep_codes_anything(tmp_path, monk
         assert main(["eval", *argv, "--dataset", str(d), "-o", str(tmp_path / "q.json"), "--no-cache"]) == 2
         assert needle in capsys.readouterr().err
     assert coded == []
+
+
+def test_a_cache_that_cannot_be_written_still_serves_what_it_holds(tmp_path, monkeypatch, capsys):
+    from PIL import Image
+
+    from saicm.eval.cache import DecodeCache
+
+    cache = DecodeCache(tmp_path / "c", "jpeg", {})
+    img = Image.new("RGB", (8, 8), (1, 2, 3))
+    cache.put(30, "k1", img, {"bytes": 10})
+
+    def refuse(path, value):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(cache, "_write", refuse)
+    cache.put(40, "k2", img, {"bytes": 11})  # a shared cache made read-only: said once, then not written
+    cache.put(50, "k3", img, {"bytes": 12})
+    assert capsys.readouterr().err.count("cannot write the cache") == 1
+    hit = cache.get(30, "k1")
+    assert hit is not None and hit[1] == {"bytes": 10} and cache.get(40, "k2") is None

@@ -45,6 +45,7 @@ class _Entries:
 
     def __init__(self, folder: Path | None):
         self.enabled = folder is not None
+        self.writable = self.enabled  # False after a failed write: the entries there are still read
         self.dir = Path(folder) if folder is not None else None
 
     def _paths(self, quality, key: str) -> tuple[Path, Path]:
@@ -70,7 +71,7 @@ class _Entries:
             return None  # a damaged entry is simply recomputed
 
     def put(self, quality, key: str, value, info: dict) -> None:
-        if not self.enabled:
+        if not (self.enabled and self.writable):
             return
         path, meta = self._paths(quality, key)
         try:
@@ -82,9 +83,12 @@ class _Entries:
 
     def _give_up(self, e: Exception) -> None:
         """A cache that cannot be written (read-only home, a file in the way, a full disk) costs only the cache: the
-        sweep goes on without it, said once (it was a traceback after the first encode)."""
-        self.enabled = False
-        print(f"saicm: warning: cannot write the cache in {self.dir} ({e}); going on without it "
+        sweep goes on writing nothing, said once (it was a traceback after the first encode); what the cache already
+        holds is still read (a shared, read-only cache)."""
+        if not self.writable:
+            return
+        self.writable = False
+        print(f"saicm: warning: cannot write the cache in {self.dir} ({e}); going on without writing to it "
               "(--cache DIR names another folder, --no-cache none)", file=sys.stderr)
 
 
@@ -114,7 +118,7 @@ class EncodedCache(_Entries):
 
     def checkpoint(self, quality, key: str) -> Path | None:
         """Where a resumable codec checkpoints the encode of this entry (None without a cache)."""
-        if not self.enabled:
+        if not (self.enabled and self.writable):
             return None
         path = self.dir / f"q{quality}" / f"{key}.ckpt"
         try:
