@@ -66,7 +66,6 @@ class MissingDependency(SaicmError, ImportError):
                    f"(or 'saicm[all]'); coding and decoding format-3 files need neither")
 
 
-
 def warn(message: str, category: type[Warning] = UserWarning) -> None:
     """``warnings.warn`` attributed to the caller's own code: the first frame outside the saicm package (a fixed
     ``stacklevel`` pointed at saicm's files whenever the call came through another of its layers, and Python shows a
