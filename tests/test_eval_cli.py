@@ -314,3 +314,18 @@ def test_a_cache_that_cannot_be_written_still_serves_what_it_holds(tmp_path, mon
     assert capsys.readouterr().err.count("cannot write the cache") == 1
     hit = cache.get(30, "k1")
     assert hit is not None and hit[1] == {"bytes": 10} and cache.get(40, "k2") is None
+
+
+def test_the_codec_help_names_every_registered_codec():
+    # the list is written by hand (building it from the registry would import the codecs into every --help):
+    # simulcast was missing from it
+    import argparse
+    import re
+
+    from saicm.cli import build_parser
+    from saicm.eval.codecs import CODECS
+
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    codec_help = next(a.help for a in sub.choices["eval"]._actions if "--codec" in a.option_strings)
+    named = set(re.findall(r"[a-z][a-z0-9-]*", codec_help))
+    assert not [name for name in CODECS if name not in named]
