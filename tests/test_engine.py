@@ -868,3 +868,20 @@ def test_blocks_go_on_when_another_thread_releases_the_pools(monkeypatch):
     finally:
         with parallel._lock:
             parallel._pools.pop(2, None)
+
+
+
+def test_one_pool_per_thread_count_whatever_the_block_count(monkeypatch):
+    # SAICM_THREADS=4 kept pools of 2 and 4 threads (6 idle threads) as the block counts varied (soak audit)
+    import threading
+
+    from saicm.engine import parallel
+
+    monkeypatch.setenv("SAICM_THREADS", "4")
+    saicm.release_models()
+    out = [0] * 4
+    parallel.run_blocks(lambda s: out.__setitem__(s, 1), range(2))
+    parallel.run_blocks(lambda s: out.__setitem__(s, 2), range(4))
+    assert out == [2, 2, 2, 2] and list(parallel._pools) == [4]
+    assert sum(t.name.startswith("saicm-int") for t in threading.enumerate()) <= 4
+    saicm.release_models()

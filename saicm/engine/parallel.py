@@ -99,17 +99,18 @@ def run_blocks(fn: Callable[[int], None], starts: Iterable[int]) -> None:
         for s in starts:
             fn(s)
         return
+    size = threads()  # one pool per thread count, whatever the block count (t blocks run on at most t of its threads)
     with single_threaded_blas():
         futures, pending = [], starts[::-1]
         while pending:
-            pool = _pool(t)
+            pool = _pool(size)
             try:
                 while pending:
                     futures.append(pool.submit(fn, pending[-1]))
                     pending.pop()
             except RuntimeError:
                 with _lock:
-                    if _pools.get(t) is pool:  # not shut down by release_models: a real error (interpreter exit)
+                    if _pools.get(size) is pool:  # not shut down by release_models: a real error (interpreter exit)
                         raise
                 # shut down meanwhile by release_models in another thread: the rest go to a new pool
         for f in futures:
