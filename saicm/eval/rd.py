@@ -103,6 +103,13 @@ def start_result(codec: Codec, dataset: str, task: Task | None, originals: dict[
     return res
 
 
+def check_qualities(codec: Codec, qualities: Sequence) -> None:
+    """Every quality of a sweep refused (one line) before any is coded: ``30,101`` coded a folder at 30, then
+    refused 101; a clip sweep fitted every clip first."""
+    for q in qualities:
+        codec.check_quality(q)
+
+
 def sweep(codec: Codec, images: dict[str, Image.Image], qualities: Sequence | None = None,
           task: Task | None = None, cache: DecodeCache | None = None, dataset: str = "",
           progress: bool = True) -> dict:
@@ -120,8 +127,7 @@ def sweep(codec: Codec, images: dict[str, Image.Image], qualities: Sequence | No
         from ..errors import SaicmError
 
         raise SaicmError(f"--qualities lists a rate point twice ({','.join(map(str, qualities))})")
-    for q in qualities:  # every one before any is coded (30,101 coded the folder at 30, then refused 101)
-        codec.check_quality(q)
+    check_qualities(codec, qualities)
     cache = cache or DecodeCache(None, codec.name, {})
     res = start_result(codec, dataset, task, images)
     bar = tqdm(total=len(images) * len(qualities), desc=codec.name, unit="img", disable=not progress)

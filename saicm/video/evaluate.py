@@ -120,15 +120,14 @@ def sweep_clips(codec, clips: Mapping[str, Clip], qualities: Sequence | None = N
 
     from ..eval.cache import EncodedCache
     from ..eval.metrics import ms_ssim, psnr
-    from ..eval.rd import start_result, warn_exact_decodes
+    from ..eval.rd import check_qualities, start_result, warn_exact_decodes
     from .codecs import as_video_codec
 
     codec = as_video_codec(codec)
     if hasattr(codec, "progress"):
         codec.progress = progress
     qualities = list(qualities or codec.default_qualities)
-    for q in qualities:  # every one before any clip is fitted (minutes to hours each)
-        codec.check_quality(q)
+    check_qualities(codec, qualities)
     store = EncodedCache(cache)
     originals = {}
     for stem, clip in clips.items():
