@@ -594,10 +594,18 @@ def test_a_tcm_window_that_would_fill_memory_is_refused_before_its_index_is_comp
     with safe_open(str(src), framework="np") as f:
         config = json.loads(f.metadata()["config"])
     path = _with_metadata(src, tmp_path / "window200.safetensors", config=dict(config, window=200))
-    code = ("import resource, sys\n"
+    message, peak_kb = _instantiate_in_child(path)
+    assert "asks for more than" in message, message
+    assert peak_kb < 2_000_000
+
+
+def _instantiate_in_child(path):
+    """Build the model of `path` in a child process under an 8 GB address-space limit (a regression fails, the host
+    stays up); return the ModelError's message and the child's own peak resident memory in KB (VmHWM: ru_maxrss
+    would start at the forking pytest's size, 2 GB late in a full run)."""
+    code = ("import sys\n"
             "from saicm.errors import ModelError\nfrom saicm.models.zoo import instantiate, read_info\n"
             "try:\n    instantiate(read_info(sys.argv[1]))\nexcept ModelError as e:\n    print(e)\n"
-            # VmHWM: this process's own peak (ru_maxrss starts at the forking pytest's size: 2 GB late in a full run)
             "print('peak_kb', [ln.split()[1] for ln in open('/proc/self/status') if ln.startswith('VmHWM')][0])\n")
 
     def limit():
@@ -608,28 +616,24 @@ def test_a_tcm_window_that_would_fill_memory_is_refused_before_its_index_is_comp
     r = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, timeout=300,
                        preexec_fn=limit, env=dict(os.environ, PYTHONWARNINGS="ignore", OMP_NUM_THREADS="1"))
     assert r.returncode == 0, r.stderr[-2000:]
-    assert "asks for more than" in r.stdout, r.stdout
-    assert int(r.stdout.split("peak_kb")[1]) < 2_000_000, r.stdout
+    message, _, peak = r.stdout.rpartition("peak_kb")
+    return message, int(peak)
 
 
 def test_a_configuration_asking_for_huge_layers_is_refused_before_they_are_allocated(tmp_path):
     """N = 200,000 in an edited file asked PyTorch's constructor for 100 GB (a traceback, or the machine's memory
     filled while initialising); the build now stops at three times the file's tensors."""
-    import resource
-
     from safetensors import safe_open
 
-    from saicm.models.catalog import read_info
-    from saicm.models.zoo import AllocationBudget, instantiate
+    from saicm.models.zoo import AllocationBudget
 
     src = _tiny_model_file(tmp_path)
     with safe_open(str(src), framework="np") as f:
         config = json.loads(f.metadata()["config"])
     path = _with_metadata(src, tmp_path / "huge.safetensors", config=dict(config, N=200_000))
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    with pytest.raises(ModelError, match="asks for more than"):
-        instantiate(read_info(path))
-    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 500_000  # KB: nothing large was touched
+    message, peak_kb = _instantiate_in_child(path)
+    assert "asks for more than" in message, message
+    assert peak_kb < 1_000_000  # nothing large was touched: the child's whole peak, imports included
     with pytest.raises(ModelError, match="asks for more than"):
         saicm.compress(natural_image(64, 64), model=path, quality=1, engine="compressai")
     # the budget counts what factories are asked for before they run, and only the innermost budget counts
