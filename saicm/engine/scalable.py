@@ -13,7 +13,8 @@ engine, three things:
 - the **human synthesis** of the fused latent (ŷ_a added to the first ``s·m`` channels of ŷ_b), a float
   transform like any ``g_s`` (ONNX graph or the PyTorch module).
 
-The encoder codes the residual ``(g_a(x) − ŷ_b[:s·m]) · gain``, as the PyTorch model does. The machine layer
+The encoder codes ``g_a(x) · gain`` (``condition=none``, the paper's) or the residual
+``(g_a(x) − ŷ_b[:s·m]) · gain`` (``condition=base``), as the PyTorch model does. The machine layer
 must be a portable (format 3) stream of the base; images of any size are coded (analysis and synthesis by
 tiles above 4 megapixels, latent in strips).
 """
@@ -121,8 +122,9 @@ class PortableScalable:
         t = transforms(self.add, engine)
         y = t.analysis_tiles(img.rgb, pb, pr) if needs_strips(self.base.M, ph, pw) else t.analysis(
             padded(img.rgb, pb, pr))
-        y_b = self.base.dequantise(base_units[: self.channels], base_quality)
-        y = (y - y_b) * self.add.gain[quality - 1][None, :, None, None]
+        if self.condition == "base":  # the residual to the machine layer's latent; the paper's codes g_a(x) itself
+            y = y - self.base.dequantise(base_units[: self.channels], base_quality)
+        y = y * self.add.gain[quality - 1][None, :, None, None]
         z = t.hyper_analysis(y)
         return self.add.encode(y[0], z[0], rows, self._offset(base_units, base_quality)), rows
 
