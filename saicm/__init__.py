@@ -37,6 +37,7 @@ _API = {
     "list_models": ("saicm.models.catalog", "list_models"),  # copies of the shipped models' infos
     "release_models": ("saicm.engine.model", "release_models"),  # a service's memory back after many models
     "SaicmError": ("saicm.errors", "SaicmError"),
+    "SaicmWarning": ("saicm.errors", "SaicmWarning"),
 }
 
 __all__ = sorted(_API)

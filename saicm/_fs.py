@@ -35,7 +35,7 @@ def atomic_path(dest: str | os.PathLike) -> Iterator[Path]:
     if not parent.is_dir():
         raise SaicmError("output folder does not exist", str(parent))
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part" + dest.suffix, dir=parent)
+        fd, tmp = tempfile.mkstemp(prefix=f".{_short(dest.name)}.", suffix=".part" + dest.suffix, dir=parent)
     except OSError as e:
         err = SaicmError(f"cannot write output ({e.strerror})", str(dest))
         err.errno = e.errno  # (a full disk or a read-only file system stops a folder job)
@@ -53,6 +53,12 @@ def atomic_path(dest: str | os.PathLike) -> Iterator[Path]:
         raise
 
 
+def _short(name: str, limit: int = 120) -> str:
+    """``name`` cut to ``limit`` bytes, for a temporary file's name beside it: the full name plus the temporary
+    parts went over the file system's 255 bytes for legal names of 235 bytes and more ("File name too long")."""
+    return os.fsdecode(os.fsencode(name)[:limit])
+
+
 def output_target(dest: str | os.PathLike) -> tuple[Path, bool]:
     """Where an output named ``dest`` goes, and whether that is a stream written to in place (a device or FIFO:
     ``-o /dev/null``). A link of the user's own (or of its folder's owner) leads to its target; another user's
@@ -60,12 +66,21 @@ def output_target(dest: str | os.PathLike) -> tuple[Path, bool]:
     dest = Path(dest)
     trusted = not dest.is_symlink() or _trusted_link(dest)
     if dest.is_symlink() and trusted:
+        try:  # a link to a stream (/dev/stdout into a pipe): written through the link, whose target may have no
+            if _is_stream(os.stat(dest).st_mode):  # path of its own (/proc/PID/fd/pipe:[N])
+                return dest, True
+        except OSError:
+            pass
         dest = Path(os.path.realpath(dest))
     try:
         mode = (os.stat if trusted else os.lstat)(dest).st_mode
     except OSError:
         return dest, False
-    return dest, stat.S_ISCHR(mode) or stat.S_ISBLK(mode) or stat.S_ISFIFO(mode)
+    return dest, _is_stream(mode)
+
+
+def _is_stream(mode: int) -> bool:
+    return stat.S_ISCHR(mode) or stat.S_ISBLK(mode) or stat.S_ISFIFO(mode)
 
 
 def _trusted_link(link: Path) -> bool:
@@ -89,7 +104,7 @@ def atomic_folder(dest: str | os.PathLike) -> Iterator[Path]:
     if not parent.is_dir():
         raise SaicmError("output folder does not exist", str(parent))
     try:
-        tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".part", dir=parent))
+        tmp = Path(tempfile.mkdtemp(prefix=f".{_short(dest.name)}.", suffix=".part", dir=parent))
     except OSError as e:
         raise SaicmError(f"cannot write output ({e.strerror})", str(dest)) from None
     try:
@@ -179,7 +194,8 @@ def refuse_input_as_output(src: str | os.PathLike, dst: str | os.PathLike) -> No
 
 def output_file(path: str | os.PathLike, inputs=(), suffix: str | None = None) -> Path:
     """Where a command writes one file, checked before any work: a one-line error if it is ``-``, names a folder,
-    lacks ``suffix`` or is one of ``inputs``."""
+    lacks ``suffix`` or is one of ``inputs``; its folder is created (as ``compress`` and ``decompress`` create
+    theirs: ``eval -o new/r.json`` ran its whole sweep, then stopped on the missing folder)."""
     if str(path) == "-":
         raise SaicmError("writing to standard output is not supported: name an output file")
     p = Path(path)
@@ -189,6 +205,10 @@ def output_file(path: str | os.PathLike, inputs=(), suffix: str | None = None) -
         raise SaicmError(f"name the file to write with a {suffix} suffix", str(path))
     for src in inputs:
         refuse_input_as_output(src, p)
+    if str(p.parent):
+        ensure_dir(p.parent)
+    if not os.access(p.parent if str(p.parent) else ".", os.W_OK | os.X_OK) and not output_target(p)[1]:
+        raise SaicmError("cannot write to this output folder (nothing done)", str(p.parent))
     return p
 
 

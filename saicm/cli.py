@@ -6,7 +6,6 @@ import argparse
 import codecs
 import os
 import sys
-import warnings
 
 from ._fs import EXISTING
 from .commands.argtypes import nonneg, positive
@@ -24,6 +23,17 @@ def _report(outcomes, is_folder: bool, verb: str) -> int:
         print(f"{verb} {ok} of {len(outcomes)} files" + (f"; {skipped} already there (skipped)" if skipped else "")
               + (f"; {failed} failed" if failed else ""))
     return 1 if failed else 0
+
+
+def _summary_out(dst):
+    """Where a one-file command prints its summary: standard error when the file itself went to standard output
+    (``-o /dev/stdout``: the summary line was appended to the coded bytes)."""
+    try:
+        if os.path.samestat(os.stat(dst), os.fstat(sys.stdout.fileno())):
+            return sys.stderr
+    except (OSError, ValueError, AttributeError):  # (no file there; a test's captured stdout)
+        pass
+    return sys.stdout
 
 
 def cmd_compress(a: argparse.Namespace) -> int:
@@ -47,12 +57,13 @@ def cmd_compress(a: argparse.Namespace) -> int:
     with _job_log(a.log) as log:
         outcomes = batch.run(fn, jobs, a.jobs, "compress", not a.quiet, errors=sys.stderr, log=log)
     if not folder and outcomes[0].info is not None:
-        i = outcomes[0].info
-        print(f"{jobs[0].dst}: {i['bytes']} bytes, {i['bpp']:.4f} bpp ({i['model']} q{i['quality']}, {i['seconds']:.2f} s)")
+        i, out = outcomes[0].info, _summary_out(jobs[0].dst)
+        print(f"{jobs[0].dst}: {i['bytes']} bytes, {i['bpp']:.4f} bpp ({i['model']} q{i['quality']}, {i['seconds']:.2f} s)",
+              file=out)
         if "layers" in i:
             m, h = i["layers"]["machine"], i["layers"]["human"]
             print(f"  machine layer {m['bytes']} bytes ({m['model']} q{m['quality']}), human layer {h['bytes']} bytes "
-                  f"({h['model']} q{h['quality']})")
+                  f"({h['model']} q{h['quality']})", file=out)
     return _report(outcomes, folder, "compressed")
 
 
@@ -62,8 +73,22 @@ def _job_log(path: str | None):
 
     if path is None:
         return contextlib.nullcontext(None)
+    from .codec.image_io import names_media_file
     from .errors import SaicmError
 
+    # Appended to, so never to a file that holds something else (a swapped argument made the input photo, or a
+    # .saicm file, end in JSON lines)
+    if names_media_file(path) or str(path).lower().endswith((".saicm", ".saicmv")):
+        raise SaicmError("names an image, video or coded file: --log appends JSON lines to a file of its own "
+                         "(e.g. job.jsonl); nothing done", path)
+    try:
+        with open(path, "rb") as f:
+            first = f.read(1)
+    except OSError:
+        first = b""  # (absent, or unreadable: open below says why)
+    if first not in (b"", b"{"):
+        raise SaicmError("holds something other than saicm's JSON lines: not appended to (name a new log file); "
+                         "nothing done", path)
     try:
         return open(path, "a", encoding="utf-8")
     except OSError as e:
@@ -104,7 +129,7 @@ def cmd_decompress(a: argparse.Namespace) -> int:
     if not folder and outcomes[0].info is not None:
         i = outcomes[0].info
         layer = f", {i['layer']} layer" if i.get("layer") else ""
-        print(f"{jobs[0].dst}: {i['width']}x{i['height']}{layer} ({i['seconds']:.2f} s)")
+        print(f"{jobs[0].dst}: {i['width']}x{i['height']}{layer} ({i['seconds']:.2f} s)", file=_summary_out(jobs[0].dst))
     return _report(outcomes, folder, "decompressed")
 
 
@@ -295,9 +320,9 @@ def main(argv: list[str] | None = None) -> int:
     _escape_names_on_output()
 
     # Library deprecation chatter (torch.jit via CompressAI) is not for end users; saicm's own warnings are one line.
-    warnings.filterwarnings("ignore", category=FutureWarning)
-    warnings.filterwarnings("ignore", category=DeprecationWarning)
-    warnings.formatwarning = _format_warning
+    from .errors import install_warning_format
+
+    install_warning_format()
 
     args = build_parser().parse_args(argv)
     try:
@@ -323,17 +348,6 @@ def main(argv: list[str] | None = None) -> int:
         # the reader of the output went away (`saicm models | head`): stop quietly, as Unix tools do
         _discard_stdout()
         return 141  # 128 + SIGPIPE, what a shell reports for a tool killed by it
-
-
-_PACKAGE = os.path.dirname(os.path.abspath(__file__)) + os.sep
-_LIBRARY_FORMAT = warnings.formatwarning
-
-
-def _format_warning(message, category, filename, lineno, line=None) -> str:
-    """saicm's own warnings as one line, like its errors; other libraries' as Python shows them."""
-    if os.path.abspath(filename).startswith(_PACKAGE):
-        return f"saicm: warning: {message}\n"
-    return _LIBRARY_FORMAT(message, category, filename, lineno, line)
 
 
 def _discard_stdout() -> None:

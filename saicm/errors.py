@@ -8,6 +8,7 @@ line and exits non-zero; it never shows a traceback for these.
 from __future__ import annotations
 
 import contextlib
+import warnings
 
 
 class SaicmError(Exception):
@@ -66,7 +67,37 @@ class MissingDependency(SaicmError, ImportError):
                    f"(or 'saicm[all]'); coding and decoding format-3 files need neither")
 
 
-def warn(message: str, category: type[Warning] = UserWarning) -> None:
+#: Python's own format, for other libraries' warnings
+_LIBRARY_FORMAT = warnings.formatwarning
+
+
+class SaicmWarning(UserWarning):
+    """saicm's own warnings (a caller can filter them by category: ``warnings.simplefilter("ignore",
+    saicm.SaicmWarning)``); the command line prints them as one line, ``saicm: warning: …``."""
+
+
+def format_warning(message, category, filename, lineno, line=None) -> str:
+    """``warnings.formatwarning`` of the command line and its worker processes: saicm's warnings (their category,
+    or raised in saicm's files) as one line, like its errors; other libraries' as Python shows them."""
+    import os
+
+    package = os.path.dirname(os.path.abspath(__file__)) + os.sep
+    if issubclass(category, SaicmWarning) or os.path.abspath(filename).startswith(package):
+        return f"saicm: warning: {message}\n"
+    return _LIBRARY_FORMAT(message, category, filename, lineno, line)
+
+
+def install_warning_format() -> None:
+    """The command line's warnings: :func:`format_warning`, and library deprecation chatter (torch.jit via
+    CompressAI) hidden. In the command's process and in each worker process of a folder job."""
+    import warnings
+
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
+    warnings.formatwarning = format_warning
+
+
+def warn(message: str, category: type[Warning] = SaicmWarning) -> None:
     """``warnings.warn`` attributed to the caller's own code: the first frame outside the saicm package (a fixed
     ``stacklevel`` pointed at saicm's files whenever the call came through another of its layers, and Python shows a
     warning once per place, so a notebook saw it once per session, at a library line)."""

@@ -3,6 +3,7 @@
 import json
 import os
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -217,13 +218,32 @@ def test_folders_keep_every_input_and_leave_existing_decodes_alone(tmp_path, tin
     assert (out / "y.png").read_bytes() == before
 
 
-def test_saicm_warnings_are_one_line_and_other_libraries_keep_their_format():
-    import saicm.cli as cli
+def test_saicm_warnings_are_one_line_and_other_libraries_keep_their_format(tmp_path):
+    from PIL import Image
 
-    own = cli._format_warning("a.gif: 3 frames", UserWarning, str(Path(cli.__file__).parent / "codec" / "x.py"), 9)
+    import saicm.cli as cli
+    from saicm.errors import SaicmWarning, format_warning
+
+    own = format_warning("a.gif: 3 frames", UserWarning, str(Path(cli.__file__).parent / "codec" / "x.py"), 9)
     assert own == "saicm: warning: a.gif: 3 frames\n"
-    other = cli._format_warning("zero-element", UserWarning, "/lib/torch/nn/init.py", 5)
+    # attributed to the caller's frame (a notebook's cell, the entry script): one line by its category
+    assert format_warning("x", SaicmWarning, "/usr/bin/saicm", 6) == "saicm: warning: x\n"
+    other = format_warning("zero-element", UserWarning, "/lib/torch/nn/init.py", 5)
     assert other.startswith("/lib/torch/nn/init.py:5: UserWarning: zero-element")  # not passed off as saicm's
+    # end to end, as a user runs it, in one process and in a folder job's workers (both printed two-line Python
+    # warnings naming the entry script or concurrent/futures/process.py: paths audit)
+    frames = [Image.new("RGB", (64, 64), c) for c in ("red", "blue")]
+    for name in ("a", "b"):
+        frames[0].save(tmp_path / f"{name}.gif", save_all=True, append_images=frames[1:])
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    for argv in (["compress", str(tmp_path / "a.gif"), "-o", str(tmp_path / "a.saicm"), "--quiet"],
+                 ["compress", str(tmp_path), "-o", str(tmp_path / "out"), "--jobs", "2", "--quiet"]):
+        r = subprocess.run([sys.executable, "-m", "saicm", *argv], capture_output=True, text=True, env=env,
+                           timeout=300)
+        assert r.returncode == 0, r.stderr
+        lines = [ln for ln in r.stderr.splitlines() if "frames" in ln]
+        assert lines and all(ln.startswith("saicm: warning: ") for ln in lines), r.stderr
+        assert "UserWarning" not in r.stderr and "process.py" not in r.stderr, r.stderr
 
 
 def test_folder_output_names_never_collide():

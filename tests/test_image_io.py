@@ -152,8 +152,10 @@ def test_a_multi_frame_file_is_closed_after_reading(tmp_path):
         warnings.simplefilter("always")
         image_io.load_image(p)
         gc.collect()
+    from saicm.errors import SaicmWarning
+
     kinds = [w.category for w in caught]
-    assert UserWarning in kinds and ResourceWarning not in kinds  # "only the first frame", and no open file
+    assert SaicmWarning in kinds and ResourceWarning not in kinds  # "only the first frame", and no open file
 
 
 def test_array_layouts_that_are_not_images_say_what_to_pass():

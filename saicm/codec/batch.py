@@ -32,6 +32,8 @@ from .image_io import refuse_file_name_for_folder
 
 #: errors of the output's file system that every later file would meet too: the job stops
 _STOPPING_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS}
+#: errors that only writing the output raises (named with the output file, not the input)
+_OUTPUT_ERRNOS = {errno.EFBIG}
 
 
 @dataclass
@@ -99,7 +101,7 @@ def plan(inp: str, out: str | None, accept: Callable[[Path], bool], suffix: str,
         rel = [p.relative_to(src) for p in files]
         jobs = [Job(p, dst_root / r, keep=existing == "refuse", skip=existing == "skip")
                 for p, r in zip(files, _output_names(rel, suffix))]
-        return jobs + [Job(d, dst_root, error=e) for d, e in failed], True
+        return _refuse_outputs_onto_inputs(jobs, files) + [Job(d, dst_root, error=e) for d, e in failed], True
     if not src.exists():
         raise SaicmError("no such file", str(src))
     derived = out is None
@@ -111,6 +113,28 @@ def plan(inp: str, out: str | None, accept: Callable[[Path], bool], suffix: str,
     if existing is None and keep_existing and derived and dst.exists():
         raise SaicmError("exists: not overwritten (name the output with -o, or --existing overwrite)", str(dst))
     return [Job(src, dst, keep=existing == "refuse", skip=existing == "skip")], False
+
+
+def _file_id(path: Path) -> tuple[int, int] | None:
+    try:
+        st = os.stat(path)  # (through links: what a write would reach)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
+
+def _refuse_outputs_onto_inputs(jobs: list[Job], inputs: list[Path]) -> list[Job]:
+    """Folder jobs whose output already is one of the inputs (a link in the output folder to an input, or a hard
+    link) become failed jobs: writing them would replace that input (a link ``out/a.saicm -> ../in/a.png`` had
+    the photo replaced by its own coded file; the one-file path always refused it)."""
+    ids = {i for i in map(_file_id, inputs) if i is not None}
+    out = []
+    for job in jobs:
+        if _file_id(job.dst) in ids:
+            job = Job(job.src, job.dst, error=f"{job.dst}: is an input file (by a link or another name): not "
+                                              "overwritten")
+        out.append(job)
+    return out
 
 
 def _scan(src: Path, accept: Callable[[Path], bool]) -> tuple[list[Path], list[tuple[Path, str]]]:
@@ -147,6 +171,9 @@ def _init_worker(threads: int) -> None:
     # before PyTorch is imported (if the job needs it at all): it reads OMP_NUM_THREADS then; the portable
     # engine's onnxruntime sessions read SAICM_THREADS
     os.environ["OMP_NUM_THREADS"] = os.environ["SAICM_THREADS"] = str(threads)
+    from ..errors import install_warning_format
+
+    install_warning_format()  # (its warnings are the command's: one line each, as the parent prints them)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle (see run)
     signal.signal(signal.SIGTERM, _unwind)  # stopped (by the parent, or with it): the temporary file goes too
     _detach_from_signals_and_die_with_parent()
@@ -215,6 +242,8 @@ def _run_one(fn: Callable[[Job], dict], job: Job) -> Outcome:
     except OSError as e:
         if e.errno in _STOPPING_ERRNOS:
             raise SaicmError(f"cannot write output ({e.strerror}): the job stops here", str(job.dst)) from None
+        if e.errno in _OUTPUT_ERRNOS:  # (a file-size limit: the output's, not the input's)
+            return Outcome(job, error=f"{job.dst}: cannot write output ({e.strerror or e})")
         return Outcome(job, error=f"{job.src}: {e.strerror or e}")
 
 
@@ -236,6 +265,13 @@ def run(fn: Callable[[Job], dict], jobs: list[Job], workers: int = 1, desc: str 
             log.flush()
         bar.update(1)
 
+    def stopping(job: Job, e: SaicmError) -> None:
+        """The error that ends the job (a full disk) goes in the log too, as its file's line (the caller prints
+        it once)."""
+        if log is not None:
+            log.write(log_line(Outcome(job, error=str(e))) + "\n")
+            log.flush()
+
     # (one file is stopped at once, by SIGTERM as by Ctrl-C: nothing else is waiting, a long --refine must not
     # hang on, and its temporary file is removed)
     stop = StopRequest("stopping after the files in progress", at_once=len(jobs) < 2)
@@ -244,9 +280,14 @@ def run(fn: Callable[[Job], dict], jobs: list[Job], workers: int = 1, desc: str 
             for job in jobs:
                 if stop.requested and len(jobs) > 1:
                     break
-                done(_run_one(fn, job))
+                try:
+                    o = _run_one(fn, job)
+                except SaicmError as e:
+                    stopping(job, e)
+                    raise
+                done(o)
         else:
-            _run_pool(fn, jobs, workers, stop, done)
+            _run_pool(fn, jobs, workers, stop, done, stopping)
     finally:
         stop.close()
         bar.close()
@@ -271,7 +312,8 @@ def log_line(o: Outcome) -> str:
     return json.dumps(rec)  # (ASCII: a file name that is not UTF-8 is written as its \\udcXX escapes)
 
 
-def _run_pool(fn, jobs: list[Job], workers: int, stop: StopRequest, done: Callable[[Outcome], None]) -> None:
+def _run_pool(fn, jobs: list[Job], workers: int, stop: StopRequest, done: Callable[[Outcome], None],
+              stopping: Callable[[Job, SaicmError], None]) -> None:
     # One job per worker at a time, and workers deaf to Ctrl-C: an interrupt lets the files being written
     # finish (atomically) and starts no other (the pool ran on to the end of the folder, and a terminal's
     # SIGINT made each worker drop its file and take the next). The parent's first signal only sets a flag
@@ -349,6 +391,9 @@ def _run_pool(fn, jobs: list[Job], workers: int, stop: StopRequest, done: Callab
                 except (SystemExit, KeyboardInterrupt):  # a worker stopped by a signal (with the job, or alone)
                     lost(job)
                     continue
+                except SaicmError as e:  # it ends the job (below)
+                    stopping(job, e)
+                    raise
                 done(o)
             if broken:
                 restart()

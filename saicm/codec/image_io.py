@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Union
@@ -109,6 +110,17 @@ def _open(src: ImageLike, max_pixels: int | None = None) -> tuple[Image.Image, s
         raise ImageError("no such file", path)
     if os.path.isdir(path):
         raise ImageError("is a folder, not an image", path)
+    if not stat.S_ISREG(os.stat(path).st_mode):  # a pipe (/dev/stdin, <(…)): read once, to a limit
+        from .._fs import read_input
+        from .limits import resolve_max_pixels
+
+        limit = 8 * resolve_max_pixels(max_pixels) + (1 << 20)  # (an endless stream must not fill the memory)
+        data = read_input(path, limit + 1)
+        if not data:
+            raise ImageError("empty input", path)
+        if len(data) > limit:
+            raise ImageError(f"more than {limit:,} bytes: not an image within the pixel limit", path)
+        return _pillow_open(io.BytesIO(data), path, max_pixels), path
     if os.path.getsize(path) == 0:
         raise ImageError("empty file", path)
     return _pillow_open(path, path, max_pixels), path

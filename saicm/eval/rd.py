@@ -45,11 +45,22 @@ def load_rgb_folder(folder: str | Path) -> dict[str, Image.Image]:
     files = input_files(folder, is_image_file) if folder.is_dir() else []
     if not files:
         raise SaicmError("no images found", str(folder))
-    from ..codec.image_io import open_image
+    from ..codec.image_io import load_image
+    from ..errors import ImageError
 
-    out = {}
-    for p in files:  # a damaged image is one line naming it, not a traceback (and not skipped: the set is the result)
-        out[p.relative_to(folder).as_posix()] = open_image(p).convert("RGB")
+    # Read as `saicm compress` reads them (EXIF orientation applied, 16-bit and float samples scaled to 8 bits):
+    # the sweep measures the picture a user codes. A damaged image is not skipped (the set is the result): every
+    # unreadable one is named, in one error.
+    out, bad = {}, []
+    for p in files:
+        try:
+            out[p.relative_to(folder).as_posix()] = Image.fromarray(load_image(p).rgb)
+        except ImageError as e:
+            bad.append(str(e))
+    if len(bad) == 1:
+        raise ImageError(bad[0])
+    if bad:
+        raise ImageError(f"{len(bad)} of {len(files)} images cannot be read: " + "; ".join(bad))
     return out
 
 

@@ -1,0 +1,163 @@
+"""Unusual but legitimate inputs and outputs: rotated and 16-bit photos in an evaluation, links in an output folder,
+long names, pipes, the job log, a file-size limit (each found by the paths audit of 0.21.0)."""
+
+import errno
+import json
+import os
+import subprocess
+import sys
+import threading
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from saicm.cli import main
+from saicm.codec import batch
+from saicm.codec.image_io import load_image
+from saicm.errors import ImageError, SaicmError
+
+from .conftest import natural_image
+
+
+def _rotated_jpeg(path):
+    """A 40×24 JPEG whose EXIF says "rotate 90°": a phone photo; its picture is 24 wide and 40 high."""
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.fromarray(natural_image(24, 40)).save(path, exif=exif, quality=95)
+
+
+def test_an_evaluation_reads_images_as_compress_reads_them(tmp_path):
+    from saicm.eval.rd import load_rgb_folder
+
+    d = tmp_path / "set"
+    d.mkdir()
+    _rotated_jpeg(d / "phone.jpg")
+    deep = (natural_image(32, 48).astype(np.uint16) * 257)[..., 0]  # a 16-bit grey PNG, full range
+    Image.fromarray(deep).save(d / "deep.png")
+    images = load_rgb_folder(d)
+    # the sweep stopped ("codec returned (40, 24) for an image of (24, 40)") and clipped 16-bit samples to 255
+    assert images["phone.jpg"].size == (24, 40)
+    for name in ("phone.jpg", "deep.png"):
+        assert np.array_equal(np.asarray(images[name]), load_image(d / name).rgb)
+    assert np.asarray(images["deep.png"]).mean() < 200  # scaled, not clipped to white
+    (d / "empty.png").write_bytes(b"")
+    (d / "text.jpg").write_bytes(b"not an image")
+    with pytest.raises(ImageError) as e:  # every unreadable image in one error, not one per run
+        load_rgb_folder(d)
+    assert "2 of 4 images" in str(e.value) and "empty.png" in str(e.value) and "text.jpg" in str(e.value)
+
+
+def test_an_evaluation_creates_its_output_folder_before_the_sweep(tmp_path):
+    d = tmp_path / "set"
+    d.mkdir()
+    Image.fromarray(natural_image(32, 32)).save(d / "a.png")
+    out = tmp_path / "new" / "deeper" / "r.json"  # the whole sweep ran, then "output folder does not exist"
+    assert main(["eval", "--codec", "jpeg", "--qualities", "50", "--dataset", str(d), "--task", "psnr",
+                 "-o", str(out), "--no-cache", "--quiet"]) == 0
+    assert json.loads(out.read_text())["num_images"] == 1
+
+
+def test_a_folder_job_never_writes_through_a_link_onto_an_input(tmp_path, capsys):
+    src, out = tmp_path / "in", tmp_path / "out"
+    src.mkdir()
+    out.mkdir()
+    for name in ("a", "b"):
+        Image.fromarray(natural_image(32, 32)).save(src / f"{name}.png")
+    photo = (src / "a.png").read_bytes()
+    (out / "a.saicm").symlink_to(src / "a.png")  # its own input
+    (out / "b.saicm").symlink_to(src / "a.png")  # another input
+    assert main(["compress", str(src), "-o", str(out), "--quiet"]) == 1
+    assert (src / "a.png").read_bytes() == photo  # the photo was replaced by its own coded file
+    assert capsys.readouterr().err.count("is an input file") == 2
+
+
+def test_output_names_up_to_the_file_systems_limit_are_written(tmp_path):
+    img = tmp_path / "x.png"
+    Image.fromarray(natural_image(32, 32)).save(img)
+    for name in ("b" * 249 + ".saicm", "日本" * 41 + ".saicm"):  # 255 and 252 bytes: legal names
+        assert main(["compress", str(img), "-o", str(tmp_path / name), "--quiet"]) == 0  # "File name too long"
+        assert (tmp_path / name).stat().st_size > 0
+    assert not [p for p in tmp_path.iterdir() if ".part" in p.name]
+
+
+def test_an_image_is_read_from_a_pipe_to_a_limit(tmp_path):
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    png = tmp_path / "x.png"
+    Image.fromarray(natural_image(32, 32)).save(png)
+
+    def feed(data):
+        with open(fifo, "wb") as f:
+            try:
+                f.write(data)
+            except BrokenPipeError:
+                pass
+
+    t = threading.Thread(target=feed, args=(png.read_bytes(),), daemon=True)
+    t.start()
+    assert load_image(fifo).size == (32, 32)  # "empty file": a FIFO's size is 0
+    t.join()
+    t = threading.Thread(target=feed, args=(bytes(3 << 20),), daemon=True)  # an endless stream (/dev/zero) stops at a limit
+    t.start()
+    with pytest.raises(ImageError, match="more than"):
+        load_image(fifo, max_pixels=64 * 64)
+    t.join()
+
+
+def test_compress_writes_to_standard_output_through_dev_stdout(tmp_path):
+    img = tmp_path / "x.png"
+    Image.fromarray(natural_image(32, 32)).save(img)
+    r = subprocess.run([sys.executable, "-m", "saicm", "compress", str(img), "-o", "/dev/stdout", "--quiet"],
+                       capture_output=True, timeout=300, env=dict(os.environ, OMP_NUM_THREADS="1"))
+    assert r.returncode == 0, r.stderr  # (/proc/PID/fd/pipe:[N]: no such file)
+    assert main(["compress", str(img), "-o", str(tmp_path / "ref.saicm"), "--quiet"]) == 0
+    assert r.stdout == (tmp_path / "ref.saicm").read_bytes()
+
+
+def test_the_job_log_never_appends_to_an_image_or_a_coded_file(tmp_path, capsys):
+    img = tmp_path / "x.png"
+    Image.fromarray(natural_image(32, 32)).save(img)
+    photo = img.read_bytes()
+    coded = tmp_path / "y.saicm"
+    assert main(["compress", str(img), "-o", str(coded), "--quiet"]) == 0
+    before = coded.read_bytes()
+    other = tmp_path / "notes.txt"
+    other.write_text("my notes\n")
+    for log in (img, coded, tmp_path / "new.jpg", other):
+        assert main(["compress", str(img), "-o", str(tmp_path / "z.saicm"), "--log", str(log), "--quiet"]) == 2
+    assert img.read_bytes() == photo and coded.read_bytes() == before and other.read_text() == "my notes\n"
+    assert not (tmp_path / "new.jpg").exists() and not (tmp_path / "z.saicm").exists()
+    log = tmp_path / "job.jsonl"
+    for _ in range(2):  # a log of its own is appended to, run after run
+        assert main(["compress", str(img), "-o", str(tmp_path / "z.saicm"), "--log", str(log), "--quiet"]) == 0
+    assert [json.loads(ln)["status"] for ln in log.read_text().splitlines()] == ["written", "written"]
+
+
+def test_a_file_size_limit_names_the_output_and_the_stopping_error_is_logged(tmp_path):
+    img = tmp_path / "x.png"
+    Image.fromarray(natural_image(256, 256)).save(img)
+
+    def limit():
+        import resource
+
+        resource.setrlimit(resource.RLIMIT_FSIZE, (2000, 2000))
+
+    assert main(["compress", str(img), "-o", str(tmp_path / "x.saicm"), "--quiet"]) == 0
+    r = subprocess.run([sys.executable, "-m", "saicm", "decompress", str(tmp_path / "x.saicm"), "-o",
+                        str(tmp_path / "x-out.png")], capture_output=True, text=True, timeout=300, preexec_fn=limit,
+                       env=dict(os.environ, OMP_NUM_THREADS="1"))
+    assert r.returncode != 0 and "x-out.png: cannot write output (File too large)" in r.stderr, r.stderr
+
+    # an error that stops a folder job (a full disk) has its file's line in the log, as every other file has
+    jobs = [batch.Job(tmp_path / f"{n}.png", tmp_path / f"{n}.saicm") for n in "ab"]
+
+    def full(job):
+        e = SaicmError("cannot write output (No space left on device)", str(job.dst))
+        e.errno = errno.ENOSPC
+        raise e
+
+    with open(tmp_path / "log.jsonl", "w") as log, pytest.raises(SaicmError):
+        batch.run(full, jobs, progress=False, log=log)
+    lines = [json.loads(ln) for ln in (tmp_path / "log.jsonl").read_text().splitlines()]
+    assert [(ln["input"], ln["status"]) for ln in lines] == [(str(jobs[0].src), "failed")]
