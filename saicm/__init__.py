@@ -37,6 +37,10 @@ _API = {
     "list_models": ("saicm.models.catalog", "list_models"),  # copies of the shipped models' infos
     "release_models": ("saicm.engine.model", "release_models"),  # a service's memory back after many models
     "SaicmError": ("saicm.errors", "SaicmError"),
+    "FormatError": ("saicm.errors", "FormatError"),
+    "ImageError": ("saicm.errors", "ImageError"),
+    "ModelError": ("saicm.errors", "ModelError"),
+    "MissingDependency": ("saicm.errors", "MissingDependency"),
     "SaicmWarning": ("saicm.errors", "SaicmWarning"),
 }
 

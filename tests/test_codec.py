@@ -258,3 +258,64 @@ def test_a_device_is_not_read_as_a_coded_file():
         pytest.skip("no /dev/zero here")
     with pytest.raises(FormatError, match="is a device"):
         saicm.decompress("/dev/zero")
+
+
+def test_a_device_is_not_read_as_an_image_either():
+    """saicm.compress('/dev/zero') said "empty file" (a character device's size is 0)."""
+    if not os.path.exists("/dev/zero"):
+        pytest.skip("no /dev/zero here")
+    with pytest.raises(ImageError, match="is a device, not an image"):
+        saicm.compress("/dev/zero")
+
+
+def test_library_integration_contract(tiny_model):
+    """What a service embedding saicm relies on (integrator audit of 0.21.0): every error class is reachable from
+    `saicm` and every failure is a SaicmError; the models package hands out the caller's own copy, never the
+    cached model that coding uses; a PIL 32-bit image made in memory is read by the rule of integer arrays."""
+    import sys
+
+    import torch
+    from PIL import Image
+
+    from saicm import errors
+    from saicm.engine.runtime import openvino_request
+
+    for name in ("SaicmError", "FormatError", "ImageError", "ModelError", "MissingDependency", "SaicmWarning"):
+        assert getattr(saicm, name) is getattr(errors, name) and name in saicm.__all__
+    # a missing OpenVINO: MissingDependency, an ImportError too (it was a ModelError: `except ImportError` missed it)
+    saved = sys.modules.get("openvino")
+    sys.modules["openvino"] = None
+    try:
+        with pytest.raises(ImportError) as e:
+            openvino_request(b"", 1, "f32")
+        assert isinstance(e.value, saicm.MissingDependency) and "saicm[openvino]" in str(e.value)
+    finally:
+        if saved is None:
+            del sys.modules["openvino"]
+        else:
+            sys.modules["openvino"] = saved
+    # a caller's stream failing: one SaicmError from decompress, as from compress (it was a bare OSError)
+    class Failing:
+        def read(self, *args):
+            raise OSError("network down")
+
+    for fn in (saicm.compress, saicm.decompress):
+        with pytest.raises(saicm.SaicmError, match="network down"):
+            fn(Failing())
+    # saicm.models.load_model is the caller's own copy (it was the cached model: halving its weights changed every
+    # later PyTorch-path coding in the process)
+    from saicm.models import load_model
+
+    img = natural_image(32, 32)
+    before = saicm.compress(img, model=tiny_model, engine="compressai")
+    net, _ = load_model(tiny_model)
+    with torch.no_grad():
+        for p in net.parameters():
+            p.mul_(0.5)
+    assert saicm.compress(img, model=tiny_model, engine="compressai") == before
+    # mode I in memory: 255 is white and 300 is refused (300 was coded almost black, 255 white)
+    from saicm.codec.image_io import load_image
+
+    assert load_image(Image.fromarray(np.full((32, 32), 255, np.int32))).rgb.min() == 255
+    with pytest.raises(ImageError, match="read as 0-255"):
+        saicm.compress(Image.fromarray(np.full((32, 32), 300, np.int32)), model=tiny_model)

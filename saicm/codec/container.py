@@ -367,7 +367,12 @@ def coded_input(data, what: str = ".saicm file") -> tuple[bytes, str | None]:
     if isinstance(data, io.TextIOBase):
         raise FormatError(f"the {what} was opened in text mode: open it with 'rb'")
     if hasattr(data, "read"):
-        got = data.read()
+        try:
+            got = data.read()
+        except OSError as e:  # (the caller's stream failing: one SaicmError, as saicm.compress gives)
+            from ..errors import SaicmError
+
+            raise SaicmError(f"cannot read the {what} ({e.strerror or e})") from None
         if isinstance(got, (bytes, bytearray)):
             return bytes(got), getattr(data, "name", None) if isinstance(getattr(data, "name", None), str) else None
         raise FormatError(f"the {what} was opened in text mode: open it with 'rb'")

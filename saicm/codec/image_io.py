@@ -110,7 +110,10 @@ def _open(src: ImageLike, max_pixels: int | None = None) -> tuple[Image.Image, s
         raise ImageError("no such file", path)
     if os.path.isdir(path):
         raise ImageError("is a folder, not an image", path)
-    if not stat.S_ISREG(os.stat(path).st_mode):  # a pipe (/dev/stdin, <(…)): read once, to a limit
+    mode = os.stat(path).st_mode
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):  # (/dev/zero: "empty file", a character device's size)
+        raise ImageError("is a device, not an image", path)
+    if not stat.S_ISREG(mode):  # a pipe (/dev/stdin, <(…)): read once, to a limit
         from .._fs import read_input
         from .limits import resolve_max_pixels
 
@@ -189,9 +192,9 @@ def _from_array(a: np.ndarray) -> Image.Image:
 def _to_8bit_gray(img: Image.Image, path: str | None) -> np.ndarray:
     """16-bit / 32-bit / float grayscale → uint8, scaled rather than clipped; samples it would misread are refused.
 
-    ``F`` (float) is read as 0-1, like float arrays; ``I;16*`` as 0-65535; ``I`` (32-bit) as 0-65535 when it comes
-    from a 16-bit PGM (Pillow scales those to 0-65535) or PNG (older Pillow) or holds values above 255, else as
-    0-255."""
+    ``F`` (float) is read as 0-1, like float arrays; ``I;16*`` as 0-65535; ``I`` (32-bit) from a file as 0-65535
+    when it comes from a 16-bit PGM (Pillow scales those to 0-65535) or PNG (older Pillow) or holds values above
+    255, else as 0-255; ``I`` made in memory as 0-255, like integer arrays (values above 255 refused)."""
     a = np.asarray(img)
     if img.mode == "F":
         if a.size and not np.isfinite(a).all():
@@ -201,6 +204,11 @@ def _to_8bit_gray(img: Image.Image, path: str | None) -> np.ndarray:
         return np.clip(np.rint(a * 255.0), 0, 255).astype(np.uint8)
     if img.mode == "I" and a.size and (a.min() < 0 or a.max() > 65535):
         raise ImageError(f"32-bit samples are read as 0-65535, this image spans {a.min()} to {a.max()}", path)
+    if img.mode == "I" and img.format is None and a.max(initial=0) > 255:
+        # made in memory: no file says its scale, and reading it by its own values made 300 almost black and 255
+        # white; the rule of integer arrays (0-255) holds, as for np.asarray(img)
+        raise ImageError(f"a 32-bit PIL image (mode I) made in memory is read as 0-255, this one spans {a.min()} to "
+                         f"{a.max()}: for 16-bit samples pass a uint16 array or an I;16 image", path)
     a = a.astype(np.float64)
     wide = img.mode.startswith("I;16") or img.format in ("PPM", "PNG") or a.max(initial=0) > 255  # (16-bit files)
     hi = 65535.0 if wide else 255.0

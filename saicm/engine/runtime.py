@@ -196,9 +196,11 @@ def openvino_request(graph, num_threads: int, precision: str):
     OpenVINO computes in float32 whatever the hint: a warning says so, once per process."""
     try:
         import openvino as ov
-    except ImportError:
-        raise ModelError("the openvino engines need OpenVINO, an optional dependency: "
-                         "pip install 'saicm[openvino]'") from None
+    except ImportError:  # (MissingDependency, an ImportError too: a caller's `except ImportError` falls back)
+        from ..errors import MissingDependency
+
+        raise MissingDependency("the openvino engines need OpenVINO, an optional dependency: "
+                                "pip install 'saicm[openvino]'") from None
     core = _OPENVINO["core"] = _OPENVINO["core"] or ov.Core()
     compiled = core.compile_model(core.read_model(graph if isinstance(graph, bytes) else str(graph)), "CPU", {
         "INFERENCE_NUM_THREADS": num_threads, "INFERENCE_PRECISION_HINT": precision,

@@ -11,8 +11,8 @@ _LAZY = {
     "ModelInfo": "catalog",
     "resolve": "catalog",
     "shipped_models": "catalog",
-    "load_model": "zoo",
-    "save_model": "zoo",
+    "load_model": ("zoo", "open_model"),  # the caller's own copy, as saicm.load_model (never the cached model
+    "save_model": "zoo",                  # that saicm's PyTorch paths code with)
 }
 
 __all__ = sorted(_LAZY)
@@ -22,10 +22,11 @@ def __getattr__(name):
     if name in _LAZY:
         import importlib
 
-        mod = importlib.import_module(f"{__name__}.{_LAZY[name]}")
-        if _LAZY[name] == "registry":
+        where, attr = _LAZY[name] if isinstance(_LAZY[name], tuple) else (_LAZY[name], name)
+        mod = importlib.import_module(f"{__name__}.{where}")
+        if where == "registry":
             mod.load_architectures()
-        value = getattr(mod, name)
+        value = getattr(mod, attr)
         globals()[name] = value
         return value
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
