@@ -88,6 +88,8 @@ def test_read_clip_range_size_and_lossless_video(clip_mkv, tmp_path):
     part = io.read_clip(clip_mkv, "2:5")
     assert part.first == 2 and np.array_equal(part.frames, frames[2:5])
     assert io.read_clip(clip_mkv, "6:").n == 2
+    with pytest.warns(UserWarning, match="the clip ends at frame 8: 2 frames read"):  # (cut short in silence)
+        assert io.read_clip(clip_mkv, "6:20").n == 2
     small = io.read_clip(clip_mkv, ":3", "32x24")
     assert small.frames.shape == (3, 24, 32, 3)
     # a folder of frames is a clip too, selected by the index in the names
@@ -505,8 +507,14 @@ def test_cli_errors(clip_mkv, tmp_path, capsys):
     (tmp_path / "full").mkdir()
     (tmp_path / "full" / "keep.txt").write_text("x")
     p = tmp_path / "p.saicmv"
-    p.write_bytes(b"SAICM")
-    _one_line_error(capsys, ["video", "decode", p, "-o", tmp_path / "d"], "wrong magic")
+    p.write_bytes(b"SAICM")  # an image's file: named, as the image decoder names a clip (it said "wrong magic")
+    _one_line_error(capsys, ["video", "decode", p, "-o", tmp_path / "d"], "a .saicm image file, not a clip")
+    (tmp_path / "q.saicmv").write_bytes(b"JUNK!")
+    _one_line_error(capsys, ["video", "decode", tmp_path / "q.saicmv", "-o", tmp_path / "d"], "wrong magic")
+    # --masks or --edge-weight without --loss sa-nerv wrote a plain NeRV file (video audit, 0.21.0)
+    _one_line_error(capsys, ["video", "encode", clip_mkv, "-o", out, "--masks", tmp_path], "are for --loss sa-nerv")
+    _one_line_error(capsys, ["video", "encode", clip_mkv, "-o", out, "--edge-weight", "5"], "are for --loss sa-nerv")
+    assert not out.exists()
     for bad in ("v.gif", "v.webm", "v.png"):  # became folders so named
         _one_line_error(capsys, ["video", "decode", p, "-o", tmp_path / bad], f"cannot write a {bad[1:]} file")
         assert not (tmp_path / bad).exists()
@@ -594,6 +602,9 @@ def test_every_preset_is_checked_before_any_clip_is_fitted(clip_mkv, tmp_path, m
     monkeypatch.setattr(video_api, "encode", no_encode)
     _one_line_error(capsys, ["eval", "--codec", "nerv:xs,epochs=2,qat=0", "--dataset", f"{clip_mkv}#0:4",
                              "--qualities", "1,9", "-o", str(tmp_path / "q.json"), "--no-cache"], "quality is the preset")
+    # a preset in the codec names its one point: --qualities 2,3 coded presets s and m under the name nerv:xs
+    _one_line_error(capsys, ["eval", "--codec", "nerv:xs,epochs=2,qat=0", "--dataset", f"{clip_mkv}#0:4",
+                             "--qualities", "2,3", "-o", str(tmp_path / "q.json"), "--no-cache"], "names one point")
 
 
 def test_an_interrupted_eval_encode_resumes_from_its_checkpoint(clip_mkv, tmp_path, monkeypatch):

@@ -137,6 +137,10 @@ def _read_json(raw: bytes, what: str) -> dict:
     return obj
 
 
+#: what the clip decoder says of a .saicm image
+IMAGE_GIVEN = "a .saicm image file, not a clip: decode it with 'saicm decompress' (Python: saicm.decompress)"
+
+
 def is_video_stream(data: bytes) -> bool:
     return data[: len(MAGIC)] == MAGIC
 
@@ -146,6 +150,10 @@ def read_header(data: bytes, max_pixels: int | None = None) -> tuple[VideoHeader
     from ..codec.limits import check_pixels, check_video_pixels
     from . import archs
 
+    from ..codec.container import MAGIC as IMAGE_MAGIC
+
+    if data[: len(IMAGE_MAGIC)] == IMAGE_MAGIC:  # (it said "wrong magic", where the image decoder names the clip)
+        raise FormatError(IMAGE_GIVEN)
     version = check_start(data, MAGIC, VERSIONS, "a .saicmv file", ".saicmv version")
     if zlib.crc32(data[:-4]) != struct.unpack(">I", data[-4:])[0]:
         raise FormatError("CRC mismatch: the file is corrupt or truncated")

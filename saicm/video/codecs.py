@@ -79,7 +79,7 @@ def is_video_codec(codec) -> bool:
     return bool(getattr(codec, "is_video", False))
 
 
-def _nerv_options(arg: str, sa: bool) -> tuple[dict, tuple]:
+def _nerv_options(arg: str, sa: bool) -> tuple[dict, tuple, str | None]:
     known = {"epochs": "N", "lr": "X", "prune": "P", "qat": "N", "bits": "B", "seed": "S", "beta": "B"}
     if sa:
         known.update({"masks": "regions|DIR", "alpha": "A", "width": "K", "weight": "W"})
@@ -101,7 +101,7 @@ def _nerv_options(arg: str, sa: bool) -> tuple[dict, tuple]:
                 raise SaicmError(f"{k}= takes a number, got {opts[k]!r}") from None
     if "masks" in opts:
         out["masks"] = opts["masks"]
-    return out, qualities
+    return out, qualities, presets[0] if presets else None
 
 
 @register_codec("nerv")
@@ -114,7 +114,7 @@ class NeRVCodec(VideoCodec):
     resumable = True
 
     def __init__(self, arg: str = ""):
-        self.opts, self.default_qualities = _nerv_options(arg, self.loss == "sa-nerv")
+        self.opts, self.default_qualities, self.preset = _nerv_options(arg, self.loss == "sa-nerv")
         self.progress = False
         if arg:
             self.name = f"{self.name}:{arg}"
@@ -129,7 +129,12 @@ class NeRVCodec(VideoCodec):
         return None
 
     def check_quality(self, quality) -> None:
-        self._preset(quality)
+        preset = self._preset(quality)
+        if self.preset is not None and preset != self.preset:
+            # (--qualities 2,3 coded presets s and m under the name nerv:xs)
+            raise SaicmError(f"{self.name} names one point, preset {self.preset} (quality "
+                             f"{self.default_qualities[0]}); quality {quality} is preset {preset}: drop --qualities, "
+                             f"or the preset from the codec to sweep presets")
 
     def encode(self, clip, quality, checkpoint=None):
         """The clip's file; with ``checkpoint`` (a path), the fit checkpoints there and continues from it when it

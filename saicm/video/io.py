@@ -249,6 +249,12 @@ def read_clip(path: str | os.PathLike, frames: str | tuple | None = None, size: 
     if not out:
         start, stop = frames if isinstance(frames, tuple) else parse_range(frames)
         raise SaicmError(f"no frames in the range {start}:{'' if stop is None else stop}", str(path))
+    start, stop = frames if isinstance(frames, tuple) else parse_range(frames)
+    if stop is not None and len(out) < stop - start:  # (Python's slices: 290:310 of 300 frames gave 10, unsaid)
+        from ..errors import warn as saicm_warn
+
+        saicm_warn(f"{path}: frames {start}:{stop} asked for, the clip ends at frame {start + len(out)}: "
+                   f"{len(out)} frame{'s' if len(out) != 1 else ''} read")
     source = str(path)
     if os.path.isdir(source):
         source = str(_folder_meta(Path(source)).get("source", source))
