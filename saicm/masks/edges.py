@@ -11,7 +11,10 @@ Two edge methods:
   right or lower neighbour; a 1-pixel line on every label change, exact and
   monotone (a coarser partition's edges are a subset of a finer one's).
 * ``canny``: the paper's literal reading, Canny on the segment map
-  (scikit-image, σ = 1, thresholds low enough that every label change counts).
+  (scikit-image, σ = 1, low thresholds): lines of 1–2 pixels (2 on a straight
+  step), none on the image's border, and in dense maps some label changes
+  dropped by the smoothing (16 % of ``boundary``'s pixels at α = 0.48 on the
+  astronaut have no Canny pixel within 1 pixel).
 
 ``width`` > 1 dilates the line with a ``width``×``width`` square.
 """
