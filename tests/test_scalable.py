@@ -332,6 +332,60 @@ def test_training_keeps_the_base_frozen_and_exports_a_model_that_codes(models, d
     assert hashlib.sha256(models["base"].read_bytes()).hexdigest() == before
 
 
+def test_an_additional_codec_with_contexts_trains_codes_and_decodes(models, data_dir, tmp_path, image):
+    """--context-* options make the additional codec a channel-context model (the base models' entropy coding):
+    trained with the generic trainer; coded by the portable engine (its contexts as exact integer networks) and by
+    CompressAI's coder, each decoding to the fused forward pass, on any thread count."""
+    import shutil
+
+    from saicm.models.catalog import read_info
+    from saicm.train.config import TrainConfig
+    from saicm.train.trainer import train
+
+    cfg = TrainConfig(data=str(data_dir), out=str(tmp_path / "run"), architecture="scalable-fusion",
+                      base=str(models["base"]), m=2, slice_channels=8, N=16, lambdas=(0.003, 0.03), steps=2,
+                      batch=2, patch=64, lr=1e-3, log_every=1, ckpt_every=2, progress=False, quant="ste",
+                      condition="base", context_hidden=8, context_kernel=3, context_groups=(4, 4, 8),
+                      context_checkerboard=False)
+    final = train(cfg)
+    info = read_info(final)
+    assert info.config["context"] == {"groups": [4, 4, 8], "checkerboard": False, "hidden": 8, "channel_kernel": 3}
+    shutil.copy(final, models["dir"] / "ctx.safetensors")
+    path = models["dir"] / "ctx.safetensors"
+    net, _ = saicm.load_model(path)
+    assert type(net.add).__name__ == "GainedContextHyperprior"
+    x = torch.from_numpy(image).permute(2, 0, 1)[None].float() / 255
+    x = F.pad(x, (0, 0, 0, 32), mode="replicate")
+    net.eval()
+    with torch.no_grad():
+        out = net(x, torch.tensor([1]), base_qidx=torch.tensor([1]))["x_hat"]
+    ref = out.clamp(0, 1)[0, :, :96, :128].mul(255).round().permute(1, 2, 0).numpy().astype(int)
+    for engine, version, tolerance in (("auto", container.HUMAN_PORTABLE_VERSION, 2),
+                                       ("compressai", container.HUMAN_VERSION, 1)):
+        data = saicm.compress(image, model=path, quality=2, human_quality=2, engine=engine)
+        assert container.unpack_human(container.split_layers(data)[1]).version == version
+        human = np.asarray(saicm.decompress(data, model=path)).astype(int)
+        diff = np.abs(human - ref)
+        assert diff.max() <= tolerance and (diff == 0).mean() > 0.99, (engine, diff.max(), (diff == 0).mean())
+    coded = {}
+    old = os.environ.get("SAICM_THREADS")
+    try:
+        for threads in ("1", "2"):  # the same bytes and pixels on every thread count (tables from integers)
+            os.environ["SAICM_THREADS"] = threads
+            data = saicm.compress(image, model=path, quality=2, human_quality=2)
+            coded[threads] = (data, np.asarray(saicm.decompress(data, model=path)))
+    finally:
+        if old is None:
+            os.environ.pop("SAICM_THREADS", None)
+        else:
+            os.environ["SAICM_THREADS"] = old
+    assert coded["1"][0] == coded["2"][0] and np.array_equal(coded["1"][1], coded["2"][1])
+    with pytest.raises(ValueError, match="context takes the options"):
+        build_architecture("scalable-fusion", base="tinybase", base_sha256=full_checksum(models["base"]).hex(),
+                           N=16, slice_channels=8, m=1, lambdas=[0.01], model_dir=str(models["dir"]),
+                           context={"size": 3})
+
+
 def test_verify_frozen_catches_a_changed_base(models):
     net = build_architecture("scalable-fusion", base="tinybase", base_sha256=full_checksum(models["base"]).hex(),
                              N=16, slice_channels=8, m=1, lambdas=[0.01], model_dir=str(models["dir"]))

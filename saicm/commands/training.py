@@ -66,7 +66,8 @@ def register(sub) -> None:
                    help="scalable coding: channels per slice s (default 32: m = 1..4 for M = 128)")
     t.add_argument("--context-hidden", type=positive,
                    help="gained-context-hyperprior: hidden channels of the channel-context and aggregation "
-                   "networks (default 96, or --init's; another size than --init's starts the contexts anew)")
+                   "networks (default 96, or --init's; another size than --init's starts the contexts anew). "
+                   "With --base, any --context-* option gives the additional codec these contexts")
     t.add_argument("--context-kernel", type=positive,
                    help="gained-context-hyperprior: kernel size of the channel-context convolutions (odd; "
                    "default 5, or --init's; 3 costs about 9/25 of their multiply-adds)")

@@ -39,9 +39,12 @@ class PortableContextModel(PortableModel):
 
     architecture = "gained-context-hyperprior"
 
-    def __init__(self, info):
-        super().__init__(info)
-        cfg, st = info.config, self.state
+    def __init__(self, info, state: dict | None = None, config: dict | None = None,
+                 torch_parts: tuple[str, str, str] = ("g_a", "h_a", "g_s")):
+        """As :class:`PortableModel`; ``config`` also gives ``groups`` and ``checkerboard`` (a scalable model's
+        additional codec with contexts: its ``add.*`` tensors and its ``context`` options)."""
+        super().__init__(info, state, config, torch_parts)
+        cfg, st = (info.config if config is None else config), self.state
         try:
             self.groups = [int(g) for g in cfg["groups"]]
             self.checkerboard = bool(cfg.get("checkerboard", True))

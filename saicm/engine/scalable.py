@@ -5,7 +5,8 @@ engine, three things:
 
 - the **additional codec**: a gained mean-scale hyperprior over ``s·m`` channels (its ``add.*`` tensors),
   coded exactly like a single-layer portable stream (:class:`~saicm.engine.model.PortableModel`: integer
-  hyper-synthesis, constriction ANS, latent in strips);
+  hyper-synthesis, constriction ANS, latent in strips), or with the model's ``context`` options a context model
+  (:class:`~saicm.engine.context.PortableContextModel`: its channel contexts as exact integer networks too);
 - with ``condition=base``, the **condition network** on the machine layer's latent, whose output is added to
   the hyper-synthesis output. It decides coder tables, so it runs as an exact integer network too
   (:func:`~saicm.engine.hypernet.condition_network`), fed with the machine layer's decoded latent as the
@@ -29,13 +30,15 @@ from ..codec.tiling import needs_strips, strip_count, strip_rows, to_pixels
 from ..errors import FormatError, ModelError
 from ..models.catalog import SCALABLE_ARCHITECTURE as ARCHITECTURE, ModelInfo, locate
 from .codec import padded
+from .context import PortableContextModel
 from .hypernet import condition_network
 from .model import PortableModel, file_cache, load, supports
 from .runtime import transforms
 
 
 def supports_scalable(info: ModelInfo) -> bool:
-    """Whether the engine codes the human layer of ``info``: the built-in additional codec, either condition.
+    """Whether the engine codes the human layer of ``info``: the built-in additional codec (a hyperprior, or with
+    contexts), either condition.
     (Its base must be a model the engine codes too; that is checked when the model is loaded.)"""
     cfg = info.config
     return (info.architecture == ARCHITECTURE and "additional" not in cfg
@@ -68,9 +71,13 @@ class PortableScalable:
             own = {k[4:]: v for k, v in state.items() if k.startswith("add.")}
             own.update({k: v for k, v in state.items() if k.startswith("g_s.")})
             add_cfg = {"M": self.channels, "N": int(cfg["N"]), "lambdas": cfg["lambdas"]}
-        except (KeyError, ValueError, TypeError, SafetensorError) as e:
+            context = cfg.get("context")
+            if context is not None:  # the additional codec codes its latent with channel contexts
+                add_cfg.update(groups=context["groups"], checkerboard=context.get("checkerboard", True))
+        except (KeyError, ValueError, TypeError, AttributeError, SafetensorError) as e:
             raise ModelError(f"the weights do not fit {ARCHITECTURE} ({e})", str(info.path)) from None
-        self.add = PortableModel(info, own, add_cfg, torch_parts=("add.g_a", "add.h_a", "g_s"))
+        kind = PortableModel if context is None else PortableContextModel
+        self.add = kind(info, own, add_cfg, torch_parts=("add.g_a", "add.h_a", "g_s"))
         if not 1 <= self.channels <= self.base.M or self.add.state["g_s.0.weight"].shape[0] != self.base.M:
             raise ModelError(f"the weights do not fit {ARCHITECTURE} over {self.base_info.name} (shapes)",
                              str(info.path))

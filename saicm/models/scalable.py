@@ -28,6 +28,11 @@ The weight file holds only this model's own tensors; its config names the base
 model and the SHA-256 of the base's weight file, which is checked whenever the
 model is built (so a changed or different base is refused, never silently used).
 
+``context={...}`` (the options of :class:`~saicm.models.context.GainedContextHyperprior`: ``groups``,
+``checkerboard``, ``hidden``, ``channel_kernel``) codes the additional latent with channel-group (and
+checkerboard) contexts instead of the hyperprior's parameters alone, as the context base models code theirs;
+with ``condition="base"`` the contexts refine the parameters the condition network has already shifted.
+
 ``additional={"architecture": NAME, "config": {...}}`` replaces the built-in
 additional codec by a registered architecture whose ``g_s`` becomes the human
 synthesis (ICM-v1's imported ``ica``: a ``tcm`` with a 256-channel latent and a
@@ -73,11 +78,16 @@ class ScalableFusion(nn.Module):
         additional: ``{"architecture": NAME, "config": {...}}``: the additional codec as a registered architecture
             (its latent has ``s·m`` channels, its ``g_s`` reads the base's M and becomes the human synthesis);
             default None: the built-in gained hyperprior.
+        context: options of a ``gained-context-hyperprior`` (``{}``: its defaults) for the built-in additional
+            codec: it codes its latent with contexts; default None: the hyperprior's parameters alone.
     """
+
+    #: ``saicm train``'s ``--context-*`` options apply to the additional codec (they make it a context model)
+    CONTEXT_OPTIONS = {"hidden": None, "channel_kernel": None, "groups": None, "checkerboard": None}
 
     def __init__(self, base: str, base_sha256: str, N: int = 64, slice_channels: int = 32, m: int = 4,
                  lambdas: Sequence[float] = (0.0067,), condition: str = "none", model_dir: str | None = None,
-                 additional: dict | None = None):
+                 additional: dict | None = None, context: dict | None = None):
         super().__init__()
         from .catalog import info_copy, locate
         from .zoo import instantiate
@@ -98,7 +108,16 @@ class ScalableFusion(nn.Module):
             raise ValueError(f"condition must be one of {', '.join(CONDITIONS)}, got {condition!r}")
         self.condition = condition
         if additional is not None:
+            if context is not None:
+                raise ValueError("context options apply to the built-in additional codec, not to additional=")
             self._build_additional(additional, M, lambdas)
+        elif context is not None:
+            from .context import GainedContextHyperprior
+
+            if not isinstance(context, dict) or set(context) - set(self.CONTEXT_OPTIONS):
+                raise ValueError(f"context takes the options {', '.join(self.CONTEXT_OPTIONS)}, got {context!r}")
+            self.add = GainedContextHyperprior(N=N, M=self.channels, lambdas=lambdas, **context)
+            self.add.g_s = nn.Identity()
         else:
             self.add = GainedMeanScaleHyperprior(N=N, M=self.channels, lambdas=lambdas)
             self.add.g_s = nn.Identity()  # the additional latent is decoded only through the fusion
@@ -124,6 +143,8 @@ class ScalableFusion(nn.Module):
                        "m": m, "lambdas": [float(v) for v in lambdas], "condition": condition}
         if additional is not None:
             self.config["additional"] = additional
+        if context is not None:  # as the context model records them (its defaults are not written)
+            self.config["context"] = {k: v for k, v in self.add.config.items() if k in self.CONTEXT_OPTIONS}
 
     def _build_additional(self, additional: dict, M: int, lambdas: Sequence[float]) -> None:
         """The additional codec from a registered architecture; its ``g_s`` (which must read the base's M
@@ -311,8 +332,9 @@ class ScalableFusion(nn.Module):
         return run_single_thread(self.g_s, y)
 
     @classmethod
-    def from_train_config(cls, cfg, lambdas: Sequence[float]) -> "ScalableFusion":
-        """Build a new model for ``saicm train --base MODEL --m M``."""
+    def from_train_config(cls, cfg, lambdas: Sequence[float], context: dict | None = None) -> "ScalableFusion":
+        """Build a new model for ``saicm train --base MODEL --m M``; ``context``: the ``--context-*`` options given
+        (the additional codec becomes a context model)."""
         from ..errors import SaicmError
         from .catalog import full_checksum, resolve
 
@@ -325,7 +347,7 @@ class ScalableFusion(nn.Module):
             model = cls(base=name, base_sha256=full_checksum(info.path).hex(), N=cfg.width,
                         slice_channels=32 if cfg.slice_channels is None else cfg.slice_channels,
                         m=4 if cfg.m is None else cfg.m, lambdas=lambdas, condition=cfg.condition or "none",
-                        model_dir=model_dir)
+                        model_dir=model_dir, context=context)
         except ValueError as e:  # sizes that do not fit the base: one line
             raise SaicmError(f"scalable-fusion: {e}") from None
         if cfg.human_init:

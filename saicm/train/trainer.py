@@ -318,7 +318,7 @@ def train(cfg: TrainConfig) -> Path:
         cls = architecture_class(cfg.architecture)
         options = _context_options(cfg, cls)
         if hasattr(cls, "from_train_config"):  # architectures with options of their own (e.g. --base, --m)
-            model = cls.from_train_config(cfg, lambdas)
+            model = cls.from_train_config(cfg, lambdas, **({"context": options} if options else {}))
         else:
             model = _build(cfg.architecture, **_sizes(cfg, cls), lambdas=lambdas, **options)
     if cfg.quant != "noise" and "quant" not in inspect.signature(model.forward).parameters:
