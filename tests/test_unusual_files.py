@@ -161,3 +161,15 @@ def test_a_file_size_limit_names_the_output_and_the_stopping_error_is_logged(tmp
         batch.run(full, jobs, progress=False, log=log)
     lines = [json.loads(ln) for ln in (tmp_path / "log.jsonl").read_text().splitlines()]
     assert [(ln["input"], ln["status"]) for ln in lines] == [(str(jobs[0].src), "failed")]
+
+
+def test_progress_bars_are_drawn_on_a_terminal_only(tmp_path, capsys):
+    """Into a log file, an evaluation's bar was one long line of carriage returns (a folder job's never was)."""
+    from saicm.eval.cache import DecodeCache
+    from saicm.eval.codecs import get_codec
+    from saicm.eval.rd import sweep
+
+    images = {"a.png": Image.fromarray(natural_image(32, 32))}
+    sweep(get_codec("jpeg"), images, [30, 60], cache=DecodeCache(tmp_path / "c", "jpeg", {}), progress=True)
+    err = capsys.readouterr().err
+    assert "100%" not in err and "2/2" not in err, err

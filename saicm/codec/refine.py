@@ -74,7 +74,7 @@ def refined_latents(model_path, image, quality: int, steps: int, max_pixels: int
     if not all(hasattr(net, f) for f in ("analyse", "latent_rd")):
         raise ModelError(f"{info.name} ({info.architecture}) does not support refinement")
     img, x, _, _ = prepare(image, net.multiple, max_pixels, getattr(net, "min_size", 0))
-    with tqdm(total=steps, desc="refine", unit="step", disable=not progress, leave=False) as bar:
+    with tqdm(total=steps, desc="refine", unit="step", disable=True if not progress else None, leave=False) as bar:
         latents = refine_latents(net, x, quality, steps, valid=img.size, progress=lambda i: bar.update(1),
                                  **context)
     return latents["y"].numpy(), latents["z"].numpy()

@@ -141,7 +141,8 @@ def sweep(codec: Codec, images: dict[str, Image.Image], qualities: Sequence | No
     check_qualities(codec, qualities)
     cache = cache or DecodeCache(None, codec.name, {})
     res = start_result(codec, dataset, task, images)
-    bar = tqdm(total=len(images) * len(qualities), desc=codec.name, unit="img", disable=not progress)
+    # (on a terminal only: into a log file, its updates were one long line of carriage returns)
+    bar = tqdm(total=len(images) * len(qualities), desc=codec.name, unit="img", disable=True if not progress else None)
     for q in qualities:
         rows, decoded = [], {}
         for name, img in images.items():

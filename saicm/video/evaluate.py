@@ -137,7 +137,7 @@ def sweep_clips(codec, clips: Mapping[str, Clip], qualities: Sequence | None = N
     res["video"] = True
     res["clips"] = {stem: {"source": c.source, "first": c.first, "frames": c.n, "width": c.width,
                            "height": c.height, "fps": str(c.fps)} for stem, c in clips.items()}
-    bar = tqdm(total=len(clips) * len(qualities), desc=codec.name, unit="clip", disable=not progress)
+    bar = tqdm(total=len(clips) * len(qualities), desc=codec.name, unit="clip", disable=True if not progress else None)
     for q in qualities:
         decoded, per_clip, frame_rows = {}, {}, []
         for stem, clip in clips.items():

@@ -76,7 +76,7 @@ def run_task_model(model: TaskModel, images: Mapping[str, Image.Image], progress
     from tqdm import tqdm
 
     return {name: model(img) for name, img in tqdm(images.items(), desc=desc or model.kind, unit="img",
-                                                   disable=not progress)}
+                                                   disable=True if not progress else None)}
 
 
 def match_images(names: Sequence[str], coco) -> dict[str, int]:
