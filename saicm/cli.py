@@ -315,7 +315,7 @@ def _escape_names_on_output() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from .errors import SaicmError
+    from .errors import SaicmError, printable
 
     _escape_names_on_output()
 
@@ -328,7 +328,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except SaicmError as e:
-        print(f"saicm: error: {e}", file=sys.stderr)
+        print(f"saicm: error: {printable(e)}", file=sys.stderr)
         return e.exit_code
     except ModuleNotFoundError as e:  # an optional extra's module on a coding-only install
         from .errors import MissingDependency

@@ -71,6 +71,16 @@ class MissingDependency(SaicmError, ImportError):
 _LIBRARY_FORMAT = warnings.formatwarning
 
 
+#: C0 control characters and DEL, as they appear in a message (a file name from a downloaded data set)
+_CONTROLS = {c: f"\\x{c:02x}" for c in (*range(32), 127)}
+
+
+def printable(text: str) -> str:
+    """``text`` for a terminal: control characters as ``\\xNN`` (a name holding a newline split a one-line error,
+    one holding ``ESC[…`` sent an escape sequence to the terminal)."""
+    return str(text).translate(_CONTROLS)
+
+
 class SaicmWarning(UserWarning):
     """saicm's own warnings (a caller can filter them by category: ``warnings.simplefilter("ignore",
     saicm.SaicmWarning)``); the command line prints them as one line, ``saicm: warning: …``."""
@@ -83,7 +93,7 @@ def format_warning(message, category, filename, lineno, line=None) -> str:
 
     package = os.path.dirname(os.path.abspath(__file__)) + os.sep
     if issubclass(category, SaicmWarning) or os.path.abspath(filename).startswith(package):
-        return f"saicm: warning: {message}\n"
+        return f"saicm: warning: {printable(message)}\n"
     return _LIBRARY_FORMAT(message, category, filename, lineno, line)
 
 

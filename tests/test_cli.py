@@ -350,8 +350,9 @@ def test_side_by_side_wraps_long_captions_inside_each_panel():
     assert two.height > one.height  # the long caption took more lines, not more width
 
 
-def test_compress_refine_shows_its_steps_and_refuses_masked_models(tmp_path, image_file, capsys):
+def test_compress_refine_shows_its_steps_and_refuses_masked_models(tmp_path, image_file, capsys, monkeypatch):
     out = tmp_path / "r.saicm"
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True, raising=False)  # (the bar is drawn on a terminal)
     assert main(["compress", str(image_file), "-o", str(out), "--model", "mse-hyperprior-n64-v3", "--refine", "3"]) == 0
     captured = capsys.readouterr()
     assert "refine:" in captured.err and "0/3 [" in captured.err  # the step bar (tqdm throttles later updates)

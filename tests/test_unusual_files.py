@@ -173,3 +173,12 @@ def test_progress_bars_are_drawn_on_a_terminal_only(tmp_path, capsys):
     sweep(get_codec("jpeg"), images, [30, 60], cache=DecodeCache(tmp_path / "c", "jpeg", {}), progress=True)
     err = capsys.readouterr().err
     assert "100%" not in err and "2/2" not in err, err
+
+
+def test_control_characters_in_names_reach_the_terminal_escaped(tmp_path, capsys):
+    """A name holding a newline split a one-line error in two; one holding ESC[31m coloured the terminal."""
+    bad = tmp_path / "bad\nname\x1b[31m.jpg"
+    bad.write_bytes(b"not an image")
+    assert main(["compress", str(bad), "-o", str(tmp_path / "x.saicm"), "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "\x1b" not in err and "bad\\x0aname\\x1b[31m.jpg" in err, err

@@ -26,7 +26,7 @@ from tqdm import tqdm
 
 from .._fs import EXISTING, ensure_dir, input_files, refuse_input_as_output
 from .._signals import StopRequest
-from ..errors import MissingDependency, SaicmError
+from ..errors import MissingDependency, SaicmError, printable
 from ..errors import warn as saicm_warn
 from .image_io import refuse_file_name_for_folder
 
@@ -259,7 +259,7 @@ def run(fn: Callable[[Job], dict], jobs: list[Job], workers: int = 1, desc: str 
     def done(o: Outcome) -> None:
         results.append(o)
         if o.error and errors is not None:
-            bar.write(f"saicm: error: {o.error}", file=errors)
+            bar.write(f"saicm: error: {printable(o.error)}", file=errors)
         if log is not None:
             log.write(log_line(o) + "\n")
             log.flush()
