@@ -12,6 +12,7 @@ Attributes are imported on first use, so ``saicm --help`` does not load PyTorch.
 """
 
 import os as _os
+from typing import TYPE_CHECKING
 
 from ._lazy import lazy_getattr
 
@@ -46,8 +47,17 @@ _API = {
 
 __all__ = sorted(_API)
 
-# saicm.video.encode / decode work without an explicit import of the subpackage
-__getattr__ = lazy_getattr("saicm", {**_API, "video": ("saicm.video", None)}, globals())
+if TYPE_CHECKING:  # what type checkers see (saicm ships py.typed): the names of _API, typed (a test keeps the two equal)
+    from . import video
+    from .codec.pipeline import compress, decompress, describe
+    from .codec.scalable import strip
+    from .engine.model import release_models
+    from .errors import FormatError, ImageError, MissingDependency, ModelError, SaicmError, SaicmWarning
+    from .models.catalog import list_models
+    from .models.zoo import open_model as load_model
+else:
+    # saicm.video.encode / decode work without an explicit import of the subpackage
+    __getattr__ = lazy_getattr("saicm", {**_API, "video": ("saicm.video", None)}, globals())
 
 
 def __dir__() -> list[str]:

@@ -319,3 +319,19 @@ def test_library_integration_contract(tiny_model):
     assert load_image(Image.fromarray(np.full((32, 32), 255, np.int32))).rgb.min() == 255
     with pytest.raises(ImageError, match="read as 0-255"):
         saicm.compress(Image.fromarray(np.full((32, 32), 300, np.int32)), model=tiny_model)
+
+
+def test_type_checkers_see_the_whole_api():
+    """saicm ships py.typed, and what a type checker reads under TYPE_CHECKING names exactly the lazily imported
+    API (mypy typed every saicm.X as Any, and with py.typed alone the module __getattr__ still hid them)."""
+    import ast
+    from pathlib import Path
+
+    root = Path(saicm.__file__).parent
+    assert (root / "py.typed").is_file()
+    tree = ast.parse((root / "__init__.py").read_text())
+    block = next(n for n in tree.body if isinstance(n, ast.If) and getattr(n.test, "id", "") == "TYPE_CHECKING")
+    typed = {a.asname or a.name for n in block.body if isinstance(n, ast.ImportFrom) for a in n.names}
+    assert typed == set(saicm._API) | {"video"}
+    pyproject = (root.parent / "pyproject.toml").read_text()
+    assert '"py.typed"' in pyproject  # (in the wheel)

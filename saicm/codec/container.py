@@ -74,6 +74,7 @@ import io
 import os
 import struct
 import zlib
+from typing import IO, Union
 from dataclasses import dataclass, field
 
 from ..errors import FormatError
@@ -348,7 +349,11 @@ def unpack_human(data: bytes) -> HumanLayer:
                       quality=quality, shapes=shapes, strings=strings, version=version, strip_rows=rows)
 
 
-def coded_input(data, what: str = ".saicm file") -> tuple[bytes, str | None]:
+#: a coded file as the API takes it: its bytes, its path, or a binary file object
+CodedLike = Union[bytes, bytearray, memoryview, str, os.PathLike, IO[bytes]]
+
+
+def coded_input(data: CodedLike, what: str = ".saicm file") -> tuple[bytes, str | None]:
     """(bytes, path) of what the API was given as a coded file (``what``): its bytes, the path of a file to read,
     or a binary file object (read to its end, as ``saicm.compress`` reads an image's)."""
     if isinstance(data, (bytes, bytearray, memoryview)):

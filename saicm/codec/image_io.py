@@ -14,7 +14,7 @@ import os
 import stat
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Union
+from typing import IO, Union
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -28,7 +28,7 @@ IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".jpe", ".jfif", ".bmp", ".tif", ".ti
 
 #: a path, a PIL image, an (H, W[, 1|3|4]) array (uint8/uint16/integer 0-255, or float 0-1), or the bytes of an
 #: image file (or a binary file object)
-ImageLike = Union[str, os.PathLike, Image.Image, np.ndarray, bytes]
+ImageLike = Union[str, os.PathLike, Image.Image, np.ndarray, bytes, bytearray, memoryview, IO[bytes]]
 
 
 @dataclass

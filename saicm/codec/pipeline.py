@@ -301,7 +301,7 @@ def decompress_stream(data: bytes, model=None, layer: str = "auto", max_pixels: 
     return Decoded(image=to_image(x_hat, stream), stream=stream, layer="machine")
 
 
-def decompress(data, model=None, layer: str = "auto", max_pixels: int | None = None,
+def decompress(data: container.CodedLike, model=None, layer: str = "auto", max_pixels: int | None = None,
                engine: str = "auto") -> Image.Image:
     """Decode a ``.saicm`` file (its bytes, or its path) to a PIL image (L, LA, RGB or RGBA like the source).
 
@@ -312,7 +312,7 @@ def decompress(data, model=None, layer: str = "auto", max_pixels: int | None = N
         return decompress_stream(data, model, layer, max_pixels, engine).image
 
 
-def describe(data) -> dict:
+def describe(data: container.CodedLike) -> dict:
     """Header fields and sizes of a ``.saicm`` file (bytes or path; or a ``.saicmv`` clip), without decoding."""
     data, path = container.coded_input(data)
     with naming(path):

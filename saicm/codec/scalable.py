@@ -239,7 +239,7 @@ def _decode_compressai(stream, layer, info, max_pixels):
     return to_image(x_hat, stream)
 
 
-def strip(data) -> bytes:
+def strip(data: container.CodedLike) -> bytes:
     """The machine layer of a file (its bytes, path or binary file object; a two-layer file loses its human
     layer, a single-layer file is unchanged). A damaged human layer is refused, as ``saicm strip`` refuses it."""
     from ..errors import naming
