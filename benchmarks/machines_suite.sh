@@ -7,15 +7,18 @@
 #   bash benchmarks/machines_suite.sh DATA_DIR OUT_DIR [CODECS...]
 #   e.g. bash benchmarks/machines_suite.sh ../shared/data benchmarks/results/machines
 #
-# Environment: FACES="centerface haar" (face detectors), INSTANCE=1 (YOLOv8n-seg mask AP), THREADS=1.
+# Environment: FACES="centerface haar" (face detectors), INSTANCE=1 (YOLOv8n-seg mask AP), THREADS=1,
+# SAICM and PYTHON (default: the checkout's .venv, found from this script's path; any working directory).
 # CODECS default to: the default shipped saicm model, jpeg, webp, hevc, vvc:faster
 # (vvc's `medium` preset takes 10-40 s per photo on a 2-core CPU; `faster` ~1 s).
 set -euo pipefail
 DATA=${1:?usage: machines_suite.sh DATA_DIR OUT_DIR [CODECS...]}
 OUT=${2:?usage: machines_suite.sh DATA_DIR OUT_DIR [CODECS...]}
 shift 2
-SAICM=${SAICM:-.venv/bin/saicm}
-DEFAULT_MODEL=$($SAICM models --json | .venv/bin/python -c "import json,sys; print(next(m['name'] for m in json.load(sys.stdin) if m['default']))")
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+SAICM=${SAICM:-$ROOT/.venv/bin/saicm}
+PYTHON=${PYTHON:-$ROOT/.venv/bin/python}
+DEFAULT_MODEL=$($SAICM models --json | $PYTHON -c "import json,sys; print(next(m['name'] for m in json.load(sys.stdin) if m['default']))")
 CODECS=("$@")
 [ ${#CODECS[@]} -gt 0 ] || CODECS=("$DEFAULT_MODEL" jpeg webp hevc vvc:faster)
 IMAGES=$DATA/coco128/images

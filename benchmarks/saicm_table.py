@@ -10,7 +10,9 @@ anchor, and face privacy at the rate where the model keeps ``--fraction`` of
 the uncompressed PicoDet AP, with the anchors' face retention at that rate.
 File names follow benchmarks/machines_suite.sh:
 ``coco128_{picodet,yolox,yolov8seg}_TAG.json`` and ``photos-test_centerface_TAG.json``
-(TAG = codec name with ':' replaced by '-'). Missing files show as "–".
+(TAG = codec name with ':' replaced by '-'). Every model and anchor needs its
+``coco128_picodet_TAG.json`` (else an error names the missing files); the other files may be
+missing and show as "–".
 Prints Markdown; negative BD-rate = fewer bits than the anchor for the same score.
 With ``--ci`` each BD-rate has its paired-bootstrap interval (default 95 %) in
 brackets: AP needs results evaluated with ``saicm eval --bootstrap N``
@@ -52,7 +54,7 @@ def points_table(f: Path, m: str) -> None:
     """Per rate point: COCO128 bpp, PSNR, the three task scores, photo bpp and face retention."""
     det = load(f, f"coco128_picodet_{m}.json")
     if det is None:
-        raise SystemExit(f"no coco128_picodet_{m}.json in {f}")
+        raise SystemExit(f"error: no coco128_picodet_{m}.json in {f}")
     others = {k: load(f, n) for k, n in (("yolox", f"coco128_yolox_{m}.json"), ("seg", f"coco128_yolov8seg_{m}.json"),
                                          ("faces", f"photos-test_centerface_{m}.json"))}
     lambdas = det.get("codec_config", {}).get("lambdas") or []
@@ -82,6 +84,9 @@ def main() -> int:
     ap.add_argument("--ci", type=float, nargs="?", const=95.0, metavar="LEVEL",
                     help="paired-bootstrap interval of every BD-rate (default 95 %%)")
     a = ap.parse_args()
+    if not a.folder.is_dir():
+        print(f"error: {a.folder}: no such folder", file=sys.stderr)
+        return 1
     if a.points:
         points_table(a.folder, a.points)
         return 0
@@ -89,6 +94,11 @@ def main() -> int:
         ap.error("--models or --points is required")
     models, anchors = a.models.split(","), a.anchors.split(",")
     f = a.folder
+    missing = [f"coco128_picodet_{m}.json" for m in dict.fromkeys(models + anchors)
+               if not (f / f"coco128_picodet_{m}.json").is_file()]
+    if missing:
+        print(f"error: no {', '.join(missing)} in {f}", file=sys.stderr)
+        return 1
 
     head = ["model"]
     for an in anchors:

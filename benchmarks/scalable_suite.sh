@@ -9,17 +9,20 @@
 # The human layer is swept over its rate points at each fixed machine rate point (base=K: a camera streams the
 # machine layer at one rate, a person asks for the human view) and with both rates moving together (base=pair).
 # Simulcast = the base model's file at the same machine rate point + a separate MSE file (MSE=..., default
-# mse-hyperprior-n64-v5). Environment: THREADS (task models), MSE, COCO=0 to skip COCO128.
+# mse-hyperprior-n64-v5). Environment: THREADS (task models), MSE, COCO=0 to skip COCO128, SAICM and PYTHON
+# (default: the checkout's .venv, found from this script's path; any working directory).
 set -euo pipefail
 DATA=${1:?usage: scalable_suite.sh DATA_DIR OUT_DIR SCALABLE_MODEL [BASE_QUALITIES]}
 OUT=${2:?}
 MODEL=${3:?}
 BQ=${4:-"2 4 6"}
-SAICM=${SAICM:-.venv/bin/saicm}
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+SAICM=${SAICM:-$ROOT/.venv/bin/saicm}
+PYTHON=${PYTHON:-$ROOT/.venv/bin/python}
 MSE=${MSE:-mse-hyperprior-n64-v5}
 THREADS=${THREADS:-1}
 COCO=${COCO:-1}
-BASE=$(.venv/bin/python -c "import saicm; n, _ = saicm.load_model('$MODEL'); print(n.base_info.name)")
+BASE=$($PYTHON -c "import saicm; n, _ = saicm.load_model('$MODEL'); print(n.base_info.name)")
 mkdir -p "$OUT"
 
 sweep() {  # sweep DATASET_TAG DATASET_DIR CODEC TAG

@@ -1,12 +1,15 @@
 """The scalable-coding BD-rate table from the results of benchmarks/scalable_suite.sh.
 
-    python benchmarks/scalable_table.py benchmarks/results/scalable --model scalable-off02-m4-v1 --bases 2,4,6,pair
+    python benchmarks/scalable_table.py benchmarks/results/scalable --model scalable-off02v5-m4-cond --bases 1,2,4 \
+        --datasets photos-test --mse-dir benchmarks/results/photos
 
 For each dataset and machine rate point (``bK`` fixed, or ``pair``): PSNR BD-rate of the human layer (bits of
 both layers) against simulcast at the same machine rate point, against the single-layer MSE model alone, and
 against the base model alone at a higher rate (the machine layer's own curve: what the same bits would buy
 without a second layer), with 95 % paired-bootstrap intervals over the images (``saicm bdrate --ci``), over
 the overlapping PSNR range. ``--mse-dir`` finds the MSE model's results elsewhere (e.g. benchmarks/results/photos).
+Every file of the named datasets and rate points must exist (an error names the missing ones); a missing
+machine-layer file leaves only its column empty.
 """
 
 from __future__ import annotations
@@ -34,20 +37,30 @@ def main(argv=None) -> int:
     p.add_argument("--json")
     a = p.parse_args(argv)
     root = Path(a.folder)
+    for d in (root, Path(a.mse_dir or root)):
+        if not d.is_dir():
+            print(f"error: {d}: no such folder", file=sys.stderr)
+            return 1
+    tags = ["pair" if b == "pair" else f"b{b}" for b in a.bases.split(",")]
+    needed = []
+    for ds in a.datasets.split(","):
+        needed.append(Path(a.mse_dir or root) / f"{ds}_{a.mse}.json")
+        for tag in tags:
+            needed += [root / f"{ds}_{a.model}-human-{tag}.json", root / f"{ds}_simulcast-{tag}.json"]
+    missing = [str(f) for f in needed if not f.is_file()]
+    if missing:
+        more = f" and {len(missing) - 1} more" if len(missing) > 1 else ""
+        print(f"error: no {missing[0]}{more} (see --datasets, --bases, --mse-dir)", file=sys.stderr)
+        return 1
     rows = []
     print("| dataset | machine rate point | human layer vs simulcast | vs single-layer MSE | vs the base model alone |")
     print("|---|---|---|---|---|")
     for ds in a.datasets.split(","):
         mse_file = Path(a.mse_dir or root) / f"{ds}_{a.mse}.json"
         machine_file = root / f"{ds}_{a.model}-machine.json"
-        if not mse_file.is_file():
-            continue
         mse = results.load(mse_file)
-        for b in a.bases.split(","):
-            tag = "pair" if b == "pair" else f"b{b}"
+        for tag in tags:
             hfile, sfile = root / f"{ds}_{a.model}-human-{tag}.json", root / f"{ds}_simulcast-{tag}.json"
-            if not (hfile.is_file() and sfile.is_file()):
-                continue
             human, sim = results.load(hfile), results.load(sfile)
             cells = []
             machine = results.load(machine_file) if machine_file.is_file() else None

@@ -12,14 +12,16 @@
 # pruning and quantisation-aware stages add EPOCHS/6 and EPOCHS/10). HNeRV at HNERV_EPOCHS (default 110:
 # about the same wall time, its encoder costs ~35 % more per epoch). Encoded clips are cached (CACHE, default
 # ~/.cache/saicm/decoded), so a second detector (TASK=yolox:PATH, TAG=yolox) re-uses them.
-# Environment: ONLY="nerv sa-nerv hnerv base" (which groups), TASK, TAG.
+# Environment: ONLY="nerv sa-nerv hnerv base" (which groups), TASK, TAG, SAICM (default: the checkout's
+# .venv/bin/saicm, found from this script's path; any working directory).
 # Tables: python benchmarks/video_table.py OUT_DIR --clips foreman-0-30,vtest-0-30-384 --anchor nerv-e150
 set -euo pipefail
 DATA=${1:?usage: video_suite.sh DATA_DIR OUT_DIR [EPOCHS]}
 OUT=${2:?}
 E=${3:-150}
 HE=${HNERV_EPOCHS:-110}
-SAICM=${SAICM:-.venv/bin/saicm}
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+SAICM=${SAICM:-$ROOT/.venv/bin/saicm}
 TASK=${TASK:-picodet:$DATA/models/picodet_s_416_coco.onnx}
 TAG=${TAG:-picodet}
 ONLY=${ONLY:-"nerv sa-nerv hnerv base"}

@@ -8,7 +8,7 @@ clip, one row per codec and rate point: bytes, bpp, PSNR, MS-SSIM, detection AP 
 truth: the detector on the original frames), encode and decode seconds of the clip; then the BD-rate of every
 codec against ``--anchor`` on AP and on PSNR, with 95 % paired-bootstrap intervals over the frames
 (``saicm bdrate --ci``; frames of a clip are correlated, so the intervals are narrow), over the overlapping range,
-or why there is none.
+or why there is none. A missing folder, clip or anchor file is an error.
 """
 
 from __future__ import annotations
@@ -39,12 +39,19 @@ def main(argv=None) -> int:
     p.add_argument("--json", help="also write the tables as JSON")
     a = p.parse_args(argv)
     root = Path(a.folder)
+    if not root.is_dir():
+        print(f"error: {root}: no such folder", file=sys.stderr)
+        return 1
+    for clip in a.clips.split(","):
+        if not any(root.glob(f"{clip}_{a.task}_*.json")):
+            print(f"error: no {clip}_{a.task}_*.json in {root}", file=sys.stderr)
+            return 1
+        if not (root / f"{clip}_{a.task}_{a.anchor}.json").is_file():
+            print(f"error: no {clip}_{a.task}_{a.anchor}.json (the --anchor) in {root}", file=sys.stderr)
+            return 1
     out = {}
     for clip in a.clips.split(","):
         files = sorted(root.glob(f"{clip}_{a.task}_*.json"))
-        if not files:
-            print(f"{clip}: no results in {root}")
-            continue
         res = {f.stem[len(f"{clip}_{a.task}_"):]: results.load(f) for f in files}
         print(f"\n### {clip} ({next(iter(res.values()))['dataset']})\n")
         print("| codec | point | bytes | bpp | PSNR dB | MS-SSIM | AP | AP50 | encode s | decode s |")

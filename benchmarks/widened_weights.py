@@ -21,6 +21,8 @@ def main() -> None:
     a = ap.parse_args()
     net, info = load_model(a.model)
     wide = int(info.config["N"])
+    if wide <= a.narrow:
+        raise SystemExit(f"error: {a.model} has N = {wide}, not wider than --narrow {a.narrow}: it was not widened")
     print(f"{a.model}: N = {a.narrow} widened to {wide}")
     print("| layer | new → existing RMS | existing → existing RMS | ratio |\n|---|---|---|---|")
     for name, m in net.named_modules():
