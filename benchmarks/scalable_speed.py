@@ -1,6 +1,6 @@
 """Decode time of the human layer against a single-layer decode of the same image, side by side.
 
-    python benchmarks/scalable_speed.py ../shared/data/photos/test/kodim01.png --threads 1 --repeats 5 [--engine compressai]
+    python benchmarks/scalable_speed.py ../shared/data/photos/test/gcompris-farm__cat.png --threads 1 --repeats 5 [--engine compressai]
 
 One image is coded once as a two-layer file (machine quality ``--quality``, human quality ``--human-quality``);
 then, alternating (so that any load on the machine hits both alike), the machine layer alone (the base model's

@@ -1,5 +1,9 @@
 """Time one training step of a model as `saicm train` runs it, uncompiled and with `--compile`.
 
+The defaults are the project's CPU training recipe (``--batch 8 --patch 256 --amp bf16 --quant ste``), not
+``saicm train``'s own defaults (batch 16 of 128², fp32, noise). On a CPU without bf16 units (no ``amx_bf16`` or
+``avx512_bf16`` in /proc/cpuinfo) bf16 is emulated and much slower: time ``--amp off`` there.
+
 A step is the trainer's own (:class:`saicm.train.trainer.TrainStep`: forward, rate-distortion loss,
 auxiliary loss; backward; Adam) on a fixed batch of random crops, one quality drawn per sample,
 under the same autocast as ``--amp``. Prints the first step (which compiles) and the median of the
@@ -23,14 +27,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default="mse-hyperprior-n64-v5", help="shipped model name or weight file")
-    p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--batch", type=int, default=8)
-    p.add_argument("--patch", type=int, default=256)
-    p.add_argument("--amp", choices=["off", "bf16"], default="bf16")
-    p.add_argument("--quant", choices=["noise", "ste"], default="ste")
-    p.add_argument("--warmup", type=int, default=2)
-    p.add_argument("--steps", type=int, default=9, help="timed steps")
-    p.add_argument("--modes", default="eager,compile", help="comma-separated: eager, compile")
+    p.add_argument("--threads", type=int, default=1, help="PyTorch threads (default 1)")
+    p.add_argument("--batch", type=int, default=8, help="crops per step (default 8; saicm train: 16)")
+    p.add_argument("--patch", type=int, default=256, help="crop side in pixels (default 256; saicm train: 128)")
+    p.add_argument("--amp", choices=["off", "bf16"], default="bf16", help="autocast (default bf16; saicm train: off)")
+    p.add_argument("--quant", choices=["noise", "ste"], default="ste",
+                   help="latent quantisation in training (default ste; saicm train: noise)")
+    p.add_argument("--warmup", type=int, default=2, help="untimed steps after the first (default 2)")
+    p.add_argument("--steps", type=int, default=9, help="timed steps (default 9)")
+    p.add_argument("--modes", default="eager,compile", help="comma-separated: eager, compile (default both)")
     a = p.parse_args(argv)
 
     import torch
