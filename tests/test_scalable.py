@@ -380,6 +380,16 @@ def test_an_additional_codec_with_contexts_trains_codes_and_decodes(models, data
         else:
             os.environ["SAICM_THREADS"] = old
     assert coded["1"][0] == coded["2"][0] and np.array_equal(coded["1"][1], coded["2"][1])
+    # going on from it with its own contexts works; other contexts are refused (they were silently ignored)
+    from dataclasses import replace
+
+    from saicm.errors import SaicmError
+
+    more = replace(cfg, init=str(path), base=None, architecture=None, out=str(tmp_path / "more"), steps=1, m=None,
+                   slice_channels=None, N=None, condition=None)
+    assert read_info(train(more)).config["context"] == info.config["context"]
+    with pytest.raises(SaicmError, match="cannot change the contexts"):
+        train(replace(more, out=str(tmp_path / "other"), context_hidden=16))
     with pytest.raises(ValueError, match="context takes the options"):
         build_architecture("scalable-fusion", base="tinybase", base_sha256=full_checksum(models["base"]).hex(),
                            N=16, slice_channels=8, m=1, lambdas=[0.01], model_dir=str(models["dir"]),

@@ -288,7 +288,11 @@ def train(cfg: TrainConfig) -> Path:
         target = architecture_class(cfg.architecture)
         new_parts: tuple = ()
         options = _context_options(cfg, target)
-        resized = any(config.get(k, target.CONTEXT_OPTIONS[k]) != v for k, v in options.items())
+        held = config["context"] if isinstance(config.get("context"), dict) else config  # (a scalable model's own)
+        resized = any(held.get(k, target.CONTEXT_OPTIONS[k]) != v for k, v in options.items())
+        if resized and not getattr(target, "NEW_PARAMETERS", None):  # (they were ignored)
+            raise SaicmError(f"--context-* options cannot change the contexts of --init {info.name} "
+                             f"({info.architecture}); drop them to train it on as it is")
         if (cfg.architecture != info.architecture or resized) and getattr(target, "NEW_PARAMETERS", None):
             # a richer architecture started from this model (e.g. a context model from a hyperprior), or a
             # context model with contexts of another size: the new parts start as the architecture initialises them
