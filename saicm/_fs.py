@@ -56,7 +56,12 @@ def atomic_path(dest: str | os.PathLike) -> Iterator[Path]:
 def _short(name: str, limit: int = 120) -> str:
     """``name`` cut to ``limit`` bytes, for a temporary file's name beside it: the full name plus the temporary
     parts went over the file system's 255 bytes for legal names of 235 bytes and more ("File name too long")."""
-    return os.fsdecode(os.fsencode(name)[:limit])
+    raw = os.fsencode(name)[:limit]
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:  # a name that is not UTF-8 (its undecodable bytes held as surrogates): cut as bytes
+        return os.fsdecode(raw)
+    return raw.decode("utf-8", "ignore")  # on a character boundary (file systems that require UTF-8)
 
 
 def output_target(dest: str | os.PathLike) -> tuple[Path, bool]:

@@ -10,14 +10,16 @@ import sys
 from ._fs import EXISTING
 from .commands.argtypes import nonneg, positive
 from .engine import ENGINES, PORTABLE_ENGINES
+from .errors import printable
 
 
 def _report(outcomes, is_folder: bool, verb: str) -> int:
     """The summary of a job whose failures were written as they happened; exit 1 if any file failed."""
+
     failed = sum(1 for o in outcomes if o.error)
     skipped = sum(1 for o in outcomes if o.skipped)
     if not is_folder and skipped:
-        print(f"{outcomes[0].job.dst}: exists: skipped (--existing skip)")
+        print(f"{printable(outcomes[0].job.dst)}: exists: skipped (--existing skip)")
     if is_folder:
         ok = len(outcomes) - failed - skipped
         print(f"{verb} {ok} of {len(outcomes)} files" + (f"; {skipped} already there (skipped)" if skipped else "")
@@ -58,8 +60,8 @@ def cmd_compress(a: argparse.Namespace) -> int:
         outcomes = batch.run(fn, jobs, a.jobs, "compress", not a.quiet, errors=sys.stderr, log=log)
     if not folder and outcomes[0].info is not None:
         i, out = outcomes[0].info, _summary_out(jobs[0].dst)
-        print(f"{jobs[0].dst}: {i['bytes']} bytes, {i['bpp']:.4f} bpp ({i['model']} q{i['quality']}, {i['seconds']:.2f} s)",
-              file=out)
+        print(f"{printable(jobs[0].dst)}: {i['bytes']} bytes, {i['bpp']:.4f} bpp ({i['model']} q{i['quality']}, "
+              f"{i['seconds']:.2f} s)", file=out)
         if "layers" in i:
             m, h = i["layers"]["machine"], i["layers"]["human"]
             print(f"  machine layer {m['bytes']} bytes ({m['model']} q{m['quality']}), human layer {h['bytes']} bytes "
@@ -81,11 +83,13 @@ def _job_log(path: str | None):
     if names_media_file(path) or str(path).lower().endswith((".saicm", ".saicmv")):
         raise SaicmError("names an image, video or coded file: --log appends JSON lines to a file of its own "
                          "(e.g. job.jsonl); nothing done", path)
-    try:
-        with open(path, "rb") as f:
-            first = f.read(1)
-    except OSError:
-        first = b""  # (absent, or unreadable: open below says why)
+    first = b""  # (absent, unreadable, or a stream: /dev/stderr, a FIFO, whose reading would wait; open says why)
+    if os.path.isfile(path):
+        try:
+            with open(path, "rb") as f:
+                first = f.read(1)
+        except OSError:
+            pass
     if first not in (b"", b"{"):
         raise SaicmError("holds something other than saicm's JSON lines: not appended to (name a new log file); "
                          "nothing done", path)
@@ -129,7 +133,8 @@ def cmd_decompress(a: argparse.Namespace) -> int:
     if not folder and outcomes[0].info is not None:
         i = outcomes[0].info
         layer = f", {i['layer']} layer" if i.get("layer") else ""
-        print(f"{jobs[0].dst}: {i['width']}x{i['height']}{layer} ({i['seconds']:.2f} s)", file=_summary_out(jobs[0].dst))
+        print(f"{printable(jobs[0].dst)}: {i['width']}x{i['height']}{layer} ({i['seconds']:.2f} s)",
+              file=_summary_out(jobs[0].dst))
     return _report(outcomes, folder, "decompressed")
 
 
@@ -315,7 +320,7 @@ def _escape_names_on_output() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from .errors import SaicmError, printable
+    from .errors import SaicmError
 
     _escape_names_on_output()
 

@@ -71,8 +71,8 @@ class MissingDependency(SaicmError, ImportError):
 _LIBRARY_FORMAT = warnings.formatwarning
 
 
-#: C0 control characters and DEL, as they appear in a message (a file name from a downloaded data set)
-_CONTROLS = {c: f"\\x{c:02x}" for c in (*range(32), 127)}
+#: C0 and C1 control characters and DEL, as they appear in a message (a file name from a downloaded data set)
+_CONTROLS = {c: f"\\x{c:02x}" for c in (*range(32), *range(127, 160))}
 
 
 def printable(text: str) -> str:

@@ -380,6 +380,31 @@ def test_an_additional_codec_with_contexts_trains_codes_and_decodes(models, data
         else:
             os.environ["SAICM_THREADS"] = old
     assert coded["1"][0] == coded["2"][0] and np.array_equal(coded["1"][1], coded["2"][1])
+    # encoder-side refinement of such a human layer (its contexts take the condition's offset: a TypeError before)
+    refined = saicm.compress(image, model=path, quality=2, human_quality=2, refine=2)
+    assert saicm.decompress(refined, model=path).size == (128, 96)
+    # --human-init copies a context model's contexts all or nothing (a lone layer whose shape fitted was copied)
+    from saicm.models.context import GainedContextHyperprior
+
+    src = GainedContextHyperprior(N=16, M=24, lambdas=[0.01], groups=[4, 4, 8, 8], hidden=8, channel_kernel=3,
+                                  checkerboard=False)
+    with torch.no_grad():
+        for p in src.parameters():
+            p.normal_(0, 0.1)
+    kw = dict(base="tinybase", base_sha256=full_checksum(models["base"]).hex(), N=16, slice_channels=8, m=3,
+              lambdas=[0.01], condition="base", model_dir=str(models["dir"]))
+    same = build_architecture("scalable-fusion", **kw, context={"groups": [4, 4, 8, 8], "hidden": 8,
+                                                                 "channel_kernel": 3, "checkerboard": False})
+    same.warm_start(src)
+    assert all(torch.equal(v, src.state_dict()[k]) for k, v in same.add.state_dict().items()
+               if k.startswith(GainedContextHyperprior.NEW_PARAMETERS))
+    other = build_architecture("scalable-fusion", **kw, context={"groups": [8, 16], "hidden": 8, "channel_kernel": 3,
+                                                                  "checkerboard": False})
+    before = {k: v.clone() for k, v in other.add.state_dict().items()}
+    with pytest.warns(UserWarning, match="contexts do not fit"):
+        other.warm_start(src)
+    assert all(torch.equal(v, before[k]) for k, v in other.add.state_dict().items()
+               if k.startswith(GainedContextHyperprior.NEW_PARAMETERS))
     # going on from it with its own contexts works; other contexts are refused (they were silently ignored)
     from dataclasses import replace
 

@@ -69,7 +69,9 @@ def test_a_folder_job_never_writes_through_a_link_onto_an_input(tmp_path, capsys
     (out / "b.saicm").symlink_to(src / "a.png")  # another input
     assert main(["compress", str(src), "-o", str(out), "--quiet"]) == 1
     assert (src / "a.png").read_bytes() == photo  # the photo was replaced by its own coded file
-    assert capsys.readouterr().err.count("is an input file") == 2
+    assert capsys.readouterr().err.count(f"is the input {src / 'a.png'}") == 2
+    assert main(["compress", str(src), "-o", str(out), "--existing", "skip", "--quiet"]) == 0  # (skipped, as before)
+    assert (src / "a.png").read_bytes() == photo
 
 
 def test_output_names_up_to_the_file_systems_limit_are_written(tmp_path):
@@ -182,3 +184,25 @@ def test_control_characters_in_names_reach_the_terminal_escaped(tmp_path, capsys
     assert main(["compress", str(bad), "-o", str(tmp_path / "x.saicm"), "--quiet"]) == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "\x1b" not in err and "bad\\x0aname\\x1b[31m.jpg" in err, err
+
+
+def test_the_job_log_can_be_a_stream(tmp_path):
+    """Checking a log's first byte read from a FIFO (or /dev/stderr on a terminal) and waited for ever."""
+    img = tmp_path / "x.png"
+    Image.fromarray(natural_image(32, 32)).save(img)
+    fifo = tmp_path / "log"
+    os.mkfifo(fifo)
+    got = []
+
+    def read():
+        with open(fifo) as f:
+            got.extend(f.read().splitlines())
+
+    t = threading.Thread(target=read, daemon=True)
+    t.start()
+    r = subprocess.run([sys.executable, "-m", "saicm", "compress", str(img), "-o", str(tmp_path / "x.saicm"),
+                        "--log", str(fifo), "--quiet"], capture_output=True, text=True, timeout=120,
+                       env=dict(os.environ, OMP_NUM_THREADS="1"))
+    t.join(30)
+    assert r.returncode == 0, r.stderr
+    assert [json.loads(ln)["status"] for ln in got] == ["written"]

@@ -127,11 +127,12 @@ def _refuse_outputs_onto_inputs(jobs: list[Job], inputs: list[Path]) -> list[Job
     """Folder jobs whose output already is one of the inputs (a link in the output folder to an input, or a hard
     link) become failed jobs: writing them would replace that input (a link ``out/a.saicm -> ../in/a.png`` had
     the photo replaced by its own coded file; the one-file path always refused it)."""
-    ids = {i for i in map(_file_id, inputs) if i is not None}
+    ids = {i: p for p in inputs if (i := _file_id(p)) is not None}
     out = []
     for job in jobs:
-        if _file_id(job.dst) in ids:
-            job = Job(job.src, job.dst, error=f"{job.dst}: is an input file (by a link or another name): not "
+        same = ids.get(_file_id(job.dst)) if not job.skip else None  # (--existing skip leaves it alone anyway)
+        if same is not None:
+            job = Job(job.src, job.dst, error=f"{job.dst}: is the input {same} (by a link or another name): not "
                                               "overwritten")
         out.append(job)
     return out

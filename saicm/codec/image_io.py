@@ -20,7 +20,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .._fs import write_atomic
-from ..errors import FormatError, ImageError, ModelError
+from ..errors import FormatError, ImageError, ModelError, SaicmError
 
 #: what a folder's images are recognised by (any Pillow-readable file is coded when named alone)
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".jpe", ".jfif", ".bmp", ".tif", ".tiff", ".webp", ".avif", ".ppm", ".pgm",
@@ -118,7 +118,10 @@ def _open(src: ImageLike, max_pixels: int | None = None) -> tuple[Image.Image, s
         from .limits import resolve_max_pixels
 
         limit = 8 * resolve_max_pixels(max_pixels) + (1 << 20)  # (an endless stream must not fill the memory)
-        data = read_input(path, limit + 1)
+        try:
+            data = read_input(path, limit + 1)
+        except SaicmError as e:  # (an image input's error, so that a folder's unreadable images are named together)
+            raise ImageError(e.message, path) from None
         if not data:
             raise ImageError("empty input", path)
         if len(data) > limit:

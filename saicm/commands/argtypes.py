@@ -21,9 +21,9 @@ def warn_unused(given: dict, by: str) -> None:
     "--source coco") does not use: they were ignored without a word."""
     unused = [o for o, v in given.items() if v is not None]
     if unused:
-        import warnings
+        from ..errors import warn as saicm_warn
 
-        warnings.warn(f"{', '.join(unused)} not used by {by}", stacklevel=3)
+        saicm_warn(f"{', '.join(unused)} not used by {by}")
 
 
 def nonneg(s: str) -> int:

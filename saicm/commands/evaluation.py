@@ -42,14 +42,15 @@ def cmd_eval(a: argparse.Namespace) -> int:
     for p in res["points"]:
         print(f"{p['quality']:>8} {p['bpp']:>8.4f} {p['psnr']:>7.2f}"
               + "".join(f" {p[k]:>14.2f}" if p.get(k) is not None else f" {'n/a':>14}" for k in keys))
-    if res["reference"] and a.task == "detection" and res["reference"].get("ap") is None:
+    ref = res["reference"] or {}
+    shown = [f"{k} {ref[k]:.2f}" for k in keys if ref.get(k) is not None]
+    pseudo = ref.get("ground_truth") == "pseudo"
+    if pseudo and a.task == "detection" and ref.get("ap") is None:
         print("uncompressed: the task model found no objects on the originals (AP is undefined: no ground truth "
               "to score against; a clip or images with objects its classes cover, or --annotations)")
-    elif res["reference"]:
-        pseudo = " (against the detector's own detections on the originals: pseudo ground truth)" \
-            if res["reference"].get("ground_truth") == "pseudo" else ""
-        print("uncompressed: " + ", ".join(f"{k} {res['reference'][k]:.2f}" for k in keys
-                                            if res["reference"].get(k) is not None) + pseudo)
+    elif shown:
+        print("uncompressed: " + ", ".join(shown)
+              + (" (against the detector's own detections on the originals: pseudo ground truth)" if pseudo else ""))
     print(f"wrote {a.output}")
     return 0
 

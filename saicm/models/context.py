@@ -187,12 +187,15 @@ class GainedContextHyperprior(GainedMeanScaleHyperprior):
         _, y_lik = gc(y, scales, means=means)
         return y_hat, y_lik
 
-    def latent_rd(self, latents: dict[str, Tensor], quality: int) -> tuple[Tensor, Tensor]:
+    def latent_rd(self, latents: dict[str, Tensor], quality: int,
+                  params_offset: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """As the hyperprior's (``params_offset``: a scalable model's condition on the machine layer)."""
         y, z = latents["y"], latents["z"]
         eb, gc = self.entropy_bottleneck, self.gaussian_conditional
         z_hat = _ste_round(z, self._z_medians())
         z_lik, _, _ = eb._likelihood(z_hat.transpose(0, 1).reshape(z.size(1), 1, -1))
-        y_hat, scales, means = self._context_latent(y, self.h_s(z_hat))
+        params = self.h_s(z_hat)
+        y_hat, scales, means = self._context_latent(y, params if params_offset is None else params + params_offset)
         y_lik = gc._likelihood(y_hat, scales, means)
         bits = -(torch.log2(eb.likelihood_lower_bound(z_lik)).sum() + torch.log2(gc.likelihood_lower_bound(y_lik)).sum())
         _, ig = self._gains(self._qindex(quality, y.size(0)))

@@ -379,6 +379,18 @@ class ScalableFusion(nn.Module):
                 continue
             if w.shape == v.shape:
                 new[k] = w.clone()
+        from .context import GainedContextHyperprior
+
+        parts = GainedContextHyperprior.NEW_PARAMETERS
+        contexts = [k for k in own if k.startswith(parts)]
+        if contexts and not all(k in new for k in contexts):  # all or nothing (a lone layer that fits is no start)
+            for k in contexts:
+                new.pop(k, None)
+            if any(k.startswith(parts) for k in state):
+                from ..errors import warn as saicm_warn
+
+                saicm_warn("--human-init: its contexts do not fit the additional codec's (other groups or sizes): "
+                           "they start anew")
         src_l = [float(v) for v in src.lambdas]
         gains = type(src).adapt_rate_points({"log_gain": state["log_gain"], "log_inv_gain": state["log_inv_gain"]},
                                             src_l, [float(v) for v in self.add.lambdas])

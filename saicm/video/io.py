@@ -246,10 +246,9 @@ def read_clip(path: str | os.PathLike, frames: str | tuple | None = None, size: 
     """Frames ``A:B`` of a clip in memory (see :func:`iter_clip`)."""
     info, first, gen = iter_clip(path, frames, size, max_pixels)
     out = list(gen)
-    if not out:
-        start, stop = frames if isinstance(frames, tuple) else parse_range(frames)
-        raise SaicmError(f"no frames in the range {start}:{'' if stop is None else stop}", str(path))
     start, stop = frames if isinstance(frames, tuple) else parse_range(frames)
+    if not out:
+        raise SaicmError(f"no frames in the range {start}:{'' if stop is None else stop}", str(path))
     if stop is not None and len(out) < stop - start:  # (Python's slices: 290:310 of 300 frames gave 10, unsaid)
         from ..errors import warn as saicm_warn
 
