@@ -419,8 +419,9 @@ def test_openvino_missing_is_a_clear_error(monkeypatch, tmp_path):
         with pytest.raises(SaicmError, match="OpenVINO"):
             saicm.decompress(data, engine="openvino-bf16")
         (tmp_path / "a.saicm").write_bytes(data)
+        # a missing extra stops the job (every file would fail alike), as PyTorch's does: exit 2, not a file's 1
         assert main(["decompress", str(tmp_path / "a.saicm"), "-o", str(tmp_path / "a.png"), "--engine", "openvino",
-                     "--quiet"]) == 1
+                     "--quiet"]) == 2
         assert not (tmp_path / "a.png").exists()
     finally:
         pm.transforms.clear()

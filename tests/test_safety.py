@@ -633,7 +633,7 @@ def test_a_configuration_asking_for_huge_layers_is_refused_before_they_are_alloc
     path = _with_metadata(src, tmp_path / "huge.safetensors", config=dict(config, N=200_000))
     message, peak_kb = _instantiate_in_child(path)
     assert "asks for more than" in message, message
-    assert peak_kb < 1_000_000  # nothing large was touched: the child's whole peak, imports included
+    assert peak_kb < 2_000_000  # nothing large was touched: the child's whole peak, imports included (~1 GB)
     with pytest.raises(ModelError, match="asks for more than"):
         saicm.compress(natural_image(64, 64), model=path, quality=1, engine="compressai")
     # the budget counts what factories are asked for before they run, and only the innermost budget counts
