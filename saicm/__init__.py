@@ -47,7 +47,7 @@ _API = {
 
 __all__ = sorted(_API)
 
-if TYPE_CHECKING:  # what type checkers see (saicm ships py.typed): the names of _API, typed (a test keeps the two equal)
+if TYPE_CHECKING:  # what type checkers see (py.typed): the names of _API, typed (a test keeps them equal)
     from . import video
     from .codec.pipeline import compress, decompress, describe
     from .codec.scalable import strip

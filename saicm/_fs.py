@@ -210,9 +210,8 @@ def output_file(path: str | os.PathLike, inputs=(), suffix: str | None = None) -
         raise SaicmError(f"name the file to write with a {suffix} suffix", str(path))
     for src in inputs:
         refuse_input_as_output(src, p)
-    if str(p.parent):
-        ensure_dir(p.parent)
-    if not os.access(p.parent if str(p.parent) else ".", os.W_OK | os.X_OK) and not output_target(p)[1]:
+    ensure_dir(p.parent)  # (Path("r.json").parent is Path("."))
+    if not os.access(p.parent, os.W_OK | os.X_OK) and not output_target(p)[1]:
         raise SaicmError("cannot write to this output folder (nothing done)", str(p.parent))
     return p
 
