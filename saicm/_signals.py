@@ -34,7 +34,8 @@ class StopRequest:
             raise KeyboardInterrupt
         self.requested = True
         if self._message:
-            print(f"\nsaicm: {self._message} (Ctrl-C again to stop now)", file=sys.stderr, flush=True)
+            again = "Ctrl-C again" if signum == signal.SIGINT else "a second signal"  # (SIGTERM: no keyboard)
+            print(f"\nsaicm: {self._message} ({again} to stop now)", file=sys.stderr, flush=True)
 
     def close(self) -> None:
         for sig, previous in self._previous.items():

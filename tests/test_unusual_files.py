@@ -206,3 +206,15 @@ def test_the_job_log_can_be_a_stream(tmp_path):
     t.join(30)
     assert r.returncode == 0, r.stderr
     assert [json.loads(ln)["status"] for ln in got] == ["written"]
+
+
+def test_a_stop_by_sigterm_does_not_ask_for_ctrl_c(capsys):
+    """`timeout`'s SIGTERM printed "(Ctrl-C again to stop now)": there is no keyboard to press it on."""
+    import signal
+
+    from saicm._signals import StopRequest
+
+    for sig, says in ((signal.SIGTERM, "a second signal to stop now"), (signal.SIGINT, "Ctrl-C again to stop now")):
+        stop = StopRequest("stopping after the files in progress", enabled=False)
+        stop._handle(sig, None)
+        assert stop.requested and says in capsys.readouterr().err
