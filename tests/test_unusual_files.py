@@ -218,3 +218,15 @@ def test_a_stop_by_sigterm_does_not_ask_for_ctrl_c(capsys):
         stop = StopRequest("stopping after the files in progress", enabled=False)
         stop._handle(sig, None)
         assert stop.requested and says in capsys.readouterr().err
+
+
+def test_an_output_folder_on_a_read_only_file_system_says_so(tmp_path, monkeypatch, capsys):
+    import types
+
+    src = tmp_path / "in"
+    src.mkdir()
+    Image.fromarray(natural_image(32, 32)).save(src / "a.png")
+    monkeypatch.setattr(os, "access", lambda *a, **k: False)
+    monkeypatch.setattr(os, "statvfs", lambda p: types.SimpleNamespace(f_flag=os.ST_RDONLY))
+    assert main(["compress", str(src), "-o", str(tmp_path / "out"), "--quiet"]) == 2
+    assert "(read-only file system; nothing written)" in capsys.readouterr().err  # ("permission denied")

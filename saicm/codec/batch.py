@@ -95,8 +95,8 @@ def plan(inp: str, out: str | None, accept: Callable[[Path], bool], suffix: str,
             raise SaicmError("is a file: a folder's outputs go to a folder (nothing written)", str(dst_root))
         ensure_dir(dst_root)
         if not os.access(dst_root, os.W_OK | os.X_OK):  # (every file would fail after its work was done)
-            raise SaicmError("cannot write to this output folder (permission denied; nothing written)",
-                             str(dst_root))
+            why = "read-only file system" if _read_only(dst_root) else "permission denied"
+            raise SaicmError(f"cannot write to this output folder ({why}; nothing written)", str(dst_root))
         existing = existing or ("refuse" if keep_existing else "overwrite")
         rel = [p.relative_to(src) for p in files]
         jobs = [Job(p, dst_root / r, keep=existing == "refuse", skip=existing == "skip")
@@ -113,6 +113,13 @@ def plan(inp: str, out: str | None, accept: Callable[[Path], bool], suffix: str,
     if existing is None and keep_existing and derived and dst.exists():
         raise SaicmError("exists: not overwritten (name the output with -o, or --existing overwrite)", str(dst))
     return [Job(src, dst, keep=existing == "refuse", skip=existing == "skip")], False
+
+
+def _read_only(folder: Path) -> bool:
+    try:
+        return bool(os.statvfs(folder).f_flag & os.ST_RDONLY)
+    except (OSError, AttributeError):  # (no statvfs: Windows)
+        return False
 
 
 def _file_id(path: Path) -> tuple[int, int] | None:
