@@ -857,3 +857,12 @@ def test_decode_threads_take_whole_numbers():
     for bad in ("2", 0, 2.5):
         with pytest.raises(SaicmError, match="threads"):
             decode_batches(b"SAICV" + bytes(40), threads=bad)
+
+
+def test_frames_and_size_of_an_array_clip_are_refused_not_ignored():
+    """saicm.video.encode(array, frames='0:2', size='20x16') coded every frame at its own size."""
+    import saicm.video
+
+    with pytest.raises(SaicmError, match="frames= and size= select and scale a clip read from a file"):
+        api.encode(synthetic_clip(), None, frames="0:2", epochs=1, progress=False)
+    assert saicm.video.Clip(synthetic_clip(), fps=12.5).fps == 12.5  # (what the message names)

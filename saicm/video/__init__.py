@@ -26,6 +26,7 @@ _API = {
     "decode_file": ("saicm.video.api", "decode_file"),
     "describe": ("saicm.video.api", "describe"),
     "read_clip": ("saicm.video.io", "read_clip"),
+    "Clip": ("saicm.video.io", "Clip"),  # frames in memory with their fps: Clip(frames, fps=12.5)
 }
 
 __all__ = sorted(_API)

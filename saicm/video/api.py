@@ -58,6 +58,10 @@ class Decoded:
 
 
 def _as_clip(clip, frames, size, max_pixels) -> Clip:
+    if isinstance(clip, (Clip, np.ndarray)) and (frames is not None or size is not None):
+        # (they were ignored: all frames at their size were coded)
+        raise SaicmError("frames= and size= select and scale a clip read from a file or folder; slice or resize "
+                         "an array or Clip yourself (fps: saicm.video.Clip(frames, fps=...))")
     if isinstance(clip, Clip):
         return clip
     if isinstance(clip, np.ndarray):
