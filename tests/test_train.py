@@ -136,13 +136,16 @@ def test_ctrl_c_saves_the_steps_done_and_the_run_resumes_exactly(data_dir, tmp_p
 
     whole = train(tiny_cfg(data_dir, tmp_path / "whole", steps=6, ckpt_every=100))
     real = trainer._lr_at
+    # (it failed twice in full clean-clone runs, never alone: say in what state the process was if it fails again)
+    state = (signal.getsignal(signal.SIGINT), sorted(signal.pthread_sigmask(signal.SIG_BLOCK, [])))
+    assert state[0] is signal.default_int_handler and signal.SIGINT not in state[1], state
 
     sent = []
 
     def ctrl_c_in_step_3(cfg, step):
         if step == 2 and not sent:
             sent.append(1)
-            os.kill(os.getpid(), signal.SIGINT)  # what a terminal sends (handled: the step goes on)
+            signal.raise_signal(signal.SIGINT)  # what a terminal sends (handled: the step goes on), to this thread
         return real(cfg, step)
 
     monkeypatch.setattr(trainer, "_lr_at", ctrl_c_in_step_3)
