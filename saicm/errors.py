@@ -8,6 +8,8 @@ line and exits non-zero; it never shows a traceback for these.
 from __future__ import annotations
 
 import contextlib
+import os
+import sys
 import warnings
 
 
@@ -69,6 +71,8 @@ class MissingDependency(SaicmError, ImportError):
 
 #: Python's own format, for other libraries' warnings
 _LIBRARY_FORMAT = warnings.formatwarning
+#: the package's folder: code in it is saicm's own (warnings attributed past it, and formatted as saicm's)
+_PACKAGE = os.path.dirname(os.path.abspath(__file__)) + os.sep
 
 
 #: C0 and C1 control characters and DEL, as they appear in a message (a file name from a downloaded data set)
@@ -89,10 +93,7 @@ class SaicmWarning(UserWarning):
 def format_warning(message, category, filename, lineno, line=None) -> str:
     """``warnings.formatwarning`` of the command line and its worker processes: saicm's warnings (their category,
     or raised in saicm's files) as one line, like its errors; other libraries' as Python shows them."""
-    import os
-
-    package = os.path.dirname(os.path.abspath(__file__)) + os.sep
-    if issubclass(category, SaicmWarning) or os.path.abspath(filename).startswith(package):
+    if issubclass(category, SaicmWarning) or os.path.abspath(filename).startswith(_PACKAGE):
         return f"saicm: warning: {printable(message)}\n"
     return _LIBRARY_FORMAT(message, category, filename, lineno, line)
 
@@ -100,8 +101,6 @@ def format_warning(message, category, filename, lineno, line=None) -> str:
 def install_warning_format() -> None:
     """The command line's warnings: :func:`format_warning`, and library deprecation chatter (torch.jit via
     CompressAI) hidden. In the command's process and in each worker process of a folder job."""
-    import warnings
-
     warnings.filterwarnings("ignore", category=FutureWarning)
     warnings.filterwarnings("ignore", category=DeprecationWarning)
     warnings.formatwarning = format_warning
@@ -111,12 +110,7 @@ def warn(message: str, category: type[Warning] = SaicmWarning) -> None:
     """``warnings.warn`` attributed to the caller's own code: the first frame outside the saicm package (a fixed
     ``stacklevel`` pointed at saicm's files whenever the call came through another of its layers, and Python shows a
     warning once per place, so a notebook saw it once per session, at a library line)."""
-    import os
-    import sys
-    import warnings
-
-    package = os.path.dirname(os.path.abspath(__file__)) + os.sep
     frame, level = sys._getframe(1), 2  # (stacklevel 2: the frame that called this function)
-    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(package):
+    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(_PACKAGE):
         frame, level = frame.f_back, level + 1
     warnings.warn(message, category, stacklevel=level)

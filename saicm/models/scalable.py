@@ -53,6 +53,7 @@ from torch import Tensor, nn
 from torch.nn.modules.module import _IncompatibleKeys
 
 from .catalog import SCALABLE_ARCHITECTURE
+from .context import GainedContextHyperprior
 from .determinism import run_single_thread, synthesize_in_strips
 from .hyperprior import GainedMeanScaleHyperprior
 from .registry import register_architecture
@@ -112,8 +113,6 @@ class ScalableFusion(nn.Module):
                 raise ValueError("context options apply to the built-in additional codec, not to additional=")
             self._build_additional(additional, M, lambdas)
         elif context is not None:
-            from .context import GainedContextHyperprior
-
             if not isinstance(context, dict) or set(context) - set(self.CONTEXT_OPTIONS):
                 raise ValueError(f"context takes the options {', '.join(self.CONTEXT_OPTIONS)}, got {context!r}")
             self.add = GainedContextHyperprior(N=N, M=self.channels, lambdas=lambdas, **context)
@@ -379,8 +378,6 @@ class ScalableFusion(nn.Module):
                 continue
             if w.shape == v.shape:
                 new[k] = w.clone()
-        from .context import GainedContextHyperprior
-
         parts = GainedContextHyperprior.NEW_PARAMETERS
         contexts = [k for k in own if k.startswith(parts)]
         if contexts and not all(k in new for k in contexts):  # all or nothing (a lone layer that fits is no start)
