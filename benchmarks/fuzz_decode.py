@@ -7,7 +7,8 @@ Seed files are written at start with the shipped models (single-layer files
 of several kinds: RGB, noise, grayscale, alpha, in the portable format 3 and in
 CompressAI's format 1; two-layer files when a
 scalable model is shipped, else with a tiny scalable model written to a
-temporary folder), a tiny context model's files in formats 3 and 1, and the tiny clip network of the test suite
+temporary folder), a tiny context model's files in formats 3 and 1, the two-layer files of a tiny scalable model
+whose additional codec has contexts, and the tiny clip network of the test suite
 (``tests/reference/*.saicmv``). Each case mutates a seed (``saicm.codec.fuzz``:
 fields of the header, shapes, strings, alpha, human layer, a clip's
 configuration, quantisation steps and symbols, raw bytes; CRCs fixed
@@ -67,15 +68,15 @@ def make_seeds(tmp: Path) -> list[dict]:
         for engine, name in (("auto", "two-layer"), ("compressai", "two-layer-v1")):
             seeds.append({"name": name, "model": None, "data": saicm.compress(
                 smooth, model=scal[0], quality=2, human_quality=2, engine=engine)})
-    else:  # a tiny scalable model over a tiny base, beside each other
-        torch.manual_seed(0)
-        base = build_architecture("gained-mean-scale-hyperprior", N=16, M=24, lambdas=[0.002, 0.01, 0.05])
-        save_model(base, tmp / "tinybase.safetensors")
-        net = build_architecture("scalable-fusion", base="tinybase",
-                                 base_sha256=full_checksum(tmp / "tinybase.safetensors").hex(), N=16,
-                                 slice_channels=8, m=2, lambdas=[0.003, 0.03], condition="base",
-                                 model_dir=str(tmp))
-        save_model(net, tmp / "tinyscal.safetensors")
+    # a tiny scalable model over a tiny base, beside each other: the stand-in for a shipped one, and always the
+    # base of a human layer whose additional codec has contexts (`saicm train --base … --context-*`)
+    torch.manual_seed(0)
+    base = build_architecture("gained-mean-scale-hyperprior", N=16, M=24, lambdas=[0.002, 0.01, 0.05])
+    save_model(base, tmp / "tinybase.safetensors")
+    scal_opts = dict(base="tinybase", base_sha256=full_checksum(tmp / "tinybase.safetensors").hex(), N=16,
+                     slice_channels=8, m=2, lambdas=[0.003, 0.03], condition="base", model_dir=str(tmp))
+    if not scal:
+        save_model(build_architecture("scalable-fusion", **scal_opts), tmp / "tinyscal.safetensors")
         seeds.append({"name": "two-layer-tiny", "model": str(tmp / "tinyscal.safetensors"),
                       "data": saicm.compress(smooth, model=tmp / "tinyscal.safetensors", quality=2, human_quality=1)})
     # a tiny context model (contexts switched on): format 3 (the engine's multi-pass strings) and format 1
@@ -88,6 +89,17 @@ def make_seeds(tmp: Path) -> list[dict]:
     for engine, name in (("auto", "v3-context"), ("compressai", "v1-context")):
         seeds.append({"name": name, "model": str(tmp / "tinyctx.safetensors"),
                       "data": saicm.compress(smooth, model=tmp / "tinyctx.safetensors", quality=2, engine=engine)})
+    # the human layer of a tiny scalable model whose additional codec has contexts (two groups, checkerboard),
+    # in the engine's layer (version 2) and CompressAI's (version 1)
+    torch.manual_seed(2)
+    net = build_architecture("scalable-fusion", context={"groups": [8, 8], "hidden": 8, "channel_kernel": 3}, **scal_opts)
+    with torch.no_grad():
+        for agg in net.add.aggregate:
+            agg[-1].weight.normal_(0, 0.05)
+    save_model(net, tmp / "tinyscalctx.safetensors")
+    for engine, name in (("auto", "two-layer-context"), ("compressai", "two-layer-context-v1")):
+        seeds.append({"name": name, "model": str(tmp / "tinyscalctx.safetensors"), "data": saicm.compress(
+            smooth, model=tmp / "tinyscalctx.safetensors", quality=2, human_quality=2, engine=engine)})
     # clips' networks (.saicmv): the 8-frame reference files of the test suite (a tiny NeRV, a tiny HNeRV)
     ref = Path(__file__).resolve().parents[1] / "tests" / "reference"
     # (one entry, so that the cases which draw an image seed stay those of earlier reports; a video case then
