@@ -38,6 +38,7 @@ _API = {
     "list_models": ("saicm.models.catalog", "list_models"),  # copies of the shipped models' infos
     "release_models": ("saicm.engine.model", "release_models"),  # a service's memory back after many models
     "SaicmError": ("saicm.errors", "SaicmError"),
+    "ArgumentError": ("saicm.errors", "ArgumentError"),
     "FormatError": ("saicm.errors", "FormatError"),
     "ImageError": ("saicm.errors", "ImageError"),
     "ModelError": ("saicm.errors", "ModelError"),
@@ -52,7 +53,8 @@ if TYPE_CHECKING:  # what type checkers see (py.typed): the names of _API, typed
     from .codec.pipeline import compress, decompress, describe
     from .codec.scalable import strip
     from .engine.model import release_models
-    from .errors import FormatError, ImageError, MissingDependency, ModelError, SaicmError, SaicmWarning
+    from .errors import (ArgumentError, FormatError, ImageError, MissingDependency, ModelError, SaicmError,
+                         SaicmWarning)
     from .models.catalog import list_models
     from .models.zoo import open_model as load_model
 else:

@@ -36,6 +36,13 @@ class ImageError(SaicmError):
     """An input image that cannot be read or used."""
 
 
+class ArgumentError(ModelError, ValueError):
+    """An argument of the call that it does not take: ``engine=``, ``layer=``, ``refine=``, ``max_pixels=``,
+    ``threads=``, a quality out of the model's range or not a whole number, an option the model does not have.
+    The caller's own configuration, never the file's or the image's; a :class:`ModelError` (as these were before
+    0.23.0) and a ``ValueError``."""
+
+
 @contextlib.contextmanager
 def naming(path):
     """Inside, an error that names no file is re-raised naming ``path`` (when ``path`` is not None)."""

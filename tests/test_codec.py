@@ -108,8 +108,32 @@ def test_quality_out_of_range(tiny_model):
 
 
 def test_unknown_model():
-    with pytest.raises(ModelError, match="unknown model"):
+    with pytest.raises(ModelError, match="unknown model") as e:
         saicm.compress(natural_image(), model="no-such-model")
+    assert not isinstance(e.value, saicm.ArgumentError)  # a model, not the call's arguments
+
+
+def test_bad_arguments_are_argument_errors_a_value_error_and_a_model_error(tiny_model):
+    """A service tells its own configuration (ArgumentError, also a ValueError) from a client's file or image
+    (FormatError, ImageError) and from a model it lacks (ModelError): they were all ModelError but the first two."""
+    img = natural_image()
+    data = saicm.compress(img, model=tiny_model)
+    calls = [lambda: saicm.compress(img, model=tiny_model, quality=9),
+             lambda: saicm.compress(img, model=tiny_model, quality="3"),
+             lambda: saicm.compress(img, model=tiny_model, engine="gpu"),
+             lambda: saicm.compress(img, model=tiny_model, refine=-1),
+             lambda: saicm.compress(img, model=tiny_model, human_quality=2),
+             lambda: saicm.compress(img, model=tiny_model, max_pixels=0),
+             lambda: saicm.decompress(data, model=tiny_model, layer="x"),
+             lambda: saicm.decompress(data, model=tiny_model, engine="gpu"),
+             lambda: saicm.decompress(data, model=tiny_model, max_pixels=1.5)]
+    for call in calls:
+        with pytest.raises(saicm.ArgumentError) as e:
+            call()
+        assert isinstance(e.value, ValueError) and isinstance(e.value, ModelError), e.value
+    with pytest.raises(FormatError) as e:
+        saicm.decompress(data[:-3], model=tiny_model)
+    assert not isinstance(e.value, ValueError)
 
 
 def test_other_weights_are_refused(tiny_model, tmp_path):
@@ -280,7 +304,8 @@ def test_library_integration_contract(tiny_model):
     from saicm import errors
     from saicm.engine.runtime import openvino_request
 
-    for name in ("SaicmError", "FormatError", "ImageError", "ModelError", "MissingDependency", "SaicmWarning"):
+    for name in ("SaicmError", "FormatError", "ImageError", "ModelError", "ArgumentError", "MissingDependency",
+                 "SaicmWarning"):
         assert getattr(saicm, name) is getattr(errors, name) and name in saicm.__all__
     # a missing OpenVINO: MissingDependency, an ImportError too (it was a ModelError: `except ImportError` missed it)
     saved = sys.modules.get("openvino")

@@ -31,7 +31,7 @@ import contextlib
 import threading
 import zlib
 
-from ..errors import FormatError, ImageError, ModelError
+from ..errors import ArgumentError, FormatError, ImageError, ModelError
 
 #: decode (and encode) at most this many pixels unless the caller raises it
 DEFAULT_MAX_PIXELS = 1 << 26
@@ -54,7 +54,7 @@ def whole_number(value, what: str) -> int:
     import numbers
 
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise ModelError(f"{what} must be a whole number, got {value!r}")
+        raise ArgumentError(f"{what} must be a whole number, got {value!r}")
     return int(value)
 
 
@@ -62,7 +62,7 @@ def resolve_max_pixels(max_pixels: int | None) -> int:
     if max_pixels is None:
         return DEFAULT_MAX_PIXELS
     if whole_number(max_pixels, "max_pixels") < 1:
-        raise ModelError(f"max_pixels must be a positive number of pixels, got {max_pixels}")
+        raise ArgumentError(f"max_pixels must be a positive number of pixels, got {max_pixels}")
     return int(max_pixels)
 
 
@@ -89,7 +89,7 @@ def check_video_pixels(frames: int, height: int, width: int, max_pixels: int | N
     if max_pixels is None:
         limit = DEFAULT_MAX_VIDEO_PIXELS
     elif whole_number(max_pixels, "max_pixels") < 1:
-        raise ModelError(f"max_pixels must be a positive number of pixels, got {max_pixels}")
+        raise ArgumentError(f"max_pixels must be a positive number of pixels, got {max_pixels}")
     else:
         limit = int(max_pixels)
     if frames * height * width > limit:

@@ -16,7 +16,7 @@ from PIL import Image
 
 from ..engine import ENGINES
 from .._fs import read_input
-from ..errors import FormatError, ModelError, naming
+from ..errors import ArgumentError, FormatError, ModelError, naming
 from ..models.catalog import SCALABLE_ARCHITECTURE, checked_quality, file_checksum, resolve
 from . import container
 from .image_io import ImageLike, RGBImage, load_image, load_padded, stream_image
@@ -25,11 +25,11 @@ from .limits import check_writable_model_name, resolve_max_pixels, whole_number
 
 def check_refine(info, refine: int) -> None:
     if refine < 0:
-        raise ModelError(f"refine steps must be 0 or more, got {refine}")
+        raise ArgumentError(f"refine steps must be 0 or more, got {refine}")
     loss = info.training.get("loss", "mse")
     if refine and loss != "mse":
-        raise ModelError(f"refinement optimises plain MSE; {info.name} was trained with --loss {loss}, "
-                         "whose decodes it would pull towards MSE fidelity")
+        raise ArgumentError(f"refinement optimises plain MSE; {info.name} was trained with --loss {loss}, "
+                            "whose decodes it would pull towards MSE fidelity")
 
 
 def check_options(info, quality=None, human_quality=None, refine: int = 0) -> None:
@@ -38,8 +38,8 @@ def check_options(info, quality=None, human_quality=None, refine: int = 0) -> No
     check_refine(info, refine)
     if info.architecture != SCALABLE_ARCHITECTURE:
         if human_quality is not None:
-            raise ModelError(f"{info.name} is a single-layer model: a human-layer quality (--human-quality, "
-                             "Python: human_quality=) needs a scalable model")
+            raise ArgumentError(f"{info.name} is a single-layer model: a human-layer quality (--human-quality, "
+                                "Python: human_quality=) needs a scalable model")
         checked_quality(quality, info.num_qualities, info.name)
         return
     from ..models.catalog import locate
@@ -87,7 +87,7 @@ def _engine_for(info, engine: str) -> bool:
     from ..engine.model import supports
 
     if engine not in ENGINES:
-        raise ModelError(f"engine must be one of {', '.join(ENGINES)}, got {engine!r}")
+        raise ArgumentError(f"engine must be one of {', '.join(ENGINES)}, got {engine!r}")
     if engine == "compressai":
         return False
     if supports(info):
@@ -164,7 +164,7 @@ def compress(image: ImageLike, model=None, quality: int | None = None, refine: i
         from .refine import refined_latents
 
         if not hasattr(net, "compress_latents"):
-            raise ModelError(f"{info.name} ({info.architecture}) does not support refinement")
+            raise ArgumentError(f"{info.name} ({info.architecture}) does not support refinement")
         y, z = refined_latents(info.path, img, q, int(refine), max_pixels, progress)
         with torch.inference_mode():
             out = net.compress_latents({"y": torch.from_numpy(y), "z": torch.from_numpy(z)})
@@ -262,9 +262,9 @@ def decompress_stream(data: bytes, model=None, layer: str = "auto", max_pixels: 
     machine layer). ``engine`` (portable streams, format 3): ``auto``/``onnx`` or ``torch`` transforms; streams
     of formats 1 and 2 always decode with the PyTorch model and CompressAI's coder."""
     if engine not in ENGINES:
-        raise ModelError(f"engine must be one of {', '.join(ENGINES)}, got {engine!r}")
+        raise ArgumentError(f"engine must be one of {', '.join(ENGINES)}, got {engine!r}")
     if layer not in LAYERS:
-        raise ModelError(f"layer must be one of {', '.join(LAYERS)}, got {layer!r}")
+        raise ArgumentError(f"layer must be one of {', '.join(LAYERS)}, got {layer!r}")
     from ..video.bitstream import is_video_stream
 
     if is_video_stream(data):

@@ -24,7 +24,7 @@ import hashlib
 
 import numpy as np
 
-from ..errors import FormatError, ModelError
+from ..errors import ArgumentError, FormatError, ModelError
 from ..models.catalog import SCALABLE_ARCHITECTURE, checked_quality, file_checksum, resolve
 from . import container
 from .image_io import ImageLike, load_image
@@ -81,16 +81,16 @@ def compress_layers(image: ImageLike, model=None, quality: int | None = None,
         raise ModelError(f"{info.name} is not a scalable model")
     check_writable_model_name(str(info.config.get("base", "")))  # the machine layer's header names the base
     if engine not in ENGINES:
-        raise ModelError(f"engine must be one of {', '.join(ENGINES)}, got {engine!r}")
+        raise ArgumentError(f"engine must be one of {', '.join(ENGINES)}, got {engine!r}")
     if refine < 0:
-        raise ModelError(f"refine steps must be 0 or more, got {refine}")
+        raise ArgumentError(f"refine steps must be 0 or more, got {refine}")
     if engine != "compressai" and supports_scalable(info):
         return _compress_portable(image, info, quality, human_quality, max_pixels, engine, refine, progress)
     if refine:
-        raise ModelError(f"{info.name}: refinement of the human layer needs the portable engine (--engine auto)")
+        raise ArgumentError(f"{info.name}: refinement of the human layer needs the portable engine (--engine auto)")
     if engine not in ("auto", "compressai"):
-        raise ModelError(f"{info.name}: the portable engine does not code this scalable model; use --engine "
-                         "compressai (or auto)")
+        raise ArgumentError(f"{info.name}: the portable engine does not code this scalable model; use --engine "
+                            "compressai (or auto)")
     return _compress_compressai(image, info, quality, human_quality, max_pixels, engine)
 
 

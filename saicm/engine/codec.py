@@ -18,7 +18,7 @@ from ..codec import container
 from ..codec.image_io import ImageLike, load_padded
 from ..codec.limits import check_alpha, check_layout, stream_model
 from ..codec.tiling import needs_strips, strip_count, strip_rows, strips_refusal, to_pixels
-from ..errors import FormatError, ModelError
+from ..errors import ArgumentError, FormatError, ModelError
 from ..models.catalog import ModelInfo, checked_quality, file_checksum
 from . import PORTABLE_ENGINES
 from .model import PortableModel, load
@@ -34,7 +34,7 @@ def padded(rgb: np.ndarray, pb: int, pr: int) -> np.ndarray:
 def _backend(engine: str) -> str:
     """The transform back-end of ``engine``: ``auto`` is onnxruntime."""
     if engine not in PORTABLE_ENGINES:
-        raise ModelError(f"engine {engine!r} does not code portable streams (one of {', '.join(PORTABLE_ENGINES)})")
+        raise ArgumentError(f"engine {engine!r} does not code portable streams (one of {', '.join(PORTABLE_ENGINES)})")
     return "onnx" if engine == "auto" else engine
 
 

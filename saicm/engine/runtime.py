@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from .._fs import cache_dir
-from ..errors import ModelError
+from ..errors import ArgumentError
 from .model import PortableModel
 from .parallel import threads
 
@@ -279,7 +279,7 @@ BACKENDS = ("onnx", "torch", "openvino", "openvino-bf16")
 def transforms(model: PortableModel, backend: str):
     """The transforms of ``model`` on ``backend`` (kept with the model, so sessions are made once per process)."""
     if backend not in BACKENDS:
-        raise ModelError(f"unknown engine {backend!r} (one of {', '.join(BACKENDS)})")
+        raise ArgumentError(f"unknown engine {backend!r} (one of {', '.join(BACKENDS)})")
     key = (backend, threads())
     t = model.transforms.get(key)
     if t is None:

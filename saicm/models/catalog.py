@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .._fs import home, user_path
-from ..errors import ModelError
+from ..errors import ArgumentError, ModelError
 
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
 SUFFIX = ".safetensors"
@@ -303,9 +303,9 @@ def checked_quality(quality, num_qualities: int, what: str) -> int:
     if quality is None:
         return default_quality(num_qualities)
     if isinstance(quality, bool) or not isinstance(quality, numbers.Integral):
-        raise ModelError(f"quality must be a whole number, not {quality!r}")
+        raise ArgumentError(f"quality must be a whole number, not {quality!r}")
     if not 1 <= quality <= num_qualities:
-        raise ModelError(f"quality {quality} out of range for {what} (1..{num_qualities})")
+        raise ArgumentError(f"quality {quality} out of range for {what} (1..{num_qualities})")
     return int(quality)
 
 

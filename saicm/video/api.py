@@ -24,7 +24,7 @@ import torch
 
 from .._fs import read_input
 from ..codec.image_io import names_media_file
-from ..errors import FormatError, SaicmError, naming
+from ..errors import ArgumentError, FormatError, SaicmError, naming
 from . import archs, bitstream, compress, nerv
 from .io import FRAME_PATTERN, Clip, frame_index, read_clip
 from .train import FitReport, FitSettings, fit
@@ -60,8 +60,8 @@ class Decoded:
 def _as_clip(clip, frames, size, max_pixels) -> Clip:
     if isinstance(clip, (Clip, np.ndarray)) and (frames is not None or size is not None):
         # (they were ignored: all frames at their size were coded)
-        raise SaicmError("frames= and size= select and scale a clip read from a file or folder; slice or resize "
-                         "an array or Clip yourself (fps: saicm.video.Clip(frames, fps=...))")
+        raise ArgumentError("frames= and size= select and scale a clip read from a file or folder; slice or resize "
+                            "an array or Clip yourself (fps: saicm.video.Clip(frames, fps=...))")
     if isinstance(clip, Clip):
         return clip
     if isinstance(clip, np.ndarray):
@@ -242,7 +242,7 @@ def decode_batches(data: bytes, max_pixels: int | None = None, threads: int | No
         from ..codec.limits import whole_number
 
         if whole_number(threads, "threads") < 1:
-            raise SaicmError(f"threads must be 1 or more, got {threads}")
+            raise ArgumentError(f"threads must be 1 or more, got {threads}")
     h, model = network(data, max_pixels)
     gen = ((s, b.numpy()) for s, b in nerv.render(model, h.frames, h.height, h.width, threads=threads))
     return h, gen
