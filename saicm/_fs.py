@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import contextvars
+import errno
 import os
 import shutil
 import stat
@@ -15,6 +17,48 @@ from .errors import SaicmError
 #: what a job does with an output file that exists: refuse it (one line, the file kept), skip it (counted done: a
 #: rerun after an interruption goes on where it stopped), or overwrite it
 EXISTING = ("refuse", "skip", "overwrite")
+
+#: inside :func:`no_replace`: outputs are never renamed onto an existing file (a folder job's ``--existing refuse``
+#: and ``skip``, whose check before the work two jobs writing one folder could both pass)
+_NO_REPLACE = contextvars.ContextVar("saicm_no_replace", default=False)
+#: errors of a hard link that say the file system has none (FAT, some network file systems), not that it exists
+_NO_LINKS = {errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EXDEV, errno.EMLINK, errno.ENOSYS}
+
+
+class OutputExists(SaicmError):
+    """An output that appeared while it was being written, under :func:`no_replace` (the other file is kept)."""
+
+
+@contextlib.contextmanager
+def no_replace(on: bool = True) -> Iterator[None]:
+    """Inside, :func:`atomic_path` publishes its file only where none exists (a hard link, then the temporary name
+    removed: atomic), else raises :class:`OutputExists`; on a file system without hard links, it checks, then
+    renames."""
+    token = _NO_REPLACE.set(on)
+    try:
+        yield
+    finally:
+        _NO_REPLACE.reset(token)
+
+
+def _publish(tmp: Path, dest: Path) -> None:
+    """Move the finished ``tmp`` onto ``dest`` (replacing it, or not under :func:`no_replace`)."""
+    if not _NO_REPLACE.get():
+        os.replace(tmp, dest)
+        return
+    try:
+        os.link(tmp, dest)
+    except FileExistsError:
+        raise OutputExists("exists: not overwritten (it appeared while this file was coded: another job writing "
+                           "the same folder?)", str(dest)) from None
+    except OSError as e:
+        if e.errno not in _NO_LINKS:
+            raise
+        if os.path.lexists(dest):
+            raise OutputExists("exists: not overwritten (it appeared while this file was coded)", str(dest)) from None
+        os.replace(tmp, dest)
+        return
+    os.unlink(tmp)
 
 
 @contextlib.contextmanager
@@ -46,7 +90,7 @@ def atomic_path(dest: str | os.PathLike) -> Iterator[Path]:
         yield tmp_path
         # Writers may recreate the file (mkstemp's 0600 would stick): set normal permissions last.
         os.chmod(tmp_path, 0o666 & ~_umask())
-        os.replace(tmp_path, dest)
+        _publish(tmp_path, dest)
     except BaseException:
         with contextlib.suppress(OSError):
             tmp_path.unlink()

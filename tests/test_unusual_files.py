@@ -230,3 +230,39 @@ def test_an_output_folder_on_a_read_only_file_system_says_so(tmp_path, monkeypat
     monkeypatch.setattr(os, "statvfs", lambda p: types.SimpleNamespace(f_flag=os.ST_RDONLY))
     assert main(["compress", str(src), "-o", str(tmp_path / "out"), "--quiet"]) == 2
     assert "(read-only file system; nothing written)" in capsys.readouterr().err  # ("permission denied")
+
+
+def test_an_output_that_appears_while_coding_is_kept_under_existing_refuse_and_skip(tmp_path, monkeypatch):
+    """Two jobs writing one folder: the check before the work passed for both, and the later rename replaced the
+    first job's file. Under refuse and skip the file is published only where none exists."""
+    from saicm import _fs
+
+    src = tmp_path / "a.png"
+    src.write_bytes(b"x")
+
+    def competing(job):  # another job writes the output while this one codes, then this one finishes
+        job.dst.write_bytes(b"theirs")
+        _fs.write_bytes_atomic(job.dst, b"mine")
+        return {}
+
+    for mode in ("refuse", "skip", "overwrite"):
+        dst = tmp_path / mode / "a.saicm"
+        dst.parent.mkdir()
+        out = batch._run_one(competing, batch.Job(src, dst, keep=mode == "refuse", skip=mode == "skip"))
+        assert dst.read_bytes() == (b"mine" if mode == "overwrite" else b"theirs"), mode
+        assert sorted(p.name for p in dst.parent.iterdir()) == ["a.saicm"], mode  # no temporary file left
+        if mode == "refuse":
+            assert out.error and "exists: not overwritten" in out.error and str(dst) in out.error
+        else:
+            assert out.error is None and out.skipped == (mode == "skip")
+    # a file system without hard links: checked, then renamed (and still refused when the file is there)
+    monkeypatch.setattr(_fs.os, "link", lambda *a: (_ for _ in ()).throw(OSError(errno.EPERM, "no links")))
+    dst = tmp_path / "nolinks" / "a.saicm"
+    dst.parent.mkdir()
+    with _fs.no_replace():
+        _fs.write_bytes_atomic(dst, b"first")
+        with pytest.raises(_fs.OutputExists, match="not overwritten"):
+            _fs.write_bytes_atomic(dst, b"second")
+    assert dst.read_bytes() == b"first" and len(list(dst.parent.iterdir())) == 1
+    _fs.write_bytes_atomic(dst, b"third")  # outside no_replace: replaced, as always
+    assert dst.read_bytes() == b"third"

@@ -24,7 +24,7 @@ from typing import Callable, TextIO
 
 from tqdm import tqdm
 
-from .._fs import EXISTING, ensure_dir, input_files, refuse_input_as_output
+from .._fs import EXISTING, OutputExists, ensure_dir, input_files, no_replace, refuse_input_as_output
 from .._signals import StopRequest
 from ..errors import MissingDependency, SaicmError, printable
 from ..errors import warn as saicm_warn
@@ -234,7 +234,12 @@ def _run_one(fn: Callable[[Job], dict], job: Job) -> Outcome:
     except OSError as e:
         return Outcome(job, error=f"{job.dst}: cannot write output ({e.strerror or e})")
     try:
-        return Outcome(job, info=fn(job))
+        with no_replace(job.keep or job.skip):  # (a file that appears meanwhile is kept too)
+            return Outcome(job, info=fn(job))
+    except OutputExists as e:
+        if job.skip:
+            return Outcome(job, skipped=True)
+        return Outcome(job, error=f"{e} (--existing overwrite to replace it)")
     except ModuleNotFoundError as e:  # not this file's fault: every file would fail alike, so the job stops
         missing = MissingDependency.of(e)
         if missing is None:
