@@ -376,6 +376,28 @@ def test_divergence_guard_rolls_back_and_lowers_the_lr():
     assert any("the stage stops" in e for e in rep.events) and all(torch.isfinite(p).all() for p in model.parameters())
 
 
+def test_the_fit_bar_counts_steps_and_ends_full_when_a_stage_stops(capsys):
+    """A long clip's first epoch took minutes with the bar at 0 epochs and no time left shown: it counts steps."""
+    frames = synthetic_clip(6)
+    torch.manual_seed(0)
+    model = nerv.build(nerv.make_config(TINY, 48, 64))
+    train.fit(model, frames, train.FitSettings(epochs=3, batch=2, lr=5e-3, prune=0, qat_epochs=0), progress=True)
+    err = capsys.readouterr().err
+    assert "1/9 [" in err and "9/9 [" in err and "step" in err, err[-300:]  # 3 epochs of 3 steps, each shown
+
+    def always(stage, epoch, m):  # the stage stops after its rollbacks: the bar still ends full
+        if epoch >= 1:
+            with torch.no_grad():
+                m.head.weight.mul_(1e30)
+
+    model = nerv.build(nerv.make_config(TINY, 48, 64))
+    rep = train.fit(model, frames, train.FitSettings(epochs=4, batch=2, lr=5e-3, prune=0, qat_epochs=0,
+                                                     max_rollbacks=1), progress=True, fault=always)
+    assert any("the stage stops" in e for e in rep.events)
+    err = capsys.readouterr().err
+    assert "12/12 [" in err, err[-300:]
+
+
 def test_psnr_collapse_is_caught(monkeypatch):
     frames = synthetic_clip(4)
     torch.manual_seed(0)

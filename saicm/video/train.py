@@ -287,8 +287,16 @@ def fit(model: nn.Module, frames: np.ndarray, settings: FitSettings, masks: np.n
     bits = settings.bits
     total_epochs = sum(e for _, e, _ in stages)
     done_before = sum(e for _, e, _ in stages[: state["stage_index"]]) + state["epoch"]
-    bar = tqdm(total=total_epochs, initial=min(done_before, total_epochs), unit="epoch", disable=not progress,
-               dynamic_ncols=True)
+    steps_per_epoch = math.ceil(n / settings.batch)  # (every stage: the same frames and batch)
+    # the bar counts steps, so that its rate and time left show within the first epoch (of a long clip, minutes)
+    bar = tqdm(total=total_epochs * steps_per_epoch, initial=min(done_before, total_epochs) * steps_per_epoch,
+               unit="step", disable=not progress, dynamic_ncols=True)
+
+    def bar_at(epoch: int) -> None:
+        """The bar at the start of ``epoch`` of the current stage (after a rollback, an epoch's end, a stage's)."""
+        done = sum(e for _, e, _ in stages[: state["stage_index"]]) + epoch
+        bar.n = min(done, total_epochs) * steps_per_epoch
+        bar.refresh()
     t0 = time.perf_counter()
 
     def loss_and_mse(x: Tensor, idx: Tensor, e: Tensor | None) -> tuple[Tensor, Tensor]:
@@ -322,7 +330,7 @@ def fit(model: nn.Module, frames: np.ndarray, settings: FitSettings, masks: np.n
             opt.load_state_dict(state["optim"])
             gen.set_state(state["gen"])
         qat = name == "qat"
-        iters = math.ceil(n / settings.batch)
+        iters = steps_per_epoch
         snap = _Snapshot(model, opt, gen, state["epoch"], state["best"])
 
         def write_ckpt(epoch: int, best: float, stage_index: int, model_state, opt_state, gen_state):
@@ -376,6 +384,7 @@ def fit(model: nn.Module, frames: np.ndarray, settings: FitSettings, masks: np.n
                 opt.step()
                 if masks_p is not None:
                     apply_masks(model, masks_p)
+                bar.update(1)
                 tot_loss += loss.item() * len(share)
                 tot_mse += mse * len(share)
             if world > 1:
@@ -391,7 +400,7 @@ def fit(model: nn.Module, frames: np.ndarray, settings: FitSettings, masks: np.n
                 opt.load_state_dict(snap.opt)
                 gen.set_state(snap.gen)
                 epoch, best = snap.epoch, snap.best
-                bar.n = min(sum(e for _, e, _ in stages[: state["stage_index"]]) + epoch, total_epochs)
+                bar_at(epoch)
                 if state["rollbacks"] > settings.max_rollbacks:
                     report.events.append(f"{name} epoch {failed}: {what}; {settings.max_rollbacks} rollbacks "
                                          f"already: the stage stops at its last good checkpoint (epoch {epoch})")
@@ -408,7 +417,7 @@ def fit(model: nn.Module, frames: np.ndarray, settings: FitSettings, masks: np.n
             epoch += 1
             report.history.append({"stage": name, "epoch": epoch, "loss": tot_loss / n, "psnr": psnr,
                                    "lr": opt.param_groups[0]["lr"]})
-            bar.update(1)
+            bar_at(epoch)
             bar.set_postfix_str(f"{name} ep {epoch}/{epochs} loss {tot_loss / n:.4f} PSNR {psnr:.2f}")
             if epoch % settings.ckpt_every == 0 or epoch == epochs:
                 snap = _Snapshot(model, opt, gen, epoch, best)
@@ -418,6 +427,7 @@ def fit(model: nn.Module, frames: np.ndarray, settings: FitSettings, masks: np.n
         # the stage is over: the next one starts from these weights with a fresh optimiser and schedule
         if stopped:
             model.load_state_dict(snap.model)
+            bar_at(epochs)  # (the stage's epochs left are not run)
         if name == "fit" and hasattr(model, "bake"):  # HNeRV: store the encoder's embeddings, drop the encoder
             model.bake(frames_t)
         state.update(stage_index=state["stage_index"] + 1, epoch=0, optim=None, gen=None, best=-math.inf,
