@@ -40,6 +40,11 @@ def user_model_dir() -> Path:
 
 @dataclass(frozen=True)
 class ModelInfo:
+    """A model file as its metadata describes it (nothing loaded): ``name`` (what streams and commands call it),
+    ``path`` of the weights, ``architecture`` (the registry's name), ``config`` (the architecture's constructor
+    arguments, ``lambdas`` one per quality), ``meta`` (the file's metadata strings: ``description``, ``training``,
+    …)."""
+
     name: str
     path: Path
     architecture: str
