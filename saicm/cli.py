@@ -330,6 +330,7 @@ def main(argv: list[str] | None = None) -> int:
     install_warning_format()
 
     args = build_parser().parse_args(argv)
+    _warn_unexpanded_home(args)
     try:
         return args.func(args)
     except SaicmError as e:
@@ -353,6 +354,18 @@ def main(argv: list[str] | None = None) -> int:
         # the reader of the output went away (`saicm models | head`): stop quietly, as Unix tools do
         _discard_stdout()
         return 141  # 128 + SIGPIPE, what a shell reports for a tool killed by it
+
+
+def _warn_unexpanded_home(args) -> None:
+    """A quoted ``-o '~/x'`` (or one from a script) reaches saicm with its ``~``, which only a shell expands: the
+    output would go to a new folder named ``~`` here. Said before any work (the output is still written there)."""
+    from .errors import warn
+
+    for name in ("output", "out", "log"):
+        value = getattr(args, name, None)
+        if isinstance(value, str) and (value == "~" or value.startswith("~/")) and not os.path.exists("~"):
+            warn(f"{value}: '~' is not your home folder here (only a shell expands it, and not when quoted): the "
+                 f"output goes to a new folder named '~' in {os.getcwd()}; write $HOME/{value[2:]} for your home")
 
 
 def _discard_stdout() -> None:

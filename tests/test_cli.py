@@ -30,6 +30,18 @@ def test_compress_decompress_info_single_file(tmp_path, image_file, tiny_model, 
     assert info["model"] == "tiny" and info["quality"] == 2 and info["file_bytes"] == out.stat().st_size
 
 
+def test_a_quoted_tilde_in_the_output_is_named_before_the_work(tmp_path, image_file, tiny_model, monkeypatch):
+    import warnings
+
+    monkeypatch.chdir(tmp_path)
+    with pytest.warns(saicm.SaicmWarning, match=r"~/a.saicm: '~' is not your home folder.*\$HOME/a.saicm"):
+        assert main(["compress", str(image_file), "-o", "~/a.saicm", "--model", str(tiny_model)]) == 0
+    assert (tmp_path / "~" / "a.saicm").is_file()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", saicm.SaicmWarning)  # a folder named '~' exists here: the user has seen it
+        assert main(["compress", str(image_file), "-o", "~/b.saicm", "--model", str(tiny_model)]) == 0
+
+
 def test_folder_with_a_bad_file_writes_the_rest_and_fails(tmp_path, tiny_model, capsys):
     src = tmp_path / "in"
     (src / "sub").mkdir(parents=True)
