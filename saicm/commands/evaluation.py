@@ -77,7 +77,8 @@ def cmd_bdrate(a: argparse.Namespace) -> int:
     for path, test in zip(a.tests, tests):
         try:
             if a.ci:
-                ci = bd_rate_ci(anchor, test, a.metric, a.ci / 100, envelope=not a.strict, interval=a.interval)
+                ci = bd_rate_ci(anchor, test, a.metric, a.ci / 100, envelope=not a.strict, interval=a.interval,
+                                method=a.ci_method)
                 r = ci.full
             else:
                 ci = None
@@ -103,10 +104,15 @@ def cmd_bdrate(a: argparse.Namespace) -> int:
             n = len(a_imgs)
             few = (f"  [WARNING: {n} images: too few for the interval to mean much (a bootstrap over images "
                    f"needs tens)]" if n < FEW_IMAGES else "")
-            print(f"  {'':<28} {a.ci:g}% CI {ci.low:+.1f}% to {ci.high:+.1f}%  (paired bootstrap over images: "
-                  f"fewer bits in {ci.better:.0%} of {ci.draws} draws{failed}){few}")
+            bc = ", bias-corrected" if ci.method == "bc" else ""
+            # (off-centre draws: the estimate outside the middle fifth of its own draws moves a percentile interval)
+            skew = (f"  [NOTE: the estimate is at the {ci.below:.0%} point of its draws (median {ci.median:+.1f}%): "
+                    "--ci-method bc corrects the interval for it]" if ci.method == "percentile" and
+                    not 0.4 <= ci.below <= 0.6 else "")
+            print(f"  {'':<28} {a.ci:g}% CI {ci.low:+.1f}% to {ci.high:+.1f}%  (paired bootstrap over images{bc}: "
+                  f"fewer bits in {ci.better:.0%} of {ci.draws} draws{failed}){few}{skew}")
             row.update(ci=[ci.low, ci.high], ci_level=a.ci, ci_draws=ci.draws, ci_failed=ci.failed,
-                       better_share=ci.better)
+                       better_share=ci.better, ci_method=ci.method, ci_median=ci.median, ci_estimate_below=ci.below)
         rows.append(row)
     if a.json:
         import json
@@ -167,7 +173,7 @@ def cmd_report(a: argparse.Namespace) -> int:
 
 
 def register(sub) -> None:
-    from ..eval.bootstrap import DEFAULT_REPLICATES
+    from ..eval.bootstrap import CI_METHODS, DEFAULT_REPLICATES
 
     ev = sub.add_parser("eval", help="rate-accuracy sweep of one codec on an image folder -> results JSON",
                         description="Encode every image of DATASET at each quality (real bytes), decode, measure PSNR "
@@ -217,6 +223,9 @@ def register(sub) -> None:
     b.add_argument("--ci", type=level, nargs="?", const=95.0, metavar="LEVEL",
                    help="also a confidence interval (default 95%%) by a paired bootstrap over the images: PSNR and "
                    "MS-SSIM from any results file, AP from results evaluated with --bootstrap (same draws in both)")
+    b.add_argument("--ci-method", choices=CI_METHODS, default="percentile",
+                   help="how --ci reads the draws: their percentiles (default), or bias-corrected percentiles (bc), "
+                   "for draws whose median is not the estimate (saturating AP curves; the table notes them)")
     b.add_argument("--json", help="also write the table as JSON here")
     b.set_defaults(func=cmd_bdrate, extra="eval")
 

@@ -5,9 +5,10 @@ monotone piecewise-cubic Hermite interpolant, integrated over the interval of
 metric values both curves cover, and the mean log-rate difference is turned
 into a percentage: negative = the test curve needs fewer bits for the same
 metric. Curves must be monotone (metric rising with rate); this is checked and
-reported rather than silently fixed: by default a non-monotone curve is an
-error; with ``envelope=True`` dominated points (a higher rate for no higher
-metric) are dropped and listed in the result.
+reported rather than silently fixed: by default (``envelope=True``, ``saicm
+bdrate``) dominated points (a higher rate for no higher metric) are dropped and
+listed in the result; with ``envelope=False`` (``--strict``) a non-monotone
+curve is an error.
 """
 
 from __future__ import annotations

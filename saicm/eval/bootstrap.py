@@ -19,7 +19,14 @@ On a draw:
   them. The draws' AP and AP50 are stored with each point.
 
 The BD-rate of every draw gives a distribution; the interval is its
-percentiles (``level`` 0.95: 2.5th to 97.5th).
+percentiles (``level`` 0.95: 2.5th to 97.5th), or with ``method="bc"`` the
+bias-corrected percentiles (Efron 1981): where the full-set BD-rate is not the
+draws' median (AP curves that saturate make the draws skewed and off-centre),
+the percentiles are shifted by z0 = Φ⁻¹(share of draws below the estimate), to
+Φ(2·z0 ∓ z). Draws that give no BD-rate are left out and counted (``failed``).
+With 24 images and 200 draws, a "95 %" percentile interval covered the truth
+in 89–93 % of a double bootstrap on the photo results, and its AP endpoints
+carry a Monte Carlo error of 1–6 points (docs/evaluation.md).
 """
 
 from __future__ import annotations
@@ -42,6 +49,8 @@ if TYPE_CHECKING:  # numpy and scipy are imported where used: ``saicm --help`` r
 
 DEFAULT_REPLICATES = 200
 DEFAULT_SEED = 0
+#: how an interval is read from the draws: their percentiles, or bias-corrected ones (see module doc)
+CI_METHODS = ("percentile", "bc")
 PER_IMAGE_METRICS = ("psnr", "ms_ssim")
 
 
@@ -118,6 +127,11 @@ class BDRateCI:
     better: float
     #: the full-set result (interval, coverage, dropped points) that ``percent`` comes from
     full: BDRate | None = None
+    #: the draws' median, and the share of draws below ``percent`` (0.5 for a centred distribution)
+    median: float = math.nan
+    below: float = math.nan
+    #: ``percentile`` or ``bc`` (see module doc)
+    method: str = "percentile"
 
 
 def _no_draws(result: dict, metric: str) -> SaicmError:
@@ -233,8 +247,9 @@ def _check_points_are_image_means(result: dict, metric: str) -> None:
 
 def bd_rate_ci(anchor: dict, test: dict, metric: str, level: float = 0.95, replicates: int | None = None,
                seed: int | None = None, envelope: bool = True,
-               interval: tuple[float, float] | None = None) -> BDRateCI:
-    """BD-rate of ``test`` against ``anchor`` with a paired-bootstrap interval (see module doc).
+               interval: tuple[float, float] | None = None, method: str = "percentile") -> BDRateCI:
+    """BD-rate of ``test`` against ``anchor`` with a paired-bootstrap interval (see module doc; ``method``: one of
+    :data:`CI_METHODS`).
 
     ``replicates`` and ``seed`` apply to per-image metrics (default: the
     anchor's stored ones, else 200 and 0); stored AP draws bring their own.
@@ -248,6 +263,8 @@ def bd_rate_ci(anchor: dict, test: dict, metric: str, level: float = 0.95, repli
 
     if not 0 < level < 1:
         raise SaicmError(f"confidence level must be in (0, 1), got {level}")
+    if method not in CI_METHODS:
+        raise SaicmError(f"interval method must be one of {', '.join(CI_METHODS)}, got {method!r}")
     full = bd_rate(*curve(anchor, metric), *curve(test, metric), envelope=envelope, interval=interval)
     sp = _common_spec(anchor, test, metric, replicates, seed)
     for res in (anchor, test):
@@ -264,6 +281,22 @@ def bd_rate_ci(anchor: dict, test: dict, metric: str, level: float = 0.95, repli
     vals = [v for v in vals if math.isfinite(v)]
     if not vals:
         raise BDRateError(f"no bootstrap draw of {len(idx)} gave a BD-rate")
-    lo, hi = np.percentile(vals, [50 * (1 - level), 50 * (1 + level)])
-    return BDRateCI(percent=full.percent, low=float(lo), high=float(hi), level=level, draws=len(vals),
-                    failed=len(idx) - len(vals), better=float(np.mean(np.asarray(vals) < 0)), full=full)
+    v = np.asarray(vals)
+    below = (np.sum(v < full.percent) + 0.5 * np.sum(v == full.percent)) / len(v)
+    lo, hi = np.percentile(v, percentiles(level, below, len(v), method))
+    return BDRateCI(percent=full.percent, low=float(lo), high=float(hi), level=level, draws=len(v),
+                    failed=len(idx) - len(v), better=float(np.mean(v < 0)), full=full, median=float(np.median(v)),
+                    below=float(below), method=method)
+
+
+def percentiles(level: float, below: float, draws: int, method: str = "percentile") -> list[float]:
+    """The percentiles of the draws that bound a ``level`` interval: 50·(1 ∓ level) for ``percentile``; for ``bc``
+    those of Φ(2·z0 ∓ z), z0 = Φ⁻¹(``below``) (the share kept inside (½, draws − ½)/draws, so that z0 is finite)."""
+    if method == "percentile":
+        return [50 * (1 - level), 50 * (1 + level)]
+    from statistics import NormalDist
+
+    nd = NormalDist()
+    z0 = nd.inv_cdf(min(max(below, 0.5 / draws), 1 - 0.5 / draws))
+    z = nd.inv_cdf(0.5 + level / 2)
+    return [100 * nd.cdf(2 * z0 - z), 100 * nd.cdf(2 * z0 + z)]
