@@ -256,37 +256,54 @@ def bd_rate_ci(anchor: dict, test: dict, metric: str, level: float = 0.95, repli
     Raises :class:`BDRateError` when the full curves give no BD-rate and
     :class:`SaicmError` when the files cannot be paired.
     """
+    if not 0 < level < 1:
+        raise SaicmError(f"confidence level must be in (0, 1), got {level}")
+    if method not in CI_METHODS:
+        raise SaicmError(f"interval method must be one of {', '.join(CI_METHODS)}, got {method!r}")
+    full, all_draws = draw_bd_rates(anchor, test, metric, replicates, seed, envelope, interval)
+    return interval_of(full, all_draws, level, method)
+
+
+def draw_bd_rates(anchor: dict, test: dict, metric: str, replicates: int | None = None, seed: int | None = None,
+                  envelope: bool = True, interval: tuple[float, float] | None = None) -> tuple[BDRate, np.ndarray]:
+    """The full-set BD-rate and the BD-rate of every draw (NaN where a draw gives none), in the draws' order: the
+    draws of two comparisons on the same images are the same, so they can be combined draw by draw (the mean of
+    several seed pairings)."""
     import numpy as np
 
     from .bdrate import BDRateError, bd_rate
     from .results import curve
 
-    if not 0 < level < 1:
-        raise SaicmError(f"confidence level must be in (0, 1), got {level}")
-    if method not in CI_METHODS:
-        raise SaicmError(f"interval method must be one of {', '.join(CI_METHODS)}, got {method!r}")
     full = bd_rate(*curve(anchor, metric), *curve(test, metric), envelope=envelope, interval=interval)
     sp = _common_spec(anchor, test, metric, replicates, seed)
     for res in (anchor, test):
         _check_points_are_image_means(res, metric)
     idx = draws(len(anchor["per_image"]), sp["replicates"], sp["seed"])
-    vals = []
-    for (ra, ma), (rt, mt) in zip(replicate_curves(anchor, metric, idx), replicate_curves(test, metric, idx)):
+    vals = np.full(len(idx), np.nan)
+    pairs = zip(replicate_curves(anchor, metric, idx), replicate_curves(test, metric, idx))
+    for k, ((ra, ma), (rt, mt)) in enumerate(pairs):
         ok_a, ok_t = np.isfinite(ma), np.isfinite(mt)
         try:
-            vals.append(bd_rate(ra[ok_a], ma[ok_a], rt[ok_t], mt[ok_t], envelope=envelope,
-                                interval=interval).percent)
+            vals[k] = bd_rate(ra[ok_a], ma[ok_a], rt[ok_t], mt[ok_t], envelope=envelope, interval=interval).percent
         except BDRateError:
             continue
-    vals = [v for v in vals if math.isfinite(v)]
-    if not vals:
-        raise BDRateError(f"no bootstrap draw of {len(idx)} gave a BD-rate")
-    v = np.asarray(vals)
+    return full, vals
+
+
+def interval_of(full: BDRate, all_draws: "np.ndarray", level: float = 0.95, method: str = "percentile") -> BDRateCI:
+    """The interval of ``full`` from its draws' BD-rates (NaN: a draw that gave none, counted in ``failed``)."""
+    import numpy as np
+
+    from .bdrate import BDRateError
+
+    v = all_draws[np.isfinite(all_draws)]
+    if not len(v):
+        raise BDRateError(f"no bootstrap draw of {len(all_draws)} gave a BD-rate")
     below = (np.sum(v < full.percent) + 0.5 * np.sum(v == full.percent)) / len(v)
     lo, hi = np.percentile(v, percentiles(level, below, len(v), method))
     return BDRateCI(percent=full.percent, low=float(lo), high=float(hi), level=level, draws=len(v),
-                    failed=len(idx) - len(v), better=float(np.mean(v < 0)), full=full, median=float(np.median(v)),
-                    below=float(below), method=method)
+                    failed=len(all_draws) - len(v), better=float(np.mean(v < 0)), full=full,
+                    median=float(np.median(v)), below=float(below), method=method)
 
 
 def percentiles(level: float, below: float, draws: int, method: str = "percentile") -> list[float]:
