@@ -137,7 +137,8 @@ def run_demo(out_dir: str | Path = "demo-out", model: str | None = None, quality
         cnet, cinfo = load_model(compare)
         cq, _ = closest_quality(first["original"], first["bpp"], model=cinfo.path)
         print(f"\nSA-ICM model {cinfo.name} at quality {cq} (the rate point closest to the MSE decode of "
-              f"{first['image']}): trained to keep edges and drop texture, so PSNR is not its goal")
+              f"{first['image']}): trained with the edge loss (0.2 x MSE off the edges), so PSNR is not its goal; "
+              "its decodes keep most texture, faces included (docs/results/sa-icm.md)")
         crows = _code_all(out, f".{cinfo.name}", cinfo.path, cq)
         _print_rows(crows)
         c = crows[0]

@@ -209,7 +209,7 @@ def test_cli_compress_info_strip_and_both_layers(models, tmp_path):
     m = tmp_path / "m.saicm"
     r = run_cli("strip", f, "-o", m)
     assert r.returncode == 0, r.stderr
-    assert m.read_bytes() == f.read_bytes()[: layers["machine"]["bytes"]]
+    assert m.read_bytes() == f.read_bytes()[: layers["machine"]["bytes"]] and "alpha" not in r.stdout
     for layer, model in (("human", models["scal"]), ("machine", models["base"])):
         r = run_cli("decompress", f, "-o", tmp_path / f"{layer}.png", "--layer", layer, "--model", model)
         assert r.returncode == 0, r.stderr
@@ -220,6 +220,13 @@ def test_cli_compress_info_strip_and_both_layers(models, tmp_path):
     r = run_cli("decompress", m, "-o", tmp_path / "x.png", "--layer", "human", "--model", models["base"])
     assert r.returncode != 0 and "no human layer" in r.stderr and "Traceback" not in r.stderr
     assert not (tmp_path / "x.png").exists()
+    # an alpha channel goes in the machine layer, losslessly: strip says so (a matte would reach the analytics)
+    rgba = np.dstack([natural_image(70, 90, seed=3), np.tile(np.arange(90, dtype=np.uint8), (70, 1))])
+    Image.fromarray(rgba).save(tmp_path / "rgba.png")
+    r = run_cli("compress", tmp_path / "rgba.png", "-o", tmp_path / "rgba.saicm", "--model", models["scal"])
+    assert r.returncode == 0, r.stderr
+    r = run_cli("strip", tmp_path / "rgba.saicm", "-o", tmp_path / "rgba-m.saicm")
+    assert r.returncode == 0 and "keeps the image's alpha channel, lossless" in r.stdout, r.stdout
     (tmp_path / "junk.saicm").write_bytes(f.read_bytes()[:-3])
     r = run_cli("strip", tmp_path / "junk.saicm", "-o", tmp_path / "y.saicm")
     assert r.returncode != 0 and "CRC" in r.stderr and not (tmp_path / "y.saicm").exists()

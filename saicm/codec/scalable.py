@@ -274,4 +274,7 @@ def strip_file(src, dst) -> dict:
     with naming(src):
         machine, human = _layers(data)
     write_bytes_atomic(dst, machine)
-    return {"bytes_in": len(data), "bytes_out": len(machine), "had_human_layer": human is not None}
+    from .pipeline import describe
+
+    return {"bytes_in": len(data), "bytes_out": len(machine), "had_human_layer": human is not None,
+            "alpha_bytes": int(describe(machine).get("alpha_bytes") or 0)}

@@ -15,7 +15,9 @@ def cmd_strip(a: argparse.Namespace) -> int:
 
     r = strip_file(a.input, a.output)
     what = "human layer dropped" if r["had_human_layer"] else "no human layer: copied unchanged"
-    print(f"{a.output}: {r['bytes_out']} bytes (from {r['bytes_in']}; {what})")
+    alpha = (f"; it keeps the image's alpha channel, lossless, {r['alpha_bytes']} bytes" if r["alpha_bytes"]
+             else "")
+    print(f"{a.output}: {r['bytes_out']} bytes (from {r['bytes_in']}; {what}{alpha})")
     return 0
 
 
@@ -23,7 +25,9 @@ def register(sub) -> None:
     s = sub.add_parser("strip", help="drop the human layer of a two-layer file (no re-encoding)",
                        description="Write the machine layer of a two-layer (scalable) .saicm file: byte for byte "
                        "the stream its base model writes for that image, decodable alone. The human layer can be "
-                       "sent later, appended to it (cat MACHINE HUMAN_SEGMENT).")
+                       "sent later, appended to it (cat MACHINE HUMAN_SEGMENT). The machine layer is itself an image "
+                       "people can view (not a privacy measure: docs/scalable.md), and it keeps a non-opaque alpha "
+                       "channel of the image losslessly.")
     s.add_argument("input", help="two-layer .saicm file")
     s.add_argument("-o", "--output", required=True, help="machine-layer .saicm file to write")
     s.set_defaults(func=cmd_strip)

@@ -1,9 +1,11 @@
-"""Face privacy: which faces a face detector still finds after compression.
+"""Which faces a face detector still finds after compression.
 
 A privacy-oriented codec should make faces *unfindable* while keeping other
 objects recognisable. :func:`face_retention` is the share of faces found on
 the original image that are still found on the decoded one (IoU ≥ 0.5,
-one-to-one); lower means more private.
+one-to-one): fewer detector hits, which is not anonymity (small faces are lost
+first; nothing here tests whether anyone can be identified:
+``benchmarks/face_sizes.py`` splits the share by face size).
 
 Face detectors, by spec (registry ``FACE_DETECTORS``):
 
@@ -75,20 +77,26 @@ def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.where(union > 0, inter / np.where(union > 0, union, 1), 0.0)
 
 
-def count_retained(faces_original: Sequence, faces_decoded: Sequence, iou: float = 0.5) -> int:
-    """How many original faces have their own decoded face with IoU ≥ ``iou`` (greedy, best IoU first)."""
+def retained(faces_original: Sequence, faces_decoded: Sequence, iou: float = 0.5) -> list[bool]:
+    """For each original face: whether it has its own decoded face with IoU ≥ ``iou`` (greedy, best IoU first)."""
     a = np.array([_box(f) for f in faces_original]).reshape(-1, 4)
     b = np.array([_box(f) for f in faces_decoded]).reshape(-1, 4)
+    kept = [False] * len(a)
     if not len(a) or not len(b):
-        return 0
+        return kept
     m = box_iou(a, b)
     pairs = sorted(zip(*np.nonzero(m >= iou)), key=lambda ij: -m[ij])
-    used_a, used_b = set(), set()
+    used_b = set()
     for i, j in pairs:
-        if i not in used_a and j not in used_b:
-            used_a.add(i)
+        if not kept[i] and j not in used_b:
+            kept[i] = True
             used_b.add(j)
-    return len(used_a)
+    return kept
+
+
+def count_retained(faces_original: Sequence, faces_decoded: Sequence, iou: float = 0.5) -> int:
+    """How many original faces have their own decoded face with IoU ≥ ``iou`` (:func:`retained`)."""
+    return sum(retained(faces_original, faces_decoded, iou))
 
 
 def face_retention(faces_original, faces_decoded, iou: float = 0.5) -> float | None:
