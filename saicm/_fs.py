@@ -206,11 +206,12 @@ def input_files(folder: str | os.PathLike, accept: Callable[[Path], bool],
     return sorted(files)
 
 
-def ensure_dir(path: str | os.PathLike) -> Path:
-    """Create an output folder (and parents); a one-line error if that is not possible."""
+def ensure_dir(path: str | os.PathLike, mode: int = 0o777) -> Path:
+    """Create an output folder (and parents; ``mode``, before the umask, applies to the folder itself when it is
+    made: 0o700 for one only its user may read); a one-line error if that is not possible."""
     path = Path(path)
     try:
-        path.mkdir(parents=True, exist_ok=True)
+        path.mkdir(parents=True, exist_ok=True, mode=mode)
     except OSError as e:
         raise SaicmError(f"cannot create output folder ({e.strerror})", str(path)) from None
     return path

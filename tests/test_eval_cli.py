@@ -204,6 +204,7 @@ def test_eval_psnr_writes_schema_and_reuses_cache(tmp_path, capsys):
     assert all({"bpp", "psnr", "ms_ssim", "encode_s", "decode_s", "bytes"} <= set(p) for p in r["points"])
     cached = sorted(p.name for p in (tmp_path / "c").rglob("*.png"))
     assert len(cached) == 4
+    assert (tmp_path / "c").stat().st_mode & 0o777 == 0o700  # copies of the user's images: theirs alone
     assert main(args) == 0
     assert results.load(out)["points"] == r["points"]
 

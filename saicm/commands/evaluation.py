@@ -30,7 +30,7 @@ def cmd_eval(a: argparse.Namespace) -> int:
     if a.cache and not a.no_cache:  # a file or an uncreatable path: one line now, not a traceback after an encode
         from .._fs import ensure_dir
 
-        ensure_dir(a.cache)
+        ensure_dir(a.cache, mode=0o700)  # (decodes of the user's images: theirs alone)
     cache = DecodeCache(None if a.no_cache else (a.cache or default_cache_dir()), codec.name, codec.config())
     res = sweep(codec, images, a.qualities, task=task, cache=cache, dataset=str(a.dataset), progress=not a.quiet)
     if a.task_model:

@@ -75,11 +75,18 @@ class _Entries:
             return
         path, meta = self._paths(quality, key)
         try:
+            self._make_private_root()
             path.parent.mkdir(parents=True, exist_ok=True)
             self._write(path, value)
             write_bytes_atomic(meta, json.dumps(info).encode())
         except (OSError, SaicmError) as e:  # (write_atomic words OSErrors as SaicmError)
             self._give_up(e)
+
+    def _make_private_root(self) -> None:
+        """The folder that holds every codec's entries, made readable by its user alone (decodes of the user's
+        images: a second copy of them, which other users of the machine should not read); an existing one is left
+        as it is."""
+        self.dir.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
 
     def _give_up(self, e: Exception) -> None:
         """A cache that cannot be written (read-only home, a file in the way, a full disk) costs only the cache: the
@@ -122,6 +129,7 @@ class EncodedCache(_Entries):
             return None
         path = self.dir / f"q{quality}" / f"{key}.ckpt"
         try:
+            self._make_private_root()
             path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as e:
             self._give_up(e)
