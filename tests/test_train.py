@@ -268,7 +268,7 @@ def test_a_resume_given_only_its_folder_goes_on_with_the_runs_own_options(data_d
                        ckpt_every=2, progress=False, resume=True)
     final = train(bare)
     training = read_info(final).training
-    assert (training["init"], training["seed"], training["steps_done"]) == (str(tiny_model), 5, 3)
+    assert (training["init"], training["seed"], training["steps_done"]) == ("/".join(tiny_model.parts[-2:]), 5, 3)
     assert training["lambdas"] == pytest.approx([0.004, 0.02, 0.1])  # not --init's 0.002, 0.01, 0.05
     assert read_info(final).config["lambdas"] == pytest.approx([0.004, 0.02, 0.1])
     monkeypatch.setenv("SAICM_MODELS", str(tiny_model.parent))  # the same start by its name
@@ -549,6 +549,13 @@ def test_exported_model_describes_its_training(data_dir, tmp_path):
     named = tmp_path / "named.safetensors"
     export_checkpoint(out / "checkpoint.pt", named, meta={"description": "my edge codec"})
     assert describe(read_info(named)) == "my edge codec"
+    # the weights travel to every decoder: no absolute path of the training machine (a folder named after a person
+    # or a street), only the last two parts; the checkpoint, which stays with the run, keeps them for --resume
+    for f in (out / "model.safetensors", derived):
+        t = read_info(f).training
+        assert t["out"] == "/".join(out.parts[-2:]) and t["masks"] == "/".join(masks.parts[-2:]), t
+        assert t["data"] == "/".join(Path(data_dir).parts[-2:]) and str(tmp_path.parent) not in json.dumps(t)
+    assert torch.load(out / "checkpoint.pt", weights_only=False)["config"]["out"] == str(out)
 
 
 @pytest.mark.parametrize("loss, w, start", [

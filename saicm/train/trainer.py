@@ -476,8 +476,8 @@ def train(cfg: TrainConfig) -> Path:
         # what was trained, whatever the options said (--init decides the architecture and sizes it keeps)
         trained = {"architecture": model.architecture, "N": model.config.get("N"), "M": model.config.get("M"),
                    "lambdas": [float(v) for v in model.config.get("lambdas", [])]}
-        save_model(model, final,
-                   extra_meta={"training": asdict(cfg) | trained | {"steps_done": max(start, cfg.steps)}})
+        save_model(model, final, extra_meta={"training": recorded_settings(asdict(cfg)) | trained
+                                             | {"steps_done": max(start, cfg.steps)}})
     if world > 1:
         dist.barrier()
         dist.destroy_process_group()
@@ -585,6 +585,27 @@ def _recorded_model(ck: dict, ckpt: str | Path) -> nn.Module:
         raise SaicmError(f"its recorded model cannot be built ({type(e).__name__}: {why})", str(ckpt)) from None
 
 
+#: the training settings that name files or folders (or models, by name or path)
+PATH_SETTINGS = ("data", "masks", "out", "init", "base", "human_init")
+
+
+def recorded_settings(settings: dict) -> dict:
+    """The settings as a weight file records them: paths relative to the working folder when under it, relative
+    paths as given, other absolute paths by their last two parts (``photos/train``), as reports name datasets.
+    The weights travel to every decoder; a folder like ``/home/NAME/cctv/STREET`` should not (the checkpoint,
+    which stays with the run, keeps the paths as given, for ``--resume``)."""
+    from ..eval.paths import display_path
+
+    out = dict(settings)
+    for key in PATH_SETTINGS:
+        value = out.get(key)
+        if isinstance(value, str) and value:
+            out[key] = display_path(value)
+        elif isinstance(value, list):
+            out[key] = [display_path(v) if isinstance(v, str) else v for v in value]
+    return out
+
+
 def export_checkpoint(ckpt: str | Path, dest: str | Path, meta: dict | None = None) -> None:
     """Write the weights of a training checkpoint as a shippable model file."""
     from .._fs import refuse_input_as_output
@@ -597,4 +618,5 @@ def export_checkpoint(ckpt: str | Path, dest: str | Path, meta: dict | None = No
     c = ck["config"]
     model = _recorded_model(ck, ckpt)
     load_strict(model, ck["model"], str(ckpt), "the model it records")
-    save_model(model, dest, extra_meta={"training": c | {"steps_done": ck["step"]}} | (meta or {}), in_place=True)
+    save_model(model, dest, extra_meta={"training": recorded_settings(c) | {"steps_done": ck["step"]}} | (meta or {}),
+               in_place=True)
