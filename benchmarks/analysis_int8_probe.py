@@ -28,6 +28,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from engine_probe_rd import bd_between, calibration_image, emit, rd_curve  # noqa: E402  (beside this file)
+from saicm.commands.argtypes import existing  # noqa: E402
 
 
 def build_graph(state, int8_layers: set[int], in_scale: dict[int, float], out_scale: dict[int, float],
@@ -75,8 +76,9 @@ def build_graph(state, int8_layers: set[int], in_scale: dict[int, float], out_sc
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--data", required=True, help="test photos (coded at every quality)")
-    p.add_argument("--calibrate", required=True, help="photos for the activation ranges (every 12th is used)")
+    p.add_argument("--data", required=True, type=existing, help="test photos (coded at every quality)")
+    p.add_argument("--calibrate", required=True, type=existing,
+                   help="photos for the activation ranges (every 12th is used)")
     p.add_argument("--layers", default="2,4", help="g_a convolutions (indices 0, 2, 4, 6) run in 8 bits")
     p.add_argument("--headroom", type=float, default=1.0, help="range = headroom × the calibration maximum")
     p.add_argument("--model", default="mse-hyperprior-n64-v5")

@@ -34,6 +34,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from engine_probe_rd import emit  # noqa: E402  (beside this file)
+from saicm.commands.argtypes import existing  # noqa: E402
 
 #: the probe's names for the engines it compares (``saicm compress --engine``)
 ENGINES = {"ort": "onnx", "f32": "openvino", "bf16": "openvino-bf16"}
@@ -131,7 +132,7 @@ def main(argv=None) -> int:
     from saicm.codec.image_io import is_image_file
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--data", required=True, help="folder of photos (photos/test)")
+    p.add_argument("--data", required=True, type=existing, help="folder of photos (photos/test)")
     p.add_argument("--model", default="mse-hyperprior-n64-v5")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--limit", type=int, default=8, help="photos timed")

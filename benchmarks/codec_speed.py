@@ -29,16 +29,12 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from saicm.commands.argtypes import existing  # noqa: E402
 
 
 def main(argv=None) -> int:
-    import torch
-    from PIL import Image
-
-    from saicm.codec.image_io import is_image_file
-
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("folder")
+    p.add_argument("folder", type=existing)
     p.add_argument("--models", required=True, help="comma-separated model names or weight files")
     p.add_argument("--size", default="768x512")
     p.add_argument("--limit", type=int, default=8)
@@ -46,6 +42,11 @@ def main(argv=None) -> int:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--repeats", type=int, default=3)
     a = p.parse_args(argv)
+    import torch
+    from PIL import Image
+
+    from saicm.codec.image_io import is_image_file
+
     torch.set_num_threads(a.threads)
     os.environ["SAICM_THREADS"] = str(a.threads)  # the engine's onnxruntime sessions
     w, h = (int(v) for v in a.size.lower().split("x"))

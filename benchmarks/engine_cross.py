@@ -22,6 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
+from saicm.commands.argtypes import existing
+
 _CHILD = ("import sys, hashlib, numpy as np, saicm\n"
           "for p in sys.argv[1:]:\n"
           "    a = np.asarray(saicm.decompress(open(p, 'rb').read(), engine='onnx'))\n"
@@ -42,7 +44,7 @@ def main(argv=None) -> int:
     from saicm.codec.image_io import is_image_file
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("folder")
+    p.add_argument("folder", type=existing)
     p.add_argument("--model", default="mse-hyperprior-n64-v5")
     p.add_argument("--qualities", default="1,4,7")
     p.add_argument("--limit", type=int, default=0)

@@ -19,6 +19,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from saicm.commands.argtypes import existing
+
 
 def _run(args: list[str]) -> float:
     """Wall seconds of ``saicm ARGS`` in a fresh interpreter."""
@@ -34,7 +36,7 @@ def main(argv=None) -> int:
     from PIL import Image
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("image")
+    p.add_argument("image", type=existing)
     p.add_argument("--engines", default="auto,torch,compressai")
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--json", help="write the figures here")

@@ -30,11 +30,27 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from saicm.codec.image_io import load_image  # noqa: E402
 from saicm.codec.pipeline import closest_quality, decompress  # noqa: E402
+from saicm.commands.argtypes import existing  # noqa: E402
 from saicm.demo import side_by_side  # noqa: E402
 from saicm.eval.metrics import psnr  # noqa: E402
 from saicm.masks.edges import overlay, segment_edges  # noqa: E402
 from saicm.masks.regions import RegionSegmenter  # noqa: E402
 from saicm.models.zoo import load_model  # noqa: E402
+
+
+def clip_spec(s: str) -> str:
+    """CLIP, CLIP#A:B or CLIP#A:B@WxH whose CLIP exists (checked as the arguments are parsed)."""
+    from saicm.video.evaluate import parse_spec
+
+    existing(parse_spec(s)[0])
+    return s
+
+
+def labelled_file(s: str) -> str:
+    """LABEL=FILE or FILE (as cmd_frames splits it) whose FILE exists."""
+    label, sep, file = s.partition("=")
+    existing(s if not sep or "/" in label else file)
+    return s
 
 
 def grid(rows: list[list[tuple[str, Image.Image]]], height: int) -> Image.Image:
@@ -139,21 +155,21 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
     m = sub.add_parser("masks")
-    m.add_argument("images", nargs="+")
+    m.add_argument("images", nargs="+", type=existing)
     m.add_argument("-o", "--output", required=True)
     m.add_argument("--alphas", default="0.98,0.78,0.48")
     m.add_argument("--edge-width", type=int, default=1)
     m.add_argument("--height", type=int, default=320)
     m.set_defaults(func=cmd_masks)
     s = sub.add_parser("side")
-    s.add_argument("image")
+    s.add_argument("image", type=existing)
     s.add_argument("-o", "--output", required=True)
     s.add_argument("--models", required=True, help="comma-separated model names or paths")
     s.add_argument("--bpp", type=float, default=0.3)
     s.add_argument("--height", type=int, default=360)
     s.set_defaults(func=cmd_side)
     ly = sub.add_parser("layers")
-    ly.add_argument("image")
+    ly.add_argument("image", type=existing)
     ly.add_argument("-o", "--output", required=True)
     ly.add_argument("--model", help="scalable model (default: the recommended one)")
     ly.add_argument("--mse", default="mse-hyperprior-n64-v5")
@@ -162,8 +178,9 @@ def main() -> int:
     ly.add_argument("--height", type=int, default=360)
     ly.set_defaults(func=cmd_layers)
     fr = sub.add_parser("frames")
-    fr.add_argument("clip", help="CLIP, CLIP#A:B or CLIP#A:B@WxH (as saicm eval --dataset)")
-    fr.add_argument("files", nargs="+", help="LABEL=FILE.saicmv (or FILE.saicmv) of that clip and range")
+    fr.add_argument("clip", type=clip_spec, help="CLIP, CLIP#A:B or CLIP#A:B@WxH (as saicm eval --dataset)")
+    fr.add_argument("files", nargs="+", type=labelled_file,
+                    help="LABEL=FILE.saicmv (or FILE.saicmv) of that clip and range")
     fr.add_argument("-o", "--output", required=True)
     fr.add_argument("--frame", type=int, default=0)
     fr.add_argument("--columns", type=int, default=4)

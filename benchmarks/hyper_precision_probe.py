@@ -26,12 +26,14 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from engine_probe_rd import bd_between, calibration_image, emit, rd_curve  # noqa: E402  (beside this file)
+from saicm.commands.argtypes import existing  # noqa: E402
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--data", required=True, help="test photos (coded at 7 qualities)")
-    p.add_argument("--calibrate", required=True, help="photos for the activation ranges (every 12th is used)")
+    p.add_argument("--data", required=True, type=existing, help="test photos (coded at 7 qualities)")
+    p.add_argument("--calibrate", required=True, type=existing,
+                   help="photos for the activation ranges (every 12th is used)")
     p.add_argument("--act-bits", type=int, default=8)
     p.add_argument("--weight-bits", type=int, default=7)
     p.add_argument("--zero-point", type=int, default=None, help="default: 2**act_bits / 64")

@@ -20,6 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
+from saicm.commands.argtypes import existing
+
 
 def _corr(a, b) -> float:
     a, b = a.flatten().double(), b.flatten().double()
@@ -53,7 +55,7 @@ def stats(model, x, quality: int) -> dict:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("images", help="image folder")
+    ap.add_argument("images", type=existing, help="image folder")
     ap.add_argument("--models", required=True, help="comma-separated model names or weight files")
     ap.add_argument("--qualities", default="1,4,7")
     ap.add_argument("--limit", type=int, default=8, help="first N images (sorted by name)")

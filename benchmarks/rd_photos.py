@@ -31,6 +31,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from saicm.commands.argtypes import existing
 from saicm.engine import ENGINES
 from saicm.eval import results
 from saicm.eval.bdrate import BDRateError, bd_rate
@@ -98,7 +99,8 @@ def timing(model_name: str | None, image: Image.Image, repeats: int, refine: int
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--data", required=True, help="folder of test images (e.g. ../shared/data/photos/test)")
+    ap.add_argument("--data", required=True, type=existing,
+                    help="folder of test images (e.g. ../shared/data/photos/test)")
     ap.add_argument("--model", default=None, help="saicm model (default: the shipped MSE model)")
     ap.add_argument("--out", required=True,
                     help="folder for the results JSON files (benchmarks/results/photos overwrites the committed ones)")

@@ -41,6 +41,7 @@ from PIL import Image
 
 from saicm.codec.image_io import IMAGE_SUFFIXES
 from saicm.codec.pipeline import compress, prepare
+from saicm.commands.argtypes import existing
 from saicm.eval.metrics import psnr
 from saicm.eval.results import new_result, save
 from saicm.models.zoo import load_model
@@ -73,7 +74,7 @@ def bits_of(logp: torch.Tensor, active: torch.Tensor, floor: float = 2.0 ** -16)
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("dataset", help="folder of images (photos/test)")
+    ap.add_argument("dataset", type=existing, help="folder of images (photos/test)")
     ap.add_argument("--base", default="saicm-regions-a048-off02-n64-v5", help="the machine layer's model")
     ap.add_argument("--machine", type=int, required=True, help="machine-layer quality")
     ap.add_argument("--k", default="3,5,7,9", help="sub-cells per cell for nested-kK (odd)")

@@ -21,11 +21,12 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from saicm.commands.argtypes import existing  # noqa: E402
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("image")
+    p.add_argument("image", type=existing)
     p.add_argument("--model", default=None, help="scalable model (default: the recommended one)")
     p.add_argument("--quality", type=int, default=4)
     p.add_argument("--human-quality", type=int, default=4)

@@ -19,13 +19,15 @@ from __future__ import annotations
 import argparse
 import sys
 
+from saicm.commands.argtypes import existing
 from saicm.errors import SaicmError
 from saicm.eval import results
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("runs", nargs="+", help="results JSON files of the same codec and measurement, one per seed")
+    ap.add_argument("runs", nargs="+", type=existing,
+                    help="results JSON files of the same codec and measurement, one per seed")
     ap.add_argument("-o", "--output", required=True, help="results JSON to write")
     ap.add_argument("--resample-seeds", action="store_true",
                     help="each bootstrap draw also resamples the runs: intervals that include the seed spread")

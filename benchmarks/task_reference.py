@@ -22,6 +22,7 @@ import sys
 import time
 from pathlib import Path
 
+from saicm.commands.argtypes import existing
 from saicm.errors import SaicmError
 from saicm.eval import tasks
 from saicm.eval.rd import load_rgb_folder
@@ -33,8 +34,9 @@ def _fmt(v) -> str:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--images", required=True, help="folder of original images")
-    ap.add_argument("--annotations", required=True, help="COCO instance annotation file for these images")
+    ap.add_argument("--images", required=True, type=existing, help="folder of original images")
+    ap.add_argument("--annotations", required=True, type=existing,
+                    help="COCO instance annotation file for these images")
     ap.add_argument("--task-model", action="append", required=True, metavar="KIND:PATH",
                     help=f"task model (repeatable); kinds: {', '.join(sorted(tasks.TASK_MODELS))}")
     ap.add_argument("--threads", type=int, default=None, help="ONNX Runtime threads (default: all cores)")

@@ -41,6 +41,8 @@ import numpy as np
 import torch
 from PIL import Image
 
+from saicm.commands.argtypes import existing
+
 NAME = "tcm-reference-check"
 CANDIDATES = (("models/tcm.py", "TCM"), ("models/icm.py", "ICM"), ("tcm.py", "TCM"), ("icm.py", "ICM"))
 
@@ -136,8 +138,9 @@ def to_uint8(x: torch.Tensor, h: int, w: int, rounding: bool) -> np.ndarray:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--ref-dir", required=True, help="folder with the authors' models/tcm.py (or models/icm.py)")
-    p.add_argument("--image", help="image to code (default: scikit-image's astronaut)")
+    p.add_argument("--ref-dir", required=True, type=existing,
+                   help="folder with the authors' models/tcm.py (or models/icm.py)")
+    p.add_argument("--image", type=existing, help="image to code (default: scikit-image's astronaut)")
     p.add_argument("--size", default="256x256", help="centre crop WxH (default 256x256)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--empty-tables", action="store_true",

@@ -24,6 +24,8 @@ import sys
 import time
 from pathlib import Path
 
+from saicm.commands.argtypes import existing
+
 
 def _rss_mib() -> float:
     with open("/proc/self/status") as f:
@@ -135,7 +137,7 @@ def run(args: list[str]) -> dict:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--image", help="image to crop/scale to 768x512 (default: a synthetic one)")
+    p.add_argument("--image", type=existing, help="image to crop/scale to 768x512 (default: a synthetic one)")
     p.add_argument("--size", default="768x512", help="WIDTHxHEIGHT of the coded image (default 768x512)")
     p.add_argument("--work", default="/tmp/tcm-bench", help="folder for the checkpoints, models and streams")
     p.add_argument("--threads", type=int, default=0, help="torch threads of the coding processes (default: torch's)")

@@ -34,6 +34,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from saicm.commands.argtypes import existing
+
 
 def make_file(preset: str, width: int, height: int, frames: int, arch: str = "nerv") -> bytes:
     from saicm.video import archs, bitstream, compress
@@ -91,7 +93,7 @@ def main() -> None:
     ap.add_argument("--encode-epochs", type=int, default=0,
                     help="also time fitting for this many epochs per case (one thread)")
     ap.add_argument("--compile", action="store_true", help="fit through torch.compile (saicm video encode --compile)")
-    ap.add_argument("--file", help="time this .saicmv file instead of synthetic ones")
+    ap.add_argument("--file", type=existing, help="time this .saicmv file instead of synthetic ones")
     ap.add_argument("--png", action="store_true", help="also time writing PNG frames (saicm video decode -o DIR)")
     a = ap.parse_args()
     threads = [int(t) for t in a.threads.split(",")]
