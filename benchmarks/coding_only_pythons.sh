@@ -3,6 +3,8 @@
 # the NumPy pip picks (2.x): writes the same bytes as the full install (.venv) and decodes to the same pixels.
 # usage: benchmarks/coding_only_pythons.sh IMAGE [PYTHON ...]   (default: python3.11 python3.12 python3.13)
 set -eu
+[ -e "${1:?usage: coding_only_pythons.sh IMAGE [PYTHON ...]}" ] \
+  || { echo "coding_only_pythons.sh: error: $1: no such file or folder" >&2; exit 2; }
 IMG=$(realpath "$1"); shift
 PYS=${*:-python3.11 python3.12 python3.13}
 ROOT=$(cd "$(dirname "$0")/.." && pwd); FULL=$ROOT/.venv/bin/saicm

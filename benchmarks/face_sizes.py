@@ -19,20 +19,22 @@ import sys
 from collections import Counter
 from pathlib import Path
 
+from saicm.commands.argtypes import existing
+
 #: face heights (pixels on the original) that the table groups by
 BINS = ((0, 16), (16, 24), (24, 32), (32, 48), (48, 96), (96, None))
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("dataset", help="image folder (e.g. ../shared/data/photos/test)")
+    ap.add_argument("dataset", type=existing, help="image folder (e.g. ../shared/data/photos/test)")
     ap.add_argument("--models", required=True, help="comma-separated saicm models (names or .safetensors)")
     ap.add_argument("--qualities", default="1,4", help="comma-separated qualities (default 1,4)")
     ap.add_argument("--task-model", default="centerface", help="face detector spec (default centerface)")
     ap.add_argument("--json", help="also write the per-face rows and the tables here")
     a = ap.parse_args(argv)
     if not Path(a.dataset).is_dir():
-        ap.error(f"no such folder: {a.dataset}")
+        ap.error(f"{a.dataset}: not a folder")
 
     import saicm
     from saicm.codec.image_io import load_image

@@ -14,6 +14,7 @@
 set -euo pipefail
 DATA=${1:?usage: machines_suite.sh DATA_DIR OUT_DIR [CODECS...]}
 OUT=${2:?usage: machines_suite.sh DATA_DIR OUT_DIR [CODECS...]}
+[ -e "$DATA" ] || { echo "machines_suite.sh: error: $DATA: no such file or folder" >&2; exit 2; }
 shift 2
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 SAICM=${SAICM:-$ROOT/.venv/bin/saicm}

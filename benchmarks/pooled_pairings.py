@@ -22,10 +22,12 @@ import json
 import sys
 from pathlib import Path
 
+from saicm.commands.argtypes import existing
+
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--pair", nargs=2, action="append", required=True, metavar=("ANCHOR", "TEST"),
+    ap.add_argument("--pair", nargs=2, action="append", required=True, type=existing, metavar=("ANCHOR", "TEST"),
                     help="results JSON of an anchor run and of a test run (repeat for each pairing)")
     ap.add_argument("--metric", default="psnr", help="psnr, ap, ap50, ... (default psnr)")
     ap.add_argument("--level", type=float, default=95.0, help="interval level in %% (default 95)")
@@ -33,7 +35,7 @@ def main(argv=None) -> int:
     a = ap.parse_args(argv)
     missing = [p for pair in a.pair for p in pair if not Path(p).is_file()]
     if missing:
-        ap.error(f"no such results file: {missing[0]}")
+        ap.error(f"{missing[0]}: not a results file")
 
     import numpy as np
 

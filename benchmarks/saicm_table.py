@@ -25,6 +25,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from saicm.commands.argtypes import existing  # noqa: E402
 from saicm.errors import SaicmError  # noqa: E402
 from saicm.eval import results  # noqa: E402
 from saicm.eval.bdrate import BDRateError, bd_rate  # noqa: E402
@@ -76,7 +77,7 @@ def points_table(f: Path, m: str) -> None:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("folder", type=Path)
+    ap.add_argument("folder", type=existing)
     ap.add_argument("--models", help="comma-separated codec tags to report")
     ap.add_argument("--points", metavar="MODEL", help="print one model's per-rate-point table instead")
     ap.add_argument("--anchors", default="mse-hyperprior-n64-v5,vvc-faster")
@@ -84,8 +85,9 @@ def main() -> int:
     ap.add_argument("--ci", type=float, nargs="?", const=95.0, metavar="LEVEL",
                     help="paired-bootstrap interval of every BD-rate (default 95 %%)")
     a = ap.parse_args()
+    a.folder = Path(a.folder)
     if not a.folder.is_dir():
-        print(f"error: {a.folder}: no such folder", file=sys.stderr)
+        print(f"error: {a.folder}: not a folder", file=sys.stderr)
         return 1
     if a.points:
         points_table(a.folder, a.points)

@@ -15,6 +15,7 @@ set -euo pipefail
 DATA=${1:?usage: scalable_suite.sh DATA_DIR OUT_DIR SCALABLE_MODEL [BASE_QUALITIES]}
 OUT=${2:?}
 MODEL=${3:?}
+[ -e "$DATA" ] || { echo "scalable_suite.sh: error: $DATA: no such file or folder" >&2; exit 2; }
 BQ=${4:-"2 4 6"}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 SAICM=${SAICM:-$ROOT/.venv/bin/saicm}

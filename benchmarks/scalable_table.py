@@ -23,23 +23,24 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 
 def main(argv=None) -> int:
+    from saicm.commands.argtypes import existing
     from saicm.eval import results
     from saicm.eval.bdrate import BDRateError
     from saicm.eval.bootstrap import bd_rate_ci
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("folder")
+    p.add_argument("folder", type=existing)
     p.add_argument("--model", required=True)
     p.add_argument("--bases", default="2,4,6,pair")
     p.add_argument("--mse", default="mse-hyperprior-n64-v5")
     p.add_argument("--datasets", default="photos-test,coco128")
-    p.add_argument("--mse-dir", help="folder of the MSE model's results (default: FOLDER)")
+    p.add_argument("--mse-dir", type=existing, help="folder of the MSE model's results (default: FOLDER)")
     p.add_argument("--json")
     a = p.parse_args(argv)
     root = Path(a.folder)
     for d in (root, Path(a.mse_dir or root)):
         if not d.is_dir():
-            print(f"error: {d}: no such folder", file=sys.stderr)
+            print(f"error: {d}: not a folder", file=sys.stderr)
             return 1
     tags = ["pair" if b == "pair" else f"b{b}" for b in a.bases.split(",")]
     needed = []

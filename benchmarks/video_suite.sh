@@ -18,6 +18,7 @@
 set -euo pipefail
 DATA=${1:?usage: video_suite.sh DATA_DIR OUT_DIR [EPOCHS]}
 OUT=${2:?}
+[ -e "$DATA" ] || { echo "video_suite.sh: error: $DATA: no such file or folder" >&2; exit 2; }
 E=${3:-150}
 HE=${HNERV_EPOCHS:-110}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)

@@ -26,13 +26,14 @@ def _fmt(v, spec: str) -> str:
 
 
 def main(argv=None) -> int:
+    from saicm.commands.argtypes import existing
     from saicm.eval import results
     from saicm.eval.bdrate import BDRateError
     from saicm.eval.bootstrap import bd_rate_ci
     from saicm.errors import SaicmError
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("folder")
+    p.add_argument("folder", type=existing)
     p.add_argument("--clips", required=True, help="comma-separated clip tags (the file names' first part)")
     p.add_argument("--anchor", default="nerv-e150", help="codec tag the BD-rates are against")
     p.add_argument("--task", default="picodet")
@@ -40,7 +41,7 @@ def main(argv=None) -> int:
     a = p.parse_args(argv)
     root = Path(a.folder)
     if not root.is_dir():
-        print(f"error: {root}: no such folder", file=sys.stderr)
+        print(f"error: {root}: not a folder", file=sys.stderr)
         return 1
     for clip in a.clips.split(","):
         if not any(root.glob(f"{clip}_{a.task}_*.json")):
