@@ -266,3 +266,36 @@ def test_an_output_that_appears_while_coding_is_kept_under_existing_refuse_and_s
     assert dst.read_bytes() == b"first" and len(list(dst.parent.iterdir())) == 1
     _fs.write_bytes_atomic(dst, b"third")  # outside no_replace: replaced, as always
     assert dst.read_bytes() == b"third"
+
+
+def test_an_output_is_on_the_disk_before_it_takes_its_name(tmp_path, monkeypatch):
+    """After a power cut a renamed file whose data was still cached could be empty, and --existing skip counts it
+    done: the temporary file is synced before the rename (a file system that cannot sync still gets its file)."""
+    from saicm import _fs
+
+    events = []
+    real_fsync, real_replace = os.fsync, os.replace
+    monkeypatch.setattr(_fs.os, "fsync", lambda fd: (events.append(("fsync", os.readlink(f"/proc/self/fd/{fd}"))),
+                                                     real_fsync(fd)))
+    monkeypatch.setattr(_fs.os, "replace", lambda a, b: (events.append(("replace", str(a))), real_replace(a, b)))
+    _fs.write_bytes_atomic(tmp_path / "a.saicm", b"data")
+    assert [e[0] for e in events] == ["fsync", "replace"] and events[0][1] == events[1][1], events
+    assert (tmp_path / "a.saicm").read_bytes() == b"data"
+
+    def cannot(fd):
+        raise OSError(errno.EINVAL, "not supported")
+
+    monkeypatch.setattr(_fs.os, "fsync", cannot)
+    _fs.write_bytes_atomic(tmp_path / "b.saicm", b"more")
+    assert (tmp_path / "b.saicm").read_bytes() == b"more"
+
+
+def test_existing_skip_codes_an_empty_output_again(tmp_path):
+    src = tmp_path / "a.png"
+    src.write_bytes(b"x")
+    dst = tmp_path / "a.saicm"
+    dst.write_bytes(b"")  # what a power cut can leave of a file renamed before its data reached the disk
+    out = batch._run_one(lambda job: (job.dst.write_bytes(b"coded"), {})[1], batch.Job(src, dst, skip=True))
+    assert not out.skipped and out.error is None and dst.read_bytes() == b"coded"
+    out = batch._run_one(lambda job: {}, batch.Job(src, dst, skip=True))  # a whole one is still skipped
+    assert out.skipped

@@ -13,6 +13,7 @@ from __future__ import annotations
 import errno
 import os
 import signal
+import stat
 import sys
 from collections import Counter
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
@@ -219,10 +220,21 @@ def _worker_threads(workers: int) -> int:
     return max(1, (os.cpu_count() or 1) // workers)
 
 
+def _empty_file(path: Path) -> bool:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return False
+    return stat.S_ISREG(st.st_mode) and st.st_size == 0
+
+
 def _run_one(fn: Callable[[Job], dict], job: Job) -> Outcome:
     if job.error:
         return Outcome(job, error=job.error)
-    if job.dst.exists() and (job.skip or job.keep):
+    # an empty output is no coded file or image (a job stopped by a power cut before saicm synced its files):
+    # --existing skip codes it again
+    redo = job.skip and _empty_file(job.dst)
+    if job.dst.exists() and (job.skip or job.keep) and not redo:
         if job.skip:
             return Outcome(job, skipped=True)
         return Outcome(job, error=f"{job.dst}: exists: not overwritten (--existing overwrite to replace it, "
@@ -234,7 +246,7 @@ def _run_one(fn: Callable[[Job], dict], job: Job) -> Outcome:
     except OSError as e:
         return Outcome(job, error=f"{job.dst}: cannot write output ({e.strerror or e})")
     try:
-        with no_replace(job.keep or job.skip):  # (a file that appears meanwhile is kept too)
+        with no_replace((job.keep or job.skip) and not redo):  # (a file that appears meanwhile is kept too)
             return Outcome(job, info=fn(job))
     except OutputExists as e:
         if job.skip:
