@@ -34,6 +34,7 @@ _API = {
     "decompress": ("saicm.codec.pipeline", "decompress"),
     "describe": ("saicm.codec.pipeline", "describe"),
     "strip": ("saicm.codec.scalable", "strip"),
+    "split": ("saicm.codec.scalable", "split"),
     "load_model": ("saicm.models.zoo", "open_model"),  # a model of the caller's own (not the cached one)
     "list_models": ("saicm.models.catalog", "list_models"),  # copies of the shipped models' infos
     "release_models": ("saicm.engine.model", "release_models"),  # a service's memory back after many models
@@ -51,7 +52,7 @@ __all__ = sorted(_API)
 if TYPE_CHECKING:  # what type checkers see (py.typed): the names of _API, typed (a test keeps them equal)
     from . import video
     from .codec.pipeline import compress, decompress, describe
-    from .codec.scalable import strip
+    from .codec.scalable import split, strip
     from .engine.model import release_models
     from .errors import (ArgumentError, FormatError, ImageError, MissingDependency, ModelError, SaicmError,
                          SaicmWarning)

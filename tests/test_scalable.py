@@ -139,7 +139,7 @@ def test_info_shows_the_bytes_of_each_layer(models, image):
 def test_human_layer_refused_without_its_machine_layer_or_on_another_one(models, image):
     data = saicm.compress(image, model=models["scal"], quality=2, human_quality=1)
     machine, human = container.split_layers(data)
-    with pytest.raises(FormatError, match="magic"):
+    with pytest.raises(FormatError, match="human-layer segment alone.*appended to its machine layer"):
         saicm.decompress(human, model=models["scal"])  # the human segment alone
     other = saicm.compress(natural_image(64, 128, seed=5), model=models["base"], quality=2)
     assert other != machine
@@ -220,6 +220,31 @@ def test_cli_compress_info_strip_and_both_layers(models, tmp_path):
     r = run_cli("decompress", m, "-o", tmp_path / "x.png", "--layer", "human", "--model", models["base"])
     assert r.returncode != 0 and "no human layer" in r.stderr and "Traceback" not in r.stderr
     assert not (tmp_path / "x.png").exists()
+    # the human layer's segment, cut off to be sent later: appended to the machine layer, the file again
+    seg = tmp_path / "human.seg"
+    r = run_cli("strip", f, "-o", tmp_path / "m2.saicm", "--human-segment", seg)
+    assert r.returncode == 0 and "human-layer segment" in r.stdout, r.stderr
+    assert (tmp_path / "m2.saicm").read_bytes() + seg.read_bytes() == f.read_bytes()
+    assert saicm.split(f) == (m.read_bytes(), seg.read_bytes()) and saicm.split(m) == (m.read_bytes(), None)
+    r = run_cli("info", seg, "--json")
+    d = json.loads(r.stdout)
+    assert d["file_type"] == "saicm-human-segment" and d["quality"] == 2 and d["file_bytes"] == seg.stat().st_size
+    r = run_cli("decompress", seg, "-o", tmp_path / "seg.png", "--model", models["scal"])
+    assert r.returncode != 0 and "human-layer segment alone" in r.stderr and "cat" in r.stderr
+    r = run_cli("strip", m, "-o", tmp_path / "m3.saicm", "--human-segment", tmp_path / "none.seg")
+    assert r.returncode != 0 and "no human-layer segment" in r.stderr
+    assert not (tmp_path / "m3.saicm").exists() and not (tmp_path / "none.seg").exists()
+    import random
+
+    rng, data = random.Random(0), seg.read_bytes()  # a segment from a stranger: described or one line, no more
+    for case in [data[:n] for n in range(0, len(data), 7)] + [
+            bytes(b ^ (rng.random() < 0.02) * rng.randrange(1, 256) for b in data) for _ in range(40)]:
+        try:
+            saicm.describe(case)
+        except FormatError as e:
+            assert "\n" not in str(e)
+    r = run_cli("strip", f, "-o", tmp_path / "same", "--human-segment", tmp_path / "same")
+    assert r.returncode != 0 and "two files" in r.stderr
     # an alpha channel goes in the machine layer, losslessly: strip says so (a matte would reach the analytics)
     rgba = np.dstack([natural_image(70, 90, seed=3), np.tile(np.arange(90, dtype=np.uint8), (70, 1))])
     Image.fromarray(rgba).save(tmp_path / "rgba.png")

@@ -199,6 +199,8 @@ def read_stream(data: bytes) -> tuple[Stream, int]:
     reported as a CRC mismatch when the bytes also fail the CRC (the usual
     case: corruption or truncation), else as the inconsistency found.
     """
+    if data[: len(HUMAN_MAGIC)] == HUMAN_MAGIC:
+        raise FormatError(HUMAN_SEGMENT_ALONE)
     check_start(data, MAGIC, VERSIONS, "a .saicm file", "format version")
     try:
         stream, end = _parse(data)
@@ -263,6 +265,9 @@ def _parse(data: bytes) -> tuple[Stream, int]:
 # --- the human layer of a two-layer (scalable) file -------------------------------------------
 
 HUMAN_MAGIC = b"SAICH"
+#: the error for a human-layer segment given where a file is expected
+HUMAN_SEGMENT_ALONE = ("a human-layer segment alone (saicm strip --human-segment): it decodes appended to its machine "
+                       "layer, e.g. cat MACHINE.saicm SEGMENT > TWO.saicm")
 HUMAN_VERSION = 1  #: coded by CompressAI's coder from the PyTorch model (saicm 0.3)
 #: coded by the portable engine (saicm.engine.scalable): constriction ANS, integer hyper-synthesis and
 #: condition network, the latent in strips (a u16 ``strip_rows`` follows the quality)
@@ -399,6 +404,8 @@ def check_coded_file(path: str | os.PathLike) -> None:
         raise FormatError("empty file", str(path))
     if is_video_stream(head):
         raise FormatError(CLIP_GIVEN, str(path))
+    if head.startswith(HUMAN_MAGIC):
+        raise FormatError(HUMAN_SEGMENT_ALONE, str(path))
     if not head.startswith(MAGIC):
         raise FormatError("not a .saicm file (wrong magic)", str(path))
 

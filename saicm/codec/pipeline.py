@@ -326,6 +326,14 @@ def _describe(data: bytes) -> dict:
         from ..video.api import describe as describe_video
 
         return describe_video(data)
+    if data[: len(container.HUMAN_MAGIC)] == container.HUMAN_MAGIC:  # a segment cut off to be sent later
+        hl = container.unpack_human(data)
+        return {"file_type": "saicm-human-segment", "human_layer_version": hl.version, "model": hl.model,
+                "quality": hl.quality, "weights_sha256_prefix": hl.weights_sha.hex(),
+                "base_sha256_prefix": hl.base_sha.hex(), "machine_sha256_prefix": hl.machine_sha.hex(),
+                "latent_shapes": [list(v) for v in hl.shapes], "string_bytes": [len(b) for b in hl.strings],
+                "file_bytes": len(data),
+                "note": "decodes appended to the machine layer whose SHA-256 begins with machine_sha256_prefix"}
     machine, human = container.split_layers(data)
     s = container.unpack(machine)
     h = s.header

@@ -21,10 +21,11 @@ which pairs are worth using is measured in the model cards.
 from __future__ import annotations
 
 import hashlib
+import os
 
 import numpy as np
 
-from ..errors import ArgumentError, FormatError, ModelError
+from ..errors import ArgumentError, FormatError, ModelError, SaicmError
 from ..models.catalog import SCALABLE_ARCHITECTURE, checked_quality, file_checksum, resolve
 from . import container
 from .image_io import ImageLike, load_image
@@ -239,6 +240,17 @@ def _decode_compressai(stream, layer, info, max_pixels):
     return to_image(x_hat, stream)
 
 
+def split(data: container.CodedLike) -> tuple[bytes, bytes | None]:
+    """The machine layer of a file and its human-layer segment (None for a single-layer file), both checked: the
+    segment is what a camera sends later, when a person asks for the human image; appended to the machine layer
+    (``machine + segment``) it is the two-layer file again, byte for byte."""
+    from ..errors import naming
+
+    data, path = container.coded_input(data)
+    with naming(path):
+        return _layers(data)
+
+
 def strip(data: container.CodedLike) -> bytes:
     """The machine layer of a file (its bytes, path or binary file object; a two-layer file loses its human
     layer, a single-layer file is unchanged). A damaged human layer is refused, as ``saicm strip`` refuses it."""
@@ -262,18 +274,28 @@ def _layers(data: bytes) -> tuple[bytes, bytes | None]:
     return machine, human
 
 
-def strip_file(src, dst) -> dict:
-    """``saicm strip``: write the machine layer of ``src`` to ``dst`` (atomically)."""
+def strip_file(src, dst, human_segment=None) -> dict:
+    """``saicm strip``: write the machine layer of ``src`` to ``dst`` (atomically), and its human-layer segment to
+    ``human_segment`` if given (a file without one is then refused, before anything is written)."""
     from .._fs import output_file, read_input, write_bytes_atomic
     from ..errors import naming
     from .image_io import refuse_media_output
 
     output_file(dst, [src])
     refuse_media_output(dst, "the machine layer")
+    if human_segment is not None:
+        output_file(human_segment, [src, dst])
+        refuse_media_output(human_segment, "the human-layer segment")
+        if os.path.abspath(human_segment) == os.path.abspath(dst):
+            raise SaicmError("the machine layer and the human-layer segment need two files", str(dst))
     data = read_input(src)
     with naming(src):
         machine, human = _layers(data)
+        if human_segment is not None and human is None:
+            raise FormatError("a single-layer file: it has no human-layer segment (--human-segment)")
     write_bytes_atomic(dst, machine)
+    if human_segment is not None:
+        write_bytes_atomic(human_segment, human)
     from .pipeline import describe
 
     return {"bytes_in": len(data), "bytes_out": len(machine), "had_human_layer": human is not None,
