@@ -164,3 +164,19 @@ def test_array_layouts_that_are_not_images_say_what_to_pass():
     with pytest.raises(ImageError, match="a batch"):
         image_io.load_image(np.zeros((2, 8, 10, 3), np.uint8))
     assert image_io.load_image(np.zeros((3, 8, 3), np.uint8)).rgb.shape == (3, 8, 3)  # 3 rows of RGB: an image
+
+
+def test_a_uint16_array_of_camera_bit_depth_is_named_before_it_codes_black():
+    """12-bit samples in uint16 (a camera's raw frames) were coded as a nearly black frame without a word."""
+    import warnings
+
+    import saicm
+
+    twelve = np.full((8, 8, 3), 3000, np.uint16)
+    with pytest.warns(saicm.SaicmWarning, match=r"stay at or below 3000.*a << \(16 - bits\)"):
+        got = image_io.load_image(twelve)
+    assert (got.rgb == 12).all()  # still read as documented: 3000/65535·255
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        image_io.load_image(twelve << 4)  # scaled to 0-65535: no warning
+        image_io.load_image(np.zeros((8, 8), np.uint16))  # an all-black frame is just black
