@@ -219,6 +219,8 @@ def test_round_trip_is_bit_exact(coded, tmp_path, capsys):
     pngs = sorted((tmp_path / "png").glob("frame_*.png"))
     assert [p.name for p in pngs] == [f"frame_{i:06d}.png" for i in range(8)]
     assert np.array_equal(np.stack([np.asarray(Image.open(p)) for p in pngs]), r.reference)
+    meta = json.loads((tmp_path / "png" / "frames.json").read_text())
+    assert (meta["frames"], meta["range"]) == (8, "0:8")  # the same keys and meanings as 'video frames' writes
     assert main(["video", "decode", str(path), "-o", str(tmp_path / "v.mkv")]) == 0
     assert np.array_equal(io.read_clip(tmp_path / "v.mkv").frames, r.reference)
     assert main(["info", str(path)]) == 0
@@ -486,7 +488,8 @@ def test_frames_masks_and_sa_nerv(clip_mkv, tmp_path, capsys):
     assert main(["video", "frames", str(clip_mkv), "-o", str(frames_dir), "--frames", "2:6"]) == 0
     names = sorted(p.name for p in frames_dir.glob("*.png"))
     assert names == [f"frame_{i:06d}.png" for i in range(2, 6)]
-    assert json.loads((frames_dir / "frames.json").read_text())["first"] == 2
+    meta = json.loads((frames_dir / "frames.json").read_text())
+    assert (meta["first"], meta["frames"], meta["range"]) == (2, 4, "2:6")
     assert main(["masks", str(frames_dir), "-o", str(masks_dir), "--source", "regions", "--alpha", "0.48",
                  "--quiet"]) == 0
     assert sorted(p.name for p in masks_dir.glob("frame_*.png")) == names  # masks map back to frame indexes
@@ -518,7 +521,8 @@ def test_cli_errors(clip_mkv, tmp_path, capsys):
     _one_line_error(capsys, ["video", "encode", source, "-o", tmp_path], "is a folder")  # (it failed after the fit)
     frames = tmp_path / "frames"
     assert main(["video", "frames", str(clip_mkv), "-o", str(frames), "--frames", "0:100"]) == 0
-    assert json.loads((frames / "frames.json").read_text())["frames"] == "0:8"  # what was written, not "0:100"
+    meta = json.loads((frames / "frames.json").read_text())
+    assert (meta["frames"], meta["range"]) == (8, "0:8")  # what was written, not "0:100"; a count, as decode's
     _one_line_error(capsys, ["video", "frames", clip_mkv, "-o", tmp_path / "none", "--frames", "20:30"], "no frames")
     assert not (tmp_path / "none").exists()  # (it left a folder that blocked the retry)
     (frames / "cover.png").write_bytes((frames / "frame_000000.png").read_bytes())

@@ -59,7 +59,7 @@ def cmd_frames(a: argparse.Namespace) -> int:
     info, first, gen = iter_clip(a.clip, a.frames, a.size, a.max_pixels)
     names = write_png_frames(((k, f[None]) for k, f in enumerate(gen)), a.output, first=first, compress_level=6,
                              meta={"source": str(a.clip), "fps": str(info.fps), "first": first,
-                                   "width": info.width, "height": info.height, "frames": a.frames or ""})
+                                   "width": info.width, "height": info.height})
     print(f"{a.output}: {len(names)} frames {info.width}x{info.height} ({names[0].name} .. {names[-1].name}); "
           f"edge masks for --loss sa-nerv: saicm masks {a.output} -o MASKS")
     return 0

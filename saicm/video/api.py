@@ -304,8 +304,7 @@ def decode_file(src: str | os.PathLike, dst: str | os.PathLike, max_pixels: int 
             what = "video"
         else:
             write_png_frames(gen, dst, first=h.first, meta={"source": str(src), "fps": str(h.fps), "first": h.first,
-                                                             "frames": h.frames, "width": h.width,
-                                                             "height": h.height})
+                                                             "width": h.width, "height": h.height})
             what = "frames"
     return {"frames": h.frames, "width": h.width, "height": h.height, "fps": str(h.fps), "first": h.first,
             "output": what, "seconds": time.perf_counter() - t0, "bytes": len(data)}

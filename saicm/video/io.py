@@ -365,7 +365,9 @@ def _folder_frames(folder: Path, start: int, stop: int | None, size, max_pixels
 
 def write_png_frames(batches: Iterable[tuple[int, np.ndarray]], dest: str | os.PathLike, first: int = 0,
                      meta: dict | None = None, compress_level: int = 1) -> list[Path]:
-    """Write ``(start, (B, H, W, 3) uint8)`` batches as ``frame_%06d.png`` (index = ``first`` + position)."""
+    """Write ``(start, (B, H, W, 3) uint8)`` batches as ``frame_%06d.png`` (index = ``first`` + position), and
+    ``meta`` (if given) as ``frames.json`` with what was written: ``frames``, the count, and ``range``, ``A:B``
+    (0-based source indices, B excluded)."""
     from PIL import Image
 
     from ..codec.image_io import refuse_file_name_for_folder
@@ -382,9 +384,8 @@ def write_png_frames(batches: Iterable[tuple[int, np.ndarray]], dest: str | os.P
                 names.append(dest / name)
         if not names:  # (the folder is not left behind: a retry with the same -o must work)
             raise SaicmError("no frames in that range: nothing written", str(dest))
-        if meta is not None:
-            if isinstance(meta.get("frames"), str):  # the range asked for ('saicm video frames'): the one written
-                meta = dict(meta, frames=f"{first}:{first + len(names)}")
+        if meta is not None:  # (the frames written, in one form whichever command wrote them)
+            meta = dict(meta, frames=len(names), range=f"{first}:{first + len(names)}")
             (tmp / FRAMES_JSON).write_text(json.dumps(meta, indent=1) + "\n")
     return names
 
