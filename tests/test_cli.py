@@ -619,6 +619,17 @@ def test_outputs_write_through_links_and_into_fifos(tmp_path, tiny_model):
         os.lchown(planted, 4321, 4321)
         assert main(["compress", str(img), "-o", str(planted), "--model", str(tiny_model), "--quiet"]) == 0
         assert not planted.is_symlink() and planted.read_bytes()[:5] == b"SAICM"
+        # nor in a folder that other user owns (a shared cache): their link there replaced the user's ~/.bashrc
+        shared = tmp_path / "shared"
+        shared.mkdir()
+        planted = shared / "graph.onnx.sha256"
+        planted.symlink_to(victim)
+        os.lchown(planted, 4321, 4321)
+        os.chown(shared, 4321, 4321)
+        from saicm._fs import write_bytes_atomic
+
+        write_bytes_atomic(planted, b"checksum")
+        assert victim.read_text() == "mine" and planted.read_bytes() == b"checksum" and not planted.is_symlink()
 
 
 def _memory_hungry(job):

@@ -1,51 +1,26 @@
 """The float transforms of the portable engine: onnxruntime sessions, OpenVINO's (optional), or the PyTorch modules.
 
 Every back-end takes and returns numpy arrays (float32, NCHW), so everything else
-in :mod:`saicm.engine` is shared. The ONNX graphs are built from the model
-file's own weights (:mod:`saicm.engine.onnx_export`) the first time a model is
-used and cached under ``$SAICM_CACHE`` (default ``$XDG_CACHE_HOME/saicm`` or
-``~/.cache/saicm``), named by the file's SHA-256; nothing is downloaded. If
-the cache cannot be written the graphs are built in memory for each process (a few milliseconds).
-A cached graph is used only when its content has the SHA-256 recorded beside it (``NAME.onnx.sha256``) and carries
-this model's identity in its first bytes: another model's graph, a truncated, bit-rotted or unreadable file is
-rebuilt (a graph damaged after its header decoded wrong images without a word).
+in :mod:`saicm.engine` is shared. The ONNX graphs are built in memory from the model
+file's own weights (:mod:`saicm.engine.onnx_export`) the first time a process uses a
+model: 8 ms for an analysis or synthesis of the default model, no more than reading
+and checking a cached copy took. Until 0.23.0 they were cached on disk under
+``$SAICM_CACHE/onnx``; a cache that others could write let them choose what a user's
+encoder and decoder computed (a security review), so nothing is written or read there
+any more (old folders can be deleted).
 """
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 
-from .._fs import cache_dir
 from ..errors import ArgumentError
 from .model import PortableModel
 from .parallel import threads
 
-#: bump when onnx_export changes what it builds (old cache entries are then ignored)
+#: what onnx_export builds (in each graph's producer field, with the model's checksum)
 EXPORT_VERSION = 2
-
-
-def onnx_path(model: PortableModel, part: str, folder: Path | None = None) -> Path:
-    from ..models.catalog import full_checksum
-
-    digest = full_checksum(model.info.path).hex()[:32]
-    return (folder or cache_dir()) / "onnx" / f"{digest}-{part}-e{EXPORT_VERSION}.onnx"
-
-
-def _cached_graph(path: Path, ident: str) -> bytes | None:
-    """The cached graph's bytes if they are whole (their SHA-256 is the one recorded beside them) and this model's
-    (its identity in their first bytes), else None."""
-    import hashlib
-
-    try:
-        data = path.read_bytes()
-        want = Path(str(path) + ".sha256").read_text().strip()
-    except (OSError, UnicodeDecodeError):
-        return None
-    if ident.encode() not in data[:64 + len(ident)] or hashlib.sha256(data).hexdigest() != want:
-        return None
-    return data
 
 
 #: runs over more pixels than this grow a session's arena beyond what ordinary images need: the next smaller run
@@ -102,46 +77,29 @@ class OnnxTransforms:
         self.model = model
         self.num_threads = num_threads or threads()
         self._sessions: dict[str, object] = {}
-        self._from_cache: set[str] = set()  # parts whose last graph came from the cache
+        self._graphs: dict[str, bytes] = {}  # (kept: a session dropped after large images is made again from it)
         self._grown: set[str] = set()  # parts whose last run was over SHRINK_PIXELS (their arena holds its memory)
 
-    def _graph(self, part: str, rebuild: bool = False):
-        """The graph of ``part``: the cached file's path when it is this model's graph (its identity is in its
-        first bytes: another model's graph or a damaged header is rebuilt), else the graph built now (and cached)."""
-        import hashlib
+    def _graph(self, part: str) -> bytes:
+        """The graph of ``part``, built from the model's weights on first use (in memory, never from a file)."""
+        data = self._graphs.get(part)
+        if data is None:
+            from ..models.catalog import full_checksum
+            from .onnx_export import build_transform
 
-        p = onnx_path(self.model, part)
-        ident = f"saicm.engine.onnx_export {p.stem}"
-        cached = None if rebuild else _cached_graph(p, ident)
-        if cached is not None:
-            self._from_cache.add(part)
-            return cached
-        self._from_cache.discard(part)
-        from .onnx_export import build_transform
-
-        data = build_transform(self.model.state, part, producer=ident)
-        from .._fs import write_bytes_atomic
-        from ..errors import SaicmError
-
-        try:
-            p.parent.mkdir(parents=True, exist_ok=True)
-            write_bytes_atomic(p, data)  # the graph, then its checksum: a graph without one is rebuilt
-            write_bytes_atomic(Path(str(p) + ".sha256"), hashlib.sha256(data).hexdigest().encode() + b"\n")
-        except (OSError, SaicmError):
-            pass  # a read-only cache (write_bytes_atomic words its OSErrors as SaicmError): build in memory each time
+            digest = full_checksum(self.model.info.path).hex()[:32]
+            ident = f"saicm.engine.onnx_export {digest}-{part}-e{EXPORT_VERSION}"
+            data = self._graphs[part] = build_transform(self.model.state, part, producer=ident)
         return data
 
     def _open(self, part: str, make):
-        """``make(graph)`` of ``part``; a cached graph that ``make`` cannot read (truncated or overwritten after its
-        header) is rebuilt once, and the cache repaired, instead of failing every later run."""
+        """``make(graph)`` of ``part``; onnxruntime's failed allocations as :class:`MemoryError`."""
         try:
             return make(self._graph(part))
         except Exception as e:
             if _out_of_memory(e):
                 raise MemoryError(f"onnxruntime: {str(e)[:200]}") from None
-            if part not in self._from_cache:  # built just now: a real error
-                raise
-        return make(self._graph(part, rebuild=True))  # (a cached graph onnxruntime cannot read: rebuilt once)
+            raise
 
     def _run(self, part: str, x: np.ndarray) -> np.ndarray:
         s = self._sessions.get(part)
@@ -155,7 +113,7 @@ class OnnxTransforms:
             self._grown.add(part)
         elif self._grown:
             # the other transforms' grown arenas go too (an encode-only service never runs the synthesis again):
-            # their sessions are dropped, and made again (from the cached graph) when next used
+            # their sessions are dropped, and made again (from the graph kept in memory) when next used
             for other in self._grown - {part}:
                 self._sessions.pop(other, None)
             self._grown.clear()
