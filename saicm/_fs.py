@@ -185,6 +185,18 @@ def atomic_folder(dest: str | os.PathLike) -> Iterator[Path]:
         raise
 
 
+def trusted_folder(path: str | os.PathLike) -> bool:
+    """Whether what a folder holds can be trusted as written by the user: it is theirs (or root's) and no one else
+    may write in it (a cache another user can write lets them choose what is read back)."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return False
+    if not hasattr(os, "geteuid"):
+        return True
+    return stat.S_ISDIR(st.st_mode) and st.st_uid in (os.geteuid(), 0) and not st.st_mode & 0o022
+
+
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from .._fs import cache_dir, write_atomic, write_bytes_atomic
+from .._fs import cache_dir, trusted_folder, write_atomic, write_bytes_atomic
 from ..errors import SaicmError
 
 
@@ -47,6 +47,19 @@ class _Entries:
         self.enabled = folder is not None
         self.writable = self.enabled  # False after a failed write: the entries there are still read
         self.dir = Path(folder) if folder is not None else None
+        if self.enabled:
+            self._refuse_untrusted()
+
+    def _refuse_untrusted(self) -> None:
+        """A cache folder (the root, or this codec's) that another user owns or may write is not used at all: its
+        entries could be anyone's (a security review planted one that scored a codec 0.0065 bpp at 99 dB)."""
+        for folder in (self.dir.parent, self.dir):
+            if folder.exists() and not trusted_folder(folder):
+                self.enabled = self.writable = False
+                print(f"saicm: warning: the cache folder {folder} is not yours alone (another user owns it or may "
+                      "write in it): going on without the cache (--cache DIR names another, --no-cache none)",
+                      file=sys.stderr)
+                return
 
     def _paths(self, quality, key: str) -> tuple[Path, Path]:
         stem = self.dir / f"q{quality}" / key
