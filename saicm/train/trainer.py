@@ -572,12 +572,19 @@ def read_checkpoint(path: str | Path) -> dict:
 
 def _recorded_model(ck: dict, ckpt: str | Path) -> nn.Module:
     """The model a checkpoint records (its model_spec; older ones: their options), built with fresh weights; a
-    spec that cannot be built (edited, or from elsewhere) is one line naming the checkpoint."""
+    spec that cannot be built (edited, or from elsewhere) is one line naming the checkpoint. It is built within
+    the memory budget of a model file's (three times the checkpoint's weights): a crafted spec (N = M = 4000)
+    grew to 4 GB before failing, or died of std::bad_alloc (a security review)."""
+    from ..models.zoo import BUILD_BUDGET_FACTOR, BUILD_SLACK_BYTES, AllocationBudget
+
     c = ck["config"]
+    weights = ck.get("model") if isinstance(ck.get("model"), dict) else {}
+    nbytes = sum(t.numel() * t.element_size() for t in weights.values() if isinstance(t, torch.Tensor))
     try:
         spec = ck.get("model_spec") or {"architecture": c["architecture"],
                                         "config": dict(N=c["N"], M=c["M"], lambdas=list(c["lambdas"]))}
-        return build_architecture(spec["architecture"], **spec["config"], **(spec.get("build_extras") or {}))
+        with AllocationBudget(BUILD_BUDGET_FACTOR * nbytes + BUILD_SLACK_BYTES, str(ckpt)):
+            return build_architecture(spec["architecture"], **spec["config"], **(spec.get("build_extras") or {}))
     except SaicmError as e:
         raise SaicmError(f"its recorded model: {e.message}", e.path or str(ckpt)) from None
     except Exception as e:  # a config that was edited or comes from elsewhere: say so, in one line
