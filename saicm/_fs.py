@@ -318,5 +318,12 @@ def cache_dir() -> Path:
     env = os.environ.get("SAICM_CACHE")
     if env:
         return user_path(env)
-    return Path(os.environ.get("XDG_CACHE_HOME") or str(home() / ".cache")) / "saicm"
+    return Path(xdg_dir("XDG_CACHE_HOME", ".cache")) / "saicm"
+
+
+def xdg_dir(variable: str, default: str) -> str:
+    """An XDG base folder: ``$variable`` when it is an absolute path, else ``~/default`` (the specification has
+    relative values ignored: one made a cache in whatever folder a command ran from)."""
+    value = os.environ.get(variable, "")
+    return value if os.path.isabs(value) else str(home() / default)
 

@@ -160,6 +160,10 @@ def cmd_info(a: argparse.Namespace) -> int:
     return 0
 
 
+#: `saicm models` lists this many rate points of a model, then how many there are
+MAX_LISTED_QUALITIES = 16
+
+
 def cmd_models(a: argparse.Namespace) -> int:
     import json
 
@@ -177,13 +181,16 @@ def cmd_models(a: argparse.Namespace) -> int:
             heading = f"\nyour models, found by name in {user_model_dir()} ($SAICM_MODELS):"
             print(heading)
         qs = ", ".join(f"q{q['quality']} λ={q['lambda']:g}" if isinstance(q["lambda"], (int, float))
-                       else f"q{q['quality']} λ={q['lambda']!r}" for q in r["qualities"])
+                       else f"q{q['quality']} λ={q['lambda']!r}" for q in r["qualities"][:MAX_LISTED_QUALITIES])
+        if len(r["qualities"]) > MAX_LISTED_QUALITIES:  # (a stranger's file with a million: a 20 MB line)
+            qs += f", … ({len(r['qualities'])} in all)"
         c = r["config"]
         shape = (f"over {c.get('base')} (m={c.get('m')} slices of {c.get('slice_channels')} channels, condition "
                  f"{c.get('condition', 'none')})" if "base" in c else f"N={c.get('N')} M={c.get('M')}")
         flag = " (default)" if r["default"] else " (shadowed: the name finds the shipped model)" if r.get("shadowed") else ""
-        print(f"{r['name']}{flag}: {r['architecture']} {shape}, "
-              f"{r['bytes'] / 1e6:.1f} MB, sha256 {r['sha256'][:12]}\n    {r['description']}\n    qualities: {qs}")
+        # (names, descriptions and configurations come from the files: a stranger's may hold terminal escapes)
+        print(printable(f"{r['name']}{flag}: {r['architecture']} {shape}, {r['bytes'] / 1e6:.1f} MB, sha256 "
+                        f"{r['sha256'][:12]}") + f"\n    {printable(r['description'])}\n    qualities: {printable(qs)}")
     for line in user_models()[1]:
         print(f"  not a readable model: {line}")
     return 0

@@ -675,3 +675,55 @@ def test_every_reader_of_pytorch_files_refuses_pickles_that_run_code(tmp_path):
                 read(path)
             assert why in str(e.value) and str(path) in str(e.value) and "\n" not in str(e.value)
     assert not marker.exists()
+
+
+def test_model_and_results_files_from_strangers_are_refused_in_one_line_or_shown_inert(tmp_path, tiny_model,
+                                                                                       monkeypatch, capsys):
+    """A security review of the files beside the streams: metadata nested past Python's limit was a traceback (and
+    broke `saicm models` for every model); a model's description printed terminal escapes raw; a scalable model's
+    base could be a path; a results file's bootstrap asked for 10^11 draws; its num_images went into the report
+    unescaped; a relative $XDG_CACHE_HOME made a cache in the working folder."""
+    from safetensors import safe_open
+    from safetensors.numpy import save_file
+
+    from saicm.cli import main
+    from saicm.eval import results
+    from saicm.models.catalog import locate
+
+    with safe_open(str(tiny_model), framework="np") as f:
+        tensors, meta = {k: f.get_tensor(k) for k in f.keys()}, dict(f.metadata())
+    folder = tmp_path / "models"
+    folder.mkdir()
+    save_file(tensors, str(folder / "deep.safetensors"), metadata=meta | {"config": "[" * 100000 + "]" * 100000})
+    save_file(tensors, str(folder / "esc.safetensors"), metadata=meta | {"description": "\x1b]0;PWNED\x07\x1b[2J"})
+    monkeypatch.setenv("SAICM_MODELS", str(folder))
+    with pytest.raises(ModelError, match="configuration is not a JSON object"):
+        saicm.compress(natural_image(32, 32), model=folder / "deep.safetensors")
+    capsys.readouterr()
+    assert main(["models"]) == 0
+    out = capsys.readouterr().out
+    assert "\x1b" not in out and "\\x1b]0;PWNED" in out  # shown, inert; the deep one does not stop the list
+    with pytest.raises(ModelError, match="not a plain model name"):
+        locate("../../elsewhere/base", "00" * 32, str(folder))
+    # results files
+    r = results.new_result("a", {}, "synthetic", "detection", 2)
+    r["points"] = [{"quality": 1, "bpp": 0.1, "ap": 30.0}, {"quality": 2, "bpp": 0.2, "ap": 35.0}]
+    for change, why in (({"bootstrap": {"replicates": 10 ** 11, "seed": 0}}, "bootstrap needs"),
+                        ({"bootstrap": {"replicates": "many", "seed": 0}}, "bootstrap needs"),
+                        ({"bootstrap": {"replicates": 200, "seed": -5}}, "bootstrap needs"),
+                        ({"num_images": "<img src=x onerror=alert(3)>"}, "num_images")):
+        (tmp_path / "bad.json").write_text(json.dumps(r | change))
+        with pytest.raises(SaicmError, match=why):
+            results.load(tmp_path / "bad.json")
+    (tmp_path / "deep.json").write_text("[" * 100000 + "]" * 100000)
+    with pytest.raises(SaicmError, match="nested too deeply"):
+        results.load(tmp_path / "deep.json")
+    # XDG folders: relative values are ignored, as the specification says
+    from saicm._fs import cache_dir
+    from saicm.models.catalog import user_model_dir
+
+    monkeypatch.delenv("SAICM_CACHE", raising=False)
+    monkeypatch.delenv("SAICM_MODELS", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", "relcache")
+    monkeypatch.setenv("XDG_DATA_HOME", "reldata")
+    assert cache_dir().is_absolute() and user_model_dir().is_absolute()

@@ -72,7 +72,10 @@ def cmd_bdrate(a: argparse.Namespace) -> int:
             print(f"saicm: warning: {n} of these results name their codec {name!r}: rows and the anchor cannot be "
                   "told apart by name (rename the codec in one file: its 'codec' field)", file=sys.stderr)
     rows = []
-    print(f"BD-rate on {a.metric} against {anchor['codec']} (PCHIP on log-rate over the overlapping interval; "
+    from ..errors import printable
+
+    # (codec names come from the files: a stranger's may hold terminal escapes)
+    print(f"BD-rate on {printable(a.metric)} against {printable(anchor['codec'])} (PCHIP on log-rate over the overlapping interval; "
           "negative = fewer bits for the same value)")
     for path, test in zip(a.tests, tests):
         try:
@@ -85,7 +88,7 @@ def cmd_bdrate(a: argparse.Namespace) -> int:
                 r = bd_rate(*results.curve(anchor, a.metric), *results.curve(test, a.metric),
                             envelope=not a.strict, interval=a.interval)
         except BDRateError as e:
-            print(f"  {test['codec']:<28} n/a   ({e})")
+            print(f"  {printable(test['codec']):<28} n/a   ({printable(e)})")
             rows.append({"codec": test["codec"], "file": str(path), "bd_rate": None, "reason": str(e)})
             continue
         note = f"  [dropped non-monotone points: {len(r.dropped)}]" if r.dropped else ""
@@ -95,7 +98,7 @@ def cmd_bdrate(a: argparse.Namespace) -> int:
                      f"{len(a_imgs & t_imgs)} shared]")
         if max(r.coverage) < 0.5 and not a.interval:  # (an --interval is narrowed on purpose)
             note += "  [WARNING: the overlap covers under half of both curves' ranges: a narrow comparison]"
-        print(f"  {test['codec']:<28} {r.percent:+7.1f}%   over {a.metric} {r.interval[0]:.3f}–{r.interval[1]:.3f}"
+        print(f"  {printable(test['codec']):<28} {r.percent:+7.1f}%   over {a.metric} {r.interval[0]:.3f}–{r.interval[1]:.3f}"
               f"  (covers {r.coverage[0]:.0%} of anchor, {r.coverage[1]:.0%} of test){note}")
         row = {"codec": test["codec"], "file": str(path), "bd_rate": r.percent, "interval": r.interval,
                "coverage": list(r.coverage), "dropped": [list(d) for d in r.dropped]}

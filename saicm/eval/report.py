@@ -84,9 +84,10 @@ def build_report(results: list[dict], out: str | Path, metrics: Sequence[str] = 
             parts.append(f"<figure><img src='{_png_uri(img)}'><figcaption>{html.escape(caption)}</figcaption></figure>")
         parts.append("</div>")
     rows = "".join(
-        f"<tr><td>{html.escape(r['codec'])}</td><td>{len(r['points'])}</td><td>{r.get('num_images', '')}</td>"
-        f"<td>{html.escape(r.get('task', ''))}</td><td>{html.escape(display_spec(r.get('task_model'), root))}</td>"
-        f"<td>{html.escape(r.get('created', ''))}</td></tr>" for r in results)
+        f"<tr><td>{html.escape(r['codec'])}</td><td>{len(r['points'])}</td>"
+        f"<td>{html.escape(str(r.get('num_images', '')))}</td><td>{html.escape(str(r.get('task', '')))}</td>"
+        f"<td>{html.escape(str(display_spec(r.get('task_model'), root)))}</td>"
+        f"<td>{html.escape(str(r.get('created', '')))}</td></tr>" for r in results)
     parts.append(f"<h2>Runs</h2><table><tr><th>codec</th><th>points</th><th>images</th><th>task</th>"
                  f"<th>task model</th><th>created</th></tr>{rows}</table>")
     style = ("body{font-family:sans-serif;max-width:1200px;margin:2em auto;color:#222}"

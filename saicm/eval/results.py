@@ -76,6 +76,8 @@ def load(path: str | Path) -> dict:
         d = json.loads(Path(path).read_text())
     except (OSError, ValueError) as e:
         raise SaicmError(f"cannot read results ({e})", str(path)) from None
+    except RecursionError:  # (nested past Python's limit: not a file saicm wrote)
+        raise SaicmError("cannot read results (nested too deeply)", str(path)) from None
     if not isinstance(d, dict) or d.get("schema") != SCHEMA:
         raise SaicmError(f"not a {SCHEMA} file", str(path))
     points = d.get("points")
@@ -97,7 +99,20 @@ def load(path: str | Path) -> dict:
     if per_image and not all(_integer(p.get("quality")) for p in points):
         raise SaicmError("corrupt results (per_image values are matched to points by quality: every point needs "
                          "a whole-number one)", str(path))
+    boot = d.get("bootstrap")
+    if boot is not None and not (isinstance(boot, dict) and _integer(boot.get("replicates"))
+                                 and 1 <= boot["replicates"] <= MAX_REPLICATES
+                                 and _integer(boot.get("seed", 0)) and 0 <= boot.get("seed", 0) < 2 ** 63):
+        raise SaicmError(f"corrupt results (bootstrap needs a whole number of replicates, 1..{MAX_REPLICATES:,}, and "
+                         "a seed of 0 or more)", str(path))
+    if d.get("num_images") is not None and not _integer(d["num_images"]):
+        raise SaicmError("corrupt results (num_images is not a whole number)", str(path))
     return d
+
+
+#: the most bootstrap draws a results file may ask for (saicm eval --bootstrap's 200 by default; 10^11 asked for a
+#: 1.46 TiB array, 10^6 ran for minutes)
+MAX_REPLICATES = 100_000
 
 
 def _number(v) -> bool:

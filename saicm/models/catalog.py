@@ -20,7 +20,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from .._fs import home, user_path
+from .._fs import user_path, xdg_dir
 from ..errors import ArgumentError, ModelError
 
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
@@ -34,8 +34,7 @@ def user_model_dir() -> Path:
     env = os.environ.get("SAICM_MODELS")
     if env:
         return user_path(env)
-    data = os.environ.get("XDG_DATA_HOME") or str(home() / ".local" / "share")
-    return Path(data) / "saicm" / "models"
+    return Path(xdg_dir("XDG_DATA_HOME", ".local/share")) / "saicm" / "models"
 
 
 @dataclass(frozen=True)
@@ -60,7 +59,7 @@ class ModelInfo:
         """The training settings stored by ``saicm train`` (loss, init, steps…); {} if none or unreadable."""
         try:
             t = json.loads(self.meta.get("training", "{}"))
-        except ValueError:
+        except (ValueError, RecursionError):  # (nested past Python's limit: a crafted file)
             return {}
         return t if isinstance(t, dict) else {}
 
@@ -110,7 +109,7 @@ def _read_info(path: str, _mtime: int, name: str | None) -> ModelInfo:
         raise ModelError("not a saicm model file (no architecture in its metadata)", str(path))
     try:
         config = json.loads(meta.get("config", ""))
-    except ValueError:
+    except (ValueError, RecursionError):  # (nested past Python's limit: a crafted file)
         config = None
     if not isinstance(config, dict):
         raise ModelError("not a saicm model file (its configuration is not a JSON object)", str(path))
@@ -278,7 +277,14 @@ def default_model_name() -> str:
 
 def locate(name: str, sha256_hex: str, model_dir: str | None = None) -> ModelInfo:
     """The weight file a scalable model's config names: shipped ``name``, else ``model_dir/name.safetensors``, else
-    ``name.safetensors`` in the user's model folder (:func:`user_model_dir`); its SHA-256 must be ``sha256_hex``."""
+    ``name.safetensors`` in the user's model folder (:func:`user_model_dir`); its SHA-256 must be ``sha256_hex``.
+    ``name`` comes from a model file (anyone's): a plain name, as in a stream's header, never a path (``../x``
+    looked outside both folders)."""
+    from ..codec.limits import is_model_name
+
+    if not isinstance(name, str) or not is_model_name(name):
+        raise ModelError(f"the base model's name {name!r} is not a plain model name (a path, hidden, or too long): "
+                         "refused")
     candidates = []
     models = shipped_models()
     if name in models:
