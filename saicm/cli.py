@@ -142,7 +142,22 @@ def cmd_info(a: argparse.Namespace) -> int:
     import json
 
     from .codec.pipeline import describe
+    from .models.catalog import SUFFIX
 
+    if str(a.file).endswith(SUFFIX):  # a model file: what it is and how it was trained
+        from .models.catalog import model_file_row
+
+        row = model_file_row(a.file)
+        if a.json:
+            print(json.dumps(row, indent=2))
+            return 0
+        for k in ("name", "architecture", "config", "description", "default_quality", "bytes", "sha256"):
+            print(printable(f"{k:24s} {row[k]}"))
+        print(printable(f"{'qualities':24s} " + ", ".join(f"q{q['quality']} λ={q['lambda']}"
+                                                           for q in row["qualities"][:MAX_LISTED_QUALITIES])))
+        for k, v in row["training"].items():
+            print(printable(f"{'training.' + k:24s} {v}"))
+        return 0
     d = describe(a.file)
     if a.json:
         print(json.dumps(d, indent=2))
@@ -279,10 +294,12 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--quiet", action="store_true", help="no progress bar")
     d.set_defaults(func=cmd_decompress)
 
-    i = sub.add_parser("info", help="show the header of a .saicm file (and the bytes of each layer)",
+    i = sub.add_parser("info", help="show the header of a .saicm file (and the bytes of each layer), or a model file",
                        description="Print what a .saicm (or .saicmv) file holds without decoding it: model, quality, "
-                       "size, latent shapes, the bytes of each string and, for two-layer files, of each layer.")
-    i.add_argument("file", help=".saicm or .saicmv file")
+                       "size, latent shapes, the bytes of each string and, for two-layer files, of each layer. Given "
+                       "a model file (.safetensors): its architecture, configuration, rate points, checksum and the "
+                       "training settings recorded in it (saicm train's options, steps done).")
+    i.add_argument("file", help=".saicm, .saicmv, a human-layer segment, or a model's .safetensors file")
     i.add_argument("--json", action="store_true", help="machine-readable")
     i.set_defaults(func=cmd_info)
 

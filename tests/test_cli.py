@@ -88,6 +88,14 @@ def test_models_json_lists_qualities(capsys, tmp_path, monkeypatch):
     from saicm.models.catalog import default_model_name
 
     assert [r["name"] for r in rows if r["default"]] == [default_model_name()]
+    default = next(r for r in rows if r["default"])
+    assert default["training"]["steps"] > 0  # how it was trained (the cards cite it; no command showed it)
+    # `saicm info` of a model file: the same row, read from the file
+    assert main(["info", default["file"], "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) | {"source": "shipped", "default": True} == default
+    assert main(["info", default["file"]]) == 0
+    out = capsys.readouterr().out
+    assert "architecture" in out and "training.steps" in out and default["sha256"] in out
 
 
 def test_models_lists_the_users_own_models_too(capsys, tmp_path, monkeypatch, tiny_model):

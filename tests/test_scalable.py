@@ -361,6 +361,9 @@ def test_training_keeps_the_base_frozen_and_exports_a_model_that_codes(models, d
 
     minfo = read_info(train(bare))
     assert (minfo.config["m"], minfo.config["slice_channels"]) == (1, 8) and minfo.training["steps_done"] == 5
+    # what was trained, in its training record too (M and slice_channels were null when the options were defaulted)
+    t = minfo.training
+    assert (t["N"], t["M"], t["m"], t["slice_channels"]) == (16, 8, 1, 8), t
     assert hashlib.sha256(models["base"].read_bytes()).hexdigest() == before
 
 

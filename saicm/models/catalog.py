@@ -233,8 +233,9 @@ def resolve(model: str | os.PathLike | None) -> ModelInfo:
         if s in RETIRED_MODELS:
             raise ModelError(
                 f"model {s!r} is no longer shipped; its weights are in the saicm repository's history: "
-                f"git show {RETIRED_MODELS[s]}:saicm/weights/{s}{SUFFIX} > {s}{SUFFIX}, then pass that file "
-                "with --model (Python: model=PATH)")
+                f"git show {RETIRED_MODELS[s]}:saicm/weights/{s}{SUFFIX} > {s}{SUFFIX}, then give that file's "
+                f"path where you named the model ({s}{SUFFIX} with --model, --init, --base or --human-init; Python: "
+                "model=PATH), or put it in your model folder ($SAICM_MODELS) to use the name")
         known = ", ".join(models) or "none shipped"
         udir = user_model_dir()
         state = "" if udir.is_dir() else ", which is not a folder" if udir.exists() else ", which does not exist"
@@ -350,4 +351,12 @@ def _model_row(name: str, info: ModelInfo, source: str, default: bool, shadowed:
         "file": str(info.path),
         "bytes": info.path.stat().st_size,
         "sha256": _sha256(str(info.path.resolve()), os.stat(info.path).st_mtime_ns).hex(),
+        "training": info.training,  # the `saicm train` settings that made it ({} if none)
     }
+
+
+def model_file_row(path: str | os.PathLike) -> dict:
+    """What ``saicm info MODEL.safetensors`` shows: the model's row of ``saicm models --json`` (its training
+    settings included), read from the file alone."""
+    info = read_info(path)
+    return _model_row(info.name, info, "file", False, False)

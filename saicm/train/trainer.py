@@ -476,6 +476,10 @@ def train(cfg: TrainConfig) -> Path:
         # what was trained, whatever the options said (--init decides the architecture and sizes it keeps)
         trained = {"architecture": model.architecture, "N": model.config.get("N"), "M": model.config.get("M"),
                    "lambdas": [float(v) for v in model.config.get("lambdas", [])]}
+        # (a scalable model's own sizes: its config has no M, and --slice-channels/--m may have been defaulted)
+        trained |= {k: model.config[k] for k in ("slice_channels", "m", "condition") if k in model.config}
+        if trained["M"] is None and hasattr(model, "channels"):
+            trained["M"] = model.channels  # the additional codec's latent channels
         save_model(model, final, extra_meta={"training": recorded_settings(asdict(cfg)) | trained
                                              | {"steps_done": max(start, cfg.steps)}})
     if world > 1:
