@@ -57,7 +57,9 @@ print(json.dumps({"seconds": seconds, "peak_rss_mb": resource.getrusage(resource
 
 def run(mode, path, w, h, model, quality, threads):
     r = subprocess.run([sys.executable, "-c", _CHILD, mode, str(path), str(w), str(h), model, str(quality),
-                        str(threads)], capture_output=True, text=True, env=dict(os.environ, PYTHONWARNINGS="ignore"))
+                        str(threads)], capture_output=True, text=True,
+                       # (the engine reads its thread count from SAICM_THREADS: torch.set_num_threads did not reach it)
+                       env=dict(os.environ, PYTHONWARNINGS="ignore", SAICM_THREADS=str(threads)))
     if r.returncode != 0:
         return {"error": (r.stderr.strip().splitlines() or ["?"])[-1]}
     return json.loads(r.stdout.strip().splitlines()[-1])
