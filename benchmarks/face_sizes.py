@@ -52,6 +52,9 @@ def main(argv=None) -> int:
         if len(faces):
             originals[p.name] = (img, faces)
     total = sum(len(f) for _, f in originals.values())
+    if not total:
+        print(f"no face found on any of the {len(files)} images: nothing to split", file=sys.stderr)
+        return 1
     print(f"{total} faces on {len(originals)} of {len(files)} images; by photo: "
           + ", ".join(f"{n} {len(f)}" for n, (_, f) in sorted(originals.items(), key=lambda kv: -len(kv[1][1]))[:3]))
     rows, tables = [], {}

@@ -45,10 +45,12 @@ def main(argv=None) -> int:
     from saicm.eval.bootstrap import draw_bd_rates, interval_of
 
     level = a.level / 100
-    rows, fulls, all_draws = [], [], []
+    rows, fulls, all_draws, draws_of = [], [], [], set()
     try:
         for anchor_path, test_path in a.pair:
             anchor, test = results.load(anchor_path), results.load(test_path)
+            for r in (anchor, test):  # every file's draws must be the same draws (seed, count, images)
+                draws_of.add(json.dumps([r.get("bootstrap"), sorted(r.get("per_image") or {})], sort_keys=True))
             full, d = draw_bd_rates(anchor, test, a.metric)
             ci = interval_of(full, d, level)
             fulls.append(full)
@@ -60,8 +62,9 @@ def main(argv=None) -> int:
     except (SaicmError, BDRateError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    if len({len(d) for d in all_draws}) != 1:
-        print("error: the pairings have different numbers of draws (other bootstrap settings)", file=sys.stderr)
+    if len(draws_of) != 1 or len({len(d) for d in all_draws}) != 1:
+        print("error: the files were not drawn alike (other bootstrap settings or images): their draws cannot be "
+              "averaged draw by draw", file=sys.stderr)
         return 2
     mean_full = dataclasses.replace(fulls[0], percent=float(np.mean([f.percent for f in fulls])))
     means = np.mean(np.vstack(all_draws), axis=0)  # NaN where any pairing gave none on that draw

@@ -18,11 +18,9 @@ from .errors import SaicmError
 #: rerun after an interruption goes on where it stopped), or overwrite it
 EXISTING = ("refuse", "skip", "overwrite")
 
-#: inside :func:`no_replace`: outputs are never renamed onto an existing file (a folder job's ``--existing refuse``
-#: and ``skip``, whose check before the work two jobs writing one folder could both pass)
-_NO_REPLACE = contextvars.ContextVar("saicm_no_replace", default=False)
-#: errors of a hard link that say the file system has none (FAT, some network file systems), not that it exists
-_NO_LINKS = {errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EXDEV, errno.EMLINK, errno.ENOSYS}
+#: inside :func:`no_replace`: the output (an absolute path) that is never renamed onto an existing file (a folder
+#: job's ``--existing refuse`` and ``skip``, whose check before the work two jobs writing one folder could both pass)
+_NO_REPLACE: contextvars.ContextVar[str | None] = contextvars.ContextVar("saicm_no_replace", default=None)
 
 
 class OutputExists(SaicmError):
@@ -30,11 +28,12 @@ class OutputExists(SaicmError):
 
 
 @contextlib.contextmanager
-def no_replace(on: bool = True) -> Iterator[None]:
-    """Inside, :func:`atomic_path` publishes its file only where none exists (a hard link, then the temporary name
-    removed: atomic), else raises :class:`OutputExists`; on a file system without hard links, it checks, then
-    renames."""
-    token = _NO_REPLACE.set(on)
+def no_replace(dest: str | os.PathLike | None) -> Iterator[None]:
+    """Inside, :func:`atomic_path` publishes the file ``dest`` (None: none) only where none exists (a hard link,
+    then the temporary name removed: atomic), else raises :class:`OutputExists`; where a hard link cannot be made
+    (a file system without them, a network mount refusing them), it checks, then renames. Other files written
+    meanwhile are published as usual."""
+    token = _NO_REPLACE.set(None if dest is None else os.path.abspath(dest))
     try:
         yield
     finally:
@@ -44,20 +43,23 @@ def no_replace(on: bool = True) -> Iterator[None]:
 def _flush_to_disk(path: Path) -> None:
     """Its data on the disk before it takes the output's name: after a power cut, a renamed file whose data was
     still in the page cache could be empty or short, and a resumed ``--existing skip`` job counts any output there
-    as done (about half a millisecond a file on an SSD)."""
-    fd = os.open(path, os.O_RDONLY)
+    as done (about half a millisecond a file on an SSD). A file system that cannot sync is left to itself."""
+    try:
+        fd = os.open(path, os.O_RDWR)  # (Windows syncs only a descriptor open for writing)
+    except OSError:
+        fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
     except OSError as e:
-        if e.errno not in (errno.EINVAL, errno.ENOTSUP, errno.EOPNOTSUPP):  # (a file system that cannot sync)
+        if e.errno not in (errno.EINVAL, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EBADF, errno.EROFS):
             raise
     finally:
         os.close(fd)
 
 
-def _publish(tmp: Path, dest: Path) -> None:
-    """Move the finished ``tmp`` onto ``dest`` (replacing it, or not under :func:`no_replace`)."""
-    if not _NO_REPLACE.get():
+def _publish(tmp: Path, dest: Path, replace: bool = True) -> None:
+    """Move the finished ``tmp`` onto ``dest`` (replacing a file there, or not when ``replace`` is False)."""
+    if replace:
         os.replace(tmp, dest)
         return
     try:
@@ -65,9 +67,7 @@ def _publish(tmp: Path, dest: Path) -> None:
     except FileExistsError:
         raise OutputExists("exists: not overwritten (it appeared while this file was coded: another job writing "
                            "the same folder?)", str(dest)) from None
-    except OSError as e:
-        if e.errno not in _NO_LINKS:
-            raise
+    except OSError:  # no hard link here (FAT, some network or FUSE mounts: EPERM, EXDEV, EACCES, EINVAL...)
         if os.path.lexists(dest):
             raise OutputExists("exists: not overwritten (it appeared while this file was coded)", str(dest)) from None
         os.replace(tmp, dest)
@@ -76,15 +76,17 @@ def _publish(tmp: Path, dest: Path) -> None:
 
 
 @contextlib.contextmanager
-def atomic_path(dest: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path beside ``dest``; rename it onto ``dest`` on success.
+def atomic_path(dest: str | os.PathLike, durable: bool = True) -> Iterator[Path]:
+    """Yield a temporary path beside ``dest``; rename it onto ``dest`` on success (``durable``: its data synced to
+    the disk first; a cache's entries, which are recomputed if lost, skip it).
 
     On any exception the temporary file is removed and ``dest`` is untouched. A symbolic link of the user's own
-    (or of the folder's owner, the kernel's ``protected_symlinks`` rule) is written through: its target is
-    replaced, as ``cp`` does, not the link; another user's link is replaced itself (in a shared folder it could
-    point at the user's files). A device or FIFO (``-o /dev/null``) is written to directly: renaming onto it
-    replaced ``/dev/null`` itself with a file when run as root.
+    (or root's: ``/dev/stdout``) is written through: its target is replaced, as ``cp`` does, not the link; another
+    user's link is replaced itself (in a shared folder it could point at the user's files). A device or FIFO
+    (``-o /dev/null``) is written to directly: renaming onto it replaced ``/dev/null`` itself with a file when run
+    as root. Under :func:`no_replace` of this ``dest``, an existing file is never replaced.
     """
+    replace = _NO_REPLACE.get() != os.path.abspath(dest)
     dest, stream = output_target(dest)
     if stream:
         yield dest
@@ -104,8 +106,9 @@ def atomic_path(dest: str | os.PathLike) -> Iterator[Path]:
         yield tmp_path
         # Writers may recreate the file (mkstemp's 0600 would stick): set normal permissions last.
         os.chmod(tmp_path, 0o666 & ~_umask())
-        _flush_to_disk(tmp_path)
-        _publish(tmp_path, dest)
+        if durable:
+            _flush_to_disk(tmp_path)
+        _publish(tmp_path, dest, replace)
     except BaseException:
         with contextlib.suppress(OSError):
             tmp_path.unlink()
@@ -187,14 +190,29 @@ def atomic_folder(dest: str | os.PathLike) -> Iterator[Path]:
 
 def trusted_folder(path: str | os.PathLike) -> bool:
     """Whether what a folder holds can be trusted as written by the user: it is theirs (or root's) and no one else
-    may write in it (a cache another user can write lets them choose what is read back)."""
+    may write in it (a cache another user can write lets them choose what is read back). Group write is no one
+    else's when the group is the user's own private group (umask 002 on Fedora and RHEL makes folders so)."""
     try:
         st = os.stat(path)
     except OSError:
         return False
     if not hasattr(os, "geteuid"):
         return True
-    return stat.S_ISDIR(st.st_mode) and st.st_uid in (os.geteuid(), 0) and not st.st_mode & 0o022
+    if not stat.S_ISDIR(st.st_mode) or st.st_uid not in (os.geteuid(), 0) or st.st_mode & 0o002:
+        return False
+    return not st.st_mode & 0o020 or _private_group(st.st_gid)
+
+
+def _private_group(gid: int) -> bool:
+    """Whether ``gid`` is the user's private group: their primary group, named as they are, with no other member."""
+    try:
+        import grp
+        import pwd
+
+        g = grp.getgrgid(gid)
+        return gid == os.getegid() and not g.gr_mem and g.gr_name == pwd.getpwuid(os.geteuid()).pw_name
+    except (ImportError, KeyError, OSError):
+        return False
 
 
 def _umask() -> int:
@@ -203,14 +221,14 @@ def _umask() -> int:
     return mask
 
 
-def write_bytes_atomic(dest: str | os.PathLike, data: bytes) -> None:
-    with atomic_path(dest) as tmp:
+def write_bytes_atomic(dest: str | os.PathLike, data: bytes, durable: bool = True) -> None:
+    with atomic_path(dest, durable) as tmp:
         tmp.write_bytes(data)
 
 
-def write_atomic(dest: str | os.PathLike, writer: Callable[[Path], None]) -> None:
-    """Call ``writer(tmp_path)`` and move the result onto ``dest`` atomically."""
-    with atomic_path(dest) as tmp:
+def write_atomic(dest: str | os.PathLike, writer: Callable[[Path], None], durable: bool = True) -> None:
+    """Call ``writer(tmp_path)`` and move the result onto ``dest`` atomically (see :func:`atomic_path`)."""
+    with atomic_path(dest, durable) as tmp:
         writer(tmp)
 
 
@@ -314,7 +332,7 @@ def user_path(text: str) -> Path:
 
 def cache_dir() -> Path:
     """saicm's cache folder: ``$SAICM_CACHE``, else ``$XDG_CACHE_HOME/saicm`` (``~/.cache/saicm``). Holds the
-    evaluation's decodes (``decoded/``) and the portable engine's ONNX graphs (``onnx/``)."""
+    evaluation's decodes (``decoded/``; until 0.23.0 also the portable engine's ONNX graphs, ``onnx/``)."""
     env = os.environ.get("SAICM_CACHE")
     if env:
         return user_path(env)

@@ -144,7 +144,7 @@ def cmd_info(a: argparse.Namespace) -> int:
     from .codec.pipeline import describe
     from .models.catalog import SUFFIX
 
-    if str(a.file).endswith(SUFFIX):  # a model file: what it is and how it was trained
+    if str(a.file).lower().endswith(SUFFIX):  # a model file: what it is and how it was trained
         from .models.catalog import model_file_row
 
         row = model_file_row(a.file)
@@ -153,8 +153,7 @@ def cmd_info(a: argparse.Namespace) -> int:
             return 0
         for k in ("name", "architecture", "config", "description", "default_quality", "bytes", "sha256"):
             print(printable(f"{k:24s} {row[k]}"))
-        print(printable(f"{'qualities':24s} " + ", ".join(f"q{q['quality']} λ={q['lambda']}"
-                                                           for q in row["qualities"][:MAX_LISTED_QUALITIES])))
+        print(printable(f"{'qualities':24s} {_qualities_text(row['qualities'])}"))
         for k, v in row["training"].items():
             print(printable(f"{'training.' + k:24s} {v}"))
         return 0
@@ -179,6 +178,14 @@ def cmd_info(a: argparse.Namespace) -> int:
 MAX_LISTED_QUALITIES = 16
 
 
+def _qualities_text(qualities: list[dict]) -> str:
+    """``q1 λ=0.0018, q2 λ=0.0035, …`` of a model's rows (``saicm models``, ``saicm info MODEL``); at most
+    :data:`MAX_LISTED_QUALITIES` (a stranger's file with a million made a 20 MB line)."""
+    qs = ", ".join(f"q{q['quality']} λ={q['lambda']:g}" if isinstance(q["lambda"], (int, float))
+                   else f"q{q['quality']} λ={q['lambda']!r}" for q in qualities[:MAX_LISTED_QUALITIES])
+    return qs + (f", … ({len(qualities)} in all)" if len(qualities) > MAX_LISTED_QUALITIES else "")
+
+
 def cmd_models(a: argparse.Namespace) -> int:
     import json
 
@@ -195,10 +202,7 @@ def cmd_models(a: argparse.Namespace) -> int:
         if r["source"] != "shipped" and heading is None:
             heading = f"\nyour models, found by name in {user_model_dir()} ($SAICM_MODELS):"
             print(heading)
-        qs = ", ".join(f"q{q['quality']} λ={q['lambda']:g}" if isinstance(q["lambda"], (int, float))
-                       else f"q{q['quality']} λ={q['lambda']!r}" for q in r["qualities"][:MAX_LISTED_QUALITIES])
-        if len(r["qualities"]) > MAX_LISTED_QUALITIES:  # (a stranger's file with a million: a 20 MB line)
-            qs += f", … ({len(r['qualities'])} in all)"
+        qs = _qualities_text(r["qualities"])
         c = r["config"]
         shape = (f"over {c.get('base')} (m={c.get('m')} slices of {c.get('slice_channels')} channels, condition "
                  f"{c.get('condition', 'none')})" if "base" in c else f"N={c.get('N')} M={c.get('M')}")
@@ -385,11 +389,15 @@ def _warn_unexpanded_home(args) -> None:
     output would go to a new folder named ``~`` here. Said before any work (the output is still written there)."""
     from .errors import warn
 
-    for name in ("output", "out", "log"):
+    for name in ("output", "out", "log", "human_segment", "json", "cache"):
         value = getattr(args, name, None)
         if isinstance(value, str) and (value == "~" or value.startswith("~/")) and not os.path.exists("~"):
+            try:
+                here = os.getcwd()
+            except OSError:  # (a working folder deleted under the shell)
+                here = "the working folder"
             warn(f"{value}: '~' is not your home folder here (only a shell expands it, and not when quoted): the "
-                 f"output goes to a new folder named '~' in {os.getcwd()}; write $HOME/{value[2:]} for your home")
+                 f"output goes to a new folder named '~' in {here}; write $HOME/{value[2:]} for your home")
 
 
 def _discard_stdout() -> None:

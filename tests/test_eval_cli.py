@@ -1,6 +1,7 @@
 """Results files → BD-rate table and plots, through the CLI."""
 
 import json
+import os
 
 import pytest
 
@@ -223,6 +224,21 @@ def test_a_cache_others_may_write_is_not_used(tmp_path, capsys):
     shared.chmod(0o700)  # the user's own: used
     assert main(args) == 0
     assert "not yours" not in capsys.readouterr().err and list(shared.rglob("*.png"))
+
+
+def test_the_cache_is_reused_under_a_group_writable_umask(tmp_path, capsys):
+    """Under umask 002 (Fedora's, RHEL's) the codec and quality folders came out 0775 and the second sweep refused
+    its own cache as another user's (a review of 0.23.0's change): every folder of the cache is made 0700."""
+    d = _folder(tmp_path, 1)
+    args = ["eval", "--codec", "jpeg", "--qualities", "50", "--dataset", str(d), "--task", "psnr",
+            "-o", str(tmp_path / "r.json"), "--cache", str(tmp_path / "c"), "--quiet"]
+    old = os.umask(0o002)
+    try:
+        assert main(args) == 0 and main(args) == 0
+    finally:
+        os.umask(old)
+    assert "not yours" not in capsys.readouterr().err
+    assert all(p.stat().st_mode & 0o777 == 0o700 for p in (tmp_path / "c").rglob("*") if p.is_dir())
 
 
 def test_eval_faces_task_runs_without_faces(tmp_path):

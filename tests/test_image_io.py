@@ -173,7 +173,7 @@ def test_a_uint16_array_of_camera_bit_depth_is_named_before_it_codes_black():
     import saicm
 
     twelve = np.full((8, 8, 3), 3000, np.uint16)
-    with pytest.warns(saicm.SaicmWarning, match=r"stay at or below 3000.*a << \(16 - bits\)"):
+    with pytest.warns(saicm.SaicmWarning, match=r"stay below 4096.*a << \(16 - bits\)"):
         got = image_io.load_image(twelve)
     assert (got.rgb == 12).all()  # still read as documented: 3000/65535·255
     with warnings.catch_warnings():

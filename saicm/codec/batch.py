@@ -246,7 +246,7 @@ def _run_one(fn: Callable[[Job], dict], job: Job) -> Outcome:
     except OSError as e:
         return Outcome(job, error=f"{job.dst}: cannot write output ({e.strerror or e})")
     try:
-        with no_replace((job.keep or job.skip) and not redo):  # (a file that appears meanwhile is kept too)
+        with no_replace(job.dst if (job.keep or job.skip) and not redo else None):  # (one appearing meanwhile too)
             return Outcome(job, info=fn(job))
     except OutputExists as e:
         if job.skip:

@@ -175,9 +175,8 @@ def _from_array(a: np.ndarray) -> Image.Image:
         if 0 < top < 4096:  # (a camera's 8-, 10- or 12-bit samples in uint16: coded as a nearly black frame)
             from ..errors import warn
 
-            warn(f"a uint16 array is read as 0-65535, and this one's values stay at or below {top}: it codes as a "
-                 "nearly black image; for 8-, 10- or 12-bit samples scale them first (a << (16 - bits)) or pass "
-                 "uint8")
+            warn("a uint16 array is read as 0-65535, and this one's values stay below 4096: it codes as a nearly "
+                 "black image; for 8-, 10- or 12-bit samples scale them first (a << (16 - bits)) or pass uint8")
         a = (a.astype(np.uint32) * 255 + 32767) // 65535
     elif a.dtype.kind == "f":
         # floats are read in [0, 1]; small overshoots (a network's output) are clipped, 0-255 floats refused

@@ -286,7 +286,7 @@ def strip_file(src, dst, human_segment=None) -> dict:
     if human_segment is not None:
         output_file(human_segment, [src, dst])
         refuse_media_output(human_segment, "the human-layer segment")
-        if os.path.abspath(human_segment) == os.path.abspath(dst):
+        if os.path.realpath(human_segment) == os.path.realpath(dst):  # (by any name: a link too)
             raise SaicmError("the machine layer and the human-layer segment need two files", str(dst))
     data = read_input(src)
     with naming(src):

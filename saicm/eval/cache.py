@@ -69,7 +69,7 @@ class _Entries:
         return path.read_bytes()
 
     def _write(self, path: Path, value) -> None:
-        write_bytes_atomic(path, value)
+        write_bytes_atomic(path, value, durable=False)  # (an entry lost in a power cut is recomputed)
 
     def get(self, quality, key: str):
         """(value, info), or None."""
@@ -80,7 +80,7 @@ class _Entries:
             return None
         try:
             return self._read(value), json.loads(meta.read_text())
-        except (OSError, ValueError):
+        except (OSError, ValueError, RecursionError):
             return None  # a damaged entry is simply recomputed
 
     def put(self, quality, key: str, value, info: dict) -> None:
@@ -88,23 +88,25 @@ class _Entries:
             return
         path, meta = self._paths(quality, key)
         try:
-            self._make_private_root()
-            path.parent.mkdir(parents=True, exist_ok=True)
+            self._make_private_dirs(path.parent)
             self._write(path, value)
-            write_bytes_atomic(meta, json.dumps(info).encode())
+            write_bytes_atomic(meta, json.dumps(info).encode(), durable=False)
         except (OSError, SaicmError) as e:  # (write_atomic words OSErrors as SaicmError)
             self._give_up(e)
 
-    def _make_private_root(self) -> None:
-        """The folder that holds every codec's entries, made readable by its user alone (decodes of the user's
-        images: a second copy of them, which other users of the machine should not read); an existing one is left
-        as it is."""
+    def _make_private_dirs(self, folder: Path) -> None:
+        """``folder`` (this codec's, or one of its quality folders) and the root above it, each made readable and
+        writable by its user alone (decodes of the user's images: a second copy, which other users should not read;
+        and a folder made with the umask's group write, 002 on Fedora, was then refused as not the user's alone);
+        existing ones are left as they are."""
         self.dir.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        for f in (self.dir, folder):
+            f.mkdir(exist_ok=True, mode=0o700)
 
     def _give_up(self, e: Exception) -> None:
         """A cache that cannot be written (read-only home, a file in the way, a full disk) costs only the cache: the
         sweep goes on writing nothing, said once (it was a traceback after the first encode); what the cache already
-        holds is still read (a shared, read-only cache)."""
+        holds is still read (a read-only cache of the user's own, or root's: see _refuse_untrusted)."""
         if not self.writable:
             return
         self.writable = False
@@ -127,7 +129,7 @@ class DecodeCache(_Entries):
         return img.convert("RGB")
 
     def _write(self, path: Path, img: Image.Image) -> None:
-        write_atomic(path, lambda tmp: img.save(tmp, format="PNG", compress_level=1))
+        write_atomic(path, lambda tmp: img.save(tmp, format="PNG", compress_level=1), durable=False)
 
 
 class EncodedCache(_Entries):
@@ -142,8 +144,7 @@ class EncodedCache(_Entries):
             return None
         path = self.dir / f"q{quality}" / f"{key}.ckpt"
         try:
-            self._make_private_root()
-            path.parent.mkdir(parents=True, exist_ok=True)
+            self._make_private_dirs(path.parent)
         except OSError as e:
             self._give_up(e)
             return None

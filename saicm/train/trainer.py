@@ -607,13 +607,16 @@ def recorded_settings(settings: dict) -> dict:
     which stays with the run, keeps the paths as given, for ``--resume``)."""
     from ..eval.paths import display_path
 
+    def shown(v):  # (relative to the working folder when under it, else the last two parts: ../../home/NAME/x too)
+        return display_path(os.path.abspath(v), root=os.getcwd()) if os.sep in v or "/" in v else v
+
     out = dict(settings)
     for key in PATH_SETTINGS:
         value = out.get(key)
         if isinstance(value, str) and value:
-            out[key] = display_path(value)
+            out[key] = shown(value)
         elif isinstance(value, list):
-            out[key] = [display_path(v) if isinstance(v, str) else v for v in value]
+            out[key] = [shown(v) if isinstance(v, str) and v else v for v in value]
     return out
 
 

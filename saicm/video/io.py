@@ -191,7 +191,7 @@ def _folder_meta(folder: Path) -> dict:
     try:
         d = json.loads(p.read_text())
         return d if isinstance(d, dict) else {}
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):  # (nested past Python's limit: not a file saicm wrote)
         return {}
 
 

@@ -75,7 +75,7 @@ class DetectionTask:
 
 
 class FaceTask:
-    """Face privacy: the share (0–100) of original faces still detected after coding."""
+    """Faces kept: the share (0–100) of original faces still detected after coding (detector hits, not anonymity)."""
 
     name = "faces"
 
