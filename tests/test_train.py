@@ -239,6 +239,9 @@ def test_the_model_file_records_what_was_trained_and_a_resume_keeps_its_options(
     final = train(tiny_cfg(data_dir, out, init=str(tiny_model), steps=2))  # the options' M is the default, 128
     training = read_info(final).training
     assert (training["architecture"], training["N"], training["M"]) == ("gained-mean-scale-hyperprior", 16, 24)
+    from saicm.models.catalog import full_checksum
+
+    assert training["init_sha256"] == full_checksum(tiny_model).hex()  # the parent by content, not only by path
     assert training["lambdas"] == pytest.approx([0.005, 0.05]) and training["steps_done"] == 2
     from dataclasses import replace
 

@@ -481,7 +481,7 @@ def train(cfg: TrainConfig) -> Path:
         if trained["M"] is None and hasattr(model, "channels"):
             trained["M"] = model.channels  # the additional codec's latent channels
         save_model(model, final, extra_meta={"training": recorded_settings(asdict(cfg)) | trained
-                                             | {"steps_done": max(start, cfg.steps)}})
+                                             | _lineage(cfg.init) | {"steps_done": max(start, cfg.steps)}})
     if world > 1:
         dist.barrier()
         dist.destroy_process_group()
@@ -596,6 +596,20 @@ def _recorded_model(ck: dict, ckpt: str | Path) -> nn.Module:
         raise SaicmError(f"its recorded model cannot be built ({type(e).__name__}: {why})", str(ckpt)) from None
 
 
+def _lineage(init) -> dict:
+    """``{"init_sha256": …}``: the SHA-256 of the weights a run started from, so that a model's parent is known by
+    its content, not only by a name or path that may have moved (a model-card audit traced one chain through git
+    history); {} when there is none or it cannot be found any more."""
+    if not isinstance(init, str) or not init:
+        return {}
+    from ..models.catalog import full_checksum, resolve
+
+    try:
+        return {"init_sha256": full_checksum(resolve(init).path).hex()}
+    except (SaicmError, OSError):
+        return {}
+
+
 #: the training settings that name files or folders (or models, by name or path)
 PATH_SETTINGS = ("data", "masks", "out", "init", "base", "human_init")
 
@@ -632,5 +646,5 @@ def export_checkpoint(ckpt: str | Path, dest: str | Path, meta: dict | None = No
     c = ck["config"]
     model = _recorded_model(ck, ckpt)
     load_strict(model, ck["model"], str(ckpt), "the model it records")
-    save_model(model, dest, extra_meta={"training": recorded_settings(c) | {"steps_done": ck["step"]}} | (meta or {}),
-               in_place=True)
+    save_model(model, dest, extra_meta={"training": recorded_settings(c) | _lineage(c.get("init"))
+                                        | {"steps_done": ck["step"]}} | (meta or {}), in_place=True)
