@@ -158,10 +158,14 @@ def _trusted_link(link: Path) -> bool:
     if not hasattr(os, "geteuid"):
         return True
     try:
-        owner = os.lstat(link).st_uid
+        return _trusted_owner(os.lstat(link).st_uid)
     except OSError:
         return False
-    return owner in (os.geteuid(), 0)
+
+
+def _trusted_owner(uid: int) -> bool:
+    """Whether what ``uid`` owns may be trusted as the user's: the user's own, or root's."""
+    return uid in (os.geteuid(), 0)
 
 
 @contextlib.contextmanager
@@ -198,7 +202,7 @@ def trusted_folder(path: str | os.PathLike) -> bool:
         return False
     if not hasattr(os, "geteuid"):
         return True
-    if not stat.S_ISDIR(st.st_mode) or st.st_uid not in (os.geteuid(), 0) or st.st_mode & 0o002:
+    if not stat.S_ISDIR(st.st_mode) or not _trusted_owner(st.st_uid) or st.st_mode & 0o002:
         return False
     return not st.st_mode & 0o020 or _private_group(st.st_gid)
 

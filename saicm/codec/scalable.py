@@ -254,11 +254,7 @@ def split(data: container.CodedLike) -> tuple[bytes, bytes | None]:
 def strip(data: container.CodedLike) -> bytes:
     """The machine layer of a file (its bytes, path or binary file object; a two-layer file loses its human
     layer, a single-layer file is unchanged). A damaged human layer is refused, as ``saicm strip`` refuses it."""
-    from ..errors import naming
-
-    data, path = container.coded_input(data)
-    with naming(path):
-        return _layers(data)[0]
+    return split(data)[0]
 
 
 def _layers(data: bytes) -> tuple[bytes, bytes | None]:

@@ -75,8 +75,8 @@ def cmd_bdrate(a: argparse.Namespace) -> int:
     from ..errors import printable
 
     # (codec names come from the files: a stranger's may hold terminal escapes)
-    print(f"BD-rate on {printable(a.metric)} against {printable(anchor['codec'])} (PCHIP on log-rate over the overlapping interval; "
-          "negative = fewer bits for the same value)")
+    print(f"BD-rate on {printable(a.metric)} against {printable(anchor['codec'])} (PCHIP on log-rate over the "
+          "overlapping interval; negative = fewer bits for the same value)")
     for path, test in zip(a.tests, tests):
         try:
             if a.ci:

@@ -480,8 +480,8 @@ def train(cfg: TrainConfig) -> Path:
         trained |= {k: model.config[k] for k in ("slice_channels", "m", "condition") if k in model.config}
         if trained["M"] is None and hasattr(model, "channels"):
             trained["M"] = model.channels  # the additional codec's latent channels
-        save_model(model, final, extra_meta={"training": recorded_settings(asdict(cfg)) | trained
-                                             | _lineage(cfg.init) | {"steps_done": max(start, cfg.steps)}})
+        save_model(model, final, extra_meta={"training": training_record(asdict(cfg) | trained,
+                                                                          max(start, cfg.steps))})
     if world > 1:
         dist.barrier()
         dist.destroy_process_group()
@@ -596,6 +596,12 @@ def _recorded_model(ck: dict, ckpt: str | Path) -> nn.Module:
         raise SaicmError(f"its recorded model cannot be built ({type(e).__name__}: {why})", str(ckpt)) from None
 
 
+def training_record(settings: dict, steps_done: int) -> dict:
+    """The ``training`` metadata of a weight file (``saicm train``'s and ``saicm export``'s): the run's settings with
+    their paths as :func:`recorded_settings` gives them, its parent's checksum (:func:`_lineage`), the steps done."""
+    return recorded_settings(settings) | _lineage(settings.get("init")) | {"steps_done": steps_done}
+
+
 def _lineage(init) -> dict:
     """``{"init_sha256": …}``: the SHA-256 of the weights a run started from, so that a model's parent is known by
     its content, not only by a name or path that may have moved (a model-card audit traced one chain through git
@@ -615,8 +621,8 @@ PATH_SETTINGS = ("data", "masks", "out", "init", "base", "human_init")
 
 
 def recorded_settings(settings: dict) -> dict:
-    """The settings as a weight file records them: paths relative to the working folder when under it, relative
-    paths as given, other absolute paths by their last two parts (``photos/train``), as reports name datasets.
+    """The settings as a weight file records them: paths relative to the working folder when under it, others by
+    their last two parts (``photos/train``), as reports name datasets; bare names (a model's) as given.
     The weights travel to every decoder; a folder like ``/home/NAME/cctv/STREET`` should not (the checkpoint,
     which stays with the run, keeps the paths as given, for ``--resume``)."""
     from ..eval.paths import display_path
@@ -646,5 +652,4 @@ def export_checkpoint(ckpt: str | Path, dest: str | Path, meta: dict | None = No
     c = ck["config"]
     model = _recorded_model(ck, ckpt)
     load_strict(model, ck["model"], str(ckpt), "the model it records")
-    save_model(model, dest, extra_meta={"training": recorded_settings(c) | _lineage(c.get("init"))
-                                        | {"steps_done": ck["step"]}} | (meta or {}), in_place=True)
+    save_model(model, dest, extra_meta={"training": training_record(c, ck["step"])} | (meta or {}), in_place=True)
