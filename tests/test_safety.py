@@ -647,6 +647,13 @@ def test_a_configuration_asking_for_huge_layers_is_refused_before_they_are_alloc
                 torch.zeros((100, 100))
         torch.eye(20)
     assert (inner.used, outer.used) == (400, 1600)
+    # torch.tensor's argument is its data, not a size: a list of 32 channel numbers (a scalable model's
+    # fusion_channels) was taken for a 10^60-element request and a sound model file refused
+    small = AllocationBudget(4000, "small")
+    with small:
+        t = torch.tensor([79, 114, 93, 124, 88, 106, 81, 72] * 4)
+        torch.as_tensor([[1000, 2000], [3000, 4000]])
+    assert t.numel() == 32 and small.used == 32 * 8 + 4 * 8
 
 
 def test_every_reader_of_pytorch_files_refuses_pickles_that_run_code(tmp_path):

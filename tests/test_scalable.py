@@ -119,6 +119,89 @@ def test_fusion_adds_to_the_first_channels_only_and_leaves_the_base_latent_alone
     assert torch.equal(yb, keep)
 
 
+def test_fusion_channels_name_the_base_channels_the_human_layer_refines(models, image, tmp_path):
+    """``fusion_channels`` (``--fusion-channels energy``): ŷ_a is added to the named base channels, in ŷ_a's channel
+    order; the residual and the coded files follow them on both engines, and the model file carries them."""
+    d = models["dir"]
+    chosen = [23, 5, 17, 0, 9, 12, 20, 3, 1, 22, 14, 7, 19, 2, 11, 8]
+    torch.manual_seed(1)
+    net = build_architecture("scalable-fusion", base="tinybase", base_sha256=full_checksum(models["base"]).hex(),
+                             N=16, slice_channels=8, m=2, lambdas=[0.003, 0.03], model_dir=str(d),
+                             condition="base", fusion_channels=chosen)
+    with torch.no_grad():
+        net.add.g_a[-1].weight.normal_(0, 0.1)
+    yb, ya = torch.randn(1, 24, 2, 3), torch.randn(1, 16, 2, 3)
+    fused = net.fuse(yb, ya)
+    others = [c for c in range(24) if c not in chosen]
+    assert torch.equal(fused[:, chosen], yb[:, chosen] + ya) and torch.equal(fused[:, others], yb[:, others])
+    assert torch.equal(net.fused_part(yb), yb[:, chosen])
+    save_model(net, d / "tinyscal-fc.safetensors")
+    loaded, info = saicm.load_model(d / "tinyscal-fc.safetensors")
+    assert info.config["fusion_channels"] == chosen and torch.equal(loaded.fuse(yb, ya), fused)
+    decoded = {}
+    for engine in ("auto", "compressai"):
+        data = saicm.compress(image, model=d / "tinyscal-fc.safetensors", quality=2, human_quality=2, engine=engine)
+        decoded[engine] = np.asarray(saicm.decompress(data, model=d / "tinyscal-fc.safetensors")).astype(int)
+    x = torch.from_numpy(image).permute(2, 0, 1)[None].float() / 255
+    with torch.no_grad():
+        out = loaded(F.pad(x, (0, 0, 0, 32), mode="replicate"), torch.tensor([1]), base_qidx=torch.tensor([1]))["x_hat"]
+    ref = out.clamp(0, 1)[0, :, :96, :128].mul(255).round().permute(1, 2, 0).numpy().astype(int)
+    for engine, got in decoded.items():  # what training optimised, on both engines (see the fused-forward test)
+        diff = np.abs(got - ref)
+        assert diff.max() <= 2 and (diff == 0).mean() > 0.99, (engine, diff.max(), (diff == 0).mean())
+    # the first s·m channels are the paper's fusion: written as no list at all (files read as before 0.24.0)
+    plain = build_architecture("scalable-fusion", base="tinybase", base_sha256=full_checksum(models["base"]).hex(),
+                               N=16, slice_channels=8, m=2, lambdas=[0.003, 0.03], model_dir=str(d),
+                               fusion_channels=list(range(16)))
+    assert plain.fusion_channels is None and "fusion_channels" not in plain.config
+
+
+@pytest.mark.parametrize("channels", [[0] * 16, list(range(15)), list(range(17)), [24] + list(range(15)),
+                                      [-1] + list(range(15)), [True] + list(range(1, 16)), "0123456789abcdef",
+                                      {str(i): i for i in range(16)}, [[0]] + list(range(1, 16)), 16])
+def test_bad_fusion_channels_are_refused_in_one_line(models, image, tmp_path, channels):
+    """A model file's ``fusion_channels`` is read from its metadata (anyone may have written it): a list of
+    distinct channel numbers of the base latent, as many as the additional latent has, or the file is refused."""
+    from saicm.models.catalog import check_fusion_channels
+
+    with pytest.raises(ValueError, match="fusion_channels"):
+        check_fusion_channels(channels, 16, 24)
+    net = _scalable(models["dir"], "tinybase")
+    save_model(net, tmp_path / "x.safetensors")
+    from safetensors.numpy import load_file, save_file
+
+    from saicm.models.catalog import read_info
+
+    meta = dict(read_info(tmp_path / "x.safetensors").meta)
+    cfg = json.loads(meta["config"])
+    cfg["fusion_channels"] = channels
+    meta["config"] = json.dumps(cfg)
+    save_file(load_file(str(tmp_path / "x.safetensors")), str(models["dir"] / "bad-fc.safetensors"), metadata=meta)
+    try:
+        for engine in ("auto", "compressai"):
+            with pytest.raises(ModelError):
+                saicm.compress(image, model=models["dir"] / "bad-fc.safetensors", quality=1, human_quality=1,
+                               engine=engine)
+    finally:
+        (models["dir"] / "bad-fc.safetensors").unlink()
+
+
+def test_energy_order_ranks_the_base_channels_by_their_variance():
+    from saicm.models.scalable import energy_order
+
+    class Base(torch.nn.Module):
+        num_qualities = 2
+
+        def forward_latent(self, x, qidx):
+            n = x.size(0)
+            spread = torch.tensor([0.5, 3.0, 0.1, 3.0, 2.0])[None, :, None, None]
+            y = x[:, :1].expand(n, 5, 4, 4) * spread * (1 + qidx.float())[:, None, None, None]
+            return y, None
+
+    crops = torch.rand(6, 3, 4, 4)
+    assert energy_order(Base(), crops) == [1, 3, 4, 0, 2]  # ties by channel number
+
+
 def test_state_dict_holds_only_its_own_tensors(models):
     net, _ = saicm.load_model(models["scal"])
     keys = net.state_dict().keys()
@@ -365,6 +448,31 @@ def test_training_keeps_the_base_frozen_and_exports_a_model_that_codes(models, d
     t = minfo.training
     assert (t["N"], t["M"], t["m"], t["slice_channels"]) == (16, 8, 1, 8), t
     assert hashlib.sha256(models["base"].read_bytes()).hexdigest() == before
+
+
+def test_training_with_energy_fusion_channels_records_them_and_resumes_with_them(models, data_dir, tmp_path):
+    from saicm.errors import SaicmError
+    from saicm.models.catalog import read_info
+    from saicm.models.scalable import _energy_crops, energy_order
+    from saicm.train.config import TrainConfig
+    from saicm.train.trainer import train
+
+    cfg = TrainConfig(data=str(data_dir), out=str(tmp_path / "run"), base=str(models["base"]), m=1, slice_channels=8,
+                      N=16, lambdas=(0.003, 0.03), steps=1, batch=2, patch=64, lr=1e-3, log_every=1, ckpt_every=1,
+                      progress=False, fusion_channels="energy")
+    info = read_info(train(cfg))
+    base, _ = saicm.load_model(models["base"])
+    expected = energy_order(base, _energy_crops(str(data_dir)))[:8]
+    assert info.config["fusion_channels"] == expected and info.training["fusion_channels"] == expected
+    cfg.steps, cfg.resume, cfg.fusion_channels = 2, True, None  # the run's own, not the paper's default
+    assert read_info(train(cfg)).config["fusion_channels"] == expected
+    cfg.steps, cfg.fusion_channels = 3, "first"
+    with pytest.raises(SaicmError, match="fusion-channels"):
+        train(cfg)
+    # scalable options without --base: refused, not ignored (a plain hyperprior was trained)
+    with pytest.raises(SaicmError, match="--fusion-channels is an option of scalable coding"):
+        train(TrainConfig(data=str(data_dir), out=str(tmp_path / "plain"), fusion_channels="energy", steps=1,
+                          progress=False))
 
 
 def test_an_additional_codec_with_contexts_trains_codes_and_decodes(models, data_dir, tmp_path, image):

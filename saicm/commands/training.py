@@ -14,7 +14,8 @@ def cmd_train(a: argparse.Namespace) -> int:
 
     cfg = TrainConfig(
         data=a.data, out=a.out, architecture=a.architecture, base=a.base, m=a.m, slice_channels=a.slice_channels,
-        condition=a.condition, human_init=a.human_init, freeze=tuple(a.freeze) if a.freeze else None,
+        condition=a.condition, human_init=a.human_init, fusion_channels=a.fusion_channels,
+        freeze=tuple(a.freeze) if a.freeze else None,
         context_hidden=a.context_hidden, context_kernel=a.context_kernel,
         context_groups=tuple(a.context_groups) if a.context_groups else None, context_checkerboard=a.context_checkerboard,
         N=a.N, M=a.M, lambdas=tuple(a.lambdas) if a.lambdas else None,
@@ -62,6 +63,10 @@ def register(sub) -> None:
                    "conditioned on it (default none)")
     t.add_argument("--human-init", help="scalable coding: start the additional analysis, its gains and the human "
                    "synthesis from this single-layer MSE model (e.g. mse-hyperprior-n64-v5) instead of the base")
+    t.add_argument("--fusion-channels", choices=["first", "energy"],
+                   help="scalable coding: which base channels the additional latent is added to: first = the first "
+                   "s·m (the paper's, default); energy = the s·m of the largest variance on 32 centre crops of "
+                   "--data (the base latent's channels have no order; recorded in the model)")
     t.add_argument("--slice-channels", type=positive,
                    help="scalable coding: channels per slice s (default 32: m = 1..4 for M = 128)")
     t.add_argument("--context-hidden", type=positive,

@@ -28,7 +28,7 @@ from ..codec.container import HUMAN_MAX_STRIPS
 from ..codec.image_io import ImageLike, load_padded
 from ..codec.tiling import needs_strips, strip_count, strip_rows, to_pixels
 from ..errors import FormatError, ModelError
-from ..models.catalog import SCALABLE_ARCHITECTURE as ARCHITECTURE, ModelInfo, locate
+from ..models.catalog import SCALABLE_ARCHITECTURE as ARCHITECTURE, ModelInfo, check_fusion_channels, locate
 from .codec import padded
 from .context import PortableContextModel
 from .hypernet import condition_network
@@ -67,6 +67,9 @@ class PortableScalable:
         try:
             state = load_file(str(info.path))
             self.channels = int(cfg["slice_channels"]) * int(cfg["m"])
+            fused = check_fusion_channels(cfg.get("fusion_channels"), self.channels, self.base.M)
+            # the base channels ŷ_a refines, in its channel order (None: the first s·m)
+            self.fused = None if fused is None else np.asarray(fused, np.intp)
             self.condition = cfg.get("condition", "none")
             own = {k[4:]: v for k, v in state.items() if k.startswith("add.")}
             own.update({k: v for k, v in state.items() if k.startswith("g_s.")})
@@ -103,8 +106,13 @@ class PortableScalable:
 
     def _fuse(self, y_b: np.ndarray, y_a: np.ndarray) -> np.ndarray:
         fused = y_b.copy()
-        fused[:, : self.channels] += y_a
+        fused[:, self._part] += y_a
         return fused
+
+    @property
+    def _part(self):
+        """Index of the base channels ``ŷ_a`` refines (distinct: ``+=`` through it adds once per channel)."""
+        return slice(0, self.channels) if self.fused is None else self.fused
 
     def encode(self, image: ImageLike, base_units: np.ndarray, base_quality: int, quality: int,
                engine: str, max_pixels: int | None = None,
@@ -130,7 +138,8 @@ class PortableScalable:
         y = t.analysis_tiles(img.rgb, pb, pr) if needs_strips(self.base.M, ph, pw) else t.analysis(
             padded(img.rgb, pb, pr))
         if self.condition == "base":  # the residual to the machine layer's latent; the paper's codes g_a(x) itself
-            y = y - self.base.dequantise(base_units[: self.channels], base_quality)
+            part = base_units[: self.channels] if self.fused is None else base_units[self.fused]
+            y = y - self.base.dequantise(part, base_quality, None if self.fused is None else self.fused)
         y = y * self.add.gain[quality - 1][None, :, None, None]
         z = t.hyper_analysis(y)
         return self.add.encode(y[0], z[0], rows, self._offset(base_units, base_quality)), rows

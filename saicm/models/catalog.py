@@ -266,6 +266,19 @@ RECOMMENDED_SCALABLE_MODEL = "scalable-off02v5-m4-cond"
 SCALABLE_ARCHITECTURE = "scalable-fusion"
 
 
+def check_fusion_channels(channels, count: int, M: int) -> tuple[int, ...] | None:
+    """``fusion_channels`` as a tuple of ``count`` distinct ints in ``[0, M)``, or None (the first ``count``)."""
+    if channels is None:
+        return None
+    if not isinstance(channels, (list, tuple)):
+        raise ValueError(f"fusion_channels must be a list of {count} channel numbers")
+    out = tuple(channels)
+    if (len(out) != count or not all(isinstance(v, int) and not isinstance(v, bool) and 0 <= v < M for v in out)
+            or len(set(out)) != count):
+        raise ValueError(f"fusion_channels must be {count} distinct channel numbers in 0..{M - 1}")
+    return None if out == tuple(range(count)) else out
+
+
 def default_model_name() -> str:
     models = shipped_models()
     if not models:

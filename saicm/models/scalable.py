@@ -9,8 +9,14 @@ decodes to the machine image. This architecture adds the **human layer**:
   bitstream, variable rate by gain vectors) whose dequantised latent ``ŷ_a``
   has ``s·m`` channels (``s`` = ``slice_channels``, ``m`` slices);
 - fusion: ``ŷ_a`` is added element-wise to the first ``s·m`` channels of
-  ``ŷ_b``; the other channels pass unchanged;
+  ``ŷ_b`` (or to the ``s·m`` channels ``fusion_channels`` names); the other channels pass unchanged;
 - a human synthesis transform that decodes the fused M-channel latent.
+
+``fusion_channels`` (a variant, not the paper's): the base channels the additional latent refines, in its
+channel order. The paper's base (LIC-TCM) codes its latent in ordered slices, so its first channels carry the
+most; saicm's hyperprior bases have no channel order (channels 0–63 of the v5 SA-ICM base held 3 % of its
+variance on one photo), so ``saicm train --fusion-channels energy`` names the s·m channels of the largest
+variance on training crops (:func:`energy_order`). Default (None): the first s·m, the paper's.
 
 ``condition="base"`` is a variant (not the paper's): the additional analysis
 also sees the decoded base latent and codes the residual
@@ -52,7 +58,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn.modules.module import _IncompatibleKeys
 
-from .catalog import SCALABLE_ARCHITECTURE
+from .catalog import SCALABLE_ARCHITECTURE, check_fusion_channels
 from .context import GainedContextHyperprior
 from .determinism import run_single_thread, synthesize_in_strips
 from .hyperprior import GainedMeanScaleHyperprior
@@ -81,6 +87,8 @@ class ScalableFusion(nn.Module):
             default None: the built-in gained hyperprior.
         context: options of a ``gained-context-hyperprior`` (``{}``: its defaults) for the built-in additional
             codec: it codes its latent with contexts; default None: the hyperprior's parameters alone.
+        fusion_channels: the ``s·m`` distinct base channels ``ŷ_a`` is added to, in ``ŷ_a``'s channel order;
+            default None: the first ``s·m`` (the paper's fusion).
     """
 
     #: ``saicm train``'s ``--context-*`` options apply to the additional codec (they make it a context model)
@@ -88,7 +96,8 @@ class ScalableFusion(nn.Module):
 
     def __init__(self, base: str, base_sha256: str, N: int = 64, slice_channels: int = 32, m: int = 4,
                  lambdas: Sequence[float] = (0.0067,), condition: str = "none", model_dir: str | None = None,
-                 additional: dict | None = None, context: dict | None = None):
+                 additional: dict | None = None, context: dict | None = None,
+                 fusion_channels: Sequence[int] | None = None):
         super().__init__()
         from .catalog import info_copy, locate
         from .zoo import instantiate
@@ -105,6 +114,10 @@ class ScalableFusion(nn.Module):
         if not 1 <= m <= M // slice_channels:
             raise ValueError(f"m must be 1..{M // slice_channels} for {M} channels in slices of {slice_channels}")
         self.channels = slice_channels * m
+        self.fusion_channels = check_fusion_channels(fusion_channels, self.channels, M)
+        # (a buffer, so that it moves with the model; not in the state dict: the config holds it)
+        self.register_buffer("_fused", None if self.fusion_channels is None else
+                             torch.tensor(self.fusion_channels, dtype=torch.long), persistent=False)
         if condition not in CONDITIONS:
             raise ValueError(f"condition must be one of {', '.join(CONDITIONS)}, got {condition!r}")
         self.condition = condition
@@ -142,6 +155,8 @@ class ScalableFusion(nn.Module):
                        "m": m, "lambdas": [float(v) for v in lambdas], "condition": condition}
         if additional is not None:
             self.config["additional"] = additional
+        if self.fusion_channels is not None:  # (not written when None: files of earlier versions read the same)
+            self.config["fusion_channels"] = list(self.fusion_channels)
         if context is not None:  # as the context model records them (its defaults are not written)
             self.config["context"] = {k: v for k, v in self.add.config.items() if k in self.CONTEXT_OPTIONS}
 
@@ -247,9 +262,18 @@ class ScalableFusion(nn.Module):
         return y_b
 
     def fuse(self, y_base: Tensor, y_add: Tensor) -> Tensor:
-        """``ŷ_a`` added to the first ``s·m`` channels of ``ŷ_b``; a new tensor (the base latent is not modified)."""
+        """``ŷ_a`` added to the first ``s·m`` channels of ``ŷ_b`` (or to ``fusion_channels``); a new tensor (the
+        base latent is not modified)."""
         c = self.channels
+        if self._fused is not None:
+            return y_base.index_add(1, self._fused, y_add.to(y_base.dtype))
         return torch.cat([y_base[:, :c] + y_add, y_base[:, c:]], dim=1)
+
+    def fused_part(self, y_base: Tensor) -> Tensor:
+        """The ``s·m`` channels of ``ŷ_b`` that ``ŷ_a`` refines, in ``ŷ_a``'s channel order."""
+        if self._fused is not None:
+            return y_base.index_select(1, self._fused)
+        return y_base[:, : self.channels]
 
     def forward(self, x: Tensor, qidx: Tensor | None = None, quant: str = "noise", base_qidx: Tensor | None = None) -> dict:
         """``qidx``: human-layer rate point per sample (default the top); ``base_qidx``: machine rate point per
@@ -278,7 +302,7 @@ class ScalableFusion(nn.Module):
         if y_base is None:
             raise ValueError("this scalable model codes the human layer conditioned on the machine layer's latent")
         p = run_single_thread(self.cond, y_base) if exact else self.cond(y_base)
-        return y_base[:, : self.channels], p.float()
+        return self.fused_part(y_base), p.float()
 
     # --- coding contract ---------------------------------------------------
     def latent_shapes(self, height: int, width: int) -> list[tuple[int, ...]]:
@@ -342,11 +366,15 @@ class ScalableFusion(nn.Module):
         info = resolve(cfg.base)
         name = info.name
         model_dir = None if _is_shipped(info) else str(Path(info.path).resolve().parent)
-        try:  # (None: the defaults of --m, --slice-channels and --condition)
-            model = cls(base=name, base_sha256=full_checksum(info.path).hex(), N=cfg.width,
-                        slice_channels=32 if cfg.slice_channels is None else cfg.slice_channels,
-                        m=4 if cfg.m is None else cfg.m, lambdas=lambdas, condition=cfg.condition or "none",
-                        model_dir=model_dir, context=context)
+        options = dict(base=name, base_sha256=full_checksum(info.path).hex(), N=cfg.width,
+                       slice_channels=32 if cfg.slice_channels is None else cfg.slice_channels,
+                       m=4 if cfg.m is None else cfg.m, lambdas=lambdas, condition=cfg.condition or "none",
+                       model_dir=model_dir, context=context)
+        try:  # (None: the defaults of --m, --slice-channels, --condition and --fusion-channels)
+            model = cls(**options)
+            if (cfg.fusion_channels or "first") == "energy":
+                order = energy_order(model.base, _energy_crops(cfg.data))[: model.channels]
+                model = cls(**options, fusion_channels=order)
         except ValueError as e:  # sizes that do not fit the base: one line
             raise SaicmError(f"scalable-fusion: {e}") from None
         if cfg.human_init:
@@ -367,6 +395,7 @@ class ScalableFusion(nn.Module):
         from ..errors import ModelError
 
         c = self.channels
+        rows = list(range(c)) if self.fusion_channels is None else list(self.fusion_channels)
         if getattr(src, "config", {}).get("M") != self.base.config["M"] or not hasattr(src, "g_a"):
             raise ModelError("--human-init needs a single-layer model with the base's latent width")
         state = src.state_dict()
@@ -393,18 +422,63 @@ class ScalableFusion(nn.Module):
                                             src_l, [float(v) for v in self.add.lambdas])
         # The synthesis reads ŷ·g⁻¹ ≈ g_a(x)·(g·g⁻¹): fold src's mean g·g⁻¹ into the analysis and start the additional
         # gains as exact inverses, so that ŷ_a·g_a⁻¹ lies in the domain the synthesis reads at every rate point.
-        scale = (gains["log_gain"] + gains["log_inv_gain"]).exp().mean(0)[:c].float()
+        scale = (gains["log_gain"] + gains["log_inv_gain"]).exp().mean(0)[rows].float()
         last = [k for k in own if k.startswith("g_a.") and own[k].dim() == 4][-1].rsplit(".", 1)[0]
-        new[last + ".weight"] = state[last + ".weight"][:c].float() * scale[:, None, None, None]
-        new[last + ".bias"] = state[last + ".bias"][:c].float() * scale
-        new["log_gain"] = gains["log_gain"][:, :c].clone().float()
+        new[last + ".weight"] = state[last + ".weight"][rows].float() * scale[:, None, None, None]
+        new[last + ".bias"] = state[last + ".bias"][rows].float() * scale
+        new["log_gain"] = gains["log_gain"][:, rows].clone().float()
         new["log_inv_gain"] = -new["log_gain"]
         self.add.load_state_dict({**own, **new})
         self.g_s.load_state_dict(src.g_s.state_dict())
         if self.condition == "none":
             first = self.g_s[0]
             with torch.no_grad():
-                first.weight[:c] *= 0.5
+                first.weight[rows] *= 0.5
+
+
+#: crops the base latent's channel variances are measured on (``--fusion-channels energy``)
+ENERGY_CROPS, ENERGY_PATCH = 32, 256
+
+
+def energy_order(base: nn.Module, crops: Tensor) -> list[int]:
+    """The base latent's channels by decreasing variance of its dequantised latent ``ŷ_b`` over ``crops``
+    (N, 3, H, W in [0, 1]) and every base rate point, ties by channel number."""
+    total = None
+    with torch.no_grad():
+        for q in range(base.num_qualities):
+            qidx = torch.full((crops.size(0),), q, dtype=torch.long)
+            y, _ = base.forward_latent(crops.float(), qidx)
+            v = y.double().transpose(0, 1).flatten(1).var(dim=1)
+            total = v if total is None else total + v
+    order = sorted(range(total.numel()), key=lambda i: (-float(total[i]), i))
+    return order
+
+
+def _energy_crops(data) -> Tensor:
+    """:data:`ENERGY_CROPS` centre crops of ``ENERGY_PATCH``² from training images spread evenly over the sorted
+    list (smaller images upscaled, as training does): the same crops on every run."""
+    import numpy as np
+    from PIL import Image
+
+    from ..train.data import list_images
+
+    roots = data if isinstance(data, (list, tuple)) else [data]
+    files = sorted(f for r in roots for f in list_images(r))
+    if not files:
+        raise ValueError("no training images to measure the base latent's channel variances on")
+    picks = [files[i * len(files) // min(ENERGY_CROPS, len(files))] for i in range(min(ENERGY_CROPS, len(files)))]
+    out = []
+    for f in picks:
+        with Image.open(f) as im:
+            im = im.convert("RGB")
+            s = ENERGY_PATCH / min(im.size)
+            if s > 1:
+                im = im.resize((max(ENERGY_PATCH, round(im.width * s)), max(ENERGY_PATCH, round(im.height * s))),
+                               Image.BICUBIC)
+            left, top = (im.width - ENERGY_PATCH) // 2, (im.height - ENERGY_PATCH) // 2
+            a = np.asarray(im.crop((left, top, left + ENERGY_PATCH, top + ENERGY_PATCH)), np.float32) / 255
+        out.append(torch.from_numpy(a.copy()).permute(2, 0, 1))
+    return torch.stack(out)
 
 
 def _is_shipped(info) -> bool:

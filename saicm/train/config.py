@@ -34,6 +34,7 @@ class TrainConfig:
     slice_channels: int | None = None  # scalable-fusion: channels per slice (None: 32)
     condition: str | None = None  # scalable-fusion: "none" (None: the paper) or "base" (conditional residual)
     human_init: str | None = None  # scalable-fusion: start the human layer from this MSE model
+    fusion_channels: str | None = None  # scalable-fusion: "first" (None: the paper's) or "energy" (largest variance)
     freeze: tuple | None = None  # parameter-name prefixes kept fixed (e.g. "g_s", "add.g_a"); None: none
     context_hidden: int | None = None  # gained-context-hyperprior: hidden channels of its contexts (None: default/--init's)
     context_kernel: int | None = None  # gained-context-hyperprior: channel-context kernel size (None: default/--init's)

@@ -142,7 +142,7 @@ def _build(name: str, **config):
 
 #: options a run cannot change when it resumes: its model would not be trained as its file then says
 _FIXED_ON_RESUME = ("architecture", "N", "M", "init", "seed", "lambdas", "loss", "off_mask_weight", "quant", "freeze",
-                    "m", "slice_channels", "condition")
+                    "m", "slice_channels", "condition", "fusion_channels")
 
 
 def _run_options(ck: dict) -> dict:
@@ -205,11 +205,14 @@ def _truncate_log(path: Path, step: int) -> None:
         write_bytes_atomic(path, "".join(keep).encode())
 
 
+#: options that only scalable-fusion takes
+_SCALABLE_OPTIONS = ("m", "slice_channels", "condition", "human_init", "fusion_channels")
+
 #: options that, not given to a resumed run, are the run's own (what it was started with)
 _TAKEN_ON_RESUME = ("init", "seed", "lambdas", "architecture", "N", "M", "base", "human_init", "context_hidden",
                     "context_kernel", "context_groups", "context_checkerboard", "m", "slice_channels", "condition",
-                    "loss", "off_mask_weight", "quant", "freeze", "steps", "batch", "patch", "lr", "log_every",
-                    "ckpt_every", "amp", "masks")
+                    "fusion_channels", "loss", "off_mask_weight", "quant", "freeze", "steps", "batch", "patch", "lr",
+                    "log_every", "ckpt_every", "amp", "masks")
 
 
 def _with_run_options(cfg: TrainConfig, ck: dict) -> TrainConfig:
@@ -233,6 +236,10 @@ def train(cfg: TrainConfig) -> Path:
     cfg = with_defaults(cfg)
     if cfg.architecture is None and not cfg.init:
         cfg = replace(cfg, architecture="scalable-fusion" if cfg.base else DEFAULT_ARCHITECTURE)
+    scalable_only = [k for k in _SCALABLE_OPTIONS if getattr(cfg, k) is not None]
+    if cfg.architecture not in (None, "scalable-fusion") and scalable_only:
+        raise SaicmError(f"--{scalable_only[0].replace('_', '-')} is an option of scalable coding (--base MODEL), "
+                         f"not of {cfg.architecture}")
     if cfg.amp not in AMP_MODES:
         raise SaicmError(f"--amp must be one of {', '.join(AMP_MODES)}, got {cfg.amp!r}")
     if cfg.quant not in QUANT_MODES:
@@ -477,7 +484,8 @@ def train(cfg: TrainConfig) -> Path:
         trained = {"architecture": model.architecture, "N": model.config.get("N"), "M": model.config.get("M"),
                    "lambdas": [float(v) for v in model.config.get("lambdas", [])]}
         # (a scalable model's own sizes: its config has no M, and --slice-channels/--m may have been defaulted)
-        trained |= {k: model.config[k] for k in ("slice_channels", "m", "condition") if k in model.config}
+        trained |= {k: model.config[k] for k in ("slice_channels", "m", "condition", "fusion_channels")
+                    if k in model.config}
         if trained["M"] is None and hasattr(model, "channels"):
             trained["M"] = model.channels  # the additional codec's latent channels
         save_model(model, final, extra_meta={"training": training_record(asdict(cfg) | trained,
