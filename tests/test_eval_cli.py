@@ -241,6 +241,30 @@ def test_the_cache_is_reused_under_a_group_writable_umask(tmp_path, capsys):
     assert all(p.stat().st_mode & 0o777 == 0o700 for p in (tmp_path / "c").rglob("*") if p.is_dir())
 
 
+def test_the_default_cache_made_open_by_an_older_saicm_is_closed_and_a_chosen_one_is_left_alone(
+        tmp_path, monkeypatch, capsys):
+    """saicm before 0.23.0 made the default cache root 0755: other users could read the decodes of the user's
+    images. The default root is now closed to 0700 when it is the user's; a folder given with --cache keeps the mode
+    its owner chose."""
+    d = _folder(tmp_path, 1)
+    monkeypatch.setenv("SAICM_CACHE", str(tmp_path / "home-cache"))
+    from saicm.eval.cache import default_cache_dir
+
+    root = default_cache_dir()
+    root.mkdir(parents=True)
+    root.chmod(0o755)
+    args = ["eval", "--codec", "jpeg", "--qualities", "50", "--dataset", str(d), "--task", "psnr",
+            "-o", str(tmp_path / "r.json"), "--quiet"]
+    assert main(args) == 0
+    assert root.stat().st_mode & 0o777 == 0o700 and list(root.rglob("*.png"))
+    chosen = tmp_path / "team-cache"
+    chosen.mkdir()
+    chosen.chmod(0o750)
+    assert main([*args, "--cache", str(chosen)]) == 0
+    assert chosen.stat().st_mode & 0o777 == 0o750 and list(chosen.rglob("*.png"))
+    assert "not yours" not in capsys.readouterr().err
+
+
 def test_eval_faces_task_runs_without_faces(tmp_path):
     d = _folder(tmp_path, 1)
     out = tmp_path / "f.json"

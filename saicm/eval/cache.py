@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import stat
 import sys
 from pathlib import Path
 
@@ -49,6 +51,8 @@ class _Entries:
         self.dir = Path(folder) if folder is not None else None
         if self.enabled:
             self._refuse_untrusted()
+        if self.enabled:
+            self._close_default_root()
 
     def _refuse_untrusted(self) -> None:
         """A cache folder (the root, or this codec's) that another user owns or may write is not used at all: its
@@ -60,6 +64,20 @@ class _Entries:
                       "write in it): going on without the cache (--cache DIR names another, --no-cache none)",
                       file=sys.stderr)
                 return
+
+    def _close_default_root(self) -> None:
+        """The default cache root, made 0755 by saicm before 0.23.0 (other users could read the decodes of the
+        user's images), closed to 0700 when it is the user's own. A folder given with ``--cache`` keeps its mode
+        (its owner chose who reads it)."""
+        root = self.dir.parent
+        try:
+            if root != default_cache_dir() or not hasattr(os, "geteuid"):
+                return
+            st = os.stat(root)
+            if st.st_uid == os.geteuid() and stat.S_IMODE(st.st_mode) & 0o077:
+                os.chmod(root, 0o700)
+        except OSError:
+            pass  # (a root that cannot be closed is as before: its decodes stay where they are)
 
     def _paths(self, quality, key: str) -> tuple[Path, Path]:
         stem = self.dir / f"q{quality}" / key
