@@ -259,7 +259,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="auto (default): the portable engine (format 3: onnxruntime, no PyTorch; exact integer "
                    "coder tables, so the file decodes the same on any machine) for the models it supports, "
                    "CompressAI's coder for the others (TCM); torch: the portable format with the PyTorch "
-                   "transforms; openvino / openvino-bf16: with OpenVINO's transforms (optional: pip install 'saicm[openvino]'; "
+                   "transforms; openvino / openvino-bf16: with OpenVINO's transforms (optional: pip install \"saicm[openvino]\"; "
                    "bf16 codes ~1.7x faster on CPUs with bfloat16 units, Intel AMX; docs/engine.md); compressai: "
                    "formats 1/2 as saicm 0.3 wrote")
     c.add_argument("--jobs", type=positive, default=1, help="worker processes for folders (default 1)")
@@ -339,11 +339,17 @@ codecs.register_error("saicm.escape-names", _undecodable_bytes_as_escapes)
 
 
 def _escape_names_on_output() -> None:
-    """Messages (stderr) show names as above; stdout keeps Python's own handling (in UTF-8 mode and the C locale
-    a script reading it gets the name's bytes back)."""
+    """Messages (stderr) show names as above; stdout keeps Python's own handling where it has one (in UTF-8 mode and
+    the C locale a script reading it gets the name's bytes back), and where it would raise ("strict": a Windows
+    code page cannot write the λ of `saicm models` to a file or a pipe) writes what it cannot encode as escapes."""
     try:
         sys.stderr.reconfigure(errors="saicm.escape-names")
     except (AttributeError, ValueError, OSError):  # not a text stream saicm may reconfigure (a test's capture)
+        pass
+    try:
+        if sys.stdout.errors == "strict":
+            sys.stdout.reconfigure(errors="backslashreplace")
+    except (AttributeError, ValueError, OSError):
         pass
 
 

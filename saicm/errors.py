@@ -72,7 +72,7 @@ class MissingDependency(SaicmError, ImportError):
         if root not in EXTRAS:
             return None
         extra = extra or EXTRAS[root]
-        return cls(f"this needs {root}, which the coding-only install lacks: pip install 'saicm[{extra}]' "
+        return cls(f"this needs {root}, which the coding-only install lacks: pip install \"saicm[{extra}]\" "
                    f"(or 'saicm[all]'); coding and decoding format-3 files need neither")
 
 

@@ -271,7 +271,9 @@ def test_folder_output_names_never_collide():
 
     cases = {("x.png", "x.jpg", "y.png"): ["x.png.saicm", "x.jpg.saicm", "y.saicm"],
              ("x.png", "x.jpg", "x.png.jpg"): ["x.png.saicm", "x.jpg.saicm", "x.png.jpg.saicm"],  # 2nd round
-             ("a/x.png", "b/x.jpg"): ["a/x.saicm", "b/x.saicm"]}
+             ("a/x.png", "b/x.jpg"): ["a/x.saicm", "b/x.saicm"],
+             # one file on macOS's and Windows' file systems (one output replaced the other; platform audit)
+             ("Photo.png", "photo.jpg", "y.png"): ["Photo.png.saicm", "photo.jpg.saicm", "y.saicm"]}
     for rel, want in cases.items():
         assert [str(n) for n in _output_names([Path(r) for r in rel], ".saicm")] == want
 

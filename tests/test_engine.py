@@ -396,7 +396,7 @@ def test_openvino_missing_is_a_clear_error(monkeypatch, tmp_path):
     monkeypatch.setitem(sys.modules, "openvino", None)  # import openvino → ImportError
     try:
         for engine in ("openvino", "openvino-bf16"):
-            with pytest.raises(SaicmError, match=r"pip install 'saicm\[openvino\]'"):
+            with pytest.raises(SaicmError, match=r'pip install "saicm\[openvino\]"'):
                 saicm.compress(REF, model=V5, engine=engine)
         data = saicm.compress(REF, model=V5, quality=1)
         with pytest.raises(SaicmError, match="OpenVINO"):
@@ -617,7 +617,7 @@ def test_without_pytorch_the_api_names_what_to_install(tmp_path):
         f"             lambda: saicm.decompress(r'{ROOT / 'tests/reference/astronaut-200x150-v5-q1.saicm'}')]:\n"
         "    try:\n        call()\n    except saicm.SaicmError as e:\n        print('refused:', e)\n", tmp_path / "cache")
     assert r.returncode == 0, r.stderr
-    assert r.stdout.count("refused: this needs torch") == 4 and "pip install 'saicm[train]'" in r.stdout
+    assert r.stdout.count("refused: this needs torch") == 4 and 'pip install "saicm[train]"' in r.stdout
     clip = ROOT / "tests/reference/shapes-64x48-8f-tiny.saicmv"  # a clip's network needs PyTorch, its checks too
     r = run_without_torch(f"import saicm\ntry:\n    saicm.describe(r'{clip}')\n"
                           "except saicm.SaicmError as e:\n    print('refused:', e)\n", tmp_path / "cache")

@@ -2,11 +2,14 @@
 global Pillow setting saicm must not disturb (found by an audit of session 38)."""
 
 import gc
+import os
 import threading
 import warnings
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from PIL import Image, ImageFile
 
 from saicm.codec import image_io, limits
@@ -180,3 +183,50 @@ def test_a_uint16_array_of_camera_bit_depth_is_named_before_it_codes_black():
         warnings.simplefilter("error")
         image_io.load_image(twelve << 4)  # scaled to 0-65535: no warning
         image_io.load_image(np.zeros((8, 8), np.uint16))  # an all-black frame is just black
+
+
+def _encoded(fmt, seed=0, **kw):
+    import io
+
+    from .conftest import natural_image
+
+    buf = io.BytesIO()
+    Image.fromarray(natural_image(40, 56, seed=seed)).save(buf, fmt, **kw)
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("fmt,kw", [("PNG", {}), ("JPEG", {}), ("JPEG", {"progressive": True}),
+                                    ("JPEG", {"restart_marker_rows": 1}), ("BMP", {}), ("TIFF", {})])
+def test_image_end_finds_where_the_first_image_ends(fmt, kw):
+    one, two = _encoded(fmt, 0, **kw), _encoded(fmt, 1, **kw)
+    expected = None if fmt == "TIFF" else len(one)  # (TIFF does not say: no claim)
+    assert image_io.image_end(one, fmt) == expected
+    assert image_io.image_end(one + two, fmt) == expected
+    assert image_io.image_end(one[: len(one) // 2], fmt) is None  # cut short: no claim
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=400), st.sampled_from(["PNG", "JPEG", "BMP"]))
+def test_image_end_of_any_bytes_is_none_or_within_them(data, fmt):
+    end = image_io.image_end(data, fmt)
+    assert end is None or 0 < end <= len(data)
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs POSIX FIFOs")
+def test_several_images_on_one_pipe_code_the_first_and_say_so(tmp_path, tiny_model):
+    """``ffmpeg -f image2pipe … | saicm compress /dev/stdin`` coded the first frame and dropped the rest in silence
+    (edge-camera audit of 0.22.0)."""
+    import subprocess
+    import sys
+
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    for images, warned in (([_encoded("PNG", 0), _encoded("PNG", 1)], True), ([_encoded("PNG", 0)], False)):
+        writer = threading.Thread(target=lambda: open(fifo, "wb").write(b"".join(images)), daemon=True)
+        writer.start()
+        r = subprocess.run([sys.executable, "-m", "saicm", "compress", str(fifo), "-o", str(tmp_path / "x.saicm"),
+                            "--model", str(tiny_model), "--existing", "overwrite"], capture_output=True, text=True,
+                           timeout=300, env={k: v for k, v in os.environ.items() if k != "PYTHONWARNINGS"})
+        writer.join(10)
+        assert r.returncode == 0, r.stderr
+        assert ("bytes follow the first image" in r.stderr) is warned, r.stderr

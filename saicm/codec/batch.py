@@ -165,11 +165,14 @@ def _scan(src: Path, accept: Callable[[Path], bool]) -> tuple[list[Path], list[t
 
 def _output_names(rel: list[Path], suffix: str) -> list[Path]:
     """``x.png`` → ``x.saicm``; where that name would be shared (``x.png``, ``x.jpg``, or ``x.png.jpg`` beside
-    ``x.png``'s fallback), the whole name keeps its suffix (``x.png.saicm``), until no two inputs share an output."""
+    ``x.png``'s fallback), the whole name keeps its suffix (``x.png.saicm``), until no two inputs share an output.
+    Names that differ only in case are shared too (``Photo.png``, ``photo.jpg``: one file on macOS's and Windows'
+    file systems, where one output replaced the other in silence)."""
     names = [r.with_suffix(suffix) for r in rel]
     while True:
-        counts = Counter(names)
-        clash = [i for i, n in enumerate(names) if counts[n] > 1 and n != rel[i].with_name(rel[i].name + suffix)]
+        counts = Counter(str(n).casefold() for n in names)
+        clash = [i for i, n in enumerate(names)
+                 if counts[str(n).casefold()] > 1 and n != rel[i].with_name(rel[i].name + suffix)]
         if not clash:
             return names
         for i in clash:
@@ -213,11 +216,11 @@ def _detach_from_signals_and_die_with_parent() -> None:
 
 def _worker_threads(workers: int) -> int:
     """Each worker's threads: ``$SAICM_THREADS`` when the user set it, else its share of the CPUs."""
-    from ..engine.parallel import threads
+    from ..engine.parallel import threads, usable_cpus
 
     if os.environ.get("SAICM_THREADS", "").strip():
         return threads()
-    return max(1, (os.cpu_count() or 1) // workers)
+    return max(1, usable_cpus() // workers)
 
 
 def _empty_file(path: Path) -> bool:

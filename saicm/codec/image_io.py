@@ -126,10 +126,61 @@ def _open(src: ImageLike, max_pixels: int | None = None) -> tuple[Image.Image, s
             raise ImageError("empty input", path)
         if len(data) > limit:
             raise ImageError(f"more than {limit:,} bytes: not an image within the pixel limit", path)
-        return _pillow_open(io.BytesIO(data), path, max_pixels), path
+        img = _pillow_open(io.BytesIO(data), path, max_pixels)
+        end = image_end(data, img.format)
+        if end is not None and end < len(data):  # (ffmpeg -f image2pipe | saicm compress /dev/stdin: silence)
+            from ..errors import warn
+
+            warn(f"{path}: {len(data) - end:,} bytes follow the first image (several images on one pipe?): only "
+                 "the first is coded; give one image per input, or write the images to a folder and code that")
+        return img, path
     if os.path.getsize(path) == 0:
         raise ImageError("empty file", path)
     return _pillow_open(path, path, max_pixels), path
+
+
+def image_end(data: bytes, fmt: str | None) -> int | None:
+    """Where the first image of ``data`` ends, for the formats that say it (PNG: its IEND chunk; JPEG: its EOI
+    marker; BMP: its header's file size); None when the format does not say or the data is cut short."""
+    n = len(data)
+    if fmt == "PNG":
+        pos = 8
+        while pos + 8 <= n:
+            length, kind = int.from_bytes(data[pos: pos + 4], "big"), data[pos + 4: pos + 8]
+            pos += 12 + length
+            if kind == b"IEND":
+                return pos if pos <= n else None
+        return None
+    if fmt == "BMP" and n >= 6:
+        size = int.from_bytes(data[2:6], "little")
+        return size if 0 < size <= n else None
+    if fmt == "JPEG":
+        pos = 2
+        while pos + 1 < n:
+            if data[pos] != 0xFF:
+                return None
+            marker = data[pos + 1]
+            if marker == 0xFF:  # fill byte
+                pos += 1
+                continue
+            if marker == 0xD9:  # EOI
+                return pos + 2
+            if 0xD0 <= marker <= 0xD7 or marker == 0x01:  # no length
+                pos += 2
+                continue
+            if pos + 4 > n:
+                return None
+            pos += 2 + int.from_bytes(data[pos + 2: pos + 4], "big")
+            if marker == 0xDA:  # entropy-coded data: to the next marker that is not a stuffed 0xFF or a restart
+                while True:
+                    pos = data.find(b"\xff", pos)
+                    if pos < 0 or pos + 1 >= n:
+                        return None
+                    if data[pos + 1] != 0 and not 0xD0 <= data[pos + 1] <= 0xD7:
+                        break
+                    pos += 2
+        return None
+    return None
 
 
 def open_image(src: ImageLike, max_pixels: int | None = None) -> Image.Image:

@@ -30,14 +30,24 @@ def _after_fork_in_child() -> None:
     _lock, _pools, _users, _limiter = threading.Lock(), {}, 0, None
 
 
-os.register_at_fork(after_in_child=_after_fork_in_child)
+if hasattr(os, "register_at_fork"):  # (Unix only: Windows has no fork, and coding failed there at this line)
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def usable_cpus() -> int:
+    """The CPUs this process may run on: its affinity (``taskset``, a container's or a scheduler's cpuset), where
+    the system says it, else every CPU (``os.cpu_count`` ignores the affinity)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # (macOS, Windows)
+        return max(1, os.cpu_count() or 1)
 
 
 def threads() -> int:
     """Threads per process: ``$SAICM_THREADS`` (folder jobs set it per worker), else every CPU. At most four per
     CPU (more only oversubscribe the cores: SAICM_THREADS=99999 made onnxruntime's sessions exhaust the process
     limit); a value that is not a whole number ≥ 1 counts as unset."""
-    cpus = max(1, os.cpu_count() or 1)
+    cpus = usable_cpus()
     try:
         value = int(os.environ.get("SAICM_THREADS", "").strip())
     except ValueError:  # (unset, "abc", "2.5", "²")

@@ -158,7 +158,7 @@ def openvino_request(graph, num_threads: int, precision: str):
         from ..errors import MissingDependency
 
         raise MissingDependency("the openvino engines need OpenVINO, an optional dependency: "
-                                "pip install 'saicm[openvino]'") from None
+                                "pip install \"saicm[openvino]\"") from None
     core = _OPENVINO["core"] = _OPENVINO["core"] or ov.Core()
     if not isinstance(graph, bytes):  # (graphs are never read from files: 0.23.0 dropped their disk cache)
         raise TypeError("openvino_request takes a serialized graph (bytes)")

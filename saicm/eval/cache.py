@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import stat
 import sys
 from pathlib import Path
@@ -35,8 +36,12 @@ def image_hash(img: Image.Image) -> str:
 
 
 def codec_key(codec_name: str, config: dict) -> str:
+    """The codec's cache folder name: its name (the characters a folder name cannot hold as ``_``: ``/``, and on
+    Windows also ``:``, ``\\`` and the rest it forbids, as in ``hevc:slow``; the hash keeps keys apart) and a hash of
+    its name and config."""
     blob = json.dumps({"codec": codec_name, "config": config}, sort_keys=True, default=str)
-    return codec_name.replace("/", "_") + "-" + hashlib.sha256(blob.encode()).hexdigest()[:12]
+    forbidden = r'[<>:"/\\|?*\x00-\x1f]' if os.name == "nt" else "/"
+    return re.sub(forbidden, "_", codec_name) + "-" + hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 
 class _Entries:

@@ -165,10 +165,11 @@ def mask_path(rel: Path) -> Path:
 
 
 def mask_name_clash(rels: list[Path]) -> tuple[Path, Path] | None:
-    """Two images whose masks would be the same file (``x.jpg`` and ``x.png``), or None."""
-    seen: dict[Path, Path] = {}
+    """Two images whose masks would be the same file (``x.jpg`` and ``x.png``; or ``Cat.jpg`` and ``cat.png`` on a
+    file system that ignores case, as macOS's and Windows' do: a mask folder must read the same there), or None."""
+    seen: dict[str, Path] = {}
     for r in rels:
-        m = mask_path(r)
+        m = str(mask_path(r)).casefold()
         if m in seen:
             return seen[m], r
         seen[m] = r
@@ -223,13 +224,13 @@ def _run(src: Path, out: Path, files: list[Path], spec: MaskSpec, make: Callable
             dest = out / mask_path(rel)
             if dest.is_file() and not overwrite:
                 skipped += 1
-                if str(rel) not in listed:  # written by a run killed before its line: the line, from the mask
+                if rel.as_posix() not in listed:  # written by a run killed before its line: the line, from the mask
                     try:
                         frac = float(load_mask(dest).mean())
                     except SaicmError:
                         continue
-                    log.write(json.dumps(dict(image=str(rel), mask=str(mask_path(rel)), fraction=round(frac, 6),
-                                              segments=None, seconds=None)) + "\n")
+                    log.write(json.dumps(dict(image=rel.as_posix(), mask=mask_path(rel).as_posix(),
+                                              fraction=round(frac, 6), segments=None, seconds=None)) + "\n")
                 continue
             t0 = time.perf_counter()
             try:
@@ -253,7 +254,8 @@ def _run(src: Path, out: Path, files: list[Path], spec: MaskSpec, make: Callable
                     Image.fromarray(overlay(rgb, mask)).save(tmp, format="JPEG", quality=90)
             frac = float(mask.mean())
             fractions.append(frac)
-            log.write(json.dumps(dict(image=str(rel), mask=str(rel.with_suffix(".png")), fraction=round(frac, 6),
+            # (names with "/" on every system: a mask folder made on Windows resumes on Linux)
+            log.write(json.dumps(dict(image=rel.as_posix(), mask=mask_path(rel).as_posix(), fraction=round(frac, 6),
                                       segments=int(count), seconds=round(time.perf_counter() - t0, 3))) + "\n")
             done += 1
     return dict(images=len(mine), written=done, skipped=skipped, failed=failures,
@@ -271,7 +273,7 @@ def _listed(out: Path) -> set[str]:
             continue
         for line in lines:
             try:
-                names.add(str(json.loads(line)["image"]))
+                names.add(str(json.loads(line)["image"]).replace("\\", "/"))  # (Windows' lines before 0.24.0)
             except (ValueError, KeyError, TypeError):  # a line cut by a kill
                 continue
     return names

@@ -1,0 +1,100 @@
+"""Other platforms, simulated on Linux (a platform audit of 0.23.0): Windows' missing fork hooks and code-page
+stdout, case-insensitive file systems, CPU affinity, mask manifests written with backslashes."""
+
+import importlib
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+
+def test_the_engine_imports_where_there_is_no_fork(monkeypatch):
+    """``os.register_at_fork`` exists only where ``fork`` does: on Windows every compress and decompress (and
+    ``import saicm`` under $SAICM_THREADS) stopped at it with an AttributeError."""
+    import saicm.engine.parallel as parallel
+
+    monkeypatch.delattr(os, "register_at_fork")
+    try:
+        importlib.reload(parallel)
+        assert parallel.threads() >= 1
+    finally:
+        monkeypatch.undo()
+        importlib.reload(parallel)
+
+
+def test_text_with_greek_letters_goes_to_a_code_page_stdout():
+    """Redirected or piped on Windows, stdout writes in the ANSI code page: the λ of `saicm models` ended in a
+    UnicodeEncodeError traceback. Now what the code page cannot hold is written as an escape."""
+    env = dict(os.environ, PYTHONIOENCODING="cp1252", PYTHONWARNINGS="ignore")
+    r = subprocess.run([sys.executable, "-m", "saicm", "models"], capture_output=True, env=env, timeout=120)
+    assert r.returncode == 0, r.stderr.decode(errors="replace")[-1000:]
+    out = r.stdout.decode("cp1252")
+    assert "\\u03bb" in out and "mse-hyperprior-n64-v5" in out
+    r = subprocess.run([sys.executable, "-m", "saicm", "train", "--help"], capture_output=True, env=env, timeout=120)
+    assert r.returncode == 0 and b"Traceback" not in r.stderr
+
+
+def test_masks_of_names_that_differ_in_case_are_refused_as_one_file():
+    """``Cat.jpg`` and ``cat.png`` share one mask on a case-insensitive file system (macOS, Windows): training read
+    the wrong mask for one of them in silence."""
+    from saicm.masks.job import mask_name_clash
+
+    assert mask_name_clash([Path("Cat.jpg"), Path("dog.png"), Path("cat.png")]) == (Path("Cat.jpg"), Path("cat.png"))
+    assert mask_name_clash([Path("a/cat.jpg"), Path("b/cat.png")]) is None
+
+
+def test_thread_counts_follow_the_cpu_affinity(monkeypatch):
+    """Under taskset, a container's cpuset or a scheduler's allocation, the process may use fewer CPUs than the
+    machine has: os.cpu_count() gave two threads per process under `taskset -c 0`."""
+    from saicm.codec.batch import _worker_threads
+    from saicm.engine import parallel
+
+    monkeypatch.delenv("SAICM_THREADS", raising=False)
+    monkeypatch.setattr(os, "cpu_count", lambda: 64)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {3}, raising=False)
+    assert parallel.threads() == 1 and _worker_threads(1) == 1
+    monkeypatch.delattr(os, "sched_getaffinity", raising=False)  # (macOS, Windows): every CPU
+    assert parallel.threads() == 64 and _worker_threads(4) == 16
+
+
+def test_a_mask_folder_resumes_the_lines_of_any_system(tmp_path):
+    """Manifest lines name images with '/' on every system; lines a Windows run wrote with backslashes are read as
+    the same images, not written again."""
+    from saicm.masks.job import MaskSpec, run_masks
+
+    src = tmp_path / "imgs"
+    (src / "sub").mkdir(parents=True)
+    Image.fromarray(np.full((32, 48, 3), 90, np.uint8)).save(src / "sub" / "x.png")
+
+    def make(rgb, path):
+        m = np.zeros(rgb.shape[:2], np.int32)
+        m[8:24, 10:30] = 1
+        return m, 2
+
+    out = tmp_path / "masks"
+    spec = MaskSpec(source="regions", settings={})
+    run_masks(src, out, spec, make, progress=False)
+    manifest = next(out.glob("manifest-*.jsonl"))
+    line = json.loads(manifest.read_text())
+    assert line["image"] == "sub/x.png" and line["mask"] == "sub/x.png"
+    manifest.write_text(json.dumps(dict(line, image="sub\\x.png")) + "\n")  # as a Windows run wrote it
+    summary = run_masks(src, out, spec, make, progress=False)
+    assert summary["skipped"] == 1 and len(manifest.read_text().splitlines()) == 1
+
+
+def test_cache_folder_names_hold_no_character_windows_forbids(monkeypatch):
+    """``hevc:slow``, ``sa-nerv:masks=C:\\m``: ':' and '\\' are not allowed in Windows names, so those sweeps ran
+    without a cache and SA-NeRV encodes could not resume. Linux keeps its names (hour-long cached encodes)."""
+    from saicm.eval.cache import codec_key
+
+    linux = codec_key("sa-nerv:masks=C:\\m/x", {"a": 1})
+    assert linux.startswith("sa-nerv:masks=C:\\m_x-")
+    monkeypatch.setattr(os, "name", "nt")
+    windows = codec_key("sa-nerv:masks=C:\\m/x", {"a": 1})
+    assert windows.startswith("sa-nerv_masks=C__m_x-") and windows[-12:] == linux[-12:]
+    assert not set('<>:"/\\|?*') & set(codec_key('a<b>c:"d"/e\\f|g?h*', {}))
