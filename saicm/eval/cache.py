@@ -40,8 +40,13 @@ def codec_key(codec_name: str, config: dict) -> str:
     Windows also ``:``, ``\\`` and the rest it forbids, as in ``hevc:slow``; the hash keeps keys apart) and a hash of
     its name and config."""
     blob = json.dumps({"codec": codec_name, "config": config}, sort_keys=True, default=str)
-    forbidden = r'[<>:"/\\|?*\x00-\x1f]' if os.name == "nt" else "/"
-    return re.sub(forbidden, "_", codec_name) + "-" + hashlib.sha256(blob.encode()).hexdigest()[:12]
+    return folder_safe(codec_name) + "-" + hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+def folder_safe(name: str, windows: bool = os.name == "nt") -> str:
+    """``name`` with the characters a folder name cannot hold as ``_``: ``/``; on Windows also ``\\``, ``:`` and
+    the others it forbids."""
+    return re.sub(r'[<>:"/\\|?*\x00-\x1f]' if windows else "/", "_", name)
 
 
 class _Entries:
