@@ -157,8 +157,8 @@ def test_an_architecture_without_the_contract_or_that_fails_to_import_is_one_lin
     monkeypatch.setenv("SAICM_ARCHITECTURES", str(bare))
     assert main(["train", "--architecture", "test-bare-arch", "--data", str(photos), "--out", str(tmp_path / "run"),
                  "--steps", "1", "--batch", "1", "--patch", "64"]) != 0
-    assert ("lacks what saicm needs: multiple, num_qualities, lambdas, config, compress, decompress, latent_shapes"
-            in capsys.readouterr().err)
+    assert ("lacks what saicm needs: multiple, num_qualities, lambdas, config, compress, decompress, latent_shapes, "
+            "aux_loss, update" in capsys.readouterr().err)
     assert not (tmp_path / "run" / "checkpoint.pt").exists()
 
     broken = tmp_path / "broken.py"
@@ -167,6 +167,97 @@ def test_an_architecture_without_the_contract_or_that_fails_to_import_is_one_lin
     assert main(["train", "--architecture", "x", "--data", str(photos), "--out", str(tmp_path / "run2"),
                  "--steps", "1"]) != 0
     assert f"cannot import '{broken}': RuntimeError: my bug" in capsys.readouterr().err
+
+
+#: a model from the contract table alone (no saicm base class): CompressAI's factorized prior, one string per image
+ONE_STRING_ARCH = textwrap.dedent('''
+    import torch
+    from compressai.models import FactorizedPrior
+    from saicm.models import register_architecture
+
+    @register_architecture("test-one-string")
+    class OneString(FactorizedPrior):
+        multiple = 16
+
+        def __init__(self, N=8, M=8, lambdas=(0.0067,)):
+            super().__init__(N=N, M=M)
+            self.register_buffer("lambdas", torch.tensor(lambdas, dtype=torch.float32))
+            self.config = {"N": N, "M": M, "lambdas": list(lambdas)}
+
+        @property
+        def num_qualities(self):
+            return len(self.lambdas)
+
+        def forward(self, x, qidx=None):
+            return super().forward(x)
+
+        def compress(self, x, quality):
+            return super().compress(x)
+
+        def decompress(self, strings, shape, quality):
+            return super().decompress(strings, shape)
+
+        def latent_shapes(self, h, w):
+            return [(h // 16, w // 16)]
+''')
+
+
+def test_an_architecture_from_the_contract_alone_trains_and_is_refused_where_format_1_cannot_hold_it(
+        tmp_path, photos, monkeypatch, capsys):
+    """A model with only the table's members (no saicm base class) crashed at the first step (aux_loss) or after
+    training (update); one whose compress returns one string wrote files its own decoder refused as damaged
+    (extensibility audit of 0.23.0)."""
+    import saicm
+    from saicm.cli import main
+
+    arch = tmp_path / "one.py"
+    arch.write_text(ONE_STRING_ARCH)
+    monkeypatch.setenv("SAICM_ARCHITECTURES", str(arch))
+    run = tmp_path / "run"
+    assert main(["train", "--architecture", "test-one-string", "--data", str(photos), "--out", str(run),
+                 "--steps", "2", "--batch", "1", "--patch", "64", "--lambdas", "0.0067", "--quiet"]) == 0
+    from saicm.errors import ModelError
+
+    with pytest.raises(ModelError, match="returned 1 strings; a format-1 file holds exactly two"):
+        saicm.compress(natural_image(64, 64), model=run / "model.safetensors")
+
+
+def test_saicm_s_strips_never_replace_an_architectures_own_coding():
+    """Above 2²¹ latent values saicm coded subclasses of its hyperprior in strips with its own analysis, coder and
+    synthesis: a decoder-side change in the subclass's decompress vanished on large images only."""
+    from saicm.codec.pipeline import uses_strips
+    from saicm.models.hyperprior import GainedMeanScaleHyperprior
+
+    class Halved(GainedMeanScaleHyperprior):
+        def decompress(self, strings, shape, quality):
+            out = super().decompress(strings, shape, quality)
+            return {"x_hat": out["x_hat"] * 0.5}
+
+    big = 64 * 1024  # 4096² pixels: far above the strip threshold at M = 40
+    assert uses_strips(GainedMeanScaleHyperprior(N=8, M=40), big, big)
+    assert not uses_strips(Halved(N=8, M=40), big, big)
+
+
+def test_a_changed_plugin_is_another_codec_to_the_decode_cache(tmp_path, monkeypatch):
+    """The cache key held the weights' checksum but not the plugin's code: after an edit of the architecture,
+    `saicm eval` reported the old decodes (33.70 dB where the code now gave 19.55; extensibility audit)."""
+    from saicm.models import save_model
+    from saicm.models.registry import architecture_class, plugin_code_digest
+
+    arch = tmp_path / "my_arch.py"
+    arch.write_text(USER_ARCH.format(name="test-code-key-arch"))
+    monkeypatch.setenv("SAICM_ARCHITECTURES", str(arch))
+    cls = architecture_class("test-code-key-arch")
+    save_model(cls(), tmp_path / "m.safetensors")
+    from saicm.eval.codecs import get_codec
+
+    before = get_codec(str(tmp_path / "m.safetensors")).config()["code_sha256"]
+    arch.write_text(USER_ARCH.format(name="test-code-key-arch").replace("return x + self.conv(x)",
+                                                                          "return (x + self.conv(x)) * 0.5"))
+    assert plugin_code_digest(cls) != before  # (the file is hashed as it is now)
+    from saicm.models.hyperprior import GainedMeanScaleHyperprior
+
+    assert plugin_code_digest(GainedMeanScaleHyperprior) is None  # saicm's own: keys as before
 
 
 def test_plugin_failures_of_every_kind_are_one_line_and_tried_again(tmp_path, monkeypatch):
@@ -202,7 +293,7 @@ def test_plugin_failures_of_every_kind_are_one_line_and_tried_again(tmp_path, mo
 
     class NoForward(torch.nn.Module):
         multiple, num_qualities, lambdas, config = 64, 1, torch.ones(1), {}
-        compress = decompress = latent_shapes = None
+        compress = decompress = latent_shapes = aux_loss = update = None
 
     assert missing_members(NoForward()) == ["forward"]  # (nn.Module has a forward that only raises)
 

@@ -72,10 +72,14 @@ def prepare(image: ImageLike, multiple: int, max_pixels: int | None = None,
 
 
 def uses_strips(net, padded_h: int, padded_w: int) -> bool:
-    """Whether this image is coded in strips (format version 2, :mod:`saicm.codec.tiling`)."""
+    """Whether this image is coded in strips (format version 2, :mod:`saicm.codec.tiling`): saicm's own coding only
+    (the strips run saicm's analysis, latent coding and synthesis: an architecture that codes otherwise, in
+    ``compress`` or ``decompress`` of its own, is coded whole, as it wrote them)."""
     from .tiling import needs_strips
 
-    return hasattr(net, "latents_from_analysis") and needs_strips(int(net.config["M"]), padded_h, padded_w)
+    own = all(getattr(getattr(type(net), m, None), "__module__", "").startswith("saicm.")
+              for m in ("compress", "decompress", "latents_from_analysis", "compress_latents", "decompress_latent"))
+    return own and hasattr(net, "latents_from_analysis") and needs_strips(int(net.config["M"]), padded_h, padded_w)
 
 
 def is_scalable(net) -> bool:
@@ -93,8 +97,9 @@ def _engine_for(info, engine: str) -> bool:
     if supports(info):
         return True
     if engine != "auto":
-        raise ModelError(f"{info.name} ({info.architecture}) is not supported by the portable engine; "
-                         "use --engine compressai (or auto)")
+        raise ModelError(f"{info.name} ({info.architecture}) is not supported by the portable engine, which codes "
+                         "saicm's own architectures (and models trained into them) only; use engine compressai "
+                         "(or auto): a format-1 file, decoded with PyTorch (docs/engine.md)")
     return False
 
 
@@ -172,6 +177,10 @@ def compress(image: ImageLike, model=None, quality: int | None = None, refine: i
         x = to_tensor(img, pb, pr)
         with torch.inference_mode():
             out = net.compress(x, q)
+    if version == container.VERSION and len(out["strings"]) != 2:  # (its decoder would refuse the file)
+        raise ModelError(f"{info.name} ({info.architecture}): its compress returned {len(out['strings'])} strings; a "
+                         "format-1 file holds exactly two (the latent's, then the hyper-latent's) and one shape "
+                         "(docs/usage.md#adding-an-architecture)")
     strings = [s[0] for s in out["strings"]]
     shape = tuple(int(v) for v in out["shape"])
     header = container.Header(

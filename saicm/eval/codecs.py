@@ -312,10 +312,25 @@ class SaicmCodec(Codec):
             extra["format"] = 3  # portable (machine) layers: cached results of format-1 files do not count
         if self.engine.startswith("openvino"):
             extra["engine"] = self.engine  # other transforms, other pixels (bfloat16: ±2)
+        code = _plugin_code(self.info.architecture)
+        if code:
+            extra["code_sha256"] = code  # an architecture of the user's own: its code decides the decodes too
         if self.scalable and self.layer == "human" and self.engine != "compressai" and supports_scalable(self.info):
             extra["human_format"] = 2  # the portable human layer (saicm ≥ 0.5)
         return {"model": self.info.name, "architecture": self.info.architecture, **self.info.config,
                 "weights_sha256_prefix": file_checksum(self.info.path).hex(), **extra}
+
+
+def _plugin_code(architecture: str) -> str | None:
+    """:func:`~saicm.models.registry.plugin_code_digest` of a registered architecture, or None (saicm's own, or one
+    that is not registered here: coding it then fails with its own message)."""
+    try:
+        from ..models.registry import ARCHITECTURES, load_architectures, plugin_code_digest
+    except ImportError:  # the coding-only install (no PyTorch): only saicm's own architectures code there
+        return None
+    load_architectures()
+    cls = ARCHITECTURES.get(architecture)
+    return plugin_code_digest(cls) if cls is not None else None
 
 
 @register_codec("simulcast")

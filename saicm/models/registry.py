@@ -28,10 +28,32 @@ ARCHITECTURES: Dict[str, Type[nn.Module]] = {}
 #: the entry-point group of architectures from installed packages
 ENTRY_POINT_GROUP = "saicm.architectures"
 #: members every architecture needs (the trainer, the container and the coders read them)
-REQUIRED = ("multiple", "num_qualities", "lambdas", "config", "forward", "compress", "decompress", "latent_shapes")
+REQUIRED = ("multiple", "num_qualities", "lambdas", "config", "forward", "compress", "decompress", "latent_shapes",
+            "aux_loss", "update")
 _USAGE = "docs/usage.md#adding-an-architecture"
 _loaded: set[str] = set()  # the $SAICM_ARCHITECTURES items and entry points imported so far
 _lock = threading.RLock()
+
+
+def plugin_code_digest(cls) -> str | None:
+    """SHA-256 (hex) of the source files of ``cls`` and its bases defined outside saicm, PyTorch and CompressAI (an
+    architecture of the user's own), or None when there are none: a changed plugin is another codec to the
+    evaluation's decode cache."""
+    import hashlib
+
+    files = sorted({f for c in cls.__mro__ if c.__module__.split(".")[0] not in ("saicm", "torch", "compressai",
+                                                                              "builtins", "typing")
+                    for f in [_source(c)] if f})
+    if not files:
+        return None
+    h = hashlib.sha256()
+    for f in files:
+        try:
+            with open(f, "rb") as fh:
+                h.update(fh.read())
+        except OSError:
+            h.update(f.encode())
+    return h.hexdigest()
 
 
 def _source(cls) -> str | None:

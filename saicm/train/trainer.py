@@ -300,7 +300,8 @@ def train(cfg: TrainConfig) -> Path:
         if resized and not getattr(target, "NEW_PARAMETERS", None):  # (they were ignored)
             raise SaicmError(f"--context-* options cannot change the contexts of --init {info.name} "
                              f"({info.architecture}); drop them to train it on as it is")
-        if (cfg.architecture != info.architecture or resized) and getattr(target, "NEW_PARAMETERS", None):
+        other = cfg.architecture != info.architecture and getattr(target, "NEW_PARAMETERS", None) is not None
+        if other or (resized and getattr(target, "NEW_PARAMETERS", None)):
             # a richer architecture started from this model (e.g. a context model from a hyperprior), or a
             # context model with contexts of another size: the new parts start as the architecture initialises them
             config.update(options)
@@ -309,7 +310,9 @@ def train(cfg: TrainConfig) -> Path:
             state = {k: v for k, v in state.items() if not k.startswith(new_parts)}
         elif cfg.architecture != info.architecture:
             raise SaicmError(f"--architecture {cfg.architecture} cannot start from --init {info.name}, a "
-                             f"{info.architecture} model (drop --architecture to train it on as it is)")
+                             f"{info.architecture} model: drop --architecture to train that one on as it is, or "
+                             f"give {cfg.architecture} NEW_PARAMETERS (the parameters --init lacks, () for none; "
+                             "docs/usage.md#adding-an-architecture)")
         else:
             model = build_from_info(info, config)
         missing, unexpected = model.load_state_dict(state, strict=False)
