@@ -73,7 +73,7 @@ class MissingDependency(SaicmError, ImportError):
             return None
         extra = extra or EXTRAS[root]
         return cls(f"this needs {root}, which the coding-only install lacks: pip install \"saicm[{extra}]\" "
-                   f"(or 'saicm[all]'); coding and decoding format-3 files need neither")
+                   f"(or \"saicm[all]\"); coding and decoding format-3 files need neither")
 
 
 #: Python's own format, for other libraries' warnings
