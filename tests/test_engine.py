@@ -126,7 +126,10 @@ def test_scale_index_is_the_binary_search():
     threshold, beyond both ends (a crafted hyper-latent's scales), and for thresholds it cannot tabulate."""
     thr = hypernet.scale_thresholds(_v5_state()["gaussian_conditional.scale_table"].astype(np.float32))
     rng = np.random.default_rng(1)
-    for t in (thr, np.array([0, 1, 2, 3]), np.array([5, 7, 1 << 40]), np.array([3, 3, 9]), np.array([-4, 2])):
+    # one threshold (a 2-entry scale table) and a first threshold of −1 took the lookup-table path, which
+    # failed on an empty gap array or sent every negative scale to index 1 (mutation audit of 0.23.0)
+    for t in (thr, np.array([0, 1, 2, 3]), np.array([5, 7, 1 << 40]), np.array([3, 3, 9]), np.array([-4, 2]),
+              np.array([7]), np.array([-1, 5])):
         index = hypernet.ScaleIndex(t)
         s = np.concatenate([t - 1, t, t + 1, rng.integers(-(1 << 24), 1 << 26, 20000),
                             [np.iinfo(np.int64).min, np.iinfo(np.int64).max, 0]])

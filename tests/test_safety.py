@@ -51,6 +51,11 @@ EXPECTED = {
     "v3-ans-words-overclaim.saicm": "corrupt payload",
     "v3-trailing-bytes.saicm": "corrupt payload",
     "v3-claims-2000x2000-one-strip.saicm": "corrupt payload",
+    # zero strip rows and zero sizes were ZeroDivisionError without their checks (mutation audit of 0.23.0)
+    "v3-zero-strip-rows.saicm": "corrupt header (zero strip rows)",
+    "v3-zero-height.saicm": "corrupt header (zero image size)",
+    "v3-zero-width.saicm": "corrupt header (zero image size)",
+    "v3-strip-rows-1.saicm": None,
 }
 
 _DECODE_ALL = """

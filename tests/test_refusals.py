@@ -1,0 +1,444 @@
+"""The refusal branches of the file parsers, each held in place by a crafted input (mutation audit of 0.23.0).
+
+The audit deleted or moved each check below (``raise`` → ``pass``, a bound moved by one, ``or`` → ``and``) and
+no test failed. Every test here names what went wrong without it: a crafted file decoded at another rate point,
+a traceback (``UnboundLocalError``, ``ZeroDivisionError``, ``ValueError``) where ``docs/safety.md`` promises one
+line of error, or a file the format refuses being accepted. The boundaries are tested on both sides: the last
+value refused and the first one accepted.
+"""
+
+import dataclasses
+import json
+import struct
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import saicm
+from saicm.codec import container
+from saicm.codec.fuzz import fix_crcs
+from saicm.errors import FormatError, ModelError
+
+HERE = Path(__file__).parent
+CORPUS = HERE / "corpus"
+V3 = CORPUS / "v3-valid-64x64-v5-q1.saicm"
+CLIP = HERE / "reference" / "shapes-64x48-8f-tiny.saicmv"
+V5 = "mse-hyperprior-n64-v5"
+
+
+def _v3_with(**changes) -> bytes:
+    """The valid format-3 corpus file with header fields replaced (the CRC is the writer's)."""
+    s = container.unpack(V3.read_bytes())
+    return container.pack(container.Stream(dataclasses.replace(s.header, **changes), s.strings, None))
+
+
+def _v5_tables():
+    from safetensors.numpy import load_file
+
+    from saicm.entropy.tables import CdfTables
+    from saicm.models.catalog import resolve
+
+    st = load_file(str(resolve(V5).path))
+    return CdfTables(st["gaussian_conditional._quantized_cdf"], st["gaussian_conditional._cdf_length"],
+                     st["gaussian_conditional._offset"])
+
+
+# --- the stream header's quality (limits.check_layout) -------------------------------------------------------
+
+@pytest.mark.parametrize("quality", [0, 8, 255])  # the model has 7 rate points
+def test_a_stream_quality_the_model_does_not_have_is_refused(quality):
+    """Without the check, quality 0 indexed rate point −1 and decoded silently at the model's last rate point, and
+    quality 8 or 255 was an IndexError traceback (mutation audit of 0.23.0: the only "quality … out of range"
+    tests were the encoder's)."""
+    data = _v3_with(quality=quality)
+    with pytest.raises(FormatError, match=f"quality {quality} out of range for {V5}"):
+        saicm.decompress(data)
+
+
+def test_a_stream_at_the_models_last_rate_point_decodes():
+    """Quality n of a model with n rate points is its last, not one past it (mutation audit of 0.23.0: ``<=``
+    could become ``<`` and refuse every file coded at the top quality)."""
+    from saicm.models.catalog import read_info, resolve
+
+    n = read_info(resolve(V5).path).num_qualities
+    assert n == 7
+    assert saicm.decompress(_v3_with(quality=n)).size == (64, 64)
+    assert saicm.decompress(_v3_with(quality=1)).size == (64, 64)
+
+
+# --- names that are not UTF-8 behind a valid CRC ---------------------------------------------------------------
+
+def test_a_stream_whose_model_name_is_not_utf8_is_one_line():
+    """Without the refusal, the name stayed unbound and describe and decompress raised UnboundLocalError
+    (mutation audit of 0.23.0: no test had a non-UTF-8 name behind a valid CRC, and the fuzzers never made one)."""
+    bad = bytearray(V3.read_bytes())
+    assert bad[7:7 + len(V5)] == V5.encode()  # magic, version, name length, then the name
+    bad[7] = 0xFF
+    bad = fix_crcs(bytes(bad))
+    for read in (saicm.describe, saicm.decompress, container.unpack):
+        with pytest.raises(FormatError, match=r"corrupt header \(model name\)"):
+            read(bad)
+
+
+def _human_layer(**changes) -> container.HumanLayer:
+    return container.HumanLayer(**{**dict(model="scalable-x", weights_sha=bytes(range(8)), base_sha=bytes(8),
+                                          machine_sha=bytes(range(8, 16)), quality=2, shapes=[(1, 1), (2, 3)],
+                                          strings=[b"\x01\x02", b"abc"], version=container.HUMAN_PORTABLE_VERSION,
+                                          strip_rows=3), **changes})
+
+
+def _recrc(body: bytes) -> bytes:
+    return body + struct.pack(">I", zlib.crc32(body))
+
+
+def test_a_human_layer_whose_model_name_is_not_utf8_is_one_line():
+    """Without the refusal, unpack_human raised UnboundLocalError on such a segment (mutation audit of 0.23.0)."""
+    good = container.pack_human(_human_layer())
+    assert container.unpack_human(good) == _human_layer()
+    bad = bytearray(good)
+    assert bad[7:7 + len("scalable-x")] == b"scalable-x"  # magic, version, name length, then the name
+    bad[7] = 0xFF
+    with pytest.raises(FormatError, match=r"corrupt human layer \(model name\)"):
+        container.unpack_human(_recrc(bytes(bad[:-4])))
+
+
+def test_a_human_layer_with_bytes_after_its_last_string_is_refused():
+    """Bytes between the last string and the CRC (covered by the CRC) were accepted without the check, so
+    ``saicm strip --human-segment`` would hand such a segment on as valid (mutation audit of 0.23.0)."""
+    good = container.pack_human(_human_layer())
+    for junk in (b"x", b"\0" * 4):
+        with pytest.raises(FormatError, match=r"corrupt human layer \(trailing bytes after payload\)"):
+            container.unpack_human(_recrc(good[:-4] + junk))
+
+
+# --- zero strip rows, zero image size (the crafted-file corpus) ----------------------------------------------
+
+@pytest.mark.parametrize("name, fragment", [("v3-zero-strip-rows.saicm", "corrupt header (zero strip rows)"),
+                                            ("v3-zero-height.saicm", "corrupt header (zero image size)"),
+                                            ("v3-zero-width.saicm", "corrupt header (zero image size)")])
+def test_zero_strip_rows_and_zero_image_sizes_are_refused_by_describe_and_decode(name, fragment):
+    """Without these checks decompress (zero strip rows) or describe (a zero height) died with ZeroDivisionError;
+    deleting either check, or ``or`` → ``and`` in the size check, failed no test (mutation audit of 0.23.0). The
+    files are in the crafted-file corpus (tests/corpus/README.md)."""
+    data = (CORPUS / name).read_bytes()
+    for read in (saicm.describe, saicm.decompress):
+        with pytest.raises(FormatError, match=fragment.replace("(", r"\(").replace(")", r"\)")):
+            read(data)
+
+
+def test_one_latent_row_per_strip_is_a_valid_file():
+    """strip_rows = 1 is the smallest legitimate value: a check moved to ``strip_rows == 1`` would refuse such
+    files and nothing noticed (mutation audit of 0.23.0). The file codes the corpus image's four latent rows in
+    four strips; it decodes to exactly what the one-strip file of the same encoder gives."""
+    data = (CORPUS / "v3-strip-rows-1.saicm").read_bytes()
+    s = container.unpack(data)
+    assert s.header.strip_rows == 1 and len(s.strings) == 1 + 4
+    assert saicm.describe(data)["strip_rows"] == 1
+    rgb = np.random.default_rng(0).integers(0, 256, (64, 64, 3)).astype(np.uint8)
+    one_strip = saicm.compress(rgb, model=V5, quality=1)
+    assert container.unpack(one_strip).header.strip_rows > 1
+    assert np.array_equal(np.asarray(saicm.decompress(data)), np.asarray(saicm.decompress(one_strip)))
+
+
+# --- the entropy strings of the portable format (tables.PassDecoder) -----------------------------------------
+
+def test_a_string_claiming_more_ans_words_than_it_holds_ends_early():
+    """Two words claimed, seven bytes present: without the check NumPy raised "buffer is smaller than requested
+    size" (a ValueError traceback). The corpus over-claim (2²⁰ words) trips the LEB128 limit first, so it never
+    reached this check (mutation audit of 0.23.0)."""
+    t = _v5_tables()
+    for data in (b"\x02" + b"\x11" * 7, b"\x03" + b"\x11" * 11, b"\x01\x11\x11\x11"):
+        with pytest.raises(FormatError, match=r"corrupt payload \(a coded string ends early\)"):
+            t.decode(data, np.zeros(10, np.int64))
+
+
+def test_a_string_with_coded_words_left_after_the_last_symbol_is_refused():
+    """A string of 11 symbols read as 10 was accepted without the is_empty check (its escapes are empty, so
+    the position check that follows it holds); ``short.finish()`` in the pass test could not tell which check
+    fired (mutation audit of 0.23.0)."""
+    t = _v5_tables()
+    eleven = t.encode(np.zeros(11, np.int64), np.zeros(11, np.int64))
+    assert t.decode(eleven, np.zeros(11, np.int64)).tolist() == [0] * 11
+    with pytest.raises(FormatError, match=r"corrupt payload \(coded words left after the last symbol\)"):
+        t.decode(eleven, np.zeros(10, np.int64))
+
+
+def test_an_escape_of_exactly_the_escape_limit_is_refused_and_one_less_decodes():
+    """An escaped magnitude of ESCAPE_LIMIT (2²⁴) was accepted (and decoded 8388610) with ``>=`` → ``>`` or the
+    raise deleted, and a 6-byte LEB128 number with the over-long cut deleted (mutation audit of 0.23.0)."""
+    from saicm.entropy.tables import ESCAPE_LIMIT, _read_leb128, leb128
+
+    t = _v5_tables()
+    idx = np.zeros(10, np.int64)
+    sym = np.zeros(10, np.int64)
+    sym[0] = 100000  # an escape
+    s = t.encode(sym, idx)
+    assert np.array_equal(t.decode(s, idx), sym)
+    (n,), pos = _read_leb128(s, 0, 1, 1 << 30)
+    body = s[: pos + 4 * n]  # the ANS words; the one escape's LEB128 follows
+    assert body + leb128(2 * (100000 - int(t.offsets[0]) - (int(t.lengths[0]) - 2))) == s
+    # raw odd → −(raw+1)/2 relative to the offset: the largest magnitude a file may carry
+    got = t.decode(body + leb128(ESCAPE_LIMIT - 1), idx)
+    assert got[0] == -(ESCAPE_LIMIT // 2) + int(t.offsets[0]) and not got[1:].any()
+    with pytest.raises(FormatError, match=r"corrupt payload \(a number out of range\)"):
+        t.decode(body + leb128(ESCAPE_LIMIT), idx)
+    # at most 5 LEB128 bytes: a redundant 5-byte 1 decodes, a 6-byte 0 is refused (it was read as 0 with the
+    # 35-bit cut moved or deleted)
+    assert t.decode(body + b"\x81\x80\x80\x80\x00", idx)[0] == -1 + int(t.offsets[0])
+    with pytest.raises(FormatError, match=r"corrupt payload \(an over-long number\)"):
+        t.decode(body + b"\x80\x80\x80\x80\x80\x00", idx)
+
+
+# --- a model file's entropy tables (tables.CdfTables) --------------------------------------------------------
+
+def _cdf_row(length: int, width: int = 6) -> list[int]:
+    row = [0] * width
+    row[:length] = np.linspace(0, 1 << 16, length).astype(int).tolist()
+    return row
+
+
+def test_malformed_entropy_tables_in_a_model_file_are_refused():
+    """Model files from strangers (``--model PATH``, import-checkpoint) reach these checks, and every refusal and
+    bound in them could be deleted or moved by one with no test failing (mutation audit of 0.23.0)."""
+    from saicm.entropy.tables import CdfTables
+
+    good = np.array([_cdf_row(6), _cdf_row(5), _cdf_row(3)])
+    t = CdfTables(good, [6, 5, 3], [-2, -1, 0])  # a length of exactly the row width, and the shortest, 3
+    assert len(t) == 3
+    sym, idx = np.array([-2, 3, 2, 0, 0, 9, -5]), np.array([0, 0, 1, 2, 2, 1, 0])
+    assert np.array_equal(t.decode(t.encode(sym, idx), idx), sym)
+
+    def refused(cdf, lengths, offsets, fragment="malformed entropy tables in the model file"):
+        with pytest.raises(ModelError, match=fragment):
+            CdfTables(np.array(cdf), lengths, offsets)
+
+    refused(good, [6, 5], [-2, -1, 0])  # one length missing
+    refused(good, [6, 5, 3], [-2, -1])  # one offset missing
+    refused(good[0], [6], [-2])  # not a table of rows
+    refused(np.zeros((0, 6), np.int64), [], [])  # no table
+    two = good.copy()
+    two[2] = [0, 1 << 16, 0, 0, 0, 0]  # a well-formed CDF of two entries: no symbol besides the escape
+    refused(two, [6, 5, 2], [-2, -1, 0])
+    refused(good, [6, 7, 3], [-2, -1, 0])  # longer than its row
+    bad = good.copy()
+    bad[1, 0] = 1  # a CDF that does not start at 0
+    refused(bad, [6, 5, 3], [-2, -1, 0])
+    bad = good.copy()
+    bad[2, 2] = (1 << 16) - 1  # one that does not end at 2**16
+    refused(bad, [6, 5, 3], [-2, -1, 0])
+    bad = good.copy()
+    bad[0, 3] = bad[0, 2]  # a repeated value: a symbol of probability zero
+    refused(bad, [6, 5, 3], [-2, -1, 0], r"\(a zero-probability symbol\)")
+    bad = good.copy()
+    bad[0, 3] = bad[0, 2] - 1  # a decreasing CDF
+    refused(bad, [6, 5, 3], [-2, -1, 0], r"\(a zero-probability symbol\)")
+
+
+def test_table_indexes_outside_the_tables_are_refused_by_the_coder():
+    """``tables.max() >= len`` → ``>`` (an index of len(tables) read past the pmfs) and ``min() < 0`` → ``< -1``
+    survived (mutation audit of 0.23.0): the decoder's indexes come from ScaleIndex, the encoder API's do not."""
+    t = _v5_tables()
+    for bad in ([0, len(t)], [-1, 0]):
+        with pytest.raises(ValueError, match="table index out of range"):
+            t.encode(np.zeros(2, np.int64), np.array(bad))
+        with pytest.raises(ValueError, match="table index out of range"):
+            t.decode(t.encode(np.zeros(2, np.int64), np.zeros(2, np.int64)), np.array(bad))
+
+
+# --- CompressAI's coder behind the bounded proxy (entropy.bounded) -------------------------------------------
+
+def test_the_encoder_buffer_check_is_exact_at_its_boundary():
+    """``_encoder_fits`` decides whether CompressAI's encoder, which writes one 32-bit word per symbol with no
+    bounds check, may run; a wrong "fits" is a heap write past a C++ buffer. Its only test took 100 zeros and
+    100 × 10⁶, and 49 of its 60 mutants survived (mutation audit of 0.23.0).
+
+    The worst-case output, from the module docstring: 16 bits per symbol, 64 bits of flush, and per escape 4 bits
+    per chunk: one count chunk, one per value nibble, and one more count chunk per 15 value nibbles. The output
+    holds 32·(n − 1) bits. One table (5 entries, offset −1): values 0..2 are coded directly, 3 is the escape;
+    an escape's raw value is 2·(v − 3) for v ≥ 3 and −2v − 1 for v < 0 (v = symbol + 1)."""
+    from saicm.entropy.bounded import _encoder_fits
+
+    # (symbol, raw escape value, value nibbles, escape bits)
+    escapes = [(2, 0, 0, 4)] * 6  # v = 3, the escape itself: raw 0, no value nibble
+    escapes += [(-2, 1, 1, 8)] * 4  # v = −1: raw 1
+    escapes += [(-32769, 65535, 4, 20)] * 10  # v = −32768: raw 2**16 − 1, the top of 4 nibbles
+    escapes += [(-2050, 4097, 4, 20)] * 10  # v = −2049: raw 16**3 + 1, near the bottom of 4 nibbles
+    escapes += [(2050, 4096, 4, 20)] * 10  # v = 2051: raw 16**3
+    escapes += [(32769, 65534, 4, 20)] * 10  # v = 32770: raw 2**16 − 2
+    escapes += [((1 << 59) + 2, 1 << 60, 16, 72)]  # 16 nibbles: 1 + 16 + 1 chunks
+    escapes += [((1 << 55) + 2, 1 << 56, 15, 68)]  # 15 nibbles: 1 + 15 + 1 chunks
+    escapes += [((1 << 51) + 2, 1 << 52, 14, 60)]  # 14 nibbles: 1 + 14 chunks
+    for s, raw, nibbles, bits in escapes:
+        v = s + 1
+        assert raw == (2 * (v - 3) if v >= 3 else -2 * v - 1) and raw < 16 ** max(nibbles, 1)
+        assert raw >= 16 ** (nibbles - 1) if nibbles else raw == 0
+        assert bits == 4 * (1 + nibbles + nibbles // 15)
+    escape_bits = sum(e[3] for e in escapes)
+    assert escape_bits == 1056 and len(escapes) == 53
+    # 16 n + 1056 + 64 = 32 (n − 1) at n = 72: 19 symbols coded directly, at both ends of the table's range
+    direct = [-1] * 10 + [1] * 9
+    symbols = np.array([e[0] for e in escapes] + direct, np.int64)
+    assert symbols.size == 72 and 16 * 72 + escape_bits + 64 == 32 * (72 - 1)
+    rng = np.random.default_rng(0)
+    for order in (np.arange(72), rng.permutation(72)):
+        s = symbols[order]
+        assert _encoder_fits(s, np.zeros(72, np.int64), [5], [-1]) is True  # exactly full
+        one_more = s.copy()
+        one_more[one_more == 1] = [2] + [1] * 8  # one direct symbol becomes an escape: 4 bits over
+        assert _encoder_fits(one_more, np.zeros(72, np.int64), [5], [-1]) is False
+    # the same symbols under another table layout: table 1 is the one above, table 0 never used
+    assert _encoder_fits(symbols, np.ones(72, np.int64), [9, 5], [0, -1]) is True
+    assert _encoder_fits([], [], [5], [-1]) is True  # nothing to code
+    assert _encoder_fits([0], [0], [5], [-1]) is False  # 16 + 64 bits do not fit in 32·0
+    assert _encoder_fits([0] * 6, np.zeros(6), [5], [-1]) is True  # 96 + 64 = 32·5
+    assert _encoder_fits([0] * 5, np.zeros(5), [5], [-1]) is False  # 80 + 64 > 32·4
+
+
+def test_the_bounded_decoder_refuses_table_indexes_outside_the_tables():
+    """Defence in depth behind build_indexes' clamping: the index check could be deleted, or its bounds moved, with
+    no test failing (mutation audit of 0.23.0). The inner coder must never see such an index."""
+    from saicm.entropy.bounded import BoundedCoder
+
+    seen = []
+
+    class Inner:
+        def decode_with_indexes(self, string, indexes, cdfs, cdf_sizes, offsets):
+            seen.append(list(indexes))
+            return [0] * len(indexes)
+
+    coder = BoundedCoder(Inner())
+    cdfs, sizes, offsets = [[0, 1 << 15, 1 << 16]] * 3, [3, 3, 3], [0, 0, 0]
+    for bad in ([3], [-1], [0, 3], [-1, 2], [5, 0, 1]):
+        with pytest.raises(ValueError, match="coder table index out of range"):
+            coder.decode_with_indexes(b"", bad, cdfs, sizes, offsets)
+    assert seen == []
+    assert coder.decode_with_indexes(b"", [0, 2, 1], cdfs, sizes, offsets) == [0, 0, 0]
+    assert coder.decode_with_indexes(b"", [], cdfs, sizes, offsets) == []
+    assert seen == [[0, 2, 1], []]
+
+
+# --- the .saicmv header (video.bitstream.read_header / unpack) -----------------------------------------------
+
+def _clip(arch=None, config=None, meta=None, steps=None, **fields) -> bytes:
+    """The reference clip with raw header fields replaced (``fnum``, ``fden``, ``bits``, ``first``, …; ``arch``,
+    ``config`` and ``meta`` as the raw bytes), the CRC recomputed."""
+    from saicm.video import bitstream
+
+    data = CLIP.read_bytes()
+    s = bitstream.unpack(data)
+    h = s.header
+    pos = 7 + data[6]
+    raw = {"arch": data[7:pos]}
+    for key in ("config", "meta"):
+        (n,) = struct.unpack(">H", data[pos: pos + 2])
+        raw[key], pos = data[pos + 2: pos + 2 + n], pos + 2 + n
+    f = dict(frames=h.frames, first=h.first, width=h.width, height=h.height, fnum=h.fps.numerator,
+             fden=h.fps.denominator, bits=h.bits, coder=h.coder)
+    f.update(fields)
+    name, cfg, met = (raw[k] if v is None else v for k, v in (("arch", arch), ("config", config), ("meta", meta)))
+    out = bytearray(bitstream.MAGIC) + struct.pack(">BB", h.version, len(name)) + name
+    out += struct.pack(">H", len(cfg)) + cfg + struct.pack(">H", len(met)) + met
+    out += struct.pack(">IIIIIIBB", *(f[k] for k in ("frames", "first", "width", "height", "fnum", "fden", "bits",
+                                                       "coder")))
+    out += np.asarray(s.steps if steps is None else steps, ">f2").tobytes() + struct.pack(">I", len(s.symbols))
+    return _recrc(bytes(out + s.symbols))
+
+
+def test_the_clip_builder_rebuilds_the_reference_file_byte_for_byte():
+    """The crafted clips below differ from the reference file only in the fields each test names."""
+    assert _clip() == CLIP.read_bytes()
+
+
+def test_a_clip_whose_architecture_name_is_not_ascii_is_one_line():
+    """Without the refusal, read_header raised UnboundLocalError (mutation audit of 0.23.0)."""
+    from saicm.video import bitstream
+
+    for name in (b"\xfferv", b"n\xe9rv"):
+        with pytest.raises(FormatError, match=r"corrupt header \(architecture name\)"):
+            bitstream.unpack(_clip(arch=name))
+
+
+@pytest.mark.parametrize("field", ["frames", "width", "height"])
+def test_a_clip_with_zero_frames_or_a_zero_frame_size_is_refused(field):
+    """Only zero frames was tested: the zero width and height refusals could be moved by one (``== 1``) with no
+    test failing (mutation audit of 0.23.0)."""
+    from saicm.video import bitstream
+
+    with pytest.raises(FormatError, match=r"corrupt header \(zero frames or zero frame size\)"):
+        bitstream.unpack(_clip(**{field: 0}))
+
+
+@pytest.mark.parametrize("fnum, fden", [(25, 0), (0, 1), (0, 0)])
+def test_a_clip_with_a_zero_frame_rate_is_refused(fnum, fden):
+    """A zero denominator was a ZeroDivisionError from Fraction(25, 0) without the check (mutation audit of
+    0.23.0)."""
+    from saicm.video import bitstream
+
+    with pytest.raises(FormatError, match=r"corrupt header \(zero frame rate\)"):
+        bitstream.unpack(_clip(fnum=fnum, fden=fden))
+    assert bitstream.unpack(_clip(fnum=1, fden=1)).header.fps == 1  # the smallest frame rate
+    assert bitstream.unpack(_clip(fnum=30000, fden=1001)).header.fps * 1001 == 30000
+
+
+@pytest.mark.parametrize("step", [0.0, -0.0, -1.0, float("inf"), float("-inf"), float("nan")])
+def test_quantisation_steps_must_be_finite_and_positive(step):
+    """The format says steps are finite and > 0; with ``> 0`` → ``>= 0`` or ``and`` → ``or`` a zero, negative or
+    infinite step was accepted: the only test had a NaN step, which every such mutant still refused (mutation
+    audit of 0.23.0)."""
+    from saicm.video import bitstream
+
+    steps = bitstream.unpack(CLIP.read_bytes()).steps.copy()
+    steps[len(steps) // 2] = np.float16(step)
+    with pytest.raises(FormatError, match=r"quantisation steps must be finite and positive"):
+        bitstream.unpack(_clip(steps=steps))
+    steps[len(steps) // 2] = np.float16(2.0 ** -24)  # the smallest positive float16 is a valid step
+    assert bitstream.unpack(_clip(steps=steps)).steps[len(steps) // 2] > 0
+
+
+@pytest.mark.parametrize("bits, ok", [(0, False), (1, False), (2, True), (8, True), (9, False), (12, False)])
+def test_quantisation_bits_are_2_to_8_inclusive(bits, ok):
+    """Only bits = 12 was tested: 1- and 9-bit files could be accepted, or 2-bit files refused, unnoticed (mutation
+    audit of 0.23.0). unpack checks the header (the symbols are decoded later)."""
+    from saicm.video import bitstream
+
+    if ok:
+        assert bitstream.unpack(_clip(bits=bits)).header.bits == bits
+    else:
+        with pytest.raises(FormatError, match=rf"corrupt header \(quantisation bits {bits}, not 2\.\.8\)"):
+            bitstream.unpack(_clip(bits=bits))
+
+
+def test_frame_indexes_may_reach_but_not_pass_2_to_the_32():
+    """The writer writes first + frames = 2**32 for a clip ending at the last u32 index: ``>`` → ``>=`` refused
+    it, and ``1 << 32`` → ``1 << 31`` refused every clip starting at 2**31, with no test failing (mutation audit
+    of 0.23.0)."""
+    from saicm.video import bitstream
+
+    frames = bitstream.unpack(CLIP.read_bytes()).header.frames
+    for first in (1 << 31, (1 << 32) - frames):
+        assert bitstream.unpack(_clip(first=first)).header.first == first
+    for first in ((1 << 32) - frames + 1, (1 << 32) - 1):
+        with pytest.raises(FormatError, match=r"the frames' indexes pass 2\^32"):
+            bitstream.unpack(_clip(first=first))
+
+
+def test_config_and_meta_may_be_exactly_their_length_caps():
+    """A configuration or meta of MAX_CONFIG_BYTES / MAX_META_BYTES is read, one byte more is refused; both
+    bounds and both refusals could be moved or deleted unnoticed (mutation audit of 0.23.0)."""
+    from saicm.video import bitstream
+
+    h = bitstream.unpack(CLIP.read_bytes()).header
+    cfg, met = json.dumps(h.config).encode(), json.dumps(h.meta).encode()
+
+    def padded(raw: bytes, size: int) -> bytes:
+        return raw + b" " * (size - len(raw))  # JSON allows trailing white space
+
+    got = bitstream.unpack(_clip(config=padded(cfg, bitstream.MAX_CONFIG_BYTES),
+                                 meta=padded(met, bitstream.MAX_META_BYTES))).header
+    assert got.config == h.config and got.meta == h.meta
+    with pytest.raises(FormatError, match=r"corrupt header \(configuration too long\)"):
+        bitstream.unpack(_clip(config=padded(cfg, bitstream.MAX_CONFIG_BYTES + 1)))
+    with pytest.raises(FormatError, match=r"corrupt header \(meta too long\)"):
+        bitstream.unpack(_clip(meta=padded(met, bitstream.MAX_META_BYTES + 1)))
