@@ -244,10 +244,11 @@ def test_the_cache_is_reused_under_a_group_writable_umask(tmp_path, capsys):
 def test_the_default_cache_made_open_by_an_older_saicm_is_closed_and_a_chosen_one_is_left_alone(
         tmp_path, monkeypatch, capsys):
     """saicm before 0.23.0 made the default cache root 0755: other users could read the decodes of the user's
-    images. The default root is now closed to 0700 when it is the user's; a folder given with --cache keeps the mode
-    its owner chose."""
+    images. The default root is now closed to 0700 (with a note) when it is the user's own folder; a folder named
+    with --cache or $SAICM_CACHE keeps the mode its owner chose (a review of the first version of this change)."""
     d = _folder(tmp_path, 1)
-    monkeypatch.setenv("SAICM_CACHE", str(tmp_path / "home-cache"))
+    monkeypatch.delenv("SAICM_CACHE", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     from saicm.eval.cache import default_cache_dir
 
     root = default_cache_dir()
@@ -257,11 +258,19 @@ def test_the_default_cache_made_open_by_an_older_saicm_is_closed_and_a_chosen_on
             "-o", str(tmp_path / "r.json"), "--quiet"]
     assert main(args) == 0
     assert root.stat().st_mode & 0o777 == 0o700 and list(root.rglob("*.png"))
-    chosen = tmp_path / "team-cache"
-    chosen.mkdir()
-    chosen.chmod(0o750)
-    assert main([*args, "--cache", str(chosen)]) == 0
-    assert chosen.stat().st_mode & 0o777 == 0o750 and list(chosen.rglob("*.png"))
+    assert "is now yours alone" in capsys.readouterr().err
+    assert main(args) == 0 and "yours alone" not in capsys.readouterr().err  # said once
+    for chosen, extra in ((tmp_path / "team", ["--cache", str(tmp_path / "team")]), (tmp_path / "env", [])):
+        chosen.mkdir()
+        chosen.chmod(0o750)
+        if not extra:
+            monkeypatch.setenv("SAICM_CACHE", str(chosen))
+            (chosen / "decoded").mkdir()
+            (chosen / "decoded").chmod(0o750)
+        assert main([*args, *extra]) == 0
+        assert chosen.stat().st_mode & 0o777 == 0o750 and list(chosen.rglob("*.png"))
+        if not extra:
+            assert (chosen / "decoded").stat().st_mode & 0o777 == 0o750
     assert "not yours" not in capsys.readouterr().err
 
 

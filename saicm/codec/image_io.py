@@ -128,7 +128,9 @@ def _open(src: ImageLike, max_pixels: int | None = None) -> tuple[Image.Image, s
             raise ImageError(f"more than {limit:,} bytes: not an image within the pixel limit", path)
         img = _pillow_open(io.BytesIO(data), path, max_pixels)
         end = image_end(data, img.format)
-        if end is not None and end < len(data):  # (ffmpeg -f image2pipe | saicm compress /dev/stdin: silence)
+        # (ffmpeg -f image2pipe | saicm compress /dev/stdin: silence); a trailing newline or a camera's trailer is
+        # not another image
+        if end is not None and _image_signature(data[end: end + 16].lstrip(b"\r\n\t \x00")):
             from ..errors import warn
 
             warn(f"{path}: {len(data) - end:,} bytes follow the first image (several images on one pipe?): only "
@@ -137,6 +139,16 @@ def _open(src: ImageLike, max_pixels: int | None = None) -> tuple[Image.Image, s
     if os.path.getsize(path) == 0:
         raise ImageError("empty file", path)
     return _pillow_open(path, path, max_pixels), path
+
+
+#: how the formats a pipe of images carries begin (PNG, JPEG, BMP, PNM, GIF, TIFF, WebP)
+_SIGNATURES = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"BM", b"GIF8", b"II*\x00", b"MM\x00*", b"RIFF")
+
+
+def _image_signature(head: bytes) -> bool:
+    """Whether ``head`` begins an image file (of the formats a pipe of images carries)."""
+    return head.startswith(_SIGNATURES) or (len(head) >= 3 and head[:1] == b"P" and head[1:2] in b"1234567"
+                                            and head[2:3].isspace())
 
 
 def image_end(data: bytes, fmt: str | None) -> int | None:

@@ -31,6 +31,10 @@ def cmd_eval(a: argparse.Namespace) -> int:
         from .._fs import ensure_dir
 
         ensure_dir(a.cache, mode=0o700)  # (decodes of the user's images: theirs alone)
+    if not a.cache and not a.no_cache:
+        from ..eval.cache import close_old_default_cache
+
+        close_old_default_cache()
     cache = DecodeCache(None if a.no_cache else (a.cache or default_cache_dir()), codec.name, codec.config())
     res = sweep(codec, images, a.qualities, task=task, cache=cache, dataset=str(a.dataset), progress=not a.quiet)
     if a.task_model:

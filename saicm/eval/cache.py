@@ -49,6 +49,24 @@ def folder_safe(name: str, windows: bool = os.name == "nt") -> str:
     return re.sub(r'[<>:"/\\|?*\x00-\x1f]' if windows else "/", "_", name)
 
 
+def close_old_default_cache() -> None:
+    """The default cache root (``~/.cache/saicm/decoded``), made 0755 by saicm before 0.23.0 (other users could
+    read the decodes of the user's images), closed to 0700 when it is the user's own folder (not a link), said in
+    one line. Only the default: a folder named by ``--cache`` or ``$SAICM_CACHE`` keeps the mode its owner chose."""
+    if os.environ.get("SAICM_CACHE") or not hasattr(os, "geteuid"):
+        return
+    root = default_cache_dir()
+    try:
+        st = os.lstat(root)
+        if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.geteuid() or not stat.S_IMODE(st.st_mode) & 0o077:
+            return
+        os.chmod(root, 0o700)
+    except OSError:
+        return  # (absent, or it cannot be closed: as before)
+    print(f"saicm: note: {root} (decodes of your images) was readable by other users; it is now yours alone (0700)",
+          file=sys.stderr)
+
+
 class _Entries:
     """Entries keyed by (quality, content hash) in one codec's folder: ``q{quality}/{hash}{suffix}`` holding the
     value and ``.json`` its info, each written atomically; a missing or damaged entry is a miss (recomputed)."""
@@ -61,8 +79,6 @@ class _Entries:
         self.dir = Path(folder) if folder is not None else None
         if self.enabled:
             self._refuse_untrusted()
-        if self.enabled:
-            self._close_default_root()
 
     def _refuse_untrusted(self) -> None:
         """A cache folder (the root, or this codec's) that another user owns or may write is not used at all: its
@@ -74,20 +90,6 @@ class _Entries:
                       "write in it): going on without the cache (--cache DIR names another, --no-cache none)",
                       file=sys.stderr)
                 return
-
-    def _close_default_root(self) -> None:
-        """The default cache root, made 0755 by saicm before 0.23.0 (other users could read the decodes of the
-        user's images), closed to 0700 when it is the user's own. A folder given with ``--cache`` keeps its mode
-        (its owner chose who reads it)."""
-        root = self.dir.parent
-        try:
-            if root != default_cache_dir() or not hasattr(os, "geteuid"):
-                return
-            st = os.stat(root)
-            if st.st_uid == os.geteuid() and stat.S_IMODE(st.st_mode) & 0o077:
-                os.chmod(root, 0o700)
-        except OSError:
-            pass  # (a root that cannot be closed is as before: its decodes stay where they are)
 
     def _paths(self, quality, key: str) -> tuple[Path, Path]:
         stem = self.dir / f"q{quality}" / key

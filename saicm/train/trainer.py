@@ -277,6 +277,20 @@ def train(cfg: TrainConfig) -> Path:
         config = dict(info.config)
         if cfg.architecture is None:  # train the init model on as it is
             cfg = replace(cfg, architecture=info.architecture)
+        # scalable options name the model --init already is: one that differs would be ignored, said in the record
+        held = {"m": config.get("m"), "slice_channels": config.get("slice_channels"),
+                "condition": config.get("condition", "none"), "human_init": None,
+                "fusion_channels": "energy" if config.get("fusion_channels") else "first"}
+        for k in _SCALABLE_OPTIONS:
+            v = getattr(cfg, k)
+            if v is None:
+                continue
+            if info.architecture != "scalable-fusion" or cfg.architecture != "scalable-fusion":
+                raise SaicmError(f"--{k.replace('_', '-')} is an option of scalable coding (--base MODEL); --init "
+                                 f"{info.name} is a {info.architecture} model")
+            if v != held[k]:
+                raise SaicmError(f"--{k.replace('_', '-')} {v}: --init {info.name} is a scalable model with "
+                                 f"{k.replace('_', '-')} {held[k]}, which training cannot change (drop the option)")
         if cfg.M is not None and int(cfg.M) != int(config.get("M", cfg.M)):
             raise SaicmError(f"--M {cfg.M} with --init: {info.name} has M = {config.get('M')}, and a model's latent "
                              "channels cannot be changed (drop --M)")
