@@ -122,8 +122,16 @@ def test_fusion_adds_to_the_first_channels_only_and_leaves_the_base_latent_alone
 def test_fusion_channels_name_the_base_channels_the_human_layer_refines(models, image, tmp_path):
     """``fusion_channels`` (``--fusion-channels energy``): ŷ_a is added to the named base channels, in ŷ_a's channel
     order; the residual and the coded files follow them on both engines, and the model file carries them."""
-    d = models["dir"]
+    d = tmp_path
     chosen = [23, 5, 17, 0, 9, 12, 20, 3, 1, 22, 14, 7, 19, 2, 11, 8]
+    torch.manual_seed(0)
+    base = build_architecture("gained-mean-scale-hyperprior", N=16, M=24, lambdas=[0.002, 0.01, 0.05])
+    with torch.no_grad():  # a latent of tens and a gain of its own per channel (one gain for all hid an index slip)
+        base.g_a[-1].weight.mul_(40)
+        base.log_gain.add_(torch.linspace(-1, 1, 24))
+        base.log_inv_gain.copy_(-base.log_gain)
+    save_model(base, d / "tinybase.safetensors")
+    models = {"base": d / "tinybase.safetensors"}
     torch.manual_seed(1)
     net = build_architecture("scalable-fusion", base="tinybase", base_sha256=full_checksum(models["base"]).hex(),
                              N=16, slice_channels=8, m=2, lambdas=[0.003, 0.03], model_dir=str(d),
@@ -149,6 +157,13 @@ def test_fusion_channels_name_the_base_channels_the_human_layer_refines(models, 
     for engine, got in decoded.items():  # what training optimised, on both engines (see the fused-forward test)
         diff = np.abs(got - ref)
         assert diff.max() <= 2 and (diff == 0).mean() > 0.99, (engine, diff.max(), (diff == 0).mean())
+    # a warm start from a single-layer model takes its analysis rows and gains of the named channels, in order
+    src = build_architecture("gained-mean-scale-hyperprior", N=16, M=24, lambdas=[0.003, 0.03])
+    net.warm_start(src)
+    w_new, w_src = net.add.g_a[-1].weight.detach(), src.g_a[-1].weight.detach()[chosen]
+    ratio = (w_new.flatten(1) / w_src.flatten(1)).nan_to_num(nan=1.0)
+    assert torch.allclose(ratio, ratio[:, :1].expand_as(ratio), rtol=1e-4), "rows of other channels"
+    assert torch.equal(net.add.log_gain.detach(), src.log_gain.detach()[:, chosen])
     # the first s·m channels are the paper's fusion: written as no list at all (files read as before 0.24.0)
     plain = build_architecture("scalable-fusion", base="tinybase", base_sha256=full_checksum(models["base"]).hex(),
                                N=16, slice_channels=8, m=2, lambdas=[0.003, 0.03], model_dir=str(d),
@@ -473,6 +488,14 @@ def test_training_with_energy_fusion_channels_records_them_and_resumes_with_them
     with pytest.raises(SaicmError, match="--fusion-channels is an option of scalable coding"):
         train(TrainConfig(data=str(data_dir), out=str(tmp_path / "plain"), fusion_channels="energy", steps=1,
                           progress=False))
+    # ... nor with --init: of a single-layer model (a hyperprior was trained, its record saying energy and m = 2),
+    # or of a scalable model whose channels training cannot change (review of this change)
+    with pytest.raises(SaicmError, match="--fusion-channels is an option of scalable coding.*--init"):
+        train(TrainConfig(data=str(data_dir), out=str(tmp_path / "i1"), init=str(models["base"]),
+                          fusion_channels="energy", steps=1, progress=False))
+    with pytest.raises(SaicmError, match="--fusion-channels energy: --init .* fusion-channels first"):
+        train(TrainConfig(data=str(data_dir), out=str(tmp_path / "i2"), init=str(models["scal"]),
+                          fusion_channels="energy", steps=1, progress=False))
 
 
 def test_an_additional_codec_with_contexts_trains_codes_and_decodes(models, data_dir, tmp_path, image):
