@@ -85,6 +85,11 @@ def test_a_mask_folder_resumes_the_lines_of_any_system(tmp_path):
     manifest.write_text(json.dumps(dict(line, image="sub\\x.png")) + "\n")  # as a Windows run wrote it
     summary = run_masks(src, out, spec, make, progress=False)
     assert summary["skipped"] == 1 and len(manifest.read_text().splitlines()) == 1
+    # a backslash is a legal name character on Linux: such an image is listed once, not again on every resume
+    Image.fromarray(np.full((32, 48, 3), 90, np.uint8)).save(src / "a\\b.png")
+    run_masks(src, out, spec, make, progress=False)
+    run_masks(src, out, spec, make, progress=False)
+    assert len(manifest.read_text().splitlines()) == 2
 
 
 def test_cache_folder_names_hold_no_character_windows_forbids():

@@ -273,7 +273,8 @@ def _listed(out: Path) -> set[str]:
             continue
         for line in lines:
             try:
-                names.add(str(json.loads(line)["image"]).replace("\\", "/"))  # (Windows' lines before 0.24.0)
+                name = str(json.loads(line)["image"])
+                names.update((name, name.replace("\\", "/")))  # (as written; Windows' lines before 0.24.0)
             except (ValueError, KeyError, TypeError):  # a line cut by a kill
                 continue
     return names
