@@ -312,7 +312,8 @@ class SaicmCodec(Codec):
             extra["format"] = 3  # portable (machine) layers: cached results of format-1 files do not count
         if self.engine.startswith("openvino"):
             extra["engine"] = self.engine  # other transforms, other pixels (bfloat16: ±2)
-        code = _plugin_code(self.info.architecture)
+        # (saicm's own architectures, as the engine codes them, need no look at PyTorch's registry)
+        code = None if self.scalable or supports(self.info) else _plugin_code(self.info.architecture)
         if code:
             extra["code_sha256"] = code  # an architecture of the user's own: its code decides the decodes too
         if self.scalable and self.layer == "human" and self.engine != "compressai" and supports_scalable(self.info):
