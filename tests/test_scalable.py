@@ -651,3 +651,136 @@ def test_human_layer_refinement_errors(models, image):
         get_codec(f"{models['scal']},layer=machine,refine=3")
     with pytest.raises(SaicmError, match="engine=auto"):
         get_codec(f"{models['scal']},base=2,refine=3,engine=compressai")
+
+
+def _v1_over_format3(models, image):
+    """A version-1 human layer over a format-3 machine layer: what saicm 0.4.0 wrote (CompressAI's coder for the
+    human layer, the portable engine for the base)."""
+    from saicm.codec import scalable
+    from saicm.models.catalog import resolve
+
+    return scalable._compress_compressai(image, resolve(models["scal"]), 2, 1, None, "auto")
+
+
+def test_a_version_1_human_layer_over_a_format_3_machine_layer_still_decodes(models, image):
+    """Mutation audit of 0.23.0: ``_small`` (format 3 not coded in strips is taken by the fusion decoder) had no
+    test; returning None or flipping its version test refused the files saicm 0.4.0 wrote as "coded in strips"."""
+    data = _v1_over_format3(models, image)
+    machine, human = container.split_layers(data)
+    assert container.unpack(machine).header.version == container.PORTABLE_VERSION
+    assert container.unpack_human(human).version == container.HUMAN_VERSION
+    got = np.asarray(saicm.decompress(data, model=models["scal"]))
+    assert got.shape == image.shape
+    assert not np.array_equal(got, np.asarray(saicm.decompress(machine, model=models["base"])))
+
+
+@pytest.mark.parametrize("size", [(96, 128), (100, 128), (96, 100)])
+def test_a_version_1_human_layer_over_a_machine_layer_coded_in_strips_is_refused_in_one_line(models, image,
+                                                                                             monkeypatch, size):
+    """Mutation audit of 0.23.0: with ``_small``'s ``and`` turned into ``or`` (any format-3 machine layer taken as
+    small), or the padded size computed with ``-`` (100 rows, padded, are in strips here; 100 less the padding
+    are not), a version-1 human layer was decoded over a machine layer coded in strips instead of refused."""
+    from saicm.codec import tiling
+
+    human = container.unpack_human(container.split_layers(_v1_over_format3(models, image))[1])
+    monkeypatch.setattr(tiling, "STRIP_SYMBOLS", 1000)
+    monkeypatch.setattr(tiling, "STRIP_TARGET", 1 << 9)
+    striped = saicm.compress(natural_image(*size, seed=2), model=models["base"], quality=2)
+    h = container.unpack(striped).header
+    assert tiling.needs_strips(24, h.height + h.pad_bottom, h.width + h.pad_right)
+    assert len(container.unpack(striped).strings) > 2  # coded in strips
+    human.machine_sha = hashlib.sha256(striped).digest()[:8]
+    with pytest.raises(FormatError, match="machine layer coded in strips is not supported") as e:
+        saicm.decompress(striped + container.pack_human(human), model=models["scal"])
+    assert "\n" not in str(e.value)
+
+
+def test_a_human_layer_naming_other_base_weights_is_refused_even_over_a_machine_layer_that_agrees(models, image,
+                                                                                                  tmp_path):
+    """Mutation audit of 0.23.0: ``_check_base`` compares the human layer's base checksum with the machine
+    layer's header AND with the base weights the scalable model fuses with; only the first comparison was held by
+    a test. Here both layers name other base weights (consistently), so only the second one refuses."""
+    torch.manual_seed(7)
+    other = build_architecture("gained-mean-scale-hyperprior", N=16, M=24, lambdas=[0.002, 0.01, 0.05])
+    save_model(other, tmp_path / "otherbase.safetensors")
+    foreign = saicm.compress(image, model=tmp_path / "otherbase.safetensors", quality=2)
+    for v1 in (False, True):
+        data = _v1_over_format3(models, image) if v1 else saicm.compress(image, model=models["scal"], quality=2,
+                                                                          human_quality=1)
+        layer = container.unpack_human(container.split_layers(data)[1])
+        layer.machine_sha = hashlib.sha256(foreign).digest()[:8]
+        layer.base_sha = container.unpack(foreign).header.weights_sha
+        with pytest.raises(ModelError, match="base weights other than the ones tinyscal fuses with"):
+            saicm.decompress(foreign + container.pack_human(layer), model=models["scal"])
+
+
+def test_a_human_layer_with_another_latent_layout_is_refused_as_a_format_error(models, image):
+    """Mutation audit of 0.23.0: the layout check of version-2 human layers was held only by a "one line" test,
+    which any error passed; without it two shapes were accepted (the first used) and a wrong one failed deeper."""
+    from saicm.codec.scalable import decode_human
+
+    data = saicm.compress(image, model=models["scal"], quality=2, human_quality=1)
+    machine, human = container.split_layers(data)
+    layer = container.unpack_human(human)
+    assert layer.version == container.HUMAN_PORTABLE_VERSION
+    z = tuple(layer.shapes[0])
+    for shapes in ([z, z], [(z[0] + 1, z[1])], [(z[0], z[1] + 1)]):
+        layer.shapes = shapes
+        with pytest.raises(FormatError, match="human-layer latent layout does not match the model"):
+            decode_human(machine, container.pack_human(layer), model=models["scal"])
+
+
+def test_a_human_layer_naming_a_single_layer_model_is_refused_in_one_line(models, image):
+    """Mutation audit of 0.23.0: a (crafted) version-1 human layer that names the base model, with the base's own
+    checksum, got a traceback (AttributeError) instead of the one-line refusal when the refusal was removed."""
+    from saicm.models.catalog import file_checksum
+
+    machine, human = container.split_layers(_v1_over_format3(models, image))
+    layer = container.unpack_human(human)
+    layer.model, layer.weights_sha = "tinybase", file_checksum(models["base"])
+    with pytest.raises(ModelError, match="tinybase is not a scalable model; the human layer needs 'tinybase'"):
+        saicm.decompress(machine + container.pack_human(layer), model=models["base"])
+
+
+@pytest.mark.parametrize("v1", [True, False], ids=["version-1", "version-2"])
+def test_a_human_layer_with_a_quality_or_string_count_the_model_lacks_is_refused_as_a_format_error(models, image,
+                                                                                                   v1):
+    """Mutation audit of 0.23.0: the quality and layout checks of version-1 human layers had no test (removing
+    either left every test passing); a crafted quality or string count must get the format error, not a crash."""
+    from saicm.codec.scalable import decode_human
+
+    data = _v1_over_format3(models, image) if v1 else saicm.compress(image, model=models["scal"], quality=2,
+                                                                      human_quality=1)
+    machine, human = container.split_layers(data)
+    layer = container.unpack_human(human)
+    for q in (0, 3):  # tinyscal has two rate points
+        with pytest.raises(FormatError, match=f"human quality {q} out of range for tinyscal"):
+            decode_human(machine, container.pack_human(
+                container.HumanLayer(**{**layer.__dict__, "quality": q})), model=models["scal"])
+    z = tuple(layer.shapes[0])
+    for change in (dict(shapes=[(z[0] + 1, z[1])]), dict(shapes=[z, z])) + (
+            (dict(strings=layer.strings[:1]), dict(strings=layer.strings + [b""])) if v1 else ()):
+        with pytest.raises(FormatError, match="human-layer latent layout does not match the model"):
+            decode_human(machine, container.pack_human(container.HumanLayer(**{**layer.__dict__, **change})),
+                         model=models["scal"])
+
+
+def test_strip_says_whether_it_dropped_a_human_layer(models, image, tmp_path, capsys):
+    """Mutation audit of 0.23.0: ``strip_file``'s ``had_human_layer`` (what ``saicm strip`` prints: "human layer
+    dropped" or "copied unchanged") could be inverted with every test passing."""
+    from saicm.cli import main
+    from saicm.codec.scalable import strip_file
+
+    two = tmp_path / "two.saicm"
+    two.write_bytes(saicm.compress(image, model=models["scal"], quality=2, human_quality=1))
+    machine = container.split_layers(two.read_bytes())[0]
+    r = strip_file(two, tmp_path / "m.saicm")
+    assert r["had_human_layer"] is True and (r["bytes_in"], r["bytes_out"]) == (two.stat().st_size, len(machine))
+    r = strip_file(tmp_path / "m.saicm", tmp_path / "m2.saicm")
+    assert r["had_human_layer"] is False and r["bytes_in"] == r["bytes_out"] == len(machine)
+    assert (tmp_path / "m2.saicm").read_bytes() == machine
+    capsys.readouterr()
+    assert main(["strip", str(two), "-o", str(tmp_path / "m3.saicm")]) == 0
+    assert "human layer dropped" in capsys.readouterr().out
+    assert main(["strip", str(tmp_path / "m3.saicm"), "-o", str(tmp_path / "m4.saicm")]) == 0
+    assert "no human layer: copied unchanged" in capsys.readouterr().out
