@@ -152,11 +152,10 @@ class PortableModel:
         sym = self.y_tables.decode(data, indexes.reshape(-1)).reshape(indexes.shape)
         return p[self.M:] + (sym.astype(np.int64) << FRAC)
 
-    def dequantise(self, units: np.ndarray, quality: int, channels: np.ndarray | None = None) -> np.ndarray:
+    def dequantise(self, units: np.ndarray, quality: int, channels: slice | np.ndarray | None = None) -> np.ndarray:
         """``ŷ·g⁻¹`` (1, C, H, W) float32 of :meth:`decode_units`' integers (float64, rounded once); ``units`` may
-        hold the first C ≤ M channels only, or the channels ``channels`` lists."""
-        gains = self.inv_gain[quality - 1]
-        ig = (gains[: units.shape[0]] if channels is None else gains[channels])[:, None, None]
+        hold the first C ≤ M channels only, or the channels ``channels`` selects."""
+        ig = self.inv_gain[quality - 1][slice(0, units.shape[0]) if channels is None else channels, None, None]
         y = np.empty((1, *units.shape), np.float32)
         step = max(1, (1 << 22) // max(1, units.shape[0] * units.shape[2]))  # rows per block: bounded temporaries
         for r in range(0, units.shape[1], step):

@@ -138,8 +138,7 @@ class PortableScalable:
         y = t.analysis_tiles(img.rgb, pb, pr) if needs_strips(self.base.M, ph, pw) else t.analysis(
             padded(img.rgb, pb, pr))
         if self.condition == "base":  # the residual to the machine layer's latent; the paper's codes g_a(x) itself
-            part = base_units[: self.channels] if self.fused is None else base_units[self.fused]
-            y = y - self.base.dequantise(part, base_quality, None if self.fused is None else self.fused)
+            y = y - self.base.dequantise(base_units[self._part], base_quality, self._part)
         y = y * self.add.gain[quality - 1][None, :, None, None]
         z = t.hyper_analysis(y)
         return self.add.encode(y[0], z[0], rows, self._offset(base_units, base_quality)), rows

@@ -208,6 +208,29 @@ def _truncate_log(path: Path, step: int) -> None:
 #: options that only scalable-fusion takes
 _SCALABLE_OPTIONS = ("m", "slice_channels", "condition", "human_init", "fusion_channels")
 
+def _option(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _check_scalable_options_of_init(cfg: TrainConfig, info) -> None:
+    """Scalable options with ``--init`` name the model it already is: one that differs would be ignored while the
+    training record said it was used."""
+    config = info.config
+    held = {"m": config.get("m"), "slice_channels": config.get("slice_channels"),
+            "condition": config.get("condition", "none"), "human_init": None,
+            "fusion_channels": "energy" if config.get("fusion_channels") else "first"}
+    for k in _SCALABLE_OPTIONS:
+        v = getattr(cfg, k)
+        if v is None:
+            continue
+        if info.architecture != "scalable-fusion" or cfg.architecture != "scalable-fusion":
+            raise SaicmError(f"{_option(k)} is an option of scalable coding (--base MODEL); --init {info.name} is "
+                             f"a {info.architecture} model")
+        if v != held[k]:
+            raise SaicmError(f"{_option(k)} {v}: --init {info.name} is a scalable model with {k.replace('_', '-')} "
+                             f"{held[k]}, which training cannot change (drop the option)")
+
+
 #: options that, not given to a resumed run, are the run's own (what it was started with)
 _TAKEN_ON_RESUME = ("init", "seed", "lambdas", "architecture", "N", "M", "base", "human_init", "context_hidden",
                     "context_kernel", "context_groups", "context_checkerboard", "m", "slice_channels", "condition",
@@ -238,7 +261,7 @@ def train(cfg: TrainConfig) -> Path:
         cfg = replace(cfg, architecture="scalable-fusion" if cfg.base else DEFAULT_ARCHITECTURE)
     scalable_only = [k for k in _SCALABLE_OPTIONS if getattr(cfg, k) is not None]
     if cfg.architecture not in (None, "scalable-fusion") and scalable_only:
-        raise SaicmError(f"--{scalable_only[0].replace('_', '-')} is an option of scalable coding (--base MODEL), "
+        raise SaicmError(f"{_option(scalable_only[0])} is an option of scalable coding (--base MODEL), "
                          f"not of {cfg.architecture}")
     if cfg.amp not in AMP_MODES:
         raise SaicmError(f"--amp must be one of {', '.join(AMP_MODES)}, got {cfg.amp!r}")
@@ -277,20 +300,7 @@ def train(cfg: TrainConfig) -> Path:
         config = dict(info.config)
         if cfg.architecture is None:  # train the init model on as it is
             cfg = replace(cfg, architecture=info.architecture)
-        # scalable options name the model --init already is: one that differs would be ignored, said in the record
-        held = {"m": config.get("m"), "slice_channels": config.get("slice_channels"),
-                "condition": config.get("condition", "none"), "human_init": None,
-                "fusion_channels": "energy" if config.get("fusion_channels") else "first"}
-        for k in _SCALABLE_OPTIONS:
-            v = getattr(cfg, k)
-            if v is None:
-                continue
-            if info.architecture != "scalable-fusion" or cfg.architecture != "scalable-fusion":
-                raise SaicmError(f"--{k.replace('_', '-')} is an option of scalable coding (--base MODEL); --init "
-                                 f"{info.name} is a {info.architecture} model")
-            if v != held[k]:
-                raise SaicmError(f"--{k.replace('_', '-')} {v}: --init {info.name} is a scalable model with "
-                                 f"{k.replace('_', '-')} {held[k]}, which training cannot change (drop the option)")
+        _check_scalable_options_of_init(cfg, info)
         if cfg.M is not None and int(cfg.M) != int(config.get("M", cfg.M)):
             raise SaicmError(f"--M {cfg.M} with --init: {info.name} has M = {config.get('M')}, and a model's latent "
                              "channels cannot be changed (drop --M)")
