@@ -87,6 +87,11 @@ def atomic_path(dest: str | os.PathLike, durable: bool = True) -> Iterator[Path]
     as root. Under :func:`no_replace` of this ``dest``, an existing file is never replaced.
     """
     replace = _NO_REPLACE.get() != os.path.abspath(dest)
+    fd = standard_stream(dest)
+    if fd is not None:
+        with _through_descriptor(fd) as tmp:
+            yield tmp
+        return
     dest, stream = output_target(dest)
     if stream:
         yield dest
@@ -126,11 +131,63 @@ def _short(name: str, limit: int = 120) -> str:
     return raw.decode("utf-8", "ignore")  # on a character boundary (file systems that require UTF-8)
 
 
+#: the standard streams an output may name (``-o /dev/stdout``, ``/dev/stderr``, ``/dev/fd/1``, ``/proc/self/fd/2``)
+_STANDARD_FDS = (1, 2)
+
+
+def standard_stream(dest: str | os.PathLike) -> int | None:
+    """The descriptor of this process's standard output (or error) that ``dest`` names through a link of the
+    user's own or root's (``/dev/stdout`` and its kin), whatever it is open on (a pipe, a terminal, a file the shell
+    opened with ``>`` or ``>>``); None for any other path."""
+    dest = Path(dest)
+    try:
+        if not dest.is_symlink() or not _trusted_link(dest):
+            return None
+        st = os.stat(dest)
+    except OSError:
+        return None
+    for fd in _STANDARD_FDS:
+        try:
+            if os.path.samestat(st, os.fstat(fd)):
+                return fd
+        except OSError:  # (that descriptor is closed)
+            continue
+    return None
+
+
+@contextlib.contextmanager
+def _through_descriptor(fd: int) -> Iterator[Path]:
+    """Yield a temporary path (in the temporary folder); on success its bytes are written to the open descriptor
+    ``fd`` where it stands. Opening ``/dev/stdout`` by name, or renaming a file onto the path it leads to, did not
+    write to standard output when the shell had opened it on a file: the name was reopened and truncated (what a
+    ``{ echo header; saicm ...; } > out`` wrote before was lost, ``>>`` replaced the file) or replaced by a new
+    file (``out`` then held saicm's bytes alone, and a second command wrote a new file named ``out (deleted)``)."""
+    import sys
+
+    handle, tmp = tempfile.mkstemp(prefix=".saicm-", suffix=".part")
+    os.close(handle)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        data = tmp_path.read_bytes()
+        for stream in (sys.stdout, sys.stderr):  # (what saicm printed before comes first)
+            with contextlib.suppress(AttributeError, ValueError, OSError):
+                stream.flush()
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+    finally:
+        with contextlib.suppress(OSError):
+            tmp_path.unlink()
+
+
 def output_target(dest: str | os.PathLike) -> tuple[Path, bool]:
     """Where an output named ``dest`` goes, and whether that is a stream written to in place (a device or FIFO:
     ``-o /dev/null``). A link of the user's own (or root's: ``/dev/stdout``) leads to its target; another user's
     link is the path itself, to be replaced: neither its target file nor a device or FIFO behind it is written."""
     dest = Path(dest)
+    if standard_stream(dest) is not None:  # (written through the descriptor: atomic_path)
+        return dest, True
     trusted = not dest.is_symlink() or _trusted_link(dest)
     if dest.is_symlink() and trusted:
         try:  # a link to a stream (/dev/stdout into a pipe): written through the link, whose target may have no

@@ -855,3 +855,36 @@ def test_dir_of_the_package_shows_the_api_before_first_use():
     out = subprocess.run([sys.executable, "-c", "import saicm; print(' '.join(dir(saicm)))"], capture_output=True,
                          text=True, check=True).stdout.split()
     assert {"compress", "decompress", "describe", "strip", "load_model", "release_models", "video"} <= set(out)
+
+
+@pytest.mark.skipif(not os.path.islink("/dev/stdout"), reason="needs /dev/stdout (Linux)")
+def test_dev_stdout_into_a_file_the_shell_opened_is_written_where_it_stands(tmp_path, image_file, tiny_model):
+    """`{ echo header; saicm compress x -o /dev/stdout; } >> out`: saicm renamed a new file onto the path /dev/stdout
+    led to (the header and what came before were lost; a second command wrote a file named 'out (deleted)'), and a
+    decode refused /dev/stdout for want of a suffix when standard output was a file."""
+    import subprocess
+
+    out = tmp_path / "out"
+    out.write_bytes(b"before\n")
+    env = dict(os.environ, PYTHONWARNINGS="ignore")
+    with open(out, "ab") as f:  # (the shell's >>)
+        f.write(b"header\n")
+        f.flush()
+        for argv in (["compress", image_file, "-o", "/dev/stdout", "--model", tiny_model],
+                     ["compress", image_file, "-o", "/dev/stdout", "--model", tiny_model, "--quality", "1"]):
+            r = subprocess.run([sys.executable, "-m", "saicm", *map(str, argv)], stdout=f, stderr=subprocess.PIPE,
+                               env=env, timeout=600)
+            assert r.returncode == 0, r.stderr
+            assert b"bpp" in r.stderr  # (the summary: on standard error)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["img.png", "out"]  # no 'out (deleted)', no temporary
+    data = out.read_bytes()
+    assert data.startswith(b"before\nheader\nSAICM") and data.count(b"SAICM") == 2
+    coded = data[len(b"before\nheader\n"):data.index(b"SAICM", 20)]
+    assert saicm.describe(coded)["quality"] == 2
+    with open(tmp_path / "dec", "wb") as f:
+        src = tmp_path / "a.saicm"
+        src.write_bytes(coded)
+        r = subprocess.run([sys.executable, "-m", "saicm", "decompress", str(src), "-o", "/dev/stdout", "--model",
+                            str(tiny_model)], stdout=f, stderr=subprocess.PIPE, env=env, timeout=600)
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "dec").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
