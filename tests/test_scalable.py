@@ -784,3 +784,26 @@ def test_strip_says_whether_it_dropped_a_human_layer(models, image, tmp_path, ca
     assert "human layer dropped" in capsys.readouterr().out
     assert main(["strip", str(tmp_path / "m3.saicm"), "-o", str(tmp_path / "m4.saicm")]) == 0
     assert "no human layer: copied unchanged" in capsys.readouterr().out
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/stdout"), reason="needs /dev/stdout")
+def test_strip_into_standard_output_writes_the_bytes_alone(models, tmp_path):
+    """`saicm strip two.saicm -o /dev/stdout | ...` appended its summary line to the machine layer's bytes (the
+    file then did not decode: trailing bytes); so did --human-segment /dev/stdout to the segment."""
+    import subprocess
+
+    src = tmp_path / "a.png"
+    Image.fromarray(natural_image(70, 90, seed=3)).save(src)
+    f = tmp_path / "a.saicm"
+    r = run_cli("compress", src, "-o", f, "--model", models["scal"], "--quality", "1", "--human-quality", "2")
+    assert r.returncode == 0, r.stderr
+    machine = saicm.describe(f.read_bytes())["layers"]["machine"]["bytes"]
+    env = dict(os.environ, PYTHONWARNINGS="ignore")
+    for argv, expected in ((["-o", "/dev/stdout"], f.read_bytes()[:machine]),
+                           (["-o", str(tmp_path / "m.saicm"), "--human-segment", "/dev/stdout"],
+                            f.read_bytes()[machine:])):
+        r = subprocess.run([sys.executable, "-m", "saicm", "strip", str(f), *argv], capture_output=True, env=env,
+                           timeout=600)
+        assert r.returncode == 0, r.stderr
+        assert r.stdout == expected
+        assert b"bytes (from" in r.stderr  # the summary, on standard error
