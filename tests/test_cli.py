@@ -888,3 +888,21 @@ def test_dev_stdout_into_a_file_the_shell_opened_is_written_where_it_stands(tmp_
                             str(tiny_model)], stdout=f, stderr=subprocess.PIPE, env=env, timeout=600)
     assert r.returncode == 0, r.stderr
     assert (tmp_path / "dec").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/stdout"), reason="needs /dev/stdout")
+def test_a_reader_of_a_decode_on_standard_output_that_goes_away_stops_it_quietly(tmp_path, image_file, tiny_model):
+    """`saicm decompress x.saicm -o /dev/stdout | head -c 8` exited 1 with 'saicm: error: x.saicm: Broken pipe', as if
+    the file had failed; usage.md promises 141 and no message, as `saicm models | head -1` does."""
+    import subprocess
+
+    coded = tmp_path / "a.saicm"
+    assert main(["compress", str(image_file), "-o", str(coded), "--model", str(tiny_model), "--quiet"]) == 0
+    for argv in (["decompress", coded, "-o", "/dev/stdout", "--model", tiny_model],
+                 ["compress", image_file, "-o", "/dev/stdout", "--model", tiny_model]):
+        p = subprocess.Popen([sys.executable, "-m", "saicm", *map(str, argv)], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, env=dict(os.environ, PYTHONWARNINGS="ignore"))
+        p.stdout.close()  # before the child has written anything
+        err = p.stderr.read().decode()
+        assert p.wait(timeout=600) == 141, err
+        assert err == ""

@@ -264,6 +264,8 @@ def _run_one(fn: Callable[[Job], dict], job: Job) -> Outcome:
         if isinstance(e, MissingDependency) or getattr(e, "errno", None) in _STOPPING_ERRNOS:
             raise  # (an extra's module the code asked for by name; a temporary file that could not be made)
         return Outcome(job, error=str(e) if e.path else f"{job.src}: {e}")
+    except BrokenPipeError:  # -o /dev/stdout | head -c 8: the reader went away, a quiet stop (status 141)
+        raise
     except MemoryError:  # one huge image must not end the folder (the others are still coded)
         return Outcome(job, error=f"{job.src}: out of memory coding it (lower --max-pixels to refuse such images "
                                   "up front)")
