@@ -10,7 +10,7 @@ import sys
 from ._fs import EXISTING
 from .commands.argtypes import nonneg, positive
 from .engine import ENGINES, PORTABLE_ENGINES
-from .errors import printable
+from .errors import SaicmError, printable
 
 
 def _report(outcomes, is_folder: bool, verb: str) -> int:
@@ -366,10 +366,15 @@ def main(argv: list[str] | None = None) -> int:
 
     args = build_parser().parse_args(argv)
     _warn_unexpanded_home(args)
+    stdout, sys.stdout = sys.stdout, _CheckedStdout(sys.stdout)
     try:
-        return args.func(args)
+        code = args.func(args)
+        sys.stdout.flush()  # (a write error of the last lines: here, not at exit)
+        return code
     except SaicmError as e:
         print(f"saicm: error: {printable(e)}", file=sys.stderr)
+        if isinstance(e, StdoutError):
+            _discard_stdout(stdout)
         return e.exit_code
     except ModuleNotFoundError as e:  # an optional extra's module on a coding-only install
         from .errors import MissingDependency
@@ -387,8 +392,10 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         # the reader of the output went away (`saicm models | head`): stop quietly, as Unix tools do
-        _discard_stdout()
+        _discard_stdout(stdout)
         return 141  # 128 + SIGPIPE, what a shell reports for a tool killed by it
+    finally:
+        sys.stdout = stdout
 
 
 def _warn_unexpanded_home(args) -> None:
@@ -407,10 +414,51 @@ def _warn_unexpanded_home(args) -> None:
                  f"output goes to a new folder named '~' in {here}; write $HOME/{value[2:]} for your home")
 
 
-def _discard_stdout() -> None:
+class StdoutError(SaicmError):
+    """Standard output cannot be written (closed, a full disk, an I/O error)."""
+
+
+def _stdout_error(e: OSError | None) -> StdoutError:
+    return StdoutError(f"cannot write to standard output ({e.strerror or e if e is not None else 'it is closed'})")
+
+
+class _CheckedStdout:
+    """The command's ``sys.stdout``: a write error (``> /dev/full``, a full disk, an I/O error) is one line and status
+    2, not a traceback; a standard output closed by the caller (``>&-``: Python's ``sys.stdout`` is None, and
+    ``print`` wrote nothing and said nothing) is one too, as Unix tools say it. A broken pipe stays what it is
+    (status 141, quietly)."""
+
+    def __init__(self, stream):
+        self._stream = stream
+
+    def write(self, text):
+        if self._stream is None:
+            raise _stdout_error(None)
+        try:
+            return self._stream.write(text)
+        except BrokenPipeError:
+            raise
+        except OSError as e:
+            raise _stdout_error(e) from None
+
+    def flush(self):
+        if self._stream is None:
+            return
+        try:
+            self._stream.flush()
+        except BrokenPipeError:
+            raise
+        except OSError as e:
+            raise _stdout_error(e) from None
+
+    def __getattr__(self, name):
+        return getattr(self._stream, name)
+
+
+def _discard_stdout(stream=None) -> None:
     """Point stdout at /dev/null, so that flushing it at exit does not raise a second BrokenPipeError."""
     try:
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        os.dup2(os.open(os.devnull, os.O_WRONLY), (stream or sys.stdout).fileno())
     except (AttributeError, OSError, ValueError):  # not a real file (a test's capture)
         pass
 

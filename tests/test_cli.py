@@ -906,3 +906,24 @@ def test_a_reader_of_a_decode_on_standard_output_that_goes_away_stops_it_quietly
         err = p.stderr.read().decode()
         assert p.wait(timeout=600) == 141, err
         assert err == ""
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full (Linux)")
+def test_standard_output_that_cannot_be_written_is_one_line_and_status_2(tmp_path, image_file, tiny_model):
+    """`saicm models > /dev/full` (a full disk) ended in a traceback, status 1; with standard output closed (`>&-`)
+    `saicm info x.saicm` printed nothing, said nothing and exited 0."""
+    import subprocess
+
+    coded = tmp_path / "a.saicm"
+    assert main(["compress", str(image_file), "-o", str(coded), "--model", str(tiny_model), "--quiet"]) == 0
+    env = dict(os.environ, PYTHONWARNINGS="ignore")
+    for argv in (["models"], ["info", coded, "--json"]):
+        with open("/dev/full", "wb") as full:
+            r = subprocess.run([sys.executable, "-m", "saicm", *map(str, argv)], stdout=full, stderr=subprocess.PIPE,
+                               text=True, env=env, timeout=600)
+        _assert_one_line_error(r.returncode, r.stderr, "standard output", "No space left on device")
+        assert r.returncode == 2
+    r = subprocess.run([sys.executable, "-m", "saicm", "info", str(coded)], stdout=subprocess.DEVNULL,
+                       stderr=subprocess.PIPE, text=True, env=env, timeout=600, preexec_fn=lambda: os.close(1))
+    _assert_one_line_error(r.returncode, r.stderr, "standard output", "closed")
+    assert r.returncode == 2
