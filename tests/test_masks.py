@@ -369,3 +369,11 @@ def test_masks_without_their_extra_leave_no_half_made_folder(folder, tmp_path):
                           "'--quiet']))\n", tmp_path / "cache")
     assert r.stdout.strip() == "2" and "saicm[train]" in r.stderr, r.stderr
     assert not out.exists()
+
+
+def test_the_progress_bar_is_drawn_on_a_terminal_only(folder, tmp_path):
+    """Without --quiet, `saicm masks` drew its bar into a log file or pipe (a cron log or CI log got one
+    carriage-return-joined line of updates); compress, decompress and eval draw theirs on a terminal only."""
+    r = run_cli("masks", folder, "-o", tmp_path / "m")
+    assert r.returncode == 0, r.stderr
+    assert "\r" not in r.stderr and "img/s" not in r.stderr, r.stderr

@@ -219,7 +219,8 @@ def _run(src: Path, out: Path, files: list[Path], spec: MaskSpec, make: Callable
     fractions: list[float] = []
     failures: list[str] = []
     with _LazyLines(manifest) as log:  # made at its first line: a rerun with nothing to do leaves no empty file
-        for f in tqdm(mine, desc=f"masks {spec.source} {i}/{n}", unit="img", disable=not progress):
+        for f in tqdm(mine, desc=f"masks {spec.source} {i}/{n}", unit="img",
+                      disable=True if not progress else None):  # (None: on a terminal only, as compress draws it)
             rel = f.relative_to(src)
             dest = out / mask_path(rel)
             if dest.is_file() and not overwrite:
