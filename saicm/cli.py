@@ -13,17 +13,18 @@ from .engine import ENGINES, PORTABLE_ENGINES
 from .errors import SaicmError, printable
 
 
-def _report(outcomes, is_folder: bool, verb: str) -> int:
-    """The summary of a job whose failures were written as they happened; exit 1 if any file failed."""
+def _report(outcomes, is_folder: bool, verb: str, out=None) -> int:
+    """The summary of a job whose failures were written as they happened (on ``out``, default standard output);
+    exit 1 if any file failed."""
 
     failed = sum(1 for o in outcomes if o.error)
     skipped = sum(1 for o in outcomes if o.skipped)
     if not is_folder and skipped:
-        print(f"{printable(outcomes[0].job.dst)}: exists: skipped (--existing skip)")
+        print(f"{printable(outcomes[0].job.dst)}: exists: skipped (--existing skip)", file=out)
     if is_folder:
         ok = len(outcomes) - failed - skipped
         print(f"{verb} {ok} of {len(outcomes)} files" + (f"; {skipped} already there (skipped)" if skipped else "")
-              + (f"; {failed} failed" if failed else ""))
+              + (f"; {failed} failed" if failed else ""), file=out)
     return 1 if failed else 0
 
 
@@ -36,6 +37,15 @@ def _summary_out(dst):
     except (OSError, ValueError, AttributeError):  # (no file there; a test's captured stdout)
         pass
     return sys.stdout
+
+
+def _summary_stream(dst, log: str | None, folder: bool):
+    """Where a ``compress`` or ``decompress`` job prints its summary: standard error when standard output carries
+    its data, the coded file (``-o /dev/stdout``) or the JSON lines of ``--log /dev/stdout`` (which a ``| jq``
+    reads: the summary line after them was not JSON)."""
+    if log is not None and _summary_out(log) is sys.stderr:
+        return sys.stderr
+    return sys.stdout if folder else _summary_out(dst)
 
 
 def cmd_compress(a: argparse.Namespace) -> int:
@@ -58,15 +68,16 @@ def cmd_compress(a: argparse.Namespace) -> int:
                  human_quality=a.human_quality, max_pixels=a.max_pixels, engine=a.engine)
     with _job_log(a.log) as log:
         outcomes = batch.run(fn, jobs, a.jobs, "compress", not a.quiet, errors=sys.stderr, log=log)
+    out = _summary_stream(jobs[0].dst, a.log, folder)
     if not folder and outcomes[0].info is not None:
-        i, out = outcomes[0].info, _summary_out(jobs[0].dst)
+        i = outcomes[0].info
         print(f"{printable(jobs[0].dst)}: {i['bytes']} bytes, {i['bpp']:.4f} bpp ({i['model']} q{i['quality']}, "
               f"{i['seconds']:.2f} s)", file=out)
         if "layers" in i:
             m, h = i["layers"]["machine"], i["layers"]["human"]
             print(f"  machine layer {m['bytes']} bytes ({m['model']} q{m['quality']}), human layer {h['bytes']} bytes "
                   f"({h['model']} q{h['quality']})", file=out)
-    return _report(outcomes, folder, "compressed")
+    return _report(outcomes, folder, "compressed", out)
 
 
 def _job_log(path: str | None):
@@ -130,12 +141,13 @@ def cmd_decompress(a: argparse.Namespace) -> int:
         outcomes = batch.run(partial(_decompress_job, model=a.model, layer=a.layer, max_pixels=a.max_pixels,
                                      engine=a.engine), jobs, a.jobs, "decompress", not a.quiet, errors=sys.stderr,
                              log=log)
+    out = _summary_stream(jobs[0].dst, a.log, folder)
     if not folder and outcomes[0].info is not None:
         i = outcomes[0].info
         layer = f", {i['layer']} layer" if i.get("layer") else ""
         print(f"{printable(jobs[0].dst)}: {i['width']}x{i['height']}{layer} ({i['seconds']:.2f} s)",
-              file=_summary_out(jobs[0].dst))
-    return _report(outcomes, folder, "decompressed")
+              file=out)
+    return _report(outcomes, folder, "decompressed", out)
 
 
 def cmd_info(a: argparse.Namespace) -> int:

@@ -927,3 +927,22 @@ def test_standard_output_that_cannot_be_written_is_one_line_and_status_2(tmp_pat
                        stderr=subprocess.PIPE, text=True, env=env, timeout=600, preexec_fn=lambda: os.close(1))
     _assert_one_line_error(r.returncode, r.stderr, "standard output", "closed")
     assert r.returncode == 2
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/stdout"), reason="needs /dev/stdout")
+def test_a_log_on_standard_output_is_json_lines_alone(tmp_path, tiny_model):
+    """`saicm compress photos/ -o coded/ --log /dev/stdout | jq`: the summary line ("compressed 2 of 2 files") came
+    after the JSON lines on standard output, and the reader stopped on it."""
+    import subprocess
+
+    src = _photos(tmp_path / "src", 2)
+    env = dict(os.environ, PYTHONWARNINGS="ignore")
+    for argv in (["compress", src, "-o", tmp_path / "coded", "--model", tiny_model],
+                 ["decompress", tmp_path / "coded", "-o", tmp_path / "dec", "--model", tiny_model],
+                 ["compress", src / "0.png", "-o", tmp_path / "one.saicm", "--model", tiny_model]):
+        r = subprocess.run([sys.executable, "-m", "saicm", *map(str, argv), "--log", "/dev/stdout"],
+                           capture_output=True, text=True, env=env, timeout=600)
+        assert r.returncode == 0, r.stderr
+        records = [json.loads(line) for line in r.stdout.splitlines()]
+        assert records and all(rec["status"] == "written" for rec in records)
+        assert ("compressed 2 of 2" in r.stderr or "decompressed 2 of 2" in r.stderr or "one.saicm: " in r.stderr)
