@@ -18,6 +18,17 @@ from .errors import SaicmError
 #: rerun after an interruption goes on where it stopped), or overwrite it
 EXISTING = ("refuse", "skip", "overwrite")
 
+#: what an output named ``-`` should be instead (``-o /dev/stdout`` writes to standard output, and says its summary
+#: on standard error; ``-`` was refused with "not supported", as if standard output could not be written at all)
+NO_DASH_OUTPUT = "name an output file or folder, or -o /dev/stdout"
+
+
+def no_such_file(path) -> str:
+    """The error of an input that does not exist; ``-`` (standard input in many tools) says what to name instead."""
+    return ("no such file ('-' is not standard input here: name /dev/stdin, or pipe into saicm compress /dev/stdin)"
+            if str(path) == "-" else "no such file")
+
+
 #: inside :func:`no_replace`: the output (an absolute path) that is never renamed onto an existing file (a folder
 #: job's ``--existing refuse`` and ``skip``, whose check before the work two jobs writing one folder could both pass)
 _NO_REPLACE: contextvars.ContextVar[str | None] = contextvars.ContextVar("saicm_no_replace", default=None)
@@ -334,7 +345,7 @@ def read_input(path: str | os.PathLike, limit: int | None = None) -> bytes:
                 return f.read(limit)
         return Path(path).read_bytes()
     except FileNotFoundError:
-        raise SaicmError("no such file", str(path)) from None
+        raise SaicmError(no_such_file(path), str(path)) from None
     except IsADirectoryError:
         raise SaicmError("is a folder, not a file", str(path)) from None
     except OSError as e:
@@ -356,7 +367,7 @@ def output_file(path: str | os.PathLike, inputs=(), suffix: str | None = None) -
     lacks ``suffix`` or is one of ``inputs``; its folder is created (as ``compress`` and ``decompress`` create
     theirs: ``eval -o new/r.json`` ran its whole sweep, then stopped on the missing folder)."""
     if str(path) == "-":
-        raise SaicmError("writing to standard output is not supported: name an output file")
+        raise SaicmError(f"'-o -' is not taken (standard output is not supported by that name): {NO_DASH_OUTPUT}")
     p = Path(path)
     if p.is_dir() or str(path).endswith(("/", os.sep)):
         raise SaicmError("is a folder: name the file to write", str(path))

@@ -946,3 +946,17 @@ def test_a_log_on_standard_output_is_json_lines_alone(tmp_path, tiny_model):
         records = [json.loads(line) for line in r.stdout.splitlines()]
         assert records and all(rec["status"] == "written" for rec in records)
         assert ("compressed 2 of 2" in r.stderr or "decompressed 2 of 2" in r.stderr or "one.saicm: " in r.stderr)
+
+
+def test_a_dash_for_standard_input_or_output_names_what_is_taken_instead(tmp_path, image_file, tiny_model, capsys):
+    """`-o -` said "writing to standard output is not supported" (and `-o /dev/stdout` is); an input `-` said only
+    "-: no such file" (saicm reads /dev/stdin)."""
+    m = ["--model", str(tiny_model)]
+    code = main(["compress", str(image_file), "-o", "-"] + m)
+    assert code == 2
+    _assert_one_line_error(code, capsys.readouterr().err, "-o /dev/stdout")
+    for argv in (["compress", "-", "-o", str(tmp_path / "a.saicm")] + m, ["info", "-"],
+                 ["decompress", "-", "-o", str(tmp_path / "a.png")] + m):
+        code = main(argv)
+        assert code == 2
+        _assert_one_line_error(code, capsys.readouterr().err, "no such file", "/dev/stdin")

@@ -25,7 +25,8 @@ from typing import Callable, TextIO
 
 from tqdm import tqdm
 
-from .._fs import EXISTING, OutputExists, ensure_dir, input_files, no_replace, refuse_input_as_output
+from .._fs import (EXISTING, NO_DASH_OUTPUT, OutputExists, ensure_dir, input_files, no_replace, no_such_file,
+                   refuse_input_as_output)
 from .._signals import StopRequest
 from ..errors import MissingDependency, SaicmError, printable
 from ..errors import warn as saicm_warn
@@ -80,7 +81,7 @@ def plan(inp: str, out: str | None, accept: Callable[[Path], bool], suffix: str,
     a killed job's temporary files, macOS's ``._x.jpg``) are not inputs; symbolic links to folders are not
     followed (said in a warning); a folder that cannot be read becomes a failed job."""
     if out == "-":
-        raise SaicmError("writing to standard output is not supported: name an output file or folder with -o")
+        raise SaicmError(f"'-o -' is not taken (standard output is not supported by that name): {NO_DASH_OUTPUT}")
     if existing is not None and existing not in EXISTING:
         raise SaicmError(f"--existing must be one of {', '.join(EXISTING)}, got {existing!r}")
     src = Path(inp)
@@ -104,7 +105,7 @@ def plan(inp: str, out: str | None, accept: Callable[[Path], bool], suffix: str,
                 for p, r in zip(files, _output_names(rel, suffix))]
         return _refuse_outputs_onto_inputs(jobs, files) + [Job(d, dst_root, error=e) for d, e in failed], True
     if not src.exists():
-        raise SaicmError("no such file", str(src))
+        raise SaicmError(no_such_file(src), str(src))
     derived = out is None
     if out is not None and (out.endswith(("/", os.sep)) or Path(out).is_dir()):
         dst, derived = ensure_dir(out) / (src.stem + suffix), True
