@@ -3,6 +3,7 @@
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -478,11 +479,48 @@ def test_an_interrupted_folder_job_drops_its_queue(tmp_path, monkeypatch):
     try:
         batch._init_worker(1)
         assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN  # a worker finishes its file on Ctrl-C
-        with pytest.raises(SystemExit):  # and unwinds on SIGTERM, so that its temporary file is removed
+        monkeypatch.setattr(batch, "_in_job", True)  # (idle, a worker ends at once: os._exit, not here)
+        with pytest.raises(SystemExit):  # and unwinds on SIGTERM in a file, so that its temporary file is removed
             signal.getsignal(signal.SIGTERM)(signal.SIGTERM, None)
     finally:
         signal.signal(signal.SIGINT, before[0])
         signal.signal(signal.SIGTERM, before[1])
+
+
+_WORKER_SIGTERMED_IN_A_FILE = """
+import os, signal, sys
+from pathlib import Path
+from saicm._fs import atomic_path
+from saicm.codec import batch
+
+batch._detach_from_signals_and_die_with_parent = lambda: None  # (the test's child stays in its group)
+batch._init_worker(1)
+out = Path(sys.argv[1])
+
+def code(job):
+    with atomic_path(job.dst) as tmp:
+        tmp.write_bytes(b"half")
+        os.kill(os.getpid(), signal.SIGTERM)  # what the pool sends its live workers when another one died
+        signal.sigtimedwait([signal.SIGUSR1], 5)  # (SIGTERM's handler runs at the next bytecode)
+    return {}
+
+print(batch._run_in_worker(code, batch.Job(out / "a.png", out / "a.saicm")), flush=True)
+print("the worker lived on", flush=True)
+"""
+
+
+def test_a_worker_sent_sigterm_in_a_file_dies_once_its_temporary_file_is_gone(tmp_path):
+    """When a --jobs worker died (the OOM killer, kill -9), the pool sent SIGTERM to the others, which unwound
+    their file and went back to waiting for work (the pool's worker loop takes a SystemExit for the file's
+    result): the pool's shutdown then waited for them, and the folder job hung for good (a dependency audit
+    saw it once, with 0 CPU for minutes). A worker sent SIGTERM now dies, after its temporary output is removed."""
+    (tmp_path / "a.png").write_bytes(b"")
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    p = subprocess.run([sys.executable, "-c", _WORKER_SIGTERMED_IN_A_FILE, str(tmp_path)], capture_output=True,
+                       text=True, timeout=120, env=env)
+    assert "lived on" not in p.stdout, p.stdout
+    assert p.returncode == 128 + signal.SIGTERM, (p.returncode, p.stderr[-2000:])
+    assert sorted(x.name for x in tmp_path.iterdir()) == ["a.png"]  # no output, and no temporary file left
 
 
 def _photos(folder, n=3, seed=0):

@@ -192,8 +192,41 @@ def _init_worker(threads: int) -> None:
     _detach_from_signals_and_die_with_parent()
 
 
+#: in a worker process, while it codes a file (:func:`_run_in_worker`)
+_in_job = False
+
+
 def _unwind(signum, frame) -> None:
+    """SIGTERM in a worker: it dies. Idle, at once; in a file, once the file's temporary output is gone (the
+    ``SystemExit`` unwinds the job, and :func:`_run_in_worker` ends the process)."""
+    if not _in_job:
+        _exit_worker(128 + signum)
     raise SystemExit(128 + signum)
+
+
+def _exit_worker(code: int) -> None:
+    for stream in (sys.stdout, sys.stderr):  # (its warnings, written before)
+        try:
+            stream.flush()
+        except (AttributeError, OSError, ValueError):
+            pass
+    os._exit(code)
+
+
+def _run_in_worker(fn: Callable[[Job], dict], job: Job) -> Outcome:
+    """:func:`_run_one` in a pool's worker, which a SIGTERM ends for good. A ``SystemExit`` raised in a file
+    used to reach the pool's worker loop, which catches every exception as the file's result and waits for the
+    next file: a worker the pool terminated after another one died (the OOM killer) lived on, and the pool's
+    shutdown waited for it forever."""
+    global _in_job
+    try:
+        _in_job = True  # (inside the try: a SIGTERM before it finds the worker idle, and ends it at once)
+        return _run_one(fn, job)
+    except SystemExit as e:  # the file's ``finally`` clauses have run: its temporary output is gone
+        _exit_worker(e.code if isinstance(e.code, int) else 1)
+        raise  # (not reached)
+    finally:
+        _in_job = False
 
 
 def _detach_from_signals_and_die_with_parent() -> None:
@@ -387,7 +420,7 @@ def _run_pool(fn, jobs: list[Job], workers: int, stop: StopRequest, done: Callab
             else:
                 return
             try:
-                running[pool.submit(_run_one, fn, job)] = job
+                running[pool.submit(_run_in_worker, fn, job)] = job
             except BrokenProcessPool:  # broken between two results: this file and those in flight, again
                 lost(job)
                 restart()
