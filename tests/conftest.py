@@ -5,7 +5,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -43,6 +42,8 @@ def shared_path(*parts: str) -> Path:
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory) -> Path:
     """A randomly initialised small model file, as the trainer would export it."""
+    import torch
+
     from saicm.models import build_architecture, save_model
 
     torch.manual_seed(0)
