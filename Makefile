@@ -4,7 +4,7 @@ VENV    ?= .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 
-.PHONY: demo test install bench clean
+.PHONY: demo test test-oldest install bench clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -25,6 +25,18 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q --durations=15
+
+# The declared lower bounds, checked (not part of `make test`): a fresh venv with the lowest releases
+# pyproject.toml allows for the coding-only install and the test extra, no PyTorch, running the tests such an
+# install can run. Raise a bound in pyproject.toml and .ci/constraints-oldest.txt together.
+OLDEST ?= .venv-oldest
+test-oldest:
+	rm -rf $(OLDEST)
+	$(PY) -m venv $(OLDEST)
+	$(OLDEST)/bin/pip install --quiet --only-binary=:all: -c .ci/constraints-oldest.txt '.[test]'
+	$(OLDEST)/bin/pip list --format=freeze | grep -iE '^(numpy|pillow|safetensors|tqdm|onnxruntime|threadpoolctl|constriction)=='
+	grep -v '^#' .ci/coding-only-tests.txt | tr '\n' '\0' | OMP_NUM_THREADS=1 SAICM_THREADS=1 \
+		xargs -0 $(OLDEST)/bin/python -m pytest -q -p no:cacheprovider
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/rd_photos.py --data ../shared/data/photos/test
