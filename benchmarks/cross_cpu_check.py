@@ -206,7 +206,7 @@ def compare(a: Path, b: Path) -> int:
     da, db = (json.loads((d / "decode.json").read_text())["files"] for d in (a, b))
     total = diff = 0
     worst = 0
-    for key in sorted(set(da) & set(db)):
+    for key in sorted(set(da) & set(db), key=lambda k: Path(da[k]["file"]).name):
         ra, rb = da[key], db[key]
         name = Path(ra["file"]).name
         if "error" in ra or "error" in rb:
