@@ -9,7 +9,7 @@
 ``encode`` writes one file per image and spec (``mse-hyperprior-n64-v5@4``; ``scalable-off02v6-m4-cond@4:5`` is a
 two-layer file: machine quality 4, human quality 5) and ``DIR/encode.json`` (each file's SHA-256). ``--small-strips`` takes the
 paths of images over 4 megapixels (strips, tiles) from tiny sizes on. ``decode`` reads
-format-3 files (``.saicm`` in a folder too) and, per file, writes into ``DIR``: the integer latents (machine layer,
+format-3 files (``.saicm`` in a folder too; ``.saicmv`` clips: their frames, with PyTorch) and, per file, writes into ``DIR``: the integer latents (machine layer,
 then the human layer's, in units of 2**-FRAC, ``.npy``), the decoded pixels (``.png``; both layers of a two-layer
 file) and ``decode.json``: the latents' SHA-256 and whether coding them again with this CPU's tables gives the file's
 strings byte for byte. ``--model NAME=PATH`` decodes files naming model NAME with the weights at PATH (such as
@@ -136,6 +136,23 @@ def _latents(data: bytes, models: dict[str, str]) -> tuple[np.ndarray, bool, np.
     return units, same, hunits, hsame
 
 
+def _video(data: bytes, key: str, out: Path) -> dict:
+    """A ``.saicmv`` clip (NeRV, PyTorch): its frames stacked in one PNG, whether its weights re-encode to the
+    file's symbols (integers), and the SHA-256 of those symbols in place of latents."""
+    from PIL import Image
+
+    from saicm.video import api, bitstream, compress
+
+    frames = api.decode(data).frames
+    png = out / f"{key}-frames.png"
+    Image.fromarray(frames.reshape(-1, *frames.shape[2:])).save(png)
+    h, model = api.network(data)
+    symbols = bitstream.unpack(data).symbols
+    return {"latents_sha256": _sha(symbols), "reencoded_equal": compress.encode_symbols(
+        compress.quantise(model, h.bits), h.bits) == symbols,
+        "pixels": {"frames": {"png": png.name, "sha256": _sha(frames.tobytes())}}}
+
+
 def decode(paths: list[Path], out: Path, engine: str, models: dict[str, str]) -> int:
     import saicm
     from saicm.codec import container
@@ -144,7 +161,7 @@ def decode(paths: list[Path], out: Path, engine: str, models: dict[str, str]) ->
     files = []
     for p in paths:
         if p.is_dir():
-            files += sorted(p.glob("*.saicm"))
+            files += sorted(p.glob("*.saicm")) + sorted(p.glob("*.saicmv"))
         else:
             files.append(p)
     rows = {}
@@ -156,6 +173,11 @@ def decode(paths: list[Path], out: Path, engine: str, models: dict[str, str]) ->
             continue
         row: dict = {"file": str(f), "sha256": _sha(data)}
         t = time.perf_counter()
+        if f.suffix == ".saicmv":
+            row.update(_video(data, key, out), seconds=round(time.perf_counter() - t, 2))
+            rows[key] = row
+            print(f"{f.name}: weights re-encoded equal {row['reencoded_equal']}, {row['seconds']} s", flush=True)
+            continue
         try:
             units, same, hunits, hsame = _latents(data, models)
         except Exception as e:  # a format-1 file, a damaged one, or a model missing here
