@@ -11,7 +11,7 @@ two-layer file: machine quality 4, human quality 5) and ``DIR/encode.json`` (eac
 paths of images over 4 megapixels (strips, tiles) from tiny sizes on. ``decode`` reads
 format-3 files (``.saicm`` in a folder too; ``.saicmv`` clips: their frames, with PyTorch) and, per file, writes into ``DIR``: the integer latents (machine layer,
 then the human layer's, in units of 2**-FRAC, ``.npy``), the decoded pixels (``.png``; both layers of a two-layer
-file) and ``decode.json``: the latents' SHA-256 and whether coding them again with this CPU's tables gives the file's
+file) and ``decode.json``: the latents' SHA-256 (files of formats 1 and 2, which PyTorch decodes: pixels only) and whether coding them again with this CPU's tables gives the file's
 strings byte for byte. ``--model NAME=PATH`` decodes files naming model NAME with the weights at PATH (such as
 ``ctx-v5-s2c=checkpoints/ctx-v5-s2c.safetensors``). ``compare`` matches two ``decode`` folders by file content (and
 two ``encode`` folders by file name): latents identical, the largest pixel difference and the share of differing
@@ -106,6 +106,10 @@ def encode(images: list[Path], specs: list[str], out: Path, engine: str) -> int:
     return 0
 
 
+class NotPortable(ValueError):
+    """A file of format 1 or 2 (float tables, PyTorch and CompressAI's coder): pixels only."""
+
+
 def _latents(data: bytes, models: dict[str, str]) -> tuple[np.ndarray, bool, np.ndarray | None, bool]:
     """The integer latents of a format-3 file (machine layer; human layer or None), and whether each, coded
     again with this CPU's tables, gives the file's strings byte for byte."""
@@ -125,7 +129,7 @@ def _latents(data: bytes, models: dict[str, str]) -> tuple[np.ndarray, bool, np.
     machine, human = container.split_layers(data)
     stream = container.unpack(machine)
     if stream.header.version != container.PORTABLE_VERSION:
-        raise ValueError(f"format {stream.header.version}, not the portable format {container.PORTABLE_VERSION}")
+        raise NotPortable(f"format {stream.header.version}, not the portable format {container.PORTABLE_VERSION}")
     h = stream.header
     units, same = again(open_portable(stream, models.get(h.model)), stream.strings, h.shapes[0], h.strip_rows)
     if human is None:
@@ -180,6 +184,15 @@ def decode(paths: list[Path], out: Path, engine: str, models: dict[str, str]) ->
             continue
         try:
             units, same, hunits, hsame = _latents(data, models)
+        except NotPortable as e:  # formats 1 and 2: their pixels (with PyTorch), no latents
+            png = out / f"{key}-auto.png"
+            img = saicm.decompress(data)
+            img.save(png)
+            row.update(latents_sha256=None, reencoded_equal=None, note=str(e), seconds=round(time.perf_counter() - t, 2),
+                       pixels={"auto": {"png": png.name, "sha256": _sha(np.asarray(img).tobytes())}})
+            rows[key] = row
+            print(f"{f.name}: {e}: pixels only, {row['seconds']} s", flush=True)
+            continue
         except Exception as e:  # a format-1 file, a damaged one, or a model missing here
             row["error"] = f"{type(e).__name__}: {e}"
             rows[key] = row
@@ -237,14 +250,14 @@ def compare(a: Path, b: Path) -> int:
             print(f"{name}: {'both failed' if both else 'FAILED ON ONE SIDE'}: {ra.get('error')} | {rb.get('error')}")
             continue
         lat = ra["latents_sha256"] == rb["latents_sha256"]
-        msg = [f"latents {'identical' if lat else 'DIFFER'}",
+        msg = [f"latents {'identical' if lat else 'DIFFER'}" if ra["latents_sha256"] else ra.get("note", "no latents"),
                f"re-encoded equal {ra['reencoded_equal']}/{rb['reencoded_equal']}"]
         if not lat:
             bad += 1
             ua, ub = np.load(a / f"{key}-latents.npy"), np.load(b / f"{key}-latents.npy")
             if ua.shape == ub.shape:
                 msg.append(f"{int((ua != ub).sum())} of {ua.size} machine latents differ")
-        bad += not (ra["reencoded_equal"] and rb["reencoded_equal"])
+        bad += ra["reencoded_equal"] is False or rb["reencoded_equal"] is False
         for layer, pa in ra["pixels"].items():
             x, y = _pixels(a, pa["png"]), _pixels(b, rb["pixels"][layer]["png"])
             d = int(np.abs(x - y).max()) if x.shape == y.shape else -1
