@@ -59,9 +59,11 @@ def cpu_report(torch: bool = False) -> dict:
     import onnxruntime as ort
 
     out["onnxruntime"] = {"version": ort.__version__, "device": ort.get_device()}
-    import constriction
+    from importlib.metadata import version
 
-    out["constriction"] = getattr(constriction, "__version__", "?")
+    import constriction  # noqa: F401  (imports: its wheel runs on this CPU)
+
+    out["constriction"] = version("constriction")
     if torch:
         import torch as t
 
