@@ -7,16 +7,18 @@
 
 ``cpu`` prints what NumPy, its OpenBLAS, onnxruntime and (with ``--torch``) PyTorch detect of the CPU they run on.
 ``encode`` writes one file per image and spec (``mse-hyperprior-n64-v5@4``; ``scalable-off02v6-m4-cond@4:5`` is a
-two-layer file: machine quality 4, human quality 5) and ``DIR/encode.json`` (each file's SHA-256). ``--small-strips`` takes the
-paths of images over 4 megapixels (strips, tiles) from tiny sizes on. ``decode`` reads
-format-3 files (``.saicm`` in a folder too; ``.saicmv`` clips: their frames, with PyTorch) and, per file, writes into ``DIR``: the integer latents (machine layer,
-then the human layer's, in units of 2**-FRAC, ``.npy``), the decoded pixels (``.png``; both layers of a two-layer
-file) and ``decode.json``: the latents' SHA-256 (files of formats 1 and 2, which PyTorch decodes: pixels only) and whether coding them again with this CPU's tables gives the file's
-strings byte for byte. ``--model NAME=PATH`` decodes files naming model NAME with the weights at PATH (such as
-``ctx-v5-s2c=checkpoints/ctx-v5-s2c.safetensors``). ``compare`` matches two ``decode`` folders by file content (and
-two ``encode`` folders by file name): latents identical, the largest pixel difference and the share of differing
-pixel values, identical bytes; it exits 1 if a latent differs, a file failed to decode on one side only, or a pixel
-differs by more than 1.
+two-layer file: machine quality 4, human quality 5; ``--engine compressai`` writes format 1) and ``DIR/encode.json``
+(each file's SHA-256). ``decode`` reads files (``.saicm`` and ``.saicmv`` in a folder too) and writes into ``DIR``,
+per file: for format 3, the integer latents (machine layer, then the human layer's, in units of 2**-FRAC, ``.npy``)
+and whether coding them again with this CPU's tables gives the file's strings byte for byte; the decoded pixels
+(``.png``; both layers of a two-layer file; a clip's frames stacked); ``decode.json`` with their SHA-256. Files of
+formats 1 and 2 (PyTorch, float tables) give pixels only; a ``.saicmv`` clip (PyTorch) its frames, and whether its
+weights re-encode to its symbols. ``--model NAME=PATH`` decodes files naming model NAME with the weights at PATH
+(``ctx-v5-s2c=checkpoints/ctx-v5-s2c.safetensors``). ``--small-strips`` (both) takes the paths of images over
+4 megapixels (y in strips, tiled analysis and synthesis) from tiny sizes on. ``compare`` matches two ``decode``
+folders by file content and two ``encode`` folders by file name: latents identical, the largest pixel difference
+and the share of differing pixel values, identical bytes; it exits 1 if a latent differs, a re-encode does not
+give the file's strings, a file failed to decode on one side only, or a pixel differs by more than 1.
 
 Under emulation, e.g. a CPU without AVX (qemu-user 7.2)::
 
@@ -190,7 +192,8 @@ def decode(paths: list[Path], out: Path, engine: str, models: dict[str, str]) ->
             png = out / f"{key}-auto.png"
             img = saicm.decompress(data)
             img.save(png)
-            row.update(latents_sha256=None, reencoded_equal=None, note=str(e), seconds=round(time.perf_counter() - t, 2),
+            row.update(latents_sha256=None, reencoded_equal=None, note=str(e),
+                       seconds=round(time.perf_counter() - t, 2),
                        pixels={"auto": {"png": png.name, "sha256": _sha(np.asarray(img).tobytes())}})
             rows[key] = row
             print(f"{f.name}: {e}: pixels only, {row['seconds']} s", flush=True)
@@ -279,21 +282,23 @@ def compare(a: Path, b: Path) -> int:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="cmd", required=True)
+    from saicm.commands.argtypes import existing
+
     c = sub.add_parser("cpu")
     c.add_argument("--torch", action="store_true")
     e = sub.add_parser("encode")
-    e.add_argument("images", nargs="+", type=Path)
+    e.add_argument("images", nargs="+", type=existing)
     e.add_argument("--out", type=Path, required=True)
     e.add_argument("--spec", action="append", help="MODEL@Q or MODEL@Q:HQ (repeatable)")
     e.add_argument("--engine", default="onnx")
     d = sub.add_parser("decode")
-    d.add_argument("files", nargs="+", type=Path)
+    d.add_argument("files", nargs="+", type=existing)
     d.add_argument("--out", type=Path, required=True)
     d.add_argument("--engine", default="onnx")
     d.add_argument("--model", action="append", default=[], help="NAME=PATH (repeatable)")
     m = sub.add_parser("compare")
-    m.add_argument("a", type=Path)
-    m.add_argument("b", type=Path)
+    m.add_argument("a", type=existing)
+    m.add_argument("b", type=existing)
     for s in (e, d):
         s.add_argument("--small-strips", action="store_true",
                        help="code and decode tiny images in strips and tiles, as images over 4 megapixels")
@@ -304,10 +309,10 @@ def main(argv=None) -> int:
         print(json.dumps(cpu_report(a.torch), indent=1))
         return 0
     if a.cmd == "encode":
-        return encode(a.images, a.spec or ["mse-hyperprior-n64-v5@4"], a.out, a.engine)
+        return encode([Path(i) for i in a.images], a.spec or ["mse-hyperprior-n64-v5@4"], a.out, a.engine)
     if a.cmd == "decode":
-        return decode(a.files, a.out, a.engine, dict(s.split("=", 1) for s in a.model))
-    return compare(a.a, a.b)
+        return decode([Path(f) for f in a.files], a.out, a.engine, dict(s.split("=", 1) for s in a.model))
+    return compare(Path(a.a), Path(a.b))
 
 
 if __name__ == "__main__":

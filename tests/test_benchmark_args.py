@@ -18,6 +18,7 @@ ROOT = Path(__file__).resolve().parent.parent
 CASES = [
     ("engine_startup.py", ["MISSING"]),
     ("engine_cross.py", ["MISSING", "--limit", "1"]),
+    ("cross_cpu_check.py", ["decode", "MISSING", "--out", "TMP/out"]),
     ("padding_cost.py", ["MISSING"]),
     ("scalable_speed.py", ["MISSING", "--repeats", "1"]),
     ("analysis_int8_probe.py", ["--calibrate", "TMP", "--data", "MISSING", "--repeats", "1"]),
