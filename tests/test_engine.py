@@ -88,6 +88,23 @@ def test_integer_weights_respect_the_exactness_bound():
         assert int(sums.max()) * hypernet.ACT_LIMIT + int(np.abs(layer.bias).max()) < 2 ** 53
 
 
+def test_integer_weights_take_the_largest_shift_within_the_bound():
+    """Known shifts (mutation audit of 0.24.0: the bound's ``<=``, the cap of 40 and the all-zero case could each
+    be moved with no test failing, and the shift decides the coder tables, so a file written before such a change
+    would decode to garbage after it). One output summing exactly to 2**26 keeps that shift; a sum of 3 takes
+    2**24 (3·2**25 is past the bound); tiny and all-zero weights stop at 2**40."""
+    def shift(w):
+        wi, s = hypernet._integer_weights(np.asarray(w, np.float64), axes=(1,))
+        assert np.array_equal(wi, np.rint(np.ldexp(np.asarray(w, np.float64), s)))
+        return s
+
+    assert shift([[1.0]]) == 26 and shift([[0.5, -0.5]]) == 26  # Σ|w|·2**26 = WEIGHT_SUM_LIMIT exactly
+    assert shift([[3.0]]) == 24 and shift([[1.0 + 2 ** -20]]) == 25
+    assert shift([[1.0 + 2 ** -28]]) == 26  # the float estimate says 25; the rounded integers fit at 26
+    assert shift([[2.0 ** -20]]) == 40 and shift([[2.0 ** -14]]) == 40 and shift([[2.0 ** -13]]) == 39
+    assert shift([[0.0, 0.0]]) == 40 and shift(np.zeros((0, 3))) == 40
+
+
 def test_integer_hyper_synthesis_is_close_to_the_float_one():
     import torch
 
