@@ -105,6 +105,39 @@ def test_integer_weights_take_the_largest_shift_within_the_bound():
     assert shift([[0.0, 0.0]]) == 40 and shift(np.zeros((0, 3))) == 40
 
 
+def test_a_convolution_on_one_row_uses_every_tap():
+    """A 3×3 layer on a one-row input (the condition network on a 16-pixel-high image) must not take the pointwise
+    path, which reads only the first tap, and a 1×1 layer on several rows must not either (``k == 1 and h == 1`` →
+    ``or`` and either ``==`` → ``!=`` survived: every test input had several rows, the only 1×1 layer one row;
+    mutation audit of 0.24.0)."""
+    rng = np.random.default_rng(2)
+    conv = hypernet._layer(rng.normal(0, 0.1, (6, 4, 3, 3)), rng.normal(0, 0.1, 6), transposed=False, leaky=False)
+    x = rng.integers(-hypernet.ACT_LIMIT, hypernet.ACT_LIMIT + 1, (4, 1, 9), dtype=np.int64)
+    w_int = conv.weight.reshape(3, 3, conv.cout, conv.cin).astype(np.int64)
+    xp = np.pad(x, ((0, 0), (1, 1), (1, 1)))
+    acc = sum(np.einsum("oc,chw->ohw", w_int[i, j], xp[:, i: i + 1, j: j + 9]) for i in range(3) for j in range(3))
+    want = np.clip((acc + conv.bias[:, None, None] + (1 << (conv.shift - 1))) >> conv.shift,
+                   -hypernet.ACT_LIMIT, hypernet.ACT_LIMIT)
+    assert np.array_equal(hypernet._conv(x, conv), want)
+    point = hypernet._layer(rng.normal(0, 0.1, (6, 4, 1, 1)), rng.normal(0, 0.1, 6), transposed=False, leaky=False)
+    x = rng.integers(-hypernet.ACT_LIMIT, hypernet.ACT_LIMIT + 1, (4, 3, 5), dtype=np.int64)  # 1×1 on several rows
+    acc = np.einsum("oc,chw->ohw", point.weight[0].astype(np.int64), x) + point.bias[:, None, None]
+    want = np.clip((acc + (1 << (point.shift - 1))) >> point.shift, -hypernet.ACT_LIMIT, hypernet.ACT_LIMIT)
+    assert np.array_equal(hypernet._conv(x, point), want)
+
+
+def test_layers_split_in_many_row_blocks_give_the_one_block_result(monkeypatch):
+    """Large latents are computed in blocks of rows (BLOCK_VALUES bounds the memory); at the tested sizes every layer
+    ran in one block, so the block arithmetic (``r1 - r0`` → ``r1 + r0`` in the transposed layer) could break with no
+    test failing, and only images of tens of megapixels would have found it (mutation audit of 0.24.0)."""
+    st = _v5_state()
+    hs = hypernet.IntegerHyperSynthesis(st)
+    z = np.random.default_rng(4).integers(-2 ** 20, 2 ** 20, (64, 5, 7))
+    whole = hs(z)
+    monkeypatch.setattr(hypernet, "BLOCK_VALUES", 1)  # one row (one column) per block
+    assert np.array_equal(hs(z), whole)
+
+
 def test_integer_hyper_synthesis_is_close_to_the_float_one():
     import torch
 
