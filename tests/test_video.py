@@ -174,6 +174,29 @@ def test_quantisation_steps_and_symbols():
     assert ((deq - w).abs() <= step / 2 + 1e-12).all() and (deq[2] == 0).all()
 
 
+def test_quantisation_refuses_what_it_cannot_write_and_gives_empty_groups_step_one():
+    """The encoder's own refusals had no test (mutation audit of 0.24.0): without them a diverged network was
+    written with an infinite or NaN step, a file the reader then refuses; an all-zero group's step is 1 (the module
+    docstring), not the smallest float16 it became with ``amax == 0`` moved by one."""
+    with pytest.raises(FormatError, match="too large to quantise"):
+        compress.quantise_tensor("w", torch.full((2, 3), 1e7), 2, 8)  # 1e7 / 127 is past float16's range
+    for bad in (float("nan"), float("inf")):
+        w = torch.zeros(2, 3)
+        w[1, 2] = bad
+        with pytest.raises(FormatError, match="cannot quantise w: it holds non-finite values"):
+            compress.quantise_tensor("w", w, 2, 8)
+    q = compress.quantise_tensor("w", torch.tensor([[0.0, 0.0], [1.0, -0.5]]), 2, 8)
+    assert q.steps[0] == 1 and q.symbols.tolist() == [0, 0, 127, -63]
+    assert q.steps[1] == np.nextafter(np.float16(1 / 127), np.float16(1))  # 1/127 rounded up to a float16
+
+
+def test_chunks_are_16_32_64_up_to_1024_symbols():
+    """The chunk boundaries are part of the format (the model is updated between chunks)."""
+    assert compress.chunks(0) == [] and compress.chunks(16) == [(0, 16)] and compress.chunks(17) == [(0, 16), (16, 17)]
+    assert compress.chunks(48) == [(0, 16), (16, 48)]
+    assert [b - a for a, b in compress.chunks(5000)] == [16, 32, 64, 128, 256, 512, 1024, 1024, 1024, 920]
+
+
 def test_entropy_coder_round_trip_and_garbage():
     rng = np.random.default_rng(0)
     shapes = [(40, 30), (40,), (7, 3, 3, 3), (3,)]
@@ -702,6 +725,9 @@ def test_reference_file_still_decodes_to_the_same_frames(path):
     h, model = api.network(data)  # and the weights re-encode to the same bytes
     qts = compress.quantise(model, h.bits)
     assert compress.encode_symbols(qts, h.bits) == bitstream.unpack(data).symbols
+    # and the whole file, steps included: quantising the decoded network gives back the file's steps
+    steps = np.concatenate([t.steps for t in qts])
+    assert bitstream.pack(bitstream.VideoStream(h, steps, compress.encode_symbols(qts, h.bits))) == data
 
 
 def test_stage_epochs_follow_the_options():
