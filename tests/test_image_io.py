@@ -2,6 +2,7 @@
 global Pillow setting saicm must not disturb (found by an audit of session 38)."""
 
 import gc
+import io
 import os
 import threading
 import warnings
@@ -205,11 +206,62 @@ def test_image_end_finds_where_the_first_image_ends(fmt, kw):
     assert image_io.image_end(one[: len(one) // 2], fmt) is None  # cut short: no claim
 
 
+@pytest.mark.parametrize("fmt", ["PNG", "JPEG", "BMP"])
+def test_image_end_of_every_cut_of_an_image_is_none(fmt):
+    """Cut anywhere before its end, an image makes no claim, and reading it never raises (one cut in the middle
+    was tested: a JPEG cut one byte after a marker's 0xFF raised IndexError with ``pos + 1 < n`` moved by one;
+    mutation audit of 0.24.0)."""
+    one = _encoded(fmt)
+    assert [k for k in range(len(one)) if image_io.image_end(one[:k], fmt) is not None] == []
+
+
 @settings(max_examples=300, deadline=None)
 @given(st.binary(max_size=400), st.sampled_from(["PNG", "JPEG", "BMP"]))
 def test_image_end_of_any_bytes_is_none_or_within_them(data, fmt):
     end = image_io.image_end(data, fmt)
     assert end is None or 0 < end <= len(data)
+
+
+def test_image_end_reads_past_fill_bytes_and_only_trusts_a_bmp_size_that_is_there():
+    """Known values the round trips above never reach (mutation audit of 0.24.0): 0xFF fill bytes before a JPEG
+    marker (allowed by the standard, read by Pillow) were stepped back over, so a pipe of such JPEGs gave no
+    warning; a BMP whose header size is 0 (some writers leave it so) ended at byte 0, so one BMP alone on a pipe
+    was said to be followed by all of its own bytes; a BMP header cut before its size field was read."""
+    jpeg = _encoded("JPEG")
+    for fill in (b"\xff", b"\xff\xff"):  # fill bytes before the first segment's marker
+        filled = jpeg[:2] + fill + jpeg[2:]
+        Image.open(io.BytesIO(filled)).load()  # (a valid JPEG)
+        assert image_io.image_end(filled, "JPEG") == len(filled)
+        assert image_io.image_end(filled + jpeg, "JPEG") == len(filled)
+    exif = _encoded("JPEG", exif=b"Exif\0\0" + bytes(1000))  # a segment longer than 255 bytes (a camera's EXIF)
+    assert image_io.image_end(exif + jpeg, "JPEG") == len(exif)
+    # the markers that carry no length (T.81 B.1.1.3: RST0..RST7, TEM) are stepped over as two bytes
+    for marker in (0xD0, 0xD7, 0x01):
+        assert image_io.image_end(bytes([0xFF, 0xD8, 0xFF, marker, 0xFF, 0xD9]), "JPEG") == 6
+    assert image_io.image_end(bytes([0xFF, 0xD8, 0xFF, 0xCF, 0, 2, 0xFF, 0xD9]), "JPEG") == 8  # (SOF15: a length)
+    # in entropy-coded data a stuffed 0xFF00 or a restart marker is stepped over as two bytes, not three
+    sos = bytes([0xFF, 0xD8, 0xFF, 0xDA, 0, 2, 0x12])
+    for inside in (b"\xff\x00", b"\xff\xd0", b"\xff\xd7\x34\xff\x00"):
+        assert image_io.image_end(sos + inside + b"\xff\xd9", "JPEG") == len(sos + inside) + 2
+    bmp = _encoded("BMP")
+    unsized = bmp[:2] + bytes(4) + bmp[6:]
+    Image.open(io.BytesIO(unsized)).load()  # (Pillow reads it)
+    assert image_io.image_end(unsized, "BMP") is None and image_io.image_end(unsized + bmp, "BMP") is None
+    assert image_io.image_end(b"BM\x06\0\0\0", "BMP") == 6  # the shortest header that says its size
+    assert image_io.image_end(b"BM\x05\0\0", "BMP") is None  # cut inside the size field: no claim
+
+
+@pytest.mark.parametrize("head, begins", [
+    (b"\x89PNG\r\n\x1a\n\0\0", True), (b"\xff\xd8\xff\xe0", True), (b"BM\x36\0", True), (b"GIF89a", True),
+    (b"II*\x00", True), (b"MM\x00*", True), (b"RIFF\0\0\0\0WEBP", True),
+    (b"P6\n64 48\n255\n", True), (b"P1 8 8", True), (b"P6\n", True), (b"P7\t", True),  # PNM, P1..P7
+    (b"P6", False), (b"P8\n", False), (b"P0\n", False), (b"Q6\n", False), (b"P6x", False), (b"\n6\n", False),
+    (b"", False), (b"\x89PN", False)])
+def test_what_begins_another_image_on_a_pipe(head, begins):
+    """The PNM branch of the signature check had no test: its three conditions could each be flipped (a PPM after
+    a PNG on a pipe said nothing, or a trailer starting 'x6 ' was taken for an image) unnoticed (mutation audit of
+    0.24.0)."""
+    assert image_io._image_signature(head) is begins
 
 
 @pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs POSIX FIFOs")
