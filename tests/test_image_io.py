@@ -264,6 +264,35 @@ def test_what_begins_another_image_on_a_pipe(head, begins):
     assert image_io._image_signature(head) is begins
 
 
+def _through_a_pipe(tmp_path, data: bytes, **kw):
+    fifo = tmp_path / "pipe"
+    if not fifo.exists():
+        os.mkfifo(fifo)
+    writer = threading.Thread(target=lambda: open(fifo, "wb").write(data), daemon=True)
+    writer.start()
+    try:
+        return image_io.load_image(str(fifo), **kw)
+    finally:
+        writer.join(10)
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs POSIX FIFOs")
+def test_a_pipe_is_read_to_its_limit_and_an_empty_one_is_named(tmp_path):
+    """A pipe is read to 8 bytes per allowed pixel plus 1 MiB: one byte more is refused before Pillow sees it, an
+    empty pipe is named as such. Neither refusal had a test: each could be deleted, or the bound moved by one, and
+    the pipe fell through to Pillow's "cannot identify" (mutation audit of 0.24.0)."""
+    with pytest.raises(ImageError, match="empty input"):
+        _through_a_pipe(tmp_path, b"")
+    limit = 8 * 64 + (1 << 20)
+    with pytest.raises(ImageError, match=f"more than {limit:,} bytes: not an image within the pixel limit"):
+        _through_a_pipe(tmp_path, bytes(limit + 1), max_pixels=64)
+    with pytest.raises(ImageError) as e:  # exactly the limit is read and handed to Pillow, which refuses zeros
+        _through_a_pipe(tmp_path, bytes(limit), max_pixels=64)
+    assert "more than" not in str(e.value) and "empty" not in str(e.value)
+    img = _through_a_pipe(tmp_path, _encoded("PNG"), max_pixels=40 * 56)  # (and an image within it is read)
+    assert img.size == (40, 56)
+
+
 @pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs POSIX FIFOs")
 def test_several_images_on_one_pipe_code_the_first_and_say_so(tmp_path, tiny_model):
     """``ffmpeg -f image2pipe … | saicm compress /dev/stdin`` coded the first frame and dropped the rest in silence
