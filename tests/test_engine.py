@@ -138,6 +138,19 @@ def test_layers_split_in_many_row_blocks_give_the_one_block_result(monkeypatch):
     assert np.array_equal(hs(z), whole)
 
 
+def test_a_condition_network_whose_input_does_not_fit_its_scale_is_refused():
+    rng = np.random.default_rng(3)
+    state = {f"cond.{i}.weight": rng.normal(0, 0.1, (4, 4, 3, 3)) for i in (0, 2, 4)}
+    state.update({f"cond.{i}.bias": np.zeros(4) for i in (0, 2, 4)})
+    hypernet.condition_network(state, "cond", np.ones(4, np.float32))
+    for scale in (np.ones(3, np.float32), np.ones(5, np.float32), np.ones((4, 1), np.float32)):
+        with pytest.raises(ValueError, match=r"cond\.0\.weight \(4, 4, 3, 3\) does not take"):
+            hypernet.condition_network(state, "cond", scale)
+    state["cond.0.weight"] = state["cond.0.weight"][:, :, :, 0]  # not a 4-d convolution weight
+    with pytest.raises(ValueError, match="does not take"):
+        hypernet.condition_network(state, "cond", np.ones(4, np.float32))
+
+
 def test_integer_hyper_synthesis_is_close_to_the_float_one():
     import torch
 
