@@ -40,44 +40,32 @@ def ctx_path(tmp_path_factory):
     return path
 
 
-def test_an_untrained_context_model_codes_like_its_hyperprior():
+def test_an_untrained_context_model_codes_like_its_hyperprior(tmp_path):
     """Zero-initialised aggregation: the same parameters per element, so the same rate and the same pixels."""
     from saicm.device import single_thread_kernels
 
     with single_thread_kernels():  # one thread, and the caller's count again after (later tests ran on one thread)
         net = _from_v5()
+        path = tmp_path / "untrained-ctx.safetensors"  # (a mkdtemp() folder was left in /tmp by every run)
+        save_model(net, path)
         img = natural_image(100, 140, seed=2)
         for q in (1, 7):
             # the portable engine: the same integer tables and means, so exactly the same latent and pixels
-            ours = saicm.compress(img, model=_saved(net), quality=q)
+            ours = saicm.compress(img, model=path, quality=q)
             theirs = saicm.compress(img, model="mse-hyperprior-n64-v5", quality=q)
             assert container.unpack(ours).header.version == container.unpack(theirs).header.version == 3
             size = [sum(len(b) for b in container.unpack(d).strings) for d in (ours, theirs)]
             assert abs(size[0] - size[1]) <= 4 * 8  # the same symbols in 8 passes instead of one
-            assert np.array_equal(np.asarray(saicm.decompress(ours, model=_saved(net))),
+            assert np.array_equal(np.asarray(saicm.decompress(ours, model=path)),
                                   np.asarray(saicm.decompress(theirs)))
-            ours = saicm.compress(img, model=_saved(net), quality=q, engine="compressai")
+            ours = saicm.compress(img, model=path, quality=q, engine="compressai")
             # the hyperprior as CompressAI codes it (float hyper-synthesis, format 1), like the context model
             theirs = saicm.compress(img, model="mse-hyperprior-n64-v5", quality=q, engine="compressai")
             size = [sum(len(b) for b in container.unpack(d).strings) for d in (ours, theirs)]
             assert abs(size[0] - size[1]) <= 4  # the same bits in another order
-            a = np.asarray(saicm.decompress(ours, model=_saved(net))).astype(int)
+            a = np.asarray(saicm.decompress(ours, model=path)).astype(int)
             b = np.asarray(saicm.decompress(theirs)).astype(int)
             assert np.abs(a - b).max() <= 1
-
-
-_SAVED: dict = {}
-
-
-def _saved(net):
-    import tempfile
-    from pathlib import Path
-
-    if id(net) not in _SAVED:
-        path = Path(tempfile.mkdtemp()) / "untrained-ctx.safetensors"
-        save_model(net, path)
-        _SAVED[id(net)] = path
-    return _SAVED[id(net)]
 
 
 def test_round_trip_and_rate_with_contexts_on(ctx_path):
