@@ -341,11 +341,13 @@ def test_random_bytes_only_ever_give_saicm_errors(data):
 
 
 def test_fuzz_benchmark_runs_a_few_hundred_cases_in_child_processes(tmp_path):
-    out = tmp_path / "report.json"
+    out, temporary = tmp_path / "report.json", tmp_path / "tmp"
+    temporary.mkdir()
     r = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "fuzz_decode.py"), "--cases", "300",
                         "--seed", "7", "--max-pixels", str(1 << 20), "--quiet", "-o", str(out),
-                        "--save", str(tmp_path / "failures")],
-                       capture_output=True, text=True, timeout=1200, env=dict(os.environ, PYTHONWARNINGS="ignore"))
+                        "--save", str(tmp_path / "failures")], capture_output=True, text=True, timeout=1200,
+                       env=dict(os.environ, PYTHONWARNINGS="ignore", TMPDIR=str(temporary)))
+    assert not list(temporary.glob("saicm-fuzz-*"))  # its seed models are removed (every run left them in /tmp)
     report = json.loads(out.read_text())
     assert r.returncode == 0, (report["outcomes"], report["failures"][:3])
     assert sum(report["outcomes"].values()) == 300
