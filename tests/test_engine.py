@@ -377,10 +377,30 @@ def test_onnxruntime_out_of_memory_is_a_memory_error(files, monkeypatch, tmp_pat
 # --- OpenVINO (optional): float32 and bfloat16 transforms, the same exact tables -------------------------------
 
 def _openvino():
-    try:
-        import openvino  # noqa: F401
-    except ImportError:
+    import importlib.util
+
+    if importlib.util.find_spec("openvino") is None:  # (not imported here: saicm imports it without its telemetry)
         pytest.skip("OpenVINO is not installed (the optional extra saicm[openvino]; make install brings it)")
+
+
+def test_the_openvino_engines_send_no_telemetry(tmp_path):
+    """`import openvino` imports its model-conversion tools, whose import starts Intel's telemetry without asking:
+    coding with --engine openvino wrote ~/intel/openvino_ga_cid and ~/intel/stats and sent an "import" event
+    (a test-suite audit found them in an empty $HOME). saicm needs only OpenVINO's runtime: nothing is written."""
+    _openvino()
+    home = tmp_path / "home"
+    home.mkdir()
+    code = ("import sys, saicm\n"
+            f"data = saicm.compress({str(REF)!r}, model={V5!r}, quality=1, engine='openvino-bf16')\n"
+            "saicm.decompress(data, engine='openvino')\n"
+            "print('openvino' in sys.modules, 'openvino.tools.ovc' in sys.modules)\n")
+    env = {**os.environ, "HOME": str(home), "PYTHONWARNINGS": "ignore"}
+    for var in ("CI", "TF_BUILD", "JENKINS_URL"):  # (OpenVINO's telemetry stays off in CI jobs it recognises)
+        env.pop(var, None)
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=env)
+    assert p.returncode == 0, p.stderr[-2000:]
+    assert p.stdout.split() == ["True", "False"]  # OpenVINO ran; its conversion tools were not imported
+    assert list(home.iterdir()) == []
 
 
 @pytest.mark.parametrize("model", [V5, "mse-context-n64-v6"])

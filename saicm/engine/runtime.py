@@ -148,12 +148,37 @@ class OnnxTransforms:
 _OPENVINO: dict = {"core": None, "warned": False}
 
 
+#: OpenVINO's model-conversion tools, which ``import openvino`` imports when it can
+_OVC = "openvino.tools.ovc"
+
+
+def _import_openvino():
+    """OpenVINO's runtime without its model-conversion tools. ``import openvino`` imports ``openvino.tools.ovc``,
+    whose import starts OpenVINO's telemetry without asking: unless the user opted out with OpenVINO's
+    ``opt_in_out`` script, it writes ``~/intel/openvino_ga_cid`` and sends an "import" event to Intel's analytics.
+    saicm codes images and reports to no one; it needs only the runtime (ONNX graphs are read by OpenVINO's C++
+    front end). A process that imported the tools itself, before, keeps them; after, it can import them as usual."""
+    import sys
+
+    if "openvino" in sys.modules or _OVC in sys.modules:
+        import openvino
+
+        return openvino
+    sys.modules[_OVC] = None  # (openvino's __init__ takes the ImportError: "ovc should reside in the main namespace")
+    try:
+        import openvino
+    finally:
+        if sys.modules.get(_OVC, 0) is None:
+            del sys.modules[_OVC]
+    return openvino
+
+
 def openvino_request(graph, num_threads: int, precision: str):
     """An OpenVINO CPU inference request of ``graph`` (serialized ModelProto bytes, built in memory) at ``precision``
     (``f32`` or ``bf16``); a clear error if OpenVINO is not installed. On a CPU without bfloat16 units
     OpenVINO computes in float32 whatever the hint: a warning says so, once per process."""
     try:
-        import openvino as ov
+        ov = _import_openvino()
     except ImportError:  # (MissingDependency, an ImportError too: a caller's `except ImportError` falls back)
         from ..errors import MissingDependency
 
