@@ -22,9 +22,11 @@ def pytest_configure(config):
     # architectures of the user's own are not the suite's: an exported $SAICM_ARCHITECTURES that does not import here
     # failed every test that builds a model (and one that does adds names to the messages tests read)
     os.environ.pop("SAICM_ARCHITECTURES", None)
-    if "SAICM_CACHE" not in os.environ:
-        folder = tempfile.mkdtemp(prefix="saicm-test-cache-")
-        os.environ["SAICM_CACHE"] = folder
+    # nor are a user's exported cache and imported models (the suite read and wrote that cache, and a model of theirs
+    # named like a test's unknown name changed what the test saw): both in the session's own temporary folders
+    for var, prefix in (("SAICM_CACHE", "saicm-test-cache-"), ("SAICM_MODELS", "saicm-test-models-")):
+        folder = tempfile.mkdtemp(prefix=prefix)
+        os.environ[var] = folder
         atexit.register(shutil.rmtree, folder, ignore_errors=True)
 
 
