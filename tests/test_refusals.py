@@ -442,3 +442,54 @@ def test_config_and_meta_may_be_exactly_their_length_caps():
         bitstream.unpack(_clip(config=padded(cfg, bitstream.MAX_CONFIG_BYTES + 1)))
     with pytest.raises(FormatError, match=r"corrupt header \(meta too long\)"):
         bitstream.unpack(_clip(meta=padded(met, bitstream.MAX_META_BYTES + 1)))
+
+
+# --- formats 1 and 2: a decode whose coder tables are not the writer's (another CPU) --------------------------
+
+def _one_table_index_off(monkeypatch):
+    """What another CPU's float hyper-synthesis does now and then: one scale rounds into the next table."""
+    from compressai.entropy_models import GaussianConditional
+
+    real = GaussianConditional.build_indexes
+
+    def shifted(self, scales):
+        idx = real(self, scales).clone()
+        flat = idx.view(-1)
+        k = flat.numel() // 2
+        flat[k] = flat[k] + 1 if int(flat[k]) + 1 < len(self.scale_table) else flat[k] - 1
+        return idx
+
+    monkeypatch.setattr(GaussianConditional, "build_indexes", shifted)
+
+
+@pytest.mark.parametrize("model", [V5, "mse-context-n64-v6"])  # decode_with_indexes, and the channel-wise stream
+def test_a_format_1_decode_with_another_cpus_tables_is_refused_not_garbage(model, monkeypatch):
+    """A format-1 file of an AVX2 CPU decoded under an SSE4.2 one at 18.65 dB instead of 28.73, without a word
+    (qemu audit of 0.24.0): one scale index rounded the other way and the rANS stream desynchronised. Every decode
+    now codes its symbols again with its tables and refuses a string they do not give back."""
+    data = saicm.compress(HERE / "reference" / "astronaut-200x150.png", model=model, quality=4, engine="compressai")
+    assert container.unpack(data).header.version == 1
+    saicm.decompress(data)  # (its own tables: decodes)
+    _one_table_index_off(monkeypatch)
+    with pytest.raises(FormatError, match="does not decode consistently with the coder tables computed here"):
+        saicm.decompress(data)
+
+
+def test_the_committed_format_1_files_still_decode():
+    """The check refuses no file a writer made: saicm 0.2.0's files (AMD AVX2 CPU) decode here as before."""
+    for q in (1, 4, 7):
+        assert saicm.decompress(HERE / "reference" / f"astronaut-200x150-v5-q{q}.saicm").size == (200, 150)
+
+
+def test_the_encoder_refuses_escapes_whose_nibble_count_would_not_end():
+    """CompressAI's encoder counts an escaped value's 4-bit chunks with 32-bit shifts: from a raw value of 2**28 on
+    the count never ended (a shift by 32 is a shift by 0 on x86), and the encoder, or the decoder's check of what it
+    decoded, looped for good. One table of 10 (max value 8) at offset −4: symbol 2**27 + 3 is the largest raw value
+    below 2**28 (2**28 − 2), 2**27 + 4 the first at it."""
+    from saicm.entropy.bounded import _encoder_fits
+
+    n, sizes, offsets = 64, [10], [-4]
+    assert _encoder_fits([0] * (n - 1) + [2**27 + 3], [0] * n, sizes, offsets)
+    assert not _encoder_fits([0] * (n - 1) + [2**27 + 4], [0] * n, sizes, offsets)
+    assert not _encoder_fits([0] * (n - 1) + [-(2**27) - 4 - 1], [0] * n, sizes, offsets)  # raw −2·v − 1 = 2**28 + 1
+    assert _encoder_fits([0] * (n - 1) + [-(2**27) + 4 - 4], [0] * n, sizes, offsets)  # v = −2**27 + 4: raw < 2**28

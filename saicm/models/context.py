@@ -271,6 +271,7 @@ class GainedContextHyperprior(GainedMeanScaleHyperprior):
 
         decoder = stream_decoder(bytes(string), self.M * params.shape[-2] * params.shape[-1])
         y_hat, _, _ = self._code_y(None, params, decoder)
+        decoder.finish()
         return y_hat
 
     def _hyper_params(self, z_hat: Tensor, params_offset: Tensor | None) -> Tensor:

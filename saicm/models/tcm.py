@@ -537,6 +537,7 @@ class TCM(CompressionModel):
                 q = torch.tensor(values, dtype=torch.int32).reshape(mu.shape)
                 y_hat_slice = gc.dequantize(q, mu)
                 y_hat_slices.append(y_hat_slice + self._lrp(i, mean_ctx, y_hat_slice))
+        decoder.finish()
         return torch.cat(y_hat_slices, dim=1)
 
 
