@@ -35,13 +35,13 @@ ROOT = Path(__file__).resolve().parent.parent
 # what each crafted file must give: None = decodes (to whatever), else a fragment of the one-line error
 EXPECTED = {
     "valid-64x64-v5-q1.saicm": None,
-    "claims-2000x2000-rans-overread.saicm": None,
+    "claims-2000x2000-rans-overread.saicm": "does not decode consistently",  # (garbage symbols, decoded until 0.24.0)
     "claims-30000x30000-bomb.saicm": "more than the limit",
     "claims-30000x1000-format1.saicm": "strips (format 2)",
     "alpha-zlib-bomb.saicm": "corrupt alpha plane",
     "model-name-is-a-path.saicm": "not a model name",
-    "y-string-all-ones.saicm": None,
-    "z-string-empty.saicm": None,
+    "y-string-all-ones.saicm": "does not decode consistently",  # (garbage symbols, decoded until 0.24.0)
+    "z-string-empty.saicm": "does not decode consistently",  # (garbage symbols, decoded until 0.24.0)
     "shapes-65535.saicm": "latent layout",
     "string-length-4GB.saicm": "truncated",
     "truncated.saicm": "CRC mismatch",
@@ -84,7 +84,6 @@ def test_every_crafted_file_decodes_or_fails_with_one_line_in_a_child_process():
         else:
             assert want in got[name].get("error", ""), (name, got[name])
             assert "\n" not in got[name]["error"]
-    assert got["claims-2000x2000-rans-overread.saicm"]["ok"] == [2000, 2000]
 
 
 def test_a_corrupt_alpha_plane_is_refused_before_anything_is_decoded(monkeypatch):
