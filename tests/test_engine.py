@@ -33,6 +33,17 @@ def _v5_state():
 
 # --- the integer hyper-synthesis ------------------------------------------------------------------
 
+def _exact_conv3x3(x, conv):
+    """A 3×3 integer layer (stride 1, padding 1) before its activation, computed the slow way: every tap summed in
+    int64, the bias added, rounded half up by the layer's shift and clipped."""
+    h, w = x.shape[1:]
+    w_int = conv.weight.reshape(3, 3, conv.cout, conv.cin).astype(np.int64)
+    xp = np.pad(x, ((0, 0), (1, 1), (1, 1)))
+    acc = sum(np.einsum("oc,chw->ohw", w_int[i, j], xp[:, i: i + h, j: j + w]) for i in range(3) for j in range(3))
+    return np.clip((acc + conv.bias[:, None, None] + (1 << (conv.shift - 1))) >> conv.shift,
+                   -hypernet.ACT_LIMIT, hypernet.ACT_LIMIT)
+
+
 def _exact_deconv(x, w, b_units, shift):
     """Reference transposed convolution in int64 (exact, slow): the same definition, no float anywhere."""
     cin, h, wd = x.shape
@@ -59,11 +70,7 @@ def test_integer_layers_match_exact_int64_arithmetic(monkeypatch, threads):
     assert np.array_equal(hypernet._deconv(x, layer), want)
     conv = hypernet._layer(st["h_s.4.weight"], st["h_s.4.bias"], transposed=False, leaky=True)
     x = rng.integers(-hypernet.ACT_LIMIT, hypernet.ACT_LIMIT + 1, (192, 5, 7), dtype=np.int64)
-    w_int = conv.weight.reshape(3, 3, conv.cout, conv.cin).astype(np.int64)
-    xp = np.pad(x, ((0, 0), (1, 1), (1, 1)))
-    acc = sum(np.einsum("oc,chw->ohw", w_int[i, j], xp[:, i: i + 5, j: j + 7]) for i in range(3) for j in range(3))
-    want = np.clip((acc + conv.bias[:, None, None] + (1 << (conv.shift - 1))) >> conv.shift,
-                   -hypernet.ACT_LIMIT, hypernet.ACT_LIMIT)
+    want = _exact_conv3x3(x, conv)
     want = np.where(want < 0, (want + 50) // 100, want)  # LeakyReLU(1/100), rounded half up
     assert np.array_equal(hypernet._conv(x, conv), want)
     rng_w = np.random.default_rng(1)  # a pointwise layer on a list of positions (the context aggregation), ReLU
@@ -113,12 +120,7 @@ def test_a_convolution_on_one_row_uses_every_tap():
     rng = np.random.default_rng(2)
     conv = hypernet._layer(rng.normal(0, 0.1, (6, 4, 3, 3)), rng.normal(0, 0.1, 6), transposed=False, leaky=False)
     x = rng.integers(-hypernet.ACT_LIMIT, hypernet.ACT_LIMIT + 1, (4, 1, 9), dtype=np.int64)
-    w_int = conv.weight.reshape(3, 3, conv.cout, conv.cin).astype(np.int64)
-    xp = np.pad(x, ((0, 0), (1, 1), (1, 1)))
-    acc = sum(np.einsum("oc,chw->ohw", w_int[i, j], xp[:, i: i + 1, j: j + 9]) for i in range(3) for j in range(3))
-    want = np.clip((acc + conv.bias[:, None, None] + (1 << (conv.shift - 1))) >> conv.shift,
-                   -hypernet.ACT_LIMIT, hypernet.ACT_LIMIT)
-    assert np.array_equal(hypernet._conv(x, conv), want)
+    assert np.array_equal(hypernet._conv(x, conv), _exact_conv3x3(x, conv))
     point = hypernet._layer(rng.normal(0, 0.1, (6, 4, 1, 1)), rng.normal(0, 0.1, 6), transposed=False, leaky=False)
     for rows in (2, 3):  # 1×1 on several rows
         x = rng.integers(-hypernet.ACT_LIMIT, hypernet.ACT_LIMIT + 1, (4, rows, 5), dtype=np.int64)
