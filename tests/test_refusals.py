@@ -479,10 +479,17 @@ def test_a_format_1_decode_with_another_cpus_tables_is_refused_not_garbage(model
         saicm.decompress(data)
 
 
-def test_the_committed_format_1_files_still_decode():
-    """The check refuses no file a writer made: saicm 0.2.0's files (AMD AVX2 CPU) decode here as before."""
-    for q in (1, 4, 7):
-        assert saicm.decompress(HERE / "reference" / f"astronaut-200x150-v5-q{q}.saicm").size == (200, 150)
+@pytest.mark.parametrize("q", [1, 4, 7])
+def test_the_committed_format_1_files_still_decode(q):
+    """The check refuses no file a writer made: saicm 0.2.0's files (AMD AVX2 CPU) decode here as before, wherever
+    this machine computes the writer's tables (its encode gives the file's bytes: elsewhere the q4 file is refused,
+    rightly, as under qemu's SSE4.2 CPU or oneDNN held to SSE4.1)."""
+    ref = HERE / "reference" / f"astronaut-200x150-v5-q{q}.saicm"
+    if saicm.compress(HERE / "reference" / "astronaut-200x150.png", model=V5, quality=q,
+                      engine="compressai") != ref.read_bytes():
+        pytest.skip("this machine's float kernels compute other coder tables than the writer's (format 1 is not "
+                    "portable)")
+    assert saicm.decompress(ref).size == (200, 150)
 
 
 def test_the_encoder_refuses_escapes_whose_nibble_count_would_not_end():

@@ -27,17 +27,15 @@ from .conftest import assert_pixels_within_one, natural_image
 REF = Path(__file__).parent / "reference"
 
 
-def _torch_kernels_without_avx2() -> bool:
-    import torch
-
-    return torch.backends.cpu.get_cpu_capability() == "DEFAULT"
-
-
 @pytest.mark.parametrize("q", [1, 4, 7])
 def test_ordinary_images_give_the_bits_and_pixels_saicm_0_2_wrote(q):
-    if _torch_kernels_without_avx2():  # (docs/format.md, "Decoding is bit-exact"; measured under qemu -cpu Nehalem)
-        pytest.skip("format 1 is not portable across instruction sets: its float tables, written with AVX2 kernels, "
-                    "give other bytes and a damaged q4 decode on a CPU without AVX2")
+    try:  # (docs/format.md, "Decoding is bit-exact"; measured under qemu -cpu Nehalem)
+        saicm.decompress(REF / f"astronaut-200x150-v5-q{q}.saicm")
+    except FormatError as e:
+        if "does not decode consistently" not in str(e):
+            raise
+        pytest.skip("format 1 is not portable: this machine's float kernels compute other coder tables than the "
+                    "writer's (AMD AVX2), so neither its bytes nor its decode can be compared")
     ref = (REF / f"astronaut-200x150-v5-q{q}.saicm").read_bytes()
     assert saicm.compress(REF / "astronaut-200x150.png", model="mse-hyperprior-n64-v5", quality=q,
                           engine="compressai") == ref

@@ -99,8 +99,9 @@ def _encoder_fits(symbols, indexes, cdf_sizes, offsets) -> bool:
 
 #: a string that does not decode back to itself (module docstring, "Consistency")
 TABLES_DISAGREE = ("the coded data does not decode consistently with the coder tables computed here: the file was "
-                   "written on a CPU whose floating-point arithmetic chose other tables (formats 1 and 2 are not "
-                   "portable across instruction sets; format 3, the portable engine's, is), or it is damaged")
+                   "written where floating-point arithmetic chose other tables (another CPU, or another PyTorch or "
+                   "oneDNN build; formats 1 and 2 are not portable, format 3, the portable engine's, is), or it is "
+                   "damaged")
 
 
 def _check_recodes(encode, string: bytes, values, indexes, cdf_sizes, offsets) -> None:
