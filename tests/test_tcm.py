@@ -366,3 +366,24 @@ def test_the_imported_pair_fine_tunes_with_its_base_frozen(pair, tmp_path, monke
     assert not torch.equal(net.g_s[0].conv.weight, before.g_s[0].conv.weight)  # the human synthesis moved
     data = saicm.compress(natural_image(100, 150), model=final)
     assert saicm.decompress(data, model=final).size == (150, 100)
+
+
+def test_a_tcm_file_decoded_with_another_machines_tables_is_refused(pair, monkeypatch):
+    """TCM files are format 1: their tables come from float networks, which another CPU can round into another
+    table; the channel-wise stream then desynchronises. Its decode now codes its symbols again and refuses a
+    stream they do not give back (``decoder.finish()``; without it this decoded garbage, 0.25.0 review)."""
+    from compressai.entropy_models import GaussianConditional
+
+    data = saicm.compress(natural_image(60, 150, seed=3), model=pair["machine"])
+    saicm.decompress(data, model=pair["machine"])  # (its own tables: decodes)
+    real = GaussianConditional.build_indexes
+
+    def one_off(self, scales):
+        idx = real(self, scales).clone()
+        flat = idx.view(-1)
+        flat[0] = flat[0] + 1 if int(flat[0]) + 1 < len(self.scale_table) else flat[0] - 1
+        return idx
+
+    monkeypatch.setattr(GaussianConditional, "build_indexes", one_off)
+    with pytest.raises(saicm.SaicmError, match="does not decode consistently"):
+        saicm.decompress(data, model=pair["machine"])
