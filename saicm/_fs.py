@@ -173,23 +173,28 @@ def _through_descriptor(fd: int) -> Iterator[Path]:
     write to standard output when the shell had opened it on a file: the name was reopened and truncated (what a
     ``{ echo header; saicm ...; } > out`` wrote before was lost, ``>>`` replaced the file) or replaced by a new
     file (``out`` then held saicm's bytes alone, and a second command wrote a new file named ``out (deleted)``)."""
-    import sys
-
     handle, tmp = tempfile.mkstemp(prefix=".saicm-", suffix=".part")
     os.close(handle)
     tmp_path = Path(tmp)
     try:
         yield tmp_path
         data = tmp_path.read_bytes()
-        for stream in (sys.stdout, sys.stderr):  # (what saicm printed before comes first)
-            with contextlib.suppress(AttributeError, ValueError, OSError):
-                stream.flush()
+        flush_standard_streams()  # (what saicm printed before comes first)
         view = memoryview(data)
         while view:
             view = view[os.write(fd, view):]
     finally:
         with contextlib.suppress(OSError):
             tmp_path.unlink()
+
+
+def flush_standard_streams() -> None:
+    """Flush Python's standard output and error, whatever they are (closed, None, a broken pipe: ignored)."""
+    import sys
+
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(AttributeError, ValueError, OSError):
+            stream.flush()
 
 
 def output_target(dest: str | os.PathLike) -> tuple[Path, bool]:

@@ -25,8 +25,8 @@ from typing import Callable, TextIO
 
 from tqdm import tqdm
 
-from .._fs import (EXISTING, NO_DASH_OUTPUT, OutputExists, ensure_dir, input_files, no_replace, no_such_file,
-                   refuse_input_as_output)
+from .._fs import (EXISTING, NO_DASH_OUTPUT, OutputExists, ensure_dir, flush_standard_streams, input_files,
+                   no_replace, no_such_file, refuse_input_as_output)
 from .._signals import StopRequest
 from ..errors import MissingDependency, SaicmError, printable
 from ..errors import warn as saicm_warn
@@ -205,11 +205,7 @@ def _unwind(signum, frame) -> None:
 
 
 def _exit_worker(code: int) -> None:
-    for stream in (sys.stdout, sys.stderr):  # (its warnings, written before)
-        try:
-            stream.flush()
-        except (AttributeError, OSError, ValueError):
-            pass
+    flush_standard_streams()  # (its warnings, written before)
     os._exit(code)
 
 
