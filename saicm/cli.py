@@ -151,28 +151,53 @@ def cmd_decompress(a: argparse.Namespace) -> int:
 
 
 def cmd_info(a: argparse.Namespace) -> int:
+    """One file: its description (text or one JSON object). Several (``saicm info *.saicm``): a block each, headed
+    by its path, or with ``--json`` one JSON object per line (JSON Lines, each with its ``path``); a file that
+    cannot be read is said on stderr and the others are still described (status: the worst file's)."""
+    if len(a.file) == 1:
+        return _info_one(a.file[0], a.json, None)
+    code = 0
+    for n, path in enumerate(a.file):
+        if n and not a.json:
+            print()
+        try:
+            _info_one(path, a.json, path)
+        except SaicmError as e:
+            print(f"saicm: error: {printable(e)}", file=sys.stderr)
+            code = max(code, e.exit_code)
+    return code
+
+
+def _info_one(path: str, as_json: bool, header: str | None) -> int:
+    """``saicm info`` of one file; ``header``: its path, printed first (a line of text, or the JSON line's
+    ``path``) when several files are described."""
     import json
 
     from .codec.pipeline import describe
     from .models.catalog import SUFFIX
 
-    if str(a.file).lower().endswith(SUFFIX):  # a model file: what it is and how it was trained
+    def show(d: dict, text) -> None:
+        if as_json:
+            print(json.dumps(d, indent=2) if header is None else json.dumps({"path": header, **d}))
+            return
+        if header is not None:
+            print(printable(f"{'path':24s} {header}"))
+        text(d)
+
+    if str(path).lower().endswith(SUFFIX):  # a model file: what it is and how it was trained
         from .models.catalog import model_file_row
 
-        row = model_file_row(a.file)
-        if a.json:
-            print(json.dumps(row, indent=2))
-            return 0
-        for k in ("name", "architecture", "config", "description", "default_quality", "bytes", "sha256"):
-            print(printable(f"{k:24s} {row[k]}"))
-        print(printable(f"{'qualities':24s} {_qualities_text(row['qualities'])}"))
-        for k, v in row["training"].items():
-            print(printable(f"{'training.' + k:24s} {v}"))
+        def model_text(row: dict) -> None:
+            for k in ("name", "architecture", "config", "description", "default_quality", "bytes", "sha256"):
+                print(printable(f"{k:24s} {row[k]}"))
+            print(printable(f"{'qualities':24s} {_qualities_text(row['qualities'])}"))
+            for k, v in row["training"].items():
+                print(printable(f"{'training.' + k:24s} {v}"))
+
+        show(model_file_row(path), model_text)
         return 0
-    d = describe(a.file)
-    if a.json:
-        print(json.dumps(d, indent=2))
-    else:
+
+    def file_text(d: dict) -> None:
         if "layers" in d:
             print(f"{'layers':24s} machine + human (the fields without a layer name are the machine layer's; "
                   "--json for the human layer's)")
@@ -183,6 +208,8 @@ def cmd_info(a: argparse.Namespace) -> int:
                           f"({layer['model']} q{layer['quality']})")
             else:
                 print(f"{k:24s} {v}")
+
+    show(describe(path), file_text)
     return 0
 
 
@@ -311,13 +338,17 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--quiet", action="store_true", help="no progress bar")
     d.set_defaults(func=cmd_decompress)
 
-    i = sub.add_parser("info", help="show the header of a .saicm file (and the bytes of each layer), or a model file",
+    i = sub.add_parser("info", help="show the header of .saicm files (and the bytes of each layer), or model files",
                        description="Print what a .saicm (or .saicmv) file holds without decoding it: model, quality, "
                        "size, latent shapes, the bytes of each string and, for two-layer files, of each layer. Given "
                        "a model file (.safetensors): its architecture, configuration, rate points, checksum and the "
-                       "training settings recorded in it (saicm train's options, steps done).")
-    i.add_argument("file", help=".saicm, .saicmv, a human-layer segment, or a model's .safetensors file")
-    i.add_argument("--json", action="store_true", help="machine-readable")
+                       "training settings recorded in it (saicm train's options, steps done). Several files: one "
+                       "block each, headed by its path; a file that cannot be read is said on stderr, the others are "
+                       "still described, and the status is non-zero.")
+    i.add_argument("file", nargs="+", help=".saicm, .saicmv, a human-layer segment, or a model's .safetensors file")
+    i.add_argument("--json", action="store_true",
+                   help="machine-readable: one JSON object; for several files, one per line (JSON Lines) with its "
+                   "'path'")
     i.set_defaults(func=cmd_info)
 
     m = sub.add_parser("models", help="list the shipped models and your own ($SAICM_MODELS), with their quality points")

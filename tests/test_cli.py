@@ -867,6 +867,27 @@ def test_info_json_names_the_file_type_and_an_integer_format_version_for_every_f
     assert info["file_type"] == file_type and info["format_version"] == version
 
 
+def test_info_of_several_files_describes_each_and_says_which_cannot_be_read(tmp_path, capsys):
+    """`saicm info *.saicm` was refused (one file only): an archive of files had to be described one process each."""
+    ref = Path(__file__).parent / "reference"
+    a, b = ref / "astronaut-200x150-v5-q4-v3.saicm", ref / "shapes-64x48-8f-tiny.saicmv"
+    bad = tmp_path / "bad.saicm"
+    bad.write_bytes(b"not a saicm file")
+    assert main(["info", str(a), str(bad), str(b), "--json"]) == 2  # the readable ones are still described
+    out, err = capsys.readouterr()
+    lines = [json.loads(line) for line in out.splitlines()]  # JSON Lines: one object per file, with its path
+    assert [d["path"] for d in lines] == [str(a), str(b)]
+    assert [d["file_type"] for d in lines] == ["saicm", "saicmv"]
+    assert lines[0]["file_bytes"] == a.stat().st_size
+    assert err.count("saicm: error:") == 1 and "bad.saicm" in err
+    assert main(["info", str(a), str(b)]) == 0
+    blocks = capsys.readouterr().out.split("\n\n")
+    assert len(blocks) == 2 and blocks[0].startswith("path") and str(a) in blocks[0].splitlines()[0]
+    assert "model                    mse-hyperprior-n64-v5" in blocks[0] and str(b) in blocks[1].splitlines()[0]
+    assert main(["info", str(a), "--json"]) == 0  # one file: one indented object, without a path (as before)
+    assert "path" not in json.loads(capsys.readouterr().out)
+
+
 def test_warnings_point_at_the_callers_code(tmp_path):
     # they pointed at saicm's own files (_lazy.py, image_io.py), so a notebook saw each once per session
     import warnings
