@@ -323,6 +323,50 @@ def test_the_bounded_decoder_refuses_table_indexes_outside_the_tables(monkeypatc
     assert seen == [[0, 2, 1], []]
 
 
+def test_a_stream_decoder_used_in_a_with_block_checks_the_string_on_leaving_it():
+    """The consistency check of a channel-wise decode ran only where each caller remembered ``finish()`` (deleting
+    it in tcm.py left every test green, session 45); the decoders are now context managers that run it on leaving
+    the block, and an error inside the block is the one reported."""
+    pytest.importorskip("compressai")
+    from compressai.ans import BufferedRansEncoder
+
+    from saicm.entropy.bounded import stream_decoder
+
+    cdfs = [[0, 1 << 14, 1 << 15, 3 << 14, 1 << 16], [0, 1 << 15, 1 << 16]]  # four and two symbols (the last: escape)
+    sizes, offsets = [5, 3], [-1, 0]
+    values, indexes = [0, 1, -1, 2, 0, 0] * 10, [0, 0, 0, 0, 1, 1] * 10  # (enough symbols for the writer's buffer)
+    enc = BufferedRansEncoder()
+    enc.encode_with_indexes(values, indexes, cdfs, sizes, offsets)
+    string = enc.flush()
+    with stream_decoder(string, len(values)) as d:  # two slices, as a channel-wise model reads them
+        got = d.decode_stream(indexes[:24], cdfs, sizes, offsets) + d.decode_stream(indexes[24:], cdfs, sizes, offsets)
+    assert got == values
+    with pytest.raises(FormatError, match="does not decode consistently"):
+        with stream_decoder(string, len(values)) as d:  # read with other tables than the writer's
+            d.decode_stream([1, 1, 0, 0, 0, 0] * 10, cdfs, sizes, offsets)
+    with pytest.raises(KeyError):  # not hidden behind the check's error
+        with stream_decoder(string, len(values)) as d:
+            d.decode_stream([1, 1, 0, 0, 0, 0] * 10, cdfs, sizes, offsets)
+            raise KeyError("inside")
+
+
+def test_a_pass_decoder_used_in_a_with_block_checks_the_string_on_leaving_it():
+    from saicm.entropy.tables import CdfTables
+
+    t = CdfTables(np.array([[0, 1 << 14, 1 << 15, 3 << 14, 1 << 16]], np.int32), np.array([5], np.int32),
+                  np.array([-1], np.int32))
+    sym, tables = np.array([0, 1, -1, 2, 0]), np.zeros(5, np.int64)
+    data = t.encode(sym, tables)
+    with t.decoder(data) as d:
+        assert np.array_equal(d.decode(tables), sym)
+    with pytest.raises(FormatError, match="trailing bytes"):
+        with t.decoder(data + b"\x00") as d:
+            d.decode(tables)
+    with pytest.raises(KeyError):
+        with t.decoder(data + b"\x00") as d:
+            raise KeyError("inside")
+
+
 # --- the .saicmv header (video.bitstream.read_header / unpack) -----------------------------------------------
 
 def _clip(arch=None, config=None, meta=None, steps=None, **fields) -> bytes:

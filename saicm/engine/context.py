@@ -104,7 +104,6 @@ class PortableContextModel(PortableModel):
         return self.y_tables.encode_passes(passes)
 
     def _decode_strip(self, data: bytes, p: np.ndarray) -> np.ndarray:
-        decoder = self.y_tables.decoder(data)
-        units, _ = self._code(p, decoder=decoder)
-        decoder.finish()
+        with self.y_tables.decoder(data) as decoder:
+            units, _ = self._code(p, decoder=decoder)
         return units

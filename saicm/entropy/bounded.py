@@ -158,8 +158,9 @@ def install(model) -> None:
 def stream_decoder(string: bytes, n_symbols: int) -> "StreamDecoder":
     """A decoder of ``string`` for CompressAI's stateful API (``decode_stream``, one call per slice of a
     channel-wise model), with the padding for ``n_symbols`` symbols in all: the bound above holds for any split
-    of the n symbols into calls, since it counts primitives, not calls. Call its ``finish()`` after the last
-    slice (the consistency check)."""
+    of the n symbols into calls, since it counts primitives, not calls. Use it as a context manager
+    (``with stream_decoder(...) as d:``): leaving the block without an error runs ``finish()``, the consistency
+    check, after the last slice."""
     return StreamDecoder(string, n_symbols)
 
 
@@ -175,6 +176,13 @@ class StreamDecoder:
         self._decoder = RansDecoder()
         self._decoder.set_stream(padded(self.string, n_symbols))
         self._calls: list[tuple] = []
+
+    def __enter__(self) -> "StreamDecoder":
+        return self
+
+    def __exit__(self, kind, error, trace) -> None:
+        if kind is None:  # (an error inside the block is the one to report)
+            self.finish()
 
     def decode_stream(self, indexes, cdfs, cdf_sizes, offsets):
         values = self._decoder.decode_stream(indexes, cdfs, cdf_sizes, offsets)

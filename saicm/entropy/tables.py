@@ -176,10 +176,8 @@ class CdfTables:
 
     def decode(self, data: bytes, tables: np.ndarray) -> np.ndarray:
         """The symbols (int64, flat, raster order) of a string coded by :meth:`encode` with the same ``tables``."""
-        dec = self.decoder(data)
-        values = dec.decode(tables)
-        dec.finish()
-        return values
+        with self.decoder(data) as dec:
+            return dec.decode(tables)
 
     def decoder(self, data: bytes) -> "PassDecoder":
         """A decoder of a string of :meth:`encode_passes`, one pass per :meth:`PassDecoder.decode` call."""
@@ -188,7 +186,8 @@ class CdfTables:
 
 class PassDecoder:
     """Decodes a string of :meth:`CdfTables.encode_passes` pass by pass; :meth:`finish` checks that the string
-    held exactly those passes. Every fault of the data is a :class:`FormatError`."""
+    held exactly those passes (run on leaving a ``with`` block without an error). Every fault of the data is a
+    :class:`FormatError`."""
 
     def __init__(self, tables: CdfTables, data: bytes):
         import constriction
@@ -201,6 +200,13 @@ class PassDecoder:
         self.pos = pos + 4 * n_words  # the escapes of the next pass start here
         with coder_errors("corrupt payload (the coded symbols are not a valid stream)"):
             self.coder = constriction.stream.stack.AnsCoder(words) if n_words else constriction.stream.stack.AnsCoder()
+
+    def __enter__(self) -> "PassDecoder":
+        return self
+
+    def __exit__(self, kind, error, trace) -> None:
+        if kind is None:  # (an error inside the block is the one to report)
+            self.finish()
 
     def decode(self, tables: np.ndarray) -> np.ndarray:
         """The symbols (int64, flat, in the order of ``tables``) of the next pass, coded with ``tables``."""

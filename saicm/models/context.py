@@ -269,9 +269,8 @@ class GainedContextHyperprior(GainedMeanScaleHyperprior):
     def _decode_stream(self, string: bytes, params: Tensor) -> Tensor:
         from ..entropy.bounded import stream_decoder
 
-        decoder = stream_decoder(bytes(string), self.M * params.shape[-2] * params.shape[-1])
-        y_hat, _, _ = self._code_y(None, params, decoder)
-        decoder.finish()
+        with stream_decoder(bytes(string), self.M * params.shape[-2] * params.shape[-1]) as decoder:
+            y_hat, _, _ = self._code_y(None, params, decoder)
         return y_hat
 
     def _hyper_params(self, z_hat: Tensor, params_offset: Tensor | None) -> Tensor:

@@ -523,9 +523,8 @@ class TCM(CompressionModel):
         z_hat = self.entropy_bottleneck.decompress(strings[1], tuple(shape))
         yh, yw = z_hat.shape[2] * 4, z_hat.shape[3] * 4
         cdf, cdf_lengths, offsets = self._coder_tables()
-        decoder = stream_decoder(bytes(strings[0][0]), self.M * yh * yw)
         gc = self.gaussian_conditional
-        with single_thread_kernels():
+        with stream_decoder(bytes(strings[0][0]), self.M * yh * yw) as decoder, single_thread_kernels():
             latent_means, latent_scales = self.h_mean_s(z_hat), self.h_scale_s(z_hat)
             y_hat_slices = []
             for i in range(self.num_slices):
@@ -537,7 +536,6 @@ class TCM(CompressionModel):
                 q = torch.tensor(values, dtype=torch.int32).reshape(mu.shape)
                 y_hat_slice = gc.dequantize(q, mu)
                 y_hat_slices.append(y_hat_slice + self._lrp(i, mean_ctx, y_hat_slice))
-        decoder.finish()
         return torch.cat(y_hat_slices, dim=1)
 
 
