@@ -181,11 +181,31 @@ def _through_descriptor(fd: int) -> Iterator[Path]:
         data = tmp_path.read_bytes()
         flush_standard_streams()  # (what saicm printed before comes first)
         view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view):]
+        try:
+            while view:
+                view = view[os.write(fd, view):]
+        except OSError as e:
+            if e.errno == errno.EBADF:  # (a descriptor closed when saicm started: reserve_standard_descriptors)
+                raise OSError(e.errno, f"standard {'output' if fd == 1 else 'error'} is closed") from e
+            raise
     finally:
         with contextlib.suppress(OSError):
             tmp_path.unlink()
+
+
+def reserve_standard_descriptors() -> None:
+    """Open ``/dev/null`` on each standard descriptor (0, 1, 2) that the process started with closed (``saicm ...
+    >&-``), for reading where the stream is written and for writing where it is read: every use of it then fails
+    (``EBADF``) instead of reaching the next file the process opens, which takes the lowest free descriptor (a
+    ``--log`` file became descriptor 1, and ``-o /dev/stdout`` wrote the coded image into it)."""
+    for fd in (0, 1, 2):
+        try:
+            os.fstat(fd)
+        except OSError:
+            new = os.open(os.devnull, os.O_WRONLY if fd == 0 else os.O_RDONLY)
+            if new != fd:
+                os.dup2(new, fd)
+                os.close(new)
 
 
 def flush_standard_streams() -> None:

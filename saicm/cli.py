@@ -398,8 +398,10 @@ def _escape_names_on_output() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from ._fs import reserve_standard_descriptors
     from .errors import SaicmError
 
+    reserve_standard_descriptors()
     _escape_names_on_output()
 
     # Library deprecation chatter (torch.jit via CompressAI) is not for end users; saicm's own warnings are one line.

@@ -989,6 +989,22 @@ def test_standard_output_that_cannot_be_written_is_one_line_and_status_2(tmp_pat
 
 
 @pytest.mark.skipif(not os.path.exists("/dev/stdout"), reason="needs /dev/stdout")
+def test_a_closed_standard_output_is_not_taken_by_the_next_file_opened(tmp_path, image_file, tiny_model):
+    """`saicm compress a.png -o /dev/stdout --log run.jsonl >&-`: the log file took the free descriptor 1, and the
+    coded image was written into the log (which then began with the file's magic)."""
+    import subprocess
+
+    log = tmp_path / "run.jsonl"
+    env = dict(os.environ, PYTHONWARNINGS="ignore")
+    r = subprocess.run([sys.executable, "-m", "saicm", "compress", str(image_file), "-o", "/dev/stdout", "--model",
+                        str(tiny_model), "--log", str(log), "--quiet"], stderr=subprocess.PIPE, text=True, env=env,
+                       timeout=600, preexec_fn=lambda: os.close(1))
+    assert r.returncode == 1 and "standard output is closed" in r.stderr, r.stderr
+    rows = [json.loads(line) for line in log.read_text().splitlines()]  # JSON lines alone: no coded bytes
+    assert len(rows) == 1 and rows[0]["status"] == "failed" and "standard output is closed" in rows[0]["error"]
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/stdout"), reason="needs /dev/stdout")
 def test_a_log_on_standard_output_is_json_lines_alone(tmp_path, tiny_model):
     """`saicm compress photos/ -o coded/ --log /dev/stdout | jq`: the summary line ("compressed 2 of 2 files") came
     after the JSON lines on standard output, and the reader stopped on it."""
