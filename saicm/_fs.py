@@ -208,6 +208,20 @@ def reserve_standard_descriptors() -> None:
                 os.close(new)
 
 
+def text_stream(dst):
+    """Where a command prints its lines of text when it writes ``dst``: standard error when ``dst`` is standard
+    output itself (``-o /dev/stdout``: a summary line was appended to the coded bytes; ``--json /dev/stdout |
+    jq``: the table's text came before the JSON), else standard output."""
+    import sys
+
+    try:
+        if os.path.samestat(os.stat(dst), os.fstat(sys.stdout.fileno())):
+            return sys.stderr
+    except (OSError, ValueError, AttributeError, TypeError):  # (no file there; a test's captured stdout; no dst)
+        pass
+    return sys.stdout
+
+
 def flush_standard_streams() -> None:
     """Flush Python's standard output and error, whatever they are (closed, None, a broken pipe: ignored)."""
     import sys
@@ -394,6 +408,8 @@ def output_file(path: str | os.PathLike, inputs=(), suffix: str | None = None) -
     if str(path) == "-":
         raise SaicmError(f"'-o -' is not taken (standard output is not supported by that name): {NO_DASH_OUTPUT}")
     p = Path(path)
+    if standard_stream(p) is not None:  # -o /dev/stdout: written through the descriptor (atomic_path)
+        return p
     if p.is_dir() or str(path).endswith(("/", os.sep)):
         raise SaicmError("is a folder: name the file to write", str(path))
     if suffix is not None and p.suffix.lower() != suffix:

@@ -7,7 +7,7 @@ import codecs
 import os
 import sys
 
-from ._fs import EXISTING
+from ._fs import EXISTING, text_stream
 from .commands.argtypes import nonneg, positive
 from .engine import ENGINES, PORTABLE_ENGINES
 from .errors import SaicmError, printable
@@ -28,24 +28,13 @@ def _report(outcomes, is_folder: bool, verb: str, out=None) -> int:
     return 1 if failed else 0
 
 
-def _summary_out(dst):
-    """Where a one-file command prints its summary: standard error when the file itself went to standard output
-    (``-o /dev/stdout``: the summary line was appended to the coded bytes)."""
-    try:
-        if os.path.samestat(os.stat(dst), os.fstat(sys.stdout.fileno())):
-            return sys.stderr
-    except (OSError, ValueError, AttributeError):  # (no file there; a test's captured stdout)
-        pass
-    return sys.stdout
-
-
 def _summary_stream(dst, log: str | None, folder: bool):
     """Where a ``compress`` or ``decompress`` job prints its summary: standard error when standard output carries
     its data, the coded file (``-o /dev/stdout``) or the JSON lines of ``--log /dev/stdout`` (which a ``| jq``
     reads: the summary line after them was not JSON)."""
-    if log is not None and _summary_out(log) is sys.stderr:
+    if log is not None and text_stream(log) is sys.stderr:
         return sys.stderr
-    return sys.stdout if folder else _summary_out(dst)
+    return sys.stdout if folder else text_stream(dst)
 
 
 def cmd_compress(a: argparse.Namespace) -> int:

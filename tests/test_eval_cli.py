@@ -32,6 +32,34 @@ def test_bdrate_cli_known_value_and_json(tmp_path, capsys):
     assert table["method"] == "PCHIP on log-rate, monotone envelope" and table["interval"] is None
 
 
+@pytest.mark.skipif(not os.path.exists("/dev/stdout"), reason="needs /dev/stdout")
+def test_json_to_standard_output_is_json_alone(tmp_path):
+    """`saicm bdrate A B --json /dev/stdout | jq` and `saicm eval ... -o /dev/stdout | jq`: refused for lacking a
+    .json suffix, although '-o -' is refused with "name an output file or folder, or -o /dev/stdout"; the tables
+    now go to standard error, the JSON alone to standard output."""
+    import subprocess
+    import sys
+
+    from PIL import Image
+
+    from .conftest import natural_image
+
+    a = write_result(tmp_path / "a.json", "anchor", [(0.2, 30), (0.4, 33), (0.8, 36)])
+    b = write_result(tmp_path / "b.json", "half", [(0.1, 30), (0.2, 33), (0.4, 36)])
+    d = tmp_path / "ds"
+    d.mkdir()
+    Image.fromarray(natural_image(40, 48, seed=1)).save(d / "0.png")
+    env = dict(os.environ, PYTHONWARNINGS="ignore")
+    for argv, check in (
+            (["bdrate", str(a), str(b), "--json", "/dev/stdout"], lambda t: abs(t["rows"][0]["bd_rate"] + 50) < 1e-9),
+            (["eval", "--codec", "jpeg", "--qualities", "50", "--dataset", str(d), "-o", "/dev/stdout", "--no-cache",
+              "--quiet"], lambda t: t["codec"] == "jpeg" and len(t["points"]) == 1)):
+        r = subprocess.run([sys.executable, "-m", "saicm", *argv], capture_output=True, text=True, env=env, timeout=600)
+        assert r.returncode == 0, r.stderr
+        assert check(json.loads(r.stdout)), r.stdout
+        assert ("-50.0%" if argv[0] == "bdrate" else "wrote /dev/stdout") in r.stderr
+
+
 def test_bdrate_fails_when_no_row_has_a_value_and_warns_on_a_narrow_overlap(tmp_path, capsys):
     a = write_result(tmp_path / "a.json", "anchor", [(0.2, 30), (0.4, 33), (0.8, 36)])
     far = write_result(tmp_path / "far.json", "far", [(0.1, 10), (0.2, 12)])

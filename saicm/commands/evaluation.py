@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .._fs import output_file
+from .._fs import output_file, text_stream
 from .argtypes import interval, ints, level, nonneg, positive, positive_float, warn_unused
 
 #: below this many images, `bdrate --ci` warns that its interval says little
@@ -20,6 +20,7 @@ def cmd_eval(a: argparse.Namespace) -> int:
     from ..eval.tasks.sweeps import make_task
 
     output_file(a.output, suffix=".json")  # before the sweep, not after it
+    out = text_stream(a.output)  # (its table on stderr when the results go to standard output)
     warn_unused({"--task-model": a.task_model if a.task == "psnr" else None,
                  "--annotations": a.annotations if a.task in ("psnr", "faces") else None}, f"--task {a.task}")
     codec = get_codec(a.codec)
@@ -41,21 +42,23 @@ def cmd_eval(a: argparse.Namespace) -> int:
         res["task_model"] = a.task_model
     results.save(res, a.output)
     keys = [k for k in ("ap", "ap50", "face_retention") if any(p.get(k) is not None for p in res["points"])]
-    print(f"{res['codec']} on {a.dataset} ({res['num_images']} images, task {a.task})")  # a clip's: its frames
-    print(f"{'quality':>8} {'bpp':>8} {'PSNR':>7}" + "".join(f" {k:>14}" for k in keys))
+    # (a clip's images: its frames)
+    print(f"{res['codec']} on {a.dataset} ({res['num_images']} images, task {a.task})", file=out)
+    print(f"{'quality':>8} {'bpp':>8} {'PSNR':>7}" + "".join(f" {k:>14}" for k in keys), file=out)
     for p in res["points"]:
         print(f"{p['quality']:>8} {p['bpp']:>8.4f} {p['psnr']:>7.2f}"
-              + "".join(f" {p[k]:>14.2f}" if p.get(k) is not None else f" {'n/a':>14}" for k in keys))
+              + "".join(f" {p[k]:>14.2f}" if p.get(k) is not None else f" {'n/a':>14}" for k in keys), file=out)
     ref = res["reference"] or {}
     shown = [f"{k} {ref[k]:.2f}" for k in keys if ref.get(k) is not None]
     pseudo = ref.get("ground_truth") == "pseudo"
     if pseudo and a.task == "detection" and ref.get("ap") is None:
         print("uncompressed: the task model found no objects on the originals (AP is undefined: no ground truth "
-              "to score against; a clip or images with objects its classes cover, or --annotations)")
+              "to score against; a clip or images with objects its classes cover, or --annotations)", file=out)
     elif shown:
         print("uncompressed: " + ", ".join(shown)
-              + (" (against the detector's own detections on the originals: pseudo ground truth)" if pseudo else ""))
-    print(f"wrote {a.output}")
+              + (" (against the detector's own detections on the originals: pseudo ground truth)" if pseudo else ""),
+              file=out)
+    print(f"wrote {a.output}", file=out)
     return 0
 
 
@@ -66,6 +69,7 @@ def cmd_bdrate(a: argparse.Namespace) -> int:
 
     if a.json:
         output_file(a.json, [a.anchor, *a.tests], suffix=".json")
+    out = text_stream(a.json) if a.json else sys.stdout  # (stderr when --json /dev/stdout)
     anchor = results.load(a.anchor)
     tests = [results.load(path) for path in a.tests]  # every file read before any line is printed
     from collections import Counter
@@ -80,7 +84,7 @@ def cmd_bdrate(a: argparse.Namespace) -> int:
 
     # (codec names come from the files: a stranger's may hold terminal escapes)
     print(f"BD-rate on {printable(a.metric)} against {printable(anchor['codec'])} (PCHIP on log-rate over the "
-          "overlapping interval; negative = fewer bits for the same value)")
+          "overlapping interval; negative = fewer bits for the same value)", file=out)
     for path, test in zip(a.tests, tests):
         try:
             if a.ci:
@@ -92,7 +96,7 @@ def cmd_bdrate(a: argparse.Namespace) -> int:
                 r = bd_rate(*results.curve(anchor, a.metric), *results.curve(test, a.metric),
                             envelope=not a.strict, interval=a.interval)
         except BDRateError as e:
-            print(f"  {printable(test['codec']):<28} n/a   ({printable(e)})")
+            print(f"  {printable(test['codec']):<28} n/a   ({printable(e)})", file=out)
             rows.append({"codec": test["codec"], "file": str(path), "bd_rate": None, "reason": str(e)})
             continue
         note = f"  [dropped non-monotone points: {len(r.dropped)}]" if r.dropped else ""
@@ -103,7 +107,7 @@ def cmd_bdrate(a: argparse.Namespace) -> int:
         if max(r.coverage) < 0.5 and not a.interval:  # (an --interval is narrowed on purpose)
             note += "  [WARNING: the overlap covers under half of both curves' ranges: a narrow comparison]"
         print(f"  {printable(test['codec']):<28} {r.percent:+7.1f}%   over {a.metric} {r.interval[0]:.3f}–{r.interval[1]:.3f}"
-              f"  (covers {r.coverage[0]:.0%} of anchor, {r.coverage[1]:.0%} of test){note}")
+              f"  (covers {r.coverage[0]:.0%} of anchor, {r.coverage[1]:.0%} of test){note}", file=out)
         row = {"codec": test["codec"], "file": str(path), "bd_rate": r.percent, "interval": r.interval,
                "coverage": list(r.coverage), "dropped": [list(d) for d in r.dropped]}
         if ci is not None:
@@ -117,7 +121,7 @@ def cmd_bdrate(a: argparse.Namespace) -> int:
                     "--ci-method bc corrects the interval for it]" if ci.method == "percentile" and
                     not 0.4 <= ci.below <= 0.6 else "")
             print(f"  {'':<28} {a.ci:g}% CI {ci.low:+.1f}% to {ci.high:+.1f}%  (paired bootstrap over images{bc}: "
-                  f"fewer bits in {ci.better:.0%} of {ci.draws} draws{failed}){few}{skew}")
+                  f"fewer bits in {ci.better:.0%} of {ci.draws} draws{failed}){few}{skew}", file=out)
             row.update(ci=[ci.low, ci.high], ci_level=a.ci, ci_draws=ci.draws, ci_failed=ci.failed,
                        better_share=ci.better, ci_method=ci.method, ci_median=ci.median, ci_estimate_below=ci.below)
         rows.append(row)
@@ -175,7 +179,7 @@ def cmd_report(a: argparse.Namespace) -> int:
             draw = detection_drawer(a.task_model)
         crops = matched_rate_crops(runs, images, name, a.target_bpp, get_codec, draw)
     out = build_report(runs, a.output, metrics=a.metrics.split(","), crops=crops, title=a.title, root=a.root)
-    print(f"wrote {out}")
+    print(f"wrote {out}", file=text_stream(a.output))
     return 0
 
 

@@ -13,12 +13,12 @@ import argparse
 def cmd_strip(a: argparse.Namespace) -> int:
     import sys
 
-    from ..cli import _summary_out
+    from .._fs import text_stream
     from ..codec.scalable import strip_file
 
     r = strip_file(a.input, a.output, a.human_segment)
     # (-o /dev/stdout | ...: the summary went after the machine layer's bytes, and the file did not decode)
-    to_stdout = any(_summary_out(path) is sys.stderr for path in (a.output, a.human_segment) if path)
+    to_stdout = any(text_stream(path) is sys.stderr for path in (a.output, a.human_segment) if path)
     out = sys.stderr if to_stdout else sys.stdout
     what = "human layer dropped" if r["had_human_layer"] else "no human layer: copied unchanged"
     alpha = (f"; it keeps the image's alpha channel, lossless, {r['alpha_bytes']} bytes" if r["alpha_bytes"]
