@@ -53,6 +53,17 @@ def test_train_logs_checkpoints_and_exports_a_usable_model(data_dir, tmp_path):
     assert all(torch.equal(a.state_dict()[k], b.state_dict()[k]) for k in a.state_dict())
 
 
+def test_off_a_terminal_training_prints_a_line_per_logged_step_not_a_bar(data_dir, tmp_path, capsys):
+    """Under nohup or `2> train.log` the bar's redraws filled the log with a carriage-return line per step; off a
+    terminal (capsys: not a tty) each logged step is one line, and the bar is not drawn."""
+    train(tiny_cfg(data_dir, tmp_path / "run", progress=True, log_every=2))
+    err = capsys.readouterr().err
+    steps = [line for line in err.splitlines() if line.startswith("train: step ")]
+    assert [line.split()[2] for line in steps] == ["2/4", "4/4"], err
+    assert "\r" not in err and "it/s" not in err and "step/s" not in err
+    assert all(" loss " in line and " bpp " in line and " psnr " in line for line in steps)
+
+
 def test_resume_continues_where_the_checkpoint_stopped(data_dir, tmp_path):
     out = tmp_path / "run"
     train(tiny_cfg(data_dir, out, steps=2))

@@ -407,8 +407,11 @@ def test_the_fit_bar_counts_steps_and_ends_full_when_a_stage_stops(capsys, monke
 
     import tqdm
 
-    # every update drawn (tqdm draws at most every 0.1 s: fast steps skipped "1/9" in a loaded CI run)
-    monkeypatch.setattr(tqdm, "tqdm", functools.partial(tqdm.tqdm, mininterval=0, miniters=1))
+    # every update drawn (tqdm draws at most every 0.1 s: fast steps skipped "1/9" in a loaded CI run), as on a
+    # terminal (the bar is drawn on one only: capsys is not)
+    bar = tqdm.tqdm
+    monkeypatch.setattr(tqdm, "tqdm", lambda *a, **k: bar(*a, **{**k, "mininterval": 0, "miniters": 1,
+                                                                  "disable": bool(k.get("disable"))}))
     frames = synthetic_clip(6)
     torch.manual_seed(0)
     model = nerv.build(nerv.make_config(TINY, 48, 64))
@@ -427,6 +430,25 @@ def test_the_fit_bar_counts_steps_and_ends_full_when_a_stage_stops(capsys, monke
     assert any("the stage stops" in e for e in rep.events)
     err = capsys.readouterr().err
     assert "12/12 [" in err, err[-300:]
+
+
+def test_off_a_terminal_the_fit_prints_epoch_lines_not_a_bar(capsys, monkeypatch):
+    """Under nohup or `2> fit.log` the bar's redraws filled the log with a carriage-return line per step; off a
+    terminal it prints the epoch's status line, at most every LINE_SECONDS and for the last epoch."""
+    monkeypatch.setattr(train, "LINE_SECONDS", 0.0)
+    frames = synthetic_clip(6)
+    torch.manual_seed(0)
+    model = nerv.build(nerv.make_config(TINY, 48, 64))
+    train.fit(model, frames, train.FitSettings(epochs=3, batch=2, lr=5e-3, prune=0, qat_epochs=0), progress=True)
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.startswith("saicm video: fit ep ")]
+    assert [line.split()[4] for line in lines] == ["1/3", "2/3", "3/3"], err
+    assert "\r" not in err and "step/s" not in err
+    monkeypatch.setattr(train, "LINE_SECONDS", 1e9)  # throttled: the last epoch's line alone
+    train.fit(nerv.build(nerv.make_config(TINY, 48, 64)), frames,
+              train.FitSettings(epochs=3, batch=2, lr=5e-3, prune=0, qat_epochs=0), progress=True)
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("saicm video: fit ep ")]
+    assert [line.split()[4] for line in lines] == ["3/3"]
 
 
 def test_psnr_collapse_is_caught(monkeypatch):

@@ -62,7 +62,7 @@ class RandomCrops(Dataset):
         self.images: list[np.ndarray] = []
         self.masks: list[np.ndarray | None] = []
         small = 0
-        for r, mr, f in tqdm(pairs, desc="loading images", disable=not progress, unit="img"):
+        for r, mr, f in tqdm(pairs, desc="loading images", disable=True if not progress else None, unit="img"):
             rgb = load_image(f).rgb
             m = self._load_mask(r, mr, f) if mr is not None else None
             if m is not None and m.shape != rgb.shape[:2]:

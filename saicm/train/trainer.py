@@ -428,7 +428,11 @@ def train(cfg: TrainConfig) -> Path:
                    "as it would have)")
     nq = model.num_qualities
     log = open(out / "log.jsonl", "a") if rank == 0 else None
-    bar = tqdm(total=cfg.steps, initial=start, desc="train", disable=not (cfg.progress and rank == 0), unit="step")
+    show = cfg.progress and rank == 0
+    # a bar on a terminal; elsewhere (nohup, `2> train.log`) one line per logged step: the bar's redraws filled
+    # a log file with a carriage-return line per step
+    bar = tqdm(total=cfg.steps, initial=start, desc="train", disable=True if not show else None, unit="step")
+    lines = show and bar.disable
     t0 = time.time()
     acc: dict[str, float] = {}
     n_acc = 0
@@ -492,6 +496,9 @@ def train(cfg: TrainConfig) -> Path:
                 log.write(json.dumps(rec) + "\n")
                 log.flush()
                 bar.set_postfix(loss=f"{rec['loss']:.3f}", bpp=f"{rec['bpp']:.3f}", psnr=f"{rec['psnr']:.2f}")
+                if lines:
+                    print(f"train: step {done}/{cfg.steps} loss {rec['loss']:.3f} bpp {rec['bpp']:.3f} "
+                          f"psnr {rec['psnr']:.2f} ({rec['seconds']:.0f} s)", file=sys.stderr, flush=True)
                 acc, n_acc = {}, 0
             if done % cfg.ckpt_every == 0 or done == cfg.steps:
                 rng = _rng_states(world, device)  # every rank's (a collective: all ranks call it)

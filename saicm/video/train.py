@@ -52,6 +52,7 @@ import copy
 import hashlib
 import json
 import math
+import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -67,6 +68,8 @@ from ..train.compiling import CompiledStep, compiler_errors
 
 CKPT_FORMAT = "saicm-video-checkpoint/1"
 LOSSES = ("nerv", "sa-nerv")
+#: off a terminal, an epoch's status line is printed at most this often (and for the last epoch)
+LINE_SECONDS = 30.0
 
 
 @dataclass
@@ -290,7 +293,9 @@ def fit(model: nn.Module, frames: np.ndarray, settings: FitSettings, masks: np.n
     steps_per_epoch = math.ceil(n / settings.batch)  # (every stage: the same frames and batch)
     # the bar counts steps, so that its rate and time left show within the first epoch (of a long clip, minutes)
     bar = tqdm(total=total_epochs * steps_per_epoch, initial=min(done_before, total_epochs) * steps_per_epoch,
-               unit="step", disable=not progress, dynamic_ncols=True)
+               unit="step", disable=True if not progress else None, dynamic_ncols=True)
+    # (None: a bar on a terminal; elsewhere, nohup or a log file, a line per epoch, at most every LINE_SECONDS)
+    lines, last_line = progress and bar.disable, 0.0
 
     def bar_at(epoch: int) -> None:
         """The bar at the start of ``epoch`` of the current stage (after a rollback, an epoch's end, a stage's)."""
@@ -418,7 +423,11 @@ def fit(model: nn.Module, frames: np.ndarray, settings: FitSettings, masks: np.n
             report.history.append({"stage": name, "epoch": epoch, "loss": tot_loss / n, "psnr": psnr,
                                    "lr": opt.param_groups[0]["lr"]})
             bar_at(epoch)
-            bar.set_postfix_str(f"{name} ep {epoch}/{epochs} loss {tot_loss / n:.4f} PSNR {psnr:.2f}")
+            status = f"{name} ep {epoch}/{epochs} loss {tot_loss / n:.4f} PSNR {psnr:.2f}"
+            bar.set_postfix_str(status)
+            if lines and (epoch == epochs or time.monotonic() - last_line >= LINE_SECONDS):
+                print(f"saicm video: {status}", file=sys.stderr, flush=True)
+                last_line = time.monotonic()
             if epoch % settings.ckpt_every == 0 or epoch == epochs:
                 snap = _Snapshot(model, opt, gen, epoch, best)
                 if epoch < epochs:
