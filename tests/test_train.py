@@ -137,7 +137,21 @@ def test_a_resume_given_only_out_and_data_is_the_uninterrupted_run(data_dir, tmp
         train(TrainConfig(data=str(data_dir), out=str(out), resume=True, quant="noise", steps=7, progress=False))
 
 
-def test_ctrl_c_saves_the_steps_done_and_the_run_resumes_exactly(data_dir, tmp_path, monkeypatch, capsys):
+@pytest.fixture
+def python_sigint():
+    """Python's own SIGINT handler for the test, the inherited one put back after. A suite started in the
+    background by a non-interactive shell (`nohup bash -c 'make test' &`, as the clean-clone checks here run)
+    inherits SIGINT ignored and Python leaves it so: the Ctrl-C test below failed three times in such runs, never
+    alone (its diagnostic showed SIG_IGN)."""
+    import signal
+
+    inherited = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, inherited)
+
+
+def test_ctrl_c_saves_the_steps_done_and_the_run_resumes_exactly(data_dir, tmp_path, monkeypatch, capsys,
+                                                                  python_sigint):
     """Ctrl-C lost every step since the last checkpoint (up to --ckpt-every: 200 by default) and said only
     "interrupted"; now the run stops after the current step with its checkpoint saved."""
     import signal
@@ -147,9 +161,6 @@ def test_ctrl_c_saves_the_steps_done_and_the_run_resumes_exactly(data_dir, tmp_p
 
     whole = train(tiny_cfg(data_dir, tmp_path / "whole", steps=6, ckpt_every=100))
     real = trainer._lr_at
-    # (it failed twice in full clean-clone runs, never alone: say in what state the process was if it fails again)
-    state = (signal.getsignal(signal.SIGINT), sorted(signal.pthread_sigmask(signal.SIG_BLOCK, [])))
-    assert state[0] is signal.default_int_handler and signal.SIGINT not in state[1], state
 
     sent = []
 
