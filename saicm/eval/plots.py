@@ -17,6 +17,19 @@ METRIC_LABELS = {
     "face_retention": "faces still found (%)",
 }
 
+#: Okabe & Ito's colours, told apart by red-green colour-blind readers (their yellow left out: too pale on white)
+COLOURS = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000")
+#: markers and line styles, cycled at coprime lengths (7, 4): the first 28 curves differ in marker or line style,
+#: so they are told apart in grayscale print and without colour vision, not by colour alone
+MARKERS = ("o", "s", "^", "D", "v", "P", "X")
+LINESTYLES = ("-", "--", "-.", ":")
+
+
+def curve_style(i: int) -> dict:
+    """Colour, marker and line style of the ``i``-th curve of a figure."""
+    return {"color": COLOURS[i % len(COLOURS)], "marker": MARKERS[i % len(MARKERS)],
+            "linestyle": LINESTYLES[i % len(LINESTYLES)]}
+
 
 def check_metric(results: list[dict], metric: str) -> None:
     """A one-line error if no results file has ``metric`` (a plot of it would be empty)."""
@@ -33,11 +46,13 @@ def curves_figure(results: list[dict], metric: str, title: str = "", size=(6.4, 
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=size, dpi=120)
+    drawn = 0
     for res in results:
         if not any(metric in p for p in res["points"]):  # a run without this metric is left out of this plot
             continue
         rates, values = curve(res, metric)
-        ax.plot(rates, values, marker="o", markersize=3.5, linewidth=1.4, label=res["codec"])
+        ax.plot(rates, values, markersize=4, linewidth=1.4, label=res["codec"], **curve_style(drawn))
+        drawn += 1
         ref = res.get("reference", {}).get(metric)
         if ref is not None:
             ax.axhline(ref, color="0.5", linestyle=":", linewidth=1)

@@ -1,0 +1,40 @@
+"""What a reader of the figures and the HTML report needs: curves told apart without colour, legends that say
+what each line is, a page a screen reader can use."""
+
+import pytest
+
+pytest.importorskip("matplotlib")
+
+from saicm.eval import results  # noqa: E402
+from saicm.eval.plots import curves_figure  # noqa: E402
+
+
+def _res(codec, points, metric="psnr", **extra):
+    r = results.new_result(codec, {}, "synthetic", "psnr", 3)
+    r["points"] = [{"quality": i, "bpp": b, metric: m, **extra} for i, (b, m) in enumerate(points)]
+    return r
+
+
+def _curves(fig):
+    return [ln for ln in fig.axes[0].get_lines() if ln.get_marker() not in (None, "None", "")]
+
+
+def _close(fig):
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+
+
+def test_curves_differ_in_marker_and_line_style_not_only_colour():
+    """Every curve was a solid line with round markers told apart by colour alone: in grayscale or to a red-green
+    colour-blind reader two of three curves looked the same, and from the 11th curve on colours repeated, so two
+    curves were identical even in colour."""
+    runs = [_res(f"codec{i}", [(0.1 * (i + 1), 30), (0.2 * (i + 1), 33)]) for i in range(12)]
+    fig = curves_figure(runs, "psnr")
+    try:
+        lines = _curves(fig)
+        assert len(lines) == 12
+        shapes = {(ln.get_marker(), str(ln.get_linestyle())) for ln in lines}
+        assert len(shapes) == 12  # without colour: marker and line style tell each curve apart
+    finally:
+        _close(fig)
