@@ -38,3 +38,23 @@ def test_curves_differ_in_marker_and_line_style_not_only_colour():
         assert len(shapes) == 12  # without colour: marker and line style tell each curve apart
     finally:
         _close(fig)
+
+
+def _legend_texts(fig):
+    return [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+
+
+@pytest.mark.parametrize("name", ["a$^$b", "cost $5 and $10", "_scratch-model", "<script> & co"])
+def test_codec_names_are_shown_as_written(name):
+    """A codec name with two dollar signs was typeset as mathematics, one with an unbalanced one ('a$^$b') made
+    `saicm plot` fail with a matplotlib traceback, and a name starting with '_' (a model file '_scratch.pt') was
+    left out of the legend while its curve was drawn."""
+    fig = curves_figure([_res("jpeg", [(0.2, 30), (0.4, 33)]), _res(name, [(0.1, 30), (0.2, 33)])], "psnr",
+                        title=f"{name} vs jpeg")
+    try:
+        fig.canvas.draw()
+        assert _legend_texts(fig)[:2] == ["jpeg", name]
+        texts = [t for t in fig.findobj(lambda a: hasattr(a, "get_parse_math")) if t.get_text()]
+        assert all(not t.get_parse_math() for t in texts if "$" in t.get_text())
+    finally:
+        _close(fig)

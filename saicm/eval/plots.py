@@ -47,11 +47,14 @@ def curves_figure(results: list[dict], metric: str, title: str = "", size=(6.4, 
 
     fig, ax = plt.subplots(figsize=size, dpi=120)
     drawn = 0
+    handles, labels = [], []
     for res in results:
         if not any(metric in p for p in res["points"]):  # a run without this metric is left out of this plot
             continue
         rates, values = curve(res, metric)
-        ax.plot(rates, values, markersize=4, linewidth=1.4, label=res["codec"], **curve_style(drawn))
+        (line,) = ax.plot(rates, values, markersize=4, linewidth=1.4, **curve_style(drawn))
+        handles.append(line)
+        labels.append(res["codec"])
         drawn += 1
         ref = res.get("reference", {}).get(metric)
         if ref is not None:
@@ -59,9 +62,12 @@ def curves_figure(results: list[dict], metric: str, title: str = "", size=(6.4, 
     ax.set_xlabel("bits per pixel (from file sizes)")
     ax.set_ylabel(METRIC_LABELS.get(metric, metric))
     ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=8)
+    # (handles and labels given: a label starting with '_' was left out of the legend; no mathtext: names with '$'
+    # were typeset as formulas, or failed to parse)
+    for t in ax.legend(handles, labels, fontsize=8).get_texts():
+        t.set_parse_math(False)
     if title:
-        ax.set_title(title, fontsize=10)
+        ax.set_title(title, fontsize=10, parse_math=False)
     fig.tight_layout()
     return fig
 
