@@ -58,3 +58,24 @@ def test_codec_names_are_shown_as_written(name):
         assert all(not t.get_parse_math() for t in texts if "$" in t.get_text())
     finally:
         _close(fig)
+
+
+def test_the_uncompressed_reference_is_in_the_legend():
+    """The dotted line of the task's score on the uncompressed images was drawn once per results file and named
+    nowhere: a reader could not tell what it was."""
+    runs = [_res(c, [(0.2 * k, 30), (0.4 * k, 33)], "ap") for k, c in enumerate(("jpeg", "webp", "mine"), 1)]
+    for r in runs:
+        r["reference"] = {"ap": 34.0}
+    fig = curves_figure(runs, "ap")
+    try:
+        refs = [ln for ln in fig.axes[0].get_lines() if ln not in _curves(fig)]
+        assert len(refs) == 1
+        assert _legend_texts(fig) == ["jpeg", "webp", "mine", "uncompressed images"]
+    finally:
+        _close(fig)
+    runs[2]["reference"] = {"ap": 30.0}  # (another task model or dataset: each line says whose it is)
+    fig = curves_figure(runs, "ap")
+    try:
+        assert _legend_texts(fig)[3:] == ["jpeg, webp: uncompressed", "mine: uncompressed"]
+    finally:
+        _close(fig)

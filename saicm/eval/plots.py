@@ -48,6 +48,7 @@ def curves_figure(results: list[dict], metric: str, title: str = "", size=(6.4, 
     fig, ax = plt.subplots(figsize=size, dpi=120)
     drawn = 0
     handles, labels = [], []
+    refs: dict[float, list[tuple[str, dict]]] = {}  # reference value -> (codec, its curve's style)
     for res in results:
         if not any(metric in p for p in res["points"]):  # a run without this metric is left out of this plot
             continue
@@ -55,10 +56,17 @@ def curves_figure(results: list[dict], metric: str, title: str = "", size=(6.4, 
         (line,) = ax.plot(rates, values, markersize=4, linewidth=1.4, **curve_style(drawn))
         handles.append(line)
         labels.append(res["codec"])
-        drawn += 1
         ref = res.get("reference", {}).get(metric)
         if ref is not None:
-            ax.axhline(ref, color="0.5", linestyle=":", linewidth=1)
+            refs.setdefault(ref, []).append((res["codec"], curve_style(drawn)))
+        drawn += 1
+    # the task's score on the uncompressed images: one line per distinct value, named in the legend (it was drawn
+    # once per file and named nowhere); several values (other task models or datasets) each say whose they are
+    for ref, owners in refs.items():
+        colour = "0.35" if len(refs) == 1 else owners[0][1]["color"]
+        handles.append(ax.axhline(ref, color=colour, linestyle=(0, (1, 2)), linewidth=1.2))
+        labels.append("uncompressed images" if len(refs) == 1 else
+                      ", ".join(c for c, _ in owners) + ": uncompressed")
     ax.set_xlabel("bits per pixel (from file sizes)")
     ax.set_ylabel(METRIC_LABELS.get(metric, metric))
     ax.grid(True, alpha=0.3)
