@@ -79,3 +79,24 @@ def test_the_uncompressed_reference_is_in_the_legend():
         assert _legend_texts(fig)[3:] == ["jpeg, webp: uncompressed", "mine: uncompressed"]
     finally:
         _close(fig)
+
+
+@pytest.mark.parametrize("names", [[f"codec-{i}" for i in range(12)],
+                                   ["jpeg", "saicm:/home/someone/experiments/2026-11/regions-a048-off02-n64-v5-seed1-"
+                                    "finetuned-on-coco.pt,beta=0.3,width=3"]])
+def test_a_long_legend_goes_beside_the_axes_not_over_the_curves(names):
+    """With 12 codecs the legend covered a third of the axes and the curves under it; a long codec name (a model
+    given by its path) made the legend wider than the figure: cut off, the axes squeezed into a strip under it."""
+    runs = [_res(n, [(0.1 * (i + 1), 30 + i), (0.2 * (i + 1), 33 + i)]) for i, n in enumerate(names)]
+    fig = curves_figure(runs, "psnr")
+    try:
+        fig.canvas.draw()
+        r = fig.canvas.get_renderer()
+        ax, leg = fig.axes[0].get_window_extent(r), fig.axes[0].get_legend().get_window_extent(r)
+        page = fig.bbox
+        assert not ax.overlaps(leg)
+        assert page.x0 <= leg.x0 and leg.x1 <= page.x1 and page.y0 <= leg.y0 and leg.y1 <= page.y1
+        assert ax.width >= 0.6 * 6.4 * fig.dpi * 0.8  # the axes keep most of their width
+        assert [t.replace("\n", "") for t in _legend_texts(fig)] == names  # wrapped, nothing cut
+    finally:
+        _close(fig)

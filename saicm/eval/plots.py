@@ -72,12 +72,32 @@ def curves_figure(results: list[dict], metric: str, title: str = "", size=(6.4, 
     ax.grid(True, alpha=0.3)
     # (handles and labels given: a label starting with '_' was left out of the legend; no mathtext: names with '$'
     # were typeset as formulas, or failed to parse)
-    for t in ax.legend(handles, labels, fontsize=8).get_texts():
+    labels = [_wrap(label) for label in labels]
+    beside = len(handles) > LEGEND_INSIDE_MAX or any("\n" in label for label in labels)
+    where = dict(loc="upper left", bbox_to_anchor=(1.02, 1), borderaxespad=0) if beside else {}
+    legend = ax.legend(handles, labels, fontsize=8, **where)
+    for t in legend.get_texts():
         t.set_parse_math(False)
     if title:
         ax.set_title(title, fontsize=10, parse_math=False)
+    if beside:  # many or long names: beside the axes (over them, they hid curves), the figure widened to hold it
+        fig.canvas.draw()
+        width = legend.get_window_extent().width / fig.dpi
+        fig.set_size_inches(size[0] + width + 0.15, size[1])
     fig.tight_layout()
     return fig
+
+
+#: more legend entries than this go beside the axes, not over them
+LEGEND_INSIDE_MAX = 5
+#: legend labels are wrapped at this many characters (a model given by its path made the legend wider than the figure)
+LEGEND_WRAP = 36
+
+
+def _wrap(label: str) -> str:
+    import textwrap
+
+    return "\n".join(textwrap.wrap(label, LEGEND_WRAP)) if len(label) > LEGEND_WRAP else label
 
 
 def plot_curves(results: list[dict], metric: str, out: str | Path, title: str = "") -> list[Path]:
