@@ -100,3 +100,21 @@ def test_a_long_legend_goes_beside_the_axes_not_over_the_curves(names):
         assert [t.replace("\n", "") for t in _legend_texts(fig)] == names  # wrapped, nothing cut
     finally:
         _close(fig)
+
+
+def test_a_file_that_measured_the_metric_nowhere_is_left_out(tmp_path, capsys):
+    """MS-SSIM is null (not measured) at every point of a results file of small images: `saicm plot --metric
+    ms_ssim` and `saicm report --metrics ms_ssim` with that file among others failed ("was not measured at any
+    point") instead of leaving it out, as a file without the metric is."""
+    from saicm.cli import main
+
+    a, b = _res("jpeg", [(0.2, 0.9), (0.4, 0.95)], "ms_ssim"), _res("tiny", [(0.1, None), (0.2, None)], "ms_ssim")
+    for r, name in ((a, "a.json"), (b, "b.json")):
+        results.save(r, tmp_path / name)
+    files = [str(tmp_path / "a.json"), str(tmp_path / "b.json")]
+    assert main(["plot", *files, "--metric", "ms_ssim", "-o", str(tmp_path / "c")]) == 0
+    assert main(["report", *files, "--metrics", "ms_ssim", "-o", str(tmp_path / "r.html")]) == 0
+    assert "not measured at any point" in (tmp_path / "r.html").read_text()  # (its BD-rate row says why: n/a)
+    capsys.readouterr()
+    assert main(["plot", files[1], "--metric", "ms_ssim", "-o", str(tmp_path / "d")]) == 2
+    assert "ms_ssim" in capsys.readouterr().err and not list(tmp_path.glob("d.*"))

@@ -31,11 +31,18 @@ def curve_style(i: int) -> dict:
             "linestyle": LINESTYLES[i % len(LINESTYLES)]}
 
 
+def measured(res: dict, metric: str) -> bool:
+    """Whether ``res`` has a value of ``metric`` at some point (``null``: not measured there)."""
+    return any(p.get(metric) is not None for p in res["points"])
+
+
 def check_metric(results: list[dict], metric: str) -> None:
     """A one-line error if no results file has ``metric`` (a plot of it would be empty)."""
     if not any(metric in p for res in results for p in res["points"]):
         known = sorted({k for res in results for p in res["points"] for k in p if k in METRIC_LABELS})
         raise SaicmError(f"no results file has metric {metric!r} (they have: {', '.join(known) or 'none'})")
+    if not any(measured(res, metric) for res in results):
+        raise SaicmError(f"no results file measured {metric!r} at any point (null everywhere)")
 
 
 def curves_figure(results: list[dict], metric: str, title: str = "", size=(6.4, 4.4)):
@@ -50,7 +57,7 @@ def curves_figure(results: list[dict], metric: str, title: str = "", size=(6.4, 
     handles, labels = [], []
     refs: dict[float, list[tuple[str, dict]]] = {}  # reference value -> (codec, its curve's style)
     for res in results:
-        if not any(metric in p for p in res["points"]):  # a run without this metric is left out of this plot
+        if not measured(res, metric):  # a run without this metric (or null at every point) is left out of this plot
             continue
         rates, values = curve(res, metric)
         (line,) = ax.plot(rates, values, markersize=4, linewidth=1.4, **curve_style(drawn))
