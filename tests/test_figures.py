@@ -118,3 +118,15 @@ def test_a_file_that_measured_the_metric_nowhere_is_left_out(tmp_path, capsys):
     capsys.readouterr()
     assert main(["plot", files[1], "--metric", "ms_ssim", "-o", str(tmp_path / "d")]) == 2
     assert "ms_ssim" in capsys.readouterr().err and not list(tmp_path.glob("d.*"))
+
+
+@pytest.mark.parametrize("metric, label", [("box_ap", "box AP (%)"), ("box_ap50", "box AP50 (%)"),
+                                           ("mask_ap50", "mask AP50 (%)")])
+def test_every_ap_in_results_files_has_its_unit_on_the_axis(metric, label):
+    """box_ap, box_ap50 and mask_ap50 (in every detection and instance results file) were plotted with the bare key as
+    the axis label: no unit, and not the words of the other AP axes."""
+    fig = curves_figure([_res("jpeg", [(0.2, 30), (0.4, 33)], metric)], metric)
+    try:
+        assert fig.axes[0].get_ylabel() == label
+    finally:
+        _close(fig)

@@ -13,7 +13,10 @@ METRIC_LABELS = {
     "ms_ssim": "MS-SSIM",
     "ap": "AP (%)",
     "ap50": "AP50 (%)",
+    "box_ap": "box AP (%)",
+    "box_ap50": "box AP50 (%)",
     "mask_ap": "mask AP (%)",
+    "mask_ap50": "mask AP50 (%)",
     "face_retention": "faces still found (%)",
 }
 
