@@ -130,3 +130,27 @@ def test_every_ap_in_results_files_has_its_unit_on_the_axis(metric, label):
         assert fig.axes[0].get_ylabel() == label
     finally:
         _close(fig)
+
+
+def test_ap_against_pseudo_ground_truth_says_so():
+    """AP against pseudo ground truth (the detector's own detections on the originals: no labels) was plotted as
+    "AP (%)", like AP against official labels, and the two on one plot looked comparable; the code says they must
+    not be compared."""
+    pseudo = _res("hnerv", [(0.1, 60), (0.3, 80)], "ap", ground_truth="pseudo")
+    official = _res("jpeg", [(0.2, 30), (0.4, 33)], "ap", ground_truth="official")
+    fig = curves_figure([pseudo], "ap")
+    try:
+        assert fig.axes[0].get_ylabel() == "AP (%) against pseudo ground truth"
+    finally:
+        _close(fig)
+    fig = curves_figure([official, pseudo], "ap")
+    try:
+        assert fig.axes[0].get_ylabel() == "AP (%)"
+        assert _legend_texts(fig) == ["jpeg", "hnerv (pseudo ground truth)"]
+    finally:
+        _close(fig)
+    fig = curves_figure([_res("hnerv", [(0.1, 30), (0.3, 33)], "psnr", ground_truth="pseudo")], "psnr")
+    try:
+        assert fig.axes[0].get_ylabel() == "PSNR (dB)"  # (PSNR has no ground truth)
+    finally:
+        _close(fig)

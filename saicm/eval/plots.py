@@ -34,6 +34,16 @@ def curve_style(i: int) -> dict:
             "linestyle": LINESTYLES[i % len(LINESTYLES)]}
 
 
+#: metrics scored against ground truth, official (labels) or pseudo (the task model on the originals)
+GROUND_TRUTH_METRICS = ("ap", "ap50", "box_ap", "box_ap50", "mask_ap", "mask_ap50")
+
+
+def pseudo_ground_truth(res: dict, metric: str) -> bool:
+    """Whether ``res`` scored ``metric`` against pseudo ground truth (not to be compared with official labels)."""
+    return metric in GROUND_TRUTH_METRICS and any(
+        p.get("ground_truth") == "pseudo" for p in res["points"] if p.get(metric) is not None)
+
+
 def measured(res: dict, metric: str) -> bool:
     """Whether ``res`` has a value of ``metric`` at some point (``null``: not measured there)."""
     return any(p.get(metric) is not None for p in res["points"])
@@ -58,14 +68,16 @@ def curves_figure(results: list[dict], metric: str, title: str = "", size=(6.4, 
     fig, ax = plt.subplots(figsize=size, dpi=120)
     drawn = 0
     handles, labels = [], []
+    shown = [res for res in results if measured(res, metric)]  # (a run without this metric, or null at every
+    # point, is left out of this plot)
+    pseudo = [pseudo_ground_truth(res, metric) for res in shown]
+    mixed = any(pseudo) and not all(pseudo)  # (then each pseudo curve says so)
     refs: dict[float, list[tuple[str, dict]]] = {}  # reference value -> (codec, its curve's style)
-    for res in results:
-        if not measured(res, metric):  # a run without this metric (or null at every point) is left out of this plot
-            continue
+    for res in shown:
         rates, values = curve(res, metric)
         (line,) = ax.plot(rates, values, markersize=4, linewidth=1.4, **curve_style(drawn))
         handles.append(line)
-        labels.append(res["codec"])
+        labels.append(res["codec"] + (" (pseudo ground truth)" if mixed and pseudo[drawn] else ""))
         ref = res.get("reference", {}).get(metric)
         if ref is not None:
             refs.setdefault(ref, []).append((res["codec"], curve_style(drawn)))
@@ -78,7 +90,8 @@ def curves_figure(results: list[dict], metric: str, title: str = "", size=(6.4, 
         labels.append("uncompressed images" if len(refs) == 1 else
                       ", ".join(c for c, _ in owners) + ": uncompressed")
     ax.set_xlabel("bits per pixel (from file sizes)")
-    ax.set_ylabel(METRIC_LABELS.get(metric, metric))
+    ax.set_ylabel(METRIC_LABELS.get(metric, metric) + (" against pseudo ground truth" if all(pseudo) and pseudo
+                                                          else ""))
     ax.grid(True, alpha=0.3)
     # (handles and labels given: a label starting with '_' was left out of the legend; no mathtext: names with '$'
     # were typeset as formulas, or failed to parse)
