@@ -154,3 +154,18 @@ def test_ap_against_pseudo_ground_truth_says_so():
         assert fig.axes[0].get_ylabel() == "PSNR (dB)"  # (PSNR has no ground truth)
     finally:
         _close(fig)
+
+
+def test_the_reports_curves_name_the_bd_rate_anchor(tmp_path):
+    """The report's BD-rate tables are against its first results file, but its plots did not say which curve that
+    was."""
+    runs = [_res("jpeg", [(0.2, 30), (0.4, 33)]), _res("webp", [(0.1, 30), (0.2, 33)])]
+    fig = curves_figure(runs, "psnr", anchor=runs[0])
+    try:
+        assert _legend_texts(fig) == ["jpeg (BD-rate anchor)", "webp"]
+    finally:
+        _close(fig)
+    from saicm.eval.report import build_report
+
+    out = build_report(runs, tmp_path / "r.html")
+    assert "jpeg (BD-rate anchor)" in out.read_text()  # (in the SVG: the legend's text, as a comment)

@@ -58,8 +58,9 @@ def check_metric(results: list[dict], metric: str) -> None:
         raise SaicmError(f"no results file measured {metric!r} at any point (null everywhere)")
 
 
-def curves_figure(results: list[dict], metric: str, title: str = "", size=(6.4, 4.4)):
-    """A matplotlib figure: one line per results file, the uncompressed reference dotted."""
+def curves_figure(results: list[dict], metric: str, title: str = "", size=(6.4, 4.4), anchor: dict | None = None):
+    """A matplotlib figure: one line per results file, the uncompressed reference dotted; ``anchor`` (one of
+    ``results``), the BD-rate anchor, is named so in the legend."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -77,7 +78,8 @@ def curves_figure(results: list[dict], metric: str, title: str = "", size=(6.4, 
         rates, values = curve(res, metric)
         (line,) = ax.plot(rates, values, markersize=4, linewidth=1.4, **curve_style(drawn))
         handles.append(line)
-        labels.append(res["codec"] + (" (pseudo ground truth)" if mixed and pseudo[drawn] else ""))
+        labels.append(res["codec"] + (" (BD-rate anchor)" if res is anchor else "")
+                      + (" (pseudo ground truth)" if mixed and pseudo[drawn] else ""))
         ref = res.get("reference", {}).get(metric)
         if ref is not None:
             refs.setdefault(ref, []).append((res["codec"], curve_style(drawn)))

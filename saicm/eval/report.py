@@ -23,7 +23,7 @@ from .results import curve
 def _svg_curves(results: list[dict], metric: str) -> str:
     import matplotlib.pyplot as plt
 
-    fig = curves_figure(results, metric, size=(6.0, 4.0))
+    fig = curves_figure(results, metric, size=(6.0, 4.0), anchor=results[0])
     buf = io.StringIO()
     fig.savefig(buf, format="svg")
     plt.close(fig)
