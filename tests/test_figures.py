@@ -169,3 +169,49 @@ def test_the_reports_curves_name_the_bd_rate_anchor(tmp_path):
 
     out = build_report(runs, tmp_path / "r.html")
     assert "jpeg (BD-rate anchor)" in out.read_text()  # (in the SVG: the legend's text, as a comment)
+
+
+def _page_structure(page):
+    from html.parser import HTMLParser
+
+    class P(HTMLParser):
+        def __init__(self):
+            super().__init__()
+            self.tags, self.stack, self.svg_titles = [], [], 0
+
+        def handle_starttag(self, tag, attrs):
+            self.tags.append((tag, dict(attrs)))
+            if tag == "title" and self.stack and self.stack[-1] == "svg":
+                self.svg_titles += 1
+            self.stack.append(tag)
+
+        def handle_endtag(self, tag):
+            while self.stack and self.stack.pop() != tag:
+                pass
+
+    p = P()
+    p.feed(page)
+    return p
+
+
+def test_the_report_can_be_read_with_a_screen_reader(tmp_path):
+    """The crops had no alt text; each plot was an SVG of glyph outlines with no role or title, so a screen reader
+    read nothing, or a stream of unnamed shapes, and the values plotted were nowhere in text; the page named no
+    language."""
+    from PIL import Image
+
+    from saicm.eval.report import build_report
+
+    runs = [_res("jpeg", [(0.2, 30.5), (0.4, 33.25)]), _res("webp", [(0.1, 30), (0.2, 33)])]
+    crops = [("original: a.png", Image.new("RGB", (8, 8))), ("webp q30: 0.25 bpp", Image.new("RGB", (8, 8)))]
+    page = build_report(runs, tmp_path / "r.html", metrics=("psnr",), crops=crops).read_text()
+    p = _page_structure(page)
+    assert ("html", {"lang": "en"}) in p.tags
+    imgs = [a for t, a in p.tags if t == "img"]
+    assert [a.get("alt") for a in imgs] == ["original: a.png", "webp q30: 0.25 bpp"]
+    svgs = [a for t, a in p.tags if t == "svg"]
+    assert svgs and all(a.get("role") == "img" and a.get("aria-labelledby") for a in svgs)
+    assert p.svg_titles == len(svgs)
+    assert "PSNR (dB) against bits per pixel" in page
+    # the plotted values, as a table a screen reader can walk
+    assert "<caption>" in page and "0.4000" in page and "33.25" in page

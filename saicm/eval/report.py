@@ -16,11 +16,13 @@ from PIL import Image
 
 from .bdrate import BDRateError, bd_rate
 from .paths import display_path, display_spec
-from .plots import METRIC_LABELS, check_metric, curves_figure
+from .plots import METRIC_LABELS, check_metric, curves_figure, measured
 from .results import curve
 
 
-def _svg_curves(results: list[dict], metric: str) -> str:
+def _svg_curves(results: list[dict], metric: str, key: str) -> str:
+    """The plot as inline SVG, an image with a title for screen readers (its text is glyph outlines); ``key``:
+    unique in the page."""
     import matplotlib.pyplot as plt
 
     fig = curves_figure(results, metric, size=(6.0, 4.0), anchor=results[0])
@@ -28,7 +30,23 @@ def _svg_curves(results: list[dict], metric: str) -> str:
     fig.savefig(buf, format="svg")
     plt.close(fig)
     svg = buf.getvalue()
-    return svg[svg.index("<svg"):]
+    svg = svg[svg.index("<svg"):]
+    shown = [r["codec"] for r in results if measured(r, metric)]
+    title = (f"{METRIC_LABELS.get(metric, metric)} against bits per pixel, a curve for each of {', '.join(shown)}; "
+             f"{results[0]['codec']} is the BD-rate anchor (the values are in the table of values plotted)")
+    end = svg.index(">")  # (of the opening tag)
+    return (f'{svg[:end]} role="img" aria-labelledby="{key}-title"><title id="{key}-title">{html.escape(title)}'
+            f"</title>{svg[end + 1:]}")
+
+
+def _values_table(results: list[dict], metric: str) -> str:
+    """What a plot shows, as text: each codec's points (a screen reader cannot read the curves)."""
+    label = html.escape(METRIC_LABELS.get(metric, metric))
+    rows = "".join(f"<tr><td>{html.escape(r['codec'])}</td><td class=num>{b:.4f}</td><td class=num>{v:.4g}</td></tr>"
+                   for r in results if measured(r, metric) for b, v in zip(*curve(r, metric)))
+    return (f"<details><summary>Values plotted</summary><table><caption>{label} by codec and rate</caption>"
+            f"<tr><th scope=col>codec</th><th scope=col>bits per pixel</th><th scope=col>{label}</th></tr>{rows}"
+            "</table></details>")
 
 
 def _png_uri(img: Image.Image) -> str:
@@ -70,9 +88,10 @@ def build_report(results: list[dict], out: str | Path, metrics: Sequence[str] = 
     ds = sorted({display_path(r.get("dataset", ""), root) for r in results})
     parts.append("<p>Dataset: " + html.escape(", ".join(ds)) + f". Rates are from real file sizes. "
                  f"BD-rate: PCHIP on log-rate over the overlapping interval, negative = fewer bits.</p>")
-    for m in metrics:
+    for i, m in enumerate(metrics):
         parts.append(f"<h2>{html.escape(METRIC_LABELS.get(m, m))}</h2><div class=row>"
-                     f"<div>{_svg_curves(results, m)}</div><div>{_bd_table(results, m)}</div></div>")
+                     f"<div>{_svg_curves(results, m, f'plot{i}')}</div><div>{_bd_table(results, m)}"
+                     f"{_values_table(results, m)}</div></div>")
     refs = [(r["codec"], r.get("reference")) for r in results if r.get("reference")]
     if refs:
         ref = refs[0][1]
@@ -81,7 +100,8 @@ def build_report(results: list[dict], out: str | Path, metrics: Sequence[str] = 
     if crops:
         parts.append("<h2>Matched-rate crops</h2><div class=crops>")
         for caption, img in crops:
-            parts.append(f"<figure><img src='{_png_uri(img)}'><figcaption>{html.escape(caption)}</figcaption></figure>")
+            parts.append(f"<figure><img src='{_png_uri(img)}' alt=\"{html.escape(caption)}\">"
+                         f"<figcaption>{html.escape(caption)}</figcaption></figure>")
         parts.append("</div>")
     rows = "".join(
         f"<tr><td>{html.escape(r['codec'])}</td><td>{len(r['points'])}</td>"
@@ -96,7 +116,7 @@ def build_report(results: list[dict], out: str | Path, metrics: Sequence[str] = 
              ".crops{display:flex;flex-wrap:wrap;gap:8px}figure{margin:0;flex:0 0 calc(50% - 4px)}"
              ".crops img{width:100%;height:auto}figcaption{font-size:12px}"
              "svg{max-width:600px;height:auto}")
-    page = (f"<!doctype html><html><head><meta charset=utf-8><title>{html.escape(title)}</title>"
+    page = (f"<!doctype html><html lang=en><head><meta charset=utf-8><title>{html.escape(title)}</title>"
             f"<style>{style}</style></head><body>{''.join(parts)}</body></html>")
     out = Path(out)
     write_bytes_atomic(out, page.encode())
