@@ -215,3 +215,24 @@ def test_the_report_can_be_read_with_a_screen_reader(tmp_path):
     assert "PSNR (dB) against bits per pixel" in page
     # the plotted values, as a table a screen reader can walk
     assert "<caption>" in page and "0.4000" in page and "33.25" in page
+
+
+def test_the_reports_plots_share_no_element_ids(tmp_path):
+    """Each inline SVG defined the same ids (figure_1, axes_1, the glyphs DejaVuSans-30, ...): with two metrics a
+    page had some 140 duplicate ids, invalid HTML, each plot's references resolved by whichever came first."""
+    import re
+    from collections import Counter
+
+    from saicm.eval.report import build_report
+
+    runs = [_res("jpeg", [(0.2, 30), (0.4, 33)]), _res("webp", [(0.1, 30), (0.2, 33)])]
+    for r in runs:
+        for p in r["points"]:
+            p["ms_ssim"] = p["psnr"] / 40
+    page = build_report(runs, tmp_path / "r.html", metrics=("psnr", "ms_ssim")).read_text()
+    ids = Counter(re.findall(r'\bid="([^"]+)"', page))
+    assert ids and not [k for k, n in ids.items() if n > 1]
+    for svg in re.findall(r"<svg.*?</svg>", page, flags=re.S):  # every reference resolves within its own plot
+        own = set(re.findall(r'\bid="([^"]+)"', svg))
+        refs = set(re.findall(r'href="#([^"]+)"', svg)) | set(re.findall(r"url\(#([^)]+)\)", svg))
+        assert refs and refs <= own

@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import html
 import io
+import re
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -30,13 +31,21 @@ def _svg_curves(results: list[dict], metric: str, key: str) -> str:
     fig.savefig(buf, format="svg")
     plt.close(fig)
     svg = buf.getvalue()
-    svg = svg[svg.index("<svg"):]
+    svg = _own_ids(svg[svg.index("<svg"):], key)
     shown = [r["codec"] for r in results if measured(r, metric)]
     title = (f"{METRIC_LABELS.get(metric, metric)} against bits per pixel, a curve for each of {', '.join(shown)}; "
              f"{results[0]['codec']} is the BD-rate anchor (the values are in the table of values plotted)")
     end = svg.index(">")  # (of the opening tag)
-    return (f'{svg[:end]} role="img" aria-labelledby="{key}-title"><title id="{key}-title">{html.escape(title)}'
+    return (f'{svg[:end]} role="img" aria-labelledby="{key}title"><title id="{key}title">{html.escape(title)}'
             f"</title>{svg[end + 1:]}")
+
+
+def _own_ids(svg: str, key: str) -> str:
+    """``svg`` with its element ids (and the references to them) prefixed by ``key``: every plot matplotlib writes
+    uses the same ids (figure_1, glyphs such as DejaVuSans-30), duplicates in one page."""
+    svg = re.sub(r'\bid="([^"]+)"', rf'id="{key}-\1"', svg)
+    svg = re.sub(r'href="#([^"]+)"', rf'href="#{key}-\1"', svg)
+    return re.sub(r"url\(#([^)]+)\)", rf"url(#{key}-\1)", svg)
 
 
 def _values_table(results: list[dict], metric: str) -> str:
