@@ -236,3 +236,13 @@ def test_the_reports_plots_share_no_element_ids(tmp_path):
         own = set(re.findall(r'\bid="([^"]+)"', svg))
         refs = set(re.findall(r'href="#([^"]+)"', svg)) | set(re.findall(r"url\(#([^)]+)\)", svg))
         assert refs and refs <= own
+
+
+def test_the_crops_say_which_image_they_are():
+    """The crops' first panel was captioned "original": the page named the image it showed nowhere."""
+    from PIL import Image
+
+    from saicm.eval.report import matched_rate_crops
+
+    panels = matched_rate_crops([], {"cat.png": Image.new("RGB", (8, 8))}, "cat.png", 0.25, get_codec=None)
+    assert panels[0][0] == "original: cat.png"

@@ -138,7 +138,7 @@ def matched_rate_crops(results: list[dict], images: dict[str, Image.Image], imag
     """Original plus, per codec, the decode of ``image_name`` at the quality whose bpp is nearest ``target_bpp``."""
     orig = images[image_name]
     box = box or (0, 0, orig.width, orig.height)
-    panels = [("original", (draw(orig) if draw else orig).crop(box))]
+    panels = [(f"original: {image_name}", (draw(orig) if draw else orig).crop(box))]
     for res in results:
         per = res.get("per_image", {}).get(image_name)
         if not per:
