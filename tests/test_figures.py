@@ -246,3 +246,12 @@ def test_the_crops_say_which_image_they_are():
 
     panels = matched_rate_crops([], {"cat.png": Image.new("RGB", (8, 8))}, "cat.png", 0.25, get_codec=None)
     assert panels[0][0] == "original: cat.png"
+
+
+def test_a_report_of_one_results_file_says_there_is_no_bd_rate(tmp_path):
+    """A report of one results file had, beside its plot, a BD-rate table of headers and no rows."""
+    from saicm.eval.report import build_report
+
+    page = build_report([_res("jpeg", [(0.2, 30.5), (0.4, 33)])], tmp_path / "r.html").read_text()
+    assert "BD-rate needs a second results file" in page and "codec vs jpeg" not in page
+    assert "<td class=num>30.50</td>" in page and "<td class=num>33.00</td>" in page  # (were 30.5 and 33)

@@ -51,7 +51,8 @@ def _own_ids(svg: str, key: str) -> str:
 def _values_table(results: list[dict], metric: str) -> str:
     """What a plot shows, as text: each codec's points (a screen reader cannot read the curves)."""
     label = html.escape(METRIC_LABELS.get(metric, metric))
-    rows = "".join(f"<tr><td>{html.escape(r['codec'])}</td><td class=num>{b:.4f}</td><td class=num>{v:.4g}</td></tr>"
+    rows = "".join(f"<tr><td>{html.escape(r['codec'])}</td><td class=num>{b:.4f}</td>"
+                   f"<td class=num>{v:.{4 if abs(v) < 2 else 2}f}</td></tr>"  # (MS-SSIM: four decimals)
                    for r in results if measured(r, metric) for b, v in zip(*curve(r, metric)))
     return (f"<details><summary>Values plotted</summary><table><caption>{label} by codec and rate</caption>"
             f"<tr><th scope=col>codec</th><th scope=col>bits per pixel</th><th scope=col>{label}</th></tr>{rows}"
@@ -65,6 +66,8 @@ def _png_uri(img: Image.Image) -> str:
 
 
 def _bd_table(results: list[dict], metric: str) -> str:
+    if len(results) < 2:  # (was a table of headers alone)
+        return f"<p>BD-rate needs a second results file to compare with {html.escape(results[0]['codec'])}.</p>"
     anchor = results[0]
     rows = []
     for res in results[1:]:
