@@ -88,6 +88,36 @@ def test_a_retired_model_says_where_its_weights_are():
     assert "missing" not in r.stdout, r.stdout
 
 
+def test_a_file_of_replaced_weights_says_which_commit_holds_them(tmp_path, monkeypatch):
+    """mse-hyperprior-n64's weights were replaced in place in 0.1.0 (commit fa6b324): a file the first ones wrote
+    names the model, yet the retired model's commit (fda74cf) holds the later weights, which refuse it. The error
+    names the commit whose weights match the file's checksum, with --model or without it."""
+    from saicm.codec import container
+    from saicm.models.catalog import REPLACED_WEIGHTS
+
+    monkeypatch.setenv("SAICM_MODELS", str(tmp_path))  # (no weights of the user's own by that name)
+    valid = container.unpack((Path(__file__).parent / "corpus" / "valid-64x64-v5-q1.saicm").read_bytes())
+    for (name, sha), commit in REPLACED_WEIGHTS.items():
+        valid.header.model, valid.header.weights_sha = name, bytes.fromhex(sha)
+        data = container.pack(valid)
+        hint = f"git show {commit}:saicm/weights/{name}.safetensors"
+        with pytest.raises(ModelError, match="no longer ships") as e:
+            saicm.decompress(data)
+        assert hint in str(e.value)
+        with pytest.raises(ModelError, match="checksum mismatch") as e:  # the retired file (here: any other)
+            saicm.decompress(data, model=shipped_models()[DEFAULT_MODEL].path)
+        assert hint in str(e.value)
+    repo = WEIGHTS_DIR.parents[1]  # the commit holds those weights (needs the history, as the test above)
+    r = subprocess.run(["git", "-C", str(repo), "rev-parse", "--is-shallow-repository"], capture_output=True,
+                       text=True)
+    if r.returncode != 0 or r.stdout.strip() != "false":
+        pytest.skip("no git history here")
+    for (name, sha), commit in REPLACED_WEIGHTS.items():
+        blob = subprocess.run(["git", "-C", str(repo), "show", f"{commit}:saicm/weights/{name}.safetensors"],
+                              capture_output=True, check=True).stdout
+        assert hashlib.sha256(blob).hexdigest()[:16] == sha
+
+
 def test_shipped_models_are_small_and_fp16():
     from safetensors import safe_open
 

@@ -206,11 +206,21 @@ def coded_model(name: str, weights_sha: bytes, height: int, width: int, model=No
                 what: str = "the file"):
     """:func:`stream_model` for any segment that names its model and weights (a stream's header, a human layer):
     the pixel limit on ``height`` × ``width``, then the model named ``name`` (or ``model``), its checksum checked."""
-    from ..models.catalog import SCALABLE_ARCHITECTURE, file_checksum, resolve
+    from ..models.catalog import SCALABLE_ARCHITECTURE, file_checksum, recover_weights, replaced_weights, resolve
 
     check_pixels(height, width, max_pixels)
-    info = resolve(model if model is not None else header_model_name(name))
+    replaced = replaced_weights(name, weights_sha)  # weights once shipped under this name, since replaced
+    try:
+        info = resolve(model if model is not None else header_model_name(name))
+    except ModelError:
+        if model is None and replaced is not None:  # (the retired name's message gives the later weights)
+            raise ModelError(f"{what} was coded with weights of model {name!r} that saicm no longer ships "
+                             "(replaced in saicm 0.1.0); " + recover_weights(name, replaced)) from None
+        raise
     if file_checksum(info.path) != weights_sha:
+        if replaced is not None:
+            raise ModelError(f"{what} was coded with other weights of model {name!r} than {info.path.name} "
+                             "(checksum mismatch): ones since replaced; " + recover_weights(name, replaced))
         scalable = info.architecture == SCALABLE_ARCHITECTURE
         if model is not None and scalable and what == "the file":
             raise ModelError(f"{info.name} is a scalable model: it decodes a two-layer file's human layer, and this "

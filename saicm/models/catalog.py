@@ -231,11 +231,7 @@ def resolve(model: str | os.PathLike | None) -> ModelInfo:
         if user.is_file():
             return read_info(user)
         if s in RETIRED_MODELS:
-            raise ModelError(
-                f"model {s!r} is no longer shipped; its weights are in the saicm repository's history: "
-                f"git show {RETIRED_MODELS[s]}:saicm/weights/{s}{SUFFIX} > {s}{SUFFIX}, then give that file's "
-                f"path where you named the model ({s}{SUFFIX} with --model, --init, --base or --human-init; Python: "
-                "model=PATH), or put it in your model folder ($SAICM_MODELS) to use the name")
+            raise ModelError(f"model {s!r} is no longer shipped; " + recover_weights(s, RETIRED_MODELS[s]))
         known = ", ".join(models) or "none shipped"
         udir = user_model_dir()
         state = "" if udir.is_dir() else ", which is not a folder" if udir.exists() else ", which does not exist"
@@ -254,6 +250,25 @@ RETIRED_MODELS = {name: "fda74cf" for name in (
     "mse-hyperprior-n64", "mse-hyperprior-n64-v2", "object-coco-n64", "saicm-regions-a078-n64",
     "saicm-regions-a078-off005-n64", "saicm-regions-a048-n64", "saicm-regions-a048-n64-v2",
     "saicm-regions-a048-off005-n64-v2", "saicm-regions-a048-off02-n64-v2")}
+
+
+#: Weights shipped under a name and later replaced in place (saicm 0.1.0, before the version rule): (name, first 8
+#: bytes of their SHA-256 in hex) → a commit whose saicm/weights/ holds them. Streams they wrote name the model, but
+#: decode only with these weights, not with the file :data:`RETIRED_MODELS` (or the package) gives for the name.
+REPLACED_WEIGHTS = {("mse-hyperprior-n64", "3dad81ee2b147142"): "4c6fa5e"}
+
+
+def recover_weights(name: str, commit: str) -> str:
+    """How to get back the weights of ``name`` that ``commit`` holds, and use them (the end of an error message)."""
+    return (f"its weights are in the saicm repository's history: git show {commit}:saicm/weights/{name}{SUFFIX} > "
+            f"{name}{SUFFIX}, then give that file's path where you named the model ({name}{SUFFIX} with --model, "
+            "--init, --base or --human-init; Python: model=PATH), or put it in your model folder ($SAICM_MODELS) to "
+            "use the name")
+
+
+def replaced_weights(name: str, weights_sha: bytes) -> str | None:
+    """The commit holding the superseded weights of ``name`` that a file's checksum names (None if unknown)."""
+    return REPLACED_WEIGHTS.get((name, weights_sha.hex()))
 
 
 #: Where several shipped SA-ICM models come from the same MSE model, the one to show (the best measured;
