@@ -188,13 +188,15 @@ def _info_one(path: str, as_json: bool, header: str | None) -> int:
 
     def file_text(d: dict) -> None:
         if "layers" in d:
-            print(f"{'layers':24s} machine + human (the fields without a layer name are the machine layer's; "
-                  "--json for the human layer's)")
+            print(f"{'layers':24s} machine + human (file_bytes and bpp are the whole file's, the other fields "
+                  "without a layer name the machine layer's; --json for the human layer's)")
         for k, v in d.items():
             if k == "layers":
                 for name, layer in v.items():
+                    version = (f"format {d['format_version']}" if name == "machine"
+                               else f"human-layer version {layer['version']}")
                     print(f"{name + ' layer':24s} {layer['bytes']} bytes, {layer['bpp']:.4f} bpp "
-                          f"({layer['model']} q{layer['quality']})")
+                          f"({layer['model']} q{layer['quality']}, {version})")
             else:
                 print(f"{k:24s} {v}")
 

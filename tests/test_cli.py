@@ -888,6 +888,17 @@ def test_info_of_several_files_describes_each_and_says_which_cannot_be_read(tmp_
     assert "path" not in json.loads(capsys.readouterr().out)
 
 
+def test_info_text_of_a_two_layer_file_gives_each_layers_format_version(capsys):
+    """The text form named no human-layer version (1, CompressAI's coder, is not portable across CPUs; 2 is) and
+    called file_bytes and bpp the machine layer's: they are the whole file's."""
+    path = Path(__file__).parent / "reference" / "astronaut-200x150-scalable-b1-h4-v3.saicm"
+    assert main(["info", str(path)]) == 0
+    lines = {ln[:24].strip(): ln[24:].strip() for ln in capsys.readouterr().out.splitlines()}
+    assert lines["machine layer"].endswith("q1, format 3)")
+    assert lines["human layer"].endswith("q4, human-layer version 2)")
+    assert int(lines["file_bytes"]) == path.stat().st_size and "whole file" in lines["layers"]
+
+
 def test_warnings_point_at_the_callers_code(tmp_path):
     # they pointed at saicm's own files (_lazy.py, image_io.py), so a notebook saw each once per session
     import warnings
