@@ -4,6 +4,8 @@ Names are imported on first use: the catalogue of weight files (:mod:`saicm.mode
 PyTorch, for the portable engine; the architectures register when first needed.
 """
 
+from typing import TYPE_CHECKING
+
 _LAZY = {
     "ARCHITECTURES": "registry",
     "build_architecture": "registry",
@@ -16,6 +18,12 @@ _LAZY = {
 }
 
 __all__ = sorted(_LAZY)
+
+if TYPE_CHECKING:  # what type checkers see (py.typed): the names of _LAZY, typed (a test keeps them equal)
+    from .catalog import ModelInfo, resolve, shipped_models
+    from .registry import ARCHITECTURES, build_architecture, register_architecture
+    from .zoo import open_model as load_model
+    from .zoo import save_model
 
 
 def __getattr__(name):

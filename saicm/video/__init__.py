@@ -18,6 +18,8 @@ on clips). Attributes are imported on first use (PyTorch is not loaded by
 ``import saicm.video``).
 """
 
+from typing import TYPE_CHECKING
+
 from .._lazy import lazy_getattr
 
 _API = {
@@ -31,4 +33,8 @@ _API = {
 
 __all__ = sorted(_API)
 
-__getattr__ = lazy_getattr("saicm.video", _API, globals())
+if TYPE_CHECKING:  # what type checkers see (py.typed): the names of _API, typed (a test keeps them equal)
+    from .api import decode, decode_file, describe, encode
+    from .io import Clip, read_clip
+else:
+    __getattr__ = lazy_getattr("saicm.video", _API, globals())
