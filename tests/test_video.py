@@ -632,6 +632,21 @@ def test_hevc_and_vvc_clips_of_odd_size_come_back_at_their_size(name):
     assert np.abs(out.astype(int) - clip.frames).mean() < 6
 
 
+def test_a_clip_made_with_a_number_as_fps_holds_its_fraction_and_codes_with_the_video_codecs():
+    """The documented saicm.video.Clip(frames, fps=12.5): a float fps failed hevc-video and vvc-video (ffmpeg's
+    -r is written from fps.numerator / fps.denominator) with an AttributeError, not a one-line error."""
+    from saicm.eval.codecs import get_codec
+
+    frames = synthetic_clip(2, 32, 48)
+    assert io.Clip(frames, fps=12.5).fps == Fraction(25, 2)
+    assert io.Clip(frames, fps=29.97).fps == Fraction(30000, 1001)
+    assert io.Clip(frames, fps=30).fps == Fraction(30) and isinstance(io.Clip(frames, fps=30).fps, Fraction)
+    assert io.Clip(frames, fps=Fraction(24000, 1001)).fps == Fraction(24000, 1001)
+    clip = io.Clip(frames, fps=12.5)
+    codec = get_codec("hevc-video")
+    assert codec.decode(codec.encode(clip, 27), clip).shape == (2, 32, 48, 3)
+
+
 def test_eval_on_a_clip_with_video_and_image_codecs(clip_mkv, tmp_path, capsys, monkeypatch):
     from saicm.eval import results
 

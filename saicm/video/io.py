@@ -65,13 +65,22 @@ class ClipInfo:
 
 @dataclass
 class Clip:
-    """Frames of a clip as (N, H, W, 3) uint8, the index of the first one in the source, and the frame rate."""
+    """Frames of a clip as (N, H, W, 3) uint8, the index of the first one in the source, and the frame rate (a
+    number is taken as the fraction it stands for: ``fps=12.5`` is 25/2, 29.97 is 30000/1001)."""
 
     frames: np.ndarray
-    fps: Fraction = DEFAULT_FPS
+    fps: Fraction | float = DEFAULT_FPS
     first: int = 0
     source: str = ""
     extra: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        # (ffmpeg's -r and the .saicmv header take a fraction: a float fps failed the video codecs of saicm eval,
+        # hevc-video and vvc-video, with an AttributeError)
+        if isinstance(self.fps, float) and self.fps > 0:
+            self.fps = fps_fraction(self.fps)
+        elif not isinstance(self.fps, Fraction):
+            self.fps = Fraction(self.fps)
 
     @property
     def n(self) -> int:
