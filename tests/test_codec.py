@@ -383,3 +383,28 @@ def test_type_checkers_see_the_lazy_names_of_the_subpackages(package, api):
             spec = getattr(mod, api)[a.asname or a.name]
             where, attr = spec if isinstance(spec, tuple) else (spec, a.asname or a.name)
             assert (where.rsplit(".", 1)[-1], attr) == (n.module, a.name)
+
+
+def test_the_documented_api_says_what_it_takes_returns_and_raises():
+    """help(saicm.compress) and its annotations against docs/usage.md: model= was unannotated (Any under mypy),
+    compress's docstring listed paths, PIL images and arrays only (it takes an image file's bytes and binary file
+    objects too), decompress's and the describes' omitted file objects, none named the exceptions, and make_task
+    returned None for "psnr" without saying so."""
+    import typing
+
+    import saicm.video
+    from saicm.eval.tasks.sweeps import make_task
+    from saicm.models.catalog import ModelInfo
+
+    for fn in (saicm.compress, saicm.decompress):
+        assert ModelInfo in typing.get_args(typing.get_type_hints(fn)["model"])
+        assert "binary file object" in fn.__doc__ and "MemoryError" in fn.__doc__
+        assert all(e in fn.__doc__ for e in ("ModelError", "ArgumentError", "MissingDependency", "SaicmError"))
+    assert "bytes of an image file" in saicm.compress.__doc__ and "ImageError" in saicm.compress.__doc__
+    assert "FormatError" in saicm.decompress.__doc__ and "FormatError" in saicm.describe.__doc__
+    for fn in (saicm.describe, saicm.video.decode, saicm.video.describe):
+        assert "binary file object" in fn.__doc__
+    for fn in (saicm.video.decode, saicm.video.describe):
+        assert "data" in typing.get_type_hints(fn)
+    assert type(None) in typing.get_args(typing.get_type_hints(make_task)["return"])
+    assert make_task("psnr") is None

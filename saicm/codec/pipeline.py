@@ -8,8 +8,10 @@ here) and reads any file back.
 
 from __future__ import annotations
 
+import os
 import zlib
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image
@@ -17,10 +19,13 @@ from PIL import Image
 from ..engine import ENGINES
 from .._fs import read_input
 from ..errors import ArgumentError, FormatError, ModelError, naming
-from ..models.catalog import SCALABLE_ARCHITECTURE, checked_quality, file_checksum, resolve
+from ..models.catalog import SCALABLE_ARCHITECTURE, ModelInfo, checked_quality, file_checksum, resolve
 from . import container
 from .image_io import ImageLike, RGBImage, load_image, load_padded, stream_image
 from .limits import check_writable_model_name, resolve_max_pixels, whole_number
+
+if TYPE_CHECKING:
+    import torch
 
 
 def check_refine(info, refine: int) -> None:
@@ -117,12 +122,15 @@ def _warn_if_shadowing(info) -> None:
                    f"decode only with --model {info.path} (Python: model=PATH; rename the file to give it its own name)")
 
 
-def compress(image: ImageLike, model=None, quality: int | None = None, refine: int = 0,
-             progress: bool = False, human_quality: int | None = None, max_pixels: int | None = None,
-             engine: str = "auto") -> bytes:
-    """Encode an image (path, PIL image or array) into ``.saicm`` bytes.
+def compress(image: ImageLike, model: str | os.PathLike | ModelInfo | None = None, quality: int | None = None,
+             refine: int = 0, progress: bool = False, human_quality: int | None = None,
+             max_pixels: int | None = None, engine: str = "auto") -> bytes:
+    """Encode an image (a path, a PIL image, the bytes of an image file or a binary file object, or a NumPy
+    array: docs/usage.md#inputs) into ``.saicm`` bytes.
 
-    ``refine``: steps of encoder-side latent optimisation (``saicm.codec.refine``;
+    ``model``: a shipped model's name, one of ``$SAICM_MODELS`` or a ``.safetensors`` path (None: the default
+    model, :data:`saicm.models.catalog.DEFAULT_MODEL`). ``quality``: its rate point, 1 to ``num_qualities``
+    (None: the middle one). ``refine``: steps of encoder-side latent optimisation (``saicm.codec.refine``;
     slower encoding, same decoder); 0 = the plain encoder. ``progress``: a bar over
     the refinement steps. With a scalable model, ``quality`` is the machine
     layer's rate point and ``human_quality`` the human layer's (both default to
@@ -130,6 +138,11 @@ def compress(image: ImageLike, model=None, quality: int | None = None, refine: i
     ``refine`` then refines the human layer only (the machine layer stays the base's own file).
     Images above ``max_pixels`` (default :data:`saicm.codec.limits.DEFAULT_MAX_PIXELS`) are refused.
     ``engine``: see :data:`ENGINES`.
+
+    Raises :class:`~saicm.errors.ImageError` (an image that cannot be read or used),
+    :class:`~saicm.errors.ModelError` (an unknown model), :class:`~saicm.errors.ArgumentError` (an argument it
+    does not take; also a ``ValueError``), :class:`~saicm.errors.MissingDependency` (a feature of a missing extra;
+    also an ``ImportError``): all :class:`~saicm.errors.SaicmError`. onnxruntime out of memory: ``MemoryError``.
     """
     info = resolve(model)
     check_writable_model_name(info.name)  # before any work: the header must name it so that decoders accept it
@@ -310,19 +323,29 @@ def decompress_stream(data: bytes, model=None, layer: str = "auto", max_pixels: 
     return Decoded(image=to_image(x_hat, stream), stream=stream, layer="machine")
 
 
-def decompress(data: container.CodedLike, model=None, layer: str = "auto", max_pixels: int | None = None,
-               engine: str = "auto") -> Image.Image:
-    """Decode a ``.saicm`` file (its bytes, or its path) to a PIL image (L, LA, RGB or RGBA like the source).
+def decompress(data: container.CodedLike, model: str | os.PathLike | ModelInfo | None = None, layer: str = "auto",
+               max_pixels: int | None = None, engine: str = "auto") -> Image.Image:
+    """Decode a ``.saicm`` file (its bytes, its path or a binary file object) to a PIL image (L, LA, RGB or RGBA
+    like the source).
 
-    Two-layer files give the human image unless ``layer="machine"``. Files claiming more than
-    ``max_pixels`` pixels (default :data:`saicm.codec.limits.DEFAULT_MAX_PIXELS`) are refused."""
+    The file names its model, found among the shipped models and ``$SAICM_MODELS``; ``model`` (a name or a
+    ``.safetensors`` path: a model saved elsewhere) overrides it, and must be the weights that wrote the file (their
+    checksum is in it). Two-layer files give the human image unless ``layer="machine"``. Files
+    claiming more than ``max_pixels`` pixels (default :data:`saicm.codec.limits.DEFAULT_MAX_PIXELS`) are refused.
+    ``engine``: see :data:`ENGINES`.
+
+    Raises :class:`~saicm.errors.FormatError` (not a valid coded file: damaged, truncated, crafted),
+    :class:`~saicm.errors.ModelError` (its model not found, or other weights), :class:`~saicm.errors.ArgumentError`
+    (an argument it does not take), :class:`~saicm.errors.MissingDependency`: all
+    :class:`~saicm.errors.SaicmError`. onnxruntime out of memory: ``MemoryError``."""
     data, path = container.coded_input(data)
     with naming(path):
         return decompress_stream(data, model, layer, max_pixels, engine).image
 
 
 def describe(data: container.CodedLike) -> dict:
-    """Header fields and sizes of a ``.saicm`` file (bytes or path; or a ``.saicmv`` clip), without decoding."""
+    """Header fields and sizes of a ``.saicm`` file (its bytes, its path or a binary file object; or a ``.saicmv``
+    clip's), without decoding; :class:`~saicm.errors.FormatError` if it is not one."""
     data, path = container.coded_input(data)
     with naming(path):
         return _describe(data)

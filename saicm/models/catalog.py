@@ -205,7 +205,7 @@ def names_a_file(model: str | os.PathLike) -> bool:
     return s.endswith(SUFFIX) or os.sep in s
 
 
-def resolve(model: str | os.PathLike | None) -> ModelInfo:
+def resolve(model: str | os.PathLike | ModelInfo | None) -> ModelInfo:
     """A shipped model name or a path to a weight file (or a ``ModelInfo``: its file's) → its info."""
     if model is None:
         model = default_model_name()

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from .._fs import read_input
+from ..codec.container import CodedLike
 from ..codec.image_io import names_media_file
 from ..errors import ArgumentError, FormatError, SaicmError, naming
 from . import archs, bitstream, compress, nerv
@@ -248,8 +249,9 @@ def decode_batches(data: bytes, max_pixels: int | None = None, threads: int | No
     return h, gen
 
 
-def decode(data, max_pixels: int | None = None, threads: int | None = None) -> Decoded:
-    """Every frame of a ``.saicmv`` file (its bytes, or its path) at its size and frame count, in one array.
+def decode(data: CodedLike, max_pixels: int | None = None, threads: int | None = None) -> Decoded:
+    """Every frame of a ``.saicmv`` file (its bytes, its path or a binary file object) at its size and frame
+    count, in one array.
 
     Without ``max_pixels`` the clip may hold at most
     :data:`~saicm.codec.limits.DEFAULT_MAX_VIDEO_ARRAY_PIXELS` pixels in all (768 MB of frames); a longer clip is
@@ -310,8 +312,9 @@ def decode_file(src: str | os.PathLike, dst: str | os.PathLike, max_pixels: int 
             "output": what, "seconds": time.perf_counter() - t0, "bytes": len(data)}
 
 
-def describe(data) -> dict:
-    """Header fields and sizes of a ``.saicmv`` file (its bytes, or its path), without decoding the weights."""
+def describe(data: CodedLike) -> dict:
+    """Header fields and sizes of a ``.saicmv`` file (its bytes, its path or a binary file object), without
+    decoding the weights."""
     from ..codec.container import coded_input
 
     data, path = coded_input(data, ".saicmv file")

@@ -92,7 +92,8 @@ class FaceTask:
 
 
 def make_task(task: str, task_model: str | None = None, annotations: str | None = None,
-              threads: int | None = None, progress: bool = False, bootstrap: int = 0):
+              threads: int | None = None, progress: bool = False, bootstrap: int = 0
+              ) -> FaceTask | DetectionTask | None:
     """The sweep task for a ``--task`` name (``psnr`` → None: PSNR/MS-SSIM are always measured).
 
     ``bootstrap``: draws of the images on which detection/instance AP is also
