@@ -50,14 +50,18 @@ _API = {
 __all__ = sorted(_API)
 
 if TYPE_CHECKING:  # what type checkers see (py.typed): the names of _API, typed (a test keeps them equal)
-    from . import video
-    from .codec.pipeline import compress, decompress, describe
-    from .codec.scalable import split, strip
-    from .engine.model import release_models
-    from .errors import (ArgumentError, FormatError, ImageError, MissingDependency, ModelError, SaicmError,
-                         SaicmWarning)
-    from .models.catalog import list_models
-    from .models.zoo import open_model as load_model
+    # (``X as X``: exported under mypy --strict, whose --no-implicit-reexport reads no computed __all__)
+    from . import video as video
+    from .codec.pipeline import compress as compress, decompress as decompress, describe as describe
+    from .codec.scalable import split as split, strip as strip
+    from .engine.model import release_models as release_models
+    from .errors import (ArgumentError as ArgumentError, FormatError as FormatError, ImageError as ImageError,
+                         MissingDependency as MissingDependency, ModelError as ModelError, SaicmError as SaicmError,
+                         SaicmWarning as SaicmWarning)
+    from .models.catalog import list_models as list_models
+    from .models.zoo import open_model as _open_model
+
+    load_model = _open_model
 else:
     # saicm.video.encode / decode work without an explicit import of the subpackage
     __getattr__ = lazy_getattr("saicm", {**_API, "video": ("saicm.video", None)}, globals())

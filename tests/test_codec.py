@@ -346,18 +346,40 @@ def test_library_integration_contract(tiny_model):
         saicm.compress(Image.fromarray(np.full((32, 32), 300, np.int32)), model=tiny_model)
 
 
+def _typed_exports(source: str) -> dict[str, tuple[str, str]]:
+    """Name → (module, attribute) of what a module's TYPE_CHECKING block exports to a type checker: imports in the
+    ``X as X`` form, and ``X = _y`` of a private import. Any other import there (``a as b``, a bare ``a``) is not
+    exported under mypy --strict (--no-implicit-reexport, which reads no computed ``__all__``), so it fails."""
+    import ast
+
+    tree = ast.parse(source)
+    block = next((n for n in tree.body if isinstance(n, ast.If) and getattr(n.test, "id", "") == "TYPE_CHECKING"),
+                 None)
+    assert block is not None, "no TYPE_CHECKING block"
+    out, private = {}, {}
+    for n in block.body:
+        if isinstance(n, ast.ImportFrom):
+            for a in n.names:
+                if a.asname == a.name:
+                    out[a.name] = (n.module or "", a.name)
+                else:
+                    assert a.asname and a.asname.startswith("_"), f"{a.name} as {a.asname}: not exported"
+                    private[a.asname] = (n.module or "", a.name)
+        elif isinstance(n, ast.Assign):
+            out[n.targets[0].id] = private[n.value.id]
+    return out
+
+
 def test_type_checkers_see_the_whole_api():
     """saicm ships py.typed, and what a type checker reads under TYPE_CHECKING names exactly the lazily imported
-    API (mypy typed every saicm.X as Any, and with py.typed alone the module __getattr__ still hid them)."""
-    import ast
+    API (mypy typed every saicm.X as Any, and with py.typed alone the module __getattr__ still hid them), each
+    exported to mypy --strict (``from saicm import compress`` was 'does not explicitly export')."""
     from pathlib import Path
 
     root = Path(saicm.__file__).parent
     assert (root / "py.typed").is_file()
-    tree = ast.parse((root / "__init__.py").read_text())
-    block = next(n for n in tree.body if isinstance(n, ast.If) and getattr(n.test, "id", "") == "TYPE_CHECKING")
-    typed = {a.asname or a.name for n in block.body if isinstance(n, ast.ImportFrom) for a in n.names}
-    assert typed == set(saicm._API) | {"video"}
+    typed = _typed_exports((root / "__init__.py").read_text())
+    assert set(typed) == set(saicm._API) | {"video"}
     pyproject = (root.parent / "pyproject.toml").read_text()
     assert '"py.typed"' in pyproject  # (in the wheel)
 
@@ -367,22 +389,16 @@ def test_type_checkers_see_the_lazy_names_of_the_subpackages(package, api):
     """saicm.video and saicm.models import their names on first use too: without a TYPE_CHECKING block naming
     them, mypy typed every documented saicm.video.encode / decode and saicm.models.save_model /
     register_architecture as Any (the package's py.typed promised types; a typo in a keyword went unseen)."""
-    import ast
     import importlib
     import inspect
 
     mod = importlib.import_module(package)
-    tree = ast.parse(inspect.getsource(mod))
-    block = next((n for n in tree.body if isinstance(n, ast.If) and getattr(n.test, "id", "") == "TYPE_CHECKING"),
-                 None)
-    assert block is not None, f"{package} has no TYPE_CHECKING block"
-    typed = {a.asname or a.name for n in block.body if isinstance(n, ast.ImportFrom) for a in n.names}
-    assert typed == set(getattr(mod, api))
-    for n in block.body:  # each names the module and attribute the lazy import takes
-        for a in n.names:
-            spec = getattr(mod, api)[a.asname or a.name]
-            where, attr = spec if isinstance(spec, tuple) else (spec, a.asname or a.name)
-            assert (where.rsplit(".", 1)[-1], attr) == (n.module, a.name)
+    typed = _typed_exports(inspect.getsource(mod))
+    assert set(typed) == set(getattr(mod, api))
+    for name, (module, attr) in typed.items():  # each names the module and attribute the lazy import takes
+        spec = getattr(mod, api)[name]
+        where, lazy_attr = spec if isinstance(spec, tuple) else (spec, name)
+        assert (where.rsplit(".", 1)[-1], lazy_attr) == (module, attr)
 
 
 def test_the_documented_api_says_what_it_takes_returns_and_raises():

@@ -20,10 +20,14 @@ _LAZY = {
 __all__ = sorted(_LAZY)
 
 if TYPE_CHECKING:  # what type checkers see (py.typed): the names of _LAZY, typed (a test keeps them equal)
-    from .catalog import ModelInfo, resolve, shipped_models
-    from .registry import ARCHITECTURES, build_architecture, register_architecture
-    from .zoo import open_model as load_model
-    from .zoo import save_model
+    # (``X as X``: exported under mypy --strict, whose --no-implicit-reexport reads no computed __all__)
+    from .catalog import ModelInfo as ModelInfo, resolve as resolve, shipped_models as shipped_models
+    from .registry import (ARCHITECTURES as ARCHITECTURES, build_architecture as build_architecture,
+                           register_architecture as register_architecture)
+    from .zoo import open_model as _open_model
+    from .zoo import save_model as save_model
+
+    load_model = _open_model
 
 
 def __getattr__(name):

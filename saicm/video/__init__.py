@@ -34,7 +34,8 @@ _API = {
 __all__ = sorted(_API)
 
 if TYPE_CHECKING:  # what type checkers see (py.typed): the names of _API, typed (a test keeps them equal)
-    from .api import decode, decode_file, describe, encode
-    from .io import Clip, read_clip
+    # (``X as X``: exported under mypy --strict, whose --no-implicit-reexport reads no computed __all__)
+    from .api import decode as decode, decode_file as decode_file, describe as describe, encode as encode
+    from .io import Clip as Clip, read_clip as read_clip
 else:
     __getattr__ = lazy_getattr("saicm.video", _API, globals())
