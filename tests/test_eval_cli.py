@@ -60,6 +60,31 @@ def test_json_to_standard_output_is_json_alone(tmp_path):
         assert ("-50.0%" if argv[0] == "bdrate" else "wrote /dev/stdout") in r.stderr
 
 
+def test_bdrate_warns_when_ap_was_scored_against_other_ground_truth_or_by_another_task_model(tmp_path, capsys):
+    """AP against pseudo ground truth (the detector's own detections) and AP against labels, or AP read by two
+    detectors, gave a BD-rate without a word, in `saicm bdrate` and in the report's tables (a figures audit)."""
+    from saicm.eval.report import build_report
+
+    def ap_result(name, codec, bpps, gt, task_model="yolox:models/yolox_nano.onnx"):
+        r = results.new_result(codec, {}, "coco", "detection", 3)
+        r["points"] = [{"quality": i, "bpp": b, "ap": 20 + 10 * i, "ground_truth": gt} for i, b in enumerate(bpps)]
+        r["task_model"] = task_model
+        results.save(r, tmp_path / name)
+        return tmp_path / name
+
+    a = ap_result("a.json", "anchor", [0.2, 0.4, 0.8], "official")
+    same = ap_result("b.json", "same", [0.1, 0.2, 0.4], "official", "yolox:/elsewhere/yolox_nano.onnx")
+    pseudo = ap_result("c.json", "pseudo", [0.1, 0.2, 0.4], "pseudo")
+    other = ap_result("d.json", "other", [0.1, 0.2, 0.4], "official", "picodet:models/picodet_s.onnx")
+    assert main(["bdrate", str(a), str(same), str(pseudo), str(other), "--metric", "ap"]) == 0
+    rows = {line.split()[0]: line for line in capsys.readouterr().out.splitlines() if line.startswith("  ")}
+    assert "WARNING" not in rows["same"]  # the same detector named by another path
+    assert "other ground truth than the anchor's (pseudo vs official)" in rows["pseudo"]
+    assert "another task model than the anchor's" in rows["other"] and "WARNING" in rows["other"]
+    page = build_report([results.load(f) for f in (a, same, pseudo)], tmp_path / "r.html", metrics=["ap"])
+    assert page.read_text().count("not comparable") == 1
+
+
 def test_bdrate_fails_when_no_row_has_a_value_and_warns_on_a_narrow_overlap(tmp_path, capsys):
     a = write_result(tmp_path / "a.json", "anchor", [(0.2, 30), (0.4, 33), (0.8, 36)])
     far = write_result(tmp_path / "far.json", "far", [(0.1, 10), (0.2, 12)])

@@ -104,6 +104,8 @@ def cmd_bdrate(a: argparse.Namespace) -> int:
         if a_imgs and t_imgs and a_imgs != t_imgs:  # (--ci refuses such a pair; a plain BD-rate says so)
             note += (f"  [WARNING: other images than the anchor's: {len(t_imgs)} vs {len(a_imgs)}, "
                      f"{len(a_imgs & t_imgs)} shared]")
+        for why in results.comparison_warnings(anchor, test, a.metric):  # (a BD-rate of unlike measurements)
+            note += f"  [WARNING: {why}: not comparable]"
         if max(r.coverage) < 0.5 and not a.interval:  # (an --interval is narrowed on purpose)
             note += "  [WARNING: the overlap covers under half of both curves' ranges: a narrow comparison]"
         print(f"  {printable(test['codec']):<28} {r.percent:+7.1f}%   over {a.metric} {r.interval[0]:.3f}–{r.interval[1]:.3f}"

@@ -18,7 +18,7 @@ from PIL import Image
 from .bdrate import BDRateError, bd_rate
 from .paths import display_path, display_spec
 from .plots import METRIC_LABELS, check_metric, curves_figure, measured
-from .results import curve
+from .results import comparison_warnings, curve
 
 
 def _svg_curves(results: list[dict], metric: str, key: str) -> str:
@@ -76,6 +76,7 @@ def _bd_table(results: list[dict], metric: str) -> str:
             cell = f"{r.percent:+.1f}%"
             note = f"{r.interval[0]:.2f}–{r.interval[1]:.2f}" + (f"; {len(r.dropped)} non-monotone point(s) dropped"
                                                                   if r.dropped else "")
+            note += "".join(f"; WARNING: {why}: not comparable" for why in comparison_warnings(anchor, res, metric))
         except (BDRateError, Exception) as e:  # noqa: B014 — any missing metric is shown, not fatal
             cell, note = "n/a", str(e)
         rows.append(f"<tr><td>{html.escape(res['codec'])}</td><td class=num>{cell}</td>"

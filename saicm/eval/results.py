@@ -157,6 +157,26 @@ def _same_measure(key: str, value):
     return value
 
 
+def ground_truths(result: dict, metric: str) -> set[str]:
+    """What ``metric`` was scored against in ``result``: ``{"official"}``, ``{"pseudo"}`` (the task model's own
+    detections on the originals), both, or empty (a metric scored against nothing: PSNR, MS-SSIM)."""
+    return {p["ground_truth"] for p in result["points"] if p.get(metric) is not None and p.get("ground_truth")}
+
+
+def comparison_warnings(anchor: dict, test: dict, metric: str) -> list[str]:
+    """Why a BD-rate of ``test`` against ``anchor`` on ``metric`` compares unlike measurements: AP against other
+    ground truth (pseudo against official labels), or read by another task model (a pseudo ground truth is that
+    model's own: two models' are two answer keys). Empty when nothing is known to differ."""
+    out = []
+    a, t = ground_truths(anchor, metric), ground_truths(test, metric)
+    if a and t and a != t:
+        out.append(f"AP against other ground truth than the anchor's ({'/'.join(sorted(t))} vs {'/'.join(sorted(a))})")
+    am, tm = anchor.get("task_model"), test.get("task_model")
+    if (a or t) and am and tm and _same_measure("task_model", am) != _same_measure("task_model", tm):
+        out.append(f"another task model than the anchor's ({tm} vs {am})")
+    return out
+
+
 def _common_name(names: list[str]) -> str:
     """``nerv:epochs=150,seed=1`` and ``nerv:epochs=150,seed=2`` -> ``nerv:epochs=150``: the options all share."""
     heads = {n.partition(":")[0] for n in names}
