@@ -195,8 +195,9 @@ def _info_one(path: str, as_json: bool, header: str | None) -> int:
                 for name, layer in v.items():
                     version = (f"format {d['format_version']}" if name == "machine"
                                else f"human-layer version {layer['version']}")
-                    print(f"{name + ' layer':24s} {layer['bytes']} bytes, {layer['bpp']:.4f} bpp "
-                          f"({layer['model']} q{layer['quality']}, {version})")
+                    what = (f"{version}, written by a newer saicm: not read here" if layer.get("readable") is False
+                            else f"{layer['model']} q{layer['quality']}, {version}")
+                    print(f"{name + ' layer':24s} {layer['bytes']} bytes, {layer['bpp']:.4f} bpp ({what})")
             else:
                 print(f"{k:24s} {v}")
 

@@ -838,3 +838,31 @@ def test_a_two_layer_file_of_saicm_0_3_decodes_to_its_pixels():
     crop = Image.open(OLD_TWO_LAYER.parent / "astronaut-200x150.png").convert("RGB").crop((52, 20, 148, 84))
     assert saicm.compress(crop, model="scalable-off02v5-m4-cond", quality=1, human_quality=4,
                           engine="compressai") == data  # today's --engine compressai writes it byte for byte
+
+
+def test_a_human_layer_of_a_newer_version_leaves_the_machine_layer_readable(tmp_path, capsys):
+    """A two-layer file whose human layer a newer saicm wrote: `saicm info` and `saicm strip` refused the whole
+    file ("unsupported human-layer version"), although its machine layer, this saicm's own format, decodes
+    (an archivist's audit). They now describe and strip it, and the human decode says what to do."""
+    from saicm.cli import main
+
+    ref = Path(__file__).parent / "reference" / "astronaut-200x150-scalable-b1-h4-v3.saicm"
+    machine, human = container.split_layers(ref.read_bytes())
+    newer = machine + human[:5] + bytes([max(container.HUMAN_VERSIONS) + 1]) + human[6:]
+    src = tmp_path / "newer.saicm"
+    src.write_bytes(newer)
+    d = saicm.describe(newer)
+    assert d["layers"]["human"] == {"bytes": len(human), "bpp": 8.0 * len(human) / (200 * 150),
+                                    "version": max(container.HUMAN_VERSIONS) + 1, "readable": False}
+    assert main(["info", str(src)]) == 0
+    assert "written by a newer saicm" in capsys.readouterr().out
+    assert strip(newer) == machine
+    assert main(["strip", str(src), "-o", str(tmp_path / "m.saicm")]) == 0
+    assert (tmp_path / "m.saicm").read_bytes() == machine
+    with pytest.raises(FormatError, match="newer saicm .*--layer machine"):
+        saicm.decompress(newer)
+    assert np.array_equal(np.asarray(saicm.decompress(newer, layer="machine")),
+                          np.asarray(saicm.decompress(machine)))
+    damaged = machine + human[:5] + bytes([0]) + human[6:]  # an older or unknown version is still refused
+    with pytest.raises(FormatError, match="unsupported human-layer version 0"):
+        strip(damaged)

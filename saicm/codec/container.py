@@ -410,6 +410,15 @@ def check_coded_file(path: str | os.PathLike) -> None:
         raise FormatError("not a .saicm file (wrong magic)", str(path))
 
 
+def newer_human_layer(segment: bytes) -> int | None:
+    """The version of a human-layer segment written by a newer saicm (a version above those this one reads), or
+    None. Such a segment is not interpreted: its file's machine layer still decodes, strips and is described."""
+    n = len(HUMAN_MAGIC)
+    if segment[:n] == HUMAN_MAGIC and len(segment) > n and segment[n] > max(HUMAN_VERSIONS):
+        return segment[n]
+    return None
+
+
 def split_layers(data: bytes) -> tuple[bytes, bytes | None]:
     """A file's machine-layer stream (verified) and its human-layer segment, if any (not yet verified)."""
     _, end = read_stream(data)

@@ -293,6 +293,12 @@ def decompress_stream(data: bytes, model=None, layer: str = "auto", max_pixels: 
         raise FormatError(container.CLIP_GIVEN)
     machine, human = container.split_layers(data)
     if human is not None and layer != "machine":
+        newer = container.newer_human_layer(human)
+        if newer is not None:
+            raise FormatError(f"its human layer is of version {newer}, written by a newer saicm (this one reads "
+                              f"versions {', '.join(map(str, container.HUMAN_VERSIONS))}): upgrade saicm for the "
+                              "human image; the machine layer decodes here (--layer machine; Python: "
+                              "layer='machine')")
         from .scalable import decode_human
 
         return decode_human(machine, human, model=model, max_pixels=max_pixels, engine=engine)
@@ -387,7 +393,15 @@ def _describe(data: bytes) -> dict:
         "file_bytes": len(data),
         "bpp": 8.0 * len(data) / (h.width * h.height),
     }
-    if human is not None:
+    newer = None if human is None else container.newer_human_layer(human)
+    if newer is not None:  # (its machine layer is this saicm's to read: decoded, stripped, described)
+        out["layers"] = {
+            "machine": {"bytes": len(machine), "bpp": 8.0 * len(machine) / (h.width * h.height),
+                        "model": h.model, "quality": h.quality},
+            "human": {"bytes": len(human), "bpp": 8.0 * len(human) / (h.width * h.height), "version": newer,
+                      "readable": False},
+        }
+    elif human is not None:
         hl = container.unpack_human(human)
         out["layers"] = {
             "machine": {"bytes": len(machine), "bpp": 8.0 * len(machine) / (h.width * h.height),

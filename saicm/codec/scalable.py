@@ -253,7 +253,8 @@ def split(data: container.CodedLike) -> tuple[bytes, bytes | None]:
 
 def strip(data: container.CodedLike) -> bytes:
     """The machine layer of a file (its bytes, path or binary file object; a two-layer file loses its human
-    layer, a single-layer file is unchanged). A damaged human layer is refused, as ``saicm strip`` refuses it."""
+    layer, a single-layer file is unchanged). A damaged human layer is refused, as ``saicm strip`` refuses it;
+    one of a newer version than this saicm reads is dropped unread."""
     return split(data)[0]
 
 
@@ -265,7 +266,7 @@ def _layers(data: bytes) -> tuple[bytes, bytes | None]:
     if is_video_stream(data[:16]):
         raise FormatError(container.CLIP_GIVEN)
     machine, human = container.split_layers(data)
-    if human is not None:
+    if human is not None and container.newer_human_layer(human) is None:  # (a newer one is kept as it is)
         container.unpack_human(human)
     return machine, human
 
