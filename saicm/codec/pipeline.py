@@ -230,7 +230,8 @@ def open_stream(stream: container.Stream, model=None, max_pixels: int | None = N
         # saicm writes such images in strips (format 2, since 0.3.0); one piece costs ~200 bytes per symbol
         raise FormatError(f"a format-1 stream of a {h.width}x{h.height} image: saicm writes images this large "
                           "in strips (format 2), so the file is old or crafted, and decoding it in one piece "
-                          "takes gigabytes; pass --max-pixels (Python: max_pixels=) to decode it anyway")
+                          f"takes gigabytes; pass --max-pixels {h.width * h.height} (Python: "
+                          f"max_pixels={h.width * h.height}) to decode it anyway")
     if h.version == container.STRIPS_VERSION:
         from .tiling import strip_count
 
