@@ -728,6 +728,27 @@ def test_integer_networks_run_in_a_child_forked_after_their_threads_started(monk
     assert np.array_equal(got, want)
 
 
+def _release_then_code(data):
+    import saicm
+
+    saicm.release_models()  # frees the sessions this child inherited (a forked worker's clean-up)
+    return saicm.compress(REF, model=V5, quality=4)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_a_child_forked_after_onnxruntime_ran_frees_and_codes(monkeypatch):
+    """onnxruntime sessions made in the parent hold threads a forked child does not have: freeing one there
+    (release_models, the drop of a large image's sessions, the interpreter's exit) joined them and waited for good
+    (a multiprocessing fork pool hung after the parent coded a 1024x768 image). A child makes sessions of its own."""
+    import multiprocessing as mp
+
+    monkeypatch.setenv("SAICM_THREADS", "2")
+    want = saicm.compress(REF, model=V5, quality=4)  # the parent's sessions, with their threads
+    with mp.get_context("fork").Pool(1) as pool:
+        got = pool.apply_async(_release_then_code, (want,)).get(timeout=60)
+    assert got == want
+
+
 def test_integer_networks_from_several_threads_agree_and_restore_blas_threads(monkeypatch):
     """Several threads coding at once share the engine's pool and its one-thread BLAS limit; the limit is lifted
     when the last one is done (BLAS keeps the thread count it had) and every result is the same bits."""

@@ -13,6 +13,9 @@ any more (old folders can be deleted).
 from __future__ import annotations
 
 
+import os
+import weakref
+
 import numpy as np
 
 from ..errors import ArgumentError
@@ -68,6 +71,28 @@ def session(graph, num_threads: int):
     return ort.InferenceSession(graph, opts, providers=["CPUExecutionProvider"])
 
 
+#: every live OnnxTransforms (and OpenVinoTransforms) of this process, for the fork hook below
+_LIVE: "weakref.WeakSet[OnnxTransforms]" = weakref.WeakSet()
+
+
+def _forget_sessions_after_fork() -> None:
+    """In a forked child: the sessions (and OpenVINO requests) made by the parent own thread pools whose threads the
+    child does not have, and freeing one joins them: it waited for good (``release_models``, a large image's
+    sessions dropped, the interpreter's exit). They are set aside, never used nor freed here (an extra reference
+    that nothing drops), and the child makes its own from the graphs kept in memory."""
+    import ctypes
+
+    for t in list(_LIVE):
+        if t._sessions:
+            ctypes.pythonapi.Py_IncRef(ctypes.py_object(t._sessions))
+            t._sessions = {}
+        t._grown = set()
+
+
+if hasattr(os, "register_at_fork"):  # (Unix only)
+    os.register_at_fork(after_in_child=_forget_sessions_after_fork)
+
+
 class OnnxTransforms:
     """``g_a``, ``h_a`` and ``g_s`` in onnxruntime (sessions made on first use)."""
 
@@ -79,6 +104,7 @@ class OnnxTransforms:
         self._sessions: dict[str, object] = {}
         self._graphs: dict[str, bytes] = {}  # (kept: a session dropped after large images is made again from it)
         self._grown: set[str] = set()  # parts whose last run was over SHRINK_PIXELS (their arena holds its memory)
+        _LIVE.add(self)
 
     def _graph(self, part: str) -> bytes:
         """The graph of ``part``, built from the model's weights on first use (in memory, never from a file)."""
