@@ -9,6 +9,7 @@ import os
 import shutil
 import stat
 import tempfile
+import threading
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -326,9 +327,24 @@ def _private_group(gid: int) -> bool:
         return False
 
 
+_umask_lock = threading.Lock()
+
+
 def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
+    """The process's umask, read without changing it where the system says it (Linux: ``/proc/self/status``).
+    Setting it to read it (``os.umask(0)``, then back) opened a window in which the files any other thread of the
+    process created came out writable by everyone (0666), and two threads reading it at once could leave it 0 for
+    good; elsewhere that swap is made under a lock (saicm's own writers agree; other threads' files still see it)."""
+    try:
+        with open("/proc/self/status", encoding="ascii", errors="replace") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    with _umask_lock:
+        mask = os.umask(0o077)  # (the narrowest value for the moment it is set, not 0)
+        os.umask(mask)
     return mask
 
 

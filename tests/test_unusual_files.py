@@ -305,3 +305,25 @@ def test_existing_skip_codes_an_empty_output_again(tmp_path):
     assert not out.skipped and out.error is None and dst.read_bytes() == b"coded"
     out = batch._run_one(lambda job: {}, batch.Job(src, dst, skip=True))  # a whole one is still skipped
     assert out.skipped
+
+
+def test_writing_a_file_never_changes_the_process_umask(tmp_path, monkeypatch):
+    """Reading the umask by setting it (``os.umask(0)``, then back) let any other thread's new files come out
+    0666 meanwhile, and two threads at once could leave it 0 for good (a multi-threaded service writing outputs)."""
+    if not os.path.exists("/proc/self/status") or "Umask:" not in open("/proc/self/status").read():
+        pytest.skip("the system does not say the umask without setting it")
+    from saicm import _fs
+
+    real = os.umask
+    before = real(0o027)
+    set_to = []
+    monkeypatch.setattr(os, "umask", lambda m: set_to.append(m) or real(m))
+    try:
+        _fs.write_bytes_atomic(tmp_path / "a.bin", b"x", durable=False)
+        with _fs.atomic_folder(tmp_path / "d"):
+            pass
+    finally:
+        real(before)
+    assert set_to == []
+    assert (tmp_path / "a.bin").stat().st_mode & 0o777 == 0o640
+    assert (tmp_path / "d").stat().st_mode & 0o777 == 0o750
