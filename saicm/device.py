@@ -9,6 +9,8 @@ on the CPU: bit-exact decoding is defined for the CPU kernels.
 from __future__ import annotations
 
 import contextlib
+import os
+import threading
 from typing import Iterator
 
 from .errors import SaicmError
@@ -16,19 +18,53 @@ from .errors import SaicmError
 DEVICE_HELP = "auto (CUDA when PyTorch sees a GPU, else CPU), cpu, cuda or cuda:N (default auto)"
 
 
+_kernels_lock = threading.Lock()
+_kernels_users = 0  # calls inside single_thread_kernels, in every thread
+_kernels_saved = 1  # PyTorch's thread count when the first of them entered
+_kernels_depth = threading.local()  # (per thread: nested uses)
+
+
+def _kernels_after_fork_in_child() -> None:
+    """A forked child has the forking thread alone: its uses are the only ones (and the lock is free)."""
+    global _kernels_lock, _kernels_users
+    _kernels_lock, _kernels_users = threading.Lock(), getattr(_kernels_depth, "n", 0)
+
+
+if hasattr(os, "register_at_fork"):  # (Unix only)
+    os.register_at_fork(after_in_child=_kernels_after_fork_in_child)
+
+
 @contextlib.contextmanager
 def single_thread_kernels() -> Iterator[int]:
-    """Run torch kernels on one thread (bit-exact coding paths); yields the caller's thread count.
+    """Run torch kernels on one thread (bit-exact coding paths); yields the process's thread count (what to run
+    workers on). A thread pool started inside calls :func:`single_thread_worker` in each of its workers (a new
+    thread takes the count of the last ``set_num_threads`` of any thread, and another call may have left).
+
+    Several threads at once share one setting: the first keeps the count, each thread gets it back when it leaves
+    (its own kernels) and the last leaves it to new threads. Each saving and restoring its own count left 1 to every later
+    thread whenever a call began in a thread new to PyTorch while another ran (a service's thread pool), and the
+    call itself then ran its strips on one worker.
 
     Here rather than in ``saicm.models`` so that the video decoder can use it without importing CompressAI."""
     import torch
 
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
+    global _kernels_users, _kernels_saved
+    depth = getattr(_kernels_depth, "n", 0)
+    with _kernels_lock:
+        if _kernels_users == 0:
+            _kernels_saved = torch.get_num_threads()
+        _kernels_users += 1
+        n = _kernels_saved
+        _kernels_depth.n = depth + 1
+        torch.set_num_threads(1)
     try:
         yield n
     finally:
-        torch.set_num_threads(n)
+        with _kernels_lock:
+            _kernels_users -= 1
+            _kernels_depth.n = depth
+            if depth == 0:  # (this thread's own count back; new threads', which the pools above do not rely on)
+                torch.set_num_threads(n)
 
 
 def cpu_has_native_bf16() -> bool | None:
@@ -72,3 +108,12 @@ def resolve_device(spec: str | None = "auto", local_rank: int = 0):
             raise SaicmError(f"--device {spec}: only {torch.cuda.device_count()} CUDA device(s) visible")
         return torch.device("cuda", index)
     raise SaicmError(f"unknown --device {spec!r} ({DEVICE_HELP})")
+
+
+def single_thread_worker() -> None:
+    """In a worker thread of a pool started inside :func:`single_thread_kernels` (and ended before it leaves): its
+    kernels on one thread too (usually already so; not restored: the thread ends with its pool)."""
+    import torch
+
+    if torch.get_num_threads() != 1:
+        torch.set_num_threads(1)

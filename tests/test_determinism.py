@@ -33,3 +33,49 @@ def test_decode_is_bit_exact_across_processes_and_thread_counts(tmp_path):
     three = _decode_in_subprocess(3, stream, info.path)
     here = hashlib.sha256(saicm.decompress(stream.read_bytes(), model=info.path).tobytes()).hexdigest()
     assert one == two == three == here
+
+
+THREADS = """
+import threading, torch
+from saicm.device import single_thread_kernels
+from saicm.models.determinism import synthesize_in_strips
+torch.set_num_threads(2)
+a_in, a_out, b_in = threading.Event(), threading.Event(), threading.Event()
+seen, strips = {}, []
+
+def a():  # a call in one thread of a service...
+    with single_thread_kernels():
+        a_in.set()
+        b_in.wait()
+    a_out.set()
+
+def strip(t):  # (in B's workers: their first kernels after A has ended)
+    b_in.set()
+    a_out.wait()
+    strips.append(torch.get_num_threads())
+    return t
+
+def b():  # ...and one that begins, in a thread new to PyTorch, while it runs, and ends after it
+    a_in.wait()
+    with single_thread_kernels() as n:
+        seen["n"] = n
+        synthesize_in_strips(strip, torch.zeros(1, 1, 64, 1), scale=1)
+
+ts = [threading.Thread(target=f) for f in (a, b)]
+[t.start() for t in ts]
+[t.join() for t in ts]
+later = []
+t = threading.Thread(target=lambda: later.append(torch.get_num_threads()))
+t.start()
+t.join()
+print(seen["n"], sorted(set(strips)), later[0], torch.get_num_threads())
+"""
+
+
+def test_threads_coding_at_once_leave_pytorch_its_thread_count():
+    """A call that began in a thread new to PyTorch while another ran took 1 for the process's count: it ran its
+    strips on one worker, and left every later thread one (a service's thread pool, after two PyTorch-path calls
+    at once). Workers started after the other call ended still run their kernels on one thread."""
+    r = subprocess.run([sys.executable, "-c", THREADS], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stdout.split() == ["2", "[1]", "2", "2"]

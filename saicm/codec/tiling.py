@@ -146,10 +146,16 @@ def analyse_tiles(g_a, rgb: np.ndarray, pad_bottom: int, pad_right: int, stride:
 
 def synthesize_tiles(g_s, y, height: int, width: int, scale: int = 16) -> np.ndarray:
     """:func:`synthesize_tiles_with` of a PyTorch ``g_s`` on a latent tensor: tiles in parallel, one thread each."""
-    from ..models.determinism import single_thread_kernels
+    from ..device import single_thread_kernels, single_thread_worker
+
+    fn = _torch_fn(g_s)
+
+    def one_thread(a: np.ndarray) -> np.ndarray:  # (in a worker of the pool: its own thread)
+        single_thread_worker()
+        return fn(a)
 
     with single_thread_kernels() as n:
-        return synthesize_tiles_with(_torch_fn(g_s), y.numpy(), height, width, scale, workers=n)
+        return synthesize_tiles_with(one_thread, y.numpy(), height, width, scale, workers=n)
 
 
 def strip_count(latent_h: int, rows: int) -> int:

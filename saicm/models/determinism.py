@@ -20,7 +20,7 @@ from typing import Callable
 import torch
 from torch import Tensor
 
-from ..device import single_thread_kernels
+from ..device import single_thread_kernels, single_thread_worker
 
 __all__ = ["run_single_thread", "single_thread_kernels", "synthesize_in_strips"]
 
@@ -42,6 +42,7 @@ def synthesize_in_strips(fn: Callable[[Tensor], Tensor], y: Tensor, scale: int,
 
     def one(s: int) -> Tensor:
         a, b = max(0, s - halo), min(h, s + strip + halo)
+        single_thread_worker()  # (in a worker of the pool below: its own thread)
         out = fn(y[..., a:b, :])
         top = (s - a) * scale
         return out[..., top: top + (min(h, s + strip) - s) * scale, :]

@@ -34,7 +34,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from ..device import single_thread_kernels
+from ..device import single_thread_kernels, single_thread_worker
 from ..errors import FormatError
 
 ARCHITECTURE = "nerv"
@@ -291,6 +291,7 @@ def render(model: nn.Module, n_frames: int, height: int, width: int, threads: in
     model = model.eval()
 
     def one(r: range) -> Tensor:
+        single_thread_worker()  # (in a worker of the pool below: its own thread)
         with torch.no_grad():
             return _to_uint8(model.decode_frames(inputs, r), height, width)
 
