@@ -6,6 +6,7 @@ import argparse
 import codecs
 import os
 import sys
+import threading
 
 from ._fs import EXISTING, text_stream
 from .commands.argtypes import nonneg, positive
@@ -403,7 +404,7 @@ def main(argv: list[str] | None = None) -> int:
 
     args = build_parser().parse_args(argv)
     _warn_unexpanded_home(args)
-    stdout, sys.stdout = sys.stdout, _CheckedStdout(sys.stdout)
+    stdout = _checked_stdout_on()
     try:
         code = args.func(args)
         sys.stdout.flush()  # (a write error of the last lines: here, not at exit)
@@ -432,7 +433,7 @@ def main(argv: list[str] | None = None) -> int:
         _discard_stdout(stdout)
         return 141  # 128 + SIGPIPE, what a shell reports for a tool killed by it
     finally:
-        sys.stdout = stdout
+        _checked_stdout_off()
 
 
 def _warn_unexpanded_home(args) -> None:
@@ -457,6 +458,32 @@ class StdoutError(SaicmError):
 
 def _stdout_error(e: OSError | None) -> StdoutError:
     return StdoutError(f"cannot write to standard output ({e.strerror or e if e is not None else 'it is closed'})")
+
+
+_stdout_lock = threading.Lock()
+_stdout_calls = 0  # main() calls running (threads of one process)
+_stdout_original = None  # sys.stdout before the first of them
+
+
+def _checked_stdout_on():
+    """``sys.stdout`` as a :class:`_CheckedStdout` while commands run; returns the stream it wraps. Calls of
+    ``main()`` in several threads at once share one wrapper: the first puts it on, the last takes it off (each
+    swapping on its own left a stale wrapper as ``sys.stdout`` for good when they overlapped)."""
+    global _stdout_calls, _stdout_original
+    with _stdout_lock:
+        if _stdout_calls == 0:
+            _stdout_original = sys.stdout
+            sys.stdout = _CheckedStdout(sys.stdout)
+        _stdout_calls += 1
+        return _stdout_original
+
+
+def _checked_stdout_off() -> None:
+    global _stdout_calls
+    with _stdout_lock:
+        _stdout_calls -= 1
+        if _stdout_calls == 0:
+            sys.stdout = _stdout_original
 
 
 class _CheckedStdout:

@@ -1046,3 +1046,40 @@ def test_a_dash_for_standard_input_or_output_names_what_is_taken_instead(tmp_pat
         code = main(argv)
         assert code == 2
         _assert_one_line_error(code, capsys.readouterr().err, "no such file", "/dev/stdin")
+
+
+def test_main_in_two_threads_at_once_leaves_stdout_as_it_was(monkeypatch):
+    """main() swapped sys.stdout for its checked wrapper and back on its own: two calls that overlapped (a service
+    running commands in threads) left the first one's wrapper as sys.stdout for good."""
+    import argparse
+    import threading
+
+    import saicm.cli as cli
+
+    a_in, b_in, a_done = threading.Event(), threading.Event(), threading.Event()
+
+    def a(args):  # begins first, ends first
+        a_in.set()
+        b_in.wait(60)
+        return 0
+
+    def b(args):  # begins while a runs, ends after it
+        b_in.set()
+        a_done.wait(60)
+        return 0
+
+    class Parser:
+        def parse_args(self, argv):
+            return argparse.Namespace(func=argv[0])
+
+    monkeypatch.setattr(cli, "build_parser", lambda: Parser())
+    before = sys.stdout
+    monkeypatch.setattr(sys, "stdout", before)  # (put back after the test whatever happens)
+    ta = threading.Thread(target=lambda: (cli.main([a]), a_done.set()))
+    ta.start()
+    a_in.wait(60)
+    tb = threading.Thread(target=lambda: cli.main([b]))
+    tb.start()
+    ta.join(60)
+    tb.join(60)
+    assert sys.stdout is before
