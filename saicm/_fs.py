@@ -52,6 +52,19 @@ def no_replace(dest: str | os.PathLike | None) -> Iterator[None]:
         _NO_REPLACE.reset(token)
 
 
+#: errors of writing an output's bytes that are about the disk, not the data (a full disk, a quota, a file-size
+#: limit): one line naming the output (they were tracebacks wherever the disk filled after the temporary file was
+#: made: eval, plot, report, bdrate --json, export, strip, demo, video frames and decode)
+WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
+
+
+def _write_error(e: OSError, dest) -> SaicmError:
+    """The one-line error of ``e`` (one of :data:`WRITE_ERRNOS`) writing ``dest``, keeping its ``errno``."""
+    err = SaicmError(f"cannot write output ({e.strerror or e})", str(dest))
+    err.errno = e.errno  # (a full disk stops a folder job)
+    return err
+
+
 def _flush_to_disk(path: Path) -> None:
     """Its data on the disk before it takes the output's name: after a power cut, a renamed file whose data was
     still in the page cache could be empty or short, and a resumed ``--existing skip`` job counts any output there
@@ -126,9 +139,11 @@ def atomic_path(dest: str | os.PathLike, durable: bool = True) -> Iterator[Path]
         if durable:
             _flush_to_disk(tmp_path)
         _publish(tmp_path, dest, replace)
-    except BaseException:
+    except BaseException as e:
         with contextlib.suppress(OSError):
             tmp_path.unlink()
+        if isinstance(e, OSError) and e.errno in WRITE_ERRNOS:
+            raise _write_error(e, dest) from None
         raise
 
 
@@ -295,8 +310,10 @@ def atomic_folder(dest: str | os.PathLike) -> Iterator[Path]:
             dest.rmdir()
         os.replace(tmp, dest)
         os.chmod(dest, 0o777 & ~_umask())
-    except BaseException:
+    except BaseException as e:
         shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(e, OSError) and e.errno in WRITE_ERRNOS:
+            raise _write_error(e, dest) from None
         raise
 
 

@@ -291,8 +291,12 @@ def _run_one(fn: Callable[[Job], dict], job: Job) -> Outcome:
             raise
         raise missing from None
     except SaicmError as e:
-        if isinstance(e, MissingDependency) or getattr(e, "errno", None) in _STOPPING_ERRNOS:
-            raise  # (an extra's module the code asked for by name; a temporary file that could not be made)
+        if isinstance(e, MissingDependency):
+            raise  # (an extra's module the code asked for by name)
+        if getattr(e, "errno", None) in _STOPPING_ERRNOS:  # (the output's temporary file, made or written)
+            stops = SaicmError(f"{e.message}: the job stops here", e.path or str(job.dst))
+            stops.errno = e.errno
+            raise stops from None
         return Outcome(job, error=str(e) if e.path else f"{job.src}: {e}")
     except BrokenPipeError:  # -o /dev/stdout | head -c 8: the reader went away, a quiet stop (status 141)
         raise

@@ -1,0 +1,85 @@
+"""Outputs on a full disk (or past a file-size limit): one line naming the output, the file there kept, nothing left.
+
+A real full disk needs a small file system (a tmpfs, root only); a file-size limit (``RLIMIT_FSIZE``, which Python
+turns into ``OSError(EFBIG)``: it ignores SIGXFSZ) gives the same failure half-way through a write, anywhere.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import sys
+
+import pytest
+
+from saicm.errors import SaicmError
+
+resource = pytest.importorskip("resource", reason="needs POSIX resource limits")
+
+
+@contextlib.contextmanager
+def file_size_limit(nbytes: int):
+    """Files written inside cannot grow past ``nbytes`` (this process's soft limit, put back after)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (nbytes, hard))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+
+
+def _left(folder) -> list[str]:
+    return sorted(p.name for p in folder.iterdir())
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX file-size limit")
+def test_a_write_that_runs_out_of_room_is_one_line_naming_the_output(tmp_path):
+    """The disk filling after the temporary file was made (every output but the first byte's) was a traceback:
+    eval's results, plot, report, bdrate --json, strip, export, video frames and decode."""
+    from saicm._fs import write_atomic, write_bytes_atomic
+
+    dest = tmp_path / "r.json"
+    dest.write_bytes(b"the results of yesterday")
+    with file_size_limit(1000), \
+            pytest.raises(SaicmError, match=r"r\.json: cannot write output \(File too large\)") as e:
+        write_bytes_atomic(dest, b"x" * 5000)
+    assert e.value.errno == errno.EFBIG
+    assert dest.read_bytes() == b"the results of yesterday" and _left(tmp_path) == ["r.json"]
+
+    def writer(tmp):  # (what a writer library raises: a full disk in the middle of its writes)
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    with pytest.raises(SaicmError, match=r"p\.png: cannot write output \(No space left on device\)") as e:
+        write_atomic(tmp_path / "p.png", writer)
+    assert e.value.errno == errno.ENOSPC and _left(tmp_path) == ["r.json"]
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX file-size limit")
+def test_a_folder_output_that_runs_out_of_room_is_one_line_and_leaves_nothing(tmp_path):
+    from saicm._fs import atomic_folder
+
+    with file_size_limit(1000), pytest.raises(SaicmError, match=r"frames: cannot write output \(File too large\)"):
+        with atomic_folder(tmp_path / "frames") as tmp:
+            (tmp / "frame_000000.png").write_bytes(b"x" * 5000)
+    assert _left(tmp_path) == []
+
+
+def test_a_folder_job_still_says_a_full_disk_stops_it(tmp_path):
+    """The error, now a SaicmError from the temporary file's writing, still ends the job in the line it had."""
+    from saicm.codec import batch
+
+    def full(job):
+        from saicm._fs import write_atomic
+
+        def writer(tmp):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+        write_atomic(job.dst, writer)
+        return {}
+
+    jobs = [batch.Job(tmp_path / f"{i}.png", tmp_path / "out" / f"{i}.saicm") for i in range(2)]
+    with pytest.raises(SaicmError, match=r"0\.saicm: cannot write output \(No space left on device\): the job "
+                                         "stops here") as e:
+        batch.run(full, jobs, workers=1, progress=False)
+    assert e.value.errno == errno.ENOSPC
