@@ -37,3 +37,39 @@ def load_data_only(path: str | Path, what: str = "checkpoint", error: type[Saicm
         else:
             why = f"not a PyTorch checkpoint, or damaged ({type(e).__name__})"
         raise error(f"cannot read the {what}: {why}{hint}", str(path)) from None
+
+
+class _Writes:
+    """A file for ``torch.save`` that keeps the ``OSError`` of a failed write: written to a path or a file,
+    PyTorch's own writer reports a full disk as ``RuntimeError: ... unexpected pos`` (or ``basic_ios::clear``)."""
+
+    def __init__(self, f):
+        self._f = f
+        self.error: OSError | None = None
+
+    def write(self, data) -> int:
+        try:
+            return self._f.write(data)
+        except OSError as e:
+            self.error = e
+            raise
+
+    def flush(self) -> None:
+        self._f.flush()
+
+
+def save_atomic(state, path: str | Path) -> None:
+    """``torch.save(state)`` to ``path`` atomically (:func:`saicm._fs.atomic_path`: the file there is replaced only
+    by a whole one); a full disk or a file-size limit is one line naming ``path``, not a traceback."""
+    import torch
+
+    from ._fs import atomic_path
+
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        out = _Writes(f)
+        try:
+            torch.save(state, out)
+        except RuntimeError:
+            if out.error is None:
+                raise
+            raise out.error from None

@@ -83,3 +83,27 @@ def test_a_folder_job_still_says_a_full_disk_stops_it(tmp_path):
                                          "stops here") as e:
         batch.run(full, jobs, workers=1, progress=False)
     assert e.value.errno == errno.ENOSPC
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX file-size limit")
+def test_a_checkpoint_or_model_file_that_runs_out_of_room_is_one_line_and_keeps_the_last_one(tmp_path):
+    """PyTorch's writer said a full disk as ``RuntimeError: [enforce fail at inline_container.cc] unexpected pos``
+    and safetensors' as ``SafetensorError``: tracebacks in the middle of a training run, a video encode, an
+    export; the checkpoint before stays whole, for --resume."""
+    torch = pytest.importorskip("torch")
+    from saicm._torchfile import load_data_only
+    from saicm.models.zoo import build_architecture, save_model
+    from saicm.video.train import _save_checkpoint  # (saicm train's writes its checkpoint the same way)
+
+    ckpt = tmp_path / "checkpoint.pt"
+    _save_checkpoint(ckpt, {"step": 10, "w": torch.zeros(4)})
+    with file_size_limit(4000), pytest.raises(SaicmError, match=r"checkpoint\.pt: cannot write output \(File too "
+                                                                 r"large\)"):
+        _save_checkpoint(ckpt, {"step": 20, "w": torch.zeros(100_000)})
+    assert load_data_only(ckpt)["step"] == 10 and _left(tmp_path) == ["checkpoint.pt"]
+
+    model = build_architecture("gained-mean-scale-hyperprior", N=8, M=8)
+    with file_size_limit(4000), pytest.raises(SaicmError, match=r"m\.safetensors: cannot write output \(File too "
+                                                                 r"large\)"):
+        save_model(model, tmp_path / "m.safetensors")
+    assert _left(tmp_path) == ["checkpoint.pt"]

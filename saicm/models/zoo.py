@@ -16,7 +16,8 @@ import threading
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
+from safetensors.torch import save as serialize
 
 from ..errors import ModelError
 from .catalog import (  # noqa: F401  (re-exported: the catalogue is part of the zoo's API)
@@ -64,8 +65,10 @@ def save_model(model: torch.nn.Module, path: str | os.PathLike, extra_meta: dict
     }
     for k, v in (extra_meta or {}).items():
         meta[k] = v if isinstance(v, str) else json.dumps(v)
+    # the bytes written by Python: a full disk is an OSError (one line); safetensors' own writer raised a traceback
+    data = serialize(tensors, metadata=meta)
     with atomic_path(path) as tmp:
-        save_file(tensors, str(tmp), metadata=meta)
+        tmp.write_bytes(data)
         _canonical_header(tmp)
 
 

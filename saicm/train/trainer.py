@@ -25,9 +25,9 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from .._fs import atomic_path, ensure_dir, write_bytes_atomic
+from .._fs import ensure_dir, write_bytes_atomic
 from .._signals import StopRequest
-from .._torchfile import load_data_only
+from .._torchfile import load_data_only, save_atomic
 from ..device import cpu_has_native_bf16, resolve_device
 from ..errors import SaicmError
 from ..models import build_architecture, save_model
@@ -600,8 +600,7 @@ def _save_checkpoint(path: Path, model, opt, aux_opt, step: int, cfg: TrainConfi
         "model_spec": {"architecture": model.architecture, "config": model.config,
                        "build_extras": getattr(model, "build_extras", {})},
     }
-    with atomic_path(path) as tmp:
-        torch.save(state, tmp)
+    save_atomic(state, path)
 
 
 CHECKPOINT_KEYS = ("model", "opt", "step", "config")

@@ -211,10 +211,9 @@ def _lr_at(it: int, total: int, base: float, warmup: float) -> float:
 def _save_checkpoint(path: Path | None, state: dict) -> None:
     if path is None:
         return
-    from .._fs import atomic_path
+    from .._torchfile import save_atomic
 
-    with atomic_path(path) as tmp:
-        torch.save(state, tmp)
+    save_atomic(state, path)
 
 
 def load_checkpoint(path: Path) -> dict:
