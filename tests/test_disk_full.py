@@ -10,6 +10,7 @@ import contextlib
 import errno
 import os
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -107,3 +108,22 @@ def test_a_checkpoint_or_model_file_that_runs_out_of_room_is_one_line_and_keeps_
                                                                  r"large\)"):
         save_model(model, tmp_path / "m.safetensors")
     assert _left(tmp_path) == ["checkpoint.pt"]
+
+
+@pytest.mark.parametrize("where", ["output", "checkpoint"])
+def test_a_video_encode_into_a_folder_it_cannot_write_is_refused_before_the_fit(tmp_path, monkeypatch, where):
+    """The fit ran to its end (a named --checkpoint elsewhere) or to its first checkpoint, then stopped on the
+    read-only folder, the work lost."""
+    np = pytest.importorskip("numpy")
+    pytest.importorskip("torch")
+    from saicm.video import api
+
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    real_access = os.access
+    monkeypatch.setattr(os, "access", lambda path, mode, **kw: Path(path) != ro and real_access(path, mode, **kw))
+    monkeypatch.setattr(api, "fit", lambda *a, **k: pytest.fail("the fit ran"))  # (as root, chmod would not do)
+    out, ckpt = (ro / "a.saicmv", tmp_path / "a.ckpt") if where == "output" else (tmp_path / "a.saicmv", ro / "c")
+    tiny = {"pe_levels": 8, "mlp_hidden": [16], "c0": 8, "channels": [16, 12, 8, 8, 6]}
+    with pytest.raises(SaicmError, match="ro: cannot write to this output folder"):
+        api.encode(np.zeros((4, 48, 64, 3), np.uint8), out, preset=tiny, epochs=2, checkpoint=ckpt, progress=False)

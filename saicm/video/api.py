@@ -110,6 +110,19 @@ def fit_settings(preset, epochs=None, lr=None, loss="nerv", **kw) -> FitSettings
     return s
 
 
+def _check_writable(*paths) -> None:
+    """Refuse, before the fit, an output or checkpoint whose folder cannot be written: the fit ran to its end (or
+    its first checkpoint) and then stopped on it, its work lost."""
+    from .._fs import output_target
+
+    for p in paths:
+        if p is None:
+            continue
+        folder = Path(p).parent if str(Path(p).parent) else Path(".")
+        if folder.is_dir() and not os.access(folder, os.W_OK | os.X_OK) and not output_target(p)[1]:
+            raise SaicmError("cannot write to this output folder (nothing done)", str(folder))
+
+
 def encode(clip, output: str | os.PathLike | None = None, *, frames: str | None = None, size=None,
            preset: str | dict = nerv.DEFAULT_PRESET, arch: str = archs.DEFAULT, loss: str = "nerv", masks=None,
            epochs: int | None = None,
@@ -155,6 +168,7 @@ def encode(clip, output: str | os.PathLike | None = None, *, frames: str | None 
         if isinstance(clip, (str, os.PathLike)):
             refuse_input_as_output(clip, output)
     ckpt = Path(checkpoint) if checkpoint else (Path(str(output) + ".ckpt") if output is not None else None)
+    _check_writable(output, ckpt)
     if ckpt is not None and ckpt.exists() and not resume:
         raise SaicmError("a checkpoint of an earlier encode is there: add --resume (resume=True) to continue it, "
                          "or delete it", str(ckpt))
