@@ -808,3 +808,19 @@ def test_checkpoints_from_strangers_are_read_as_data_or_refused_in_one_line(data
     with pytest.raises(saicm.SaicmError, match="refused"):
         train(tiny_cfg(data_dir, out, steps=4, resume=True))
     assert not marker.exists()
+
+
+def test_a_run_folder_that_cannot_be_written_is_refused_before_any_work(data_dir, tmp_path, monkeypatch, capsys):
+    """An existing --out the user may not write (another user's, a read-only mount) was found only when the log
+    was opened, after the data and the model were made ready: a PermissionError or OSError traceback."""
+    from saicm.cli import main
+
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    real_access = os.access
+    monkeypatch.setattr(os, "access", lambda path, mode, **kw: Path(path) != ro and real_access(path, mode, **kw))
+    argv = ["train", "--data", str(data_dir), "--out", str(ro), "--N", "8", "--M", "16", "--lambdas", "0.005,0.05",
+            "--steps", "2", "--batch", "2", "--patch", "64", "--quiet"]  # (as root, chmod would not do)
+    assert main(argv) == 2
+    assert "ro: cannot write to this run folder (nothing done)" in capsys.readouterr().err
+    assert list(ro.iterdir()) == []

@@ -289,6 +289,8 @@ def train(cfg: TrainConfig) -> Path:
         raise SaicmError("holds a run (checkpoint.pt): add --resume to go on with it, or pick another --out", str(out))
     if rank == 0:
         ensure_dir(out)
+        if not os.access(out, os.W_OK | os.X_OK):  # (found at the log's opening, after the data and the model)
+            raise SaicmError("cannot write to this run folder (nothing done)", str(out))
         for stale in out.glob(".checkpoint.pt.*.part.pt"):  # a checkpoint being written when the run was killed
             stale.unlink(missing_ok=True)
 
