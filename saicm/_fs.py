@@ -293,28 +293,41 @@ def _trusted_owner(uid: int) -> bool:
 
 @contextlib.contextmanager
 def atomic_folder(dest: str | os.PathLike) -> Iterator[Path]:
-    """A temporary folder beside ``dest``, renamed onto it on success (``dest`` must be absent or empty)."""
+    """A temporary folder beside ``dest``, renamed onto it on success (``dest`` must be absent or empty). Into an
+    empty folder that is there, the temporary folder is made inside it and its files moved out on success: the
+    folder itself stays (a mount point, such as a fresh disk's, cannot be removed or replaced: the work was lost at
+    the end; and its parent need not be writable). A killed job's temporary folder there (``.NAME.*.part``) does
+    not count as content."""
     dest = Path(dest)
-    if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
+    if dest.exists() and (not dest.is_dir() or any(not _stale_part(p, dest) for p in dest.iterdir())):
         raise SaicmError("output exists and is not an empty folder (pick another -o)", str(dest))
+    inside = dest.is_dir()
     parent = dest.parent if str(dest.parent) else Path(".")
     if not parent.is_dir():
         raise SaicmError("output folder does not exist", str(parent))
     try:
-        tmp = Path(tempfile.mkdtemp(prefix=f".{_short(dest.name)}.", suffix=".part", dir=parent))
+        tmp = Path(tempfile.mkdtemp(prefix=f".{_short(dest.name)}.", suffix=".part", dir=dest if inside else parent))
     except OSError as e:
         raise SaicmError(f"cannot write output ({e.strerror})", str(dest)) from None
     try:
         yield tmp
-        if dest.is_dir():
-            dest.rmdir()
-        os.replace(tmp, dest)
-        os.chmod(dest, 0o777 & ~_umask())
+        if inside:
+            for entry in sorted(tmp.iterdir()):
+                os.replace(entry, dest / entry.name)
+            tmp.rmdir()
+        else:
+            os.replace(tmp, dest)
+            os.chmod(dest, 0o777 & ~_umask())
     except BaseException as e:
         shutil.rmtree(tmp, ignore_errors=True)
         if isinstance(e, OSError) and e.errno in WRITE_ERRNOS:
             raise _write_error(e, dest) from None
         raise
+
+
+def _stale_part(entry: Path, folder: Path) -> bool:
+    """Whether ``entry`` in ``folder`` is a temporary folder :func:`atomic_folder` left there (its job killed)."""
+    return entry.name.startswith(f".{_short(folder.name)}.") and entry.name.endswith(".part") and entry.is_dir()
 
 
 def trusted_folder(path: str | os.PathLike) -> bool:

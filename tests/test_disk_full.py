@@ -127,3 +127,29 @@ def test_a_video_encode_into_a_folder_it_cannot_write_is_refused_before_the_fit(
     tiny = {"pe_levels": 8, "mlp_hidden": [16], "c0": 8, "channels": [16, 12, 8, 8, 6]}
     with pytest.raises(SaicmError, match="ro: cannot write to this output folder"):
         api.encode(np.zeros((4, 48, 64, 3), np.uint8), out, preset=tiny, epochs=2, checkpoint=ckpt, progress=False)
+
+
+def test_frames_go_into_an_empty_folder_that_cannot_be_replaced(tmp_path, monkeypatch):
+    """An empty -o folder that is a mount point (a fresh disk) cannot be removed nor renamed onto: the frames were
+    written beside it (on the other disk), then all lost at the end to ``OSError: [Errno 16] Device or resource
+    busy``; now they are written inside it, and a killed job's temporary folder there does not block a rerun."""
+    np = pytest.importorskip("numpy")
+    from saicm.video.io import write_png_frames
+
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    real_rmdir, real_replace = os.rmdir, os.replace
+
+    def busy(path, *a, **k):
+        if Path(path) == mnt:
+            raise OSError(errno.EBUSY, os.strerror(errno.EBUSY), str(path))
+
+    monkeypatch.setattr(os, "rmdir", lambda p, *a, **k: (busy(p), real_rmdir(p, *a, **k))[1])
+    monkeypatch.setattr(os, "replace", lambda a, b, *x, **k: (busy(b), real_replace(a, b, *x, **k))[1])
+    (mnt / ".mnt.abc123.part").mkdir()  # (a killed job's)
+    frames = np.zeros((2, 8, 8, 3), np.uint8)
+    write_png_frames([(0, frames)], mnt, meta={})
+    assert _left(mnt) == [".mnt.abc123.part", "frame_000000.png", "frame_000001.png", "frames.json"]
+    with pytest.raises(SaicmError, match="not an empty folder"):
+        write_png_frames([(0, frames)], mnt)
+    assert _left(mnt) == [".mnt.abc123.part", "frame_000000.png", "frame_000001.png", "frames.json"]
