@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-from ._fs import ensure_dir
+from ._fs import ensure_dir, write_bytes_atomic
 from .codec.image_io import save_image
 from .codec.pipeline import closest_quality, compress_file, decompress_file
 from .errors import SaicmError
@@ -167,8 +167,8 @@ def _layers_demo(out: Path, first: dict, model: str) -> None:
     qa = net.num_qualities
     data = compress(img, model=info.path, quality=qb, human_quality=qa)
     machine = strip(data)
-    (out / f"{first['image']}.{info.name}.saicm").write_bytes(data)
-    (out / f"{first['image']}.{info.name}.machine.saicm").write_bytes(machine)
+    write_bytes_atomic(out / f"{first['image']}.{info.name}.saicm", data)  # (never a cut file by its name)
+    write_bytes_atomic(out / f"{first['image']}.{info.name}.machine.saicm", machine)
     m_img, h_img = decompress(machine), decompress(data, model=info.path)
     px = rgb.shape[0] * rgb.shape[1]
     m_psnr, h_psnr = psnr(rgb, np.asarray(m_img.convert("RGB"))), psnr(rgb, np.asarray(h_img.convert("RGB")))

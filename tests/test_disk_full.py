@@ -153,3 +153,21 @@ def test_frames_go_into_an_empty_folder_that_cannot_be_replaced(tmp_path, monkey
     with pytest.raises(SaicmError, match="not an empty folder"):
         write_png_frames([(0, frames)], mnt)
     assert _left(mnt) == [".mnt.abc123.part", "frame_000000.png", "frame_000001.png", "frames.json"]
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX file-size limit")
+def test_the_demo_leaves_no_cut_coded_file_by_its_name(tmp_path):
+    """The demo's two-layer files were written in place: a full disk (or a kill) left a cut .saicm by its name."""
+    pytest.importorskip("torch")
+    from PIL import Image
+
+    from saicm.demo import _layers_demo
+    from saicm.models.catalog import RECOMMENDED_SCALABLE_MODEL, shipped_models
+
+    if RECOMMENDED_SCALABLE_MODEL not in shipped_models():
+        pytest.skip("the scalable model is not shipped in this install")
+    rng = __import__("numpy").random.default_rng(0)
+    img = Image.fromarray(rng.integers(0, 256, (64, 64, 3), dtype="uint8"))
+    with file_size_limit(600), pytest.raises(SaicmError, match="cannot write output"):
+        _layers_demo(tmp_path, {"original": img, "image": "x"}, RECOMMENDED_SCALABLE_MODEL)
+    assert _left(tmp_path) == []
