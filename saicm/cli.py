@@ -95,9 +95,49 @@ def _job_log(path: str | None):
         raise SaicmError("holds something other than saicm's JSON lines: not appended to (name a new log file); "
                          "nothing done", path)
     try:
-        return open(path, "a", encoding="utf-8")
+        return _JobLog(open(path, "a", encoding="utf-8"), path)
     except OSError as e:
         raise SaicmError(f"cannot write the log ({e.strerror or e})", path) from None
+
+
+class _JobLog:
+    """The --log file: an error writing it (a full disk) is one line naming it, not a traceback (three chained:
+    the write, then the flush and the close at the end of the job, each failing again)."""
+
+    def __init__(self, f, path: str):
+        self._f, self._path, self._failed = f, path, False
+
+    def _error(self, e: OSError):
+        from .errors import SaicmError
+
+        if isinstance(e, BrokenPipeError):  # (--log /dev/stdout | head: a quiet stop, status 141)
+            return e
+        self._failed = True
+        err = SaicmError(f"cannot write the log ({e.strerror or e})", self._path)
+        err.errno = e.errno
+        return err
+
+    def write(self, text: str) -> int:
+        try:
+            return self._f.write(text)
+        except OSError as e:
+            raise self._error(e) from None
+
+    def flush(self) -> None:
+        try:
+            self._f.flush()
+        except OSError as e:
+            raise self._error(e) from None
+
+    def __enter__(self) -> "_JobLog":
+        return self
+
+    def __exit__(self, kind, *exc) -> None:
+        try:
+            self._f.close()
+        except OSError as e:
+            if kind is None and not self._failed:
+                raise self._error(e) from None
 
 
 def _compress_job(job, model, quality, refine=0, progress=False, human_quality=None, max_pixels=None,

@@ -171,3 +171,19 @@ def test_the_demo_leaves_no_cut_coded_file_by_its_name(tmp_path):
     with file_size_limit(600), pytest.raises(SaicmError, match="cannot write output"):
         _layers_demo(tmp_path, {"original": img, "image": "x"}, RECOMMENDED_SCALABLE_MODEL)
     assert _left(tmp_path) == []
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full (a device always full)")
+def test_a_job_log_on_a_full_disk_is_one_line(tmp_path, tiny_model, capsys):
+    """--log on a full disk ended the job in three chained tracebacks (the write, the flush, the close)."""
+    from PIL import Image
+
+    from saicm.cli import main
+
+    from .conftest import natural_image
+
+    Image.fromarray(natural_image(32, 32)).save(tmp_path / "a.png")
+    code = main(["compress", str(tmp_path / "a.png"), "-o", str(tmp_path / "a.saicm"), "--model", str(tiny_model),
+                 "--log", "/dev/full", "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 2 and err == "saicm: error: /dev/full: cannot write the log (No space left on device)\n", err
