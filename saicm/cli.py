@@ -472,6 +472,15 @@ def main(argv: list[str] | None = None) -> int:
         # the reader of the output went away (`saicm models | head`): stop quietly, as Unix tools do
         _discard_stdout(stdout)
         return 141  # 128 + SIGPIPE, what a shell reports for a tool killed by it
+    except OSError as e:
+        from ._fs import WRITE_ERRNOS
+
+        if e.errno not in WRITE_ERRNOS:
+            raise
+        # a full disk where no output's writer words it (a training run's log.jsonl, appended to): one line
+        where = f"{printable(e.filename)}: " if e.filename else ""
+        print(f"saicm: error: {where}cannot write ({e.strerror or e})", file=sys.stderr)
+        return 2
     finally:
         _checked_stdout_off()
 

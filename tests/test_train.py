@@ -824,3 +824,22 @@ def test_a_run_folder_that_cannot_be_written_is_refused_before_any_work(data_dir
     assert main(argv) == 2
     assert "ro: cannot write to this run folder (nothing done)" in capsys.readouterr().err
     assert list(ro.iterdir()) == []
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full (a device always full)")
+def test_a_full_disk_under_the_training_log_is_one_line(data_dir, tmp_path, monkeypatch, capsys):
+    """log.jsonl, appended to as the run goes, on a full disk: a traceback (two, chained, with its close)."""
+    import builtins
+
+    from saicm.cli import main
+    from saicm.train import trainer
+
+    def log_on_a_full_disk(path, mode="r", *a, **k):
+        return builtins.open("/dev/full" if str(path).endswith("log.jsonl") else path, mode, *a, **k)
+
+    monkeypatch.setattr(trainer, "open", log_on_a_full_disk, raising=False)
+    argv = ["train", "--data", str(data_dir), "--out", str(tmp_path / "run"), "--N", "8", "--M", "16", "--lambdas",
+            "0.005,0.05", "--steps", "2", "--batch", "2", "--patch", "64", "--log-every", "1", "--quiet"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err == f"saicm: error: {tmp_path / 'run' / 'log.jsonl'}: cannot write (No space left on device)\n", err

@@ -495,8 +495,12 @@ def train(cfg: TrainConfig) -> Path:
             if log and (done % cfg.log_every == 0 or done == cfg.steps):
                 rec = {k: round(v / n_acc, 6) for k, v in acc.items()}
                 rec.update(step=done, lr=_lr_at(cfg, step), seconds=round(time.time() - t0, 1))
-                log.write(json.dumps(rec) + "\n")
-                log.flush()
+                try:
+                    log.write(json.dumps(rec) + "\n")
+                    log.flush()
+                except OSError as e:
+                    e.filename = e.filename or str(out / "log.jsonl")
+                    raise
                 bar.set_postfix(loss=f"{rec['loss']:.3f}", bpp=f"{rec['bpp']:.3f}", psnr=f"{rec['psnr']:.2f}")
                 if lines:
                     print(f"train: step {done}/{cfg.steps} loss {rec['loss']:.3f} bpp {rec['bpp']:.3f} "
@@ -511,7 +515,11 @@ def train(cfg: TrainConfig) -> Path:
         stop.close()
         bar.close()
         if log:
-            log.close()
+            try:
+                log.close()
+            except OSError as e:  # (a full disk: said in one line by the command, naming the log)
+                e.filename = e.filename or str(out / "log.jsonl")
+                raise
     final = out / "model.safetensors"
     if hasattr(model, "verify_frozen"):
         model.verify_frozen()  # a frozen base must leave training bit-identical to its weight file
