@@ -187,3 +187,27 @@ def test_a_job_log_on_a_full_disk_is_one_line(tmp_path, tiny_model, capsys):
                  "--log", "/dev/full", "--quiet"])
     err = capsys.readouterr().err
     assert code == 2 and err == "saicm: error: /dev/full: cannot write the log (No space left on device)\n", err
+
+
+def test_an_image_and_a_clip_do_not_replace_each_others_coded_files(tmp_path, tiny_model, capsys, monkeypatch):
+    """`compress frame.png -o clip.saicmv` replaced the clip's file (hours of fitting) with an image's, and
+    `video encode clip -o photo.saicm` an image's with the clip's; each is refused, before any work."""
+    np = pytest.importorskip("numpy")
+    from PIL import Image
+
+    from saicm.cli import main
+    from saicm.video import api
+
+    from .conftest import natural_image
+
+    Image.fromarray(natural_image(32, 32)).save(tmp_path / "a.png")
+    (tmp_path / "clip.saicmv").write_bytes(b"a clip")
+    code = main(["compress", str(tmp_path / "a.png"), "-o", str(tmp_path / "clip.saicmv"), "--model", str(tiny_model)])
+    assert code == 2 and "names a coded clip (.saicmv)" in capsys.readouterr().err
+    assert (tmp_path / "clip.saicmv").read_bytes() == b"a clip"
+
+    (tmp_path / "photo.saicm").write_bytes(b"a photo")
+    monkeypatch.setattr(api, "fit", lambda *a, **k: pytest.fail("the fit ran"))
+    with pytest.raises(SaicmError, match=r"names an image's coded file \(\.saicm\)"):
+        api.encode(np.zeros((2, 48, 64, 3), np.uint8), tmp_path / "photo.saicm", progress=False)
+    assert (tmp_path / "photo.saicm").read_bytes() == b"a photo"

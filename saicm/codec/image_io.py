@@ -85,6 +85,10 @@ def refuse_media_output(path: str | os.PathLike, what: str) -> None:
         from ..errors import SaicmError
 
         raise SaicmError(f"names an image or video file: {what} is a .saicm file (nothing written)", str(path))
+    if Path(path).suffix.lower() == ".saicmv":  # (a video's, from hours of fitting: replaced by one image's file)
+        from ..errors import SaicmError
+
+        raise SaicmError(f"names a coded clip (.saicmv): {what} is a .saicm file (nothing written)", str(path))
 
 
 def _open(src: ImageLike, max_pixels: int | None = None) -> tuple[Image.Image, str | None]:

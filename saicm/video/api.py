@@ -165,6 +165,8 @@ def encode(clip, output: str | os.PathLike | None = None, *, frames: str | None 
             raise SaicmError("is a folder: name the .saicmv file to write", str(output))
         if names_media_file(output):
             raise SaicmError("names a video or image file: the coded clip is a .saicmv file", str(output))
+        if Path(output).suffix.lower() == ".saicm":  # (an image's coded file there was replaced by the clip's)
+            raise SaicmError("names an image's coded file (.saicm): the coded clip is a .saicmv file", str(output))
         if isinstance(clip, (str, os.PathLike)):
             refuse_input_as_output(clip, output)
     ckpt = Path(checkpoint) if checkpoint else (Path(str(output) + ".ckpt") if output is not None else None)
