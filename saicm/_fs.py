@@ -147,6 +147,18 @@ def atomic_path(dest: str | os.PathLike, durable: bool = True) -> Iterator[Path]
         raise
 
 
+def remove_stale_parts(dest: str | os.PathLike) -> None:
+    """Remove the temporary files :func:`atomic_path` left beside ``dest`` when its writer was killed (``kill -9``,
+    a power cut): a job that writes the same file again (a resumed fit's checkpoint) would add one per kill."""
+    import glob
+
+    dest = Path(dest)
+    pattern = glob.escape(f".{_short(dest.name)}.") + "*" + glob.escape(".part" + dest.suffix)
+    for stale in dest.parent.glob(pattern):
+        with contextlib.suppress(OSError):
+            stale.unlink()
+
+
 def _short(name: str, limit: int = 120) -> str:
     """``name`` cut to ``limit`` bytes, for a temporary file's name beside it: the full name plus the temporary
     parts went over the file system's 255 bytes for legal names of 235 bytes and more ("File name too long")."""

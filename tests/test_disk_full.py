@@ -211,3 +211,20 @@ def test_an_image_and_a_clip_do_not_replace_each_others_coded_files(tmp_path, ti
     with pytest.raises(SaicmError, match=r"names an image's coded file \(\.saicm\)"):
         api.encode(np.zeros((2, 48, 64, 3), np.uint8), tmp_path / "photo.saicm", progress=False)
     assert (tmp_path / "photo.saicm").read_bytes() == b"a photo"
+
+
+def test_a_killed_video_fit_leaves_no_checkpoint_parts_behind_its_resumption(tmp_path):
+    """kill -9 while a checkpoint was written left its temporary file (as big as the checkpoint); a resumed fit,
+    killed again, added one each time (saicm train removes its own)."""
+    np = pytest.importorskip("numpy")
+    pytest.importorskip("torch")
+    from saicm.video import api
+
+    stale = tmp_path / ".a.saicmv.ckpt.k1ll3d9x.part.ckpt"
+    stale.write_bytes(b"half a checkpoint")
+    other = tmp_path / ".b.saicmv.ckpt.k1ll3d9x.part.ckpt"  # (another output's: not this fit's to remove)
+    other.write_bytes(b"x")
+    tiny = {"pe_levels": 8, "mlp_hidden": [16], "c0": 8, "channels": [16, 12, 8, 8, 6]}
+    api.encode(np.zeros((2, 48, 64, 3), np.uint8), tmp_path / "a.saicmv", preset=tiny, epochs=1, prune=0,
+               qat_epochs=0, progress=False)
+    assert _left(tmp_path) == [".b.saicmv.ckpt.k1ll3d9x.part.ckpt", "a.saicmv"]

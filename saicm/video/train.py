@@ -253,6 +253,10 @@ def fit(model: nn.Module, frames: np.ndarray, settings: FitSettings, masks: np.n
     n, h, w = frames.shape[:3]
     report = FitReport()
     ckpt_path = Path(checkpoint) if checkpoint else None
+    if ckpt_path is not None and checkpoint_writer:  # (a checkpoint being written when the fit was killed)
+        from .._fs import remove_stale_parts
+
+        remove_stale_parts(ckpt_path)
     fp = fingerprint(frames, masks if settings.loss == "sa-nerv" else None, model.config, settings)
     stages = settings.stages()
 
