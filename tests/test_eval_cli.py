@@ -85,6 +85,26 @@ def test_bdrate_warns_when_ap_was_scored_against_other_ground_truth_or_by_anothe
     assert page.read_text().count("not comparable") == 1
 
 
+def test_bdrate_json_rows_carry_the_not_comparable_warning(tmp_path, capsys):
+    """The table's 'not comparable' warning was printed only: `saicm bdrate --json` (read with `| jq`, or by a
+    script) gave the row of AP against pseudo ground truth like any other (release audit)."""
+    def ap_result(name, codec, bpps, gt):
+        r = results.new_result(codec, {}, "coco", "detection", 3)
+        r["points"] = [{"quality": i, "bpp": b, "ap": 20 + 10 * i, "ground_truth": gt} for i, b in enumerate(bpps)]
+        r["task_model"] = "yolox:models/yolox_nano.onnx"
+        results.save(r, tmp_path / name)
+        return tmp_path / name
+
+    a = ap_result("a.json", "anchor", [0.2, 0.4, 0.8], "official")
+    same = ap_result("b.json", "same", [0.1, 0.2, 0.4], "official")
+    pseudo = ap_result("c.json", "pseudo", [0.1, 0.2, 0.4], "pseudo")
+    assert main(["bdrate", str(a), str(same), str(pseudo), "--metric", "ap", "--json", str(tmp_path / "t.json")]) == 0
+    rows = {r["codec"]: r for r in json.loads((tmp_path / "t.json").read_text())["rows"]}
+    assert rows["same"]["not_comparable"] == []
+    assert rows["pseudo"]["not_comparable"] == ["AP against other ground truth than the anchor's (pseudo vs official)"]
+    assert "not comparable" in capsys.readouterr().out  # (the table says it as before)
+
+
 def test_bdrate_fails_when_no_row_has_a_value_and_warns_on_a_narrow_overlap(tmp_path, capsys):
     a = write_result(tmp_path / "a.json", "anchor", [(0.2, 30), (0.4, 33), (0.8, 36)])
     far = write_result(tmp_path / "far.json", "far", [(0.1, 10), (0.2, 12)])

@@ -104,14 +104,16 @@ def cmd_bdrate(a: argparse.Namespace) -> int:
         if a_imgs and t_imgs and a_imgs != t_imgs:  # (--ci refuses such a pair; a plain BD-rate says so)
             note += (f"  [WARNING: other images than the anchor's: {len(t_imgs)} vs {len(a_imgs)}, "
                      f"{len(a_imgs & t_imgs)} shared]")
-        for why in results.comparison_warnings(anchor, test, a.metric):  # (a BD-rate of unlike measurements)
+        unlike = results.comparison_warnings(anchor, test, a.metric)  # (a BD-rate of unlike measurements)
+        for why in unlike:
             note += f"  [WARNING: {why}: not comparable]"
         if max(r.coverage) < 0.5 and not a.interval:  # (an --interval is narrowed on purpose)
             note += "  [WARNING: the overlap covers under half of both curves' ranges: a narrow comparison]"
         print(f"  {printable(test['codec']):<28} {r.percent:+7.1f}%   over {a.metric} {r.interval[0]:.3f}–{r.interval[1]:.3f}"
               f"  (covers {r.coverage[0]:.0%} of anchor, {r.coverage[1]:.0%} of test){note}", file=out)
         row = {"codec": test["codec"], "file": str(path), "bd_rate": r.percent, "interval": r.interval,
-               "coverage": list(r.coverage), "dropped": [list(d) for d in r.dropped]}
+               "coverage": list(r.coverage), "dropped": [list(d) for d in r.dropped],
+               "not_comparable": unlike}  # (the table's warning, for `--json | jq`: empty when nothing differs)
         if ci is not None:
             failed = f", {ci.failed} gave none" if ci.failed else ""
             n = len(a_imgs)
