@@ -647,6 +647,17 @@ def test_a_clip_made_with_a_number_as_fps_holds_its_fraction_and_codes_with_the_
     assert codec.decode(codec.encode(clip, 27), clip).shape == (2, 32, 48, 3)
 
 
+def test_a_clip_takes_numpy_numbers_as_fps():
+    """A frame rate computed with NumPy (np.float32: no float subclass) failed Clip() with a TypeError from
+    Fraction(); np.float64 and NumPy integers were taken (release audit)."""
+    frames = synthetic_clip(2, 32, 48)
+    assert io.Clip(frames, fps=np.float32(12.5)).fps == Fraction(25, 2)
+    assert io.Clip(frames, fps=np.float32(29.97)).fps == Fraction(30000, 1001)
+    assert io.Clip(frames, fps=np.float64(23.976)).fps == Fraction(24000, 1001)
+    fps = io.Clip(frames, fps=np.int64(25)).fps
+    assert fps == 25 and isinstance(fps, Fraction)
+
+
 def test_eval_on_a_clip_with_video_and_image_codecs(clip_mkv, tmp_path, capsys, monkeypatch):
     from saicm.eval import results
 

@@ -25,6 +25,7 @@ into place, so a failure leaves nothing behind.
 from __future__ import annotations
 
 import json
+import numbers
 import os
 import re
 import subprocess
@@ -77,8 +78,9 @@ class Clip:
     def __post_init__(self) -> None:
         # (ffmpeg's -r and the .saicmv header take a fraction: a float fps failed the video codecs of saicm eval,
         # hevc-video and vvc-video, with an AttributeError)
-        if isinstance(self.fps, float) and self.fps > 0:
-            self.fps = fps_fraction(self.fps)
+        # (NumPy's floats too: np.float32 is no float, and Fraction() refused it with a TypeError)
+        if isinstance(self.fps, numbers.Real) and not isinstance(self.fps, numbers.Rational) and self.fps > 0:
+            self.fps = fps_fraction(float(self.fps))
         elif not isinstance(self.fps, Fraction):
             self.fps = Fraction(self.fps)
 
