@@ -30,6 +30,7 @@ def lazy_getattr(package: str, api: dict[str, tuple[str, str | None]], namespace
                 raise missing
 
             unavailable.__name__ = unavailable.__qualname__ = name
+            unavailable.__doc__ = f"Not available here: {missing}"  # (what help(saicm) says of it)
             return unavailable
         if attr is not None:
             value = getattr(value, attr)

@@ -424,3 +424,20 @@ def test_the_documented_api_says_what_it_takes_returns_and_raises():
         assert "data" in typing.get_type_hints(fn)
     assert type(None) in typing.get_args(typing.get_type_hints(make_task)["return"])
     assert make_task("psnr") is None
+
+
+def test_help_names_the_extra_of_a_public_function_the_install_lacks(tmp_path, monkeypatch):
+    """On a coding-only install, help(saicm) listed load_model as a bare ``load_model(*args, **kwargs)`` with no
+    text: nothing said that it needs PyTorch (release audit; the call itself said so in one line)."""
+    import pydoc
+
+    from saicm._lazy import lazy_getattr
+
+    (tmp_path / "needs_torch_mod.py").write_text(
+        "raise ModuleNotFoundError(\"No module named 'torch'\", name='torch')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    fn = lazy_getattr("pkg", {"load_model": ("needs_torch_mod", "open_model")}, {})("load_model")
+    text = pydoc.render_doc(fn, renderer=pydoc.plaintext)
+    assert "this needs torch" in text and 'pip install "saicm[train]"' in text
+    with pytest.raises(saicm.MissingDependency):
+        fn()
