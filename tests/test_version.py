@@ -46,3 +46,12 @@ def test_the_citation_file_names_the_current_version_and_its_date():
     cff = (ROOT / "CITATION.cff").read_text()
     assert re.search(r"^version: (\S+)$", cff, re.MULTILINE).group(1) == v
     assert re.search(r"^date-released: (\S+)$", cff, re.MULTILINE).group(1) == date
+
+
+def test_the_package_metadata_says_it_ships_type_information():
+    """saicm/py.typed ships in the wheel (PEP 561), but the classifiers did not say so: PyPI's 'Typing :: Typed'
+    filter, and readers of the metadata, did not find saicm among typed packages (release audit)."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    assert (ROOT / "saicm" / "py.typed").is_file()
+    assert "py.typed" in project["tool"]["setuptools"]["package-data"]["saicm"]
+    assert "Typing :: Typed" in project["project"]["classifiers"]
