@@ -186,27 +186,29 @@ def cmd_info(a: argparse.Namespace) -> int:
     cannot be read is said on stderr and the others are still described (status: the worst file's)."""
     if len(a.file) == 1:
         return _info_one(a.file[0], a.json, None)
-    code = 0
-    for n, path in enumerate(a.file):
-        if n and not a.json:
-            print()
+    code, shown = 0, 0
+    for path in a.file:
         try:
-            _info_one(path, a.json, path)
+            # (a blank line between two blocks: not before the first one shown, nor twice where a file failed)
+            _info_one(path, a.json, path, separate=bool(shown) and not a.json)
+            shown += 1
         except SaicmError as e:
             print(f"saicm: error: {printable(e)}", file=sys.stderr)
             code = max(code, e.exit_code)
     return code
 
 
-def _info_one(path: str, as_json: bool, header: str | None) -> int:
+def _info_one(path: str, as_json: bool, header: str | None, separate: bool = False) -> int:
     """``saicm info`` of one file; ``header``: its path, printed first (a line of text, or the JSON line's
-    ``path``) when several files are described."""
+    ``path``) when several files are described; ``separate``: a blank line first (once the file is read)."""
     import json
 
     from .codec.pipeline import describe
     from .models.catalog import SUFFIX
 
     def show(d: dict, text) -> None:
+        if separate:
+            print()
         if as_json:
             print(json.dumps(d, indent=2) if header is None else json.dumps({"path": header, **d}))
             return

@@ -888,6 +888,20 @@ def test_info_of_several_files_describes_each_and_says_which_cannot_be_read(tmp_
     assert "path" not in json.loads(capsys.readouterr().out)
 
 
+def test_info_of_several_files_separates_the_blocks_shown_by_one_blank_line(tmp_path, capsys):
+    """A file that could not be read still had its blank line: the output began with blank lines when the first
+    files failed, and two blocks were two blank lines apart around a failed file (release audit)."""
+    ref = Path(__file__).parent / "reference"
+    a, b = ref / "astronaut-200x150-v5-q4-v3.saicm", ref / "shapes-64x48-8f-tiny.saicmv"
+    bad = tmp_path / "bad.saicm"
+    bad.write_bytes(b"not a saicm file")
+    assert main(["info", str(bad), str(a), str(bad), str(b)]) == 2
+    out = capsys.readouterr().out
+    assert out.startswith("path") and "\n\n\n" not in out
+    blocks = out.split("\n\n")
+    assert len(blocks) == 2 and str(a) in blocks[0].splitlines()[0] and str(b) in blocks[1].splitlines()[0]
+
+
 def test_info_text_of_a_two_layer_file_gives_each_layers_format_version(capsys):
     """The text form named no human-layer version (1, CompressAI's coder, is not portable across CPUs; 2 is) and
     called file_bytes and bpp the machine layer's: they are the whole file's."""
