@@ -851,6 +851,7 @@ def test_a_human_layer_of_a_newer_version_leaves_the_machine_layer_readable(tmp_
     newer = machine + human[:5] + bytes([max(container.HUMAN_VERSIONS) + 1]) + human[6:]
     src = tmp_path / "newer.saicm"
     src.write_bytes(newer)
+    assert saicm.describe(ref)["layers"]["human"]["readable"] is True  # (the key in every two-layer description)
     d = saicm.describe(newer)
     assert d["layers"]["human"] == {"bytes": len(human), "bpp": 8.0 * len(human) / (200 * 150),
                                     "version": max(container.HUMAN_VERSIONS) + 1, "readable": False}

@@ -972,3 +972,14 @@ def test_frames_and_size_of_an_array_clip_are_refused_not_ignored():
     with pytest.raises(SaicmError, match="frames= and size= select and scale a clip read from a file"):
         api.encode(synthetic_clip(), None, frames="0:2", epochs=1, progress=False)
     assert saicm.video.Clip(synthetic_clip(), fps=12.5).fps == 12.5  # (what the message names)
+
+
+@pytest.mark.parametrize("fps", [0, 0.0, -2.0, -3, float("nan"), float("inf"), None, "x"])
+def test_a_clip_refuses_a_frame_rate_that_is_not_positive(fps):
+    """Clip(frames, fps=-2.0) and fps=0 were taken, and the encoder wrote their time base into the file (release
+    audit); a frame rate is a positive number."""
+    from saicm.errors import ArgumentError
+
+    with pytest.raises(ArgumentError, match="fps must be a positive frame rate"):
+        io.Clip(synthetic_clip(2, 32, 48), fps=fps)
+    assert io.Clip(synthetic_clip(2, 32, 48), fps="30000/1001").fps == Fraction(30000, 1001)  # (ffprobe's form)

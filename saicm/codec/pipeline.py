@@ -408,7 +408,7 @@ def _describe(data: bytes) -> dict:
             "machine": {"bytes": len(machine), "bpp": 8.0 * len(machine) / (h.width * h.height),
                         "model": h.model, "quality": h.quality},
             "human": {"bytes": len(human), "bpp": 8.0 * len(human) / (h.width * h.height),
-                      "model": hl.model, "quality": hl.quality, "version": hl.version,
+                      "model": hl.model, "quality": hl.quality, "version": hl.version, "readable": True,
                       **({"strip_rows": hl.strip_rows} if hl.version == container.HUMAN_PORTABLE_VERSION else {}),
                       "weights_sha256_prefix": hl.weights_sha.hex(),
                       # what the layer decodes on: the base model's weights and the machine layer's bytes

@@ -38,7 +38,7 @@ from typing import Iterable, Iterator
 import numpy as np
 
 from .._fs import atomic_folder
-from ..errors import SaicmError
+from ..errors import ArgumentError, SaicmError
 
 FRAME_PATTERN = "frame_{:06d}.png"
 _FRAME_RE = re.compile(r"frame_(\d+)\.[A-Za-z]+$")
@@ -79,10 +79,16 @@ class Clip:
         # (ffmpeg's -r and the .saicmv header take a fraction: a float fps failed the video codecs of saicm eval,
         # hevc-video and vvc-video, with an AttributeError)
         # (NumPy's floats too: np.float32 is no float, and Fraction() refused it with a TypeError)
-        if isinstance(self.fps, numbers.Real) and not isinstance(self.fps, numbers.Rational) and self.fps > 0:
+        if (isinstance(self.fps, numbers.Real) and not isinstance(self.fps, numbers.Rational) and self.fps > 0
+                and self.fps != float("inf")):
             self.fps = fps_fraction(float(self.fps))
         elif not isinstance(self.fps, Fraction):
-            self.fps = Fraction(self.fps)
+            try:
+                self.fps = Fraction(self.fps)  # (an int, or a string such as ffprobe's "30000/1001")
+            except (TypeError, ValueError, OverflowError):
+                raise ArgumentError(f"fps must be a positive frame rate, got {self.fps!r}") from None
+        if not self.fps > 0:  # (0, negative or NaN: a clip's time base; the encoder wrote such files)
+            raise ArgumentError(f"fps must be a positive frame rate, got {self.fps}")
 
     @property
     def n(self) -> int:
