@@ -392,7 +392,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     dm = sub.add_parser("demo", help="code the bundled sample images with the default model",
                         description="Compress and decompress scikit-image's bundled sample photos; print bpp "
-                        "(from file sizes) and PSNR; write decoded images and a side-by-side PNG.")
+                        "(from file sizes) and PSNR; write decoded images and a side-by-side PNG. Needs saicm[train] "
+                        "(the photos come with scikit-image, and it loads the models with PyTorch): the README's "
+                        "`make demo` installs it.")
     dm.add_argument("-o", "--output", default="demo-out", help="output folder (default demo-out)")
     dm.add_argument("--model", help="model (default: the shipped MSE model)")
     dm.add_argument("--quality", type=int, help="rate point (default: the model's middle one)")
