@@ -419,10 +419,25 @@ def _undecodable_bytes_as_escapes(err: UnicodeError):
 codecs.register_error("saicm.escape-names", _undecodable_bytes_as_escapes)
 
 
+def _name_bytes_else_escapes(err: UnicodeError):
+    """Standard output's handler where Python's is ``surrogateescape`` (the C locale without UTF-8 mode): a file
+    name's undecodable bytes written back as they are, as Python would; any other character the encoding lacks (the
+    λ of `saicm models`, the – of `saicm bdrate`) as ``\\uXXXX``, where ``surrogateescape`` raised."""
+    if not isinstance(err, UnicodeEncodeError):
+        raise err
+    return b"".join(bytes([ord(c) - 0xDC00]) if 0xDC80 <= ord(c) <= 0xDCFF
+                    else c.encode("ascii", "backslashreplace")
+                    for c in err.object[err.start:err.end]), err.end
+
+
+codecs.register_error("saicm.name-bytes-else-escapes", _name_bytes_else_escapes)
+
+
 def _escape_names_on_output() -> None:
     """Messages (stderr) show names as above; stdout keeps Python's own handling where it has one (in UTF-8 mode and
     the C locale a script reading it gets the name's bytes back), and where it would raise ("strict": a Windows
-    code page cannot write the λ of `saicm models` to a file or a pipe) writes what it cannot encode as escapes."""
+    code page cannot write the λ of `saicm models` to a file or a pipe; "surrogateescape", the C locale without UTF-8
+    mode, raised too) writes what it cannot encode as escapes."""
     try:
         sys.stderr.reconfigure(errors="saicm.escape-names")
     except (AttributeError, ValueError, OSError):  # not a text stream saicm may reconfigure (a test's capture)
@@ -430,6 +445,8 @@ def _escape_names_on_output() -> None:
     try:
         if sys.stdout.errors == "strict":
             sys.stdout.reconfigure(errors="backslashreplace")
+        elif sys.stdout.errors == "surrogateescape":
+            sys.stdout.reconfigure(errors="saicm.name-bytes-else-escapes")
     except (AttributeError, ValueError, OSError):
         pass
 

@@ -80,6 +80,22 @@ def test_a_file_name_that_is_not_utf8_is_shown_with_its_bytes_escaped(tmp_path):
     assert _undecodable_bytes_as_escapes(err) == ("\\xe9\\xff\\u2192", 4)
 
 
+def test_models_prints_in_an_ascii_locale_without_utf8_mode(tmp_path):
+    """The C locale without UTF-8 mode gives standard output Python's "surrogateescape", which raised on the λ of
+    `saicm models` (a traceback, status 1): characters ASCII lacks print as \\uXXXX there, and a file name's
+    undecodable bytes still come back as they are."""
+    import subprocess
+
+    env = dict(os.environ, LC_ALL="C", PYTHONCOERCECLOCALE="0", PYTHONUTF8="0", SAICM_MODELS=str(tmp_path))
+    r = subprocess.run([sys.executable, "-m", "saicm", "models"], capture_output=True, timeout=120, env=env)
+    assert r.returncode == 0, r.stderr
+    assert b"q1 \\u03bb=" in r.stdout and b"Traceback" not in r.stderr
+    from saicm.cli import _name_bytes_else_escapes
+
+    err = UnicodeEncodeError("ascii", "a\u03bb\udce9b", 1, 3, "")
+    assert _name_bytes_else_escapes(err) == (b"\\u03bb\xe9", 3)
+
+
 def test_models_json_lists_qualities(capsys, tmp_path, monkeypatch):
     monkeypatch.setenv("SAICM_MODELS", str(tmp_path))  # the shipped ones only
     assert main(["models", "--json"]) == 0
