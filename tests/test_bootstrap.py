@@ -24,6 +24,24 @@ def test_draws_are_fixed_by_seed_and_names():
         draws(0, 10)
 
 
+def test_names_that_are_not_utf8_fix_draws_too(tmp_path, capsys):
+    """A file name that is not UTF-8 (Latin-1 bytes, or any non-ASCII name in an ASCII locale) reaches saicm with
+    surrogate escapes: hashing the names raised UnicodeEncodeError, so `saicm eval --task detection` stopped with a
+    traceback before its first image and `saicm bdrate --ci` after its table's heading."""
+    import hashlib
+
+    names = ["a.png", "caf\udce9.png"]
+    digest = hashlib.sha256(b"a.png\ncaf\xe9.png").hexdigest()[:16]  # the names' bytes on disk
+    assert spec(names, 10)["images"] == digest != spec(["a.png", "cafe.png"], 10)["images"]
+    assert spec(["a.png", "b.png"], 10)["images"] == hashlib.sha256(b"a.png\nb.png").hexdigest()[:16]  # as before
+    a = {("caf\udce9" if i == 0 else "") + n: rows for i, (n, rows) in enumerate(_anchor().items())}
+    t = {n: [(q, 0.8 * b, p) for q, b, p in rows] for n, rows in a.items()}
+    results.save(_result("a", a), tmp_path / "a.json")
+    results.save(_result("t", t), tmp_path / "t.json")
+    assert main(["bdrate", str(tmp_path / "a.json"), str(tmp_path / "t.json"), "--metric", "psnr", "--ci"]) == 0
+    assert "-20.0%" in capsys.readouterr().out
+
+
 def test_ap_on_each_draw_is_the_ap_of_the_drawn_images():
     # a.jpg found perfectly (box and mask), b.jpg missed: AP 100 on a alone, 0 on b alone,
     # and 51/101 of 100 whenever both are drawn (duplicates change neither precision nor recall)

@@ -55,8 +55,9 @@ PER_IMAGE_METRICS = ("psnr", "ms_ssim")
 
 
 def spec(names: Sequence[str], replicates: int, seed: int = DEFAULT_SEED) -> dict:
-    """What fixes the draws: stored in results so that two files can be checked to share them."""
-    digest = hashlib.sha256("\n".join(sorted(names)).encode()).hexdigest()[:16]
+    """What fixes the draws: stored in results so that two files can be checked to share them. Names are hashed as
+    the bytes they stand for: a file name that is not UTF-8 holds Python's surrogate escapes (U+DC80–U+DCFF)."""
+    digest = hashlib.sha256("\n".join(sorted(names)).encode("utf-8", "surrogateescape")).hexdigest()[:16]
     return {"replicates": int(replicates), "seed": int(seed), "images": digest}
 
 
