@@ -519,3 +519,34 @@ def test_task_inputs_that_gave_silent_zeros_or_tracebacks(tmp_path):
     bogus.write_bytes(b"\x00not xml")
     with pytest.raises(SaicmError, match="not a Haar cascade"):
         tasks.load_face_detector(f"haar:{bogus}")
+
+
+def test_coco_annotations_are_utf8_and_match_file_names_in_any_locale(tmp_path):
+    """A COCO file is JSON, so UTF-8; it was read in the locale's encoding: in an ASCII locale (the C locale
+    without UTF-8 mode) a non-ASCII category or file name made it 'cannot read COCO annotations', for evaluation
+    and for `saicm masks --source coco` alike. Its names match the files as this locale reads their names."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    folder = tmp_path / "images"
+    folder.mkdir()
+    (folder / "caf\u00e9.png").write_bytes(b"")  # (its name's bytes on disk are UTF-8)
+    ann = tmp_path / "instances.json"
+    ann.write_bytes(json.dumps({
+        "info": {"description": "Straßenszenen – Test"},
+        "images": [{"id": 7, "file_name": "caf\u00e9.png", "width": 10, "height": 10}],
+        "annotations": [], "categories": [{"id": 1, "name": "Fu\u00dfg\u00e4nger"}]}, ensure_ascii=False).encode())
+    code = ("import os, sys; from saicm.eval import tasks; from saicm.masks.coco import CocoObjects; "
+            "names = os.listdir(sys.argv[1]); coco = tasks.load_annotations(sys.argv[2]); "
+            "print(tasks.match_images(names, coco), CocoObjects(sys.argv[2]).by_name[names[0]]['id'])")
+    envs = [{"LC_ALL": "C", "PYTHONCOERCECLOCALE": "0", "PYTHONUTF8": "0"}, {"PYTHONUTF8": "1"}]
+    r = subprocess.run(["locale", "-a"], capture_output=True, text=True)
+    latin1 = next((n for n in r.stdout.split() if n.lower() in ("de_de.iso88591", "en_us.iso88591")), None)
+    if latin1:  # (read as Latin-1 both ways, names matched before; they must still)
+        envs.append({"LC_ALL": latin1, "PYTHONUTF8": "0"})
+    for env in envs:
+        r = subprocess.run([sys.executable, "-c", code, str(folder), str(ann)], capture_output=True, text=True,
+                           timeout=120, env=dict(os.environ, **env))
+        assert r.returncode == 0 and r.stdout.split()[-1] == "7" and ": 7}" in r.stdout, (env, r.stdout, r.stderr)

@@ -30,19 +30,25 @@ class CocoObjects:
             raise SaicmError("annotation file not found", str(p))
         import contextlib
         import io
+        import json
 
         from pycocotools.coco import COCO
 
+        from ..eval.tasks.coco import file_name
+
         try:
             with contextlib.redirect_stdout(io.StringIO()):
-                self.coco = COCO(str(p))
+                self.coco = COCO()
+                # (JSON is UTF-8 in any locale: COCO(path) read it in the locale's encoding)
+                self.coco.dataset = json.loads(p.read_bytes())
+                self.coco.createIndex()
         except Exception as e:  # noqa: BLE001 - malformed JSON of any kind
             raise SaicmError(f"not a COCO annotation file ({type(e).__name__}: {e})", str(p)) from None
         self.annotations = str(p)
         import hashlib
 
         self.sha256 = hashlib.sha256(p.read_bytes()).hexdigest()
-        self.by_name = {Path(im["file_name"]).name: im for im in self.coco.imgs.values()}
+        self.by_name = {Path(file_name(im["file_name"])).name: im for im in self.coco.imgs.values()}
 
     def settings(self) -> dict:
         """What the masks depend on: the annotations' content (their path as typed named one file by two

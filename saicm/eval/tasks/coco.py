@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import os
 from pathlib import Path, PurePosixPath
 from typing import Mapping, Sequence
 
@@ -52,7 +53,7 @@ def load_annotations(annotations):
 
         path = Path(annotations)
         try:
-            data = json.loads(path.read_text())
+            data = json.loads(path.read_bytes())  # (JSON is UTF-8 in any locale; read_text decoded it in the locale's)
         except (OSError, ValueError) as e:
             raise SaicmError(f"cannot read COCO annotations ({e})", str(path)) from None
     if not isinstance(data, dict) or not all(k in data for k in ("images", "annotations", "categories")):
@@ -79,6 +80,16 @@ def run_task_model(model: TaskModel, images: Mapping[str, Image.Image], progress
                                                    disable=True if not progress else None)}
 
 
+def file_name(fn) -> str:
+    """An annotation's ``file_name`` as the file system's names are read in this locale (the name's UTF-8 bytes,
+    decoded as ``os.listdir`` decodes them), so that a non-ASCII name matches its file in any locale."""
+    fn = str(fn)
+    try:
+        return os.fsdecode(fn.encode("utf-8", "surrogateescape"))
+    except UnicodeError:  # (a lone surrogate a JSON escape wrote: no bytes stand for it)
+        return fn
+
+
 def match_images(names: Sequence[str], coco) -> dict[str, int]:
     """Image name → annotation image id; SaicmError if any is missing.
 
@@ -87,7 +98,7 @@ def match_images(names: Sequence[str], coco) -> dict[str, int]:
     """
     full, base, stem = {}, {}, {}
     for img in coco.dataset["images"]:
-        fn = str(img["file_name"]).replace("\\", "/")
+        fn = file_name(img["file_name"]).replace("\\", "/")
         for table, key in ((full, fn), (base, PurePosixPath(fn).name), (stem, PurePosixPath(fn).stem)):
             table[key] = None if key in table else img["id"]  # None: ambiguous
     out, missing = {}, []
