@@ -843,3 +843,21 @@ def test_a_full_disk_under_the_training_log_is_one_line(data_dir, tmp_path, monk
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert err == f"saicm: error: {tmp_path / 'run' / 'log.jsonl'}: cannot write (No space left on device)\n", err
+
+
+def test_lambdas_with_a_decimal_comma_are_refused_as_they_are_parsed(tmp_path, capsys):
+    """``--lambdas 0,0018`` (a decimal-comma locale's way to write 0.0018) is the two values 0 and 18: it reached the
+    model as "gained-mean-scale-hyperprior: math domain error". A λ list that is not positive and ascending is
+    argparse's one line, naming the decimal point when a value looks like a decimal comma's."""
+    from saicm.cli import main
+    from saicm.commands.argtypes import lambdas
+
+    assert lambdas("0.0018,0.0035") == [0.0018, 0.0035]
+    for bad in ("0,0018", "0,0018,0,0035", "0.0035,0.0018", "-1", "0.001,nan"):
+        with pytest.raises(SystemExit) as e:
+            main(["train", "--data", str(tmp_path), "--out", str(tmp_path / "run"), "--lambdas", bad])
+        assert e.value.code == 2
+        err = capsys.readouterr().err
+        assert f"--lambdas: expected positive λ values in ascending order, comma-separated, got '{bad}'" in err
+        assert ("the decimal point is '.'" in err) == bad.startswith("0,"), err
+    assert not (tmp_path / "run").exists()

@@ -64,6 +64,18 @@ def floats(s: str) -> list[float]:
         raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {s!r}") from None
 
 
+def lambdas(s: str) -> list[float]:
+    """λ per quality: positive and ascending, as every model's rate points are (a decimal comma, ``0,0018``, read
+    as the two values 0 and 18, reached the model as "math domain error")."""
+    v = floats(s)
+    if v and all(0 < x < math.inf for x in v) and sorted(v) == v:
+        return v
+    comma = (" (',' separates values; the decimal point is '.': 0,0018 is read as 0 and 18, write 0.0018)"
+             if any(p.strip().startswith("0") and "." not in p for p in s.split(",")) else "")
+    raise argparse.ArgumentTypeError(f"expected positive λ values in ascending order, comma-separated, got {s!r}"
+                                     + comma)
+
+
 def interval(s: str) -> tuple[float, float]:
     v = floats(s)
     if len(v) != 2 or not v[1] > v[0]:

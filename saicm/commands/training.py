@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 
-from .argtypes import floats, ints, nonneg, nonneg_float, positive, positive_float
+from .argtypes import ints, lambdas, nonneg, nonneg_float, positive, positive_float
 
 
 def cmd_train(a: argparse.Namespace) -> int:
@@ -88,7 +88,7 @@ def register(sub) -> None:
     t.add_argument("--M", type=positive, help="latent channels (default --init's, which cannot change, else the "
                    "architecture's own: 128, 320 for tcm; "
                    "scalable: s·m)")
-    t.add_argument("--lambdas", type=floats,
+    t.add_argument("--lambdas", type=lambdas,
                    help="λ per quality, ascending (L = R + λ·255²·D); default those of --init, else "
                    + ",".join(map(str, DEFAULT_LAMBDAS)) + ". With --init: the same count starts "
                    "quality q from the init model's q; another count re-samples its gains in log λ")
