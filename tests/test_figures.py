@@ -255,3 +255,21 @@ def test_a_report_of_one_results_file_says_there_is_no_bd_rate(tmp_path):
     page = build_report([_res("jpeg", [(0.2, 30.5), (0.4, 33)])], tmp_path / "r.html").read_text()
     assert "BD-rate needs a second results file" in page and "codec vs jpeg" not in page
     assert "<td class=num>30.50</td>" in page and "<td class=num>33.00</td>" in page  # (were 30.5 and 33)
+
+
+def test_a_report_naming_a_file_name_that_is_not_utf8_is_written(tmp_path):
+    """An image or dataset name that is not UTF-8 (Latin-1 bytes; any non-ASCII name in an ASCII locale) holds
+    Python's surrogate escapes: writing the page raised UnicodeEncodeError after all its work (`saicm report
+    --image` of such a file), and nothing was written. Bytes that are UTF-8 show as their characters, others as
+    \\xNN."""
+    from PIL import Image
+
+    from saicm.eval.report import build_report
+
+    runs = [_res("jpeg", [(0.2, 30.5), (0.4, 33.25)]), _res("webp", [(0.1, 30), (0.2, 33)])]
+    for r in runs:
+        r["dataset"] = "photos/caf\udce9"
+    crops = [("original: caf\udce9.png", Image.new("RGB", (8, 8))),
+             ("original: na\udcc3\udcafve.png", Image.new("RGB", (8, 8)))]
+    page = build_report(runs, tmp_path / "r.html", crops=crops).read_bytes().decode("utf-8")
+    assert "original: caf\\xe9.png" in page and "original: na\u00efve.png" in page and "photos/caf\\xe9" in page
