@@ -92,6 +92,16 @@ def printable(text: str) -> str:
     return str(text).translate(_CONTROLS)
 
 
+def names_as_utf8(text: str) -> str:
+    """``text`` fit to write as UTF-8: the undecodable bytes of file names in it (Python's U+DC80–U+DCFF: a name
+    that is not UTF-8, or any non-ASCII name in an ASCII locale) read as UTF-8 where they are, else ``\\xNN``
+    (encoding them raised UnicodeEncodeError: a report page, a model's description)."""
+    import re
+
+    return re.sub("[\udc80-\udcff]+", lambda m: bytes(ord(c) - 0xDC00 for c in m.group()).decode(
+        "utf-8", "backslashreplace"), text)
+
+
 class SaicmWarning(UserWarning):
     """saicm's own warnings (a caller can filter them by category: ``warnings.simplefilter("ignore",
     saicm.SaicmWarning)``); the command line prints them as one line, ``saicm: warning: …``."""

@@ -81,3 +81,21 @@ def test_the_autoregressive_model_is_named_as_unsupported(tmp_path, capsys):
         assert "mbt2018-mean" not in err.split("is not")[0] or arch == "tcm", err
         if arch == "mbt2018-mean":
             assert "autoregressive model (mbt2018" in err
+
+
+def test_a_checkpoint_whose_name_is_not_utf8_is_imported(compressai_checkpoint, tmp_path, capsys):
+    """The source's file name goes into the model's description and card: one that is not UTF-8 (Latin-1 bytes;
+    any non-ASCII name in an ASCII locale) stopped the import with a UnicodeEncodeError traceback in safetensors.
+    Its bytes show as \\xNN where they are not UTF-8."""
+    import json
+    import os
+    import shutil
+
+    src = os.path.join(os.fsencode(tmp_path), b"ck-caf\xe9.pth.tar")
+    shutil.copyfile(compressai_checkpoint[0], src)
+    assert main(["import-checkpoint", os.fsdecode(src), "--arch", "mbt2018-mean", "--lam", "0.0067", "--name", "c",
+                 "--out", str(tmp_path)]) == 0
+    capsys.readouterr()
+    assert "- source: `ck-caf\\xe9.pth.tar`" in (tmp_path / "c.md").read_text(encoding="utf-8")
+    assert main(["info", str(tmp_path / "c.safetensors"), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["description"].endswith("imported from ck-caf\\xe9.pth.tar")

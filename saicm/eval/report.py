@@ -15,6 +15,7 @@ from typing import Callable, Sequence
 
 from PIL import Image
 
+from ..errors import names_as_utf8
 from .bdrate import BDRateError, bd_rate
 from .paths import display_path, display_spec
 from .plots import METRIC_LABELS, check_metric, curves_figure, measured
@@ -132,16 +133,8 @@ def build_report(results: list[dict], out: str | Path, metrics: Sequence[str] = 
     page = (f"<!doctype html><html lang=en><head><meta charset=utf-8><title>{html.escape(title)}</title>"
             f"<style>{style}</style></head><body>{''.join(parts)}</body></html>")
     out = Path(out)
-    write_bytes_atomic(out, _names_as_utf8(page).encode())
+    write_bytes_atomic(out, names_as_utf8(page).encode())  # (a name that is not UTF-8 raised)
     return out
-
-
-def _names_as_utf8(text: str) -> str:
-    """``text`` with the undecodable bytes of file names (Python's U+DC80–U+DCFF: a name that is not UTF-8, or any
-    non-ASCII name in an ASCII locale) read as UTF-8, and shown as ``\\xNN`` where they are not: a page naming such
-    an image or folder stopped with UnicodeEncodeError, after its work, and wrote nothing."""
-    return re.sub("[\udc80-\udcff]+", lambda m: bytes(ord(c) - 0xDC00 for c in m.group()).decode(
-        "utf-8", "backslashreplace"), text)
 
 
 def matched_rate_crops(results: list[dict], images: dict[str, Image.Image], image_name: str, target_bpp: float,

@@ -21,7 +21,7 @@ import torch
 
 from .. import __version__
 from .._fs import write_bytes_atomic
-from ..errors import SaicmError
+from ..errors import SaicmError, names_as_utf8
 from . import tcm
 from .catalog import ModelInfo, full_checksum, read_info
 from .registry import build_architecture
@@ -190,4 +190,4 @@ def import_mbt2018_mean(src: Path, dest: Path, lam: float, precision: str = "fp3
 
 def _card(path, name: str, lines: list[str]) -> None:
     text = "\n".join([f"# {name}", "", *lines, ""])
-    write_bytes_atomic(path, text.encode())
+    write_bytes_atomic(path, names_as_utf8(text).encode())  # (a source name that is not UTF-8 raised)

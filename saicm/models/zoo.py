@@ -19,7 +19,7 @@ import torch
 from safetensors.torch import load_file
 from safetensors.torch import save as serialize
 
-from ..errors import ModelError
+from ..errors import ModelError, names_as_utf8
 from .catalog import (  # noqa: F401  (re-exported: the catalogue is part of the zoo's API)
     DEFAULT_MODEL, LOSS_NAMES, RECOMMENDED_MACHINE_MODEL, RECOMMENDED_SCALABLE_MODEL, RETIRED_MODELS, SUFFIX,
     WEIGHTS_DIR, ModelInfo, _sha256, default_model_name, default_quality, describe, file_checksum, full_checksum,
@@ -64,7 +64,7 @@ def save_model(model: torch.nn.Module, path: str | os.PathLike, extra_meta: dict
         "config": json.dumps(model.config),
     }
     for k, v in (extra_meta or {}).items():
-        meta[k] = v if isinstance(v, str) else json.dumps(v)
+        meta[k] = names_as_utf8(v) if isinstance(v, str) else json.dumps(v)  # (a name that is not UTF-8 raised)
     # the bytes written by Python: a full disk is an OSError (one line); safetensors' own writer raised a traceback
     data = serialize(tensors, metadata=meta)
     with atomic_path(path) as tmp:
