@@ -437,14 +437,15 @@ def _escape_names_on_output() -> None:
     """Messages (stderr) show names as above; stdout keeps Python's own handling where it has one (in UTF-8 mode and
     the C locale a script reading it gets the name's bytes back), and where it would raise ("strict": a Windows
     code page cannot write the λ of `saicm models` to a file or a pipe; "surrogateescape", the C locale without UTF-8
-    mode, raised too) writes what it cannot encode as escapes."""
+    mode, raised too) writes what it cannot encode as escapes, a name's undecodable bytes as \\xNN as messages do
+    (a UTF-8 locale's "strict" printed them as \\udcNN)."""
     try:
         sys.stderr.reconfigure(errors="saicm.escape-names")
     except (AttributeError, ValueError, OSError):  # not a text stream saicm may reconfigure (a test's capture)
         pass
     try:
         if sys.stdout.errors == "strict":
-            sys.stdout.reconfigure(errors="backslashreplace")
+            sys.stdout.reconfigure(errors="saicm.escape-names")
         elif sys.stdout.errors == "surrogateescape":
             sys.stdout.reconfigure(errors="saicm.name-bytes-else-escapes")
     except (AttributeError, ValueError, OSError):

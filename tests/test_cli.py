@@ -96,6 +96,20 @@ def test_models_prints_in_an_ascii_locale_without_utf8_mode(tmp_path):
     assert _name_bytes_else_escapes(err) == (b"\\u03bb\xe9", 3)
 
 
+def test_a_name_that_is_not_utf8_prints_as_its_bytes_on_stdout_too(tmp_path, image_file, tiny_model):
+    """In a UTF-8 locale (not the C one) standard output is "strict": the summary line of a file name that is not
+    UTF-8 printed it as \\udcNN, a character no file name holds, where messages show \\xNN."""
+    import shutil
+    import subprocess
+
+    name = os.fsencode(tmp_path) + b"/caf\xe9.png"
+    shutil.copyfile(image_file, name)
+    r = subprocess.run([sys.executable, "-m", "saicm", "compress", name, "--model", str(tiny_model)],
+                       capture_output=True, timeout=120, env=dict(os.environ, PYTHONIOENCODING="utf-8:strict"))
+    assert r.returncode == 0, r.stderr
+    assert b"/caf\\xe9.saicm: " in r.stdout and b"udc" not in r.stdout, r.stdout
+
+
 def test_models_json_lists_qualities(capsys, tmp_path, monkeypatch):
     monkeypatch.setenv("SAICM_MODELS", str(tmp_path))  # the shipped ones only
     assert main(["models", "--json"]) == 0
