@@ -273,3 +273,21 @@ def test_a_report_naming_a_file_name_that_is_not_utf8_is_written(tmp_path):
              ("original: na\udcc3\udcafve.png", Image.new("RGB", (8, 8)))]
     page = build_report(runs, tmp_path / "r.html", crops=crops).read_bytes().decode("utf-8")
     assert "original: caf\\xe9.png" in page and "original: na\u00efve.png" in page and "photos/caf\\xe9" in page
+
+
+def test_plots_ignore_the_users_matplotlibrc(tmp_path, monkeypatch):
+    """A matplotlibrc with ``text.usetex: True`` (common among those who write papers) sent every label through
+    LaTeX: `saicm plot` and `saicm report` ended in a traceback without a LaTeX install, and a codec name with
+    ``_`` fails in LaTeX with one. The figures are drawn in matplotlib's defaults."""
+    import matplotlib
+
+    from saicm.eval.plots import plot_curves
+    from saicm.eval.report import build_report
+
+    monkeypatch.setitem(matplotlib.rcParams, "text.usetex", True)
+    monkeypatch.setitem(matplotlib.rcParams, "axes.formatter.use_locale", True)
+    runs = [_res("my_codec", [(0.2, 30.5), (0.4, 33.25)]), _res("webp", [(0.1, 30), (0.2, 33)])]
+    png, svg = plot_curves(runs, "psnr", tmp_path / "c")
+    assert png.stat().st_size > 0 and "my_codec" in svg.read_text()
+    assert "my_codec" in build_report(runs, tmp_path / "r.html").read_text()
+    assert matplotlib.rcParams["text.usetex"]  # (the user's settings are theirs again afterwards)

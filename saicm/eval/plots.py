@@ -58,6 +58,18 @@ def check_metric(results: list[dict], metric: str) -> None:
         raise SaicmError(f"no results file measured {metric!r} at any point (null everywhere)")
 
 
+def figure_style():
+    """The context the figures are drawn and saved in: matplotlib's defaults, whatever the user's matplotlibrc says
+    (``text.usetex: True``, common in papers, sent every label through LaTeX: a traceback without a LaTeX install,
+    and codec names with ``_`` or ``%`` fail in it; ``axes.formatter.use_locale`` wrote 0,5 bpp in a German
+    locale). The same results give the same figure anywhere."""
+    import matplotlib
+    import matplotlib.style
+
+    matplotlib.use("Agg")
+    return matplotlib.style.context("default")
+
+
 def curves_figure(results: list[dict], metric: str, title: str = "", size=(6.4, 4.4), anchor: dict | None = None):
     """A matplotlib figure: one line per results file, the uncompressed reference dotted; ``anchor`` (one of
     ``results``), the BD-rate anchor, is named so in the legend."""
@@ -131,13 +143,14 @@ def plot_curves(results: list[dict], metric: str, out: str | Path, title: str = 
     import matplotlib.pyplot as plt
 
     check_metric(results, metric)
-    fig = curves_figure(results, metric, title)
     out = Path(out)
     paths = [out.with_suffix(".png"), out.with_suffix(".svg")]
-    try:
-        for p in paths:
-            with atomic_path(p) as tmp:
-                fig.savefig(tmp, format=p.suffix[1:])
-    finally:
-        plt.close(fig)
+    with figure_style():
+        fig = curves_figure(results, metric, title)
+        try:
+            for p in paths:
+                with atomic_path(p) as tmp:
+                    fig.savefig(tmp, format=p.suffix[1:])
+        finally:
+            plt.close(fig)
     return paths

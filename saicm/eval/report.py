@@ -18,7 +18,7 @@ from PIL import Image
 from ..errors import names_as_utf8
 from .bdrate import BDRateError, bd_rate
 from .paths import display_path, display_spec
-from .plots import METRIC_LABELS, check_metric, curves_figure, measured
+from .plots import METRIC_LABELS, check_metric, curves_figure, figure_style, measured
 from .results import comparison_warnings, curve
 
 
@@ -27,10 +27,11 @@ def _svg_curves(results: list[dict], metric: str, key: str) -> str:
     unique in the page."""
     import matplotlib.pyplot as plt
 
-    fig = curves_figure(results, metric, size=(6.0, 4.0), anchor=results[0])
     buf = io.StringIO()
-    fig.savefig(buf, format="svg")
-    plt.close(fig)
+    with figure_style():
+        fig = curves_figure(results, metric, size=(6.0, 4.0), anchor=results[0])
+        fig.savefig(buf, format="svg")
+        plt.close(fig)
     svg = buf.getvalue()
     svg = _own_ids(svg[svg.index("<svg"):], key)
     shown = [r["codec"] for r in results if measured(r, metric)]
