@@ -808,6 +808,13 @@ def test_checkpoints_from_strangers_are_read_as_data_or_refused_in_one_line(data
     with pytest.raises(saicm.SaicmError, match="refused"):
         train(tiny_cfg(data_dir, out, steps=4, resume=True))
     assert not marker.exists()
+    # a damaged one says what to do (a disk audit: "not a PyTorch checkpoint", and nothing else)
+    (out / "checkpoint.pt").write_bytes(b"not a checkpoint\n")
+    with pytest.raises(saicm.SaicmError, match="not a PyTorch checkpoint; --resume cannot go on from it: move it aside"):
+        train(tiny_cfg(data_dir, out, steps=4, resume=True))
+    capsys.readouterr()
+    assert main(["export", str(garbage), "-o", str(tmp_path / "x.safetensors")]) == 2  # (export: no --resume advice)
+    assert "--resume" not in capsys.readouterr().err
 
 
 def test_a_run_folder_that_cannot_be_written_is_refused_before_any_work(data_dir, tmp_path, monkeypatch, capsys):

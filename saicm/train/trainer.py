@@ -253,7 +253,8 @@ def train(cfg: TrainConfig) -> Path:
     resumed = None
     ckpt_path = Path(cfg.out) / "checkpoint.pt"
     if cfg.resume and ckpt_path.is_file():  # what the run was started with, where these options are silent
-        resumed = read_checkpoint(ckpt_path)
+        resumed = read_checkpoint(ckpt_path, hint="; --resume cannot go on from it: move it aside to start the run "
+                                  "again from step 0 (or --init a model exported from it earlier)")
         _check_resumed_options(cfg, resumed, ckpt_path)
         cfg = _with_run_options(cfg, resumed)
     cfg = with_defaults(cfg)
@@ -616,12 +617,12 @@ def _save_checkpoint(path: Path, model, opt, aux_opt, step: int, cfg: TrainConfi
 CHECKPOINT_KEYS = ("model", "opt", "step", "config")
 
 
-def read_checkpoint(path: str | Path) -> dict:
+def read_checkpoint(path: str | Path, hint: str = "") -> dict:
     """A training checkpoint (``checkpoint.pt``), read as data only (a checkpoint from someone else cannot run
-    code here); a missing, damaged or foreign file is one ``SaicmError``, not a traceback."""
-    ck = load_data_only(path, "training checkpoint")
+    code here); a missing, damaged or foreign file is one ``SaicmError``, not a traceback (``hint`` appended)."""
+    ck = load_data_only(path, "training checkpoint", hint=hint)
     if not isinstance(ck, dict) or any(k not in ck for k in CHECKPOINT_KEYS):
-        raise SaicmError("not a saicm training checkpoint (written by saicm train)", str(path))
+        raise SaicmError(f"not a saicm training checkpoint (written by saicm train){hint}", str(path))
     return ck
 
 
