@@ -14,7 +14,7 @@ Attributes are imported on first use, so ``saicm --help`` does not load PyTorch.
 import os as _os
 from typing import TYPE_CHECKING
 
-from ._lazy import lazy_getattr
+from ._lazy import lazy_getattr as _lazy_getattr
 
 # onnxruntime's telemetry (its device id, event database and uploads; a user's own setting wins): saicm codes
 # images, it reports to no one
@@ -64,9 +64,11 @@ if TYPE_CHECKING:  # what type checkers see (py.typed): the names of _API, typed
     load_model = _open_model
 else:
     # saicm.video.encode / decode work without an explicit import of the subpackage
-    __getattr__ = lazy_getattr("saicm", {**_API, "video": ("saicm.video", None)}, globals())
+    __getattr__ = _lazy_getattr("saicm", {**_API, "video": ("saicm.video", None)}, globals())
 
 
 def __dir__() -> list[str]:
     """The public API too (imported on first use, so not yet in the module's namespace): tab completion sees it."""
-    return sorted({n for n in globals() if not n.startswith("_")} | set(_API) | {"video", "__version__"})
+    # (not the module's own helpers: TYPE_CHECKING is the typing flag, not saicm's)
+    return sorted({n for n in globals() if not n.startswith("_") and n != "TYPE_CHECKING"} | set(_API)
+                  | {"video", "__version__"})

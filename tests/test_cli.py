@@ -969,6 +969,7 @@ def test_dir_of_the_package_shows_the_api_before_first_use():
     out = subprocess.run([sys.executable, "-c", "import saicm; print(' '.join(dir(saicm)))"], capture_output=True,
                          text=True, check=True).stdout.split()
     assert {"compress", "decompress", "describe", "strip", "load_model", "release_models", "video"} <= set(out)
+    assert not {"TYPE_CHECKING", "lazy_getattr", "os"} & set(out)  # (its own helpers are not API: typing audit)
 
 
 @pytest.mark.skipif(not os.path.islink("/dev/stdout"), reason="needs /dev/stdout (Linux)")
