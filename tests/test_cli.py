@@ -970,6 +970,11 @@ def test_dir_of_the_package_shows_the_api_before_first_use():
                          text=True, check=True).stdout.split()
     assert {"compress", "decompress", "describe", "strip", "load_model", "release_models", "video"} <= set(out)
     assert not {"TYPE_CHECKING", "lazy_getattr", "os"} & set(out)  # (its own helpers are not API: typing audit)
+    for package, names in (("saicm.video", {"encode", "decode", "Clip", "read_clip"}),
+                           ("saicm.models", {"load_model", "save_model", "register_architecture", "ModelInfo"})):
+        out = subprocess.run([sys.executable, "-c", f"import {package} as p; print(' '.join(dir(p)))"],
+                             capture_output=True, text=True, check=True).stdout.split()
+        assert names <= set(out) and not {"TYPE_CHECKING", "lazy_getattr"} & set(out), (package, out)
 
 
 @pytest.mark.skipif(not os.path.islink("/dev/stdout"), reason="needs /dev/stdout (Linux)")

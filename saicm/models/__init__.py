@@ -42,3 +42,8 @@ def __getattr__(name):
         globals()[name] = value
         return value
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    """The API (imported on first use, so not yet in the namespace) and the submodules loaded: tab completion."""
+    return sorted({n for n in globals() if not n.startswith("_") and n != "TYPE_CHECKING"} | set(_LAZY))

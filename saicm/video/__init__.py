@@ -39,3 +39,9 @@ if TYPE_CHECKING:  # what type checkers see (py.typed): the names of _API, typed
     from .io import Clip as Clip, read_clip as read_clip
 else:
     __getattr__ = lazy_getattr("saicm.video", _API, globals())
+
+
+def __dir__() -> list[str]:
+    """The API (imported on first use, so not yet in the namespace) and the submodules loaded: tab completion."""
+    return sorted({n for n in globals() if not n.startswith("_") and n not in ("TYPE_CHECKING", "lazy_getattr")}
+                  | set(_API))
