@@ -36,6 +36,11 @@ def lazy_getattr(package: str, api: dict[str, tuple[str, str | None]], namespace
             value = getattr(value, attr)
             if inspect.isfunction(value):
                 value = _missing_extra_in_one_line(value)
+                # Named where it is public: help(saicm.load_model) was headed by the function's own name
+                # (open_model), and pickle, which finds a function by module and name, refused every one ("not
+                # the same object as saicm.codec.pipeline.compress"): pool.map(saicm.compress, paths) failed
+                value.__name__ = value.__qualname__ = name
+                value.__module__ = package
         namespace[name] = value
         return value
 

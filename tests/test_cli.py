@@ -961,6 +961,24 @@ def test_warnings_point_at_the_callers_code(tmp_path):
     assert hits and all(w.filename == __file__ for w in hits), [(w.filename, w.lineno) for w in hits]
 
 
+def test_the_api_functions_go_to_a_process_pool(tmp_path, image_file, tiny_model):
+    """`pool.map(saicm.compress, paths)`, `executor.submit(saicm.decompress, data)`: pickle finds a function by its
+    module and name, and every public function was refused ("not the same object as saicm.codec.pipeline
+    .compress"): they are wrappers, named where they are public."""
+    import pickle
+    from concurrent.futures import ProcessPoolExecutor
+    from multiprocessing import get_context
+
+    import saicm
+
+    for f in (saicm.compress, saicm.decompress, saicm.describe, saicm.load_model, saicm.video.decode):
+        assert pickle.loads(pickle.dumps(f)) is f
+    with ProcessPoolExecutor(1, mp_context=get_context("spawn")) as pool:
+        data = pool.submit(saicm.compress, str(image_file), str(tiny_model), 2).result(timeout=600)
+        assert pool.submit(saicm.describe, data).result(timeout=600)["quality"] == 2
+    assert data == saicm.compress(str(image_file), str(tiny_model), 2)
+
+
 def test_dir_of_the_package_shows_the_api_before_first_use():
     # dir(saicm) and a notebook's tab completion showed none of the API (attributes are imported on first use)
     import subprocess
@@ -970,6 +988,12 @@ def test_dir_of_the_package_shows_the_api_before_first_use():
                          text=True, check=True).stdout.split()
     assert {"compress", "decompress", "describe", "strip", "load_model", "release_models", "video"} <= set(out)
     assert not {"TYPE_CHECKING", "lazy_getattr", "os"} & set(out)  # (its own helpers are not API: typing audit)
+    import pydoc
+
+    import saicm
+
+    assert saicm.load_model.__name__ == "load_model"  # help() was headed by the function's own name, open_model
+    assert pydoc.render_doc(saicm.load_model, renderer=pydoc.plaintext).splitlines()[2].startswith("load_model(")
     for package, names in (("saicm.video", {"encode", "decode", "Clip", "read_clip"}),
                            ("saicm.models", {"load_model", "save_model", "register_architecture", "ModelInfo"})):
         out = subprocess.run([sys.executable, "-c", f"import {package} as p; print(' '.join(dir(p)))"],
