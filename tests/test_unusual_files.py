@@ -327,3 +327,73 @@ def test_writing_a_file_never_changes_the_process_umask(tmp_path, monkeypatch):
     assert set_to == []
     assert (tmp_path / "a.bin").stat().st_mode & 0o777 == 0o640
     assert (tmp_path / "d").stat().st_mode & 0o777 == 0o750
+
+
+def test_only_a_killed_jobs_temporary_folder_is_not_content_of_an_output_folder(tmp_path):
+    """atomic_folder takes an empty folder holding a killed job's ``.NAME.*.part`` folder, but a file of that name
+    is the user's: the folder is not empty (mutation audit: the is_dir() half was not checked)."""
+    from saicm import _fs
+    from saicm.errors import SaicmError
+
+    dest = tmp_path / "out"
+    dest.mkdir()
+    (dest / ".out.abc.part").mkdir()  # a killed job's
+    with _fs.atomic_folder(dest) as tmp:
+        (tmp / "a.png").write_bytes(b"x")
+    assert (dest / "a.png").read_bytes() == b"x"
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / ".other.abc.part").write_bytes(b"mine")  # a file: not a temporary folder
+    with pytest.raises(SaicmError, match="output exists and is not an empty folder"):
+        with _fs.atomic_folder(other):
+            pass
+
+
+def test_text_goes_to_standard_output_when_there_is_no_output_file():
+    """text_stream(None) (no output named) is standard output, not a TypeError."""
+    import sys
+
+    from saicm._fs import text_stream
+
+    assert text_stream(None) is sys.stdout
+
+
+def test_removing_a_killed_writers_parts_removes_those_alone(tmp_path):
+    """remove_stale_parts deletes atomic_path's temporary files of that name, not other hidden files beginning with
+    it (a user's ``.last.pt.notes``) nor another file's (mutation audit: a pattern without ``.part`` passed)."""
+    import os
+    import tempfile
+
+    from saicm import _fs
+
+    dest = tmp_path / "last.pt"
+    dest.write_bytes(b"whole")
+    fd, stale = tempfile.mkstemp(prefix=".last.pt.", suffix=".part.pt", dir=tmp_path)  # as atomic_path names it
+    os.close(fd)
+    kept = [tmp_path / ".last.pt.notes", tmp_path / ".last.pt.x.part.png", tmp_path / ".other.pt.x.part.pt"]
+    for p in kept:
+        p.write_bytes(b"keep")
+    _fs.remove_stale_parts(dest)
+    assert not os.path.exists(stale)
+    assert all(p.exists() for p in kept) and dest.read_bytes() == b"whole"
+
+
+def test_the_umask_read_where_the_system_does_not_say_it_is_left_as_it_was(tmp_path, monkeypatch):
+    """Without /proc (macOS, BSD) _umask() reads the mask by setting it, and must put it back (mutation audit:
+    leaving 0o077 behind was not caught, every later file of the process would have been private)."""
+    import builtins
+
+    from saicm import _fs
+
+    def no_proc(path, *a, **k):
+        if str(path).startswith("/proc/"):
+            raise FileNotFoundError(2, "No such file or directory", str(path))
+        return builtins.open(path, *a, **k)
+
+    monkeypatch.setattr(_fs, "open", no_proc, raising=False)
+    before = os.umask(0o022)
+    try:
+        assert _fs._umask() == 0o022
+        assert os.umask(0o022) == 0o022  # (still what it was)
+    finally:
+        os.umask(before)
