@@ -867,3 +867,19 @@ def test_a_human_layer_of_a_newer_version_leaves_the_machine_layer_readable(tmp_
     damaged = machine + human[:5] + bytes([0]) + human[6:]  # an older or unknown version is still refused
     with pytest.raises(FormatError, match="unsupported human-layer version 0"):
         strip(damaged)
+
+
+def test_only_a_human_layer_with_its_magic_counts_as_a_newer_version():
+    """A segment after the machine layer that does not begin with the human layer's magic is damaged, whatever its
+    sixth byte: refused by strip and decompress, not dropped as "written by a newer saicm" (mutation audit: the
+    magic's check was not exercised)."""
+    ref = Path(__file__).parent / "reference" / "astronaut-200x150-scalable-b1-h4-v3.saicm"
+    machine, human = container.split_layers(ref.read_bytes())
+    junk = b"JUNKS" + bytes([max(container.HUMAN_VERSIONS) + 1]) + human[6:]
+    assert container.newer_human_layer(junk) is None
+    assert container.newer_human_layer(human[:5] + bytes([max(container.HUMAN_VERSIONS) + 1])) is not None
+    with pytest.raises(FormatError):
+        strip(machine + junk)
+    with pytest.raises(FormatError) as e:
+        saicm.decompress(machine + junk)
+    assert "newer saicm" not in str(e.value)
