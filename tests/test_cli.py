@@ -932,6 +932,19 @@ def test_info_of_several_files_separates_the_blocks_shown_by_one_blank_line(tmp_
     assert len(blocks) == 2 and str(a) in blocks[0].splitlines()[0] and str(b) in blocks[1].splitlines()[0]
 
 
+def test_info_of_several_model_files_is_json_lines_with_their_paths(tmp_path, tiny_model, capsys):
+    """`saicm info a.safetensors b.saicm --json`: a model file among several is a JSON line with its path too, and a
+    block headed by it in text (mutation audit: printing its text form there was not caught)."""
+    coded = Path(__file__).parent / "reference" / "astronaut-200x150-v5-q4-v3.saicm"
+    assert main(["info", str(tiny_model), str(coded), "--json"]) == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [d["path"] for d in lines] == [str(tiny_model), str(coded)]
+    assert lines[0]["architecture"] == "gained-mean-scale-hyperprior" and lines[1]["file_type"] == "saicm"
+    assert main(["info", str(coded), str(tiny_model)]) == 0
+    blocks = capsys.readouterr().out.split("\n\n")
+    assert len(blocks) == 2 and blocks[1].splitlines()[0] == f"{'path':24s} {tiny_model}"
+
+
 def test_info_text_of_a_two_layer_file_gives_each_layers_format_version(capsys):
     """The text form named no human-layer version (1, CompressAI's coder, is not portable across CPUs; 2 is) and
     called file_bytes and bpp the machine layer's: they are the whole file's."""
@@ -1089,6 +1102,23 @@ def test_a_closed_standard_output_is_not_taken_by_the_next_file_opened(tmp_path,
     assert len(rows) == 1 and rows[0]["status"] == "failed" and "standard output is closed" in rows[0]["error"]
 
 
+@pytest.mark.skipif(not os.path.exists("/dev/stderr"), reason="needs /dev/stderr")
+def test_a_closed_standard_error_is_not_taken_by_the_next_file_opened(tmp_path, image_file, tiny_model):
+    """The same for descriptor 2 (`... -o /dev/stderr --log run.jsonl 2>&-`): every standard descriptor the process
+    started without is held, not only standard output's (mutation audit: leaving 2 out was not caught)."""
+    import subprocess
+
+    log = tmp_path / "run.jsonl"
+    env = dict(os.environ, PYTHONWARNINGS="ignore")
+    r = subprocess.run([sys.executable, "-m", "saicm", "compress", str(image_file), "-o", "/dev/stderr", "--model",
+                        str(tiny_model), "--log", str(log), "--quiet"], stdout=subprocess.PIPE, text=True, env=env,
+                       timeout=600, preexec_fn=lambda: os.close(2))
+    assert r.returncode == 1, r.stdout
+    assert not log.read_bytes().startswith(b"SAIC")  # (the coded file's magic: it was written into the log)
+    rows = [json.loads(line) for line in log.read_text().splitlines()]
+    assert len(rows) == 1 and rows[0]["status"] == "failed" and "standard error is closed" in rows[0]["error"]
+
+
 @pytest.mark.skipif(not os.path.exists("/dev/stdout"), reason="needs /dev/stdout")
 def test_a_log_on_standard_output_is_json_lines_alone(tmp_path, tiny_model):
     """`saicm compress photos/ -o coded/ --log /dev/stdout | jq`: the summary line ("compressed 2 of 2 files") came
@@ -1156,4 +1186,119 @@ def test_main_in_two_threads_at_once_leaves_stdout_as_it_was(monkeypatch):
     tb.start()
     ta.join(60)
     tb.join(60)
+    assert sys.stdout is before
+
+
+def test_a_job_log_whose_reader_went_away_stops_quietly_not_as_a_write_error():
+    """--log /dev/stdout | head: the log's BrokenPipeError stays one (main's quiet stop, status 141), while a full
+    disk is a SaicmError naming the log (mutation audit: turning the broken pipe into an error was not caught)."""
+    import errno
+
+    from saicm.cli import _JobLog
+    from saicm.errors import SaicmError
+
+    class Failing:
+        def __init__(self, e):
+            self.e = e
+
+        def write(self, text):
+            raise self.e
+
+        flush = close = lambda self: None
+
+    with pytest.raises(BrokenPipeError):
+        _JobLog(Failing(BrokenPipeError(errno.EPIPE, "Broken pipe")), "/dev/stdout").write("{}\n")
+    with pytest.raises(SaicmError, match="cannot write the log") as e:
+        _JobLog(Failing(OSError(errno.ENOSPC, "No space left on device")), "run.jsonl").write("{}\n")
+    assert e.value.errno == errno.ENOSPC
+
+
+def test_a_job_log_that_fails_on_closing_says_so_once_and_never_hides_the_jobs_own_error():
+    """The log's close writes its buffer: a full disk there is the log's one-line error; but not a second time after
+    a write already said so, nor over an error of the job itself (mutation audit: neither was checked)."""
+    import errno
+
+    from saicm.cli import _JobLog
+    from saicm.errors import SaicmError
+
+    class FullDisk:
+        def write(self, text=""):
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+        flush = close = write
+
+    with pytest.raises(SaicmError, match="run.jsonl: cannot write the log"):
+        with _JobLog(FullDisk(), "run.jsonl"):
+            pass  # (nothing written that failed: the close says it)
+    with pytest.raises(KeyboardInterrupt):
+        with _JobLog(FullDisk(), "run.jsonl"):
+            raise KeyboardInterrupt  # (the job's own error is the one reported)
+    log = _JobLog(FullDisk(), "run.jsonl")
+    with log:
+        with pytest.raises(SaicmError):
+            log.write("{}\n")  # said once; the close is quiet
+
+
+def test_main_words_only_the_errors_of_a_full_disk_as_cannot_write(monkeypatch, capsys):
+    """An OSError reaching main() is "cannot write" only when it is about the disk (WRITE_ERRNOS); any other (an
+    I/O error, a permission) is not reworded as one (mutation audit: rewording every OSError was not caught)."""
+    import argparse
+    import errno
+
+    import saicm.cli as cli
+
+    def raising(e):
+        def func(args):
+            raise e
+        return func
+
+    class Parser:
+        def parse_args(self, argv):
+            return argparse.Namespace(func=argv[0])
+
+    monkeypatch.setattr(cli, "build_parser", lambda: Parser())
+    assert cli.main([raising(OSError(errno.EDQUOT, "Disk quota exceeded", "/x/log.jsonl"))]) == 2
+    assert capsys.readouterr().err == "saicm: error: /x/log.jsonl: cannot write (Disk quota exceeded)\n"
+    with pytest.raises(PermissionError):
+        cli.main([raising(PermissionError(errno.EACCES, "Permission denied", "/x/y"))])
+    assert "cannot write" not in capsys.readouterr().err
+
+
+def test_every_main_call_runs_with_the_checked_stdout_until_the_last_one_ends(monkeypatch):
+    """Overlapping and successive main() calls each run with the checked wrapper as sys.stdout: not taken off while
+    another call still runs, and put on again by a later call (mutation audit: neither was checked)."""
+    import argparse
+    import threading
+
+    import saicm.cli as cli
+
+    seen = []
+    b_in, a_done = threading.Event(), threading.Event()
+
+    def a(args):  # ends while b runs
+        b_in.wait(60)
+        seen.append(("a", type(sys.stdout)))
+        return 0
+
+    def b(args):  # looks after a ended
+        b_in.set()
+        a_done.wait(60)
+        seen.append(("b", type(sys.stdout)))
+        return 0
+
+    class Parser:
+        def parse_args(self, argv):
+            return argparse.Namespace(func=argv[0])
+
+    monkeypatch.setattr(cli, "build_parser", lambda: Parser())
+    before = sys.stdout
+    monkeypatch.setattr(sys, "stdout", before)
+    tb = threading.Thread(target=lambda: cli.main([b]))
+    tb.start()
+    cli.main([a])
+    a_done.set()
+    tb.join(60)
+    assert sys.stdout is before
+    cli.main([a])  # (one more, alone)
+    assert seen == [("a", cli._CheckedStdout), ("b", cli._CheckedStdout), ("a", cli._CheckedStdout)]
     assert sys.stdout is before
