@@ -291,3 +291,79 @@ def test_plots_ignore_the_users_matplotlibrc(tmp_path, monkeypatch):
     assert png.stat().st_size > 0 and "my_codec" in svg.read_text()
     assert "my_codec" in build_report(runs, tmp_path / "r.html").read_text()
     assert matplotlib.rcParams["text.usetex"]  # (the user's settings are theirs again afterwards)
+
+
+def test_pseudo_ground_truth_curves_only_say_so_when_mixed_with_official_ones():
+    """All curves against pseudo ground truth: the axis says it once, the legend names the codecs alone; only points
+    that measured the metric say what it was scored against (mutation audit: neither was checked)."""
+    from saicm.eval.plots import pseudo_ground_truth
+
+    a = _res("hnerv", [(0.1, 60), (0.3, 80)], "ap", ground_truth="pseudo")
+    b = _res("nerv", [(0.1, 50), (0.3, 70)], "ap", ground_truth="pseudo")
+    fig = curves_figure([a, b], "ap")
+    try:
+        assert fig.axes[0].get_ylabel() == "AP (%) against pseudo ground truth"
+        assert _legend_texts(fig) == ["hnerv", "nerv"]
+    finally:
+        _close(fig)
+    c = _res("jpeg", [(0.2, 30), (0.4, 33)], "ap", ground_truth="official")
+    c["points"].append({"quality": 9, "bpp": 0.5, "ap": None, "ground_truth": "pseudo"})  # (not measured there)
+    assert not pseudo_ground_truth(c, "ap") and pseudo_ground_truth(a, "ap")
+
+
+def test_a_legend_of_five_entries_stays_inside_and_of_six_goes_beside():
+    """LEGEND_INSIDE_MAX is the bound, both ways (mutation audit: moving it by one was not caught); a codec name
+    just over LEGEND_WRAP characters is wrapped."""
+    from saicm.eval.plots import LEGEND_INSIDE_MAX, LEGEND_WRAP
+
+    for n, beside in ((LEGEND_INSIDE_MAX, False), (LEGEND_INSIDE_MAX + 1, True)):
+        runs = [_res(f"c{i}", [(0.1 * (i + 1), 30), (0.2 * (i + 1), 33)]) for i in range(n)]
+        fig = curves_figure(runs, "psnr")
+        try:
+            assert (fig.get_size_inches()[0] > 6.4) == beside, n  # (widened for a legend beside the axes)
+        finally:
+            _close(fig)
+    name = "x" * (LEGEND_WRAP + 4)
+    fig = curves_figure([_res(name[:20] + " " + name[20:], [(0.1, 30), (0.2, 33)])], "psnr")
+    try:
+        assert "\n" in _legend_texts(fig)[0]
+    finally:
+        _close(fig)
+
+
+def test_each_uncompressed_line_is_drawn_in_its_curves_colour_when_there_are_several():
+    """One reference value: a grey line; several (other task models): each in the colour of the first curve it
+    belongs to, as its legend entry says (mutation audit: the colour was not checked)."""
+    from matplotlib.colors import to_hex
+
+    from saicm.eval.plots import curve_style
+
+    runs = [_res(c, [(0.2 * k, 30), (0.4 * k, 33)], "ap") for k, c in enumerate(("jpeg", "webp", "mine"), 1)]
+    for r, ref in zip(runs, (34.0, 34.0, 30.0)):
+        r["reference"] = {"ap": ref}
+    fig = curves_figure(runs, "ap")
+    try:
+        refs = [ln for ln in fig.axes[0].get_lines() if ln not in _curves(fig)]
+        assert [to_hex(ln.get_color()) for ln in refs] == [curve_style(0)["color"].lower(),
+                                                           curve_style(2)["color"].lower()]
+    finally:
+        _close(fig)
+
+
+def test_the_table_of_values_plotted_escapes_names_and_keeps_four_decimals_below_two(tmp_path):
+    """The values table of the report, its plots' titles and its crops' alt text: a name is text, not markup; an MS-SSIM (below 2)
+    keeps four decimals where 0.95 would hide the differences (mutation audit: none was checked)."""
+    from saicm.eval.report import build_report
+
+    runs = [_res("jpeg", [(0.2, 0.9512), (0.4, 0.9634)], "ms_ssim"), _res("<b>x&y", [(0.1, 0.9401), (0.2, 0.9555)],
+                                                                          "ms_ssim")]
+    from PIL import Image
+
+    crops = [('original: a "b" <c>.png', Image.new("RGB", (8, 8)))]  # (a file name is the crop's alt text)
+    page = build_report(runs, tmp_path / "r.html", metrics=("ms_ssim",), crops=crops).read_text()
+    assert 'alt="original: a &quot;b&quot; &lt;c&gt;.png"' in page
+    table = page[page.index("<summary>Values plotted"):]
+    table = table[:table.index("</table>")]
+    assert "<td>&lt;b&gt;x&amp;y</td>" in table and "<b>" not in table
+    assert "<td class=num>0.9512</td>" in table and "<td class=num>0.9555</td>" in table
+    assert "a curve for each of jpeg, &lt;b&gt;x&amp;y;" in page and "<b>x" not in page  # (the plot's title too)
