@@ -85,6 +85,27 @@ def test_bdrate_warns_when_ap_was_scored_against_other_ground_truth_or_by_anothe
     assert page.read_text().count("not comparable") == 1
 
 
+def test_comparison_warnings_only_for_what_is_known_to_differ():
+    """No warning where one side says nothing of its ground truth (a results file from before it was recorded), nor
+    about task models for a metric no task model reads (PSNR), nor from points that did not measure the metric
+    (mutation audit: none of the three was checked)."""
+    def res(gt, task_model, metric="ap", unmeasured_gt=None):
+        points = [{"quality": i, "bpp": 0.1 * (i + 1), metric: 30.0 + i, **({"ground_truth": gt} if gt else {})}
+                  for i in range(3)]
+        if unmeasured_gt:
+            points.append({"quality": 3, "bpp": 0.5, metric: None, "ground_truth": unmeasured_gt})
+        return {"points": points, "task_model": task_model}
+
+    yolox, pico = "yolox:models/yolox_nano.onnx", "picodet:models/picodet_s.onnx"
+    assert results.comparison_warnings(res(None, yolox), res("official", yolox), "ap") == []
+    assert results.comparison_warnings(res("official", yolox), res(None, yolox), "ap") == []
+    assert results.comparison_warnings(res(None, yolox, "psnr"), res(None, pico, "psnr"), "psnr") == []
+    assert results.comparison_warnings(res("official", yolox), res("official", yolox, unmeasured_gt="pseudo"),
+                                       "ap") == []
+    assert results.comparison_warnings(res("official", yolox), res("pseudo", yolox), "ap") == [
+        "AP against other ground truth than the anchor's (pseudo vs official)"]
+
+
 def test_bdrate_json_rows_carry_the_not_comparable_warning(tmp_path, capsys):
     """The table's 'not comparable' warning was printed only: `saicm bdrate --json` (read with `| jq`, or by a
     script) gave the row of AP against pseudo ground truth like any other (release audit)."""
