@@ -79,3 +79,33 @@ def test_threads_coding_at_once_leave_pytorch_its_thread_count():
     r = subprocess.run([sys.executable, "-c", THREADS], capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
     assert r.stdout.split() == ["2", "[1]", "2", "2"]
+
+
+NESTED_AND_FORKED = r"""
+import os, torch
+from saicm.device import single_thread_kernels
+torch.set_num_threads(2)
+with single_thread_kernels() as n:
+    with single_thread_kernels() as inner:
+        pass
+    print(n, inner, torch.get_num_threads())  # (the outer call's kernels still on one thread)
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # a child forked inside the call: its own nested call still says the process's count
+        with single_thread_kernels() as child:
+            pass
+        os.write(w, f"{child} {torch.get_num_threads()}".encode())
+        os._exit(0)
+    os.waitpid(pid, 0)
+    print(os.read(r, 100).decode())
+print(torch.get_num_threads())
+"""
+
+
+def test_a_nested_call_leaves_the_outer_one_on_one_thread_also_in_a_forked_child():
+    """A call inside another (one thread) gives the outer one's kernels their single thread back only when the outer
+    one leaves; in a child forked inside a call, a nested call yields the process's count, not 1 (mutation audit:
+    restoring at any depth, and a child counting no call in progress, were not caught)."""
+    r = subprocess.run([sys.executable, "-c", NESTED_AND_FORKED], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stdout.split() == ["2", "2", "1", "2", "1", "2"]
