@@ -868,3 +868,15 @@ def test_lambdas_with_a_decimal_comma_are_refused_as_they_are_parsed(tmp_path, c
         assert f"--lambdas: expected positive λ values in ascending order, comma-separated, got '{bad}'" in err
         assert ("the decimal point is '.'" in err) == bad.startswith("0,"), err
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("bad", ["", "0.001,inf", "0.001,1e309"])
+def test_lambdas_that_are_none_or_infinite_are_refused(bad):
+    """An empty --lambdas (no rate point) and an infinite λ are refused as they are parsed (mutation audit: the
+    list's emptiness and the upper bound were not checked)."""
+    import argparse
+
+    from saicm.commands.argtypes import lambdas
+
+    with pytest.raises(argparse.ArgumentTypeError, match="expected positive λ values in ascending order"):
+        lambdas(bad)
