@@ -351,8 +351,9 @@ def test_each_uncompressed_line_is_drawn_in_its_curves_colour_when_there_are_sev
 
 
 def test_the_table_of_values_plotted_escapes_names_and_keeps_four_decimals_below_two(tmp_path):
-    """The values table of the report, its plots' titles and its crops' alt text: a name is text, not markup; an MS-SSIM (below 2)
-    keeps four decimals where 0.95 would hide the differences (mutation audit: none was checked)."""
+    """The values table of the report, its plots' titles and its crops' alt text: a name is text, not markup; an
+    MS-SSIM (below 2) keeps four decimals where 0.95 would hide the differences (mutation audit: none was
+    checked)."""
     from saicm.eval.report import build_report
 
     runs = [_res("jpeg", [(0.2, 0.9512), (0.4, 0.9634)], "ms_ssim"), _res("<b>x&y", [(0.1, 0.9401), (0.2, 0.9555)],
