@@ -208,7 +208,7 @@ def test_decompress_says_first_that_its_input_is_not_a_coded_file(tmp_path, caps
     photo = tmp_path / "photo.png"
     Image.fromarray(natural_image()).save(photo)
     _assert_one_line_error(main(["decompress", str(photo)]), capsys.readouterr().err,
-                           "photo.png: not a .saicm file (wrong magic)")
+                           "photo.png: a PNG image, not a .saicm file: code it with 'saicm compress'")
     clip = tmp_path / "clip.saicmv"
     clip.write_bytes(b"SAICV" + bytes(64))  # its -o clip.mkv was refused as an image suffix Pillow cannot write
     _assert_one_line_error(main(["decompress", str(clip), "-o", str(tmp_path / "clip.mkv")]), capsys.readouterr().err,

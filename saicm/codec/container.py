@@ -165,6 +165,47 @@ class ByteReader:
         return struct.unpack(fmt, self.take(struct.calcsize(fmt)))
 
 
+#: how the files a user may give the wrong command begin → what they are
+_KINDS = ((b"\x89PNG\r\n\x1a\n", "a PNG image"), (b"\xff\xd8\xff", "a JPEG image"), (b"GIF8", "a GIF image"),
+          (b"II*\x00", "a TIFF image"), (b"MM\x00*", "a TIFF image"), (b"\x00\x00\x00\x0cjP  ", "a JPEG 2000 image"))
+_CODE_IT = "code it with 'saicm compress'"
+
+
+def file_kind(head: bytes) -> tuple[str, str | None] | None:
+    """What a file that starts with ``head`` (its first 64 bytes or more) is, and what to do with it (or None),
+    for a message about a file given to the wrong command (``saicm decompress photo.png``, ``saicm compress
+    x.saicm``, ``saicm plot model.safetensors``); None when it is none of the kinds saicm recognises."""
+    head = bytes(head[:64])
+    for sig, what in _KINDS:
+        if head.startswith(sig):
+            return what, _CODE_IT
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "a WebP image", _CODE_IT
+    if head[4:8] == b"ftyp" and head[8:12] in (b"avif", b"avis"):
+        return "an AVIF image", _CODE_IT
+    if head.startswith(MAGIC):
+        return "a .saicm file", "decode it with 'saicm decompress'"
+    if head.startswith(b"SAICV"):  # (saicm.video.bitstream.MAGIC, which imports this module)
+        return "a .saicmv clip", "decode it with 'saicm video decode'"
+    if head.startswith(HUMAN_MAGIC):
+        return "a human-layer segment", "it decodes appended to its machine layer (cat MACHINE.saicm SEGMENT)"
+    if len(head) > 9 and 2 <= int.from_bytes(head[:8], "little") < 1 << 27 and head[8:9] == b"{":
+        return "a model file (.safetensors)", "give it with --model"
+    if head.lstrip(b" \t\r\n\xef\xbb\xbf")[:1] in (b"{", b"["):
+        return "a JSON file", None
+    return None
+
+
+def not_a(expected: str, head: bytes, advise: bool = True) -> str | None:
+    """``"a PNG image, not a .saicm file: code it with 'saicm compress'"`` for a file of a kind :func:`file_kind`
+    recognises given where ``expected`` was (``advise``: with what to do with it); None for any other."""
+    kind = file_kind(head)
+    if kind is None:
+        return None
+    what, todo = kind
+    return f"{what}, not {expected}" + (f": {todo}" if todo and advise else "")
+
+
 def check_start(data: bytes, magic: bytes, versions, what: str, version_name: str,
                 truncated: str = "truncated file") -> int:
     """The first checks of every saicm format (``.saicm`` streams and layers, ``.saicmv`` clips): not empty,
@@ -172,7 +213,8 @@ def check_start(data: bytes, magic: bytes, versions, what: str, version_name: st
     if not data:
         raise FormatError("empty file")
     if data[: len(magic)] != magic:
-        raise FormatError(f"not {what} (wrong magic)")
+        # (photo.png given to decompress: say so, and which command it wants)
+        raise FormatError(not_a(what, data) or f"not {what} (wrong magic)")
     if len(data) < len(magic) + 1 + 4:
         raise FormatError(truncated)
     version = data[len(magic)]
@@ -399,7 +441,7 @@ def check_coded_file(path: str | os.PathLike) -> None:
     from .._fs import read_input
     from ..video.bitstream import is_video_stream
 
-    head = read_input(path, limit=16)
+    head = read_input(path, limit=64)
     if not head:
         raise FormatError("empty file", str(path))
     if is_video_stream(head):
@@ -407,7 +449,7 @@ def check_coded_file(path: str | os.PathLike) -> None:
     if head.startswith(HUMAN_MAGIC):
         raise FormatError(HUMAN_SEGMENT_ALONE, str(path))
     if not head.startswith(MAGIC):
-        raise FormatError("not a .saicm file (wrong magic)", str(path))
+        raise FormatError(not_a("a .saicm file", head) or "not a .saicm file (wrong magic)", str(path))
 
 
 def newer_human_layer(segment: bytes) -> int | None:

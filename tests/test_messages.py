@@ -1,0 +1,56 @@
+"""What a user reads when a file is given to the wrong command, or an argument names the wrong kind of file: the
+file, what it is, and what to do (the error-message audit of 0.26.0). Each message was vague or wrong before:
+"wrong magic" of a photo, "not a format Pillow reads" of a .saicm file, "unknown model" of a file that exists,
+a JSON decoder's or safetensors' own words."""
+
+import json
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from saicm.cli import main
+
+from .conftest import natural_image
+
+HERE = Path(__file__).parent
+CLIP = HERE / "reference" / "shapes-64x48-8f-tiny.saicmv"
+V5 = "mse-hyperprior-n64-v5"
+
+
+def _error(capsys, argv, code=2) -> str:
+    """The one line of error of ``saicm ARGV``, after checking the exit status."""
+    assert main([str(a) for a in argv]) == code
+    err = capsys.readouterr().err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in err, err
+    assert lines[0].startswith("saicm: error: "), err
+    return lines[0]
+
+
+@pytest.fixture
+def files(tmp_path):
+    """A photo, its .saicm file, a model file, a results file, a clip and a text file."""
+    photo = tmp_path / "photo.png"
+    Image.fromarray(natural_image(64, 64)).save(photo)
+    coded = tmp_path / "photo.saicm"
+    assert main(["compress", str(photo), "-o", str(coded), "--model", V5, "--quiet"]) == 0
+    model = tmp_path / "model.safetensors"
+    model.write_bytes((Path(__file__).parent.parent / "saicm" / "weights" / f"{V5}.safetensors").read_bytes())
+    text = tmp_path / "notes.txt"
+    text.write_text("hello\n")
+    return {"photo": photo, "coded": coded, "model": model, "clip": CLIP, "text": text}
+
+
+def test_a_file_given_to_a_decoder_is_named_for_what_it_is(files, capsys, tmp_path):
+    """`saicm decompress photo.png` said "not a .saicm file (wrong magic)"."""
+    out = tmp_path / "out.png"
+    assert _error(capsys, ["decompress", files["photo"], "-o", out]).endswith(
+        "photo.png: a PNG image, not a .saicm file: code it with 'saicm compress'")
+    assert "photo.png: a PNG image, not a .saicm file" in _error(capsys, ["info", files["photo"]])
+    assert _error(capsys, ["decompress", files["model"], "-o", out]).endswith(
+        "model.safetensors: a model file (.safetensors), not a .saicm file: give it with --model")
+    assert _error(capsys, ["video", "decode", files["photo"], "-o", tmp_path / "frames"]).endswith(
+        "photo.png: a PNG image, not a .saicmv file: code it with 'saicm compress'")
+    # bytes of no kind saicm knows: as before
+    assert _error(capsys, ["info", files["text"]]).endswith("notes.txt: not a .saicm file (wrong magic)")
