@@ -54,3 +54,18 @@ def test_a_file_given_to_a_decoder_is_named_for_what_it_is(files, capsys, tmp_pa
         "photo.png: a PNG image, not a .saicmv file: code it with 'saicm compress'")
     # bytes of no kind saicm knows: as before
     assert _error(capsys, ["info", files["text"]]).endswith("notes.txt: not a .saicm file (wrong magic)")
+
+
+def test_a_coded_file_given_to_compress_is_named_for_what_it_is(files, capsys, tmp_path):
+    """`saicm compress photo.saicm` said "cannot read image (not a format Pillow reads)"."""
+    out = tmp_path / "x.saicm"
+    assert _error(capsys, ["compress", files["coded"], "-o", out], 1).endswith(
+        "photo.saicm: a .saicm file, not an image: decode it with 'saicm decompress'")
+    assert _error(capsys, ["compress", files["clip"], "-o", out], 1).endswith(
+        "a .saicmv clip, not an image: decode it with 'saicm video decode'")
+    assert _error(capsys, ["compress", files["model"], "-o", out], 1).endswith(
+        "model.safetensors: a model file (.safetensors), not an image: give it with --model")
+    # what Pillow does not read and saicm does not know: Pillow's word, as before
+    assert _error(capsys, ["compress", files["text"], "-o", out], 1).endswith(
+        "notes.txt: cannot read image (not a format Pillow reads)")
+    assert not out.exists()

@@ -221,13 +221,35 @@ def _pillow_open(fp, path: str | None, max_pixels: int | None) -> Image.Image:
     except ImageError:
         raise
     except UnidentifiedImageError:
-        raise ImageError("cannot read image (not a format Pillow reads)", path) from None
+        # (saicm compress photo.saicm, or a model file: say what it is and which command it wants)
+        said = _not_an_image(fp)
+        raise ImageError(said or "cannot read image (not a format Pillow reads)", path) from None
     except Image.DecompressionBombError:  # Pillow's own limit, above saicm's: say saicm's
         raise ImageError(f"the image holds more than the limit of {limit:,} pixels; raise it with --max-pixels "
                          "(Python: max_pixels=) if you trust it", path) from None
     except Exception as e:  # a damaged file: Pillow's plugins raise many kinds (AVIF: RuntimeError)
         raise ImageError(f"cannot read image ({e.__class__.__name__}: {e})", path) from None
     return img
+
+
+def _not_an_image(fp) -> str | None:
+    """``"a .saicm file, not an image: decode it with 'saicm decompress'"`` for a file Pillow does not read that is
+    one of saicm's own (or a model file, a JSON file), else None."""
+    from .container import file_kind, not_a
+
+    try:
+        if isinstance(fp, (str, os.PathLike)):
+            with open(fp, "rb") as f:
+                head = f.read(64)
+        else:
+            fp.seek(0)
+            head = fp.read(64)
+    except (OSError, ValueError):
+        return None
+    kind = file_kind(head)
+    if kind is None or kind[0].endswith(" image"):  # (an image Pillow could not read: Pillow's word is the one)
+        return None
+    return not_a("an image", head)
 
 
 def _from_array(a: np.ndarray) -> Image.Image:
