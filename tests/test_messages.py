@@ -69,3 +69,20 @@ def test_a_coded_file_given_to_compress_is_named_for_what_it_is(files, capsys, t
     assert _error(capsys, ["compress", files["text"], "-o", out], 1).endswith(
         "notes.txt: cannot read image (not a format Pillow reads)")
     assert not out.exists()
+
+
+def test_a_results_file_that_is_missing_or_not_json_is_said_in_the_users_terms(files, capsys, tmp_path):
+    """plot/bdrate/report said "cannot read results ([Errno 2] No such file or directory: 'x.json')", or a JSON
+    decoder's "'utf-8' codec can't decode byte 0x89 in position 0" of a photo."""
+    png = tmp_path / "p.png"
+    missing = tmp_path / "nope.json"
+    assert _error(capsys, ["plot", missing, "-o", png]).endswith("nope.json: no such file")
+    line = _error(capsys, ["plot", files["photo"], "-o", png])
+    assert line.endswith("photo.png: a PNG image, not a results file (the JSON saicm eval writes)")
+    assert "codec" not in line
+    assert _error(capsys, ["bdrate", files["coded"], files["coded"]]).endswith(
+        "photo.saicm: a .saicm file, not a results file (the JSON saicm eval writes)")
+    line = _error(capsys, ["report", files["text"], "-o", tmp_path / "r.html"])
+    assert line.endswith("notes.txt: not a results file (not JSON; saicm eval writes them)")
+    assert "Expecting value" not in line
+    assert not png.exists()

@@ -72,14 +72,19 @@ def _nan_to_null(v):
 
 
 def load(path: str | Path) -> dict:
+    from .._fs import read_input
+    from ..codec.container import not_a
+
+    data = read_input(path)  # ("no such file", "is a folder, not a file", as every command says them)
     try:
-        d = json.loads(Path(path).read_text())
-    except (OSError, ValueError) as e:
-        raise SaicmError(f"cannot read results ({e})", str(path)) from None
+        d = json.loads(data.decode("utf-8-sig"))
+    except ValueError:  # (not UTF-8, or not JSON: an image, a .saicm file, a model given by mistake)
+        raise SaicmError(not_a("a results file (the JSON saicm eval writes)", data, advise=False)
+                         or "not a results file (not JSON; saicm eval writes them)", str(path)) from None
     except RecursionError:  # (nested past Python's limit: not a file saicm wrote)
         raise SaicmError("cannot read results (nested too deeply)", str(path)) from None
     if not isinstance(d, dict) or d.get("schema") != SCHEMA:
-        raise SaicmError(f"not a {SCHEMA} file", str(path))
+        raise SaicmError(f"not a {SCHEMA} file (the results JSON saicm eval writes)", str(path))
     points = d.get("points")
     if not isinstance(d.get("codec"), str) or not isinstance(points, list):
         raise SaicmError("corrupt results (a codec name and a list of points are required)", str(path))
