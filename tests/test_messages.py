@@ -86,3 +86,27 @@ def test_a_results_file_that_is_missing_or_not_json_is_said_in_the_users_terms(f
     assert line.endswith("notes.txt: not a results file (not JSON; saicm eval writes them)")
     assert "Expecting value" not in line
     assert not png.exists()
+
+
+def test_a_model_option_naming_a_file_of_another_kind_says_so(files, capsys, tmp_path, monkeypatch):
+    """`--model photo.png` (a file that exists) said "unknown model 'photo.png' (shipped: …)"; a damaged
+    .safetensors file said safetensors' "Error while deserializing header: header too small"."""
+    out = tmp_path / "x.saicm"
+    assert _error(capsys, ["compress", files["photo"], "--model", files["photo"], "-o", out]).endswith(
+        "photo.png: a PNG image, not a model file (.safetensors)")
+    monkeypatch.chdir(tmp_path)  # (a bare name that is a file here, not a model's name)
+    assert _error(capsys, ["compress", files["photo"], "--model", "notes.txt", "-o", out]).endswith(
+        "saicm: error: notes.txt: not a model file: --model takes a model's name or its .safetensors file")
+    assert _error(capsys, ["compress", files["photo"], "--model", "photo.png", "-o", out]).endswith(
+        "saicm: error: photo.png: a PNG image, not a model file (.safetensors)")
+    assert _error(capsys, ["compress", files["photo"], "--model", files["text"], "-o", out]).endswith(
+        "notes.txt: not a saicm model file (not in the safetensors format, or damaged)")
+    bad = tmp_path / "bad.safetensors"
+    bad.write_text("hello\n")
+    line = _error(capsys, ["compress", files["photo"], "--model", bad, "-o", out])
+    assert line.endswith("bad.safetensors: not a saicm model file (not in the safetensors format, or damaged)")
+    assert "deserializing" not in _error(capsys, ["info", bad])
+    # a model file without its suffix is still read as one
+    plain = tmp_path / "mymodel"
+    plain.write_bytes(files["model"].read_bytes())
+    assert main(["compress", str(files["photo"]), "--model", str(plain), "-o", str(out), "--quiet"]) == 0

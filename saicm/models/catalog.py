@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .._fs import user_path, xdg_dir
-from ..errors import ArgumentError, ModelError
+from ..errors import ArgumentError, ModelError, SaicmError
 
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
 SUFFIX = ".safetensors"
@@ -87,9 +87,26 @@ def read_info(path: str | os.PathLike, name: str | None = None) -> ModelInfo:
     """The metadata of a weight file (cached per path and modification time: every command resolves models)."""
     try:
         mtime = os.stat(path).st_mtime_ns
+    except FileNotFoundError:
+        raise ModelError("model file not found", str(path)) from None
     except OSError as e:
-        raise ModelError(f"not a saicm model file ({e})", str(path)) from None
+        raise ModelError(f"cannot read the model file ({e.strerror or e})", str(path)) from None
     return _read_info(str(path), mtime, name)
+
+
+def _not_a_model(path) -> str | None:
+    """``"a PNG image, not a model file (.safetensors)"`` for a file of another kind saicm knows (--model photo.png,
+    a results JSON, a .saicm file), else None."""
+    from .._fs import read_input
+    from ..codec.container import file_kind, not_a
+
+    try:
+        head = read_input(path, limit=64)
+    except SaicmError:
+        return None
+    if (file_kind(head) or ("",))[0].startswith("a model file"):  # (a damaged one: said as such)
+        return None
+    return not_a("a model file (.safetensors)", head, advise=False)
 
 
 @functools.lru_cache(maxsize=256)
@@ -100,8 +117,11 @@ def _read_info(path: str, _mtime: int, name: str | None) -> ModelInfo:
     try:
         with safe_open(str(path), framework="np") as f:
             meta = f.metadata() or {}
-    except (SafetensorError, OSError, ValueError) as e:
-        raise ModelError(f"not a saicm model file ({e})", str(path)) from None
+    except (SafetensorError, ValueError):  # (safetensors' own words: "Error while deserializing header: ...")
+        raise ModelError(_not_a_model(path) or "not a saicm model file (not in the safetensors format, or damaged)",
+                         str(path)) from None
+    except OSError as e:
+        raise ModelError(f"cannot read the model file ({e.strerror or e})", str(path)) from None
     if meta.get("format") != "saicm-model/1":
         raise ModelError("not a saicm model file (missing saicm metadata)", str(path))
     arch = meta.get("architecture")
@@ -232,6 +252,14 @@ def resolve(model: str | os.PathLike | ModelInfo | None) -> ModelInfo:
             return read_info(user)
         if s in RETIRED_MODELS:
             raise ModelError(f"model {s!r} is no longer shipped; " + recover_weights(s, RETIRED_MODELS[s]))
+        if Path(s).is_file():  # (--model photo.png, --model results.json: a file, but not a model's)
+            from .._fs import read_input
+            from ..codec.container import file_kind
+
+            if (file_kind(read_input(s, limit=64)) or ("",))[0].startswith("a model file"):  # (without its suffix)
+                return read_info(s)
+            raise ModelError(_not_a_model(s) or "not a model file: --model takes a model's name or its .safetensors "
+                             "file", s)
         known = ", ".join(models) or "none shipped"
         udir = user_model_dir()
         state = "" if udir.is_dir() else ", which is not a folder" if udir.exists() else ", which does not exist"
