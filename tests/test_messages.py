@@ -110,3 +110,16 @@ def test_a_model_option_naming_a_file_of_another_kind_says_so(files, capsys, tmp
     plain = tmp_path / "mymodel"
     plain.write_bytes(files["model"].read_bytes())
     assert main(["compress", str(files["photo"]), "--model", str(plain), "-o", str(out), "--quiet"]) == 0
+
+
+def test_an_eval_dataset_that_is_missing_or_a_file_is_said_so(files, capsys, tmp_path):
+    """`saicm eval --dataset photo.png` said "photo.png: no images found" of an image, and of a folder that does
+    not exist the same."""
+    out = tmp_path / "r.json"
+    base = ["eval", "--codec", "jpeg", "--task", "psnr", "-o", out]
+    assert _error(capsys, base + ["--dataset", tmp_path / "nope"]).endswith("nope: no such folder")
+    assert _error(capsys, base + ["--dataset", files["photo"]]).endswith(
+        "photo.png: is a file, not a folder of images (nor a video clip: docs/video.md)")
+    (tmp_path / "empty").mkdir()
+    assert _error(capsys, base + ["--dataset", tmp_path / "empty"]).endswith("empty: no images found")
+    assert not out.exists()

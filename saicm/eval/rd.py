@@ -42,7 +42,11 @@ def load_rgb_folder(folder: str | Path) -> dict[str, Image.Image]:
     if clips is not None:
         return clips
     folder = Path(folder)
-    files = input_files(folder, is_image_file) if folder.is_dir() else []
+    if not folder.exists():
+        raise SaicmError("no such folder", str(folder))
+    if not folder.is_dir():  # (one photo: it said "no images found" of an image)
+        raise SaicmError("is a file, not a folder of images (nor a video clip: docs/video.md)", str(folder))
+    files = input_files(folder, is_image_file)
     if not files:
         raise SaicmError("no images found", str(folder))
     from ..codec.image_io import load_image
