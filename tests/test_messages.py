@@ -123,3 +123,11 @@ def test_an_eval_dataset_that_is_missing_or_a_file_is_said_so(files, capsys, tmp
     (tmp_path / "empty").mkdir()
     assert _error(capsys, base + ["--dataset", tmp_path / "empty"]).endswith("empty: no images found")
     assert not out.exists()
+
+
+def test_an_image_over_the_pixel_limit_is_named_once(files, capsys, tmp_path):
+    """It said "the image is a 64x64 image"."""
+    line = _error(capsys, ["compress", files["photo"], "--max-pixels", "100", "-o", tmp_path / "x.saicm"], 1)
+    assert "photo.png: the image is 64x64 (4,096 pixels), more than the limit of 100" in line
+    line = _error(capsys, ["decompress", files["coded"], "--max-pixels", "100", "-o", tmp_path / "x.png"], 1)
+    assert "photo.saicm: the file holds a 64x64 image (4,096 pixels), more than the limit of 100" in line

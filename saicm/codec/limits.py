@@ -71,8 +71,10 @@ def check_pixels(height: int, width: int, max_pixels: int | None = None, what: s
     limit = resolve_max_pixels(max_pixels)
     if height * width > limit:
         err = FormatError if what == "the file" else ImageError
-        size = "holds a" if what == "the file" else "is a"  # (a coded file holds an image; an image is one)
-        raise err(f"{what} {size} {width}x{height} image ({height * width:,} pixels), more than the limit of "
+        # (a coded file holds an image; an image, a clip's frames are that size: "the image is a 96x64 image")
+        size = "holds a" if what == "the file" else "is"
+        shape = f"{width}x{height} image" if what == "the file" else f"{width}x{height}"
+        raise err(f"{what} {size} {shape} ({height * width:,} pixels), more than the limit of "
                   f"{limit:,}; raise it with --max-pixels (Python: max_pixels=) if you trust it")
 
 
