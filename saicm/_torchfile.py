@@ -26,9 +26,13 @@ def load_data_only(path: str | Path, what: str = "checkpoint", error: type[Saicm
     if not path.is_file():
         raise error(f"{what} not found", str(path))
     with open(path, "rb") as f:
-        head = f.read(1)
-    if not (zipfile.is_zipfile(path) or head == _PICKLE_START):
-        raise error(f"cannot read the {what}: not a PyTorch checkpoint{hint}", str(path))
+        head = f.read(64)
+    if not (zipfile.is_zipfile(path) or head[:1] == _PICKLE_START):
+        from .codec.container import not_a
+
+        # (saicm export model.safetensors: it is one already, and --model takes it)
+        said = not_a(f"a {what}", head)
+        raise error((said or f"cannot read the {what}: not a PyTorch checkpoint") + hint, str(path))
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - any unreadable file is one line, not a traceback

@@ -131,3 +131,10 @@ def test_an_image_over_the_pixel_limit_is_named_once(files, capsys, tmp_path):
     assert "photo.png: the image is 64x64 (4,096 pixels), more than the limit of 100" in line
     line = _error(capsys, ["decompress", files["coded"], "--max-pixels", "100", "-o", tmp_path / "x.png"], 1)
     assert "photo.saicm: the file holds a 64x64 image (4,096 pixels), more than the limit of 100" in line
+
+
+def test_export_of_a_model_file_says_it_is_one_already(files, capsys, tmp_path):
+    """`saicm export model.safetensors` said "cannot read the training checkpoint: not a PyTorch checkpoint"."""
+    pytest.importorskip("torch")
+    assert _error(capsys, ["export", files["model"], "-o", tmp_path / "m.safetensors"]).endswith(
+        "model.safetensors: a model file (.safetensors), not a training checkpoint: give it with --model")
