@@ -138,3 +138,13 @@ def test_export_of_a_model_file_says_it_is_one_already(files, capsys, tmp_path):
     pytest.importorskip("torch")
     assert _error(capsys, ["export", files["model"], "-o", tmp_path / "m.safetensors"]).endswith(
         "model.safetensors: a model file (.safetensors), not a training checkpoint: give it with --model")
+
+
+def test_decoding_with_another_models_file_says_which_model_the_file_needs(files, capsys, tmp_path):
+    """`saicm decompress x.saicm --model object-coco-n64-v5` said "coded with other weights of model
+    'mse-hyperprior-n64-v5' than object-coco-n64-v5.safetensors": as if they were two files of one model."""
+    line = _error(capsys, ["decompress", files["coded"], "--model", "object-coco-n64-v5", "-o", tmp_path / "x.png"],
+                  1)
+    assert line.endswith(f"photo.saicm: the file was coded with model '{V5}', not object-coco-n64-v5: drop --model "
+                         "(Python: model=) to decode it with its own")
+    assert not (tmp_path / "x.png").exists()

@@ -230,6 +230,16 @@ def coded_model(name: str, weights_sha: bytes, height: int, width: int, model=No
         if model is not None and not scalable and what == "the human layer":
             raise ModelError(f"{info.name} is not a scalable model: the human layer needs {name!r}; to decode the "
                              f"machine layer with {info.name}, add --layer machine (Python: layer=\"machine\")")
+        if model is not None and info.name != name:  # (--model another model: "other weights of model X")
+            try:
+                own = resolve(header_model_name(name))
+            except ModelError:
+                own = None
+            if own is not None and file_checksum(own.path) == weights_sha:
+                raise ModelError(f"{what} was coded with model {name!r}, not {info.name}: drop --model (Python: "
+                                 "model=) to decode it with its own")
+            raise ModelError(f"{what} was coded with model {name!r}, not {info.name}; pass {name!r}'s model file "
+                             "with --model (Python: model=PATH)")
         raise ModelError(f"{what} was coded with other weights of model {name!r} than {info.path.name} "
                          "(checksum mismatch); pass the matching model file with --model (Python: model=PATH)")
     return info
