@@ -148,3 +148,14 @@ def test_decoding_with_another_models_file_says_which_model_the_file_needs(files
     assert line.endswith(f"photo.saicm: the file was coded with model '{V5}', not object-coco-n64-v5: drop --model "
                          "(Python: model=) to decode it with its own")
     assert not (tmp_path / "x.png").exists()
+
+
+def test_a_coded_file_given_as_a_video_says_what_it_is(files, capsys, tmp_path):
+    """`saicm video encode x.saicmv` said ffmpeg's "Error opening input files: Invalid data found when processing
+    input"."""
+    pytest.importorskip("imageio_ffmpeg")
+    assert _error(capsys, ["video", "encode", files["clip"], "-o", tmp_path / "x.saicmv"]).endswith(
+        "a .saicmv clip, not a video file: decode it with 'saicm video decode'")
+    assert _error(capsys, ["video", "frames", files["coded"], "-o", tmp_path / "f"]).endswith(
+        "photo.saicm: a .saicm file, not a video file: decode it with 'saicm decompress'")
+    assert not (tmp_path / "x.saicmv").exists()

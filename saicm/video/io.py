@@ -160,6 +160,15 @@ def _exe() -> str:
     return ffmpeg_exe()
 
 
+def _head(path: str) -> bytes:
+    """The first bytes of a file (none when it cannot be read)."""
+    try:
+        with open(path, "rb") as f:
+            return f.read(64)
+    except OSError:
+        return b""
+
+
 def _last_error(stderr: bytes) -> str:
     lines = [ln.strip() for ln in stderr.decode("utf-8", "replace").splitlines() if ln.strip()]
     skip = ("At least one output file", "Press [q]", "frame=")
@@ -181,6 +190,11 @@ def probe(path: str | os.PathLike) -> ClipInfo:
     text = p.stderr.decode("utf-8", "replace")
     line = next((ln for ln in text.splitlines() if re.search(r"Stream #\S+.*: Video:", ln)), None)
     if line is None:
+        from ..codec.container import file_kind, not_a
+
+        head = _head(path)  # (saicm video encode x.saicmv: say what it is, not ffmpeg's words)
+        if not (file_kind(head) or (" image",))[0].endswith(" image"):
+            raise SaicmError(not_a("a video file", head), path)
         raise SaicmError(f"not a video ffmpeg can read ({_last_error(p.stderr)})", path)
     size = re.search(r",\s*(\d{1,5})x(\d{1,5})[\s,\[]", line + " ")
     if not size:
