@@ -159,3 +159,25 @@ def test_a_coded_file_given_as_a_video_says_what_it_is(files, capsys, tmp_path):
     assert _error(capsys, ["video", "frames", files["coded"], "-o", tmp_path / "f"]).endswith(
         "photo.saicm: a .saicm file, not a video file: decode it with 'saicm decompress'")
     assert not (tmp_path / "x.saicmv").exists()
+
+
+def test_annotations_or_a_task_model_of_another_kind_say_what_the_file_is(files, capsys, tmp_path):
+    """`--annotations notes.txt` said the JSON decoder's "Expecting value: line 1 column 1 (char 0)"; `--task-model
+    picodet:photo.png` onnxruntime's "[ONNXRuntimeError] : 7 : INVALID_PROTOBUF"."""
+    pytest.importorskip("pycocotools")
+    from saicm.eval.tasks.base import onnx_session
+    from saicm.eval.tasks.coco import load_annotations as load_coco
+    from saicm.errors import SaicmError
+
+    with pytest.raises(SaicmError) as e:
+        load_coco(files["text"])
+    assert str(e.value).endswith("notes.txt: not a COCO annotation file (not JSON)")
+    with pytest.raises(SaicmError) as e:
+        load_coco(files["photo"])
+    assert str(e.value).endswith("photo.png: a PNG image, not a COCO annotation file (JSON)")
+    with pytest.raises(SaicmError) as e:
+        load_coco(tmp_path / "nope.json")
+    assert str(e.value).endswith("nope.json: no such file")
+    with pytest.raises(SaicmError) as e:
+        onnx_session(files["photo"])
+    assert str(e.value).endswith("photo.png: a PNG image, not an ONNX model")

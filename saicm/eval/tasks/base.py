@@ -125,8 +125,12 @@ def onnx_session(path: str | Path, threads: int | None = None):
     try:
         return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
     except Exception as e:  # onnxruntime raises its own pybind exception types
+        from ..._fs import read_input
+        from ...codec.container import not_a
+
+        said = not_a("an ONNX model", read_input(path, limit=64), advise=False)  # (a photo: not protobuf's words)
         first = (str(e).strip().splitlines() or [type(e).__name__])[0]
-        raise SaicmError(f"not a loadable ONNX model ({first[:160]})", str(path)) from None
+        raise SaicmError(said or f"not a loadable ONNX model ({first[:160]})", str(path)) from None
 
 
 def input_hw(session, default: tuple[int, int]) -> tuple[int, int]:

@@ -51,11 +51,16 @@ def load_annotations(annotations):
     else:
         import json
 
+        from ..._fs import read_input
+        from ...codec.container import not_a
+
         path = Path(annotations)
+        raw = read_input(path)  # ("no such file", "is a folder, not a file", as every input is said)
         try:
-            data = json.loads(path.read_bytes())  # (JSON is UTF-8 in any locale; read_text decoded it in the locale's)
-        except (OSError, ValueError) as e:
-            raise SaicmError(f"cannot read COCO annotations ({e})", str(path)) from None
+            data = json.loads(raw)  # (JSON is UTF-8 in any locale; read_text decoded it in the locale's)
+        except ValueError:  # (not UTF-8, or not JSON: the JSON decoder's "Expecting value: line 1 column 1")
+            raise SaicmError(not_a("a COCO annotation file (JSON)", raw, advise=False)
+                             or "not a COCO annotation file (not JSON)", str(path)) from None
     if not isinstance(data, dict) or not all(k in data for k in ("images", "annotations", "categories")):
         raise SaicmError("not a COCO annotation file (needs images, annotations, categories)",
                          None if isinstance(annotations, Mapping) else str(annotations))
