@@ -181,3 +181,24 @@ def test_annotations_or_a_task_model_of_another_kind_say_what_the_file_is(files,
     with pytest.raises(SaicmError) as e:
         onnx_session(files["photo"])
     assert str(e.value).endswith("photo.png: a PNG image, not an ONNX model")
+
+
+def test_plot_output_is_checked_like_other_outputs(tmp_path, capsys):
+    """`plot -o photo.saicm` replaced photo.png without a word (the suffix is replaced by .png and .svg), `-o -`
+    wrote "-.png", `-o figures/` wrote figures.png beside the folder."""
+    pytest.importorskip("matplotlib")
+    from .test_eval_cli import write_result
+
+    res = write_result(tmp_path / "a.json", "anchor", [(0.2, 30), (0.4, 33), (0.8, 36)])
+    photo = tmp_path / "photo.png"
+    photo.write_bytes(b"my photo")
+    assert _error(capsys, ["plot", res, "-o", tmp_path / "photo.saicm"]).endswith(
+        "photo.saicm: plot writes photo.png and photo.svg, not a .saicm file: name the output FILE, FILE.png or "
+        "FILE.svg (nothing written)")
+    assert photo.read_bytes() == b"my photo"
+    assert "not standard output" in _error(capsys, ["plot", res, "-o", "-"])
+    (tmp_path / "figs").mkdir()
+    assert "is a folder: name the file to write" in _error(capsys, ["plot", res, "-o", f"{tmp_path / 'figs'}/"])
+    assert not (tmp_path / "figs.png").exists() and not Path("-.png").exists()
+    assert main(["plot", str(res), "-o", str(tmp_path / "curves.png")]) == 0
+    assert (tmp_path / "curves.png").is_file() and (tmp_path / "curves.svg").is_file()

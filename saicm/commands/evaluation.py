@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from .._fs import output_file, text_stream
@@ -146,10 +147,33 @@ def cmd_bdrate(a: argparse.Namespace) -> int:
     return 0
 
 
+def _figure_output(output: str, inputs) -> None:
+    """``plot -o``: checked before any work as other commands' outputs are. It names FILE.png and FILE.svg by
+    replacing the suffix, so ``-o photo.saicm`` silently replaced photo.png, ``-o -`` wrote "-.png" and ``-o
+    figures/`` wrote figures.png beside the folder."""
+    from pathlib import Path
+
+    from ..errors import SaicmError
+
+    from .._fs import refuse_input_as_output
+
+    if output.endswith(("/", os.sep)) or Path(output).is_dir():
+        raise SaicmError("is a folder: name the file to write (FILE: FILE.png and FILE.svg)", output)
+    out = Path(output)
+    if output == "-" or out.suffix.lower() not in ("", ".png", ".svg"):
+        stem, what = ("FILE", "standard output") if output == "-" else (out.stem, f"a {out.suffix} file")
+        raise SaicmError(f"plot writes {stem}.png and {stem}.svg, not {what}: name the output FILE, FILE.png or "
+                         "FILE.svg (nothing written)", output)
+    for suffix in (".png", ".svg"):
+        for src in inputs:
+            refuse_input_as_output(src, out.with_suffix(suffix))
+
+
 def cmd_plot(a: argparse.Namespace) -> int:
     from ..eval import results
     from ..eval.plots import plot_curves
 
+    _figure_output(a.output, a.results)
     paths = plot_curves([results.load(p) for p in a.results], a.metric, a.output, a.title)
     print("wrote " + ", ".join(map(str, paths)))
     return 0
