@@ -123,7 +123,7 @@ def atomic_path(dest: str | os.PathLike, durable: bool = True) -> Iterator[Path]
         return
     parent = dest.parent if str(dest.parent) else Path(".")
     if not parent.is_dir():
-        raise SaicmError("output folder does not exist", str(parent))
+        raise no_output_folder(parent)
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{_short(dest.name)}.", suffix=".part" + dest.suffix, dir=parent)
     except OSError as e:
@@ -316,7 +316,7 @@ def atomic_folder(dest: str | os.PathLike) -> Iterator[Path]:
     inside = dest.is_dir()
     parent = dest.parent if str(dest.parent) else Path(".")
     if not parent.is_dir():
-        raise SaicmError("output folder does not exist", str(parent))
+        raise no_output_folder(parent)
     try:
         tmp = Path(tempfile.mkdtemp(prefix=f".{_short(dest.name)}.", suffix=".part", dir=dest if inside else parent))
     except OSError as e:
@@ -423,12 +423,26 @@ def input_files(folder: str | os.PathLike, accept: Callable[[Path], bool],
     return sorted(files)
 
 
+def no_output_folder(folder: Path) -> SaicmError:
+    """The error of an output whose folder is not one: "output folder does not exist", or, when a file stands where
+    it or a folder above it would be (-o notes.txt/x), that file, named ("does not exist" of a file that does)."""
+    for p in (folder, *folder.parents):
+        if p.exists():
+            if not p.is_dir():
+                return SaicmError("cannot write output (a file, not a folder, is in the way)", str(p))
+            break
+    return SaicmError("output folder does not exist", str(folder))
+
+
 def ensure_dir(path: str | os.PathLike, mode: int = 0o777) -> Path:
     """Create an output folder (and parents; ``mode``, before the umask, applies to the folder itself when it is
     made: 0o700 for one only its user may read); a one-line error if that is not possible."""
     path = Path(path)
     try:
         path.mkdir(parents=True, exist_ok=True, mode=mode)
+    except (FileExistsError, NotADirectoryError):  # ("(File exists)" read as if all were well): the file, named
+        in_way = next((p for p in (path, *path.parents) if p.exists() and not p.is_dir()), path)
+        raise SaicmError("cannot create output folder (a file, not a folder, is in the way)", str(in_way)) from None
     except OSError as e:
         raise SaicmError(f"cannot create output folder ({e.strerror})", str(path)) from None
     return path

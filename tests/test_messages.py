@@ -202,3 +202,24 @@ def test_plot_output_is_checked_like_other_outputs(tmp_path, capsys):
     assert not (tmp_path / "figs.png").exists() and not Path("-.png").exists()
     assert main(["plot", str(res), "-o", str(tmp_path / "curves.png")]) == 0
     assert (tmp_path / "curves.png").is_file() and (tmp_path / "curves.svg").is_file()
+
+
+def test_a_file_in_the_way_of_an_output_folder_is_named_as_such(files, capsys, tmp_path):
+    """A file where the output's folder would be was "output folder does not exist" (of a file that exists),
+    "cannot create output folder (File exists)" (read as if all were well) or "(Not a directory)"."""
+    text = files["text"]
+    assert _error(capsys, ["compress", files["photo"], "-o", text / "sub" / "x.saicm"], 1).endswith(
+        "notes.txt/sub/x.saicm: cannot write output (a file, not a folder, is in the way)")
+    assert _error(capsys, ["strip", files["coded"], "-o", text / "m" / "x.saicm"]).endswith(
+        "notes.txt: cannot create output folder (a file, not a folder, is in the way)")
+    assert _error(capsys, ["eval", "--codec", "jpeg", "--task", "psnr", "--dataset", tmp_path, "--cache", text,
+                           "-o", tmp_path / "r.json"]).endswith(
+        "notes.txt: cannot create output folder (a file, not a folder, is in the way)")
+    pytest.importorskip("matplotlib")
+    from .test_eval_cli import write_result
+
+    res = write_result(tmp_path / "a.json", "anchor", [(0.2, 30), (0.4, 33), (0.8, 36)])
+    assert _error(capsys, ["plot", res, "-o", text / "p"]).endswith(
+        "notes.txt: cannot write output (a file, not a folder, is in the way)")
+    assert _error(capsys, ["plot", res, "-o", tmp_path / "nodir" / "p"]).endswith(
+        "nodir: output folder does not exist")

@@ -274,7 +274,8 @@ def _run_one(fn: Callable[[Job], dict], job: Job) -> Outcome:
                                   "--existing skip to keep it and go on)")
     try:
         job.dst.parent.mkdir(parents=True, exist_ok=True)
-    except FileExistsError:
+    except (FileExistsError, NotADirectoryError):  # (-o photo.png/x.saicm; -o photo.png/sub/x.saicm said
+        # "Not a directory")
         return Outcome(job, error=f"{job.dst}: cannot write output (a file, not a folder, is in the way)")
     except OSError as e:
         return Outcome(job, error=f"{job.dst}: cannot write output ({e.strerror or e})")

@@ -156,11 +156,11 @@ def encode(clip, output: str | os.PathLike | None = None, *, frames: str | None 
         raise SaicmError("--masks and --edge-weight (Python: masks=, edge_weight=) are for --loss sa-nerv "
                          f"(loss={loss!r} ignores them): add --loss sa-nerv, or drop them")
     if output is not None:
-        from .._fs import refuse_input_as_output
+        from .._fs import no_output_folder, refuse_input_as_output
 
         out_dir = Path(output).parent if str(Path(output).parent) else Path(".")
         if not out_dir.is_dir():
-            raise SaicmError("output folder does not exist", str(out_dir))
+            raise no_output_folder(out_dir)
         if Path(output).is_dir():  # found before the fit, not after it
             raise SaicmError("is a folder: name the .saicmv file to write", str(output))
         if names_media_file(output):
