@@ -1152,10 +1152,23 @@ def test_a_dash_for_standard_input_or_output_names_what_is_taken_instead(tmp_pat
         _assert_one_line_error(code, capsys.readouterr().err, "no such file", "/dev/stdin")
 
 
+def _main_runs_the_function_given(monkeypatch) -> None:
+    """``saicm.cli.main([fn])`` runs ``fn(args)``: the command line's own handling of a command, without its
+    parser (for tests of what main() does around any command)."""
+    import argparse
+
+    import saicm.cli as cli
+
+    class Parser:
+        def parse_args(self, argv):
+            return argparse.Namespace(func=argv[0])
+
+    monkeypatch.setattr(cli, "build_parser", lambda: Parser())
+
+
 def test_main_in_two_threads_at_once_leaves_stdout_as_it_was(monkeypatch):
     """main() swapped sys.stdout for its checked wrapper and back on its own: two calls that overlapped (a service
     running commands in threads) left the first one's wrapper as sys.stdout for good."""
-    import argparse
     import threading
 
     import saicm.cli as cli
@@ -1172,11 +1185,7 @@ def test_main_in_two_threads_at_once_leaves_stdout_as_it_was(monkeypatch):
         a_done.wait(60)
         return 0
 
-    class Parser:
-        def parse_args(self, argv):
-            return argparse.Namespace(func=argv[0])
-
-    monkeypatch.setattr(cli, "build_parser", lambda: Parser())
+    _main_runs_the_function_given(monkeypatch)
     before = sys.stdout
     monkeypatch.setattr(sys, "stdout", before)  # (put back after the test whatever happens)
     ta = threading.Thread(target=lambda: (cli.main([a]), a_done.set()))
@@ -1242,7 +1251,6 @@ def test_a_job_log_that_fails_on_closing_says_so_once_and_never_hides_the_jobs_o
 def test_main_words_only_the_errors_of_a_full_disk_as_cannot_write(monkeypatch, capsys):
     """An OSError reaching main() is "cannot write" only when it is about the disk (WRITE_ERRNOS); any other (an
     I/O error, a permission) is not reworded as one (mutation audit: rewording every OSError was not caught)."""
-    import argparse
     import errno
 
     import saicm.cli as cli
@@ -1252,11 +1260,7 @@ def test_main_words_only_the_errors_of_a_full_disk_as_cannot_write(monkeypatch, 
             raise e
         return func
 
-    class Parser:
-        def parse_args(self, argv):
-            return argparse.Namespace(func=argv[0])
-
-    monkeypatch.setattr(cli, "build_parser", lambda: Parser())
+    _main_runs_the_function_given(monkeypatch)
     assert cli.main([raising(OSError(errno.EDQUOT, "Disk quota exceeded", "/x/log.jsonl"))]) == 2
     assert capsys.readouterr().err == "saicm: error: /x/log.jsonl: cannot write (Disk quota exceeded)\n"
     with pytest.raises(PermissionError):
@@ -1267,7 +1271,6 @@ def test_main_words_only_the_errors_of_a_full_disk_as_cannot_write(monkeypatch, 
 def test_every_main_call_runs_with_the_checked_stdout_until_the_last_one_ends(monkeypatch):
     """Overlapping and successive main() calls each run with the checked wrapper as sys.stdout: not taken off while
     another call still runs, and put on again by a later call (mutation audit: neither was checked)."""
-    import argparse
     import threading
 
     import saicm.cli as cli
@@ -1286,11 +1289,7 @@ def test_every_main_call_runs_with_the_checked_stdout_until_the_last_one_ends(mo
         seen.append(("b", type(sys.stdout)))
         return 0
 
-    class Parser:
-        def parse_args(self, argv):
-            return argparse.Namespace(func=argv[0])
-
-    monkeypatch.setattr(cli, "build_parser", lambda: Parser())
+    _main_runs_the_function_given(monkeypatch)
     before = sys.stdout
     monkeypatch.setattr(sys, "stdout", before)
     tb = threading.Thread(target=lambda: cli.main([b]))
