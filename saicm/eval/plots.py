@@ -6,7 +6,7 @@ from pathlib import Path
 
 from .._fs import atomic_path
 from ..errors import SaicmError
-from .results import curve
+from .results import curve, ground_truths
 
 METRIC_LABELS = {
     "psnr": "PSNR (dB)",
@@ -40,8 +40,7 @@ GROUND_TRUTH_METRICS = ("ap", "ap50", "box_ap", "box_ap50", "mask_ap", "mask_ap5
 
 def pseudo_ground_truth(res: dict, metric: str) -> bool:
     """Whether ``res`` scored ``metric`` against pseudo ground truth (not to be compared with official labels)."""
-    return metric in GROUND_TRUTH_METRICS and any(
-        p.get("ground_truth") == "pseudo" for p in res["points"] if p.get(metric) is not None)
+    return metric in GROUND_TRUTH_METRICS and "pseudo" in ground_truths(res, metric)
 
 
 def measured(res: dict, metric: str) -> bool:
