@@ -448,9 +448,12 @@ def test_every_quality_is_checked_before_the_sweep_codes_anything(tmp_path, monk
     d = _folder(tmp_path, 2)
     for argv, needle in ((["--codec", "jpeg", "--qualities", "30,101"], "0-100"),
                          (["--codec", "hevc", "--qualities", "30,99"], "QP"),
-                         (["--codec", "mse-hyperprior-n64-v5", "--qualities", "1,9"], "rate points 1-7"),
+                         (["--codec", "mse-hyperprior-n64-v5", "--qualities", "1,9"],
+                          "quality 9 out of range for mse-hyperprior-n64-v5 (1..7)"),  # compress's words
                          (["--codec", "simulcast:mse-hyperprior-n64-v5+mse-hyperprior-n64-v4,base=pair",
-                           "--qualities", "2,8"], "rate points 1-7")):
+                           "--qualities", "2,8"], "quality 8 out of range for simulcast-"),
+                         (["--codec", "simulcast:mse-hyperprior-n64-v3+mse-hyperprior-n64-v5,base=pair",
+                           "--qualities", "2,7"], "the machine model mse-hyperprior-n64-v3) (1..6)")):
         assert main(["eval", *argv, "--dataset", str(d), "-o", str(tmp_path / "q.json"), "--no-cache"]) == 2
         assert needle in capsys.readouterr().err
     assert coded == []

@@ -273,9 +273,10 @@ class SaicmCodec(Codec):
         self.default_qualities = tuple(range(1, net.num_qualities + 1))
 
     def check_quality(self, quality) -> None:
-        if isinstance(quality, bool) or quality not in self.default_qualities:
-            raise SaicmError(f"{self.name} has rate points {self.default_qualities[0]}-{self.default_qualities[-1]}, "
-                             f"got {quality!r}")
+        from ..models.catalog import checked_quality
+
+        # the rate points are 1..n for every saicm model: the compress command's check and wording
+        checked_quality(quality, len(self.default_qualities), self.name)
 
     def encode(self, img, quality):
         from ..codec.pipeline import compress
@@ -358,11 +359,12 @@ class Simulcast(Codec):
         self.machine_qualities = tuple(range(1, mnet.num_qualities + 1))
 
     def check_quality(self, quality) -> None:
-        qb = quality if self.base_quality == "pair" else self.base_quality
-        if isinstance(quality, bool) or quality not in self.default_qualities or qb not in self.machine_qualities:
-            raise SaicmError(f"{self.name}: rate points {self.default_qualities[0]}-{self.default_qualities[-1]} "
-                             f"(and machine rate points {self.machine_qualities[0]}-{self.machine_qualities[-1]}), "
-                             f"got {quality!r}")
+        from ..models.catalog import checked_quality
+
+        checked_quality(quality, len(self.default_qualities), f"{self.name} (the human model {self.human.name})")
+        if self.base_quality == "pair":
+            checked_quality(quality, len(self.machine_qualities),
+                            f"{self.name} (base=pair: the machine model {self.machine.name})")
 
     def encode(self, img, quality):
         import struct
