@@ -223,3 +223,34 @@ def test_a_file_in_the_way_of_an_output_folder_is_named_as_such(files, capsys, t
         "notes.txt: cannot write output (a file, not a folder, is in the way)")
     assert _error(capsys, ["plot", res, "-o", tmp_path / "nodir" / "p"]).endswith(
         "nodir: output folder does not exist")
+
+
+def test_a_model_name_typed_wrong_gets_the_close_names_and_a_later_version_a_newer_release(tmp_path, capsys):
+    """`--model mse-hyperprior` listed all fourteen shipped names on one ~600-character line; now the close ones,
+    and a version above the shipped family's is said to be perhaps a newer release's."""
+    photo = tmp_path / "p.png"
+    Image.fromarray(natural_image(32, 32)).save(photo)
+    line = _error(capsys, ["compress", photo, "-o", tmp_path / "x.saicm", "--model", "mse-hyperprior"])
+    assert "did you mean mse-hyperprior-n64-v5" in line and "saicm models" in line
+    assert "object-coco" not in line and len(line) < 400
+    line = _error(capsys, ["compress", photo, "-o", tmp_path / "x.saicm", "--model", "mse-hyperprior-n64-v9"])
+    assert "ships mse-hyperprior-n64-v5 at most: a newer release's model?" in line
+
+
+def test_a_file_of_a_model_not_here_says_so_without_did_you_mean(tmp_path, tiny_model, capsys):
+    """A file's model name is not the user's typing: "unknown model 'x' (did you mean …)" misled; the file's model
+    is named with what to do, and weights shipped under another name are named."""
+    photo = tmp_path / "p.png"
+    Image.fromarray(natural_image(32, 32)).save(photo)
+    for weights, name, needle in ((tiny_model, "labmodel-v3", "does not ship (your own, or a newer release's?): pass "
+                                                                "its model file with --model"),
+                                  (Path(__file__).parent.parent / "saicm" / "weights" / f"{V5}.safetensors",
+                                   "renamed-v1", f"whose weights saicm ships as {V5}: decode it with --model {V5}")):
+        own = tmp_path / f"{name}.safetensors"
+        own.write_bytes(weights.read_bytes())
+        coded = tmp_path / f"{name}.saicm"
+        assert main(["compress", str(photo), "-o", str(coded), "--model", str(own), "--quiet"]) == 0
+        own.unlink()
+        line = _error(capsys, ["decompress", coded, "-o", tmp_path / "out.png"], code=1)
+        assert f"coded with model {name!r}" in line and needle in line and "did you mean" not in line, line
+        assert not (tmp_path / "out.png").exists()

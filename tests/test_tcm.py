@@ -248,7 +248,7 @@ def test_imported_models_are_found_by_name_in_the_user_model_folder(pair, monkey
     assert saicm.describe(data)["model"] == "tiny-icm"
     assert saicm.decompress(data).size == (64, 64)  # the header's name finds it
     monkeypatch.setenv("SAICM_MODELS", str(pair["dir"]))
-    with pytest.raises(ModelError, match="unknown model"):
+    with pytest.raises(ModelError, match="coded with model 'tiny-icm'.*does not ship"):
         saicm.decompress(data)
 
 

@@ -208,7 +208,8 @@ def coded_model(name: str, weights_sha: bytes, height: int, width: int, model=No
                 what: str = "the file"):
     """:func:`stream_model` for any segment that names its model and weights (a stream's header, a human layer):
     the pixel limit on ``height`` × ``width``, then the model named ``name`` (or ``model``), its checksum checked."""
-    from ..models.catalog import SCALABLE_ARCHITECTURE, file_checksum, recover_weights, replaced_weights, resolve
+    from ..models.catalog import (RETIRED_MODELS, SCALABLE_ARCHITECTURE, file_checksum, recover_weights,
+                                  replaced_weights, resolve, unknown_coded_model)
 
     check_pixels(height, width, max_pixels)
     replaced = replaced_weights(name, weights_sha)  # weights once shipped under this name, since replaced
@@ -218,6 +219,8 @@ def coded_model(name: str, weights_sha: bytes, height: int, width: int, model=No
         if model is None and replaced is not None:  # (the retired name's message gives the later weights)
             raise ModelError(f"{what} was coded with weights of model {name!r} that saicm no longer ships "
                              "(replaced in saicm 0.1.0); " + recover_weights(name, replaced)) from None
+        if model is None and header_model_name(name) not in RETIRED_MODELS:  # (not typed by the user: no "did
+            raise ModelError(unknown_coded_model(name, weights_sha, what)) from None  # you mean")
         raise
     if file_checksum(info.path) != weights_sha:
         if replaced is not None:

@@ -225,6 +225,38 @@ def names_a_file(model: str | os.PathLike) -> bool:
     return s.endswith(SUFFIX) or os.sep in s
 
 
+def _unknown_model_hint(name: str, shipped: list[str]) -> str:
+    """What an unknown model name may have meant: the shipped names closest to it, or a newer release's version
+    of a shipped family (``mse-hyperprior-n64-v9``), and where the list is: not all fourteen names on one line."""
+    import difflib
+    import re
+
+    from .. import __version__
+
+    family, version = re.fullmatch(r"(.+-v)(\d+)", name).groups() if re.fullmatch(r".+-v\d+", name) else (name, "")
+    ours = [int(m[len(family):]) for m in shipped if m.startswith(family) and m[len(family):].isdigit()]
+    if version and ours and int(version) > max(ours):
+        return (f"saicm {__version__} ships {family}{max(ours)} at most: a newer release's model? "
+                "'saicm models' lists the shipped ones")
+    close = difflib.get_close_matches(name, shipped, n=3, cutoff=0.6)
+    said = f"did you mean {' or '.join(close)}? " if close else ""
+    return f"{said}'saicm models' lists the {len(shipped)} shipped ones" if shipped else "none shipped"
+
+
+def unknown_coded_model(name: str, weights_sha: bytes, what: str = "the file") -> str:
+    """The message for a file coded with a model found neither shipped nor in the user's folder: a file's model
+    name was not typed by the user, so no "did you mean"; but weights it does ship under another name are named."""
+    from .. import __version__
+
+    same = [m for m, info in shipped_models().items() if file_checksum(info.path) == weights_sha]
+    if same:
+        return (f"{what} was coded with model {name!r}, whose weights saicm ships as {same[0]}: "
+                f"decode it with --model {same[0]} (Python: model={same[0]!r})")
+    return (f"{what} was coded with model {name!r} (weights {weights_sha.hex()[:16]}…), which saicm {__version__} "
+            f"does not ship (your own, or a newer release's?): pass its model file with --model (Python: "
+            f"model=PATH), or put it in your model folder {user_model_dir()} ($SAICM_MODELS) to use the name")
+
+
 def resolve(model: str | os.PathLike | ModelInfo | None) -> ModelInfo:
     """A shipped model name or a path to a weight file (or a ``ModelInfo``: its file's) → its info."""
     if model is None:
@@ -260,11 +292,10 @@ def resolve(model: str | os.PathLike | ModelInfo | None) -> ModelInfo:
                 return read_info(s)
             raise ModelError(_not_a_model(s) or "not a model file: --model takes a model's name or its .safetensors "
                              "file", s)
-        known = ", ".join(models) or "none shipped"
         udir = user_model_dir()
         state = "" if udir.is_dir() else ", which is not a folder" if udir.exists() else ", which does not exist"
-        raise ModelError(f"unknown model {s!r} (shipped: {known}; your own are found by name in "
-                         f"{udir} ($SAICM_MODELS){state}, or give the weight file's path: PATH.safetensors)")
+        raise ModelError(f"unknown model {s!r} ({_unknown_model_hint(s, list(models))}; your own are found by "
+                         f"name in {udir} ($SAICM_MODELS){state}, or give the weight file's path: PATH.safetensors)")
     return models[s]
 
 
