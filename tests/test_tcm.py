@@ -387,3 +387,21 @@ def test_a_tcm_file_decoded_with_another_machines_tables_is_refused(pair, monkey
     monkeypatch.setattr(GaussianConditional, "build_indexes", one_off)
     with pytest.raises(saicm.SaicmError, match="does not decode consistently"):
         saicm.decompress(data, model=pair["machine"])
+
+
+@pytest.mark.parametrize("tz", ["Etc/GMT-14", "Etc/GMT+12"])
+def test_cards_are_dated_by_the_utc_day_whatever_the_local_zone(tz, monkeypatch):
+    """import-checkpoint dated its cards by the local day, the results files by UTC: at any hour one of these two
+    zones is on another day than UTC."""
+    import datetime
+    import time
+
+    from saicm.models.released import _today
+
+    monkeypatch.setenv("TZ", tz)
+    time.tzset()
+    try:
+        assert _today() == datetime.datetime.now(datetime.timezone.utc).date().isoformat()
+    finally:
+        monkeypatch.undo()
+        time.tzset()

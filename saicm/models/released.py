@@ -28,6 +28,11 @@ from .registry import build_architecture
 from .zoo import save_model
 
 
+
+def _today() -> str:
+    """The card's date: the UTC day (the results files' "created" is UTC; a local date could differ by one)."""
+    return datetime.datetime.now(datetime.timezone.utc).date().isoformat()
+
 def import_released(src: Path, dest: Path, arch: str, cfg: dict, lam: float, alpha: float | None = None,
                     base_info: ModelInfo | None = None, precision: str = "fp32",
                     description: str | None = None) -> dict:
@@ -53,7 +58,7 @@ def import_released(src: Path, dest: Path, arch: str, cfg: dict, lam: float, alp
     if precision == "fp16":  # the weights are rounded on saving: tables that fit them are computed then
         tables = {k: "recomputed for the fp16 weights" for k in tables}
     sha = hashlib.sha256(src.read_bytes()).hexdigest()
-    when = datetime.date.today().isoformat()
+    when = _today()
     precision_note = ("fp32: the file's weights bit for bit" if precision == "fp32"
                       else "fp16: every weight rounded to half precision (decodes differ slightly from the fp32 import)")
     out = dest.parent
@@ -179,7 +184,7 @@ def import_mbt2018_mean(src: Path, dest: Path, lam: float, precision: str = "fp3
         f"- source: `{src.name}`, SHA-256 {sha}",
         f"- weights: `{dest.name}`, {dest.stat().st_size / 1e6:.1f} MB, SHA-256 {full_checksum(dest).hex()}",
         "- coder tables: " + "; ".join(f"{k}: {v}" for k, v in tables.items()),
-        f"- imported {datetime.date.today().isoformat()} with saicm {__version__} (`saicm import-checkpoint "
+        f"- imported {_today()} with saicm {__version__} (`saicm import-checkpoint "
         "--arch mbt2018-mean`)",
         "- files: `.saicm` format 3 (the portable engine) by default; `--engine compressai` codes with CompressAI's "
         "own coder (format 1)",
