@@ -311,7 +311,10 @@ def atomic_folder(dest: str | os.PathLike) -> Iterator[Path]:
     the end; and its parent need not be writable). A killed job's temporary folder there (``.NAME.*.part``) does
     not count as content."""
     dest = Path(dest)
-    if dest.exists() and (not dest.is_dir() or any(not _stale_part(p, dest) for p in dest.iterdir())):
+    if dest.exists() and not dest.is_dir():  # (-o /dev/full said "not an empty folder": a folder is wanted)
+        what = "a device or FIFO" if _is_stream(dest.stat().st_mode) else "a file"
+        raise SaicmError(f"output exists and is {what}, not a folder (pick another -o)", str(dest))
+    if dest.exists() and any(not _stale_part(p, dest) for p in dest.iterdir()):
         raise SaicmError("output exists and is not an empty folder (pick another -o)", str(dest))
     inside = dest.is_dir()
     parent = dest.parent if str(dest.parent) else Path(".")

@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import threading
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -347,6 +348,12 @@ def test_only_a_killed_jobs_temporary_folder_is_not_content_of_an_output_folder(
     with pytest.raises(SaicmError, match="output exists and is not an empty folder"):
         with _fs.atomic_folder(other):
             pass
+    # a file or a device in the way is named for what it is: "/dev/full: not an empty folder" misled
+    (tmp_path / "plain").write_bytes(b"")
+    for path, what in ((tmp_path / "plain", "is a file, not a folder"), (Path(os.devnull), "a device or FIFO")):
+        with pytest.raises(SaicmError, match=what):
+            with _fs.atomic_folder(path):
+                pass
 
 
 def test_text_goes_to_standard_output_when_there_is_no_output_file():
