@@ -1,6 +1,8 @@
 """What a reader of the figures and the HTML report needs: curves told apart without colour, legends that say
 what each line is, a page a screen reader can use."""
 
+import re
+
 import pytest
 
 pytest.importorskip("matplotlib")
@@ -368,3 +370,19 @@ def test_the_table_of_values_plotted_escapes_names_and_keeps_four_decimals_below
     assert "<td>&lt;b&gt;x&amp;y</td>" in table and "<b>" not in table
     assert "<td class=num>0.9512</td>" in table and "<td class=num>0.9555</td>" in table
     assert "a curve for each of jpeg, &lt;b&gt;x&amp;y;" in page and "<b>x" not in page  # (the plot's title too)
+
+
+def test_a_plotted_svg_and_png_say_what_they_show_in_words(tmp_path):
+    """`saicm plot`'s standalone SVG had no <title> (the report's inline ones do): a screen reader read nothing
+    but glyph outlines. Its title is the plot's title, else what the curves are; the PNG carries the same words."""
+    from PIL import Image
+
+    from saicm.eval.plots import plot_curves
+
+    runs = [_res("my_codec", [(0.2, 30.5), (0.4, 33.25)]), _res("webp", [(0.1, 30), (0.2, 33)])]
+    png, svg = plot_curves(runs, "psnr", tmp_path / "c")
+    text = svg.read_text()
+    assert re.search(r"<title>PSNR[^<]*against bits per pixel, a curve for each of my_codec, webp</title>", text)
+    assert "a curve for each of my_codec, webp" in Image.open(png).text["Description"]
+    _, svg = plot_curves(runs, "psnr", tmp_path / "d", title="Kodak & friends")
+    assert "<title>Kodak &amp; friends</title>" in svg.read_text()

@@ -136,6 +136,13 @@ def _wrap(label: str) -> str:
     return "\n".join(textwrap.wrap(label, LEGEND_WRAP)) if len(label) > LEGEND_WRAP else label
 
 
+def curves_description(results: list[dict], metric: str) -> str:
+    """What a curves figure shows, in words: the text a screen reader reads for it (the SVG's title, the PNG's
+    Description; the report's figures add which curve is the anchor)."""
+    shown = [r["codec"] for r in results if measured(r, metric)]
+    return f"{METRIC_LABELS.get(metric, metric)} against bits per pixel, a curve for each of {', '.join(shown)}"
+
+
 def plot_curves(results: list[dict], metric: str, out: str | Path, title: str = "") -> list[Path]:
     """Writes ``out`` with .png and .svg suffixes (atomically); returns both paths. A one-line error if no
     results file has ``metric``."""
@@ -146,10 +153,11 @@ def plot_curves(results: list[dict], metric: str, out: str | Path, title: str = 
     paths = [out.with_suffix(".png"), out.with_suffix(".svg")]
     with figure_style():
         fig = curves_figure(results, metric, title)
+        words = curves_description(results, metric)  # (the SVG's <title>, the PNG's text chunks: for screen readers)
         try:
             for p in paths:
                 with atomic_path(p) as tmp:
-                    fig.savefig(tmp, format=p.suffix[1:])
+                    fig.savefig(tmp, format=p.suffix[1:], metadata={"Title": title or words, "Description": words})
         finally:
             plt.close(fig)
     return paths

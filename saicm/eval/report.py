@@ -18,7 +18,7 @@ from PIL import Image
 from ..errors import names_as_utf8
 from .bdrate import BDRateError, bd_rate
 from .paths import display_path, display_spec
-from .plots import METRIC_LABELS, check_metric, curves_figure, figure_style, measured
+from .plots import METRIC_LABELS, check_metric, curves_description, curves_figure, figure_style, measured
 from .results import comparison_warnings, curve
 
 
@@ -34,8 +34,7 @@ def _svg_curves(results: list[dict], metric: str, key: str) -> str:
         plt.close(fig)
     svg = buf.getvalue()
     svg = _own_ids(svg[svg.index("<svg"):], key)
-    shown = [r["codec"] for r in results if measured(r, metric)]
-    title = (f"{METRIC_LABELS.get(metric, metric)} against bits per pixel, a curve for each of {', '.join(shown)}; "
+    title = (f"{curves_description(results, metric)}; "
              f"{results[0]['codec']} is the BD-rate anchor (the values are in the table of values plotted)")
     end = svg.index(">")  # (of the opening tag)
     return (f'{svg[:end]} role="img" aria-labelledby="{key}title"><title id="{key}title">{html.escape(title)}'
