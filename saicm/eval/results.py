@@ -84,7 +84,7 @@ def load(path: str | Path) -> dict:
     except RecursionError:  # (nested past Python's limit: not a file saicm wrote)
         raise SaicmError("cannot read results (nested too deeply)", str(path)) from None
     if not isinstance(d, dict) or d.get("schema") != SCHEMA:
-        raise SaicmError(f"not a {SCHEMA} file (the results JSON saicm eval writes)", str(path))
+        raise SaicmError(_not_this_schema(d), str(path))
     points = d.get("points")
     if not isinstance(d.get("codec"), str) or not isinstance(points, list):
         raise SaicmError("corrupt results (a codec name and a list of points are required)", str(path))
@@ -113,6 +113,24 @@ def load(path: str | Path) -> dict:
     if d.get("num_images") is not None and not _integer(d["num_images"]):
         raise SaicmError("corrupt results (num_images is not a whole number)", str(path))
     return d
+
+
+def _not_this_schema(d) -> str:
+    """Why ``d`` is not a results file this saicm reads: another version of the schema (a newer saicm's files were
+    called "not the results JSON saicm eval writes"), a ``bdrate --json`` table, or something else."""
+    schema = d.get("schema") if isinstance(d, dict) else None
+    if isinstance(schema, str) and schema.startswith("saicm-results/") and schema != SCHEMA:
+        from .. import __version__
+
+        by = d.get("saicm_version")
+        by = f"saicm {by}" if isinstance(by, str) and len(by) < 40 else "another saicm"
+        return (f"results schema {schema!r} (written by {by}); saicm {__version__} reads {SCHEMA} only: "
+                "read it with the saicm that wrote it, or a newer one")
+    if isinstance(d, dict) and "rows" in d and "anchor" in d:
+        return f"a BD-rate table (saicm bdrate --json), not a {SCHEMA} results file (the JSON saicm eval writes)"
+    if isinstance(d, dict) and "schema" not in d and "points" in d:
+        return f"no \"schema\" field: not a {SCHEMA} file (the results JSON saicm eval writes; docs/evaluation.md)"
+    return f"not a {SCHEMA} file (the results JSON saicm eval writes)"
 
 
 #: the most bootstrap draws a results file may ask for (saicm eval --bootstrap's 200 by default; 10^11 asked for a

@@ -1,0 +1,42 @@
+"""Results files kept from past and future saicm versions, hand-edited or from other tools, read by today's
+plot, bdrate and report (one line naming the file and what is wrong, or the same figures as before)."""
+
+import json
+
+import pytest
+
+from saicm.cli import main
+from saicm.errors import SaicmError
+from saicm.eval import results
+
+
+def write(path, codec, points, **fields):
+    r = results.new_result(codec, {}, "synthetic", "psnr", 3)
+    r["points"] = [{"quality": i, "bpp": b, "psnr": m} for i, (b, m) in enumerate(points)]
+    r.update(fields)
+    path.write_text(json.dumps(r))
+    return path
+
+
+def test_a_newer_schema_is_named_as_such(tmp_path, capsys):
+    """A file of a newer schema was 'not a saicm-results/1 file (the results JSON saicm eval writes)': it is one,
+    from a newer saicm."""
+    good = write(tmp_path / "a.json", "anchor", [(0.2, 30), (0.4, 33), (0.8, 36)])
+    new = write(tmp_path / "new.json", "jpeg", [(0.2, 30), (0.4, 33)], schema="saicm-results/2",
+                saicm_version="0.40.0")
+    with pytest.raises(SaicmError, match=r"new.json: results schema 'saicm-results/2' \(written by saicm 0.40.0\); "
+                                         r"saicm .* reads saicm-results/1 only"):
+        results.load(new)
+    assert main(["bdrate", str(good), str(new)]) == 2
+    err = capsys.readouterr().err
+    assert "results schema 'saicm-results/2'" in err and err.count("\n") == 1
+    table = tmp_path / "t.json"
+    table.write_text(json.dumps({"anchor": "jpeg", "metric": "psnr", "rows": []}))
+    with pytest.raises(SaicmError, match=r"a BD-rate table \(saicm bdrate --json\), not a saicm-results/1"):
+        results.load(table)
+    bare = write(tmp_path / "bare.json", "jpeg", [(0.2, 30), (0.4, 33)])
+    d = json.loads(bare.read_text())
+    del d["schema"]
+    bare.write_text(json.dumps(d))
+    with pytest.raises(SaicmError, match=r'no "schema" field'):
+        results.load(bare)
