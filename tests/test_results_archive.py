@@ -40,3 +40,24 @@ def test_a_newer_schema_is_named_as_such(tmp_path, capsys):
     bare.write_text(json.dumps(d))
     with pytest.raises(SaicmError, match=r'no "schema" field'):
         results.load(bare)
+
+
+def test_files_of_saicm_before_0_17_with_infinity_and_nan_read_as_null(tmp_path, capsys):
+    """Before 0.17.0 an exact decode's mean PSNR was written as ``Infinity`` and a small image's MS-SSIM as
+    ``NaN``; today both are written ``null`` and left out of curves. The old files were refused whole by plot,
+    bdrate and report ("'psnr' is not a finite number (or null) at every point")."""
+    anchor = write(tmp_path / "a.json", "anchor", [(0.2, 30), (0.4, 33), (0.8, 36)])
+    pts = [(0.1, 30), (0.2, 33), (0.4, 36), (1.6, float("inf"))]
+    old = write(tmp_path / "old.json", "old", pts, saicm_version="0.16.0")
+    d = json.loads(old.read_text())
+    d["points"][0]["ms_ssim"] = float("nan")
+    d["reference"] = {"psnr": float("inf")}
+    old.write_text(json.dumps(d))  # (Python writes Infinity and NaN, as saicm did)
+    assert "Infinity" in old.read_text() and "NaN" in old.read_text()
+    r = results.load(old)
+    assert r["points"][3]["psnr"] is None and r["points"][0]["ms_ssim"] is None and r["reference"]["psnr"] is None
+    assert results.curve(r, "psnr") == ([0.1, 0.2, 0.4], [30, 33, 36])
+    assert main(["bdrate", str(anchor), str(old)]) == 0
+    assert "-50.0%" in capsys.readouterr().out
+    assert main(["plot", str(anchor), str(old), "-o", str(tmp_path / "p")]) == 0
+    assert main(["report", str(anchor), str(old), "-o", str(tmp_path / "r.html")]) == 0

@@ -85,6 +85,9 @@ def load(path: str | Path) -> dict:
         raise SaicmError("cannot read results (nested too deeply)", str(path)) from None
     if not isinstance(d, dict) or d.get("schema") != SCHEMA:
         raise SaicmError(_not_this_schema(d), str(path))
+    # NaN and ±Infinity (not JSON, but what saicm wrote before 0.17.0 for a value not measured: MS-SSIM of small
+    # images, the PSNR of an exact decode) are read as the null that save() writes for them today
+    d = _nan_to_null(d)
     points = d.get("points")
     if not isinstance(d.get("codec"), str) or not isinstance(points, list):
         raise SaicmError("corrupt results (a codec name and a list of points are required)", str(path))
