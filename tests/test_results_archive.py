@@ -61,3 +61,21 @@ def test_files_of_saicm_before_0_17_with_infinity_and_nan_read_as_null(tmp_path,
     assert "-50.0%" in capsys.readouterr().out
     assert main(["plot", str(anchor), str(old), "-o", str(tmp_path / "p")]) == 0
     assert main(["report", str(anchor), str(old), "-o", str(tmp_path / "r.html")]) == 0
+
+
+def test_a_metric_edited_into_a_string_is_refused_naming_file_point_and_field(tmp_path, capsys):
+    """A hand-edited value ("31.2", "lossless") was refused at plot time by codec name alone, not by file, point
+    or field (two files of one codec could not be told apart); a string in the reference was drawn: the plot's
+    metric axis became categories, with no numbers on it."""
+    anchor = write(tmp_path / "a.json", "anchor", [(0.2, 30), (0.4, 33), (0.8, 36)])
+    edited = write(tmp_path / "edited.json", "anchor", [(0.1, 30), (0.2, "33.0"), (0.4, 36)])
+    with pytest.raises(SaicmError, match=r"edited.json: corrupt results \(point 2: 'psnr' is '33.0', not a finite "
+                                         r"number or null\)"):
+        results.load(edited)
+    ref = write(tmp_path / "ref.json", "test", [(0.1, 30), (0.2, 33), (0.4, 36)], reference={"psnr": "lossless"})
+    for argv in (["plot", str(anchor), str(ref), "-o", str(tmp_path / "p")], ["bdrate", str(anchor), str(ref)],
+                 ["report", str(anchor), str(ref), "-o", str(tmp_path / "r.html")]):
+        assert main(argv) == 2, argv  # (plot and report drew it, bdrate ignored it)
+        err = capsys.readouterr().err
+        assert "ref.json: corrupt results (reference: 'psnr' is 'lossless'" in err and err.count("\n") == 1
+    assert not (tmp_path / "p.png").exists()

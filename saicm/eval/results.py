@@ -94,10 +94,13 @@ def load(path: str | Path) -> dict:
     for p in points:
         if not isinstance(p, dict) or not _number(p.get("bpp")) or not p["bpp"] > 0 or not math.isfinite(p["bpp"]):
             raise SaicmError("corrupt results (every point needs a positive, finite bpp)", str(path))
+    for i, p in enumerate(points, 1):  # (a string "31.2" was refused by codec name at plot time, not file and field)
+        _check_numbers(p, f"point {i}", path)
     if d.get("reference") is None:
         d["reference"] = {}  # (null: none measured)
     if not isinstance(d.get("reference"), dict):
         raise SaicmError("corrupt results (reference is not an object of metric values)", str(path))
+    _check_numbers(d["reference"], "reference", path)  # (a string drew the plot's metric axis as categories)
     per_image = d.get("per_image", {})
     if not isinstance(per_image, dict) or not all(
             isinstance(v, list) and all(isinstance(e, dict) and _integer(e.get("quality")) for e in v)
@@ -139,6 +142,19 @@ def _not_this_schema(d) -> str:
 #: the most bootstrap draws a results file may ask for (saicm eval --bootstrap's 200 by default; 10^11 asked for a
 #: 1.46 TiB array, 10^6 ran for minutes)
 MAX_REPLICATES = 100_000
+
+
+#: the fields of a point and of the reference that hold a number (or null: not measured)
+NUMBER_FIELDS = ("bpp", "bytes", "psnr", "ms_ssim", "encode_s", "decode_s", "ap", "ap50", "box_ap", "box_ap50",
+                 "mask_ap", "mask_ap50", "face_retention", "faces_on_originals")
+
+
+def _check_numbers(entry: dict, where: str, path) -> None:
+    for k in NUMBER_FIELDS:
+        v = entry.get(k)
+        if v is not None and not _number(v):
+            shown = repr(v) if len(repr(v)) <= 40 else repr(v)[:37] + "..."
+            raise SaicmError(f"corrupt results ({where}: {k!r} is {shown}, not a finite number or null)", str(path))
 
 
 def _number(v) -> bool:
