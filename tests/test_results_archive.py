@@ -2,6 +2,7 @@
 plot, bdrate and report (one line naming the file and what is wrong, or the same figures as before)."""
 
 import json
+import warnings
 
 import pytest
 
@@ -79,3 +80,24 @@ def test_a_metric_edited_into_a_string_is_refused_naming_file_point_and_field(tm
         err = capsys.readouterr().err
         assert "ref.json: corrupt results (reference: 'psnr' is 'lossless'" in err and err.count("\n") == 1
     assert not (tmp_path / "p.png").exists()
+
+
+def test_plot_and_report_warn_of_two_files_naming_one_codec(tmp_path, capsys):
+    """bdrate warned of results naming one codec; plot and report drew twin legend entries and table rows in
+    silence (runs of one codec kept from two saicm versions name it alike)."""
+    a = write(tmp_path / "v5.json", "mse-hyperprior-n64-v5", [(0.2, 30), (0.4, 33), (0.8, 36)],
+              saicm_version="0.1.0")
+    b = write(tmp_path / "v5@0.20.0.json", "mse-hyperprior-n64-v5", [(0.2, 30.1), (0.4, 33.1), (0.8, 36.1)],
+              saicm_version="0.20.0")
+    c = write(tmp_path / "jpeg.json", "jpeg", [(0.3, 30), (0.6, 33), (1.2, 36)])
+    for argv, what in ((["plot", str(a), str(b), str(c), "-o", str(tmp_path / "p")], "their legend entries"),
+                       (["report", str(a), str(b), str(c), "-o", str(tmp_path / "r.html")],
+                        "their curves, table rows and crops"),
+                       (["bdrate", str(a), str(b), str(c)], "rows and the anchor")):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            assert main(argv) == 0
+        said = capsys.readouterr().err + "".join(f"saicm: warning: {w.message}\n" for w in caught)
+        assert (f"saicm: warning: 2 of these results name their codec 'mse-hyperprior-n64-v5': {what} cannot be "
+                "told apart") in said, (argv, said)
+        assert "'jpeg'" not in said

@@ -73,13 +73,8 @@ def cmd_bdrate(a: argparse.Namespace) -> int:
     out = text_stream(a.json) if a.json else sys.stdout  # (stderr when --json /dev/stdout)
     anchor = results.load(a.anchor)
     tests = [results.load(path) for path in a.tests]  # every file read before any line is printed
-    from collections import Counter
-
-    names = Counter(r["codec"] for r in (anchor, *tests))
-    for name, n in names.items():
-        if n > 1:
-            print(f"saicm: warning: {n} of these results name their codec {name!r}: rows and the anchor cannot be "
-                  "told apart by name (rename the codec in one file: its 'codec' field)", file=sys.stderr)
+    for why in results.same_names((anchor, *tests)):
+        print(f"saicm: warning: {why}", file=sys.stderr)
     rows = []
     from ..errors import printable
 
@@ -174,7 +169,12 @@ def cmd_plot(a: argparse.Namespace) -> int:
     from ..eval.plots import plot_curves
 
     _figure_output(a.output, a.results)
-    paths = plot_curves([results.load(p) for p in a.results], a.metric, a.output, a.title)
+    runs = [results.load(p) for p in a.results]
+    from ..errors import warn
+
+    for why in results.same_names(runs, "their legend entries"):  # (the figure was drawn with twin entries)
+        warn(why)
+    paths = plot_curves(runs, a.metric, a.output, a.title)
     print("wrote " + ", ".join(map(str, paths)))
     return 0
 
@@ -185,6 +185,10 @@ def cmd_report(a: argparse.Namespace) -> int:
 
     output_file(a.output, a.results, suffix=".html")
     runs = [results.load(p) for p in a.results]
+    from ..errors import warn
+
+    for why in results.same_names(runs, "their curves, table rows and crops"):
+        warn(why)
     crops = None
     if a.images:
         from ..eval.codecs import get_codec

@@ -219,6 +219,17 @@ def comparison_warnings(anchor: dict, test: dict, metric: str) -> list[str]:
     return out
 
 
+def same_names(runs, what: str = "rows and the anchor") -> list[str]:
+    """One warning per codec name that more than one of ``runs`` carries (``what``: what cannot then be told apart).
+    Runs of one codec kept from two saicm versions or two data sets name it alike (``photos-test_jpeg.json`` and
+    ``photos-test-small12_jpeg.json`` both say ``jpeg``)."""
+    from collections import Counter
+
+    return [f"{n} of these results name their codec {name!r}: {what} cannot be told apart by name (rename the "
+            "codec in one file: its 'codec' field)"
+            for name, n in Counter(r["codec"] for r in runs).items() if n > 1]
+
+
 def _common_name(names: list[str]) -> str:
     """``nerv:epochs=150,seed=1`` and ``nerv:epochs=150,seed=2`` -> ``nerv:epochs=150``: the options all share."""
     heads = {n.partition(":")[0] for n in names}
