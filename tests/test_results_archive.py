@@ -101,3 +101,20 @@ def test_plot_and_report_warn_of_two_files_naming_one_codec(tmp_path, capsys):
         assert (f"saicm: warning: 2 of these results name their codec 'mse-hyperprior-n64-v5': {what} cannot be "
                 "told apart") in said, (argv, said)
         assert "'jpeg'" not in said
+
+
+def test_bdrate_json_says_which_saicm_computed_it_and_holds_the_documented_fields(tmp_path):
+    """A BD-rate table kept for months did not say which saicm computed it (results files do: saicm_version);
+    its fields are those docs/evaluation.md lists."""
+    import saicm
+
+    a = write(tmp_path / "a.json", "anchor", [(0.2, 30), (0.4, 33), (0.8, 36)])
+    b = write(tmp_path / "b.json", "half", [(0.1, 30), (0.2, 33), (0.4, 36)])
+    c = write(tmp_path / "c.json", "far", [(0.1, 10), (0.2, 12)])
+    assert main(["bdrate", str(a), str(b), str(c), "--json", str(tmp_path / "t.json")]) == 0
+    table = json.loads((tmp_path / "t.json").read_text())
+    assert table["saicm_version"] == saicm.__version__
+    assert set(table) == {"saicm_version", "anchor", "anchor_file", "dataset", "num_images", "metric", "method",
+                          "interval", "rows"}
+    assert set(table["rows"][0]) == {"codec", "file", "bd_rate", "interval", "coverage", "dropped", "not_comparable"}
+    assert set(table["rows"][1]) == {"codec", "file", "bd_rate", "reason"} and table["rows"][1]["bd_rate"] is None

@@ -131,7 +131,11 @@ def cmd_bdrate(a: argparse.Namespace) -> int:
         from .._fs import write_bytes_atomic
 
         # what the table was computed from: the files, the anchor's dataset and images, the method's options
-        table = {"anchor": anchor["codec"], "anchor_file": str(a.anchor), "dataset": anchor.get("dataset"),
+        from .. import __version__
+
+        # (saicm_version: a table kept for months says which saicm computed it, as results files do)
+        table = {"saicm_version": __version__,
+                 "anchor": anchor["codec"], "anchor_file": str(a.anchor), "dataset": anchor.get("dataset"),
                  "num_images": anchor.get("num_images"), "metric": a.metric,
                  "method": "PCHIP on log-rate" + (", strict" if a.strict else ", monotone envelope"),
                  "interval": list(a.interval) if a.interval else None, "rows": rows}
