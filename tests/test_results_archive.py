@@ -118,3 +118,27 @@ def test_bdrate_json_says_which_saicm_computed_it_and_holds_the_documented_field
                           "interval", "rows"}
     assert set(table["rows"][0]) == {"codec", "file", "bd_rate", "interval", "coverage", "dropped", "not_comparable"}
     assert set(table["rows"][1]) == {"codec", "file", "bd_rate", "reason"} and table["rows"][1]["bd_rate"] is None
+
+
+def test_psnr_of_two_detection_runs_is_not_called_incomparable(tmp_path, capsys):
+    """The PSNR of a PicoDet run and of a YOLOX run on the same images measures the same decodes, but bdrate and
+    report called it 'not comparable' (another task model): the points' ground_truth, which is their AP's, was
+    taken for the PSNR's as well. Their AP stays flagged."""
+    def run(name, codec, model, scale, gt="official"):
+        path = write(tmp_path / name, codec, [(0.2 * scale, 30), (0.4 * scale, 33), (0.8 * scale, 36)],
+                     task="detection", task_model=model)
+        d = json.loads(path.read_text())
+        for p, ap in zip(d["points"], (20, 25, 28)):
+            p.update(ap=ap, ground_truth=gt)
+        path.write_text(json.dumps(d))
+        return path
+
+    a = run("a.json", "jpeg", "picodet:picodet_s_416_coco.onnx", 1.0)
+    b = run("b.json", "webp", "yolox:yolox_nano.onnx", 0.5)
+    assert results.comparison_warnings(results.load(a), results.load(b), "psnr") == []
+    assert results.comparison_warnings(results.load(a), results.load(b), "ap") != []
+    assert main(["bdrate", str(a), str(b), "--metric", "psnr", "--json", str(tmp_path / "t.json")]) == 0
+    assert "WARNING" not in capsys.readouterr().out
+    assert json.loads((tmp_path / "t.json").read_text())["rows"][0]["not_comparable"] == []
+    assert main(["bdrate", str(a), str(b), "--metric", "ap"]) == 0
+    assert "another task model than the anchor's" in capsys.readouterr().out

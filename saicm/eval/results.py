@@ -199,9 +199,16 @@ def _same_measure(key: str, value):
     return value
 
 
+#: metrics scored against ground truth, official (labels) or pseudo (the task model on the originals)
+GROUND_TRUTH_METRICS = ("ap", "ap50", "box_ap", "box_ap50", "mask_ap", "mask_ap50")
+
+
 def ground_truths(result: dict, metric: str) -> set[str]:
     """What ``metric`` was scored against in ``result``: ``{"official"}``, ``{"pseudo"}`` (the task model's own
-    detections on the originals), both, or empty (a metric scored against nothing: PSNR, MS-SSIM)."""
+    detections on the originals), both, or empty (a metric scored against nothing: PSNR, MS-SSIM; a detection
+    run's points carry ``ground_truth`` for their AP, which said the PSNR beside it was scored against it too)."""
+    if metric not in GROUND_TRUTH_METRICS:
+        return set()
     return {p["ground_truth"] for p in result["points"] if p.get(metric) is not None and p.get("ground_truth")}
 
 
