@@ -142,3 +142,25 @@ def test_psnr_of_two_detection_runs_is_not_called_incomparable(tmp_path, capsys)
     assert json.loads((tmp_path / "t.json").read_text())["rows"][0]["not_comparable"] == []
     assert main(["bdrate", str(a), str(b), "--metric", "ap"]) == 0
     assert "another task model than the anchor's" in capsys.readouterr().out
+
+
+def test_bdrate_of_a_test_without_the_metric_is_an_na_row_naming_its_file(tmp_path, capsys):
+    """A PSNR-only file among AP files stopped the table at its row with 'results for jpeg have no metric 'ap''
+    (the anchor was jpeg too: which file?); it is an n/a row naming the file, and the others are computed."""
+    def run(name, codec, scale, ap=True):
+        path = write(tmp_path / name, codec, [(0.2 * scale, 30), (0.4 * scale, 33), (0.8 * scale, 36)])
+        d = json.loads(path.read_text())
+        for p, v in zip(d["points"], (20, 25, 28)):
+            if ap:
+                p.update(ap=v, ground_truth="official")
+        path.write_text(json.dumps(d))
+        return path
+
+    a, psnr_only, b = run("a.json", "jpeg", 1.0), run("psnr.json", "jpeg", 0.5, ap=False), run("b.json", "webp", 0.5)
+    assert main(["bdrate", str(a), str(psnr_only), str(b), "--metric", "ap", "--json", str(tmp_path / "t.json")]) == 0
+    out = capsys.readouterr().out
+    assert f"n/a   ({psnr_only}: results for jpeg have no metric 'ap')" in out and "-50.0%" in out
+    rows = json.loads((tmp_path / "t.json").read_text())["rows"]
+    assert rows[0]["bd_rate"] is None and rows[0]["file"] == str(psnr_only) and rows[1]["bd_rate"] == pytest.approx(-50)
+    assert main(["bdrate", str(psnr_only), str(b), "--metric", "ap"]) == 2
+    assert f"{psnr_only}: the anchor: results for jpeg have no metric 'ap'" in capsys.readouterr().err

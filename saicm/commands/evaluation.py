@@ -76,12 +76,23 @@ def cmd_bdrate(a: argparse.Namespace) -> int:
     for why in results.same_names((anchor, *tests)):
         print(f"saicm: warning: {why}", file=sys.stderr)
     rows = []
-    from ..errors import printable
+    from ..errors import SaicmError, printable
+
+    try:  # (named by its file: the anchor and a test may share a codec name)
+        results.curve(anchor, a.metric)
+    except SaicmError as e:
+        raise SaicmError(f"the anchor: {e}", str(a.anchor)) from None
 
     # (codec names come from the files: a stranger's may hold terminal escapes)
     print(f"BD-rate on {printable(a.metric)} against {printable(anchor['codec'])} (PCHIP on log-rate over the "
           "overlapping interval; negative = fewer bits for the same value)", file=out)
     for path, test in zip(a.tests, tests):
+        try:  # (a test without the metric, an AP file among PSNR ones, stopped the table at its row)
+            results.curve(test, a.metric)
+        except SaicmError as e:
+            print(f"  {printable(test['codec']):<28} n/a   ({printable(path)}: {printable(e)})", file=out)
+            rows.append({"codec": test["codec"], "file": str(path), "bd_rate": None, "reason": str(e)})
+            continue
         try:
             if a.ci:
                 ci = bd_rate_ci(anchor, test, a.metric, a.ci / 100, envelope=not a.strict, interval=a.interval,
