@@ -164,3 +164,25 @@ def test_bdrate_of_a_test_without_the_metric_is_an_na_row_naming_its_file(tmp_pa
     assert rows[0]["bd_rate"] is None and rows[0]["file"] == str(psnr_only) and rows[1]["bd_rate"] == pytest.approx(-50)
     assert main(["bdrate", str(psnr_only), str(b), "--metric", "ap"]) == 2
     assert f"{psnr_only}: the anchor: results for jpeg have no metric 'ap'" in capsys.readouterr().err
+
+
+def test_report_names_whose_uncompressed_reference_each_is(tmp_path):
+    """The report's 'Uncompressed reference' line was the first file's: a page with a PicoDet and a YOLOX run gave
+    PicoDet's AP as the reference of both."""
+    def run(name, codec, model, ref_ap):
+        path = write(tmp_path / name, codec, [(0.2, 30), (0.4, 33), (0.8, 36)], task="detection", task_model=model,
+                     reference={"ap": ref_ap, "ground_truth": "official"})
+        d = json.loads(path.read_text())
+        for p, v in zip(d["points"], (20, 25, 28)):
+            p.update(ap=v, ground_truth="official")
+        path.write_text(json.dumps(d))
+        return path
+
+    a = run("a.json", "jpeg", "picodet:p.onnx", 41.87)
+    b = run("b.json", "webp", "yolox:y.onnx", 33.66)
+    c = run("c.json", "vvc", "picodet:p.onnx", 41.87)
+    assert main(["report", str(a), str(b), str(c), "--metrics", "ap", "-o", str(tmp_path / "r.html")]) == 0
+    page = (tmp_path / "r.html").read_text()
+    assert "<li>jpeg, vvc: ap = 41.87</li>" in page and "<li>webp: ap = 33.66</li>" in page
+    assert main(["report", str(a), str(c), "--metrics", "ap", "-o", str(tmp_path / "s.html")]) == 0
+    assert "<p>Uncompressed reference: ap = 41.87</p>" in (tmp_path / "s.html").read_text()

@@ -106,11 +106,19 @@ def build_report(results: list[dict], out: str | Path, metrics: Sequence[str] = 
         parts.append(f"<h2>{html.escape(METRIC_LABELS.get(m, m))}</h2><div class=row>"
                      f"<div>{_svg_curves(results, m, f'plot{i}')}</div><div>{_bd_table(results, m)}"
                      f"{_values_table(results, m)}</div></div>")
-    refs = [(r["codec"], r.get("reference")) for r in results if r.get("reference")]
-    if refs:
-        ref = refs[0][1]
-        parts.append("<p>Uncompressed reference: " + ", ".join(f"{html.escape(k)} = {v:.2f}" for k, v in ref.items()
-                                                                if isinstance(v, (int, float))) + "</p>")
+    # the task's scores on the uncompressed images: one line per distinct set, naming its runs when they differ (the
+    # first file's alone was shown for every run: a YOLOX run's page said PicoDet's 41.87 AP)
+    refs: dict[str, list[str]] = {}
+    for r in results:
+        shown = ", ".join(f"{html.escape(k)} = {v:.2f}" for k, v in (r.get("reference") or {}).items()
+                          if isinstance(v, (int, float)) and not isinstance(v, bool))
+        if shown:
+            refs.setdefault(shown, []).append(r["codec"])
+    if len(refs) == 1:
+        parts.append(f"<p>Uncompressed reference: {next(iter(refs))}</p>")
+    elif refs:
+        parts.append("<p>Uncompressed reference:</p><ul>" + "".join(
+            f"<li>{html.escape(', '.join(codecs))}: {shown}</li>" for shown, codecs in refs.items()) + "</ul>")
     if crops:
         parts.append("<h2>Matched-rate crops</h2><div class=crops>")
         for caption, img in crops:
