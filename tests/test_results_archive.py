@@ -186,3 +186,29 @@ def test_report_names_whose_uncompressed_reference_each_is(tmp_path):
     assert "<li>jpeg, vvc: ap = 41.87</li>" in page and "<li>webp: ap = 33.66</li>" in page
     assert main(["report", str(a), str(c), "--metrics", "ap", "-o", str(tmp_path / "s.html")]) == 0
     assert "<p>Uncompressed reference: ap = 41.87</p>" in (tmp_path / "s.html").read_text()
+
+
+def test_every_field_a_sweep_writes_is_defined_in_the_schema_docs():
+    """docs/evaluation.md's schema showed `bytes`, `encode_s`, `quality`, ... in its example without saying what
+    they are (`bytes` is the total over the images, not per image: bpp and bytes read as the same thing)."""
+    from pathlib import Path
+
+    import numpy as np
+    from PIL import Image
+
+    from saicm.eval.codecs import get_codec
+    from saicm.eval.rd import sweep
+
+    rng = np.random.default_rng(0)
+    images = {f"{i}.png": Image.fromarray((rng.random((40, 48, 3)) * 255).astype("uint8")) for i in range(2)}
+    res = sweep(get_codec("jpeg"), images, [30, 60], progress=False)
+    fields = set(res) | {k for p in res["points"] for k in p}
+    fields |= {k for v in res["per_image"].values() for e in v for k in e}
+    fields |= {"ground_truth", "faces_on_originals", "face_retention", "task_model", "bootstrap"}
+    doc = (Path(__file__).parent.parent / "docs" / "evaluation.md").read_text()
+    section = doc[doc.index("## Results schema"):]
+    section = section[:section.index("\n## ", 5)]
+    prose = section[:section.index("```")] + section[section.index("```", section.index("```") + 3) + 3:]
+    assert not [f for f in sorted(fields) if f"`{f}`" not in prose]
+    assert sum(e["bytes"] for v in res["per_image"].values() for e in v if e["quality"] == 30) == \
+        next(p["bytes"] for p in res["points"] if p["quality"] == 30)  # (the total, as documented)
