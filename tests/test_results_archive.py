@@ -212,3 +212,26 @@ def test_every_field_a_sweep_writes_is_defined_in_the_schema_docs():
     assert not [f for f in sorted(fields) if f"`{f}`" not in prose]
     assert sum(e["bytes"] for v in res["per_image"].values() for e in v if e["quality"] == 30) == \
         next(p["bytes"] for p in res["points"] if p["quality"] == 30)  # (the total, as documented)
+
+
+def test_report_crops_of_an_image_decoded_exactly(tmp_path):
+    """An image whose decode equals it (a flat frame at a high quality) has a null per-image PSNR: report --images
+    of it was a TypeError traceback formatting the crop's caption."""
+    from PIL import Image
+
+    imgs = tmp_path / "imgs"
+    imgs.mkdir()
+    Image.new("RGB", (48, 40), (128, 128, 128)).save(imgs / "flat.png")
+    a = write(tmp_path / "a.json", "jpeg", [(0.2, 30), (0.4, 33), (0.8, 36)])
+    r = results.load(a)
+    r["per_image"] = {"flat.png": [{"quality": 0, "bpp": 0.2, "psnr": None}, {"quality": 1, "bpp": 0.4, "psnr": None},
+                                   {"quality": 2, "bpp": 0.8, "psnr": None}]}
+    for p, q in zip(r["points"], (50, 70, 90)):  # (qualities JPEG takes)
+        p["quality"] = q
+    for e, q in zip(r["per_image"]["flat.png"], (50, 70, 90)):
+        e["quality"] = q
+    results.save(r, a)
+    b = write(tmp_path / "b.json", "webp", [(0.1, 30), (0.2, 33), (0.4, 36)])
+    out = tmp_path / "r.html"
+    assert main(["report", str(a), str(b), "-o", str(out), "--images", str(imgs), "--target-bpp", "0.4"]) == 0
+    assert "jpeg q70: 0.400 bpp, identical to the original" in out.read_text()

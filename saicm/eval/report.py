@@ -162,7 +162,9 @@ def matched_rate_crops(results: list[dict], images: dict[str, Image.Image], imag
             continue
         dec = codec.decode(codec.encode(orig, best["quality"]))
         qlabel = f"QP {best['quality']}" if getattr(codec, "quality_is_qp", False) else f"q{best['quality']}"
-        panels.append((f"{res['codec']} {qlabel}: {best['bpp']:.3f} bpp, {best['psnr']:.2f} dB",
+        # (null: an exact decode, whose infinite PSNR is written so; it was a TypeError traceback)
+        quality = f"{best['psnr']:.2f} dB" if best.get("psnr") is not None else "identical to the original"
+        panels.append((f"{res['codec']} {qlabel}: {best['bpp']:.3f} bpp, {quality}",
                        (draw(dec) if draw else dec).crop(box)))
     return panels
 
