@@ -235,3 +235,20 @@ def test_report_crops_of_an_image_decoded_exactly(tmp_path):
     out = tmp_path / "r.html"
     assert main(["report", str(a), str(b), "-o", str(out), "--images", str(imgs), "--target-bpp", "0.4"]) == 0
     assert "jpeg q70: 0.400 bpp, identical to the original" in out.read_text()
+
+
+def test_plot_says_which_file_it_leaves_out(tmp_path):
+    """A PSNR-only run among AP runs was left out of `plot --metric ap` without a word (one curve fewer than files
+    given)."""
+    a = write(tmp_path / "a.json", "jpeg", [(0.2, 30), (0.4, 33), (0.8, 36)])
+    d = json.loads(a.read_text())
+    for p, v in zip(d["points"], (20, 25, 28)):
+        p.update(ap=v, ground_truth="official")
+    a.write_text(json.dumps(d))
+    b = write(tmp_path / "psnr-only.json", "webp", [(0.1, 30), (0.2, 33), (0.4, 36)])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert main(["plot", str(a), str(b), "--metric", "ap", "-o", str(tmp_path / "p")]) == 0
+    said = [str(w.message) for w in caught]
+    assert f"{b}: webp has no ap (or null at every point): left out of the plot" in said, said
+    assert not any(str(a) in m for m in said)

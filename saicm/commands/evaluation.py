@@ -189,6 +189,12 @@ def cmd_plot(a: argparse.Namespace) -> int:
 
     for why in results.same_names(runs, "their legend entries"):  # (the figure was drawn with twin entries)
         warn(why)
+    from ..eval.plots import measured
+
+    if any(measured(r, a.metric) for r in runs):  # (else one error says no file has it)
+        for path, r in zip(a.results, runs):
+            if not measured(r, a.metric):  # (a PSNR-only run among AP runs: one curve fewer than files, unsaid)
+                warn(f"{path}: {r['codec']} has no {a.metric} (or null at every point): left out of the plot")
     paths = plot_curves(runs, a.metric, a.output, a.title)
     print("wrote " + ", ".join(map(str, paths)))
     return 0
