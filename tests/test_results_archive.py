@@ -252,3 +252,15 @@ def test_plot_says_which_file_it_leaves_out(tmp_path):
     said = [str(w.message) for w in caught]
     assert f"{b}: webp has no ap (or null at every point): left out of the plot" in said, said
     assert not any(str(a) in m for m in said)
+
+
+def test_reading_nan_as_null_keeps_deeply_nested_files_readable(tmp_path):
+    """Reading NaN/Infinity as null by a recursive pass over the loaded file made a file nested 900 deep (which
+    JSON's parser reads) a RecursionError traceback; the values are now mapped while parsing. 1e999 (infinite)
+    is read as null too."""
+    d = json.loads(write(tmp_path / "a.json", "jpeg", [(0.2, 30), (0.4, 33), (0.8, 36)]).read_text())
+    d["codec_config"] = {"x": json.loads("[" * 900 + "]" * 900)}
+    (tmp_path / "deep.json").write_text(json.dumps(d).replace('"psnr": 36', '"psnr": 1e999'))
+    r = results.load(tmp_path / "deep.json")
+    assert r["points"][2]["psnr"] is None
+    assert main(["plot", str(tmp_path / "deep.json"), "-o", str(tmp_path / "p")]) == 0

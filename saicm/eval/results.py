@@ -71,13 +71,20 @@ def _nan_to_null(v):
     return v
 
 
+def _finite_or_none(text: str) -> float | None:
+    v = float(text)
+    return v if math.isfinite(v) else None
+
+
 def load(path: str | Path) -> dict:
     from .._fs import read_input
     from ..codec.container import not_a
 
     data = read_input(path)  # ("no such file", "is a folder, not a file", as every command says them)
     try:
-        d = json.loads(data.decode("utf-8-sig"))
+        # NaN and ±Infinity (not JSON, but what saicm wrote before 0.17.0 for a value not measured: MS-SSIM of small
+        # images, the PSNR of an exact decode; 1e999 too) are read as the null that save() writes for them today
+        d = json.loads(data.decode("utf-8-sig"), parse_constant=lambda _: None, parse_float=_finite_or_none)
     except ValueError:  # (not UTF-8, or not JSON: an image, a .saicm file, a model given by mistake)
         raise SaicmError(not_a("a results file (the JSON saicm eval writes)", data, advise=False)
                          or "not a results file (not JSON; saicm eval writes them)", str(path)) from None
@@ -85,9 +92,6 @@ def load(path: str | Path) -> dict:
         raise SaicmError("cannot read results (nested too deeply)", str(path)) from None
     if not isinstance(d, dict) or d.get("schema") != SCHEMA:
         raise SaicmError(_not_this_schema(d), str(path))
-    # NaN and ±Infinity (not JSON, but what saicm wrote before 0.17.0 for a value not measured: MS-SSIM of small
-    # images, the PSNR of an exact decode) are read as the null that save() writes for them today
-    d = _nan_to_null(d)
     points = d.get("points")
     if not isinstance(d.get("codec"), str) or not isinstance(points, list):
         raise SaicmError("corrupt results (a codec name and a list of points are required)", str(path))
