@@ -983,3 +983,32 @@ def test_a_clip_refuses_a_frame_rate_that_is_not_positive(fps):
     with pytest.raises(ArgumentError, match="fps must be a positive frame rate"):
         io.Clip(synthetic_clip(2, 32, 48), fps=fps)
     assert io.Clip(synthetic_clip(2, 32, 48), fps="30000/1001").fps == Fraction(30000, 1001)  # (ffprobe's form)
+
+
+def test_a_folder_of_frames_is_read_as_compress_reads_images(tmp_path):
+    """Frames were read with convert("RGB"): a 16-bit grey frame came out white, and a phone's frames (EXIF
+    orientation 6) on their side, unlike `saicm compress` and `saicm masks` (whose masks were then resized across)."""
+    from saicm.codec.image_io import load_image
+    from saicm.video.io import probe, read_clip
+
+    ramp = (np.arange(40 * 24, dtype=np.uint32).reshape(24, 40) * 65535 // (40 * 24 - 1)).astype(np.uint16)
+    grey = tmp_path / "grey"
+    grey.mkdir()
+    Image.fromarray(ramp).save(grey / "frame_000000.png")  # I;16
+    clip = read_clip(grey)
+    assert np.array_equal(clip.frames[0], load_image(grey / "frame_000000.png").rgb)
+    assert 100 < clip.frames[0].mean() < 155  # a ramp, not white
+
+    turned = tmp_path / "turned"
+    turned.mkdir()
+    rgb = np.random.default_rng(0).integers(0, 256, (24, 40, 3), dtype=np.uint8)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90° clockwise to view
+    for i in range(2):
+        Image.fromarray(rgb).save(turned / f"frame_00000{i}.png", exif=exif)
+    info = probe(turned)
+    assert (info.width, info.height) == (24, 40)
+    clip = read_clip(turned)
+    assert clip.frames.shape == (2, 40, 24, 3)
+    assert np.array_equal(clip.frames[1], load_image(turned / "frame_000001.png").rgb)
+    assert np.array_equal(clip.frames[0], np.rot90(rgb, -1))

@@ -335,6 +335,22 @@ def load_image(src: ImageLike, max_pixels: int | None = None) -> RGBImage:
             opened.close()
 
 
+def oriented_size(img: Image.Image) -> tuple[int, int]:
+    """(width, height) of an opened image as :func:`load_image` gives it: EXIF orientations 5–8 swap the sides."""
+    try:
+        turned = img.getexif().get(0x0112) in (5, 6, 7, 8)
+    except Exception:  # (a broken EXIF block: load_image keeps the image as stored)
+        turned = False
+    return (img.height, img.width) if turned else (img.width, img.height)
+
+
+def rgb_pixels(img: Image.Image, path: str | None = None) -> np.ndarray:
+    """The (H, W, 3) uint8 pixels of an opened image as :func:`load_image` reads them (EXIF orientation applied,
+    16-bit and float samples scaled, palettes expanded), without the alpha channel: for the readers that take
+    RGB alone (a clip's frames), so that they see what ``saicm compress`` codes."""
+    return _rgb_image(img, path).rgb
+
+
 def _rgb_image(img: Image.Image, path: str | None) -> RGBImage:
     frames = getattr(img, "n_frames", 1)
     if frames > 1:  # an animated GIF/WebP/PNG or a multi-page TIFF

@@ -229,12 +229,13 @@ def _folder_meta(folder: Path) -> dict:
 def _probe_folder(folder: Path) -> ClipInfo:
     from PIL import Image
 
+    from ..codec.image_io import oriented_size
     from ..codec.limits import DEFAULT_MAX_PIXELS, pillow_checks_off
 
     files = _folder_files(folder)
     try:
         with pillow_checks_off(DEFAULT_MAX_PIXELS), Image.open(files[0]) as im:  # (the frame limit of iter_clip)
-            w, h = im.size
+            w, h = oriented_size(im)  # (the frames' size as read: EXIF orientation applied)
     except Exception as e:  # whatever Pillow raises on a damaged file: one line naming it
         raise SaicmError(f"cannot read frame ({e.__class__.__name__}: {e})", str(files[0])) from None
     meta = _folder_meta(folder)
@@ -364,6 +365,7 @@ def _folder_frames(folder: Path, start: int, stop: int | None, size, max_pixels
     def gen() -> Iterator[np.ndarray]:
         from PIL import Image
 
+        from ..codec.image_io import rgb_pixels
         from ..codec.limits import DEFAULT_MAX_PIXELS, check_pixels, pillow_checks_off
 
         shape = None
@@ -375,7 +377,9 @@ def _folder_frames(folder: Path, start: int, stop: int | None, size, max_pixels
                     if shape is None:
                         w, h = size or im.size
                         check_video_pixels(len(pairs), h, w, max_pixels, what="the clip")
-                    im = im.convert("RGB")
+                    # read as `saicm compress` reads an image (EXIF orientation applied, 16-bit samples scaled:
+                    # convert("RGB") clipped a 16-bit grey frame to white and left a phone's frames on their side)
+                    im = Image.fromarray(rgb_pixels(im, str(p)))
                     if size and im.size != tuple(size):
                         im = im.resize(tuple(size), Image.LANCZOS)
                     a = np.asarray(im)
