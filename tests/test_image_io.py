@@ -314,3 +314,35 @@ def test_several_images_on_one_pipe_code_the_first_and_say_so(tmp_path, tiny_mod
         writer.join(10)
         assert r.returncode == 0, r.stderr
         assert ("bytes follow the first image" in r.stderr) is warned, r.stderr
+
+
+def _wide_gamut_profile() -> bytes:
+    """Pillow's sRGB profile with its red and green primaries swapped: a profile whose colours are not sRGB's."""
+    from PIL import ImageCms
+
+    icc = bytearray(ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes())
+    entries = {bytes(icc[132 + 12 * i: 136 + 12 * i]): 132 + 12 * i
+               for i in range(int.from_bytes(icc[128:132], "big"))}
+    r, g = entries[b"rXYZ"], entries[b"gXYZ"]
+    icc[r + 4: r + 12], icc[g + 4: g + 12] = icc[g + 4: g + 12], icc[r + 4: r + 12]
+    return bytes(icc)
+
+
+def test_colours_in_a_profile_other_than_srgb_are_warned_of(tmp_path):
+    """An Adobe RGB or Display P3 photo was coded as its numbers and decoded to a PNG without a profile: a viewer
+    showed other colours, and nothing said so."""
+    from PIL import ImageCms
+
+    import saicm
+
+    pixels = np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    wide, srgb = tmp_path / "wide.jpg", tmp_path / "srgb.jpg"
+    Image.fromarray(pixels).save(wide, icc_profile=_wide_gamut_profile())
+    Image.fromarray(pixels).save(srgb, icc_profile=ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes())
+    with pytest.warns(saicm.SaicmWarning, match="wide.jpg: its colours are in the ICC profile .*not sRGB"):
+        saicm.compress(wide, quality=1)
+    assert image_io.profile_note(image_io.load_image(wide)) == "sRGB built-in"  # (the swapped profile keeps its name)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        saicm.compress(srgb, quality=1)  # (sRGB, or no profile: nothing to say)
+        saicm.compress(pixels, quality=1)

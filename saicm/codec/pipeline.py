@@ -122,6 +122,21 @@ def _warn_if_shadowing(info) -> None:
                    f"decode only with --model {info.path} (Python: model=PATH; rename the file to give it its own name)")
 
 
+def _warn_if_profile(image: RGBImage, source) -> None:
+    """A warning when the image's colours are in a colour profile other than sRGB (:func:`image_io.profile_note`):
+    the profile is not coded, and the decode, written without one, shows other colours."""
+    from .image_io import profile_note
+
+    name = profile_note(image)
+    if name is not None:
+        from ..errors import warn as saicm_warn
+
+        what = str(source) if isinstance(source, (str, os.PathLike)) else "the image"
+        saicm_warn(f"{what}: its colours are in the ICC profile '{name}', not sRGB; the profile is not coded and the "
+                   "decode, written without one, shows them shifted (convert the image to sRGB first to code the "
+                   "colours a viewer shows)")
+
+
 def compress(image: ImageLike, model: str | os.PathLike | ModelInfo | None = None, quality: int | None = None,
              refine: int = 0, progress: bool = False, human_quality: int | None = None,
              max_pixels: int | None = None, engine: str = "auto") -> bytes:
@@ -150,6 +165,9 @@ def compress(image: ImageLike, model: str | os.PathLike | ModelInfo | None = Non
     refine = whole_number(refine, "refine")
     resolve_max_pixels(max_pixels)  # (a string, a float, NaN: one line here, not a TypeError in a worker)
     check_options(info, quality, human_quality, refine)
+    source = image
+    image = load_image(image, max_pixels)  # once, for whichever coder below
+    _warn_if_profile(image, source)
     if info.architecture == SCALABLE_ARCHITECTURE:
         from .scalable import compress_layers
 
