@@ -883,3 +883,18 @@ def test_only_a_human_layer_with_its_magic_counts_as_a_newer_version():
     with pytest.raises(FormatError) as e:
         saicm.decompress(machine + junk)
     assert "newer saicm" not in str(e.value)
+
+
+def test_energy_crops_read_images_as_training_does(tmp_path):
+    """The crops that order the base latent's channels read images with convert("RGB"): a 16-bit grey photo
+    became a white crop, unlike the image training (and compress) sees."""
+    from saicm.codec.image_io import load_image
+    from saicm.models.scalable import ENERGY_PATCH, _energy_crops
+
+    ramp = (np.arange(ENERGY_PATCH, dtype=np.uint32)[None, :].repeat(ENERGY_PATCH, 0) * 65535
+            // (ENERGY_PATCH - 1)).astype(np.uint16)
+    Image.fromarray(ramp).save(tmp_path / "grey16.png")  # I;16
+    crops = _energy_crops(str(tmp_path))
+    expected = torch.from_numpy(load_image(tmp_path / "grey16.png").rgb).permute(2, 0, 1).float() / 255
+    assert crops.shape == (1, 3, ENERGY_PATCH, ENERGY_PATCH)
+    assert torch.equal(crops[0], expected)

@@ -460,6 +460,7 @@ def _energy_crops(data) -> Tensor:
     import numpy as np
     from PIL import Image
 
+    from ..codec.image_io import load_image
     from ..train.data import list_images
 
     roots = data if isinstance(data, (list, tuple)) else [data]
@@ -469,14 +470,13 @@ def _energy_crops(data) -> Tensor:
     picks = [files[i * len(files) // min(ENERGY_CROPS, len(files))] for i in range(min(ENERGY_CROPS, len(files)))]
     out = []
     for f in picks:
-        with Image.open(f) as im:
-            im = im.convert("RGB")
-            s = ENERGY_PATCH / min(im.size)
-            if s > 1:
-                im = im.resize((max(ENERGY_PATCH, round(im.width * s)), max(ENERGY_PATCH, round(im.height * s))),
-                               Image.BICUBIC)
-            left, top = (im.width - ENERGY_PATCH) // 2, (im.height - ENERGY_PATCH) // 2
-            a = np.asarray(im.crop((left, top, left + ENERGY_PATCH, top + ENERGY_PATCH)), np.float32) / 255
+        im = Image.fromarray(load_image(f).rgb)  # (as training reads it: convert("RGB") made a 16-bit grey one white)
+        s = ENERGY_PATCH / min(im.size)
+        if s > 1:
+            im = im.resize((max(ENERGY_PATCH, round(im.width * s)), max(ENERGY_PATCH, round(im.height * s))),
+                           Image.BICUBIC)
+        left, top = (im.width - ENERGY_PATCH) // 2, (im.height - ENERGY_PATCH) // 2
+        a = np.asarray(im.crop((left, top, left + ENERGY_PATCH, top + ENERGY_PATCH)), np.float32) / 255
         out.append(torch.from_numpy(a.copy()).permute(2, 0, 1))
     return torch.stack(out)
 
