@@ -111,7 +111,8 @@ def test_high_bit_depth_grey_is_read_at_its_depth(tmp_path):
     dark = np.full((4, 4), 200, np.uint16)
     pgm = tmp_path / "dark.pgm"
     pgm.write_bytes(b"P5\n4 4\n65535\n" + dark.astype(">u2").tobytes())
-    assert (image_io.load_image(pgm).rgb == 1).all()  # 200/65535·255 = 0.78
+    with pytest.warns(UserWarning, match="stay below 4096"):  # (as dark as a 12-bit sensor's unscaled samples)
+        assert (image_io.load_image(pgm).rgb == 1).all()  # 200/65535·255 = 0.78
     Image.fromarray(np.full((4, 4), 100.0, np.float32), "F").save(tmp_path / "f.tif")
     with pytest.raises(ImageError, match="read as 0-1"):
         image_io.load_image(tmp_path / "f.tif")
@@ -346,3 +347,19 @@ def test_colours_in_a_profile_other_than_srgb_are_warned_of(tmp_path):
         warnings.simplefilter("error")
         saicm.compress(srgb, quality=1)  # (sRGB, or no profile: nothing to say)
         saicm.compress(pixels, quality=1)
+
+
+def test_twelve_bit_samples_in_a_sixteen_bit_file_are_warned_of(tmp_path):
+    """A 16-bit TIFF holding a 12-bit sensor's samples (all below 4096) coded as a nearly black image in silence;
+    a uint16 array of the same values was warned of."""
+    import saicm
+
+    twelve = (np.arange(32 * 32, dtype=np.uint16).reshape(32, 32) * 4)  # 0..4092
+    Image.fromarray(twelve).save(tmp_path / "sensor.tif")  # I;16
+    with pytest.warns(saicm.SaicmWarning, match="sensor.tif: 16-bit samples .* stay below 4096"):
+        got = image_io.load_image(tmp_path / "sensor.tif")
+    assert got.rgb.max() == 16  # (read as 0-65535, as said)
+    Image.fromarray(twelve << 4).save(tmp_path / "scaled.tif")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert image_io.load_image(tmp_path / "scaled.tif").rgb.max() > 250

@@ -312,6 +312,11 @@ def _to_8bit_gray(img: Image.Image, path: str | None) -> np.ndarray:
     a = a.astype(np.float64)
     wide = img.mode.startswith("I;16") or img.format in ("PPM", "PNG") or a.max(initial=0) > 255  # (16-bit files)
     hi = 65535.0 if wide else 255.0
+    if wide and 0 < a.max(initial=0) < 4096:  # (a 12-bit sensor's samples in a 16-bit TIFF: coded nearly black)
+        from ..errors import warn
+
+        warn(f"{path or 'the image'}: 16-bit samples are read as 0-65535, and this image's stay below 4096: it codes "
+             "as a nearly black image; for 8-, 10- or 12-bit samples stored unscaled, scale them to 16 bits first")
     return np.clip(np.rint(a * (255.0 / hi)), 0, 255).astype(np.uint8)
 
 
