@@ -147,6 +147,63 @@ def atomic_path(dest: str | os.PathLike, durable: bool = True) -> Iterator[Path]
         raise
 
 
+#: the lock file of a folder one job at a time may write (:func:`exclusive`): hidden, so never an input
+LOCK_NAME = ".saicm.lock"
+
+
+class Busy(SaicmError):
+    """A folder another process holds (:func:`exclusive`)."""
+
+
+@contextlib.contextmanager
+def exclusive(folder: str | os.PathLike, hint: str) -> Iterator[None]:
+    """Hold ``folder`` (an existing folder) for this process inside: an advisory lock (``flock``) on its
+    :data:`LOCK_NAME`, which holds the holder's process id. Held by another process, :class:`Busy` at once, naming
+    it and ``hint`` (what to do). Two ``saicm train --resume`` of one run folder both went on from its checkpoint
+    and wrote it, the log and the model in turn: both said they were done, the log held every step twice and the
+    checkpoint was whichever wrote last. The lock goes with the process (a killed one holds nothing); where no lock
+    can be made (a folder that cannot be written, a file system without locks, Windows) the job goes on unlocked."""
+    try:
+        import fcntl
+    except ImportError:
+        fcntl = None
+    fd = None
+    if fcntl is not None:
+        path, nofollow = Path(folder) / LOCK_NAME, getattr(os, "O_NOFOLLOW", 0)
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | nofollow, 0o666)
+        except PermissionError:  # (another user's lock file in a folder shared by a group: it locks read-only too)
+            try:
+                fd = os.open(path, os.O_RDONLY | nofollow)
+            except OSError:
+                fd = None
+        except OSError:
+            fd = None
+    try:
+        if fd is not None:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError as e:
+                if e.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                    os.close(fd)  # (ENOLCK: no locks here)
+                    fd = None
+                else:
+                    try:
+                        pid = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
+                    except OSError:
+                        pid = ""
+                    who = f" (pid {pid})" if pid.isdigit() else ""
+                    raise Busy(f"in use by another saicm process{who}: {hint}", str(folder)) from None
+            else:
+                with contextlib.suppress(OSError):
+                    os.ftruncate(fd, 0)
+                    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        yield
+    finally:
+        if fd is not None:
+            os.close(fd)
+
+
 def remove_stale_parts(dest: str | os.PathLike) -> None:
     """Remove the temporary files :func:`atomic_path` left beside ``dest`` when its writer was killed (``kill -9``,
     a power cut): a job that writes the same file again (a resumed fit's checkpoint) would add one per kill."""

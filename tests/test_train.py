@@ -254,6 +254,37 @@ def test_a_run_and_its_checkpoint_are_never_overwritten(data_dir, tmp_path):
     assert ckpt.read_bytes() == before[0]
 
 
+def _held_by_another_process(folder):
+    """A process holding ``folder`` (saicm._fs.exclusive) until its standard input is closed."""
+    code = ("import sys\nfrom saicm._fs import exclusive\nwith exclusive(sys.argv[1], 'x'):\n"
+            "    print('held', flush=True)\n    sys.stdin.read()\n")
+    env = os.environ | {"PYTHONPATH": os.pathsep.join(sys.path)}
+    holder = subprocess.Popen([sys.executable, "-c", code, str(folder)], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True, env=env)
+    assert holder.stdout.readline().strip() == "held"
+    return holder
+
+
+def test_a_run_folder_another_process_trains_in_is_refused_not_mixed(data_dir, tmp_path):
+    """Two `saicm train --resume` of one folder both went on from its checkpoint and wrote the checkpoint, the log
+    (every step twice) and the model in turn, both exiting 0; the second is now one line naming the first."""
+    out = tmp_path / "run"
+    train(tiny_cfg(data_dir, out, steps=2))
+    before = {name: (out / name).read_bytes() for name in ("checkpoint.pt", "log.jsonl", "model.safetensors")}
+    holder = _held_by_another_process(out)
+    try:
+        with pytest.raises(saicm.SaicmError, match=f"in use by another saicm process \\(pid {holder.pid}\\).*"
+                                                   "one run at a time.*another --out"):
+            train(tiny_cfg(data_dir, out, steps=4, resume=True))
+        assert {name: (out / name).read_bytes() for name in before} == before
+    finally:
+        holder.stdin.close()
+        holder.wait(timeout=60)
+    train(tiny_cfg(data_dir, out, steps=4, resume=True))  # the other one gone, the run goes on
+    log = [json.loads(line)["step"] for line in (out / "log.jsonl").read_text().splitlines()]
+    assert log == [1, 2, 3, 4]
+
+
 def test_the_model_file_records_what_was_trained_and_a_resume_keeps_its_options(data_dir, tmp_path, tiny_model):
     from saicm.models.catalog import read_info
 

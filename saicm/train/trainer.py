@@ -9,6 +9,7 @@ killed at any point continues from its last checkpoint with ``--resume``.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import json
 import math
@@ -25,7 +26,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from .._fs import ensure_dir, write_bytes_atomic
+from .._fs import ensure_dir, exclusive, write_bytes_atomic
 from .._signals import StopRequest
 from .._torchfile import load_data_only, save_atomic
 from ..device import cpu_has_native_bf16, resolve_device
@@ -250,8 +251,26 @@ def _with_run_options(cfg: TrainConfig, ck: dict) -> TrainConfig:
 
 
 def train(cfg: TrainConfig) -> Path:
+    """Train as ``cfg`` says; the run folder is this process's alone meanwhile (another run of it: one line)."""
+    with contextlib.ExitStack() as held:
+        return _train(cfg, held)
+
+
+def _hold_run_folder(out: Path, held: contextlib.ExitStack) -> bool:
+    """Whether the run folder ``out`` is there, then held (:func:`saicm._fs.exclusive`) by rank 0 until the run
+    ends: from before its checkpoint is read (another run could be writing it) or, new, from when it is made."""
+    if not out.is_dir():
+        return False
+    if _dist_info()[0] == 0 and os.access(out, os.W_OK | os.X_OK):  # (else refused below, nothing made in it)
+        held.enter_context(exclusive(out, "one run at a time in a run folder (wait for that one to end, or "
+                                          "pick another --out)"))
+    return True
+
+
+def _train(cfg: TrainConfig, held: contextlib.ExitStack) -> Path:
     resumed = None
     ckpt_path = Path(cfg.out) / "checkpoint.pt"
+    holding = _hold_run_folder(Path(cfg.out), held)
     if cfg.resume and ckpt_path.is_file():  # what the run was started with, where these options are silent
         resumed = read_checkpoint(ckpt_path, hint="; --resume cannot go on from it: move it aside to start the run "
                                   "again from step 0 (or --init a model exported from it earlier)")
@@ -292,6 +311,8 @@ def train(cfg: TrainConfig) -> Path:
         ensure_dir(out)
         if not os.access(out, os.W_OK | os.X_OK):  # (found at the log's opening, after the data and the model)
             raise SaicmError("cannot write to this run folder (nothing done)", str(out))
+        if not holding:  # (a new run's folder, made just now)
+            _hold_run_folder(out, held)
         for stale in out.glob(".checkpoint.pt.*.part.pt"):  # a checkpoint being written when the run was killed
             stale.unlink(missing_ok=True)
 
