@@ -125,12 +125,11 @@ def atomic_path(dest: str | os.PathLike, durable: bool = True) -> Iterator[Path]
     if not parent.is_dir():
         raise no_output_folder(parent)
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{_short(dest.name)}.", suffix=".part" + dest.suffix, dir=parent)
+        held, tmp = _held_temporary(dest, parent)
     except OSError as e:
         err = SaicmError(f"cannot write output ({e.strerror})", str(dest))
         err.errno = e.errno  # (a full disk or a read-only file system stops a folder job)
         raise err from None
-    os.close(fd)
     tmp_path = Path(tmp)
     try:
         yield tmp_path
@@ -145,6 +144,45 @@ def atomic_path(dest: str | os.PathLike, durable: bool = True) -> Iterator[Path]
         if isinstance(e, OSError) and e.errno in WRITE_ERRNOS:
             raise _write_error(e, dest) from None
         raise
+    finally:
+        if held is not None:
+            os.close(held)
+
+
+def _held_temporary(dest: Path, parent: Path) -> tuple[int | None, str]:
+    """A new temporary file beside ``dest`` and, where locks exist (not Windows, which cannot rename an open
+    file), a descriptor holding an advisory lock on it while it is written (None elsewhere): only a file no
+    process holds is a killed writer's (:func:`remove_stale_parts`)."""
+    for _ in range(8):
+        fd, tmp = tempfile.mkstemp(prefix=f".{_short(dest.name)}.", suffix=".part" + dest.suffix, dir=parent)
+        try:
+            locked = _lock_nowait(fd)
+        except BlockingIOError:  # (taken by remove_stale_parts between its making and the lock: being removed)
+            os.close(fd)
+            continue
+        if not locked:
+            os.close(fd)
+            return None, tmp
+        if os.fstat(fd).st_nlink:  # (not removed as stale before the lock was taken)
+            return fd, tmp
+        os.close(fd)
+    raise OSError(errno.EAGAIN, "its temporary files were removed as they were made (by another process)")
+
+
+def _lock_nowait(fd: int) -> bool:
+    """Whether an exclusive advisory lock on ``fd`` is now held (False: there are no locks to be had here);
+    :class:`BlockingIOError` if another process holds one."""
+    try:
+        import fcntl
+    except ImportError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as e:
+        if e.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+            raise BlockingIOError(e.errno, "held by another process") from None
+        return False  # (ENOLCK: a file system without locks)
+    return True
 
 
 #: the lock file of a folder one job at a time may write (:func:`exclusive`): hidden, so never an input
@@ -206,14 +244,26 @@ def exclusive(folder: str | os.PathLike, hint: str) -> Iterator[None]:
 
 def remove_stale_parts(dest: str | os.PathLike) -> None:
     """Remove the temporary files :func:`atomic_path` left beside ``dest`` when its writer was killed (``kill -9``,
-    a power cut): a job that writes the same file again (a resumed fit's checkpoint) would add one per kill."""
+    a power cut): a job that writes the same file again (a resumed fit's checkpoint) would add one per kill. One
+    that a live process holds (another job writing ``dest`` now) is left: removing it made that job fail as it
+    finished the file (``FileNotFoundError``; two ``saicm eval`` of a NeRV codec on one clip share its cached
+    checkpoint, two ``saicm video encode --resume`` of one output theirs)."""
     import glob
 
     dest = Path(dest)
     pattern = glob.escape(f".{_short(dest.name)}.") + "*" + glob.escape(".part" + dest.suffix)
     for stale in dest.parent.glob(pattern):
-        with contextlib.suppress(OSError):
+        try:
+            fd = os.open(stale, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+        except OSError:
+            continue
+        try:
+            _lock_nowait(fd)  # (held by no process: a killed writer's; where there are no locks, removed as before)
             stale.unlink()
+        except OSError:  # (BlockingIOError: a live writer's)
+            pass
+        finally:
+            os.close(fd)
 
 
 def _short(name: str, limit: int = 120) -> str:

@@ -385,6 +385,46 @@ def test_removing_a_killed_writers_parts_removes_those_alone(tmp_path):
     assert all(p.exists() for p in kept) and dest.read_bytes() == b"whole"
 
 
+_WRITER = """import sys
+from saicm._fs import atomic_path
+with atomic_path(sys.argv[1]) as tmp:
+    tmp.write_bytes(b"half")
+    print(tmp, flush=True)
+    sys.stdin.read()
+    tmp.write_bytes(b"whole, from the writer")
+"""
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="advisory locks (fcntl)")
+def test_removing_stale_parts_leaves_a_live_writers_and_removes_a_killed_ones(tmp_path):
+    """Two jobs writing one checkpoint (two `saicm eval` of a NeRV codec on one clip share its cached checkpoint):
+    the second's start removed the first's temporary file while it was written, and the first failed as it
+    finished it (FileNotFoundError). Only a file no live process holds is a killed writer's."""
+    from saicm import _fs
+
+    dest = tmp_path / "fit.ckpt"
+    env = os.environ | {"PYTHONPATH": os.pathsep.join(sys.path)}
+    writer = subprocess.Popen([sys.executable, "-c", _WRITER, str(dest)], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    part = writer.stdout.readline().strip()
+    assert part and os.path.exists(part)
+    _fs.remove_stale_parts(dest)
+    assert os.path.exists(part)  # a live writer's: left
+    out, err = writer.communicate("", timeout=60)
+    assert writer.returncode == 0, err
+    assert dest.read_bytes() == b"whole, from the writer" and not os.path.exists(part)
+
+    killed = subprocess.Popen([sys.executable, "-c", _WRITER, str(dest)], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    part = killed.stdout.readline().strip()
+    killed.kill()
+    killed.communicate(timeout=60)
+    assert os.path.exists(part)
+    _fs.remove_stale_parts(dest)
+    assert not os.path.exists(part)  # a killed writer's: removed
+    assert dest.read_bytes() == b"whole, from the writer"
+
+
 def test_the_umask_read_where_the_system_does_not_say_it_is_left_as_it_was(tmp_path, monkeypatch):
     """Without /proc (macOS, BSD) _umask() reads the mask by setting it, and must put it back (mutation audit:
     leaving 0o077 behind was not caught, every later file of the process would have been private)."""
