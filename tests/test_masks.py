@@ -377,3 +377,30 @@ def test_the_progress_bar_is_drawn_on_a_terminal_only(folder, tmp_path):
     r = run_cli("masks", folder, "-o", tmp_path / "m")
     assert r.returncode == 0, r.stderr
     assert "\r" not in r.stderr and "img/s" not in r.stderr, r.stderr
+
+
+def test_a_shard_started_beside_one_with_other_settings_is_refused_not_mixed_in(tmp_path, monkeypatch):
+    """Shards of an array job start together: two with other settings both found no masks.json, both wrote one
+    (the last stayed) and the folder held masks of both settings under one label. The record appearing while the
+    second writes its own is read and checked, as if it had been there."""
+    from saicm import SaicmError
+    from saicm.masks import job
+
+    out = tmp_path / "masks"
+    out.mkdir()
+    other = job.MaskSpec("regions", {"alpha": 0.9})
+    mine = job.MaskSpec("regions", {"alpha": 0.3})
+    real = job.write_atomic
+
+    def the_other_shard_first(dest, writer, *args, **kw):
+        if dest.name == "masks.json" and not dest.exists():
+            real(dest, lambda t: t.write_text(json.dumps(other.as_dict())))  # (the other shard, meanwhile)
+        return real(dest, writer, *args, **kw)
+
+    monkeypatch.setattr(job, "write_atomic", the_other_shard_first)
+    with pytest.raises(SaicmError, match="other settings"):
+        job._check_spec(out, mine, overwrite=False, sharded=True)
+    assert json.loads((out / "masks.json").read_text()) == other.as_dict()
+    (out / "masks.json").unlink()
+    job._check_spec(out, other, overwrite=False, sharded=True)  # the same settings: both go on
+    assert json.loads((out / "masks.json").read_text()) == other.as_dict()

@@ -26,7 +26,7 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from .._fs import atomic_path, ensure_dir, input_files, write_atomic
+from .._fs import OutputExists, atomic_path, ensure_dir, input_files, no_replace, write_atomic
 from ..codec.image_io import is_image_file, load_image
 from ..errors import SaicmError
 from . import OBJECT_SOURCES, SOURCES  # noqa: F401 — re-exported for callers of job
@@ -114,7 +114,8 @@ def _check_spec(out: Path, spec: MaskSpec, overwrite: bool, sharded: bool = Fals
     shards' masks would keep the old ones under the new label."""
     p = out / "masks.json"
     want = spec.as_dict()
-    if p.is_file():
+    existed = p.is_file()
+    if existed:
         try:
             have = json.loads(p.read_text())
         except (OSError, json.JSONDecodeError):
@@ -137,7 +138,13 @@ def _check_spec(out: Path, spec: MaskSpec, overwrite: bool, sharded: bool = Fals
     elif (not overwrite or sharded) and any("previews" not in q.relative_to(out).parts for q in out.rglob("*.png")):
         raise SaicmError("the folder holds mask images but no masks.json (not made by saicm masks, so their source "
                          "is unknown): use another -o, or --overwrite without --shard to remake them", str(out))
-    write_atomic(p, lambda t: t.write_text(json.dumps(want, indent=2) + "\n"))
+    try:
+        # a new folder's record is written only where none appeared meanwhile: shards of an array job start together,
+        # and two started with other settings both found no record, both wrote one and the folder mixed their masks
+        with no_replace(None if existed else p):
+            write_atomic(p, lambda t: t.write_text(json.dumps(want, indent=2) + "\n"))
+    except OutputExists:
+        _check_spec(out, spec, False, sharded)  # (another shard's, just written: it must match)
 
 
 def _same_as_before_0_18(have, want: dict) -> bool:
