@@ -438,6 +438,37 @@ def test_an_unwritable_default_cache_costs_only_the_cache(tmp_path, monkeypatch,
     assert sorted(p["quality"] for p in json.loads(out.read_text())["points"]) == [30, 50]
 
 
+def test_a_cache_the_user_cannot_read_costs_only_the_cache(tmp_path, monkeypatch, capsys):
+    """`sudo saicm eval` where sudo keeps $HOME leaves root's 0700 folders in the user's ~/.cache/saicm/decoded; a
+    shared --cache may be closed to them: the user's next sweep was a traceback (PermissionError) before its first
+    image. (Simulated: root reads any folder.)"""
+    d = _folder(tmp_path, 2)
+    cache = tmp_path / "c"
+    args = ["eval", "--codec", "jpeg", "--qualities", "50", "--dataset", str(d), "--task", "psnr",
+            "-o", str(tmp_path / "r.json"), "--cache", str(cache), "--quiet"]
+    assert main(args) == 0
+    first = results.load(tmp_path / "r.json")["points"]
+    capsys.readouterr()
+    real_stat = os.stat
+    closed = str(next(cache.iterdir()))  # (the codec's folder: root's, 0700)
+
+    def stat(path, *a, **kw):
+        if os.fspath(path).startswith(closed + os.sep):
+            raise PermissionError(13, "Permission denied", os.fspath(path))
+        return real_stat(path, *a, **kw)
+
+    monkeypatch.setattr(os, "stat", stat)
+    assert main(args) == 0  # at the first entry looked up
+    err = capsys.readouterr().err
+    assert err.count("cannot read the cache") == 1 and "Traceback" not in err
+    closed = str(cache)  # the codec's folder itself out of reach: at the start
+    assert main(args) == 0
+    err = capsys.readouterr().err
+    assert err.count("cannot read the cache") == 1 and "Traceback" not in err
+    strip = lambda ps: [{k: v for k, v in p.items() if not k.endswith("_s")} for p in ps]  # noqa: E731
+    assert strip(results.load(tmp_path / "r.json")["points"]) == strip(first)
+
+
 def test_every_quality_is_checked_before_the_sweep_codes_anything(tmp_path, monkeypatch, capsys):
     # --qualities 30,101 coded the whole folder at 30, then refused 101 (contributor audit)
     from saicm.eval import codecs

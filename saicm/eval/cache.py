@@ -84,7 +84,12 @@ class _Entries:
         """A cache folder (the root, or this codec's) that another user owns or may write is not used at all: its
         entries could be anyone's (a security review planted one that scored a codec 0.0065 bpp at 99 dB)."""
         for folder in (self.dir.parent, self.dir):
-            if folder.exists() and not trusted_folder(folder):
+            try:
+                there = folder.exists()
+            except OSError as e:  # (a folder above it the user cannot read)
+                self._unreadable(e)
+                return
+            if there and not trusted_folder(folder):
                 self.enabled = self.writable = False
                 print(f"saicm: warning: the cache folder {folder} is not yours alone (another user owns it or may "
                       "write in it): going on without the cache (--cache DIR names another, --no-cache none)",
@@ -106,7 +111,11 @@ class _Entries:
         if not self.enabled:
             return None
         value, meta = self._paths(quality, key)
-        if not (value.is_file() and meta.is_file()):
+        try:
+            if not (value.is_file() and meta.is_file()):
+                return None
+        except OSError as e:
+            self._unreadable(e)
             return None
         try:
             return self._read(value), json.loads(meta.read_text())
@@ -132,6 +141,14 @@ class _Entries:
         self.dir.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         for f in (self.dir, folder):
             f.mkdir(exist_ok=True, mode=0o700)
+
+    def _unreadable(self, e: OSError) -> None:
+        """A cache folder the user cannot read (root's own, 0700: made by ``sudo saicm eval`` where sudo keeps
+        ``$HOME``; a shared one closed to them) is not used at all, said once: it was a traceback
+        (``PermissionError``) before the first image, or at the first entry looked up."""
+        self.enabled = self.writable = False
+        print(f"saicm: warning: cannot read the cache in {self.dir} ({e.strerror or e}): going on without the cache "
+              "(--cache DIR names another folder, --no-cache none)", file=sys.stderr)
 
     def _give_up(self, e: Exception) -> None:
         """A cache that cannot be written (read-only home, a file in the way, a full disk) costs only the cache: the
