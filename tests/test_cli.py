@@ -145,6 +145,32 @@ def test_models_lists_the_users_own_models_too(capsys, tmp_path, monkeypatch, ti
     assert [(r["name"], r["source"]) for r in rows if r["source"] == "user"] == [("mine", "user")]
 
 
+def test_a_model_folder_the_user_cannot_read_is_said_not_a_traceback(capsys, tmp_path, monkeypatch, image_file):
+    """A $HOME of another user (kept by `sudo -u`, a cron job's) whose ~/.local/share/saicm/models cannot be looked
+    at: `saicm models` and any model name that is not shipped were a traceback (PermissionError). (Simulated: root
+    reads any folder.)"""
+    closed = tmp_path / "theirs" / "models"
+    monkeypatch.setenv("SAICM_MODELS", str(closed))
+    real_stat, real_listdir = os.stat, os.listdir
+
+    def denied(real):
+        def call(path, *a, **kw):
+            if os.fspath(path).startswith(str(closed)):
+                raise PermissionError(13, "Permission denied", os.fspath(path))
+            return real(path, *a, **kw)
+        return call
+
+    monkeypatch.setattr(os, "stat", denied(real_stat))
+    monkeypatch.setattr(os, "listdir", denied(real_listdir))
+    assert main(["models"]) == 0
+    out = capsys.readouterr().out
+    assert f"{closed}: your model folder cannot be read (Permission denied)" in out
+    assert main(["models", "--json"]) == 0
+    assert all(r["source"] == "shipped" for r in json.loads(capsys.readouterr().out))
+    code = main(["compress", str(image_file), "-o", str(tmp_path / "x.saicm"), "--model", "mine"])
+    _assert_one_line_error(code, capsys.readouterr().err, "unknown model 'mine'", "which cannot be read")
+
+
 def _assert_one_line_error(code, stderr, *needles):
     assert code != 0
     lines = stderr.strip().splitlines()

@@ -209,7 +209,11 @@ def user_models() -> tuple[dict[str, ModelInfo], list[str]]:
     file there that is not a readable model."""
     out, bad = {}, []
     folder = user_model_dir()
-    for p in sorted(folder.glob("*" + SUFFIX)) if folder.is_dir() else []:
+    try:
+        files = sorted(folder / n for n in os.listdir(folder) if n.endswith(SUFFIX)) if folder.is_dir() else []
+    except OSError as e:  # (a folder the user may not read: another's $HOME kept by sudo -u, a cron job's HOME)
+        return out, [f"{folder}: your model folder cannot be read ({e.strerror or e})"]
+    for p in files:
         try:
             info = read_info(p)
         except ModelError as e:
@@ -217,6 +221,16 @@ def user_models() -> tuple[dict[str, ModelInfo], list[str]]:
             continue
         out[info.name] = info
     return out, bad
+
+
+def _is_file(path: Path) -> bool:
+    """Whether ``path`` is a file; False where it cannot be looked at: a model folder the user may not read
+    (``$HOME`` another user's, kept by ``sudo -u``; a cron job's) was a traceback (``PermissionError``) for any
+    model name that is not shipped, and for ``saicm models``."""
+    try:
+        return path.is_file()
+    except OSError:
+        return False
 
 
 def names_a_file(model: str | os.PathLike) -> bool:
@@ -280,7 +294,7 @@ def resolve(model: str | os.PathLike | ModelInfo | None) -> ModelInfo:
     models = shipped_models()
     if s not in models:
         user = user_model_dir() / (s + SUFFIX)  # a bare name (no path separator, no suffix): never leaves the folder
-        if user.is_file():
+        if _is_file(user):
             return read_info(user)
         if s in RETIRED_MODELS:
             raise ModelError(f"model {s!r} is no longer shipped; " + recover_weights(s, RETIRED_MODELS[s]))
@@ -293,7 +307,10 @@ def resolve(model: str | os.PathLike | ModelInfo | None) -> ModelInfo:
             raise ModelError(_not_a_model(s) or "not a model file: --model takes a model's name or its .safetensors "
                              "file", s)
         udir = user_model_dir()
-        state = "" if udir.is_dir() else ", which is not a folder" if udir.exists() else ", which does not exist"
+        try:
+            state = "" if udir.is_dir() else ", which is not a folder" if udir.exists() else ", which does not exist"
+        except OSError as e:
+            state = f", which cannot be read ({e.strerror or e})"
         raise ModelError(f"unknown model {s!r} ({_unknown_model_hint(s, list(models))}; your own are found by "
                          f"name in {udir} ($SAICM_MODELS){state}, or give the weight file's path: PATH.safetensors)")
     return models[s]
@@ -379,7 +396,7 @@ def locate(name: str, sha256_hex: str, model_dir: str | None = None) -> ModelInf
         candidates.append(models[name])
     for folder in ([model_dir] if model_dir else []) + [user_model_dir()]:  # beside it, then the user's folder
         p = Path(folder) / (name + SUFFIX)
-        if p.is_file():
+        if _is_file(p):
             candidates.append(read_info(p, name=name))
     for info in candidates:
         if full_checksum(info.path).hex() == sha256_hex:
