@@ -194,13 +194,14 @@ class Busy(SaicmError):
 
 
 @contextlib.contextmanager
-def exclusive(folder: str | os.PathLike, hint: str) -> Iterator[None]:
+def exclusive(folder: str | os.PathLike, hint: str, wait: bool = False) -> Iterator[None]:
     """Hold ``folder`` (an existing folder) for this process inside: an advisory lock (``flock``) on its
     :data:`LOCK_NAME`, which holds the holder's process id. Held by another process, :class:`Busy` at once, naming
     it and ``hint`` (what to do). Two ``saicm train --resume`` of one run folder both went on from its checkpoint
     and wrote it, the log and the model in turn: both said they were done, the log held every step twice and the
     checkpoint was whichever wrote last. The lock goes with the process (a killed one holds nothing); where no lock
-    can be made (a folder that cannot be written, a file system without locks, Windows) the job goes on unlocked."""
+    can be made (a folder that cannot be written, a file system without locks, Windows) the job goes on unlocked.
+    ``wait``: wait for the other process instead (for moments of work: :func:`atomic_folder`'s publishing)."""
     try:
         import fcntl
     except ImportError:
@@ -220,9 +221,9 @@ def exclusive(folder: str | os.PathLike, hint: str) -> Iterator[None]:
     try:
         if fd is not None:
             try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                fcntl.flock(fd, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
             except OSError as e:
-                if e.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                if wait or e.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
                     os.close(fd)  # (ENOLCK: no locks here)
                     fd = None
                 else:
@@ -421,7 +422,7 @@ def atomic_folder(dest: str | os.PathLike) -> Iterator[Path]:
     if dest.exists() and not dest.is_dir():  # (-o /dev/full said "not an empty folder": a folder is wanted)
         what = "a device or FIFO" if _is_stream(dest.stat().st_mode) else "a file"
         raise SaicmError(f"output exists and is {what}, not a folder (pick another -o)", str(dest))
-    if dest.exists() and any(not _stale_part(p, dest) for p in dest.iterdir()):
+    if dest.exists() and _has_content(dest):
         raise SaicmError("output exists and is not an empty folder (pick another -o)", str(dest))
     inside = dest.is_dir()
     parent = dest.parent if str(dest.parent) else Path(".")
@@ -434,17 +435,40 @@ def atomic_folder(dest: str | os.PathLike) -> Iterator[Path]:
     try:
         yield tmp
         if inside:
-            for entry in sorted(tmp.iterdir()):
-                os.replace(entry, dest / entry.name)
+            # one job at a time moves its files out, into a folder still empty: two jobs writing one empty folder
+            # both moved theirs in (frames of two ranges, one frames.json)
+            with exclusive(dest, "", wait=True):
+                try:
+                    if _has_content(dest):
+                        raise SaicmError(_APPEARED, str(dest))
+                    for entry in sorted(tmp.iterdir()):
+                        os.replace(entry, dest / entry.name)
+                finally:  # (not left among the files; removed under the lock: a job waiting for it finds them)
+                    with contextlib.suppress(OSError):
+                        (dest / LOCK_NAME).unlink()
             tmp.rmdir()
         else:
-            os.replace(tmp, dest)
+            try:
+                os.replace(tmp, dest)
+            except OSError as e:  # (another job's folder there now: renaming onto it was a traceback)
+                if e.errno in (errno.ENOTEMPTY, errno.EEXIST, errno.ENOTDIR, errno.EISDIR):
+                    raise SaicmError(_APPEARED, str(dest)) from None
+                raise
             os.chmod(dest, 0o777 & ~_umask())
     except BaseException as e:
         shutil.rmtree(tmp, ignore_errors=True)
         if isinstance(e, OSError) and e.errno in WRITE_ERRNOS:
             raise _write_error(e, dest) from None
         raise
+
+
+#: the error of an output folder that another job wrote while this one was writing it
+_APPEARED = "output is no longer an empty folder: another job wrote it meanwhile (nothing written; pick another -o)"
+
+
+def _has_content(folder: Path) -> bool:
+    """Whether ``folder`` holds anything but killed jobs' temporary folders and the lock of :func:`exclusive`."""
+    return any(not _stale_part(p, folder) and p.name != LOCK_NAME for p in folder.iterdir())
 
 
 def _stale_part(entry: Path, folder: Path) -> bool:

@@ -356,6 +356,34 @@ def test_only_a_killed_jobs_temporary_folder_is_not_content_of_an_output_folder(
                 pass
 
 
+@pytest.mark.parametrize("made", [False, True])
+def test_an_output_folder_another_job_wrote_meanwhile_is_refused_not_mixed(tmp_path, made):
+    """Two `saicm video frames CLIP -o fr` at once: into an empty folder both moved their files in (frames of both
+    ranges, one frames.json); into a new one the second renamed its folder onto the first's (a traceback: Directory
+    not empty). The second is one line, and writes nothing."""
+    from saicm import _fs
+    from saicm.errors import SaicmError
+
+    dest = tmp_path / "fr"
+    if made:
+        dest.mkdir()
+    with pytest.raises(SaicmError, match="another job wrote it meanwhile"):
+        with _fs.atomic_folder(dest) as tmp:
+            (tmp / "frame_000010.png").write_bytes(b"mine")
+            (tmp / "frames.json").write_bytes(b"mine")
+            if not made:
+                dest.mkdir()
+            (dest / "frame_000000.png").write_bytes(b"theirs")  # (the other job's, published meanwhile)
+            (dest / "frames.json").write_bytes(b"theirs")
+    assert sorted(p.name for p in dest.iterdir()) == ["frame_000000.png", "frames.json"]
+    assert (dest / "frames.json").read_bytes() == b"theirs" and not list(tmp_path.glob(".fr.*"))
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with _fs.atomic_folder(empty) as tmp:  # alone: written, and nothing of the lock left among the files
+        (tmp / "a.png").write_bytes(b"x")
+    assert [p.name for p in empty.iterdir()] == ["a.png"]
+
+
 def test_text_goes_to_standard_output_when_there_is_no_output_file():
     """text_stream(None) (no output named) is standard output, not a TypeError."""
     import sys
