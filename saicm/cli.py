@@ -224,6 +224,10 @@ def _info_one(path: str, as_json: bool, header: str | None, separate: bool = Fal
                 print(printable(f"{k:24s} {row[k]}"))
             print(printable(f"{'qualities':24s} {_qualities_text(row['qualities'])}"))
             for k, v in row["training"].items():
+                if k == "sessions" and isinstance(v, list):  # one line each (the run's, and one per resume)
+                    for i, session in enumerate(v):
+                        print(printable(f"{f'training.sessions[{i}]':24s} {_session_text(session)}"))
+                    continue
                 print(printable(f"{'training.' + k:24s} {v}"))
 
         show(model_file_row(path), model_text)
@@ -250,6 +254,18 @@ def _info_one(path: str, as_json: bool, header: str | None, separate: bool = Fal
 
 #: `saicm models` lists this many rate points of a model, then how many there are
 MAX_LISTED_QUALITIES = 16
+
+
+def _session_text(s) -> str:
+    """One session of a training run (``saicm.train.trainer._sessions``) in a line."""
+    if not isinstance(s, dict):
+        return str(s)
+    data = s.get("data") if isinstance(s.get("data"), dict) else {}
+    commit = f" ({str(s['commit'])[:12]}{', modified' if s.get('dirty') else ''})" if s.get("commit") else ""
+    libraries = ", ".join(f"{k} {s[k]}" for k in ("torch", "numpy", "compressai") if s.get(k))
+    return (f"from step {s.get('from_step')}: saicm {s.get('saicm')}{commit}, python {s.get('python')}, {libraries}; "
+            f"{s.get('threads')} thread(s), {s.get('processes')} process(es), {s.get('device')}; data: "
+            f"{data.get('images')} images, sha256 {data.get('sha256')}")
 
 
 def _qualities_text(qualities: list[dict]) -> str:

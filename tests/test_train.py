@@ -911,3 +911,41 @@ def test_lambdas_that_are_none_or_infinite_are_refused(bad):
 
     with pytest.raises(argparse.ArgumentTypeError, match="expected positive λ values in ascending order"):
         lambdas(bad)
+
+
+def test_the_model_file_and_checkpoint_name_the_software_threads_and_data_that_made_them(data_dir, tmp_path, capsys):
+    """A weight file recorded the run's options but not which saicm (or PyTorch) trained it, on how many threads,
+    nor what data (a folder name only): a reproducibility review could not tell a retrain's inputs from the
+    original's. Each session of a run (the first, one per resume) now says so, in the checkpoint and the files."""
+    import shutil
+    from importlib import metadata
+
+    from saicm.models.catalog import read_info
+
+    copy = tmp_path / "copy"
+    shutil.copytree(data_dir, copy)
+    final = train(tiny_cfg(data_dir, tmp_path / "a", steps=2))
+    again = train(tiny_cfg(copy, tmp_path / "b", steps=2))
+    (s,) = read_info(final).training["sessions"]
+    assert s["saicm"] == saicm.__version__ and s["torch"] == metadata.version("torch") and s["from_step"] == 0
+    assert s["threads"] == torch.get_num_threads() and s["processes"] == 1
+    assert s["data"]["images"] == 5 and len(s["data"]["sha256"]) == 64
+    assert read_info(again).training["sessions"][0]["data"] == s["data"]  # the same images elsewhere: the same data
+    ck = torch.load(tmp_path / "a" / "checkpoint.pt", weights_only=True)
+    assert ck["sessions"] == [s]
+    export_checkpoint(tmp_path / "a" / "checkpoint.pt", tmp_path / "e.safetensors")
+    assert read_info(tmp_path / "e.safetensors").training["sessions"] == [s]
+    # one image changed: other data, said when the run goes on with it
+    Image.fromarray(natural_image(80, 100, seed=42)).save(copy / "0.png")
+    with pytest.warns(UserWarning, match="the training data differ from the run's"):
+        resumed = train(tiny_cfg(copy, tmp_path / "b", steps=3, resume=True))
+    first, second = read_info(resumed).training["sessions"]
+    assert first["data"] == s["data"] and second["from_step"] == 2
+    assert second["data"]["images"] == 5 and second["data"]["sha256"] != s["data"]["sha256"]
+    from saicm.cli import main
+
+    capsys.readouterr()
+    assert main(["info", str(resumed)]) == 0
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("training.sessions")]
+    assert len(lines) == 2 and f"from step 2: saicm {saicm.__version__}" in lines[1]
+    assert f"data: 5 images, sha256 {second['data']['sha256']}" in lines[1]

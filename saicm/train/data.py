@@ -9,6 +9,7 @@ together with the image.
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +34,14 @@ def list_images(root: str | Path) -> list[Path]:
     return files
 
 
+def _file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
 class RandomCrops(Dataset):
     """An endless stream of random crops; ``len`` is nominal and the index ignored.
 
@@ -48,6 +57,7 @@ class RandomCrops(Dataset):
             raise SaicmError(f"{len(roots)} data folders but {len(mask_roots)} mask folders")
         self.files = []
         pairs = []
+        listing = hashlib.sha256()  # the data fingerprint (see `fingerprint`)
         for r, mr in zip(roots, mask_roots):
             files = list_images(r)
             clash = mask_name_clash([f.relative_to(r) for f in files]) if mr is not None else None
@@ -65,6 +75,10 @@ class RandomCrops(Dataset):
         for r, mr, f in tqdm(pairs, desc="loading images", disable=True if not progress else None, unit="img"):
             rgb = load_image(f).rgb
             m = self._load_mask(r, mr, f) if mr is not None else None
+            listing.update(f"{roots.index(r)}\t{f.relative_to(r).as_posix()}\t{_file_sha256(f)}".encode())
+            if mr is not None:
+                listing.update(f"\t{_file_sha256(mr / mask_path(f.relative_to(r)))}".encode())
+            listing.update(b"\n")
             if m is not None and m.shape != rgb.shape[:2]:
                 raise SaicmError(f"mask is {m.shape[1]}x{m.shape[0]}, image is {rgb.shape[1]}x{rgb.shape[0]}",
                                  str(f))
@@ -72,6 +86,10 @@ class RandomCrops(Dataset):
             rgb, m = self._fit(rgb, m)
             self.images.append(rgb)
             self.masks.append(m)
+        #: what the crops are drawn from, by content: the number of images and the SHA-256 of one line per image,
+        #: in the order they are drawn by index (``FOLDER_INDEX\tRELATIVE/PATH\tSHA256_OF_FILE[\tSHA256_OF_MASK]``):
+        #: the same folders give the same fingerprint wherever they are, one changed, added or renamed image another
+        self.fingerprint = {"images": len(pairs), "sha256": listing.hexdigest()}
         if small:
             from ..errors import warn as saicm_warn
 

@@ -440,6 +440,7 @@ def _train(cfg: TrainConfig, held: contextlib.ExitStack) -> Path:
         runner = CompiledStep(runner)
 
     data = RandomCrops(_as_list(cfg.data), patch=cfg.patch, masks=_as_list(cfg.masks) or None, progress=cfg.progress and rank == 0)
+    sessions = _sessions(resumed, start, world, device, data.fingerprint, rank)
     loader = iter(DataLoader(data, batch_size=cfg.batch // world, shuffle=False, num_workers=0, drop_last=True))
     if resumed_rng is not None and len(resumed_rng) == world and not (legacy_rng and world > 1):
         _restore_rng(resumed_rng[rank], device)
@@ -478,7 +479,7 @@ def _train(cfg: TrainConfig, held: contextlib.ExitStack) -> Path:
                 if saved_at < step:
                     rng = _rng_states(world, device)  # (a collective)
                     if rank == 0:
-                        _save_checkpoint(ckpt_path, model, opt, aux_opt, step, cfg, rng)
+                        _save_checkpoint(ckpt_path, model, opt, aux_opt, step, cfg, rng, sessions)
                 if world > 1:
                     dist.barrier()  # the checkpoint is on disk before any rank says so
                 raise TrainingInterrupted(step, ckpt_path if step > 0 else None, quiet=rank > 0)
@@ -531,7 +532,7 @@ def _train(cfg: TrainConfig, held: contextlib.ExitStack) -> Path:
             if done % cfg.ckpt_every == 0 or done == cfg.steps:
                 rng = _rng_states(world, device)  # every rank's (a collective: all ranks call it)
                 if rank == 0:
-                    _save_checkpoint(ckpt_path, model, opt, aux_opt, done, cfg, rng)
+                    _save_checkpoint(ckpt_path, model, opt, aux_opt, done, cfg, rng, sessions)
                 saved_at = done
     finally:
         stop.close()
@@ -555,7 +556,7 @@ def _train(cfg: TrainConfig, held: contextlib.ExitStack) -> Path:
         if trained["M"] is None and hasattr(model, "channels"):
             trained["M"] = model.channels  # the additional codec's latent channels
         save_model(model, final, extra_meta={"training": training_record(asdict(cfg) | trained,
-                                                                          max(start, cfg.steps))})
+                                                                          max(start, cfg.steps), sessions)})
     if world > 1:
         dist.barrier()
         dist.destroy_process_group()
@@ -619,7 +620,26 @@ def _restore_rng(state: tuple, device: torch.device) -> None:
         torch.cuda.set_rng_state(state[2], device)
 
 
-def _save_checkpoint(path: Path, model, opt, aux_opt, step: int, cfg: TrainConfig, rng: list[tuple]) -> None:
+def _sessions(resumed: dict | None, start: int, world: int, device, fingerprint: dict, rank: int = 0) -> list[dict]:
+    """The run's sessions (the first, and one more per resume): from which step, with which software (saicm's
+    version and commit, the libraries'), how many threads and processes, on what data (its fingerprint). Kept in
+    the checkpoint and written into the model file, so that the weights name what made them. A resume on other
+    data than the session before it is said (the run goes on, no longer the run it would have been)."""
+    from .._provenance import software
+
+    before = [s for s in (resumed or {}).get("sessions") or [] if isinstance(s, dict)]
+    last = before[-1].get("data") if before else None
+    if rank == 0 and isinstance(last, dict) and last.get("sha256") != fingerprint["sha256"]:
+        from ..errors import warn as saicm_warn
+
+        saicm_warn(f"the training data differ from the run's ({fingerprint['images']} images now, "
+                   f"{last.get('images')} before, other content): the run goes on, on these")
+    return before + [{"from_step": start, **software(), "threads": torch.get_num_threads(), "processes": world,
+                      "device": device.type, "data": dict(fingerprint)}]
+
+
+def _save_checkpoint(path: Path, model, opt, aux_opt, step: int, cfg: TrainConfig, rng: list[tuple],
+                     sessions: list[dict] | None = None) -> None:
     state = {
         "model": model.state_dict(),
         "opt": opt.state_dict(),
@@ -631,6 +651,7 @@ def _save_checkpoint(path: Path, model, opt, aux_opt, step: int, cfg: TrainConfi
         "config": asdict(cfg),
         "model_spec": {"architecture": model.architecture, "config": model.config,
                        "build_extras": getattr(model, "build_extras", {})},
+        "sessions": sessions or [],
     }
     save_atomic(state, path)
 
@@ -669,10 +690,12 @@ def _recorded_model(ck: dict, ckpt: str | Path) -> nn.Module:
         raise SaicmError(f"its recorded model cannot be built ({type(e).__name__}: {why})", str(ckpt)) from None
 
 
-def training_record(settings: dict, steps_done: int) -> dict:
+def training_record(settings: dict, steps_done: int, sessions: list | None = None) -> dict:
     """The ``training`` metadata of a weight file (``saicm train``'s and ``saicm export``'s): the run's settings with
-    their paths as :func:`recorded_settings` gives them, its parent's checksum (:func:`_lineage`), the steps done."""
-    return recorded_settings(settings) | _lineage(settings.get("init")) | {"steps_done": steps_done}
+    their paths as :func:`recorded_settings` gives them, its parent's checksum (:func:`_lineage`), the steps done,
+    and its sessions (:func:`_sessions`: software, threads, data fingerprint; runs of saicm 0.26.1 and before have none)."""
+    return (recorded_settings(settings) | _lineage(settings.get("init")) | {"steps_done": steps_done}
+            | ({"sessions": sessions} if sessions else {}))
 
 
 def _lineage(init) -> dict:
@@ -725,4 +748,6 @@ def export_checkpoint(ckpt: str | Path, dest: str | Path, meta: dict | None = No
     c = ck["config"]
     model = _recorded_model(ck, ckpt)
     load_strict(model, ck["model"], str(ckpt), "the model it records")
-    save_model(model, dest, extra_meta={"training": training_record(c, ck["step"])} | (meta or {}), in_place=True)
+    sessions = ck.get("sessions") if isinstance(ck.get("sessions"), list) else None
+    save_model(model, dest, extra_meta={"training": training_record(c, ck["step"], sessions)} | (meta or {}),
+               in_place=True)

@@ -1,0 +1,50 @@
+"""What software made a file: saicm's version (and git commit when it runs from a checkout) and the libraries whose
+versions decide its numbers. Training runs and evaluation results record it, so that a figure can be traced to
+the code that produced it (a reproducibility review found neither a weight file nor its checkpoint naming the saicm
+that trained it)."""
+
+from __future__ import annotations
+
+import functools
+import platform
+import subprocess
+from importlib import metadata
+from pathlib import Path
+
+#: the distributions whose versions go into a record (those installed; torch's only when it is)
+LIBRARIES = ("torch", "numpy", "onnxruntime", "compressai", "Pillow")
+
+
+@functools.lru_cache(maxsize=1)
+def source_commit() -> dict:
+    """``{"commit": HASH, "dirty": bool}`` when saicm is imported from a git checkout (an editable install, a
+    clone on ``PYTHONPATH``), else {} (an installed wheel: its version says which code it is)."""
+    root = Path(__file__).resolve().parent.parent
+    if not (root / ".git").exists():
+        return {}
+    try:
+        head = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True,
+                              timeout=10)
+        if head.returncode:
+            return {}
+        status = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no", "--",
+                                 "saicm"], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.SubprocessError):
+        return {}
+    out = {"commit": head.stdout.strip()}
+    if status.returncode == 0:
+        out["dirty"] = bool(status.stdout.strip())  # saicm's own sources differ from the commit
+    return out
+
+
+def software() -> dict:
+    """``{"saicm": VERSION, ["commit": …, "dirty": …,] "python": …, LIBRARY: VERSION, …}``."""
+    from . import __version__
+
+    out = {"saicm": __version__, **source_commit(), "python": platform.python_version()}
+    for name in LIBRARIES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return out  # (the distributions' versions, the same whether or not the library was imported)
