@@ -523,3 +523,30 @@ def test_the_codec_help_names_every_registered_codec():
     codec_help = next(a.help for a in sub.choices["eval"]._actions if "--codec" in a.option_strings)
     named = set(re.findall(r"[a-z][a-z0-9-]*", codec_help))
     assert not [name for name in CODECS if name not in named]
+
+
+def test_results_name_the_software_and_the_images_by_content(tmp_path, capsys):
+    """A results file named its dataset by a path and the saicm version alone: a re-run on a folder where one image
+    had changed (or by another build of the libraries) could not be told from the original. It records the
+    libraries and a fingerprint of the pixels, the same for the same images elsewhere."""
+    import shutil
+
+    import saicm
+    from PIL import Image
+
+    from .conftest import natural_image
+
+    d = _folder(tmp_path)
+    copy = tmp_path / "elsewhere" / "ds"
+    shutil.copytree(d, copy)
+
+    def run(folder, out):
+        assert main(["eval", "--codec", "jpeg", "--qualities", "50", "--dataset", str(folder), "--task", "psnr",
+                     "-o", str(out), "--no-cache", "--quiet"]) == 0
+        return results.load(out)
+
+    a, b = run(d, tmp_path / "a.json"), run(copy, tmp_path / "b.json")
+    assert a["software"]["saicm"] == saicm.__version__ == a["saicm_version"] and "python" in a["software"]
+    assert len(a["dataset_sha256"]) == 64 and a["dataset_sha256"] == b["dataset_sha256"]
+    Image.fromarray(natural_image(170, 200, seed=7)).save(copy / "1.png")
+    assert run(copy, tmp_path / "c.json")["dataset_sha256"] != a["dataset_sha256"]

@@ -107,10 +107,26 @@ def warn_exact_decodes(codec_name: str, quality, psnrs: Sequence[float]) -> None
                    "infinite); the point's mean PSNR is written as null")
 
 
+def dataset_fingerprint(images: dict[str, Image.Image]) -> str:
+    """The SHA-256 of an image set as a sweep reads it: one line ``NAME\\tWIDTHxHEIGHT\\tSHA256_OF_RGB_PIXELS`` per
+    image, by sorted name; the same pictures under the same names give the same fingerprint wherever the folder is
+    (a results file named its dataset by a path alone: a changed, added or re-encoded image went unseen)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for name in sorted(images):
+        img = images[name]
+        pixels = hashlib.sha256(np.asarray(img.convert("RGB")).tobytes()).hexdigest()
+        h.update(f"{name}\t{img.width}x{img.height}\t{pixels}\n".encode("utf-8", "surrogateescape"))
+    return h.hexdigest()
+
+
 def start_result(codec: Codec, dataset: str, task: Task | None, originals: dict[str, Image.Image]) -> dict:
     """A new results record of ``codec`` on ``originals`` (name → image, frames for clips), before any point:
     the task's bootstrap draws of the images and its score of the originals (the reference)."""
     res = new_result(codec.name, codec.config(), dataset, task.name if task else "psnr", len(originals))
+    if originals and all(isinstance(v, Image.Image) for v in originals.values()):
+        res["dataset_sha256"] = dataset_fingerprint(originals)
     if getattr(task, "bootstrap", 0):
         res["bootstrap"] = bootstrap_spec(originals, task.bootstrap)
     if task is not None:

@@ -11,6 +11,8 @@
       "reference": {...},          # task metrics on uncompressed images (if any)
       "per_image": {"name.png": [{"quality": .., "bpp": .., "psnr": ..}, ...]},
       "created": "ISO time", "saicm_version": "0.2.0",
+      "software": {"saicm": "0.2.0", "commit": "…", "python": "3.11.7", "torch": "…", …},
+      "dataset_sha256": "…",       # image folders: sorted names and decoded pixels (saicm.eval.rd)
       "bootstrap": {"replicates": 200, "seed": 0, "images": "sha256 prefix of the sorted names"}
     }
 
@@ -37,6 +39,7 @@ SCHEMA = "saicm-results/1"
 
 def new_result(codec: str, codec_config: dict, dataset: str, task: str, num_images: int) -> dict:
     from .. import __version__
+    from .._provenance import software
 
     return {
         "schema": SCHEMA,
@@ -50,6 +53,7 @@ def new_result(codec: str, codec_config: dict, dataset: str, task: str, num_imag
         "per_image": {},
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "saicm_version": __version__,
+        "software": software(),  # (the commit and libraries beside the version; saicm.eval.rd adds dataset_sha256)
     }
 
 
