@@ -188,6 +188,38 @@ def test_ctrl_c_saves_the_steps_done_and_the_run_resumes_exactly(data_dir, tmp_p
     assert "saicm: interrupted after step 3: its checkpoint is saved" in capsys.readouterr().err
 
 
+def test_a_run_stopped_between_log_lines_resumes_with_the_same_log(data_dir, tmp_path, monkeypatch, python_sigint):
+    """The weights of a resumed run were the uninterrupted run's, but its first log line after the resume averaged
+    only the steps after the checkpoint (log every 4 steps, stopped after step 3: step 4's line was step 4 alone):
+    the losses a reviewer re-obtains differed. The checkpoint keeps the log's running sums."""
+    import signal
+
+    from saicm.train import trainer
+
+    opts = dict(steps=8, log_every=4, ckpt_every=100)
+    train(tiny_cfg(data_dir, tmp_path / "whole", **opts))
+    real = trainer._lr_at
+
+    def ctrl_c_in_step_3(cfg, step):
+        if step == 2:
+            signal.raise_signal(signal.SIGINT)
+        return real(cfg, step)
+
+    monkeypatch.setattr(trainer, "_lr_at", ctrl_c_in_step_3)
+    out = tmp_path / "cut"
+    with pytest.raises(KeyboardInterrupt, match="interrupted after step 3"):
+        train(tiny_cfg(data_dir, out, **opts))
+    monkeypatch.setattr(trainer, "_lr_at", real)
+    train(tiny_cfg(data_dir, out, resume=True, **opts))
+
+    def lines(run):
+        return [{k: v for k, v in json.loads(line).items() if k != "seconds"}
+                for line in (run / "log.jsonl").read_text().splitlines()]
+
+    assert [r["step"] for r in lines(out)] == [4, 8]
+    assert lines(out) == lines(tmp_path / "whole")
+
+
 def test_sigterm_saves_the_steps_done_like_ctrl_c(data_dir, tmp_path, monkeypatch):
     """A scheduler's SIGTERM (preemption, a time limit) killed the run and lost every step since the last
     checkpoint; now it stops after the current step with its checkpoint saved, as Ctrl-C does."""

@@ -461,6 +461,11 @@ def _train(cfg: TrainConfig, held: contextlib.ExitStack) -> Path:
     t0 = time.time()
     acc: dict[str, float] = {}
     n_acc = 0
+    # the sums of the steps since the last log line, as the checkpoint left them: a resumed run's first line averages
+    # the same steps as the uninterrupted run's (it averaged only those after the checkpoint)
+    held = (resumed or {}).get("log_acc")
+    if isinstance(held, dict) and isinstance(held.get("sums"), dict) and isinstance(held.get("steps"), int):
+        acc, n_acc = {k: float(v) for k, v in held["sums"].items()}, held["steps"]
     bad = 0
 
     def skip(what: str, step: int) -> None:
@@ -479,7 +484,7 @@ def _train(cfg: TrainConfig, held: contextlib.ExitStack) -> Path:
                 if saved_at < step:
                     rng = _rng_states(world, device)  # (a collective)
                     if rank == 0:
-                        _save_checkpoint(ckpt_path, model, opt, aux_opt, step, cfg, rng, sessions)
+                        _save_checkpoint(ckpt_path, model, opt, aux_opt, step, cfg, rng, sessions, (acc, n_acc))
                 if world > 1:
                     dist.barrier()  # the checkpoint is on disk before any rank says so
                 raise TrainingInterrupted(step, ckpt_path if step > 0 else None, quiet=rank > 0)
@@ -532,7 +537,7 @@ def _train(cfg: TrainConfig, held: contextlib.ExitStack) -> Path:
             if done % cfg.ckpt_every == 0 or done == cfg.steps:
                 rng = _rng_states(world, device)  # every rank's (a collective: all ranks call it)
                 if rank == 0:
-                    _save_checkpoint(ckpt_path, model, opt, aux_opt, done, cfg, rng, sessions)
+                    _save_checkpoint(ckpt_path, model, opt, aux_opt, done, cfg, rng, sessions, (acc, n_acc))
                 saved_at = done
     finally:
         stop.close()
@@ -639,7 +644,7 @@ def _sessions(resumed: dict | None, start: int, world: int, device, fingerprint:
 
 
 def _save_checkpoint(path: Path, model, opt, aux_opt, step: int, cfg: TrainConfig, rng: list[tuple],
-                     sessions: list[dict] | None = None) -> None:
+                     sessions: list[dict] | None = None, log_acc: tuple[dict, int] | None = None) -> None:
     state = {
         "model": model.state_dict(),
         "opt": opt.state_dict(),
@@ -652,6 +657,8 @@ def _save_checkpoint(path: Path, model, opt, aux_opt, step: int, cfg: TrainConfi
         "model_spec": {"architecture": model.architecture, "config": model.config,
                        "build_extras": getattr(model, "build_extras", {})},
         "sessions": sessions or [],
+        # the log's running sums since its last line (what a resume needs to write the same next line)
+        "log_acc": {"sums": dict(log_acc[0]), "steps": int(log_acc[1])} if log_acc is not None else None,
     }
     save_atomic(state, path)
 
