@@ -1012,3 +1012,19 @@ def test_a_folder_of_frames_is_read_as_compress_reads_images(tmp_path):
     assert clip.frames.shape == (2, 40, 24, 3)
     assert np.array_equal(clip.frames[1], load_image(turned / "frame_000001.png").rgb)
     assert np.array_equal(clip.frames[0], np.rot90(rgb, -1))
+
+
+def test_two_mask_files_for_one_frame_are_refused_not_picked_by_folder_order(tmp_path):
+    """frame_000000.png and frame_0.png both name frame 0: the mask used was whichever the folder listed last (its
+    order is the file system's), so the same command on a copy of the folder could train on the other one."""
+    from PIL import Image
+
+    masks = tmp_path / "masks"
+    masks.mkdir()
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(masks / "frame_000000.png")
+    Image.fromarray(np.full((8, 8), 255, np.uint8)).save(masks / "frame_0.png")
+    clip = io.Clip(np.zeros((1, 8, 8, 3), np.uint8))
+    with pytest.raises(SaicmError, match="two masks for frame 0: frame_0.png and frame_000000.png"):
+        api.load_masks(masks, clip)
+    (masks / "frame_0.png").unlink()
+    assert not api.load_masks(masks, clip).any()

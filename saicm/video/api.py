@@ -87,9 +87,11 @@ def load_masks(folder: str | os.PathLike, clip: Clip) -> np.ndarray:
     if not folder.is_dir():
         raise SaicmError("mask folder not found", str(folder))
     by_index = {}
-    for p in folder.iterdir():
+    for p in sorted(folder.iterdir()):
         i = frame_index(p.name)
         if i is not None and p.suffix.lower() == ".png":
+            if i in by_index:  # (frame_000001.png and frame_1.png: the one taken depended on the folder's order)
+                raise SaicmError(f"two masks for frame {i}: {by_index[i].name} and {p.name} (keep one)", str(folder))
             by_index[i] = p
     out = np.zeros((clip.n, clip.height, clip.width), bool)
     missing = [clip.first + k for k in range(clip.n) if clip.first + k not in by_index]
