@@ -541,7 +541,7 @@ def test_results_name_the_software_and_the_images_by_content(tmp_path, capsys):
     shutil.copytree(d, copy)
 
     def run(folder, out):
-        assert main(["eval", "--codec", "jpeg", "--qualities", "50", "--dataset", str(folder), "--task", "psnr",
+        assert main(["eval", "--codec", "jpeg", "--qualities", "30,70", "--dataset", str(folder), "--task", "psnr",
                      "-o", str(out), "--no-cache", "--quiet"]) == 0
         return results.load(out)
 
@@ -550,3 +550,7 @@ def test_results_name_the_software_and_the_images_by_content(tmp_path, capsys):
     assert len(a["dataset_sha256"]) == 64 and a["dataset_sha256"] == b["dataset_sha256"]
     Image.fromarray(natural_image(170, 200, seed=7)).save(copy / "1.png")
     assert run(copy, tmp_path / "c.json")["dataset_sha256"] != a["dataset_sha256"]
+    capsys.readouterr()  # a BD-rate across the two says so (the names are the same: nothing else could tell)
+    assert main(["bdrate", str(tmp_path / "a.json"), str(tmp_path / "b.json"), str(tmp_path / "c.json")]) == 0
+    out = capsys.readouterr().out
+    assert out.count("other pictures than the anchor's under the same names") == 1
