@@ -981,3 +981,16 @@ def test_the_model_file_and_checkpoint_name_the_software_threads_and_data_that_m
     lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("training.sessions")]
     assert len(lines) == 2 and f"from step 2: saicm {saicm.__version__}" in lines[1]
     assert f"data: 5 images, sha256 {second['data']['sha256']}" in lines[1]
+
+
+def test_an_exported_checkpoint_records_what_was_trained_like_the_runs_own_model_file(data_dir, tmp_path, tiny_model):
+    """The shipped models are made by `saicm export`; for a run started with --init it recorded N, M and the rate
+    points as None (the options the run left to --init), where the run's model.safetensors said 16, 24, [...]."""
+    from saicm.models.catalog import read_info
+
+    out = tmp_path / "ft"
+    final = train(tiny_cfg(data_dir, out, init=str(tiny_model), steps=2))
+    export_checkpoint(out / "checkpoint.pt", tmp_path / "e.safetensors")
+    run, exported = read_info(final).training, read_info(tmp_path / "e.safetensors").training
+    assert (exported["N"], exported["M"]) == (16, 24) and exported["lambdas"] == pytest.approx([0.005, 0.05])
+    assert {k: v for k, v in exported.items() if k != "resume"} == {k: v for k, v in run.items() if k != "resume"}

@@ -552,20 +552,25 @@ def _train(cfg: TrainConfig, held: contextlib.ExitStack) -> Path:
     if hasattr(model, "verify_frozen"):
         model.verify_frozen()  # a frozen base must leave training bit-identical to its weight file
     if rank == 0:
-        # what was trained, whatever the options said (--init decides the architecture and sizes it keeps)
-        trained = {"architecture": model.architecture, "N": model.config.get("N"), "M": model.config.get("M"),
-                   "lambdas": [float(v) for v in model.config.get("lambdas", [])]}
-        # (a scalable model's own sizes: its config has no M, and --slice-channels/--m may have been defaulted)
-        trained |= {k: model.config[k] for k in ("slice_channels", "m", "condition", "fusion_channels")
-                    if k in model.config}
-        if trained["M"] is None and hasattr(model, "channels"):
-            trained["M"] = model.channels  # the additional codec's latent channels
-        save_model(model, final, extra_meta={"training": training_record(asdict(cfg) | trained,
+        save_model(model, final, extra_meta={"training": training_record(asdict(cfg) | _trained(model),
                                                                           max(start, cfg.steps), sessions)})
     if world > 1:
         dist.barrier()
         dist.destroy_process_group()
     return final
+
+
+def _trained(model) -> dict:
+    """What was trained, whatever the options said (--init decides the architecture and sizes it keeps): the
+    settings a model file's training record takes from the model, not from the options."""
+    trained = {"architecture": model.architecture, "N": model.config.get("N"), "M": model.config.get("M"),
+               "lambdas": [float(v) for v in model.config.get("lambdas", [])]}
+    # (a scalable model's own sizes: its config has no M, and --slice-channels/--m may have been defaulted)
+    trained |= {k: model.config[k] for k in ("slice_channels", "m", "condition", "fusion_channels")
+                if k in model.config}
+    if trained["M"] is None and hasattr(model, "channels"):
+        trained["M"] = model.channels  # the additional codec's latent channels
+    return trained
 
 
 class TrainingInterrupted(KeyboardInterrupt):
@@ -756,5 +761,7 @@ def export_checkpoint(ckpt: str | Path, dest: str | Path, meta: dict | None = No
     model = _recorded_model(ck, ckpt)
     load_strict(model, ck["model"], str(ckpt), "the model it records")
     sessions = ck.get("sessions") if isinstance(ck.get("sessions"), list) else None
-    save_model(model, dest, extra_meta={"training": training_record(c, ck["step"], sessions)} | (meta or {}),
-               in_place=True)
+    # (the model's own sizes and rate points, as the run's model.safetensors records them: an --init run's options
+    # hold None for what it took from --init, and the exported file said N, M and lambdas were None)
+    save_model(model, dest, extra_meta={"training": training_record(c | _trained(model), ck["step"], sessions)}
+               | (meta or {}), in_place=True)
