@@ -26,8 +26,8 @@ def cmd_eval(a: argparse.Namespace) -> int:
                  "--annotations": a.annotations if a.task in ("psnr", "faces") else None}, f"--task {a.task}")
     codec = get_codec(a.codec)
     task = make_task(a.task, a.task_model, a.annotations, a.threads, progress=False, bootstrap=a.bootstrap)
-    images = load_rgb_folder(a.dataset)
-    if a.limit:
+    images = load_rgb_folder(a.dataset, limit=a.limit)
+    if a.limit:  # (clips: the first N)
         images = dict(list(images.items())[: a.limit])
     if a.cache and not a.no_cache:  # a file or an uncreatable path: one line now, not a traceback after an encode
         from .._fs import ensure_dir
@@ -217,7 +217,8 @@ def cmd_report(a: argparse.Namespace) -> int:
 
         from ..errors import SaicmError
 
-        images = load_rgb_folder(a.images)
+        # (the one image shown, not the whole folder: an evaluation's folder may hold thousands)
+        images = load_rgb_folder(a.images, only=a.image) if a.image else load_rgb_folder(a.images, limit=1)
         name = a.image or next(iter(images))
         if name not in images:
             raise SaicmError(f"no image {name!r} in {a.images}")

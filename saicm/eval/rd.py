@@ -34,7 +34,11 @@ class Task(Protocol):
     def evaluate(self, images: dict[str, Image.Image], originals: dict[str, Image.Image]) -> dict: ...
 
 
-def load_rgb_folder(folder: str | Path) -> dict[str, Image.Image]:
+def load_rgb_folder(folder: str | Path, limit: int | None = None, only: str | None = None) -> dict[str, Image.Image]:
+    """The images of a folder (name → RGB image, sorted by name), or a clip's frames (:func:`load_clips`).
+    ``limit``: the first ``limit`` images only; ``only``: that one image (its name in the folder) only, or none.
+    Neither reads the other images (``--limit 5`` of a folder of thousands decoded every image first, and failed
+    on a damaged one it would not have used)."""
     from ..errors import SaicmError
     from ..video.evaluate import load_clips
 
@@ -49,6 +53,10 @@ def load_rgb_folder(folder: str | Path) -> dict[str, Image.Image]:
     files = input_files(folder, is_image_file)
     if not files:
         raise SaicmError("no images found", str(folder))
+    if only is not None:
+        files = [p for p in files if p.relative_to(folder).as_posix() == only]
+    if limit is not None:
+        files = files[:limit]
     from ..codec.image_io import load_image
     from ..errors import ImageError
 
