@@ -774,6 +774,32 @@ def test_one_file_out_of_memory_or_a_killed_worker_does_not_end_the_folder(tmp_p
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["0.saicm", "2.saicm", "3.saicm"]
 
 
+def _killed_while_writing(job):
+    from saicm._fs import write_atomic
+
+    def writer(tmp):
+        tmp.write_bytes(b"half a file")
+        if job.src.stem == "1":
+            os.kill(os.getpid(), 9)  # the OOM killer, in the middle of the output's temporary file
+
+    write_atomic(job.dst, writer)
+    return {}
+
+
+def test_a_worker_killed_while_writing_leaves_no_temporary_file(tmp_path):
+    """A worker killed by the OOM killer left its file's hidden `.1.saicm.*.part.saicm` in the output folder (one
+    more per kill: the file is tried again, and dies again), which nothing ever removed."""
+    from saicm.codec import batch
+
+    jobs = [batch.Job(tmp_path / f"{i}.png", tmp_path / "out" / f"{i}.saicm") for i in range(3)]
+    (tmp_path / "out").mkdir()
+    other = tmp_path / "out" / ".0.saicm.x.part"  # not such a temporary file: left alone
+    other.write_text("mine")
+    outcomes = batch.run(_killed_while_writing, jobs, workers=2, progress=False)
+    assert [o.error is None for o in outcomes] == [True, False, True]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [".0.saicm.x.part", "0.saicm", "2.saicm"]
+
+
 def _terminated_at_1(job):
     import signal
     import time

@@ -26,7 +26,7 @@ from typing import Callable, TextIO
 from tqdm import tqdm
 
 from .._fs import (EXISTING, NO_DASH_OUTPUT, OutputExists, ensure_dir, flush_standard_streams, input_files,
-                   no_replace, no_such_file, refuse_input_as_output)
+                   no_replace, no_such_file, refuse_input_as_output, remove_stale_parts)
 from .._signals import StopRequest
 from ..errors import MissingDependency, SaicmError, printable
 from ..errors import warn as saicm_warn
@@ -397,8 +397,17 @@ def _run_pool(fn, jobs: list[Job], workers: int, stop: StopRequest, done: Callab
     retry: list[Job] = []
     died: set[int] = set()
     running: dict = {}
+    # files whose worker died: its temporary output (``.NAME.*.part.saicm``) was left beside the output, one more
+    # per OOM kill, for good (nothing else removes them: they are hidden); removed once the pool's workers are gone
+    partial: list[Path] = []
+
+    def clean() -> None:
+        for dst in partial:
+            remove_stale_parts(dst)
+        partial.clear()
 
     def lost(job: Job) -> None:
+        partial.append(job.dst)
         if stop.requested:
             done(Outcome(job, error=f"{job.src}: stopped with the job (a signal reached its worker): not written"))
         elif id(job) in died:
@@ -437,6 +446,7 @@ def _run_pool(fn, jobs: list[Job], workers: int, stop: StopRequest, done: Callab
                 lost(job)
         running.clear()
         pool.shutdown(wait=True, cancel_futures=True)
+        clean()
         pool = new_pool()
 
     try:
@@ -469,8 +479,10 @@ def _run_pool(fn, jobs: list[Job], workers: int, stop: StopRequest, done: Callab
         raise
     except BaseException:  # an error that stops the job (a full disk, a missing extra): the files in progress end
         pool.shutdown(wait=True, cancel_futures=True)
+        clean()
         raise
     pool.shutdown(wait=True)
+    clean()
 
 
 def _stop_workers(pool: ProcessPoolExecutor) -> None:
