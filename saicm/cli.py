@@ -84,20 +84,27 @@ def _job_log(path: str | None):
     if names_media_file(path) or str(path).lower().endswith((".saicm", ".saicmv")):
         raise SaicmError("names an image, video or coded file: --log appends JSON lines to a file of its own "
                          "(e.g. job.jsonl); nothing done", path)
-    first = b""  # (absent, unreadable, or a stream: /dev/stderr, a FIFO, whose reading would wait; open says why)
+    # (absent, unreadable, or a stream: /dev/stderr, a FIFO, whose reading would wait; open says why)
+    first = last = b""
     if os.path.isfile(path):
         try:
             with open(path, "rb") as f:
                 first = f.read(1)
+                if first:
+                    f.seek(-1, os.SEEK_END)
+                    last = f.read(1)
         except OSError:
             pass
     if first not in (b"", b"{"):
         raise SaicmError("holds something other than saicm's JSON lines: not appended to (name a new log file); "
                          "nothing done", path)
     try:
-        return _JobLog(open(path, "a", encoding="utf-8"), path)
+        log = _JobLog(open(path, "a", encoding="utf-8"), path)
     except OSError as e:
         raise SaicmError(f"cannot write the log ({e.strerror or e})", path) from None
+    if last not in (b"", b"\n"):  # a job stopped by a full disk left half a line: this job's start a line of their own
+        log.write("\n")
+    return log
 
 
 class _JobLog:

@@ -189,6 +189,30 @@ def test_a_job_log_on_a_full_disk_is_one_line(tmp_path, tiny_model, capsys):
     assert code == 2 and err == "saicm: error: /dev/full: cannot write the log (No space left on device)\n", err
 
 
+def test_a_rerun_after_a_full_disk_starts_its_log_lines_on_a_line_of_their_own(tmp_path, tiny_model, capsys):
+    """A full disk stops the job with half a JSON line in --log; the documented way on (free space, run again with
+    --existing skip and the same --log) appended the next record to that half line: both were lost to a JSON
+    reader."""
+    import json
+
+    from PIL import Image
+
+    from saicm.cli import main
+
+    from .conftest import natural_image
+
+    (tmp_path / "in").mkdir()
+    for name in ("a", "b"):
+        Image.fromarray(natural_image(32, 32)).save(tmp_path / "in" / f"{name}.png")
+    log = tmp_path / "job.jsonl"
+    log.write_text('{"input": "x.png", "output": "x.saicm", "status": "written"}\n{"input": "in/a.png", "outp')
+    assert main(["compress", str(tmp_path / "in"), "-o", str(tmp_path / "out"), "--model", str(tiny_model),
+                 "--log", str(log), "--quiet"]) == 0
+    lines = log.read_text().splitlines()
+    assert len(lines) == 4 and lines[1] == '{"input": "in/a.png", "outp'
+    assert [json.loads(line)["status"] for line in (lines[0], *lines[2:])] == ["written"] * 3
+
+
 def test_an_image_and_a_clip_do_not_replace_each_others_coded_files(tmp_path, tiny_model, capsys, monkeypatch):
     """`compress frame.png -o clip.saicmv` replaced the clip's file (hours of fitting) with an image's, and
     `video encode clip -o photo.saicm` an image's with the clip's; each is refused, before any work."""
