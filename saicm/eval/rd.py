@@ -175,7 +175,8 @@ def sweep(codec: Codec, images: dict[str, Image.Image], qualities: Sequence | No
         rows, decoded = [], {}
         for name, img in images.items():
             dec, info = _code_one(codec, img, q, cache)
-            decoded[name] = dec
+            if task is not None:  # (its input; without one, a decode is measured and dropped)
+                decoded[name] = dec
             rows.append(info)
             res["per_image"].setdefault(name, []).append({"quality": q, **info})
             bar.update(1)
