@@ -315,6 +315,75 @@ def test_sam_checkpoint_errors_are_one_line(tmp_path, tiny_sam_checkpoint, capsy
         assert msg in err, (args, err)
 
 
+def _coco_file_with(tmp_path, segmentation):
+    """The two-instance annotation file with the first instance's segmentation replaced (a stranger's file)."""
+    p = _coco_file(tmp_path)
+    data = json.loads(p.read_text())
+    data["annotations"][0]["segmentation"] = segmentation
+    p.write_text(json.dumps(data))  # (NaN written as NaN: Python's JSON reads it back)
+    return p
+
+
+@pytest.mark.parametrize("segmentation, said", [
+    ([[10, 5, float("nan"), 5, 20, 15]], "a polygon that is not a list of finite numbers"),
+    ([[0, 0, 1e12, 0, 1e12, 1e12]], "a polygon reaching (1e+12, 1e+12), far outside its 60x40 image"),
+    ({"size": [100000, 100000], "counts": [10]}, "an RLE segmentation of size 100000x100000 on a 60x40 image"),
+])
+def test_coco_source_refuses_segmentations_that_crashed_pycocotools(tmp_path, segmentation, said):
+    """pycocotools' rasteriser died of a segmentation fault (exit 139, not a word) on a polygon of NaN or huge
+    coordinates and on an RLE claiming a huge size: the file is refused in one line naming the annotation."""
+    d = tmp_path / "imgs"
+    d.mkdir()
+    Image.fromarray(natural_image(40, 60)).save(d / "x.png")
+    ann = _coco_file_with(tmp_path, segmentation)
+    r = run_cli("masks", d, "-o", tmp_path / "m", "--source", "coco", "--annotations", ann, "--quiet")
+    assert r.returncode == 2 and "Traceback" not in r.stderr, (r.returncode, r.stderr)
+    assert f"{ann}: not a usable COCO annotation file: annotations[0] (id 1) has {said}" in r.stderr, r.stderr
+
+
+@pytest.mark.parametrize("segmentation, said", [
+    ([[10, 5, 20, 5]], "a polygon of 4 numbers"),  # (pycocotools took it for a box: a TypeError)
+    ([[10, 5, 20, 5, 20]], "a polygon of 5 numbers"),
+    ([["a", "b", "c", "d", "e", "f"]], "not a list of finite numbers"),
+    ([], "no segmentation"),
+    (None, "no segmentation"),
+    ({"counts": [10]}, "without a size"),
+    ({"size": [40, 60], "counts": [10, 20]}, "runs cover 30 pixels, not the image's 2400"),
+    ({"size": [40, 60], "counts": [-5, 2405]}, "not a list of run lengths"),
+    ({"size": [40, 60], "counts": "0o"}, "counts string is not a compressed RLE"),  # (the C decoder read past it)
+    ({"size": [40, 60], "counts": "\u00ff!"}, "counts string is not a compressed RLE"),
+    ([[0, 0, 60, 40, 0, 40, 60, 0] * 20000], "pixels of outline"),  # (a zigzag: GBs in the rasteriser)
+])
+def test_coco_source_refuses_malformed_segmentations_in_one_line(tmp_path, segmentation, said):
+    from saicm.errors import SaicmError
+    from saicm.masks.coco import CocoObjects
+
+    ann = _coco_file_with(tmp_path, segmentation)
+    with pytest.raises(SaicmError, match="annotations\\[0\\] \\(id 1\\) has ") as e:
+        CocoObjects(ann)
+    assert said in str(e.value) and str(e.value).startswith(f"{ann}: ") and "\n" not in str(e.value)
+
+
+def test_coco_source_refuses_images_without_size_or_with_a_doubled_id(tmp_path):
+    from saicm.errors import SaicmError
+    from saicm.masks.coco import CocoObjects
+
+    p = _coco_file(tmp_path)
+    good = json.loads(p.read_text())
+    for change, said in [(lambda d: d["images"][0].pop("height"), "images[0] (id 1) has no height"),
+                         (lambda d: d["images"][0].update(height="40"), "height '40' is not a whole number"),
+                         (lambda d: d["images"][0].pop("file_name"), "images[0] (id 1) has no file_name"),
+                         (lambda d: d["images"].append(dict(d["images"][0], file_name="y.png")),
+                          "images[1] (id 1): its id is given twice"),
+                         (lambda d: d.update(images={}), "'images' is not a list")]:
+        data = json.loads(json.dumps(good))
+        change(data)
+        p.write_text(json.dumps(data))
+        with pytest.raises(SaicmError, match="not a usable COCO annotation file") as e:
+            CocoObjects(p)
+        assert said in str(e.value), str(e.value)
+
+
 def test_coco_edges_source_outlines_painted_instances(tmp_path):
     image, ann, out, e = _run_coco_source(tmp_path, "coco-edges")
     # Same instances as the union test, as a painted segment map: its exact label boundaries.

@@ -196,6 +196,51 @@ def test_images_are_matched_by_file_name_or_stem():
         tasks.coco_ap({"a.jpg": [det(OBJECTS[0][2])]}, gt, ("segm",))
 
 
+@pytest.mark.parametrize("change, said", [
+    (lambda a: a.update(bbox=[10, 10, float("nan"), 5]), "bbox [10, 10, nan, 5] is not four finite numbers"),
+    (lambda a: a.update(bbox=[10, 10, float("inf"), 5]), "is not four finite numbers"),
+    (lambda a: a.update(bbox=[10, 10, -40, -40]), "has a negative width or height"),
+    (lambda a: a.update(bbox=[0, 0, 1e30, 1e30]), "is far outside its 100x100 image"),
+    (lambda a: a.update(bbox=[10, 10]), "is not four finite numbers"),
+    (lambda a: a.update(bbox="10,10,5,5"), "is not four finite numbers"),
+    (lambda a: a.pop("bbox"), "bbox None is not four"),
+    (lambda a: a.pop("area"), "has no area"),
+    (lambda a: a.pop("iscrowd"), "iscrowd None is not 0 or 1"),
+    (lambda a: a.pop("id"), "annotations[0] has no id"),
+    (lambda a: a.pop("image_id"), "has no image_id"),
+    (lambda a: a.update(category_id="1"), "has no category_id"),
+])
+def test_annotations_that_crashed_or_misled_cocoeval_are_refused_in_one_line(tmp_path, change, said):
+    """A stranger's COCO file: a key missing (a KeyError traceback from COCOeval after the whole sweep's encodes) or
+    a box of NaN, infinite, negative or absurd size (scored in silence: the AP of a wrong ground truth)."""
+    import json
+
+    gt = gt_dict(OBJECTS)
+    change(gt["annotations"][0])
+    p = tmp_path / "instances.json"
+    p.write_text(json.dumps(gt))
+    with pytest.raises(SaicmError, match="not a usable COCO annotation file") as e:
+        tasks.load_annotations(p)
+    assert said in str(e.value) and str(e.value).startswith(f"{p}: ") and "\n" not in str(e.value), str(e.value)
+    with pytest.raises(SaicmError, match="not a usable COCO annotation file"):
+        tasks.coco_ap({"a.jpg": [det(OBJECTS[0][2])], "b.jpg": []}, gt)  # (a dict: checked alike)
+
+
+def test_mask_ap_refuses_a_segmentation_pycocotools_cannot_draw_and_box_ap_does_not_read_it(tmp_path):
+    gt = gt_dict(OBJECTS)
+    gt["annotations"][0]["segmentation"] = [[10, 10, 20, 20]]  # (two points: pycocotools took it for a box)
+    with pytest.raises(SaicmError, match=r"annotations\[0\] \(id 1\) has a polygon of 4 numbers"):
+        tasks.coco_ap({"a.jpg": [det(OBJECTS[0][2], mask=True)], "b.jpg": []}, gt, ("bbox", "segm"))
+    assert tasks.coco_ap({"a.jpg": [det(OBJECTS[0][2])], "b.jpg": []}, gt)["box_ap"] is not None
+
+
+def test_annotation_json_nested_too_deep_is_one_line(tmp_path):
+    p = tmp_path / "deep.json"
+    p.write_text('{"images": ' + "[" * 100000 + "]" * 100000 + ', "annotations": [], "categories": []}')
+    with pytest.raises(SaicmError, match="nested too deep"):
+        tasks.load_annotations(p)
+
+
 def test_category_ids_come_from_the_annotations():
     assert tasks.category_ids(gt_dict(OBJECTS)) == [1, 2, 3]
     ids = tasks.COCO_CATEGORY_IDS

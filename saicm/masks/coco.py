@@ -34,13 +34,19 @@ class CocoObjects:
 
         from pycocotools.coco import COCO
 
-        from ..eval.tasks.coco import file_name
+        from ..eval.tasks.coco import check_dataset, file_name
 
+        try:
+            # (JSON is UTF-8 in any locale: COCO(path) read it in the locale's encoding)
+            data = json.loads(p.read_bytes())
+        except Exception as e:  # noqa: BLE001 - malformed JSON of any kind (nested too deep: a RecursionError)
+            raise SaicmError(f"not a COCO annotation file ({type(e).__name__}: {e})", str(p)) from None
+        # (a polygon of NaN or huge coordinates, an RLE of a huge size: pycocotools' rasteriser crashed the process)
+        check_dataset(data, str(p), scored=False, masks=True)
         try:
             with contextlib.redirect_stdout(io.StringIO()):
                 self.coco = COCO()
-                # (JSON is UTF-8 in any locale: COCO(path) read it in the locale's encoding)
-                self.coco.dataset = json.loads(p.read_bytes())
+                self.coco.dataset = data
                 self.coco.createIndex()
         except Exception as e:  # noqa: BLE001 - malformed JSON of any kind
             raise SaicmError(f"not a COCO annotation file ({type(e).__name__}: {e})", str(p)) from None

@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import contextlib
 import io
+import math
+import numbers
 import os
 from pathlib import Path, PurePosixPath
 from typing import Mapping, Sequence
@@ -40,8 +42,10 @@ def _quiet():
         yield
 
 
-def load_annotations(annotations):
-    """A pycocotools ``COCO`` from a path, a COCO-format dict, or an existing ``COCO``."""
+def load_annotations(annotations, masks: bool = False):
+    """A pycocotools ``COCO`` from a path, a COCO-format dict, or an existing ``COCO``.
+
+    A path or dict is checked first (:func:`check_dataset`; ``masks``: its segmentations too, for mask AP)."""
     from pycocotools.coco import COCO
 
     if isinstance(annotations, COCO):
@@ -61,14 +65,168 @@ def load_annotations(annotations):
         except ValueError:  # (not UTF-8, or not JSON: the JSON decoder's "Expecting value: line 1 column 1")
             raise SaicmError(not_a("a COCO annotation file (JSON)", raw, advise=False)
                              or "not a COCO annotation file (not JSON)", str(path)) from None
+        except RecursionError:  # (arrays nested thousands deep: the decoder's recursion limit, a traceback)
+            raise SaicmError("not a COCO annotation file (JSON nested too deep)", str(path)) from None
+    where = None if isinstance(annotations, Mapping) else str(annotations)
     if not isinstance(data, dict) or not all(k in data for k in ("images", "annotations", "categories")):
-        raise SaicmError("not a COCO annotation file (needs images, annotations, categories)",
-                         None if isinstance(annotations, Mapping) else str(annotations))
+        raise SaicmError("not a COCO annotation file (needs images, annotations, categories)", where)
+    check_dataset(data, where, masks=masks)
     coco = COCO()
     coco.dataset = data
     with _quiet():
         coco.createIndex()
     return coco
+
+
+def _whole(v) -> bool:  # (NumPy's too: pseudo ground truth is made of a detector's numbers)
+    return isinstance(v, numbers.Integral) and not isinstance(v, bool)
+
+
+def _short(v) -> str:
+    """A value of the file as a message shows it (a stranger's may be megabytes long)."""
+    r = repr(v)
+    return r if len(r) <= 60 else r[:57] + "..."
+
+
+def _finite(v) -> bool:
+    return isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v)
+
+
+#: the longest outline (sum of its edges' longer sides) a segmentation may have, in widths plus heights of its
+#: image: pycocotools' rasteriser holds ~40 bytes per pixel of outline (a crafted zigzag of a million points across
+#: the image wanted hundreds of GB); people's outlines stay within a few
+MAX_OUTLINE = 1000
+
+
+def rle_string_counts(s: str) -> list[int] | None:
+    """The run lengths of a compressed COCO RLE string (pycocotools' ``rleFrString``), or None when it is not one:
+    a character out of the alphabet, a number cut at the end (the C decoder read past the string) or longer than
+    its 64 bits, a negative run."""
+    counts: list[int] = []
+    p, n = 0, len(s)
+    while p < n:
+        x = k = 0
+        more = True
+        while more:
+            if p >= n or k >= 7:
+                return None
+            c = ord(s[p]) - 48
+            if not 0 <= c < 64:
+                return None
+            x |= (c & 0x1F) << (5 * k)
+            more = bool(c & 0x20)
+            p += 1
+            k += 1
+            if not more and c & 0x10:
+                x |= -1 << (5 * k)
+        if len(counts) > 2:
+            x += counts[-2]
+        if x < 0:
+            return None
+        counts.append(x)
+    return counts
+
+
+def _segmentation_problem(seg, w: int, h: int) -> str | None:
+    """What makes ``seg`` (an annotation's segmentation on a w×h image) unusable, or None."""
+    if isinstance(seg, dict):  # RLE
+        size, counts = seg.get("size"), seg.get("counts")
+        if not (isinstance(size, list) and len(size) == 2 and all(map(_whole, size))):
+            return "an RLE segmentation without a size [height, width]"
+        if size != [h, w]:
+            return f"an RLE segmentation of size {size[1]}x{size[0]} on a {w}x{h} image"
+        if isinstance(counts, str):
+            counts = rle_string_counts(counts)
+            if counts is None:
+                return "an RLE segmentation whose counts string is not a compressed RLE"
+        elif not (isinstance(counts, list) and all(_whole(c) and c >= 0 for c in counts)):
+            return "an RLE segmentation whose counts are not a list of run lengths (whole numbers, 0 or more)"
+        if sum(counts) != w * h:
+            return f"an RLE segmentation whose runs cover {sum(counts)} pixels, not the image's {w * h}"
+        return None
+    if not isinstance(seg, list) or not seg:
+        return "no segmentation (a list of polygons or an RLE)"
+    import numpy as np
+
+    outline = 0.0
+    for poly in seg:
+        try:  # (as pycocotools reads it)
+            xy = np.asarray(poly, dtype=np.float64) if isinstance(poly, list) else None
+        except (TypeError, ValueError, OverflowError):
+            xy = None
+        if xy is None or xy.ndim != 1 or not np.isfinite(xy).all():
+            return "a polygon that is not a list of finite numbers"
+        if len(xy) < 6 or len(xy) % 2:
+            return f"a polygon of {len(xy)} numbers (x, y pairs of 3 points or more)"
+        xs, ys = xy[0::2], xy[1::2]
+        if xs.min() < -w or xs.max() > 2 * w or ys.min() < -h or ys.max() > 2 * h:
+            return (f"a polygon reaching ({xs[np.abs(xs).argmax()]:g}, {ys[np.abs(ys).argmax()]:g}), far outside "
+                    f"its {w}x{h} image")
+        outline += float(np.maximum(np.abs(xs - np.roll(xs, 1)), np.abs(ys - np.roll(ys, 1))).sum())
+    if outline > MAX_OUTLINE * (w + h):
+        return f"polygons of {outline:.0f} pixels of outline on a {w}x{h} image (more than {MAX_OUTLINE} times around it)"
+    return None
+
+
+def check_dataset(data: dict, where: str | None = None, *, scored: bool = True, masks: bool = False) -> None:
+    """Refuse, in one line naming the entry, a COCO dataset that pycocotools would stop on with a traceback (a key
+    missing, a value of the wrong type), crash on (a polygon of NaN or huge coordinates, an RLE claiming a huge
+    size: a segmentation fault) or score wrong in silence (a box of NaN, infinite or negative size).
+
+    ``scored``: what COCOeval reads is checked (each annotation's bbox, area, iscrowd); ``masks``: each
+    segmentation of an annotated image too (against the image's width and height, then required)."""
+
+    def bad(what: str):
+        raise SaicmError(f"not a usable COCO annotation file: {what}", where)
+
+    if not isinstance(data, dict):
+        bad("not a JSON object")
+    for key in ("images", "annotations", "categories"):
+        if key in data and not isinstance(data[key], list):
+            bad(f"{key!r} is not a list")
+    sizes: dict[int, tuple] = {}
+    for i, im in enumerate(data.get("images") or ()):
+        if not isinstance(im, dict) or not _whole(im.get("id")):
+            bad(f"images[{i}] has no id (a whole number)")
+        name = f"images[{i}] (id {im['id']})"
+        if im["id"] in sizes:
+            bad(f"{name}: its id is given twice")
+        if not (isinstance(im.get("file_name"), str) or _whole(im.get("file_name"))):  # (a number: matched as text)
+            bad(f"{name} has no file_name")
+        for k in ("width", "height"):
+            v = im.get(k)
+            if v is None and masks:
+                bad(f"{name} has no {k} (masks need it)")
+            if v is not None and not (_whole(v) and v > 0):
+                bad(f"{name}: {k} {_short(v)} is not a whole number above 0")
+        sizes[im["id"]] = (im.get("width"), im.get("height"))
+    for i, c in enumerate(data.get("categories") or ()):
+        if not isinstance(c, dict) or not _whole(c.get("id")):
+            bad(f"categories[{i}] has no id (a whole number)")
+    for i, a in enumerate(data.get("annotations") or ()):
+        if not isinstance(a, dict) or not _whole(a.get("id")):
+            bad(f"annotations[{i}] has no id (a whole number)")
+        name = f"annotations[{i}] (id {a['id']})"
+        for k in ("image_id", "category_id"):
+            if not _whole(a.get(k)):
+                bad(f"{name} has no {k} (a whole number)")
+        w, h = sizes.get(a["image_id"], (None, None))
+        if scored:
+            box = a.get("bbox")
+            if not (isinstance(box, list) and len(box) == 4 and all(map(_finite, box))):
+                bad(f"{name}: bbox {_short(box)} is not four finite numbers [x, y, width, height]")
+            if box[2] < 0 or box[3] < 0:
+                bad(f"{name}: bbox {_short(box)} has a negative width or height")
+            if w and h and (box[0] < -w or box[0] + box[2] > 2 * w or box[1] < -h or box[1] + box[3] > 2 * h):
+                bad(f"{name}: bbox {_short(box)} is far outside its {w}x{h} image")
+            if not (_finite(a.get("area")) and a["area"] >= 0):
+                bad(f"{name} has no area (a number, 0 or more: COCOeval needs it)")
+            if a.get("iscrowd") not in (0, 1):  # (False and True are 0 and 1)
+                bad(f"{name}: iscrowd {_short(a.get('iscrowd'))} is not 0 or 1 (COCOeval needs it)")
+        if masks and a["image_id"] in sizes:  # (an annotation of no listed image is never drawn)
+            why = _segmentation_problem(a.get("segmentation"), w, h)
+            if why:
+                bad(f"{name} has {why}")
 
 
 def category_ids(annotations) -> list[int]:
@@ -163,7 +321,7 @@ def coco_ap(detections: Mapping[str, list[Detection]], ground_truth, iou_types: 
     """
     from pycocotools.cocoeval import COCOeval
 
-    coco = load_annotations(ground_truth)
+    coco = load_annotations(ground_truth, masks="segm" in iou_types)
     ids = match_images(list(detections), coco)
     kind = coco.dataset.get("info", {}).get("ground_truth", "official")
     scored = set(ids.values())
@@ -250,7 +408,7 @@ def evaluate_task(model: TaskModel, images: Mapping[str, Image.Image], annotatio
     """
     dets = run_task_model(model, images, progress)
     if annotations is not None:
-        coco = load_annotations(annotations)
+        coco = load_annotations(annotations, masks="segm" in model.iou_types)
         match_annotated(images, coco)
         res = coco_ap(dets, coco, model.iou_types)
     else:
