@@ -994,3 +994,33 @@ def test_an_exported_checkpoint_records_what_was_trained_like_the_runs_own_model
     run, exported = read_info(final).training, read_info(tmp_path / "e.safetensors").training
     assert (exported["N"], exported["M"]) == (16, 24) and exported["lambdas"] == pytest.approx([0.005, 0.05])
     assert {k: v for k, v in exported.items() if k != "resume"} == {k: v for k, v in run.items() if k != "resume"}
+
+
+def test_training_data_names_every_unusable_image_at_once_and_refuses_thin_banners(tmp_path, monkeypatch):
+    """A scraped folder: a zero-byte file and a truncated JPEG stopped the load at the first (one rerun per bad file);
+    a 1-pixel-high banner of a few hundred bytes was upscaled to the patch whole (1x60000 at --patch 256: 11.8 GB,
+    a MemoryError traceback). Every unusable file is named in one error; a banner is refused before any upscaling."""
+    import io
+
+    import saicm.codec.limits as limits
+    from saicm.errors import ImageError
+    from saicm.train.data import RandomCrops
+
+    d = tmp_path / "scraped"
+    d.mkdir()
+    Image.fromarray(np.full((80, 80, 3), 128, np.uint8)).save(d / "good.png")
+    (d / "zero.jpg").write_bytes(b"")
+    buf = io.BytesIO()
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (80, 80, 3), dtype=np.uint8)).save(buf, "JPEG")
+    (d / "trunc.jpg").write_bytes(buf.getvalue()[:600])
+    Image.new("RGB", (3000, 1)).save(d / "banner.png")  # (upscaled to 64: 192000x64, 12.3 MP)
+    monkeypatch.setattr(limits, "DEFAULT_MAX_PIXELS", 1 << 20)  # (a 1 MP limit stands for the 64 MP one)
+    with pytest.raises(ImageError, match=r"^3 of 4 training images cannot be used: ") as e:
+        RandomCrops(d, patch=64, progress=False)
+    said = str(e.value)
+    assert "zero.jpg: empty file" in said and "trunc.jpg: cannot read image" in said and "\n" not in said
+    assert "banner.png: is 3000x1: upscaled to --patch 64 on its short side it would be 192000x64" in said
+    (d / "zero.jpg").unlink()
+    (d / "trunc.jpg").unlink()
+    monkeypatch.setattr(limits, "DEFAULT_MAX_PIXELS", 1 << 26)
+    assert len(RandomCrops(d, patch=64, progress=False).images) == 2  # (within the limit: upscaled as before)

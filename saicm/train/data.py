@@ -20,7 +20,7 @@ from tqdm import tqdm
 
 from .._fs import input_files
 from ..codec.image_io import is_image_file, load_image
-from ..errors import SaicmError
+from ..errors import ImageError, SaicmError
 from ..masks.job import load_mask, mask_name_clash, mask_path
 
 
@@ -72,8 +72,14 @@ class RandomCrops(Dataset):
         self.images: list[np.ndarray] = []
         self.masks: list[np.ndarray | None] = []
         small = 0
+        bad: list[str] = []  # (a scraped folder's damaged files: all named at once, not one per run)
         for r, mr, f in tqdm(pairs, desc="loading images", disable=True if not progress else None, unit="img"):
-            rgb = load_image(f).rgb
+            try:
+                rgb = load_image(f).rgb
+                self._check_fit(rgb.shape, f)
+            except ImageError as e:
+                bad.append(str(e))
+                continue
             m = self._load_mask(r, mr, f) if mr is not None else None
             listing.update(f"{roots.index(r)}\t{f.relative_to(r).as_posix()}\t{_file_sha256(f)}".encode())
             if mr is not None:
@@ -86,6 +92,10 @@ class RandomCrops(Dataset):
             rgb, m = self._fit(rgb, m)
             self.images.append(rgb)
             self.masks.append(m)
+        if len(bad) == 1:
+            raise ImageError(bad[0])
+        if bad:
+            raise ImageError(f"{len(bad)} of {len(pairs)} training images cannot be used: " + "; ".join(bad))
         #: what the crops are drawn from, by content: the number of images and the SHA-256 of one line per image,
         #: in the order they are drawn by index (``FOLDER_INDEX\tRELATIVE/PATH\tSHA256_OF_FILE[\tSHA256_OF_MASK]``):
         #: the same folders give the same fingerprint wherever they are, one changed, added or renamed image another
@@ -104,13 +114,31 @@ class RandomCrops(Dataset):
             raise SaicmError(f"no mask for {rel} in {mask_root}", str(p))
         return load_mask(p).astype(np.uint8)
 
+    def _fitted_size(self, h: int, w: int) -> tuple[int, int]:
+        """(width, height) of an image whose short side is below the patch, upscaled to it."""
+        scale = self.patch / min(h, w)
+        return max(self.patch, round(w * scale)), max(self.patch, round(h * scale))
+
+    def _check_fit(self, shape, path: Path) -> None:
+        """Refuse an image that upscaling to the patch would make huge: a 1x60000 banner of 259 bytes became a
+        15,360,000x256 image of 11.8 GB at --patch 256 (three of them: a MemoryError traceback under 8 GB)."""
+        from ..codec.limits import resolve_max_pixels
+
+        h, w = shape[:2]
+        if min(h, w) >= self.patch:
+            return
+        fw, fh = self._fitted_size(h, w)
+        limit = resolve_max_pixels(None)
+        if fw * fh > limit:
+            raise ImageError(f"is {w}x{h}: upscaled to --patch {self.patch} on its short side it would be {fw}x{fh} "
+                             f"({fw * fh:,} pixels, above the limit of {limit:,}): too thin to train on", str(path))
+
     def _fit(self, rgb: np.ndarray, m: np.ndarray | None):
         h, w = rgb.shape[:2]
         s = min(h, w)
         if s >= self.patch:
             return rgb, m
-        scale = self.patch / s
-        size = (max(self.patch, round(w * scale)), max(self.patch, round(h * scale)))
+        size = self._fitted_size(h, w)
         rgb = np.asarray(Image.fromarray(rgb).resize(size, Image.BICUBIC))
         if m is not None:
             m = np.asarray(Image.fromarray(m * 255).resize(size, Image.NEAREST)) > 0
