@@ -209,7 +209,7 @@ def open_image(src: ImageLike, max_pixels: int | None = None) -> Image.Image:
 
 def _pillow_open(fp, path: str | None, max_pixels: int | None) -> Image.Image:
     """Pillow's image from a path or a binary file object, its size checked before its pixels are read."""
-    from .limits import check_pixels, pillow_checks_off, resolve_max_pixels
+    from .limits import OversizedImage, check_pixels, pillow_checks_off, resolve_max_pixels
 
     limit = resolve_max_pixels(max_pixels)
     try:
@@ -217,8 +217,8 @@ def _pillow_open(fp, path: str | None, max_pixels: int | None) -> Image.Image:
             img = Image.open(fp)  # the header only
             try:
                 check_pixels(img.height, img.width, max_pixels, what="the image")
-            except ImageError as e:
-                raise ImageError(e.message, path) from None
+            except OversizedImage as e:
+                raise OversizedImage(e.said, path, e.limit) from None
             img.load()
     except ImageError:
         raise
@@ -227,8 +227,7 @@ def _pillow_open(fp, path: str | None, max_pixels: int | None) -> Image.Image:
         said = _not_an_image(fp)
         raise ImageError(said or "cannot read image (not a format Pillow reads)", path) from None
     except Image.DecompressionBombError:  # Pillow's own limit, above saicm's: say saicm's
-        raise ImageError(f"the image holds more than the limit of {limit:,} pixels; raise it with --max-pixels "
-                         "(Python: max_pixels=) if you trust it", path) from None
+        raise OversizedImage(f"the image holds more than the limit of {limit:,} pixels", path, limit) from None
     except Exception as e:  # a damaged file: Pillow's plugins raise many kinds (AVIF: RuntimeError)
         raise ImageError(f"cannot read image ({e.__class__.__name__}: {e})", path) from None
     return img
@@ -318,6 +317,20 @@ def _to_8bit_gray(img: Image.Image, path: str | None) -> np.ndarray:
         warn(f"{path or 'the image'}: 16-bit samples are read as 0-65535, and this image's stay below 4096: it codes "
              "as a nearly black image; for 8-, 10- or 12-bit samples stored unscaled, scale them to 16 bits first")
     return np.clip(np.rint(a * (255.0 / hi)), 0, 255).astype(np.uint8)
+
+
+def read_without_limit_option(path: str | os.PathLike, command: str) -> RGBImage:
+    """:func:`load_image` of one image of a set read by a command without ``--max-pixels`` (``eval``, ``train``,
+    ``masks``): an image above the limit is refused saying what to do there (they said "raise it with
+    --max-pixels", an option they do not have)."""
+    from .limits import OversizedImage
+
+    try:
+        return load_image(path)
+    except OversizedImage as e:
+        raise ImageError(f"{e.said}: saicm {command} reads images up to {e.limit:,} "
+                         "pixels (it has no --max-pixels): downscale it, or code it alone with saicm compress "
+                         "--max-pixels", e.path) from None
 
 
 def load_image(src: ImageLike, max_pixels: int | None = None) -> RGBImage:

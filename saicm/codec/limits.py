@@ -66,16 +66,30 @@ def resolve_max_pixels(max_pixels: int | None) -> int:
     return int(max_pixels)
 
 
+class OversizedImage(ImageError):
+    """An input image above the pixel limit; its message says how to raise the limit (``--max-pixels``), which
+    only the commands that code and decode have: :func:`saicm.codec.image_io.read_without_limit_option` restates
+    it for those that read image sets (eval, train, masks)."""
+
+    #: what the message adds to ``said`` (the image's size against the limit)
+    RAISE = "; raise it with --max-pixels (Python: max_pixels=) if you trust it"
+
+    def __init__(self, said: str, path: str | None = None, limit: int = 0):
+        super().__init__(said + self.RAISE, path)
+        self.said, self.limit = said, limit
+
+
 def check_pixels(height: int, width: int, max_pixels: int | None = None, what: str = "the file") -> None:
     """Refuse an image larger than the pixel limit (one line, saying how to raise it)."""
     limit = resolve_max_pixels(max_pixels)
     if height * width > limit:
-        err = FormatError if what == "the file" else ImageError
         # (a coded file holds an image; an image, a clip's frames are that size: "the image is a 96x64 image")
         size = "holds a" if what == "the file" else "is"
         shape = f"{width}x{height} image" if what == "the file" else f"{width}x{height}"
-        raise err(f"{what} {size} {shape} ({height * width:,} pixels), more than the limit of "
-                  f"{limit:,}; raise it with --max-pixels (Python: max_pixels=) if you trust it")
+        said = f"{what} {size} {shape} ({height * width:,} pixels), more than the limit of {limit:,}"
+        if what == "the file":
+            raise FormatError(said + OversizedImage.RAISE)
+        raise OversizedImage(said, limit=limit)
 
 
 #: frames × height × width a video file (or a clip given to the encoder) may hold unless the caller raises it

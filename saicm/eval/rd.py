@@ -57,7 +57,7 @@ def load_rgb_folder(folder: str | Path, limit: int | None = None, only: str | No
         files = [p for p in files if p.relative_to(folder).as_posix() == only]
     if limit is not None:
         files = files[:limit]
-    from ..codec.image_io import load_image
+    from ..codec.image_io import read_without_limit_option
     from ..errors import ImageError
 
     # Read as `saicm compress` reads them (EXIF orientation applied, 16-bit and float samples scaled to 8 bits):
@@ -66,7 +66,7 @@ def load_rgb_folder(folder: str | Path, limit: int | None = None, only: str | No
     out, bad = {}, []
     for p in files:
         try:
-            out[p.relative_to(folder).as_posix()] = Image.fromarray(load_image(p).rgb)
+            out[p.relative_to(folder).as_posix()] = Image.fromarray(read_without_limit_option(p, "eval").rgb)
         except ImageError as e:
             bad.append(str(e))
     if len(bad) == 1:

@@ -27,7 +27,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from .._fs import OutputExists, atomic_path, ensure_dir, input_files, no_replace, write_atomic
-from ..codec.image_io import is_image_file, load_image
+from ..codec.image_io import is_image_file, read_without_limit_option
 from ..errors import SaicmError
 from . import OBJECT_SOURCES, SOURCES  # noqa: F401 — re-exported for callers of job
 from .edges import overlay, segment_edges
@@ -242,7 +242,7 @@ def _run(src: Path, out: Path, files: list[Path], spec: MaskSpec, make: Callable
                 continue
             t0 = time.perf_counter()
             try:
-                rgb = load_image(f).rgb
+                rgb = read_without_limit_option(f, "masks").rgb
                 result, count = make(rgb, f)
             except SaicmError as e:
                 failures.append(str(e))

@@ -460,7 +460,7 @@ def _energy_crops(data) -> Tensor:
     import numpy as np
     from PIL import Image
 
-    from ..codec.image_io import load_image
+    from ..codec.image_io import read_without_limit_option
     from ..train.data import list_images
 
     roots = data if isinstance(data, (list, tuple)) else [data]
@@ -470,7 +470,7 @@ def _energy_crops(data) -> Tensor:
     picks = [files[i * len(files) // min(ENERGY_CROPS, len(files))] for i in range(min(ENERGY_CROPS, len(files)))]
     out = []
     for f in picks:
-        im = Image.fromarray(load_image(f).rgb)  # (as training reads it: convert("RGB") made a 16-bit grey one white)
+        im = Image.fromarray(read_without_limit_option(f, "train").rgb)  # (as training reads it: convert("RGB") made a 16-bit grey one white)
         s = ENERGY_PATCH / min(im.size)
         if s > 1:
             im = im.resize((max(ENERGY_PATCH, round(im.width * s)), max(ENERGY_PATCH, round(im.height * s))),

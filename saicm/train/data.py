@@ -19,7 +19,7 @@ from torch.utils.data import Dataset
 from tqdm import tqdm
 
 from .._fs import input_files
-from ..codec.image_io import is_image_file, load_image
+from ..codec.image_io import is_image_file, read_without_limit_option
 from ..errors import ImageError, SaicmError
 from ..masks.job import load_mask, mask_name_clash, mask_path
 
@@ -75,7 +75,7 @@ class RandomCrops(Dataset):
         bad: list[str] = []  # (a scraped folder's damaged files: all named at once, not one per run)
         for r, mr, f in tqdm(pairs, desc="loading images", disable=True if not progress else None, unit="img"):
             try:
-                rgb = load_image(f).rgb
+                rgb = read_without_limit_option(f, "train").rgb
                 self._check_fit(rgb.shape, f)
             except ImageError as e:
                 bad.append(str(e))
