@@ -358,7 +358,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "coder tables, so the file decodes the same on any machine) for the models it supports, "
                    "CompressAI's coder for the others (TCM); torch: the portable format with the PyTorch "
                    "transforms; openvino / openvino-bf16: with OpenVINO's transforms (optional: pip install \"saicm[openvino]\"; "
-                   "bf16 codes ~1.7x faster on CPUs with bfloat16 units, Intel AMX; docs/engine.md); compressai: "
+                   "bf16 codes ~1.7x faster on CPUs with bfloat16 units, Intel AMX or AVX-512 BF16; docs/engine.md); compressai: "
                    "formats 1/2 as saicm 0.3 wrote")
     c.add_argument("--jobs", type=positive, default=1, help="worker processes for folders (default 1)")
     c.add_argument("--existing", choices=EXISTING, help="an output file that exists: refuse it (one line), skip it "

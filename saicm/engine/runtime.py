@@ -227,7 +227,7 @@ def openvino_request(graph, num_threads: int, precision: str):
 
 class OpenVinoTransforms(OnnxTransforms):
     """The same ONNX graphs compiled by OpenVINO (an optional dependency), in float32 (``openvino``) or
-    bfloat16 (``openvino-bf16``: on CPUs with bfloat16 matrix units, Intel AMX, ~4× faster transforms for
+    bfloat16 (``openvino-bf16``: on CPUs with bfloat16 units, Intel AMX or AVX-512 BF16 (AMD Zen 4), much faster transforms for
     +0.03 % rate; the pixels then differ from the float32 decode by up to 2, docs/engine.md)."""
 
     def __init__(self, model: PortableModel, num_threads: int | None = None, precision: str = "f32"):
