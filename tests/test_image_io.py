@@ -363,3 +363,22 @@ def test_twelve_bit_samples_in_a_sixteen_bit_file_are_warned_of(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert image_io.load_image(tmp_path / "scaled.tif").rgb.max() > 250
+
+
+def test_netpbm_outputs_hold_what_their_suffix_says(tmp_path):
+    """A colour decode written as .pgm was a colour (P6) file, a grey one written as .ppm a grey (P5) one: readers
+    that go by the suffix misread them. Colour into .pgm is refused; grey into .ppm is written as colour."""
+    from saicm.errors import ImageError
+
+    rgb = Image.fromarray(np.random.default_rng(0).integers(0, 256, (6, 5, 3), dtype=np.uint8))
+    with pytest.raises(ImageError, match="cannot be written as .pgm .grey only.: name the output .ppm or .png"):
+        image_io.save_image(rgb, tmp_path / "c.pgm")
+    assert not (tmp_path / "c.pgm").exists()
+    grey = Image.fromarray(np.arange(30, dtype=np.uint8).reshape(6, 5))
+    image_io.save_image(grey, tmp_path / "g.ppm")
+    assert (tmp_path / "g.ppm").read_bytes().startswith(b"P6")
+    with Image.open(tmp_path / "g.ppm") as im:
+        assert np.array_equal(np.asarray(im)[..., 1], np.asarray(grey))
+    image_io.save_image(grey, tmp_path / "g.pgm")
+    image_io.save_image(rgb, tmp_path / "c.ppm")
+    assert (tmp_path / "g.pgm").read_bytes().startswith(b"P5") and (tmp_path / "c.ppm").read_bytes().startswith(b"P6")

@@ -503,6 +503,13 @@ def save_image(img: Image.Image, dest: str | os.PathLike) -> None:
         saicm_warn(f"{dest}: {fmt} has no alpha channel, the image's alpha is dropped (.png, .webp and .tif keep "
                    "it)")
         img = img.convert("RGB" if img.mode == "RGBA" else "L")
+    # Netpbm's suffix says the kind: .pgm grey (P5), .ppm colour (P6); Pillow writes by the image's mode, so a
+    # colour decode named .pgm was a colour file and a grey one named .ppm a grey file, under the wrong names
+    if dest.suffix.lower() == ".pgm" and img.mode not in ("L", "1"):
+        raise ImageError("a colour image cannot be written as .pgm (grey only): name the output .ppm or .png",
+                         str(dest))
+    if dest.suffix.lower() == ".ppm" and img.mode in ("L", "1"):
+        img = img.convert("RGB")  # (the same grey, as colour: what .ppm holds)
     options = {"compress_level": 3} if fmt == "PNG" else {}
     if _is_stream(dest):  # a device or FIFO: Pillow's writers seek, so the file is made in memory first
         import io
