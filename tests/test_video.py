@@ -22,6 +22,7 @@ import torch
 from PIL import Image
 
 import saicm
+from saicm import _progress
 from saicm.cli import main
 from saicm.errors import FormatError, SaicmError
 from saicm.video import api, bitstream, compress, io, nerv, train
@@ -435,7 +436,7 @@ def test_the_fit_bar_counts_steps_and_ends_full_when_a_stage_stops(capsys, monke
 def test_off_a_terminal_the_fit_prints_epoch_lines_not_a_bar(capsys, monkeypatch):
     """Under nohup or `2> fit.log` the bar's redraws filled the log with a carriage-return line per step; off a
     terminal it prints the epoch's status line, at most every LINE_SECONDS and for the last epoch."""
-    monkeypatch.setattr(train, "LINE_SECONDS", 0.0)
+    monkeypatch.setattr(_progress, "LINE_SECONDS", 0.0)
     frames = synthetic_clip(6)
     torch.manual_seed(0)
     model = nerv.build(nerv.make_config(TINY, 48, 64))
@@ -444,7 +445,7 @@ def test_off_a_terminal_the_fit_prints_epoch_lines_not_a_bar(capsys, monkeypatch
     lines = [line for line in err.splitlines() if line.startswith("saicm video: fit ep ")]
     assert [line.split()[4] for line in lines] == ["1/3", "2/3", "3/3"], err
     assert "\r" not in err and "step/s" not in err
-    monkeypatch.setattr(train, "LINE_SECONDS", 1e9)  # throttled: the last epoch's line alone
+    monkeypatch.setattr(_progress, "LINE_SECONDS", 1e9)  # throttled: the last epoch's line alone
     train.fit(nerv.build(nerv.make_config(TINY, 48, 64)), frames,
               train.FitSettings(epochs=3, batch=2, lr=5e-3, prune=0, qat_epochs=0), progress=True)
     lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("saicm video: fit ep ")]

@@ -120,7 +120,8 @@ def sweep_clips(codec, clips: Mapping[str, Clip], qualities: Sequence | None = N
 
     from ..eval.cache import EncodedCache
     from ..eval.metrics import ms_ssim, psnr
-    from ..eval.rd import check_qualities, start_result, warn_exact_decodes
+    from .._progress import StatusLines
+    from ..eval.rd import check_qualities, say_point, start_result, warn_exact_decodes
     from .codecs import as_video_codec
 
     codec = as_video_codec(codec)
@@ -138,6 +139,7 @@ def sweep_clips(codec, clips: Mapping[str, Clip], qualities: Sequence | None = N
     res["clips"] = {stem: {"source": c.source, "first": c.first, "frames": c.n, "width": c.width,
                            "height": c.height, "fps": str(c.fps)} for stem, c in clips.items()}
     bar = tqdm(total=len(clips) * len(qualities), desc=codec.name, unit="clip", disable=True if not progress else None)
+    lines = StatusLines("eval", bool(progress) and bar.disable)  # (off a terminal: saicm.eval.rd.sweep's lines)
     for q in qualities:
         decoded, per_clip, frame_rows = {}, {}, []
         for stem, clip in clips.items():
@@ -181,6 +183,7 @@ def sweep_clips(codec, clips: Mapping[str, Clip], qualities: Sequence | None = N
                               "decode_fps": clip.n / dec_s if dec_s > 0 else None}
             per_clip[stem].update({k: meta[k] for k in ("resumed_from", "events") if meta.get(k)})
             bar.update(1)
+            lines.say(f"{codec.name} quality {q}: {len(per_clip)}/{len(clips)} clips")
         n_frames = len(frame_rows)
         point = {"quality": q, "bytes": int(sum(c["bytes"] for c in per_clip.values())),
                  "bpp": _mean([r["bpp"] for r in frame_rows]), "psnr": _mean([r["psnr"] for r in frame_rows]),
@@ -192,6 +195,7 @@ def sweep_clips(codec, clips: Mapping[str, Clip], qualities: Sequence | None = N
         if task is not None:
             point.update(task.evaluate(decoded, originals))
         res["points"].append(point)
+        say_point(lines, codec.name, qualities, point)
     bar.close()
     res["points"].sort(key=lambda p: p["bpp"])
     return res

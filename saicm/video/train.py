@@ -52,7 +52,6 @@ import copy
 import hashlib
 import json
 import math
-import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -63,13 +62,12 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from .._progress import StatusLines
 from ..errors import SaicmError
 from ..train.compiling import CompiledStep, compiler_errors
 
 CKPT_FORMAT = "saicm-video-checkpoint/1"
 LOSSES = ("nerv", "sa-nerv")
-#: off a terminal, an epoch's status line is printed at most this often (and for the last epoch)
-LINE_SECONDS = 30.0
 
 
 @dataclass
@@ -298,7 +296,7 @@ def fit(model: nn.Module, frames: np.ndarray, settings: FitSettings, masks: np.n
     bar = tqdm(total=total_epochs * steps_per_epoch, initial=min(done_before, total_epochs) * steps_per_epoch,
                unit="step", disable=True if not progress else None, dynamic_ncols=True)
     # (None: a bar on a terminal; elsewhere, nohup or a log file, a line per epoch, at most every LINE_SECONDS)
-    lines, last_line = progress and bar.disable, 0.0
+    lines = StatusLines("video", bool(progress) and bar.disable)
 
     def bar_at(epoch: int) -> None:
         """The bar at the start of ``epoch`` of the current stage (after a rollback, an epoch's end, a stage's)."""
@@ -428,9 +426,7 @@ def fit(model: nn.Module, frames: np.ndarray, settings: FitSettings, masks: np.n
             bar_at(epoch)
             status = f"{name} ep {epoch}/{epochs} loss {tot_loss / n:.4f} PSNR {psnr:.2f}"
             bar.set_postfix_str(status)
-            if lines and (epoch == epochs or time.monotonic() - last_line >= LINE_SECONDS):
-                print(f"saicm video: {status}", file=sys.stderr, flush=True)
-                last_line = time.monotonic()
+            lines.say(status, force=epoch == epochs)
             if epoch % settings.ckpt_every == 0 or epoch == epochs:
                 snap = _Snapshot(model, opt, gen, epoch, best)
                 if epoch < epochs:

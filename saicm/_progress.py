@@ -1,0 +1,24 @@
+"""Progress for long work: a tqdm bar on a terminal; off one (nohup, a log file, a CI job), a status line at most
+every :data:`LINE_SECONDS`, so that a run that takes minutes is not silent and a log is not one long line of
+carriage returns."""
+
+from __future__ import annotations
+
+import sys
+import time
+
+#: off a terminal, a status line is printed at most this often (and at the ends the caller chooses)
+LINE_SECONDS = 30.0
+
+
+class StatusLines:
+    """``saicm COMMAND: STATUS`` lines to stderr, when ``on`` (the caller's bar is off and progress is wanted),
+    at most every :data:`LINE_SECONDS` unless forced."""
+
+    def __init__(self, command: str, on: bool):
+        self.command, self.on, self.last = command, on, 0.0  # (the first line as soon as there is one)
+
+    def say(self, status: str, force: bool = False) -> None:
+        if self.on and (force or time.monotonic() - self.last >= LINE_SECONDS):
+            print(f"saicm {self.command}: {status}", file=sys.stderr, flush=True)
+            self.last = time.monotonic()
