@@ -25,8 +25,20 @@ def _report(outcomes, is_folder: bool, verb: str, out=None) -> int:
     if is_folder:
         ok = len(outcomes) - failed - skipped
         print(f"{verb} {ok} of {len(outcomes)} files" + (f"; {skipped} already there (skipped)" if skipped else "")
-              + (f"; {failed} failed" if failed else ""), file=out)
+              + (f"; {failed} failed: {_failed_names(outcomes)}" if failed else ""), file=out)
     return 1 if failed else 0
+
+
+#: a folder job's summary names this many of its failed files (their errors were printed as they happened)
+FAILED_NAMED = 5
+
+
+def _failed_names(outcomes) -> str:
+    """The failed inputs of a job, for its summary: among thousands of files, the errors printed as they happened
+    scroll away ("4 failed" said which nowhere)."""
+    names = [printable(o.job.src) for o in outcomes if o.error]
+    more = len(names) - FAILED_NAMED
+    return ", ".join(names[:FAILED_NAMED]) + (f" and {more} more (--log FILE records each)" if more > 0 else "")
 
 
 def _summary_stream(dst, log: str | None, folder: bool):

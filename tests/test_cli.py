@@ -1364,3 +1364,17 @@ def test_every_main_call_runs_with_the_checked_stdout_until_the_last_one_ends(mo
     cli.main([a])  # (one more, alone)
     assert seen == [("a", cli._CheckedStdout), ("b", cli._CheckedStdout), ("a", cli._CheckedStdout)]
     assert sys.stdout is before
+
+
+def test_a_folder_jobs_summary_names_its_failed_files(tmp_path, capsys):
+    """Among thousands of files the errors printed as they happened scroll away, and the summary said "4 failed"
+    only (the batch audit): it names them, the first five and how many more."""
+    d = tmp_path / "in"
+    d.mkdir()
+    Image.fromarray(natural_image(32, 32)).save(d / "good.png")
+    for i in range(7):
+        (d / f"bad{i}.png").write_bytes(b"not an image")
+    assert main(["compress", str(d), "-o", str(tmp_path / "out"), "--jobs", "1"]) == 1
+    summary = [x for x in capsys.readouterr().out.splitlines() if x.startswith("compressed ")]
+    names = ", ".join(str(d / f"bad{i}.png") for i in range(5))
+    assert summary == [f"compressed 1 of 8 files; 7 failed: {names} and 2 more (--log FILE records each)"], summary
