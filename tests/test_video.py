@@ -131,6 +131,7 @@ def test_parse_errors_and_limits(clip_mkv, tmp_path):
         io.read_clip(tmp_path / "x.mp4")
     assert io.fps_fraction(29.97) == Fraction(30000, 1001) and io.fps_fraction(10.0) == 10
     assert io.frame_index("masks/frame_000042.png") == 42 and io.frame_index("x.png") is None
+    assert io.frame_index("myframe_000001.png") is None and io.frame_index("keyframe_7.png") is None
 
 
 # --- the network -----------------------------------------------------------------------------------

@@ -41,7 +41,7 @@ from .._fs import atomic_folder
 from ..errors import ArgumentError, SaicmError
 
 FRAME_PATTERN = "frame_{:06d}.png"
-_FRAME_RE = re.compile(r"frame_(\d+)\.[A-Za-z]+$")
+_FRAME_RE = re.compile(r"^frame_(\d+)\.[A-Za-z]+$")  # (the whole name: myframe_000001.png is not frame 1)
 #: written by ``saicm video frames`` beside the PNGs: the clip they came from, its fps and the range
 FRAMES_JSON = "frames.json"
 VIDEO_SUFFIXES = {".264", ".h264", ".avc", ".265", ".h265", ".hevc", ".266", ".vvc", ".mp4", ".m4v", ".mov",
