@@ -473,3 +473,17 @@ def test_a_shard_started_beside_one_with_other_settings_is_refused_not_mixed_in(
     (out / "masks.json").unlink()
     job._check_spec(out, other, overwrite=False, sharded=True)  # the same settings: both go on
     assert json.loads((out / "masks.json").read_text()) == other.as_dict()
+
+
+def test_a_mask_is_read_upright_as_its_image_is(tmp_path):
+    """Images are turned as their EXIF orientation says, masks were not: a mirrored mask (orientation 2) of a phone's
+    picture has the image's size, so no check caught that its edges lay on the wrong side."""
+    from saicm.masks.job import load_mask
+
+    m = np.zeros((6, 8), np.uint8)
+    m[:, :2] = 255  # on at the left, as stored
+    exif = Image.Exif()
+    exif[0x0112] = 2  # shown mirrored left-right
+    Image.fromarray(m).save(tmp_path / "m.png", exif=exif)
+    got = load_mask(tmp_path / "m.png")
+    assert got.shape == (6, 8) and got[:, -2:].all() and not got[:, :-2].any()

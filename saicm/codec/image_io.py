@@ -388,6 +388,15 @@ def profile_note(image: RGBImage) -> str | None:
     return name if shift > PROFILE_SHIFT else None
 
 
+def upright(img: Image.Image) -> Image.Image:
+    """``img`` turned as its EXIF orientation says a viewer shows it (every reader of images and masks: a phone's
+    picture is stored on its side); a broken EXIF block leaves it as stored rather than losing the image."""
+    try:
+        return ImageOps.exif_transpose(img)
+    except Exception:
+        return img
+
+
 def oriented_size(img: Image.Image) -> tuple[int, int]:
     """(width, height) of an opened image as :func:`load_image` gives it: EXIF orientations 5–8 swap the sides."""
     try:
@@ -413,10 +422,7 @@ def _rgb_image(img: Image.Image, path: str | None) -> RGBImage:
                    "clips: saicm video)")
     fmt = img.format
     icc, icc_mode = img.info.get("icc_profile") or None, img.mode
-    try:
-        img = ImageOps.exif_transpose(img)
-    except Exception:  # a broken EXIF block must not lose the image
-        pass
+    img = upright(img)
     if img.width == 0 or img.height == 0:
         raise ImageError("image has no pixels", path)
     mode = img.mode

@@ -323,9 +323,11 @@ def load_mask(path: str | Path, size: tuple[int, int] | None = None) -> np.ndarr
 
     ``size`` (width, height): resized to it first when it differs, an output pixel on when any mask pixel in
     its area is (edges survive downscaling)."""
-    from ..codec.image_io import open_image
+    from ..codec.image_io import open_image, upright
 
-    grey = np.asarray(open_image(path).convert("L"))  # the checks and one-line errors of every image input
+    # the checks and one-line errors of every image input, turned upright as images are (a flipped mask of a phone's
+    # picture was caught by no size check)
+    grey = np.asarray(upright(open_image(path)).convert("L"))
     top = int(grey.max())
     between = np.count_nonzero((grey > 0) & (grey < top))
     if between > MASK_GREY_SHARE * grey.size:  # a mask is black and white; thresholding a photo trains on it all
