@@ -1030,3 +1030,22 @@ def test_two_mask_files_for_one_frame_are_refused_not_picked_by_folder_order(tmp
         api.load_masks(masks, clip)
     (masks / "frame_0.png").unlink()
     assert not api.load_masks(masks, clip).any()
+
+
+def test_a_warning_about_a_clips_frames_is_given_once_not_once_per_frame(tmp_path):
+    """Frames read as compress reads an image brought its warnings along: a folder of dark 16-bit frames (samples
+    below 4096) printed the same warning for every frame, a thousand lines for a thousand frames."""
+    import warnings
+
+    from saicm.errors import SaicmWarning
+    from saicm.video.io import read_clip
+
+    dark = np.arange(24 * 40, dtype=np.uint16).reshape(24, 40)
+    for i in range(4):
+        Image.fromarray(dark).save(tmp_path / f"frame_00000{i}.png")  # I;16, all below 4096
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        clip = read_clip(tmp_path)
+    said = [str(w.message) for w in caught if issubclass(w.category, SaicmWarning)]
+    assert clip.n == 4 and len(said) == 1, said
+    assert said[0].startswith(f"{tmp_path / 'frame_000000.png'}: 16-bit samples") and "first such frame" in said[0]

@@ -369,6 +369,7 @@ def _folder_frames(folder: Path, start: int, stop: int | None, size, max_pixels
         from ..codec.limits import DEFAULT_MAX_PIXELS, check_pixels, pillow_checks_off
 
         shape = None
+        said: set[str] = set()  # what the image reader warned of, said for the clip's first such frame only
         frame_limit = max(DEFAULT_MAX_PIXELS, max_pixels or 0)  # one frame: at most what the clip may hold
         for i, p in pairs:
             try:
@@ -379,7 +380,7 @@ def _folder_frames(folder: Path, start: int, stop: int | None, size, max_pixels
                         check_video_pixels(len(pairs), h, w, max_pixels, what="the clip")
                     # read as `saicm compress` reads an image (EXIF orientation applied, 16-bit samples scaled:
                     # convert("RGB") clipped a 16-bit grey frame to white and left a phone's frames on their side)
-                    im = Image.fromarray(rgb_pixels(im, str(p)))
+                    im = Image.fromarray(_frame_pixels(rgb_pixels, im, p, said))
                     if size and im.size != tuple(size):
                         im = im.resize(tuple(size), Image.LANCZOS)
                     a = np.asarray(im)
@@ -394,6 +395,30 @@ def _folder_frames(folder: Path, start: int, stop: int | None, size, max_pixels
             yield a
 
     return pairs[0][0], gen()
+
+
+def _frame_pixels(read, im, path: Path, said: set[str]) -> np.ndarray:
+    """``read(im, path)`` (the image reader's pixels of a frame), its warnings about the frame (16-bit samples that
+    stay below 4096, …) given for the first frame that has them only: every frame of a clip alike printed one line
+    each, a thousand for a thousand frames."""
+    import warnings
+
+    from ..errors import SaicmWarning
+    from ..errors import warn as saicm_warn
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        out = read(im, str(path))
+    for w in caught:
+        text = str(w.message)
+        kind = text.removeprefix(f"{path}: ")
+        if issubclass(w.category, SaicmWarning) and kind != text:
+            if kind not in said:
+                said.add(kind)
+                saicm_warn(f"{text} (said of the first such frame of the clip only)")
+        else:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    return out
 
 
 # --- writing -------------------------------------------------------------------------------------
