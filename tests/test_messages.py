@@ -277,3 +277,23 @@ def test_commands_without_max_pixels_do_not_tell_to_raise_it(tmp_path, monkeypat
         assert "raise it with" not in err
     line = _error(capsys, ["compress", d / "big.png", "-o", tmp_path / "x.saicm"], code=1)
     assert line.endswith("raise it with --max-pixels (Python: max_pixels=) if you trust it")
+
+
+def test_report_names_itself_when_an_image_is_above_the_limit(tmp_path, monkeypatch, capsys):
+    """`saicm report --images` reads its image as eval does, and its refusal said "saicm eval reads images up to
+    ... pixels" to a user who ran saicm report."""
+    import saicm.codec.limits as limits
+    from saicm.eval import results
+
+    d = tmp_path / "set"
+    d.mkdir()
+    Image.fromarray(natural_image(48, 48)).save(d / "big.png")
+    res = results.new_result("jpeg", {}, str(d), "psnr", 1)
+    res["points"] = [{"quality": 50, "bpp": 0.5, "psnr": 30.0}, {"quality": 80, "bpp": 1.0, "psnr": 35.0}]
+    results.save(res, tmp_path / "r.json")
+    monkeypatch.setattr(limits, "DEFAULT_MAX_PIXELS", 1000)
+    for extra in ([], ["--image", "big.png"]):
+        assert main(["report", str(tmp_path / "r.json"), "-o", str(tmp_path / "r.html"), "--images", str(d),
+                     *extra]) != 0
+        err = capsys.readouterr().err
+        assert "saicm report reads images up to 1,000 pixels" in err and "saicm eval" not in err, err

@@ -218,7 +218,8 @@ def cmd_report(a: argparse.Namespace) -> int:
         from ..errors import SaicmError
 
         # (the one image shown, not the whole folder: an evaluation's folder may hold thousands)
-        images = load_rgb_folder(a.images, only=a.image) if a.image else load_rgb_folder(a.images, limit=1)
+        images = (load_rgb_folder(a.images, only=a.image, command="report") if a.image
+                  else load_rgb_folder(a.images, limit=1, command="report"))
         name = a.image or next(iter(images))
         if name not in images:
             raise SaicmError(f"no image {name!r} in {a.images}")

@@ -35,11 +35,13 @@ class Task(Protocol):
     def evaluate(self, images: dict[str, Image.Image], originals: dict[str, Image.Image]) -> dict: ...
 
 
-def load_rgb_folder(folder: str | Path, limit: int | None = None, only: str | None = None) -> dict[str, Image.Image]:
+def load_rgb_folder(folder: str | Path, limit: int | None = None, only: str | None = None,
+                    command: str = "eval") -> dict[str, Image.Image]:
     """The images of a folder (name → RGB image, sorted by name), or a clip's frames (:func:`load_clips`).
     ``limit``: the first ``limit`` images only; ``only``: that one image (its name in the folder) only, or none.
     Neither reads the other images (``--limit 5`` of a folder of thousands decoded every image first, and failed
-    on a damaged one it would not have used)."""
+    on a damaged one it would not have used). ``command``: the saicm command that reads them, as an image above
+    the pixel limit is refused (:func:`~saicm.codec.image_io.read_without_limit_option`)."""
     from ..errors import SaicmError
     from ..video.evaluate import load_clips
 
@@ -67,7 +69,7 @@ def load_rgb_folder(folder: str | Path, limit: int | None = None, only: str | No
     out, bad = {}, []
     for p in files:
         try:
-            out[p.relative_to(folder).as_posix()] = Image.fromarray(read_without_limit_option(p, "eval").rgb)
+            out[p.relative_to(folder).as_posix()] = Image.fromarray(read_without_limit_option(p, command).rgb)
         except ImageError as e:
             bad.append(str(e))
     if len(bad) == 1:
