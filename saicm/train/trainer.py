@@ -252,25 +252,25 @@ def _with_run_options(cfg: TrainConfig, ck: dict) -> TrainConfig:
 
 def train(cfg: TrainConfig) -> Path:
     """Train as ``cfg`` says; the run folder is this process's alone meanwhile (another run of it: one line)."""
-    with contextlib.ExitStack() as held:
-        return _train(cfg, held)
+    with contextlib.ExitStack() as locks:
+        return _train(cfg, locks)
 
 
-def _hold_run_folder(out: Path, held: contextlib.ExitStack) -> bool:
+def _hold_run_folder(out: Path, locks: contextlib.ExitStack) -> bool:
     """Whether the run folder ``out`` is there, then held (:func:`saicm._fs.exclusive`) by rank 0 until the run
     ends: from before its checkpoint is read (another run could be writing it) or, new, from when it is made."""
     if not out.is_dir():
         return False
     if _dist_info()[0] == 0 and os.access(out, os.W_OK | os.X_OK):  # (else refused below, nothing made in it)
-        held.enter_context(exclusive(out, "one run at a time in a run folder (wait for that one to end, or "
-                                          "pick another --out)"))
+        locks.enter_context(exclusive(out, "one run at a time in a run folder (wait for that one to end, or "
+                                           "pick another --out)"))
     return True
 
 
-def _train(cfg: TrainConfig, held: contextlib.ExitStack) -> Path:
+def _train(cfg: TrainConfig, locks: contextlib.ExitStack) -> Path:
     resumed = None
     ckpt_path = Path(cfg.out) / "checkpoint.pt"
-    holding = _hold_run_folder(Path(cfg.out), held)
+    holding = _hold_run_folder(Path(cfg.out), locks)
     if cfg.resume and ckpt_path.is_file():  # what the run was started with, where these options are silent
         resumed = read_checkpoint(ckpt_path, hint="; --resume cannot go on from it: move it aside to start the run "
                                   "again from step 0 (or --init a model exported from it earlier)")
@@ -312,7 +312,7 @@ def _train(cfg: TrainConfig, held: contextlib.ExitStack) -> Path:
         if not os.access(out, os.W_OK | os.X_OK):  # (found at the log's opening, after the data and the model)
             raise SaicmError("cannot write to this run folder (nothing done)", str(out))
         if not holding:  # (a new run's folder, made just now)
-            _hold_run_folder(out, held)
+            _hold_run_folder(out, locks)
         for stale in out.glob(".checkpoint.pt.*.part.pt"):  # a checkpoint being written when the run was killed
             stale.unlink(missing_ok=True)
 
@@ -463,9 +463,9 @@ def _train(cfg: TrainConfig, held: contextlib.ExitStack) -> Path:
     n_acc = 0
     # the sums of the steps since the last log line, as the checkpoint left them: a resumed run's first line averages
     # the same steps as the uninterrupted run's (it averaged only those after the checkpoint)
-    held = (resumed or {}).get("log_acc")
-    if isinstance(held, dict) and isinstance(held.get("sums"), dict) and isinstance(held.get("steps"), int):
-        acc, n_acc = {k: float(v) for k, v in held["sums"].items()}, held["steps"]
+    kept = (resumed or {}).get("log_acc")
+    if isinstance(kept, dict) and isinstance(kept.get("sums"), dict) and isinstance(kept.get("steps"), int):
+        acc, n_acc = {k: float(v) for k, v in kept["sums"].items()}, kept["steps"]
     bad = 0
 
     def skip(what: str, step: int) -> None:
