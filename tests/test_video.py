@@ -1049,3 +1049,25 @@ def test_a_warning_about_a_clips_frames_is_given_once_not_once_per_frame(tmp_pat
     said = [str(w.message) for w in caught if issubclass(w.category, SaicmWarning)]
     assert clip.n == 4 and len(said) == 1, said
     assert said[0].startswith(f"{tmp_path / 'frame_000000.png'}: 16-bit samples") and "first such frame" in said[0]
+
+
+def test_eval_of_a_clip_above_the_limit_does_not_tell_to_raise_it(clip_mkv, tmp_path, monkeypatch, capsys):
+    """`saicm eval --dataset CLIP` refused a clip above the pixel limit with "raise it with --max-pixels", an option
+    eval does not have (as it did for an image, fixed in the same release); it says what can be done there.
+    `video encode` (which has it) still names the option."""
+    import re
+
+    import saicm.codec.limits as limits
+    from saicm.cli import main
+
+    monkeypatch.setattr(limits, "DEFAULT_MAX_VIDEO_PIXELS", 64 * 48 * 3)  # (a 3-frame limit for the 8-frame clip)
+    assert main(["eval", "--codec", "jpeg", "--qualities", "50", "--dataset", str(clip_mkv), "-o",
+                 str(tmp_path / "r.json"), "--no-cache", "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert re.search(r"the clip holds \d frames of 64x48 \([\d,]+ pixels\), more than the limit of 9,216: saicm eval "
+                     r"has no --max-pixels: take fewer frames or a smaller size \(CLIP#A:B@WxH", err), err
+    assert "raise it" not in err
+    assert main(["eval", "--codec", "jpeg", "--qualities", "50", "--dataset", f"{clip_mkv}#0:3", "-o",
+                 str(tmp_path / "r.json"), "--no-cache", "--quiet"]) == 0
+    with pytest.raises(SaicmError, match="more than the limit of 9,216; raise it with --max-pixels"):
+        io.read_clip(clip_mkv)

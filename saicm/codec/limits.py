@@ -109,9 +109,11 @@ def check_video_pixels(frames: int, height: int, width: int, max_pixels: int | N
     else:
         limit = int(max_pixels)
     if frames * height * width > limit:
-        err = FormatError if what == "the file" else ImageError
-        raise err(f"{what} holds {frames:,} frames of {width}x{height} ({frames * height * width:,} pixels), more "
-                  f"than the limit of {limit:,}; raise it with --max-pixels (Python: max_pixels=) if you trust it")
+        said = (f"{what} holds {frames:,} frames of {width}x{height} ({frames * height * width:,} pixels), more than "
+                f"the limit of {limit:,}")
+        if what == "the file":
+            raise FormatError(said + OversizedImage.RAISE)
+        raise OversizedImage(said, limit=limit)  # (restated by the commands without --max-pixels: eval)
 
 
 def inflate(data: bytes, size: int, what: str = "alpha plane") -> bytes:

@@ -42,10 +42,15 @@ def load_rgb_folder(folder: str | Path, limit: int | None = None, only: str | No
     Neither reads the other images (``--limit 5`` of a folder of thousands decoded every image first, and failed
     on a damaged one it would not have used). ``command``: the saicm command that reads them, as an image above
     the pixel limit is refused (:func:`~saicm.codec.image_io.read_without_limit_option`)."""
-    from ..errors import SaicmError
+    from ..codec.limits import OversizedImage
+    from ..errors import ImageError, SaicmError
     from ..video.evaluate import load_clips
 
-    clips = load_clips(str(folder))  # a video file or a folder of videos (CLIP#A:B@WxH): {clip: Clip}
+    try:
+        clips = load_clips(str(folder))  # a video file or a folder of videos (CLIP#A:B@WxH): {clip: Clip}
+    except OversizedImage as e:  # (it said "raise it with --max-pixels", an option eval does not have)
+        raise ImageError(f"{e.said}: saicm {command} has no --max-pixels: take fewer frames or a smaller size "
+                         "(CLIP#A:B@WxH, docs/video.md)", e.path or str(folder)) from None
     if clips is not None:
         return clips
     folder = Path(folder)
@@ -61,7 +66,6 @@ def load_rgb_folder(folder: str | Path, limit: int | None = None, only: str | No
     if limit is not None:
         files = files[:limit]
     from ..codec.image_io import read_without_limit_option
-    from ..errors import ImageError
 
     # Read as `saicm compress` reads them (EXIF orientation applied, 16-bit and float samples scaled to 8 bits):
     # the sweep measures the picture a user codes. A damaged image is not skipped (the set is the result): every
