@@ -253,11 +253,18 @@ def remove_stale_parts(dest: str | os.PathLike) -> None:
 
     dest = Path(dest)
     pattern = glob.escape(f".{_short(dest.name)}.") + "*" + glob.escape(".part" + dest.suffix)
+    nofollow = getattr(os, "O_NOFOLLOW", 0)
     for stale in dest.parent.glob(pattern):
+        # opened for writing where it can be: NFS emulates flock with fcntl locks, whose exclusive kind needs a
+        # writable descriptor (on a read-only one the lock failed, EBADF, taken for "no locks here": a live writer's
+        # file was removed)
         try:
-            fd = os.open(stale, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+            fd = os.open(stale, os.O_RDWR | nofollow)
         except OSError:
-            continue
+            try:
+                fd = os.open(stale, os.O_RDONLY | nofollow)
+            except OSError:
+                continue
         try:
             _lock_nowait(fd)  # (held by no process: a killed writer's; where there are no locks, removed as before)
             stale.unlink()

@@ -472,3 +472,36 @@ def test_the_umask_read_where_the_system_does_not_say_it_is_left_as_it_was(tmp_p
         assert os.umask(0o022) == 0o022  # (still what it was)
     finally:
         os.umask(before)
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="advisory locks (fcntl)")
+def test_a_live_writers_part_is_left_where_locks_need_a_writable_descriptor(tmp_path, monkeypatch):
+    """On NFS, flock is emulated with fcntl locks, and an exclusive one needs a file opened for writing: the check
+    opened the part read-only, its lock failed (EBADF), which was taken for "no locks here", and a live writer's
+    file was removed. (Simulated: flock refuses a read-only descriptor, as the NFS client does.)"""
+    import errno
+    import fcntl
+
+    from saicm import _fs
+
+    real = fcntl.flock
+
+    def nfs_flock(fd, op):
+        if op & fcntl.LOCK_EX and fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_ACCMODE == os.O_RDONLY:
+            raise OSError(errno.EBADF, "Bad file descriptor")
+        return real(fd, op)
+
+    dest = tmp_path / "fit.ckpt"
+    env = os.environ | {"PYTHONPATH": os.pathsep.join(sys.path)}
+    writer = subprocess.Popen([sys.executable, "-c", _WRITER, str(dest)], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        part = writer.stdout.readline().strip()
+        monkeypatch.setattr(fcntl, "flock", nfs_flock)
+        _fs.remove_stale_parts(dest)
+        assert os.path.exists(part)  # a live writer's: left
+    finally:
+        monkeypatch.undo()
+        out, err = writer.communicate("", timeout=60)
+    assert writer.returncode == 0, err
+    assert dest.read_bytes() == b"whole, from the writer"
