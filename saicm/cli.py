@@ -244,8 +244,10 @@ def _info_one(path: str, as_json: bool, header: str | None, separate: bool = Fal
             print(printable(f"{'qualities':24s} {_qualities_text(row['qualities'])}"))
             for k, v in row["training"].items():
                 if k == "sessions" and isinstance(v, list):  # one line each (the run's, and one per resume)
-                    for i, session in enumerate(v):
+                    for i, session in enumerate(v[:MAX_LISTED_SESSIONS]):  # (a stranger's file may hold millions)
                         print(printable(f"{f'training.sessions[{i}]':24s} {_session_text(session)}"))
+                    if len(v) > MAX_LISTED_SESSIONS:
+                        print(f"{'training.sessions':24s} … ({len(v)} in all; --json gives every one)")
                     continue
                 print(printable(f"{'training.' + k:24s} {v}"))
 
@@ -273,6 +275,8 @@ def _info_one(path: str, as_json: bool, header: str | None, separate: bool = Fal
 
 #: `saicm models` lists this many rate points of a model, then how many there are
 MAX_LISTED_QUALITIES = 16
+#: `saicm info MODEL` shows this many sessions of its training run (one per --resume), then how many there are
+MAX_LISTED_SESSIONS = 16
 
 
 def _session_text(s) -> str:

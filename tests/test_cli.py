@@ -1378,3 +1378,40 @@ def test_a_folder_jobs_summary_names_its_failed_files(tmp_path, capsys):
     summary = [x for x in capsys.readouterr().out.splitlines() if x.startswith("compressed ")]
     names = ", ".join(str(d / f"bad{i}.png") for i in range(5))
     assert summary == [f"compressed 1 of 8 files; 7 failed: {names} and 2 more (--log FILE records each)"], summary
+
+
+def test_info_of_a_model_shows_a_bounded_number_of_training_sessions(tiny_model, tmp_path, capsys):
+    """A line per training session (one per --resume) with no cap: a stranger's model file holding a million
+    made `saicm info` print a million lines. Sixteen, then how many there are; --json gives every one."""
+    import torch
+
+    from saicm.models import build_architecture, save_model
+
+    torch.manual_seed(0)
+    net = build_architecture("gained-mean-scale-hyperprior", N=16, M=24, lambdas=[0.002, 0.01, 0.05])
+    sessions = [{"from_step": i, "saicm": "0.27.0", "threads": 1} for i in range(40)]
+    path = tmp_path / "many.safetensors"
+    save_model(net, path, extra_meta={"training": {"steps": 40, "sessions": sessions}})
+    assert main(["info", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert out.count("training.sessions[") == 16 and "training.sessions[15]" in out
+    assert "… (40 in all; --json gives every one)" in out
+    assert main(["info", str(path), "--json"]) == 0
+    assert len(json.loads(capsys.readouterr().out)["training"]["sessions"]) == 40
+
+
+@pytest.mark.parametrize("training", [{"steps": 3}, {"loss": ["mse"], "data": [3, None]}, {"loss": "mse", "data": 7}])
+def test_info_of_a_model_with_a_strange_training_record_is_shown_not_a_traceback(training, tmp_path, capsys):
+    """A training record without "loss" (or with a list for it, numbers for its data) was a TypeError traceback
+    in `saicm info` and `saicm models`: a model file comes from strangers too."""
+    import torch
+
+    from saicm.models import build_architecture, save_model
+
+    torch.manual_seed(0)
+    net = build_architecture("gained-mean-scale-hyperprior", N=16, M=24, lambdas=[0.002, 0.01, 0.05])
+    path = tmp_path / "odd.safetensors"
+    save_model(net, path, extra_meta={"training": training})
+    assert main(["info", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "description" in out and ("loss not recorded" in out or "plain MSE" in out)

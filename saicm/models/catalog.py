@@ -168,11 +168,12 @@ def describe(info: ModelInfo) -> str:
     t = info.training
     if not t:
         return ""
+    # (a stranger's file may hold anything there: a record without "loss" was a TypeError traceback in saicm info)
     data = t.get("data") or []
-    data = [data] if isinstance(data, str) else data
-    where = ", ".join("/".join(Path(d).parts[-2:]) for d in data)
+    data = [data] if isinstance(data, str) else data if isinstance(data, list) else []
+    where = ", ".join("/".join(Path(d).parts[-2:]) for d in data if isinstance(d, str)) or "?"
     loss, w = t.get("loss"), t.get("off_mask_weight")
-    text = LOSS_NAMES.get(loss, loss)
+    text = LOSS_NAMES.get(loss, loss) if isinstance(loss, str) else "loss not recorded"
     if loss in MASKED_LOSSES:
         text += f" + {w} × MSE off the mask" if w else " only"
     text += f"; {t.get('steps_done', '?')} steps on {where}"
