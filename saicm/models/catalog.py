@@ -76,11 +76,8 @@ def full_checksum(path: str | os.PathLike) -> bytes:
 
 @functools.lru_cache(maxsize=64)
 def _sha256(path: str, _mtime: int) -> bytes:
-    h = hashlib.sha256()
     with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.digest()
+        return hashlib.file_digest(f, "sha256").digest()
 
 
 def read_info(path: str | os.PathLike, name: str | None = None) -> ModelInfo:
