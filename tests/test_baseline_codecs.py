@@ -165,7 +165,8 @@ def test_qp_out_of_range_is_a_user_error(name, bad):
                                          ("vvc:veryslow", "unknown vvc preset 'veryslow'"),
                                          ("avif:11", "avif speed must be an integer 0–10"),
                                          ("jpeg:80", "codec 'jpeg' takes no argument"),
-                                         ("webp:6", "codec 'webp' takes no argument")])
+                                         ("webp:6", "codec 'webp' takes no argument")],
+                         ids=["hevc:warp", "vvc:veryslow", "avif:11", "jpeg:80", "webp:6"])  # (ids .ci/ names)
 def test_bad_preset_is_a_user_error(spec, says):
     with pytest.raises(SaicmError, match=says):  # jpeg:80 and webp:6 silently ignored their argument
         get_codec(spec)
