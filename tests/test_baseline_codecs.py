@@ -172,6 +172,18 @@ def test_bad_preset_is_a_user_error(spec, says):
         get_codec(spec)
 
 
+def test_a_bad_avif_speed_is_named_before_what_pillow_lacks(monkeypatch):
+    """With a Pillow without libavif (10.0, the oldest allowed) avif:11 said only that libavif was missing: the bad
+    argument came to light after an upgrade, and make test-oldest failed on it (install audit)."""
+    from PIL import features
+
+    monkeypatch.setattr(features, "check", lambda name: False if name == "avif" else True)
+    with pytest.raises(SaicmError, match="avif speed must be an integer 0–10, got '11'"):
+        get_codec("avif:11")
+    with pytest.raises(SaicmError, match="AVIF needs Pillow built with libavif"):
+        get_codec("avif:5")
+
+
 def test_a_missing_weight_file_is_named_not_taken_for_an_unknown_codec(tmp_path):
     missing = tmp_path / "runs" / "model.safetensors"
     for spec in (str(missing), f"{missing},engine=compressai", "runs/x.safetensors"):

@@ -143,11 +143,11 @@ class AVIF(PillowCodec):
     def __init__(self, arg: str = ""):
         from PIL import features
 
+        speed = arg or "6"
+        if not speed.isdigit() or not 0 <= int(speed) <= 10:  # (the user's own mistake first, whatever Pillow has)
+            raise SaicmError(f"avif speed must be an integer 0–10, got {arg!r}")
         if not features.check("avif"):
             raise SaicmError("AVIF needs Pillow built with libavif: pip install -U Pillow (wheels 11.3+ include it)")
-        speed = arg or "6"
-        if not speed.isdigit() or not 0 <= int(speed) <= 10:
-            raise SaicmError(f"avif speed must be an integer 0–10, got {arg!r}")
         from PIL import _avif
 
         codec = "aom" if _avif.encoder_codec_available("aom") else "auto"
