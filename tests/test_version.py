@@ -67,4 +67,4 @@ def test_every_test_the_coding_only_run_names_exists():
                        capture_output=True, text=True, cwd=ROOT, timeout=600)
     assert r.returncode == 0, "\n".join(line for line in (r.stdout + r.stderr).splitlines()
                                         if "not found" in line) or r.stdout[-2000:] + r.stderr[-2000:]
-    assert len([line for line in r.stdout.splitlines() if "::" in line]) == len(ids)
+    assert len([line for line in r.stdout.splitlines() if "::" in line]) >= len(ids)  # (a name: all its parameters)
