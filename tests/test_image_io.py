@@ -349,6 +349,31 @@ def test_colours_in_a_profile_other_than_srgb_are_warned_of(tmp_path):
         saicm.compress(pixels, quality=1)
 
 
+def test_a_profile_shared_by_many_images_is_compared_with_srgb_once(tmp_path, monkeypatch):
+    """Every image with a profile other than sRGB is warned of, but the profile's colours are compared with sRGB's
+    once per process, not once per image: building the colour transform cost ~2.8 ms of CPU per image, 6 % of
+    coding a 320x240 image (a folder's images share a few profiles)."""
+    from PIL import ImageCms
+
+    import saicm
+
+    calls = []
+    real = ImageCms.profileToProfile
+    monkeypatch.setattr(ImageCms, "profileToProfile", lambda *a, **k: calls.append(1) or real(*a, **k))
+    if hasattr(image_io, "_profile_note"):  # (profiles other tests compared are not counted)
+        image_io._profile_note.cache_clear()
+    rng = np.random.default_rng(1)
+    srgb = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    for i, icc in enumerate((_wide_gamut_profile(), _wide_gamut_profile(), srgb, srgb, _wide_gamut_profile())):
+        Image.fromarray(rng.integers(0, 256, (32, 48, 3), dtype=np.uint8)).save(tmp_path / f"{i}.png", icc_profile=icc)
+    with pytest.warns(saicm.SaicmWarning) as caught:
+        for i in range(5):
+            saicm.compress(tmp_path / f"{i}.png", quality=1)
+    warned = sorted(str(w.message).split(":")[0] for w in caught if "ICC profile" in str(w.message))
+    assert warned == [str(tmp_path / f"{i}.png") for i in (0, 1, 4)]  # (each file said, as before)
+    assert len(calls) == 2  # (one comparison per profile)
+
+
 def test_twelve_bit_samples_in_a_sixteen_bit_file_are_warned_of(tmp_path):
     """A 16-bit TIFF holding a 12-bit sensor's samples (all below 4096) coded as a nearly black image in silence;
     a uint16 array of the same values was warned of."""
