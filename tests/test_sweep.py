@@ -97,3 +97,27 @@ def test_a_sweep_without_a_task_keeps_no_decoded_images(tmp_path):
     task = Remembering()  # with a task, the decodes are its input: kept until it has run
     sweep(task, imgs, [50], task=MeanBrightness(), progress=False)
     assert task.most == 5
+
+
+def test_cache_key_is_unchanged_and_made_without_converting_rgb_images(monkeypatch):
+    """The decode cache's key of an image (SHA-256 of its (H, W, 3) shape and RGB pixels) keeps its value, so that
+    caches written before stay valid; an RGB image is hashed as it is (converting it first copied its pixels twice
+    more, once per image and quality of a sweep)."""
+    import hashlib
+
+    from saicm.eval.cache import image_hash
+
+    rng = np.random.default_rng(4)
+    images = [Image.fromarray(rng.integers(0, 256, (9, 11, 3), dtype=np.uint8)),
+              Image.fromarray(rng.integers(0, 256, (7, 5), dtype=np.uint8))]
+
+    def documented(img):
+        a = np.asarray(img.convert("RGB"))
+        return hashlib.sha256(str(a.shape).encode() + a.tobytes()).hexdigest()[:20]
+
+    expected = [documented(img) for img in images]
+    converted = []
+    real = Image.Image.convert
+    monkeypatch.setattr(Image.Image, "convert", lambda self, *a, **k: converted.append(self.mode) or real(self, *a, **k))
+    assert [image_hash(img) for img in images] == expected
+    assert converted == ["L"]  # (the grey image only)

@@ -17,7 +17,6 @@ import stat
 import sys
 from pathlib import Path
 
-import numpy as np
 from PIL import Image
 
 from .._fs import cache_dir, trusted_folder, write_atomic, write_bytes_atomic
@@ -29,9 +28,10 @@ def default_cache_dir() -> Path:
 
 
 def image_hash(img: Image.Image) -> str:
-    a = np.asarray(img.convert("RGB"))
-    h = hashlib.sha256(str(a.shape).encode())
-    h.update(a.tobytes())
+    """The cache key of an image: the SHA-256 of its shape ``(H, W, 3)`` and RGB pixels (first 20 hex digits)."""
+    rgb = img if img.mode == "RGB" else img.convert("RGB")  # (as it is: convert, asarray, tobytes copied it 3 times)
+    h = hashlib.sha256(str((rgb.height, rgb.width, 3)).encode())
+    h.update(rgb.tobytes())
     return h.hexdigest()[:20]
 
 
