@@ -505,3 +505,93 @@ def test_a_live_writers_part_is_left_where_locks_need_a_writable_descriptor(tmp_
         out, err = writer.communicate("", timeout=60)
     assert writer.returncode == 0, err
     assert dest.read_bytes() == b"whole, from the writer"
+
+
+def _open_descriptors() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="counts descriptors in /proc")
+def test_atomic_writes_release_their_locked_descriptors(tmp_path):
+    """atomic_path holds its temporary file open (locked) while it is written: each write must close it (mutation
+    audit: leaving it open passed every test; a folder job of a few thousand files would then run out of
+    descriptors, EMFILE, and every write would hold its lock until the process ended)."""
+    from saicm import _fs
+
+    before = _open_descriptors()
+    for i in range(20):
+        with _fs.atomic_path(tmp_path / f"f{i}.bin") as tmp:
+            tmp.write_bytes(b"x")
+    assert _open_descriptors() == before
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="advisory locks (fcntl)")
+def test_a_temporary_file_removed_before_its_lock_is_not_written(tmp_path, monkeypatch):
+    """Another job's remove_stale_parts may remove a temporary file between its making and its locking: the writer
+    must make another, not write at a path whose lock it does not hold (mutation audit: skipping the link-count
+    check passed; the file written there would be unlocked, removable again as a killed writer's)."""
+    from saicm import _fs
+
+    real, removed = _fs._lock_nowait, []
+
+    def removed_first(fd):
+        if not removed:  # the first temporary file goes as another process's remove_stale_parts would take it
+            removed.append(os.readlink(f"/proc/self/fd/{fd}").removesuffix(" (deleted)"))
+            os.unlink(removed[0])
+        return real(fd)
+
+    if not os.path.isdir("/proc/self/fd"):
+        pytest.skip("names descriptors through /proc")
+    monkeypatch.setattr(_fs, "_lock_nowait", removed_first)
+    with _fs.atomic_path(tmp_path / "out.bin") as tmp:
+        assert removed and str(tmp) != removed[0]
+        tmp.write_bytes(b"whole")
+    assert (tmp_path / "out.bin").read_bytes() == b"whole"
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="advisory locks (fcntl)")
+def test_publishing_into_an_output_folder_waits_for_the_job_holding_it(tmp_path):
+    """atomic_folder moves its files into an existing empty folder under that folder's lock, waiting for a job that
+    holds it (mutation audit: not waiting, going on unlocked, passed: two jobs could then move their files in at
+    once, each having found the folder empty)."""
+    import fcntl
+
+    from saicm import _fs
+
+    dest = tmp_path / "frames"
+    dest.mkdir()
+    other = os.open(dest / _fs.LOCK_NAME, os.O_RDWR | os.O_CREAT)  # another job, publishing now
+    fcntl.flock(other, fcntl.LOCK_EX)
+    written, failed = threading.Event(), []
+
+    def job():
+        try:
+            with _fs.atomic_folder(dest) as tmp:
+                (tmp / "frame_000000.png").write_bytes(b"mine")
+                written.set()
+        except BaseException as e:  # noqa: BLE001
+            failed.append(e)
+            written.set()
+
+    t = threading.Thread(target=job)
+    t.start()
+    try:
+        assert written.wait(30)
+        t.join(0.5)
+        assert t.is_alive() and not failed  # waiting for the lock
+        assert not (dest / "frame_000000.png").exists()  # nothing moved in meanwhile
+    finally:
+        os.close(other)  # (the other job ends)
+        t.join(30)
+    assert not failed and (dest / "frame_000000.png").read_bytes() == b"mine"
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="advisory locks (fcntl)")
+def test_a_held_folder_names_this_process_whatever_its_lock_file_held_before(tmp_path):
+    """exclusive() writes its process id over what a lock file held (mutation audit: not truncating it passed; a
+    longer id left by an earlier holder made the next refusal name no process, or the wrong one)."""
+    from saicm import _fs
+
+    (tmp_path / _fs.LOCK_NAME).write_text("1234567890123\n")
+    with _fs.exclusive(tmp_path, "wait"):
+        assert (tmp_path / _fs.LOCK_NAME).read_text() == f"{os.getpid()}\n"
