@@ -213,6 +213,27 @@ def test_a_rerun_after_a_full_disk_starts_its_log_lines_on_a_line_of_their_own(t
     assert [json.loads(line)["status"] for line in (lines[0], *lines[2:])] == ["written"] * 3
 
 
+def test_a_rerun_appending_to_a_whole_log_adds_no_empty_line(tmp_path, tiny_model, capsys):
+    """Only a log ending in half a line gets a newline before the next record (mutation audit: one before every
+    appended run, a blank line in the JSON Lines, passed; `json.loads` of each line then fails on it)."""
+    import json
+
+    from PIL import Image
+
+    from saicm.cli import main
+
+    from .conftest import natural_image
+
+    (tmp_path / "in").mkdir()
+    Image.fromarray(natural_image(32, 32)).save(tmp_path / "in" / "a.png")
+    log = tmp_path / "job.jsonl"
+    for existing in ("refuse", "skip"):
+        assert main(["compress", str(tmp_path / "in"), "-o", str(tmp_path / "out"), "--model", str(tiny_model),
+                     "--log", str(log), "--quiet", "--existing", existing]) == 0
+    lines = log.read_text().splitlines()
+    assert [json.loads(line)["status"] for line in lines] == ["written", "skipped"]
+
+
 def test_an_image_and_a_clip_do_not_replace_each_others_coded_files(tmp_path, tiny_model, capsys, monkeypatch):
     """`compress frame.png -o clip.saicmv` replaced the clip's file (hours of fitting) with an image's, and
     `video encode clip -o photo.saicm` an image's with the clip's; each is refused, before any work."""
