@@ -407,3 +407,55 @@ def test_netpbm_outputs_hold_what_their_suffix_says(tmp_path):
     image_io.save_image(grey, tmp_path / "g.pgm")
     image_io.save_image(rgb, tmp_path / "c.ppm")
     assert (tmp_path / "g.pgm").read_bytes().startswith(b"P5") and (tmp_path / "c.ppm").read_bytes().startswith(b"P6")
+
+
+def _srgb_with_red_scaled(factor: float) -> bytes:
+    """Pillow's sRGB profile with its red primary's XYZ scaled by ``factor``: a profile a little off sRGB."""
+    from PIL import ImageCms
+
+    icc = bytearray(ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes())
+    tags = {bytes(icc[132 + 12 * i: 136 + 12 * i]): int.from_bytes(icc[136 + 12 * i: 140 + 12 * i], "big")
+            for i in range(int.from_bytes(icc[128:132], "big"))}
+    at = tags[b"rXYZ"] + 8
+    for k in range(3):
+        v = int.from_bytes(icc[at + 4 * k: at + 4 * k + 4], "big", signed=True)
+        icc[at + 4 * k: at + 4 * k + 4] = round(v * factor).to_bytes(4, "big", signed=True)
+    return bytes(icc)
+
+
+def test_a_profile_is_told_by_how_far_it_moves_colours():
+    """PROFILE_SHIFT sits between sRGB's variants (at most 0.02 levels) and the nearest other profiles (2.9): a
+    profile moving colours by half a level is not told, one moving them by about 2.4 levels is (mutation audit:
+    thresholds of 0 and of 10 both passed the tests, which had only sRGB itself and primaries swapped)."""
+    pixels = np.zeros((4, 4, 3), np.uint8)
+    near = image_io.RGBImage(rgb=pixels, icc=_srgb_with_red_scaled(1.05), icc_mode="RGB")
+    off = image_io.RGBImage(rgb=pixels, icc=_srgb_with_red_scaled(1.2), icc_mode="RGB")
+    assert image_io.profile_note(near) is None
+    assert image_io.profile_note(off) == "sRGB built-in"
+
+
+def test_a_palette_image_in_another_profile_is_warned_of(tmp_path):
+    """A palette PNG carries its profile as an RGB one does (mutation audit: leaving palettes out passed)."""
+    import saicm
+
+    pixels = np.random.default_rng(0).integers(0, 256, (32, 32, 3), dtype=np.uint8)
+    Image.fromarray(pixels).quantize(16).save(tmp_path / "few.png", icc_profile=_wide_gamut_profile())
+    assert Image.open(tmp_path / "few.png").mode == "P"
+    with pytest.warns(saicm.SaicmWarning, match="few.png: its colours are in the ICC profile"):
+        saicm.compress(tmp_path / "few.png", quality=1)
+
+
+def test_sixteen_bit_samples_are_told_only_below_4096_and_not_when_black(tmp_path):
+    """The 12-bit warning's bounds (mutation audit: warning at 4096, and for an all-black image, both passed): a
+    largest sample of 4095 is a 12-bit sensor's, 4096 is not; an image all 0 is black in any bit depth."""
+    import saicm
+
+    for top, told in ((4095, True), (4096, False), (0, False)):
+        a = np.full((8, 8), top, np.uint16)
+        a[0, 0] = 0
+        Image.fromarray(a).save(tmp_path / f"s{top}.tif")
+        with warnings.catch_warnings(record=True) as got:
+            warnings.simplefilter("always")
+            image_io.load_image(tmp_path / f"s{top}.tif")
+        said = [w for w in got if issubclass(w.category, saicm.SaicmWarning) and "below 4096" in str(w.message)]
+        assert bool(said) is told, top
