@@ -1415,3 +1415,16 @@ def test_info_of_a_model_with_a_strange_training_record_is_shown_not_a_traceback
     assert main(["info", str(path)]) == 0
     out = capsys.readouterr().out
     assert "description" in out and ("loss not recorded" in out or "plain MSE" in out)
+
+
+def test_a_training_session_line_says_modified_only_for_modified_sources():
+    """`saicm info MODEL` names the commit a session ran from, marked "modified" when saicm's sources differed from
+    it (mutation audit: the mark inverted passed; a clean checkout's run would have been said modified)."""
+    from saicm.cli import _session_text
+
+    s = {"from_step": 0, "saicm": "0.26.1", "commit": "0123456789abcdef", "python": "3.11", "torch": "2.5",
+         "threads": 2, "processes": 1, "device": "cpu", "data": {"images": 5, "sha256": "ab" * 32}}
+    assert "saicm 0.26.1 (0123456789ab), python 3.11, torch 2.5;" in _session_text(s | {"dirty": False})
+    assert "(0123456789ab, modified)" in _session_text(s | {"dirty": True})
+    assert "saicm 0.26.1, python" in _session_text({k: v for k, v in s.items() if k != "commit"})
+    assert _session_text("not a session") == "not a session"
