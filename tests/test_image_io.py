@@ -459,3 +459,15 @@ def test_sixteen_bit_samples_are_told_only_below_4096_and_not_when_black(tmp_pat
             image_io.load_image(tmp_path / f"s{top}.tif")
         said = [w for w in got if issubclass(w.category, saicm.SaicmWarning) and "below 4096" in str(w.message)]
         assert bool(said) is told, top
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_the_oriented_size_is_the_size_load_image_gives(tmp_path, orientation):
+    """video's folder probe sizes a clip by oriented_size: it must agree with load_image for every EXIF orientation
+    (mutation audit: counting only 6 and 8 as turned passed; a frame folder tagged 5 or 7, the transposes, would be
+    probed with its sides swapped)."""
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    Image.fromarray(np.zeros((20, 36, 3), np.uint8)).save(tmp_path / "f.jpg", exif=exif)
+    with Image.open(tmp_path / "f.jpg") as im:
+        assert image_io.oriented_size(im) == image_io.load_image(tmp_path / "f.jpg").size[::-1]  # (H, W)

@@ -297,3 +297,16 @@ def test_report_names_itself_when_an_image_is_above_the_limit(tmp_path, monkeypa
                      *extra]) != 0
         err = capsys.readouterr().err
         assert "saicm report reads images up to 1,000 pixels" in err and "saicm eval" not in err, err
+
+
+def test_only_a_version_above_the_shipped_ones_is_called_a_newer_releases():
+    """An unknown version of a shipped family is "a newer release's model?" only above the family's highest
+    (mutation audit: any version passed; mse-context-n64-v4, below the shipped v5 and v6, was called a newer
+    release's)."""
+    from saicm.models.catalog import _unknown_model_hint, shipped_models
+
+    shipped = list(shipped_models())
+    assert "mse-context-n64-v5" in shipped and "mse-context-n64-v4" not in shipped
+    older = _unknown_model_hint("mse-context-n64-v4", shipped)
+    assert "newer release" not in older and "did you mean mse-context-n64-v" in older
+    assert "a newer release's model?" in _unknown_model_hint("mse-context-n64-v99", shipped)
