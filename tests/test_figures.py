@@ -386,3 +386,16 @@ def test_a_plotted_svg_and_png_say_what_they_show_in_words(tmp_path):
     assert "a curve for each of my_codec, webp" in Image.open(png).text["Description"]
     _, svg = plot_curves(runs, "psnr", tmp_path / "d", title="Kodak & friends")
     assert "<title>Kodak &amp; friends</title>" in svg.read_text()
+
+
+def test_a_plots_words_name_only_the_curves_drawn(tmp_path):
+    """A results file without the metric is left out of the figure, and of its words (mutation audit: naming every
+    file passed; a screen reader would have been told of a curve that is not there)."""
+    from PIL import Image
+
+    from saicm.eval.plots import curves_description, plot_curves
+
+    runs = [_res("jpeg", [(0.2, 30.5), (0.4, 33.25)]), _res("yolo_only", [(0.1, 20), (0.2, 25)], metric="ap")]
+    assert curves_description(runs, "psnr").endswith("a curve for each of jpeg")
+    png, _ = plot_curves(runs, "psnr", tmp_path / "c")
+    assert "yolo_only" not in Image.open(png).text["Description"]
