@@ -628,3 +628,19 @@ def test_off_a_terminal_a_sweep_prints_status_lines_not_silence(tmp_path, monkey
     assert len(lines) == 2 and all(" done (" in x for x in lines), lines
     assert main([*argv, "-o", str(tmp_path / "c.json"), "--quiet"]) == 0
     assert "saicm eval: " not in capsys.readouterr().err
+
+
+def test_the_dataset_fingerprint_is_of_names_sizes_and_pixels_not_of_order():
+    """dataset_fingerprint, as documented: one line NAME, WIDTHxHEIGHT, pixels' SHA-256 per image by sorted name
+    (mutation audit: leaving out the name, the size or the sorting passed)."""
+    import numpy as np
+    from PIL import Image
+
+    from saicm.eval.rd import dataset_fingerprint
+
+    a = Image.fromarray(np.arange(24, dtype=np.uint8).reshape(2, 4, 3))
+    b = Image.fromarray(np.arange(24, dtype=np.uint8).reshape(4, 2, 3))  # the same bytes, other sides
+    base = dataset_fingerprint({"a.png": a, "b.png": b})
+    assert dataset_fingerprint({"b.png": b, "a.png": a}) == base  # (the order of a folder's listing)
+    assert dataset_fingerprint({"a.png": a, "c.png": b}) != base  # (a renamed image)
+    assert dataset_fingerprint({"x.png": a}) != dataset_fingerprint({"x.png": b})  # (other sides, same bytes)
