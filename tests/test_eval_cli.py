@@ -644,3 +644,19 @@ def test_the_dataset_fingerprint_is_of_names_sizes_and_pixels_not_of_order():
     assert dataset_fingerprint({"b.png": b, "a.png": a}) == base  # (the order of a folder's listing)
     assert dataset_fingerprint({"a.png": a, "c.png": b}) != base  # (a renamed image)
     assert dataset_fingerprint({"x.png": a}) != dataset_fingerprint({"x.png": b})  # (other sides, same bytes)
+
+
+def test_other_pictures_are_warned_of_only_under_the_same_names_and_other_fingerprints():
+    """comparison_warnings' dataset_sha256 check (mutation audit: warning when the fingerprints are equal and not
+    when they differ passed the CLI test, which counted one warning among two tests): the same fingerprint, none;
+    another one under the same names, one; other names (another --limit), none (said apart by the names)."""
+    def res(fingerprint, names=("a.png", "b.png")):
+        return {"points": [{"quality": 1, "bpp": 0.1, "psnr": 30.0}], "dataset_sha256": fingerprint,
+                "per_image": {n: [] for n in names}}
+
+    same, other = "1" * 64, "2" * 64
+    assert results.comparison_warnings(res(same), res(same), "psnr") == []
+    assert results.comparison_warnings(res(same), res(other), "psnr") == [
+        "other pictures than the anchor's under the same names (dataset_sha256 differs)"]
+    assert results.comparison_warnings(res(same), res(other, ("a.png",)), "psnr") == []
+    assert results.comparison_warnings(res(same), res(None), "psnr") == []  # (an older file: nothing known)
