@@ -595,3 +595,84 @@ def test_coco_annotations_are_utf8_and_match_file_names_in_any_locale(tmp_path):
         r = subprocess.run([sys.executable, "-c", code, str(folder), str(ann)], capture_output=True, text=True,
                            timeout=120, env=dict(os.environ, **env))
         assert r.returncode == 0 and r.stdout.split()[-1] == "7" and ": 7}" in r.stdout, (env, r.stdout, r.stderr)
+
+
+def _rle_string(counts) -> str:
+    """pycocotools' rleToString of ``counts``, negative runs too (what a crafted file may hold)."""
+    s = []
+    for i, x in enumerate(counts):
+        if i > 2:
+            x -= counts[i - 2]
+        more = True
+        while more:
+            c = x & 0x1F
+            x >>= 5
+            more = x != -1 if c & 0x10 else x != 0
+            s.append(chr((c | 0x20 if more else c) + 48))
+    return "".join(s)
+
+
+def test_compressed_rle_counts_are_read_as_pycocotools_reads_them_and_a_negative_run_refused():
+    """rle_string_counts against pycocotools' own encoding, and a string decoding to a negative run (the C
+    rasteriser writes out of bounds with it) refused (mutation audit: dropping the negative-run check passed)."""
+    import numpy as np
+    from pycocotools import mask as cocomask
+
+    from saicm.eval.tasks.coco import check_dataset, rle_string_counts
+
+    m = np.zeros((37, 53), np.uint8, order="F")
+    m[3:30, 5:9] = 1
+    m[10:12, 20:50] = 1
+    rle = cocomask.encode(m)
+    counts = rle_string_counts(rle["counts"].decode())
+    assert counts is not None and sum(counts) == m.size
+    assert _rle_string(counts) == rle["counts"].decode()  # (the test's encoder is pycocotools')
+    flat = m.flatten(order="F")
+    runs = np.diff(np.flatnonzero(np.diff(np.r_[-1, flat, -1]) != 0))
+    assert counts == ([] if flat[0] == 0 else [0]) + runs.tolist()
+    assert rle_string_counts(_rle_string([10, 8, -2])) is None
+    assert rle_string_counts("P") is None  # (a number cut at the end: the C decoder read past the string)
+    assert rle_string_counts("PPPPPPP0") is None  # (a number of more than 7 chunks: past its 64 bits)
+    gt = {"images": [{"id": 1, "file_name": "a.png", "width": 4, "height": 4}],
+          "categories": [{"id": 1}],
+          "annotations": [{"id": 1, "image_id": 1, "category_id": 1,
+                           "segmentation": {"size": [4, 4], "counts": _rle_string([10, 8, -2])}}]}
+    with pytest.raises(SaicmError, match="counts string is not a compressed RLE"):
+        check_dataset(gt, scored=False, masks=True)
+
+
+def test_a_polygon_far_outside_its_image_is_refused_in_either_direction():
+    """Far outside, across or down (mutation audit: checking x alone passed)."""
+    from saicm.eval.tasks.coco import check_dataset
+
+    for poly in ([10, 10, 20, 10, 900, 20], [10, 10, 20, 10, 20, 900], [10, 10, 20, 10, 20, -900]):
+        gt = {"images": [{"id": 1, "file_name": "a.png", "width": 100, "height": 100}], "categories": [{"id": 1}],
+              "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "segmentation": [poly]}]}
+        with pytest.raises(SaicmError, match="far outside its 100x100 image"):
+            check_dataset(gt, scored=False, masks=True)
+    gt["annotations"][0]["segmentation"] = [[10, 10, 20, 10, 20, 150]]  # (a little outside: drawn clipped)
+    check_dataset(gt, scored=False, masks=True)
+
+
+def test_check_dataset_reads_boxes_areas_and_sizes_as_cocoeval_and_the_rasteriser_need_them():
+    """Mutation audit (each passed): a negative box height and a negative area are refused; an image without width
+    and height is fine for box AP (only masks need them); an annotation of an image not listed is not drawn, so
+    its segmentation is not read (it was a TypeError with no size to check it against)."""
+    from saicm.eval.tasks.coco import check_dataset
+
+    def gt(**ann):
+        a = {"id": 1, "image_id": 1, "category_id": 1, "bbox": [1, 1, 5, 5], "area": 25, "iscrowd": 0} | ann
+        return {"images": [{"id": 1, "file_name": "a.png", "width": 10, "height": 10}], "categories": [{"id": 1}],
+                "annotations": [a]}
+
+    check_dataset(gt())
+    with pytest.raises(SaicmError, match="negative width or height"):
+        check_dataset(gt(bbox=[1, 1, 5, -5]))
+    with pytest.raises(SaicmError, match="has no area"):
+        check_dataset(gt(area=-1))
+    sizeless = gt()
+    del sizeless["images"][0]["width"], sizeless["images"][0]["height"]
+    check_dataset(sizeless)  # box AP
+    with pytest.raises(SaicmError, match="has no width"):
+        check_dataset(sizeless, masks=True)
+    check_dataset(gt(image_id=2, segmentation=[[0, 0, 5, 0, 5, 5]]), masks=True)
