@@ -487,3 +487,17 @@ def test_a_mask_is_read_upright_as_its_image_is(tmp_path):
     Image.fromarray(m).save(tmp_path / "m.png", exif=exif)
     got = load_mask(tmp_path / "m.png")
     assert got.shape == (6, 8) and got[:, -2:].all() and not got[:, :-2].any()
+
+
+def test_coco_source_reads_segmentations_without_the_fields_only_scoring_needs(tmp_path):
+    """Masks are drawn from segmentations alone: a file without bbox, area or iscrowd (which COCOeval needs, not
+    the rasteriser) is read (mutation audit: checking it as for scoring passed)."""
+    from saicm.masks.coco import CocoObjects
+
+    p = _coco_file(tmp_path)
+    data = json.loads(p.read_text())
+    for a in data["annotations"]:
+        for k in ("bbox", "area", "iscrowd"):
+            a.pop(k)
+    p.write_text(json.dumps(data))
+    CocoObjects(p)

@@ -652,6 +652,9 @@ def test_a_polygon_far_outside_its_image_is_refused_in_either_direction():
             check_dataset(gt, scored=False, masks=True)
     gt["annotations"][0]["segmentation"] = [[10, 10, 20, 10, 20, 150]]  # (a little outside: drawn clipped)
     check_dataset(gt, scored=False, masks=True)
+    gt["annotations"][0]["segmentation"] = [[10, 10, 20, 10, 20, 15, 30]]  # (an x without its y)
+    with pytest.raises(SaicmError, match="a polygon of 7 numbers"):
+        check_dataset(gt, scored=False, masks=True)
 
 
 def test_check_dataset_reads_boxes_areas_and_sizes_as_cocoeval_and_the_rasteriser_need_them():
