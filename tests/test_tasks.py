@@ -679,3 +679,17 @@ def test_check_dataset_reads_boxes_areas_and_sizes_as_cocoeval_and_the_rasterise
     with pytest.raises(SaicmError, match="has no width"):
         check_dataset(sizeless, masks=True)
     check_dataset(gt(image_id=2, segmentation=[[0, 0, 5, 0, 5, 5]]), masks=True)
+
+
+def test_instance_evaluation_checks_the_segmentations_before_pycocotools_draws_them():
+    """evaluate_task with a segmentation model reads its annotations with their masks checked (mutation audit: reading
+    them unchecked passed: coco_ap is then given the built COCO and does not check it again, and pycocotools drew
+    a polygon of two points as a box, or crashed on a huge one)."""
+    class FakeSegModel(FakeModel):
+        iou_types = ("bbox", "segm")
+
+    gt = gt_dict(OBJECTS)
+    gt["annotations"][0]["segmentation"] = [[10, 10, 20, 20]]
+    images = {n: Image.new("RGB", (100, 100)) for n in ("a.jpg", "b.jpg")}
+    with pytest.raises(SaicmError, match=r"annotations\[0\] \(id 1\) has a polygon of 4 numbers"):
+        tasks.evaluate_task(FakeSegModel(), images, annotations=gt)
