@@ -1024,3 +1024,19 @@ def test_training_data_names_every_unusable_image_at_once_and_refuses_thin_banne
     (d / "trunc.jpg").unlink()
     monkeypatch.setattr(limits, "DEFAULT_MAX_PIXELS", 1 << 26)
     assert len(RandomCrops(d, patch=64, progress=False).images) == 2  # (within the limit: upscaled as before)
+
+
+def test_the_data_fingerprint_changes_with_a_renamed_image(tmp_path):
+    """RandomCrops.fingerprint is of each image's path and content, as documented (mutation audit: leaving the path
+    out passed; a renamed image, which changes nothing else, then gave the same fingerprint)."""
+    from saicm.train.data import RandomCrops
+
+    d = tmp_path / "data"
+    d.mkdir()
+    for name, seed in (("a.png", 1), ("b.png", 2)):
+        Image.fromarray(natural_image(40, 40, seed=seed)).save(d / name)
+    before = RandomCrops(d, patch=32, progress=False).fingerprint
+    assert RandomCrops(d, patch=32, progress=False).fingerprint == before
+    (d / "b.png").rename(d / "c.png")  # (the same order, the same pixels)
+    after = RandomCrops(d, patch=32, progress=False).fingerprint
+    assert after["images"] == before["images"] == 2 and after["sha256"] != before["sha256"]
