@@ -264,3 +264,11 @@ def test_reading_nan_as_null_keeps_deeply_nested_files_readable(tmp_path):
     r = results.load(tmp_path / "deep.json")
     assert r["points"][2]["psnr"] is None
     assert main(["plot", str(tmp_path / "deep.json"), "-o", str(tmp_path / "p")]) == 0
+
+
+def test_a_metric_edited_into_true_or_false_is_refused(tmp_path):
+    """JSON's true is a Python int: a metric edited into true would be plotted as 1 (mutation audit: accepting
+    booleans passed)."""
+    edited = write(tmp_path / "edited.json", "anchor", [(0.1, 30), (0.2, True), (0.4, 36)])
+    with pytest.raises(SaicmError, match=r"point 2: 'psnr' is True, not a finite number or null"):
+        results.load(edited)
