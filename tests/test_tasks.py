@@ -652,6 +652,8 @@ def test_a_polygon_far_outside_its_image_is_refused_in_either_direction():
             check_dataset(gt, scored=False, masks=True)
     gt["annotations"][0]["segmentation"] = [[10, 10, 20, 10, 20, 150]]  # (a little outside: drawn clipped)
     check_dataset(gt, scored=False, masks=True)
+    gt["annotations"][0]["segmentation"] = [[0, 0, 100, 0, 100, 100, 0, 100]]  # (the whole image: a legitimate
+    check_dataset(gt, scored=False, masks=True)                                 # outline as long as any)
     gt["annotations"][0]["segmentation"] = [[10, 10, 20, 10, 20, 15, 30]]  # (an x without its y)
     with pytest.raises(SaicmError, match="a polygon of 7 numbers"):
         check_dataset(gt, scored=False, masks=True)
@@ -678,6 +680,10 @@ def test_check_dataset_reads_boxes_areas_and_sizes_as_cocoeval_and_the_rasterise
     check_dataset(sizeless)  # box AP
     with pytest.raises(SaicmError, match="has no width"):
         check_dataset(sizeless, masks=True)
+    zero = gt()
+    zero["images"][0]["width"] = 0
+    with pytest.raises(SaicmError, match="width 0 is not a whole number above 0"):
+        check_dataset(zero)
     check_dataset(gt(image_id=2, segmentation=[[0, 0, 5, 0, 5, 5]]), masks=True)
 
 
