@@ -1040,3 +1040,21 @@ def test_the_data_fingerprint_changes_with_a_renamed_image(tmp_path):
     (d / "b.png").rename(d / "c.png")  # (the same order, the same pixels)
     after = RandomCrops(d, patch=32, progress=False).fingerprint
     assert after["images"] == before["images"] == 2 and after["sha256"] != before["sha256"]
+
+
+def test_a_new_run_folder_is_held_from_when_it_is_made(data_dir, tmp_path, monkeypatch):
+    """A run folder that did not exist is held as soon as the run makes it (mutation audit: holding only folders
+    that existed before passed; two runs started together into one new --out would both have trained in it)."""
+    import saicm.train.trainer as trainer
+
+    held = []
+    real = trainer.exclusive
+
+    def recording(folder, hint, wait=False):
+        held.append(Path(folder))
+        return real(folder, hint, wait)
+
+    monkeypatch.setattr(trainer, "exclusive", recording)
+    out = tmp_path / "new-run"
+    train(tiny_cfg(data_dir, out, steps=1, ckpt_every=1))
+    assert held == [out]
