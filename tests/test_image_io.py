@@ -381,7 +381,8 @@ def test_twelve_bit_samples_in_a_sixteen_bit_file_are_warned_of(tmp_path):
 
     twelve = (np.arange(32 * 32, dtype=np.uint16).reshape(32, 32) * 4)  # 0..4092
     Image.fromarray(twelve).save(tmp_path / "sensor.tif")  # I;16
-    with pytest.warns(saicm.SaicmWarning, match="sensor.tif: 16-bit samples .* stay below 4096"):
+    with pytest.warns(saicm.SaicmWarning, match="sensor.tif: 16-bit samples .* stay below 4096: it reads as a nearly "
+                                                 "black image"):  # (not "codes": eval, train and masks code nothing)
         got = image_io.load_image(tmp_path / "sensor.tif")
     assert got.rgb.max() == 16  # (read as 0-65535, as said)
     Image.fromarray(twelve << 4).save(tmp_path / "scaled.tif")

@@ -266,7 +266,7 @@ def _from_array(a: np.ndarray) -> Image.Image:
         if 0 < top < 4096:  # (a camera's 8-, 10- or 12-bit samples in uint16: coded as a nearly black frame)
             from ..errors import warn
 
-            warn("a uint16 array is read as 0-65535, and this one's values stay below 4096: it codes as a nearly "
+            warn("a uint16 array is read as 0-65535, and this one's values stay below 4096: it reads as a nearly "
                  "black image; for 8-, 10- or 12-bit samples scale them first (a << (16 - bits)) or pass uint8")
         a = (a.astype(np.uint32) * 255 + 32767) // 65535
     elif a.dtype.kind == "f":
@@ -315,7 +315,7 @@ def _to_8bit_gray(img: Image.Image, path: str | None) -> np.ndarray:
     if wide and 0 < a.max(initial=0) < 4096:  # (a 12-bit sensor's samples in a 16-bit TIFF: coded nearly black)
         from ..errors import warn
 
-        warn(f"{path or 'the image'}: 16-bit samples are read as 0-65535, and this image's stay below 4096: it codes "
+        warn(f"{path or 'the image'}: 16-bit samples are read as 0-65535, and this image's stay below 4096: it reads "
              "as a nearly black image; for 8-, 10- or 12-bit samples stored unscaled, scale them to 16 bits first")
     return np.clip(np.rint(a * (255.0 / hi)), 0, 255).astype(np.uint8)
 
