@@ -13,7 +13,7 @@ import threading
 from pathlib import Path
 from typing import Callable, Iterator
 
-from .errors import SaicmError
+from .errors import SaicmError, warn
 
 #: what a job does with an output file that exists: refuse it (one line, the file kept), skip it (counted done: a
 #: rerun after an interruption goes on where it stopped), or overwrite it
@@ -543,24 +543,27 @@ def write_atomic(dest: str | os.PathLike, writer: Callable[[Path], None], durabl
 
 
 def input_files(folder: str | os.PathLike, accept: Callable[[Path], bool],
-                unreadable: Callable[[OSError], None] | None = None, links: list | None = None) -> list[Path]:
+                unreadable: Callable[[OSError], None] | None = None) -> list[Path]:
     """The files under ``folder`` (recursively, sorted) that ``accept`` takes: the one rule of every folder input
     (coding, masks, training, evaluation). Hidden names (``.x``: a killed job's temporary ``.x.part.png``, macOS's
-    ``._x.jpg``) are left out, links to folders are not followed and broken links lead nowhere (both appended to
-    ``links`` if given), and a folder that cannot be read is passed to ``unreadable`` (default: a one-line error;
-    ``rglob`` skipped it in silence)."""
+    ``._x.jpg``) are left out, links to folders are not followed and broken links lead nowhere (one warning names
+    them: in eval, train and masks they were left out in silence), and a folder that cannot be read is passed to
+    ``unreadable`` (default: a one-line error; ``rglob`` skipped it in silence)."""
     def refuse(e: OSError) -> None:
         raise SaicmError(f"cannot read folder ({e.strerror or e})", str(e.filename))
 
     files: list[Path] = []
+    links: list[Path] = []
     for root, dirs, names in os.walk(folder, onerror=unreadable or refuse):
         here = Path(root)
-        if links is not None:
-            links += [here / d for d in dirs if not d.startswith(".") and (here / d).is_symlink()]
-            links += [here / n for n in names if not n.startswith(".") and (here / n).is_symlink()
-                      and not (here / n).exists()]
+        links += [here / d for d in dirs if not d.startswith(".") and (here / d).is_symlink()]
+        links += [here / n for n in names if not n.startswith(".") and (here / n).is_symlink()
+                  and not (here / n).exists()]
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         files += [here / n for n in names if not n.startswith(".") and accept(here / n)]
+    if links:
+        warn(f"{len(links)} symbolic link{'s' if len(links) > 1 else ''} not followed (to a folder, or broken): "
+             f"{', '.join(map(str, links[:3]))}{' …' if len(links) > 3 else ''}")
     return sorted(files)
 
 

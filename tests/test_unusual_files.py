@@ -595,3 +595,25 @@ def test_a_held_folder_names_this_process_whatever_its_lock_file_held_before(tmp
     (tmp_path / _fs.LOCK_NAME).write_text("1234567890123\n")
     with _fs.exclusive(tmp_path, "wait"):
         assert (tmp_path / _fs.LOCK_NAME).read_text() == f"{os.getpid()}\n"
+
+
+def test_every_folder_reader_names_the_links_it_does_not_follow(tmp_path):
+    """Folder jobs warned of links to folders and broken links they leave out; eval, train and masks, which read
+    folders by the same rule, left them out in silence (the hostile-data audit)."""
+    import warnings
+
+    from saicm.eval.rd import load_rgb_folder
+    from saicm.train.data import list_images
+
+    d = tmp_path / "set"
+    d.mkdir()
+    Image.fromarray(natural_image(32, 32)).save(d / "a.png")
+    (d / "gone.png").symlink_to(tmp_path / "nowhere.png")
+    (d / "elsewhere").symlink_to(tmp_path, target_is_directory=True)
+    for read in (lambda: load_rgb_folder(d), lambda: list_images(d)):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            got = read()
+        said = [str(w.message) for w in caught]
+        assert len(got) == 1 and len(said) == 1, said
+        assert said[0].startswith("2 symbolic links not followed (to a folder, or broken): ") and "gone.png" in said[0]

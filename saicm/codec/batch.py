@@ -29,7 +29,6 @@ from .._fs import (EXISTING, NO_DASH_OUTPUT, OutputExists, ensure_dir, flush_sta
                    no_replace, no_such_file, refuse_input_as_output, remove_stale_parts)
 from .._signals import StopRequest
 from ..errors import MissingDependency, SaicmError, printable
-from ..errors import warn as saicm_warn
 from .image_io import refuse_file_name_for_folder
 
 #: errors of the output's file system that every later file would meet too: the job stops
@@ -151,17 +150,12 @@ def _scan(src: Path, accept: Callable[[Path], bool]) -> tuple[list[Path], list[t
     """The inputs under ``src`` (:func:`~saicm._fs.input_files`) and the folders that could not be read, each with
     its error (they become failed jobs); links not followed (to folders, broken) are named in a warning."""
     failed: list[tuple[Path, str]] = []
-    links: list[Path] = []
 
     def unreadable(e: OSError) -> None:
         failed.append((Path(e.filename), f"{e.filename}: cannot read folder ({e.strerror or e}): its files "
                                          "are not coded"))
 
-    files = input_files(src, accept, unreadable, links)
-    if links:
-        saicm_warn(f"{len(links)} symbolic link{'s' if len(links) > 1 else ''} not followed (to a folder, or "
-                   f"broken): {', '.join(map(str, links[:3]))}{' …' if len(links) > 3 else ''}")
-    return files, failed
+    return input_files(src, accept, unreadable), failed
 
 
 def _output_names(rel: list[Path], suffix: str) -> list[Path]:
