@@ -245,11 +245,13 @@ def _unknown_model_hint(name: str, shipped: list[str]) -> str:
 
     from .. import __version__
 
-    family, version = re.fullmatch(r"(.+-v)(\d+)", name).groups() if re.fullmatch(r".+-v\d+", name) else (name, "")
-    ours = [int(m[len(family):]) for m in shipped if m.startswith(family) and m[len(family):].isdigit()]
-    if version and ours and int(version) > max(ours):
-        return (f"saicm {__version__} ships {family}{max(ours)} at most: a newer release's model? "
-                "'saicm models' lists the shipped ones")
+    versioned = re.fullmatch(r"(.+-v)(\d+)", name)
+    if versioned:
+        family = versioned[1]
+        ours = [int(m[len(family):]) for m in shipped if m.startswith(family) and m[len(family):].isdigit()]
+        if ours and int(versioned[2]) > max(ours):
+            return (f"saicm {__version__} ships {family}{max(ours)} at most: a newer release's model? "
+                    "'saicm models' lists the shipped ones")
     close = difflib.get_close_matches(name, shipped, n=3, cutoff=0.6)
     said = f"did you mean {' or '.join(close)}? " if close else ""
     return f"{said}'saicm models' lists the {len(shipped)} shipped ones" if shipped else "none shipped"
