@@ -542,25 +542,44 @@ def write_atomic(dest: str | os.PathLike, writer: Callable[[Path], None], durabl
         writer(tmp)
 
 
+def is_special(path: Path) -> bool:
+    """A FIFO, socket or device (not a regular file, folder or link): never an input of a folder job."""
+    try:
+        mode = path.lstat().st_mode
+    except OSError:
+        return False
+    return not (stat.S_ISREG(mode) or stat.S_ISDIR(mode) or stat.S_ISLNK(mode))
+
+
 def input_files(folder: str | os.PathLike, accept: Callable[[Path], bool],
                 unreadable: Callable[[OSError], None] | None = None) -> list[Path]:
     """The files under ``folder`` (recursively, sorted) that ``accept`` takes: the one rule of every folder input
     (coding, masks, training, evaluation). Hidden names (``.x``: a killed job's temporary ``.x.part.png``, macOS's
     ``._x.jpg``) are left out, links to folders are not followed and broken links lead nowhere (one warning names
-    them: in eval, train and masks they were left out in silence), and a folder that cannot be read is passed to
+    them: in eval, train and masks they were left out in silence; another names FIFOs, sockets and devices), and a folder that cannot be read is passed to
     ``unreadable`` (default: a one-line error; ``rglob`` skipped it in silence)."""
     def refuse(e: OSError) -> None:
         raise SaicmError(f"cannot read folder ({e.strerror or e})", str(e.filename))
 
     files: list[Path] = []
     links: list[Path] = []
+    special: list[Path] = []
     for root, dirs, names in os.walk(folder, onerror=unreadable or refuse):
         here = Path(root)
         links += [here / d for d in dirs if not d.startswith(".") and (here / d).is_symlink()]
         links += [here / n for n in names if not n.startswith(".") and (here / n).is_symlink()
                   and not (here / n).exists()]
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-        files += [here / n for n in names if not n.startswith(".") and accept(here / n)]
+        for n in names:
+            if n.startswith("."):
+                continue
+            if accept(here / n):
+                files.append(here / n)
+            elif is_special(here / n):
+                special.append(here / n)
+    if special:  # (a FIFO named x.png was left out of a folder job in silence; reading one would wait forever)
+        warn(f"{len(special)} special file{'s' if len(special) > 1 else ''} (a FIFO, socket or device) left out: "
+             f"{', '.join(map(str, special[:3]))}{' …' if len(special) > 3 else ''}")
     if links:
         warn(f"{len(links)} symbolic link{'s' if len(links) > 1 else ''} not followed (to a folder, or broken): "
              f"{', '.join(map(str, links[:3]))}{' …' if len(links) > 3 else ''}")
