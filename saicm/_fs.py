@@ -194,53 +194,80 @@ class Busy(SaicmError):
 
 
 @contextlib.contextmanager
-def exclusive(folder: str | os.PathLike, hint: str, wait: bool = False) -> Iterator[None]:
-    """Hold ``folder`` (an existing folder) for this process inside: an advisory lock (``flock``) on its
-    :data:`LOCK_NAME`, which holds the holder's process id. Held by another process, :class:`Busy` at once, naming
-    it and ``hint`` (what to do). Two ``saicm train --resume`` of one run folder both went on from its checkpoint
-    and wrote it, the log and the model in turn: both said they were done, the log held every step twice and the
-    checkpoint was whichever wrote last. The lock goes with the process (a killed one holds nothing); where no lock
-    can be made (a folder that cannot be written, a file system without locks, Windows) the job goes on unlocked.
-    ``wait``: wait for the other process instead (for moments of work: :func:`atomic_folder`'s publishing)."""
+def exclusive(folder: str | os.PathLike, hint: str, wait: bool = False, name: str = LOCK_NAME) -> Iterator[None]:
+    """Hold ``folder`` (an existing folder) for this process inside: an advisory lock (``flock``) on its lock file
+    ``name`` (default :data:`LOCK_NAME`; one output file's own lock: ``.FILE.lock``), which holds the holder's
+    process id and is removed when it lets go. Held by another process, :class:`Busy` at once, naming it and
+    ``hint`` (what to do). Two ``saicm train --resume`` of one run folder both went on from its checkpoint and
+    wrote it, the log and the model in turn: both said they were done, the log held every step twice and the
+    checkpoint was whichever wrote last. The lock goes with the process (a killed one holds nothing, and its lock
+    file is taken over by the next); where no lock can be made (a folder that cannot be written, a file system
+    without locks, Windows) the job goes on unlocked. ``wait``: wait for the other process instead (for moments of
+    work: :func:`atomic_folder`'s publishing)."""
     try:
         import fcntl
     except ImportError:
         fcntl = None
     fd = None
-    if fcntl is not None:
-        path, nofollow = Path(folder) / LOCK_NAME, getattr(os, "O_NOFOLLOW", 0)
+    path = Path(folder) / name
+    while fcntl is not None:
+        fd = _open_lock_file(path)
+        if fd is None:
+            break
         try:
-            fd = os.open(path, os.O_RDWR | os.O_CREAT | nofollow, 0o666)
-        except PermissionError:  # (another user's lock file in a folder shared by a group: it locks read-only too)
-            try:
-                fd = os.open(path, os.O_RDONLY | nofollow)
-            except OSError:
+            fcntl.flock(fd, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as e:
+            if wait or e.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                os.close(fd)  # (ENOLCK: no locks here)
                 fd = None
-        except OSError:
-            fd = None
+                break
+            try:
+                pid = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
+            except OSError:
+                pid = ""
+            os.close(fd)
+            who = f" (pid {pid})" if pid.isdigit() else ""
+            raise Busy(f"in use by another saicm process{who}: {hint}", str(folder)) from None
+        if _same_file(fd, path):
+            break
+        # (the holder before removed the file as it let go, after this process opened it: a lock on a file no
+        # longer there holds nothing, as a third process may lock a new one; open the file there now)
+        os.close(fd)
+        fd = None
     try:
         if fd is not None:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError as e:
-                if wait or e.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
-                    os.close(fd)  # (ENOLCK: no locks here)
-                    fd = None
-                else:
-                    try:
-                        pid = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
-                    except OSError:
-                        pid = ""
-                    who = f" (pid {pid})" if pid.isdigit() else ""
-                    raise Busy(f"in use by another saicm process{who}: {hint}", str(folder)) from None
-            else:
-                with contextlib.suppress(OSError):
-                    os.ftruncate(fd, 0)
-                    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+            with contextlib.suppress(OSError):
+                os.ftruncate(fd, 0)
+                os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         yield
     finally:
         if fd is not None:
+            with contextlib.suppress(OSError):  # (while held: one waiting for it opens the file anew, above)
+                path.unlink()
             os.close(fd)
+
+
+def _open_lock_file(path: Path) -> int | None:
+    """A descriptor of the lock file ``path`` (made if absent), or None where none can be opened."""
+    nofollow = getattr(os, "O_NOFOLLOW", 0)
+    try:
+        return os.open(path, os.O_RDWR | os.O_CREAT | nofollow, 0o666)
+    except PermissionError:  # (another user's lock file in a folder shared by a group: it locks read-only too)
+        try:
+            return os.open(path, os.O_RDONLY | nofollow)
+        except OSError:
+            return None
+    except OSError:
+        return None
+
+
+def _same_file(fd: int, path: Path) -> bool:
+    """Whether ``path`` is still the file open as ``fd``."""
+    try:
+        a, b = os.fstat(fd), os.stat(path, follow_symlinks=False)
+    except OSError:
+        return False
+    return (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
 
 
 def remove_stale_parts(dest: str | os.PathLike) -> None:
@@ -444,15 +471,11 @@ def atomic_folder(dest: str | os.PathLike) -> Iterator[Path]:
         if inside:
             # one job at a time moves its files out, into a folder still empty: two jobs writing one empty folder
             # both moved theirs in (frames of two ranges, one frames.json)
-            with exclusive(dest, "", wait=True):
-                try:
-                    if _has_content(dest):
-                        raise SaicmError(_APPEARED, str(dest))
-                    for entry in sorted(tmp.iterdir()):
-                        os.replace(entry, dest / entry.name)
-                finally:  # (not left among the files; removed under the lock: a job waiting for it finds them)
-                    with contextlib.suppress(OSError):
-                        (dest / LOCK_NAME).unlink()
+            with exclusive(dest, "", wait=True):  # (its lock file is removed as it lets go: not among the files)
+                if _has_content(dest):
+                    raise SaicmError(_APPEARED, str(dest))
+                for entry in sorted(tmp.iterdir()):
+                    os.replace(entry, dest / entry.name)
             tmp.rmdir()
         else:
             try:

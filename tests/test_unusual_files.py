@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -639,3 +640,39 @@ def test_folder_readers_name_the_fifos_they_leave_out(tmp_path):
             got = read()
         said = [str(w.message) for w in caught]
         assert len(got) == 1 and said == [f"1 special file (a FIFO, socket or device) left out: {d / 'camera.png'}"]
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="advisory locks (fcntl)")
+def test_a_lock_file_goes_with_its_holder_and_a_waiter_holds_the_file_there_now(tmp_path):
+    """exclusive() removes its lock file as it lets go (run folders kept `.saicm.lock` for ever); a job that was
+    waiting on the removed file takes the file there now, so that it and a third job cannot both hold the folder
+    (atomic_folder removed the file under the lock already, with that race)."""
+    import fcntl
+
+    from saicm import _fs
+
+    lock = tmp_path / _fs.LOCK_NAME
+    got, release = threading.Event(), threading.Event()
+
+    def waiter():
+        with _fs.exclusive(tmp_path, "", wait=True):
+            got.set()
+            release.wait(30)
+
+    with _fs.exclusive(tmp_path, "held"):
+        t = threading.Thread(target=waiter)
+        t.start()
+        time.sleep(0.3)  # (the waiter has opened the file and waits on it)
+        assert not got.is_set()
+    try:
+        assert got.wait(30)
+        third = os.open(lock, os.O_RDWR | os.O_CREAT)  # the file there now: held by the waiter
+        try:
+            with pytest.raises(BlockingIOError):
+                fcntl.flock(third, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        finally:
+            os.close(third)
+    finally:
+        release.set()
+        t.join(30)
+    assert not lock.exists()

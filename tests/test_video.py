@@ -1071,3 +1071,20 @@ def test_eval_of_a_clip_above_the_limit_does_not_tell_to_raise_it(clip_mkv, tmp_
                  str(tmp_path / "r.json"), "--no-cache", "--quiet"]) == 0
     with pytest.raises(SaicmError, match="more than the limit of 9,216; raise it with --max-pixels"):
         io.read_clip(clip_mkv)
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="advisory locks (fcntl)")
+def test_two_encodes_of_one_checkpoint_are_refused_and_the_lock_goes_with_the_encode(tmp_path):
+    """Two `video encode --resume` of one output both fitted from, and wrote, one OUT.ckpt (the concurrency audit
+    locked training run folders only); the second is refused at once, naming what to do, and a finished encode
+    leaves no lock file in the user's folder."""
+    from saicm import _fs
+
+    out = tmp_path / "a.saicmv"
+    with _fs.exclusive(tmp_path, "x", name=".a.saicmv.ckpt.lock"):  # (another encode of a.saicmv, fitting)
+        with pytest.raises(_fs.Busy, match=r"one encode at a time of one checkpoint .*"):
+            api.encode(synthetic_clip(2), out, preset=TINY, epochs=1, prune=0, qat_epochs=0, progress=False,
+                       resume=True)
+    assert not out.exists()
+    r = api.encode(synthetic_clip(2), out, preset=TINY, epochs=1, prune=0, qat_epochs=0, progress=False)
+    assert out.read_bytes() == r.data and sorted(p.name for p in tmp_path.iterdir()) == ["a.saicmv"]

@@ -12,6 +12,7 @@ is what any decoder gives for the file, bit for bit (``tests/test_video.py``).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from dataclasses import dataclass
@@ -22,7 +23,7 @@ from typing import Iterator
 import numpy as np
 import torch
 
-from .._fs import read_input
+from .._fs import exclusive, read_input
 from ..codec.container import CodedLike
 from ..codec.image_io import names_media_file
 from ..errors import ArgumentError, FormatError, SaicmError, naming
@@ -173,68 +174,73 @@ def encode(clip, output: str | os.PathLike | None = None, *, frames: str | None 
             refuse_input_as_output(clip, output)
     ckpt = Path(checkpoint) if checkpoint else (Path(str(output) + ".ckpt") if output is not None else None)
     _check_writable(output, ckpt)
-    if ckpt is not None and ckpt.exists() and not resume:
-        raise SaicmError("a checkpoint of an earlier encode is there: add --resume (resume=True) to continue it, "
-                         "or delete it", str(ckpt))
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    dev = resolve_device(device, int(os.environ.get("LOCAL_RANK", "0")))
-    if world > 1:  # torchrun: one process per GPU (or CPU process), each fits its share of every batch
-        import torch.distributed as dist
+    with contextlib.ExitStack() as held:
+        if ckpt is not None and os.environ.get("RANK", "0") == "0" and ckpt.parent.is_dir():
+            # (two encodes of one output both fitted from, and wrote, one checkpoint; torchrun: rank 0 holds it)
+            held.enter_context(exclusive(ckpt.parent, "one encode at a time of one checkpoint (wait for that one to "
+                                         "end, or pick another output or --checkpoint)", name=f".{ckpt.name}.lock"))
+        if ckpt is not None and ckpt.exists() and not resume:
+            raise SaicmError("a checkpoint of an earlier encode is there: add --resume (resume=True) to continue it, "
+                             "or delete it", str(ckpt))
+        world = int(os.environ.get("WORLD_SIZE", "1"))
+        dev = resolve_device(device, int(os.environ.get("LOCAL_RANK", "0")))
+        if world > 1:  # torchrun: one process per GPU (or CPU process), each fits its share of every batch
+            import torch.distributed as dist
 
-        if not dist.is_initialized():
-            dist.init_process_group("nccl" if dev.type == "cuda" else "gloo")
-    rank = int(os.environ.get("RANK", "0")) if world > 1 else 0
-    c = _as_clip(clip, frames, size, max_pixels)
-    m = None
-    if loss == "sa-nerv":
-        m = masks if isinstance(masks, np.ndarray) else load_masks(masks, c)
-        if m.shape != (c.n, c.height, c.width):
-            raise SaicmError(f"masks are {m.shape}, the clip is {(c.n, c.height, c.width)}")
-        m = m.astype(bool)
-    config = archs.make_config(arch, preset, c.height, c.width)
-    archs.check_config(arch, config, c.height, c.width, c.n)
-    torch.manual_seed(settings.seed)
-    model = archs.build(arch, config, c.n, training=True)
-    report = fit(model, c.frames, settings, masks=m, checkpoint=ckpt, resume=resume, device=dev, progress=progress,
-                 fault=fault)
-    fit_s = time.perf_counter() - t0
-    if world > 1:
-        import torch.distributed as dist
+            if not dist.is_initialized():
+                dist.init_process_group("nccl" if dev.type == "cuda" else "gloo")
+        rank = int(os.environ.get("RANK", "0")) if world > 1 else 0
+        c = _as_clip(clip, frames, size, max_pixels)
+        m = None
+        if loss == "sa-nerv":
+            m = masks if isinstance(masks, np.ndarray) else load_masks(masks, c)
+            if m.shape != (c.n, c.height, c.width):
+                raise SaicmError(f"masks are {m.shape}, the clip is {(c.n, c.height, c.width)}")
+            m = m.astype(bool)
+        config = archs.make_config(arch, preset, c.height, c.width)
+        archs.check_config(arch, config, c.height, c.width, c.n)
+        torch.manual_seed(settings.seed)
+        model = archs.build(arch, config, c.n, training=True)
+        report = fit(model, c.frames, settings, masks=m, checkpoint=ckpt, resume=resume, device=dev, progress=progress,
+                     fault=fault)
+        fit_s = time.perf_counter() - t0
+        if world > 1:
+            import torch.distributed as dist
 
-        dist.barrier()
-        dist.destroy_process_group()
-        if rank:  # rank 0 writes the file
-            return EncodeResult(data=b"", info={"rank": rank}, report=report)
+            dist.barrier()
+            dist.destroy_process_group()
+            if rank:  # rank 0 writes the file
+                return EncodeResult(data=b"", info={"rank": rank}, report=report)
 
-    qts = compress.quantise(model, settings.bits)
-    compress.load_quantised(model, qts)
-    symbols = compress.encode_symbols(qts, settings.bits)
-    meta = {"preset": preset if isinstance(preset, str) else "custom", "loss": loss}
-    header = bitstream.VideoHeader(arch=arch, config=config, frames=c.n, width=c.width,
-                                   height=c.height, fps=Fraction(c.fps), first=c.first, bits=settings.bits,
-                                   meta=meta)
-    steps = np.concatenate([t.steps for t in qts])
-    data = bitstream.pack(bitstream.VideoStream(header=header, steps=steps, symbols=symbols))
-    ref = np.empty_like(c.frames)
-    for start, batch_frames in nerv.render(model, c.n, c.height, c.width):
-        ref[start: start + batch_frames.shape[0]] = batch_frames.numpy()
-    if output is not None:
-        from .._fs import write_bytes_atomic
+        qts = compress.quantise(model, settings.bits)
+        compress.load_quantised(model, qts)
+        symbols = compress.encode_symbols(qts, settings.bits)
+        meta = {"preset": preset if isinstance(preset, str) else "custom", "loss": loss}
+        header = bitstream.VideoHeader(arch=arch, config=config, frames=c.n, width=c.width,
+                                       height=c.height, fps=Fraction(c.fps), first=c.first, bits=settings.bits,
+                                       meta=meta)
+        steps = np.concatenate([t.steps for t in qts])
+        data = bitstream.pack(bitstream.VideoStream(header=header, steps=steps, symbols=symbols))
+        ref = np.empty_like(c.frames)
+        for start, batch_frames in nerv.render(model, c.n, c.height, c.width):
+            ref[start: start + batch_frames.shape[0]] = batch_frames.numpy()
+        if output is not None:
+            from .._fs import write_bytes_atomic
 
-        write_bytes_atomic(output, data)
-        if ckpt is not None and not keep_checkpoint and ckpt.exists():
-            ckpt.unlink()
-    nonzero = sum(int((t.symbols != 0).sum()) for t in qts)
-    n_params = sum(t.symbols.size for t in qts)
-    psnrs = [psnr(c.frames[k], ref[k]) for k in range(c.n)]
-    info = {"bytes": len(data), "bpp": 8.0 * len(data) / (c.width * c.height * c.n), "psnr": float(np.mean(psnrs)),
-            "frames": c.n, "first": c.first, "width": c.width, "height": c.height, "fps": str(c.fps),
-            "arch": arch, "preset": meta["preset"], "loss": loss, "parameters": n_params, "nonzero": nonzero,
-            "weights_bytes": len(symbols), "steps_bytes": 2 * int(steps.size), "epochs": settings.epochs,
-            "stages": [f"{n} {e} epochs at lr {r:g}" for n, e, r in settings.stages()], "seed": settings.seed,
-            "fit_s": fit_s, "seconds": time.perf_counter() - t0, "events": report.events,
-            "resumed_from": report.resumed_from, "device": str(dev)}
-    return EncodeResult(data=data, info=info, reference=ref, report=report)
+            write_bytes_atomic(output, data)
+            if ckpt is not None and not keep_checkpoint and ckpt.exists():
+                ckpt.unlink()
+        nonzero = sum(int((t.symbols != 0).sum()) for t in qts)
+        n_params = sum(t.symbols.size for t in qts)
+        psnrs = [psnr(c.frames[k], ref[k]) for k in range(c.n)]
+        info = {"bytes": len(data), "bpp": 8.0 * len(data) / (c.width * c.height * c.n), "psnr": float(np.mean(psnrs)),
+                "frames": c.n, "first": c.first, "width": c.width, "height": c.height, "fps": str(c.fps),
+                "arch": arch, "preset": meta["preset"], "loss": loss, "parameters": n_params, "nonzero": nonzero,
+                "weights_bytes": len(symbols), "steps_bytes": 2 * int(steps.size), "epochs": settings.epochs,
+                "stages": [f"{n} {e} epochs at lr {r:g}" for n, e, r in settings.stages()], "seed": settings.seed,
+                "fit_s": fit_s, "seconds": time.perf_counter() - t0, "events": report.events,
+                "resumed_from": report.resumed_from, "device": str(dev)}
+        return EncodeResult(data=data, info=info, reference=ref, report=report)
 
 
 def network(data: bytes, max_pixels: int | None = None) -> tuple[bitstream.VideoHeader, torch.nn.Module]:
