@@ -48,3 +48,31 @@ def software() -> dict:
         except metadata.PackageNotFoundError:
             continue
     return out  # (the distributions' versions, the same whether or not the library was imported)
+
+
+@functools.lru_cache(maxsize=1)
+def cpu_model() -> str:
+    """The CPU's name (``/proc/cpuinfo``'s first ``model name`` on Linux, else what the platform says; "" if
+    unknown)."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            for line in f:
+                key, sep, value = line.partition(":")
+                if sep and key.strip() == "model name":
+                    return " ".join(value.split())
+    except OSError:
+        pass
+    return platform.processor() or ""
+
+
+def machine() -> dict:
+    """``{"cpu": NAME, "cpus": N, "threads": N, "OMP_NUM_THREADS": …}``: what a results file's timings
+    (``encode_s``, ``decode_s``) ran on. ``cpus``: the CPUs this process may use; ``threads``: the coding engine's
+    threads per process (``$SAICM_THREADS``, else ``cpus``); ``OMP_NUM_THREADS`` as set (PyTorch's and BLAS's
+    threads), or null."""
+    import os
+
+    from .engine.parallel import threads, usable_cpus
+
+    return {"cpu": cpu_model(), "cpus": usable_cpus(), "threads": threads(),
+            "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS")}

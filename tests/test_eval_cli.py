@@ -660,3 +660,33 @@ def test_other_pictures_are_warned_of_only_under_the_same_names_and_other_finger
         "other pictures than the anchor's under the same names (dataset_sha256 differs)"]
     assert results.comparison_warnings(res(same), res(other, ("a.png",)), "psnr") == []
     assert results.comparison_warnings(res(same), res(None), "psnr") == []  # (an older file: nothing known)
+
+
+def test_results_name_the_machine_their_timings_ran_on(tmp_path, monkeypatch):
+    """encode_s and decode_s were saved without the CPU or the thread count they ran with (the notes' left-alone
+    list): two results files' timings could not be told apart by machine."""
+    from saicm import _provenance
+    from saicm.eval import results
+
+    monkeypatch.setenv("SAICM_THREADS", "3")
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    monkeypatch.setattr(_provenance, "cpu_model", lambda: "Some CPU 9000")
+    out = tmp_path / "r.json"
+    assert main(["eval", "--codec", "jpeg", "--qualities", "50", "--dataset", str(_folder(tmp_path)), "-o", str(out),
+                 "--no-cache", "--quiet"]) == 0
+    m = results.load(out)["machine"]
+    from saicm.engine.parallel import usable_cpus
+
+    assert m == {"cpu": "Some CPU 9000", "cpus": usable_cpus(), "threads": min(3, 4 * usable_cpus()),
+                 "OMP_NUM_THREADS": "1"}
+
+
+def test_the_cpu_model_is_read_from_cpuinfo_where_there_is_one():
+    from saicm._provenance import cpu_model
+
+    if not os.path.exists("/proc/cpuinfo"):
+        pytest.skip("no /proc/cpuinfo here")
+    names = [ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name")]
+    if not names:
+        pytest.skip("/proc/cpuinfo names no model here")
+    assert cpu_model() == " ".join(names[0].split())

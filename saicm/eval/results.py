@@ -12,6 +12,7 @@
       "per_image": {"name.png": [{"quality": .., "bpp": .., "psnr": ..}, ...]},
       "created": "ISO time", "saicm_version": "0.2.0",
       "software": {"saicm": "0.2.0", "commit": "…", "python": "3.11.7", "torch": "…", …},
+      "machine": {"cpu": "AMD EPYC …", "cpus": 2, "threads": 2, "OMP_NUM_THREADS": "1"},
       "dataset_sha256": "…",       # image folders: sorted names and decoded pixels (saicm.eval.rd)
       "bootstrap": {"replicates": 200, "seed": 0, "images": "sha256 prefix of the sorted names"}
     }
@@ -39,7 +40,7 @@ SCHEMA = "saicm-results/1"
 
 def new_result(codec: str, codec_config: dict, dataset: str, task: str, num_images: int) -> dict:
     from .. import __version__
-    from .._provenance import software
+    from .._provenance import machine, software
 
     return {
         "schema": SCHEMA,
@@ -54,6 +55,7 @@ def new_result(codec: str, codec_config: dict, dataset: str, task: str, num_imag
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "saicm_version": __version__,
         "software": software(),  # (the commit and libraries beside the version; saicm.eval.rd adds dataset_sha256)
+        "machine": machine(),  # (what encode_s and decode_s ran on: they said nothing of the CPU or threads)
     }
 
 
