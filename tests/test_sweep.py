@@ -121,3 +121,65 @@ def test_cache_key_is_unchanged_and_made_without_converting_rgb_images(monkeypat
     monkeypatch.setattr(Image.Image, "convert", lambda self, *a, **k: converted.append(self.mode) or real(self, *a, **k))
     assert [image_hash(img) for img in images] == expected
     assert converted == ["L"]  # (the grey image only)
+
+
+def test_a_folder_is_read_as_the_sweep_goes_and_gives_the_numbers_of_the_images_in_memory(tmp_path):
+    """load_rgb_folder held every image of a folder for the whole sweep (several GB for 5,000 images): it reads each
+    when the sweep asks for it, and the results (fingerprint included) are those of the same images in a dict."""
+    from saicm.eval.rd import ImageFolder, load_rgb_folder
+
+    d = tmp_path / "set"
+    d.mkdir()
+    for i, im in enumerate(images().values()):
+        im.save(d / f"{i}.png")
+    lazy = load_rgb_folder(d)
+    assert isinstance(lazy, ImageFolder) and list(lazy) == ["0.png", "1.png"]
+    assert lazy["0.png"] is not lazy["0.png"]  # (read at each ask: nothing held)
+    a = sweep(get_codec("jpeg"), lazy, [30, 70], task=MeanBrightness())
+    b = sweep(get_codec("jpeg"), {n: lazy[n] for n in lazy}, [30, 70], task=MeanBrightness())
+    assert a["dataset_sha256"] == b["dataset_sha256"] and a["per_image"].keys() == b["per_image"].keys()
+    untimed = [[{x: v for x, v in p.items() if not x.endswith("_s")} for p in r["points"]] for r in (a, b)]
+    assert untimed[0] == untimed[1] and a["reference"] == b["reference"] and len(untimed[0]) == 2
+
+
+def test_an_image_changed_during_a_sweep_is_refused_not_mixed_in(tmp_path):
+    import pytest
+
+    from saicm.errors import SaicmError
+    from saicm.eval.rd import load_rgb_folder
+
+    d = tmp_path / "set"
+    d.mkdir()
+    for i, im in enumerate(images().values()):
+        im.save(d / f"{i}.png")
+    lazy = load_rgb_folder(d)
+    Image.fromarray(255 - np.asarray(lazy["1.png"])).save(d / "1.png")
+    assert lazy["0.png"].size == Image.open(d / "0.png").size
+    with pytest.raises(SaicmError, match="changed while the run read it"):
+        lazy["1.png"]
+    (d / "0.png").write_bytes(b"gone")
+    with pytest.raises(SaicmError, match="readable when the run began: changed meanwhile"):
+        lazy["0.png"]
+
+
+def test_work_on_the_originals_is_done_once_for_a_folder_read_as_the_sweep_goes():
+    """The task's reference (detections on the originals, pseudo ground truth) was cached by the identities of the
+    images: a folder whose images are new at each read was read whole to make the key and never matched it."""
+    from saicm.eval.tasks.sweeps import _Cached
+
+    class Fresh(dict):
+        reads = 0
+
+        def __getitem__(self, k):
+            Fresh.reads += 1
+            return Image.new("RGB", (4, 4))
+
+        def values(self):
+            return [self[k] for k in self]
+
+    originals, computed = Fresh(a=None, b=None), []
+    cache = _Cached()
+    for _ in range(3):
+        assert cache.get(originals, lambda: computed.append(1) or "ref") == "ref"
+    assert computed == [1] and Fresh.reads == 0
+    assert cache.get(Fresh(a=None), lambda: "other") == "other"  # another set of originals: computed anew

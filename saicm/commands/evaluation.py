@@ -17,7 +17,7 @@ def cmd_eval(a: argparse.Namespace) -> int:
     from ..eval import results
     from ..eval.cache import DecodeCache, default_cache_dir
     from ..eval.codecs import get_codec
-    from ..eval.rd import load_rgb_folder, sweep
+    from ..eval.rd import ImageFolder, load_rgb_folder, sweep
     from ..eval.tasks.sweeps import make_task
 
     output_file(a.output, suffix=".json")  # before the sweep, not after it
@@ -27,7 +27,7 @@ def cmd_eval(a: argparse.Namespace) -> int:
     codec = get_codec(a.codec)
     task = make_task(a.task, a.task_model, a.annotations, a.threads, progress=False, bootstrap=a.bootstrap)
     images = load_rgb_folder(a.dataset, limit=a.limit)
-    if a.limit:  # (clips: the first N)
+    if a.limit and not isinstance(images, ImageFolder):  # (clips: the first N; a folder read only its first N)
         images = dict(list(images.items())[: a.limit])
     if a.cache and not a.no_cache:  # a file or an uncreatable path: one line now, not a traceback after an encode
         from .._fs import ensure_dir

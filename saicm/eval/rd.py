@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import time
 from pathlib import Path
-from typing import Protocol, Sequence
+from typing import Mapping, Protocol, Sequence
 
 import numpy as np
 from PIL import Image
@@ -36,8 +36,9 @@ class Task(Protocol):
 
 
 def load_rgb_folder(folder: str | Path, limit: int | None = None, only: str | None = None,
-                    command: str = "eval") -> dict[str, Image.Image]:
-    """The images of a folder (name → RGB image, sorted by name), or a clip's frames (:func:`load_clips`).
+                    command: str = "eval") -> Mapping[str, Image.Image]:
+    """The images of a folder (name → RGB image, sorted by name: an :class:`ImageFolder`, which reads each when
+    asked for), or a clip's frames (:func:`load_clips`).
     ``limit``: the first ``limit`` images only; ``only``: that one image (its name in the folder) only, or none.
     Neither reads the other images (``--limit 5`` of a folder of thousands decoded every image first, and failed
     on a damaged one it would not have used). ``command``: the saicm command that reads them, as an image above
@@ -69,18 +70,58 @@ def load_rgb_folder(folder: str | Path, limit: int | None = None, only: str | No
 
     # Read as `saicm compress` reads them (EXIF orientation applied, 16-bit and float samples scaled to 8 bits):
     # the sweep measures the picture a user codes. A damaged image is not skipped (the set is the result): every
-    # unreadable one is named, in one error.
-    out, bad = {}, []
+    # unreadable one is named, in one error, before any is coded.
+    lines, bad = {}, []
     for p in files:
+        name = p.relative_to(folder).as_posix()
         try:
-            out[p.relative_to(folder).as_posix()] = Image.fromarray(read_without_limit_option(p, command).rgb)
+            img = Image.fromarray(read_without_limit_option(p, command).rgb)
         except ImageError as e:
             bad.append(str(e))
+            continue
+        lines[name] = _fingerprint_line(name, img)
     if len(bad) == 1:
         raise ImageError(bad[0])
     if bad:
         raise ImageError(f"{len(bad)} of {len(files)} images cannot be read: " + "; ".join(bad))
-    return out
+    return ImageFolder({p.relative_to(folder).as_posix(): p for p in files}, lines, command)
+
+
+class ImageFolder(Mapping):
+    """An image folder as :func:`load_rgb_folder` reads it: name → RGB image (sorted by name), each read from its
+    file when asked for, so that a sweep holds one image at a time (it held every image: several GB for a
+    5,000-image folder). Its images were read once when it was made (each readable; their fingerprint lines kept);
+    one that changed on disk since is refused when read again, as the sweep's numbers would mix two pictures."""
+
+    def __init__(self, paths: dict[str, Path], lines: dict[str, str], command: str = "eval"):
+        self._paths, self._lines, self._command = paths, lines, command
+
+    def __getitem__(self, name: str) -> Image.Image:
+        from ..codec.image_io import read_without_limit_option
+        from ..errors import ImageError, SaicmError
+
+        path = self._paths[name]
+        try:
+            img = Image.fromarray(read_without_limit_option(path, self._command).rgb)
+        except ImageError as e:
+            raise SaicmError(f"{e} (it was readable when the run began: changed meanwhile)") from None
+        if _fingerprint_line(name, img) != self._lines[name]:
+            raise SaicmError("changed while the run read it (other pixels than at its start: the results would mix "
+                             "two pictures; run again on a folder that stays as it is)", str(path))
+        return img
+
+    def __iter__(self):
+        return iter(self._paths)
+
+    def __len__(self) -> int:
+        return len(self._paths)
+
+    def fingerprint(self) -> str:
+        """:func:`dataset_fingerprint` of these images, without reading them again."""
+        import hashlib
+
+        return hashlib.sha256("".join(self._lines[n] for n in sorted(self._lines)).encode("utf-8",
+                                                                                         "surrogateescape")).hexdigest()
 
 
 def _code_one(codec: Codec, img: Image.Image, q, cache: DecodeCache) -> tuple[Image.Image, dict]:
@@ -128,21 +169,30 @@ def dataset_fingerprint(images: dict[str, Image.Image]) -> str:
     (a results file named its dataset by a path alone: a changed, added or re-encoded image went unseen)."""
     import hashlib
 
+    if isinstance(images, ImageFolder):
+        return images.fingerprint()
     h = hashlib.sha256()
     for name in sorted(images):
-        img = images[name]
-        # (an RGB image's tobytes() is its (H, W, 3) pixels as they are: one copy, where convert, asarray and
-        # tobytes made three, 60 % of the time, 6 % of a sweep whose decodes are cached)
-        pixels = hashlib.sha256((img if img.mode == "RGB" else img.convert("RGB")).tobytes()).hexdigest()
-        h.update(f"{name}\t{img.width}x{img.height}\t{pixels}\n".encode("utf-8", "surrogateescape"))
+        h.update(_fingerprint_line(name, images[name]).encode("utf-8", "surrogateescape"))
     return h.hexdigest()
+
+
+def _fingerprint_line(name: str, img: Image.Image) -> str:
+    """``NAME\\tWIDTHxHEIGHT\\tSHA256_OF_RGB_PIXELS\\n`` (:func:`dataset_fingerprint`)."""
+    import hashlib
+
+    # (an RGB image's tobytes() is its (H, W, 3) pixels as they are: one copy, where convert, asarray and tobytes
+    # made three, 60 % of the time, 6 % of a sweep whose decodes are cached)
+    pixels = hashlib.sha256((img if img.mode == "RGB" else img.convert("RGB")).tobytes()).hexdigest()
+    return f"{name}\t{img.width}x{img.height}\t{pixels}\n"
 
 
 def start_result(codec: Codec, dataset: str, task: Task | None, originals: dict[str, Image.Image]) -> dict:
     """A new results record of ``codec`` on ``originals`` (name → image, frames for clips), before any point:
     the task's bootstrap draws of the images and its score of the originals (the reference)."""
     res = new_result(codec.name, codec.config(), dataset, task.name if task else "psnr", len(originals))
-    if originals and all(isinstance(v, Image.Image) for v in originals.values()):
+    if isinstance(originals, ImageFolder) or (originals and all(isinstance(v, Image.Image)
+                                                                for v in originals.values())):
         res["dataset_sha256"] = dataset_fingerprint(originals)
     if getattr(task, "bootstrap", 0):
         res["bootstrap"] = bootstrap_spec(originals, task.bootstrap)

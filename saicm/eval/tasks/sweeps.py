@@ -22,16 +22,18 @@ TASKS = ("psnr", "detection", "instance", "faces")
 
 
 class _Cached:
-    """Remembers per-image results on the originals by object identity."""
+    """Remembers per-image results on the originals by the identity of their mapping (held, so that its identity
+    is no other's). Keyed by the identities of the images, a lazily read folder
+    (:class:`saicm.eval.rd.ImageFolder`) was read whole to make the key and, its images new at every read, never
+    matched it: the reference was recomputed at every point."""
 
     def __init__(self):
-        self._key = None
+        self._originals = None
         self._value = None
 
     def get(self, originals, compute):
-        key = tuple(id(v) for v in originals.values())
-        if key != self._key:
-            self._key, self._value = key, compute()
+        if originals is not self._originals:
+            self._originals, self._value = originals, compute()
         return self._value
 
 
