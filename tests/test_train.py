@@ -1058,3 +1058,65 @@ def test_a_new_run_folder_is_held_from_when_it_is_made(data_dir, tmp_path, monke
     out = tmp_path / "new-run"
     train(tiny_cfg(data_dir, out, steps=1, ckpt_every=1))
     assert held == [out]
+
+
+def _crops_folder(tmp_path):
+    d, m = tmp_path / "img", tmp_path / "msk"
+    d.mkdir()
+    m.mkdir()
+    for i, (h, w) in enumerate(((40, 56), (48, 40), (24, 30))):  # (the last is upscaled to the patch)
+        Image.fromarray(natural_image(h, w, seed=i)).save(d / f"{i}.png")
+    assert saicm.cli.main(["masks", str(d), "-o", str(m), "--source", "regions", "--quiet"]) == 0
+    return d, m
+
+
+def test_images_beyond_the_memory_budget_are_read_as_drawn_with_the_same_crops(tmp_path):
+    """Training kept every image decoded in memory: a folder larger than the memory could not be trained on. Beyond
+    a budget, images are read from their files when drawn, and the crops (pixels, masks, flips) are the same."""
+    import saicm.cli  # noqa: F401
+    from saicm.train.data import RandomCrops
+
+    d, m = _crops_folder(tmp_path)
+    kept = RandomCrops(d, patch=32, masks=m, progress=False)
+    first = kept.images[0].nbytes + kept.masks[0].nbytes
+    read = RandomCrops(d, patch=32, masks=m, progress=False, memory=0)
+    part = RandomCrops(d, patch=32, masks=m, progress=False, memory=first)
+    assert (kept.read_as_drawn, read.read_as_drawn, part.read_as_drawn) == (0, 3, 2)
+    assert kept.fingerprint == read.fingerprint == part.fingerprint
+    runs = []
+    for ds in (kept, read, part):
+        torch.manual_seed(5)
+        runs.append([ds[0] for _ in range(12)])
+    for a, b, c in zip(*runs):
+        for x, y, z in zip(a, b, c):
+            assert torch.equal(x, y) and torch.equal(x, z)
+
+
+def test_an_image_read_as_drawn_that_changed_since_the_start_is_refused(tmp_path):
+    import saicm.cli  # noqa: F401
+    from saicm.errors import ImageError
+    from saicm.train.data import RandomCrops
+
+    d, m = _crops_folder(tmp_path)
+    ds = RandomCrops(d, patch=32, masks=m, progress=False, memory=0)
+    Image.fromarray(natural_image(40, 56, seed=9)).save(d / "0.png")
+    torch.manual_seed(0)
+    with pytest.raises(ImageError, match=r"0\.png: changed since the run began"):
+        for _ in range(50):
+            ds[0]
+    (d / "0.png").unlink()
+    with pytest.raises(ImageError, match=r"0\.png: cannot read it again \(No such file or directory\)"):
+        for _ in range(50):
+            ds[0]
+
+
+def test_the_image_memory_is_half_the_machine_shared_by_the_runs_processes(monkeypatch):
+    from saicm.train.data import image_memory
+
+    if not hasattr(os, "sysconf"):
+        pytest.skip("no sysconf here")
+    total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
+    assert image_memory() == total // 2
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "4")
+    assert image_memory() == total // 2 // 4

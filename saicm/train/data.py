@@ -1,7 +1,11 @@
 """Training data: random crops from an image folder (optionally with masks).
 
 Images are decoded once and kept in memory as uint8 (the photo corpus is well
-under 1 GB), so a training step costs no JPEG decoding. Images smaller than the
+under 1 GB), so a training step costs no JPEG decoding, up to a budget
+(:func:`image_memory`: half the machine's memory, shared by the processes of a
+run); the images beyond it are read from their files as crops are drawn from
+them (a folder larger than the memory could not be trained on), with the same
+crops. Images smaller than the
 crop are upscaled (bicubic) until they fit. A mask folder, when given, holds one
 PNG per image with the same relative path and stem; it is cropped and flipped
 together with the image.
@@ -39,6 +43,22 @@ def _file_sha256(path: Path) -> str:
         return hashlib.file_digest(f, "sha256").hexdigest()
 
 
+def image_memory() -> int:
+    """Bytes of decoded images a training process keeps in memory: half the machine's memory over the processes of
+    the run on it (``LOCAL_WORLD_SIZE``, torchrun's), or 4 GiB where the memory cannot be read."""
+    import os
+
+    try:
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):
+        total = 8 << 30
+    try:
+        local = max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
+    except ValueError:
+        local = 1
+    return max(0, total // 2 // local)
+
+
 class RandomCrops(Dataset):
     """An endless stream of random crops; ``len`` is nominal and the index ignored.
 
@@ -46,7 +66,8 @@ class RandomCrops(Dataset):
     resumes control it), then a random crop and a random horizontal flip.
     """
 
-    def __init__(self, root, patch: int = 256, masks=None, epoch_size: int = 10**9, progress: bool = True):
+    def __init__(self, root, patch: int = 256, masks=None, epoch_size: int = 10**9, progress: bool = True,
+                 memory: int | None = None):
         roots = [Path(root)] if isinstance(root, (str, Path)) else [Path(r) for r in root]
         mask_roots = [None] * len(roots) if not masks else (
             [Path(masks)] if isinstance(masks, (str, Path)) else [Path(m) for m in masks])
@@ -66,8 +87,11 @@ class RandomCrops(Dataset):
                 self.files.append(f)
         self.patch = patch
         self.epoch_size = epoch_size
-        self.images: list[np.ndarray] = []
+        #: decoded images (None: read from its file when drawn, ``self._files[k]``) and their masks
+        self.images: list[np.ndarray | None] = []
         self.masks: list[np.ndarray | None] = []
+        self._files: dict[int, tuple[Path, Path | None, Path, str]] = {}
+        budget = image_memory() if memory is None else memory
         small = 0
         bad: list[str] = []  # (a scraped folder's damaged files: all named at once, not one per run)
         for r, mr, f in tqdm(pairs, desc="loading images", disable=True if not progress else None, unit="img"):
@@ -78,7 +102,8 @@ class RandomCrops(Dataset):
                 bad.append(str(e))
                 continue
             m = self._load_mask(r, mr, f) if mr is not None else None
-            listing.update(f"{roots.index(r)}\t{f.relative_to(r).as_posix()}\t{_file_sha256(f)}".encode())
+            digest = _file_sha256(f)
+            listing.update(f"{roots.index(r)}\t{f.relative_to(r).as_posix()}\t{digest}".encode())
             if mr is not None:
                 listing.update(f"\t{_file_sha256(mr / mask_path(f.relative_to(r)))}".encode())
             listing.update(b"\n")
@@ -87,8 +112,15 @@ class RandomCrops(Dataset):
                                  str(f))
             small += min(rgb.shape[:2]) < patch
             rgb, m = self._fit(rgb, m)
-            self.images.append(rgb)
-            self.masks.append(m)
+            size = rgb.nbytes + (m.nbytes if m is not None else 0)
+            if size <= budget:
+                budget -= size
+                self.images.append(rgb)
+                self.masks.append(m)
+            else:  # (beyond the budget: read again when drawn)
+                self._files[len(self.images)] = (r, mr, f, digest)
+                self.images.append(None)
+                self.masks.append(None)
         if len(bad) == 1:
             raise ImageError(bad[0])
         if bad:
@@ -145,9 +177,29 @@ class RandomCrops(Dataset):
     def __len__(self) -> int:
         return self.epoch_size
 
+    @property
+    def read_as_drawn(self) -> int:
+        """How many images are read from their files when drawn (beyond the memory budget), not kept."""
+        return len(self._files)
+
+    def _read(self, k: int) -> tuple[np.ndarray, np.ndarray | None]:
+        """Image ``k`` (and its mask) as it was when the run began, read from its file."""
+        r, mr, f, digest = self._files[k]
+        try:
+            if _file_sha256(f) != digest:
+                raise ImageError("changed since the run began (its crops would mix two pictures): train on a "
+                                 "folder that stays as it is", str(f))
+            rgb = read_without_limit_option(f, "train").rgb
+        except OSError as e:
+            raise ImageError(f"cannot read it again ({e.strerror or e}): it was there when the run began", str(f)) \
+                from None
+        return self._fit(rgb, self._load_mask(r, mr, f) if mr is not None else None)
+
     def __getitem__(self, i: int):
         k = int(torch.randint(0, len(self.images), ()))
         img, m = self.images[k], self.masks[k]
+        if img is None:
+            img, m = self._read(k)
         h, w = img.shape[:2]
         p = self.patch
         top = int(torch.randint(0, h - p + 1, ()))

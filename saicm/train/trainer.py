@@ -37,7 +37,7 @@ from ..models.catalog import resolve
 from ..models.zoo import build_from_info, keep_constants, load_model, load_strict
 from .compiling import CompiledStep, compiler_errors
 from .config import AMP_MODES, DEFAULT_ARCHITECTURE, DEFAULT_LAMBDAS, QUANT_MODES, TrainConfig, with_defaults
-from .data import RandomCrops
+from .data import RandomCrops, image_memory
 from .losses import DISTORTIONS, MASK_KINDS, rd_loss
 
 
@@ -440,6 +440,12 @@ def _train(cfg: TrainConfig, locks: contextlib.ExitStack) -> Path:
         runner = CompiledStep(runner)
 
     data = RandomCrops(_as_list(cfg.data), patch=cfg.patch, masks=_as_list(cfg.masks) or None, progress=cfg.progress and rank == 0)
+    if data.read_as_drawn and rank == 0:
+        from ..errors import warn as saicm_warn
+
+        saicm_warn(f"{data.read_as_drawn} of {len(data.images)} training images do not fit in the memory kept for "
+                   f"images ({image_memory() / 2**30:.1f} GB: half the machine's, over its processes): they are read "
+                   "from their files as crops are drawn from them (the same crops; slower steps)")
     sessions = _sessions(resumed, start, world, device, data.fingerprint, rank)
     loader = iter(DataLoader(data, batch_size=cfg.batch // world, shuffle=False, num_workers=0, drop_last=True))
     if resumed_rng is not None and len(resumed_rng) == world and not (legacy_rng and world > 1):
