@@ -99,3 +99,25 @@ def test_a_checkpoint_whose_name_is_not_utf8_is_imported(compressai_checkpoint, 
     assert "- source: `ck-caf\\xe9.pth.tar`" in (tmp_path / "c.md").read_text(encoding="utf-8")
     assert main(["info", str(tmp_path / "c.safetensors"), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["description"].endswith("imported from ck-caf\\xe9.pth.tar")
+
+
+@pytest.mark.parametrize("cls, named", [("FactorizedPrior", "bmshj2018-factorized"),
+                                        ("ScaleHyperprior", "bmshj2018-hyperprior"),
+                                        ("Cheng2020Anchor", "cheng2020-anchor"),
+                                        ("Cheng2020Attention", "cheng2020-attn")])
+def test_other_compressai_models_are_named_when_refused(cls, named, tmp_path, capsys):
+    """A CompressAI model other than mbt2018-mean was refused as "no g_a.6.weight / h_s.4.weight of its layout" (a
+    ScaleHyperprior has both), cheng2020 as "autoregressive model (mbt2018", and with the default --arch tcm by a
+    list of hundreds of missing keys: the refusal names the zoo model the file holds."""
+    import compressai.models
+
+    net = getattr(compressai.models, cls)(N=8) if cls.startswith("Cheng") else \
+        getattr(compressai.models, cls)(N=8, M=12)
+    p = tmp_path / "other.pth.tar"
+    torch.save({"state_dict": net.state_dict()}, p)
+    for arch in ("mbt2018-mean", "tcm"):
+        assert main(["import-checkpoint", str(p), "--arch", arch, "--lam", "0.01", "--name", "x",
+                     "--out", str(tmp_path)]) == 2
+        err = capsys.readouterr().err
+        assert f"CompressAI's {named}" in err or f"a CompressAI {named}" in err or f"({named}," in err, err
+        assert "missing" not in err and len(err.splitlines()) == 1, err

@@ -45,6 +45,10 @@ def import_released(src: Path, dest: Path, arch: str, cfg: dict, lam: float, alp
     if looks_like_mbt2018_mean(state):
         raise SaicmError("a CompressAI MeanScaleHyperprior (mbt2018-mean) state dict, not a LIC-TCM one: import it "
                          "with --arch mbt2018-mean --lam λ", str(src))
+    other = compressai_model_kind(state)
+    if other:
+        raise SaicmError(f"a CompressAI {other} state dict, not a LIC-TCM one: of CompressAI's models saicm imports "
+                         "mbt2018-mean (MeanScaleHyperprior, --arch mbt2018-mean) only", str(src))
     try:
         model = build_architecture("tcm", **cfg, lambdas=[lam])
     except (TypeError, ValueError) as e:
@@ -135,6 +139,25 @@ def looks_like_mbt2018_mean(state: dict) -> bool:
             and w_h.shape[0] == 2 * w_a.shape[0] and not _autoregressive(state))
 
 
+def compressai_model_kind(state: dict) -> str | None:
+    """Which of CompressAI's zoo image models other than ``mbt2018-mean`` a state dict has the layout of (its zoo
+    name and class), or None: what an import refuses names the file's model, not the one it expected."""
+    if _autoregressive(state):
+        if any(".conv_a." in k for k in state):
+            return "cheng2020-attn (Cheng2020Attention)"
+        if "g_a.0.conv1.weight" in state:
+            return "cheng2020-anchor (Cheng2020Anchor)"
+        return "mbt2018 (JointAutoregressiveHierarchicalPriors)"
+    w_a, w_h = state.get("g_a.6.weight"), state.get("h_s.4.weight")
+    if w_a is None or w_a.dim() != 4 or "g_a.1.beta" not in state:
+        return None
+    if not any(k.startswith(("h_a.", "h_s.")) for k in state):
+        return "bmshj2018-factorized (FactorizedPrior)"
+    if w_h is not None and w_h.dim() == 4 and w_h.shape[0] == w_a.shape[0]:
+        return "bmshj2018-hyperprior (ScaleHyperprior)"
+    return None
+
+
 def _autoregressive(state: dict) -> bool:
     """CompressAI's ``JointAutoregressiveHierarchicalPriors`` (the zoo's ``mbt2018``): the same transforms plus a
     serial context model, which saicm does not code."""
@@ -153,9 +176,14 @@ def import_mbt2018_mean(src: Path, dest: Path, lam: float, precision: str = "fp3
     state = tcm.read_released_checkpoint(src)
     what = "CompressAI's MeanScaleHyperprior (mbt2018-mean)"
     if _autoregressive(state):
-        raise SaicmError("CompressAI's autoregressive model (mbt2018: a serial context model) is not one saicm "
+        zoo, cls = compressai_model_kind(state).rstrip(")").split(" (")
+        raise SaicmError(f"CompressAI's autoregressive model ({zoo}, {cls}: a serial context model) is not one saicm "
                          "codes; its mbt2018-mean (MeanScaleHyperprior) is", str(src))
     if not looks_like_mbt2018_mean(state):
+        other = compressai_model_kind(state)
+        if other:
+            raise SaicmError(f"CompressAI's {other}, not its mbt2018-mean (MeanScaleHyperprior): saicm does not code "
+                             "that model", str(src))
         raise SaicmError(f"does not fit {what}: no g_a.6.weight / h_s.4.weight of its layout", str(src))
     N, M = int(state["g_a.0.weight"].shape[0]), int(state["g_a.6.weight"].shape[0])
     model = GainedMeanScaleHyperprior(N=N, M=M, lambdas=[lam])
