@@ -121,3 +121,17 @@ def test_other_compressai_models_are_named_when_refused(cls, named, tmp_path, ca
         err = capsys.readouterr().err
         assert f"CompressAI's {named}" in err or f"a CompressAI {named}" in err or f"({named}," in err, err
         assert "missing" not in err and len(err.splitlines()) == 1, err
+
+
+def test_a_state_dict_without_coder_tables_is_imported(compressai_checkpoint, tmp_path, capsys):
+    """The coder tables (_quantized_cdf, _offset, _cdf_length, scale_table) are computed when a file's are empty;
+    a state dict saved without those buffers at all was refused as "7 missing" though nothing else was."""
+    _, net = compressai_checkpoint
+    p = tmp_path / "no-tables.pth"
+    torch.save({k: v for k, v in net.state_dict().items()
+                if not k.rpartition(".")[2] in ("_quantized_cdf", "_offset", "_cdf_length", "scale_table")}, p)
+    assert main(["import-checkpoint", str(p), "--arch", "mbt2018-mean", "--lam", "0.0067", "--name", "nt",
+                 "--out", str(tmp_path)]) == 0
+    assert "computed" in capsys.readouterr().out
+    got = saicm.load_model(tmp_path / "nt.safetensors")[0].state_dict()
+    assert all(torch.equal(got[k], v) for k, v in net.state_dict().items())  # (net's tables were update()'s too)
