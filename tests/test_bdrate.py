@@ -126,3 +126,31 @@ def test_other_tools_qualities_and_a_null_reference_stay_valid(tmp_path):
     pts = [{"quality": 0.5 * q, "bpp": 0.1 * q, "psnr": 28.0 + 2 * q} for q in (1, 2, 3)]
     r = results.load(_results(tmp_path, "jxl", points=pts, reference=None))
     assert r["reference"] == {} and results.curve(r, "psnr")[1] == [30.0, 32.0, 34.0]
+
+
+def test_compressai_eval_json_is_read_by_bdrate_and_plot(tmp_path, capsys):
+    """CompressAI's eval JSON (python -m compressai.utils.eval_model ... -o FILE: lists under "results", one value
+    per rate point) was refused as "not a saicm-results/1 file"; bdrate and plot read it as a PSNR curve named by
+    its "name"."""
+    import json
+
+    from saicm.cli import main
+    from saicm.errors import SaicmError
+    from saicm.eval import results
+
+    cai = tmp_path / "mbt2018-mean-ans.json"
+    cai.write_text(json.dumps({"name": "mbt2018-mean-mse", "description": "Inference (ans)", "results": {
+        "psnr-rgb": [34.0, 30.0, 32.0], "ms-ssim-rgb": [0.98, 0.95, 0.97], "bpp": [0.4, 0.1, 0.2],
+        "encoding_time": [0.1, 0.1, 0.1], "decoding_time": [0.2, 0.2, 0.2]}}))
+    r = results.load(cai)
+    assert r["codec"] == "mbt2018-mean-mse" and r["task"] == "psnr"
+    assert results.curve(r, "psnr") == ([0.1, 0.2, 0.4], [30.0, 32.0, 34.0])
+    assert results.curve(r, "ms_ssim")[1] == [0.95, 0.97, 0.98]
+    assert main(["bdrate", str(_results(tmp_path, "anchor")), str(cai)]) == 0
+    assert "mbt2018-mean-mse" in capsys.readouterr().out
+    assert main(["plot", str(cai), str(_results(tmp_path, "anchor")), "--metric", "psnr",
+                 "-o", str(tmp_path / "x.png")]) == 0
+    bad = tmp_path / "short.json"
+    bad.write_text(json.dumps({"name": "x", "results": {"bpp": [0.1, 0.2], "psnr-rgb": [30.0]}}))
+    with pytest.raises(SaicmError, match="psnr-rgb"):
+        results.load(bad)

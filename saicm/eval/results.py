@@ -96,6 +96,8 @@ def load(path: str | Path) -> dict:
                          or "not a results file (not JSON; saicm eval writes them)", str(path)) from None
     except RecursionError:  # (nested past Python's limit: not a file saicm wrote)
         raise SaicmError("cannot read results (nested too deeply)", str(path)) from None
+    if _is_compressai_eval(d):
+        d = _from_compressai_eval(d, path)
     if not isinstance(d, dict) or d.get("schema") != SCHEMA:
         raise SaicmError(_not_this_schema(d), str(path))
     points = d.get("points")
@@ -129,6 +131,36 @@ def load(path: str | Path) -> dict:
     if d.get("num_images") is not None and not _integer(d["num_images"]):
         raise SaicmError("corrupt results (num_images is not a whole number)", str(path))
     return d
+
+
+#: CompressAI's eval JSON (``python -m compressai.utils.eval_model`` or ``compressai.utils.bench``): its lists
+#: under "results" and the point fields they become
+COMPRESSAI_FIELDS = {"bpp": "bpp", "psnr-rgb": "psnr", "psnr": "psnr", "ms-ssim-rgb": "ms_ssim", "ms-ssim": "ms_ssim",
+                     "encoding_time": "encode_s", "decoding_time": "decode_s"}
+
+
+def _is_compressai_eval(d) -> bool:
+    return (isinstance(d, dict) and "schema" not in d and "points" not in d and isinstance(d.get("results"), dict)
+            and isinstance(d["results"].get("bpp"), list))
+
+
+def _from_compressai_eval(d: dict, path) -> dict:
+    """CompressAI's eval JSON (``{"name", "description", "results": {"bpp": [...], "psnr-rgb": [...], ...}}``, one
+    list entry per rate point) as a results file of this schema: codec = its ``name``, task ``psnr``, one point per
+    entry. Its per-image files are not read (no ``--ci``)."""
+    r = d["results"]
+    n = len(r["bpp"])
+    lists = {COMPRESSAI_FIELDS[k]: v for k, v in r.items() if k in COMPRESSAI_FIELDS}
+    wrong = [k for k, v in r.items() if k in COMPRESSAI_FIELDS and not (isinstance(v, list) and len(v) == n)]
+    if wrong or not n:
+        raise SaicmError(f"corrupt CompressAI results ({wrong[0] if wrong else 'bpp'}: not a list of one value per "
+                         "rate point, as long as bpp)", str(path))
+    name = d.get("name")
+    return {"schema": SCHEMA, "codec": name if isinstance(name, str) and name else Path(str(path)).stem,
+            "codec_config": {"source": "CompressAI eval JSON", "description": d.get("description")},
+            "task": "psnr", "points": sorted(({k: v[i] for k, v in lists.items()} for i in range(n)),
+                                             key=lambda p: p["bpp"] if _number(p["bpp"]) else 0),
+            "reference": {}, "per_image": {}}
 
 
 def _not_this_schema(d) -> str:
