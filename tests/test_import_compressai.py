@@ -135,3 +135,20 @@ def test_a_state_dict_without_coder_tables_is_imported(compressai_checkpoint, tm
     assert "computed" in capsys.readouterr().out
     got = saicm.load_model(tmp_path / "nt.safetensors")[0].state_dict()
     assert all(torch.equal(got[k], v) for k, v in net.state_dict().items())  # (net's tables were update()'s too)
+
+
+def test_an_imported_model_takes_compressai_calls_without_a_quality(compressai_checkpoint, tmp_path, capsys):
+    """CompressAI's net.compress(x) / net.decompress(strings, shape): an imported model has one rate point, yet
+    its compress and decompress required a quality (a TypeError); a model of several rate points still needs one."""
+    src, net = compressai_checkpoint
+    assert main(["import-checkpoint", str(src), "--arch", "mbt2018-mean", "--lam", "0.0067", "--name", "q",
+                 "--out", str(tmp_path)]) == 0
+    m = saicm.load_model(tmp_path / "q.safetensors")[0]
+    x = torch.from_numpy(natural_image(64, 64, seed=5)).permute(2, 0, 1)[None].float() / 255
+    with torch.inference_mode():
+        out = m.compress(x)
+        assert out["strings"] == m.compress(x, 1)["strings"]
+        assert torch.equal(m.decompress(**out)["x_hat"], m.decompress(out["strings"], out["shape"], 1)["x_hat"])
+        v5 = saicm.load_model("mse-hyperprior-n64-v5")[0]
+        with pytest.raises(ValueError, match="pass quality"):
+            v5.compress(x)

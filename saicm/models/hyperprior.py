@@ -92,7 +92,11 @@ class GainedMeanScaleHyperprior(MeanScaleHyperprior):
         ig = self.log_inv_gain[q].exp()[:, :, None, None]
         return g, ig
 
-    def _qindex(self, quality: int, batch: int) -> Tensor:
+    def _qindex(self, quality: int | None, batch: int) -> Tensor:
+        if quality is None:  # (CompressAI's compress(x) / decompress(strings, shape): one rate point, no quality)
+            if self.num_qualities != 1:
+                raise ValueError(f"this model has {self.num_qualities} rate points: pass quality (1..{self.num_qualities})")
+            quality = 1
         if not 1 <= int(quality) <= self.num_qualities:
             raise ValueError(f"quality must be 1..{self.num_qualities}, got {quality}")
         return torch.full((batch,), int(quality) - 1, dtype=torch.long, device=self.log_gain.device)
@@ -189,10 +193,11 @@ class GainedMeanScaleHyperprior(MeanScaleHyperprior):
         """Shapes ``compress`` reports for a padded image of this size (checked before decoding)."""
         return [(height // 64, width // 64)]
 
-    def compress(self, x: Tensor, quality: int, y_offset: Tensor | None = None,
+    def compress(self, x: Tensor, quality: int | None = None, y_offset: Tensor | None = None,
                  params_offset: Tensor | None = None) -> dict:
-        """Strings of ``x`` at ``quality``; the offsets as in :meth:`forward_latent` (the decoder must be given
-        the same ``params_offset``)."""
+        """Strings of ``x`` at ``quality`` (may be left out for a model of one rate point, as CompressAI's
+        ``compress(x)``); the offsets as in :meth:`forward_latent` (the decoder must be given the same
+        ``params_offset``)."""
         latents = self.analyse(x, quality, y_offset)
         return self.compress_latents(latents, params_offset)
 
@@ -248,7 +253,7 @@ class GainedMeanScaleHyperprior(MeanScaleHyperprior):
         y = y0.mul_(g)
         return {"y": y, "z": self.h_a(y)}
 
-    def decompress(self, strings: list, shape: Sequence[int], quality: int) -> dict:
+    def decompress(self, strings: list, shape: Sequence[int], quality: int | None = None) -> dict:
         y_hat = self.decompress_latent(strings, shape, quality)
         x_hat = synthesize_in_strips(self.g_s, y_hat, scale=16)
         return {"x_hat": x_hat.clamp_(0, 1)}
