@@ -699,3 +699,67 @@ def test_instance_evaluation_checks_the_segmentations_before_pycocotools_draws_t
     images = {n: Image.new("RGB", (100, 100)) for n in ("a.jpg", "b.jpg")}
     with pytest.raises(SaicmError, match=r"annotations\[0\] \(id 1\) has a polygon of 4 numbers"):
         tasks.evaluate_task(FakeSegModel(), images, annotations=gt)
+
+
+def tiny_onnx(path, outputs, input_shape=(1, 3, 32, 32), input_type=None, extra_inputs=()):
+    """An ONNX file whose outputs are the given constant arrays (float32) whatever its image input holds."""
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper, numpy_helper
+
+    elem = TensorProto.FLOAT if input_type is None else input_type
+    inputs = [helper.make_tensor_value_info("images", elem, list(input_shape))]
+    inputs += [helper.make_tensor_value_info(n, TensorProto.FLOAT, [1, 2]) for n in extra_inputs]
+    nodes, outs = [], []
+    for i, o in enumerate(outputs):
+        o = np.asarray(o, np.float32)
+        nodes.append(helper.make_node("Constant", [], [f"out{i}"], value=numpy_helper.from_array(o, f"c{i}")))
+        outs.append(helper.make_tensor_value_info(f"out{i}", TensorProto.FLOAT, list(o.shape)))
+    model = helper.make_model(helper.make_graph(nodes, "tiny", inputs, outs),
+                              opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, str(path))
+    return str(path)
+
+
+def coco_named(tmp_path, names_ids, objects, size=(32, 32)):
+    """A COCO file of 32×32 ``a.png`` with categories ``(name, id)`` and objects ``(category id, [x, y, w, h])``."""
+    import json
+
+    data = {"images": [{"id": 1, "file_name": "a.png", "width": size[0], "height": size[1]}],
+            "categories": [{"id": i, "name": n} for n, i in names_ids],
+            "annotations": [{"id": k + 1, "image_id": 1, "category_id": c, "bbox": b, "area": b[2] * b[3],
+                             "iscrowd": 0} for k, (c, b) in enumerate(objects)]}
+    p = tmp_path / "instances.json"
+    p.write_text(json.dumps(data))
+    return str(p)
+
+
+def test_annotations_of_coco_classes_numbered_otherwise_or_a_few_of_them_are_matched_by_name(tmp_path):
+    """(Audit ownmodel.) Class i of a COCO model was scored as the i-th category by id: annotations naming the 80
+    COCO classes under other ids (alphabetical, as some tools number them) scored an AP of 0 in silence, and a file
+    of a few COCO classes (people alone) was refused, or for yolov8 said the model had the wrong layout."""
+    from saicm.eval.tasks.sweeps import make_task
+
+    out = np.zeros((1, 84, 2), np.float32)
+    out[0, :4, 0], out[0, 4 + 3, 0] = [16, 16, 16, 16], 0.9   # a motorcycle (class 3) at (8, 8, 24, 24)
+    out[0, :4, 1], out[0, 4 + 0, 1] = [6, 6, 8, 8], 0.8       # a person (class 0) at (2, 2, 10, 10)
+    model = tiny_onnx(tmp_path / "det.onnx", [out])
+    img = {"a.png": Image.new("RGB", (32, 32))}
+    alphabetical = [(n, i + 1) for i, n in enumerate(sorted(tasks.COCO_CLASS_NAMES))]
+    ids = dict(alphabetical)
+    ann = coco_named(tmp_path, alphabetical, [(ids["motorcycle"], [8, 8, 16, 16]), (ids["person"], [2, 2, 8, 8])])
+    with pytest.warns(UserWarning, match="80 COCO classes under other ids"):
+        task = make_task("detection", f"yolov8:{model}", ann, bootstrap=0)
+    assert task.evaluate(img, img)["ap"] == 100.0
+    ann = coco_named(tmp_path, [("objects", 0), ("Motorcycle", 7)], [(7, [8, 8, 16, 16])])  # (a parent category)
+    with pytest.warns(UserWarning, match="1 of the 80 COCO classes"):
+        task = make_task("detection", f"yolov8:{model}", ann, bootstrap=0)
+    assert task.evaluate(img, img)["ap"] == 100.0 and task.model.category_ids[3] == 7
+    # a model of the annotations' own classes keeps the order by id, COCO names or not
+    one = np.zeros((1, 5, 1), np.float32)
+    one[0, :, 0] = [16, 16, 16, 16, 0.9]
+    for name in ("person", "pedestrian"):
+        ann = coco_named(tmp_path, [(name, 7)], [(7, [8, 8, 16, 16])])
+        task = make_task("detection", f"yolov8:{tiny_onnx(tmp_path / 'one.onnx', [one])}", ann, bootstrap=0)
+        assert task.model.category_ids == [7] and task.evaluate(img, img)["ap"] == 100.0
+    assert tasks.coco_class_ids(coco_named(tmp_path, [("person", 1), ("helmet", 2)], [(2, [0, 0, 4, 4])])) is None

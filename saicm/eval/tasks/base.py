@@ -97,7 +97,9 @@ def load_task_model(spec: str, category_ids: Sequence[int] | None = None,
 
     ``category_ids``: the COCO category id of each class index, in order
     (e.g. :func:`saicm.eval.tasks.category_ids` of an annotation file);
-    default the standard 80. ``threads``: ONNX Runtime intra-op threads
+    default the standard 80. ``coco_class_ids`` (an option): the annotations' id of each of the 80 COCO classes,
+    matched by name (:func:`saicm.eval.tasks.coco_class_ids`), used instead when the model has 80 classes.
+    ``threads``: ONNX Runtime intra-op threads
     (default: all cores). ``options``: ``score_threshold`` (0.001),
     ``iou`` (the kind's NMS IoU), ``max_det`` (100).
     """
@@ -107,6 +109,8 @@ def load_task_model(spec: str, category_ids: Sequence[int] | None = None,
     if kind not in TASK_MODELS or not sep or not path:
         known = ", ".join(sorted(TASK_MODELS))
         raise SaicmError(f"task model spec {spec!r} is not KIND:PATH with KIND one of {known}")
+    if options.get("coco_class_ids", 0) is None:  # (a kind registered by a user need not know the option)
+        del options["coco_class_ids"]
     session = onnx_session(path, threads)
     return TASK_MODELS[kind](session, category_ids=category_ids, path=path, **options)
 
@@ -143,7 +147,26 @@ def input_hw(session, default: tuple[int, int]) -> tuple[int, int]:
     return (h if isinstance(h, int) and h > 0 else default[0], w if isinstance(w, int) and w > 0 else default[1])
 
 
-def check_category_ids(category_ids: Sequence[int] | None, num_classes: int, kind: str) -> list[int]:
+def check_category_ids(category_ids: Sequence[int] | None, num_classes: int, kind: str,
+                       coco_class_ids: Sequence[int | None] | None = None) -> list[int | None]:
+    """The category id of each class index: ``category_ids`` in order (default the 80 COCO ids), or, for a model
+    with the 80 COCO classes, ``coco_class_ids`` (:func:`saicm.eval.tasks.coco.coco_class_ids`: the annotations'
+    own id of each COCO class, found by its name; None for a class they do not have, whose detections are
+    dropped). By position, annotations that number the COCO classes otherwise scored an AP of 0 in silence, and a
+    subset of them (a file of people alone) was refused."""
+    if coco_class_ids is not None and num_classes == len(COCO_CATEGORY_IDS):
+        named = list(coco_class_ids)
+        if category_ids is None or named != list(category_ids):
+            have = [COCO_CLASS_NAMES[i] for i, c in enumerate(named) if c is not None]
+            if len(have) == len(named):
+                what = "the 80 COCO classes under other ids or in another order"
+            else:
+                what = (f"{len(have)} of the 80 COCO classes ({', '.join(have[:5])}{', ...' if len(have) > 5 else ''}"
+                        "; the others' detections are not scored)")
+            from ...errors import warn
+
+            warn(f"the annotations' categories are {what}: the {kind} model's classes are matched to them by name")
+        return named
     ids = list(COCO_CATEGORY_IDS if category_ids is None else category_ids)
     if len(ids) != num_classes:
         raise SaicmError(f"{kind} model has {num_classes} classes but {len(ids)} category ids were given")

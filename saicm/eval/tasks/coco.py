@@ -234,6 +234,28 @@ def category_ids(annotations) -> list[int]:
     return sorted(load_annotations(annotations).getCatIds())
 
 
+def coco_class_ids(annotations) -> list[int | None] | None:
+    """The annotations' category id of each of the 80 COCO classes (class index order), matched by name (case and
+    spaces aside; None for a class they do not have), or None when they are not COCO's classes: a category with
+    objects annotated whose name is not a COCO class's, or a name given to two of them. (A category without objects,
+    as the "objects" parent category some tools export, is not held against them.)"""
+    from .base import COCO_CLASS_NAMES
+
+    coco = load_annotations(annotations)
+    used = {a["category_id"] for a in coco.dataset["annotations"]}
+    index = {n: i for i, n in enumerate(COCO_CLASS_NAMES)}
+    out: list[int | None] = [None] * len(COCO_CLASS_NAMES)
+    for c in coco.dataset["categories"]:
+        name = c.get("name")
+        i = index.get(" ".join(name.lower().split())) if isinstance(name, str) else None
+        if i is None or out[i] is not None:
+            if c["id"] in used or (i is not None and out[i] in used):
+                return None
+            continue
+        out[i] = c["id"]
+    return out if any(c is not None for c in out) else None
+
+
 def run_task_model(model: TaskModel, images: Mapping[str, Image.Image], progress: bool = False,
                    desc: str = "") -> dict[str, list[Detection]]:
     """``{name: detections}`` for every image, in the order given."""

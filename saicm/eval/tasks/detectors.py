@@ -18,8 +18,9 @@ from typing import Sequence
 import numpy as np
 from PIL import Image
 
-from .base import (Detection, Letterbox, TaskModel, check_category_ids, clip_boxes, input_hw, letterbox, nms,
-                   output_error, register_task_model, rgb_array)
+from ...errors import SaicmError
+from .base import (COCO_CATEGORY_IDS, Detection, Letterbox, TaskModel, check_category_ids, clip_boxes, input_hw,
+                   letterbox, nms, output_error, register_task_model, rgb_array)
 
 
 def _shape(o) -> list:
@@ -29,6 +30,8 @@ def _shape(o) -> list:
 def _detections(boxes, scores, classes, category_ids, masks=None) -> list[Detection]:
     out = []
     for i in range(len(boxes)):
+        if category_ids[int(classes[i])] is None:  # (a COCO class the annotations do not have: not scored)
+            continue
         out.append(Detection(tuple(float(v) for v in boxes[i]), float(scores[i]), int(category_ids[int(classes[i])]),
                              None if masks is None else masks[i]))
     return out
@@ -115,7 +118,8 @@ class OnnxDetector(TaskModel):
     iou = 0.7
 
     def __init__(self, session, category_ids: Sequence[int] | None = None, path: str = "",
-                 score_threshold: float = 0.001, iou: float | None = None, max_det: int = 100):
+                 score_threshold: float = 0.001, iou: float | None = None, max_det: int = 100,
+                 coco_class_ids: Sequence[int | None] | None = None):
         self.session, self.path = session, str(path)
         self.input_name = session.get_inputs()[0].name
         self.input_hw = input_hw(session, self.default_hw)
@@ -123,9 +127,18 @@ class OnnxDetector(TaskModel):
         self.score_threshold, self.max_det = float(score_threshold), int(max_det)
         if iou is not None:
             self.iou = float(iou)
-        self.num_classes = self.check_layout([_shape(o) for o in session.get_outputs()],
-                                             None if category_ids is None else len(category_ids))
-        self.category_ids = check_category_ids(category_ids, self.num_classes, self.kind)
+        shapes = [_shape(o) for o in session.get_outputs()]
+        given = None if category_ids is None else len(category_ids)
+        try:
+            self.num_classes = self.check_layout(shapes, given)
+        except SaicmError as first:  # (annotations of a few COCO classes, named so, for a model of all 80)
+            if coco_class_ids is None or given in (None, len(COCO_CATEGORY_IDS)):
+                raise
+            try:
+                self.num_classes = self.check_layout(shapes, len(COCO_CATEGORY_IDS))
+            except SaicmError:
+                raise first from None
+        self.category_ids = check_category_ids(category_ids, self.num_classes, self.kind, coco_class_ids)
 
     def check_layout(self, shapes: list, num_classes: int | None) -> int:
         """Raise if the declared output shapes are not this kind's; return the number of classes."""

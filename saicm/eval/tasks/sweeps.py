@@ -15,7 +15,7 @@ from PIL import Image, ImageDraw
 
 from ...errors import SaicmError
 from .base import COCO_NAME_BY_ID, load_task_model
-from .coco import category_ids, check_dataset, coco_ap, load_annotations, match_annotated, pseudo_ground_truth, run_task_model
+from .coco import category_ids, check_dataset, coco_class_ids, coco_ap, load_annotations, match_annotated, pseudo_ground_truth, run_task_model
 from .faces import face_retention, load_face_detector
 
 TASKS = ("psnr", "detection", "instance", "faces")
@@ -49,7 +49,8 @@ class DetectionTask:
         self.progress = progress
         self.coco = load_annotations(annotations) if annotations else None
         cats = category_ids(self.coco) if self.coco is not None else None
-        self.model = load_task_model(task_model, category_ids=cats, threads=threads)
+        named = coco_class_ids(self.coco) if self.coco is not None else None  # (a COCO model: matched by name)
+        self.model = load_task_model(task_model, category_ids=cats, threads=threads, coco_class_ids=named)
         if instance and "segm" not in self.model.iou_types:
             raise SaicmError(f"task 'instance' needs a segmentation model (e.g. yolov8-seg:PATH), got {task_model}")
         if self.coco is not None and "segm" in self.model.iou_types:  # (mask AP: the segmentations are read too)
