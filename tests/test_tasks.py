@@ -763,3 +763,28 @@ def test_annotations_of_coco_classes_numbered_otherwise_or_a_few_of_them_are_mat
         task = make_task("detection", f"yolov8:{tiny_onnx(tmp_path / 'one.onnx', [one])}", ann, bootstrap=0)
         assert task.model.category_ids == [7] and task.evaluate(img, img)["ap"] == 100.0
     assert tasks.coco_class_ids(coco_named(tmp_path, [("person", 1), ("helmet", 2)], [(2, [0, 0, 4, 4])])) is None
+
+
+def test_an_image_input_saicm_cannot_feed_is_refused_when_the_model_is_loaded(tmp_path):
+    """(Audit ownmodel.) A detector with a second input (PaddleDetection's scale_factor), its channels last or
+    uint8 samples loaded, then stopped with ONNX Runtime's traceback after the first rate point was coded; a model
+    failing at run time (an input size left free, fed the kind's default) was a traceback too."""
+    from onnx import TensorProto
+
+    out = np.zeros((1, 84, 2), np.float32)
+    for kw, said in [({"extra_inputs": ["scale_factor"]}, r"2 inputs \(images, scale_factor\)"),
+                     ({"input_shape": (1, 32, 32, 3)}, r"shape \[1, 32, 32, 3\], not \[1, 3, H, W\]"),
+                     ({"input_type": TensorProto.UINT8}, r"tensor\(uint8\), not a tensor\(float\)")]:
+        model = tiny_onnx(tmp_path / "m.onnx", [out], **kw)
+        with pytest.raises(SaicmError, match=said) as e:
+            tasks.load_task_model(f"yolov8:{model}")
+        assert "\n" not in str(e.value)
+
+    class Failing(FakeSession):
+        def run(self, names, feeds):
+            raise RuntimeError("[ONNXRuntimeError] : 1 : FAIL : Reshape\nmore lines")
+
+    model = D.YOLOv8(Failing([1, 3, "h", "w"], [out]))
+    with pytest.raises(SaicmError, match=r"failed on an input of shape \[1, 3, 640, 640\] \(its input size is not "
+                                         r"fixed in the file: saicm fed the yolov8 default 640x640\): .*Reshape$"):
+        model(Image.new("RGB", (64, 48)))

@@ -139,10 +139,23 @@ def onnx_session(path: str | Path, threads: int | None = None):
 
 
 def input_hw(session, default: tuple[int, int]) -> tuple[int, int]:
-    """(H, W) of the NCHW image input, from the ONNX shape; ``default`` for symbolic dims."""
-    shape = session.get_inputs()[0].shape
+    """(H, W) of the NCHW image input, from the ONNX shape; ``default`` for symbolic dims.
+
+    The image is the only input saicm feeds, as float32 [1, 3, H, W]: a model that wants another input too, other
+    samples or the channels last is refused here, not by ONNX Runtime's traceback after the first rate point was
+    coded."""
+    inputs = session.get_inputs()
+    if len(inputs) != 1:
+        raise SaicmError(f"the task model has {len(inputs)} inputs ({', '.join(i.name for i in inputs)}); saicm feeds "
+                         "one, the image as float32 [1, 3, H, W]: export it with the image as its only input")
+    shape, kind = inputs[0].shape, getattr(inputs[0], "type", "tensor(float)")
     if len(shape) != 4:
         raise SaicmError(f"expected one NCHW image input, the model's input has shape {shape}")
+    if isinstance(shape[1], int) and shape[1] != 3:
+        raise SaicmError(f"the task model's input has shape {shape}, not [1, 3, H, W] (saicm feeds the image with "
+                         "its channels first)")
+    if kind != "tensor(float)":
+        raise SaicmError(f"the task model's input is a {kind}, not a tensor(float): saicm feeds float32 samples")
     h, w = shape[2], shape[3]
     return (h if isinstance(h, int) and h > 0 else default[0], w if isinstance(w, int) and w > 0 else default[1])
 
