@@ -788,3 +788,24 @@ def test_an_image_input_saicm_cannot_feed_is_refused_when_the_model_is_loaded(tm
     with pytest.raises(SaicmError, match=r"failed on an input of shape \[1, 3, 640, 640\] \(its input size is not "
                                          r"fixed in the file: saicm fed the yolov8 default 640x640\): .*Reshape$"):
         model(Image.new("RGB", (64, 48)))
+
+
+def test_boxes_normalised_or_decoded_twice_are_refused_not_scored_zero():
+    """(Audit ownmodel.) A yolov8-layout model whose boxes are normalised to 0..1, and a YOLOX export that decodes
+    its boxes itself (decode_in_inference), were scored as pixels and grid offsets: an AP near 0 in silence."""
+    grid, stride = D.yolox_grid((32, 32))
+    raw = np.zeros((len(grid), 85))
+    raw[:, 4:6] = 0.9
+    lb = Letterbox(1.0, 0, 0, 32, 32)
+    assert len(D.decode_yolox(raw, (32, 32), lb, (32, 32))[0]) >= 1  # offsets 0: centres at the grid points
+    decoded = raw.copy()
+    decoded[:, :2] = (grid + 0.5) * stride[:, None]  # the same anchors, decoded to input pixels
+    with pytest.raises(SaicmError, match="decoded already"):
+        D.decode_yolox(decoded, (32, 32), lb, (32, 32))
+    out = np.zeros((1, 84, 3), np.float32)
+    out[0, :4] = [[0.25, 0.5, 0.75], [0.5, 0.5, 0.5], [0.5, 0.25, 0.25], [0.5, 0.5, 0.5]]  # cx, cy, w, h in 0..1
+    out[0, 4] = 0.9
+    with pytest.raises(SaicmError, match="boxes normalised to the input size"):
+        D.YOLOv8(FakeSession([1, 3, 32, 32], [out]))(Image.new("RGB", (32, 32)))
+    out[0, :4] *= 32
+    assert len(D.YOLOv8(FakeSession([1, 3, 32, 32], [out]))(Image.new("RGB", (32, 32)))) == 3

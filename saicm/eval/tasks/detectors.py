@@ -226,6 +226,10 @@ def decode_yolox(out: np.ndarray, input_hw: tuple[int, int], lb: Letterbox, imag
     if len(grid) != len(out):
         raise output_error("yolox", f"{len(grid)} anchor points for strides 8/16/32 at {input_hw}", len(out))
     xy = (out[:, :2] + grid) * stride[:, None]
+    if np.mean(((xy < 0) | (xy > [input_hw[1], input_hw[0]])).any(1)) > 0.5:  # (raw offsets keep them inside)
+        raise output_error("yolox", "raw head outputs (x, y offsets in grid cells), whose centres fall inside the "
+                           f"{input_hw[1]}x{input_hw[0]} input", "most centres outside it: outputs decoded already "
+                           "(export with decode_in_inference off)")
     wh = np.exp(out[:, 2:4]) * stride[:, None]
     cls = out[:, 5:].argmax(1)
     scores = out[:, 4] * out[np.arange(len(out)), 5 + cls]
@@ -346,6 +350,10 @@ class YOLOv8(OnnxDetector):
         rows = 4 + self.num_classes + self.num_mask_coeffs
         if outs[0].ndim != 3 or outs[0].shape[1] != rows:
             raise output_error(self.kind, f"output0 [1, {rows}, N]", [list(o.shape) for o in outs])
+        centres = outs[0][0, :2]
+        if centres.size and min(self.input_hw) >= 32 and np.abs(centres).max() <= 1.5:  # (an AP of 0 in silence)
+            raise output_error(self.kind, f"box centres in input pixels (0..{self.input_hw[1]})",
+                               "every centre within 0..1.5: boxes normalised to the input size")
 
     def __call__(self, img):
         rgb = rgb_array(img)
