@@ -809,3 +809,15 @@ def test_boxes_normalised_or_decoded_twice_are_refused_not_scored_zero():
         D.YOLOv8(FakeSession([1, 3, 32, 32], [out]))(Image.new("RGB", (32, 32)))
     out[0, :4] *= 32
     assert len(D.YOLOv8(FakeSession([1, 3, 32, 32], [out]))(Image.new("RGB", (32, 32)))) == 3
+
+
+def test_two_images_matching_one_annotated_image_are_refused():
+    """(Audit ownmodel.) ``x/a.jpg`` and ``y/a.jpg`` (or ``a.jpg`` and ``a.png``) both matched the annotations'
+    ``a.jpg`` by base name or stem and were scored as one image: the second's detections counted as false
+    positives, a lower AP in silence."""
+    gt = gt_dict(OBJECTS)
+    for names in (["x/a.jpg", "y/a.jpg"], ["a.jpg", "a.png"]):
+        with pytest.raises(SaicmError, match=f"'{names[0]}' and '{names[1]}' both match the annotations' image "
+                                             "'a.jpg'"):
+            tasks.coco_ap({n: [det(OBJECTS[0][2])] for n in names}, gt)
+    assert tasks.match_images(["x/a.jpg", "b.jpg"], tasks.load_annotations(gt)) == {"x/a.jpg": 1, "b.jpg": 2}
