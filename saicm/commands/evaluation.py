@@ -29,6 +29,15 @@ def cmd_eval(a: argparse.Namespace) -> int:
     images = load_rgb_folder(a.dataset, limit=a.limit)
     if a.limit and not isinstance(images, ImageFolder):  # (clips: the first N; a folder read only its first N)
         images = dict(list(images.items())[: a.limit])
+    if a.annotations and a.task in ("detection", "instance") and os.path.isdir(a.dataset):
+        from ..errors import warn
+        from ..eval.tasks.coco import exif_turned
+
+        turned = exif_turned(a.dataset, images)
+        if turned:
+            warn(f"{len(turned)} of {len(images)} images are turned by their EXIF orientation as saicm reads them "
+                 f"(e.g. {turned[0]}): their annotations must describe the turned picture (those of the picture as "
+                 "stored score wrong)")
     if a.cache and not a.no_cache:  # a file or an uncreatable path: one line now, not a traceback after an encode
         from .._fs import ensure_dir
 

@@ -317,9 +317,27 @@ def match_annotated(images: Mapping, coco) -> dict:
         info = coco.imgs[ids[name]]
         w, h = info.get("width") or img.width, info.get("height") or img.height  # (a size not given: not checked)
         if (img.width, img.height) != (w, h):
-            raise SaicmError(f"{name} is {img.width}x{img.height} but the annotations say {w}x{h}: evaluate the "
-                             "images the annotations describe")
+            turned = (" (turned by its EXIF orientation, as saicm reads every image: annotations of the picture as "
+                      "stored do not fit it)" if (img.height, img.width) == (w, h) else "")
+            raise SaicmError(f"{name} is {img.width}x{img.height}{turned} but the annotations say {w}x{h}: evaluate "
+                             "the images the annotations describe")
     return ids
+
+
+def exif_turned(folder, names) -> list[str]:
+    """The images of ``names`` (as :func:`saicm.eval.rd.load_rgb_folder` names those of ``folder``) that an EXIF
+    orientation turns or mirrors when saicm reads them: annotations of the picture as stored (by tools that ignore the
+    tag) do not describe them, and a turn by 180° keeps the size the size check compares."""
+    out = []
+    for name in names:
+        try:
+            with Image.open(Path(folder) / name) as img:
+                orientation = img.getexif().get(0x0112)
+        except Exception:  # (a broken EXIF block: read as stored)
+            continue
+        if orientation in range(2, 9):
+            out.append(name)
+    return out
 
 def _results(detections: Mapping[str, list[Detection]], ids: Mapping[str, int], iou_type: str) -> list[dict]:
     rows = []
