@@ -852,3 +852,22 @@ def test_images_an_exif_orientation_turns_are_named_when_scored_against_annotati
     coco = tasks.load_annotations(json.loads(ann.read_text()))
     with pytest.raises(SaicmError, match="is 24x32 \\(turned by its EXIF orientation"):
         tasks.match_annotated({"a.jpg": Image.new("RGB", (24, 32))}, coco)
+
+
+def test_a_model_of_its_own_classes_is_scored_against_pseudo_ground_truth():
+    """(Audit ownmodel.) Without annotations a picodet or yolox model of other than 80 classes was refused ("has 3
+    classes but 80 category ids were given"), though pseudo ground truth needs no categories; yolov8, whose count
+    the output does not tell apart from mask coefficients, says where another count comes from."""
+    outs = picodet_outputs(classes=3)
+    outs[0][0, 1 * 4 + 2, 1] = 0.9
+    outs[4][0, 1 * 4 + 2] = one_hot_dist(2, 1, 1, 0)
+    model = D.PicoDet(FakeSession([1, 3, 32, 32], outs))
+    assert model.num_classes == 3 and model.category_ids == [1, 2, 3]
+    img = {"a.png": Image.new("RGB", (32, 32))}
+    r = tasks.evaluate_task(model, img)
+    assert r["ground_truth"] == "pseudo" and r["box_ap"] == 100.0
+    yolox = D.YOLOX(FakeSession([1, 3, 32, 32], [np.zeros((1, 21, 5 + 2))]))
+    assert yolox.category_ids == [1, 2]
+    with pytest.raises(SaicmError, match=r"\[1, 84, N\] \(the 80 COCO classes; another count is that of the "
+                                         r"--annotations' categories\), got \[\[1, 5, 21\]\]"):
+        D.YOLOv8(FakeSession([1, 3, 32, 32], [np.zeros((1, 5, 21))]))

@@ -162,7 +162,8 @@ def input_hw(session, default: tuple[int, int]) -> tuple[int, int]:
 
 def check_category_ids(category_ids: Sequence[int] | None, num_classes: int, kind: str,
                        coco_class_ids: Sequence[int | None] | None = None) -> list[int | None]:
-    """The category id of each class index: ``category_ids`` in order (default the 80 COCO ids), or, for a model
+    """The category id of each class index: ``category_ids`` in order (default the 80 COCO ids, or 1..C for a model
+    of C classes other than 80), or, for a model
     with the 80 COCO classes, ``coco_class_ids`` (:func:`saicm.eval.tasks.coco.coco_class_ids`: the annotations'
     own id of each COCO class, found by its name; None for a class they do not have, whose detections are
     dropped). By position, annotations that number the COCO classes otherwise scored an AP of 0 in silence, and a
@@ -180,6 +181,8 @@ def check_category_ids(category_ids: Sequence[int] | None, num_classes: int, kin
 
             warn(f"the annotations' categories are {what}: the {kind} model's classes are matched to them by name")
         return named
+    if category_ids is None and num_classes != len(COCO_CATEGORY_IDS):  # (not COCO's: pseudo ground truth only)
+        category_ids = range(1, num_classes + 1)
     ids = list(COCO_CATEGORY_IDS if category_ids is None else category_ids)
     if len(ids) != num_classes:
         raise SaicmError(f"{kind} model has {num_classes} classes but {len(ids)} category ids were given")

@@ -339,7 +339,9 @@ class YOLOv8(OnnxDetector):
     def check_layout(self, shapes, num_classes):
         c = num_classes or 80
         if len(shapes) != 1 or len(shapes[0]) != 3 or _int(shapes[0][1]) not in (None, 4 + c):
-            raise output_error(self.kind, f"one output [1, {4 + c}, N]", shapes)
+            raise output_error(self.kind, f"one output [1, {4 + c}, N]" + (
+                "" if num_classes else " (the 80 COCO classes; another count is that of the --annotations' "
+                "categories)"), shapes)
         return c
 
     def preprocess(self, rgb):
