@@ -871,3 +871,22 @@ def test_a_model_of_its_own_classes_is_scored_against_pseudo_ground_truth():
     with pytest.raises(SaicmError, match=r"\[1, 84, N\] \(the 80 COCO classes; another count is that of the "
                                          r"--annotations' categories\), got \[\[1, 5, 21\]\]"):
         D.YOLOv8(FakeSession([1, 3, 32, 32], [np.zeros((1, 5, 21))]))
+
+
+@pytest.mark.parametrize("kind", ["picodet", "yolox", "yolov8"])
+def test_class_scores_outside_0_1_are_refused_as_logits(kind):
+    """(Audit ownmodel.) An export without the sigmoid gave logits that were thresholded at 0.001 as probabilities:
+    a yolov8 model scored 44 AP on COCO images instead of 54, in silence."""
+    if kind == "picodet":
+        outs = picodet_outputs()
+        outs[0][0, 6, 3] = -4.0
+    elif kind == "yolox":
+        outs = [np.zeros((1, 21, 85))]
+        outs[0][0, 0, 5] = 3.0
+    else:
+        outs = [np.zeros((1, 84, 3))]
+        outs[0][0, :4] = 16
+        outs[0][0, 4, 0] = -2.0
+    model = tasks.TASK_MODELS[kind](FakeSession([1, 3, 32, 32], outs))
+    with pytest.raises(SaicmError, match=f"not have the {kind} layout: expected scores in 0..1 .*got scores from"):
+        model(Image.new("RGB", (32, 32)))
