@@ -21,8 +21,8 @@ pycocotools and OpenCV are imported only when used.
 
 from .base import (COCO_CATEGORY_IDS, COCO_CLASS_NAMES, COCO_NAME_BY_ID, TASK_MODELS, Detection, Letterbox, TaskModel,
                    letterbox, load_task_model, nms, register_task_model)
-from .coco import (category_ids, coco_ap, coco_class_ids, evaluate_task, load_annotations, match_annotated, match_images,
-                   pseudo_ground_truth, run_task_model)
+from .coco import (category_ids, coco_ap, coco_class_ids, evaluate_task, load_annotations, match_annotated,
+                   match_images, pseudo_ground_truth, run_task_model)
 from .detectors import PicoDet, YOLOv8, YOLOv8Seg, YOLOX  # registers the kinds
 from .faces import FACE_DETECTORS, box_iou, count_retained, face_retention, load_face_detector
 from .sweeps import TASKS, DetectionTask, FaceTask, detection_drawer, make_task
@@ -31,7 +31,8 @@ __all__ = [
     "COCO_CATEGORY_IDS", "COCO_CLASS_NAMES", "COCO_NAME_BY_ID", "TASK_MODELS", "FACE_DETECTORS", "Detection",
     "Letterbox", "TaskModel",
     "PicoDet", "YOLOX", "YOLOv8", "YOLOv8Seg",
-    "box_iou", "category_ids", "coco_ap", "coco_class_ids", "count_retained", "evaluate_task", "face_retention", "letterbox",
+    "box_iou", "category_ids", "coco_ap", "coco_class_ids", "count_retained", "evaluate_task", "face_retention",
+    "letterbox",
     "load_annotations", "load_face_detector", "load_task_model", "match_annotated", "match_images", "nms",
     "pseudo_ground_truth",
     "register_task_model", "run_task_model",
