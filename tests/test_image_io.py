@@ -472,3 +472,13 @@ def test_the_oriented_size_is_the_size_load_image_gives(tmp_path, orientation):
     Image.fromarray(np.zeros((20, 36, 3), np.uint8)).save(tmp_path / "f.jpg", exif=exif)
     with Image.open(tmp_path / "f.jpg") as im:
         assert image_io.oriented_size(im) == image_io.load_image(tmp_path / "f.jpg").size[::-1]  # (H, W)
+
+
+@pytest.mark.parametrize("dtype", [">u2", ">f4", ">i4"])
+def test_an_array_in_the_other_byte_order_reads_as_its_native_twin(dtype):
+    """A big-endian uint16 array (astropy's FITS data, ``np.frombuffer(raw, ">u2")`` of a 16-bit PGM) was refused
+    as "integer arrays are read as 0-255 (uint16: 0-65535), this >u2 one spans …" (found by property tests)."""
+    native = np.dtype(dtype).newbyteorder("=")
+    top = 65535 if native.kind == "u" else 1 if native.kind == "f" else 255
+    a = (np.linspace(0, 1, 8 * 6 * 3).reshape(8, 6, 3) * top).astype(native)
+    assert np.array_equal(image_io.load_image(a.astype(dtype)).rgb, image_io.load_image(a).rgb)

@@ -261,6 +261,8 @@ def _from_array(a: np.ndarray) -> Image.Image:
         hint = (" (channels first? pass a.transpose(1, 2, 0))" if a.ndim == 3 and a.shape[0] in (1, 3, 4) else
                 " (a batch? pass one image at a time)" if a.ndim == 4 else "")
         raise ImageError(f"array of shape {a.shape} is not an image (H, W[, 1|3|4]){hint}")
+    if not a.dtype.isnative:  # (big-endian '>u2' of a FITS file or raw 16-bit PGM: uint16 all the same)
+        a = a.astype(a.dtype.newbyteorder("="))
     if a.dtype == np.uint16:
         top = int(a.max(initial=0))
         if 0 < top < 4096:  # (a camera's 8-, 10- or 12-bit samples in uint16: coded as a nearly black frame)
