@@ -482,3 +482,19 @@ def test_an_array_in_the_other_byte_order_reads_as_its_native_twin(dtype):
     top = 65535 if native.kind == "u" else 1 if native.kind == "f" else 255
     a = (np.linspace(0, 1, 8 * 6 * 3).reshape(8, 6, 3) * top).astype(native)
     assert np.array_equal(image_io.load_image(a.astype(dtype)).rgb, image_io.load_image(a).rgb)
+
+
+@pytest.mark.parametrize("make", ["quantize", "convert"])
+def test_a_palette_image_with_an_rgba_palette_keeps_its_alpha(make):
+    """``quantize()`` or ``convert("P")`` of an RGBA image gives a P image whose palette holds the alpha (no
+    ``transparency`` entry): its transparent pixels were coded opaque, in silence (found by property tests)."""
+    rgba = np.zeros((8, 8, 4), np.uint8)
+    rgba[..., 0] = 200
+    rgba[:4, :, 3] = 255
+    im = Image.fromarray(rgba, "RGBA")
+    p = im.quantize(4) if make == "quantize" else im.convert("P")
+    assert p.mode == "P" and "transparency" not in p.info
+    got = image_io.load_image(p)
+    assert got.alpha is not None and (got.alpha[:4] == 255).all() and (got.alpha[4:] == 0).all()
+    opaque = Image.fromarray(rgba[..., :3], "RGB").quantize(4)
+    assert image_io.load_image(opaque).alpha is None

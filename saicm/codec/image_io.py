@@ -443,8 +443,8 @@ def _rgb_image(img: Image.Image, path: str | None) -> RGBImage:
         img = img.convert("RGBA" if mode == "RGBa" else "LA")
     elif mode in ("P", "RGB", "L", "1") and "transparency" in img.info:  # a palette's or a colour key's
         img = img.convert("RGBA" if mode in ("P", "RGB") else "LA")
-    elif mode == "P":
-        img = img.convert("RGB")
+    elif mode == "P":  # (an RGBA palette, as quantize() or convert("P") of an RGBA image makes: its alpha too)
+        img = img.convert("RGBA" if img.palette is not None and img.palette.mode == "RGBA" else "RGB")
     mode = img.mode
     if mode in ("RGBA", "LA", "PA"):
         alpha = np.asarray(img.getchannel("A"))
