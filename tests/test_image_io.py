@@ -106,6 +106,20 @@ def test_a_png_colour_key_is_kept_as_alpha(tmp_path, mode):
     assert got.gray == (mode == "L")
 
 
+def test_a_sixteen_bit_grey_png_colour_key_is_kept_as_alpha(tmp_path):
+    """A 16-bit grey PNG's tRNS colour key was dropped in silence (docs/usage.md: a PNG's colour-key transparency is
+    stored; found by property tests)."""
+    a = np.full((8, 8), 40000, np.uint16)
+    a[:4] = 1000
+    Image.fromarray(a).save(tmp_path / "k.png", transparency=1000)
+    with Image.open(tmp_path / "k.png") as im:
+        assert im.mode.startswith("I") and im.info.get("transparency") == 1000  # (what Pillow reads)
+    got = image_io.load_image(tmp_path / "k.png")
+    assert got.gray and got.alpha is not None and (got.alpha[:4] == 0).all() and (got.alpha[4:] == 255).all()
+    Image.fromarray(a).save(tmp_path / "none.png", transparency=7)  # a key no pixel has: opaque
+    assert image_io.load_image(tmp_path / "none.png").alpha is None
+
+
 def test_high_bit_depth_grey_is_read_at_its_depth(tmp_path):
     """A dark 16-bit PGM (every sample ≤ 255) came out 257× too bright; float and 32-bit TIFFs were clipped."""
     dark = np.full((4, 4), 200, np.uint16)

@@ -450,6 +450,11 @@ def _rgb_image(img: Image.Image, path: str | None) -> RGBImage:
         alpha = np.asarray(img.getchannel("A"))
         if alpha.min() == 255:
             alpha = None
+    elif mode in ("I", "I;16", "I;16B", "I;16L") and isinstance(img.info.get("transparency"), int):
+        # a 16-bit grey PNG's colour key (tRNS), which Pillow cannot convert to LA: transparent where it matches
+        alpha = np.where(np.asarray(img) == img.info["transparency"], 0, 255).astype(np.uint8)
+        if alpha.min() == 255:
+            alpha = None
     gray = mode in ("1", "L", "LA", "I", "F") or mode.startswith("I;16")
     if mode in ("I", "F") or mode.startswith("I;16"):
         img.format = fmt  # (exif_transpose's copy has none; _to_8bit_gray reads it)
