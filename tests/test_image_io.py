@@ -512,3 +512,24 @@ def test_a_palette_image_with_an_rgba_palette_keeps_its_alpha(make):
     assert got.alpha is not None and (got.alpha[:4] == 255).all() and (got.alpha[4:] == 0).all()
     opaque = Image.fromarray(rgba[..., :3], "RGB").quantize(4)
     assert image_io.load_image(opaque).alpha is None
+
+
+@pytest.mark.parametrize("mode", ["L", "RGBA", "I;16", "P", "RGB"])
+@pytest.mark.parametrize("orientation", [3, 5, 6, 7, 8])
+def test_an_uncompressed_tiff_turned_by_its_orientation_tag_reads_as_from_its_bytes(tmp_path, mode, orientation):
+    """Pillow 11 on memory-maps an uncompressed grey, palette, RGBA or 16-bit TIFF read from a path at its transposed
+    size: with an orientation tag of 5 to 8, ``saicm compress scan.tif`` coded scrambled pixels of the stored
+    size in silence, where the file's bytes gave the turned image (found by property tests)."""
+    from .conftest import natural_image
+
+    rgb = natural_image(20, 36)
+    im = {"L": lambda: Image.fromarray(rgb[..., 0]), "RGBA": lambda: Image.fromarray(rgb).convert("RGBA"),
+          "I;16": lambda: Image.fromarray(rgb[..., 0].astype(np.uint16) * 257),
+          "P": lambda: Image.fromarray(rgb).quantize(16), "RGB": lambda: Image.fromarray(rgb)}[mode]()
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    path = tmp_path / "scan.tif"
+    im.save(path, exif=exif.tobytes())
+    got = image_io.load_image(path)
+    assert got.size == ((36, 20) if orientation >= 5 else (20, 36))
+    assert np.array_equal(got.rgb, image_io.load_image(path.read_bytes()).rgb)

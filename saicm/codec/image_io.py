@@ -220,6 +220,12 @@ def _pillow_open(fp, path: str | None, max_pixels: int | None) -> Image.Image:
                 check_pixels(img.height, img.width, max_pixels, what="the image")
             except OversizedImage as e:
                 raise OversizedImage(e.said, path, e.limit) from None
+            if isinstance(fp, (str, os.PathLike)) and _turned_tiff(img):
+                # Pillow (11 on) memory-maps an uncompressed grey, palette, RGBA or 16-bit TIFF read from a path at
+                # its size after its orientation tag's transpose: the pixels came out scrambled; its own reader
+                # of a file object applies the tag
+                img.close()
+                img = Image.open(io.BytesIO(Path(fp).read_bytes()))
             img.load()
     except ImageError:
         raise
@@ -232,6 +238,14 @@ def _pillow_open(fp, path: str | None, max_pixels: int | None) -> Image.Image:
     except Exception as e:  # a damaged file: Pillow's plugins raise many kinds (AVIF: RuntimeError)
         raise ImageError(f"cannot read image ({e.__class__.__name__}: {e})", path) from None
     return img
+
+
+def _turned_tiff(img: Image.Image) -> bool:
+    """Whether ``img`` (opened, not loaded) is a TIFF whose orientation tag swaps its sides (5 to 8)."""
+    try:
+        return img.format == "TIFF" and img.tag_v2.get(0x0112) in (5, 6, 7, 8)
+    except Exception:  # (a damaged tag: Pillow's own reading decides)
+        return False
 
 
 def _not_an_image(fp) -> str | None:
