@@ -486,6 +486,10 @@ def test_the_oriented_size_is_the_size_load_image_gives(tmp_path, orientation):
     Image.fromarray(np.zeros((20, 36, 3), np.uint8)).save(tmp_path / "f.jpg", exif=exif)
     with Image.open(tmp_path / "f.jpg") as im:
         assert image_io.oriented_size(im) == image_io.load_image(tmp_path / "f.jpg").size[::-1]  # (H, W)
+    # a TIFF's orientation tag, too (Pillow 11 on opens it at its turned size: it was turned twice)
+    Image.fromarray(np.zeros((20, 36, 3), np.uint8)).save(tmp_path / "f.tif", exif=exif, compression="tiff_lzw")
+    with Image.open(tmp_path / "f.tif") as im:
+        assert image_io.oriented_size(im) == image_io.load_image(tmp_path / "f.tif").size[::-1]
 
 
 @pytest.mark.parametrize("dtype", [">u2", ">f4", ">i4"])

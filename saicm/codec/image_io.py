@@ -429,6 +429,10 @@ def oriented_size(img: Image.Image) -> tuple[int, int]:
         turned = img.getexif().get(0x0112) in (5, 6, 7, 8)
     except Exception:  # (a broken EXIF block: load_image keeps the image as stored)
         turned = False
+    if turned and img.format == "TIFF":  # (Pillow 11 on opens a TIFF at its turned size already: its stored sides)
+        w, h = img.tag_v2.get(256), img.tag_v2.get(257)
+        if isinstance(w, int) and isinstance(h, int):
+            return h, w
     return (img.height, img.width) if turned else (img.width, img.height)
 
 
