@@ -537,3 +537,20 @@ def test_an_uncompressed_tiff_turned_by_its_orientation_tag_reads_as_from_its_by
     got = image_io.load_image(path)
     assert got.size == ((36, 20) if orientation >= 5 else (20, 36))
     assert np.array_equal(got.rgb, image_io.load_image(path.read_bytes()).rgb)
+
+
+def test_a_folder_of_turned_uncompressed_tiff_frames_reads_as_their_bytes(tmp_path):
+    """The frames of a clip given as a folder were opened by path too: a grey TIFF tagged 6 came out scrambled."""
+    from saicm.video.io import iter_clip
+
+    from .conftest import natural_image
+
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    for i in range(2):
+        Image.fromarray(natural_image(20, 36, seed=i)[..., 0]).save(tmp_path / f"{i:03d}.tif", exif=exif.tobytes())
+    info, _, frames = iter_clip(tmp_path)
+    frames = list(frames)
+    assert (info.width, info.height) == (20, 36)
+    for i, f in enumerate(frames):
+        assert np.array_equal(f, image_io.load_image((tmp_path / f"{i:03d}.tif").read_bytes()).rgb)

@@ -215,17 +215,11 @@ def _pillow_open(fp, path: str | None, max_pixels: int | None) -> Image.Image:
     limit = resolve_max_pixels(max_pixels)
     try:
         with pillow_checks_off(limit):
-            img = Image.open(fp)  # the header only
+            img = open_unloaded(fp)  # the header only
             try:
                 check_pixels(img.height, img.width, max_pixels, what="the image")
             except OversizedImage as e:
                 raise OversizedImage(e.said, path, e.limit) from None
-            if isinstance(fp, (str, os.PathLike)) and _turned_tiff(img):
-                # Pillow (11 on) memory-maps an uncompressed grey, palette, RGBA or 16-bit TIFF read from a path at
-                # its size after its orientation tag's transpose: the pixels came out scrambled; its own reader
-                # of a file object applies the tag
-                img.close()
-                img = Image.open(io.BytesIO(Path(fp).read_bytes()))
             img.load()
     except ImageError:
         raise
@@ -237,6 +231,19 @@ def _pillow_open(fp, path: str | None, max_pixels: int | None) -> Image.Image:
         raise OversizedImage(f"the image holds more than the limit of {limit:,} pixels", path, limit) from None
     except Exception as e:  # a damaged file: Pillow's plugins raise many kinds (AVIF: RuntimeError)
         raise ImageError(f"cannot read image ({e.__class__.__name__}: {e})", path) from None
+    return img
+
+
+def open_unloaded(fp) -> Image.Image:
+    """``Image.open(fp)`` (a path or a binary file object): the header read, the pixels not yet.
+
+    Pillow (11 on) memory-maps an uncompressed grey, palette, RGBA or 16-bit TIFF read from a path at its size after
+    its orientation tag's transpose: with a tag of 5 to 8 the pixels came out scrambled. Such a file is read from
+    its bytes, which Pillow turns as the tag says."""
+    img = Image.open(fp)
+    if isinstance(fp, (str, os.PathLike)) and _turned_tiff(img):
+        img.close()
+        img = Image.open(io.BytesIO(Path(fp).read_bytes()))
     return img
 
 

@@ -365,7 +365,7 @@ def _folder_frames(folder: Path, start: int, stop: int | None, size, max_pixels
     def gen() -> Iterator[np.ndarray]:
         from PIL import Image
 
-        from ..codec.image_io import rgb_pixels
+        from ..codec.image_io import open_unloaded, rgb_pixels
         from ..codec.limits import DEFAULT_MAX_PIXELS, check_pixels, pillow_checks_off
 
         shape = None
@@ -373,7 +373,7 @@ def _folder_frames(folder: Path, start: int, stop: int | None, size, max_pixels
         frame_limit = max(DEFAULT_MAX_PIXELS, max_pixels or 0)  # one frame: at most what the clip may hold
         for i, p in pairs:
             try:
-                with pillow_checks_off(frame_limit), Image.open(p) as im:
+                with pillow_checks_off(frame_limit), open_unloaded(p) as im:  # (a turned TIFF: from its bytes)
                     check_pixels(im.height, im.width, frame_limit, what=f"frame {p.name}")  # before its pixels
                     if shape is None:
                         w, h = size or im.size
