@@ -690,3 +690,21 @@ def test_the_cpu_model_is_read_from_cpuinfo_where_there_is_one():
     if not names:
         pytest.skip("/proc/cpuinfo names no model here")
     assert cpu_model() == " ".join(names[0].split())
+
+
+def test_bdrate_json_does_not_replace_a_results_file(tmp_path, capsys):
+    """`--json` is a flag of `info` and `models` but takes the file to write in `bdrate`: `saicm bdrate --json A B C`
+    (a flag meant) replaced the results file A with the table of B against C (a CLI consistency audit)."""
+    a = write_result(tmp_path / "a.json", "anchor", [(0.2, 30), (0.4, 33), (0.8, 36)])
+    b = write_result(tmp_path / "b.json", "half", [(0.1, 30), (0.2, 33), (0.4, 36)])
+    c = write_result(tmp_path / "c.json", "test", [(0.2, 31), (0.4, 34), (0.8, 37)])
+    before = a.read_bytes()
+    assert main(["bdrate", "--json", str(a), str(b), str(c)]) == 2
+    err = capsys.readouterr().err
+    assert "a.json: is a results file: --json takes the file to write" in err and "Traceback" not in err
+    assert a.read_bytes() == before
+    # a table written before is replaced as it always was
+    t = tmp_path / "t.json"
+    assert main(["bdrate", str(a), str(b), "--json", str(t)]) == 0
+    assert main(["bdrate", str(a), str(c), "--json", str(t)]) == 0
+    assert json.loads(t.read_text())["rows"][0]["codec"] == "test"

@@ -72,6 +72,26 @@ def cmd_eval(a: argparse.Namespace) -> int:
     return 0
 
 
+def _not_a_results_file(path: str) -> None:
+    """``bdrate --json`` takes the file to write, where ``info --json`` and ``models --json`` are flags: ``saicm
+    bdrate --json A.json B.json C.json`` (a flag meant) replaced the results file A.json with the table of B against
+    C. A results file (its schema field at the start, as saicm eval writes it) is refused before any work."""
+    import re
+
+    from ..errors import SaicmError
+
+    if not os.path.isfile(path):  # (absent, or a stream: /dev/stdout, a FIFO, whose reading would wait)
+        return
+    try:
+        with open(path, "rb") as f:
+            head = f.read(4096)
+    except OSError:  # (unreadable: writing it says why)
+        return
+    if re.match(rb'\s*\{\s*"schema"\s*:\s*"saicm-results/', head):
+        raise SaicmError("is a results file: --json takes the file to write the BD-rate table to (a new one, "
+                         "e.g. --json table.json), not a flag; nothing done", path)
+
+
 def cmd_bdrate(a: argparse.Namespace) -> int:
     from ..eval import results
     from ..eval.bdrate import BDRateError, bd_rate
@@ -79,6 +99,7 @@ def cmd_bdrate(a: argparse.Namespace) -> int:
 
     if a.json:
         output_file(a.json, [a.anchor, *a.tests], suffix=".json")
+        _not_a_results_file(a.json)
     out = text_stream(a.json) if a.json else sys.stdout  # (stderr when --json /dev/stdout)
     anchor = results.load(a.anchor)
     tests = [results.load(path) for path in a.tests]  # every file read before any line is printed
