@@ -1088,3 +1088,14 @@ def test_two_encodes_of_one_checkpoint_are_refused_and_the_lock_goes_with_the_en
     assert not out.exists()
     r = api.encode(synthetic_clip(2), out, preset=TINY, epochs=1, prune=0, qat_epochs=0, progress=False)
     assert out.read_bytes() == r.data and sorted(p.name for p in tmp_path.iterdir()) == ["a.saicmv"]
+
+
+def test_frames_advises_the_masks_encode_advises(clip_mkv, tmp_path, capsys):
+    """`video frames` printed `saicm masks DIR -o MASKS` (1-pixel edges) where `video encode --masks` and
+    docs/video.md advise 3-pixel edges, measured better (a CLI consistency audit)."""
+    assert main(["video", "frames", str(clip_mkv), "-o", str(tmp_path / "f"), "--frames", "0:2"]) == 0
+    assert f"saicm masks {tmp_path / 'f'} -o MASKS --edge-width 3" in capsys.readouterr().out
+    from saicm.cli import build_parser
+
+    video = build_parser()._subparsers._group_actions[0].choices["video"]
+    assert "--edge-width 3" in video._subparsers._group_actions[0].choices["frames"].description

@@ -61,7 +61,7 @@ def cmd_frames(a: argparse.Namespace) -> int:
                              meta={"source": str(a.clip), "fps": str(info.fps), "first": first,
                                    "width": info.width, "height": info.height})
     print(f"{a.output}: {len(names)} frames {info.width}x{info.height} ({names[0].name} .. {names[-1].name}); "
-          f"edge masks for --loss sa-nerv: saicm masks {a.output} -o MASKS")
+          f"edge masks for --loss sa-nerv: saicm masks {a.output} -o MASKS --edge-width 3")
     return 0
 
 
@@ -161,8 +161,9 @@ def register(sub) -> None:
 
     f = vs.add_parser("frames", help="extract frames as PNGs (for saicm masks and --masks)",
                       description="Write frames A..B-1 of a clip as frame_NNNNNN.png (NNNNNN = index in the clip) "
-                      "into a new folder, with frames.json. 'saicm masks DIR -o MASKS' then makes one mask per frame "
-                      "with the same name, which 'saicm video encode --loss sa-nerv --masks MASKS' reads.")
+                      "into a new folder, with frames.json. 'saicm masks DIR -o MASKS --edge-width 3' then makes one "
+                      "mask per frame with the same name (3-pixel edges: what --masks advises), which 'saicm video "
+                      "encode --loss sa-nerv --masks MASKS' reads.")
     f.add_argument("clip", help="video file")
     f.add_argument("-o", "--output", required=True, help="folder to create (absent or empty)")
     f.add_argument("--frames", metavar="A:B", help="frames A..B-1 (default all)")
