@@ -23,6 +23,8 @@ def load_data_only(path: str | Path, what: str = "checkpoint", error: type[Saicm
     import torch
 
     path = Path(path)
+    if path.is_dir():  # (it said "not found" of a folder that is there)
+        raise error(f"is a folder, not a file: name the {what}", str(path))
     if not path.is_file():
         raise error(f"{what} not found", str(path))
     with open(path, "rb") as f:

@@ -310,3 +310,19 @@ def test_only_a_version_above_the_shipped_ones_is_called_a_newer_releases():
     older = _unknown_model_hint("mse-context-n64-v4", shipped)
     assert "newer release" not in older and "did you mean mse-context-n64-v" in older
     assert "a newer release's model?" in _unknown_model_hint("mse-context-n64-v99", shipped)
+
+
+def test_a_folder_for_a_file_or_a_file_for_a_folder_is_not_called_not_found(files, capsys, tmp_path):
+    """`saicm export DIR`, `import-checkpoint DIR` and `train --data photo.png` said the checkpoint, the checkpoint
+    file or the training data folder was "not found" of a path that is there (a CLI consistency audit: other
+    commands say "is a folder, not a file" and "is a file, not a folder of images")."""
+    pytest.importorskip("torch")
+    folder = tmp_path / "dir"
+    folder.mkdir()
+    assert _error(capsys, ["export", folder, "-o", tmp_path / "m.safetensors"]).endswith(
+        "dir: is a folder, not a file: name the training checkpoint")
+    assert _error(capsys, ["import-checkpoint", folder, "--name", "mine", "--out", tmp_path / "o"]).endswith(
+        "dir: is a folder, not a file: name the checkpoint file")
+    assert _error(capsys, ["train", "--data", files["photo"], "--out", tmp_path / "run", "--steps", "1"]).endswith(
+        "photo.png: is a file, not a folder of training images")
+    assert not (tmp_path / "m.safetensors").exists() and not (tmp_path / "o").exists()

@@ -78,6 +78,8 @@ def cmd_import(a: argparse.Namespace) -> int:
 
     _check_name(a.name)
     src = Path(a.checkpoint)
+    if src.is_dir():  # (it said "not found" of a folder that is there)
+        raise SaicmError("is a folder, not a file: name the checkpoint file", str(src))
     if not src.is_file():
         raise SaicmError("checkpoint file not found", str(src))
     if a.arch == "mbt2018-mean":

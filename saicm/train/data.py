@@ -30,6 +30,8 @@ from ..masks.job import load_mask, mask_name_clash, mask_path
 
 def list_images(root: str | Path) -> list[Path]:
     root = Path(root)
+    if root.exists() and not root.is_dir():  # (it said "not found" of an image that is there)
+        raise SaicmError("is a file, not a folder of training images", str(root))
     if not root.is_dir():
         raise SaicmError("training data folder not found", str(root))
     files = input_files(root, is_image_file)
