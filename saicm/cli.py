@@ -9,7 +9,7 @@ import sys
 import threading
 
 from ._fs import EXISTING, text_stream
-from .commands.argtypes import nonneg, positive
+from .commands.argtypes import nonneg, positive, whole
 from .engine import ENGINES, PORTABLE_ENGINES
 from .errors import SaicmError, printable
 
@@ -358,9 +358,9 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("-o", "--output", help="output file or folder (default: beside the input)")
     c.add_argument("--model", help=f"model name (see `saicm models`: shipped, or yours in $SAICM_MODELS) or a "
                    f".safetensors path (default {DEFAULT_MODEL})")
-    c.add_argument("--quality", type=int, help="integer rate point of the model, higher = more bits (default the "
+    c.add_argument("--quality", type=whole, help="integer rate point of the model, higher = more bits (default the "
                    "middle one, 4 of the shipped models' 7; scalable models: of the machine layer)")
-    c.add_argument("--human-quality", type=int, help="scalable models: rate point of the human layer (default "
+    c.add_argument("--human-quality", type=whole, help="scalable models: rate point of the human layer (default "
                    "the middle one); the file holds both layers")
     c.add_argument("--refine", type=nonneg, default=0, metavar="STEPS",
                    help="encoder-side RD optimisation of the latents for STEPS Adam steps (MSE models; the "
@@ -436,7 +436,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "`make demo` installs it.")
     dm.add_argument("-o", "--output", default="demo-out", help="output folder (default demo-out)")
     dm.add_argument("--model", help="model (default: the shipped MSE model)")
-    dm.add_argument("--quality", type=int, help="rate point (default: the model's middle one)")
+    dm.add_argument("--quality", type=whole, help="rate point (default: the model's middle one)")
     dm.set_defaults(func=cmd_demo)
 
     from .commands import register_all

@@ -1428,3 +1428,27 @@ def test_a_training_session_line_says_modified_only_for_modified_sources():
     assert "(0123456789ab, modified)" in _session_text(s | {"dirty": True})
     assert "saicm 0.26.1, python" in _session_text({k: v for k, v in s.items() if k != "commit"})
     assert _session_text("not a session") == "not a session"
+
+
+@pytest.mark.parametrize("argv, said", [
+    (["compress", "x.png", "--quality", "abc"], "argument --quality: expected a whole number, got 'abc'"),
+    (["compress", "x.png", "--human-quality", "1.5"], "argument --human-quality: expected a whole number, got '1.5'"),
+    (["demo", "--quality", "x"], "argument --quality: expected a whole number, got 'x'"),
+    (["masks", "d", "-o", "m", "--alpha", "5"], "argument --alpha: expected a number in (0, 1], got '5'"),
+    (["import-checkpoint", "x.pth", "--name", "n", "--alpha", "x"], "argument --alpha: expected a number in (0, 1]"),
+    (["video", "encode", "x.mp4", "-o", "x.saicmv", "--lr", "0"], "argument --lr: expected a number > 0, got '0'"),
+    (["video", "encode", "x.mp4", "-o", "x.saicmv", "--edge-weight", "-1"], "argument --edge-weight: expected a "
+     "number >= 0"),
+    (["video", "encode", "x.mp4", "-o", "x.saicmv", "--beta", "2"], "argument --beta: expected a number from 0 to 1"),
+    (["video", "encode", "x.mp4", "-o", "x.saicmv", "--prune", "x"], "argument --prune: expected a number from 0 to 1"),
+    (["video", "encode", "x.mp4", "-o", "x.saicmv", "--seed", "1.5"], "argument --seed: expected a whole number"),
+    (["video", "encode", "x.mp4", "-o", "x.saicmv", "--bits", "x"], "argument --bits: expected a whole number"),
+])
+def test_a_bad_number_is_said_as_every_number_option_says_it(argv, said, capsys):
+    """argparse's "invalid int value: 'abc'" (--quality, --seed, --bits) and "invalid float value" (--alpha, --lr,
+    ...) where --jobs, --limit, --threads and train's --lr say what they expect; video encode's --lr, --beta,
+    --edge-weight, --prune and masks' --alpha were checked only later, in other words ("epochs and batch must be at
+    least 1 and the learning rate positive" of --lr 0) (a CLI consistency audit)."""
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    assert e.value.code == 2 and said in capsys.readouterr().err

@@ -37,6 +37,12 @@ def existing(s: str) -> str:
     return s
 
 
+def whole(s: str) -> int:
+    """Any whole number (argparse's own ``int`` said "invalid int value", where every other number option says what
+    it expects)."""
+    return _checked(s, int, lambda v: True, "a whole number")
+
+
 def nonneg(s: str) -> int:
     return _checked(s, int, lambda v: v >= 0, "a whole number >= 0")
 
@@ -51,6 +57,14 @@ def level(s: str) -> float:
 
 def positive_float(s: str) -> float:
     return _checked(s, float, lambda v: 0 < v < math.inf, "a number > 0")  # (NaN fails every comparison)
+
+
+def fraction(s: str) -> float:
+    return _checked(s, float, lambda v: 0 < v <= 1, "a number in (0, 1]")
+
+
+def share(s: str) -> float:
+    return _checked(s, float, lambda v: 0 <= v <= 1, "a number from 0 to 1")
 
 
 def nonneg_float(s: str) -> float:

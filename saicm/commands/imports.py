@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import argparse
 
-from .argtypes import positive_float
+from .argtypes import fraction, positive_float
 
 ARCHES = ("tcm", "tcm-ica", "mbt2018-mean")
 
@@ -159,7 +159,7 @@ def register(sub) -> None:
     s.add_argument("--out", "-o", help="folder to write to (default: your model folder, $SAICM_MODELS or "
                    "~/.local/share/saicm/models, where models are found by name; tcm-ica: its base's folder)")
     s.add_argument("--base", help="tcm-ica: the imported machine model (name or .safetensors path)")
-    s.add_argument("--alpha", type=float, help="SAM confidence α the model was trained with (model card only: "
+    s.add_argument("--alpha", type=fraction, help="SAM confidence α the model was trained with (model card only: "
                    "0.78 / 0.93 for SA-ICM icm_78 / icm_93, 0.78 for ICM-v1)")
     s.add_argument("--lam", type=positive_float, help="λ the model was trained for (stored; default 0.05, tcm-ica 0.01; mbt2018-mean: "
                    "required, CompressAI's zoo quality 1..8 = 0.0018 ... 0.18)")

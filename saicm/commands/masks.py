@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .argtypes import positive, warn_unused
+from .argtypes import fraction, positive, warn_unused
 
 
 def cmd_masks(a: argparse.Namespace) -> int:
@@ -65,7 +65,7 @@ def register(sub) -> None:
     m.add_argument("-o", "--output", required=True, help="mask folder")
     m.add_argument("--source", choices=SOURCES,
                    help="mask source (default: sam with --sam-checkpoint, else regions)")
-    m.add_argument("--alpha", type=float, help="confidence α in (0, 1] of sam and regions (default 0.78)")
+    m.add_argument("--alpha", type=fraction, help="confidence α in (0, 1] of sam and regions (default 0.78)")
     m.add_argument("--sam-checkpoint", help="path of a Segment Anything checkpoint (.pth)")
     m.add_argument("--sam-model", help="vit_b, vit_l or vit_h: the checkpoint's model (default vit_b)")
     m.add_argument("--sam-opt", action="append", metavar="KEY=VALUE",

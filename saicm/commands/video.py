@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import argparse
 
-from .argtypes import nonneg, positive
+from .argtypes import nonneg, nonneg_float, positive, positive_float, share, whole
 
 
 def cmd_encode(a: argparse.Namespace) -> int:
@@ -120,21 +120,21 @@ def register(sub) -> None:
     e.add_argument("--loss", default="nerv", choices=["nerv", "sa-nerv"],
                    help="nerv (β·L1 + (1-β)·(1-SSIM), β 0.7) or sa-nerv (plus the same on edge-masked frames; "
                    "needs --masks)")
-    e.add_argument("--edge-weight", type=float, help="sa-nerv: weight of the edge-masked term (default 1)")
-    e.add_argument("--beta", type=float, help="the loss's L1 share β in β·L1 + (1-β)·(1-SSIM) (default 0.7)")
+    e.add_argument("--edge-weight", type=nonneg_float, help="sa-nerv: weight of the edge-masked term (default 1)")
+    e.add_argument("--beta", type=share, help="the loss's L1 share β in β·L1 + (1-β)·(1-SSIM) (default 0.7)")
     e.add_argument("--masks", metavar="DIR", help="per-frame edge masks frame_NNNNNN.png (saicm masks --edge-width 3 on the "
                    "folder 'saicm video frames' writes; 3-pixel edges measured better than 1)")
     e.add_argument("--epochs", type=positive, help="epochs of the main fit (default 300; pruning fine-tuning "
                    "takes epochs/6 more, quantisation-aware fine-tuning epochs/10)")
-    e.add_argument("--lr", type=float, help="learning rate (default per preset: 'saicm video presets')")
+    e.add_argument("--lr", type=positive_float, help="learning rate (default per preset: 'saicm video presets')")
     e.add_argument("--batch", type=positive, help="frames per step (default 1)")
-    e.add_argument("--prune", type=float, help="share of weights set to zero by magnitude (default 0.4; 0: none)")
+    e.add_argument("--prune", type=share, help="share of weights set to zero by magnitude (default 0.4; 0: none)")
     e.add_argument("--prune-epochs", type=nonneg, help="fine-tuning epochs after pruning (default epochs/6, at least "
                    "1; 0: prune without fine-tuning)")
     e.add_argument("--qat-epochs", type=nonneg, help="quantisation-aware fine-tuning epochs (default epochs/10; "
                    "0: none)")
-    e.add_argument("--bits", type=int, choices=range(2, 9), metavar="{2..8}", help="quantisation bits (default 8)")
-    e.add_argument("--seed", type=int, default=0, help="initialisation and frame-order seed (default 0)")
+    e.add_argument("--bits", type=whole, choices=range(2, 9), metavar="{2..8}", help="quantisation bits (default 8)")
+    e.add_argument("--seed", type=whole, default=0, help="initialisation and frame-order seed (default 0)")
     e.add_argument("--resume", action="store_true", help="continue from the checkpoint of a killed encode")
     e.add_argument("--checkpoint", help="checkpoint path (default OUTPUT.ckpt)")
     e.add_argument("--keep-checkpoint", action="store_true", help="keep the checkpoint after success")
