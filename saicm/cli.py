@@ -369,11 +369,11 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--max-pixels", type=positive, metavar="N",
                    help=f"refuse larger images (default {_default_max_pixels()}; like Pillow's "
                    "decompression-bomb limit)")
-    c.add_argument("--engine", choices=ENGINES, default="auto",
+    c.add_argument("--engine", choices=ENGINES, default="auto", metavar="ENGINE",
                    help="auto (default): the portable engine (format 3: onnxruntime, no PyTorch; exact integer "
                    "coder tables, so the file decodes the same on any machine) for the models it supports, "
-                   "CompressAI's coder for the others (TCM); torch: the portable format with the PyTorch "
-                   "transforms; openvino / openvino-bf16: with OpenVINO's transforms (optional: pip install \"saicm[openvino]\"; "
+                   "CompressAI's coder for the others (TCM); onnx: the portable format with onnxruntime's "
+                   "transforms; torch: with the PyTorch transforms; openvino / openvino-bf16: with OpenVINO's transforms (optional: pip install \"saicm[openvino]\"; "
                    "bf16 codes ~1.7x faster on CPUs with bfloat16 units, Intel AMX or AVX-512 BF16; docs/engine.md); compressai: "
                    "formats 1/2 as saicm 0.3 wrote")
     c.add_argument("--jobs", type=positive, default=1, help="worker processes for folders (default 1)")
@@ -398,8 +398,10 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--max-pixels", type=positive, metavar="N",
                    help=f"refuse files claiming larger images, before decoding anything (default "
                    f"{_default_max_pixels()}); raise it only for files you trust")
-    d.add_argument("--format", default="png", choices=["png", "bmp", "tiff", "ppm"], help="for folders (default png)")
-    d.add_argument("--engine", choices=PORTABLE_ENGINES, default="auto",
+    d.add_argument("--format", default="png", choices=["png", "bmp", "tiff", "ppm"], help="format of the outputs saicm names: a folder's, or "
+                   "a file's beside it or in an -o folder (default png); an -o file is written in the format its "
+                   "suffix names")
+    d.add_argument("--engine", choices=PORTABLE_ENGINES, default="auto", metavar="ENGINE",
                    help="transforms for portable (format 3) files: auto/onnx (onnxruntime, the default), torch, "
                    "openvino or openvino-bf16 (optional; bf16 pixels differ from float32 ones by up to 2); "
                    "files of formats 1 and 2 always decode with PyTorch and CompressAI")

