@@ -177,15 +177,20 @@ def cmd_decompress(a: argparse.Namespace) -> int:
     from functools import partial
 
     from .codec import batch, container
-    from .codec.image_io import output_format
+    from .codec.image_io import OUTPUT_FORMATS, output_format
 
-    suffix = "." + a.format
+    suffix = "." + (a.format or "png")
     if os.path.isfile(a.input):  # what is wrong with the input first (photo.png's own output would be photo.png)
         container.check_coded_file(a.input)
     jobs, folder = batch.plan(a.input, a.output, lambda p: p.is_file() and p.suffix.lower() == ".saicm", suffix,
                               keep_existing=True, existing=a.existing)
     if not folder:  # an output suffix Pillow cannot write: a usage error, before the job
-        output_format(jobs[0].dst)
+        fmt = output_format(jobs[0].dst)
+        if a.format and fmt != OUTPUT_FORMATS[suffix]:  # (-o x.png --format bmp wrote a PNG, unsaid)
+            from .errors import warn
+
+            warn(f"--format {a.format} not used: -o names the file, written as {fmt} by its name "
+                 f"({printable(jobs[0].dst)})")
     with _job_log(a.log) as log:
         outcomes = batch.run(partial(_decompress_job, model=a.model, layer=a.layer, max_pixels=a.max_pixels,
                                      engine=a.engine), jobs, a.jobs, "decompress", not a.quiet, errors=sys.stderr,
@@ -398,7 +403,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--max-pixels", type=positive, metavar="N",
                    help=f"refuse files claiming larger images, before decoding anything (default "
                    f"{_default_max_pixels()}); raise it only for files you trust")
-    d.add_argument("--format", default="png", choices=["png", "bmp", "tiff", "ppm"], help="format of the outputs saicm names: a folder's, or "
+    d.add_argument("--format", choices=["png", "bmp", "tiff", "ppm"], help="format of the outputs saicm names: a folder's, or "
                    "a file's beside it or in an -o folder (default png); an -o file is written in the format its "
                    "suffix names")
     d.add_argument("--engine", choices=PORTABLE_ENGINES, default="auto", metavar="ENGINE",

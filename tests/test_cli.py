@@ -1483,3 +1483,23 @@ def test_every_help_fits_80_columns_and_says_every_option(monkeypatch):
             assert not silent, (names, silent)
     video = dict(parsers)[("video", "encode")].format_help()
     assert "--max-pixels N" in video
+
+
+def test_decompress_format_not_used_with_an_output_file_is_said(tmp_path, capsys):
+    """`decompress x.saicm -o x.png --format bmp` wrote a PNG and said nothing of --format (a CLI consistency
+    audit: options a command does not use are named in a warning, as `eval` and `masks` name theirs)."""
+    img = tmp_path / "a.png"
+    Image.fromarray(natural_image(64, 64)).save(img)
+    assert main(["compress", str(img), "-o", str(tmp_path / "a.saicm"), "--quiet"]) == 0
+    capsys.readouterr()
+    with pytest.warns(saicm.SaicmWarning, match="--format bmp not used: -o names the file, written as PNG"):
+        assert main(["decompress", str(tmp_path / "a.saicm"), "-o", str(tmp_path / "x.png"), "--format", "bmp"]) == 0
+    assert Image.open(tmp_path / "x.png").format == "PNG"
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # where --format names the output, or says what -o says, no warning
+        assert main(["decompress", str(tmp_path / "a.saicm"), "-o", str(tmp_path / "d") + "/", "--format", "bmp"]) == 0
+        assert main(["decompress", str(tmp_path / "a.saicm"), "-o", str(tmp_path / "y.tif"), "--format", "tiff"]) == 0
+        assert main(["decompress", str(tmp_path / "a.saicm"), "-o", str(tmp_path / "z.png")]) == 0
+    assert Image.open(tmp_path / "d" / "a.bmp").format == "BMP"
