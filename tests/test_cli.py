@@ -1503,3 +1503,14 @@ def test_decompress_format_not_used_with_an_output_file_is_said(tmp_path, capsys
         assert main(["decompress", str(tmp_path / "a.saicm"), "-o", str(tmp_path / "y.tif"), "--format", "tiff"]) == 0
         assert main(["decompress", str(tmp_path / "a.saicm"), "-o", str(tmp_path / "z.png")]) == 0
     assert Image.open(tmp_path / "d" / "a.bmp").format == "BMP"
+
+
+def test_train_takes_o_for_its_run_folder_as_every_writing_command_does():
+    """`saicm train -o RUN` said "the following arguments are required: --out": train was the one command that
+    writes and took no -o (import-checkpoint's --out has it) (a CLI consistency audit)."""
+    from saicm.cli import build_parser
+
+    assert build_parser().parse_args(["train", "-o", "run", "--data", "photos"]).out == "run"
+    for names, parser in _all_parsers(build_parser()):
+        writes = [a for a in parser._actions if a.dest in ("out", "output")]
+        assert all("-o" in a.option_strings for a in writes), names

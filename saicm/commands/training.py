@@ -46,7 +46,8 @@ def register(sub) -> None:
                        "Multi-process: torchrun --nproc_per_node=K -m saicm train ... (gloo, CPU).")
     t.add_argument("--data", required=True, action="append",
                    help="folder of training images (searched recursively); repeat for several folders")
-    t.add_argument("--out", required=True, help="run folder: checkpoint.pt, log.jsonl, model.safetensors")
+    # (-o too: every other command that writes takes it, import-checkpoint's --out included; torchrun passes it on)
+    t.add_argument("--out", "-o", required=True, help="run folder: checkpoint.pt, log.jsonl, model.safetensors")
     t.add_argument("--architecture",
                    help="registered architecture name (default: --init's, else gained-mean-scale-hyperprior, or "
                    "scalable-fusion with --base; gained-context-hyperprior: channel-group and checkerboard contexts, "
