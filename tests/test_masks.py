@@ -186,6 +186,9 @@ def test_options_a_source_does_not_use_are_said_and_random_sam_is_refused(folder
                      "--quiet"]) == 0
     with pytest.warns(UserWarning, match="--sam-model not used by --source regions"):
         assert main(["masks", str(folder), "-o", str(tmp_path / "m"), "--sam-model", "vit_l", "--quiet"]) == 0
+    # --device gpu (refused by train and video encode) was passed in silence: only SAM runs on a device
+    with pytest.warns(UserWarning, match="--device not used by --source regions"):
+        assert main(["masks", str(folder), "-o", str(tmp_path / "d"), "--device", "gpu", "--quiet"]) == 0
 
 
 def _coco_file(tmp_path, size=(40, 60)):

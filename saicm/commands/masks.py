@@ -23,6 +23,8 @@ def cmd_masks(a: argparse.Namespace) -> int:
                  "--sam-checkpoint": a.sam_checkpoint if source != "sam" else None,
                  "--sam-opt": a.sam_opt if source != "sam" else None,
                  "--sam-model": a.sam_model if source != "sam" else None,
+                 # (only SAM runs on a device: --device gpu, refused by train and video encode, passed in silence)
+                 "--device": a.device if source != "sam" and a.device != "auto" else None,
                  "--edge-method": a.edge_method if source == "coco" else None,
                  "--annotations": a.annotations if source in ("regions", "sam") else None}, f"--source {source}")
     opts = parse_options(a.sam_opt) if source == "sam" else {}
