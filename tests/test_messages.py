@@ -326,3 +326,20 @@ def test_a_folder_for_a_file_or_a_file_for_a_folder_is_not_called_not_found(file
     assert _error(capsys, ["train", "--data", files["photo"], "--out", tmp_path / "run", "--steps", "1"]).endswith(
         "photo.png: is a file, not a folder of training images")
     assert not (tmp_path / "m.safetensors").exists() and not (tmp_path / "o").exists()
+
+
+def test_an_output_folder_named_as_a_file_is_refused_by_masks_and_train(files, capsys, tmp_path):
+    """`saicm masks DIR -o masks.png` and `saicm train -o model.safetensors` (as `export -o` takes it) made folders so
+    named, where compress, decompress and video refuse such a name (a CLI consistency audit)."""
+    pytest.importorskip("torch")
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    Image.fromarray(natural_image(64, 64)).save(photos / "a.png")
+    assert _error(capsys, ["masks", photos, "-o", tmp_path / "masks.png", "--quiet"]).endswith(
+        "masks.png: names a .png file, but masks go to a folder: give a folder name without that suffix (nothing "
+        "written)")
+    assert _error(capsys, ["train", "--data", photos, "-o", tmp_path / "mine.safetensors", "--steps", "1",
+                           "--patch", "64", "--batch", "1", "--quiet"]).endswith(
+        "mine.safetensors: names a .safetensors file, but a run's checkpoint, log and model go to a folder: give a "
+        "folder name without that suffix (nothing written)")
+    assert not (tmp_path / "masks.png").exists() and not (tmp_path / "mine.safetensors").exists()

@@ -192,6 +192,9 @@ def run_masks(src: str | Path, out: str | Path, spec: MaskSpec, make: Callable, 
                          "input folder not found", str(src))
     if out.resolve() == src.resolve():  # the photos would be taken for their own masks
         raise SaicmError("is the input folder: write the masks to another folder", str(out))
+    from ..codec.image_io import refuse_file_name_for_folder
+
+    refuse_file_name_for_folder(out, "masks")  # (-o masks.png made a folder so named, where compress refuses it)
     inside = out.resolve().is_relative_to(src.resolve())  # masks and previews must not become inputs
     files = input_files(src, lambda p: is_image_file(p)
                         and not (inside and p.resolve().is_relative_to(out.resolve())))

@@ -305,6 +305,10 @@ def _train(cfg: TrainConfig, locks: contextlib.ExitStack) -> Path:
     out = Path(cfg.out)
     if out.exists() and not out.is_dir():
         raise SaicmError("--out is a file; it names the run's folder", str(out))
+    from ..codec.image_io import refuse_file_name_for_folder
+
+    # (-o model.safetensors, as export takes it, made a folder so named, where compress refuses such a name)
+    refuse_file_name_for_folder(out, "a run's checkpoint, log and model")
     if ckpt_path.exists() and not cfg.resume:  # a run's checkpoint, log and model would be replaced
         raise SaicmError("holds a run (checkpoint.pt): add --resume to go on with it, or pick another --out", str(out))
     if rank == 0:
