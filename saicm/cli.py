@@ -364,7 +364,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--model", help=f"model name (see `saicm models`: shipped, or yours in $SAICM_MODELS) or a "
                    f".safetensors path (default {DEFAULT_MODEL})")
     c.add_argument("--quality", type=whole, help="integer rate point of the model, higher = more bits (default the "
-                   "middle one, 4 of the shipped models' 7; scalable models: of the machine layer)")
+                   "middle one: 4 for every shipped model, of 7, or of 6 for the v3 models; scalable models: of the "
+                   "machine layer)")
     c.add_argument("--human-quality", type=whole, help="scalable models: rate point of the human layer (default "
                    "the middle one); the file holds both layers")
     c.add_argument("--refine", type=nonneg, default=0, metavar="STEPS",

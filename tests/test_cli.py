@@ -1514,3 +1514,18 @@ def test_train_takes_o_for_its_run_folder_as_every_writing_command_does():
     for names, parser in _all_parsers(build_parser()):
         writes = [a for a in parser._actions if a.dest in ("out", "output")]
         assert all("-o" in a.option_strings for a in writes), names
+
+
+def test_help_says_what_bdrate_json_takes_and_the_shipped_default_quality(monkeypatch):
+    """`bdrate --json JSON` read as the flag of `info --json` (a results file was replaced, see test_eval_cli);
+    `compress --quality` said "4 of the shipped models' 7" where the v3 models have 6 (a CLI consistency audit)."""
+    from saicm.cli import build_parser
+    from saicm.models.catalog import model_table
+
+    monkeypatch.setenv("COLUMNS", "200")
+    parsers = dict(_all_parsers(build_parser()))
+    assert "--json FILE.json" in parsers[("bdrate",)].format_help()
+    shipped = [r for r in model_table() if r["source"] == "shipped"]
+    counts = {len(r["qualities"]) for r in shipped}
+    assert {r["default_quality"] for r in shipped} == {4} and counts == {6, 7}
+    assert "4 for every shipped model, of 7, or of 6 for the v3 models" in parsers[("compress",)].format_help()

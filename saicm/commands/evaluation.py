@@ -325,7 +325,8 @@ def register(sub) -> None:
     b.add_argument("--ci-method", choices=CI_METHODS, default="percentile",
                    help="how --ci reads the draws: their percentiles (default), or bias-corrected percentiles (bc), "
                    "for draws whose median is not the estimate (saturating AP curves; the table notes them)")
-    b.add_argument("--json", help="also write the table as JSON here")
+    b.add_argument("--json", metavar="FILE.json", help="also write the table as JSON to this file (a file name, "
+                   "where info --json and models --json are flags; /dev/stdout: the JSON alone on standard output)")
     b.set_defaults(func=cmd_bdrate, extra="eval")
 
     pl = sub.add_parser("plot", help="rate-metric curves (PNG and SVG) from results files")
