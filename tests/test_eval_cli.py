@@ -708,3 +708,15 @@ def test_bdrate_json_does_not_replace_a_results_file(tmp_path, capsys):
     assert main(["bdrate", str(a), str(b), "--json", str(t)]) == 0
     assert main(["bdrate", str(a), str(c), "--json", str(t)]) == 0
     assert json.loads(t.read_text())["rows"][0]["codec"] == "test"
+
+
+def test_eval_cache_with_no_cache_is_said_not_used(tmp_path, capsys):
+    """`--cache DIR --no-cache` left DIR alone in silence (options a command does not use are named in a warning,
+    as --task-model of --task psnr is) (a CLI consistency audit)."""
+    import saicm
+
+    d = _folder(tmp_path, 1)
+    with pytest.warns(saicm.SaicmWarning, match="--cache not used by --no-cache"):
+        assert main(["eval", "--codec", "jpeg", "--qualities", "50", "--dataset", str(d), "--cache",
+                     str(tmp_path / "c"), "--no-cache", "--quiet", "-o", str(tmp_path / "r.json")]) == 0
+    assert not (tmp_path / "c").exists()

@@ -24,6 +24,7 @@ def cmd_eval(a: argparse.Namespace) -> int:
     out = text_stream(a.output)  # (its table on stderr when the results go to standard output)
     warn_unused({"--task-model": a.task_model if a.task == "psnr" else None,
                  "--annotations": a.annotations if a.task in ("psnr", "faces") else None}, f"--task {a.task}")
+    warn_unused({"--cache": a.cache if a.no_cache else None}, "--no-cache")  # (it was left alone in silence)
     codec = get_codec(a.codec)
     task = make_task(a.task, a.task_model, a.annotations, a.threads, progress=False, bootstrap=a.bootstrap)
     images = load_rgb_folder(a.dataset, limit=a.limit)
