@@ -720,3 +720,15 @@ def test_eval_cache_with_no_cache_is_said_not_used(tmp_path, capsys):
         assert main(["eval", "--codec", "jpeg", "--qualities", "50", "--dataset", str(d), "--cache",
                      str(tmp_path / "c"), "--no-cache", "--quiet", "-o", str(tmp_path / "r.json")]) == 0
     assert not (tmp_path / "c").exists()
+
+
+def test_report_crop_options_without_images_are_said_not_used(tmp_path):
+    """`report --image X --task-model K:P --target-bpp B` without --images drew no crops and said nothing of them (a
+    CLI consistency audit: unused options are named, as eval and masks name theirs)."""
+    import saicm
+
+    a = write_result(tmp_path / "a.json", "anchor", [(0.2, 30), (0.4, 33), (0.8, 36)])
+    with pytest.warns(saicm.SaicmWarning, match="--image, --task-model, --target-bpp not used by report without "
+                      "--images"):
+        assert main(["report", str(a), "-o", str(tmp_path / "r.html"), "--image", "x.png", "--task-model",
+                     "picodet:none.onnx", "--target-bpp", "0.5"]) == 0

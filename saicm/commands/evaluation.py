@@ -11,6 +11,8 @@ from .argtypes import interval, ints, level, nonneg, positive, positive_float, w
 
 #: below this many images, `bdrate --ci` warns that its interval says little
 FEW_IMAGES = 10
+#: `report --images`: the rate its crops are matched at, unless --target-bpp
+TARGET_BPP = 0.25
 
 
 def cmd_eval(a: argparse.Namespace) -> int:
@@ -236,6 +238,9 @@ def cmd_report(a: argparse.Namespace) -> int:
     from ..eval.report import build_report, matched_rate_crops
 
     output_file(a.output, a.results, suffix=".html")
+    if not a.images:  # (the crops' options: left alone in silence without the folder they crop)
+        warn_unused({"--image": a.image, "--task-model": a.task_model, "--target-bpp": a.target_bpp},
+                    "report without --images")
     runs = [results.load(p) for p in a.results]
     from ..errors import warn
 
@@ -263,7 +268,8 @@ def cmd_report(a: argparse.Namespace) -> int:
             from ..eval.tasks.sweeps import detection_drawer
 
             draw = detection_drawer(a.task_model)
-        crops = matched_rate_crops(runs, images, name, a.target_bpp, get_codec, draw)
+        crops = matched_rate_crops(runs, images, name, TARGET_BPP if a.target_bpp is None else a.target_bpp,
+                                   get_codec, draw)
     out = build_report(runs, a.output, metrics=a.metrics.split(","), crops=crops, title=a.title, root=a.root)
     print(f"wrote {out}", file=text_stream(a.output))
     return 0
@@ -347,7 +353,7 @@ def register(sub) -> None:
     r.add_argument("--metrics", default="psnr", help="comma-separated metrics to plot (default psnr)")
     r.add_argument("--images", help="image folder of the evaluation, for matched-rate crops")
     r.add_argument("--image", help="which image to crop (default: the first)")
-    r.add_argument("--target-bpp", type=positive_float, default=0.25, help="rate to match across codecs (default 0.25)")
+    r.add_argument("--target-bpp", type=positive_float, help=f"rate to match across codecs (default {TARGET_BPP})")
     r.add_argument("--task-model", help="KIND:PATH detector whose boxes are drawn on the crops")
     r.add_argument("--title", default="saicm evaluation", help="page title (default: saicm evaluation)")
     r.add_argument("--root", help="name datasets and task-model files relative to this folder (default: the "
