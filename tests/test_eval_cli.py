@@ -732,3 +732,14 @@ def test_report_crop_options_without_images_are_said_not_used(tmp_path):
                       "--images"):
         assert main(["report", str(a), "-o", str(tmp_path / "r.html"), "--image", "x.png", "--task-model",
                      "picodet:none.onnx", "--target-bpp", "0.5"]) == 0
+
+
+def test_bdrate_ci_method_without_ci_is_said_not_used(tmp_path):
+    """`bdrate A B --ci-method bc` without --ci computed no interval and said nothing of --ci-method (a CLI
+    consistency audit)."""
+    import saicm
+
+    a = write_result(tmp_path / "a.json", "anchor", [(0.2, 30), (0.4, 33), (0.8, 36)])
+    b = write_result(tmp_path / "b.json", "half", [(0.1, 30), (0.2, 33), (0.4, 36)])
+    with pytest.warns(saicm.SaicmWarning, match="--ci-method not used by bdrate without --ci"):
+        assert main(["bdrate", str(a), str(b), "--ci-method", "bc"]) == 0

@@ -104,6 +104,7 @@ def cmd_bdrate(a: argparse.Namespace) -> int:
         output_file(a.json, [a.anchor, *a.tests], suffix=".json")
         _not_a_results_file(a.json)
     out = text_stream(a.json) if a.json else sys.stdout  # (stderr when --json /dev/stdout)
+    warn_unused({"--ci-method": a.ci_method if a.ci is None else None}, "bdrate without --ci")  # (ignored, unsaid)
     anchor = results.load(a.anchor)
     tests = [results.load(path) for path in a.tests]  # every file read before any line is printed
     for why in results.same_names((anchor, *tests)):
@@ -129,7 +130,7 @@ def cmd_bdrate(a: argparse.Namespace) -> int:
         try:
             if a.ci:
                 ci = bd_rate_ci(anchor, test, a.metric, a.ci / 100, envelope=not a.strict, interval=a.interval,
-                                method=a.ci_method)
+                                method=a.ci_method or "percentile")
                 r = ci.full
             else:
                 ci = None
@@ -329,7 +330,7 @@ def register(sub) -> None:
     b.add_argument("--ci", type=level, nargs="?", const=95.0, metavar="LEVEL",
                    help="also a confidence interval (default 95%%) by a paired bootstrap over the images: PSNR and "
                    "MS-SSIM from any results file, AP from results evaluated with --bootstrap (same draws in both)")
-    b.add_argument("--ci-method", choices=CI_METHODS, default="percentile",
+    b.add_argument("--ci-method", choices=CI_METHODS,
                    help="how --ci reads the draws: their percentiles (default), or bias-corrected percentiles (bc), "
                    "for draws whose median is not the estimate (saturating AP curves; the table notes them)")
     b.add_argument("--json", metavar="FILE.json", help="also write the table as JSON to this file (a file name, "
