@@ -439,6 +439,10 @@ def _run_pool(fn, jobs: list[Job], workers: int, stop: StopRequest, done: Callab
             else:
                 lost(job)
         running.clear()
+        # every worker of the broken pool ends: the pool's own thread terminates only those it knew of when the
+        # worker died, and one the pool was starting then (it starts them as files are given) got no signal and no
+        # word to stop, so the shutdown below waited for it for good (0 CPU: a stress run of OOM kills hung so)
+        _stop_workers(pool)
         pool.shutdown(wait=True, cancel_futures=True)
         clean()
         pool = new_pool()
