@@ -873,10 +873,12 @@ def _terminated_at_1(job):
     import signal
     import time
 
+    started = time.time()  # (written as the file: when it started, against when the job was signalled)
     if job.src.stem == "1":
+        (job.dst.parent.parent / "signalled").write_text(repr(time.time()))
         os.kill(os.getppid() if job.src.parent.name == "pool" else os.getpid(), signal.SIGTERM)
     time.sleep(0.2)
-    job.dst.write_text("done")
+    job.dst.write_text(repr(started))
     return {"name": job.src.name}
 
 
@@ -893,7 +895,13 @@ def test_sigterm_stops_a_folder_job_after_the_files_in_progress(tmp_path, worker
     with pytest.raises(batch.Interrupted, match=r"interrupted: \d+ of 12 files .* not done") as e:
         batch.run(_terminated_at_1, jobs, workers=workers, progress=False)
     done = sorted(p.name for p in (tmp_path / "out").iterdir())
-    assert "1.saicm" in done and len(done) <= 3 and len(e.value.outcomes) == len(done)
+    assert "1.saicm" in done and len(e.value.outcomes) == len(done)
+    # no file starts after the signal but one already handed to a worker: how many were done before it depends on
+    # when file 1 started (a worker still importing this module took it late while the other coded 0, 2 and 3:
+    # "at most 3 files" failed once in 39 runs under load)
+    signalled = float((tmp_path / "signalled").read_text())
+    after = [n for n in done if n != "1.saicm" and float((tmp_path / "out" / n).read_text()) > signalled]
+    assert len(after) <= workers - 1, (after, done)
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # put back
 
 
