@@ -58,6 +58,9 @@ def test_import_errors_say_what_to_do(compressai_checkpoint, tmp_path, capsys):
     src, _ = compressai_checkpoint
     assert main(["import-checkpoint", str(src), "--arch", "mbt2018-mean", "--name", "x", "--out", str(tmp_path)]) == 2
     assert "needs --lam" in capsys.readouterr().err
+    # (CompressAI's zoo spelling, with an underscore, is the same architecture: it said "invalid choice")
+    assert main(["import-checkpoint", str(src), "--arch", "mbt2018_mean", "--name", "x", "--out", str(tmp_path)]) == 2
+    assert "needs --lam" in capsys.readouterr().err
     assert main(["import-checkpoint", str(src), "--name", "x", "--out", str(tmp_path)]) == 2  # default --arch tcm
     assert "import it with --arch mbt2018-mean" in capsys.readouterr().err
     assert main(["compress", str(src), "--model", str(src)]) == 2

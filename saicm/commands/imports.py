@@ -153,6 +153,7 @@ def register(sub) -> None:
         "with torch.load(weights_only=True): files holding code are refused.")
     s.add_argument("checkpoint", help="the released .pth.tar file (or a CompressAI checkpoint / state dict)")
     s.add_argument("--arch", "--architecture", dest="arch", choices=ARCHES, default="tcm",
+                   type=lambda v: v.replace("_", "-"),  # (CompressAI's zoo spells it mbt2018_mean)
                    help="tcm (machine model, default), tcm-ica (ICM-v1's additional model; needs --base) or "
                    "mbt2018-mean (CompressAI's MeanScaleHyperprior; needs --lam)")
     s.add_argument("--name", required=True, help="model name (the file stem; what streams record)")
