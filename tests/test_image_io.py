@@ -120,6 +120,30 @@ def test_a_sixteen_bit_grey_png_colour_key_is_kept_as_alpha(tmp_path):
     assert image_io.load_image(tmp_path / "none.png").alpha is None
 
 
+def test_a_sixteen_bit_grey_and_alpha_png_stays_grey(tmp_path):
+    """Pillow reads a 16-bit grey+alpha PNG as RGBA: it was coded as colour and decoded as RGBA, where the docs say
+    grey comes back grey (the encode-property audit). Its grey and its alpha are kept, at 8 bits."""
+    import struct
+    import zlib
+
+    w, h = 5, 3
+    grey = np.arange(w * h, dtype=np.uint16).reshape(h, w) * 4000
+    alpha = np.where(np.arange(w) % 2, 65535, 0).astype(np.uint16)[None].repeat(h, 0)
+    raw = b"".join(b"\0" + np.stack([grey[y], alpha[y]], -1).astype(">u2").tobytes() for y in range(h))
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    (tmp_path / "la16.png").write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 16, 4, 0, 0, 0))
+                                        + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
+    with Image.open(tmp_path / "la16.png") as im:
+        assert im.mode == "RGBA"  # (what Pillow reads)
+    got = image_io.load_image(tmp_path / "la16.png")
+    assert got.gray and (got.rgb[..., 0] == got.rgb[..., 2]).all()
+    assert (got.rgb[..., 0] == (grey >> 8)).all() and (got.alpha == (alpha >> 8)).all()
+    assert image_io.to_pil(got).mode == "LA"
+
+
 def test_high_bit_depth_grey_is_read_at_its_depth(tmp_path):
     """A dark 16-bit PGM (every sample ≤ 255) came out 257× too bright; float and 32-bit TIFFs were clipped."""
     dark = np.full((4, 4), 200, np.uint16)

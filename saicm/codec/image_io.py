@@ -220,7 +220,16 @@ def _pillow_open(fp, path: str | None, max_pixels: int | None) -> Image.Image:
                 check_pixels(img.height, img.width, max_pixels, what="the image")
             except OversizedImage as e:
                 raise OversizedImage(e.said, path, e.limit) from None
+            # (Pillow reads a 16-bit grey+alpha PNG as RGBA, its three channels equal: it was coded, and decoded, as
+            # colour; only the file's raw mode, before the pixels are loaded, tells)
+            grey_alpha = img.mode == "RGBA" and any(getattr(t, "args", None) in ("LA;16B", "LA;16")
+                                                    for t in img.tile or ())
             img.load()
+            if grey_alpha:
+                grey = img.convert("LA")  # (exact: the channels are equal)
+                grey.format, grey.info = img.format, dict(img.info)
+                img.close()
+                img = grey
     except ImageError:
         raise
     except UnidentifiedImageError:
