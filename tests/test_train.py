@@ -419,6 +419,44 @@ def test_ddp_two_processes(data_dir, tmp_path):
     assert r.stdout.count("wrote ") == 1  # and says it once
 
 
+def _rank_losses_script(tmp_path, nan_at=None):
+    """A ``saicm train`` that writes each rank's own loss per step to ``rank-R.txt`` beside it (its share of the
+    batch), the loss made NaN on rank 1 alone at call ``nan_at`` when given."""
+    script = tmp_path / "ranks.py"
+    script.write_text("import os, pathlib, sys\nfrom saicm.train import trainer\nreal = trainer.rd_loss\ncalls = []\n"
+                      "def spy(*a, **k):\n    parts = real(*a, **k)\n    calls.append(1)\n"
+                      f"    if os.environ['RANK'] == '1' and len(calls) == {nan_at!r}:\n"
+                      "        parts['loss'] = parts['loss'] * float('nan')\n"
+                      "    with open(pathlib.Path(__file__).with_name('rank-' + os.environ['RANK'] + '.txt'), 'a') as f:\n"
+                      "        f.write(repr(float(parts['loss'])) + '\\n')\n"
+                      "    return parts\n"
+                      "trainer.rd_loss = spy\nfrom saicm.cli import main\nsys.exit(main(sys.argv[1:]))\n")
+    return script
+
+
+def test_a_ddp_run_logs_the_global_batch_not_rank_0s_share_of_it(data_dir, tmp_path):
+    """log.jsonl held rank 0's loss alone (half the batch of two processes): not the figure of the batch trained on,
+    nor one a run of another number of processes with the same --batch could be compared with."""
+    out = tmp_path / "ddp"
+    r = _ddp_train(data_dir, out, "--steps", "3", "--ckpt-every", "3", script=_rank_losses_script(tmp_path))
+    assert r.returncode == 0, r.stderr[-3000:]
+    ranks = [[float(v) for v in (tmp_path / f"rank-{i}.txt").read_text().split()] for i in (0, 1)]
+    log = [json.loads(line)["loss"] for line in (out / "log.jsonl").read_text().splitlines()]
+    assert len(log) == 3 and ranks[0] != ranks[1]
+    assert log == pytest.approx([(a + b) / 2 for a, b in zip(*ranks)], rel=1e-5)
+
+
+def test_a_loss_not_finite_on_one_rank_skips_the_step_on_every_rank(data_dir, tmp_path):
+    """Rank 1 skipped its step alone (no backward pass) while rank 0 went into the backward pass's all-reduce:
+    gloo aborted on the collective mismatch and the run died, its steps since the last checkpoint lost. Now both
+    skip it, as one process skips a non-finite loss, and the run goes on."""
+    out = tmp_path / "ddp"
+    r = _ddp_train(data_dir, out, "--steps", "4", "--ckpt-every", "4", script=_rank_losses_script(tmp_path, nan_at=2))
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert [json.loads(line)["step"] for line in (out / "log.jsonl").read_text().splitlines()] == [1, 3, 4]
+    assert torch.load(out / "checkpoint.pt", weights_only=False)["step"] == 4
+
+
 def test_an_interrupted_ddp_run_resumes_exactly_as_if_it_had_not_stopped(data_dir, tmp_path):
     """Only rank 0's random state was saved: after a resume every rank drew other crops, qualities and noise
     than the uninterrupted run (rank 1 even rank 0's)."""

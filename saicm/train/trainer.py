@@ -509,7 +509,12 @@ def _train(cfg: TrainConfig, locks: contextlib.ExitStack) -> Path:
             opt.zero_grad(set_to_none=True)
             if aux_opt is not None:
                 aux_opt.zero_grad(set_to_none=True)
-            if not torch.isfinite(parts["loss"] + parts["aux"]):
+            # Several processes agree on the step (one all-reduce of its parts): the log's figures are the global
+            # batch's, not rank 0's share of it, and a loss that is not finite on any rank skips the step on every
+            # rank (one rank that skipped alone left the others in the backward pass's all-reduce: a collective
+            # mismatch that crashed the run, its steps since the last checkpoint lost).
+            shown = _global_mean(parts, world)
+            if not torch.isfinite(shown["loss"] + shown["aux"]):
                 skip("loss is", step)
                 continue
             with compiler_errors():  # --compile compiles the backward pass at its first use
@@ -525,8 +530,8 @@ def _train(cfg: TrainConfig, locks: contextlib.ExitStack) -> Path:
             opt.step()
             if aux_opt is not None:
                 aux_opt.step()
-            for k, v in parts.items():
-                acc[k] = acc.get(k, 0.0) + float(v.detach())
+            for k, v in shown.items():
+                acc[k] = acc.get(k, 0.0) + float(v)
             n_acc += 1
             bar.update(1)
             done = step + 1
@@ -619,6 +624,19 @@ class _StopAtStepEnd(StopRequest):
             self.requested = True  # (another rank's request: a signal here now stops this rank at once)
             return True
         return False
+
+
+def _global_mean(parts: dict, world: int) -> dict:
+    """The values of the loss parts of this rank's share of the batch (detached: what is back-propagated stays
+    each rank's own loss, DDP averages the gradients), averaged over the ``world`` processes: every rank gets the
+    global batch's means (the shares are the same size), and a part not finite on any rank is not finite on all."""
+    if world == 1:
+        return {k: v.detach() for k, v in parts.items()}
+    keys = list(parts)
+    values = torch.stack([parts[k].detach().float().reshape(()) for k in keys])
+    dist.all_reduce(values)  # (a sum: NaN or inf on any rank stays non-finite)
+    values /= world
+    return dict(zip(keys, values))
 
 
 def _rng_states(world: int, device: torch.device) -> list[tuple]:
