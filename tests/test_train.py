@@ -400,9 +400,9 @@ def test_crops_warn_nothing_even_when_a_crop_is_the_whole_image(tmp_path):
     assert r.returncode == 0, r.stderr[-2000:]
 
 
-def _ddp_train(data_dir, out, *args, script=None):
+def _ddp_train(data_dir, out, *args, script=None, warnings="ignore"):
     """``saicm train`` in two processes (torchrun), or ``script`` (a file calling saicm's main) in its place."""
-    env = dict(os.environ, PYTHONWARNINGS="ignore", OMP_NUM_THREADS="1")
+    env = dict(os.environ, PYTHONWARNINGS=warnings, OMP_NUM_THREADS="1")
     what = [str(script)] if script else ["-m", "saicm"]
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={free_port()}",
            *what, "train", "--data", str(data_dir), "--out", str(out), "--N", "8", "--M", "16",
@@ -412,11 +412,12 @@ def _ddp_train(data_dir, out, *args, script=None):
 
 def test_ddp_two_processes(data_dir, tmp_path):
     out = tmp_path / "ddp"
-    r = _ddp_train(data_dir, out, "--steps", "3", "--ckpt-every", "3")
+    r = _ddp_train(data_dir, out, "--steps", "3", "--ckpt-every", "3", warnings="ignore,default::UserWarning")
     assert r.returncode == 0, r.stderr[-3000:]
     assert (out / "model.safetensors").is_file()
     assert len((out / "log.jsonl").read_text().splitlines()) == 3  # rank 0 logs alone
     assert r.stdout.count("wrote ") == 1  # and says it once
+    assert r.stderr.count("smaller than --patch 64") == 1  # what the images warn of too (it was once per rank)
 
 
 def _rank_losses_script(tmp_path, nan_at=None):

@@ -17,6 +17,7 @@ import os
 import random
 import sys
 import time
+import warnings
 from dataclasses import asdict, replace
 from pathlib import Path
 
@@ -443,7 +444,11 @@ def _train(cfg: TrainConfig, locks: contextlib.ExitStack) -> Path:
     if cfg.compile:  # compiled at the first step; the same random draws and checkpoints (saicm.train.compiling)
         runner = CompiledStep(runner)
 
-    data = RandomCrops(_as_list(cfg.data), patch=cfg.patch, masks=_as_list(cfg.masks) or None, progress=cfg.progress and rank == 0)
+    with warnings.catch_warnings():
+        if rank > 0:  # every rank reads the same images: rank 0 says what they warn of, once (it was once per rank)
+            warnings.simplefilter("ignore")
+        data = RandomCrops(_as_list(cfg.data), patch=cfg.patch, masks=_as_list(cfg.masks) or None,
+                           progress=cfg.progress and rank == 0)
     if data.read_as_drawn and rank == 0:
         from ..errors import warn as saicm_warn
 
