@@ -8,9 +8,19 @@ progress: each is written whole or not at all).
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 import threading
+
+
+def _discard_stderr() -> None:
+    """Point stderr at /dev/null: its reader is gone, and the work goes on to its safe point (a training run to its
+    checkpoint: the BrokenPipeError of this message stopped it at once, the steps since its last one lost)."""
+    try:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stderr.fileno())
+    except (AttributeError, OSError, ValueError):  # not a real file (a test's capture)
+        pass
 
 
 class StopRequest:
@@ -35,7 +45,10 @@ class StopRequest:
         self.requested = True
         if self._message:
             again = "Ctrl-C again" if signum == signal.SIGINT else "a second signal"  # (SIGTERM: no keyboard)
-            print(f"\nsaicm: {self._message} ({again} to stop now)", file=sys.stderr, flush=True)
+            try:
+                print(f"\nsaicm: {self._message} ({again} to stop now)", file=sys.stderr, flush=True)
+            except BrokenPipeError:  # (`2>&1 | tee log`: the same Ctrl-C ended tee) the stop asked for stands
+                _discard_stderr()
 
     def close(self) -> None:
         for sig, previous in self._previous.items():

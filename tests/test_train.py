@@ -188,6 +188,30 @@ def test_ctrl_c_saves_the_steps_done_and_the_run_resumes_exactly(data_dir, tmp_p
     assert "saicm: interrupted after step 3: its checkpoint is saved" in capsys.readouterr().err
 
 
+def test_a_stop_saves_the_checkpoint_when_stderr_s_reader_is_gone(data_dir, tmp_path):
+    """`saicm train ... 2>&1 | tee train.log` and Ctrl-C: the terminal's SIGINT ends tee too (under torchrun as well:
+    the workers get the signal from torchrun, after tee is gone), and the line saying the run stops after this step
+    raised BrokenPipeError in the signal handler: the run ended at once (status 141), its steps since the last
+    checkpoint lost. The stop goes on to its checkpoint (a scheduler's SIGTERM here: SIGINT may be ignored in a
+    background test run)."""
+    import signal
+
+    script = tmp_path / "term.py"
+    script.write_text("import os, signal, sys\nfrom saicm.train import trainer\nreal = trainer._lr_at\n"
+                      "def cut(cfg, step):\n    if step == 2:\n        os.kill(os.getpid(), signal.SIGTERM)\n"
+                      "    return real(cfg, step)\ntrainer._lr_at = cut\n"
+                      "from saicm.cli import main\nsys.exit(main(sys.argv[1:]))\n")
+    out = tmp_path / "run"
+    p = subprocess.Popen([sys.executable, str(script), "train", "--data", str(data_dir), "--out", str(out), "--N", "8",
+                          "--M", "16", "--lambdas", "0.005,0.05", "--steps", "6", "--batch", "2", "--patch", "64",
+                          "--ckpt-every", "100", "--quiet"], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                         stderr=subprocess.PIPE, env=dict(os.environ, PYTHONWARNINGS="ignore", OMP_NUM_THREADS="1"),
+                         preexec_fn=lambda: signal.signal(signal.SIGTERM, signal.SIG_DFL))
+    p.stderr.close()  # the reader is gone (tee, ended by the same Ctrl-C)
+    assert p.wait(timeout=300) == 130
+    assert torch.load(out / "checkpoint.pt", weights_only=False)["step"] == 3
+
+
 def test_a_run_stopped_between_log_lines_resumes_with_the_same_log(data_dir, tmp_path, monkeypatch, python_sigint):
     """The weights of a resumed run were the uninterrupted run's, but its first log line after the resume averaged
     only the steps after the checkpoint (log every 4 steps, stopped after step 3: step 4's line was step 4 alone):
