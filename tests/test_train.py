@@ -76,6 +76,16 @@ def test_resume_continues_where_the_checkpoint_stopped(data_dir, tmp_path):
     assert not torch.equal(first["model"]["g_a.0.weight"], second["model"]["g_a.0.weight"])
 
 
+def test_a_run_killed_before_its_first_checkpoint_is_not_logged_twice(data_dir, tmp_path):
+    """Killed before its first checkpoint, a run left log.jsonl; started again (--resume: "no checkpoint, starting
+    from step 0") it appended its lines to the dead run's: steps 1 and 2 twice."""
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "log.jsonl").write_text('{"loss": 9.0, "step": 1}\n{"loss": 8.0, "step": 2}\n')  # what the dead run left
+    train(tiny_cfg(data_dir, out, steps=3, resume=True))
+    assert [json.loads(line)["step"] for line in (out / "log.jsonl").read_text().splitlines()] == [1, 2, 3]
+
+
 def _killed_in_step_4(monkeypatch, cfg):
     """Run ``cfg`` until it dies in step 4 (after the step-2 checkpoint and step 3's log line), as a kill leaves it."""
     from saicm.train import trainer

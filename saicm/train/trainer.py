@@ -429,8 +429,12 @@ def _train(cfg: TrainConfig, locks: contextlib.ExitStack) -> Path:
         legacy_rng = "rank_rng" not in ck  # saicm before 0.17.1 saved rank 0's state only
         if rank == 0:
             _truncate_log(out / "log.jsonl", start)  # steps logged after the checkpoint are done again
-    elif cfg.resume and rank == 0:
-        print(f"no checkpoint in {out}; starting from step 0")
+    elif rank == 0:
+        if cfg.resume:
+            print(f"no checkpoint in {out}; starting from step 0")
+        # the log of a run killed before its first checkpoint: this run logs those steps anew (they were appended
+        # after the dead run's, each step twice)
+        _truncate_log(out / "log.jsonl", 0)
     # Different crops on every rank. A run resumes exactly where its checkpoint left off (each rank's random
     # state, saved with it and restored once the data loader has drawn its own seed), so an interrupted run ends
     # as the uninterrupted one would; resumed with another number of processes, each rank draws anew.
