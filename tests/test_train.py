@@ -1193,3 +1193,21 @@ def test_the_image_memory_is_half_the_machine_shared_by_the_runs_processes(monke
     assert image_memory() == total // 2
     monkeypatch.setenv("LOCAL_WORLD_SIZE", "4")
     assert image_memory() == total // 2 // 4
+
+
+def test_a_run_of_saicm_0_17_or_earlier_resumes(data_dir, tmp_path):
+    """saicm <= 0.17.1 saved the scalable options' defaults (m = 4, slice_channels = 32, condition none) in the
+    options of every run; 0.18.0 took them back on --resume as if given and refused every such run ("--m is an
+    option of scalable coding (--base MODEL), not of gained-mean-scale-hyperprior")."""
+    from dataclasses import replace
+
+    out = tmp_path / "run"
+    train(tiny_cfg(data_dir, out, steps=2))
+    ck = torch.load(out / "checkpoint.pt", weights_only=False)
+    ck["config"].update(m=4, slice_channels=32, condition="none")  # (as 0.10.0 wrote them, checked)
+    torch.save(ck, out / "checkpoint.pt")
+    bare = TrainConfig(data=str(data_dir), out=str(out), steps=3, progress=False, resume=True)
+    final = train(bare)
+    assert saicm.models.catalog.read_info(final).training["steps_done"] == 3
+    with pytest.raises(saicm.SaicmError, match="--m is an option of scalable coding"):  # given, it is still refused
+        train(replace(bare, steps=4, m=4))

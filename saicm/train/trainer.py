@@ -155,6 +155,9 @@ def _run_options(ck: dict) -> dict:
     built = spec.get("config") or {}
     if spec.get("architecture"):
         saved.update(architecture=spec["architecture"], N=built.get("N"), M=built.get("M"))
+    if saved.get("architecture") not in (None, "scalable-fusion"):  # saicm <= 0.17.1 saved the scalable options'
+        for k in _SCALABLE_OPTIONS:  # defaults (m 4, 32 channels, condition none) in every run: not options it took
+            saved.pop(k, None)
     if built.get("lambdas") is not None:
         saved["lambdas"] = built["lambdas"]
     return saved
