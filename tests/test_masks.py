@@ -504,3 +504,19 @@ def test_coco_source_reads_segmentations_without_the_fields_only_scoring_needs(t
             a.pop(k)
     p.write_text(json.dumps(data))
     CocoObjects(p)
+
+
+def test_a_folder_of_other_settings_is_refused_naming_what_differs(tmp_path):
+    """The refusal named the folder's source and settings only: another --edge-width or --edge-method was refused
+    with a message showing no value that differed."""
+    from saicm.errors import SaicmError
+    from saicm.masks.job import MaskSpec, _check_spec
+
+    spec = MaskSpec(source="regions", settings={"alpha": 0.78}, edge_method="boundary", edge_width=1)
+    _check_spec(tmp_path, spec, overwrite=False)
+    from dataclasses import replace
+
+    with pytest.raises(SaicmError, match=r"other settings \(edge_width 1, not 3\)"):
+        _check_spec(tmp_path, replace(spec, edge_width=3), overwrite=False)
+    with pytest.raises(SaicmError, match=r"other settings \(alpha 0.78, not 0.5; edge_method 'boundary', not 'canny'\)"):
+        _check_spec(tmp_path, replace(spec, settings={"alpha": 0.5}, edge_method="canny"), overwrite=False)

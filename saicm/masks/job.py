@@ -128,9 +128,8 @@ def _check_spec(out: Path, spec: MaskSpec, overwrite: bool, sharded: bool = Fals
             write_atomic(p, lambda t: t.write_text(json.dumps(want, indent=2) + "\n"))
             return
         if not overwrite:
-            raise SaicmError("the folder holds masks made with other settings "
-                             f"({have.get('source')}, {have.get('settings')}); use another -o or --overwrite",
-                             str(out))
+            raise SaicmError(f"the folder holds masks made with other settings ({_differences(have, want)}); use "
+                             "another -o or --overwrite", str(out))
         if sharded:
             raise SaicmError("--overwrite with --shard would relabel the whole folder while the other shards keep "
                              "masks of the old settings: remake it without --shard, or empty it and run every "
@@ -145,6 +144,21 @@ def _check_spec(out: Path, spec: MaskSpec, overwrite: bool, sharded: bool = Fals
             write_atomic(p, lambda t: t.write_text(json.dumps(want, indent=2) + "\n"))
     except OutputExists:
         _check_spec(out, spec, False, sharded)  # (another shard's, just written: it must match)
+
+
+def _differences(have, want: dict) -> str:
+    """What the folder's record ``have`` holds that this run's ``want`` does not, as ``edge_width 1, not 3`` (the
+    source and its settings alone named nothing when the edge method or width differed)."""
+    if not isinstance(have, dict):
+        return f"a record of another kind: {have!r}"[:200]
+    out = []
+    for k in dict.fromkeys([*want, *have]):
+        a, b = have.get(k), want.get(k)
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += [f"{kk} {a.get(kk)!r}, not {b.get(kk)!r}" for kk in dict.fromkeys([*b, *a]) if a.get(kk) != b.get(kk)]
+        elif a != b:
+            out.append(f"{k} {a!r}, not {b!r}")
+    return "; ".join(out)
 
 
 def _same_as_before_0_18(have, want: dict) -> bool:
