@@ -212,6 +212,48 @@ def test_wrong_or_partial_files_are_refused_naming_the_first_mismatching_keys(pa
                                     "--out", WEIGHTS_DIR), "shipped-weights folder")
 
 
+@pytest.mark.parametrize("args, needle", [
+    (["--name", "a/b"], "is not a model name"),
+    (["--name", "mse-hyperprior-n64-v5"], "is a shipped model's name"),
+    (["--name", "x", "--preset", "XL"], "unknown --preset 'XL' (known: "),
+    (["--name", "x", "--config", "{N: 64}"], "--config is not JSON"),
+    (["--name", "x", "--config", "[64]"], "--config takes a JSON object"),
+    (["--name", "x", "--arch", "tcm-ica"], "needs --base"),
+    (["--name", "x", "--arch", "tcm-ica", "--base", "mse-hyperprior-n64-v5"],
+     "is a gained-mean-scale-hyperprior model, not an imported tcm"),
+    (["--name", "x", "--out", "{tmp}/x.safetensors"], "--out takes a folder"),
+    (["--name", "x", "--arch", "mbt2018-mean", "--lam", "0.01", "--alpha", "0.78"],
+     "--alpha does not apply to --arch mbt2018-mean"),
+    (["--name", "x", "--arch", "mbt2018-mean", "--lam", "0.01", "--config", "{}"],
+     "--config does not apply to --arch mbt2018-mean"),
+])
+def test_import_refuses_bad_options_before_reading_the_checkpoint(args, needle, tmp_path, capsys):
+    """Every refusal of import-checkpoint's options is one line and status 2, before the (~300 MB) checkpoint is
+    read: the file here is no checkpoint at all, so a check that let the options through would say that instead."""
+    junk = tmp_path / "icm.pth.tar"
+    junk.write_bytes(b"not a checkpoint")
+    args = [a.replace("{tmp}", str(tmp_path)) for a in args]
+    out = [] if "--out" in args or "--base" in args else ["--out", tmp_path / "models"]
+    _one_line_error(capsys, _import(junk, *args, *out), needle)
+    assert not list(tmp_path.rglob("*.safetensors")) and not list(tmp_path.rglob("*.md"))
+
+
+def test_import_never_replaces_a_model_without_force_nor_puts_a_pair_apart(pair, tmp_path, capsys):
+    src, cfg = pair["dir"] / "icm.pth.tar", json.dumps(TINY)
+    _one_line_error(capsys, _import(tmp_path / "missing.pth.tar", "--name", "x", "--out", tmp_path),
+                    "checkpoint file not found")
+    held = tmp_path / "mine.safetensors"
+    held.write_bytes(b"someone's model")
+    _one_line_error(capsys, _import(src, "--name", "mine", "--config", cfg, "--out", tmp_path),
+                    "already exists (use --force")
+    assert held.read_bytes() == b"someone's model"
+    assert _import(src, "--name", "mine", "--config", cfg, "--out", tmp_path, "--force") == 0
+    assert saicm.load_model(held)[1].architecture == "tcm"
+    # the additional model's file goes beside its base (its header finds the base there), never elsewhere
+    _one_line_error(capsys, _import(pair["dir"] / "ica.pth.tar", "--arch", "tcm-ica", "--base", pair["machine"],
+                                    "--name", "apart", "--config", json.dumps(TINY_ICA), "--out", tmp_path),
+                    "must lie beside its base")
+    assert not (tmp_path / "apart.safetensors").exists()
 def test_real_bitstream_decode_equals_the_clamped_forward_exactly(pair):
     net, _ = saicm.load_model(pair["machine"])
     img = natural_image(60, 150, seed=3)  # 60 rows: padded to the model's minimum, 128 (more than one multiple)
