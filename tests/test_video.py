@@ -62,6 +62,26 @@ def clip_mkv(tmp_path_factory) -> Path:
     return p
 
 
+@pytest.mark.skipif(os.name == "nt", reason="a shebang script stands in for ffmpeg")
+def test_a_lossless_video_that_ffmpeg_cannot_write_is_one_error_and_no_file(tmp_path, monkeypatch):
+    """ffmpeg stopping (a full disk) while the frames are piped to it: its last words in one error, and no file
+    (half a video) left at the destination; ffmpeg missing: one error too."""
+    fake = tmp_path / "ffmpeg"
+    fake.write_text(f"#!{sys.executable}\nimport sys\nsys.stderr.write('[out] out.mkv: No space left on device\\n')\n"
+                    "sys.exit(1)\n")
+    fake.chmod(0o755)
+    monkeypatch.setattr(io, "_exe", lambda: str(fake))
+    dest = tmp_path / "out.mkv"
+    frames = ((k, np.zeros((4, 256, 256, 3), np.uint8)) for k in range(0, 40, 4))  # more than a pipe holds
+    with pytest.raises(SaicmError, match=r"cannot write video \(ffmpeg: .*No space left on device\)"):
+        io.write_video(frames, dest, 256, 256, Fraction(25))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ffmpeg"]
+    monkeypatch.setattr(io, "_exe", lambda: str(tmp_path / "no-ffmpeg"))
+    with pytest.raises(SaicmError, match="cannot run ffmpeg"):
+        io.write_video(enumerate(synthetic_clip()[:, None]), dest, 64, 48, Fraction(25))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ffmpeg"]
+
+
 @pytest.fixture(scope="module")
 def coded(tmp_path_factory):
     """A tiny clip fitted for a few epochs: (path of the .saicmv, EncodeResult)."""
