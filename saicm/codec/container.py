@@ -112,10 +112,6 @@ class Stream:
     strings: list[bytes]
     alpha: bytes | None = None  # zlib-compressed (H, W) uint8 plane
 
-    @property
-    def payload_bytes(self) -> int:
-        return sum(len(s) for s in self.strings)
-
 
 def pack(stream: Stream) -> bytes:
     h = stream.header
