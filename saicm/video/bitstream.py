@@ -93,10 +93,6 @@ class VideoStream:
     steps: np.ndarray  # float16, every group of every tensor in order
     symbols: bytes  # the coded symbols
 
-    @property
-    def payload_bytes(self) -> int:
-        return len(self.symbols) + 2 * int(self.steps.size)
-
 
 def _json(obj) -> bytes:
     return json.dumps(obj, separators=(",", ":"), sort_keys=True).encode("utf-8")
