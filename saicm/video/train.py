@@ -314,7 +314,7 @@ def fit(model: nn.Module, frames: np.ndarray, settings: FitSettings, masks: np.n
 
     step = CompiledStep(loss_and_mse) if settings.compile else loss_and_mse
 
-    def batch_loss(idx: Tensor, qat: bool) -> tuple[Tensor, float]:
+    def batch_loss(idx: Tensor) -> tuple[Tensor, float]:
         """The loss (mean over the frames ``idx``) and their mean squared error."""
         x = frames_t[idx].to(device, torch.float32).div_(255)
         e = masks_t[idx].to(device, torch.float32) if settings.loss == "sa-nerv" else None
@@ -368,7 +368,7 @@ def fit(model: nn.Module, frames: np.ndarray, settings: FitSettings, masks: np.n
                     saved = [p.detach().clone() for p in model.parameters()]
                     fake_quantise(model, bits)
                 if len(share):
-                    loss, mse = batch_loss(share, qat)
+                    loss, mse = batch_loss(share)
                 else:  # a short last batch leaves this process nothing: it adds zero gradients
                     loss, mse = torch.zeros((), device=device, requires_grad=True), 0.0
                 opt.zero_grad(set_to_none=True)
