@@ -60,7 +60,7 @@ def position_keeping(result: dict, metric: str, fraction: float) -> tuple[float,
     return None
 
 
-def rate_at_position(result: dict, position: float, metric: str = "bpp") -> float:
+def rate_at_position(result: dict, position: float) -> float:
     """The anchor's bpp on another set at a fractional rate-point position (log-interpolated)."""
     pts = sorted(result["points"], key=lambda p: p["bpp"])
     i = min(int(position), len(pts) - 2)
