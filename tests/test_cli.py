@@ -465,6 +465,36 @@ def test_demo_shows_the_sa_icm_model_fine_tuned_from_the_mse_model_it_runs(monke
     assert demo.machine_model_for("other") == "saicm-x"  # none from it: the first
 
 
+def test_demo_codes_decodes_and_compares_end_to_end(tmp_path, capsys, monkeypatch):
+    """`saicm demo` (the README's first command) as a whole, on two small images in place of the sample photos:
+    the files it names are written, the decodes are the .saicm files' own, the SA-ICM model and the two-layer
+    file are shown beside the MSE model."""
+    import numpy as np
+
+    from saicm import demo
+    from saicm.models.catalog import default_model_name
+
+    images = {"a": Image.fromarray(natural_image(64, 96, seed=1)), "b": Image.fromarray(natural_image(48, 64, seed=2))}
+    monkeypatch.setattr(demo, "sample_images", lambda: images)
+    out = tmp_path / "demo"
+    assert main(["demo", "-o", str(out), "--quality", "2"]) == 0
+    said = capsys.readouterr().out
+    model, scalable = demo.machine_model_for(default_model_name()), demo.RECOMMENDED_SCALABLE_MODEL
+    assert f"SA-ICM model {model}" in said and f"scalable model {scalable}" in said
+    for name, img in images.items():
+        assert np.array_equal(np.asarray(Image.open(out / "original" / f"{name}.png")), np.asarray(img))
+        for tag in ("", f".{model}"):
+            coded = out / f"{name}{tag}.saicm"
+            assert saicm.describe(coded.read_bytes())["model"] == (model if tag else default_model_name())
+            assert np.array_equal(np.asarray(Image.open(out / f"{name}{tag}.decoded.png")),
+                                  np.asarray(saicm.decompress(coded.read_bytes())))
+    two, machine = out / f"a.{scalable}.saicm", out / f"a.{scalable}.machine.saicm"
+    assert saicm.strip(two.read_bytes()) == machine.read_bytes() and two.stat().st_size > machine.stat().st_size
+    for png in ("a_side_by_side.png", "a_layers.png"):
+        assert Image.open(out / png).height > 384  # the panels (384 rows) under their captions
+    assert "quality 2 of 1.." in said and "mean bpp" in said
+
+
 def _slow_touch(job):  # a folder job for the pool (module level: the workers import it)
     import time
 
