@@ -364,6 +364,13 @@ def test_numeric_options_out_of_range_are_refused_by_the_parser(capsys):
         (["report", "r.json", "--target-bpp", "0"], "--target-bpp: expected a number > 0"),
         (["import-checkpoint", "x.pth", "--arch", "tcm", "--name", "n", "--lam", "inf"],
          "--lam: expected a number > 0, got 'inf'"),  # the file was written, then refused by every reader
+        # not numbers at all, and the list and range types
+        (["compress", "x.png", "--jobs", "two"], "--jobs: expected a whole number >= 1, got 'two'"),
+        (["eval", "--codec", "jpeg", "--dataset", "d", "-o", "o", "--qualities", "10,x"],
+         "--qualities: expected comma-separated integers, got '10,x'"),
+        (["train", "--data", "d", "--out", "o", "--lambdas", "0.01,x"], "--lambdas: expected comma-separated numbers"),
+        (["train", "--data", "d", "--out", "o", "--off-mask-weight", "-1"], "--off-mask-weight: expected a number >= 0"),
+        (["bdrate", "a.json", "b.json", "--interval", "2,1"], "--interval: expected LO,HI with LO < HI, got '2,1'"),
     ]
     for argv, needle in cases:
         with pytest.raises(SystemExit) as e:
