@@ -144,6 +144,18 @@ def test_a_sixteen_bit_grey_and_alpha_png_stays_grey(tmp_path):
     assert image_io.to_pil(got).mode == "LA"
 
 
+def test_a_tile_s_raw_mode_is_read_from_pillow_10_s_plain_tuples_too():
+    """Pillow 10 (saicm's lowest) holds an opened image's tiles as plain tuples, Pillow 11 on as named tuples with
+    ``.args``: read by ``.args`` alone, a 16-bit grey+alpha PNG was still coded as colour on Pillow 10."""
+    from collections import namedtuple
+
+    assert image_io._tile_rawmode(("zip", (0, 0, 4, 3), 41, "LA;16B")) == "LA;16B"  # (Pillow 10)
+    tile = namedtuple("_Tile", "codec_name extents offset args")
+    assert image_io._tile_rawmode(tile("zip", (0, 0, 4, 3), 41, "LA;16B")) == "LA;16B"  # (Pillow 11 on)
+    assert image_io._tile_rawmode(tile("raw", (0, 0, 4, 3), 8, ("LA;16B", 0, 1))) == "LA;16B"
+    assert image_io._tile_rawmode(("raw", (0, 0, 4, 3))) is None
+
+
 def test_high_bit_depth_grey_is_read_at_its_depth(tmp_path):
     """A dark 16-bit PGM (every sample ≤ 255) came out 257× too bright; float and 32-bit TIFFs were clipped."""
     dark = np.full((4, 4), 200, np.uint16)

@@ -222,8 +222,7 @@ def _pillow_open(fp, path: str | None, max_pixels: int | None) -> Image.Image:
                 raise OversizedImage(e.said, path, e.limit) from None
             # (Pillow reads a 16-bit grey+alpha PNG as RGBA, its three channels equal: it was coded, and decoded, as
             # colour; only the file's raw mode, before the pixels are loaded, tells)
-            grey_alpha = img.mode == "RGBA" and any(getattr(t, "args", None) in ("LA;16B", "LA;16")
-                                                    for t in img.tile or ())
+            grey_alpha = img.mode == "RGBA" and any(_tile_rawmode(t) in ("LA;16B", "LA;16") for t in img.tile or ())
             img.load()
             if grey_alpha:
                 grey = img.convert("LA")  # (exact: the channels are equal)
@@ -241,6 +240,16 @@ def _pillow_open(fp, path: str | None, max_pixels: int | None) -> Image.Image:
     except Exception as e:  # a damaged file: Pillow's plugins raise many kinds (AVIF: RuntimeError)
         raise ImageError(f"cannot read image ({e.__class__.__name__}: {e})", path) from None
     return img
+
+
+def _tile_rawmode(tile) -> object:
+    """The raw mode of one of an opened image's tiles: Pillow 11 on holds them as named tuples (``.args``), Pillow 10
+    as plain tuples ``(codec, box, offset, args)`` (``getattr(t, "args")`` was None there: a 16-bit grey+alpha PNG
+    was still read as colour on Pillow 10, which saicm supports)."""
+    args = getattr(tile, "args", None)
+    if args is None and isinstance(tile, tuple) and len(tile) > 3:
+        args = tile[3]
+    return args[0] if isinstance(args, tuple) and args else args
 
 
 def open_unloaded(fp) -> Image.Image:
