@@ -162,6 +162,22 @@ def test_an_image_changed_during_a_sweep_is_refused_not_mixed_in(tmp_path):
         lazy["0.png"]
 
 
+def test_asking_whether_a_folder_holds_a_name_reads_no_image(tmp_path):
+    """``name in folder`` (report's check of --image, evaluate_task's of the originals) went through Mapping's own
+    __contains__, which reads the image: a decode and a hash per question, and an image removed since the start
+    raised SaicmError instead of answering True."""
+    from saicm.eval.rd import load_rgb_folder
+
+    d = tmp_path / "set"
+    d.mkdir()
+    for i, im in enumerate(images().values()):
+        im.save(d / f"{i}.png")
+    lazy = load_rgb_folder(d)
+    (d / "1.png").unlink()
+    assert "1.png" in lazy and "0.png" in lazy and "2.png" not in lazy and 3 not in lazy
+    assert "1.png" in lazy.keys() and sorted(lazy.keys()) == ["0.png", "1.png"]
+
+
 def test_work_on_the_originals_is_done_once_for_a_folder_read_as_the_sweep_goes():
     """The task's reference (detections on the originals, pseudo ground truth) was cached by the identities of the
     images: a folder whose images are new at each read was read whole to make the key and never matched it."""

@@ -110,6 +110,9 @@ class ImageFolder(Mapping):
                              "two pictures; run again on a folder that stays as it is)", str(path))
         return img
 
+    def __contains__(self, name) -> bool:  # (Mapping's own reads the image: `name in folder` decoded and hashed it)
+        return name in self._paths
+
     def __iter__(self):
         return iter(self._paths)
 
