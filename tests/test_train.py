@@ -1188,11 +1188,37 @@ def test_the_image_memory_is_half_the_machine_shared_by_the_runs_processes(monke
 
     if not hasattr(os, "sysconf"):
         pytest.skip("no sysconf here")
+    from saicm.train import data
+
     total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    monkeypatch.setattr(data, "cgroup_memory_limit", lambda: None)  # (a CI container's limit: the next test)
     monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
     assert image_memory() == total // 2
     monkeypatch.setenv("LOCAL_WORLD_SIZE", "4")
     assert image_memory() == total // 2 // 4
+    monkeypatch.setattr(data, "cgroup_memory_limit", lambda: 16 << 20)
+    assert image_memory() == (16 << 20) // 2 // 4
+
+
+def test_the_image_memory_is_that_of_the_cgroup_where_it_is_lower(tmp_path, monkeypatch):
+    """The budget was half the machine's physical memory: in a container, or a Slurm job given 16 GB of a 512 GB
+    node, the run kept 256 GB of images and the OOM killer ended it, on the folders the budget was made for."""
+    from saicm.train.data import cgroup_memory_limit
+
+    def tree(proc, files):
+        (tmp_path / "proc").write_text(proc)
+        for rel, value in files.items():
+            (tmp_path / "cg" / rel).parent.mkdir(parents=True, exist_ok=True)
+            (tmp_path / "cg" / rel).write_text(value + "\n")
+        return cgroup_memory_limit(tmp_path / "proc", tmp_path / "cg")
+
+    # v2, a Slurm job's group below a user's slice: the lowest limit on the way up
+    assert tree("0::/system.slice/slurm/job_7\n", {"system.slice/slurm/job_7/memory.max": "17179869184",
+                                                   "system.slice/memory.max": "max", "memory.max": "max"}) == 16 << 30
+    # v1 in a container whose own group shows by a path not there: its root's limit
+    assert tree("4:memory:/docker/abc\n1:cpu:/\n", {"memory/memory.limit_in_bytes": "2147483648"}) == 2 << 30
+    assert tree("0::/\n", {"memory.max": "max"}) is None
+    assert cgroup_memory_limit(tmp_path / "absent", tmp_path / "cg") is None
 
 
 def test_a_run_of_saicm_0_17_or_earlier_resumes(data_dir, tmp_path):

@@ -46,19 +46,53 @@ def _file_sha256(path: Path) -> str:
 
 
 def image_memory() -> int:
-    """Bytes of decoded images a training process keeps in memory: half the machine's memory over the processes of
-    the run on it (``LOCAL_WORLD_SIZE``, torchrun's), or 4 GiB where the memory cannot be read."""
+    """Bytes of decoded images a training process keeps in memory: half the machine's memory (or of the memory limit
+    of its cgroup, a container's or a Slurm job's, when lower: :func:`cgroup_memory_limit`) over the processes of the
+    run on it (``LOCAL_WORLD_SIZE``, torchrun's), or 4 GiB where the memory cannot be read."""
     import os
 
     try:
         total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     except (AttributeError, ValueError, OSError):
         total = 8 << 30
+    limit = cgroup_memory_limit()
+    if limit is not None:  # (a job given 16 GB of a 512 GB node kept 256 GB of images: killed by the OOM killer)
+        total = min(total, limit)
     try:
         local = max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
     except ValueError:
         local = 1
     return max(0, total // 2 // local)
+
+
+def cgroup_memory_limit(proc: str | Path = "/proc/self/cgroup", root: str | Path = "/sys/fs/cgroup") -> int | None:
+    """The lowest memory limit set on this process's cgroup or on a group above it (cgroup v2 ``memory.max``, v1
+    ``memory.limit_in_bytes``), or None where there is none or nothing can be read (not Linux). The physical memory
+    is that of the whole machine, not what a container or a scheduler's job may use."""
+    try:
+        lines = Path(proc).read_text().splitlines()
+    except OSError:
+        return None
+    limits = []
+    for line in lines:
+        parts = line.split(":", 2)
+        if len(parts) != 3:
+            continue
+        if parts[1] == "":  # v2: "0::/PATH"
+            base, name = Path(root), "memory.max"
+        elif "memory" in parts[1].split(","):  # v1: "N:memory:/PATH"
+            base, name = Path(root) / "memory", "memory.limit_in_bytes"
+        else:
+            continue
+        group = Path("/" + parts[2].strip().lstrip("/"))
+        for g in (group, *group.parents):  # (inside a container its own group shows as /, or as a path not there)
+            try:
+                value = (base / str(g).lstrip("/") / name).read_text().strip()
+            except OSError:
+                continue
+            if value.isdigit():  # ("max": none)
+                limits.append(int(value))
+    return min(limits) if limits else None
 
 
 class RandomCrops(Dataset):

@@ -460,8 +460,9 @@ def _train(cfg: TrainConfig, locks: contextlib.ExitStack) -> Path:
         from ..errors import warn as saicm_warn
 
         saicm_warn(f"{data.read_as_drawn} of {len(data.images)} training images do not fit in the memory kept for "
-                   f"images ({image_memory() / 2**30:.1f} GB: half the machine's, over its processes): they are read "
-                   "from their files as crops are drawn from them (the same crops; slower steps)")
+                   f"images ({image_memory() / 2**30:.1f} GB: half the machine's, or of its memory limit, over its "
+                   "processes): they are read from their files as crops are drawn from them (the same crops; slower "
+                   "steps)")
     sessions = _sessions(resumed, start, world, device, data.fingerprint, rank)
     loader = iter(DataLoader(data, batch_size=cfg.batch // world, shuffle=False, num_workers=0, drop_last=True))
     if resumed_rng is not None and len(resumed_rng) == world and not (legacy_rng and world > 1):
