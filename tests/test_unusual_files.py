@@ -676,3 +676,15 @@ def test_a_lock_file_goes_with_its_holder_and_a_waiter_holds_the_file_there_now(
         release.set()
         t.join(30)
     assert not lock.exists()
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="counts /proc/self/fd")
+def test_pointing_stderr_at_dev_null_leaves_no_descriptor_open():
+    """A stop asked while stderr's reader is gone points stderr at /dev/null (saicm._signals): the descriptor it
+    opened for that stayed open beside stderr's copy of it."""
+    code = ("import os, sys\nfrom saicm._signals import _discard_stderr\nbefore = set(os.listdir('/proc/self/fd'))\n"
+            "_discard_stderr()\nafter = set(os.listdir('/proc/self/fd'))\nprint(sorted(after - before))\n"
+            "print(os.path.realpath('/proc/self/fd/2'))\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines() == ["[]", os.devnull]
