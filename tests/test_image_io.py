@@ -575,6 +575,27 @@ def test_an_uncompressed_tiff_turned_by_its_orientation_tag_reads_as_from_its_by
     assert np.array_equal(got.rgb, image_io.load_image(path.read_bytes()).rgb)
 
 
+def test_a_turned_tiff_above_the_pixel_limit_is_refused_before_its_file_is_read(tmp_path, monkeypatch):
+    """A turned uncompressed TIFF read from a path is read from its bytes (0.28.0): the whole file was read into
+    memory before its size was checked, so an image above --max-pixels (its file as large as its pixels) cost its
+    size in memory before the one-line refusal. The header is checked first."""
+    from pathlib import Path
+
+    from saicm.codec.limits import OversizedImage
+
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.new("L", (64, 48)).save(tmp_path / "big.tif", exif=exif.tobytes())
+    read = []
+    real = Path.read_bytes
+    monkeypatch.setattr(Path, "read_bytes", lambda self: read.append(self.name) or real(self))
+    with pytest.raises(OversizedImage, match="big.tif"):
+        image_io.load_image(tmp_path / "big.tif", max_pixels=1000)
+    assert read == []
+    assert image_io.load_image(tmp_path / "big.tif", max_pixels=64 * 48).size == (64, 48)
+    assert read == ["big.tif"]
+
+
 def test_a_folder_of_turned_uncompressed_tiff_frames_reads_as_their_bytes(tmp_path):
     """The frames of a clip given as a folder were opened by path too: a grey TIFF tagged 6 came out scrambled."""
     from saicm.video.io import iter_clip

@@ -15,7 +15,7 @@ import os
 import stat
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Union
+from typing import IO, Callable, Union
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -215,11 +215,14 @@ def _pillow_open(fp, path: str | None, max_pixels: int | None) -> Image.Image:
     limit = resolve_max_pixels(max_pixels)
     try:
         with pillow_checks_off(limit):
-            img = open_unloaded(fp)  # the header only
-            try:
-                check_pixels(img.height, img.width, max_pixels, what="the image")
-            except OversizedImage as e:
-                raise OversizedImage(e.said, path, e.limit) from None
+            def check(img: Image.Image) -> None:
+                try:
+                    check_pixels(img.height, img.width, max_pixels, what="the image")
+                except OversizedImage as e:
+                    raise OversizedImage(e.said, path, e.limit) from None
+
+            img = open_unloaded(fp, check)  # the header only
+            check(img)
             # (Pillow reads a 16-bit grey+alpha PNG as RGBA, its three channels equal: it was coded, and decoded, as
             # colour; only the file's raw mode, before the pixels are loaded, tells)
             grey_alpha = img.mode == "RGBA" and any(_tile_rawmode(t) in ("LA;16B", "LA;16") for t in img.tile or ())
@@ -252,15 +255,20 @@ def _tile_rawmode(tile) -> object:
     return args[0] if isinstance(args, tuple) and args else args
 
 
-def open_unloaded(fp) -> Image.Image:
+def open_unloaded(fp, check: Callable[[Image.Image], None] | None = None) -> Image.Image:
     """``Image.open(fp)`` (a path or a binary file object): the header read, the pixels not yet.
 
     Pillow (11 on) memory-maps an uncompressed grey, palette, RGBA or 16-bit TIFF read from a path at its size after
     its orientation tag's transpose: with a tag of 5 to 8 the pixels came out scrambled. Such a file is read from
-    its bytes, which Pillow turns as the tag says."""
+    its bytes, which Pillow turns as the tag says; ``check`` (the caller's pixel limit) is run on its header first,
+    so that an image above the limit is refused before its whole file is read into memory."""
     img = Image.open(fp)
     if isinstance(fp, (str, os.PathLike)) and _turned_tiff(img):
-        img.close()
+        try:
+            if check is not None:
+                check(img)
+        finally:
+            img.close()
         img = Image.open(io.BytesIO(Path(fp).read_bytes()))
     return img
 

@@ -373,8 +373,11 @@ def _folder_frames(folder: Path, start: int, stop: int | None, size, max_pixels
         frame_limit = max(DEFAULT_MAX_PIXELS, max_pixels or 0)  # one frame: at most what the clip may hold
         for i, p in pairs:
             try:
-                with pillow_checks_off(frame_limit), open_unloaded(p) as im:  # (a turned TIFF: from its bytes)
+                def check(im, p=p):
                     check_pixels(im.height, im.width, frame_limit, what=f"frame {p.name}")  # before its pixels
+
+                with pillow_checks_off(frame_limit), open_unloaded(p, check) as im:  # (a turned TIFF: from its bytes)
+                    check(im)
                     if shape is None:
                         w, h = size or im.size
                         check_video_pixels(len(pairs), h, w, max_pixels, what="the clip")
