@@ -160,6 +160,13 @@ def test_an_image_changed_during_a_sweep_is_refused_not_mixed_in(tmp_path):
     (d / "0.png").write_bytes(b"gone")
     with pytest.raises(SaicmError, match="readable when the run began: changed meanwhile"):
         lazy["0.png"]
+    # image errors with their path, as train's images read again are (a SaicmError to the Python API: ImageError)
+    from saicm.errors import ImageError
+
+    for name in ("0.png", "1.png"):
+        with pytest.raises(ImageError) as e:
+            lazy[name]
+        assert e.value.path == str(d / name) and str(e.value).count(str(d / name)) == 1
 
 
 def test_asking_whether_a_folder_holds_a_name_reads_no_image(tmp_path):

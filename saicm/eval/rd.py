@@ -98,15 +98,16 @@ class ImageFolder(Mapping):
 
     def __getitem__(self, name: str) -> Image.Image:
         from ..codec.image_io import read_without_limit_option
-        from ..errors import ImageError, SaicmError
+        from ..errors import ImageError
 
         path = self._paths[name]
         try:
             img = Image.fromarray(read_without_limit_option(path, self._command).rgb)
-        except ImageError as e:
-            raise SaicmError(f"{e} (it was readable when the run began: changed meanwhile)") from None
+        except ImageError as e:  # (an ImageError with its path, as train's images read again say it)
+            raise ImageError(f"{e.message} (it was readable when the run began: changed meanwhile)",
+                             e.path or str(path)) from None
         if _fingerprint_line(name, img) != self._lines[name]:
-            raise SaicmError("changed while the run read it (other pixels than at its start: the results would mix "
+            raise ImageError("changed while the run read it (other pixels than at its start: the results would mix "
                              "two pictures; run again on a folder that stays as it is)", str(path))
         return img
 
