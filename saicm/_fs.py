@@ -190,11 +190,12 @@ LOCK_NAME = ".saicm.lock"
 
 
 class Busy(SaicmError):
-    """A folder another process holds (:func:`exclusive`)."""
+    """A folder (or an output file) another process holds (:func:`exclusive`)."""
 
 
 @contextlib.contextmanager
-def exclusive(folder: str | os.PathLike, hint: str, wait: bool = False, name: str = LOCK_NAME) -> Iterator[None]:
+def exclusive(folder: str | os.PathLike, hint: str, wait: bool = False, name: str = LOCK_NAME,
+              subject: str | os.PathLike | None = None) -> Iterator[None]:
     """Hold ``folder`` (an existing folder) for this process inside: an advisory lock (``flock``) on its lock file
     ``name`` (default :data:`LOCK_NAME`; one output file's own lock: ``.FILE.lock``), which holds the holder's
     process id and is removed when it lets go. Held by another process, :class:`Busy` at once, naming it and
@@ -203,7 +204,8 @@ def exclusive(folder: str | os.PathLike, hint: str, wait: bool = False, name: st
     checkpoint was whichever wrote last. The lock goes with the process (a killed one holds nothing, and its lock
     file is taken over by the next); where no lock can be made (a folder that cannot be written, a file system
     without locks, Windows) the job goes on unlocked. ``wait``: wait for the other process instead (for moments of
-    work: :func:`atomic_folder`'s publishing)."""
+    work: :func:`atomic_folder`'s publishing). ``subject``: what :class:`Busy` names as in use (default ``folder``;
+    one output file's lock names that file, not the folder it is in)."""
     try:
         import fcntl
     except ImportError:
@@ -227,7 +229,7 @@ def exclusive(folder: str | os.PathLike, hint: str, wait: bool = False, name: st
                 pid = ""
             os.close(fd)
             who = f" (pid {pid})" if pid.isdigit() else ""
-            raise Busy(f"in use by another saicm process{who}: {hint}", str(folder)) from None
+            raise Busy(f"in use by another saicm process{who}: {hint}", str(subject or folder)) from None
         if _same_file(fd, path):
             break
         # (the holder before removed the file as it let go, after this process opened it: a lock on a file no

@@ -1102,9 +1102,10 @@ def test_two_encodes_of_one_checkpoint_are_refused_and_the_lock_goes_with_the_en
 
     out = tmp_path / "a.saicmv"
     with _fs.exclusive(tmp_path, "x", name=".a.saicmv.ckpt.lock"):  # (another encode of a.saicmv, fitting)
-        with pytest.raises(_fs.Busy, match=r"one encode at a time of one checkpoint .*"):
+        with pytest.raises(_fs.Busy, match=r"one encode at a time of one checkpoint .*") as e:
             api.encode(synthetic_clip(2), out, preset=TINY, epochs=1, prune=0, qat_epochs=0, progress=False,
                        resume=True)
+        assert e.value.path == str(tmp_path / "a.saicmv.ckpt")  # (what is in use: the checkpoint, not its folder)
     assert not out.exists()
     r = api.encode(synthetic_clip(2), out, preset=TINY, epochs=1, prune=0, qat_epochs=0, progress=False)
     assert out.read_bytes() == r.data and sorted(p.name for p in tmp_path.iterdir()) == ["a.saicmv"]

@@ -178,7 +178,8 @@ def encode(clip, output: str | os.PathLike | None = None, *, frames: str | None 
         if ckpt is not None and os.environ.get("RANK", "0") == "0" and ckpt.parent.is_dir():
             # (two encodes of one output both fitted from, and wrote, one checkpoint; torchrun: rank 0 holds it)
             held.enter_context(exclusive(ckpt.parent, "one encode at a time of one checkpoint (wait for that one to "
-                                         "end, or pick another output or --checkpoint)", name=f".{ckpt.name}.lock"))
+                                         "end, or pick another output or --checkpoint)", name=f".{ckpt.name}.lock",
+                                         subject=ckpt))
         if ckpt is not None and ckpt.exists() and not resume:
             raise SaicmError("a checkpoint of an earlier encode is there: add --resume (resume=True) to continue it, "
                              "or delete it", str(ckpt))
