@@ -765,6 +765,36 @@ def test_annotations_of_coco_classes_numbered_otherwise_or_a_few_of_them_are_mat
     assert tasks.coco_class_ids(coco_named(tmp_path, [("person", 1), ("helmet", 2)], [(2, [0, 0, 4, 4])])) is None
 
 
+def test_a_kind_registered_by_a_user_loads_with_annotations_naming_coco_classes(tmp_path, monkeypatch):
+    """A task-model kind registered with register_task_model (docs/evaluation.md: "your own detector") that does not
+    take the coco_class_ids option of 0.28.0 was given it whenever the annotations name COCO's classes (a COCO file):
+    its loading was a TypeError. It is given the option only when it takes it (its classes by position, as before)."""
+    from saicm.eval.tasks.sweeps import make_task
+
+    calls = []
+
+    def mine(session, category_ids=None, path=""):
+        calls.append(category_ids)
+        return D.YOLOv8(session, category_ids=category_ids, path=path)
+
+    monkeypatch.setitem(tasks.TASK_MODELS, "mine", mine)
+    out = np.zeros((1, 84, 1), np.float32)
+    out[0, :4, 0] = [16, 16, 16, 16]
+    model = tiny_onnx(tmp_path / "det.onnx", [out])
+    coco = [(n, i) for n, i in zip(tasks.COCO_CLASS_NAMES, tasks.COCO_CATEGORY_IDS)]
+    ann = coco_named(tmp_path, coco, [(1, [8, 8, 16, 16])])
+    task = make_task("detection", f"mine:{model}", ann, bootstrap=0)
+    assert calls == [list(tasks.COCO_CATEGORY_IDS)] and task.model.category_ids == list(tasks.COCO_CATEGORY_IDS)
+
+    def taking(session, category_ids=None, path="", **options):  # (one that takes keyword options gets it)
+        calls.append(options.get("coco_class_ids"))
+        return D.YOLOv8(session, category_ids=category_ids, path=path, **options)
+
+    monkeypatch.setitem(tasks.TASK_MODELS, "mine", taking)
+    make_task("detection", f"mine:{model}", ann, bootstrap=0)
+    assert calls[-1] == list(tasks.COCO_CATEGORY_IDS)
+
+
 def test_an_image_input_saicm_cannot_feed_is_refused_when_the_model_is_loaded(tmp_path):
     """(Audit ownmodel.) A detector with a second input (PaddleDetection's scale_factor), its channels last or
     uint8 samples loaded, then stopped with ONNX Runtime's traceback after the first rate point was coded; a model

@@ -109,10 +109,24 @@ def load_task_model(spec: str, category_ids: Sequence[int] | None = None,
     if kind not in TASK_MODELS or not sep or not path:
         known = ", ".join(sorted(TASK_MODELS))
         raise SaicmError(f"task model spec {spec!r} is not KIND:PATH with KIND one of {known}")
-    if options.get("coco_class_ids", 0) is None:  # (a kind registered by a user need not know the option)
+    if "coco_class_ids" in options and (options["coco_class_ids"] is None
+                                        or not _takes(TASK_MODELS[kind], "coco_class_ids")):
+        # (a kind registered by a user need not know the option: its classes are matched by position, as before;
+        # given to it, annotations naming COCO's classes made its loading a TypeError)
         del options["coco_class_ids"]
     session = onnx_session(path, threads)
     return TASK_MODELS[kind](session, category_ids=category_ids, path=path, **options)
+
+
+def _takes(factory, name: str) -> bool:
+    """Whether ``factory`` (a class or a function) takes the keyword argument ``name`` (or any, ``**kwargs``)."""
+    import inspect
+
+    try:
+        params = inspect.signature(factory).parameters.values()
+    except (TypeError, ValueError):  # (no signature to read: not given)
+        return False
+    return any(p.name == name or p.kind is inspect.Parameter.VAR_KEYWORD for p in params)
 
 
 def onnx_session(path: str | Path, threads: int | None = None):
