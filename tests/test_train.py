@@ -1183,6 +1183,24 @@ def test_an_image_read_as_drawn_that_changed_since_the_start_is_refused(tmp_path
             ds[0]
 
 
+def test_a_mask_read_as_drawn_that_changed_since_the_start_is_refused(tmp_path):
+    """An image read as drawn was checked against its file at the start, its mask not: a mask remade meanwhile (a
+    `saicm masks --overwrite` of another --edge-width) was cropped with the image in silence."""
+    import saicm.cli  # noqa: F401
+    from saicm.errors import ImageError
+    from saicm.train.data import RandomCrops
+
+    d, m = _crops_folder(tmp_path)
+    ds = RandomCrops(d, patch=32, masks=m, progress=False, memory=0)
+    mask = next(m.rglob("0.png"))
+    Image.fromarray(np.zeros((40, 56), np.uint8)).convert("1").save(mask)
+    torch.manual_seed(0)
+    with pytest.raises(ImageError, match=r"0\.png: changed since the run began") as e:
+        for _ in range(50):
+            ds[0]
+    assert e.value.path == str(mask)
+
+
 def test_the_image_memory_is_half_the_machine_shared_by_the_runs_processes(monkeypatch):
     from saicm.train.data import image_memory
 

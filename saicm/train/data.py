@@ -126,7 +126,7 @@ class RandomCrops(Dataset):
         #: decoded images (None: read from its file when drawn, ``self._files[k]``) and their masks
         self.images: list[np.ndarray | None] = []
         self.masks: list[np.ndarray | None] = []
-        self._files: dict[int, tuple[Path, Path | None, Path, str]] = {}
+        self._files: dict[int, tuple[Path, Path | None, Path, str, str | None]] = {}
         budget = image_memory() if memory is None else memory
         small = 0
         bad: list[str] = []  # (a scraped folder's damaged files: all named at once, not one per run)
@@ -140,8 +140,9 @@ class RandomCrops(Dataset):
             m = self._load_mask(r, mr, f) if mr is not None else None
             digest = _file_sha256(f)
             listing.update(f"{roots.index(r)}\t{f.relative_to(r).as_posix()}\t{digest}".encode())
-            if mr is not None:
-                listing.update(f"\t{_file_sha256(mr / mask_path(f.relative_to(r)))}".encode())
+            mask_digest = _file_sha256(mr / mask_path(f.relative_to(r))) if mr is not None else None
+            if mask_digest is not None:
+                listing.update(f"\t{mask_digest}".encode())
             listing.update(b"\n")
             if m is not None and m.shape != rgb.shape[:2]:
                 raise SaicmError(f"mask is {m.shape[1]}x{m.shape[0]}, image is {rgb.shape[1]}x{rgb.shape[0]}",
@@ -154,7 +155,7 @@ class RandomCrops(Dataset):
                 self.images.append(rgb)
                 self.masks.append(m)
             else:  # (beyond the budget: read again when drawn)
-                self._files[len(self.images)] = (r, mr, f, digest)
+                self._files[len(self.images)] = (r, mr, f, digest, mask_digest)
                 self.images.append(None)
                 self.masks.append(None)
         if len(bad) == 1:
@@ -220,11 +221,18 @@ class RandomCrops(Dataset):
 
     def _read(self, k: int) -> tuple[np.ndarray, np.ndarray | None]:
         """Image ``k`` (and its mask) as it was when the run began, read from its file."""
-        r, mr, f, digest = self._files[k]
+        r, mr, f, digest, mask_digest = self._files[k]
+        for path, was in ((f, digest), (None if mr is None else mr / mask_path(f.relative_to(r)), mask_digest)):
+            if path is None:
+                continue
+            try:  # (its mask too: a mask changed meanwhile was cropped with the image in silence)
+                if _file_sha256(path) != was:
+                    raise ImageError("changed since the run began (its crops would mix two pictures): train on a "
+                                     "folder that stays as it is", str(path))
+            except OSError as e:
+                raise ImageError(f"cannot read it again ({e.strerror or e}): it was there when the run began",
+                                 str(path)) from None
         try:
-            if _file_sha256(f) != digest:
-                raise ImageError("changed since the run began (its crops would mix two pictures): train on a "
-                                 "folder that stays as it is", str(f))
             rgb = read_without_limit_option(f, "train").rgb
         except OSError as e:
             raise ImageError(f"cannot read it again ({e.strerror or e}): it was there when the run began", str(f)) \
