@@ -1,6 +1,9 @@
 """Stopping long work cleanly: the first Ctrl-C (SIGINT) or SIGTERM asks it to stop at its next safe point.
 
-A second signal stops at once (KeyboardInterrupt). Handlers go only over Python's defaults and only in the main
+A Ctrl-C after that stops at once (KeyboardInterrupt); a repeated SIGTERM does not: a scheduler signals every
+process of a job and torchrun passes its own signal on to its workers, so that a worker gets SIGTERM twice in a row
+(Slurm's scancel or time limit under torchrun: the second one stopped it at once, its checkpoint not saved), and a
+scheduler's own last word is SIGKILL. Handlers go only over Python's defaults and only in the main
 thread: an ignored SIGINT (a job started with & by a script) stays ignored, and a caller's own handler stays in
 charge. Used by training (stop after the step: its checkpoint is saved) and folder jobs (stop after the files in
 progress: each is written whole or not at all).
@@ -38,6 +41,7 @@ class StopRequest:
         signal stops at once (work with no safe point to wait for: SIGTERM then unwinds like Ctrl-C, so that a
         half-written temporary file is removed; by default it ended the process where it stood)."""
         self.requested = at_once
+        self._at_once = at_once
         self._message = message
         self._previous: dict = {}
         if enabled and threading.current_thread() is threading.main_thread():
@@ -47,10 +51,12 @@ class StopRequest:
 
     def _handle(self, signum, frame) -> None:
         if self.requested:
-            raise KeyboardInterrupt
+            if self._at_once or signum == signal.SIGINT:
+                raise KeyboardInterrupt
+            return  # (the same stop asked again: see the module's text)
         self.requested = True
         if self._message:
-            again = "Ctrl-C again" if signum == signal.SIGINT else "a second signal"  # (SIGTERM: no keyboard)
+            again = "Ctrl-C again" if signum == signal.SIGINT else "SIGINT"  # (SIGTERM: no keyboard)
             try:
                 print(f"\nsaicm: {self._message} ({again} to stop now)", file=sys.stderr, flush=True)
             except BrokenPipeError:  # (`2>&1 | tee log`: the same Ctrl-C ended tee) the stop asked for stands

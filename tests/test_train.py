@@ -1255,3 +1255,45 @@ def test_a_run_of_saicm_0_17_or_earlier_resumes(data_dir, tmp_path):
     assert saicm.models.catalog.read_info(final).training["steps_done"] == 3
     with pytest.raises(saicm.SaicmError, match="--m is an option of scalable coding"):  # given, it is still refused
         train(replace(bare, steps=4, m=4))
+
+
+def test_a_repeated_sigterm_still_saves_the_checkpoint(data_dir, tmp_path, monkeypatch):
+    """Slurm's scancel or time limit signals every process of a job, and torchrun passes its own SIGTERM on to its
+    workers: each worker gets SIGTERM twice. The second one stopped it at once (half the trials of a 2-process run
+    under `kill -TERM torchrun worker0 worker1`: no checkpoint, the steps since the last one lost); a repeated
+    SIGTERM is the same request, and the run still stops after the step with its checkpoint saved."""
+    import signal
+
+    from saicm.train import trainer
+
+    real = trainer._lr_at
+    sent = []
+
+    def scheduler_and_torchrun_in_step_2(cfg, step):
+        if step == 1 and not sent:
+            sent.append(1)
+            os.kill(os.getpid(), signal.SIGTERM)  # the scheduler's
+            for _ in range(1000):  # (Python runs the handler between bytecodes: the first is handled by now)
+                pass
+            os.kill(os.getpid(), signal.SIGTERM)  # torchrun's, passed on
+        return real(cfg, step)
+
+    monkeypatch.setattr(trainer, "_lr_at", scheduler_and_torchrun_in_step_2)
+    out = tmp_path / "cut"
+    with pytest.raises(KeyboardInterrupt, match="interrupted after step 2"):
+        train(tiny_cfg(data_dir, out, steps=6, ckpt_every=100))
+    assert torch.load(out / "checkpoint.pt", weights_only=False)["step"] == 2
+
+
+def test_ctrl_c_after_a_sigterm_still_stops_at_once(python_sigint):
+    """Only a repeated SIGTERM is the same request: Ctrl-C after a stop was asked for stops at once, as before."""
+    import signal
+
+    from saicm._signals import StopRequest
+
+    with StopRequest(None) as stop:
+        os.kill(os.getpid(), signal.SIGTERM)
+        os.kill(os.getpid(), signal.SIGTERM)
+        assert stop.requested
+        with pytest.raises(KeyboardInterrupt):
+            signal.raise_signal(signal.SIGINT)

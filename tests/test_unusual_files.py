@@ -216,7 +216,7 @@ def test_a_stop_by_sigterm_does_not_ask_for_ctrl_c(capsys):
 
     from saicm._signals import StopRequest
 
-    for sig, says in ((signal.SIGTERM, "a second signal to stop now"), (signal.SIGINT, "Ctrl-C again to stop now")):
+    for sig, says in ((signal.SIGTERM, "(SIGINT to stop now)"), (signal.SIGINT, "Ctrl-C again to stop now")):
         stop = StopRequest("stopping after the files in progress", enabled=False)
         stop._handle(sig, None)
         assert stop.requested and says in capsys.readouterr().err

@@ -615,9 +615,10 @@ class TrainingInterrupted(KeyboardInterrupt):
 class _StopAtStepEnd(StopRequest):
     """While a run trains, the first Ctrl-C (SIGINT) or SIGTERM (a scheduler's, or torchrun's when it is
     stopped: it passes the signal it got on to every process) asks it to stop after the current step, so that
-    the steps since the last checkpoint are saved (they were lost: up to --ckpt-every steps); a second one stops
-    at once. Several processes agree on the step before any stops (their ranks get the signal at different
-    moments, and a rank that left alone would leave the others waiting in a collective)."""
+    the steps since the last checkpoint are saved (they were lost: up to --ckpt-every steps); a Ctrl-C after it
+    stops at once, a repeated SIGTERM does not (a scheduler's and torchrun's both reach a worker). Several
+    processes agree on the step before any stops (their ranks get the signal at different moments, and a rank that
+    left alone would leave the others waiting in a collective)."""
 
     def __init__(self, world: int = 1, rank: int = 0):
         super().__init__("stopping after this step" if rank == 0 else None)
