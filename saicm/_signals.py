@@ -34,6 +34,10 @@ def _discard_stderr() -> None:
 
 class StopRequest:
     _DEFAULTS = {signal.SIGINT: signal.default_int_handler, signal.SIGTERM: signal.SIG_DFL}
+    # SIGUSR1 and SIGUSR2, a scheduler's warning ahead of a time limit (Slurm's --signal=USR1@60), are a stop
+    # request too: left to their default they ended the process where it stood (status 138, no checkpoint)
+    _DEFAULTS.update({getattr(signal, name): signal.SIG_DFL for name in ("SIGUSR1", "SIGUSR2")
+                      if hasattr(signal, name)})
 
     def __init__(self, message: str | None = None, enabled: bool = True, at_once: bool = False):
         """``message``: printed on stderr at the first signal (None: nothing, e.g. on a rank other than 0);

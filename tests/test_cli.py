@@ -568,7 +568,9 @@ def test_an_interrupted_folder_job_drops_its_queue(tmp_path, monkeypatch):
     assert all(p.read_text() == "done" for p in done)  # and their temporary files are gone (they were left)
     monkeypatch.setenv("OMP_NUM_THREADS", "1")  # (what _init_worker sets)
     monkeypatch.setenv("SAICM_THREADS", "1")
-    before = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
+    kept = [getattr(signal, n) for n in ("SIGINT", "SIGTERM", "SIGUSR1", "SIGUSR2") if hasattr(signal, n)]
+    # (_init_worker's handlers, put back for pytest: a SIGUSR1 left ignored was inherited by later tests' children)
+    before = {sig: signal.getsignal(sig) for sig in kept}
     monkeypatch.setattr(batch, "_detach_from_signals_and_die_with_parent", lambda: None)  # (not pytest's own)
     try:
         batch._init_worker(1)
@@ -577,8 +579,8 @@ def test_an_interrupted_folder_job_drops_its_queue(tmp_path, monkeypatch):
         with pytest.raises(SystemExit):  # and unwinds on SIGTERM in a file, so that its temporary file is removed
             signal.getsignal(signal.SIGTERM)(signal.SIGTERM, None)
     finally:
-        signal.signal(signal.SIGINT, before[0])
-        signal.signal(signal.SIGTERM, before[1])
+        for sig, handler in before.items():
+            signal.signal(sig, handler)
 
 
 _WORKER_SIGTERMED_IN_A_FILE = """
@@ -1006,6 +1008,47 @@ def test_sigterm_to_the_whole_process_group_lets_the_files_in_progress_finish(tm
     said = re.search(r"INTERRUPTED interrupted: (\d+) of 6 files", out)
     assert said and int(said.group(1)) == len(written), (out, err)  # every file in progress finished
     assert 2 <= len(written) < 6 and "saicm: error" not in err, (out, err)  # none lost with its worker
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="needs POSIX signals")
+def test_a_schedulers_sigusr1_to_every_process_stops_after_the_files_in_progress(tmp_path):
+    """Slurm's --signal=USR1@60 (a warning ahead of the time limit) reaches every process of the job, the pool's
+    workers too: its default action ended the job and its workers where they stood (status 138, the files in
+    progress lost, their .part files left). It is a stop request like SIGTERM, and the workers leave it to the
+    parent: the files in progress are written, the rest are not started."""
+    import re
+    import signal
+    import subprocess
+    import time
+
+    script = tmp_path / "job.py"
+    script.write_text(
+        "import os, sys, time\nfrom pathlib import Path\nfrom saicm.codec import batch\n"
+        "def slow(job):\n    (job.dst.parent / f'pid{os.getpid()}').touch()\n    time.sleep(1.5)\n"
+        "    job.dst.write_text('done')\n    return {}\n"
+        "if __name__ == '__main__':\n"
+        "    d = Path(sys.argv[1])\n"
+        "    jobs = [batch.Job(d / f'{i}.png', d / f'{i}.saicm') for i in range(6)]\n"
+        "    try:\n        batch.run(slow, jobs, workers=2, progress=False, errors=sys.stderr)\n"
+        "    except batch.Interrupted as e:\n        print('INTERRUPTED', e)\n")
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(Path(saicm.__file__).parent.parent))
+    proc = subprocess.Popen([sys.executable, str(script), str(tmp_path)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True, env=env, cwd=tmp_path)
+    deadline = time.time() + 60
+    while not (tmp_path / "0.saicm").exists() and time.time() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.3)
+    workers = {int(p.name[3:]) for p in tmp_path.glob("pid*")}
+    for pid in [proc.pid, *workers]:  # (a scheduler signals every process of the job, not a process group)
+        try:
+            os.kill(pid, signal.SIGUSR1)
+        except ProcessLookupError:
+            pass
+    out, err = proc.communicate(timeout=60)
+    written = sorted(p.name for p in tmp_path.glob("*.saicm"))
+    said = re.search(r"INTERRUPTED interrupted: (\d+) of 6 files", out)
+    assert proc.returncode == 0 and said and int(said.group(1)) == len(written), (proc.returncode, out, err)
+    assert 2 <= len(written) < 6 and "saicm: error" not in err and not list(tmp_path.glob(".*.part*")), (out, err)
 
 
 def _terminated_while_writing(job):

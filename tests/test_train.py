@@ -1297,3 +1297,31 @@ def test_ctrl_c_after_a_sigterm_still_stops_at_once(python_sigint):
         assert stop.requested
         with pytest.raises(KeyboardInterrupt):
             signal.raise_signal(signal.SIGINT)
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="no SIGUSR1")
+def test_a_schedulers_sigusr1_ahead_of_the_time_limit_saves_the_steps_done(data_dir, tmp_path, monkeypatch):
+    """Slurm's --signal=USR1@60 warns a job ahead of its time limit: SIGUSR1's default action ended the run where
+    it stood (status 138), every step since the last checkpoint lost. It stops the run after the step, as SIGTERM
+    does."""
+    import signal
+
+    from saicm.train import trainer
+
+    real = trainer._lr_at
+    sent = []
+
+    def sigusr1_in_step_2(cfg, step):
+        if step == 1 and not sent:
+            sent.append(1)
+            # (left to its default, the signal would end the test session: fail the test instead)
+            assert signal.getsignal(signal.SIGUSR1) is not signal.SIG_DFL, "SIGUSR1 would end the run where it stands"
+            os.kill(os.getpid(), signal.SIGUSR1)
+        return real(cfg, step)
+
+    monkeypatch.setattr(trainer, "_lr_at", sigusr1_in_step_2)
+    out = tmp_path / "cut"
+    with pytest.raises(KeyboardInterrupt, match="interrupted after step 2"):
+        train(tiny_cfg(data_dir, out, steps=6, ckpt_every=100))
+    assert torch.load(out / "checkpoint.pt", weights_only=False)["step"] == 2
+    assert signal.getsignal(signal.SIGUSR1) is signal.SIG_DFL  # put back

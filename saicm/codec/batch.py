@@ -183,6 +183,11 @@ def _init_worker(threads: int) -> None:
     install_warning_format()  # (its warnings are the command's: one line each, as the parent prints them)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle (see run)
     signal.signal(signal.SIGTERM, _unwind)  # stopped (by the parent, or with it): the temporary file goes too
+    # a scheduler's warning ahead of a time limit, sent to every process of the job (Slurm's --signal=USR1@60): the
+    # parent's to act on (it stops after the files in progress); it killed the worker in its file
+    for name in ("SIGUSR1", "SIGUSR2"):
+        if hasattr(signal, name):
+            signal.signal(getattr(signal, name), signal.SIG_IGN)
     _detach_from_signals_and_die_with_parent()
 
 
