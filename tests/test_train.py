@@ -1325,3 +1325,30 @@ def test_a_schedulers_sigusr1_ahead_of_the_time_limit_saves_the_steps_done(data_
         train(tiny_cfg(data_dir, out, steps=6, ckpt_every=100))
     assert torch.load(out / "checkpoint.pt", weights_only=False)["step"] == 2
     assert signal.getsignal(signal.SIGUSR1) is signal.SIG_DFL  # put back
+
+
+def test_a_compile_stopped_by_a_full_tmpdir_says_so_and_names_the_folders(tmp_path, monkeypatch):
+    """A cluster job's TMPDIR is often a small tmpfs: --compile's build files (~160 MB for N=8) filled it, and the
+    run stopped with "C++ compile error" and advice to clear /tmp/torchinductor_$USER, a folder the job never used
+    (torch's cache is in $TMPDIR). The compiler's "No space left on device" is said, with the folders to move."""
+    import tempfile
+
+    from saicm.train.compiling import compiler_errors
+
+    failed = type("InductorError", (RuntimeError,), {"__module__": "torch._inductor.exc"})
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    monkeypatch.setattr(tempfile, "tempdir", None)  # (read again from TMPDIR)
+    monkeypatch.delenv("TORCHINDUCTOR_CACHE_DIR", raising=False)
+    with pytest.raises(saicm.SaicmError) as info:
+        with compiler_errors():
+            raise failed("CppCompileError: C++ compile error\n\nCommand:\ng++ header.hpp ...\n\nOutput:\n"
+                         f"<built-in>: fatal error: when writing output to {tmp_path}/tmpx/header.i: No space left "
+                         "on device\ncompilation terminated.\n")
+    said = str(info.value)
+    assert "no space left on device" in said and str(tmp_path) in said and "TMPDIR" in said, said
+    assert "/tmp/torchinductor" not in said and "\n" not in said
+    # any other failure names the kernel cache where it is
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "kernels"))
+    with pytest.raises(saicm.SaicmError, match="clear torch's kernel cache: .*kernels"):
+        with compiler_errors():
+            raise failed("No working C++ compiler found")

@@ -12,6 +12,8 @@ backward pass it compiles on first use (:func:`compiler_errors` around ``backwar
 from __future__ import annotations
 
 import contextlib
+import os
+import tempfile
 from typing import Callable
 
 from ..errors import SaicmError
@@ -27,9 +29,25 @@ def compiler_errors(option: str = "--compile"):
         if not type(e).__module__.startswith(("torch._dynamo", "torch._inductor")):
             raise
         first = (str(e).strip().splitlines() or [""])[0][:200]
+        if "No space left on device" in str(e):  # (the compiler's own words, lines below "C++ compile error")
+            raise SaicmError(f"{option}: torch.compile could not compile the training step: no space left on device "
+                             f"for its build files and kernel cache ({_kernel_cache()}, and $TMPDIR: "
+                             f"{tempfile.gettempdir()}); point TMPDIR or TORCHINDUCTOR_CACHE_DIR at a folder with "
+                             f"room (a job's small TMPDIR: its node's tmpfs), or run without {option}") from e
         raise SaicmError(f"{option}: torch.compile could not compile the training step ({type(e).__name__}: {first}); "
                          f"run without {option} (or, if a killed run left it broken, clear torch's kernel cache: "
-                         "TORCHINDUCTOR_CACHE_DIR, by default /tmp/torchinductor_$USER)") from e
+                         f"{_kernel_cache()})") from e
+
+
+def _kernel_cache() -> str:
+    """torch's kernel cache folder: ``$TORCHINDUCTOR_CACHE_DIR``, else ``torchinductor_$USER`` in ``$TMPDIR``
+    (the message named /tmp, where a cluster job's TMPDIR is not)."""
+    try:
+        from torch._inductor.runtime.cache_dir_utils import default_cache_dir
+
+        return os.environ.get("TORCHINDUCTOR_CACHE_DIR") or default_cache_dir()
+    except Exception:  # (another torch's layout)
+        return os.path.join(tempfile.gettempdir(), "torchinductor_$USER") + " (TORCHINDUCTOR_CACHE_DIR)"
 
 
 class CompiledStep:
