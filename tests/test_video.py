@@ -523,6 +523,38 @@ def test_killed_encode_resumes_to_the_same_file(clip_mkv, tmp_path, capsys):
     assert full.read_bytes() == out.read_bytes()
 
 
+def test_a_schedulers_sigterm_stops_an_encode_after_the_epoch_with_its_checkpoint(clip_mkv, tmp_path, capsys,
+                                                                                   monkeypatch):
+    """A scheduler's SIGTERM (a time limit, preemption) ended `saicm video encode` where it stood: every epoch since
+    its last checkpoint (--ckpt-every, 10 by default) was lost. It stops after the epoch in progress, its checkpoint
+    written, and the same command with --resume writes the file an uninterrupted encode writes."""
+    args = ["video", "encode", str(clip_mkv), "--frames", "0:3", "--preset", "xs", "--epochs", "12",
+            "--ckpt-every", "100", "--qat-epochs", "0", "--quiet"]
+    out = tmp_path / "t.saicmv"
+    ckpt = Path(str(out) + ".ckpt")
+    real = api.encode
+
+    def sigterm_in_fit_epoch_4(*a, **kw):
+        def fault(stage, epoch, model):
+            if stage == "fit" and epoch == 3:
+                # (left to its default, the signal would end the test session: fail the test instead)
+                assert signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL, "SIGTERM would end the encode"
+                os.kill(os.getpid(), signal.SIGTERM)
+        return real(*a, fault=fault, **kw)
+
+    monkeypatch.setattr(api, "encode", sigterm_in_fit_epoch_4)
+    assert main([*args, "-o", str(out)]) == 130
+    assert "interrupted: the encode's last checkpoint is" in capsys.readouterr().err
+    assert train.load_checkpoint(ckpt)["epoch"] == 4 and not out.exists()
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # put back
+    monkeypatch.setattr(api, "encode", real)
+    assert main([*args, "-o", str(out), "--resume"]) == 0
+    assert "resumed from" in capsys.readouterr().out
+    full = tmp_path / "full.saicmv"
+    assert main([*args, "-o", str(full)]) == 0
+    assert full.read_bytes() == out.read_bytes()
+
+
 def test_ddp_two_processes(tmp_path):
     """Two CPU processes (gloo, the environment torchrun sets): each fits half of every batch; rank 0 writes."""
     io.write_png_frames([(0, synthetic_clip(4))], tmp_path / "clip")

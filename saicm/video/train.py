@@ -49,6 +49,7 @@ same steps as an uninterrupted one (same seed, same thread count: same result).
 from __future__ import annotations
 
 import copy
+import functools
 import hashlib
 import json
 import math
@@ -63,6 +64,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from .._progress import StatusLines
+from .._signals import StopRequest
 from ..errors import SaicmError
 from ..train.compiling import CompiledStep, compiler_errors
 
@@ -223,9 +225,22 @@ def load_checkpoint(path: Path) -> dict:
     return ck
 
 
+def _stops_after_an_epoch(fit_fn: Callable) -> Callable:
+    """The fit under a :class:`StopRequest`: Ctrl-C, SIGTERM (a scheduler's time limit or preemption) or SIGUSR1/2
+    (its warning ahead of the limit) stop it after the epoch in progress, its checkpoint written, where SIGTERM
+    and SIGUSR1 ended it where it stood, the epochs since its last checkpoint (up to ``ckpt_every``) lost."""
+    @functools.wraps(fit_fn)
+    def run(*args, **kwargs):
+        with StopRequest("stopping after this epoch" if _world()[1] == 0 else None) as stop:
+            return fit_fn(*args, stop=stop, **kwargs)
+    return run
+
+
+@_stops_after_an_epoch
 def fit(model: nn.Module, frames: np.ndarray, settings: FitSettings, masks: np.ndarray | None = None,
         checkpoint: str | Path | None = None, resume: bool = False, device: torch.device | str = "cpu",
-        progress: bool = True, fault: Callable[[str, int, nn.Module], None] | None = None) -> FitReport:
+        progress: bool = True, fault: Callable[[str, int, nn.Module], None] | None = None,
+        stop: StopRequest | None = None) -> FitReport:
     """Fit ``model`` to ``frames`` ((N, H, W, 3) uint8) in place, through every stage; returns the report.
 
     ``masks``: (N, H, W) bool edge masks (SA-NeRV). ``fault(stage, epoch, model)`` is called before every
@@ -351,7 +366,7 @@ def fit(model: nn.Module, frames: np.ndarray, settings: FitSettings, masks: np.n
 
         epoch = state["epoch"]
         best = state["best"]
-        stopped = False
+        stopped = halt = False
         while epoch < epochs:
             if fault is not None:
                 fault(name, epoch, model)
@@ -393,8 +408,11 @@ def fit(model: nn.Module, frames: np.ndarray, settings: FitSettings, masks: np.n
                 bar.update(1)
                 tot_loss += loss.item() * len(share)
                 tot_mse += mse * len(share)
-            if world > 1:
-                tot_loss, tot_mse = _sum_over_processes(tot_loss, tot_mse)
+            if world > 1:  # (with the processes' stop requests: they stop after the same epoch)
+                tot_loss, tot_mse, asked = _sum_over_processes(tot_loss, tot_mse, float(bool(stop and stop.requested)))
+                halt = asked > 0
+            else:
+                halt = bool(stop and stop.requested)
             psnr = -10 * math.log10(max(tot_mse / n, 1e-12)) if not bad else float("nan")
             collapse = bad or not math.isfinite(psnr) or (math.isfinite(best) and psnr < best - settings.guard_db)
             if collapse:
@@ -432,6 +450,11 @@ def fit(model: nn.Module, frames: np.ndarray, settings: FitSettings, masks: np.n
                 if epoch < epochs:
                     write_ckpt(epoch, best, state["stage_index"], model.state_dict(), opt.state_dict(),
                                gen.get_state())
+            if halt and epoch < epochs:  # (at the stage's end, the stage's own checkpoint below)
+                if epoch % settings.ckpt_every:
+                    write_ckpt(epoch, best, state["stage_index"], model.state_dict(), opt.state_dict(),
+                               gen.get_state())
+                _stopped(name, epoch, world)
         # the stage is over: the next one starts from these weights with a fresh optimiser and schedule
         if stopped:
             model.load_state_dict(snap.model)
@@ -441,12 +464,24 @@ def fit(model: nn.Module, frames: np.ndarray, settings: FitSettings, masks: np.n
         state.update(stage_index=state["stage_index"] + 1, epoch=0, optim=None, gen=None, best=-math.inf,
                      lr_scale=1.0, rollbacks=0)
         write_ckpt(0, -math.inf, state["stage_index"], model.state_dict(), None, None)
+        if halt and state["stage_index"] < len(stages):  # (after the last stage, the file is written)
+            _stopped(name, epochs, world)
     bar.close()
     if state["masks"]:
         apply_masks(model, {k: v.to(device) for k, v in state["masks"].items()})
     model.to("cpu")
     report.seconds = time.perf_counter() - t0
     return report
+
+
+def _stopped(stage: str, epoch: int, world: int) -> None:
+    """A stop asked for: the checkpoint is written (by rank 0: the others wait for it, as torchrun ends them all
+    when one ends), and the fit ends as Ctrl-C ends it."""
+    if world > 1:
+        import torch.distributed as dist
+
+        dist.barrier()
+    raise KeyboardInterrupt(f"interrupted after {stage} epoch {epoch}")
 
 
 def _world() -> tuple[int, int]:
