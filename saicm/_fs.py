@@ -198,14 +198,15 @@ def exclusive(folder: str | os.PathLike, hint: str, wait: bool = False, name: st
               subject: str | os.PathLike | None = None) -> Iterator[None]:
     """Hold ``folder`` (an existing folder) for this process inside: an advisory lock (``flock``) on its lock file
     ``name`` (default :data:`LOCK_NAME`; one output file's own lock: ``.FILE.lock``), which holds the holder's
-    process id and is removed when it lets go. Held by another process, :class:`Busy` at once, naming it and
-    ``hint`` (what to do). Two ``saicm train --resume`` of one run folder both went on from its checkpoint and
-    wrote it, the log and the model in turn: both said they were done, the log held every step twice and the
-    checkpoint was whichever wrote last. The lock goes with the process (a killed one holds nothing, and its lock
-    file is taken over by the next); where no lock can be made (a folder that cannot be written, a file system
-    without locks, Windows) the job goes on unlocked. ``wait``: wait for the other process instead (for moments of
-    work: :func:`atomic_folder`'s publishing). ``subject``: what :class:`Busy` names as in use (default ``folder``;
-    one output file's lock names that file, not the folder it is in)."""
+    process id and machine name (a folder shared by a cluster's nodes) and is removed when it lets go. Held by
+    another process, :class:`Busy` at once, naming it and ``hint`` (what to do). Two ``saicm train --resume`` of one
+    run folder both went on from its checkpoint and wrote it, the log and the model in turn: both said they were
+    done, the log held every step twice and the checkpoint was whichever wrote last. The lock goes with the process
+    (a killed one holds nothing, and its lock file is taken over by the next); where no lock can be made (a folder
+    that cannot be written, a file system without locks, Windows) the job goes on unlocked. ``wait``: wait for the
+    other process instead (for moments of work: :func:`atomic_folder`'s publishing). ``subject``: what
+    :class:`Busy` names as in use (default ``folder``; one output file's lock names that file, not the folder it
+    is in)."""
     try:
         import fcntl
     except ImportError:
@@ -224,11 +225,13 @@ def exclusive(folder: str | os.PathLike, hint: str, wait: bool = False, name: st
                 fd = None
                 break
             try:
-                pid = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
+                pid, _, host = os.pread(fd, 300, 0).decode("ascii", "replace").strip().partition(" ")
             except OSError:
-                pid = ""
+                pid = host = ""
             os.close(fd)
-            who = f" (pid {pid})" if pid.isdigit() else ""
+            # (a run folder on a file system shared by a cluster's nodes: the holder's pid is another machine's)
+            where = f" on {host}" if host and host != _host() else ""
+            who = f" (pid {pid}{where})" if pid.isdigit() else ""
             raise Busy(f"in use by another saicm process{who}: {hint}", str(subject or folder)) from None
         if _same_file(fd, path):
             break
@@ -240,13 +243,24 @@ def exclusive(folder: str | os.PathLike, hint: str, wait: bool = False, name: st
         if fd is not None:
             with contextlib.suppress(OSError):
                 os.ftruncate(fd, 0)
-                os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+                os.pwrite(fd, f"{os.getpid()} {_host()}\n".encode("ascii", "replace"), 0)
         yield
     finally:
         if fd is not None:
             with contextlib.suppress(OSError):  # (while held: one waiting for it opens the file anew, above)
                 path.unlink()
             os.close(fd)
+
+
+def _host() -> str:
+    """This machine's name as a lock file holds it (one word, ASCII)."""
+    import socket
+
+    try:
+        name = socket.gethostname()
+    except OSError:
+        return ""
+    return "".join(c for c in name if c.isascii() and c.isprintable() and not c.isspace())[:255]
 
 
 def _open_lock_file(path: Path) -> int | None:

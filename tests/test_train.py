@@ -1352,3 +1352,23 @@ def test_a_compile_stopped_by_a_full_tmpdir_says_so_and_names_the_folders(tmp_pa
     with pytest.raises(saicm.SaicmError, match="clear torch's kernel cache: .*kernels"):
         with compiler_errors():
             raise failed("No working C++ compiler found")
+
+
+def test_a_run_folder_held_from_another_machine_names_that_machine(data_dir, tmp_path):
+    """A run folder on a file system shared by a cluster's nodes (a requeued job, or a second one, on another node):
+    the refusal named the holder's pid alone, another machine's pid that this one may run as something else
+    (`kill PID` here stopped the wrong process); it names the machine too when it is not this one."""
+    code = ("import socket, sys\nsocket.gethostname = lambda: 'node07'\nfrom saicm._fs import exclusive\n"
+            "with exclusive(sys.argv[1], 'x'):\n    print('held', flush=True)\n    sys.stdin.read()\n")
+    out = tmp_path / "run"
+    out.mkdir()
+    env = os.environ | {"PYTHONPATH": os.pathsep.join(sys.path)}
+    holder = subprocess.Popen([sys.executable, "-c", code, str(out)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                              text=True, env=env)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(saicm.SaicmError, match=f"in use by another saicm process \\(pid {holder.pid} on node07\\)"):
+            train(tiny_cfg(data_dir, out, steps=2, resume=True))
+    finally:
+        holder.stdin.close()
+        holder.wait(timeout=60)

@@ -595,7 +595,7 @@ def test_a_held_folder_names_this_process_whatever_its_lock_file_held_before(tmp
 
     (tmp_path / _fs.LOCK_NAME).write_text("1234567890123\n")
     with _fs.exclusive(tmp_path, "wait"):
-        assert (tmp_path / _fs.LOCK_NAME).read_text() == f"{os.getpid()}\n"
+        assert (tmp_path / _fs.LOCK_NAME).read_text() == f"{os.getpid()} {_fs._host()}\n"  # (and its machine's)
 
 
 def test_every_folder_reader_names_the_links_it_does_not_follow(tmp_path):
