@@ -206,3 +206,20 @@ def test_work_on_the_originals_is_done_once_for_a_folder_read_as_the_sweep_goes(
         assert cache.get(originals, lambda: computed.append(1) or "ref") == "ref"
     assert computed == [1] and Fresh.reads == 0
     assert cache.get(Fresh(a=None), lambda: "other") == "other"  # another set of originals: computed anew
+
+
+def test_a_task_used_again_on_a_dict_changed_in_place_measures_its_new_images():
+    """A task's reference (faces or detections on the originals) was cached by the identity of the originals'
+    mapping: a dict given again after its images were replaced or added was scored against the reference of the
+    images it held before (a stale face count, or a KeyError for an added image)."""
+    from saicm.eval.tasks.sweeps import FaceTask, _Cached
+
+    task = FaceTask.__new__(FaceTask)  # (a detector of its own: bright images have two "faces", dark ones one)
+    task.detector = lambda im: [(0, 0, 4, 4)] * (1 + int(np.asarray(im).mean() > 100))
+    task._ref = _Cached()
+    imgs = {"a.png": Image.new("RGB", (16, 16), 0)}
+    assert task.evaluate(imgs, imgs)["faces_on_originals"] == 1
+    imgs["a.png"] = Image.new("RGB", (16, 16), (255, 255, 255))  # the same dict, another picture
+    assert task.evaluate(imgs, imgs)["faces_on_originals"] == 2
+    imgs["b.png"] = Image.new("RGB", (16, 16), (255, 255, 255))  # and one more
+    assert task.evaluate(imgs, imgs)["faces_on_originals"] == 4

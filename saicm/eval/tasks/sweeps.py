@@ -23,17 +23,25 @@ TASKS = ("psnr", "detection", "instance", "faces")
 
 class _Cached:
     """Remembers per-image results on the originals by the identity of their mapping (held, so that its identity
-    is no other's). Keyed by the identities of the images, a lazily read folder
+    is no other's) and, but for an :class:`saicm.eval.rd.ImageFolder`, its names and images. Keyed by the identities of the images, a lazily read folder
     (:class:`saicm.eval.rd.ImageFolder`) was read whole to make the key and, its images new at every read, never
     matched it: the reference was recomputed at every point."""
 
     def __init__(self):
         self._originals = None
+        self._items = None
         self._value = None
 
     def get(self, originals, compute):
-        if originals is not self._originals:
-            self._originals, self._value = originals, compute()
+        from ..rd import ImageFolder
+
+        # (an ImageFolder does not change; a dict may be changed in place between two sweeps of one task: by its
+        # identity alone, the reference of the images it held before was used in silence)
+        items = None if isinstance(originals, ImageFolder) else list(originals.items())
+        if originals is not self._originals or (items is not None and (
+                len(items) != len(self._items)
+                or any(a != c or b is not d for (a, b), (c, d) in zip(items, self._items)))):
+            self._originals, self._items, self._value = originals, items, compute()
         return self._value
 
 
