@@ -223,3 +223,68 @@ def test_a_task_used_again_on_a_dict_changed_in_place_measures_its_new_images():
     assert task.evaluate(imgs, imgs)["faces_on_originals"] == 2
     imgs["b.png"] = Image.new("RGB", (16, 16), (255, 255, 255))  # and one more
     assert task.evaluate(imgs, imgs)["faces_on_originals"] == 4
+
+
+
+
+
+def test_asking_whether_a_folder_read_as_the_sweep_goes_has_an_image_reads_none(tmp_path, monkeypatch):
+    """``name in folder`` (evaluate_task's check of the originals, pseudo ground truth) decoded the image to answer,
+    as Mapping's own ``__contains__`` does, and raised for one changed on disk instead of answering."""
+    from saicm.codec import image_io
+    from saicm.eval.rd import load_rgb_folder
+
+    d = tmp_path / "set"
+    d.mkdir()
+    images()["0.png"].save(d / "0.png")
+    lazy = load_rgb_folder(d)
+    reads = []
+    real = image_io.read_without_limit_option
+    monkeypatch.setattr(image_io, "read_without_limit_option", lambda *a, **k: reads.append(a[0]) or real(*a, **k))
+    (d / "0.png").write_bytes(b"changed")
+    assert "0.png" in lazy and "1.png" not in lazy and lazy.get("1.png") is None and reads == []
+
+
+def test_the_fingerprint_of_a_folder_read_as_the_sweep_goes_is_that_of_its_images_in_a_dict(tmp_path, monkeypatch):
+    """(Mutation audit.) dataset_sha256 is ``NAME\\tWxH\\tSHA256(RGB)\\n`` per image, sorted by name: results files of
+    earlier versions are compared by it (dropping the size passed). An ImageFolder gives it from the lines it kept,
+    without reading its images again (reading them again, or keying the lines by the base name, passed), and images
+    in sub-folders are read without being taken for changed ones."""
+    import hashlib
+
+    from saicm.codec import image_io
+    from saicm.eval import rd
+
+    d = tmp_path / "set"
+    (d / "sub").mkdir(parents=True)
+    imgs = images()
+    imgs["0.png"].save(d / "0.png")
+    imgs["1.png"].save(d / "sub" / "1.png")
+    lazy = rd.load_rgb_folder(d)
+    assert list(lazy) == ["0.png", "sub/1.png"] and lazy["sub/1.png"].size == imgs["1.png"].size
+    lines = "".join(f"{n}\t{im.width}x{im.height}\t{hashlib.sha256(im.tobytes()).hexdigest()}\n"
+                    for n, im in (("0.png", imgs["0.png"]), ("sub/1.png", imgs["1.png"])))
+    expected = hashlib.sha256(lines.encode()).hexdigest()
+    assert rd.dataset_fingerprint({"0.png": imgs["0.png"], "sub/1.png": imgs["1.png"]}) == expected
+    reads = []
+    real = image_io.read_without_limit_option
+    monkeypatch.setattr(image_io, "read_without_limit_option", lambda *a, **k: reads.append(a[0]) or real(*a, **k))
+    assert rd.dataset_fingerprint(lazy) == expected and reads == []
+    res = rd.start_result(get_codec("jpeg"), str(d), None, lazy)
+    assert res["dataset_sha256"] == expected and reads == []  # (a new result reads no image either)
+
+
+def test_a_folder_whose_first_image_is_damaged_names_every_damaged_one(tmp_path):
+    """(Mutation audit.) The first image unreadable: the error names it and the others, not a NameError."""
+    import pytest
+
+    from saicm.errors import ImageError
+    from saicm.eval.rd import load_rgb_folder
+
+    d = tmp_path / "set"
+    d.mkdir()
+    (d / "0.png").write_bytes(b"not an image")
+    images()["1.png"].save(d / "1.png")
+    (d / "2.png").write_bytes(b"")
+    with pytest.raises(ImageError, match=r"2 of 3 images cannot be read: .*0\.png.*2\.png"):
+        load_rgb_folder(d)
