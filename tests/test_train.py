@@ -1372,3 +1372,35 @@ def test_a_run_folder_held_from_another_machine_names_that_machine(data_dir, tmp
     finally:
         holder.stdin.close()
         holder.wait(timeout=60)
+
+
+def test_the_image_memory_without_a_readable_size_or_a_usable_process_count(monkeypatch):
+    """(Mutation audit.) 4 GiB where the memory cannot be read; a LOCAL_WORLD_SIZE that is not a positive count is
+    one process (0 divided by zero, a word was a traceback)."""
+    from saicm.train.data import image_memory
+
+    if not hasattr(os, "sysconf"):
+        pytest.skip("no sysconf here")
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "0")
+    total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    assert image_memory() == total // 2
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "two")
+    assert image_memory() == total // 2
+
+    def unreadable(name):
+        raise ValueError(name)
+
+    monkeypatch.setattr(os, "sysconf", unreadable)
+    assert image_memory() == 4 << 30
+
+
+def test_training_data_that_is_a_file_says_so(tmp_path):
+    """(Mutation audit.) --data naming an image, not its folder: "is a file", not "not found"."""
+    from saicm.train.data import list_images
+
+    f = tmp_path / "a.png"
+    Image.fromarray(natural_image(8, 8)).save(f)
+    with pytest.raises(saicm.SaicmError, match="a.png: is a file, not a folder of training images"):
+        list_images(f)
+    with pytest.raises(saicm.SaicmError, match="training data folder not found"):
+        list_images(tmp_path / "none")
