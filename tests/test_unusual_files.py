@@ -688,3 +688,57 @@ def test_pointing_stderr_at_dev_null_leaves_no_descriptor_open():
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
     assert r.stdout.splitlines() == ["[]", os.devnull]
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="advisory locks (fcntl)")
+def test_a_named_lock_is_its_own_file_and_holds_only_itself(tmp_path):
+    """(Mutation audit: ``exclusive(name=...)`` locking the folder's own lock file passed.) One output file's lock
+    (``.FILE.lock``) is that file, holding this process's id while held and gone after; the folder's lock is
+    another, free meanwhile."""
+    from saicm import _fs
+
+    with _fs.exclusive(tmp_path, "x", name=".a.saicmv.ckpt.lock"):
+        assert (tmp_path / ".a.saicmv.ckpt.lock").read_text() == f"{os.getpid()}\n"
+        assert not (tmp_path / _fs.LOCK_NAME).exists()
+        code = ("import sys\nfrom saicm._fs import exclusive\nwith exclusive(sys.argv[1], 'x'):\n    pass\n"
+                "with exclusive(sys.argv[1], 'x', name='.a.saicmv.ckpt.lock'):\n    pass\n")
+        r = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True)
+        assert r.returncode == 1 and "in use by another saicm process (pid " in r.stderr, r.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs on this system")
+def test_only_fifos_sockets_and_devices_are_named_special_and_at_most_three_of_them(tmp_path):
+    """(Mutation audit: a regular file taken for special, a vanished one taken for special, the plural and the cut
+    after three names, each passed.) A text file beside the images is left out in silence, as before."""
+    import socket
+    import warnings
+
+    from saicm._fs import input_files, is_special
+    from saicm.codec.image_io import is_image_file
+
+    d = tmp_path / "set"
+    d.mkdir()
+    Image.fromarray(natural_image(32, 32)).save(d / "a.png")
+    (d / "notes.txt").write_text("not an image")
+    for n in range(4):
+        os.mkfifo(d / f"cam{n}.png")
+    s = socket.socket(socket.AF_UNIX)
+    try:
+        s.bind(str(d / "sock"))
+        assert [is_special(d / n) for n in ("a.png", "notes.txt", "cam0.png", "sock", "none")] == [
+            False, False, True, True, False]
+    except OSError:  # (a path too long for a socket's address)
+        pass
+    finally:
+        s.close()
+    (d / "sock").unlink(missing_ok=True)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert input_files(d, is_image_file) == [d / "a.png"]
+    said = [str(w.message) for w in caught]
+    head = "4 special files (a FIFO, socket or device) left out: "
+    assert len(said) == 1 and said[0].startswith(head) and said[0].endswith(" …"), said
+    named = said[0][len(head):-2].split(", ")  # (three of them, in the order the folder lists them)
+    assert len(named) == 3 and set(named) < {str(d / f"cam{n}.png") for n in range(4)}, said
+    assert not is_special(d / "none") and not is_special(d / "notes.txt") and is_special(d / "cam0.png")
