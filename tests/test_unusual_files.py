@@ -721,6 +721,8 @@ def test_only_fifos_sockets_and_devices_are_named_special_and_at_most_three_of_t
     d.mkdir()
     Image.fromarray(natural_image(32, 32)).save(d / "a.png")
     (d / "notes.txt").write_text("not an image")
+    (d / ".a.part.png").write_bytes((d / "a.png").read_bytes())  # (hidden: a killed job's part, left out)
+    os.mkfifo(d / ".cam.png")
     for n in range(4):
         os.mkfifo(d / f"cam{n}.png")
     s = socket.socket(socket.AF_UNIX)
@@ -742,3 +744,48 @@ def test_only_fifos_sockets_and_devices_are_named_special_and_at_most_three_of_t
     named = said[0][len(head):-2].split(", ")  # (three of them, in the order the folder lists them)
     assert len(named) == 3 and set(named) < {str(d / f"cam{n}.png") for n in range(4)}, said
     assert not is_special(d / "none") and not is_special(d / "notes.txt") and is_special(d / "cam0.png")
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="advisory locks (fcntl)")
+def test_a_lock_file_this_user_cannot_write_is_locked_read_only(tmp_path, monkeypatch):
+    """(Mutation audit: going on unlocked passed.) Another user's lock file in a folder shared by a group opens
+    read-only for this one (simulated: opening it for writing is refused): the folder is held all the same."""
+    from saicm import _fs
+
+    lock = tmp_path / _fs.LOCK_NAME
+    lock.write_text("")
+    real = os.open
+
+    def refused(path, flags, *a):
+        if str(path) == str(lock) and flags & os.O_RDWR:
+            raise PermissionError(13, "Permission denied", str(path))
+        return real(path, flags, *a)
+
+    monkeypatch.setattr(os, "open", refused)
+    with _fs.exclusive(tmp_path, "x"):
+        monkeypatch.setattr(os, "open", real)
+        code = "import sys\nfrom saicm._fs import exclusive\nwith exclusive(sys.argv[1], 'x'):\n    pass\n"
+        r = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True)
+        assert r.returncode == 1 and "in use by another saicm process" in r.stderr, r.stderr
+
+
+def test_a_lock_file_replaced_by_another_is_not_the_same_file(tmp_path):
+    """(Mutation audit: comparing nothing when the path is there passed.) A waiter that locked a removed lock file
+    while a third job made a new one there holds nothing: ``_same_file`` tells the two apart."""
+    from saicm import _fs
+
+    path = tmp_path / _fs.LOCK_NAME
+    path.write_text("")
+    old = os.open(path, os.O_RDONLY)
+    try:
+        assert _fs._same_file(old, path)
+        path.unlink()
+        assert not _fs._same_file(old, path)
+        path.write_text("")  # (the third job's)
+        new = os.open(path, os.O_RDONLY)
+        try:
+            assert not _fs._same_file(old, path) and _fs._same_file(new, path)
+        finally:
+            os.close(new)
+    finally:
+        os.close(old)
