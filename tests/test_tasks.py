@@ -944,3 +944,34 @@ def test_a_task_model_failing_as_it_runs_says_so_in_one_line_without_onnxruntime
         m(Image.new("RGB", (64, 48)))
     err = capfd.readouterr().err
     assert "onnxruntime" not in err and "\x1b[" not in err, err
+
+
+def test_coco_class_matching_of_the_standard_file_other_names_and_a_kind_of_ones_own(tmp_path):
+    """(Mutation audit: warning of COCO's own numbering, matching a file of no COCO class, taking the second of two
+    categories of one name, and passing ``coco_class_ids=None`` on to a kind registered without it, each passed.)"""
+    import warnings
+
+    from saicm.eval.tasks.base import TASK_MODELS, register_task_model
+    from saicm.eval.tasks.sweeps import make_task
+
+    out = np.zeros((1, 84, 1), np.float32)
+    out[0, :4, 0], out[0, 4, 0] = [16, 16, 16, 16], 0.9
+    model = tiny_onnx(tmp_path / "det.onnx", [out])
+    standard = list(zip(tasks.COCO_CLASS_NAMES, tasks.COCO_CATEGORY_IDS))
+    ann = coco_named(tmp_path, standard, [(1, [8, 8, 16, 16])])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # COCO's own file: matched as it is, nothing to say
+        task = make_task("detection", f"yolov8:{model}", ann, bootstrap=0)
+    assert task.model.category_ids == list(tasks.COCO_CATEGORY_IDS)
+    assert tasks.coco_class_ids(coco_named(tmp_path, [("helmet", 1), ("vest", 2)], [])) is None
+    assert tasks.coco_class_ids(coco_named(tmp_path, [("person", 1), ("Person", 2)], [(2, [0, 0, 4, 4])])) is None
+
+    @register_task_model("mine")
+    class Mine:
+        def __init__(self, session, category_ids=None, path=""):
+            self.category_ids = category_ids
+
+    try:
+        assert isinstance(tasks.load_task_model(f"mine:{model}", coco_class_ids=None), Mine)
+    finally:
+        del TASK_MODELS["mine"]
