@@ -154,3 +154,21 @@ def test_compressai_eval_json_is_read_by_bdrate_and_plot(tmp_path, capsys):
     bad.write_text(json.dumps({"name": "x", "results": {"bpp": [0.1, 0.2], "psnr-rgb": [30.0]}}))
     with pytest.raises(SaicmError, match="psnr-rgb"):
         results.load(bad)
+
+
+def test_compressai_eval_json_without_a_name_or_points(tmp_path):
+    """(Mutation audit: naming the curve by a missing "name", accepting no rate point, each passed.) A CompressAI
+    file without a name is named by its file; one without points is refused, not an empty curve."""
+    import json
+
+    from saicm.errors import SaicmError
+    from saicm.eval import results
+
+    for name in ({}, {"name": ""}):
+        f = tmp_path / "bmshj2018.json"
+        f.write_text(json.dumps({**name, "results": {"bpp": [0.2, 0.1], "psnr": [31.0, 29.0]}}))
+        r = results.load(f)
+        assert r["codec"] == "bmshj2018" and [p["bpp"] for p in r["points"]] == [0.1, 0.2]
+    f.write_text(json.dumps({"name": "x", "results": {"bpp": [], "psnr-rgb": []}}))
+    with pytest.raises(SaicmError, match=r"corrupt CompressAI results \(bpp: not a list"):
+        results.load(f)
