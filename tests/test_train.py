@@ -1404,3 +1404,17 @@ def test_training_data_that_is_a_file_says_so(tmp_path):
         list_images(f)
     with pytest.raises(saicm.SaicmError, match="training data folder not found"):
         list_images(tmp_path / "none")
+
+
+def test_a_run_says_how_many_images_it_reads_as_drawn(data_dir, tmp_path, monkeypatch):
+    """(Mutation audit: dropping the warning passed.) Images beyond the memory kept for them are named once."""
+    import warnings
+
+    from saicm.train import data
+
+    monkeypatch.setattr(data, "image_memory", lambda: 0)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        train(tiny_cfg(data_dir, tmp_path / "r", steps=1))
+    said = [str(w.message) for w in caught if "do not fit" in str(w.message)]
+    assert len(said) == 1 and said[0].startswith("5 of 5 training images do not fit in the memory kept for images")
