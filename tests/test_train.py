@@ -1418,3 +1418,47 @@ def test_a_run_says_how_many_images_it_reads_as_drawn(data_dir, tmp_path, monkey
         train(tiny_cfg(data_dir, tmp_path / "r", steps=1))
     said = [str(w.message) for w in caught if "do not fit" in str(w.message)]
     assert len(said) == 1 and said[0].startswith("5 of 5 training images do not fit in the memory kept for images")
+
+
+
+
+
+def test_the_image_memory_is_half_of_a_lower_control_group_limit(tmp_path, monkeypatch):
+    """The budget was half the machine's memory whatever the container's or batch job's limit (a Slurm job of
+    16 GB on a 512 GB node kept up to 256 GB of images and was killed for its memory): a lower limit of its control
+    group (cgroup v2 ``memory.max``, v1 ``memory.limit_in_bytes``) is the memory halved."""
+    from saicm.train import data
+
+    if not hasattr(os, "sysconf"):
+        pytest.skip("no sysconf here")
+    v2, v1 = tmp_path / "v2", tmp_path / "v1"
+    (v2 / "job").mkdir(parents=True)
+    (v2 / "job" / "memory.max").write_text("1073741824\n")
+    (v2 / "memory.max").write_text("max\n")
+    (tmp_path / "cg2").write_text("0::/job\n")
+    assert data.cgroup_memory_limit(str(v2), str(tmp_path / "cg2")) == 1 << 30
+    (v1 / "memory" / "slurm" / "job_7").mkdir(parents=True)
+    (v1 / "memory" / "slurm" / "job_7" / "memory.limit_in_bytes").write_text("2147483648\n")
+    (v1 / "memory" / "memory.limit_in_bytes").write_text("9223372036854771712\n")
+    (tmp_path / "cg1").write_text("4:memory:/slurm/job_7\n1:cpu,cpuacct:/slurm/job_7\n0::/\n")
+    assert data.cgroup_memory_limit(str(v1), str(tmp_path / "cg1")) == 2 << 30
+    assert data.cgroup_memory_limit(str(tmp_path / "none"), str(tmp_path / "none")) is None
+    monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
+    monkeypatch.setattr(data, "cgroup_memory_limit", lambda: 1 << 30)
+    assert data.image_memory() == 1 << 29
+    total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    monkeypatch.setattr(data, "cgroup_memory_limit", lambda: total * 4)  # (a limit above the memory: the memory's)
+    assert data.image_memory() == total // 2
+
+
+def test_the_memory_budget_counts_masks_and_keeps_an_image_that_fills_it_exactly(tmp_path):
+    """(Mutation audit: counting the image without its mask, or keeping only images below the budget, passed.)"""
+    import saicm.cli  # noqa: F401
+    from saicm.train.data import RandomCrops
+
+    d, m = _crops_folder(tmp_path)
+    kept = RandomCrops(d, patch=32, masks=m, progress=False)
+    exact = RandomCrops(d, patch=32, masks=m, progress=False, memory=kept.images[0].nbytes + kept.masks[0].nbytes)
+    assert exact.images[0] is not None and exact.masks[0] is not None
+    short = RandomCrops(d, patch=32, masks=m, progress=False, memory=kept.images[0].nbytes)  # (its mask does not fit)
+    assert short.images[0] is None and short.masks[0] is None
