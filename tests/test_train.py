@@ -1418,6 +1418,8 @@ def test_a_run_says_how_many_images_it_reads_as_drawn(data_dir, tmp_path, monkey
         train(tiny_cfg(data_dir, tmp_path / "r", steps=1))
     said = [str(w.message) for w in caught if "do not fit" in str(w.message)]
     assert len(said) == 1 and said[0].startswith("5 of 5 training images do not fit in the memory kept for images")
+    # (and the warnings of reading them reach a single process's user: only ranks past 0 leave them to rank 0)
+    assert len([w for w in caught if "smaller than --patch" in str(w.message)]) == 1
 
 
 
