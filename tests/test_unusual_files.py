@@ -698,7 +698,7 @@ def test_a_named_lock_is_its_own_file_and_holds_only_itself(tmp_path):
     from saicm import _fs
 
     with _fs.exclusive(tmp_path, "x", name=".a.saicmv.ckpt.lock"):
-        assert (tmp_path / ".a.saicmv.ckpt.lock").read_text() == f"{os.getpid()}\n"
+        assert (tmp_path / ".a.saicmv.ckpt.lock").read_text() == f"{os.getpid()} {_fs._host()}\n"
         assert not (tmp_path / _fs.LOCK_NAME).exists()
         code = ("import sys\nfrom saicm._fs import exclusive\nwith exclusive(sys.argv[1], 'x'):\n    pass\n"
                 "with exclusive(sys.argv[1], 'x', name='.a.saicmv.ckpt.lock'):\n    pass\n")
