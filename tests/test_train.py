@@ -1438,13 +1438,13 @@ def test_the_image_memory_is_half_of_a_lower_control_group_limit(tmp_path, monke
     (v2 / "job" / "memory.max").write_text("1073741824\n")
     (v2 / "memory.max").write_text("max\n")
     (tmp_path / "cg2").write_text("0::/job\n")
-    assert data.cgroup_memory_limit(str(v2), str(tmp_path / "cg2")) == 1 << 30
+    assert data.cgroup_memory_limit(proc=tmp_path / "cg2", root=v2) == 1 << 30
     (v1 / "memory" / "slurm" / "job_7").mkdir(parents=True)
     (v1 / "memory" / "slurm" / "job_7" / "memory.limit_in_bytes").write_text("2147483648\n")
     (v1 / "memory" / "memory.limit_in_bytes").write_text("9223372036854771712\n")
     (tmp_path / "cg1").write_text("4:memory:/slurm/job_7\n1:cpu,cpuacct:/slurm/job_7\n0::/\n")
-    assert data.cgroup_memory_limit(str(v1), str(tmp_path / "cg1")) == 2 << 30
-    assert data.cgroup_memory_limit(str(tmp_path / "none"), str(tmp_path / "none")) is None
+    assert data.cgroup_memory_limit(proc=tmp_path / "cg1", root=v1) == 2 << 30
+    assert data.cgroup_memory_limit(proc=tmp_path / "none", root=tmp_path / "none") is None
     monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
     monkeypatch.setattr(data, "cgroup_memory_limit", lambda: 1 << 30)
     assert data.image_memory() == 1 << 29

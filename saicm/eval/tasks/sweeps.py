@@ -23,9 +23,9 @@ TASKS = ("psnr", "detection", "instance", "faces")
 
 class _Cached:
     """Remembers per-image results on the originals by the identity of their mapping (held, so that its identity
-    is no other's) and, but for an :class:`saicm.eval.rd.ImageFolder`, its names and images. Keyed by the identities of the images, a lazily read folder
-    (:class:`saicm.eval.rd.ImageFolder`) was read whole to make the key and, its images new at every read, never
-    matched it: the reference was recomputed at every point."""
+    is no other's) and, but for an :class:`saicm.eval.rd.ImageFolder`, its names and images. Keyed by the
+    identities of the images alone, a lazily read folder was read whole to make the key and, its images new at
+    every read, never matched it: the reference was recomputed at every point."""
 
     def __init__(self):
         self._originals = None
