@@ -35,10 +35,17 @@ class Task(Protocol):
     def evaluate(self, images: dict[str, Image.Image], originals: dict[str, Image.Image]) -> dict: ...
 
 
+#: bytes of decoded pixels an :class:`ImageFolder` keeps from its first read (sorted by name, until they are
+#: spent): the rest is read again whenever the sweep asks for it (once per rate point). A folder that fits (the 24
+#: photos of photos/test take 49 MiB, COCO128 103 MiB) is read once, as before; a 5,000-image folder is not held.
+HELD_PIXELS = 256 << 20
+
+
 def load_rgb_folder(folder: str | Path, limit: int | None = None, only: str | None = None,
-                    command: str = "eval") -> Mapping[str, Image.Image]:
-    """The images of a folder (name → RGB image, sorted by name: an :class:`ImageFolder`, which reads each when
-    asked for), or a clip's frames (:func:`load_clips`).
+                    command: str = "eval", held: int | None = None) -> Mapping[str, Image.Image]:
+    """The images of a folder (name → RGB image, sorted by name: an :class:`ImageFolder`, which keeps the first
+    ``held`` bytes of pixels, default :data:`HELD_PIXELS`, and reads the others each time they are asked for), or
+    a clip's frames (:func:`load_clips`).
     ``limit``: the first ``limit`` images only; ``only``: that one image (its name in the folder) only, or none.
     Neither reads the other images (``--limit 5`` of a folder of thousands decoded every image first, and failed
     on a damaged one it would not have used). ``command``: the saicm command that reads them, as an image above
@@ -71,7 +78,8 @@ def load_rgb_folder(folder: str | Path, limit: int | None = None, only: str | No
     # Read as `saicm compress` reads them (EXIF orientation applied, 16-bit and float samples scaled to 8 bits):
     # the sweep measures the picture a user codes. A damaged image is not skipped (the set is the result): every
     # unreadable one is named, in one error, before any is coded.
-    lines, bad = {}, []
+    lines, bad, kept = {}, [], {}
+    budget = HELD_PIXELS if held is None else held
     for p in files:
         name = p.relative_to(folder).as_posix()
         try:
@@ -80,27 +88,35 @@ def load_rgb_folder(folder: str | Path, limit: int | None = None, only: str | No
             bad.append(str(e))
             continue
         lines[name] = _fingerprint_line(name, img)
+        if 3 * img.width * img.height <= budget:  # (a sweep read every image again at each rate point: +50 % CPU
+            budget -= 3 * img.width * img.height   # for one whose decodes were all cached)
+            kept[name] = img
     if len(bad) == 1:
         raise ImageError(bad[0])
     if bad:
         raise ImageError(f"{len(bad)} of {len(files)} images cannot be read: " + "; ".join(bad))
-    return ImageFolder({p.relative_to(folder).as_posix(): p for p in files}, lines, command)
+    return ImageFolder({p.relative_to(folder).as_posix(): p for p in files}, lines, command, kept)
 
 
 class ImageFolder(Mapping):
     """An image folder as :func:`load_rgb_folder` reads it: name → RGB image (sorted by name), each read from its
     file when asked for, so that a sweep holds one image at a time (it held every image: several GB for a
-    5,000-image folder). Its images were read once when it was made (each readable; their fingerprint lines kept);
-    one that changed on disk since is refused when read again, as the sweep's numbers would mix two pictures."""
+    5,000-image folder), except those ``held`` (as first read, up to :data:`HELD_PIXELS`). Its images were read
+    once when it was made (each readable; their fingerprint lines kept); one that changed on disk since is refused
+    when read again, as the sweep's numbers would mix two pictures."""
 
-    def __init__(self, paths: dict[str, Path], lines: dict[str, str], command: str = "eval"):
+    def __init__(self, paths: dict[str, Path], lines: dict[str, str], command: str = "eval",
+                 held: dict[str, Image.Image] | None = None):
         self._paths, self._lines, self._command = paths, lines, command
+        self._held = held or {}
 
     def __getitem__(self, name: str) -> Image.Image:
         from ..codec.image_io import read_without_limit_option
         from ..errors import ImageError
 
         path = self._paths[name]
+        if name in self._held:  # (the pixels the run began with: what the fingerprint says)
+            return self._held[name]
         try:
             img = Image.fromarray(read_without_limit_option(path, self._command).rgb)
         except ImageError as e:  # (an ImageError with its path, as train's images read again say it)
