@@ -148,6 +148,8 @@ def test_masks_shards_split_the_folder(folder, tmp_path):
     assert len(list(out.rglob("*.png"))) == 3
     r = run_cli("masks", folder, "-o", out, "--quiet")  # every mask done: no new, empty manifest-0-of-1
     assert r.returncode == 0 and "3 already done" in r.stdout and not (out / "manifest-0-of-1.jsonl").exists()
+    assert "coverage" not in r.stdout  # (of the masks written now: it said "mean mask coverage n/a")
+    assert "mean mask coverage " in run_cli("masks", folder, "-o", tmp_path / "again", "--quiet").stdout
     r = run_cli("masks", folder, "-o", out, "--shard", "2/2")
     assert r.returncode != 0 and "--shard" in r.stderr
 

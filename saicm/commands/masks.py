@@ -35,9 +35,10 @@ def cmd_masks(a: argparse.Namespace) -> int:
     spec = MaskSpec(source=source, settings=settings, edge_method=a.edge_method or "boundary", edge_width=a.edge_width)
     s = run_masks(a.input, a.output, spec, make, shard=shard, preview=a.preview, overwrite=a.overwrite,
                   progress=not a.quiet)
-    frac = "n/a" if s["mean_fraction"] is None else f"{100 * s['mean_fraction']:.2f}%"
+    # (of the masks written now: a re-run over a finished folder said "mean mask coverage n/a")
+    frac = "" if s["mean_fraction"] is None else f"; mean mask coverage {100 * s['mean_fraction']:.2f}%"
     print(f"{s['written']} written, {s['skipped']} already done, {len(s['failed'])} failed of {s['images']} "
-          f"images (shard {shard[0]}/{shard[1]}); mean mask coverage {frac}"
+          f"images (shard {shard[0]}/{shard[1]}){frac}"
           + (f"; manifest {s['manifest']}" if s["manifest"] else ""))
     for f in s["failed"]:
         print(f"saicm: skipped {f}", file=sys.stderr)
