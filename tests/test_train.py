@@ -1464,3 +1464,20 @@ def test_the_memory_budget_counts_masks_and_keeps_an_image_that_fills_it_exactly
     assert exact.images[0] is not None and exact.masks[0] is not None
     short = RandomCrops(d, patch=32, masks=m, progress=False, memory=kept.images[0].nbytes)  # (its mask does not fit)
     assert short.images[0] is None and short.masks[0] is None
+
+
+def test_a_ddp_run_whose_other_process_is_killed_says_so_in_one_line_naming_its_checkpoint(data_dir, tmp_path):
+    """After kill -9 of one process (the OOM killer), the other printed gloo's traceback (the DDP audit): it says
+    in one line that another process stopped, naming the last checkpoint and --resume."""
+    script = tmp_path / "killed.py"  # rank 1 dies in step 3, after the step-2 checkpoint
+    script.write_text("import os, sys\nfrom saicm.train import trainer\nreal = trainer._lr_at\n"
+                      "def cut(cfg, step):\n    if step == 2 and os.environ.get('RANK') == '1':\n        os._exit(9)\n"
+                      "    return real(cfg, step)\ntrainer._lr_at = cut\n"
+                      "from saicm.cli import main\nsys.exit(main(sys.argv[1:]))\n")
+    out = tmp_path / "ddp"
+    r = _ddp_train(data_dir, out, "--steps", "6", "--ckpt-every", "2", script=script)
+    assert r.returncode != 0 and torch.load(out / "checkpoint.pt", weights_only=False)["step"] == 2
+    said = [ln for ln in r.stderr.splitlines() if "another process of the run stopped" in ln]
+    assert said and "the last checkpoint is " in said[0] and "(step 2); go on with the same command and --resume" \
+        in said[0], r.stderr[-3000:]
+    assert "saicm/train/trainer.py" not in r.stderr, r.stderr[-3000:]  # (no traceback of saicm's)

@@ -567,6 +567,13 @@ def _train(cfg: TrainConfig, locks: contextlib.ExitStack) -> Path:
                 if rank == 0:
                     _save_checkpoint(ckpt_path, model, opt, aux_opt, done, cfg, rng, sessions, (acc, n_acc))
                 saved_at = done
+    except (RuntimeError, ConnectionError) as e:
+        if world > 1 and _peer_gone(e):  # (gloo's traceback said it in 40 lines, without the way on)
+            what = f"another process of the run stopped ({(str(e).strip().splitlines() or [''])[0][:160]})"
+            raise SaicmError(f"{what}: the last checkpoint is {ckpt_path} (step {saved_at}); go on with the same "
+                             "command and --resume" if saved_at else
+                             f"{what} before the first checkpoint: run the same command again") from None
+        raise
     finally:
         stop.close()
         bar.close()
@@ -638,6 +645,15 @@ class _StopAtStepEnd(StopRequest):
             self.requested = True  # (another rank's request: a signal here now stops this rank at once)
             return True
         return False
+
+
+def _peer_gone(e: Exception) -> bool:
+    """Whether ``e`` is a collective (or the rendezvous store behind it) that failed because another process of the
+    run is gone (killed: the OOM killer, a node lost)."""
+    if isinstance(e, (ConnectionError, getattr(dist, "DistBackendError", ()), getattr(dist, "DistNetworkError", ()))):
+        return True
+    text = str(e).lower()
+    return any(w in text for w in ("gloo", "nccl", "connection closed", "connection reset", "broken pipe"))
 
 
 def _global_mean(parts: dict, world: int) -> dict:
