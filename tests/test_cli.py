@@ -976,18 +976,16 @@ def test_a_full_disk_stops_the_folder_job_in_one_line(tmp_path):
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["0.saicm"]
 
 
-@pytest.mark.skipif(not hasattr(os, "killpg"), reason="needs POSIX process groups")
-def test_sigterm_to_the_whole_process_group_lets_the_files_in_progress_finish(tmp_path):
-    """`timeout`, `kill -- -PGID` and terminals signal a whole process group: the workers died with their files,
-    which were reported as lost to the out-of-memory killer."""
-    import signal
-    import subprocess
+def _slow_folder_job_under_way(tmp_path):
+    """A folder job of 6 slow files on 2 workers in its own process group (each worker leaves ``pid<PID>`` in
+    ``tmp_path``), once its first files are done and the pool runs the next ones."""
     import time
 
     script = tmp_path / "job.py"
     script.write_text(
-        "import sys, time\nfrom pathlib import Path\nfrom saicm.codec import batch\n"
-        "def slow(job):\n    time.sleep(1.5)\n    job.dst.write_text('done')\n    return {}\n"
+        "import os, sys, time\nfrom pathlib import Path\nfrom saicm.codec import batch\n"
+        "def slow(job):\n    (job.dst.parent / f'pid{os.getpid()}').touch()\n    time.sleep(1.5)\n"
+        "    job.dst.write_text('done')\n    return {}\n"
         "if __name__ == '__main__':\n"
         "    d = Path(sys.argv[1])\n"
         "    jobs = [batch.Job(d / f'{i}.png', d / f'{i}.saicm') for i in range(6)]\n"
@@ -1000,6 +998,16 @@ def test_sigterm_to_the_whole_process_group_lets_the_files_in_progress_finish(tm
     while not (tmp_path / "0.saicm").exists() and time.time() < deadline:
         time.sleep(0.05)  # the first files are done: the pool runs the next ones
     time.sleep(0.3)
+    return proc
+
+
+@pytest.mark.skipif(not hasattr(os, "killpg"), reason="needs POSIX process groups")
+def test_sigterm_to_the_whole_process_group_lets_the_files_in_progress_finish(tmp_path):
+    """`timeout`, `kill -- -PGID` and terminals signal a whole process group: the workers died with their files,
+    which were reported as lost to the out-of-memory killer."""
+    import signal
+
+    proc = _slow_folder_job_under_way(tmp_path)
     os.killpg(proc.pid, signal.SIGTERM)
     out, err = proc.communicate(timeout=60)
     import re
@@ -1018,26 +1026,8 @@ def test_a_schedulers_sigusr1_to_every_process_stops_after_the_files_in_progress
     parent: the files in progress are written, the rest are not started."""
     import re
     import signal
-    import subprocess
-    import time
 
-    script = tmp_path / "job.py"
-    script.write_text(
-        "import os, sys, time\nfrom pathlib import Path\nfrom saicm.codec import batch\n"
-        "def slow(job):\n    (job.dst.parent / f'pid{os.getpid()}').touch()\n    time.sleep(1.5)\n"
-        "    job.dst.write_text('done')\n    return {}\n"
-        "if __name__ == '__main__':\n"
-        "    d = Path(sys.argv[1])\n"
-        "    jobs = [batch.Job(d / f'{i}.png', d / f'{i}.saicm') for i in range(6)]\n"
-        "    try:\n        batch.run(slow, jobs, workers=2, progress=False, errors=sys.stderr)\n"
-        "    except batch.Interrupted as e:\n        print('INTERRUPTED', e)\n")
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(Path(saicm.__file__).parent.parent))
-    proc = subprocess.Popen([sys.executable, str(script), str(tmp_path)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True, env=env, cwd=tmp_path)
-    deadline = time.time() + 60
-    while not (tmp_path / "0.saicm").exists() and time.time() < deadline:
-        time.sleep(0.05)
-    time.sleep(0.3)
+    proc = _slow_folder_job_under_way(tmp_path)
     workers = {int(p.name[3:]) for p in tmp_path.glob("pid*")}
     for pid in [proc.pid, *workers]:  # (a scheduler signals every process of the job, not a process group)
         try:

@@ -254,9 +254,10 @@ def test_a_run_stopped_between_log_lines_resumes_with_the_same_log(data_dir, tmp
     assert lines(out) == lines(tmp_path / "whole")
 
 
-def test_sigterm_saves_the_steps_done_like_ctrl_c(data_dir, tmp_path, monkeypatch):
-    """A scheduler's SIGTERM (preemption, a time limit) killed the run and lost every step since the last
-    checkpoint; now it stops after the current step with its checkpoint saved, as Ctrl-C does."""
+def _signal_in_step_2_saves_the_steps_done(data_dir, tmp_path, monkeypatch, sig, guard=False, times=1):
+    """``sig`` sent to this process in step 2 of a one-process run (``times`` times in a row) stops it after that
+    step with its checkpoint saved, and the signal's handling is put back. ``guard``: first check that a handler is
+    in place (left to its default, a SIGUSR1 would end the test session: fail the test instead)."""
     import signal
 
     from saicm.train import trainer
@@ -264,18 +265,32 @@ def test_sigterm_saves_the_steps_done_like_ctrl_c(data_dir, tmp_path, monkeypatc
     real = trainer._lr_at
     sent = []
 
-    def sigterm_in_step_2(cfg, step):
+    def signal_in_step_2(cfg, step):
         if step == 1 and not sent:
             sent.append(1)
-            os.kill(os.getpid(), signal.SIGTERM)
+            if guard:
+                assert signal.getsignal(sig) is not signal.SIG_DFL, f"{sig!r} would end the run where it stands"
+            for i in range(times):
+                if i:
+                    for _ in range(1000):  # (Python runs the handler between bytecodes: the first is handled by now)
+                        pass
+                os.kill(os.getpid(), sig)
         return real(cfg, step)
 
-    monkeypatch.setattr(trainer, "_lr_at", sigterm_in_step_2)
+    monkeypatch.setattr(trainer, "_lr_at", signal_in_step_2)
     out = tmp_path / "cut"
     with pytest.raises(KeyboardInterrupt, match="interrupted after step 2"):
         train(tiny_cfg(data_dir, out, steps=6, ckpt_every=100))
     assert torch.load(out / "checkpoint.pt", weights_only=False)["step"] == 2
-    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # put back
+    assert signal.getsignal(sig) is signal.SIG_DFL  # put back
+
+
+def test_sigterm_saves_the_steps_done_like_ctrl_c(data_dir, tmp_path, monkeypatch):
+    """A scheduler's SIGTERM (preemption, a time limit) killed the run and lost every step since the last
+    checkpoint; now it stops after the current step with its checkpoint saved, as Ctrl-C does."""
+    import signal
+
+    _signal_in_step_2_saves_the_steps_done(data_dir, tmp_path, monkeypatch, signal.SIGTERM)
 
 
 def test_an_ignored_sigint_stays_ignored(data_dir, tmp_path, monkeypatch):
@@ -492,17 +507,24 @@ def test_a_loss_not_finite_on_one_rank_skips_the_step_on_every_rank(data_dir, tm
     assert torch.load(out / "checkpoint.pt", weights_only=False)["step"] == 4
 
 
+def _cut_train_script(path, when, then):
+    """A ``saicm train`` script at ``path`` that runs ``then`` at the start of the step (index) where ``when``
+    holds (both Python source, ``step`` the step index, ``os`` imported)."""
+    path.write_text("import os, sys\nfrom saicm.train import trainer\nreal = trainer._lr_at\n"
+                    f"def cut(cfg, step):\n    if {when}:\n        {then}\n"
+                    "    return real(cfg, step)\ntrainer._lr_at = cut\n"
+                    "from saicm.cli import main\nsys.exit(main(sys.argv[1:]))\n")
+    return path
+
+
 def test_an_interrupted_ddp_run_resumes_exactly_as_if_it_had_not_stopped(data_dir, tmp_path):
     """Only rank 0's random state was saved: after a resume every rank drew other crops, qualities and noise
     than the uninterrupted run (rank 1 even rank 0's)."""
     whole = tmp_path / "whole"
     r = _ddp_train(data_dir, whole, "--steps", "6", "--ckpt-every", "2")
     assert r.returncode == 0, r.stderr[-3000:]
-    cut_script = tmp_path / "cut.py"  # both ranks die in step 4, after the step-2 checkpoint
-    cut_script.write_text("import sys\nfrom saicm.train import trainer\nreal = trainer._lr_at\n"
-                          "def cut(cfg, step):\n    if step == 3:\n        raise SystemExit(3)\n"
-                          "    return real(cfg, step)\ntrainer._lr_at = cut\n"
-                          "from saicm.cli import main\nsys.exit(main(sys.argv[1:]))\n")
+    cut_script = _cut_train_script(tmp_path / "cut.py", "step == 3", "raise SystemExit(3)")  # both ranks die in
+    # step 4, after the step-2 checkpoint
     out = tmp_path / "cut"
     r = _ddp_train(data_dir, out, "--steps", "6", "--ckpt-every", "2", script=cut_script)
     assert r.returncode != 0 and torch.load(out / "checkpoint.pt", weights_only=False)["step"] == 2
@@ -1264,25 +1286,8 @@ def test_a_repeated_sigterm_still_saves_the_checkpoint(data_dir, tmp_path, monke
     SIGTERM is the same request, and the run still stops after the step with its checkpoint saved."""
     import signal
 
-    from saicm.train import trainer
-
-    real = trainer._lr_at
-    sent = []
-
-    def scheduler_and_torchrun_in_step_2(cfg, step):
-        if step == 1 and not sent:
-            sent.append(1)
-            os.kill(os.getpid(), signal.SIGTERM)  # the scheduler's
-            for _ in range(1000):  # (Python runs the handler between bytecodes: the first is handled by now)
-                pass
-            os.kill(os.getpid(), signal.SIGTERM)  # torchrun's, passed on
-        return real(cfg, step)
-
-    monkeypatch.setattr(trainer, "_lr_at", scheduler_and_torchrun_in_step_2)
-    out = tmp_path / "cut"
-    with pytest.raises(KeyboardInterrupt, match="interrupted after step 2"):
-        train(tiny_cfg(data_dir, out, steps=6, ckpt_every=100))
-    assert torch.load(out / "checkpoint.pt", weights_only=False)["step"] == 2
+    # (the scheduler's, then torchrun's, passed on)
+    _signal_in_step_2_saves_the_steps_done(data_dir, tmp_path, monkeypatch, signal.SIGTERM, times=2)
 
 
 def test_ctrl_c_after_a_sigterm_still_stops_at_once(python_sigint):
@@ -1306,25 +1311,7 @@ def test_a_schedulers_sigusr1_ahead_of_the_time_limit_saves_the_steps_done(data_
     does."""
     import signal
 
-    from saicm.train import trainer
-
-    real = trainer._lr_at
-    sent = []
-
-    def sigusr1_in_step_2(cfg, step):
-        if step == 1 and not sent:
-            sent.append(1)
-            # (left to its default, the signal would end the test session: fail the test instead)
-            assert signal.getsignal(signal.SIGUSR1) is not signal.SIG_DFL, "SIGUSR1 would end the run where it stands"
-            os.kill(os.getpid(), signal.SIGUSR1)
-        return real(cfg, step)
-
-    monkeypatch.setattr(trainer, "_lr_at", sigusr1_in_step_2)
-    out = tmp_path / "cut"
-    with pytest.raises(KeyboardInterrupt, match="interrupted after step 2"):
-        train(tiny_cfg(data_dir, out, steps=6, ckpt_every=100))
-    assert torch.load(out / "checkpoint.pt", weights_only=False)["step"] == 2
-    assert signal.getsignal(signal.SIGUSR1) is signal.SIG_DFL  # put back
+    _signal_in_step_2_saves_the_steps_done(data_dir, tmp_path, monkeypatch, signal.SIGUSR1, guard=True)
 
 
 def test_a_compile_stopped_by_a_full_tmpdir_says_so_and_names_the_folders(tmp_path, monkeypatch):
@@ -1469,11 +1456,8 @@ def test_the_memory_budget_counts_masks_and_keeps_an_image_that_fills_it_exactly
 def test_a_ddp_run_whose_other_process_is_killed_says_so_in_one_line_naming_its_checkpoint(data_dir, tmp_path):
     """After kill -9 of one process (the OOM killer), the other printed gloo's traceback (the DDP audit): it says
     in one line that another process stopped, naming the last checkpoint and --resume."""
-    script = tmp_path / "killed.py"  # rank 1 dies in step 3, after the step-2 checkpoint
-    script.write_text("import os, sys\nfrom saicm.train import trainer\nreal = trainer._lr_at\n"
-                      "def cut(cfg, step):\n    if step == 2 and os.environ.get('RANK') == '1':\n        os._exit(9)\n"
-                      "    return real(cfg, step)\ntrainer._lr_at = cut\n"
-                      "from saicm.cli import main\nsys.exit(main(sys.argv[1:]))\n")
+    # rank 1 dies in step 3, after the step-2 checkpoint
+    script = _cut_train_script(tmp_path / "killed.py", "step == 2 and os.environ.get('RANK') == '1'", "os._exit(9)")
     out = tmp_path / "ddp"
     r = _ddp_train(data_dir, out, "--steps", "6", "--ckpt-every", "2", script=script)
     assert r.returncode != 0 and torch.load(out / "checkpoint.pt", weights_only=False)["step"] == 2
