@@ -49,7 +49,8 @@ def qmax(bits: int) -> int:
 def _steps_up(amax: torch.Tensor, q: int) -> np.ndarray:
     """float16 steps ≥ amax / q (rounded up; never 0; 1 for all-zero groups)."""
     want = (amax.double() / q).numpy()
-    s16 = want.astype(np.float16)
+    with np.errstate(over="ignore"):  # too large for float16: refused below in one line, not warned of first
+        s16 = want.astype(np.float16)
     low = s16.astype(np.float64) < want
     s16[low] = np.nextafter(s16[low], np.float16(np.inf))
     s16[(amax == 0).numpy()] = np.float16(1.0)

@@ -485,6 +485,10 @@ def write_video(batches: Iterable[tuple[int, np.ndarray]], dest: str | os.PathLi
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()
+            try:  # after a broken pipe or a failing frame source: close our end too (no unclosed-file warning)
+                proc.stdin.close()
+            except OSError:
+                pass
         if code != 0:
             err.seek(0)
             raise SaicmError(f"cannot write video (ffmpeg: {_last_error(err.read())})", str(dest))
