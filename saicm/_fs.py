@@ -193,6 +193,10 @@ class Busy(SaicmError):
     """A folder (or an output file) another process holds (:func:`exclusive`)."""
 
 
+#: times :func:`exclusive` opens its lock file anew when another removed it meanwhile, before it keeps the one held
+_LOCK_TRIES = 50
+
+
 @contextlib.contextmanager
 def exclusive(folder: str | os.PathLike, hint: str, wait: bool = False, name: str = LOCK_NAME,
               subject: str | os.PathLike | None = None) -> Iterator[None]:
@@ -213,7 +217,9 @@ def exclusive(folder: str | os.PathLike, hint: str, wait: bool = False, name: st
         fcntl = None
     fd = None
     path = Path(folder) / name
+    tries = 0
     while fcntl is not None:
+        tries += 1
         fd = _open_lock_file(path)
         if fd is None:
             break
@@ -233,8 +239,8 @@ def exclusive(folder: str | os.PathLike, hint: str, wait: bool = False, name: st
             where = f" on {host}" if host and host != _host() else ""
             who = f" (pid {pid}{where})" if pid.isdigit() else ""
             raise Busy(f"in use by another saicm process{who}: {hint}", str(subject or folder)) from None
-        if _same_file(fd, path):
-            break
+        if _same_file(fd, path) or tries >= _LOCK_TRIES:
+            break  # (a file system whose inode numbers never match: keep the lock held, as without the re-check)
         # (the holder before removed the file as it let go, after this process opened it: a lock on a file no
         # longer there holds nothing, as a third process may lock a new one; open the file there now)
         os.close(fd)

@@ -789,3 +789,23 @@ def test_a_lock_file_replaced_by_another_is_not_the_same_file(tmp_path):
             os.close(new)
     finally:
         os.close(old)
+
+
+def test_a_file_system_whose_lock_file_never_matches_does_not_hang_the_lock(tmp_path, monkeypatch):
+    """A file system reporting another inode for the lock file at every look (the re-check above failing for
+    ever) made ``exclusive`` open the file anew without end: after a bounded number of tries it keeps the lock it
+    holds, and lets go of it as always."""
+    from saicm import _fs
+
+    looks = []
+
+    def never(fd, path):
+        looks.append(1)
+        if len(looks) > 1000:
+            raise RuntimeError("exclusive() keeps looking")
+        return False
+
+    monkeypatch.setattr(_fs, "_same_file", never)
+    with _fs.exclusive(tmp_path, "x"):
+        assert (tmp_path / _fs.LOCK_NAME).read_text().split()[0] == str(os.getpid())
+    assert len(looks) == _fs._LOCK_TRIES and not (tmp_path / _fs.LOCK_NAME).exists()
