@@ -622,12 +622,13 @@ def input_files(folder: str | os.PathLike, accept: Callable[[Path], bool],
                 files.append(here / n)
             elif is_special(here / n):
                 special.append(here / n)
-    if special:  # (a FIFO named x.png was left out of a folder job in silence; reading one would wait forever)
-        warn(f"{len(special)} special file{'s' if len(special) > 1 else ''} (a FIFO, socket or device) left out: "
-             f"{', '.join(map(str, special[:3]))}{' …' if len(special) > 3 else ''}")
-    if links:
-        warn(f"{len(links)} symbolic link{'s' if len(links) > 1 else ''} not followed (to a folder, or broken): "
-             f"{', '.join(map(str, links[:3]))}{' …' if len(links) > 3 else ''}")
+    # (a FIFO named x.png was left out of a folder job in silence; reading one would wait forever)
+    for kind, paths in (("special file{} (a FIFO, socket or device) left out", special),
+                        ("symbolic link{} not followed (to a folder, or broken)", links)):
+        if paths:  # (the first three in sorted order, as the files are: a folder's listing order is arbitrary)
+            paths.sort()
+            warn(f"{len(paths)} {kind.format('s' if len(paths) > 1 else '')}: "
+                 f"{', '.join(map(str, paths[:3]))}{' …' if len(paths) > 3 else ''}")
     return sorted(files)
 
 

@@ -620,6 +620,25 @@ def test_every_folder_reader_names_the_links_it_does_not_follow(tmp_path):
         assert said[0].startswith("2 symbolic links not followed (to a folder, or broken): ") and "gone.png" in said[0]
 
 
+def test_the_links_left_out_are_named_in_sorted_order(tmp_path, monkeypatch):
+    """The warning named the first three links in the folder's listing order (arbitrary: another machine, another
+    three); the files themselves come sorted, and so do the names of the ones left out now."""
+    import warnings
+
+    from saicm import _fs
+
+    real = os.walk
+    monkeypatch.setattr(_fs.os, "walk", lambda *a, **k: ((r, d, n[::-1]) for r, d, n in real(*a, **k)))
+    for name in "bcdea":
+        (tmp_path / f"{name}.png").symlink_to(tmp_path / f"gone-{name}.png")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert _fs.input_files(tmp_path, lambda p: p.is_file()) == []
+    assert [str(w.message) for w in caught] == [
+        "5 symbolic links not followed (to a folder, or broken): "
+        + ", ".join(str(tmp_path / f"{n}.png") for n in "abc") + " …"]
+
+
 @pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs on this system")
 def test_folder_readers_name_the_fifos_they_leave_out(tmp_path):
     """A FIFO named like an image was left out of every folder job in silence (the earlier notes' left-alone list);
