@@ -8,6 +8,7 @@ import torch
 from PIL import Image
 
 from .conftest import natural_image, run_cli
+import saicm
 from saicm.masks.edges import label_boundaries, paint_masks, segment_edges
 from saicm.masks.regions import RegionSegmenter
 
@@ -85,6 +86,7 @@ def test_masks_cli_writes_1bit_pngs_manifest_and_resumes(folder, tmp_path):
         assert (out / "previews" / rel).with_suffix(".jpg").is_file()
     spec = json.loads((out / "masks.json").read_text())
     assert spec["source"] == "regions" and spec["kind"] == "edges" and spec["settings"]["alpha"] == 0.5
+    assert spec["saicm"] == saicm.__version__  # (the release that made them: none was recorded up to 0.29)
     lines = [json.loads(x) for x in (out / "manifest-0-of-1.jsonl").read_text().splitlines()]
     assert sorted(x["image"] for x in lines) == ["a.png", "b.jpg", "sub/c.png"]
     assert all(0 < x["fraction"] < 1 for x in lines)
@@ -477,7 +479,14 @@ def test_a_shard_started_beside_one_with_other_settings_is_refused_not_mixed_in(
     assert json.loads((out / "masks.json").read_text()) == other.as_dict()
     (out / "masks.json").unlink()
     job._check_spec(out, other, overwrite=False, sharded=True)  # the same settings: both go on
-    assert json.loads((out / "masks.json").read_text()) == other.as_dict()
+    assert json.loads((out / "masks.json").read_text()) == other.as_dict()  # (the other shard's record)
+    monkeypatch.undo()
+    (out / "masks.json").unlink()
+    job._check_spec(out, other, overwrite=False, sharded=False)
+    assert json.loads((out / "masks.json").read_text()) == {**other.as_dict(), "saicm": saicm.__version__}
+    (out / "masks.json").write_text(json.dumps({**other.as_dict(), "saicm": "0.30.0"}))  # another release's record
+    job._check_spec(out, other, overwrite=False, sharded=True)  # the release is no setting: the same masks
+    assert json.loads((out / "masks.json").read_text())["saicm"] == "0.30.0"  # (kept: which release made them)
 
 
 def test_a_mask_is_read_upright_as_its_image_is(tmp_path):

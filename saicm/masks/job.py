@@ -2,7 +2,7 @@
 
 Layout of the output folder::
 
-    OUT/masks.json                  source and settings (a re-run must match them)
+    OUT/masks.json                  source and settings (a re-run must match them), the saicm release
     OUT/<rel path>.png              1-bit PNG, same relative path and stem as the image
     OUT/manifest-<i>-of-<n>.jsonl   one line per finished image of shard i/n
     OUT/previews/<rel path>.jpg     overlays, with --preview
@@ -112,8 +112,11 @@ def _check_spec(out: Path, spec: MaskSpec, overwrite: bool, sharded: bool = Fals
     A folder of mask PNGs without masks.json (made by something else) is refused too: its files would count as
     done. ``overwrite`` in one shard of several may redo that shard, not change the folder's settings: the other
     shards' masks would keep the old ones under the new label."""
+    from .. import __version__
+
     p = out / "masks.json"
     want = spec.as_dict()
+    record = json.dumps({**want, "saicm": __version__}, indent=2) + "\n"  # (which release made the folder: kept)
     existed = p.is_file()
     if existed:
         try:
@@ -122,10 +125,12 @@ def _check_spec(out: Path, spec: MaskSpec, overwrite: bool, sharded: bool = Fals
             if not overwrite:
                 raise SaicmError("unreadable masks.json; use --overwrite to start again", str(p)) from None
             have = None
+        if isinstance(have, dict):  # (the release that made it is no setting: ≤ 0.29 recorded none)
+            have = {k: v for k, v in have.items() if k != "saicm"}
         if have == want:
             return
         if _same_as_before_0_18(have, want):  # the annotations recorded by path, the same content: now by content
-            write_atomic(p, lambda t: t.write_text(json.dumps(want, indent=2) + "\n"))
+            write_atomic(p, lambda t: t.write_text(record))
             return
         if not overwrite:
             raise SaicmError(f"the folder holds masks made with other settings ({_differences(have, want)}); use "
@@ -141,7 +146,7 @@ def _check_spec(out: Path, spec: MaskSpec, overwrite: bool, sharded: bool = Fals
         # a new folder's record is written only where none appeared meanwhile: shards of an array job start together,
         # and two started with other settings both found no record, both wrote one and the folder mixed their masks
         with no_replace(None if existed else p):
-            write_atomic(p, lambda t: t.write_text(json.dumps(want, indent=2) + "\n"))
+            write_atomic(p, lambda t: t.write_text(record))
     except OutputExists:
         _check_spec(out, spec, False, sharded)  # (another shard's, just written: it must match)
 
