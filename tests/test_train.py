@@ -1068,6 +1068,8 @@ def test_the_model_file_and_checkpoint_name_the_software_threads_and_data_that_m
         resumed = train(tiny_cfg(copy, tmp_path / "b", steps=3, resume=True))
     first, second = read_info(resumed).training["sessions"]
     assert first["data"] == s["data"] and second["from_step"] == 2
+    again = train(tiny_cfg(copy, tmp_path / "b", steps=3, resume=True))  # finished: nothing trained, no session
+    assert read_info(again).training["sessions"] == [first, second]
     assert second["data"]["images"] == 5 and second["data"]["sha256"] != s["data"]["sha256"]
     from saicm.cli import main
 

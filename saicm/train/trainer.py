@@ -463,7 +463,7 @@ def _train(cfg: TrainConfig, locks: contextlib.ExitStack) -> Path:
                    f"images ({image_memory() / 2**30:.1f} GB: half the machine's, or of its memory limit, over its "
                    "processes): they are read from their files as crops are drawn from them (the same crops; slower "
                    "steps)")
-    sessions = _sessions(resumed, start, world, device, data.fingerprint, rank)
+    sessions = _sessions(resumed, start, world, device, data.fingerprint, rank, cfg.steps)
     loader = iter(DataLoader(data, batch_size=cfg.batch // world, shuffle=False, num_workers=0, drop_last=True))
     if resumed_rng is not None and len(resumed_rng) == world and not (legacy_rng and world > 1):
         _restore_rng(resumed_rng[rank], device)
@@ -688,11 +688,13 @@ def _restore_rng(state: tuple, device: torch.device) -> None:
         torch.cuda.set_rng_state(state[2], device)
 
 
-def _sessions(resumed: dict | None, start: int, world: int, device, fingerprint: dict, rank: int = 0) -> list[dict]:
-    """The run's sessions (the first, and one more per resume): from which step, with which software (saicm's
-    version and commit, the libraries'), how many threads and processes, on what data (its fingerprint). Kept in
-    the checkpoint and written into the model file, so that the weights name what made them. A resume on other
-    data than the session before it is said (the run goes on, no longer the run it would have been)."""
+def _sessions(resumed: dict | None, start: int, world: int, device, fingerprint: dict, rank: int = 0,
+              steps: int | None = None) -> list[dict]:
+    """The run's sessions (the first, and one more per resume that trains: a resume of a finished run, ``start``
+    at ``steps``, adds none): from which step, with which software (saicm's version and commit, the libraries'),
+    how many threads and processes, on what data (its fingerprint). Kept in the checkpoint and written into the
+    model file, so that the weights name what made them. A resume on other data than the session before it is said
+    (the run goes on, no longer the run it would have been)."""
     from .._provenance import software
 
     before = [s for s in (resumed or {}).get("sessions") or [] if isinstance(s, dict)]
@@ -702,6 +704,8 @@ def _sessions(resumed: dict | None, start: int, world: int, device, fingerprint:
 
         saicm_warn(f"the training data differ from the run's ({fingerprint['images']} images now, "
                    f"{last.get('images')} before, other content): the run goes on, on these")
+    if before and steps is not None and start >= steps:
+        return before  # (nothing trained: no session that trained nothing in the model's record)
     return before + [{"from_step": start, **software(), "threads": torch.get_num_threads(), "processes": world,
                       "device": device.type, "data": dict(fingerprint)}]
 
