@@ -307,3 +307,19 @@ def test_portable_engine_codes_the_other_layouts(tmp_path):
         assert c.shape == (70, 90, 3)  # the PyTorch coder (format 1) reads the same options from the file
         ref = saicm.compress(img, model=path, quality=2, engine="compressai")
         assert abs(len(data) - len(ref)) <= 0.05 * len(ref) + 32
+
+
+def test_coder_tables_of_an_entropy_model_not_updated_are_refused_and_otherwise_its_own():
+    """The one rule of the TCM and context models' coders: tables that ``update()`` never filled are a ValueError
+    (coding with them would write nothing decodable), filled ones are the model's own CDFs, lengths and offsets."""
+    from compressai.entropy_models import GaussianConditional
+
+    from saicm.entropy.bounded import coder_tables
+
+    gc = GaussianConditional(None)
+    with pytest.raises(ValueError, match="call update"):
+        coder_tables(gc)
+    gc.update_scale_table(torch.tensor([0.5, 2.0]))
+    cdf, lengths, offsets = coder_tables(gc)
+    assert len(cdf) == len(lengths) == len(offsets) == 2 and lengths == gc.cdf_length.tolist()
+    assert all(len(c) >= n for c, n in zip(cdf, lengths)) and offsets == gc.offset.tolist()

@@ -70,6 +70,14 @@ ISOLATED_SECONDS, ISOLATED_SECONDS_PER_SYMBOL = 30.0, 1e-6
 PAD_WORD = (0x10000000).to_bytes(4, "little")
 
 
+def coder_tables(gc) -> tuple[list, list[int], list[int]]:
+    """A CompressAI ``GaussianConditional``'s tables as its rANS coder takes them: (CDFs, their lengths, offsets);
+    ValueError where ``update()`` has not filled them yet (the models' one rule)."""
+    if gc.quantized_cdf.numel() == 0:
+        raise ValueError("the coder tables are empty: call update() first")
+    return gc.quantized_cdf.tolist(), gc.cdf_length.reshape(-1).int().tolist(), gc.offset.reshape(-1).int().tolist()
+
+
 def padded(string: bytes, n_symbols: int) -> bytes:
     """``string`` followed by the padding that keeps every read of an ``n_symbols`` decode inside the buffer."""
     words = (len(string) + 3) // 4

@@ -44,6 +44,7 @@ from . import _compressai  # noqa: F401  (first: CompressAI's import-time warnin
 from compressai.layers import CheckerboardMaskedConv2d
 from torch import Tensor, nn
 
+from ..entropy.bounded import coder_tables
 from .determinism import single_thread_kernels
 from .hyperprior import GainedMeanScaleHyperprior, _ste_round
 from .registry import register_architecture
@@ -202,12 +203,6 @@ class GainedContextHyperprior(GainedMeanScaleHyperprior):
         return bits, self.g_s(y_hat * ig)
 
     # --- coding contract ---------------------------------------------------
-    def _coder_tables(self):
-        gc = self.gaussian_conditional
-        if gc.quantized_cdf.numel() == 0:
-            raise ValueError("the coder tables are empty: call update() first")
-        return gc.quantized_cdf.tolist(), gc.cdf_length.reshape(-1).int().tolist(), gc.offset.reshape(-1).int().tolist()
-
     def _passes(self, h: int, w: int, device) -> list[Tensor | None]:
         anchors = _anchor_mask(h, w, device)
         return [anchors, ~anchors] if self.checkerboard else [None]
@@ -216,7 +211,7 @@ class GainedContextHyperprior(GainedMeanScaleHyperprior):
         """Code (``y`` given: symbols and indexes to encode) or decode (``decoder``) one latent (or strip) with
         its hyperprior ``params``; returns (ŷ, symbols, indexes). Runs on one thread (module docstring)."""
         gc = self.gaussian_conditional
-        cdf, cdf_lengths, offsets = self._coder_tables()
+        cdf, cdf_lengths, offsets = coder_tables(self.gaussian_conditional)
         h, w = params.shape[-2:]
         y_hat = params.new_zeros((params.size(0), self.M, h, w))
         symbols, indexes = [], []
@@ -259,7 +254,7 @@ class GainedContextHyperprior(GainedMeanScaleHyperprior):
         from ..errors import ModelError
 
         _, symbols, indexes = self._code_y(y, params)
-        cdf, cdf_lengths, offsets = self._coder_tables()
+        cdf, cdf_lengths, offsets = coder_tables(self.gaussian_conditional)
         if not _encoder_fits(symbols, indexes, cdf_lengths, offsets):
             raise ModelError("cannot code this image: too many latent values outside the entropy model's range")
         encoder = BufferedRansEncoder()

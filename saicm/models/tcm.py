@@ -42,6 +42,7 @@ from compressai.layers import (AttentionBlock, ResidualBlock, ResidualBlockUpsam
 from compressai.models.base import CompressionModel
 from torch import Tensor, nn
 
+from ..entropy.bounded import coder_tables
 from .determinism import run_single_thread, single_thread_kernels
 from .registry import register_architecture
 
@@ -459,12 +460,6 @@ class TCM(CompressionModel):
         """Shapes ``compress`` reports for a padded image of this size: z's (H/64, W/64)."""
         return [(height // 64, width // 64)]
 
-    def _coder_tables(self):
-        gc = self.gaussian_conditional
-        if gc.quantized_cdf.numel() == 0:
-            raise ValueError("the coder tables are empty: call update() first")
-        return gc.quantized_cdf.tolist(), gc.cdf_length.reshape(-1).int().tolist(), gc.offset.reshape(-1).int().tolist()
-
     def compress(self, x: Tensor, quality: int = 1, y_offset: Tensor | None = None,
                  params_offset: Tensor | None = None) -> dict:
         """``{"strings": [[y stream], [z string]], "shape": z's (h, w)}`` for one image (batch 1)."""
@@ -483,7 +478,7 @@ class TCM(CompressionModel):
         z = self.h_a(y)
         z_strings = self.entropy_bottleneck.compress(z)
         z_hat = self.entropy_bottleneck.decompress(z_strings, z.size()[-2:])
-        cdf, cdf_lengths, offsets = self._coder_tables()
+        cdf, cdf_lengths, offsets = coder_tables(self.gaussian_conditional)
         gc = self.gaussian_conditional
         symbols, indexes = [], []
         with single_thread_kernels():  # what decides the tables: bit-identical to the decoder's computation
@@ -522,7 +517,7 @@ class TCM(CompressionModel):
             raise ValueError("tcm decodes one y stream and one z string")
         z_hat = self.entropy_bottleneck.decompress(strings[1], tuple(shape))
         yh, yw = z_hat.shape[2] * 4, z_hat.shape[3] * 4
-        cdf, cdf_lengths, offsets = self._coder_tables()
+        cdf, cdf_lengths, offsets = coder_tables(self.gaussian_conditional)
         gc = self.gaussian_conditional
         with stream_decoder(bytes(strings[0][0]), self.M * yh * yw) as decoder, single_thread_kernels():
             latent_means, latent_scales = self.h_mean_s(z_hat), self.h_scale_s(z_hat)
