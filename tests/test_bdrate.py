@@ -172,3 +172,8 @@ def test_compressai_eval_json_without_a_name_or_points(tmp_path):
     f.write_text(json.dumps({"name": "x", "results": {"bpp": [], "psnr-rgb": []}}))
     with pytest.raises(SaicmError, match=r"corrupt CompressAI results \(bpp: not a list"):
         results.load(f)
+    # both an RGB and another PSNR (older CompressAI files, or a hand merge): the RGB one, whatever the order
+    for keys in (("psnr", "psnr-rgb"), ("psnr-rgb", "psnr")):
+        f.write_text(json.dumps({"name": "x", "results": {"bpp": [0.1], **{k: [40.0 if k == "psnr-rgb" else 1.0]
+                                                                              for k in keys}}}))
+        assert results.load(f)["points"][0]["psnr"] == 40.0

@@ -134,7 +134,7 @@ def load(path: str | Path) -> dict:
 
 
 #: CompressAI's eval JSON (``python -m compressai.utils.eval_model`` or ``compressai.utils.bench``): its lists
-#: under "results" and the point fields they become
+#: under "results" and the point fields they become (where two become one field, the first listed is read)
 COMPRESSAI_FIELDS = {"bpp": "bpp", "psnr-rgb": "psnr", "psnr": "psnr", "ms-ssim-rgb": "ms_ssim", "ms-ssim": "ms_ssim",
                      "encoding_time": "encode_s", "decoding_time": "decode_s"}
 
@@ -150,7 +150,10 @@ def _from_compressai_eval(d: dict, path) -> dict:
     entry. Its per-image files are not read (no ``--ci``)."""
     r = d["results"]
     n = len(r["bpp"])
-    lists = {COMPRESSAI_FIELDS[k]: v for k, v in r.items() if k in COMPRESSAI_FIELDS}
+    lists: dict = {}
+    for k, field in COMPRESSAI_FIELDS.items():  # (both "psnr-rgb" and "psnr": the RGB one, as saicm measures, first)
+        if k in r:
+            lists.setdefault(field, r[k])
     wrong = [k for k, v in r.items() if k in COMPRESSAI_FIELDS and not (isinstance(v, list) and len(v) == n)]
     if wrong or not n:
         raise SaicmError(f"corrupt CompressAI results ({wrong[0] if wrong else 'bpp'}: not a list of one value per "
