@@ -975,3 +975,31 @@ def test_coco_class_matching_of_the_standard_file_other_names_and_a_kind_of_ones
         assert isinstance(tasks.load_task_model(f"mine:{model}", coco_class_ids=None), Mine)
     finally:
         del TASK_MODELS["mine"]
+
+
+def test_every_extension_table_registers_by_one_rule():
+    """Codecs, task models, face detectors and distortions take entries by one decorator rule (it was written four
+    times): the object is returned unchanged, a later entry under a taken name replaces the earlier (a plugin may
+    replace a built-in), and the decorator is named for its table."""
+    from saicm.eval import codecs
+    from saicm.eval.tasks import base, faces
+    from saicm.train import losses
+
+    for register, table, name in ((codecs.register_codec, codecs.CODECS, "register_codec"),
+                                  (base.register_task_model, base.TASK_MODELS, "register_task_model"),
+                                  (faces.register_face_detector, faces.FACE_DETECTORS, "register_face_detector"),
+                                  (losses.register_distortion, losses.DISTORTIONS, "register_distortion")):
+        saved = dict(table)
+        try:
+            def first():
+                return 1
+
+            def second():
+                return 2
+
+            assert register("x-test")(first) is first and table["x-test"] is first
+            assert register("x-test")(second) is second and table["x-test"] is second
+            assert register.__name__ == name
+        finally:
+            table.clear()
+            table.update(saved)

@@ -19,6 +19,7 @@ from typing import Callable, Dict
 
 from PIL import Image
 
+from .._registry import registrar
 from ..errors import SaicmError
 from .ffmpeg import HEVCIntra, VVCIntra
 
@@ -50,12 +51,7 @@ class Codec:
 CODECS: Dict[str, Callable[[str], Codec]] = {}
 
 
-def register_codec(name: str):
-    def deco(factory):
-        CODECS[name] = factory
-        return factory
-
-    return deco
+register_codec = registrar(CODECS, "codec")
 
 
 def _label(info) -> str:

@@ -15,17 +15,14 @@ from typing import Callable, Dict
 import torch
 from torch import Tensor
 
+from .._registry import registrar
+
 DISTORTIONS: Dict[str, Callable[..., Tensor]] = {}
 # Which kind of mask folder (``masks.json`` "kind") each masked distortion needs.
 MASK_KINDS = {"saicm": "edges", "object": "objects"}
 
 
-def register_distortion(name: str):
-    def deco(fn):
-        DISTORTIONS[name] = fn
-        return fn
-
-    return deco
+register_distortion = registrar(DISTORTIONS, "distortion")
 
 
 @register_distortion("mse")

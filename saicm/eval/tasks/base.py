@@ -18,6 +18,7 @@ from typing import Callable, Dict, Sequence
 import numpy as np
 from PIL import Image
 
+from ..._registry import registrar
 from ...errors import SaicmError
 
 #: The 80 COCO category ids in class-index order (1..90 with gaps), as in every COCO annotation file.
@@ -83,12 +84,7 @@ class TaskModel:
 TASK_MODELS: Dict[str, Callable[..., TaskModel]] = {}
 
 
-def register_task_model(kind: str):
-    def deco(factory):
-        TASK_MODELS[kind] = factory
-        return factory
-
-    return deco
+register_task_model = registrar(TASK_MODELS, "task model")
 
 
 def load_task_model(spec: str, category_ids: Sequence[int] | None = None,

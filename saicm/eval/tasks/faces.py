@@ -27,6 +27,7 @@ from typing import Callable, Dict, Mapping, Sequence
 import numpy as np
 from PIL import Image
 
+from ..._registry import registrar
 from ...errors import SaicmError
 from .base import Detection, rgb_array
 
@@ -36,12 +37,7 @@ FACE = 1
 FACE_DETECTORS: Dict[str, Callable[..., "FaceDetector"]] = {}
 
 
-def register_face_detector(kind: str):
-    def deco(factory):
-        FACE_DETECTORS[kind] = factory
-        return factory
-
-    return deco
+register_face_detector = registrar(FACE_DETECTORS, "face detector")
 
 
 class FaceDetector:
