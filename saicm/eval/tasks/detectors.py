@@ -281,6 +281,11 @@ class YOLOX(OnnxDetector):
 # --------------------------------------------------------------------------- YOLOv8
 
 
+#: yolov8 layout: the fewest anchors whose boxes are checked for corners, and the share of them with w >= cx and
+#: h >= cy that says corners (YOLOv8.check_runtime)
+CORNER_CHECK_ANCHORS, CORNER_SHARE = 64, 0.9
+
+
 def decode_yolov8(out: np.ndarray, num_classes: int, score_threshold: float = 0.001, iou: float = 0.7,
                   max_det: int = 100):
     """(4+C+M, N) Ultralytics head → (boxes in *input* pixels, scores, class indices, extra rows (K, M)).
@@ -367,6 +372,15 @@ class YOLOv8(OnnxDetector):
         if centres.size and min(self.input_hw) >= 32 and np.abs(centres).max() <= 1.5:  # (an AP of 0 in silence)
             raise output_error(self.kind, f"box centres in input pixels (0..{self.input_hw[1]})",
                                "every centre within 0..1.5: boxes normalised to the input size")
+        # Corners x1, y1, x2, y2 read as cx, cy, w, h score ~1 AP in silence. Read so, every anchor has "w" >= "cx"
+        # and "h" >= "cy" (x2 >= x1, y2 >= y1); with true centres and sizes few do: anchors cover the whole input,
+        # and a small box far from the top left has w < cx (5-9 % of the 2,100 anchors of yolov8n-seg on COCO128)
+        if centres.shape[-1] >= CORNER_CHECK_ANCHORS:
+            cx, cy, w, h = outs[0][0, :4]
+            if np.mean((w >= cx) & (h >= cy)) >= CORNER_SHARE:
+                raise output_error(self.kind, "boxes as centre x, y, width, height",
+                                   f"x2 >= x1 and y2 >= y1 on {CORNER_SHARE:.0%} of the anchors or more: boxes as "
+                                   "corners x1, y1, x2, y2")
 
     def __call__(self, img):
         rgb = rgb_array(img)
