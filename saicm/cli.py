@@ -59,15 +59,15 @@ def cmd_compress(a: argparse.Namespace) -> int:
 
     from .codec.pipeline import check_options
 
-    # fail fast, once, on an unknown model, a quality it does not have or a bad --refine
-    check_options(resolve(a.model), a.quality, a.human_quality, a.refine)
+    # fail fast, once, on an unknown model, a quality it does not have, a bad --refine or --quality with --max-bytes
+    check_options(resolve(a.model), a.quality, a.human_quality, a.refine, a.max_bytes)
     jobs, folder = batch.plan(a.input, a.output, is_image_file, ".saicm", existing=a.existing)
     if not folder:
         refuse_media_output(jobs[0].dst, "the coded file")
     # One file with --refine is long work of its own: show its steps (folders show a bar per file).
     step_bar = bool(a.refine) and not folder and not a.quiet
     fn = partial(_compress_job, model=a.model, quality=a.quality, refine=a.refine, progress=step_bar,
-                 human_quality=a.human_quality, max_pixels=a.max_pixels, engine=a.engine)
+                 human_quality=a.human_quality, max_pixels=a.max_pixels, engine=a.engine, max_bytes=a.max_bytes)
     with _job_log(a.log) as log:
         outcomes = batch.run(fn, jobs, a.jobs, "compress", not a.quiet, errors=sys.stderr, log=log)
     out = _summary_stream(jobs[0].dst, a.log, folder)
@@ -160,11 +160,11 @@ class _JobLog:
 
 
 def _compress_job(job, model, quality, refine=0, progress=False, human_quality=None, max_pixels=None,
-                  engine="auto"):
+                  engine="auto", max_bytes=None):
     from .codec.pipeline import compress_file
 
     return compress_file(job.src, job.dst, model=model, quality=quality, refine=refine, progress=progress,
-                         human_quality=human_quality, max_pixels=max_pixels, engine=engine)
+                         human_quality=human_quality, max_pixels=max_pixels, engine=engine, max_bytes=max_bytes)
 
 
 def _decompress_job(job, model, layer="auto", max_pixels=None, engine="auto"):
@@ -366,6 +366,10 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--quality", type=whole, help="integer rate point of the model, higher = more bits (default the "
                    "middle one: 4 for every shipped model, of 7, or of 6 for the v3 models; scalable models: of the "
                    "machine layer)")
+    c.add_argument("--max-bytes", type=positive, metavar="N",
+                   help="instead of --quality: the highest quality whose file is at most N bytes (each file of a "
+                   "folder; scalable models: the machine layer's bytes); a file that does not fit even at quality 1 "
+                   "fails, named in one line")
     c.add_argument("--human-quality", type=whole, help="scalable models: rate point of the human layer (default "
                    "the middle one); the file holds both layers")
     c.add_argument("--refine", type=nonneg, default=0, metavar="STEPS",

@@ -37,10 +37,13 @@ def check_refine(info, refine: int) -> None:
                             "whose decodes it would pull towards MSE fidelity")
 
 
-def check_options(info, quality=None, human_quality=None, refine: int = 0) -> None:
+def check_options(info, quality=None, human_quality=None, refine: int = 0, max_bytes=None) -> None:
     """What the model file alone says of a compression's options, checked once before any work (``saicm
-    compress FOLDER`` failed each image with it): the refinement, and the qualities of each layer."""
+    compress FOLDER`` failed each image with it): the refinement, the qualities of each layer, the byte budget."""
+    from .budget import checked_max_bytes
+
     check_refine(info, refine)
+    checked_max_bytes(max_bytes, quality)
     if info.architecture != SCALABLE_ARCHITECTURE:
         if human_quality is not None:
             raise ArgumentError(f"{info.name} is a single-layer model: a human-layer quality (--human-quality, "
@@ -139,7 +142,7 @@ def _warn_if_profile(image: RGBImage, source) -> None:
 
 def compress(image: ImageLike, model: str | os.PathLike | ModelInfo | None = None, quality: int | None = None,
              refine: int = 0, progress: bool = False, human_quality: int | None = None,
-             max_pixels: int | None = None, engine: str = "auto") -> bytes:
+             max_pixels: int | None = None, engine: str = "auto", max_bytes: int | None = None) -> bytes:
     """Encode an image (a path, a PIL image, the bytes of an image file or a binary file object, or a NumPy
     array: docs/usage.md#inputs) into ``.saicm`` bytes.
 
@@ -152,9 +155,12 @@ def compress(image: ImageLike, model: str | os.PathLike | ModelInfo | None = Non
     the middle one): the result is a two-layer file (``saicm.codec.scalable``);
     ``refine`` then refines the human layer only (the machine layer stays the base's own file).
     Images above ``max_pixels`` (default :data:`saicm.codec.limits.DEFAULT_MAX_PIXELS`) are refused.
-    ``engine``: see :data:`ENGINES`.
+    ``engine``: see :data:`ENGINES`. ``max_bytes``: instead of ``quality``, the highest quality whose file is at
+    most that many bytes (scalable models: the machine layer's quality, the bytes of the machine layer alone, what
+    :func:`~saicm.codec.scalable.strip` keeps; :mod:`saicm.codec.budget`); an ``ImageError`` if even quality 1 is
+    larger.
 
-    Raises :class:`~saicm.errors.ImageError` (an image that cannot be read or used),
+    Raises :class:`~saicm.errors.ImageError` (an image that cannot be read or used, or does not fit ``max_bytes``),
     :class:`~saicm.errors.ModelError` (an unknown model), :class:`~saicm.errors.ArgumentError` (an argument it
     does not take; also a ``ValueError``), :class:`~saicm.errors.MissingDependency` (a feature of a missing extra;
     also an ``ImportError``): all :class:`~saicm.errors.SaicmError`. onnxruntime out of memory: ``MemoryError``.
@@ -164,7 +170,7 @@ def compress(image: ImageLike, model: str | os.PathLike | ModelInfo | None = Non
     _warn_if_shadowing(info)
     refine = whole_number(refine, "refine")
     resolve_max_pixels(max_pixels)  # (a string, a float, NaN: one line here, not a TypeError in a worker)
-    check_options(info, quality, human_quality, refine)
+    check_options(info, quality, human_quality, refine, max_bytes)
     source = image
     image = load_image(image, max_pixels)  # once, for whichever coder below
     _warn_if_profile(image, source)
@@ -172,16 +178,27 @@ def compress(image: ImageLike, model: str | os.PathLike | ModelInfo | None = Non
         from .scalable import compress_layers
 
         return compress_layers(image, model=info.path, quality=quality, human_quality=human_quality,
-                               max_pixels=max_pixels, engine=engine, refine=int(refine), progress=progress)
+                               max_pixels=max_pixels, engine=engine, refine=int(refine), progress=progress,
+                               max_bytes=max_bytes)
     if _engine_for(info, engine):
         from ..engine.codec import compress as portable_compress
 
-        return portable_compress(image, info, quality, engine, max_pixels, int(refine), progress)
-    import torch
-
+        return portable_compress(image, info, quality, engine, max_pixels, int(refine), progress, max_bytes)
     from ..models.zoo import load_model
 
     net, info = load_model(info.path)
+    if max_bytes is not None:  # CompressAI's coder: each trial quality is a whole encoding (analysis included)
+        from .budget import fit
+
+        return fit(lambda q: _compress_torch(image, net, info, q, refine, progress, max_pixels), net.num_qualities,
+                   max_bytes)
+    return _compress_torch(image, net, info, quality, refine, progress, max_pixels)
+
+
+def _compress_torch(image: RGBImage, net, info, quality, refine: int, progress: bool, max_pixels) -> bytes:
+    """The file of ``image`` coded by the PyTorch model ``net`` with CompressAI's coder (formats 1 and 2)."""
+    import torch
+
     q = checked_quality(quality, net.num_qualities, info.name)
     img, pb, pr = load_padded(image, net.multiple, max_pixels, getattr(net, "min_size", 0))
     h, w = img.size
@@ -452,7 +469,7 @@ def closest_quality(image: ImageLike, bpp: float, model=None) -> tuple[int, byte
 
 def compress_file(src, dst, model=None, quality: int | None = None, refine: int = 0,
                   progress: bool = False, human_quality: int | None = None, max_pixels: int | None = None,
-                  engine: str = "auto") -> dict:
+                  engine: str = "auto", max_bytes: int | None = None) -> dict:
     """Encode one image file to ``dst`` (written atomically); returns sizes and timing."""
     import time
 
@@ -460,7 +477,7 @@ def compress_file(src, dst, model=None, quality: int | None = None, refine: int 
 
     t = time.perf_counter()
     data = compress(src, model=model, quality=quality, refine=refine, progress=progress,
-                    human_quality=human_quality, max_pixels=max_pixels, engine=engine)
+                    human_quality=human_quality, max_pixels=max_pixels, engine=engine, max_bytes=max_bytes)
     seconds = time.perf_counter() - t
     write_bytes_atomic(dst, data)
     d = describe(data)

@@ -64,7 +64,7 @@ def _base_latent(stream: container.Stream, base_info, max_pixels: int | None = N
 
 def compress_layers(image: ImageLike, model=None, quality: int | None = None,
                     human_quality: int | None = None, max_pixels: int | None = None, engine: str = "auto",
-                    refine: int = 0, progress: bool = False) -> bytes:
+                    refine: int = 0, progress: bool = False, max_bytes: int | None = None) -> bytes:
     """Machine layer (the base model's stream at ``quality``) + human layer at ``human_quality``.
 
     ``engine``: ``auto``/``onnx``/``torch``: the portable engine writes both layers (machine layer format 3,
@@ -72,7 +72,8 @@ def compress_layers(image: ImageLike, model=None, quality: int | None = None,
     PyTorch model (as saicm 0.3 wrote them). ``auto`` falls back to ``compressai`` for the other models.
     ``refine``: steps of encoder-side refinement of the human layer's latents (:mod:`saicm.codec.refine`; the
     machine layer is the base's own file, unchanged; needs PyTorch and the portable engine); ``progress``: a
-    bar over those steps."""
+    bar over those steps. ``max_bytes``: instead of ``quality``, the highest machine-layer quality whose machine
+    layer (a file of its own, what :func:`strip` keeps) is at most that many bytes; the human layer comes on top."""
     from ..engine import ENGINES
     from ..engine.scalable import supports_scalable
     from .limits import check_writable_model_name
@@ -86,13 +87,14 @@ def compress_layers(image: ImageLike, model=None, quality: int | None = None,
     if refine < 0:
         raise ArgumentError(f"refine steps must be 0 or more, got {refine}")
     if engine != "compressai" and supports_scalable(info):
-        return _compress_portable(image, info, quality, human_quality, max_pixels, engine, refine, progress)
+        return _compress_portable(image, info, quality, human_quality, max_pixels, engine, refine, progress,
+                                  max_bytes)
     if refine:
         raise ArgumentError(f"{info.name}: refinement of the human layer needs the portable engine (--engine auto)")
     if engine not in ("auto", "compressai"):
         raise ArgumentError(f"{info.name}: the portable engine does not code this scalable model; use --engine "
                             "compressai (or auto)")
-    return _compress_compressai(image, info, quality, human_quality, max_pixels, engine)
+    return _compress_compressai(image, info, quality, human_quality, max_pixels, engine, max_bytes)
 
 
 def _qualities(name: str, quality, human_quality, base_name: str, nq_base: int, nq_human: int) -> tuple[int, int]:
@@ -101,7 +103,8 @@ def _qualities(name: str, quality, human_quality, base_name: str, nq_base: int, 
     return qb, qa
 
 
-def _compress_portable(image, info, quality, human_quality, max_pixels, engine, refine=0, progress=False) -> bytes:
+def _compress_portable(image, info, quality, human_quality, max_pixels, engine, refine=0, progress=False,
+                       max_bytes=None) -> bytes:
     from ..engine.codec import compress as portable_compress, open_portable
     from ..engine.scalable import load_scalable
 
@@ -110,9 +113,11 @@ def _compress_portable(image, info, quality, human_quality, max_pixels, engine, 
                         ps.num_qualities)
     backend = "onnx" if engine == "auto" else engine
     image = load_image(image, max_pixels)  # once, for both layers
-    machine = portable_compress(image, ps.base_info, qb, backend, max_pixels)
+    machine = portable_compress(image, ps.base_info, None if max_bytes else qb, backend, max_pixels,
+                                max_bytes=max_bytes)
     stream = container.unpack(machine)
     h = stream.header
+    qb = h.quality  # (the budget's choice)
     units = open_portable(stream, ps.base_info.path, max_pixels).decode_units(stream.strings, h.shapes[0],
                                                                               h.strip_rows)
     latents = None
@@ -135,7 +140,7 @@ def _compress_portable(image, info, quality, human_quality, max_pixels, engine, 
     return machine + container.pack_human(layer)
 
 
-def _compress_compressai(image, info, quality, human_quality, max_pixels, engine) -> bytes:
+def _compress_compressai(image, info, quality, human_quality, max_pixels, engine, max_bytes=None) -> bytes:
     import torch
 
     from ..models.zoo import load_model
@@ -147,7 +152,8 @@ def _compress_compressai(image, info, quality, human_quality, max_pixels, engine
     qb, qa = _qualities(info.name, quality, human_quality, net.base_info.name, net.base_num_qualities,
                         net.num_qualities)
     # the base's own file: format 1 with engine="compressai", else what `saicm compress --model BASE` writes
-    machine = compress(image, model=net.base_info.path, quality=qb, max_pixels=max_pixels, engine=engine)
+    machine = compress(image, model=net.base_info.path, quality=None if max_bytes else qb, max_pixels=max_pixels,
+                       engine=engine, max_bytes=max_bytes)
     _, x, _, _ = prepare(image, net.multiple, max_pixels, getattr(net, "min_size", 0))
     # The machine layer's latent exactly as a decoder will decode it (a conditioned human layer depends on it).
     stream = container.unpack(machine)

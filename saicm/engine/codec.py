@@ -39,39 +39,51 @@ def _backend(engine: str) -> str:
 
 
 def compress(image: ImageLike, info: ModelInfo, quality: int | None = None, engine: str = "auto",
-             max_pixels: int | None = None, refine: int = 0, progress: bool = False) -> bytes:
+             max_pixels: int | None = None, refine: int = 0, progress: bool = False,
+             max_bytes: int | None = None) -> bytes:
     """Encode an image into a version-3 stream of the model ``info``.
 
     ``refine``: steps of encoder-side refinement of the latents (:mod:`saicm.codec.refine`, with the PyTorch
-    model; the stream is the same format, any decoder reads it); ``progress``: a bar over those steps."""
+    model; the stream is the same format, any decoder reads it); ``progress``: a bar over those steps.
+    ``max_bytes``: instead of ``quality``, the highest quality whose file is at most that many bytes
+    (:mod:`saicm.codec.budget`); the analysis runs once, each trial quality only gains, codes and packs."""
+    from ..codec.budget import checked_max_bytes, fit
+
     pm = load(info)
+    max_bytes = checked_max_bytes(max_bytes, quality)
     q = checked_quality(quality, pm.num_qualities, info.name)
     backend = _backend(engine)
     img, pb, pr = load_padded(image, pm.multiple, max_pixels)
     h, w = img.size
     ph, pw = h + pb, w + pr
-    if refine:
-        if needs_strips(pm.M, ph, pw):
-            raise ModelError(strips_refusal("--refine", pm.M))
-        from ..codec.refine import refined_latents
-
-        y, z = refined_latents(info.path, img, q, int(refine), max_pixels, progress)
-    else:
+    if refine and needs_strips(pm.M, ph, pw):
+        raise ModelError(strips_refusal("--refine", pm.M))
+    t = y0 = None
+    if not refine:
         t = transforms(pm, backend)
         if needs_strips(pm.M, ph, pw):  # large image: analysis by tiles (bounded memory)
-            y = t.analysis_tiles(img.rgb, pb, pr)
+            y0 = t.analysis_tiles(img.rgb, pb, pr)
         else:
-            y = t.analysis(padded(img.rgb, pb, pr))
-        y = y * pm.gain[q - 1][None, :, None, None]
-        z = t.hyper_analysis(y)
+            y0 = t.analysis(padded(img.rgb, pb, pr))
     rows = strip_rows(pm.M, pw // 16)
-    strings = pm.encode(y[0], z[0], rows)
-    header = container.Header(
-        model=info.name, weights_sha=file_checksum(info.path), quality=q, height=h, width=w,
-        pad_bottom=pb, pad_right=pr, gray=img.gray, shapes=pm.latent_shapes(ph, pw),
-        version=container.PORTABLE_VERSION, strip_rows=rows)
     alpha = zlib.compress(img.alpha.tobytes(), 9) if img.alpha is not None else None
-    return container.pack(container.Stream(header=header, strings=strings, alpha=alpha))
+
+    def code(q: int) -> bytes:
+        if refine:  # (the refined latents depend on the quality: refined again per trial)
+            from ..codec.refine import refined_latents
+
+            y, z = refined_latents(info.path, img, q, int(refine), max_pixels, progress)
+        else:
+            y = y0 * pm.gain[q - 1][None, :, None, None]
+            z = t.hyper_analysis(y)
+        strings = pm.encode(y[0], z[0], rows)
+        header = container.Header(
+            model=info.name, weights_sha=file_checksum(info.path), quality=q, height=h, width=w,
+            pad_bottom=pb, pad_right=pr, gray=img.gray, shapes=pm.latent_shapes(ph, pw),
+            version=container.PORTABLE_VERSION, strip_rows=rows)
+        return container.pack(container.Stream(header=header, strings=strings, alpha=alpha))
+
+    return code(q) if max_bytes is None else fit(code, pm.num_qualities, max_bytes)
 
 
 def open_portable(stream: container.Stream, model=None, max_pixels: int | None = None) -> PortableModel:

@@ -1,0 +1,115 @@
+"""Rate control (``saicm compress --max-bytes N``, ``saicm.compress(..., max_bytes=N)``): the highest quality whose
+file, as written, fits the budget."""
+
+import json
+
+import pytest
+from PIL import Image
+
+import saicm
+from saicm.cli import main
+
+from .conftest import natural_image
+
+MODEL = "mse-hyperprior-n64-v5"  # the default shipped model, 7 qualities
+
+
+@pytest.fixture(scope="module")
+def sizes():
+    """The file's bytes at every quality of the shipped model, for the tiny image."""
+    img = natural_image()
+    return [len(saicm.compress(img, model=MODEL, quality=q)) for q in range(1, 8)]
+
+
+def test_the_highest_quality_that_fits_is_chosen_and_one_higher_would_not(sizes):
+    img = natural_image()
+    assert sizes == sorted(sizes) and len(set(sizes)) == 7  # (the image tells the qualities apart)
+    for budget in (sizes[0], sizes[2], sizes[2] + 1, sizes[3] - 1, sizes[5], sizes[6] + 1000):
+        data = saicm.compress(img, model=MODEL, max_bytes=budget)
+        q = saicm.describe(data)["quality"]
+        assert len(data) <= budget
+        assert q == 7 or sizes[q] > budget  # (sizes[q]: the file of quality q + 1)
+        assert data == saicm.compress(img, model=MODEL, quality=q)  # the very file of that quality
+
+
+def test_an_image_that_does_not_fit_even_at_the_lowest_quality_is_an_image_error(sizes):
+    with pytest.raises(saicm.ImageError, match=rf"does not fit in {sizes[0] - 1} bytes: .* {sizes[0]} bytes at "
+                       r"the lowest quality \(1\)"):
+        saicm.compress(natural_image(), model=MODEL, max_bytes=sizes[0] - 1)
+
+
+def test_the_analysis_runs_once_and_only_the_coding_per_trial_quality(sizes, monkeypatch):
+    from saicm.engine.model import load
+    from saicm.engine.runtime import transforms
+    from saicm.models.catalog import resolve
+
+    t = transforms(load(resolve(MODEL)), "onnx")
+    calls = {"analysis": 0, "hyper_analysis": 0}
+    for name in calls:
+        def counted(*a, _f=getattr(t, name), _n=name):
+            calls[_n] += 1
+            return _f(*a)
+        monkeypatch.setattr(t, name, counted)
+    saicm.compress(natural_image(), model=MODEL, max_bytes=sizes[3])
+    assert calls == {"analysis": 1, "hyper_analysis": 3}  # bisection over 7 qualities: 3 trials
+
+
+def test_compressais_coder_is_budgeted_too():
+    """Format 1 (``engine="compressai"``, and the architectures the engine does not code): a whole encoding per trial."""
+    img = natural_image()
+    sizes = [len(saicm.compress(img, model=MODEL, quality=q, engine="compressai")) for q in (4, 5)]
+    data = saicm.compress(img, model=MODEL, max_bytes=sizes[1] - 1, engine="compressai")
+    d = saicm.describe(data)
+    assert d["format_version"] == 1 and d["quality"] == 4 and data == saicm.compress(img, model=MODEL, quality=4,
+                                                                                     engine="compressai")
+
+
+@pytest.mark.parametrize("kwargs, needle", [
+    ({"quality": 3, "max_bytes": 1000}, "give --quality or --max-bytes, not both"),
+    ({"max_bytes": 0}, "max_bytes must be a whole number >= 1, got 0"),
+    ({"max_bytes": 500.5}, "max_bytes must be a whole number >= 1, got 500.5"),
+    ({"max_bytes": True}, "max_bytes must be a whole number >= 1, got True"),
+])
+def test_budgets_that_make_no_sense_are_argument_errors(kwargs, needle):
+    with pytest.raises(saicm.ArgumentError, match=needle):
+        saicm.compress(natural_image(), model=MODEL, **kwargs)
+
+
+def test_a_scalable_model_spends_the_budget_on_its_machine_layer():
+    img = natural_image()
+    model = "scalable-off02v5-m4-cond"
+    machine = [len(saicm.strip(saicm.compress(img, model=model, quality=q, human_quality=2))) for q in (3, 4)]
+    data = saicm.compress(img, model=model, max_bytes=machine[0], human_quality=2)
+    d = saicm.describe(data)
+    assert len(saicm.strip(data)) <= machine[0] < machine[1]
+    assert d["quality"] == 3 and d["layers"]["human"]["quality"] == 2
+
+
+def test_cli_budget_per_file_of_a_folder_with_the_quality_in_the_log(tmp_path, sizes, capsys):
+    src = tmp_path / "in"
+    src.mkdir()
+    Image.fromarray(natural_image()).save(src / "a.png")
+    Image.fromarray(natural_image(seed=3)).save(src / "b.png")
+    budget = sizes[3]  # a.png's quality 4
+    log = tmp_path / "job.jsonl"
+    assert main(["compress", str(src), "-o", str(tmp_path / "out"), "--max-bytes", str(budget), "--jobs", "2",
+                 "--log", str(log), "--quiet"]) == 0
+    lines = {json.loads(x)["input"].rsplit("/", 1)[1]: json.loads(x) for x in log.read_text().splitlines()}
+    assert lines["a.png"]["quality"] == 4 and lines["a.png"]["bytes"] == sizes[3]
+    b = natural_image(seed=3)
+    qb = lines["b.png"]["quality"]
+    assert lines["b.png"]["bytes"] == (tmp_path / "out" / "b.saicm").stat().st_size <= budget
+    assert qb == 7 or len(saicm.compress(b, model=MODEL, quality=qb + 1)) > budget
+
+
+def test_cli_refusals_are_one_line(tmp_path, image_file, sizes, capsys):
+    out = tmp_path / "x.saicm"
+    code = main(["compress", str(image_file), "-o", str(out), "--quality", "3", "--max-bytes", "1000"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "give --quality or --max-bytes, not both" in err[0]
+    assert not out.exists()
+    # a file that does not fit: a failed file (exit 1, as an image that cannot be read), nothing written
+    code = main(["compress", str(image_file), "-o", str(out), "--max-bytes", str(sizes[0] - 1)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 1 and len(err) == 1 and "img.png: does not fit in" in err[0], err
+    assert not out.exists()
