@@ -611,3 +611,66 @@ def test_a_folder_of_turned_uncompressed_tiff_frames_reads_as_their_bytes(tmp_pa
     assert (info.width, info.height) == (20, 36)
     for i, f in enumerate(frames):
         assert np.array_equal(f, image_io.load_image((tmp_path / f"{i:03d}.tif").read_bytes()).rgb)
+
+
+def _grey_profile(gamma: float | None) -> bytes:
+    """A minimal ICC v2 grey (GRAY) display profile of the given gamma, named "Gray Gamma {gamma}" (Pillow makes no
+    grey profiles; Photoshop's grey JPEGs carry such a one, Gray Gamma 1.8 or Dot Gain 20 %); None: sRGB's own
+    tone curve (the red one of Pillow's sRGB profile), named "sRGB grey"."""
+    import struct
+
+    from PIL import ImageCms
+
+    def s15(v):
+        return struct.pack(">i", round(v * 65536))
+
+    text = (f"Gray Gamma {gamma}" if gamma else "sRGB grey").encode() + b"\0"
+    desc = b"desc" + bytes(4) + struct.pack(">I", len(text)) + text + bytes(8) + bytes(67)
+    white = s15(0.9642) + s15(1.0) + s15(0.8249)
+    if gamma:
+        curve = b"curv" + bytes(4) + struct.pack(">IH", 1, round(gamma * 256)) + bytes(2)
+    else:
+        srgb = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+        at = {srgb[132 + 12 * i: 136 + 12 * i]: 132 + 12 * i for i in range(int.from_bytes(srgb[128:132], "big"))}
+        offset, length = (int.from_bytes(srgb[at[b"rTRC"] + k: at[b"rTRC"] + k + 4], "big") for k in (4, 8))
+        curve = srgb[offset: offset + length]
+    tags, table, data = [(b"desc", desc), (b"wtpt", b"XYZ " + bytes(4) + white), (b"kTRC", curve)], b"", b""
+    start = 128 + 4 + 12 * len(tags)
+    for sig, body in tags:
+        data += bytes(-(start + len(data)) % 4)
+        table += sig + struct.pack(">II", start + len(data), len(body))
+        data += body
+    body = struct.pack(">I", len(tags)) + table + data
+    head = (struct.pack(">I", 128 + len(body)) + b"lcms" + bytes([2, 0x10, 0, 0]) + b"mntr" + b"GRAY" + b"XYZ "
+            + bytes(12) + b"acsp" + b"APPL" + bytes(24) + white + bytes(48))
+    return head + body
+
+
+def test_a_grey_image_in_a_grey_profile_other_than_srgbs_is_warned_of(tmp_path):
+    """A grey JPEG in Gray Gamma 1.8 (as Photoshop writes them) was coded as its levels and decoded to a grey PNG
+    without a profile, which a viewer shows as sRGB's grey: 12 levels lighter on average, and nothing said so (only
+    RGB and CMYK profiles were looked at)."""
+    import saicm
+
+    levels = np.tile(np.arange(256, dtype=np.uint8), (16, 1))
+    for gamma in (1.8, 1.0, 2.2):  # (shifts of 12.2, 47.4 and 1.9 levels: PROFILE_SHIFT)
+        Image.fromarray(levels, "L").save(tmp_path / f"g{gamma}.jpg", icc_profile=_grey_profile(gamma))
+        with warnings.catch_warnings(record=True) as got:
+            warnings.simplefilter("always")
+            saicm.compress(tmp_path / f"g{gamma}.jpg", quality=1)
+        said = [str(w.message) for w in got if "ICC profile" in str(w.message)]
+        assert said == [f"{tmp_path / f'g{gamma}.jpg'}: its colours are in the ICC profile 'Gray Gamma {gamma}', "
+                        "not sRGB; the profile is not coded and the decode, written without one, shows them shifted "
+                        "(convert the image to sRGB first to code the colours a viewer shows)"], gamma
+    Image.fromarray(levels, "L").save(tmp_path / "srgb.png", icc_profile=_grey_profile(None))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        saicm.compress(tmp_path / "srgb.png", quality=1)  # (sRGB's own grey: nothing to say)
+    # a 16-bit grey PNG, too; an sRGB profile on a grey image is not a grey one (nothing read, nothing said)
+    grey16 = image_io.RGBImage(rgb=np.zeros((2, 2, 3), np.uint8), gray=True, icc=_grey_profile(1.8), icc_mode="I;16")
+    assert image_io.profile_note(grey16) == "Gray Gamma 1.8"
+    from PIL import ImageCms
+
+    srgb = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    assert image_io.profile_note(image_io.RGBImage(rgb=np.zeros((2, 2, 3), np.uint8), gray=True, icc=srgb,
+                                                   icc_mode="L")) is None

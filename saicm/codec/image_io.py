@@ -408,17 +408,47 @@ def load_image(src: ImageLike, max_pixels: int | None = None) -> RGBImage:
 #: mean shift (in 0-255 levels, over a grid of colours) of a profile's colours against sRGB's above which they are
 #: told: sRGB's many variants (camera makers', GIMP's, the ICC's v2 and v4) shift by at most 0.02; Adobe RGB, Apple
 #: RGB, ProPhoto, an HLG profile and two of Apple's named "Display" by 9.4, 14.5, 21.9, 35.2, 2.9 and 15.7 (measured on
-#: the profiles of photos/ and coco128/, and colord's)
+#: the profiles of photos/ and coco128/, and colord's); grey profiles of gamma 1.8 and 2.2 against sRGB's grey by 12.2
+#: and 1.9 (over the 256 levels)
 PROFILE_SHIFT = 1.0
+
+#: modes of grey pixels, whose ICC profile (a GRAY one) says how their levels are shown
+GREY_MODES = ("L", "LA", "La", "I", "I;16", "I;16B", "I;16L", "I;16N")
 
 
 def profile_note(image: RGBImage) -> str | None:
     """The name of the ICC colour profile the image's values are in, when a viewer shows them otherwise than the
     same values in sRGB (a decode is written without a profile, so its colours shift: Adobe RGB, Display P3,
-    ProPhoto, any CMYK profile), else None (no profile, an sRGB one, or one this cannot read)."""
-    if not image.icc or image.icc_mode not in ("RGB", "RGBA", "RGBX", "P", "CMYK"):
+    ProPhoto, any CMYK profile, a grey profile of another gamma than sRGB's), else None (no profile, an sRGB one, or
+    one this cannot read)."""
+    if not image.icc:
         return None
-    return _profile_note(image.icc, image.icc_mode == "CMYK")
+    if image.icc_mode in ("RGB", "RGBA", "RGBX", "P", "CMYK"):
+        return _profile_note(image.icc, image.icc_mode == "CMYK")
+    if image.icc_mode in GREY_MODES:  # (a grey JPEG of Photoshop's, in Dot Gain 20 % or Gray Gamma 1.8)
+        return _grey_profile_note(image.icc)
+    return None
+
+
+@functools.lru_cache(maxsize=32)
+def _grey_profile_note(icc: bytes) -> str | None:
+    """:func:`profile_note` of a grey image's profile: its name when its levels, shown through it, differ from the
+    same levels shown as sRGB's grey (what a viewer does with the decode, a grey PNG without a profile)."""
+    try:
+        from PIL import ImageCms
+
+        profile = ImageCms.ImageCmsProfile(io.BytesIO(icc))
+        if profile.profile.xcolor_space.strip() != "GRAY":
+            return None
+        name = (ImageCms.getProfileDescription(profile) or "").strip() or "unnamed"
+        levels = np.arange(256, dtype=np.uint8)
+        grid = Image.fromarray(levels[None, :], "L")
+        shown = ImageCms.profileToProfile(grid, profile, ImageCms.createProfile("sRGB"), outputMode="RGB",
+                                          renderingIntent=ImageCms.Intent.RELATIVE_COLORIMETRIC, flags=0x0100)
+    except Exception:  # a damaged or unusual profile, or Pillow without LittleCMS: nothing to say
+        return None
+    shift = np.abs(np.asarray(shown, np.int16) - levels[None, :, None]).mean()
+    return name if shift > PROFILE_SHIFT else None
 
 
 @functools.lru_cache(maxsize=32)
