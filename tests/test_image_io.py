@@ -674,3 +674,35 @@ def test_a_grey_image_in_a_grey_profile_other_than_srgbs_is_warned_of(tmp_path):
     srgb = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
     assert image_io.profile_note(image_io.RGBImage(rgb=np.zeros((2, 2, 3), np.uint8), gray=True, icc=srgb,
                                                    icc_mode="L")) is None
+
+
+def test_a_png_whose_gama_chunk_gives_another_gamma_is_warned_of(tmp_path):
+    """A PNG of linear values tagged gAMA 1.0 (no profile) is shown by viewers at that gamma; its decode, written
+    without the chunk, was shown 48 levels darker on average, in silence. gAMA 0.45455 (2.2) is sRGB's for viewers,
+    and an sRGB or iCCP chunk overrides gAMA: nothing to say then."""
+    import struct
+
+    from PIL import PngImagePlugin
+
+    import saicm
+
+    def gama(value, srgb=False):
+        info = PngImagePlugin.PngInfo()
+        info.add(b"gAMA", struct.pack(">I", value))
+        if srgb:
+            info.add(b"sRGB", b"\0")
+        return info
+
+    pixels = np.random.default_rng(0).integers(0, 256, (32, 32, 3), dtype=np.uint8)
+    Image.fromarray(pixels).save(tmp_path / "linear.png", pnginfo=gama(100000))
+    with pytest.warns(saicm.SaicmWarning, match=r"linear.png: its PNG gAMA chunk says its values are shown at gamma 1, "
+                                                r"not sRGB's 2.2; the chunk is not coded"):
+        saicm.compress(tmp_path / "linear.png", quality=1)
+    Image.fromarray(pixels[..., 0]).save(tmp_path / "mac.png", pnginfo=gama(55555))  # (old Macs': 1.8)
+    assert image_io.gamma_note(image_io.load_image(tmp_path / "mac.png")) == 1.8
+    Image.fromarray(pixels).save(tmp_path / "two.png", pnginfo=gama(45455))
+    Image.fromarray(pixels).save(tmp_path / "srgb.png", pnginfo=gama(100000, srgb=True))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for name in ("two.png", "srgb.png"):
+            saicm.compress(tmp_path / name, quality=1)

@@ -41,6 +41,7 @@ class RGBImage:
     alpha: np.ndarray | None = None  # (H, W) uint8, only when not fully opaque
     icc: bytes | None = None  # the source's ICC colour profile (not coded), when its pixels were RGB or CMYK
     icc_mode: str | None = None  # the source's mode (RGB, CMYK…) that ``icc`` describes
+    gamma: float | None = None  # a PNG's gAMA (0.45455: shown at 2.2), when no ICC profile or sRGB chunk overrides it
 
     @property
     def size(self) -> tuple[int, int]:
@@ -477,6 +478,18 @@ def _profile_note(icc: bytes, cmyk: bool) -> str | None:
     return name if shift > PROFILE_SHIFT else None
 
 
+def gamma_note(image: RGBImage) -> float | None:
+    """The gamma (2.2 for sRGB's nearest) a PNG's gAMA chunk says its values are shown at, when a viewer shows them
+    otherwise than the same values without the chunk (the decode: viewers take gAMA 0.45455, 1/2.2, for sRGB), else
+    None. gAMA 1.0 (linear values, as renderers and scientific tools write) moves levels by 48 on average."""
+    g = image.gamma
+    if not isinstance(g, (int, float)) or not 0.01 < g < 100:  # (none, or a damaged chunk: nothing to say)
+        return None
+    levels = np.arange(256) / 255.0
+    shift = 255.0 * np.abs(levels ** (1.0 / (2.2 * g)) - levels).mean()  # (shown on a 2.2 display, as sRGB is)
+    return round(1.0 / g, 2) if shift > PROFILE_SHIFT else None
+
+
 def upright(img: Image.Image) -> Image.Image:
     """``img`` turned as its EXIF orientation says a viewer shows it (every reader of images and masks: a phone's
     picture is stored on its side); a broken EXIF block leaves it as stored rather than losing the image."""
@@ -515,6 +528,8 @@ def _rgb_image(img: Image.Image, path: str | None) -> RGBImage:
                    "clips: saicm video)")
     fmt = img.format
     icc, icc_mode = img.info.get("icc_profile") or None, img.mode
+    # (a PNG's gAMA says how its values are shown unless an iCCP or sRGB chunk, which override it, is there too)
+    gamma = img.info.get("gamma") if fmt == "PNG" and not icc and "srgb" not in img.info else None
     img = upright(img)
     if img.width == 0 or img.height == 0:
         raise ImageError("image has no pixels", path)
@@ -549,7 +564,7 @@ def _rgb_image(img: Image.Image, path: str | None) -> RGBImage:
     else:
         rgb = np.asarray(img.convert("RGB"))
     return RGBImage(rgb=np.ascontiguousarray(rgb), gray=gray, alpha=alpha, icc=icc if isinstance(icc, bytes) else None,
-                    icc_mode=icc_mode)
+                    icc_mode=icc_mode, gamma=gamma)
 
 
 def to_pil(image: RGBImage) -> Image.Image:

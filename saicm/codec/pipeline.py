@@ -126,18 +126,23 @@ def _warn_if_shadowing(info) -> None:
 
 
 def _warn_if_profile(image: RGBImage, source) -> None:
-    """A warning when the image's colours are in a colour profile other than sRGB (:func:`image_io.profile_note`):
-    the profile is not coded, and the decode, written without one, shows other colours."""
-    from .image_io import profile_note
+    """A warning when the image's colours are in a colour profile other than sRGB (:func:`image_io.profile_note`),
+    or at a PNG gAMA's gamma other than 2.2 (:func:`image_io.gamma_note`): neither is coded, and the decode, written
+    without them, shows other colours."""
+    from ..errors import warn as saicm_warn
+    from .image_io import gamma_note, profile_note
 
+    what = str(source) if isinstance(source, (str, os.PathLike)) else "the image"
     name = profile_note(image)
     if name is not None:
-        from ..errors import warn as saicm_warn
-
-        what = str(source) if isinstance(source, (str, os.PathLike)) else "the image"
         saicm_warn(f"{what}: its colours are in the ICC profile '{name}', not sRGB; the profile is not coded and the "
                    "decode, written without one, shows them shifted (convert the image to sRGB first to code the "
                    "colours a viewer shows)")
+    gamma = gamma_note(image)
+    if gamma is not None:  # (a PNG's gAMA chunk, without a profile: a viewer shows its values at that gamma)
+        saicm_warn(f"{what}: its PNG gAMA chunk says its values are shown at gamma {gamma:g}, not sRGB's 2.2; the "
+                   "chunk is not coded and the decode, written without it, shows them shifted (convert the image to "
+                   "sRGB first to code the colours a viewer shows)")
 
 
 def compress(image: ImageLike, model: str | os.PathLike | ModelInfo | None = None, quality: int | None = None,
