@@ -706,3 +706,32 @@ def test_a_png_whose_gama_chunk_gives_another_gamma_is_warned_of(tmp_path):
         warnings.simplefilter("error")
         for name in ("two.png", "srgb.png"):
             saicm.compress(tmp_path / name, quality=1)
+
+
+def test_a_camera_jpeg_marked_adobe_rgb_by_its_exif_is_warned_of(tmp_path):
+    """A camera set to Adobe RGB writes its JPEGs without a profile, marking them in the EXIF (DCF: ColorSpace
+    uncalibrated, interoperability index R03), which colour-managed viewers follow: coded and decoded as sRGB
+    values in silence (only embedded profiles were looked at). Its EXIF's sRGB (ColorSpace 1), or an embedded profile,
+    which governs, say nothing."""
+    from PIL import ImageCms
+
+    import saicm
+
+    def exif(space, index="R03"):
+        e = Image.Exif()
+        e[0x8769] = {0xA001: space, 0xA005: {0x0001: index}}
+        return e
+
+    pixels = np.random.default_rng(0).integers(0, 256, (32, 32, 3), dtype=np.uint8)
+    Image.fromarray(pixels).save(tmp_path / "_DSC0001.jpg", exif=exif(0xFFFF))
+    with pytest.warns(saicm.SaicmWarning, match=r"_DSC0001.jpg: its EXIF marks its colours as Adobe RGB \(a camera's "
+                                                r"setting\), not sRGB; this is not coded"):
+        saicm.compress(tmp_path / "_DSC0001.jpg", quality=1)
+    srgb = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    Image.fromarray(pixels).save(tmp_path / "srgb.jpg", exif=exif(1))
+    Image.fromarray(pixels).save(tmp_path / "r98.jpg", exif=exif(0xFFFF, "R98"))
+    Image.fromarray(pixels).save(tmp_path / "tagged.jpg", exif=exif(0xFFFF), icc_profile=srgb)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for name in ("srgb.jpg", "r98.jpg", "tagged.jpg"):
+            saicm.compress(tmp_path / name, quality=1)

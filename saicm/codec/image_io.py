@@ -42,6 +42,7 @@ class RGBImage:
     icc: bytes | None = None  # the source's ICC colour profile (not coded), when its pixels were RGB or CMYK
     icc_mode: str | None = None  # the source's mode (RGB, CMYK…) that ``icc`` describes
     gamma: float | None = None  # a PNG's gAMA (0.45455: shown at 2.2), when no ICC profile or sRGB chunk overrides it
+    exif_space: str | None = None  # "Adobe RGB" when, without a profile, its EXIF marks it so (camera: DCF's R03)
 
     @property
     def size(self) -> tuple[int, int]:
@@ -490,6 +491,22 @@ def gamma_note(image: RGBImage) -> float | None:
     return round(1.0 / g, 2) if shift > PROFILE_SHIFT else None
 
 
+def _exif_space(img: Image.Image) -> str | None:
+    """"Adobe RGB" when ``img``'s EXIF marks its colours so as a camera set to Adobe RGB does without embedding a
+    profile (DCF 2.0: ColorSpace 0xFFFF, uncalibrated, and interoperability index "R03"; colour-managed viewers show
+    it as Adobe RGB, 9.4 levels off the same values in sRGB), else None (also for a damaged EXIF block)."""
+    try:
+        exif = img.getexif()
+        if exif.get_ifd(0x8769).get(0xA001) != 0xFFFF:  # (Exif IFD's ColorSpace: 1 is sRGB)
+            return None
+        index = exif.get_ifd(0xA005).get(0x0001)  # (Interoperability IFD's InteroperabilityIndex)
+    except Exception:
+        return None
+    if isinstance(index, bytes):
+        index = index.decode("ascii", "replace")
+    return "Adobe RGB" if isinstance(index, str) and index.strip("\0 ") == "R03" else None
+
+
 def upright(img: Image.Image) -> Image.Image:
     """``img`` turned as its EXIF orientation says a viewer shows it (every reader of images and masks: a phone's
     picture is stored on its side); a broken EXIF block leaves it as stored rather than losing the image."""
@@ -530,6 +547,7 @@ def _rgb_image(img: Image.Image, path: str | None) -> RGBImage:
     icc, icc_mode = img.info.get("icc_profile") or None, img.mode
     # (a PNG's gAMA says how its values are shown unless an iCCP or sRGB chunk, which override it, is there too)
     gamma = img.info.get("gamma") if fmt == "PNG" and not icc and "srgb" not in img.info else None
+    exif_space = _exif_space(img) if not icc and img.mode in ("RGB", "RGBA", "RGBX", "P") else None
     img = upright(img)
     if img.width == 0 or img.height == 0:
         raise ImageError("image has no pixels", path)
@@ -564,7 +582,7 @@ def _rgb_image(img: Image.Image, path: str | None) -> RGBImage:
     else:
         rgb = np.asarray(img.convert("RGB"))
     return RGBImage(rgb=np.ascontiguousarray(rgb), gray=gray, alpha=alpha, icc=icc if isinstance(icc, bytes) else None,
-                    icc_mode=icc_mode, gamma=gamma)
+                    icc_mode=icc_mode, gamma=gamma, exif_space=exif_space)
 
 
 def to_pil(image: RGBImage) -> Image.Image:
