@@ -700,6 +700,8 @@ def test_a_png_whose_gama_chunk_gives_another_gamma_is_warned_of(tmp_path):
         saicm.compress(tmp_path / "linear.png", quality=1)
     Image.fromarray(pixels[..., 0]).save(tmp_path / "mac.png", pnginfo=gama(55555))  # (old Macs': 1.8)
     assert image_io.gamma_note(image_io.load_image(tmp_path / "mac.png")) == 1.8
+    with Image.open(tmp_path / "mac.png") as im:  # (a PIL image of it, converted: its info, not its format, tells)
+        assert image_io.gamma_note(image_io.load_image(im.convert("RGB"))) == 1.8
     Image.fromarray(pixels).save(tmp_path / "two.png", pnginfo=gama(45455))
     Image.fromarray(pixels).save(tmp_path / "srgb.png", pnginfo=gama(100000, srgb=True))
     with warnings.catch_warnings():

@@ -545,8 +545,9 @@ def _rgb_image(img: Image.Image, path: str | None) -> RGBImage:
                    "clips: saicm video)")
     fmt = img.format
     icc, icc_mode = img.info.get("icc_profile") or None, img.mode
-    # (a PNG's gAMA says how its values are shown unless an iCCP or sRGB chunk, which override it, is there too)
-    gamma = img.info.get("gamma") if fmt == "PNG" and not icc and "srgb" not in img.info else None
+    # (a PNG's gAMA says how its values are shown unless an iCCP or sRGB chunk, which override it, is there too; read
+    # from the info, which a PIL image opened from a PNG keeps through convert(), not from the format, which it loses)
+    gamma = img.info.get("gamma") if not icc and "srgb" not in img.info else None
     exif_space = _exif_space(img) if not icc and img.mode in ("RGB", "RGBA", "RGBX", "P") else None
     img = upright(img)
     if img.width == 0 or img.height == 0:
