@@ -737,3 +737,35 @@ def test_a_camera_jpeg_marked_adobe_rgb_by_its_exif_is_warned_of(tmp_path):
         warnings.simplefilter("error")
         for name in ("srgb.jpg", "r98.jpg", "tagged.jpg"):
             saicm.compress(tmp_path / name, quality=1)
+
+
+def _rgb16_png(path, pixels: np.ndarray, key: tuple[int, int, int]) -> None:
+    """A 16-bit colour PNG of ``pixels`` (H, W, 3 uint16) whose tRNS chunk makes ``key`` transparent (Pillow writes
+    no 16-bit colour PNGs)."""
+    import struct
+    import zlib
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    h, w = pixels.shape[:2]
+    rows = b"".join(b"\0" + pixels[i].astype(">u2").tobytes() for i in range(h))
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 16, 2, 0, 0, 0))
+                     + chunk(b"tRNS", struct.pack(">HHH", *key)) + chunk(b"IDAT", zlib.compress(rows))
+                     + chunk(b"IEND", b""))
+
+
+def test_a_sixteen_bit_colour_pngs_colour_key_is_kept(tmp_path):
+    """A 16-bit colour PNG's colour key (tRNS) is 16-bit, and Pillow reads its pixels as 8-bit: matched against those,
+    the key made no pixel transparent (its alpha lost in silence), or made others transparent, whose high bytes
+    equal the key's numbers. docs/usage.md: a PNG's colour-key transparency is stored."""
+    pixels = np.zeros((8, 6, 3), np.uint16)
+    pixels[:3] = (1000, 20000, 65535)
+    pixels[3:] = (300, 300, 300)  # (high bytes 1, 1, 1)
+    _rgb16_png(tmp_path / "key.png", pixels, (1000, 20000, 65535))
+    for src in (tmp_path / "key.png", (tmp_path / "key.png").read_bytes()):
+        got = image_io.load_image(src)
+        assert got.alpha is not None and (got.alpha[:3] == 0).all() and (got.alpha[3:] == 255).all()
+        assert (got.rgb[:3] == (3, 78, 255)).all()  # (the colours as before: 8-bit, Pillow's)
+    _rgb16_png(tmp_path / "other.png", pixels, (1, 1, 1))  # (no pixel is 1, 1, 1 in 16 bits)
+    assert image_io.load_image(tmp_path / "other.png").alpha is None

@@ -228,12 +228,18 @@ def _pillow_open(fp, path: str | None, max_pixels: int | None) -> Image.Image:
             # (Pillow reads a 16-bit grey+alpha PNG as RGBA, its three channels equal: it was coded, and decoded, as
             # colour; only the file's raw mode, before the pixels are loaded, tells)
             grey_alpha = img.mode == "RGBA" and any(_tile_rawmode(t) in ("LA;16B", "LA;16") for t in img.tile or ())
+            # (a 16-bit colour PNG's colour key (tRNS) is 16-bit, its pixels read as 8: it matched none, or others)
+            wide_key = (img.mode == "RGB" and isinstance(img.info.get("transparency"), tuple)
+                        and len(img.tile or ()) == 1 and _tile_rawmode(img.tile[0]) == "RGB;16B")
+            low = _low_bytes(fp, img.tile[0]) if wide_key else None
             img.load()
             if grey_alpha:
                 grey = img.convert("LA")  # (exact: the channels are equal)
                 grey.format, grey.info = img.format, dict(img.info)
                 img.close()
                 img = grey
+            if low is not None:
+                img = _with_wide_key(img, low)
     except ImageError:
         raise
     except UnidentifiedImageError:
@@ -245,6 +251,35 @@ def _pillow_open(fp, path: str | None, max_pixels: int | None) -> Image.Image:
     except Exception as e:  # a damaged file: Pillow's plugins raise many kinds (AVIF: RuntimeError)
         raise ImageError(f"cannot read image ({e.__class__.__name__}: {e})", path) from None
     return img
+
+
+def _low_bytes(fp, tile) -> np.ndarray | None:
+    """The low bytes of a 16-bit colour PNG's samples (Pillow reads their high bytes): the file opened again and
+    decoded as little-endian, whose unpacker takes the other byte of each sample; None if that fails."""
+    try:
+        if not isinstance(fp, (str, os.PathLike)):
+            fp.seek(0)
+        with Image.open(fp) as again:
+            # (Pillow 11 on: a named tuple; Pillow 10: (codec, box, offset, rawmode))
+            again.tile = [tile._replace(args="RGB;16L") if hasattr(tile, "_replace") else (*tile[:3], "RGB;16L")]
+            again.load()
+            return np.asarray(again)
+    except Exception:
+        return None
+
+
+def _with_wide_key(img: Image.Image, low: np.ndarray) -> Image.Image:
+    """``img`` (a 16-bit colour PNG read as 8-bit RGB) as RGBA, transparent where its 16-bit samples (its high bytes
+    and ``low``) equal its 16-bit colour key, rather than where its 8-bit ones equal that key's numbers."""
+    high = np.asarray(img)
+    if low.shape != high.shape:
+        return img
+    key = np.array(img.info["transparency"][:3], np.uint16)
+    alpha = np.where(((high.astype(np.uint16) << 8 | low) == key).all(axis=2), 0, 255).astype(np.uint8)
+    out = Image.fromarray(np.dstack([high, alpha]), "RGBA")
+    out.format, out.info = img.format, {k: v for k, v in img.info.items() if k != "transparency"}
+    img.close()
+    return out
 
 
 def _tile_rawmode(tile) -> object:
