@@ -769,3 +769,36 @@ def test_a_sixteen_bit_colour_pngs_colour_key_is_kept(tmp_path):
         assert (got.rgb[:3] == (3, 78, 255)).all()  # (the colours as before: 8-bit, Pillow's)
     _rgb16_png(tmp_path / "other.png", pixels, (1, 1, 1))  # (no pixel is 1, 1, 1 in 16 bits)
     assert image_io.load_image(tmp_path / "other.png").alpha is None
+
+
+def test_a_phones_jpeg_with_a_gain_map_is_not_called_a_clip(tmp_path):
+    """A phone's JPEG holding an HDR gain map (Ultra HDR: a multi-picture JPEG whose second image is of undefined
+    type), or a camera's with a large preview, said "2 frames, only the first is coded (saicm codes still images;
+    clips: saicm video)" for every photo: the photo itself is coded whole. A 3D camera's pair is still told, as
+    pictures of a multi-picture JPEG, not frames of a clip."""
+    import struct
+
+    pixels = np.random.default_rng(0).integers(0, 256, (24, 32, 3), dtype=np.uint8)
+    Image.fromarray(pixels).save(tmp_path / "phone.jpg", format="MPO", save_all=True,
+                                 append_images=[Image.fromarray(pixels[::2, ::2, 0])])
+    with Image.open(tmp_path / "phone.jpg") as im:
+        assert im.format == "MPO" and im.n_frames == 2
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        got = image_io.load_image(tmp_path / "phone.jpg")
+    assert got.size == (24, 32)
+    # the same file, its second image's type (MP Entry, little-endian as Pillow writes it) made Disparity
+    data = bytearray((tmp_path / "phone.jpg").read_bytes())
+    base = data.index(b"MPF\0") + 4
+    assert data[base: base + 2] == b"II"
+    ifd = base + struct.unpack("<I", data[base + 4: base + 8])[0]
+    entries = {struct.unpack("<H", data[ifd + 2 + 12 * i: ifd + 4 + 12 * i])[0]: ifd + 2 + 12 * i
+               for i in range(struct.unpack("<H", data[ifd: ifd + 2])[0])}
+    at = base + struct.unpack("<I", data[entries[0xB002] + 8: entries[0xB002] + 12])[0]
+    data[at + 16: at + 20] = struct.pack("<I", 0x020002)
+    (tmp_path / "pair.jpg").write_bytes(bytes(data))
+    import saicm
+
+    with pytest.warns(saicm.SaicmWarning, match=r"pair.jpg: a multi-picture JPEG of 2 images \(the others: "
+                                                r"Multi-Frame Image: \(Disparity\)\), only the first is coded"):
+        image_io.load_image(tmp_path / "pair.jpg")

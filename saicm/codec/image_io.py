@@ -571,9 +571,30 @@ def rgb_pixels(img: Image.Image, path: str | None = None) -> np.ndarray:
     return _rgb_image(img, path).rgb
 
 
+def _other_pictures(img: Image.Image) -> str | None:
+    """For a multi-picture JPEG (MPO), the kinds of its images after the first, when they are pictures of their own
+    (a 3D camera's other eye, a panorama's or a multi-angle set's parts), else None: a phone's HDR gain map (Ultra HDR,
+    "Undefined") and a camera's large previews are of the photo coded whole; of those it said "2 frames, only the
+    first is coded (clips: saicm video)", for every such phone photo. Not an MPO: None."""
+    if img.format != "MPO":
+        return None
+    try:
+        kinds = [str(entry["Attribute"]["MPType"]) for entry in img.mpinfo[0xB002][1:]]
+    except Exception:  # (a damaged MP index: its images are not told apart)
+        return "unknown"
+    kinds = [k for k in kinds if k != "Undefined" and not k.startswith("Large Thumbnail")]
+    return ", ".join(sorted(set(kinds))) or None
+
+
 def _rgb_image(img: Image.Image, path: str | None) -> RGBImage:
     frames = getattr(img, "n_frames", 1)
-    if frames > 1:  # an animated GIF/WebP/PNG or a multi-page TIFF
+    others = _other_pictures(img) if frames > 1 else None
+    if others is not None:  # a multi-picture JPEG: a 3D camera's pair, a panorama's parts (not a clip)
+        from ..errors import warn as saicm_warn
+
+        saicm_warn(f"{path or 'the image'}: a multi-picture JPEG of {frames} images (the others: {others}), only the "
+                   "first is coded")
+    elif frames > 1 and img.format != "MPO":  # an animated GIF/WebP/PNG or a multi-page TIFF
         from ..errors import warn as saicm_warn
 
         saicm_warn(f"{path or 'the image'}: {frames} frames, only the first is coded (saicm codes still images; "
