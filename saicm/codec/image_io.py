@@ -43,6 +43,7 @@ class RGBImage:
     icc_mode: str | None = None  # the source's mode (RGB, CMYK…) that ``icc`` describes
     gamma: float | None = None  # a PNG's gAMA (0.45455: shown at 2.2), when no ICC profile or sRGB chunk overrides it
     exif_space: str | None = None  # "Adobe RGB" when, without a profile, its EXIF marks it so (camera: DCF's R03)
+    chromaticity: tuple | None = None  # a PNG's cHRM (white, red, green, blue x, y), when no profile or sRGB chunk
 
     @property
     def size(self) -> tuple[int, int]:
@@ -526,6 +527,37 @@ def gamma_note(image: RGBImage) -> float | None:
     return round(1.0 / g, 2) if shift > PROFILE_SHIFT else None
 
 
+#: sRGB's white (D65), red, green and blue chromaticities (x, y), in the order of Pillow's ``info["chromaticity"]``
+SRGB_CHROMATICITY = (0.3127, 0.3290, 0.64, 0.33, 0.30, 0.60, 0.15, 0.06)
+
+
+def _rgb_to_xyz(c) -> np.ndarray:
+    """The matrix taking linear RGB of primaries and white ``c`` (as :data:`SRGB_CHROMATICITY`) to XYZ."""
+    xy = np.array(c[2:], np.float64).reshape(3, 2)
+    m = np.stack([xy[:, 0] / xy[:, 1], np.ones(3), (1 - xy[:, 0] - xy[:, 1]) / xy[:, 1]])  # (columns: R, G, B)
+    white = np.array([c[0] / c[1], 1.0, (1 - c[0] - c[1]) / c[1]])
+    return m * np.linalg.solve(m, white)
+
+
+def primaries_note(image: RGBImage) -> bool:
+    """Whether a PNG's cHRM chunk (without a profile or sRGB chunk: viewers follow it) gives primaries that show its
+    colours otherwise than sRGB's do, by more than :data:`PROFILE_SHIFT` levels (Adobe RGB's: 8.8; Display P3's:
+    9.2)."""
+    c = image.chromaticity
+    try:
+        if c is None or len(c) != 8 or not all(0 < float(v) < 1 for v in c):  # (none, or a damaged chunk)
+            return False
+        to_srgb = np.linalg.inv(_rgb_to_xyz(SRGB_CHROMATICITY)) @ _rgb_to_xyz(c)
+        # (its white is shown as white, as a viewer's relative-colorimetric transform does)
+        to_srgb = to_srgb / (to_srgb @ np.ones(3))[:, None]
+    except (TypeError, ValueError, np.linalg.LinAlgError):
+        return False
+    v = np.linspace(0.0, 1.0, 6)
+    grid = np.stack(np.meshgrid(v, v, v), -1).reshape(-1, 3)
+    shown = np.clip(grid ** 2.2 @ to_srgb.T, 0.0, 1.0) ** (1 / 2.2)  # (the gamma's own shift: gamma_note)
+    return bool(255.0 * np.abs(shown - grid).mean() > PROFILE_SHIFT)
+
+
 def _exif_space(img: Image.Image) -> str | None:
     """"Adobe RGB" when ``img``'s EXIF marks its colours so as a camera set to Adobe RGB does without embedding a
     profile (DCF 2.0: ColorSpace 0xFFFF, uncalibrated, and interoperability index "R03"; colour-managed viewers show
@@ -604,6 +636,7 @@ def _rgb_image(img: Image.Image, path: str | None) -> RGBImage:
     # (a PNG's gAMA says how its values are shown unless an iCCP or sRGB chunk, which override it, is there too; read
     # from the info, which a PIL image opened from a PNG keeps through convert(), not from the format, which it loses)
     gamma = img.info.get("gamma") if not icc and "srgb" not in img.info else None
+    chromaticity = img.info.get("chromaticity") if not icc and "srgb" not in img.info else None
     exif_space = _exif_space(img) if not icc and img.mode in ("RGB", "RGBA", "RGBX", "P") else None
     img = upright(img)
     if img.width == 0 or img.height == 0:
@@ -639,7 +672,7 @@ def _rgb_image(img: Image.Image, path: str | None) -> RGBImage:
     else:
         rgb = np.asarray(img.convert("RGB"))
     return RGBImage(rgb=np.ascontiguousarray(rgb), gray=gray, alpha=alpha, icc=icc if isinstance(icc, bytes) else None,
-                    icc_mode=icc_mode, gamma=gamma, exif_space=exif_space)
+                    icc_mode=icc_mode, gamma=gamma, exif_space=exif_space, chromaticity=chromaticity)
 
 
 def to_pil(image: RGBImage) -> Image.Image:

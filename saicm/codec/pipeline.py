@@ -127,11 +127,12 @@ def _warn_if_shadowing(info) -> None:
 
 def _warn_if_profile(image: RGBImage, source) -> None:
     """A warning when the image's colours are in a colour profile other than sRGB (:func:`image_io.profile_note`),
-    at a PNG gAMA's gamma other than 2.2 (:func:`image_io.gamma_note`), or marked Adobe RGB by a camera's EXIF
+    at a PNG gAMA's gamma other than 2.2 (:func:`image_io.gamma_note`), in a PNG cHRM's primaries other than sRGB's
+    (:func:`image_io.primaries_note`), or marked Adobe RGB by a camera's EXIF
     (:attr:`image_io.RGBImage.exif_space`): none is coded, and the decode, written without them, shows other
     colours."""
     from ..errors import warn as saicm_warn
-    from .image_io import gamma_note, profile_note
+    from .image_io import gamma_note, primaries_note, profile_note
 
     what = str(source) if isinstance(source, (str, os.PathLike)) else "the image"
     name = profile_note(image)
@@ -143,6 +144,10 @@ def _warn_if_profile(image: RGBImage, source) -> None:
         saicm_warn(f"{what}: its EXIF marks its colours as {image.exif_space} (a camera's setting), not sRGB; this is "
                    "not coded and the decode, written without a profile, shows them shifted (convert the image to "
                    "sRGB first to code the colours a viewer shows)")
+    if primaries_note(image):  # (a PNG's cHRM chunk, without a profile: a viewer shows its colours by it)
+        saicm_warn(f"{what}: its PNG cHRM chunk gives its colours other primaries than sRGB's; the chunk is not coded "
+                   "and the decode, written without it, shows them shifted (convert the image to sRGB first to code "
+                   "the colours a viewer shows)")
     gamma = gamma_note(image)
     if gamma is not None:  # (a PNG's gAMA chunk, without a profile: a viewer shows its values at that gamma)
         saicm_warn(f"{what}: its PNG gAMA chunk says its values are shown at gamma {gamma:g}, not sRGB's 2.2; the "
