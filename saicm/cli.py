@@ -413,7 +413,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "suffix names")
     d.add_argument("--engine", choices=PORTABLE_ENGINES, default="auto", metavar="ENGINE",
                    help="transforms for portable (format 3) files: auto/onnx (onnxruntime, the default), torch, "
-                   "openvino or openvino-bf16 (optional; bf16 pixels differ from float32 ones by up to 2); "
+                   "openvino or openvino-bf16 (optional; bf16 pixels differ from float32 ones by up to 5 on screen "
+                   "content such as text or checkerboards, 2 on photos); "
                    "files of formats 1 and 2 always decode with PyTorch and CompressAI")
     d.add_argument("--jobs", type=positive, default=1, help="worker processes for folders (default 1)")
     d.add_argument("--existing", choices=EXISTING, help="an output file that exists: refuse it (one line), skip it "
