@@ -336,3 +336,31 @@ def test_the_info_output_shown_in_video_md_is_what_saicm_prints(capsys):
     shown = text.split(cmd, 1)[1].split("```", 1)[0]
     assert main(["info", str(ROOT / "tests" / "reference" / "shapes-64x48-8f-tiny.saicmv")]) == 0
     assert capsys.readouterr().out == shown
+
+
+def benchmark_path_problems(commands: list[tuple[str, int, list[str]]]) -> list[str]:
+    """A value the docs give to a benchmark script's ``--option`` that must name an existing path
+    (``type=existing``, checked as the script parses its arguments) but names neither a file of the checkout, nor
+    the shared data (``../shared/…``), nor a placeholder (``$VAR``, ``DIR``)."""
+    checked = {str(f.relative_to(ROOT)): set(re.findall(r"add_argument\(\s*\"(--[\w-]+)\"[^)]*type=existing",
+                                                        f.read_text(encoding="utf-8")))
+               for f in (ROOT / "benchmarks").glob("*.py")}
+    bad = []
+    for where, line, words in commands:
+        options = checked.get(words[0], set())
+        for option, value in zip(words[:-1], words[1:]):
+            if option in options and not (value.startswith("../shared/") or "$" in value or (ROOT / value).exists()
+                                          or re.search(r"[A-Z]{3,}", value)):
+                bad.append(f"{where}:{line}: {words[0]} {option} {value}: no such file or folder")
+    return bad
+
+
+def test_the_docs_give_benchmarks_paths_they_accept():
+    # benchmarks check their path options as they parse them (0.23.0): a placeholder such as `--data x` for an
+    # option the run does not use is refused in one line, before any work
+    assert benchmark_path_problems([("t", 1, ["benchmarks/analysis_int8_probe.py", "--data", "x", "--calibrate",
+                                              "../shared/data/photos/train", "--no-rd"]),
+                                    ("t", 2, ["benchmarks/padding_cost.py", "--data", "x"])]) == [
+        "t:1: benchmarks/analysis_int8_probe.py --data x: no such file or folder"]
+    bad = benchmark_path_problems(doc_commands())
+    assert not bad, "paths the docs pass to benchmarks that the scripts would refuse:\n" + "\n".join(bad)
