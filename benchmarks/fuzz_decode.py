@@ -243,7 +243,8 @@ def main(argv=None) -> int:
     p.add_argument("-o", "--output", help="JSON report")
     p.add_argument("--save", help="folder for failing inputs")
     p.add_argument("--engine", default="auto", help="decode with this engine (saicm decompress --engine; default auto)")
-    p.add_argument("--quiet", action="store_true")
+    p.add_argument("--quiet", action="store_true", help="no progress bar; with -o, one summary line on stdout "
+                   "instead of the report")
     a = p.parse_args(argv)
     global ENGINE
     ENGINE = a.engine
@@ -324,9 +325,13 @@ def main(argv=None) -> int:
               "peak_rss_mb": round(peak / 1024, 1), "slow_cases": dict(over),
               "slowest": [{"seconds": round(s, 2), "case": c, "outcome": o} for s, c, o in slowest],
               "failures": failures}
-    print(json.dumps({k: v for k, v in report.items() if k != "failures"}, indent=1))
     if a.output:
         Path(a.output).write_text(json.dumps(report, indent=1))
+    if a.quiet and a.output:  # (the report is in the file: one line, not the report again)
+        print(f"{len(cases)} cases: " + ", ".join(f"{n} {k}" for k, n in sorted(counts.items()) if n)
+              + f"; report: {a.output}")
+    else:
+        print(json.dumps({k: v for k, v in report.items() if k != "failures"}, indent=1))
     return 1 if any(counts[k] for k in FAILURES) else 0
 
 

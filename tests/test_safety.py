@@ -352,6 +352,7 @@ def test_fuzz_benchmark_runs_a_few_hundred_cases_in_child_processes(tmp_path):
     assert r.returncode == 0, (report["outcomes"], report["failures"][:3])
     assert sum(report["outcomes"].values()) == 300
     assert report["outcomes"].get("error", 0) > 0 and report["outcomes"].get("ok", 0) > 0
+    assert r.stdout.count("\n") == 1 and r.stdout.startswith("300 cases: ") and str(out) in r.stdout  # (-o --quiet)
 
 
 def test_fix_crcs_makes_a_mutated_file_pass_its_crcs_so_fuzzers_reach_the_checks_behind_them(seeds):
