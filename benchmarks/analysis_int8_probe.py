@@ -76,7 +76,7 @@ def build_graph(state, int8_layers: set[int], in_scale: dict[int, float], out_sc
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--data", required=True, type=existing, help="test photos (coded at every quality)")
+    p.add_argument("--data", type=existing, help="test photos (coded at every quality; not needed with --no-rd)")
     p.add_argument("--calibrate", required=True, type=existing,
                    help="photos for the activation ranges (every 12th is used)")
     p.add_argument("--layers", default="2,4", help="g_a convolutions (indices 0, 2, 4, 6) run in 8 bits")
@@ -87,6 +87,8 @@ def main(argv=None) -> int:
     p.add_argument("--no-rd", action="store_true", help="time only")
     p.add_argument("-o", "--output", help="JSON file (default: stdout)")
     a = p.parse_args(argv)
+    if a.data is None and not a.no_rd:
+        p.error("--data is needed, unless --no-rd (time only)")
 
     import saicm
     from saicm.codec.image_io import is_image_file
