@@ -10,6 +10,7 @@ import pytest
 from PIL import Image
 
 from saicm.cli import main
+from saicm.models.catalog import WEIGHTS_DIR  # the imported package's (an installed wheel's, not the checkout's)
 
 from .conftest import natural_image
 
@@ -36,7 +37,7 @@ def files(tmp_path):
     coded = tmp_path / "photo.saicm"
     assert main(["compress", str(photo), "-o", str(coded), "--model", V5, "--quiet"]) == 0
     model = tmp_path / "model.safetensors"
-    model.write_bytes((Path(__file__).parent.parent / "saicm" / "weights" / f"{V5}.safetensors").read_bytes())
+    model.write_bytes((WEIGHTS_DIR / f"{V5}.safetensors").read_bytes())
     text = tmp_path / "notes.txt"
     text.write_text("hello\n")
     return {"photo": photo, "coded": coded, "model": model, "clip": CLIP, "text": text}
@@ -244,7 +245,7 @@ def test_a_file_of_a_model_not_here_says_so_without_did_you_mean(tmp_path, tiny_
     Image.fromarray(natural_image(32, 32)).save(photo)
     for weights, name, needle in ((tiny_model, "labmodel-v3", "does not ship (your own, or a newer release's?): pass "
                                                                 "its model file with --model"),
-                                  (Path(__file__).parent.parent / "saicm" / "weights" / f"{V5}.safetensors",
+                                  (WEIGHTS_DIR / f"{V5}.safetensors",
                                    "renamed-v1", f"whose weights saicm ships as {V5}: decode it with --model {V5}")):
         own = tmp_path / f"{name}.safetensors"
         own.write_bytes(weights.read_bytes())
