@@ -145,8 +145,8 @@ def build_transform(state: dict[str, np.ndarray], part: str, opset: int = 17,
                     producer: str = "saicm.engine.onnx_export") -> bytes:
     """The serialized ONNX ModelProto of transform ``part`` ("g_a", "h_a" or "g_s") of ``state``.
 
-    ``producer`` (the ModelProto's producer_name, written near the start of the bytes): the graph cache puts the
-    graph's identity there, so that a cached file is known to be this model's graph before it is used.
+    ``producer`` (the ModelProto's producer_name): the runtime puts the graph's identity there (the weights'
+    checksum, the part, the export version), so that a graph seen in a profiler or a dump names what it is.
 
     ``state``: the model's state dict as numpy arrays (any float dtype; computed in float32).
     The graph maps input ``x`` [batch, C, H, W] to output ``y``, float32, batch/H/W symbolic.
