@@ -19,6 +19,7 @@ from tqdm import tqdm
 
 from .._fs import input_files
 from .._progress import StatusLines
+from .._signals import StopRequest
 from ..codec.image_io import is_image_file
 from .bootstrap import spec as bootstrap_spec
 from .cache import DecodeCache, image_hash
@@ -255,16 +256,81 @@ def sweep(codec: Codec, images: dict[str, Image.Image], qualities: Sequence | No
         raise SaicmError(f"--qualities lists a rate point twice ({','.join(map(str, qualities))})")
     check_qualities(codec, qualities)
     cache = cache or DecodeCache(None, codec.name, {})
+    with _StopAfterImage(cache) as stop:
+        try:
+            return _sweep(codec, images, qualities, task, cache, dataset, progress, stop)
+        except KeyboardInterrupt as e:
+            if e.args:  # (a message of the caller's own: as it is)
+                raise
+            kept = (f"the decodes made so far are cached in {cache.dir}: the same command goes on from them"
+                    if cache.enabled and cache.writable else "nothing is kept (no cache)")
+            raise SweepInterrupted(f"interrupted{stop.where}: {kept}") from None
+
+
+class SweepInterrupted(KeyboardInterrupt):
+    """A sweep stopped by Ctrl-C, SIGTERM or SIGUSR1/2: its message says where, and what the cache keeps."""
+
+
+class _StopAfterImage(StopRequest):
+    """While a sweep runs, the first Ctrl-C (SIGINT), SIGTERM or SIGUSR1/2 (a scheduler's warning) stops it after
+    the image in progress, whose decode is then cached (a --refine encode or a slow VVC preset takes minutes an
+    image; SIGTERM ended the process where it stood, with no word and the image lost, and left its half-written
+    cache entry behind); a Ctrl-C after it stops at once. Outside an image (the task model, whose results are not
+    cached, the reference), or without a cache to keep the image, the first signal stops at once: there is nothing
+    to wait for."""
+
+    def __init__(self, cache: DecodeCache):
+        super().__init__("stopping after the image in progress (its decode is cached)")
+        self.coding = False
+        self.where = ""
+        self._cache = cache
+
+    def _handle(self, signum, frame) -> None:
+        # (without a cache to keep it, --no-cache or one that cannot be written, the image is not waited for either)
+        if not (self.coding and self._cache.enabled and self._cache.writable) and not self.requested:
+            self.requested = True
+            raise KeyboardInterrupt
+        super()._handle(signum, frame)
+
+
+def _sweep(codec: Codec, images: dict[str, Image.Image], qualities: list, task: Task | None, cache: DecodeCache,
+           dataset: str, progress: bool, stop: _StopAfterImage) -> dict:
+    stop.where = " before the first image" + (" (in the task model on the originals)" if task is not None else "")
     res = start_result(codec, dataset, task, images)
     # (on a terminal only: into a log file, its updates were one long line of carriage returns)
     bar = tqdm(total=len(images) * len(qualities), desc=codec.name, unit="img", disable=True if not progress else None)
     # (off a terminal, nohup or a log file: a line per quality and, within a long one, at most every 30 s; eight
     # minutes of a sweep of 3,000 images printed nothing)
     lines = StatusLines("eval", bool(progress) and bar.disable)
+    try:
+        _points(codec, images, qualities, task, cache, res, bar, lines, stop)
+    finally:  # (stopped: the bar's line ends before the message)
+        bar.close()
+    res["points"].sort(key=lambda p: p["bpp"])
+    return res
+
+
+def _points(codec: Codec, images: dict[str, Image.Image], qualities: list, task: Task | None, cache: DecodeCache,
+            res: dict, bar, lines: StatusLines, stop: _StopAfterImage) -> None:
+    from ..errors import SaicmError
+
     for q in qualities:
         rows, decoded = [], {}
         for i, (name, img) in enumerate(images.items(), 1):
-            dec, info = _code_one(codec, img, q, cache)
+            stop.where = f" at {codec.name} quality {q}, image {i} of {len(images)}"
+            stop.coding = True
+            try:
+                dec, info = _code_one(codec, img, q, cache)
+            except SaicmError:
+                if stop.requested:  # (an ffmpeg of the same process group, stopped by the same signal)
+                    raise KeyboardInterrupt from None
+                raise
+            finally:
+                stop.coding = False
+            if stop.requested:
+                stop.where = f" after {codec.name} quality {q}, image {i} of {len(images)}"
+                bar.update(1)
+                raise KeyboardInterrupt
             if task is not None:  # (its input; without one, a decode is measured and dropped)
                 decoded[name] = dec
             rows.append(info)
@@ -276,12 +342,10 @@ def sweep(codec: Codec, images: dict[str, Image.Image], qualities: Sequence | No
             point[key] = _mean(rows, key)
         warn_exact_decodes(codec.name, q, [r["psnr"] for r in rows])
         if task is not None:
+            stop.where = f" in the task model at {codec.name} quality {q}"
             point.update(task.evaluate(decoded, images))
         res["points"].append(point)
         say_point(lines, codec.name, qualities, point)
-    bar.close()
-    res["points"].sort(key=lambda p: p["bpp"])
-    return res
 
 
 def rd_sweep(codec: Codec, images: dict[str, Image.Image], qualities: Sequence | None = None,
