@@ -315,3 +315,35 @@ def test_a_folder_whose_first_image_is_damaged_names_every_damaged_one(tmp_path)
     (d / "2.png").write_bytes(b"")
     with pytest.raises(ImageError, match=r"2 of 3 images cannot be read: .*0\.png.*2\.png"):
         load_rgb_folder(d)
+
+
+def test_the_progress_bar_counts_the_task_model(monkeypatch):
+    """The bar counted encodes only: it showed nothing while the reference was scored, stood at 100 % (no time
+    left) while the last point's task model ran, and its time left was that of the encodes alone (half of a JPEG
+    sweep's with a detector); its rate swung with each point's task model (a moving average)."""
+    from saicm.eval import rd
+
+    bars = []
+
+    class Bar:
+        def __init__(self, total, smoothing=0.3, **kw):
+            self.total, self.n, self.smoothing, self.disable = total, 0, smoothing, True
+            bars.append(self)
+
+        def update(self, n):
+            self.n += n
+
+        def close(self):
+            pass
+
+    seen = []
+
+    class Watching(MeanBrightness):
+        def evaluate(self, images, originals):
+            seen.append((bars[-1].n, bars[-1].total) if bars else None)
+            return super().evaluate(images, originals)
+
+    monkeypatch.setattr(rd, "tqdm", Bar)
+    sweep(get_codec("jpeg"), images(), [30, 60], task=Watching())
+    assert seen == [(0, 10), (4, 10), (8, 10)]  # the reference, then each point's task model, counted in the bar
+    assert bars[-1].n == bars[-1].total and bars[-1].smoothing == 0

@@ -296,13 +296,21 @@ class _StopAfterImage(StopRequest):
 def _sweep(codec: Codec, images: dict[str, Image.Image], qualities: list, task: Task | None, cache: DecodeCache,
            dataset: str, progress: bool, stop: _StopAfterImage) -> dict:
     stop.where = " before the first image" + (" (in the task model on the originals)" if task is not None else "")
-    res = start_result(codec, dataset, task, images)
     # (on a terminal only: into a log file, its updates were one long line of carriage returns)
-    bar = tqdm(total=len(images) * len(qualities), desc=codec.name, unit="img", disable=True if not progress else None)
+    # (with a task, each image counts once more at each point, scored, and once on the originals, the reference: the
+    # task model's time was outside the count, so the bar showed nothing while the reference was made, stood at 100 %
+    # with no time left while the last point's task model ran, and the time left it showed was that of the encodes
+    # alone, half of a JPEG sweep's on COCO images); the rate is the run's mean (smoothing 0), as tqdm's moving
+    # average swung with each point's task model between twice and a fifth of the time left
+    units = len(images) * (2 * len(qualities) + 1 if task is not None else len(qualities))
+    bar = tqdm(total=units, desc=codec.name, unit="img", smoothing=0, disable=True if not progress else None)
     # (off a terminal, nohup or a log file: a line per quality and, within a long one, at most every 30 s; eight
     # minutes of a sweep of 3,000 images printed nothing)
     lines = StatusLines("eval", bool(progress) and bar.disable)
     try:
+        res = start_result(codec, dataset, task, images)
+        if task is not None:
+            bar.update(len(images))
         _points(codec, images, qualities, task, cache, res, bar, lines, stop)
     finally:  # (stopped: the bar's line ends before the message)
         bar.close()
@@ -344,6 +352,7 @@ def _points(codec: Codec, images: dict[str, Image.Image], qualities: list, task:
         if task is not None:
             stop.where = f" in the task model at {codec.name} quality {q}"
             point.update(task.evaluate(decoded, images))
+            bar.update(len(images))
         res["points"].append(point)
         say_point(lines, codec.name, qualities, point)
 
