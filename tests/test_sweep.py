@@ -347,3 +347,24 @@ def test_the_progress_bar_counts_the_task_model(monkeypatch):
     sweep(get_codec("jpeg"), images(), [30, 60], task=Watching())
     assert seen == [(0, 10), (4, 10), (8, 10)]  # the reference, then each point's task model, counted in the bar
     assert bars[-1].n == bars[-1].total and bars[-1].smoothing == 0
+
+
+def test_timings_of_cached_decodes_made_elsewhere_are_counted_and_said(tmp_path, monkeypatch):
+    """A cached decode keeps the encode_s and decode_s of the run that made it: a sweep with SAICM_THREADS=2 over a
+    cache filled with 1 thread wrote the 1-thread figures under `machine` threads 2, in silence."""
+    import pytest
+
+    from saicm import _provenance
+
+    cache = DecodeCache(tmp_path / "cache", "jpeg", get_codec("jpeg").config())
+    one = {"cpu": "X", "cpus": 2, "threads": 1, "OMP_NUM_THREADS": None}
+    monkeypatch.setattr(_provenance, "machine", lambda: one)
+    first = sweep(get_codec("jpeg"), images(), [30, 60], cache=cache, progress=False)
+    assert first["timings_from_cache"] == 0
+    monkeypatch.setattr(_provenance, "machine", lambda: dict(one, threads=2))
+    with pytest.warns(UserWarning, match="4 of 4 encodes' timings .* from the cache"):
+        other = sweep(get_codec("jpeg"), images(), [30, 60], cache=cache, progress=False)
+    assert other["timings_from_cache"] == 4 and other["points"] == first["points"]
+    assert all("machine" not in e for v in other["per_image"].values() for e in v)  # (the cache's own field)
+    monkeypatch.setattr(_provenance, "machine", lambda: dict(one))
+    assert sweep(get_codec("jpeg"), images(), [30, 60], cache=cache, progress=False)["timings_from_cache"] == 0

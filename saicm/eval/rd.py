@@ -145,11 +145,16 @@ class ImageFolder(Mapping):
                                                                                          "surrogateescape")).hexdigest()
 
 
-def _code_one(codec: Codec, img: Image.Image, q, cache: DecodeCache) -> tuple[Image.Image, dict]:
+def _code_one(codec: Codec, img: Image.Image, q, cache: DecodeCache,
+              here: dict | None = None) -> tuple[Image.Image, dict, bool]:
+    """(decode, info, whether info's timings were measured on another ``machine()`` than ``here``: a cache entry's,
+    made by an earlier run elsewhere, with other threads, or by saicm 0.29.0 or before, which did not record it)."""
     ihash = image_hash(img)
     hit = cache.get(q, ihash)
     if hit is not None:
-        return hit
+        dec, info = hit
+        made_on = info.pop("machine", None)
+        return dec, info, made_on != here
     t = time.perf_counter()
     data = codec.encode(img, q)
     te = time.perf_counter() - t
@@ -164,8 +169,8 @@ def _code_one(codec: Codec, img: Image.Image, q, cache: DecodeCache) -> tuple[Im
     size = codec.size(data)
     info = {"bytes": size, "bpp": 8.0 * size / (img.width * img.height),
             "psnr": psnr(a, b), "ms_ssim": ms_ssim(a, b), "encode_s": te, "decode_s": td}
-    cache.put(q, ihash, dec, info)
-    return dec, info
+    cache.put(q, ihash, dec, dict(info, machine=here))
+    return dec, info, False
 
 
 def _mean(rows: list[dict], key: str) -> float | None:
@@ -320,15 +325,18 @@ def _sweep(codec: Codec, images: dict[str, Image.Image], qualities: list, task: 
 
 def _points(codec: Codec, images: dict[str, Image.Image], qualities: list, task: Task | None, cache: DecodeCache,
             res: dict, bar, lines: StatusLines, stop: _StopAfterImage) -> None:
+    from .._provenance import machine
     from ..errors import SaicmError
+    from ..errors import warn as saicm_warn
 
+    here, timed_elsewhere = machine(), 0
     for q in qualities:
         rows, decoded = [], {}
         for i, (name, img) in enumerate(images.items(), 1):
             stop.where = f" at {codec.name} quality {q}, image {i} of {len(images)}"
             stop.coding = True
             try:
-                dec, info = _code_one(codec, img, q, cache)
+                dec, info, elsewhere = _code_one(codec, img, q, cache, here)
             except SaicmError:
                 if stop.requested:  # (an ffmpeg of the same process group, stopped by the same signal)
                     raise KeyboardInterrupt from None
@@ -341,6 +349,7 @@ def _points(codec: Codec, images: dict[str, Image.Image], qualities: list, task:
                 raise KeyboardInterrupt
             if task is not None:  # (its input; without one, a decode is measured and dropped)
                 decoded[name] = dec
+            timed_elsewhere += elsewhere
             rows.append(info)
             res["per_image"].setdefault(name, []).append({"quality": q, **info})
             bar.update(1)
@@ -355,6 +364,13 @@ def _points(codec: Codec, images: dict[str, Image.Image], qualities: list, task:
             bar.update(len(images))
         res["points"].append(point)
         say_point(lines, codec.name, qualities, point)
+    # (a cached entry's encode_s and decode_s are those of the run that made it: under this run's `machine` they
+    # passed for this machine's and thread count's, e.g. SAICM_THREADS=2 gave the figures timed with 1)
+    res["timings_from_cache"] = timed_elsewhere
+    if timed_elsewhere:
+        saicm_warn(f"{timed_elsewhere} of {len(images) * len(qualities)} encodes' timings (encode_s, decode_s) come "
+                   "from the cache, measured by an earlier run on another machine or thread count (or unrecorded): "
+                   "not this run's `machine`; --no-cache (or another --cache) times them here")
 
 
 def rd_sweep(codec: Codec, images: dict[str, Image.Image], qualities: Sequence | None = None,
