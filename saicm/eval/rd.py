@@ -146,15 +146,16 @@ class ImageFolder(Mapping):
 
 
 def _code_one(codec: Codec, img: Image.Image, q, cache: DecodeCache,
-              here: dict | None = None) -> tuple[Image.Image, dict, bool]:
-    """(decode, info, whether info's timings were measured on another ``machine()`` than ``here``: a cache entry's,
-    made by an earlier run elsewhere, with other threads, or by saicm 0.29.0 or before, which did not record it)."""
+              here: dict | None = None) -> tuple[Image.Image, dict, str | None]:
+    """(decode, info, where info's timings were measured when not here: "elsewhere" (a cache entry of an earlier
+    run on another ``machine()`` than ``here``, or with other threads), "unrecorded" (an entry of saicm 0.29.0 or
+    before, which did not record it), else None)."""
     ihash = image_hash(img)
     hit = cache.get(q, ihash)
     if hit is not None:
         dec, info = hit
         made_on = info.pop("machine", None)
-        return dec, info, made_on != here
+        return dec, info, None if made_on == here else "unrecorded" if made_on is None else "elsewhere"
     t = time.perf_counter()
     data = codec.encode(img, q)
     te = time.perf_counter() - t
@@ -170,7 +171,7 @@ def _code_one(codec: Codec, img: Image.Image, q, cache: DecodeCache,
     info = {"bytes": size, "bpp": 8.0 * size / (img.width * img.height),
             "psnr": psnr(a, b), "ms_ssim": ms_ssim(a, b), "encode_s": te, "decode_s": td}
     cache.put(q, ihash, dec, dict(info, machine=here))
-    return dec, info, False
+    return dec, info, None
 
 
 def _mean(rows: list[dict], key: str) -> float | None:
@@ -329,7 +330,7 @@ def _points(codec: Codec, images: dict[str, Image.Image], qualities: list, task:
     from ..errors import SaicmError
     from ..errors import warn as saicm_warn
 
-    here, timed_elsewhere = machine(), 0
+    here, timed = machine(), {"elsewhere": 0, "unrecorded": 0}
     for q in qualities:
         rows, decoded = [], {}
         for i, (name, img) in enumerate(images.items(), 1):
@@ -349,7 +350,8 @@ def _points(codec: Codec, images: dict[str, Image.Image], qualities: list, task:
                 raise KeyboardInterrupt
             if task is not None:  # (its input; without one, a decode is measured and dropped)
                 decoded[name] = dec
-            timed_elsewhere += elsewhere
+            if elsewhere:
+                timed[elsewhere] += 1
             rows.append(info)
             res["per_image"].setdefault(name, []).append({"quality": q, **info})
             bar.update(1)
@@ -366,11 +368,11 @@ def _points(codec: Codec, images: dict[str, Image.Image], qualities: list, task:
         say_point(lines, codec.name, qualities, point)
     # (a cached entry's encode_s and decode_s are those of the run that made it: under this run's `machine` they
     # passed for this machine's and thread count's, e.g. SAICM_THREADS=2 gave the figures timed with 1)
-    res["timings_from_cache"] = timed_elsewhere
-    if timed_elsewhere:
-        saicm_warn(f"{timed_elsewhere} of {len(images) * len(qualities)} encodes' timings (encode_s, decode_s) come "
-                   "from the cache, measured by an earlier run on another machine or thread count (or unrecorded): "
-                   "not this run's `machine`; --no-cache (or another --cache) times them here")
+    res["timings_from_cache"] = timed["elsewhere"] + timed["unrecorded"]
+    if timed["elsewhere"]:  # (entries of 0.29.0 and before, unrecorded, are counted, not warned of at every run)
+        saicm_warn(f"{timed['elsewhere']} of {len(images) * len(qualities)} encodes' timings (encode_s, decode_s) come "
+                   "from the cache, measured by an earlier run on another machine or thread count: not this run's "
+                   "`machine`; --no-cache (or another --cache) times them here")
 
 
 def rd_sweep(codec: Codec, images: dict[str, Image.Image], qualities: Sequence | None = None,
