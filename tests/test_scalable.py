@@ -110,6 +110,25 @@ def test_both_engines_code_the_human_layer_of_each_condition_alike(condition, im
     assert diff.max() <= 3 and (diff == 0).mean() > 0.95, (diff.max(), (diff == 0).mean())
 
 
+@pytest.mark.parametrize("engine", ["auto", "compressai"])
+def test_a_two_layer_coding_warns_of_the_images_colours_once(models, image, tmp_path, engine):
+    """CompressAI's coder coded the machine layer through saicm.compress, which warned of the image's colours (its
+    ICC profile, PNG gAMA or cHRM, EXIF) a second time, as "the image" rather than by its path."""
+    import struct
+    import warnings
+
+    from PIL import PngImagePlugin
+
+    info = PngImagePlugin.PngInfo()
+    info.add(b"gAMA", struct.pack(">I", 100000))  # (linear values: warned of)
+    Image.fromarray(image).save(tmp_path / "linear.png", pnginfo=info)
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        saicm.compress(tmp_path / "linear.png", model=models["scal"], quality=2, human_quality=1, engine=engine)
+    said = [str(w.message) for w in seen if issubclass(w.category, saicm.SaicmWarning)]
+    assert len(said) == 1 and said[0].startswith(f"{tmp_path / 'linear.png'}: its PNG gAMA chunk"), said
+
+
 def test_fusion_adds_to_the_first_channels_only_and_leaves_the_base_latent_alone(models):
     net, _ = saicm.load_model(models["scal"])
     yb = torch.randn(1, 24, 2, 3)

@@ -189,6 +189,14 @@ def compress(image: ImageLike, model: str | os.PathLike | ModelInfo | None = Non
     source = image
     image = load_image(image, max_pixels)  # once, for whichever coder below
     _warn_if_profile(image, source)
+    return _encode(image, info, quality, refine, progress, human_quality, max_pixels, engine, max_bytes)
+
+
+def _encode(image: RGBImage, info: ModelInfo, quality, refine: int, progress: bool, human_quality, max_pixels,
+            engine: str, max_bytes) -> bytes:
+    """:func:`compress` of an image loaded (and warned of) and options checked: the coder of ``info``'s file. (A
+    two-layer file's machine layer by CompressAI's coder is coded here, not by :func:`compress`, which warned of
+    the image's colours again.)"""
     if info.architecture == SCALABLE_ARCHITECTURE:
         from .scalable import compress_layers
 

@@ -144,16 +144,18 @@ def _compress_compressai(image, info, quality, human_quality, max_pixels, engine
     import torch
 
     from ..models.zoo import load_model
-    from .pipeline import compress, is_scalable, prepare
+    from .pipeline import _encode, is_scalable, prepare
 
     net, info = load_model(info.path)
     if not is_scalable(net):
         raise ModelError(f"{info.name} is not a scalable model")
     qb, qa = _qualities(info.name, quality, human_quality, net.base_info.name, net.base_num_qualities,
                         net.num_qualities)
-    # the base's own file: format 1 with engine="compressai", else what `saicm compress --model BASE` writes
-    machine = compress(image, model=net.base_info.path, quality=None if max_bytes else qb, max_pixels=max_pixels,
-                       engine=engine, max_bytes=max_bytes)
+    # the base's own file: format 1 with engine="compressai", else what `saicm compress --model BASE` writes (not
+    # by saicm.compress, which warned of the image's colours a second time)
+    image = load_image(image, max_pixels)
+    machine = _encode(image, resolve(net.base_info.path), None if max_bytes else qb, 0, False, None, max_pixels, engine,
+                      max_bytes)
     _, x, _, _ = prepare(image, net.multiple, max_pixels, getattr(net, "min_size", 0))
     # The machine layer's latent exactly as a decoder will decode it (a conditioned human layer depends on it).
     stream = container.unpack(machine)
