@@ -85,6 +85,17 @@ def test_a_scalable_model_spends_the_budget_on_its_machine_layer():
     assert d["quality"] == 3 and d["layers"]["human"]["quality"] == 2
 
 
+def test_two_layer_coding_refuses_a_quality_with_a_budget_too():
+    """saicm.codec.scalable.compress_layers (which saicm.compress calls after its own checks) dropped a quality given
+    with a budget in silence, coding at the budget's choice."""
+    from saicm.codec.scalable import compress_layers
+
+    for engine in ("auto", "compressai"):
+        with pytest.raises(saicm.ArgumentError, match="give --quality or --max-bytes, not both"):
+            compress_layers(natural_image(), model="scalable-off02v5-m4-cond", quality=7, max_bytes=10**6,
+                            engine=engine)
+
+
 def test_cli_budget_per_file_of_a_folder_with_the_quality_in_the_log(tmp_path, sizes, capsys):
     src = tmp_path / "in"
     src.mkdir()

@@ -76,6 +76,7 @@ def compress_layers(image: ImageLike, model=None, quality: int | None = None,
     layer (a file of its own, what :func:`strip` keeps) is at most that many bytes; the human layer comes on top."""
     from ..engine import ENGINES
     from ..engine.scalable import supports_scalable
+    from .budget import checked_max_bytes
     from .limits import check_writable_model_name
 
     info = resolve(model)
@@ -86,6 +87,7 @@ def compress_layers(image: ImageLike, model=None, quality: int | None = None,
         raise ArgumentError(f"engine must be one of {', '.join(ENGINES)}, got {engine!r}")
     if refine < 0:
         raise ArgumentError(f"refine steps must be 0 or more, got {refine}")
+    max_bytes = checked_max_bytes(max_bytes, quality)  # (a quality given with a budget was dropped in silence)
     if engine != "compressai" and supports_scalable(info):
         return _compress_portable(image, info, quality, human_quality, max_pixels, engine, refine, progress,
                                   max_bytes)
