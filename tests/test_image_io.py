@@ -771,6 +771,27 @@ def test_a_sixteen_bit_colour_pngs_colour_key_is_kept(tmp_path):
     assert image_io.load_image(tmp_path / "other.png").alpha is None
 
 
+def test_a_sixteen_bit_colour_pngs_colour_key_is_kept_from_a_pil_image_too(tmp_path):
+    """saicm.compress(Image.open(path)) of such a PNG lost its colour key in silence, which saicm.compress(path)
+    kept: the PIL image, its pixels not read yet, is read as the file is (and left open for its owner)."""
+    import io
+
+    import saicm
+
+    pixels = np.zeros((8, 6, 3), np.uint16)
+    pixels[:3] = (1000, 20000, 65535)
+    pixels[3:] = (300, 300, 300)  # (high bytes 1, 1, 1)
+    _rgb16_png(tmp_path / "key.png", pixels, (1000, 20000, 65535))
+    with Image.open(tmp_path / "key.png") as im, Image.open(io.BytesIO((tmp_path / "key.png").read_bytes())) as im2:
+        for opened in (im, im2):
+            got = image_io.load_image(opened)
+            assert got.alpha is not None and (got.alpha[:3] == 0).all() and (got.alpha[3:] == 255).all()
+            assert (got.rgb[:3] == (3, 78, 255)).all()
+            assert opened.size == (6, 8) and np.asarray(opened).shape == (8, 6, 3)  # (the caller's, still usable)
+    with Image.open(tmp_path / "key.png") as im:
+        assert saicm.compress(im, quality=1) == saicm.compress(tmp_path / "key.png", quality=1)
+
+
 def test_a_phones_jpeg_with_a_gain_map_is_not_called_a_clip(tmp_path):
     """A phone's JPEG holding an HDR gain map (Ultra HDR: a multi-picture JPEG whose second image is of undefined
     type), or a camera's with a large preview, said "2 frames, only the first is coded (saicm codes still images;

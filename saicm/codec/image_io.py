@@ -102,6 +102,14 @@ def _open(src: ImageLike, max_pixels: int | None = None) -> tuple[Image.Image, s
 
     if isinstance(src, Image.Image):
         check_pixels(src.height, src.width, max_pixels, what="the image")
+        if _wide_key(src) and getattr(src, "fp", None) is not None:  # (Image.open's, its pixels not read yet)
+            low = _low_bytes(src.fp, src.tile[0])
+            if low is not None:
+                try:
+                    src.load()
+                except Exception as e:  # (a damaged file, as _pillow_open says it)
+                    raise ImageError(f"cannot read image ({e.__class__.__name__}: {e})") from None
+                return _with_wide_key(src, low, close=False), None  # (the caller's image: left open)
         return src, None
     if isinstance(src, np.ndarray):
         if src.ndim >= 2:
@@ -230,9 +238,7 @@ def _pillow_open(fp, path: str | None, max_pixels: int | None) -> Image.Image:
             # colour; only the file's raw mode, before the pixels are loaded, tells)
             grey_alpha = img.mode == "RGBA" and any(_tile_rawmode(t) in ("LA;16B", "LA;16") for t in img.tile or ())
             # (a 16-bit colour PNG's colour key (tRNS) is 16-bit, its pixels read as 8: it matched none, or others)
-            wide_key = (img.mode == "RGB" and isinstance(img.info.get("transparency"), tuple)
-                        and len(img.tile or ()) == 1 and _tile_rawmode(img.tile[0]) == "RGB;16B")
-            low = _low_bytes(fp, img.tile[0]) if wide_key else None
+            low = _low_bytes(fp, img.tile[0]) if _wide_key(img) else None
             img.load()
             if grey_alpha:
                 grey = img.convert("LA")  # (exact: the channels are equal)
@@ -254,6 +260,13 @@ def _pillow_open(fp, path: str | None, max_pixels: int | None) -> Image.Image:
     return img
 
 
+def _wide_key(img: Image.Image) -> bool:
+    """Whether ``img``, opened and not yet loaded, is a 16-bit colour PNG with a colour key (tRNS), which Pillow
+    matches against the 8-bit samples it reads (:func:`_low_bytes`, :func:`_with_wide_key`)."""
+    return (img.mode == "RGB" and isinstance(img.info.get("transparency"), tuple) and len(img.tile or ()) == 1
+            and _tile_rawmode(img.tile[0]) == "RGB;16B")
+
+
 def _low_bytes(fp, tile) -> np.ndarray | None:
     """The low bytes of a 16-bit colour PNG's samples (Pillow reads their high bytes): the file opened again and
     decoded as little-endian, whose unpacker takes the other byte of each sample; None if that fails."""
@@ -269,9 +282,10 @@ def _low_bytes(fp, tile) -> np.ndarray | None:
         return None
 
 
-def _with_wide_key(img: Image.Image, low: np.ndarray) -> Image.Image:
+def _with_wide_key(img: Image.Image, low: np.ndarray, close: bool = True) -> Image.Image:
     """``img`` (a 16-bit colour PNG read as 8-bit RGB) as RGBA, transparent where its 16-bit samples (its high bytes
-    and ``low``) equal its 16-bit colour key, rather than where its 8-bit ones equal that key's numbers."""
+    and ``low``) equal its 16-bit colour key, rather than where its 8-bit ones equal that key's numbers; ``img`` is
+    closed (``close``) or left as it is."""
     high = np.asarray(img)
     if low.shape != high.shape:
         return img
@@ -279,7 +293,8 @@ def _with_wide_key(img: Image.Image, low: np.ndarray) -> Image.Image:
     alpha = np.where(((high.astype(np.uint16) << 8 | low) == key).all(axis=2), 0, 255).astype(np.uint8)
     out = Image.fromarray(np.dstack([high, alpha]), "RGBA")
     out.format, out.info = img.format, {k: v for k, v in img.info.items() if k != "transparency"}
-    img.close()
+    if close:
+        img.close()
     return out
 
 
