@@ -11,7 +11,11 @@ T = TypeVar("T")
 
 
 def registrar(table: dict, what: str) -> Callable[[str], Callable[[T], T]]:
-    def register(name: str) -> Callable[[T], T]:
+    def register(name: str | None = None, *, kind: str | None = None) -> Callable[[T], T]:
+        if (name is None) == (kind is None):
+            raise TypeError(f"{register.__name__}() takes one name (``kind=`` is its older spelling)")
+        name = name if kind is None else kind
+
         def deco(obj: T) -> T:
             table[name] = obj
             return obj

@@ -1013,6 +1013,9 @@ def test_every_extension_table_registers_by_one_rule():
             assert register("x-test")(first) is first and table["x-test"] is first
             assert register("x-test")(second) is second and table["x-test"] is second
             assert register.__name__ == name
+            assert register(kind="x-test")(first) is first and table["x-test"] is first  # (the older keyword)
+            with pytest.raises(TypeError):
+                register()
         finally:
             table.clear()
             table.update(saved)
