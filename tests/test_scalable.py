@@ -273,6 +273,26 @@ def test_human_layer_refused_without_its_machine_layer_or_on_another_one(models,
         saicm.decompress(bytes(bad[:len(machine) - 1]) + bytes(bad[len(machine) - 1:]), model=models["scal"])
 
 
+def test_a_segment_joined_twice_or_before_its_machine_layer_is_named_not_called_corrupt():
+    """`cat machine.saicm human.seg human.seg` (or a segment appended to a file that already had it) and
+    `cat human.seg machine.saicm` were refused as "CRC mismatch (corrupt or truncated)": an operator asked the
+    camera for the segment again, and got the same bytes (a scalable operator's audit)."""
+    ref = Path(__file__).parent / "reference" / "astronaut-200x150-scalable-b1-h4-v3.saicm"
+    two = ref.read_bytes()
+    machine, human = container.split_layers(two)
+    for joined in (machine + human + human, two + human):
+        for call in (saicm.describe, strip, lambda d: saicm.decompress(d)):
+            with pytest.raises(FormatError, match="two human layers follow the machine layer"):
+                call(joined)
+        assert saicm.decompress(joined, layer="machine").size == (200, 150)  # the machine layer still decodes
+    with pytest.raises(FormatError, match="joined in the wrong order"):
+        saicm.describe(human + machine)
+    with pytest.raises(FormatError, match="CRC mismatch"):  # truncation and damage are still called so
+        saicm.describe(two[:-3])
+    with pytest.raises(FormatError, match="CRC mismatch"):
+        saicm.describe(machine + human[:-1] + bytes([human[-1] ^ 1]))
+
+
 def test_a_scalable_model_over_other_base_weights_is_refused(models, image, tmp_path):
     # same base name, other weights: the model file names its base by SHA-256
     torch.manual_seed(7)

@@ -365,7 +365,7 @@ def unpack_human(data: bytes) -> HumanLayer:
     version = check_start(data, HUMAN_MAGIC, HUMAN_VERSIONS, "a saicm human layer", "human-layer version",
                           truncated="truncated human layer")
     if not _crc_ok(data):
-        raise FormatError("human layer: CRC mismatch (corrupt or truncated)")
+        raise FormatError(_human_crc_error(data))
     r = ByteReader(data[:-4])
     r.take(len(HUMAN_MAGIC) + 1)
     (n,) = r.unpack(">B")
@@ -390,6 +390,41 @@ def unpack_human(data: bytes) -> HumanLayer:
         raise FormatError("corrupt human layer (trailing bytes after payload)")
     return HumanLayer(model=model, weights_sha=weights_sha, base_sha=base_sha, machine_sha=machine_sha,
                       quality=quality, shapes=shapes, strings=strings, version=version, strip_rows=rows)
+
+
+def _human_end(data: bytes) -> int | None:
+    """Where the human-layer segment at the start of ``data`` ends (after its CRC), read from its own lengths, or
+    None if they do not fit in ``data``."""
+    try:
+        r = ByteReader(data)
+        version = r.take(len(HUMAN_MAGIC) + 1)[-1]
+        (n,) = r.unpack(">B")
+        r.take(n + 3 * 8 + 1 + (2 if version == HUMAN_PORTABLE_VERSION else 0))
+        for _ in range(r.unpack(">B")[0]):
+            r.unpack(f">{r.unpack('>B')[0]}H")
+        for _ in range(r.unpack(">B")[0]):
+            r.take(r.unpack(">I")[0])
+        r.take(4)
+        return r.pos
+    except FormatError:
+        return None
+
+
+def _human_crc_error(data: bytes) -> str:
+    """What is wrong with a human-layer segment that fails its CRC: a whole segment followed by another one (a
+    segment appended twice, or to a two-layer file) or by a machine layer (joined in the wrong order), else
+    damage or truncation."""
+    end = _human_end(data)
+    if end is not None and end < len(data) and _crc_ok(data[:end]):
+        rest = data[end:]
+        if rest.startswith(HUMAN_MAGIC):
+            return ("two human layers follow the machine layer (a segment appended twice, or appended to a "
+                    "two-layer file): a file holds one; the machine layer alone decodes with --layer machine")
+        if rest.startswith(MAGIC):
+            return ("a human-layer segment followed by a .saicm stream (joined in the wrong order): the segment "
+                    "goes after its machine layer, cat MACHINE.saicm SEGMENT > TWO.saicm")
+        return "human layer: trailing bytes after its CRC (a file holds the machine layer, then one human layer)"
+    return "human layer: CRC mismatch (corrupt or truncated)"
 
 
 #: a coded file as the API takes it: its bytes, its path, or a binary file object
