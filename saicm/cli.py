@@ -270,6 +270,9 @@ def _info_one(path: str, as_json: bool, header: str | None, separate: bool = Fal
                                else f"human-layer version {layer['version']}")
                     what = (f"{version}, written by a newer saicm: not read here" if layer.get("readable") is False
                             else f"{layer['model']} q{layer['quality']}, {version}")
+                    if layer.get("matches_machine_layer") is False:
+                        what += ("; NOT this machine layer's: it belongs to another one and will not decode "
+                                 "(the wrong segment was appended)")
                     print(f"{name + ' layer':24s} {layer['bytes']} bytes, {layer['bpp']:.4f} bpp ({what})")
             else:
                 print(f"{k:24s} {v}")

@@ -293,6 +293,25 @@ def test_a_segment_joined_twice_or_before_its_machine_layer_is_named_not_called_
         saicm.describe(machine + human[:-1] + bytes([human[-1] ^ 1]))
 
 
+def test_info_says_when_the_human_layer_was_appended_to_another_machine_layer(models, image, tmp_path, capsys):
+    """`cat other.saicm human.seg > two.saicm; saicm info two.saicm` described the file as a good two-layer file
+    (both layers, their models and qualities): the operator's check after joining passed, and the human decode on
+    the viewer's machine was then refused (a scalable operator's audit)."""
+    from saicm.cli import main
+
+    data = saicm.compress(image, model=models["scal"], quality=2, human_quality=1)
+    machine, human = container.split_layers(data)
+    other = saicm.compress(natural_image(64, 128, seed=5), model=models["base"], quality=2)
+    assert saicm.describe(data)["layers"]["human"]["matches_machine_layer"] is True
+    assert saicm.describe(other + human)["layers"]["human"]["matches_machine_layer"] is False
+    (tmp_path / "good.saicm").write_bytes(data)
+    (tmp_path / "wrong.saicm").write_bytes(other + human)
+    assert main(["info", str(tmp_path / "good.saicm")]) == 0
+    assert "another one" not in capsys.readouterr().out
+    assert main(["info", str(tmp_path / "wrong.saicm")]) == 0
+    assert "belongs to another one and will not decode" in capsys.readouterr().out
+
+
 def test_a_scalable_model_over_other_base_weights_is_refused(models, image, tmp_path):
     # same base name, other weights: the model file names its base by SHA-256
     torch.manual_seed(7)

@@ -8,6 +8,7 @@ here) and reads any file back.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import zlib
 from dataclasses import dataclass
@@ -471,6 +472,9 @@ def _describe(data: bytes) -> dict:
                       "weights_sha256_prefix": hl.weights_sha.hex(),
                       # what the layer decodes on: the base model's weights and the machine layer's bytes
                       "base_sha256_prefix": hl.base_sha.hex(), "machine_sha256_prefix": hl.machine_sha.hex(),
+                      # False: joined to another machine layer than its own (it will not decode: cat of the
+                      # wrong files), which nothing else in the description shows
+                      "matches_machine_layer": hashlib.sha256(machine).digest()[:8] == hl.machine_sha,
                       "latent_shapes": [list(v) for v in hl.shapes],
                       "string_bytes": [len(b) for b in hl.strings]},
         }
