@@ -113,6 +113,26 @@ def test_cli_budget_per_file_of_a_folder_with_the_quality_in_the_log(tmp_path, s
     assert qb == 7 or len(saicm.compress(b, model=MODEL, quality=qb + 1)) > budget
 
 
+def test_the_log_of_a_scalable_folder_job_holds_each_layer(tmp_path):
+    """A scalable folder job's --log held the whole file's bytes and the base model's quality only: with
+    --max-bytes (the machine layer's budget) every line looked over budget, and the human layer's model, quality
+    and bytes were nowhere in it (a scalable operator's audit)."""
+    src = tmp_path / "in"
+    src.mkdir()
+    Image.fromarray(natural_image()).save(src / "a.png")
+    model = "scalable-off02v5-m4-cond"
+    budget = len(saicm.strip(saicm.compress(natural_image(), model=model, quality=3, human_quality=2)))
+    log = tmp_path / "job.jsonl"
+    assert main(["compress", str(src), "-o", str(tmp_path / "out"), "--model", model, "--max-bytes", str(budget),
+                 "--human-quality", "2", "--log", str(log), "--quiet"]) == 0
+    line = json.loads(log.read_text())
+    data = (tmp_path / "out" / "a.saicm").read_bytes()
+    assert line["bytes"] == len(data) > budget  # (the whole file: the human layer comes on top)
+    assert line["machine_bytes"] == len(saicm.strip(data)) <= budget
+    assert line["machine_bytes"] + line["human_bytes"] == len(data)
+    assert (line["human_model"], line["human_quality"]) == (model, 2)
+
+
 def test_cli_refusals_are_one_line(tmp_path, image_file, sizes, capsys):
     out = tmp_path / "x.saicm"
     code = main(["compress", str(image_file), "-o", str(out), "--quality", "3", "--max-bytes", "1000"])

@@ -511,6 +511,11 @@ def compress_file(src, dst, model=None, quality: int | None = None, refine: int 
     out = {"bytes": len(data), "bpp": d["bpp"], "seconds": seconds, "model": d["model"], "quality": d["quality"]}
     if "layers" in d:
         out["layers"] = d["layers"]
+        # flat, for the --log line (which keeps no nested field): "bytes" is the whole file's, but a --max-bytes
+        # budget is the machine layer's, and the human layer's model and quality were nowhere in it
+        m, hl = d["layers"]["machine"], d["layers"]["human"]
+        out.update(machine_bytes=m["bytes"], human_bytes=hl["bytes"], human_model=hl.get("model"),
+                   human_quality=hl.get("quality"))
     return out
 
 
