@@ -133,6 +133,17 @@ def test_the_log_of_a_scalable_folder_job_holds_each_layer(tmp_path):
     assert (line["human_model"], line["human_quality"]) == (model, 2)
 
 
+def test_a_scalable_models_refusal_names_the_machine_layer_it_measured():
+    """A scalable model's budget that quality 1 does not fit said "the file is N bytes" of the machine layer's N:
+    the two-layer file is larger, and an operator took the figure for the file's (a scalable operator's audit)."""
+    img = natural_image()
+    model = "scalable-off02v5-m4-cond"
+    machine = len(saicm.strip(saicm.compress(img, model=model, quality=1, human_quality=2)))
+    with pytest.raises(saicm.ImageError, match=rf"^does not fit in 100 bytes: its machine layer \(what saicm strip "
+                       rf"keeps\) is {machine} bytes at the lowest quality \(1\)$"):
+        saicm.compress(img, model=model, max_bytes=100, human_quality=2)
+
+
 def test_cli_refusals_are_one_line(tmp_path, image_file, sizes, capsys):
     out = tmp_path / "x.saicm"
     code = main(["compress", str(image_file), "-o", str(out), "--quality", "3", "--max-bytes", "1000"])

@@ -42,5 +42,12 @@ def fit(code: Callable[[int], bytes], num_qualities: int, max_bytes: int, size: 
         else:
             hi, lowest = q, n
     if best is None:
-        raise ImageError(f"does not fit in {max_bytes} bytes: {what} is {lowest} bytes at the lowest quality (1)")
+        err = ImageError(over_budget(max_bytes, lowest, what))
+        err.lowest = lowest  # (what a caller that measures something else names, as scalable models do)
+        raise err
     return best
+
+
+def over_budget(max_bytes: int, lowest: int, what: str = "the file") -> str:
+    """The refusal of a budget that ``what``, ``lowest`` bytes at quality 1, does not fit."""
+    return f"does not fit in {max_bytes} bytes: {what} is {lowest} bytes at the lowest quality (1)"

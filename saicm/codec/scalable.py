@@ -25,7 +25,7 @@ import os
 
 import numpy as np
 
-from ..errors import ArgumentError, FormatError, ModelError, SaicmError
+from ..errors import ArgumentError, FormatError, ImageError, ModelError, SaicmError
 from ..models.catalog import SCALABLE_ARCHITECTURE, checked_quality, file_checksum, resolve
 from . import container
 from .image_io import ImageLike, load_image
@@ -88,15 +88,24 @@ def compress_layers(image: ImageLike, model=None, quality: int | None = None,
     if refine < 0:
         raise ArgumentError(f"refine steps must be 0 or more, got {refine}")
     max_bytes = checked_max_bytes(max_bytes, quality)  # (a quality given with a budget was dropped in silence)
-    if engine != "compressai" and supports_scalable(info):
-        return _compress_portable(image, info, quality, human_quality, max_pixels, engine, refine, progress,
-                                  max_bytes)
-    if refine:
-        raise ArgumentError(f"{info.name}: refinement of the human layer needs the portable engine (--engine auto)")
-    if engine not in ("auto", "compressai"):
-        raise ArgumentError(f"{info.name}: the portable engine does not code this scalable model; use --engine "
-                            "compressai (or auto)")
-    return _compress_compressai(image, info, quality, human_quality, max_pixels, engine, max_bytes)
+    try:
+        if engine != "compressai" and supports_scalable(info):
+            return _compress_portable(image, info, quality, human_quality, max_pixels, engine, refine, progress,
+                                      max_bytes)
+        if refine:
+            raise ArgumentError(f"{info.name}: refinement of the human layer needs the portable engine "
+                                "(--engine auto)")
+        if engine not in ("auto", "compressai"):
+            raise ArgumentError(f"{info.name}: the portable engine does not code this scalable model; use --engine "
+                                "compressai (or auto)")
+        return _compress_compressai(image, info, quality, human_quality, max_pixels, engine, max_bytes)
+    except ImageError as e:  # the budget is the machine layer's: say so, not "the file" (the two layers are more)
+        if max_bytes is None or getattr(e, "lowest", None) is None:
+            raise
+        from .budget import over_budget
+
+        raise ImageError(over_budget(max_bytes, e.lowest, "its machine layer (what saicm strip keeps)"),
+                         e.path) from None
 
 
 def _qualities(name: str, quality, human_quality, base_name: str, nq_base: int, nq_human: int) -> tuple[int, int]:
