@@ -312,6 +312,23 @@ def test_info_says_when_the_human_layer_was_appended_to_another_machine_layer(mo
     assert "belongs to another one and will not decode" in capsys.readouterr().out
 
 
+def test_a_human_layer_on_the_wrong_machine_layer_says_which_mistake_and_what_it_needs():
+    """A segment joined to the wrong machine layer was refused alike whatever the mistake, with no way to tell
+    which machine file it needs among a day's (a scalable operator's audit): the refusal names another base
+    model's file as such, and gives the SHA-256 prefix of the machine layer it needs."""
+    img = natural_image(64, 96)
+    two = saicm.compress(img, model="scalable-off02v5-m4-cond", quality=2, human_quality=2)
+    machine, human = saicm.split(two)
+    need = hashlib.sha256(machine).hexdigest()[:16]
+    same_base = saicm.compress(img, model="saicm-regions-a048-off02-n64-v5", quality=3)
+    other_base = saicm.compress(img, model="mse-hyperprior-n64-v5", quality=2)
+    with pytest.raises(FormatError, match=rf"another machine layer \(checksum mismatch\); .* begins with {need}$"):
+        saicm.decompress(same_base + human)
+    with pytest.raises(FormatError, match=r"another machine layer \(checksum mismatch; it was written over other "
+                       rf"base weights than mse-hyperprior-n64-v5's\); .* begins with {need}$"):
+        saicm.decompress(other_base + human)
+
+
 def test_a_scalable_model_over_other_base_weights_is_refused(models, image, tmp_path):
     # same base name, other weights: the model file names its base by SHA-256
     torch.manual_seed(7)

@@ -195,8 +195,14 @@ def decode_human(machine: bytes, human: bytes, model=None, max_pixels: int | Non
 
     layer = container.unpack_human(human)
     if _machine_digest(machine) != layer.machine_sha:
-        raise FormatError("the human layer belongs to another machine layer (checksum mismatch); "
-                          "it decodes only on top of the machine layer it was written with")
+        # which mistake: the segment of another base model's file, or of another file of the same base (another
+        # image, quality or encoding); and how to find its own (sha256sum MACHINE.saicm)
+        h = container.unpack(machine).header
+        raise FormatError("the human layer belongs to another machine layer (checksum mismatch"
+                          + (f"; it was written over other base weights than {h.model}'s"
+                             if h.weights_sha != layer.base_sha else "")
+                          + "); it decodes only on top of the machine layer it was written with, whose SHA-256 "
+                          f"begins with {layer.machine_sha.hex()}")
     stream = container.unpack(machine)
     info = coded_model(layer.model, layer.weights_sha, stream.header.height, stream.header.width, model, max_pixels,
                        "the human layer")
