@@ -329,6 +329,15 @@ def test_a_human_layer_on_the_wrong_machine_layer_says_which_mistake_and_what_it
         saicm.decompress(other_base + human)
 
 
+def test_the_machine_layer_advice_names_the_python_argument_too():
+    """`saicm.decompress(stripped, layer="human")` told a Python caller to use "--layer machine", an option of a
+    command it was not running (a scalable operator's audit); the newer-version refusal already named both."""
+    machine, human = saicm.split(Path(__file__).parent / "reference" / "astronaut-200x150-scalable-b1-h4-v3.saicm")
+    for data, layer in ((machine, "human"), (machine + human + human, "auto")):
+        with pytest.raises(FormatError, match=r"--layer machine \(Python: layer='machine'\)"):
+            saicm.decompress(data, layer=layer)
+
+
 def test_a_scalable_model_over_other_base_weights_is_refused(models, image, tmp_path):
     # same base name, other weights: the model file names its base by SHA-256
     torch.manual_seed(7)

@@ -419,7 +419,8 @@ def _human_crc_error(data: bytes) -> str:
         rest = data[end:]
         if rest.startswith(HUMAN_MAGIC):
             return ("two human layers follow the machine layer (a segment appended twice, or appended to a "
-                    "two-layer file): a file holds one; the machine layer alone decodes with --layer machine")
+                    "two-layer file): a file holds one; the machine layer alone decodes with --layer machine "
+                    "(Python: layer='machine')")
         if rest.startswith(MAGIC):
             return ("a human-layer segment followed by a .saicm stream (joined in the wrong order): the segment "
                     "goes after its machine layer, cat MACHINE.saicm SEGMENT > TWO.saicm")

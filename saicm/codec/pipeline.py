@@ -364,7 +364,7 @@ def decompress_stream(data: bytes, model=None, layer: str = "auto", max_pixels: 
         return decode_human(machine, human, model=model, max_pixels=max_pixels, engine=engine)
     if human is None and layer == "human":
         raise FormatError("the file has no human layer (a single-layer or stripped file): decode it with "
-                          "--layer machine")
+                          "--layer machine (Python: layer='machine')")
     stream = container.unpack(machine)
     if stream.header.version == container.PORTABLE_VERSION:
         from ..engine.codec import decode
