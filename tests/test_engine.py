@@ -1026,3 +1026,33 @@ def test_an_onnxruntime_built_for_numpy_1_beside_numpy_2_is_one_line_not_a_trace
     finally:
         runtime.onnxruntime.cache_clear()
     assert runtime._release("1.19.2") >= runtime.ORT_FOR_NUMPY2 > runtime._release("1.18.1rc2")
+
+
+@pytest.mark.parametrize("budget", [None, 10 ** 6])
+def test_the_runtimes_analysis_output_is_not_held_through_the_coding(monkeypatch, budget):
+    """The coding holds a copy of the analysis, not onnxruntime's output array: held through the hyper-analysis and the
+    entropy coding (and a budget's trials), that array kept the memory the analysis had freed from going back (peak
+    memory of a 1920x1280 photo 95 MB higher than before budgets, 130 MB with one)."""
+    import weakref
+
+    from saicm.engine.model import load
+    from saicm.engine.runtime import transforms
+    from saicm.models.catalog import resolve
+
+    t = transforms(load(resolve(V5)), "onnx")
+    outputs, held = [], []
+
+    def analysis(x, _f=t.analysis):
+        y = _f(x)
+        outputs.append(weakref.ref(y))
+        return y
+
+    def hyper_analysis(y, _f=t.hyper_analysis):
+        held.append(any(r() is not None for r in outputs))
+        return _f(y)
+
+    monkeypatch.setattr(t, "analysis", analysis)
+    monkeypatch.setattr(t, "hyper_analysis", hyper_analysis)
+    data = saicm.compress(natural_image(), model=V5, max_bytes=budget)
+    assert len(outputs) == 1 and held and not any(held)
+    assert data == saicm.compress(natural_image(), model=V5, quality=saicm.describe(data)["quality"])

@@ -64,7 +64,10 @@ def compress(image: ImageLike, info: ModelInfo, quality: int | None = None, engi
         if needs_strips(pm.M, ph, pw):  # large image: analysis by tiles (bounded memory)
             y0 = t.analysis_tiles(img.rgb, pb, pr)
         else:
-            y0 = t.analysis(padded(img.rgb, pb, pr))
+            # (a copy, made while onnxruntime's output is live, which then goes: held through the trials, that output
+            # kept the memory the analysis freed from going back, as `y * gain` had let it go; 1920x1280's peak was
+            # 95 MB higher, with --max-bytes 130 MB; below STRIP_SYMBOLS latent symbols here: a copy of at most 8 MB)
+            y0 = t.analysis(padded(img.rgb, pb, pr)).copy()
     rows = strip_rows(pm.M, pw // 16)
     alpha = zlib.compress(img.alpha.tobytes(), 9) if img.alpha is not None else None
 
