@@ -155,3 +155,50 @@ def test_cli_refusals_are_one_line(tmp_path, image_file, sizes, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 1 and len(err) == 1 and "img.png: does not fit in" in err[0], err
     assert not out.exists()
+
+
+def test_compressais_coder_chooses_by_the_budget_not_its_default_quality():
+    """(Mutation audit: the test above asks for quality 4, the default one, so a budget that was passed on to
+    CompressAI's coder and ignored, or a bisection over qualities 1..6, or every trial coding the default quality,
+    all passed.) The top quality, a low one, and the refusals of a budget with a quality or of 0, as the engine's."""
+    img = natural_image()
+    sizes = [len(saicm.compress(img, model=MODEL, quality=q, engine="compressai")) for q in range(1, 8)]
+    for budget, want in ((sizes[6], 7), (sizes[1], 2), (sizes[1] - 1, 1)):
+        data = saicm.compress(img, model=MODEL, max_bytes=budget, engine="compressai")
+        assert saicm.describe(data)["quality"] == want and len(data) == sizes[want - 1]
+    for kwargs, needle in (({"quality": 3, "max_bytes": 10 ** 6}, "not both"), ({"max_bytes": 0}, "got 0")):
+        with pytest.raises(saicm.ArgumentError, match=needle):
+            saicm.compress(img, model=MODEL, engine="compressai", **kwargs)
+
+
+def test_a_budget_of_one_byte_is_a_budget_not_fitted_rather_than_refused(sizes):
+    """(Mutation audit: ``max_bytes <= 1`` refused passed.) 1 is a whole number >= 1: the image does not fit it,
+    an ImageError naming what is measured ("the file") and its bytes at quality 1."""
+    with pytest.raises(saicm.ImageError, match=rf"does not fit in 1 bytes: the file is {sizes[0]} bytes at the "
+                                               r"lowest quality \(1\)"):
+        saicm.compress(natural_image(), model=MODEL, max_bytes=1)
+
+
+def test_the_engines_compress_refuses_a_budget_with_a_quality_itself():
+    """(Mutation audit: its own check removed passed, as saicm.compress checks first.) ``saicm.engine.codec.compress``
+    takes ``max_bytes`` too: with a quality, or not a whole number >= 1, it is refused there as well."""
+    from saicm.engine.codec import compress
+    from saicm.models.catalog import resolve
+
+    for kwargs in ({"quality": 3, "max_bytes": 10 ** 6}, {"max_bytes": 0}):
+        with pytest.raises(saicm.ArgumentError):
+            compress(natural_image(), resolve(MODEL), **kwargs)
+
+
+@pytest.mark.parametrize("engine", ["auto", "compressai"])
+def test_a_scalable_models_budgeted_file_is_the_file_of_the_quality_chosen(engine):
+    """(Mutation audit: the human layer coded on top of the quality asked for, not the one the budget chose, and the
+    budget not passed on to CompressAI's coder of two-layer files, passed.) Both layers are those of that quality."""
+    img = natural_image()
+    model = "scalable-off02v5-m4-cond"
+    machine = [len(saicm.strip(saicm.compress(img, model=model, quality=q, human_quality=2, engine=engine)))
+               for q in (3, 4)]
+    assert machine[0] < machine[1]
+    data = saicm.compress(img, model=model, max_bytes=machine[0], human_quality=2, engine=engine)
+    assert data == saicm.compress(img, model=model, quality=3, human_quality=2, engine=engine)
+    assert saicm.describe(data)["quality"] == 3

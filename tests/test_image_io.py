@@ -739,7 +739,7 @@ def test_a_camera_jpeg_marked_adobe_rgb_by_its_exif_is_warned_of(tmp_path):
             saicm.compress(tmp_path / name, quality=1)
 
 
-def _rgb16_png(path, pixels: np.ndarray, key: tuple[int, int, int]) -> None:
+def _rgb16_png(path, pixels: np.ndarray, key: tuple[int, int, int] | None) -> None:
     """A 16-bit colour PNG of ``pixels`` (H, W, 3 uint16) whose tRNS chunk makes ``key`` transparent (Pillow writes
     no 16-bit colour PNGs)."""
     import struct
@@ -751,7 +751,8 @@ def _rgb16_png(path, pixels: np.ndarray, key: tuple[int, int, int]) -> None:
     h, w = pixels.shape[:2]
     rows = b"".join(b"\0" + pixels[i].astype(">u2").tobytes() for i in range(h))
     path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 16, 2, 0, 0, 0))
-                     + chunk(b"tRNS", struct.pack(">HHH", *key)) + chunk(b"IDAT", zlib.compress(rows))
+                     + (chunk(b"tRNS", struct.pack(">HHH", *key)) if key else b"")
+                     + chunk(b"IDAT", zlib.compress(rows))
                      + chunk(b"IEND", b""))
 
 
@@ -855,3 +856,100 @@ def test_a_png_whose_chrm_chunk_gives_other_primaries_is_warned_of(tmp_path):
         warnings.simplefilter("error")
         for name in ("srgb.png", "over.png", "zero.png"):
             saicm.compress(tmp_path / name, quality=1)
+
+
+def _mpo(tmp_path, name: str, mptype: int | None):
+    """A two-image MPO as Pillow writes it, its second image's MP type made ``mptype`` (None: as written,
+    Undefined)."""
+    import struct
+
+    pixels = np.random.default_rng(0).integers(0, 256, (24, 32, 3), dtype=np.uint8)
+    Image.fromarray(pixels).save(tmp_path / name, format="MPO", save_all=True,
+                                 append_images=[Image.fromarray(pixels[::2, ::2, 0])])
+    if mptype is not None:
+        data = bytearray((tmp_path / name).read_bytes())
+        base = data.index(b"MPF\0") + 4
+        ifd = base + struct.unpack("<I", data[base + 4: base + 8])[0]
+        entries = {struct.unpack("<H", data[ifd + 2 + 12 * i: ifd + 4 + 12 * i])[0]: ifd + 2 + 12 * i
+                   for i in range(struct.unpack("<H", data[ifd: ifd + 2])[0])}
+        at = base + struct.unpack("<I", data[entries[0xB002] + 8: entries[0xB002] + 12])[0]
+        data[at + 16: at + 20] = struct.pack("<I", mptype)
+        (tmp_path / name).write_bytes(bytes(data))
+    return tmp_path / name
+
+
+def test_the_new_colour_and_picture_checks_hold_at_their_edges(tmp_path):
+    """(Mutation audit of 0.30's checks: each assertion below failed none of the tests above when changed.)"""
+    import types
+
+    from PIL import ImageCms, PngImagePlugin
+
+    import saicm
+
+    def quiet(src):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            return image_io.load_image(src)
+
+    # a 16-bit colour PNG without a colour key is read as before (no tRNS: nothing to match); a pixel sharing one
+    # sample with the key (not all three) stays opaque
+    pixels = np.zeros((4, 4, 3), np.uint16)
+    pixels[:2] = (1000, 20000, 65535)
+    pixels[2:] = (1000, 0, 0)
+    _rgb16_png(tmp_path / "key.png", pixels, (1000, 20000, 65535))
+    got = image_io.load_image(tmp_path / "key.png")
+    assert (got.alpha[:2] == 0).all() and (got.alpha[2:] == 255).all()
+    _rgb16_png(tmp_path / "nokey.png", pixels, None)
+    got = quiet(tmp_path / "nokey.png")
+    assert got.alpha is None and (got.rgb[:2] == (3, 78, 255)).all()
+    # the gamma a gAMA chunk gives is told to two decimals (gAMA 0.3: 3.33)
+    assert image_io.gamma_note(image_io.RGBImage(rgb=pixels[..., :3].astype(np.uint8), gray=False,
+                                                 gamma=0.3)) == 3.33
+    # an ICC profile overrides gAMA and cHRM as an sRGB chunk does: nothing said of them
+    srgb = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    info = PngImagePlugin.PngInfo()
+    info.add(b"gAMA", (100000).to_bytes(4, "big"))
+    adobe = (0.3127, 0.3290, 0.64, 0.33, 0.21, 0.71, 0.15, 0.06)
+    info.add(b"cHRM", b"".join(round(v * 100000).to_bytes(4, "big") for v in adobe))
+    rgb8 = np.random.default_rng(0).integers(0, 256, (16, 16, 3), dtype=np.uint8)
+    Image.fromarray(rgb8).save(tmp_path / "icc.png", pnginfo=info, icc_profile=srgb)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        saicm.compress(tmp_path / "icc.png", quality=1)
+
+    # primaries: the matrix of sRGB's is the standard one; a white point is where (1, 1, 1) lands
+    assert np.allclose(image_io._rgb_to_xyz(image_io.SRGB_CHROMATICITY),
+                       [[0.4124, 0.3576, 0.1805], [0.2126, 0.7152, 0.0722], [0.0193, 0.1192, 0.9505]], atol=2e-4)
+    d50 = (0.3457, 0.3585, *image_io.SRGB_CHROMATICITY[2:])
+    assert np.allclose(image_io._rgb_to_xyz(d50) @ np.ones(3), [0.3457 / 0.3585, 1, (1 - 0.3457 - 0.3585) / 0.3585])
+
+    def primaries(c):
+        return image_io.primaries_note(image_io.RGBImage(rgb=rgb8, gray=False, chromaticity=c))
+
+    # sRGB's primaries with another white are shown with white as white (relative colorimetric): not told; a green
+    # primary 0.004 off sRGB's moves shown values by 1.8 levels, told (in linear light it would be 0.7)
+    assert not primaries(d50)
+    s = image_io.SRGB_CHROMATICITY
+    assert primaries((*s[:4], 0.304, 0.60, *s[6:]))
+
+    # EXIF: Adobe RGB needs ColorSpace uncalibrated, not only the index R03; an index written with its NUL is read;
+    # a grey image's EXIF says nothing of colours
+    def exif(space, index="R03"):
+        e = Image.Exif()
+        e[0x8769] = {0xA005: {0x0001: index}} if space is None else {0xA001: space, 0xA005: {0x0001: index}}
+        return e
+
+    Image.fromarray(rgb8).save(tmp_path / "nospace.jpg", exif=exif(None))
+    Image.fromarray(rgb8[..., 0]).save(tmp_path / "grey.jpg", exif=exif(0xFFFF))
+    for name in ("nospace.jpg", "grey.jpg"):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            saicm.compress(tmp_path / name, quality=1)
+    Image.fromarray(rgb8).save(tmp_path / "nul.jpg", exif=exif(0xFFFF, "R03\0"))
+    assert image_io.load_image(tmp_path / "nul.jpg").exif_space == "Adobe RGB"
+
+    # multi-picture JPEGs: a camera's large preview (Full HD) is the photo again, not a picture of its own; a damaged
+    # MP index is told as of unknown pictures
+    quiet(_mpo(tmp_path, "preview.jpg", 0x010002))
+    assert image_io._other_pictures(types.SimpleNamespace(format="MPO", mpinfo={})) == "unknown"
+    assert image_io._other_pictures(types.SimpleNamespace(format="GIF")) is None

@@ -854,6 +854,29 @@ def test_boxes_normalised_or_decoded_twice_are_refused_not_scored_zero():
         D.YOLOv8(FakeSession([1, 3, 320, 320], [out]))(Image.new("RGB", (320, 320)))
 
 
+def test_the_corner_check_counts_anchors_with_both_x2_over_x1_and_y2_over_y1_from_64_anchors_at_90_percent():
+    """(Mutation audit: the share, the fewest anchors checked, >= against > and the two conditions joined by "or" or
+    one left out all passed the test above, whose shares are 100 % and ~5 %.) 90 % of the anchors or more with
+    w >= cx and h >= cy are corners; 89 % are not; fewer than 64 anchors (a tiny input's) are not checked; an
+    anchor with w >= cx but h < cy does not count."""
+    def outputs(n, corner_like, left_edge=0):
+        out = np.zeros((1, 84, n), np.float32)
+        out[0, 4] = 0.9
+        out[0, :4] = np.array([200, 200, 10, 10], np.float32)[:, None]  # a small box far from the top left
+        out[0, :4, :corner_like] = np.array([10, 10, 20, 20], np.float32)[:, None]  # w >= cx and h >= cy
+        out[0, :4, corner_like:corner_like + left_edge] = np.array([10, 200, 20, 10], np.float32)[:, None]
+        return out
+
+    def run(out):
+        return D.YOLOv8(FakeSession([1, 3, 320, 320], [out]))(Image.new("RGB", (320, 320)))
+
+    for n, k in ((100, 90), (64, 64)):
+        with pytest.raises(SaicmError, match="boxes as corners x1, y1, x2, y2"):
+            run(outputs(n, k))
+    for out in (outputs(100, 89), outputs(63, 63), outputs(100, 0, left_edge=100)):
+        assert len(run(out)) > 0
+
+
 def test_two_images_matching_one_annotated_image_are_refused():
     """(Audit ownmodel.) ``x/a.jpg`` and ``y/a.jpg`` (or ``a.jpg`` and ``a.png``) both matched the annotations'
     ``a.jpg`` by base name or stem and were scored as one image: the second's detections counted as false
@@ -1012,7 +1035,8 @@ def test_every_extension_table_registers_by_one_rule():
 
             assert register("x-test")(first) is first and table["x-test"] is first
             assert register("x-test")(second) is second and table["x-test"] is second
-            assert register.__name__ == name
+            assert register.__name__ == register.__qualname__ == name  # (help() and tracebacks name it too)
+            assert register.__doc__.startswith(f"Decorator: ``@{name}(name)`` adds a ")
             assert register(kind="x-test")(first) is first and table["x-test"] is first  # (the older keyword)
             with pytest.raises(TypeError):
                 register()
