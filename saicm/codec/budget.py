@@ -28,21 +28,20 @@ def checked_max_bytes(max_bytes, quality) -> int | None:
     return int(max_bytes)
 
 
-def fit(code: Callable[[int], bytes], num_qualities: int, max_bytes: int, size: Callable[[bytes], int] = len,
-        what: str = "the file") -> bytes:
-    """The bytes ``code(q)`` of the highest quality q in 1..``num_qualities`` with ``size(code(q)) <= max_bytes``,
-    by bisection; :class:`~saicm.errors.ImageError` when quality 1 does not fit (``what``: what ``size`` measures)."""
+def fit(code: Callable[[int], bytes], num_qualities: int, max_bytes: int) -> bytes:
+    """The bytes ``code(q)`` of the highest quality q in 1..``num_qualities`` with ``len(code(q)) <= max_bytes``,
+    by bisection; :class:`~saicm.errors.ImageError` when quality 1 does not fit (its ``lowest``: that size)."""
     lo, hi, best, lowest = 0, num_qualities + 1, None, None  # code(lo) fits (or lo = 0), code(hi) does not (or hi = nq + 1)
     while hi - lo > 1:
         q = (lo + hi) // 2
         data = code(q)
-        n = size(data)
+        n = len(data)
         if n <= max_bytes:
             lo, best = q, data
         else:
             hi, lowest = q, n
     if best is None:
-        err = ImageError(over_budget(max_bytes, lowest, what))
+        err = ImageError(over_budget(max_bytes, lowest))
         err.lowest = lowest  # (what a caller that measures something else names, as scalable models do)
         raise err
     return best
