@@ -304,6 +304,12 @@ def test_info_says_when_the_human_layer_was_appended_to_another_machine_layer(mo
     other = saicm.compress(natural_image(64, 128, seed=5), model=models["base"], quality=2)
     assert saicm.describe(data)["layers"]["human"]["matches_machine_layer"] is True
     assert saicm.describe(other + human)["layers"]["human"]["matches_machine_layer"] is False
+    # the machine layer names its own SHA-256 prefix, the one a segment names: matched before they are joined
+    # (sha256sum was the operator's only way)
+    own = hashlib.sha256(machine).digest()[:8].hex()
+    assert saicm.describe(machine)["machine_sha256_prefix"] == saicm.describe(human)["machine_sha256_prefix"] == own
+    assert saicm.describe(data)["machine_sha256_prefix"] == own
+    assert saicm.describe(other)["machine_sha256_prefix"] == hashlib.sha256(other).digest()[:8].hex() != own
     (tmp_path / "good.saicm").write_bytes(data)
     (tmp_path / "wrong.saicm").write_bytes(other + human)
     assert main(["info", str(tmp_path / "good.saicm")]) == 0

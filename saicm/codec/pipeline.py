@@ -441,6 +441,9 @@ def _describe(data: bytes) -> dict:
         "format_version": h.version,
         "model": h.model,
         "weights_sha256_prefix": h.weights_sha.hex(),
+        # the machine layer's own (the whole file's, single-layer): what a human-layer segment names as the one it
+        # decodes on, so that the two can be matched before they are joined
+        "machine_sha256_prefix": hashlib.sha256(machine).digest()[:8].hex(),
         "quality": h.quality,
         "width": h.width,
         "height": h.height,
