@@ -127,11 +127,12 @@ def _warn_if_shadowing(info) -> None:
 
 
 def _warn_if_profile(image: RGBImage, source) -> None:
-    """A warning when the image's colours are in a colour profile other than sRGB (:func:`image_io.profile_note`),
-    at a PNG gAMA's gamma other than 2.2 (:func:`image_io.gamma_note`), in a PNG cHRM's primaries other than sRGB's
-    (:func:`image_io.primaries_note`), or marked Adobe RGB by a camera's EXIF
-    (:attr:`image_io.RGBImage.exif_space`): none is coded, and the decode, written without them, shows other
-    colours."""
+    """A warning when the image's colours are in a colour profile other than sRGB
+    (:func:`~saicm.codec.image_io.profile_note`), at a PNG gAMA's gamma other than 2.2
+    (:func:`~saicm.codec.image_io.gamma_note`), in a PNG cHRM's primaries other than sRGB's
+    (:func:`~saicm.codec.image_io.primaries_note`), or marked Adobe RGB by a camera's EXIF
+    (:attr:`~saicm.codec.image_io.RGBImage.exif_space`): none is coded, and the decode, written without them, shows
+    other colours."""
     from ..errors import warn as saicm_warn
     from .image_io import gamma_note, primaries_note, profile_note
 

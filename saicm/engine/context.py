@@ -8,8 +8,9 @@ integer arithmetic of :mod:`saicm.engine.hypernet`, on ŷ as the exact integers 
 units 2**-FRAC). Like the hyper-synthesis, the result does not depend on the engine, CPU or thread count.
 
 The stream is format 3 as for the hyperprior (z, then y in strips of rows); the string of a strip holds the
-strip's passes in coding order, group by group, anchors then the rest (:meth:`CdfTables.encode_passes`), and
-the contexts see the strip alone (both ends). The transforms are the hyperprior's (same ONNX graphs).
+strip's passes in coding order, group by group, anchors then the rest
+(:meth:`~saicm.entropy.tables.CdfTables.encode_passes`), and the contexts see the strip alone (both ends).
+The transforms are the hyperprior's (same ONNX graphs).
 """
 
 from __future__ import annotations
@@ -67,8 +68,9 @@ class PortableContextModel(PortableModel):
             raise ModelError(f"the weights do not fit {info.architecture} ({e})", str(info.path)) from None
 
     def _code(self, p: np.ndarray, y: np.ndarray | None = None, decoder=None):
-        """Code (``y``: the strip's gained latent) or decode (``decoder``: a :class:`PassDecoder`) one strip with its
-        hyper-synthesis output ``p`` (2M, r, W); returns (ŷ (M, r, W) int64 units, the passes' (symbols, tables))."""
+        """Code (``y``: the strip's gained latent) or decode (``decoder``: a
+        :class:`~saicm.entropy.tables.PassDecoder`) one strip with its hyper-synthesis output ``p`` (2M, r, W);
+        returns (ŷ (M, r, W) int64 units, the passes' (symbols, tables))."""
         M = self.M
         h, w = p.shape[1:]
         rows, cols = np.arange(h)[:, None], np.arange(w)[None, :]

@@ -254,7 +254,7 @@ def bd_rate_ci(anchor: dict, test: dict, metric: str, level: float = 0.95, repli
 
     ``replicates`` and ``seed`` apply to per-image metrics (default: the
     anchor's stored ones, else 200 and 0); stored AP draws bring their own.
-    Raises :class:`BDRateError` when the full curves give no BD-rate and
+    Raises :class:`~saicm.eval.bdrate.BDRateError` when the full curves give no BD-rate and
     :class:`SaicmError` when the files cannot be paired.
     """
     if not 0 < level < 1:

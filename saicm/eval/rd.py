@@ -46,7 +46,7 @@ def load_rgb_folder(folder: str | Path, limit: int | None = None, only: str | No
                     command: str = "eval", held: int | None = None) -> Mapping[str, Image.Image]:
     """The images of a folder (name → RGB image, sorted by name: an :class:`ImageFolder`, which keeps the first
     ``held`` bytes of pixels, default :data:`HELD_PIXELS`, and reads the others each time they are asked for), or
-    a clip's frames (:func:`load_clips`).
+    a clip's frames (:func:`~saicm.video.evaluate.load_clips`).
     ``limit``: the first ``limit`` images only; ``only``: that one image (its name in the folder) only, or none.
     Neither reads the other images (``--limit 5`` of a folder of thousands decoded every image first, and failed
     on a damaged one it would not have used). ``command``: the saicm command that reads them, as an image above

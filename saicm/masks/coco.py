@@ -7,7 +7,7 @@ Two uses, one reader:
   weighs only those pixels.
 * :meth:`CocoObjects.labels` (``--source coco-edges``, an SA-ICM mask-source
   variant): the instances painted into a segment map exactly as SAM's masks
-  are (larger first, see :func:`..edges.paint_masks`), whose edges are then the
+  are (larger first, see :func:`~saicm.masks.edges.paint_masks`), whose edges are then the
   object outlines drawn by people, in place of SAM's automatic masks.
 
 Images are matched to annotations by file name.

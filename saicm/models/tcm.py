@@ -592,8 +592,8 @@ def _is_table_key(key: str) -> bool:
 
 
 def check_released_keys(model: nn.Module, state: dict[str, Tensor], what: str = "tcm") -> None:
-    """Raise a one-line :class:`ModelError` naming the first missing, unexpected or wrongly shaped keys, if
-    ``state`` does not fit ``model`` exactly (the coder-table buffers may have any shape)."""
+    """Raise a one-line :class:`~saicm.errors.ModelError` naming the first missing, unexpected or wrongly shaped
+    keys, if ``state`` does not fit ``model`` exactly (the coder-table buffers may have any shape)."""
     from ..errors import ModelError
 
     own = model.state_dict()

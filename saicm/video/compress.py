@@ -73,7 +73,9 @@ def quantise_tensor(name: str, w: torch.Tensor, groups: int, bits: int) -> QTens
 
 
 def quantise(model: nn.Module, bits: int) -> list[QTensor]:
-    """Every stored parameter of ``model`` (those of :meth:`channel_groups`) quantised, in file order."""
+    """Every stored parameter of ``model`` (those of its ``channel_groups()``:
+    :meth:`~saicm.video.nerv.NeRV.channel_groups`, :meth:`~saicm.video.hnerv.HNeRV.channel_groups`) quantised, in file
+    order."""
     groups = model.channel_groups()
     params = dict(model.named_parameters())
     return [quantise_tensor(n, params[n], g, bits) for n, g in groups.items()]

@@ -2,7 +2,7 @@
 
 **Loss.** ``L = β·|x − x̂|₁ + (1 − β)·(1 − SSIM(x, x̂))`` per frame, β = 0.7
 (NeRV's reference implementation); SSIM is pytorch-msssim's (11×11 Gaussian
-window, σ = 1.5), or :func:`ssim` here when that package is missing.
+window, σ = 1.5; a dependency of the ``train`` extra, with no fallback here).
 **SA-NeRV** adds the same term on edge-masked frames, ``L(x⊙e, x̂⊙e)`` (``e``
 the frame's binary edge mask), times ``edge_weight`` (1).
 
