@@ -264,3 +264,60 @@ def test_the_resolver_finds_what_exists_and_refuses_what_does_not():
 def test_every_cross_reference_in_saicm_names_an_existing_object(role):
     bad = [b for b in unresolved() if f" :{role}:`" in b]
     assert not bad, "cross-references that name nothing (or the wrong kind of object):\n" + "\n".join(bad)
+
+
+# The Python API of docs/usage.md: saicm's and saicm.video's public functions, and the evaluation functions named
+# in "Evaluation from Python"
+DOCUMENTED_API = ["saicm.eval.codecs.get_codec", "saicm.eval.rd.sweep", "saicm.eval.rd.load_rgb_folder",
+                  "saicm.eval.tasks.sweeps.make_task", "saicm.eval.results.save", "saicm.eval.results.load",
+                  "saicm.eval.results.curve", "saicm.eval.bdrate.bd_rate", "saicm.eval.bootstrap.bd_rate_ci",
+                  "saicm.models.save_model"]
+
+
+def _public_functions() -> dict[str, str]:
+    """Public name -> the key (module.function) of its definition."""
+    _index()
+    names = [f"saicm.{n}" for n, (kind, _) in MODULES["saicm"].names.items() if not n.startswith("_")]
+    names += [f"saicm.video.{n}" for n in MODULES["saicm.video"].names if not n.startswith("_")]
+    out = {}
+    for name in names + DOCUMENTED_API:
+        found = _resolve_absolute(name)
+        if found and found is not True and found[0] == "def":
+            out[name] = found[1]
+        elif found and found is not True and found[0] == "var":  # load_model = _open_model
+            alias = _resolve_absolute("saicm._open_model") if name == "saicm.load_model" else None
+            if alias and alias is not True:
+                out[name] = alias[1]
+    return out
+
+
+def _function_node(key: str) -> ast.FunctionDef:
+    module, _, name = key.rpartition(".")
+    path = PKG.parent.joinpath(*module.split("."))
+    path = path / "__init__.py" if path.is_dir() else path.with_suffix(".py")
+    return next(n for n in ast.parse(path.read_text(encoding="utf-8")).body
+                if isinstance(n, ast.FunctionDef) and n.name == name)
+
+
+def test_the_public_functions_found_include_the_documented_ones():
+    found = _public_functions()
+    for name in ["saicm.compress", "saicm.decompress", "saicm.strip", "saicm.split", "saicm.load_model",
+                 "saicm.video.encode", "saicm.video.decode_file", "saicm.eval.rd.sweep", "saicm.models.save_model"]:
+        assert name in found, name
+    assert found["saicm.load_model"] == "saicm.models.zoo.open_model"
+
+
+@pytest.mark.parametrize("name", sorted(_public_functions()))
+def test_a_public_functions_docstring_names_its_parameters_and_no_other(name):
+    """Each parameter but the first (what the first sentence describes: the image, the file, the model) is named
+    in ``double backquotes``; a ``name``: or ``name=`` of the docstring is a parameter."""
+    node = _function_node(_public_functions()[name])
+    doc = ast.get_docstring(node) or ""
+    args = node.args
+    params = [a.arg for a in args.posonlyargs + args.args + args.kwonlyargs] + \
+        [a.arg for a in (args.vararg, args.kwarg) if a]
+    undocumented = [p for p in params[1:] if not re.search(rf"``{p}(``|=)", doc)]
+    assert not undocumented, f"{name}: parameters the docstring does not name: {undocumented}"
+    named = set(re.findall(r"``([a-z_][a-z0-9_]*)``\s*:", doc)) | set(re.findall(r"``([a-z_][a-z0-9_]*)=", doc))
+    gone = sorted(named - set(params))
+    assert not gone, f"{name}: the docstring names parameters it does not take: {gone}"

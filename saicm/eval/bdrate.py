@@ -72,7 +72,8 @@ def _curve(rates: Sequence[float], metric: Sequence[float], name: str) -> tuple[
 
 def bd_rate(ref_rates, ref_metric, test_rates, test_metric, envelope: bool = True,
             interval: tuple[float, float] | None = None) -> BDRate:
-    """BD-rate of ``test`` against ``ref`` in percent (see module doc).
+    """BD-rate of the test curve (``test_rates``, ``test_metric``) against the reference curve (``ref_rates``,
+    ``ref_metric``) in percent (see module doc).
 
     ``envelope``: reduce each curve to its monotone envelope first and report the dropped points (the default, as
     ``saicm bdrate`` and :func:`saicm.eval.bootstrap.bd_rate_ci`); ``False`` (``--strict``) refuses a curve that is

@@ -249,8 +249,9 @@ def _check_points_are_image_means(result: dict, metric: str) -> None:
 def bd_rate_ci(anchor: dict, test: dict, metric: str, level: float = 0.95, replicates: int | None = None,
                seed: int | None = None, envelope: bool = True,
                interval: tuple[float, float] | None = None, method: str = "percentile") -> BDRateCI:
-    """BD-rate of ``test`` against ``anchor`` with a paired-bootstrap interval (see module doc; ``method``: one of
-    :data:`CI_METHODS`).
+    """BD-rate of ``test`` against ``anchor`` (two results dicts) in ``metric`` with a paired-bootstrap interval at
+    confidence ``level`` (see module doc; ``method``: one of :data:`CI_METHODS`; ``envelope`` and ``interval``: as
+    for :func:`~saicm.eval.bdrate.bd_rate`).
 
     ``replicates`` and ``seed`` apply to per-image metrics (default: the
     anchor's stored ones, else 200 and 0); stored AP draws bring their own.

@@ -246,7 +246,14 @@ def check_qualities(codec: Codec, qualities: Sequence) -> None:
 def sweep(codec: Codec, images: dict[str, Image.Image], qualities: Sequence | None = None,
           task: Task | None = None, cache: DecodeCache | None = None, dataset: str = "",
           progress: bool = True) -> dict:
-    """Run the sweep and return one results dict (schema in :mod:`saicm.eval.results`)."""
+    """Run the sweep and return one results dict (schema in :mod:`saicm.eval.results`).
+
+    ``codec``: a :class:`~saicm.eval.codecs.Codec` (:func:`~saicm.eval.codecs.get_codec`); ``images``: name → PIL
+    image (a dict, or what :func:`load_rgb_folder` returns, clips included); ``qualities``: the rate points (None:
+    the codec's defaults); ``task``: the machine task measured (:func:`~saicm.eval.tasks.sweeps.make_task`; None:
+    PSNR and MS-SSIM only); ``cache``: a :class:`~saicm.eval.cache.DecodeCache` (None: nothing is cached);
+    ``dataset``: the name the results record for the images; ``progress``: report progress (a bar on a terminal).
+    """
     from ..video.evaluate import is_clips, sweep_clips
 
     if is_clips(images):  # clips: video codecs, or image codecs frame by frame (saicm.video.evaluate)

@@ -60,8 +60,9 @@ def new_result(codec: str, codec_config: dict, dataset: str, task: str, num_imag
 
 
 def save(result: dict, path: str | Path) -> None:
-    """Write ``result`` as standard JSON: a value that was not measured (NaN: MS-SSIM of an image of 160 pixels or
-    less a side) is ``null``, as JSON has no NaN; readers take ``null`` for "not measured"."""
+    """Write ``result`` to the file ``path`` (atomically; its ``points`` are sorted by bpp first, in place) as
+    standard JSON: a value that was not measured (NaN: MS-SSIM of an image of 160 pixels or less a side) is
+    ``null``, as JSON has no NaN; readers take ``null`` for "not measured"."""
     result["points"].sort(key=lambda p: p["bpp"])
     text = json.dumps(_nan_to_null(result), indent=1, allow_nan=False)
     write_bytes_atomic(path, (text + "\n").encode())
@@ -83,6 +84,9 @@ def _finite_or_none(text: str) -> float | None:
 
 
 def load(path: str | Path) -> dict:
+    """The results dict of the JSON file at ``path`` (what :func:`save` writes; CompressAI's eval JSON is
+    converted), checked (a :class:`~saicm.errors.SaicmError` names the file otherwise); NaN and ±Infinity (older
+    files) are read as None."""
     from .._fs import read_input
     from ..codec.container import not_a
 

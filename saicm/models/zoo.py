@@ -29,8 +29,9 @@ from .registry import build_architecture
 
 def save_model(model: torch.nn.Module, path: str | os.PathLike, extra_meta: dict | None = None,
                precision: str = "fp16", in_place: bool = False) -> None:
-    """Export ``model`` as fp16 safetensors with ready-to-use CDF tables (atomic): a file that ``saicm compress
-    --model PATH`` (or ``model=PATH``, or by name in ``$SAICM_MODELS``) codes with.
+    """Export ``model`` as fp16 safetensors with ready-to-use CDF tables (atomic) to ``path``: a file that ``saicm
+    compress --model PATH`` (or ``model=PATH``, or by name in ``$SAICM_MODELS``) codes with. ``extra_meta``: more
+    metadata strings of the file (in its info's ``meta``; a string as it is, other values as JSON).
 
     ``model`` is left as it was (its weights, coder tables and training mode: a training loop may save and go
     on): a copy is rounded and exported, unless ``in_place`` (a model the caller drops afterwards: no copy).
@@ -288,10 +289,12 @@ def _load_cached(path: str, _mtime: int) -> torch.nn.Module:
 
 
 def open_model(model: str | os.PathLike | None = None) -> tuple[torch.nn.Module, ModelInfo]:
-    """The public ``saicm.load_model``: a shipped model by name, or a weight file by path, as a module of the
+    """The public ``saicm.load_model``: ``model``, a model by name (shipped, or one of ``$SAICM_MODELS``) or a
+    weight file by path (None: the default model, :data:`saicm.models.catalog.DEFAULT_MODEL`), as a module of the
     caller's own, built as the coding path builds it (channels-last, in eval mode, parameters frozen:
     ``requires_grad_()`` to train it), and a copy of its info.
-    Changing either changes nothing else (the cached model of :func:`load_model` codes every file)."""
+    Changing either changes nothing else (saicm codes every file with a cached model of its own,
+    :func:`saicm.models.zoo.load_model`'s)."""
     from .catalog import info_copy
 
     info = resolve(model)

@@ -142,7 +142,12 @@ def encode(clip, output: str | os.PathLike | None = None, *, frames: str | None 
     uint8 array. ``masks``: a folder of per-frame edge masks or an (N, H, W) bool array (``loss="sa-nerv"``).
     ``checkpoint`` defaults to ``OUTPUT.ckpt`` (none without ``output``); it is removed after a successful encode
     unless ``keep_checkpoint``. ``compile``: fit through ``torch.compile`` (faster after a first step that compiles;
-    the same fit and checkpoints: :mod:`saicm.train.compiling`).
+    the same fit and checkpoints: :mod:`saicm.train.compiling`). ``progress``: the progress display (False:
+    ``--quiet``). The others (``preset``, ``epochs``, ``lr``, ``batch``, ``prune``, ``prune_epochs``,
+    ``qat_epochs``, ``bits``, ``seed``, ``edge_weight``, ``beta``, ``resume``, ``ckpt_every``, ``device``,
+    ``max_pixels``) are the options of ``saicm video encode`` of the same names (``--prune-epochs`` for
+    ``prune_epochs``; those left at None take the defaults that ``saicm video encode --help`` gives). ``fault``: a
+    test hook (``fault(stage, epoch, model)`` before every epoch), not for use.
     """
     from ..device import resolve_device
     from ..eval.metrics import psnr
@@ -281,7 +286,8 @@ def decode(data: CodedLike, max_pixels: int | None = None, threads: int | None =
     Without ``max_pixels`` the clip may hold at most
     :data:`~saicm.codec.limits.DEFAULT_MAX_VIDEO_ARRAY_PIXELS` pixels in all (768 MB of frames); a longer clip is
     refused before any frame is made (stream it with :func:`decode_batches` or :func:`decode_file`, or pass
-    ``max_pixels``)."""
+    ``max_pixels``, which sets both limits of the file, on its frame size too). ``threads``: batches of frames
+    decoded at once (default: torch's thread count; the frames do not depend on it)."""
     from ..codec.container import coded_input
 
     data, path = coded_input(data, ".saicmv file")
@@ -308,7 +314,9 @@ def _decode(data: bytes, max_pixels: int | None, threads: int | None) -> Decoded
 def decode_file(src: str | os.PathLike, dst: str | os.PathLike, max_pixels: int | None = None,
                 threads: int | None = None) -> dict:
     """Decode ``src`` to PNG frames in the folder ``dst`` or to a lossless video (``.mkv``/``.avi``/``.nut``:
-    FFV1; ``.mp4``: H.264 RGB -qp 0). Nothing is left at ``dst`` on failure."""
+    FFV1; ``.mp4``: H.264 RGB -qp 0). Nothing is left at ``dst`` on failure. ``max_pixels`` raises both limits of
+    the file, its frame size and all its frames together, to that many pixels (for files you trust); ``threads``:
+    as for :func:`decode` (``saicm video decode --max-pixels``, ``--threads``)."""
     from ..codec.image_io import refuse_file_name_for_folder
     from .io import LOSSLESS_VIDEO, write_png_frames, write_video
 

@@ -275,7 +275,10 @@ def iter_clip(path: str | os.PathLike, frames: str | tuple | None = None, size: 
 
 def read_clip(path: str | os.PathLike, frames: str | tuple | None = None, size: str | tuple | None = None,
               max_pixels: int | None = None) -> Clip:
-    """Frames ``A:B`` of a clip in memory (see :func:`iter_clip`)."""
+    """Frames ``A:B`` of a clip (a video file or a folder of frames) in memory (see :func:`iter_clip`):
+    ``frames``, ``"A:B"`` or ``(A, B)`` (None: all); ``size``, ``"WxH"`` or ``(W, H)`` to resize to (None: as they
+    are); ``max_pixels``, the limit of all the frames' pixels together (None:
+    :data:`~saicm.codec.limits.DEFAULT_MAX_VIDEO_PIXELS`)."""
     info, first, gen = iter_clip(path, frames, size, max_pixels)
     out = list(gen)
     start, stop = frames if isinstance(frames, tuple) else parse_range(frames)

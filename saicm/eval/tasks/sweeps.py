@@ -109,6 +109,10 @@ def make_task(task: str, task_model: str | None = None, annotations: str | None 
               ) -> FaceTask | DetectionTask | None:
     """The sweep task for a ``--task`` name (``psnr`` → None: PSNR/MS-SSIM are always measured).
 
+    ``task_model``: the ``--task-model`` (``KIND:PATH``: picodet, yolox, yolov8, yolov8-seg; faces: ``haar``, the
+    default, ``haar:CASCADE.xml``, ``centerface`` or ``centerface:PATH``), which detection and instance need;
+    ``annotations``: a COCO instances JSON for official AP (else pseudo ground truth); ``threads``: onnxruntime
+    threads of the task model (None: onnxruntime's); ``progress``: progress bars while the detector runs.
     ``bootstrap``: draws of the images on which detection/instance AP is also
     computed (PSNR and MS-SSIM need none: their draws come from per-image values).
     """
