@@ -743,3 +743,20 @@ def test_bdrate_ci_method_without_ci_is_said_not_used(tmp_path):
     b = write_result(tmp_path / "b.json", "half", [(0.1, 30), (0.2, 33), (0.4, 36)])
     with pytest.warns(saicm.SaicmWarning, match="--ci-method not used by bdrate without --ci"):
         assert main(["bdrate", str(a), str(b), "--ci-method", "bc"]) == 0
+
+
+@pytest.mark.parametrize("field", ["bytes", "bpp", "quality", "encode_s", "decode_s"])
+def test_bdrate_refuses_a_field_that_is_not_a_score(tmp_path, capsys, field):
+    # --metric quality gave +324.6 % (JPEG's quality scale against a model's), --metric bytes +0.1 %, --metric
+    # encode_s "needs at least 2 points" (bdstandard audit, 0.30.0)
+    a = write_result(tmp_path / "a.json", "anchor", [(0.2, 30), (0.4, 33), (0.8, 36)])
+    b = write_result(tmp_path / "b.json", "half", [(0.1, 30), (0.2, 33), (0.4, 36)])
+    for p, q in ((a, 10), (b, 1)):
+        r = results.load(p)
+        for i, pt in enumerate(r["points"]):
+            pt.update(bytes=int(pt["bpp"] * 1e5), quality=q * (i + 1), encode_s=0.1 / (i + 1), decode_s=0.05)
+        results.save(r, p)
+    assert main(["bdrate", str(a), str(b), "--metric", field, "--json", str(tmp_path / "t.json")]) == 2
+    err = capsys.readouterr().err
+    assert f"--metric {field} is not a score" in err and not (tmp_path / "t.json").exists()
+    assert main(["bdrate", str(a), str(b)]) == 0  # (psnr, as before)

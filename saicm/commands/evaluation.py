@@ -99,7 +99,11 @@ def cmd_bdrate(a: argparse.Namespace) -> int:
     from ..eval import results
     from ..eval.bdrate import BDRateError, bd_rate
     from ..eval.bootstrap import bd_rate_ci
+    from ..errors import SaicmError
 
+    if a.metric in results.NOT_SCORES:  # (it gave +324.6 % on --metric quality, +0.1 % on --metric bytes)
+        raise SaicmError(f"--metric {a.metric} is not a score: a BD-rate compares the bits two codecs need for the "
+                         "same score (psnr, ms_ssim, ap, ...); nothing done")
     if a.json:
         output_file(a.json, [a.anchor, *a.tests], suffix=".json")
         _not_a_results_file(a.json)

@@ -198,6 +198,11 @@ NUMBER_FIELDS = ("bpp", "bytes", "psnr", "ms_ssim", "encode_s", "decode_s", "ap"
                  "mask_ap", "mask_ap50", "face_retention", "faces_on_originals")
 
 
+#: number fields of a point that are not a score: a BD-rate on them (``saicm bdrate --metric bytes``) is a number
+#: with no meaning (the rate against itself, JPEG's quality scale against a model's, the coding time)
+NOT_SCORES = ("bpp", "bytes", "quality", "encode_s", "decode_s")
+
+
 def _check_numbers(entry: dict, where: str, path) -> None:
     for k in NUMBER_FIELDS:
         v = entry.get(k)
