@@ -378,3 +378,27 @@ def test_timings_of_cached_decodes_made_elsewhere_are_counted_and_said(tmp_path,
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # counted, not warned of at every run of an upgraded user's cache
         assert sweep(get_codec("jpeg"), images(), [30, 60], cache=cache, progress=False)["timings_from_cache"] == 4
+
+
+def test_off_a_terminal_the_reference_is_said_before_it_is_scored(monkeypatch, capsys):
+    """Off a terminal (nohup, a log file) nothing was printed while the task model scored the originals: tens of
+    seconds on COCO128 before the first image's line (the evaluation-stop audit)."""
+    from saicm.eval import rd
+
+    said = []
+
+    class Watching(MeanBrightness):
+        def evaluate(self, images, originals):
+            said.append(capsys.readouterr().err)
+            return super().evaluate(images, originals)
+
+    monkeypatch.setattr(rd.tqdm, "__init__", _off_terminal_bar(rd.tqdm.__init__))
+    sweep(get_codec("jpeg"), images(), [30], task=Watching())
+    assert "saicm eval: jpeg: brightness on the 2 originals (the reference)" in said[0]
+
+
+def _off_terminal_bar(init):
+    def off(self, *args, **kw):  # (a bar that tqdm disables, as off a terminal)
+        init(self, *args, **{**kw, "disable": True})
+
+    return off

@@ -320,6 +320,8 @@ def _sweep(codec: Codec, images: dict[str, Image.Image], qualities: list, task: 
     # (off a terminal, nohup or a log file: a line per quality and, within a long one, at most every 30 s; eight
     # minutes of a sweep of 3,000 images printed nothing)
     lines = StatusLines("eval", bool(progress) and bar.disable)
+    if task is not None:  # (tens of seconds on COCO128 with nothing said, off a terminal)
+        lines.say(f"{codec.name}: {task.name} on the {len(images)} originals (the reference)", force=True)
     try:
         res = start_result(codec, dataset, task, images)
         if task is not None:
