@@ -877,6 +877,50 @@ def test_strip_says_whether_it_dropped_a_human_layer(models, image, tmp_path, ca
     assert "no human layer: copied unchanged" in capsys.readouterr().out
 
 
+def test_strip_of_a_folder_writes_each_machine_layer_and_segment_and_goes_on_after_an_interruption(models, image,
+                                                                                                    tmp_path, capsys):
+    """A camera's day of two-layer files was stripped one process per file (a folder was refused: the scalable
+    operator's audit): a folder now gives each file's machine layer under -o and its segment under --human-segment
+    (the same path, .seg), which joined again are the file byte for byte; a single-layer file among them fails
+    alone, named; --existing skip goes on; -o inside the input folder (whose outputs the next run would take as
+    inputs) and a .seg file name for the segments' folder are refused before anything is written."""
+    import json
+
+    from saicm.cli import main
+
+    day = tmp_path / "day"
+    (day / "sub").mkdir(parents=True)
+    files = {"a.saicm": saicm.compress(image, model=models["scal"], quality=2, human_quality=1),
+             "sub/b.saicm": saicm.compress(natural_image(64, 96, seed=4), model=models["scal"], quality=1,
+                                           human_quality=2),
+             "c.saicm": saicm.compress(image, model=models["base"], quality=2)}
+    for name, data in files.items():
+        (day / name).write_bytes(data)
+    out, segs, log = tmp_path / "machine", tmp_path / "segs", tmp_path / "log.jsonl"
+    capsys.readouterr()
+    assert main(["strip", str(day), "-o", str(out), "--human-segment", str(segs), "--log", str(log),
+                 "--quiet"]) == 1
+    said = capsys.readouterr()
+    assert "stripped 2 of 3 files; 1 failed: " in said.out and "c.saicm: a single-layer file" in said.err
+    for name in ("a.saicm", "sub/b.saicm"):
+        seg = (segs / name).with_suffix(".seg")
+        assert (out / name).read_bytes() + seg.read_bytes() == files[name]
+        assert (out / name).read_bytes() == container.split_layers(files[name])[0]
+    assert not (out / "c.saicm").exists()
+    lines = {json.loads(x)["input"].rsplit("day/", 1)[1]: json.loads(x) for x in log.read_text().splitlines()}
+    assert lines["a.saicm"]["status"] == "written" and lines["c.saicm"]["status"] == "failed"
+    (out / "sub" / "b.saicm").unlink()  # (an interrupted run)
+    assert main(["strip", str(day), "-o", str(out), "--existing", "skip", "--quiet"]) == 0
+    assert "stripped 2 of 3 files; 1 already there (skipped)" in capsys.readouterr().out
+    assert (out / "sub" / "b.saicm").read_bytes() == container.split_layers(files["sub/b.saicm"])[0]
+    for argv, fragment in (([str(day), "-o", str(day / "m")], "the output folder is the input folder or inside it"),
+                           ([str(day), "-o", str(tmp_path / "m2"), "--human-segment", str(tmp_path / "s.seg")],
+                            "names a .seg file, but a folder's human-layer segments go to a folder")):
+        assert main(["strip", *argv]) == 2
+        assert fragment in capsys.readouterr().err
+    assert not (day / "m").exists() and not (tmp_path / "m2").exists() and not (tmp_path / "s.seg").exists()
+
+
 @pytest.mark.skipif(not os.path.exists("/dev/stdout"), reason="needs /dev/stdout")
 def test_strip_into_standard_output_writes_the_bytes_alone(models, tmp_path):
     """`saicm strip two.saicm -o /dev/stdout | ...` appended its summary line to the machine layer's bytes (the

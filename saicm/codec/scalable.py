@@ -315,9 +315,9 @@ def strip_file(src, dst, human_segment=None) -> dict:
         machine, human = _layers(data)
         if human_segment is not None and human is None:
             raise FormatError("a single-layer file: it has no human-layer segment (--human-segment)")
-    write_bytes_atomic(dst, machine)
-    if human_segment is not None:
+    if human_segment is not None:  # (first: a machine layer there says its segment is too, to a folder job's skip)
         write_bytes_atomic(human_segment, human)
+    write_bytes_atomic(dst, machine)
     from .pipeline import describe
 
     return {"bytes_in": len(data), "bytes_out": len(machine), "had_human_layer": human is not None,

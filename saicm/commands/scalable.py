@@ -9,13 +9,21 @@ from __future__ import annotations
 
 import argparse
 
+from .._fs import EXISTING
+
 
 def cmd_strip(a: argparse.Namespace) -> int:
+    import os
     import sys
 
     from .._fs import text_stream
     from ..codec.scalable import strip_file
 
+    if os.path.isdir(a.input):
+        return _strip_folder(a)
+    from .argtypes import warn_unused
+
+    warn_unused({"--existing": a.existing, "--log": a.log}, "strip of one file (folders only)")
     r = strip_file(a.input, a.output, a.human_segment)
     # (-o /dev/stdout | ...: the summary went after the machine layer's bytes, and the file did not decode)
     to_stdout = any(text_stream(path) is sys.stderr for path in (a.output, a.human_segment) if path)
@@ -30,6 +38,52 @@ def cmd_strip(a: argparse.Namespace) -> int:
     return 0
 
 
+def _strip_folder(a: argparse.Namespace) -> int:
+    """``saicm strip FOLDER -o OUT [--human-segment SEGMENTS]``: every .saicm file of a folder (recursively), its
+    machine layer to OUT and its segment to SEGMENTS/<same path>.seg (a camera's day of files: one process, not one
+    per file)."""
+    import os
+    import sys
+    from functools import partial
+    from pathlib import Path
+
+    from .._fs import ensure_dir
+    from ..cli import _job_log, _report
+    from ..codec import batch
+    from ..codec.image_io import refuse_file_name_for_folder
+
+    from ..errors import SaicmError
+
+    inside = Path(os.path.abspath(a.output))
+    if inside == Path(os.path.abspath(a.input)) or Path(os.path.abspath(a.input)) in inside.parents:
+        raise SaicmError("the output folder is the input folder or inside it: the machine layers (.saicm files) "
+                         "would be inputs of the next run; give -o a folder outside it (nothing written)", a.output)
+    segments = None
+    if a.human_segment is not None:
+        refuse_file_name_for_folder(a.human_segment, "a folder's human-layer segments")
+        if Path(a.human_segment).suffix.lower() == ".seg" and not os.path.isdir(a.human_segment):
+            raise SaicmError("names a .seg file, but a folder's human-layer segments go to a folder: give a folder "
+                             "name without that suffix (nothing written)", a.human_segment)
+        segments = ensure_dir(a.human_segment)
+    jobs, _ = batch.plan(a.input, a.output, lambda p: p.is_file() and p.suffix.lower() == ".saicm", ".saicm",
+                         existing=a.existing)
+    with _job_log(a.log) as log:
+        outcomes = batch.run(partial(_strip_job, out_root=Path(a.output), segments=segments), jobs, 1, "strip",
+                             not a.quiet, errors=sys.stderr, log=log)
+    return _report(outcomes, True, "stripped", sys.stderr if a.log == "/dev/stdout" else sys.stdout)
+
+
+def _strip_job(job, out_root, segments=None) -> dict:
+    from ..codec.scalable import strip_file
+
+    segment = None if segments is None else segments / job.dst.relative_to(out_root).with_suffix(".seg")
+    if segment is not None:
+        segment.parent.mkdir(parents=True, exist_ok=True)
+    r = strip_file(job.src, job.dst, segment)
+    return {"bytes": r["bytes_out"], "bytes_in": r["bytes_in"], "had_human_layer": r["had_human_layer"],
+            **({"segment": str(segment)} if segment is not None else {})}
+
+
 def register(sub) -> None:
     s = sub.add_parser("strip", help="drop the human layer of a two-layer file (no re-encoding)",
                        description="Write the machine layer of a two-layer (scalable) .saicm file: byte for byte "
@@ -38,9 +92,14 @@ def register(sub) -> None:
                        "machine layer is itself an image "
                        "people can view (not a privacy measure: docs/scalable.md), and it keeps a non-opaque alpha "
                        "channel of the image losslessly.")
-    s.add_argument("input", help="two-layer .saicm file")
-    s.add_argument("-o", "--output", required=True, help="machine-layer .saicm file to write")
+    s.add_argument("input", help="two-layer .saicm file, or a folder of them (recursively)")
+    s.add_argument("-o", "--output", required=True, help="machine-layer .saicm file to write (a folder for a folder)")
     s.add_argument("--human-segment", metavar="FILE",
                    help="also write the human layer's segment here, to send later: appended to the machine layer "
-                   "(cat) it is the two-layer file again, byte for byte; saicm info describes it")
+                   "(cat) it is the two-layer file again, byte for byte; saicm info describes it (a folder for a "
+                   "folder: each file's segment as <same path>.seg)")
+    s.add_argument("--existing", choices=EXISTING, help="folders: an output file that exists: refuse it, skip it "
+                   "(go on after an interruption) or overwrite it (default)")
+    s.add_argument("--log", metavar="FILE.jsonl", help="folders: append one JSON line per file as it is done")
+    s.add_argument("--quiet", action="store_true", help="no progress bar")
     s.set_defaults(func=cmd_strip)
