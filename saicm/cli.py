@@ -64,6 +64,11 @@ def cmd_compress(a: argparse.Namespace) -> int:
     jobs, folder = batch.plan(a.input, a.output, is_image_file, ".saicm", existing=a.existing)
     if not folder:
         refuse_media_output(jobs[0].dst, "the coded file")
+    if a.existing == "skip":  # an existing output counts as done if it fits the budget; the log says what it is
+        from .codec.pipeline import existing_file
+
+        for job in jobs:
+            job.existing = partial(existing_file, max_bytes=a.max_bytes)
     # One file with --refine is long work of its own: show its steps (folders show a bar per file).
     step_bar = bool(a.refine) and not folder and not a.quiet
     fn = partial(_compress_job, model=a.model, quality=a.quality, refine=a.refine, progress=step_bar,
@@ -71,7 +76,7 @@ def cmd_compress(a: argparse.Namespace) -> int:
     with _job_log(a.log) as log:
         outcomes = batch.run(fn, jobs, a.jobs, "compress", not a.quiet, errors=sys.stderr, log=log)
     out = _summary_stream(jobs[0].dst, a.log, folder)
-    if not folder and outcomes[0].info is not None:
+    if not folder and outcomes[0].info is not None and not outcomes[0].skipped:
         i = outcomes[0].info
         print(f"{printable(jobs[0].dst)}: {i['bytes']} bytes, {i['bpp']:.4f} bpp ({i['model']} q{i['quality']}, "
               f"{i['seconds']:.2f} s)", file=out)
@@ -196,7 +201,7 @@ def cmd_decompress(a: argparse.Namespace) -> int:
                                      engine=a.engine), jobs, a.jobs, "decompress", not a.quiet, errors=sys.stderr,
                              log=log)
     out = _summary_stream(jobs[0].dst, a.log, folder)
-    if not folder and outcomes[0].info is not None:
+    if not folder and outcomes[0].info is not None and not outcomes[0].skipped:
         i = outcomes[0].info
         layer = f", {i['layer']} layer" if i.get("layer") else ""
         print(f"{printable(jobs[0].dst)}: {i['width']}x{i['height']}{layer} ({i['seconds']:.2f} s)",

@@ -202,3 +202,27 @@ def test_a_scalable_models_budgeted_file_is_the_file_of_the_quality_chosen(engin
     data = saicm.compress(img, model=model, max_bytes=machine[0], human_quality=2, engine=engine)
     assert data == saicm.compress(img, model=model, quality=3, human_quality=2, engine=engine)
     assert saicm.describe(data)["quality"] == 3
+
+
+def test_existing_skip_does_not_count_a_file_over_the_budget_as_done(tmp_path, sizes, capsys):
+    """--existing skip counted any existing output as done: a file another command wrote (a higher budget, a
+    --quality) was skipped with exit 0 though over --max-bytes, and the log's line said nothing of its size."""
+    src = tmp_path / "in"
+    src.mkdir()
+    Image.fromarray(natural_image()).save(src / "a.png")
+    Image.fromarray(natural_image()).save(src / "b.png")
+    out = tmp_path / "out"
+    assert main(["compress", str(src), "-o", str(out), "--quality", "5", "--quiet"]) == 0
+    (out / "b.saicm").write_bytes(saicm.compress(natural_image(), model=MODEL, quality=2))
+    capsys.readouterr()
+    log = tmp_path / "job.jsonl"
+    before = (out / "a.saicm").read_bytes()
+    assert main(["compress", str(src), "-o", str(out), "--max-bytes", str(sizes[3]), "--existing", "skip",
+                 "--log", str(log), "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"does not fit in {sizes[3]} bytes (it is {sizes[4]} bytes, quality 5)" in err
+    assert (out / "a.saicm").read_bytes() == before  # kept
+    lines = {json.loads(x)["input"].rsplit("/", 1)[1]: json.loads(x) for x in log.read_text().splitlines()}
+    assert lines["a.png"]["status"] == "failed"
+    b = lines["b.png"]
+    assert b["status"] == "skipped" and (b["bytes"], b["quality"]) == (sizes[1], 2)  # the uplink's audit

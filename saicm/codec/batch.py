@@ -44,6 +44,9 @@ class Job:
     keep: bool = False  # refuse to write over an existing file at dst
     skip: bool = False  # an existing file at dst counts as done
     error: str | None = None  # known before it runs (a folder that cannot be read)
+    # with skip: what an existing file at dst is, for the log (its bytes, ...); a SaicmError: not done (a file over
+    # the job's --max-bytes, left by another command, was skipped as done and sent)
+    existing: Callable[[Path], dict] | None = None
 
 
 @dataclass
@@ -260,6 +263,16 @@ def _empty_file(path: Path) -> bool:
     return stat.S_ISREG(st.st_mode) and st.st_size == 0
 
 
+def _skipped(job: Job) -> Outcome:
+    """The outcome of a job whose output exists (``--existing skip``): skipped, unless ``job.existing`` says not."""
+    if job.existing is None:
+        return Outcome(job, skipped=True)
+    try:
+        return Outcome(job, skipped=True, info=job.existing(job.dst))
+    except SaicmError as e:
+        return Outcome(job, error=str(e) if e.path else f"{job.dst}: {e}")
+
+
 def _run_one(fn: Callable[[Job], dict], job: Job) -> Outcome:
     if job.error:
         return Outcome(job, error=job.error)
@@ -268,7 +281,7 @@ def _run_one(fn: Callable[[Job], dict], job: Job) -> Outcome:
     redo = job.skip and _empty_file(job.dst)
     if job.dst.exists() and (job.skip or job.keep) and not redo:
         if job.skip:
-            return Outcome(job, skipped=True)
+            return _skipped(job)
         return Outcome(job, error=f"{job.dst}: exists: not overwritten (--existing overwrite to replace it, "
                                   "--existing skip to keep it and go on)")
     try:
@@ -283,7 +296,7 @@ def _run_one(fn: Callable[[Job], dict], job: Job) -> Outcome:
             return Outcome(job, info=fn(job))
     except OutputExists as e:
         if job.skip:
-            return Outcome(job, skipped=True)
+            return _skipped(job)
         return Outcome(job, error=f"{e} (--existing overwrite to replace it)")
     except ModuleNotFoundError as e:  # not this file's fault: every file would fail alike, so the job stops
         missing = MissingDependency.of(e)

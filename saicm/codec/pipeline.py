@@ -511,8 +511,15 @@ def compress_file(src, dst, model=None, quality: int | None = None, refine: int 
                     human_quality=human_quality, max_pixels=max_pixels, engine=engine, max_bytes=max_bytes)
     seconds = time.perf_counter() - t
     write_bytes_atomic(dst, data)
+    return _coded_info(data, seconds)
+
+
+def _coded_info(data: bytes, seconds: float | None = None) -> dict:
+    """What a compress job reports of the file ``data`` (and the --log line records)."""
     d = describe(data)
     out = {"bytes": len(data), "bpp": d["bpp"], "seconds": seconds, "model": d["model"], "quality": d["quality"]}
+    if seconds is None:
+        del out["seconds"]
     if "layers" in d:
         out["layers"] = d["layers"]
         # flat, for the --log line (which keeps no nested field): "bytes" is the whole file's, but a --max-bytes
@@ -521,6 +528,30 @@ def compress_file(src, dst, model=None, quality: int | None = None, refine: int 
         out.update(machine_bytes=m["bytes"], human_bytes=hl["bytes"], human_model=hl.get("model"),
                    human_quality=hl.get("quality"))
     return out
+
+
+def existing_file(dst, max_bytes: int | None = None) -> dict:
+    """What a compress job with ``--existing skip`` reports of its existing output ``dst`` (the --log line of a
+    day's uplink: its bytes, model, quality), and an ``ImageError`` when that file is over ``max_bytes`` (the
+    machine layer of a two-layer file) or is no coded file: a file that another command wrote (another budget,
+    a quality) does not count as done by this one."""
+    from ..errors import ImageError, SaicmError
+
+    data = read_input(dst)
+    try:
+        info = _coded_info(data)
+    except SaicmError as e:
+        if max_bytes is None:
+            return {"bytes": len(data)}
+        raise ImageError(f"exists and is no coded file whose size can be checked against --max-bytes ({e}): kept, "
+                         "not counted done (--existing overwrite codes it again)", str(dst)) from None
+    n = info.get("machine_bytes", info["bytes"])
+    if max_bytes is not None and n > max_bytes:
+        what = "its machine layer is" if "machine_bytes" in info else "it is"
+        raise ImageError(f"exists and does not fit in {max_bytes} bytes ({what} {n} bytes, quality {info['quality']}"
+                         "): kept, not counted done (--existing overwrite codes it again for this budget)",
+                         str(dst))
+    return info
 
 
 def decompress_file(src, dst, model=None, layer: str = "auto", max_pixels: int | None = None,
