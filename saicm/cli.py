@@ -64,11 +64,13 @@ def cmd_compress(a: argparse.Namespace) -> int:
     jobs, folder = batch.plan(a.input, a.output, is_image_file, ".saicm", existing=a.existing)
     if not folder:
         refuse_media_output(jobs[0].dst, "the coded file")
-    if a.existing == "skip":  # an existing output counts as done if it fits the budget; the log says what it is
-        from .codec.pipeline import existing_file
+    for job in jobs:
+        if a.existing == "skip":  # an existing output counts as done if it fits the budget; the log says what it is
+            from .codec.pipeline import existing_file
 
-        for job in jobs:
             job.existing = partial(existing_file, max_bytes=a.max_bytes)
+        if a.max_bytes is not None:  # (each log line says the limit its file was held to)
+            job.log = {"max_bytes": a.max_bytes}
     # One file with --refine is long work of its own: show its steps (folders show a bar per file).
     step_bar = bool(a.refine) and not folder and not a.quiet
     fn = partial(_compress_job, model=a.model, quality=a.quality, refine=a.refine, progress=step_bar,

@@ -226,3 +226,20 @@ def test_existing_skip_does_not_count_a_file_over_the_budget_as_done(tmp_path, s
     assert lines["a.png"]["status"] == "failed"
     b = lines["b.png"]
     assert b["status"] == "skipped" and (b["bytes"], b["quality"]) == (sizes[1], 2)  # the uplink's audit
+
+
+def test_every_log_line_of_a_budgeted_job_holds_its_budget(tmp_path, sizes):
+    """Runs with other budgets append to one log: a written line said nothing of the limit its file was held to, and
+    a failed one only in its error's words."""
+    src = tmp_path / "in"
+    src.mkdir()
+    Image.fromarray(natural_image()).save(src / "a.png")
+    log = tmp_path / "day.jsonl"
+    out = str(tmp_path / "out")
+    assert main(["compress", str(src), "-o", out, "--max-bytes", str(sizes[2]), "--log", str(log), "--quiet"]) == 0
+    assert main(["compress", str(src), "-o", out, "--max-bytes", str(sizes[0] - 1), "--log", str(log),
+                 "--quiet"]) == 1
+    assert main(["compress", str(src), "-o", out, "--quality", "2", "--log", str(log), "--quiet"]) == 0
+    lines = [json.loads(x) for x in log.read_text().splitlines()]
+    assert [(x["status"], x.get("max_bytes")) for x in lines] == [("written", sizes[2]), ("failed", sizes[0] - 1),
+                                                                   ("written", None)]

@@ -47,6 +47,9 @@ class Job:
     # with skip: what an existing file at dst is, for the log (its bytes, ...); a SaicmError: not done (a file over
     # the job's --max-bytes, left by another command, was skipped as done and sent)
     existing: Callable[[Path], dict] | None = None
+    # what every --log line of this job holds whatever its outcome (the job's --max-bytes: lines appended to one log
+    # by runs with other budgets said nothing of the limit each file was held to, a failed one only in its words)
+    log: dict | None = None
 
 
 @dataclass
@@ -384,6 +387,7 @@ def log_line(o: Outcome) -> str:
     rec = {"input": str(o.job.src), "output": str(o.job.dst), "status": status}
     if o.error:
         rec["error"] = o.error
+    rec.update(o.job.log or {})
     rec.update({k: (round(v, 6) if isinstance(v, float) else v) for k, v in (o.info or {}).items()
                 if isinstance(v, (str, int, float, bool)) or v is None})
     return json.dumps(rec)  # (ASCII: a file name that is not UTF-8 is written as its \\udcXX escapes)
