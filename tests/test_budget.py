@@ -243,3 +243,18 @@ def test_every_log_line_of_a_budgeted_job_holds_its_budget(tmp_path, sizes):
     lines = [json.loads(x) for x in log.read_text().splitlines()]
     assert [(x["status"], x.get("max_bytes")) for x in lines] == [("written", sizes[2]), ("failed", sizes[0] - 1),
                                                                    ("written", None)]
+
+
+def test_a_refusal_names_the_share_of_a_lossless_alpha_channel(sizes):
+    """An RGBA frame whose noisy alpha channel (lossless, the same at every quality) alone was over the budget was
+    refused as if the image were too large ("downscale the image, or pass --quality 1", neither of which helps)."""
+    import numpy as np
+
+    rgb = natural_image()
+    alpha = np.random.default_rng(0).integers(0, 256, rgb.shape[:2], dtype=np.uint8)
+    rgba = np.dstack([rgb, alpha])
+    with pytest.raises(saicm.ImageError, match=r"lowest quality \(1\) \(\d+ of them the alpha channel, coded "
+                       r"losslessly at every quality: without it the image would fit\)"):
+        saicm.compress(rgba, model=MODEL, max_bytes=sizes[2])
+    with pytest.raises(saicm.ImageError, match=r"its machine layer .* \(\d+ of them the alpha channel"):
+        saicm.compress(rgba, model="scalable-off02v5-m4-cond", max_bytes=sizes[2])

@@ -40,13 +40,32 @@ def fit(code: Callable[[int], bytes], num_qualities: int, max_bytes: int) -> byt
             lo, best = q, data
         else:
             hi, lowest = q, n
-    if best is None:
-        err = ImageError(over_budget(max_bytes, lowest))
-        err.lowest = lowest  # (what a caller that measures something else names, as scalable models do)
-        raise err
+    if best is None:  # (the last trial was quality 1's: ``data``)
+        alpha = _alpha_bytes(data)
+        err = ImageError(over_budget(max_bytes, lowest, alpha=alpha))
+        err.lowest, err.alpha = lowest, alpha  # (what a caller that measures something else names, as scalable
+        raise err                              # models do)
     return best
 
 
-def over_budget(max_bytes: int, lowest: int, what: str = "the file") -> str:
-    """The refusal of a budget that ``what``, ``lowest`` bytes at quality 1, does not fit."""
-    return f"does not fit in {max_bytes} bytes: {what} is {lowest} bytes at the lowest quality (1)"
+def _alpha_bytes(data: bytes) -> int:
+    """The bytes of the lossless alpha channel in the coded file ``data`` (0: none, or not a one-layer file)."""
+    from . import container
+    from ..errors import FormatError
+
+    try:
+        alpha = container.unpack(data).alpha
+    except FormatError:
+        return 0
+    return len(alpha) if alpha else 0
+
+
+def over_budget(max_bytes: int, lowest: int, what: str = "the file", alpha: int = 0) -> str:
+    """The refusal of a budget that ``what``, ``lowest`` bytes at quality 1, does not fit; ``alpha``: the bytes
+    of it that the alpha channel takes at every quality (a downscale or quality 1 was advised, and no quality
+    comes near when a noisy alpha channel alone is over the budget)."""
+    why = ""
+    if alpha:
+        why = (f" ({alpha} of them the alpha channel, coded losslessly at every quality"
+               + (": without it the image would fit" if lowest - alpha <= max_bytes else "") + ")")
+    return f"does not fit in {max_bytes} bytes: {what} is {lowest} bytes at the lowest quality (1){why}"

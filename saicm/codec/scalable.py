@@ -104,7 +104,8 @@ def compress_layers(image: ImageLike, model=None, quality: int | None = None,
             raise
         from .budget import over_budget
 
-        raise ImageError(over_budget(max_bytes, e.lowest, "its machine layer (what saicm strip keeps)"),
+        raise ImageError(over_budget(max_bytes, e.lowest, "its machine layer (what saicm strip keeps)",
+                                     getattr(e, "alpha", 0)),
                          e.path) from None
 
 
