@@ -259,6 +259,16 @@ def test_a_report_of_one_results_file_says_there_is_no_bd_rate(tmp_path):
     assert "<td class=num>30.50</td>" in page and "<td class=num>33.00</td>" in page  # (were 30.5 and 33)
 
 
+def test_a_report_of_a_metric_that_is_not_a_score_gives_no_bd_rate(tmp_path):
+    """`saicm report --metrics quality` (or encode_s) plotted it and set a BD-rate beside it, a number without
+    meaning (`saicm bdrate` refuses such a metric since 0.30.0); the plot stays, the table says why there is none."""
+    from saicm.eval.report import build_report
+
+    runs = [_res("jpeg", [(0.2, 30.5), (0.4, 33.25)], encode_s=0.1), _res("webp", [(0.1, 30), (0.2, 33)], encode_s=0.2)]
+    page = build_report(runs, tmp_path / "r.html", metrics=["psnr", "encode_s"]).read_text()
+    assert page.count("No BD-rate: encode_s is not a score.") == 1 and page.count("codec vs jpeg") == 1
+
+
 def test_a_report_naming_a_file_name_that_is_not_utf8_is_written(tmp_path):
     """An image or dataset name that is not UTF-8 (Latin-1 bytes; any non-ASCII name in an ASCII locale) holds
     Python's surrogate escapes: writing the page raised UnicodeEncodeError after all its work (`saicm report

@@ -19,7 +19,7 @@ from ..errors import names_as_utf8
 from .bdrate import BDRateError, bd_rate
 from .paths import display_path, display_spec
 from .plots import METRIC_LABELS, check_metric, curves_description, curves_figure, figure_style, measured
-from .results import comparison_warnings, curve
+from .results import NOT_SCORES, comparison_warnings, curve
 
 
 def _svg_curves(results: list[dict], metric: str, key: str) -> str:
@@ -67,6 +67,8 @@ def _png_uri(img: Image.Image) -> str:
 
 
 def _bd_table(results: list[dict], metric: str) -> str:
+    if metric in NOT_SCORES:  # (plotted against the rate, as asked; a BD-rate of it is a number without meaning)
+        return f"<p>No BD-rate: {html.escape(metric)} is not a score.</p>"
     if len(results) < 2:  # (was a table of headers alone)
         return f"<p>BD-rate needs a second results file to compare with {html.escape(results[0]['codec'])}.</p>"
     anchor = results[0]
