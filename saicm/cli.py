@@ -400,7 +400,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--existing", choices=EXISTING, help="an output file that exists: refuse it (one line), skip it "
                    "(counted done: go on after an interruption) or overwrite it (default for folders: overwrite)")
     c.add_argument("--log", metavar="FILE.jsonl", help="append one JSON line per file as it is done: input, "
-                   "output, status (written, skipped, failed), error, bytes, seconds, ...")
+                   "output, status (written, skipped, failed), time, error, bytes, seconds, ...")
     c.add_argument("--quiet", action="store_true", help="no progress bar")
     c.set_defaults(func=cmd_compress)
 
@@ -431,7 +431,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "(counted done: go on after an interruption) or overwrite it (default: refuse, except a "
                    "single file named with -o)")
     d.add_argument("--log", metavar="FILE.jsonl", help="append one JSON line per file as it is done: input, "
-                   "output, status (written, skipped, failed), error, bytes, seconds, ...")
+                   "output, status (written, skipped, failed), time, error, bytes, seconds, ...")
     d.add_argument("--quiet", action="store_true", help="no progress bar")
     d.set_defaults(func=cmd_decompress)
 

@@ -959,8 +959,12 @@ def test_log_lines_are_json_whatever_the_file_names():
 
     o = batch.Outcome(batch.Job(Path("a/b\udcff.png"), Path("o/b\udcff.saicm")), info={"bytes": 3, "bpp": 1 / 3})
     rec = json.loads(batch.log_line(o))
+    when = rec.pop("time")  # (when it was done, UTC to the second: a day's log told it by its order alone)
     assert rec == {"input": "a/b\udcff.png", "output": "o/b\udcff.saicm", "status": "written", "bytes": 3,
                    "bpp": 0.333333}
+    from datetime import datetime, timezone
+
+    assert abs((datetime.now(timezone.utc) - datetime.fromisoformat(when)).total_seconds()) < 60
     rec["input"].encode("utf-8", "surrogateescape")  # the name's bytes come back
 
 

@@ -379,12 +379,15 @@ def run(fn: Callable[[Job], dict], jobs: list[Job], workers: int = 1, desc: str 
 
 
 def log_line(o: Outcome) -> str:
-    """One file's outcome as a JSON object: input, output, status (written, skipped or failed), the error, and
+    """One file's outcome as a JSON object: input, output, status (written, skipped or failed), when it was done
+    (``time``, UTC to the second: a day's log told when each file was coded by its order alone), the error, and
     what the job reported (bytes, bpp, seconds, ...)."""
     import json
+    from datetime import datetime, timezone
 
     status = "failed" if o.error else "skipped" if o.skipped else "written"
-    rec = {"input": str(o.job.src), "output": str(o.job.dst), "status": status}
+    rec = {"input": str(o.job.src), "output": str(o.job.dst), "status": status,
+           "time": datetime.now(timezone.utc).isoformat(timespec="seconds")}
     if o.error:
         rec["error"] = o.error
     rec.update(o.job.log or {})
