@@ -113,6 +113,25 @@ def test_cli_budget_per_file_of_a_folder_with_the_quality_in_the_log(tmp_path, s
     assert qb == 7 or len(saicm.compress(b, model=MODEL, quality=qb + 1)) > budget
 
 
+def test_a_file_over_a_smaller_budget_says_that_the_earlier_output_is_left_as_it_was(tmp_path, sizes, capsys):
+    """A rerun with a smaller budget (and --existing overwrite, the folders' default): a file that fits at no quality
+    fails, and the earlier run's larger file stayed beside the error, unsaid: an uplink sending the folder sent it
+    (the edge-camera audit). The error names it."""
+    src = tmp_path / "in"
+    src.mkdir()
+    Image.fromarray(natural_image()).save(src / "a.png")
+    out = tmp_path / "out"
+    assert main(["compress", str(src), "-o", str(out), "--max-bytes", str(sizes[6]), "--quiet"]) == 0
+    capsys.readouterr()
+    assert main(["compress", str(src), "-o", str(out), "--max-bytes", str(sizes[0] - 1), "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert "does not fit in" in err and f"({out / 'a.saicm'}, an earlier output, is left as it was)" in err
+    assert (out / "a.saicm").stat().st_size == sizes[6]
+    (out / "a.saicm").unlink()
+    assert main(["compress", str(src), "-o", str(out), "--max-bytes", str(sizes[0] - 1), "--quiet"]) == 1
+    assert "an earlier output" not in capsys.readouterr().err
+
+
 def test_the_log_of_a_scalable_folder_job_holds_each_layer(tmp_path):
     """A scalable folder job's --log held the whole file's bytes and the base model's quality only: with
     --max-bytes (the machine layer's budget) every line looked over budget, and the human layer's model, quality

@@ -294,6 +294,7 @@ def _run_one(fn: Callable[[Job], dict], job: Job) -> Outcome:
         return Outcome(job, error=f"{job.dst}: cannot write output (a file, not a folder, is in the way)")
     except OSError as e:
         return Outcome(job, error=f"{job.dst}: cannot write output ({e.strerror or e})")
+    before = job.dst.exists()  # (an output of an earlier run, which a failure here leaves as it was: said so)
     try:
         with no_replace(job.dst if (job.keep or job.skip) and not redo else None):  # (one appearing meanwhile too)
             return Outcome(job, info=fn(job))
@@ -313,7 +314,9 @@ def _run_one(fn: Callable[[Job], dict], job: Job) -> Outcome:
             stops = SaicmError(f"{e.message}: the job stops here", e.path or str(job.dst))
             stops.errno = e.errno
             raise stops from None
-        return Outcome(job, error=str(e) if e.path else f"{job.src}: {e}")
+        # (--max-bytes too small, --existing overwrite: the older, larger file stayed beside the error, and was sent)
+        kept = f" ({job.dst}, an earlier output, is left as it was)" if before and job.dst.exists() else ""
+        return Outcome(job, error=(str(e) if e.path else f"{job.src}: {e}") + kept)
     except BrokenPipeError:  # -o /dev/stdout | head -c 8: the reader went away, a quiet stop (status 141)
         raise
     except MemoryError:  # one huge image must not end the folder (the others are still coded)
