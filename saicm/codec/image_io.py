@@ -477,56 +477,41 @@ def profile_note(image: RGBImage) -> str | None:
     if not image.icc:
         return None
     if image.icc_mode in ("RGB", "RGBA", "RGBX", "P", "CMYK"):
-        return _profile_note(image.icc, image.icc_mode == "CMYK")
+        return _profile_note(image.icc, "CMYK" if image.icc_mode == "CMYK" else "RGB")
     if image.icc_mode in GREY_MODES:  # (a grey JPEG of Photoshop's, in Dot Gain 20 % or Gray Gamma 1.8)
-        return _grey_profile_note(image.icc)
+        return _profile_note(image.icc, "GRAY")
     return None
 
 
 @functools.lru_cache(maxsize=32)
-def _grey_profile_note(icc: bytes) -> str | None:
-    """:func:`profile_note` of a grey image's profile: its name when its levels, shown through it, differ from the
-    same levels shown as sRGB's grey (what a viewer does with the decode, a grey PNG without a profile)."""
-    try:
-        from PIL import ImageCms
-
-        profile = ImageCms.ImageCmsProfile(io.BytesIO(icc))
-        if profile.profile.xcolor_space.strip() != "GRAY":
-            return None
-        name = (ImageCms.getProfileDescription(profile) or "").strip() or "unnamed"
-        levels = np.arange(256, dtype=np.uint8)
-        grid = Image.fromarray(levels[None, :], "L")
-        shown = ImageCms.profileToProfile(grid, profile, ImageCms.createProfile("sRGB"), outputMode="RGB",
-                                          renderingIntent=ImageCms.Intent.RELATIVE_COLORIMETRIC, flags=0x0100)
-    except Exception:  # a damaged or unusual profile, or Pillow without LittleCMS: nothing to say
-        return None
-    shift = np.abs(np.asarray(shown, np.int16) - levels[None, :, None]).mean()
-    return name if shift > PROFILE_SHIFT else None
-
-
-@functools.lru_cache(maxsize=32)
-def _profile_note(icc: bytes, cmyk: bool) -> str | None:
-    """:func:`profile_note` of one profile, once per process: a folder's images share a few profiles, and building
-    the colour transform cost ~2.8 ms of CPU per image (6 % of coding a 320x240 image)."""
+def _profile_note(icc: bytes, space: str) -> str | None:
+    """:func:`profile_note` of one profile of the image's colour ``space`` ("RGB", "CMYK" or "GRAY"), once per
+    process: a folder's images share a few profiles, and building the colour transform cost ~2.8 ms of CPU per image
+    (6 % of coding a 320x240 image). RGB: a grid of colours shown through it against the same values as sRGB; grey:
+    the 256 levels against sRGB's grey (what a viewer does with the decode, a grey PNG without a profile)."""
     try:
         from PIL import ImageCms
 
         profile = ImageCms.ImageCmsProfile(io.BytesIO(icc))
         name = (ImageCms.getProfileDescription(profile) or "").strip() or "unnamed"
-        space = profile.profile.xcolor_space.strip()
-        if cmyk:  # (Pillow's CMYK→RGB conversion ignores the profile)
-            return name if space == "CMYK" else None
-        if space != "RGB":
+        if profile.profile.xcolor_space.strip() != space:
             return None
-        v = np.linspace(0, 255, 6).astype(np.uint8)
-        grid = Image.fromarray(np.stack(np.meshgrid(v, v, v), -1).reshape(1, -1, 3))
+        if space == "CMYK":  # (Pillow's CMYK→RGB conversion ignores the profile)
+            return name
+        if space == "GRAY":
+            values = np.arange(256, dtype=np.uint8)[None, :]
+            grid, expected = Image.fromarray(values, "L"), values[..., None]
+        else:
+            v = np.linspace(0, 255, 6).astype(np.uint8)
+            expected = np.stack(np.meshgrid(v, v, v), -1).reshape(1, -1, 3)
+            grid = Image.fromarray(expected)
         # (flags: LittleCMS's cmsFLAGS_NOOPTIMIZE, ImageCms.Flags.NOOPTIMIZE from Pillow 10.3 on; the table it
         # skips took 80 % of the time for 216 colours, and shifted them by 0.006)
         shown = ImageCms.profileToProfile(grid, profile, ImageCms.createProfile("sRGB"), outputMode="RGB",
                                           renderingIntent=ImageCms.Intent.RELATIVE_COLORIMETRIC, flags=0x0100)
     except Exception:  # a damaged or unusual profile, or Pillow without LittleCMS: nothing to say
         return None
-    shift = np.abs(np.asarray(shown, np.int16) - np.asarray(grid, np.int16)).mean()
+    shift = np.abs(np.asarray(shown, np.int16) - expected.astype(np.int16)).mean()
     return name if shift > PROFILE_SHIFT else None
 
 

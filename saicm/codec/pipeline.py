@@ -137,24 +137,24 @@ def _warn_if_profile(image: RGBImage, source) -> None:
     from .image_io import gamma_note, primaries_note, profile_note
 
     what = str(source) if isinstance(source, (str, os.PathLike)) else "the image"
+    causes = []
     name = profile_note(image)
     if name is not None:
-        saicm_warn(f"{what}: its colours are in the ICC profile '{name}', not sRGB; the profile is not coded and the "
-                   "decode, written without one, shows them shifted (convert the image to sRGB first to code the "
-                   "colours a viewer shows)")
+        causes.append(f"its colours are in the ICC profile '{name}', not sRGB; the profile is not coded and the "
+                      "decode, written without one,")
     if image.exif_space is not None:  # (a camera's Adobe RGB JPEG: no profile, its EXIF says so)
-        saicm_warn(f"{what}: its EXIF marks its colours as {image.exif_space} (a camera's setting), not sRGB; this is "
-                   "not coded and the decode, written without a profile, shows them shifted (convert the image to "
-                   "sRGB first to code the colours a viewer shows)")
+        causes.append(f"its EXIF marks its colours as {image.exif_space} (a camera's setting), not sRGB; this is not "
+                      "coded and the decode, written without a profile,")
     if primaries_note(image):  # (a PNG's cHRM chunk, without a profile: a viewer shows its colours by it)
-        saicm_warn(f"{what}: its PNG cHRM chunk gives its colours other primaries than sRGB's; the chunk is not coded "
-                   "and the decode, written without it, shows them shifted (convert the image to sRGB first to code "
-                   "the colours a viewer shows)")
+        causes.append("its PNG cHRM chunk gives its colours other primaries than sRGB's; the chunk is not coded and "
+                      "the decode, written without it,")
     gamma = gamma_note(image)
     if gamma is not None:  # (a PNG's gAMA chunk, without a profile: a viewer shows its values at that gamma)
-        saicm_warn(f"{what}: its PNG gAMA chunk says its values are shown at gamma {gamma:g}, not sRGB's 2.2; the "
-                   "chunk is not coded and the decode, written without it, shows them shifted (convert the image to "
-                   "sRGB first to code the colours a viewer shows)")
+        causes.append(f"its PNG gAMA chunk says its values are shown at gamma {gamma:g}, not sRGB's 2.2; the chunk is "
+                      "not coded and the decode, written without it,")
+    for cause in causes:
+        saicm_warn(f"{what}: {cause} shows them shifted (convert the image to sRGB first to code the colours a "
+                   "viewer shows)")
 
 
 def compress(image: ImageLike, model: str | os.PathLike | ModelInfo | None = None, quality: int | None = None,
