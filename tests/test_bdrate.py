@@ -2,6 +2,7 @@ import math
 
 import pytest
 
+from saicm.errors import SaicmError
 from saicm.eval.bdrate import BDRateError, bd_rate
 
 
@@ -32,7 +33,7 @@ def test_only_the_overlap_counts():
 
 
 def test_no_overlap_and_not_monotone_are_reported():
-    with pytest.raises(BDRateError, match="do not overlap"):
+    with pytest.raises(SaicmError, match="do not overlap"):  # (the one type an API caller catches)
         bd_rate([0.1, 0.2], [20, 21], [0.1, 0.2], [30, 31])
     with pytest.raises(BDRateError, match="not monotone"):
         bd_rate([0.1, 0.2, 0.3], [20, 22, 21], [0.1, 0.2], [20, 22], envelope=False)

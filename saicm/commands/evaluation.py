@@ -114,7 +114,7 @@ def cmd_bdrate(a: argparse.Namespace) -> int:
     for why in results.same_names((anchor, *tests)):
         print(f"saicm: warning: {why}", file=sys.stderr)
     rows = []
-    from ..errors import SaicmError, printable
+    from ..errors import printable
 
     try:  # (named by its file: the anchor and a test may share a codec name)
         results.curve(anchor, a.metric)

@@ -20,9 +20,13 @@ from typing import Sequence
 import numpy as np
 from scipy.interpolate import PchipInterpolator
 
+from ..errors import SaicmError
 
-class BDRateError(ValueError):
-    """The curves give no BD-rate (no overlap, too few points, not monotone)."""
+
+class BDRateError(SaicmError, ValueError):
+    """The curves give no BD-rate (no overlap, too few points, not monotone): a :class:`~saicm.errors.SaicmError`
+    (a caller's one ``except SaicmError`` catches it, as it does every other failure of the caller's input) and a
+    ``ValueError`` (as before 0.31.0)."""
 
 
 @dataclass
