@@ -285,8 +285,11 @@ def test_a_segment_joined_twice_or_before_its_machine_layer_is_named_not_called_
             with pytest.raises(FormatError, match="two human layers follow the machine layer"):
                 call(joined)
         assert saicm.decompress(joined, layer="machine").size == (200, 150)  # the machine layer still decodes
-    with pytest.raises(FormatError, match="joined in the wrong order"):
-        saicm.describe(human + machine)
+    for call in (saicm.describe, strip, lambda d: saicm.decompress(d), lambda d: saicm.decompress(d, layer="machine")):
+        with pytest.raises(FormatError, match="joined in the wrong order"):  # (decompress and strip said "alone")
+            call(human + machine)
+    with pytest.raises(FormatError, match="segment alone"):  # the segment by itself is still called so
+        saicm.decompress(human)
     with pytest.raises(FormatError, match="CRC mismatch"):  # truncation and damage are still called so
         saicm.describe(two[:-3])
     with pytest.raises(FormatError, match="CRC mismatch"):
@@ -420,6 +423,11 @@ def test_cli_compress_info_strip_and_both_layers(models, tmp_path):
     assert d["file_type"] == "saicm-human-segment" and d["quality"] == 2 and d["file_bytes"] == seg.stat().st_size
     r = run_cli("decompress", seg, "-o", tmp_path / "seg.png", "--model", models["scal"])
     assert r.returncode != 0 and "human-layer segment alone" in r.stderr and "cat" in r.stderr
+    (tmp_path / "joined.saicm").write_bytes(seg.read_bytes() + m.read_bytes())  # joined the wrong way round
+    for cmd in (("decompress", tmp_path / "joined.saicm", "-o", tmp_path / "j.png"),
+                ("strip", tmp_path / "joined.saicm", "-o", tmp_path / "j.saicm"), ("info", tmp_path / "joined.saicm")):
+        r = run_cli(*cmd)
+        assert r.returncode != 0 and "joined in the wrong order" in r.stderr and "Traceback" not in r.stderr, cmd
     r = run_cli("strip", m, "-o", tmp_path / "m3.saicm", "--human-segment", tmp_path / "none.seg")
     assert r.returncode != 0 and "no human-layer segment" in r.stderr
     assert not (tmp_path / "m3.saicm").exists() and not (tmp_path / "none.seg").exists()

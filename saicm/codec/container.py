@@ -238,7 +238,7 @@ def read_stream(data: bytes) -> tuple[Stream, int]:
     case: corruption or truncation), else as the inconsistency found.
     """
     if data[: len(HUMAN_MAGIC)] == HUMAN_MAGIC:
-        raise FormatError(HUMAN_SEGMENT_ALONE)
+        raise FormatError(_segment_first(data))
     check_start(data, MAGIC, VERSIONS, "a .saicm file", "format version")
     try:
         stream, end = _parse(data)
@@ -410,6 +410,19 @@ def _human_end(data: bytes) -> int | None:
         return None
 
 
+def _segment_first(data: bytes) -> str:
+    """What is wrong with coded bytes that start with a human-layer segment: the segment alone, or the segment
+    joined before its machine layer (``saicm info`` and ``decompress``/``strip`` said two different things)."""
+    end = _human_end(data)
+    if end is not None and data[end:].startswith(MAGIC) and _crc_ok(data[:end]):
+        return _JOINED_BEFORE
+    return HUMAN_SEGMENT_ALONE
+
+
+_JOINED_BEFORE = ("a human-layer segment followed by a .saicm stream (joined in the wrong order): the segment "
+                  "goes after its machine layer, cat MACHINE.saicm SEGMENT > TWO.saicm")
+
+
 def _human_crc_error(data: bytes) -> str:
     """What is wrong with a human-layer segment that fails its CRC: a whole segment followed by another one (a
     segment appended twice, or to a two-layer file) or by a machine layer (joined in the wrong order), else
@@ -422,8 +435,7 @@ def _human_crc_error(data: bytes) -> str:
                     "two-layer file): a file holds one; the machine layer alone decodes with --layer machine "
                     "(Python: layer='machine')")
         if rest.startswith(MAGIC):
-            return ("a human-layer segment followed by a .saicm stream (joined in the wrong order): the segment "
-                    "goes after its machine layer, cat MACHINE.saicm SEGMENT > TWO.saicm")
+            return _JOINED_BEFORE
         return "human layer: trailing bytes after its CRC (a file holds the machine layer, then one human layer)"
     return "human layer: CRC mismatch (corrupt or truncated)"
 
@@ -478,8 +490,8 @@ def check_coded_file(path: str | os.PathLike) -> None:
         raise FormatError("empty file", str(path))
     if is_video_stream(head):
         raise FormatError(CLIP_GIVEN, str(path))
-    if head.startswith(HUMAN_MAGIC):
-        raise FormatError(HUMAN_SEGMENT_ALONE, str(path))
+    if head.startswith(HUMAN_MAGIC):  # (all of it: what follows the segment says which mistake it is)
+        raise FormatError(_segment_first(read_input(path)), str(path))
     if not head.startswith(MAGIC):
         raise FormatError(not_a("a .saicm file", head) or "not a .saicm file (wrong magic)", str(path))
 
