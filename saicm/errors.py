@@ -65,15 +65,29 @@ class MissingDependency(SaicmError, ImportError):
     too: code that falls back on ``except ImportError`` keeps doing so)."""
 
     @classmethod
-    def of(cls, err: ModuleNotFoundError, extra: str | None = None) -> "MissingDependency | None":
+    def of(cls, err: ModuleNotFoundError, extra: str | None = None, why: str = "") -> "MissingDependency | None":
         """The user-facing error for an import that failed, if it is one of an extra's modules; ``extra``: the
-        extra the whole feature needs (``saicm eval`` needs ``saicm[eval]``, which holds ``saicm[train]``)."""
+        extra the whole feature needs (``saicm eval`` needs ``saicm[eval]``, which holds ``saicm[train]``);
+        ``why``: what needs it, when the caller cannot tell (an old file's format)."""
         root = (err.name or "").split(".")[0]
         if root not in EXTRAS:
             return None
         extra = extra or EXTRAS[root]
-        return cls(f"this needs {root}, which the coding-only install lacks: pip install \"saicm[{extra}]\" "
-                   f"(or \"saicm[all]\"); coding and decoding format-3 files need neither")
+        return cls(f"{why}{': ' if why else ''}this needs {root}, which the coding-only install lacks: pip install "
+                   f"\"saicm[{extra}]\" (or \"saicm[all]\"); coding and decoding format-3 files need neither")
+
+
+@contextlib.contextmanager
+def needing_pytorch(why: str):
+    """Inside, an extra's missing module is a :class:`MissingDependency` saying ``why`` it is needed (a format-1
+    file on a coding-only install was refused as "this needs torch", not saying that the file's format is why)."""
+    try:
+        yield
+    except ModuleNotFoundError as e:
+        missing = MissingDependency.of(e, why=why)
+        if missing is None:
+            raise
+        raise missing from None
 
 
 #: Python's own format, for other libraries' warnings

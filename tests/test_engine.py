@@ -728,7 +728,17 @@ def test_without_pytorch_the_api_names_what_to_install(tmp_path):
         f"             lambda: saicm.decompress(r'{ROOT / 'tests/reference/astronaut-200x150-v5-q1.saicm'}')]:\n"
         "    try:\n        call()\n    except saicm.SaicmError as e:\n        print('refused:', e)\n", tmp_path / "cache")
     assert r.returncode == 0, r.stderr
-    assert r.stdout.count("refused: this needs torch") == 4 and 'pip install "saicm[train]"' in r.stdout
+    assert r.stdout.count("refused: this needs torch") == 3 and r.stdout.count('pip install "saicm[train]"') == 4
+    # (the old file: its format is why, said, as "this needs torch" alone did not)
+    assert "q1.saicm: a format-1 stream decodes with PyTorch and CompressAI's coder (saicm before 0.4.0" in r.stdout
+    v1 = ROOT / "tests/reference/astronaut-96x64-scalable-b1-h4-v1.saicm"  # a two-layer file of saicm 0.3/0.4
+    r = run_without_torch("import saicm\nfor layer in ('human', 'machine'):\n    try:\n"
+                          f"        saicm.decompress(r'{v1}', layer=layer)\n"
+                          "    except saicm.SaicmError as e:\n        print('refused:', e)\n", tmp_path / "cache")
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert "v1.saicm: a human layer of version 1 decodes with PyTorch" in lines[0] and "torch" in lines[0]
+    assert "v1.saicm: a format-1 stream decodes with PyTorch" in lines[1] and "saicm[train]" in lines[1]
     clip = ROOT / "tests/reference/shapes-64x48-8f-tiny.saicmv"  # a clip's network needs PyTorch, its checks too
     r = run_without_torch(f"import saicm\ntry:\n    saicm.describe(r'{clip}')\n"
                           "except saicm.SaicmError as e:\n    print('refused:', e)\n", tmp_path / "cache")

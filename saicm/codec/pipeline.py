@@ -19,7 +19,7 @@ from PIL import Image
 
 from ..engine import ENGINES
 from .._fs import read_input
-from ..errors import ArgumentError, FormatError, ModelError, naming
+from ..errors import ArgumentError, FormatError, ModelError, naming, needing_pytorch
 from ..models.catalog import SCALABLE_ARCHITECTURE, ModelInfo, checked_quality, file_checksum, resolve
 from . import container
 from .image_io import ImageLike, RGBImage, load_image, load_padded, stream_image
@@ -376,7 +376,9 @@ def decompress_stream(data: bytes, model=None, layer: str = "auto", max_pixels: 
             raise ModelError(f"a portable (format 3) stream decodes with --engine {', '.join(PORTABLE_ENGINES)}")
         rgb = decode(stream, model, engine, max_pixels)
         return Decoded(image=stream_image(rgb, stream), stream=stream, layer="machine")
-    net, _ = open_stream(stream, model, max_pixels)
+    with needing_pytorch(f"a format-{stream.header.version} stream decodes with PyTorch and CompressAI's coder "
+                         "(saicm before 0.4.0 wrote it, or --engine compressai did)"):
+        net, _ = open_stream(stream, model, max_pixels)
     h = stream.header
     if h.version == container.STRIPS_VERSION:  # large image: synthesis by tiles straight into uint8
         from .tiling import synthesize_tiles

@@ -25,7 +25,7 @@ import os
 
 import numpy as np
 
-from ..errors import ArgumentError, FormatError, ImageError, ModelError, SaicmError
+from ..errors import ArgumentError, FormatError, ImageError, ModelError, SaicmError, needing_pytorch
 from ..models.catalog import SCALABLE_ARCHITECTURE, checked_quality, file_checksum, resolve
 from . import container
 from .image_io import ImageLike, load_image
@@ -211,7 +211,10 @@ def decode_human(machine: bytes, human: bytes, model=None, max_pixels: int | Non
         return _decode_portable(stream, layer, info, max_pixels, engine)
     if engine not in ("auto", "compressai"):
         raise ModelError("a human layer of version 1 decodes with --engine auto or compressai")
-    return Decoded(image=_decode_compressai(stream, layer, info, max_pixels), stream=stream, layer="human")
+    with needing_pytorch("a human layer of version 1 decodes with PyTorch and CompressAI's coder (saicm 0.3 and 0.4 "
+                         "wrote it, or --engine compressai did)"):
+        image = _decode_compressai(stream, layer, info, max_pixels)
+    return Decoded(image=image, stream=stream, layer="human")
 
 
 def _check_base(stream: container.Stream, layer: container.HumanLayer, name: str, base_info) -> None:
