@@ -95,6 +95,21 @@ def test_integer_weights_respect_the_exactness_bound():
         assert int(sums.max()) * hypernet.ACT_LIMIT + int(np.abs(layer.bias).max()) < 2 ** 53
 
 
+def test_a_layer_whose_biases_are_clipped_says_so_and_a_shipped_one_does_not():
+    """A layer of near-zero weights (an early checkpoint: saicm zero-initialises some last layers) gets a large
+    shift, and its biases were clipped in silence: exact at both ends, but not the model's tables (extremes audit:
+    a bias of -3.0 came out as -2.0)."""
+    import warnings
+
+    with pytest.warns(saicm.SaicmWarning, match=r"near-zero weights \(Σ\|w\| 1\.0e-03\).*beyond ±2 are clipped"):
+        layer = hypernet._layer(np.full((2, 1, 1, 1), 1e-3), np.array([0.5, -3.0]), transposed=False, leaky=False)
+    assert layer.shift == 35 and layer.bias[1] == -hypernet.BIAS_LIMIT  # (clipped, as before: the format's rule)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        hypernet.IntegerHyperSynthesis(_v5_state())  # the shipped model's layers: nothing clipped, nothing said
+        hypernet._layer(np.full((2, 1, 1, 1), 1e-3), np.array([0.5, -1.9]), transposed=False, leaky=False)
+
+
 def test_integer_weights_take_the_largest_shift_within_the_bound():
     """Known shifts (mutation audit of 0.24.0: the bound's ``<=``, the cap of 40 and the all-zero case could each
     be moved with no test failing, and the shift decides the coder tables, so a file written before such a change

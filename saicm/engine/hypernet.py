@@ -96,6 +96,16 @@ def _layer(weight: np.ndarray, bias: np.ndarray, transposed: bool, leaky: bool, 
         mat = wi.transpose(2, 3, 0, 1).reshape(k * k, cout, cin)  # one (Cout, Cin) matrix per tap
         stride = 1
     b = np.rint(np.ldexp(np.asarray(bias, dtype=np.float64), s + FRAC))
+    if np.abs(b).max(initial=0) > BIAS_LIMIT:  # (both ends clip alike: exact, but the tables are not the model's)
+        import warnings
+
+        from ..errors import SaicmWarning
+
+        warnings.warn(f"a {cout}-channel layer of the integer hyper-synthesis has near-zero weights (Σ|w| "
+                      f"{float(np.abs(weight).sum(axis=(0, 2, 3) if transposed else (1, 2, 3)).max()):.1e}): its "
+                      f"biases beyond ±{math.ldexp(BIAS_LIMIT, -(s + FRAC)):g} are clipped, so files code and decode "
+                      "exactly but spend more bits than the model would (an early checkpoint, or a dead layer?)",
+                      SaicmWarning, stacklevel=2)
     b = np.clip(b, -BIAS_LIMIT, BIAS_LIMIT).astype(np.int64)
     taps = () if transposed else tuple(t for t in range(k * k) if mat[t].any())
     return IntLayer(np.ascontiguousarray(mat), b, s, cin, cout, k, stride, transposed, leaky, relu, taps)
