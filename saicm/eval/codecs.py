@@ -132,7 +132,9 @@ class AVIF(PillowCodec):
     4:2:0, libavif's own RGB→YUV conversion (BT.601 matrix, full range, as
     Pillow sets it). ``speed`` 6 (libavif's default; ``avif:SPEED`` picks
     0 = slowest/best … 10); ``max_threads`` 1, because libaom's output depends
-    on the thread count. The bytes are a complete ``.avif`` file (the HEIF
+    on the thread count. libaom is tuned for PSNR (``tune=psnr``): libavif 1.4 with libaom 3.14 otherwise tunes
+    still images for perceived quality (``tune=iq``), which cost 5.5 % BD-rate (PSNR) on six photos of
+    photos/test (6.1 % over the default model's range). The bytes are a complete ``.avif`` file (the HEIF
     boxes add a few hundred bytes: a flat 64×64 image is 318 bytes).
     """
 
@@ -155,6 +157,8 @@ class AVIF(PillowCodec):
             self.name = f"avif:{int(speed)}"
         self.options = {"speed": int(speed), "subsampling": "4:2:0", "range": "full", "max_threads": 1,
                         "codec": codec}
+        if codec == "aom":  # (another encoder's options are its own)
+            self.options["advanced"] = (("tune", "psnr"),)
 
     def config(self):
         from PIL import _avif, features
