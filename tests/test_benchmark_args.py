@@ -42,3 +42,21 @@ def test_a_missing_data_path_is_one_line_and_exit_2_before_any_work(tmp_path, sc
     assert r.returncode == 2
     assert r.stdout == ""
     assert sorted(p.name for p in tmp_path.iterdir()) == []  # nothing written (tcm_speed.py: no checkpoints)
+
+
+def test_the_machines_suite_runs_vvc_at_the_medium_preset_by_default(tmp_path):
+    """Without a codec list the suite ran `vvc:faster` (19 % weaker than vvenc's `medium` in PSNR BD-rate on
+    COCO128): the field's anchor, and the project's rule, is `medium` (the anchors audit). A stub `saicm` records
+    the calls the suite makes."""
+    calls = tmp_path / "calls"
+    stub = tmp_path / "saicm"
+    stub.write_text("#!/bin/sh\necho \"$*\" >> " + str(calls) + "\n"
+                    "[ \"$1\" = models ] && echo '[{\"name\": \"m\", \"default\": true}]'\nexit 0\n")
+    stub.chmod(0o755)
+    (tmp_path / "data").mkdir()
+    r = subprocess.run(["bash", str(ROOT / "benchmarks" / "machines_suite.sh"), str(tmp_path / "data"),
+                        str(tmp_path / "out")], capture_output=True, text=True, timeout=120,
+                       env=dict(os.environ, SAICM=str(stub), PYTHON=sys.executable, FACES="centerface"))
+    assert r.returncode == 0, r.stderr
+    codecs = {line.split("--codec ")[1].split()[0] for line in calls.read_text().splitlines() if "--codec" in line}
+    assert codecs == {"m", "jpeg", "webp", "hevc", "vvc"}
