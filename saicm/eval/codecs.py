@@ -1,12 +1,12 @@
 """Every codec behind one interface, with its default quality sweep.
 
 ``get_codec("jpeg")``, ``get_codec("webp")``, ``get_codec("avif")``,
-``get_codec("hevc")``, ``get_codec("vvc")``, ``get_codec("saicm:<model>")``
+``get_codec("hevc")``, ``get_codec("hevc444")``, ``get_codec("vvc")``, ``get_codec("saicm:<model>")``
 (or a bare shipped model name). ``encode`` returns the exact bytes a file
 would hold, so bpp always comes from bytes written.
 
-For ``hevc`` and ``vvc`` the quality number is a **QP** (lower = more bits);
-``Codec.quality_is_qp`` says so. ``hevc:PRESET`` / ``vvc:PRESET`` pick the
+For ``hevc``, ``hevc444`` and ``vvc`` the quality number is a **QP** (lower = more bits);
+``Codec.quality_is_qp`` says so. ``hevc:PRESET`` / ``hevc444:PRESET`` / ``vvc:PRESET`` pick the
 encoder preset and ``avif:SPEED`` the libaom speed.
 """
 
@@ -21,7 +21,7 @@ from PIL import Image
 
 from .._registry import registrar
 from ..errors import SaicmError
-from .ffmpeg import HEVCIntra, VVCIntra
+from .ffmpeg import HEVC444Intra, HEVCIntra, VVCIntra
 
 
 class Codec:
@@ -169,6 +169,11 @@ class AVIF(PillowCodec):
 @register_codec("hevc")
 class HEVC(HEVCIntra, Codec):
     __doc__ = HEVCIntra.__doc__
+
+
+@register_codec("hevc444")
+class HEVC444(HEVC444Intra, Codec):
+    __doc__ = HEVC444Intra.__doc__
 
 
 @register_codec("vvc")
