@@ -30,3 +30,26 @@ def test_a_kernel_cache_folder_torch_cannot_make_is_one_line(tmp_path):
     lines = r.stderr.strip().splitlines()
     assert "Traceback" not in r.stderr and len(lines) == 1, r.stderr
     assert "TORCHINDUCTOR_CACHE_DIR" in lines[0] and "TMPDIR" in lines[0] and str(blocker / "cache") in lines[0]
+
+
+def test_a_folder_job_without_worker_processes_is_coded_in_this_process(tmp_path, capsys, monkeypatch):
+    """``--jobs 2`` where no pool of processes can be made (its locks are files in /dev/shm: read-only or missing in
+    a container) codes the folder in this process, said once; it was a traceback ending in ``OSError``."""
+    import errno
+
+    from saicm.cli import main
+    from saicm.codec import batch
+
+    def no_pool(*args, **kwargs):
+        raise OSError(errno.EROFS, "Read-only file system")
+
+    monkeypatch.setattr(batch, "ProcessPoolExecutor", no_pool)
+    images = tmp_path / "images"
+    images.mkdir()
+    for name in ("a", "b"):
+        Image.fromarray(natural_image(48, 40)).save(images / f"{name}.png")
+    assert main(["compress", str(images), "-o", str(tmp_path / "coded"), "--jobs", "2", "--quiet"]) == 0
+    assert sorted(p.name for p in (tmp_path / "coded").iterdir()) == ["a.saicm", "b.saicm"]
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and err.count("saicm: warning: cannot start worker processes") == 1, err
+    assert "/dev/shm" in err

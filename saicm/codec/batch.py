@@ -358,19 +358,27 @@ def run(fn: Callable[[Job], dict], jobs: list[Job], workers: int = 1, desc: str 
     # (one file is stopped at once, by SIGTERM as by Ctrl-C: nothing else is waiting, a long --refine must not
     # hang on, and its temporary file is removed)
     stop = StopRequest("stopping after the files in progress", at_once=len(jobs) < 2)
+    def serial() -> None:
+        for job in jobs:
+            if stop.requested and len(jobs) > 1:
+                break
+            try:
+                o = _run_one(fn, job)
+            except SaicmError as e:
+                stopping(job, e)
+                raise
+            done(o)
+
     try:
         if workers <= 1 or len(jobs) < 2:
-            for job in jobs:
-                if stop.requested and len(jobs) > 1:
-                    break
-                try:
-                    o = _run_one(fn, job)
-                except SaicmError as e:
-                    stopping(job, e)
-                    raise
-                done(o)
+            serial()
         else:
-            _run_pool(fn, jobs, workers, stop, done, stopping)
+            try:
+                _run_pool(fn, jobs, workers, stop, done, stopping)
+            except _NoWorkers as e:  # (before any file was given to a worker)
+                bar.write(f"saicm: warning: cannot start worker processes ({e}): coding one file at a time in this "
+                          "process", file=errors or sys.stderr)
+                serial()
     finally:
         stop.close()
         bar.close()
@@ -399,6 +407,15 @@ def log_line(o: Outcome) -> str:
     return json.dumps(rec)  # (ASCII: a file name that is not UTF-8 is written as its \\udcXX escapes)
 
 
+class _NoWorkers(Exception):
+    """No pool of worker processes can be made here: its queues' locks are POSIX semaphores, files in /dev/shm,
+    which a container may lack or mount read-only (``--jobs 2`` was a traceback ending in ``OSError: [Errno 30]
+    Read-only file system``); the job is then coded in the calling process."""
+
+    def __init__(self, e: OSError):
+        super().__init__(f"{e.strerror or e}; their locks need a writable /dev/shm")
+
+
 def _run_pool(fn, jobs: list[Job], workers: int, stop: StopRequest, done: Callable[[Outcome], None],
               stopping: Callable[[Job, SaicmError], None]) -> None:
     # One job per worker at a time, and workers deaf to Ctrl-C: an interrupt lets the files being written
@@ -412,7 +429,10 @@ def _run_pool(fn, jobs: list[Job], workers: int, stop: StopRequest, done: Callab
     def new_pool() -> ProcessPoolExecutor:
         return ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker, initargs=(threads,))
 
-    pool = new_pool()
+    try:
+        pool = new_pool()
+    except OSError as e:
+        raise _NoWorkers(e) from None
     queue = iter(jobs)
     # A dying worker fails every file in the pool, not only its own: those files are tried again one at a time,
     # and a file is reported only when its worker dies a second time (with it alone in the pool).
