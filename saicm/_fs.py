@@ -114,7 +114,7 @@ def atomic_path(dest: str | os.PathLike, durable: bool = True) -> Iterator[Path]
     replace = _NO_REPLACE.get() != os.path.abspath(dest)
     fd = standard_stream(dest)
     if fd is not None:
-        with _through_descriptor(fd) as tmp:
+        with _through_descriptor(fd, dest) as tmp:
             yield tmp
         return
     dest, stream = output_target(dest)
@@ -359,13 +359,19 @@ def standard_stream(dest: str | os.PathLike) -> int | None:
 
 
 @contextlib.contextmanager
-def _through_descriptor(fd: int) -> Iterator[Path]:
+def _through_descriptor(fd: int, dest: str | os.PathLike = "") -> Iterator[Path]:
     """Yield a temporary path (in the temporary folder); on success its bytes are written to the open descriptor
     ``fd`` where it stands. Opening ``/dev/stdout`` by name, or renaming a file onto the path it leads to, did not
     write to standard output when the shell had opened it on a file: the name was reopened and truncated (what a
     ``{ echo header; saicm ...; } > out`` wrote before was lost, ``>>`` replaced the file) or replaced by a new
-    file (``out`` then held saicm's bytes alone, and a second command wrote a new file named ``out (deleted)``)."""
-    handle, tmp = tempfile.mkstemp(prefix=".saicm-", suffix=".part")
+    file (``out`` then held saicm's bytes alone, and a second command wrote a new file named ``out (deleted)``).
+    No writable temporary folder (a container's read-only ``/tmp``) is one line naming ``dest`` and ``TMPDIR``: it
+    was tempfile's words under the input's name."""
+    try:
+        handle, tmp = tempfile.mkstemp(prefix=".saicm-", suffix=".part")
+    except OSError as e:
+        raise SaicmError(f"cannot write there without a temporary file, and none can be made ({e.strerror or e}): "
+                         "point TMPDIR at a writable folder, or name an output file", str(dest) or None) from None
     os.close(handle)
     tmp_path = Path(tmp)
     try:

@@ -53,3 +53,22 @@ def test_a_folder_job_without_worker_processes_is_coded_in_this_process(tmp_path
     err = capsys.readouterr().err
     assert "Traceback" not in err and err.count("saicm: warning: cannot start worker processes") == 1, err
     assert "/dev/shm" in err
+
+
+def test_standard_output_without_a_temporary_folder_names_tmpdir(tmp_path):
+    """``-o /dev/stdout`` is staged in a temporary file; with none to be had (a read-only /tmp, TMPDIR missing) the
+    error was tempfile's "No usable temporary directory found in [...]" under the input's name, as if the input
+    were at fault, naming no variable."""
+    photo = tmp_path / "photo.png"
+    Image.fromarray(natural_image(48, 40)).save(photo)
+    code = ("import sys, tempfile\n"
+            f"tempfile.tempdir = {str(tmp_path / 'missing')!r}  # (what gettempdir() gives)\n"
+            "from saicm.cli import main\n"
+            f"sys.exit(main(['compress', {str(photo)!r}, '-o', '/dev/stdout', '--quiet']))\n")
+    with open(tmp_path / "out", "wb") as out:
+        r = subprocess.run([sys.executable, "-c", code], stdout=out, stderr=subprocess.PIPE, text=True,
+                           env=dict(os.environ, PYTHONWARNINGS="ignore"), timeout=600)
+    lines = r.stderr.strip().splitlines()
+    assert r.returncode != 0 and len(lines) == 1 and "Traceback" not in r.stderr, r.stderr
+    assert lines[0].startswith("saicm: error: /dev/stdout: ") and "TMPDIR" in lines[0], lines[0]
+    assert (tmp_path / "out").read_bytes() == b""
