@@ -72,3 +72,25 @@ def test_standard_output_without_a_temporary_folder_names_tmpdir(tmp_path):
     assert r.returncode != 0 and len(lines) == 1 and "Traceback" not in r.stderr, r.stderr
     assert lines[0].startswith("saicm: error: /dev/stdout: ") and "TMPDIR" in lines[0], lines[0]
     assert (tmp_path / "out").read_bytes() == b""
+
+
+def test_matplotlib_without_a_config_folder_is_one_line(tmp_path):
+    """``saicm plot`` and ``saicm report`` with no home, no MPLCONFIGDIR and no writable temporary folder: matplotlib's
+    import failed, a traceback of ~30 lines."""
+    from .test_eval_cli import write_result
+
+    a = write_result(tmp_path / "a.json", "anchor", [(0.2, 30), (0.4, 33), (0.8, 36)])
+    env = {k: v for k, v in os.environ.items() if k not in ("MPLCONFIGDIR", "XDG_CONFIG_HOME", "XDG_CACHE_HOME")}
+    (tmp_path / "a-file").write_text("")
+    env.update(HOME=str(tmp_path / "a-file" / "home"), PYTHONWARNINGS="ignore")  # (a home no one can make)
+    for argv in (["plot", str(a), "-o", str(tmp_path / "curves")], ["report", str(a), "-o", str(tmp_path / "r.html")]):
+        code = ("import sys, tempfile\n"
+                f"tempfile.tempdir = {str(tmp_path / 'missing')!r}  # (what gettempdir() gives)\n"
+                "from saicm.cli import main\n"
+                f"sys.exit(main({argv!r}))\n")
+        r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=600)
+        lines = r.stderr.strip().splitlines()
+        # (before it, matplotlib's own line saying which folder it could not make, when $HOME names one)
+        assert r.returncode == 2 and "Traceback" not in r.stderr and len(lines) <= 2, r.stderr
+        assert lines[-1].startswith("saicm: error: matplotlib ") and "MPLCONFIGDIR" in lines[-1], lines[-1]
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["a-file", "a.json"]

@@ -53,24 +53,37 @@ def check_metric(results: list[dict], metric: str) -> None:
         raise SaicmError(f"no results file measured {metric!r} at any point (null everywhere)")
 
 
+def matplotlib_agg():
+    """``matplotlib`` on its Agg back-end. Where it has no folder for its configuration and font cache (no home, no
+    ``$MPLCONFIGDIR``, and no writable temporary folder: a locked-down container), its import fails: that is one
+    :class:`SaicmError` line naming ``MPLCONFIGDIR``, not a traceback of ~30 lines from ``saicm plot`` or
+    ``saicm report``."""
+    try:
+        import matplotlib
+    except OSError as e:
+        cause = e.__cause__ or e.__context__ or e
+        raise SaicmError(f"matplotlib has no writable folder for its configuration and font cache "
+                         f"({getattr(cause, 'strerror', None) or cause}): point MPLCONFIGDIR at a writable "
+                         "folder") from None
+    matplotlib.use("Agg")
+    return matplotlib
+
+
 def figure_style():
     """The context the figures are drawn and saved in: matplotlib's defaults, whatever the user's matplotlibrc says
     (``text.usetex: True``, common in papers, sent every label through LaTeX: a traceback without a LaTeX install,
     and codec names with ``_`` or ``%`` fail in it; ``axes.formatter.use_locale`` wrote 0,5 bpp in a German
     locale). The same results give the same figure anywhere."""
-    import matplotlib
+    matplotlib_agg()
     import matplotlib.style
 
-    matplotlib.use("Agg")
     return matplotlib.style.context("default")
 
 
 def curves_figure(results: list[dict], metric: str, title: str = "", size=(6.4, 4.4), anchor: dict | None = None):
     """A matplotlib figure: one line per results file, the uncompressed reference dotted; ``anchor`` (one of
     ``results``), the BD-rate anchor, is named so in the legend."""
-    import matplotlib
-
-    matplotlib.use("Agg")
+    matplotlib_agg()
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=size, dpi=120)
@@ -142,6 +155,7 @@ def curves_description(results: list[dict], metric: str) -> str:
 def plot_curves(results: list[dict], metric: str, out: str | Path, title: str = "") -> list[Path]:
     """Writes ``out`` with .png and .svg suffixes (atomically); returns both paths. A one-line error if no
     results file has ``metric``."""
+    matplotlib_agg()
     import matplotlib.pyplot as plt
 
     check_metric(results, metric)

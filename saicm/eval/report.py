@@ -18,13 +18,15 @@ from PIL import Image
 from ..errors import names_as_utf8
 from .bdrate import BDRateError, bd_rate
 from .paths import display_path, display_spec
-from .plots import METRIC_LABELS, check_metric, curves_description, curves_figure, figure_style, measured
+from .plots import (METRIC_LABELS, check_metric, curves_description, curves_figure, figure_style, matplotlib_agg,
+                    measured)
 from .results import NOT_SCORES, comparison_warnings, curve
 
 
 def _svg_curves(results: list[dict], metric: str, key: str) -> str:
     """The plot as inline SVG, an image with a title for screen readers (its text is glyph outlines); ``key``:
     unique in the page."""
+    matplotlib_agg()
     import matplotlib.pyplot as plt
 
     buf = io.StringIO()
