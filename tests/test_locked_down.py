@@ -94,3 +94,21 @@ def test_matplotlib_without_a_config_folder_is_one_line(tmp_path):
         assert r.returncode == 2 and "Traceback" not in r.stderr and len(lines) <= 2, r.stderr
         assert lines[-1].startswith("saicm: error: matplotlib ") and "MPLCONFIGDIR" in lines[-1], lines[-1]
         assert sorted(p.name for p in tmp_path.iterdir()) == ["a-file", "a.json"]
+
+
+def test_a_cache_that_cannot_be_written_names_the_variable_that_moves_it(tmp_path, capsys, monkeypatch):
+    """``saicm eval`` goes on without a decode cache it cannot write (a read-only home), said once; the warning named
+    ``--cache`` alone, which a job whose command line is fixed (a container's entry point) cannot add."""
+    from saicm.cli import main
+
+    images = tmp_path / "images"
+    images.mkdir()
+    Image.fromarray(natural_image(48, 40)).save(images / "a.png")
+    (tmp_path / "a-file").write_text("")
+    monkeypatch.setenv("SAICM_CACHE", str(tmp_path / "a-file" / "cache"))
+    assert main(["eval", "--codec", "jpeg", "--qualities", "50", "--dataset", str(images), "-o",
+                 str(tmp_path / "r.json"), "--quiet"]) == 0
+    err = capsys.readouterr().err
+    assert err.count("saicm: warning: cannot write the cache in ") == 1 and "Traceback" not in err, err
+    assert "$SAICM_CACHE" in err and "--no-cache" in err
+    assert (tmp_path / "r.json").is_file()

@@ -67,6 +67,11 @@ def close_old_default_cache() -> None:
           file=sys.stderr)
 
 
+#: the end of each warning about a cache folder not used: how to name another (the variable too, for a job whose
+#: command line is fixed: a container's, a batch node's) or none
+OTHER_CACHE = "(--cache DIR or $SAICM_CACHE names another folder, --no-cache none)"
+
+
 class _Entries:
     """Entries keyed by (quality, content hash) in one codec's folder: ``q{quality}/{hash}{suffix}`` holding the
     value and ``.json`` its info, each written atomically; a missing or damaged entry is a miss (recomputed)."""
@@ -92,7 +97,7 @@ class _Entries:
             if there and not trusted_folder(folder):
                 self.enabled = self.writable = False
                 print(f"saicm: warning: the cache folder {folder} is not yours alone (another user owns it or may "
-                      "write in it): going on without the cache (--cache DIR names another, --no-cache none)",
+                      "write in it): going on without the cache " + OTHER_CACHE,
                       file=sys.stderr)
                 return
 
@@ -148,7 +153,7 @@ class _Entries:
         (``PermissionError``) before the first image, or at the first entry looked up."""
         self.enabled = self.writable = False
         print(f"saicm: warning: cannot read the cache in {self.dir} ({e.strerror or e}): going on without the cache "
-              "(--cache DIR names another folder, --no-cache none)", file=sys.stderr)
+              + OTHER_CACHE, file=sys.stderr)
 
     def _give_up(self, e: Exception) -> None:
         """A cache that cannot be written (read-only home, a file in the way, a full disk) costs only the cache: the
@@ -158,7 +163,7 @@ class _Entries:
             return
         self.writable = False
         print(f"saicm: warning: cannot write the cache in {self.dir} ({e}); going on without writing to it "
-              "(--cache DIR names another folder, --no-cache none)", file=sys.stderr)
+              + OTHER_CACHE, file=sys.stderr)
 
 
 class DecodeCache(_Entries):
