@@ -112,3 +112,24 @@ def test_a_cache_that_cannot_be_written_names_the_variable_that_moves_it(tmp_pat
     assert err.count("saicm: warning: cannot write the cache in ") == 1 and "Traceback" not in err, err
     assert "$SAICM_CACHE" in err and "--no-cache" in err
     assert (tmp_path / "r.json").is_file()
+
+
+def test_clips_are_read_and_written_without_a_temporary_folder(tmp_path, capsys, monkeypatch):
+    """ffmpeg's messages went to a temporary file: with no writable temporary folder (a container's read-only /tmp)
+    ``saicm video decode -o x.mkv`` and reading a clip were a traceback ending in "No usable temporary directory"."""
+    import tempfile
+    from pathlib import Path
+
+    import pytest
+
+    from saicm.cli import main
+
+    pytest.importorskip("imageio_ffmpeg")
+    if not hasattr(os, "memfd_create"):
+        pytest.skip("files in memory are Linux's")
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "missing"))  # (what gettempdir() gives)
+    clip = Path(__file__).parent / "reference" / "shapes-64x48-8f-tiny.saicmv"
+    assert main(["video", "decode", str(clip), "-o", str(tmp_path / "v.mkv")]) == 0
+    assert main(["video", "frames", str(tmp_path / "v.mkv"), "-o", str(tmp_path / "frames")]) == 0
+    assert len(list((tmp_path / "frames").glob("*.png"))) == 8
+    assert "Traceback" not in capsys.readouterr().err

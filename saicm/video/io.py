@@ -169,6 +169,20 @@ def _head(path: str) -> bytes:
         return b""
 
 
+def _stderr_file():
+    """A file for ffmpeg's standard error, read once it ends (a pipe left unread could fill and stall it): a
+    temporary file, else one in memory (Linux) where no temporary folder can be written (a container's read-only
+    /tmp: reading or writing a clip was a traceback ending in "No usable temporary directory"); elsewhere that is
+    one line naming TMPDIR."""
+    try:
+        return tempfile.TemporaryFile()
+    except OSError as e:
+        if hasattr(os, "memfd_create"):
+            return os.fdopen(os.memfd_create("saicm-ffmpeg-stderr", os.MFD_CLOEXEC), "w+b")
+        raise SaicmError(f"no temporary file for ffmpeg's messages ({e.strerror or e}): point TMPDIR at a writable "
+                         "folder") from None
+
+
 def _last_error(stderr: bytes) -> str:
     lines = [ln.strip() for ln in stderr.decode("utf-8", "replace").splitlines() if ln.strip()]
     skip = ("At least one output file", "Press [q]", "frame=")
@@ -312,7 +326,7 @@ def _ffmpeg_frames(path: str, start: int, stop: int | None, w: int, h: int, resi
         cmd += ["-frames:v", str(stop - start)]
     cmd += ["-pix_fmt", "rgb24", "-f", "rawvideo", "-"]
     frame_bytes = w * h * 3
-    with tempfile.TemporaryFile() as err:
+    with _stderr_file() as err:
         try:
             proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=err)
         except OSError as e:
@@ -469,7 +483,7 @@ def write_video(batches: Iterable[tuple[int, np.ndarray]], dest: str | os.PathLi
     codec, muxer = LOSSLESS_VIDEO[suffix]
     args = ["-c:v", "ffv1", "-level", "3", "-pix_fmt", "gbrp"] if codec == "ffv1" else \
         ["-c:v", "libx264rgb", "-qp", "0", "-preset", "medium", "-pix_fmt", "rgb24"]
-    with atomic_path(dest) as tmp, tempfile.TemporaryFile() as err:
+    with atomic_path(dest) as tmp, _stderr_file() as err:
         cmd = [_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-y", "-f", "rawvideo", "-pix_fmt", "rgb24",
                "-s", f"{width}x{height}", "-r", f"{fps.numerator}/{fps.denominator}", "-i", "-", *args,
                "-f", muxer, str(tmp)]
