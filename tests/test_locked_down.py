@@ -32,6 +32,28 @@ def test_a_kernel_cache_folder_torch_cannot_make_is_one_line(tmp_path):
     assert "TORCHINDUCTOR_CACHE_DIR" in lines[0] and "TMPDIR" in lines[0] and str(blocker / "cache") in lines[0]
 
 
+def test_a_kernel_cache_folder_torch_cannot_make_stops_a_nerv_fit_in_one_line(tmp_path):
+    """NeRV's fit imports no CompressAI: PyTorch's compiler (and its kernel cache folder) came with the first
+    optimiser, a traceback of ~30 lines from ``saicm video encode`` (a read-only /tmp)."""
+    from pathlib import Path
+
+    clip = tmp_path / "frames"
+    r = subprocess.run([sys.executable, "-m", "saicm", "video", "decode",
+                        str(Path(__file__).parent / "reference" / "shapes-64x48-8f-tiny.saicmv"), "-o", str(clip)],
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    env = dict(os.environ, PYTHONWARNINGS="ignore", TORCHINDUCTOR_CACHE_DIR=str(blocker / "cache"))
+    r = subprocess.run([sys.executable, "-m", "saicm", "video", "encode", str(clip), "--preset", "xs", "--epochs", "1",
+                        "--prune-epochs", "0", "--qat-epochs", "0", "-o", str(tmp_path / "v.saicmv"), "--quiet"],
+                       capture_output=True, text=True, env=env, timeout=600)
+    lines = r.stderr.strip().splitlines()
+    assert r.returncode != 0 and "Traceback" not in r.stderr and len(lines) == 1, r.stderr
+    assert "TORCHINDUCTOR_CACHE_DIR" in lines[0] and str(blocker / "cache") in lines[0]
+    assert not (tmp_path / "v.saicmv").exists()
+
+
 def test_a_folder_job_without_worker_processes_is_coded_in_this_process(tmp_path, capsys, monkeypatch):
     """``--jobs 2`` where no pool of processes can be made (its locks are files in /dev/shm: read-only or missing in
     a container) codes the folder in this process, said once; it was a traceback ending in ``OSError``."""

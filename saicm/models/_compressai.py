@@ -8,20 +8,17 @@ still warn. saicm's modules that use CompressAI import this module first.
 Importing CompressAI imports ``torch._dynamo`` (through torch_geometric), which makes PyTorch's kernel cache
 folder at once (``$TORCHINDUCTOR_CACHE_DIR``, else ``torchinductor_$USER`` in the temporary folder), whether or
 not anything is compiled. Where it cannot (a container with a read-only ``/tmp``, ``TMPDIR`` naming a missing
-folder), the import fails: that is one :class:`SaicmError` line naming both variables, not a traceback of ~50
+folder), the import fails: that is one :class:`~saicm.errors.SaicmError` line naming both variables, not a traceback of ~50
 lines from ``saicm eval`` or ``saicm demo``.
 """
 
 import warnings
 
-from ..errors import SaicmError
+from ..train.compiling import kernel_cache_error
 
 try:
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=r"`torch\.jit\.script` is deprecated", category=FutureWarning)
         import compressai  # noqa: F401
 except OSError as e:
-    where = f"{e.strerror}: {e.filename}" if e.filename else (e.strerror or str(e))
-    raise SaicmError(f"PyTorch cannot make its kernel cache folder, which it does when CompressAI is imported "
-                     f"({where}); point TMPDIR or TORCHINDUCTOR_CACHE_DIR at a writable folder (nothing is "
-                     "compiled without --compile)") from None
+    raise kernel_cache_error(e) from None

@@ -50,6 +50,25 @@ def _kernel_cache() -> str:
         return os.path.join(tempfile.gettempdir(), "torchinductor_$USER") + " (TORCHINDUCTOR_CACHE_DIR)"
 
 
+def kernel_cache_error(e: OSError) -> SaicmError:
+    """The one line for PyTorch's kernel cache folder that it cannot make (a container's read-only /tmp, TMPDIR
+    naming a missing folder): it makes it as ``torch._dynamo`` is imported, whether or not anything is compiled."""
+    where = f"{e.strerror}: {e.filename}" if e.filename else (e.strerror or str(e))
+    return SaicmError(f"PyTorch cannot make its kernel cache folder, which it does when its compiler is imported "
+                      f"({where}); point TMPDIR or TORCHINDUCTOR_CACHE_DIR at a writable folder (nothing is compiled "
+                      "without --compile)")
+
+
+def import_dynamo() -> None:
+    """Import ``torch._dynamo`` (its first importer: CompressAI, or an optimiser's first parameter group), a failure
+    to make the kernel cache folder one line (:func:`kernel_cache_error`): NeRV's fit was a traceback of ~30 lines
+    at its first optimiser."""
+    try:
+        import torch._dynamo  # noqa: F401
+    except OSError as e:
+        raise kernel_cache_error(e) from None
+
+
 class CompiledStep:
     """``fn`` (a module or function) through ``torch.compile``; called like ``fn``."""
 

@@ -66,7 +66,7 @@ from torch.nn import functional as F
 from .._progress import StatusLines
 from .._signals import StopRequest
 from ..errors import SaicmError
-from ..train.compiling import CompiledStep, compiler_errors
+from ..train.compiling import CompiledStep, compiler_errors, import_dynamo
 
 CKPT_FORMAT = "saicm-video-checkpoint/1"
 LOSSES = ("nerv", "sa-nerv")
@@ -253,6 +253,7 @@ def fit(model: nn.Module, frames: np.ndarray, settings: FitSettings, masks: np.n
     settings.check()
     if settings.loss == "sa-nerv" and masks is None:
         raise SaicmError("the sa-nerv loss needs edge masks (--masks DIR)")
+    import_dynamo()  # (the first optimiser imports it; a kernel cache folder it cannot make is one line)
     device = torch.device(device)
     world, rank = _world()
     if world > 1 and settings.batch % world:
