@@ -155,3 +155,26 @@ def test_clips_are_read_and_written_without_a_temporary_folder(tmp_path, capsys,
     assert main(["video", "frames", str(tmp_path / "v.mkv"), "-o", str(tmp_path / "frames")]) == 0
     assert len(list((tmp_path / "frames").glob("*.png"))) == 8
     assert "Traceback" not in capsys.readouterr().err
+
+
+def test_an_import_into_a_model_folder_that_cannot_be_made_is_one_line(tmp_path, capsys, monkeypatch):
+    """``saicm import-checkpoint`` writes to your model folder (``~/.local/share/saicm/models``): with no home (an
+    arbitrary UID without a passwd entry) or a read-only one it was a traceback of five chained exceptions."""
+    from saicm.cli import main
+
+    import pytest
+
+    torch = pytest.importorskip("torch")
+    from compressai.models import MeanScaleHyperprior
+
+    net = MeanScaleHyperprior(N=16, M=24)
+    net.update(force=True)
+    ckpt = tmp_path / "checkpoint.pth.tar"
+    torch.save({"state_dict": net.state_dict()}, ckpt)
+    (tmp_path / "a-file").write_text("")
+    monkeypatch.setenv("SAICM_MODELS", str(tmp_path / "a-file" / "models"))
+    assert main(["import-checkpoint", str(ckpt), "--arch", "mbt2018-mean", "--lam", "0.0067", "--name", "mine"]) == 2
+    err = capsys.readouterr().err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in err, err
+    assert "SAICM_MODELS" in lines[0] and "--out" in lines[0] and "cannot create output folder" in lines[0]

@@ -31,6 +31,15 @@ def _out_dir(a: argparse.Namespace, default):
     if out.resolve() == WEIGHTS_DIR.resolve():
         raise SaicmError("imported weights do not go into the package's shipped-weights folder; pick another "
                          "--out (default: your model folder)", str(out))
+    from .._fs import ensure_dir
+
+    try:  # (before the import's work: a home that cannot be written, or none, was a traceback of five chained)
+        ensure_dir(out)
+    except SaicmError as e:
+        if a.out:
+            raise
+        raise SaicmError(f"{e.message}: your model folder; set SAICM_MODELS to a writable folder, or give --out",
+                         e.path) from None
     return out
 
 
