@@ -722,6 +722,13 @@ def home() -> Path:
         return NO_HOME
 
 
+def under_no_home(path: str | os.PathLike) -> bool:
+    """Whether ``path`` lies in :data:`NO_HOME` (a default folder of a user who has no home: ``$HOME`` unset and no
+    passwd entry, or ``HOME=/nonexistent`` as Debian gives system users), which saicm never creates."""
+    no_home = os.path.abspath(NO_HOME)
+    return os.path.commonpath([no_home, os.path.abspath(path)]) == no_home
+
+
 def user_path(text: str) -> Path:
     """``text`` as a path, ``~`` expanded (left as it is when the user has no home)."""
     try:

@@ -178,3 +178,31 @@ def test_an_import_into_a_model_folder_that_cannot_be_made_is_one_line(tmp_path,
     lines = err.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in err, err
     assert "SAICM_MODELS" in lines[0] and "--out" in lines[0] and "cannot create output folder" in lines[0]
+
+
+def test_no_home_folder_is_never_made(tmp_path, capsys, monkeypatch):
+    """A user with no home (``HOME=/nonexistent``, Debian's for system users; or no $HOME and no passwd entry):
+    ``saicm eval`` tried to make its default decode cache in /nonexistent (and did, as root), and
+    ``import-checkpoint`` its model folder there; the eval goes on without the cache, the import stops in one line."""
+    import saicm._fs
+    from saicm.cli import main
+
+    no_home = tmp_path / "nonexistent"  # (standing in for /nonexistent: the tests may run as root)
+    monkeypatch.setattr(saicm._fs, "NO_HOME", no_home)
+    monkeypatch.setenv("HOME", str(no_home))
+    for var in ("SAICM_CACHE", "XDG_CACHE_HOME", "SAICM_MODELS", "XDG_DATA_HOME"):
+        monkeypatch.delenv(var, raising=False)
+    images = tmp_path / "images"
+    images.mkdir()
+    Image.fromarray(natural_image(48, 40)).save(images / "a.png")
+    assert main(["eval", "--codec", "jpeg", "--qualities", "50", "--dataset", str(images), "-o",
+                 str(tmp_path / "r.json"), "--quiet"]) == 0
+    err = capsys.readouterr().err
+    assert err.count("saicm: warning: you have no home folder for the decode cache") == 1, err
+    assert "$SAICM_CACHE" in err and (tmp_path / "r.json").is_file()
+    ckpt = tmp_path / "checkpoint.pth.tar"
+    ckpt.write_bytes(b"not read: the folder is checked first")
+    assert main(["import-checkpoint", str(ckpt), "--arch", "mbt2018-mean", "--lam", "0.0067", "--name", "mine"]) == 2
+    err = capsys.readouterr().err
+    assert "you have no home folder for your model folder" in err and "SAICM_MODELS" in err, err
+    assert not no_home.exists()

@@ -6,7 +6,7 @@ import argparse
 import os
 import sys
 
-from .._fs import output_file, text_stream
+from .._fs import output_file, text_stream, under_no_home
 from .argtypes import interval, ints, level, nonneg, positive, positive_float, warn_unused
 
 #: below this many images, `bdrate --ci` warns that its interval says little
@@ -49,7 +49,14 @@ def cmd_eval(a: argparse.Namespace) -> int:
         from ..eval.cache import close_old_default_cache
 
         close_old_default_cache()
-    cache = DecodeCache(None if a.no_cache else (a.cache or default_cache_dir()), codec.name, codec.config())
+    root = None if a.no_cache else (a.cache or default_cache_dir())
+    if root is not None and not a.cache and under_no_home(root):  # (it tried to make /nonexistent; as root it did)
+        from ..eval.cache import OTHER_CACHE
+
+        print(f"saicm: warning: you have no home folder for the decode cache ({root}): going on without the cache "
+              + OTHER_CACHE, file=sys.stderr)
+        root = None
+    cache = DecodeCache(root, codec.name, codec.config())
     res = sweep(codec, images, a.qualities, task=task, cache=cache, dataset=str(a.dataset), progress=not a.quiet)
     if a.task_model:
         res["task_model"] = a.task_model

@@ -31,8 +31,11 @@ def _out_dir(a: argparse.Namespace, default):
     if out.resolve() == WEIGHTS_DIR.resolve():
         raise SaicmError("imported weights do not go into the package's shipped-weights folder; pick another "
                          "--out (default: your model folder)", str(out))
-    from .._fs import ensure_dir
+    from .._fs import ensure_dir, under_no_home
 
+    if not a.out and under_no_home(out):  # (never made: as root it was)
+        raise SaicmError("you have no home folder for your model folder: set SAICM_MODELS to a writable folder, or "
+                         "give --out", str(out))
     try:  # (before the import's work: a home that cannot be written, or none, was a traceback of five chained)
         ensure_dir(out)
     except SaicmError as e:
