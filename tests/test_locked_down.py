@@ -206,3 +206,20 @@ def test_no_home_folder_is_never_made(tmp_path, capsys, monkeypatch):
     err = capsys.readouterr().err
     assert "you have no home folder for your model folder" in err and "SAICM_MODELS" in err, err
     assert not no_home.exists()
+
+
+def test_a_failure_written_to_a_standard_stream_names_no_earlier_output(tmp_path):
+    """A file that fails where an earlier run's output is says that output is left as it was; ``-o /dev/stdout`` (or
+    ``/dev/null``) is no earlier output, yet a failure there said "(/dev/stdout, an earlier output, is left as it
+    was)" (a container's job piping its output, with stdin closed: "/dev/stdin: is a device, not an image (...)")."""
+    not_an_image = tmp_path / "x.png"
+    not_an_image.write_bytes(b"not an image")
+    for dest in ("/dev/stdout", "/dev/null"):
+        if not os.path.exists(dest):
+            continue
+        with open(tmp_path / "out", "wb") as out:
+            r = subprocess.run([sys.executable, "-m", "saicm", "compress", str(not_an_image), "-o", dest],
+                               stdout=out, stderr=subprocess.PIPE, text=True, timeout=600,
+                               env=dict(os.environ, PYTHONWARNINGS="ignore"))
+        assert r.returncode != 0 and "Traceback" not in r.stderr, r.stderr
+        assert "earlier output" not in r.stderr, r.stderr

@@ -26,7 +26,7 @@ from typing import Callable, TextIO
 from tqdm import tqdm
 
 from .._fs import (EXISTING, NO_DASH_OUTPUT, OutputExists, ensure_dir, flush_standard_streams, input_files,
-                   no_replace, no_such_file, refuse_input_as_output, remove_stale_parts)
+                   no_replace, no_such_file, refuse_input_as_output, remove_stale_parts, standard_stream)
 from .._signals import StopRequest
 from ..errors import MissingDependency, SaicmError, printable
 from .image_io import refuse_file_name_for_folder
@@ -294,7 +294,9 @@ def _run_one(fn: Callable[[Job], dict], job: Job) -> Outcome:
         return Outcome(job, error=f"{job.dst}: cannot write output (a file, not a folder, is in the way)")
     except OSError as e:
         return Outcome(job, error=f"{job.dst}: cannot write output ({e.strerror or e})")
-    before = job.dst.exists()  # (an output of an earlier run, which a failure here leaves as it was: said so)
+    # (an output of an earlier run, which a failure here leaves as it was: said so; not of -o /dev/stdout or
+    # /dev/null, which are no earlier output: the error said "/dev/stdout, an earlier output, is left as it was")
+    before = job.dst.is_file() and standard_stream(job.dst) is None
     try:
         with no_replace(job.dst if (job.keep or job.skip) and not redo else None):  # (one appearing meanwhile too)
             return Outcome(job, info=fn(job))
