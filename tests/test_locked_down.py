@@ -223,3 +223,25 @@ def test_a_failure_written_to_a_standard_stream_names_no_earlier_output(tmp_path
                                env=dict(os.environ, PYTHONWARNINGS="ignore"))
         assert r.returncode != 0 and "Traceback" not in r.stderr, r.stderr
         assert "earlier output" not in r.stderr, r.stderr
+
+
+def test_a_kernel_cache_folder_torch_cannot_make_stops_a_folder_job_once(tmp_path):
+    """A folder coded through PyTorch (``--refine``) where its kernel cache folder cannot be made: the first file
+    failed in one line, and the second retried the import of PyTorch's compiler, half of which the first had left
+    behind: a traceback ending in torch_geometric's AttributeError. The job stops at the first, in one line."""
+    images = tmp_path / "images"
+    images.mkdir()
+    for name in ("a", "b", "c"):
+        Image.fromarray(natural_image(48, 40)).save(images / f"{name}.png")
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    env = dict(os.environ, PYTHONWARNINGS="ignore", TORCHINDUCTOR_CACHE_DIR=str(blocker / "cache"))
+    r = subprocess.run([sys.executable, "-m", "saicm", "compress", str(images), "-o", str(tmp_path / "coded"),
+                        "--refine", "1", "--quiet"], capture_output=True, text=True, env=env, timeout=600)
+    if r.returncode == 0:
+        import pytest
+
+        pytest.skip("this PyTorch and CompressAI make no kernel cache folder at import")
+    lines = r.stderr.strip().splitlines()
+    assert "Traceback" not in r.stderr and len(lines) == 1, r.stderr
+    assert "TORCHINDUCTOR_CACHE_DIR" in lines[0] and r.returncode == 2

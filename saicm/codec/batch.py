@@ -310,8 +310,8 @@ def _run_one(fn: Callable[[Job], dict], job: Job) -> Outcome:
             raise
         raise missing from None
     except SaicmError as e:
-        if isinstance(e, MissingDependency):
-            raise  # (an extra's module the code asked for by name)
+        if isinstance(e, MissingDependency) or getattr(e, "stops_job", False):
+            raise  # (an extra's module the code asked for by name; PyTorch's kernel cache folder it cannot make)
         if getattr(e, "errno", None) in _STOPPING_ERRNOS:  # (the output's temporary file, made or written)
             stops = SaicmError(f"{e.message}: the job stops here", e.path or str(job.dst))
             stops.errno = e.errno

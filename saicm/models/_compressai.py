@@ -14,8 +14,9 @@ lines from ``saicm eval`` or ``saicm demo``.
 
 import warnings
 
-from ..train.compiling import kernel_cache_error
+from ..train.compiling import check_kernel_cache, kernel_cache_error
 
+check_kernel_cache()  # (an import that failed before is not retried: see there)
 try:
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=r"`torch\.jit\.script` is deprecated", category=FutureWarning)

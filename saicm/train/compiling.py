@@ -50,19 +50,40 @@ def _kernel_cache() -> str:
         return os.path.join(tempfile.gettempdir(), "torchinductor_$USER") + " (TORCHINDUCTOR_CACHE_DIR)"
 
 
+#: the message of the process's failed import of PyTorch's compiler, if one failed (:func:`kernel_cache_error`)
+_kernel_cache_failed: str | None = None
+
+
 def kernel_cache_error(e: OSError) -> SaicmError:
     """The one line for PyTorch's kernel cache folder that it cannot make (a container's read-only /tmp, TMPDIR
-    naming a missing folder): it makes it as ``torch._dynamo`` is imported, whether or not anything is compiled."""
+    naming a missing folder): it makes it as ``torch._dynamo`` is imported, whether or not anything is compiled.
+    Remembered for the process (:func:`check_kernel_cache`), and it stops a folder job (``stops_job``)."""
+    global _kernel_cache_failed
     where = f"{e.strerror}: {e.filename}" if e.filename else (e.strerror or str(e))
-    return SaicmError(f"PyTorch cannot make its kernel cache folder, which it does when its compiler is imported "
-                      f"({where}); point TMPDIR or TORCHINDUCTOR_CACHE_DIR at a writable folder (nothing is compiled "
-                      "without --compile)")
+    _kernel_cache_failed = (f"PyTorch cannot make its kernel cache folder, which it does when its compiler is "
+                            f"imported ({where}); point TMPDIR or TORCHINDUCTOR_CACHE_DIR at a writable folder "
+                            "(nothing is compiled without --compile)")
+    return check_kernel_cache(raise_=False)
+
+
+def check_kernel_cache(raise_: bool = True) -> SaicmError | None:
+    """The error of an import of PyTorch's compiler that failed earlier in this process (raised with ``raise_``):
+    a second import is no retry (half its modules are left behind: it raised AssertionError, or torch_geometric's
+    AttributeError, as a traceback at a folder's second file)."""
+    if _kernel_cache_failed is None:
+        return None
+    err = SaicmError(_kernel_cache_failed)
+    err.stops_job = True  # (every file would fail alike)
+    if raise_:
+        raise err
+    return err
 
 
 def import_dynamo() -> None:
     """Import ``torch._dynamo`` (its first importer: CompressAI, or an optimiser's first parameter group), a failure
     to make the kernel cache folder one line (:func:`kernel_cache_error`): NeRV's fit was a traceback of ~30 lines
     at its first optimiser."""
+    check_kernel_cache()
     try:
         import torch._dynamo  # noqa: F401
     except OSError as e:
