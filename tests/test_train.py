@@ -628,6 +628,22 @@ def _mask_dir(data_dir, tmp_path, kind="edges"):
     return m
 
 
+def test_every_missing_unreadable_or_mis_sized_mask_is_named_at_once(data_dir, tmp_path):
+    """A mask folder with several problems stopped the load at the first (one rerun, and one whole image load, per
+    mask), while unusable images were all named at once (trainuser audit)."""
+    from saicm.errors import ImageError
+    from saicm.train.data import RandomCrops
+
+    masks = _mask_dir(data_dir, tmp_path)
+    (masks / "0.png").unlink()  # missing
+    (masks / "1.png").write_bytes(b"junk")  # unreadable
+    Image.new("1", (10, 10)).save(masks / "2.png")  # another size than its image
+    with pytest.raises(ImageError, match=r"^3 of 5 training images cannot be used \(or their masks\): ") as e:
+        RandomCrops(data_dir, patch=64, masks=masks, progress=False)
+    said = str(e.value)
+    assert "no mask for 0.png" in said and "1.png: cannot read image" in said and "mask is 10x10" in said, said
+
+
 def test_masked_training_weighs_only_mask_pixels(data_dir, tmp_path):
     masks = _mask_dir(data_dir, tmp_path)
     out = tmp_path / "run"

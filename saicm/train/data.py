@@ -137,16 +137,20 @@ class RandomCrops(Dataset):
             except ImageError as e:
                 bad.append(str(e))
                 continue
-            m = self._load_mask(r, mr, f) if mr is not None else None
+            try:  # (a missing, unreadable or mis-sized mask stopped the load at the first: one rerun per mask)
+                m = self._load_mask(r, mr, f) if mr is not None else None
+                if m is not None and m.shape != rgb.shape[:2]:
+                    raise ImageError(f"mask is {m.shape[1]}x{m.shape[0]}, image is {rgb.shape[1]}x{rgb.shape[0]}",
+                                     str(f))
+            except SaicmError as e:
+                bad.append(str(e))
+                continue
             digest = _file_sha256(f)
             listing.update(f"{roots.index(r)}\t{f.relative_to(r).as_posix()}\t{digest}".encode())
             mask_digest = _file_sha256(mr / mask_path(f.relative_to(r))) if mr is not None else None
             if mask_digest is not None:
                 listing.update(f"\t{mask_digest}".encode())
             listing.update(b"\n")
-            if m is not None and m.shape != rgb.shape[:2]:
-                raise SaicmError(f"mask is {m.shape[1]}x{m.shape[0]}, image is {rgb.shape[1]}x{rgb.shape[0]}",
-                                 str(f))
             small += min(rgb.shape[:2]) < patch
             rgb, m = self._fit(rgb, m)
             size = rgb.nbytes + (m.nbytes if m is not None else 0)
@@ -161,7 +165,9 @@ class RandomCrops(Dataset):
         if len(bad) == 1:
             raise ImageError(bad[0])
         if bad:
-            raise ImageError(f"{len(bad)} of {len(pairs)} training images cannot be used: " + "; ".join(bad))
+            raise ImageError(f"{len(bad)} of {len(pairs)} training images cannot be used"
+                             f"{' (or their masks)' if any(m is not None for m in mask_roots) else ''}: "
+                             + "; ".join(bad))
         #: what the crops are drawn from, by content: the number of images and the SHA-256 of one line per image,
         #: in the order they are drawn by index (``FOLDER_INDEX\tRELATIVE/PATH\tSHA256_OF_FILE[\tSHA256_OF_MASK]``):
         #: the same folders give the same fingerprint wherever they are, one changed, added or renamed image another
