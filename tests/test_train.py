@@ -597,9 +597,11 @@ def test_non_finite_loss_stops_with_a_clear_error_and_keeps_weights_clean(data_d
         return torch.full((x.size(0),), float("nan"))
 
     monkeypatch.setitem(losses.DISTORTIONS, "nan", nan_loss)
-    with pytest.raises(saicm.SaicmError, match="not finite for 3 steps"):
+    with pytest.raises(saicm.SaicmError, match="not finite for 3 steps") as e:
         train(tiny_cfg(data_dir, tmp_path / "r", loss="nan", max_bad_steps=3, steps=10))
     assert not (tmp_path / "r" / "checkpoint.pt").exists()
+    # (it said "the last good checkpoint is …/checkpoint.pt" of this file that was never written)
+    assert "checkpoint.pt" not in str(e.value) and "no checkpoint was written" in str(e.value)
 
 
 def test_masked_mse_known_values():

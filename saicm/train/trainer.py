@@ -495,9 +495,10 @@ def _train(cfg: TrainConfig, locks: contextlib.ExitStack) -> Path:
         # Never let one bad batch poison the weights; give up if it keeps happening.
         nonlocal bad
         bad += 1
-        if bad >= cfg.max_bad_steps:
-            raise SaicmError(f"{what} not finite for {bad} steps in a row at step {step + 1} "
-                             f"(lower --lr?); the last good checkpoint is {ckpt_path}")
+        if bad >= cfg.max_bad_steps:  # (it named a checkpoint.pt that was never written, before the first one)
+            raise SaicmError(f"{what} not finite for {bad} steps in a row at step {step + 1} (lower --lr?); " + (
+                f"the last good checkpoint is {ckpt_path} (step {saved_at})" if saved_at > 0 else
+                "no checkpoint was written (none before --ckpt-every steps): start the run again"))
 
     stop = _StopAtStepEnd(world, rank)
     saved_at = start
