@@ -503,7 +503,9 @@ def test_a_loss_not_finite_on_one_rank_skips_the_step_on_every_rank(data_dir, tm
     out = tmp_path / "ddp"
     r = _ddp_train(data_dir, out, "--steps", "4", "--ckpt-every", "4", script=_rank_losses_script(tmp_path, nan_at=2))
     assert r.returncode == 0, r.stderr[-3000:]
-    assert [json.loads(line)["step"] for line in (out / "log.jsonl").read_text().splitlines()] == [1, 3, 4]
+    log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log] == [1, 2, 3, 4]  # step 2's line says it was skipped (it had none)
+    assert log[1]["skipped"] == 1 and "loss" not in log[1] and all("skipped" not in log[i] for i in (0, 2, 3))
     assert torch.load(out / "checkpoint.pt", weights_only=False)["step"] == 4
 
 
@@ -598,10 +600,36 @@ def test_non_finite_loss_stops_with_a_clear_error_and_keeps_weights_clean(data_d
 
     monkeypatch.setitem(losses.DISTORTIONS, "nan", nan_loss)
     with pytest.raises(saicm.SaicmError, match="not finite for 3 steps") as e:
-        train(tiny_cfg(data_dir, tmp_path / "r", loss="nan", max_bad_steps=3, steps=10))
+        train(tiny_cfg(data_dir, tmp_path / "r", loss="nan", max_bad_steps=3, steps=10, ckpt_every=5))
     assert not (tmp_path / "r" / "checkpoint.pt").exists()
     # (it said "the last good checkpoint is …/checkpoint.pt" of this file that was never written)
     assert "checkpoint.pt" not in str(e.value) and "no checkpoint was written" in str(e.value)
+
+
+def test_skipped_steps_are_in_the_log_and_said_and_still_checkpointed(data_dir, tmp_path, monkeypatch):
+    """A step whose loss is not finite is skipped; a run that skipped most of its steps (below max_bad_steps in a
+    row) ended as if nothing had happened: no log line or message said so, and a skipped step at a log or
+    checkpoint boundary skipped that line and checkpoint too (trainuser audit)."""
+    from saicm.errors import SaicmWarning
+    from saicm.train import losses
+
+    calls = []
+
+    def every_other_nan(x, x_hat, mask, off_weight=0.0):
+        calls.append(1)
+        d = ((x - x_hat) ** 2).mean(dim=(1, 2, 3))
+        return d * float("nan") if len(calls) % 2 == 0 else d
+
+    monkeypatch.setitem(losses.DISTORTIONS, "flaky", every_other_nan)
+    out = tmp_path / "r"
+    with pytest.warns(SaicmWarning, match="3 of 6 steps were skipped"):
+        train(tiny_cfg(data_dir, out, loss="flaky", steps=6, log_every=2, max_bad_steps=3))
+    log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    assert sum(r.get("skipped", 0) for r in log) == 3, log
+    # steps 2, 4 and 6 were skipped: their log lines and checkpoints (--ckpt-every 2) were skipped with them, and the
+    # run wrote its model with no checkpoint.pt of its last step
+    assert [r["step"] for r in log] == [2, 4, 6]
+    assert torch.load(out / "checkpoint.pt", weights_only=False)["step"] == 6
 
 
 def test_masked_mse_known_values():
@@ -783,7 +811,8 @@ def test_non_finite_gradients_are_skipped_and_weights_stay_clean(data_dir, tmp_p
     monkeypatch.setitem(losses.DISTORTIONS, "nangrad", finite_loss_nan_grad)
     with pytest.raises(saicm.SaicmError, match="gradients are not finite for 3 steps"):
         train(tiny_cfg(data_dir, tmp_path / "r", loss="nangrad", max_bad_steps=3, steps=10))
-    assert not (tmp_path / "r" / "checkpoint.pt").exists()
+    ck = torch.load(tmp_path / "r" / "checkpoint.pt", weights_only=False)  # step 2's (skipped steps are steps)
+    assert ck["step"] == 2 and all(torch.isfinite(v).all() for v in ck["model"].values() if v.is_floating_point())
 
 
 def test_export_is_byte_reproducible(data_dir, tmp_path):

@@ -490,11 +490,14 @@ def _train(cfg: TrainConfig, locks: contextlib.ExitStack) -> Path:
     if isinstance(kept, dict) and isinstance(kept.get("sums"), dict) and isinstance(kept.get("steps"), int):
         acc, n_acc = {k: float(v) for k, v in kept["sums"].items()}, kept["steps"]
     bad = 0
+    skipped = 0  # steps of this session skipped (said at its end; each log line has those since the one before)
 
     def skip(what: str, step: int) -> None:
         # Never let one bad batch poison the weights; give up if it keeps happening.
-        nonlocal bad
+        nonlocal bad, skipped
         bad += 1
+        skipped += 1
+        acc["skipped"] = acc.get("skipped", 0.0) + 1  # (in the checkpoint's log sums: a resume logs it as well)
         if bad >= cfg.max_bad_steps:  # (it named a checkpoint.pt that was never written, before the first one)
             raise SaicmError(f"{what} not finite for {bad} steps in a row at step {step + 1} (lower --lr?); " + (
                 f"the last good checkpoint is {ckpt_path} (step {saved_at})" if saved_at > 0 else
@@ -528,40 +531,49 @@ def _train(cfg: TrainConfig, locks: contextlib.ExitStack) -> Path:
             # rank (one rank that skipped alone left the others in the backward pass's all-reduce: a collective
             # mismatch that crashed the run, its steps since the last checkpoint lost).
             shown = _global_mean(parts, world)
-            if not torch.isfinite(shown["loss"] + shown["aux"]):
+            # a skipped step still ends as a step: its log line and checkpoint were skipped with it (a run whose
+            # last step was skipped wrote its model, and left checkpoint.pt at the one before, --ckpt-every back)
+            ok = bool(torch.isfinite(shown["loss"] + shown["aux"]))
+            if not ok:
                 skip("loss is", step)
-                continue
-            with compiler_errors():  # --compile compiles the backward pass at its first use
-                (parts["loss"] + parts["aux"]).backward()
-            # A finite loss can still have non-finite gradients (e.g. GDN at its bound); one such
-            # step would turn every weight into NaN, so it is skipped like a non-finite loss.
-            norm = nn.utils.clip_grad_norm_(main_params, cfg.clip if cfg.clip > 0 else float("inf"))
-            aux_ok = all(p.grad is None or torch.isfinite(p.grad).all() for p in aux_params)
-            if not (torch.isfinite(norm) and aux_ok):
-                skip("gradients are", step)
-                continue
-            bad = 0
-            opt.step()
-            if aux_opt is not None:
-                aux_opt.step()
-            for k, v in shown.items():
-                acc[k] = acc.get(k, 0.0) + float(v)
-            n_acc += 1
+            else:
+                with compiler_errors():  # --compile compiles the backward pass at its first use
+                    (parts["loss"] + parts["aux"]).backward()
+                # A finite loss can still have non-finite gradients (e.g. GDN at its bound); one such
+                # step would turn every weight into NaN, so it is skipped like a non-finite loss.
+                norm = nn.utils.clip_grad_norm_(main_params, cfg.clip if cfg.clip > 0 else float("inf"))
+                aux_ok = all(p.grad is None or torch.isfinite(p.grad).all() for p in aux_params)
+                ok = bool(torch.isfinite(norm) and aux_ok)
+                if not ok:
+                    skip("gradients are", step)
+            if ok:
+                bad = 0
+                opt.step()
+                if aux_opt is not None:
+                    aux_opt.step()
+                for k, v in shown.items():
+                    acc[k] = acc.get(k, 0.0) + float(v)
+                n_acc += 1
             bar.update(1)
             done = step + 1
             if log and (done % cfg.log_every == 0 or done == cfg.steps):
-                rec = {k: round(v / n_acc, 6) for k, v in acc.items()}
+                gaps = int(acc.pop("skipped", 0))  # (skipped steps were in no line: a run could skip most, unsaid)
+                rec = {k: round(v / n_acc, 6) for k, v in acc.items()} if n_acc else {}
                 rec.update(step=done, lr=_lr_at(cfg, step), seconds=round(time.time() - t0, 1))
+                if gaps:
+                    rec["skipped"] = gaps
                 try:
                     log.write(json.dumps(rec) + "\n")
                     log.flush()
                 except OSError as e:
                     e.filename = e.filename or str(out / "log.jsonl")
                     raise
-                bar.set_postfix(loss=f"{rec['loss']:.3f}", bpp=f"{rec['bpp']:.3f}", psnr=f"{rec['psnr']:.2f}")
+                if n_acc:
+                    bar.set_postfix(loss=f"{rec['loss']:.3f}", bpp=f"{rec['bpp']:.3f}", psnr=f"{rec['psnr']:.2f}")
                 if lines:
-                    print(f"train: step {done}/{cfg.steps} loss {rec['loss']:.3f} bpp {rec['bpp']:.3f} "
-                          f"psnr {rec['psnr']:.2f} ({rec['seconds']:.0f} s)", file=sys.stderr, flush=True)
+                    print(f"train: step {done}/{cfg.steps} " + (f"loss {rec['loss']:.3f} bpp {rec['bpp']:.3f} "
+                          f"psnr {rec['psnr']:.2f}" if n_acc else "every step skipped since the last line") +
+                          f" ({rec['seconds']:.0f} s)", file=sys.stderr, flush=True)
                 acc, n_acc = {}, 0
             if done % cfg.ckpt_every == 0 or done == cfg.steps:
                 rng = _rng_states(world, device)  # every rank's (a collective: all ranks call it)
@@ -584,6 +596,11 @@ def _train(cfg: TrainConfig, locks: contextlib.ExitStack) -> Path:
             except OSError as e:  # (a full disk: said in one line by the command, naming the log)
                 e.filename = e.filename or str(out / "log.jsonl")
                 raise
+    if skipped and rank == 0:
+        from ..errors import warn as saicm_warn
+
+        saicm_warn(f"{skipped} of {cfg.steps - start} steps were skipped, their loss or gradients not finite (each "
+                   "log.jsonl line says how many since the one before: \"skipped\"); a lower --lr may avoid them")
     final = out / "model.safetensors"
     if hasattr(model, "verify_frozen"):
         model.verify_frozen()  # a frozen base must leave training bit-identical to its weight file
