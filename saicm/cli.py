@@ -303,7 +303,16 @@ def _session_text(s) -> str:
     libraries = ", ".join(f"{k} {s[k]}" for k in ("torch", "numpy", "compressai") if s.get(k))
     return (f"from step {s.get('from_step')}: saicm {s.get('saicm')}{commit}, python {s.get('python')}, {libraries}; "
             f"{s.get('threads')} thread(s), {s.get('processes')} process(es), {s.get('device')}; data: "
-            f"{data.get('images')} images, sha256 {data.get('sha256')}")
+            f"{data.get('images')} images, sha256 {data.get('sha256')}" + _session_options_text(s.get("options")))
+
+
+def _session_options_text(options) -> str:
+    """``; --steps 150 --batch 2 --patch 64 --lr 0.0001`` of a session's options (saicm 0.30.0 and before: none)."""
+    if not isinstance(options, dict) or not options:
+        return ""
+    shown = [f"--{k} {v}" for k, v in options.items() if not isinstance(v, bool) and v is not None]
+    shown += [f"--{k}" for k, v in options.items() if v is True]
+    return "; " + " ".join(shown)
 
 
 def _qualities_text(qualities: list[dict]) -> str:

@@ -1514,3 +1514,27 @@ def test_a_ddp_run_whose_other_process_is_killed_says_so_in_one_line_naming_its_
     assert said and "the last checkpoint is " in said[0] and "(step 2); go on with the same command and --resume" \
         in said[0], r.stderr[-3000:]
     assert "saicm/train/trainer.py" not in r.stderr, r.stderr[-3000:]  # (no traceback of saicm's)
+
+
+def test_each_session_records_its_options_and_a_finished_resume_keeps_the_runs(data_dir, tmp_path, capsys):
+    """A resume may change --steps, --batch, --patch, --lr, --amp and --compile; the model file recorded the last
+    values alone, and a finished run resumed with --patch 128 (nothing trained) rewrote its model file saying it was
+    trained on 128-pixel crops, which no step was (trainuser audit)."""
+    from saicm.models.catalog import read_info
+
+    out = tmp_path / "r"
+    train(tiny_cfg(data_dir, out, steps=2))
+    first_file = read_info(out / "model.safetensors").training
+    again = read_info(train(tiny_cfg(data_dir, out, steps=2, patch=128, lr=5e-4, resume=True))).training
+    assert again["patch"] == 64 and again["lr"] == 1e-3 and again["sessions"] == first_file["sessions"]
+    done = read_info(train(tiny_cfg(data_dir, out, steps=3, lr=5e-4, resume=True))).training
+    first, second = done["sessions"]
+    assert first["options"] == {"steps": 2, "batch": 2, "patch": 64, "lr": 1e-3, "amp": "off", "compile": False}
+    assert second["options"]["lr"] == 5e-4 and second["options"]["steps"] == 3 and done["lr"] == 5e-4
+    from saicm.cli import main
+
+    capsys.readouterr()
+    assert main(["info", str(out / "model.safetensors")]) == 0
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("training.sessions")]
+    assert lines[0].endswith("; --steps 2 --batch 2 --patch 64 --lr 0.001 --amp off"), lines[0]
+    assert lines[1].endswith("; --steps 3 --batch 2 --patch 64 --lr 0.0005 --amp off"), lines[1]

@@ -463,7 +463,8 @@ def _train(cfg: TrainConfig, locks: contextlib.ExitStack) -> Path:
                    f"images ({image_memory() / 2**30:.1f} GB: half the machine's, or of its memory limit, over its "
                    "processes): they are read from their files as crops are drawn from them (the same crops; slower "
                    "steps)")
-    sessions = _sessions(resumed, start, world, device, data.fingerprint, rank, cfg.steps)
+    sessions = _sessions(resumed, start, world, device, data.fingerprint, rank, cfg.steps,
+                         {k: getattr(cfg, k) for k in SESSION_OPTIONS})
     loader = iter(DataLoader(data, batch_size=cfg.batch // world, shuffle=False, num_workers=0, drop_last=True))
     if resumed_rng is not None and len(resumed_rng) == world and not (legacy_rng and world > 1):
         _restore_rng(resumed_rng[rank], device)
@@ -604,8 +605,12 @@ def _train(cfg: TrainConfig, locks: contextlib.ExitStack) -> Path:
     final = out / "model.safetensors"
     if hasattr(model, "verify_frozen"):
         model.verify_frozen()  # a frozen base must leave training bit-identical to its weight file
+    recorded = asdict(cfg)
+    if resumed is not None and start >= cfg.steps:  # (a finished run resumed with --patch 128 rewrote its model file
+        # saying it was trained on 128-pixel crops, which no step was)
+        recorded |= {k: v for k, v in _run_options(resumed).items() if k in SESSION_OPTIONS and v is not None}
     if rank == 0:
-        save_model(model, final, extra_meta={"training": training_record(asdict(cfg) | _trained(model),
+        save_model(model, final, extra_meta={"training": training_record(recorded | _trained(model),
                                                                           max(start, cfg.steps), sessions)})
     if world > 1:
         dist.barrier()
@@ -706,8 +711,13 @@ def _restore_rng(state: tuple, device: torch.device) -> None:
         torch.cuda.set_rng_state(state[2], device)
 
 
+#: the options a resume may change that decide the weights (its batch, crops, learning rate, precision): each
+#: session records its own, so that a run resumed with others says which steps were trained with which
+SESSION_OPTIONS = ("steps", "batch", "patch", "lr", "amp", "compile")
+
+
 def _sessions(resumed: dict | None, start: int, world: int, device, fingerprint: dict, rank: int = 0,
-              steps: int | None = None) -> list[dict]:
+              steps: int | None = None, options: dict | None = None) -> list[dict]:
     """The run's sessions (the first, and one more per resume that trains: a resume of a finished run, ``start``
     at ``steps``, adds none): from which step, with which software (saicm's version and commit, the libraries'),
     how many threads and processes, on what data (its fingerprint). Kept in the checkpoint and written into the
@@ -725,7 +735,8 @@ def _sessions(resumed: dict | None, start: int, world: int, device, fingerprint:
     if before and steps is not None and start >= steps:
         return before  # (nothing trained: no session that trained nothing in the model's record)
     return before + [{"from_step": start, **software(), "threads": torch.get_num_threads(), "processes": world,
-                      "device": device.type, "data": dict(fingerprint)}]
+                      "device": device.type, "data": dict(fingerprint)}
+                     | ({"options": dict(options)} if options else {})]
 
 
 def _save_checkpoint(path: Path, model, opt, aux_opt, step: int, cfg: TrainConfig, rng: list[tuple],
