@@ -689,8 +689,9 @@ def test_masked_loss_errors(data_dir, tmp_path):
         train(tiny_cfg(data_dir, tmp_path / "r", loss="saicm"))
     with pytest.raises(saicm.SaicmError, match="needs edges masks, this folder has objects"):
         train(tiny_cfg(data_dir, tmp_path / "r", loss="saicm", masks=str(_mask_dir(data_dir, tmp_path, "objects"))))
-    with pytest.raises(saicm.SaicmError, match="no readable masks.json"):
+    with pytest.raises(saicm.SaicmError, match="no readable masks.json") as e:
         train(tiny_cfg(data_dir, tmp_path / "r", loss="object", masks=str(data_dir)))
+    assert 'need a masks.json of {"kind": "objects"}' in str(e.value)  # (masks of one's own: what makes them a folder)
     with pytest.raises(saicm.SaicmError, match="uses no masks"):
         train(tiny_cfg(data_dir, tmp_path / "r", masks=str(data_dir)))
     (tmp_path / "b").mkdir()

@@ -95,7 +95,10 @@ def _check_masks(cfg: TrainConfig) -> None:
         try:
             kind = json.loads(spec.read_text()).get("kind")
         except (OSError, json.JSONDecodeError):
-            raise SaicmError("not a mask folder made by `saicm masks` (no readable masks.json)", str(m)) from None
+            # (a folder of one's own masks was refused with no word of what would make it one)
+            raise SaicmError("not a mask folder made by `saicm masks` (no readable masks.json); masks of your own "
+                             "(a black-and-white PNG per image, its relative path and stem) need a masks.json of "
+                             f'{{"kind": "{want}"}} beside them (docs/training.md#masks)', str(m)) from None
         if kind != want:
             raise SaicmError(f"--loss {cfg.loss} needs {want} masks, this folder has {kind}", str(m))
     if not 0.0 <= cfg.off_mask_weight <= 1.0:
