@@ -393,6 +393,16 @@ def test_the_model_file_records_what_was_trained_and_a_resume_keeps_its_options(
     assert train(tiny_cfg(data_dir, out, init=relative, steps=3, resume=True)) == final
 
 
+def test_a_run_from_scratch_resumed_with_init_is_refused(data_dir, tmp_path, tiny_model):
+    """A run trained from scratch, resumed with --init MODEL, went on from its own weights while its model file said
+    it was fine-tuned from MODEL (with MODEL's checksum) (trainuser audit)."""
+    out = tmp_path / "scratch"
+    train(tiny_cfg(data_dir, out, steps=2))
+    with pytest.raises(saicm.SaicmError, match=r"another --init than the run's \(none: it was trained from scratch\)"):
+        train(tiny_cfg(data_dir, out, init=str(tiny_model), steps=3, resume=True))
+    assert train(tiny_cfg(data_dir, out, steps=3, resume=True)).is_file()  # without it: goes on
+
+
 def test_a_resume_given_only_its_folder_goes_on_with_the_runs_own_options(data_dir, tmp_path, tiny_model, monkeypatch):
     """--resume without --init, --lambdas or --seed built the default model (or refused the default seed), or
     rebuilt the --init's rate points and labelled the run's weights with them; --init by name after a path was

@@ -186,12 +186,17 @@ def _check_resumed_options(cfg: TrainConfig, ck: dict, ckpt_path: Path) -> None:
         except (OSError, SaicmError):
             return False
 
-    changed = [k for k in _FIXED_ON_RESUME if saved.get(k) is not None and norm(getattr(cfg, k)) != norm(saved[k])
-               and getattr(cfg, k) is not None  # not given: the run's own (_with_run_options)
-               and not (k == "init" and same_start(cfg.init, saved[k]))]
+    # (a run from scratch resumed with --init MODEL went on from its own weights, the model file then saying it was
+    # fine-tuned from MODEL, with MODEL's checksum: a start it has none is a start changed too)
+    scratch = "init" in saved and saved["init"] is None and cfg.init is not None and "model_spec" in ck
+    changed = ["init"] if scratch else [
+        k for k in _FIXED_ON_RESUME if saved.get(k) is not None and norm(getattr(cfg, k)) != norm(saved[k])
+        and getattr(cfg, k) is not None  # not given: the run's own (_with_run_options)
+        and not (k == "init" and same_start(cfg.init, saved[k]))]
     if changed:
         k = changed[0]
-        raise SaicmError(f"--resume with another --{k.replace('_', '-')} than the run's ({saved[k]!r}): a run keeps "
+        was = "none: it was trained from scratch" if scratch else repr(saved[k])
+        raise SaicmError(f"--resume with another --{k.replace('_', '-')} than the run's ({was}): a run keeps "
                          "its model, start, seed, rate points, loss, quantisation and frozen parts; start a new --out "
                          "(with --init of this run's model to begin from it)", str(ckpt_path))
 
