@@ -541,6 +541,35 @@ def test_folder_results_come_in_the_same_order_serial_or_parallel(tmp_path):
     assert serial == parallel == ["x0.png", "x1.png", "x2.png", "x3.png"]
 
 
+def test_off_a_terminal_a_folder_job_prints_status_lines_not_silence(tmp_path, tiny_model, monkeypatch, capsys):
+    """`saicm compress FOLDER` under nohup or `2> job.log` printed nothing from its start to its summary (hours
+    for a large folder; `saicm eval` says where it is): off a terminal, a line ``saicm compress: N/M files`` at most
+    every LINE_SECONDS, with the failures counted; --quiet none, and no carriage returns."""
+    from saicm import _progress
+
+    src = tmp_path / "in"
+    src.mkdir()
+    for i in range(3):
+        Image.fromarray(natural_image(seed=i)).save(src / f"{i}.png")
+    (src / "broken.png").write_bytes(b"\x89PNG garbage")
+    monkeypatch.setattr(_progress, "LINE_SECONDS", 0.0)
+    assert main(["compress", str(src), "-o", str(tmp_path / "a"), "--model", str(tiny_model)]) == 1
+    out, err = capsys.readouterr()
+    lines = [x for x in err.splitlines() if x.startswith("saicm compress: ")]
+    assert [x.split(": ", 1)[1].split(" files")[0] for x in lines] == ["1/4", "2/4", "3/4", "4/4"], err
+    assert lines[-1] == "saicm compress: 4/4 files, 1 failed" and "\r" not in err
+    assert "saicm compress: " not in out  # (standard output: the summary alone)
+    assert main(["decompress", str(tmp_path / "a"), "-o", str(tmp_path / "d"), "--model", str(tiny_model)]) == 0
+    assert [x for x in capsys.readouterr().err.splitlines() if x.startswith("saicm ")][-1] == (
+        "saicm decompress: 3/3 files")
+    monkeypatch.setattr(_progress, "LINE_SECONDS", 1e9)  # throttled
+    assert main(["decompress", str(tmp_path / "a"), "-o", str(tmp_path / "e"), "--model", str(tiny_model)]) == 0
+    assert "saicm decompress: " not in capsys.readouterr().err
+    assert main(["compress", str(src), "-o", str(tmp_path / "b"), "--model", str(tiny_model), "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert "saicm compress: " not in err and "saicm: error: " in err  # (--quiet: the errors still said)
+
+
 def test_an_interrupted_folder_job_drops_its_queue(tmp_path, monkeypatch):
     """Ctrl-C in `saicm compress FOLDER --jobs 2` said "interrupted" and then coded the rest of the folder (the
     pool waited for every queued job), and a terminal's SIGINT made each worker drop its file and take the next."""

@@ -27,6 +27,7 @@ from tqdm import tqdm
 
 from .._fs import (EXISTING, NO_DASH_OUTPUT, OutputExists, ensure_dir, flush_standard_streams, input_files,
                    no_replace, no_such_file, refuse_input_as_output, remove_stale_parts, standard_stream)
+from .._progress import StatusLines
 from .._signals import StopRequest
 from ..errors import MissingDependency, SaicmError, printable
 from .image_io import refuse_file_name_for_folder
@@ -336,10 +337,15 @@ def run(fn: Callable[[Job], dict], jobs: list[Job], workers: int = 1, desc: str 
         progress: bool = True, errors: TextIO | None = None, log: TextIO | None = None) -> list[Outcome]:
     """Run ``fn`` over ``jobs``; ``fn`` must be a module-level function for workers > 1. ``errors``: where each
     failure is written as it happens (``saicm: error: …``; None: only in the outcomes); ``log``: where each
-    outcome is written as a JSON line as it happens (:func:`log_line`). The bar is drawn on a terminal only.
-    Ctrl-C or SIGTERM: the files in progress are finished, then :class:`Interrupted`."""
+    outcome is written as a JSON line as it happens (:func:`log_line`). The bar is drawn on a terminal only; off
+    one (nohup, ``2> job.log``, a CI job), a status line ``saicm DESC: 120/5000 files ...`` at most every
+    :data:`saicm._progress.LINE_SECONDS`. Ctrl-C or SIGTERM: the files in progress are finished, then
+    :class:`Interrupted`."""
     bar = tqdm(total=len(jobs), desc=desc, unit="img", disable=True if not progress or len(jobs) < 2 else None)
+    # (a folder of thousands of files under nohup printed nothing from start to summary: hours of silence)
+    lines = StatusLines(desc or "job", bool(progress) and len(jobs) >= 2 and bar.disable)
     results: list[Outcome] = []
+    counts = Counter()
 
     def done(o: Outcome) -> None:
         results.append(o)
@@ -349,6 +355,9 @@ def run(fn: Callable[[Job], dict], jobs: list[Job], workers: int = 1, desc: str 
             log.write(log_line(o) + "\n")
             log.flush()
         bar.update(1)
+        counts["failed" if o.error else "skipped" if o.skipped else "written"] += 1
+        lines.say(f"{len(results)}/{len(jobs)} files" + "".join(f", {counts[k]} {k}" for k in ("skipped", "failed")
+                                                               if counts[k]))
 
     def stopping(job: Job, e: SaicmError) -> None:
         """The error that ends the job (a full disk) goes in the log too, as its file's line (the caller prints
