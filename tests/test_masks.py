@@ -100,6 +100,23 @@ def test_masks_cli_writes_1bit_pngs_manifest_and_resumes(folder, tmp_path):
     assert len(lines) == 3  # the α = 0.5 lines were kept beside the new ones (6 lines for 3 images)
 
 
+def test_off_a_terminal_masks_print_status_lines_not_silence(folder, tmp_path, monkeypatch, capsys):
+    """`saicm masks` under nohup or `2> masks.log` printed nothing until its summary (SAM on a folder: hours): off a
+    terminal, a line ``saicm masks: N/M images, ...`` at most every LINE_SECONDS; --quiet none."""
+    from saicm import _progress
+    from saicm.cli import main
+
+    (folder / "broken.png").write_bytes(b"\x89PNG garbage")
+    monkeypatch.setattr(_progress, "LINE_SECONDS", 0.0)
+    assert main(["masks", str(folder), "-o", str(tmp_path / "m")]) == 1
+    out, err = capsys.readouterr()
+    lines = [x for x in err.splitlines() if x.startswith("saicm masks: ")]
+    assert [x.split(": ", 1)[1].split(" images")[0] for x in lines] == ["1/4", "2/4", "3/4"], err
+    assert "saicm masks: " not in out and "\r" not in err
+    assert main(["masks", str(folder), "-o", str(tmp_path / "q"), "--quiet"]) == 1
+    assert "saicm masks: " not in capsys.readouterr().err
+
+
 def test_a_mask_written_by_a_killed_run_gets_its_manifest_line(folder, tmp_path):
     """A run killed between writing a mask and its manifest line left that mask without a line for good (a rerun
     skips finished masks)."""

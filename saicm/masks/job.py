@@ -27,6 +27,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from .._fs import OutputExists, atomic_path, ensure_dir, input_files, no_replace, write_atomic
+from .._progress import StatusLines
 from ..codec.image_io import is_image_file, read_without_limit_option
 from ..errors import SaicmError
 from . import OBJECT_SOURCES, SOURCES  # noqa: F401 — re-exported for callers of job
@@ -247,9 +248,15 @@ def _run(src: Path, out: Path, files: list[Path], spec: MaskSpec, make: Callable
     done = skipped = 0
     fractions: list[float] = []
     failures: list[str] = []
+    bar = tqdm(mine, desc=f"masks {spec.source} {i}/{n}", unit="img",
+               disable=True if not progress else None)  # (None: on a terminal only, as compress draws it)
+    # off a terminal (nohup, `2> masks.log`): a status line at most every LINE_SECONDS (SAM on a folder ran for hours
+    # with nothing said until the summary)
+    lines = StatusLines("masks", bool(progress) and bar.disable)
     with _LazyLines(manifest) as log:  # made at its first line: a rerun with nothing to do leaves no empty file
-        for f in tqdm(mine, desc=f"masks {spec.source} {i}/{n}", unit="img",
-                      disable=True if not progress else None):  # (None: on a terminal only, as compress draws it)
+        for k, f in enumerate(bar):
+            if k:
+                lines.say(f"{k}/{len(mine)} images, {done} written, {skipped} already done, {len(failures)} failed")
             rel = f.relative_to(src)
             dest = out / mask_path(rel)
             if dest.is_file() and not overwrite:
