@@ -58,10 +58,19 @@ def test_off_a_terminal_training_prints_a_line_per_logged_step_not_a_bar(data_di
     terminal (capsys: not a tty) each logged step is one line, and the bar is not drawn."""
     train(tiny_cfg(data_dir, tmp_path / "run", progress=True, log_every=2))
     err = capsys.readouterr().err
-    steps = [line for line in err.splitlines() if line.startswith("train: step ")]
-    assert [line.split()[2] for line in steps] == ["2/4", "4/4"], err
+    steps = [line for line in err.splitlines() if line.startswith("saicm train: step ")]  # (as `saicm eval: `)
+    assert [line.split()[3] for line in steps] == ["2/4", "4/4"], err
     assert "\r" not in err and "it/s" not in err and "step/s" not in err
     assert all(" loss " in line and " bpp " in line and " psnr " in line for line in steps)
+
+
+def test_resume_without_a_checkpoint_says_so_on_standard_error(data_dir, tmp_path, capsys):
+    """`saicm train --resume > result.txt` found the note "no checkpoint in ...; starting from step 0" in the
+    results on standard output, with no prefix to grep a log for; it is a diagnostic: standard error, prefixed."""
+    train(tiny_cfg(data_dir, tmp_path / "run", steps=1, resume=True))
+    out, err = capsys.readouterr()
+    assert "no checkpoint" not in out
+    assert f"saicm train: no checkpoint in {tmp_path / 'run'}; starting from step 0" in err.splitlines(), err
 
 
 def test_resume_continues_where_the_checkpoint_stopped(data_dir, tmp_path):
@@ -863,7 +872,7 @@ def test_bf16_amp_runs_transforms_low_and_entropy_models_in_fp32(data_dir, tmp_p
     monkeypatch.setattr("saicm.train.trainer.cpu_has_native_bf16", lambda: False)
     train(tiny_cfg(data_dir, tmp_path / "emulated", amp="bf16", steps=1))
     err = capsys.readouterr().err
-    assert err.count("warning: --amp bf16 on a CPU without bfloat16 instructions") == 1
+    assert err.count("saicm: warning: --amp bf16 on a CPU without bfloat16 instructions") == 1
     with pytest.raises(saicm.SaicmError, match="--amp"):
         train(tiny_cfg(data_dir, tmp_path / "bad", amp="fp16"))
 

@@ -506,6 +506,17 @@ sys.exit(main(sys.argv[1:]))
 """
 
 
+def test_resume_without_a_checkpoint_says_so_on_standard_error(clip_mkv, tmp_path, capsys):
+    """`saicm video encode --resume > result.txt`: the note that there was no checkpoint landed among the results on
+    standard output, with no prefix to grep a log for; it is a diagnostic: standard error, prefixed."""
+    out = tmp_path / "n.saicmv"
+    assert main(["video", "encode", str(clip_mkv), "--frames", "0:2", "--preset", "xs", "--epochs", "1",
+                 "--prune-epochs", "1", "--qat-epochs", "1", "--quiet", "--resume", "-o", str(out)]) == 0
+    stdout, err = capsys.readouterr()
+    assert "no checkpoint" not in stdout
+    assert f"saicm video: no checkpoint at {out}.ckpt: starting from the beginning" in err.splitlines(), err
+
+
 def test_killed_encode_resumes_to_the_same_file(clip_mkv, tmp_path, capsys):
     args = ["video", "encode", str(clip_mkv), "--frames", "0:3", "--preset", "xs", "--epochs", "12",
             "--ckpt-every", "1", "--quiet"]

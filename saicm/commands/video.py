@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from .argtypes import nonneg, nonneg_float, positive, positive_float, share, whole
 
@@ -18,7 +19,7 @@ def cmd_encode(a: argparse.Namespace) -> int:
 
     ckpt = Path(a.checkpoint) if a.checkpoint else Path(a.output + ".ckpt")
     if a.resume and not ckpt.exists() and os.environ.get("RANK", "0") == "0":  # torchrun: rank 0 says it
-        print(f"no checkpoint at {ckpt}: starting from the beginning")
+        print(f"saicm video: no checkpoint at {ckpt}: starting from the beginning", file=sys.stderr)
     try:
         r = encode(a.clip, a.output, frames=a.frames, size=a.size, preset=a.preset, arch=a.arch, loss=a.loss,
                    masks=a.masks,

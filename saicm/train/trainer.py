@@ -307,7 +307,7 @@ def _train(cfg: TrainConfig, locks: contextlib.ExitStack) -> Path:
     if device.type == "cuda":
         torch.cuda.set_device(device)
     if cfg.amp == "bf16" and device.type == "cpu" and rank == 0 and cpu_has_native_bf16() is False:
-        print("warning: --amp bf16 on a CPU without bfloat16 instructions (AMX-BF16/AVX-512 BF16): PyTorch emulates "
+        print("saicm: warning: --amp bf16 on a CPU without bfloat16 instructions (AMX-BF16/AVX-512 BF16): PyTorch emulates "
               "them and steps run several times slower than --amp off (about 6x measured, docs/training.md)",
               file=sys.stderr)
     if world > 1 and not dist.is_initialized():
@@ -442,7 +442,7 @@ def _train(cfg: TrainConfig, locks: contextlib.ExitStack) -> Path:
             _truncate_log(out / "log.jsonl", start)  # steps logged after the checkpoint are done again
     elif rank == 0:
         if cfg.resume:
-            print(f"no checkpoint in {out}; starting from step 0")
+            print(f"saicm train: no checkpoint in {out}; starting from step 0", file=sys.stderr)
         # the log of a run killed before its first checkpoint: this run logs those steps anew (they were appended
         # after the dead run's, each step twice)
         _truncate_log(out / "log.jsonl", 0)
@@ -580,7 +580,7 @@ def _train(cfg: TrainConfig, locks: contextlib.ExitStack) -> Path:
                 if n_acc:
                     bar.set_postfix(loss=f"{rec['loss']:.3f}", bpp=f"{rec['bpp']:.3f}", psnr=f"{rec['psnr']:.2f}")
                 if lines:
-                    print(f"train: step {done}/{cfg.steps} " + (f"loss {rec['loss']:.3f} bpp {rec['bpp']:.3f} "
+                    print(f"saicm train: step {done}/{cfg.steps} " + (f"loss {rec['loss']:.3f} bpp {rec['bpp']:.3f} "
                           f"psnr {rec['psnr']:.2f}" if n_acc else "every step skipped since the last line") +
                           f" ({rec['seconds']:.0f} s)", file=sys.stderr, flush=True)
                 acc, n_acc = {}, 0
