@@ -450,6 +450,22 @@ def test_compress_refine_shows_its_steps_and_refuses_masked_models(tmp_path, ima
     assert not (tmp_path / "m.saicm").exists()
 
 
+def test_off_a_terminal_a_refined_compress_prints_status_lines_not_silence(tmp_path, image_file, capsys, monkeypatch):
+    """`saicm compress photo.jpg --refine 200 2> job.log` ran for many minutes with nothing said (the step bar is
+    drawn on a terminal only): off one, a line ``saicm compress: refine step I/N`` at most every LINE_SECONDS."""
+    from saicm import _progress
+
+    monkeypatch.setattr(_progress, "LINE_SECONDS", 0.0)
+    argv = ["compress", str(image_file), "--model", "mse-hyperprior-n64-v3", "--quality", "2", "--refine", "3"]
+    assert main([*argv, "-o", str(tmp_path / "r.saicm")]) == 0
+    err = capsys.readouterr().err
+    lines = [x for x in err.splitlines() if x.startswith("saicm compress: ")]
+    assert lines == [f"saicm compress: refine step {i}/3 (quality 2)" for i in (1, 2, 3)], err
+    assert "\r" not in err
+    assert main([*argv, "-o", str(tmp_path / "q.saicm"), "--quiet"]) == 0
+    assert "saicm compress: " not in capsys.readouterr().err
+
+
 def test_demo_shows_the_sa_icm_model_fine_tuned_from_the_mse_model_it_runs(monkeypatch):
     from saicm import demo
     from saicm.models.catalog import ModelInfo

@@ -66,6 +66,7 @@ def refined_latents(model_path, image, quality: int, steps: int, max_pixels: int
     ``progress``: a bar over the steps; ``context``: see :func:`refine_latents`."""
     from tqdm import tqdm
 
+    from .._progress import StatusLines
     from ..errors import ModelError
     from ..models.zoo import load_model
     from .pipeline import prepare
@@ -75,6 +76,13 @@ def refined_latents(model_path, image, quality: int, steps: int, max_pixels: int
         raise ModelError(f"{info.name} ({info.architecture}) does not support refinement")
     img, x, _, _ = prepare(image, net.multiple, max_pixels, getattr(net, "min_size", 0))
     with tqdm(total=steps, desc="refine", unit="step", disable=True if not progress else None, leave=False) as bar:
-        latents = refine_latents(net, x, quality, steps, valid=img.size, progress=lambda i: bar.update(1),
-                                 **context)
+        # off a terminal (nohup, `2> job.log`): a status line at most every LINE_SECONDS (a long --refine of one
+        # photo ran for many minutes with nothing said)
+        lines = StatusLines("compress", bool(progress) and bar.disable)
+
+        def step(i: int) -> None:
+            bar.update(1)
+            lines.say(f"refine step {i + 1}/{steps} (quality {quality})")
+
+        latents = refine_latents(net, x, quality, steps, valid=img.size, progress=step, **context)
     return latents["y"].numpy(), latents["z"].numpy()
