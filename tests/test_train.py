@@ -64,6 +64,21 @@ def test_off_a_terminal_training_prints_a_line_per_logged_step_not_a_bar(data_di
     assert all(" loss " in line and " bpp " in line and " psnr " in line for line in steps)
 
 
+def test_off_a_terminal_loading_the_images_prints_status_lines(data_dir, monkeypatch, capsys):
+    """Reading a large training folder took many minutes before the first step's line, with nothing said under
+    nohup or `2> train.log` (the bar is drawn on a terminal only): a line at most every LINE_SECONDS."""
+    from saicm import _progress
+    from saicm.train.data import RandomCrops
+
+    monkeypatch.setattr(_progress, "LINE_SECONDS", 0.0)
+    RandomCrops(data_dir, patch=64, progress=True)
+    err = capsys.readouterr().err
+    lines = [x for x in err.splitlines() if x.startswith("saicm train: ")]
+    assert lines == [f"saicm train: loading images: {k}/5" for k in range(1, 5)], err
+    RandomCrops(data_dir, patch=64, progress=False)
+    assert "saicm train: " not in capsys.readouterr().err
+
+
 def test_resume_without_a_checkpoint_says_so_on_standard_error(data_dir, tmp_path, capsys):
     """`saicm train --resume > result.txt` found the note "no checkpoint in ...; starting from step 0" in the
     results on standard output, with no prefix to grep a log for; it is a diagnostic: standard error, prefixed."""
