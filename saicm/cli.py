@@ -9,7 +9,7 @@ import sys
 import threading
 
 from ._fs import EXISTING, text_stream
-from .commands.argtypes import nonneg, positive, whole
+from .commands.argtypes import QUIET_HELP, nonneg, positive, whole
 from .engine import ENGINES, PORTABLE_ENGINES
 from .errors import SaicmError, printable
 
@@ -410,7 +410,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "(counted done: go on after an interruption) or overwrite it (default for folders: overwrite)")
     c.add_argument("--log", metavar="FILE.jsonl", help="append one JSON line per file as it is done: input, "
                    "output, status (written, skipped, failed), time, error, bytes, seconds, ...")
-    c.add_argument("--quiet", action="store_true", help="no progress bar")
+    c.add_argument("-q", "--quiet", action="store_true", help=QUIET_HELP)
     c.set_defaults(func=cmd_compress)
 
     d = sub.add_parser("decompress", help=".saicm file or folder -> image",
@@ -441,7 +441,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "single file named with -o)")
     d.add_argument("--log", metavar="FILE.jsonl", help="append one JSON line per file as it is done: input, "
                    "output, status (written, skipped, failed), time, error, bytes, seconds, ...")
-    d.add_argument("--quiet", action="store_true", help="no progress bar")
+    d.add_argument("-q", "--quiet", action="store_true", help=QUIET_HELP)
     d.set_defaults(func=cmd_decompress)
 
     i = sub.add_parser("info", help="show the header of .saicm files (and the bytes of each layer), or model files",

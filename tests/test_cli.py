@@ -450,6 +450,31 @@ def test_compress_refine_shows_its_steps_and_refuses_masked_models(tmp_path, ima
     assert not (tmp_path / "m.saicm").exists()
 
 
+def test_every_quiet_option_is_also_q_and_says_what_it_keeps(capsys):
+    """`saicm compress DIR -o OUT -q` was "unrecognized arguments: -q" (only --quiet existed), and the help said "no
+    progress bar", not whether errors are still printed (an operator's question for an unattended job)."""
+    import argparse
+
+    from saicm.cli import build_parser
+
+    parser = build_parser()
+    found = []
+
+    def walk(p, path):
+        for a in p._actions:
+            if isinstance(a, argparse._SubParsersAction):
+                for name, sub in a.choices.items():
+                    walk(sub, [*path, name])
+            elif "--quiet" in a.option_strings:
+                found.append((" ".join(path), a))
+
+    walk(parser, [])
+    assert {c for c, _ in found} >= {"compress", "decompress", "eval", "masks", "train", "strip", "video encode"}
+    for command, a in found:
+        assert "-q" in a.option_strings, command
+        assert "errors" in a.help and "still printed" in a.help, command
+
+
 def test_off_a_terminal_a_refined_compress_prints_status_lines_not_silence(tmp_path, image_file, capsys, monkeypatch):
     """`saicm compress photo.jpg --refine 200 2> job.log` ran for many minutes with nothing said (the step bar is
     drawn on a terminal only): off one, a line ``saicm compress: refine step I/N`` at most every LINE_SECONDS."""

@@ -7,6 +7,10 @@ import argparse
 import math
 import os
 
+#: the help of every command's -q/--quiet
+QUIET_HELP = ("no progress: no bar on a terminal, no status lines off one (errors, warnings and the results are "
+              "still printed)")
+
 
 def _checked(s: str, convert, ok, expected: str):
     try:

@@ -7,7 +7,7 @@ import os
 import sys
 
 from .._fs import output_file, text_stream, under_no_home
-from .argtypes import interval, ints, level, nonneg, positive, positive_float, warn_unused
+from .argtypes import QUIET_HELP, interval, ints, level, nonneg, positive, positive_float, warn_unused
 
 #: below this many images, `bdrate --ci` warns that its interval says little
 FEW_IMAGES = 10
@@ -320,7 +320,7 @@ def register(sub) -> None:
                     help=f"detection/instance: also store AP on N draws of the images with replacement, for "
                     f"'saicm bdrate --ci' (default {DEFAULT_REPLICATES}, ~35 ms each per point on 128 images; "
                     "0: none)")
-    ev.add_argument("--quiet", action="store_true", help="no progress bar")
+    ev.add_argument("-q", "--quiet", action="store_true", help=QUIET_HELP)
     ev.set_defaults(func=cmd_eval, extra="eval")
 
     b = sub.add_parser("bdrate", help="BD-rate of results files against an anchor",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .argtypes import fraction, positive, warn_unused
+from .argtypes import QUIET_HELP, fraction, positive, warn_unused
 
 
 def cmd_masks(a: argparse.Namespace) -> int:
@@ -82,5 +82,5 @@ def register(sub) -> None:
     m.add_argument("--preview", action="store_true", help="also write overlay JPEGs under OUT/previews/")
     m.add_argument("--overwrite", action="store_true", help="redo existing masks (and accept new settings)")
     m.add_argument("--device", default="auto", help="where SAM runs: " + DEVICE_HELP)
-    m.add_argument("--quiet", action="store_true", help="no progress bar")
+    m.add_argument("-q", "--quiet", action="store_true", help=QUIET_HELP)
     m.set_defaults(func=cmd_masks)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 
 from .._fs import EXISTING
+from .argtypes import QUIET_HELP
 
 
 def cmd_strip(a: argparse.Namespace) -> int:
@@ -101,5 +102,5 @@ def register(sub) -> None:
     s.add_argument("--existing", choices=EXISTING, help="folders: an output file that exists: refuse it, skip it "
                    "(go on after an interruption) or overwrite it (default)")
     s.add_argument("--log", metavar="FILE.jsonl", help="folders: append one JSON line per file as it is done")
-    s.add_argument("--quiet", action="store_true", help="no progress bar")
+    s.add_argument("-q", "--quiet", action="store_true", help=QUIET_HELP)
     s.set_defaults(func=cmd_strip)

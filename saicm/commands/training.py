@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 
-from .argtypes import ints, lambdas, nonneg, nonneg_float, positive, positive_float
+from .argtypes import QUIET_HELP, ints, lambdas, nonneg, nonneg_float, positive, positive_float
 
 
 def cmd_train(a: argparse.Namespace) -> int:
@@ -140,7 +140,7 @@ def register(sub) -> None:
                    "run keeps its model (rebuilt from the checkpoint), --init, --seed, --lambdas, --loss, "
                    "--off-mask-weight, --quant, --freeze and scalable options, other values refused; every option "
                    "not given is the run's: --resume --out RUN --data DIR is enough)")
-    t.add_argument("--quiet", action="store_true", help="no progress bar")
+    t.add_argument("-q", "--quiet", action="store_true", help=QUIET_HELP)
     t.set_defaults(func=cmd_train)
 
     e = sub.add_parser("export", help="turn a training checkpoint into a shippable fp16 model file")

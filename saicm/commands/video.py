@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .argtypes import nonneg, nonneg_float, positive, positive_float, share, whole
+from .argtypes import QUIET_HELP, nonneg, nonneg_float, positive, positive_float, share, whole
 
 
 def cmd_encode(a: argparse.Namespace) -> int:
@@ -146,7 +146,7 @@ def register(sub) -> None:
                    "same fit, checkpoints and --resume; needs a C++ compiler (default off)")
     e.add_argument("--max-pixels", type=positive, metavar="N", help=f"refuse clips of more than N pixels in all "
                    f"frames together (default {clip_limit}); raise it for longer or larger clips")
-    e.add_argument("--quiet", action="store_true", help="no progress bar")
+    e.add_argument("-q", "--quiet", action="store_true", help=QUIET_HELP)
     e.set_defaults(func=cmd_encode)
 
     d = vs.add_parser("decode", help="decode a .saicmv file to PNG frames or a lossless video",
