@@ -121,10 +121,15 @@ class SaicmWarning(UserWarning):
     saicm.SaicmWarning)``); the command line prints them as one line, ``saicm: warning: …``."""
 
 
+def is_saicm_code(filename: str) -> bool:
+    """Whether ``filename`` (a warning's, a frame's) is one of saicm's own files."""
+    return os.path.abspath(filename).startswith(_PACKAGE)
+
+
 def format_warning(message, category, filename, lineno, line=None) -> str:
     """``warnings.formatwarning`` of the command line and its worker processes: saicm's warnings (their category,
     or raised in saicm's files) as one line, like its errors; other libraries' as Python shows them."""
-    if issubclass(category, SaicmWarning) or os.path.abspath(filename).startswith(_PACKAGE):
+    if issubclass(category, SaicmWarning) or is_saicm_code(filename):
         return f"saicm: warning: {printable(message)}\n"
     return _LIBRARY_FORMAT(message, category, filename, lineno, line)
 

@@ -324,6 +324,45 @@ def test_saicm_warnings_are_one_line_and_other_libraries_keep_their_format(tmp_p
         assert "UserWarning" not in r.stderr and "process.py" not in r.stderr, r.stderr
 
 
+def _warns_like_pillow(job):  # a folder job for the pool: a library's warning (Pillow's on a corrupt EXIF block)
+    import warnings
+
+    warnings.warn_explicit("Corrupt EXIF data.  Expecting to read 12 bytes but only got 0. ", UserWarning,
+                           "/lib/PIL/TiffImagePlugin.py", 982, module="PIL.TiffImagePlugin", registry={})
+    warnings.warn_explicit("Corrupt EXIF data.  Expecting to read 12 bytes but only got 0. ", UserWarning,
+                           "/lib/PIL/TiffImagePlugin.py", 982, module="PIL.TiffImagePlugin", registry={})
+    from saicm.errors import warn
+
+    warn("the same note of saicm's for every file")
+    return {}
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_other_libraries_warnings_in_a_folder_job_name_their_file_in_one_line(tmp_path, workers):
+    """Pillow's "Corrupt EXIF data" (a photo's orientation may be lost with it) in `saicm compress DIR 2> job.log`
+    was Python's two lines naming TiffImagePlugin.py, once per worker process: which files had it, unsaid. Each is
+    one line naming the file (once per file), its origin in brackets; saicm's own still once per process."""
+    code = f"""
+import sys
+sys.path.insert(0, {str(Path(__file__).parent.parent)!r})
+from pathlib import Path
+from saicm.codec import batch
+from saicm.errors import install_warning_format
+from tests.test_cli import _warns_like_pillow
+install_warning_format()
+jobs = [batch.Job(Path({str(tmp_path)!r}) / f"{{i}}.jpg", Path({str(tmp_path)!r}) / f"{{i}}.saicm") for i in range(3)]
+batch.run(_warns_like_pillow, jobs, workers={workers}, progress=False)
+"""
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                       env=dict(os.environ, OMP_NUM_THREADS="1"))
+    assert r.returncode == 0, r.stderr
+    exif = sorted(x for x in r.stderr.splitlines() if "EXIF" in x)
+    assert exif == [f"saicm: warning: {tmp_path / f'{i}.jpg'}: Corrupt EXIF data.  Expecting to read 12 bytes but "
+                    "only got 0. (UserWarning, TiffImagePlugin.py:982)" for i in range(3)], r.stderr
+    assert "warnings.warn" not in r.stderr and r.stderr.count("\n") == 3 + r.stderr.count("same note"), r.stderr
+    assert 1 <= r.stderr.count("saicm: warning: the same note of saicm's for every file") <= workers, r.stderr
+
+
 def test_folder_output_names_never_collide():
     from saicm.codec.batch import _output_names
 
