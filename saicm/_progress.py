@@ -20,5 +20,14 @@ class StatusLines:
 
     def say(self, status: str, force: bool = False) -> None:
         if self.on and (force or time.monotonic() - self.last >= LINE_SECONDS):
-            print(f"saicm {self.command}: {status}", file=sys.stderr, flush=True)
+            write_line(f"saicm {self.command}: {status}")
             self.last = time.monotonic()
+
+
+def write_line(text: str, stream=None) -> None:
+    """``text`` and its newline to ``stream`` (default standard error) in one write: ``print`` writes them apart, and
+    a folder job's worker processes, writing to the same log, put their lines between the two (``saicm compress:
+    1/3 files/path/…: warning …``)."""
+    stream = sys.stderr if stream is None else stream
+    stream.write(text + "\n")
+    stream.flush()

@@ -62,7 +62,9 @@ class StopRequest:
         if self._message:
             again = "Ctrl-C again" if signum == signal.SIGINT else "SIGINT"  # (SIGTERM: no keyboard)
             try:
-                print(f"\nsaicm: {self._message} ({again} to stop now)", file=sys.stderr, flush=True)
+                from ._progress import write_line
+
+                write_line(f"\nsaicm: {self._message} ({again} to stop now)")  # (one write: workers write too)
             except BrokenPipeError:  # (`2>&1 | tee log`: the same Ctrl-C ended tee) the stop asked for stands
                 _discard_stderr()
 

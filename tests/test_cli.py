@@ -363,6 +363,44 @@ batch.run(_warns_like_pillow, jobs, workers={workers}, progress=False)
     assert 1 <= r.stderr.count("saicm: warning: the same note of saicm's for every file") <= workers, r.stderr
 
 
+def _fails(job):  # a folder job whose every file fails
+    from saicm.errors import ImageError
+
+    raise ImageError("cannot read image (not a format Pillow reads)", str(job.src))
+
+
+def test_a_folder_jobs_lines_are_each_one_write(tmp_path, monkeypatch):
+    """A status line and a failure were written as the text, then its newline (print, tqdm.write): the worker
+    processes' warnings, written to the same `2> job.log`, landed between ("saicm compress: 1/3 files/…/x.py:946:
+    UserWarning…"). Each line is one write."""
+    import io
+
+    from saicm import _progress
+    from saicm.codec import batch
+
+    class Writes(io.StringIO):
+        def __init__(self):
+            super().__init__()
+            self.calls = []
+
+        def write(self, text):
+            if text:
+                self.calls.append(text)
+            return super().write(text)
+
+        def isatty(self):
+            return False
+
+    err = Writes()
+    monkeypatch.setattr(sys, "stderr", err)
+    monkeypatch.setattr(_progress, "LINE_SECONDS", 0.0)
+    jobs = [batch.Job(tmp_path / f"{i}.png", tmp_path / f"{i}.saicm") for i in range(2)]
+    batch.run(_fails, jobs, workers=1, desc="compress", progress=True, errors=err)
+    assert err.calls and all(c.endswith("\n") and c.count("\n") == 1 for c in err.calls), err.calls
+    assert sum(c.startswith("saicm: error: ") for c in err.calls) == 2
+    assert sum(c.startswith("saicm compress: ") for c in err.calls) == 2
+
+
 def test_folder_output_names_never_collide():
     from saicm.codec.batch import _output_names
 

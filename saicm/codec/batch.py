@@ -388,7 +388,7 @@ def run(fn: Callable[[Job], dict], jobs: list[Job], workers: int = 1, desc: str 
     def done(o: Outcome) -> None:
         results.append(o)
         if o.error and errors is not None:
-            bar.write(f"saicm: error: {printable(o.error)}", file=errors)
+            bar.write(f"saicm: error: {printable(o.error)}\n", file=errors, end="")  # (one write: see write_line)
         if log is not None:
             log.write(log_line(o) + "\n")
             log.flush()
