@@ -79,6 +79,19 @@ def test_off_a_terminal_loading_the_images_prints_status_lines(data_dir, monkeyp
     assert "saicm train: " not in capsys.readouterr().err
 
 
+def test_training_log_lines_say_when_in_utc(data_dir, tmp_path):
+    """log.jsonl said `seconds` since its session began, which start again at each --resume: when a step was done,
+    to set it against a machine's own events, was not in the log (the folder jobs' --log lines say it)."""
+    from datetime import datetime, timedelta, timezone
+
+    before = datetime.now(timezone.utc).replace(microsecond=0)
+    train(tiny_cfg(data_dir, tmp_path / "run", steps=2))
+    after = datetime.now(timezone.utc)
+    for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines():
+        when = datetime.fromisoformat(json.loads(line)["time"])
+        assert when.utcoffset() == timedelta(0) and before <= when <= after
+
+
 def test_resume_without_a_checkpoint_says_so_on_standard_error(data_dir, tmp_path, capsys):
     """`saicm train --resume > result.txt` found the note "no checkpoint in ...; starting from step 0" in the
     results on standard output, with no prefix to grep a log for; it is a diagnostic: standard error, prefixed."""
@@ -271,7 +284,7 @@ def test_a_run_stopped_between_log_lines_resumes_with_the_same_log(data_dir, tmp
     train(tiny_cfg(data_dir, out, resume=True, **opts))
 
     def lines(run):
-        return [{k: v for k, v in json.loads(line).items() if k != "seconds"}
+        return [{k: v for k, v in json.loads(line).items() if k not in ("seconds", "time")}
                 for line in (run / "log.jsonl").read_text().splitlines()]
 
     assert [r["step"] for r in lines(out)] == [4, 8]

@@ -19,6 +19,7 @@ import sys
 import time
 import warnings
 from dataclasses import asdict, replace
+from datetime import datetime, timezone
 from pathlib import Path
 
 import torch
@@ -568,7 +569,10 @@ def _train(cfg: TrainConfig, locks: contextlib.ExitStack) -> Path:
             if log and (done % cfg.log_every == 0 or done == cfg.steps):
                 gaps = int(acc.pop("skipped", 0))  # (skipped steps were in no line: a run could skip most, unsaid)
                 rec = {k: round(v / n_acc, 6) for k, v in acc.items()} if n_acc else {}
-                rec.update(step=done, lr=_lr_at(cfg, step), seconds=round(time.time() - t0, 1))
+                # time: UTC to the second, as the folder jobs' --log lines (seconds start again at each --resume: a
+                # day's log could not be set against a machine's own events)
+                rec.update(step=done, lr=_lr_at(cfg, step), seconds=round(time.time() - t0, 1),
+                           time=datetime.now(timezone.utc).isoformat(timespec="seconds"))
                 if gaps:
                     rec["skipped"] = gaps
                 try:
