@@ -142,6 +142,40 @@ def install_warning_format() -> None:
     warnings.formatwarning = format_warning
 
 
+#: the warnings :func:`warnings_naming` has said in this process: each once, as Python's default filter shows them
+#: (recording a file's warnings makes Python forget which it has shown)
+_SAID: set = set()
+_naming = False
+
+
+@contextlib.contextmanager
+def warnings_naming(path):
+    """Inside, the warnings raised are said on the way out: other libraries' in one line naming ``path`` and where
+    they come from (Pillow's "Corrupt EXIF data", under which a photo's orientation may be lost, was Python's two
+    lines naming a Pillow source line, once per process: which of a folder's files had it, unsaid); saicm's own as
+    they were. Each once per process."""
+    global _naming
+    if _naming:  # (inside another: the outer one names its file)
+        yield
+        return
+    caught: list = []
+    try:
+        _naming = True
+        with warnings.catch_warnings(record=True) as caught:
+            yield
+    finally:
+        _naming = False
+        for w in caught:
+            own = issubclass(w.category, SaicmWarning) or is_saicm_code(w.filename)
+            text = str(w.message) if own else (f"{path}: {str(w.message).strip()} ({w.category.__name__}, "
+                                               f"{os.path.basename(w.filename)}:{w.lineno})")
+            if (w.category, text) in _SAID:
+                continue
+            _SAID.add((w.category, text))
+            warnings.warn_explicit(w.message if own else text, w.category if own else SaicmWarning, w.filename,
+                                   w.lineno)
+
+
 def warn(message: str, category: type[Warning] = SaicmWarning) -> None:
     """``warnings.warn`` attributed to the caller's own code: the first frame outside the saicm package (a fixed
     ``stacklevel`` pointed at saicm's files whenever the call came through another of its layers, and Python shows a

@@ -401,6 +401,29 @@ def test_a_folder_jobs_lines_are_each_one_write(tmp_path, monkeypatch):
     assert sum(c.startswith("saicm compress: ") for c in err.calls) == 2
 
 
+def test_a_librarys_warning_reading_an_image_of_a_set_names_the_image(tmp_path):
+    """`saicm eval`, `train` and `masks` read their images through read_without_limit_option: Pillow's "Corrupt EXIF
+    data" was Python's two lines naming TiffImagePlugin.py, once per process, whichever of the set's images had it.
+    It is a SaicmWarning naming the image (once per image and process), its origin in brackets."""
+    import warnings
+
+    from saicm.codec.image_io import read_without_limit_option
+    from saicm.errors import SaicmWarning
+
+    exif = (b"Exif\x00\x00II*\x00\x08\x00\x00\x00\x05\x00\x12\x01\x03\x00\x01\x00\x00\x00\x09\x00\x00\x00"
+            b"\x0f\x01\x02\x00\xff\x00\x00\x00\x00\xff\x00\x00")
+    for name in ("a.jpg", "b.jpg"):
+        Image.new("RGB", (32, 24), "red").save(tmp_path / name, exif=exif)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("default")
+        for name in ("a.jpg", "b.jpg", "a.jpg"):
+            read_without_limit_option(tmp_path / name, "eval")
+    corrupt = [w for w in caught if "Corrupt EXIF" in str(w.message)]
+    assert [str(w.message).split(": ")[0] for w in corrupt] == [str(tmp_path / "a.jpg"), str(tmp_path / "b.jpg")]
+    assert all(w.category is SaicmWarning and str(w.message).endswith("(UserWarning, TiffImagePlugin.py:982)")
+               for w in corrupt), [str(w.message) for w in corrupt]
+
+
 def test_folder_output_names_never_collide():
     from saicm.codec.batch import _output_names
 

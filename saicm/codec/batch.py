@@ -277,42 +277,13 @@ def _skipped(job: Job) -> Outcome:
         return Outcome(job, error=str(e) if e.path else f"{job.dst}: {e}")
 
 
-#: saicm's own warnings said by this process: each once, as Python's default filter shows them (the warnings of a
-#: file are recorded while it is done, which makes Python forget which it has shown)
-_SAID: set = set()
-
-
 def _run_one(fn: Callable[[Job], dict], job: Job) -> Outcome:
-    """:func:`_attempt`, then the warnings raised meanwhile: other libraries' one line each naming the file, as
-    saicm's own do (Pillow's "Corrupt EXIF data", under which a photo's orientation may be lost, was Python's two
-    lines naming a Pillow source line, once per process: which of a folder's files had it, unsaid)."""
-    import warnings
+    """:func:`_attempt`, other libraries' warnings raised meanwhile said in one line naming the file
+    (:func:`saicm.errors.warnings_naming`)."""
+    from ..errors import warnings_naming
 
-    caught: list = []
-    try:
-        with warnings.catch_warnings(record=True) as caught:
-            return _attempt(fn, job)
-    finally:
-        _say_warnings(caught, job.src)
-
-
-def _say_warnings(caught: list, src: Path) -> None:
-    import warnings
-
-    from ..errors import SaicmWarning, is_saicm_code
-
-    said: set = set()
-    for w in caught:
-        if issubclass(w.category, SaicmWarning) or is_saicm_code(w.filename):
-            if (w.category, str(w.message)) not in _SAID:
-                _SAID.add((w.category, str(w.message)))
-                warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
-            continue
-        text = (f"{src}: {str(w.message).strip()} ({w.category.__name__}, {os.path.basename(w.filename)}:"
-                f"{w.lineno})")
-        if text not in said:  # (once per file: Pillow warns of a corrupt EXIF block each time it is read)
-            said.add(text)
-            warnings.warn_explicit(text, SaicmWarning, w.filename, w.lineno)
+    with warnings_naming(job.src):
+        return _attempt(fn, job)
 
 
 def _attempt(fn: Callable[[Job], dict], job: Job) -> Outcome:

@@ -426,10 +426,12 @@ def read_without_limit_option(path: str | os.PathLike, command: str) -> RGBImage
     """:func:`load_image` of one image of a set read by a command without ``--max-pixels`` (``eval``, ``train``,
     ``masks``): an image above the limit is refused saying what to do there (they said "raise it with
     --max-pixels", an option they do not have)."""
+    from ..errors import warnings_naming
     from .limits import OversizedImage
 
     try:
-        return load_image(path)
+        with warnings_naming(path):  # (a library's warnings name the image: the set's files are many)
+            return load_image(path)
     except OversizedImage as e:
         raise ImageError(f"{e.said}: saicm {command} reads images up to {e.limit:,} "
                          "pixels (it has no --max-pixels): downscale it, or code it alone with saicm compress "
