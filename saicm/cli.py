@@ -474,7 +474,19 @@ def build_parser() -> argparse.ArgumentParser:
     from .commands import register_all
 
     register_all(sub)
+    _own_usage_errors(p)
     return p
+
+
+def _own_usage_errors(parser: argparse.ArgumentParser) -> None:
+    """Every (sub)command parser records itself, so an unknown option is refused with that command's usage line:
+    argparse leaves unrecognized arguments to the top-level parser, whose usage (``saicm [-h] [--version] COMMAND
+    ...``) says nothing of the command's options."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for command in action.choices.values():
+                command.set_defaults(_parser=command)
+                _own_usage_errors(command)
 
 
 def _undecodable_bytes_as_escapes(err: UnicodeError):
@@ -535,7 +547,10 @@ def main(argv: list[str] | None = None) -> int:
 
     install_warning_format()
 
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:  # (what parse_args does, with the command's own usage line)
+        getattr(args, "_parser", parser).error(f"unrecognized arguments: {' '.join(unknown)}")
     _warn_unexpanded_home(args)
     stdout = _checked_stdout_on()
     try:

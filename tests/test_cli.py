@@ -1850,3 +1850,18 @@ def test_help_says_what_bdrate_json_takes_and_the_shipped_default_quality(monkey
     counts = {len(r["qualities"]) for r in shipped}
     assert {r["default_quality"] for r in shipped} == {4} and counts == {6, 7}
     assert "4 for every shipped model, of 7, or of 6 for the v3 models" in parsers[("compress",)].format_help()
+
+
+def test_an_unknown_option_is_refused_with_the_commands_own_usage(capsys):
+    """`saicm compress x.jpg --bogus` printed the top-level usage (`saicm [-h] [--version] COMMAND ...`), which says
+    nothing of compress's options (the observability audit); nested commands alike."""
+    from saicm.cli import main
+
+    for argv, prog in ((["compress", "x.jpg", "--bogus"], "saicm compress"),
+                       (["video", "decode", "x.saicmv", "-o", "y", "--bogus"], "saicm video decode")):
+        with pytest.raises(SystemExit) as e:
+            main(argv)
+        err = capsys.readouterr().err
+        assert e.value.code == 2 and err.startswith(f"usage: {prog} "), err
+        assert ("--quality" if prog == "saicm compress" else "--max-pixels") in err  # (the command's options shown)
+        assert err.rstrip().endswith(f"{prog}: error: unrecognized arguments: --bogus"), err
