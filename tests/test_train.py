@@ -37,6 +37,19 @@ def tiny_cfg(data_dir, out, **kw):
     return TrainConfig(**base)
 
 
+def test_a_run_refused_before_it_writes_anything_leaves_no_folder(data_dir, tmp_path):
+    """`saicm train --patch 60` was refused after the run folder was made: an empty folder stayed behind (the
+    training user's audit). A folder that was there before stays."""
+    for out in (tmp_path / "new", tmp_path / "deeper" / "new"):
+        with pytest.raises(saicm.SaicmError, match="--patch 60 must be a multiple of 64"):
+            train(tiny_cfg(data_dir, out, patch=60))
+        assert not out.exists()
+    (tmp_path / "mine").mkdir()
+    with pytest.raises(saicm.SaicmError, match="--patch 60"):
+        train(tiny_cfg(data_dir, tmp_path / "mine", patch=60))
+    assert (tmp_path / "mine").is_dir() and not any((tmp_path / "mine").iterdir())
+
+
 def test_train_logs_checkpoints_and_exports_a_usable_model(data_dir, tmp_path):
     out = tmp_path / "run"
     final = train(tiny_cfg(data_dir, out))

@@ -265,8 +265,16 @@ def _with_run_options(cfg: TrainConfig, ck: dict) -> TrainConfig:
 
 def train(cfg: TrainConfig) -> Path:
     """Train as ``cfg`` says; the run folder is this process's alone meanwhile (another run of it: one line)."""
-    with contextlib.ExitStack() as locks:
-        return _train(cfg, locks)
+    out = Path(cfg.out)
+    made = not os.path.lexists(out)
+    try:
+        with contextlib.ExitStack() as locks:
+            return _train(cfg, locks)
+    except BaseException:
+        if made and _dist_info()[0] == 0:  # a run refused before it wrote anything (--patch 60 left an empty folder)
+            with contextlib.suppress(OSError):
+                out.rmdir()  # (empty only: a checkpoint, a log, anything written keeps it)
+        raise
 
 
 def _hold_run_folder(out: Path, locks: contextlib.ExitStack) -> bool:
