@@ -1599,3 +1599,17 @@ def test_each_session_records_its_options_and_a_finished_resume_keeps_the_runs(d
     lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("training.sessions")]
     assert lines[0].endswith("; --steps 2 --batch 2 --patch 64 --lr 0.001 --amp off"), lines[0]
     assert lines[1].endswith("; --steps 3 --batch 2 --patch 64 --lr 0.0005 --amp off"), lines[1]
+
+
+def test_train_help_states_the_schedule_the_trainer_runs():
+    """The warm-up (100 steps) and the decay were in no help text: a run shorter than the warm-up never reaches
+    --lr (the training user's audit). The help's figures are the config's and the schedule's own."""
+    from saicm.cli import build_parser
+    from saicm.train.trainer import _lr_at
+
+    cfg = TrainConfig(data="x", out="y", lr=1.0, steps=1000)
+    text = " ".join(build_parser()._subparsers._group_actions[0].choices["train"].format_help().split())
+    assert f"linear warm-up of {cfg.warmup} steps" in text
+    assert f"over the last {round(100 * (1 - cfg.decay_from))} % of --steps" in text and "to a tenth" in text
+    assert _lr_at(cfg, cfg.warmup - 1) == 1.0 and _lr_at(cfg, cfg.warmup // 2) < 1.0
+    assert abs(_lr_at(cfg, cfg.steps) - 0.1) < 1e-9 and _lr_at(cfg, int(cfg.decay_from * cfg.steps)) == 1.0
