@@ -953,3 +953,29 @@ def test_the_new_colour_and_picture_checks_hold_at_their_edges(tmp_path):
     quiet(_mpo(tmp_path, "preview.jpg", 0x010002))
     assert image_io._other_pictures(types.SimpleNamespace(format="MPO", mpinfo={})) == "unknown"
     assert image_io._other_pictures(types.SimpleNamespace(format="GIF")) is None
+
+
+def test_cli_refuses_a_100_megapixel_image_in_one_line(tmp_path):
+    """An image between Pillow's bomb limit (89 M pixels) and twice it: saicm's refusal was preceded by Pillow's
+    DecompressionBombWarning and a path inside Pillow (the large-image audit: a 10000x10000 photo). Header only:
+    the refusal comes before any pixel is read."""
+    import struct
+    import zlib
+
+    import subprocess
+    import sys
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    src = tmp_path / "big.png"
+    src.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 10000, 10000, 8, 2, 0, 0, 0))
+                    + chunk(b"IDAT", zlib.compress(b"\x00" * 30001)) + chunk(b"IEND", b""))
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONWARNINGS"}  # (as a user's shell has it)
+    r = subprocess.run([sys.executable, "-m", "saicm", "compress", str(src), "-o", str(tmp_path / "big.saicm")],
+                       capture_output=True, text=True, env=env, timeout=300)
+    assert r.returncode == 1
+    assert r.stderr.splitlines() == [
+        f"saicm: error: {src}: the image is 10000x10000 (100,000,000 pixels), more than the limit of 67,108,864; "
+        "raise it with --max-pixels (Python: max_pixels=) if you trust it"]
+    assert not (tmp_path / "big.saicm").exists()
