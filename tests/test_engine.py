@@ -1081,3 +1081,51 @@ def test_the_runtimes_analysis_output_is_not_held_through_the_coding(monkeypatch
     data = saicm.compress(natural_image(), model=V5, max_bytes=budget)
     assert len(outputs) == 1 and held and not any(held)
     assert data == saicm.compress(natural_image(), model=V5, quality=saicm.describe(data)["quality"])
+
+
+def test_hyper_synthesis_by_blocks_is_the_whole(monkeypatch):
+    """The integer hyper-synthesis runs by blocks of hyper-latent rows with a halo (the large-image audit: on the
+    whole latent at once it took ~20 bytes per pixel, 2 GB of a 100 MP compress): every row range a strip asks for is
+    the whole computation's, for blocks of one row up, extreme symbols included, with and without an offset."""
+    from saicm.engine import model as engine_model
+    from saicm.models.catalog import resolve
+
+    pm = engine_model.load(resolve(V5))
+    rng = np.random.default_rng(5)
+    z = rng.integers(-40, 41, size=(pm.N, 7, 5)).astype(np.int64)
+    z[:, 3, 2] = engine_model.Z_LIMIT * 4  # (clipped, as the coder does)
+    whole = pm.hyper((np.clip(z, -engine_model.Z_LIMIT, engine_model.Z_LIMIT) << hypernet.FRAC)
+                     + pm.median_units[:, None, None])
+    offset = rng.integers(-1000, 1000, size=whole.shape).astype(np.int64)
+    for values in (1, whole.shape[0] * 16 * 5 * 2, 1 << 24):  # blocks of 1 row, 2 rows, all
+        monkeypatch.setattr(engine_model, "HYPER_ROWS_VALUES", values)
+        for strip in (1, 3, 4, 5, 28):
+            rows = pm._hyper_rows(z)
+            shifted = pm._hyper_rows(z, offset)
+            for r in range(0, 28, strip):
+                np.testing.assert_array_equal(rows(r, r + strip), whole[:, r: r + strip])
+                np.testing.assert_array_equal(shifted(r, r + strip), whole[:, r: r + strip] + offset[:, r: r + strip])
+        skipping = pm._hyper_rows(z)  # (ranges with gaps between them, each from the row it names)
+        for r0, r1 in ((1, 2), (6, 9), (21, 22), (23, 28)):
+            np.testing.assert_array_equal(skipping(r0, r1), whole[:, r0:r1])
+    with pytest.raises(saicm.errors.FormatError, match="condition"):
+        pm._hyper_rows(z, offset[:, :-1])
+
+
+def test_hyper_synthesis_memory_is_bounded_by_blocks(monkeypatch):
+    """The block's int64 output, not the latent's, bounds what the hyper-synthesis holds: every call of the integer
+    network gets at most the block's rows plus the halo."""
+    from saicm.engine import model as engine_model
+    from saicm.models.catalog import resolve
+
+    pm = engine_model.load(resolve(V5))
+    seen = []
+    real = type(pm.hyper).__call__
+    monkeypatch.setattr(type(pm.hyper), "__call__", lambda self, x: seen.append(x.shape[1]) or real(self, x))
+    monkeypatch.setattr(engine_model, "HYPER_ROWS_VALUES", pm.hyper.layers[-1].cout * 16 * 4 * 4)  # 4 rows
+    z = np.zeros((pm.N, 40, 4), np.int64)
+    rows = pm._hyper_rows(z)
+    for r in range(0, 160, 7):
+        rows(r, r + 7)
+    assert seen and max(seen) <= 4 + 2 * engine_model.HYPER_HALO
+    assert sum(seen) < 40 * 3

@@ -35,6 +35,13 @@ from .hypernet import FRAC, IntegerHyperSynthesis, ScaleIndex, exact_exp, scale_
 SUPPORTED = ("gained-mean-scale-hyperprior", "gained-context-hyperprior")
 #: hyper-latent symbols are clipped to this magnitude at both ends (real ones stay within a few hundred)
 Z_LIMIT = 1 << 13
+#: the hyper-synthesis runs by blocks of about this many output values (int64: 64 MB; with its activations a block
+#: peaks at ~5 times that) plus a halo; a smaller block recomputes more halo rows (a 100 MP image: 13 hyper-latent
+#: rows a block, 4 of halo; 53 s against 44 s for the whole at once, one thread; 2²²: 65 s)
+HYPER_ROWS_VALUES = 1 << 23
+#: hyper-latent rows of halo above and below each block: as many as its layers reach (two 5×5 stride-2 transposed
+#: convolutions and a 3×3 convolution reach 1 + 1/2 + 1/4 rows), so each block's kept rows are the whole's
+HYPER_HALO = 2
 
 
 def supports(info: ModelInfo) -> bool:
@@ -97,13 +104,42 @@ class PortableModel:
     def _hyper(self, z_sym: np.ndarray, offset: np.ndarray | None = None) -> np.ndarray:
         """The integer hyper-synthesis output (2M, h, w) int64 in units 2**-FRAC (the scales, then the means) of
         the hyper-latent symbols (N, h/4, w/4); ``offset`` (2M, h, w) int64 is added to it (a conditioned codec)."""
+        rows = self._hyper_rows(z_sym, offset)
+        return rows(0, 4 * z_sym.shape[1])
+
+    def _hyper_rows(self, z_sym: np.ndarray, offset: np.ndarray | None = None):
+        """:meth:`_hyper` as a function ``(r0, r1) → p[:, r0:r1]``, called on consecutive row ranges top to bottom:
+        computed by blocks of :data:`HYPER_ROWS_VALUES` output values (hyper-latent rows plus a halo of
+        :data:`HYPER_HALO` rows, cropped), the same integers as the whole. On the whole latent at once its int64
+        activations and output took ~20 bytes per image pixel (2 GB of a 100 MP image's 3.4 GB peak to compress)."""
+        n, zh, zw = z_sym.shape
         z_int = (np.clip(z_sym, -Z_LIMIT, Z_LIMIT) << FRAC) + self.median_units[:, None, None]
-        p = self.hyper(z_int)
-        if offset is not None:
-            if offset.shape != p.shape:
-                raise FormatError("latent layout does not match the model (condition)")
-            p = p + offset
-        return p
+        cout = self.hyper.layers[-1].cout
+        if offset is not None and offset.shape != (cout, 4 * zh, 4 * zw):
+            raise FormatError("latent layout does not match the model (condition)")
+        step = max(1, HYPER_ROWS_VALUES // max(1, cout * 16 * zw))  # hyper-latent rows per block
+        held = {"top": 0, "p": np.empty((cout, 0, 4 * zw), np.int64)}  # output rows [top, top + len) computed
+
+        def rows(r0: int, r1: int) -> np.ndarray:
+            r1 = min(r1, 4 * zh)
+            top, p = held["top"], held["p"]
+            if r0 < top:
+                raise ValueError("hyper-synthesis rows asked out of order")
+            if r0 < top + p.shape[1]:
+                p, top = p[:, r0 - top:], r0  # (rows above r0 are not asked again)
+            else:  # (rows skipped: from the hyper-latent row of r0)
+                p, top = p[:, :0], r0 // 4 * 4
+            while top + p.shape[1] < r1:
+                a = (top + p.shape[1]) // 4  # the next hyper-latent row (blocks end on whole rows)
+                b = zh if step >= zh else min(zh, a + step)
+                lo, hi = max(0, a - HYPER_HALO), min(zh, b + HYPER_HALO)
+                block = self.hyper(z_int[:, lo:hi])[:, 4 * (a - lo): 4 * (b - lo)]
+                p = np.concatenate([p, block], axis=1) if p.shape[1] else block
+            held["top"], held["p"] = top, p
+            out = p[:, r0 - top: r1 - top]
+            return out + offset[:, r0:r1] if offset is not None else out
+
+        return rows
 
     def _z_tables_index(self, shape) -> np.ndarray:
         return np.broadcast_to(np.arange(self.N, dtype=np.int64)[:, None, None], shape)
@@ -116,10 +152,10 @@ class PortableModel:
         z_sym = np.rint(z.astype(np.float64) - self.medians[:, None, None]).astype(np.int64)
         np.clip(z_sym, -Z_LIMIT, Z_LIMIT, out=z_sym)
         strings = [self.z_tables.encode(z_sym, self._z_tables_index(z_sym.shape))]
-        p = self._hyper(z_sym, offset)
+        p = self._hyper_rows(z_sym, offset)
         for r in range(0, y.shape[-2], strip_rows):
             s = slice(r, r + strip_rows)
-            strings.append(self._encode_strip(y[:, s], p[:, s]))
+            strings.append(self._encode_strip(y[:, s], p(r, r + strip_rows)))
         return strings
 
     def decode_units(self, strings: list[bytes], z_shape: tuple[int, int], strip_rows: int,
@@ -130,14 +166,14 @@ class PortableModel:
         z_sym = self.z_tables.decode(strings[0], self._z_tables_index((self.N, h, w)).reshape(-1))
         if z_sym.size != n:
             raise FormatError("latent layout does not match the model")
-        p = self._hyper(z_sym.reshape(self.N, h, w), offset)
+        p = self._hyper_rows(z_sym.reshape(self.N, h, w), offset)
         rows = list(range(0, 4 * h, strip_rows))
         if len(strings) != 1 + len(rows):
             raise FormatError("latent layout does not match the model (strip count)")
         units = np.empty((self.M, 4 * h, 4 * w), np.int64)
         for r, data in zip(rows, strings[1:]):
             s = slice(r, r + strip_rows)
-            units[:, s] = self._decode_strip(data, p[:, s])
+            units[:, s] = self._decode_strip(data, p(r, r + strip_rows))
         return units
 
     def _encode_strip(self, y: np.ndarray, p: np.ndarray) -> bytes:
