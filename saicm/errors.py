@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
+import threading
 import warnings
 
 
@@ -145,8 +146,12 @@ def install_warning_format() -> None:
     warnings.filterwarnings("ignore", message=r"Image size \(\d+ pixels\) exceeds limit of \d+ pixels, could be "
                             "decompression bomb")
     warnings.formatwarning = format_warning
+    global _command_line
+    _command_line = True
 
 
+#: whether this process is saicm's command line (or a worker of its folder job): :func:`install_warning_format` ran
+_command_line = False
 #: the warnings :func:`warnings_naming` has said in this process: each once, as Python's default filter shows them
 #: (recording a file's warnings makes Python forget which it has shown)
 _SAID: set = set()
@@ -158,10 +163,15 @@ def warnings_naming(path):
     """Inside, the warnings raised are said on the way out: other libraries' in one line naming ``path`` and where
     they come from (Pillow's "Corrupt EXIF data", under which a photo's orientation may be lost, was Python's two
     lines naming a Pillow source line, once per process: which of a folder's files had it, unsaid); saicm's own as
-    they were. Each once per process."""
+    they were. Each once per process.
+
+    The command line's alone (its process and its workers, on their main thread): recording swaps the process's
+    warning state for every thread (``warnings.catch_warnings`` is not thread-safe), so a library call (``saicm.eval.rd.
+    load_rgb_folder`` in a service) captured the caller's other threads' warnings, said them as a ``SaicmWarning``
+    naming one of its images, and changed Pillow's own warnings' category."""
     global _naming
-    if _naming:  # (inside another: the outer one names its file)
-        yield
+    if _naming or not _command_line or threading.current_thread() is not threading.main_thread():
+        yield  # (inside another: the outer one names its file; a library's caller: its warnings as they are)
         return
     caught: list = []
     try:

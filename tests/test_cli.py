@@ -401,14 +401,17 @@ def test_a_folder_jobs_lines_are_each_one_write(tmp_path, monkeypatch):
     assert sum(c.startswith("saicm compress: ") for c in err.calls) == 2
 
 
-def test_a_librarys_warning_reading_an_image_of_a_set_names_the_image(tmp_path):
+def test_a_librarys_warning_reading_an_image_of_a_set_names_the_image(tmp_path, monkeypatch):
     """`saicm eval`, `train` and `masks` read their images through read_without_limit_option: Pillow's "Corrupt EXIF
     data" was Python's two lines naming TiffImagePlugin.py, once per process, whichever of the set's images had it.
     It is a SaicmWarning naming the image (once per image and process), its origin in brackets."""
     import warnings
 
+    from saicm import errors
     from saicm.codec.image_io import read_without_limit_option
     from saicm.errors import SaicmWarning
+
+    monkeypatch.setattr(errors, "_command_line", True)  # (as install_warning_format leaves it: the command line)
 
     exif = (b"Exif\x00\x00II*\x00\x08\x00\x00\x00\x05\x00\x12\x01\x03\x00\x01\x00\x00\x00\x09\x00\x00\x00"
             b"\x0f\x01\x02\x00\xff\x00\x00\x00\x00\xff\x00\x00")
@@ -422,6 +425,49 @@ def test_a_librarys_warning_reading_an_image_of_a_set_names_the_image(tmp_path):
     assert [str(w.message).split(": ")[0] for w in corrupt] == [str(tmp_path / "a.jpg"), str(tmp_path / "b.jpg")]
     assert all(w.category is SaicmWarning and str(w.message).endswith("(UserWarning, TiffImagePlugin.py:982)")
                for w in corrupt), [str(w.message) for w in corrupt]
+
+
+def test_reading_an_image_of_a_set_from_python_leaves_the_callers_warnings_alone(tmp_path, monkeypatch):
+    """From Python (``saicm.eval.rd.load_rgb_folder`` in a service), the reading recorded every warning of the process
+    (``warnings.catch_warnings`` swaps its state for all threads): another thread's warning of the caller's came out
+    as a SaicmWarning naming the image, and Pillow's own lost its category. Only the command line names them."""
+    import threading
+    import warnings
+
+    from saicm import errors
+    from saicm.codec.image_io import read_without_limit_option
+    from saicm.errors import SaicmWarning
+
+    monkeypatch.setattr(errors, "_command_line", False)  # (a library's caller: no command line ran in this process)
+    exif = (b"Exif\x00\x00II*\x00\x08\x00\x00\x00\x05\x00\x12\x01\x03\x00\x01\x00\x00\x00\x09\x00\x00\x00"
+            b"\x0f\x01\x02\x00\xff\x00\x00\x00\x00\xff\x00\x00")
+    Image.new("RGB", (32, 24), "red").save(tmp_path / "a.jpg", exif=exif)
+    started, done = threading.Event(), threading.Event()
+
+    def callers_thread():
+        started.wait(30)
+        warnings.warn("the caller's own warning", RuntimeWarning)
+        done.set()
+
+    from saicm.codec import image_io
+
+    real = image_io.load_image
+
+    def load_image(path):  # (the caller's thread warns while the image is read)
+        started.set()
+        done.wait(30)
+        return real(path)
+
+    monkeypatch.setattr(image_io, "load_image", load_image)
+    t = threading.Thread(target=callers_thread)
+    t.start()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        read_without_limit_option(tmp_path / "a.jpg", "eval")
+        t.join(30)
+    said = {str(w.message): w.category for w in caught}
+    assert said.get("the caller's own warning") is RuntimeWarning, said
+    assert not any(c is SaicmWarning for c in said.values()), said
 
 
 def test_folder_output_names_never_collide():
