@@ -245,3 +245,39 @@ def test_a_kernel_cache_folder_torch_cannot_make_stops_a_folder_job_once(tmp_pat
     lines = r.stderr.strip().splitlines()
     assert "Traceback" not in r.stderr and len(lines) == 1, r.stderr
     assert "TORCHINDUCTOR_CACHE_DIR" in lines[0] and r.returncode == 2
+
+
+def test_a_shared_library_pytorch_cannot_load_is_not_told_as_its_kernel_cache_folder(monkeypatch):
+    """An ``OSError`` while PyTorch's compiler is imported was always told as the kernel cache folder it could not
+    make (TMPDIR to move), and remembered for the process: a shared library it could not load (dlopen's error, no
+    errno: ``libcudnn.so.9: cannot open shared object file``) is no folder's, and passes as it is, not remembered.
+    A folder's error (an errno) is still the one line."""
+    import importlib.abc
+
+    import pytest
+
+    from saicm.errors import SaicmError
+    from saicm.train import compiling
+
+    class Failing(importlib.abc.MetaPathFinder):
+        def __init__(self, error):
+            self.error = error
+
+        def find_spec(self, name, path=None, target=None):
+            if name == "torch._dynamo":
+                raise self.error
+            return None
+
+    import torch  # noqa: F401
+
+    monkeypatch.delitem(sys.modules, "torch._dynamo", raising=False)
+    monkeypatch.setattr(compiling, "_kernel_cache_failed", None)
+    dlopen = OSError("libcudnn.so.9: cannot open shared object file: No such file or directory")
+    monkeypatch.setattr(sys, "meta_path", [Failing(dlopen), *sys.meta_path])
+    with pytest.raises(OSError) as caught:
+        compiling.import_dynamo()
+    assert caught.value is dlopen and compiling.check_kernel_cache(raise_=False) is None
+    monkeypatch.setattr(sys, "meta_path", [Failing(PermissionError(13, "Permission denied", "/tmp/torchinductor_x")),
+                                           *sys.meta_path[1:]])
+    with pytest.raises(SaicmError, match="kernel cache folder.*TORCHINDUCTOR_CACHE_DIR"):
+        compiling.import_dynamo()

@@ -14,12 +14,9 @@ lines from ``saicm eval`` or ``saicm demo``.
 
 import warnings
 
-from ..train.compiling import check_kernel_cache, kernel_cache_error
+from ..train.compiling import importing_dynamo
 
-check_kernel_cache()  # (an import that failed before is not retried: see there)
-try:
+with importing_dynamo():  # (an import that failed before is not retried: see there)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=r"`torch\.jit\.script` is deprecated", category=FutureWarning)
         import compressai  # noqa: F401
-except OSError as e:
-    raise kernel_cache_error(e) from None

@@ -79,15 +79,27 @@ def check_kernel_cache(raise_: bool = True) -> SaicmError | None:
     return err
 
 
-def import_dynamo() -> None:
-    """Import ``torch._dynamo`` (its first importer: CompressAI, or an optimiser's first parameter group), a failure
-    to make the kernel cache folder one line (:func:`kernel_cache_error`): NeRV's fit was a traceback of ~30 lines
-    at its first optimiser."""
+@contextlib.contextmanager
+def importing_dynamo():
+    """Inside, an import that imports ``torch._dynamo``: a failure to make the kernel cache folder is one line
+    (:func:`kernel_cache_error`), and one earlier in the process is raised again at once. An ``OSError`` without
+    an errno is no folder's: a shared library that PyTorch could not load (``libcudnn.so.9: cannot open shared
+    object file``) passes as it is (it was told as the kernel cache folder, with TMPDIR to move, and remembered)."""
     check_kernel_cache()
     try:
-        import torch._dynamo  # noqa: F401
+        yield
     except OSError as e:
+        if e.errno is None:
+            raise
         raise kernel_cache_error(e) from None
+
+
+def import_dynamo() -> None:
+    """Import ``torch._dynamo`` (its first importer: CompressAI, or an optimiser's first parameter group), a failure
+    to make the kernel cache folder one line (:func:`importing_dynamo`): NeRV's fit was a traceback of ~30 lines
+    at its first optimiser."""
+    with importing_dynamo():
+        import torch._dynamo  # noqa: F401
 
 
 class CompiledStep:
