@@ -325,3 +325,19 @@ def test_a_public_functions_docstring_names_its_parameters_and_no_other(name):
     named = set(re.findall(r"``([a-z_][a-z0-9_]*)``\s*:", doc)) | set(re.findall(r"``([a-z_][a-z0-9_]*)=", doc))
     gone = sorted(named - set(params))
     assert not gone, f"{name}: the docstring names parameters it does not take: {gone}"
+
+
+def test_the_docs_and_the_code_name_one_next_version():
+    """What is not released yet is said "since 0.31.0" in the docs and the code: one next version, not two (a
+    training.md line said 0.30.1 beside usage.md's, evaluation.md's and bdrate's 0.31.0)."""
+    root = PKG.parent
+    current = tuple(int(x) for x in re.search(r'__version__ = "(\d+)\.(\d+)\.(\d+)"',
+                                              (PKG / "__init__.py").read_text()).groups())
+    named = re.compile(r"\b(?:since|until|before|after|from|in|saicm) (?:saicm )?(\d+)\.(\d+)\.(\d+)\b")
+    later: dict[tuple, list[str]] = {}
+    for path in [root / "README.md", *sorted((root / "docs").rglob("*.md")), *sorted(PKG.rglob("*.py"))]:
+        for m in named.finditer(path.read_text(encoding="utf-8")):
+            v = tuple(int(x) for x in m.groups())
+            if v > current:
+                later.setdefault(v, []).append(str(path.relative_to(root)))
+    assert len(later) <= 1, later
