@@ -1593,6 +1593,9 @@ def _main_runs_the_function_given(monkeypatch) -> None:
         def parse_args(self, argv):
             return argparse.Namespace(func=argv[0])
 
+        def parse_known_args(self, argv):  # (what main() calls: an unknown option is its command's parser's to refuse)
+            return self.parse_args(argv), []
+
     monkeypatch.setattr(cli, "build_parser", lambda: Parser())
 
 
