@@ -746,6 +746,8 @@ def test_without_pytorch_the_api_names_what_to_install(tmp_path):
     assert r.stdout.count("refused: this needs torch") == 3 and r.stdout.count('pip install "saicm[train]"') == 4
     # (the old file: its format is why, said, as "this needs torch" alone did not)
     assert "q1.saicm: a format-1 stream decodes with PyTorch and CompressAI's coder (saicm before 0.4.0" in r.stdout
+    # (and today's writers of it: a TCM model's file is no old file; docs/format.md)
+    assert "--engine compressai and the models the portable engine does not code, such as TCM" in r.stdout
     v1 = ROOT / "tests/reference/astronaut-96x64-scalable-b1-h4-v1.saicm"  # a two-layer file of saicm 0.3/0.4
     r = run_without_torch("import saicm\nfor layer in ('human', 'machine'):\n    try:\n"
                           f"        saicm.decompress(r'{v1}', layer=layer)\n"
@@ -753,6 +755,7 @@ def test_without_pytorch_the_api_names_what_to_install(tmp_path):
     assert r.returncode == 0, r.stderr
     lines = r.stdout.splitlines()
     assert "v1.saicm: a human layer of version 1 decodes with PyTorch" in lines[0] and "torch" in lines[0]
+    assert "the scalable models the portable engine does not code" in lines[0]
     assert "v1.saicm: a format-1 stream decodes with PyTorch" in lines[1] and "saicm[train]" in lines[1]
     clip = ROOT / "tests/reference/shapes-64x48-8f-tiny.saicmv"  # a clip's network needs PyTorch, its checks too
     r = run_without_torch(f"import saicm\ntry:\n    saicm.describe(r'{clip}')\n"

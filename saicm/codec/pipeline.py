@@ -377,7 +377,8 @@ def decompress_stream(data: bytes, model=None, layer: str = "auto", max_pixels: 
         rgb = decode(stream, model, engine, max_pixels)
         return Decoded(image=stream_image(rgb, stream), stream=stream, layer="machine")
     with needing_pytorch(f"a format-{stream.header.version} stream decodes with PyTorch and CompressAI's coder "
-                         "(saicm before 0.4.0 wrote it, or --engine compressai did)"):
+                         "(saicm before 0.4.0 wrote it; since, --engine compressai and the models the portable "
+                         "engine does not code, such as TCM, do)"):
         net, _ = open_stream(stream, model, max_pixels)
     h = stream.header
     if h.version == container.STRIPS_VERSION:  # large image: synthesis by tiles straight into uint8

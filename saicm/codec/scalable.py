@@ -212,7 +212,8 @@ def decode_human(machine: bytes, human: bytes, model=None, max_pixels: int | Non
     if engine not in ("auto", "compressai"):
         raise ModelError("a human layer of version 1 decodes with --engine auto or compressai")
     with needing_pytorch("a human layer of version 1 decodes with PyTorch and CompressAI's coder (saicm 0.3 and 0.4 "
-                         "wrote it, or --engine compressai did)"):
+                         "wrote it; since, --engine compressai and the scalable models the portable engine does not "
+                         "code do)"):
         image = _decode_compressai(stream, layer, info, max_pixels)
     return Decoded(image=image, stream=stream, layer="human")
 
