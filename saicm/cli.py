@@ -550,7 +550,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args, unknown = parser.parse_known_args(argv)
     if unknown:  # (what parse_args does, with the command's own usage line)
-        getattr(args, "_parser", parser).error(f"unrecognized arguments: {' '.join(unknown)}")
+        given = list(sys.argv[1:] if argv is None else argv)
+        command_at = given.index(args.command) if args.command in given else len(given)
+        before = any(tok in given[:command_at] for tok in unknown)  # (saicm --bogus compress: not compress's)
+        (parser if before else getattr(args, "_parser", parser)).error(
+            f"unrecognized arguments: {' '.join(unknown)}")
     _warn_unexpanded_home(args)
     stdout = _checked_stdout_on()
     try:

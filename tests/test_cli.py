@@ -1914,3 +1914,7 @@ def test_an_unknown_option_is_refused_with_the_commands_own_usage(capsys):
         assert e.value.code == 2 and err.startswith(f"usage: {prog} "), err
         assert ("--quality" if prog == "saicm compress" else "--max-pixels") in err  # (the command's options shown)
         assert err.rstrip().endswith(f"{prog}: error: unrecognized arguments: --bogus"), err
+    with pytest.raises(SystemExit):  # an option before the command is not the command's
+        main(["--bogus", "compress", "x.jpg"])
+    err = capsys.readouterr().err
+    assert err.startswith("usage: saicm [-h]") and err.rstrip().endswith("saicm: error: unrecognized arguments: --bogus")
