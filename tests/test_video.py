@@ -1171,3 +1171,26 @@ def test_frames_advises_the_masks_encode_advises(clip_mkv, tmp_path, capsys):
 
     video = build_parser()._subparsers._group_actions[0].choices["video"]
     assert "--edge-width 3" in video._subparsers._group_actions[0].choices["frames"].description
+
+
+def test_reading_a_clip_off_the_main_thread_leaves_other_threads_warnings_alone(tmp_path):
+    """The once-per-clip warning recorded every thread's warnings while a frame was read (catch_warnings swaps the
+    process's state): off the main thread (a service's worker) frames are read with no recording, each saying its
+    own (the review's open item)."""
+    import threading
+    import warnings
+
+    from saicm.errors import SaicmWarning
+    from saicm.video.io import read_clip
+
+    dark = np.arange(24 * 40, dtype=np.uint16).reshape(24, 40)
+    for i in range(3):
+        Image.fromarray(dark).save(tmp_path / f"frame_00000{i}.png")
+    out = {}
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        t = threading.Thread(target=lambda: out.setdefault("clip", read_clip(tmp_path)))
+        t.start()
+        t.join()
+    said = [str(w.message) for w in caught if issubclass(w.category, SaicmWarning)]
+    assert out["clip"].n == 3 and len(said) == 3 and not any("first such frame" in s for s in said), said

@@ -421,11 +421,16 @@ def _frame_pixels(read, im, path: Path, said: set[str]) -> np.ndarray:
     """``read(im, path)`` (the image reader's pixels of a frame), its warnings about the frame (16-bit samples that
     stay below 4096, …) given for the first frame that has them only: every frame of a clip alike printed one line
     each, a thousand for a thousand frames."""
+    import threading
     import warnings
 
     from ..errors import SaicmWarning
     from ..errors import warn as saicm_warn
 
+    if threading.current_thread() is not threading.main_thread():
+        # (recording swaps the process's warning state for every thread: a service's other threads' warnings would
+        # be held and said from here; off the main thread each frame says its own, as any image read does)
+        return read(im, str(path))
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         out = read(im, str(path))
