@@ -1115,6 +1115,30 @@ def test_hyper_synthesis_by_blocks_is_the_whole(monkeypatch):
         pm._hyper_rows(z, offset[:, :-1])
 
 
+def test_the_blocks_halo_is_what_the_hyper_synthesis_reaches_for_any_kernels(monkeypatch):
+    """The halo was a constant 2 rows, right for the shipped 5×5, 5×5, 3×3 alone (the review's open item): a model
+    with larger kernels (an imported one) would have decoded blocks unlike the whole. It is the network's reach."""
+    import copy
+
+    from saicm.engine import model as engine_model
+    from saicm.models.catalog import resolve
+
+    pm = copy.copy(engine_model.load(resolve(V5)))
+    rng = np.random.default_rng(3)
+    n, m2 = pm.N, pm.hyper.layers[-1].cout
+    layers = [hypernet._layer(rng.normal(0, 0.05, (n, n, 9, 9)), rng.normal(0, 0.1, n), transposed=True, leaky=True),
+              hypernet._layer(rng.normal(0, 0.05, (n, n, 9, 9)), rng.normal(0, 0.1, n), transposed=True, leaky=True),
+              hypernet._layer(rng.normal(0, 0.05, (m2, n, 7, 7)), rng.normal(0, 0.1, m2), transposed=False, leaky=False)]
+    pm.hyper = hypernet.IntegerConvStack(layers)
+    assert pm.hyper.reach == 4  # 2 + 2/2 + 3/4
+    z = rng.integers(-20, 21, size=(n, 9, 3)).astype(np.int64)
+    whole = pm.hyper((z << hypernet.FRAC) + pm.median_units[:, None, None])
+    monkeypatch.setattr(engine_model, "HYPER_ROWS_VALUES", 1)  # blocks of one hyper-latent row
+    rows = pm._hyper_rows(z)
+    for r in range(0, 36, 4):
+        np.testing.assert_array_equal(rows(r, r + 4), whole[:, r: r + 4])
+
+
 def test_hyper_synthesis_memory_is_bounded_by_blocks(monkeypatch):
     """The block's int64 output, not the latent's, bounds what the hyper-synthesis holds: every call of the integer
     network gets at most the block's rows plus the halo."""
@@ -1130,5 +1154,5 @@ def test_hyper_synthesis_memory_is_bounded_by_blocks(monkeypatch):
     rows = pm._hyper_rows(z)
     for r in range(0, 160, 7):
         rows(r, r + 7)
-    assert seen and max(seen) <= 4 + 2 * engine_model.HYPER_HALO
+    assert pm.hyper.reach == 2 and seen and max(seen) <= 4 + 2 * pm.hyper.reach
     assert sum(seen) < 40 * 3

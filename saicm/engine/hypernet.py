@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import math
 from contextlib import nullcontext
+from fractions import Fraction
 from dataclasses import dataclass
 
 import numpy as np
@@ -214,6 +215,20 @@ class IntegerConvStack:
     @property
     def in_channels(self) -> int:
         return self.layers[0].cin
+
+    @property
+    def reach(self) -> int:
+        """Input rows above and below that one output row depends on (rounded up): a transposed convolution reaches
+        ⌈(k//2)/2⌉ of its input rows, a convolution k//2, each at its input's resolution (the hyper-synthesis of
+        the shipped models, 5×5, 5×5, 3×3: 1 + 1/2 + 1/4 → 2)."""
+        total, scale = Fraction(0), 1
+        for layer in self.layers:
+            if layer.transposed:
+                total += Fraction(-(-(layer.k // 2) // layer.stride), scale)
+                scale *= layer.stride
+            else:
+                total += Fraction(layer.k // 2, scale)
+        return math.ceil(total)
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         """(Cin, h, w) int64 → (Cout, h', w') int64; the input saturates at ±ACT_LIMIT like every activation."""

@@ -39,9 +39,9 @@ Z_LIMIT = 1 << 13
 #: peaks at ~5 times that) plus a halo; a smaller block recomputes more halo rows (a 100 MP image: 13 hyper-latent
 #: rows a block, 4 of halo; 53 s against 44 s for the whole at once, one thread; 2²²: 65 s)
 HYPER_ROWS_VALUES = 1 << 23
-#: hyper-latent rows of halo above and below each block: as many as its layers reach (two 5×5 stride-2 transposed
-#: convolutions and a 3×3 convolution reach 1 + 1/2 + 1/4 rows), so each block's kept rows are the whole's
-HYPER_HALO = 2
+#: the halo of hyper-latent rows above and below each block is as many rows as the network's layers reach
+#: (:attr:`saicm.engine.hypernet.IntegerConvStack.reach`: 2 for the shipped models' 5×5, 5×5, 3×3), so each block's
+#: kept rows are the whole's for any kernel sizes a model brings
 
 
 def supports(info: ModelInfo) -> bool:
@@ -110,7 +110,7 @@ class PortableModel:
     def _hyper_rows(self, z_sym: np.ndarray, offset: np.ndarray | None = None):
         """:meth:`_hyper` as a function ``(r0, r1) → p[:, r0:r1]``, called on consecutive row ranges top to bottom:
         computed by blocks of :data:`HYPER_ROWS_VALUES` output values (hyper-latent rows plus a halo of
-        :data:`HYPER_HALO` rows, cropped), the same integers as the whole. On the whole latent at once its int64
+        the network's reach in rows, cropped), the same integers as the whole. On the whole latent at once its int64
         activations and output took ~20 bytes per image pixel (2 GB of a 100 MP image's 3.4 GB peak to compress)."""
         n, zh, zw = z_sym.shape
         z_int = (np.clip(z_sym, -Z_LIMIT, Z_LIMIT) << FRAC) + self.median_units[:, None, None]
@@ -118,6 +118,7 @@ class PortableModel:
         if offset is not None and offset.shape != (cout, 4 * zh, 4 * zw):
             raise FormatError("latent layout does not match the model (condition)")
         step = max(1, HYPER_ROWS_VALUES // max(1, cout * 16 * zw))  # hyper-latent rows per block
+        halo = self.hyper.reach
         held = {"top": 0, "p": np.empty((cout, 0, 4 * zw), np.int64)}  # output rows [top, top + len) computed
 
         def rows(r0: int, r1: int) -> np.ndarray:
@@ -132,7 +133,7 @@ class PortableModel:
             while top + p.shape[1] < r1:
                 a = (top + p.shape[1]) // 4  # the next hyper-latent row (blocks end on whole rows)
                 b = zh if step >= zh else min(zh, a + step)
-                lo, hi = max(0, a - HYPER_HALO), min(zh, b + HYPER_HALO)
+                lo, hi = max(0, a - halo), min(zh, b + halo)
                 block = self.hyper(z_int[:, lo:hi])[:, 4 * (a - lo): 4 * (b - lo)]
                 p = np.concatenate([p, block], axis=1) if p.shape[1] else block
             held["top"], held["p"] = top, p
