@@ -152,10 +152,9 @@ def cmd_bdrate(a: argparse.Namespace) -> int:
             rows.append({"codec": test["codec"], "file": str(path), "bd_rate": None, "reason": str(e)})
             continue
         note = f"  [dropped non-monotone points: {len(r.dropped)}]" if r.dropped else ""
-        a_imgs, t_imgs = set(anchor.get("per_image") or ()), set(test.get("per_image") or ())
-        if a_imgs and t_imgs and a_imgs != t_imgs:  # (--ci refuses such a pair; a plain BD-rate says so)
-            note += (f"  [WARNING: other images than the anchor's: {len(t_imgs)} vs {len(a_imgs)}, "
-                     f"{len(a_imgs & t_imgs)} shared]")
+        other = results.other_images(anchor, test)
+        if other:  # (--ci refuses such a pair; a plain BD-rate says so)
+            note += f"  [WARNING: {other}]"
         unlike = results.comparison_warnings(anchor, test, a.metric)  # (a BD-rate of unlike measurements)
         for why in unlike:
             note += f"  [WARNING: {why}: not comparable]"
@@ -168,7 +167,7 @@ def cmd_bdrate(a: argparse.Namespace) -> int:
                "not_comparable": unlike}  # (the table's warning, for `--json | jq`: empty when nothing differs)
         if ci is not None:
             failed = f", {ci.failed} gave none" if ci.failed else ""
-            n = len(a_imgs)
+            n = len(anchor.get("per_image") or ())
             few = (f"  [WARNING: {n} images: too few for the interval to mean much (a bootstrap over images "
                    f"needs tens)]" if n < FEW_IMAGES else "")
             bc = ", bias-corrected" if ci.method == "bc" else ""

@@ -20,7 +20,7 @@ from .bdrate import BDRateError, bd_rate
 from .paths import display_path, display_spec
 from .plots import (METRIC_LABELS, check_metric, curves_description, curves_figure, figure_style, matplotlib_agg,
                     measured)
-from .results import NOT_SCORES, comparison_warnings, curve
+from .results import NOT_SCORES, comparison_warnings, curve, other_images
 
 
 def _svg_curves(results: list[dict], metric: str, key: str) -> str:
@@ -81,6 +81,8 @@ def _bd_table(results: list[dict], metric: str) -> str:
             cell = f"{r.percent:+.1f}%"
             note = f"{r.interval[0]:.2f}–{r.interval[1]:.2f}" + (f"; {len(r.dropped)} non-monotone point(s) dropped"
                                                                   if r.dropped else "")
+            other = other_images(anchor, res)  # (as `saicm bdrate` says it: a folder changed between the runs)
+            note += f"; WARNING: {other}" if other else ""
             note += "".join(f"; WARNING: {why}: not comparable" for why in comparison_warnings(anchor, res, metric))
         except (BDRateError, Exception) as e:  # noqa: B014 — any missing metric is shown, not fatal
             cell, note = "n/a", str(e)

@@ -284,6 +284,15 @@ def comparison_warnings(anchor: dict, test: dict, metric: str) -> list[str]:
     return out
 
 
+def other_images(anchor: dict, test: dict) -> str | None:
+    """Why ``test`` was not measured on the anchor's images (names in ``per_image``: a folder that gained or lost
+    images between the two runs), or None (the same names, or a file without per-image entries)."""
+    a, t = set(anchor.get("per_image") or ()), set(test.get("per_image") or ())
+    if a and t and a != t:
+        return f"other images than the anchor's: {len(t)} vs {len(a)}, {len(a & t)} shared"
+    return None
+
+
 def same_names(runs, what: str = "rows and the anchor") -> list[str]:
     """One warning per codec name that more than one of ``runs`` carries (``what``: what cannot then be told apart).
     Runs of one codec kept from two saicm versions or two data sets name it alike (``photos-test_jpeg.json`` and
