@@ -31,3 +31,17 @@ def write_line(text: str, stream=None) -> None:
     stream = sys.stderr if stream is None else stream
     stream.write(text + "\n")
     stream.flush()
+
+
+def time_left(done: float, total: float, elapsed: float) -> str:
+    """``", about 3 min left"`` at the mean rate so far (``done`` of ``total`` units in ``elapsed`` seconds); "" before
+    any unit is done. A status line off a terminal said how far a quality had come, not when the run would end (the
+    bar on a terminal shows its time left)."""
+    if done <= 0 or total <= done:
+        return ""
+    left = elapsed / done * (total - done)
+    if left < 90:
+        return f", about {max(1, round(left))} s left"
+    if left < 5400:
+        return f", about {round(left / 60)} min left"
+    return f", about {int(left // 3600)} h {round(left % 3600 / 60):02d} min left"

@@ -338,8 +338,13 @@ def _points(codec: Codec, images: dict[str, Image.Image], qualities: list, task:
     from .._provenance import machine
     from ..errors import SaicmError
     from ..errors import warn as saicm_warn
+    from .._progress import time_left
 
     here, timed = machine(), {"elsewhere": 0, "unrecorded": 0}
+    # (the units of the coding and the task at each point, as the bar counts them after the reference: the status
+    # lines off a terminal say the run's time left, as the bar does on one)
+    units = len(images) * (2 * len(qualities) if task is not None else len(qualities))
+    done, started = 0, time.monotonic()
     for q in qualities:
         rows, decoded = [], {}
         for i, (name, img) in enumerate(images.items(), 1):
@@ -364,7 +369,9 @@ def _points(codec: Codec, images: dict[str, Image.Image], qualities: list, task:
             rows.append(info)
             res["per_image"].setdefault(name, []).append({"quality": q, **info})
             bar.update(1)
-            lines.say(f"{codec.name} quality {q}: {i}/{len(images)} images")
+            done += 1
+            lines.say(f"{codec.name} quality {q}: {i}/{len(images)} images"
+                      + time_left(done, units, time.monotonic() - started))
         point = {"quality": q, "bytes": int(sum(r["bytes"] for r in rows))}
         for key in ("bpp", "psnr", "ms_ssim", "encode_s", "decode_s"):
             point[key] = _mean(rows, key)
@@ -373,6 +380,7 @@ def _points(codec: Codec, images: dict[str, Image.Image], qualities: list, task:
             stop.where = f" in the task model at {codec.name} quality {q}"
             point.update(task.evaluate(decoded, images))
             bar.update(len(images))
+            done += len(images)
         res["points"].append(point)
         say_point(lines, codec.name, qualities, point)
     # (a cached entry's encode_s and decode_s are those of the run that made it: under this run's `machine` they
