@@ -429,3 +429,35 @@ def test_mse_of_8_bit_images_is_the_float_mean_exactly_with_no_float_copies(monk
     finally:
         tracemalloc.stop()
     assert peak < 20e6, peak  # (two blocks of 8 MB at most; the float path held 75 MB)
+
+
+def test_a_task_sweep_with_a_cache_holds_one_decode_at_a_time(tmp_path):
+    """The task read every decode of a rate point from a dict the sweep filled first (memory grew with the folder,
+    the scale audit); with a cache it reads each back from there, the same pixels."""
+    import gc
+    import weakref
+
+    made, alive = [], []
+
+    class Watched(CountingCodec):
+        def decode(self, data):
+            img = super().decode(data)
+            made.append((weakref.ref(img), np.asarray(img).copy()))
+            return img
+
+    class Counting(MeanBrightness):
+        def evaluate(self, images, originals):
+            if images is not originals:
+                gc.collect()
+                alive.append(sum(r() is not None for r, _ in made))
+                seen = [np.asarray(images[n]) for n in images]
+                assert all(np.array_equal(a, px) for a, (_, px) in zip(seen, made[-len(seen):]))
+            return super().evaluate(images, originals)
+
+    folder = {f"{i}.png": Image.fromarray(natural_image(64, 48, seed=i)) for i in range(6)}
+    codec = Watched()
+    cache = DecodeCache(tmp_path / "cache", codec.name, codec.config())
+    res = sweep(codec, folder, [20, 80], task=Counting(), cache=cache, progress=False)
+    assert max(alive) <= 1, alive  # (the last one coded, still in the sweep's hands); it was all 6
+    plain = sweep(Watched(), folder, [20, 80], task=MeanBrightness(), progress=False)  # no cache: held, as before
+    assert [p["brightness"] for p in plain["points"]] == [p["brightness"] for p in res["points"]]

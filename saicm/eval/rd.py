@@ -29,11 +29,12 @@ from .results import new_result
 
 
 class Task(Protocol):
-    """What a sweep asks of a task: metrics (0–100 scale for AP-like ones) on a set of images."""
+    """What a sweep asks of a task: metrics (0–100 scale for AP-like ones) on a set of images (each a mapping of
+    name → image: an image sweep's decodes are read back from its cache as they are asked for, not a dict)."""
 
     name: str
 
-    def evaluate(self, images: dict[str, Image.Image], originals: dict[str, Image.Image]) -> dict: ...
+    def evaluate(self, images: Mapping[str, Image.Image], originals: Mapping[str, Image.Image]) -> dict: ...
 
 
 #: bytes of decoded pixels an :class:`ImageFolder` keeps from its first read (sorted by name, until they are
@@ -146,11 +147,11 @@ class ImageFolder(Mapping):
 
 
 def _code_one(codec: Codec, img: Image.Image, q, cache: DecodeCache,
-              here: dict | None = None) -> tuple[Image.Image, dict, str | None]:
+              here: dict | None = None, ihash: str | None = None) -> tuple[Image.Image, dict, str | None]:
     """(decode, info, where info's timings were measured when not here: "elsewhere" (a cache entry of an earlier
     run on another ``machine()`` than ``here``, or with other threads), "unrecorded" (an entry of saicm 0.29.0 or
-    before, which did not record it), else None)."""
-    ihash = image_hash(img)
+    before, which did not record it), else None). ``ihash``: ``image_hash(img)``, when the caller has it."""
+    ihash = ihash or image_hash(img)
     hit = cache.get(q, ihash)
     if hit is not None:
         dec, info = hit
@@ -172,6 +173,46 @@ def _code_one(codec: Codec, img: Image.Image, q, cache: DecodeCache,
             "psnr": psnr(a, b), "ms_ssim": ms_ssim(a, b), "encode_s": te, "decode_s": td}
     cache.put(q, ihash, dec, dict(info, machine=here))
     return dec, info, None
+
+
+class _Decodes(Mapping):
+    """A rate point's decodes, as its task reads them (name → image, in the order coded): read back from the cache
+    when it holds them, so that a sweep holds one decode at a time (it held every decode of the point for the task:
+    memory grew with the folder, a decoded image per image); held in memory when there is no cache to read them
+    from (``--no-cache``, or one that cannot be written)."""
+
+    def __init__(self, cache: DecodeCache, quality):
+        self._cache, self._quality = cache, quality
+        self._keys: dict[str, str | None] = {}
+        self._held: dict[str, Image.Image] = {}
+
+    def add(self, name: str, key: str, dec: Image.Image) -> None:
+        if self._cache.enabled and self._cache.writable:  # (its entry was written, or found there)
+            self._keys[name] = key
+        else:
+            self._keys[name] = None
+            self._held[name] = dec
+
+    def __getitem__(self, name: str) -> Image.Image:
+        key = self._keys[name]
+        if key is None:
+            return self._held[name]
+        hit = self._cache.get(self._quality, key)
+        if hit is None:
+            from ..errors import SaicmError
+
+            raise SaicmError(f"the decode of {name} at quality {self._quality} went from the cache while the run "
+                             "used it (another process removed it): run again", str(self._cache.dir))
+        return hit[0]
+
+    def __contains__(self, name) -> bool:
+        return name in self._keys
+
+    def __iter__(self):
+        return iter(self._keys)
+
+    def __len__(self) -> int:
+        return len(self._keys)
 
 
 def _mean(rows: list[dict], key: str) -> float | None:
@@ -346,12 +387,13 @@ def _points(codec: Codec, images: dict[str, Image.Image], qualities: list, task:
     units = len(images) * (2 * len(qualities) if task is not None else len(qualities))
     done, started = 0, time.monotonic()
     for q in qualities:
-        rows, decoded = [], {}
+        rows, decoded = [], _Decodes(cache, q)
         for i, (name, img) in enumerate(images.items(), 1):
             stop.where = f" at {codec.name} quality {q}, image {i} of {len(images)}"
             stop.coding = True
             try:
-                dec, info, elsewhere = _code_one(codec, img, q, cache, here)
+                key = image_hash(img) if task is not None else None
+                dec, info, elsewhere = _code_one(codec, img, q, cache, here, key)
             except SaicmError:
                 if stop.requested:  # (an ffmpeg of the same process group, stopped by the same signal)
                     raise KeyboardInterrupt from None
@@ -363,7 +405,7 @@ def _points(codec: Codec, images: dict[str, Image.Image], qualities: list, task:
                 bar.update(1)
                 raise KeyboardInterrupt
             if task is not None:  # (its input; without one, a decode is measured and dropped)
-                decoded[name] = dec
+                decoded.add(name, key, dec)
             if elsewhere:
                 timed[elsewhere] += 1
             rows.append(info)
