@@ -315,6 +315,36 @@ def test_sam_source_runs_end_to_end_with_a_random_tiny_model(tmp_path, tiny_sam_
     assert Image.open(out / "x.png").size == (80, 64)
 
 
+def test_a_sam_folder_records_its_checkpoint_and_refuses_another(tmp_path, tiny_sam_checkpoint, capsys):
+    """Resuming a SAM mask folder with other weights of the same variant (another fine-tune, a random init) mixed
+    two models' masks under one record: the record named the variant, not the weights."""
+    from saicm.cli import main
+    from saicm.masks.sam import build_sam
+
+    torch.manual_seed(1)
+    other = tmp_path / "other_tiny.pth"
+    torch.save(build_sam("vit_tiny", None).state_dict(), other)
+    d = tmp_path / "imgs"
+    d.mkdir()
+    Image.fromarray(natural_image(32, 40)).save(d / "a.png")
+    out = tmp_path / "m"
+    opts = ["--sam-model", "vit_tiny", "--sam-opt", "points_per_side=2", "--quiet"]
+    assert main(["masks", str(d), "-o", str(out), "--sam-checkpoint", str(tiny_sam_checkpoint), *opts]) == 0
+    import hashlib
+
+    record = json.loads((out / "masks.json").read_text())
+    assert record["settings"]["checkpoint_sha256"] == hashlib.sha256(tiny_sam_checkpoint.read_bytes()).hexdigest()
+    Image.fromarray(natural_image(32, 40, seed=3)).save(d / "b.png")
+    assert main(["masks", str(d), "-o", str(out), "--sam-checkpoint", str(other), *opts]) == 2
+    assert "checkpoint_sha256" in capsys.readouterr().err and not (out / "b.png").exists()
+    # a folder of saicm <= 0.30.0 (its record names no checkpoint) resumes, saying it cannot check the weights
+    del record["settings"]["checkpoint_sha256"]
+    (out / "masks.json").write_text(json.dumps(record))
+    with pytest.warns(UserWarning, match="names no SAM checkpoint"):
+        assert main(["masks", str(d), "-o", str(out), "--sam-checkpoint", str(other), *opts]) == 0
+    assert (out / "b.png").exists() and "checkpoint_sha256" not in json.loads((out / "masks.json").read_text())["settings"]
+
+
 def test_sam_checkpoint_errors_are_one_line(tmp_path, tiny_sam_checkpoint, capsys):
     from saicm.cli import main
 

@@ -133,6 +133,12 @@ def _check_spec(out: Path, spec: MaskSpec, overwrite: bool, sharded: bool = Fals
         if _same_as_before_0_18(have, want):  # the annotations recorded by path, the same content: now by content
             write_atomic(p, lambda t: t.write_text(record))
             return
+        if _sam_record_without_checkpoint(have, want):  # (saicm <= 0.30.0: which weights made them is not known)
+            from ..errors import warn
+
+            warn(f"{p}: the folder's record names no SAM checkpoint (made by saicm 0.30.0 or before): its masks are "
+                 "taken as made with this one, unchecked; the record is left as it was")
+            return
         if not overwrite:
             raise SaicmError(f"the folder holds masks made with other settings ({_differences(have, want)}); use "
                              "another -o or --overwrite", str(out))
@@ -165,6 +171,17 @@ def _differences(have, want: dict) -> str:
         elif a != b:
             out.append(f"{k} {a!r}, not {b!r}")
     return "; ".join(out)
+
+
+def _sam_record_without_checkpoint(have, want: dict) -> bool:
+    """Whether ``have`` (a SAM folder's record of saicm <= 0.30.0, which named the variant but not its weights) holds
+    the settings of ``want`` but for the checkpoint's SHA-256."""
+    if not isinstance(have, dict) or not isinstance(have.get("settings"), dict) or want.get("source") != "sam":
+        return False
+    hs = have["settings"]
+    ws = {k: v for k, v in want["settings"].items() if k != "checkpoint_sha256"}
+    return ("checkpoint_sha256" not in hs and hs == ws
+            and {k: v for k, v in have.items() if k != "settings"} == {k: v for k, v in want.items() if k != "settings"})
 
 
 def _same_as_before_0_18(have, want: dict) -> bool:

@@ -74,6 +74,13 @@ def _read_checkpoint(kind: str, checkpoint) -> dict:
     return state
 
 
+def _file_sha256(path) -> str:
+    import hashlib
+
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
 def generator_options() -> dict:
     """The generator's keyword defaults (for documentation and ``--sam-opt`` checking)."""
     _import()
@@ -120,9 +127,14 @@ class SamSegmenter:
         self.device = resolve_device(device)
         self.model = build_sam(kind, checkpoint).to(self.device)
         self.generator = SamAutomaticMaskGenerator(self.model, pred_iou_thresh=alpha, **self.options)
+        #: the weights by content (Meta's file names end in its first hex digits: ``sam_vit_h_4b8939.pth``)
+        self.checkpoint_sha256 = _file_sha256(checkpoint) if checkpoint is not None else None
 
     def settings(self) -> dict:
-        return dict(alpha=self.alpha, sam_model=self.kind, **self.options)
+        """What the masks depend on: α, the variant, the weights' SHA-256 (the variant alone let a folder resume with
+        another checkpoint of it, mixing two models' masks under one record) and the generator options."""
+        weights = {} if self.checkpoint_sha256 is None else {"checkpoint_sha256": self.checkpoint_sha256}
+        return dict(alpha=self.alpha, sam_model=self.kind, **weights, **self.options)
 
     def masks(self, rgb: np.ndarray) -> list[np.ndarray]:
         import torch
