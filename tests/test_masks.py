@@ -371,6 +371,30 @@ def test_sam_checkpoint_errors_are_one_line(tmp_path, tiny_sam_checkpoint, capsy
         assert msg in err, (args, err)
 
 
+@pytest.mark.parametrize("opt, said", [
+    ("points_per_side=0", "points_per_side must be at least 1"),
+    ("points_per_batch=0", "points_per_batch must be at least 1"),
+    ("crop_n_layers=-1", "crop_n_layers must be at least 0"),
+    ("crop_n_points_downscale_factor=0", "crop_n_points_downscale_factor must be at least 1"),
+    ("stability_score_thresh=nan", "stability_score_thresh must be a number in [0, 1]"),
+    ("box_nms_thresh=1.5", "box_nms_thresh must be a number in [0, 1]"),
+    ("stability_score_offset=inf", "stability_score_offset must be a finite number"),
+])
+def test_sam_options_out_of_range_are_refused_before_anything_is_written(opt, said, tmp_path, tiny_sam_checkpoint,
+                                                                          capsys):
+    """They passed to SamAutomaticMaskGenerator: a ZeroDivisionError or IndexError traceback after the model was
+    loaded, and a masks.json recording them, so the run with the option put right was refused as other settings."""
+    from saicm.cli import main
+
+    d = tmp_path / "imgs"
+    d.mkdir()
+    Image.fromarray(natural_image(32, 32)).save(d / "x.png")
+    out = tmp_path / "m"
+    assert main(["masks", str(d), "-o", str(out), "--sam-checkpoint", str(tiny_sam_checkpoint), "--sam-model",
+                 "vit_tiny", "--sam-opt", "points_per_side=2", "--sam-opt", opt, "--quiet"]) == 2
+    assert said in capsys.readouterr().err and not out.exists()
+
+
 def _coco_file_with(tmp_path, segmentation):
     """The two-instance annotation file with the first instance's segmentation replaced (a stranger's file)."""
     p = _coco_file(tmp_path)

@@ -14,6 +14,7 @@ its masks are meaningless.
 from __future__ import annotations
 
 import inspect
+import math
 from pathlib import Path
 
 import numpy as np
@@ -108,7 +109,27 @@ def parse_options(pairs: list[str]) -> dict:
             out[k] = type(default)(v) if default is not None else float(v)
         except ValueError:
             raise SaicmError(f"--sam-opt {k}: cannot read {v!r} as {type(default).__name__}") from None
+        _check_range(k, out[k])
     return out
+
+
+#: the least value of the generator's counts (0 points or a batch of 0 divided by zero, -1 crop layers indexed out of
+#: range, in a traceback after the model was loaded) and the options that are shares or IoUs, in [0, 1]
+_LEAST = {"points_per_side": 1, "points_per_batch": 1, "crop_n_points_downscale_factor": 1, "crop_n_layers": 0,
+          "min_mask_region_area": 0}
+_UNIT = ("stability_score_thresh", "box_nms_thresh", "crop_nms_thresh", "crop_overlap_ratio")
+
+
+def _check_range(key: str, value) -> None:
+    """Refuse a ``--sam-opt`` value the generator cannot run with (or a NaN, which masks.json could not match on a
+    resume: NaN equals nothing), before the model is loaded and the folder's record is written."""
+    if key in _LEAST and value < _LEAST[key]:
+        raise SaicmError(f"--sam-opt {key} must be at least {_LEAST[key]}, got {value}")
+    if isinstance(value, float):
+        if key in _UNIT and not 0.0 <= value <= 1.0:  # (NaN fails this too)
+            raise SaicmError(f"--sam-opt {key} must be a number in [0, 1], got {value}")
+        if not math.isfinite(value):
+            raise SaicmError(f"--sam-opt {key} must be a finite number, got {value}")
 
 
 class SamSegmenter:
