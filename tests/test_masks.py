@@ -371,6 +371,21 @@ def test_sam_checkpoint_errors_are_one_line(tmp_path, tiny_sam_checkpoint, capsy
         assert msg in err, (args, err)
 
 
+def test_a_sam_checkpoint_that_does_not_fit_names_the_weights(tmp_path, tiny_sam_checkpoint):
+    """It said "checkpoint does not fit vit_tiny: Error(s) in loading state_dict for Sam:", naming nothing."""
+    from saicm.errors import SaicmError
+    from saicm.masks.sam import build_sam
+
+    state = torch.load(tiny_sam_checkpoint, weights_only=True)
+    del state["mask_decoder.iou_token.weight"]
+    state["mask_decoder.mask_tokens.weight"] = torch.zeros(2, 3)
+    p = tmp_path / "damaged.pth"
+    torch.save(state, p)
+    with pytest.raises(SaicmError, match=r"missing: mask_decoder\.iou_token\.weight.*"
+                       r"mask_decoder\.mask_tokens\.weight is 2x3, not 4x256"):
+        build_sam("vit_tiny", p)
+
+
 @pytest.mark.parametrize("opt, said", [
     ("points_per_side=0", "points_per_side must be at least 1"),
     ("points_per_batch=0", "points_per_batch must be at least 1"),

@@ -50,12 +50,30 @@ def build_sam(kind: str, checkpoint: str | Path | None):
                              "segment-anything release); without one use --source regions")
         model = sa.sam_model_registry[kind](checkpoint=None)
     if state is not None:
-        try:
-            model.load_state_dict(state)
-        except RuntimeError as e:
-            first = str(e).strip().splitlines()[0]
-            raise SaicmError(f"checkpoint does not fit {kind}: {first}", str(checkpoint)) from None
+        misfit = _misfit(model.state_dict(), state)
+        if misfit:  # (PyTorch's own error's first line named nothing: "Error(s) in loading state_dict for Sam:")
+            raise SaicmError(f"checkpoint does not fit {kind}: {misfit}", str(checkpoint))
+        model.load_state_dict(state)
     return model.eval()
+
+
+def _misfit(want: dict, have: dict, show: int = 3) -> str:
+    """What keeps ``have`` from loading into a model of state dict ``want`` (its first few weights missing,
+    unexpected and of another shape), or "" when it fits."""
+    def names(keys) -> str:
+        keys = sorted(keys)
+        return ", ".join(keys[:show]) + (f" and {len(keys) - show} more" if len(keys) > show else "")
+
+    def size(t) -> str:
+        return "x".join(map(str, t.shape)) if hasattr(t, "shape") else type(t).__name__
+
+    missing, unexpected = set(want) - set(have), set(have) - set(want)
+    shapes = [f"{k} is {size(have[k])}, not {size(want[k])}" for k in sorted(set(want) & set(have))
+              if not hasattr(have[k], "shape") or tuple(have[k].shape) != tuple(want[k].shape)]
+    said = ([f"{len(missing)} weight(s) missing: {names(missing)}"] if missing else []) + \
+           ([f"{len(unexpected)} unexpected: {names(unexpected)}"] if unexpected else []) + \
+           ([f"{len(shapes)} of another shape: " + "; ".join(shapes[:show])] if shapes else [])
+    return "; ".join(said)
 
 
 def _read_checkpoint(kind: str, checkpoint) -> dict:
