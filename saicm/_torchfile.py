@@ -13,6 +13,8 @@ from .errors import SaicmError
 
 #: the first byte of the pickle that begins a legacy (pre-zip) ``torch.save`` file
 _PICKLE_START = b"\x80"
+#: the first bytes of a zip archive's first entry, as a (current) ``torch.save`` file begins
+_ZIP_START = b"PK\x03\x04"
 
 
 def load_data_only(path: str | Path, what: str = "checkpoint", error: type[SaicmError] = SaicmError,
@@ -29,6 +31,9 @@ def load_data_only(path: str | Path, what: str = "checkpoint", error: type[Saicm
         raise error(f"{what} not found", str(path))
     with open(path, "rb") as f:
         head = f.read(64)
+    if head[:4] == _ZIP_START and not zipfile.is_zipfile(path):  # (its index is at the end: it "was no checkpoint")
+        raise error(f"cannot read the {what}: cut short or damaged (a PyTorch file without its end: an interrupted "
+                    f"download or copy?){hint}", str(path))
     if not (zipfile.is_zipfile(path) or head[:1] == _PICKLE_START):
         from .codec.container import not_a
 

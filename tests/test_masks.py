@@ -371,6 +371,19 @@ def test_sam_checkpoint_errors_are_one_line(tmp_path, tiny_sam_checkpoint, capsy
         assert msg in err, (args, err)
 
 
+def test_a_cut_short_checkpoint_is_called_so(tmp_path, tiny_sam_checkpoint):
+    """A download or copy that stopped part way (a 2.5 GB vit_h file) was "not a PyTorch checkpoint": it is one,
+    without its end."""
+    from saicm.errors import SaicmError
+    from saicm.masks.sam import build_sam
+
+    data = tiny_sam_checkpoint.read_bytes()
+    cut = tmp_path / "cut.pth"
+    cut.write_bytes(data[: len(data) // 2])
+    with pytest.raises(SaicmError, match="cut short"):
+        build_sam("vit_tiny", cut)
+
+
 def test_a_sam_checkpoint_that_does_not_fit_names_the_weights(tmp_path, tiny_sam_checkpoint):
     """It said "checkpoint does not fit vit_tiny: Error(s) in loading state_dict for Sam:", naming nothing."""
     from saicm.errors import SaicmError
