@@ -345,6 +345,30 @@ def test_a_sam_folder_records_its_checkpoint_and_refuses_another(tmp_path, tiny_
     assert (out / "b.png").exists() and "checkpoint_sha256" not in json.loads((out / "masks.json").read_text())["settings"]
 
 
+def test_a_sam_option_given_at_its_default_is_the_same_setting_as_none(tmp_path, tiny_sam_checkpoint, capsys):
+    """`--sam-opt points_per_side=32` (SAM's default) was recorded, and a resume without it refused as other settings,
+    and the other way round (the SAM mask audit); a record of saicm <= 0.30 holding the default resumes too."""
+    from saicm.cli import main
+
+    d = tmp_path / "imgs"
+    d.mkdir()
+    Image.fromarray(natural_image(32, 40)).save(d / "a.png")
+    out = tmp_path / "m"
+    base = ["masks", str(d), "-o", str(out), "--sam-checkpoint", str(tiny_sam_checkpoint), "--sam-model", "vit_tiny",
+            "--sam-opt", "points_per_side=2", "--quiet"]
+    assert main([*base, "--sam-opt", "box_nms_thresh=0.7"]) == 0  # (0.7: the generator's default)
+    record = json.loads((out / "masks.json").read_text())
+    assert "box_nms_thresh" not in record["settings"] and record["settings"]["points_per_side"] == 2
+    Image.fromarray(natural_image(32, 40, seed=3)).save(d / "b.png")
+    assert main(base) == 0 and (out / "b.png").exists()
+    record["settings"]["box_nms_thresh"] = 0.7  # as 0.30.0 wrote it
+    (out / "masks.json").write_text(json.dumps(record))
+    Image.fromarray(natural_image(32, 40, seed=4)).save(d / "c.png")
+    assert main(base) == 0 and (out / "c.png").exists()
+    assert main([*base, "--sam-opt", "box_nms_thresh=0.5"]) == 2  # another value is another setting
+    assert "box_nms_thresh" in capsys.readouterr().err
+
+
 def test_sam_checkpoint_errors_are_one_line(tmp_path, tiny_sam_checkpoint, capsys):
     from saicm.cli import main
 

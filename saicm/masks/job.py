@@ -128,6 +128,10 @@ def _check_spec(out: Path, spec: MaskSpec, overwrite: bool, sharded: bool = Fals
             have = None
         if isinstance(have, dict):  # (the release that made it is no setting: ≤ 0.29 recorded none)
             have = {k: v for k, v in have.items() if k != "saicm"}
+            if want.get("source") == "sam" and have.get("source") == "sam" and isinstance(have.get("settings"), dict):
+                from .sam import without_defaults  # (≤ 0.30 recorded an option given at its default value)
+
+                have["settings"] = without_defaults(have["settings"])
         if have == want:
             return
         if _same_as_before_0_18(have, want):  # the annotations recorded by path, the same content: now by content

@@ -110,6 +110,14 @@ def generator_options() -> dict:
             if k not in ("model", "point_grids", "output_mode")}
 
 
+def without_defaults(options: dict) -> dict:
+    """``options`` less those equal to the generator's own default: what masks depend on, recorded one way
+    (``--sam-opt points_per_side=32``, the default, was recorded, and a resume without it refused as other settings,
+    the other way round too)."""
+    known = generator_options()
+    return {k: v for k, v in options.items() if k not in known or known[k] is None or v != known[k]}
+
+
 def parse_options(pairs: list[str]) -> dict:
     """``["points_per_side=16", ...]`` → typed keyword arguments for the generator."""
     known = generator_options()
@@ -173,7 +181,7 @@ class SamSegmenter:
         """What the masks depend on: α, the variant, the weights' SHA-256 (the variant alone let a folder resume with
         another checkpoint of it, mixing two models' masks under one record) and the generator options."""
         weights = {} if self.checkpoint_sha256 is None else {"checkpoint_sha256": self.checkpoint_sha256}
-        return dict(alpha=self.alpha, sam_model=self.kind, **weights, **self.options)
+        return dict(alpha=self.alpha, sam_model=self.kind, **weights, **without_defaults(self.options))
 
     def masks(self, rgb: np.ndarray) -> list[np.ndarray]:
         import torch
