@@ -27,7 +27,7 @@ if _os.environ.get("SAICM_THREADS", "").strip():
 
     _os.environ.setdefault("OMP_NUM_THREADS", str(_threads()))
 
-__version__ = "0.30.0"
+__version__ = "0.31.0"
 
 _API = {
     "compress": ("saicm.codec.pipeline", "compress"),
