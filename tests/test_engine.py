@@ -1156,3 +1156,24 @@ def test_hyper_synthesis_memory_is_bounded_by_blocks(monkeypatch):
         rows(r, r + 7)
     assert pm.hyper.reach == 2 and seen and max(seen) <= 4 + 2 * pm.hyper.reach
     assert sum(seen) < 40 * 3
+
+
+def test_bias_clipping_is_said_only_past_the_limit_and_names_a_transposed_layers_own_sums():
+    """The edges of the clipped-bias warning (mutation audit of 0.30.0: ``>`` moved to ``>=``, the upper clip moved
+    by one, and a transposed layer's Σ|w| taken over its inputs instead of its outputs, each with no test failing).
+    A bias exactly at the limit fits and is said nothing; one past it at either end is clipped to the limit; a
+    transposed layer (Cin, Cout, k, k) names the largest sum of one output channel, over its inputs."""
+    import warnings
+
+    w = np.full((2, 1, 1, 1), 1e-3)  # shift 35: the limit is ±2.0 exactly
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        layer = hypernet._layer(w, np.array([2.0, -2.0]), transposed=False, leaky=False)
+    assert layer.bias.tolist() == [hypernet.BIAS_LIMIT, -hypernet.BIAS_LIMIT]
+    with pytest.warns(saicm.SaicmWarning, match="clipped"):
+        layer = hypernet._layer(w, np.array([3.0, -3.0]), transposed=False, leaky=False)
+    assert layer.bias.tolist() == [hypernet.BIAS_LIMIT, -hypernet.BIAS_LIMIT]
+    # 3 inputs, 2 outputs: Σ|w| of an output is 3e-3 (of an input 2e-3)
+    with pytest.warns(saicm.SaicmWarning, match=r"a 2-channel layer .*\(Σ\|w\| 3\.0e-03\).*beyond ±4 are clipped"):
+        layer = hypernet._layer(np.full((3, 2, 1, 1), 1e-3), np.array([5.0, 0.0]), transposed=True, leaky=False)
+    assert layer.transposed and layer.bias[0] == hypernet.BIAS_LIMIT
