@@ -1177,3 +1177,20 @@ def test_bias_clipping_is_said_only_past_the_limit_and_names_a_transposed_layers
     with pytest.warns(saicm.SaicmWarning, match=r"a 2-channel layer .*\(Σ\|w\| 3\.0e-03\).*beyond ±4 are clipped"):
         layer = hypernet._layer(np.full((3, 2, 1, 1), 1e-3), np.array([5.0, 0.0]), transposed=True, leaky=False)
     assert layer.transposed and layer.bias[0] == hypernet.BIAS_LIMIT
+
+
+def test_hyper_synthesis_rows_asked_out_of_order_are_refused(monkeypatch):
+    """Rows above the last range asked are dropped as the blocks go down: asking for them again is an error, not
+    rows of another part of the image (mutation audit of 0.30.0: the check could go with no test failing, and the
+    rows then came from a negative slice, silently)."""
+    from saicm.engine import model as engine_model
+    from saicm.models.catalog import resolve
+
+    pm = engine_model.load(resolve(V5))
+    monkeypatch.setattr(engine_model, "HYPER_ROWS_VALUES", pm.hyper.layers[-1].cout * 16 * 4)  # 1 row a block
+    z = np.random.default_rng(2).integers(-20, 21, size=(pm.N, 6, 4)).astype(np.int64)
+    rows = pm._hyper_rows(z)
+    rows(8, 12)
+    for r0, r1 in ((0, 4), (7, 9)):
+        with pytest.raises(ValueError, match="out of order"):
+            rows(r0, r1)
