@@ -1800,6 +1800,24 @@ def test_a_training_session_line_says_modified_only_for_modified_sources():
     assert _session_text("not a session") == "not a session"
 
 
+def test_a_training_session_line_shows_its_options_as_they_were_given():
+    """A session's options (saicm 0.31: steps, batch, patch, lr, amp, compile) as the command line's: a flag only
+    when it was on, nothing for a session that recorded none (mutation audit of 0.30.0: ``--compile False`` shown,
+    ``--compile`` left out, or a bare "; " for no options, each with no test failing)."""
+    from saicm.cli import _session_options_text, _session_text
+
+    options = {"steps": 150, "batch": 2, "patch": 64, "lr": 1e-4, "amp": "bf16", "compile": True}
+    assert _session_options_text(options) == "; --steps 150 --batch 2 --patch 64 --lr 0.0001 --amp bf16 --compile"
+    assert (_session_options_text(options | {"compile": False, "amp": None})
+            == "; --steps 150 --batch 2 --patch 64 --lr 0.0001")
+    s = {"from_step": 0, "saicm": "0.30.0", "python": "3.11", "threads": 2, "processes": 1, "device": "cpu",
+         "data": {"images": 5, "sha256": "ab" * 32}}
+    assert _session_text(s | {"options": options}).endswith("sha256 " + "ab" * 32 + _session_options_text(options))
+    for none in ({}, None, "junk"):  # (sessions of saicm 0.30.0 and before recorded none)
+        assert _session_options_text(none) == ""
+        assert _session_text(s | {"options": none}).endswith("sha256 " + "ab" * 32)
+
+
 @pytest.mark.parametrize("argv, said", [
     (["compress", "x.png", "--quality", "abc"], "argument --quality: expected a whole number, got 'abc'"),
     (["compress", "x.png", "--human-quality", "1.5"], "argument --human-quality: expected a whole number, got '1.5'"),
