@@ -301,3 +301,24 @@ def test_ms_ssim_of_a_small_image_needs_no_pytorch(monkeypatch):
     monkeypatch.setitem(sys.modules, "torch", None)  # (an import of it now fails)
     a = np.zeros((96, 128, 3), np.uint8)
     assert math.isnan(ms_ssim(a, a))
+
+
+def test_hevc444_codes_and_describes_4_4_4_without_running_ffmpeg(monkeypatch):
+    """The arguments and the description of ``hevc444`` are 4:4:4 both ways, and ``hevc``'s stay 4:2:0, on a machine
+    without ffmpeg too (mutation audit of 0.30.0: the test above skips there, and a subclass's conversion, its
+    coded format or its name could each be put back to ``hevc``'s with no test failing)."""
+    from saicm.eval import ffmpeg
+    from saicm.eval.codecs import get_codec
+
+    monkeypatch.setattr(ffmpeg, "require", lambda *a: "ffmpeg")
+    monkeypatch.setattr(ffmpeg, "ffmpeg_version", lambda exe: "ffmpeg version test")
+    full, sub = get_codec("hevc444"), get_codec("hevc")
+    assert full.name == "hevc444" and sub.name == "hevc" and full.preset == sub.preset == "medium"
+    for codec, fmt, chroma_loc in ((full, "yuv444p10le", False), (sub, "yuv420p10le", True)):
+        to_yuv = codec.encode_args(64, 48, 22)[codec.encode_args(64, 48, 22).index("-vf") + 1]
+        to_rgb = codec.decode_args()[codec.decode_args().index("-vf") + 1]
+        assert to_yuv.endswith(f"format={fmt}") and to_rgb.endswith("format=rgb24")
+        assert ("chroma_loc" in to_yuv) == ("chroma_loc" in to_rgb) == chroma_loc  # (4:4:4 has no chroma siting)
+        config = codec.config()
+        assert config["format"].startswith(f"{fmt}, ")
+        assert (config["rgb_to_yuv"], config["yuv_to_rgb"]) == (to_yuv, to_rgb)
