@@ -1194,3 +1194,30 @@ def test_hyper_synthesis_rows_asked_out_of_order_are_refused(monkeypatch):
     for r0, r1 in ((0, 4), (7, 9)):
         with pytest.raises(ValueError, match="out of order"):
             rows(r0, r1)
+
+
+def test_hyper_synthesis_blocks_of_the_default_size_bound_a_wide_image():
+    """With the shipped block size (not one a test sets), a wide hyper-latent is computed by blocks whose output is
+    about HYPER_ROWS_VALUES values, not at once (mutation audit of 0.30.0: the default could grow to the whole latent
+    with no test failing, the tests above each setting their own). A stand-in network of one output channel keeps
+    the arrays small: 4096 hyper-latent columns make 2**23 values 128 rows."""
+    import types
+
+    from saicm.engine import model as engine_model
+
+    seen = []
+
+    class Network:
+        layers = [types.SimpleNamespace(cout=1)]
+
+        def __call__(self, x):
+            seen.append(x.shape[1])
+            return np.zeros((1, 4 * x.shape[1], 4 * x.shape[2]), np.int64)
+
+    fake = types.SimpleNamespace(median_units=np.zeros(1, np.int64), hyper=Network())
+    zh, zw = 300, 4096
+    rows = engine_model.PortableModel._hyper_rows(fake, np.zeros((1, zh, zw), np.int64))
+    for r in range(0, 4 * zh, 60):
+        assert rows(r, r + 60).shape == (1, 60, 4 * zw)
+    step = engine_model.HYPER_ROWS_VALUES // (16 * zw)
+    assert step == 128 and len(seen) == 3 and max(seen) <= step + 2 * engine_model.HYPER_HALO
