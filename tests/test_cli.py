@@ -402,6 +402,35 @@ def test_a_folder_jobs_lines_are_each_one_write(tmp_path, monkeypatch):
 
 
 def test_a_librarys_warning_reading_an_image_of_a_set_names_the_image(tmp_path, monkeypatch):
+
+
+def test_status_lines_start_at_once_then_come_at_most_every_line_seconds(monkeypatch, capsys):
+    """The first status line is said as soon as there is one, then one at most every LINE_SECONDS unless forced,
+    each ``saicm COMMAND: STATUS`` in one write; none when off (mutation audit of 0.30.0: the throttle, the forcing,
+    the switch, the first line's start and the prefix could each be changed with no test failing, the other tests
+    setting LINE_SECONDS to 0 or 1e9)."""
+    import io
+
+    from saicm import _progress
+
+    now = [1000.0]  # (time.monotonic(): seconds since the machine started)
+    monkeypatch.setattr(_progress.time, "monotonic", lambda: now[0])
+    lines = _progress.StatusLines("compress", True)
+    said = []
+    for dt, status, force in ((0, "a", False), (10, "b", False), (0, "c", True), (29.9, "d", False),
+                              (0.1, "e", False), (1, "f", False)):
+        now[0] += dt
+        lines.say(status, force)
+        said.append(capsys.readouterr().err)
+    assert said == ["saicm compress: a\n", "", "saicm compress: c\n", "", "saicm compress: e\n", ""]
+    _progress.StatusLines("compress", False).say("x", force=True)
+    assert capsys.readouterr().err == ""
+    stream = io.StringIO()
+    _progress.write_line("a line", stream=stream)
+    assert stream.getvalue() == "a line\n" and capsys.readouterr().err == ""
+
+
+def test_a_librarys_warning_reading_an_image_of_a_set_names_the_image(tmp_path):
     """`saicm eval`, `train` and `masks` read their images through read_without_limit_option: Pillow's "Corrupt EXIF
     data" was Python's two lines naming TiffImagePlugin.py, once per process, whichever of the set's images had it.
     It is a SaicmWarning naming the image (once per image and process), its origin in brackets."""
