@@ -296,6 +296,21 @@ def test_a_segment_joined_twice_or_before_its_machine_layer_is_named_not_called_
         saicm.describe(machine + human[:-1] + bytes([human[-1] ^ 1]))
 
 
+def test_a_damaged_segment_before_a_machine_layer_is_not_said_joined_in_the_wrong_order(tmp_path):
+    """Only a whole segment (its CRC good) followed by a machine layer is said "joined in the wrong order": a damaged
+    one is no such mistake (mutation audit of 0.30.0: the CRC check of _segment_first could go with no test
+    failing). By bytes and by file name alike."""
+    ref = Path(__file__).parent / "reference" / "astronaut-200x150-scalable-b1-h4-v3.saicm"
+    machine, human = container.split_layers(ref.read_bytes())
+    damaged = human[:-1] + bytes([human[-1] ^ 1])
+    for segment, said in ((human, "joined in the wrong order"), (damaged, "segment alone")):
+        with pytest.raises(FormatError, match=said):
+            container.read_stream(segment + machine)
+        (tmp_path / "x.saicm").write_bytes(segment + machine)
+        with pytest.raises(FormatError, match=said):
+            container.check_coded_file(tmp_path / "x.saicm")
+
+
 def test_info_says_when_the_human_layer_was_appended_to_another_machine_layer(models, image, tmp_path, capsys):
     """`cat other.saicm human.seg > two.saicm; saicm info two.saicm` described the file as a good two-layer file
     (both layers, their models and qualities): the operator's check after joining passed, and the human decode on
