@@ -442,3 +442,22 @@ def test_help_names_the_extra_of_a_public_function_the_install_lacks(tmp_path, m
     assert "this needs torch" in text and 'pip install "saicm[train]"' in text
     with pytest.raises(saicm.MissingDependency):
         fn()
+
+
+def test_a_missing_extra_says_why_it_is_needed_when_the_caller_knows():
+    """needing_pytorch(WHY): an extra's missing module is a MissingDependency starting with WHY (a format-1 file on
+    a coding-only install was "this needs torch", not why); without a why, no stray ": "; another missing module is
+    not turned into one (mutation audit of 0.30.0: the why could be dropped or always joined with no fast test
+    failing, the tests of it needing a coding-only install)."""
+    from saicm.errors import MissingDependency, needing_pytorch
+
+    torch_missing = ModuleNotFoundError("No module named 'torch'", name="torch")
+    assert str(MissingDependency.of(torch_missing)).startswith("this needs torch, which the coding-only install lacks")
+    with pytest.raises(MissingDependency, match=r"^a format-1 stream decodes with PyTorch: this needs torch, ") as e:
+        with needing_pytorch("a format-1 stream decodes with PyTorch"):
+            raise torch_missing
+    assert isinstance(e.value, ImportError) and e.value.__cause__ is None
+    with pytest.raises(ModuleNotFoundError) as e:
+        with needing_pytorch("why"):
+            raise ModuleNotFoundError("No module named 'not_an_extra'", name="not_an_extra")
+    assert not isinstance(e.value, MissingDependency)
