@@ -692,6 +692,30 @@ def test_skipped_steps_are_in_the_log_and_said_and_still_checkpointed(data_dir, 
     assert torch.load(out / "checkpoint.pt", weights_only=False)["step"] == 6
 
 
+def test_a_resumed_runs_skipped_steps_are_counted_of_its_own_session(data_dir, tmp_path, monkeypatch):
+    """The end-of-session warning counts the steps this session trained, not the run's (mutation audit of 0.30.0:
+    "of {cfg.steps}" for "of {cfg.steps - start}" passed, every test's run starting at step 0); the log's
+    "skipped" counts are those of the lines' own steps."""
+    from saicm.errors import SaicmWarning
+    from saicm.train import losses
+
+    calls = []
+
+    def every_other_nan(x, x_hat, mask, off_weight=0.0):
+        calls.append(1)
+        d = ((x - x_hat) ** 2).mean(dim=(1, 2, 3))
+        return d * float("nan") if len(calls) % 2 == 0 else d
+
+    monkeypatch.setitem(losses.DISTORTIONS, "flaky", every_other_nan)
+    out = tmp_path / "r"
+    with pytest.warns(SaicmWarning, match=r"^1 of 2 steps were skipped"):
+        train(tiny_cfg(data_dir, out, loss="flaky", steps=2, max_bad_steps=3))
+    with pytest.warns(SaicmWarning, match=r"^2 of 4 steps were skipped"):
+        train(tiny_cfg(data_dir, out, loss="flaky", steps=6, resume=True, max_bad_steps=3))
+    log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log] == [1, 2, 3, 4, 5, 6] and [r.get("skipped", 0) for r in log] == [0, 1] * 3
+
+
 def test_masked_mse_known_values():
     from saicm.train.losses import DISTORTIONS
 
