@@ -404,6 +404,26 @@ def test_a_folder_jobs_lines_are_each_one_write(tmp_path, monkeypatch):
 def test_a_librarys_warning_reading_an_image_of_a_set_names_the_image(tmp_path, monkeypatch):
 
 
+def test_on_a_terminal_a_folder_job_draws_its_bar_and_prints_no_status_lines(tmp_path, monkeypatch):
+    """The status lines are for a standard error that is no terminal: on one the bar says it all (mutation audit
+    of 0.30.0: the lines could be printed under the bar too with no test failing)."""
+    import io
+
+    from saicm import _progress
+    from saicm.codec import batch
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    err = Terminal()
+    monkeypatch.setattr(sys, "stderr", err)
+    monkeypatch.setattr(_progress, "LINE_SECONDS", 0.0)
+    jobs = [batch.Job(tmp_path / f"{i}.png", tmp_path / f"{i}.saicm") for i in range(2)]
+    batch.run(_fails, jobs, workers=1, desc="compress", progress=True, errors=err)
+    assert "2/2" in err.getvalue() and "saicm compress: " not in err.getvalue(), err.getvalue()
+
+
 def test_status_lines_start_at_once_then_come_at_most_every_line_seconds(monkeypatch, capsys):
     """The first status line is said as soon as there is one, then one at most every LINE_SECONDS unless forced,
     each ``saicm COMMAND: STATUS`` in one write; none when off (mutation audit of 0.30.0: the throttle, the forcing,
