@@ -197,25 +197,26 @@ def test_outputs_never_replace_inputs_and_are_checked_before_the_work(tmp_path, 
     assert "bad.png: cannot read image" in capsys.readouterr().err
 
 
-def test_bdrate_says_when_the_images_differ(tmp_path, capsys):
+def _measured_on_other_images(tmp_path):
+    """Two results files whose per-image entries name other images (2 and 3, 1 shared)."""
     a = write_result(tmp_path / "a.json", "anchor", [(0.2, 30), (0.4, 33), (0.8, 36)])
     b = write_result(tmp_path / "b.json", "test", [(0.2, 31), (0.4, 34), (0.8, 37)])
     for path, names in ((a, ["x.png", "y.png"]), (b, ["x.png", "z.png", "w.png"])):
         d = json.loads(path.read_text())
         d["per_image"] = {n: [] for n in names}
         path.write_text(json.dumps(d))
+    return a, b
+
+
+def test_bdrate_says_when_the_images_differ(tmp_path, capsys):
+    a, b = _measured_on_other_images(tmp_path)
     assert main(["bdrate", str(a), str(b)]) == 0
     assert "WARNING: other images than the anchor's: 3 vs 2, 1 shared" in capsys.readouterr().out  # was silent
 
 
 def test_report_says_when_the_images_differ(tmp_path):
     # a folder that gained or lost images between two codecs' runs: `bdrate` warned, the report's table was silent
-    a = write_result(tmp_path / "a.json", "anchor", [(0.2, 30), (0.4, 33), (0.8, 36)])
-    b = write_result(tmp_path / "b.json", "test", [(0.2, 31), (0.4, 34), (0.8, 37)])
-    for path, names in ((a, ["x.png", "y.png"]), (b, ["x.png", "z.png", "w.png"])):
-        d = json.loads(path.read_text())
-        d["per_image"] = {n: [] for n in names}
-        path.write_text(json.dumps(d))
+    a, b = _measured_on_other_images(tmp_path)
     out = tmp_path / "r.html"
     assert main(["report", str(a), str(b), "-o", str(out)]) == 0
     assert "WARNING: other images than the anchor&#x27;s: 3 vs 2, 1 shared" in out.read_text()

@@ -666,13 +666,9 @@ def test_non_finite_loss_stops_with_a_clear_error_and_keeps_weights_clean(data_d
     assert "checkpoint.pt" not in str(e.value) and "no checkpoint was written" in str(e.value)
 
 
-def test_skipped_steps_are_in_the_log_and_said_and_still_checkpointed(data_dir, tmp_path, monkeypatch):
-    """A step whose loss is not finite is skipped; a run that skipped most of its steps (below max_bad_steps in a
-    row) ended as if nothing had happened: no log line or message said so, and a skipped step at a log or
-    checkpoint boundary skipped that line and checkpoint too (trainuser audit)."""
-    from saicm.errors import SaicmWarning
-    from saicm.train import losses
 
+def _every_other_step_nan(monkeypatch, losses):
+    """A loss ``flaky`` (--loss flaky) that is NaN at every other call: half of a run's steps are skipped."""
     calls = []
 
     def every_other_nan(x, x_hat, mask, off_weight=0.0):
@@ -681,6 +677,16 @@ def test_skipped_steps_are_in_the_log_and_said_and_still_checkpointed(data_dir, 
         return d * float("nan") if len(calls) % 2 == 0 else d
 
     monkeypatch.setitem(losses.DISTORTIONS, "flaky", every_other_nan)
+
+
+def test_skipped_steps_are_in_the_log_and_said_and_still_checkpointed(data_dir, tmp_path, monkeypatch):
+    """A step whose loss is not finite is skipped; a run that skipped most of its steps (below max_bad_steps in a
+    row) ended as if nothing had happened: no log line or message said so, and a skipped step at a log or
+    checkpoint boundary skipped that line and checkpoint too (trainuser audit)."""
+    from saicm.errors import SaicmWarning
+    from saicm.train import losses
+
+    _every_other_step_nan(monkeypatch, losses)
     out = tmp_path / "r"
     with pytest.warns(SaicmWarning, match="3 of 6 steps were skipped"):
         train(tiny_cfg(data_dir, out, loss="flaky", steps=6, log_every=2, max_bad_steps=3))
@@ -699,14 +705,7 @@ def test_a_resumed_runs_skipped_steps_are_counted_of_its_own_session(data_dir, t
     from saicm.errors import SaicmWarning
     from saicm.train import losses
 
-    calls = []
-
-    def every_other_nan(x, x_hat, mask, off_weight=0.0):
-        calls.append(1)
-        d = ((x - x_hat) ** 2).mean(dim=(1, 2, 3))
-        return d * float("nan") if len(calls) % 2 == 0 else d
-
-    monkeypatch.setitem(losses.DISTORTIONS, "flaky", every_other_nan)
+    _every_other_step_nan(monkeypatch, losses)
     out = tmp_path / "r"
     with pytest.warns(SaicmWarning, match=r"^1 of 2 steps were skipped"):
         train(tiny_cfg(data_dir, out, loss="flaky", steps=2, max_bad_steps=3))
