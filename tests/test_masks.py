@@ -113,6 +113,8 @@ def test_off_a_terminal_masks_print_status_lines_not_silence(folder, tmp_path, m
     lines = [x for x in err.splitlines() if x.startswith("saicm masks: ")]
     assert [x.split(": ", 1)[1].split(" images")[0] for x in lines] == ["1/4", "2/4", "3/4"], err
     assert "saicm masks: " not in out and "\r" not in err
+    # the failed image as every command's failures are: `saicm: error: FILE: why` (it was `saicm: skipped FILE`)
+    assert [x for x in err.splitlines() if "broken.png" in x][0].startswith(f"saicm: error: {folder / 'broken.png'}: ")
     assert main(["masks", str(folder), "-o", str(tmp_path / "q"), "--quiet"]) == 1
     assert "saicm masks: " not in capsys.readouterr().err
 

@@ -41,7 +41,7 @@ def cmd_masks(a: argparse.Namespace) -> int:
           f"images (shard {shard[0]}/{shard[1]}){frac}"
           + (f"; manifest {s['manifest']}" if s["manifest"] else ""))
     for f in s["failed"]:
-        print(f"saicm: skipped {f}", file=sys.stderr)
+        print(f"saicm: error: {f}", file=sys.stderr)  # (as a folder job's failures: `grep 'saicm: error'` finds them)
     return 1 if s["failed"] else 0
 
 

@@ -13,7 +13,7 @@ common test conditions):
   chroma (the HEVC/VVC default, chroma_sample_loc_type 0), 10-bit
   (``yuv420p10le``), flags ``bicubic+accurate_rnd+full_chroma_int+
   full_chroma_inp+bitexact``. The conversion alone (no coding) gives
-  41.2 dB PSNR on skimage's astronaut: the ceiling these codecs approach at
+  41.3 dB PSNR on skimage's astronaut: the ceiling these codecs approach at
   low QP. The stream's VUI says BT.709 matrix, BT.709 primaries, sRGB transfer,
   limited range, so other decoders show the same colours.
 * **Sizes**: 4:2:0 needs even dimensions, so an odd width or height is first
