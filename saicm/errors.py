@@ -137,7 +137,8 @@ def format_warning(message, category, filename, lineno, line=None) -> str:
 
 def install_warning_format() -> None:
     """The command line's warnings: :func:`format_warning`, and library deprecation chatter (torch.jit via
-    CompressAI) and Pillow's decompression-bomb warning (saicm's pixel limit decides) hidden. In the command's process and in each worker process of a folder job."""
+    CompressAI) and Pillow's decompression-bomb warning (saicm's pixel limit decides) hidden. In the command's
+    process and in each worker process of a folder job."""
     warnings.filterwarnings("ignore", category=FutureWarning)
     warnings.filterwarnings("ignore", category=DeprecationWarning)
     # Pillow's decompression-bomb warning (an image above 89 M pixels, below twice that): saicm's own pixel limit,

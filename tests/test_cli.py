@@ -401,9 +401,6 @@ def test_a_folder_jobs_lines_are_each_one_write(tmp_path, monkeypatch):
     assert sum(c.startswith("saicm compress: ") for c in err.calls) == 2
 
 
-def test_a_librarys_warning_reading_an_image_of_a_set_names_the_image(tmp_path, monkeypatch):
-
-
 def test_on_a_terminal_a_folder_job_draws_its_bar_and_prints_no_status_lines(tmp_path, monkeypatch):
     """The status lines are for a standard error that is no terminal: on one the bar says it all (mutation audit
     of 0.30.0: the lines could be printed under the bar too with no test failing)."""
@@ -470,7 +467,7 @@ def test_warnings_naming_says_the_outer_file_and_leaves_saicms_own_warnings_as_t
                     (UserWarning, "saicm's own words (naming test)")], said
 
 
-def test_a_librarys_warning_reading_an_image_of_a_set_names_the_image(tmp_path):
+def test_a_librarys_warning_reading_an_image_of_a_set_names_the_image(tmp_path, monkeypatch):
     """`saicm eval`, `train` and `masks` read their images through read_without_limit_option: Pillow's "Corrupt EXIF
     data" was Python's two lines naming TiffImagePlugin.py, once per process, whichever of the set's images had it.
     It is a SaicmWarning naming the image (once per image and process), its origin in brackets."""

@@ -295,8 +295,8 @@ def register(sub) -> None:
                         "'reference'). Decodes are cached by (codec, quality, image content), so an interrupted or "
                         "repeated sweep re-uses them. Without --annotations, detection AP is measured against "
                         "pseudo ground truth (the task model's own detections on the originals), labelled so.")
-    ev.add_argument("--codec", required=True, help="jpeg, webp, avif, hevc, hevc444 (4:4:4), vvc[:PRESET], a saicm model name/path "
-                    "(or saicm:MODEL,OPTIONS), simulcast:MACHINE+HUMAN (two files, the anchor of two-layer models); "
+    ev.add_argument("--codec", required=True, help="jpeg, webp, avif, hevc, hevc444 (4:4:4), vvc[:PRESET], a saicm "
+                    "model name/path (or saicm:MODEL,OPTIONS), simulcast:MACHINE+HUMAN (two files, the anchor of two-layer models); "
                     "on clips also nerv, sa-nerv, hnerv, sa-hnerv, hevc-video, vvc-video (docs/video.md)")
     ev.add_argument("--qualities", type=ints, help="comma-separated rate points (QPs for hevc, hevc444, vvc); "
                     "default: the codec's own sweep")

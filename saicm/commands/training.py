@@ -110,8 +110,8 @@ def register(sub) -> None:
                    "run's with --resume)")
     t.add_argument("--patch", type=positive, help="random crop size in pixels (default 128, or the run's with "
                    "--resume)")
-    t.add_argument("--lr", type=positive_float, help="Adam learning rate (default 1e-4, or the run's with --resume): reached "
-                   "after a linear warm-up of 100 steps, held, then a cosine decay to a tenth of it over the last "
+    t.add_argument("--lr", type=positive_float, help="Adam learning rate (default 1e-4, or the run's with --resume): "
+                   "reached after a linear warm-up of 100 steps, held, then a cosine decay to a tenth of it over the last "
                    "20 %% of --steps")
     t.add_argument("--seed", type=nonneg, help="random seed (default 0, or the run's with --resume)")
     t.add_argument("--log-every", type=positive, help="steps between log.jsonl lines (default 25, or the run's "
