@@ -710,6 +710,10 @@ def test_without_pytorch_installed_coding_works_and_the_rest_says_what_to_instal
     folder.mkdir()
     for k in range(3):
         (folder / f"{k}.png").write_bytes(REF.read_bytes())
+    # (eval: an image above 160 pixels a side, whose MS-SSIM needs PyTorch; smaller ones import none since 0.31.0)
+    large = tmp_path / "large"
+    large.mkdir()
+    Image.open(REF).resize((240, 200)).save(large / "x.png")
     r = run_without_torch(
             f"assert main(['compress', r'{REF}', '-o', r'{out}', '--quiet']) == 0\n"
             f"assert main(['decompress', r'{out}', '-o', r'{tmp_path / 'a.png'}', '--quiet']) == 0\n"
@@ -718,7 +722,7 @@ def test_without_pytorch_installed_coding_works_and_the_rest_says_what_to_instal
             f"r'{tmp_path / 'c.png'}', '--quiet']))\n"
             f"print(main(['compress', r'{folder}', '-o', r'{tmp_path / 'f'}', '--engine', 'torch', '--quiet']))\n"
             # an evaluation command: saicm[eval], not [train]
-            f"print(main(['eval', '--codec', 'jpeg', '--dataset', r'{folder}', '-o', r'{tmp_path / 'e.json'}', '--quiet']))\n",
+            f"print(main(['eval', '--codec', 'jpeg', '--dataset', r'{large}', '-o', r'{tmp_path / 'e.json'}', '--quiet']))\n",
             tmp_path / "cache")
     assert r.returncode == 0, r.stderr
     # all refused (exit 2, as train or eval), one line each, no traceback; the folder's job said it once per image
