@@ -658,3 +658,22 @@ def test_a_folder_of_other_settings_is_refused_naming_what_differs(tmp_path):
         _check_spec(tmp_path, replace(spec, edge_width=3), overwrite=False)
     with pytest.raises(SaicmError, match=r"other settings \(alpha 0.78, not 0.5; edge_method 'boundary', not 'canny'\)"):
         _check_spec(tmp_path, replace(spec, settings={"alpha": 0.5}, edge_method="canny"), overwrite=False)
+
+
+def test_a_run_whose_masks_are_all_empty_says_so(tmp_path, folder):
+    """A SAM run at too high an alpha wrote empty masks and said only "mean mask coverage 0.00%": training on them
+    counts no pixel's distortion (the SAM mask audit). Flat images have no segment edges; photos have some."""
+    from saicm.cli import main
+    from saicm.errors import SaicmWarning
+
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    for i in range(2):
+        Image.new("RGB", (64, 48), (90, 120, 30)).save(flat / f"{i}.png")
+    with pytest.warns(SaicmWarning, match=r"every mask written \(2\) is empty.*lower one gives more segments"):
+        assert main(["masks", str(flat), "-o", str(tmp_path / "m"), "--quiet"]) == 0
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", SaicmWarning)
+        assert main(["masks", str(folder), "-o", str(tmp_path / "p"), "--quiet"]) == 0

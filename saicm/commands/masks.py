@@ -40,6 +40,12 @@ def cmd_masks(a: argparse.Namespace) -> int:
     print(f"{s['written']} written, {s['skipped']} already done, {len(s['failed'])} failed of {s['images']} "
           f"images (shard {shard[0]}/{shard[1]}){frac}"
           + (f"; manifest {s['manifest']}" if s["manifest"] else ""))
+    if s["written"] and s["mean_fraction"] == 0:  # (a SAM run of far too high an alpha said "coverage 0.00%" alone)
+        from ..errors import warn
+
+        warn(f"every mask written ({s['written']}) is empty: training on them would count no pixel's distortion, "
+             "rate alone" + (" (no segment edges at this --alpha: a lower one gives more segments)"
+                             if spec.kind == "edges" else ""))
     for f in s["failed"]:
         print(f"saicm: error: {f}", file=sys.stderr)  # (as a folder job's failures: `grep 'saicm: error'` finds them)
     return 1 if s["failed"] else 0
