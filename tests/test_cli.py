@@ -369,14 +369,23 @@ def _fails(job):  # a folder job whose every file fails
     raise ImageError("cannot read image (not a format Pillow reads)", str(job.src))
 
 
+def _two_failing_files_to(err, tmp_path, monkeypatch):
+    """A folder job of two files that both fail, its standard error ``err`` (status lines at once); returns ``err``."""
+    from saicm import _progress
+    from saicm.codec import batch
+
+    monkeypatch.setattr(sys, "stderr", err)
+    monkeypatch.setattr(_progress, "LINE_SECONDS", 0.0)
+    jobs = [batch.Job(tmp_path / f"{i}.png", tmp_path / f"{i}.saicm") for i in range(2)]
+    batch.run(_fails, jobs, workers=1, desc="compress", progress=True, errors=err)
+    return err
+
+
 def test_a_folder_jobs_lines_are_each_one_write(tmp_path, monkeypatch):
     """A status line and a failure were written as the text, then its newline (print, tqdm.write): the worker
     processes' warnings, written to the same `2> job.log`, landed between ("saicm compress: 1/3 files/…/x.py:946:
     UserWarning…"). Each line is one write."""
     import io
-
-    from saicm import _progress
-    from saicm.codec import batch
 
     class Writes(io.StringIO):
         def __init__(self):
@@ -391,11 +400,7 @@ def test_a_folder_jobs_lines_are_each_one_write(tmp_path, monkeypatch):
         def isatty(self):
             return False
 
-    err = Writes()
-    monkeypatch.setattr(sys, "stderr", err)
-    monkeypatch.setattr(_progress, "LINE_SECONDS", 0.0)
-    jobs = [batch.Job(tmp_path / f"{i}.png", tmp_path / f"{i}.saicm") for i in range(2)]
-    batch.run(_fails, jobs, workers=1, desc="compress", progress=True, errors=err)
+    err = _two_failing_files_to(Writes(), tmp_path, monkeypatch)
     assert err.calls and all(c.endswith("\n") and c.count("\n") == 1 for c in err.calls), err.calls
     assert sum(c.startswith("saicm: error: ") for c in err.calls) == 2
     assert sum(c.startswith("saicm compress: ") for c in err.calls) == 2
@@ -406,18 +411,11 @@ def test_on_a_terminal_a_folder_job_draws_its_bar_and_prints_no_status_lines(tmp
     of 0.30.0: the lines could be printed under the bar too with no test failing)."""
     import io
 
-    from saicm import _progress
-    from saicm.codec import batch
-
     class Terminal(io.StringIO):
         def isatty(self):
             return True
 
-    err = Terminal()
-    monkeypatch.setattr(sys, "stderr", err)
-    monkeypatch.setattr(_progress, "LINE_SECONDS", 0.0)
-    jobs = [batch.Job(tmp_path / f"{i}.png", tmp_path / f"{i}.saicm") for i in range(2)]
-    batch.run(_fails, jobs, workers=1, desc="compress", progress=True, errors=err)
+    err = _two_failing_files_to(Terminal(), tmp_path, monkeypatch)
     assert "2/2" in err.getvalue() and "saicm compress: " not in err.getvalue(), err.getvalue()
 
 
