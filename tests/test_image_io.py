@@ -979,3 +979,24 @@ def test_cli_refuses_a_100_megapixel_image_in_one_line(tmp_path):
         f"saicm: error: {src}: the image is 10000x10000 (100,000,000 pixels), more than the limit of 67,108,864; "
         "raise it with --max-pixels (Python: max_pixels=) if you trust it"]
     assert not (tmp_path / "big.saicm").exists()
+
+
+def test_an_image_above_twice_pillows_limit_is_refused_with_its_size(tmp_path):
+    """Above twice Pillow's bomb limit (179 M pixels) Pillow's own error came first, and saicm's refusal said only
+    "more than the limit" without the image's size; it is read from the header (Pillow's check set aside for that
+    read only), from a path and from a file object, and Pillow's limit is left as it was."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    src = tmp_path / "huge.png"
+    src.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 20000, 10000, 8, 2, 0, 0, 0))
+                    + chunk(b"IEND", b""))
+    before = Image.MAX_IMAGE_PIXELS
+    for given in (src, io.BytesIO(src.read_bytes())):
+        with pytest.raises(limits.OversizedImage, match=r"the image is 20000x10000 \(200,000,000 pixels\), more than the "
+                                                 r"limit of 67,108,864"):
+            image_io.open_image(given)
+    assert Image.MAX_IMAGE_PIXELS == before

@@ -253,11 +253,31 @@ def _pillow_open(fp, path: str | None, max_pixels: int | None) -> Image.Image:
         # (saicm compress photo.saicm, or a model file: say what it is and which command it wants)
         said = _not_an_image(fp)
         raise ImageError(said or "cannot read image (not a format Pillow reads)", path) from None
-    except Image.DecompressionBombError:  # Pillow's own limit, above saicm's: say saicm's
+    except Image.DecompressionBombError:  # Pillow's own limit, above saicm's: say saicm's, with the image's size
+        size = _header_size(fp)
+        if size is not None:
+            try:
+                check_pixels(size[1], size[0], max_pixels, what="the image")
+            except OversizedImage as e:
+                raise OversizedImage(e.said, path, e.limit) from None
         raise OversizedImage(f"the image holds more than the limit of {limit:,} pixels", path, limit) from None
     except Exception as e:  # a damaged file: Pillow's plugins raise many kinds (AVIF: RuntimeError)
         raise ImageError(f"cannot read image ({e.__class__.__name__}: {e})", path) from None
     return img
+
+
+def _header_size(fp) -> tuple[int, int] | None:
+    """(width, height) from an image's header alone, Pillow's own size limit set aside for that read (only its
+    header is read: the pixels never are), or None if the header cannot be read again."""
+    from .limits import pillow_checks_off
+
+    try:
+        if not isinstance(fp, (str, os.PathLike)):
+            fp.seek(0)
+        with pillow_checks_off(1 << 62), Image.open(fp) as img:
+            return img.size
+    except Exception:
+        return None
 
 
 def _wide_key(img: Image.Image) -> bool:
