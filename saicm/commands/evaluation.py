@@ -239,6 +239,13 @@ def cmd_plot(a: argparse.Namespace) -> int:
         for path, r in zip(a.results, runs):
             if not measured(r, a.metric):  # (a PSNR-only run among AP runs: one curve fewer than files, unsaid)
                 warn(f"{path}: {r['codec']} has no {a.metric} (or null at every point): left out of the plot")
+    from pathlib import Path
+
+    from .._fs import ensure_dir
+    from ..eval.plots import check_metric
+
+    check_metric(runs, a.metric)
+    ensure_dir(Path(a.output).parent)  # (as eval -o makes its folder; after the inputs are checked: none left empty)
     paths = plot_curves(runs, a.metric, a.output, a.title)
     print("wrote " + ", ".join(map(str, paths)))
     return 0
