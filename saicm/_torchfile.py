@@ -18,10 +18,12 @@ _ZIP_START = b"PK\x03\x04"
 
 
 def load_data_only(path: str | Path, what: str = "checkpoint", error: type[SaicmError] = SaicmError,
-                   hint: str = ""):
+                   hint: str = "", other_kind: str | None = None):
     """``torch.load(path, weights_only=True)`` on the CPU; ``error`` (one line naming ``path``) when the file is
     missing, is not a PyTorch file, is damaged, or holds objects other than tensors and plain data (refused:
-    unpickling those could run code). ``hint`` is appended to the message."""
+    unpickling those could run code). ``hint`` is appended to the message. A file of a kind saicm knows (an image,
+    a .saicm file, a model) is told as such, with what to do with it, or ``other_kind`` in place of that advice
+    (a command that reads the file for another purpose: compress's advice was given to ``masks``)."""
     import torch
 
     path = Path(path)
@@ -38,7 +40,9 @@ def load_data_only(path: str | Path, what: str = "checkpoint", error: type[Saicm
         from .codec.container import not_a
 
         # (saicm export model.safetensors: it is one already, and --model takes it)
-        said = not_a(f"a {what}", head)
+        said = not_a(f"a {what}", head, advise=other_kind is None)
+        if said and other_kind:
+            said += f": {other_kind}"
         raise error((said or f"cannot read the {what}: not a PyTorch checkpoint") + hint, str(path))
     try:
         return torch.load(path, map_location="cpu", weights_only=True)

@@ -425,6 +425,27 @@ def test_a_sam_checkpoint_that_does_not_fit_names_the_weights(tmp_path, tiny_sam
         build_sam("vit_tiny", p)
 
 
+def test_a_data_parallel_sam_fine_tune_loads_and_other_files_are_told_for_masks(tmp_path, tiny_sam_checkpoint):
+    """A SAM fine-tune saved from DataParallel/DDP (every name behind ``module.``) was refused as "not a Segment
+    Anything checkpoint"; it loads as the same weights. A saicm model or an image given as the checkpoint was told
+    "give it with --model" (compress's advice: masks has no --model)."""
+    from saicm.errors import SaicmError
+    from saicm.masks.sam import build_sam
+
+    state = torch.load(tiny_sam_checkpoint, weights_only=True)
+    wrapped = tmp_path / "ddp.pth"
+    torch.save({"model": {"module." + k: v for k, v in state.items()}}, wrapped)
+    loaded = build_sam("vit_tiny", wrapped).state_dict()
+    assert loaded.keys() == state.keys() and all(torch.equal(loaded[k], state[k]) for k in state)
+    image = tmp_path / "photo.png"
+    Image.fromarray(natural_image(8, 8)).save(image)
+    with pytest.raises(SaicmError) as e:
+        build_sam("vit_tiny", image)
+    assert str(e.value).endswith("photo.png: a PNG image, not a SAM checkpoint: --sam-checkpoint takes a "
+                                 "segment-anything .pth file (Meta's release: sam_vit_b_01ec64.pth, or a fine-tune "
+                                 "saved the same way)")
+
+
 @pytest.mark.parametrize("opt, said", [
     ("points_per_side=0", "points_per_side must be at least 1"),
     ("points_per_batch=0", "points_per_batch must be at least 1"),

@@ -138,7 +138,9 @@ def test_export_of_a_model_file_says_it_is_one_already(files, capsys, tmp_path):
     """`saicm export model.safetensors` said "cannot read the training checkpoint: not a PyTorch checkpoint"."""
     pytest.importorskip("torch")
     assert _error(capsys, ["export", files["model"], "-o", tmp_path / "m.safetensors"]).endswith(
-        "model.safetensors: a model file (.safetensors), not a training checkpoint: give it with --model")
+        "model.safetensors: a model file (.safetensors), not a training checkpoint: a training checkpoint is the "
+        "checkpoint.pt a saicm train run writes (a model file is one already: --model takes it)")  # (export has no
+    # --model: "give it with --model" was compress's advice)
 
 
 def test_decoding_with_another_models_file_says_which_model_the_file_needs(files, capsys, tmp_path):

@@ -81,9 +81,13 @@ def _read_checkpoint(kind: str, checkpoint) -> dict:
     from .._torchfile import load_data_only
 
     p = Path(checkpoint)
-    state = load_data_only(p, "SAM checkpoint")
+    state = load_data_only(p, "SAM checkpoint", other_kind="--sam-checkpoint takes a segment-anything .pth file "
+                           "(Meta's release: sam_vit_b_01ec64.pth, or a fine-tune saved the same way)")
     if isinstance(state, dict) and isinstance(state.get("model"), dict):
         state = state["model"]
+    if isinstance(state, dict) and state and all(isinstance(k, str) and k.startswith("module.") for k in state):
+        # (a fine-tune saved from DataParallel/DistributedDataParallel: every name behind the wrapper's prefix)
+        state = {k[len("module."):]: v for k, v in state.items()}
     if not isinstance(state, dict) or "image_encoder.patch_embed.proj.weight" not in state:
         raise SaicmError("not a Segment Anything checkpoint (no image_encoder weights)", str(p))
     dim = int(state["image_encoder.patch_embed.proj.weight"].shape[0])

@@ -785,7 +785,9 @@ CHECKPOINT_KEYS = ("model", "opt", "step", "config")
 def read_checkpoint(path: str | Path, hint: str = "") -> dict:
     """A training checkpoint (``checkpoint.pt``), read as data only (a checkpoint from someone else cannot run
     code here); a missing, damaged or foreign file is one ``SaicmError``, not a traceback (``hint`` appended)."""
-    ck = load_data_only(path, "training checkpoint", hint=hint)
+    ck = load_data_only(path, "training checkpoint", hint=hint,
+                        other_kind="a training checkpoint is the checkpoint.pt a saicm train run writes (a model file "
+                        "is one already: --model takes it)")
     if not isinstance(ck, dict) or any(k not in ck for k in CHECKPOINT_KEYS):
         raise SaicmError(f"not a saicm training checkpoint (written by saicm train){hint}", str(path))
     return ck
