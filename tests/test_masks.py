@@ -140,6 +140,25 @@ def test_a_mask_written_by_a_killed_run_gets_its_manifest_line(folder, tmp_path)
     assert got["b.jpg"]["fraction"] == before["fraction"] and got["b.jpg"]["segments"] is None
 
 
+def test_a_killed_runs_preview_and_temporary_file_are_made_good_by_the_rerun(folder, tmp_path):
+    """A kill between a mask and its preview lost that preview for good (the rerun skipped the finished mask), and
+    the hidden ``.NAME.*.part.png`` a kill leaves beside a mask being written stayed, one more per kill."""
+    from saicm.cli import main
+
+    out = tmp_path / "m"
+    assert main(["masks", str(folder), "-o", str(out), "--preview", "--quiet"]) == 0
+    lost = out / "previews" / "sub" / "c.jpg"
+    before = np.asarray(Image.open(lost))
+    lost.unlink()
+    (out / "a.png").unlink()
+    stale = out / ".a.png.x1y2.part.png"  # (as atomic_path names its temporary files)
+    stale.write_bytes(b"half a mask")
+    assert main(["masks", str(folder), "-o", str(out), "--preview", "--quiet"]) == 0
+    assert np.array_equal(np.asarray(Image.open(lost)), before)  # (the same picture: the same mask and image)
+    assert (out / "a.png").is_file() and not stale.exists()
+    assert not list(out.rglob(".*.part.*"))
+
+
 def test_masks_never_take_their_own_output_or_share_a_mask(folder, tmp_path, capsys):
     from saicm.cli import main
 

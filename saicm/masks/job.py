@@ -26,7 +26,8 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from .._fs import OutputExists, atomic_path, ensure_dir, input_files, no_replace, write_atomic
+from .._fs import (OutputExists, atomic_path, ensure_dir, input_files, no_replace, remove_stale_parts,
+                   write_atomic)
 from .._progress import StatusLines
 from ..codec.image_io import is_image_file, read_without_limit_option
 from ..errors import SaicmError
@@ -282,6 +283,11 @@ def _run(src: Path, out: Path, files: list[Path], spec: MaskSpec, make: Callable
             dest = out / mask_path(rel)
             if dest.is_file() and not overwrite:
                 skipped += 1
+                if preview and not _preview_path(out, rel).is_file():  # (a kill between the mask and its preview)
+                    try:
+                        _write_preview(out, rel, read_without_limit_option(f, "masks").rgb, load_mask(dest))
+                    except SaicmError as e:
+                        failures.append(str(e))
                 if rel.as_posix() not in listed:  # written by a run killed before its line: the line, from the mask
                     try:
                         frac = float(load_mask(dest).mean())
@@ -303,13 +309,11 @@ def _run(src: Path, out: Path, files: list[Path], spec: MaskSpec, make: Callable
 
                 mask = dilate(mask, spec.edge_width)
             dest.parent.mkdir(parents=True, exist_ok=True)
+            remove_stale_parts(dest)  # (a killed run's hidden .NAME.*.part.png beside it, one more per kill)
             with atomic_path(dest) as tmp:
                 Image.fromarray(mask.astype(bool)).convert("1").save(tmp, format="PNG", optimize=True)
             if preview:
-                pv = out / "previews" / rel.with_suffix(".jpg")
-                pv.parent.mkdir(parents=True, exist_ok=True)
-                with atomic_path(pv) as tmp:
-                    Image.fromarray(overlay(rgb, mask)).save(tmp, format="JPEG", quality=90)
+                _write_preview(out, rel, rgb, mask)
             frac = float(mask.mean())
             fractions.append(frac)
             # (names with "/" on every system: a mask folder made on Windows resumes on Linux)
@@ -319,6 +323,19 @@ def _run(src: Path, out: Path, files: list[Path], spec: MaskSpec, make: Callable
     return dict(images=len(mine), written=done, skipped=skipped, failed=failures,
                 mean_fraction=float(np.mean(fractions)) if fractions else None,
                 manifest=str(manifest) if manifest.is_file() else None)
+
+
+def _preview_path(out: Path, rel: Path) -> Path:
+    return out / "previews" / rel.with_suffix(".jpg")
+
+
+def _write_preview(out: Path, rel: Path, rgb: np.ndarray, mask: np.ndarray) -> None:
+    """``--preview``'s picture of one mask over its image (a resumed run makes those a kill lost)."""
+    pv = _preview_path(out, rel)
+    pv.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_parts(pv)
+    with atomic_path(pv) as tmp:
+        Image.fromarray(overlay(rgb, mask.astype(bool))).save(tmp, format="JPEG", quality=90)
 
 
 def _listed(out: Path) -> set[str]:
