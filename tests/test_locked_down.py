@@ -178,6 +178,12 @@ def test_an_import_into_a_model_folder_that_cannot_be_made_is_one_line(tmp_path,
     lines = err.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in err, err
     assert "SAICM_MODELS" in lines[0] and "--out" in lines[0] and "cannot create output folder" in lines[0]
+    # a folder the user named with --out is their own choice: its error names no model folder nor SAICM_MODELS
+    out = tmp_path / "a-file" / "mine"
+    assert main(["import-checkpoint", str(ckpt), "--arch", "mbt2018-mean", "--lam", "0.0067", "--name", "mine",
+                 "--out", str(out)]) == 2
+    assert capsys.readouterr().err.strip() == (f"saicm: error: {tmp_path / 'a-file'}: cannot create output folder "
+                                               "(a file, not a folder, is in the way)")
 
 
 def test_no_home_folder_is_never_made(tmp_path, capsys, monkeypatch):
