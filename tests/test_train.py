@@ -698,6 +698,21 @@ def test_skipped_steps_are_in_the_log_and_said_and_still_checkpointed(data_dir, 
     assert torch.load(out / "checkpoint.pt", weights_only=False)["step"] == 6
 
 
+def test_off_a_terminal_a_line_with_every_step_skipped_says_so(data_dir, tmp_path, monkeypatch, capsys):
+    """The status line of a logged step that had no step trained since the last line (its loss not finite) says
+    so, not a loss of nothing (a surviving mutant of 0.31.0's mutation audit: its text went untested)."""
+    from saicm.errors import SaicmWarning
+    from saicm.train import losses
+
+    _every_other_step_nan(monkeypatch, losses)
+    with pytest.warns(SaicmWarning, match="1 of 2 steps were skipped"):
+        train(tiny_cfg(data_dir, tmp_path / "r", loss="flaky", steps=2, log_every=1, max_bad_steps=3,
+                       progress=True))
+    steps = [line for line in capsys.readouterr().err.splitlines() if line.startswith("saicm train: step ")]
+    assert len(steps) == 2 and " loss " in steps[0]
+    assert steps[1].startswith("saicm train: step 2/2 every step skipped since the last line ("), steps
+
+
 def test_a_resumed_runs_skipped_steps_are_counted_of_its_own_session(data_dir, tmp_path, monkeypatch):
     """The end-of-session warning counts the steps this session trained, not the run's (mutation audit of 0.30.0:
     "of {cfg.steps}" for "of {cfg.steps - start}" passed, every test's run starting at step 0); the log's
