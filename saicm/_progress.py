@@ -45,3 +45,41 @@ def time_left(done: float, total: float, elapsed: float) -> str:
     if left < 5400:
         return f", about {round(left / 60)} min left"
     return f", about {int(left // 3600)} h {round(left % 3600 / 60):02d} min left"
+
+
+class StageMeter:
+    """Progress through the stages of one long piece of work whose parts are counted by the code doing them (a
+    large image's analysis tiles, then its coding strips): a tqdm bar per stage on a terminal, else status lines
+    (:class:`StatusLines`) with the stage's time left. A callable ``meter(stage, done, total, unit)``, called after
+    each part; a new ``stage`` starts a new bar. Off (``on`` false) it does nothing."""
+
+    def __init__(self, command: str, on: bool):
+        self.command, self.on = command, on
+        self.stage, self.bar, self.lines = None, None, None
+        self.start = self.last = time.monotonic()  # (a stage's first part began when the work, or its last part, ended)
+
+    def __call__(self, stage: str, done: int, total: int, unit: str) -> None:
+        if not self.on:
+            return
+        if stage != self.stage:
+            self.close()
+            from tqdm import tqdm
+
+            self.stage, self.start = stage, self.last
+            self.bar = tqdm(total=total, desc=stage, unit=unit, leave=False, disable=None)  # (None: a terminal only)
+            self.lines = StatusLines(self.command, self.bar.disable)
+        self.bar.update(done - self.bar.n)
+        self.last = time.monotonic()
+        if done < total:  # (a stage's last part is not announced: the next stage, or the result, follows)
+            self.lines.say(f"{stage} {done}/{total} {unit}s{time_left(done, total, self.last - self.start)}")
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+        self.stage = self.bar = None
+
+    def __enter__(self) -> "StageMeter":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

@@ -71,8 +71,9 @@ def cmd_compress(a: argparse.Namespace) -> int:
             job.existing = partial(existing_file, max_bytes=a.max_bytes)
         if a.max_bytes is not None:  # (each log line says the limit its file was held to)
             job.log = {"max_bytes": a.max_bytes}
-    # One file with --refine is long work of its own: show its steps (folders show a bar per file).
-    step_bar = bool(a.refine) and not folder and not a.quiet
+    # One file with --refine, or a large one, is long work of its own: show its steps (folders show a bar per file;
+    # a 48 MP photo's 90 s went by in silence)
+    step_bar = not folder and not a.quiet
     fn = partial(_compress_job, model=a.model, quality=a.quality, refine=a.refine, progress=step_bar,
                  human_quality=a.human_quality, max_pixels=a.max_pixels, engine=a.engine, max_bytes=a.max_bytes)
     with _job_log(a.log) as log:
@@ -174,10 +175,11 @@ def _compress_job(job, model, quality, refine=0, progress=False, human_quality=N
                          human_quality=human_quality, max_pixels=max_pixels, engine=engine, max_bytes=max_bytes)
 
 
-def _decompress_job(job, model, layer="auto", max_pixels=None, engine="auto"):
+def _decompress_job(job, model, layer="auto", max_pixels=None, engine="auto", progress=False):
     from .codec.pipeline import decompress_file
 
-    return decompress_file(job.src, job.dst, model=model, layer=layer, max_pixels=max_pixels, engine=engine)
+    return decompress_file(job.src, job.dst, model=model, layer=layer, max_pixels=max_pixels, engine=engine,
+                           progress=progress)
 
 
 def cmd_decompress(a: argparse.Namespace) -> int:
@@ -200,8 +202,8 @@ def cmd_decompress(a: argparse.Namespace) -> int:
                  f"({printable(jobs[0].dst)})")
     with _job_log(a.log) as log:
         outcomes = batch.run(partial(_decompress_job, model=a.model, layer=a.layer, max_pixels=a.max_pixels,
-                                     engine=a.engine), jobs, a.jobs, "decompress", not a.quiet, errors=sys.stderr,
-                             log=log)
+                                     engine=a.engine, progress=not folder and not a.quiet), jobs, a.jobs,
+                             "decompress", not a.quiet, errors=sys.stderr, log=log)
     out = _summary_stream(jobs[0].dst, a.log, folder)
     if not folder and outcomes[0].info is not None and not outcomes[0].skipped:
         i = outcomes[0].info

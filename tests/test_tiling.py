@@ -167,3 +167,28 @@ def test_the_strips_refusal_names_this_models_threshold():
     big = np.zeros((2064, 2064, 3), np.uint8)  # 128 · 129 · 129 symbols > 2^21
     with pytest.raises(ModelError, match="above 4.2 megapixels for a model of 128 latent channels"):
         saicm.compress(big, model="mse-hyperprior-n64-v5", refine=1)
+
+
+def test_a_large_image_shows_its_tiles_and_strips_when_asked(tiny_model, small_strips, monkeypatch, capsys):
+    """One large image was coded in silence (a 48 MP photo: 90 s to compress, with nothing said); with ``progress``
+    its stages are shown, off a terminal as status lines (here one per part), and the bytes and pixels are those
+    of a run without."""
+    from saicm import _progress
+
+    monkeypatch.setattr(_progress, "LINE_SECONDS", 0.0)
+    img = natural_image(120, 136, seed=4)  # padded 128x192: 2x3 analysis tiles, 8 strips of one latent row
+    quiet = saicm.compress(img, model=tiny_model, quality=2)
+    assert capsys.readouterr().err == ""
+    data = saicm.compress(img, model=tiny_model, quality=2, progress=True)
+    assert data == quiet
+    err = capsys.readouterr().err.splitlines()
+    assert [x.split(",")[0] for x in err] == (
+        [f"saicm compress: analysis {i}/6 tiles" for i in range(1, 6)]
+        + [f"saicm compress: coding q2 {i}/8 strips" for i in range(1, 8)]), err
+    plain = np.asarray(saicm.decompress(data, model=tiny_model))
+    assert capsys.readouterr().err == ""
+    shown = np.asarray(saicm.decompress(data, model=tiny_model, progress=True))
+    assert np.array_equal(shown, plain)
+    err = capsys.readouterr().err.splitlines()
+    assert [x.split(" ")[2] for x in err] == ["decoding"] * 7 + ["synthesis"] * (len(err) - 7), err
+    assert err[0].startswith("saicm decompress: decoding 1/8 strips") and len(err) > 7

@@ -166,8 +166,9 @@ def compress(image: ImageLike, model: str | os.PathLike | ModelInfo | None = Non
     ``model``: a shipped model's name, one of ``$SAICM_MODELS`` or a ``.safetensors`` path (None: the default
     model, :data:`saicm.models.catalog.DEFAULT_MODEL`). ``quality``: its rate point, 1 to ``num_qualities``
     (None: the middle one). ``refine``: steps of encoder-side latent optimisation (``saicm.codec.refine``;
-    slower encoding, same decoder); 0 = the plain encoder. ``progress``: a bar over
-    the refinement steps. With a scalable model, ``quality`` is the machine
+    slower encoding, same decoder); 0 = the plain encoder. ``progress``: a bar (off a terminal, status lines) over
+    the refinement steps, or over a large image's tiles and strips (one coded in strips, by the portable engine).
+    With a scalable model, ``quality`` is the machine
     layer's rate point and ``human_quality`` the human layer's (both default to
     the middle one): the result is a two-layer file (``saicm.codec.scalable``);
     ``refine`` then refines the human layer only (the machine layer stays the base's own file).
@@ -339,11 +340,12 @@ LAYERS = ("auto", "machine", "human")
 
 
 def decompress_stream(data: bytes, model=None, layer: str = "auto", max_pixels: int | None = None,
-                      engine: str = "auto") -> Decoded:
+                      engine: str = "auto", progress: bool = False) -> Decoded:
     """Decode a file. ``layer``: for two-layer files, ``human`` (the default, ``auto``) or ``machine``;
     ``model`` overrides the model the file names (the scalable model for the human layer, the base for the
     machine layer). ``engine`` (portable streams, format 3): ``auto``/``onnx`` or ``torch`` transforms; streams
-    of formats 1 and 2 always decode with the PyTorch model and CompressAI's coder."""
+    of formats 1 and 2 always decode with the PyTorch model and CompressAI's coder. ``progress``: a bar over a
+    large image's strips and tiles (portable streams)."""
     if engine not in ENGINES:
         raise ArgumentError(f"engine must be one of {', '.join(ENGINES)}, got {engine!r}")
     if layer not in LAYERS:
@@ -374,7 +376,7 @@ def decompress_stream(data: bytes, model=None, layer: str = "auto", max_pixels: 
             from ..engine import PORTABLE_ENGINES
 
             raise ModelError(f"a portable (format 3) stream decodes with --engine {', '.join(PORTABLE_ENGINES)}")
-        rgb = decode(stream, model, engine, max_pixels)
+        rgb = decode(stream, model, engine, max_pixels, progress=progress)
         return Decoded(image=stream_image(rgb, stream), stream=stream, layer="machine")
     with needing_pytorch(f"a format-{stream.header.version} stream decodes with PyTorch and CompressAI's coder "
                          "(saicm before 0.4.0 wrote it; since, --engine compressai and the models the portable "
@@ -394,7 +396,7 @@ def decompress_stream(data: bytes, model=None, layer: str = "auto", max_pixels: 
 
 
 def decompress(data: container.CodedLike, model: str | os.PathLike | ModelInfo | None = None, layer: str = "auto",
-               max_pixels: int | None = None, engine: str = "auto") -> Image.Image:
+               max_pixels: int | None = None, engine: str = "auto", progress: bool = False) -> Image.Image:
     """Decode a ``.saicm`` file (its bytes, its path or a binary file object) to a PIL image (L, LA, RGB or RGBA
     like the source).
 
@@ -402,7 +404,8 @@ def decompress(data: container.CodedLike, model: str | os.PathLike | ModelInfo |
     ``.safetensors`` path: a model saved elsewhere) overrides it, and must be the weights that wrote the file (their
     checksum is in it). Two-layer files give the human image unless ``layer="machine"``. Files
     claiming more than ``max_pixels`` pixels (default :data:`saicm.codec.limits.DEFAULT_MAX_PIXELS`) are refused.
-    ``engine``: see :data:`ENGINES`.
+    ``engine``: see :data:`ENGINES`. ``progress``: a bar (off a terminal, status lines) over the decoding of a large
+    image, one coded in strips (single-layer portable files).
 
     Raises :class:`~saicm.errors.FormatError` (not a valid coded file: damaged, truncated, crafted),
     :class:`~saicm.errors.ModelError` (its model not found, or other weights), :class:`~saicm.errors.ArgumentError`
@@ -410,7 +413,7 @@ def decompress(data: container.CodedLike, model: str | os.PathLike | ModelInfo |
     :class:`~saicm.errors.SaicmError`. onnxruntime out of memory: ``MemoryError``."""
     data, path = container.coded_input(data)
     with naming(path):
-        return decompress_stream(data, model, layer, max_pixels, engine).image
+        return decompress_stream(data, model, layer, max_pixels, engine, progress).image
 
 
 def describe(data: container.CodedLike) -> dict:
@@ -558,7 +561,7 @@ def existing_file(dst, max_bytes: int | None = None) -> dict:
 
 
 def decompress_file(src, dst, model=None, layer: str = "auto", max_pixels: int | None = None,
-                    engine: str = "auto") -> dict:
+                    engine: str = "auto", progress: bool = False) -> dict:
     """Decode one ``.saicm`` file to an image file ``dst`` (written atomically)."""
     import time
 
@@ -568,7 +571,8 @@ def decompress_file(src, dst, model=None, layer: str = "auto", max_pixels: int |
     data = read_input(src)
     t = time.perf_counter()
     with naming(src):
-        decoded = decompress_stream(data, model=model, layer=layer, max_pixels=max_pixels, engine=engine)
+        decoded = decompress_stream(data, model=model, layer=layer, max_pixels=max_pixels, engine=engine,
+                                    progress=progress)
     seconds = time.perf_counter() - t
     img = decoded.image
     save_image(img, dst)

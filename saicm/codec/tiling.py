@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import math
 from concurrent.futures import ThreadPoolExecutor
+from typing import Callable
 
 import numpy as np
 
@@ -64,13 +65,17 @@ def strip_rows(channels: int, latent_w: int) -> int:
     return max(1, STRIP_TARGET // max(1, channels * latent_w))
 
 
-def analyse_tiles_with(fn, rgb: np.ndarray, pad_bottom: int, pad_right: int, stride: int = 16) -> np.ndarray:
+def analyse_tiles_with(fn, rgb: np.ndarray, pad_bottom: int, pad_right: int, stride: int = 16,
+                       tick: Callable[[int, int], None] | None = None) -> np.ndarray:
     """The analysis of the edge-replicated, padded image, tile by tile from the uint8 ``rgb`` (H, W, 3).
 
-    ``fn`` maps a (1, 3, h, w) float32 array in [0, 1] to its (1, M, h/stride, w/stride) latent (any back-end)."""
+    ``fn`` maps a (1, 3, h, w) float32 array in [0, 1] to its (1, M, h/stride, w/stride) latent (any back-end);
+    ``tick(done, total)`` is called after each tile (a progress bar's)."""
     h, w = rgb.shape[:2]
     ph, pw = h + pad_bottom, w + pad_right
     out = None
+    total = len(range(0, ph, TILE)) * len(range(0, pw, TILE))
+    done = 0
     for y0 in range(0, ph, TILE):
         for x0 in range(0, pw, TILE):
             y1, x1 = min(ph, y0 + TILE), min(pw, x0 + TILE)
@@ -86,6 +91,9 @@ def analyse_tiles_with(fn, rgb: np.ndarray, pad_bottom: int, pad_right: int, str
             r0, c0 = (y0 - a0) // stride, (x0 - b0) // stride
             out[..., y0 // stride: y1 // stride, x0 // stride: x1 // stride] = \
                 t[..., r0: r0 + (y1 - y0) // stride, c0: c0 + (x1 - x0) // stride]
+            done += 1
+            if tick is not None:
+                tick(done, total)
     return out
 
 
@@ -96,12 +104,13 @@ def to_pixels(x: np.ndarray) -> np.ndarray:
     return np.rint(np.clip(x, 0.0, 1.0) * np.float32(255.0)).astype(np.uint8).transpose(1, 2, 0)
 
 
-def synthesize_tiles_with(fn, y: np.ndarray, height: int, width: int, scale: int = 16, workers: int = 1
-                          ) -> np.ndarray:
+def synthesize_tiles_with(fn, y: np.ndarray, height: int, width: int, scale: int = 16, workers: int = 1,
+                          tick: Callable[[int, int], None] | None = None) -> np.ndarray:
     """The uint8 image (height, width, 3) that the synthesis of ``y`` decodes to (clamped, rounded), by fixed tiles.
 
     ``fn`` maps a (1, M, h, w) float32 latent to its (1, 3, h·scale, w·scale) image; ``workers`` tiles run at once
-    (the tiles are a function of the latent size only, so the pixels do not depend on it)."""
+    (the tiles are a function of the latent size only, so the pixels do not depend on it); ``tick(done, total)``
+    is called after each tile, in the calling thread."""
     lh, lw = y.shape[-2:]
     out = np.empty((height, width, 3), np.uint8)
     tiles = [(r, c) for r in range(0, lh, SYNTH_ROWS) for c in range(0, lw, SYNTH_COLS)
@@ -118,11 +127,15 @@ def synthesize_tiles_with(fn, y: np.ndarray, height: int, width: int, scale: int
         out[r * scale: r * scale + hh, c * scale: c * scale + ww] = to_pixels(x[0, :, top: top + hh, left: left + ww])
 
     if workers <= 1 or len(tiles) == 1:
-        for t in tiles:
+        for i, t in enumerate(tiles):
             one(t)
+            if tick is not None:
+                tick(i + 1, len(tiles))
     else:
         with ThreadPoolExecutor(max_workers=min(workers, len(tiles))) as pool:
-            list(pool.map(one, tiles))
+            for i, _ in enumerate(pool.map(one, tiles)):
+                if tick is not None:
+                    tick(i + 1, len(tiles))
     return out
 
 
@@ -137,14 +150,14 @@ def _torch_fn(module):
     return fn
 
 
-def analyse_tiles(g_a, rgb: np.ndarray, pad_bottom: int, pad_right: int, stride: int = 16):
+def analyse_tiles(g_a, rgb: np.ndarray, pad_bottom: int, pad_right: int, stride: int = 16, tick=None):
     """:func:`analyse_tiles_with` of a PyTorch ``g_a``, as a tensor."""
     import torch
 
-    return torch.from_numpy(analyse_tiles_with(_torch_fn(g_a), rgb, pad_bottom, pad_right, stride))
+    return torch.from_numpy(analyse_tiles_with(_torch_fn(g_a), rgb, pad_bottom, pad_right, stride, tick))
 
 
-def synthesize_tiles(g_s, y, height: int, width: int, scale: int = 16) -> np.ndarray:
+def synthesize_tiles(g_s, y, height: int, width: int, scale: int = 16, tick=None) -> np.ndarray:
     """:func:`synthesize_tiles_with` of a PyTorch ``g_s`` on a latent tensor: tiles in parallel, one thread each."""
     from ..device import single_thread_kernels, single_thread_worker
 
@@ -155,7 +168,7 @@ def synthesize_tiles(g_s, y, height: int, width: int, scale: int = 16) -> np.nda
         return fn(a)
 
     with single_thread_kernels() as n:
-        return synthesize_tiles_with(one_thread, y.numpy(), height, width, scale, workers=n)
+        return synthesize_tiles_with(one_thread, y.numpy(), height, width, scale, workers=n, tick=tick)
 
 
 def strip_count(latent_h: int, rows: int) -> int:

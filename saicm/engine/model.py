@@ -147,21 +147,25 @@ class PortableModel:
 
     # --- coding --------------------------------------------------------------------------------
     def encode(self, y: np.ndarray, z: np.ndarray, strip_rows: int,
-               offset: np.ndarray | None = None) -> list[bytes]:
+               offset: np.ndarray | None = None, tick=None) -> list[bytes]:
         """Strings ``[z, y strip 0, …]`` of the gained latent ``y`` (M, H, W) and the hyper-latent ``z``
-        (``offset``: see :meth:`_hyper`)."""
+        (``offset``: see :meth:`_hyper`); ``tick(done, total)`` after each strip (a progress bar's)."""
         z_sym = np.rint(z.astype(np.float64) - self.medians[:, None, None]).astype(np.int64)
         np.clip(z_sym, -Z_LIMIT, Z_LIMIT, out=z_sym)
         strings = [self.z_tables.encode(z_sym, self._z_tables_index(z_sym.shape))]
         p = self._hyper_rows(z_sym, offset)
-        for r in range(0, y.shape[-2], strip_rows):
+        starts = range(0, y.shape[-2], strip_rows)
+        for i, r in enumerate(starts):
             s = slice(r, r + strip_rows)
             strings.append(self._encode_strip(y[:, s], p(r, r + strip_rows)))
+            if tick is not None:
+                tick(i + 1, len(starts))
         return strings
 
     def decode_units(self, strings: list[bytes], z_shape: tuple[int, int], strip_rows: int,
-                     offset: np.ndarray | None = None) -> np.ndarray:
-        """The decoded gained latent ``ŷ`` (M, H, W) as exact integers in units of 2**-FRAC (symbol + mean)."""
+                     offset: np.ndarray | None = None, tick=None) -> np.ndarray:
+        """The decoded gained latent ``ŷ`` (M, H, W) as exact integers in units of 2**-FRAC (symbol + mean);
+        ``tick(done, total)`` after each strip."""
         h, w = z_shape
         n = self.N * h * w
         z_sym = self.z_tables.decode(strings[0], self._z_tables_index((self.N, h, w)).reshape(-1))
@@ -172,9 +176,11 @@ class PortableModel:
         if len(strings) != 1 + len(rows):
             raise FormatError("latent layout does not match the model (strip count)")
         units = np.empty((self.M, 4 * h, 4 * w), np.int64)
-        for r, data in zip(rows, strings[1:]):
+        for i, (r, data) in enumerate(zip(rows, strings[1:])):
             s = slice(r, r + strip_rows)
             units[:, s] = self._decode_strip(data, p(r, r + strip_rows))
+            if tick is not None:
+                tick(i + 1, len(rows))
         return units
 
     def _encode_strip(self, y: np.ndarray, p: np.ndarray) -> bytes:
@@ -199,9 +205,10 @@ class PortableModel:
             y[0, :, r: r + step] = np.ldexp(units[:, r: r + step].astype(np.float64), -FRAC) * ig
         return y
 
-    def decode(self, strings: list[bytes], z_shape: tuple[int, int], quality: int, strip_rows: int) -> np.ndarray:
+    def decode(self, strings: list[bytes], z_shape: tuple[int, int], quality: int, strip_rows: int,
+               tick=None) -> np.ndarray:
         """The dequantised latent ``ŷ·g⁻¹`` (1, M, H, W) float32 of a version-3 stream's strings."""
-        return self.dequantise(self.decode_units(strings, z_shape, strip_rows), quality)
+        return self.dequantise(self.decode_units(strings, z_shape, strip_rows, tick=tick), quality)
 
 
 #: the caches of :func:`file_cache` (emptied by :func:`release_models`)

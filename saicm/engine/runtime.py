@@ -195,15 +195,15 @@ class OnnxTransforms:
     def synthesis(self, y_hat: np.ndarray) -> np.ndarray:
         return self._run("g_s", y_hat)
 
-    def analysis_tiles(self, rgb: np.ndarray, pb: int, pr: int) -> np.ndarray:
+    def analysis_tiles(self, rgb: np.ndarray, pb: int, pr: int, tick=None) -> np.ndarray:
         from ..codec.tiling import analyse_tiles_with
 
-        return analyse_tiles_with(lambda a: self._run("g_a", a), rgb, pb, pr)
+        return analyse_tiles_with(lambda a: self._run("g_a", a), rgb, pb, pr, tick=tick)
 
-    def synthesis_tiles(self, y_hat: np.ndarray, height: int, width: int) -> np.ndarray:
+    def synthesis_tiles(self, y_hat: np.ndarray, height: int, width: int, tick=None) -> np.ndarray:
         from ..codec.tiling import synthesize_tiles_with
 
-        return synthesize_tiles_with(lambda a: self._run("g_s", a), y_hat, height, width)
+        return synthesize_tiles_with(lambda a: self._run("g_s", a), y_hat, height, width, tick=tick)
 
 
 #: this process's OpenVINO ``Core`` (made on first use) and whether the no-bfloat16 warning was given
@@ -307,17 +307,17 @@ class TorchTransforms:
 
         return self._run(lambda t: synthesize_in_strips(self.g_s, t, scale=16), y_hat)
 
-    def analysis_tiles(self, rgb: np.ndarray, pb: int, pr: int) -> np.ndarray:
+    def analysis_tiles(self, rgb: np.ndarray, pb: int, pr: int, tick=None) -> np.ndarray:
         from ..codec.tiling import analyse_tiles
 
-        return analyse_tiles(self.g_a, rgb, pb, pr).numpy()
+        return analyse_tiles(self.g_a, rgb, pb, pr, tick=tick).numpy()
 
-    def synthesis_tiles(self, y_hat: np.ndarray, height: int, width: int) -> np.ndarray:
+    def synthesis_tiles(self, y_hat: np.ndarray, height: int, width: int, tick=None) -> np.ndarray:
         import torch
 
         from ..codec.tiling import synthesize_tiles
 
-        return synthesize_tiles(self.g_s, torch.from_numpy(y_hat), height, width)
+        return synthesize_tiles(self.g_s, torch.from_numpy(y_hat), height, width, tick=tick)
 
 
 BACKENDS = ("onnx", "torch", "openvino", "openvino-bf16")
