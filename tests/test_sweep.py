@@ -461,3 +461,28 @@ def test_a_task_sweep_with_a_cache_holds_one_decode_at_a_time(tmp_path):
     assert max(alive) <= 1, alive  # (the last one coded, still in the sweep's hands); it was all 6
     plain = sweep(Watched(), folder, [20, 80], task=MeanBrightness(), progress=False)  # no cache: held, as before
     assert [p["brightness"] for p in plain["points"]] == [p["brightness"] for p in res["points"]]
+
+
+def test_a_cache_entry_that_cannot_be_the_images_decode_is_made_again(tmp_path):
+    """A cache entry is trusted only when it can stand for the image's decode: a decode of another size was handed
+    to the task in silence (a 64x48 black entry scored 0 % faces kept for a photo kept at 100 %), and a side file
+    of valid JSON but another shape was a traceback. Either is a miss: coded again, and the entry written over."""
+    import pytest
+
+    codec = CountingCodec()
+    cache = DecodeCache(tmp_path / "cache", codec.name, codec.config())
+    first = sweep(codec, images(), [20], task=MeanBrightness(), cache=cache, progress=False)
+    assert codec.encodes == 2
+    pngs = sorted((tmp_path / "cache").rglob("*.png"))
+    metas = sorted((tmp_path / "cache").rglob("*.json"))
+    assert len(pngs) == len(metas) == 2
+    Image.new("RGB", (64, 48)).save(pngs[0])  # a valid PNG, another size
+    for bad in ("{}", "[]", "null", '{"bytes": "x", "bpp": 1, "psnr": 1, "ms_ssim": 1, "encode_s": 1, "decode_s": 1}'):
+        metas[1].write_text(bad)
+        again = sweep(codec, images(), [20], task=MeanBrightness(), cache=cache, progress=False)
+        assert again["points"][0]["brightness"] == pytest.approx(first["points"][0]["brightness"])
+        assert again["points"][0]["bytes"] == first["points"][0]["bytes"]
+    assert codec.encodes == 2 + 2 + 3  # both bad entries once, then the side file alone each time
+    assert Image.open(pngs[0]).size != (64, 48)  # written over with the decode
+    sweep(codec, images(), [20], task=MeanBrightness(), cache=cache, progress=False)
+    assert codec.encodes == 7  # the entries made again are used

@@ -153,7 +153,7 @@ def _code_one(codec: Codec, img: Image.Image, q, cache: DecodeCache,
     before, which did not record it), else None). ``ihash``: ``image_hash(img)``, when the caller has it."""
     ihash = ihash or image_hash(img)
     hit = cache.get(q, ihash)
-    if hit is not None:
+    if hit is not None and _usable_hit(hit, img):
         dec, info = hit
         made_on = info.pop("machine", None)
         return dec, info, None if made_on == here else "unrecorded" if made_on is None else "elsewhere"
@@ -173,6 +173,22 @@ def _code_one(codec: Codec, img: Image.Image, q, cache: DecodeCache,
             "psnr": psnr(a, b), "ms_ssim": ms_ssim(a, b), "encode_s": te, "decode_s": td}
     cache.put(q, ihash, dec, dict(info, machine=here))
     return dec, info, None
+
+
+#: what a cache entry's side file must hold, each a number: the sweep sums and averages them
+ENTRY_NUMBERS = ("bytes", "bpp", "psnr", "ms_ssim", "encode_s", "decode_s")
+
+
+def _usable_hit(hit: tuple, img: Image.Image) -> bool:
+    """Whether a cache entry (decode, info) can stand for coding ``img``: a decode of its size and a side file
+    holding a number for each of :data:`ENTRY_NUMBERS`. Any other entry (one edited, copied over another, or written
+    by something else) is a miss, made again and written over: a decode of another size was handed to the task in
+    silence (a 64x48 black entry for a 1024x768 photo scored 0 % faces kept where it was 100 %), and a side file of
+    valid JSON but another shape (``{}``, ``[]``, a string for a number) was a traceback."""
+    dec, info = hit
+    if not isinstance(info, dict) or getattr(dec, "size", None) != img.size:
+        return False
+    return all(isinstance(info.get(k), (int, float)) and not isinstance(info.get(k), bool) for k in ENTRY_NUMBERS)
 
 
 class _Decodes(Mapping):
