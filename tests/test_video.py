@@ -1194,3 +1194,24 @@ def test_reading_a_clip_off_the_main_thread_leaves_other_threads_warnings_alone(
         t.join()
     said = [str(w.message) for w in caught if issubclass(w.category, SaicmWarning)]
     assert out["clip"].n == 3 and len(said) == 3 and not any("first such frame" in s for s in said), said
+
+
+def test_a_damaged_cached_clip_encode_is_encoded_again_not_decoded(tmp_path):
+    """A clip's cached encode whose bytes are not those written (cut short, emptied) was handed to the decoder, whose
+    traceback stopped every later sweep until the entry was deleted: its side file now holds the bytes' SHA-256 and
+    such an entry is a miss, encoded again and written over."""
+    from saicm.eval.cache import DecodeCache
+    from saicm.eval.codecs import get_codec
+    from saicm.video.evaluate import sweep_clips
+
+    codec = get_codec("jpeg")
+    clips = {"shapes": io.Clip(synthetic_clip(2, 48, 64), fps=25)}
+    cache = DecodeCache(tmp_path / "cache", codec.name, codec.config())
+    first = sweep_clips(codec, clips, [30], cache=cache, progress=False)["points"][0]
+    (entry,) = (tmp_path / "cache").rglob("*.bin")
+    whole = entry.read_bytes()
+    for damaged in (whole[:100], b""):
+        entry.write_bytes(damaged)
+        again = sweep_clips(codec, clips, [30], cache=cache, progress=False)["points"][0]
+        assert again["bytes"] == first["bytes"] and again["psnr"] == first["psnr"]
+        assert entry.read_bytes() == whole  # written over

@@ -123,9 +123,14 @@ class _Entries:
             self._unreadable(e)
             return None
         try:
-            return self._read(value), json.loads(meta.read_text())
+            got, info = self._read(value), json.loads(meta.read_text())
         except (OSError, ValueError, RecursionError):
             return None  # a damaged entry is simply recomputed
+        return (got, info) if isinstance(info, dict) and self._intact(got, info) else None
+
+    def _intact(self, value, info: dict) -> bool:
+        """Whether ``value`` is what was written beside ``info`` (a PNG checks its own chunks as it is read)."""
+        return True
 
     def put(self, quality, key: str, value, info: dict) -> None:
         if not (self.enabled and self.writable):
@@ -185,10 +190,21 @@ class DecodeCache(_Entries):
 
 
 class EncodedCache(_Entries):
-    """Encoded bytes (video codecs: a clip's stream), in the folder of a :class:`DecodeCache` (disabled with it)."""
+    """Encoded bytes (video codecs: a clip's stream), in the folder of a :class:`DecodeCache` (disabled with it).
+    The side file holds the bytes' SHA-256 (``sha256``): an entry whose bytes differ (cut short, damaged) is a miss,
+    encoded again; it was handed to the decoder, whose traceback (``Truncated File Read``, ``need at least one array
+    to stack``) stopped every later sweep until the entry was found and deleted. Entries of saicm 0.31.0 and before
+    hold no checksum and are read as they are."""
 
     def __init__(self, cache: DecodeCache | None):
         super().__init__(cache.dir if cache is not None and cache.enabled else None)
+
+    def put(self, quality, key: str, value: bytes, info: dict) -> None:
+        super().put(quality, key, value, {**info, "sha256": hashlib.sha256(value).hexdigest()})
+
+    def _intact(self, value: bytes, info: dict) -> bool:
+        want = info.pop("sha256", None)
+        return want is None or want == hashlib.sha256(value).hexdigest()
 
     def checkpoint(self, quality, key: str) -> Path | None:
         """Where a resumable codec checkpoints the encode of this entry (None without a cache)."""
