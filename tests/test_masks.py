@@ -717,3 +717,33 @@ def test_a_run_whose_masks_are_all_empty_says_so(tmp_path, folder):
     with warnings.catch_warnings():
         warnings.simplefilter("error", SaicmWarning)
         assert main(["masks", str(folder), "-o", str(tmp_path / "p"), "--quiet"]) == 0
+
+
+def test_an_image_replaced_under_its_name_gets_a_new_mask_on_a_rerun(folder, tmp_path, capsys):
+    """A rerun skipped every image whose mask existed, by name alone: an image edited or replaced in place (another
+    photo of the same size: a camera's are all alike) kept the mask of the old picture, which training then used in
+    silence. The manifest records the SHA-256 of the image each mask was made of, and a rerun makes the mask of a
+    changed image again, with a warning; lines of saicm 0.31.0 and before (no SHA-256) are trusted as before."""
+    from saicm.cli import main
+
+    out = tmp_path / "m"
+    assert main(["masks", str(folder), "-o", str(out), "--quiet"]) == 0
+    old = np.asarray(Image.open(out / "a.png"))
+    Image.fromarray(natural_image(72, 96, seed=7)).save(folder / "a.png")  # another picture, the same name and size
+    capsys.readouterr()
+    with pytest.warns(UserWarning, match="1 image changed since its mask was made"):
+        assert main(["masks", str(folder), "-o", str(out), "--quiet"]) == 0
+    assert "1 written, 2 already done" in capsys.readouterr().out
+    new = np.asarray(Image.open(out / "a.png"))
+    assert not np.array_equal(new, old)
+    fresh = tmp_path / "fresh"
+    assert main(["masks", str(folder), "-o", str(fresh), "--quiet"]) == 0
+    assert np.array_equal(new, np.asarray(Image.open(fresh / "a.png")))  # the new picture's mask
+    assert main(["masks", str(folder), "-o", str(out), "--quiet"]) == 0
+    assert "0 written, 3 already done" in capsys.readouterr().out  # made once, then skipped again
+    manifest = out / "manifest-0-of-1.jsonl"  # a manifest of 0.31.0: no SHA-256, the masks trusted
+    manifest.write_text("".join(json.dumps({k: v for k, v in json.loads(x).items() if k != "image_sha256"}) + "\n"
+                                for x in manifest.read_text().splitlines()))
+    Image.fromarray(natural_image(72, 96, seed=8)).save(folder / "a.png")
+    assert main(["masks", str(folder), "-o", str(out), "--quiet"]) == 0
+    assert "0 written, 3 already done" in capsys.readouterr().out

@@ -8,7 +8,8 @@ Layout of the output folder::
     OUT/previews/<rel path>.jpg     overlays, with --preview
 
 Masks are written atomically and an image whose PNG exists is skipped, so a
-killed run resumes where it stopped. ``--shard i/n`` takes every n-th image
+killed run resumes where it stopped; each manifest line records the SHA-256 of
+the image file its mask was made of, and an image changed since is made again. ``--shard i/n`` takes every n-th image
 starting at i (0-based), so n processes or array-job tasks split a dataset
 without talking to each other; their manifests are separate files.
 """
@@ -266,8 +267,8 @@ def _run(src: Path, out: Path, files: list[Path], spec: MaskSpec, make: Callable
     manifest = out / f"manifest-{i}-of-{n}.jsonl"
     if overwrite:  # --overwrite redoes the shard: its old lines go too
         manifest.unlink(missing_ok=True)
-    listed = set() if overwrite else _listed(out)
-    done = skipped = 0
+    listed = {} if overwrite else _listed(out)
+    done = skipped = changed = 0
     fractions: list[float] = []
     failures: list[str] = []
     bar = tqdm(mine, desc=f"masks {spec.source} {i}/{n}", unit="img",
@@ -281,21 +282,26 @@ def _run(src: Path, out: Path, files: list[Path], spec: MaskSpec, make: Callable
                 lines.say(f"{k}/{len(mine)} images, {done} written, {skipped} already done, {len(failures)} failed")
             rel = f.relative_to(src)
             dest = out / mask_path(rel)
+            digest = _image_digest(f)
             if dest.is_file() and not overwrite:
-                skipped += 1
-                if preview and not _preview_path(out, rel).is_file():  # (a kill between the mask and its preview)
-                    try:
-                        _write_preview(out, rel, read_without_limit_option(f, "masks").rgb, load_mask(dest))
-                    except SaicmError as e:
-                        failures.append(str(e))
-                if rel.as_posix() not in listed:  # written by a run killed before its line: the line, from the mask
-                    try:
-                        frac = float(load_mask(dest).mean())
-                    except SaicmError:
-                        continue
-                    log.write(json.dumps(dict(image=rel.as_posix(), mask=mask_path(rel).as_posix(),
-                                              fraction=round(frac, 6), segments=None, seconds=None)) + "\n")
-                continue
+                made_of = listed.get(rel.as_posix(), ())
+                if digest is None or not made_of or digest in made_of or made_of == {None}:
+                    skipped += 1
+                    if preview and not _preview_path(out, rel).is_file():  # (a kill between the mask and its preview)
+                        try:
+                            _write_preview(out, rel, read_without_limit_option(f, "masks").rgb, load_mask(dest))
+                        except SaicmError as e:
+                            failures.append(str(e))
+                    if not made_of:  # written by a run killed before its line: the line, from the mask
+                        try:
+                            frac = float(load_mask(dest).mean())
+                        except SaicmError:
+                            continue
+                        log.write(json.dumps(dict(image=rel.as_posix(), mask=mask_path(rel).as_posix(),
+                                                  fraction=round(frac, 6), segments=None, seconds=None,
+                                                  image_sha256=digest)) + "\n")
+                    continue
+                changed += 1  # (the image was replaced under its name since its mask was made: made again)
             t0 = time.perf_counter()
             try:
                 rgb = read_without_limit_option(f, "masks").rgb
@@ -318,8 +324,15 @@ def _run(src: Path, out: Path, files: list[Path], spec: MaskSpec, make: Callable
             fractions.append(frac)
             # (names with "/" on every system: a mask folder made on Windows resumes on Linux)
             log.write(json.dumps(dict(image=rel.as_posix(), mask=mask_path(rel).as_posix(), fraction=round(frac, 6),
-                                      segments=int(count), seconds=round(time.perf_counter() - t0, 3))) + "\n")
+                                      segments=int(count), seconds=round(time.perf_counter() - t0, 3),
+                                      image_sha256=digest)) + "\n")
             done += 1
+    if changed:
+        from ..errors import warn
+
+        which = f"{changed} images changed since their masks were" if changed > 1 else \
+            "1 image changed since its mask was"
+        warn(f"{which} made (other content under the same name): made again")
     return dict(images=len(mine), written=done, skipped=skipped, failed=failures,
                 mean_fraction=float(np.mean(fractions)) if fractions else None,
                 manifest=str(manifest) if manifest.is_file() else None)
@@ -338,21 +351,39 @@ def _write_preview(out: Path, rel: Path, rgb: np.ndarray, mask: np.ndarray) -> N
         Image.fromarray(overlay(rgb, mask.astype(bool))).save(tmp, format="JPEG", quality=90)
 
 
-def _listed(out: Path) -> set[str]:
-    """The images that the folder's manifests (every shard's) have a line for."""
-    names = set()
+def _listed(out: Path) -> dict[str, set]:
+    """The images that the folder's manifests (every shard's) have a line for, each with the SHA-256 its mask was
+    made of (the last line of each manifest for it; None in a line of saicm 0.31.0 and before, which named none)."""
+    names: dict[str, set] = {}
     for m in out.glob("manifest-*-of-*.jsonl"):
         try:
             lines = m.read_text().splitlines()
         except (OSError, UnicodeDecodeError):
             continue
+        last: dict[str, object] = {}
         for line in lines:
             try:
-                name = str(json.loads(line)["image"])
-                names.update((name, name.replace("\\", "/")))  # (as written; Windows' lines before 0.24.0)
-            except (ValueError, KeyError, TypeError):  # a line cut by a kill
+                entry = json.loads(line)
+                name, digest = str(entry["image"]), entry.get("image_sha256")
+            except (ValueError, KeyError, TypeError, AttributeError):  # a line cut by a kill
                 continue
+            for n in (name, name.replace("\\", "/")):  # (as written; Windows' lines before 0.24.0)
+                last[n] = digest if isinstance(digest, str) else None
+        for n, digest in last.items():
+            names.setdefault(n, set()).add(digest)
     return names
+
+
+def _image_digest(path: Path) -> str | None:
+    """The SHA-256 of an image file's bytes (what its manifest line records its mask was made of), or None when it
+    cannot be read (reading it for its mask then says why)."""
+    import hashlib
+
+    try:
+        with open(path, "rb") as fh:
+            return hashlib.file_digest(fh, "sha256").hexdigest()
+    except OSError:
+        return None
 
 
 class _LazyLines:
