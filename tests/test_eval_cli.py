@@ -781,3 +781,31 @@ def test_bdrate_refuses_a_field_that_is_not_a_score(tmp_path, capsys, field):
     err = capsys.readouterr().err
     assert f"--metric {field} is not a score" in err and not (tmp_path / "t.json").exists()
     assert main(["bdrate", str(a), str(b)]) == 0  # (psnr, as before)
+
+
+def test_a_model_replaced_with_its_modification_time_kept_is_not_the_old_one_in_the_same_process(tmp_path):
+    """The process's caches of a weight file (its checksum, metadata, portable model) were keyed by its path and
+    modification time alone: a retrained model put in place of the one a notebook had coded with, its time kept
+    (``cp -p``, ``rsync -t``, ``touch -r``), kept the old checksum (the decode cache's key of the old weights) and
+    the old model, in silence."""
+    import os
+    import shutil
+
+    from PIL import Image
+
+    from saicm.codec.pipeline import compress
+    from saicm.eval.codecs import get_codec
+    from saicm.models.catalog import WEIGHTS_DIR, file_checksum
+
+    from .conftest import natural_image
+
+    path = tmp_path / "model.safetensors"
+    shutil.copyfile(WEIGHTS_DIR / "mse-hyperprior-n64-v5.safetensors", path)
+    img = Image.fromarray(natural_image(64, 64, seed=3))
+    before = (get_codec(str(path)).config()["weights_sha256_prefix"], compress(img, model=str(path), quality=1))
+    st = os.stat(path)
+    shutil.copyfile(WEIGHTS_DIR / "mse-hyperprior-n64-v4.safetensors", path)  # in place: the same inode
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+    after = (get_codec(str(path)).config()["weights_sha256_prefix"], compress(img, model=str(path), quality=1))
+    assert after[0] == file_checksum(WEIGHTS_DIR / "mse-hyperprior-n64-v4.safetensors").hex() != before[0]
+    assert after[1] != before[1]

@@ -216,10 +216,11 @@ _FILE_CACHES: list = []
 
 
 def file_cache(factory):
-    """``load(info)`` giving ``factory(info)``, made once per weight file and modification time (an LRU of 8)."""
+    """``load(info)`` giving ``factory(info)``, made once per weight file and
+    :func:`~saicm.models.catalog.file_version` (an LRU of 8)."""
 
     @functools.lru_cache(maxsize=8)
-    def _load(path: str, _mtime: int, name: str):
+    def _load(path: str, _version: tuple, name: str):
         from ..models.catalog import read_info
 
         return factory(read_info(path, name=name))
@@ -228,7 +229,9 @@ def file_cache(factory):
 
     def load(info: ModelInfo):
         p = str(info.path.resolve())
-        return _load(p, os.stat(p).st_mtime_ns, info.name)
+        from ..models.catalog import file_version
+
+        return _load(p, file_version(p), info.name)
 
     return load
 
@@ -240,7 +243,7 @@ def portable_model(info: ModelInfo) -> PortableModel:
     return PortableContextModel(info) if info.architecture == PortableContextModel.architecture else PortableModel(info)
 
 
-#: the portable model of a weight file (cached per file and modification time)
+#: the portable model of a weight file (cached per file and its version: :func:`~saicm.models.catalog.file_version`)
 load = file_cache(portable_model)
 
 

@@ -71,24 +71,35 @@ def file_checksum(path: str | os.PathLike) -> bytes:
 
 def full_checksum(path: str | os.PathLike) -> bytes:
     """SHA-256 of a weight file (what a scalable model's config names its base by)."""
-    return _sha256(str(Path(path).resolve()), os.stat(path).st_mtime_ns)
+    return _sha256(str(Path(path).resolve()), file_version(path))
+
+
+def file_version(path: str | os.PathLike) -> tuple[int, int, int, int]:
+    """What tells one content of a file from another without reading it, for the caches of a process (checksums,
+    metadata, loaded models): its modification and change times, size and inode. By the modification time alone, a
+    weight file replaced under its name with the time kept (``cp -p``, ``rsync -t``, ``touch -r``: a retrained
+    model put in place of the one a notebook had coded with) kept the old checksum and model in silence, and with
+    them the decode cache's key of the old weights; the change time moves at every write, whatever the modification
+    time says."""
+    st = os.stat(path)
+    return st.st_mtime_ns, st.st_ctime_ns, st.st_size, st.st_ino
 
 
 @functools.lru_cache(maxsize=64)
-def _sha256(path: str, _mtime: int) -> bytes:
+def _sha256(path: str, _version: tuple) -> bytes:
     with open(path, "rb") as f:
         return hashlib.file_digest(f, "sha256").digest()
 
 
 def read_info(path: str | os.PathLike, name: str | None = None) -> ModelInfo:
-    """The metadata of a weight file (cached per path and modification time: every command resolves models)."""
+    """The metadata of a weight file (cached per path and :func:`file_version`: every command resolves models)."""
     try:
-        mtime = os.stat(path).st_mtime_ns
+        version = file_version(path)
     except FileNotFoundError:
         raise ModelError("model file not found", str(path)) from None
     except OSError as e:
         raise ModelError(f"cannot read the model file ({e.strerror or e})", str(path)) from None
-    return _read_info(str(path), mtime, name)
+    return _read_info(str(path), version, name)
 
 
 def _not_a_model(path) -> str | None:
@@ -107,7 +118,7 @@ def _not_a_model(path) -> str | None:
 
 
 @functools.lru_cache(maxsize=256)
-def _read_info(path: str, _mtime: int, name: str | None) -> ModelInfo:
+def _read_info(path: str, _version: tuple, name: str | None) -> ModelInfo:
     from safetensors import SafetensorError, safe_open
 
     path = Path(path)
@@ -454,7 +465,7 @@ def _model_row(name: str, info: ModelInfo, source: str, default: bool, shadowed:
         "default_quality": default_quality(len(lambdas)),
         "file": str(info.path),
         "bytes": info.path.stat().st_size,
-        "sha256": _sha256(str(info.path.resolve()), os.stat(info.path).st_mtime_ns).hex(),
+        "sha256": full_checksum(info.path).hex(),
         "training": info.training,  # the `saicm train` settings that made it ({} if none)
     }
 

@@ -22,8 +22,8 @@ from safetensors.torch import save as serialize
 from ..errors import ModelError, names_as_utf8
 from .catalog import (  # noqa: F401  (re-exported: the catalogue is part of the zoo's API)
     DEFAULT_MODEL, LOSS_NAMES, RECOMMENDED_MACHINE_MODEL, RECOMMENDED_SCALABLE_MODEL, RETIRED_MODELS, SUFFIX,
-    WEIGHTS_DIR, ModelInfo, _sha256, default_model_name, default_quality, describe, file_checksum, full_checksum,
-    locate, model_table, read_info, resolve, shipped_models, user_model_dir)
+    WEIGHTS_DIR, ModelInfo, _sha256, default_model_name, default_quality, describe, file_checksum, file_version,
+    full_checksum, locate, model_table, read_info, resolve, shipped_models, user_model_dir)
 from .registry import build_architecture
 
 
@@ -282,7 +282,7 @@ def instantiate(info: ModelInfo) -> torch.nn.Module:
 
 
 @functools.lru_cache(maxsize=8)
-def _load_cached(path: str, _mtime: int) -> torch.nn.Module:
+def _load_cached(path: str, _version: tuple) -> torch.nn.Module:
     model = instantiate(read_info(path))
     # channels-last: oneDNN's CPU convolutions run ~20% faster (measured on N=64 transforms).
     return model.to(memory_format=torch.channels_last)
@@ -306,6 +306,6 @@ def load_model(model: str | os.PathLike | None = None) -> tuple[torch.nn.Module,
     the public ``saicm.load_model`` is :func:`open_model`)."""
     info = resolve(model)
     p = str(info.path.resolve())
-    return _load_cached(p, os.stat(p).st_mtime_ns), info
+    return _load_cached(p, file_version(p)), info
 
 
