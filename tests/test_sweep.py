@@ -486,3 +486,30 @@ def test_a_cache_entry_that_cannot_be_the_images_decode_is_made_again(tmp_path):
     assert Image.open(pngs[0]).size != (64, 48)  # written over with the decode
     sweep(codec, images(), [20], task=MeanBrightness(), cache=cache, progress=False)
     assert codec.encodes == 7  # the entries made again are used
+
+
+def test_a_killed_writers_temporary_files_leave_the_cache(tmp_path):
+    """A sweep killed while it wrote an entry (kill -9, a power cut) left its temporary file
+    (``.KEY.png.XXXX.part.png``) in the cache for good: nothing wrote the same name again. The next sweep that writes
+    in that quality's folder removes them; one a live writer holds (another sweep on the same cache) is left."""
+    import pytest
+
+    fcntl = pytest.importorskip("fcntl")  # (where there are no locks, every such file is a killed writer's)
+    codec = CountingCodec()
+    cache = DecodeCache(tmp_path / "cache", codec.name, codec.config())
+    sweep(codec, dict(list(images().items())[:1]), [20], cache=cache, progress=False)
+    folder = cache.dir / "q20"
+    stale = [folder / ".0123456789abcdef0123.png.k1ll3d_x.part.png",
+             folder / ".0123456789abcdef0123.json.a2b.part.json"]
+    for p in stale:
+        p.write_bytes(b"half an entry")
+    live = folder / ".fedcba9876543210fedc.png.w0rk1ng.part.png"
+    held = open(live, "wb")
+    fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    try:
+        sweep(codec, images(), [20], cache=DecodeCache(tmp_path / "cache", codec.name, codec.config()),
+              progress=False)
+        assert not any(p.exists() for p in stale)
+        assert live.exists()
+    finally:
+        held.close()

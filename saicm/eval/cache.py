@@ -19,7 +19,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from .._fs import cache_dir, trusted_folder, write_atomic, write_bytes_atomic
+from .._fs import cache_dir, remove_stale_parts, trusted_folder, write_atomic, write_bytes_atomic
 from ..errors import SaicmError
 
 
@@ -82,6 +82,7 @@ class _Entries:
         self.enabled = folder is not None
         self.writable = self.enabled  # False after a failed write: the entries there are still read
         self.dir = Path(folder) if folder is not None else None
+        self._swept: set[Path] = set()  # the quality folders whose killed writers' temporary files are gone
         if self.enabled:
             self._refuse_untrusted()
 
@@ -138,10 +139,28 @@ class _Entries:
         path, meta = self._paths(quality, key)
         try:
             self._make_private_dirs(path.parent)
+            self._remove_stale_parts(path.parent)
             self._write(path, value)
             write_bytes_atomic(meta, json.dumps(info).encode(), durable=False)
         except (OSError, SaicmError) as e:  # (write_atomic words OSErrors as SaicmError)
             self._give_up(e)
+
+    def _remove_stale_parts(self, folder: Path) -> None:
+        """The temporary files that writers killed in ``folder`` left (``.KEY.png.XXXX.part.png``: one per ``kill -9``
+        or power cut during a write, never removed, as nothing wrote the same entry's name again), removed once per
+        folder and process; those a live writer holds (a second sweep sharing the cache) are left
+        (:func:`~saicm._fs.remove_stale_parts`)."""
+        if folder in self._swept:
+            return
+        self._swept.add(folder)
+        try:
+            names = [e.name for e in os.scandir(folder) if e.name.startswith(".") and ".part" in e.name]
+        except OSError:
+            return
+        for name in names:
+            entry = name[1:].rsplit(".", 3)  # KEY.SUFFIX, the temporary part, "part", the suffix
+            if len(entry) == 4 and entry[2] == "part":
+                remove_stale_parts(folder / entry[0])
 
     def _make_private_dirs(self, folder: Path) -> None:
         """``folder`` (this codec's, or one of its quality folders) and the root above it, each made readable and
