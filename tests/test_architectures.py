@@ -379,3 +379,41 @@ def test_the_api_prints_no_warning_of_compressais_import_and_leaves_the_users_ow
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=env)
     assert r.returncode == 0 and r.stdout.strip() == "loaded", r.stderr
     assert r.stderr.count("`torch.jit.script` is deprecated") == 1 and "the user's own" in r.stderr  # not hidden
+
+
+def test_a_plugin_package_edited_in_another_module_than_its_classes_is_another_codec(tmp_path, monkeypatch):
+    """The decode cache's key held the source files of the architecture's classes alone: a package whose layers
+    live in a module of their own (``mycodec/layers.py``) was edited with the same key, and `saicm eval` served the
+    old code's decodes. Every ``.py`` file of the package counts."""
+    import sys
+
+    from saicm.models.registry import architecture_class, plugin_code_digest
+
+    pkg = tmp_path / "cachecheck_codec"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    layers = USER_ARCH.split("@register_architecture")[0]  # the imports and the Refine layer
+    (pkg / "layers.py").write_text(layers)
+    (pkg / "model.py").write_text(textwrap.dedent('''
+        from saicm.models import register_architecture
+        from saicm.models.hyperprior import GainedMeanScaleHyperprior
+
+        from .layers import Refine
+
+
+        @register_architecture("test-package-code-key")
+        class Mine(GainedMeanScaleHyperprior):
+            def __init__(self, N=24, M=40, lambdas=(0.0067,)):
+                super().__init__(N=N, M=M, lambdas=lambdas)
+                self.g_s.append(Refine())
+    '''))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setenv("SAICM_ARCHITECTURES", "cachecheck_codec.model")
+    try:
+        cls = architecture_class("test-package-code-key")
+        before = plugin_code_digest(cls)
+        (pkg / "layers.py").write_text(layers.replace("return x + self.conv(x)", "return (x + self.conv(x)) * 0.5"))
+        assert plugin_code_digest(cls) != before
+    finally:
+        for name in [n for n in sys.modules if n.split(".")[0] == "cachecheck_codec"]:
+            del sys.modules[name]

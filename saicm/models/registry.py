@@ -37,13 +37,21 @@ _lock = threading.RLock()
 
 def plugin_code_digest(cls) -> str | None:
     """SHA-256 (hex) of the source files of ``cls`` and its bases defined outside saicm, PyTorch and CompressAI (an
-    architecture of the user's own), or None when there are none: a changed plugin is another codec to the
-    evaluation's decode cache."""
+    architecture of the user's own) and, for those defined in a package, of every ``.py`` file of that package, or
+    None when there are none: a changed plugin is another codec to the evaluation's decode cache. (The files of the
+    classes alone: a package's layers or entropy model in a module of their own, ``mycodec/layers.py``, were edited
+    with the same key, and the cache served the old code's decodes.)"""
     import hashlib
+    import sys
+    from pathlib import Path
 
-    files = sorted({f for c in cls.__mro__ if c.__module__.split(".")[0] not in ("saicm", "torch", "compressai",
-                                                                              "builtins", "typing")
-                    for f in [_source(c)] if f})
+    tops = {c.__module__.split(".")[0] for c in cls.__mro__}
+    tops -= {"saicm", "torch", "compressai", "builtins", "typing"}
+    files = {f for c in cls.__mro__ if c.__module__.split(".")[0] in tops for f in [_source(c)] if f}
+    for top in tops:
+        for folder in getattr(sys.modules.get(top), "__path__", None) or ():  # (a package: all its modules)
+            files.update(os.path.realpath(f) for f in Path(folder).rglob("*.py"))
+    files = sorted(files)
     if not files:
         return None
     h = hashlib.sha256()
