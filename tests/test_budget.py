@@ -247,6 +247,27 @@ def test_existing_skip_does_not_count_a_file_over_the_budget_as_done(tmp_path, s
     assert b["status"] == "skipped" and (b["bytes"], b["quality"]) == (sizes[1], 2)  # the uplink's audit
 
 
+def test_existing_skip_does_not_count_another_models_or_qualitys_file_as_done(tmp_path, capsys):
+    """--existing skip counted an output coded at another quality (or by another model) as done, with exit 0 and
+    not a word: a rerun asking for quality 4 kept the quality-1 files of an earlier run (the cache audit)."""
+    src = tmp_path / "in"
+    src.mkdir()
+    Image.fromarray(natural_image()).save(src / "a.png")
+    out = tmp_path / "out"
+    assert main(["compress", str(src), "-o", str(out), "--quality", "1", "--quiet"]) == 0
+    before = (out / "a.saicm").read_bytes()
+    capsys.readouterr()
+    for argv, said in ((["--quality", "4"], f"(exists, coded at another quality ({MODEL} q1, not q4)"),
+                       ([], f"(exists, coded at another quality ({MODEL} q1, not q4)"),  # (the default, 4)
+                       (["--model", "mse-context-n64-v6", "--quality", "1"],
+                        f"exists, coded by another model ({MODEL} q1, not mse-context-n64-v6)")):
+        assert main(["compress", str(src), "-o", str(out), "--existing", "skip", "--quiet", *argv]) == 1, argv
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and said[1:] in err and "kept, not counted done" in err, (argv, err)
+        assert (out / "a.saicm").read_bytes() == before
+    assert main(["compress", str(src), "-o", str(out), "--existing", "skip", "--quality", "1", "--quiet"]) == 0
+
+
 def test_every_log_line_of_a_budgeted_job_holds_its_budget(tmp_path, sizes):
     """Runs with other budgets append to one log: a written line said nothing of the limit its file was held to, and
     a failed one only in its error's words."""

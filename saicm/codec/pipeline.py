@@ -536,11 +536,12 @@ def _coded_info(data: bytes, seconds: float | None = None) -> dict:
     return out
 
 
-def existing_file(dst, max_bytes: int | None = None) -> dict:
+def existing_file(dst, max_bytes: int | None = None, model: str | None = None, quality: int | None = None) -> dict:
     """What a compress job with ``--existing skip`` reports of its existing output ``dst`` (the --log line of a
     day's uplink: its bytes, model, quality), and an ``ImageError`` when that file is over ``max_bytes`` (the
-    machine layer of a two-layer file) or is no coded file: a file that another command wrote (another budget,
-    a quality) does not count as done by this one."""
+    machine layer of a two-layer file), is no coded file, or was coded by another ``model`` than the job's (a
+    two-layer file: its machine or human layer's) or at another ``quality`` (single-layer files): a file that
+    another command wrote (another budget, model or quality) does not count as done by this one."""
     from ..errors import ImageError, SaicmError
 
     data = read_input(dst)
@@ -551,6 +552,13 @@ def existing_file(dst, max_bytes: int | None = None) -> dict:
             return {"bytes": len(data)}
         raise ImageError(f"exists and is no coded file whose size can be checked against --max-bytes ({e}): kept, "
                          "not counted done (--existing overwrite codes it again)", str(dst)) from None
+    made = f"{info['model']} q{info['quality']}"
+    if model is not None and model not in (info["model"], info.get("human_model")):
+        raise ImageError(f"exists, coded by another model ({made}, not {model}): kept, not counted done (--existing "
+                         "overwrite codes it again with this one)", str(dst))
+    if quality is not None and "layers" not in info and info["quality"] != quality:
+        raise ImageError(f"exists, coded at another quality ({made}, not q{quality}): kept, not counted done "
+                         "(--existing overwrite codes it again at this one)", str(dst))
     n = info.get("machine_bytes", info["bytes"])
     if max_bytes is not None and n > max_bytes:
         what = "its machine layer is" if "machine_bytes" in info else "it is"
