@@ -454,6 +454,7 @@ def coded_input(data: CodedLike, what: str = ".saicm file") -> tuple[bytes, str 
 
         from .._fs import read_input
 
+        data = os.fsdecode(data)  # (a path-like's own path: str() of an os.DirEntry is "<DirEntry 'x.saicm'>")
         try:
             if stat.S_ISCHR(os.stat(data).st_mode):  # /dev/zero was read until memory ran out
                 raise FormatError(f"is a device, not a {what}", str(data))

@@ -123,7 +123,7 @@ def _open(src: ImageLike, max_pixels: int | None = None) -> tuple[Image.Image, s
     if not isinstance(src, (str, os.PathLike)):
         raise ImageError(f"expected an image path, PIL image, NumPy array or image file bytes, not "
                          f"{type(src).__name__}")
-    path = str(src)
+    path = os.fsdecode(src)  # (a path-like's own path: str() of an os.DirEntry is "<DirEntry 'x.png'>")
     if not os.path.exists(path):
         raise ImageError("no such file", path)
     if os.path.isdir(path):

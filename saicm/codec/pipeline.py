@@ -136,7 +136,7 @@ def _warn_if_profile(image: RGBImage, source) -> None:
     from ..errors import warn as saicm_warn
     from .image_io import gamma_note, primaries_note, profile_note
 
-    what = str(source) if isinstance(source, (str, os.PathLike)) else "the image"
+    what = os.fsdecode(source) if isinstance(source, (str, os.PathLike)) else "the image"
     causes = []
     name = profile_note(image)
     if name is not None:

@@ -292,7 +292,7 @@ def resolve(model: str | os.PathLike | ModelInfo | None) -> ModelInfo:
         what = "a PyTorch module" if hasattr(model, "state_dict") else f"a {type(model).__name__}"
         raise ModelError(f"model= takes a model name or a .safetensors path, not {what} (save a module of your own "
                          "with saicm.models.save_model(module, PATH.safetensors), then pass PATH)")
-    s = str(model)
+    s = os.fsdecode(model)  # (a path-like's own path, not its str(): an os.DirEntry's is "<DirEntry 'x'>")
     if not s.endswith(SUFFIX) and Path(s).suffix.lower() in (".pth", ".pt", ".tar", ".ckpt", ".bin") \
             and Path(s).is_file():
         raise ModelError("a PyTorch file, not a saicm model (.safetensors): a saicm training checkpoint becomes one "

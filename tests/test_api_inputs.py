@@ -1,0 +1,43 @@
+"""Inputs of the Python API found by property-based testing (hypothesis) of ``saicm.compress``, ``decompress``,
+``describe``, ``strip`` and ``split``: each case here is the minimal example a failing property gave."""
+
+import os
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import saicm
+
+from .conftest import natural_image
+
+
+class _Fs(os.PathLike):
+    """An ``os.PathLike`` whose ``str()`` is not its path (as ``os.DirEntry``'s is ``<DirEntry 'x.png'>``)."""
+
+    def __init__(self, path):
+        self.path = str(path)
+
+    def __fspath__(self):
+        return self.path
+
+
+def test_a_path_like_is_read_by_its_path_not_its_str(tmp_path, tiny_model):
+    """compress(os.DirEntry) said "<DirEntry 'a.png'>: no such file" for a file that is there (its str() is no path);
+    decompress read it but named the file by that str() in its errors."""
+    Image.fromarray(natural_image(20, 30)).save(tmp_path / "a.png")
+    data = saicm.compress(tmp_path / "a.png", model=tiny_model, quality=1)
+    (tmp_path / "a.saicm").write_bytes(data)
+    entries = {e.name: e for e in os.scandir(tmp_path)}
+    for png in (entries["a.png"], _Fs(tmp_path / "a.png")):
+        assert saicm.compress(png, model=tiny_model, quality=1) == data
+    for coded in (entries["a.saicm"], _Fs(tmp_path / "a.saicm")):
+        assert saicm.describe(coded)["file_bytes"] == len(data)
+        assert saicm.decompress(coded, model=tiny_model).size == (30, 20)
+        with pytest.raises(saicm.ModelError) as e:
+            saicm.decompress(coded, model="mse-hyperprior-n64-v5")
+        assert str(e.value).startswith(str(tmp_path / "a.saicm") + ": ")
+    with pytest.raises(saicm.ImageError) as e:
+        saicm.compress(_Fs(tmp_path / "gone.png"), model=tiny_model)
+    assert str(e.value) == f"{tmp_path / 'gone.png'}: no such file"
+    assert saicm.compress(tmp_path / "a.png", model=_Fs(tiny_model), quality=1) == data
