@@ -665,6 +665,8 @@ def ensure_dir(path: str | os.PathLike, mode: int = 0o777) -> Path:
 
 def read_input(path: str | os.PathLike, limit: int | None = None) -> bytes:
     """The bytes of an input file (its first ``limit`` bytes if given), or a one-line error naming it."""
+    if "\x00" in os.fsdecode(path):  # (open() raised ValueError "embedded null byte": not a SaicmError)
+        raise SaicmError(f"{no_such_file(path)} (the name holds a NUL character, which no file name can)", str(path))
     try:
         if limit is not None:
             with open(path, "rb") as f:

@@ -41,3 +41,12 @@ def test_a_path_like_is_read_by_its_path_not_its_str(tmp_path, tiny_model):
         saicm.compress(_Fs(tmp_path / "gone.png"), model=tiny_model)
     assert str(e.value) == f"{tmp_path / 'gone.png'}: no such file"
     assert saicm.compress(tmp_path / "a.png", model=_Fs(tiny_model), quality=1) == data
+
+
+@pytest.mark.parametrize("fn", ["decompress", "describe", "strip", "split"])
+def test_a_path_holding_a_nul_is_a_saicm_error(fn, tmp_path):
+    """A str holding a NUL (a coded file's bytes decoded as text, a name from a form) raised ValueError("embedded
+    null byte") from os.stat: not a SaicmError."""
+    with pytest.raises(saicm.SaicmError) as e:
+        getattr(saicm, fn)(str(tmp_path / "a\x00.saicm"))
+    assert "\n" not in str(e.value)

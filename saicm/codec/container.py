@@ -458,7 +458,7 @@ def coded_input(data: CodedLike, what: str = ".saicm file") -> tuple[bytes, str 
         try:
             if stat.S_ISCHR(os.stat(data).st_mode):  # /dev/zero was read until memory ran out
                 raise FormatError(f"is a device, not a {what}", str(data))
-        except OSError:
+        except (OSError, ValueError):  # (ValueError: a NUL in the name)
             pass  # (read_input says what is wrong with it)
         return read_input(data), str(data)
     if isinstance(data, io.TextIOBase):
