@@ -668,10 +668,8 @@ def read_input(path: str | os.PathLike, limit: int | None = None) -> bytes:
     if "\x00" in os.fsdecode(path):  # (open() raised ValueError "embedded null byte": not a SaicmError)
         raise SaicmError(f"{no_such_file(path)} (the name holds a NUL character, which no file name can)", str(path))
     try:
-        if limit is not None:
-            with open(path, "rb") as f:
-                return f.read(limit)
-        return Path(path).read_bytes()
+        with open(path, "rb") as f:  # (not Path(path): Path("") is the working folder, "is a folder, not a file")
+            return f.read() if limit is None else f.read(limit)
     except FileNotFoundError:
         raise SaicmError(no_such_file(path), str(path)) from None
     except IsADirectoryError:

@@ -50,3 +50,10 @@ def test_a_path_holding_a_nul_is_a_saicm_error(fn, tmp_path):
     with pytest.raises(saicm.SaicmError) as e:
         getattr(saicm, fn)(str(tmp_path / "a\x00.saicm"))
     assert "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize("fn", ["decompress", "describe", "strip", "split"])
+def test_an_empty_path_is_no_such_file_not_a_folder(fn):
+    """decompress("") said "is a folder, not a file" (Path("") is the working folder); compress said no such file."""
+    with pytest.raises(saicm.SaicmError, match="^no such file$"):
+        getattr(saicm, fn)("")
