@@ -57,3 +57,25 @@ def test_an_empty_path_is_no_such_file_not_a_folder(fn):
     """decompress("") said "is a folder, not a file" (Path("") is the working folder); compress said no such file."""
     with pytest.raises(saicm.SaicmError, match="^no such file$"):
         getattr(saicm, fn)("")
+
+
+def test_a_pil_image_moved_to_another_frame_is_said_to_be_coded_at_that_frame(tiny_model):
+    """A GIF opened by the caller and moved to its third frame (``seek(2)``) was coded at that frame (the PIL image
+    as given) under the warning "3 frames, only the first is coded"."""
+    import io
+    import warnings
+
+    frames = [Image.fromarray(np.full((16, 16, 3), v, np.uint8)) for v in (0, 128, 255)]
+    buf = io.BytesIO()
+    frames[0].save(buf, "GIF", save_all=True, append_images=frames[1:])
+    for at in (0, 2):
+        im = Image.open(io.BytesIO(buf.getvalue()))
+        im.seek(at)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            data = saicm.compress(im, model=tiny_model, quality=3)
+        said = [str(w.message) for w in caught if issubclass(w.category, saicm.SaicmWarning)]
+        assert said == ["the image: 3 frames, " + ("only the first is coded" if at == 0 else
+                        "only frame 3, the one the image is at, is coded") + " (saicm codes still images; clips: "
+                        "saicm video)"]
+        assert data == saicm.compress(frames[at], model=tiny_model, quality=3)

@@ -643,16 +643,18 @@ def _other_pictures(img: Image.Image) -> str | None:
 def _rgb_image(img: Image.Image, path: str | None) -> RGBImage:
     frames = getattr(img, "n_frames", 1)
     others = _other_pictures(img) if frames > 1 else None
+    # (a file is read at its first frame; a caller's PIL image at the frame it was moved to with seek(), which is the
+    # one coded: the warning said "only the first is coded" of a GIF at its third frame, and coded the third)
+    at = img.tell() if frames > 1 else 0
+    coded = "only the first is coded" if at == 0 else f"only frame {at + 1}, the one the image is at, is coded"
     if others is not None:  # a multi-picture JPEG: a 3D camera's pair, a panorama's parts (not a clip)
         from ..errors import warn as saicm_warn
 
-        saicm_warn(f"{path or 'the image'}: a multi-picture JPEG of {frames} images (the others: {others}), only the "
-                   "first is coded")
+        saicm_warn(f"{path or 'the image'}: a multi-picture JPEG of {frames} images (the others: {others}), {coded}")
     elif frames > 1 and img.format != "MPO":  # an animated GIF/WebP/PNG or a multi-page TIFF
         from ..errors import warn as saicm_warn
 
-        saicm_warn(f"{path or 'the image'}: {frames} frames, only the first is coded (saicm codes still images; "
-                   "clips: saicm video)")
+        saicm_warn(f"{path or 'the image'}: {frames} frames, {coded} (saicm codes still images; clips: saicm video)")
     fmt = img.format
     icc, icc_mode = img.info.get("icc_profile") or None, img.mode
     # (a PNG's gAMA says how its values are shown unless an iCCP or sRGB chunk, which override it, is there too; read
