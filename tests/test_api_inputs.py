@@ -79,3 +79,21 @@ def test_a_pil_image_moved_to_another_frame_is_said_to_be_coded_at_that_frame(ti
                         "only frame 3, the one the image is at, is coded") + " (saicm codes still images; clips: "
                         "saicm video)"]
         assert data == saicm.compress(frames[at], model=tiny_model, quality=3)
+
+
+def test_a_callers_file_object_is_left_open(tmp_path, tiny_model):
+    """saicm.compress(f) closed the caller's file object (Pillow's Image.close closes the file it read): f.seek(0)
+    after it raised "I/O operation on closed file" (decompress left it open)."""
+    import io
+
+    img = natural_image(20, 30)
+    buf = io.BytesIO()
+    Image.fromarray(img).save(buf, "PNG")
+    (tmp_path / "a.png").write_bytes(buf.getvalue())
+    data = saicm.compress(img, model=tiny_model, quality=1)
+    with open(tmp_path / "a.png", "rb") as f:
+        for fp in (f, io.BytesIO(buf.getvalue())):
+            assert saicm.compress(fp, model=tiny_model, quality=1) == data
+            assert not fp.closed
+            fp.seek(0)
+            assert fp.read() == buf.getvalue()

@@ -97,6 +97,21 @@ def refuse_media_output(path: str | os.PathLike, what: str) -> None:
         raise SaicmError(f"names a coded clip (.saicmv): {what} is a .saicm file (nothing written)", str(path))
 
 
+class _Borrowed:
+    """A caller's binary file object as Pillow reads it, left open: closing the image (as :func:`load_image` does)
+    closed the caller's file too (Pillow's ``Image.close`` closes the file it read, given or not), so that
+    ``saicm.compress(f)`` followed by ``f.seek(0)`` raised "I/O operation on closed file"."""
+
+    def __init__(self, fp):
+        self._fp = fp
+
+    def __getattr__(self, name):
+        return getattr(self._fp, name)
+
+    def close(self) -> None:
+        pass
+
+
 def _open(src: ImageLike, max_pixels: int | None = None) -> tuple[Image.Image, str | None]:
     from .limits import check_pixels
 
@@ -116,7 +131,7 @@ def _open(src: ImageLike, max_pixels: int | None = None) -> tuple[Image.Image, s
             check_pixels(int(src.shape[0]), int(src.shape[1]), max_pixels, what="the image")
         return _from_array(src), None
     if isinstance(src, (bytes, bytearray, memoryview)) or hasattr(src, "read"):  # an image file's contents
-        fp = io.BytesIO(bytes(src)) if not hasattr(src, "read") else src
+        fp = io.BytesIO(bytes(src)) if not hasattr(src, "read") else _Borrowed(src)
         if isinstance(fp, io.BytesIO) and not fp.getbuffer().nbytes:
             raise ImageError("empty image bytes")
         return _pillow_open(fp, None, max_pixels), None
