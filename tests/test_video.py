@@ -382,6 +382,30 @@ def test_corrupt_truncated_and_crafted_files_are_refused(coded, tmp_path, capsys
         bitstream.unpack(_crafted(data, frames=1_000_000, width=640), max_pixels=1 << 40)
 
 
+def test_a_file_whose_blocks_would_need_gigabytes_is_refused(tmp_path, capsys):
+    """Within the work bound, a last block of 1,024 channels had the decoder of a 200 kB file of four 1024x1024
+    frames ask PyTorch for 17 GB at once (a traceback from its allocator, or the machine's memory filled): the
+    configuration is refused before anything is built, in one line, for both architectures."""
+    from saicm.video import archs
+
+    cfg = {"pe_levels": 1, "pe_base": 1.25, "mlp_hidden": [], "c0": 1, "grid": [1, 1], "strides": [8, 8, 4, 4],
+           "channels": [1, 1, 1, 1024], "act": "gelu", "output": "tanh"}
+    h = bitstream.VideoHeader(arch="nerv", config=cfg, frames=4, width=1024, height=1024)
+    p = tmp_path / "bomb.saicmv"
+    p.write_bytes(bitstream.pack(bitstream.VideoStream(h, np.ones(1, np.float16), b"\0\0\0\0")))
+    _one_line_error(capsys, ["video", "decode", p, "-o", tmp_path / "out"], "activation values per pixel")
+    assert not (tmp_path / "out").exists()
+    hcfg = {"embed": 1, "grid": [1, 1], "strides": [8, 8, 4, 4], "channels": [1, 1, 1, 1024],
+            "kernels": [1, 3, 3, 3], "act": "gelu", "output": "tanh"}
+    with pytest.raises(FormatError, match="activation values per pixel"):
+        archs.check_config("hnerv", hcfg, 1024, 1024, 4)
+    # every preset stays within the bound, at any size
+    for arch in archs.NAMES:
+        for preset in nerv.PRESETS:
+            for height, width in ((1, 1), (142, 250), (288, 352), (1080, 1920), (2160, 3840)):
+                archs.make_config(arch, preset, height, width)
+
+
 def test_fuzzed_files_fail_with_one_line(coded):
     _, r = coded
     rng = np.random.default_rng(1)

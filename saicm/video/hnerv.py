@@ -37,7 +37,7 @@ from torch.nn import functional as F
 
 from ..errors import FormatError, SaicmError
 from .nerv import MAX_BLOCKS, MAX_MACS_PER_PIXEL, MAX_PARAMS, MAX_STRIDE, MAX_WIDTH, PRESETS as NERV_PRESETS, \
-    _int, _int_list, plan_strides, preset_widths
+    _int, _int_list, check_activations, plan_strides, preset_widths
 
 ARCHITECTURE = "hnerv"
 
@@ -94,6 +94,7 @@ def check_config(cfg, height: int, width: int, frames: int) -> dict:
                           f"limit of {MAX_PARAMS:,})")
     if macs > MAX_MACS_PER_PIXEL * (grid[0] * s) * (grid[1] * s):
         raise FormatError("corrupt header (architecture configuration: too much work per pixel)")
+    check_activations(embed, grid, strides, channels)
     return out
 
 

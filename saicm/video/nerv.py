@@ -72,6 +72,10 @@ MAX_STRIDE = 8
 MAX_GRID_CELLS = 4096
 MAX_PARAMS = 1 << 25  # 33.5 M parameters
 MAX_MACS_PER_PIXEL = 1 << 17  # multiply-adds per output pixel
+#: values of the largest activation per output pixel (a block's convolution output, c·s² channels at its input
+#: size, is c values a pixel of its output): the presets make at most 16 (l's last block). Without it a 200 kB file
+#: of four 1024×1024 frames (1,024 channels in its last block: within the work bound) had the decoder ask for 17 GB
+MAX_VALUES_PER_PIXEL = 64
 
 
 def plan_strides(height: int, width: int, blocks: int = 5, max_grid: int = MAX_PLAN_GRID) -> tuple[int, ...]:
@@ -157,8 +161,22 @@ def check_config(cfg, height: int, width: int, frames: int = 1) -> dict:
                           f"limit of {MAX_PARAMS:,})")
     if macs > MAX_MACS_PER_PIXEL * (grid[0] * s) * (grid[1] * s):
         raise FormatError("corrupt header (architecture configuration: too much work per pixel)")
+    check_activations(c0, grid, strides, channels)
     return {"pe_levels": pe_levels, "pe_base": float(base), "mlp_hidden": hidden, "c0": c0, "grid": grid,
             "strides": strides, "channels": channels, "act": cfg["act"], "output": cfg["output"]}
+
+
+def check_activations(cin: int, grid, strides, channels) -> None:
+    """A one-line FormatError when the blocks' largest activation holds more than :data:`MAX_VALUES_PER_PIXEL`
+    values per output pixel (the decoder holds a few of them for a batch of frames; shared with HNeRV)."""
+    h, w = grid
+    peak = cin * h * w
+    for c, s in zip(channels, strides):
+        h, w = h * s, w * s
+        peak = max(peak, c * h * w)
+    if peak > MAX_VALUES_PER_PIXEL * h * w:
+        raise FormatError(f"corrupt header (architecture configuration: {-(-peak // (h * w))} activation values per "
+                          f"pixel, more than the limit of {MAX_VALUES_PER_PIXEL})")
 
 
 def count(config: dict, frames: int = 1) -> tuple[int, int]:
