@@ -425,6 +425,22 @@ def test_fuzzed_files_fail_with_one_line(coded):
 
 # --- training --------------------------------------------------------------------------------------------
 
+def test_frames_one_pixel_high_or_wide_are_refused_in_one_line(tmp_path, capsys):
+    """A side of 1 pixel (--size 1x1, 64x1, 1x48) ended the fit in a ValueError traceback from pytorch-msssim,
+    which squeezes such dimensions away; 2x2 still encodes."""
+    for h, w in ((1, 1), (1, 64), (48, 1)):
+        with pytest.raises(SaicmError, match=f"frames of {w}x{h}: .*at least 2 pixels"):
+            api.encode(synthetic_clip(n=2, h=h, w=w), None, preset=TINY, epochs=1, prune=0.0, qat_epochs=0,
+                       progress=False)
+    src = tmp_path / "clip"
+    io.write_png_frames([(0, synthetic_clip(n=2))], src)
+    _one_line_error(capsys, ["video", "encode", src, "-o", tmp_path / "c.saicmv", "--size", "1x1", "--epochs", "1",
+                             "-q"], "needs at least 2 pixels a side")
+    r = api.encode(synthetic_clip(n=2, h=2, w=2), None, preset=TINY, epochs=1, prune=0.0, qat_epochs=0,
+                   progress=False)
+    assert api.decode(r.data).frames.shape == (2, 2, 2, 3)
+
+
 def test_divergence_guard_rolls_back_and_lowers_the_lr():
     frames = synthetic_clip(4)
     torch.manual_seed(0)

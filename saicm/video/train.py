@@ -265,6 +265,8 @@ def fit(model: nn.Module, frames: np.ndarray, settings: FitSettings, masks: np.n
     else:
         checkpoint_writer = True
     n, h, w = frames.shape[:3]
+    if min(h, w) < 2:  # (pytorch-msssim squeezes a side of 1 away: a ValueError traceback after the clip was read)
+        raise SaicmError(f"frames of {w}x{h}: the NeRV loss (its SSIM) needs at least 2 pixels a side")
     report = FitReport()
     ckpt_path = Path(checkpoint) if checkpoint else None
     if ckpt_path is not None and checkpoint_writer:  # (a checkpoint being written when the fit was killed)
