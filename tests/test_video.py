@@ -441,6 +441,20 @@ def test_frames_one_pixel_high_or_wide_are_refused_in_one_line(tmp_path, capsys)
     assert api.decode(r.data).frames.shape == (2, 2, 2, 3)
 
 
+def test_a_resume_from_a_finished_fit_says_where_it_ended(tmp_path):
+    """--keep-checkpoint keeps the checkpoint written after the last stage; a --resume from it trains nothing and
+    gives the same file, and says it resumed after the last stage's last epoch (it said "prune epoch 0", as if the
+    prune stage had been started again; saicm eval's per_clip records the same words)."""
+    out = tmp_path / "c.saicmv"
+    kw = dict(preset=TINY, epochs=2, prune_epochs=1, qat_epochs=0, progress=False)
+    first = api.encode(synthetic_clip(n=2), out, keep_checkpoint=True, **kw)
+    assert Path(str(out) + ".ckpt").is_file()
+    again = api.encode(synthetic_clip(n=2), out, resume=True, **kw)
+    assert again.data == first.data
+    assert again.report.resumed_from == "prune epoch 1"
+    assert not Path(str(out) + ".ckpt").exists()
+
+
 def test_divergence_guard_rolls_back_and_lowers_the_lr():
     frames = synthetic_clip(4)
     torch.manual_seed(0)

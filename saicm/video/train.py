@@ -291,7 +291,10 @@ def fit(model: nn.Module, frames: np.ndarray, settings: FitSettings, masks: np.n
         state["masks"] = ck.get("masks")
         report.history = list(ck.get("history", []))
         report.events = list(ck.get("events", []))
-        report.resumed_from = f"{stages[min(state['stage_index'], len(stages) - 1)][0]} epoch {state['epoch']}"
+        if state["stage_index"] < len(stages):
+            report.resumed_from = f"{stages[state['stage_index']][0]} epoch {state['epoch']}"
+        else:  # (every stage done: the last one's last epoch, where it said that stage's epoch 0)
+            report.resumed_from = f"{stages[-1][0]} epoch {stages[-1][1]}"
         report.events.append(f"resumed from {ckpt_path.name}: {report.resumed_from}")
 
     model.to(device)
