@@ -455,6 +455,24 @@ def test_a_resume_from_a_finished_fit_says_where_it_ended(tmp_path):
     assert not Path(str(out) + ".ckpt").exists()
 
 
+def test_a_checkpoint_path_naming_the_output_the_input_or_a_folder_is_refused_before_the_fit(clip_mkv, tmp_path,
+                                                                                              capsys):
+    """--checkpoint OUT (the -o file): the encode wrote the file over its checkpoint, then deleted the checkpoint,
+    so the file was gone after a report of its bytes and exit 0. The input clip or a folder as the checkpoint said
+    "a checkpoint of an earlier encode is there: add --resume". Each is one line now, before anything is fitted."""
+    out = tmp_path / "c.saicmv"
+    base = ["video", "encode", clip_mkv, "-o", out, "--epochs", "1", "-q"]
+    for ckpt, fragment in ((out, "--checkpoint names the output file"),
+                           (tmp_path / "." / "c.saicmv", "--checkpoint names the output file"),
+                           (clip_mkv, "is the input file"), (tmp_path, "is a folder")):
+        _one_line_error(capsys, [*base, "--checkpoint", ckpt], fragment)
+        assert not out.exists()
+    with pytest.raises(SaicmError, match="names the output file"):
+        api.encode(synthetic_clip(n=2), out, checkpoint=out, preset=TINY, epochs=1, progress=False)
+    assert main([str(a) for a in [*base, "--preset", "xs", "--checkpoint", tmp_path / "c.ck"]]) == 0
+    assert out.is_file() and not (tmp_path / "c.ck").exists()
+
+
 def test_divergence_guard_rolls_back_and_lowers_the_lr():
     frames = synthetic_clip(4)
     torch.manual_seed(0)

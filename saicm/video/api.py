@@ -126,6 +126,26 @@ def _check_writable(*paths) -> None:
             raise SaicmError("cannot write to this output folder (nothing done)", str(folder))
 
 
+def _check_checkpoint_path(ckpt: Path, output, clip) -> None:
+    """Refuse, before the fit, a ``--checkpoint`` that names the output (the encode wrote the file over its
+    checkpoint, then deleted the checkpoint: the file was gone, with a report of its bytes and exit 0), a folder
+    or the input clip (each said "a checkpoint of an earlier encode is there: add --resume")."""
+    from .._fs import refuse_input_as_output
+
+    if output is not None:
+        try:
+            same = os.path.samefile(ckpt, output)
+        except OSError:  # (either not there yet)
+            same = os.path.abspath(ckpt) == os.path.abspath(output)
+        if same:
+            raise SaicmError("--checkpoint names the output file (the checkpoint is deleted once the file is written): "
+                             "name another checkpoint, or leave it out (OUTPUT.ckpt)", str(ckpt))
+    if ckpt.is_dir():
+        raise SaicmError("is a folder: --checkpoint names the checkpoint file", str(ckpt))
+    if isinstance(clip, (str, os.PathLike)):
+        refuse_input_as_output(clip, ckpt)
+
+
 def encode(clip, output: str | os.PathLike | None = None, *, frames: str | None = None, size=None,
            preset: str | dict = nerv.DEFAULT_PRESET, arch: str = archs.DEFAULT, loss: str = "nerv", masks=None,
            epochs: int | None = None,
@@ -178,6 +198,8 @@ def encode(clip, output: str | os.PathLike | None = None, *, frames: str | None 
         if isinstance(clip, (str, os.PathLike)):
             refuse_input_as_output(clip, output)
     ckpt = Path(checkpoint) if checkpoint else (Path(str(output) + ".ckpt") if output is not None else None)
+    if checkpoint:
+        _check_checkpoint_path(ckpt, output, clip)
     _check_writable(output, ckpt)
     with contextlib.ExitStack() as held:
         if ckpt is not None and os.environ.get("RANK", "0") == "0" and ckpt.parent.is_dir():
