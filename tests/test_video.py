@@ -64,6 +64,24 @@ def clip_mkv(tmp_path_factory) -> Path:
     return p
 
 
+def test_a_clip_with_a_quarter_turn_display_matrix_is_read_upright_as_ffmpeg_decodes_it(tmp_path):
+    """A phone's portrait clip: its stream is 64x48 with a display matrix of 90 (or 270) degrees, and ffmpeg
+    decodes it upright, 48x64. Its bytes were read as 64x48 frames: every frame scrambled, with no error."""
+    from saicm.eval.ffmpeg import ffmpeg_exe
+
+    frames = synthetic_clip(n=3)
+    plain = tmp_path / "plain.mp4"
+    io.write_video(enumerate(frames[:, None]), plain, 64, 48, Fraction(25))  # (libx264rgb -qp 0: lossless)
+    for degrees in (90, -90, 180):
+        turned = tmp_path / f"turned{degrees}.mp4"
+        subprocess.run([ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-display_rotation", str(degrees),
+                        "-i", str(plain), "-c", "copy", str(turned)], check=True)
+        c = io.read_clip(turned)
+        upright = [np.rot90(frames, k, axes=(1, 2)) for k in (1, 2, 3)]
+        assert any(c.frames.shape == u.shape and np.array_equal(c.frames, u) for u in upright), degrees
+        assert (c.width, c.height) == ((64, 48) if degrees == 180 else (48, 64))
+
+
 @pytest.mark.skipif(os.name == "nt", reason="a shebang script stands in for ffmpeg")
 def test_a_lossless_video_that_ffmpeg_cannot_write_is_one_error_and_no_file(tmp_path, monkeypatch):
     """ffmpeg stopping (a full disk) while the frames are piped to it: its last words in one error, and no file

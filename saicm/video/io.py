@@ -213,11 +213,27 @@ def probe(path: str | os.PathLike) -> ClipInfo:
     size = re.search(r",\s*(\d{1,5})x(\d{1,5})[\s,\[]", line + " ")
     if not size:
         raise SaicmError("ffmpeg reports no frame size for the video stream", path)
+    width, height = int(size.group(1)), int(size.group(2))
+    if _quarter_turned(text.splitlines(), line):  # ffmpeg turns the frames upright: 142x250 from a 250x142 stream
+        width, height = height, width
     fps = re.search(r"([\d.]+)\s*(k?)\s*fps", line) or re.search(r"([\d.]+)\s*(k?)\s*tbr", line)
     value = float(fps.group(1)) * (1000 if fps.group(2) else 1) if fps else 0.0
     codec = re.search(r"Video:\s*([\w-]+)", line)
-    return ClipInfo(width=int(size.group(1)), height=int(size.group(2)), fps=fps_fraction(value),
-                    codec=codec.group(1) if codec else "")
+    return ClipInfo(width=width, height=height, fps=fps_fraction(value), codec=codec.group(1) if codec else "")
+
+
+def _quarter_turned(lines: list[str], stream_line: str) -> bool:
+    """Whether the stream's display matrix (a phone's portrait clip) turns it by 90 or 270 degrees: ffmpeg
+    decodes such frames upright, with width and height swapped. (Its size as the stream line gave it read the
+    upright 142x250 frames' bytes as 250x142 frames: every frame scrambled, and no error.)"""
+    for ln in lines[lines.index(stream_line) + 1:]:
+        if re.match(r"\s*(Stream #|Input #|Output #)", ln):
+            return False
+        m = re.search(r"rotation of (-?[\d.]+) degrees", ln, re.IGNORECASE)
+        if m:
+            quarter = float(m.group(1)) / 90
+            return abs(quarter - round(quarter)) < 1e-3 and round(quarter) % 2 == 1
+    return False
 
 
 def _folder_files(folder: Path) -> list[Path]:
