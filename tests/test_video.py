@@ -546,10 +546,29 @@ def test_the_fit_bar_counts_steps_and_ends_full_when_a_stage_stops(capsys, monke
 
     model = nerv.build(nerv.make_config(TINY, 48, 64))
     rep = train.fit(model, frames, train.FitSettings(epochs=4, batch=2, lr=5e-3, prune=0, qat_epochs=0,
-                                                     max_rollbacks=1), progress=True, fault=always)
+                                                     max_rollbacks=1, ckpt_every=1), progress=True, fault=always)
     assert any("the stage stops" in e for e in rep.events)
     err = capsys.readouterr().err
     assert "12/12 [" in err, err[-300:]
+
+
+def test_a_fit_that_rolls_back_to_its_start_each_time_writes_nothing(tmp_path):
+    """A fit whose every rollback went back to epoch 0 (--lr 1e9: non-finite at once; or collapses before the first
+    checkpoint) wrote a file of the untrained network and exited 0: only the rollback lines said what happened."""
+    def always(stage, epoch, m):
+        with torch.no_grad():
+            m.head.weight.mul_(float("nan"))
+
+    frames = synthetic_clip(4)
+    model = nerv.build(nerv.make_config(TINY, 48, 64))
+    with pytest.raises(SaicmError, match=r"the fit stopped where it began: it rolled back to epoch 0, its last "
+                                         r"checkpoint, 3 times \(the last: non-finite loss\), so nothing was learned"):
+        train.fit(model, frames, train.FitSettings(epochs=3, lr=5e-3, prune=0, qat_epochs=0, max_rollbacks=2),
+                  progress=False, fault=always)
+    out = tmp_path / "c.saicmv"
+    with pytest.raises(SaicmError, match="nothing is written"):
+        api.encode(frames, out, preset=TINY, epochs=2, lr=1e9, progress=False)
+    assert not out.exists() and list(tmp_path.iterdir()) == []  # (nor its checkpoint: a rerun at another --lr)
 
 
 def test_off_a_terminal_the_fit_prints_epoch_lines_not_a_bar(capsys, monkeypatch):

@@ -463,6 +463,14 @@ def fit(model: nn.Module, frames: np.ndarray, settings: FitSettings, masks: np.n
                 _stopped(name, epoch, world)
         # the stage is over: the next one starts from these weights with a fresh optimiser and schedule
         if stopped:
+            if name == "fit" and snap.epoch == 0:  # (the network as it was made: a file of it would code noise)
+                bar.close()
+                if ckpt_path is not None and rank == 0:  # (epoch 0's: a rerun with another --lr is refused beside it)
+                    ckpt_path.unlink(missing_ok=True)
+                why = report.events[-1].split(": ", 1)[1].split(";")[0]
+                raise SaicmError(f"the fit stopped where it began: it rolled back to epoch 0, its last checkpoint, "
+                                 f"{settings.max_rollbacks + 1} times (the last: {why}), so nothing was learned and "
+                                 "nothing is written; try a lower --lr (or --ckpt-every 1 to keep earlier epochs)")
             model.load_state_dict(snap.model)
             bar_at(epochs)  # (the stage's epochs left are not run)
         if name == "fit" and hasattr(model, "bake"):  # HNeRV: store the encoder's embeddings, drop the encoder
