@@ -852,6 +852,7 @@ def test_an_interrupted_folder_job_drops_its_queue(tmp_path, monkeypatch):
     # (_init_worker's handlers, put back for pytest: a SIGUSR1 left ignored was inherited by later tests' children)
     before = {sig: signal.getsignal(sig) for sig in kept}
     monkeypatch.setattr(batch, "_detach_from_signals_and_die_with_parent", lambda: None)  # (not pytest's own)
+    monkeypatch.setattr(batch, "_limit_blas", lambda threads: None)  # (nor pytest's BLAS, for the later tests)
     try:
         batch._init_worker(1)
         assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN  # a worker finishes its file on Ctrl-C

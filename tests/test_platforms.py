@@ -62,6 +62,27 @@ def test_thread_counts_follow_the_cpu_affinity(monkeypatch):
     assert parallel.threads() == 64 and _worker_threads(4) == 16
 
 
+def _blas_threads(job):  # a folder job for the pool (module level: the workers import it)
+    from threadpoolctl import threadpool_info
+
+    return {"blas": [i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"]}
+
+
+def test_a_folder_jobs_workers_run_blas_on_their_own_threads(tmp_path, monkeypatch):
+    """A worker set OMP_NUM_THREADS to its share after NumPy had loaded (importing saicm.codec.batch to find its
+    initializer loads it), so its OpenBLAS kept a thread per CPU, and a one-thread worker's integer networks ran
+    their float64 products on all of them: `--jobs 2` on two cores ran four BLAS threads."""
+    from saicm.codec import batch
+
+    for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "SAICM_THREADS"):
+        monkeypatch.delenv(name, raising=False)  # (the workers inherit the parent's: none, as a user's shell)
+    monkeypatch.setattr(batch, "_worker_threads", lambda workers: 1)  # (each worker's share, whatever the CPUs)
+    jobs = [batch.Job(tmp_path / f"{i}.png", tmp_path / f"{i}.saicm") for i in range(2)]
+    outcomes = batch.run(_blas_threads, jobs, workers=2, progress=False)
+    assert [o.error for o in outcomes] == [None, None]
+    assert all(set(o.info["blas"]) <= {1} for o in outcomes), [o.info for o in outcomes]
+
+
 def test_a_mask_folder_resumes_the_lines_of_any_system(tmp_path):
     """Manifest lines name images with '/' on every system; lines a Windows run wrote with backslashes are read as
     the same images, not written again."""

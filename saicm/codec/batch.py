@@ -185,6 +185,11 @@ def _init_worker(threads: int) -> None:
     # before PyTorch is imported (if the job needs it at all): it reads OMP_NUM_THREADS then; the portable
     # engine's onnxruntime sessions read SAICM_THREADS
     os.environ["OMP_NUM_THREADS"] = os.environ["SAICM_THREADS"] = str(threads)
+    # NumPy's BLAS read it too late: importing this module (to find this function) loaded NumPy, whose OpenBLAS had
+    # sized its pool from the inherited environment, every CPU; and with one thread a worker's integer networks run
+    # their float64 products unlimited (parallel.single_threaded_blas only when threads > 1): `--jobs 2` on two
+    # cores ran four BLAS threads
+    _limit_blas(threads)
     from ..errors import install_warning_format
 
     install_warning_format()  # (its warnings are the command's: one line each, as the parent prints them)
@@ -196,6 +201,16 @@ def _init_worker(threads: int) -> None:
         if hasattr(signal, name):
             signal.signal(getattr(signal, name), signal.SIG_IGN)
     _detach_from_signals_and_die_with_parent()
+
+
+def _limit_blas(threads: int) -> None:
+    """The BLAS libraries loaded in this worker on at most ``threads`` threads, for the process's life."""
+    try:
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(limits=threads, user_api="blas")
+    except Exception:  # noqa: BLE001  (no BLAS found, or one threadpoolctl cannot drive: its default, as before)
+        pass
 
 
 #: in a worker process, while it codes a file (:func:`_run_in_worker`)
