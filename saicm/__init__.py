@@ -22,10 +22,12 @@ _os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
 
 # $SAICM_THREADS bounds the libraries' own thread pools as well: NumPy's BLAS and PyTorch take OMP_NUM_THREADS when
 # they load (a user's own OMP_NUM_THREADS wins; so SAICM_THREADS=1 alone means one core)
+# (a value that is no thread count counts as unset here too: it set OMP_NUM_THREADS to every CPU; the engine says so)
 if _os.environ.get("SAICM_THREADS", "").strip():
-    from .engine.parallel import threads as _threads
+    from .engine.parallel import requested_threads as _requested, threads as _threads
 
-    _os.environ.setdefault("OMP_NUM_THREADS", str(_threads()))
+    if _requested(say=False) is not None:
+        _os.environ.setdefault("OMP_NUM_THREADS", str(_threads()))
 
 __version__ = "0.31.0"
 

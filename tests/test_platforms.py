@@ -62,6 +62,24 @@ def test_thread_counts_follow_the_cpu_affinity(monkeypatch):
     assert parallel.threads() == 64 and _worker_threads(4) == 16
 
 
+def test_a_thread_count_that_is_none_counts_as_unset_for_folder_jobs_too_and_is_said(monkeypatch, recwarn):
+    """SAICM_THREADS=abc (or 0, or 2.5) counted as unset for the engine but as set for a folder job, whose every
+    worker then took every CPU (`--jobs 2` on two cores: four threads); and it was ignored in silence."""
+    import saicm
+    from saicm.codec.batch import _worker_threads
+    from saicm.engine import parallel
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(8)), raising=False)
+    monkeypatch.setattr(parallel, "_said_ignored", set(), raising=False)  # (each said once: anew here)
+    for value in ("abc", "0", "2.5"):
+        monkeypatch.setenv("SAICM_THREADS", value)
+        assert _worker_threads(2) == 4 and parallel.threads() == 8, value
+    monkeypatch.setenv("SAICM_THREADS", "3")
+    assert _worker_threads(2) == 3
+    said = [str(w.message) for w in recwarn if issubclass(w.category, saicm.SaicmWarning)]
+    assert len(said) == 3 and all("is not a whole number >= 1: ignored" in m for m in said), said  # (each once)
+
+
 def _blas_threads(job):  # a folder job for the pool (module level: the workers import it)
     from threadpoolctl import threadpool_info
 

@@ -266,10 +266,11 @@ def _detach_from_signals_and_die_with_parent() -> None:
 
 
 def _worker_threads(workers: int) -> int:
-    """Each worker's threads: ``$SAICM_THREADS`` when the user set it, else its share of the CPUs."""
-    from ..engine.parallel import threads, usable_cpus
+    """Each worker's threads: ``$SAICM_THREADS`` when the user set it (a whole number ≥ 1), else its share of the
+    CPUs (``SAICM_THREADS=abc`` gave each of ``--jobs 2`` every CPU)."""
+    from ..engine.parallel import requested_threads, threads, usable_cpus
 
-    if os.environ.get("SAICM_THREADS", "").strip():
+    if requested_threads() is not None:
         return threads()
     return max(1, usable_cpus() // workers)
 

@@ -43,16 +43,38 @@ def usable_cpus() -> int:
         return max(1, os.cpu_count() or 1)
 
 
+#: the values of $SAICM_THREADS already said to be ignored (each once per process)
+_said_ignored: set[str] = set()
+
+
+def requested_threads(say: bool = True) -> int | None:
+    """``$SAICM_THREADS`` as a whole number ≥ 1, else None: unset, or a value that is none (``abc``, ``0``,
+    ``2.5``, ``²``), which counts as unset and, with ``say``, is said once in a warning (it was ignored in
+    silence: an operator's ``SAICM_THREADS=one`` ran on every CPU, and a folder job's each worker on all of them)."""
+    text = os.environ.get("SAICM_THREADS", "").strip()
+    if not text:
+        return None
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value >= 1:
+        return value
+    if say and text not in _said_ignored:
+        from ..errors import warn
+
+        _said_ignored.add(text)
+        warn(f"SAICM_THREADS={text[:40]!r} is not a whole number >= 1: ignored (the default, a thread per CPU)")
+    return None
+
+
 def threads() -> int:
     """Threads per process: ``$SAICM_THREADS`` (folder jobs set it per worker), else every CPU. At most four per
     CPU (more only oversubscribe the cores: SAICM_THREADS=99999 made onnxruntime's sessions exhaust the process
-    limit); a value that is not a whole number ≥ 1 counts as unset."""
+    limit); a value that is not a whole number ≥ 1 counts as unset (:func:`requested_threads`)."""
     cpus = usable_cpus()
-    try:
-        value = int(os.environ.get("SAICM_THREADS", "").strip())
-    except ValueError:  # (unset, "abc", "2.5", "²")
-        return cpus
-    return min(4 * cpus, value) if value >= 1 else cpus
+    value = requested_threads()
+    return cpus if value is None else min(4 * cpus, value)
 
 
 def shutdown_pools() -> None:
