@@ -1043,3 +1043,20 @@ def test_every_extension_table_registers_by_one_rule():
         finally:
             table.clear()
             table.update(saved)
+
+
+def test_a_task_models_threads_are_the_option_s_else_saicm_threads(tmp_path, monkeypatch):
+    """`SAICM_THREADS=1 saicm eval` (one core, as docs/usage.md says of the variable) ran its task model on every
+    core: the detector's onnxruntime session read --threads alone, else onnxruntime's default."""
+    from saicm.eval.tasks.base import onnx_session
+
+    model = tiny_onnx(tmp_path / "det.onnx", [np.zeros((1, 84, 1), np.float32)])
+
+    def intra(threads=None):
+        return onnx_session(model, threads).get_session_options().intra_op_num_threads
+
+    monkeypatch.setenv("SAICM_THREADS", "1")
+    assert intra() == 1
+    assert intra(threads=3) == 3  # (--threads first)
+    monkeypatch.delenv("SAICM_THREADS")
+    assert intra() == 0  # (onnxruntime's default: a thread per core)

@@ -323,7 +323,7 @@ def register(sub) -> None:
                     "~/.cache/saicm/decoded without it)")
     ev.add_argument("--no-cache", action="store_true", help="do not read or write the cache")
     ev.add_argument("--threads", type=positive, metavar="N", help="onnxruntime threads for the task model "
-                    "(default: onnxruntime's, one per core)")
+                    "(default: $SAICM_THREADS, else onnxruntime's, one per core)")
     ev.add_argument("--limit", type=positive, metavar="N", help="only the first N images (quick looks)")
     ev.add_argument("--bootstrap", type=nonneg, default=DEFAULT_REPLICATES, metavar="N",
                     help=f"detection/instance: also store AP on N draws of the images with replacement, for "

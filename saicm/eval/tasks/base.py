@@ -125,6 +125,16 @@ def _takes(factory, name: str) -> bool:
     return any(p.name == name or p.kind is inspect.Parameter.VAR_KEYWORD for p in params)
 
 
+def task_threads(threads: int | None = None) -> int | None:
+    """A task model's onnxruntime threads: ``threads`` (``--threads``), else ``$SAICM_THREADS`` when set (it was
+    not read: ``SAICM_THREADS=1 saicm eval`` ran its detector on every core), else None (onnxruntime's default)."""
+    if threads:
+        return int(threads)
+    from ...engine.parallel import requested_threads, threads as saicm_threads
+
+    return saicm_threads() if requested_threads() is not None else None
+
+
 def onnx_session(path: str | Path, threads: int | None = None):
     """An ONNX Runtime CPU session; SaicmError if the file is missing or not ONNX."""
     path = Path(path)
@@ -137,8 +147,9 @@ def onnx_session(path: str | Path, threads: int | None = None):
     # fatal only: "unused initializer" warnings flooded stderr, and a failure's own coloured log came before
     # saicm's one line saying the same
     opts.log_severity_level = 4
+    threads = task_threads(threads)
     if threads:
-        opts.intra_op_num_threads = int(threads)
+        opts.intra_op_num_threads = threads
     try:
         return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
     except Exception as e:  # onnxruntime raises its own pybind exception types

