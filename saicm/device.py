@@ -110,6 +110,39 @@ def resolve_device(spec: str | None = "auto", local_rank: int = 0):
     raise SaicmError(f"unknown --device {spec!r} ({DEVICE_HELP})")
 
 
+def launcher() -> tuple[int, int, int]:
+    """``(RANK, WORLD_SIZE, LOCAL_RANK)`` as torchrun sets them, ``(0, 1, 0)`` without it. A value that is not a
+    whole number (``WORLD_SIZE=``, ``RANK=abc``: a scheduler's or a container's own use of the names) is one line
+    naming the variable: it was a ``ValueError`` traceback from ``int()``."""
+    values = []
+    for name, default, least in (("RANK", 0, 0), ("WORLD_SIZE", 1, 1), ("LOCAL_RANK", 0, 0)):
+        text = os.environ.get(name)
+        try:
+            value = default if text is None else int(text)
+        except ValueError:
+            value = None
+        if value is None or value < least:
+            raise SaicmError(f"${name}={(text or '')[:40]!r} is not a whole number >= {least}: torchrun sets it for "
+                             f"each of its processes (unset it to run one process)")
+        values.append(value)
+    return values[0], values[1], values[2]
+
+
+def start_process_group(device) -> None:
+    """``torch.distributed``'s process group for a run of several processes (``WORLD_SIZE`` > 1), once; without
+    torchrun's other variables (``WORLD_SIZE=2`` alone) one line saying so, not PyTorch's traceback."""
+    import torch.distributed as dist
+
+    if dist.is_initialized():
+        return
+    try:
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    except ValueError as e:  # (env:// rendezvous: "environment variable RANK expected, but not set")
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise SaicmError(f"WORLD_SIZE={os.environ.get('WORLD_SIZE', '')[:40]} asks for several processes, but "
+                         f"they cannot meet ({first[:200]}): start them with torchrun, or unset WORLD_SIZE") from None
+
+
 def single_thread_worker() -> None:
     """In a worker thread of a pool started inside :func:`single_thread_kernels` (and ended before it leaves): its
     kernels on one thread too (usually already so; not restored: the thread ends with its pool)."""

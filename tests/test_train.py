@@ -50,6 +50,22 @@ def test_a_run_refused_before_it_writes_anything_leaves_no_folder(data_dir, tmp_
     assert (tmp_path / "mine").is_dir() and not any((tmp_path / "mine").iterdir())
 
 
+@pytest.mark.parametrize("env, said", [({"WORLD_SIZE": "abc"}, "$WORLD_SIZE='abc' is not a whole number >= 1"),
+                                       ({"RANK": ""}, "$RANK='' is not a whole number >= 0"),
+                                       ({"LOCAL_RANK": "x"}, "$LOCAL_RANK='x' is not a whole number >= 0"),
+                                       ({"WORLD_SIZE": "2"}, "start them with torchrun, or unset WORLD_SIZE")])
+def test_torchruns_variables_set_otherwise_are_one_line_not_a_traceback(data_dir, tmp_path, monkeypatch, env, said):
+    """`WORLD_SIZE= saicm train ...` (or RANK, LOCAL_RANK: names a scheduler or a container may use for its own)
+    was a ValueError traceback from int(); WORLD_SIZE=2 without torchrun, PyTorch's traceback from its rendezvous."""
+    for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(saicm.SaicmError) as e:
+        train(tiny_cfg(data_dir, tmp_path / "run"))
+    assert said in str(e.value)
+
+
 def test_train_logs_checkpoints_and_exports_a_usable_model(data_dir, tmp_path):
     out = tmp_path / "run"
     final = train(tiny_cfg(data_dir, out))

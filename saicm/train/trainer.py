@@ -31,7 +31,7 @@ from tqdm import tqdm
 from .._fs import ensure_dir, exclusive, write_bytes_atomic
 from .._signals import StopRequest
 from .._torchfile import load_data_only, save_atomic
-from ..device import cpu_has_native_bf16, resolve_device
+from ..device import cpu_has_native_bf16, launcher, resolve_device, start_process_group
 from ..errors import SaicmError
 from ..models import build_architecture, save_model
 from ..models.registry import architecture_class
@@ -72,8 +72,7 @@ def _lr_at(cfg: TrainConfig, step: int) -> float:
 
 
 def _dist_info() -> tuple[int, int]:
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    rank = int(os.environ.get("RANK", "0"))
+    rank, world, _ = launcher()
     return rank, world
 
 
@@ -312,15 +311,15 @@ def _train(cfg: TrainConfig, locks: contextlib.ExitStack) -> Path:
         raise SaicmError(f"unknown loss {cfg.loss!r} (known: {', '.join(DISTORTIONS)})")
     _check_masks(cfg)
     rank, world = _dist_info()
-    device = resolve_device(cfg.device, int(os.environ.get("LOCAL_RANK", "0")))
+    device = resolve_device(cfg.device, launcher()[2])
     if device.type == "cuda":
         torch.cuda.set_device(device)
     if cfg.amp == "bf16" and device.type == "cpu" and rank == 0 and cpu_has_native_bf16() is False:
         print("saicm: warning: --amp bf16 on a CPU without bfloat16 instructions (AMX-BF16/AVX-512 BF16): PyTorch emulates "
               "them and steps run several times slower than --amp off (about 6x measured, docs/training.md)",
               file=sys.stderr)
-    if world > 1 and not dist.is_initialized():
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    if world > 1:
+        start_process_group(device)
     if cfg.batch % world:
         raise SaicmError(f"--batch {cfg.batch} is not divisible by the {world} processes")
     out = Path(cfg.out)

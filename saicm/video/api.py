@@ -169,7 +169,7 @@ def encode(clip, output: str | os.PathLike | None = None, *, frames: str | None 
     ``prune_epochs``; those left at None take the defaults that ``saicm video encode --help`` gives). ``fault``: a
     test hook (``fault(stage, epoch, model)`` before every epoch), not for use.
     """
-    from ..device import resolve_device
+    from ..device import launcher, resolve_device, start_process_group
     from ..eval.metrics import psnr
 
     t0 = time.perf_counter()
@@ -210,14 +210,11 @@ def encode(clip, output: str | os.PathLike | None = None, *, frames: str | None 
         if ckpt is not None and ckpt.exists() and not resume:
             raise SaicmError("a checkpoint of an earlier encode is there: add --resume (resume=True) to continue it, "
                              "or delete it", str(ckpt))
-        world = int(os.environ.get("WORLD_SIZE", "1"))
-        dev = resolve_device(device, int(os.environ.get("LOCAL_RANK", "0")))
+        rank, world, local_rank = launcher()
+        dev = resolve_device(device, local_rank)
         if world > 1:  # torchrun: one process per GPU (or CPU process), each fits its share of every batch
-            import torch.distributed as dist
-
-            if not dist.is_initialized():
-                dist.init_process_group("nccl" if dev.type == "cuda" else "gloo")
-        rank = int(os.environ.get("RANK", "0")) if world > 1 else 0
+            start_process_group(dev)
+        rank = rank if world > 1 else 0
         c = _as_clip(clip, frames, size, max_pixels)
         m = None
         if loss == "sa-nerv":
