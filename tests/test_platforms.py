@@ -101,6 +101,39 @@ def test_a_folder_jobs_workers_run_blas_on_their_own_threads(tmp_path, monkeypat
     assert all(set(o.info["blas"]) <= {1} for o in outcomes), [o.info for o in outcomes]
 
 
+def _its_pid(job):  # a folder job for the pool (module level: the workers import it)
+    import time
+
+    time.sleep(0.5)  # (long enough that the pool starts a worker for each file it is given at once)
+    return {"pid": os.getpid()}
+
+
+def test_a_folder_jobs_workers_are_bounded_by_the_cpus_and_oversubscription_is_said(tmp_path, monkeypatch):
+    """`--jobs 1000` started a worker process per file (each holds its own model: hundreds of gigabytes for a large
+    folder), and `--jobs 16` carried over to a two-CPU container said nothing of the cores the workers share."""
+    import io
+
+    from saicm.codec import batch
+
+    monkeypatch.delenv("SAICM_THREADS", raising=False)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0}, raising=False)  # one CPU
+    jobs = [batch.Job(tmp_path / f"{i}.png", tmp_path / f"{i}.saicm") for i in range(8)]
+    err = io.StringIO()
+    outcomes = batch.run(_its_pid, jobs, workers=1000, progress=False, errors=err)
+    assert [o.error for o in outcomes] == [None] * 8
+    assert len({o.info["pid"] for o in outcomes}) <= 4  # four per CPU at most
+    said = err.getvalue()
+    assert "--jobs 1000 on 1 CPU: 4 worker processes of 1 thread each share the cores (no faster than --jobs 1" in said
+    assert said.count("saicm: warning:") == 1 and "at most four processes per CPU" in said
+
+    lines = []
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    assert batch._bounded_workers(2, 10, lines.append) == 2 and not lines  # a thread each: the cores, no more
+    assert batch._bounded_workers(8, 3, lines.append) == 3 and "of 1 thread each" in lines.pop()  # (one per file)
+    monkeypatch.setenv("SAICM_THREADS", "2")
+    assert batch._bounded_workers(2, 10, lines.append) == 2 and "no faster than --jobs 1" in lines.pop()
+
+
 def test_a_mask_folder_resumes_the_lines_of_any_system(tmp_path):
     """Manifest lines name images with '/' on every system; lines a Windows run wrote with backslashes are read as
     the same images, not written again."""

@@ -275,6 +275,23 @@ def _worker_threads(workers: int) -> int:
     return max(1, usable_cpus() // workers)
 
 
+def _bounded_workers(workers: int, files: int, say: Callable[[str], None]) -> int:
+    """The worker processes for ``--jobs workers`` on ``files`` files: at most one per file and four per CPU
+    (``--jobs 1000`` started a process per file, each holding its own model: hundreds of gigabytes); more of them
+    than the CPUs can run at once (with their threads) is said: they share the cores, no faster, with more memory
+    (``--jobs 16`` carried over from a large machine to a two-CPU container or batch slot said nothing)."""
+    from ..engine.parallel import usable_cpus
+
+    cpus = usable_cpus()
+    n = min(workers, files, 4 * cpus)
+    threads = _worker_threads(n)
+    if n * threads > cpus:
+        say(f"--jobs {workers} on {cpus} CPU{'s' * (cpus > 1)}: {n} worker processes of {threads} thread"
+            f"{'s' * (threads > 1)} each share the cores (no faster than --jobs {max(1, cpus // threads)}, and each "
+            "holds its own model in memory)" + ("; at most four processes per CPU" if n < min(workers, files) else ""))
+    return n
+
+
 def _empty_file(path: Path) -> bool:
     try:
         st = os.stat(path)
@@ -409,6 +426,8 @@ def run(fn: Callable[[Job], dict], jobs: list[Job], workers: int = 1, desc: str 
         if workers <= 1 or len(jobs) < 2:
             serial()
         else:
+            workers = _bounded_workers(workers, len(jobs), lambda text: bar.write(f"saicm: warning: {text}",
+                                                                                  file=errors or sys.stderr))
             try:
                 _run_pool(fn, jobs, workers, stop, done, stopping)
             except _NoWorkers as e:  # (before any file was given to a worker)
