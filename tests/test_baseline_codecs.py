@@ -303,6 +303,20 @@ def test_ms_ssim_of_a_small_image_needs_no_pytorch(monkeypatch):
     assert math.isnan(ms_ssim(a, a))
 
 
+def test_ms_ssim_of_read_only_samples_warns_of_nothing():
+    """Every `saicm eval` printed PyTorch's "The given NumPy array is not writable" as a saicm warning: MS-SSIM
+    handed it a decoded image's read-only samples. (PyTorch says it once per process: in a child of its own.)"""
+    import subprocess
+    import sys
+
+    code = ("import warnings, numpy as np; from PIL import Image; from saicm.eval.metrics import ms_ssim\n"
+            "a = np.asarray(Image.new('RGB', (200, 180), (90, 120, 30))); assert not a.flags.writeable\n"
+            "warnings.simplefilter('error'); print(ms_ssim(a, a))")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0 and "not writable" not in r.stderr, r.stderr[-2000:]
+    assert float(r.stdout) == pytest.approx(1.0)
+
+
 def test_hevc444_codes_and_describes_4_4_4_without_running_ffmpeg(monkeypatch):
     """The arguments and the description of ``hevc444`` are 4:4:4 both ways, and ``hevc``'s stay 4:2:0, on a machine
     without ffmpeg too (mutation audit of 0.30.0: the test above skips there, and a subclass's conversion, its

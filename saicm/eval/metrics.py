@@ -42,6 +42,13 @@ def psnr(a, b, peak: float = 255.0) -> float:
     return math.inf if m == 0 else 10.0 * math.log10(peak * peak / m)
 
 
+def _writable(x: np.ndarray) -> np.ndarray:
+    """``x`` contiguous and writable, copied (its own dtype) only when it is not: PyTorch warns of read-only arrays
+    (a decoded image's samples, PIL's), and every ``saicm eval`` printed that warning as saicm's."""
+    x = np.ascontiguousarray(x)
+    return x if x.flags.writeable else x.copy()
+
+
 def ms_ssim(a, b) -> float:
     """MS-SSIM (pytorch-msssim, 5 scales, 11×11 Gaussian window) on RGB 0–255.
 
@@ -54,7 +61,7 @@ def ms_ssim(a, b) -> float:
     from pytorch_msssim import ms_ssim as _ms_ssim
 
     # (float32 straight from the samples: the float64 copies on the way cost 0.4 GB on a 9 MP image)
-    ta = torch.from_numpy(np.ascontiguousarray(a)).permute(2, 0, 1)[None].float()
-    tb = torch.from_numpy(np.ascontiguousarray(b)).permute(2, 0, 1)[None].float()
+    ta = torch.from_numpy(_writable(a)).permute(2, 0, 1)[None].float()
+    tb = torch.from_numpy(_writable(b)).permute(2, 0, 1)[None].float()
     with torch.no_grad():
         return float(_ms_ssim(ta, tb, data_range=255.0))
