@@ -737,12 +737,19 @@ def user_path(text: str) -> Path:
         return Path(text)
 
 
+def env_folder(variable: str) -> Path | None:
+    """The folder ``$variable`` names (``~`` expanded; a relative one from the working folder), or None when it is
+    unset or blank: ``SAICM_CACHE=" "`` (an env file's stray space) made a folder named " " wherever a command ran."""
+    value = os.environ.get(variable, "")
+    return user_path(value) if value.strip() else None
+
+
 def cache_dir() -> Path:
     """saicm's cache folder: ``$SAICM_CACHE``, else ``$XDG_CACHE_HOME/saicm`` (``~/.cache/saicm``). Holds the
     evaluation's decodes (``decoded/``; until 0.23.0 also the portable engine's ONNX graphs, ``onnx/``)."""
-    env = os.environ.get("SAICM_CACHE")
-    if env:
-        return user_path(env)
+    env = env_folder("SAICM_CACHE")
+    if env is not None:
+        return env
     return Path(xdg_dir("XDG_CACHE_HOME", ".cache")) / "saicm"
 
 

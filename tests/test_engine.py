@@ -860,6 +860,28 @@ def test_a_thread_count_int_cannot_read_counts_as_unset(monkeypatch):
     assert threads() == max(1, os.cpu_count() or 1)
 
 
+def test_a_blank_folder_variable_counts_as_unset(monkeypatch, tmp_path):
+    """SAICM_CACHE=" " (an env file's stray space) made a folder named " " in whatever folder `saicm eval` ran
+    from, and SAICM_MODELS=" " looked models up there; blank, each is unset, as SAICM_THREADS is."""
+    from pathlib import Path
+
+    from saicm._fs import cache_dir
+    from saicm.models.catalog import user_model_dir
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    for var in ("XDG_CACHE_HOME", "XDG_DATA_HOME"):
+        monkeypatch.delenv(var, raising=False)
+    for blank in (" ", "\t", ""):
+        monkeypatch.setenv("SAICM_CACHE", blank)
+        monkeypatch.setenv("SAICM_MODELS", blank)
+        assert cache_dir() == tmp_path / ".cache" / "saicm", repr(blank)
+        assert user_model_dir() == tmp_path / ".local" / "share" / "saicm" / "models", repr(blank)
+    monkeypatch.setenv("SAICM_CACHE", "~/c")
+    assert cache_dir() == tmp_path / "c"
+    monkeypatch.setenv("SAICM_MODELS", "rel")  # (as given: from the working folder)
+    assert user_model_dir() == Path("rel")
+
+
 def test_a_user_without_a_home_folder_still_codes(monkeypatch, tmp_path):
     """A service account with no $HOME and no passwd entry got a traceback ("Could not determine home directory")
     from every command; the cache and the user's model folder now lie where nothing is found or created."""

@@ -53,7 +53,7 @@ def close_old_default_cache() -> None:
     """The default cache root (``~/.cache/saicm/decoded``), made 0755 by saicm before 0.23.0 (other users could
     read the decodes of the user's images), closed to 0700 when it is the user's own folder (not a link), said in
     one line. Only the default: a folder named by ``--cache`` or ``$SAICM_CACHE`` keeps the mode its owner chose."""
-    if os.environ.get("SAICM_CACHE") or not hasattr(os, "geteuid"):
+    if os.environ.get("SAICM_CACHE", "").strip() or not hasattr(os, "geteuid"):
         return
     root = default_cache_dir()
     try:

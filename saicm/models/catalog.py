@@ -20,7 +20,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from .._fs import user_path, xdg_dir
+from .._fs import env_folder, xdg_dir
 from ..errors import ArgumentError, ModelError, SaicmError
 
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
@@ -31,9 +31,9 @@ def user_model_dir() -> Path:
     """The user's own model folder (imported weights, ``saicm import-checkpoint``): ``$SAICM_MODELS``, else
     ``$XDG_DATA_HOME/saicm/models`` (``~/.local/share/saicm/models``). A bare model name that is not shipped is
     looked up here as ``NAME.safetensors``; the file's checksum is still checked against every stream."""
-    env = os.environ.get("SAICM_MODELS")
-    if env:
-        return user_path(env)
+    env = env_folder("SAICM_MODELS")
+    if env is not None:
+        return env
     return Path(xdg_dir("XDG_DATA_HOME", ".local/share")) / "saicm" / "models"
 
 
