@@ -378,7 +378,11 @@ def build_parser() -> argparse.ArgumentParser:
     from . import __version__
     from .models.catalog import DEFAULT_MODEL
 
-    p = argparse.ArgumentParser(prog="saicm", description="Learned image coding for machines and humans.")
+    p = argparse.ArgumentParser(prog="saicm", description="Learned image coding for machines and humans.",
+                                epilog="environment: SAICM_THREADS (threads per process), SAICM_MODELS (your models), "
+                                "SAICM_CACHE (eval's decodes), SAICM_ARCHITECTURES (your architectures); TMPDIR, "
+                                "XDG_CACHE_HOME, XDG_DATA_HOME, TORCHINDUCTOR_CACHE_DIR, MPLCONFIGDIR, "
+                                "IMAGEIO_FFMPEG_EXE: the table in docs/usage.md, 'Environment variables'")
     p.add_argument("--version", action="version", version=f"saicm {__version__}")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 

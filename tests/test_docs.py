@@ -364,3 +364,24 @@ def test_the_docs_give_benchmarks_paths_they_accept():
         "t:1: benchmarks/analysis_int8_probe.py --data x: no such file or folder"]
     bad = benchmark_path_problems(doc_commands())
     assert not bad, "paths the docs pass to benchmarks that the scripts would refuse:\n" + "\n".join(bad)
+
+
+def test_every_environment_variable_saicm_reads_is_in_the_one_table_and_help_names_it():
+    """The variables saicm reads were spread over the usage guide (RANK, WORLD_SIZE, LOCAL_RANK in none of it) and
+    `saicm --help` named $SAICM_MODELS alone: an operator configuring a container or a batch job had no list."""
+    from saicm.cli import build_parser
+
+    names = set()
+    for path in (ROOT / "saicm").rglob("*.py"):
+        text = path.read_text(encoding="utf-8")
+        names |= set(re.findall(r"""(?:environ\.get\(|environ\.setdefault\(|environ\[|getenv\(|env_folder\(|xdg_dir\()"""
+                                r"""\s*["']([A-Z][A-Z0-9_]*)["']""", text))
+    assert {"SAICM_THREADS", "SAICM_MODELS", "SAICM_CACHE", "SAICM_ARCHITECTURES", "WORLD_SIZE",
+            "XDG_CACHE_HOME"} <= names  # (the search finds them)
+    usage = (ROOT / "docs" / "usage.md").read_text(encoding="utf-8")
+    section = usage.split("\n## Environment variables\n", 1)[1].split("\n## ", 1)[0]
+    rows = {name for line in section.splitlines() if line.startswith("| `") for name in
+            re.findall(r"`([A-Z][A-Z0-9_]*)`", line.split(" | ", 1)[0])}
+    assert names <= rows, sorted(names - rows)
+    helped = build_parser().format_help()
+    assert all(n in helped for n in names if n.startswith("SAICM_")) and "Environment variables" in helped
