@@ -824,9 +824,9 @@ def test_integer_networks_from_several_threads_agree_and_restore_blas_threads(mo
 
 def test_the_thread_count_is_bounded_and_bad_values_are_unset(monkeypatch):
     """SAICM_THREADS=99999 gave every onnxruntime session 99,999 threads (the process limit ran out)."""
-    from saicm.engine.parallel import threads
+    from saicm.engine.parallel import threads, usable_cpus
 
-    cpus = max(1, os.cpu_count() or 1)
+    cpus = usable_cpus()  # (the affinity and a container's CPU quota, not the machine's count)
     for value, want in (("99999", 4 * cpus), ("1", 1), ("0", cpus), ("-1", cpus), ("abc", cpus), ("2.5", cpus)):
         monkeypatch.setenv("SAICM_THREADS", value)
         assert threads() == want, value
@@ -854,10 +854,10 @@ def test_saicm_threads_alone_bounds_numpys_blas_threads():
 
 
 def test_a_thread_count_int_cannot_read_counts_as_unset(monkeypatch):
-    from saicm.engine.parallel import threads
+    from saicm.engine.parallel import threads, usable_cpus
 
     monkeypatch.setenv("SAICM_THREADS", "²")  # a digit to str.isdigit, not to int()
-    assert threads() == max(1, os.cpu_count() or 1)
+    assert threads() == usable_cpus()
 
 
 def test_a_blank_folder_variable_counts_as_unset(monkeypatch, tmp_path):

@@ -55,11 +55,49 @@ def test_thread_counts_follow_the_cpu_affinity(monkeypatch):
     from saicm.engine import parallel
 
     monkeypatch.delenv("SAICM_THREADS", raising=False)
+    monkeypatch.setattr(parallel, "cgroup_cpu_limit", lambda: None, raising=False)  # (no CPU quota: this machine's)
     monkeypatch.setattr(os, "cpu_count", lambda: 64)
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {3}, raising=False)
     assert parallel.threads() == 1 and _worker_threads(1) == 1
     monkeypatch.delattr(os, "sched_getaffinity", raising=False)  # (macOS, Windows): every CPU
     assert parallel.threads() == 64 and _worker_threads(4) == 16
+
+
+def test_thread_counts_follow_a_containers_cpu_quota(monkeypatch, tmp_path):
+    """`docker run --cpus 2` and a Kubernetes CPU limit set a CFS quota, not the affinity: on a 64-CPU host saicm ran
+    64 threads per pool and gave each `--jobs` worker a 64-CPU share, all throttled to two CPUs' worth of time."""
+    from saicm.codec.batch import _worker_threads
+    from saicm.engine import parallel
+
+    monkeypatch.delenv("SAICM_THREADS", raising=False)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(64)), raising=False)
+    monkeypatch.setattr(parallel, "cgroup_cpu_limit", lambda: 2, raising=False)
+    assert parallel.usable_cpus() == 2 and parallel.threads() == 2 and _worker_threads(2) == 1
+    monkeypatch.undo()
+
+    from saicm.engine.parallel import cgroup_cpu_limit
+
+    def tree(name, lines, files):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "cgroup").write_text(lines)
+        for rel, text in files.items():
+            (tmp_path / name / "fs" / rel).parent.mkdir(parents=True, exist_ok=True)
+            (tmp_path / name / "fs" / rel).write_text(text)
+        return str(tmp_path / name / "cgroup"), str(tmp_path / name / "fs")
+
+    # v2: the container's own group shows as /, its limit is on the root it sees; 1.5 CPUs' worth: 2 threads
+    assert cgroup_cpu_limit(*tree("v2", "0::/\n", {"cpu.max": "150000 100000\n"})) == 2
+    assert cgroup_cpu_limit(*tree("v2max", "0::/job\n", {"cpu.max": "max 100000\n",
+                                                             "job/cpu.max": "max 100000\n"})) is None
+    assert cgroup_cpu_limit(*tree("v2parent", "0::/a/b\n", {"a/cpu.max": "400000 100000\n",
+                                                               "a/b/cpu.max": "max 100000\n"})) == 4
+    # v1, as Docker writes it: -1 is none
+    assert cgroup_cpu_limit(*tree("v1", "4:cpu,cpuacct:/docker/x\n3:memory:/docker/x\n",
+                                  {"cpu/docker/x/cpu.cfs_quota_us": "300000\n",
+                                   "cpu/docker/x/cpu.cfs_period_us": "100000\n"})) == 3
+    assert cgroup_cpu_limit(*tree("v1none", "1:cpu:/\n", {"cpu/cpu.cfs_quota_us": "-1\n",
+                                                            "cpu/cpu.cfs_period_us": "100000\n"})) is None
+    assert cgroup_cpu_limit(str(tmp_path / "absent"), str(tmp_path)) is None  # (not Linux)
 
 
 def test_a_thread_count_that_is_none_counts_as_unset_for_folder_jobs_too_and_is_said(monkeypatch, recwarn):

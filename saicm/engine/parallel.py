@@ -10,10 +10,12 @@ written to its own part of the output, so the result is the same bits for any nu
 
 from __future__ import annotations
 
+import functools
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Callable, Iterable
 
 _lock = threading.Lock()
@@ -36,11 +38,51 @@ if hasattr(os, "register_at_fork"):  # (Unix only: Windows has no fork, and codi
 
 def usable_cpus() -> int:
     """The CPUs this process may run on: its affinity (``taskset``, a container's or a scheduler's cpuset), where
-    the system says it, else every CPU (``os.cpu_count`` ignores the affinity)."""
+    the system says it, else every CPU (``os.cpu_count`` ignores the affinity); no more than its CPU quota
+    (:func:`cgroup_cpu_limit`)."""
     try:
-        return max(1, len(os.sched_getaffinity(0)))
+        cpus = max(1, len(os.sched_getaffinity(0)))
     except (AttributeError, OSError):  # (macOS, Windows)
-        return max(1, os.cpu_count() or 1)
+        cpus = max(1, os.cpu_count() or 1)
+    quota = cgroup_cpu_limit()
+    return cpus if quota is None else max(1, min(cpus, quota))
+
+
+@functools.lru_cache(maxsize=None)
+def cgroup_cpu_limit(proc: str = "/proc/self/cgroup", root: str = "/sys/fs/cgroup") -> int | None:
+    """The CPUs' worth of time this process's cgroup, or a group above it, may use (cgroup v2 ``cpu.max``, v1
+    ``cpu.cfs_quota_us`` over ``cpu.cfs_period_us``), rounded up; None where none is set or nothing can be read
+    (not Linux). ``docker run --cpus 2`` and a Kubernetes CPU limit set this, not the affinity: a container
+    limited to two CPUs of a 64-CPU host ran 64 threads in each of onnxruntime's and the engine's pools, and a
+    folder job gave each worker a 64-CPU share, throttled by the quota."""
+    try:
+        lines = Path(proc).read_text().splitlines()
+    except OSError:
+        return None
+    limits = []
+    for line in lines:
+        parts = line.split(":", 2)
+        if len(parts) != 3:
+            continue
+        v2 = parts[1] == ""  # v2: "0::/PATH"; v1: "N:cpu,cpuacct:/PATH"
+        if not v2 and "cpu" not in parts[1].split(","):
+            continue
+        base = Path(root) if v2 else Path(root) / "cpu"
+        group = Path("/" + parts[2].strip().lstrip("/"))
+        for g in (group, *group.parents):  # (inside a container its own group shows as /, or as a path not there)
+            folder = base / str(g).lstrip("/")
+            try:
+                if v2:
+                    quota, period = (folder / "cpu.max").read_text().split()[:2]
+                else:
+                    quota = (folder / "cpu.cfs_quota_us").read_text().strip()
+                    period = (folder / "cpu.cfs_period_us").read_text().strip()
+                quota, period = int(quota), int(period)  # ("max", -1: none)
+            except (OSError, ValueError):
+                continue
+            if quota > 0 and period > 0:
+                limits.append(-(-quota // period))
+    return min(limits) if limits else None
 
 
 #: the values of $SAICM_THREADS already said to be ignored (each once per process)
