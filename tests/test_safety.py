@@ -665,6 +665,20 @@ def test_a_configuration_asking_for_huge_layers_is_refused_before_they_are_alloc
     assert t.numel() == 32 and small.used == 32 * 8 + 4 * 8
 
 
+def test_a_base_read_inside_another_models_constructor_is_bounded_by_its_own_file(tmp_path):
+    """A scalable model builds its base inside its own constructor: reading the base's weights counted against the
+    scalable file's budget, so the imported ICM-v1 pair (a 307 MB tcm base under a 269 MB scalable file) was
+    refused as "an edited or damaged file". The base's construction has its own budget; its weights are its file's."""
+    from saicm.models.catalog import read_info
+    from saicm.models.zoo import AllocationBudget, instantiate
+
+    info = read_info(_tiny_model_file(tmp_path))
+    outer = AllocationBudget(4000, "the scalable model's")  # far less than the base file's tensors
+    with outer:
+        model = instantiate(info)
+    assert model.config["N"] == 16 and outer.used == 0
+
+
 def test_every_reader_of_pytorch_files_refuses_pickles_that_run_code(tmp_path):
     """Training checkpoints (saicm export, --resume), video checkpoints, SAM checkpoints and the authors' released
     weights are all read as data only: a file whose unpickling would run code is refused in one line."""
