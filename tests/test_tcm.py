@@ -212,6 +212,18 @@ def test_wrong_or_partial_files_are_refused_naming_the_first_mismatching_keys(pa
                                     "--out", WEIGHTS_DIR), "shipped-weights folder")
 
 
+def test_a_checkpoint_holding_nan_or_infinite_weights_is_refused(pair, tmp_path, capsys):
+    """A diverged run's checkpoint (one NaN weight in g_s) was imported silently, and its decodes held garbage."""
+    state = dict(torch.load(pair["dir"] / "icm.pth.tar", weights_only=True)["state_dict"])
+    w = state["module.g_s.0.conv.weight"].clone()
+    w.view(-1)[0] = float("nan")
+    state["module.g_s.0.conv.weight"] = w
+    torch.save({"state_dict": state}, tmp_path / "nan.pth.tar")
+    _one_line_error(capsys, _import(tmp_path / "nan.pth.tar", "--name", "nan", "--config", json.dumps(TINY),
+                                    "--out", tmp_path), "NaN or infinite", "g_s.0.conv.weight")
+    assert not (tmp_path / "nan.safetensors").exists()
+
+
 @pytest.mark.parametrize("args, needle", [
     (["--name", "a/b"], "is not a model name"),
     (["--name", "mse-hyperprior-n64-v5"], "is a shipped model's name"),

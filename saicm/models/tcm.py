@@ -593,7 +593,8 @@ def _is_table_key(key: str) -> bool:
 
 def check_released_keys(model: nn.Module, state: dict[str, Tensor], what: str = "tcm") -> None:
     """Raise a one-line :class:`~saicm.errors.ModelError` naming the first missing, unexpected or wrongly shaped
-    keys, if ``state`` does not fit ``model`` exactly (the coder-table buffers may have any shape)."""
+    keys, if ``state`` does not fit ``model`` exactly (the coder-table buffers may have any shape), or the first
+    tensors holding NaN or infinite values."""
     from ..errors import ModelError
 
     own = model.state_dict()
@@ -602,6 +603,11 @@ def check_released_keys(model: nn.Module, state: dict[str, Tensor], what: str = 
     shapes = [f"{k} {list(state[k].shape)} (expected {list(v.shape)})" for k, v in own.items()
               if k in state and not _is_table_key(k) and tuple(state[k].shape) != tuple(v.shape)]
     if not (missing or unexpected or shapes):
+        bad = [k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+        if bad:  # (imported silently: the decoded images held garbage pixels)
+            raise ModelError(f"{len(bad)} tensor(s) hold NaN or infinite values ({', '.join(bad[:3])}"
+                             f"{', ...' if len(bad) > 3 else ''}): a diverged training run? import a checkpoint "
+                             "saved before it diverged")
         return
     parts = []
     for label, items in (("missing", missing), ("unexpected", unexpected), ("wrong shape", shapes)):
