@@ -224,6 +224,20 @@ def test_a_checkpoint_holding_nan_or_infinite_weights_is_refused(pair, tmp_path,
     assert not (tmp_path / "nan.safetensors").exists()
 
 
+def test_coder_tables_left_out_of_the_file_are_computed(pair, tmp_path):
+    """A state dict saved without the coder-table buffers (CompressAI fills them only in update()) was refused as
+    "7 missing"; empty ones were computed, and absent ones are now too."""
+    state = torch.load(pair["dir"] / "icm.pth.tar", weights_only=True)["state_dict"]
+    kept = {k: v for k, v in state.items()
+            if not k.endswith(("._quantized_cdf", "._offset", "._cdf_length", ".scale_table"))}
+    assert len(state) - len(kept) == 7
+    torch.save({"state_dict": kept}, tmp_path / "no-tables.pth.tar")
+    assert _import(tmp_path / "no-tables.pth.tar", "--name", "nt", "--config", json.dumps(TINY), "--out", tmp_path) == 0
+    own = saicm.load_model(tmp_path / "nt.safetensors")[0].state_dict()
+    ref = saicm.load_model(pair["machine"])[0].state_dict()
+    assert own.keys() == ref.keys() and all(torch.equal(own[k], ref[k]) for k in ref)
+
+
 @pytest.mark.parametrize("args, needle", [
     (["--name", "a/b"], "is not a model name"),
     (["--name", "mse-hyperprior-n64-v5"], "is a shipped model's name"),

@@ -53,6 +53,7 @@ def import_released(src: Path, dest: Path, arch: str, cfg: dict, lam: float, alp
         model = build_architecture("tcm", **cfg, lambdas=[lam])
     except (TypeError, ValueError) as e:
         raise SaicmError(f"bad tcm configuration ({e})") from None
+    state = tcm.with_table_buffers(model, state)
     try:
         tcm.check_released_keys(model, state, "the released ICM-v1 additional model (ica)" if arch == "tcm-ica"
                                 else "the released LIC-TCM / SA-ICM machine model")
@@ -189,9 +190,7 @@ def import_mbt2018_mean(src: Path, dest: Path, lam: float, precision: str = "fp3
     model = GainedMeanScaleHyperprior(N=N, M=M, lambdas=[lam])
     state = {**state, "log_gain": torch.zeros(1, M), "log_inv_gain": torch.zeros(1, M),  # unit gains: the model
              "lambdas": torch.tensor([lam], dtype=torch.float32)}                          # as CompressAI ran it
-    for owner, names in tcm.TABLE_BUFFERS.items():  # coder tables left out of the file (a state dict saved without
-        for n in names:                               # its buffers): computed below, as empty ones are
-            state.setdefault(f"{owner}.{n}", torch.zeros(0))
+    state = tcm.with_table_buffers(model, state)  # coder tables left out of the file: computed, as empty ones are
     try:
         tcm.check_released_keys(model, state, what)
     except SaicmError as e:

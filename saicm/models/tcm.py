@@ -586,6 +586,18 @@ def read_released_checkpoint(path) -> dict[str, Tensor]:
     return out
 
 
+def with_table_buffers(model: nn.Module, state: dict[str, Tensor]) -> dict[str, Tensor]:
+    """``state`` with an empty coder table for each of ``model``'s table buffers it lacks (a state dict saved without
+    them; CompressAI fills them only in ``update()``): they are computed on loading, as empty ones are."""
+    own = model.state_dict()
+    state = dict(state)
+    for owner, names in TABLE_BUFFERS.items():
+        for n in names:
+            if f"{owner}.{n}" in own:
+                state.setdefault(f"{owner}.{n}", torch.zeros(0, dtype=own[f"{owner}.{n}"].dtype))
+    return state
+
+
 def _is_table_key(key: str) -> bool:
     owner, _, name = key.rpartition(".")
     return name in TABLE_BUFFERS.get(owner.rsplit(".", 1)[-1], ())
