@@ -238,6 +238,27 @@ def test_coder_tables_left_out_of_the_file_are_computed(pair, tmp_path):
     assert own.keys() == ref.keys() and all(torch.equal(own[k], ref[k]) for k in ref)
 
 
+def test_a_state_dict_in_safetensors_or_under_a_model_entry_is_imported(pair, tmp_path, capsys):
+    """A released-layout state dict saved as .safetensors was refused with "give it with --model" (which then said
+    "not a saicm model file"), and one under a 'model' entry as "no state dict"."""
+    from safetensors.torch import save_file
+
+    state = torch.load(pair["dir"] / "icm.pth.tar", weights_only=True)["state_dict"]
+    save_file({k: v.contiguous() for k, v in state.items()}, str(tmp_path / "icm.safetensors"))
+    torch.save({"model": state, "epoch": 3}, tmp_path / "wrapped.pth.tar")
+    ref = saicm.load_model(pair["machine"])[0].state_dict()
+    for src, name in ((tmp_path / "icm.safetensors", "st"), (tmp_path / "wrapped.pth.tar", "wrapped")):
+        assert _import(src, "--name", name, "--config", json.dumps(TINY), "--out", tmp_path / "out") == 0
+        own = saicm.load_model(tmp_path / "out" / f"{name}.safetensors")[0].state_dict()
+        assert all(torch.equal(own[k], ref[k]) for k in ref)
+    # a saicm model file needs no import; a dict without a state dict names its entries
+    _one_line_error(capsys, _import(pair["machine"], "--name", "again", "--out", tmp_path / "out"),
+                    "already a saicm model file")
+    torch.save({"weights": {"a": 1}, "epoch": 3}, tmp_path / "odd.pth.tar")
+    _one_line_error(capsys, _import(tmp_path / "odd.pth.tar", "--name", "odd", "--out", tmp_path / "out"),
+                    "no state dict", "its entries: weights, epoch")
+
+
 @pytest.mark.parametrize("args, needle", [
     (["--name", "a/b"], "is not a model name"),
     (["--name", "mse-hyperprior-n64-v5"], "is a shipped model's name"),

@@ -558,8 +558,10 @@ _OLD_EB_NAMES = (("_matrix", "matrices"), ("_bias", "biases"), ("_factor", "fact
 
 
 def read_released_checkpoint(path) -> dict[str, Tensor]:
-    """The state dict of a released ``.pth.tar``: its ``state_dict`` entry (or the file itself, if it is a bare
-    state dict), every ``module.`` deleted from key names, CompressAI ≤ 1.2.6 bottleneck names renamed.
+    """The state dict of a released ``.pth.tar``: its ``state_dict`` entry (or its ``model`` entry, or the file
+    itself, if it is a bare state dict), every ``module.`` deleted from key names, CompressAI ≤ 1.2.6 bottleneck
+    names renamed. A ``.safetensors`` file of such a state dict is read too (a saicm model file is refused: it
+    needs no import).
 
     Loaded with ``torch.load(weights_only=True)``: a file holding anything but tensors and plain containers is
     refused rather than unpickled.
@@ -567,11 +569,18 @@ def read_released_checkpoint(path) -> dict[str, Tensor]:
     from .._torchfile import load_data_only
     from ..errors import ModelError
 
-    obj = load_data_only(path, "checkpoint", error=ModelError)
-    if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
-        obj = obj["state_dict"]
+    obj = _read_safetensors(path)
+    if obj is None:
+        obj = load_data_only(path, "checkpoint", error=ModelError)
+    if isinstance(obj, dict):
+        for entry in ("state_dict", "model"):  # (a {"model": ...} file was "no state dict")
+            if isinstance(obj.get(entry), dict):
+                obj = obj[entry]
+                break
     if not isinstance(obj, dict) or not obj or not all(isinstance(v, Tensor) for v in obj.values()):
-        raise ModelError("no state dict in the file (expected a dict with a 'state_dict' entry of tensors)", str(path))
+        held = (" (its entries: " + ", ".join(map(str, list(obj)[:8])) + ")") if isinstance(obj, dict) and obj else ""
+        raise ModelError(f"no state dict in the file (expected a dict of tensors, or one under a 'state_dict' or "
+                         f"'model' entry){held}", str(path))
     out = {}
     for k, v in obj.items():
         k = str(k).replace("module.", "")
@@ -584,6 +593,31 @@ def read_released_checkpoint(path) -> dict[str, Tensor]:
             raise ModelError(f"key {k} appears twice once 'module.' prefixes are removed", str(path))
         out[k] = v
     return out
+
+
+def _read_safetensors(path) -> dict[str, Tensor] | None:
+    """The tensors of a ``.safetensors`` file (data only, like ``weights_only``), or None for another kind of file.
+    (It was refused as "a model file (.safetensors), not a checkpoint: give it with --model", which a state dict
+    in that format is not.)"""
+    from ..errors import ModelError
+
+    try:
+        with open(path, "rb") as f:
+            head = f.read(9)
+    except OSError:
+        return None  # (load_data_only says what is wrong with it)
+    if len(head) < 9 or not 2 <= int.from_bytes(head[:8], "little") < 1 << 27 or head[8:9] != b"{":
+        return None
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            if (f.metadata() or {}).get("format", "").startswith("saicm-model/"):
+                raise ModelError("already a saicm model file: nothing to import, give it with --model", str(path))
+            return {k: f.get_tensor(k) for k in f.keys()}
+    except (SafetensorError, OSError, ValueError) as e:
+        raise ModelError(f"cannot read the safetensors file: cut short or damaged ({' '.join(str(e).split())[:120]})",
+                         str(path)) from None
 
 
 def with_table_buffers(model: nn.Module, state: dict[str, Tensor]) -> dict[str, Tensor]:
