@@ -202,6 +202,12 @@ def test_wrong_or_partial_files_are_refused_naming_the_first_mismatching_keys(pa
     err = _one_line_error(capsys, _import(pair["dir"] / "ica.pth.tar", "--name", "bad", "--config", cfg,
                                           "--out", tmp_path), "--arch tcm-ica")
     assert "missing" in err
+    # a checkpoint of another width: the hint names the option that imports it
+    wide = dict(TINY, N=16)
+    _released_file(tmp_path / "wide.pth.tar", wide, seed=5)
+    _one_line_error(capsys, _import(tmp_path / "wide.pth.tar", "--name", "bad", "--config", cfg, "--out", tmp_path),
+                    "wrong shape", "its width is N = 16, not 8: import it with --config '{\"N\": 16}'")
+    assert _import(tmp_path / "wide.pth.tar", "--name", "wide", "--config", json.dumps(wide), "--out", tmp_path) == 0
     (tmp_path / "junk.pth.tar").write_bytes(b"not a checkpoint")
     _one_line_error(capsys, _import(tmp_path / "junk.pth.tar", "--name", "bad", "--out", tmp_path), "junk.pth.tar")
     assert not (tmp_path / "bad.safetensors").exists()

@@ -666,6 +666,13 @@ def check_released_keys(model: nn.Module, state: dict[str, Tensor], what: str = 
         hint = (f" (its latent has {ga.shape[0]} channels, not {mine.shape[0]}"
                 + ("; ICM-v1's additional model ica.pth.tar is imported with --arch tcm-ica --base MACHINE)"
                    if ga.shape[0] < mine.shape[0] else ")"))
+    first, mine = state.get("g_a.0.conv1.weight"), own.get("g_a.0.conv1.weight")
+    if first is not None and mine is not None and first.dim() == 4 and first.shape[0] != mine.shape[0]:
+        # (another LIC-TCM size was refused with hundreds of wrong shapes and no word of --preset / --config)
+        n = first.shape[0] // 2
+        preset = {64: "S", 96: "M"}.get(n) if "additional" not in what else None
+        hint += (f" (its width is N = {n}, not {mine.shape[0] // 2}: import it with --config '{{\"N\": {n}}}'"
+                 + (f" or --preset {preset}" if preset else "") + ")")
     raise ModelError(f"does not fit {what}{hint}: " + "; ".join(parts))
 
 
