@@ -463,6 +463,25 @@ def test_the_imported_pair_fine_tunes_with_its_base_frozen(pair, tmp_path, monke
     assert saicm.decompress(data, model=final).size == (150, 100)
 
 
+def test_a_scalable_model_trained_over_an_imported_tcm_codes_with_the_auto_engine(pair, tmp_path):
+    """``saicm train --base IMPORTED-TCM`` builds the built-in additional codec, which the portable engine codes, over
+    a base it does not: ``--engine auto`` (the default) refused the model ("use --engine compressai"), where auto is
+    that fallback."""
+    from saicm.engine.scalable import supports_scalable
+    from saicm.models import build_architecture, save_model
+    from saicm.models.catalog import full_checksum, read_info
+
+    torch.manual_seed(0)
+    out = pair["machine"].parent
+    net = build_architecture("scalable-fusion", base="tiny-icm", base_sha256=full_checksum(pair["machine"]).hex(), N=8,
+                             slice_channels=4, m=2, lambdas=[0.01], model_dir=str(out))
+    path = out / "tiny-sc-hyper.safetensors"
+    save_model(net, path)
+    data = saicm.compress(natural_image(64, 64, seed=1), model=path)  # (ModelError: use --engine compressai)
+    assert saicm.decompress(data, model=path).size == (64, 64)
+    assert not supports_scalable(read_info(path))
+
+
 def test_a_tcm_file_decoded_with_another_machines_tables_is_refused(pair, monkeypatch):
     """TCM files are format 1: their tables come from float networks, which another CPU can round into another
     table; the channel-wise stream then desynchronises. Its decode now codes its symbols again and refuses a

@@ -38,11 +38,18 @@ from .runtime import transforms
 
 def supports_scalable(info: ModelInfo) -> bool:
     """Whether the engine codes the human layer of ``info``: the built-in additional codec (a hyperprior, or with
-    contexts), either condition.
-    (Its base must be a model the engine codes too; that is checked when the model is loaded.)"""
+    contexts), either condition, over a base the engine codes too (a scalable model trained over an imported
+    ``tcm`` base was refused under ``--engine auto``, "use --engine compressai", where auto means that fallback).
+    A base that cannot be found is reported when the model is loaded."""
     cfg = info.config
-    return (info.architecture == ARCHITECTURE and "additional" not in cfg
-            and cfg.get("condition", "none") in ("none", "base"))
+    if not (info.architecture == ARCHITECTURE and "additional" not in cfg
+            and cfg.get("condition", "none") in ("none", "base")):
+        return False
+    try:
+        base = locate(cfg["base"], cfg["base_sha256"], str(info.path.resolve().parent))
+    except (ModelError, KeyError, TypeError, OSError):
+        return True  # (PortableScalable says what is wrong with it)
+    return supports(base)
 
 
 class PortableScalable:
