@@ -48,7 +48,13 @@ def load_data_only(path: str | Path, what: str = "checkpoint", error: type[Saicm
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - any unreadable file is one line, not a traceback
         if "Weights only load failed" in str(e):
-            why = "it holds objects other than tensors and plain data; refused, as reading it could run code"
+            import re
+
+            # (which object, and a way on: a numpy number as a checkpoint's 'loss' refused a whole released-layout file)
+            held = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(e))
+            why = ("it holds objects other than tensors and plain data" + (f" ({held.group(1)})" if held else "")
+                   + "; refused, as reading it could run code (if you trust the file, save its weights alone, e.g. "
+                   "its state dict, with torch.save and give that)")
         else:
             why = f"not a PyTorch checkpoint, or damaged ({type(e).__name__})"
         raise error(f"cannot read the {what}: {why}{hint}", str(path)) from None

@@ -230,6 +230,17 @@ def test_a_checkpoint_holding_nan_or_infinite_weights_is_refused(pair, tmp_path,
     assert not (tmp_path / "nan.safetensors").exists()
 
 
+def test_a_checkpoint_refused_for_an_object_names_it_and_a_way_on(pair, tmp_path, capsys):
+    """Newer training code stores numpy numbers (a 'loss'); the whole file was refused as "holds objects other than
+    tensors and plain data" without saying which, nor what to do."""
+    import numpy as np
+
+    state = torch.load(pair["dir"] / "icm.pth.tar", weights_only=True)["state_dict"]
+    torch.save({"state_dict": state, "loss": np.float64(1.5)}, tmp_path / "np.pth.tar")
+    _one_line_error(capsys, _import(tmp_path / "np.pth.tar", "--name", "np", "--out", tmp_path),
+                    "numpy", "refused, as reading it could run code", "save its weights alone")
+
+
 def test_coder_tables_left_out_of_the_file_are_computed(pair, tmp_path):
     """A state dict saved without the coder-table buffers (CompressAI fills them only in update()) was refused as
     "7 missing"; empty ones were computed, and absent ones are now too."""
