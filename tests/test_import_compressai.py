@@ -54,6 +54,18 @@ def test_a_compressai_model_codes_as_compressai_decodes_it(compressai_checkpoint
     assert all(torch.equal(got[k], v) for k, v in net.state_dict().items())
 
 
+def test_a_checkpoint_of_a_compiled_model_is_imported(compressai_checkpoint, tmp_path):
+    """A model trained under torch.compile saves its names behind ``_orig_mod.`` (as DataParallel's behind
+    ``module.``, which were read): every key was refused as unexpected."""
+    src, net = compressai_checkpoint
+    compiled = tmp_path / "compiled.pth.tar"
+    torch.save({"state_dict": {"_orig_mod." + k: v for k, v in net.state_dict().items()}}, compiled)
+    assert main(["import-checkpoint", str(compiled), "--arch", "mbt2018-mean", "--lam", "0.0067", "--name", "cc",
+                 "--out", str(tmp_path)]) == 0
+    got = saicm.load_model(tmp_path / "cc.safetensors")[0].state_dict()
+    assert all(torch.equal(got[k], v) for k, v in net.state_dict().items())
+
+
 def test_import_errors_say_what_to_do(compressai_checkpoint, tmp_path, capsys):
     src, _ = compressai_checkpoint
     assert main(["import-checkpoint", str(src), "--arch", "mbt2018-mean", "--name", "x", "--out", str(tmp_path)]) == 2

@@ -559,7 +559,8 @@ _OLD_EB_NAMES = (("_matrix", "matrices"), ("_bias", "biases"), ("_factor", "fact
 
 def read_released_checkpoint(path) -> dict[str, Tensor]:
     """The state dict of a released ``.pth.tar``: its ``state_dict`` entry (or its ``model`` entry, or the file
-    itself, if it is a bare state dict), every ``module.`` deleted from key names, CompressAI ≤ 1.2.6 bottleneck
+    itself, if it is a bare state dict), every ``module.`` and ``_orig_mod.`` (DataParallel's and torch.compile's
+    wrappers) deleted from key names, CompressAI ≤ 1.2.6 bottleneck
     names renamed. A ``.safetensors`` file of such a state dict is read too (a saicm model file is refused: it
     needs no import).
 
@@ -583,14 +584,14 @@ def read_released_checkpoint(path) -> dict[str, Tensor]:
                          f"'model' entry){held}", str(path))
     out = {}
     for k, v in obj.items():
-        k = str(k).replace("module.", "")
+        k = str(k).replace("module.", "").replace("_orig_mod.", "")  # (DataParallel's and torch.compile's wrappers)
         if k.startswith("entropy_bottleneck."):
             rest = k[len("entropy_bottleneck."):]
             for old, new in _OLD_EB_NAMES:
                 if rest.startswith(old) and rest[len(old):].isdigit():
                     k = f"entropy_bottleneck.{new}.{rest[len(old):]}"
         if k in out:
-            raise ModelError(f"key {k} appears twice once 'module.' prefixes are removed", str(path))
+            raise ModelError(f"key {k} appears twice once 'module.' and '_orig_mod.' prefixes are removed", str(path))
         out[k] = v
     return out
 
