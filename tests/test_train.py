@@ -108,6 +108,25 @@ def test_off_a_terminal_loading_the_images_prints_status_lines(data_dir, monkeyp
     assert "saicm train: " not in capsys.readouterr().err
 
 
+@pytest.mark.skipif(sys.platform in ("win32", "darwin"), reason="file names are bytes on Linux only")
+def test_a_training_image_whose_name_is_not_utf8_is_read_and_fingerprinted_by_its_bytes(tmp_path):
+    """A file name that is not UTF-8 (Python's U+DC80–U+DCFF) stopped `saicm train` in a traceback
+    (UnicodeEncodeError, 'surrogates not allowed') while it fingerprinted the data; the fingerprint is of the
+    name's bytes on disk."""
+    import hashlib
+
+    from saicm.train.data import RandomCrops, _file_sha256
+
+    d = tmp_path / "img"
+    d.mkdir()
+    name = os.fsdecode(b"caf\xe9.png")
+    Image.fromarray(natural_image(80, 100, seed=1)).save(d / name)
+    crops = RandomCrops(d, patch=64, progress=False)
+    assert crops.fingerprint["images"] == 1
+    expected = hashlib.sha256(b"0\tcaf\xe9.png\t" + _file_sha256(d / name).encode() + b"\n").hexdigest()
+    assert crops.fingerprint["sha256"] == expected
+
+
 def test_training_log_lines_say_when_in_utc(data_dir, tmp_path):
     """log.jsonl said `seconds` since its session began, which start again at each --resume: when a step was done,
     to set it against a machine's own events, was not in the log (the folder jobs' --log lines say it)."""

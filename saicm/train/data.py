@@ -153,7 +153,10 @@ class RandomCrops(Dataset):
                 bad.append(str(e))
                 continue
             digest = _file_sha256(f)
-            listing.update(f"{roots.index(r)}\t{f.relative_to(r).as_posix()}\t{digest}".encode())
+            # (a name's bytes as on disk: one that is not UTF-8, or any non-ASCII name in an ASCII locale, holds
+            # Python's U+DC80–U+DCFF, which .encode() refused: the run stopped in a traceback)
+            line = f"{roots.index(r)}\t{f.relative_to(r).as_posix()}\t{digest}"
+            listing.update(line.encode("utf-8", "surrogateescape"))
             mask_digest = _file_sha256(mr / mask_path(f.relative_to(r))) if mr is not None else None
             if mask_digest is not None:
                 listing.update(f"\t{mask_digest}".encode())
