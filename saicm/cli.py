@@ -551,6 +551,7 @@ def main(argv: list[str] | None = None) -> int:
     from .errors import SaicmError
 
     reserve_standard_descriptors()
+    _discard_messages_if_stderr_closed()
     _escape_names_on_output()
 
     # Library deprecation chatter (torch.jit via CompressAI) is not for end users; saicm's own warnings are one line.
@@ -606,6 +607,16 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     finally:
         _checked_stdout_off()
+
+
+def _discard_messages_if_stderr_closed() -> None:
+    """A process started with standard error closed (``2>&-``) has ``sys.stderr`` None: a folder job's bar then
+    raised AttributeError before its first file (status 1, nothing coded, the traceback itself unwritable), and
+    ``print(..., file=sys.stderr)`` wrote to standard output (a summary appended to the coded bytes of ``-o
+    /dev/stdout``, an error line among ``info --json``'s JSON). Messages are dropped instead, as a Unix tool's writes
+    to a closed descriptor fail unseen; the work and the exit status are as they would be."""
+    if sys.stderr is None:
+        sys.stderr = open(os.devnull, "w", encoding="utf-8")
 
 
 def _warn_unexpanded_home(args) -> None:

@@ -1614,6 +1614,26 @@ def test_a_closed_standard_error_is_not_taken_by_the_next_file_opened(tmp_path, 
     assert len(rows) == 1 and rows[0]["status"] == "failed" and "standard error is closed" in rows[0]["error"]
 
 
+def test_with_standard_error_closed_a_job_runs_and_its_messages_stay_off_standard_output(tmp_path, tiny_model):
+    """`saicm compress photos/ -o coded/ 2>&-`: the bar's write to a None sys.stderr raised before the first file
+    (status 1, nothing coded, not a word); and `compress a.png -o /dev/stdout 2>&- > a.saicm` appended its summary
+    line ("/dev/stdout: 1234 bytes, ...": print's file=None is standard output) to the coded bytes."""
+    import subprocess
+
+    src = _photos(tmp_path / "src", 2)
+    env = dict(os.environ, PYTHONWARNINGS="ignore")
+    r = subprocess.run([sys.executable, "-m", "saicm", "compress", str(src), "-o", str(tmp_path / "coded"),
+                        "--model", str(tiny_model)], stdout=subprocess.PIPE, text=True, env=env, timeout=600,
+                       preexec_fn=lambda: os.close(2))
+    assert r.returncode == 0 and r.stdout == "compressed 2 of 2 files\n", r.stdout
+    assert sorted(p.name for p in (tmp_path / "coded").iterdir()) == ["0.saicm", "1.saicm"]
+    r = subprocess.run([sys.executable, "-m", "saicm", "compress", str(src / "0.png"), "-o", "/dev/stdout",
+                        "--model", str(tiny_model)], stdout=subprocess.PIPE, env=env, timeout=600,
+                       preexec_fn=lambda: os.close(2))
+    assert r.returncode == 0
+    assert r.stdout == (tmp_path / "coded" / "0.saicm").read_bytes()  # the coded file alone
+
+
 @pytest.mark.skipif(not os.path.exists("/dev/stdout"), reason="needs /dev/stdout")
 def test_a_log_on_standard_output_is_json_lines_alone(tmp_path, tiny_model):
     """`saicm compress photos/ -o coded/ --log /dev/stdout | jq`: the summary line ("compressed 2 of 2 files") came
