@@ -230,6 +230,8 @@ def cmd_info(a: argparse.Namespace) -> int:
             # (a blank line between two blocks: not before the first one shown, nor twice where a file failed)
             _info_one(path, a.json, path, separate=bool(shown) and not a.json)
             shown += 1
+        except StdoutError:  # (not one file's fault: said once, not once per file)
+            raise
         except SaicmError as e:
             print(f"saicm: error: {printable(e)}", file=sys.stderr)
             code = max(code, e.exit_code)

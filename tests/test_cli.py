@@ -1569,7 +1569,8 @@ def test_standard_output_that_cannot_be_written_is_one_line_and_status_2(tmp_pat
     coded = tmp_path / "a.saicm"
     assert main(["compress", str(image_file), "-o", str(coded), "--model", str(tiny_model), "--quiet"]) == 0
     env = dict(os.environ, PYTHONWARNINGS="ignore")
-    for argv in (["models"], ["info", coded, "--json"]):
+    # (several files: `info` goes on past a file it cannot read, but not past standard output, said once per file)
+    for argv in (["models"], ["info", coded, "--json"], ["info", coded, coded], ["info", coded, coded, "--json"]):
         with open("/dev/full", "wb") as full:
             r = subprocess.run([sys.executable, "-m", "saicm", *map(str, argv)], stdout=full, stderr=subprocess.PIPE,
                                text=True, env=env, timeout=600)
