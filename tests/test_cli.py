@@ -1615,6 +1615,44 @@ def test_a_closed_standard_error_is_not_taken_by_the_next_file_opened(tmp_path, 
     assert len(rows) == 1 and rows[0]["status"] == "failed" and "standard error is closed" in rows[0]["error"]
 
 
+@pytest.mark.skipif(not hasattr(os, "openpty"), reason="needs a pseudo-terminal")
+@pytest.mark.parametrize("jobs", ["1", "2"])
+def test_a_warning_during_a_folder_job_on_a_terminal_is_a_line_of_its_own(tmp_path, tiny_model, jobs):
+    """On a terminal, a file's warning (an animated GIF: only its first frame is coded) was written after the bar's
+    text, on the bar's line (`compress:  33%|███ | 1/3 [00:00<00:01]saicm: warning: ...`), by the command and by a
+    worker process alike: it goes on a line of its own, as the job's errors do."""
+    import fcntl
+    import struct
+    import subprocess
+    import termios
+
+    src = _photos(tmp_path / "src", 2)
+    frame = Image.fromarray(natural_image(seed=5))
+    frame.save(src / "moving.gif", save_all=True, append_images=[frame.rotate(90)])
+    leader, follower = os.openpty()
+    fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONWARNINGS"}  # (saicm's own warning must be said)
+    p = subprocess.Popen([sys.executable, "-m", "saicm", "compress", str(src), "-o", str(tmp_path / "coded"),
+                          "--model", str(tiny_model), "--jobs", jobs], stdin=subprocess.DEVNULL,
+                         stdout=subprocess.DEVNULL, stderr=follower, env=env)
+    os.close(follower)
+    seen = b""
+    while True:
+        try:
+            chunk = os.read(leader, 65536)
+        except OSError:  # (the command has ended: the terminal's other side is closed)
+            break
+        if not chunk:
+            break
+        seen += chunk
+    os.close(leader)
+    assert p.wait(timeout=600) == 0, seen
+    # (what stays on each line of the screen: the terminal ends lines with \r\n)
+    shown = [line.rstrip(b"\r").split(b"\r")[-1] for line in seen.split(b"\n")]
+    said = [line for line in shown if b"saicm: warning:" in line]
+    assert len(said) == 1 and said[0].startswith(b"saicm: warning: ") and b"2 frames" in said[0], seen
+
+
 def test_with_standard_error_closed_a_job_runs_and_its_messages_stay_off_standard_output(tmp_path, tiny_model):
     """`saicm compress photos/ -o coded/ 2>&-`: the bar's write to a None sys.stderr raised before the first file
     (status 1, nothing coded, not a word); and `compress a.png -o /dev/stdout 2>&- > a.saicm` appended its summary

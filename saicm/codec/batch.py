@@ -192,7 +192,8 @@ def _init_worker(threads: int) -> None:
     _limit_blas(threads)
     from ..errors import install_warning_format
 
-    install_warning_format()  # (its warnings are the command's: one line each, as the parent prints them)
+    # (its warnings are the command's: one line each, as the parent prints them, above the parent's bar)
+    install_warning_format(parent_draws_bar=True)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle (see run)
     signal.signal(signal.SIGTERM, _unwind)  # stopped (by the parent, or with it): the temporary file goes too
     # a scheduler's warning ahead of a time limit, sent to every process of the job (Slurm's --signal=USR1@60): the
