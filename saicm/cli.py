@@ -502,13 +502,19 @@ def _own_usage_errors(parser: argparse.ArgumentParser) -> None:
                 _own_usage_errors(command)
 
 
+def _character_escape(c: str) -> str:
+    """``\\uXXXX`` (``\\UXXXXXXXX`` beyond the BMP) of a character, also below U+0100: Python's backslashreplace
+    wrote ``é`` as ``\\xe9``, which reads as the byte 0xE9 of a name that is not UTF-8 (``café.png`` and a Latin-1
+    ``caf\\xe9.png`` were shown alike)."""
+    return f"\\u{ord(c):04x}" if ord(c) <= 0xFFFF else f"\\U{ord(c):08x}"
+
+
 def _undecodable_bytes_as_escapes(err: UnicodeError):
     """How saicm's output shows what its encoding cannot: a file name's undecodable bytes (which Python keeps as
     the characters U+DC80–U+DCFF) as ``\\xNN``, the bytes on disk; any other character as ``\\uXXXX``."""
     if not isinstance(err, UnicodeEncodeError):
         raise err
-    return "".join(f"\\x{ord(c) - 0xDC00:02x}" if 0xDC80 <= ord(c) <= 0xDCFF
-                   else c.encode("ascii", "backslashreplace").decode("ascii")
+    return "".join(f"\\x{ord(c) - 0xDC00:02x}" if 0xDC80 <= ord(c) <= 0xDCFF else _character_escape(c)
                    for c in err.object[err.start:err.end]), err.end
 
 
@@ -522,7 +528,7 @@ def _name_bytes_else_escapes(err: UnicodeError):
     if not isinstance(err, UnicodeEncodeError):
         raise err
     return b"".join(bytes([ord(c) - 0xDC00]) if 0xDC80 <= ord(c) <= 0xDCFF
-                    else c.encode("ascii", "backslashreplace")
+                    else _character_escape(c).encode("ascii")
                     for c in err.object[err.start:err.end]), err.end
 
 

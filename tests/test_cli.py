@@ -78,7 +78,25 @@ def test_a_file_name_that_is_not_utf8_is_shown_with_its_bytes_escaped(tmp_path):
     from saicm.cli import _undecodable_bytes_as_escapes
 
     err = UnicodeEncodeError("ascii", "a\u00e9\udcff\u2192", 1, 4, "")
-    assert _undecodable_bytes_as_escapes(err) == ("\\xe9\\xff\\u2192", 4)
+    assert _undecodable_bytes_as_escapes(err) == ("\\u00e9\\xff\\u2192", 4)
+
+
+def test_an_ascii_output_shows_a_utf8_name_and_a_latin1_one_apart(tmp_path):
+    """With PYTHONIOENCODING=ascii (a log collector's), `café.saicm` (UTF-8 on disk) and a Latin-1 `caf\\xe9.saicm`
+    were both shown as `caf\\xe9.saicm`: a character below U+0100 was written as \\xNN, which is how messages show
+    a name's undecodable byte; it is \\u00e9."""
+    import subprocess
+
+    utf8, latin1 = os.fsencode(tmp_path) + b"/caf\xc3\xa9.saicm", os.fsencode(tmp_path) + b"/caf\xe9.saicm"
+    for name in (utf8, latin1):
+        with open(name, "wb") as f:
+            f.write(b"junk")
+    r = subprocess.run([sys.executable, "-m", "saicm", "info", utf8, latin1], capture_output=True, timeout=120,
+                       env=dict(os.environ, PYTHONIOENCODING="ascii", PYTHONUTF8="1"))
+    assert r.returncode == 2
+    lines = r.stderr.decode("ascii").splitlines()
+    assert [line.rsplit("/", 1)[-1] for line in lines] == ["caf\\u00e9.saicm: not a .saicm file (wrong magic)",
+                                                            "caf\\xe9.saicm: not a .saicm file (wrong magic)"]
 
 
 def test_models_prints_in_an_ascii_locale_without_utf8_mode(tmp_path):
