@@ -603,6 +603,9 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:
         # the reader of the output went away (`saicm models | head`): stop quietly, as Unix tools do
         _discard_stdout(stdout)
+        # (or standard error's, `saicm eval ... 2>&1 | head`: flushing it at exit failed again, and Python made the
+        # status 120)
+        _discard_stdout(sys.stderr)
         return 141  # 128 + SIGPIPE, what a shell reports for a tool killed by it
     except OSError as e:
         from ._fs import WRITE_ERRNOS

@@ -1578,6 +1578,26 @@ def test_a_reader_of_a_decode_on_standard_output_that_goes_away_stops_it_quietly
         assert err == ""
 
 
+def test_a_reader_of_standard_error_that_goes_away_stops_the_command_with_status_141(tmp_path):
+    """`saicm eval ... 2>&1 | head -1`, `saicm compress photos/ 2>&1 | head -1`: the reader of standard error went
+    away, and the command stopped quietly as promised, but the status was 120 (Python's, for standard error's
+    buffer failing again at exit), not 141 as for standard output's reader."""
+    import subprocess
+
+    src = _photos(tmp_path / "src", 1)
+    (src / "1.png").write_bytes((src / "0.png").read_bytes()[:100])  # (its error is the first line said)
+    # (as a user runs it: PYTHONUNBUFFERED, set by some CI images, changed where the failed text was left)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"} | {"PYTHONWARNINGS": "ignore"}
+    r, w = os.pipe()
+    os.close(r)  # the reader is gone before the command says anything
+    try:
+        p = subprocess.Popen([sys.executable, "-m", "saicm", "info", str(src / "0.png"), str(src / "1.png")],
+                             stdout=subprocess.DEVNULL, stderr=w, env=env)
+    finally:
+        os.close(w)
+    assert p.wait(timeout=600) == 141
+
+
 @pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full (Linux)")
 def test_standard_output_that_cannot_be_written_is_one_line_and_status_2(tmp_path, image_file, tiny_model):
     """`saicm models > /dev/full` (a full disk) ended in a traceback, status 1; with standard output closed (`>&-`)
