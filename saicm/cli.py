@@ -561,6 +561,7 @@ def main(argv: list[str] | None = None) -> int:
     reserve_standard_descriptors()
     _discard_messages_if_stderr_closed()
     _escape_names_on_output()
+    _line_buffered_stdout_if_stderr_shares_it()
 
     # Library deprecation chatter (torch.jit via CompressAI) is not for end users; saicm's own warnings are one line.
     from .errors import install_warning_format
@@ -628,6 +629,17 @@ def _discard_messages_if_stderr_closed() -> None:
     to a closed descriptor fail unseen; the work and the exit status are as they would be."""
     if sys.stderr is None:
         sys.stderr = open(os.devnull, "w", encoding="utf-8")
+
+
+def _line_buffered_stdout_if_stderr_shares_it() -> None:
+    """Standard output sent with standard error to one file or pipe (``> job.log 2>&1``, ``2>&1 | tee``, nohup) is
+    written a line at a time, as on a terminal: Python buffers it there, and the lines came out of order (``saicm info
+    a b c``'s error about b above a's block; ``bdrate``'s "no BD-rate could be computed" above the table)."""
+    try:
+        if os.path.samestat(os.fstat(sys.stdout.fileno()), os.fstat(sys.stderr.fileno())):
+            sys.stdout.reconfigure(line_buffering=True)
+    except (AttributeError, ValueError, OSError):  # (closed, None, a test's capture)
+        pass
 
 
 def _warn_unexpanded_home(args) -> None:

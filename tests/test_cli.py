@@ -1578,6 +1578,23 @@ def test_a_reader_of_a_decode_on_standard_output_that_goes_away_stops_it_quietly
         assert err == ""
 
 
+def test_standard_output_and_error_sent_to_one_file_keep_their_order(tmp_path, image_file, tiny_model):
+    """`saicm info a.saicm missing.saicm b.saicm > all.txt 2>&1`: Python buffered standard output off a terminal,
+    so the error about the second file came out above the first file's block."""
+    import subprocess
+
+    coded = tmp_path / "a.saicm"
+    assert main(["compress", str(image_file), "-o", str(coded), "--model", str(tiny_model), "--quiet"]) == 0
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}  # (as a user runs it)
+    with open(tmp_path / "all.txt", "wb") as f:
+        r = subprocess.run([sys.executable, "-m", "saicm", "info", str(coded), str(tmp_path / "missing.saicm"),
+                            str(coded)], stdout=f, stderr=subprocess.STDOUT, env=env, timeout=600)
+    assert r.returncode == 2
+    lines = (tmp_path / "all.txt").read_text().splitlines()
+    said = [k for k, line in enumerate(lines) if line.startswith(("path ", "saicm: error: "))]
+    assert [lines[k].split()[0] for k in said] == ["path", "saicm:", "path"], lines
+
+
 def test_a_reader_of_standard_error_that_goes_away_stops_the_command_with_status_141(tmp_path):
     """`saicm eval ... 2>&1 | head -1`, `saicm compress photos/ 2>&1 | head -1`: the reader of standard error went
     away, and the command stopped quietly as promised, but the status was 120 (Python's, for standard error's
