@@ -4,11 +4,22 @@ carriage returns."""
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 
 #: off a terminal, a status line is printed at most this often (and at the ends the caller chooses)
 LINE_SECONDS = 30.0
+
+
+def bar_disable(progress) -> bool | None:
+    """tqdm's ``disable`` for a bar wanted when ``progress``: True when no progress is wanted, and on a terminal that
+    cannot redraw a line (``TERM=dumb``: Emacs' shell and compilation buffers, which show each redraw's carriage
+    return as ``^M``, one long line of bars; the caller's status lines are said there instead, as off a terminal);
+    else None (tqdm draws the bar where its stream is a terminal)."""
+    if not progress or os.environ.get("TERM") == "dumb":
+        return True
+    return None
 
 
 class StatusLines:

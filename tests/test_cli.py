@@ -1670,25 +1670,16 @@ def test_a_closed_standard_error_is_not_taken_by_the_next_file_opened(tmp_path, 
     assert len(rows) == 1 and rows[0]["status"] == "failed" and "standard error is closed" in rows[0]["error"]
 
 
-@pytest.mark.skipif(not hasattr(os, "openpty"), reason="needs a pseudo-terminal")
-@pytest.mark.parametrize("jobs", ["1", "2"])
-def test_a_warning_during_a_folder_job_on_a_terminal_is_a_line_of_its_own(tmp_path, tiny_model, jobs):
-    """On a terminal, a file's warning (an animated GIF: only its first frame is coded) was written after the bar's
-    text, on the bar's line (`compress:  33%|███ | 1/3 [00:00<00:01]saicm: warning: ...`), by the command and by a
-    worker process alike: it goes on a line of its own, as the job's errors do."""
+def _on_a_terminal(argv, env) -> tuple[int, bytes]:
+    """The status and what the terminal showed of ``saicm ARGV`` with standard error on a pseudo-terminal (80x24)."""
     import fcntl
     import struct
     import subprocess
     import termios
 
-    src = _photos(tmp_path / "src", 2)
-    frame = Image.fromarray(natural_image(seed=5))
-    frame.save(src / "moving.gif", save_all=True, append_images=[frame.rotate(90)])
     leader, follower = os.openpty()
     fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONWARNINGS"}  # (saicm's own warning must be said)
-    p = subprocess.Popen([sys.executable, "-m", "saicm", "compress", str(src), "-o", str(tmp_path / "coded"),
-                          "--model", str(tiny_model), "--jobs", jobs], stdin=subprocess.DEVNULL,
+    p = subprocess.Popen([sys.executable, "-m", "saicm", *map(str, argv)], stdin=subprocess.DEVNULL,
                          stdout=subprocess.DEVNULL, stderr=follower, env=env)
     os.close(follower)
     seen = b""
@@ -1701,11 +1692,47 @@ def test_a_warning_during_a_folder_job_on_a_terminal_is_a_line_of_its_own(tmp_pa
             break
         seen += chunk
     os.close(leader)
-    assert p.wait(timeout=600) == 0, seen
+    return p.wait(timeout=600), seen
+
+
+@pytest.mark.skipif(not hasattr(os, "openpty"), reason="needs a pseudo-terminal")
+@pytest.mark.parametrize("jobs", ["1", "2"])
+def test_a_warning_during_a_folder_job_on_a_terminal_is_a_line_of_its_own(tmp_path, tiny_model, jobs):
+    """On a terminal, a file's warning (an animated GIF: only its first frame is coded) was written after the bar's
+    text, on the bar's line (`compress:  33%|███ | 1/3 [00:00<00:01]saicm: warning: ...`), by the command and by a
+    worker process alike: it goes on a line of its own, as the job's errors do."""
+    src = _photos(tmp_path / "src", 2)
+    frame = Image.fromarray(natural_image(seed=5))
+    frame.save(src / "moving.gif", save_all=True, append_images=[frame.rotate(90)])
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONWARNINGS"}  # (saicm's own warning must be said)
+    code, seen = _on_a_terminal(["compress", src, "-o", tmp_path / "coded", "--model", tiny_model, "--jobs", jobs],
+                                env | {"TERM": "xterm"})
+    assert code == 0, seen
     # (what stays on each line of the screen: the terminal ends lines with \r\n)
     shown = [line.rstrip(b"\r").split(b"\r")[-1] for line in seen.split(b"\n")]
     said = [line for line in shown if b"saicm: warning:" in line]
     assert len(said) == 1 and said[0].startswith(b"saicm: warning: ") and b"2 frames" in said[0], seen
+
+
+@pytest.mark.skipif(not hasattr(os, "openpty"), reason="needs a pseudo-terminal")
+def test_a_dumb_terminal_gets_status_lines_not_a_bar(tmp_path, tiny_model, monkeypatch):
+    """TERM=dumb (Emacs' shell and compilation buffers) cannot redraw a line: the bar's carriage returns showed as
+    ^M, one long line of bars. It gets the status lines said off a terminal."""
+    src = _photos(tmp_path / "src", 2)
+    code, seen = _on_a_terminal(["compress", src, "-o", tmp_path / "coded", "--model", tiny_model],
+                                dict(os.environ, TERM="dumb", PYTHONWARNINGS="ignore"))
+    assert code == 0, seen
+    assert b"\r" not in seen.replace(b"\r\n", b"\n"), seen  # (the terminal ends each line with \r\n)
+    assert b"saicm compress: 1/2 files" in seen and b"%|" not in seen, seen
+    from saicm._progress import bar_disable
+
+    monkeypatch.setenv("TERM", "dumb")
+    assert bar_disable(True) is True and bar_disable(False) is True
+    monkeypatch.setenv("TERM", "xterm")
+    assert bar_disable(True) is None and bar_disable(False) is True
+    code, seen = _on_a_terminal(["compress", src, "-o", tmp_path / "coded2", "--model", tiny_model],
+                                dict(os.environ, TERM="xterm", PYTHONWARNINGS="ignore"))
+    assert code == 0 and b"%|" in seen and b"saicm compress: " not in seen, seen  # (a terminal that can: the bar)
 
 
 def test_with_standard_error_closed_a_job_runs_and_its_messages_stay_off_standard_output(tmp_path, tiny_model):

@@ -27,7 +27,7 @@ from tqdm import tqdm
 
 from .._fs import (EXISTING, NO_DASH_OUTPUT, OutputExists, ensure_dir, flush_standard_streams, input_files,
                    no_replace, no_such_file, refuse_input_as_output, remove_stale_parts, standard_stream)
-from .._progress import StatusLines
+from .._progress import StatusLines, bar_disable
 from .._signals import StopRequest
 from ..errors import MissingDependency, SaicmError, printable
 from .image_io import refuse_file_name_for_folder
@@ -384,7 +384,7 @@ def run(fn: Callable[[Job], dict], jobs: list[Job], workers: int = 1, desc: str 
     one (nohup, ``2> job.log``, a CI job), a status line ``saicm DESC: 120/5000 files ...`` at most every
     :data:`saicm._progress.LINE_SECONDS`. Ctrl-C or SIGTERM: the files in progress are finished, then
     :class:`Interrupted`."""
-    bar = tqdm(total=len(jobs), desc=desc, unit="img", disable=True if not progress or len(jobs) < 2 else None)
+    bar = tqdm(total=len(jobs), desc=desc, unit="img", disable=bar_disable(progress and len(jobs) >= 2))
     # (a folder of thousands of files under nohup printed nothing from start to summary: hours of silence)
     lines = StatusLines(desc or "job", bool(progress) and len(jobs) >= 2 and bar.disable)
     results: list[Outcome] = []

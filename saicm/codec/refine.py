@@ -66,7 +66,7 @@ def refined_latents(model_path, image, quality: int, steps: int, max_pixels: int
     ``progress``: a bar over the steps; ``context``: see :func:`refine_latents`."""
     from tqdm import tqdm
 
-    from .._progress import StatusLines
+    from .._progress import StatusLines, bar_disable
     from ..errors import ModelError
     from ..models.zoo import load_model
     from .pipeline import prepare
@@ -75,7 +75,7 @@ def refined_latents(model_path, image, quality: int, steps: int, max_pixels: int
     if not all(hasattr(net, f) for f in ("analyse", "latent_rd")):
         raise ModelError(f"{info.name} ({info.architecture}) does not support refinement")
     img, x, _, _ = prepare(image, net.multiple, max_pixels, getattr(net, "min_size", 0))
-    with tqdm(total=steps, desc="refine", unit="step", disable=True if not progress else None, leave=False) as bar:
+    with tqdm(total=steps, desc="refine", unit="step", disable=bar_disable(progress), leave=False) as bar:
         # off a terminal (nohup, `2> job.log`): a status line at most every LINE_SECONDS (a long --refine of one
         # photo ran for many minutes with nothing said)
         lines = StatusLines("compress", bool(progress) and bar.disable)

@@ -29,7 +29,7 @@ from tqdm import tqdm
 
 from .._fs import (OutputExists, atomic_path, ensure_dir, input_files, no_replace, remove_stale_parts,
                    write_atomic)
-from .._progress import StatusLines
+from .._progress import StatusLines, bar_disable
 from ..codec.image_io import is_image_file, read_without_limit_option
 from ..errors import SaicmError
 from . import OBJECT_SOURCES, SOURCES  # noqa: F401 — re-exported for callers of job
@@ -272,7 +272,7 @@ def _run(src: Path, out: Path, files: list[Path], spec: MaskSpec, make: Callable
     fractions: list[float] = []
     failures: list[str] = []
     bar = tqdm(mine, desc=f"masks {spec.source} {i}/{n}", unit="img",
-               disable=True if not progress else None)  # (None: on a terminal only, as compress draws it)
+               disable=bar_disable(progress))  # (None: on a terminal only, as compress draws it)
     # off a terminal (nohup, `2> masks.log`): a status line at most every LINE_SECONDS (SAM on a folder ran for hours
     # with nothing said until the summary)
     lines = StatusLines("masks", bool(progress) and bar.disable)

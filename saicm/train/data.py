@@ -23,7 +23,7 @@ from torch.utils.data import Dataset
 from tqdm import tqdm
 
 from .._fs import input_files
-from .._progress import StatusLines
+from .._progress import StatusLines, bar_disable
 from ..codec.image_io import is_image_file, read_without_limit_option
 from ..errors import ImageError, SaicmError
 from ..masks.job import load_mask, mask_name_clash, mask_path
@@ -131,7 +131,7 @@ class RandomCrops(Dataset):
         budget = image_memory() if memory is None else memory
         small = 0
         bad: list[str] = []  # (a scraped folder's damaged files: all named at once, not one per run)
-        bar = tqdm(pairs, desc="loading images", disable=True if not progress else None, unit="img")
+        bar = tqdm(pairs, desc="loading images", disable=bar_disable(progress), unit="img")
         # off a terminal (nohup, `2> train.log`): a status line at most every LINE_SECONDS (reading a large folder
         # took many minutes before the first step's line, with nothing said)
         lines = StatusLines("train", bool(progress) and bar.disable)

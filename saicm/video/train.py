@@ -63,7 +63,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from .._progress import StatusLines
+from .._progress import StatusLines, bar_disable
 from .._signals import StopRequest
 from ..errors import SaicmError
 from ..train.compiling import CompiledStep, compiler_errors, import_dynamo
@@ -315,7 +315,7 @@ def fit(model: nn.Module, frames: np.ndarray, settings: FitSettings, masks: np.n
     steps_per_epoch = math.ceil(n / settings.batch)  # (every stage: the same frames and batch)
     # the bar counts steps, so that its rate and time left show within the first epoch (of a long clip, minutes)
     bar = tqdm(total=total_epochs * steps_per_epoch, initial=min(done_before, total_epochs) * steps_per_epoch,
-               unit="step", disable=True if not progress else None, dynamic_ncols=True)
+               unit="step", disable=bar_disable(progress), dynamic_ncols=True)
     # (None: a bar on a terminal; elsewhere, nohup or a log file, a line per epoch, at most every LINE_SECONDS)
     lines = StatusLines("video", bool(progress) and bar.disable)
 

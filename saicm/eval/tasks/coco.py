@@ -261,8 +261,10 @@ def run_task_model(model: TaskModel, images: Mapping[str, Image.Image], progress
     """``{name: detections}`` for every image, in the order given."""
     from tqdm import tqdm
 
+    from ..._progress import bar_disable
+
     return {name: model(img) for name, img in tqdm(images.items(), desc=desc or model.kind, unit="img",
-                                                   disable=True if not progress else None)}
+                                                   disable=bar_disable(progress))}
 
 
 def file_name(fn) -> str:
