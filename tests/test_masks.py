@@ -75,6 +75,26 @@ def folder(tmp_path):
     return d
 
 
+def test_a_failed_image_is_said_before_the_summary_even_when_the_summary_cannot_be(folder, tmp_path):
+    """`saicm masks` said its failed images after the summary (a log ended in them, unlike a folder job's), and not
+    at all when standard output was closed or full (the summary's error stopped the command first)."""
+    import os
+    import subprocess
+    import sys
+
+    (folder / "broken.png").write_bytes(b"\x89PNG garbage")
+    env = dict(os.environ, PYTHONWARNINGS="ignore")
+    argv = [sys.executable, "-m", "saicm", "masks", str(folder), "-q"]
+    r = subprocess.run([*argv, "-o", str(tmp_path / "m")], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                       text=True, env=env, timeout=600)
+    lines = r.stdout.splitlines()
+    assert r.returncode == 1 and lines[0].startswith("saicm: error: ") and "broken.png" in lines[0], lines
+    assert lines[-1].startswith("3 written, 0 already done, 1 failed of 4 images"), lines
+    r = subprocess.run([*argv, "-o", str(tmp_path / "m2")], stderr=subprocess.PIPE, text=True, env=env, timeout=600,
+                       preexec_fn=lambda: os.close(1))
+    assert r.returncode == 2 and "broken.png" in r.stderr and "cannot write to standard output" in r.stderr, r.stderr
+
+
 def test_masks_cli_writes_1bit_pngs_manifest_and_resumes(folder, tmp_path):
     out = tmp_path / "m"
     r = run_cli("masks", folder, "-o", out, "--alpha", "0.5", "--preview", "--quiet")

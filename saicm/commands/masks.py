@@ -35,6 +35,10 @@ def cmd_masks(a: argparse.Namespace) -> int:
     spec = MaskSpec(source=source, settings=settings, edge_method=a.edge_method or "boundary", edge_width=a.edge_width)
     s = run_masks(a.input, a.output, spec, make, shard=shard, preview=a.preview, overwrite=a.overwrite,
                   progress=not a.quiet)
+    # (before the summary, as a folder job's are: a log ended in them, the summary above; and with standard output
+    # closed or full the summary's error stopped the command before any was said)
+    for f in s["failed"]:
+        print(f"saicm: error: {f}", file=sys.stderr)  # (as a folder job's failures: `grep 'saicm: error'` finds them)
     # (of the masks written now: a re-run over a finished folder said "mean mask coverage n/a")
     frac = "" if s["mean_fraction"] is None else f"; mean mask coverage {100 * s['mean_fraction']:.2f}%"
     print(f"{s['written']} written, {s['skipped']} already done, {len(s['failed'])} failed of {s['images']} "
@@ -46,8 +50,6 @@ def cmd_masks(a: argparse.Namespace) -> int:
         warn(f"every mask written ({s['written']}) is empty: training on them would count no pixel's distortion, "
              "rate alone" + (" (no segment edges at this --alpha: a lower one gives more segments)"
                              if spec.kind == "edges" else ""))
-    for f in s["failed"]:
-        print(f"saicm: error: {f}", file=sys.stderr)  # (as a folder job's failures: `grep 'saicm: error'` finds them)
     return 1 if s["failed"] else 0
 
 
