@@ -129,17 +129,37 @@ def is_saicm_code(filename: str) -> bool:
 
 def format_warning(message, category, filename, lineno, line=None) -> str:
     """``warnings.formatwarning`` of the command line and its worker processes: saicm's warnings (their category,
-    or raised in saicm's files) as one line, like its errors; other libraries' as Python shows them."""
+    or raised in saicm's files) as one line, like its errors; other libraries' as Python shows them. Both on lines
+    of their own where a progress bar is drawn (:func:`_clear_bar_line`)."""
     if issubclass(category, SaicmWarning) or is_saicm_code(filename):
-        return f"saicm: warning: {printable(message)}\n"
-    return _LIBRARY_FORMAT(message, category, filename, lineno, line)
+        return _clear_bar_line() + f"saicm: warning: {printable(message)}\n"
+    return _clear_bar_line() + _LIBRARY_FORMAT(message, category, filename, lineno, line)
+
+
+def _clear_bar_line() -> str:
+    """What blanks the line of a progress bar on the terminal that standard error is (a folder job's, a sweep's:
+    this process's, or a worker's parent's), written before a warning: the warning was written after the bar's text,
+    on its line (``compress:  33%|███  | 1/3 [00:00<00:01]saicm: warning: b.gif: 2 frames, ...``). The bar is drawn
+    again below it at its next update. "" where no bar is drawn (off a terminal: a log's lines as they are)."""
+    from ._progress import bar_disable
+
+    tqdm = sys.modules.get("tqdm")  # (a bar can be drawn in this process only if tqdm was imported)
+    if bar_disable(True) or not (_parent_draws_bar or (tqdm is not None and getattr(tqdm.tqdm, "_instances", None))):
+        return ""
+    try:
+        if not sys.stderr.isatty():
+            return ""
+        columns = os.get_terminal_size(sys.stderr.fileno()).columns
+    except (AttributeError, OSError, ValueError):
+        return ""
+    return "\r" + " " * max(columns - 1, 0) + "\r"
 
 
 def install_warning_format(parent_draws_bar: bool = False) -> None:
-    """The command line's warnings: :func:`format_warning` and :func:`show_warning`, and library deprecation chatter
-    (torch.jit via CompressAI) and Pillow's decompression-bomb warning (saicm's pixel limit decides) hidden. In the
-    command's process and in each worker process of a folder job (``parent_draws_bar``: its parent's bar is on the
-    terminal they share)."""
+    """The command line's warnings: :func:`format_warning`, and library deprecation chatter (torch.jit via
+    CompressAI) and Pillow's decompression-bomb warning (saicm's pixel limit decides) hidden. In the command's
+    process and in each worker process of a folder job (``parent_draws_bar``: its parent's bar is on the terminal
+    they share)."""
     warnings.filterwarnings("ignore", category=FutureWarning)
     warnings.filterwarnings("ignore", category=DeprecationWarning)
     # Pillow's decompression-bomb warning (an image above 89 M pixels, below twice that): saicm's own pixel limit,
@@ -148,41 +168,13 @@ def install_warning_format(parent_draws_bar: bool = False) -> None:
     warnings.filterwarnings("ignore", message=r"Image size \(\d+ pixels\) exceeds limit of \d+ pixels, could be "
                             "decompression bomb")
     warnings.formatwarning = format_warning
-    warnings.showwarning = show_warning
     global _command_line, _parent_draws_bar
     _command_line, _parent_draws_bar = True, parent_draws_bar
 
 
-def show_warning(message, category, filename, lineno, file=None, line=None) -> None:
-    """``warnings.showwarning`` of the command line. A warning said while a progress bar is drawn on the terminal
-    (a folder job's, a sweep's) goes above the bar, as the job's errors do: it was written after the bar's text, on
-    its line (``compress:  33%|███  | 1/3 [00:00<00:01]saicm: warning: b.gif: 2 frames, ...``). A folder job's
-    worker, whose parent draws the bar, blanks the bar's line and writes there, in one write (the parent draws the
-    bar again below at its next update). Elsewhere as Python writes it (lost if the stream cannot take it)."""
-    text = warnings.formatwarning(message, category, filename, lineno, line)
-    stream = sys.stderr if file is None else file
-    if stream is None:  # (standard error closed)
-        return
-    try:
-        tqdm = sys.modules.get("tqdm")  # (a bar can be drawn only if tqdm was imported)
-        if tqdm is not None and getattr(tqdm.tqdm, "_instances", None):
-            tqdm.tqdm.write(text, file=stream, end="")
-            return
-        if _parent_draws_bar and file is None and stream.isatty():
-            try:
-                columns = os.get_terminal_size(stream.fileno()).columns
-            except (OSError, ValueError):
-                columns = 80
-            text = "\r" + " " * max(columns - 1, 0) + "\r" + text
-        stream.write(text)
-        stream.flush()
-    except (OSError, ValueError):
-        pass
-
-
 #: whether this process is saicm's command line (or a worker of its folder job): :func:`install_warning_format` ran
 _command_line = False
-#: whether this process is a folder job's worker, whose parent draws the bar (:func:`show_warning`)
+#: whether this process is a folder job's worker, whose parent draws the bar (:func:`_clear_bar_line`)
 _parent_draws_bar = False
 #: the warnings :func:`warnings_naming` has said in this process: each once, as Python's default filter shows them
 #: (recording a file's warnings makes Python forget which it has shown)
