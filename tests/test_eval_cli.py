@@ -625,6 +625,29 @@ def test_limit_and_report_read_only_the_images_they_use(tmp_path, monkeypatch, c
     assert "no image 'nope.png'" in capsys.readouterr().err
 
 
+@pytest.mark.skipif(os.name == "nt" or os.uname().sysname == "Darwin", reason="file names are bytes on Linux only")
+def test_a_report_names_an_image_that_is_not_utf8_by_its_bytes(tmp_path):
+    """`saicm report --image` of a name that is not UTF-8, absent from the folder or from the results: the error
+    quoted it with repr(), `'caf\\udce9.png'` (a character no file name holds), where every other message shows the
+    name's bytes, `caf\\xe9.png`."""
+    import shutil
+    import subprocess
+    import sys
+
+    d = _folder(tmp_path, n=1)
+    out = tmp_path / "r.json"
+    assert main(["eval", "--codec", "jpeg", "--qualities", "50", "--dataset", str(d), "-o", str(out), "--no-cache",
+                 "--quiet"]) == 0
+    stranger = os.fsdecode(b"caf\xe9.png")
+    for present in (False, True):
+        if present:  # (in the folder, not among the images measured)
+            shutil.copyfile(d / "0.png", d / stranger)
+        r = subprocess.run([sys.executable, "-m", "saicm", "report", str(out), "-o", str(tmp_path / "r.html"),
+                            "--images", str(d), "--image", stranger], capture_output=True, timeout=600,
+                           env=dict(os.environ, PYTHONWARNINGS="ignore"))
+        assert r.returncode == 2 and b"'caf\\xe9.png'" in r.stderr and b"udc" not in r.stderr, r.stderr
+
+
 def test_off_a_terminal_a_sweep_prints_status_lines_not_silence(tmp_path, monkeypatch, capsys):
     """`saicm eval` under nohup or `2> eval.log` printed nothing for the whole sweep (eight minutes for 3,000 images,
     the batch audit): a line per quality, and within one at most every LINE_SECONDS; --quiet none."""

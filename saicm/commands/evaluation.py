@@ -279,10 +279,11 @@ def cmd_report(a: argparse.Namespace) -> int:
                   else load_rgb_folder(a.images, limit=1, command="report"))
         name = a.image or next(iter(images))
         if name not in images:
-            raise SaicmError(f"no image {name!r} in {a.images}")
+            # (quoted, not repr(): a name that is not UTF-8 showed as \udcNN, where messages show its bytes \xNN)
+            raise SaicmError(f"no image '{name}' in {a.images}")
         measured = runs[0].get("per_image") or {}
         if measured and name not in measured:  # (crops of another folder's image were shown beside these results)
-            raise SaicmError(f"{name!r} of {a.images} is not among the images {runs[0]['codec']} was measured on: "
+            raise SaicmError(f"'{name}' of {a.images} is not among the images {runs[0]['codec']} was measured on: "
                              "give the folder of the evaluation")
         draw = None
         if a.task_model:

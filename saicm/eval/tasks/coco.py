@@ -299,11 +299,11 @@ def match_images(names: Sequence[str], coco) -> dict[str, int]:
             missing.append(name)
     if missing:
         raise SaicmError(f"{len(missing)} of {len(names)} images are not in the annotations "
-                         f"(e.g. {missing[0]!r}; matched by file name)")
+                         f"(e.g. '{missing[0]}'; matched by file name)")  # (not repr(): see cmd_report)
     first: dict[int, str] = {}
     for name, img_id in out.items():  # (two images scored as one: the second's detections were false positives)
         if img_id in first:
-            raise SaicmError(f"{first[img_id]!r} and {name!r} both match the annotations' image "
+            raise SaicmError(f"'{first[img_id]}' and '{name}' both match the annotations' image "
                              f"{file_name(coco.imgs[img_id]['file_name'])!r}: keep one of them in the folder, or name "
                              "them in the annotations as they are named in the folder (sub-folders included)")
         first[img_id] = name
