@@ -77,7 +77,7 @@ class StageMeter:
             from tqdm import tqdm
 
             self.stage, self.start = stage, self.last
-            self.bar = tqdm(total=total, desc=stage, unit=unit, leave=False, disable=None)  # (None: a terminal only)
+            self.bar = tqdm(total=total, desc=stage, unit=unit, leave=False, disable=bar_disable(True))
             self.lines = StatusLines(self.command, self.bar.disable)
         self.bar.update(done - self.bar.n)
         self.last = time.monotonic()
