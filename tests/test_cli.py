@@ -463,7 +463,7 @@ def test_status_lines_start_at_once_then_come_at_most_every_line_seconds(monkeyp
     assert stream.getvalue() == "a line\n" and capsys.readouterr().err == ""
 
 
-def test_warnings_naming_says_the_outer_file_and_leaves_saicms_own_warnings_as_they_are():
+def test_warnings_naming_says_the_outer_file_and_leaves_saicms_own_warnings_as_they_are(monkeypatch):
     """Inside another, warnings_naming leaves the naming to the outer one (its file is the one being done); a
     warning raised in saicm's own files, of any category, is said as it is, not as a library's (mutation audit of
     0.30.0: the nesting guard, and saicm's files counted as its own, could each go with no test failing)."""
@@ -471,6 +471,8 @@ def test_warnings_naming_says_the_outer_file_and_leaves_saicms_own_warnings_as_t
 
     from saicm import errors
     from saicm.codec import image_io
+
+    monkeypatch.setattr(errors, "_command_line", True)  # (as on the command line; alone, no main() had set it)
 
     with warnings.catch_warnings(record=True) as got:
         warnings.simplefilter("always")
