@@ -16,8 +16,11 @@ def bar_disable(progress) -> bool | None:
     """tqdm's ``disable`` for a bar wanted when ``progress``: True when no progress is wanted, and on a terminal that
     cannot redraw a line (``TERM=dumb``: Emacs' shell and compilation buffers, which show each redraw's carriage
     return as ``^M``, one long line of bars; the caller's status lines are said there instead, as off a terminal);
-    else None (tqdm draws the bar where its stream is a terminal)."""
+    else None (tqdm draws the bar where its stream is a terminal). tqdm's own ``TQDM_DISABLE`` (set, not 0/false/
+    empty) turns the bars off too, the status lines then said (tqdm reads it only for a ``disable`` not given)."""
     if not progress or os.environ.get("TERM") == "dumb":
+        return True
+    if os.environ.get("TQDM_DISABLE", "").strip().lower() not in ("", "0", "false", "no", "off"):
         return True
     return None
 

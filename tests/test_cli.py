@@ -1735,6 +1735,14 @@ def test_a_dumb_terminal_gets_status_lines_not_a_bar(tmp_path, tiny_model, monke
     code, seen = _on_a_terminal(["compress", src, "-o", tmp_path / "coded2", "--model", tiny_model],
                                 dict(os.environ, TERM="xterm", PYTHONWARNINGS="ignore"))
     assert code == 0 and b"%|" in seen and b"saicm compress: " not in seen, seen  # (a terminal that can: the bar)
+    # tqdm's own TQDM_DISABLE (a CI job given a terminal) had no effect, saicm setting every bar's disable: it gets
+    # the status lines too, as the environment table says
+    for value, off in (("1", True), ("true", True), ("0", None), ("", None)):
+        monkeypatch.setenv("TQDM_DISABLE", value)
+        assert bar_disable(True) is off, value
+    code, seen = _on_a_terminal(["compress", src, "-o", tmp_path / "coded3", "--model", tiny_model],
+                                dict(os.environ, TERM="xterm", TQDM_DISABLE="1", PYTHONWARNINGS="ignore"))
+    assert code == 0 and b"%|" not in seen and b"saicm compress: 1/2 files" in seen, seen
 
 
 def test_with_standard_error_closed_a_job_runs_and_its_messages_stay_off_standard_output(tmp_path, tiny_model):
