@@ -267,6 +267,22 @@ def test_refinement_needs_an_architecture_that_supports_it(monkeypatch, tiny_mod
         saicm.compress(natural_image(), model=tiny_model, refine=2)
 
 
+def test_refinement_of_an_architecture_without_it_says_so_before_the_loss():
+    """An imported SA-ICM tcm (its card records the edge loss) was refused for its training loss, as if an MSE
+    tcm could be refined: the architecture, which cannot, is said first (the import audit)."""
+    from types import SimpleNamespace
+
+    from saicm.codec.pipeline import check_refine
+
+    tcm = SimpleNamespace(name="sa-icm-a078", architecture="tcm", training={"loss": "saicm"})
+    with pytest.raises(ModelError, match=r"^sa-icm-a078 \(tcm\) does not support refinement$"):
+        check_refine(tcm, 3)
+    check_refine(tcm, 0)  # (no refinement asked: nothing to refuse)
+    mse = SimpleNamespace(name="m", architecture="gained-mean-scale-hyperprior", training={"loss": "saicm"})
+    with pytest.raises(ModelError, match="trained with --loss saicm"):
+        check_refine(mse, 3)
+
+
 @pytest.mark.parametrize("kw", [dict(refine=None), dict(refine="2"), dict(refine=2.5), dict(refine=True),
                                 dict(refine=float("inf")), dict(max_pixels="abc"), dict(max_pixels=1.5),
                                 dict(max_pixels=float("nan")), dict(max_pixels=True), dict(max_pixels=[1])])

@@ -19,7 +19,7 @@ from PIL import Image
 
 from ..engine import ENGINES
 from .._fs import read_input
-from ..errors import ArgumentError, FormatError, ModelError, naming, needing_pytorch
+from ..errors import ArgumentError, FormatError, ModelError, SaicmError, naming, needing_pytorch
 from ..models.catalog import SCALABLE_ARCHITECTURE, ModelInfo, checked_quality, file_checksum, resolve
 from . import container
 from .image_io import ImageLike, RGBImage, load_image, load_padded, stream_image
@@ -32,10 +32,24 @@ if TYPE_CHECKING:
 def check_refine(info, refine: int) -> None:
     if refine < 0:
         raise ArgumentError(f"refine steps must be 0 or more, got {refine}")
+    if refine and not _refinable(info.architecture):  # (before the loss: an imported tcm was told its loss was why)
+        raise ArgumentError(f"{info.name} ({info.architecture}) does not support refinement")
     loss = info.training.get("loss", "mse")
     if refine and loss != "mse":
         raise ArgumentError(f"refinement optimises plain MSE; {info.name} was trained with --loss {loss}, "
                             "whose decodes it would pull towards MSE fidelity")
+
+
+def _refinable(architecture: str) -> bool:
+    """Whether models of ``architecture`` have what refinement needs (:mod:`saicm.codec.refine`: an analysis and
+    the latents' rate-distortion); True when that cannot be told here (no PyTorch: the refinement says why)."""
+    try:
+        from ..models.registry import architecture_class
+
+        cls = architecture_class(architecture)
+    except (ImportError, SaicmError):
+        return True
+    return all(hasattr(cls, f) for f in ("analyse", "latent_rd"))
 
 
 def check_options(info, quality=None, human_quality=None, refine: int = 0, max_bytes=None) -> None:
