@@ -150,3 +150,28 @@ def single_thread_worker() -> None:
 
     if torch.get_num_threads() != 1:
         torch.set_num_threads(1)
+
+
+def keeps_callers_random_state(fn):
+    """``fn`` (a job that seeds the process's random generators for its own reproducibility: ``train``, ``video
+    encode``) run with the caller's global random states put back afterwards: PyTorch's CPU generator, Python's
+    ``random`` and NumPy's global one. Called from a notebook or an application, such a job reseeded them for
+    good (the caller's next ``torch.rand`` came out the same after every training)."""
+    import functools
+
+    @functools.wraps(fn)
+    def kept(*args, **kwargs):
+        import random
+
+        import numpy as np
+        import torch
+
+        saved = torch.random.get_rng_state(), random.getstate(), np.random.get_state()
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            torch.random.set_rng_state(saved[0])
+            random.setstate(saved[1])
+            np.random.set_state(saved[2])
+
+    return kept

@@ -1703,3 +1703,24 @@ def test_train_help_states_the_schedule_the_trainer_runs():
     assert f"over the last {round(100 * (1 - cfg.decay_from))} % of --steps" in text and "to a tenth" in text
     assert _lr_at(cfg, cfg.warmup - 1) == 1.0 and _lr_at(cfg, cfg.warmup // 2) < 1.0
     assert abs(_lr_at(cfg, cfg.steps) - 0.1) < 1e-9 and _lr_at(cfg, int(cfg.decay_from * cfg.steps)) == 1.0
+
+
+def test_training_from_python_leaves_the_callers_random_state_as_it_was(data_dir, tmp_path):
+    """train() seeded PyTorch's global generator (and resumed runs Python's) for good: a notebook's next random
+    numbers came out the same after every training. They are put back; so are video encode's."""
+    import random
+
+    from saicm.video import api as video
+
+    from .test_video import TINY, synthetic_clip
+
+    def draw():
+        return torch.rand(3).tolist(), random.random(), float(np.random.rand())
+
+    for job in (lambda: train(tiny_cfg(data_dir, tmp_path / "r", steps=2)),
+                lambda: video.encode(synthetic_clip(n=2), preset=TINY, epochs=1, progress=False)):
+        torch.manual_seed(1234), random.seed(1234), np.random.seed(1234)
+        expected = draw()
+        torch.manual_seed(1234), random.seed(1234), np.random.seed(1234)
+        job()
+        assert draw() == expected

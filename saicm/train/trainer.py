@@ -32,7 +32,7 @@ from .._fs import ensure_dir, exclusive, write_bytes_atomic
 from .._progress import bar_disable
 from .._signals import StopRequest
 from .._torchfile import load_data_only, save_atomic
-from ..device import cpu_has_native_bf16, launcher, resolve_device, start_process_group
+from ..device import cpu_has_native_bf16, keeps_callers_random_state, launcher, resolve_device, start_process_group
 from ..errors import SaicmError
 from ..models import build_architecture, save_model
 from ..models.registry import architecture_class
@@ -263,8 +263,10 @@ def _with_run_options(cfg: TrainConfig, ck: dict) -> TrainConfig:
     return replace(cfg, **taken)
 
 
+@keeps_callers_random_state
 def train(cfg: TrainConfig) -> Path:
-    """Train as ``cfg`` says; the run folder is this process's alone meanwhile (another run of it: one line)."""
+    """Train as ``cfg`` says; the run folder is this process's alone meanwhile (another run of it: one line). The
+    caller's global random states (PyTorch's, Python's, NumPy's) are as they were when it returns."""
     out = Path(cfg.out)
     made = not os.path.lexists(out)
     try:

@@ -26,6 +26,7 @@ import torch
 from .._fs import exclusive, read_input
 from ..codec.container import CodedLike
 from ..codec.image_io import names_media_file
+from ..device import keeps_callers_random_state
 from ..errors import ArgumentError, FormatError, SaicmError, naming
 from . import archs, bitstream, compress, nerv
 from .io import FRAME_PATTERN, Clip, frame_index, read_clip
@@ -146,6 +147,7 @@ def _check_checkpoint_path(ckpt: Path, output, clip) -> None:
         refuse_input_as_output(clip, ckpt)
 
 
+@keeps_callers_random_state
 def encode(clip, output: str | os.PathLike | None = None, *, frames: str | None = None, size=None,
            preset: str | dict = nerv.DEFAULT_PRESET, arch: str = archs.DEFAULT, loss: str = "nerv", masks=None,
            epochs: int | None = None,
