@@ -305,6 +305,42 @@ def test_coco_source_errors(tmp_path):
     assert r.returncode == 1 and "not in the annotation file" in r.stderr and "Traceback" not in r.stderr
 
 
+def _coco_entries(tmp_path, names):
+    """An annotation file of 40x60 images named ``names``, image i with one 2x2 square at row 2i (which it is)."""
+    data = {"images": [{"id": i + 1, "file_name": n, "height": 40, "width": 60} for i, n in enumerate(names)],
+            "annotations": [{"id": i + 1, "image_id": i + 1, "category_id": 1, "iscrowd": 0, "area": 4.0,
+                             "bbox": [0, 2 * i, 2, 2],
+                             "segmentation": [[0, 2 * i, 2, 2 * i, 2, 2 * i + 2, 0, 2 * i + 2]]}
+                            for i in range(len(names))],
+            "categories": [{"id": 1, "name": "thing"}]}
+    p = tmp_path / "entries.json"
+    p.write_text(json.dumps(data))
+    return p
+
+
+def test_coco_source_matches_images_of_one_name_in_sub_folders_by_their_folders(tmp_path):
+    """Entries were looked up by base name alone: a/x.jpg and b/x.jpg, listed as such, both got the mask of the last
+    one listed, in silence; two entries of one file name, the last one's; a Windows name (s\\x.jpg) none."""
+    from saicm.errors import SaicmError
+    from saicm.masks.coco import CocoObjects
+
+    def row(objs, path):
+        m, n = objs.union(tmp_path / path, (40, 60))
+        assert n == 1
+        return int(np.nonzero(m.any(1))[0][0])
+
+    objs = CocoObjects(_coco_entries(tmp_path, ["a/x.jpg", "b/x.jpg", "y.jpg", "s\\z.jpg", "train/w.jpg"]))
+    assert row(objs, "imgs/a/x.jpg") == 0 and row(objs, "imgs/b/x.jpg") == 2
+    assert row(objs, "imgs/s/z.jpg") == 6
+    assert row(objs, "imgs/deep/y.jpg") == 4  # (a name without folders: any folder's image of that name)
+    assert row(objs, "imgs/w.jpg") == 8  # (the one entry of that name, listed in another folder: taken, as before)
+    with pytest.raises(SaicmError, match=r"2 images of the annotation file are named 'x.jpg'.*'a/x.jpg', 'b/x.jpg'"):
+        objs.union(tmp_path / "imgs/c/x.jpg", (40, 60))
+    twice = CocoObjects(_coco_entries(tmp_path, ["y.jpg", "y.jpg"]))
+    with pytest.raises(SaicmError, match=r"lists this image 2 times \(file_name 'y.jpg', image ids 1, 2\)"):
+        twice.union(tmp_path / "imgs/y.jpg", (40, 60))
+
+
 def test_coco_masks_follow_the_annotations_content_not_their_path(tmp_path, capsys):
     """The settings recorded the annotations' path as typed: a copy of the same file was refused as other settings,
     and a file changed in place kept its old masks; a folder of saicm < 0.18 (path recorded) still goes on."""

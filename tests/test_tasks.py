@@ -585,7 +585,8 @@ def test_coco_annotations_are_utf8_and_match_file_names_in_any_locale(tmp_path):
         "annotations": [], "categories": [{"id": 1, "name": "Fu\u00dfg\u00e4nger"}]}, ensure_ascii=False).encode())
     code = ("import os, sys; from saicm.eval import tasks; from saicm.masks.coco import CocoObjects; "
             "names = os.listdir(sys.argv[1]); coco = tasks.load_annotations(sys.argv[2]); "
-            "print(tasks.match_images(names, coco), CocoObjects(sys.argv[2]).by_name[names[0]]['id'])")
+            "print(tasks.match_images(names, coco), "
+            "CocoObjects(sys.argv[2]).entry(os.path.join(sys.argv[1], names[0]))['id'])")
     envs = [{"LC_ALL": "C", "PYTHONCOERCECLOCALE": "0", "PYTHONUTF8": "0"}, {"PYTHONUTF8": "1"}]
     r = subprocess.run(["locale", "-a"], capture_output=True, text=True)
     latin1 = next((n for n in r.stdout.split() if n.lower() in ("de_de.iso88591", "en_us.iso88591")), None)

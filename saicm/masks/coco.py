@@ -10,17 +10,28 @@ Two uses, one reader:
   are (larger first, see :func:`~saicm.masks.edges.paint_masks`), whose edges are then the
   object outlines drawn by people, in place of SAM's automatic masks.
 
-Images are matched to annotations by file name.
+Images are matched to annotations by file name: the entry whose ``file_name`` (``/`` or ``\\`` between folders)
+shares the most trailing folders with the image's path, so that ``a/x.jpg`` and ``b/x.jpg`` listed as such each
+get their own; an entry of another folder is taken only when it is the one of that name. Two entries of one name
+that the image's path does not tell apart are refused for that image, named.
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import SaicmError
 from .edges import paint_masks
+
+
+def _parts(fn) -> tuple[str, ...]:
+    """An annotation's ``file_name`` as path parts (``/`` or Windows' ``\\`` between folders; ``.`` dropped)."""
+    from ..eval.tasks.coco import file_name
+
+    return tuple(q for q in file_name(fn).replace("\\", "/").split("/") if q not in ("", "."))
 
 
 class CocoObjects:
@@ -34,7 +45,7 @@ class CocoObjects:
 
         from pycocotools.coco import COCO
 
-        from ..eval.tasks.coco import check_dataset, file_name
+        from ..eval.tasks.coco import check_dataset
 
         try:
             # (JSON is UTF-8 in any locale: COCO(path) read it in the locale's encoding)
@@ -54,18 +65,47 @@ class CocoObjects:
         import hashlib
 
         self.sha256 = hashlib.sha256(p.read_bytes()).hexdigest()
-        self.by_name = {Path(file_name(im["file_name"])).name: im for im in self.coco.imgs.values()}
+        # base name -> [(the file_name's parts, entry)]: sub-folders' images of one name each find their own entry
+        self.by_name: dict[str, list] = {}
+        for im in self.coco.imgs.values():
+            parts = _parts(im["file_name"])
+            if parts:
+                self.by_name.setdefault(parts[-1], []).append((parts, im))
 
     def settings(self) -> dict:
         """What the masks depend on: the annotations' content (their path as typed named one file by two
         spellings, and a file changed in place kept its old masks)."""
         return dict(annotations_sha256=self.sha256)
 
+    def entry(self, path: Path) -> dict:
+        """The annotation file's image entry of the image at ``path`` (SaicmError naming it when none or several)."""
+        want = Path(os.path.abspath(path)).parts
+        cands = self.by_name.get(want[-1], [])
+        if not cands:
+            raise SaicmError("image not in the annotation file", str(path))
+
+        def rank(parts):  # (every folder of the entry's name at the image's path; how many trailing parts agree)
+            n = 0
+            while n < min(len(parts), len(want)) and parts[-1 - n] == want[-1 - n]:
+                n += 1
+            return n == len(parts), n
+
+        best = max(rank(p) for p, _ in cands)
+        top = [(p, im) for p, im in cands if rank(p) == best]
+        if len(top) > 1:
+            names = sorted({"/".join(p) for p, _ in top})
+            ids = ", ".join(str(im["id"]) for _, im in top[:5])
+            if len(names) == 1:
+                raise SaicmError(f"the annotation file lists this image {len(top)} times (file_name {names[0]!r}, "
+                                 f"image ids {ids}): keep one entry, or merge their annotations", str(path))
+            raise SaicmError(f"{len(top)} images of the annotation file are named {want[-1]!r} "
+                             f"({', '.join(map(repr, names[:5]))}) and its path tells none of them: name them in the "
+                             "annotations by their sub-folders in the image folder", str(path))
+        return top[0][1]
+
     def instances(self, path: Path, shape: tuple[int, int]) -> list[np.ndarray]:
         """The (H, W) bool mask of every annotated instance of the image at ``path``."""
-        im = self.by_name.get(Path(path).name)
-        if im is None:
-            raise SaicmError("image not in the annotation file", str(path))
+        im = self.entry(path)
         if (im["height"], im["width"]) != tuple(shape):
             raise SaicmError(f"annotations are for {im['width']}x{im['height']}, image is "
                              f"{shape[1]}x{shape[0]}", str(path))
