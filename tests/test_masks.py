@@ -1,6 +1,7 @@
 """Mask sources and the `saicm masks` job: known edges, α monotonicity, COCO, SAM path, errors."""
 
 import json
+import warnings
 
 import numpy as np
 import pytest
@@ -339,6 +340,27 @@ def test_coco_source_matches_images_of_one_name_in_sub_folders_by_their_folders(
     twice = CocoObjects(_coco_entries(tmp_path, ["y.jpg", "y.jpg"]))
     with pytest.raises(SaicmError, match=r"lists this image 2 times \(file_name 'y.jpg', image ids 1, 2\)"):
         twice.union(tmp_path / "imgs/y.jpg", (40, 60))
+
+
+def test_coco_source_says_when_an_exif_orientation_turns_the_image_from_its_annotations(tmp_path):
+    """saicm reads images upright: a JPEG stored with orientation 3 (180°) kept its size, and its mask, made of
+    annotations of the picture as stored, was written turned from its objects without a word; one on its side
+    (6) was refused as of another size, the turn unsaid."""
+    from saicm.errors import SaicmError
+    from saicm.masks.coco import CocoObjects
+
+    objs = CocoObjects(_coco_entries(tmp_path, ["r3.jpg", "r6.jpg", "r1.jpg"]))
+    for name, orientation in (("r3.jpg", 3), ("r6.jpg", 6), ("r1.jpg", 1)):
+        exif = Image.Exif()
+        exif[0x0112] = orientation
+        Image.fromarray(natural_image(40, 60)).save(tmp_path / name, exif=exif)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        objs.union(tmp_path / "r1.jpg", (40, 60))  # (upright as stored: nothing to say)
+    with pytest.warns(UserWarning, match="r3.jpg is turned by its EXIF orientation.*taken as describing the turned"):
+        objs.union(tmp_path / "r3.jpg", (40, 60))
+    with pytest.raises(SaicmError, match=r"annotations are for 60x40, image is 40x60 \(turned by its EXIF orientation"):
+        objs.union(tmp_path / "r6.jpg", (60, 40))
 
 
 def test_coco_masks_follow_the_annotations_content_not_their_path(tmp_path, capsys):

@@ -34,6 +34,17 @@ def _parts(fn) -> tuple[str, ...]:
     return tuple(q for q in file_name(fn).replace("\\", "/").split("/") if q not in ("", "."))
 
 
+def _stored_size_if_turned(path) -> tuple[int, int] | None:
+    """(height, width) as stored of an image that an EXIF orientation turns or mirrors as saicm reads it, else None."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as img:
+            return (img.height, img.width) if img.getexif().get(0x0112) in range(2, 9) else None
+    except Exception:  # noqa: BLE001 - (a broken EXIF block: read as stored)
+        return None
+
+
 class CocoObjects:
     def __init__(self, annotations: str | Path):
         p = Path(annotations)
@@ -62,6 +73,7 @@ class CocoObjects:
         except Exception as e:  # noqa: BLE001 - malformed JSON of any kind
             raise SaicmError(f"not a COCO annotation file ({type(e).__name__}: {e})", str(p)) from None
         self.annotations = str(p)
+        self._said_turned = False
         import hashlib
 
         self.sha256 = hashlib.sha256(p.read_bytes()).hexdigest()
@@ -106,9 +118,19 @@ class CocoObjects:
     def instances(self, path: Path, shape: tuple[int, int]) -> list[np.ndarray]:
         """The (H, W) bool mask of every annotated instance of the image at ``path``."""
         im = self.entry(path)
+        stored = _stored_size_if_turned(path)  # (H, W) of an image its EXIF orientation turns or mirrors, else None
         if (im["height"], im["width"]) != tuple(shape):
-            raise SaicmError(f"annotations are for {im['width']}x{im['height']}, image is "
-                             f"{shape[1]}x{shape[0]}", str(path))
+            raise SaicmError(f"annotations are for {im['width']}x{im['height']}, image is {shape[1]}x{shape[0]}"
+                             + (" (turned by its EXIF orientation, as saicm reads every image: annotations of the "
+                                "picture as stored do not fit it; save it upright without the tag, or annotate it "
+                                "upright)" if stored == (im["height"], im["width"]) else ""), str(path))
+        if stored == tuple(shape) and not self._said_turned:  # (turned by 180° or mirrored: no size tells)
+            from ..errors import warn
+
+            self._said_turned = True
+            warn(f"{path} is turned by its EXIF orientation, as saicm reads every image: its annotations are taken as "
+                 "describing the turned picture; those of the picture as stored (as pycocotools and tools that ignore "
+                 "the tag see it) give masks off their objects (said of the first such image alone)")
         anns = self.coco.loadAnns(self.coco.getAnnIds(imgIds=[im["id"]], iscrowd=None))
         return [self.coco.annToMask(a).astype(bool) for a in anns]
 
