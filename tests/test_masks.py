@@ -335,11 +335,27 @@ def test_coco_source_matches_images_of_one_name_in_sub_folders_by_their_folders(
     assert row(objs, "imgs/s/z.jpg") == 6
     assert row(objs, "imgs/deep/y.jpg") == 4  # (a name without folders: any folder's image of that name)
     assert row(objs, "imgs/w.jpg") == 8  # (the one entry of that name, listed in another folder: taken, as before)
-    with pytest.raises(SaicmError, match=r"2 images of the annotation file are named 'x.jpg'.*'a/x.jpg', 'b/x.jpg'"):
+    with pytest.raises(SaicmError, match=r"2 images of the annotation file fit it by name.*'a/x.jpg', 'b/x.jpg'"):
         objs.union(tmp_path / "imgs/c/x.jpg", (40, 60))
     twice = CocoObjects(_coco_entries(tmp_path, ["y.jpg", "y.jpg"]))
     with pytest.raises(SaicmError, match=r"lists this image 2 times \(file_name 'y.jpg', image ids 1, 2\)"):
         twice.union(tmp_path / "imgs/y.jpg", (40, 60))
+
+
+def test_coco_source_matches_a_lossless_copy_of_an_image_by_its_stem(tmp_path):
+    """A folder of the dataset's JPEGs saved as PNG (lossless training copies) had no image in the annotation file,
+    though eval matches the same folder by stem; a stem two entries share is refused, named."""
+    from saicm.errors import SaicmError
+    from saicm.masks.coco import CocoObjects
+
+    objs = CocoObjects(_coco_entries(tmp_path, ["000009.jpg", "a/y.jpg", "b/y.jpeg"]))
+    m, n = objs.union(tmp_path / "png/000009.png", (40, 60))
+    assert n == 1 and m[0:2, 0:2].all() and m.sum() == 4
+    assert objs.union(tmp_path / "png/a/y.png", (40, 60))[0][2:4, 0:2].all()  # (its folder tells the two y's apart)
+    with pytest.raises(SaicmError, match=r"2 images of the annotation file fit it by name \('a/y.jpg', 'b/y.jpeg'\)"):
+        objs.union(tmp_path / "png/y.png", (40, 60))
+    with pytest.raises(SaicmError, match="image not in the annotation file"):
+        objs.union(tmp_path / "png/000010.png", (40, 60))
 
 
 def test_coco_source_says_when_an_exif_orientation_turns_the_image_from_its_annotations(tmp_path):

@@ -13,7 +13,8 @@ Two uses, one reader:
 Images are matched to annotations by file name: the entry whose ``file_name`` (``/`` or ``\\`` between folders)
 shares the most trailing folders with the image's path, so that ``a/x.jpg`` and ``b/x.jpg`` listed as such each
 get their own; an entry of another folder is taken only when it is the one of that name. Two entries of one name
-that the image's path does not tell apart are refused for that image, named.
+that the image's path does not tell apart are refused for that image, named. An image no entry names is matched
+by its stem (``x.png``, a lossless copy of the dataset's ``x.jpg``), as ``saicm eval`` matches it.
 """
 
 from __future__ import annotations
@@ -43,6 +44,10 @@ def _stored_size_if_turned(path) -> tuple[int, int] | None:
             return (img.height, img.width) if img.getexif().get(0x0112) in range(2, 9) else None
     except Exception:  # noqa: BLE001 - (a broken EXIF block: read as stored)
         return None
+
+
+def _stem(name: str) -> str:
+    return name.rsplit(".", 1)[0] if "." in name[1:] else name
 
 
 class CocoObjects:
@@ -79,10 +84,12 @@ class CocoObjects:
         self.sha256 = hashlib.sha256(p.read_bytes()).hexdigest()
         # base name -> [(the file_name's parts, entry)]: sub-folders' images of one name each find their own entry
         self.by_name: dict[str, list] = {}
+        self.by_stem: dict[str, list] = {}
         for im in self.coco.imgs.values():
             parts = _parts(im["file_name"])
             if parts:
                 self.by_name.setdefault(parts[-1], []).append((parts, im))
+                self.by_stem.setdefault(_stem(parts[-1]), []).append((parts, im))
 
     def settings(self) -> dict:
         """What the masks depend on: the annotations' content (their path as typed named one file by two
@@ -93,6 +100,9 @@ class CocoObjects:
         """The annotation file's image entry of the image at ``path`` (SaicmError naming it when none or several)."""
         want = Path(os.path.abspath(path)).parts
         cands = self.by_name.get(want[-1], [])
+        if not cands:  # (x.png, a lossless copy of the dataset's x.jpg, by its stem, as eval matches it)
+            want = want[:-1] + (_stem(want[-1]),)
+            cands = [(p[:-1] + (_stem(p[-1]),), im) for p, im in self.by_stem.get(want[-1], [])]
         if not cands:
             raise SaicmError("image not in the annotation file", str(path))
 
@@ -105,12 +115,12 @@ class CocoObjects:
         best = max(rank(p) for p, _ in cands)
         top = [(p, im) for p, im in cands if rank(p) == best]
         if len(top) > 1:
-            names = sorted({"/".join(p) for p, _ in top})
+            names = sorted({"/".join(_parts(im["file_name"])) for _, im in top})
             ids = ", ".join(str(im["id"]) for _, im in top[:5])
             if len(names) == 1:
                 raise SaicmError(f"the annotation file lists this image {len(top)} times (file_name {names[0]!r}, "
                                  f"image ids {ids}): keep one entry, or merge their annotations", str(path))
-            raise SaicmError(f"{len(top)} images of the annotation file are named {want[-1]!r} "
+            raise SaicmError(f"{len(top)} images of the annotation file fit it by name "
                              f"({', '.join(map(repr, names[:5]))}) and its path tells none of them: name them in the "
                              "annotations by their sub-folders in the image folder", str(path))
         return top[0][1]
