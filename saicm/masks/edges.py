@@ -33,13 +33,17 @@ def paint_masks(masks: list[np.ndarray], shape: tuple[int, int]) -> np.ndarray:
     ones that contain them (parts on top of wholes), as in SAM's own demos.
     """
     labels = np.zeros(shape, np.int32)
-    order = sorted(range(len(masks)), key=lambda i: -int(masks[i].sum()))
-    for k, i in enumerate(order, start=1):
+    for k, i in enumerate(paint_order([int(m.sum()) for m in masks]), start=1):
         m = masks[i]
         if m.shape != tuple(shape):
             raise ValueError(f"mask {i} has shape {m.shape}, expected {tuple(shape)}")
         labels[m.astype(bool)] = k
     return labels
+
+
+def paint_order(areas: list[int]) -> list[int]:
+    """The order :func:`paint_masks` paints masks of these areas in: larger first, ties as listed."""
+    return sorted(range(len(areas)), key=lambda i: -int(areas[i]))
 
 
 def label_boundaries(labels: np.ndarray) -> np.ndarray:
