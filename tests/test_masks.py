@@ -874,3 +874,32 @@ def test_an_image_replaced_under_its_name_gets_a_new_mask_on_a_rerun(folder, tmp
     Image.fromarray(natural_image(72, 96, seed=8)).save(folder / "a.png")
     assert main(["masks", str(folder), "-o", str(out), "--quiet"]) == 0
     assert "0 written, 3 already done" in capsys.readouterr().out
+
+
+def test_a_rerun_over_unchanged_images_does_not_read_them_to_hash_them(folder, tmp_path, capsys, monkeypatch):
+    """The manifest's SHA-256 of each image was computed again at every rerun, reading every image's bytes (a rerun
+    after a kill over COCO's 118k images: 18 GB read before anything was done). An image whose size, times and inode
+    are those its line records is not read; one replaced with its size and modification time kept is."""
+    import os
+
+    from saicm.cli import main
+    from saicm.masks import job
+
+    out = tmp_path / "m"
+    assert main(["masks", str(folder), "-o", str(out), "--quiet"]) == 0
+    hashed = []
+    real = job._image_digest
+    monkeypatch.setattr(job, "_image_digest", lambda p: hashed.append(p) or real(p))
+    capsys.readouterr()
+    assert main(["masks", str(folder), "-o", str(out), "--quiet"]) == 0
+    assert "0 written, 3 already done" in capsys.readouterr().out
+    assert hashed == []
+    st = os.stat(folder / "a.png")  # another picture of the same size, its modification time kept (cp -p)
+    other = tmp_path / "other.png"
+    Image.fromarray(natural_image(72, 96, seed=7)).save(other)
+    data = other.read_bytes()[: st.st_size].ljust(st.st_size, b"\0")
+    (folder / "a.png").write_bytes(data)
+    os.utime(folder / "a.png", ns=(st.st_atime_ns, st.st_mtime_ns))
+    with pytest.warns(UserWarning, match="1 image changed since its mask was made"):
+        main(["masks", str(folder), "-o", str(out), "--quiet"])
+    assert [p.name for p in hashed] == ["a.png"]

@@ -282,9 +282,14 @@ def _run(src: Path, out: Path, files: list[Path], spec: MaskSpec, make: Callable
                 lines.say(f"{k}/{len(mine)} images, {done} written, {skipped} already done, {len(failures)} failed")
             rel = f.relative_to(src)
             dest = out / mask_path(rel)
-            digest = _image_digest(f)
+            seen = listed.get(rel.as_posix(), set())
+            version = _image_version(f)  # (before the bytes are read: a write in between is seen at the next rerun)
+            known = {v: d for d, v in seen if v is not None and d is not None}
+            # (a file as it was when its line was written is not read again: a rerun over a finished COCO folder
+            # read every image's bytes, 18 GB, to hash them)
+            digest = known[version] if version in known else _image_digest(f)
             if dest.is_file() and not overwrite:
-                made_of = listed.get(rel.as_posix(), ())
+                made_of = {d for d, _ in seen}
                 if digest is None or not made_of or digest in made_of or made_of == {None}:
                     skipped += 1
                     if preview and not _preview_path(out, rel).is_file():  # (a kill between the mask and its preview)
@@ -299,7 +304,7 @@ def _run(src: Path, out: Path, files: list[Path], spec: MaskSpec, make: Callable
                             continue
                         log.write(json.dumps(dict(image=rel.as_posix(), mask=mask_path(rel).as_posix(),
                                                   fraction=round(frac, 6), segments=None, seconds=None,
-                                                  image_sha256=digest)) + "\n")
+                                                  image_sha256=digest, image_stat=version)) + "\n")
                     continue
                 changed += 1  # (the image was replaced under its name since its mask was made: made again)
             t0 = time.perf_counter()
@@ -325,7 +330,7 @@ def _run(src: Path, out: Path, files: list[Path], spec: MaskSpec, make: Callable
             # (names with "/" on every system: a mask folder made on Windows resumes on Linux)
             log.write(json.dumps(dict(image=rel.as_posix(), mask=mask_path(rel).as_posix(), fraction=round(frac, 6),
                                       segments=int(count), seconds=round(time.perf_counter() - t0, 3),
-                                      image_sha256=digest)) + "\n")
+                                      image_sha256=digest, image_stat=version)) + "\n")
             done += 1
     if changed:
         from ..errors import warn
@@ -352,26 +357,40 @@ def _write_preview(out: Path, rel: Path, rgb: np.ndarray, mask: np.ndarray) -> N
 
 
 def _listed(out: Path) -> dict[str, set]:
-    """The images that the folder's manifests (every shard's) have a line for, each with the SHA-256 its mask was
-    made of (the last line of each manifest for it; None in a line of saicm 0.31.0 and before, which named none)."""
+    """The images that the folder's manifests (every shard's) have a line for, each with the pairs (SHA-256 its mask
+    was made of, :func:`_image_version` of the file then) of the last line of each manifest for it (None for what a
+    line does not hold: saicm 0.31.0's lines hold neither)."""
     names: dict[str, set] = {}
     for m in out.glob("manifest-*-of-*.jsonl"):
         try:
             lines = m.read_text().splitlines()
         except (OSError, UnicodeDecodeError):
             continue
-        last: dict[str, object] = {}
+        last: dict[str, tuple] = {}
         for line in lines:
             try:
                 entry = json.loads(line)
-                name, digest = str(entry["image"]), entry.get("image_sha256")
+                name, digest, stat = str(entry["image"]), entry.get("image_sha256"), entry.get("image_stat")
             except (ValueError, KeyError, TypeError, AttributeError):  # a line cut by a kill
                 continue
+            ok = isinstance(stat, list) and len(stat) == 4 and all(type(v) is int for v in stat)
             for n in (name, name.replace("\\", "/")):  # (as written; Windows' lines before 0.24.0)
-                last[n] = digest if isinstance(digest, str) else None
-        for n, digest in last.items():
-            names.setdefault(n, set()).add(digest)
+                last[n] = (digest if isinstance(digest, str) else None, tuple(stat) if ok else None)
+        for n, pair in last.items():
+            names.setdefault(n, set()).add(pair)
     return names
+
+
+def _image_version(path: Path) -> tuple[int, int, int, int] | None:
+    """:func:`~saicm.models.catalog.file_version` of an image file (the same, its bytes are those hashed when its
+    manifest line was written: a file replaced under its name, even with its modification time kept, moves its change
+    time or inode), or None when it cannot be read."""
+    from ..models.catalog import file_version
+
+    try:
+        return file_version(path)
+    except OSError:
+        return None
 
 
 def _image_digest(path: Path) -> str | None:
