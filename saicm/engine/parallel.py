@@ -48,6 +48,27 @@ def usable_cpus() -> int:
     return cpus if quota is None else max(1, min(cpus, quota))
 
 
+def cgroup_folders(controller: str, proc: str | Path = "/proc/self/cgroup", root: str | Path = "/sys/fs/cgroup"):
+    """``(v2, folder)`` for this process's cgroup and every group above it: cgroup v2's (``v2`` true) and cgroup v1's
+    hierarchy of ``controller`` (``cpu``, ``memory``); none where nothing can be read (not Linux). Inside a container
+    its own group shows as ``/``, or as a path that is not there: the groups above it are tried too."""
+    try:
+        lines = Path(proc).read_text().splitlines()
+    except OSError:
+        return
+    for line in lines:
+        parts = line.split(":", 2)
+        if len(parts) != 3:
+            continue
+        v2 = parts[1] == ""  # v2: "0::/PATH"; v1: "N:cpu,cpuacct:/PATH"
+        if not v2 and controller not in parts[1].split(","):
+            continue
+        base = Path(root) if v2 else Path(root) / controller
+        group = Path("/" + parts[2].strip().lstrip("/"))
+        for g in (group, *group.parents):
+            yield v2, base / str(g).lstrip("/")
+
+
 @functools.lru_cache(maxsize=None)
 def cgroup_cpu_limit(proc: str = "/proc/self/cgroup", root: str = "/sys/fs/cgroup") -> int | None:
     """The CPUs' worth of time this process's cgroup, or a group above it, may use (cgroup v2 ``cpu.max``, v1
@@ -55,33 +76,19 @@ def cgroup_cpu_limit(proc: str = "/proc/self/cgroup", root: str = "/sys/fs/cgrou
     (not Linux). ``docker run --cpus 2`` and a Kubernetes CPU limit set this, not the affinity: a container
     limited to two CPUs of a 64-CPU host ran 64 threads in each of onnxruntime's and the engine's pools, and a
     folder job gave each worker a 64-CPU share, throttled by the quota."""
-    try:
-        lines = Path(proc).read_text().splitlines()
-    except OSError:
-        return None
     limits = []
-    for line in lines:
-        parts = line.split(":", 2)
-        if len(parts) != 3:
+    for v2, folder in cgroup_folders("cpu", proc, root):
+        try:
+            if v2:
+                quota, period = (folder / "cpu.max").read_text().split()[:2]
+            else:
+                quota = (folder / "cpu.cfs_quota_us").read_text().strip()
+                period = (folder / "cpu.cfs_period_us").read_text().strip()
+            quota, period = int(quota), int(period)  # ("max", -1: none)
+        except (OSError, ValueError):
             continue
-        v2 = parts[1] == ""  # v2: "0::/PATH"; v1: "N:cpu,cpuacct:/PATH"
-        if not v2 and "cpu" not in parts[1].split(","):
-            continue
-        base = Path(root) if v2 else Path(root) / "cpu"
-        group = Path("/" + parts[2].strip().lstrip("/"))
-        for g in (group, *group.parents):  # (inside a container its own group shows as /, or as a path not there)
-            folder = base / str(g).lstrip("/")
-            try:
-                if v2:
-                    quota, period = (folder / "cpu.max").read_text().split()[:2]
-                else:
-                    quota = (folder / "cpu.cfs_quota_us").read_text().strip()
-                    period = (folder / "cpu.cfs_period_us").read_text().strip()
-                quota, period = int(quota), int(period)  # ("max", -1: none)
-            except (OSError, ValueError):
-                continue
-            if quota > 0 and period > 0:
-                limits.append(-(-quota // period))
+        if quota > 0 and period > 0:
+            limits.append(-(-quota // period))
     return min(limits) if limits else None
 
 

@@ -70,29 +70,16 @@ def cgroup_memory_limit(proc: str | Path = "/proc/self/cgroup", root: str | Path
     """The lowest memory limit set on this process's cgroup or on a group above it (cgroup v2 ``memory.max``, v1
     ``memory.limit_in_bytes``), or None where there is none or nothing can be read (not Linux). The physical memory
     is that of the whole machine, not what a container or a scheduler's job may use."""
-    try:
-        lines = Path(proc).read_text().splitlines()
-    except OSError:
-        return None
+    from ..engine.parallel import cgroup_folders
+
     limits = []
-    for line in lines:
-        parts = line.split(":", 2)
-        if len(parts) != 3:
+    for v2, folder in cgroup_folders("memory", proc, root):
+        try:
+            value = (folder / ("memory.max" if v2 else "memory.limit_in_bytes")).read_text().strip()
+        except OSError:
             continue
-        if parts[1] == "":  # v2: "0::/PATH"
-            base, name = Path(root), "memory.max"
-        elif "memory" in parts[1].split(","):  # v1: "N:memory:/PATH"
-            base, name = Path(root) / "memory", "memory.limit_in_bytes"
-        else:
-            continue
-        group = Path("/" + parts[2].strip().lstrip("/"))
-        for g in (group, *group.parents):  # (inside a container its own group shows as /, or as a path not there)
-            try:
-                value = (base / str(g).lstrip("/") / name).read_text().strip()
-            except OSError:
-                continue
-            if value.isdigit():  # ("max": none)
-                limits.append(int(value))
+        if value.isdigit():  # ("max": none)
+            limits.append(int(value))
     return min(limits) if limits else None
 
 
