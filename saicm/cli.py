@@ -61,19 +61,17 @@ def cmd_compress(a: argparse.Namespace) -> int:
 
     # fail fast, once, on an unknown model, a quality it does not have, a bad --refine or --quality with --max-bytes
     info = resolve(a.model)
-    check_options(info, a.quality, a.human_quality, a.refine, a.max_bytes)
+    quality, human_quality = check_options(info, a.quality, a.human_quality, a.refine, a.max_bytes)
     jobs, folder = batch.plan(a.input, a.output, is_image_file, ".saicm", existing=a.existing)
     if not folder:
         refuse_media_output(jobs[0].dst, "the coded file")
     for job in jobs:
         if a.existing == "skip":  # an existing output counts as done if it fits the budget and was coded by this
-            # model at this quality (with --max-bytes, any quality); the log says what it is
+            # model at this quality, each layer's (with --max-bytes, any machine quality); the log says what it is
             from .codec.pipeline import existing_file
-            from .models.catalog import SCALABLE_ARCHITECTURE, checked_quality
 
-            quality = (None if a.max_bytes is not None or info.architecture == SCALABLE_ARCHITECTURE
-                       else checked_quality(a.quality, info.num_qualities, info.name))
-            job.existing = partial(existing_file, max_bytes=a.max_bytes, model=info.name, quality=quality)
+            job.existing = partial(existing_file, max_bytes=a.max_bytes, model=info.name, quality=quality,
+                                   human_quality=human_quality)
         if a.max_bytes is not None:  # (each log line says the limit its file was held to)
             job.log = {"max_bytes": a.max_bytes}
     # One file with --refine, or a large one, is long work of its own: show its steps (folders show a bar per file;

@@ -268,6 +268,31 @@ def test_existing_skip_does_not_count_another_models_or_qualitys_file_as_done(tm
     assert main(["compress", str(src), "-o", str(out), "--existing", "skip", "--quality", "1", "--quiet"]) == 0
 
 
+def test_existing_skip_does_not_count_a_two_layer_file_of_other_qualities_as_done(tmp_path, capsys):
+    """The check above skipped two-layer files' qualities: a scalable model's rerun at --quality 6 --human-quality 6
+    kept the q1/q1 files of an earlier run, exit 0 and not a word. Each layer's quality counts (the machine layer's
+    not with --max-bytes)."""
+    from saicm.models.catalog import RECOMMENDED_SCALABLE_MODEL as scalable
+
+    src = tmp_path / "in"
+    src.mkdir()
+    Image.fromarray(natural_image(64, 96)).save(src / "a.png")
+    out = tmp_path / "out"
+    job = ["compress", str(src), "-o", str(out), "--model", scalable, "--quiet"]
+    assert main([*job, "--quality", "1", "--human-quality", "1"]) == 0
+    before = (out / "a.saicm").read_bytes()
+    capsys.readouterr()
+    for argv, said in ((["--quality", "6", "--human-quality", "1"], "exists, coded at another quality ("),
+                       (["--quality", "1", "--human-quality", "6"],
+                        f"exists, its human layer coded at another quality ({scalable} q1, not q6)")):
+        assert main([*job, "--existing", "skip", *argv]) == 1, argv
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and said in err and "kept, not counted done" in err, (argv, err)
+        assert (out / "a.saicm").read_bytes() == before
+    assert main([*job, "--existing", "skip", "--quality", "1", "--human-quality", "1"]) == 0
+    assert main([*job, "--existing", "skip", "--max-bytes", "100000", "--human-quality", "1"]) == 0
+
+
 def test_every_log_line_of_a_budgeted_job_holds_its_budget(tmp_path, sizes):
     """Runs with other budgets append to one log: a written line said nothing of the limit its file was held to, and
     a failed one only in its error's words."""

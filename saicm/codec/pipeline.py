@@ -52,9 +52,12 @@ def _refinable(architecture: str) -> bool:
     return all(hasattr(cls, f) for f in ("analyse", "latent_rd"))
 
 
-def check_options(info, quality=None, human_quality=None, refine: int = 0, max_bytes=None) -> None:
+def check_options(info, quality=None, human_quality=None, refine: int = 0, max_bytes=None
+                  ) -> tuple[int | None, int | None]:
     """What the model file alone says of a compression's options, checked once before any work (``saicm
-    compress FOLDER`` failed each image with it): the refinement, the qualities of each layer, the byte budget."""
+    compress FOLDER`` failed each image with it): the refinement, the qualities of each layer, the byte budget.
+    Returns the qualities the files are coded at: (the machine layer's, None with ``max_bytes``; the human
+    layer's, None for a single-layer model)."""
     from .budget import checked_max_bytes
 
     check_refine(info, refine)
@@ -63,16 +66,17 @@ def check_options(info, quality=None, human_quality=None, refine: int = 0, max_b
         if human_quality is not None:
             raise ArgumentError(f"{info.name} is a single-layer model: a human-layer quality (--human-quality, "
                                 "Python: human_quality=) needs a scalable model")
-        checked_quality(quality, info.num_qualities, info.name)
-        return
+        q = checked_quality(quality, info.num_qualities, info.name)
+        return (None if max_bytes is not None else q), None
     from ..models.catalog import locate
 
     cfg = info.config
     if not isinstance(cfg.get("base"), str) or not isinstance(cfg.get("base_sha256"), str):
         raise ModelError(f"{info.name}: a scalable model whose configuration names no base model")
     base = locate(cfg["base"], cfg["base_sha256"], str(info.path.resolve().parent))
-    checked_quality(quality, base.num_qualities, f"the machine layer of {info.name} (base {base.name})")
-    checked_quality(human_quality, info.num_qualities, f"the human layer of {info.name}")
+    q = checked_quality(quality, base.num_qualities, f"the machine layer of {info.name} (base {base.name})")
+    return (None if max_bytes is not None else q), checked_quality(human_quality, info.num_qualities,
+                                                                    f"the human layer of {info.name}")
 
 
 def to_tensor(img: RGBImage, pb: int, pr: int) -> "torch.Tensor":
@@ -550,12 +554,14 @@ def _coded_info(data: bytes, seconds: float | None = None) -> dict:
     return out
 
 
-def existing_file(dst, max_bytes: int | None = None, model: str | None = None, quality: int | None = None) -> dict:
+def existing_file(dst, max_bytes: int | None = None, model: str | None = None, quality: int | None = None,
+                  human_quality: int | None = None) -> dict:
     """What a compress job with ``--existing skip`` reports of its existing output ``dst`` (the --log line of a
     day's uplink: its bytes, model, quality), and an ``ImageError`` when that file is over ``max_bytes`` (the
     machine layer of a two-layer file), is no coded file, or was coded by another ``model`` than the job's (a
-    two-layer file: its machine or human layer's) or at another ``quality`` (single-layer files): a file that
-    another command wrote (another budget, model or quality) does not count as done by this one."""
+    two-layer file: its machine or human layer's) or at another ``quality`` (a two-layer file: its machine layer's)
+    or ``human_quality`` (its human layer's): a file that another command wrote (another budget, model or quality)
+    does not count as done by this one."""
     from ..errors import ImageError, SaicmError
 
     data = read_input(dst)
@@ -570,9 +576,13 @@ def existing_file(dst, max_bytes: int | None = None, model: str | None = None, q
     if model is not None and model not in (info["model"], info.get("human_model")):
         raise ImageError(f"exists, coded by another model ({made}, not {model}): kept, not counted done (--existing "
                          "overwrite codes it again with this one)", str(dst))
-    if quality is not None and "layers" not in info and info["quality"] != quality:
+    if quality is not None and info["quality"] != quality:
         raise ImageError(f"exists, coded at another quality ({made}, not q{quality}): kept, not counted done "
                          "(--existing overwrite codes it again at this one)", str(dst))
+    if human_quality is not None and "layers" in info and info.get("human_quality") != human_quality:
+        raise ImageError(f"exists, its human layer coded at another quality ({info.get('human_model')} "
+                         f"q{info.get('human_quality')}, not q{human_quality}): kept, not counted done (--existing "
+                         "overwrite codes it again at this one)", str(dst))
     n = info.get("machine_bytes", info["bytes"])
     if max_bytes is not None and n > max_bytes:
         what = "its machine layer is" if "machine_bytes" in info else "it is"
