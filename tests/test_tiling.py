@@ -192,3 +192,23 @@ def test_a_large_image_shows_its_tiles_and_strips_when_asked(tiny_model, small_s
     err = capsys.readouterr().err.splitlines()
     assert [x.split(" ")[2] for x in err] == ["decoding"] * 7 + ["synthesis"] * (len(err) - 7), err
     assert err[0].startswith("saicm decompress: decoding 1/8 strips") and len(err) > 7
+
+
+def test_a_large_images_bar_is_closed_when_its_analysis_fails(tiny_model, small_strips, monkeypatch):
+    """The analysis stage's meter was opened outside the block that closes it: an error in the analysis (onnxruntime
+    out of memory) left its bar on the screen, unclosed (the review of 0.32.0's progress)."""
+    from saicm import _progress
+    from saicm.engine import runtime
+
+    closed = []
+    real_close = _progress.StageMeter.close
+    monkeypatch.setattr(_progress.StageMeter, "close", lambda self: (closed.append(self.stage), real_close(self)))
+
+    def fails(self, rgb, pb, pr, tick=None):
+        tick(1, 6)
+        raise MemoryError("onnxruntime: out of memory")
+
+    monkeypatch.setattr(runtime.OnnxTransforms, "analysis_tiles", fails)
+    with pytest.raises(MemoryError):
+        saicm.compress(natural_image(120, 136, seed=4), model=tiny_model, quality=2, progress=True)
+    assert "analysis" in closed

@@ -61,35 +61,36 @@ def compress(image: ImageLike, info: ModelInfo, quality: int | None = None, engi
     if refine and needs_strips(pm.M, ph, pw):
         raise ModelError(strips_refusal("--refine", pm.M))
     t = y0 = None
-    meter = StageMeter("compress", bool(progress) and not refine and needs_strips(pm.M, ph, pw))
-    if not refine:
-        t = transforms(pm, backend)
-        if needs_strips(pm.M, ph, pw):  # large image: analysis by tiles (bounded memory)
-            y0 = t.analysis_tiles(img.rgb, pb, pr, tick=lambda done, n: meter("analysis", done, n, "tile"))
-        else:
-            # (a copy, made while onnxruntime's output is live, which then goes: held through the trials, that output
-            # kept the memory the analysis freed from going back, as `y * gain` had let it go; 1920x1280's peak was
-            # 95 MB higher, with --max-bytes 130 MB; below STRIP_SYMBOLS latent symbols here: a copy of at most 8 MB)
-            y0 = t.analysis(padded(img.rgb, pb, pr)).copy()
-    rows = strip_rows(pm.M, pw // 16)
-    alpha = zlib.compress(img.alpha.tobytes(), 9) if img.alpha is not None else None
+    # (one meter for the analysis and the coding: closed however either ends, an error in the analysis too)
+    with StageMeter("compress", bool(progress) and not refine and needs_strips(pm.M, ph, pw)) as meter:
+        if not refine:
+            t = transforms(pm, backend)
+            if needs_strips(pm.M, ph, pw):  # large image: analysis by tiles (bounded memory)
+                y0 = t.analysis_tiles(img.rgb, pb, pr, tick=lambda done, n: meter("analysis", done, n, "tile"))
+            else:
+                # (a copy, made while onnxruntime's output is live, which then goes: held through the trials, that
+                # output kept the memory the analysis freed from going back, as `y * gain` had let it go; 1920x1280's
+                # peak was 95 MB higher, with --max-bytes 130 MB; below STRIP_SYMBOLS latent symbols here: a copy of
+                # at most 8 MB)
+                y0 = t.analysis(padded(img.rgb, pb, pr)).copy()
+        rows = strip_rows(pm.M, pw // 16)
+        alpha = zlib.compress(img.alpha.tobytes(), 9) if img.alpha is not None else None
 
-    def code(q: int) -> bytes:
-        if refine:  # (the refined latents depend on the quality: refined again per trial)
-            from ..codec.refine import refined_latents
+        def code(q: int) -> bytes:
+            if refine:  # (the refined latents depend on the quality: refined again per trial)
+                from ..codec.refine import refined_latents
 
-            y, z = refined_latents(info.path, img, q, int(refine), max_pixels, progress)
-        else:
-            y = y0 * pm.gain[q - 1][None, :, None, None]
-            z = t.hyper_analysis(y)
-        strings = pm.encode(y[0], z[0], rows, tick=lambda done, n: meter(f"coding q{q}", done, n, "strip"))
-        header = container.Header(
-            model=info.name, weights_sha=file_checksum(info.path), quality=q, height=h, width=w,
-            pad_bottom=pb, pad_right=pr, gray=img.gray, shapes=pm.latent_shapes(ph, pw),
-            version=container.PORTABLE_VERSION, strip_rows=rows)
-        return container.pack(container.Stream(header=header, strings=strings, alpha=alpha))
+                y, z = refined_latents(info.path, img, q, int(refine), max_pixels, progress)
+            else:
+                y = y0 * pm.gain[q - 1][None, :, None, None]
+                z = t.hyper_analysis(y)
+            strings = pm.encode(y[0], z[0], rows, tick=lambda done, n: meter(f"coding q{q}", done, n, "strip"))
+            header = container.Header(
+                model=info.name, weights_sha=file_checksum(info.path), quality=q, height=h, width=w,
+                pad_bottom=pb, pad_right=pr, gray=img.gray, shapes=pm.latent_shapes(ph, pw),
+                version=container.PORTABLE_VERSION, strip_rows=rows)
+            return container.pack(container.Stream(header=header, strings=strings, alpha=alpha))
 
-    with meter:
         return code(q) if max_bytes is None else fit(code, pm.num_qualities, max_bytes)
 
 
