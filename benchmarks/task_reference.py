@@ -49,9 +49,10 @@ def main(argv=None) -> int:
         if a.limit:
             images = dict(list(images.items())[: a.limit])
         cats = tasks.category_ids(a.annotations)
+        named = tasks.coco_class_ids(a.annotations)  # (COCO's classes numbered otherwise: matched by name)
         rows = {}
         for spec in a.task_model:
-            model = tasks.load_task_model(spec, category_ids=cats, threads=a.threads)
+            model = tasks.load_task_model(spec, category_ids=cats, threads=a.threads, coco_class_ids=named)
             t = time.perf_counter()
             res = tasks.evaluate_task(model, images, annotations=a.annotations, progress=True)
             res["seconds_per_image"] = (time.perf_counter() - t) / len(images)
