@@ -1085,3 +1085,22 @@ def test_evaluate_task_refuses_a_coco_model_whose_ids_are_not_the_annotations_id
     for cats in ([(n, i) for n, i in zip(tasks.COCO_CLASS_NAMES, tasks.COCO_CATEGORY_IDS)], [("motorcycle", 4)]):
         ann = coco_named(tmp_path, cats, [(4, [8, 8, 16, 16])])
         assert tasks.evaluate_task(model, img, annotations=ann)["box_ap"] == 100.0
+
+
+def test_detection_task_of_a_segmenter_scores_boxes_against_a_file_of_boxes_alone(tmp_path):
+    """(Audit segeval.) ``saicm eval --task detection --task-model yolov8-seg:...`` scored masks too, so annotations
+    of boxes alone (no segmentation) were refused, and the yolov8 kind refuses a segmenter's outputs: a segmenter's box
+    AP could not be measured on a detection data set. Detection scores boxes; instance boxes and masks."""
+    from saicm.eval.tasks.sweeps import make_task
+
+    out0 = np.zeros((1, 4 + 80 + 1, 1), np.float32)
+    out0[0, :4, 0], out0[0, 4 + 3, 0], out0[0, 84, 0] = [16, 16, 16, 16], 0.9, 10.0  # a motorcycle, mask all on
+    model = tiny_onnx(tmp_path / "seg.onnx", [out0, np.ones((1, 1, 8, 8), np.float32)])
+    img = {"a.png": Image.new("RGB", (32, 32))}
+    coco = [(n, i) for n, i in zip(tasks.COCO_CLASS_NAMES, tasks.COCO_CATEGORY_IDS)]
+    ann = coco_named(tmp_path, coco, [(4, [8, 8, 16, 16])])  # boxes alone: no segmentation
+    task = make_task("detection", f"yolov8-seg:{model}", ann, bootstrap=0)
+    r = task.evaluate(img, img)
+    assert r["ap"] == r["box_ap"] == 100.0 and "mask_ap" not in r
+    with pytest.raises(SaicmError, match="has no segmentation"):  # mask AP still needs them
+        make_task("instance", f"yolov8-seg:{model}", ann, bootstrap=0)

@@ -61,7 +61,10 @@ class DetectionTask:
         self.model = load_task_model(task_model, category_ids=cats, threads=threads, coco_class_ids=named)
         if instance and "segm" not in self.model.iou_types:
             raise SaicmError(f"task 'instance' needs a segmentation model (e.g. yolov8-seg:PATH), got {task_model}")
-        if self.coco is not None and "segm" in self.model.iou_types:  # (mask AP: the segmentations are read too)
+        # what is scored: boxes for detection, boxes and masks for instance (a segmenter's detection AP asked for the
+        # annotations' segmentations too, and a file of boxes alone was refused)
+        self.iou_types = tuple(self.model.iou_types) if instance else ("bbox",)
+        if self.coco is not None and "segm" in self.iou_types:  # (mask AP: the segmentations are read too)
             check_dataset(self.coco.dataset, annotations, masks=True)
         self._gt = _Cached()
 
@@ -76,7 +79,7 @@ class DetectionTask:
     def evaluate(self, images, originals) -> dict:
         gt = self._gt.get(originals, lambda: self._ground_truth(originals))
         dets = run_task_model(self.model, images, self.progress, self.name)
-        m = coco_ap(dets, gt, self.model.iou_types, bootstrap=self.bootstrap)
+        m = coco_ap(dets, gt, self.iou_types, bootstrap=self.bootstrap)
         head = "mask" if self.instance else "box"
         out = {"ap": m.get(f"{head}_ap"), "ap50": m.get(f"{head}_ap50"), "ground_truth": m["ground_truth"]}
         for k in ("box_ap", "box_ap50", "mask_ap", "mask_ap50"):
