@@ -1104,3 +1104,12 @@ def test_detection_task_of_a_segmenter_scores_boxes_against_a_file_of_boxes_alon
     assert r["ap"] == r["box_ap"] == 100.0 and "mask_ap" not in r
     with pytest.raises(SaicmError, match="has no segmentation"):  # mask AP still needs them
         make_task("instance", f"yolov8-seg:{model}", ann, bootstrap=0)
+
+
+def test_pseudo_ground_truth_of_a_model_matched_by_name_to_a_few_coco_classes():
+    """(Audit segeval.) A model loaded with ``coco_class_ids`` of a file of a few COCO classes has None for the
+    others; its pseudo ground truth (``evaluate_task`` without annotations) was a TypeError sorting None with ids."""
+    ids = [1] + [None] * 79
+    gt = tasks.pseudo_ground_truth({"a.png": [tasks.Detection((1, 1, 10, 10), 0.9, 1)]}, {"a.png": (32, 32)},
+                                   category_ids=ids)
+    assert [c["id"] for c in gt["categories"]] == [1] and len(gt["annotations"]) == 1

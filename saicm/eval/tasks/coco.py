@@ -419,7 +419,8 @@ def pseudo_ground_truth(detections: Mapping[str, list[Detection]], image_sizes: 
     """
     from .base import COCO_CATEGORY_IDS
 
-    cats = list(COCO_CATEGORY_IDS if category_ids is None else category_ids)
+    # (None: a COCO class a name-matched model does not score, whose detections it drops)
+    cats = [c for c in (COCO_CATEGORY_IDS if category_ids is None else category_ids) if c is not None]
     images, anns = [], []
     for i, name in enumerate(detections, start=1):
         if name not in image_sizes:
