@@ -315,6 +315,13 @@ def decode_yolov8_masks(coeffs: np.ndarray, protos: np.ndarray, boxes_input: np.
     zero outside the box (input pixels), drop the letterbox padding, bilinear
     resize to the image, threshold at 0.5.
     """
+    return list(iter_yolov8_masks(coeffs, protos, boxes_input, lb, input_hw, image_wh))
+
+
+def iter_yolov8_masks(coeffs: np.ndarray, protos: np.ndarray, boxes_input: np.ndarray, lb: Letterbox,
+                      input_hw: tuple[int, int], image_wh: tuple[int, int]):
+    """:func:`decode_yolov8_masks` one mask at a time: a caller that encodes each (RLE) holds one image-sized mask,
+    not up to 100 (1.2 GB on a 12 MP photo)."""
     import cv2
 
     protos = np.asarray(protos, dtype=np.float32)
@@ -322,15 +329,13 @@ def decode_yolov8_masks(coeffs: np.ndarray, protos: np.ndarray, boxes_input: np.
     nm, hw = protos.shape[0], protos.shape[1:]
     H, W = input_hw
     logits = np.asarray(coeffs, dtype=np.float32).reshape(-1, nm) @ protos.reshape(nm, -1)
-    masks = []
     rows, cols = np.arange(H)[:, None], np.arange(W)[None, :]
     for lg, b in zip(logits, np.asarray(boxes_input, dtype=np.float64).reshape(-1, 4)):
         m = cv2.resize(_sigmoid(lg.reshape(hw)), (W, H), interpolation=cv2.INTER_LINEAR)
         m *= (cols >= b[0]) & (cols < b[2]) & (rows >= b[1]) & (rows < b[3])
         m = m[lb.top:lb.top + lb.height, lb.left:lb.left + lb.width]
         m = cv2.resize(m, tuple(image_wh), interpolation=cv2.INTER_LINEAR)
-        masks.append((m > 0.5).astype(np.uint8))
-    return masks
+        yield (m > 0.5).astype(np.uint8)
 
 
 def mask_rle(mask: np.ndarray) -> dict:
@@ -429,8 +434,7 @@ class YOLOv8Seg(YOLOv8):
         self.check_runtime(outs)
         boxes, scores, cls, coeffs = decode_yolov8(outs[0], self.num_classes, self.score_threshold, self.iou,
                                                    self.max_det)
-        masks = decode_yolov8_masks(coeffs, outs[1][0], boxes, lb, self.input_hw, image_wh)
-        return _detections(lb.to_image(boxes, image_wh), scores, cls, self.category_ids,
-                           [mask_rle(m) for m in masks])
+        masks = [mask_rle(m) for m in iter_yolov8_masks(coeffs, outs[1][0], boxes, lb, self.input_hw, image_wh)]
+        return _detections(lb.to_image(boxes, image_wh), scores, cls, self.category_ids, masks)
 
 
