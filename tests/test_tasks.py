@@ -1136,3 +1136,15 @@ def test_yolov8_seg_holds_one_image_sized_mask_at_a_time():
         tracemalloc.stop()
     assert len(dets) == n and all(d.mask_array().all() for d in dets[:2])
     assert peak < 20 * 2000 * 2000, peak  # (one float mask and its copies: ~40 MB; the 40 masks of 4 MB: 192 MB)
+
+
+def test_a_mask_of_another_size_than_its_image_is_refused_not_scored_zero():
+    """(Audit segeval.) A segmenter of one's own (``register_task_model``) that returns masks at the network's size
+    scored a mask AP of 0 in silence: pycocotools gives masks of another size than the annotations an IoU of 0."""
+    gt = gt_dict(OBJECTS, masks=True)  # 100×100 images
+    small = np.zeros((50, 50), np.uint8)
+    small[5:25, 5:25] = 1
+    dets = {"a.jpg": [tasks.Detection(tuple(map(float, OBJECTS[0][2])), 0.9, 1, D.mask_rle(small))]}
+    with pytest.raises(SaicmError, match="a mask of a.jpg is 50x50 but the image is 100x100"):
+        tasks.coco_ap(dets, gt, ("bbox", "segm"))
+    assert tasks.coco_ap(dets, gt, ("bbox",))["box_ap"] > 0  # boxes alone: masks not read

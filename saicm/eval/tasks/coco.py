@@ -341,7 +341,8 @@ def exif_turned(folder, names) -> list[str]:
             out.append(name)
     return out
 
-def _results(detections: Mapping[str, list[Detection]], ids: Mapping[str, int], iou_type: str) -> list[dict]:
+def _results(detections: Mapping[str, list[Detection]], ids: Mapping[str, int], iou_type: str,
+             coco=None) -> list[dict]:
     rows = []
     for name, dets in detections.items():
         for d in dets:
@@ -352,6 +353,13 @@ def _results(detections: Mapping[str, list[Detection]], ids: Mapping[str, int], 
             else:
                 if d.mask is None:
                     raise SaicmError("mask AP needs a segmentation task model (these detections have no masks)")
+                info = coco.imgs.get(ids[name], {}) if coco is not None else {}
+                want = [info.get("height"), info.get("width")]
+                size = d.mask.get("size") if isinstance(d.mask, dict) else None
+                if None not in want and size is not None and list(size) != want:
+                    # (pycocotools scores a mask of another size an IoU of 0 in silence: a mask AP of 0)
+                    raise SaicmError(f"a mask of {name} is {size[1]}x{size[0]} but the image is {want[1]}x{want[0]}: "
+                                     "masks must be at the original image's size (the letterbox or resize undone)")
                 row["segmentation"] = d.mask  # only the mask: loadRes would overwrite it from a bbox
             rows.append(row)
     return rows
@@ -385,7 +393,7 @@ def coco_ap(detections: Mapping[str, list[Detection]], ground_truth, iou_types: 
         if iou_type not in PREFIX:
             raise SaicmError(f"unknown COCO iou type {iou_type!r} (use bbox or segm)")
         p = PREFIX[iou_type]
-        rows = _results(detections, ids, iou_type)
+        rows = _results(detections, ids, iou_type, coco)
         if out["num_objects"] == 0 or not rows:
             # no object: AP undefined; no detection at all (loadRes cannot take an empty list): 0
             value = None if out["num_objects"] == 0 else 0.0
