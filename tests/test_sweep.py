@@ -513,3 +513,37 @@ def test_a_killed_writers_temporary_files_leave_the_cache(tmp_path):
         assert live.exists()
     finally:
         held.close()
+
+
+def test_a_clip_encode_cached_by_saicm_0_31_is_read_without_a_checksum(tmp_path):
+    """A cached encode whose side file names no SHA-256 (saicm 0.31.0 and before wrote none) is read as it is, not
+    encoded again; one that names it is read when the bytes match, and its checksum is not handed back with the
+    entry's information."""
+    import json
+
+    from saicm.eval.cache import DecodeCache, EncodedCache
+
+    store = EncodedCache(DecodeCache(tmp_path / "cache", "x", {"a": 1}))
+    store.put(3, "k", b"stream bytes", {"encode_s": 1.5})
+    assert store.get(3, "k") == (b"stream bytes", {"encode_s": 1.5})
+    (meta,) = (tmp_path / "cache").rglob("k.json")
+    assert json.loads(meta.read_text())["sha256"]
+    meta.write_text(json.dumps({"encode_s": 1.5}))  # (as 0.31.0 wrote it)
+    assert store.get(3, "k") == (b"stream bytes", {"encode_s": 1.5})
+
+
+def test_a_blank_saicm_cache_is_unset_for_the_default_cache_s_closing(tmp_path, monkeypatch):
+    """``SAICM_CACHE=" "`` counts as unset (the default cache is used): the default cache, left open by saicm before
+    0.23.0, is closed to 0700 as without the variable."""
+    import os
+
+    from saicm.eval.cache import close_old_default_cache, default_cache_dir
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    monkeypatch.setenv("SAICM_CACHE", " ")
+    root = default_cache_dir()
+    assert root == tmp_path / "saicm" / "decoded"
+    root.mkdir(parents=True)
+    os.chmod(root, 0o755)
+    close_old_default_cache()
+    assert os.stat(root).st_mode & 0o777 == 0o700
