@@ -903,3 +903,89 @@ def test_a_rerun_over_unchanged_images_does_not_read_them_to_hash_them(folder, t
     with pytest.warns(UserWarning, match="1 image changed since its mask was made"):
         main(["masks", str(folder), "-o", str(out), "--quiet"])
     assert [p.name for p in hashed] == ["a.png"]
+def test_a_rerun_trusts_a_mask_whose_image_cannot_be_hashed_and_says_nothing_changed(folder, tmp_path, capsys,
+                                                                                      monkeypatch):
+    """An image whose bytes cannot be hashed on a rerun (a read error) counts as unchanged: its mask is kept, not made
+    again as if the picture had been replaced; a new image's hash that fails leaves its mask made all the same (the
+    manifest line then names no SHA-256)."""
+    import hashlib
+
+    from saicm.cli import main
+
+    out = tmp_path / "m"
+    assert main(["masks", str(folder), "-o", str(out), "--quiet"]) == 0
+    capsys.readouterr()
+
+    def unreadable(*args, **kwargs):
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(hashlib, "file_digest", unreadable)
+    Image.fromarray(natural_image(72, 96, seed=9)).save(folder / "d.png")
+    assert main(["masks", str(folder), "-o", str(out), "--quiet"]) == 0
+    assert "1 written, 3 already done" in capsys.readouterr().out
+    line = [json.loads(x) for x in (out / "manifest-0-of-1.jsonl").read_text().splitlines()][-1]
+    assert line["image"] == "d.png" and line["image_sha256"] is None
+
+
+def test_a_mask_found_without_its_line_gets_one_naming_its_images_sha256(folder, tmp_path, capsys):
+    """A mask written by a run killed before its manifest line gets its line from the rerun, with the SHA-256 of the
+    image: a later change of that image is then seen (a line without one would trust the mask for good)."""
+    from saicm.cli import main
+
+    out = tmp_path / "m"
+    assert main(["masks", str(folder), "-o", str(out), "--quiet"]) == 0
+    manifest = out / "manifest-0-of-1.jsonl"
+    manifest.write_text("".join(x + "\n" for x in manifest.read_text().splitlines()
+                                if json.loads(x)["image"] != "a.png"))  # (killed before a.png's line)
+    assert main(["masks", str(folder), "-o", str(out), "--quiet"]) == 0
+    line = [json.loads(x) for x in manifest.read_text().splitlines()][-1]
+    assert line["image"] == "a.png" and line["segments"] is None and len(line["image_sha256"]) == 64
+    Image.fromarray(natural_image(72, 96, seed=7)).save(folder / "a.png")
+    capsys.readouterr()
+    with pytest.warns(UserWarning, match="1 image changed since its mask was made"):
+        assert main(["masks", str(folder), "-o", str(out), "--quiet"]) == 0
+    assert "1 written, 2 already done" in capsys.readouterr().out
+
+
+def test_a_manifest_sha256_that_is_no_string_counts_as_none(folder, tmp_path, capsys):
+    """A line whose ``image_sha256`` is not a string (hand-edited, another tool's) names no image, as a line of saicm
+    0.31.0 (the mask is trusted), rather than a picture no image matches (every mask made again; a list: a
+    TypeError traceback)."""
+    from saicm.cli import main
+
+    out = tmp_path / "m"
+    assert main(["masks", str(folder), "-o", str(out), "--quiet"]) == 0
+    manifest = out / "manifest-0-of-1.jsonl"
+    for odd in (12345, ["ab"]):
+        manifest.write_text("".join(json.dumps({**json.loads(x), "image_sha256": odd}) + "\n"
+                                    for x in manifest.read_text().splitlines()))
+        capsys.readouterr()
+        assert main(["masks", str(folder), "-o", str(out), "--quiet"]) == 0
+        assert "0 written, 3 already done" in capsys.readouterr().out
+
+
+def test_every_manifest_s_sha256_of_an_image_counts(tmp_path):
+    """An image listed in two manifests (shards of two runs, ``--shard 0/2`` then ``--shard 0/1``) was made of the
+    picture either names (the last line of each): both count, whichever manifest is read last."""
+    from saicm.masks.job import _listed
+
+    for name, lines in (("manifest-0-of-1.jsonl", [{"image": "a.png", "image_sha256": "11"},
+                                                   {"image": "a.png", "image_sha256": "22"}]),
+                        ("manifest-0-of-2.jsonl", [{"image": "a.png", "image_sha256": "33"}, {"image": "b.png"}])):
+        (tmp_path / name).write_text("".join(json.dumps(x) + "\n" for x in lines))
+    listed = _listed(tmp_path)
+    assert listed["a.png"] == {"22", "33"} and listed["b.png"] == {None}
+
+
+def test_a_killed_runs_temporary_preview_is_removed_when_the_preview_is_made_again(folder, tmp_path):
+    """The hidden ``.NAME.*.part.jpg`` a kill leaves beside a preview being written is removed when the rerun makes
+    that preview (one more per kill, else)."""
+    from saicm.cli import main
+
+    out = tmp_path / "m"
+    assert main(["masks", str(folder), "-o", str(out), "--preview", "--quiet"]) == 0
+    (out / "previews" / "sub" / "c.jpg").unlink()
+    stale = out / "previews" / "sub" / ".c.jpg.x1y2.part.jpg"  # (as atomic_path names its temporary files)
+    stale.write_bytes(b"half a preview")
+    assert main(["masks", str(folder), "-o", str(out), "--preview", "--quiet"]) == 0
+    assert (out / "previews" / "sub" / "c.jpg").is_file() and not stale.exists()
