@@ -864,3 +864,39 @@ def test_results_name_the_task_model_file_by_its_content_and_bdrate_tells_two_ap
     assert results.comparison_warnings(ap("a" * 64), ap("b" * 64), "ap") == [
         "another task model than the anchor's under the same name (task_model_sha256 differs)"]
     assert results.comparison_warnings(ap("a" * 64), ap(None), "ap") == []  # (a file of 0.31.0 and before: unknown)
+
+
+def test_a_model_rewritten_in_place_with_its_size_and_time_kept_is_read_again(tmp_path):
+    """The caches of a process key a weight file by its modification and change times, size and inode: a file
+    rewritten in place (the same inode), its size the same and its modification time put back, differs by its
+    change time alone, and its checksum, metadata and PyTorch model are read again (by any one key alone the
+    process kept the old ones)."""
+    import os
+    import shutil
+    import time
+
+    import torch
+
+    from saicm.models.catalog import WEIGHTS_DIR, full_checksum, read_info
+    from saicm.models.zoo import load_model
+
+    path = tmp_path / "model.safetensors"
+    shutil.copyfile(WEIGHTS_DIR / "mse-hyperprior-n64-v5.safetensors", path)
+    first = (full_checksum(path), read_info(path).meta["description"], load_model(str(path))[0].state_dict())
+    st = os.stat(path)
+    data = bytearray(path.read_bytes())
+    data[-4:] = bytes(b ^ 0x5A for b in data[-4:])  # (the last tensor's last value: the same size, other weights)
+    time.sleep(0.02)  # (a change time that can move on a coarse clock)
+    with open(path, "r+b") as f:
+        f.write(data)
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert (os.stat(path).st_ino, os.stat(path).st_size, os.stat(path).st_mtime_ns) == \
+        (st.st_ino, st.st_size, st.st_mtime_ns)
+    assert full_checksum(path) != first[0]
+    again = load_model(str(path))[0].state_dict()
+    assert any(not torch.equal(again[k], first[2][k]) for k in first[2])
+    # another model's metadata under the same name, size apart, the modification time kept
+    shutil.copyfile(WEIGHTS_DIR / "mse-hyperprior-n64-v4.safetensors", path)
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert read_info(path).meta["description"] == \
+        read_info(WEIGHTS_DIR / "mse-hyperprior-n64-v4.safetensors").meta["description"] != first[1]
