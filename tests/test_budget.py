@@ -323,3 +323,20 @@ def test_a_refusal_names_the_share_of_a_lossless_alpha_channel(sizes):
         saicm.compress(rgba, model=MODEL, max_bytes=sizes[2])
     with pytest.raises(saicm.ImageError, match=r"its machine layer .* \(\d+ of them the alpha channel"):
         saicm.compress(rgba, model="scalable-off02v5-m4-cond", max_bytes=sizes[2])
+
+
+def test_existing_skip_counts_a_two_layer_file_of_the_jobs_scalable_model_as_done(tmp_path, capsys):
+    """A two-layer file names its base model as its model and the scalable one as its human layer's: a rerun with
+    the scalable model (the one that wrote it) counts it done, not as "coded by another model"."""
+    from saicm.models.catalog import RECOMMENDED_SCALABLE_MODEL as S
+
+    src = tmp_path / "in"
+    src.mkdir()
+    Image.fromarray(natural_image()).save(src / "a.png")
+    out = tmp_path / "out"
+    assert main(["compress", str(src), "-o", str(out), "--model", S, "--quality", "1", "--quiet"]) == 0
+    before = (out / "a.saicm").read_bytes()
+    capsys.readouterr()
+    assert main(["compress", str(src), "-o", str(out), "--model", S, "--quality", "1", "--existing", "skip",
+                 "--quiet"]) == 0, capsys.readouterr().err
+    assert (out / "a.saicm").read_bytes() == before
