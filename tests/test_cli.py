@@ -2152,3 +2152,61 @@ def test_an_unknown_option_is_refused_with_the_commands_own_usage(capsys):
         main(["--bogus", "compress", "x.jpg"])
     err = capsys.readouterr().err
     assert err.startswith("usage: saicm [-h]") and err.rstrip().endswith("saicm: error: unrecognized arguments: --bogus")
+
+
+def test_a_one_file_job_draws_no_bar_of_files(monkeypatch, capsys, tmp_path):
+    """A job of one file shows that file's own steps, not a bar of files (``1/1 img``) on a terminal; two files
+    get one."""
+    from saicm.codec import batch
+
+    monkeypatch.setattr(batch, "bar_disable", lambda progress: not progress)  # (a terminal's bar where wanted)
+    jobs = [batch.Job(tmp_path / f"{n}.png", tmp_path / f"{n}.saicm") for n in "ab"]
+    for job in jobs:
+        job.src.write_bytes(b"x")
+    batch.run(_one_byte, jobs[:1], 1, "compress", True)
+    assert "img" not in capsys.readouterr().err
+    batch.run(_one_byte, jobs, 1, "compress", True)
+    assert "2/2" in capsys.readouterr().err
+
+
+def _one_byte(job) -> dict:
+    return {"bytes": 1}
+
+
+def test_time_left_is_said_in_seconds_minutes_or_hours():
+    from saicm._progress import time_left
+
+    assert time_left(0, 10, 5.0) == "" and time_left(10, 10, 5.0) == ""  # (none done yet; all done)
+    assert time_left(1, 2, 0.3) == ", about 1 s left"  # (never "0 s")
+    assert time_left(1, 2, 75.0) == ", about 75 s left"
+    assert time_left(1, 2, 120.0) == ", about 2 min left"
+    assert time_left(1, 2, 4000.0) == ", about 67 min left"
+    assert time_left(1, 2, 5400.0) == ", about 1 h 30 min left"
+
+
+def test_a_stage_meter_times_each_stage_from_its_own_start_and_draws_one_bar(monkeypatch, capsys):
+    """A stage's time left is reckoned from when its first part began (the previous stage's end), not from the
+    start of the work; on a terminal its bar follows the parts done, and no status line is said beside it."""
+    from saicm import _progress
+
+    clock = [100.0]
+    monkeypatch.setattr(_progress.time, "monotonic", lambda: clock[0])
+    monkeypatch.setattr(_progress, "LINE_SECONDS", 0.0)
+    with _progress.StageMeter("compress", True) as meter:
+        clock[0] = 1000.0  # (a long first stage)
+        meter("analysis", 2, 2, "tile")
+        clock[0] = 1010.0  # (the next stage's first part: 10 s)
+        meter("coding", 1, 4, "strip")
+    err = capsys.readouterr().err.splitlines()
+    assert err == ["saicm compress: coding 1/4 strips, about 30 s left"], err
+    monkeypatch.setattr(_progress, "bar_disable", lambda progress: False)  # (a terminal's bar)
+    with _progress.StageMeter("compress", True) as meter:
+        meter("analysis", 3, 6, "tile")
+        assert meter.bar.n == 3 and not meter.bar.disable
+        meter("analysis", 5, 6, "tile")
+        assert meter.bar.n == 5
+    assert "saicm compress:" not in capsys.readouterr().err
+    with _progress.StageMeter("compress", False) as meter:  # (off: nothing at all)
+        meter("analysis", 1, 6, "tile")
+        assert meter.bar is None
+    assert capsys.readouterr().err == ""
