@@ -210,3 +210,46 @@ def test_cache_folder_names_hold_no_character_windows_forbids():
     assert codec_key("sa-nerv:masks=C:\\m/x", {"a": 1}).startswith("sa-nerv:masks=C:\\m_x-")
     assert folder_safe("sa-nerv:masks=C:\\m/x", windows=True) == "sa-nerv_masks=C__m_x"
     assert not set('<>:"/\\|?*') & set(folder_safe('a<b>c:"d"/e\\f|g?h*', windows=True))
+
+
+def test_the_tightest_cpu_quota_of_the_groups_above_counts(tmp_path):
+    """A process's group and the groups above it may each set a quota: the smallest counts (each one caps the
+    process); a period of 0 is no quota (not a ZeroDivisionError); a v1 controller line that is not ``cpu``'s (the
+    ``cpuset`` hierarchy, elsewhere) names no group of the ``cpu`` hierarchy."""
+    from saicm.engine.parallel import cgroup_cpu_limit
+
+    def tree(name, lines, files):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "cgroup").write_text(lines)
+        for rel, text in files.items():
+            (tmp_path / name / "fs" / rel).parent.mkdir(parents=True, exist_ok=True)
+            (tmp_path / name / "fs" / rel).write_text(text)
+        return str(tmp_path / name / "cgroup"), str(tmp_path / name / "fs")
+
+    assert cgroup_cpu_limit(*tree("nested", "0::/a/b\n", {"a/cpu.max": "400000 100000\n",
+                                                          "a/b/cpu.max": "200000 100000\n"})) == 2
+    assert cgroup_cpu_limit(*tree("nested1", "0::/a/b\n", {"a/cpu.max": "200000 100000\n",
+                                                           "a/b/cpu.max": "400000 100000\n"})) == 2
+    assert cgroup_cpu_limit(*tree("period0", "0::/\n", {"cpu.max": "100000 0\n"})) is None
+    assert cgroup_cpu_limit(*tree("cpuset", "5:cpuset:/batch\n4:cpu,cpuacct:/docker/x\n",
+                                  {"cpu/batch/cpu.cfs_quota_us": "100000\n", "cpu/batch/cpu.cfs_period_us": "100000\n",
+                                   "cpu/docker/x/cpu.cfs_quota_us": "300000\n",
+                                   "cpu/docker/x/cpu.cfs_period_us": "100000\n"})) == 3
+
+
+def test_saicm_threads_is_capped_at_four_per_cpu_and_a_bad_value_is_said_once(monkeypatch, recwarn):
+    import warnings
+
+    from saicm.engine import parallel
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    monkeypatch.setattr(parallel, "cgroup_cpu_limit", lambda: None, raising=False)
+    monkeypatch.setattr(parallel, "_said_ignored", set(), raising=False)
+    monkeypatch.setenv("SAICM_THREADS", "99999")
+    assert parallel.threads() == 8
+    monkeypatch.setenv("SAICM_THREADS", "many")
+    with warnings.catch_warnings(record=True) as said:
+        warnings.simplefilter("always")
+        assert [parallel.threads() for _ in range(3)] == [2, 2, 2]
+        assert parallel.requested_threads(say=False) is None
+    assert len([w for w in said if "SAICM_THREADS='many'" in str(w.message)]) == 1, [str(w.message) for w in said]
