@@ -1324,3 +1324,27 @@ def test_a_damaged_cached_clip_encode_is_encoded_again_not_decoded(tmp_path):
         again = sweep_clips(codec, clips, [30], cache=cache, progress=False)["points"][0]
         assert again["bytes"] == first["bytes"] and again["psnr"] == first["psnr"]
         assert entry.read_bytes() == whole  # written over
+
+
+def test_the_activation_bound_is_64_values_per_output_pixel_at_any_block():
+    """At most :data:`nerv.MAX_VALUES_PER_PIXEL` (64) values per output pixel in any block's activation: 64 is
+    accepted, 65 refused; an early block's activation counts at the size the decoder holds it."""
+    assert nerv.MAX_VALUES_PER_PIXEL == 64
+    nerv.check_activations(1, (1, 1), (8, 2), (1, 64))
+    with pytest.raises(FormatError, match="65 activation values per pixel"):
+        nerv.check_activations(1, (1, 1), (8, 2), (1, 65))
+    with pytest.raises(FormatError, match="activation values per pixel"):  # (the input: 257 values over 4 pixels)
+        nerv.check_activations(257, (1, 1), (2,), (1,))
+
+
+def test_only_a_rotation_by_a_quarter_turn_of_this_stream_swaps_its_sides():
+    """A display matrix of 90 or 270 degrees swaps width and height; one of another angle (100 degrees) does not,
+    nor one that belongs to the next stream of the file."""
+    stream = "  Stream #0:0[0x1](und): Video: h264 (High), yuv420p, 64x48, 25 fps"
+    side = "      displaymatrix: rotation of {} degrees"
+    assert io._quarter_turned([stream, "    Side data:", side.format("-90.00")], stream)
+    assert io._quarter_turned([stream, side.format("270.00")], stream)
+    assert not io._quarter_turned([stream, side.format("180.00")], stream)
+    assert not io._quarter_turned([stream, side.format("100.00")], stream)
+    assert not io._quarter_turned([stream, "  Stream #0:1[0x2](und): Video: h264, 48x64", side.format("90.00")],
+                                  stream)
