@@ -530,3 +530,45 @@ def test_cards_are_dated_by_the_utc_day_whatever_the_local_zone(tz, monkeypatch)
     finally:
         monkeypatch.undo()
         time.tzset()
+
+
+def test_a_checkpoint_holding_infinite_weights_in_many_tensors_is_refused_naming_three(pair, tmp_path, capsys):
+    """Infinite values are refused as NaN ones are (a diverged run's overflow); of many such tensors the message
+    names three and says there are more."""
+    state = dict(torch.load(pair["dir"] / "icm.pth.tar", weights_only=True)["state_dict"])
+    bad = [k for k, v in state.items() if v.is_floating_point() and v.numel() > 1 and "g_s" in k][:4]
+    assert len(bad) == 4
+    for k in bad:
+        w = state[k].clone()
+        w.view(-1)[0] = float("-inf")
+        state[k] = w
+    torch.save({"state_dict": state}, tmp_path / "inf.pth.tar")
+    _one_line_error(capsys, _import(tmp_path / "inf.pth.tar", "--name", "inf", "--config", json.dumps(TINY),
+                                    "--out", tmp_path), "4 tensor(s) hold NaN or infinite values",
+                    bad[0].replace("module.", ""), ", ...)")
+    assert not (tmp_path / "inf.safetensors").exists()
+
+
+def test_a_checkpoint_of_a_preset_s_or_m_width_is_told_the_preset_that_imports_it():
+    """Of a released width (N = 64: preset S, 96: M) the hint names ``--preset`` beside ``--config``; of another
+    width, and of the additional model (which has no presets), ``--config`` alone."""
+    from torch import nn
+
+    from saicm.errors import ModelError
+    from saicm.models.tcm import check_released_keys
+
+    class Block(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv1 = nn.Conv2d(3, 16, 1)
+
+    model = nn.Module()
+    model.g_a = nn.Sequential(Block())
+    for n, told in ((64, " or --preset S)"), (96, " or --preset M)"), (80, "--config '{\"N\": 80}')")):
+        state = {"g_a.0.conv1.weight": torch.zeros(2 * n, 3, 1, 1), "g_a.0.conv1.bias": torch.zeros(2 * n)}
+        with pytest.raises(ModelError) as e:
+            check_released_keys(model, state)
+        assert f"its width is N = {n}, not 8" in str(e.value) and told in str(e.value), str(e.value)
+        with pytest.raises(ModelError) as e:
+            check_released_keys(model, state, "the released ICM-v1 additional model (ica)")
+        assert "--preset" not in str(e.value), str(e.value)
