@@ -964,17 +964,23 @@ def test_a_manifest_sha256_that_is_no_string_counts_as_none(folder, tmp_path, ca
         assert "0 written, 3 already done" in capsys.readouterr().out
 
 
-def test_every_manifest_s_sha256_of_an_image_counts(tmp_path):
+def test_every_manifest_s_sha256_of_an_image_counts(folder, tmp_path, capsys):
     """An image listed in two manifests (shards of two runs, ``--shard 0/2`` then ``--shard 0/1``) was made of the
-    picture either names (the last line of each): both count, whichever manifest is read last."""
-    from saicm.masks.job import _listed
+    picture either names (the last line of each): both count, whichever manifest is read last, and the mask of the
+    image as it is now is kept."""
+    from saicm.cli import main
 
-    for name, lines in (("manifest-0-of-1.jsonl", [{"image": "a.png", "image_sha256": "11"},
-                                                   {"image": "a.png", "image_sha256": "22"}]),
-                        ("manifest-0-of-2.jsonl", [{"image": "a.png", "image_sha256": "33"}, {"image": "b.png"}])):
-        (tmp_path / name).write_text("".join(json.dumps(x) + "\n" for x in lines))
-    listed = _listed(tmp_path)
-    assert listed["a.png"] == {"22", "33"} and listed["b.png"] == {None}
+    out = tmp_path / "m"
+    assert main(["masks", str(folder), "-o", str(out), "--quiet"]) == 0
+    lines = [json.loads(x) for x in (out / "manifest-0-of-1.jsonl").read_text().splitlines()]
+    now = "".join(json.dumps(x) + "\n" for x in lines)
+    stale = "".join(json.dumps({**x, "image_sha256": "0" * 64} if x["image"] == "a.png" else x) + "\n" for x in lines)
+    for first, second in ((now, stale), (stale, now)):
+        (out / "manifest-0-of-1.jsonl").write_text(first)
+        (out / "manifest-0-of-2.jsonl").write_text(second)
+        capsys.readouterr()
+        assert main(["masks", str(folder), "-o", str(out), "--quiet"]) == 0
+        assert "0 written, 3 already done" in capsys.readouterr().out
 
 
 def test_a_killed_runs_temporary_preview_is_removed_when_the_preview_is_made_again(folder, tmp_path):
