@@ -29,7 +29,7 @@ if _os.environ.get("SAICM_THREADS", "").strip():
     if _requested(say=False) is not None:
         _os.environ.setdefault("OMP_NUM_THREADS", str(_threads()))
 
-__version__ = "0.31.0"
+__version__ = "0.32.0"
 
 _API = {
     "compress": ("saicm.codec.pipeline", "compress"),
