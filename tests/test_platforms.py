@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -48,6 +49,17 @@ def test_masks_of_names_that_differ_in_case_are_refused_as_one_file():
     assert mask_name_clash([Path("a/cat.jpg"), Path("b/cat.png")]) is None
 
 
+def _cgroup_tree(tmp_path, name, lines, files):
+    """A process's /proc/self/cgroup (``lines``) and a cgroup file system holding ``files`` (path → text), under
+    ``tmp_path/name``: the two paths ``cgroup_cpu_limit`` reads."""
+    (tmp_path / name).mkdir()
+    (tmp_path / name / "cgroup").write_text(lines)
+    for rel, text in files.items():
+        (tmp_path / name / "fs" / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name / "fs" / rel).write_text(text)
+    return str(tmp_path / name / "cgroup"), str(tmp_path / name / "fs")
+
+
 def test_thread_counts_follow_the_cpu_affinity(monkeypatch):
     """Under taskset, a container's cpuset or a scheduler's allocation, the process may use fewer CPUs than the
     machine has: os.cpu_count() gave two threads per process under `taskset -c 0`."""
@@ -77,13 +89,7 @@ def test_thread_counts_follow_a_containers_cpu_quota(monkeypatch, tmp_path):
 
     from saicm.engine.parallel import cgroup_cpu_limit
 
-    def tree(name, lines, files):
-        (tmp_path / name).mkdir()
-        (tmp_path / name / "cgroup").write_text(lines)
-        for rel, text in files.items():
-            (tmp_path / name / "fs" / rel).parent.mkdir(parents=True, exist_ok=True)
-            (tmp_path / name / "fs" / rel).write_text(text)
-        return str(tmp_path / name / "cgroup"), str(tmp_path / name / "fs")
+    tree = partial(_cgroup_tree, tmp_path)
 
     # v2: the container's own group shows as /, its limit is on the root it sees; 1.5 CPUs' worth: 2 threads
     assert cgroup_cpu_limit(*tree("v2", "0::/\n", {"cpu.max": "150000 100000\n"})) == 2
@@ -218,13 +224,7 @@ def test_the_tightest_cpu_quota_of_the_groups_above_counts(tmp_path):
     ``cpuset`` hierarchy, elsewhere) names no group of the ``cpu`` hierarchy."""
     from saicm.engine.parallel import cgroup_cpu_limit
 
-    def tree(name, lines, files):
-        (tmp_path / name).mkdir()
-        (tmp_path / name / "cgroup").write_text(lines)
-        for rel, text in files.items():
-            (tmp_path / name / "fs" / rel).parent.mkdir(parents=True, exist_ok=True)
-            (tmp_path / name / "fs" / rel).write_text(text)
-        return str(tmp_path / name / "cgroup"), str(tmp_path / name / "fs")
+    tree = partial(_cgroup_tree, tmp_path)
 
     assert cgroup_cpu_limit(*tree("nested", "0::/a/b\n", {"a/cpu.max": "400000 100000\n",
                                                           "a/b/cpu.max": "200000 100000\n"})) == 2
