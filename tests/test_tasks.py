@@ -1148,3 +1148,18 @@ def test_a_mask_of_another_size_than_its_image_is_refused_not_scored_zero():
     with pytest.raises(SaicmError, match="a mask of a.jpg is 50x50 but the image is 100x100"):
         tasks.coco_ap(dets, gt, ("bbox", "segm"))
     assert tasks.coco_ap(dets, gt, ("bbox",))["box_ap"] > 0  # boxes alone: masks not read
+
+
+def test_a_sweeps_points_against_pseudo_ground_truth_say_its_score_threshold(tmp_path):
+    """Pseudo ground truth is the originals' detections scoring at least 0.5, said in docs/evaluation.md, but the
+    results' points dropped coco_ap's ``pseudo_min_score``: a file did not say which threshold made its truth (the
+    segmentation audit)."""
+    from saicm.eval.tasks.sweeps import make_task
+
+    out = np.zeros((1, 84, 1), np.float32)
+    out[0, :4, 0] = [16, 16, 16, 16]
+    out[0, 4, 0] = 0.9
+    task = make_task("detection", f"yolov8:{tiny_onnx(tmp_path / 'det.onnx', [out])}", None, bootstrap=0)
+    img = {"a.png": Image.new("RGB", (32, 32))}
+    r = task.evaluate(img, img)
+    assert r["ground_truth"] == "pseudo" and r["pseudo_min_score"] == 0.5 and r["ap"] == 100.0

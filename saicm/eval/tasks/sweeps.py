@@ -82,6 +82,8 @@ class DetectionTask:
         m = coco_ap(dets, gt, self.iou_types, bootstrap=self.bootstrap)
         head = "mask" if self.instance else "box"
         out = {"ap": m.get(f"{head}_ap"), "ap50": m.get(f"{head}_ap50"), "ground_truth": m["ground_truth"]}
+        if m.get("pseudo_min_score") is not None:  # (which of the originals' detections were taken as the truth)
+            out["pseudo_min_score"] = m["pseudo_min_score"]
         for k in ("box_ap", "box_ap50", "mask_ap", "mask_ap50"):
             if m.get(k) is not None:
                 out[k] = m[k]
