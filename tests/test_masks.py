@@ -903,6 +903,32 @@ def test_a_rerun_over_unchanged_images_does_not_read_them_to_hash_them(folder, t
     with pytest.warns(UserWarning, match="1 image changed since its mask was made"):
         main(["masks", str(folder), "-o", str(out), "--quiet"])
     assert [p.name for p in hashed] == ["a.png"]
+def test_a_rerun_over_a_folder_of_0_31_does_not_read_its_images_to_hash_them(folder, tmp_path, capsys, monkeypatch):
+    """A folder whose manifest lines were written by saicm 0.31.0 (neither ``image_sha256`` nor ``image_stat``) has
+    its masks trusted as they are: every rerun by 0.32.0 still read each of its images' bytes to hash them, a hash
+    that decided nothing and was never recorded (a COCO folder's 18 GB at every rerun). A new image is hashed."""
+    from saicm.cli import main
+    from saicm.masks import job
+
+    out = tmp_path / "m"
+    assert main(["masks", str(folder), "-o", str(out), "--quiet"]) == 0
+    manifest = out / "manifest-0-of-1.jsonl"
+    manifest.write_text("".join(json.dumps({k: v for k, v in json.loads(x).items()
+                                            if k not in ("image_sha256", "image_stat")}) + "\n"
+                                for x in manifest.read_text().splitlines()))
+    hashed = []
+    real = job._image_digest
+    monkeypatch.setattr(job, "_image_digest", lambda p: hashed.append(p) or real(p))
+    capsys.readouterr()
+    assert main(["masks", str(folder), "-o", str(out), "--quiet"]) == 0
+    assert "0 written, 3 already done" in capsys.readouterr().out
+    assert hashed == []
+    Image.fromarray(natural_image(72, 96, seed=9)).save(folder / "d.png")
+    assert main(["masks", str(folder), "-o", str(out), "--quiet"]) == 0
+    assert "1 written, 3 already done" in capsys.readouterr().out
+    assert [p.name for p in hashed] == ["d.png"]
+
+
 def test_a_rerun_trusts_a_mask_whose_image_cannot_be_hashed_and_says_nothing_changed(folder, tmp_path, capsys,
                                                                                       monkeypatch):
     """An image whose bytes cannot be hashed on a rerun (a read error) counts as unchanged: its mask is kept, not made

@@ -287,9 +287,13 @@ def _run(src: Path, out: Path, files: list[Path], spec: MaskSpec, make: Callable
             known = {v: d for d, v in seen if v is not None and d is not None}
             # (a file as it was when its line was written is not read again: a rerun over a finished COCO folder
             # read every image's bytes, 18 GB, to hash them)
-            digest = known[version] if version in known else _image_digest(f)
-            if dest.is_file() and not overwrite:
-                made_of = {d for d, _ in seen}
+            made_of = {d for d, _ in seen}
+            exists = dest.is_file() and not overwrite
+            # (a mask that only lines of 0.31.0 and before name, trusted whatever the image holds, needs no hash: every
+            # rerun of such a folder read all its images' bytes for nothing)
+            digest = known[version] if version in known else \
+                None if exists and made_of == {None} else _image_digest(f)
+            if exists:
                 if digest is None or not made_of or digest in made_of or made_of == {None}:
                     skipped += 1
                     if preview and not _preview_path(out, rel).is_file():  # (a kill between the mask and its preview)
