@@ -1337,6 +1337,22 @@ def test_the_activation_bound_is_64_values_per_output_pixel_at_any_block():
         nerv.check_activations(257, (1, 1), (2,), (1,))
 
 
+def test_a_custom_preset_over_the_activation_bound_is_said_as_such_when_encoding_and_decoding(tmp_path):
+    """saicm 0.31.0 encoded a documented preset dict whose last block has more than 64 channels; 0.32.0 refuses such
+    a configuration. Its encode raised "corrupt header" (of which file?) and the decode of an older file called the
+    file corrupt: the encode names the preset, the decode says the file may be an older version's custom preset."""
+    from saicm.errors import SaicmError
+    from saicm.video import api
+
+    frames = np.zeros((2, 16, 16, 3), np.uint8)
+    big = {**TINY, "channels": [8, 8, 8, 8, 96]}
+    with pytest.raises(SaicmError, match="^preset: 96 activation values per pixel") as e:
+        api.encode(frames, tmp_path / "x.saicmv", preset=big, epochs=1, prune_epochs=0, qat_epochs=0)
+    assert "corrupt" not in str(e.value) and not (tmp_path / "x.saicmv").exists()
+    with pytest.raises(FormatError, match="custom preset written by saicm 0.31.0 or before"):
+        nerv.check_activations(1, (1, 1), (8, 2), (1, 96))
+
+
 def test_only_a_rotation_by_a_quarter_turn_of_this_stream_swaps_its_sides():
     """A display matrix of 90 or 270 degrees swaps width and height; one of another angle (100 degrees) does not,
     nor one that belongs to the next stream of the file."""

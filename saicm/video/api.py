@@ -224,8 +224,14 @@ def encode(clip, output: str | os.PathLike | None = None, *, frames: str | None 
             if m.shape != (c.n, c.height, c.width):
                 raise SaicmError(f"masks are {m.shape}, the clip is {(c.n, c.height, c.width)}")
             m = m.astype(bool)
-        config = archs.make_config(arch, preset, c.height, c.width)
-        archs.check_config(arch, config, c.height, c.width, c.n)
+        try:
+            config = archs.make_config(arch, preset, c.height, c.width)
+            archs.check_config(arch, config, c.height, c.width, c.n)
+        except FormatError as e:  # (a preset dict out of the decoder's bounds: said as the preset's, not a file's)
+            if isinstance(preset, str):
+                raise
+            why = str(e.args[0]).removeprefix("corrupt header (architecture configuration: ").removesuffix(")")
+            raise SaicmError(f"preset: {why.split('; ')[0]}, which saicm does not decode: a smaller preset") from None
         torch.manual_seed(settings.seed)
         model = archs.build(arch, config, c.n, training=True)
         report = fit(model, c.frames, settings, masks=m, checkpoint=ckpt, resume=resume, device=dev, progress=progress,

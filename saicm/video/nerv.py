@@ -176,7 +176,8 @@ def check_activations(cin: int, grid, strides, channels) -> None:
         peak = max(peak, c * h * w)
     if peak > MAX_VALUES_PER_PIXEL * h * w:
         raise FormatError(f"corrupt header (architecture configuration: {-(-peak // (h * w))} activation values per "
-                          f"pixel, more than the limit of {MAX_VALUES_PER_PIXEL})")
+                          f"pixel, more than the limit of {MAX_VALUES_PER_PIXEL}; saicm's presets make at most 16: "
+                          "a file of a custom preset written by saicm 0.31.0 or before decodes with that version)")
 
 
 def count(config: dict, frames: int = 1) -> tuple[int, int]:
