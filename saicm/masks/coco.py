@@ -125,6 +125,22 @@ class CocoObjects:
                              "annotations by their sub-folders in the image folder", str(path))
         return top[0][1]
 
+    def matched_otherwise_before_0_32(self, path: Path) -> bool:
+        """Whether saicm 0.31.0 and before, which matched an image by its base name alone (the last-listed entry of
+        that name), took another entry for the image at ``path`` than :meth:`entry` takes (or one it refuses): a mask
+        folder of theirs holds another image's mask for it."""
+        from ..eval.tasks.coco import file_name
+
+        if getattr(self, "_before_0_32", None) is None:
+            self._before_0_32 = {Path(file_name(im["file_name"])).name: im for im in self.coco.imgs.values()}
+        old = self._before_0_32.get(Path(path).name)
+        if old is None or len(self.by_name.get(Path(path).name, ())) < 2:
+            return False
+        try:
+            return self.entry(path) is not old
+        except SaicmError:
+            return True
+
     def rles(self, path: Path, shape: tuple[int, int]) -> list[dict]:
         """The compressed RLE of every annotated instance of the image at ``path`` (a few bytes per outline, where a
         decoded mask is H·W bytes: a 12 MP image of 400 instances held 9 GB of them at once)."""

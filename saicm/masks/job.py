@@ -105,6 +105,7 @@ def make_source(source: str, alpha: float = 0.78, annotations=None, sam_checkpoi
         def run(rgb, path):
             return read(path, rgb.shape[:2])
 
+        run.matched_otherwise_before_0_32 = objs.matched_otherwise_before_0_32
         return run, objs.settings()
     raise SaicmError(f"unknown mask source {source!r} (known: {', '.join(SOURCES)})")
 
@@ -268,7 +269,7 @@ def _run(src: Path, out: Path, files: list[Path], spec: MaskSpec, make: Callable
     if overwrite:  # --overwrite redoes the shard: its old lines go too
         manifest.unlink(missing_ok=True)
     listed = {} if overwrite else _listed(out)
-    done = skipped = changed = 0
+    done = skipped = changed = misread = 0
     fractions: list[float] = []
     failures: list[str] = []
     bar = tqdm(mine, desc=f"masks {spec.source} {i}/{n}", unit="img",
@@ -289,11 +290,17 @@ def _run(src: Path, out: Path, files: list[Path], spec: MaskSpec, make: Callable
             # read every image's bytes, 18 GB, to hash them)
             made_of = {d for d, _ in seen}
             exists = dest.is_file() and not overwrite
+            # (a mask of saicm 0.31.0 or before that the annotations' entry of another image of its name made: kept by
+            # a rerun in silence, and trained on)
+            remade = exists and made_of == {None} and getattr(make, "matched_otherwise_before_0_32", None) is not None \
+                and make.matched_otherwise_before_0_32(f)
             # (a mask that only lines of 0.31.0 and before name, trusted whatever the image holds, needs no hash: every
             # rerun of such a folder read all its images' bytes for nothing)
             digest = known[version] if version in known else \
-                None if exists and made_of == {None} else _image_digest(f)
-            if exists:
+                None if exists and made_of == {None} and not remade else _image_digest(f)
+            if remade:
+                misread += 1
+            elif exists:
                 if digest is None or not made_of or digest in made_of or made_of == {None}:
                     skipped += 1
                     if preview and not _preview_path(out, rel).is_file():  # (a kill between the mask and its preview)
@@ -342,6 +349,11 @@ def _run(src: Path, out: Path, files: list[Path], spec: MaskSpec, make: Callable
         which = f"{changed} images changed since their masks were" if changed > 1 else \
             "1 image changed since its mask was"
         warn(f"{which} made (other content under the same name): made again")
+    if misread:
+        from ..errors import warn
+
+        warn(f"{misread} mask{'s' if misread > 1 else ''} made by saicm 0.31.0 or before of the annotations of another "
+             "image of the same file name (another folder's entry): made again")
     return dict(images=len(mine), written=done, skipped=skipped, failed=failures,
                 mean_fraction=float(np.mean(fractions)) if fractions else None,
                 manifest=str(manifest) if manifest.is_file() else None)
