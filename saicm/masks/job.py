@@ -269,6 +269,7 @@ def _run(src: Path, out: Path, files: list[Path], spec: MaskSpec, make: Callable
     if overwrite:  # --overwrite redoes the shard: its old lines go too
         manifest.unlink(missing_ok=True)
     listed = {} if overwrite else _listed(out)
+    stale = _StaleParts()
     done = skipped = changed = misread = 0
     fractions: list[float] = []
     failures: list[str] = []
@@ -305,7 +306,8 @@ def _run(src: Path, out: Path, files: list[Path], spec: MaskSpec, make: Callable
                     skipped += 1
                     if preview and not _preview_path(out, rel).is_file():  # (a kill between the mask and its preview)
                         try:
-                            _write_preview(out, rel, read_without_limit_option(f, "masks").rgb, load_mask(dest))
+                            _write_preview(out, rel, read_without_limit_option(f, "masks").rgb, load_mask(dest),
+                                           stale)
                         except SaicmError as e:
                             failures.append(str(e))
                     if not made_of:  # written by a run killed before its line: the line, from the mask
@@ -331,11 +333,11 @@ def _run(src: Path, out: Path, files: list[Path], spec: MaskSpec, make: Callable
 
                 mask = dilate(mask, spec.edge_width)
             dest.parent.mkdir(parents=True, exist_ok=True)
-            remove_stale_parts(dest)  # (a killed run's hidden .NAME.*.part.png beside it, one more per kill)
+            stale.remove(dest)  # (a killed run's hidden .NAME.*.part.png beside it, one more per kill)
             with atomic_path(dest) as tmp:
                 Image.fromarray(mask.astype(bool)).convert("1").save(tmp, format="PNG", optimize=True)
             if preview:
-                _write_preview(out, rel, rgb, mask)
+                _write_preview(out, rel, rgb, mask, stale)
             frac = float(mask.mean())
             fractions.append(frac)
             # (names with "/" on every system: a mask folder made on Windows resumes on Linux)
@@ -359,15 +361,39 @@ def _run(src: Path, out: Path, files: list[Path], spec: MaskSpec, make: Callable
                 manifest=str(manifest) if manifest.is_file() else None)
 
 
+class _StaleParts:
+    """The temporary files that killed runs left beside the masks, removed as each mask is written: each folder is
+    listed once per run (:func:`~saicm._fs.remove_stale_parts` lists the folder at every call: called for each mask
+    of a flat folder of N images, it read N directory entries N times, quadratic: COCO's 118k-image folder)."""
+
+    def __init__(self):
+        self._parts: dict[Path, set[str]] = {}  # folder -> its hidden ".NAME.*.part.SUFFIX" names when first seen
+
+    def remove(self, dest: Path) -> None:
+        from .._fs import _short
+
+        names = self._parts.get(dest.parent)
+        if names is None:
+            try:
+                names = {e.name for e in os.scandir(dest.parent) if e.name.startswith(".") and ".part" in e.name}
+            except OSError:
+                names = set()
+            self._parts[dest.parent] = names
+        prefix = f".{_short(dest.name)}."
+        if any(name.startswith(prefix) for name in names):
+            remove_stale_parts(dest)
+            names.difference_update([name for name in names if name.startswith(prefix)])
+
+
 def _preview_path(out: Path, rel: Path) -> Path:
     return out / "previews" / rel.with_suffix(".jpg")
 
 
-def _write_preview(out: Path, rel: Path, rgb: np.ndarray, mask: np.ndarray) -> None:
+def _write_preview(out: Path, rel: Path, rgb: np.ndarray, mask: np.ndarray, stale: _StaleParts | None = None) -> None:
     """``--preview``'s picture of one mask over its image (a resumed run makes those a kill lost)."""
     pv = _preview_path(out, rel)
     pv.parent.mkdir(parents=True, exist_ok=True)
-    remove_stale_parts(pv)
+    (stale or _StaleParts()).remove(pv)
     with atomic_path(pv) as tmp:
         Image.fromarray(overlay(rgb, mask.astype(bool))).save(tmp, format="JPEG", quality=90)
 
