@@ -87,6 +87,11 @@ class StageMeter:
         if done < total:  # (a stage's last part is not announced: the next stage, or the result, follows)
             self.lines.say(f"{stage} {done}/{total} {unit}s{time_left(done, total, self.last - self.start)}")
 
+    def mark(self) -> None:
+        """The next stage's work begins now: what ran since the last part (between two stages) is not counted as the
+        next stage's first part (its time left said 2 min for 2 s of coding)."""
+        self.last = time.monotonic()
+
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()

@@ -2199,6 +2199,15 @@ def test_a_stage_meter_times_each_stage_from_its_own_start_and_draws_one_bar(mon
         meter("coding", 1, 4, "strip")
     err = capsys.readouterr().err.splitlines()
     assert err == ["saicm compress: coding 1/4 strips, about 30 s left"], err
+    # work between two stages (the gain and hyper-analysis before the coding) is not the next stage's first part: it
+    # said "about 2 min left" for 2 s of coding (the performance audit)
+    with _progress.StageMeter("compress", True) as meter:
+        meter("analysis", 2, 2, "tile")
+        clock[0] = 1100.0  # (40 s of other work)
+        meter.mark()
+        clock[0] = 1101.0
+        meter("coding", 1, 4, "strip")
+    assert capsys.readouterr().err.splitlines() == ["saicm compress: coding 1/4 strips, about 3 s left"]
     monkeypatch.setattr(_progress, "bar_disable", lambda progress: False)  # (a terminal's bar)
     with _progress.StageMeter("compress", True) as meter:
         meter("analysis", 3, 6, "tile")

@@ -84,6 +84,7 @@ def compress(image: ImageLike, info: ModelInfo, quality: int | None = None, engi
             else:
                 y = y0 * pm.gain[q - 1][None, :, None, None]
                 z = t.hyper_analysis(y)
+            meter.mark()  # (the gain and hyper-analysis are not the first strip's)
             strings = pm.encode(y[0], z[0], rows, tick=lambda done, n: meter(f"coding q{q}", done, n, "strip"))
             header = container.Header(
                 model=info.name, weights_sha=file_checksum(info.path), quality=q, height=h, width=w,
@@ -118,6 +119,7 @@ def decode(stream: container.Stream, model=None, engine: str = "auto", max_pixel
                           tick=lambda done, n: meter("decoding", done, n, "strip"))
         t = transforms(pm, backend)
         if large:  # large image: synthesis by tiles
+            meter.mark()  # (the dequantisation and the transforms' loading are not the first tile's)
             return t.synthesis_tiles(y_hat, h.height, h.width, tick=lambda done, n: meter("synthesis", done, n, "tile"))
     x = t.synthesis(y_hat)[0, :, : h.height, : h.width]
     return to_pixels(x)
