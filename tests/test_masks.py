@@ -930,17 +930,12 @@ def test_an_image_replaced_under_its_name_gets_a_new_mask_on_a_rerun(folder, tmp
     assert "0 written, 3 already done" in capsys.readouterr().out
 
 
-def test_a_rerun_over_unchanged_images_does_not_read_them_to_hash_them(folder, tmp_path, capsys, monkeypatch):
-    """The manifest's SHA-256 of each image was computed again at every rerun, reading every image's bytes (a rerun
-    after a kill over COCO's 118k images: 18 GB read before anything was done). An image whose size, times and inode
-    are those its line records is not read; one replaced with its size and modification time kept is."""
-    import os
-
+def _rerun_reads_no_image(folder, out, monkeypatch, capsys) -> list:
+    """A rerun of ``masks`` over ``folder`` into ``out`` (three images, all done) that hashes no image; returns the list
+    the later runs' hashed images are appended to."""
     from saicm.cli import main
     from saicm.masks import job
 
-    out = tmp_path / "m"
-    assert main(["masks", str(folder), "-o", str(out), "--quiet"]) == 0
     hashed = []
     real = job._image_digest
     monkeypatch.setattr(job, "_image_digest", lambda p: hashed.append(p) or real(p))
@@ -948,6 +943,20 @@ def test_a_rerun_over_unchanged_images_does_not_read_them_to_hash_them(folder, t
     assert main(["masks", str(folder), "-o", str(out), "--quiet"]) == 0
     assert "0 written, 3 already done" in capsys.readouterr().out
     assert hashed == []
+    return hashed
+
+
+def test_a_rerun_over_unchanged_images_does_not_read_them_to_hash_them(folder, tmp_path, capsys, monkeypatch):
+    """The manifest's SHA-256 of each image was computed again at every rerun, reading every image's bytes (a rerun
+    after a kill over COCO's 118k images: 18 GB read before anything was done). An image whose size, times and inode
+    are those its line records is not read; one replaced with its size and modification time kept is."""
+    import os
+
+    from saicm.cli import main
+
+    out = tmp_path / "m"
+    assert main(["masks", str(folder), "-o", str(out), "--quiet"]) == 0
+    hashed = _rerun_reads_no_image(folder, out, monkeypatch, capsys)
     st = os.stat(folder / "a.png")  # another picture of the same size, its modification time kept (cp -p)
     other = tmp_path / "other.png"
     Image.fromarray(natural_image(72, 96, seed=7)).save(other)
@@ -957,12 +966,13 @@ def test_a_rerun_over_unchanged_images_does_not_read_them_to_hash_them(folder, t
     with pytest.warns(UserWarning, match="1 image changed since its mask was made"):
         main(["masks", str(folder), "-o", str(out), "--quiet"])
     assert [p.name for p in hashed] == ["a.png"]
+
+
 def test_a_rerun_over_a_folder_of_0_31_does_not_read_its_images_to_hash_them(folder, tmp_path, capsys, monkeypatch):
     """A folder whose manifest lines were written by saicm 0.31.0 (neither ``image_sha256`` nor ``image_stat``) has
     its masks trusted as they are: every rerun by 0.32.0 still read each of its images' bytes to hash them, a hash
     that decided nothing and was never recorded (a COCO folder's 18 GB at every rerun). A new image is hashed."""
     from saicm.cli import main
-    from saicm.masks import job
 
     out = tmp_path / "m"
     assert main(["masks", str(folder), "-o", str(out), "--quiet"]) == 0
@@ -970,13 +980,7 @@ def test_a_rerun_over_a_folder_of_0_31_does_not_read_its_images_to_hash_them(fol
     manifest.write_text("".join(json.dumps({k: v for k, v in json.loads(x).items()
                                             if k not in ("image_sha256", "image_stat")}) + "\n"
                                 for x in manifest.read_text().splitlines()))
-    hashed = []
-    real = job._image_digest
-    monkeypatch.setattr(job, "_image_digest", lambda p: hashed.append(p) or real(p))
-    capsys.readouterr()
-    assert main(["masks", str(folder), "-o", str(out), "--quiet"]) == 0
-    assert "0 written, 3 already done" in capsys.readouterr().out
-    assert hashed == []
+    hashed = _rerun_reads_no_image(folder, out, monkeypatch, capsys)
     Image.fromarray(natural_image(72, 96, seed=9)).save(folder / "d.png")
     assert main(["masks", str(folder), "-o", str(out), "--quiet"]) == 0
     assert "1 written, 3 already done" in capsys.readouterr().out
