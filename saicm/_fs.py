@@ -292,6 +292,22 @@ def _same_file(fd: int, path: Path) -> bool:
     return (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
 
 
+def stale_part_owners(folder: str | os.PathLike) -> set[str]:
+    """The names (cut as :func:`_short` cuts them) of the files in ``folder`` that :func:`atomic_path`'s temporary files
+    (``.NAME.XXXXXXXX.part[SUFFIX]``) were written for, read from one listing of the folder: those of killed writers,
+    and of live ones (:func:`remove_stale_parts` tells them apart); empty when the folder cannot be listed."""
+    try:
+        names = [e.name for e in os.scandir(folder) if e.name.startswith(".") and ".part" in e.name]
+    except OSError:
+        return set()
+    owners = set()
+    for name in names:
+        head = name[1:].rpartition(".part")[0]  # (NAME.XXXXXXXX: mkstemp's random part holds no dot)
+        if "." in head:
+            owners.add(head.rpartition(".")[0])
+    return owners
+
+
 def remove_stale_parts(dest: str | os.PathLike) -> None:
     """Remove the temporary files :func:`atomic_path` left beside ``dest`` when its writer was killed (``kill -9``,
     a power cut): a job that writes the same file again (a resumed fit's checkpoint) would add one per kill. One

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from .._fs import cache_dir, remove_stale_parts, trusted_folder, write_atomic, write_bytes_atomic
+from .._fs import cache_dir, remove_stale_parts, stale_part_owners, trusted_folder, write_atomic, write_bytes_atomic
 from ..errors import SaicmError
 
 
@@ -153,14 +153,8 @@ class _Entries:
         if folder in self._swept:
             return
         self._swept.add(folder)
-        try:
-            names = [e.name for e in os.scandir(folder) if e.name.startswith(".") and ".part" in e.name]
-        except OSError:
-            return
-        for name in names:
-            entry = name[1:].rsplit(".", 3)  # KEY.SUFFIX, the temporary part, "part", the suffix
-            if len(entry) == 4 and entry[2] == "part":
-                remove_stale_parts(folder / entry[0])
+        for owner in stale_part_owners(folder):
+            remove_stale_parts(folder / owner)
 
     def _make_private_dirs(self, folder: Path) -> None:
         """``folder`` (this codec's, or one of its quality folders) and the root above it, each made readable and

@@ -367,22 +367,17 @@ class _StaleParts:
     of a flat folder of N images, it read N directory entries N times, quadratic: COCO's 118k-image folder)."""
 
     def __init__(self):
-        self._parts: dict[Path, set[str]] = {}  # folder -> its hidden ".NAME.*.part.SUFFIX" names when first seen
+        self._owners: dict[Path, set[str]] = {}  # folder -> the names its temporary files were for, when first seen
 
     def remove(self, dest: Path) -> None:
-        from .._fs import _short
+        from .._fs import _short, stale_part_owners
 
-        names = self._parts.get(dest.parent)
-        if names is None:
-            try:
-                names = {e.name for e in os.scandir(dest.parent) if e.name.startswith(".") and ".part" in e.name}
-            except OSError:
-                names = set()
-            self._parts[dest.parent] = names
-        prefix = f".{_short(dest.name)}."
-        if any(name.startswith(prefix) for name in names):
+        owners = self._owners.get(dest.parent)
+        if owners is None:
+            owners = self._owners[dest.parent] = stale_part_owners(dest.parent)
+        if _short(dest.name) in owners:
             remove_stale_parts(dest)
-            names.difference_update([name for name in names if name.startswith(prefix)])
+            owners.discard(_short(dest.name))
 
 
 def _preview_path(out: Path, rel: Path) -> Path:
