@@ -59,6 +59,18 @@ def test_ap_on_each_draw_is_the_ap_of_the_drawn_images():
     assert none["bootstrap"]["box_ap"] == [0.0, 0.0, 0.0]
 
 
+def test_a_draw_of_images_without_objects_has_no_ap_with_or_without_detections():
+    """AP is undefined on a draw whose images hold no object (None, as pycocotools' -1 gives when something was
+    detected); with nothing detected anywhere every draw scored 0.0, those too."""
+    gt = gt_dict(OBJECTS[:1])  # a.jpg: one object; empty.jpg: none
+    expect = [None if set(row) == {1} else 0.0 for row in draws(2, 30, seed=2)]  # 0 = a.jpg, 1 = empty.jpg
+    assert 0 < expect.count(None) < 30
+    for dets in ({"a.jpg": [], "empty.jpg": []}, {"a.jpg": [det((60, 60, 90, 90))], "empty.jpg": []}):
+        r = tasks.coco_ap(dets, gt, bootstrap=30, seed=2)
+        assert r["box_ap"] == 0.0
+        assert r["bootstrap"]["box_ap"] == expect == r["bootstrap"]["box_ap50"]
+
+
 def _result(codec, per_image, task="psnr"):
     """per_image: {name: [(quality, bpp, psnr), ...]} -> a results dict with mean points."""
     r = results.new_result(codec, {}, "synthetic", task, len(per_image))

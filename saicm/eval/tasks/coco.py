@@ -17,6 +17,7 @@ be compared with figures against official labels.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import io
 import math
@@ -388,6 +389,11 @@ def coco_ap(detections: Mapping[str, list[Detection]], ground_truth, iou_types: 
     if kind == "pseudo":
         out["pseudo_min_score"] = coco.dataset["info"].get("min_score")
     idx = draws(len(ids), bootstrap, seed) if bootstrap else None
+    if bootstrap:  # objects per sorted image name, for draws without a detection
+        import numpy as np
+
+        count = collections.Counter(a["image_id"] for a in coco.dataset["annotations"] if not a.get("iscrowd", 0))
+        per_image = np.array([count[ids[n]] for n in sorted(ids)])
     boot = out["bootstrap"] = {} if bootstrap else None
     for iou_type in iou_types:
         if iou_type not in PREFIX:
@@ -398,8 +404,8 @@ def coco_ap(detections: Mapping[str, list[Detection]], ground_truth, iou_types: 
             # no object: AP undefined; no detection at all (loadRes cannot take an empty list): 0
             value = None if out["num_objects"] == 0 else 0.0
             out[f"{p}_ap"] = out[f"{p}_ap50"] = value
-            if boot is not None:
-                boot[f"{p}_ap"] = boot[f"{p}_ap50"] = [value] * bootstrap
+            if boot is not None:  # a draw of images without objects: undefined there too, as pycocotools says
+                boot[f"{p}_ap"] = boot[f"{p}_ap50"] = [None if n == 0 else 0.0 for n in per_image[idx].sum(axis=1)]
             continue
         with _quiet():
             ev = COCOeval(coco, coco.loadRes(rows), iou_type)
