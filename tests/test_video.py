@@ -1364,3 +1364,21 @@ def test_only_a_rotation_by_a_quarter_turn_of_this_stream_swaps_its_sides():
     assert not io._quarter_turned([stream, side.format("100.00")], stream)
     assert not io._quarter_turned([stream, "  Stream #0:1[0x2](und): Video: h264, 48x64", side.format("90.00")],
                                   stream)
+
+
+def test_the_nerv_loss_of_frames_under_the_ssim_window_is_quiet_and_unchanged():
+    """A clip with a side under 11 px (SSIM's window) made pytorch-msssim warn on every training step; the SSIM it
+    gives is kept (unsmoothed along that side), only its warning is silenced. Larger frames: SSIM as before."""
+    from pytorch_msssim import ssim
+
+    fn = train._ssim_fn()
+    g = torch.Generator().manual_seed(0)
+    for shape in ((2, 3, 6, 40), (2, 3, 24, 32)):
+        x, y = torch.rand(shape, generator=g), torch.rand(shape, generator=g)
+        with warnings.catch_warnings(record=True) as w:
+            warnings.simplefilter("always")
+            expect = ssim(x, y, data_range=1.0, size_average=True)
+            said = len(w)
+            w.clear()
+            assert torch.equal(fn(x, y), expect)
+        assert (said > 0) == (shape[2] < 11) and not w

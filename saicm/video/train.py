@@ -54,6 +54,7 @@ import hashlib
 import json
 import math
 import time
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -144,7 +145,14 @@ class FitReport:
 def _ssim_fn():
     from pytorch_msssim import ssim  # the SSIM of the NeRV loss (a dependency of CompressAI, declared in [train])
 
-    return lambda x, y: ssim(x, y, data_range=1.0, size_average=True)
+    def fn(x, y):
+        if min(x.shape[-2:]) >= 11:  # the Gaussian window's size
+            return ssim(x, y, data_range=1.0, size_average=True)
+        with warnings.catch_warnings():  # a side under 11 px is not smoothed (docs/video.md), said on every step
+            warnings.filterwarnings("ignore", message="Skipping Gaussian Smoothing")
+            return ssim(x, y, data_range=1.0, size_average=True)
+
+    return fn
 
 
 def nerv_loss(x_hat: Tensor, x: Tensor, beta: float, ssim_fn) -> Tensor:
