@@ -380,6 +380,38 @@ def test_timings_of_cached_decodes_made_elsewhere_are_counted_and_said(tmp_path,
         assert sweep(get_codec("jpeg"), images(), [30, 60], cache=cache, progress=False)["timings_from_cache"] == 4
 
 
+def test_decodes_cached_by_another_saicm_version_are_counted_and_said(tmp_path, monkeypatch):
+    """The decode cache's key is the codec's weights and settings, not saicm's version: a decoder fixed by an upgrade
+    kept serving the old decodes in silence (the cache audit). Results count them, a warning names the versions."""
+    import pytest
+
+    from saicm import __version__
+
+    cache = DecodeCache(tmp_path / "cache", "jpeg", get_codec("jpeg").config())
+    first = sweep(get_codec("jpeg"), images(), [30, 60], cache=cache, progress=False)
+    assert first["decodes_from_other_versions"] == 0
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # this version's own entries: nothing said
+        again = sweep(get_codec("jpeg"), images(), [30, 60], cache=cache, progress=False)
+    assert again["decodes_from_other_versions"] == 0 and again["points"] == first["points"]
+    metas = sorted(m for m in (tmp_path / "cache").rglob("*.json")
+                   if isinstance(json.loads(m.read_text()), dict) and "saicm_version" in json.loads(m.read_text()))
+    assert len(metas) == 4
+    for i, meta in enumerate(metas[:3]):  # one entry as 0.31.0 wrote it (no version), two of "0.40.0"
+        entry = json.loads(meta.read_text())
+        entry["saicm_version"] = "0.40.0"
+        if i == 0:
+            del entry["saicm_version"]
+        meta.write_text(json.dumps(entry))
+    with pytest.warns(UserWarning, match=r"3 of 4 decodes come from the cache, made by another saicm than this "
+                                         rf"{__version__} \(2 by saicm 0.40.0, 1 by saicm 0.32.0 or before\)"):
+        old = sweep(get_codec("jpeg"), images(), [30, 60], cache=cache, progress=False)
+    assert old["decodes_from_other_versions"] == 3 and old["points"] == first["points"]
+    assert all("saicm_version" not in e for v in old["per_image"].values() for e in v)  # (the cache's own field)
+    fresh = sweep(get_codec("jpeg"), images(), [30, 60], cache=None, progress=False)
+    assert fresh["decodes_from_other_versions"] == 0
+
+
 def test_off_a_terminal_the_reference_is_said_before_it_is_scored(monkeypatch, capsys):
     """Off a terminal (nohup, a log file) nothing was printed while the task model scored the originals: tens of
     seconds on COCO128 before the first image's line (the evaluation-stop audit)."""

@@ -8,6 +8,7 @@ metrics join the point; the same task on the originals is the ``reference``.
 
 from __future__ import annotations
 
+import collections
 import math
 import time
 from pathlib import Path
@@ -17,6 +18,7 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
+from .. import __version__
 from .._fs import input_files
 from .._progress import StatusLines, bar_disable
 from .._signals import StopRequest
@@ -147,16 +149,19 @@ class ImageFolder(Mapping):
 
 
 def _code_one(codec: Codec, img: Image.Image, q, cache: DecodeCache,
-              here: dict | None = None, ihash: str | None = None) -> tuple[Image.Image, dict, str | None]:
-    """(decode, info, where info's timings were measured when not here: "elsewhere" (a cache entry of an earlier
-    run on another ``machine()`` than ``here``, or with other threads), "unrecorded" (an entry of saicm 0.29.0 or
-    before, which did not record it), else None). ``ihash``: ``image_hash(img)``, when the caller has it."""
+              here: dict | None = None, ihash: str | None = None) -> tuple[Image.Image, dict, dict | None]:
+    """(decode, info, made): ``made`` None when coded now, else what the cache entry says of the run that made it:
+    ``timings`` where info's timings were measured when not ``here`` ("elsewhere": another ``machine()`` or thread
+    count; "unrecorded": an entry of saicm 0.29.0 or before, which did not record it; else None), ``by`` the saicm
+    version that decoded it (None: 0.32.0 or before, which did not record it). ``ihash``: ``image_hash(img)``, when
+    the caller has it."""
     ihash = ihash or image_hash(img)
     hit = cache.get(q, ihash)
     if hit is not None and _usable_hit(hit, img):
         dec, info = hit
-        made_on = info.pop("machine", None)
-        return dec, info, None if made_on == here else "unrecorded" if made_on is None else "elsewhere"
+        made_on, by = info.pop("machine", None), info.pop("saicm_version", None)
+        timings = None if made_on == here else "unrecorded" if made_on is None else "elsewhere"
+        return dec, info, {"timings": timings, "by": by if isinstance(by, str) else None}
     t = time.perf_counter()
     data = codec.encode(img, q)
     te = time.perf_counter() - t
@@ -171,7 +176,7 @@ def _code_one(codec: Codec, img: Image.Image, q, cache: DecodeCache,
     size = codec.size(data)
     info = {"bytes": size, "bpp": 8.0 * size / (img.width * img.height),
             "psnr": psnr(a, b), "ms_ssim": ms_ssim(a, b), "encode_s": te, "decode_s": td}
-    cache.put(q, ihash, dec, dict(info, machine=here))
+    cache.put(q, ihash, dec, dict(info, machine=here, saicm_version=__version__))
     return dec, info, None
 
 
@@ -397,7 +402,7 @@ def _points(codec: Codec, images: dict[str, Image.Image], qualities: list, task:
     from ..errors import warn as saicm_warn
     from .._progress import time_left
 
-    here, timed = machine(), {"elsewhere": 0, "unrecorded": 0}
+    here, timed, versions = machine(), {"elsewhere": 0, "unrecorded": 0}, collections.Counter()
     # (the units of the coding and the task at each point, as the bar counts them after the reference: the status
     # lines off a terminal say the run's time left, as the bar does on one)
     units = len(images) * (2 * len(qualities) if task is not None else len(qualities))
@@ -409,7 +414,7 @@ def _points(codec: Codec, images: dict[str, Image.Image], qualities: list, task:
             stop.coding = True
             try:
                 key = image_hash(img) if task is not None else None
-                dec, info, elsewhere = _code_one(codec, img, q, cache, here, key)
+                dec, info, made = _code_one(codec, img, q, cache, here, key)
             except SaicmError:
                 if stop.requested:  # (an ffmpeg of the same process group, stopped by the same signal)
                     raise KeyboardInterrupt from None
@@ -422,8 +427,10 @@ def _points(codec: Codec, images: dict[str, Image.Image], qualities: list, task:
                 raise KeyboardInterrupt
             if task is not None:  # (its input; without one, a decode is measured and dropped)
                 decoded.add(name, key, dec)
-            if elsewhere:
-                timed[elsewhere] += 1
+            if made and made["timings"]:
+                timed[made["timings"]] += 1
+            if made and made["by"] != __version__:
+                versions[made["by"]] += 1
             rows.append(info)
             res["per_image"].setdefault(name, []).append({"quality": q, **info})
             bar.update(1)
@@ -448,6 +455,11 @@ def _points(codec: Codec, images: dict[str, Image.Image], qualities: list, task:
         saicm_warn(f"{timed['elsewhere']} of {len(images) * len(qualities)} encodes' timings (encode_s, decode_s) come "
                    "from the cache, measured by an earlier run on another machine or thread count: not this run's "
                    "`machine`; --no-cache (or another --cache) times them here")
+    res["decodes_from_other_versions"] = sum(versions.values())
+    if versions:  # (the key is the codec's weights and settings, not saicm's version: a fixed decoder stays unseen)
+        by = ", ".join(f"{n} by saicm {v or '0.32.0 or before'}" for v, n in sorted(versions.items(), key=str))
+        saicm_warn(f"{sum(versions.values())} of {len(images) * len(qualities)} decodes come from the cache, made by "
+                   f"another saicm than this {__version__} ({by}); --no-cache (or another --cache) makes them here")
 
 
 def rd_sweep(codec: Codec, images: dict[str, Image.Image], qualities: Sequence | None = None,

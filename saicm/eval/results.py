@@ -18,7 +18,9 @@
     }
 
 ``bpp`` is the mean over images of 8·bytes/pixels of the real encoded bytes;
-``psnr`` the mean over images of RGB PSNR in dB. Detection and instance
+``psnr`` the mean over images of RGB PSNR in dB. Image sweeps count
+``timings_from_cache`` and ``decodes_from_other_versions`` (cached decodes
+made by another saicm version; docs/evaluation.md). Detection and instance
 results evaluated with ``--bootstrap N`` carry ``bootstrap`` (what fixes the
 draws) and, in each point and the reference, ``"bootstrap": {"box_ap": [N
 values], "box_ap50": [...], ...}``: the AP on each draw of the images
