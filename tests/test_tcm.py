@@ -491,6 +491,11 @@ def test_a_scalable_model_trained_over_an_imported_tcm_codes_with_the_auto_engin
     data = saicm.compress(natural_image(64, 64, seed=1), model=path)  # (ModelError: use --engine compressai)
     assert saicm.decompress(data, model=path).size == (64, 64)
     assert not supports_scalable(read_info(path))
+    assert saicm.describe(data)["format_version"] == 1  # auto codes it with CompressAI: eval's label said format 3
+    from saicm.eval.codecs import get_codec
+
+    for layer in ("machine", "human"):
+        assert "format" not in get_codec(f"{path},layer={layer}").config()
 
 
 def test_a_tcm_file_decoded_with_another_machines_tables_is_refused(pair, monkeypatch):

@@ -318,7 +318,7 @@ class SaicmCodec(Codec):
         extra = {"refine_steps": self.refine} if self.refine else {}
         if self.scalable:
             extra = {"layer": self.layer, "base_quality": self.base_quality, **extra}
-        if self.engine != "compressai" and (self.scalable or supports(self.info)):
+        if self.engine != "compressai" and (supports_scalable(self.info) if self.scalable else supports(self.info)):
             extra["format"] = 3  # portable (machine) layers: cached results of format-1 files do not count
         if self.engine.startswith("openvino"):
             extra["engine"] = self.engine  # other transforms, other pixels (bfloat16: ±2)
