@@ -68,3 +68,27 @@ def test_every_test_the_coding_only_run_names_exists():
     assert r.returncode == 0, "\n".join(line for line in (r.stdout + r.stderr).splitlines()
                                         if "not found" in line) or r.stdout[-2000:] + r.stderr[-2000:]
     assert len([line for line in r.stdout.splitlines() if "::" in line]) >= len(ids)  # (a name: all its parameters)
+
+
+def _section(version: str) -> str:
+    text = (ROOT / "CHANGELOG.md").read_text()
+    start = text.index(f"## [{version}] - ")
+    end = text.index("\n## [", start + 1)
+    return text[start:end]
+
+
+def test_released_sections_amended_after_their_version_commit_say_so():
+    """[0.30.0] and [0.32.0] list features from commits after the one that made the version (still saying that
+    version): `saicm strip FOLDER`, `machine_sha256_prefix`, the `--log` `time` field (0.30.0's version commit has none
+    of them), `pseudo_min_score` (0.32.0's). A pinning user read them as the version's; a correction note says which
+    (semver audit). docs/scalable.md dated `machine_sha256_prefix` 0.30.0 too."""
+    s30 = _section("0.30.0")
+    assert s30.split("\n", 2)[2].startswith("**Correction")
+    for feature in ("saicm strip FOLDER", "machine_sha256_prefix", "`time` field", "require 0.31.0"):
+        assert feature in s30.split("\n\n", 2)[1], feature
+    s32 = _section("0.32.0")
+    assert s32.split("\n", 2)[2].startswith("**Correction")
+    assert "pseudo_min_score" in s32.split("\n\n", 2)[1]
+    scalable = (ROOT / "docs" / "scalable.md").read_text()
+    assert "`machine_sha256_prefix`, since 0.30.0" not in scalable
+    assert "`machine_sha256_prefix`, since 0.31.0" in scalable
