@@ -78,7 +78,7 @@ def _section(version: str) -> str:
 
 
 def test_released_sections_amended_after_their_version_commit_say_so():
-    """[0.30.0] and [0.32.0] list features from commits after the one that made the version (still saying that
+    """[0.20.0], [0.30.0] and [0.32.0] list features from commits after the one that made the version (still saying that
     version): `saicm strip FOLDER`, `machine_sha256_prefix`, the `--log` `time` field (0.30.0's version commit has none
     of them), `pseudo_min_score` (0.32.0's). A pinning user read them as the version's; a correction note says which
     (semver audit). docs/scalable.md dated `machine_sha256_prefix` 0.30.0 too."""
@@ -86,6 +86,8 @@ def test_released_sections_amended_after_their_version_commit_say_so():
     assert s30.split("\n", 2)[2].startswith("**Correction")
     for feature in ("saicm strip FOLDER", "machine_sha256_prefix", "`time` field", "require 0.31.0"):
         assert feature in s30.split("\n\n", 2)[1], feature
+    s20 = _section("0.20.0")
+    assert s20.split("\n", 2)[2].startswith("**Correction") and "require 0.21.0" in s20.split("\n\n", 2)[1]
     s32 = _section("0.32.0")
     assert s32.split("\n", 2)[2].startswith("**Correction")
     assert "pseudo_min_score" in s32.split("\n\n", 2)[1]
