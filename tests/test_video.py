@@ -618,12 +618,29 @@ sys.exit(main(sys.argv[1:]))
 def test_resume_without_a_checkpoint_says_so_on_standard_error(clip_mkv, tmp_path, capsys):
     """`saicm video encode --resume > result.txt`: the note that there was no checkpoint landed among the results on
     standard output, with no prefix to grep a log for; it is a diagnostic: standard error, prefixed."""
+    from saicm.errors import SaicmWarning
+
     out = tmp_path / "n.saicmv"
-    assert main(["video", "encode", str(clip_mkv), "--frames", "0:2", "--preset", "xs", "--epochs", "1",
-                 "--prune-epochs", "1", "--qat-epochs", "1", "--quiet", "--resume", "-o", str(out)]) == 0
+    with pytest.warns(SaicmWarning) as said:  # (the command line prints it as "saicm: warning: ...", on stderr)
+        assert main(["video", "encode", str(clip_mkv), "--frames", "0:2", "--preset", "xs", "--epochs", "1",
+                     "--prune-epochs", "1", "--qat-epochs", "1", "--quiet", "--resume", "-o", str(out)]) == 0
     stdout, err = capsys.readouterr()
     assert "no checkpoint" not in stdout
-    assert f"saicm video: no checkpoint at {out}.ckpt: starting from the beginning" in err.splitlines(), err
+    assert [str(w.message) for w in said] == [f"no checkpoint at {out}.ckpt: starting from the beginning"]
+
+
+def test_resume_without_a_checkpoint_says_the_lock_refusal_alone(clip_mkv, tmp_path, capsys):
+    """`saicm video encode --resume` while another encode of the output holds its checkpoint: "no checkpoint ...:
+    starting from the beginning" was printed, then the refusal (nothing was started); the refusal alone now."""
+    from saicm import _fs
+
+    out = tmp_path / "a.saicmv"
+    with _fs.exclusive(tmp_path, "x", name=".a.saicmv.ckpt.lock"):
+        assert main(["video", "encode", str(clip_mkv), "--frames", "0:2", "--preset", "xs", "--epochs", "1",
+                     "--quiet", "--resume", "-o", str(out)]) != 0
+    err = capsys.readouterr().err
+    assert "in use by another saicm process" in err, err
+    assert "no checkpoint" not in err, err
 
 
 def test_killed_encode_resumes_to_the_same_file(clip_mkv, tmp_path, capsys):

@@ -12,14 +12,11 @@ from .argtypes import QUIET_HELP, nonneg, nonneg_float, positive, positive_float
 
 
 def cmd_encode(a: argparse.Namespace) -> int:
-    import os
     from pathlib import Path
 
     from ..video.api import encode
 
     ckpt = Path(a.checkpoint) if a.checkpoint else Path(a.output + ".ckpt")
-    if a.resume and not ckpt.exists() and os.environ.get("RANK", "0") == "0":  # torchrun: rank 0 says it
-        print(f"saicm video: no checkpoint at {ckpt}: starting from the beginning", file=sys.stderr)
     try:
         r = encode(a.clip, a.output, frames=a.frames, size=a.size, preset=a.preset, arch=a.arch, loss=a.loss,
                    masks=a.masks,

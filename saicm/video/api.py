@@ -212,6 +212,12 @@ def encode(clip, output: str | os.PathLike | None = None, *, frames: str | None 
         if ckpt is not None and ckpt.exists() and not resume:
             raise SaicmError("a checkpoint of an earlier encode is there: add --resume (resume=True) to continue it, "
                              "or delete it", str(ckpt))
+        if resume and ckpt is not None and not ckpt.exists() and os.environ.get("RANK", "0") == "0":
+            # said once this encode holds the checkpoint (the command line said it first, then that another encode
+            # held it); torchrun: rank 0 says it
+            from ..errors import warn
+
+            warn(f"no checkpoint at {ckpt}: starting from the beginning")
         rank, world, local_rank = launcher()
         dev = resolve_device(device, local_rank)
         if world > 1:  # torchrun: one process per GPU (or CPU process), each fits its share of every batch
