@@ -23,11 +23,16 @@ _os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
 # $SAICM_THREADS bounds the libraries' own thread pools as well: NumPy's BLAS and PyTorch take OMP_NUM_THREADS when
 # they load (a user's own OMP_NUM_THREADS wins; so SAICM_THREADS=1 alone means one core)
 # (a value that is no thread count counts as unset here too: it set OMP_NUM_THREADS to every CPU; the engine says so)
+# (an OMP_NUM_THREADS that is no thread count counts as unset too: libgomp said so in its own words and took every
+# CPU, and SAICM_THREADS did not take its place; the command line says so)
+from .engine.parallel import drop_invalid_omp_threads as _drop_invalid_omp_threads
+
+_drop_invalid_omp_threads()
 if _os.environ.get("SAICM_THREADS", "").strip():
     from .engine.parallel import requested_threads as _requested, threads as _threads
 
     if _requested(say=False) is not None:
-        _os.environ.setdefault("OMP_NUM_THREADS", str(_threads()))
+        _os.environ.setdefault("OMP_NUM_THREADS", str(_threads(say=False)))
 
 __version__ = "0.32.0"
 

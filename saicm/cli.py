@@ -565,6 +565,9 @@ def main(argv: list[str] | None = None) -> int:
     from .errors import install_warning_format
 
     install_warning_format()
+    from .engine.parallel import say_dropped_omp_threads
+
+    say_dropped_omp_threads()  # (an OMP_NUM_THREADS that is no thread count: dropped when saicm was imported)
 
     parser = build_parser()
     args, unknown = parser.parse_known_args(argv)

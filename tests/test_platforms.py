@@ -124,6 +124,26 @@ def test_a_thread_count_that_is_none_counts_as_unset_for_folder_jobs_too_and_is_
     assert len(said) == 3 and all("is not a whole number >= 1: ignored" in m for m in said), said  # (each once)
 
 
+@pytest.mark.parametrize("value", ["0", "-1", "abc"])
+def test_an_omp_thread_count_that_is_none_counts_as_unset_and_is_said(value):
+    """OMP_NUM_THREADS=0 (or -1, abc) was passed to PyTorch as it was: libgomp's own "Invalid value for environment
+    variable OMP_NUM_THREADS" and every CPU, SAICM_THREADS=1 not applied (import saicm's setdefault kept the bad
+    value); it counts as unset now, as an invalid SAICM_THREADS does, and the command line says so once."""
+    env = dict(os.environ, OMP_NUM_THREADS=value, SAICM_THREADS="1", PYTHONWARNINGS="default")
+    r = subprocess.run([sys.executable, "-c", "import os, saicm; print(os.environ.get('OMP_NUM_THREADS'))"],
+                       env=env, capture_output=True, text=True, timeout=120)
+    assert r.stdout.strip() == "1" and r.stderr == "", (r.stdout, r.stderr)  # (SAICM_THREADS's; nothing said yet)
+    r = subprocess.run([sys.executable, "-m", "saicm", "models", "--json"], env=env, capture_output=True, text=True,
+                       timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stderr.splitlines() == [f"saicm: warning: OMP_NUM_THREADS={value!r} is not a whole number >= 1: ignored "
+                                     "(the default, a thread per CPU, or SAICM_THREADS)"], r.stderr
+    env = dict(env, OMP_NUM_THREADS="4,2")  # (OpenMP's list of counts per nesting level: valid, kept)
+    r = subprocess.run([sys.executable, "-c", "import os, saicm; print(os.environ.get('OMP_NUM_THREADS'))"],
+                       env=env, capture_output=True, text=True, timeout=120)
+    assert r.stdout.strip() == "4,2" and r.stderr == "", r.stderr
+
+
 def _blas_threads(job):  # a folder job for the pool (module level: the workers import it)
     from threadpoolctl import threadpool_info
 

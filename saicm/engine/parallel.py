@@ -117,12 +117,52 @@ def requested_threads(say: bool = True) -> int | None:
     return None
 
 
-def threads() -> int:
+#: ``$OMP_NUM_THREADS`` as it was set when it was no thread count and :func:`drop_invalid_omp_threads` removed it
+_omp_dropped: str | None = None
+_omp_said = False
+
+
+def drop_invalid_omp_threads() -> None:
+    """Remove ``$OMP_NUM_THREADS`` from the environment when it is no thread count (``0``, ``-1``, ``abc``, ``2.5``;
+    OpenMP takes a whole number >= 1, or a list of them such as ``4,2``), before PyTorch or BLAS load: it counts as
+    unset, as an invalid ``$SAICM_THREADS`` does (libgomp said "Invalid value for environment variable
+    OMP_NUM_THREADS" in its own words and ran on every CPU, and ``$SAICM_THREADS`` did not take its place). Said
+    once by :func:`say_dropped_omp_threads`; a blank value is dropped unsaid (unset, as a blank
+    ``$SAICM_THREADS``)."""
+    global _omp_dropped
+    import re
+
+    text = os.environ.get("OMP_NUM_THREADS")
+    if text is None:
+        return
+    numbers = text.split(",")
+    if all(re.fullmatch(r"\s*\+?[0-9]+\s*", n) and int(n) >= 1 for n in numbers):
+        return
+    del os.environ["OMP_NUM_THREADS"]
+    if text.strip():
+        _omp_dropped = text
+
+
+def say_dropped_omp_threads() -> None:
+    """The warning that ``$OMP_NUM_THREADS`` was ignored (:func:`drop_invalid_omp_threads`), once per process."""
+    global _omp_said
+    if _omp_dropped is None or _omp_said:
+        return
+    from ..errors import warn
+
+    _omp_said = True
+    warn(f"OMP_NUM_THREADS={_omp_dropped[:40]!r} is not a whole number >= 1: ignored (the default, a thread per CPU, "
+         "or SAICM_THREADS)")
+
+
+def threads(say: bool = True) -> int:
     """Threads per process: ``$SAICM_THREADS`` (folder jobs set it per worker), else every CPU. At most four per
     CPU (more only oversubscribe the cores: SAICM_THREADS=99999 made onnxruntime's sessions exhaust the process
     limit); a value that is not a whole number ≥ 1 counts as unset (:func:`requested_threads`)."""
     cpus = usable_cpus()
-    value = requested_threads()
+    if say:  # (not when saicm is imported: said in the command line's own format, or at the first use)
+        say_dropped_omp_threads()
+    value = requested_threads(say)
     return cpus if value is None else min(4 * cpus, value)
 
 
