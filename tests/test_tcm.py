@@ -577,3 +577,31 @@ def test_a_checkpoint_of_a_preset_s_or_m_width_is_told_the_preset_that_imports_i
         with pytest.raises(ModelError) as e:
             check_released_keys(model, state, "the released ICM-v1 additional model (ica)")
         assert "--preset" not in str(e.value), str(e.value)
+
+
+def test_a_checkpoint_holding_ema_weights_says_they_are_not_the_ones_imported(tmp_path, monkeypatch):
+    """A trainer's checkpoint with an exponential moving average of the weights beside them ({"state_dict": ...,
+    "ema": ...}, often the better model) was imported from 'state_dict' with the EMA passed over in silence; it is
+    said, with the command that saves the EMA entry as a file of its own (which then imports as any state dict)."""
+    import re
+    import subprocess
+    import sys
+
+    from saicm.errors import SaicmWarning
+    from saicm.models.tcm import read_released_checkpoint
+
+    weights, ema = {"g_a.0.weight": torch.zeros(2, 3)}, {"g_a.0.weight": torch.ones(2, 3)}
+    torch.save({"state_dict": weights, "ema": ema, "epoch": 7}, tmp_path / "ckpt.pth.tar")
+    with pytest.warns(SaicmWarning, match=r"also holds EMA weights \('ema'\), not imported: the 'state_dict' entry "
+                                          r"is") as said:
+        assert torch.equal(read_released_checkpoint(tmp_path / "ckpt.pth.tar")["g_a.0.weight"], weights["g_a.0.weight"])
+    code = re.search(r'python -c "(.*)"\) and import that', str(said[0].message)).group(1)
+    monkeypatch.chdir(tmp_path)
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+    assert torch.equal(read_released_checkpoint(tmp_path / "ema.pth")["g_a.0.weight"], ema["g_a.0.weight"])
+    import warnings
+
+    with warnings.catch_warnings():  # (no EMA entry: nothing said; "schema" is no EMA)
+        warnings.simplefilter("error")
+        torch.save({"model": weights, "schema": {"x": torch.zeros(1)}}, tmp_path / "plain.pth.tar")
+        read_released_checkpoint(tmp_path / "plain.pth.tar")

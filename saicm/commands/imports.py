@@ -156,7 +156,8 @@ def register(sub) -> None:
         "import-checkpoint", help="turn the authors' released SA-ICM / ICM-v1 weights, or a CompressAI "
         "mbt2018-mean model, into a saicm model",
         description="Read a released checkpoint (a .pth.tar dict whose 'state_dict' or 'model' entry holds the "
-        "weights, a bare state dict, or one saved as .safetensors; 'module.' and '_orig_mod.' prefixes and "
+        "weights, a bare state dict, or one saved as .safetensors; EMA weights beside them, an 'ema' entry, are "
+        "said in a warning, not imported; 'module.' and '_orig_mod.' prefixes and "
         "CompressAI <= 1.2.6 bottleneck names are accepted), check every key and shape "
         "against the architecture, load strictly, fill the coder tables and write NAME.safetensors plus a model "
         "card stub NAME.md. --arch tcm: a machine model (SA-ICM icm_78/icm_93, ICM-v1 icm). --arch tcm-ica: "

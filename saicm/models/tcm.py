@@ -576,6 +576,7 @@ def read_released_checkpoint(path) -> dict[str, Tensor]:
     if isinstance(obj, dict):
         for entry in ("state_dict", "model"):  # (a {"model": ...} file was "no state dict")
             if isinstance(obj.get(entry), dict):
+                _say_unused_ema(obj, entry, path)
                 obj = obj[entry]
                 break
     if not isinstance(obj, dict) or not obj or not all(isinstance(v, Tensor) for v in obj.values()):
@@ -594,6 +595,23 @@ def read_released_checkpoint(path) -> dict[str, Tensor]:
             raise ModelError(f"key {k} appears twice once 'module.' and '_orig_mod.' prefixes are removed", str(path))
         out[k] = v
     return out
+
+
+def _say_unused_ema(checkpoint: dict, entry: str, path) -> None:
+    """Warn that a checkpoint's EMA weights (an entry ``ema``, ``model_ema``, ``state_dict_ema``, ...: trainers keep
+    an exponential moving average of the weights beside them, often the better model) are not the ones imported:
+    ``entry``'s are. They were passed over in silence."""
+    import re
+
+    from ..errors import printable, warn
+
+    ema = [str(k) for k, v in checkpoint.items()
+           if k != entry and isinstance(v, dict) and re.search(r"(?:^|[^a-z])ema(?:$|[^a-z])", str(k).lower())]
+    if ema:
+        name = printable(str(path))
+        warn(f"{name}: also holds EMA weights ({', '.join(repr(k) for k in ema[:3])}), not imported: the "
+             f"{entry!r} entry is; to import them, save that entry as a file of its own (python -c \"import torch; "
+             f"torch.save(torch.load('{name}', weights_only=True)[{ema[0]!r}], 'ema.pth')\") and import that")
 
 
 def _read_safetensors(path) -> dict[str, Tensor] | None:
