@@ -553,6 +553,80 @@ def _escape_names_on_output() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The ``saicm`` command (``argv``: its arguments, default ``sys.argv[1:]``); returns the exit status. Called from
+    Python (a notebook, another tool), it leaves the process's standard streams and warning settings as it found
+    them (:func:`_process_settings_on`)."""
+    _process_settings_on()
+    try:
+        return _main(argv)
+    finally:
+        _process_settings_off()
+
+
+_settings_lock = threading.Lock()
+_settings_calls = 0  # main() calls running (threads of one process)
+_settings_saved: dict = {}
+
+
+def _process_settings_on() -> None:
+    """Record what a command changes in its process, before the first of the ``main()`` calls running at once:
+    standard error's and standard output's error handlers (:func:`_escape_names_on_output`), standard output's line
+    buffering (:func:`_line_buffered_stdout_if_stderr_shares_it`), ``sys.stderr`` itself (None: a stand-in), the
+    warning filters and format (:func:`saicm.errors.install_warning_format`). A notebook's ``saicm.cli.main([...])``
+    left them changed for the rest of the session (its output line-buffered, its DeprecationWarnings hidden)."""
+    import warnings
+
+    from . import errors
+
+    global _settings_calls
+    with _settings_lock:
+        _settings_calls += 1
+        if _settings_calls > 1:
+            return
+        streams = {}
+        for stream in (sys.stdout, sys.stderr):
+            if stream is not None and id(stream) not in streams:
+                streams[id(stream)] = (stream, getattr(stream, "errors", None), getattr(stream, "line_buffering", None))
+        _settings_saved.update(stdout=sys.stdout, stderr=sys.stderr, streams=list(streams.values()),
+                               filters=list(warnings.filters), formatwarning=warnings.formatwarning,
+                               flags=(errors._command_line, errors._parent_draws_bar))
+
+
+def _process_settings_off() -> None:
+    """Put back what :func:`_process_settings_on` recorded, when the last of the ``main()`` calls running ends."""
+    import warnings
+
+    from . import errors
+
+    global _settings_calls
+    with _settings_lock:
+        _settings_calls -= 1
+        if _settings_calls:
+            return
+        saved = dict(_settings_saved)
+        _settings_saved.clear()
+        if sys.stderr is not saved["stderr"]:  # (the stand-in for a closed standard error)
+            stand_in, sys.stderr = sys.stderr, saved["stderr"]
+            try:
+                stand_in.close()
+            except (AttributeError, OSError):
+                pass
+        for stream, errors_was, line_buffering_was in saved["streams"]:
+            try:
+                if errors_was is not None and stream.errors != errors_was:
+                    stream.reconfigure(errors=errors_was)
+                if line_buffering_was is not None and stream.line_buffering != line_buffering_was:
+                    stream.reconfigure(line_buffering=line_buffering_was)
+            except (AttributeError, ValueError, OSError):  # (closed meanwhile, or not a stream that reconfigures)
+                pass
+        warnings.filters[:] = saved["filters"]
+        if hasattr(warnings, "_filters_mutated"):  # (the C module's cache of the filters)
+            warnings._filters_mutated()
+        warnings.formatwarning = saved["formatwarning"]
+        errors._command_line, errors._parent_draws_bar = saved["flags"]
+
+
+def _main(argv: list[str] | None) -> int:
     from ._fs import reserve_standard_descriptors
     from .errors import SaicmError
 

@@ -2219,3 +2219,32 @@ def test_a_stage_meter_times_each_stage_from_its_own_start_and_draws_one_bar(mon
         meter("analysis", 1, 6, "tile")
         assert meter.bar is None
     assert capsys.readouterr().err == ""
+
+
+_SETTINGS_AFTER_MAIN = """
+import sys, warnings
+def state():
+    return (sys.stdout.line_buffering, sys.stdout.errors, sys.stderr.errors, len(warnings.filters),
+            warnings.formatwarning.__module__)
+before = state()
+from saicm.cli import main
+import saicm.errors
+assert main(["models", "--json"]) == 0
+after = state()
+sys.stdout.flush()
+sys.stderr.write(repr((before, after, saicm.errors._command_line)) + "\\n")
+"""
+
+
+def test_main_called_from_python_leaves_the_streams_and_warnings_as_it_found_them(tmp_path):
+    """saicm.cli.main() called from Python (a notebook, another tool) left standard output line-buffered (its
+    standard error shares the file here, as a notebook's log or ``2>&1`` does), both streams' error handlers
+    reconfigured, Deprecation- and FutureWarnings hidden and warnings formatted as saicm's for the rest of the
+    session."""
+    log = tmp_path / "both.log"
+    with open(log, "w") as both:
+        subprocess.run([sys.executable, "-c", _SETTINGS_AFTER_MAIN], stdout=both, stderr=both, check=True,
+                       timeout=120, env=dict(os.environ, PYTHONIOENCODING="utf-8:strict"))
+    before, after, command_line = eval(log.read_text().splitlines()[-1])
+    assert before[:3] == (False, "strict", "backslashreplace")  # (each of them changed by main while it runs)
+    assert after == before and command_line is False, (before, after)
