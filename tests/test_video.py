@@ -1399,3 +1399,23 @@ def test_the_nerv_loss_of_frames_under_the_ssim_window_is_quiet_and_unchanged():
             w.clear()
             assert torch.equal(fn(x, y), expect)
         assert (said > 0) == (shape[2] < 11) and not w
+
+
+@pytest.mark.parametrize("failure", [
+    MemoryError("Unable to allocate 1006. MiB for an array with shape (795, 576, 768, 3) and data type uint8"),
+    RuntimeError("[enforce fail at alloc_cpu.cpp:127] err == 0. DefaultCPUAllocator: can't allocate memory: you tried "
+                 "to allocate 70368744177664 bytes. Error code 12 (Cannot allocate memory)"),
+    RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB"),
+])
+def test_an_encode_out_of_memory_is_one_line_saying_what_to_reduce(failure, tmp_path, capsys, monkeypatch):
+    """`saicm video encode` of a long clip at its full size (795 frames of 768x576 in 5 GB) ended in a traceback
+    of NumPy's or PyTorch's allocator; one line now, with the options that hold less at once."""
+    def encode(*args, **kwargs):
+        raise failure
+
+    monkeypatch.setattr(api, "encode", encode)
+    _one_line_error(capsys, ["video", "encode", tmp_path / "clip.mkv", "-o", tmp_path / "c.saicmv"],
+                    "out of memory encoding the clip (")
+    monkeypatch.setattr(api, "encode", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("a bug")))
+    with pytest.raises(RuntimeError, match="a bug"):  # (any other error is not said as memory)
+        main(["video", "encode", str(tmp_path / "clip.mkv"), "-o", str(tmp_path / "c.saicmv")])

@@ -30,6 +30,14 @@ def cmd_encode(a: argparse.Namespace) -> int:
             raise KeyboardInterrupt(f"interrupted: the encode's last checkpoint is {ckpt}; go on with the same "
                                     "command and --resume") from None
         raise
+    except (MemoryError, RuntimeError) as e:
+        if not _out_of_memory(e):
+            raise
+        # (a clip of 795 frames at 768x576 read into 5 GB: NumPy's _ArrayMemoryError, a traceback of ten frames)
+        from ..errors import SaicmError
+
+        raise SaicmError(f"out of memory encoding the clip ({str(e).strip()[:120]}): reduce the frames held at once "
+                         "(--frames A:B, fewer), their size (--size WxH) or --batch, or a smaller --preset") from None
     i = r.info
     if i.get("rank"):  # torchrun: rank 0 reports
         return 0
@@ -40,6 +48,13 @@ def cmd_encode(a: argparse.Namespace) -> int:
           f"{i['parameters']:,} "
           f"parameters, {i['nonzero'] / max(i['parameters'], 1):.0%} non-zero; {i['seconds']:.0f} s)")
     return 0
+
+
+def _out_of_memory(e: BaseException) -> bool:
+    """Whether ``e`` is an allocation that failed: NumPy's or Python's MemoryError, PyTorch's allocators' (CPU:
+    "DefaultCPUAllocator: can't allocate memory", a RuntimeError; CUDA, MPS: "out of memory")."""
+    text = str(e)
+    return isinstance(e, MemoryError) or "can't allocate memory" in text or "out of memory" in text.lower()
 
 
 def cmd_decode(a: argparse.Namespace) -> int:
