@@ -446,7 +446,7 @@ def _describe(data: bytes) -> dict:
     from ..video.bitstream import is_video_stream
 
     if is_video_stream(data):  # a NeRV clip
-        from ..video.api import describe as describe_video
+        from ..video.bitstream import describe as describe_video  # (no PyTorch: a header)
 
         return describe_video(data)
     if data[: len(container.HUMAN_MAGIC)] == container.HUMAN_MAGIC:  # a segment cut off to be sent later
@@ -461,7 +461,7 @@ def _describe(data: bytes) -> dict:
     s = container.unpack(machine)
     h = s.header
     out = {
-        # which of saicm's files: "saicm", "saicm-two-layer" or (saicm.video.api.describe) "saicmv"
+        # which of saicm's files: "saicm", "saicm-two-layer" or (saicm.video.bitstream.describe) "saicmv"
         "file_type": "saicm" if human is None else "saicm-two-layer",
         "format_version": h.version,
         "model": h.model,

@@ -10,7 +10,8 @@
     saicm.video.describe(open("clip.saicmv", "rb").read())                        # the header as a dict
 
 Modules: ``io`` (clips in and out through ffmpeg), ``nerv`` (the network,
-presets, configuration checks, rendering), ``train`` (the NeRV / SA-NeRV loss,
+rendering; its presets and configuration checks in ``nerv_config``, without
+PyTorch, as HNeRV's in ``hnerv_config``), ``train`` (the NeRV / SA-NeRV loss,
 stages, checkpoints, divergence guard), ``compress`` (pruning, per-channel
 quantisation, entropy coding of the weights), ``bitstream`` (the ``.saicmv``
 format), ``api`` (encode/decode), ``codecs`` and ``evaluate`` (``saicm eval``
@@ -26,7 +27,7 @@ _API = {
     "encode": ("saicm.video.api", "encode"),
     "decode": ("saicm.video.api", "decode"),
     "decode_file": ("saicm.video.api", "decode_file"),
-    "describe": ("saicm.video.api", "describe"),
+    "describe": ("saicm.video.bitstream", "describe"),  # (a header: no PyTorch)
     "read_clip": ("saicm.video.io", "read_clip"),
     "Clip": ("saicm.video.io", "Clip"),  # frames in memory with their fps: Clip(frames, fps=12.5)
 }
@@ -35,7 +36,8 @@ __all__ = sorted(_API)
 
 if TYPE_CHECKING:  # what type checkers see (py.typed): the names of _API, typed (a test keeps them equal)
     # (``X as X``: exported under mypy --strict, whose --no-implicit-reexport reads no computed __all__)
-    from .api import decode as decode, decode_file as decode_file, describe as describe, encode as encode
+    from .api import decode as decode, decode_file as decode_file, encode as encode
+    from .bitstream import describe as describe
     from .io import Clip as Clip, read_clip as read_clip
 else:
     __getattr__ = lazy_getattr("saicm.video", _API, globals())

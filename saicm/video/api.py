@@ -29,6 +29,7 @@ from ..codec.image_io import names_media_file
 from ..device import keeps_callers_random_state
 from ..errors import ArgumentError, FormatError, SaicmError, naming
 from . import archs, bitstream, compress, nerv
+from .bitstream import describe  # noqa: F401  (saicm.video.describe: no PyTorch, it reads a header)
 from .io import FRAME_PATTERN, Clip, frame_index, read_clip
 from .train import FitReport, FitSettings, fit
 
@@ -376,41 +377,3 @@ def decode_file(src: str | os.PathLike, dst: str | os.PathLike, max_pixels: int 
             what = "frames"
     return {"frames": h.frames, "width": h.width, "height": h.height, "fps": str(h.fps), "first": h.first,
             "output": what, "seconds": time.perf_counter() - t0, "bytes": len(data)}
-
-
-def describe(data: CodedLike) -> dict:
-    """Header fields and sizes of a ``.saicmv`` file (its bytes, its path or a binary file object), without
-    decoding the weights."""
-    from ..codec.container import coded_input
-
-    data, path = coded_input(data, ".saicmv file")
-    with naming(path):
-        return _describe(data)
-
-
-def _describe(data: bytes) -> dict:
-    stream = bitstream.unpack(data, max_pixels=1 << 62)
-    h = stream.header
-    params, macs = archs.count(h.arch, h.config, h.frames)
-    return {
-        "file_type": "saicmv",  # as .saicm files say theirs (saicm.codec.pipeline.describe)
-        "format_version": h.version,
-        "format": f".saicmv version {h.version}",
-        "architecture": h.arch,
-        "preset": h.meta.get("preset"),
-        "loss": h.meta.get("loss"),
-        "frames": h.frames,
-        "first_frame": h.first,
-        "width": h.width,
-        "height": h.height,
-        "fps": str(h.fps),
-        "parameters": params,
-        "macs_per_frame": macs,
-        "bits": h.bits,
-        "coder": bitstream.CODERS[h.coder],
-        "config": h.config,
-        "steps_bytes": 2 * int(stream.steps.size),
-        "weights_bytes": len(stream.symbols),
-        "file_bytes": len(data),
-        "bpp": 8.0 * len(data) / (h.width * h.height * h.frames),
-    }

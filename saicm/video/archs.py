@@ -33,21 +33,35 @@ def module(arch: str, *, from_file: bool = False) -> ModuleType:
     raise err(f"unknown architecture {str(arch)[:40]!r} (this saicm knows: {', '.join(NAMES)})")
 
 
+def config_module(arch: str, *, from_file: bool = False) -> ModuleType:
+    """The module of ``arch``'s configurations, checks, counts and layout, without PyTorch (``saicm info`` of a
+    ``.saicmv`` file, which reads a header: it imported PyTorch for it)."""
+    if arch == "nerv":
+        from . import nerv_config
+
+        return nerv_config
+    if arch == "hnerv":
+        from . import hnerv_config
+
+        return hnerv_config
+    return module(arch, from_file=from_file)  # (raises: unknown)
+
+
 def make_config(arch: str, preset, height: int, width: int) -> dict:
-    return module(arch).make_config(preset, height, width)
+    return config_module(arch).make_config(preset, height, width)
 
 
 def check_config(arch: str, cfg, height: int, width: int, frames: int) -> dict:
-    return module(arch, from_file=True).check_config(cfg, height, width, frames)
+    return config_module(arch, from_file=True).check_config(cfg, height, width, frames)
 
 
 def param_layout(arch: str, cfg: dict, frames: int) -> list[tuple[str, tuple[int, ...], int]]:
-    return module(arch).param_layout(cfg, frames)
+    return config_module(arch).param_layout(cfg, frames)
 
 
 def count(arch: str, cfg: dict, frames: int) -> tuple[int, int]:
     """(parameters the file stores, multiply-adds per frame)."""
-    return module(arch).count(cfg, frames)
+    return config_module(arch).count(cfg, frames)
 
 
 def build(arch: str, cfg: dict, frames: int, *, training: bool = False):

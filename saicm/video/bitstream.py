@@ -60,7 +60,7 @@ from fractions import Fraction
 
 import numpy as np
 
-from ..codec.container import ByteReader, check_start
+from ..codec.container import ByteReader, CodedLike, check_start
 from ..errors import FormatError
 
 MAGIC = b"SAICV"
@@ -205,3 +205,44 @@ def unpack(data: bytes, max_pixels: int | None = None) -> VideoStream:
     if r.pos != len(r.data):
         raise FormatError("corrupt header (lengths do not match the payload)")
     return VideoStream(header=header, steps=steps, symbols=symbols)
+
+
+def describe(data: CodedLike) -> dict:
+    """Header fields and sizes of a ``.saicmv`` file (its bytes, its path or a binary file object), without
+    decoding the weights, nor importing PyTorch (``saicm info``: it took seconds for a header)."""
+    from ..codec.container import coded_input
+    from ..errors import naming
+
+    data, path = coded_input(data, ".saicmv file")
+    with naming(path):
+        return _describe(data)
+
+
+def _describe(data: bytes) -> dict:
+    stream = unpack(data, max_pixels=1 << 62)
+    h = stream.header
+    from .archs import count
+
+    params, macs = count(h.arch, h.config, h.frames)
+    return {
+        "file_type": "saicmv",  # as .saicm files say theirs (saicm.codec.pipeline.describe)
+        "format_version": h.version,
+        "format": f".saicmv version {h.version}",
+        "architecture": h.arch,
+        "preset": h.meta.get("preset"),
+        "loss": h.meta.get("loss"),
+        "frames": h.frames,
+        "first_frame": h.first,
+        "width": h.width,
+        "height": h.height,
+        "fps": str(h.fps),
+        "parameters": params,
+        "macs_per_frame": macs,
+        "bits": h.bits,
+        "coder": CODERS[h.coder],
+        "config": h.config,
+        "steps_bytes": 2 * int(stream.steps.size),
+        "weights_bytes": len(stream.symbols),
+        "file_bytes": len(data),
+        "bpp": 8.0 * len(data) / (h.width * h.height * h.frames),
+    }
