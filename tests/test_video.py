@@ -1450,3 +1450,18 @@ def test_info_of_a_clip_reads_its_header_without_pytorch(arch, tmp_path):
     described, loaded = r.stdout.rsplit("\n[", 1)
     assert json.loads(described)["architecture"] == arch and json.loads(described)["parameters"] > 0
     assert loaded.strip() == "]", loaded  # (none of them imported)
+
+
+def test_an_eval_encode_with_a_cache_checkpoint_says_no_resume_note(tmp_path):
+    """saicm eval's clip codecs checkpoint each encode in the cache and go on from one left by a killed run: a fresh
+    encode is no --resume of the user's, and says nothing of a checkpoint that is not there."""
+    import warnings
+
+    from saicm.errors import SaicmWarning
+    from saicm.eval.codecs import get_codec
+    from saicm.video.io import Clip
+
+    codec = get_codec("nerv:xs,epochs=1,qat=0")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", SaicmWarning)
+        assert codec.encode(Clip(synthetic_clip(2), fps=25), 1, checkpoint=tmp_path / "x.ckpt")

@@ -39,6 +39,7 @@ any image codec (``jpeg``, ``webp``, ``avif``, ``hevc``, ``vvc``, a saicm model)
 from __future__ import annotations
 
 import hashlib
+import os
 import struct
 import numpy as np
 
@@ -145,7 +146,10 @@ class NeRVCodec(VideoCodec):
         r = encode(clip, preset=self._preset(quality), arch=self.arch, loss=self.loss, masks=self._masks(clip),
                    epochs=o.get("epochs"), lr=o.get("lr"), prune=o.get("prune"), qat_epochs=o.get("qat"),
                    bits=o.get("bits"), seed=o.get("seed", 0), edge_weight=o.get("weight"), beta=o.get("beta"),
-                   checkpoint=checkpoint, resume=checkpoint is not None, progress=self.progress)
+                   checkpoint=checkpoint, progress=self.progress,
+                   # (resumed when there is one: resume=True of none says "no checkpoint" in a warning, which is the
+                   # user's --resume's, not a cache's every fresh encode's)
+                   resume=checkpoint is not None and os.path.exists(checkpoint))
         self.last_report = r.report
         return r.data
 
