@@ -97,3 +97,25 @@ def test_a_callers_file_object_is_left_open(tmp_path, tiny_model):
             assert not fp.closed
             fp.seek(0)
             assert fp.read() == buf.getvalue()
+
+
+def test_a_coded_file_object_is_read_from_where_it_is_and_one_at_its_end_is_told_to_seek(tiny_model):
+    """decompress, describe, strip and the video decoders read a file object from where it is (np.load's and
+    torch.load's rule: a coded file inside a file of one's own is read at its offset); a BytesIO just written to,
+    at its end, was "an empty file" with no word of where it was read."""
+    import io
+
+    data = saicm.compress(natural_image(20, 30), model=tiny_model, quality=1)
+    f = io.BytesIO(b"MY-CONTAINER" + data)
+    f.seek(12)
+    assert saicm.decompress(f, model=tiny_model).size == (30, 20)  # read at its offset, not from byte 0
+    f = io.BytesIO()
+    f.write(data)
+    for fn in (lambda g: saicm.decompress(g, model=tiny_model), saicm.describe, saicm.strip, saicm.video.describe):
+        with pytest.raises(saicm.FormatError, match=rf"at its end \(byte {len(data):,}\).*seek\(0\)"):
+            fn(f)
+    f.seek(0)
+    assert saicm.describe(f)["file_bytes"] == len(data)
+    with pytest.raises(saicm.FormatError, match="empty") as e:  # an empty one is still empty
+        saicm.decompress(io.BytesIO(), model=tiny_model)
+    assert "seek" not in str(e.value)

@@ -470,10 +470,23 @@ def coded_input(data: CodedLike, what: str = ".saicm file") -> tuple[bytes, str 
             from ..errors import SaicmError
 
             raise SaicmError(f"cannot read the {what} ({e.strerror or e})") from None
+        if not got and _position(data):  # (a BytesIO just written to: "empty" said nothing of where it was read)
+            raise FormatError(f"the file object given as the {what} is at its end (byte {_position(data):,}): it is "
+                              "read from where it is, so seek(0) first (an image for saicm.compress is read from "
+                              "byte 0, as Pillow reads it)")
         if isinstance(got, (bytes, bytearray)):
             return bytes(got), getattr(data, "name", None) if isinstance(getattr(data, "name", None), str) else None
         raise FormatError(f"the {what} was opened in text mode: open it with 'rb'")
     raise FormatError(f"expected the bytes of a {what}, its path or a binary file object, not {type(data).__name__}")
+
+
+def _position(f) -> int:
+    """Where a caller's file object is (0 when it cannot say)."""
+    try:
+        at = f.tell() if getattr(f, "seekable", lambda: False)() else 0
+    except (OSError, ValueError):
+        return 0
+    return at if isinstance(at, int) else 0
 
 
 #: what the image decoder says of a NeRV clip
