@@ -178,9 +178,11 @@ def test_a_folder_jobs_workers_are_bounded_by_the_cpus_and_oversubscription_is_s
     import io
 
     from saicm.codec import batch
+    from saicm.engine import parallel
 
     monkeypatch.delenv("SAICM_THREADS", raising=False)
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0}, raising=False)  # one CPU
+    monkeypatch.setattr(parallel, "cgroup_memory_limit", lambda *a: None)  # (a CI container's: the next test)
     jobs = [batch.Job(tmp_path / f"{i}.png", tmp_path / f"{i}.saicm") for i in range(8)]
     err = io.StringIO()
     outcomes = batch.run(_its_pid, jobs, workers=1000, progress=False, errors=err)
@@ -197,6 +199,41 @@ def test_a_folder_jobs_workers_are_bounded_by_the_cpus_and_oversubscription_is_s
     monkeypatch.setenv("SAICM_THREADS", "2")
     assert batch._bounded_workers(2, 10, lines.append) == 2 and "no faster than --jobs 1" in lines.pop()
 
+
+
+def test_a_folder_jobs_workers_are_bounded_by_the_cgroups_memory_limit(tmp_path, monkeypatch):
+    """`--jobs 4` in a container of 900 MB started four workers, each needing about 0.8 GB for a 12 MP photo: the
+    kernel's OOM killer killed them in turn and two of four photos were not written, where the CPU quota was heeded
+    and the memory limit was not. Workers are now one per WORKER_MEMORY of the limit, said in a warning."""
+    import io
+
+    from saicm.codec import batch
+    from saicm.engine import parallel
+
+    monkeypatch.delenv("SAICM_THREADS", raising=False)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2, 3}, raising=False)  # four CPUs
+    monkeypatch.setattr(parallel, "cgroup_cpu_limit", lambda *a: None)
+    monkeypatch.setattr(batch, "WORKER_MEMORY", 1 << 20)  # (a small budget: the test needs no gigabytes)
+    monkeypatch.setattr(parallel, "cgroup_memory_limit", lambda *a: (2 << 20) + 4096)  # room for two workers
+    lines = []
+    assert batch._bounded_workers(4, 10, lines.append) == 2
+    said = lines.pop()
+    assert "--jobs 4 in a memory limit of" in said and ": 2 worker processes, each of which may need" in said
+    assert not lines
+    monkeypatch.setattr(parallel, "cgroup_memory_limit", lambda *a: 1 << 19)  # below one worker's: one, not none
+    assert batch._bounded_workers(4, 10, lines.append) == 1 and ": 1 worker process, each" in lines.pop()
+    monkeypatch.setattr(parallel, "cgroup_memory_limit", lambda *a: None)  # no limit: the CPUs' bound alone
+    assert batch._bounded_workers(4, 10, lines.append) == 4 and not lines
+    monkeypatch.setattr(parallel, "cgroup_memory_limit", lambda *a: 64 << 20)  # a limit with room: said nothing
+    assert batch._bounded_workers(4, 10, lines.append) == 4 and not lines
+
+    monkeypatch.setattr(parallel, "cgroup_memory_limit", lambda *a: (2 << 20) + 4096)
+    jobs = [batch.Job(tmp_path / f"{i}.png", tmp_path / f"{i}.saicm") for i in range(4)]
+    err = io.StringIO()
+    outcomes = batch.run(_its_pid, jobs, workers=4, progress=False, errors=err)
+    assert [o.error for o in outcomes] == [None] * 4
+    assert len({o.info["pid"] for o in outcomes}) <= 2
+    assert err.getvalue().count("saicm: warning:") == 1 and "in a memory limit of" in err.getvalue()
 
 def test_a_mask_folder_resumes_the_lines_of_any_system(tmp_path):
     """Manifest lines name images with '/' on every system; lines a Windows run wrote with backslashes are read as

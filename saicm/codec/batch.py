@@ -276,15 +276,31 @@ def _worker_threads(workers: int) -> int:
     return max(1, usable_cpus() // workers)
 
 
+#: the memory a folder job's worker process is counted to need, to bound ``--jobs`` by a cgroup's memory limit: a
+#: compress of a photo with the default model peaked at 0.32 / 0.71 / 1.13 GB resident for 1 / 12 / 48 MP (0.82 GB
+#: as a memory cgroup counts it at 12 MP) and, by docs/safety.md's table, 1.39 GB at 4.2 MP (coded whole); smaller
+#: images need less, two-layer models more. Too low a count only costs a killed worker: its file is tried again alone
+WORKER_MEMORY = 1 << 30
+
+
 def _bounded_workers(workers: int, files: int, say: Callable[[str], None]) -> int:
-    """The worker processes for ``--jobs workers`` on ``files`` files: at most one per file and four per CPU
-    (``--jobs 1000`` started a process per file, each holding its own model: hundreds of gigabytes); more of them
+    """The worker processes for ``--jobs workers`` on ``files`` files: at most one per file, four per CPU
+    (``--jobs 1000`` started a process per file, each holding its own model: hundreds of gigabytes) and one per
+    :data:`WORKER_MEMORY` of the cgroup's memory limit, where one is set (said when it lowers them); more of them
     than the CPUs can run at once (with their threads) is said: they share the cores, no faster, with more memory
     (``--jobs 16`` carried over from a large machine to a two-CPU container or batch slot said nothing)."""
-    from ..engine.parallel import usable_cpus
+    from ..engine.parallel import cgroup_memory_limit, usable_cpus
 
     cpus = usable_cpus()
     n = min(workers, files, 4 * cpus)
+    limit = cgroup_memory_limit()
+    fit = None if limit is None else max(1, limit // WORKER_MEMORY)
+    if fit is not None and n > fit:  # (--jobs 4 in a 900 MB container: four workers of 0.8 GB, killed
+        # in turn by the OOM killer, and two of four 12 MP photos not written)
+        say(f"--jobs {workers} in a memory limit of {limit / 2**30:.1f} GB (the cgroup's: a container's, a "
+            f"scheduler's, systemd's MemoryMax): {fit} worker process{'es' * (fit > 1)}, each of which may need "
+            f"about {WORKER_MEMORY / 2**30:.0f} GB (its model and a large image)")
+        n = fit
     threads = _worker_threads(n)
     if n * threads > cpus:
         say(f"--jobs {workers} on {cpus} CPU{'s' * (cpus > 1)}: {n} worker processes of {threads} thread"

@@ -92,6 +92,21 @@ def cgroup_cpu_limit(proc: str = "/proc/self/cgroup", root: str = "/sys/fs/cgrou
     return min(limits) if limits else None
 
 
+
+def cgroup_memory_limit(proc: str | Path = "/proc/self/cgroup", root: str | Path = "/sys/fs/cgroup") -> int | None:
+    """The lowest memory limit set on this process's cgroup or on a group above it (cgroup v2 ``memory.max``, v1
+    ``memory.limit_in_bytes``), or None where there is none or nothing can be read (not Linux). The physical memory
+    is that of the whole machine, not what a container or a scheduler's job may use."""
+    limits = []
+    for v2, folder in cgroup_folders("memory", proc, root):
+        try:
+            value = (folder / ("memory.max" if v2 else "memory.limit_in_bytes")).read_text().strip()
+        except OSError:
+            continue
+        if value.isdigit():  # ("max": none)
+            limits.append(int(value))
+    return min(limits) if limits else None
+
 #: the values of $SAICM_THREADS already said to be ignored (each once per process)
 _said_ignored: set[str] = set()
 

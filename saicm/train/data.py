@@ -25,6 +25,7 @@ from tqdm import tqdm
 from .._fs import input_files
 from .._progress import StatusLines, bar_disable
 from ..codec.image_io import is_image_file, read_without_limit_option
+from ..engine.parallel import cgroup_memory_limit  # (where it lives: folder jobs read it too)
 from ..errors import ImageError, SaicmError
 from ..masks.job import load_mask, mask_name_clash, mask_path
 
@@ -64,23 +65,6 @@ def image_memory() -> int:
     except ValueError:
         local = 1
     return max(0, total // 2 // local)
-
-
-def cgroup_memory_limit(proc: str | Path = "/proc/self/cgroup", root: str | Path = "/sys/fs/cgroup") -> int | None:
-    """The lowest memory limit set on this process's cgroup or on a group above it (cgroup v2 ``memory.max``, v1
-    ``memory.limit_in_bytes``), or None where there is none or nothing can be read (not Linux). The physical memory
-    is that of the whole machine, not what a container or a scheduler's job may use."""
-    from ..engine.parallel import cgroup_folders
-
-    limits = []
-    for v2, folder in cgroup_folders("memory", proc, root):
-        try:
-            value = (folder / ("memory.max" if v2 else "memory.limit_in_bytes")).read_text().strip()
-        except OSError:
-            continue
-        if value.isdigit():  # ("max": none)
-            limits.append(int(value))
-    return min(limits) if limits else None
 
 
 class RandomCrops(Dataset):
