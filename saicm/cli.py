@@ -672,6 +672,9 @@ def _main(argv: list[str] | None) -> int:
             raise
         print(f"saicm: error: {missing}", file=sys.stderr)
         return missing.exit_code
+    except MemoryError as e:  # (eval under `ulimit -v 4G`: onnxruntime's failed allocation was a 20-line traceback)
+        print(f"saicm: error: {_out_of_memory(e)}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt as e:
         if not getattr(e, "quiet", False):  # (a training run's other ranks: rank 0 says it)
             print(f"saicm: {e.args[0] if e.args else 'interrupted'}", file=sys.stderr)  # (training: where to go on)
@@ -694,6 +697,29 @@ def _main(argv: list[str] | None) -> int:
         return 2
     finally:
         _checked_stdout_off()
+
+
+def _out_of_memory(e: MemoryError) -> str:
+    """One line for a command that ran out of memory, naming the limit that applies to this process where one is
+    set (``ulimit -v``; a container's, a scheduler's or systemd's memory cgroup)."""
+    limits = []
+    try:
+        import resource
+
+        soft = resource.getrlimit(resource.RLIMIT_AS)[0]
+        if soft != resource.RLIM_INFINITY:
+            limits.append(f"an address-space limit of {soft / 2**30:.1f} GB (ulimit -v)")
+    except (ImportError, OSError, ValueError):  # (Windows)
+        pass
+    from .engine.parallel import cgroup_memory_limit
+
+    cgroup = cgroup_memory_limit()
+    if cgroup is not None and cgroup < 1 << 50:  # (cgroup v1's "no limit" is a number near 2**63)
+        limits.append(f"a memory limit of {cgroup / 2**30:.1f} GB (the cgroup's)")
+    text = str(e)
+    said = f" ({text})" if text and len(text) <= 80 and "\n" not in text else ""  # (not onnxruntime's 200 characters)
+    where = f" within {' and '.join(limits)}" if limits else ""
+    return f"out of memory{where}{said}: run it with more memory, or on fewer or smaller images"
 
 
 def _discard_messages_if_stderr_closed() -> None:

@@ -2248,3 +2248,30 @@ def test_main_called_from_python_leaves_the_streams_and_warnings_as_it_found_the
     before, after, command_line = eval(log.read_text().splitlines()[-1])
     assert before[:3] == (False, "strict", "backslashreplace")  # (each of them changed by main while it runs)
     assert after == before and command_line is False, (before, after)
+
+
+def test_a_command_out_of_memory_is_one_line_naming_the_limit(monkeypatch, capsys):
+    """`saicm eval` under `ulimit -v 4G` ended in a 20-line MemoryError traceback (onnxruntime's failed allocation,
+    exit 1): a command out of memory is now one line naming the limits that apply, exit 2."""
+    import resource
+
+    from saicm import cli
+    from saicm.engine import parallel
+
+    def out_of_memory(args):
+        raise MemoryError("onnxruntime: failed to allocate")
+
+    monkeypatch.setattr(cli, "cmd_models", out_of_memory)
+    monkeypatch.setattr(parallel, "cgroup_memory_limit", lambda *a: 900 << 20)
+    monkeypatch.setattr(resource, "getrlimit", lambda which: (4000 << 20, resource.RLIM_INFINITY))
+    assert cli.main(["models"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert err.startswith("saicm: error: out of memory within an address-space limit of 3.9 GB (ulimit -v) and a "
+                          "memory limit of 0.9 GB (the cgroup's) (onnxruntime: failed to allocate)")
+
+    monkeypatch.setattr(parallel, "cgroup_memory_limit", lambda *a: None)  # no limit known: still one line
+    monkeypatch.setattr(resource, "getrlimit", lambda which: (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
+    assert cli.main(["models"]) == 2
+    assert capsys.readouterr().err == ("saicm: error: out of memory (onnxruntime: failed to allocate): run it with "
+                                       "more memory, or on fewer or smaller images\n")
