@@ -122,6 +122,8 @@ def _open(src: ImageLike, max_pixels: int | None = None) -> tuple[Image.Image, s
             if low is not None:
                 try:
                     src.load()
+                except MemoryError:  # (too large for the memory left: the caller says so, not 'cannot read image')
+                    raise
                 except Exception as e:  # (a damaged file, as _pillow_open says it)
                     raise ImageError(f"cannot read image ({e.__class__.__name__}: {e})") from None
                 return _with_wide_key(src, low, close=False), None  # (the caller's image: left open)
@@ -276,6 +278,8 @@ def _pillow_open(fp, path: str | None, max_pixels: int | None) -> Image.Image:
             except OversizedImage as e:
                 raise OversizedImage(e.said, path, e.limit) from None
         raise OversizedImage(f"the image holds more than the limit of {limit:,} pixels", path, limit) from None
+    except MemoryError:  # (too large for the memory left: the caller says so, not 'cannot read image')
+        raise
     except Exception as e:  # a damaged file: Pillow's plugins raise many kinds (AVIF: RuntimeError)
         raise ImageError(f"cannot read image ({e.__class__.__name__}: {e})", path) from None
     return img
@@ -487,6 +491,8 @@ def load_image(src: ImageLike, max_pixels: int | None = None) -> RGBImage:
     try:
         return _rgb_image(img, path)
     except ImageError:
+        raise
+    except MemoryError:  # (too large for the memory left: the caller says so, not 'cannot read image')
         raise
     except Exception as e:  # Pillow failing on a damaged file, or on a PIL image it cannot convert (closed…)
         raise ImageError(f"cannot read image ({e.__class__.__name__}: {e})", path) from None

@@ -327,6 +327,9 @@ def _run(src: Path, out: Path, files: list[Path], spec: MaskSpec, make: Callable
             except SaicmError as e:
                 failures.append(str(e))
                 continue
+            except MemoryError:  # one huge image must not end the folder (a compress job goes on alike)
+                failures.append(f"{f}: out of memory making its mask")
+                continue
             mask = result if spec.kind == "objects" else segment_edges(result, spec.edge_method, 1)
             if spec.edge_width > 1:
                 from .edges import dilate

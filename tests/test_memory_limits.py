@@ -1,0 +1,48 @@
+"""Running out of memory (``ulimit -v``, a container's limit) is said as such, in one line, and a folder job goes
+on; no test here needs more than a few kilobytes (the failures are raised by monkeypatching)."""
+
+from __future__ import annotations
+
+import numpy as np
+from PIL import Image, ImageFile
+
+
+def test_an_image_too_large_for_the_memory_left_is_out_of_memory_not_unreadable(tmp_path, monkeypatch, capsys):
+    """Under `ulimit -v 350M` a 12 MP photo's compress said "cannot read image (MemoryError: )", as of a damaged
+    file (which a user might delete): Pillow's failed allocation is now the job's "out of memory coding it"."""
+    from saicm import cli
+
+    src = tmp_path / "a.png"
+    Image.fromarray(np.full((16, 24, 3), 90, np.uint8)).save(src)
+
+    def load(self):
+        raise MemoryError()
+
+    monkeypatch.setattr(ImageFile.ImageFile, "load", load)
+    assert cli.main(["compress", str(src), "-o", str(tmp_path / "a.saicm"), "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert "out of memory coding it" in err and "cannot read image" not in err
+    assert not (tmp_path / "a.saicm").exists()
+
+
+def test_a_mask_folder_goes_on_past_an_image_too_large_for_the_memory(tmp_path):
+    """A MemoryError making one image's mask ended the whole masks job in a traceback; it is now that image's
+    failure (named), and the others' masks are written."""
+    from saicm.masks.job import MaskSpec, run_masks
+
+    src = tmp_path / "imgs"
+    src.mkdir()
+    for name in ("a.png", "big.png", "c.png"):
+        Image.fromarray(np.full((32, 48, 3), 90, np.uint8)).save(src / name)
+
+    def make(rgb, path):
+        if path.name == "big.png":
+            raise MemoryError()
+        m = np.zeros(rgb.shape[:2], np.int32)
+        m[8:24, 10:30] = 1
+        return m, 2
+
+    summary = run_masks(src, tmp_path / "masks", MaskSpec(source="regions", settings={}), make, progress=False)
+    assert summary["written"] == 2
+    assert len(summary["failed"]) == 1 and "big.png: out of memory making its mask" in summary["failed"][0]
+    assert (tmp_path / "masks" / "a.png").is_file() and not (tmp_path / "masks" / "big.png").exists()
