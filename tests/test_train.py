@@ -1724,3 +1724,41 @@ def test_training_from_python_leaves_the_callers_random_state_as_it_was(data_dir
         torch.manual_seed(1234), random.seed(1234), np.random.seed(1234)
         job()
         assert draw() == expected
+
+
+def test_an_image_read_as_drawn_that_changed_mid_run_keeps_the_steps_done(data_dir, tmp_path, monkeypatch):
+    """An image beyond the memory kept for images, changed (or gone) in the middle of a run, stopped it with the
+    steps since the last checkpoint lost (up to --ckpt-every: 200 by default) and no word of --resume. Now the steps
+    done are saved first, and with the file put back the resumed run ends as the run that was not stopped."""
+    import shutil
+
+    from saicm.errors import ImageError
+    from saicm.train import data as train_data
+    from saicm.train import trainer
+
+    d = tmp_path / "data"
+    shutil.copytree(data_dir, d)
+    monkeypatch.setattr(train_data, "image_memory", lambda: 0)  # every image read from its file when drawn
+    whole = train(tiny_cfg(d, tmp_path / "whole", steps=6, ckpt_every=100))
+    files = sorted(d.iterdir())
+    was = {f: f.read_bytes() for f in files}
+    real = trainer._lr_at
+
+    def touch_in_step_3(cfg, step):
+        if step == 2:
+            for f in files:  # (every one: whichever the next batch draws has changed)
+                f.write_bytes(was[f] + b"\0")
+        return real(cfg, step)
+
+    monkeypatch.setattr(trainer, "_lr_at", touch_in_step_3)
+    out = tmp_path / "cut"
+    with pytest.raises(ImageError, match=r"changed since the run began.*the run stopped before step 4, its "
+                                         r"checkpoint saved .*step 3\).*--resume"):
+        train(tiny_cfg(d, out, steps=6, ckpt_every=100))
+    assert torch.load(out / "checkpoint.pt", weights_only=False)["step"] == 3  # (no periodic checkpoint before)
+    monkeypatch.setattr(trainer, "_lr_at", real)
+    for f in files:
+        f.write_bytes(was[f])
+    resumed = train(tiny_cfg(d, out, steps=6, ckpt_every=100, resume=True))
+    a, b = saicm.load_model(whole)[0].state_dict(), saicm.load_model(resumed)[0].state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)

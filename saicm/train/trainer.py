@@ -33,7 +33,7 @@ from .._progress import bar_disable
 from .._signals import StopRequest
 from .._torchfile import load_data_only, save_atomic
 from ..device import cpu_has_native_bf16, keeps_callers_random_state, launcher, resolve_device, start_process_group
-from ..errors import SaicmError
+from ..errors import ImageError, SaicmError
 from ..models import build_architecture, save_model
 from ..models.registry import architecture_class
 from ..models.catalog import resolve
@@ -535,7 +535,21 @@ def _train(cfg: TrainConfig, locks: contextlib.ExitStack) -> Path:
                 if world > 1:
                     dist.barrier()  # the checkpoint is on disk before any rank says so
                 raise TrainingInterrupted(step, ckpt_path if step > 0 else None, quiet=rank > 0)
-            x, mask = next(loader)
+            drawn_from = _rng_states(1, device) if world == 1 else None  # (cheap: the generators' states)
+            try:
+                x, mask = next(loader)
+            except ImageError as e:  # an image read as drawn (beyond the memory kept) changed or went away
+                if world > 1:  # (the other ranks wait in this step's collectives: no checkpoint can be agreed)
+                    raise
+                # the steps done are kept (they were lost, up to --ckpt-every), saved with the random state from
+                # before this batch was drawn: with the file as it was, a resume goes on exactly
+                if saved_at < step:
+                    _save_checkpoint(ckpt_path, model, opt, aux_opt, step, cfg, drawn_from, sessions, (acc, n_acc))
+                    saved_at = step
+                raise ImageError(f"{e.message}; the run stopped before step {step + 1}" + (
+                    f", its checkpoint saved ({ckpt_path}, step {step}): put the file back as it was, or leave it out, "
+                    "and go on with the same command and --resume" if step > 0 else
+                    ": run the same command again once the file is back as it was, or left out"), e.path) from None
             x = x.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
             mask = mask.to(device, non_blocking=True)
             qidx = torch.randint(0, nq, (x.size(0),)).to(device)
