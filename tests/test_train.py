@@ -1762,3 +1762,34 @@ def test_an_image_read_as_drawn_that_changed_mid_run_keeps_the_steps_done(data_d
     resumed = train(tiny_cfg(d, out, steps=6, ckpt_every=100, resume=True))
     a, b = saicm.load_model(whole)[0].state_dict(), saicm.load_model(resumed)[0].state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_a_mask_folder_inside_or_given_as_the_training_folder_is_not_trained_on(tmp_path):
+    """`saicm masks photos -o photos/masks --preview` (the masks job allows its output inside its input) and then
+    `saicm train --data photos` trained on the masks and previews as photos: two thirds of the images, unsaid. The
+    mask folder given as --data trained on masks alone."""
+    import saicm.cli
+    from saicm.train.data import RandomCrops, list_images
+
+    d = tmp_path / "photos"
+    d.mkdir()
+    for i in range(3):
+        Image.fromarray(natural_image(40, 56, seed=i)).save(d / f"{i}.png")
+    assert saicm.cli.main(["masks", str(d), "-o", str(d / "masks"), "--source", "regions", "--preview",
+                           "--quiet"]) == 0
+    with pytest.warns(saicm.SaicmWarning, match=r"6 files of 1 mask folder \(masks.json\) inside the training data "
+                                                r"folder left out .*photos/masks"):
+        ds = RandomCrops(d, patch=32, progress=False)
+    assert [f.name for f in ds.files] == ["0.png", "1.png", "2.png"] and ds.fingerprint["images"] == 3
+    with pytest.warns(saicm.SaicmWarning, match="left out"):  # (with its own masks: every image has one)
+        assert len(RandomCrops(d, patch=32, masks=d / "masks", progress=False).images) == 3
+    with pytest.raises(saicm.SaicmError, match="is a mask folder .*give it as --masks"):
+        list_images(d / "masks")
+    own = tmp_path / "own"  # masks made otherwise, laid out as the docs say
+    own.mkdir()
+    Image.fromarray(np.zeros((40, 56), np.uint8)).save(own / "0.png")
+    (own / "masks.json").write_text('{"kind": "edges"}')
+    with pytest.raises(saicm.SaicmError, match="is a mask folder"):
+        list_images(own)
+    (own / "masks.json").write_text("not json")  # (not a mask folder's: the images are trained on)
+    assert list_images(own) == [own / "0.png"]
