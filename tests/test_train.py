@@ -1793,3 +1793,18 @@ def test_a_mask_folder_inside_or_given_as_the_training_folder_is_not_trained_on(
         list_images(own)
     (own / "masks.json").write_text("not json")  # (not a mask folder's: the images are trained on)
     assert list_images(own) == [own / "0.png"]
+
+
+def test_the_images_upscaled_to_the_patch_are_named_smallest_first(tmp_path):
+    """A 1x1 and a 10x500 image among photos were said as "2 of 5 training images are smaller than --patch": which
+    files (a thumbnail, a banner) became flat or smeared crops, the run did not say."""
+    import saicm.cli  # noqa: F401
+    from saicm.train.data import RandomCrops
+
+    for i in range(3):
+        Image.fromarray(natural_image(40, 40, seed=i)).save(tmp_path / f"{i}.png")
+    Image.fromarray(natural_image(500, 10, seed=7)).save(tmp_path / "banner.png")
+    Image.fromarray(np.full((1, 1, 3), 99, np.uint8)).save(tmp_path / "pixel.png")
+    with pytest.warns(saicm.SaicmWarning, match=r"2 of 5 training images are smaller than --patch 32 and are upscaled "
+                                                r"to it \(.*\): \S*pixel\.png \(1x1\), \S*banner\.png \(10x500\)$"):
+        RandomCrops(tmp_path, patch=32, progress=False)

@@ -134,7 +134,7 @@ class RandomCrops(Dataset):
         self.masks: list[np.ndarray | None] = []
         self._files: dict[int, tuple[Path, Path | None, Path, str, str | None]] = {}
         budget = image_memory() if memory is None else memory
-        small = 0
+        small: list[tuple[int, int, int, Path]] = []  # (short side, width, height, file) of those upscaled
         bad: list[str] = []  # (a scraped folder's damaged files: all named at once, not one per run)
         bar = tqdm(pairs, desc="loading images", disable=bar_disable(progress), unit="img")
         # off a terminal (nohup, `2> train.log`): a status line at most every LINE_SECONDS (reading a large folder
@@ -166,7 +166,8 @@ class RandomCrops(Dataset):
             if mask_digest is not None:
                 listing.update(f"\t{mask_digest}".encode())
             listing.update(b"\n")
-            small += min(rgb.shape[:2]) < patch
+            if min(rgb.shape[:2]) < patch:
+                small.append((min(rgb.shape[:2]), rgb.shape[1], rgb.shape[0], f))
             rgb, m = self._fit(rgb, m)
             size = rgb.nbytes + (m.nbytes if m is not None else 0)
             if size <= budget:
@@ -190,8 +191,12 @@ class RandomCrops(Dataset):
         if small:
             from ..errors import warn as saicm_warn
 
-            saicm_warn(f"{small} of {len(pairs)} training images are smaller than --patch {patch} and are "
-                       "upscaled to it (crops of them are not at the images' own scale)")
+            # (named, the smallest first: a 1x1 or 10x500 thumbnail among the photos became flat or smeared crops,
+            # and the count alone did not say which files to look at)
+            small.sort(key=lambda t: (t[0], str(t[3])))
+            saicm_warn(f"{len(small)} of {len(pairs)} training images are smaller than --patch {patch} and are "
+                       "upscaled to it (crops of them are not at the images' own scale): "
+                       + ", ".join(f"{f} ({w}x{h})" for _, w, h, f in small[:3]) + (" …" if len(small) > 3 else ""))
 
     @staticmethod
     def _load_mask(root: Path, mask_root: Path, f: Path) -> np.ndarray:
