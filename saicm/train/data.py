@@ -184,6 +184,9 @@ class RandomCrops(Dataset):
             raise ImageError(f"{len(bad)} of {len(pairs)} training images cannot be used"
                              f"{' (or their masks)' if any(m is not None for m in mask_roots) else ''}: "
                              + "; ".join(bad))
+        # how many images the run trains on, off a terminal too (the bar, on one, ends at the count; the status lines
+        # stopped at the last one said, "loading images: 1/12", or said nothing in a load under LINE_SECONDS)
+        lines.say(f"{len(pairs)} training images read", force=True)
         #: what the crops are drawn from, by content: the number of images and the SHA-256 of one line per image,
         #: in the order they are drawn by index (``FOLDER_INDEX\tRELATIVE/PATH\tSHA256_OF_FILE[\tSHA256_OF_MASK]``):
         #: the same folders give the same fingerprint wherever they are, one changed, added or renamed image another
