@@ -1809,3 +1809,21 @@ def test_the_images_upscaled_to_the_patch_are_named_smallest_first(tmp_path):
     with pytest.warns(saicm.SaicmWarning, match=r"2 of 5 training images are smaller than --patch 32 and are upscaled "
                                                 r"to it \(.*\): \S*pixel\.png \(1x1\), \S*banner\.png \(10x500\)$"):
         RandomCrops(tmp_path, patch=32, progress=False)
+
+
+def test_training_images_that_are_copies_of_another_are_named(tmp_path):
+    """A folder merged from two downloads held each photo twice: every copy was drawn as often as an image of its
+    own, unsaid (the data fingerprint had hashed every file)."""
+    import shutil
+
+    import saicm.cli  # noqa: F401
+    from saicm.train.data import RandomCrops
+
+    for i in range(3):
+        Image.fromarray(natural_image(40, 40, seed=i)).save(tmp_path / f"{i}.png")
+    (tmp_path / "again").mkdir()
+    shutil.copy(tmp_path / "1.png", tmp_path / "again" / "1.png")
+    with pytest.warns(saicm.SaicmWarning, match=r"1 of 4 training images are byte-for-byte copies of another .*: "
+                                                r"\S*again/1\.png = \S*/1\.png$"):
+        ds = RandomCrops(tmp_path, patch=32, progress=False)
+    assert len(ds.images) == 4  # (still trained on: a warning, not a refusal)

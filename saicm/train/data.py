@@ -134,6 +134,8 @@ class RandomCrops(Dataset):
         self.masks: list[np.ndarray | None] = []
         self._files: dict[int, tuple[Path, Path | None, Path, str, str | None]] = {}
         budget = image_memory() if memory is None else memory
+        first_of: dict[str, Path] = {}  # the first image of each content (by its file's SHA-256)
+        copies: list[tuple[Path, Path]] = []  # (an image, the earlier one it is a byte-for-byte copy of)
         small: list[tuple[int, int, int, Path]] = []  # (short side, width, height, file) of those upscaled
         bad: list[str] = []  # (a scraped folder's damaged files: all named at once, not one per run)
         bar = tqdm(pairs, desc="loading images", disable=bar_disable(progress), unit="img")
@@ -158,6 +160,10 @@ class RandomCrops(Dataset):
                 bad.append(str(e))
                 continue
             digest = _file_sha256(f)
+            if digest in first_of:
+                copies.append((f, first_of[digest]))
+            else:
+                first_of[digest] = f
             # (a name's bytes as on disk: one that is not UTF-8, or any non-ASCII name in an ASCII locale, holds
             # Python's U+DC80–U+DCFF, which .encode() refused: the run stopped in a traceback)
             line = f"{roots.index(r)}\t{f.relative_to(r).as_posix()}\t{digest}"
@@ -191,6 +197,13 @@ class RandomCrops(Dataset):
         #: in the order they are drawn by index (``FOLDER_INDEX\tRELATIVE/PATH\tSHA256_OF_FILE[\tSHA256_OF_MASK]``):
         #: the same folders give the same fingerprint wherever they are, one changed, added or renamed image another
         self.fingerprint = {"images": len(pairs), "sha256": listing.hexdigest()}
+        if copies:  # (a folder merged from two scrapes, or a photo copied beside itself: each copy drawn as often as
+            # an image of its own, in silence; the fingerprint hashed every file already)
+            from ..errors import warn as saicm_warn
+
+            saicm_warn(f"{len(copies)} of {len(pairs)} training images are byte-for-byte copies of another (each "
+                       "copy is drawn as often as an image of its own): "
+                       + ", ".join(f"{a} = {b}" for a, b in copies[:3]) + (" …" if len(copies) > 3 else ""))
         if small:
             from ..errors import warn as saicm_warn
 
