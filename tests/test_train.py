@@ -1827,3 +1827,29 @@ def test_training_images_that_are_copies_of_another_are_named(tmp_path):
                                                 r"\S*again/1\.png = \S*/1\.png$"):
         ds = RandomCrops(tmp_path, patch=32, progress=False)
     assert len(ds.images) == 4  # (still trained on: a warning, not a refusal)
+
+
+def test_an_image_replaced_since_its_mask_was_made_is_refused(tmp_path):
+    """An image replaced under its name by another of the same size (a renumbered frame, a re-download) was trained
+    with the mask of the image that was there, misaligned and unsaid, though the mask folder's manifest records what
+    each mask was made of (and `saicm masks` remakes such masks). A mask folder without manifests is trusted."""
+    import shutil
+
+    import saicm.cli
+    from saicm.errors import ImageError
+    from saicm.train.data import RandomCrops
+
+    d, m = tmp_path / "img", tmp_path / "msk"
+    d.mkdir()
+    for i in range(3):
+        Image.fromarray(natural_image(40, 56, seed=i)).save(d / f"{i}.png")
+    assert saicm.cli.main(["masks", str(d), "-o", str(m), "--source", "regions", "--quiet"]) == 0
+    assert len(RandomCrops(d, patch=32, masks=m, progress=False).images) == 3
+    shutil.copy(d / "2.png", d / "0.png")
+    with pytest.raises(ImageError, match=r"0\.png: its mask \(.*msk/0\.png\) was made of other bytes under this name"):
+        RandomCrops(d, patch=32, masks=m, progress=False)
+    for manifest in m.glob("manifest-*.jsonl"):  # (masks made otherwise: nothing to check them against)
+        manifest.unlink()
+    assert len(RandomCrops(d, patch=32, masks=m, progress=False).images) == 3
+    assert saicm.cli.main(["masks", str(d), "-o", str(m), "--source", "regions", "--quiet"]) == 0  # remade: trained
+    assert len(RandomCrops(d, patch=32, masks=m, progress=False).images) == 3

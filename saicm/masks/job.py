@@ -421,6 +421,13 @@ def _listed(out: Path) -> dict[str, set]:
     return names
 
 
+def made_of(out: str | Path) -> dict[str, set[str]]:
+    """The SHA-256s of the image files that the mask folder's manifests say each mask was made of, by the image's
+    relative path (``a/b.jpg``), for the images whose lines record one (saicm 0.31.0's do not): what training checks
+    its images against."""
+    return {n: {d for d, _ in pairs if d} for n, pairs in _listed(Path(out)).items() if any(d for d, _ in pairs)}
+
+
 def _image_version(path: Path) -> tuple[int, int, int, int] | None:
     """:func:`~saicm.models.catalog.file_version` of an image file (the same, its bytes are those hashed when its
     manifest line was written: a file replaced under its name, even with its modification time kept, moves its change

@@ -27,7 +27,7 @@ from .._progress import StatusLines, bar_disable
 from ..codec.image_io import is_image_file, read_without_limit_option
 from ..engine.parallel import cgroup_memory_limit  # (where it lives: folder jobs read it too)
 from ..errors import ImageError, SaicmError
-from ..masks.job import load_mask, mask_name_clash, mask_path
+from ..masks.job import load_mask, made_of, mask_name_clash, mask_path
 
 
 def list_images(root: str | Path) -> list[Path]:
@@ -134,6 +134,7 @@ class RandomCrops(Dataset):
         self.masks: list[np.ndarray | None] = []
         self._files: dict[int, tuple[Path, Path | None, Path, str, str | None]] = {}
         budget = image_memory() if memory is None else memory
+        sources: dict[Path, dict[str, set[str]]] = {}  # each mask folder's manifests: what each mask was made of
         first_of: dict[str, Path] = {}  # the first image of each content (by its file's SHA-256)
         copies: list[tuple[Path, Path]] = []  # (an image, the earlier one it is a byte-for-byte copy of)
         small: list[tuple[int, int, int, Path]] = []  # (short side, width, height, file) of those upscaled
@@ -160,6 +161,15 @@ class RandomCrops(Dataset):
                 bad.append(str(e))
                 continue
             digest = _file_sha256(f)
+            if mr is not None:  # (an image replaced under its name, same size: its old mask, cropped with it in silence)
+                if mr not in sources:
+                    sources[mr] = made_of(mr)
+                was = sources[mr].get(f.relative_to(r).as_posix())
+                if was and digest not in was:
+                    bad.append(f"{f}: its mask ({mr / mask_path(f.relative_to(r))}) was made of other bytes under this "
+                               "name (the file was replaced, or saved again, since): run the saicm masks command that made the folder "
+                               "again (it remakes the changed ones)")
+                    continue
             if digest in first_of:
                 copies.append((f, first_of[digest]))
             else:
