@@ -774,6 +774,31 @@ def test_masks_saved_as_jpeg_or_resized_are_read_and_photos_are_refused(tmp_path
         load_mask(tmp_path / "photo.png")
 
 
+def test_a_mask_whose_on_and_off_are_in_its_alpha_channel_is_refused(tmp_path):
+    """A mask exported with transparency (on: opaque white, off: transparent white, as image editors save a layer)
+    read as all on: the whole image weighed as edges or objects, unsaid. An opaque RGBA or a palette mask whose
+    transparent entry is unused is read as before."""
+    import pytest
+
+    from saicm.errors import SaicmError
+    from saicm.masks.job import load_mask
+
+    truth = np.zeros((48, 64), bool)
+    truth[10:20, 5:40] = True
+    rgba = np.full((48, 64, 4), 255, np.uint8)
+    rgba[..., 3] = np.where(truth, 255, 0)
+    Image.fromarray(rgba, "RGBA").save(tmp_path / "alpha.png")
+    with pytest.raises(SaicmError, match=r"alpha\.png: not a mask: 89 % of its pixels are transparent"):
+        load_mask(tmp_path / "alpha.png")
+    grey = np.where(truth, 255, 0).astype(np.uint8)
+    Image.fromarray(np.dstack([grey] * 3 + [np.full_like(grey, 255)]), "RGBA").save(tmp_path / "opaque.png")
+    assert np.array_equal(load_mask(tmp_path / "opaque.png"), truth)
+    p = Image.fromarray(grey).convert("P")
+    p.info["transparency"] = 7  # (an index no pixel uses)
+    p.save(tmp_path / "p.png", transparency=7)
+    assert np.array_equal(load_mask(tmp_path / "p.png"), truth)
+
+
 def test_a_sharded_overwrite_cannot_adopt_foreign_masks(folder, tmp_path, capsys):
     from saicm.cli import main
 
