@@ -1853,3 +1853,24 @@ def test_an_image_replaced_since_its_mask_was_made_is_refused(tmp_path):
     assert len(RandomCrops(d, patch=32, masks=m, progress=False).images) == 3
     assert saicm.cli.main(["masks", str(d), "-o", str(m), "--source", "regions", "--quiet"]) == 0  # remade: trained
     assert len(RandomCrops(d, patch=32, masks=m, progress=False).images) == 3
+
+
+def test_images_whose_masks_are_empty_are_named(tmp_path):
+    """A COCO image without annotations (or one a segmenter found nothing in) has an all-off mask: with the default
+    --off-mask-weight 0 its crops train the rate alone, and a folder of many such masks trained so, unsaid."""
+    import saicm.cli  # noqa: F401
+    from saicm.train.data import RandomCrops
+
+    d, m = tmp_path / "img", tmp_path / "msk"
+    d.mkdir()
+    m.mkdir()
+    (m / "masks.json").write_text('{"kind": "objects"}')
+    for i in range(3):
+        Image.fromarray(natural_image(40, 40, seed=i)).save(d / f"{i}.png")
+        on = np.zeros((40, 40), np.uint8)
+        on[5:20, 5:20] = 255 * (i != 1)
+        Image.fromarray(on).save(m / f"{i}.png")
+    with pytest.warns(saicm.SaicmWarning, match=r"1 of 3 training images have an empty mask \(all off\).*: "
+                                                r"\S*img/1\.png$"):
+        ds = RandomCrops(d, patch=32, masks=m, progress=False)
+    assert len(ds.images) == 3

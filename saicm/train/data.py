@@ -136,7 +136,8 @@ class RandomCrops(Dataset):
         budget = image_memory() if memory is None else memory
         sources: dict[Path, dict[str, set[str]]] = {}  # each mask folder's manifests: what each mask was made of
         first_of: dict[str, Path] = {}  # the first image of each content (by its file's SHA-256)
-        copies: list[tuple[Path, Path]] = []  # (an image, the earlier one it is a byte-for-byte copy of)
+        copies: list[tuple[Path, Path]] = []
+        empty: list[Path] = []  # images whose masks are all off  # (an image, the earlier one it is a byte-for-byte copy of)
         small: list[tuple[int, int, int, Path]] = []  # (short side, width, height, file) of those upscaled
         bad: list[str] = []  # (a scraped folder's damaged files: all named at once, not one per run)
         bar = tqdm(pairs, desc="loading images", disable=bar_disable(progress), unit="img")
@@ -182,6 +183,8 @@ class RandomCrops(Dataset):
             if mask_digest is not None:
                 listing.update(f"\t{mask_digest}".encode())
             listing.update(b"\n")
+            if m is not None and not m.any():
+                empty.append(f)
             if min(rgb.shape[:2]) < patch:
                 small.append((min(rgb.shape[:2]), rgb.shape[1], rgb.shape[0], f))
             rgb, m = self._fit(rgb, m)
@@ -207,6 +210,13 @@ class RandomCrops(Dataset):
         #: in the order they are drawn by index (``FOLDER_INDEX\tRELATIVE/PATH\tSHA256_OF_FILE[\tSHA256_OF_MASK]``):
         #: the same folders give the same fingerprint wherever they are, one changed, added or renamed image another
         self.fingerprint = {"images": len(pairs), "sha256": listing.hexdigest()}
+        if empty:  # (a COCO image without annotations, a segmenter that found nothing: with the default
+            # --off-mask-weight 0 every crop of it trains the rate alone, pulling the model toward coding nothing; unsaid)
+            from ..errors import warn as saicm_warn
+
+            saicm_warn(f"{len(empty)} of {len(pairs)} training images have an empty mask (all off): their pixels weigh "
+                       "only as much as --off-mask-weight gives off-mask pixels (at 0, their crops train the rate "
+                       "alone): " + ", ".join(map(str, empty[:3])) + (" …" if len(empty) > 3 else ""))
         if copies:  # (a folder merged from two scrapes, or a photo copied beside itself: each copy drawn as often as
             # an image of its own, in silence; the fingerprint hashed every file already)
             from ..errors import warn as saicm_warn
