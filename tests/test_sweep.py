@@ -3,6 +3,8 @@
 import json
 import warnings
 
+import pytest
+
 import numpy as np
 from PIL import Image
 
@@ -579,3 +581,22 @@ def test_a_blank_saicm_cache_is_unset_for_the_default_cache_s_closing(tmp_path, 
     os.chmod(root, 0o755)
     close_old_default_cache()
     assert os.stat(root).st_mode & 0o777 == 0o700
+
+
+def test_a_mask_folder_inside_the_dataset_is_not_evaluated(tmp_path):
+    """`saicm masks photos -o photos/masks --preview` (allowed) and then `saicm eval --dataset photos`: the masks and
+    their previews were coded and scored as test photos, 9 images for 3, unsaid."""
+    import saicm
+    import saicm.cli
+    from saicm.eval.rd import load_rgb_folder
+
+    d = tmp_path / "photos"
+    d.mkdir()
+    for i in range(3):
+        Image.fromarray(natural_image(40, 56, seed=i)).save(d / f"{i}.png")
+    assert saicm.cli.main(["masks", str(d), "-o", str(d / "masks"), "--source", "regions", "--preview",
+                           "--quiet"]) == 0
+    with pytest.warns(saicm.SaicmWarning, match=r"6 files of 1 mask folder \(masks.json\) inside the test data folder "
+                                                r"left out .*photos/masks"):
+        images = load_rgb_folder(d)
+    assert list(images) == ["0.png", "1.png", "2.png"]

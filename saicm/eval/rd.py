@@ -70,7 +70,9 @@ def load_rgb_folder(folder: str | Path, limit: int | None = None, only: str | No
         raise SaicmError("no such folder", str(folder))
     if not folder.is_dir():  # (one photo: it said "no images found" of an image)
         raise SaicmError("is a file, not a folder of images (nor a video clip: docs/video.md)", str(folder))
-    files = input_files(folder, is_image_file)
+    from ..masks.job import without_mask_folders
+
+    files = without_mask_folders(folder, input_files(folder, is_image_file), "test")
     if not files:
         raise SaicmError("no images found", str(folder))
     if only is not None:

@@ -421,6 +421,38 @@ def _listed(out: Path) -> dict[str, set]:
     return names
 
 
+def is_mask_folder(folder: Path) -> bool:
+    """Whether ``folder`` holds a mask folder's ``masks.json`` (``saicm masks``'s, or the ``{"kind": ...}`` of masks
+    made otherwise: docs/training.md)."""
+    try:
+        spec = json.loads((Path(folder) / "masks.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(spec, dict) and ("kind" in spec or str(spec.get("format", "")).startswith("saicm-masks"))
+
+
+def without_mask_folders(root: Path, files: list[Path], what: str) -> list[Path]:
+    """``files`` (listed under ``root``) less those in mask folders below ``root``, said in a warning: `saicm masks
+    photos -o photos/masks`, which this job allows (its own output is no input of it), left the masks and their
+    previews among the images of photos/ that training (and eval) read, as photos, unsaid. ``what``: whose images
+    ("training", "test")."""
+    root = Path(root)
+    folders: set[Path] = set()
+    for f in files:
+        folders.update(p for p in f.parents if p != root and p.is_relative_to(root))
+    found = sorted(p for p in folders if is_mask_folder(p))
+    inner = [p for p in found if not any(p != q and p.is_relative_to(q) for q in found)]  # (outermost)
+    if not inner:
+        return files
+    from ..errors import warn
+
+    kept = [f for f in files if not any(f.is_relative_to(m) for m in inner)]
+    warn(f"{len(files) - len(kept)} files of {len(inner)} mask folder{'s' if len(inner) > 1 else ''} (masks.json) "
+         f"inside the {what} data folder left out (masks and their previews are not {what} images): "
+         f"{', '.join(map(str, inner[:3]))}{' …' if len(inner) > 3 else ''}")
+    return kept
+
+
 def made_of(out: str | Path) -> dict[str, set[str]]:
     """The SHA-256s of the image files that the mask folder's manifests say each mask was made of, by the image's
     relative path (``a/b.jpg``), for the images whose lines record one (saicm 0.31.0's do not): what training checks

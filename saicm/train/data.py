@@ -27,7 +27,7 @@ from .._progress import StatusLines, bar_disable
 from ..codec.image_io import is_image_file, read_without_limit_option
 from ..engine.parallel import cgroup_memory_limit  # (where it lives: folder jobs read it too)
 from ..errors import ImageError, SaicmError
-from ..masks.job import load_mask, made_of, mask_name_clash, mask_path
+from ..masks.job import is_mask_folder, load_mask, made_of, mask_name_clash, mask_path, without_mask_folders
 
 
 def list_images(root: str | Path) -> list[Path]:
@@ -36,44 +36,13 @@ def list_images(root: str | Path) -> list[Path]:
         raise SaicmError("is a file, not a folder of training images", str(root))
     if not root.is_dir():
         raise SaicmError("training data folder not found", str(root))
-    if _is_mask_folder(root):  # (--data given the mask folder: its black-and-white masks trained as photos, unsaid)
+    if is_mask_folder(root):  # (--data given the mask folder: its black-and-white masks trained as photos, unsaid)
         raise SaicmError("is a mask folder (masks.json), not a folder of training images: give it as --masks, and "
                          "the images it was made of as --data", str(root))
-    files = input_files(root, is_image_file)
-    inner = _mask_folders_within(root, files)
-    if inner:  # (`saicm masks photos -o photos/masks`, which the masks job allows: its masks and previews trained as
-        # images of photos/, two thirds of the crops with --preview, and said nowhere)
-        from ..errors import warn
-
-        kept = [f for f in files if not any(f.is_relative_to(m) for m in inner)]
-        warn(f"{len(files) - len(kept)} files of {len(inner)} mask folder{'s' if len(inner) > 1 else ''} (masks.json) "
-             f"inside the training data folder left out (masks and their previews are not training images): "
-             f"{', '.join(map(str, inner[:3]))}{' …' if len(inner) > 3 else ''}")
-        files = kept
+    files = without_mask_folders(root, input_files(root, is_image_file), "training")
     if not files:
         raise SaicmError("no images in training data folder", str(root))
     return files
-
-
-def _is_mask_folder(folder: Path) -> bool:
-    """Whether ``folder`` holds a mask folder's ``masks.json`` (``saicm masks``'s, or the ``{"kind": ...}`` of masks
-    made otherwise: docs/training.md)."""
-    import json
-
-    try:
-        spec = json.loads((folder / "masks.json").read_text())
-    except (OSError, ValueError):
-        return False
-    return isinstance(spec, dict) and ("kind" in spec or str(spec.get("format", "")).startswith("saicm-masks"))
-
-
-def _mask_folders_within(root: Path, files: list[Path]) -> list[Path]:
-    """The mask folders below ``root`` (not ``root`` itself) that hold any of ``files``, outermost first."""
-    folders: set[Path] = set()
-    for f in files:
-        folders.update(p for p in f.parents if p != root and p.is_relative_to(root))
-    found = sorted(p for p in folders if _is_mask_folder(p))
-    return [p for p in found if not any(p != q and p.is_relative_to(q) for q in found)]
 
 
 def _file_sha256(path: Path) -> str:
