@@ -272,3 +272,42 @@ def test_a_metric_edited_into_true_or_false_is_refused(tmp_path):
     edited = write(tmp_path / "edited.json", "anchor", [(0.1, 30), (0.2, True), (0.4, 36)])
     with pytest.raises(SaicmError, match=r"point 2: 'psnr' is True, not a finite number or null"):
         results.load(edited)
+
+
+def test_hand_made_values_that_plot_bdrate_and_report_read_are_refused_in_one_line(tmp_path, capsys):
+    """A results file from a stranger could hold a whole number too large for a float (``1`` and 400 zeros: an
+    OverflowError traceback from plot, bdrate and report), a per-image value that is a string or such a number
+    (a ValueError or OverflowError traceback from ``bdrate --ci``), a ``ground_truth`` that is a list (a
+    TypeError traceback, unhashable, from a report or plot of AP) or stored bootstrap draws that are not numbers.
+    Each is one line naming the file and the field."""
+    anchor = write(tmp_path / "a.json", "anchor", [(0.2, 30), (0.4, 33), (0.8, 36)])
+    big = tmp_path / "big.json"
+    write(big, "big", [(0.1, 30), (0.2, 33), (0.4, 36)])
+    big.write_text(big.read_text().replace('"psnr": 33', '"psnr": 1' + "0" * 400))
+    bigrate = tmp_path / "bigrate.json"
+    write(bigrate, "bigrate", [(0.1, 30), (0.2, 33), (0.4, 36)])
+    bigrate.write_text(bigrate.read_text().replace('"bpp": 0.2', '"bpp": 1' + "0" * 400))
+
+    def edited(name, change):
+        f = write(tmp_path / name, name, [(0.1, 30), (0.2, 33), (0.4, 36)])
+        d = json.loads(f.read_text())
+        d["per_image"] = {"x.png": [dict(p) for p in d["points"]]}
+        change(d)
+        f.write_text(json.dumps(d))
+        return f
+
+    per_image = edited("pi.json", lambda d: d["per_image"]["x.png"][1].update(psnr="33"))
+    gt = edited("gt.json", lambda d: d["points"][0].update(ap=30, ground_truth=["pseudo"]))
+    boot = edited("boot.json", lambda d: d["points"][0].update(bootstrap={"box_ap": "abc"}))
+    for f, said in ((big, "point 2: 'psnr' is 1000"), (bigrate, "every point needs a positive, finite bpp"),
+                    (per_image, "per_image 'x.png' at quality 1: 'psnr' is '33'"),
+                    (gt, "point 1: 'ground_truth' is ['pseudo'], not a string"),
+                    (boot, "point 1: 'bootstrap' is not an object of lists of numbers or null")):
+        with pytest.raises(SaicmError, match="corrupt results"):
+            results.load(f)
+        for argv in (["bdrate", str(anchor), str(f)], ["plot", str(anchor), str(f), "-o", str(tmp_path / "p")],
+                     ["report", str(anchor), str(f), "-o", str(tmp_path / "r.html")]):
+            assert main(argv) == 2, argv
+            err = capsys.readouterr().err
+            assert err.startswith(f"saicm: error: {f}: corrupt results (") and said in err, err
+            assert err.count("\n") == 1

@@ -110,15 +110,17 @@ def load(path: str | Path) -> dict:
     if not isinstance(d.get("codec"), str) or not isinstance(points, list):
         raise SaicmError("corrupt results (a codec name and a list of points are required)", str(path))
     for p in points:
-        if not isinstance(p, dict) or not _number(p.get("bpp")) or not p["bpp"] > 0 or not math.isfinite(p["bpp"]):
+        if not isinstance(p, dict) or not _finite(p.get("bpp")) or not p["bpp"] > 0:
             raise SaicmError("corrupt results (every point needs a positive, finite bpp)", str(path))
     for i, p in enumerate(points, 1):  # (a string "31.2" was refused by codec name at plot time, not file and field)
         _check_numbers(p, f"point {i}", path)
+        _check_extras(p, f"point {i}", path)
     if d.get("reference") is None:
         d["reference"] = {}  # (null: none measured)
     if not isinstance(d.get("reference"), dict):
         raise SaicmError("corrupt results (reference is not an object of metric values)", str(path))
     _check_numbers(d["reference"], "reference", path)  # (a string drew the plot's metric axis as categories)
+    _check_extras(d["reference"], "reference", path)
     per_image = d.get("per_image", {})
     if not isinstance(per_image, dict) or not all(
             isinstance(v, list) and all(isinstance(e, dict) and _integer(e.get("quality")) for e in v)
@@ -128,6 +130,9 @@ def load(path: str | Path) -> dict:
     if per_image and not all(_integer(p.get("quality")) for p in points):
         raise SaicmError("corrupt results (per_image values are matched to points by quality: every point needs "
                          "a whole-number one)", str(path))
+    for name, entries in per_image.items():  # (read by bdrate --ci: a string or 1e400 written as digits was a
+        for e in entries:                    # ValueError or OverflowError traceback)
+            _check_numbers(e, f"per_image {_shown(name)} at quality {e['quality']}", path)
     boot = d.get("bootstrap")
     if boot is not None and not (isinstance(boot, dict) and _integer(boot.get("replicates"))
                                  and 1 <= boot["replicates"] <= MAX_REPLICATES
@@ -205,16 +210,43 @@ NUMBER_FIELDS = ("bpp", "bytes", "psnr", "ms_ssim", "encode_s", "decode_s", "ap"
 NOT_SCORES = ("bpp", "bytes", "quality", "encode_s", "decode_s")
 
 
+def _shown(v) -> str:
+    r = repr(v)
+    return r if len(r) <= 40 else r[:37] + "..."
+
+
 def _check_numbers(entry: dict, where: str, path) -> None:
     for k in NUMBER_FIELDS:
         v = entry.get(k)
-        if v is not None and not _number(v):
-            shown = repr(v) if len(repr(v)) <= 40 else repr(v)[:37] + "..."
-            raise SaicmError(f"corrupt results ({where}: {k!r} is {shown}, not a finite number or null)", str(path))
+        if v is not None and not _finite(v):
+            raise SaicmError(f"corrupt results ({where}: {k!r} is {_shown(v)}, not a finite number or null)",
+                             str(path))
+
+
+def _check_extras(entry: dict, where: str, path) -> None:
+    """The fields beside the numbers that plot, bdrate and report read: ``ground_truth`` (a string; a list was a
+    TypeError traceback: unhashable) and stored ``bootstrap`` draws (lists of numbers or null)."""
+    gt = entry.get("ground_truth")
+    if gt is not None and not isinstance(gt, str):
+        raise SaicmError(f"corrupt results ({where}: 'ground_truth' is {_shown(gt)}, not a string)", str(path))
+    boot = entry.get("bootstrap")
+    if boot is not None and not (isinstance(boot, dict) and all(
+            isinstance(v, list) and all(x is None or _finite(x) for x in v) for v in boot.values())):
+        raise SaicmError(f"corrupt results ({where}: 'bootstrap' is not an object of lists of numbers or null)",
+                         str(path))
 
 
 def _number(v) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _finite(v) -> bool:
+    """A number that a float holds finitely: JSON's whole numbers are read as Python ints of any size, and
+    ``math.isfinite(10**400)`` raised OverflowError (a traceback from plot, bdrate and report)."""
+    try:
+        return _number(v) and math.isfinite(v)
+    except OverflowError:
+        return False
 
 
 def _integer(v) -> bool:
