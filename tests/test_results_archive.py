@@ -311,3 +311,13 @@ def test_hand_made_values_that_plot_bdrate_and_report_read_are_refused_in_one_li
             err = capsys.readouterr().err
             assert err.startswith(f"saicm: error: {f}: corrupt results (") and said in err, err
             assert err.count("\n") == 1
+
+
+def test_bdrate_shows_a_codec_names_bidirectional_override_as_an_escape(tmp_path, capsys):
+    """A stranger's codec name holding U+202E (right-to-left override) was printed as it is: a terminal that lays
+    out bidirectional text showed the rest of the row reversed, the BD-rate among it ("+23.1%" read "%1.32+")."""
+    anchor = write(tmp_path / "a.json", "anchor", [(0.2, 30), (0.4, 33), (0.8, 36)])
+    test = write(tmp_path / "t.json", "evil\u202e\u2066", [(0.1, 30), (0.2, 33), (0.4, 36)])
+    assert main(["bdrate", str(anchor), str(test)]) == 0
+    out = capsys.readouterr().out
+    assert "evil\\u202e\\u2066" in out and "\u202e" not in out and "\u2066" not in out
