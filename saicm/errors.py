@@ -116,11 +116,14 @@ def printable(text: str) -> str:
 def names_as_utf8(text: str) -> str:
     """``text`` fit to write as UTF-8: the undecodable bytes of file names in it (Python's U+DC80–U+DCFF: a name
     that is not UTF-8, or any non-ASCII name in an ASCII locale) read as UTF-8 where they are, else ``\\xNN``
-    (encoding them raised UnicodeEncodeError: a report page, a model's description)."""
+    (encoding them raised UnicodeEncodeError: a report page, a model's description); other lone surrogates as
+    ``\\uNNNN``."""
     import re
 
-    return re.sub("[\udc80-\udcff]+", lambda m: bytes(ord(c) - 0xDC00 for c in m.group()).decode(
+    text = re.sub("[\udc80-\udcff]+", lambda m: bytes(ord(c) - 0xDC00 for c in m.group()).decode(
         "utf-8", "backslashreplace"), text)
+    # any other lone surrogate (a results file's "\\ud800": valid JSON, no character) as \\uNNNN
+    return re.sub("[\ud800-\udfff]", lambda m: f"\\u{ord(m.group()):04x}", text)
 
 
 class SaicmWarning(UserWarning):

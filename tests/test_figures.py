@@ -409,3 +409,30 @@ def test_a_plots_words_name_only_the_curves_drawn(tmp_path):
     assert curves_description(runs, "psnr").endswith("a curve for each of jpeg")
     png, _ = plot_curves(runs, "psnr", tmp_path / "c")
     assert "yolo_only" not in Image.open(png).text["Description"]
+
+
+def test_a_strangers_codec_names_are_escaped_in_the_figures_and_the_page(tmp_path):
+    """A results file is a stranger's text: a codec name holding a lone surrogate ("\\ud800" is valid JSON) made
+    matplotlib raise a TypeError traceback from `saicm plot` and `saicm report`; a NUL or an escape was a missing
+    glyph in the figure and a character that is not HTML in the page; a right-to-left override reversed what
+    followed it. All show as escapes; markup in names stays text."""
+    import json
+
+    from saicm.cli import main
+
+    names = ["x\ud800y", "nul\x00esc\x1b[31m", "rlo\u202eevil", "</svg><script>alert(1)</script>"]
+    files = []
+    for i, name in enumerate(["jpeg", *names]):
+        f = tmp_path / f"r{i}.json"
+        r = _res(name, [(0.1 * (i + 1), 30), (0.2 * (i + 1), 33), (0.4 * (i + 1), 36)])
+        f.write_text(json.dumps(r))
+        files.append(str(f))
+    assert main(["plot", *files, "-o", str(tmp_path / "p"), "--title", "t\ud800\x07"]) == 0
+    svg = (tmp_path / "p.svg").read_text(encoding="utf-8")
+    assert "x\\ud800y" in svg and "\x00" not in svg and "\u202e" not in svg
+    assert main(["report", *files, "-o", str(tmp_path / "r.html"), "--title", "t\ud800\x07"]) == 0
+    page = (tmp_path / "r.html").read_text(encoding="utf-8")
+    for shown in ("x\\ud800y", "nul\\x00esc\\x1b[31m", "rlo\\u202eevil", "&lt;/svg&gt;&lt;script&gt;", "t\\ud800\\x07"):
+        assert shown in page, shown
+    assert not re.search("[\x00-\x08\x0b\x0c\x0e-\x1f\u202a-\u202e\u2066-\u2069]", page)
+    assert "<script" not in page.lower()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from .._fs import atomic_path
-from ..errors import SaicmError
+from ..errors import SaicmError, names_as_utf8, printable
 from .results import GROUND_TRUTH_METRICS, curve, ground_truths  # noqa: F401 (GROUND_TRUTH_METRICS: its old home)
 
 METRIC_LABELS = {
@@ -32,6 +32,13 @@ def curve_style(i: int) -> dict:
     """Colour, marker and line style of the ``i``-th curve of a figure."""
     return {"color": COLOURS[i % len(COLOURS)], "marker": MARKERS[i % len(MARKERS)],
             "linestyle": LINESTYLES[i % len(LINESTYLES)]}
+
+
+def shown_name(text) -> str:
+    """A name from a results file as a figure (and the words for it) shows it: a lone surrogate (``"\\ud800"`` in
+    the JSON) made matplotlib raise a TypeError traceback from plot and report, and control characters were missing
+    glyphs (a warning each); both as escapes, as the command line's messages show them."""
+    return printable(names_as_utf8(str(text)))
 
 
 def pseudo_ground_truth(res: dict, metric: str) -> bool:
@@ -98,11 +105,11 @@ def curves_figure(results: list[dict], metric: str, title: str = "", size=(6.4, 
         rates, values = curve(res, metric)
         (line,) = ax.plot(rates, values, markersize=4, linewidth=1.4, **curve_style(drawn))
         handles.append(line)
-        labels.append(res["codec"] + (" (BD-rate anchor)" if res is anchor else "")
+        labels.append(shown_name(res["codec"]) + (" (BD-rate anchor)" if res is anchor else "")
                       + (" (pseudo ground truth)" if mixed and pseudo[drawn] else ""))
         ref = res.get("reference", {}).get(metric)
         if ref is not None:
-            refs.setdefault(ref, []).append((res["codec"], curve_style(drawn)))
+            refs.setdefault(ref, []).append((shown_name(res["codec"]), curve_style(drawn)))
         drawn += 1
     # the task's score on the uncompressed images: one line per distinct value, named in the legend (it was drawn
     # once per file and named nowhere); several values (other task models or datasets) each say whose they are
@@ -124,7 +131,7 @@ def curves_figure(results: list[dict], metric: str, title: str = "", size=(6.4, 
     for t in legend.get_texts():
         t.set_parse_math(False)
     if title:
-        ax.set_title(title, fontsize=10, parse_math=False)
+        ax.set_title(shown_name(title), fontsize=10, parse_math=False)
     if beside:  # many or long names: beside the axes (over them, they hid curves), the figure widened to hold it
         fig.canvas.draw()
         width = legend.get_window_extent().width / fig.dpi
@@ -148,7 +155,7 @@ def _wrap(label: str) -> str:
 def curves_description(results: list[dict], metric: str) -> str:
     """What a curves figure shows, in words: the text a screen reader reads for it (the SVG's title, the PNG's
     Description; the report's figures add which curve is the anchor)."""
-    shown = [r["codec"] for r in results if measured(r, metric)]
+    shown = [shown_name(r["codec"]) for r in results if measured(r, metric)]
     return f"{METRIC_LABELS.get(metric, metric)} against bits per pixel, a curve for each of {', '.join(shown)}"
 
 
@@ -167,7 +174,8 @@ def plot_curves(results: list[dict], metric: str, out: str | Path, title: str = 
         try:
             for p in paths:
                 with atomic_path(p) as tmp:
-                    fig.savefig(tmp, format=p.suffix[1:], metadata={"Title": title or words, "Description": words})
+                    fig.savefig(tmp, format=p.suffix[1:],
+                                metadata={"Title": shown_name(title) if title else words, "Description": words})
         finally:
             plt.close(fig)
     return paths

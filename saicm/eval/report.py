@@ -15,11 +15,11 @@ from typing import Callable, Sequence
 
 from PIL import Image
 
-from ..errors import names_as_utf8
+from ..errors import names_as_utf8, printable
 from .bdrate import BDRateError, bd_rate
 from .paths import display_path, display_spec
 from .plots import (METRIC_LABELS, check_metric, curves_description, curves_figure, figure_style, matplotlib_agg,
-                    measured)
+                    measured, shown_name)
 from .results import NOT_SCORES, comparison_warnings, curve, other_images
 
 
@@ -37,10 +37,17 @@ def _svg_curves(results: list[dict], metric: str, key: str) -> str:
     svg = buf.getvalue()
     svg = _own_ids(svg[svg.index("<svg"):], key)
     title = (f"{curves_description(results, metric)}; "
-             f"{results[0]['codec']} is the BD-rate anchor (the values are in the table of values plotted)")
+             f"{shown_name(results[0]['codec'])} is the BD-rate anchor (the values are in the table of values plotted)")
     end = svg.index(">")  # (of the opening tag)
-    return (f'{svg[:end]} role="img" aria-labelledby="{key}title"><title id="{key}title">{html.escape(title)}'
+    return (f'{svg[:end]} role="img" aria-labelledby="{key}title"><title id="{key}title">{_esc(title)}'
             f"</title>{svg[end + 1:]}")
+
+
+def _esc(text) -> str:
+    """Text from a results file (or the command line) as page text: HTML-escaped, and its control and bidirectional
+    formatting characters shown as escapes (as the terminal shows them: a NUL is no character of HTML, a right-to-left
+    override reversed what follows it in its cell)."""
+    return html.escape(printable(text))
 
 
 def _own_ids(svg: str, key: str) -> str:
@@ -53,8 +60,8 @@ def _own_ids(svg: str, key: str) -> str:
 
 def _values_table(results: list[dict], metric: str) -> str:
     """What a plot shows, as text: each codec's points (a screen reader cannot read the curves)."""
-    label = html.escape(METRIC_LABELS.get(metric, metric))
-    rows = "".join(f"<tr><td>{html.escape(r['codec'])}</td><td class=num>{b:.4f}</td>"
+    label = _esc(METRIC_LABELS.get(metric, metric))
+    rows = "".join(f"<tr><td>{_esc(r['codec'])}</td><td class=num>{b:.4f}</td>"
                    f"<td class=num>{v:.{4 if abs(v) < 2 else 2}f}</td></tr>"  # (MS-SSIM: four decimals)
                    for r in results if measured(r, metric) for b, v in zip(*curve(r, metric)))
     return (f"<details><summary>Values plotted</summary><table><caption>{label} by codec and rate</caption>"
@@ -70,9 +77,9 @@ def _png_uri(img: Image.Image) -> str:
 
 def _bd_table(results: list[dict], metric: str) -> str:
     if metric in NOT_SCORES:  # (plotted against the rate, as asked; a BD-rate of it is a number without meaning)
-        return f"<p>No BD-rate: {html.escape(metric)} is not a score.</p>"
+        return f"<p>No BD-rate: {_esc(metric)} is not a score.</p>"
     if len(results) < 2:  # (was a table of headers alone)
-        return f"<p>BD-rate needs a second results file to compare with {html.escape(results[0]['codec'])}.</p>"
+        return f"<p>BD-rate needs a second results file to compare with {_esc(results[0]['codec'])}.</p>"
     anchor = results[0]
     rows = []
     for res in results[1:]:
@@ -86,9 +93,9 @@ def _bd_table(results: list[dict], metric: str) -> str:
             note += "".join(f"; WARNING: {why}: not comparable" for why in comparison_warnings(anchor, res, metric))
         except (BDRateError, Exception) as e:  # noqa: B014 — any missing metric is shown, not fatal
             cell, note = "n/a", str(e)
-        rows.append(f"<tr><td>{html.escape(res['codec'])}</td><td class=num>{cell}</td>"
-                    f"<td>{html.escape(note)}</td></tr>")
-    return (f"<table><tr><th>codec vs {html.escape(anchor['codec'])}</th><th>BD-rate ({html.escape(metric)})</th>"
+        rows.append(f"<tr><td>{_esc(res['codec'])}</td><td class=num>{cell}</td>"
+                    f"<td>{_esc(note)}</td></tr>")
+    return (f"<table><tr><th>codec vs {_esc(anchor['codec'])}</th><th>BD-rate ({_esc(metric)})</th>"
             f"<th>interval</th></tr>{''.join(rows)}</table>")
 
 
@@ -104,19 +111,19 @@ def build_report(results: list[dict], out: str | Path, metrics: Sequence[str] = 
 
     for m in metrics:
         check_metric(results, m)  # (an unknown one gave an empty plot)
-    parts = [f"<h1>{html.escape(title)}</h1>"]
+    parts = [f"<h1>{_esc(title)}</h1>"]
     ds = sorted({display_path(r.get("dataset", ""), root) for r in results})
-    parts.append("<p>Dataset: " + html.escape(", ".join(ds)) + f". Rates are from real file sizes. "
+    parts.append("<p>Dataset: " + _esc(", ".join(ds)) + f". Rates are from real file sizes. "
                  f"BD-rate: PCHIP on log-rate over the overlapping interval, negative = fewer bits.</p>")
     for i, m in enumerate(metrics):
-        parts.append(f"<h2>{html.escape(METRIC_LABELS.get(m, m))}</h2><div class=row>"
+        parts.append(f"<h2>{_esc(METRIC_LABELS.get(m, m))}</h2><div class=row>"
                      f"<div>{_svg_curves(results, m, f'plot{i}')}</div><div>{_bd_table(results, m)}"
                      f"{_values_table(results, m)}</div></div>")
     # the task's scores on the uncompressed images: one line per distinct set, naming its runs when they differ (the
     # first file's alone was shown for every run: a YOLOX run's page said PicoDet's 41.87 AP)
     refs: dict[str, list[str]] = {}
     for r in results:
-        shown = ", ".join(f"{html.escape(k)} = {v:.2f}" for k, v in (r.get("reference") or {}).items()
+        shown = ", ".join(f"{_esc(k)} = {v:.2f}" for k, v in (r.get("reference") or {}).items()
                           if isinstance(v, (int, float)) and not isinstance(v, bool))
         if shown:
             refs.setdefault(shown, []).append(r["codec"])
@@ -124,18 +131,18 @@ def build_report(results: list[dict], out: str | Path, metrics: Sequence[str] = 
         parts.append(f"<p>Uncompressed reference: {next(iter(refs))}</p>")
     elif refs:
         parts.append("<p>Uncompressed reference:</p><ul>" + "".join(
-            f"<li>{html.escape(', '.join(codecs))}: {shown}</li>" for shown, codecs in refs.items()) + "</ul>")
+            f"<li>{_esc(', '.join(codecs))}: {shown}</li>" for shown, codecs in refs.items()) + "</ul>")
     if crops:
         parts.append("<h2>Matched-rate crops</h2><div class=crops>")
         for caption, img in crops:
-            parts.append(f"<figure><img src='{_png_uri(img)}' alt=\"{html.escape(caption)}\">"
-                         f"<figcaption>{html.escape(caption)}</figcaption></figure>")
+            parts.append(f"<figure><img src='{_png_uri(img)}' alt=\"{_esc(caption)}\">"
+                         f"<figcaption>{_esc(caption)}</figcaption></figure>")
         parts.append("</div>")
     rows = "".join(
-        f"<tr><td>{html.escape(r['codec'])}</td><td>{len(r['points'])}</td>"
-        f"<td>{html.escape(str(r.get('num_images', '')))}</td><td>{html.escape(str(r.get('task', '')))}</td>"
-        f"<td>{html.escape(str(display_spec(r.get('task_model'), root)))}</td>"
-        f"<td>{html.escape(str(r.get('created', '')))}</td></tr>" for r in results)
+        f"<tr><td>{_esc(r['codec'])}</td><td>{len(r['points'])}</td>"
+        f"<td>{_esc(str(r.get('num_images', '')))}</td><td>{_esc(str(r.get('task', '')))}</td>"
+        f"<td>{_esc(str(display_spec(r.get('task_model'), root)))}</td>"
+        f"<td>{_esc(str(r.get('created', '')))}</td></tr>" for r in results)
     parts.append(f"<h2>Runs</h2><table><tr><th>codec</th><th>points</th><th>images</th><th>task</th>"
                  f"<th>task model</th><th>created</th></tr>{rows}</table>")
     style = ("body{font-family:sans-serif;max-width:1200px;margin:2em auto;color:#222}"
@@ -144,7 +151,7 @@ def build_report(results: list[dict], out: str | Path, metrics: Sequence[str] = 
              ".crops{display:flex;flex-wrap:wrap;gap:8px}figure{margin:0;flex:0 0 calc(50% - 4px)}"
              ".crops img{width:100%;height:auto}figcaption{font-size:12px}"
              "svg{max-width:600px;height:auto}")
-    page = (f"<!doctype html><html lang=en><head><meta charset=utf-8><title>{html.escape(title)}</title>"
+    page = (f"<!doctype html><html lang=en><head><meta charset=utf-8><title>{_esc(title)}</title>"
             f"<style>{style}</style></head><body>{''.join(parts)}</body></html>")
     out = Path(out)
     write_bytes_atomic(out, names_as_utf8(page).encode())  # (a name that is not UTF-8 raised)
