@@ -147,6 +147,21 @@ def test_non_monotone_is_reported(tmp_path, capsys):
     assert "not monotone" in capsys.readouterr().out
 
 
+def test_bdrate_and_report_say_whose_point_was_dropped_and_where(tmp_path, capsys):
+    """A dropped point was a count alone ("1 non-monotone point(s) dropped"): an anchor's dropped point was
+    counted on every row of the table, as if each test's curve had lost one, and the reader could not tell which
+    point of the plot was left out."""
+    from saicm.eval import results
+    from saicm.eval.report import build_report
+
+    a = write_result(tmp_path / "a.json", "anchor", [(0.2, 30), (0.3, 34), (0.4, 33), (0.8, 36)])
+    b = write_result(tmp_path / "b.json", "smooth", [(0.1, 30), (0.2, 33), (0.4, 36)])
+    assert main(["bdrate", str(a), str(b)]) == 0
+    assert "[dropped non-monotone points: 1: the anchor's at 0.4000 bpp (33)]" in capsys.readouterr().out
+    page = build_report([results.load(a), results.load(b)], tmp_path / "r.html").read_text()
+    assert "1 non-monotone point(s) dropped: the anchor&#x27;s at 0.4000 bpp (33)" in page
+
+
 def test_plot_writes_png_and_svg(tmp_path, capsys):
     a = write_result(tmp_path / "a.json", "anchor", [(0.2, 30), (0.4, 33), (0.8, 36)])
     b = write_result(tmp_path / "b.json", "other-codec", [(0.3, 31), (0.6, 35)])

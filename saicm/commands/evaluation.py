@@ -107,7 +107,7 @@ def _not_a_results_file(path: str) -> None:
 
 def cmd_bdrate(a: argparse.Namespace) -> int:
     from ..eval import results
-    from ..eval.bdrate import BDRateError, bd_rate
+    from ..eval.bdrate import BDRateError, bd_rate, dropped_points
     from ..eval.bootstrap import bd_rate_ci
     from ..errors import SaicmError
 
@@ -154,7 +154,8 @@ def cmd_bdrate(a: argparse.Namespace) -> int:
             print(f"  {printable(test['codec']):<28} n/a   ({printable(e)})", file=out)
             rows.append({"codec": test["codec"], "file": str(path), "bd_rate": None, "reason": str(e)})
             continue
-        note = f"  [dropped non-monotone points: {len(r.dropped)}]" if r.dropped else ""
+        note = (f"  [dropped non-monotone points: {len(r.dropped)}: {dropped_points(r.dropped)}]" if r.dropped
+                else "")
         other = results.other_images(anchor, test)
         if other:  # (--ci refuses such a pair; a plain BD-rate says so)
             note += f"  [WARNING: {other}]"

@@ -16,7 +16,7 @@ from typing import Callable, Sequence
 from PIL import Image
 
 from ..errors import names_as_utf8, printable
-from .bdrate import BDRateError, bd_rate
+from .bdrate import BDRateError, bd_rate, dropped_points
 from .paths import display_path, display_spec
 from .plots import (METRIC_LABELS, check_metric, curves_description, curves_figure, figure_style, matplotlib_agg,
                     measured, shown_name)
@@ -86,8 +86,8 @@ def _bd_table(results: list[dict], metric: str) -> str:
         try:
             r = bd_rate(*curve(anchor, metric), *curve(res, metric), envelope=True)
             cell = f"{r.percent:+.1f}%"
-            note = f"{r.interval[0]:.2f}–{r.interval[1]:.2f}" + (f"; {len(r.dropped)} non-monotone point(s) dropped"
-                                                                  if r.dropped else "")
+            note = f"{r.interval[0]:.2f}–{r.interval[1]:.2f}" + (
+                f"; {len(r.dropped)} non-monotone point(s) dropped: {dropped_points(r.dropped)}" if r.dropped else "")
             other = other_images(anchor, res)  # (as `saicm bdrate` says it: a folder changed between the runs)
             note += f"; WARNING: {other}" if other else ""
             note += "".join(f"; WARNING: {why}: not comparable" for why in comparison_warnings(anchor, res, metric))
