@@ -436,3 +436,21 @@ def test_a_strangers_codec_names_are_escaped_in_the_figures_and_the_page(tmp_pat
         assert shown in page, shown
     assert not re.search("[\x00-\x08\x0b\x0c\x0e-\x1f\u202a-\u202e\u2066-\u2069]", page)
     assert "<script" not in page.lower()
+
+
+def test_the_reports_bd_rate_table_says_its_range_as_bdrate_does_and_warns_of_a_narrow_one(tmp_path):
+    """The page's range column was headed "interval" (read as a confidence interval beside a BD-rate) and rounded
+    to two decimals (an MS-SSIM range read 0.94–1.00), and the page said nothing of how much of each curve the
+    overlap covers, where `saicm bdrate` prints it and warns under half of both."""
+    from saicm.eval.report import build_report
+
+    runs = [_res("jpeg", [(0.2, 0.9412), (0.4, 0.9701), (0.8, 0.9952)], metric="ms_ssim"),
+            _res("sliver", [(0.3, 0.9901), (0.6, 0.9978)], metric="ms_ssim")]
+    page = build_report(runs, tmp_path / "r.html", metrics=("ms_ssim",)).read_text()
+    assert "ms_ssim range integrated (not a confidence interval)" in page
+    assert "0.990–0.995 (covers 9% of the anchor&#x27;s range, 66% of this one&#x27;s)" in page
+    assert "a narrow comparison" not in page  # (66 % of one curve)
+    runs = [_res("jpeg", [(0.2, 30), (0.4, 33), (0.8, 36)]), _res("sliver", [(0.6, 35), (1.2, 45)])]
+    page = build_report(runs, tmp_path / "r.html").read_text()
+    assert "35.000–36.000 (covers 17% of the anchor&#x27;s range, 10% of this one&#x27;s)" in page
+    assert "WARNING: the overlap covers under half of both curves&#x27; ranges: a narrow comparison" in page

@@ -86,8 +86,14 @@ def _bd_table(results: list[dict], metric: str) -> str:
         try:
             r = bd_rate(*curve(anchor, metric), *curve(res, metric), envelope=True)
             cell = f"{r.percent:+.1f}%"
-            note = f"{r.interval[0]:.2f}–{r.interval[1]:.2f}" + (
-                f"; {len(r.dropped)} non-monotone point(s) dropped: {dropped_points(r.dropped)}" if r.dropped else "")
+            # (as `saicm bdrate` prints them: three decimals, an MS-SSIM range read 0.94–1.00 at two; the coverage and
+            # its warning were the terminal's alone)
+            note = (f"{r.interval[0]:.3f}–{r.interval[1]:.3f} (covers {r.coverage[0]:.0%} of the anchor's range, "
+                    f"{r.coverage[1]:.0%} of this one's)")
+            note += (f"; {len(r.dropped)} non-monotone point(s) dropped: {dropped_points(r.dropped)}"
+                     if r.dropped else "")
+            if max(r.coverage) < 0.5:
+                note += "; WARNING: the overlap covers under half of both curves' ranges: a narrow comparison"
             other = other_images(anchor, res)  # (as `saicm bdrate` says it: a folder changed between the runs)
             note += f"; WARNING: {other}" if other else ""
             note += "".join(f"; WARNING: {why}: not comparable" for why in comparison_warnings(anchor, res, metric))
@@ -96,7 +102,7 @@ def _bd_table(results: list[dict], metric: str) -> str:
         rows.append(f"<tr><td>{_esc(res['codec'])}</td><td class=num>{cell}</td>"
                     f"<td>{_esc(note)}</td></tr>")
     return (f"<table><tr><th>codec vs {_esc(anchor['codec'])}</th><th>BD-rate ({_esc(metric)})</th>"
-            f"<th>interval</th></tr>{''.join(rows)}</table>")
+            f"<th>{_esc(metric)} range integrated (not a confidence interval)</th></tr>{''.join(rows)}</table>")
 
 
 def build_report(results: list[dict], out: str | Path, metrics: Sequence[str] = ("psnr",),
