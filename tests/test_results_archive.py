@@ -321,3 +321,23 @@ def test_bdrate_shows_a_codec_names_bidirectional_override_as_an_escape(tmp_path
     assert main(["bdrate", str(anchor), str(test)]) == 0
     out = capsys.readouterr().out
     assert "evil\\u202e\\u2066" in out and "\u202e" not in out and "\u2066" not in out
+
+
+def test_points_without_a_value_are_said_to_be_left_out(tmp_path, capsys):
+    """A point whose value is null (an exact decode's PSNR; Infinity in files before 0.17.0) is left out of the
+    curve, the table of values and the BD-rate, as documented; `saicm eval` warned when it wrote it, but plot,
+    bdrate and report said nothing, so a stranger's file read as a whole curve one point short."""
+    anchor = write(tmp_path / "a.json", "anchor", [(0.2, 30), (0.4, 33), (0.8, 36)])
+    lossless = write(tmp_path / "l.json", "lossless", [(0.1, 30), (0.2, 33), (0.4, 36), (1.6, None)])
+    assert main(["bdrate", str(anchor), str(lossless)]) == 0
+    said = "1 point without a psnr value (null) left out, at 1.6000 bpp"
+    assert f"[the test's {said}]" in capsys.readouterr().out
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert main(["plot", str(anchor), str(lossless), "-o", str(tmp_path / "p")]) == 0
+    assert any(f"l.json: lossless: {said}" in str(w.message) for w in caught) or said in capsys.readouterr().err
+    assert main(["report", str(anchor), str(lossless), "-o", str(tmp_path / "r.html")]) == 0
+    page = (tmp_path / "r.html").read_text()
+    assert f"this one&#x27;s {said}" in page and f"lossless: {said} (not plotted)" in page
+    assert main(["bdrate", str(anchor), str(anchor)]) == 0
+    assert "left out" not in capsys.readouterr().out

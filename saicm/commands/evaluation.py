@@ -156,6 +156,9 @@ def cmd_bdrate(a: argparse.Namespace) -> int:
             continue
         note = (f"  [dropped non-monotone points: {len(r.dropped)}: {dropped_points(r.dropped)}]" if r.dropped
                 else "")
+        for whose, res in (("the anchor's ", anchor), ("the test's ", test)):
+            said = results.left_out_words(res, a.metric, whose)
+            note += f"  [{said}]" if said else ""
         other = results.other_images(anchor, test)
         if other:  # (--ci refuses such a pair; a plain BD-rate says so)
             note += f"  [WARNING: {other}]"
@@ -243,6 +246,8 @@ def cmd_plot(a: argparse.Namespace) -> int:
         for path, r in zip(a.results, runs):
             if not measured(r, a.metric):  # (a PSNR-only run among AP runs: one curve fewer than files, unsaid)
                 warn(f"{path}: {r['codec']} has no {a.metric} (or null at every point): left out of the plot")
+            elif said := results.left_out_words(r, a.metric):  # (a point fewer on the curve, unsaid)
+                warn(f"{path}: {r['codec']}: {said}")
     from pathlib import Path
 
     from .._fs import ensure_dir

@@ -20,7 +20,7 @@ from .bdrate import BDRateError, bd_rate, dropped_points
 from .paths import display_path, display_spec
 from .plots import (METRIC_LABELS, check_metric, curves_description, curves_figure, figure_style, matplotlib_agg,
                     measured, shown_name)
-from .results import NOT_SCORES, comparison_warnings, curve, other_images
+from .results import NOT_SCORES, comparison_warnings, curve, left_out_words, other_images
 
 
 def _svg_curves(results: list[dict], metric: str, key: str) -> str:
@@ -64,9 +64,11 @@ def _values_table(results: list[dict], metric: str) -> str:
     rows = "".join(f"<tr><td>{_esc(r['codec'])}</td><td class=num>{b:.4f}</td>"
                    f"<td class=num>{v:.{4 if abs(v) < 2 else 2}f}</td></tr>"  # (MS-SSIM: four decimals)
                    for r in results if measured(r, metric) for b, v in zip(*curve(r, metric)))
+    out = "".join(f"<p>{_esc(r['codec'])}: {_esc(said)} (not plotted).</p>" for r in results
+                  if (said := left_out_words(r, metric)))
     return (f"<details><summary>Values plotted</summary><table><caption>{label} by codec and rate</caption>"
             f"<tr><th scope=col>codec</th><th scope=col>bits per pixel</th><th scope=col>{label}</th></tr>{rows}"
-            "</table></details>")
+            f"</table>{out}</details>")
 
 
 def _png_uri(img: Image.Image) -> str:
@@ -92,6 +94,9 @@ def _bd_table(results: list[dict], metric: str) -> str:
                     f"{r.coverage[1]:.0%} of this one's)")
             note += (f"; {len(r.dropped)} non-monotone point(s) dropped: {dropped_points(r.dropped)}"
                      if r.dropped else "")
+            for whose, run in (("the anchor's ", anchor), ("this one's ", res)):
+                said = left_out_words(run, metric, whose)
+                note += f"; {said}" if said else ""
             if max(r.coverage) < 0.5:
                 note += "; WARNING: the overlap covers under half of both curves' ranges: a narrow comparison"
             other = other_images(anchor, res)  # (as `saicm bdrate` says it: a folder changed between the runs)

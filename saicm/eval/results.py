@@ -267,6 +267,26 @@ def curve(result: dict, metric: str) -> tuple[list[float], list[float]]:
     return [p["bpp"] for p in pts], [p[metric] for p in pts]
 
 
+def left_out(result: dict, metric: str) -> list[float]:
+    """The rates of the points :func:`curve` leaves out of ``metric``'s curve (null or absent there: an exact
+    decode's PSNR, MS-SSIM of tiny images), when ``result`` measured ``metric`` at some point; plots, tables and
+    BD-rates say so (they dropped them unsaid: a stranger's file with a point fewer read as a whole curve)."""
+    if not any(p.get(metric) is not None for p in result["points"]):
+        return []
+    return [p["bpp"] for p in result["points"] if p.get(metric) is None]
+
+
+def left_out_words(result: dict, metric: str, whose: str = "") -> str:
+    """:func:`left_out` in words ("" when none): "2 points without a psnr value (null) left out, at 1.6000 and
+    2.4000 bpp"."""
+    rates = left_out(result, metric)
+    if not rates:
+        return ""
+    at = ", ".join(f"{b:.4f}" for b in rates[:4]) + (f" and {len(rates) - 4} more" if len(rates) > 4 else "")
+    n = f"{len(rates)} point{'s' if len(rates) > 1 else ''}"
+    return f"{whose}{n} without a {metric} value (null) left out, at {at} bpp"
+
+
 #: what identifies a measurement besides the codec's seed: runs averaged by :func:`mean_of_runs` must agree on these
 _SAME_FOR_RUNS = ("dataset", "task", "task_model", "bootstrap", "num_images")
 
