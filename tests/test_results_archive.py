@@ -341,3 +341,20 @@ def test_points_without_a_value_are_said_to_be_left_out(tmp_path, capsys):
     assert f"this one&#x27;s {said}" in page and f"lossless: {said} (not plotted)" in page
     assert main(["bdrate", str(anchor), str(anchor)]) == 0
     assert "left out" not in capsys.readouterr().out
+
+
+def test_a_key_given_twice_in_one_object_is_refused(tmp_path, capsys):
+    """``{"codec": "good", "codec": "evil", ...}`` was read as Python reads it (the last), where other JSON readers
+    (the reviewer's own script, a web page) may take the first: one file, two codec names or two PSNRs at one
+    point. saicm writes no such file."""
+    anchor = write(tmp_path / "a.json", "anchor", [(0.2, 30), (0.4, 33), (0.8, 36)])
+    twice = tmp_path / "twice.json"
+    write(twice, "good", [(0.1, 30), (0.2, 33), (0.4, 36)])
+    twice.write_text(twice.read_text().replace('"psnr": 33', '"psnr": 33, "psnr": 99', 1))
+    with pytest.raises(SaicmError, match=r"twice.json: corrupt results \(the key 'psnr' is given twice in one "
+                                         r"object"):
+        results.load(twice)
+    assert main(["bdrate", str(anchor), str(twice)]) == 2
+    err = capsys.readouterr().err
+    assert "the key 'psnr' is given twice" in err and err.count("\n") == 1
+    assert results.load(anchor)["codec"] == "anchor"

@@ -80,6 +80,18 @@ def _nan_to_null(v):
     return v
 
 
+class _DuplicateKey(Exception):
+    """A key given twice in one JSON object (not a ValueError: that is "not JSON")."""
+
+
+def _no_duplicate_keys(pairs: list) -> dict:
+    d = dict(pairs)
+    if len(d) != len(pairs):
+        seen = set()
+        raise _DuplicateKey(next(k for k, _ in pairs if k in seen or seen.add(k)))
+    return d
+
+
 def _finite_or_none(text: str) -> float | None:
     v = float(text)
     return v if math.isfinite(v) else None
@@ -96,7 +108,12 @@ def load(path: str | Path) -> dict:
     try:
         # NaN and ±Infinity (not JSON, but what saicm wrote before 0.17.0 for a value not measured: MS-SSIM of small
         # images, the PSNR of an exact decode; 1e999 too) are read as the null that save() writes for them today
-        d = json.loads(data.decode("utf-8-sig"), parse_constant=lambda _: None, parse_float=_finite_or_none)
+        d = json.loads(data.decode("utf-8-sig"), parse_constant=lambda _: None, parse_float=_finite_or_none,
+                       object_pairs_hook=_no_duplicate_keys)
+    except _DuplicateKey as e:
+        raise SaicmError(f"corrupt results (the key {_shown(e.args[0])} is given twice in one object: JSON readers "
+                         "disagree on which one is meant, Python's the last, others the first; saicm writes no such "
+                         "file)", str(path)) from None
     except ValueError:  # (not UTF-8, or not JSON: an image, a .saicm file, a model given by mistake)
         raise SaicmError(not_a("a results file (the JSON saicm eval writes)", data, advise=False)
                          or "not a results file (not JSON; saicm eval writes them)", str(path)) from None
