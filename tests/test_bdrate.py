@@ -178,3 +178,38 @@ def test_compressai_eval_json_without_a_name_or_points(tmp_path):
         f.write_text(json.dumps({"name": "x", "results": {"bpp": [0.1], **{k: [40.0 if k == "psnr-rgb" else 1.0]
                                                                               for k in keys}}}))
         assert results.load(f)["points"][0]["psnr"] == 40.0
+
+
+def test_compressai_rates_from_entropy_estimation_are_not_called_file_sizes(tmp_path, capsys):
+    """CompressAI's eval_model --entropy-estimation writes the entropy model's estimate of the bits, and its
+    description says "Inference (entropy estimation)": bdrate compared it with coded files' bits and said nothing,
+    and the report page said "Rates are from real file sizes" of it."""
+    import json
+    import warnings
+
+    from saicm.cli import main
+    from saicm.eval import results
+    from saicm.eval.report import build_report
+
+    est = tmp_path / "est.json"
+    est.write_text(json.dumps({"name": "mbt-est", "description": "Inference (entropy estimation)", "results": {
+        "psnr-rgb": [30.0, 32.0, 34.0], "bpp": [0.1, 0.2, 0.4]}}))
+    coded = tmp_path / "coded.json"
+    coded.write_text(json.dumps({"name": "mbt-ans", "description": "Inference (ans)", "results": {
+        "psnr-rgb": [30.0, 32.0, 34.0], "bpp": [0.11, 0.21, 0.41]}}))
+    anchor = _results(tmp_path, "anchor")
+    assert main(["bdrate", str(anchor), str(est), str(coded)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    said = "its rates estimated by CompressAI's entropy model (eval_model --entropy-estimation), not coded"
+    assert f"[WARNING: {said}: not comparable]" in out[1] and "WARNING" not in out[2]
+    assert main(["bdrate", str(est), str(coded)]) == 0
+    assert "the anchor's rates estimated" in capsys.readouterr().out
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert main(["plot", str(anchor), str(est), "-o", str(tmp_path / "p")]) == 0
+    assert any("est.json: mbt-est: rates estimated" in str(w.message) for w in caught) \
+        or "est.json: mbt-est: rates estimated" in capsys.readouterr().err
+    page = build_report([results.load(f) for f in (anchor, est, coded)], tmp_path / "r.html").read_text()
+    assert "Rates are from real file sizes, except those of mbt-est: rates estimated" in page
+    page = build_report([results.load(f) for f in (anchor, coded)], tmp_path / "r.html").read_text()
+    assert "Rates are from real file sizes. " in page and "estimated" not in page

@@ -248,6 +248,9 @@ def cmd_plot(a: argparse.Namespace) -> int:
                 warn(f"{path}: {r['codec']} has no {a.metric} (or null at every point): left out of the plot")
             elif said := results.left_out_words(r, a.metric):  # (a point fewer on the curve, unsaid)
                 warn(f"{path}: {r['codec']}: {said}")
+    for path, r in zip(a.results, runs):  # (the axis says "from file sizes")
+        if results.estimated_rates(r):
+            warn(f"{path}: {r['codec']}: {results.ESTIMATED}")
     from pathlib import Path
 
     from .._fs import ensure_dir

@@ -20,7 +20,8 @@ from .bdrate import BDRateError, bd_rate, dropped_points
 from .paths import display_path, display_spec
 from .plots import (METRIC_LABELS, check_metric, curves_description, curves_figure, figure_style, matplotlib_agg,
                     measured, shown_name)
-from .results import NOT_SCORES, comparison_warnings, curve, left_out_words, other_images
+from .results import (ESTIMATED, NOT_SCORES, comparison_warnings, curve, estimated_rates, left_out_words,
+                      other_images)
 
 
 def _svg_curves(results: list[dict], metric: str, key: str) -> str:
@@ -124,7 +125,10 @@ def build_report(results: list[dict], out: str | Path, metrics: Sequence[str] = 
         check_metric(results, m)  # (an unknown one gave an empty plot)
     parts = [f"<h1>{_esc(title)}</h1>"]
     ds = sorted({display_path(r.get("dataset", ""), root) for r in results})
-    parts.append("<p>Dataset: " + _esc(", ".join(ds)) + f". Rates are from real file sizes. "
+    estimated = [r["codec"] for r in results if estimated_rates(r)]  # (the page said "real file sizes" of them)
+    sizes = ("Rates are from real file sizes" + (f", except those of {', '.join(estimated)}: {ESTIMATED}"
+                                                  if estimated else "") + ". ")
+    parts.append("<p>Dataset: " + _esc(", ".join(ds)) + ". " + _esc(sizes) +
                  f"BD-rate: PCHIP on log-rate over the overlapping interval, negative = fewer bits.</p>")
     for i, m in enumerate(metrics):
         parts.append(f"<h2>{_esc(METRIC_LABELS.get(m, m))}</h2><div class=row>"

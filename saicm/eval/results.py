@@ -337,11 +337,28 @@ def ground_truths(result: dict, metric: str) -> set[str]:
     return {p["ground_truth"] for p in result["points"] if p.get(metric) is not None and p.get("ground_truth")}
 
 
+def estimated_rates(result: dict) -> bool:
+    """Whether ``result``'s rates were estimated, not coded: CompressAI's eval JSON from ``eval_model
+    --entropy-estimation`` (its description says "Inference (entropy estimation)"), whose bpp is the entropy
+    model's estimate of the latents, no file's size."""
+    cfg = result.get("codec_config")
+    desc = cfg.get("description") if isinstance(cfg, dict) and cfg.get("source") == "CompressAI eval JSON" else None
+    return isinstance(desc, str) and "entropy estimation" in desc.lower()
+
+
+#: what is said of a result whose rates are estimated (:func:`estimated_rates`)
+ESTIMATED = "rates estimated by CompressAI's entropy model (eval_model --entropy-estimation), not coded"
+
+
 def comparison_warnings(anchor: dict, test: dict, metric: str) -> list[str]:
-    """Why a BD-rate of ``test`` against ``anchor`` on ``metric`` compares unlike measurements: AP against other
+    """Why a BD-rate of ``test`` against ``anchor`` on ``metric`` compares unlike measurements: estimated rates
+    against coded ones (:func:`estimated_rates`), AP against other
     ground truth (pseudo against official labels), or read by another task model (a pseudo ground truth is that
     model's own: two models' are two answer keys). Empty when nothing is known to differ."""
     out = []
+    if estimated_rates(anchor) != estimated_rates(test):  # (a coded file's bits against an estimate of them)
+        whose = "its" if estimated_rates(test) else "the anchor's"
+        out.append(f"{whose} {ESTIMATED}")
     a, t = ground_truths(anchor, metric), ground_truths(test, metric)
     if a and t and a != t:
         out.append(f"AP against other ground truth than the anchor's ({'/'.join(sorted(t))} vs {'/'.join(sorted(a))})")
