@@ -454,3 +454,21 @@ def test_the_reports_bd_rate_table_says_its_range_as_bdrate_does_and_warns_of_a_
     page = build_report(runs, tmp_path / "r.html").read_text()
     assert "35.000–36.000 (covers 17% of the anchor&#x27;s range, 10% of this one&#x27;s)" in page
     assert "WARNING: the overlap covers under half of both curves&#x27; ranges: a narrow comparison" in page
+
+
+def test_a_hand_made_files_points_are_drawn_in_rate_order(tmp_path):
+    """`saicm eval` writes points sorted by rate; a hand-made or converted file with points in another order was
+    drawn in file order: its line went back and forth along the rate axis (0.4, 0.1, 0.2 bpp), a curve that is
+    not the codec's."""
+    import json
+
+    f = tmp_path / "unsorted.json"
+    f.write_text(json.dumps({"schema": "saicm-results/1", "codec": "unsorted", "points": [
+        {"quality": 3, "bpp": 0.4, "psnr": 36}, {"quality": 1, "bpp": 0.1, "psnr": 30},
+        {"quality": 2, "bpp": 0.2, "psnr": 33}]}))
+    fig = curves_figure([results.load(f)], "psnr")
+    try:
+        line = _curves(fig)[0]
+        assert list(line.get_xdata()) == [0.1, 0.2, 0.4] and list(line.get_ydata()) == [30, 33, 36]
+    finally:
+        _close(fig)

@@ -132,6 +132,8 @@ def load(path: str | Path) -> dict:
     for i, p in enumerate(points, 1):  # (a string "31.2" was refused by codec name at plot time, not file and field)
         _check_numbers(p, f"point {i}", path)
         _check_extras(p, f"point {i}", path)
+    points.sort(key=lambda p: p["bpp"])  # (as save() writes them: a hand-made file's curve was drawn in file order,
+    # a zigzag back and forth along the rate axis, and its table of values listed them so)
     if d.get("reference") is None:
         d["reference"] = {}  # (null: none measured)
     if not isinstance(d.get("reference"), dict):
