@@ -472,3 +472,21 @@ def test_a_hand_made_files_points_are_drawn_in_rate_order(tmp_path):
         assert list(line.get_xdata()) == [0.1, 0.2, 0.4] and list(line.get_ydata()) == [30, 33, 36]
     finally:
         _close(fig)
+
+
+def test_crops_skip_per_image_entries_without_a_rate():
+    """`saicm report --images` of a hand-made file whose per-image entry had a null or no bpp was a TypeError or
+    KeyError traceback; the crop is matched among the entries that have a rate."""
+    from PIL import Image
+
+    from saicm.eval.codecs import get_codec
+    from saicm.eval.report import matched_rate_crops
+
+    r = _res("jpeg", [(0.2, 30), (0.4, 33)])
+    r["per_image"] = {"cat.png": [{"quality": 10, "bpp": None, "psnr": 30}, {"quality": 50, "psnr": 31},
+                                  {"quality": 90, "bpp": 0.5, "psnr": 33}]}
+    img = Image.new("RGB", (32, 32), (120, 60, 30))
+    panels = matched_rate_crops([r], {"cat.png": img}, "cat.png", 0.25, get_codec=get_codec)
+    assert [c for c, _ in panels] == ["original: cat.png", "jpeg q90: 0.500 bpp, 33.00 dB"]
+    r["per_image"]["cat.png"] = [{"quality": 10, "bpp": None}]
+    assert len(matched_rate_crops([r], {"cat.png": img}, "cat.png", 0.25, get_codec=get_codec)) == 1

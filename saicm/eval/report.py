@@ -181,7 +181,8 @@ def matched_rate_crops(results: list[dict], images: dict[str, Image.Image], imag
     box = box or (0, 0, orig.width, orig.height)
     panels = [(f"original: {image_name}", (draw(orig) if draw else orig).crop(box))]
     for res in results:
-        per = res.get("per_image", {}).get(image_name)
+        # (entries with a rate: a hand-made file's null or missing bpp was a TypeError or KeyError traceback)
+        per = [p for p in res.get("per_image", {}).get(image_name) or () if p.get("bpp") is not None]
         if not per:
             continue
         best = min(per, key=lambda p: abs(p["bpp"] - target_bpp))
