@@ -490,3 +490,27 @@ def test_crops_skip_per_image_entries_without_a_rate():
     assert [c for c, _ in panels] == ["original: cat.png", "jpeg q90: 0.500 bpp, 33.00 dB"]
     r["per_image"]["cat.png"] = [{"quality": 10, "bpp": None}]
     assert len(matched_rate_crops([r], {"cat.png": img}, "cat.png", 0.25, get_codec=get_codec)) == 1
+
+
+def test_the_rate_axis_says_a_human_layers_rate_counts_both_layers():
+    """A two-layer model's human-layer curve is drawn at the bytes of both layers (the file a person's decoder
+    needs), as saicm eval measures it; the axis said "bits per pixel (from file sizes)" alone, read beside
+    single-layer codecs as the human layer's own bits."""
+    human = _res("scal-human-b4", [(0.4, 30), (0.6, 33)])
+    human["codec_config"] = {"layer": "human", "base_quality": 4}
+    for runs, label in (([_res("jpeg", [(0.2, 30), (0.4, 33)])], "bits per pixel (from file sizes)"),
+                        ([_res("jpeg", [(0.2, 30), (0.4, 33)]), human],
+                         "bits per pixel (from file sizes; human layer: both layers)")):
+        fig = curves_figure(runs, "psnr")
+        try:
+            assert fig.axes[0].get_xlabel() == label
+        finally:
+            _close(fig)
+    est = _res("mbt-est", [(0.2, 30), (0.4, 33)])
+    est["codec_config"] = {"source": "CompressAI eval JSON", "description": "Inference (entropy estimation)"}
+    fig = curves_figure([human, est], "psnr")
+    try:
+        assert fig.axes[0].get_xlabel() == ("bits per pixel (from file sizes; human layer: both layers; some "
+                                            "estimated, not coded)")
+    finally:
+        _close(fig)

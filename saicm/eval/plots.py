@@ -118,7 +118,7 @@ def curves_figure(results: list[dict], metric: str, title: str = "", size=(6.4, 
         handles.append(ax.axhline(ref, color=colour, linestyle=(0, (1, 2)), linewidth=1.2))
         labels.append("uncompressed images" if len(refs) == 1 else
                       ", ".join(c for c, _ in owners) + ": uncompressed")
-    ax.set_xlabel("bits per pixel (from file sizes)")
+    ax.set_xlabel(rate_label(shown))
     ax.set_ylabel(METRIC_LABELS.get(metric, metric) + (" against pseudo ground truth" if all(pseudo) and pseudo
                                                           else ""))
     ax.grid(True, alpha=0.3)
@@ -138,6 +138,22 @@ def curves_figure(results: list[dict], metric: str, title: str = "", size=(6.4, 
         fig.set_size_inches(size[0] + width + 0.15, size[1])
     fig.tight_layout()
     return fig
+
+
+def human_layer(res: dict) -> bool:
+    """Whether ``res`` measured a two-layer model's human layer, whose rate counts both layers' bytes (the file a
+    person's decoder needs)."""
+    cfg = res.get("codec_config")
+    return isinstance(cfg, dict) and cfg.get("layer") == "human"
+
+
+def rate_label(results: list[dict]) -> str:
+    """The rate axis' label: a human layer's curve says its rate is both layers' (it read as the human layer's
+    alone beside single-layer codecs); CompressAI's estimated rates are not file sizes."""
+    from .results import estimated_rates
+
+    return ("bits per pixel (from file sizes" + ("; human layer: both layers" if any(map(human_layer, results)) else "")
+            + ("; some estimated, not coded" if any(map(estimated_rates, results)) else "") + ")")
 
 
 #: more legend entries than this go beside the axes, not over them
