@@ -217,6 +217,9 @@ def test_the_report_can_be_read_with_a_screen_reader(tmp_path):
     assert "PSNR (dB) against bits per pixel" in page
     # the plotted values, as a table a screen reader can walk
     assert "<caption>" in page and "0.4000" in page and "33.25" in page
+    # every table (BD-rates, values, runs) is named by a caption and its headers are column headers
+    assert page.count("<table>") == page.count("<table><caption>") == 3
+    assert "<th>" not in page and page.count("<th scope=col>") == 3 + 3 + 6
 
 
 def test_the_reports_plots_share_no_element_ids(tmp_path):

@@ -107,8 +107,13 @@ def _bd_table(results: list[dict], metric: str) -> str:
             cell, note = "n/a", str(e)
         rows.append(f"<tr><td>{_esc(res['codec'])}</td><td class=num>{cell}</td>"
                     f"<td>{_esc(note)}</td></tr>")
-    return (f"<table><tr><th>codec vs {_esc(anchor['codec'])}</th><th>BD-rate ({_esc(metric)})</th>"
-            f"<th>{_esc(metric)} range integrated (not a confidence interval)</th></tr>{''.join(rows)}</table>")
+    # (a caption and column headers' scope, as the table of values has: a screen reader announced a table of
+    # unnamed cells)
+    return (f"<table><caption>BD-rate on {_esc(metric)} against {_esc(anchor['codec'])} (negative = fewer bits)"
+            f"</caption><tr><th scope=col>codec vs {_esc(anchor['codec'])}</th>"
+            f"<th scope=col>BD-rate ({_esc(metric)})</th>"
+            f"<th scope=col>{_esc(metric)} range integrated (not a confidence interval)</th></tr>{''.join(rows)}"
+            "</table>")
 
 
 def build_report(results: list[dict], out: str | Path, metrics: Sequence[str] = ("psnr",),
@@ -158,8 +163,9 @@ def build_report(results: list[dict], out: str | Path, metrics: Sequence[str] = 
         f"<td>{_esc(str(r.get('num_images', '')))}</td><td>{_esc(str(r.get('task', '')))}</td>"
         f"<td>{_esc(str(display_spec(r.get('task_model'), root)))}</td>"
         f"<td>{_esc(str(r.get('created', '')))}</td></tr>" for r in results)
-    parts.append(f"<h2>Runs</h2><table><tr><th>codec</th><th>points</th><th>images</th><th>task</th>"
-                 f"<th>task model</th><th>created</th></tr>{rows}</table>")
+    parts.append("<h2>Runs</h2><table><caption>The results files, first the BD-rate anchor</caption><tr>"
+                 + "".join(f"<th scope=col>{h}</th>" for h in ("codec", "points", "images", "task", "task model",
+                                                               "created")) + f"</tr>{rows}</table>")
     style = ("body{font-family:sans-serif;max-width:1200px;margin:2em auto;color:#222}"
              "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:4px 8px}"
              ".num{text-align:right;font-variant-numeric:tabular-nums}.row{display:flex;gap:2em;align-items:flex-start}"
