@@ -517,3 +517,16 @@ def test_the_rate_axis_says_a_human_layers_rate_counts_both_layers():
                                             "estimated, not coded)")
     finally:
         _close(fig)
+
+
+def test_a_report_of_the_same_files_is_the_same_page(tmp_path):
+    """Each plot's SVG carried the time it was drawn (matplotlib's dc:date): two reports of the same results files
+    differed, so a reviewer could not tell by comparing them that nothing had changed."""
+    import time
+
+    from saicm.eval.report import build_report
+
+    runs = [_res("jpeg", [(0.2, 30.5), (0.4, 33.25)]), _res("webp", [(0.1, 30), (0.2, 33)])]
+    first = build_report(runs, tmp_path / "a.html").read_bytes()
+    time.sleep(1.1)
+    assert build_report(runs, tmp_path / "b.html").read_bytes() == first

@@ -31,9 +31,10 @@ def _svg_curves(results: list[dict], metric: str, key: str) -> str:
     import matplotlib.pyplot as plt
 
     buf = io.StringIO()
-    with figure_style():
+    # (the time of drawing, and element ids salted at random: two pages of the same files differed in every plot)
+    with figure_style(), plt.rc_context({"svg.hashsalt": "saicm"}):
         fig = curves_figure(results, metric, size=(6.0, 4.0), anchor=results[0])
-        fig.savefig(buf, format="svg")
+        fig.savefig(buf, format="svg", metadata={"Date": None})
         plt.close(fig)
     svg = buf.getvalue()
     svg = _own_ids(svg[svg.index("<svg"):], key)
