@@ -358,3 +358,20 @@ def test_a_key_given_twice_in_one_object_is_refused(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "the key 'psnr' is given twice" in err and err.count("\n") == 1
     assert results.load(anchor)["codec"] == "anchor"
+
+
+def test_bdrate_warnings_show_a_task_models_control_characters_as_escapes(tmp_path, capsys):
+    """The warning of another task model than the anchor's names both files' task_model: a stranger's holding
+    ESC and BEL sent them to the terminal (a window title set, colours changed) where codec names were escaped."""
+    def det(name, tm):
+        f = tmp_path / f"{name}.json"
+        pts = [{"quality": i, "bpp": 0.1 * (i + 1), "ap": 30 + i, "ground_truth": "pseudo"} for i in range(3)]
+        f.write_text(json.dumps({"schema": "saicm-results/1", "codec": name, "task": "detection",
+                                 "task_model": tm, "points": pts}))
+        return str(f)
+
+    assert main(["bdrate", det("a", "yolox:a.onnx"), det("b", "picodet:\x1b]0;pwned\x07\x1b[31mred.onnx"),
+                 "--metric", "ap"]) == 0
+    out = capsys.readouterr().out
+    assert "another task model than the anchor's (picodet:\\x1b]0;pwned\\x07\\x1b[31mred.onnx vs yolox:a.onnx)" in out
+    assert "\x1b" not in out and "\x07" not in out

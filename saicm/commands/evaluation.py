@@ -109,7 +109,7 @@ def cmd_bdrate(a: argparse.Namespace) -> int:
     from ..eval import results
     from ..eval.bdrate import BDRateError, bd_rate, dropped_points
     from ..eval.bootstrap import bd_rate_ci
-    from ..errors import SaicmError
+    from ..errors import SaicmError, printable
 
     if a.metric in results.NOT_SCORES:  # (it gave +324.6 % on --metric quality, +0.1 % on --metric bytes)
         raise SaicmError(f"--metric {a.metric} is not a score: a BD-rate compares the bits two codecs need for the "
@@ -122,9 +122,8 @@ def cmd_bdrate(a: argparse.Namespace) -> int:
     anchor = results.load(a.anchor)
     tests = [results.load(path) for path in a.tests]  # every file read before any line is printed
     for why in results.same_names((anchor, *tests)):
-        print(f"saicm: warning: {why}", file=sys.stderr)
+        print(f"saicm: warning: {printable(why)}", file=sys.stderr)
     rows = []
-    from ..errors import printable
 
     try:  # (named by its file: the anchor and a test may share a codec name)
         results.curve(anchor, a.metric)
@@ -168,7 +167,8 @@ def cmd_bdrate(a: argparse.Namespace) -> int:
         if max(r.coverage) < 0.5 and not a.interval:  # (an --interval is narrowed on purpose)
             note += "  [WARNING: the overlap covers under half of both curves' ranges: a narrow comparison]"
         print(f"  {printable(test['codec']):<28} {r.percent:+7.1f}%   over {a.metric} {r.interval[0]:.3f}–{r.interval[1]:.3f}"
-              f"  (covers {r.coverage[0]:.0%} of anchor, {r.coverage[1]:.0%} of test){note}", file=out)
+              f"  (covers {r.coverage[0]:.0%} of anchor, {r.coverage[1]:.0%} of test){printable(note)}", file=out)
+        # (printable: the warnings name the files' task models, a stranger's text that sent terminal escapes)
         row = {"codec": test["codec"], "file": str(path), "bd_rate": r.percent, "interval": r.interval,
                "coverage": list(r.coverage), "dropped": [list(d) for d in r.dropped],
                "not_comparable": unlike}  # (the table's warning, for `--json | jq`: empty when nothing differs)
