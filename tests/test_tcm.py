@@ -202,6 +202,11 @@ def test_wrong_or_partial_files_are_refused_naming_the_first_mismatching_keys(pa
     err = _one_line_error(capsys, _import(pair["dir"] / "ica.pth.tar", "--name", "bad", "--config", cfg,
                                           "--out", tmp_path), "--arch tcm-ica")
     assert "missing" in err
+    # and the machine model given as the additional one: told --arch tcm, not --arch tcm-ica again
+    err = _one_line_error(capsys, _import(pair["dir"] / "icm.pth.tar", "--arch", "tcm-ica", "--base", pair["machine"],
+                                          "--name", "bad", "--config", json.dumps(TINY_ICA)),
+                          "its latent has 20 channels, not 16", "is imported with --arch tcm)")
+    assert "--arch tcm-ica" not in err
     # a checkpoint of another width: the hint names the option that imports it
     wide = dict(TINY, N=16)
     _released_file(tmp_path / "wide.pth.tar", wide, seed=5)
@@ -605,3 +610,26 @@ def test_a_checkpoint_holding_ema_weights_says_they_are_not_the_ones_imported(tm
         warnings.simplefilter("error")
         torch.save({"model": weights, "schema": {"x": torch.zeros(1)}}, tmp_path / "plain.pth.tar")
         read_released_checkpoint(tmp_path / "plain.pth.tar")
+
+
+def test_a_checkpoint_of_half_precision_weights_written_at_fp32_is_said(pair, tmp_path, capsys):
+    """fp16 weights imported at the default fp32 made a file twice their size, the same values, unsaid; with
+    --precision fp16 the weights are kept bit for bit at half the size."""
+    import warnings
+
+    sd = torch.load(pair["dir"] / "icm.pth.tar", weights_only=True)
+    half = {k: (v.half() if v.is_floating_point() else v) for k, v in sd["state_dict"].items()}
+    torch.save({"state_dict": half}, tmp_path / "half.pth.tar")
+    args = ("--name", "h32", "--config", json.dumps(TINY), "--out", tmp_path)
+    with pytest.warns(UserWarning, match=r"half.pth.tar holds fp16 weights: .* --precision fp16 keeps them"):
+        assert _import(tmp_path / "half.pth.tar", *args) == 0
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert _import(tmp_path / "half.pth.tar", "--precision", "fp16", "--name", "h16", "--config",
+                       json.dumps(TINY), "--out", tmp_path) == 0
+        assert _import(pair["dir"] / "icm.pth.tar", "--name", "f32", "--config", json.dumps(TINY),
+                       "--out", tmp_path) == 0  # fp32 weights at fp32: nothing said
+    a, _ = saicm.load_model(tmp_path / "h32.safetensors")
+    b, _ = saicm.load_model(tmp_path / "h16.safetensors")
+    for (k, x), y in zip(a.named_parameters(), b.parameters()):
+        assert torch.equal(x.float(), y.float()), k  # the same weights, bit for bit

@@ -29,6 +29,17 @@ from .zoo import save_model
 
 
 
+def _say_if_half(state: dict, precision: str, src: Path) -> None:
+    """A warning when a checkpoint of fp16 weights is written at fp32: the file is twice the size for the same
+    values (``--precision fp16`` keeps them bit for bit at the checkpoint's size); it grew unsaid."""
+    floats = [v for v in state.values() if torch.is_tensor(v) and v.is_floating_point() and v.numel() > 1]
+    if precision == "fp32" and floats and all(v.dtype == torch.float16 for v in floats):
+        from ..errors import warn
+
+        warn(f"{src.name} holds fp16 weights: written at fp32 (the default) the model file is twice their size for "
+             "the same values; --precision fp16 keeps them bit for bit at half the size")
+
+
 def _today() -> str:
     """The card's date: the UTC day (the results files' "created" is UTC; a local date could differ by one)."""
     return datetime.datetime.now(datetime.timezone.utc).date().isoformat()
@@ -42,6 +53,7 @@ def import_released(src: Path, dest: Path, arch: str, cfg: dict, lam: float, alp
     src, dest = Path(src), Path(dest)
     name = dest.stem
     state = tcm.read_released_checkpoint(src)
+    _say_if_half(state, precision, src)
     if looks_like_mbt2018_mean(state):
         raise SaicmError("a CompressAI MeanScaleHyperprior (mbt2018-mean) state dict, not a LIC-TCM one: import it "
                          "with --arch mbt2018-mean --lam λ", str(src))
@@ -175,6 +187,7 @@ def import_mbt2018_mean(src: Path, dest: Path, lam: float, precision: str = "fp3
 
     src, dest = Path(src), Path(dest)
     state = tcm.read_released_checkpoint(src)
+    _say_if_half(state, precision, src)
     what = "CompressAI's MeanScaleHyperprior (mbt2018-mean)"
     if _autoregressive(state):
         zoo, cls = compressai_model_kind(state).rstrip(")").split(" (")

@@ -684,7 +684,9 @@ def check_released_keys(model: nn.Module, state: dict[str, Tensor], what: str = 
     if ga is not None and mine is not None and ga.dim() == 4 and ga.shape[0] != mine.shape[0]:
         hint = (f" (its latent has {ga.shape[0]} channels, not {mine.shape[0]}"
                 + ("; ICM-v1's additional model ica.pth.tar is imported with --arch tcm-ica --base MACHINE)"
-                   if ga.shape[0] < mine.shape[0] else ")"))
+                   if ga.shape[0] < mine.shape[0] and "additional" not in what else
+                   "; a machine model (SA-ICM's or ICM-v1's icm.pth.tar) is imported with --arch tcm)"
+                   if ga.shape[0] > mine.shape[0] and "additional" in what else ")"))
     first, mine = state.get("g_a.0.conv1.weight"), own.get("g_a.0.conv1.weight")
     if first is not None and mine is not None and first.dim() == 4 and first.shape[0] != mine.shape[0]:
         # (another LIC-TCM size was refused with hundreds of wrong shapes and no word of --preset / --config)
