@@ -558,7 +558,7 @@ def existing_file(dst, max_bytes: int | None = None, model: str | None = None, q
                   human_quality: int | None = None) -> dict:
     """What a compress job with ``--existing skip`` reports of its existing output ``dst`` (the --log line of a
     day's uplink: its bytes, model, quality), and an ``ImageError`` when that file is over ``max_bytes`` (the
-    machine layer of a two-layer file), is no coded file, or was coded by another ``model`` than the job's (a
+    machine layer of a two-layer file), is no whole coded file (cut short, damaged), or was coded by another ``model`` than the job's (a
     two-layer file: its machine or human layer's) or at another ``quality`` (a two-layer file: its machine layer's)
     or ``human_quality`` (its human layer's): a file that another command wrote (another budget, model or quality)
     does not count as done by this one."""
@@ -567,11 +567,9 @@ def existing_file(dst, max_bytes: int | None = None, model: str | None = None, q
     data = read_input(dst)
     try:
         info = _coded_info(data)
-    except SaicmError as e:
-        if max_bytes is None:
-            return {"bytes": len(data)}
-        raise ImageError(f"exists and is no coded file whose size can be checked against --max-bytes ({e}): kept, "
-                         "not counted done (--existing overwrite codes it again)", str(dst)) from None
+    except SaicmError as e:  # (cut short, damaged, not saicm's: it was counted done unless --max-bytes was given)
+        raise ImageError(f"exists and is no whole coded file ({e}): kept, not counted done (--existing overwrite "
+                         "codes it again)", str(dst)) from None
     made = f"{info['model']} q{info['quality']}"
     if model is not None and model not in (info["model"], info.get("human_model")):
         raise ImageError(f"exists, coded by another model ({made}, not {model}): kept, not counted done (--existing "
