@@ -9,7 +9,9 @@ import os
 
 from PIL import Image
 
+import saicm
 from saicm.cli import main
+from saicm.codec import batch
 
 from .conftest import natural_image
 
@@ -22,6 +24,12 @@ def _folder(tmp_path, n=2):
     for i in range(n):
         Image.fromarray(natural_image(32, 48, seed=i)).save(src / f"im{i}.png")
     return src
+
+
+def _age(path, seconds):
+    """``path``'s modification time set back by ``seconds`` (a file written that long ago)."""
+    st = os.stat(path)
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns - int(seconds * 1e9)))
 
 
 def _log(path):
@@ -45,3 +53,65 @@ def test_existing_skip_does_not_count_a_damaged_output_as_done(tmp_path, capsys)
     assert (out / "im0.saicm").read_bytes() == cut  # kept, as a file of another quality is
     lines = _log(log)
     assert lines["im0.png"]["status"] == "failed" and lines["im1.png"]["status"] == "skipped"
+
+
+def test_existing_skip_codes_an_image_changed_since_its_output_again(tmp_path, capsys):
+    """An image replaced under its name after its output was written (a retake, an edited photo, a file that was
+    damaged and is now whole, or damaged and was whole) kept the old picture's output, counted done with exit 0:
+    a rerun skipped by name alone. An output older than its input is coded again; the others are still skipped."""
+    src, out = _folder(tmp_path), tmp_path / "out"
+    job = ["compress", str(src), "-o", str(out), "--model", MODEL, "--quiet"]
+    assert main(job) == 0
+    for p in src.iterdir():
+        _age(p, 120)
+    for p in out.iterdir():
+        _age(p, 60)  # (written after its input, a minute ago: the replacement below is newer, whatever the clock)
+    Image.fromarray(natural_image(32, 48, seed=7)).save(src / "im0.png")
+    log = tmp_path / "job.jsonl"
+    assert main([*job, "--existing", "skip", "--log", str(log)]) == 0
+    assert (out / "im0.saicm").read_bytes() == saicm.compress(src / "im0.png", model=MODEL)
+    lines = _log(log)
+    assert lines["im0.png"]["status"] == "written" and lines["im1.png"]["status"] == "skipped"
+    (src / "im1.png").write_bytes(b"no longer an image")  # damaged since: not done, and its old output not sent
+    assert main([*job, "--existing", "skip"]) == 1
+    assert "im1.png" in capsys.readouterr().err
+
+
+def test_existing_skip_decodes_a_file_coded_again_since_its_decode(tmp_path):
+    """``decompress --existing skip`` kept the decode of a .saicm file that was coded again since (another
+    quality, a new picture), counted done."""
+    src, coded, dec = _folder(tmp_path), tmp_path / "coded", tmp_path / "dec"
+    assert main(["compress", str(src), "-o", str(coded), "--model", MODEL, "--quality", "1", "--quiet"]) == 0
+    assert main(["decompress", str(coded), "-o", str(dec), "--quiet"]) == 0
+    for p in dec.iterdir():
+        _age(p, 60)
+    assert main(["compress", str(src), "-o", str(coded), "--model", MODEL, "--quality", "6", "--quiet"]) == 0
+    assert main(["decompress", str(coded), "-o", str(dec), "--existing", "skip", "--quiet"]) == 0
+    for name in ("im0", "im1"):
+        want = saicm.decompress((coded / f"{name}.saicm").read_bytes())
+        assert list(Image.open(dec / f"{name}.png").getdata()) == list(want.getdata()), name
+
+
+def test_an_up_to_date_output_is_still_skipped(tmp_path):
+    """The other way round: an output newer than its input is done (the resume after an interruption), and one
+    whose input is newer is not; a file whose time cannot be read is left to the check of its contents."""
+    src, dst = tmp_path / "a.png", tmp_path / "a.saicm"
+    src.write_bytes(b"x")
+    dst.write_bytes(b"coded")
+    _age(src, 60)
+    assert batch._run_one(lambda job: {}, batch.Job(src, dst, skip=True)).skipped
+    _age(dst, 120)
+    out = batch._run_one(lambda job: (job.dst.write_bytes(b"new"), {})[1], batch.Job(src, dst, skip=True))
+    assert not out.skipped and out.error is None and dst.read_bytes() == b"new"
+
+
+def test_existing_skip_never_writes_through_a_link_onto_another_input(tmp_path):
+    """An output that is a link to an input is not counted done under skip either, and an older one is never coded
+    again through the link (which would replace that input with another image's coded file)."""
+    src, out = _folder(tmp_path), tmp_path / "out"
+    out.mkdir()
+    (out / "im1.saicm").symlink_to(src / "im0.png")
+    _age(src / "im0.png", 60)  # (the link's target is older than im1.png: "stale")
+    photo = (src / "im0.png").read_bytes()
+    assert main(["compress", str(src), "-o", str(out), "--model", MODEL, "--existing", "skip", "--quiet"]) == 1
+    assert (src / "im0.png").read_bytes() == photo

@@ -145,7 +145,8 @@ def _refuse_outputs_onto_inputs(jobs: list[Job], inputs: list[Path]) -> list[Job
     ids = {i: p for p in inputs if (i := _file_id(p)) is not None}
     out = []
     for job in jobs:
-        same = ids.get(_file_id(job.dst)) if not job.skip else None  # (--existing skip leaves it alone anyway)
+        # (--existing skip too: it codes an output older than its input again, which would write through the link)
+        same = ids.get(_file_id(job.dst))
         if same is not None:
             job = Job(job.src, job.dst, error=f"{job.dst}: is the input {same} (by a link or another name): not "
                                               "overwritten")
@@ -317,6 +318,16 @@ def _empty_file(path: Path) -> bool:
     return stat.S_ISREG(st.st_mode) and st.st_size == 0
 
 
+def _older_than_input(job: Job) -> bool:
+    """Whether the output was last written before its input was (by their modification times): the output of an
+    earlier picture under that name, replaced or edited since (a rerun with --existing skip kept it, counted done).
+    Times that cannot be read: False (the output is judged by its contents alone, as before)."""
+    try:
+        return os.stat(job.dst).st_mtime_ns < os.stat(job.src).st_mtime_ns
+    except OSError:
+        return False
+
+
 def _skipped(job: Job) -> Outcome:
     """The outcome of a job whose output exists (``--existing skip``): skipped, unless ``job.existing`` says not."""
     if job.existing is None:
@@ -339,9 +350,9 @@ def _run_one(fn: Callable[[Job], dict], job: Job) -> Outcome:
 def _attempt(fn: Callable[[Job], dict], job: Job) -> Outcome:
     if job.error:
         return Outcome(job, error=job.error)
-    # an empty output is no coded file or image (a job stopped by a power cut before saicm synced its files):
-    # --existing skip codes it again
-    redo = job.skip and _empty_file(job.dst)
+    # an empty output is no coded file or image (a job stopped by a power cut before saicm synced its files), and
+    # one older than its input is of what the input was before: --existing skip codes it again
+    redo = job.skip and (_empty_file(job.dst) or _older_than_input(job))
     if job.dst.exists() and (job.skip or job.keep) and not redo:
         if job.skip:
             return _skipped(job)
