@@ -643,7 +643,11 @@ def _main(argv: list[str] | None) -> int:
 
     say_dropped_omp_threads()  # (an OMP_NUM_THREADS that is no thread count: dropped when saicm was imported)
 
-    parser = build_parser()
+    try:
+        parser = build_parser()  # (it imports every command family: a Ctrl-C as the job starts often lands here)
+    except KeyboardInterrupt:  # (nothing done yet: one line, as later, not argparse's and importlib's traceback)
+        print("saicm: interrupted", file=sys.stderr)
+        return 130
     args, unknown = parser.parse_known_args(argv)
     if unknown:  # (what parse_args does, with the command's own usage line)
         given = list(sys.argv[1:] if argv is None else argv)

@@ -115,3 +115,20 @@ def test_existing_skip_never_writes_through_a_link_onto_another_input(tmp_path):
     photo = (src / "im0.png").read_bytes()
     assert main(["compress", str(src), "-o", str(out), "--model", MODEL, "--existing", "skip", "--quiet"]) == 1
     assert (src / "im0.png").read_bytes() == photo
+
+
+def test_an_interrupt_as_the_command_starts_is_one_line(monkeypatch, capsys):
+    """Ctrl-C (or a scheduler's SIGINT) in the first half second, while the command's parser imports the command
+    families, printed a 20-line traceback of argparse and importlib; later it is one line and status 130."""
+    import saicm.cli as cli
+
+    def interrupted():
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "build_parser", interrupted)
+    try:
+        code = main(["models"])
+    except KeyboardInterrupt:  # (raised on: pytest would take it for the user's and stop the session)
+        code = "traceback"
+    assert code == 130
+    assert capsys.readouterr().err == "saicm: interrupted\n"
