@@ -190,7 +190,7 @@ def decode_human(machine: bytes, human: bytes, model=None, max_pixels: int | Non
     """The human image of a two-layer file (``machine`` + ``human`` segments, as split by the container).
 
     Human layers of version 2 decode with the portable engine (``engine``: ``auto``/``onnx`` or ``torch``
-    transforms), version 1 with the PyTorch model and CompressAI's coder."""
+    transforms), version 1 with the PyTorch model and CompressAI's coder (whatever ``engine`` says)."""
     from .limits import coded_model
     from .pipeline import Decoded
 
@@ -209,8 +209,7 @@ def decode_human(machine: bytes, human: bytes, model=None, max_pixels: int | Non
                        "the human layer")
     if layer.version == container.HUMAN_PORTABLE_VERSION:
         return _decode_portable(stream, layer, info, max_pixels, engine)
-    if engine not in ("auto", "compressai"):
-        raise ModelError("a human layer of version 1 decodes with --engine auto or compressai")
+    # (whatever ``engine`` says, as streams of formats 1 and 2 do: its machine layer decodes under any engine too)
     with needing_pytorch("a human layer of version 1 decodes with PyTorch and CompressAI's coder (saicm 0.3 and 0.4 "
                          "wrote it; since, --engine compressai and the scalable models the portable engine does not "
                          "code do)"):
