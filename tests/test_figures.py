@@ -530,3 +530,16 @@ def test_a_report_of_the_same_files_is_the_same_page(tmp_path):
     first = build_report(runs, tmp_path / "a.html").read_bytes()
     time.sleep(1.1)
     assert build_report(runs, tmp_path / "b.html").read_bytes() == first
+
+
+def test_a_plot_of_the_same_files_is_the_same_svg(tmp_path):
+    """`saicm plot`'s SVG carried the time it was drawn and randomly salted element ids (the report's plots were
+    made the same for the same files, the plot command's were not): two plots of the same results differed."""
+    import time
+
+    from saicm.eval.plots import plot_curves
+
+    runs = [_res("jpeg", [(0.2, 30.5), (0.4, 33.25)]), _res("webp", [(0.1, 30), (0.2, 33)])]
+    first = [p.read_bytes() for p in plot_curves(runs, "psnr", tmp_path / "a")]
+    time.sleep(1.1)
+    assert [p.read_bytes() for p in plot_curves(runs, "psnr", tmp_path / "b")] == first

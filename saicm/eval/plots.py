@@ -80,11 +80,12 @@ def figure_style():
     """The context the figures are drawn and saved in: matplotlib's defaults, whatever the user's matplotlibrc says
     (``text.usetex: True``, common in papers, sent every label through LaTeX: a traceback without a LaTeX install,
     and codec names with ``_`` or ``%`` fail in it; ``axes.formatter.use_locale`` wrote 0,5 bpp in a German
-    locale). The same results give the same figure anywhere."""
+    locale). The same results give the same figure anywhere, and the same SVG: its element ids salted alike (they
+    were salted at random, so two SVGs of the same results differed throughout; the caller leaves out the date)."""
     matplotlib_agg()
     import matplotlib.style
 
-    return matplotlib.style.context("default")
+    return matplotlib.style.context(["default", {"svg.hashsalt": "saicm"}])
 
 
 def curves_figure(results: list[dict], metric: str, title: str = "", size=(6.4, 4.4), anchor: dict | None = None):
@@ -190,8 +191,10 @@ def plot_curves(results: list[dict], metric: str, out: str | Path, title: str = 
         try:
             for p in paths:
                 with atomic_path(p) as tmp:
+                    # (the SVG's date left out: `saicm plot` of the same results files writes the same files)
                     fig.savefig(tmp, format=p.suffix[1:],
-                                metadata={"Title": shown_name(title) if title else words, "Description": words})
+                                metadata={"Title": shown_name(title) if title else words, "Description": words,
+                                          **({"Date": None} if p.suffix == ".svg" else {})})
         finally:
             plt.close(fig)
     return paths
