@@ -605,10 +605,12 @@ def _process_settings_off() -> None:
             return
         saved = dict(_settings_saved)
         _settings_saved.clear()
-        if sys.stderr is not saved["stderr"]:  # (the stand-in for a closed standard error)
-            stand_in, sys.stderr = sys.stderr, saved["stderr"]
+        if saved["stderr"] is None and _stderr_stand_in is not None and sys.stderr is _stderr_stand_in:
+            # (the stand-in for a closed standard error, and only it: a sys.stderr put there meanwhile, another
+            # thread's contextlib.redirect_stderr, was closed and replaced)
+            sys.stderr = None
             try:
-                stand_in.close()
+                _stderr_stand_in.close()
             except (AttributeError, OSError):
                 pass
         for stream, errors_was, line_buffering_was in saved["streams"]:
@@ -732,8 +734,13 @@ def _discard_messages_if_stderr_closed() -> None:
     ``print(..., file=sys.stderr)`` wrote to standard output (a summary appended to the coded bytes of ``-o
     /dev/stdout``, an error line among ``info --json``'s JSON). Messages are dropped instead, as a Unix tool's writes
     to a closed descriptor fail unseen; the work and the exit status are as they would be."""
+    global _stderr_stand_in
     if sys.stderr is None:
-        sys.stderr = open(os.devnull, "w", encoding="utf-8")
+        sys.stderr = _stderr_stand_in = open(os.devnull, "w", encoding="utf-8")
+
+
+#: the stand-in for a closed standard error, which :func:`_process_settings_off` takes away
+_stderr_stand_in = None
 
 
 def _line_buffered_stdout_if_stderr_shares_it() -> None:

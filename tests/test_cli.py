@@ -2275,3 +2275,31 @@ def test_a_command_out_of_memory_is_one_line_naming_the_limit(monkeypatch, capsy
     assert cli.main(["models"]) == 2
     assert capsys.readouterr().err == ("saicm: error: out of memory (onnxruntime: failed to allocate): run it with "
                                        "more memory, or on fewer or smaller images\n")
+
+
+def test_main_leaves_a_standard_error_put_there_meanwhile_open(monkeypatch):
+    """main() put back the standard error it found by closing whatever sys.stderr was when it returned, taking it
+    for its stand-in for a closed one: another thread's contextlib.redirect_stderr(buffer), entered while a command
+    ran, had its buffer closed and replaced (its getvalue() a ValueError)."""
+    import io
+
+    from saicm import cli
+
+    buffer, before = io.StringIO(), sys.stderr
+
+    def redirected_meanwhile(args):  # (what another thread's redirect_stderr does while the command runs)
+        sys.stderr = buffer
+        return 0
+
+    monkeypatch.setattr(cli, "cmd_models", redirected_meanwhile)
+    try:
+        assert cli.main(["models"]) == 0
+        assert sys.stderr is buffer and not buffer.closed
+    finally:
+        sys.stderr = before
+    monkeypatch.setattr(cli, "cmd_models", lambda args: 0)
+    sys.stderr = None  # (closed, 2>&-: the stand-in main() put there is taken away again, closed)
+    try:
+        assert cli.main(["models"]) == 0 and sys.stderr is None and cli._stderr_stand_in.closed
+    finally:
+        sys.stderr = before
