@@ -1104,3 +1104,18 @@ def test_a_killed_runs_temporary_preview_is_removed_when_the_preview_is_made_aga
     stale.write_bytes(b"half a preview")
     assert main(["masks", str(folder), "-o", str(out), "--preview", "--quiet"]) == 0
     assert (out / "previews" / "sub" / "c.jpg").is_file() and not stale.exists()
+
+
+def test_a_mask_whose_transparent_pixels_are_black_is_read_as_its_grey_levels(tmp_path):
+    """The refusal of masks with their on and off in the alpha channel (off transparent white, read as all on)
+    refused masks whose transparent pixels are black too, which their grey levels read right, as 0.32.0 read them:
+    a grey PNG whose transparent value is 0 (Pillow's save(transparency=0)), white on a transparent black layer."""
+    from saicm.masks.job import load_mask
+
+    truth = np.zeros((48, 64), bool)
+    truth[10:20, 5:40] = True
+    grey = np.where(truth, 255, 0).astype(np.uint8)
+    Image.fromarray(grey).save(tmp_path / "trns.png", transparency=0)
+    assert np.array_equal(load_mask(tmp_path / "trns.png"), truth)
+    Image.fromarray(np.dstack([grey] * 4), "RGBA").save(tmp_path / "layer.png")  # (off: transparent black)
+    assert np.array_equal(load_mask(tmp_path / "layer.png"), truth)

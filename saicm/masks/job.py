@@ -524,15 +524,17 @@ def load_mask(path: str | Path, size: tuple[int, int] | None = None) -> np.ndarr
     # the checks and one-line errors of every image input, turned upright as images are (a flipped mask of a phone's
     # picture was caught by no size check)
     img = upright(open_image(path))
+    grey = np.asarray(img.convert("L"))
     if img.mode in ("RGBA", "LA", "La", "RGBa", "PA") or "transparency" in img.info:
         # (a mask exported with its on and off in the alpha channel, off transparent white: its grey levels were all
-        # on, and the whole image weighed as edges, unsaid)
-        alpha = np.asarray(img.convert("RGBA"))[..., 3]
-        if alpha.min() < 255:
-            raise SaicmError(f"not a mask: {100 * np.count_nonzero(alpha < 255) / alpha.size:.0f} % of its pixels are "
-                             "transparent (a mask is opaque black and white: 0 off, one value on, as `saicm masks` "
-                             "writes; its on and off in the alpha channel are not read)", str(path))
-    grey = np.asarray(img.convert("L"))
+        # on, and the whole image weighed as edges, unsaid; off transparent black is off in its grey levels too, and
+        # read as before: a grey PNG whose black is its transparent value, white on a transparent black layer)
+        see_through = np.asarray(img.convert("RGBA"))[..., 3] < 255
+        if np.any(see_through & (grey > int(grey.max()) / 2)):  # (transparent, and on as its grey levels read)
+            raise SaicmError(f"not a mask: {100 * np.count_nonzero(see_through) / see_through.size:.0f} % of its "
+                             "pixels are transparent, not all of them black (a mask is black and white: 0 off, one "
+                             "value on, as `saicm masks` writes; its on and off in the alpha channel are not read)",
+                             str(path))
     top = int(grey.max())
     between = np.count_nonzero((grey > 0) & (grey < top))
     if between > MASK_GREY_SHARE * grey.size:  # a mask is black and white; thresholding a photo trains on it all
