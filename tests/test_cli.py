@@ -2283,7 +2283,7 @@ def test_main_leaves_a_standard_error_put_there_meanwhile_open(monkeypatch):
     ran, had its buffer closed and replaced (its getvalue() a ValueError)."""
     import io
 
-    from saicm import cli
+    from saicm import _process, cli
 
     buffer, before = io.StringIO(), sys.stderr
 
@@ -2300,6 +2300,6 @@ def test_main_leaves_a_standard_error_put_there_meanwhile_open(monkeypatch):
     monkeypatch.setattr(cli, "cmd_models", lambda args: 0)
     sys.stderr = None  # (closed, 2>&-: the stand-in main() put there is taken away again, closed)
     try:
-        assert cli.main(["models"]) == 0 and sys.stderr is None and cli._stderr_stand_in.closed
+        assert cli.main(["models"]) == 0 and sys.stderr is None and _process._stderr_stand_in.closed
     finally:
         sys.stderr = before
