@@ -130,7 +130,14 @@ def _process_settings_off() -> None:
         errors._command_line, errors._parent_draws_bar = saved["flags"]
 
 
-def _out_of_memory(e: MemoryError) -> str:
+def is_out_of_memory(e: BaseException) -> bool:
+    """Whether ``e`` is an allocation that failed: NumPy's or Python's MemoryError, PyTorch's allocators' (CPU:
+    "DefaultCPUAllocator: can't allocate memory", a RuntimeError; CUDA, MPS: "out of memory")."""
+    text = str(e)
+    return isinstance(e, MemoryError) or "can't allocate memory" in text or "out of memory" in text.lower()
+
+
+def _out_of_memory(e: BaseException) -> str:
     """One line for a command that ran out of memory, naming the limit that applies to this process where one is
     set (``ulimit -v``; a container's, a scheduler's or systemd's memory cgroup)."""
     limits = []

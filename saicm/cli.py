@@ -566,7 +566,12 @@ def _main(argv: list[str] | None) -> int:
             raise
         print(f"saicm: error: {missing}", file=sys.stderr)
         return missing.exit_code
-    except MemoryError as e:  # (eval under `ulimit -v 4G`: onnxruntime's failed allocation was a 20-line traceback)
+    except (MemoryError, RuntimeError) as e:  # (eval under `ulimit -v 4G`: onnxruntime's failed allocation was a
+        # 20-line traceback; PyTorch's CPU allocator raises a RuntimeError, as a training step too large for the memory)
+        from ._process import is_out_of_memory
+
+        if not is_out_of_memory(e):
+            raise
         print(f"saicm: error: {_out_of_memory(e)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as e:

@@ -2303,3 +2303,28 @@ def test_main_leaves_a_standard_error_put_there_meanwhile_open(monkeypatch):
         assert cli.main(["models"]) == 0 and sys.stderr is None and _process._stderr_stand_in.closed
     finally:
         sys.stderr = before
+
+
+def test_pytorch_out_of_memory_is_one_line_and_another_runtime_error_is_not_hidden(monkeypatch, capsys):
+    """PyTorch's CPU allocator says it is out of memory in a RuntimeError, not a MemoryError: `saicm train` with a
+    batch too large for the memory (or eval and compress on PyTorch) ended in a traceback, where a MemoryError was
+    one line (only `saicm video encode` knew the RuntimeError). Any other RuntimeError is still raised."""
+    from saicm import cli
+    from saicm.engine import parallel
+
+    def out_of_memory(args):
+        raise RuntimeError("[enforce fail at alloc_cpu.cpp:127] err == 0. DefaultCPUAllocator: can't allocate memory: "
+                           "you tried to allocate 4000000000000 bytes. Error code 12 (Cannot allocate memory)")
+
+    monkeypatch.setattr(cli, "cmd_models", out_of_memory)
+    monkeypatch.setattr(parallel, "cgroup_memory_limit", lambda *a: None)
+    assert cli.main(["models"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("saicm: error: out of memory") and err.count("\n") == 1, err
+
+    def other(args):
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(cli, "cmd_models", other)
+    with pytest.raises(RuntimeError, match="a bug"):
+        cli.main(["models"])

@@ -31,7 +31,9 @@ def cmd_encode(a: argparse.Namespace) -> int:
                                     "command and --resume") from None
         raise
     except (MemoryError, RuntimeError) as e:
-        if not _out_of_memory(e):
+        from .._process import is_out_of_memory
+
+        if not is_out_of_memory(e):
             raise
         # (a clip of 795 frames at 768x576 read into 5 GB: NumPy's _ArrayMemoryError, a traceback of ten frames)
         from ..errors import SaicmError
@@ -48,13 +50,6 @@ def cmd_encode(a: argparse.Namespace) -> int:
           f"{i['parameters']:,} "
           f"parameters, {i['nonzero'] / max(i['parameters'], 1):.0%} non-zero; {i['seconds']:.0f} s)")
     return 0
-
-
-def _out_of_memory(e: BaseException) -> bool:
-    """Whether ``e`` is an allocation that failed: NumPy's or Python's MemoryError, PyTorch's allocators' (CPU:
-    "DefaultCPUAllocator: can't allocate memory", a RuntimeError; CUDA, MPS: "out of memory")."""
-    text = str(e)
-    return isinstance(e, MemoryError) or "can't allocate memory" in text or "out of memory" in text.lower()
 
 
 def cmd_decode(a: argparse.Namespace) -> int:
