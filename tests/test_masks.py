@@ -1119,3 +1119,24 @@ def test_a_mask_whose_transparent_pixels_are_black_is_read_as_its_grey_levels(tm
     assert np.array_equal(load_mask(tmp_path / "trns.png"), truth)
     Image.fromarray(np.dstack([grey] * 4), "RGBA").save(tmp_path / "layer.png")  # (off: transparent black)
     assert np.array_equal(load_mask(tmp_path / "layer.png"), truth)
+
+
+def test_looking_for_mask_folders_walks_each_folder_once_not_each_files_parents(tmp_path, monkeypatch):
+    """The search for mask folders inside a training or test folder (every `saicm train` and `saicm eval`) tested
+    every parent of every file, up to the file system's root: 8.6 s for 100,000 files in 1,000 folders, so minutes
+    before an ImageNet-sized run started. Each folder is walked once; a mask folder among them is still found."""
+    import pathlib
+
+    from saicm.masks.job import without_mask_folders
+
+    root = tmp_path / "photos"
+    (root / "masks").mkdir(parents=True)
+    (root / "masks" / "masks.json").write_text('{"kind": "edges"}')
+    files = [root / f"c{c}" / f"{i}.jpg" for c in range(20) for i in range(100)] + [root / "masks" / "0.png"]
+    calls = []
+    real = pathlib.PurePath.is_relative_to
+    monkeypatch.setattr(pathlib.PurePath, "is_relative_to", lambda self, *a: calls.append(1) or real(self, *a))
+    with pytest.warns(saicm.SaicmWarning, match="1 files of 1 mask folder"):
+        kept = without_mask_folders(root, files, "training")
+    assert kept == files[:-1]
+    assert len(calls) < 2 * len(files), len(calls)  # (about one per file to leave the masks out, not one per parent)

@@ -438,8 +438,10 @@ def without_mask_folders(root: Path, files: list[Path], what: str) -> list[Path]
     ("training", "test")."""
     root = Path(root)
     folders: set[Path] = set()
-    for f in files:
-        folders.update(p for p in f.parents if p != root and p.is_relative_to(root))
+    for d in {f.parent for f in files}:  # (each folder once, not each file's parents: 8.6 s for 100,000 files)
+        while d not in folders and d != root and d.is_relative_to(root):
+            folders.add(d)
+            d = d.parent
     found = sorted(p for p in folders if is_mask_folder(p))
     inner = [p for p in found if not any(p != q and p.is_relative_to(q) for q in found)]  # (outermost)
     if not inner:
