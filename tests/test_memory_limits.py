@@ -46,3 +46,31 @@ def test_a_mask_folder_goes_on_past_an_image_too_large_for_the_memory(tmp_path):
     assert summary["written"] == 2
     assert len(summary["failed"]) == 1 and "big.png: out of memory making its mask" in summary["failed"][0]
     assert (tmp_path / "masks" / "a.png").is_file() and not (tmp_path / "masks" / "big.png").exists()
+
+
+def test_a_mask_folder_goes_on_past_an_image_pytorch_has_no_memory_for(tmp_path):
+    """SAM's masks are made by PyTorch, whose CPU allocator says it is out of memory in a RuntimeError: the masks job
+    went on past a MemoryError only, and ended in a traceback on this one. Another RuntimeError still ends it."""
+    import pytest
+
+    from saicm.masks.job import MaskSpec, run_masks
+
+    src = tmp_path / "imgs"
+    src.mkdir()
+    for name in ("a.png", "big.png", "c.png"):
+        Image.fromarray(np.full((32, 48, 3), 90, np.uint8)).save(src / name)
+
+    def make(rgb, path, error=RuntimeError("[enforce fail at alloc_cpu.cpp:127] DefaultCPUAllocator: can't allocate "
+                                           "memory: you tried to allocate 4000000000000 bytes")):
+        if path.name == "big.png":
+            raise error
+        m = np.zeros(rgb.shape[:2], np.int32)
+        m[8:24, 10:30] = 1
+        return m, 2
+
+    summary = run_masks(src, tmp_path / "masks", MaskSpec(source="regions", settings={}), make, progress=False)
+    assert summary["written"] == 2
+    assert len(summary["failed"]) == 1 and "big.png: out of memory making its mask" in summary["failed"][0]
+    with pytest.raises(RuntimeError, match="a bug"):
+        run_masks(src, tmp_path / "other", MaskSpec(source="regions", settings={}),
+                  lambda rgb, path: make(rgb, path, RuntimeError("a bug")), progress=False)

@@ -327,7 +327,12 @@ def _run(src: Path, out: Path, files: list[Path], spec: MaskSpec, make: Callable
             except SaicmError as e:
                 failures.append(str(e))
                 continue
-            except MemoryError:  # one huge image must not end the folder (a compress job goes on alike)
+            except (MemoryError, RuntimeError) as e:  # one huge image must not end the folder (a compress job goes
+                # on alike); SAM's PyTorch says so in a RuntimeError ("DefaultCPUAllocator: can't allocate memory")
+                from .._process import is_out_of_memory
+
+                if not is_out_of_memory(e):
+                    raise
                 failures.append(f"{f}: out of memory making its mask")
                 continue
             mask = result if spec.kind == "objects" else segment_edges(result, spec.edge_method, 1)
