@@ -1085,6 +1085,32 @@ def _memory_hungry(job):
     return {"name": job.src.name}
 
 
+def _pytorch_memory_hungry(job):
+    if job.src.stem == "1":  # (PyTorch's CPU allocator: a RuntimeError, not a MemoryError)
+        raise RuntimeError("[enforce fail at alloc_cpu.cpp:127] DefaultCPUAllocator: can't allocate memory")
+    if job.src.stem == "3":
+        raise RuntimeError("a bug")
+    job.dst.write_text("done")
+    return {"name": job.src.name}
+
+
+def test_one_file_pytorch_has_no_memory_for_does_not_end_the_folder(tmp_path):
+    """A folder job went on past a file whose coding raised MemoryError, not past one whose coding PyTorch's
+    allocator had no memory for (a RuntimeError: the PyTorch engine, CompressAI's models): the job ended there.
+    Any other RuntimeError still ends it."""
+    import io
+
+    from saicm.codec import batch
+
+    jobs = [batch.Job(tmp_path / f"{i}.png", tmp_path / "out" / f"{i}.saicm") for i in range(4)]
+    (tmp_path / "out").mkdir()
+    err = io.StringIO()
+    with pytest.raises(RuntimeError, match="a bug"):
+        batch.run(_pytorch_memory_hungry, jobs, workers=1, progress=False, errors=err)
+    assert "1.png: out of memory coding it" in err.getvalue()
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["0.saicm", "2.saicm"]
+
+
 def _killed_worker(job):
     if job.src.stem == "1":
         os.kill(os.getpid(), 9)  # what the OOM killer does

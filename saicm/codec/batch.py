@@ -392,7 +392,12 @@ def _attempt(fn: Callable[[Job], dict], job: Job) -> Outcome:
         return Outcome(job, error=(str(e) if e.path else f"{job.src}: {e}") + kept)
     except BrokenPipeError:  # -o /dev/stdout | head -c 8: the reader went away, a quiet stop (status 141)
         raise
-    except MemoryError:  # one huge image must not end the folder (the others are still coded)
+    except (MemoryError, RuntimeError) as e:  # one huge image must not end the folder (the others are still coded);
+        # PyTorch's allocator says so in a RuntimeError ("DefaultCPUAllocator: can't allocate memory")
+        from .._process import is_out_of_memory
+
+        if not is_out_of_memory(e):
+            raise
         return Outcome(job, error=f"{job.src}: out of memory coding it (lower --max-pixels to refuse such images "
                                   "up front)")
     except OSError as e:
