@@ -92,7 +92,6 @@ def cgroup_cpu_limit(proc: str = "/proc/self/cgroup", root: str = "/sys/fs/cgrou
     return min(limits) if limits else None
 
 
-
 def cgroup_memory_limit(proc: str | Path = "/proc/self/cgroup", root: str | Path = "/sys/fs/cgroup") -> int | None:
     """The lowest memory limit set on this process's cgroup or on a group above it (cgroup v2 ``memory.max``, v1
     ``memory.limit_in_bytes``), or None where there is none or nothing can be read (not Linux). The physical memory
@@ -106,6 +105,7 @@ def cgroup_memory_limit(proc: str | Path = "/proc/self/cgroup", root: str | Path
         if value.isdigit():  # ("max": none)
             limits.append(int(value))
     return min(limits) if limits else None
+
 
 #: the values of $SAICM_THREADS already said to be ignored (each once per process)
 _said_ignored: set[str] = set()

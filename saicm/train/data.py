@@ -105,8 +105,8 @@ class RandomCrops(Dataset):
         budget = image_memory() if memory is None else memory
         sources: dict[Path, dict[str, set[str]]] = {}  # each mask folder's manifests: what each mask was made of
         first_of: dict[str, Path] = {}  # the first image of each content (by its file's SHA-256)
-        copies: list[tuple[Path, Path]] = []
-        empty: list[Path] = []  # images whose masks are all off  # (an image, the earlier one it is a byte-for-byte copy of)
+        copies: list[tuple[Path, Path]] = []  # (an image, the earlier one it is a byte-for-byte copy of)
+        empty: list[Path] = []  # images whose masks are all off
         small: list[tuple[int, int, int, Path]] = []  # (short side, width, height, file) of those upscaled
         bad: list[str] = []  # (a scraped folder's damaged files: all named at once, not one per run)
         bar = tqdm(pairs, desc="loading images", disable=bar_disable(progress), unit="img")
@@ -137,8 +137,8 @@ class RandomCrops(Dataset):
                 was = sources[mr].get(f.relative_to(r).as_posix())
                 if was and digest not in was:
                     bad.append(f"{f}: its mask ({mr / mask_path(f.relative_to(r))}) was made of other bytes under this "
-                               "name (the file was replaced, or saved again, since): run the saicm masks command that made the folder "
-                               "again (it remakes the changed ones)")
+                               "name (the file was replaced, or saved again, since): run the saicm masks command that "
+                               "made the folder again (it remakes the changed ones)")
                     continue
             if digest in first_of:
                 copies.append((f, first_of[digest]))
