@@ -421,7 +421,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "transforms; torch: with the PyTorch transforms; openvino / openvino-bf16: with OpenVINO's transforms (optional: pip install \"saicm[openvino]\"; "
                    "bf16 codes ~1.7x faster on CPUs with bfloat16 units, Intel AMX or AVX-512 BF16; docs/engine.md); compressai: "
                    "formats 1/2 as saicm 0.3 wrote")
-    c.add_argument("--jobs", type=positive, default=1, help="worker processes for folders (default 1; at most four per CPU)")
+    c.add_argument("--jobs", type=positive, default=1, help="worker processes for folders (default 1; at most "
+                   "four per CPU, and one per GB of a container's memory limit)")
     c.add_argument("--existing", choices=EXISTING, help="an output file that exists: refuse it (one line), skip it "
                    "(counted done: go on after an interruption) or overwrite it (default for folders: overwrite)")
     c.add_argument("--log", metavar="FILE.jsonl", help="append one JSON line per file as it is done: input, "
@@ -451,7 +452,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "openvino or openvino-bf16 (optional; bf16 pixels differ from float32 ones by up to 5 on screen "
                    "content such as text or checkerboards, 2 on photos); "
                    "files of formats 1 and 2 always decode with PyTorch and CompressAI")
-    d.add_argument("--jobs", type=positive, default=1, help="worker processes for folders (default 1; at most four per CPU)")
+    d.add_argument("--jobs", type=positive, default=1, help="worker processes for folders (default 1; at most "
+                   "four per CPU, and one per GB of a container's memory limit)")
     d.add_argument("--existing", choices=EXISTING, help="an output file that exists: refuse it (one line), skip it "
                    "(counted done: go on after an interruption) or overwrite it (default: refuse, except a "
                    "single file named with -o)")

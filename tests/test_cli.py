@@ -2354,3 +2354,14 @@ def test_pytorch_out_of_memory_is_one_line_and_another_runtime_error_is_not_hidd
     monkeypatch.setattr(cli, "cmd_models", other)
     with pytest.raises(RuntimeError, match="a bug"):
         cli.main(["models"])
+
+
+def test_the_jobs_help_names_the_memory_limit_that_bounds_the_workers(capsys):
+    """Folder jobs' workers are bounded by a container's memory limit (one per GB) since this release, as
+    docs/usage.md says; `--help` named the bound of four per CPU alone."""
+    from saicm.cli import main
+
+    for command in ("compress", "decompress"):
+        with pytest.raises(SystemExit):
+            main([command, "--help"])
+        assert "one per GB of a container's memory limit" in " ".join(capsys.readouterr().out.split())
