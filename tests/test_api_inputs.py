@@ -116,6 +116,18 @@ def test_a_coded_file_object_is_read_from_where_it_is_and_one_at_its_end_is_told
             fn(f)
     f.seek(0)
     assert saicm.describe(f)["file_bytes"] == len(data)
+    class TextLike:  # a text reader that is no io.TextIOBase, at its end: text mode said, not seek(0)
+        def read(self):
+            return ""
+
+        def seekable(self):
+            return True
+
+        def tell(self):
+            return 5
+
+    with pytest.raises(saicm.FormatError, match="opened in text mode"):
+        saicm.decompress(TextLike(), model=tiny_model)
     with pytest.raises(saicm.FormatError, match="empty") as e:  # an empty one is still empty
         saicm.decompress(io.BytesIO(), model=tiny_model)
     assert "seek" not in str(e.value)

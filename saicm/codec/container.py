@@ -470,7 +470,7 @@ def coded_input(data: CodedLike, what: str = ".saicm file") -> tuple[bytes, str 
             from ..errors import SaicmError
 
             raise SaicmError(f"cannot read the {what} ({e.strerror or e})") from None
-        if not got and _position(data):  # (a BytesIO just written to: "empty" said nothing of where it was read)
+        if isinstance(got, (bytes, bytearray)) and not got and _position(data):  # (a BytesIO just written to: "empty" said nothing of where it was read)
             raise FormatError(f"the file object given as the {what} is at its end (byte {_position(data):,}): it is "
                               "read from where it is, so seek(0) first (an image for saicm.compress is read from "
                               "byte 0, as Pillow reads it)")

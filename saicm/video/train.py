@@ -146,13 +146,23 @@ def _ssim_fn():
     from pytorch_msssim import ssim  # the SSIM of the NeRV loss (a dependency of CompressAI, declared in [train])
 
     def fn(x, y):
-        if min(x.shape[-2:]) >= 11:  # the Gaussian window's size
-            return ssim(x, y, data_range=1.0, size_average=True)
-        with warnings.catch_warnings():  # a side under 11 px is not smoothed (docs/video.md), said on every step
-            warnings.filterwarnings("ignore", message="Skipping Gaussian Smoothing")
-            return ssim(x, y, data_range=1.0, size_average=True)
+        if min(x.shape[-2:]) < 11:  # the Gaussian window's size: a side under it is not smoothed (docs/video.md),
+            _quiet_small_ssim()     # which pytorch-msssim said on every training step
+        return ssim(x, y, data_range=1.0, size_average=True)
 
     return fn
+
+
+def _quiet_small_ssim() -> None:
+    """One filter for pytorch-msssim's warning of frames under its window, added once: not a ``catch_warnings`` per
+    step, which is not thread-safe and resets the warning registries each time."""
+    global _ssim_filtered
+    if not _ssim_filtered:
+        warnings.filterwarnings("ignore", message="Skipping Gaussian Smoothing", module="pytorch_msssim")
+        _ssim_filtered = True
+
+
+_ssim_filtered = False
 
 
 def nerv_loss(x_hat: Tensor, x: Tensor, beta: float, ssim_fn) -> Tensor:
