@@ -137,9 +137,14 @@ def is_out_of_memory(e: BaseException) -> bool:
     return isinstance(e, MemoryError) or "can't allocate memory" in text or "out of memory" in text.lower()
 
 
-def _out_of_memory(e: BaseException) -> str:
+#: what to reduce, by command, when it runs out of memory (others: the images)
+LESS_MEMORY = {"train": "a smaller --batch or --patch (or --amp bf16)"}
+
+
+def _out_of_memory(e: BaseException, command: str | None = None) -> str:
     """One line for a command that ran out of memory, naming the limit that applies to this process where one is
-    set (``ulimit -v``; a container's, a scheduler's or systemd's memory cgroup)."""
+    set (``ulimit -v``; a container's, a scheduler's or systemd's memory cgroup), and what to reduce (``command``:
+    :data:`LESS_MEMORY`)."""
     limits = []
     try:
         import resource
@@ -157,7 +162,8 @@ def _out_of_memory(e: BaseException) -> str:
     text = str(e)
     said = f" ({text})" if text and len(text) <= 80 and "\n" not in text else ""  # (not onnxruntime's 200 characters)
     where = f" within {' and '.join(limits)}" if limits else ""
-    return f"out of memory{where}{said}: run it with more memory, or on fewer or smaller images"
+    less = LESS_MEMORY.get(command, "fewer or smaller images")
+    return f"out of memory{where}{said}: run it with more memory, or with {less}"
 
 
 def _discard_messages_if_stderr_closed() -> None:

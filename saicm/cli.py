@@ -574,7 +574,7 @@ def _main(argv: list[str] | None) -> int:
 
         if not is_out_of_memory(e):
             raise
-        print(f"saicm: error: {_out_of_memory(e)}", file=sys.stderr)
+        print(f"saicm: error: {_out_of_memory(e, getattr(args, 'command', None))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as e:
         if not getattr(e, "quiet", False):  # (a training run's other ranks: rank 0 says it)

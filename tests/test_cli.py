@@ -2300,7 +2300,13 @@ def test_a_command_out_of_memory_is_one_line_naming_the_limit(monkeypatch, capsy
     monkeypatch.setattr(resource, "getrlimit", lambda which: (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
     assert cli.main(["models"]) == 2
     assert capsys.readouterr().err == ("saicm: error: out of memory (onnxruntime: failed to allocate): run it with "
-                                       "more memory, or on fewer or smaller images\n")
+                                       "more memory, or with fewer or smaller images\n")
+    from saicm.commands import training  # training's own advice: its batch and crops, not images
+
+    monkeypatch.setattr(training, "cmd_train", out_of_memory)
+    assert cli.main(["train", "--data", ".", "--out", "run"]) == 2
+    assert capsys.readouterr().err.endswith("run it with more memory, or with a smaller --batch or --patch (or --amp "
+                                            "bf16)\n")
 
 
 def test_main_leaves_a_standard_error_put_there_meanwhile_open(monkeypatch):
