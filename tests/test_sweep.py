@@ -405,13 +405,38 @@ def test_decodes_cached_by_another_saicm_version_are_counted_and_said(tmp_path, 
         if i == 0:
             del entry["saicm_version"]
         meta.write_text(json.dumps(entry))
-    with pytest.warns(UserWarning, match=r"3 of 4 decodes come from the cache, made by another saicm than this "
-                                         rf"{__version__} \(2 by saicm 0.40.0, 1 by saicm 0.32.0 or before\)"):
+    with pytest.warns(UserWarning, match=r"3 of 4 decodes come from the cache, not recorded as made by this saicm "
+                                         rf"{__version__} \(2 by saicm 0.40.0, 1 by a saicm that did not record its "
+                                         r"version \(0.32.0 or before\)\)"):
         old = sweep(get_codec("jpeg"), images(), [30, 60], cache=cache, progress=False)
     assert old["decodes_from_other_versions"] == 3 and old["points"] == first["points"]
     assert all("saicm_version" not in e for v in old["per_image"].values() for e in v)  # (the cache's own field)
     fresh = sweep(get_codec("jpeg"), images(), [30, 60], cache=None, progress=False)
     assert fresh["decodes_from_other_versions"] == 0
+
+
+def test_unversioned_cached_decodes_are_said_without_contradiction_under_0_32_0(tmp_path, monkeypatch):
+    """Upgrading from 0.32.0 to a tree that still says 0.32.0 (today's unreleased changes), a cache of 0.32.0's said
+    "made by another saicm than this 0.32.0 (6 by saicm 0.32.0 or before)" (the upgrade audit): an entry without a
+    version is said to be one that did not record it."""
+    import pytest
+
+    import saicm.eval.rd as rd
+
+    monkeypatch.setattr(rd, "__version__", "0.32.0")
+    cache = DecodeCache(tmp_path / "cache", "jpeg", get_codec("jpeg").config())
+    sweep(get_codec("jpeg"), images(), [30], cache=cache, progress=False)
+    for meta in (tmp_path / "cache").rglob("*.json"):
+        entry = json.loads(meta.read_text())
+        if isinstance(entry, dict) and "saicm_version" in entry:
+            del entry["saicm_version"]  # (as 0.32.0 wrote it)
+            meta.write_text(json.dumps(entry))
+    with pytest.warns(UserWarning) as said:
+        again = sweep(get_codec("jpeg"), images(), [30], cache=cache, progress=False)
+    assert again["decodes_from_other_versions"] == 2
+    text = " ".join(str(w.message) for w in said if "decodes come from the cache" in str(w.message))
+    assert "not recorded as made by this saicm 0.32.0 (2 by a saicm that did not record its version" in text
+    assert "another saicm than this 0.32.0" not in text
 
 
 def test_off_a_terminal_the_reference_is_said_before_it_is_scored(monkeypatch, capsys):

@@ -459,9 +459,13 @@ def _points(codec: Codec, images: dict[str, Image.Image], qualities: list, task:
                    "`machine`; --no-cache (or another --cache) times them here")
     res["decodes_from_other_versions"] = sum(versions.values())
     if versions:  # (the key is the codec's weights and settings, not saicm's version: a fixed decoder stays unseen)
-        by = ", ".join(f"{n} by saicm {v or '0.32.0 or before'}" for v, n in sorted(versions.items(), key=str))
-        saicm_warn(f"{sum(versions.values())} of {len(images) * len(qualities)} decodes come from the cache, made by "
-                   f"another saicm than this {__version__} ({by}); --no-cache (or another --cache) makes them here")
+        # (an entry without a version is one of 0.32.0 or before, or of a development tree still saying 0.32.0: "made
+        # by another saicm than this 0.32.0 (6 by saicm 0.32.0 or before)" contradicted itself to an upgrading user)
+        by = ", ".join(f"{n} by saicm {v}" if v else f"{n} by a saicm that did not record its version (0.32.0 or "
+                       "before)" for v, n in sorted(versions.items(), key=str))
+        saicm_warn(f"{sum(versions.values())} of {len(images) * len(qualities)} decodes come from the cache, not "
+                   f"recorded as made by this saicm {__version__} ({by}); --no-cache (or another --cache) makes them "
+                   "here")
 
 
 def rd_sweep(codec: Codec, images: dict[str, Image.Image], qualities: Sequence | None = None,
