@@ -124,7 +124,7 @@ def test_a_thread_count_that_is_none_counts_as_unset_for_folder_jobs_too_and_is_
     assert len(said) == 3 and all("is not a whole number >= 1: ignored" in m for m in said), said  # (each once)
 
 
-@pytest.mark.parametrize("value", ["0", "-1", "abc"])
+@pytest.mark.parametrize("value", ["0", "-1", "abc", "99999999999999999999"])  # (the last: past libgomp's long)
 def test_an_omp_thread_count_that_is_none_counts_as_unset_and_is_said(value):
     """OMP_NUM_THREADS=0 (or -1, abc) was passed to PyTorch as it was: libgomp's own "Invalid value for environment
     variable OMP_NUM_THREADS" and every CPU, SAICM_THREADS=1 not applied (import saicm's setdefault kept the bad

@@ -151,7 +151,9 @@ def drop_invalid_omp_threads() -> None:
     if text is None:
         return
     numbers = text.split(",")
-    if all(re.fullmatch(r"\s*\+?[0-9]+\s*", n) and int(n) >= 1 for n in numbers):
+    # (libgomp reads each with strtoul and takes it as a signed long: 2**63 and more are refused in its own words,
+    # "Invalid value for environment variable OMP_NUM_THREADS", as 0 is)
+    if all(re.fullmatch(r"\s*\+?[0-9]+\s*", n) and 1 <= int(n) < 2 ** 63 for n in numbers):
         return
     del os.environ["OMP_NUM_THREADS"]
     if text.strip():
