@@ -407,9 +407,10 @@ def test_decodes_cached_by_another_saicm_version_are_counted_and_said(tmp_path, 
         meta.write_text(json.dumps(entry))
     with pytest.warns(UserWarning, match=r"3 of 4 decodes come from the cache, not recorded as made by this saicm "
                                          rf"{__version__} \(2 by saicm 0.40.0, 1 by a saicm that did not record its "
-                                         r"version \(0.32.0 or before\)\)"):
+                                         r"version \(0.32.0 or before\)\)") as said:
         old = sweep(get_codec("jpeg"), images(), [30, 60], cache=cache, progress=False)
     assert old["decodes_from_other_versions"] == 3 and old["points"] == first["points"]
+    assert any(str(cache.dir) in str(w.message) for w in said)  # (the cheaper way: this codec's folder alone)
     assert all("saicm_version" not in e for v in old["per_image"].values() for e in v)  # (the cache's own field)
     fresh = sweep(get_codec("jpeg"), images(), [30, 60], cache=None, progress=False)
     assert fresh["decodes_from_other_versions"] == 0

@@ -465,7 +465,7 @@ def _points(codec: Codec, images: dict[str, Image.Image], qualities: list, task:
                        "before)" for v, n in sorted(versions.items(), key=str))
         saicm_warn(f"{sum(versions.values())} of {len(images) * len(qualities)} decodes come from the cache, not "
                    f"recorded as made by this saicm {__version__} ({by}); --no-cache (or another --cache) makes them "
-                   "here")
+                   f"here, or remove {cache.dir} to make this codec's decodes again (the other codecs' stay)")
 
 
 def rd_sweep(codec: Codec, images: dict[str, Image.Image], qualities: Sequence | None = None,
