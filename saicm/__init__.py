@@ -25,9 +25,13 @@ _os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
 # (a value that is no thread count counts as unset here too: it set OMP_NUM_THREADS to every CPU; the engine says so)
 # (an OMP_NUM_THREADS that is no thread count counts as unset too: libgomp said so in its own words and took every
 # CPU, and SAICM_THREADS did not take its place; the command line says so)
-from .engine.parallel import drop_invalid_omp_threads as _drop_invalid_omp_threads
+# (checked by engine.parallel only when it is set to other than a plain whole number >= 1: importing that module, and
+# its threading, made every `import saicm` a third slower, OMP_NUM_THREADS unset or 1)
+_omp = _os.environ.get("OMP_NUM_THREADS")
+if _omp is not None and not (_omp.isascii() and _omp.isdigit() and int(_omp) >= 1):
+    from .engine.parallel import drop_invalid_omp_threads as _drop_invalid_omp_threads
 
-_drop_invalid_omp_threads()
+    _drop_invalid_omp_threads()
 if _os.environ.get("SAICM_THREADS", "").strip():
     from .engine.parallel import requested_threads as _requested, threads as _threads
 

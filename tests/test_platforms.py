@@ -144,6 +144,22 @@ def test_an_omp_thread_count_that_is_none_counts_as_unset_and_is_said(value):
     assert r.stdout.strip() == "4,2" and r.stderr == "", r.stderr
 
 
+@pytest.mark.parametrize("value", [None, "1", "8"])
+def test_import_saicm_loads_no_thread_pool_machinery_for_a_usual_omp_thread_count(value):
+    """`import saicm` checked OMP_NUM_THREADS by importing saicm.engine.parallel, which imported threading and
+    concurrent.futures (with logging) at its top: a third more start-up time for every `import saicm` and command,
+    OMP_NUM_THREADS unset or a plain count. Checked there only when it is something else; the pool's module is
+    imported where a pool is made."""
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "SAICM_THREADS")}
+    if value is not None:
+        env["OMP_NUM_THREADS"] = value
+    code = ("import sys, saicm\nprint(sorted(m for m in ('saicm.engine.parallel', 'concurrent.futures', 'threading')"
+            " if m in sys.modules))\nimport saicm.engine.parallel\nprint('concurrent.futures' in sys.modules)")
+    r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split("\n")[:2] == ["[]", "False"], r.stdout
+
+
 def _blas_threads(job):  # a folder job for the pool (module level: the workers import it)
     from threadpoolctl import threadpool_info
 

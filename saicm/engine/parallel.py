@@ -13,10 +13,13 @@ from __future__ import annotations
 import functools
 import os
 import threading
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import TYPE_CHECKING, Callable, Iterable
+
+if TYPE_CHECKING:  # (imported where a pool is made: `import saicm` imports this module, and concurrent.futures,
+    # with logging, cost every command a third more start-up time, `saicm --help` and `import saicm` included)
+    from concurrent.futures import ThreadPoolExecutor
 
 _lock = threading.Lock()
 _pools: dict[int, ThreadPoolExecutor] = {}
@@ -196,6 +199,8 @@ def _pool(n: int) -> ThreadPoolExecutor:
     with _lock:
         pool = _pools.get(n)
         if pool is None:
+            from concurrent.futures import ThreadPoolExecutor
+
             pool = _pools[n] = ThreadPoolExecutor(n, thread_name_prefix="saicm-int")
         return pool
 
