@@ -274,6 +274,25 @@ def test_a_metric_edited_into_true_or_false_is_refused(tmp_path):
         results.load(edited)
 
 
+@pytest.mark.parametrize("value, refused", [("1" + "0" * 309, True), ("-1" + "0" * 309, True), ("1" + "0" * 308, False),
+                                            ("[33]", True), ("true", True), ("{}", True), ('"x"', True), ("null", False),
+                                            ("1.7e308", False), ("-0.0", False), ("NaN", False), ("12", False)])
+def test_per_image_values_are_checked_as_the_points_are(tmp_path, value, refused):
+    """The per-image entries (tens of thousands in a large file) are checked on a fast path, floats and ints that a
+    float holds without a call: it refuses and passes what the points' check does (1e308 written as digits is a
+    float's, 1e309 is not; NaN is read as null)."""
+    f = write(tmp_path / "pi.json", "pi", [(0.1, 30), (0.2, 33), (0.4, 36)])
+    d = json.loads(f.read_text())
+    d["per_image"] = {"x.png": [dict(p) for p in d["points"]]}
+    d["per_image"]["x.png"][1]["psnr"] = "VALUE"
+    f.write_text(json.dumps(d).replace('"VALUE"', value))
+    if refused:
+        with pytest.raises(SaicmError, match=r"per_image 'x.png' at quality 1: 'psnr' is .*not a finite number"):
+            results.load(f)
+    else:
+        assert len(results.load(f)["per_image"]["x.png"]) == 3
+
+
 def test_hand_made_values_that_plot_bdrate_and_report_read_are_refused_in_one_line(tmp_path, capsys):
     """A results file from a stranger could hold a whole number too large for a float (``1`` and 400 zeros: an
     OverflowError traceback from plot, bdrate and report), a per-image value that is a string or such a number
