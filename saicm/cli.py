@@ -531,9 +531,11 @@ def _main(argv: list[str] | None) -> int:
     from .errors import install_warning_format
 
     install_warning_format()
-    from .engine.parallel import say_dropped_omp_threads
-
-    say_dropped_omp_threads()  # (an OMP_NUM_THREADS that is no thread count: dropped when saicm was imported)
+    # (an OMP_NUM_THREADS that is no thread count: dropped when saicm was imported, by engine.parallel, which is
+    # loaded then only; importing it here for every command made `saicm --help` a tenth slower)
+    parallel = sys.modules.get(f"{__package__}.engine.parallel")
+    if parallel is not None:
+        parallel.say_dropped_omp_threads()
 
     try:
         parser = build_parser()  # (it imports every command family: a Ctrl-C as the job starts often lands here)

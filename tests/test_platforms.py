@@ -153,11 +153,14 @@ def test_import_saicm_loads_no_thread_pool_machinery_for_a_usual_omp_thread_coun
     env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "SAICM_THREADS")}
     if value is not None:
         env["OMP_NUM_THREADS"] = value
-    code = ("import sys, saicm\nprint(sorted(m for m in ('saicm.engine.parallel', 'concurrent.futures', 'threading')"
-            " if m in sys.modules))\nimport saicm.engine.parallel\nprint('concurrent.futures' in sys.modules)")
+    code = ("import sys, saicm\nprint(sorted(m for m in ('saicm.engine.parallel', 'concurrent.futures')"
+            " if m in sys.modules))\nfrom saicm.cli import main\ntry:\n    main(['--version'])\nexcept SystemExit:\n"
+            "    pass\nprint('saicm.engine.parallel' in sys.modules)\n"
+            "import saicm.engine.parallel\nprint('concurrent.futures' in sys.modules)")
     r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
-    assert r.stdout.split("\n")[:2] == ["[]", "False"], r.stdout
+    lines = r.stdout.split("\n")
+    assert lines[0] == "[]" and lines[1].startswith("saicm ") and lines[2:4] == ["False", "False"], r.stdout
 
 
 def _blas_threads(job):  # a folder job for the pool (module level: the workers import it)
