@@ -150,3 +150,19 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def photos_with_their_mask_folder(tmp_path) -> Path:
+    """Three photos in tmp_path/photos and, inside it, the mask folder `saicm masks photos -o photos/masks --preview`
+    makes (allowed: its output is no input of that job): 6 files that are no photos."""
+    from PIL import Image
+
+    import saicm.cli
+
+    d = tmp_path / "photos"
+    d.mkdir()
+    for i in range(3):
+        Image.fromarray(natural_image(40, 56, seed=i)).save(d / f"{i}.png")
+    assert saicm.cli.main(["masks", str(d), "-o", str(d / "masks"), "--source", "regions", "--preview",
+                           "--quiet"]) == 0
+    return d

@@ -4,6 +4,7 @@ on; no test here needs more than a few kilobytes (the failures are raised by mon
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from PIL import Image, ImageFile
 
 
@@ -25,9 +26,15 @@ def test_an_image_too_large_for_the_memory_left_is_out_of_memory_not_unreadable(
     assert not (tmp_path / "a.saicm").exists()
 
 
-def test_a_mask_folder_goes_on_past_an_image_too_large_for_the_memory(tmp_path):
-    """A MemoryError making one image's mask ended the whole masks job in a traceback; it is now that image's
-    failure (named), and the others' masks are written."""
+@pytest.mark.parametrize("error", [
+    MemoryError(),  # (NumPy's, Python's)
+    RuntimeError("[enforce fail at alloc_cpu.cpp:127] DefaultCPUAllocator: can't allocate memory: you tried to "
+                 "allocate 4000000000000 bytes"),  # PyTorch's CPU allocator (SAM's masks)
+])
+def test_a_mask_folder_goes_on_past_an_image_too_large_for_the_memory(tmp_path, error):
+    """Running out of memory making one image's mask ended the whole masks job in a traceback (a MemoryError; SAM's
+    PyTorch says it in a RuntimeError); it is now that image's failure (named), and the others' masks are written.
+    Another RuntimeError still ends the job."""
     from saicm.masks.job import MaskSpec, run_masks
 
     src = tmp_path / "imgs"
@@ -35,33 +42,7 @@ def test_a_mask_folder_goes_on_past_an_image_too_large_for_the_memory(tmp_path):
     for name in ("a.png", "big.png", "c.png"):
         Image.fromarray(np.full((32, 48, 3), 90, np.uint8)).save(src / name)
 
-    def make(rgb, path):
-        if path.name == "big.png":
-            raise MemoryError()
-        m = np.zeros(rgb.shape[:2], np.int32)
-        m[8:24, 10:30] = 1
-        return m, 2
-
-    summary = run_masks(src, tmp_path / "masks", MaskSpec(source="regions", settings={}), make, progress=False)
-    assert summary["written"] == 2
-    assert len(summary["failed"]) == 1 and "big.png: out of memory making its mask" in summary["failed"][0]
-    assert (tmp_path / "masks" / "a.png").is_file() and not (tmp_path / "masks" / "big.png").exists()
-
-
-def test_a_mask_folder_goes_on_past_an_image_pytorch_has_no_memory_for(tmp_path):
-    """SAM's masks are made by PyTorch, whose CPU allocator says it is out of memory in a RuntimeError: the masks job
-    went on past a MemoryError only, and ended in a traceback on this one. Another RuntimeError still ends it."""
-    import pytest
-
-    from saicm.masks.job import MaskSpec, run_masks
-
-    src = tmp_path / "imgs"
-    src.mkdir()
-    for name in ("a.png", "big.png", "c.png"):
-        Image.fromarray(np.full((32, 48, 3), 90, np.uint8)).save(src / name)
-
-    def make(rgb, path, error=RuntimeError("[enforce fail at alloc_cpu.cpp:127] DefaultCPUAllocator: can't allocate "
-                                           "memory: you tried to allocate 4000000000000 bytes")):
+    def make(rgb, path, error=error):
         if path.name == "big.png":
             raise error
         m = np.zeros(rgb.shape[:2], np.int32)
@@ -71,6 +52,7 @@ def test_a_mask_folder_goes_on_past_an_image_pytorch_has_no_memory_for(tmp_path)
     summary = run_masks(src, tmp_path / "masks", MaskSpec(source="regions", settings={}), make, progress=False)
     assert summary["written"] == 2
     assert len(summary["failed"]) == 1 and "big.png: out of memory making its mask" in summary["failed"][0]
+    assert (tmp_path / "masks" / "a.png").is_file() and not (tmp_path / "masks" / "big.png").exists()
     with pytest.raises(RuntimeError, match="a bug"):
         run_masks(src, tmp_path / "other", MaskSpec(source="regions", settings={}),
                   lambda rgb, path: make(rgb, path, RuntimeError("a bug")), progress=False)

@@ -613,15 +613,11 @@ def test_a_mask_folder_inside_the_dataset_is_not_evaluated(tmp_path):
     """`saicm masks photos -o photos/masks --preview` (allowed) and then `saicm eval --dataset photos`: the masks and
     their previews were coded and scored as test photos, 9 images for 3, unsaid."""
     import saicm
-    import saicm.cli
     from saicm.eval.rd import load_rgb_folder
 
-    d = tmp_path / "photos"
-    d.mkdir()
-    for i in range(3):
-        Image.fromarray(natural_image(40, 56, seed=i)).save(d / f"{i}.png")
-    assert saicm.cli.main(["masks", str(d), "-o", str(d / "masks"), "--source", "regions", "--preview",
-                           "--quiet"]) == 0
+    from .conftest import photos_with_their_mask_folder
+
+    d = photos_with_their_mask_folder(tmp_path)
     with pytest.warns(saicm.SaicmWarning, match=r"6 files of 1 mask folder \(masks.json\) inside the test data folder "
                                                 r"left out .*photos/masks"):
         images = load_rgb_folder(d)

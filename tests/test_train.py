@@ -1769,15 +1769,12 @@ def test_a_mask_folder_inside_or_given_as_the_training_folder_is_not_trained_on(
     """`saicm masks photos -o photos/masks --preview` (the masks job allows its output inside its input) and then
     `saicm train --data photos` trained on the masks and previews as photos: two thirds of the images, unsaid. The
     mask folder given as --data trained on masks alone."""
-    import saicm.cli
+    import saicm
     from saicm.train.data import RandomCrops, list_images
 
-    d = tmp_path / "photos"
-    d.mkdir()
-    for i in range(3):
-        Image.fromarray(natural_image(40, 56, seed=i)).save(d / f"{i}.png")
-    assert saicm.cli.main(["masks", str(d), "-o", str(d / "masks"), "--source", "regions", "--preview",
-                           "--quiet"]) == 0
+    from .conftest import photos_with_their_mask_folder
+
+    d = photos_with_their_mask_folder(tmp_path)
     with pytest.warns(saicm.SaicmWarning, match=r"6 files of 1 mask folder \(masks.json\) inside the training data "
                                                 r"folder left out .*photos/masks"):
         ds = RandomCrops(d, patch=32, progress=False)

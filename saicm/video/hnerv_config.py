@@ -7,8 +7,8 @@ from __future__ import annotations
 import math
 
 from ..errors import FormatError
-from .nerv_config import MAX_BLOCKS, MAX_MACS_PER_PIXEL, MAX_PARAMS, MAX_STRIDE, MAX_WIDTH, PRESETS as NERV_PRESETS, \
-    _int, _int_list, check_activations, plan_strides, preset_widths
+from .nerv_config import MAX_BLOCKS, MAX_STRIDE, MAX_WIDTH, PRESETS as NERV_PRESETS, _int, _int_list, \
+    check_activations, check_work, plan_strides, preset_widths
 
 ARCHITECTURE = "hnerv"
 
@@ -57,12 +57,7 @@ def check_config(cfg, height: int, width: int, frames: int) -> dict:
         raise FormatError("corrupt header (architecture configuration: too many embedding values)")
     out = {"embed": embed, "grid": grid, "strides": strides, "channels": channels, "kernels": kernels,
            "act": "gelu", "output": "tanh"}
-    params, macs = count(out, frames)
-    if params > MAX_PARAMS:
-        raise FormatError(f"corrupt header (architecture configuration: {params:,} parameters, more than the "
-                          f"limit of {MAX_PARAMS:,})")
-    if macs > MAX_MACS_PER_PIXEL * (grid[0] * s) * (grid[1] * s):
-        raise FormatError("corrupt header (architecture configuration: too much work per pixel)")
+    check_work(*count(out, frames), grid[0] * s * grid[1] * s)
     check_activations(embed, grid, strides, channels)
     return out
 

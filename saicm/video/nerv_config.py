@@ -124,15 +124,20 @@ def check_config(cfg, height: int, width: int, frames: int = 1) -> dict:
     if grid != [-(-height // s), -(-width // s)] or grid[0] * grid[1] > MAX_GRID_CELLS:
         raise FormatError(f"corrupt header (architecture configuration: a {grid[0]}x{grid[1]} grid with strides "
                           f"{strides} does not make {width}x{height} frames)")
-    params, macs = _count(pe_levels, hidden, c0, grid, strides, channels)
-    if params > MAX_PARAMS:
-        raise FormatError(f"corrupt header (architecture configuration: {params:,} parameters, more than the "
-                          f"limit of {MAX_PARAMS:,})")
-    if macs > MAX_MACS_PER_PIXEL * (grid[0] * s) * (grid[1] * s):
-        raise FormatError("corrupt header (architecture configuration: too much work per pixel)")
+    check_work(*_count(pe_levels, hidden, c0, grid, strides, channels), grid[0] * s * grid[1] * s)
     check_activations(c0, grid, strides, channels)
     return {"pe_levels": pe_levels, "pe_base": float(base), "mlp_hidden": hidden, "c0": c0, "grid": grid,
             "strides": strides, "channels": channels, "act": cfg["act"], "output": cfg["output"]}
+
+
+def check_work(params: int, macs: int, pixels: int) -> None:
+    """A header's network within the decoder's bounds: parameters, and multiply-adds per output pixel (``macs`` per
+    frame of ``pixels``)."""
+    if params > MAX_PARAMS:
+        raise FormatError(f"corrupt header (architecture configuration: {params:,} parameters, more than the "
+                          f"limit of {MAX_PARAMS:,})")
+    if macs > MAX_MACS_PER_PIXEL * pixels:
+        raise FormatError("corrupt header (architecture configuration: too much work per pixel)")
 
 
 def check_activations(cin: int, grid, strides, channels) -> None:
