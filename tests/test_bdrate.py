@@ -213,3 +213,15 @@ def test_compressai_rates_from_entropy_estimation_are_not_called_file_sizes(tmp_
     assert "Rates are from real file sizes, except those of mbt-est: rates estimated" in page
     page = build_report([results.load(f) for f in (anchor, coded)], tmp_path / "r.html").read_text()
     assert "Rates are from real file sizes. " in page and "estimated" not in page
+
+
+def test_dropped_points_name_four_and_count_the_rest():
+    """The words for dropped points name the first four and count the others (mutation testing found the cut
+    unasserted: a curve of many dropped points made a row as long as the file)."""
+    from saicm.eval.bdrate import dropped_points
+
+    four = [("reference", 0.1 * i, 30.0 + i) for i in range(1, 5)]
+    assert dropped_points(four) == ("the anchor's at 0.1000 bpp (31), the anchor's at 0.2000 bpp (32), the anchor's "
+                                    "at 0.3000 bpp (33), the anchor's at 0.4000 bpp (34)")
+    six = four + [("test", 0.5, 35.5), ("test", 0.6, 36.0)]
+    assert dropped_points(six) == dropped_points(four) + " and 2 more"

@@ -543,3 +543,38 @@ def test_a_plot_of_the_same_files_is_the_same_svg(tmp_path):
     first = [p.read_bytes() for p in plot_curves(runs, "psnr", tmp_path / "a")]
     time.sleep(1.1)
     assert [p.read_bytes() for p in plot_curves(runs, "psnr", tmp_path / "b")] == first
+
+
+def test_the_rate_axis_speaks_of_the_curves_drawn_and_reference_lines_show_names_as_escapes():
+    """A human layer's file that has no curve in this figure (no value of its metric) adds nothing to the rate
+    axis' label; the legend of several reference lines names their codecs with control characters as escapes, as
+    the curves' legend does (mutation testing found both unasserted)."""
+    human = _res("scal-human-b4", [(0.4, 30), (0.6, 33)])
+    human["codec_config"] = {"layer": "human", "base_quality": 4}
+    for p in human["points"]:
+        p["ap"] = None
+    a, b = _res("a\x1b[31m", [(0.2, 30), (0.4, 33)]), _res("b", [(0.2, 31), (0.4, 34)])
+    for r, ref in ((a, 40.0), (b, 41.0)):
+        r["reference"] = {"ap": ref}
+        for p in r["points"]:
+            p["ap"] = p["psnr"]
+    fig = curves_figure([a, b, human], "ap")
+    try:
+        assert fig.axes[0].get_xlabel() == "bits per pixel (from file sizes)"
+        texts = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+        assert "a\\x1b[31m: uncompressed" in texts and not any("\x1b" in t for t in texts), texts
+    finally:
+        _close(fig)
+
+
+def test_the_table_of_values_names_the_points_left_out_of_its_plot(tmp_path):
+    """Under the table of values plotted, a file's points without a value of the metric are named as not plotted
+    (mutation testing found the line unasserted)."""
+    from saicm.eval.report import build_report
+
+    a = _res("anchor", [(0.2, 30), (0.4, 33), (0.8, 36)])
+    b = _res("holes", [(0.1, 30), (0.2, 33), (0.4, 36), (0.9, 38)])
+    b["points"][3]["psnr"] = None
+    page = build_report([a, b], tmp_path / "r.html").read_text()
+    assert ("<p>holes: 1 point without a psnr value (null) left out, at 0.9000 bpp (not plotted).</p></details>"
+            in page)

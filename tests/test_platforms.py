@@ -329,3 +329,74 @@ def test_saicm_threads_is_capped_at_four_per_cpu_and_a_bad_value_is_said_once(mo
         assert [parallel.threads() for _ in range(3)] == [2, 2, 2]
         assert parallel.requested_threads(say=False) is None
     assert len([w for w in said if "SAICM_THREADS='many'" in str(w.message)]) == 1, [str(w.message) for w in said]
+
+
+def test_an_omp_thread_count_is_checked_in_each_of_its_levels_and_said_once(monkeypatch):
+    """drop_invalid_omp_threads in process (mutation testing found these unasserted): every level of a list must be
+    a count (``4,abc`` is dropped); a blank value is dropped unsaid; the warning comes once per process however many
+    times it is asked for (the command line and threads() both ask); threads(say=False), as import saicm calls it,
+    says nothing, of SAICM_THREADS either."""
+    import warnings
+
+    from saicm.engine import parallel
+
+    monkeypatch.setattr(parallel, "_omp_dropped", None)
+    monkeypatch.setattr(parallel, "_omp_said", False)
+    monkeypatch.setattr(parallel, "_said_ignored", set())
+    for value, kept in (("4,abc", False), ("abc,4", False), ("4,2", True), (" 3 ", True), ("+2", True)):
+        monkeypatch.setenv("OMP_NUM_THREADS", value)
+        parallel.drop_invalid_omp_threads()
+        assert (os.environ.get("OMP_NUM_THREADS") == value) == kept, value
+    assert parallel._omp_dropped == "abc,4"
+    monkeypatch.setattr(parallel, "_omp_dropped", None)
+    monkeypatch.setenv("OMP_NUM_THREADS", "  ")
+    parallel.drop_invalid_omp_threads()
+    assert "OMP_NUM_THREADS" not in os.environ and parallel._omp_dropped is None  # (blank: unset, unsaid)
+    monkeypatch.setenv("OMP_NUM_THREADS", "0")
+    parallel.drop_invalid_omp_threads()
+    monkeypatch.setenv("SAICM_THREADS", "many")
+    with warnings.catch_warnings(record=True) as said:
+        warnings.simplefilter("always")
+        parallel.threads(say=False)
+        assert said == []
+        parallel.say_dropped_omp_threads()
+        parallel.say_dropped_omp_threads()
+        parallel.threads()
+    omp = [str(w.message) for w in said if "OMP_NUM_THREADS" in str(w.message)]
+    assert omp == ["OMP_NUM_THREADS='0' is not a whole number >= 1: ignored (the default, a thread per CPU, or "
+                   "SAICM_THREADS)"], omp
+
+
+def test_a_cgroup_memory_limit_with_room_for_exactly_the_workers_is_not_said(monkeypatch):
+    """The memory bound lowers --jobs only when fewer workers fit than would run (mutation testing: a limit of room
+    for exactly --jobs workers was not asserted)."""
+    from saicm.codec import batch
+    from saicm.engine import parallel
+
+    monkeypatch.delenv("SAICM_THREADS", raising=False)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2, 3}, raising=False)
+    monkeypatch.setattr(parallel, "cgroup_cpu_limit", lambda *a: None)
+    monkeypatch.setattr(batch, "WORKER_MEMORY", 1 << 20)
+    monkeypatch.setattr(parallel, "cgroup_memory_limit", lambda *a: 4 << 20)  # room for four, exactly
+    lines = []
+    assert batch._bounded_workers(4, 10, lines.append) == 4 and lines == []
+    monkeypatch.setattr(parallel, "cgroup_memory_limit", lambda *a: (3 << 20) + (1 << 19))  # three and a half
+    assert batch._bounded_workers(4, 10, lines.append) == 3 and ": 3 worker processes, each" in lines.pop()
+
+
+def test_a_folder_jobs_workers_in_a_900_mb_cgroup_are_one(monkeypatch):
+    """The case the memory bound was made for, at the real budget per worker (about 1 GB: WORKER_MEMORY's
+    measurements): --jobs 4 in 900 MB is one worker, in 2.5 GB two (mutation testing: every test set its own
+    budget)."""
+    from saicm.codec import batch
+    from saicm.engine import parallel
+
+    monkeypatch.delenv("SAICM_THREADS", raising=False)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2, 3}, raising=False)
+    monkeypatch.setattr(parallel, "cgroup_cpu_limit", lambda *a: None)
+    lines = []
+    monkeypatch.setattr(parallel, "cgroup_memory_limit", lambda *a: 900 << 20)
+    assert batch._bounded_workers(4, 10, lines.append) == 1
+    assert "in a memory limit of 0.9 GB" in lines.pop() and not lines
+    monkeypatch.setattr(parallel, "cgroup_memory_limit", lambda *a: 5 << 29)
+    assert batch._bounded_workers(4, 10, lines.append) == 2 and "about 1 GB" in lines.pop()

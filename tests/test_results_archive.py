@@ -394,3 +394,67 @@ def test_bdrate_warnings_show_a_task_models_control_characters_as_escapes(tmp_pa
     out = capsys.readouterr().out
     assert "another task model than the anchor's (picodet:\\x1b]0;pwned\\x07\\x1b[31mred.onnx vs yolox:a.onnx)" in out
     assert "\x1b" not in out and "\x07" not in out
+
+
+def test_a_long_value_is_shown_cut_and_the_references_fields_and_the_draws_values_are_checked(tmp_path):
+    """The refusals of hand-made values (mutation testing found them unasserted): a value too long for a one-line
+    message is cut at 40 characters; the reference's ``ground_truth`` is checked as the points' is; a bootstrap
+    draw's values are checked, not only that it is a list (a string in one was read by ``bdrate --ci``)."""
+    def edited(name, change):
+        f = write(tmp_path / name, name, [(0.1, 30), (0.2, 33), (0.4, 36)])
+        d = json.loads(f.read_text())
+        change(d)
+        f.write_text(json.dumps(d))
+        return f
+
+    big = edited("big.json", lambda d: None)
+    big.write_text(big.read_text().replace('"psnr": 33', '"psnr": 1' + "0" * 400))
+    with pytest.raises(SaicmError, match=r"'psnr' is 1" + "0" * 36 + r"\.\.\., not a finite number"):
+        results.load(big)
+    gt = edited("gt.json", lambda d: d.update(reference={"ap": 40.0, "ground_truth": ["official"]}))
+    with pytest.raises(SaicmError, match=r"reference: 'ground_truth' is \['official'\], not a string"):
+        results.load(gt)
+    for boot_value in ({"box_ap": ["x", 30.0]}, {"box_ap": [30.0, [1]]}, {"box_ap": [True]}, [30.0, 31.0]):
+        boot = edited("boot.json", lambda d: d["points"][0].update(bootstrap=boot_value))
+        with pytest.raises(SaicmError, match="point 1: 'bootstrap' is not an object of lists of numbers or null"):
+            results.load(boot)
+    fine = edited("fine.json", lambda d: d["points"][0].update(bootstrap={"box_ap": [None, 30.5, 31]}))
+    assert results.load(fine)["points"][0]["bootstrap"] == {"box_ap": [None, 30.5, 31]}
+
+
+def test_a_metric_measured_at_no_point_leaves_no_point_out():
+    """left_out names the points without a value of a metric the file measured elsewhere; of a metric it measured
+    nowhere (MS-SSIM in a detection sweep) it names none: those files have no curve of it, not a curve of no points
+    (mutation testing found the rule unasserted)."""
+    r = {"codec": "x", "points": [{"bpp": 0.1, "psnr": 30.0}, {"bpp": 0.2, "psnr": None}]}
+    assert results.left_out(r, "ms_ssim") == [] and results.left_out_words(r, "ms_ssim") == ""
+    assert results.left_out(r, "psnr") == [0.2]
+    assert results.left_out_words(r, "psnr", "the anchor's ") == ("the anchor's 1 point without a psnr value (null) "
+                                                                   "left out, at 0.2000 bpp")
+
+
+def test_left_out_words_name_four_rates_and_estimated_rates_are_compressais_alone():
+    """left_out_words names the first four rates and counts the others; estimated_rates is true of CompressAI's
+    eval JSON whose description says entropy estimation in any case, and of no other file whose description says
+    it (mutation testing found these unasserted)."""
+    r = {"codec": "x", "points": [{"bpp": 0.1, "psnr": 30.0}] + [{"bpp": 0.1 * i, "psnr": None} for i in range(2, 8)]}
+    assert results.left_out_words(r, "psnr") == ("6 points without a psnr value (null) left out, at 0.2000, 0.3000, "
+                                                 "0.4000, 0.5000 and 2 more bpp")
+    compressai = {"source": "CompressAI eval JSON", "description": "Inference (Entropy Estimation)"}
+    assert results.estimated_rates({"codec_config": compressai})
+    assert not results.estimated_rates({"codec_config": dict(compressai, description="Inference (ans)")})
+    assert not results.estimated_rates({"codec_config": {"description": "no entropy estimation here"}})
+    assert not results.estimated_rates({"codec_config": dict(compressai, source="hand-made")})
+
+
+def test_printable_shows_every_bidirectional_formatting_character_and_lone_surrogate_as_an_escape():
+    """Each of Unicode's bidirectional formatting characters (the marks, embeddings, overrides and isolates) is
+    shown as \\uNNNN, not the right-to-left override alone; other text is left as it is; a lone surrogate that is
+    no undecodable byte is \\uNNNN in names_as_utf8 (mutation testing found the others unasserted)."""
+    from saicm.errors import names_as_utf8, printable
+
+    for c in (0x061C, 0x200E, 0x200F, 0x202A, 0x202B, 0x202C, 0x202D, 0x202E, 0x2066, 0x2067, 0x2068, 0x2069):
+        assert printable(f"a{chr(c)}b") == f"a\\u{c:04x}b", hex(c)
+    assert printable("é\u200d\u2070ü") == "é\u200d\u2070ü"  # (a joiner, a superscript: not formatting)
+    assert names_as_utf8("a\ud800b\udfffc") == "a\\ud800b\\udfffc"
+    assert names_as_utf8("caf\udcc3\udca9") == "café"

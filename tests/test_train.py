@@ -1871,3 +1871,44 @@ def test_images_whose_masks_are_empty_are_named(tmp_path):
                                                 r"\S*img/1\.png$"):
         ds = RandomCrops(d, patch=32, masks=m, progress=False)
     assert len(ds.images) == 3
+
+
+def test_copies_are_named_with_the_first_and_an_image_of_the_patch_size_is_not_upscaled(tmp_path, recwarn):
+    """Three copies of one photo are each named with the first (not with the copy before them); an image whose
+    short side is --patch is not said to be upscaled (mutation testing found both unasserted)."""
+    import shutil
+    import warnings
+
+    import saicm.cli  # noqa: F401
+    from saicm.train.data import RandomCrops
+
+    Image.fromarray(natural_image(32, 48, seed=1)).save(tmp_path / "a.png")  # (32 high: the patch, exactly)
+    for n in ("b", "c"):
+        shutil.copy(tmp_path / "a.png", tmp_path / f"{n}.png")
+    Image.fromarray(natural_image(40, 40, seed=2)).save(tmp_path / "d.png")
+    warnings.simplefilter("always")
+    RandomCrops(tmp_path, patch=32, progress=False)
+    said = [str(w.message) for w in recwarn if issubclass(w.category, saicm.SaicmWarning)]
+    copies = [m for m in said if "byte-for-byte" in m]
+    assert len(copies) == 1 and copies[0].endswith(f"{tmp_path / 'b.png'} = {tmp_path / 'a.png'}, "
+                                                   f"{tmp_path / 'c.png'} = {tmp_path / 'a.png'}"), said
+    assert not [m for m in said if "smaller than --patch" in m], said
+
+
+def test_an_image_replaced_in_a_subfolder_since_its_mask_was_made_is_refused(tmp_path):
+    """The manifests record each image by its path under the folder (``sub/0.png``): a replaced image in a subfolder
+    is found as one at the top is (mutation testing: looked up by its name alone, it was trained on unsaid)."""
+    import shutil
+
+    import saicm.cli
+    from saicm.errors import ImageError
+    from saicm.train.data import RandomCrops
+
+    d, m = tmp_path / "img", tmp_path / "msk"
+    (d / "sub").mkdir(parents=True)
+    for i in range(2):
+        Image.fromarray(natural_image(40, 56, seed=i)).save(d / "sub" / f"{i}.png")
+    assert saicm.cli.main(["masks", str(d), "-o", str(m), "--source", "regions", "--quiet"]) == 0
+    shutil.copy(d / "sub" / "1.png", d / "sub" / "0.png")
+    with pytest.raises(ImageError, match=r"sub/0\.png: its mask \(.*msk/sub/0\.png\) was made of other bytes"):
+        RandomCrops(d, patch=32, masks=m, progress=False)
