@@ -2373,9 +2373,6 @@ def test_the_jobs_help_names_the_memory_limit_that_bounds_the_workers(capsys):
         assert "one per GB of a container's memory limit" in " ".join(capsys.readouterr().out.split())
 
 
-                                       "more memory, or on fewer or smaller images\n")
-
-
 def test_out_of_memory_names_no_cgroup_v1_non_limit_and_no_long_message(monkeypatch, capsys):
     """cgroup v1 says "no limit" with a number near 2**63: no limit is named for it; an allocator's message of 200
     characters (onnxruntime's) is left out of the one line, one with a newline too (mutation testing found both
@@ -2395,7 +2392,7 @@ def test_out_of_memory_names_no_cgroup_v1_non_limit_and_no_long_message(monkeypa
     monkeypatch.setattr(resource, "getrlimit", lambda which: (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
     for _ in range(2):
         assert cli.main(["models"]) == 2
-        assert capsys.readouterr().err == ("saicm: error: out of memory: run it with more memory, or on fewer or "
+        assert capsys.readouterr().err == ("saicm: error: out of memory: run it with more memory, or with fewer or "
                                            "smaller images\n")
 
 
