@@ -65,10 +65,16 @@ def test_a_draw_of_images_without_objects_has_no_ap_with_or_without_detections()
     gt = gt_dict(OBJECTS[:1])  # a.jpg: one object; empty.jpg: none
     expect = [None if set(row) == {1} else 0.0 for row in draws(2, 30, seed=2)]  # 0 = a.jpg, 1 = empty.jpg
     assert 0 < expect.count(None) < 30
+    crowd = dict(gt, annotations=gt["annotations"] + [dict(gt["annotations"][0], id=9, iscrowd=1, image_id=next(
+        i["id"] for i in gt["images"] if i["file_name"] == "empty.jpg"))])  # (a crowd is no object to find)
     for dets in ({"a.jpg": [], "empty.jpg": []}, {"a.jpg": [det((60, 60, 90, 90))], "empty.jpg": []}):
-        r = tasks.coco_ap(dets, gt, bootstrap=30, seed=2)
-        assert r["box_ap"] == 0.0
-        assert r["bootstrap"]["box_ap"] == expect == r["bootstrap"]["box_ap50"]
+        for truth in (gt, crowd):
+            r = tasks.coco_ap(dets, truth, bootstrap=30, seed=2)
+            assert r["box_ap"] == 0.0
+            assert r["bootstrap"]["box_ap"] == expect == r["bootstrap"]["box_ap50"]
+    # the draws index the sorted names: listed in another order, the same draws
+    r = tasks.coco_ap({"empty.jpg": [], "a.jpg": []}, gt, bootstrap=30, seed=2)
+    assert r["bootstrap"]["box_ap"] == expect
 
 
 def _result(codec, per_image, task="psnr"):
