@@ -28,7 +28,7 @@ _os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
 # (checked by engine.parallel only when it is set to other than a plain whole number >= 1: importing that module, and
 # its threading, made every `import saicm` a third slower, OMP_NUM_THREADS unset or 1)
 _omp = _os.environ.get("OMP_NUM_THREADS")
-if _omp is not None and not (_omp.isascii() and _omp.isdigit() and int(_omp) >= 1):
+if _omp is not None and not (_omp.isascii() and _omp.isdigit() and 1 <= int(_omp) < 2 ** 63):
     from .engine.parallel import drop_invalid_omp_threads as _drop_invalid_omp_threads
 
     _drop_invalid_omp_threads()
@@ -38,7 +38,7 @@ if _os.environ.get("SAICM_THREADS", "").strip():
     if _requested(say=False) is not None:
         _os.environ.setdefault("OMP_NUM_THREADS", str(_threads(say=False)))
 
-__version__ = "0.33.0"
+__version__ = "0.33.1"
 
 _API = {
     "compress": ("saicm.codec.pipeline", "compress"),
