@@ -159,7 +159,34 @@ def test_bdrate_and_report_say_whose_point_was_dropped_and_where(tmp_path, capsy
     assert main(["bdrate", str(a), str(b)]) == 0
     assert "[dropped non-monotone points: 1: the anchor's at 0.4000 bpp (33)]" in capsys.readouterr().out
     page = build_report([results.load(a), results.load(b)], tmp_path / "r.html").read_text()
-    assert "1 non-monotone point(s) dropped: the anchor&#x27;s at 0.4000 bpp (33)" in page
+    assert "dropped non-monotone points: 1: the anchor&#x27;s at 0.4000 bpp (33)" in page  # (bdrate's words)
+
+
+def test_bdrate_and_report_give_a_row_the_same_notes(tmp_path, capsys):
+    """`saicm bdrate` and `saicm report` built a row's notes each in its own code, and their words had parted ("the
+    test's" and "this one's", a count before or after the points); one list now (results.row_notes), both say it."""
+    import html
+    import re
+
+    from saicm.eval import results
+    from saicm.eval.report import build_report
+
+    a = write_result(tmp_path / "a.json", "anchor", [(0.2, 30), (0.3, 34), (0.4, 33), (0.8, 36)])
+    b = write_result(tmp_path / "b.json", "smooth", [(0.1, 30), (0.2, 33), (0.4, 36)])
+    data = json.loads(b.read_text())
+    data["points"].append({"quality": 9, "bpp": 0.6, "bytes": 600})  # (a point without psnr: left out)
+    data["points"][-1]["psnr"] = None
+    b.write_text(json.dumps(data))
+    notes = results.row_notes(results.load(a), results.load(b), "psnr",
+                              __import__("saicm.eval.bdrate", fromlist=["x"]).bd_rate(
+                                  *results.curve(results.load(a), "psnr"), *results.curve(results.load(b), "psnr"),
+                                  envelope=True))
+    assert len(notes) == 2 and notes[1].startswith("the test's 1 point without a psnr value")
+    assert main(["bdrate", str(a), str(b)]) == 0
+    out = capsys.readouterr().out
+    page = html.unescape(build_report([results.load(a), results.load(b)], tmp_path / "r.html").read_text())
+    for n in notes:
+        assert f"[{n}]" in out and f"; {n}" in page
 
 
 def test_plot_writes_png_and_svg(tmp_path, capsys):

@@ -357,7 +357,7 @@ def test_points_without_a_value_are_said_to_be_left_out(tmp_path, capsys):
     assert any(f"l.json: lossless: {said}" in str(w.message) for w in caught) or said in capsys.readouterr().err
     assert main(["report", str(anchor), str(lossless), "-o", str(tmp_path / "r.html")]) == 0
     page = (tmp_path / "r.html").read_text()
-    assert f"this one&#x27;s {said}" in page and f"lossless: {said} (not plotted)" in page
+    assert f"the test&#x27;s {said}" in page and f"lossless: {said} (not plotted)" in page
     assert main(["bdrate", str(anchor), str(anchor)]) == 0
     assert "left out" not in capsys.readouterr().out
 

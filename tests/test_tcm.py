@@ -588,6 +588,7 @@ def test_a_checkpoint_holding_ema_weights_says_they_are_not_the_ones_imported(tm
     """A trainer's checkpoint with an exponential moving average of the weights beside them ({"state_dict": ...,
     "ema": ...}, often the better model) was imported from 'state_dict' with the EMA passed over in silence; it is
     said, with the command that saves the EMA entry as a file of its own (which then imports as any state dict)."""
+    import os
     import re
     import subprocess
     import sys
@@ -596,13 +597,15 @@ def test_a_checkpoint_holding_ema_weights_says_they_are_not_the_ones_imported(tm
     from saicm.models.tcm import read_released_checkpoint
 
     weights, ema = {"g_a.0.weight": torch.zeros(2, 3)}, {"g_a.0.weight": torch.ones(2, 3)}
-    torch.save({"state_dict": weights, "ema": ema, "epoch": 7}, tmp_path / "ckpt.pth.tar")
+    ckpt = tmp_path / "it's a ckpt.pth.tar"  # (a quote in the path broke the command said: the review's note)
+    torch.save({"state_dict": weights, "ema": ema, "epoch": 7}, ckpt)
     with pytest.warns(SaicmWarning, match=r"also holds EMA weights \('ema'\), not imported: the 'state_dict' entry "
                                           r"is") as said:
-        assert torch.equal(read_released_checkpoint(tmp_path / "ckpt.pth.tar")["g_a.0.weight"], weights["g_a.0.weight"])
-    code = re.search(r'python -c "(.*)"\) and import that', str(said[0].message)).group(1)
+        assert torch.equal(read_released_checkpoint(ckpt)["g_a.0.weight"], weights["g_a.0.weight"])
+    command = re.search(r'\((python -c ".*)\) and import that', str(said[0].message)).group(1)
     monkeypatch.chdir(tmp_path)
-    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+    subprocess.run(["bash", "-c", 'python() { "$PY" "$@"; }; ' + command], check=True, timeout=120,
+                   env=dict(os.environ, PY=sys.executable))  # (run as the user would paste it into a shell)
     assert torch.equal(read_released_checkpoint(tmp_path / "ema.pth")["g_a.0.weight"], ema["g_a.0.weight"])
     import warnings
 

@@ -107,7 +107,7 @@ def _not_a_results_file(path: str) -> None:
 
 def cmd_bdrate(a: argparse.Namespace) -> int:
     from ..eval import results
-    from ..eval.bdrate import BDRateError, bd_rate, dropped_points
+    from ..eval.bdrate import BDRateError, bd_rate
     from ..eval.bootstrap import bd_rate_ci
     from ..errors import SaicmError, printable
 
@@ -153,25 +153,14 @@ def cmd_bdrate(a: argparse.Namespace) -> int:
             print(f"  {printable(test['codec']):<28} n/a   ({printable(e)})", file=out)
             rows.append({"codec": test["codec"], "file": str(path), "bd_rate": None, "reason": str(e)})
             continue
-        note = (f"  [dropped non-monotone points: {len(r.dropped)}: {dropped_points(r.dropped)}]" if r.dropped
-                else "")
-        for whose, res in (("the anchor's ", anchor), ("the test's ", test)):
-            said = results.left_out_words(res, a.metric, whose)
-            note += f"  [{said}]" if said else ""
-        other = results.other_images(anchor, test)
-        if other:  # (--ci refuses such a pair; a plain BD-rate says so)
-            note += f"  [WARNING: {other}]"
-        unlike = results.comparison_warnings(anchor, test, a.metric)  # (a BD-rate of unlike measurements)
-        for why in unlike:
-            note += f"  [WARNING: {why}: not comparable]"
-        if max(r.coverage) < 0.5 and not a.interval:  # (an --interval is narrowed on purpose)
-            note += "  [WARNING: the overlap covers under half of both curves' ranges: a narrow comparison]"
+        note = "".join(f"  [{n}]" for n in results.row_notes(anchor, test, a.metric, r, narrowed=bool(a.interval)))
         print(f"  {printable(test['codec']):<28} {r.percent:+7.1f}%   over {a.metric} {r.interval[0]:.3f}–{r.interval[1]:.3f}"
               f"  (covers {r.coverage[0]:.0%} of anchor, {r.coverage[1]:.0%} of test){printable(note)}", file=out)
         # (printable: the warnings name the files' task models, a stranger's text that sent terminal escapes)
         row = {"codec": test["codec"], "file": str(path), "bd_rate": r.percent, "interval": r.interval,
                "coverage": list(r.coverage), "dropped": [list(d) for d in r.dropped],
-               "not_comparable": unlike}  # (the table's warning, for `--json | jq`: empty when nothing differs)
+               "not_comparable": results.comparison_warnings(anchor, test, a.metric)}  # (the table's warning, for
+        # `--json | jq`: empty when nothing differs)
         if ci is not None:
             failed = f", {ci.failed} gave none" if ci.failed else ""
             n = len(anchor.get("per_image") or ())

@@ -16,12 +16,11 @@ from typing import Callable, Sequence
 from PIL import Image
 
 from ..errors import names_as_utf8, printable
-from .bdrate import BDRateError, bd_rate, dropped_points
+from .bdrate import BDRateError, bd_rate
 from .paths import display_path, display_spec
 from .plots import (METRIC_LABELS, check_metric, curves_description, curves_figure, figure_style, matplotlib_agg,
                     measured, shown_name)
-from .results import (ESTIMATED, NOT_SCORES, comparison_warnings, curve, estimated_rates, left_out_words,
-                      other_images)
+from .results import ESTIMATED, NOT_SCORES, curve, estimated_rates, left_out_words, row_notes
 
 
 def _svg_curves(results: list[dict], metric: str, key: str) -> str:
@@ -94,16 +93,7 @@ def _bd_table(results: list[dict], metric: str) -> str:
             # its warning were the terminal's alone)
             note = (f"{r.interval[0]:.3f}–{r.interval[1]:.3f} (covers {r.coverage[0]:.0%} of the anchor's range, "
                     f"{r.coverage[1]:.0%} of this one's)")
-            note += (f"; {len(r.dropped)} non-monotone point(s) dropped: {dropped_points(r.dropped)}"
-                     if r.dropped else "")
-            for whose, run in (("the anchor's ", anchor), ("this one's ", res)):
-                said = left_out_words(run, metric, whose)
-                note += f"; {said}" if said else ""
-            if max(r.coverage) < 0.5:
-                note += "; WARNING: the overlap covers under half of both curves' ranges: a narrow comparison"
-            other = other_images(anchor, res)  # (as `saicm bdrate` says it: a folder changed between the runs)
-            note += f"; WARNING: {other}" if other else ""
-            note += "".join(f"; WARNING: {why}: not comparable" for why in comparison_warnings(anchor, res, metric))
+            note += "".join(f"; {n}" for n in row_notes(anchor, res, metric, r))  # (as `saicm bdrate` says them)
         except (BDRateError, Exception) as e:  # noqa: B014 — any missing metric is shown, not fatal
             cell, note = "n/a", str(e)
         rows.append(f"<tr><td>{_esc(res['codec'])}</td><td class=num>{cell}</td>"

@@ -373,6 +373,24 @@ def estimated_rates(result: dict) -> bool:
 ESTIMATED = "rates estimated by CompressAI's entropy model (eval_model --entropy-estimation), not coded"
 
 
+def row_notes(anchor: dict, test: dict, metric: str, r, narrowed: bool = False) -> list[str]:
+    """What a BD-rate row says besides its figure, in the words of ``saicm bdrate`` and ``saicm report`` alike (each
+    built its own, and their words had parted): the points ``r`` (a :class:`~saicm.eval.bdrate.BDRate`) dropped, each
+    curve's points left out for a null value, warnings of other images and of unlike measurements, and of an overlap
+    under half of both ranges (not when ``narrowed``: an interval asked for)."""
+    from .bdrate import dropped_points
+
+    notes = [f"dropped non-monotone points: {len(r.dropped)}: {dropped_points(r.dropped)}"] if r.dropped else []
+    notes += [said for whose, res in (("the anchor's ", anchor), ("the test's ", test))
+              if (said := left_out_words(res, metric, whose))]
+    other = other_images(anchor, test)
+    notes += [f"WARNING: {other}"] if other else []  # (--ci refuses such a pair; a plain BD-rate says so)
+    notes += [f"WARNING: {why}: not comparable" for why in comparison_warnings(anchor, test, metric)]
+    if max(r.coverage) < 0.5 and not narrowed:
+        notes.append("WARNING: the overlap covers under half of both curves' ranges: a narrow comparison")
+    return notes
+
+
 def comparison_warnings(anchor: dict, test: dict, metric: str) -> list[str]:
     """Why a BD-rate of ``test`` against ``anchor`` on ``metric`` compares unlike measurements: estimated rates
     against coded ones (:func:`estimated_rates`), AP against other

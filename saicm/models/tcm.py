@@ -608,10 +608,14 @@ def _say_unused_ema(checkpoint: dict, entry: str, path) -> None:
     ema = [str(k) for k, v in checkpoint.items()
            if k != entry and isinstance(v, dict) and re.search(r"(?:^|[^a-z])ema(?:$|[^a-z])", str(k).lower())]
     if ema:
+        import shlex
+
         name = printable(str(path))
+        # (the path as an argument, quoted for the shell: inside the program's quotes a path holding one broke it)
         warn(f"{name}: also holds EMA weights ({', '.join(repr(k) for k in ema[:3])}), not imported: the "
-             f"{entry!r} entry is; to import them, save that entry as a file of its own (python -c \"import torch; "
-             f"torch.save(torch.load('{name}', weights_only=True)[{ema[0]!r}], 'ema.pth')\") and import that")
+             f"{entry!r} entry is; to import them, save that entry as a file of its own (python -c \"import sys, "
+             f"torch; torch.save(torch.load(sys.argv[1], weights_only=True)[{ema[0]!r}], 'ema.pth')\" "
+             f"{shlex.quote(name)}) and import that")
 
 
 def _read_safetensors(path) -> dict[str, Tensor] | None:
