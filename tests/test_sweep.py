@@ -622,3 +622,5 @@ def test_a_mask_folder_inside_the_dataset_is_not_evaluated(tmp_path):
                                                 r"left out .*photos/masks"):
         images = load_rgb_folder(d)
     assert list(images) == ["0.png", "1.png", "2.png"]
+    with pytest.warns(saicm.SaicmWarning, match=r"photos/masks is a mask folder \(masks.json\): its masks .* scored"):
+        assert len(load_rgb_folder(d / "masks")) == 6  # (the mask folder itself: said, as training refuses it)

@@ -70,8 +70,13 @@ def load_rgb_folder(folder: str | Path, limit: int | None = None, only: str | No
         raise SaicmError("no such folder", str(folder))
     if not folder.is_dir():  # (one photo: it said "no images found" of an image)
         raise SaicmError("is a file, not a folder of images (nor a video clip: docs/video.md)", str(folder))
-    from ..masks.job import without_mask_folders
+    from ..masks.job import is_mask_folder, without_mask_folders
 
+    if is_mask_folder(folder):  # (training refuses it as --data; a codec may be measured on masks on purpose)
+        from ..errors import warn
+
+        warn(f"{folder} is a mask folder (masks.json): its masks (and previews) are coded and scored as the test "
+             "images")
     files = without_mask_folders(folder, input_files(folder, is_image_file), "test")
     if not files:
         raise SaicmError("no images found", str(folder))
