@@ -79,3 +79,25 @@ def test_an_unknown_model_says_when_the_model_folder_is_not_one(tmp_path, monkey
     monkeypatch.setenv("SAICM_MODELS", str(tmp_path / "nowhere"))
     with pytest.raises(saicm.SaicmError, match="which does not exist"):
         saicm.compress(np.zeros((8, 8, 3), np.uint8), model="mine")
+
+
+def test_report_names_one_folder_once_by_its_fingerprint(tmp_path, monkeypatch):
+    """The same images given to one run by a relative path and to another by an absolute one: one dataset (the
+    page listed both names); other pictures, or results without a fingerprint, keep their own names."""
+    data = tmp_path / "shared" / "photos" / "test"
+    data.mkdir(parents=True)
+    work = tmp_path / "elsewhere" / "main"
+    work.mkdir(parents=True)
+    monkeypatch.chdir(work)
+    a = results.load(_result(tmp_path / "a.json", "jpeg", os.path.relpath(data), [(0.2, 30), (0.4, 33), (0.8, 36)]))
+    b = results.load(_result(tmp_path / "b.json", "webp", str(data), [(0.1, 30), (0.2, 33), (0.4, 36)]))
+    out = work / "r.html"
+
+    build_report([a, b], out)
+    assert "Dataset: ../../shared/photos/test, photos/test." in out.read_text()  # no fingerprint: two names
+    a["dataset_sha256"] = b["dataset_sha256"] = "ab" * 32
+    build_report([a, b], out)
+    assert "Dataset: ../../shared/photos/test." in out.read_text()
+    b["dataset_sha256"] = "cd" * 32
+    build_report([a, b], out)
+    assert "Dataset: ../../shared/photos/test, photos/test." in out.read_text()

@@ -120,7 +120,14 @@ def build_report(results: list[dict], out: str | Path, metrics: Sequence[str] = 
     for m in metrics:
         check_metric(results, m)  # (an unknown one gave an empty plot)
     parts = [f"<h1>{_esc(title)}</h1>"]
-    ds = sorted({display_path(r.get("dataset", ""), root) for r in results})
+    # one name per set of pictures: the same folder given by a relative path to one run and an absolute one to
+    # another was shown twice; its fingerprint (dataset_sha256, since 0.27.0) says they are one (the first name shown)
+    names: dict = {}
+    for r in results:
+        fp = r.get("dataset_sha256")
+        names.setdefault(fp if isinstance(fp, str) else ("path", display_path(r.get("dataset", ""), root)),
+                         display_path(r.get("dataset", ""), root))
+    ds = sorted(set(names.values()))
     estimated = [r["codec"] for r in results if estimated_rates(r)]  # (the page said "real file sizes" of them)
     sizes = ("Rates are from real file sizes" + (f", except those of {', '.join(estimated)}: {ESTIMATED}"
                                                   if estimated else "") + ". ")
