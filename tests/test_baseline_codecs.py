@@ -336,3 +336,58 @@ def test_hevc444_codes_and_describes_4_4_4_without_running_ffmpeg(monkeypatch):
         config = codec.config()
         assert config["format"].startswith(f"{fmt}, ")
         assert (config["rgb_to_yuv"], config["yuv_to_rgb"]) == (to_yuv, to_rgb)
+
+
+def _fake_ffmpeg(tmp_path, body: str):
+    """A Python script standing in for ffmpeg (``body`` runs after reading standard input)."""
+    import sys
+
+    fake = tmp_path / "ffmpeg"
+    fake.write_text(f"#!{sys.executable}\nimport os, signal, sys, time\n"
+                    "if not ({'-encoders', '-decoders', '-version'} & set(sys.argv)):\n    sys.stdin.buffer.read()\n"
+                    + body + "\n")
+    fake.chmod(0o755)
+    return str(fake)
+
+
+@pytest.mark.skipif(__import__("os").name == "nt", reason="a shebang script stands in for ffmpeg")
+def test_an_ffmpeg_that_hangs_crashes_or_babbles_is_one_line_in_bounded_time(tmp_path, monkeypatch):
+    """A hung ffmpeg was a traceback after a minute (-encoders, -version) or an hour (an encode); one killed by a
+    signal was "exit code -11"; a megabyte of stderr on one line was a megabyte of error message."""
+    import time
+
+    monkeypatch.setattr(ff, "QUERY_TIMEOUT", 0.5)
+    monkeypatch.setattr(ff, "RUN_TIMEOUT", 0.5)
+    hang = _fake_ffmpeg(tmp_path, "time.sleep(30)")
+    started = time.monotonic()
+    for call in (lambda: ff._listing(hang, "encoders"), lambda: ff.ffmpeg_version(hang),
+                 lambda: ff.run_ffmpeg(hang, ["-i", "-"], b"x", "hevc encode")):
+        with pytest.raises(SaicmError, match=r"ffmpeg .*ffmpeg.* (no answer|did not finish) within 0.5 s") as e:
+            call()
+        assert "\n" not in str(e.value)
+    assert time.monotonic() - started < 20
+    crash = _fake_ffmpeg(tmp_path, "os.kill(os.getpid(), signal.SIGSEGV)")
+    with pytest.raises(SaicmError, match="hevc decode: ffmpeg: killed by SIGSEGV, no output"):
+        ff.run_ffmpeg(crash, [], b"x", "hevc decode")
+    with pytest.raises(SaicmError, match="-version: killed by SIGSEGV"):
+        ff.ffmpeg_version(crash)
+    babble = _fake_ffmpeg(tmp_path, "sys.stderr.write('x' * 3_000_000); sys.exit(1)")
+    with pytest.raises(SaicmError, match=r"hevc encode: ffmpeg: x+… \(2999700 more characters\)") as e:
+        ff.run_ffmpeg(babble, [], b"x", "hevc encode")
+    assert len(str(e.value)) < 500
+
+
+@pytest.mark.skipif(__import__("os").name == "nt", reason="a shebang script stands in for ffmpeg")
+@pytest.mark.parametrize("output", [b"garbage " * 600, b"P6\n8 8\n255\n" + bytes(20)])
+def test_an_ffmpeg_that_exits_0_with_bytes_that_are_no_picture_is_one_line(tmp_path, monkeypatch, output):
+    """Garbage or a truncated picture from a decode was Pillow's traceback; garbage from an encode was blamed on the
+    decode that followed (ffmpeg's "Nothing was written into output file")."""
+    fake = _fake_ffmpeg(tmp_path, f"sys.stdout.buffer.write({output!r})")
+    monkeypatch.setattr(ff, "require", lambda *a: fake)
+    monkeypatch.setattr(ff, "ffmpeg_version", lambda exe: "ffmpeg version test")
+    codec = get_codec("hevc")
+    with pytest.raises(SaicmError, match=r"hevc decode: ffmpeg .* gave no readable picture \(\d+ bytes: ") as e:
+        codec.decode(b"\x00\x00\x00\x01" + bytes(40))
+    assert "\n" not in str(e.value) and "BytesIO" not in str(e.value)
+    with pytest.raises(SaicmError, match=r"hevc encode: ffmpeg .* gave \d+ bytes that hold no hevc picture"):
+        codec.encode(smooth_image(48, 64), 32)

@@ -49,7 +49,7 @@ import shutil
 import subprocess
 
 import numpy as np
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 
 from ..errors import SaicmError
 
@@ -71,6 +71,10 @@ COLOUR_TAGS = ["-colorspace", "bt709", "-color_primaries", "bt709", "-color_trc"
                "-color_range", "tv"]
 
 INSTALL_HINT = "pip install imageio-ffmpeg (its bundled ffmpeg has libx265, libvvenc and the vvc decoder)"
+#: seconds for ``ffmpeg -encoders``/``-decoders``/``-version``, and for one encode or decode (a hung binary then
+#: ends in one line; tests make them small)
+QUERY_TIMEOUT = 60
+RUN_TIMEOUT = 3600
 
 
 @functools.lru_cache(maxsize=None)
@@ -90,11 +94,7 @@ def ffmpeg_exe() -> str:
 @functools.lru_cache(maxsize=None)
 def _listing(exe: str, kind: str) -> frozenset:
     """Names in ``ffmpeg -encoders`` / ``-decoders`` (kind is 'encoders' or 'decoders')."""
-    try:
-        out = subprocess.run([exe, "-hide_banner", f"-{kind}"], capture_output=True, text=True,
-                             timeout=60).stdout
-    except OSError as e:
-        raise SaicmError(f"cannot run ffmpeg {exe}: {e.strerror or e}") from None
+    out = _query(exe, f"-{kind}")
     names, started = set(), False
     for line in out.splitlines():
         if line.strip().startswith("------"):
@@ -109,8 +109,39 @@ def _listing(exe: str, kind: str) -> frozenset:
 @functools.lru_cache(maxsize=None)
 def ffmpeg_version(exe: str) -> str:
     """First line of ``ffmpeg -version`` without the copyright, e.g. ``ffmpeg version n9.0.2-...``."""
-    out = subprocess.run([exe, "-hide_banner", "-version"], capture_output=True, text=True, timeout=60).stdout
+    out = _query(exe, "-version")
     return out.split("\n", 1)[0].split(" Copyright")[0].strip()
+
+
+def _query(exe: str, option: str) -> str:
+    """``ffmpeg -hide_banner OPTION``'s standard output, within :data:`QUERY_TIMEOUT` seconds, else one line."""
+    try:
+        p = subprocess.run([exe, "-hide_banner", option], capture_output=True, text=True, errors="replace",
+                           timeout=QUERY_TIMEOUT)
+    except OSError as e:
+        raise SaicmError(f"cannot run ffmpeg {exe}: {e.strerror or e}") from None
+    except subprocess.TimeoutExpired:  # (a hung binary: a traceback after a minute, and a stray process before)
+        raise SaicmError(f"ffmpeg {exe} {option}: no answer within {QUERY_TIMEOUT:g} s") from None
+    if p.returncode < 0:
+        raise SaicmError(f"ffmpeg {exe} {option}: {exit_text(p.returncode)}")
+    return p.stdout
+
+
+def exit_text(code: int) -> str:
+    """How a program ended, in words: ``exit code 1``, or ``killed by SIGSEGV`` for a negative return code."""
+    if code < 0:
+        import signal
+
+        try:
+            return f"killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"exit code {code}"
+
+
+def clipped(text: str, limit: int = 300) -> str:
+    """``text`` cut to ``limit`` characters (a program's one line of megabytes stays out of an error message)."""
+    return text if len(text) <= limit else text[:limit] + f"… ({len(text) - limit} more characters)"
 
 
 def require(encoder: str, decoder: str, what: str) -> str:
@@ -128,13 +159,17 @@ def run_ffmpeg(exe: str, args: list, data: bytes, what: str, hint: str = "") -> 
     """Run ffmpeg with ``data`` on stdin; stdout, or a SaicmError with ffmpeg's last stderr line (+ hint)."""
     try:
         p = subprocess.run([exe, "-hide_banner", "-nostats", "-loglevel", "error", *args],
-                           input=data, capture_output=True, timeout=3600)
+                           input=data, capture_output=True, timeout=RUN_TIMEOUT)
     except OSError as e:
         raise SaicmError(f"{what}: cannot run ffmpeg {exe}: {e.strerror or e}") from None
+    except subprocess.TimeoutExpired:  # (subprocess.run has killed it)
+        raise SaicmError(f"{what}: ffmpeg {exe} did not finish within {RUN_TIMEOUT:g} s") from None
     lines = [ln.strip() for ln in p.stderr.decode("utf-8", "replace").splitlines() if ln.strip()]
     if p.returncode != 0 or not p.stdout:
-        last = lines[-1] if lines else f"exit code {p.returncode}, no output"
-        raise SaicmError(f"{what}: ffmpeg: {last}{hint}")
+        said = f"{exit_text(p.returncode)}, {'no output' if not p.stdout else 'nothing said'}"
+        if lines:
+            said = clipped(lines[-1]) + (f" ({exit_text(p.returncode)})" if p.returncode < 0 else "")
+        raise SaicmError(f"{what}: ffmpeg: {said}{hint}")
     return p.stdout
 
 
@@ -205,6 +240,12 @@ def size_sei(width: int, height: int, syntax: str) -> bytes:
     # sei_message: payload_type 5 (user_data_unregistered), payload_size, payload; rbsp_trailing_bits
     rbsp = bytes([5, len(payload)]) + payload + b"\x80"
     return _sei_header(syntax) + _escape(rbsp)
+
+
+def has_picture(stream: bytes, syntax: str) -> bool:
+    """Whether an Annex-B stream holds a VCL NAL unit (picture data)."""
+    return any(u and _nal_type(u, syntax) < _FIRST_NON_VCL[syntax] for u in split_nal_units(stream)
+               if len(u) >= 2)
 
 
 def insert_size_sei(stream: bytes, width: int, height: int, syntax: str) -> bytes:
@@ -334,13 +375,21 @@ class FFmpegIntraCodec:
                           f"{self.name} encode", self.failure_hint)
         if (pw, ph) != (w, h):
             data = insert_size_sei(data, w, h, self.syntax)
+        elif not has_picture(data, self.syntax):  # (exit 0 and bytes that are no stream: said at the encode)
+            raise SaicmError(f"{self.name} encode: ffmpeg {self.exe} gave {len(data)} bytes that hold no "
+                             f"{self.syntax} picture")
         return data
 
     def decode(self, data: bytes) -> Image.Image:
         out = run_ffmpeg(self.exe, self.decode_args(), data, f"{self.name} decode")
-        im = Image.open(io.BytesIO(out))
-        im.load()
-        im = im.convert("RGB")
+        try:  # (ffmpeg exiting 0 with bytes that are no whole picture: a traceback from Pillow)
+            im = Image.open(io.BytesIO(out))
+            im.load()
+            im = im.convert("RGB")
+        except Exception as e:
+            why = "not an image" if isinstance(e, UnidentifiedImageError) else clipped(str(e), 120)
+            raise SaicmError(f"{self.name} decode: ffmpeg {self.exe} gave no readable picture ({len(out)} bytes: "
+                             f"{why})") from None
         size = read_size_sei(data, self.syntax)
         if size is not None:
             w, h = size
