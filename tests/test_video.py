@@ -106,6 +106,60 @@ def test_a_lossless_video_that_ffmpeg_cannot_write_is_one_error_and_no_file(tmp_
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ffmpeg"]
 
 
+def _fake_reader(tmp_path, end: str):
+    """A Python script standing in for ffmpeg: asked about a clip (``-i CLIP`` alone), a 64x48 stream line; asked
+    for its frames, two of them, then ``end`` (Python: a crash, an exit code, a hang)."""
+    fake = tmp_path / "ffmpeg"
+    fake.write_text(f"#!{sys.executable}\nimport os, signal, sys, time\n"
+                    "if sys.argv[-1] != '-':\n"
+                    "    sys.stderr.write('  Stream #0:0: Video: h264 (High), yuv420p, 64x48, 25 fps, 25 tbr\\n')\n"
+                    "    sys.exit(1)\n"
+                    "sys.stdout.buffer.write(bytes(64 * 48 * 3 * 2)); sys.stdout.flush()\n" + end + "\n")
+    fake.chmod(0o755)
+    return str(fake)
+
+
+@pytest.mark.skipif(os.name == "nt", reason="a shebang script stands in for ffmpeg")
+def test_an_ffmpeg_that_dies_or_stalls_while_reading_a_clip_is_said(tmp_path, monkeypatch):
+    """ffmpeg killed after two frames (a crash, the OOM killer) gave a two-frame clip in silence, an exit code
+    without a word the same, a crash while probing was "not a video ffmpeg can read", and an ffmpeg that stalled
+    after its last frame a traceback after a minute."""
+    clip = tmp_path / "clip.mp4"
+    clip.write_bytes(b"\x00" * 64)
+    monkeypatch.setattr(io, "EXIT_TIMEOUT", 0.5)
+    monkeypatch.setattr(io, "_exe", lambda: _fake_reader(tmp_path, "os.kill(os.getpid(), signal.SIGKILL)"))
+    with pytest.raises(SaicmError, match=r"ffmpeg stopped after 2 frames \(killed by SIGKILL\)"):
+        io.read_clip(clip)
+    monkeypatch.setattr(io, "_exe", lambda: _fake_reader(tmp_path, "sys.exit(1)"))
+    with pytest.warns(UserWarning, match=r"ffmpeg reported errors while decoding \(exit code 1\): a damaged clip\? "
+                                         r"2 frames were read"):
+        assert io.read_clip(clip).n == 2
+    monkeypatch.setattr(io, "_exe", lambda: _fake_reader(tmp_path, "os.close(1); time.sleep(30)"))
+    started = time.monotonic()
+    with pytest.raises(SaicmError, match=r"ffmpeg did not exit within 0.5 s of its last frame \(2 read\)"):
+        io.read_clip(clip)
+    assert time.monotonic() - started < 20
+    crash = tmp_path / "crash"
+    crash.write_text(f"#!{sys.executable}\nimport os, signal\nos.kill(os.getpid(), signal.SIGSEGV)\n")
+    crash.chmod(0o755)
+    monkeypatch.setattr(io, "_exe", lambda: str(crash))
+    with pytest.raises(SaicmError, match=r"cannot probe the clip: ffmpeg .*crash killed by SIGSEGV"):
+        io.probe(clip)
+
+
+@pytest.mark.skipif(os.name == "nt", reason="a shebang script stands in for ffmpeg")
+def test_an_ffmpeg_that_writes_no_video_and_exits_0_is_an_error_and_no_file(tmp_path, monkeypatch):
+    """An empty file was published as the lossless video, and the command said it was done."""
+    fake = tmp_path / "ffmpeg"
+    fake.write_text(f"#!{sys.executable}\nimport sys\nsys.stdin.buffer.read()\n")
+    fake.chmod(0o755)
+    monkeypatch.setattr(io, "_exe", lambda: str(fake))
+    dest = tmp_path / "out.mkv"
+    with pytest.raises(SaicmError, match=r"cannot write video \(ffmpeg .* exited 0 and wrote nothing\)"):
+        io.write_video(enumerate(synthetic_clip()[:, None]), dest, 64, 48, Fraction(25))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ffmpeg"]
+
+
 @pytest.fixture(scope="module")
 def coded(tmp_path_factory):
     """A tiny clip fitted for a few epochs: (path of the .saicmv, EncodeResult)."""

@@ -50,6 +50,10 @@ VIDEO_SUFFIXES = {".264", ".h264", ".avc", ".265", ".h265", ".hevc", ".266", ".v
 LOSSLESS_VIDEO = {".mkv": ("ffv1", "matroska"), ".avi": ("ffv1", "avi"), ".nut": ("ffv1", "nut"),
                   ".mp4": ("libx264rgb", "mp4")}
 DEFAULT_FPS = Fraction(25)
+#: seconds ffmpeg is given to exit after its last frame read, and to finish a lossless video after its last frame
+#: written (tests make them small)
+EXIT_TIMEOUT = 60
+WRITE_TIMEOUT = 3600
 #: total pixels (frames × width × height) a clip may hold unless the caller raises it: 2³¹, e.g. 1,035 frames of
 #: 1920×1080 or 21,000 frames of 352×288 (see saicm.codec.limits.check_video_pixels)
 
@@ -183,11 +187,17 @@ def _stderr_file():
                          "folder") from None
 
 
-def _last_error(stderr: bytes) -> str:
+def _last_error(stderr: bytes, code: int = 0) -> str:
+    """ffmpeg's last line of error (cut short), and how it ended when a signal killed it (``code`` < 0)."""
+    from ..eval.ffmpeg import clipped, exit_text
+
     lines = [ln.strip() for ln in stderr.decode("utf-8", "replace").splitlines() if ln.strip()]
     skip = ("At least one output file", "Press [q]", "frame=")
     lines = [ln for ln in lines if not ln.startswith(skip)]
-    return re.sub(r"^(\[[^\]]* @ 0x[0-9a-fA-F]+\]\s*)+", "", lines[-1]) if lines else "no output"  # "[ffv1 @ 0x5…] "
+    said = clipped(re.sub(r"^(\[[^\]]* @ 0x[0-9a-fA-F]+\]\s*)+", "", lines[-1])) if lines else ""  # "[ffv1 @ 0x5…] "
+    if code < 0:  # (a crash or the OOM killer: "no output" read as the clip's fault)
+        return f"{said}; {exit_text(code)}" if said else exit_text(code)
+    return said or "no output"
 
 
 def probe(path: str | os.PathLike) -> ClipInfo:
@@ -201,6 +211,8 @@ def probe(path: str | os.PathLike) -> ClipInfo:
         p = subprocess.run([_exe(), "-hide_banner", "-nostdin", "-i", path], capture_output=True, timeout=120)
     except (OSError, subprocess.TimeoutExpired) as e:
         raise SaicmError(f"cannot run ffmpeg ({e})", path) from None
+    if p.returncode < 0:  # (ffmpeg crashed: not the file's fault)
+        raise SaicmError(f"cannot probe the clip: ffmpeg {_exe()} {_last_error(p.stderr, p.returncode)}", path)
     text = p.stderr.decode("utf-8", "replace")
     line = next((ln for ln in text.splitlines() if re.search(r"Stream #\S+.*: Video:", ln)), None)
     if line is None:
@@ -358,15 +370,22 @@ def _ffmpeg_frames(path: str, start: int, stop: int | None, w: int, h: int, resi
                 n += 1
                 check_video_pixels(n, h, w, max_pixels, what="the clip")
                 yield np.frombuffer(buf, np.uint8).reshape(h, w, 3)
-            code = proc.wait(timeout=60)
+            try:
+                code = proc.wait(timeout=EXIT_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                raise SaicmError(f"ffmpeg did not exit within {EXIT_TIMEOUT:g} s of its last frame ({n} read)",
+                                 path) from None
             err.seek(0)
             said = err.read()
             if code != 0 and n == 0:
-                raise SaicmError(f"cannot read video (ffmpeg: {_last_error(said)})", path)
-            if said.strip():  # ffmpeg conceals what it cannot decode: only its errors tell of a damaged clip
+                raise SaicmError(f"cannot read video (ffmpeg: {_last_error(said, code)})", path)
+            if code < 0:  # killed after some frames (a crash, the OOM killer): the rest of the clip is missing
+                raise SaicmError(f"ffmpeg stopped after {n} frames ({_last_error(said, code)})", path)
+            if said.strip() or code != 0:  # ffmpeg conceals what it cannot decode: only its errors tell of it
                 from ..errors import warn as saicm_warn
 
-                saicm_warn(f"{path}: ffmpeg reported errors while decoding ({_last_error(said)}): a damaged "
+                why = "; ".join([_last_error(said)] * bool(said.strip()) + [f"exit code {code}"] * bool(code))
+                saicm_warn(f"{path}: ffmpeg reported errors while decoding ({why}): a damaged "
                            f"clip? {n} frames were read; some may be concealed or missing")
         finally:
             if proc.poll() is None:
@@ -516,9 +535,12 @@ def write_video(batches: Iterable[tuple[int, np.ndarray]], dest: str | os.PathLi
             for _, batch in batches:
                 proc.stdin.write(np.ascontiguousarray(batch, dtype=np.uint8).tobytes())
             proc.stdin.close()
-            code = proc.wait(timeout=3600)
+            code = proc.wait(timeout=WRITE_TIMEOUT)
         except BrokenPipeError:
-            code = proc.wait(timeout=60)
+            code = proc.wait(timeout=EXIT_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            raise SaicmError(f"cannot write video (ffmpeg did not finish within {WRITE_TIMEOUT:g} s of its last "
+                             "frame)", str(dest)) from None
         finally:
             if proc.poll() is None:
                 proc.kill()
@@ -529,4 +551,6 @@ def write_video(batches: Iterable[tuple[int, np.ndarray]], dest: str | os.PathLi
                 pass
         if code != 0:
             err.seek(0)
-            raise SaicmError(f"cannot write video (ffmpeg: {_last_error(err.read())})", str(dest))
+            raise SaicmError(f"cannot write video (ffmpeg: {_last_error(err.read(), code)})", str(dest))
+        if os.path.isfile(tmp) and os.path.getsize(tmp) == 0:  # (published as an empty video, "done")
+            raise SaicmError(f"cannot write video (ffmpeg {_exe()} exited 0 and wrote nothing)", str(dest))
