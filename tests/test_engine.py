@@ -1250,3 +1250,46 @@ def test_hyper_synthesis_blocks_of_the_default_size_bound_a_wide_image():
         assert rows(r, r + 60).shape == (1, 60, 4 * zw)
     step = engine_model.HYPER_ROWS_VALUES // (16 * zw)
     assert step == 128 and len(seen) == 3 and max(seen) <= step + 2 * Network.reach
+
+
+def test_an_engine_library_that_cannot_load_or_compile_is_one_line_that_stops_a_job(monkeypatch):
+    """An onnxruntime that cannot be imported (a shared library of its own missing) was a traceback at every command;
+    an OpenVINO installed but broken was "needs OpenVINO, pip install saicm[openvino]" (or an OSError naming the
+    image); one that cannot compile the graphs (a version or build without a setting) was its C++ traceback."""
+    import types
+
+    from saicm.engine import runtime
+
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # import onnxruntime → ImportError
+    runtime.onnxruntime.cache_clear()
+    try:
+        with pytest.raises(SaicmError, match=r"onnxruntime .*cannot be imported \(.*\): pip install --force-reinstall")\
+                as e:
+            runtime.onnxruntime()
+        assert e.value.stops_job and "\n" not in str(e.value)
+    finally:
+        runtime.onnxruntime.cache_clear()
+    for broken in (ImportError("libopenvino.so.2430: cannot open shared object file"),
+                   OSError("libtbb.so.12: cannot open shared object file"),
+                   ModuleNotFoundError("No module named 'openvino._pyopenvino'", name="openvino._pyopenvino")):
+        def fail(broken=broken):
+            raise broken
+
+        monkeypatch.setattr(runtime, "_import_openvino", fail)
+        with pytest.raises(SaicmError, match=r"OpenVINO is installed but cannot be imported \(.*(libopenvino|libtbb|"
+                                             r"_pyopenvino).*\)") as e:
+            runtime.openvino_request(b"graph", 1, "f32")
+        assert e.value.stops_job and not isinstance(e.value, ImportError)
+
+    def refuse(model, device, config):
+        raise RuntimeError("Exception from src/inference/src/core.cpp:116:\n[ NOT_FOUND ] Unsupported property "
+                           "ENABLE_CPU_PINNING by CPU plugin.\n")
+
+    core = types.SimpleNamespace(read_model=lambda graph: graph, compile_model=refuse)
+    fake = types.SimpleNamespace(Core=lambda: core, __version__="2023.0.0-10926-b4452d56304-releases/2023/0")
+    monkeypatch.setattr(runtime, "_import_openvino", lambda: fake)
+    monkeypatch.setattr(runtime, "_OPENVINO", {"core": None, "warned": False})
+    with pytest.raises(SaicmError, match=r"OpenVINO 2023\.0\.0 cannot compile the transforms \(\[ NOT_FOUND \] "
+                                         r"Unsupported property ENABLE_CPU_PINNING by CPU plugin\.\): .*"
+                                         r"--engine onnx$"):
+        runtime.openvino_request(b"graph", 1, "f32")

@@ -53,9 +53,31 @@ def onnxruntime():
 
         raise SaicmError(f"onnxruntime {have} was built for NumPy 1 and cannot run beside NumPy {np.__version__}: "
                          "pip install \"onnxruntime>=1.19\" (or \"numpy<2\")")
-    import onnxruntime as ort
-
+    try:
+        import onnxruntime as ort
+    except ImportError as e:  # (a build that cannot load here, or none: a traceback at every command's first image)
+        raise engine_error(f"onnxruntime{' ' + have if have else ''} cannot be imported ({_first_line(e)}): "
+                           "pip install --force-reinstall \"onnxruntime>=1.17\"") from None
     return ort
+
+
+def _first_line(e: BaseException, limit: int = 200) -> str:
+    """The line of an exception's message (a C++ library's are many) that says what failed, cut to ``limit``
+    characters: the last one that is not OpenVINO's "Exception from src/….cpp:116:" (where it was raised)."""
+    lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+    said = [ln for ln in lines if not ln.startswith("Exception from ")]
+    line = (said or lines or [type(e).__name__])[-1 if said else 0]
+    return line if len(line) <= limit else line[:limit] + "…"
+
+
+def engine_error(message: str):
+    """A :class:`~saicm.errors.SaicmError` about the engine's own library: every image would fail alike, so it
+    stops a folder job (``stops_job``)."""
+    from ..errors import SaicmError
+
+    err = SaicmError(message)
+    err.stops_job = True
+    return err
 
 
 def _release(version: str) -> tuple[int, ...]:
@@ -241,17 +263,28 @@ def openvino_request(graph, num_threads: int, precision: str):
     OpenVINO computes in float32 whatever the hint: a warning says so, once per process."""
     try:
         ov = _import_openvino()
-    except ImportError:  # (MissingDependency, an ImportError too: a caller's `except ImportError` falls back)
+    except ModuleNotFoundError as e:  # (MissingDependency, an ImportError too: a caller's `except ImportError` falls
+        if e.name != "openvino":  # back; openvino._pyopenvino missing is a broken install, not none)
+            raise _broken_openvino(e) from None
         from ..errors import MissingDependency
 
         raise MissingDependency("the openvino engines need OpenVINO, an optional dependency: "
                                 "pip install \"saicm[openvino]\"") from None
-    core = _OPENVINO["core"] = _OPENVINO["core"] or ov.Core()
+    except Exception as e:  # installed, but it cannot load (a library of its own missing): not "install it"
+        raise _broken_openvino(e) from None
     if not isinstance(graph, bytes):  # (graphs are never read from files: 0.23.0 dropped their disk cache)
         raise TypeError("openvino_request takes a serialized graph (bytes)")
-    compiled = core.compile_model(core.read_model(graph), "CPU", {
-        "INFERENCE_NUM_THREADS": num_threads, "INFERENCE_PRECISION_HINT": precision,
-        "PERFORMANCE_HINT": "LATENCY", "ENABLE_CPU_PINNING": False})
+    try:
+        core = _OPENVINO["core"] = _OPENVINO["core"] or ov.Core()
+        compiled = core.compile_model(core.read_model(graph), "CPU", {
+            "INFERENCE_NUM_THREADS": num_threads, "INFERENCE_PRECISION_HINT": precision,
+            "PERFORMANCE_HINT": "LATENCY", "ENABLE_CPU_PINNING": False})
+    except Exception as e:  # (a build or version without what the graph or these settings need: its C++ traceback)
+        if _out_of_memory(e):
+            raise
+        version = str(getattr(ov, "__version__", "")).split("-")[0]  # ("2026.4.1-22982-e213a147257-releases/…")
+        raise engine_error(f"OpenVINO {version} cannot compile the transforms ({_first_line(e)}): pip install -U "
+                           "\"saicm[openvino]\", or --engine onnx") from None
     got = compiled.get_property("INFERENCE_PRECISION_HINT")
     if precision == "bf16" and got != ov.Type.bf16 and not _OPENVINO["warned"]:
         _OPENVINO["warned"] = True
@@ -259,6 +292,11 @@ def openvino_request(graph, num_threads: int, precision: str):
 
         saicm_warn(f"this CPU has no bfloat16 units: OpenVINO runs the transforms in {got.get_type_name()}")
     return compiled.create_infer_request()
+
+
+def _broken_openvino(e: BaseException):
+    return engine_error(f"OpenVINO is installed but cannot be imported ({_first_line(e)}): pip install "
+                        "--force-reinstall \"saicm[openvino]\", or --engine onnx")
 
 
 class OpenVinoTransforms(OnnxTransforms):
