@@ -885,6 +885,21 @@ def test_hevc_and_vvc_clips_of_odd_size_come_back_at_their_size(name):
     assert np.abs(out.astype(int) - clip.frames).mean() < 6
 
 
+@pytest.mark.skipif(os.name == "nt", reason="a shebang script stands in for ffmpeg")
+def test_an_ffmpeg_that_encodes_a_clip_to_garbage_with_exit_0_is_said_at_the_encode(tmp_path, monkeypatch):
+    """Bytes that hold no picture were taken as the clip's stream, and blamed on the decode that followed."""
+    from saicm.eval import ffmpeg as ff
+    from saicm.eval.codecs import get_codec
+
+    fake = tmp_path / "ffmpeg"
+    fake.write_text(f"#!{sys.executable}\nimport sys\nsys.stdin.buffer.read()\nsys.stdout.write('garbage' * 500)\n")
+    fake.chmod(0o755)
+    monkeypatch.setattr(ff, "require", lambda *a: str(fake))
+    codec = get_codec("hevc-video")
+    with pytest.raises(SaicmError, match=r"hevc-video encode: ffmpeg .* gave 3500 bytes that hold no hevc picture"):
+        codec.encode(io.Clip(frames=synthetic_clip(2, 32, 48)), 27)
+
+
 def test_a_clip_made_with_a_number_as_fps_holds_its_fraction_and_codes_with_the_video_codecs():
     """The documented saicm.video.Clip(frames, fps=12.5): a float fps failed hevc-video and vvc-video (ffmpeg's
     -r is written from fps.numerator / fps.denominator) with an AttributeError, not a one-line error."""

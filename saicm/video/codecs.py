@@ -268,7 +268,7 @@ class FFmpegVideoCodec(VideoCodec):
     def check_quality(self, quality) -> None:
         self._qp(quality)
     def encode(self, clip, quality):
-        from ..eval.ffmpeg import COLOUR_TAGS, TO_YUV, insert_size_sei, run_ffmpeg
+        from ..eval.ffmpeg import COLOUR_TAGS, TO_YUV, has_picture, insert_size_sei, run_ffmpeg
 
         qp = self._qp(quality)
         frames = clip.frames
@@ -283,6 +283,9 @@ class FFmpegVideoCodec(VideoCodec):
                           self.intra.failure_hint)
         if (pw, ph) != (w, h):
             data = insert_size_sei(data, w, h, self.intra.syntax)
+        elif not has_picture(data, self.intra.syntax):  # (exit 0 and bytes that are no stream: said at the encode)
+            raise SaicmError(f"{self.name} encode: ffmpeg {self.exe} gave {len(data)} bytes that hold no "
+                             f"{self.intra.syntax} picture")
         return data
 
     def decode(self, data, clip):
