@@ -363,6 +363,47 @@ def test_eval_psnr_writes_schema_and_reuses_cache(tmp_path, capsys):
     assert results.load(out)["points"] == r["points"]
 
 
+def test_a_cache_inside_the_dataset_folder_is_no_test_image(tmp_path, monkeypatch):
+    """`--cache photos/cache` (or a relative $SAICM_CACHE run from the dataset's folder): the second sweep read the
+    first's decoded PNGs as test images too (4 images became 8, PSNR 27.4 dB became 38.7), unsaid (disk audit)."""
+    import warnings
+
+    def said(argv) -> str:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            assert main(argv) == 0
+        return " ".join(str(w.message) for w in caught)
+
+    d = _folder(tmp_path)
+    args = ["eval", "--codec", "jpeg", "--qualities", "50", "--dataset", str(d), "--task", "psnr",
+            "-o", str(tmp_path / "r.json"), "--quiet"]
+    assert "lies inside the dataset folder" in said(args + ["--cache", str(d / "cache")])
+    first = results.load(tmp_path / "r.json")
+    assert list((d / "cache").rglob("*.png"))
+    assert "2 decoded images of a saicm decode cache" in said(args + ["--cache", str(d / "cache")])
+    second = results.load(tmp_path / "r.json")
+    assert second["num_images"] == first["num_images"] == 2 and second["points"] == first["points"]  # (cached)
+    from saicm.train.data import list_images
+
+    with warnings.catch_warnings(record=True) as caught:  # training's images: the photos alone, said
+        warnings.simplefilter("always")
+        assert [p.name for p in list_images(d)] == ["0.png", "1.png"]
+    assert "left out of the training images" in str(caught[0].message)
+    # the default cache through a relative $SAICM_CACHE of "." in the dataset's folder; a hidden one is no input
+    monkeypatch.chdir(d)
+    import shutil
+
+    for where, warned in ((".", True), (".c", False)):
+        for old in ("cache", "decoded"):  # (the caches of the runs before: found and said wherever they are)
+            shutil.rmtree(d / old, ignore_errors=True)
+        monkeypatch.setenv("SAICM_CACHE", where)
+        for _ in range(2):
+            text = said(args)
+            r = results.load(tmp_path / "r.json")
+            assert r["num_images"] == 2 and [p["psnr"] for p in r["points"]] == [p["psnr"] for p in first["points"]]
+        assert ("decode cache" in text) == warned
+
+
 def test_a_cache_others_may_write_is_not_used(tmp_path, capsys):
     """Entries of a cache folder another user can write are anyone's: a planted one scored a codec 0.0065 bpp at
     99 dB (a security review)."""

@@ -30,7 +30,7 @@ def cmd_eval(a: argparse.Namespace) -> int:
     codec = get_codec(a.codec)
     task = make_task(a.task, a.task_model, a.annotations, a.threads, progress=False, bootstrap=a.bootstrap)
     tm_digest = task_model_sha256(a.task_model) if task is not None else None  # (the file the task model was read from)
-    images = load_rgb_folder(a.dataset, limit=a.limit)
+    images = load_rgb_folder(a.dataset, limit=a.limit, cache=None if a.no_cache else (a.cache or default_cache_dir()))
     if a.limit and not isinstance(images, ImageFolder):  # (clips: the first N; a folder read only its first N)
         images = dict(list(images.items())[: a.limit])
     if a.annotations and a.task in ("detection", "instance") and os.path.isdir(a.dataset):

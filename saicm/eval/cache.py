@@ -72,6 +72,36 @@ def close_old_default_cache() -> None:
 OTHER_CACHE = "(--cache DIR or $SAICM_CACHE names another folder, --no-cache none)"
 
 
+#: a decode cache entry's image, relative to the folder it lies in (``CODEC-KEY/qQ/HASH.png``)
+_CACHE_ENTRY = r"(?:.+/)?[^/]+-[0-9a-f]{12}/q[^/]+/[0-9a-f]{20}\.png"
+
+
+def without_cache(folder: Path, files: list[Path], what: str, cache: str | Path | None = None) -> list[Path]:
+    """``files`` (listed under ``folder``) less the decoded images of decode caches inside ``folder`` (each
+    ``CODEC-KEY/qQ/HASH.png`` with its ``.json`` beside it), said in a warning, as is a cache in use (``cache``, its
+    root) lying inside ``folder`` (a hidden one, ``.cache``, is listed by nothing): with ``--cache photos/cache`` or
+    a relative ``$SAICM_CACHE`` in the dataset's folder, the second sweep scored the first's decodes as test images
+    too (8 images instead of 4, 38.7 dB instead of 27.4), unsaid, and training read them as photos."""
+    from ..errors import warn
+
+    entry = re.compile(_CACHE_ENTRY)
+    kept = [f for f in files
+            if not (entry.fullmatch(f.relative_to(folder).as_posix()) and f.with_suffix(".json").is_file())]
+    if len(kept) < len(files):
+        warn(f"{len(files) - len(kept)} decoded images of a saicm decode cache (CODEC-KEY/qQ/HASH.png) inside the "
+             f"dataset folder {folder} left out of the {what} images: keep the cache outside it (--cache DIR or "
+             "$SAICM_CACHE)")
+        return kept
+    if cache is not None:
+        root, inner = os.path.realpath(folder), os.path.realpath(cache)
+        rel = Path(os.path.relpath(inner, root))
+        if os.path.commonpath([root, inner]) == root and not any(p.startswith(".") for p in rel.parts if p != "."):
+            warn(f"the decode cache {cache} lies inside the dataset folder {folder}: saicm leaves its decodes out "
+                 "of the images it reads there, other tools would not: keep the cache outside it (--cache DIR or "
+                 "$SAICM_CACHE)")
+    return kept
+
+
 class _Entries:
     """Entries keyed by (quality, content hash) in one codec's folder: ``q{quality}/{hash}{suffix}`` holding the
     value and ``.json`` its info, each written atomically; a missing or damaged entry is a miss (recomputed)."""

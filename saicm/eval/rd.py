@@ -24,7 +24,7 @@ from .._progress import StatusLines, bar_disable
 from .._signals import StopRequest
 from ..codec.image_io import is_image_file
 from .bootstrap import spec as bootstrap_spec
-from .cache import DecodeCache, image_hash
+from .cache import DecodeCache, image_hash, without_cache
 from .codecs import Codec
 from .metrics import ms_ssim, psnr
 from .results import new_result
@@ -46,14 +46,16 @@ HELD_PIXELS = 256 << 20
 
 
 def load_rgb_folder(folder: str | Path, limit: int | None = None, only: str | None = None,
-                    command: str = "eval", held: int | None = None) -> Mapping[str, Image.Image]:
+                    command: str = "eval", held: int | None = None,
+                    cache: str | Path | None = None) -> Mapping[str, Image.Image]:
     """The images of a folder (name → RGB image, sorted by name: an :class:`ImageFolder`, which keeps the first
     ``held`` bytes of pixels, default :data:`HELD_PIXELS`, and reads the others each time they are asked for), or
     a clip's frames (:func:`~saicm.video.evaluate.load_clips`).
     ``limit``: the first ``limit`` images only; ``only``: that one image (its name in the folder) only, or none.
     Neither reads the other images (``--limit 5`` of a folder of thousands decoded every image first, and failed
     on a damaged one it would not have used). ``command``: the saicm command that reads them, as an image above
-    the pixel limit is refused (:func:`~saicm.codec.image_io.read_without_limit_option`)."""
+    the pixel limit is refused (:func:`~saicm.codec.image_io.read_without_limit_option`). ``cache``: the decode
+    cache's root, whose files are no test images when it lies inside the folder (:func:`without_cache`)."""
     from ..codec.limits import OversizedImage
     from ..errors import ImageError, SaicmError
     from ..video.evaluate import load_clips
@@ -77,7 +79,8 @@ def load_rgb_folder(folder: str | Path, limit: int | None = None, only: str | No
 
         warn(f"{folder} is a mask folder (masks.json): its masks (and previews) are coded and scored as the test "
              "images")
-    files = without_mask_folders(folder, input_files(folder, is_image_file), "test")
+    files = without_cache(folder, without_mask_folders(folder, input_files(folder, is_image_file), "test"), "test",
+                          cache)
     if not files:
         raise SaicmError("no images found", str(folder))
     if only is not None:

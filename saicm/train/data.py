@@ -27,6 +27,7 @@ from .._progress import StatusLines, bar_disable
 from ..codec.image_io import is_image_file, read_without_limit_option
 from ..engine.parallel import cgroup_memory_limit  # (where it lives: folder jobs read it too)
 from ..errors import ImageError, SaicmError
+from ..eval.cache import without_cache
 from ..masks.job import is_mask_folder, load_mask, made_of, mask_name_clash, mask_path, without_mask_folders
 
 
@@ -39,7 +40,7 @@ def list_images(root: str | Path) -> list[Path]:
     if is_mask_folder(root):  # (--data given the mask folder: its black-and-white masks trained as photos, unsaid)
         raise SaicmError("is a mask folder (masks.json), not a folder of training images: give it as --masks, and "
                          "the images it was made of as --data", str(root))
-    files = without_mask_folders(root, input_files(root, is_image_file), "training")
+    files = without_cache(root, without_mask_folders(root, input_files(root, is_image_file), "training"), "training")
     if not files:
         raise SaicmError("no images in training data folder", str(root))
     return files
