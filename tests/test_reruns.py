@@ -105,6 +105,38 @@ def test_an_up_to_date_output_is_still_skipped(tmp_path):
     assert not out.skipped and out.error is None and dst.read_bytes() == b"new"
 
 
+def test_times_in_the_future_neither_redo_every_rerun_nor_keep_a_stale_output(tmp_path, monkeypatch):
+    """An input dated in the future (a camera's clock, an archive's dates) was newer than any output: coded again at
+    every `--existing skip` rerun, for ever. An output dated in the future (the clock set back since it was written)
+    hid an input edited after it. Now the first is judged by its contents, the second made again; each said once
+    (disk audit)."""
+    import time
+    import warnings
+
+    monkeypatch.setattr(batch, "_said_future", set(), raising=False)
+    src, dst = tmp_path / "a.png", tmp_path / "a.saicm"
+    src.write_bytes(b"x")
+    dst.write_bytes(b"coded")
+    future = time.time_ns() + 365 * 86400 * 10**9
+    os.utime(src, ns=(future, future))
+    rewrite = lambda job: (job.dst.write_bytes(b"new"), {})[1]  # noqa: E731
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for _ in range(2):  # (the second rerun as well: the output written now is still older than the input)
+            assert batch._run_one(rewrite, batch.Job(src, dst, skip=True)).skipped and dst.read_bytes() == b"coded"
+    assert len(caught) == 1 and "modification time in the future" in str(caught[0].message)
+    os.utime(src, ns=(future - 2 * 365 * 86400 * 10**9,) * 2)  # an input of a year ago ...
+    os.utime(dst, ns=(future, future))  # ... and its output written when the clock was a year ahead
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        out = batch._run_one(rewrite, batch.Job(src, dst, skip=True))
+    assert not out.skipped and out.error is None and dst.read_bytes() == b"new"  # (made again: now of now)
+    assert "every such output" in str(caught[0].message)
+    assert batch._run_one(rewrite, batch.Job(src, dst, skip=True)).skipped  # (once)
+    os.utime(src, ns=(0, 0))  # an input of 1970 (epoch 0): its output is newer, done
+    assert batch._run_one(rewrite, batch.Job(src, dst, skip=True)).skipped
+
+
 def test_existing_skip_never_writes_through_a_link_onto_another_input(tmp_path):
     """An output that is a link to an input is not counted done under skip either, and an older one is never coded
     again through the link (which would replace that input with another image's coded file)."""

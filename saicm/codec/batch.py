@@ -318,14 +318,52 @@ def _empty_file(path: Path) -> bool:
     return stat.S_ISREG(st.st_mode) and st.st_size == 0
 
 
+#: how far in the future (ns) a modification time may lie before it is taken as another clock's (a camera's, a
+#: machine's before its clock was set back), not a moment of this one: a file server's clock a few seconds ahead is not
+FUTURE_SLACK_NS = 60 * 10**9
+
+#: the times said in a warning by this process, one warning each ("input", "output")
+_said_future: set[str] = set()
+
+
 def _older_than_input(job: Job) -> bool:
     """Whether the output was last written before its input was (by their modification times): the output of an
     earlier picture under that name, replaced or edited since (a rerun with --existing skip kept it, counted done).
-    Times that cannot be read: False (the output is judged by its contents alone, as before)."""
+    Times that cannot be read: False (the output is judged by its contents alone, as before). An output dated in the
+    future (the clock set back since it was written) cannot be told apart from one older than an edit: True (made
+    again, once: its new time is now). An input dated in the future (a camera's clock, an archive's dates) seemed
+    newer than any output: it was coded again at every rerun, for ever; it is judged by the output's contents alone,
+    as a replacement with an older time (`cp -p`) is. Each said in one warning per process."""
     try:
-        return os.stat(job.dst).st_mtime_ns < os.stat(job.src).st_mtime_ns
+        out, src = os.stat(job.dst).st_mtime_ns, os.stat(job.src).st_mtime_ns
     except OSError:
         return False
+    import time
+
+    now = time.time_ns() + FUTURE_SLACK_NS
+    if out > now:
+        _say_future("output", job.dst, out, "the clock set back since it was written? --existing skip cannot tell "
+                    "whether its input changed after it: made again")
+        return True
+    if src > now:
+        _say_future("input", job.src, src, "a camera's clock, an archive's dates? --existing skip cannot tell by "
+                    "time whether it changed since its output was written: the output is kept when it is whole "
+                    "(touch the input to have it made again)")
+        return False
+    return out < src
+
+
+def _say_future(which: str, path: Path, ns: int, what: str) -> None:
+    """One warning per process and ``which`` (the first such file named; the others' are alike)."""
+    if which in _said_future:
+        return
+    _said_future.add(which)
+    from datetime import datetime, timezone
+
+    from ..errors import warn
+
+    when = datetime.fromtimestamp(ns // 10**9, timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    warn(f"{path}: modification time in the future ({when}; said once for every such {which}): {what}")
 
 
 def _skipped(job: Job) -> Outcome:
