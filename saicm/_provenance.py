@@ -6,6 +6,7 @@ that trained it)."""
 from __future__ import annotations
 
 import functools
+import os
 import platform
 import subprocess
 from importlib import metadata
@@ -16,19 +17,23 @@ LIBRARIES = ("torch", "numpy", "onnxruntime", "compressai", "Pillow")
 
 
 @functools.lru_cache(maxsize=1)
-def source_commit() -> dict:
+def source_commit(root: Path | None = None) -> dict:
     """``{"commit": HASH, "dirty": bool}`` when saicm is imported from a git checkout (an editable install, a
-    clone on ``PYTHONPATH``), else {} (an installed wheel: its version says which code it is)."""
-    root = Path(__file__).resolve().parent.parent
+    clone on ``PYTHONPATH``; ``root``: that checkout, default saicm's own), else {} (an installed wheel: its version
+    says which code it is). Read without git's optional locks: ``git status`` took ``.git/index.lock`` to refresh
+    the index, so a ``git commit`` in the checkout while a command started failed ("Unable to create
+    '.git/index.lock': File exists"), and one killed at its timeout left the lock behind for good."""
+    root = Path(__file__).resolve().parent.parent if root is None else Path(root)
     if not (root / ".git").exists():
         return {}
+    git = ["git", "-C", str(root)]
+    env = {**os.environ, "GIT_OPTIONAL_LOCKS": "0"}  # (git --no-optional-locks; older gits ignore the variable)
     try:
-        head = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True,
-                              timeout=10)
+        head = subprocess.run([*git, "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10, env=env)
         if head.returncode:
             return {}
-        status = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no", "--",
-                                 "saicm"], capture_output=True, text=True, timeout=30)
+        status = subprocess.run([*git, "status", "--porcelain", "--untracked-files=no", "--", "saicm"],
+                                capture_output=True, text=True, timeout=30, env=env)
     except (OSError, subprocess.SubprocessError):
         return {}
     out = {"commit": head.stdout.strip()}

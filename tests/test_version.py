@@ -94,3 +94,28 @@ def test_released_sections_amended_after_their_version_commit_say_so():
     scalable = (ROOT / "docs" / "scalable.md").read_text()
     assert "`machine_sha256_prefix`, since 0.30.0" not in scalable
     assert "`machine_sha256_prefix`, since 0.31.0" in scalable
+
+
+@pytest.mark.skipif(subprocess.run(["git", "--version"], capture_output=True).returncode != 0, reason="needs git")
+def test_the_commit_is_read_without_taking_the_checkouts_index_lock(tmp_path):
+    """Reading the commit of a checkout ran `git status`, which refreshed the index under `.git/index.lock`: a
+    `git commit` there while a saicm command started failed on the lock ("File exists"), and a `git status` killed
+    at its timeout left the lock for good (disk audit). The index is now left as it is."""
+    import os
+    import time
+
+    from saicm._provenance import source_commit
+
+    repo = tmp_path / "checkout"
+    (repo / "saicm").mkdir(parents=True)
+    (repo / "saicm" / "x.py").write_text("a = 1\n")
+    git = ["git", "-C", str(repo), "-c", "user.email=a@b", "-c", "user.name=a"]
+    for args in (["init", "-q"], ["add", "."], ["commit", "-qm", "x"]):
+        subprocess.run([*git, *args], check=True, capture_output=True)
+    later = time.time_ns() + 5 * 10**9  # (a source touched since the index was written: git would refresh it)
+    os.utime(repo / "saicm" / "x.py", ns=(later, later))
+    index = os.stat(repo / ".git" / "index")
+    got = source_commit.__wrapped__(repo)
+    assert len(got["commit"]) == 40 and got["dirty"] is False
+    after = os.stat(repo / ".git" / "index")
+    assert (after.st_ino, after.st_mtime_ns) == (index.st_ino, index.st_mtime_ns)
