@@ -575,6 +575,19 @@ def test_a_killed_writers_temporary_files_leave_the_cache(tmp_path):
         held.close()
 
 
+def test_a_sweep_whose_entries_are_all_cached_removes_killed_writers_files_too(tmp_path):
+    """The rerun that finds every entry cached (the usual one after a kill -9 near a sweep's end) writes none, and
+    only a write swept a quality folder: the killed writer's temporary decode stayed for good (disk audit)."""
+    pytest.importorskip("fcntl")
+    codec = CountingCodec()
+    cache = DecodeCache(tmp_path / "cache", codec.name, codec.config())
+    sweep(codec, images(), [20], cache=cache, progress=False)
+    stale = cache.dir / "q20" / ".0123456789abcdef0123.png.k1ll3d_x.part.png"
+    stale.write_bytes(b"half an entry")
+    sweep(codec, images(), [20], cache=DecodeCache(tmp_path / "cache", codec.name, codec.config()), progress=False)
+    assert codec.encodes == len(images()) and not stale.exists()  # (all from the cache, the file gone)
+
+
 def test_a_clip_encode_cached_by_saicm_0_31_is_read_without_a_checksum(tmp_path):
     """A cached encode whose side file names no SHA-256 (saicm 0.31.0 and before wrote none) is read as it is, not
     encoded again; one that names it is read when the bytes match, and its checksum is not handed back with the

@@ -147,6 +147,8 @@ class _Entries:
         if not self.enabled:
             return None
         value, meta = self._paths(quality, key)
+        if self.writable:  # (a sweep whose every entry is there writes none: a killed one's files stayed for good)
+            self._remove_stale_parts(value.parent)
         try:
             if not (value.is_file() and meta.is_file()):
                 return None
