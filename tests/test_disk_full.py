@@ -273,3 +273,19 @@ def test_a_killed_video_fit_leaves_no_checkpoint_parts_behind_its_resumption(tmp
     api.encode(np.zeros((2, 48, 64, 3), np.uint8), tmp_path / "a.saicmv", preset=tiny, epochs=1, prune=0,
                qat_epochs=0, progress=False)
     assert _left(tmp_path) == [".b.saicmv.ckpt.k1ll3d9x.part.ckpt", "a.saicmv"]
+
+
+def test_a_results_file_written_again_takes_away_the_parts_of_killed_writers(tmp_path):
+    """saicm eval killed (kill -9) as it wrote its results file left ``.r.json.XXXX.part.json`` beside it, for good:
+    the next write of that results file removes them (another file's are left)."""
+    from saicm.eval import results
+
+    stale = tmp_path / ".r.json.k1ll3d9x.part.json"
+    stale.write_bytes(b'{"codec": "jpeg", "poi')
+    other = tmp_path / ".s.json.k1ll3d9x.part.json"
+    other.write_bytes(b"{")
+    r = results.new_result("jpeg", {}, "photos", "psnr", 1)
+    r["points"] = [{"quality": 50, "bpp": 1.0, "psnr": 30.0}]
+    results.save(r, tmp_path / "r.json")
+    assert _left(tmp_path) == [".s.json.k1ll3d9x.part.json", "r.json"]
+    assert results.load(tmp_path / "r.json")["points"][0]["psnr"] == 30.0

@@ -34,7 +34,7 @@ import json
 import math
 from pathlib import Path, PurePath
 
-from .._fs import write_bytes_atomic
+from .._fs import remove_stale_parts, write_bytes_atomic
 from ..errors import SaicmError
 
 SCHEMA = "saicm-results/1"
@@ -64,9 +64,12 @@ def new_result(codec: str, codec_config: dict, dataset: str, task: str, num_imag
 def save(result: dict, path: str | Path) -> None:
     """Write ``result`` to the file ``path`` (atomically; its ``points`` are sorted by bpp first, in place) as
     standard JSON: a value that was not measured (NaN: MS-SSIM of an image of 160 pixels or less a side) is
-    ``null``, as JSON has no NaN; readers take ``null`` for "not measured"."""
+    ``null``, as JSON has no NaN; readers take ``null`` for "not measured". The temporary files of earlier writers
+    of ``path`` that were killed (``kill -9`` during a write: ``.NAME.XXXX.part.json``, hidden beside it) are removed
+    first: nothing else ever did."""
     result["points"].sort(key=lambda p: p["bpp"])
     text = json.dumps(_nan_to_null(result), indent=1, allow_nan=False)
+    remove_stale_parts(path)
     write_bytes_atomic(path, (text + "\n").encode())
 
 
