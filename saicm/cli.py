@@ -19,33 +19,6 @@ from .engine import ENGINES, PORTABLE_ENGINES
 from .errors import SaicmError, printable
 
 
-def _report(outcomes, is_folder: bool, verb: str, out=None) -> int:
-    """The summary of a job whose failures were written as they happened (on ``out``, default standard output);
-    exit 1 if any file failed."""
-
-    failed = sum(1 for o in outcomes if o.error)
-    skipped = sum(1 for o in outcomes if o.skipped)
-    if not is_folder and skipped:
-        print(f"{printable(outcomes[0].job.dst)}: exists: skipped (--existing skip)", file=out)
-    if is_folder:
-        ok = len(outcomes) - failed - skipped
-        print(f"{verb} {ok} of {len(outcomes)} files" + (f"; {skipped} already there (skipped)" if skipped else "")
-              + (f"; {failed} failed: {_failed_names(outcomes)}" if failed else ""), file=out)
-    return 1 if failed else 0
-
-
-#: a folder job's summary names this many of its failed files (their errors were printed as they happened)
-FAILED_NAMED = 5
-
-
-def _failed_names(outcomes) -> str:
-    """The failed inputs of a job, for its summary: among thousands of files, the errors printed as they happened
-    scroll away ("4 failed" said which nowhere)."""
-    names = [printable(o.job.src) for o in outcomes if o.error]
-    more = len(names) - FAILED_NAMED
-    return ", ".join(names[:FAILED_NAMED]) + (f" and {more} more (--log FILE records each)" if more > 0 else "")
-
-
 def _summary_stream(dst, log: str | None, folder: bool):
     """Where a ``compress`` or ``decompress`` job prints its summary: standard error when standard output carries
     its data, the coded file (``-o /dev/stdout``) or the JSON lines of ``--log /dev/stdout`` (which a ``| jq``
@@ -84,7 +57,7 @@ def cmd_compress(a: argparse.Namespace) -> int:
     step_bar = not folder and not a.quiet
     fn = partial(_compress_job, model=a.model, quality=a.quality, refine=a.refine, progress=step_bar,
                  human_quality=a.human_quality, max_pixels=a.max_pixels, engine=a.engine, max_bytes=a.max_bytes)
-    with _job_log(a.log) as log:
+    with batch.job_log(a.log) as log:
         outcomes = batch.run(fn, jobs, a.jobs, "compress", not a.quiet, errors=sys.stderr, log=log)
     out = _summary_stream(jobs[0].dst, a.log, folder)
     if not folder and outcomes[0].info is not None and not outcomes[0].skipped:
@@ -95,84 +68,7 @@ def cmd_compress(a: argparse.Namespace) -> int:
             m, h = i["layers"]["machine"], i["layers"]["human"]
             print(f"  machine layer {m['bytes']} bytes ({m['model']} q{m['quality']}), human layer {h['bytes']} bytes "
                   f"({h['model']} q{h['quality']})", file=out)
-    return _report(outcomes, folder, "compressed", out)
-
-
-def _job_log(path: str | None):
-    """The --log file, opened for appending (a rerun adds its lines), or a null context."""
-    import contextlib
-
-    if path is None:
-        return contextlib.nullcontext(None)
-    from .codec.image_io import names_media_file
-    from .errors import SaicmError
-
-    # Appended to, so never to a file that holds something else (a swapped argument made the input photo, or a
-    # .saicm file, end in JSON lines)
-    if names_media_file(path) or str(path).lower().endswith((".saicm", ".saicmv")):
-        raise SaicmError("names an image, video or coded file: --log appends JSON lines to a file of its own "
-                         "(e.g. job.jsonl); nothing done", path)
-    # (absent, unreadable, or a stream: /dev/stderr, a FIFO, whose reading would wait; open says why)
-    first = last = b""
-    if os.path.isfile(path):
-        try:
-            with open(path, "rb") as f:
-                first = f.read(1)
-                if first:
-                    f.seek(-1, os.SEEK_END)
-                    last = f.read(1)
-        except OSError:
-            pass
-    if first not in (b"", b"{"):
-        raise SaicmError("holds something other than saicm's JSON lines: not appended to (name a new log file); "
-                         "nothing done", path)
-    try:
-        log = _JobLog(open(path, "a", encoding="utf-8"), path)
-    except OSError as e:
-        raise SaicmError(f"cannot write the log ({e.strerror or e})", path) from None
-    if last not in (b"", b"\n"):  # a job stopped by a full disk left half a line: this job's start a line of their own
-        log.write("\n")
-    return log
-
-
-class _JobLog:
-    """The --log file: an error writing it (a full disk) is one line naming it, not a traceback (three chained:
-    the write, then the flush and the close at the end of the job, each failing again)."""
-
-    def __init__(self, f, path: str):
-        self._f, self._path, self._failed = f, path, False
-
-    def _error(self, e: OSError):
-        from .errors import SaicmError
-
-        if isinstance(e, BrokenPipeError):  # (--log /dev/stdout | head: a quiet stop, status 141)
-            return e
-        self._failed = True
-        err = SaicmError(f"cannot write the log ({e.strerror or e})", self._path)
-        err.errno = e.errno
-        return err
-
-    def write(self, text: str) -> int:
-        try:
-            return self._f.write(text)
-        except OSError as e:
-            raise self._error(e) from None
-
-    def flush(self) -> None:
-        try:
-            self._f.flush()
-        except OSError as e:
-            raise self._error(e) from None
-
-    def __enter__(self) -> "_JobLog":
-        return self
-
-    def __exit__(self, kind, *exc) -> None:
-        try:
-            self._f.close()
-        except OSError as e:
-            if kind is None and not self._failed:
-                raise self._error(e) from None
+    return batch.report(outcomes, folder, "compressed", out)
 
 
 def _compress_job(job, model, quality, refine=0, progress=False, human_quality=None, max_pixels=None,
@@ -208,7 +104,7 @@ def cmd_decompress(a: argparse.Namespace) -> int:
 
             warn(f"--format {a.format} not used: -o names the file, written as {fmt} by its name "
                  f"({printable(jobs[0].dst)})")
-    with _job_log(a.log) as log:
+    with batch.job_log(a.log) as log:
         outcomes = batch.run(partial(_decompress_job, model=a.model, layer=a.layer, max_pixels=a.max_pixels,
                                      engine=a.engine, progress=not folder and not a.quiet), jobs, a.jobs,
                              "decompress", not a.quiet, errors=sys.stderr, log=log)
@@ -218,7 +114,7 @@ def cmd_decompress(a: argparse.Namespace) -> int:
         layer = f", {i['layer']} layer" if i.get("layer") else ""
         print(f"{printable(jobs[0].dst)}: {i['width']}x{i['height']}{layer} ({i['seconds']:.2f} s)",
               file=out)
-    return _report(outcomes, folder, "decompressed", out)
+    return batch.report(outcomes, folder, "decompressed", out)
 
 
 def cmd_info(a: argparse.Namespace) -> int:

@@ -1878,7 +1878,7 @@ def test_a_job_log_whose_reader_went_away_stops_quietly_not_as_a_write_error():
     disk is a SaicmError naming the log (mutation audit: turning the broken pipe into an error was not caught)."""
     import errno
 
-    from saicm.cli import _JobLog
+    from saicm.codec.batch import JobLog as _JobLog
     from saicm.errors import SaicmError
 
     class Failing:
@@ -1902,7 +1902,7 @@ def test_a_job_log_that_fails_on_closing_says_so_once_and_never_hides_the_jobs_o
     a write already said so, nor over an error of the job itself (mutation audit: neither was checked)."""
     import errno
 
-    from saicm.cli import _JobLog
+    from saicm.codec.batch import JobLog as _JobLog
     from saicm.errors import SaicmError
 
     class FullDisk:

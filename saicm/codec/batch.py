@@ -30,7 +30,7 @@ from .._fs import (EXISTING, NO_DASH_OUTPUT, OutputExists, ensure_dir, flush_sta
 from .._progress import StatusLines, bar_disable
 from .._signals import StopRequest
 from ..errors import MissingDependency, SaicmError, printable
-from .image_io import refuse_file_name_for_folder
+from .image_io import names_media_file, refuse_file_name_for_folder
 
 #: errors of the output's file system that every later file would meet too: the job stops
 _STOPPING_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS}
@@ -531,6 +531,105 @@ def log_line(o: Outcome) -> str:
     rec.update({k: (round(v, 6) if isinstance(v, float) else v) for k, v in (o.info or {}).items()
                 if isinstance(v, (str, int, float, bool)) or v is None})
     return json.dumps(rec)  # (ASCII: a file name that is not UTF-8 is written as its \\udcXX escapes)
+
+
+def report(outcomes, is_folder: bool, verb: str, out=None) -> int:
+    """The summary of a job whose failures were written as they happened (on ``out``, default standard output);
+    exit 1 if any file failed."""
+
+    failed = sum(1 for o in outcomes if o.error)
+    skipped = sum(1 for o in outcomes if o.skipped)
+    if not is_folder and skipped:
+        print(f"{printable(outcomes[0].job.dst)}: exists: skipped (--existing skip)", file=out)
+    if is_folder:
+        ok = len(outcomes) - failed - skipped
+        print(f"{verb} {ok} of {len(outcomes)} files" + (f"; {skipped} already there (skipped)" if skipped else "")
+              + (f"; {failed} failed: {_failed_names(outcomes)}" if failed else ""), file=out)
+    return 1 if failed else 0
+
+
+#: a folder job's summary names this many of its failed files (their errors were printed as they happened)
+FAILED_NAMED = 5
+
+
+def _failed_names(outcomes) -> str:
+    """The failed inputs of a job, for its summary: among thousands of files, the errors printed as they happened
+    scroll away ("4 failed" said which nowhere)."""
+    names = [printable(o.job.src) for o in outcomes if o.error]
+    more = len(names) - FAILED_NAMED
+    return ", ".join(names[:FAILED_NAMED]) + (f" and {more} more (--log FILE records each)" if more > 0 else "")
+
+
+def job_log(path: str | None):
+    """The --log file, opened for appending (a rerun adds its lines), or a null context."""
+    import contextlib
+
+    if path is None:
+        return contextlib.nullcontext(None)
+    # Appended to, so never to a file that holds something else (a swapped argument made the input photo, or a
+    # .saicm file, end in JSON lines)
+    if names_media_file(path) or str(path).lower().endswith((".saicm", ".saicmv")):
+        raise SaicmError("names an image, video or coded file: --log appends JSON lines to a file of its own "
+                         "(e.g. job.jsonl); nothing done", path)
+    # (absent, unreadable, or a stream: /dev/stderr, a FIFO, whose reading would wait; open says why)
+    first = last = b""
+    if os.path.isfile(path):
+        try:
+            with open(path, "rb") as f:
+                first = f.read(1)
+                if first:
+                    f.seek(-1, os.SEEK_END)
+                    last = f.read(1)
+        except OSError:
+            pass
+    if first not in (b"", b"{"):
+        raise SaicmError("holds something other than saicm's JSON lines: not appended to (name a new log file); "
+                         "nothing done", path)
+    try:
+        log = JobLog(open(path, "a", encoding="utf-8"), path)
+    except OSError as e:
+        raise SaicmError(f"cannot write the log ({e.strerror or e})", path) from None
+    if last not in (b"", b"\n"):  # a job stopped by a full disk left half a line: this job's start a line of their own
+        log.write("\n")
+    return log
+
+
+class JobLog:
+    """The --log file: an error writing it (a full disk) is one line naming it, not a traceback (three chained:
+    the write, then the flush and the close at the end of the job, each failing again)."""
+
+    def __init__(self, f, path: str):
+        self._f, self._path, self._failed = f, path, False
+
+    def _error(self, e: OSError):
+        if isinstance(e, BrokenPipeError):  # (--log /dev/stdout | head: a quiet stop, status 141)
+            return e
+        self._failed = True
+        err = SaicmError(f"cannot write the log ({e.strerror or e})", self._path)
+        err.errno = e.errno
+        return err
+
+    def write(self, text: str) -> int:
+        try:
+            return self._f.write(text)
+        except OSError as e:
+            raise self._error(e) from None
+
+    def flush(self) -> None:
+        try:
+            self._f.flush()
+        except OSError as e:
+            raise self._error(e) from None
+
+    def __enter__(self) -> "JobLog":
+        return self
+
+    def __exit__(self, kind, *exc) -> None:
+        try:
+            self._f.close()
+        except OSError as e:
+            if kind is None and not self._failed:
+                raise self._error(e) from None
 
 
 class _NoWorkers(Exception):

@@ -49,7 +49,6 @@ def _strip_folder(a: argparse.Namespace) -> int:
     from pathlib import Path
 
     from .._fs import ensure_dir
-    from ..cli import _job_log, _report
     from ..codec import batch
     from ..codec.image_io import refuse_file_name_for_folder
 
@@ -68,10 +67,10 @@ def _strip_folder(a: argparse.Namespace) -> int:
         segments = ensure_dir(a.human_segment)
     jobs, _ = batch.plan(a.input, a.output, lambda p: p.is_file() and p.suffix.lower() == ".saicm", ".saicm",
                          existing=a.existing)
-    with _job_log(a.log) as log:
+    with batch.job_log(a.log) as log:
         outcomes = batch.run(partial(_strip_job, out_root=Path(a.output), segments=segments), jobs, 1, "strip",
                              not a.quiet, errors=sys.stderr, log=log)
-    return _report(outcomes, True, "stripped", sys.stderr if a.log == "/dev/stdout" else sys.stdout)
+    return batch.report(outcomes, True, "stripped", sys.stderr if a.log == "/dev/stdout" else sys.stdout)
 
 
 def _strip_job(job, out_root, segments=None) -> dict:
