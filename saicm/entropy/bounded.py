@@ -105,6 +105,31 @@ def _encoder_fits(symbols, indexes, cdf_sizes, offsets) -> bool:
     return bits <= 32 * (s.size - 1)
 
 
+#: what the encoder says of symbols its buffer could not hold (:func:`_encoder_fits`)
+TOO_MANY_ESCAPES = "cannot code this image: too many latent values outside the entropy model's range"
+
+
+def check_encodable(symbols, indexes, cdf_sizes, offsets) -> None:
+    """:data:`TOO_MANY_ESCAPES` (a ModelError) unless CompressAI's encoder can hold these symbols: every writer
+    checks before it codes."""
+    from ..errors import ModelError
+
+    if not _encoder_fits(symbols, indexes, cdf_sizes, offsets):
+        raise ModelError(TOO_MANY_ESCAPES)
+
+
+def encode_stream(symbols, indexes, cdfs, cdf_sizes, offsets) -> bytes:
+    """One string of ``symbols`` from CompressAI's buffered rANS encoder, checked first (:func:`check_encodable`):
+    what the channel-wise and context models write, and :func:`stream_decoder` reads."""
+    from ..models import _compressai  # noqa: F401  (CompressAI's import-time warning silenced)
+    from compressai.ans import BufferedRansEncoder
+
+    check_encodable(symbols, indexes, cdf_sizes, offsets)
+    encoder = BufferedRansEncoder()
+    encoder.encode_with_indexes(symbols, indexes, cdfs, cdf_sizes, offsets)
+    return encoder.flush()
+
+
 #: a string that does not decode back to itself (module docstring, "Consistency")
 TABLES_DISAGREE = ("the coded data does not decode consistently with the coder tables computed here: the file was "
                    "written where floating-point arithmetic chose other tables (another CPU, or another PyTorch or "
@@ -129,10 +154,7 @@ class BoundedCoder:
         self.name = getattr(inner, "name", "ans")
 
     def encode_with_indexes(self, symbols, indexes, cdfs, cdf_sizes, offsets):
-        from ..errors import ModelError
-
-        if not _encoder_fits(symbols, indexes, cdf_sizes, offsets):
-            raise ModelError("cannot code this image: too many latent values outside the entropy model's range")
+        check_encodable(symbols, indexes, cdf_sizes, offsets)
         return self.inner.encode_with_indexes(symbols, indexes, cdfs, cdf_sizes, offsets)
 
     def decode_with_indexes(self, string, indexes, cdfs, cdf_sizes, offsets):

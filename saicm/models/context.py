@@ -44,7 +44,7 @@ from . import _compressai  # noqa: F401  (first: CompressAI's import-time warnin
 from compressai.layers import CheckerboardMaskedConv2d
 from torch import Tensor, nn
 
-from ..entropy.bounded import coder_tables
+from ..entropy.bounded import coder_tables, encode_stream
 from .determinism import single_thread_kernels
 from .hyperprior import GainedMeanScaleHyperprior, _ste_round
 from .registry import register_architecture
@@ -248,18 +248,9 @@ class GainedContextHyperprior(GainedMeanScaleHyperprior):
         return y_hat, symbols, indexes
 
     def _encode_stream(self, y: Tensor, params: Tensor) -> bytes:
-        from compressai.ans import BufferedRansEncoder
-
-        from ..entropy.bounded import _encoder_fits
-        from ..errors import ModelError
-
         _, symbols, indexes = self._code_y(y, params)
         cdf, cdf_lengths, offsets = coder_tables(self.gaussian_conditional)
-        if not _encoder_fits(symbols, indexes, cdf_lengths, offsets):
-            raise ModelError("cannot code this image: too many latent values outside the entropy model's range")
-        encoder = BufferedRansEncoder()
-        encoder.encode_with_indexes(symbols, indexes, cdf, cdf_lengths, offsets)
-        return encoder.flush()
+        return encode_stream(symbols, indexes, cdf, cdf_lengths, offsets)
 
     def _decode_stream(self, string: bytes, params: Tensor) -> Tensor:
         from ..entropy.bounded import stream_decoder

@@ -42,7 +42,7 @@ from compressai.layers import (AttentionBlock, ResidualBlock, ResidualBlockUpsam
 from compressai.models.base import CompressionModel
 from torch import Tensor, nn
 
-from ..entropy.bounded import coder_tables
+from ..entropy.bounded import coder_tables, encode_stream
 from .determinism import run_single_thread, single_thread_kernels
 from .registry import register_architecture
 
@@ -463,10 +463,6 @@ class TCM(CompressionModel):
     def compress(self, x: Tensor, quality: int = 1, y_offset: Tensor | None = None,
                  params_offset: Tensor | None = None) -> dict:
         """``{"strings": [[y stream], [z string]], "shape": z's (h, w)}`` for one image (batch 1)."""
-        from compressai.ans import BufferedRansEncoder
-
-        from ..entropy.bounded import _encoder_fits
-
         self._check_quality(quality)
         if y_offset is not None or params_offset is not None:
             raise NotImplementedError("tcm codes no conditional residual (ScalableFusion condition='none' only)")
@@ -492,13 +488,8 @@ class TCM(CompressionModel):
                 indexes.extend(index.reshape(-1).tolist())
                 y_hat_slice = gc.dequantize(q, mu)
                 y_hat_slices.append(y_hat_slice + self._lrp(i, mean_ctx, y_hat_slice))
-        if not _encoder_fits(symbols, indexes, cdf_lengths, offsets):
-            from ..errors import ModelError
-
-            raise ModelError("cannot code this image: too many latent values outside the entropy model's range")
-        encoder = BufferedRansEncoder()
-        encoder.encode_with_indexes(symbols, indexes, cdf, cdf_lengths, offsets)
-        return {"strings": [[encoder.flush()], z_strings], "shape": tuple(z.size()[-2:])}
+        return {"strings": [[encode_stream(symbols, indexes, cdf, cdf_lengths, offsets)], z_strings],
+                "shape": tuple(z.size()[-2:])}
 
     def decompress(self, strings: list, shape: Sequence[int], quality: int = 1) -> dict:
         y_hat = self.decompress_latent(strings, shape, quality)
