@@ -181,7 +181,7 @@ class VVC(VVCIntra, Codec):
     __doc__ = VVCIntra.__doc__
 
 
-def _parse_options(text: str, known: dict[str, str]) -> dict[str, str]:
+def parse_options(text: str, known: dict[str, str]) -> dict[str, str]:
     """``key=value`` options after a codec spec's first comma; ``known``: key → what it takes."""
     out = {}
     for opt in [o for o in text.split(",") if o]:
@@ -242,7 +242,7 @@ class SaicmCodec(Codec):
         net, self.info = load_model(model or None)
         self.scalable = is_scalable(net)
         if self.scalable:
-            opts = _parse_options(rest, {"layer": "machine|human", "base": "K|pair", "engine": "auto|compressai",
+            opts = parse_options(rest, {"layer": "machine|human", "base": "K|pair", "engine": "auto|compressai",
                                          "refine": "STEPS"})
             self.layer = opts.get("layer", "human")
             if self.layer not in ("machine", "human"):
@@ -271,7 +271,7 @@ class SaicmCodec(Codec):
                 self.name = f"{_label(self.info)}-human-{tag}{ref}{at}"
                 self.default_qualities = tuple(range(1, net.num_qualities + 1))
             return
-        opts = _parse_options(rest, {"refine": "STEPS", "engine": "|".join(ENGINES)})
+        opts = parse_options(rest, {"refine": "STEPS", "engine": "|".join(ENGINES)})
         self.refine = _refine_steps(opts)
         self.engine = opts.get("engine", "auto")
         if self.engine not in ENGINES:
@@ -358,7 +358,7 @@ class Simulcast(Codec):
         machine, plus, human = spec.partition("+")
         if not (machine and plus and human):
             raise SaicmError(f"simulcast takes MACHINE+HUMAN (two saicm models), got {arg!r}")
-        opts = _parse_options(rest, {"base": "K|pair"})
+        opts = parse_options(rest, {"base": "K|pair"})
         mnet, self.machine = load_model(machine)
         hnet, self.human = load_model(human)
         self.base_quality = _base_quality(opts.get("base"), mnet.num_qualities)

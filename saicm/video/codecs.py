@@ -44,7 +44,7 @@ import struct
 import numpy as np
 
 from ..errors import SaicmError
-from ..eval.codecs import Codec, _parse_options, register_codec
+from ..eval.codecs import Codec, parse_options, register_codec
 from .io import Clip
 
 PRESET_BY_QUALITY = {1: "xs", 2: "s", 3: "m", 4: "l"}
@@ -86,7 +86,7 @@ def _nerv_options(arg: str, sa: bool) -> tuple[dict, tuple, str | None]:
         known.update({"masks": "regions|DIR", "alpha": "A", "width": "K", "weight": "W"})
     parts = [p for p in arg.split(",") if p]
     presets = [p for p in parts if "=" not in p]
-    opts = _parse_options(",".join(p for p in parts if "=" in p), known)
+    opts = parse_options(",".join(p for p in parts if "=" in p), known)
     qualities = (1, 2, 3)
     if presets:
         if len(presets) > 1 or presets[0] not in PRESET_BY_QUALITY.values():
