@@ -117,13 +117,13 @@ def _qualities(name: str, quality, human_quality, base_name: str, nq_base: int, 
 
 def _compress_portable(image, info, quality, human_quality, max_pixels, engine, refine=0, progress=False,
                        max_bytes=None) -> bytes:
-    from ..engine.codec import compress as portable_compress, open_portable
+    from ..engine.codec import compress as portable_compress, open_portable, transform_backend
     from ..engine.scalable import load_scalable
 
     ps = load_scalable(info)
     qb, qa = _qualities(info.name, quality, human_quality, ps.base_info.name, ps.base.num_qualities,
                         ps.num_qualities)
-    backend = "onnx" if engine == "auto" else engine
+    backend = transform_backend(engine)
     image = load_image(image, max_pixels)  # once, for both layers
     machine = portable_compress(image, ps.base_info, None if max_bytes else qb, backend, max_pixels,
                                 max_bytes=max_bytes)
@@ -225,7 +225,7 @@ def _check_base(stream: container.Stream, layer: container.HumanLayer, name: str
 
 def _decode_portable(stream, layer, info, max_pixels, engine):
     from ..engine import PORTABLE_ENGINES
-    from ..engine.codec import _backend, open_portable
+    from ..engine.codec import open_portable, transform_backend
     from ..engine.scalable import load_scalable
     from .image_io import stream_image
     from .pipeline import Decoded
@@ -244,7 +244,7 @@ def _decode_portable(stream, layer, info, max_pixels, engine):
     units = open_portable(stream, ps.base_info.path, max_pixels).decode_units(stream.strings, h.shapes[0],
                                                                               h.strip_rows)
     rgb = ps.decode(layer.strings, tuple(layer.shapes[0]), layer.quality, layer.strip_rows, units, h.quality,
-                    h.height, h.width, _backend(engine))
+                    h.height, h.width, transform_backend(engine))
     return Decoded(image=stream_image(rgb, stream), stream=stream, layer="human")
 
 

@@ -32,7 +32,7 @@ def padded(rgb: np.ndarray, pb: int, pr: int) -> np.ndarray:
     return (x.transpose(2, 0, 1)[None].astype(np.float32) / np.float32(255.0))
 
 
-def _backend(engine: str) -> str:
+def transform_backend(engine: str) -> str:
     """The transform back-end of ``engine``: ``auto`` is onnxruntime."""
     if engine not in PORTABLE_ENGINES:
         raise ArgumentError(f"engine {engine!r} does not code portable streams (one of {', '.join(PORTABLE_ENGINES)})")
@@ -54,7 +54,7 @@ def compress(image: ImageLike, info: ModelInfo, quality: int | None = None, engi
     pm = load(info)
     max_bytes = checked_max_bytes(max_bytes, quality)
     q = checked_quality(quality, pm.num_qualities, info.name)
-    backend = _backend(engine)
+    backend = transform_backend(engine)
     img, pb, pr = load_padded(image, pm.multiple, max_pixels)
     h, w = img.size
     ph, pw = h + pb, w + pr
@@ -112,7 +112,7 @@ def decode(stream: container.Stream, model=None, engine: str = "auto", max_pixel
     synthesis tiles."""
     pm = open_portable(stream, model, max_pixels)
     h = stream.header
-    backend = _backend(engine)
+    backend = transform_backend(engine)
     large = needs_strips(pm.M, h.height + h.pad_bottom, h.width + h.pad_right)
     with StageMeter("decompress", bool(progress) and large) as meter:
         y_hat = pm.decode(stream.strings, h.shapes[0], h.quality, h.strip_rows,
