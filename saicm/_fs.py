@@ -694,6 +694,15 @@ def read_input(path: str | os.PathLike, limit: int | None = None) -> bytes:
         raise SaicmError(f"cannot read ({e.strerror or e})", str(path)) from None
 
 
+def file_sha256(path: str | os.PathLike) -> str:
+    """The SHA-256 (hex) of a file's bytes: what a record says a file was (training images and masks, a SAM
+    checkpoint, a task model, the images a mask was made of); OSError as ``open`` raises it."""
+    import hashlib
+
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
 def refuse_input_as_output(src: str | os.PathLike, dst: str | os.PathLike) -> None:
     """A one-line error if writing ``dst`` would replace the input file ``src`` (the same file, by any name)."""
     try:

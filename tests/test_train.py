@@ -116,7 +116,8 @@ def test_a_training_image_whose_name_is_not_utf8_is_read_and_fingerprinted_by_it
     name's bytes on disk."""
     import hashlib
 
-    from saicm.train.data import RandomCrops, _file_sha256
+    from saicm._fs import file_sha256 as _file_sha256
+    from saicm.train.data import RandomCrops
 
     d = tmp_path / "img"
     d.mkdir()

