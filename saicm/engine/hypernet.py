@@ -283,7 +283,8 @@ def exact_exp(values: np.ndarray) -> np.ndarray:
     ctx = Context(prec=40)
     flat = np.asarray(values, dtype=np.float32).ravel()
     out = np.array([float(ctx.exp(Decimal(float(v)))) for v in flat], dtype=np.float64)
-    return out.astype(np.float32).reshape(np.shape(values))
+    with np.errstate(over="ignore"):  # (beyond float32's range: infinity, which the callers refuse)
+        return out.astype(np.float32).reshape(np.shape(values))
 
 
 def scale_thresholds(scale_table: np.ndarray) -> np.ndarray:

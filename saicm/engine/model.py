@@ -28,7 +28,7 @@ import numpy as np
 
 from ..entropy.tables import CdfTables
 from ..errors import FormatError, ModelError
-from ..models.catalog import ModelInfo
+from ..models.catalog import ModelInfo, check_finite
 from .hypernet import FRAC, IntegerHyperSynthesis, ScaleIndex, exact_exp, scale_thresholds
 
 #: architectures the portable engine codes (the context model: :mod:`saicm.engine.context`)
@@ -71,6 +71,7 @@ class PortableModel:
         config = info.config if config is None else config
         try:
             state = load_file(str(info.path)) if state is None else state
+            check_finite(state, str(info.path))
             self.info = info
             self.M, self.N = int(config["M"]), int(config["N"])
             self.num_qualities = len(config["lambdas"])
@@ -90,6 +91,9 @@ class PortableModel:
             self.hyper = IntegerHyperSynthesis(state)
         except (KeyError, ValueError, TypeError, SafetensorError) as e:
             raise ModelError(f"the weights do not fit {info.architecture} ({e})", str(info.path)) from None
+        if not (np.isfinite(self.gain).all() and np.isfinite(self.inv_gain).all()):
+            raise ModelError(f"the weights do not fit {info.architecture} (gains beyond float32's range: log-gains "
+                             "above 88; a diverged training run?)", str(info.path))
         if self.gain.shape != (self.num_qualities, self.M) or self.hyper.in_channels != self.N \
                 or len(self.z_tables) != self.N or len(self.thresholds) + 1 != len(self.y_tables):
             raise ModelError(f"the weights do not fit {info.architecture} (shapes)", str(info.path))

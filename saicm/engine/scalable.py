@@ -28,7 +28,8 @@ from ..codec.container import HUMAN_MAX_STRIPS
 from ..codec.image_io import ImageLike, load_padded
 from ..codec.tiling import needs_strips, strip_count, strip_rows, to_pixels
 from ..errors import FormatError, ModelError
-from ..models.catalog import SCALABLE_ARCHITECTURE as ARCHITECTURE, ModelInfo, check_fusion_channels, locate
+from ..models.catalog import (SCALABLE_ARCHITECTURE as ARCHITECTURE, ModelInfo, check_finite, check_fusion_channels,
+                              locate)
 from .codec import padded
 from .context import PortableContextModel
 from .hypernet import condition_network
@@ -73,6 +74,7 @@ class PortableScalable:
         self.base = load(self.base_info)
         try:
             state = load_file(str(info.path))
+            check_finite(state, str(info.path))  # (the condition network's too: it decides coder tables)
             self.channels = int(cfg["slice_channels"]) * int(cfg["m"])
             fused = check_fusion_channels(cfg.get("fusion_channels"), self.channels, self.base.M)
             # the base channels ŷ_a refines, in its channel order (None: the first s·m)

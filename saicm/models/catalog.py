@@ -368,6 +368,27 @@ RECOMMENDED_SCALABLE_MODEL = "scalable-off02v5-m4-cond"
 SCALABLE_ARCHITECTURE = "scalable-fusion"
 
 
+def check_finite(state: dict, source: str) -> None:
+    """Refuse, in one :class:`ModelError` line naming the first ones, a weight file whose floating-point tensors
+    (NumPy arrays or PyTorch tensors) hold NaN or infinite values: a diverged run's, or a value beyond fp16's range
+    rounded to infinity. Such a model coded black images or failed with a traceback, and its NaN biases and tables
+    went through an integer cast whose result depends on the CPU (x86 and ARM decoded such a file differently)."""
+    bad = []
+    for k, v in state.items():
+        if hasattr(v, "is_floating_point"):  # a torch tensor (bfloat16 included)
+            if v.is_floating_point() and v.numel() and not bool(v.isfinite().all()):
+                bad.append(k)
+        elif getattr(getattr(v, "dtype", None), "kind", "") == "f" and v.size:
+            import numpy as np
+
+            if not np.isfinite(v).all():
+                bad.append(k)
+    if bad:
+        raise ModelError(f"{len(bad)} tensor(s) of the weight file hold NaN or infinite values ({', '.join(bad[:3])}"
+                         f"{', ...' if len(bad) > 3 else ''}): a diverged training run? use a model or checkpoint "
+                         "saved before it diverged", source)
+
+
 def check_fusion_channels(channels, count: int, M: int) -> tuple[int, ...] | None:
     """``fusion_channels`` as a tuple of ``count`` distinct ints in ``[0, M)``, or None (the first ``count``)."""
     if channels is None:

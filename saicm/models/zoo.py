@@ -23,8 +23,8 @@ from safetensors.torch import save as serialize
 from ..errors import ModelError, names_as_utf8
 from .catalog import (  # noqa: F401  (re-exported: the catalogue is part of the zoo's API)
     DEFAULT_MODEL, LOSS_NAMES, RECOMMENDED_MACHINE_MODEL, RECOMMENDED_SCALABLE_MODEL, RETIRED_MODELS, SUFFIX,
-    WEIGHTS_DIR, ModelInfo, _sha256, default_model_name, default_quality, describe, file_checksum, file_version,
-    full_checksum, locate, model_table, read_info, resolve, shipped_models, user_model_dir)
+    WEIGHTS_DIR, ModelInfo, _sha256, check_finite, default_model_name, default_quality, describe, file_checksum,
+    file_version, full_checksum, locate, model_table, read_info, resolve, shipped_models, user_model_dir)
 from .registry import build_architecture
 
 
@@ -288,6 +288,7 @@ def instantiate(info: ModelInfo) -> torch.nn.Module:
     # pair, a 307 MB base under a 269 MB scalable file, was refused as "an edited or damaged file")
     with AllocationBudget.outside():
         state = load_file(path)
+        check_finite(state, path)
         state = {k: (v.float() if v.is_floating_point() else v) for k, v in state.items()}
         keep_constants(model, state)
         load_strict(model, state, path, f"architecture {info.architecture}")

@@ -1,0 +1,97 @@
+"""Numerically hostile weights: model files holding NaN, infinities or huge values (a diverged run's, an fp16
+rounding beyond its range, an edited file), and what coding with them does: refused in one line, never a traceback,
+never a stream whose decode depends on the CPU."""
+
+import numpy as np
+import pytest
+
+import saicm
+from saicm.errors import ModelError
+
+
+def _edited(src, dst, **values):
+    """A copy of the weight file ``src`` at ``dst`` (its metadata kept) with ``values``: a tensor's name (dots as
+    ``__``) → the value its first element (``(value, "all")``: every element) takes."""
+    from safetensors import safe_open
+    from safetensors.numpy import save_file
+
+    with safe_open(str(src), framework="np") as f:
+        meta, state = f.metadata(), {k: f.get_tensor(k) for k in f.keys()}
+    for name, value in values.items():
+        value, every = value if isinstance(value, tuple) else (value, None)
+        a = state[name.replace("__", ".")].copy()
+        with np.errstate(over="ignore"):
+            if every:
+                a[...] = value
+            else:
+                a.flat[0] = value
+        state[name.replace("__", ".")] = a
+    save_file(state, str(dst), metadata=meta)
+    return dst
+
+
+IMAGE = np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)
+
+
+@pytest.mark.parametrize("edit", [dict(h_s__0__bias=np.nan), dict(h_s__4__bias=-np.inf),
+                                  dict(gaussian_conditional__scale_table=np.nan),
+                                  dict(entropy_bottleneck__quantiles=(np.inf, "all")), dict(g_s__0__weight=np.inf),
+                                  dict(g_a__0__weight=np.nan), dict(log_inv_gain=np.nan),
+                                  dict(g_s__6__bias=1e30)])  # (beyond fp16: infinite in the file)
+@pytest.mark.parametrize("engine", ["auto", "compressai"])
+def test_a_model_file_with_non_finite_weights_is_refused_in_one_line(tiny_model, tmp_path, edit, engine):
+    """Such files were coded with: NaN biases of the hyper-synthesis and NaN coder-table scales went through an
+    int64 cast whose result depends on the CPU (x86: -2**63, ARM: 0), so a file decoded differently on another
+    machine; NaN in the analysis was a ValueError traceback ("LEB128 of a negative number"), in the synthesis
+    a black image, said nowhere."""
+    bad = _edited(tiny_model, tmp_path / "bad.safetensors", **edit)
+    name = next(iter(edit)).replace("__", ".")
+    with pytest.raises(ModelError, match=rf"1 tensor\(s\) of the weight file hold NaN or infinite values \({name}\)"):
+        saicm.compress(IMAGE, model=bad, engine=engine)
+
+
+def test_the_pytorch_model_of_such_a_file_is_refused_too(tiny_model, tmp_path):
+    bad = _edited(tiny_model, tmp_path / "bad.safetensors", h_s__0__bias=np.nan, g_s__0__weight=np.inf)
+    with pytest.raises(ModelError, match=r"2 tensor\(s\) .* NaN or infinite values \(g_s.0.weight, h_s.0.bias\)"):
+        saicm.load_model(bad)
+
+
+def test_a_context_model_with_non_finite_weights_is_refused(tmp_path):
+    import torch
+
+    from saicm.models import build_architecture, save_model
+
+    torch.manual_seed(0)
+    path = tmp_path / "ctx.safetensors"
+    save_model(build_architecture("gained-context-hyperprior", N=16, M=24, lambdas=[0.003, 0.03], groups=[8, 16]),
+               path)
+    bad = _edited(path, tmp_path / "bad.safetensors", aggregate__0__4__bias=np.nan)
+    with pytest.raises(ModelError, match=r"NaN or infinite values \(aggregate.0.4.bias\)"):
+        saicm.compress(IMAGE, model=bad)
+
+
+def test_a_scalable_model_with_a_non_finite_condition_network_is_refused(tmp_path):
+    """The condition network decides the human layer's coder tables through the same integer cast."""
+    from saicm.models.catalog import WEIGHTS_DIR
+
+    bad = _edited(WEIGHTS_DIR / "scalable-off02v6-m4-cond.safetensors", tmp_path / "bad.safetensors",
+                  cond__2__bias=np.nan)
+    with pytest.raises(ModelError, match=r"NaN or infinite values \(cond.2.bias\)"):
+        saicm.compress(IMAGE, model=bad)
+
+
+def test_log_gains_whose_exp_overflows_float32_are_refused(tiny_model, tmp_path):
+    """log-gains of 100 (a diverged run's: `saicm train --lr 1e5` wrote such a file) are finite in the file, but their
+    gains are not: the file was coded with, NaN latents and all, until a traceback."""
+    bad = _edited(tiny_model, tmp_path / "bad.safetensors", log_gain=(100.0, "all"))
+    with pytest.raises(ModelError, match="gains beyond float32's range"):
+        saicm.compress(IMAGE, model=bad)
+
+
+def test_shipped_models_hold_finite_weights():
+    from safetensors.numpy import load_file
+
+    from saicm.models.catalog import WEIGHTS_DIR, check_finite
+
+    for path in sorted(WEIGHTS_DIR.glob("*.safetensors")):
+        check_finite(load_file(str(path)), str(path))
