@@ -95,3 +95,44 @@ def test_shipped_models_hold_finite_weights():
 
     for path in sorted(WEIGHTS_DIR.glob("*.safetensors")):
         check_finite(load_file(str(path)), str(path))
+
+
+@pytest.mark.parametrize("arch", ["gained-mean-scale-hyperprior", "gained-context-hyperprior"])
+def test_latents_beyond_the_coders_range_are_one_line_on_the_portable_engine(tmp_path, arch):
+    """A diverged but finite model (log-gains of 30: gains of 10¹³) made latents the coder cannot take: a ValueError
+    traceback ("a latent value is out of the coder's range") on the portable engine, one line on CompressAI's."""
+    import torch
+
+    from saicm.models import build_architecture, save_model
+
+    torch.manual_seed(0)
+    path = tmp_path / "m.safetensors"
+    extra = dict(groups=[8, 16]) if arch == "gained-context-hyperprior" else {}
+    save_model(build_architecture(arch, N=16, M=24, lambdas=[0.003, 0.03], **extra), path)
+    bad = _edited(path, tmp_path / "bad.safetensors", log_gain=(30.0, "all"))
+    for engine in ("auto", "compressai"):
+        with pytest.raises(ModelError, match="too many latent values outside the entropy model's range"):
+            saicm.compress(IMAGE, model=bad, engine=engine)
+
+
+@pytest.mark.parametrize("value", [np.nan, np.inf, -np.inf, 1e30, -2.0 ** 63])
+def test_symbols_the_coder_cannot_take_are_refused_before_any_cast(tiny_model, value):
+    """NaN or a value beyond int64 cast to int64 is undefined (x86: -2**63, then a ValueError traceback from the
+    coder; ARM: 0, coded as if it were a zero): a latent from weights that diverged is refused before the cast,
+    the hyper-latent (clipped) as the latent."""
+    from saicm.engine.model import load
+    from saicm.models.catalog import resolve
+
+    pm = load(resolve(tiny_model))
+    y = np.zeros((pm.M, 4, 4), np.float32)
+    z = np.zeros((pm.N, 1, 1), np.float32)
+    bad_y, bad_z = y.copy(), z.copy()
+    bad_y[1, 2, 3], bad_z[0, 0, 0] = value, value
+    assert len(pm.encode(y, z, 4)) == 2
+    with pytest.raises(ModelError, match="outside the entropy model's range"):
+        pm.encode(bad_y, z, 4)
+    if np.isnan(value):  # (a huge hyper-latent value is clipped to the coder's range, as it was)
+        with pytest.raises(ModelError, match="outside the entropy model's range"):
+            pm.encode(y, bad_z, 4)
+    else:
+        assert len(pm.encode(y, bad_z, 4)) == 2

@@ -19,7 +19,7 @@ import numpy as np
 
 from ..errors import ModelError
 from .hypernet import FRAC, IntegerConvStack, _layer
-from .model import PortableModel
+from .model import PortableModel, symbols
 
 
 def _stack(state: dict, prefix: str, layers: tuple[int, ...], weight_mask: np.ndarray | None = None
@@ -92,8 +92,8 @@ class PortableContextModel(PortableModel):
                 tables = self.scale_index(q[:g])
                 means = q[g:]
                 if decoder is None:
-                    sym = np.rint(y[a:b][:, sel].astype(np.float64) - np.ldexp(means.astype(np.float64), -FRAC))
-                    sym = sym.astype(np.int64)
+                    sym = symbols(np.rint(y[a:b][:, sel].astype(np.float64)
+                                          - np.ldexp(means.astype(np.float64), -FRAC)))
                     passes.append((sym, tables))
                 else:
                     sym = decoder.decode(tables.reshape(-1)).reshape(tables.shape)

@@ -26,7 +26,7 @@ import os
 
 import numpy as np
 
-from ..entropy.tables import CdfTables
+from ..entropy.tables import ESCAPE_LIMIT, CdfTables
 from ..errors import FormatError, ModelError
 from ..models.catalog import ModelInfo, check_finite
 from .hypernet import FRAC, IntegerHyperSynthesis, ScaleIndex, exact_exp, scale_thresholds
@@ -42,6 +42,19 @@ HYPER_ROWS_VALUES = 1 << 23
 #: the halo of hyper-latent rows above and below each block is as many rows as the network's layers reach
 #: (:attr:`saicm.engine.hypernet.IntegerConvStack.reach`: 2 for the shipped models' 5×5, 5×5, 3×3), so each block's
 #: kept rows are the whole's for any kernel sizes a model brings
+
+
+#: what the encoder says of a latent it cannot code (CompressAI's coder says the same)
+OUT_OF_RANGE = "cannot code this image: too many latent values outside the entropy model's range"
+
+
+def symbols(values: np.ndarray, limit: int = ESCAPE_LIMIT) -> np.ndarray:
+    """``values`` (float64, rounded to whole numbers) as int64 symbols; a value that is not finite or beyond
+    ±``limit`` (a model whose weights diverged: NaN or huge latents) is one :class:`ModelError`. The cast of
+    such a value to int64 is undefined: x86 made NaN −2⁶³ (a ValueError traceback from the coder), ARM 0 (coded)."""
+    if values.size and not (np.isfinite(values).all() and np.abs(values).max() <= limit):
+        raise ModelError(OUT_OF_RANGE)
+    return values.astype(np.int64)
 
 
 def supports(info: ModelInfo) -> bool:
@@ -154,8 +167,8 @@ class PortableModel:
                offset: np.ndarray | None = None, tick=None) -> list[bytes]:
         """Strings ``[z, y strip 0, …]`` of the gained latent ``y`` (M, H, W) and the hyper-latent ``z``
         (``offset``: see :meth:`_hyper`); ``tick(done, total)`` after each strip (a progress bar's)."""
-        z_sym = np.rint(z.astype(np.float64) - self.medians[:, None, None]).astype(np.int64)
-        np.clip(z_sym, -Z_LIMIT, Z_LIMIT, out=z_sym)
+        z_sym = np.rint(z.astype(np.float64) - self.medians[:, None, None])
+        z_sym = symbols(np.clip(z_sym, -Z_LIMIT, Z_LIMIT, out=z_sym))
         strings = [self.z_tables.encode(z_sym, self._z_tables_index(z_sym.shape))]
         p = self._hyper_rows(z_sym, offset)
         starts = range(0, y.shape[-2], strip_rows)
@@ -191,7 +204,7 @@ class PortableModel:
         """The string of one strip of rows of ``y`` (M, r, W) with its hyper-synthesis output ``p`` (2M, r, W)."""
         means = p[self.M:]
         sym = np.rint(y.astype(np.float64) - np.ldexp(means.astype(np.float64), -FRAC))
-        return self.y_tables.encode(sym.astype(np.int64), self.scale_index(p[: self.M]))
+        return self.y_tables.encode(symbols(sym), self.scale_index(p[: self.M]))
 
     def _decode_strip(self, data: bytes, p: np.ndarray) -> np.ndarray:
         """ŷ (M, r, W) in units 2**-FRAC of one strip's string (:meth:`_encode_strip`)."""
