@@ -136,3 +136,40 @@ def test_symbols_the_coder_cannot_take_are_refused_before_any_cast(tiny_model, v
             pm.encode(y, bad_z, 4)
     else:
         assert len(pm.encode(y, bad_z, 4)) == 2
+
+
+def test_a_diverged_run_keeps_its_last_good_checkpoint(tmp_path, monkeypatch):
+    """A step that trains can leave weights whose every later step is skipped (an absurd --lr: `saicm train --lr 10
+    --ckpt-every 5` stopped at step 21 naming "the last good checkpoint (step 20)", the weights of step 1 that no
+    step could train from, and a resume with a lower --lr stopped the same way). Here a loss that is NaN from step 3 on
+    stands for it: the checkpoints due at steps 4 and 6 are not written, the error names step 2's, and a resume from it
+    with a sound loss goes on."""
+    import torch
+    from PIL import Image
+
+    from saicm.train import losses
+    from saicm.train.config import TrainConfig
+    from saicm.train.trainer import train
+
+    data = tmp_path / "data"
+    data.mkdir()
+    for i in range(2):
+        Image.fromarray(np.random.default_rng(i).integers(0, 256, (64, 80, 3), dtype=np.uint8)).save(data / f"{i}.png")
+    calls, sound = [], []
+
+    def diverged(x, x_hat, mask, off_weight=0.0):
+        calls.append(1)
+        d = ((x - x_hat) ** 2).mean(dim=(1, 2, 3))
+        return d * float("nan") if len(calls) > 2 and not sound else d
+
+    monkeypatch.setitem(losses.DISTORTIONS, "diverged", diverged)
+    out = tmp_path / "run"
+    cfg = dict(data=str(data), out=str(out), N=8, M=16, lambdas=(0.005, 0.05), steps=10, batch=2, patch=64, lr=1e-3,
+               log_every=1, ckpt_every=2, progress=False, max_bad_steps=5)
+    with pytest.raises(saicm.SaicmError, match=r"the last good checkpoint is .*checkpoint.pt \(step 2\): go on from it "
+                                               r"with the same command, --resume and a lower --lr"):
+        train(TrainConfig(loss="diverged", **cfg))
+    assert torch.load(out / "checkpoint.pt", weights_only=False)["step"] == 2
+    sound.append(True)  # (what a lower --lr would do)
+    train(TrainConfig(loss="diverged", resume=True, **cfg))
+    assert torch.load(out / "checkpoint.pt", weights_only=False)["step"] == 10

@@ -520,11 +520,13 @@ def _train(cfg: TrainConfig, locks: contextlib.ExitStack) -> Path:
         acc["skipped"] = acc.get("skipped", 0.0) + 1  # (in the checkpoint's log sums: a resume logs it as well)
         if bad >= cfg.max_bad_steps:  # (it named a checkpoint.pt that was never written, before the first one)
             raise SaicmError(f"{what} not finite for {bad} steps in a row at step {step + 1} (lower --lr?); " + (
-                f"the last good checkpoint is {ckpt_path} (step {saved_at})" if saved_at > 0 else
-                "no checkpoint was written (none before --ckpt-every steps): start the run again"))
+                f"the last good checkpoint is {ckpt_path} (step {saved_at}): go on from it with the same command, "
+                "--resume and a lower --lr" if saved_at > 0 else
+                "no checkpoint was written (none before --ckpt-every steps, nor in a run of skipped steps): start the "
+                "run again with a lower --lr"))
 
     stop = _StopAtStepEnd(world, rank)
-    saved_at = start
+    saved_at, due = start, False
     try:
         for step in range(start, cfg.steps):
             if stop.agreed(device):  # Ctrl-C: the steps done since the last checkpoint are kept, then the run stops
@@ -612,11 +614,15 @@ def _train(cfg: TrainConfig, locks: contextlib.ExitStack) -> Path:
                           f"psnr {rec['psnr']:.2f}" if n_acc else "every step skipped since the last line") +
                           f" ({rec['seconds']:.0f} s)", file=sys.stderr, flush=True)
                 acc, n_acc = {}, 0
-            if done % cfg.ckpt_every == 0 or done == cfg.steps:
+            due = due or done % cfg.ckpt_every == 0
+            # (a checkpoint due in a run of skipped steps waits for the next step that trains, or the run's end: the
+            # weights of a diverged run, whose every step is skipped, replaced the last good checkpoint, which the
+            # error then named as good; a resume from it, with a lower --lr, failed again)
+            if (due and bad == 0) or done == cfg.steps:
                 rng = _rng_states(world, device)  # every rank's (a collective: all ranks call it)
                 if rank == 0:
                     _save_checkpoint(ckpt_path, model, opt, aux_opt, done, cfg, rng, sessions, (acc, n_acc))
-                saved_at = done
+                saved_at, due = done, False
     except (RuntimeError, ConnectionError) as e:
         if world > 1 and _peer_gone(e):  # (gloo's traceback said it in 40 lines, without the way on)
             what = f"another process of the run stopped ({(str(e).strip().splitlines() or [''])[0][:160]})"
