@@ -173,3 +173,32 @@ def test_a_diverged_run_keeps_its_last_good_checkpoint(tmp_path, monkeypatch):
     sound.append(True)  # (what a lower --lr would do)
     train(TrainConfig(loss="diverged", resume=True, **cfg))
     assert torch.load(out / "checkpoint.pt", weights_only=False)["step"] == 10
+
+
+@pytest.mark.parametrize("value, precision, said", [
+    (1e5, "fp16", r"1 tensor\(s\) hold values beyond fp16's range of ±65504 \(g_s.6.bias 1e\+05\)"),
+    (-7e4, "fp16", r"beyond fp16's range of ±65504 \(g_s.6.bias 7e\+04\)"),
+    (float("nan"), "fp16", r"1 tensor\(s\) hold NaN or infinite values \(g_s.6.bias\)"),
+    (float("inf"), "fp32", r"NaN or infinite values \(g_s.6.bias\)")])
+def test_weights_an_fp16_file_cannot_hold_are_refused_when_saved(tmp_path, value, precision, said):
+    """fp16 rounds a weight beyond ±65504 (a diverged run's) to infinity: `saicm train`, `saicm export` and
+    `import-checkpoint --precision fp16` wrote such files in silence (or failed with a ValueError traceback from the
+    coder tables' update), and only their use said something was wrong."""
+    import torch
+
+    from saicm.models import build_architecture, save_model
+
+    torch.manual_seed(0)
+    net = build_architecture("gained-mean-scale-hyperprior", N=8, M=16, lambdas=[0.01, 0.1])
+    with torch.no_grad():
+        net.g_s[6].bias[0] = value
+    with pytest.raises(ModelError, match="cannot save the model: .*" + said):
+        save_model(net, tmp_path / "m.safetensors", precision=precision)
+    assert not (tmp_path / "m.safetensors").exists()
+    with torch.no_grad():
+        net.g_s[6].bias[0] = 6e4  # (within fp16's range)
+    save_model(net, tmp_path / "m.safetensors")
+    if np.isfinite(value):
+        with torch.no_grad():
+            net.g_s[6].bias[0] = value
+        save_model(net, tmp_path / "m32.safetensors", precision="fp32")  # (fp32 holds it)

@@ -28,6 +28,28 @@ from .catalog import (  # noqa: F401  (re-exported: the catalogue is part of the
 from .registry import build_architecture
 
 
+def _check_savable(model: torch.nn.Module, half: bool, source: str) -> None:
+    """Refuse (one :class:`ModelError` line) to save weights holding NaN or infinite values, or, in fp16, values
+    beyond its range (±65504), which it rounds to infinity: every reader refuses such a file (a diverged run's
+    export was written, and was refused only when it was used; its coder tables' update was a traceback)."""
+    bad, beyond = [], []
+    for k, v in model.state_dict().items():
+        if not v.is_floating_point() or not v.numel():
+            continue
+        if not bool(torch.isfinite(v).all()):
+            bad.append(k)
+        elif half and not k.endswith("lambdas") and bool(torch.isinf(v.detach().half()).any()):
+            beyond.append(f"{k} {float(v.abs().max()):.3g}")
+    if bad or beyond:
+        names = bad or beyond
+        listed = ", ".join(names[:3]) + (", ..." if len(names) > 3 else "")
+        what = (f"{len(bad)} tensor(s) hold NaN or infinite values ({listed})" if bad else
+                f"{len(beyond)} tensor(s) hold values beyond fp16's range of ±65504 ({listed}), which it would make "
+                "infinite")
+        raise ModelError(f"cannot save the model: {what}: a diverged training run? (save one from a checkpoint "
+                         "written before it diverged)", source)
+
+
 def save_model(model: torch.nn.Module, path: str | os.PathLike, extra_meta: dict | None = None,
                precision: str = "fp16", in_place: bool = False) -> None:
     """Export ``model`` as fp16 safetensors with ready-to-use CDF tables (atomic) to ``path``: a file that ``saicm
@@ -44,6 +66,7 @@ def save_model(model: torch.nn.Module, path: str | os.PathLike, extra_meta: dict
     if precision not in ("fp16", "fp32"):
         raise ValueError(f"precision must be fp16 or fp32, got {precision!r}")
     half = precision == "fp16"
+    _check_savable(model, half, str(path))
     if not in_place:
         copy = build_architecture(model.architecture, **model.config, **getattr(model, "build_extras", {}))
         copy.load_state_dict(model.state_dict())
