@@ -202,3 +202,28 @@ def test_weights_an_fp16_file_cannot_hold_are_refused_when_saved(tmp_path, value
         with torch.no_grad():
             net.g_s[6].bias[0] = value
         save_model(net, tmp_path / "m32.safetensors", precision="fp32")  # (fp32 holds it)
+
+
+def test_a_resume_from_a_checkpoint_with_non_finite_weights_is_refused_at_once(tmp_path):
+    """It skipped --max-bad-steps steps, then said to go on from that same checkpoint with a lower --lr (a loop)."""
+    import torch
+    from PIL import Image
+
+    from saicm.train.config import TrainConfig
+    from saicm.train.trainer import train
+
+    data = tmp_path / "data"
+    data.mkdir()
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (64, 80, 3), dtype=np.uint8)).save(data / "0.png")
+    out = tmp_path / "run"
+    cfg = dict(data=str(data), out=str(out), N=8, M=16, lambdas=(0.005, 0.05), steps=2, batch=2, patch=64,
+               progress=False, max_bad_steps=3)
+    train(TrainConfig(**cfg))
+    ck = torch.load(out / "checkpoint.pt", weights_only=False)
+    ck["model"]["g_s.0.weight"][0, 0, 0, 0] = float("inf")
+    torch.save(ck, out / "checkpoint.pt")
+    log = (out / "log.jsonl").read_text()
+    with pytest.raises(saicm.SaicmError, match=r"checkpoint's weights hold NaN or infinite values \(g_s.0.weight\): "
+                                               "no step can train from them; start the run again in a new --out"):
+        train(TrainConfig(**dict(cfg, steps=10), resume=True))
+    assert (out / "log.jsonl").read_text() == log  # (no step was taken)

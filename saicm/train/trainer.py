@@ -438,6 +438,12 @@ def _train(cfg: TrainConfig, locks: contextlib.ExitStack) -> Path:
     if resumed is not None:
         ck = resumed
         keep_constants(model, ck["model"])  # (runs started before saicm 0.5.1 saved an fp16 file's zero floor)
+        broken = [k for k, v in ck["model"].items() if torch.is_tensor(v) and v.is_floating_point()
+                  and not bool(torch.isfinite(v).all())]
+        if broken:  # (a resume skipped --max-bad-steps steps, then named this checkpoint as the one to go on from)
+            raise SaicmError(f"the checkpoint's weights hold NaN or infinite values ({', '.join(broken[:3])}"
+                             f"{', ...' if len(broken) > 3 else ''}): no step can train from them; start the run again "
+                             "in a new --out (with a lower --lr)", str(ckpt_path))
         load_strict(model, ck["model"], str(ckpt_path), "the model these options build: --resume continues "
                     "the run's own model (use a new --out, or the run's options)")
         opt.load_state_dict(ck["opt"])
