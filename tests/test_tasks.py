@@ -425,6 +425,8 @@ def test_task_model_spec_and_file_errors(tmp_path):
     with pytest.raises(SaicmError, match="model file not found") as e:
         tasks.load_task_model(f"picodet:{tmp_path / 'missing.onnx'}")
     assert "\n" not in str(e.value) and "missing.onnx" in str(e.value)
+    with pytest.raises(SaicmError, match="is a folder, not a model file") as e:  # (was "not found": it is there)
+        tasks.load_task_model(f"yolox:{tmp_path}")
     bad = tmp_path / "model.onnx"
     bad.write_bytes(b"this is not a protobuf" * 10)
     with pytest.raises(SaicmError, match="not a loadable ONNX model") as e:

@@ -138,8 +138,9 @@ def task_threads(threads: int | None = None) -> int | None:
 def onnx_session(path: str | Path, threads: int | None = None):
     """An ONNX Runtime CPU session; SaicmError if the file is missing or not ONNX."""
     path = Path(path)
-    if not path.is_file():
-        raise SaicmError("model file not found", str(path))
+    if not path.is_file():  # (a folder was "not found" too: the user looked at it, there)
+        raise SaicmError("is a folder, not a model file (name the .onnx file in it)" if path.is_dir()
+                         else "model file not found", str(path))
     from ...engine.runtime import onnxruntime
 
     ort = onnxruntime()
