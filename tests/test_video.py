@@ -1535,3 +1535,15 @@ def test_an_eval_encode_with_a_cache_checkpoint_says_no_resume_note(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("error", SaicmWarning)
         assert codec.encode(Clip(synthetic_clip(2), fps=25), 1, checkpoint=tmp_path / "x.ckpt")
+
+
+def test_frames_rendered_as_nan_are_black_on_every_cpu():
+    """A crafted network can render NaN; its pixels are 0, as the image decoder's are (the cast of NaN to uint8 is
+    the CPU's choice: 0 on x86, other values elsewhere), and out-of-range values are clamped."""
+    torch = pytest.importorskip("torch")
+    from saicm.video.nerv import _to_uint8
+
+    y = torch.tensor([float("nan"), 2.0, -1.0, 0.5]).reshape(1, 1, 2, 2).repeat(1, 3, 1, 1)
+    out = _to_uint8(y, 2, 2)
+    assert out.shape == (1, 2, 2, 3) and out.dtype == torch.uint8
+    assert out[0, :, :, 0].tolist() == [[0, 255], [0, 128]]

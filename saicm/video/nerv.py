@@ -120,8 +120,9 @@ def frame_batches(n_frames: int, batch: int = RENDER_BATCH) -> list[range]:
 
 
 def _to_uint8(y: Tensor, height: int, width: int) -> Tensor:
-    """(B, 3, H', W') in [0, 1] → (B, H, W, 3) uint8, rounded to nearest."""
-    y = y[:, :, :height, :width].clamp(0, 1).mul(255).round().to(torch.uint8)
+    """(B, 3, H', W') in [0, 1] → (B, H, W, 3) uint8, rounded to nearest; NaN (a crafted network's) is 0, as in the
+    image decoder (:func:`saicm.codec.tiling.to_pixels`): its cast to uint8 is the CPU's choice otherwise."""
+    y = torch.nan_to_num(y[:, :, :height, :width], nan=0.0).clamp(0, 1).mul(255).round().to(torch.uint8)
     return y.permute(0, 2, 3, 1).contiguous()
 
 
