@@ -391,3 +391,17 @@ def test_an_ffmpeg_that_exits_0_with_bytes_that_are_no_picture_is_one_line(tmp_p
     assert "\n" not in str(e.value) and "BytesIO" not in str(e.value)
     with pytest.raises(SaicmError, match=r"hevc encode: ffmpeg .* gave \d+ bytes that hold no hevc picture"):
         codec.encode(smooth_image(48, 64), 32)
+
+
+@pytest.mark.skipif(__import__("os").name == "nt", reason="a shebang script stands in for ffmpeg")
+@pytest.mark.parametrize("output", [b"garbage " * 600, b"garbage\x00\x00\x01", b"\x00\x00\x01\x00\x00\x01"])
+def test_an_encode_of_a_padded_picture_with_bytes_that_hold_none_is_the_same_one_line(tmp_path, monkeypatch, output):
+    """An odd-sized picture is coded padded and its size written in an SEI before the first picture: bytes with no
+    picture were an IndexError traceback there (an empty NAL unit), or "hevc encoder produced no picture data"
+    without the codec's name, while the same bytes of an even-sized picture were said as below."""
+    fake = _fake_ffmpeg(tmp_path, f"sys.stdout.buffer.write({output!r})")
+    monkeypatch.setattr(ff, "require", lambda *a: fake)
+    monkeypatch.setattr(ff, "ffmpeg_version", lambda exe: "ffmpeg version test")
+    for size in ((48, 64), (47, 63)):
+        with pytest.raises(SaicmError, match=r"hevc encode: ffmpeg .* gave \d+ bytes that hold no hevc picture"):
+            get_codec("hevc").encode(smooth_image(*size), 32)

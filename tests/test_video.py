@@ -898,6 +898,8 @@ def test_an_ffmpeg_that_encodes_a_clip_to_garbage_with_exit_0_is_said_at_the_enc
     codec = get_codec("hevc-video")
     with pytest.raises(SaicmError, match=r"hevc-video encode: ffmpeg .* gave 3500 bytes that hold no hevc picture"):
         codec.encode(io.Clip(frames=synthetic_clip(2, 32, 48)), 27)
+    with pytest.raises(SaicmError, match=r"hevc-video encode: ffmpeg .* gave 3500 bytes that hold no hevc picture"):
+        codec.encode(io.Clip(frames=synthetic_clip(2, 31, 47)), 27)  # (padded: "hevc encoder produced no picture…")
 
 
 def test_a_clip_made_with_a_number_as_fps_holds_its_fraction_and_codes_with_the_video_codecs():

@@ -373,11 +373,12 @@ class FFmpegIntraCodec:
         ph, pw = rgb.shape[:2]
         data = run_ffmpeg(self.exe, self.encode_args(pw, ph, qp), np.ascontiguousarray(rgb).tobytes(),
                           f"{self.name} encode", self.failure_hint)
-        if (pw, ph) != (w, h):
-            data = insert_size_sei(data, w, h, self.syntax)
-        elif not has_picture(data, self.syntax):  # (exit 0 and bytes that are no stream: said at the encode)
+        if not has_picture(data, self.syntax):  # (exit 0 and bytes that are no stream: said at the encode; of a
+            # padded picture it was insert_size_sei's IndexError, or its words without the codec's name)
             raise SaicmError(f"{self.name} encode: ffmpeg {self.exe} gave {len(data)} bytes that hold no "
                              f"{self.syntax} picture")
+        if (pw, ph) != (w, h):
+            data = insert_size_sei(data, w, h, self.syntax)
         return data
 
     def decode(self, data: bytes) -> Image.Image:

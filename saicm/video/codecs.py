@@ -281,11 +281,12 @@ class FFmpegVideoCodec(VideoCodec):
                 "-f", self.intra.syntax, "-"]
         data = run_ffmpeg(self.exe, args, np.ascontiguousarray(frames).tobytes(), f"{self.name} encode",
                           self.intra.failure_hint)
-        if (pw, ph) != (w, h):
-            data = insert_size_sei(data, w, h, self.intra.syntax)
-        elif not has_picture(data, self.intra.syntax):  # (exit 0 and bytes that are no stream: said at the encode)
+        if not has_picture(data, self.intra.syntax):  # (exit 0 and bytes that are no stream: said at the encode,
+            # a padded clip's too)
             raise SaicmError(f"{self.name} encode: ffmpeg {self.exe} gave {len(data)} bytes that hold no "
                              f"{self.intra.syntax} picture")
+        if (pw, ph) != (w, h):
+            data = insert_size_sei(data, w, h, self.intra.syntax)
         return data
 
     def decode(self, data, clip):
