@@ -227,3 +227,27 @@ def test_a_resume_from_a_checkpoint_with_non_finite_weights_is_refused_at_once(t
                                                "no step can train from them; start the run again in a new --out"):
         train(TrainConfig(**dict(cfg, steps=10), resume=True))
     assert (out / "log.jsonl").read_text() == log  # (no step was taken)
+
+
+def test_the_finite_check_of_torch_weights_makes_no_mask_of_them_and_misses_nothing(monkeypatch):
+    """Every model load checks its weights (zoo.instantiate): ``isfinite().all()`` made a boolean mask of every tensor,
+    0.2 s of a 76 M-parameter TCM's 0.8 s load with one thread; a finite sum says the same, with no mask."""
+    import torch
+
+    from saicm.models.catalog import non_finite
+
+    seen = []
+    isfinite = torch.Tensor.isfinite
+    monkeypatch.setattr(torch.Tensor, "isfinite", lambda self: seen.append(self.numel()) or isfinite(self))
+    state = {"w": torch.randn(64, 64), "h": torch.randn(300).half(), "b": torch.randn(7).bfloat16(),
+             "sum overflows": torch.full((4,), 60000.0, dtype=torch.half), "n": torch.arange(3),
+             "a": np.ones(3, np.float32)}
+    assert non_finite(state) == []
+    assert max(seen) <= 4  # (the sums, and the one tensor whose sum overflowed fp16)
+    for dtype in (torch.float32, torch.half, torch.bfloat16):
+        for bad in (float("nan"), float("inf"), -float("inf")):
+            t = torch.randn(1000).to(dtype)
+            t[500] = bad
+            assert non_finite({"ok": torch.ones(2, dtype=dtype), "bad": t}) == ["bad"]
+        assert non_finite({"inf-inf": torch.tensor([float("inf"), -float("inf")], dtype=dtype)}) == ["inf-inf"]
+    assert non_finite({"np": np.array([1, np.nan], np.float16)}) == ["np"]

@@ -368,21 +368,31 @@ RECOMMENDED_SCALABLE_MODEL = "scalable-off02v5-m4-cond"
 SCALABLE_ARCHITECTURE = "scalable-fusion"
 
 
-def check_finite(state: dict, source: str) -> None:
-    """Refuse, in one :class:`ModelError` line naming the first ones, a weight file whose floating-point tensors
-    (NumPy arrays or PyTorch tensors) hold NaN or infinite values: a diverged run's, or a value beyond fp16's range
-    rounded to infinity. Such a model coded black images or failed with a traceback, and its NaN biases and tables
-    went through an integer cast whose result depends on the CPU (x86 and ARM decoded such a file differently)."""
+def non_finite(state: dict) -> list[str]:
+    """The names of ``state``'s floating-point tensors (NumPy arrays or PyTorch tensors, bfloat16 included) that hold
+    NaN or infinite values. A PyTorch tensor whose sum is finite is finite (NaN and infinity reach the sum): one pass
+    with no mask, 10× faster than ``isfinite().all()`` on PyTorch's CPU kernels (0.2 s of a 76 M-parameter TCM's
+    0.8 s load); one whose sum overflows is checked value by value."""
     bad = []
     for k, v in state.items():
         if hasattr(v, "is_floating_point"):  # a torch tensor (bfloat16 included)
-            if v.is_floating_point() and v.numel() and not bool(v.isfinite().all()):
+            if v.is_floating_point() and v.numel() and not bool(v.detach().sum().isfinite()) \
+                    and not bool(v.isfinite().all()):
                 bad.append(k)
         elif getattr(getattr(v, "dtype", None), "kind", "") == "f" and v.size:
             import numpy as np
 
             if not np.isfinite(v).all():
                 bad.append(k)
+    return bad
+
+
+def check_finite(state: dict, source: str) -> None:
+    """Refuse, in one :class:`ModelError` line naming the first ones, a weight file whose floating-point tensors
+    (NumPy arrays or PyTorch tensors) hold NaN or infinite values: a diverged run's, or a value beyond fp16's range
+    rounded to infinity. Such a model coded black images or failed with a traceback, and its NaN biases and tables
+    went through an integer cast whose result depends on the CPU (x86 and ARM decoded such a file differently)."""
+    bad = non_finite(state)
     if bad:
         raise ModelError(f"{len(bad)} tensor(s) of the weight file hold NaN or infinite values ({', '.join(bad[:3])}"
                          f"{', ...' if len(bad) > 3 else ''}): a diverged training run? use a model or checkpoint "
