@@ -663,7 +663,9 @@ def check_released_keys(model: nn.Module, state: dict[str, Tensor], what: str = 
     shapes = [f"{k} {list(state[k].shape)} (expected {list(v.shape)})" for k, v in own.items()
               if k in state and not _is_table_key(k) and tuple(state[k].shape) != tuple(v.shape)]
     if not (missing or unexpected or shapes):
-        bad = [k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+        from .catalog import non_finite
+
+        bad = non_finite(state)
         if bad:  # (imported silently: the decoded images held garbage pixels)
             raise ModelError(f"{len(bad)} tensor(s) hold NaN or infinite values ({', '.join(bad[:3])}"
                              f"{', ...' if len(bad) > 3 else ''}): a diverged training run? import a checkpoint "

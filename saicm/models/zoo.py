@@ -24,7 +24,7 @@ from ..errors import ModelError, names_as_utf8
 from .catalog import (  # noqa: F401  (re-exported: the catalogue is part of the zoo's API)
     DEFAULT_MODEL, LOSS_NAMES, RECOMMENDED_MACHINE_MODEL, RECOMMENDED_SCALABLE_MODEL, RETIRED_MODELS, SUFFIX,
     WEIGHTS_DIR, ModelInfo, _sha256, check_finite, default_model_name, default_quality, describe, file_checksum,
-    file_version, full_checksum, locate, model_table, read_info, resolve, shipped_models, user_model_dir)
+    file_version, full_checksum, locate, model_table, non_finite, read_info, resolve, shipped_models, user_model_dir)
 from .registry import build_architecture
 
 
@@ -32,14 +32,11 @@ def _check_savable(model: torch.nn.Module, half: bool, source: str) -> None:
     """Refuse (one :class:`ModelError` line) to save weights holding NaN or infinite values, or, in fp16, values
     beyond its range (±65504), which it rounds to infinity: every reader refuses such a file (a diverged run's
     export was written, and was refused only when it was used; its coder tables' update was a traceback)."""
-    bad, beyond = [], []
-    for k, v in model.state_dict().items():
-        if not v.is_floating_point() or not v.numel():
-            continue
-        if not bool(torch.isfinite(v).all()):
-            bad.append(k)
-        elif half and not k.endswith("lambdas") and bool(torch.isinf(v.detach().half()).any()):
-            beyond.append(f"{k} {float(v.abs().max()):.3g}")
+    state = model.state_dict()
+    bad = non_finite(state)
+    beyond = [] if bad or not half else [
+        f"{k} {float(v.abs().max()):.3g}" for k, v in state.items()
+        if v.is_floating_point() and v.numel() and not k.endswith("lambdas") and bool(torch.isinf(v.half()).any())]
     if bad or beyond:
         names = bad or beyond
         listed = ", ".join(names[:3]) + (", ..." if len(names) > 3 else "")

@@ -36,7 +36,7 @@ from ..device import cpu_has_native_bf16, keeps_callers_random_state, launcher, 
 from ..errors import ImageError, SaicmError
 from ..models import build_architecture, save_model
 from ..models.registry import architecture_class
-from ..models.catalog import resolve
+from ..models.catalog import non_finite, resolve
 from ..models.zoo import build_from_info, keep_constants, load_model, load_strict
 from .compiling import CompiledStep, compiler_errors
 from .config import AMP_MODES, DEFAULT_ARCHITECTURE, DEFAULT_LAMBDAS, QUANT_MODES, TrainConfig, with_defaults
@@ -438,8 +438,7 @@ def _train(cfg: TrainConfig, locks: contextlib.ExitStack) -> Path:
     if resumed is not None:
         ck = resumed
         keep_constants(model, ck["model"])  # (runs started before saicm 0.5.1 saved an fp16 file's zero floor)
-        broken = [k for k, v in ck["model"].items() if torch.is_tensor(v) and v.is_floating_point()
-                  and not bool(torch.isfinite(v).all())]
+        broken = non_finite(ck["model"])
         if broken:  # (a resume skipped --max-bad-steps steps, then named this checkpoint as the one to go on from)
             raise SaicmError(f"the checkpoint's weights hold NaN or infinite values ({', '.join(broken[:3])}"
                              f"{', ...' if len(broken) > 3 else ''}): no step can train from them; start the run again "
