@@ -26,6 +26,7 @@ import os
 
 import numpy as np
 
+from ..entropy.bounded import TOO_MANY_ESCAPES  # (what every encoder says of a latent it cannot code)
 from ..entropy.tables import ESCAPE_LIMIT, CdfTables
 from ..errors import FormatError, ModelError
 from ..models.catalog import ModelInfo, check_finite
@@ -44,16 +45,12 @@ HYPER_ROWS_VALUES = 1 << 23
 #: kept rows are the whole's for any kernel sizes a model brings
 
 
-#: what the encoder says of a latent it cannot code (CompressAI's coder says the same)
-OUT_OF_RANGE = "cannot code this image: too many latent values outside the entropy model's range"
-
-
 def symbols(values: np.ndarray, limit: int = ESCAPE_LIMIT) -> np.ndarray:
     """``values`` (float64, rounded to whole numbers) as int64 symbols; a value that is not finite or beyond
     ±``limit`` (a model whose weights diverged: NaN or huge latents) is one :class:`ModelError`. The cast of
     such a value to int64 is undefined: x86 made NaN −2⁶³ (a ValueError traceback from the coder), ARM 0 (coded)."""
     if values.size and not (np.isfinite(values).all() and np.abs(values).max() <= limit):
-        raise ModelError(OUT_OF_RANGE)
+        raise ModelError(TOO_MANY_ESCAPES)
     return values.astype(np.int64)
 
 

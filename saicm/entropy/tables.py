@@ -161,7 +161,9 @@ class CdfTables:
             raw[high] = 2 * (values[high] - top[high])
             escaped = low | high
             if escaped.any() and raw[escaped].max() >= ESCAPE_LIMIT:
-                raise ModelError("cannot code this image: too many latent values outside the entropy model's range")
+                from .bounded import TOO_MANY_ESCAPES
+
+                raise ModelError(TOO_MANY_ESCAPES)
             values[escaped] = top[escaped]
             counts = np.bincount(tables, minlength=len(self))
             coded.append((values[self._order(tables)].astype(np.int32), counts))
