@@ -192,8 +192,11 @@ def test_weights_an_fp16_file_cannot_hold_are_refused_when_saved(tmp_path, value
     net = build_architecture("gained-mean-scale-hyperprior", N=8, M=16, lambdas=[0.01, 0.1])
     with torch.no_grad():
         net.g_s[6].bias[0] = value
-    with pytest.raises(ModelError, match="cannot save the model: .*" + said):
+    with pytest.raises(ModelError, match="cannot save the model: .*" + said) as e:
         save_model(net, tmp_path / "m.safetensors", precision=precision)
+    # (the way on for weights beyond fp16 alone: fp32 holds them; `import-checkpoint --precision fp16` of such a
+    # checkpoint was told only that its training had diverged)
+    assert ("import-checkpoint --precision fp32" in str(e.value)) == bool(np.isfinite(value))
     assert not (tmp_path / "m.safetensors").exists()
     with torch.no_grad():
         net.g_s[6].bias[0] = 6e4  # (within fp16's range)

@@ -44,7 +44,9 @@ def _check_savable(model: torch.nn.Module, half: bool, source: str) -> None:
                 f"{len(beyond)} tensor(s) hold values beyond fp16's range of ±65504 ({listed}), which it would make "
                 "infinite")
         raise ModelError(f"cannot save the model: {what}: a diverged training run? (save one from a checkpoint "
-                         "written before it diverged)", source)
+                         "written before it diverged" + ("" if bad else "; weights that large are kept in fp32: "
+                                                         "import-checkpoint --precision fp32, its default") + ")",
+                         source)
 
 
 def save_model(model: torch.nn.Module, path: str | os.PathLike, extra_meta: dict | None = None,
