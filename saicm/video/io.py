@@ -30,6 +30,7 @@ import os
 import re
 import subprocess
 import tempfile
+import threading
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -50,8 +51,8 @@ VIDEO_SUFFIXES = {".264", ".h264", ".avc", ".265", ".h265", ".hevc", ".266", ".v
 LOSSLESS_VIDEO = {".mkv": ("ffv1", "matroska"), ".avi": ("ffv1", "avi"), ".nut": ("ffv1", "nut"),
                   ".mp4": ("libx264rgb", "mp4")}
 DEFAULT_FPS = Fraction(25)
-#: seconds ffmpeg is given to exit after its last frame read, and to finish a lossless video after its last frame
-#: written (tests make them small)
+#: seconds ffmpeg is given to exit after its last frame read, and to take each frame of a lossless video and finish
+#: it after its last frame written (tests make them small)
 EXIT_TIMEOUT = 60
 WRITE_TIMEOUT = 3600
 #: total pixels (frames × width × height) a clip may hold unless the caller raises it: 2³¹, e.g. 1,035 frames of
@@ -531,9 +532,20 @@ def write_video(batches: Iterable[tuple[int, np.ndarray]], dest: str | os.PathLi
             proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=err)
         except OSError as e:
             raise SaicmError(f"cannot run ffmpeg ({e.strerror or e})", str(dest)) from None
+        stalled = []
+
+        def stall():  # (a hung ffmpeg that takes no more frames: the write blocked for ever, WRITE_TIMEOUT unmet)
+            stalled.append(True)
+            proc.kill()
+
         try:
             for _, batch in batches:
-                proc.stdin.write(np.ascontiguousarray(batch, dtype=np.uint8).tobytes())
+                timer = threading.Timer(WRITE_TIMEOUT, stall)
+                timer.start()
+                try:
+                    proc.stdin.write(np.ascontiguousarray(batch, dtype=np.uint8).tobytes())
+                finally:
+                    timer.cancel()
             proc.stdin.close()
             code = proc.wait(timeout=WRITE_TIMEOUT)
         except BrokenPipeError:
@@ -549,6 +561,8 @@ def write_video(batches: Iterable[tuple[int, np.ndarray]], dest: str | os.PathLi
                 proc.stdin.close()
             except OSError:
                 pass
+        if stalled:
+            raise SaicmError(f"cannot write video (ffmpeg took no frame within {WRITE_TIMEOUT:g} s)", str(dest))
         if code != 0:
             err.seek(0)
             raise SaicmError(f"cannot write video (ffmpeg: {_last_error(err.read(), code)})", str(dest))
