@@ -318,8 +318,8 @@ def _empty_file(path: Path) -> bool:
     return stat.S_ISREG(st.st_mode) and st.st_size == 0
 
 
-#: how far in the future (ns) a modification time may lie before it is taken as another clock's (a camera's, a
-#: machine's before its clock was set back), not a moment of this one: a file server's clock a few seconds ahead is not
+#: how far in the future (ns) a modification time may lie before it is said to be another clock's (a camera's, a
+#: file server's, a machine's before its clock was set back): a file server's clock a few seconds ahead is not said
 FUTURE_SLACK_NS = 60 * 10**9
 
 #: the times said in a warning by this process, one warning each ("input", "output")
@@ -329,11 +329,13 @@ _said_future: set[str] = set()
 def _older_than_input(job: Job) -> bool:
     """Whether the output was last written before its input was (by their modification times): the output of an
     earlier picture under that name, replaced or edited since (a rerun with --existing skip kept it, counted done).
-    Times that cannot be read: False (the output is judged by its contents alone, as before). An output dated in the
-    future (the clock set back since it was written) cannot be told apart from one older than an edit: True (made
-    again, once: its new time is now). An input dated in the future (a camera's clock, an archive's dates) seemed
-    newer than any output: it was coded again at every rerun, for ever; it is judged by the output's contents alone,
-    as a replacement with an older time (`cp -p`) is. Each said in one warning per process."""
+    Times that cannot be read: False (the output is judged by its contents alone, as before). Times in the future
+    decide as any other, as make's do, and are said once per process: an input dated in the future (a camera's
+    clock, an archive's dates) is newer than its output until that time comes, so it is coded again at each rerun;
+    an output dated in the future (a file server's clock ahead, or this machine's set back since) is newer than an
+    edit of its input made before that time, which then goes unseen. (Judging the first by the output's contents
+    kept a stale output of an edited input, and remaking the second remade every output on a file server whose
+    clock runs ahead, at every rerun.)"""
     try:
         out, src = os.stat(job.dst).st_mtime_ns, os.stat(job.src).st_mtime_ns
     except OSError:
@@ -342,14 +344,11 @@ def _older_than_input(job: Job) -> bool:
 
     now = time.time_ns() + FUTURE_SLACK_NS
     if out > now:
-        _say_future("output", job.dst, out, "the clock set back since it was written? --existing skip cannot tell "
-                    "whether its input changed after it: made again")
-        return True
+        _say_future("output", job.dst, out, "a file server's clock ahead, or this one set back? an edit of its input "
+                    "made before that time is not seen by --existing skip (--existing overwrite makes it again)")
     if src > now:
-        _say_future("input", job.src, src, "a camera's clock, an archive's dates? --existing skip cannot tell by "
-                    "time whether it changed since its output was written: the output is kept when it is whole "
-                    "(touch the input to have it made again)")
-        return False
+        _say_future("input", job.src, src, "a camera's clock, an archive's dates? --existing skip codes it again at "
+                    "each rerun until that time comes (correct its date, e.g. with touch, to stop it)")
     return out < src
 
 
