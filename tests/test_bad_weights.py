@@ -175,6 +175,38 @@ def test_a_diverged_run_keeps_its_last_good_checkpoint(tmp_path, monkeypatch):
     assert torch.load(out / "checkpoint.pt", weights_only=False)["step"] == 10
 
 
+def test_ctrl_c_in_a_run_of_skipped_steps_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
+    """Ctrl-C while every step is skipped (the weights diverged) saved those weights as the checkpoint, "its
+    checkpoint is saved ... go on with --resume", as a checkpoint due then did before it waited: the last good one is
+    kept, and the message says so."""
+    import torch
+    from PIL import Image
+
+    from saicm.train import losses, trainer
+    from saicm.train.config import TrainConfig
+
+    data = tmp_path / "data"
+    data.mkdir()
+    for i in range(2):
+        Image.fromarray(np.random.default_rng(i).integers(0, 256, (64, 80, 3), dtype=np.uint8)).save(data / f"{i}.png")
+    calls = []
+
+    def diverged(x, x_hat, mask, off_weight=0.0):
+        calls.append(1)
+        d = ((x - x_hat) ** 2).mean(dim=(1, 2, 3))
+        return d * float("nan") if len(calls) > 2 else d
+
+    monkeypatch.setitem(losses.DISTORTIONS, "diverged", diverged)
+    monkeypatch.setattr(trainer._StopAtStepEnd, "agreed", lambda self, device: len(calls) == 5)  # (in step 6)
+    out = tmp_path / "run"
+    cfg = dict(data=str(data), out=str(out), N=8, M=16, lambdas=(0.005, 0.05), steps=10, batch=2, patch=64, lr=1e-3,
+               log_every=1, ckpt_every=2, progress=False, max_bad_steps=8)
+    with pytest.raises(KeyboardInterrupt, match=r"interrupted after step 5, in a run of skipped steps \(not finite\): "
+                                                r"the last good checkpoint \(step 2\) is kept .*a lower --lr"):
+        trainer.train(TrainConfig(loss="diverged", **cfg))
+    assert torch.load(out / "checkpoint.pt", weights_only=False)["step"] == 2
+
+
 @pytest.mark.parametrize("value, precision, said", [
     (1e5, "fp16", r"1 tensor\(s\) hold values beyond fp16's range of ±65504 \(g_s.6.bias 1e\+05\)"),
     (-7e4, "fp16", r"beyond fp16's range of ±65504 \(g_s.6.bias 7e\+04\)"),

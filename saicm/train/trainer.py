@@ -535,6 +535,12 @@ def _train(cfg: TrainConfig, locks: contextlib.ExitStack) -> Path:
     try:
         for step in range(start, cfg.steps):
             if stop.agreed(device):  # Ctrl-C: the steps done since the last checkpoint are kept, then the run stops
+                if bad:  # (in a run of skipped steps: a diverged run's weights replaced the last good checkpoint, as
+                    # a checkpoint due then did before it waited; the skips agree on every rank, as that wait's do)
+                    if world > 1:
+                        dist.barrier()
+                    raise TrainingInterrupted(step, ckpt_path if saved_at > 0 else None, quiet=rank > 0,
+                                              kept_at=saved_at)
                 if saved_at < step:
                     rng = _rng_states(world, device)  # (a collective)
                     if rank == 0:
@@ -682,10 +688,16 @@ class TrainingInterrupted(KeyboardInterrupt):
     """Ctrl-C stopped a run after a step, its checkpoint saved (``saicm train --resume`` goes on exactly).
     ``quiet``: a rank other than 0 of a multi-process run, which has nothing to add to rank 0's message."""
 
-    def __init__(self, step: int, checkpoint: Path | None, quiet: bool = False):
-        super().__init__("" if quiet else
-                         f"interrupted after step {step}: its checkpoint is saved ({checkpoint}); go on with the "
-                         "same command and --resume" if checkpoint else "interrupted before the first step")
+    def __init__(self, step: int, checkpoint: Path | None, quiet: bool = False, kept_at: int | None = None):
+        if kept_at is not None:  # stopped in a run of skipped steps (not finite): the last good checkpoint is kept
+            said = (f"interrupted after step {step}, in a run of skipped steps (not finite): the last good checkpoint "
+                    f"(step {kept_at}) is kept ({checkpoint}); go on with the same command, --resume and a lower --lr"
+                    if checkpoint else f"interrupted after step {step}, in a run of skipped steps (not finite), "
+                    "before any checkpoint: start the run again with a lower --lr")
+        else:
+            said = (f"interrupted after step {step}: its checkpoint is saved ({checkpoint}); go on with the same "
+                    "command and --resume" if checkpoint else "interrupted before the first step")
+        super().__init__("" if quiet else said)
         self.step, self.checkpoint, self.quiet = step, checkpoint, quiet
 
 
