@@ -168,6 +168,27 @@ def test_an_ffmpeg_that_takes_no_more_frames_of_a_lossless_video_is_stopped_in_o
 
 
 @pytest.mark.skipif(os.name == "nt", reason="a shebang script stands in for ffmpeg")
+def test_an_ffmpeg_that_closes_its_input_and_lingers_is_one_line(tmp_path, monkeypatch):
+    """ffmpeg closing its standard input (a broken pipe for the frames) and then not exiting: the wait for it was a
+    TimeoutExpired traceback (the review's note)."""
+    import time
+
+    fake = tmp_path / "ffmpeg"
+    fake.write_text(f"#!{sys.executable}\nimport os, time\nos.close(0)\ntime.sleep(60)\n")
+    fake.chmod(0o755)
+    monkeypatch.setattr(io, "_exe", lambda: str(fake))
+    monkeypatch.setattr(io, "EXIT_TIMEOUT", 0.5)
+    dest = tmp_path / "out.mkv"
+    started = time.monotonic()
+    frames = np.zeros((40, 48, 64, 3), np.uint8)
+    with pytest.raises(SaicmError, match=r"cannot write video \(ffmpeg stopped taking frames and did not exit within "
+                                         r"0.5 s\)"):
+        io.write_video(enumerate(frames[:, None]), dest, 64, 48, Fraction(25))
+    assert time.monotonic() - started < 20
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ffmpeg"]
+
+
+@pytest.mark.skipif(os.name == "nt", reason="a shebang script stands in for ffmpeg")
 def test_an_ffmpeg_that_writes_no_video_and_exits_0_is_an_error_and_no_file(tmp_path, monkeypatch):
     """An empty file was published as the lossless video, and the command said it was done."""
     fake = tmp_path / "ffmpeg"

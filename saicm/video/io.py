@@ -548,8 +548,12 @@ def write_video(batches: Iterable[tuple[int, np.ndarray]], dest: str | os.PathLi
                     timer.cancel()
             proc.stdin.close()
             code = proc.wait(timeout=WRITE_TIMEOUT)
-        except BrokenPipeError:
-            code = proc.wait(timeout=EXIT_TIMEOUT)
+        except BrokenPipeError:  # (ffmpeg gone or going: its status says why; one that lingers is killed below)
+            try:
+                code = proc.wait(timeout=EXIT_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                raise SaicmError(f"cannot write video (ffmpeg stopped taking frames and did not exit within "
+                                 f"{EXIT_TIMEOUT:g} s)", str(dest)) from None
         except subprocess.TimeoutExpired:
             raise SaicmError(f"cannot write video (ffmpeg did not finish within {WRITE_TIMEOUT:g} s of its last "
                              "frame)", str(dest)) from None
