@@ -286,3 +286,104 @@ def test_the_finite_check_of_torch_weights_makes_no_mask_of_them_and_misses_noth
             assert non_finite({"ok": torch.ones(2, dtype=dtype), "bad": t}) == ["bad"]
         assert non_finite({"inf-inf": torch.tensor([float("inf"), -float("inf")], dtype=dtype)}) == ["inf-inf"]
     assert non_finite({"np": np.array([1, np.nan], np.float16)}) == ["np"]
+
+
+@pytest.mark.parametrize("name", ["log_gain", "log_inv_gain"])
+def test_gains_either_way_beyond_float32_are_refused(tiny_model, tmp_path, name):
+    """The decoder's inverse gains overflow as the encoder's gains do (mutation audit: only log_gain was checked)."""
+    bad = _edited(tiny_model, tmp_path / "bad.safetensors", **{name: (100.0, "all")})
+    with pytest.raises(ModelError, match="gains beyond float32's range"):
+        saicm.compress(IMAGE, model=bad)
+
+
+def test_symbols_up_to_the_escape_limit_are_taken_and_beyond_it_refused():
+    """The edge of symbols(): ±ESCAPE_LIMIT is a symbol a file may carry, one more is not (mutation audit)."""
+    from saicm.engine.model import symbols
+    from saicm.entropy.tables import ESCAPE_LIMIT
+
+    edge = np.array([ESCAPE_LIMIT, -ESCAPE_LIMIT, 0.0])
+    assert symbols(edge).tolist() == [ESCAPE_LIMIT, -ESCAPE_LIMIT, 0] and symbols(np.zeros(0)).size == 0
+    for value in (ESCAPE_LIMIT + 1.0, -ESCAPE_LIMIT - 1.0):
+        with pytest.raises(ModelError, match="outside the entropy model's range"):
+            symbols(np.array([0.0, value]))
+
+
+def test_a_refusal_of_many_broken_tensors_names_three_and_says_there_are_more(tmp_path):
+    """check_finite's and save_model's lists stop at three names and say "..." (mutation audit)."""
+    import torch
+
+    from saicm.models import build_architecture, save_model
+    from saicm.models.catalog import check_finite
+
+    state = {f"t{i}": np.array([np.nan if i else 1.0], np.float32) for i in range(5)}
+    with pytest.raises(ModelError, match=r"^.*4 tensor\(s\) .* values \(t1, t2, t3, \.\.\.\)"):
+        check_finite(state, "x")
+    with pytest.raises(ModelError, match=r"2 tensor\(s\) .* values \(t1, t2\):"):
+        check_finite({k: state[k] for k in ("t0", "t1", "t2")}, "x")
+    model = build_architecture("gained-mean-scale-hyperprior", N=16, M=24, lambdas=[0.003, 0.03])
+    with torch.no_grad():
+        for p in list(model.parameters())[:4]:
+            p.view(-1)[0] = float("nan")
+    with pytest.raises(ModelError, match=r"4 tensor\(s\) hold NaN or infinite values \([^)]*, \.\.\.\)"):
+        save_model(model, tmp_path / "m.safetensors")
+    assert not list(tmp_path.iterdir())
+
+
+def test_a_save_refusing_nan_lists_the_nan_tensors_not_those_beyond_fp16(tmp_path):
+    """Both kinds at once: the message counts and names the NaN ones (mutation audit: the names came from either)."""
+    import torch
+
+    from saicm.models import build_architecture, save_model
+
+    net = build_architecture("gained-mean-scale-hyperprior", N=8, M=16, lambdas=[0.01, 0.1])
+    with torch.no_grad():
+        net.g_s[6].bias[0] = 1e5
+        net.g_a[0].bias[0] = float("nan")
+    with pytest.raises(ModelError, match=r"1 tensor\(s\) hold NaN or infinite values \(g_a.0.bias\): "):
+        save_model(net, tmp_path / "m.safetensors")
+
+
+def test_a_checkpoint_due_on_a_skipped_step_is_written_at_the_next_step_that_trains(tmp_path, monkeypatch):
+    """--ckpt-every 4 with step 4 skipped: written at step 5, then at 8 as due, and at the end; never at the skipped
+    step, never at every step after (mutation audit: the waiting checkpoint and its reset were not checked)."""
+    from PIL import Image
+
+    from saicm.train import losses, trainer
+    from saicm.train.config import TrainConfig
+
+    data = tmp_path / "data"
+    data.mkdir()
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (64, 80, 3), dtype=np.uint8)).save(data / "0.png")
+    calls, saved = [], []
+
+    def skipped_at_4(x, x_hat, mask, off_weight=0.0):
+        calls.append(1)
+        d = ((x - x_hat) ** 2).mean(dim=(1, 2, 3))
+        return d * float("nan") if len(calls) == 4 else d
+
+    def recorded(path, model, opt, aux_opt, done, *rest):
+        saved.append(done)
+        return save(path, model, opt, aux_opt, done, *rest)
+
+    save = trainer._save_checkpoint
+    monkeypatch.setattr(trainer, "_save_checkpoint", recorded)
+    monkeypatch.setitem(losses.DISTORTIONS, "skipped4", skipped_at_4)
+    with pytest.warns(UserWarning, match="1 of 10 steps were skipped"):
+        trainer.train(TrainConfig(data=str(data), out=str(tmp_path / "run"), N=8, M=16, lambdas=(0.005, 0.05),
+                                  steps=10, batch=2, patch=64, log_every=5, ckpt_every=4, progress=False,
+                                  max_bad_steps=5, loss="skipped4"))
+    assert len(calls) == 10 and saved == [5, 8, 10]
+
+
+
+def test_a_loaded_model_with_its_coder_tables_saves_again(tiny_model, tmp_path):
+    """Its integer CDF tables hold values up to 2**16, beyond fp16's range, and are no weights: the save check
+    leaves them alone (mutation audit: a save of a model whose tables were filled was not checked)."""
+    from saicm.models import save_model
+
+    from saicm.models.zoo import load_model
+
+    model, _ = load_model(tiny_model)
+    assert any(not v.is_floating_point() and v.numel() and int(v.max()) > 65504 for v in model.state_dict().values())
+    save_model(model, tmp_path / "again.safetensors")
+    assert saicm.load_model(tmp_path / "again.safetensors") is not None

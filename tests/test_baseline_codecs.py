@@ -405,3 +405,58 @@ def test_an_encode_of_a_padded_picture_with_bytes_that_hold_none_is_the_same_one
     for size in ((48, 64), (47, 63)):
         with pytest.raises(SaicmError, match=r"hevc encode: ffmpeg .* gave \d+ bytes that hold no hevc picture"):
             get_codec("hevc").encode(smooth_image(*size), 32)
+
+
+def test_how_a_program_ended_and_long_text_are_said_exactly():
+    """exit_text and clipped, at their edges (mutation audit: a signal number outside Python's list, a text of
+    exactly the limit and the cut's length were not checked)."""
+    assert ff.exit_text(1) == "exit code 1" and ff.exit_text(0) == "exit code 0"
+    assert ff.exit_text(-11) == "killed by SIGSEGV"
+    assert ff.exit_text(-200) == "killed by signal 200"  # (no such signal name)
+    assert ff.clipped("x" * 300) == "x" * 300
+    assert ff.clipped("x" * 301) == "x" * 300 + "… (1 more characters)"
+    assert ff.clipped("abcdef", 4) == "abcd… (2 more characters)"
+
+
+def test_has_picture_counts_only_vcl_nal_units():
+    """Parameter sets alone (VPS, SPS, PPS) hold no picture; an IDR slice does (NAL types just below and at the
+    first non-VCL type; mutation audit: the boundary was not checked)."""
+    start = b"\x00\x00\x00\x01"
+    hevc = lambda t: start + bytes([t << 1, 1]) + b"\xaa\xbb"  # noqa: E731  (header: type in bits 1..6)
+    vvc = lambda t: start + bytes([0, (t << 3) | 1]) + b"\xaa\xbb"  # noqa: E731  (type in the second byte)
+    assert not ff.has_picture(hevc(32) + hevc(33) + hevc(34), "hevc")
+    assert ff.has_picture(hevc(32) + hevc(33) + hevc(34) + hevc(19), "hevc")
+    assert ff.has_picture(hevc(31), "hevc") and not ff.has_picture(hevc(39), "hevc")
+    assert not ff.has_picture(vvc(14) + vvc(15) + vvc(12), "vvc")
+    assert ff.has_picture(vvc(14) + vvc(11), "vvc") and ff.has_picture(vvc(7), "vvc")
+    assert not ff.has_picture(b"", "hevc") and not ff.has_picture(b"garbage" * 10, "hevc")
+
+
+@pytest.mark.skipif(__import__("os").name == "nt", reason="a shebang script stands in for ffmpeg")
+def test_an_ffmpegs_last_words_its_silence_and_its_bytes_are_said_as_they_were(tmp_path):
+    """run_ffmpeg and the -version query (mutation audit): the last line of several is said, with the signal that
+    killed ffmpeg after it spoke; exit 0 with nothing on standard output is an error, not an empty result; output
+    that is not UTF-8 is read, not a UnicodeDecodeError."""
+    said = _fake_ffmpeg(tmp_path, "sys.stderr.write('first line\\nlast line\\n'); sys.stderr.flush(); "
+                                  "os.kill(os.getpid(), signal.SIGSEGV)")
+    with pytest.raises(SaicmError, match=r"^hevc decode: ffmpeg: last line \(killed by SIGSEGV\)$"):
+        ff.run_ffmpeg(said, [], b"x", "hevc decode")
+    silent = _fake_ffmpeg(tmp_path, "pass")
+    with pytest.raises(SaicmError, match=r"^hevc encode: ffmpeg: exit code 0, no output$"):
+        ff.run_ffmpeg(silent, [], b"x", "hevc encode")
+    latin = _fake_ffmpeg(tmp_path, "sys.stdout.buffer.write(b'ffmpeg version n7 caf\\xe9 Copyright x\\n')")
+    assert ff.ffmpeg_version.__wrapped__(latin) == "ffmpeg version n7 caf\ufffd"
+
+
+@pytest.mark.skipif(__import__("os").name == "nt", reason="a shebang script stands in for ffmpeg")
+def test_a_decode_to_no_picture_says_why_pillow_could_not_read_it(tmp_path, monkeypatch):
+    """Garbage is "not an image"; a truncated picture is Pillow's reason, cut short (mutation audit: the reason
+    was not checked)."""
+    for output, why in ((b"garbage " * 600, "not an image"),
+                        (b"P6\n8 8\n255\n" + bytes(20), "image file is truncated")):
+        fake = _fake_ffmpeg(tmp_path, f"sys.stdout.buffer.write({output!r})")
+        monkeypatch.setattr(ff, "require", lambda *a, fake=fake: fake)
+        monkeypatch.setattr(ff, "ffmpeg_version", lambda exe: "ffmpeg version test")
+        codec = get_codec("hevc")
+        with pytest.raises(SaicmError, match=rf"gave no readable picture \(\d+ bytes: {why}"):
+            codec.decode(b"\x00\x00\x00\x01" + bytes(40))

@@ -1293,3 +1293,29 @@ def test_an_engine_library_that_cannot_load_or_compile_is_one_line_that_stops_a_
                                          r"Unsupported property ENABLE_CPU_PINNING by CPU plugin\.\): .*"
                                          r"--engine onnx$"):
         runtime.openvino_request(b"graph", 1, "f32")
+
+
+def test_the_line_said_of_an_engine_librarys_error_is_the_one_that_says_what_failed(monkeypatch):
+    """_first_line (mutation audit: only a message whose last line said it was checked): OpenVINO's "Exception
+    from" lines left out wherever they are, the last of the others, blank lines ignored, a long one cut; and an
+    allocation that failed while compiling stays the out-of-memory error it is, not "cannot compile"."""
+    import types
+
+    from saicm.engine import runtime
+
+    first = runtime._first_line
+    assert first(RuntimeError("Exception from src/a.cpp:1:\nwhat failed\nwhy it failed\n\n")) == "why it failed"
+    assert first(RuntimeError("what failed\nException from src/a.cpp:1:\n")) == "what failed"
+    assert first(RuntimeError("Exception from src/a.cpp:1:\n")) == "Exception from src/a.cpp:1:"
+    assert first(RuntimeError("")) == "RuntimeError"
+    assert first(RuntimeError("x" * 500)) == "x" * 200 + "\u2026" and first(RuntimeError("x" * 200)) == "x" * 200
+
+    def no_memory(model, device, config):
+        raise RuntimeError("Exception from src/core.cpp:1:\nstd::bad_alloc")
+
+    core = types.SimpleNamespace(read_model=lambda graph: graph, compile_model=no_memory)
+    monkeypatch.setattr(runtime, "_import_openvino", lambda: types.SimpleNamespace(Core=lambda: core))
+    monkeypatch.setattr(runtime, "_OPENVINO", {"core": None, "warned": False})
+    with pytest.raises(RuntimeError, match="bad_alloc") as e:
+        runtime.openvino_request(b"graph", 1, "f32")
+    assert not isinstance(e.value, SaicmError)

@@ -983,3 +983,25 @@ def test_a_model_rewritten_in_place_with_its_size_and_time_kept_is_read_again(tm
     os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
     assert read_info(path).meta["description"] == \
         read_info(WEIGHTS_DIR / "mse-hyperprior-n64-v4.safetensors").meta["description"] != first[1]
+
+
+def test_without_cache_leaves_out_entries_alone_and_says_it_once(tmp_path):
+    """Only a PNG named as a cache entry with its .json beside it is a decode (a photo under such a name is not),
+    one entry is enough to be said, and a cache in the folder is said once (mutation audit)."""
+    import warnings
+
+    from saicm.eval.cache import without_cache
+
+    entry = tmp_path / "cache" / "jpeg-0123456789ab" / "q50"
+    entry.mkdir(parents=True)
+    decoded = entry / ("ab" * 10 + ".png")
+    lookalike = entry / ("cd" * 10 + ".png")
+    photo = tmp_path / "photo.png"
+    for f in (decoded, lookalike, photo):
+        f.write_bytes(b"png")
+    decoded.with_suffix(".json").write_text("{}")
+    files = [decoded, lookalike, photo]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert without_cache(tmp_path, files, "test", cache=tmp_path / "cache") == [lookalike, photo]
+    assert len(caught) == 1 and str(caught[0].message).startswith("1 decoded images of a saicm decode cache")

@@ -101,3 +101,6 @@ def test_report_names_one_folder_once_by_its_fingerprint(tmp_path, monkeypatch):
     b["dataset_sha256"] = "cd" * 32
     build_report([a, b], out)
     assert "Dataset: ../../shared/photos/test, photos/test." in out.read_text()
+    a["dataset_sha256"] = b["dataset_sha256"] = 0  # (no SHA-256: no fingerprint; mutation audit)
+    build_report([a, b], out)
+    assert "Dataset: ../../shared/photos/test, photos/test." in out.read_text()

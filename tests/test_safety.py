@@ -757,3 +757,12 @@ def test_model_and_results_files_from_strangers_are_refused_in_one_line_or_shown
     monkeypatch.setenv("XDG_CACHE_HOME", "relcache")
     monkeypatch.setenv("XDG_DATA_HOME", "reldata")
     assert cache_dir().is_absolute() and user_model_dir().is_absolute()
+
+
+def test_the_buffered_writer_refuses_symbols_that_would_overflow_its_buffer():
+    """encode_stream, the writer of the context model and TCM, checks before CompressAI's encoder writes
+    (mutation audit: no test reached its check; without it the encoder writes past its buffer)."""
+    from saicm.errors import ModelError
+
+    with pytest.raises(ModelError, match=bounded.TOO_MANY_ESCAPES):
+        bounded.encode_stream([10**6] * 100, [0] * 100, [[0, 32768, 65535]], [3], [0])

@@ -114,6 +114,7 @@ def test_the_commit_is_read_without_taking_the_checkouts_index_lock(tmp_path):
         subprocess.run([*git, *args], check=True, capture_output=True)
     later = time.time_ns() + 5 * 10**9  # (a source touched since the index was written: git would refresh it)
     os.utime(repo / "saicm" / "x.py", ns=(later, later))
+    (repo / "saicm" / "untracked.py").write_text("b = 2\n")  # (not saicm's sources: not dirty)
     index = os.stat(repo / ".git" / "index")
     got = source_commit.__wrapped__(repo)
     assert len(got["commit"]) == 40 and got["dirty"] is False

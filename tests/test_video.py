@@ -1590,3 +1590,49 @@ def test_frames_rendered_as_nan_are_black_on_every_cpu():
     out = _to_uint8(y, 2, 2)
     assert out.shape == (1, 2, 2, 3) and out.dtype == torch.uint8
     assert out[0, :, :, 0].tolist() == [[0, 255], [0, 128]]
+
+
+def test_ffmpegs_last_error_says_how_it_ended_and_stays_short():
+    """_last_error (mutation audit: only the silent kill was checked): a line ffmpeg said and the signal that
+    killed it after, each alone, nothing at all, and a line of megabytes."""
+    assert io._last_error(b"", -9) == "killed by SIGKILL"
+    assert io._last_error(b"[h264 @ 0x55d1] first\nInvalid data found\nframe=  2 fps=0\n", -11) == \
+        "Invalid data found; killed by SIGSEGV"
+    assert io._last_error(b"Invalid data found\n", 1) == "Invalid data found"
+    assert io._last_error(b"") == "no output" and io._last_error(b"\n  \n", 1) == "no output"
+    long = io._last_error(b"x" * 100_000)
+    assert long.startswith("x" * 300 + "\u2026") and len(long) < 400
+
+
+@pytest.mark.skipif(os.name == "nt", reason="a shebang script stands in for ffmpeg")
+def test_an_ffmpeg_that_dies_before_a_frame_or_warns_as_it_fails_is_said_as_it_happened(tmp_path, monkeypatch):
+    """Reading: killed before its first frame is the signal, not "no output"; an error line and an exit code after
+    some frames are both in the warning. Writing: killed is the signal; hung after the last frame is one line within
+    WRITE_TIMEOUT (mutation audit: none of these was checked)."""
+    clip = tmp_path / "clip.mp4"
+    clip.write_bytes(b"\x00" * 64)
+    monkeypatch.setattr(io, "EXIT_TIMEOUT", 0.5)
+    monkeypatch.setattr(io, "WRITE_TIMEOUT", 0.5)
+    dies = _fake_reader(tmp_path, "")
+    dies_text = open(dies).read().replace("sys.stdout.buffer.write(bytes(64 * 48 * 3 * 2))",
+                                          "os.kill(os.getpid(), signal.SIGKILL)")
+    open(dies, "w").write(dies_text)
+    monkeypatch.setattr(io, "_exe", lambda: dies)
+    with pytest.raises(SaicmError, match=r"cannot read video \(ffmpeg: killed by SIGKILL\)"):
+        io.read_clip(clip)
+    monkeypatch.setattr(io, "_exe", lambda: _fake_reader(
+        tmp_path, "sys.stderr.write('[hevc @ 0x5a] Invalid NAL unit size\\n'); sys.exit(1)"))
+    with pytest.warns(UserWarning, match=r"while decoding \(Invalid NAL unit size; exit code 1\): a damaged clip\? "
+                                         r"2 frames were read"):
+        assert io.read_clip(clip).n == 2
+    for body, said in (("os.kill(os.getpid(), signal.SIGKILL)", r"\(ffmpeg: killed by SIGKILL\)"),
+                       ("time.sleep(30)", r"\(ffmpeg did not finish within 0.5 s of its last frame\)")):
+        fake = tmp_path / "ffmpeg"
+        fake.write_text(f"#!{sys.executable}\nimport os, signal, sys, time\nsys.stdin.buffer.read()\n{body}\n")
+        fake.chmod(0o755)
+        monkeypatch.setattr(io, "_exe", lambda: str(fake))
+        started = time.monotonic()
+        with pytest.raises(SaicmError, match=rf"cannot write video {said}"):
+            io.write_video(enumerate(synthetic_clip()[:, None]), tmp_path / "out.mkv", 64, 48, Fraction(25))
+        assert time.monotonic() - started < 20
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["clip.mp4", "ffmpeg"]
