@@ -387,3 +387,19 @@ def test_a_loaded_model_with_its_coder_tables_saves_again(tiny_model, tmp_path):
     assert any(not v.is_floating_point() and v.numel() and int(v.max()) > 65504 for v in model.state_dict().values())
     save_model(model, tmp_path / "again.safetensors")
     assert saicm.load_model(tmp_path / "again.safetensors") is not None
+
+
+def test_lambdas_beyond_fp16_are_refused_when_saved_not_written_as_infinity(tmp_path):
+    """save_model rounds every float buffer through fp16 before it writes, the lambdas too (stored as fp32 after):
+    a lambda beyond ±65504 became infinity in the file, which every reader then refused as "a diverged training
+    run" (the save check left the lambdas out; mutation audit)."""
+    import torch
+
+    from saicm.models import build_architecture, save_model
+
+    net = build_architecture("gained-mean-scale-hyperprior", N=8, M=16, lambdas=[0.01, 1e5])
+    with pytest.raises(ModelError, match=r"beyond fp16's range of ±65504 \(lambdas 1e\+05\)"):
+        save_model(net, tmp_path / "m.safetensors")
+    assert not list(tmp_path.iterdir())
+    save_model(net, tmp_path / "m32.safetensors", precision="fp32")
+    assert saicm.load_model(tmp_path / "m32.safetensors") is not None

@@ -34,9 +34,10 @@ def _check_savable(model: torch.nn.Module, half: bool, source: str) -> None:
     export was written, and was refused only when it was used; its coder tables' update was a traceback)."""
     state = model.state_dict()
     bad = non_finite(state)
+    # (the lambdas too: stored in fp32, they are rounded through fp16 first, as every float buffer is)
     beyond = [] if bad or not half else [
         f"{k} {float(v.abs().max()):.3g}" for k, v in state.items()
-        if v.is_floating_point() and v.numel() and not k.endswith("lambdas") and bool(torch.isinf(v.half()).any())]
+        if v.is_floating_point() and v.numel() and bool(torch.isinf(v.half()).any())]
     if bad or beyond:
         names = bad or beyond
         listed = ", ".join(names[:3]) + (", ..." if len(names) > 3 else "")
