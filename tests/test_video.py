@@ -148,41 +148,26 @@ def test_an_ffmpeg_that_dies_or_stalls_while_reading_a_clip_is_said(tmp_path, mo
 
 
 @pytest.mark.skipif(os.name == "nt", reason="a shebang script stands in for ffmpeg")
-def test_an_ffmpeg_that_takes_no_more_frames_of_a_lossless_video_is_stopped_in_one_line(tmp_path, monkeypatch):
-    """A hung ffmpeg that read no more of its standard input blocked the frame's write for ever: WRITE_TIMEOUT bounded
-    only the wait after the last frame."""
+@pytest.mark.parametrize("script, limit, said", [
+    ("import time\ntime.sleep(60)", "WRITE_TIMEOUT", r"ffmpeg took no frame within 0.5 s"),
+    ("import os, time\nos.close(0)\ntime.sleep(60)", "EXIT_TIMEOUT",
+     r"ffmpeg stopped taking frames and did not exit within 0.5 s")])
+def test_an_ffmpeg_that_takes_no_more_frames_of_a_lossless_video_is_stopped_in_one_line(tmp_path, monkeypatch, script,
+                                                                                        limit, said):
+    """A hung ffmpeg that read no more of its standard input blocked the frame's write for ever (WRITE_TIMEOUT
+    bounded only the wait after the last frame); one that closed its input (a broken pipe for the frames) and then
+    did not exit was a TimeoutExpired traceback (the review's note)."""
     import time
 
     fake = tmp_path / "ffmpeg"
-    fake.write_text(f"#!{sys.executable}\nimport time\ntime.sleep(60)\n")
+    fake.write_text(f"#!{sys.executable}\n{script}\n")
     fake.chmod(0o755)
     monkeypatch.setattr(io, "_exe", lambda: str(fake))
-    monkeypatch.setattr(io, "WRITE_TIMEOUT", 0.5)
+    monkeypatch.setattr(io, limit, 0.5)
     dest = tmp_path / "out.mkv"
     started = time.monotonic()
     frames = np.zeros((40, 48, 64, 3), np.uint8)  # (360 kB: more than a pipe holds)
-    with pytest.raises(SaicmError, match=r"cannot write video \(ffmpeg took no frame within 0.5 s\)"):
-        io.write_video(enumerate(frames[:, None]), dest, 64, 48, Fraction(25))
-    assert time.monotonic() - started < 20
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["ffmpeg"]
-
-
-@pytest.mark.skipif(os.name == "nt", reason="a shebang script stands in for ffmpeg")
-def test_an_ffmpeg_that_closes_its_input_and_lingers_is_one_line(tmp_path, monkeypatch):
-    """ffmpeg closing its standard input (a broken pipe for the frames) and then not exiting: the wait for it was a
-    TimeoutExpired traceback (the review's note)."""
-    import time
-
-    fake = tmp_path / "ffmpeg"
-    fake.write_text(f"#!{sys.executable}\nimport os, time\nos.close(0)\ntime.sleep(60)\n")
-    fake.chmod(0o755)
-    monkeypatch.setattr(io, "_exe", lambda: str(fake))
-    monkeypatch.setattr(io, "EXIT_TIMEOUT", 0.5)
-    dest = tmp_path / "out.mkv"
-    started = time.monotonic()
-    frames = np.zeros((40, 48, 64, 3), np.uint8)
-    with pytest.raises(SaicmError, match=r"cannot write video \(ffmpeg stopped taking frames and did not exit within "
-                                         r"0.5 s\)"):
+    with pytest.raises(SaicmError, match=r"cannot write video \(" + said + r"\)"):
         io.write_video(enumerate(frames[:, None]), dest, 64, 48, Fraction(25))
     assert time.monotonic() - started < 20
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ffmpeg"]
