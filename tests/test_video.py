@@ -139,6 +139,12 @@ def test_an_ffmpeg_that_dies_or_stalls_while_reading_a_clip_is_said(tmp_path, mo
     with pytest.raises(SaicmError, match=r"ffmpeg did not exit within 0.5 s of its last frame \(2 read\)"):
         io.read_clip(clip)
     assert time.monotonic() - started < 20
+    monkeypatch.setattr(io, "READ_TIMEOUT", 0.5)  # one that hangs before its last frame: the read blocked for ever
+    monkeypatch.setattr(io, "_exe", lambda: _fake_reader(tmp_path, "time.sleep(30)"))
+    started = time.monotonic()
+    with pytest.raises(SaicmError, match=r"ffmpeg gave no frame within 0.5 s \(2 read\): stopped"):
+        io.read_clip(clip)
+    assert time.monotonic() - started < 20
     crash = tmp_path / "crash"
     crash.write_text(f"#!{sys.executable}\nimport os, signal\nos.kill(os.getpid(), signal.SIGSEGV)\n")
     crash.chmod(0o755)

@@ -55,6 +55,9 @@ DEFAULT_FPS = Fraction(25)
 #: it after its last frame written (tests make them small)
 EXIT_TIMEOUT = 60
 WRITE_TIMEOUT = 3600
+#: seconds ffmpeg is given for each frame of a clip it reads (the first may follow a long seek: a hang, not a slow
+#: decode, is what it bounds)
+READ_TIMEOUT = 3600
 #: total pixels (frames × width × height) a clip may hold unless the caller raises it: 2³¹, e.g. 1,035 frames of
 #: 1920×1080 or 21,000 frames of 352×288 (see saicm.codec.limits.check_video_pixels)
 
@@ -361,9 +364,22 @@ def _ffmpeg_frames(path: str, start: int, stop: int | None, w: int, h: int, resi
         except OSError as e:
             raise SaicmError(f"cannot run ffmpeg ({e.strerror or e})", path) from None
         n = 0
+        stalled = []
+
+        def stall():  # (an ffmpeg that hangs before its last frame: the read blocked for ever, Ctrl-C alone ended it)
+            stalled.append(True)
+            proc.kill()
+
         try:
             while True:
-                buf = proc.stdout.read(frame_bytes)
+                timer = threading.Timer(READ_TIMEOUT, stall)
+                timer.start()
+                try:
+                    buf = proc.stdout.read(frame_bytes)
+                finally:
+                    timer.cancel()
+                if stalled:
+                    raise SaicmError(f"ffmpeg gave no frame within {READ_TIMEOUT:g} s ({n} read): stopped", path)
                 if not buf:
                     break
                 if len(buf) != frame_bytes:
