@@ -90,6 +90,14 @@ def natural_image(h: int = 96, w: int = 128, seed: int = 0) -> np.ndarray:
     return img.astype(np.uint8)
 
 
+def natural_folder(folder: Path, n: int, h: int, w: int, prefix: str = "") -> Path:
+    """``folder`` made, holding ``n`` PNGs of :func:`natural_image` (seeds 0…n−1), named ``{prefix}{i}.png``."""
+    folder.mkdir()
+    for i in range(n):
+        Image.fromarray(natural_image(h, w, seed=i)).save(folder / f"{prefix}{i}.png")
+    return folder
+
+
 @pytest.fixture
 def image_file(tmp_path) -> Path:
     p = tmp_path / "img.png"
@@ -155,14 +163,9 @@ def free_port() -> int:
 def photos_with_their_mask_folder(tmp_path) -> Path:
     """Three photos in tmp_path/photos and, inside it, the mask folder `saicm masks photos -o photos/masks --preview`
     makes (allowed: its output is no input of that job): 6 files that are no photos."""
-    from PIL import Image
-
     import saicm.cli
 
-    d = tmp_path / "photos"
-    d.mkdir()
-    for i in range(3):
-        Image.fromarray(natural_image(40, 56, seed=i)).save(d / f"{i}.png")
+    d = natural_folder(tmp_path / "photos", 3, 40, 56)
     assert saicm.cli.main(["masks", str(d), "-o", str(d / "masks"), "--source", "regions", "--preview",
                            "--quiet"]) == 0
     return d

@@ -336,15 +336,9 @@ def test_report_crops_skip_codecs_it_cannot_rebuild_or_whose_weights_differ(tmp_
 
 
 def _folder(tmp_path, n=2):
-    from PIL import Image
+    from .conftest import natural_folder
 
-    from .conftest import natural_image
-
-    d = tmp_path / "ds"
-    d.mkdir()
-    for i in range(n):
-        Image.fromarray(natural_image(170, 200, seed=i)).save(d / f"{i}.png")
-    return d
+    return natural_folder(tmp_path / "ds", n, 170, 200)
 
 
 def test_eval_psnr_writes_schema_and_reuses_cache(tmp_path, capsys):

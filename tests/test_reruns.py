@@ -13,17 +13,13 @@ import saicm
 from saicm.cli import main
 from saicm.codec import batch
 
-from .conftest import natural_image
+from .conftest import natural_folder, natural_image
 
 MODEL = "mse-hyperprior-n64-v3"  # the smallest shipped model
 
 
 def _folder(tmp_path, n=2):
-    src = tmp_path / "in"
-    src.mkdir()
-    for i in range(n):
-        Image.fromarray(natural_image(32, 48, seed=i)).save(src / f"im{i}.png")
-    return src
+    return natural_folder(tmp_path / "in", n, 32, 48, prefix="im")
 
 
 def _age(path, seconds):
