@@ -68,6 +68,15 @@ class StopRequest:
             except BrokenPipeError:  # (`2>&1 | tee log`: the same Ctrl-C ended tee) the stop asked for stands
                 _discard_stderr()
 
+    def ignore_from_now(self, sig: int) -> None:
+        """``sig`` is ignored from now on and stays so after :meth:`close` (when this request handles it: a caller's
+        own handler stays in charge). For a process that is ending with an error it has still to say: a torchrun
+        worker whose peer died gets the launcher's SIGTERM moments later, and that SIGTERM, once close() had put
+        back the default, killed it before its line was printed (the CI run of 2026-12-07, at random)."""
+        if sig in self._previous:
+            signal.signal(sig, signal.SIG_IGN)
+            del self._previous[sig]
+
     def close(self) -> None:
         for sig, previous in self._previous.items():
             signal.signal(sig, previous)

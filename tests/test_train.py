@@ -1658,11 +1658,26 @@ def test_the_memory_budget_counts_masks_and_keeps_an_image_that_fills_it_exactly
     assert short.images[0] is None and short.masks[0] is None
 
 
-def test_a_ddp_run_whose_other_process_is_killed_says_so_in_one_line_naming_its_checkpoint(data_dir, tmp_path):
+# torchrun's SIGTERM to the survivor, which follows a worker's death within its monitor interval, landing at the
+# worst moment: the training's signal handlers put back, the error not yet printed (the CI run of 2026-12-07 lost
+# the line so, at random); here rank 0 sends it to itself then
+_TERM_AFTER_HANDLERS = ("import signal, time\nfrom saicm import _signals\nclosing = _signals.StopRequest.close\n"
+                        "def close(self):\n    closing(self)\n"
+                        "    if sys.exc_info()[0] is not None and os.environ.get('RANK') == '0':\n"
+                        "        os.kill(os.getpid(), signal.SIGTERM)\n        time.sleep(0.5)\n"
+                        "_signals.StopRequest.close = close\n")
+
+
+@pytest.mark.parametrize("term", [False, True], ids=["alone", "launcher-sigterm"])
+def test_a_ddp_run_whose_other_process_is_killed_says_so_in_one_line_naming_its_checkpoint(data_dir, tmp_path, term):
     """After kill -9 of one process (the OOM killer), the other printed gloo's traceback (the DDP audit): it says
-    in one line that another process stopped, naming the last checkpoint and --resume."""
+    in one line that another process stopped, naming the last checkpoint and --resume, the launcher's SIGTERM
+    after it or not."""
     # rank 1 dies in step 3, after the step-2 checkpoint
     script = _cut_train_script(tmp_path / "killed.py", "step == 2 and os.environ.get('RANK') == '1'", "os._exit(9)")
+    if term:
+        script.write_text(script.read_text().replace("from saicm.cli import main", _TERM_AFTER_HANDLERS +
+                                                     "from saicm.cli import main"))
     out = tmp_path / "ddp"
     r = _ddp_train(data_dir, out, "--steps", "6", "--ckpt-every", "2", script=script)
     assert r.returncode != 0 and torch.load(out / "checkpoint.pt", weights_only=False)["step"] == 2

@@ -15,6 +15,7 @@ import json
 import math
 import os
 import random
+import signal
 import sys
 import time
 import warnings
@@ -636,6 +637,9 @@ def _train(cfg: TrainConfig, locks: contextlib.ExitStack) -> Path:
                 saved_at, due = done, False
     except (RuntimeError, ConnectionError) as e:
         if world > 1 and _peer_gone(e):  # (gloo's traceback said it in 40 lines, without the way on)
+            # (torchrun's SIGTERM to the survivors follows at once: this process is ending and says why first; the
+            # launcher waits for it, 30 s before its SIGKILL)
+            stop.ignore_from_now(signal.SIGTERM)
             what = f"another process of the run stopped ({(str(e).strip().splitlines() or [''])[0][:160]})"
             raise SaicmError(f"{what}: the last checkpoint is {ckpt_path} (step {saved_at}); go on with the same "
                              "command and --resume" if saved_at else
