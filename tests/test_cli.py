@@ -2066,13 +2066,18 @@ def test_a_training_session_line_shows_its_options_as_they_were_given():
     (["demo", "--quality", "x"], "argument --quality: expected a whole number, got 'x'"),
     (["masks", "d", "-o", "m", "--alpha", "5"], "argument --alpha: expected a number in (0, 1], got '5'"),
     (["import-checkpoint", "x.pth", "--name", "n", "--alpha", "x"], "argument --alpha: expected a number in (0, 1]"),
-    (["video", "encode", "x.mp4", "-o", "x.saicmv", "--lr", "0"], "argument --lr: expected a number > 0, got '0'"),
+    (["video", "encode", "x.mp4", "-o", "x.saicmv", "--lr", "0"], "argument --lr: expected a learning rate > 0 and at "
+     "most 1, got '0'"),
     (["video", "encode", "x.mp4", "-o", "x.saicmv", "--edge-weight", "-1"], "argument --edge-weight: expected a "
      "number >= 0"),
     (["video", "encode", "x.mp4", "-o", "x.saicmv", "--beta", "2"], "argument --beta: expected a number from 0 to 1"),
     (["video", "encode", "x.mp4", "-o", "x.saicmv", "--prune", "x"], "argument --prune: expected a number from 0 to 1"),
     (["video", "encode", "x.mp4", "-o", "x.saicmv", "--seed", "1.5"], "argument --seed: expected a whole number"),
     (["video", "encode", "x.mp4", "-o", "x.saicmv", "--bits", "x"], "argument --bits: expected a whole number"),
+    # (above 1 a run only diverges, and 1e41 was PyTorch's overflow traceback at the first step)
+    (["train", "--data", "d", "--out", "o", "--lr", "1e41"], "argument --lr: expected a learning rate > 0 and at most 1"),
+    (["video", "encode", "x.mp4", "-o", "x.saicmv", "--lr", "2"], "argument --lr: expected a learning rate > 0 and at "
+     "most 1"),
 ])
 def test_a_bad_number_is_said_as_every_number_option_says_it(argv, said, capsys):
     """argparse's "invalid int value: 'abc'" (--quality, --seed, --bits) and "invalid float value" (--alpha, --lr,

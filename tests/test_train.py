@@ -44,6 +44,10 @@ def test_a_run_refused_before_it_writes_anything_leaves_no_folder(data_dir, tmp_
         with pytest.raises(saicm.SaicmError, match="--patch 60 must be a multiple of 64"):
             train(tiny_cfg(data_dir, out, patch=60))
         assert not out.exists()
+    for lr in (1e41, 0.0, float("nan")):  # (the API's own check: 1e41 was PyTorch's overflow traceback at step 1)
+        with pytest.raises(saicm.SaicmError, match="--lr must be > 0 and at most 1"):
+            train(tiny_cfg(data_dir, tmp_path / "lr", lr=lr))
+        assert not (tmp_path / "lr").exists()
     (tmp_path / "mine").mkdir()
     with pytest.raises(saicm.SaicmError, match="--patch 60"):
         train(tiny_cfg(data_dir, tmp_path / "mine", patch=60))

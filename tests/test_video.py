@@ -288,6 +288,11 @@ def test_presets_grow_and_configs_are_checked():
             nerv.check_config(cfg, 48, 64)
     with pytest.raises(FormatError, match="parameters, more than the limit"):
         nerv.check_config(bad[-2], 48, 64)
+    from saicm.video.train import FitSettings
+
+    for lr in (1e41, 0.0, float("nan")):  # (1e41 was PyTorch's overflow traceback in the first step)
+        with pytest.raises(SaicmError, match="learning rate > 0 and at most 1"):
+            FitSettings(lr=lr).check()
     with pytest.raises(FormatError, match="too much work per pixel"):
         nerv.check_config(bad[-1], 48, 64)
     with pytest.raises(SaicmError, match="unknown preset"):

@@ -63,6 +63,11 @@ def positive_float(s: str) -> float:
     return _checked(s, float, lambda v: 0 < v < math.inf, "a number > 0")  # (NaN fails every comparison)
 
 
+def learning_rate(s: str) -> float:
+    """Adam's step per weight: above 1 a run only diverges (1e41 was PyTorch's overflow traceback)."""
+    return _checked(s, float, lambda v: 0 < v <= 1, "a learning rate > 0 and at most 1")
+
+
 def fraction(s: str) -> float:
     return _checked(s, float, lambda v: 0 < v <= 1, "a number in (0, 1]")
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 
-from .argtypes import QUIET_HELP, ints, lambdas, nonneg, nonneg_float, positive, positive_float
+from .argtypes import QUIET_HELP, ints, lambdas, learning_rate, nonneg, nonneg_float, positive
 
 
 def cmd_train(a: argparse.Namespace) -> int:
@@ -110,7 +110,7 @@ def register(sub) -> None:
                    "run's with --resume)")
     t.add_argument("--patch", type=positive, help="random crop size in pixels (default 128, or the run's with "
                    "--resume)")
-    t.add_argument("--lr", type=positive_float, help="Adam learning rate (default 1e-4, or the run's with --resume): "
+    t.add_argument("--lr", type=learning_rate, help="Adam learning rate (default 1e-4, or the run's with --resume): "
                    "reached after a linear warm-up of 100 steps, held, then a cosine decay to a tenth of it over the last "
                    "20 %% of --steps")
     t.add_argument("--seed", type=nonneg, help="random seed (default 0, or the run's with --resume)")

@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .argtypes import QUIET_HELP, nonneg, nonneg_float, positive, positive_float, share, whole
+from .argtypes import QUIET_HELP, learning_rate, nonneg, nonneg_float, positive, share, whole
 
 
 def cmd_encode(a: argparse.Namespace) -> int:
@@ -134,7 +134,7 @@ def register(sub) -> None:
                    "folder 'saicm video frames' writes; 3-pixel edges measured better than 1)")
     e.add_argument("--epochs", type=positive, help="epochs of the main fit (default 300; pruning fine-tuning "
                    "takes epochs/6 more, quantisation-aware fine-tuning epochs/10)")
-    e.add_argument("--lr", type=positive_float, help="learning rate (default per preset: 'saicm video presets')")
+    e.add_argument("--lr", type=learning_rate, help="learning rate (default per preset: 'saicm video presets')")
     e.add_argument("--batch", type=positive, help="frames per step (default 1)")
     e.add_argument("--prune", type=share, help="share of weights set to zero by magnitude (default 0.4; 0: none)")
     e.add_argument("--prune-epochs", type=nonneg, help="fine-tuning epochs after pruning (default epochs/6, at least "

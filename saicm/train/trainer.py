@@ -313,6 +313,8 @@ def _train(cfg: TrainConfig, locks: contextlib.ExitStack) -> Path:
         raise SaicmError(f"--quant must be one of {', '.join(QUANT_MODES)}, got {cfg.quant!r}")
     if cfg.loss not in DISTORTIONS:
         raise SaicmError(f"unknown loss {cfg.loss!r} (known: {', '.join(DISTORTIONS)})")
+    if not 0 < cfg.lr <= 1:  # (Adam moves each weight by up to --lr a step: 1e41 was PyTorch's overflow traceback)
+        raise SaicmError(f"--lr must be > 0 and at most 1, got {cfg.lr:g}")
     _check_masks(cfg)
     rank, world = _dist_info()
     device = resolve_device(cfg.device, launcher()[2])

@@ -110,8 +110,9 @@ class FitSettings:
     def check(self) -> None:
         if self.loss not in LOSSES:
             raise SaicmError(f"unknown loss {self.loss!r} (losses: {', '.join(LOSSES)})")
-        if self.epochs < 1 or self.batch < 1 or not self.lr > 0:
-            raise SaicmError("epochs and batch must be at least 1 and the learning rate positive")
+        if self.epochs < 1 or self.batch < 1 or not 0 < self.lr <= 1:  # (1e41: PyTorch's overflow traceback)
+            raise SaicmError(f"epochs and batch must be at least 1 and the learning rate > 0 and at most 1; got "
+                             f"{self.epochs}, {self.batch}, {self.lr:g}")
         if not 0 <= self.prune < 1:
             raise SaicmError(f"prune is the share of weights set to zero, 0 <= p < 1; got {self.prune}")
         if not 0 <= self.beta <= 1 or not self.edge_weight >= 0:
