@@ -143,6 +143,22 @@ def start_process_group(device) -> None:
                          f"they cannot meet ({first[:200]}): start them with torchrun, or unset WORLD_SIZE") from None
 
 
+def peer_gone(e: BaseException) -> bool:
+    """Whether ``e`` is a collective (or the rendezvous store behind it) that failed because another process of the
+    run is gone (killed: the OOM killer, a node lost)."""
+    import torch.distributed as dist
+
+    if isinstance(e, (ConnectionError, getattr(dist, "DistBackendError", ()), getattr(dist, "DistNetworkError", ()))):
+        return True
+    text = str(e).lower()
+    return any(w in text for w in ("gloo", "nccl", "connection closed", "connection reset", "broken pipe"))
+
+
+def first_line(e: BaseException, limit: int = 160) -> str:
+    """The first line of a collective's error, cut to ``limit`` characters (gloo's are 40-line tracebacks)."""
+    return (str(e).strip().splitlines() or [type(e).__name__])[0][:limit]
+
+
 def single_thread_worker() -> None:
     """In a worker thread of a pool started inside :func:`single_thread_kernels` (and ended before it leaves): its
     kernels on one thread too (usually already so; not restored: the thread ends with its pool)."""

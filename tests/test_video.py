@@ -808,6 +808,31 @@ def test_ddp_two_processes(tmp_path):
     assert api.decode(out.read_bytes()).frames.shape == (4, 48, 64, 3) and not Path(str(out) + ".ckpt").exists()
 
 
+def test_a_ddp_encode_whose_other_process_is_killed_says_so_in_one_line_naming_its_checkpoint(tmp_path):
+    """After kill -9 of one process (the OOM killer), the other printed gloo's 40-line traceback (train said it in
+    one line already): it says that another process stopped, naming the checkpoint and --resume."""
+    io.write_png_frames([(0, synthetic_clip(4))], tmp_path / "clip")
+    script = tmp_path / "killed.py"  # rank 1 dies in its third step (epoch 2), after epoch 1's checkpoint
+    script.write_text("import os, sys\nfrom saicm.video import train\nreal, n = train._lr_at, []\n"
+                      "def cut(*a):\n    n.append(1)\n    if len(n) == 3 and os.environ['RANK'] == '1':\n"
+                      "        os._exit(9)\n    return real(*a)\ntrain._lr_at = cut\n"
+                      "from saicm.cli import main\nsys.exit(main(sys.argv[1:]))\n")
+    out = tmp_path / "ddp.saicmv"
+    procs, port = [], free_port()
+    for rank in (0, 1):
+        env = dict(os.environ, PYTHONWARNINGS="ignore", OMP_NUM_THREADS="1", WORLD_SIZE="2", RANK=str(rank),
+                   LOCAL_RANK=str(rank), MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+        procs.append(subprocess.Popen([sys.executable, str(script), "video", "encode", str(tmp_path / "clip"), "-o",
+                                       str(out), "--preset", "xs", "--epochs", "4", "--batch", "2", "--ckpt-every", "1",
+                                       "--quiet"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env))
+    outs = [p.communicate(timeout=600) for p in procs]
+    assert procs[1].returncode == 9 and procs[0].returncode == 2, outs[0][1][-2000:]
+    said = outs[0][1].strip().splitlines()
+    assert len(said) == 1 and said[0].startswith("saicm: error: another process of the encode stopped (") and \
+        said[0].endswith(f"the last checkpoint is {out}.ckpt; go on with the same command and --resume"), said
+    assert not out.exists() and Path(f"{out}.ckpt").is_file()
+
+
 def test_checkpoint_of_other_settings_is_refused(tmp_path):
     frames = synthetic_clip(2)
     ck = tmp_path / "c.ckpt"

@@ -33,7 +33,8 @@ from .._fs import ensure_dir, exclusive, write_bytes_atomic
 from .._progress import bar_disable
 from .._signals import StopRequest
 from .._torchfile import load_data_only, save_atomic
-from ..device import cpu_has_native_bf16, keeps_callers_random_state, launcher, resolve_device, start_process_group
+from ..device import (cpu_has_native_bf16, first_line, keeps_callers_random_state, launcher, peer_gone, resolve_device,
+                      start_process_group)
 from ..errors import ImageError, SaicmError
 from ..models import build_architecture, save_model
 from ..models.registry import architecture_class
@@ -638,11 +639,11 @@ def _train(cfg: TrainConfig, locks: contextlib.ExitStack) -> Path:
                     _save_checkpoint(ckpt_path, model, opt, aux_opt, done, cfg, rng, sessions, (acc, n_acc))
                 saved_at, due = done, False
     except (RuntimeError, ConnectionError) as e:
-        if world > 1 and _peer_gone(e):  # (gloo's traceback said it in 40 lines, without the way on)
+        if world > 1 and peer_gone(e):  # (gloo's traceback said it in 40 lines, without the way on)
             # (torchrun's SIGTERM to the survivors follows at once: this process is ending and says why first; the
             # launcher waits for it, 30 s before its SIGKILL)
             stop.ignore_from_now(signal.SIGTERM)
-            what = f"another process of the run stopped ({(str(e).strip().splitlines() or [''])[0][:160]})"
+            what = f"another process of the run stopped ({first_line(e)})"
             raise SaicmError(f"{what}: the last checkpoint is {ckpt_path} (step {saved_at}); go on with the same "
                              "command and --resume" if saved_at else
                              f"{what} before the first checkpoint: run the same command again") from None
@@ -733,15 +734,6 @@ class _StopAtStepEnd(StopRequest):
             self.requested = True  # (another rank's request: a signal here now stops this rank at once)
             return True
         return False
-
-
-def _peer_gone(e: Exception) -> bool:
-    """Whether ``e`` is a collective (or the rendezvous store behind it) that failed because another process of the
-    run is gone (killed: the OOM killer, a node lost)."""
-    if isinstance(e, (ConnectionError, getattr(dist, "DistBackendError", ()), getattr(dist, "DistNetworkError", ()))):
-        return True
-    text = str(e).lower()
-    return any(w in text for w in ("gloo", "nccl", "connection closed", "connection reset", "broken pipe"))
 
 
 def _global_mean(parts: dict, world: int) -> dict:

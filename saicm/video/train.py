@@ -53,6 +53,7 @@ import functools
 import hashlib
 import json
 import math
+import signal
 import time
 import warnings
 from dataclasses import asdict, dataclass, field
@@ -66,6 +67,7 @@ from torch.nn import functional as F
 
 from .._progress import StatusLines, bar_disable
 from .._signals import StopRequest
+from ..device import first_line, peer_gone
 from ..errors import SaicmError
 from ..train.compiling import CompiledStep, compiler_errors, import_dynamo
 
@@ -250,8 +252,21 @@ def _stops_after_an_epoch(fit_fn: Callable) -> Callable:
     and SIGUSR1 ended it where it stood, the epochs since its last checkpoint (up to ``ckpt_every``) lost."""
     @functools.wraps(fit_fn)
     def run(*args, **kwargs):
-        with StopRequest("stopping after this epoch" if _world()[1] == 0 else None) as stop:
-            return fit_fn(*args, stop=stop, **kwargs)
+        world, rank = _world()
+        with StopRequest("stopping after this epoch" if rank == 0 else None) as stop:
+            try:
+                return fit_fn(*args, stop=stop, **kwargs)
+            except (RuntimeError, ConnectionError) as e:
+                if world == 1 or not peer_gone(e):
+                    raise
+                # another process was killed (the OOM killer): one line, not gloo's 40-line traceback; torchrun's
+                # SIGTERM follows at once and must not end this process before it says so
+                stop.ignore_from_now(signal.SIGTERM)
+                what = f"another process of the encode stopped ({first_line(e)})"
+                ckpt = kwargs.get("checkpoint")
+                raise SaicmError(f"{what}: the last checkpoint is {ckpt}; go on with the same command and --resume"
+                                 if ckpt and Path(ckpt).is_file() else
+                                 f"{what} before the first checkpoint: run the same command again") from None
     return run
 
 
