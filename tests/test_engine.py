@@ -1319,3 +1319,33 @@ def test_the_line_said_of_an_engine_librarys_error_is_the_one_that_says_what_fai
     with pytest.raises(RuntimeError, match="bad_alloc") as e:
         runtime.openvino_request(b"graph", 1, "f32")
     assert not isinstance(e.value, SaicmError)
+
+
+@pytest.mark.parametrize("model", [V5, "mse-context-n64-v6", "scalable-off02v6-m4-cond"])
+def test_a_model_dropped_from_the_cache_is_freed_at_once(model):
+    """A portable model and its transforms referred to each other (``model.transforms`` → ``OnnxTransforms.model``):
+    one the LRU of 8 dropped waited for Python's rare full collection with its onnxruntime sessions. A service
+    coding with 9 models in turn held 33 of them after 54 calls, 1.9 GB after 135, 0.33 GB live (soak audit)."""
+    import gc
+    import weakref
+
+    from saicm.engine import model as engine_model
+    from saicm.engine.scalable import load_scalable
+    from saicm.models.catalog import resolve
+
+    data = saicm.compress(natural_image(64, 64), model=model, quality=2)
+    saicm.decompress(data)
+    info = resolve(model)
+    cached = load_scalable(info) if model.startswith("scalable") else engine_model.load(info)
+    models = [cached, cached.add, cached.base] if model.startswith("scalable") else [cached]
+    assert all(m.transforms for m in models[-2:])  # their sessions made
+    dropped = [weakref.ref(m) for m in models]
+    del cached, models
+    gc.collect()
+    gc.disable()
+    try:
+        for cache in engine_model._FILE_CACHES:
+            cache.cache_clear()
+        assert [d() for d in dropped] == [None] * len(dropped)
+    finally:
+        gc.enable()
