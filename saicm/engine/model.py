@@ -21,7 +21,6 @@ from the machine layer: :mod:`saicm.engine.scalable`), so it is a
 
 from __future__ import annotations
 
-import functools
 import os
 
 import numpy as np
@@ -229,24 +228,63 @@ class PortableModel:
 _FILE_CACHES: list = []
 
 
+class _FileCache:
+    """``factory(info)`` per weight file (and name), the :data:`size` used last kept, each made again when its file's
+    :func:`~saicm.models.catalog.file_version` changes, which drops the older one: keyed by the version too (an
+    ``lru_cache``), a file rewritten or only touched (a chmod, a backup's hard link: the change time moves) took
+    another place at each change, a copy of its model that nothing would ask for again (8 copies of one model)."""
+
+    size = 8
+
+    def __init__(self, factory):
+        import collections
+        import threading
+
+        self._factory = factory
+        self._lock = threading.Lock()
+        self._entries: collections.OrderedDict = collections.OrderedDict()  # (path, name) → (version, made)
+
+    def _get(self, key, version):
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is None or entry[0] != version:
+                return None
+            self._entries.move_to_end(key)
+            return entry[1]
+
+    def __call__(self, info: ModelInfo):
+        from ..models.catalog import file_version, read_info
+
+        path = str(info.path.resolve())
+        key, version = (path, info.name), file_version(path)
+        made = self._get(key, version)
+        if made is not None:
+            return made
+        with self._lock:  # (an older version goes before the new one is made: not both in memory at once)
+            if key in self._entries and self._entries[key][0] != version:
+                del self._entries[key]
+        made = self._factory(read_info(path, name=info.name))  # (outside the lock: other models meanwhile)
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is not None and entry[0] == version:  # made by another thread meanwhile: one copy
+                made = entry[1]
+            self._entries[key] = (version, made)
+            self._entries.move_to_end(key)
+            while len(self._entries) > self.size:
+                self._entries.popitem(last=False)
+        return made
+
+    def cache_clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+
+
 def file_cache(factory):
     """``load(info)`` giving ``factory(info)``, made once per weight file and
-    :func:`~saicm.models.catalog.file_version` (an LRU of 8)."""
-
-    @functools.lru_cache(maxsize=8)
-    def _load(path: str, _version: tuple, name: str):
-        from ..models.catalog import read_info
-
-        return factory(read_info(path, name=name))
-
-    _FILE_CACHES.append(_load)
-
-    def load(info: ModelInfo):
-        p = str(info.path.resolve())
-        from ..models.catalog import file_version
-
-        return _load(p, file_version(p), info.name)
-
+    :func:`~saicm.models.catalog.file_version` (the 8 used last kept; a file's older version dropped:
+    :class:`_FileCache`)."""
+    load = _FileCache(factory)
+    _FILE_CACHES.append(load)
     return load
 
 
