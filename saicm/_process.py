@@ -260,8 +260,16 @@ class _CheckedStdout:
 
 
 def _discard_stdout(stream=None) -> None:
-    """Point stdout at /dev/null, so that flushing it at exit does not raise a second BrokenPipeError."""
+    """Point stdout (or ``stream``) at /dev/null, so that flushing it at exit does not raise a second
+    BrokenPipeError."""
     try:
-        os.dup2(os.open(os.devnull, os.O_WRONLY), (stream or sys.stdout).fileno())
+        null = os.open(os.devnull, os.O_WRONLY)
+    except OSError:
+        return
+    try:
+        os.dup2(null, (stream or sys.stdout).fileno())
     except (AttributeError, OSError, ValueError):  # not a real file (a test's capture)
         pass
+    finally:  # (the stream's descriptor is a copy of it: the one opened here was left open, one per call of an
+        # in-process main() whose reader went away; the soak audit)
+        os.close(null)

@@ -20,16 +20,9 @@ import threading
 def _discard_stderr() -> None:
     """Point stderr at /dev/null: its reader is gone, and the work goes on to its safe point (a training run to its
     checkpoint: the BrokenPipeError of this message stopped it at once, the steps since its last one lost)."""
-    try:
-        null = os.open(os.devnull, os.O_WRONLY)
-    except OSError:
-        return
-    try:
-        os.dup2(null, sys.stderr.fileno())
-    except (AttributeError, OSError, ValueError):  # not a real file (a test's capture)
-        pass
-    finally:  # (stderr's descriptor is a copy of it: the one opened here was left open)
-        os.close(null)
+    from ._process import _discard_stdout
+
+    _discard_stdout(sys.stderr)
 
 
 class StopRequest:

@@ -699,15 +699,21 @@ def test_a_lock_file_goes_with_its_holder_and_a_waiter_holds_the_file_there_now(
 
 
 @pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="counts /proc/self/fd")
-def test_pointing_stderr_at_dev_null_leaves_no_descriptor_open():
-    """A stop asked while stderr's reader is gone points stderr at /dev/null (saicm._signals): the descriptor it
-    opened for that stayed open beside stderr's copy of it."""
-    code = ("import os, sys\nfrom saicm._signals import _discard_stderr\nbefore = set(os.listdir('/proc/self/fd'))\n"
-            "_discard_stderr()\nafter = set(os.listdir('/proc/self/fd'))\nprint(sorted(after - before))\n"
-            "print(os.path.realpath('/proc/self/fd/2'))\n")
+@pytest.mark.parametrize("call, fd", [("from saicm._signals import _discard_stderr as f\nf()", 2),
+                                      ("from saicm._process import _discard_stdout as f\nf(sys.stdout)", 1)],
+                         ids=["stderr-stop", "stdout-broken-pipe"])
+def test_pointing_a_stream_at_dev_null_leaves_no_descriptor_open(call, fd, tmp_path):
+    """A stop asked while stderr's reader is gone points stderr at /dev/null (saicm._signals), and a broken pipe
+    stdout (or stderr, by the command line): the descriptor opened for that stayed open beside the stream's copy of
+    it, one more at each in-process main() whose reader went away (the soak audit)."""
+    said = tmp_path / "said.txt"
+    code = (f"import os, sys\nbefore = set(os.listdir('/proc/self/fd'))\n{call}\n"
+            "after = set(os.listdir('/proc/self/fd'))\n"
+            f"open({str(said)!r}, 'w').write(repr(sorted(after - before)) + '\\n' + "
+            f"os.path.realpath('/proc/self/fd/{fd}'))\n")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
-    assert r.stdout.splitlines() == ["[]", os.devnull]
+    assert said.read_text().splitlines() == ["[]", os.devnull]
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="advisory locks (fcntl)")
