@@ -1331,7 +1331,7 @@ def test_a_model_dropped_from_the_cache_is_freed_at_once(model):
 
     from saicm.engine import model as engine_model
     from saicm.engine.scalable import load_scalable
-    from saicm.models.catalog import resolve
+    from saicm.models.catalog import release_model_caches, resolve
 
     data = saicm.compress(natural_image(64, 64), model=model, quality=2)
     saicm.decompress(data)
@@ -1344,8 +1344,7 @@ def test_a_model_dropped_from_the_cache_is_freed_at_once(model):
     gc.collect()
     gc.disable()
     try:
-        for cache in engine_model._FILE_CACHES:
-            cache.cache_clear()
+        release_model_caches()
         assert [d() for d in dropped] == [None] * len(dropped)
     finally:
         gc.enable()
@@ -1378,3 +1377,12 @@ def test_a_model_file_changed_on_disk_leaves_no_copy_of_its_older_version_in_mem
         assert np.asarray(saicm.decompress(data, model=str(path))).shape == (64, 64, 3)
     finally:
         gc.enable()
+    from saicm.models import zoo
+
+    # the PyTorch models alike (the same cache since: one copy of each ~20 MB model, not 8)
+    saicm.compress(image, model=str(path), quality=2, engine="torch")
+    first = weakref.ref(zoo.load_model(str(path))[0])
+    gc.collect()
+    os.chmod(path, 0o644)
+    saicm.compress(image, model=str(path), quality=2, engine="torch")
+    assert first() is None and zoo.load_model(str(path))[0] is zoo.load_model(str(path))[0]

@@ -28,7 +28,7 @@ import numpy as np
 from ..entropy.bounded import TOO_MANY_ESCAPES  # (what every encoder says of a latent it cannot code)
 from ..entropy.tables import ESCAPE_LIMIT, CdfTables
 from ..errors import FormatError, ModelError
-from ..models.catalog import ModelInfo, check_finite
+from ..models.catalog import ModelInfo, check_finite, model_cache, release_model_caches
 from .hypernet import FRAC, IntegerHyperSynthesis, ScaleIndex, exact_exp, scale_thresholds
 
 #: architectures the portable engine codes (the context model: :mod:`saicm.engine.context`)
@@ -224,70 +224,6 @@ class PortableModel:
         return self.dequantise(self.decode_units(strings, z_shape, strip_rows, tick=tick), quality)
 
 
-#: the caches of :func:`file_cache` (emptied by :func:`release_models`)
-_FILE_CACHES: list = []
-
-
-class _FileCache:
-    """``factory(info)`` per weight file (and name), the :data:`size` used last kept, each made again when its file's
-    :func:`~saicm.models.catalog.file_version` changes, which drops the older one: keyed by the version too (an
-    ``lru_cache``), a file rewritten or only touched (a chmod, a backup's hard link: the change time moves) took
-    another place at each change, a copy of its model that nothing would ask for again (8 copies of one model)."""
-
-    size = 8
-
-    def __init__(self, factory):
-        import collections
-        import threading
-
-        self._factory = factory
-        self._lock = threading.Lock()
-        self._entries: collections.OrderedDict = collections.OrderedDict()  # (path, name) → (version, made)
-
-    def _get(self, key, version):
-        with self._lock:
-            entry = self._entries.get(key)
-            if entry is None or entry[0] != version:
-                return None
-            self._entries.move_to_end(key)
-            return entry[1]
-
-    def __call__(self, info: ModelInfo):
-        from ..models.catalog import file_version, read_info
-
-        path = str(info.path.resolve())
-        key, version = (path, info.name), file_version(path)
-        made = self._get(key, version)
-        if made is not None:
-            return made
-        with self._lock:  # (an older version goes before the new one is made: not both in memory at once)
-            if key in self._entries and self._entries[key][0] != version:
-                del self._entries[key]
-        made = self._factory(read_info(path, name=info.name))  # (outside the lock: other models meanwhile)
-        with self._lock:
-            entry = self._entries.get(key)
-            if entry is not None and entry[0] == version:  # made by another thread meanwhile: one copy
-                made = entry[1]
-            self._entries[key] = (version, made)
-            self._entries.move_to_end(key)
-            while len(self._entries) > self.size:
-                self._entries.popitem(last=False)
-        return made
-
-    def cache_clear(self) -> None:
-        with self._lock:
-            self._entries.clear()
-
-
-def file_cache(factory):
-    """``load(info)`` giving ``factory(info)``, made once per weight file and
-    :func:`~saicm.models.catalog.file_version` (the 8 used last kept; a file's older version dropped:
-    :class:`_FileCache`)."""
-    load = _FileCache(factory)
-    _FILE_CACHES.append(load)
-    return load
-
-
 def portable_model(info: ModelInfo) -> PortableModel:
     """The portable model of ``info``, of the class that codes its architecture."""
     from .context import PortableContextModel
@@ -295,8 +231,8 @@ def portable_model(info: ModelInfo) -> PortableModel:
     return PortableContextModel(info) if info.architecture == PortableContextModel.architecture else PortableModel(info)
 
 
-#: the portable model of a weight file (cached per file and its version: :func:`~saicm.models.catalog.file_version`)
-load = file_cache(portable_model)
+#: the portable model of a weight file (the 8 used last: :func:`~saicm.models.catalog.model_cache`)
+load = model_cache(portable_model)
 
 
 def release_models() -> None:
@@ -309,12 +245,8 @@ def release_models() -> None:
 
     from .parallel import shutdown_pools
 
-    for cache in _FILE_CACHES:
-        cache.cache_clear()
+    release_model_caches()  # (the portable models' and, where PyTorch is, the PyTorch models')
     shutdown_pools()
-    zoo = sys.modules.get("saicm.models.zoo")  # (loaded only where PyTorch is)
-    if zoo is not None:
-        zoo._load_cached.cache_clear()
     gc.collect()
     if sys.platform.startswith("linux"):
         try:

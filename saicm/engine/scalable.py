@@ -29,11 +29,11 @@ from ..codec.image_io import ImageLike, load_padded
 from ..codec.tiling import needs_strips, strip_count, strip_rows, to_pixels
 from ..errors import FormatError, ModelError
 from ..models.catalog import (SCALABLE_ARCHITECTURE as ARCHITECTURE, ModelInfo, check_finite, check_fusion_channels,
-                              locate)
+                              locate, model_cache)
 from .codec import padded
 from .context import PortableContextModel
 from .hypernet import condition_network
-from .model import PortableModel, file_cache, load, supports
+from .model import PortableModel, load, supports
 from .runtime import transforms
 
 
@@ -171,4 +171,4 @@ class PortableScalable:
 
 
 #: the portable human-layer model of a scalable weight file (cached per file and modification time)
-load_scalable = file_cache(PortableScalable)
+load_scalable = model_cache(PortableScalable)

@@ -85,6 +85,74 @@ def file_version(path: str | os.PathLike) -> tuple[int, int, int, int]:
     return st.st_mtime_ns, st.st_ctime_ns, st.st_size, st.st_ino
 
 
+#: the caches of :func:`model_cache` (emptied by :func:`release_model_caches`)
+_MODEL_CACHES: list = []
+
+
+class ModelCache:
+    """``factory(info)`` per weight file (and name), the :data:`size` used last kept, each made again when its file's
+    :func:`file_version` changes, which drops the older one: keyed by the version too (an ``lru_cache``), a file
+    rewritten or only touched (a chmod, a backup's hard link: the change time moves) took another place at each
+    change, a copy of its model that nothing would ask for again (8 copies of one model). Thread-safe; one copy of a
+    model made by two threads at once is kept."""
+
+    size = 8
+
+    def __init__(self, factory):
+        import collections
+        import threading
+
+        self._factory = factory
+        self._lock = threading.Lock()
+        self._entries: collections.OrderedDict = collections.OrderedDict()  # (path, name) → (version, made)
+
+    def _get(self, key, version):
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is None or entry[0] != version:
+                return None
+            self._entries.move_to_end(key)
+            return entry[1]
+
+    def __call__(self, info: ModelInfo):
+        path = str(info.path.resolve())
+        key, version = (path, info.name), file_version(path)
+        made = self._get(key, version)
+        if made is not None:
+            return made
+        with self._lock:  # (an older version goes before the new one is made: not both in memory at once)
+            if key in self._entries and self._entries[key][0] != version:
+                del self._entries[key]
+        made = self._factory(read_info(path, name=info.name))  # (outside the lock: other models meanwhile)
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is not None and entry[0] == version:  # made by another thread meanwhile: one copy
+                made = entry[1]
+            self._entries[key] = (version, made)
+            self._entries.move_to_end(key)
+            while len(self._entries) > self.size:
+                self._entries.popitem(last=False)
+        return made
+
+    def cache_clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+
+
+def model_cache(factory) -> ModelCache:
+    """``load(info)`` giving ``factory(info)``, made once per weight file and :func:`file_version` (the 8 used last
+    kept; a file's older version dropped: :class:`ModelCache`), emptied by :func:`release_model_caches`."""
+    load = ModelCache(factory)
+    _MODEL_CACHES.append(load)
+    return load
+
+
+def release_model_caches() -> None:
+    """Empty every :func:`model_cache` (the portable engine's and the PyTorch models')."""
+    for cache in _MODEL_CACHES:
+        cache.cache_clear()
+
+
 @functools.lru_cache(maxsize=64)
 def _sha256(path: str, _version: tuple) -> bytes:
     with open(path, "rb") as f:

@@ -24,7 +24,8 @@ from ..errors import ModelError, names_as_utf8
 from .catalog import (  # noqa: F401  (re-exported: the catalogue is part of the zoo's API)
     DEFAULT_MODEL, LOSS_NAMES, RECOMMENDED_MACHINE_MODEL, RECOMMENDED_SCALABLE_MODEL, RETIRED_MODELS, SUFFIX,
     WEIGHTS_DIR, ModelInfo, _sha256, check_finite, default_model_name, default_quality, describe, file_checksum,
-    file_version, full_checksum, locate, model_table, non_finite, read_info, resolve, shipped_models, user_model_dir)
+    file_version, full_checksum, locate, model_cache, model_table, non_finite, read_info, resolve, shipped_models,
+    user_model_dir)
 from .registry import build_architecture
 
 
@@ -321,11 +322,13 @@ def instantiate(info: ModelInfo) -> torch.nn.Module:
     return model
 
 
-@functools.lru_cache(maxsize=8)
-def _load_cached(path: str, _version: tuple) -> torch.nn.Module:
-    model = instantiate(read_info(path))
+def _coding_model(info: ModelInfo) -> torch.nn.Module:
     # channels-last: oneDNN's CPU convolutions run ~20% faster (measured on N=64 transforms).
-    return model.to(memory_format=torch.channels_last)
+    return instantiate(info).to(memory_format=torch.channels_last)
+
+
+#: the PyTorch model of a weight file, as coding uses it (the 8 used last: :func:`~saicm.models.catalog.model_cache`)
+_loaded = model_cache(_coding_model)
 
 
 def open_model(model: str | os.PathLike | None = None) -> tuple[torch.nn.Module, ModelInfo]:
@@ -345,7 +348,6 @@ def load_model(model: str | os.PathLike | None = None) -> tuple[torch.nn.Module,
     """Load a shipped model by name, or a weight file by path, ready to code (shared, cached: saicm's own use;
     the public ``saicm.load_model`` is :func:`open_model`)."""
     info = resolve(model)
-    p = str(info.path.resolve())
-    return _load_cached(p, file_version(p)), info
+    return _loaded(info), info
 
 
