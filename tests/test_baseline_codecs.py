@@ -366,6 +366,10 @@ def test_an_ffmpeg_that_hangs_crashes_or_babbles_is_one_line_in_bounded_time(tmp
             call()
         assert "\n" not in str(e.value)
     assert time.monotonic() - started < 20
+    # (the fakes that crash or babble are not timed: each is a Python that must start first, which took more than
+    # 0.5 s on a loaded machine, and the crash was "did not finish within 0.5 s")
+    monkeypatch.setattr(ff, "QUERY_TIMEOUT", 60)
+    monkeypatch.setattr(ff, "RUN_TIMEOUT", 60)
     crash = _fake_ffmpeg(tmp_path, "os.kill(os.getpid(), signal.SIGSEGV)")
     with pytest.raises(SaicmError, match="hevc decode: ffmpeg: killed by SIGSEGV, no output"):
         ff.run_ffmpeg(crash, [], b"x", "hevc decode")

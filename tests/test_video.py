@@ -126,7 +126,8 @@ def test_an_ffmpeg_that_dies_or_stalls_while_reading_a_clip_is_said(tmp_path, mo
     after its last frame a traceback after a minute."""
     clip = tmp_path / "clip.mp4"
     clip.write_bytes(b"\x00" * 64)
-    monkeypatch.setattr(io, "EXIT_TIMEOUT", 0.5)
+    # (the limits are made 0.5 s only for what follows the fake's frames: the fake is a Python that must start first,
+    # which took more than 0.5 s on a loaded machine, and a frame not yet written then was "no frame (0 read)")
     monkeypatch.setattr(io, "_exe", lambda: _fake_reader(tmp_path, "os.kill(os.getpid(), signal.SIGKILL)"))
     with pytest.raises(SaicmError, match=r"ffmpeg stopped after 2 frames \(killed by SIGKILL\)"):
         io.read_clip(clip)
@@ -134,16 +135,21 @@ def test_an_ffmpeg_that_dies_or_stalls_while_reading_a_clip_is_said(tmp_path, mo
     with pytest.warns(UserWarning, match=r"ffmpeg reported errors while decoding \(exit code 1\): a damaged clip\? "
                                          r"2 frames were read"):
         assert io.read_clip(clip).n == 2
+    monkeypatch.setattr(io, "EXIT_TIMEOUT", 0.5)  # (timed from the end of the frames: the fake's closed output)
     monkeypatch.setattr(io, "_exe", lambda: _fake_reader(tmp_path, "os.close(1); time.sleep(30)"))
     started = time.monotonic()
     with pytest.raises(SaicmError, match=r"ffmpeg did not exit within 0.5 s of its last frame \(2 read\)"):
         io.read_clip(clip)
     assert time.monotonic() - started < 20
-    monkeypatch.setattr(io, "READ_TIMEOUT", 0.5)  # one that hangs before its last frame: the read blocked for ever
+    # one that hangs before its last frame: the read blocked for ever (read_clip's frames, the first two read with
+    # READ_TIMEOUT as it is, the third with 0.5 s)
     monkeypatch.setattr(io, "_exe", lambda: _fake_reader(tmp_path, "time.sleep(30)"))
+    frames = io._ffmpeg_frames(str(clip), 0, None, 64, 48, False, None)
+    assert next(frames).shape == next(frames).shape == (48, 64, 3)
+    monkeypatch.setattr(io, "READ_TIMEOUT", 0.5)
     started = time.monotonic()
     with pytest.raises(SaicmError, match=r"ffmpeg gave no frame within 0.5 s \(2 read\): stopped"):
-        io.read_clip(clip)
+        next(frames)
     assert time.monotonic() - started < 20
     crash = tmp_path / "crash"
     crash.write_text(f"#!{sys.executable}\nimport os, signal\nos.kill(os.getpid(), signal.SIGSEGV)\n")
@@ -1632,8 +1638,15 @@ def test_an_ffmpeg_that_dies_before_a_frame_or_warns_as_it_fails_is_said_as_it_h
     WRITE_TIMEOUT (mutation audit: none of these was checked)."""
     clip = tmp_path / "clip.mp4"
     clip.write_bytes(b"\x00" * 64)
-    monkeypatch.setattr(io, "EXIT_TIMEOUT", 0.5)
-    monkeypatch.setattr(io, "WRITE_TIMEOUT", 0.5)
+    # (WRITE_TIMEOUT is 0.5 s only after the last frame of the fake that hangs: the fake is a Python that must start
+    # before it reads a frame, which took more than 0.5 s on a loaded machine, and a fake that was to be killed was
+    # "took no frame within 0.5 s"; 60 s elsewhere, which no working fake reaches)
+    monkeypatch.setattr(io, "WRITE_TIMEOUT", 60)
+
+    def frames_then(limit):
+        yield from enumerate(synthetic_clip()[:, None])
+        monkeypatch.setattr(io, "WRITE_TIMEOUT", limit)  # (what write_video waits after the last frame)
+
     dies = _fake_reader(tmp_path, "")
     dies_text = open(dies).read().replace("sys.stdout.buffer.write(bytes(64 * 48 * 3 * 2))",
                                           "os.kill(os.getpid(), signal.SIGKILL)")
@@ -1646,14 +1659,14 @@ def test_an_ffmpeg_that_dies_before_a_frame_or_warns_as_it_fails_is_said_as_it_h
     with pytest.warns(UserWarning, match=r"while decoding \(Invalid NAL unit size; exit code 1\): a damaged clip\? "
                                          r"2 frames were read"):
         assert io.read_clip(clip).n == 2
-    for body, said in (("os.kill(os.getpid(), signal.SIGKILL)", r"\(ffmpeg: killed by SIGKILL\)"),
-                       ("time.sleep(30)", r"\(ffmpeg did not finish within 0.5 s of its last frame\)")):
+    for body, limit, said in (("os.kill(os.getpid(), signal.SIGKILL)", 60, r"\(ffmpeg: killed by SIGKILL\)"),
+                              ("time.sleep(30)", 0.5, r"\(ffmpeg did not finish within 0.5 s of its last frame\)")):
         fake = tmp_path / "ffmpeg"
         fake.write_text(f"#!{sys.executable}\nimport os, signal, sys, time\nsys.stdin.buffer.read()\n{body}\n")
         fake.chmod(0o755)
         monkeypatch.setattr(io, "_exe", lambda: str(fake))
         started = time.monotonic()
         with pytest.raises(SaicmError, match=rf"cannot write video {said}"):
-            io.write_video(enumerate(synthetic_clip()[:, None]), tmp_path / "out.mkv", 64, 48, Fraction(25))
+            io.write_video(frames_then(limit), tmp_path / "out.mkv", 64, 48, Fraction(25))
         assert time.monotonic() - started < 20
         assert sorted(p.name for p in tmp_path.iterdir()) == ["clip.mp4", "ffmpeg"]
