@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -355,6 +356,12 @@ def _warns_like_pillow(job):  # a folder job for the pool: a library's warning (
     return {}
 
 
+#: the warning of a folder job whose workers' threads outnumber the CPUs: `--jobs 2` says it where one CPU is usable
+#: (a one-vCPU CI runner, `taskset -c 0`, a CPU quota under 2) or $SAICM_THREADS asks for more; a test of other
+#: warnings leaves it out (two failed so on one CPU)
+_THE_MACHINES_CORES = re.compile(r"^saicm: warning: --jobs \d+ on \d+ CPUs?: .* share the cores")
+
+
 @pytest.mark.parametrize("workers", [1, 2])
 def test_other_libraries_warnings_in_a_folder_job_name_their_file_in_one_line(tmp_path, workers):
     """Pillow's "Corrupt EXIF data" (a photo's orientation may be lost with it) in `saicm compress DIR 2> job.log`
@@ -374,11 +381,12 @@ batch.run(_warns_like_pillow, jobs, workers={workers}, progress=False)
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
                        env=dict(os.environ, OMP_NUM_THREADS="1"))
     assert r.returncode == 0, r.stderr
-    exif = sorted(x for x in r.stderr.splitlines() if "EXIF" in x)
+    said = "".join(x for x in r.stderr.splitlines(keepends=True) if not _THE_MACHINES_CORES.search(x))
+    exif = sorted(x for x in said.splitlines() if "EXIF" in x)
     assert exif == [f"saicm: warning: {tmp_path / f'{i}.jpg'}: Corrupt EXIF data.  Expecting to read 12 bytes but "
                     "only got 0. (UserWarning, TiffImagePlugin.py:982)" for i in range(3)], r.stderr
-    assert "warnings.warn" not in r.stderr and r.stderr.count("\n") == 3 + r.stderr.count("same note"), r.stderr
-    assert 1 <= r.stderr.count("saicm: warning: the same note of saicm's for every file") <= workers, r.stderr
+    assert "warnings.warn" not in said and said.count("\n") == 3 + said.count("same note"), r.stderr
+    assert 1 <= said.count("saicm: warning: the same note of saicm's for every file") <= workers, r.stderr
 
 
 def _fails(job):  # a folder job whose every file fails
@@ -1738,7 +1746,8 @@ def test_a_warning_during_a_folder_job_on_a_terminal_is_a_line_of_its_own(tmp_pa
     assert code == 0, seen
     # (what stays on each line of the screen: the terminal ends lines with \r\n)
     shown = [line.rstrip(b"\r").split(b"\r")[-1] for line in seen.split(b"\n")]
-    said = [line for line in shown if b"saicm: warning:" in line]
+    said = [line for line in shown if b"saicm: warning:" in line
+            and not _THE_MACHINES_CORES.search(line.decode("utf-8", "replace"))]
     assert len(said) == 1 and said[0].startswith(b"saicm: warning: ") and b"2 frames" in said[0], seen
 
 
