@@ -4,6 +4,7 @@ carriage returns."""
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 import time
@@ -30,7 +31,9 @@ class StatusLines:
     at most every :data:`LINE_SECONDS` unless forced."""
 
     def __init__(self, command: str, on: bool):
-        self.command, self.on, self.last = command, on, 0.0  # (the first line as soon as there is one)
+        # (the first line as soon as there is one: from 0.0, time.monotonic()'s seconds since the machine started, it
+        # waited for LINE_SECONDS after boot, a job started by a boot script; the flaky-tests audit)
+        self.command, self.on, self.last = command, on, -math.inf
 
     def say(self, status: str, force: bool = False) -> None:
         if self.on and (force or time.monotonic() - self.last >= LINE_SECONDS):

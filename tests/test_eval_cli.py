@@ -743,10 +743,10 @@ def test_off_a_terminal_a_sweep_prints_status_lines_not_silence(tmp_path, monkey
     assert lines[0].startswith("saicm eval: jpeg") and " quality 30: " in lines[0]
     done = [x for x in lines if " done (" in x]
     assert len(done) == 2 and "done (2/2): " in done[1] and " bpp, PSNR " in done[1] and "\r" not in "".join(lines)
-    monkeypatch.setattr(_progress, "LINE_SECONDS", 1e9)  # throttled: the qualities' lines alone
+    monkeypatch.setattr(_progress, "LINE_SECONDS", 1e9)  # throttled: the first line and the qualities' lines alone
     assert main([*argv, "-o", str(tmp_path / "b.json")]) == 0
     lines = [x for x in capsys.readouterr().err.splitlines() if x.startswith("saicm eval: ")]
-    assert len(lines) == 2 and all(" done (" in x for x in lines), lines
+    assert len(lines) == 3 and " quality 30: 1/3 images" in lines[0] and all(" done (" in x for x in lines[1:]), lines
     assert main([*argv, "-o", str(tmp_path / "c.json"), "--quiet"]) == 0
     assert "saicm eval: " not in capsys.readouterr().err
 
