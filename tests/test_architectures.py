@@ -381,6 +381,21 @@ def test_the_api_prints_no_warning_of_compressais_import_and_leaves_the_users_ow
     assert r.stderr.count("`torch.jit.script` is deprecated") == 1 and "the user's own" in r.stderr  # not hidden
 
 
+
+def test_loading_a_model_leaves_pytorchs_random_generator_as_it_was(tiny_model):
+    """Building a model before its weights are read initialised every layer from PyTorch's global generator: a
+    program's own seeded draws came out otherwise after ``saicm.load_model`` (or a first coding with PyTorch)."""
+    import saicm
+
+    torch.manual_seed(7)
+    want = torch.rand(4)
+    torch.manual_seed(7)
+    net, _ = saicm.load_model(tiny_model)
+    assert torch.equal(torch.rand(4), want)
+    again, _ = saicm.load_model(tiny_model)  # (the same weights: the file's, whatever the initialisation drew)
+    assert all(torch.equal(a, b) for a, b in zip(net.state_dict().values(), again.state_dict().values()))
+
+
 def test_a_plugin_package_edited_in_another_module_than_its_classes_is_another_codec(tmp_path, monkeypatch):
     """The decode cache's key held the source files of the architecture's classes alone: a package whose layers
     live in a module of their own (``mycodec/layers.py``) was edited with the same key, and `saicm eval` served the

@@ -304,10 +304,39 @@ def load_strict(model: torch.nn.Module, state: dict, source: str, what: str) -> 
         raise ModelError(f"the weights do not fit {what} ({detail[:200]})", source) from None
 
 
+class PrivateRandom(torch.overrides.TorchFunctionMode):
+    """Inside, in this thread, the random draws of torch functions come from a generator of their own (seeded 0), not
+    from PyTorch's global one: for building a model whose initial weights its file's then replace. Building drew
+    from the global generator (every layer's initialisation), so a program that seeded PyTorch for draws of its own
+    got other numbers after ``saicm.load_model`` or a first coding with PyTorch (``engine="torch"``, format 1
+    files): which, in a service, depended on the calls made before (the models cached) and on its other threads.
+    (A mode is per thread, as the global generator is not: saving and restoring the global state instead would
+    have given another thread's draws made meanwhile twice.)"""
+
+    #: draws that take ``generator=`` but are not always given one (``nn.init``'s pass theirs, None by default)
+    DRAWS = frozenset(("uniform_", "normal_", "random_", "exponential_", "cauchy_", "log_normal_", "geometric_",
+                       "bernoulli_", "rand", "randn", "randint", "randperm", "normal", "bernoulli", "multinomial",
+                       "poisson"))
+
+    def __init__(self):
+        super().__init__()
+        self.generator = torch.Generator().manual_seed(0)
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = dict(kwargs or {})
+        if kwargs.get("generator", 0) is None or ("generator" not in kwargs
+                                                   and getattr(func, "__name__", "") in self.DRAWS):
+            kwargs["generator"] = self.generator
+        return func(*args, **kwargs)
+
+
 def instantiate(info: ModelInfo) -> torch.nn.Module:
-    """A new model built from a weight file (not cached: the caller may change it), in eval mode, frozen."""
+    """A new model built from a weight file (not cached: the caller may change it), in eval mode, frozen. Its
+    initial weights, replaced by the file's, draw nothing from PyTorch's global random generator
+    (:class:`PrivateRandom`)."""
     path = str(info.path)
-    model = build_from_info(info)
+    with PrivateRandom():
+        model = build_from_info(info)
     # (a base read inside a scalable model's constructor counted against that model's budget: the imported ICM-v1
     # pair, a 307 MB base under a 269 MB scalable file, was refused as "an edited or damaged file")
     with AllocationBudget.outside():
