@@ -382,6 +382,28 @@ def test_the_api_prints_no_warning_of_compressais_import_and_leaves_the_users_ow
 
 
 
+def test_importing_compressai_keeps_the_warning_filters_the_program_set_meanwhile(tiny_model):
+    """The import of CompressAI (seconds, at the first PyTorch model) ran in ``warnings.catch_warnings()``, which put
+    the whole filter list back afterwards: a filter a service's other thread set meanwhile was lost. Set here from
+    within the import (an import hook asked for ``compressai``), where another thread's would come."""
+    code = ("import sys, warnings, saicm\n"
+            "class Mine(UserWarning): pass\n"
+            "class Hook:\n"
+            "    def find_spec(self, name, path=None, target=None):\n"
+            "        if name == 'compressai':\n"
+            "            warnings.simplefilter('error', Mine)\n"
+            "        return None\n"
+            "sys.meta_path.insert(0, Hook())\n"
+            f"saicm.load_model({str(tiny_model)!r})\n"
+            "assert 'compressai' in sys.modules\n"
+            "print([f[0] for f in warnings.filters if f[2] is Mine])\n")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONWARNINGS"}
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=env)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "['error']"
+    assert "`torch.jit.script` is deprecated" not in r.stderr  # (still silenced)
+
+
 def test_loading_a_model_leaves_pytorchs_random_generator_as_it_was(tiny_model):
     """Building a model before its weights are read initialised every layer from PyTorch's global generator: a
     program's own seeded draws came out otherwise after ``saicm.load_model`` (or a first coding with PyTorch)."""

@@ -12,11 +12,26 @@ folder), the import fails: that is one :class:`~saicm.errors.SaicmError` line na
 lines from ``saicm eval`` or ``saicm demo``.
 """
 
+import re
 import warnings
 
 from ..train.compiling import importing_dynamo
 
-with importing_dynamo():  # (an import that failed before is not retried: see there)
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=r"`torch\.jit\.script` is deprecated", category=FutureWarning)
+#: the filter that silences it, as ``warnings.filterwarnings`` enters it in ``warnings.filters``
+_FILTER = ("ignore", re.compile(r"`torch\.jit\.script` is deprecated", re.I), FutureWarning, None, 0)
+
+# (this filter alone is added and then taken out: ``warnings.catch_warnings`` put the whole list back as it was
+# before the import, which takes seconds, so a filter that a service's other thread set meanwhile was lost)
+_added = _FILTER not in warnings.filters
+if _added:
+    warnings.filterwarnings("ignore", message=_FILTER[1].pattern, category=FutureWarning)
+try:
+    with importing_dynamo():  # (an import that failed before is not retried: see there)
         import compressai  # noqa: F401
+finally:
+    if _added:
+        try:
+            warnings.filters.remove(_FILTER)
+        except ValueError:  # (the caller reset the filters meanwhile)
+            pass
+        getattr(warnings, "_filters_mutated", lambda: None)()
