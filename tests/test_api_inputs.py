@@ -99,6 +99,35 @@ def test_a_callers_file_object_is_left_open(tmp_path, tiny_model):
             assert fp.read() == buf.getvalue()
 
 
+
+def test_an_image_opened_in_text_mode_is_an_image_error_saying_so(tmp_path, tiny_model):
+    """saicm.compress(open(path)) without "b": a TypeError from deep inside ("string argument without an encoding")
+    for a file that read as text, "cannot read image (UnicodeDecodeError ...)" for a PNG (saicm.decompress said
+    "opened in text mode")."""
+    import io
+
+    Image.fromarray(natural_image(20, 30)).save(tmp_path / "a.png")
+    (tmp_path / "a.ppm").write_text("P3\n1 1\n255\n0 0 0\n")  # (an image of text)
+
+    class TextReader:  # a file object of the caller's own that reads str
+        def __init__(self):
+            self._f = io.StringIO("P3\n1 1\n255\n0 0 0\n")
+
+        def read(self, n=-1):
+            return self._f.read(n)
+
+        def seek(self, *a):
+            return self._f.seek(*a)
+
+        def tell(self):
+            return self._f.tell()
+
+    with open(tmp_path / "a.png", encoding="latin-1") as png, open(tmp_path / "a.ppm") as ppm:
+        for fp in (png, ppm, io.StringIO("P3\n1 1\n255\n0 0 0\n"), TextReader()):
+            with pytest.raises(saicm.ImageError, match=r"text.*'rb'"):
+                saicm.compress(fp, model=tiny_model, quality=1)
+
+
 def test_a_coded_file_object_is_read_from_where_it_is_and_one_at_its_end_is_told_to_seek(tiny_model):
     """decompress, describe, strip and the video decoders read a file object from where it is (np.load's and
     torch.load's rule: a coded file inside a file of one's own is read at its offset); a BytesIO just written to,

@@ -132,6 +132,9 @@ def _open(src: ImageLike, max_pixels: int | None = None) -> tuple[Image.Image, s
         if src.ndim >= 2:
             check_pixels(int(src.shape[0]), int(src.shape[1]), max_pixels, what="the image")
         return _from_array(src), None
+    if isinstance(src, io.TextIOBase):  # (open(path) without "b": a TypeError from deep inside, or a
+        # UnicodeDecodeError named as the image's damage; saicm.decompress said so already)
+        raise ImageError("the image was opened in text mode: open it with 'rb'")
     if isinstance(src, (bytes, bytearray, memoryview)) or hasattr(src, "read"):  # an image file's contents
         fp = io.BytesIO(bytes(src)) if not hasattr(src, "read") else _Borrowed(src)
         if isinstance(fp, io.BytesIO) and not fp.getbuffer().nbytes:
@@ -387,6 +390,8 @@ def _not_an_image(fp) -> str | None:
             head = fp.read(64)
     except (OSError, ValueError):
         return None
+    if not isinstance(head, (bytes, bytearray)):  # (a file object of the caller's own that reads text)
+        return "the image was read as text: open it in binary mode ('rb')"
     kind = file_kind(head)
     if kind is None or kind[0].endswith(" image"):  # (an image Pillow could not read: Pillow's word is the one)
         return None
