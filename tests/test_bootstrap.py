@@ -131,7 +131,7 @@ def test_an_uneven_saving_gives_an_interval_around_the_figure():
     assert ci.low < narrow.low < narrow.high < ci.high
 
 
-def test_images_without_ms_ssim_count_as_in_the_points(tmp_path):
+def test_images_without_ms_ssim_count_as_in_the_points(tmp_path, monkeypatch):
     """MS-SSIM is NaN for images of 160 pixels or less a side; the points average it over the other images, and
     so must every draw (they averaged the NaN in: draws with that image failed, and the interval of a 20 %
     saving excluded the point)."""
@@ -148,10 +148,25 @@ def test_images_without_ms_ssim_count_as_in_the_points(tmp_path):
                                 "ms_ssim": float(np.nanmean([e["ms_ssim"] for e in ent]))})
         return r
 
-    ci = bd_rate_ci(run("a", 1.0), run("t", 0.8), "ms_ssim", replicates=100)
+    import warnings
+
+    def swapped(*a, **k):  # (it swaps the process's filters for every thread: a service's other threads lost the
+        # filters they set meanwhile; the reentrancy audit)
+        raise AssertionError("the draws' means swapped the process's warning filters")
+
+    with monkeypatch.context() as m:
+        m.setattr(warnings, "catch_warnings", swapped)
+        ci = bd_rate_ci(run("a", 1.0), run("t", 0.8), "ms_ssim", replicates=100)
     assert ci.percent == pytest.approx(-20.0, abs=1e-9)
     assert ci.low == pytest.approx(-20.0, abs=1e-9) and ci.high == pytest.approx(-20.0, abs=1e-9)
     assert ci.failed == 0
+    from saicm.eval.bootstrap import _nanmean
+
+    values = np.array([[1.0, np.nan, 2.0], [np.nan, np.nan, 4.0], [0.3, np.nan, np.inf]])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # (no "Mean of empty slice" for the column of NaN alone)
+        means = _nanmean(values)
+    assert means[0] == np.float64(0.65) and np.isnan(means[1]) and means[2] == np.inf
     # written as standard JSON (NaN is not JSON: other tools refused the files), read back the same
     for name, factor in (("a", 1.0), ("t", 0.8)):
         results.save(run(name, factor), tmp_path / f"{name}.json")

@@ -36,7 +36,6 @@ import copy
 import hashlib
 import io
 import math
-import warnings
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Sequence
 
@@ -162,6 +161,18 @@ def _per_image_matrix(result: dict, names: list[str], key: str) -> np.ndarray:
     return out
 
 
+def _nanmean(values: np.ndarray) -> np.ndarray:
+    """``np.nanmean(values, axis=0)`` (the same sums, the same result), NaN for a column of NaN alone without its
+    "Mean of empty slice" warning: silenced by ``warnings.catch_warnings``, which swaps the process's warning filters
+    for every thread, a filter another thread of a service set meanwhile was lost (the reentrancy audit)."""
+    import numpy as np
+
+    have = ~np.isnan(values)
+    count = have.sum(axis=0)
+    total = np.where(have, values, 0.0).sum(axis=0)
+    return np.divide(total, count, out=np.full(np.shape(total), np.nan), where=count > 0)
+
+
 def replicate_curves(result: dict, metric: str, idx: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
     """(rates, values) of ``result`` on every draw (rows of ``idx`` index its sorted image names)."""
     import numpy as np
@@ -175,9 +186,7 @@ def replicate_curves(result: dict, metric: str, idx: np.ndarray) -> list[tuple[n
         vals = _per_image_matrix(result, names, metric)[:, keep]
         # as the points average them (saicm.eval.rd): over the images that have the metric (MS-SSIM is NaN for
         # images of 160 pixels or less a side); a draw of such images only has no value (it fails)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
-            return [(rates[row].mean(axis=0), np.nanmean(vals[row], axis=0)) for row in idx]
+        return [(rates[row].mean(axis=0), _nanmean(vals[row])) for row in idx]
     key = _stored_key(result, metric)
     stored = []
     for p in result["points"]:
@@ -233,9 +242,7 @@ def _check_points_are_image_means(result: dict, metric: str) -> None:
     keys = ["bpp"] + ([metric] if metric in PER_IMAGE_METRICS else [])
     for key in keys:
         values = _per_image_matrix(result, names, key)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
-            means = np.nanmean(values, axis=0)
+        means = _nanmean(values)
         for p, m in zip(result["points"], means):
             v = p.get(key)
             if v is None or not np.isfinite(m):
