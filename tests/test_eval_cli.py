@@ -462,13 +462,33 @@ def test_the_default_cache_made_open_by_an_older_saicm_is_closed_and_a_chosen_on
     assert "not yours" not in capsys.readouterr().err
 
 
-def test_eval_faces_task_runs_without_faces(tmp_path):
+def test_eval_faces_task_runs_without_faces(tmp_path, capsys):
+    """No face on the originals: no share to report, and the table had no face_retention column and no
+    'uncompressed' line, with nothing said (a newcomer's small test images: the column the docs name was missing)."""
     d = _folder(tmp_path, 1)
     out = tmp_path / "f.json"
     assert main(["eval", "--codec", "jpeg", "--qualities", "30", "--dataset", str(d), "--task", "faces",
                  "-o", str(out), "--no-cache", "--quiet"]) == 0
     r = results.load(out)
     assert r["task"] == "faces" and r["points"][0]["face_retention"] is None  # no faces: no share to report
+    assert "the face detector found no faces on the originals" in capsys.readouterr().out
+
+
+def test_eval_instance_task_without_objects_says_so(tmp_path, capsys):
+    """Pseudo ground truth with no object on the originals: detection said that AP is undefined, instance said
+    nothing (a table of n/a and no 'uncompressed' line)."""
+    import numpy as np
+
+    from .test_tasks import tiny_onnx
+
+    out0 = np.zeros((1, 4 + 80 + 1, 1), np.float32)  # one candidate, every class score 0: no object
+    out0[0, :4, 0] = [16, 16, 16, 16]
+    model = tiny_onnx(tmp_path / "seg.onnx", [out0, np.ones((1, 1, 8, 8), np.float32)])
+    d = _folder(tmp_path, 1)
+    assert main(["eval", "--codec", "jpeg", "--qualities", "30", "--dataset", str(d), "--task", "instance",
+                 "--task-model", f"yolov8-seg:{model}", "--bootstrap", "0", "-o", str(tmp_path / "i.json"),
+                 "--no-cache", "--quiet"]) == 0
+    assert "the task model found no objects on the originals" in capsys.readouterr().out
 
 
 def test_eval_detection_needs_a_task_model(tmp_path, capsys):

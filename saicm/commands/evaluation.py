@@ -74,9 +74,12 @@ def cmd_eval(a: argparse.Namespace) -> int:
     ref = res["reference"] or {}
     shown = [f"{k} {ref[k]:.2f}" for k in keys if ref.get(k) is not None]
     pseudo = ref.get("ground_truth") == "pseudo"
-    if pseudo and a.task == "detection" and ref.get("ap") is None:
+    if pseudo and a.task in ("detection", "instance") and ref.get("ap") is None:
         print("uncompressed: the task model found no objects on the originals (AP is undefined: no ground truth "
               "to score against; a clip or images with objects its classes cover, or --annotations)", file=out)
+    elif a.task == "faces" and not ref.get("faces_on_originals"):  # (no share to report: no column either)
+        print("uncompressed: the face detector found no faces on the originals (face retention is undefined: no "
+              "face to keep; images with faces large enough for it to find)", file=out)
     elif shown:
         print("uncompressed: " + ", ".join(shown)
               + (" (against the detector's own detections on the originals: pseudo ground truth)" if pseudo else ""),
