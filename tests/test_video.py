@@ -883,6 +883,25 @@ def test_frames_masks_and_sa_nerv(clip_mkv, tmp_path, capsys):
         api.encode(clip_mkv, frames="2:7", preset=TINY, loss="sa-nerv", masks=masks_dir, epochs=1, progress=False)
 
 
+def test_the_masks_command_video_frames_prints_makes_the_masks_eval_sa_nerv_makes(clip_mkv, tmp_path, capsys):
+    """'saicm video frames' ends with the 'saicm masks' command for --loss sa-nerv; it named --edge-width 3 but not
+    the α, so the masks came at saicm masks' default 0.78, not the 0.48 of docs/video.md's recipe and of saicm eval's
+    sa-nerv codec (the tutorial audit). The printed command, run as printed, makes that codec's masks."""
+    import shlex
+
+    from saicm.video.codecs import SANeRVCodec
+
+    frames_dir, masks_dir = tmp_path / "frames", tmp_path / "masks"
+    assert main(["video", "frames", str(clip_mkv), "-o", str(frames_dir), "--frames", "0:2"]) == 0
+    hint = capsys.readouterr().out.split("edge masks for --loss sa-nerv: ", 1)[1].strip()
+    args = [str(masks_dir) if w == "MASKS" else w for w in shlex.split(hint)]
+    assert args[:2] == ["saicm", "masks"] and main(args[1:] + ["--quiet"]) == 0
+    made = json.loads((masks_dir / "masks.json").read_text())
+    codec = SANeRVCodec("").opts
+    assert (made["source"], made["settings"]["alpha"], made["edge_width"]) == ("regions", codec["alpha"],
+                                                                               codec["width"])
+
+
 def test_cli_errors(clip_mkv, tmp_path, capsys):
     out = tmp_path / "x.saicmv"
     _one_line_error(capsys, ["video", "encode", clip_mkv, "-o", out, "--loss", "sa-nerv"], "needs --masks")
@@ -1437,11 +1456,11 @@ def test_frames_advises_the_masks_encode_advises(clip_mkv, tmp_path, capsys):
     """`video frames` printed `saicm masks DIR -o MASKS` (1-pixel edges) where `video encode --masks` and
     docs/video.md advise 3-pixel edges, measured better (a CLI consistency audit)."""
     assert main(["video", "frames", str(clip_mkv), "-o", str(tmp_path / "f"), "--frames", "0:2"]) == 0
-    assert f"saicm masks {tmp_path / 'f'} -o MASKS --edge-width 3" in capsys.readouterr().out
+    assert f"saicm masks {tmp_path / 'f'} -o MASKS --alpha 0.48 --edge-width 3" in capsys.readouterr().out
     from saicm.cli import build_parser
 
     video = build_parser()._subparsers._group_actions[0].choices["video"]
-    assert "--edge-width 3" in video._subparsers._group_actions[0].choices["frames"].description
+    assert "--alpha 0.48 --edge-width 3" in video._subparsers._group_actions[0].choices["frames"].description
 
 
 def test_reading_a_clip_off_the_main_thread_leaves_other_threads_warnings_alone(tmp_path):

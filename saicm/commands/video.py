@@ -69,7 +69,7 @@ def cmd_frames(a: argparse.Namespace) -> int:
                              meta={"source": str(a.clip), "fps": str(info.fps), "first": first,
                                    "width": info.width, "height": info.height})
     print(f"{a.output}: {len(names)} frames {info.width}x{info.height} ({names[0].name} .. {names[-1].name}); "
-          f"edge masks for --loss sa-nerv: saicm masks {a.output} -o MASKS --edge-width 3")
+          f"edge masks for --loss sa-nerv: saicm masks {a.output} -o MASKS --alpha 0.48 --edge-width 3")
     return 0
 
 
@@ -130,8 +130,9 @@ def register(sub) -> None:
                    "needs --masks)")
     e.add_argument("--edge-weight", type=nonneg_float, help="sa-nerv: weight of the edge-masked term (default 1)")
     e.add_argument("--beta", type=share, help="the loss's L1 share β in β·L1 + (1-β)·(1-SSIM) (default 0.7)")
-    e.add_argument("--masks", metavar="DIR", help="per-frame edge masks frame_NNNNNN.png (saicm masks --edge-width 3 on the "
-                   "folder 'saicm video frames' writes; 3-pixel edges measured better than 1)")
+    e.add_argument("--masks", metavar="DIR", help="per-frame edge masks frame_NNNNNN.png (saicm masks --alpha 0.48 "
+                   "--edge-width 3 on the folder 'saicm video frames' writes, as saicm eval's sa-nerv makes them; "
+                   "3-pixel edges measured better than 1)")
     e.add_argument("--epochs", type=positive, help="epochs of the main fit (default 300; pruning fine-tuning "
                    "takes epochs/6 more, quantisation-aware fine-tuning epochs/10)")
     e.add_argument("--lr", type=learning_rate, help="learning rate (default per preset: 'saicm video presets')")
@@ -157,10 +158,10 @@ def register(sub) -> None:
     e.set_defaults(func=cmd_encode)
 
     d = vs.add_parser("decode", help="decode a .saicmv file to PNG frames or a lossless video",
-                      description="Decode every frame at the original size: PNG frames frame_NNNNNN.png (numbered as "
-                      "in the source clip) into a new folder, or a lossless video (.mkv/.avi/.nut: FFV1; .mp4: H.264 "
-                      "RGB -qp 0). Frames are decoded in fixed batches, each single-threaded, in parallel: the "
-                      "output does not depend on the thread count.")
+                      description="Decode every frame at the coded size (the encode's --size, if any): PNG frames "
+                      "frame_NNNNNN.png (numbered as in the source clip) into a new folder, or a lossless video "
+                      "(.mkv/.avi/.nut: FFV1; .mp4: H.264 RGB -qp 0). Frames are decoded in fixed batches, each "
+                      "single-threaded, in parallel: the output does not depend on the thread count.")
     d.add_argument("input", help=".saicmv file")
     d.add_argument("-o", "--output", required=True, help="folder (absent or empty) or .mkv/.avi/.nut/.mp4 file")
     d.add_argument("--threads", type=positive, help="batches decoded at once (default: torch's thread count)")
@@ -170,9 +171,9 @@ def register(sub) -> None:
 
     f = vs.add_parser("frames", help="extract frames as PNGs (for saicm masks and --masks)",
                       description="Write frames A..B-1 of a clip as frame_NNNNNN.png (NNNNNN = index in the clip) "
-                      "into a new folder, with frames.json. 'saicm masks DIR -o MASKS --edge-width 3' then makes one "
-                      "mask per frame with the same name (3-pixel edges: what --masks advises), which 'saicm video "
-                      "encode --loss sa-nerv --masks MASKS' reads.")
+                      "into a new folder, with frames.json. 'saicm masks DIR -o MASKS --alpha 0.48 --edge-width 3' "
+                      "then makes one mask per frame with the same name (the masks saicm eval's sa-nerv makes), which "
+                      "'saicm video encode --loss sa-nerv --masks MASKS' reads.")
     f.add_argument("clip", help="video file")
     f.add_argument("-o", "--output", required=True, help="folder to create (absent or empty)")
     f.add_argument("--frames", metavar="A:B", help="frames A..B-1 (default all)")
