@@ -344,3 +344,30 @@ def test_an_output_folder_named_as_a_file_is_refused_by_masks_and_train(files, c
         "mine.safetensors: names a .safetensors file, but a run's checkpoint, log and model go to a folder: give a "
         "folder name without that suffix (nothing written)")
     assert not (tmp_path / "masks.png").exists() and not (tmp_path / "mine.safetensors").exists()
+
+
+def test_a_model_found_by_name_with_other_weights_is_named_by_its_path(tmp_path, monkeypatch):
+    """A file coded with ``model="mine.safetensors"`` (docs/usage.md's own training loop) names 'mine'; decoded
+    without ``model=`` beside a model of that name in the model folder (docs/training.md's export), the error said
+    "other weights of model 'mine' than mine.safetensors": the working folder's mine.safetensors is the right one,
+    and the message did not say that another file of that name was read (the tutorial audit)."""
+    import saicm
+    import torch
+
+    from saicm.errors import ModelError
+    from saicm.models import build_architecture, save_model
+
+    torch.manual_seed(0)
+    here = tmp_path / "mine.safetensors"
+    save_model(build_architecture("gained-mean-scale-hyperprior", N=16, M=24, lambdas=[0.003, 0.03]), here)
+    folder = tmp_path / "models"
+    folder.mkdir()
+    save_model(build_architecture("gained-mean-scale-hyperprior", N=16, M=24, lambdas=[0.003, 0.03]),
+               folder / "mine.safetensors")  # (other random weights, the same name)
+    monkeypatch.setenv("SAICM_MODELS", str(folder))
+    data = saicm.compress(natural_image(64, 64, seed=2), model=str(here), quality=1)
+    assert saicm.describe(data)["model"] == "mine"
+    with pytest.raises(ModelError) as e:
+        saicm.decompress(data)
+    assert str(folder / "mine.safetensors") in str(e.value) and "checksum mismatch" in str(e.value)
+    assert saicm.decompress(data, model=str(here)).size == (64, 64)

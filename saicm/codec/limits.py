@@ -259,7 +259,10 @@ def coded_model(name: str, weights_sha: bytes, height: int, width: int, model=No
                                  "model=) to decode it with its own")
             raise ModelError(f"{what} was coded with model {name!r}, not {info.name}; pass {name!r}'s model file "
                              "with --model (Python: model=PATH)")
-        raise ModelError(f"{what} was coded with other weights of model {name!r} than {info.path.name} "
+        # (found by name: its folder too, for a file of that name elsewhere, a run's or the working folder's, is
+        # not the one read)
+        which = info.path.name if model is not None else f"the one saicm found by that name, {info.path}"
+        raise ModelError(f"{what} was coded with other weights of model {name!r} than {which} "
                          "(checksum mismatch); pass the matching model file with --model (Python: model=PATH)")
     return info
 
