@@ -558,6 +558,11 @@ def trusted_folder(path: str | os.PathLike) -> bool:
         st = os.stat(path)
     except OSError:
         return False
+    return trusted_folder_stat(st)
+
+
+def trusted_folder_stat(st: os.stat_result) -> bool:
+    """:func:`trusted_folder` of a folder's ``stat`` (one open as a descriptor: ``os.fstat``)."""
     if not hasattr(os, "geteuid"):
         return True
     if not stat.S_ISDIR(st.st_mode) or not _trusted_owner(st.st_uid) or st.st_mode & 0o002:

@@ -414,6 +414,41 @@ def test_a_cache_others_may_write_is_not_used(tmp_path, capsys):
     assert "not yours" not in capsys.readouterr().err and list(shared.rglob("*.png"))
 
 
+@pytest.mark.skipif(not hasattr(os, "geteuid"), reason="folders of other users: POSIX")
+def test_a_cache_folder_others_may_write_since_the_start_is_neither_read_nor_written(tmp_path, capsys):
+    """The cache's folders were checked once, when it was opened: a $SAICM_CACHE in /tmp not there yet, made by
+    another user during the sweep (or the root swapped for theirs through a parent they may write), had its planted
+    entries read as the decodes (0.026 bpp at 99 dB, no word said) and the user's decodes written there."""
+    import json as _json
+
+    from PIL import Image
+
+    from saicm.eval.cache import DecodeCache, image_hash
+
+    img = Image.new("RGB", (16, 12), (10, 20, 30))
+    root = tmp_path / "shared" / "decoded"  # not there as the cache is opened
+    cache = DecodeCache(root, "jpeg", {"quality": 1})
+    assert cache.enabled
+    planted = cache.dir / "q50"  # another user's folders (anyone may write them), with an entry for the image
+    planted.mkdir(parents=True)
+    for p in (root.parent, root, cache.dir, planted):
+        p.chmod(0o777)
+    img.save(planted / f"{image_hash(img)}.png")
+    (planted / f"{image_hash(img)}.json").write_text(_json.dumps({"bytes": 1, "bpp": 0.026, "psnr": 99.0}))
+    assert cache.get(50, image_hash(img)) is None
+    assert "is not yours alone" in capsys.readouterr().err
+    # a root that was the user's alone when the cache was opened, then replaced: nothing written into it
+    mine = tmp_path / "mine"
+    cache = DecodeCache(mine, "jpeg", {"quality": 1})
+    cache.put(50, "a" * 20, img, {"bytes": 1})
+    assert cache.get(50, "a" * 20) is not None
+    mine.rename(tmp_path / "moved")
+    mine.mkdir(mode=0o777)
+    mine.chmod(0o777)
+    cache.put(50, "b" * 20, img, {"bytes": 1})
+    assert "is not yours alone" in capsys.readouterr().err and not list(mine.rglob("*.png"))
+
+
 def test_the_cache_is_reused_under_a_group_writable_umask(tmp_path, capsys):
     """Under umask 002 (Fedora's, RHEL's) the codec and quality folders came out 0775 and the second sweep refused
     its own cache as another user's (a review of 0.23.0's change): every folder of the cache is made 0700."""
@@ -571,7 +606,16 @@ def test_a_cache_the_user_cannot_read_costs_only_the_cache(tmp_path, monkeypatch
             raise PermissionError(13, "Permission denied", os.fspath(path))
         return real_stat(path, *a, **kw)
 
+    real_open = os.open
+
+    def open_(path, *a, dir_fd=None, **kw):  # (entries are read through their folders' descriptors)
+        if os.fspath(path) == closed or os.fspath(path).startswith(closed + os.sep) or (
+                dir_fd is not None and os.fspath(path) == os.path.basename(closed)):
+            raise PermissionError(13, "Permission denied", os.fspath(path))
+        return real_open(path, *a, dir_fd=dir_fd, **kw)
+
     monkeypatch.setattr(os, "stat", stat)
+    monkeypatch.setattr(os, "open", open_)
     assert main(args) == 0  # at the first entry looked up
     err = capsys.readouterr().err
     assert err.count("cannot read the cache") == 1 and "Traceback" not in err

@@ -10,6 +10,7 @@ never hit stale entries.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import re
@@ -19,8 +20,20 @@ from pathlib import Path
 
 from PIL import Image
 
-from .._fs import cache_dir, remove_stale_parts, stale_part_owners, trusted_folder, write_atomic, write_bytes_atomic
+from .._fs import (cache_dir, remove_stale_parts, stale_part_owners, trusted_folder, trusted_folder_stat, write_atomic,
+                   write_bytes_atomic)
 from ..errors import SaicmError
+
+
+#: whether an entry is read through its folder's descriptor (:meth:`_Entries._open_folder`): not on Windows
+_BY_DESCRIPTOR = os.open in os.supports_dir_fd
+
+
+def _read_file(path: Path, dir_fd: int | None) -> bytes:
+    """The bytes of the file ``path``, opened by its name in the folder open as ``dir_fd`` (None: by its path)."""
+    fd = os.open(path.name if dir_fd is not None else path, os.O_RDONLY | getattr(os, "O_BINARY", 0), dir_fd=dir_fd)
+    with open(fd, "rb") as f:
+        return f.read()
 
 
 def default_cache_dir() -> Path:
@@ -126,18 +139,66 @@ class _Entries:
                 self._unreadable(e)
                 return
             if there and not trusted_folder(folder):
-                self.enabled = self.writable = False
-                print(f"saicm: warning: the cache folder {folder} is not yours alone (another user owns it or may "
-                      "write in it): going on without the cache " + OTHER_CACHE,
-                      file=sys.stderr)
+                self._untrusted(folder)
                 return
+
+    def _untrusted(self, folder: Path) -> None:
+        """The cache is not used at all from now on, said once: ``folder`` is another user's or others may write it."""
+        if not self.enabled:
+            return
+        self.enabled = self.writable = False
+        print(f"saicm: warning: the cache folder {folder} is not yours alone (another user owns it or may write in "
+              "it): going on without the cache " + OTHER_CACHE, file=sys.stderr)
+
+    def _open_folder(self, quality) -> int | None:
+        """A descriptor of the folder of ``quality``'s entries, each folder on the way (the root, this codec's, the
+        quality's) checked as it is opened, links followed (:func:`~saicm._fs.trusted_folder_stat`): entries are read
+        through it, and written only after it. The check when the cache was opened passed folders not there yet, and
+        any folder later swapped in: a ``$SAICM_CACHE`` in /tmp that another user made during the sweep (or a root
+        whose parent they may write, renamed away and replaced) had its planted entries read as decodes (0.026 bpp at
+        99 dB, no word said), and the user's decodes written there for them to read. None: a folder is not there (a
+        miss), or is not trusted (the cache is then not used, said once); ``OSError``: one cannot be read."""
+        flags = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0)
+        fd = None
+        try:
+            for name, folder in ((str(self.dir.parent), self.dir.parent), (self.dir.name, self.dir),
+                                 (f"q{quality}", self.dir / f"q{quality}")):
+                new = os.open(name, flags, dir_fd=fd)
+                if fd is not None:
+                    os.close(fd)
+                fd = new
+                if not trusted_folder_stat(os.fstat(fd)):
+                    self._untrusted(folder)
+                    os.close(fd)
+                    return None
+        except (FileNotFoundError, NotADirectoryError):
+            if fd is not None:
+                os.close(fd)
+            return None
+        except BaseException:
+            if fd is not None:
+                os.close(fd)
+            raise
+        return fd
+
+    def _still_trusted(self, quality) -> bool:
+        """Whether this quality's folder (made) is still the user's alone, all the way from the root
+        (:meth:`_open_folder`); where descriptors cannot open files in a folder (Windows), as at the start."""
+        if not _BY_DESCRIPTOR:
+            return True
+        fd = self._open_folder(quality)
+        if fd is None:
+            return False
+        os.close(fd)
+        return True
 
     def _paths(self, quality, key: str) -> tuple[Path, Path]:
         stem = self.dir / f"q{quality}" / key
         return stem.with_suffix(self.suffix), stem.with_suffix(".json")
 
-    def _read(self, path: Path):
-        return path.read_bytes()
+    def _decode(self, data: bytes):
+        """The value of an entry's bytes."""
+        return data
 
     def _write(self, path: Path, value) -> None:
         write_bytes_atomic(path, value, durable=False)  # (an entry lost in a power cut is recomputed)
@@ -147,19 +208,44 @@ class _Entries:
         if not self.enabled:
             return None
         value, meta = self._paths(quality, key)
-        if self.writable:  # (a sweep whose every entry is there writes none: a killed one's files stayed for good)
-            self._remove_stale_parts(value.parent)
         try:
-            if not (value.is_file() and meta.is_file()):
-                return None
+            raw = self._entry_bytes(quality, value, meta)
         except OSError as e:
             self._unreadable(e)
             return None
+        if raw is None:
+            return None
         try:
-            got, info = self._read(value), json.loads(meta.read_text())
+            got, info = self._decode(raw[0]), json.loads(raw[1])
         except (OSError, ValueError, RecursionError):
             return None  # a damaged entry is simply recomputed
         return (got, info) if isinstance(info, dict) and self._intact(got, info) else None
+
+    def _entry_bytes(self, quality, value: Path, meta: Path) -> tuple[bytes, bytes] | None:
+        """The bytes of an entry's value and side file, read through its folder's descriptor (:meth:`_open_folder`);
+        None: a miss (not there, damaged, or the cache not trusted); ``OSError``: a folder of it cannot be read."""
+        if _BY_DESCRIPTOR:
+            fd = self._open_folder(quality)
+            if fd is None:
+                return None
+        else:
+            fd = None
+            try:
+                if not (value.is_file() and meta.is_file()):
+                    return None
+            except OSError as e:
+                self._unreadable(e)
+                return None
+        try:
+            if self.writable:  # (a sweep whose every entry is there writes none: a killed one's files stayed for good)
+                self._remove_stale_parts(value.parent)
+            try:
+                return _read_file(value, fd), _read_file(meta, fd)
+            except OSError:
+                return None
+        finally:
+            if fd is not None:
+                os.close(fd)
 
     def _intact(self, value, info: dict) -> bool:
         """Whether ``value`` is what was written beside ``info`` (a PNG checks its own chunks as it is read)."""
@@ -171,6 +257,8 @@ class _Entries:
         path, meta = self._paths(quality, key)
         try:
             self._make_private_dirs(path.parent)
+            if not self._still_trusted(quality):  # (another user's folder there since: nothing written to it)
+                return
             self._remove_stale_parts(path.parent)
             self._write(path, value)
             write_bytes_atomic(meta, json.dumps(info).encode(), durable=False)
@@ -225,8 +313,8 @@ class DecodeCache(_Entries):
     def __init__(self, root: str | Path | None, codec_name: str, config: dict):
         super().__init__(None if root is None else Path(root) / codec_key(codec_name, config))
 
-    def _read(self, path: Path) -> Image.Image:
-        img = Image.open(path)
+    def _decode(self, data: bytes) -> Image.Image:
+        img = Image.open(io.BytesIO(data))
         img.load()
         return img.convert("RGB")
 
@@ -258,6 +346,8 @@ class EncodedCache(_Entries):
         path = self.dir / f"q{quality}" / f"{key}.ckpt"
         try:
             self._make_private_dirs(path.parent)
+            if not self._still_trusted(quality):
+                return None
         except OSError as e:
             self._give_up(e)
             return None
