@@ -269,18 +269,32 @@ def _host() -> str:
     return "".join(c for c in name if c.isascii() and c.isprintable() and not c.isspace())[:255]
 
 
+#: the flags that open a file in a folder others may write without following a link there (O_NOFOLLOW) and without
+#: waiting when it is a FIFO (O_NONBLOCK): another user's FIFO named as saicm's lock file or temporary file, opened
+#: for reading, waited for a writer for good (``saicm video encode -o /tmp/out.saicmv`` hung before its fit, ``saicm
+#: eval -o shared/r.json`` after its sweep)
+_NOT_A_LINK_NOR_WAIT = getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
+
+
 def _open_lock_file(path: Path) -> int | None:
-    """A descriptor of the lock file ``path`` (made if absent), or None where none can be opened."""
-    nofollow = getattr(os, "O_NOFOLLOW", 0)
+    """A descriptor of the lock file ``path`` (made if absent), or None where none can be opened or it is not a
+    regular file (another user's FIFO or device of that name)."""
     try:
-        return os.open(path, os.O_RDWR | os.O_CREAT | nofollow, 0o666)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | _NOT_A_LINK_NOR_WAIT, 0o666)
     except PermissionError:  # (another user's lock file in a folder shared by a group: it locks read-only too)
         try:
-            return os.open(path, os.O_RDONLY | nofollow)
+            fd = os.open(path, os.O_RDONLY | _NOT_A_LINK_NOR_WAIT)
         except OSError:
             return None
     except OSError:
         return None
+    try:
+        if stat.S_ISREG(os.fstat(fd).st_mode):
+            return fd
+    except OSError:
+        pass
+    os.close(fd)
+    return None
 
 
 def _same_file(fd: int, path: Path) -> bool:
@@ -318,19 +332,20 @@ def remove_stale_parts(dest: str | os.PathLike) -> None:
 
     dest = Path(dest)
     pattern = glob.escape(f".{_short(dest.name)}.") + "*" + glob.escape(".part" + dest.suffix)
-    nofollow = getattr(os, "O_NOFOLLOW", 0)
     for stale in dest.parent.glob(pattern):
         # opened for writing where it can be: NFS emulates flock with fcntl locks, whose exclusive kind needs a
         # writable descriptor (on a read-only one the lock failed, EBADF, taken for "no locks here": a live writer's
         # file was removed)
         try:
-            fd = os.open(stale, os.O_RDWR | nofollow)
+            fd = os.open(stale, os.O_RDWR | _NOT_A_LINK_NOR_WAIT)
         except OSError:
             try:
-                fd = os.open(stale, os.O_RDONLY | nofollow)
+                fd = os.open(stale, os.O_RDONLY | _NOT_A_LINK_NOR_WAIT)
             except OSError:
                 continue
         try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):  # (another user's FIFO of that name: no writer's file)
+                continue
             _lock_nowait(fd)  # (held by no process: a killed writer's; where there are no locks, removed as before)
             stale.unlink()
         except OSError:  # (BlockingIOError: a live writer's)

@@ -835,3 +835,48 @@ def test_a_file_system_whose_lock_file_never_matches_does_not_hang_the_lock(tmp_
     with _fs.exclusive(tmp_path, "x"):
         assert (tmp_path / _fs.LOCK_NAME).read_text().split()[0] == str(os.getpid())
     assert len(looks) == _fs._LOCK_TRIES and not (tmp_path / _fs.LOCK_NAME).exists()
+
+
+def _as_another_users(monkeypatch, path):
+    """``path`` opened as another user's file the user may not write (0644): root may write any."""
+    real = os.open
+
+    def open_(p, flags, *a, **kw):
+        if os.fspath(p) == os.fspath(path) and flags & (os.O_WRONLY | os.O_RDWR):
+            raise PermissionError(errno.EACCES, "Permission denied", os.fspath(p))
+        return real(p, flags, *a, **kw)
+
+    monkeypatch.setattr(os, "open", open_)
+    return real
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="FIFOs")
+@pytest.mark.parametrize("where", ["lock", "part"])
+def test_another_users_fifo_named_as_a_lock_or_part_file_does_not_hang(tmp_path, monkeypatch, where):
+    """Another user's FIFO named as saicm's lock file (``saicm video encode -o /tmp/out.saicmv``:
+    ``/tmp/.out.saicmv.ckpt.lock``) or as a killed writer's temporary file (``saicm eval -o shared/r.json``:
+    ``shared/.r.json.XXXXXXXX.part.json``), not writable by the user, was opened for reading and waited for a writer
+    for good: the encode hung before its fit, the sweep after it. It is left alone: the job goes on (unlocked)."""
+    from saicm import _fs
+
+    fifo = tmp_path / (".out.saicmv.ckpt.lock" if where == "lock" else ".r.json.AAAAAAAA.part.json")
+    os.mkfifo(fifo, 0o644)
+    real_open = _as_another_users(monkeypatch, fifo)
+    done = []
+
+    def job():
+        if where == "lock":
+            with _fs.exclusive(tmp_path, "hint", name=fifo.name):
+                done.append(1)
+        else:
+            _fs.remove_stale_parts(tmp_path / "r.json")
+            done.append(1)
+
+    t = threading.Thread(target=job, daemon=True)
+    t.start()
+    t.join(3)
+    hung = t.is_alive()
+    if hung:  # (let the old code's reader go: a writer comes and goes)
+        os.close(real_open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+        t.join(10)
+    assert not hung and done and fifo.exists()
