@@ -65,21 +65,49 @@ def _write_error(e: OSError, dest) -> SaicmError:
     return err
 
 
-def _flush_to_disk(path: Path) -> None:
+def _finish_temporary(path: Path, dest, durable: bool, owner: int) -> None:
+    """Give the written temporary file ``path`` normal permissions (writers may recreate it: mkstemp's 0600 would
+    stick) and, if ``durable``, its data on the disk, through a descriptor of it that is no link and is owned as the
+    temporary file was when it was made (``owner``): in a folder another user may write (a group's project folder),
+    they could replace it by a link to a file of the user's while it was written, and the chmod by name gave that
+    file the output's mode (``~/.ssh/id_rsa`` 0600 became 0644), the link then published as the output. Such a
+    file is a one-line error, nothing written."""
+    flags = getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
+    try:
+        try:
+            fd = os.open(path, os.O_RDWR | flags)  # (Windows syncs only a descriptor open for writing)
+        except PermissionError:
+            fd = os.open(path, os.O_RDONLY | flags)
+    except OSError as e:
+        if e.errno not in (errno.ELOOP, errno.EMLINK):  # (a link, with O_NOFOLLOW: FreeBSD says EMLINK)
+            raise
+        fd = None
+    try:
+        st = os.fstat(fd) if fd is not None else None
+        if st is None or not stat.S_ISREG(st.st_mode) or st.st_uid != owner:
+            raise SaicmError("cannot write output: its temporary file was replaced while it was written (another "
+                             "user writing this folder?); nothing written", str(dest))
+        mode = 0o666 & ~_umask()
+        if os.chmod in os.supports_fd:
+            os.chmod(fd, mode)
+        else:
+            os.chmod(path, mode)
+        if durable:
+            _flush_to_disk(fd)
+    finally:
+        if fd is not None:
+            os.close(fd)
+
+
+def _flush_to_disk(fd: int) -> None:
     """Its data on the disk before it takes the output's name: after a power cut, a renamed file whose data was
     still in the page cache could be empty or short, and a resumed ``--existing skip`` job counts any output there
     as done (about half a millisecond a file on an SSD). A file system that cannot sync is left to itself."""
-    try:
-        fd = os.open(path, os.O_RDWR)  # (Windows syncs only a descriptor open for writing)
-    except OSError:
-        fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
     except OSError as e:
         if e.errno not in (errno.EINVAL, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EBADF, errno.EROFS):
             raise
-    finally:
-        os.close(fd)
 
 
 def _publish(tmp: Path, dest: Path, replace: bool = True) -> None:
@@ -126,6 +154,7 @@ def atomic_path(dest: str | os.PathLike, durable: bool = True) -> Iterator[Path]
         raise no_output_folder(parent)
     try:
         held, tmp = _held_temporary(dest, parent)
+        owner = os.lstat(tmp).st_uid  # (the user's, or whom the file system maps them to: NFS's root_squash)
     except OSError as e:
         err = SaicmError(f"cannot write output ({e.strerror})", str(dest))
         err.errno = e.errno  # (a full disk or a read-only file system stops a folder job)
@@ -133,10 +162,7 @@ def atomic_path(dest: str | os.PathLike, durable: bool = True) -> Iterator[Path]
     tmp_path = Path(tmp)
     try:
         yield tmp_path
-        # Writers may recreate the file (mkstemp's 0600 would stick): set normal permissions last.
-        os.chmod(tmp_path, 0o666 & ~_umask())
-        if durable:
-            _flush_to_disk(tmp_path)
+        _finish_temporary(tmp_path, dest, durable, owner)
         _publish(tmp_path, dest, replace)
     except BaseException as e:
         with contextlib.suppress(OSError):

@@ -880,3 +880,35 @@ def test_another_users_fifo_named_as_a_lock_or_part_file_does_not_hang(tmp_path,
         os.close(real_open(fifo, os.O_WRONLY | os.O_NONBLOCK))
         t.join(10)
     assert not hung and done and fifo.exists()
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="links and modes of POSIX")
+def test_a_temporary_file_replaced_by_a_link_while_written_gives_no_file_the_outputs_mode(tmp_path):
+    """In a folder another user may write (a group's project folder), the temporary file beside the output could be
+    replaced, while it was written, by a link to a private file of the user's: the chmod that gives the output its
+    mode followed it (``~/.ssh/id_rsa`` 0600 became 0644) and the link was published as the output. A writer that
+    recreates the file (its own) is still published with the umask's mode."""
+    from saicm import _fs
+
+    secret = tmp_path / "id_rsa"
+    secret.write_text("private\n")
+    secret.chmod(0o600)
+    (tmp_path / "proj").mkdir()
+
+    def swapped(tmp):
+        tmp.write_bytes(b"results")
+        os.unlink(tmp)
+        os.symlink(secret, tmp)  # (the other user's move)
+
+    with pytest.raises(SaicmError, match="temporary file was replaced"):
+        _fs.write_atomic(tmp_path / "proj" / "r.json", swapped)
+    assert secret.stat().st_mode & 0o777 == 0o600 and secret.read_text() == "private\n"
+    assert os.listdir(tmp_path / "proj") == []
+
+    def recreated(tmp):
+        os.unlink(tmp)
+        tmp.write_bytes(b"new")
+
+    _fs.write_atomic(tmp_path / "proj" / "r.json", recreated)
+    mode = (tmp_path / "proj" / "r.json").stat().st_mode & 0o777
+    assert (tmp_path / "proj" / "r.json").read_bytes() == b"new" and mode == 0o666 & ~_fs._umask()
