@@ -113,7 +113,17 @@ def _flush_to_disk(fd: int) -> None:
 def _publish(tmp: Path, dest: Path, replace: bool = True) -> None:
     """Move the finished ``tmp`` onto ``dest`` (replacing a file there, or not when ``replace`` is False)."""
     if replace:
-        os.replace(tmp, dest)
+        try:
+            os.replace(tmp, dest)
+        except PermissionError:  # (said as the input's "Operation not permitted")
+            try:
+                theirs = hasattr(os, "geteuid") and not _trusted_owner(os.lstat(dest).st_uid)
+            except OSError:
+                theirs = False
+            if not theirs:
+                raise
+            raise SaicmError("cannot write output: another user's file (or link, or FIFO) is there, in a folder "
+                             "where only its owner may replace it (such as /tmp); nothing written", str(dest)) from None
         return
     try:
         os.link(tmp, dest)
@@ -489,7 +499,9 @@ def flush_standard_streams() -> None:
 def output_target(dest: str | os.PathLike) -> tuple[Path, bool]:
     """Where an output named ``dest`` goes, and whether that is a stream written to in place (a device or FIFO:
     ``-o /dev/null``). A link of the user's own (or root's: ``/dev/stdout``) leads to its target; another user's
-    link is the path itself, to be replaced: neither its target file nor a device or FIFO behind it is written."""
+    link is the path itself, to be replaced: neither its target file nor a device or FIFO behind it is written.
+    Another user's FIFO there is replaced too, as a file: one planted at the output's name in /tmp or a shared
+    folder had the coded file written into it, for them to read, and the command waited for good for a reader."""
     dest = Path(dest)
     if standard_stream(dest) is not None:  # (written through the descriptor: atomic_path)
         return dest, True
@@ -502,10 +514,12 @@ def output_target(dest: str | os.PathLike) -> tuple[Path, bool]:
             pass
         dest = Path(os.path.realpath(dest))
     try:
-        mode = (os.stat if trusted else os.lstat)(dest).st_mode
+        st = (os.stat if trusted else os.lstat)(dest)
     except OSError:
         return dest, False
-    return dest, _is_stream(mode)
+    if stat.S_ISFIFO(st.st_mode) and hasattr(os, "geteuid") and not _trusted_owner(st.st_uid):
+        return dest, False
+    return dest, _is_stream(st.st_mode)
 
 
 def _is_stream(mode: int) -> bool:

@@ -912,3 +912,36 @@ def test_a_temporary_file_replaced_by_a_link_while_written_gives_no_file_the_out
     _fs.write_atomic(tmp_path / "proj" / "r.json", recreated)
     mode = (tmp_path / "proj" / "r.json").stat().st_mode & 0o777
     assert (tmp_path / "proj" / "r.json").read_bytes() == b"new" and mode == 0o666 & ~_fs._umask()
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() != 0, reason="makes another user's FIFO (root)")
+def test_another_users_fifo_at_the_output_name_is_replaced_not_written_into(tmp_path, monkeypatch):
+    """Another user's FIFO planted at the output's name (in /tmp or a shared folder) was written into as ``-o
+    /dev/null`` is: the command waited for a reader for good, and the coded file went to whoever read it. It is
+    replaced as a file would be; where the folder lets only its owner replace it (sticky, as /tmp), one line says so
+    (it was the input's name and "Operation not permitted")."""
+    from saicm import _fs
+
+    out = tmp_path / "out.saicm"
+    os.mkfifo(out, 0o666)
+    os.chown(out, 65534, 65534)
+    done = []
+    t = threading.Thread(target=lambda: done.append(_fs.write_bytes_atomic(out, b"coded")), daemon=True)
+    t.start()
+    t.join(3)
+    if t.is_alive():  # (the old code's writer waits: a reader comes and goes)
+        os.close(os.open(out, os.O_RDONLY | os.O_NONBLOCK))
+        t.join(10)
+        pytest.fail("wrote into another user's FIFO")
+    assert done and out.is_file() and out.read_bytes() == b"coded"
+    theirs = tmp_path / "theirs.saicm"
+    os.symlink(tmp_path / "elsewhere", theirs)
+    os.chown(theirs, 65534, 65534, follow_symlinks=False)
+
+    def sticky_replace(src, dst):
+        raise PermissionError(errno.EPERM, "Operation not permitted")
+
+    monkeypatch.setattr(os, "replace", sticky_replace)
+    with pytest.raises(SaicmError, match="another user's file .* is there"):
+        _fs.write_bytes_atomic(theirs, b"coded")
+    assert os.path.islink(theirs) and not (tmp_path / "elsewhere").exists()
