@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 
+import pytest
 from PIL import Image
 
 from .conftest import natural_image
@@ -287,3 +288,24 @@ def test_a_shared_library_pytorch_cannot_load_is_not_told_as_its_kernel_cache_fo
                                            *sys.meta_path[1:]])
     with pytest.raises(SaicmError, match="kernel cache folder.*TORCHINDUCTOR_CACHE_DIR"):
         compiling.import_dynamo()
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid"), reason="folder owners and modes (POSIX)")
+def test_compiling_refuses_a_kernel_cache_folder_others_may_write(tmp_path, monkeypatch):
+    """PyTorch takes the kernel cache folder it finds (``torchinductor_$USER`` in a shared /tmp: another user may
+    make it first) and loads the compiled kernels in it: their planted code would run as the user (the local-user
+    audit). --compile refuses such a folder in one line; one of the user's own is used."""
+    from saicm.errors import SaicmError
+    from saicm.train.compiling import CompiledStep
+
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o777)  # (as /tmp/torchinductor_$USER made by someone else for all to write)
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(shared))
+    with pytest.raises(SaicmError, match=r"--compile: PyTorch's kernel cache folder .*shared is not yours alone.*"
+                                         r"TORCHINDUCTOR_CACHE_DIR"):
+        CompiledStep(lambda x: x + 1)
+    own = tmp_path / "own"
+    own.mkdir(mode=0o700)
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(own))
+    assert CompiledStep(lambda x: x + 1) is not None

@@ -79,6 +79,21 @@ def check_kernel_cache(raise_: bool = True) -> SaicmError | None:
     return err
 
 
+def check_kernel_cache_owner(option: str = "--compile") -> None:
+    """Refuse to compile when PyTorch's kernel cache folder is not the user's alone: PyTorch takes the folder it finds
+    (``torchinductor_$USER`` in a shared /tmp: another user may make it first, under the user's name) and loads
+    the compiled kernels in it, shared libraries keyed by hashes anyone with the same PyTorch can compute, so
+    their planted code would run as the user (the local-user audit). A folder not there yet is PyTorch's to make."""
+    import_dynamo()  # (it makes the folder)
+    from .._fs import trusted_folder
+
+    folder = _kernel_cache().removesuffix(" (TORCHINDUCTOR_CACHE_DIR)")
+    if os.path.isdir(folder) and not trusted_folder(folder):
+        raise SaicmError(f"{option}: PyTorch's kernel cache folder {folder} is not yours alone (another user owns it "
+                         "or may write in it): the compiled kernels it holds would run as you; point "
+                         f"TORCHINDUCTOR_CACHE_DIR at a folder of your own, or run without {option}")
+
+
 @contextlib.contextmanager
 def importing_dynamo():
     """Inside, an import that imports ``torch._dynamo``: a failure to make the kernel cache folder is one line
@@ -108,6 +123,7 @@ class CompiledStep:
     def __init__(self, fn: Callable, option: str = "--compile"):
         import torch
 
+        check_kernel_cache_owner(option)
         self._fn = torch.compile(fn)
         self._option = option
 
