@@ -1,6 +1,7 @@
 """Sweeps: schema, real byte counts, cache re-use, task hook."""
 
 import json
+import os
 import warnings
 
 import pytest
@@ -546,6 +547,25 @@ def test_a_cache_entry_that_cannot_be_the_images_decode_is_made_again(tmp_path):
     assert Image.open(pngs[0]).size != (64, 48)  # written over with the decode
     sweep(codec, images(), [20], task=MeanBrightness(), cache=cache, progress=False)
     assert codec.encodes == 7  # the entries made again are used
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="FIFOs (POSIX)")
+def test_a_cache_entry_that_is_a_fifo_or_a_link_is_made_again_not_waited_on(tmp_path):
+    """An entry is a regular file saicm renamed into place: a FIFO in its place was opened for reading and waited
+    for a writer for good (the sweep hung), and a link to /dev/zero was read until memory ran out (crafted cache
+    entries, 2026-12-07). Either is a miss: coded again, and the entry written over."""
+    codec = CountingCodec()
+    cache = DecodeCache(tmp_path / "cache", codec.name, codec.config())
+    first = sweep(codec, images(), [20], task=MeanBrightness(), cache=cache, progress=False)
+    pngs = sorted((tmp_path / "cache").rglob("*.png"))
+    assert codec.encodes == 2 and len(pngs) == 2
+    pngs[0].unlink()
+    os.mkfifo(pngs[0])
+    pngs[1].unlink()
+    pngs[1].symlink_to("/dev/zero")
+    again = sweep(codec, images(), [20], task=MeanBrightness(), cache=cache, progress=False)
+    assert again["points"][0]["brightness"] == pytest.approx(first["points"][0]["brightness"])
+    assert codec.encodes == 4 and all(p.is_file() and not p.is_symlink() for p in pngs)  # (made again, in place)
 
 
 def test_a_killed_writers_temporary_files_leave_the_cache(tmp_path):

@@ -9,6 +9,8 @@ never hit stale entries.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import hashlib
 import io
 import json
@@ -29,10 +31,18 @@ from ..errors import SaicmError
 _BY_DESCRIPTOR = os.open in os.supports_dir_fd
 
 
+#: an entry is a regular file saicm renamed into place: a link (O_NOFOLLOW) or a FIFO (O_NONBLOCK: its open waited for
+#: a writer for good; a link to /dev/zero was read until memory ran out) is a miss, recomputed and replaced
+_ENTRY_FLAGS = os.O_RDONLY | getattr(os, "O_BINARY", 0) | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
+
+
 def _read_file(path: Path, dir_fd: int | None) -> bytes:
-    """The bytes of the file ``path``, opened by its name in the folder open as ``dir_fd`` (None: by its path)."""
-    fd = os.open(path.name if dir_fd is not None else path, os.O_RDONLY | getattr(os, "O_BINARY", 0), dir_fd=dir_fd)
+    """The bytes of the regular file ``path``, opened by its name in the folder open as ``dir_fd`` (None: by its
+    path); ``OSError`` if it is anything else."""
+    fd = os.open(path.name if dir_fd is not None else path, _ENTRY_FLAGS, dir_fd=dir_fd)
     with open(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(errno.EINVAL, "not a regular file", str(path))
         return f.read()
 
 
@@ -260,6 +270,11 @@ class _Entries:
             if not self._still_trusted(quality):  # (another user's folder there since: nothing written to it)
                 return
             self._remove_stale_parts(path.parent)
+            for entry in (path, meta):  # (a FIFO or link there, a miss on reading, would be written through:
+                # saicm's outputs write into a FIFO or link of the user's own; an entry is a file of the cache's)
+                with contextlib.suppress(FileNotFoundError):
+                    if not stat.S_ISREG(os.lstat(entry).st_mode):
+                        entry.unlink()
             self._write(path, value)
             write_bytes_atomic(meta, json.dumps(info).encode(), durable=False)
         except (OSError, SaicmError) as e:  # (write_atomic words OSErrors as SaicmError)
