@@ -568,6 +568,26 @@ def test_a_cache_entry_that_is_a_fifo_or_a_link_is_made_again_not_waited_on(tmp_
     assert codec.encodes == 4 and all(p.is_file() and not p.is_symlink() for p in pngs)  # (made again, in place)
 
 
+def test_a_cache_entry_of_a_decompression_bomb_header_is_made_again(tmp_path):
+    """A PNG entry whose header says 60,000 x 60,000 (crafted cache entries) was Pillow's DecompressionBombError
+    traceback; it is a miss like any damaged entry: coded again, and written over."""
+    import struct
+    import zlib
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    codec = CountingCodec()
+    cache = DecodeCache(tmp_path / "cache", codec.name, codec.config())
+    first = sweep(codec, images(), [20], task=MeanBrightness(), cache=cache, progress=False)
+    pngs = sorted((tmp_path / "cache").rglob("*.png"))
+    pngs[0].write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 60000, 60000, 8, 2, 0, 0, 0))
+                        + chunk(b"IDAT", zlib.compress(b"\0" * 1000)) + chunk(b"IEND", b""))
+    again = sweep(codec, images(), [20], task=MeanBrightness(), cache=cache, progress=False)
+    assert again["points"][0]["brightness"] == pytest.approx(first["points"][0]["brightness"])
+    assert codec.encodes == 3 and Image.open(pngs[0]).size != (60000, 60000)
+
+
 def test_a_killed_writers_temporary_files_leave_the_cache(tmp_path):
     """A sweep killed while it wrote an entry (kill -9, a power cut) left its temporary file
     (``.KEY.png.XXXX.part.png``) in the cache for good: nothing wrote the same name again. The next sweep that writes

@@ -227,7 +227,8 @@ class _Entries:
             return None
         try:
             got, info = self._decode(raw[0]), json.loads(raw[1])
-        except (OSError, ValueError, RecursionError):
+        except (OSError, ValueError, RecursionError, Image.DecompressionBombError):  # (a PNG header of 60,000²: its
+            # traceback; crafted cache entries)
             return None  # a damaged entry is simply recomputed
         return (got, info) if isinstance(info, dict) and self._intact(got, info) else None
 
