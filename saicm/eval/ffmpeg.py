@@ -258,6 +258,16 @@ def insert_size_sei(stream: bytes, width: int, height: int, syntax: str) -> byte
     return b"".join(b"\x00\x00\x00\x01" + u for u in units)
 
 
+def finished_stream(data: bytes, syntax: str, size: tuple[int, int], coded: tuple[int, int], name: str,
+                    exe: str) -> bytes:
+    """The stream ffmpeg ``exe`` gave for pictures of ``size`` (w, h) coded at ``coded`` (padded), with saicm's size
+    SEI when they differ; bytes that hold no picture (ffmpeg exiting 0 with none) are one line naming codec ``name``
+    (of a padded picture it was insert_size_sei's IndexError, or its words without the codec's name)."""
+    if not has_picture(data, syntax):
+        raise SaicmError(f"{name} encode: ffmpeg {exe} gave {len(data)} bytes that hold no {syntax} picture")
+    return insert_size_sei(data, *size, syntax) if coded != size else data
+
+
 def read_size_sei(stream: bytes, syntax: str) -> tuple[int, int] | None:
     """The (width, height) of saicm's size SEI, or None when the stream has none."""
     for unit in split_nal_units(stream):
@@ -373,13 +383,7 @@ class FFmpegIntraCodec:
         ph, pw = rgb.shape[:2]
         data = run_ffmpeg(self.exe, self.encode_args(pw, ph, qp), np.ascontiguousarray(rgb).tobytes(),
                           f"{self.name} encode", self.failure_hint)
-        if not has_picture(data, self.syntax):  # (exit 0 and bytes that are no stream: said at the encode; of a
-            # padded picture it was insert_size_sei's IndexError, or its words without the codec's name)
-            raise SaicmError(f"{self.name} encode: ffmpeg {self.exe} gave {len(data)} bytes that hold no "
-                             f"{self.syntax} picture")
-        if (pw, ph) != (w, h):
-            data = insert_size_sei(data, w, h, self.syntax)
-        return data
+        return finished_stream(data, self.syntax, (w, h), (pw, ph), self.name, self.exe)
 
     def decode(self, data: bytes) -> Image.Image:
         out = run_ffmpeg(self.exe, self.decode_args(), data, f"{self.name} decode")

@@ -268,7 +268,7 @@ class FFmpegVideoCodec(VideoCodec):
     def check_quality(self, quality) -> None:
         self._qp(quality)
     def encode(self, clip, quality):
-        from ..eval.ffmpeg import COLOUR_TAGS, TO_YUV, has_picture, insert_size_sei, run_ffmpeg
+        from ..eval.ffmpeg import COLOUR_TAGS, TO_YUV, finished_stream, run_ffmpeg
 
         qp = self._qp(quality)
         frames = clip.frames
@@ -281,13 +281,7 @@ class FFmpegVideoCodec(VideoCodec):
                 "-f", self.intra.syntax, "-"]
         data = run_ffmpeg(self.exe, args, np.ascontiguousarray(frames).tobytes(), f"{self.name} encode",
                           self.intra.failure_hint)
-        if not has_picture(data, self.intra.syntax):  # (exit 0 and bytes that are no stream: said at the encode,
-            # a padded clip's too)
-            raise SaicmError(f"{self.name} encode: ffmpeg {self.exe} gave {len(data)} bytes that hold no "
-                             f"{self.intra.syntax} picture")
-        if (pw, ph) != (w, h):
-            data = insert_size_sei(data, w, h, self.intra.syntax)
-        return data
+        return finished_stream(data, self.intra.syntax, (w, h), (pw, ph), self.name, self.exe)
 
     def decode(self, data, clip):
         from ..eval.ffmpeg import TO_RGB, read_size_sei, run_ffmpeg

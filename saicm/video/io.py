@@ -341,6 +341,31 @@ def read_clip(path: str | os.PathLike, frames: str | tuple | None = None, size: 
     return Clip(np.stack(out), fps=info.fps, first=first, source=source)
 
 
+class _Watchdog:
+    """``with dog.within(seconds):`` kills ``proc`` if the block takes longer (a read or write of ffmpeg's pipe that a
+    hung ffmpeg would block for ever); ``fired`` says whether it did. The limit is read at each block (tests lower
+    it between frames)."""
+
+    def __init__(self, proc: subprocess.Popen):
+        self.proc, self.seconds, self.fired = proc, 0.0, False
+
+    def within(self, seconds: float) -> "_Watchdog":
+        self.seconds = seconds
+        return self
+
+    def _fire(self) -> None:
+        self.fired = True
+        self.proc.kill()
+
+    def __enter__(self) -> "_Watchdog":
+        self._timer = threading.Timer(self.seconds, self._fire)
+        self._timer.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._timer.cancel()
+
+
 def _ffmpeg_frames(path: str, start: int, stop: int | None, w: int, h: int, resize: bool,
                    max_pixels: int | None) -> Iterator[np.ndarray]:
     from ..codec.limits import check_video_pixels
@@ -364,21 +389,13 @@ def _ffmpeg_frames(path: str, start: int, stop: int | None, w: int, h: int, resi
         except OSError as e:
             raise SaicmError(f"cannot run ffmpeg ({e.strerror or e})", path) from None
         n = 0
-        stalled = []
-
-        def stall():  # (an ffmpeg that hangs before its last frame: the read blocked for ever, Ctrl-C alone ended it)
-            stalled.append(True)
-            proc.kill()
-
+        stalled = _Watchdog(proc)  # (an ffmpeg that hangs before its last frame: the read blocked for
+        # ever, Ctrl-C alone ended it)
         try:
             while True:
-                timer = threading.Timer(READ_TIMEOUT, stall)
-                timer.start()
-                try:
+                with stalled.within(READ_TIMEOUT):
                     buf = proc.stdout.read(frame_bytes)
-                finally:
-                    timer.cancel()
-                if stalled:
+                if stalled.fired:
                     raise SaicmError(f"ffmpeg gave no frame within {READ_TIMEOUT:g} s ({n} read): stopped", path)
                 if not buf:
                     break
@@ -548,20 +565,12 @@ def write_video(batches: Iterable[tuple[int, np.ndarray]], dest: str | os.PathLi
             proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=err)
         except OSError as e:
             raise SaicmError(f"cannot run ffmpeg ({e.strerror or e})", str(dest)) from None
-        stalled = []
-
-        def stall():  # (a hung ffmpeg that takes no more frames: the write blocked for ever, WRITE_TIMEOUT unmet)
-            stalled.append(True)
-            proc.kill()
-
+        stalled = _Watchdog(proc)  # (a hung ffmpeg that takes no more frames: the write blocked for
+        # ever, WRITE_TIMEOUT unmet)
         try:
             for _, batch in batches:
-                timer = threading.Timer(WRITE_TIMEOUT, stall)
-                timer.start()
-                try:
+                with stalled.within(WRITE_TIMEOUT):
                     proc.stdin.write(np.ascontiguousarray(batch, dtype=np.uint8).tobytes())
-                finally:
-                    timer.cancel()
             proc.stdin.close()
             code = proc.wait(timeout=WRITE_TIMEOUT)
         except BrokenPipeError:  # (ffmpeg gone or going: its status says why; one that lingers is killed below)
@@ -581,7 +590,7 @@ def write_video(batches: Iterable[tuple[int, np.ndarray]], dest: str | os.PathLi
                 proc.stdin.close()
             except OSError:
                 pass
-        if stalled:
+        if stalled.fired:
             raise SaicmError(f"cannot write video (ffmpeg took no frame within {WRITE_TIMEOUT:g} s)", str(dest))
         if code != 0:
             err.seek(0)
