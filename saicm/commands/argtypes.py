@@ -64,8 +64,10 @@ def positive_float(s: str) -> float:
 
 
 def learning_rate(s: str) -> float:
-    """Adam's step per weight: above 1 a run only diverges (1e41 was PyTorch's overflow traceback)."""
-    return _checked(s, float, lambda v: 0 < v <= 1, "a learning rate > 0 and at most 1")
+    """A learning rate (:func:`saicm.train.config.learning_rate_ok`)."""
+    from ..train.config import learning_rate_ok
+
+    return _checked(s, float, learning_rate_ok, "a learning rate > 0 and at most 1")
 
 
 def fraction(s: str) -> float:

@@ -15,6 +15,13 @@ QUANT_MODES = ("noise", "ste")
 # Mixed precision of the transforms (``--amp``).
 AMP_MODES = ("off", "bf16")
 #: the options a run leaves unset, when they are not the run's own (``--resume`` takes the run's: trainer)
+def learning_rate_ok(lr: float) -> bool:
+    """Whether ``lr`` is a learning rate a run can take: above 0 and at most 1 (Adam moves each weight by up to the
+    rate a step, so above 1 a run only diverges; 1e41 was PyTorch's overflow traceback at the first step). NaN is
+    not. The one bound of ``train --lr``, ``video encode --lr``, ``TrainConfig`` and ``FitSettings``."""
+    return 0 < lr <= 1
+
+
 RUN_DEFAULTS = dict(loss="mse", off_mask_weight=0.0, freeze=(), steps=10000, batch=16, patch=128, lr=1e-4, seed=0,
                     log_every=25, ckpt_every=200, amp="off", quant="noise")
 

@@ -41,7 +41,8 @@ from ..models.registry import architecture_class
 from ..models.catalog import non_finite, resolve
 from ..models.zoo import build_from_info, keep_constants, load_model, load_strict
 from .compiling import CompiledStep, compiler_errors
-from .config import AMP_MODES, DEFAULT_ARCHITECTURE, DEFAULT_LAMBDAS, QUANT_MODES, TrainConfig, with_defaults
+from .config import (AMP_MODES, DEFAULT_ARCHITECTURE, DEFAULT_LAMBDAS, QUANT_MODES, TrainConfig, learning_rate_ok,
+                     with_defaults)
 from .data import RandomCrops, image_memory
 from .losses import DISTORTIONS, MASK_KINDS, rd_loss
 
@@ -314,7 +315,7 @@ def _train(cfg: TrainConfig, locks: contextlib.ExitStack) -> Path:
         raise SaicmError(f"--quant must be one of {', '.join(QUANT_MODES)}, got {cfg.quant!r}")
     if cfg.loss not in DISTORTIONS:
         raise SaicmError(f"unknown loss {cfg.loss!r} (known: {', '.join(DISTORTIONS)})")
-    if not 0 < cfg.lr <= 1:  # (Adam moves each weight by up to --lr a step: 1e41 was PyTorch's overflow traceback)
+    if not learning_rate_ok(cfg.lr):
         raise SaicmError(f"--lr must be > 0 and at most 1, got {cfg.lr:g}")
     _check_masks(cfg)
     rank, world = _dist_info()

@@ -70,6 +70,7 @@ from .._signals import StopRequest
 from ..device import first_line, peer_gone
 from ..errors import SaicmError
 from ..train.compiling import CompiledStep, compiler_errors, import_dynamo
+from ..train.config import learning_rate_ok
 
 CKPT_FORMAT = "saicm-video-checkpoint/1"
 LOSSES = ("nerv", "sa-nerv")
@@ -112,7 +113,7 @@ class FitSettings:
     def check(self) -> None:
         if self.loss not in LOSSES:
             raise SaicmError(f"unknown loss {self.loss!r} (losses: {', '.join(LOSSES)})")
-        if self.epochs < 1 or self.batch < 1 or not 0 < self.lr <= 1:  # (1e41: PyTorch's overflow traceback)
+        if self.epochs < 1 or self.batch < 1 or not learning_rate_ok(self.lr):
             raise SaicmError(f"epochs and batch must be at least 1 and the learning rate > 0 and at most 1; got "
                              f"{self.epochs}, {self.batch}, {self.lr:g}")
         if not 0 <= self.prune < 1:
