@@ -541,8 +541,9 @@ def test_openvino_missing_is_a_clear_error(monkeypatch, tmp_path):
 
 #: Format-3 files and the SHA-256 of the integer latents they decode to (the machine layer's ŷ in units of
 #: 2**-FRAC, then the human layer's for a two-layer file): the astronaut files were written by saicm 0.8.0 on an
-#: Intel Xeon with AVX-512 (2026-12-03), the corpus file by saicm 0.4.0 on an AMD Zen 3 with AVX2. The tables are
-#: exact integers, so every CPU must decode the same latents; the pixels (float synthesis) within ±1.
+#: Intel Xeon with AVX-512 (2026-12-03; v7's by saicm 0.36.0 on an AMD Zen 4), the corpus file by saicm 0.4.0 on an AMD
+#: Zen 3 with AVX2. The tables are exact integers, so every CPU must decode the same latents; the pixels (float
+#: synthesis) within ±1.
 CROSS_CPU = {
     "reference/astronaut-200x150-v5-q1-v3.saicm": "888b476adc9defd83ee264fb84d9329048a5179d531b9efb3ee75225de61b5f8",
     "reference/astronaut-200x150-v5-q4-v3.saicm": "17dc7ee849ea56b8fe16586295774e03da39bf4740cdd68787eeca542137ddb8",
@@ -553,6 +554,8 @@ CROSS_CPU = {
         "0a06635afeb5fbb0ef48833f79e776373b94dfb7540419e42786b532e55cda80",
     "reference/astronaut-200x150-mse-context-n64-v6-q4-v3.saicm":  # its successor, saicm 0.13.0 (Intel)
         "e18d75a64fd3c45324bf66b7438926741f58ecebe63519b7d148fc0273efbe19",
+    "reference/astronaut-200x150-mse-context-n64-v7-q4-v3.saicm":  # and its successor, saicm 0.36.0 (AMD Zen 4)
+        "44339bb9c0ed3937273a3dc70c8cfc376335b08e1686128877a0f9b893504fd4",
     "reference/astronaut-200x150-scalable-b1-h4-v3.saicm":
         "b7927086d603f71d11670392522940371debb27b679715b8590fec8830ec3f77",
     "corpus/v3-valid-64x64-v5-q1.saicm": "dbda845100ad0164318340258b39ad8960d5733f4187780732ba54801e10f43e",
