@@ -8,12 +8,12 @@ fits one string; see version 2 below)::
     model id     u8 length + UTF-8 name of the model
     weights      8 bytes  first 8 bytes of SHA-256 of the model file
     quality      u8       1-based rate point
-    flags        u8       bit 0: grayscale source, bit 1: alpha plane present
-    height       u32      image height (after EXIF orientation)
-    width        u32      image width
-    pad bottom   u16      rows added to reach the model's multiple
+    flags        u8       bit 0: grayscale source, bit 1: alpha plane present; bits 2-7 are 0
+    height       u32      image height (after EXIF orientation), ≥ 1
+    width        u32      image width, ≥ 1
+    pad bottom   u16      rows added to reach the model's multiple (image_io.pad_amount)
     pad right    u16      columns added
-    n shapes     u8       then per shape: u8 rank + rank × u16 (latent shapes)
+    n shapes     u8       then per shape: u8 rank + rank × u16 (one: z's, padded size / 64)
     n strings    u8       then per string: u32 length + bytes (entropy-coded)
     alpha        u32 length + zlib-compressed alpha plane (only if flag bit 1)
     crc32        u32      CRC-32 of every byte before it
@@ -51,16 +51,18 @@ byte what its base model writes for the same image at the same quality, and
 appends a **human layer** segment::
 
     magic        5 bytes  b"SAICH"
-    version      u8       1
+    version      u8       1 (CompressAI's coder) or 2 (the portable engine)
     model id     u8 length + UTF-8 name of the scalable model
     weights      8 bytes  first 8 bytes of SHA-256 of the scalable model's file
     base         8 bytes  first 8 bytes of SHA-256 of the base model's file
                           (equal to the machine layer's ``weights``)
-    machine      8 bytes  first 8 bytes of SHA-256 of the machine-layer bytes
+    machine      8 bytes  first 8 bytes of SHA-256 of the machine-layer bytes (its CRC included)
     quality      u8       1-based human-layer rate point
+    strip rows   u16      version 2 only: latent rows per y string (≥ 1)
     n shapes     u8       then per shape: u8 rank + rank × u16
-    n strings    u8       then per string: u32 length + bytes (entropy-coded)
-    crc32        u32      CRC-32 of every byte of the segment before it
+    n strings    u8       then per string: u32 length + bytes (entropy-coded); version 1: [y, z],
+                          version 2: [z, y strip 0, …]
+    crc32        u32      CRC-32 of every byte of the segment before it; the segment ends the file
 
 Dropping the segment (``saicm strip``) leaves the machine layer, a complete
 stream that decodes alone. The segment decodes only on top of the exact
