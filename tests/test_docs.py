@@ -4,6 +4,7 @@ import re
 import shlex
 import subprocess
 import sys
+import zlib
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -398,3 +399,105 @@ def test_the_exit_statuses_name_every_folder_job_that_exits_1_or_130():
         assert f"`{command}`" in one, command
     for command in ("compress", "decompress", "strip"):
         assert f"`{command}`" in term, command
+
+
+def byte_table(doc: str, heading: str) -> list[tuple[str, str, str]]:
+    """(field, size, contents) of the first ``| field | size | contents |`` table after ``heading`` in docs/``doc``."""
+    text = (ROOT / "docs" / doc).read_text(encoding="utf-8").split(f"\n{heading}\n", 1)[1]
+    table = text.split("| field | size | contents |\n", 1)[1].split("\n\n", 1)[0]
+    rows = [[cell.strip() for cell in line.strip().strip("|").split(" | ")] for line in table.splitlines()[1:]]
+    return [(f.strip("`"), s, c) for f, s, c in rows]
+
+
+def walk_table(rows, data: bytes, pos: int, **known) -> tuple[int, dict]:
+    """Read ``data`` from ``pos`` as the docs' byte table ``rows`` says (big-endian; a row that says "only if flag bit
+    1" or "version 2 only" when it applies; ``known``: sizes the table leaves to other fields, ``steps_bytes``);
+    returns where the table ends and the fields read. The CRC row is checked over the bytes from ``pos``."""
+    start, out = pos, {}
+
+    def take(n):
+        nonlocal pos
+        pos += n
+        assert pos <= len(data), "the table reads past the file"
+        return data[pos - n:pos]
+
+    def u(n):
+        return int.from_bytes(take(n), "big")
+
+    for field, size, contents in rows:
+        if ("only if flag bit 1" in contents and not out["flags"] & 2) or \
+                ("version 2 only" in contents and out["version"] != 2):
+            continue
+        if field == "crc32":
+            assert size == "u32" and zlib.crc32(data[start:pos]) == u(4), "the CRC row does not check"
+        elif m := re.fullmatch(r"(\d+) bytes", size):
+            out[field] = take(int(m[1]))
+        elif m := re.fullmatch(r"u(8|16|32) length \+ (UTF-8|ASCII|bytes)", size):
+            out[field] = take(u(int(m[1]) // 8))
+        elif m := re.fullmatch(r"u(8|16|32)", size):
+            out[field] = u(int(m[1]) // 8)
+            if field == "n shapes":
+                assert contents.startswith("then per shape: u8 rank + rank × u16")
+                out["shapes"] = [tuple(u(2) for _ in range(u(1))) for _ in range(out[field])]
+            elif field == "n strings":
+                assert contents.startswith("then per string: u32 length + bytes")
+                out["strings"] = [take(u(4)) for _ in range(out[field])]
+        elif size == "u32 + u32":
+            out[field] = (u(4), u(4))
+        elif size == "2 bytes per group":
+            take(known["steps_bytes"])
+        else:
+            raise AssertionError(f"a size the test does not know: {size!r} ({field})")
+    return pos, out
+
+
+def test_the_byte_tables_of_the_docs_read_the_reference_files():
+    """format.md and video.md copy the containers' layouts for readers without saicm's code (a camera's decoder):
+    read with the docs' tables alone, every kind of reference file ends where its table ends, its CRCs check and its
+    fields are what saicm reads (an independent implementer's audit: the tables had drifted from the docstring)."""
+    from saicm.codec import container
+    from saicm.video.bitstream import describe, unpack
+
+    v1 = byte_table("format.md", "## Version 1 stream")
+    changes = byte_table("format.md", "## Version 2 stream: large images in strips")
+    i = [f for f, _, _ in v1].index("n strings")
+    striped = v1[:i] + changes + v1[i + 1:]
+    human = byte_table("format.md", "## Two-layer (scalable) files")
+    ref = ROOT / "tests" / "reference"
+    files = [ref / "astronaut-200x150-v5-q1.saicm", ref / "astronaut-200x150-v5-q4-v3.saicm",
+             ref / "astronaut-96x64-scalable-b1-h4-v1.saicm", ref / "astronaut-200x150-scalable-b1-h4-v3.saicm",
+             ROOT / "tests" / "corpus" / "alpha-zlib-bomb.saicm"]  # (its alpha plane: the only one committed)
+    seen = set()
+    for path in files:
+        data = path.read_bytes()
+        stream, machine_end = container.read_stream(data)
+        h = stream.header
+        end, got = walk_table(v1 if data[5] == 1 else striped, data, 0)
+        assert end == machine_end, path.name
+        assert (got["magic"], got["version"], got["model id"].decode(), got["weights"], got["quality"]) == \
+            (container.MAGIC, h.version, h.model, h.weights_sha, h.quality), path.name
+        assert (got["height"], got["width"], got["pad bottom"], got["pad right"], got["shapes"], got["flags"] & 1,
+                len(got["strings"]), got.get("strip rows", 0), got.get("alpha")) == \
+            (h.height, h.width, h.pad_bottom, h.pad_right, h.shapes, h.gray, len(stream.strings), h.strip_rows,
+             stream.alpha), path.name
+        seen |= {("format", h.version), ("alpha", stream.alpha is not None)}
+        if end < len(data):
+            layer = container.unpack_human(data[end:])
+            end, got = walk_table(human, data, end)
+            assert end == len(data), path.name
+            assert (got["magic"], got["version"], got["model id"].decode(), got["weights"], got["base"],
+                    got["machine"], got["quality"], got.get("strip rows", 0), got["shapes"], len(got["strings"])) == \
+                (container.HUMAN_MAGIC, layer.version, layer.model, layer.weights_sha, layer.base_sha,
+                 layer.machine_sha, layer.quality, layer.strip_rows, layer.shapes, len(layer.strings)), path.name
+            seen.add(("human", layer.version))
+    assert seen >= {("format", 1), ("format", 3), ("human", 1), ("human", 2), ("alpha", True)}
+    clip = byte_table("video.md", "## The `.saicmv` format")
+    for name in ("shapes-64x48-8f-tiny.saicmv", "shapes-64x48-8f-tiny-hnerv.saicmv"):
+        data = (ref / name).read_bytes()
+        s, info = unpack(data), describe(data)
+        end, got = walk_table(clip, data, 0, steps_bytes=info["steps_bytes"])
+        assert end == len(data), name
+        assert (got["arch"].decode(), got["frames"], got["first"], got["width"], got["height"], got["bits"],
+                got["coder"], len(got["symbols"])) == \
+            (s.header.arch, s.header.frames, s.header.first, s.header.width, s.header.height, s.header.bits,
+             s.header.coder, len(s.symbols)), name
