@@ -1000,3 +1000,33 @@ def test_an_image_above_twice_pillows_limit_is_refused_with_its_size(tmp_path):
                                                  r"limit of 67,108,864"):
             image_io.open_image(given)
     assert Image.MAX_IMAGE_PIXELS == before
+
+
+def test_a_file_is_read_only_as_the_formats_its_name_allows(tmp_path):
+    """Pillow picks its plugin by a file's first bytes, whatever its name: a stranger's photo.jpg holding EPS was
+    handed to Ghostscript (a 60-byte `{} loop` hung `saicm compress` for good where Ghostscript is installed), and one
+    holding PSD, McIdas or FITS data reached those decoders (Pillow's advisories of 2026: out-of-bounds writes and
+    reads, decompression bombs). A file named as an image saicm reads (or bytes, with no name) is read only as one of
+    those formats; a file named alone with another format's suffix (x.pcx) is still read as that format."""
+    rgb = np.arange(4 * 4 * 3, dtype=np.uint8).reshape(4, 4, 3)
+    Image.fromarray(rgb).save(tmp_path / "x.pcx")
+    pcx = (tmp_path / "x.pcx").read_bytes()
+    (tmp_path / "photo.png").write_bytes(pcx)
+    # (a harmless EPS: were it opened as EPS again, Ghostscript, where installed, draws it; the `{} loop` hung)
+    (tmp_path / "photo.jpg").write_bytes(b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 4 4\nshowpage\n")
+    for name in ("photo.png", "photo.jpg"):
+        with pytest.raises(ImageError) as e:
+            image_io.load_image(tmp_path / name)
+        assert "not a format Pillow reads, or one saicm opens only under its own suffix" in str(e.value)
+        assert "Ghostscript" not in str(e.value)
+    with pytest.raises(ImageError, match="only under its own suffix"):
+        image_io.load_image(pcx)  # bytes: no name to allow another format
+    # named as its format, alone or as a file object of that name: read as before
+    assert (image_io.load_image(tmp_path / "x.pcx").rgb == rgb).all()
+    with open(tmp_path / "x.pcx", "rb") as f:
+        assert (image_io.load_image(f).rgb == rgb).all()
+    # a misnamed image of a format saicm reads (a PNG saved as .jpg) is read as it always was
+    Image.fromarray(rgb).save(tmp_path / "x.png")
+    (tmp_path / "misnamed.jpg").write_bytes((tmp_path / "x.png").read_bytes())
+    assert (image_io.load_image(tmp_path / "misnamed.jpg").rgb == rgb).all()
+    assert (image_io.load_image((tmp_path / "x.png").read_bytes()).rgb == rgb).all()

@@ -68,7 +68,8 @@ def test_a_coded_file_given_to_compress_is_named_for_what_it_is(files, capsys, t
         "model.safetensors: a model file (.safetensors), not an image: give it with --model")
     # what Pillow does not read and saicm does not know: Pillow's word, as before
     assert _error(capsys, ["compress", files["text"], "-o", out], 1).endswith(
-        "notes.txt: cannot read image (not a format Pillow reads)")
+        "notes.txt: cannot read image (not a format Pillow reads, or one saicm opens only under its own suffix, "
+        "such as .psd)")
     assert not out.exists()
 
 

@@ -27,6 +27,26 @@ from ..errors import FormatError, ImageError, ModelError, SaicmError
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".jpe", ".jfif", ".bmp", ".tif", ".tiff", ".webp", ".avif", ".ppm", ".pgm",
                   ".pbm", ".pnm", ".gif", ".tga", ".jp2", ".j2k"}
 
+#: Pillow's names of the formats of :data:`IMAGE_SUFFIXES` (MPO: a phone's JPEG), the only ones an image is read as
+#: unless its name has another format's suffix (:func:`formats_for`)
+IMAGE_FORMATS = ("PNG", "JPEG", "MPO", "BMP", "TIFF", "WEBP", "AVIF", "PPM", "GIF", "TGA", "JPEG2000")
+
+
+def formats_for(name: str | os.PathLike | None) -> tuple[str, ...]:
+    """The formats Pillow may read a file named ``name`` as (None: bytes, or a file object without a name):
+    :data:`IMAGE_FORMATS`, and the format Pillow registers for the name's suffix (x.pcx, x.psd, x.eps named alone).
+    Pillow otherwise picks its plugin by the file's first bytes, whatever its name: a stranger's photo.jpg holding
+    EPS went to Ghostscript, one holding PSD, McIdas or FITS data to those decoders."""
+    Image.init()
+    own = Image.registered_extensions().get(Path(os.fsdecode(name)).suffix.lower()) if name is not None else None
+    return tuple(f for f in dict.fromkeys((*IMAGE_FORMATS, own)) if f in Image.OPEN)
+
+
+def _name_of(fp) -> str | os.PathLike | None:
+    """The file name ``fp`` (a path or a binary file object) is read under, or None."""
+    name = fp if isinstance(fp, (str, os.PathLike)) else getattr(fp, "name", None)
+    return name if isinstance(name, (str, os.PathLike)) else None
+
 #: a path, a PIL image, an (H, W[, 1|3|4]) array (uint8/uint16/integer 0-255, or float 0-1), or the bytes of an
 #: image file (or a binary file object)
 ImageLike = Union[str, os.PathLike, Image.Image, np.ndarray, bytes, bytearray, memoryview, IO[bytes]]
@@ -252,7 +272,7 @@ def _pillow_open(fp, path: str | None, max_pixels: int | None) -> Image.Image:
                 except OversizedImage as e:
                     raise OversizedImage(e.said, path, e.limit) from None
 
-            img = open_unloaded(fp, check)  # the header only
+            img = open_unloaded(fp, check, path)  # the header only
             check(img)
             # (Pillow reads a 16-bit grey+alpha PNG as RGBA, its three channels equal: it was coded, and decoded, as
             # colour; only the file's raw mode, before the pixels are loaded, tells)
@@ -272,9 +292,10 @@ def _pillow_open(fp, path: str | None, max_pixels: int | None) -> Image.Image:
     except UnidentifiedImageError:
         # (saicm compress photo.saicm, or a model file: say what it is and which command it wants)
         said = _not_an_image(fp)
-        raise ImageError(said or "cannot read image (not a format Pillow reads)", path) from None
+        raise ImageError(said or "cannot read image (not a format Pillow reads, or one saicm opens only under its own "
+                         "suffix, such as .psd)", path) from None
     except Image.DecompressionBombError:  # Pillow's own limit, above saicm's: say saicm's, with the image's size
-        size = _header_size(fp)
+        size = _header_size(fp, path)
         if size is not None:
             try:
                 check_pixels(size[1], size[0], max_pixels, what="the image")
@@ -288,15 +309,16 @@ def _pillow_open(fp, path: str | None, max_pixels: int | None) -> Image.Image:
     return img
 
 
-def _header_size(fp) -> tuple[int, int] | None:
-    """(width, height) from an image's header alone, Pillow's own size limit set aside for that read (only its
-    header is read: the pixels never are), or None if the header cannot be read again."""
+def _header_size(fp, name: str | os.PathLike | None = None) -> tuple[int, int] | None:
+    """(width, height) from an image's header alone (read as :func:`formats_for` ``name`` allows), Pillow's own size
+    limit set aside for that read (only its header is read: the pixels never are), or None if the header cannot be
+    read again."""
     from .limits import pillow_checks_off
 
     try:
         if not isinstance(fp, (str, os.PathLike)):
             fp.seek(0)
-        with pillow_checks_off(1 << 62), Image.open(fp) as img:
+        with pillow_checks_off(1 << 62), Image.open(fp, formats=formats_for(name or _name_of(fp))) as img:
             return img.size
     except Exception:
         return None
@@ -315,7 +337,7 @@ def _low_bytes(fp, tile) -> np.ndarray | None:
     try:
         if not isinstance(fp, (str, os.PathLike)):
             fp.seek(0)
-        with Image.open(fp) as again:
+        with Image.open(fp, formats=("PNG",)) as again:
             # (Pillow 11 on: a named tuple; Pillow 10: (codec, box, offset, rawmode))
             again.tile = [tile._replace(args="RGB;16L") if hasattr(tile, "_replace") else (*tile[:3], "RGB;16L")]
             again.load()
@@ -350,21 +372,24 @@ def _tile_rawmode(tile) -> object:
     return args[0] if isinstance(args, tuple) and args else args
 
 
-def open_unloaded(fp, check: Callable[[Image.Image], None] | None = None) -> Image.Image:
-    """``Image.open(fp)`` (a path or a binary file object): the header read, the pixels not yet.
+def open_unloaded(fp, check: Callable[[Image.Image], None] | None = None,
+                  name: str | os.PathLike | None = None) -> Image.Image:
+    """``Image.open(fp)`` (a path or a binary file object) as one of the formats its name (``name``, else the
+    path's or the file object's) allows (:func:`formats_for`): the header read, the pixels not yet.
 
     Pillow (11 on) memory-maps an uncompressed grey, palette, RGBA or 16-bit TIFF read from a path at its size after
     its orientation tag's transpose: with a tag of 5 to 8 the pixels came out scrambled. Such a file is read from
     its bytes, which Pillow turns as the tag says; ``check`` (the caller's pixel limit) is run on its header first,
     so that an image above the limit is refused before its whole file is read into memory."""
-    img = Image.open(fp)
+    formats = formats_for(name or _name_of(fp))
+    img = Image.open(fp, formats=formats)
     if isinstance(fp, (str, os.PathLike)) and _turned_tiff(img):
         try:
             if check is not None:
                 check(img)
         finally:
             img.close()
-        img = Image.open(io.BytesIO(Path(fp).read_bytes()))
+        img = Image.open(io.BytesIO(Path(fp).read_bytes()), formats=formats)
     return img
 
 

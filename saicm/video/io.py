@@ -275,12 +275,13 @@ def _folder_meta(folder: Path) -> dict:
 def _probe_folder(folder: Path) -> ClipInfo:
     from PIL import Image
 
-    from ..codec.image_io import oriented_size
+    from ..codec.image_io import formats_for, oriented_size
     from ..codec.limits import DEFAULT_MAX_PIXELS, pillow_checks_off
 
     files = _folder_files(folder)
     try:
-        with pillow_checks_off(DEFAULT_MAX_PIXELS), Image.open(files[0]) as im:  # (the frame limit of iter_clip)
+        # (the frame limit of iter_clip; the formats its frames are read as)
+        with pillow_checks_off(DEFAULT_MAX_PIXELS), Image.open(files[0], formats=formats_for(files[0])) as im:
             w, h = oriented_size(im)  # (the frames' size as read: EXIF orientation applied)
     except Exception as e:  # whatever Pillow raises on a damaged file: one line naming it
         raise SaicmError(f"cannot read frame ({e.__class__.__name__}: {e})", str(files[0])) from None
