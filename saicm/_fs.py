@@ -565,30 +565,73 @@ def atomic_folder(dest: str | os.PathLike) -> Iterator[Path]:
         tmp = Path(tempfile.mkdtemp(prefix=f".{_short(dest.name)}.", suffix=".part", dir=dest if inside else parent))
     except OSError as e:
         raise SaicmError(f"cannot write output ({e.strerror})", str(dest)) from None
+    owner = os.lstat(tmp).st_uid  # (as made: a root-squashed NFS share makes root's folders nobody's)
     try:
         yield tmp
-        if inside:
-            # one job at a time moves its files out, into a folder still empty: two jobs writing one empty folder
-            # both moved theirs in (frames of two ranges, one frames.json)
-            with exclusive(dest, "", wait=True):  # (its lock file is removed as it lets go: not among the files)
-                if _has_content(dest):
-                    raise SaicmError(_APPEARED, str(dest))
-                for entry in sorted(tmp.iterdir()):
-                    os.replace(entry, dest / entry.name)
-            tmp.rmdir()
-        else:
-            try:
-                os.replace(tmp, dest)
-            except OSError as e:  # (another job's folder there now: renaming onto it was a traceback)
-                if e.errno in (errno.ENOTEMPTY, errno.EEXIST, errno.ENOTDIR, errno.EISDIR):
-                    raise SaicmError(_APPEARED, str(dest)) from None
-                raise
-            os.chmod(dest, 0o777 & ~_umask())
+        fd = _own_temporary_folder(tmp, dest, owner)
+        try:
+            if inside:
+                # one job at a time moves its files out, into a folder still empty: two jobs writing one empty folder
+                # both moved theirs in (frames of two ranges, one frames.json)
+                with exclusive(dest, "", wait=True):  # (its lock file is removed as it lets go: not among the files)
+                    if _has_content(dest):
+                        raise SaicmError(_APPEARED, str(dest))
+                    if fd is not None:  # (the files of the folder checked, whatever is at its name now)
+                        for name in sorted(os.listdir(fd)):
+                            os.replace(name, dest / name, src_dir_fd=fd)
+                    else:
+                        for entry in sorted(tmp.iterdir()):
+                            os.replace(entry, dest / entry.name)
+                tmp.rmdir()
+            else:
+                if fd is not None:  # the output's mode, given before it is published, to the folder checked
+                    os.fchmod(fd, 0o777 & ~_umask())
+                else:
+                    os.chmod(tmp, 0o777 & ~_umask())
+                try:
+                    os.replace(tmp, dest)
+                except OSError as e:  # (another job's folder there now: renaming onto it was a traceback)
+                    if e.errno in (errno.ENOTEMPTY, errno.EEXIST, errno.ENOTDIR, errno.EISDIR):
+                        raise SaicmError(_APPEARED, str(dest)) from None
+                    raise
+        finally:
+            if fd is not None:
+                os.close(fd)
     except BaseException as e:
+        if tmp.is_symlink():  # (planted at its name: removed, not followed)
+            tmp.unlink()
         shutil.rmtree(tmp, ignore_errors=True)
         if isinstance(e, OSError) and e.errno in WRITE_ERRNOS:
             raise _write_error(e, dest) from None
         raise
+
+
+def _own_temporary_folder(tmp: Path, dest, owner: int) -> int | None:
+    """A descriptor of ``tmp``, the temporary folder of :func:`atomic_folder`, once it is checked to be still a folder
+    owned as it was when it was made (``owner``) and no link (None where the system opens no folder so, as Windows:
+    checked by its name alone). In a folder another user may write, they could replace it by a link to a private file
+    or folder of the user's while it was written: the chmod by name of the published folder followed it
+    (``~/.ssh/id_rsa`` 0600 became 0755), and into an existing empty output the files of the linked folder were moved
+    (``~/.ssh``'s keys). A one-line error."""
+    replaced = SaicmError("cannot write output: its temporary folder was replaced while it was written (another "
+                          "user writing this folder?); nothing written", str(dest))
+    flags = getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_NOFOLLOW", 0)
+    if not getattr(os, "O_DIRECTORY", 0) or os.listdir not in os.supports_fd or os.replace not in os.supports_dir_fd:
+        st = os.lstat(tmp)
+        if not stat.S_ISDIR(st.st_mode) or st.st_uid != owner:
+            raise replaced
+        return None
+    try:
+        fd = os.open(tmp, os.O_RDONLY | flags)
+    except OSError as e:
+        if e.errno in (errno.ELOOP, errno.EMLINK, errno.ENOTDIR, errno.ENOENT):  # (a link, a file, gone)
+            raise replaced from None
+        raise
+    st = os.fstat(fd)
+    if not stat.S_ISDIR(st.st_mode) or st.st_uid != owner:
+        os.close(fd)
+        raise replaced
+    return fd
 
 
 #: the error of an output folder that another job wrote while this one was writing it

@@ -4,6 +4,7 @@ long names, pipes, the job log, a file-size limit (each found by the paths audit
 import errno
 import json
 import os
+import shutil
 import subprocess
 import sys
 import threading
@@ -912,6 +913,38 @@ def test_a_temporary_file_replaced_by_a_link_while_written_gives_no_file_the_out
     _fs.write_atomic(tmp_path / "proj" / "r.json", recreated)
     mode = (tmp_path / "proj" / "r.json").stat().st_mode & 0o777
     assert (tmp_path / "proj" / "r.json").read_bytes() == b"new" and mode == 0o666 & ~_fs._umask()
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="links and modes of POSIX")
+def test_a_temporary_folder_replaced_by_a_link_while_written_gives_no_file_its_mode_nor_its_files(tmp_path):
+    """The temporary folder of PNG frames (``saicm video frames``, ``video decode -o FOLDER``) could be replaced, while
+    it was written, by a link to a private file or folder of the user's, as the temporary file of one output could:
+    the folder was published and then given the output's mode by its name (``~/.ssh/id_rsa`` 0600 became 0755),
+    and into an empty output folder the files of the folder the link named were moved (``~/.ssh``'s keys, into a
+    shared folder). One line now, nothing written or moved."""
+    from saicm import _fs
+
+    secret = tmp_path / "id_rsa"
+    secret.write_text("private\n")
+    secret.chmod(0o600)
+    keys = tmp_path / "ssh"
+    keys.mkdir()
+    (keys / "id_ed25519").write_text("private\n")
+    (tmp_path / "proj").mkdir()
+    (tmp_path / "proj" / "empty").mkdir()
+    for dest, target in ((tmp_path / "proj" / "frames", secret), (tmp_path / "proj" / "empty", keys)):
+        with pytest.raises(SaicmError, match="temporary folder was replaced"):
+            with _fs.atomic_folder(dest) as tmp:
+                (tmp / "frame_0000.png").write_bytes(b"frame")
+                os.rename(tmp, tmp_path / "moved")  # (the other user's move)
+                os.symlink(target, tmp)
+        shutil.rmtree(tmp_path / "moved")
+    assert secret.stat().st_mode & 0o777 == 0o600 and secret.read_text() == "private\n"
+    assert os.listdir(keys) == ["id_ed25519"]
+    assert not (tmp_path / "proj" / "frames").exists() and os.listdir(tmp_path / "proj" / "empty") == []
+    with _fs.atomic_folder(tmp_path / "proj" / "frames") as tmp:  # (untouched: published with the umask's mode)
+        (tmp / "frame_0000.png").write_bytes(b"frame")
+    assert (tmp_path / "proj" / "frames").stat().st_mode & 0o777 == 0o777 & ~_fs._umask()
 
 
 @pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() != 0, reason="makes another user's FIFO (root)")
