@@ -70,6 +70,19 @@ def test_every_test_the_coding_only_run_names_exists():
     assert len([line for line in r.stdout.splitlines() if "::" in line]) >= len(ids)  # (a name: all its parameters)
 
 
+def test_the_pillow_bound_admits_no_release_with_advisories_in_what_saicm_reads():
+    """pyproject.toml allowed Pillow 10.1 on, and .ci/constraints-oldest.txt tested 10.1.0: releases before 12.3.0
+    have advisories (2026) in code saicm runs on images from strangers: the ICC profile transform of the colour-profile
+    warning (an out-of-bounds access in ImageCms' transform), JPEG 2000's memory use, and (before saicm read a file only
+    as the formats its name allows) PSD's out-of-bounds write (10.3–12.1.0), McIdas' out-of-bounds read, FITS' and
+    EPS' bombs and loops. The bound and the oldest tested release say 12.3 (security-scan audit)."""
+    deps = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    bound = [d for d in deps if re.match(r"pillow\b", d, re.I)]
+    assert bound == ["pillow>=12.3"]
+    oldest = (ROOT / ".ci" / "constraints-oldest.txt").read_text()
+    assert re.search(r"^pillow==12\.3\.0\b", oldest, re.M)
+
+
 def _section(version: str) -> str:
     text = (ROOT / "CHANGELOG.md").read_text()
     start = text.index(f"## [{version}] - ")

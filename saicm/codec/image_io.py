@@ -365,7 +365,7 @@ def _with_wide_key(img: Image.Image, low: np.ndarray, close: bool = True) -> Ima
 def _tile_rawmode(tile) -> object:
     """The raw mode of one of an opened image's tiles: Pillow 11 on holds them as named tuples (``.args``), Pillow 10
     as plain tuples ``(codec, box, offset, args)`` (``getattr(t, "args")`` was None there: a 16-bit grey+alpha PNG
-    was still read as colour on Pillow 10, which saicm supports)."""
+    was still read as colour on Pillow 10, which saicm supported until its bound became 12.3)."""
     args = getattr(tile, "args", None)
     if args is None and isinstance(tile, tuple) and len(tile) > 3:
         args = tile[3]
