@@ -181,6 +181,9 @@ def file_kind(head: bytes) -> tuple[str, str | None] | None:
         return "a WebP image", _CODE_IT
     if head[4:8] == b"ftyp" and head[8:12] in (b"avif", b"avis"):
         return "an AVIF image", _CODE_IT
+    if head.startswith((b"%!PS", b"\xc5\xd0\xd3\xc6")):  # (PostScript, and the binary header of a DOS EPS)
+        return "a PostScript (EPS) file", ("saicm does not read PostScript (it would run Ghostscript on it): rasterise "
+                                           "it to PNG first")
     if head.startswith(MAGIC):
         return "a .saicm file", "decode it with 'saicm decompress'"
     if head.startswith(b"SAICV"):  # (saicm.video.bitstream.MAGIC, which imports this module)

@@ -31,15 +31,20 @@ IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".jpe", ".jfif", ".bmp", ".tif", ".ti
 #: unless its name has another format's suffix (:func:`formats_for`)
 IMAGE_FORMATS = ("PNG", "JPEG", "MPO", "BMP", "TIFF", "WEBP", "AVIF", "PPM", "GIF", "TGA", "JPEG2000")
 
+#: formats never read, whatever the name: Pillow's plugin runs another program on the file (EPS: Ghostscript, with no
+#: time limit, a PostScript interpreter on a stranger's program)
+NEVER_READ = ("EPS",)
+
 
 def formats_for(name: str | os.PathLike | None) -> tuple[str, ...]:
     """The formats Pillow may read a file named ``name`` as (None: bytes, or a file object without a name):
-    :data:`IMAGE_FORMATS`, and the format Pillow registers for the name's suffix (x.pcx, x.psd, x.eps named alone).
+    :data:`IMAGE_FORMATS`, and the format Pillow registers for the name's suffix (x.pcx, x.psd named alone; never one
+    of :data:`NEVER_READ`: x.eps is refused).
     Pillow otherwise picks its plugin by the file's first bytes, whatever its name: a stranger's photo.jpg holding
     EPS went to Ghostscript, one holding PSD, McIdas or FITS data to those decoders."""
     Image.init()
     own = Image.registered_extensions().get(Path(os.fsdecode(name)).suffix.lower()) if name is not None else None
-    return tuple(f for f in dict.fromkeys((*IMAGE_FORMATS, own)) if f in Image.OPEN)
+    return tuple(f for f in dict.fromkeys((*IMAGE_FORMATS, own)) if f in Image.OPEN and f not in NEVER_READ)
 
 
 def _name_of(fp) -> str | os.PathLike | None:
