@@ -64,6 +64,26 @@ def clip_mkv(tmp_path_factory) -> Path:
     return p
 
 
+def test_a_playlist_is_refused_and_a_clip_named_like_a_protocol_is_read_as_the_file(clip_mkv, tmp_path):
+    """A stranger's "clip" that is a playlist (HLS) or a concatenation list had ffmpeg read the files it names: another
+    of the user's videos, read and coded into the clip the user then shares (URLs too, on ffmpeg builds that allow
+    them). Refused in one line now. And a clip named ``concat:x.mkv`` was read as ffmpeg's concat protocol (no such
+    file), one named ``pipe:0`` as standard input: read as the file it is now."""
+    import shutil
+
+    (tmp_path / "list.m3u8").write_text(f"#EXTM3U\n#EXT-X-TARGETDURATION:1\n#EXTINF:1,\n{clip_mkv}\n#EXT-X-ENDLIST\n")
+    shutil.copy(clip_mkv, tmp_path / "other.mkv")  # (ffmpeg's concat lists name files beside them: "safe" names)
+    (tmp_path / "list.txt").write_text("ffconcat version 1.0\nfile 'other.mkv'\n")
+    for name, demuxer in (("list.m3u8", "hls"), ("list.txt", "concat")):
+        with pytest.raises(SaicmError, match=rf"a playlist or list of files \({demuxer}\), not a clip"):
+            io.read_clip(tmp_path / name)
+    want = io.read_clip(clip_mkv).frames
+    for name in ("concat:x.mkv", "pipe:0"):
+        shutil.copy(clip_mkv, tmp_path / name)
+        assert io.probe(tmp_path / name).width == 64
+        assert np.array_equal(io.read_clip(tmp_path / name).frames, want)
+
+
 def test_a_clip_with_a_quarter_turn_display_matrix_is_read_upright_as_ffmpeg_decodes_it(tmp_path):
     """A phone's portrait clip: its stream is 64x48 with a display matrix of 90 (or 270) degrees, and ffmpeg
     decodes it upright, 48x64. Its bytes were read as 64x48 frames: every frame scrambled, with no error."""

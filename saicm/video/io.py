@@ -168,6 +168,18 @@ def _exe() -> str:
     return ffmpeg_exe()
 
 
+#: ffmpeg's demuxers of files that name other files (a playlist, a concatenation list): a stranger's "clip" of that
+#: kind had ffmpeg read what it names (another of the user's local videos, coded into the clip the user shares; URLs
+#: where an ffmpeg build allows them); refused by :func:`probe`
+LISTING_DEMUXERS = frozenset({"hls", "applehttp", "concat", "dash"})
+
+
+def _input(path: str) -> list[str]:
+    """ffmpeg's arguments that read the clip at ``path``: as a file by its absolute name (a name such as ``concat:a|b``,
+    ``subfile:…`` or ``pipe:0`` is no protocol), and through no protocol but ``file``."""
+    return ["-protocol_whitelist", "file", "-i", "file:" + os.path.abspath(path)]
+
+
 def _head(path: str) -> bytes:
     """The first bytes of a file (none when it cannot be read)."""
     try:
@@ -212,12 +224,16 @@ def probe(path: str | os.PathLike) -> ClipInfo:
     if os.path.isdir(path):
         return _probe_folder(Path(path))
     try:
-        p = subprocess.run([_exe(), "-hide_banner", "-nostdin", "-i", path], capture_output=True, timeout=120)
+        p = subprocess.run([_exe(), "-hide_banner", "-nostdin", *_input(path)], capture_output=True, timeout=120)
     except (OSError, subprocess.TimeoutExpired) as e:
         raise SaicmError(f"cannot run ffmpeg ({e})", path) from None
     if p.returncode < 0:  # (ffmpeg crashed: not the file's fault)
         raise SaicmError(f"cannot probe the clip: ffmpeg {_exe()} {_last_error(p.stderr, p.returncode)}", path)
     text = p.stderr.decode("utf-8", "replace")
+    demuxer = re.search(r"^Input #0, ([\w,]+), from", text, re.MULTILINE)
+    if demuxer and LISTING_DEMUXERS & set(demuxer.group(1).split(",")):
+        raise SaicmError(f"a playlist or list of files ({demuxer.group(1)}), not a clip: saicm reads no file that names "
+                         "others (ffmpeg would read what it names); give it the clip itself", path)
     line = next((ln for ln in text.splitlines() if re.search(r"Stream #\S+.*: Video:", ln)), None)
     if line is None:
         from ..codec.container import file_kind, not_a
@@ -376,7 +392,7 @@ def _ffmpeg_frames(path: str, start: int, stop: int | None, w: int, h: int, resi
         filters.append(f"select='gte(n\\,{start})" + (f"*lt(n\\,{stop})'" if stop is not None else "'"))
     if resize:
         filters.append(f"scale={w}:{h}:flags=lanczos")
-    cmd = [_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-i", path, "-map", "0:v:0"]
+    cmd = [_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", *_input(path), "-map", "0:v:0"]
     if filters:
         cmd += ["-vf", ",".join(filters)]
     cmd += ["-fps_mode", "passthrough"]
