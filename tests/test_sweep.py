@@ -588,6 +588,24 @@ def test_a_cache_entry_of_a_decompression_bomb_header_is_made_again(tmp_path):
     assert codec.encodes == 3 and Image.open(pngs[0]).size != (60000, 60000)
 
 
+def test_a_cache_entry_in_another_image_format_is_made_again_not_decoded(tmp_path):
+    """Entries are PNGs saicm wrote; one in another format (a planted or foreign file: the same pixels as a BMP here,
+    PSD or FITS data for a Pillow decoder's advisory) was decoded by whatever plugin its first bytes chose and used as
+    the decode. Only PNG is read: any other is a miss, coded again and written over."""
+    codec = CountingCodec()
+    cache = DecodeCache(tmp_path / "cache", codec.name, codec.config())
+    first = sweep(codec, images(), [20], task=MeanBrightness(), cache=cache, progress=False)
+    pngs = sorted((tmp_path / "cache").rglob("*.png"))
+    with Image.open(pngs[0]) as im:
+        im.load()
+        im.save(pngs[0], format="BMP")
+    again = sweep(codec, images(), [20], task=MeanBrightness(), cache=cache, progress=False)
+    assert again["points"][0]["brightness"] == pytest.approx(first["points"][0]["brightness"])
+    assert codec.encodes == 3
+    with Image.open(pngs[0]) as im:
+        assert im.format == "PNG"
+
+
 def test_a_killed_writers_temporary_files_leave_the_cache(tmp_path):
     """A sweep killed while it wrote an entry (kill -9, a power cut) left its temporary file
     (``.KEY.png.XXXX.part.png``) in the cache for good: nothing wrote the same name again. The next sweep that writes

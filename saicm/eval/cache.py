@@ -330,7 +330,7 @@ class DecodeCache(_Entries):
         super().__init__(None if root is None else Path(root) / codec_key(codec_name, config))
 
     def _decode(self, data: bytes) -> Image.Image:
-        img = Image.open(io.BytesIO(data))
+        img = Image.open(io.BytesIO(data), formats=("PNG",))  # (what _write made: an entry of another format is a miss)
         img.load()
         return img.convert("RGB")
 

@@ -84,7 +84,7 @@ class PillowCodec(Codec):
         return buf.getvalue()
 
     def decode(self, data):
-        im = Image.open(io.BytesIO(data))
+        im = Image.open(io.BytesIO(data), formats=(self.format,))  # (what encode wrote: no other plugin)
         im.load()
         return im.convert("RGB")
 
