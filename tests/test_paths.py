@@ -31,6 +31,43 @@ def test_display_path_rules(tmp_path, monkeypatch):
     assert display_spec("centerface") == "centerface"
 
 
+def test_display_path_never_names_the_user(tmp_path, monkeypatch):
+    """The last two components of ``~/photos`` are the home folder's name and ``photos``: the user's login name in
+    a report or a published model's ``training`` record (a privacy audit: ``saicm train --data ~/photos`` recorded
+    ``alice/photos``). Components up to the home folder, or a folder named as the user (``/scratch/alice``), are
+    left out."""
+    import getpass
+
+    home = tmp_path / "home" / "alice"
+    (home / "cctv" / "street").mkdir(parents=True)
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setattr(getpass, "getuser", lambda: "alice")
+    assert display_path(str(home / "cctv")) == "cctv"
+    assert display_path(str(home / "cctv" / "street")) == "cctv/street"
+    assert display_path(str(home)) == "~"
+    assert display_path(str(tmp_path / "scratch" / "alice" / "photos")) == "photos"
+    assert display_path("../home/alice/cctv") == "cctv"                        # relative, as written, too
+    assert display_path(str(home / "cctv"), root=tmp_path) == "cctv"            # under a root above the home folder
+    assert display_path(str(tmp_path / "data" / "alicia" / "photos")) == "alicia/photos"  # (whole names only)
+    monkeypatch.setattr(getpass, "getuser", lambda: (_ for _ in ()).throw(OSError("no user")))
+    assert display_path(str(home / "cctv")) == "cctv"                          # (no login name: the home folder)
+
+
+def test_a_model_trained_on_the_home_folder_does_not_name_its_user(tmp_path, monkeypatch):
+    """``saicm train --data ~/photos``: the weights, which go to every decoder, said ``alice/photos``."""
+    from saicm.train.trainer import recorded_settings
+
+    home = tmp_path / "alice"
+    (tmp_path / "work").mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.chdir(tmp_path / "work")
+    t = recorded_settings({"data": [str(home / "photos")], "out": str(home / "run"), "init": "mse-hyperprior-n64-v5"})
+    assert t == {"data": ["photos"], "out": "run", "init": "mse-hyperprior-n64-v5"}
+
+
 def _result(path, codec, dataset, points):
     r = results.new_result(codec, {}, dataset, "detection", 3)
     r["task_model"] = f"picodet:{os.path.dirname(dataset)}/models/picodet.onnx"

@@ -8,6 +8,9 @@ read elsewhere, so :func:`display_path` names a path relative to a root:
 - a relative path outside it, with no ``root`` given: as written (it names no
   machine, e.g. ``../data/coco128/images``);
 - otherwise: its last two components (``coco128/images``).
+
+In each case no component up to the user's home folder, or a folder named as the user, is shown: ``~/photos`` is
+``photos``, not ``alice/photos`` (the home folder itself is ``~``).
 """
 
 from __future__ import annotations
@@ -27,6 +30,26 @@ def _under(path: str, base: str) -> str | None:
     return None
 
 
+def _user_names() -> set[str]:
+    """The names that say who ran saicm: the login name and the home folder's (usually the same)."""
+    import getpass
+
+    names = {os.path.basename(os.path.normpath(os.path.expanduser("~")))}
+    try:
+        names.add(getpass.getuser())
+    except Exception:  # (no login name: getpass raises OSError, or KeyError for a uid without a passwd entry)
+        pass
+    return names - {"", ".", "..", "~", os.sep}
+
+
+def _without_user(shown: str) -> str:
+    """``shown`` from the component after the last one named as the user (``~`` when that is the last)."""
+    parts = shown.split("/")
+    names = _user_names()
+    cut = max((i + 1 for i, part in enumerate(parts) if part in names), default=0)
+    return shown if cut == 0 else "/".join(parts[cut:]) or "~"
+
+
 def display_path(path: str | os.PathLike | None, root: str | os.PathLike | None = None) -> str:
     """``path`` as a page should show it (see the module docstring); "" for an empty path."""
     if path is None or str(path) == "":
@@ -34,11 +57,11 @@ def display_path(path: str | os.PathLike | None, root: str | os.PathLike | None 
     p = str(path)
     rel = _under(p, str(root) if root is not None else os.getcwd())
     if rel is not None:
-        return rel
+        return _without_user(rel)
     if root is None and not os.path.isabs(p):
-        return Path(os.path.normpath(p)).as_posix()
+        return _without_user(Path(os.path.normpath(p)).as_posix())
     parts = Path(os.path.abspath(p)).parts[1:]
-    return "/".join(parts[-2:]) if parts else "."
+    return _without_user("/".join(parts[-2:])) if parts else "."
 
 
 def display_spec(spec: str | dict | None, root: str | os.PathLike | None = None) -> str:
