@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from saicm.cli import main
-from saicm.errors import SaicmError
+from saicm.errors import SaicmError, SaicmWarning
 from saicm.eval import results, tasks
 from saicm.eval.bootstrap import bd_rate_ci, draws, spec
 
@@ -283,6 +283,33 @@ def test_cli_prints_the_interval_and_explains_a_missing_draw(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["bdrate", str(tmp_path / "a.json"), str(tmp_path / "t.json"), "--ci", "120"])
     assert "confidence level" in capsys.readouterr().err
+
+
+def test_draws_of_per_image_metrics_can_be_asked_for(tmp_path, capsys):
+    """200 draws put a Monte Carlo error of about 0.1 point on the endpoints of a PSNR interval (the stats audit,
+    2026-12-07), as large as the decimal printed, and `bdrate --ci` had no way to ask for more: --draws N."""
+    a = _anchor()
+    t = {n: [(q, (0.7 if i % 2 else 0.9) * b, p) for q, b, p in rows] for i, (n, rows) in enumerate(a.items())}
+    results.save(_result("a", a), tmp_path / "a.json")
+    results.save(_result("t", t), tmp_path / "t.json")
+    args = ["bdrate", str(tmp_path / "a.json"), str(tmp_path / "t.json"), "--ci"]
+    assert main(args + ["--draws", "1000", "--json", str(tmp_path / "b.json")]) == 0
+    row = json.loads((tmp_path / "b.json").read_text())["rows"][0]
+    ci = bd_rate_ci(results.load(tmp_path / "a.json"), results.load(tmp_path / "t.json"), "psnr", replicates=1000)
+    assert row["ci_draws"] == 1000 and row["ci"] == pytest.approx([ci.low, ci.high])
+    assert "of 1000 draws" in capsys.readouterr().out
+    assert main(args + ["--json", str(tmp_path / "c.json")]) == 0  # the default is unchanged: 200
+    assert json.loads((tmp_path / "c.json").read_text())["rows"][0]["ci_draws"] == 200
+    capsys.readouterr()
+    with pytest.warns(SaicmWarning, match="--draws not used by bdrate without --ci"):  # said, not ignored unsaid
+        assert main(args[:-1] + ["--draws", "1000"]) == 0
+    ap = _ap_run("nerv:seed=0", [0.1, 0.2], [40.0, 60.0], [[40.0, 30.0, 50.0], [60.0, 50.0, 70.0]])
+    results.save(ap, tmp_path / "ap.json")
+    # AP draws are made by saicm eval --bootstrap N: one line says so (the stored 3 draws were used, unsaid)
+    assert main(["bdrate", str(tmp_path / "ap.json"), str(tmp_path / "ap.json"), "--metric", "ap", "--ci",
+                 "--draws", "1000"]) != 0
+    err = capsys.readouterr().err
+    assert "--draws" in err and "--bootstrap" in err and "Traceback" not in err
 
 
 def _ap_run(codec, bpps, aps, draws_by_q, seed_spec=None):
