@@ -83,10 +83,7 @@ def _finish_temporary(path: Path, dest, durable: bool, owner: int) -> None:
             raise
         fd = None
     try:
-        st = os.fstat(fd) if fd is not None else None
-        if st is None or not stat.S_ISREG(st.st_mode) or st.st_uid != owner:
-            raise SaicmError("cannot write output: its temporary file was replaced while it was written (another "
-                             "user writing this folder?); nothing written", str(dest))
+        _check_temporary(os.fstat(fd) if fd is not None else None, stat.S_ISREG, owner, "file", dest)
         mode = 0o666 & ~_umask()
         if os.chmod in os.supports_fd:
             os.chmod(fd, mode)
@@ -97,6 +94,15 @@ def _finish_temporary(path: Path, dest, durable: bool, owner: int) -> None:
     finally:
         if fd is not None:
             os.close(fd)
+
+
+def _check_temporary(st: os.stat_result | None, is_kind, owner: int, what: str, dest) -> None:
+    """A one-line error unless ``st`` (None: a link, not opened) is a temporary ``what`` ("file", "folder") of the
+    kind ``is_kind`` (``stat.S_ISREG``, ``stat.S_ISDIR``) owned as it was when it was made: another user who can write
+    the folder replaced it while it was written."""
+    if st is None or not is_kind(st.st_mode) or st.st_uid != owner:
+        raise SaicmError(f"cannot write output: its temporary {what} was replaced while it was written (another user "
+                         "writing this folder?); nothing written", str(dest))
 
 
 def _flush_to_disk(fd: int) -> None:
@@ -613,24 +619,22 @@ def _own_temporary_folder(tmp: Path, dest, owner: int) -> int | None:
     or folder of the user's while it was written: the chmod by name of the published folder followed it
     (``~/.ssh/id_rsa`` 0600 became 0755), and into an existing empty output the files of the linked folder were moved
     (``~/.ssh``'s keys). A one-line error."""
-    replaced = SaicmError("cannot write output: its temporary folder was replaced while it was written (another "
-                          "user writing this folder?); nothing written", str(dest))
     flags = getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_NOFOLLOW", 0)
     if not getattr(os, "O_DIRECTORY", 0) or os.listdir not in os.supports_fd or os.replace not in os.supports_dir_fd:
-        st = os.lstat(tmp)
-        if not stat.S_ISDIR(st.st_mode) or st.st_uid != owner:
-            raise replaced
+        _check_temporary(os.lstat(tmp), stat.S_ISDIR, owner, "folder", dest)
         return None
     try:
         fd = os.open(tmp, os.O_RDONLY | flags)
     except OSError as e:
-        if e.errno in (errno.ELOOP, errno.EMLINK, errno.ENOTDIR, errno.ENOENT):  # (a link, a file, gone)
-            raise replaced from None
+        if e.errno not in (errno.ELOOP, errno.EMLINK, errno.ENOTDIR, errno.ENOENT):  # (a link, a file, gone)
+            raise
+        fd = None
+    try:
+        _check_temporary(os.fstat(fd) if fd is not None else None, stat.S_ISDIR, owner, "folder", dest)
+    except SaicmError:
+        if fd is not None:
+            os.close(fd)
         raise
-    st = os.fstat(fd)
-    if not stat.S_ISDIR(st.st_mode) or st.st_uid != owner:
-        os.close(fd)
-        raise replaced
     return fd
 
 
