@@ -104,7 +104,8 @@ def _print_rows(rows: list[dict]) -> None:
 
 def machine_model_for(base: str, preferred: str | None = RECOMMENDED_MACHINE_MODEL) -> str | None:
     """The shipped SA-ICM model to show beside ``base``: one fine-tuned from it (``preferred`` if it is
-    one of them), else from its nearest ancestor (the ``--init`` chain of the shipped models), else the first."""
+    one of them), else from its nearest ancestor (the ``--init`` chain of the shipped models), else ``preferred``
+    (the default model since 0.37.0, a context model, started from checkpoints: no chain), else the first."""
     models = shipped_models()
     names = [n for n in models if n.startswith("saicm-")]
     seen: set[str] = set()
@@ -114,7 +115,7 @@ def machine_model_for(base: str, preferred: str | None = RECOMMENDED_MACHINE_MOD
             return preferred if preferred in hits else hits[0]
         seen.add(base)
         base = models[base].training.get("init")
-    return names[0] if names else None
+    return preferred if preferred in names else names[0] if names else None
 
 
 def run_demo(out_dir: str | Path = "demo-out", model: str | None = None, quality: int | None = None,

@@ -8,10 +8,11 @@ from PIL import Image
 
 import saicm
 from saicm.cli import main
+from saicm.models.catalog import DEFAULT_MODEL
 
 from .conftest import natural_image
 
-MODEL = "mse-hyperprior-n64-v5"  # the default shipped model, 7 qualities
+MODEL = DEFAULT_MODEL  # the model used when none is named, 7 qualities (a context model since 0.37.0)
 
 
 @pytest.fixture(scope="module")

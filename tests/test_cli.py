@@ -751,6 +751,17 @@ def test_demo_shows_the_sa_icm_model_fine_tuned_from_the_mse_model_it_runs(monke
     assert demo.machine_model_for("mse-d", preferred=None) == "saicm-y"  # none from it: its nearest ancestor
     assert demo.machine_model_for("mse-loop") == "saicm-x"  # a cycle in the metadata ends the walk
     assert demo.machine_model_for("other") == "saicm-x"  # none from it: the first
+    assert demo.machine_model_for("other", preferred="saicm-z") == "saicm-z"  # ... unless one is recommended
+
+
+def test_the_demo_shows_the_recommended_sa_icm_model_beside_the_default_model():
+    """The default model (a context model since 0.37.0) was started from checkpoints, not from a shipped model: the
+    demo showed the first SA-ICM model by name (a 0.1.0-era v3) instead of the recommended one, the two-layer
+    model's machine layer."""
+    from saicm import demo
+    from saicm.models.catalog import RECOMMENDED_MACHINE_MODEL, default_model_name
+
+    assert demo.machine_model_for(default_model_name()) == RECOMMENDED_MACHINE_MODEL
 
 
 def test_demo_codes_decodes_and_compares_end_to_end(tmp_path, capsys, monkeypatch):

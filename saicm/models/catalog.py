@@ -396,7 +396,7 @@ def resolve(model: str | os.PathLike | ModelInfo | None) -> ModelInfo:
 
 
 #: The model used when none is named: the best-trained human-vision model shipped.
-DEFAULT_MODEL = "mse-hyperprior-n64-v5"
+DEFAULT_MODEL = "mse-context-n64-v7"
 
 
 #: Models once shipped and since removed from the package (superseded; their results stay in benchmarks/results/):
