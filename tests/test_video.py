@@ -424,6 +424,16 @@ def test_round_trip_is_bit_exact(coded, tmp_path, capsys):
         saicm.video.describe(3)
 
 
+def test_an_encode_result_shows_its_file_as_a_size_not_its_bytes(coded):
+    """A notebook shows a cell's result: ``r = saicm.video.encode(...)``, then ``r``, was the whole file's bytes
+    escaped (84 KB of text for the 26 KB file of an 8-frame clip)."""
+    path, r = coded
+    text = repr(r)
+    assert f"data=<{path.stat().st_size:,} bytes>" in text and "SAICV" not in text, text[:200]
+    assert f"reference=<uint8 array of shape {r.reference.shape}>" in text and len(text) < 2000 + len(repr(r.report))
+    assert repr(api.EncodeResult(data=b"x", info={})) == "EncodeResult(data=<1 bytes>, info={}, reference=None, report=None)"
+
+
 def test_pruned_weights_stay_zero_and_psnr_is_sane(coded):
     _, r = coded
     assert 0.5 < r.info["nonzero"] / r.info["parameters"] < 0.7  # 40 % pruned (+ a few that round to 0)

@@ -51,6 +51,13 @@ class EncodeResult:
     reference: np.ndarray | None = None
     report: FitReport | None = None
 
+    def __repr__(self) -> str:
+        # (what a notebook shows of a cell's result: the dataclass's own repr was the whole file's bytes, escaped,
+        # 84 KB of text for the 26 KB file of an 8-frame clip, and a summary of the frames array)
+        ref = None if self.reference is None else f"<{self.reference.dtype} array of shape {self.reference.shape}>"
+        return (f"EncodeResult(data=<{len(self.data):,} bytes>, info={self.info!r}, reference={ref}, "
+                f"report={self.report!r})")
+
 
 @dataclass
 class Decoded:
