@@ -158,6 +158,18 @@ def test_every_shipped_model_codes_and_its_rate_rises_with_quality():
         assert describe(info), f"{name} has no description"
 
 
+def test_a_models_info_shows_what_it_is_not_its_files_strings():
+    """``saicm.list_models()`` as a notebook cell's result was 21 KB of text: each info's repr held the file's
+    metadata strings, which repeat its architecture and config and add the training record."""
+    models = saicm.list_models()
+    info = models["scalable-off02v6-m4-cond"]
+    text = repr(info)
+    assert text.startswith("ModelInfo(name='scalable-off02v6-m4-cond', path=") and "'base': " in text
+    assert "training" not in text and "description" not in text and len(text) < 600, text
+    assert info.meta["description"] and info.training  # (still there, named)
+    assert len(repr(models)) < 600 * len(models)
+
+
 def test_the_public_models_are_the_callers_own():
     """saicm.load_model handed out the cached module every decode uses (halving its weights broke later decodes in
     the process), and saicm.list_models the cached infos (changing a config broke that model's qualities)."""

@@ -17,7 +17,7 @@ import json
 import math
 import numbers
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from .._fs import env_folder, xdg_dir
@@ -48,7 +48,9 @@ class ModelInfo:
     path: Path
     architecture: str
     config: dict
-    meta: dict
+    # (not in the repr: the file's strings repeat the architecture and config and add the training record, and
+    # ``saicm.list_models()`` as a notebook cell's result was 21 KB of text, 1.1-1.9 KB a model)
+    meta: dict = field(repr=False)
 
     @property
     def num_qualities(self) -> int:
