@@ -1,12 +1,25 @@
 """Results files → BD-rate table and plots, through the CLI."""
 
+import contextlib
 import json
 import os
+import warnings
 
 import pytest
 
 from saicm.cli import main
+from saicm.errors import SaicmWarning
 from saicm.eval import results
+
+
+@contextlib.contextmanager
+def saicm_warnings():
+    """The messages of every SaicmWarning said inside (Python's once-per-place filter off), in a list."""
+    said: list[str] = []
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        yield said
+    said.extend(str(w.message) for w in caught if issubclass(w.category, SaicmWarning))
 
 
 def write_result(path, codec, points, metric="psnr"):
@@ -407,11 +420,13 @@ def test_a_cache_others_may_write_is_not_used(tmp_path, capsys):
     shared.chmod(0o777)
     args = ["eval", "--codec", "jpeg", "--qualities", "50", "--dataset", str(d), "--task", "psnr",
             "-o", str(tmp_path / "r.json"), "--cache", str(shared), "--quiet"]
-    assert main(args) == 0
-    assert "is not yours alone" in capsys.readouterr().err and not list(shared.iterdir())
+    with saicm_warnings() as said:
+        assert main(args) == 0
+    assert "is not yours alone" in " ".join(said) and not list(shared.iterdir())
     shared.chmod(0o700)  # the user's own: used
-    assert main(args) == 0
-    assert "not yours" not in capsys.readouterr().err and list(shared.rglob("*.png"))
+    with saicm_warnings() as said:
+        assert main(args) == 0
+    assert "not yours" not in " ".join(said) and list(shared.rglob("*.png"))
 
 
 @pytest.mark.skipif(not hasattr(os, "geteuid"), reason="folders of other users: POSIX")
@@ -435,8 +450,9 @@ def test_a_cache_folder_others_may_write_since_the_start_is_neither_read_nor_wri
         p.chmod(0o777)
     img.save(planted / f"{image_hash(img)}.png")
     (planted / f"{image_hash(img)}.json").write_text(_json.dumps({"bytes": 1, "bpp": 0.026, "psnr": 99.0}))
-    assert cache.get(50, image_hash(img)) is None
-    assert "is not yours alone" in capsys.readouterr().err
+    with saicm_warnings() as said:
+        assert cache.get(50, image_hash(img)) is None
+    assert "is not yours alone" in " ".join(said)
     # a root that was the user's alone when the cache was opened, then replaced: nothing written into it
     mine = tmp_path / "mine"
     cache = DecodeCache(mine, "jpeg", {"quality": 1})
@@ -445,8 +461,9 @@ def test_a_cache_folder_others_may_write_since_the_start_is_neither_read_nor_wri
     mine.rename(tmp_path / "moved")
     mine.mkdir(mode=0o777)
     mine.chmod(0o777)
-    cache.put(50, "b" * 20, img, {"bytes": 1})
-    assert "is not yours alone" in capsys.readouterr().err and not list(mine.rglob("*.png"))
+    with saicm_warnings() as said:
+        cache.put(50, "b" * 20, img, {"bytes": 1})
+    assert "is not yours alone" in " ".join(said) and not list(mine.rglob("*.png"))
 
 
 def test_the_cache_is_reused_under_a_group_writable_umask(tmp_path, capsys):
@@ -580,10 +597,10 @@ def test_an_unwritable_default_cache_costs_only_the_cache(tmp_path, monkeypatch,
     blocker.write_bytes(b"")
     monkeypatch.setenv("SAICM_CACHE", str(blocker))
     out = tmp_path / "r.json"
-    assert main(["eval", "--codec", "jpeg", "--dataset", str(ds), "--task", "psnr", "--qualities", "30,50",
-                 "-o", str(out), "--quiet"]) == 0
-    err = capsys.readouterr().err
-    assert err.count("cannot write the cache") == 1 and "Traceback" not in err
+    with saicm_warnings() as said:
+        assert main(["eval", "--codec", "jpeg", "--dataset", str(ds), "--task", "psnr", "--qualities", "30,50",
+                     "-o", str(out), "--quiet"]) == 0
+    assert " ".join(said).count("cannot write the cache") == 1 and "Traceback" not in capsys.readouterr().err
     assert sorted(p["quality"] for p in json.loads(out.read_text())["points"]) == [30, 50]
 
 
@@ -616,13 +633,13 @@ def test_a_cache_the_user_cannot_read_costs_only_the_cache(tmp_path, monkeypatch
 
     monkeypatch.setattr(os, "stat", stat)
     monkeypatch.setattr(os, "open", open_)
-    assert main(args) == 0  # at the first entry looked up
-    err = capsys.readouterr().err
-    assert err.count("cannot read the cache") == 1 and "Traceback" not in err
+    with saicm_warnings() as said:
+        assert main(args) == 0  # at the first entry looked up
+    assert " ".join(said).count("cannot read the cache") == 1 and "Traceback" not in capsys.readouterr().err
     closed = str(cache)  # the codec's folder itself out of reach: at the start
-    assert main(args) == 0
-    err = capsys.readouterr().err
-    assert err.count("cannot read the cache") == 1 and "Traceback" not in err
+    with saicm_warnings() as said:
+        assert main(args) == 0
+    assert " ".join(said).count("cannot read the cache") == 1 and "Traceback" not in capsys.readouterr().err
     strip = lambda ps: [{k: v for k, v in p.items() if not k.endswith("_s")} for p in ps]  # noqa: E731
     assert strip(results.load(tmp_path / "r.json")["points"]) == strip(first)
 
@@ -648,6 +665,28 @@ def test_every_quality_is_checked_before_the_sweep_codes_anything(tmp_path, monk
     assert coded == []
 
 
+def test_a_sweeps_cache_warnings_are_saicm_warnings_and_a_file_in_its_place_is_said_so(tmp_path, capsys):
+    """A sweep's caller in Python (saicm.eval.rd.sweep in a notebook) could neither silence nor catch what the decode
+    cache said (printed on standard error, not a SaicmWarning), and a file in the cache's place was said to be a
+    folder others may write."""
+    from PIL import Image
+
+    from saicm.eval import codecs, rd
+    from saicm.eval.cache import DecodeCache
+
+    blocker = tmp_path / "file"
+    blocker.write_bytes(b"")
+    codec = codecs.get_codec("jpeg")
+    images = {"a.png": Image.new("RGB", (16, 16), (1, 2, 3))}
+    with pytest.warns(SaicmWarning, match=r"the cache folder .*file is a file: going on without the cache"):
+        cache = DecodeCache(blocker, codec.name, codec.config())
+    assert not cache.enabled
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SaicmWarning)
+        rd.sweep(codec, images, [50], cache=DecodeCache(blocker, codec.name, codec.config()), progress=False)
+    assert capsys.readouterr().err == ""
+
+
 def test_a_cache_that_cannot_be_written_still_serves_what_it_holds(tmp_path, monkeypatch, capsys):
     from PIL import Image
 
@@ -661,9 +700,10 @@ def test_a_cache_that_cannot_be_written_still_serves_what_it_holds(tmp_path, mon
         raise PermissionError(13, "Permission denied")
 
     monkeypatch.setattr(cache, "_write", refuse)
-    cache.put(40, "k2", img, {"bytes": 11})  # a shared cache made read-only: said once, then not written
-    cache.put(50, "k3", img, {"bytes": 12})
-    assert capsys.readouterr().err.count("cannot write the cache") == 1
+    with saicm_warnings() as said:
+        cache.put(40, "k2", img, {"bytes": 11})  # a shared cache made read-only: said once, then not written
+        cache.put(50, "k3", img, {"bytes": 12})
+    assert " ".join(said).count("cannot write the cache") == 1
     hit = cache.get(30, "k1")
     assert hit is not None and hit[1] == {"bytes": 10} and cache.get(40, "k2") is None
 

@@ -5,9 +5,12 @@ what can go on without it goes on (the container audit, 0.30.0)."""
 import os
 import subprocess
 import sys
+import warnings
 
 import pytest
 from PIL import Image
+
+from saicm.errors import SaicmWarning
 
 from .conftest import natural_image
 
@@ -129,11 +132,13 @@ def test_a_cache_that_cannot_be_written_names_the_variable_that_moves_it(tmp_pat
     Image.fromarray(natural_image(48, 40)).save(images / "a.png")
     (tmp_path / "a-file").write_text("")
     monkeypatch.setenv("SAICM_CACHE", str(tmp_path / "a-file" / "cache"))
-    assert main(["eval", "--codec", "jpeg", "--qualities", "50", "--dataset", str(images), "-o",
-                 str(tmp_path / "r.json"), "--quiet"]) == 0
-    err = capsys.readouterr().err
-    assert err.count("saicm: warning: cannot write the cache in ") == 1 and "Traceback" not in err, err
-    assert "$SAICM_CACHE" in err and "--no-cache" in err
+    with warnings.catch_warnings(record=True) as caught:  # (a SaicmWarning, said as "saicm: warning: ...")
+        warnings.simplefilter("always")
+        assert main(["eval", "--codec", "jpeg", "--qualities", "50", "--dataset", str(images), "-o",
+                     str(tmp_path / "r.json"), "--quiet"]) == 0
+    said = " ".join(str(w.message) for w in caught if issubclass(w.category, SaicmWarning))
+    assert said.count("cannot write the cache in ") == 1 and "Traceback" not in capsys.readouterr().err, said
+    assert "$SAICM_CACHE" in said and "--no-cache" in said
     assert (tmp_path / "r.json").is_file()
 
 

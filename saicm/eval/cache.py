@@ -24,7 +24,7 @@ from PIL import Image
 
 from .._fs import (cache_dir, remove_stale_parts, stale_part_owners, trusted_folder, trusted_folder_stat, write_atomic,
                    write_bytes_atomic)
-from ..errors import SaicmError
+from ..errors import SaicmError, warn
 
 
 #: whether an entry is read through its folder's descriptor (:meth:`_Entries._open_folder`): not on Windows
@@ -157,8 +157,13 @@ class _Entries:
         if not self.enabled:
             return
         self.enabled = self.writable = False
-        print(f"saicm: warning: the cache folder {folder} is not yours alone (another user owns it or may write in "
-              "it): going on without the cache " + OTHER_CACHE, file=sys.stderr)
+        # (a SaicmWarning, as each of the cache's: printed, a sweep's caller in Python could neither silence nor catch
+        # it, and a file in the cache's place was said to be a folder others may write)
+        if folder.exists() and not folder.is_dir():
+            warn(f"the cache folder {folder} is a file: going on without the cache " + OTHER_CACHE)
+            return
+        warn(f"the cache folder {folder} is not yours alone (another user owns it or may write in it): going on "
+             "without the cache " + OTHER_CACHE)
 
     def _open_folder(self, quality) -> int | None:
         """A descriptor of the folder of ``quality``'s entries, each folder on the way (the root, this codec's, the
@@ -306,8 +311,7 @@ class _Entries:
         ``$HOME``; a shared one closed to them) is not used at all, said once: it was a traceback
         (``PermissionError``) before the first image, or at the first entry looked up."""
         self.enabled = self.writable = False
-        print(f"saicm: warning: cannot read the cache in {self.dir} ({e.strerror or e}): going on without the cache "
-              + OTHER_CACHE, file=sys.stderr)
+        warn(f"cannot read the cache in {self.dir} ({e.strerror or e}): going on without the cache " + OTHER_CACHE)
 
     def _give_up(self, e: Exception) -> None:
         """A cache that cannot be written (read-only home, a file in the way, a full disk) costs only the cache: the
@@ -316,8 +320,7 @@ class _Entries:
         if not self.writable:
             return
         self.writable = False
-        print(f"saicm: warning: cannot write the cache in {self.dir} ({e}); going on without writing to it "
-              + OTHER_CACHE, file=sys.stderr)
+        warn(f"cannot write the cache in {self.dir} ({e}); going on without writing to it " + OTHER_CACHE)
 
 
 class DecodeCache(_Entries):
