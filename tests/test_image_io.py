@@ -96,6 +96,20 @@ def test_pil_images_premultiplied_or_closed():
         image_io.load_image(closed)
 
 
+def test_a_pil_image_closed_before_its_pixels_were_read_is_said_so(tmp_path):
+    """A notebook's ``with Image.open(p) as im:`` left in one cell, ``saicm.compress(im)`` in the next: "cannot read
+    image (AssertionError: )", Pillow's empty assertion. One loaded inside the block is coded."""
+    Image.new("RGB", (8, 6), (10, 20, 30)).save(tmp_path / "a.png")
+    with Image.open(tmp_path / "a.png") as im:
+        pass
+    with pytest.raises(ImageError, match=r"^the PIL image was closed before its pixels were read: pass its path, or "
+                                         r"call its load\(\) inside the 'with Image.open\(...\)' block$"):
+        image_io.load_image(im)
+    with Image.open(tmp_path / "a.png") as im:
+        im.load()
+    assert image_io.load_image(im).rgb[0, 0].tolist() == [10, 20, 30]
+
+
 @pytest.mark.parametrize("mode", ["RGB", "L"])
 def test_a_png_colour_key_is_kept_as_alpha(tmp_path, mode):
     a = np.zeros((8, 8, 3) if mode == "RGB" else (8, 8), np.uint8)

@@ -141,6 +141,12 @@ def _open(src: ImageLike, max_pixels: int | None = None) -> tuple[Image.Image, s
     from .limits import check_pixels
 
     if isinstance(src, Image.Image):
+        if getattr(src, "fp", 0) is None and getattr(src, "tile", None):
+            # (Image.open's, closed before its pixels were read: a notebook's `with Image.open(p) as im:` left in one
+            # cell and `im` coded in the next; Pillow's word was an empty AssertionError, "cannot read image
+            # (AssertionError: )")
+            raise ImageError("the PIL image was closed before its pixels were read: pass its path, or call its load() "
+                             "inside the 'with Image.open(...)' block")
         check_pixels(src.height, src.width, max_pixels, what="the image")
         if _wide_key(src) and getattr(src, "fp", None) is not None:  # (Image.open's, its pixels not read yet)
             low = _low_bytes(src.fp, src.tile[0])
