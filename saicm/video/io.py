@@ -70,6 +70,8 @@ class ClipInfo:
     height: int
     fps: Fraction
     codec: str = ""
+    #: the stream read, as ffmpeg's ``-map`` names it (``0:1``: the file's second stream)
+    stream: str = "0:v:0"
 
 
 @dataclass
@@ -217,7 +219,8 @@ def _last_error(stderr: bytes, code: int = 0) -> str:
 
 
 def probe(path: str | os.PathLike) -> ClipInfo:
-    """Size, frame rate and codec of a clip's first video stream (ffmpeg's stream line; nothing is decoded)."""
+    """Size, frame rate and codec of a clip's video stream (:func:`_video_stream`; ffmpeg's stream line; nothing is
+    decoded)."""
     path = str(path)
     if not os.path.exists(path):
         raise SaicmError("no such file", path)
@@ -234,7 +237,7 @@ def probe(path: str | os.PathLike) -> ClipInfo:
     if demuxer and LISTING_DEMUXERS & set(demuxer.group(1).split(",")):
         raise SaicmError(f"a playlist or list of files ({demuxer.group(1)}), not a clip: saicm reads no file that names "
                          "others (ffmpeg would read what it names); give it the clip itself", path)
-    line = next((ln for ln in text.splitlines() if re.search(r"Stream #\S+.*: Video:", ln)), None)
+    line = _video_stream(text.splitlines(), path)
     if line is None:
         from ..codec.container import file_kind, not_a
 
@@ -251,7 +254,32 @@ def probe(path: str | os.PathLike) -> ClipInfo:
     fps = re.search(r"([\d.]+)\s*(k?)\s*fps", line) or re.search(r"([\d.]+)\s*(k?)\s*tbr", line)
     value = float(fps.group(1)) * (1000 if fps.group(2) else 1) if fps else 0.0
     codec = re.search(r"Video:\s*([\w-]+)", line)
-    return ClipInfo(width=width, height=height, fps=fps_fraction(value), codec=codec.group(1) if codec else "")
+    index = re.match(r"\s*Stream #\d+:(\d+)", line)
+    return ClipInfo(width=width, height=height, fps=fps_fraction(value), codec=codec.group(1) if codec else "",
+                    stream=f"0:{index.group(1)}" if index else "0:v:0")
+
+
+def _video_stream(lines: list[str], path: str) -> str | None:
+    """ffmpeg's line of the video stream a clip is read from: the one flagged default if there are several (said),
+    never a cover picture (an attached pic: the first "video" of an .mp4 whose tags precede its track, which was
+    read as a 1-frame clip at 90000 fps, in silence)."""
+    videos, seen = [], set()
+    for ln in lines:  # (a stream of a transport stream's programs is listed under each of them: once here)
+        name = re.search(r"Stream (#\d+:\d+)\S*.*: Video:", ln)
+        if name and "(attached pic)" not in ln and name.group(1) not in seen:
+            seen.add(name.group(1))
+            videos.append(ln)
+    if len(videos) < 2:
+        return videos[0] if videos else None
+    line = next((ln for ln in videos if " (default)" in ln), videos[0])
+    from ..errors import warn as saicm_warn
+
+    name = re.search(r"Stream (#\d+:\d+)", line)
+    size = re.search(r",\s*(\d{1,5}x\d{1,5})[\s,\[]", line + " ")
+    saicm_warn(f"{path}: {len(videos)} video streams; stream {name.group(1) if name else ''} "
+               f"({'the default one' if ' (default)' in line else 'the first'}"
+               f"{', ' + size.group(1) if size else ''}) is read")
+    return line
 
 
 def _quarter_turned(lines: list[str], stream_line: str) -> bool:
@@ -333,7 +361,7 @@ def iter_clip(path: str | os.PathLike, frames: str | tuple | None = None, size: 
     if os.path.isdir(path):
         first, gen = _folder_frames(Path(path), start, stop, size, max_pixels)
         return out, first, gen
-    return out, start, _ffmpeg_frames(path, start, stop, w, h, size is not None, max_pixels)
+    return out, start, _ffmpeg_frames(path, start, stop, w, h, size is not None, max_pixels, info.stream)
 
 
 def read_clip(path: str | os.PathLike, frames: str | tuple | None = None, size: str | tuple | None = None,
@@ -384,7 +412,7 @@ class _Watchdog:
 
 
 def _ffmpeg_frames(path: str, start: int, stop: int | None, w: int, h: int, resize: bool,
-                   max_pixels: int | None) -> Iterator[np.ndarray]:
+                   max_pixels: int | None, stream: str = "0:v:0") -> Iterator[np.ndarray]:
     from ..codec.limits import check_video_pixels
 
     filters = []
@@ -392,7 +420,7 @@ def _ffmpeg_frames(path: str, start: int, stop: int | None, w: int, h: int, resi
         filters.append(f"select='gte(n\\,{start})" + (f"*lt(n\\,{stop})'" if stop is not None else "'"))
     if resize:
         filters.append(f"scale={w}:{h}:flags=lanczos")
-    cmd = [_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", *_input(path), "-map", "0:v:0"]
+    cmd = [_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", *_input(path), "-map", stream]
     if filters:
         cmd += ["-vf", ",".join(filters)]
     cmd += ["-fps_mode", "passthrough"]

@@ -1,0 +1,103 @@
+"""Clips as phones and cameras write them (a cover picture, several streams, no video, duplicated timestamps ...):
+read as ffmpeg shows them, or refused in one line; never a wrong clip in silence.
+
+Each clip is made at test time with the ffmpeg of imageio-ffmpeg (skipped, saying so, where it is missing) from a
+few 64x48 frames. Nothing here needs ../shared.
+"""
+
+import struct
+import subprocess
+import warnings
+from fractions import Fraction
+
+import numpy as np
+import pytest
+
+from saicm.errors import SaicmError
+from saicm.video import io
+
+
+def _ffmpeg() -> str:
+    try:
+        import imageio_ffmpeg
+
+        return imageio_ffmpeg.get_ffmpeg_exe()
+    except Exception as e:  # (not installed, or no binary for this platform)
+        pytest.skip(f"makes its clips with the ffmpeg of imageio-ffmpeg, missing here ({e.__class__.__name__}: {e})")
+
+
+def _ffmpeg_run(*args) -> None:
+    subprocess.run([_ffmpeg(), "-hide_banner", "-loglevel", "error", "-y", *map(str, args)], check=True)
+
+
+def _frames(n: int = 4, h: int = 48, w: int = 64) -> np.ndarray:
+    """n frames of a gradient with a bar that moves: (n, h, w, 3) uint8."""
+    yy, xx = np.mgrid[0:h, 0:w]
+    out = np.stack([np.stack([xx * 255 // w, yy * 255 // h, np.full_like(xx, 90)], -1)] * n).astype(np.uint8)
+    for t in range(n):
+        out[t, 8:20, 4 + 6 * t:14 + 6 * t] = [230, 40, 40]
+    return out
+
+
+@pytest.fixture
+def clip(tmp_path):
+    """A lossless 4-frame 64x48 .mp4 (libx264rgb -qp 0) and its frames."""
+    frames = _frames()
+    path = tmp_path / "clip.mp4"
+    _ffmpeg()
+    io.write_video(enumerate(frames[:, None]), path, 64, 48, Fraction(25))
+    return path, frames
+
+
+def _udta_first(src, dst) -> None:
+    """``src`` (an .mp4 whose moov follows its mdat) with the moov's udta box (tags, cover art) before its tracks:
+    the boxes of a moov come in any order, and ffmpeg then lists the cover art as the first stream."""
+    data = src.read_bytes()
+
+    def boxes(start, end):
+        while start < end:
+            size, kind = struct.unpack(">I4s", data[start:start + 8])
+            yield kind, data[start:start + size]
+            start += size
+
+    top = list(boxes(0, len(data)))
+    assert [k for k, _ in top][-2:] == [b"mdat", b"moov"]  # (no chunk offset moves)
+    moov = top[-1][1]
+    kids = list(boxes(len(data) - len(moov) + 8, len(data)))
+    kids.sort(key=lambda kb: {b"mvhd": 0, b"udta": 1}.get(kb[0], 2))
+    dst.write_bytes(b"".join(b for _, b in top[:-1]) + moov[:8] + b"".join(b for _, b in kids))
+
+
+def test_cover_art_listed_before_the_video_is_not_read_as_the_clip(clip, tmp_path):
+    """An .mp4 with cover art whose tags come before its track (ffmpeg lists the picture as stream 0): the picture
+    was read as a 1-frame 32x32 clip at 90000 fps, coded and evaluated as the clip, exit 0 and no word. The video
+    stream is read now."""
+    from PIL import Image
+
+    path, frames = clip
+    Image.new("RGB", (32, 32), (200, 0, 0)).save(tmp_path / "cover.png")
+    tagged = tmp_path / "tagged.mp4"
+    _ffmpeg_run("-i", tmp_path / "cover.png", "-i", path, "-map", "0", "-map", "1", "-c", "copy",
+                "-disposition:v:0", "attached_pic", tagged)
+    _udta_first(tagged, tmp_path / "cover-first.mp4")
+    text = subprocess.run([_ffmpeg(), "-hide_banner", "-i", tmp_path / "cover-first.mp4"], capture_output=True,
+                          text=True).stderr
+    assert "Stream #0:0" in next(ln for ln in text.splitlines() if "(attached pic)" in ln)  # (the case at hand)
+    info = io.probe(tmp_path / "cover-first.mp4")
+    assert (info.width, info.height, info.fps) == (64, 48, 25)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # (a cover picture is no second video: nothing to say)
+        c = io.read_clip(tmp_path / "cover-first.mp4")
+    assert np.array_equal(c.frames, frames)
+
+
+def test_of_two_video_streams_the_default_one_is_read_and_said(clip, tmp_path):
+    """A file with two video streams (a camera's preview track first, the main one flagged default): the first was
+    read, whatever the flags, and nothing said. The default one is read now, with a warning naming it."""
+    path, frames = clip
+    _ffmpeg_run("-f", "lavfi", "-i", "smptebars=size=32x24:rate=10:duration=0.3", "-i", path, "-map", "0", "-map", "1",
+                "-c:v:0", "ffv1", "-c:v:1", "copy", "-disposition:v:0", "0", "-disposition:v:1", "default",
+                tmp_path / "two.mkv")
+    with pytest.warns(UserWarning, match=r"2 video streams; stream #0:1 \(the default one, 64x48\) is read"):
+        c = io.read_clip(tmp_path / "two.mkv")
+    assert np.array_equal(c.frames, frames)
