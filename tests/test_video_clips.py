@@ -101,3 +101,22 @@ def test_of_two_video_streams_the_default_one_is_read_and_said(clip, tmp_path):
     with pytest.warns(UserWarning, match=r"2 video streams; stream #0:1 \(the default one, 64x48\) is read"):
         c = io.read_clip(tmp_path / "two.mkv")
     assert np.array_equal(c.frames, frames)
+
+
+def test_a_file_without_a_video_stream_is_refused_saying_what_it_holds(tmp_path):
+    """A voice memo, a song with its cover art, a subtitles file: "not a video ffmpeg can read (handler_name    :
+    SoundHandler)", ffmpeg's last line of tags. What the file holds instead is said now."""
+    from PIL import Image
+
+    Image.new("RGB", (32, 32), (200, 0, 0)).save(tmp_path / "cover.png")
+    (tmp_path / "s.srt").write_text("1\n00:00:00,000 --> 00:00:01,000\nhello\n")
+    _ffmpeg_run("-f", "lavfi", "-i", "sine=duration=0.2", "-c:a", "aac", tmp_path / "memo.mp4")
+    _ffmpeg_run("-i", tmp_path / "memo.mp4", "-i", tmp_path / "cover.png", "-map", "0", "-map", "1", "-c", "copy",
+                "-disposition:v:0", "attached_pic", tmp_path / "song.m4a")
+    _ffmpeg_run("-i", tmp_path / "s.srt", "-c:s", "srt", tmp_path / "subtitles.mkv")
+    for name, holds in (("memo.mp4", "audio"), ("song.m4a", "audio and a cover picture"),
+                        ("subtitles.mkv", "subtitles")):
+        for read in (io.probe, io.read_clip):
+            with pytest.raises(SaicmError) as e:
+                read(tmp_path / name)
+            assert (e.value.path, e.value.message) == (str(tmp_path / name), f"no video stream: {holds} only")

@@ -244,6 +244,9 @@ def probe(path: str | os.PathLike) -> ClipInfo:
         head = _head(path)  # (saicm video encode x.saicmv: say what it is, not ffmpeg's words)
         if not (file_kind(head) or (" image",))[0].endswith(" image"):
             raise SaicmError(not_a("a video file", head), path)
+        holds = _other_streams(text.splitlines())
+        if holds:  # (ffmpeg's last line was a tag of the file: "not a video ffmpeg can read (handler_name : ...)")
+            raise SaicmError(f"no video stream: {holds} only", path)
         raise SaicmError(f"not a video ffmpeg can read ({_last_error(p.stderr)})", path)
     size = re.search(r",\s*(\d{1,5})x(\d{1,5})[\s,\[]", line + " ")
     if not size:
@@ -280,6 +283,19 @@ def _video_stream(lines: list[str], path: str) -> str | None:
                f"({'the default one' if ' (default)' in line else 'the first'}"
                f"{', ' + size.group(1) if size else ''}) is read")
     return line
+
+
+def _other_streams(lines: list[str]) -> str:
+    """What a file without a video stream holds instead, as ffmpeg lists its streams ("audio and a cover picture";
+    "" for none)."""
+    kinds = {"Audio": "audio", "Subtitle": "subtitles", "Data": "data", "Attachment": "attachments"}
+    said = []
+    for ln in lines:
+        m = re.search(r"Stream #\S+.*?: (\w+):", ln)
+        kind = m and ("a cover picture" if "(attached pic)" in ln else kinds.get(m.group(1), m.group(1).lower()))
+        if kind and kind not in said:
+            said.append(kind)
+    return " and ".join(said)
 
 
 def _quarter_turned(lines: list[str], stream_line: str) -> bool:
