@@ -120,3 +120,18 @@ def test_a_file_without_a_video_stream_is_refused_saying_what_it_holds(tmp_path)
             with pytest.raises(SaicmError) as e:
                 read(tmp_path / name)
             assert (e.value.path, e.value.message) == (str(tmp_path / name), f"no video stream: {holds} only")
+
+
+def test_duplicated_timestamps_give_every_frame_without_a_false_alarm(clip, tmp_path):
+    """Frames that share a timestamp (a screen recorder's, a phone's at a frame-rate switch) are all read, and
+    nothing is said: the pipe's muxer took them for "non monotonically increasing dts", and the clip was reported
+    damaged ("ffmpeg reported errors while decoding ...: some may be concealed or missing") with every frame there.
+    A clip whose timestamps jump (variable frame rate) and one that starts at 3 s read their frames once each too."""
+    path, frames = clip
+    for name, pts in (("same.mkv", "floor(N/2)/25/TB"), ("gaps.mkv", "if(lt(N,2),N,N+5)/25/TB"),
+                      ("late.mkv", "(N+75)/25/TB")):
+        _ffmpeg_run("-i", path, "-vf", f"setpts='{pts}'", "-fps_mode", "passthrough", "-c:v", "ffv1", tmp_path / name)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            c = io.read_clip(tmp_path / name)
+        assert np.array_equal(c.frames, frames), name

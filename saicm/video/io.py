@@ -436,9 +436,11 @@ def _ffmpeg_frames(path: str, start: int, stop: int | None, w: int, h: int, resi
         filters.append(f"select='gte(n\\,{start})" + (f"*lt(n\\,{stop})'" if stop is not None else "'"))
     if resize:
         filters.append(f"scale={w}:{h}:flags=lanczos")
-    cmd = [_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", *_input(path), "-map", stream]
-    if filters:
-        cmd += ["-vf", ",".join(filters)]
+    # frames numbered as they leave: frames of one timestamp (a screen recorder's) were all piped, but the pipe's
+    # muxer said "non monotonically increasing dts", read as the clip's damage (below); the frames are the same
+    filters.append("setpts=N/TB")
+    cmd = [_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", *_input(path), "-map", stream,
+           "-vf", ",".join(filters)]
     cmd += ["-fps_mode", "passthrough"]
     if stop is not None:
         cmd += ["-frames:v", str(stop - start)]
