@@ -135,3 +135,28 @@ def test_duplicated_timestamps_give_every_frame_without_a_false_alarm(clip, tmp_
             warnings.simplefilter("error")
             c = io.read_clip(tmp_path / name)
         assert np.array_equal(c.frames, frames), name
+
+
+def test_non_square_pixels_and_interlaced_frames_are_read_as_stored_and_said(clip, tmp_path):
+    """A camera's anamorphic clip (SAR 2:1: 64x48 stored, shown 128x48) and an interlaced one were read as stored
+    (as ffmpeg gives them), squashed or combed, and nothing said. They still are (docs/video.md), with a warning
+    saying so and what to do; a size asked for (the resampling it names) silences the first."""
+    path, frames = clip
+    _ffmpeg_run("-i", path, "-vf", "setsar=2/1", "-c:v", "ffv1", tmp_path / "wide.mkv")
+    _ffmpeg_run("-display_rotation", "90", "-i", tmp_path / "wide.mkv", "-c", "copy", tmp_path / "wide-turned.mkv")
+    for name, shown in (("wide.mkv", "128x48"), ("wide-turned.mkv", "48x128")):
+        with pytest.warns(UserWarning, match=rf"non-square pixels \(SAR 2:1\): its frames are read as stored, "
+                                             rf"{'64x48' if shown == '128x48' else '48x64'}, and show as {shown}; "
+                                             rf"give the size {shown}"):
+            c = io.read_clip(tmp_path / name)
+        assert c.n == 4
+    assert np.array_equal(c.frames, np.rot90(frames, -1, axes=(1, 2))) or np.array_equal(
+        c.frames, np.rot90(frames, 1, axes=(1, 2)))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert io.read_clip(tmp_path / "wide.mkv", size=(128, 48)).width == 128
+    _ffmpeg_run("-i", path, "-vf", "setfield=tff", "-c:v", "ffv1", tmp_path / "fields.mkv")
+    with pytest.warns(UserWarning, match=r"interlaced \(top (coded )?first( \(swapped\))?\): each frame is read as "
+                                         r"coded"):
+        c = io.read_clip(tmp_path / "fields.mkv")
+    assert np.array_equal(c.frames, frames)

@@ -72,6 +72,12 @@ class ClipInfo:
     codec: str = ""
     #: the stream read, as ffmpeg's ``-map`` names it (``0:1``: the file's second stream)
     stream: str = "0:v:0"
+    #: the shape of its pixels as stored (2: twice as wide as high when shown), whether its display matrix turns it
+    #: by a quarter (width and height are the turned frames'), and its field order when interlaced (ffmpeg's words:
+    #: "top first", ...; "" when progressive or unsaid): pixels and fields are read as stored, said by iter_clip
+    sar: Fraction = Fraction(1)
+    turned: bool = False
+    fields: str = ""
 
 
 @dataclass
@@ -252,14 +258,20 @@ def probe(path: str | os.PathLike) -> ClipInfo:
     if not size:
         raise SaicmError("ffmpeg reports no frame size for the video stream", path)
     width, height = int(size.group(1)), int(size.group(2))
-    if _quarter_turned(text.splitlines(), line):  # ffmpeg turns the frames upright: 142x250 from a 250x142 stream
+    turned = _quarter_turned(text.splitlines(), line)
+    if turned:  # ffmpeg turns the frames upright: 142x250 from a 250x142 stream
         width, height = height, width
     fps = re.search(r"([\d.]+)\s*(k?)\s*fps", line) or re.search(r"([\d.]+)\s*(k?)\s*tbr", line)
     value = float(fps.group(1)) * (1000 if fps.group(2) else 1) if fps else 0.0
     codec = re.search(r"Video:\s*([\w-]+)", line)
     index = re.match(r"\s*Stream #\d+:(\d+)", line)
+    sar = re.search(r"\bSAR (\d+):(\d+)", line)
+    fields = re.search(r"\b(?:top|bottom)(?: coded)? first(?: \(swapped\))?", line)
     return ClipInfo(width=width, height=height, fps=fps_fraction(value), codec=codec.group(1) if codec else "",
-                    stream=f"0:{index.group(1)}" if index else "0:v:0")
+                    stream=f"0:{index.group(1)}" if index else "0:v:0",
+                    sar=Fraction(int(sar.group(1)), int(sar.group(2))) if sar and int(sar.group(1)) and int(
+                        sar.group(2)) else Fraction(1),  # (0:1: unknown, taken as square)
+                    turned=turned, fields=fields.group(0) if fields else "")
 
 
 def _video_stream(lines: list[str], path: str) -> str | None:
@@ -373,11 +385,31 @@ def iter_clip(path: str | os.PathLike, frames: str | tuple | None = None, size: 
     check_pixels(h, w, None, what="the clip")
     if stop is not None:
         check_video_pixels(stop - start, h, w, max_pixels, what="the clip")
-    out = ClipInfo(width=w, height=h, fps=info.fps, codec=info.codec)
+    out = ClipInfo(width=w, height=h, fps=info.fps, codec=info.codec, stream=info.stream, sar=info.sar,
+                   turned=info.turned, fields=info.fields)
+    _say_stored(path, info, size is None)
     if os.path.isdir(path):
         first, gen = _folder_frames(Path(path), start, stop, size, max_pixels)
         return out, first, gen
     return out, start, _ffmpeg_frames(path, start, stop, w, h, size is not None, max_pixels, info.stream)
+
+
+def _say_stored(path: str, info: ClipInfo, unsized: bool) -> None:
+    """Warn of what a clip's frames are read with as stored, as ffmpeg decodes them: non-square pixels (a camera's
+    anamorphic clip, squashed; unless a size is asked for) and interlaced fields (combed where things move)."""
+    from ..errors import warn as saicm_warn
+
+    if info.sar != 1 and unsized:
+        # (shown: the stored frame widened by the SAR; a quarter-turned clip's frames come turned: its height)
+        w, h = info.width, info.height
+        shown = (w, round(h * info.sar)) if info.turned else (round(w * info.sar), h)
+        saicm_warn(f"{path}: non-square pixels (SAR {info.sar.numerator}:{info.sar.denominator}): its frames are read "
+                   f"as stored, {info.width}x{info.height}, and show as {shown[0]}x{shown[1]}; give the size "
+                   f"{shown[0]}x{shown[1]} (--size, or CLIP@WxH in saicm eval) to resample them to square pixels")
+    if info.fields:
+        saicm_warn(f"{path}: interlaced ({info.fields}): each frame is read as coded, its two fields woven together "
+                   "(combed edges where things move); deinterlace it first for progressive frames (ffmpeg -i CLIP "
+                   "-vf bwdif OUT)")
 
 
 def read_clip(path: str | os.PathLike, frames: str | tuple | None = None, size: str | tuple | None = None,
