@@ -49,9 +49,9 @@ def clip(tmp_path):
     return path, frames
 
 
-def _udta_first(src, dst) -> None:
-    """``src`` (an .mp4 whose moov follows its mdat) with the moov's udta box (tags, cover art) before its tracks:
-    the boxes of a moov come in any order, and ffmpeg then lists the cover art as the first stream."""
+def _rewrite_moov(src, dst, edit) -> None:
+    """``src`` (an .mp4 whose moov follows its mdat, so no chunk offset moves) with its moov's boxes ``edit``ed (a list
+    of (kind, bytes) in, one out): the boxes of a moov come in any order."""
     data = src.read_bytes()
 
     def boxes(start, end):
@@ -61,11 +61,14 @@ def _udta_first(src, dst) -> None:
             start += size
 
     top = list(boxes(0, len(data)))
-    assert [k for k, _ in top][-2:] == [b"mdat", b"moov"]  # (no chunk offset moves)
-    moov = top[-1][1]
-    kids = list(boxes(len(data) - len(moov) + 8, len(data)))
-    kids.sort(key=lambda kb: {b"mvhd": 0, b"udta": 1}.get(kb[0], 2))
-    dst.write_bytes(b"".join(b for _, b in top[:-1]) + moov[:8] + b"".join(b for _, b in kids))
+    assert [k for k, _ in top][-2:] == [b"mdat", b"moov"]
+    kids = b"".join(b for _, b in edit(list(boxes(len(data) - len(top[-1][1]) + 8, len(data)))))
+    dst.write_bytes(b"".join(b for _, b in top[:-1]) + struct.pack(">I4s", 8 + len(kids), b"moov") + kids)
+
+
+def _udta_first(src, dst) -> None:
+    """``src`` with its tags (udta: cover art) before its tracks: ffmpeg then lists the cover art as stream 0."""
+    _rewrite_moov(src, dst, lambda kids: sorted(kids, key=lambda kb: {b"mvhd": 0, b"udta": 1}.get(kb[0], 2)))
 
 
 def test_cover_art_listed_before_the_video_is_not_read_as_the_clip(clip, tmp_path):
@@ -114,12 +117,15 @@ def test_a_file_without_a_video_stream_is_refused_saying_what_it_holds(tmp_path)
     _ffmpeg_run("-i", tmp_path / "memo.mp4", "-i", tmp_path / "cover.png", "-map", "0", "-map", "1", "-c", "copy",
                 "-disposition:v:0", "attached_pic", tmp_path / "song.m4a")
     _ffmpeg_run("-i", tmp_path / "s.srt", "-c:s", "srt", tmp_path / "subtitles.mkv")
-    for name, holds in (("memo.mp4", "audio"), ("song.m4a", "audio and a cover picture"),
-                        ("subtitles.mkv", "subtitles")):
+    _rewrite_moov(tmp_path / "memo.mp4", tmp_path / "empty.mp4", lambda kids: [k for k in kids if k[0] != b"trak"])
+    for name, said in (("memo.mp4", "no video stream: audio only"),
+                       ("song.m4a", "no video stream: audio and a cover picture only"),
+                       ("subtitles.mkv", "no video stream: subtitles only"),
+                       ("empty.mp4", "no streams in it: no video to read")):
         for read in (io.probe, io.read_clip):
             with pytest.raises(SaicmError) as e:
                 read(tmp_path / name)
-            assert (e.value.path, e.value.message) == (str(tmp_path / name), f"no video stream: {holds} only")
+            assert (e.value.path, e.value.message) == (str(tmp_path / name), said)
 
 
 def test_duplicated_timestamps_give_every_frame_without_a_false_alarm(clip, tmp_path):

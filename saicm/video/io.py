@@ -253,6 +253,8 @@ def probe(path: str | os.PathLike) -> ClipInfo:
         holds = _other_streams(text.splitlines())
         if holds:  # (ffmpeg's last line was a tag of the file: "not a video ffmpeg can read (handler_name : ...)")
             raise SaicmError(f"no video stream: {holds} only", path)
+        if re.search(r"^Input #0, ", text, re.MULTILINE):  # (opened, and nothing in it: "(Duration: N/A, ...)")
+            raise SaicmError("no streams in it: no video to read", path)
         raise SaicmError(f"not a video ffmpeg can read ({_last_error(p.stderr)})", path)
     size = re.search(r",\s*(\d{1,5})x(\d{1,5})[\s,\[]", line + " ")
     if not size:
