@@ -166,3 +166,15 @@ def test_non_square_pixels_and_interlaced_frames_are_read_as_stored_and_said(cli
                                          r"coded"):
         c = io.read_clip(tmp_path / "fields.mkv")
     assert np.array_equal(c.frames, frames)
+
+
+def test_a_recording_cut_off_before_its_index_is_refused_saying_so(clip, tmp_path):
+    """A phone's recording cut off (battery, crash) leaves an .mp4 without its index (moov, written last): "not a
+    video ffmpeg can read (Error opening input files: Invalid data found when processing input)", the clip's
+    trouble unsaid. It is said now."""
+    path, frames = clip
+    data = path.read_bytes()
+    (tmp_path / "cut.mp4").write_bytes(data[:data.index(b"moov") - 4])
+    with pytest.raises(SaicmError) as e:
+        io.read_clip(tmp_path / "cut.mp4")
+    assert e.value.message.startswith("an unfinished recording: its index (moov) is missing")
