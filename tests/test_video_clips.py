@@ -178,3 +178,7 @@ def test_a_recording_cut_off_before_its_index_is_refused_saying_so(clip, tmp_pat
     with pytest.raises(SaicmError) as e:
         io.read_clip(tmp_path / "cut.mp4")
     assert e.value.message.startswith("an unfinished recording: its index (moov) is missing")
+    (tmp_path / "nothing.mp4").write_bytes(b"")  # (ffmpeg says the same of it: "moov atom not found")
+    with pytest.raises(SaicmError) as e:
+        io.read_clip(tmp_path / "nothing.mp4")
+    assert e.value.message == "an empty file (0 bytes): no video to read"

@@ -250,6 +250,8 @@ def probe(path: str | os.PathLike) -> ClipInfo:
         head = _head(path)  # (saicm video encode x.saicmv: say what it is, not ffmpeg's words)
         if not (file_kind(head) or (" image",))[0].endswith(" image"):
             raise SaicmError(not_a("a video file", head), path)
+        if os.path.getsize(path) == 0:
+            raise SaicmError("an empty file (0 bytes): no video to read", path)
         if "moov atom not found" in text:  # (ffmpeg's last line: "Invalid data found when processing input")
             raise SaicmError("an unfinished recording: its index (moov) is missing, as when a phone or camera stops "
                              "before the end (battery, crash); no frame can be read without it", path)
