@@ -158,9 +158,12 @@ def test_non_square_pixels_and_interlaced_frames_are_read_as_stored_and_said(cli
         assert c.n == 4
     assert np.array_equal(c.frames, np.rot90(frames, -1, axes=(1, 2))) or np.array_equal(
         c.frames, np.rot90(frames, 1, axes=(1, 2)))
+    # (ffmpeg's scale to 63x47 keeps the 4:3 shape: SAR 188:189, 63 pixels that show as 63)
+    _ffmpeg_run("-i", path, "-vf", "setsar=1,scale=63:47", "-c:v", "libx264rgb", "-qp", "0", tmp_path / "almost.mp4")
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert io.read_clip(tmp_path / "wide.mkv", size=(128, 48)).width == 128
+        assert io.read_clip(tmp_path / "almost.mp4").width == 63
     _ffmpeg_run("-i", path, "-vf", "setfield=tff", "-c:v", "ffv1", tmp_path / "fields.mkv")
     with pytest.warns(UserWarning, match=r"interlaced \(top (coded )?first( \(swapped\))?\): each frame is read as "
                                          r"coded"):

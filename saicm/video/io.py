@@ -406,10 +406,11 @@ def _say_stored(path: str, info: ClipInfo, unsized: bool) -> None:
     anamorphic clip, squashed; unless a size is asked for) and interlaced fields (combed where things move)."""
     from ..errors import warn as saicm_warn
 
-    if info.sar != 1 and unsized:
-        # (shown: the stored frame widened by the SAR; a quarter-turned clip's frames come turned: its height)
-        w, h = info.width, info.height
-        shown = (w, round(h * info.sar)) if info.turned else (round(w * info.sar), h)
+    # (shown: the stored frame widened by the SAR; a quarter-turned clip's frames come turned: its height. A SAR
+    # within half a pixel of square, such as the 188:189 of ffmpeg's scale to 63x47, is not worth a word)
+    w, h = info.width, info.height
+    shown = (w, round(h * info.sar)) if info.turned else (round(w * info.sar), h)
+    if shown != (w, h) and unsized:
         saicm_warn(f"{path}: non-square pixels (SAR {info.sar.numerator}:{info.sar.denominator}): its frames are read "
                    f"as stored, {info.width}x{info.height}, and show as {shown[0]}x{shown[1]}; give the size "
                    f"{shown[0]}x{shown[1]} (--size, or CLIP@WxH in saicm eval) to resample them to square pixels")
