@@ -181,7 +181,10 @@ def test_a_recording_cut_off_before_its_index_is_refused_saying_so(clip, tmp_pat
     with pytest.raises(SaicmError) as e:
         io.read_clip(tmp_path / "cut.mp4")
     assert e.value.message.startswith("an unfinished recording: its index (moov) is missing")
-    (tmp_path / "nothing.mp4").write_bytes(b"")  # (ffmpeg says the same of it: "moov atom not found")
-    with pytest.raises(SaicmError) as e:
-        io.read_clip(tmp_path / "nothing.mp4")
-    assert e.value.message == "an empty file (0 bytes): no video to read"
+    (tmp_path / "nothing.mp4").write_bytes(b"")  # (ffmpeg says the same of these: "moov atom not found")
+    (tmp_path / "noise.mp4").write_bytes(np.random.default_rng(0).integers(0, 256, 2000, np.uint8).tobytes())
+    for name, said in (("nothing.mp4", "an empty file (0 bytes): no video to read"),
+                       ("noise.mp4", "not a video ffmpeg can read (")):
+        with pytest.raises(SaicmError) as e:
+            io.read_clip(tmp_path / name)
+        assert e.value.message.startswith(said)

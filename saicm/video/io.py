@@ -252,7 +252,8 @@ def probe(path: str | os.PathLike) -> ClipInfo:
             raise SaicmError(not_a("a video file", head), path)
         if os.path.getsize(path) == 0:
             raise SaicmError("an empty file (0 bytes): no video to read", path)
-        if "moov atom not found" in text:  # (ffmpeg's last line: "Invalid data found when processing input")
+        if "moov atom not found" in text and head[4:8] in (b"ftyp", b"wide", b"free", b"skip", b"mdat"):
+            # (an .mp4 or .mov begun: ffmpeg's last line was "Invalid data found when processing input")
             raise SaicmError("an unfinished recording: its index (moov) is missing, as when a phone or camera stops "
                              "before the end (battery, crash); no frame can be read without it", path)
         holds = _other_streams(text.splitlines())
