@@ -49,7 +49,7 @@ def cmd_compress(a: argparse.Namespace) -> int:
             from .codec.pipeline import existing_file
 
             job.existing = partial(existing_file, max_bytes=a.max_bytes, model=info.name, quality=quality,
-                                   human_quality=human_quality)
+                                   human_quality=human_quality, model_named=a.model is not None)
         if a.max_bytes is not None:  # (each log line says the limit its file was held to)
             job.log = {"max_bytes": a.max_bytes}
     # One file with --refine, or a large one, is long work of its own: show its steps (folders show a bar per file;

@@ -248,6 +248,30 @@ def test_existing_skip_does_not_count_a_file_over_the_budget_as_done(tmp_path, s
     assert b["status"] == "skipped" and (b["bytes"], b["quality"]) == (sizes[1], 2)  # the uplink's audit
 
 
+def test_existing_skip_says_a_file_of_the_former_default_model_is_one_when_no_model_is_named(tmp_path, capsys):
+    """After an upgrade that changed the default model (0.37.0), a folder job naming no model with --existing skip
+    found every earlier output coded by another model, and said only that: it says which was the default before and
+    how to go on with it; a job naming another model is not told."""
+    from saicm.models.catalog import FORMER_DEFAULT_MODELS
+
+    old = "mse-hyperprior-n64-v5"
+    assert old in FORMER_DEFAULT_MODELS and old != DEFAULT_MODEL
+    src = tmp_path / "in"
+    src.mkdir()
+    Image.fromarray(natural_image()).save(src / "a.png")
+    out = tmp_path / "out"
+    assert main(["compress", str(src), "-o", str(out), "--model", old, "--quiet"]) == 0
+    capsys.readouterr()
+    assert main(["compress", str(src), "-o", str(out), "--existing", "skip", "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"({old} q4, not {DEFAULT_MODEL})" in err, err
+    assert f"{old} was the default model before {FORMER_DEFAULT_MODELS[old]}: --model {old} goes on with it" in err
+    assert main(["compress", str(src), "-o", str(out), "--existing", "skip", "--quiet", "--model",
+                 "mse-context-n64-v6"]) == 1
+    assert "was the default model" not in capsys.readouterr().err
+    assert main(["compress", str(src), "-o", str(out), "--existing", "skip", "--quiet", "--model", old]) == 0
+
+
 def test_existing_skip_does_not_count_another_models_or_qualitys_file_as_done(tmp_path, capsys):
     """--existing skip counted an output coded at another quality (or by another model) as done, with exit 0 and
     not a word: a rerun asking for quality 4 kept the quality-1 files of an earlier run (the cache audit)."""

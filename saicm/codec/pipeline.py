@@ -555,14 +555,16 @@ def _coded_info(data: bytes, seconds: float | None = None) -> dict:
 
 
 def existing_file(dst, max_bytes: int | None = None, model: str | None = None, quality: int | None = None,
-                  human_quality: int | None = None) -> dict:
+                  human_quality: int | None = None, model_named: bool = True) -> dict:
     """What a compress job with ``--existing skip`` reports of its existing output ``dst`` (the --log line of a
     day's uplink: its bytes, model, quality), and an ``ImageError`` when that file is over ``max_bytes`` (the
     machine layer of a two-layer file), is no whole coded file (cut short, damaged), or was coded by another ``model`` than the job's (a
     two-layer file: its machine or human layer's) or at another ``quality`` (a two-layer file: its machine layer's)
     or ``human_quality`` (its human layer's): a file that another command wrote (another budget, model or quality)
-    does not count as done by this one."""
+    does not count as done by this one. ``model_named=False``: the job named no model (``model`` is the default),
+    and a file of a former default is said to be one, with how to keep coding with it."""
     from ..errors import ImageError, SaicmError
+    from ..models.catalog import FORMER_DEFAULT_MODELS
 
     data = read_input(dst)
     try:
@@ -572,8 +574,11 @@ def existing_file(dst, max_bytes: int | None = None, model: str | None = None, q
                          "codes it again)", str(dst)) from None
     made = f"{info['model']} q{info['quality']}"
     if model is not None and model not in (info["model"], info.get("human_model")):
+        since = None if model_named else FORMER_DEFAULT_MODELS.get(info["model"])
+        hint = (f"; {info['model']} was the default model before {since}: --model {info['model']} goes on with it"
+                if since else "")
         raise ImageError(f"exists, coded by another model ({made}, not {model}): kept, not counted done (--existing "
-                         "overwrite codes it again with this one)", str(dst))
+                         f"overwrite codes it again with this one{hint})", str(dst))
     if quality is not None and info["quality"] != quality:
         raise ImageError(f"exists, coded at another quality ({made}, not q{quality}): kept, not counted done "
                          "(--existing overwrite codes it again at this one)", str(dst))

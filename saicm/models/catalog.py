@@ -400,6 +400,10 @@ def resolve(model: str | os.PathLike | ModelInfo | None) -> ModelInfo:
 #: The model used when none is named: the best-trained human-vision model shipped.
 DEFAULT_MODEL = "mse-context-n64-v7"
 
+#: Models that were the default before :data:`DEFAULT_MODEL`: name → the version whose default replaced it (a job
+#: that named no model finds its earlier outputs coded by one of these after an upgrade, and is told why).
+FORMER_DEFAULT_MODELS = {"mse-hyperprior-n64-v5": "0.37.0"}
+
 
 #: Models once shipped and since removed from the package (superseded; their results stay in benchmarks/results/):
 #: name → the last commit whose saicm/weights/ holds the file. Streams they wrote decode with that file as --model.
