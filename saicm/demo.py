@@ -118,6 +118,14 @@ def machine_model_for(base: str, preferred: str | None = RECOMMENDED_MACHINE_MOD
     return preferred if preferred in names else names[0] if names else None
 
 
+def edge_loss_words(info) -> str:
+    """The SA-ICM loss of ``info`` as its training record gives it: the weight of MSE off the edges, or none."""
+    off = info.training.get("off_mask_weight")
+    if not isinstance(off, (int, float)):
+        return "the edge loss"
+    return f"the edge loss ({off:g} x MSE off the edges)" if off else "the edge loss (the pixels off the edges free)"
+
+
 def run_demo(out_dir: str | Path = "demo-out", model: str | None = None, quality: int | None = None,
              compare: str | None = "auto", scalable: str | None = "auto") -> list[dict]:
     net, info = load_model(model)  # model and quality first: a wrong one leaves no output folder behind
@@ -138,7 +146,7 @@ def run_demo(out_dir: str | Path = "demo-out", model: str | None = None, quality
         cnet, cinfo = load_model(compare)
         cq, _ = closest_quality(first["original"], first["bpp"], model=cinfo.path)
         print(f"\nSA-ICM model {cinfo.name} at quality {cq} (the rate point closest to the MSE decode of "
-              f"{first['image']}): trained with the edge loss (0.2 x MSE off the edges), so PSNR is not its goal; "
+              f"{first['image']}): trained with {edge_loss_words(cinfo)}, so PSNR is not its goal; "
               "its decodes keep most texture, faces included (docs/results/sa-icm.md)")
         crows = _code_all(out, f".{cinfo.name}", cinfo.path, cq)
         _print_rows(crows)

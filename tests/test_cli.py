@@ -764,6 +764,24 @@ def test_the_demo_shows_the_recommended_sa_icm_model_beside_the_default_model():
     assert demo.machine_model_for(default_model_name()) == RECOMMENDED_MACHINE_MODEL
 
 
+def test_demo_says_the_edge_loss_of_the_sa_icm_model_it_shows():
+    """The demo called every SA-ICM model it showed "trained with the edge loss (0.2 x MSE off the edges)", also a
+    plain one (saicm-regions-a048-n64-v3, beside --model mse-hyperprior-n64-v3 or -v4): the weight off the edges
+    is the one its training record holds."""
+    from saicm import demo
+    from saicm.models.catalog import ModelInfo
+
+    def info(off):
+        return ModelInfo(name="saicm-x", path=Path("x"), architecture="a", config={},
+                         meta={"training": json.dumps({"loss": "saicm", "off_mask_weight": off})})
+
+    assert demo.edge_loss_words(info(0.2)) == "the edge loss (0.2 x MSE off the edges)"
+    assert demo.edge_loss_words(info(0.05)) == "the edge loss (0.05 x MSE off the edges)"
+    assert demo.edge_loss_words(info(0.0)) == "the edge loss (the pixels off the edges free)"
+    assert demo.edge_loss_words(ModelInfo(name="saicm-x", path=Path("x"), architecture="a", config={}, meta={})) \
+        == "the edge loss"  # no training record: nothing more said
+
+
 def test_demo_codes_decodes_and_compares_end_to_end(tmp_path, capsys, monkeypatch):
     """`saicm demo` (the README's first command) as a whole, on two small images in place of the sample photos:
     the files it names are written, the decodes are the .saicm files' own, the SA-ICM model and the two-layer
