@@ -92,6 +92,7 @@ def test_cover_art_listed_before_the_video_is_not_read_as_the_clip(clip, tmp_pat
         warnings.simplefilter("error")  # (a cover picture is no second video: nothing to say)
         c = io.read_clip(tmp_path / "cover-first.mp4")
     assert np.array_equal(c.frames, frames)
+    assert io.iter_clip(tmp_path / "cover-first.mp4")[0].stream == "0:1"  # (the clip's info names the stream read)
 
 
 def test_of_two_video_streams_the_default_one_is_read_and_said(clip, tmp_path):
@@ -106,6 +107,21 @@ def test_of_two_video_streams_the_default_one_is_read_and_said(clip, tmp_path):
     assert np.array_equal(c.frames, frames)
 
 
+def test_a_stream_listed_under_two_programs_is_one_video_stream(clip, tmp_path):
+    """A transport stream whose one video stream belongs to two programs (a broadcast recording): ffmpeg lists the
+    stream under each, and it is one stream, read without a word of "2 video streams"."""
+    path, frames = clip
+    _ffmpeg_run("-i", path, "-map", "0", "-c:v", "mpeg2video", "-program", "title=A:st=0", "-program", "title=B:st=0",
+                tmp_path / "two-programs.ts")
+    text = subprocess.run([_ffmpeg(), "-hide_banner", "-i", tmp_path / "two-programs.ts"], capture_output=True,
+                          text=True).stderr
+    assert text.count("Stream #0:0") == 2  # (the case at hand)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        c = io.read_clip(tmp_path / "two-programs.ts")
+    assert c.n == 4
+
+
 def test_a_file_without_a_video_stream_is_refused_saying_what_it_holds(tmp_path):
     """A voice memo, a song with its cover art, a subtitles file: "not a video ffmpeg can read (handler_name    :
     SoundHandler)", ffmpeg's last line of tags. What the file holds instead is said now."""
@@ -117,8 +133,10 @@ def test_a_file_without_a_video_stream_is_refused_saying_what_it_holds(tmp_path)
     _ffmpeg_run("-i", tmp_path / "memo.mp4", "-i", tmp_path / "cover.png", "-map", "0", "-map", "1", "-c", "copy",
                 "-disposition:v:0", "attached_pic", tmp_path / "song.m4a")
     _ffmpeg_run("-i", tmp_path / "s.srt", "-c:s", "srt", tmp_path / "subtitles.mkv")
+    _ffmpeg_run("-i", tmp_path / "memo.mp4", "-map", "0", "-map", "0", "-c", "copy", tmp_path / "two-languages.mp4")
     _rewrite_moov(tmp_path / "memo.mp4", tmp_path / "empty.mp4", lambda kids: [k for k in kids if k[0] != b"trak"])
     for name, said in (("memo.mp4", "no video stream: audio only"),
+                       ("two-languages.mp4", "no video stream: audio only"),  # (each kind once)
                        ("song.m4a", "no video stream: audio and a cover picture only"),
                        ("subtitles.mkv", "no video stream: subtitles only"),
                        ("empty.mp4", "no streams in it: no video to read")):
@@ -180,6 +198,13 @@ def test_a_recording_cut_off_before_its_index_is_refused_saying_so(clip, tmp_pat
     (tmp_path / "cut.mp4").write_bytes(data[:data.index(b"moov") - 4])
     with pytest.raises(SaicmError) as e:
         io.read_clip(tmp_path / "cut.mp4")
+    assert e.value.message.startswith("an unfinished recording: its index (moov) is missing")
+    # (a QuickTime file need not begin with ftyp: one whose first box is its free, wide or mdat box, cut off too)
+    first = struct.unpack(">I", data[:4])[0]
+    assert data[first + 4:first + 8] in (b"free", b"wide", b"mdat")
+    (tmp_path / "cut.mov").write_bytes(data[first:data.index(b"moov") - 4])
+    with pytest.raises(SaicmError) as e:
+        io.read_clip(tmp_path / "cut.mov")
     assert e.value.message.startswith("an unfinished recording: its index (moov) is missing")
     (tmp_path / "nothing.mp4").write_bytes(b"")  # (ffmpeg says the same of these: "moov atom not found")
     (tmp_path / "noise.mp4").write_bytes(np.random.default_rng(0).integers(0, 256, 2000, np.uint8).tobytes())
