@@ -270,6 +270,12 @@ def test_existing_skip_says_a_file_of_the_former_default_model_is_one_when_no_mo
                  "mse-context-n64-v6"]) == 1
     assert "was the default model" not in capsys.readouterr().err
     assert main(["compress", str(src), "-o", str(out), "--existing", "skip", "--quiet", "--model", old]) == 0
+    from saicm.codec.pipeline import existing_file
+    from saicm.errors import ImageError
+
+    with pytest.raises(ImageError) as e:  # (a caller in Python names its model: not told of former defaults)
+        existing_file(out / "a.saicm", model=DEFAULT_MODEL)
+    assert "coded by another model" in e.value.message and "was the default" not in e.value.message
 
 
 def test_existing_skip_does_not_count_another_models_or_qualitys_file_as_done(tmp_path, capsys):

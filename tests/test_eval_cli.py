@@ -678,8 +678,11 @@ def test_a_sweeps_cache_warnings_are_saicm_warnings_and_a_file_in_its_place_is_s
     blocker.write_bytes(b"")
     codec = codecs.get_codec("jpeg")
     images = {"a.png": Image.new("RGB", (16, 16), (1, 2, 3))}
-    with pytest.warns(SaicmWarning, match=r"the cache folder .*file is a file: going on without the cache"):
+    with saicm_warnings() as said:
         cache = DecodeCache(blocker, codec.name, codec.config())
+        assert cache.get(50, "k") is None  # (said once, at the start: not again at each entry)
+        cache.put(50, "k", images["a.png"], {"bytes": 1})
+    assert len(said) == 1 and said[0].startswith(f"the cache folder {blocker} is a file: going on without the cache"), said
     assert not cache.enabled
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", SaicmWarning)
