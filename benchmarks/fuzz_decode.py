@@ -5,7 +5,8 @@
 
 Seed files are written at start with the shipped models (single-layer files
 of several kinds: RGB, noise, grayscale, alpha, in the portable format 3 and in
-CompressAI's format 1; two-layer files when a
+CompressAI's format 1, of the default model and of ``mse-hyperprior-n64-v5``, a plain
+hyperprior; two-layer files when a
 scalable model is shipped, else with a tiny scalable model written to a
 temporary folder), a tiny context model's files in formats 3 and 1, the two-layer files of a tiny scalable model
 whose additional codec has contexts, and the tiny clip network of the test suite
@@ -44,6 +45,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 
+#: the shipped plain (no context) hyperprior whose files are seeds beside the default model's
+PLAIN = "mse-hyperprior-n64-v5"
+
+
 def make_seeds(tmp: Path) -> list[dict]:
     """Valid files to mutate: (bytes, the model to pass, a name)."""
     import numpy as np
@@ -60,11 +65,14 @@ def make_seeds(tmp: Path) -> list[dict]:
     gray = smooth[:, :, 0]
     rgba = np.dstack([smooth[:40, :50], rng.integers(0, 256, (40, 50), dtype=np.uint8)])
     seeds = []
-    for q, (name, img) in enumerate([("smooth", smooth), ("noise", noise), ("gray", gray), ("rgba", rgba)]):
-        seeds.append({"name": f"v3-{name}", "data": saicm.compress(img, quality=1 + 2 * q), "model": None})
-    for q, (name, img) in enumerate([("smooth", smooth), ("noise", noise)]):  # CompressAI's coder (format 1)
-        seeds.append({"name": f"v1-{name}", "data": saicm.compress(img, quality=1 + 2 * q, engine="compressai"),
-                      "model": None})
+    # the default model's files (a context model since 0.37.0) and a plain hyperprior's (PLAIN: the default before)
+    for model, tag in ((None, ""), (PLAIN, "hyperprior-")):
+        for q, (name, img) in enumerate([("smooth", smooth), ("noise", noise), ("gray", gray), ("rgba", rgba)]):
+            seeds.append({"name": f"v3-{tag}{name}", "data": saicm.compress(img, model=model, quality=1 + 2 * q),
+                          "model": None})
+        for q, (name, img) in enumerate([("smooth", smooth), ("noise", noise)]):  # CompressAI's coder (format 1)
+            seeds.append({"name": f"v1-{tag}{name}", "model": None,
+                          "data": saicm.compress(img, model=model, quality=1 + 2 * q, engine="compressai")})
     scal = [n for n, i in shipped_models().items() if i.architecture == "scalable-fusion"]
     if scal:  # human layer version 2 (the portable engine) and version 1 (CompressAI's coder)
         for engine, name in (("auto", "two-layer"), ("compressai", "two-layer-v1")):

@@ -25,7 +25,7 @@ from saicm.codec.fuzz import mutate
 from saicm.codec.limits import DEFAULT_MAX_PIXELS, inflate
 from saicm.entropy import bounded
 from saicm.errors import FormatError, ImageError, ModelError, SaicmError
-from saicm.models.catalog import RECOMMENDED_SCALABLE_MODEL
+from saicm.models.catalog import DEFAULT_MODEL, RECOMMENDED_SCALABLE_MODEL
 
 from .conftest import natural_image, run_cli, switch_contexts_on
 
@@ -268,11 +268,13 @@ def seeds():
             saicm.compress(rng.integers(0, 256, (64, 128, 3), dtype=np.uint8), quality=6),
             saicm.compress(np.dstack([natural_image(40, 50), rng.integers(0, 256, (40, 50), np.uint8)]), quality=1),
             # a two-layer file of the shipped scalable model (human layer version 2: the portable engine)
-            saicm.compress(natural_image(64, 64), model=RECOMMENDED_SCALABLE_MODEL, quality=2, human_quality=3)]
+            saicm.compress(natural_image(64, 64), model=RECOMMENDED_SCALABLE_MODEL, quality=2, human_quality=3),
+            # a plain hyperprior's file (the default is a context model since 0.37.0)
+            saicm.compress(natural_image(48, 64), model="mse-hyperprior-n64-v5", quality=3)]
 
 
 @settings(max_examples=160, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
-@given(case=st.integers(0, 2**32 - 1), which=st.integers(0, 3))
+@given(case=st.integers(0, 2**32 - 1), which=st.integers(0, 4))
 def test_structure_aware_mutations_only_ever_give_saicm_errors(seeds, case, which):
     data, what = mutate(seeds[which], random.Random(case))
     try:
@@ -337,6 +339,24 @@ def test_random_bytes_only_ever_give_saicm_errors(data):
     for fn in (saicm.describe, saicm.decompress):
         with pytest.raises(SaicmError):
             fn(data)
+
+
+def test_the_fuzz_seeds_hold_both_kinds_of_shipped_single_layer_file(seeds, tmp_path):
+    """The seeds of the mutation tests and of the fuzz benchmark were files of the default model only: when the
+    default became a context model (0.37.0), no single-layer file of a plain hyperprior was fuzzed any more."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        from fuzz_decode import make_seeds
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+    plain = "mse-hyperprior-n64-v5"
+    assert saicm.list_models()[plain].architecture == "gained-mean-scale-hyperprior"
+    assert saicm.list_models()[DEFAULT_MODEL].architecture == "gained-context-hyperprior"
+    kinds = {(saicm.describe(s)["model"], saicm.describe(s)["format_version"]) for s in seeds}
+    assert {(DEFAULT_MODEL, 3), (plain, 3)} <= kinds, kinds
+    kinds = {(saicm.describe(s["data"])["model"], saicm.describe(s["data"])["format_version"])
+             for s in make_seeds(tmp_path) if s["name"][:3] in ("v1-", "v3-")}
+    assert {(DEFAULT_MODEL, 3), (DEFAULT_MODEL, 1), (plain, 3), (plain, 1)} <= kinds, kinds
 
 
 def test_fuzz_benchmark_runs_a_few_hundred_cases_in_child_processes(tmp_path):
