@@ -88,7 +88,8 @@ def _code_all(out: Path, tag: str, model_path, quality: int) -> list[dict]:
         dec = decompress_file(out / f"{name}{tag}.saicm", out / f"{name}{tag}.decoded.png")
         decoded = Image.open(out / f"{name}{tag}.decoded.png")
         p = psnr(np.asarray(img.convert("RGB")), np.asarray(decoded.convert("RGB")))
-        rows.append({"image": name, "width": img.width, "height": img.height, "bytes": enc["bytes"],
+        rows.append({"image": name, "model": enc["model"], "quality": enc["quality"], "width": img.width,
+                     "height": img.height, "bytes": enc["bytes"],
                      "bpp": enc["bpp"], "psnr": p, "encode_s": enc["seconds"], "decode_s": dec["seconds"],
                      "decoded": decoded, "original": img})
     return rows
@@ -186,7 +187,9 @@ def _layers_demo(out: Path, first: dict, model: str) -> None:
     print(f"  machine layer alone: {len(machine)} bytes, {8 * len(machine) / px:.4f} bpp, {m_psnr:.2f} dB")
     print(f"  machine + human:     {len(data)} bytes ({len(data) - len(machine)} for the human layer), "
           f"{8 * len(data) / px:.4f} bpp, {h_psnr:.2f} dB")
-    print(f"  MSE model alone:     {first['bytes']} bytes, {first['bpp']:.4f} bpp, {first['psnr']:.2f} dB")
+    # (named: since 0.37.0 the default MSE model is a context model, not the machine layer's v5 family)
+    alone = f" ({first['model']} q{first['quality']})" if "model" in first else ""
+    print(f"  MSE model alone:     {first['bytes']} bytes, {first['bpp']:.4f} bpp, {first['psnr']:.2f} dB{alone}")
     panels = [("original", img),
               (f"machine layer: {len(machine)} B, {m_psnr:.2f} dB", m_img),
               (f"machine + human layers: {len(data)} B, {h_psnr:.2f} dB", h_img),

@@ -810,6 +810,7 @@ def test_demo_codes_decodes_and_compares_end_to_end(tmp_path, capsys, monkeypatc
     for png in ("a_side_by_side.png", "a_layers.png"):
         assert Image.open(out / png).height > 384  # the panels (384 rows) under their captions
     assert "quality 2 of 1.." in said and "mean bpp" in said
+    assert "MSE model alone: " in said and f"dB ({default_model_name()} q2)" in said  # named beside the layers
 
 
 def _slow_touch(job):  # a folder job for the pool (module level: the workers import it)
