@@ -18,12 +18,13 @@ from saicm.video import io
 
 
 def _ffmpeg() -> str:
-    try:
-        import imageio_ffmpeg
+    """The ffmpeg saicm reads clips with (saicm.eval.ffmpeg.ffmpeg_exe: imageio-ffmpeg's, else one on PATH)."""
+    from saicm.eval.ffmpeg import ffmpeg_exe
 
-        return imageio_ffmpeg.get_ffmpeg_exe()
-    except Exception as e:  # (not installed, or no binary for this platform)
-        pytest.skip(f"makes its clips with the ffmpeg of imageio-ffmpeg, missing here ({e.__class__.__name__}: {e})")
+    try:
+        return ffmpeg_exe()
+    except SaicmError as e:
+        pytest.skip(f"makes its clips with the ffmpeg saicm uses, missing here ({e})")
 
 
 def _ffmpeg_run(*args) -> None:

@@ -40,6 +40,7 @@ import numpy as np
 
 from .._fs import atomic_folder
 from ..errors import ArgumentError, SaicmError
+from ..errors import warn as saicm_warn
 
 FRAME_PATTERN = "frame_{:06d}.png"
 _FRAME_RE = re.compile(r"^frame_(\d+)\.[A-Za-z]+$")  # (the whole name: myframe_000001.png is not frame 1)
@@ -295,8 +296,6 @@ def _video_stream(lines: list[str], path: str) -> str | None:
     if len(videos) < 2:
         return videos[0] if videos else None
     line = next((ln for ln in videos if " (default)" in ln), videos[0])
-    from ..errors import warn as saicm_warn
-
     name = re.search(r"Stream (#\d+:\d+)", line)
     size = re.search(r",\s*(\d{1,5}x\d{1,5})[\s,\[]", line + " ")
     saicm_warn(f"{path}: {len(videos)} video streams; stream {name.group(1) if name else ''} "
@@ -405,8 +404,6 @@ def iter_clip(path: str | os.PathLike, frames: str | tuple | None = None, size: 
 def _say_stored(path: str, info: ClipInfo, unsized: bool) -> None:
     """Warn of what a clip's frames are read with as stored, as ffmpeg decodes them: non-square pixels (a camera's
     anamorphic clip, squashed; unless a size is asked for) and interlaced fields (combed where things move)."""
-    from ..errors import warn as saicm_warn
-
     # (shown: the stored frame widened by the SAR; a quarter-turned clip's frames come turned: its height. A SAR
     # within half a pixel of square, such as the 188:189 of ffmpeg's scale to 63x47, is not worth a word)
     w, h = info.width, info.height
@@ -433,8 +430,6 @@ def read_clip(path: str | os.PathLike, frames: str | tuple | None = None, size: 
     if not out:
         raise SaicmError(f"no frames in the range {start}:{'' if stop is None else stop}", str(path))
     if stop is not None and len(out) < stop - start:  # (Python's slices: 290:310 of 300 frames gave 10, unsaid)
-        from ..errors import warn as saicm_warn
-
         saicm_warn(f"{path}: frames {start}:{stop} asked for, the clip ends at frame {start + len(out)}: "
                    f"{len(out)} frame{'s' if len(out) != 1 else ''} read")
     source = str(path)
@@ -520,8 +515,6 @@ def _ffmpeg_frames(path: str, start: int, stop: int | None, w: int, h: int, resi
             if code < 0:  # killed after some frames (a crash, the OOM killer): the rest of the clip is missing
                 raise SaicmError(f"ffmpeg stopped after {n} frames ({_last_error(said, code)})", path)
             if said.strip() or code != 0:  # ffmpeg conceals what it cannot decode: only its errors tell of it
-                from ..errors import warn as saicm_warn
-
                 why = "; ".join([_last_error(said)] * bool(said.strip()) + [f"exit code {code}"] * bool(code))
                 saicm_warn(f"{path}: ffmpeg reported errors while decoding ({why}): a damaged "
                            f"clip? {n} frames were read; some may be concealed or missing")
@@ -598,7 +591,6 @@ def _frame_pixels(read, im, path: Path, said: set[str]) -> np.ndarray:
     import warnings
 
     from ..errors import SaicmWarning
-    from ..errors import warn as saicm_warn
 
     if threading.current_thread() is not threading.main_thread():
         # (recording swaps the process's warning state for every thread: a service's other threads' warnings would
