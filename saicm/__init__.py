@@ -4,7 +4,7 @@ Public API::
 
     data = saicm.compress("photo.jpg", model="mse-hyperprior-n64-v5", quality=3)
     image = saicm.decompress(data)          # PIL.Image
-    two = saicm.compress("photo.jpg", model="scalable-off02v5-m4-cond", quality=4, human_quality=3)
+    two = saicm.compress("photo.jpg", model="scalable-off02v6-m4-cond", quality=4, human_quality=3)
     machine = saicm.strip(two)              # the machine layer alone (the base model's file, byte for byte)
     saicm.video.encode("clip.264", "clip.saicmv", frames="0:30")   # NeRV / SA-NeRV clips (saicm.video)
 

@@ -20,8 +20,8 @@ from .codec.image_io import save_image
 from .codec.pipeline import closest_quality, compress_file, decompress_file
 from .errors import SaicmError
 from .eval.metrics import psnr
-from .models.catalog import (RECOMMENDED_MACHINE_MODEL, RECOMMENDED_SCALABLE_MODEL, checked_quality, default_quality,
-                             shipped_models)
+from .models.catalog import (BEST_MACHINE_MODELS, RECOMMENDED_MACHINE_MODEL, RECOMMENDED_SCALABLE_MODEL,
+                             checked_quality, default_quality, shipped_models)
 from .models.zoo import load_model
 
 SAMPLES = ("astronaut", "coffee", "chelsea", "rocket", "camera")
@@ -104,16 +104,17 @@ def _print_rows(rows: list[dict]) -> None:
 
 
 def machine_model_for(base: str, preferred: str | None = RECOMMENDED_MACHINE_MODEL) -> str | None:
-    """The shipped SA-ICM model to show beside ``base``: one fine-tuned from it (``preferred`` if it is
-    one of them), else from its nearest ancestor (the ``--init`` chain of the shipped models), else ``preferred``
-    (the default model since 0.37.0, a context model, started from checkpoints: no chain), else the first."""
+    """The shipped SA-ICM model to show beside ``base``: one fine-tuned from it (the best measured of them,
+    ``BEST_MACHINE_MODELS``), else from its nearest ancestor (the ``--init`` chain of the shipped models), else
+    ``preferred`` (the default model since 0.37.0, a context model, started from checkpoints: no chain), else the
+    first."""
     models = shipped_models()
     names = [n for n in models if n.startswith("saicm-")]
     seen: set[str] = set()
     while base in models and base not in seen:
         hits = [n for n in names if models[n].training.get("init") == base]
         if hits:
-            return preferred if preferred in hits else hits[0]
+            return next((n for n in (preferred, *BEST_MACHINE_MODELS) if n in hits), hits[0])
         seen.add(base)
         base = models[base].training.get("init")
     return preferred if preferred in names else names[0] if names else None

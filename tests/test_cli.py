@@ -764,6 +764,18 @@ def test_the_demo_shows_the_recommended_sa_icm_model_beside_the_default_model():
     assert demo.machine_model_for(default_model_name()) == RECOMMENDED_MACHINE_MODEL
 
 
+def test_the_demo_shows_the_best_sa_icm_model_of_each_family():
+    """Since 0.38.0 the recommended SA-ICM model is the context model's; beside v5 the demo still shows v5's best one
+    (off02), not the first of v5's SA-ICM models, and beside v6 the context one."""
+    from saicm import demo
+    from saicm.models.catalog import BEST_MACHINE_MODELS, RECOMMENDED_MACHINE_MODEL
+
+    assert RECOMMENDED_MACHINE_MODEL == BEST_MACHINE_MODELS[0] == "saicm-regions-a048-off02-n64-v6"
+    assert demo.machine_model_for("mse-hyperprior-n64-v5") == "saicm-regions-a048-off02-n64-v5"
+    assert demo.machine_model_for("mse-context-n64-v6") == "saicm-regions-a048-off02-n64-v6"
+    assert demo.machine_model_for("mse-hyperprior-n64-v3") == "saicm-regions-a048-n64-v3"  # its only family member
+
+
 def test_demo_says_the_edge_loss_of_the_sa_icm_model_it_shows():
     """The demo called every SA-ICM model it showed "trained with the edge loss (0.2 x MSE off the edges)", also a
     plain one (saicm-regions-a048-n64-v3, beside --model mse-hyperprior-n64-v3 or -v4): the weight off the edges

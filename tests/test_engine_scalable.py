@@ -19,6 +19,10 @@ from saicm.models.catalog import RECOMMENDED_SCALABLE_MODEL as SCAL
 
 from .conftest import run_without_torch
 
+#: a two-layer model over a hyperprior base: coded in strips, its decodes equal the one-piece ones (a context base's
+#: contexts stop at each strip's edge)
+SCAL_HP = "scalable-off02v5-m4-cond"
+
 ROOT = Path(__file__).resolve().parent.parent
 REF = ROOT / "tests" / "reference" / "astronaut-200x150.png"
 
@@ -127,21 +131,27 @@ def test_integer_condition_network_is_close_to_the_float_one(files):
     assert np.abs(got - ref).max() < 5e-3 and np.abs(got - ref).mean() < 5e-4
 
 
-def test_images_coded_in_strips_and_tiles(monkeypatch):
+@pytest.mark.parametrize("model", [SCAL_HP, "scalable-off02v6-m4-cond"])
+def test_images_coded_in_strips_and_tiles(monkeypatch, model):
     """Above the strip threshold (lowered here to keep the test small) both layers are coded in strips and
-    analysed and synthesised by tiles; the human image is the same as without strips, to float precision."""
+    analysed and synthesised by tiles; over a hyperprior base the human image is the same as without strips, to
+    float precision; over a context-model base (contexts inside each strip) the latent moves by under a step at
+    the strips' edges, so the pixels are close, not equal (as for single-layer context files: test_context)."""
     from saicm.codec import tiling
 
     img = np.asarray(Image.open(REF).convert("RGB").resize((400, 300)))
-    whole = saicm.compress(img, model=SCAL, quality=3, human_quality=4)
+    whole = saicm.compress(img, model=model, quality=3, human_quality=4)
     monkeypatch.setattr(tiling, "STRIP_SYMBOLS", 1 << 10)
     monkeypatch.setattr(tiling, "STRIP_TARGET", 1 << 11)
-    striped = saicm.compress(img, model=SCAL, quality=3, human_quality=4)
+    striped = saicm.compress(img, model=model, quality=3, human_quality=4)
     layer = container.unpack_human(container.split_layers(striped)[1])
     assert layer.strip_rows < 20 and len(layer.strings) > 2  # 20 latent rows: several strips
     a, b = _pixels(whole), _pixels(striped)
     assert a.shape == b.shape == (300, 400, 3)
-    assert np.abs(a - b).max() <= 1 and np.abs(a - b).mean() < 0.05
+    if model == SCAL_HP:
+        assert np.abs(a - b).max() <= 1 and np.abs(a - b).mean() < 0.05
+    else:
+        assert np.abs(a - b).mean() < 3
     assert np.abs(_pixels(striped, "torch") - b).max() <= 1
 
 
@@ -151,9 +161,9 @@ def test_tall_images_keep_the_human_layer_within_its_string_count(monkeypatch):
     from saicm.codec import tiling
 
     img = np.asarray(Image.open(REF).convert("RGB").resize((64, 4160)))  # 260 latent rows
-    whole = saicm.compress(img, model=SCAL, quality=1, human_quality=1)
+    whole = saicm.compress(img, model=SCAL_HP, quality=1, human_quality=1)
     monkeypatch.setattr(tiling, "STRIP_TARGET", 1)  # one latent row per strip wanted
-    striped = saicm.compress(img, model=SCAL, quality=1, human_quality=1)
+    striped = saicm.compress(img, model=SCAL_HP, quality=1, human_quality=1)
     layer = container.unpack_human(container.split_layers(striped)[1])
     assert layer.strip_rows == 2 and len(layer.strings) == 1 + 130
     assert np.abs(_pixels(whole) - _pixels(striped)).max() <= 1

@@ -432,12 +432,15 @@ def replaced_weights(name: str, weights_sha: bytes) -> str | None:
     return REPLACED_WEIGHTS.get((name, weights_sha.hex()))
 
 
-#: Where several shipped SA-ICM models come from the same MSE model, the one to show (the best measured;
-#: docs/results/sa-icm.md).
-RECOMMENDED_MACHINE_MODEL = "saicm-regions-a048-off02-n64-v5"
+#: The best-measured SA-ICM model of each MSE family, best first (docs/results/sa-icm.md): where several shipped
+#: SA-ICM models come from the same MSE model, the one to show beside it.
+BEST_MACHINE_MODELS = ("saicm-regions-a048-off02-n64-v6", "saicm-regions-a048-off02-n64-v5")
+#: The SA-ICM model recommended beside the default (a context model since 0.38.0; v5's namesake before).
+RECOMMENDED_MACHINE_MODEL = BEST_MACHINE_MODELS[0]
 
-#: The two-layer model `make demo` shows (machine layer = RECOMMENDED_MACHINE_MODEL).
-RECOMMENDED_SCALABLE_MODEL = "scalable-off02v5-m4-cond"
+#: The two-layer model `make demo` shows (machine layer = RECOMMENDED_MACHINE_MODEL; scalable-off02v5-m4-cond
+#: before 0.38.0).
+RECOMMENDED_SCALABLE_MODEL = "scalable-off02v6-m4-cond"
 #: the architecture of two-layer (scalable) models: :mod:`saicm.models.scalable`
 SCALABLE_ARCHITECTURE = "scalable-fusion"
 
