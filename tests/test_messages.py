@@ -57,6 +57,54 @@ def test_a_file_given_to_a_decoder_is_named_for_what_it_is(files, capsys, tmp_pa
     assert _error(capsys, ["info", files["text"]]).endswith("notes.txt: not a .saicm file (wrong magic)")
 
 
+#: how clips' files begin (their first bytes as ffmpeg writes them; the rest does not matter to the message)
+CLIP_HEADS = {
+    "clip.mp4": ("an MP4 file", bytes.fromhex("000000206674797069736f6d0000020069736f6d69736f32617663316d703431")),
+    "clip.mov": ("a QuickTime (.mov) file", bytes.fromhex("0000001466747970717420200000020071742020")),
+    "clip.mkv": ("a Matroska or WebM file", bytes.fromhex("1a45dfa3a34286810142f7810142f2810442f381")),
+    "clip.avi": ("an AVI file", b"RIFF\x62\x14\x7c\x00AVI LIST" + bytes(8)),
+    "clip.y4m": ("a Y4M video", b"YUV4MPEG2 W352 H288 F25:1 Ip A0:0 C420jpeg\n"),
+    "clip.264": ("an H.264 / H.265 stream", bytes.fromhex("00000001674d0028e7202c12c8000000")),
+    "clip.265": ("an H.264 / H.265 stream", bytes.fromhex("0000000140010c01ffff016000000300")),
+}
+
+
+@pytest.mark.parametrize("name", sorted(CLIP_HEADS))
+def test_a_clip_given_where_an_image_or_a_coded_file_was_wanted_is_named_and_sent_to_saicm_video(
+        name, capsys, tmp_path):
+    """`saicm compress clip.mp4` said "cannot read image (not a format Pillow reads …)", and `saicm info clip.mp4`,
+    `saicm decompress`, `saicm video decode` "not a .saicm(v) file (wrong magic)" (the phone-clips audit's
+    left-alone, 0.37.0)."""
+    what, head = CLIP_HEADS[name]
+    clip = tmp_path / name
+    clip.write_bytes(head + bytes(64))
+    todo = "a clip is coded with 'saicm video encode'"
+    assert _error(capsys, ["compress", clip, "-o", tmp_path / "x.saicm"], 1).endswith(
+        f"{name}: {what}, not an image: {todo}")
+    assert _error(capsys, ["decompress", clip, "-o", tmp_path / "x.png"]).endswith(
+        f"{name}: {what}, not a .saicm file: {todo}")
+    assert _error(capsys, ["info", clip]).endswith(f"{name}: {what}, not a .saicm file: {todo}")
+    assert _error(capsys, ["video", "decode", clip, "-o", tmp_path / "frames"]).endswith(
+        f"{name}: {what}, not a .saicmv file: {todo}")
+    assert not (tmp_path / "x.saicm").exists() and not (tmp_path / "x.png").exists()
+
+
+def test_a_heif_photo_is_named_with_what_to_do_and_bytes_like_a_start_code_are_not_a_stream(capsys, tmp_path):
+    """An iPhone's .heic (which Pillow reads only with a plugin) said "cannot read image (not a format Pillow
+    reads …)"; AVIF stays Pillow's to read, and bytes that begin like a start code without a NAL header are no
+    stream."""
+    heic = tmp_path / "IMG_0001.heic"
+    heic.write_bytes(bytes.fromhex("000000186674797068656963000000006d69663168656963") + bytes(64))
+    assert _error(capsys, ["compress", heic, "-o", tmp_path / "x.saicm"], 1).endswith(
+        "IMG_0001.heic: a HEIF (HEIC) image: saicm reads no HEIF without a Pillow plugin: convert it to PNG or JPEG "
+        "first")
+    from saicm.codec.container import file_kind
+
+    assert file_kind(bytes.fromhex("0000001c667479706d69663100000000") + b"mif1avifmiaf")[0] == "an AVIF image"
+    assert file_kind(bytes.fromhex("0000000180") + bytes(32)) is None  # (the forbidden bit set: no NAL header)
+    assert file_kind(bytes.fromhex("00000001") + b"\x21" + bytes(32)) is None  # (a slice of no stream start)
+
+
 def test_a_coded_file_given_to_compress_is_named_for_what_it_is(files, capsys, tmp_path):
     """`saicm compress photo.saicm` said "cannot read image (not a format Pillow reads)"."""
     out = tmp_path / "x.saicm"

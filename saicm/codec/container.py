@@ -166,7 +166,34 @@ class ByteReader:
 #: how the files a user may give the wrong command begin → what they are
 _KINDS = ((b"\x89PNG\r\n\x1a\n", "a PNG image"), (b"\xff\xd8\xff", "a JPEG image"), (b"GIF8", "a GIF image"),
           (b"II*\x00", "a TIFF image"), (b"MM\x00*", "a TIFF image"), (b"\x00\x00\x00\x0cjP  ", "a JPEG 2000 image"))
-_CODE_IT = "code it with 'saicm compress'"
+CODE_IMAGE = "code it with 'saicm compress'"
+#: what to do with a video container or stream given where an image or a coded file was wanted
+CODE_CLIP = "a clip is coded with 'saicm video encode'"
+#: ISO media (``ftyp``) brands of HEIF still images (an iPhone's .heic): Pillow reads none without a plugin
+_HEIF_BRANDS = (b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"mif1", b"msf1")
+
+
+def _iso_media(head: bytes) -> tuple[str, str] | None:
+    """What an ISO media file (``ftyp`` box first: MP4, QuickTime, AVIF, HEIF) is, from its brands."""
+    if head[4:8] != b"ftyp":
+        return None
+    brands = [head[i:i + 4] for i in range(16, min(len(head), 8 + int.from_bytes(head[:4], "big")) - 3, 4)]
+    major = head[8:12]
+    if major in (b"avif", b"avis") or (major == b"mif1" and b"avif" in brands):
+        return "an AVIF image", CODE_IMAGE
+    if major in _HEIF_BRANDS:
+        return "a HEIF (HEIC) image", "saicm reads no HEIF without a Pillow plugin: convert it to PNG or JPEG first"
+    return ("a QuickTime (.mov) file" if major == b"qt  " else "an MP4 file"), CODE_CLIP
+
+
+def _video_stream_start(head: bytes) -> bool:
+    """Whether ``head`` begins an H.264 / H.265 elementary stream (Annex B: a start code, then a parameter set,
+    an access unit delimiter or SEI)."""
+    for code in (b"\x00\x00\x00\x01", b"\x00\x00\x01"):
+        if head.startswith(code) and len(head) > len(code):
+            nal = head[len(code)]
+            return not nal & 0x80 and ((nal & 0x1F) in (6, 7, 9) or (nal >> 1) & 0x3F in (32, 33, 35, 39))
+    return False
 
 
 def file_kind(head: bytes) -> tuple[str, str | None] | None:
@@ -176,11 +203,20 @@ def file_kind(head: bytes) -> tuple[str, str | None] | None:
     head = bytes(head[:64])
     for sig, what in _KINDS:
         if head.startswith(sig):
-            return what, _CODE_IT
+            return what, CODE_IMAGE
     if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
-        return "a WebP image", _CODE_IT
-    if head[4:8] == b"ftyp" and head[8:12] in (b"avif", b"avis"):
-        return "an AVIF image", _CODE_IT
+        return "a WebP image", CODE_IMAGE
+    iso = _iso_media(head)
+    if iso:
+        return iso
+    if head[:4] == b"RIFF" and head[8:12] == b"AVI ":
+        return "an AVI file", CODE_CLIP
+    if head.startswith(b"\x1a\x45\xdf\xa3"):
+        return "a Matroska or WebM file", CODE_CLIP
+    if head.startswith(b"YUV4MPEG2 "):
+        return "a Y4M video", CODE_CLIP
+    if _video_stream_start(head):
+        return "an H.264 / H.265 stream", CODE_CLIP
     if head.startswith((b"%!PS", b"\xc5\xd0\xd3\xc6")):  # (PostScript, and the binary header of a DOS EPS)
         return "a PostScript (EPS) file", ("saicm does not read PostScript (it would run Ghostscript on it): rasterise "
                                            "it to PNG first")

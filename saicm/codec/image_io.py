@@ -414,8 +414,9 @@ def _turned_tiff(img: Image.Image) -> bool:
 
 def _not_an_image(fp) -> str | None:
     """``"a .saicm file, not an image: decode it with 'saicm decompress'"`` for a file Pillow does not read that is
-    one of saicm's own (or a model file, a JSON file), else None."""
-    from .container import file_kind, not_a
+    one of saicm's own (or a model file, a JSON file, a clip), ``"a HEIF (HEIC) image: …"`` for an image kind
+    Pillow has no reader for, else None."""
+    from .container import CODE_IMAGE, file_kind, not_a
 
     try:
         if isinstance(fp, (str, os.PathLike)):
@@ -429,8 +430,10 @@ def _not_an_image(fp) -> str | None:
     if not isinstance(head, (bytes, bytearray)):  # (a file object of the caller's own that reads text)
         return "the image was read as text: open it in binary mode ('rb')"
     kind = file_kind(head)
-    if kind is None or kind[0].endswith(" image"):  # (an image Pillow could not read: Pillow's word is the one)
+    if kind is None:
         return None
+    if kind[0].endswith(" image"):  # (an image Pillow could not read: Pillow's word is the one, but of a kind it
+        return None if kind[1] == CODE_IMAGE else f"{kind[0]}: {kind[1]}"  # has no reader for: what to do)
     return not_a("an image", head)
 
 

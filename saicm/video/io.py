@@ -246,10 +246,11 @@ def probe(path: str | os.PathLike) -> ClipInfo:
                          "others (ffmpeg would read what it names); give it the clip itself", path)
     line = _video_stream(text.splitlines(), path)
     if line is None:
-        from ..codec.container import file_kind, not_a
+        from ..codec.container import CODE_CLIP, file_kind, not_a
 
         head = _head(path)  # (saicm video encode x.saicmv: say what it is, not ffmpeg's words)
-        if not (file_kind(head) or (" image",))[0].endswith(" image"):
+        kind = file_kind(head)  # (an image, or a clip's container without a video stream: ffmpeg's listing says)
+        if kind and not kind[0].endswith(" image") and kind[1] != CODE_CLIP:
             raise SaicmError(not_a("a video file", head), path)
         if os.path.getsize(path) == 0:
             raise SaicmError("an empty file (0 bytes): no video to read", path)
