@@ -850,6 +850,26 @@ def test_ddp_two_processes(tmp_path):
     assert api.decode(out.read_bytes()).frames.shape == (4, 48, 64, 3) and not Path(str(out) + ".ckpt").exists()
 
 
+def test_the_collectives_of_a_multi_process_fit_reduce_on_its_device(monkeypatch):
+    """NCCL, the backend of several GPUs, reduces CUDA tensors only: the loss's finiteness and the epoch's sums were
+    CPU tensors ("No backend type associated with device type cpu" at the first step of every multi-GPU encode).
+    A fit on another device (meta here: no GPU on CI) reduces tensors on it."""
+    import torch.distributed as dist
+
+    class Reduced(Exception):
+        pass
+
+    def all_reduce(t, *a, **k):
+        raise Reduced(t.device)
+
+    monkeypatch.setattr(dist, "all_reduce", all_reduce)
+    meta = torch.device("meta")
+    for call in (lambda: train._all_finite(1.0, 2, meta), lambda: train._sum_over_processes(1.0, 2.0, device=meta)):
+        with pytest.raises(Reduced) as e:
+            call()
+        assert e.value.args[0] == meta
+
+
 def test_a_ddp_encode_whose_other_process_is_killed_says_so_in_one_line_naming_its_checkpoint(tmp_path):
     """After kill -9 of one process (the OOM killer), the other printed gloo's 40-line traceback (train said it in
     one line already): it says that another process stopped, naming the checkpoint and --resume."""

@@ -428,7 +428,7 @@ def fit(model: nn.Module, frames: np.ndarray, settings: FitSettings, masks: np.n
                 else:  # a short last batch leaves this process nothing: it adds zero gradients
                     loss, mse = torch.zeros((), device=device, requires_grad=True), 0.0
                 opt.zero_grad(set_to_none=True)
-                if not _all_finite(loss.item(), world):
+                if not _all_finite(loss.item(), world, device):
                     bad = True
                     if qat:
                         _restore(model, saved)
@@ -450,7 +450,8 @@ def fit(model: nn.Module, frames: np.ndarray, settings: FitSettings, masks: np.n
                 tot_loss += loss.item() * len(share)
                 tot_mse += mse * len(share)
             if world > 1:  # (with the processes' stop requests: they stop after the same epoch)
-                tot_loss, tot_mse, asked = _sum_over_processes(tot_loss, tot_mse, float(bool(stop and stop.requested)))
+                tot_loss, tot_mse, asked = _sum_over_processes(tot_loss, tot_mse, float(bool(stop and stop.requested)),
+                                                               device=device)
                 halt = asked > 0
             else:
                 halt = bool(stop and stop.requested)
@@ -542,13 +543,15 @@ def _world() -> tuple[int, int]:
     return 1, 0
 
 
-def _all_finite(value: float, world: int) -> bool:
-    """Whether the loss is finite in every process (all take the same rollback decision)."""
+def _all_finite(value: float, world: int, device: torch.device | str = "cpu") -> bool:
+    """Whether the loss is finite in every process (all take the same rollback decision). The flag is reduced on
+    ``device``, the fit's: NCCL, the GPUs' backend, reduces CUDA tensors only (a CPU one: "No backend type
+    associated with device type cpu", at the first step of every multi-GPU encode)."""
     bad = 0.0 if math.isfinite(value) else 1.0
     if world > 1:
         import torch.distributed as dist
 
-        t = torch.tensor([bad])
+        t = torch.tensor([bad], device=device)
         dist.all_reduce(t)
         bad = float(t.item())
     return bad == 0.0
@@ -563,10 +566,11 @@ def _sum_gradients(model: nn.Module) -> None:
         dist.all_reduce(p.grad)
 
 
-def _sum_over_processes(*values: float) -> tuple[float, ...]:
+def _sum_over_processes(*values: float, device: torch.device | str = "cpu") -> tuple[float, ...]:
+    """``values`` summed over the processes, on ``device`` (the fit's: :func:`_all_finite`)."""
     import torch.distributed as dist
 
-    t = torch.tensor(values, dtype=torch.float64)
+    t = torch.tensor(values, dtype=torch.float64, device=device)
     dist.all_reduce(t)
     return tuple(float(v) for v in t)
 
