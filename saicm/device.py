@@ -130,11 +130,17 @@ def launcher() -> tuple[int, int, int]:
 
 def start_process_group(device) -> None:
     """``torch.distributed``'s process group for a run of several processes (``WORLD_SIZE`` > 1), once; without
-    torchrun's other variables (``WORLD_SIZE=2`` alone) one line saying so, not PyTorch's traceback."""
+    torchrun's other variables (``WORLD_SIZE=2`` alone) one line saying so, not PyTorch's traceback. On CUDA the
+    process's GPU is made its current device first: ``barrier()`` runs on the current device, and ``video encode``
+    left it at GPU 0 in every process (PyTorch's own words: "may use default device 0, causing issues like hang or
+    all processes creating context on device 0")."""
+    import torch
     import torch.distributed as dist
 
     if dist.is_initialized():
         return
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
     try:
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     except ValueError as e:  # (env:// rendezvous: "environment variable RANK expected, but not set")

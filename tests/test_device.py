@@ -36,3 +36,21 @@ def test_train_cli_refuses_a_missing_gpu_in_one_line(tmp_path):
                         "--device", "cuda", "--steps", "1"], capture_output=True, text=True)
     assert r.returncode != 0
     assert "sees no CUDA device" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_a_process_group_on_cuda_makes_the_process_gpu_current_first(monkeypatch):
+    """``barrier()`` under NCCL runs on the current CUDA device: ``video encode`` under torchrun left it at GPU 0 in
+    every process (a hang, or every process's context on GPU 0). Checked without a GPU: the calls are recorded."""
+    import torch.distributed as dist
+
+    from saicm.device import start_process_group
+
+    calls = []
+    monkeypatch.setattr(dist, "is_initialized", lambda: False)
+    monkeypatch.setattr(torch.cuda, "set_device", lambda d: calls.append(("set_device", d)))
+    monkeypatch.setattr(dist, "init_process_group", lambda backend, **k: calls.append(("init", backend)))
+    start_process_group(torch.device("cuda", 1))
+    assert calls == [("set_device", torch.device("cuda", 1)), ("init", "nccl")]
+    calls.clear()
+    start_process_group(torch.device("cpu"))
+    assert calls == [("init", "gloo")]
