@@ -418,6 +418,19 @@ def test_loading_a_model_leaves_pytorchs_random_generator_as_it_was(tiny_model):
     assert all(torch.equal(a, b) for a, b in zip(net.state_dict().values(), again.state_dict().values()))
 
 
+def test_a_model_is_loaded_on_the_cpu_whatever_the_callers_default_device(tiny_model):
+    """A notebook's ``torch.set_default_device("cuda")`` built the model on the GPU, where the private generator of
+    its initial weights (a CPU one) cannot draw: "the model's stored configuration does not fit". The meta device
+    stands for the GPU here (no GPU on CI); the model is the CPU's, as coding runs there, with the file's weights."""
+    import saicm
+
+    want, _ = saicm.load_model(tiny_model)
+    with torch.device("meta"):
+        net, _ = saicm.load_model(tiny_model)
+    assert {t.device.type for t in net.state_dict().values()} == {"cpu"}
+    assert all(torch.equal(a, b) for a, b in zip(net.state_dict().values(), want.state_dict().values()))
+
+
 def test_a_plugin_package_edited_in_another_module_than_its_classes_is_another_codec(tmp_path, monkeypatch):
     """The decode cache's key held the source files of the architecture's classes alone: a package whose layers
     live in a module of their own (``mycodec/layers.py``) was edited with the same key, and `saicm eval` served the

@@ -333,9 +333,11 @@ class PrivateRandom(torch.overrides.TorchFunctionMode):
 def instantiate(info: ModelInfo) -> torch.nn.Module:
     """A new model built from a weight file (not cached: the caller may change it), in eval mode, frozen. Its
     initial weights, replaced by the file's, draw nothing from PyTorch's global random generator
-    (:class:`PrivateRandom`)."""
+    (:class:`PrivateRandom`). Built on the CPU, where coding runs, whatever the caller's default device
+    (``torch.set_default_device("cuda")`` in a notebook: its generator's draws on CUDA tensors failed, said as "the
+    model's stored configuration does not fit")."""
     path = str(info.path)
-    with PrivateRandom():
+    with torch.device("cpu"), PrivateRandom():
         model = build_from_info(info)
     # (a base read inside a scalable model's constructor counted against that model's budget: the imported ICM-v1
     # pair, a 307 MB base under a 269 MB scalable file, was refused as "an edited or damaged file")
