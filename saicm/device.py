@@ -104,8 +104,13 @@ def resolve_device(spec: str | None = "auto", local_rank: int = 0):
             index = int(index)
         except ValueError:
             raise SaicmError(f"--device {spec}: not a device index") from None
-        if not 0 <= index < torch.cuda.device_count():
-            raise SaicmError(f"--device {spec}: only {torch.cuda.device_count()} CUDA device(s) visible")
+        count = torch.cuda.device_count()
+        if not 0 <= index < count:
+            if spec == "cuda":  # (torchrun started more processes on this machine than it has GPUs)
+                raise SaicmError(f"--device {spec}: this process's GPU is its LOCAL_RANK, {index}, and only {count} "
+                                 f"CUDA device(s) are visible: start at most {count} process(es) per machine "
+                                 "(torchrun --nproc_per_node)")
+            raise SaicmError(f"--device {spec}: only {count} CUDA device(s) visible")
         return torch.device("cuda", index)
     raise SaicmError(f"unknown --device {spec!r} ({DEVICE_HELP})")
 

@@ -54,3 +54,17 @@ def test_a_process_group_on_cuda_makes_the_process_gpu_current_first(monkeypatch
     calls.clear()
     start_process_group(torch.device("cpu"))
     assert calls == [("init", "gloo")]
+
+
+def test_more_processes_than_gpus_says_so(monkeypatch):
+    """torchrun --nproc_per_node=4 on a machine of 2 GPUs: the process of LOCAL_RANK 2 said "--device cuda: only 2
+    CUDA device(s) visible", as if --device had named a GPU; it names the process's LOCAL_RANK and the way on.
+    (Without a GPU: PyTorch's count is stood in for.)"""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    assert resolve_device("cuda", 1) == torch.device("cuda", 1)
+    with pytest.raises(SaicmError, match=r"LOCAL_RANK, 2, and only 2 CUDA device\(s\) are visible: start at most 2 "
+                                         r"process\(es\) per machine \(torchrun --nproc_per_node\)"):
+        resolve_device("auto", 2)
+    with pytest.raises(SaicmError, match=r"^--device cuda:2: only 2 CUDA device\(s\) visible$"):
+        resolve_device("cuda:2", 0)
