@@ -207,6 +207,16 @@ def test_a_recording_cut_off_before_its_index_is_refused_saying_so(clip, tmp_pat
     with pytest.raises(SaicmError) as e:
         io.read_clip(tmp_path / "cut.mov")
     assert e.value.message.startswith("an unfinished recording: its index (moov) is missing")
+    # its index first (faststart, as streaming writers put it), its data cut before a whole frame: ffmpeg's words
+    # were of its output ("Nothing was written into output file, because at least one of its streams received no
+    # packets")
+    _ffmpeg_run("-i", path, "-c", "copy", "-movflags", "+faststart", tmp_path / "fast.mp4")
+    data = (tmp_path / "fast.mp4").read_bytes()
+    assert data.index(b"moov") < data.index(b"mdat")
+    (tmp_path / "early.mp4").write_bytes(data[:data.index(b"mdat") + 12])
+    with pytest.raises(SaicmError) as e:
+        io.read_clip(tmp_path / "early.mp4")
+    assert e.value.message.startswith("no frame of it decodes: its video data ends before the first complete frame")
     (tmp_path / "nothing.mp4").write_bytes(b"")  # (ffmpeg says the same of these: "moov atom not found")
     (tmp_path / "noise.mp4").write_bytes(np.random.default_rng(0).integers(0, 256, 2000, np.uint8).tobytes())
     for name, said in (("nothing.mp4", "an empty file (0 bytes): no video to read"),

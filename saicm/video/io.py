@@ -512,6 +512,9 @@ def _ffmpeg_frames(path: str, start: int, stop: int | None, w: int, h: int, resi
             err.seek(0)
             said = err.read()
             if code != 0 and n == 0:
+                if b"received no packets" in said:  # (its index read, its data cut before the first whole frame)
+                    raise SaicmError("no frame of it decodes: its video data ends before the first complete frame (a "
+                                     "recording cut short, or a file still being written?)", path)
                 raise SaicmError(f"cannot read video (ffmpeg: {_last_error(said, code)})", path)
             if code < 0:  # killed after some frames (a crash, the OOM killer): the rest of the clip is missing
                 raise SaicmError(f"ffmpeg stopped after {n} frames ({_last_error(said, code)})", path)
