@@ -252,7 +252,9 @@ def cmd_models(a: argparse.Namespace) -> int:
         fused = ", added to the channels its file names" if c.get("fusion_channels") else ""
         shape = (f"over {c.get('base')} (m={c.get('m')} slices of {c.get('slice_channels')} channels{fused}, "
                  f"condition {c.get('condition', 'none')})" if "base" in c else f"N={c.get('N')} M={c.get('M')}")
-        flag = " (default)" if r["default"] else " (shadowed: the name finds the shipped model)" if r.get("shadowed") else ""
+        flag = (" (default)" if r["default"] else " (shadowed: the name finds the shipped model)" if r.get("shadowed")
+                else {"sa-icm": " (recommended SA-ICM model)", "two-layer": " (recommended two-layer model)"}.get(
+                    r.get("recommended"), ""))
         # (names, descriptions and configurations come from the files: a stranger's may hold terminal escapes)
         print(printable(f"{r['name']}{flag}: {r['architecture']} {shape}, {r['bytes'] / 1e6:.1f} MB, sha256 "
                         f"{r['sha256'][:12]}") + f"\n    {printable(r['description'])}\n    qualities: {printable(qs)}")

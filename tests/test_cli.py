@@ -139,6 +139,15 @@ def test_models_json_lists_qualities(capsys, tmp_path, monkeypatch):
     from saicm.models.catalog import default_model_name
 
     assert [r["name"] for r in rows if r["default"]] == [default_model_name()]
+    from saicm.models.catalog import RECOMMENDED_MACHINE_MODEL, RECOMMENDED_SCALABLE_MODEL
+
+    # which of the seven SA-ICM and two two-layer models to pick: the recommended ones are marked (0.38.0)
+    assert {r["name"]: r["recommended"] for r in rows if r["recommended"]} == {
+        RECOMMENDED_MACHINE_MODEL: "sa-icm", RECOMMENDED_SCALABLE_MODEL: "two-layer"}
+    assert main(["models"]) == 0
+    listed = capsys.readouterr().out
+    assert f"\n{RECOMMENDED_MACHINE_MODEL} (recommended SA-ICM model): " in listed
+    assert f"\n{RECOMMENDED_SCALABLE_MODEL} (recommended two-layer model): " in listed
     default = next(r for r in rows if r["default"])
     assert default["training"]["steps"] > 0  # how it was trained (the cards cite it; no command showed it)
     # `saicm info` of a model file: the same row, read from the file

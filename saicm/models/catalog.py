@@ -552,20 +552,25 @@ def model_table() -> list[dict]:
     default = default_model_name()
     shipped = shipped_models()
     mine, _ = user_models()
+    recommended = {RECOMMENDED_MACHINE_MODEL: "sa-icm", RECOMMENDED_SCALABLE_MODEL: "two-layer"}
     for source, models in (("shipped", shipped), ("user", mine)):
         for name, info in models.items():
             rows.append(_model_row(name, info, source, name == default and source == "shipped",
-                                   source == "user" and name in shipped))
+                                   source == "user" and name in shipped,
+                                   recommended.get(name) if source == "shipped" else None))
     return rows
 
 
-def _model_row(name: str, info: ModelInfo, source: str, default: bool, shadowed: bool) -> dict:
+def _model_row(name: str, info: ModelInfo, source: str, default: bool, shadowed: bool,
+               recommended: str | None = None) -> dict:
     lambdas = info.config.get("lambdas", [])  # read_info checked it
     return {
         "name": name,
         "source": source,
         **({"shadowed": True} if shadowed else {}),
         "default": default,
+        # the shipped model recommended for a use other than the default's ("sa-icm", "two-layer"; else None)
+        "recommended": recommended,
         "architecture": info.architecture,
         "config": info.config,
         "description": describe(info),
