@@ -101,6 +101,9 @@ def test_a_heif_photo_is_named_with_what_to_do_and_bytes_like_a_start_code_are_n
     from saicm.codec.container import file_kind
 
     assert file_kind(bytes.fromhex("0000001c667479706d69663100000000") + b"mif1avifmiaf")[0] == "an AVIF image"
+    assert file_kind(b"\x00\x00\x00\x18ftypcrx \x00\x00\x00\x01crx isom")[0] == "a Canon raw (CR3) image"
+    assert file_kind(b"\x00\x00\x00\x1cftypM4A \x00\x00\x00\x00M4A isommp42") is None  # (audio: no clip)
+    assert file_kind(b"\x00\x00\x00\x14ftyp3gp4\x00\x00\x02\x00isom")[0] == "an MP4 file"
     assert file_kind(bytes.fromhex("0000000180") + bytes(32)) is None  # (the forbidden bit set: no NAL header)
     assert file_kind(bytes.fromhex("00000001") + b"\x21" + bytes(32)) is None  # (a slice of no stream start)
 

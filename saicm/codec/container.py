@@ -171,6 +171,9 @@ CODE_IMAGE = "code it with 'saicm compress'"
 CODE_CLIP = "a clip is coded with 'saicm video encode'"
 #: ISO media (``ftyp``) brands of HEIF still images (an iPhone's .heic): Pillow reads none without a plugin
 _HEIF_BRANDS = (b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"mif1", b"msf1")
+#: major brands of ISO media clips (MP4, 3GPP, cameras' own); others (M4A audio, a Canon CR3 raw photo: ``crx ``)
+#: are not called clips
+_CLIP_BRANDS = (b"avc1", b"mmp4", b"M4V ", b"M4VH", b"M4VP", b"dash", b"f4v ", b"MSNV", b"XAVC")
 
 
 def _iso_media(head: bytes) -> tuple[str, str] | None:
@@ -183,7 +186,13 @@ def _iso_media(head: bytes) -> tuple[str, str] | None:
         return "an AVIF image", CODE_IMAGE
     if major in _HEIF_BRANDS:
         return "a HEIF (HEIC) image", "saicm reads no HEIF without a Pillow plugin: convert it to PNG or JPEG first"
-    return ("a QuickTime (.mov) file" if major == b"qt  " else "an MP4 file"), CODE_CLIP
+    if major == b"crx ":
+        return "a Canon raw (CR3) image", "saicm reads no camera raw: develop it to PNG or JPEG first"
+    if major == b"qt  ":
+        return "a QuickTime (.mov) file", CODE_CLIP
+    if major.startswith((b"iso", b"mp4", b"3gp", b"3g2")) or major in _CLIP_BRANDS:
+        return "an MP4 file", CODE_CLIP
+    return None
 
 
 def _video_stream_start(head: bytes) -> bool:
