@@ -1098,3 +1098,28 @@ def test_coded_and_decoded_files_carry_none_of_the_sources_metadata(tmp_path):
                 assert not im.getexif() or set(im.getexif()) <= {0x0100, 0x0101, 0x0102, 0x0103, 0x0106, 0x0111,
                                                                    0x0115, 0x0116, 0x0117, 0x011C}, dict(im.getexif())
                 assert not set(im.info) & {"exif", "xmp", "icc_profile", "comment", "Author", "XML:com.adobe.xmp"}
+
+
+def _tiff(path, tags: dict) -> None:
+    from PIL import TiffImagePlugin
+
+    info = TiffImagePlugin.ImageFileDirectory_v2()
+    for tag, (value, kind) in tags.items():
+        info[tag] = value
+        info.tagtype[tag] = kind
+    Image.fromarray(np.full((120, 160, 3), 90, np.uint8)).save(path, format="TIFF", tiffinfo=info)
+
+
+def test_a_camera_raw_is_refused_not_coded_as_its_thumbnail(tmp_path):
+    """A DNG, NEF or ARW is a TIFF container whose first image is a small preview: `saicm compress photo.dng` coded
+    a 160x120 thumbnail in silence. Refused now, with what to do; a plain TIFF still reads."""
+    _tiff(tmp_path / "photo.dng", {50706: (b"\x01\x04\x00\x00", 1)})  # DNGVersion 1.4
+    with pytest.raises(ImageError) as e:
+        image_io.load_image(tmp_path / "photo.dng")
+    assert e.value.message == ("a DNG camera raw: Pillow would read only its 160x120 preview; saicm reads no camera "
+                               "raw: develop it to PNG or JPEG first")
+    _tiff(tmp_path / "photo.nef", {254: (1, 4)})  # NewSubFileType: reduced-resolution image
+    with pytest.raises(ImageError, match="a reduced-resolution preview of another image first .* develop it"):
+        image_io.load_image(tmp_path / "photo.nef")
+    _tiff(tmp_path / "page.tif", {254: (0, 4)})
+    assert image_io.load_image(tmp_path / "page.tif").rgb.shape == (120, 160, 3)

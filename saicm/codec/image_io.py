@@ -394,6 +394,10 @@ def open_unloaded(fp, check: Callable[[Image.Image], None] | None = None,
     so that an image above the limit is refused before its whole file is read into memory."""
     formats = formats_for(name or _name_of(fp))
     img = Image.open(fp, formats=formats)
+    raw = _raw_preview(img)
+    if raw:
+        img.close()
+        raise ImageError(raw, str(name or _name_of(fp) or "the image"))
     if isinstance(fp, (str, os.PathLike)) and _turned_tiff(img):
         try:
             if check is not None:
@@ -402,6 +406,25 @@ def open_unloaded(fp, check: Callable[[Image.Image], None] | None = None,
             img.close()
         img = Image.open(io.BytesIO(Path(fp).read_bytes()), formats=formats)
     return img
+
+
+def _raw_preview(img: Image.Image) -> str | None:
+    """What to say of a camera raw that Pillow opens as a TIFF (DNG, NEF, ARW…: TIFF containers): its first image is
+    a small preview (a reduced-resolution subfile, tag 254), the photo itself in a raw image it cannot read. Coding
+    it coded a 160x120 thumbnail, silently."""
+    if img.format != "TIFF":
+        return None
+    try:
+        dng = 50706 in img.tag_v2  # DNGVersion
+        reduced = int(img.tag_v2.get(254, 0) or 0) & 1  # NewSubFileType: a reduced-resolution version of another
+    except Exception:  # (a damaged tag: Pillow's own reading decides)
+        return None
+    if not (dng or reduced):
+        return None
+    what = ("a DNG camera raw" if dng else
+            "a reduced-resolution preview of another image first (a camera raw's, as in NEF or ARW files)")
+    return (f"{what}: Pillow would read only its {img.width}x{img.height} {'preview' if dng else 'first image'}; "
+            "saicm reads no camera raw: develop it to PNG or JPEG first")
 
 
 def _turned_tiff(img: Image.Image) -> bool:
