@@ -8,6 +8,7 @@ import gc
 import hashlib
 import json
 import os
+import re
 import signal
 import struct
 import subprocess
@@ -710,11 +711,32 @@ def test_off_a_terminal_the_fit_prints_epoch_lines_not_a_bar(capsys, monkeypatch
     lines = [line for line in err.splitlines() if line.startswith("saicm video: fit ep ")]
     assert [line.split()[4] for line in lines] == ["1/3", "2/3", "3/3"], err
     assert "\r" not in err and "step/s" not in err
-    monkeypatch.setattr(_progress, "LINE_SECONDS", 1e9)  # throttled: the first and the last epoch's lines alone
+    monkeypatch.setattr(_progress, "LINE_SECONDS", 1e9)  # throttled: the first line (a step's) and the last epoch's
     train.fit(nerv.build(nerv.make_config(TINY, 48, 64)), frames,
               train.FitSettings(epochs=3, batch=2, lr=5e-3, prune=0, qat_epochs=0), progress=True)
-    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("saicm video: fit ep ")]
-    assert [line.split()[4] for line in lines] == ["1/3", "3/3"]
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("saicm video: ")]
+    assert [line.split(",")[0] for line in lines] == ["saicm video: fit step 1/3 of epoch 1/3",
+                                                      lines[-1].split(",")[0]], lines
+    assert lines[-1].startswith("saicm video: fit ep 3/3 ")
+
+
+def test_off_a_terminal_a_long_fit_says_where_it_is_within_an_epoch_and_its_time_left(capsys, monkeypatch):
+    """Under nohup a long clip's encode (an epoch of 1,000 frames at 1920x1080 takes over an hour on two cores)
+    printed nothing until its first epoch ended, and no line said when the fit would end: a status line is said
+    within an epoch too (at most every LINE_SECONDS), and each says the time left at the rate so far."""
+    monkeypatch.setattr(_progress, "LINE_SECONDS", 0.0)
+    frames = synthetic_clip(3)
+    torch.manual_seed(0)
+    train.fit(nerv.build(nerv.make_config(TINY, 48, 64)), frames,
+              train.FitSettings(epochs=2, batch=1, lr=5e-3, prune=0, qat_epochs=0), progress=True)
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("saicm video: ")]
+    steps = [line for line in lines if line.startswith("saicm video: fit step ")]
+    assert [line.split(",")[0].split("step ")[1] for line in steps] == [
+        "1/3 of epoch 1/2", "2/3 of epoch 1/2", "1/3 of epoch 2/2", "2/3 of epoch 2/2"], lines
+    assert all(re.search(r", about \d+ (s|min) left$", line) for line in steps), steps
+    epochs = [line for line in lines if line.startswith("saicm video: fit ep ")]
+    assert re.search(r"PSNR [\d.]+, about \d+ (s|min) left$", epochs[0]), epochs
+    assert epochs[-1].endswith(tuple("0123456789"))  # (the fit's last epoch: nothing left to say)
 
 
 def test_psnr_collapse_is_caught(monkeypatch):

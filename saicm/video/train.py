@@ -65,7 +65,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from .._progress import StatusLines, bar_disable
+from .._progress import StatusLines, bar_disable, time_left
 from .._signals import StopRequest
 from ..device import first_line, peer_gone
 from ..errors import SaicmError
@@ -354,12 +354,20 @@ def fit(model: nn.Module, frames: np.ndarray, settings: FitSettings, masks: np.n
     # (None: a bar on a terminal; elsewhere, nohup or a log file, a line per epoch, at most every LINE_SECONDS)
     lines = StatusLines("video", bool(progress) and bar.disable)
 
+    def steps_done(epoch: int, step: int = 0) -> int:
+        """The fit's steps done at ``step`` of ``epoch`` of the current stage."""
+        return min(sum(e for _, e, _ in stages[: state["stage_index"]]) + epoch, total_epochs) * steps_per_epoch + step
+
     def bar_at(epoch: int) -> None:
         """The bar at the start of ``epoch`` of the current stage (after a rollback, an epoch's end, a stage's)."""
-        done = sum(e for _, e, _ in stages[: state["stage_index"]]) + epoch
-        bar.n = min(done, total_epochs) * steps_per_epoch
+        bar.n = steps_done(epoch)
         bar.refresh()
     t0 = time.perf_counter()
+    first_step = steps_done(state["epoch"])
+
+    def left(done: int) -> str:
+        """The time left of the whole fit at this run's mean rate (a resumed run's earlier steps are not timed)."""
+        return time_left(done - first_step, total_epochs * steps_per_epoch - first_step, time.perf_counter() - t0)
 
     def loss_and_mse(x: Tensor, idx: Tensor, e: Tensor | None) -> tuple[Tensor, Tensor]:
         y = model.decode_frames(inputs, idx, x)[:, :, :h, :w]
@@ -447,6 +455,9 @@ def fit(model: nn.Module, frames: np.ndarray, settings: FitSettings, masks: np.n
                 if masks_p is not None:
                     apply_masks(model, masks_p)
                 bar.update(1)
+                if k + 1 < iters:  # (an epoch of a long clip takes minutes to hours: off a terminal, said within it)
+                    lines.say(f"{name} step {k + 1}/{iters} of epoch {epoch + 1}/{epochs}"
+                              f"{left(steps_done(epoch, k + 1))}")
                 tot_loss += loss.item() * len(share)
                 tot_mse += mse * len(share)
             if world > 1:  # (with the processes' stop requests: they stop after the same epoch)
@@ -486,7 +497,7 @@ def fit(model: nn.Module, frames: np.ndarray, settings: FitSettings, masks: np.n
             bar_at(epoch)
             status = f"{name} ep {epoch}/{epochs} loss {tot_loss / n:.4f} PSNR {psnr:.2f}"
             bar.set_postfix_str(status)
-            lines.say(status, force=epoch == epochs)
+            lines.say(status + left(steps_done(epoch)), force=epoch == epochs)
             if epoch % settings.ckpt_every == 0 or epoch == epochs:
                 snap = _Snapshot(model, opt, gen, epoch, best)
                 if epoch < epochs:
