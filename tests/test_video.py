@@ -1497,13 +1497,42 @@ def test_eval_of_a_clip_above_the_limit_does_not_tell_to_raise_it(clip_mkv, tmp_
     assert main(["eval", "--codec", "jpeg", "--qualities", "50", "--dataset", str(clip_mkv), "-o",
                  str(tmp_path / "r.json"), "--no-cache", "--quiet"]) == 2
     err = capsys.readouterr().err
-    assert re.search(r"the clip holds \d frames of 64x48 \([\d,]+ pixels\), more than the limit of 9,216: saicm eval "
+    assert re.search(r"the clip holds about \d frames \(0.32 s at 25 fps\) of 64x48 \([\d,]+ pixels\), more than the "
+                     r"limit of 9,216 \(0.1 MB as frames; 3 frames fit\): saicm eval "
                      r"has no --max-pixels: take fewer frames or a smaller size \(CLIP#A:B@WxH", err), err
     assert "raise it" not in err
     assert main(["eval", "--codec", "jpeg", "--qualities", "50", "--dataset", f"{clip_mkv}#0:3", "-o",
                  str(tmp_path / "r.json"), "--no-cache", "--quiet"]) == 0
-    with pytest.raises(SaicmError, match="more than the limit of 9,216; raise it with --max-pixels"):
+    with pytest.raises(SaicmError, match=r"more than the limit of 9,216 .*; take a part of it \(--frames A:B\) or a "
+                                         r"smaller size \(--size WxH\), or raise the limit with --max-pixels"):
         io.read_clip(clip_mkv)
+
+
+def test_an_open_range_of_a_long_clip_is_refused_before_its_frames_are_read(clip_mkv, tmp_path, monkeypatch):
+    """`saicm video encode` of a 10-minute 1920x1080 recording read 1,036 frames (6.8 GB, half a minute) before it
+    stopped, saying "raise it with --max-pixels if you trust it" (and `video frames` wrote 1,035 PNGs first, then
+    removed them): the container's duration tells how long the clip is before any frame is decoded, and the line says
+    about how many frames, what they would take, and what to do."""
+    from saicm.codec.limits import OversizedImage
+
+    reads = []
+    monkeypatch.setattr(io, "_ffmpeg_frames", lambda *a, **k: reads.append(a[1:3]) or iter(()))
+    with pytest.raises(OversizedImage, match=r"^the clip holds about 8 frames \(0.32 s at 25 fps\) of 64x48 "
+                                             r"\(24,576 pixels\), more than the limit of 9,216 \(0.1 MB as frames; 3 "
+                                             r"frames fit\); take a part of it \(--frames A:B\)"):
+        io.iter_clip(clip_mkv, None, None, max_pixels=64 * 48 * 3)
+    with pytest.raises(OversizedImage, match=r"about 6 frames \(0.32 s at 25 fps, from frame 2\)"):
+        io.iter_clip(clip_mkv, "2:", None, max_pixels=64 * 48 * 3)
+    assert reads == []
+    io.iter_clip(clip_mkv, "6:", None, max_pixels=64 * 48 * 3)  # (2 frames left: they fit)
+    # within the margin an estimate is not trusted to refuse (a variable rate's average, an audio track's length): the
+    # frames as they are read are counted against the limit
+    io.iter_clip(clip_mkv, None, None, max_pixels=64 * 48 * 8 - 1)
+    assert reads == [(6, None), (0, None)]
+    # no duration (raw H.264 has none): read and counted as before
+    raw = tmp_path / "c.264"
+    subprocess.run([io._exe(), "-v", "error", "-i", str(clip_mkv), "-c:v", "libx264", "-f", "h264", str(raw)], check=True)
+    assert io.probe(raw).duration is None and io.probe(clip_mkv).duration == pytest.approx(0.32)
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="advisory locks (fcntl)")

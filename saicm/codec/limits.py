@@ -79,6 +79,15 @@ class OversizedImage(ImageError):
         self.said, self.limit = said, limit
 
 
+class OversizedClip(OversizedImage):
+    """A clip given to the encoder (or to ``saicm video frames``) above the video pixel limit: its message says what
+    it would hold and how to take less of it (it said "raise it with --max-pixels if you trust it", of a camera's
+    own hour-long recording, whose frames in memory were what the limit spared)."""
+
+    RAISE = ("; take a part of it (--frames A:B) or a smaller size (--size WxH), or raise the limit with "
+             "--max-pixels (Python: max_pixels=) if the memory allows")
+
+
 def check_pixels(height: int, width: int, max_pixels: int | None = None, what: str = "the file") -> None:
     """Refuse an image larger than the pixel limit (one line, saying how to raise it)."""
     limit = resolve_max_pixels(max_pixels)
@@ -100,8 +109,9 @@ DEFAULT_MAX_VIDEO_ARRAY_PIXELS = 1 << 28
 
 
 def check_video_pixels(frames: int, height: int, width: int, max_pixels: int | None = None,
-                       what: str = "the file") -> None:
-    """Refuse a clip of more than ``max_pixels`` pixels in all frames (default :data:`DEFAULT_MAX_VIDEO_PIXELS`)."""
+                       what: str = "the file", estimate: str = "") -> None:
+    """Refuse a clip of more than ``max_pixels`` pixels in all frames (default :data:`DEFAULT_MAX_VIDEO_PIXELS`).
+    ``estimate``: how ``frames`` was reckoned when it was not counted (``"10 min at 30 fps"``)."""
     if max_pixels is None:
         limit = DEFAULT_MAX_VIDEO_PIXELS
     elif whole_number(max_pixels, "max_pixels") < 1:
@@ -109,11 +119,19 @@ def check_video_pixels(frames: int, height: int, width: int, max_pixels: int | N
     else:
         limit = int(max_pixels)
     if frames * height * width > limit:
-        said = (f"{what} holds {frames:,} frames of {width}x{height} ({frames * height * width:,} pixels), more than "
+        count = f"about {frames:,} frames ({estimate})" if estimate else f"{frames:,} frames"
+        said = (f"{what} holds {count} of {width}x{height} ({frames * height * width:,} pixels), more than "
                 f"the limit of {limit:,}")
         if what == "the file":
             raise FormatError(said + OversizedImage.RAISE)
-        raise OversizedImage(said, limit=limit)  # (restated by the commands without --max-pixels: eval)
+        said += f" ({clip_gigabytes(frames, height, width)} as frames; {limit // (height * width):,} frames fit)"
+        raise OversizedClip(said, limit=limit)  # (restated by the commands without --max-pixels: eval)
+
+
+def clip_gigabytes(frames: int, height: int, width: int) -> str:
+    """What ``frames`` RGB frames of ``width``×``height`` take: ``"6.4 GB"``, ``"9.1 MB"``."""
+    size = frames * height * width * 3
+    return f"{size / 1e9:.1f} GB" if size >= 1e8 else f"{size / 1e6:.1f} MB"
 
 
 def inflate(data: bytes, size: int, what: str = "alpha plane") -> bytes:

@@ -79,6 +79,9 @@ class ClipInfo:
     sar: Fraction = Fraction(1)
     turned: bool = False
     fields: str = ""
+    #: seconds, as the container says (None where it does not, or ffmpeg estimates it from the bitrate): with the
+    #: frame rate, about how many frames an open range (``A:``) holds, before any is decoded
+    duration: float | None = None
 
 
 @dataclass
@@ -277,7 +280,12 @@ def probe(path: str | os.PathLike) -> ClipInfo:
     index = re.match(r"\s*Stream #\d+:(\d+)", line)
     sar = re.search(r"\bSAR (\d+):(\d+)", line)
     fields = re.search(r"\b(?:top|bottom)(?: coded)? first(?: \(swapped\))?", line)
+    # (a stream's average rate, "fps": not "tbr" alone, a time base that can be 1000 for a variable rate)
+    duration = re.search(r"^\s*Duration: (\d+):(\d\d):(\d\d(?:\.\d+)?)", text, re.MULTILINE)
+    trusted = duration and " fps" in line and "Estimating duration from bitrate" not in text
     return ClipInfo(width=width, height=height, fps=fps_fraction(value), codec=codec.group(1) if codec else "",
+                    duration=(int(duration.group(1)) * 3600 + int(duration.group(2)) * 60 + float(duration.group(3))
+                              if trusted else None),
                     stream=f"0:{index.group(1)}" if index else "0:v:0",
                     sar=Fraction(int(sar.group(1)), int(sar.group(2))) if sar and int(sar.group(1)) and int(
                         sar.group(2)) else Fraction(1),  # (0:1: unknown, taken as square)
@@ -393,6 +401,8 @@ def iter_clip(path: str | os.PathLike, frames: str | tuple | None = None, size: 
     check_pixels(h, w, None, what="the clip")
     if stop is not None:
         check_video_pixels(stop - start, h, w, max_pixels, what="the clip")
+    elif info.duration:  # (an hour's recording was refused after its first 6.4 GB of frames had been read)
+        _check_clip_length(path, info, start, w, h, max_pixels)
     out = ClipInfo(width=w, height=h, fps=info.fps, codec=info.codec, stream=info.stream, sar=info.sar,
                    turned=info.turned, fields=info.fields)
     _say_stored(path, info, size is None)
@@ -400,6 +410,25 @@ def iter_clip(path: str | os.PathLike, frames: str | tuple | None = None, size: 
         first, gen = _folder_frames(Path(path), start, stop, size, max_pixels)
         return out, first, gen
     return out, start, _ffmpeg_frames(path, start, stop, w, h, size is not None, max_pixels, info.stream)
+
+
+#: an open range is refused before it is read when its length from the container's duration is this much over the
+#: limit (a duration is the longest stream's, and a variable frame rate's average is an estimate); the frames as read
+#: are checked against the limit itself
+ESTIMATE_MARGIN = 1.1
+
+
+def _check_clip_length(path: str, info: ClipInfo, start: int, w: int, h: int, max_pixels: int | None) -> None:
+    """Refuse frames ``start:`` of a clip whose duration says they are well over the video pixel limit, before any
+    is decoded, saying about how many there are and what they would take."""
+    from ..codec.limits import DEFAULT_MAX_VIDEO_PIXELS, check_video_pixels, whole_number
+
+    frames = int(info.duration * info.fps) - start
+    limit = DEFAULT_MAX_VIDEO_PIXELS if max_pixels is None else whole_number(max_pixels, "max_pixels")
+    if frames * w * h > limit * ESTIMATE_MARGIN:
+        length = f"{info.duration / 60:.0f} min" if info.duration >= 90 else f"{info.duration:.3g} s"
+        check_video_pixels(frames, h, w, max_pixels, what="the clip",
+                           estimate=f"{length} at {float(info.fps):g} fps" + (f", from frame {start}" if start else ""))
 
 
 def _say_stored(path: str, info: ClipInfo, unsized: bool) -> None:
