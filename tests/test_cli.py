@@ -896,11 +896,40 @@ def test_off_a_terminal_a_folder_job_prints_status_lines_not_silence(tmp_path, t
         "saicm decompress: 3/3 files")
     monkeypatch.setattr(_progress, "LINE_SECONDS", 1e9)  # throttled: the first line alone
     assert main(["decompress", str(tmp_path / "a"), "-o", str(tmp_path / "e"), "--model", str(tiny_model)]) == 0
-    assert [x for x in capsys.readouterr().err.splitlines() if x.startswith("saicm decompress: ")] == [
+    assert [x.split(",")[0] for x in capsys.readouterr().err.splitlines() if x.startswith("saicm decompress: ")] == [
         "saicm decompress: 1/3 files"]
     assert main(["compress", str(src), "-o", str(tmp_path / "b"), "--model", str(tiny_model), "--quiet"]) == 1
     err = capsys.readouterr().err
     assert "saicm compress: " not in err and "saicm: error: " in err  # (--quiet: the errors still said)
+
+
+def test_a_folder_jobs_status_lines_say_its_time_left_at_the_rate_of_the_files_coded(tmp_path, monkeypatch, capsys):
+    """`saicm compress` of 50,000 frames under nohup said "1673/50000 files" every 30 s and nothing of when it would
+    end (the encode's and eval's lines say it): each line says the time left, at the rate of the files coded (those
+    skipped by --existing skip, already there, take no time and do not count)."""
+    from saicm import _progress
+    from saicm.codec import batch
+
+    clock = [0.0]
+
+    def job(j):
+        clock[0] += 2.0  # (each file coded takes 2 s)
+        return {}
+
+    monkeypatch.setattr(batch.time, "monotonic", lambda: clock[0])
+    monkeypatch.setattr(_progress, "LINE_SECONDS", 0.0)
+    for i in range(6):
+        (tmp_path / f"{i}.png").write_bytes(b"")
+    (tmp_path / "out").mkdir()
+    for i in range(2):
+        (tmp_path / "out" / f"{i}.x").write_bytes(b"x")
+    jobs = [batch.Job(tmp_path / f"{i}.png", tmp_path / "out" / f"{i}.x", skip=True) for i in range(6)]
+    batch.run(job, jobs, desc="compress")
+    lines = [x for x in capsys.readouterr().err.splitlines() if x.startswith("saicm compress: ")]
+    assert lines == ["saicm compress: 1/6 files, 1 skipped", "saicm compress: 2/6 files, 2 skipped",
+                     "saicm compress: 3/6 files, 2 skipped, about 6 s left",
+                     "saicm compress: 4/6 files, 2 skipped, about 4 s left",
+                     "saicm compress: 5/6 files, 2 skipped, about 2 s left", "saicm compress: 6/6 files, 2 skipped"]
 
 
 def test_an_interrupted_folder_job_drops_its_queue(tmp_path, monkeypatch):
