@@ -1535,6 +1535,41 @@ def test_an_open_range_of_a_long_clip_is_refused_before_its_frames_are_read(clip
     assert io.probe(raw).duration is None and io.probe(clip_mkv).duration == pytest.approx(0.32)
 
 
+@pytest.mark.skipif(sys.platform == "win32", reason="SIGTERM is no signal a process can handle there")
+@pytest.mark.parametrize("out", ["frames", "clip.mkv"])
+def test_sigterm_while_frames_are_written_leaves_nothing_behind(tmp_path, out):
+    """`saicm video frames` (or `video decode`) of a long clip stopped by SIGTERM (a scheduler's time limit,
+    `timeout`) ended where it stood, said nothing, and left a hidden `.frames.*.part` folder of every frame written so
+    far, which no rerun removed (1,307 PNGs of an interrupted run, the long-clip audit): SIGTERM unwinds like Ctrl-C,
+    the temporary folder (or video) goes, and the line says nothing was written."""
+    script = f"""
+import os, signal, sys
+import numpy as np
+from fractions import Fraction
+from saicm.video import io
+
+def batches():
+    for k in range(50):
+        if k == 3:
+            os.kill(os.getpid(), signal.SIGTERM)
+        yield k, np.full((1, 16, 16, 3), k, np.uint8)
+
+dest = {str(tmp_path / out)!r}
+try:
+    if dest.endswith(".mkv"):
+        io.write_video(batches(), dest, 16, 16, Fraction(25))
+    else:
+        io.write_png_frames(batches(), dest)
+except KeyboardInterrupt as e:
+    print(e.args[0])
+    sys.exit(130)
+"""
+    p = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert p.returncode == 130, (p.returncode, p.stderr)
+    assert p.stdout.strip() == f"interrupted: nothing written to {tmp_path / out} (written whole or not at all)"
+    assert os.listdir(tmp_path) == []
+
+
 @pytest.mark.skipif(sys.platform == "win32", reason="advisory locks (fcntl)")
 def test_two_encodes_of_one_checkpoint_are_refused_and_the_lock_goes_with_the_encode(tmp_path):
     """Two `video encode --resume` of one output both fitted from, and wrote, one OUT.ckpt (the concurrency audit

@@ -31,6 +31,7 @@ import re
 import subprocess
 import tempfile
 import threading
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -646,6 +647,21 @@ def _frame_pixels(read, im, path: Path, said: set[str]) -> np.ndarray:
 
 # --- writing -------------------------------------------------------------------------------------
 
+@contextmanager
+def _stopped_at_once(dest: Path) -> Iterator[None]:
+    """SIGTERM (a scheduler's time limit, ``timeout``, a service stopped) unwinds like Ctrl-C while frames or a
+    video are written, so that their temporary folder or file goes: it ended the process where it stood, leaving a
+    hidden ``.NAME.*.part`` folder of every frame written so far (GBs of an hour's frames) that no rerun removed, and
+    said nothing. The line then says that nothing was written."""
+    from .._signals import StopRequest
+
+    try:
+        with StopRequest(at_once=True):
+            yield
+    except KeyboardInterrupt:
+        raise KeyboardInterrupt(f"interrupted: nothing written to {dest} (written whole or not at all)") from None
+
+
 def write_png_frames(batches: Iterable[tuple[int, np.ndarray]], dest: str | os.PathLike, first: int = 0,
                      meta: dict | None = None, compress_level: int = 1) -> list[Path]:
     """Write ``(start, (B, H, W, 3) uint8)`` batches as ``frame_%06d.png`` (index = ``first`` + position), and
@@ -658,7 +674,7 @@ def write_png_frames(batches: Iterable[tuple[int, np.ndarray]], dest: str | os.P
     dest = Path(dest)
     refuse_file_name_for_folder(dest, "PNG frames")
     names = []
-    with atomic_folder(dest) as tmp:
+    with _stopped_at_once(dest), atomic_folder(dest) as tmp:
         for start, batch in batches:
             batch = np.asarray(batch)
             for k in range(batch.shape[0]):
@@ -686,7 +702,7 @@ def write_video(batches: Iterable[tuple[int, np.ndarray]], dest: str | os.PathLi
     codec, muxer = LOSSLESS_VIDEO[suffix]
     args = ["-c:v", "ffv1", "-level", "3", "-pix_fmt", "gbrp"] if codec == "ffv1" else \
         ["-c:v", "libx264rgb", "-qp", "0", "-preset", "medium", "-pix_fmt", "rgb24"]
-    with atomic_path(dest) as tmp, _stderr_file() as err:
+    with _stopped_at_once(dest), atomic_path(dest) as tmp, _stderr_file() as err:
         cmd = [_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-y", "-f", "rawvideo", "-pix_fmt", "rgb24",
                "-s", f"{width}x{height}", "-r", f"{fps.numerator}/{fps.denominator}", "-i", "-", *args,
                "-f", muxer, str(tmp)]
