@@ -1511,8 +1511,8 @@ def test_eval_of_a_clip_above_the_limit_does_not_tell_to_raise_it(clip_mkv, tmp_
 def test_an_open_range_of_a_long_clip_is_refused_before_its_frames_are_read(clip_mkv, tmp_path, monkeypatch):
     """`saicm video encode` of a 10-minute 1920x1080 recording read 1,036 frames (6.8 GB, half a minute) before it
     stopped, saying "raise it with --max-pixels if you trust it" (and `video frames` wrote 1,035 PNGs first, then
-    removed them): the container's duration tells how long the clip is before any frame is decoded, and the line says
-    about how many frames, what they would take, and what to do."""
+    removed them): the container's duration, then its packets counted without decoding, tell how long the clip is
+    before any frame is decoded, and the line says about how many frames, what they would take, and what to do."""
     from saicm.codec.limits import OversizedImage
 
     reads = []
@@ -1525,10 +1525,14 @@ def test_an_open_range_of_a_long_clip_is_refused_before_its_frames_are_read(clip
         io.iter_clip(clip_mkv, "2:", None, max_pixels=64 * 48 * 3)
     assert reads == []
     io.iter_clip(clip_mkv, "6:", None, max_pixels=64 * 48 * 3)  # (2 frames left: they fit)
-    # within the margin an estimate is not trusted to refuse (a variable rate's average, an audio track's length): the
-    # frames as they are read are counted against the limit
-    io.iter_clip(clip_mkv, None, None, max_pixels=64 * 48 * 8 - 1)
-    assert reads == [(6, None), (0, None)]
+    assert reads == [(6, None)]
+    # a recording with a gap: Matroska says 30 fps over its 1 s, 30 frames; its packets say 20, and they fit
+    gap = tmp_path / "gap.mkv"
+    subprocess.run([io._exe(), "-v", "error", "-f", "lavfi", "-i", "testsrc2=size=64x48:rate=30", "-t", "1", "-vf",
+                    "select='not(between(n,10,19))'", "-fps_mode", "passthrough", "-c:v", "ffv1", str(gap)], check=True)
+    assert int(io.probe(gap).duration * io.probe(gap).fps) == 30
+    monkeypatch.undo()
+    assert io.read_clip(gap, max_pixels=64 * 48 * 25).n == 20
     # no duration (raw H.264 has none): read and counted as before
     raw = tmp_path / "c.264"
     subprocess.run([io._exe(), "-v", "error", "-i", str(clip_mkv), "-c:v", "libx264", "-f", "h264", str(raw)], check=True)
