@@ -105,3 +105,25 @@ class StageMeter:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def metered(batches, total: int | None, command: str, on: bool = True):
+    """``(start, (B, ...))`` batches of frames passed on as they are, counted: a tqdm bar on a terminal; off one, a
+    line ``saicm COMMAND: 1200/18000 frames, about 40 min left`` at most every :data:`LINE_SECONDS`, the first once
+    the work has run that long (a short clip says nothing). ``total``: the frames expected (None: not known). `saicm
+    video frames` and `video decode` of an hour's frames said nothing for hours, on a terminal or off one."""
+    from tqdm import tqdm
+
+    bar = tqdm(total=total, unit="frame", leave=False, disable=bar_disable(on), dynamic_ncols=True)
+    lines = StatusLines(command, bool(on) and bar.disable)
+    start = lines.last = time.monotonic()
+    done = 0
+    try:
+        for first, batch in batches:
+            yield first, batch
+            done += len(batch)
+            bar.update(len(batch))
+            left = time_left(done, total, time.monotonic() - start) if total else ""
+            lines.say(f"{done}/{total} frames{left}" if total else f"{done} frames")
+    finally:
+        bar.close()

@@ -1539,6 +1539,27 @@ def test_an_open_range_of_a_long_clip_is_refused_before_its_frames_are_read(clip
     assert io.probe(raw).duration is None and io.probe(clip_mkv).duration == pytest.approx(0.32)
 
 
+def test_video_frames_and_decode_say_how_far_they_are(clip_mkv, coded, tmp_path, capsys, monkeypatch):
+    """`saicm video frames` and `video decode` of an hour's frames (10,000 frames of 320x180 took 90 s to decode;
+    an hour of 1920x1080 as PNGs, hours) said nothing from start to end, on a terminal or off one: a bar, or off a
+    terminal a line with the frames written and the time left at most every LINE_SECONDS (none for a clip done
+    sooner)."""
+    monkeypatch.setattr(_progress, "LINE_SECONDS", 0.0)
+    assert main(["video", "frames", str(clip_mkv), "-o", str(tmp_path / "f")]) == 0  # (an open range: its packets)
+    lines = [x for x in capsys.readouterr().err.splitlines() if x.startswith("saicm video")]
+    assert [x.split(",")[0] for x in lines] == [f"saicm video frames: {k}/8 frames" for k in range(1, 9)], lines
+    assert lines[0].endswith(" left") and lines[-1] == "saicm video frames: 8/8 frames"
+    assert main(["video", "frames", str(clip_mkv), "-o", str(tmp_path / "g"), "--frames", "6:"]) == 0
+    assert [x.split(",")[0] for x in capsys.readouterr().err.splitlines()] == [
+        "saicm video frames: 1/2 frames", "saicm video frames: 2/2 frames"]
+    assert main(["video", "decode", str(coded[0]), "-o", str(tmp_path / "d")]) == 0
+    lines = capsys.readouterr().err.splitlines()
+    assert [x.split(",")[0] for x in lines] == ["saicm video decode: 4/8 frames", "saicm video decode: 8/8 frames"]
+    monkeypatch.setattr(_progress, "LINE_SECONDS", 30.0)  # (a clip done within it: nothing said)
+    assert main(["video", "decode", str(coded[0]), "-o", str(tmp_path / "e.mkv")]) == 0
+    assert capsys.readouterr().err == ""
+
+
 @pytest.mark.skipif(sys.platform == "win32", reason="SIGTERM is no signal a process can handle there")
 @pytest.mark.parametrize("out", ["frames", "clip.mkv"])
 def test_sigterm_while_frames_are_written_leaves_nothing_behind(tmp_path, out):

@@ -55,17 +55,19 @@ def cmd_encode(a: argparse.Namespace) -> int:
 def cmd_decode(a: argparse.Namespace) -> int:
     from ..video.api import decode_file
 
-    i = decode_file(a.input, a.output, max_pixels=a.max_pixels, threads=a.threads)
+    i = decode_file(a.input, a.output, max_pixels=a.max_pixels, threads=a.threads, progress=True)
     print(f"{a.output}: {i['frames']} frames {i['width']}x{i['height']} ({i['output']}, {i['seconds']:.2f} s, "
           f"{i['frames'] / max(i['seconds'], 1e-9):.1f} frames/s)")
     return 0
 
 
 def cmd_frames(a: argparse.Namespace) -> int:
-    from ..video.io import iter_clip, write_png_frames
+    from .._progress import metered
+    from ..video.io import clip_length, iter_clip, write_png_frames
 
     info, first, gen = iter_clip(a.clip, a.frames, a.size, a.max_pixels)
-    names = write_png_frames(((k, f[None]) for k, f in enumerate(gen)), a.output, first=first, compress_level=6,
+    batches = metered(((k, f[None]) for k, f in enumerate(gen)), clip_length(a.clip, a.frames), "video frames")
+    names = write_png_frames(batches, a.output, first=first, compress_level=6,
                              meta={"source": str(a.clip), "fps": str(info.fps), "first": first,
                                    "width": info.width, "height": info.height})
     print(f"{a.output}: {len(names)} frames {info.width}x{info.height} ({names[0].name} .. {names[-1].name}); "

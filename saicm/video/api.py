@@ -353,11 +353,13 @@ def _decode(data: bytes, max_pixels: int | None, threads: int | None) -> Decoded
 
 
 def decode_file(src: str | os.PathLike, dst: str | os.PathLike, max_pixels: int | None = None,
-                threads: int | None = None) -> dict:
+                threads: int | None = None, progress: bool = False) -> dict:
     """Decode ``src`` to PNG frames in the folder ``dst`` or to a lossless video (``.mkv``/``.avi``/``.nut``:
     FFV1; ``.mp4``: H.264 RGB -qp 0). Nothing is left at ``dst`` on failure. ``max_pixels`` raises both limits of
     the file, its frame size and all its frames together, to that many pixels (for files you trust); ``threads``:
-    as for :func:`decode` (``saicm video decode --max-pixels``, ``--threads``)."""
+    as for :func:`decode` (``saicm video decode --max-pixels``, ``--threads``). ``progress``: the frames written, on
+    a bar or in status lines (:func:`saicm._progress.metered`; the command's)."""
+    from .._progress import metered
     from ..codec.image_io import refuse_file_name_for_folder
     from .io import LOSSLESS_VIDEO, write_png_frames, write_video
 
@@ -374,6 +376,7 @@ def decode_file(src: str | os.PathLike, dst: str | os.PathLike, max_pixels: int 
     data = read_input(src)
     with naming(src):
         h, gen = decode_batches(data, max_pixels, threads)
+        gen = metered(gen, h.frames, "video decode", progress)
         dst = Path(dst)
         if dst.suffix.lower() in LOSSLESS_VIDEO:
             write_video(gen, dst, h.width, h.height, h.fps)
