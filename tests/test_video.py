@@ -1535,7 +1535,8 @@ def test_an_open_range_of_a_long_clip_is_refused_before_its_frames_are_read(clip
     assert io.read_clip(gap, max_pixels=64 * 48 * 25).n == 20
     # no duration (raw H.264 has none): read and counted as before
     raw = tmp_path / "c.264"
-    subprocess.run([io._exe(), "-v", "error", "-i", str(clip_mkv), "-c:v", "libx264", "-f", "h264", str(raw)], check=True)
+    subprocess.run([io._exe(), "-v", "error", "-i", str(clip_mkv), "-c:v", "libx264", "-f", "h264", str(raw)],
+                   check=True)
     assert io.probe(raw).duration is None and io.probe(clip_mkv).duration == pytest.approx(0.32)
 
 
