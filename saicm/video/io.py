@@ -405,7 +405,7 @@ def iter_clip(path: str | os.PathLike, frames: str | tuple | None = None, size: 
     elif info.duration:  # (an hour's recording was refused after its first 6.4 GB of frames had been read)
         _check_clip_length(path, info, start, w, h, max_pixels)
     out = ClipInfo(width=w, height=h, fps=info.fps, codec=info.codec, stream=info.stream, sar=info.sar,
-                   turned=info.turned, fields=info.fields)
+                   turned=info.turned, fields=info.fields, duration=info.duration)
     _say_stored(path, info, size is None)
     if os.path.isdir(path):
         first, gen = _folder_frames(Path(path), start, stop, size, max_pixels)
@@ -479,9 +479,9 @@ def read_clip(path: str | os.PathLike, frames: str | tuple | None = None, size: 
     are); ``max_pixels``, the limit of all the frames' pixels together (None:
     :data:`~saicm.codec.limits.DEFAULT_MAX_VIDEO_PIXELS`)."""
     info, first, gen = iter_clip(path, frames, size, max_pixels)
-    out = list(gen)
     start, stop = frames if isinstance(frames, tuple) else parse_range(frames)
-    if not out:
+    out = _gathered(gen, stop - start if stop is not None else _expected(info, start, max_pixels))
+    if out is None:
         raise SaicmError(f"no frames in the range {start}:{'' if stop is None else stop}", str(path))
     if stop is not None and len(out) < stop - start:  # (Python's slices: 290:310 of 300 frames gave 10, unsaid)
         saicm_warn(f"{path}: frames {start}:{stop} asked for, the clip ends at frame {start + len(out)}: "
@@ -489,7 +489,40 @@ def read_clip(path: str | os.PathLike, frames: str | tuple | None = None, size: 
     source = str(path)
     if os.path.isdir(source):
         source = str(_folder_meta(Path(source)).get("source", source))
-    return Clip(np.stack(out), fps=info.fps, first=first, source=source)
+    return Clip(out, fps=info.fps, first=first, source=source)
+
+
+def _expected(info: ClipInfo, start: int, max_pixels: int | None) -> int | None:
+    """About how many frames an open range ``start:`` of a clip gives, from its duration (a little more, and no more
+    than the video pixel limit lets through; None where the clip has no duration)."""
+    from ..codec.limits import DEFAULT_MAX_VIDEO_PIXELS
+
+    if not info.duration:
+        return None
+    fit = (DEFAULT_MAX_VIDEO_PIXELS if max_pixels is None else max_pixels) // (info.width * info.height)
+    return max(1, min(int(info.duration * info.fps * 1.02) + 8 - start, fit))
+
+
+def _gathered(frames: Iterator[np.ndarray], count: int | None) -> np.ndarray | None:
+    """The frames in one (N, H, W, 3) array (None: there were none). With about ``count`` expected, each goes into
+    its place as it arrives (pages past the frames that came are never touched): gathered and then stacked, a clip
+    took twice its size at the peak (12.6 GB for the 6.4 GB of 1,035 frames of 1920x1080). Frames past ``count``
+    (a duration that said too few) are gathered and joined on, at twice their size then."""
+    if count is None:
+        out = list(frames)
+        return np.stack(out) if out else None
+    arr, n, extra = None, 0, []
+    for f in frames:
+        if arr is None:
+            arr = np.empty((count,) + f.shape, f.dtype)
+        if n < count:
+            arr[n] = f
+        else:
+            extra.append(f)
+        n += 1
+    if arr is None:
+        return None
+    return np.concatenate([arr, np.stack(extra)]) if extra else arr[:n]
 
 
 class _Watchdog:
