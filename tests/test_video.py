@@ -1588,6 +1588,26 @@ def test_a_clip_is_read_into_its_place_not_gathered_and_stacked(tmp_path):
     assert np.array_equal(io._gathered(iter(want), 3), want) and io._gathered(iter(()), 3) is None
 
 
+def test_a_checkpoints_fingerprint_does_not_copy_the_clip():
+    """The fingerprint hashed ``frames.tobytes()``, a copy of the whole clip (6.4 GB at the default limit): with the
+    clip now read into one array, that copy was the peak of an encode's start. The same digest, no copy."""
+    import hashlib
+    import tracemalloc
+
+    frames = np.random.default_rng(0).integers(0, 256, (20, 120, 160, 3), dtype=np.uint8)
+    settings = train.FitSettings()
+    tracemalloc.start()
+    try:
+        got = train.fingerprint(frames, None, {"a": 1}, settings)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < frames.nbytes / 4, peak
+    h = hashlib.sha256(str(frames.shape).encode() + frames.tobytes())
+    h.update(json.dumps({"config": {"a": 1}, "settings": settings.fingerprint_dict()}, sort_keys=True).encode())
+    assert got == h.hexdigest()  # (checkpoints written before still resume)
+
+
 @pytest.mark.skipif(sys.platform == "win32", reason="SIGTERM is no signal a process can handle there")
 @pytest.mark.parametrize("out", ["frames", "clip.mkv"])
 def test_sigterm_while_frames_are_written_leaves_nothing_behind(tmp_path, out):
