@@ -81,3 +81,17 @@ def test_an_alpha_plane_with_bytes_after_its_zlib_stream_is_refused():
     check_alpha(sample_stream(alpha=plane))
     with pytest.raises(FormatError, match="corrupt alpha plane"):
         check_alpha(sample_stream(alpha=plane + b"\x00"))
+
+
+@pytest.mark.parametrize("keep", range(5, 10))
+def test_a_file_of_its_magic_and_a_few_bytes_is_truncated_not_a_crash(keep):
+    """Below magic + version + CRC, every saicm format says "truncated file": without the length check, the magic
+    alone (5 bytes) crashed the parsers on the missing version byte (IndexError), and 6-9 bytes were called CRC
+    mismatches (mutation audit of session 57)."""
+    from saicm.video import bitstream
+
+    for data, read in ((container.pack(sample_stream()), container.unpack),
+                       (bitstream.MAGIC + b"\x01" + b"\x00" * 40, bitstream.unpack),
+                       (container.HUMAN_MAGIC + b"\x02" + b"\x00" * 40, container.unpack_human)):
+        with pytest.raises(FormatError, match="^truncated"):
+            read(data[:keep])
