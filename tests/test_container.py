@@ -95,3 +95,15 @@ def test_a_file_of_its_magic_and_a_few_bytes_is_truncated_not_a_crash(keep):
                        (container.HUMAN_MAGIC + b"\x02" + b"\x00" * 40, container.unpack_human)):
         with pytest.raises(FormatError, match="^truncated"):
             read(data[:keep])
+
+
+def test_bytes_after_a_stream_that_are_no_human_layer_are_named_trailing_bytes():
+    """What follows a machine layer is a human-layer segment or nothing: other bytes were refused as "not a saicm
+    human layer (wrong magic)" when split_layers' check was deleted, and no test noticed (mutation audit of
+    session 57)."""
+    data = container.pack(sample_stream())
+    assert container.split_layers(data) == (data, None)
+    for junk in (b"junk", b"\x00" * 40, b"SAICM"):
+        with pytest.raises(FormatError, match=r"^trailing bytes after payload \(not a human layer\)$"):
+            container.split_layers(data + junk)
+    assert container.split_layers(data + b"SAICH\x02")[1] == b"SAICH\x02"  # (a segment: verified by its reader)
