@@ -107,3 +107,17 @@ def test_bytes_after_a_stream_that_are_no_human_layer_are_named_trailing_bytes()
         with pytest.raises(FormatError, match=r"^trailing bytes after payload \(not a human layer\)$"):
             container.split_layers(data + junk)
     assert container.split_layers(data + b"SAICH\x02")[1] == b"SAICH\x02"  # (a segment: verified by its reader)
+
+
+@pytest.mark.parametrize("version", [container.STRIPS_VERSION, container.PORTABLE_VERSION])
+def test_striped_versions_carry_strip_rows_and_a_u32_string_count(version):
+    """Versions 2 and 3 write ``strip rows`` (u16) and a u32 string count after the shapes: format 2 (PyTorch's
+    large images) written with version 1's u8 count went unnoticed, since only a large image writes it (mutation
+    audit of session 57)."""
+    s = sample_stream()
+    s.header.version, s.header.strip_rows = version, 3
+    s.strings = [b"z", b"y0", b"y1", b""]
+    data = container.pack(s)
+    assert container.unpack(data) == s
+    shapes_end = 5 + 1 + 1 + len("mse-x") + 8 + 1 + 1 + 4 + 4 + 2 + 2 + 1 + 1 + 2 * 2
+    assert data[shapes_end: shapes_end + 6] == struct.pack(">HI", 3, 4)
