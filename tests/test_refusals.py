@@ -191,6 +191,23 @@ def test_an_escape_of_exactly_the_escape_limit_is_refused_and_one_less_decodes()
         t.decode(body + b"\x80\x80\x80\x80\x80\x00", idx)
 
 
+def test_the_encoder_refuses_an_escape_the_decoder_would_refuse():
+    """The writer's bound is the reader's: an escaped magnitude of ESCAPE_LIMIT was written (``>=`` → ``>``) into
+    a file that then failed to decode as "a number out of range", with no test failing (mutation audit of
+    session 57)."""
+    from saicm.entropy.bounded import TOO_MANY_ESCAPES
+    from saicm.entropy.tables import ESCAPE_LIMIT
+
+    t = _v5_tables()
+    idx = np.zeros(4, np.int64)
+    top = int(t.offsets[0]) + int(t.lengths[0]) - 2  # the escape symbol: raw = 2·(s − top) above it
+    for s in (top + ESCAPE_LIMIT // 2 - 1, int(t.offsets[0]) - ESCAPE_LIMIT // 2):  # raw 2²⁴ − 2 and 2²⁴ − 1
+        sym = np.array([0, s, 0, 0])
+        assert np.array_equal(t.decode(t.encode(sym, idx), idx), sym)
+    with pytest.raises(ModelError, match=TOO_MANY_ESCAPES):
+        t.encode(np.array([0, top + ESCAPE_LIMIT // 2, 0, 0]), idx)  # raw 2²⁴
+
+
 # --- a model file's entropy tables (tables.CdfTables) --------------------------------------------------------
 
 def _cdf_row(length: int, width: int = 6) -> list[int]:
@@ -234,6 +251,35 @@ def test_malformed_entropy_tables_in_a_model_file_are_refused():
     bad = good.copy()
     bad[0, 3] = bad[0, 2] - 1  # a decreasing CDF
     refused(bad, [6, 5, 3], [-2, -1, 0], r"\(a zero-probability symbol\)")
+
+
+@pytest.mark.parametrize("n_tables", [3, 300, 70000])
+def test_a_string_codes_table_by_table_in_ascending_index_for_any_number_of_tables(n_tables):
+    """The documented order (ascending table index, raster order within a table), rebuilt here from constriction
+    alone: CdfTables sorts by 8-bit keys up to 256 tables and 16-bit ones up to 65536, and widening the 8-bit
+    range to 512 tables changed the string of a 300-table model with no test failing, since both ends sort
+    alike and the shipped models have 64 tables (mutation audit of session 57)."""
+    import constriction
+
+    from saicm.entropy.tables import CdfTables, leb128
+
+    rng = np.random.default_rng(5)
+    width = 6
+    cuts = np.sort(rng.random((n_tables, width - 2)), axis=1)  # distinct tables: a wrong order codes another string
+    cdf = np.concatenate([np.zeros((n_tables, 1)), 1 + np.floor(cuts * ((1 << 16) - 8)) + np.arange(width - 2),
+                          np.full((n_tables, 1), 1 << 16)], axis=1).astype(np.int64)
+    t = CdfTables(cdf, np.full(n_tables, width), np.full(n_tables, -2))
+    tables = rng.integers(0, n_tables, 3000)
+    tables[:4] = [0, n_tables - 1, 256 % n_tables, 1]
+    sym = rng.integers(-2, 2, tables.size)  # values 0..3: no escape
+    coder = constriction.stream.stack.AnsCoder()
+    for k in sorted(set(tables.tolist()), reverse=True):  # a stack: the last table goes in first
+        model = constriction.stream.model.Categorical(np.diff(cdf[k]).astype(np.float64), perfect=False)
+        coder.encode_reverse((sym[tables == k] + 2).astype(np.int32), model)
+    words = np.asarray(coder.get_compressed(), dtype="<u4")
+    want = leb128(len(words)) + words.tobytes()
+    assert t.encode(sym, tables) == want
+    assert np.array_equal(t.decode(want, tables), sym)
 
 
 def test_table_indexes_outside_the_tables_are_refused_by_the_coder():
