@@ -183,6 +183,18 @@ def test_the_bound_is_needed_a_shorter_padding_is_overrun():
     assert reads > 4 * (len(body) // 4 + n)
 
 
+def test_the_padding_covers_the_proven_worst_case_not_only_the_simulated_one():
+    """The simulated strings above read ~1 word per symbol beyond the string (plus the string's own term), so a
+    padding of 40 (or 2) words per symbol passed them all (mutation audit of session 57): the padding is the bound
+    proved in saicm.entropy.bounded's docstring, 2 initial reads + n + 2·E + (8·D + 17·E)·16/6 words with E ≤ n
+    escapes, for any content, and is checked against it here."""
+    from fractions import Fraction
+
+    for d, n in ((0, 1), (1, 1), (16, 40), (1000, 5000), (3, 100000)):
+        beyond = len(bounded.padded(b"\xff" * (4 * d), n)) // 4 - d
+        assert beyond >= 2 + n + 2 * n + Fraction(16, 6) * (8 * d + 17 * n)
+
+
 def test_padding_never_touches_a_valid_decode():
     data = saicm.compress(natural_image(64, 96), model="mse-hyperprior-n64-v5", quality=3)
     before = np.asarray(saicm.decompress(data))
