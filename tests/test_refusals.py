@@ -9,6 +9,7 @@ value refused and the first one accepted.
 
 import dataclasses
 import json
+import re
 import struct
 import zlib
 from pathlib import Path
@@ -367,6 +368,32 @@ def test_the_bounded_decoder_refuses_table_indexes_outside_the_tables(monkeypatc
     assert coder.decode_with_indexes(b"", [0, 2, 1], cdfs, sizes, offsets) == [0, 0, 0]
     assert coder.decode_with_indexes(b"", [], cdfs, sizes, offsets) == []
     assert seen == [[0, 2, 1], []]
+
+
+def test_decoded_symbols_the_encoder_could_not_hold_are_refused_without_running_it():
+    """The consistency check codes the decoded symbols again with CompressAI's encoder, which writes one word per
+    symbol without a bounds check (and loops for good on a raw escape of 2²⁸): symbols a crafted string decodes
+    to that would not fit must be refused before it runs. Deleting that guard left only "does it re-encode to
+    the string", with no test failing (mutation audit of session 57)."""
+    from saicm.entropy.bounded import TABLES_DISAGREE, BoundedCoder
+
+    encoded = []
+
+    class Inner:
+        def decode_with_indexes(self, string, indexes, cdfs, cdf_sizes, offsets):
+            return [0] * len(indexes)
+
+        def encode_with_indexes(self, symbols, indexes, cdfs, cdf_sizes, offsets):
+            encoded.append(list(symbols))
+            return b"same"
+
+    coder = BoundedCoder(Inner())
+    cdfs, sizes, offsets = [[0, 1 << 14, 1 << 15, 3 << 14, 1 << 16]], [5], [-1]
+    with pytest.raises(FormatError, match=re.escape(TABLES_DISAGREE)):
+        coder.decode_with_indexes(b"same", [0] * 5, cdfs, sizes, offsets)  # 80 + 64 bits > 32·4: would overflow
+    assert encoded == []
+    assert coder.decode_with_indexes(b"same", [0] * 6, cdfs, sizes, offsets) == [0] * 6  # 96 + 64 = 32·5: fits
+    assert encoded == [[0] * 6]
 
 
 def test_a_stream_decoder_used_in_a_with_block_checks_the_string_on_leaving_it():
