@@ -421,6 +421,12 @@ def test_a_stream_decoder_used_in_a_with_block_checks_the_string_on_leaving_it()
         with stream_decoder(string, len(values)) as d:
             d.decode_stream([1, 1, 0, 0, 0, 0] * 10, cdfs, sizes, offsets)
             raise KeyError("inside")
+    # one table set per stream: slices decoded with equal tables held in other lists are not re-coded as one
+    # (the check could be deleted unnoticed: mutation audit of session 57)
+    with pytest.raises(ValueError, match="one table set per stream"):
+        with stream_decoder(string, len(values)) as d:
+            d.decode_stream(indexes[:24], cdfs, sizes, offsets)
+            d.decode_stream(indexes[24:], [list(c) for c in cdfs], sizes, offsets)
 
 
 def test_a_pass_decoder_used_in_a_with_block_checks_the_string_on_leaving_it():
