@@ -131,6 +131,23 @@ def test_long_strings_decode_in_a_child_process_with_the_same_result(monkeypatch
     assert len(calls) == 2  # y and z
 
 
+def test_a_child_that_sends_other_than_one_value_per_symbol_is_a_format_error():
+    """The parent takes exactly 4·n bytes from the isolated decoder: a child that exited cleanly after sending
+    fewer was accepted (a short array of symbols) with the count check deleted, and no test failed (mutation
+    audit of session 57)."""
+    class Inner:  # (a stand-in for CompressAI's decoder, run in the forked child)
+        def __init__(self, extra):
+            self.extra = extra
+
+        def decode_with_indexes(self, string, indexes, cdfs, cdf_sizes, offsets):
+            return [7] * (len(indexes) + self.extra)
+
+    assert bounded.isolated_decode(Inner(0), b"", [0] * 10, [], [], []).tolist() == [7] * 10
+    for extra in (-1, -10, 1):
+        with pytest.raises(FormatError, match="corrupt entropy-coded data"):
+            bounded.isolated_decode(Inner(extra), b"", [0] * 10, [], [], [])
+
+
 def test_a_crashing_string_in_the_child_is_a_format_error(monkeypatch):
     # the crafted file that made CompressAI's decoder read past its string, decoded without padding in a child
     crafted = (Path(__file__).parent / "corpus" / "claims-2000x2000-rans-overread.saicm").read_bytes()
