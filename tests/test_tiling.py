@@ -148,6 +148,26 @@ def test_a_child_that_sends_other_than_one_value_per_symbol_is_a_format_error():
             bounded.isolated_decode(Inner(extra), b"", [0] * 10, [], [], [])
 
 
+def test_a_string_of_exactly_the_padding_limit_is_padded_not_isolated(monkeypatch):
+    """Writers keep every string at or below STRIP_SYMBOLS = PAD_MAX_SYMBOLS symbols, so a string of exactly that
+    many is decoded padded: isolated, it needs fork() (refused on Windows). ``>`` → ``>=`` went unnoticed (mutation
+    audit of session 57)."""
+    monkeypatch.setattr(bounded, "PAD_MAX_SYMBOLS", 8)
+    monkeypatch.setattr(bounded, "_check_recodes", lambda *a: None)
+    isolated = []
+    monkeypatch.setattr(bounded, "isolated_decode", lambda inner, string, indexes, *a: isolated.append(len(indexes))
+                        or [0] * len(indexes))
+
+    class Inner:
+        def decode_with_indexes(self, string, indexes, cdfs, cdf_sizes, offsets):
+            return [0] * len(indexes)
+
+    coder = bounded.BoundedCoder(Inner())
+    for n in (7, 8, 9):
+        assert coder.decode_with_indexes(b"", [0] * n, [[0, 1 << 15, 1 << 16]], [3], [0]) == [0] * n
+    assert isolated == [9]
+
+
 def test_a_crashing_string_in_the_child_is_a_format_error(monkeypatch):
     # the crafted file that made CompressAI's decoder read past its string, decoded without padding in a child
     crafted = (Path(__file__).parent / "corpus" / "claims-2000x2000-rans-overread.saicm").read_bytes()
