@@ -218,6 +218,7 @@ def test_scale_index_is_the_binary_search():
         assert got.dtype == np.int32
         assert np.array_equal(got.reshape(-1), np.searchsorted(t, s, side="left"))
     assert hypernet.ScaleIndex(thr).lut is not None  # the shipped tables take the fast path
+    assert hypernet.ScaleIndex(np.array([0, 1, 2, 3])).lut is not None  # a first threshold of 0 as well
     assert hypernet.ScaleIndex(np.array([5, 7, 1 << 40])).lut is None  # too wide a table: binary search
 
 
