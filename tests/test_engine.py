@@ -169,6 +169,19 @@ def test_a_condition_network_whose_input_does_not_fit_its_scale_is_refused():
         hypernet.condition_network(state, "cond", np.ones(4, np.float32))
 
 
+def test_the_integer_networks_saturate_their_input_like_every_activation():
+    """A crafted file's latent reaches the integer networks far beyond ±ACT_LIMIT (a scalable model's condition
+    network reads the machine layer's decoded y, whose escapes go to ±2²³, ×2¹⁵): the input saturates first, so
+    every sum stays below 2⁵³ and exact. Without it the result was another function of the input, and no test
+    failed (mutation audit of session 57)."""
+    net = hypernet.IntegerHyperSynthesis(_v5_state())
+    rng = np.random.default_rng(2)
+    x = rng.integers(-hypernet.ACT_LIMIT, hypernet.ACT_LIMIT + 1, (net.in_channels, 3, 4), dtype=np.int64)
+    x[:, 1, 1] = 1 << 38
+    x[::2, 2, 3] = -(1 << 38)
+    np.testing.assert_array_equal(net(x), net(np.clip(x, -hypernet.ACT_LIMIT, hypernet.ACT_LIMIT)))
+
+
 def test_integer_hyper_synthesis_is_close_to_the_float_one():
     import torch
 
