@@ -473,6 +473,23 @@ def _clip(arch=None, config=None, meta=None, steps=None, **fields) -> bytes:
     return _recrc(bytes(out + s.symbols))
 
 
+def test_coded_symbols_that_are_not_whole_words_are_refused():
+    """The symbols are 32-bit ANS words: a length that is not a multiple of 4 was let through to the decoder
+    with the check deleted, and no test failed (mutation audit of session 57)."""
+    import saicm.video
+    from saicm.video import bitstream
+
+    data = CLIP.read_bytes()
+    symbols = bitstream.unpack(data).symbols
+    head = data[: -4 - len(symbols) - 4]  # up to the symbols' length field
+    assert _recrc(head + struct.pack(">I", len(symbols)) + symbols) == data
+    for extra in (b"\x00", b"\x00\x00\x00"):
+        odd = _recrc(head + struct.pack(">I", len(symbols) + len(extra)) + symbols + extra)
+        for read in (bitstream.unpack, saicm.video.decode):
+            with pytest.raises(FormatError, match=r"corrupt payload \(coded symbols are not whole 32-bit words\)"):
+                read(odd)
+
+
 def test_the_clip_builder_rebuilds_the_reference_file_byte_for_byte():
     """The crafted clips below differ from the reference file only in the fields each test names."""
     assert _clip() == CLIP.read_bytes()
