@@ -121,3 +121,18 @@ def test_striped_versions_carry_strip_rows_and_a_u32_string_count(version):
     assert container.unpack(data) == s
     shapes_end = 5 + 1 + 1 + len("mse-x") + 8 + 1 + 1 + 4 + 4 + 2 + 2 + 1 + 1 + 2 * 2
     assert data[shapes_end: shapes_end + 6] == struct.pack(">HI", 3, 4)
+
+
+def test_a_model_name_of_255_bytes_is_written_and_one_of_256_refused_in_one_line():
+    """The name's length is a u8: ``> 255`` → ``> 256`` let a 256-byte name reach struct.pack (struct.error, not a
+    FormatError) with no test failing (mutation audit of session 57)."""
+    stream = sample_stream()
+    layer = container.HumanLayer(model="", weights_sha=bytes(8), base_sha=bytes(8), machine_sha=bytes(8), quality=1,
+                                 shapes=[(1, 1)], strings=[b"z"])
+    for named, obj, pack, unpack in ((stream.header, stream, container.pack, container.unpack),
+                                     (layer, layer, container.pack_human, container.unpack_human)):
+        named.model = "é" * 127 + "m"  # 255 bytes of UTF-8
+        assert unpack(pack(obj)) == obj
+        named.model += "m"
+        with pytest.raises(FormatError, match="^model name longer than 255 bytes$"):
+            pack(obj)
