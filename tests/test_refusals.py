@@ -490,6 +490,31 @@ def test_coded_symbols_that_are_not_whole_words_are_refused():
                 read(odd)
 
 
+@pytest.mark.parametrize("field, raw", [("config", b"[]"), ("config", b"3"), ("meta", b"[1]"), ("meta", b'"x"')])
+def test_a_clip_whose_configuration_or_meta_is_json_but_not_an_object_is_one_line(field, raw):
+    """With the check deleted, a meta of ``[1]`` passed unpack and ``saicm info`` (describe) crashed on it with
+    AttributeError, and no test failed (mutation audit of session 57)."""
+    import saicm.video
+    from saicm.video import bitstream
+
+    what = "configuration" if field == "config" else "meta"
+    for read in (bitstream.unpack, saicm.video.describe):
+        with pytest.raises(FormatError, match=rf"^corrupt header \({what} is not a JSON object\)$"):
+            read(_clip(**{field: raw}))
+
+
+def test_the_clip_writer_refuses_symbols_that_are_not_whole_words():
+    """The reader refuses them, so the writer does (its check could be deleted unnoticed: mutation audit of
+    session 57)."""
+    from saicm.video import bitstream
+
+    s = bitstream.unpack(CLIP.read_bytes())
+    assert bitstream.pack(s) == CLIP.read_bytes()
+    s.symbols += b"\x00"
+    with pytest.raises(FormatError, match="^coded symbols must be whole 32-bit words$"):
+        bitstream.pack(s)
+
+
 def test_the_clip_builder_rebuilds_the_reference_file_byte_for_byte():
     """The crafted clips below differ from the reference file only in the fields each test names."""
     assert _clip() == CLIP.read_bytes()
