@@ -66,7 +66,8 @@ def cmd_frames(a: argparse.Namespace) -> int:
     from ..video.io import clip_length, iter_clip, write_png_frames
 
     info, first, gen = iter_clip(a.clip, a.frames, a.size, a.max_pixels)
-    batches = metered(((k, f[None]) for k, f in enumerate(gen)), clip_length(a.clip, a.frames), "video frames")
+    batches = metered(((k, f[None]) for k, f in enumerate(gen)), clip_length(a.clip, a.frames, info.stream),
+                      "video frames")
     names = write_png_frames(batches, a.output, first=first, compress_level=6,
                              meta={"source": str(a.clip), "fps": str(info.fps), "first": first,
                                    "width": info.width, "height": info.height})

@@ -431,15 +431,16 @@ def _check_clip_length(path: str, info: ClipInfo, start: int, w: int, h: int, ma
                            estimate=f"{length} at {float(info.fps):g} fps" + (f", from frame {start}" if start else ""))
 
 
-def clip_length(path: str | os.PathLike, frames: str | tuple | None = None) -> int | None:
+def clip_length(path: str | os.PathLike, frames: str | tuple | None = None, stream: str | None = None) -> int | None:
     """How many frames ``frames`` (``"A:B"``) of a clip will give, as far as is known before they are decoded (for a
-    progress bar): B − A, or for an open range of a video file its packets from A on (None where not known)."""
+    progress bar): B − A, or for an open range of a video file its packets from A on (None where not known).
+    ``stream``: the video stream :func:`iter_clip` read (its :class:`ClipInfo`'s; else the clip is probed again)."""
     start, stop = frames if isinstance(frames, tuple) else parse_range(frames)
     if stop is not None:
         return stop - start
     if os.path.isdir(path):
         return None
-    packets = _count_packets(str(path), probe(path).stream)
+    packets = _count_packets(str(path), stream or probe(path).stream)
     return packets - start if packets is not None and packets > start else None
 
 
