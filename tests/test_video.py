@@ -1038,6 +1038,32 @@ def test_a_release_alone_does_not_change_the_cache_key_of_clip_encodes(monkeypat
     assert get_codec("nerv:epochs=5").config() != get_codec("nerv:epochs=6").config()
 
 
+def test_a_clip_codecs_fit_on_a_gpu_is_keyed_and_recorded_apart_and_device_picks_it(monkeypatch):
+    """saicm eval of nerv codecs fits where device=auto puts it (a GPU when PyTorch sees one): a GPU's fit gives other
+    bytes, so its config (the results' record and the cache key) names the device; the CPU's key is unchanged, and
+    device= chooses (a GPU machine's figures comparable with a CPU's: device=cpu)."""
+    torch = pytest.importorskip("torch")
+    import saicm.video.api as video_api
+    from saicm.errors import SaicmError
+    from saicm.eval.codecs import get_codec
+
+    cpu = get_codec("nerv:epochs=5").config()
+    assert "device" not in cpu
+    with pytest.raises(SaicmError, match="no CUDA device"):
+        get_codec("nerv:device=cuda").config()
+    seen = []
+    monkeypatch.setattr(video_api, "encode", lambda clip, **kw: seen.append(kw["device"]) or
+                        type("R", (), {"data": b"x", "report": None})())
+    for spec in ("nerv:epochs=5", "hnerv:device=cpu"):
+        get_codec(spec).encode(None, 1)
+    assert seen == ["auto", "cpu"]
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    gpu = get_codec("nerv:epochs=5").config()
+    assert gpu == {**cpu, "device": "cuda"}
+    assert "device" not in get_codec("nerv:epochs=5,device=cpu").config()
+
+
 @pytest.mark.parametrize("name", ["hevc-video", "vvc-video"])
 def test_hevc_and_vvc_clips_of_odd_size_come_back_at_their_size(name):
     """The clip is padded as the intra codecs pad a picture (even sizes, a minimum) and cropped back."""

@@ -81,7 +81,8 @@ def is_video_codec(codec) -> bool:
 
 
 def _nerv_options(arg: str, sa: bool) -> tuple[dict, tuple, str | None]:
-    known = {"epochs": "N", "lr": "X", "prune": "P", "qat": "N", "bits": "B", "seed": "S", "beta": "B"}
+    known = {"epochs": "N", "lr": "X", "prune": "P", "qat": "N", "bits": "B", "seed": "S", "beta": "B",
+             "device": "auto|cpu|cuda|cuda:N"}
     if sa:
         known.update({"masks": "regions|DIR", "alpha": "A", "width": "K", "weight": "W"})
     parts = [p for p in arg.split(",") if p]
@@ -102,6 +103,8 @@ def _nerv_options(arg: str, sa: bool) -> tuple[dict, tuple, str | None]:
                 raise SaicmError(f"{k}= takes a number, got {opts[k]!r}") from None
     if "masks" in opts:
         out["masks"] = opts["masks"]
+    if "device" in opts:
+        out["device"] = opts["device"]
     return out, qualities, presets[0] if presets else None
 
 
@@ -146,7 +149,7 @@ class NeRVCodec(VideoCodec):
         r = encode(clip, preset=self._preset(quality), arch=self.arch, loss=self.loss, masks=self._masks(clip),
                    epochs=o.get("epochs"), lr=o.get("lr"), prune=o.get("prune"), qat_epochs=o.get("qat"),
                    bits=o.get("bits"), seed=o.get("seed", 0), edge_weight=o.get("weight"), beta=o.get("beta"),
-                   checkpoint=checkpoint, progress=self.progress,
+                   checkpoint=checkpoint, progress=self.progress, device=o.get("device", "auto"),
                    # (resumed when there is one: resume=True of none says "no checkpoint" in a warning, which is the
                    # user's --resume's, not a cache's every fresh encode's)
                    resume=checkpoint is not None and os.path.exists(checkpoint))
@@ -161,11 +164,17 @@ class NeRVCodec(VideoCodec):
     def config(self):
         from .api import DEFAULT_EPOCHS, ENCODER_ID, PRESET_LR
 
+        from ..device import resolve_device
+
         arch = {} if self.arch == "nerv" else {"arch": self.arch}  # NeRV's key stays what 0.3.0 cached under
+        # The fit's device kind, where it is not the CPU: a GPU's fit gives other bytes, so its results say so and
+        # its cache entries stay apart (CPU keys unchanged since 0.3.0).
+        kind = resolve_device(self.opts.get("device", "auto")).type
         return {"library": ENCODER_ID, **arch, "loss": self.loss,
                 "quality": "preset 1..4 = xs, s, m, l",
                 "epochs": self.opts.get("epochs", DEFAULT_EPOCHS), "lr": self.opts.get("lr", PRESET_LR),
-                **{k: v for k, v in self.opts.items() if k not in ("epochs", "lr")}}
+                **{k: v for k, v in self.opts.items() if k not in ("epochs", "lr", "device")},
+                **({"device": kind} if kind != "cpu" else {})}
 
 
 @register_codec("sa-nerv")
