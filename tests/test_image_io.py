@@ -1123,3 +1123,32 @@ def test_a_camera_raw_is_refused_not_coded_as_its_thumbnail(tmp_path):
         image_io.load_image(tmp_path / "photo.nef")
     _tiff(tmp_path / "page.tif", {254: (0, 4)})
     assert image_io.load_image(tmp_path / "page.tif").rgb.shape == (120, 160, 3)
+    # a CR2: a TIFF whose header Canon follows with its mark (CR, version 2) before the first image, the camera's
+    # JPEG preview (0.38.0's left-alone); made here from a JPEG-compressed TIFF (its strip first, its directory
+    # after), the mark over the strip's first bytes
+    buf = io.BytesIO()
+    Image.fromarray(np.full((120, 160, 3), 90, np.uint8)).save(buf, format="TIFF", compression="jpeg")
+    cr2 = bytearray(buf.getvalue())
+    assert cr2[:4] == b"II*\x00" and int.from_bytes(cr2[4:8], "little") >= 12
+    cr2[8:12] = b"CR\x02\x00"
+    (tmp_path / "IMG_0001.CR2").write_bytes(bytes(cr2))
+    with pytest.raises(ImageError) as e:
+        image_io.load_image(tmp_path / "IMG_0001.CR2")
+    assert e.value.message == ("a Canon raw (CR2) image: Pillow would read only its 160x120 preview; saicm reads no "
+                               "camera raw: develop it to PNG or JPEG first")
+    with open(tmp_path / "IMG_0001.CR2", "rb") as f:  # (a file object: the same, and read from its start again)
+        with pytest.raises(ImageError, match="Canon raw"):
+            image_io.load_image(f)
+
+
+@pytest.mark.parametrize("name, head, what", [
+    ("DSCF0001.RAF", b"FUJIFILMCCD-RAW 0201FF383501", "a Fujifilm raw (RAF) image"),
+    ("P0001.ORF", b"IIRO\x08\x00\x00\x00", "an Olympus raw (ORF) image"),
+    ("P0002.ORF", b"MMOR\x00\x00\x00\x08", "an Olympus raw (ORF) image"),
+    ("P1000001.RW2", b"IIU\x00\x18\x00\x00\x00", "a Panasonic raw (RW2) image")])
+def test_camera_raws_of_their_own_headers_are_named_with_what_to_do(name, head, what, tmp_path):
+    """RAF, ORF and RW2 (not TIFF containers to Pillow) said "not a format Pillow reads" (0.38.0's left-alone)."""
+    (tmp_path / name).write_bytes(head + bytes(200))
+    with pytest.raises(ImageError) as e:
+        image_io.load_image(tmp_path / name)
+    assert e.value.message == f"{what}: saicm reads no camera raw: develop it to PNG or JPEG first"

@@ -66,6 +66,9 @@ CLIP_HEADS = {
     "clip.y4m": ("a Y4M video", b"YUV4MPEG2 W352 H288 F25:1 Ip A0:0 C420jpeg\n"),
     "clip.264": ("an H.264 / H.265 stream", bytes.fromhex("00000001674d0028e7202c12c8000000")),
     "clip.265": ("an H.264 / H.265 stream", bytes.fromhex("0000000140010c01ffff016000000300")),
+    "clip.ts": ("an MPEG transport stream", bytes.fromhex("47401110 0042f025 0001c100 00ff01ff 0001fc80")),
+    "clip.m2ts": ("an MPEG transport stream", bytes.fromhex("0ebf4622 47401110 0042f025 0001c100 00ff01ff")),
+    "pat.ts": ("an MPEG transport stream", bytes.fromhex("47400010 0000b00d 0001c100 000001f0")),
 }
 
 
@@ -106,6 +109,10 @@ def test_a_heif_photo_is_named_with_what_to_do_and_bytes_like_a_start_code_are_n
     assert file_kind(b"\x00\x00\x00\x14ftyp3gp4\x00\x00\x02\x00isom")[0] == "an MP4 file"
     assert file_kind(bytes.fromhex("0000000180") + bytes(32)) is None  # (the forbidden bit set: no NAL header)
     assert file_kind(bytes.fromhex("00000001") + b"\x21" + bytes(32)) is None  # (a slice of no stream start)
+    # text that starts with 'G', and a TS packet of a video PID (no table): no transport stream by its first bytes
+    assert file_kind(b"GAIN,0.5\nGAMMA,2.2\n" + bytes(32)) is None
+    assert file_kind(b"G@\x00\x10 notes" + bytes(32)) is None
+    assert file_kind(bytes.fromhex("47410030 07500000 7b0c7e00") + bytes(32)) is None
 
 
 def test_a_coded_file_given_to_compress_is_named_for_what_it_is(files, capsys, tmp_path):

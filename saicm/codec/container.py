@@ -167,6 +167,12 @@ class ByteReader:
 _KINDS = ((b"\x89PNG\r\n\x1a\n", "a PNG image"), (b"\xff\xd8\xff", "a JPEG image"), (b"GIF8", "a GIF image"),
           (b"II*\x00", "a TIFF image"), (b"MM\x00*", "a TIFF image"), (b"\x00\x00\x00\x0cjP  ", "a JPEG 2000 image"))
 CODE_IMAGE = "code it with 'saicm compress'"
+#: what to do with a camera raw
+DEVELOP_RAW = "saicm reads no camera raw: develop it to PNG or JPEG first"
+#: camera raws of their own headers (not TIFF's), which Pillow does not read
+_RAWS = ((b"FUJIFILMCCD-RAW", "a Fujifilm raw (RAF) image"), (b"IIRO\x08\x00", "an Olympus raw (ORF) image"),
+         (b"IIRS\x08\x00", "an Olympus raw (ORF) image"), (b"MMOR\x00\x00", "an Olympus raw (ORF) image"),
+         (b"IIU\x00\x18\x00", "a Panasonic raw (RW2) image"))
 #: what to do with a video container or stream given where an image or a coded file was wanted
 CODE_CLIP = "a clip is coded with 'saicm video encode'"
 #: ISO media (``ftyp``) brands of HEIF still images (an iPhone's .heic): Pillow reads none without a plugin
@@ -187,7 +193,7 @@ def _iso_media(head: bytes) -> tuple[str, str] | None:
     if major in _HEIF_BRANDS:
         return "a HEIF (HEIC) image", "saicm reads no HEIF without a Pillow plugin: convert it to PNG or JPEG first"
     if major == b"crx ":
-        return "a Canon raw (CR3) image", "saicm reads no camera raw: develop it to PNG or JPEG first"
+        return "a Canon raw (CR3) image", DEVELOP_RAW
     if major == b"qt  ":
         return "a QuickTime (.mov) file", CODE_CLIP
     if major.startswith((b"iso", b"mp4", b"3gp", b"3g2")) or major in _CLIP_BRANDS:
@@ -205,6 +211,19 @@ def _video_stream_start(head: bytes) -> bool:
     return False
 
 
+def _transport_stream(head: bytes) -> bool:
+    """Whether ``head`` begins an MPEG transport stream (``.ts``; ``.m2ts``: a 4-byte time stamp before each packet)
+    by its first packet: the sync byte, then a table of the stream's layout (a program-specific PID below 0x20, a
+    payload starting, no adaptation field, a pointer field of 0, a section with its syntax bit), as muxers begin.
+    A lone 0x47 ('G') would be too weak: text starts with it."""
+    for at in (0, 4):
+        p = head[at:at + 7]
+        if (len(p) == 7 and p[0] == 0x47 and p[1] & 0xC0 == 0x40 and (p[1] & 0x1F) << 8 | p[2] < 0x20
+                and p[3] & 0x30 == 0x10 and p[4] == 0 and p[5] != 0xFF and p[6] & 0x80):
+            return True
+    return False
+
+
 def file_kind(head: bytes) -> tuple[str, str | None] | None:
     """What a file that starts with ``head`` (its first 64 bytes or more) is, and what to do with it (or None),
     for a message about a file given to the wrong command (``saicm decompress photo.png``, ``saicm compress
@@ -215,6 +234,9 @@ def file_kind(head: bytes) -> tuple[str, str | None] | None:
             return what, CODE_IMAGE
     if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
         return "a WebP image", CODE_IMAGE
+    for sig, what in _RAWS:
+        if head.startswith(sig):
+            return what, DEVELOP_RAW
     iso = _iso_media(head)
     if iso:
         return iso
@@ -226,6 +248,8 @@ def file_kind(head: bytes) -> tuple[str, str | None] | None:
         return "a Y4M video", CODE_CLIP
     if _video_stream_start(head):
         return "an H.264 / H.265 stream", CODE_CLIP
+    if _transport_stream(head):
+        return "an MPEG transport stream", CODE_CLIP
     if head.startswith((b"%!PS", b"\xc5\xd0\xd3\xc6")):  # (PostScript, and the binary header of a DOS EPS)
         return "a PostScript (EPS) file", ("saicm does not read PostScript (it would run Ghostscript on it): rasterise "
                                            "it to PNG first")

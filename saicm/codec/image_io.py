@@ -409,22 +409,28 @@ def open_unloaded(fp, check: Callable[[Image.Image], None] | None = None,
 
 
 def _raw_preview(img: Image.Image) -> str | None:
-    """What to say of a camera raw that Pillow opens as a TIFF (DNG, NEF, ARW…: TIFF containers): its first image is
-    a small preview (a reduced-resolution subfile, tag 254), the photo itself in a raw image it cannot read. Coding
-    it coded a 160x120 thumbnail, silently."""
+    """What to say of a camera raw that Pillow opens as a TIFF (DNG, NEF, ARW, CR2…: TIFF containers): its first
+    image is a preview (a reduced-resolution subfile, tag 254; a CR2's camera JPEG), the photo itself in a raw image
+    it cannot read. Coding it coded a 160x120 thumbnail, silently."""
     if img.format != "TIFF":
         return None
     try:
         dng = 50706 in img.tag_v2  # DNGVersion
         reduced = int(img.tag_v2.get(254, 0) or 0) & 1  # NewSubFileType: a reduced-resolution version of another
-    except Exception:  # (a damaged tag: Pillow's own reading decides)
+        at = img.fp.tell()
+        img.fp.seek(0)
+        cr2 = img.fp.read(11)[8:] == b"CR\x02"  # (Canon's own mark after the TIFF header)
+        img.fp.seek(at)
+    except Exception:  # (a damaged tag, a file object that does not seek back: Pillow's own reading decides)
         return None
-    if not (dng or reduced):
+    if not (dng or reduced or cr2):
         return None
-    what = ("a DNG camera raw" if dng else
+    from .container import DEVELOP_RAW
+
+    what = ("a DNG camera raw" if dng else "a Canon raw (CR2) image" if cr2 else
             "a reduced-resolution preview of another image first (a camera raw's, as in NEF or ARW files)")
-    return (f"{what}: Pillow would read only its {img.width}x{img.height} {'preview' if dng else 'first image'}; "
-            "saicm reads no camera raw: develop it to PNG or JPEG first")
+    return (f"{what}: Pillow would read only its {img.width}x{img.height} "
+            f"{'first image' if reduced and not (dng or cr2) else 'preview'}; {DEVELOP_RAW}")
 
 
 def _turned_tiff(img: Image.Image) -> bool:
