@@ -67,7 +67,7 @@ def register(sub) -> None:
     t.add_argument("--fusion-channels", choices=["first", "energy"],
                    help="scalable coding: which base channels the additional latent is added to: first = the first "
                    "s·m (the paper's, default); energy = the s·m of the largest variance on 32 centre crops of "
-                   "--data (the base latent's channels have no order; recorded in the model)")
+                   "--data (the first channels of saicm's bases carry little of their latent; recorded in the model)")
     t.add_argument("--slice-channels", type=positive,
                    help="scalable coding: channels per slice s (default 32: m = 1..4 for M = 128)")
     t.add_argument("--context-hidden", type=positive,

@@ -13,10 +13,13 @@ decodes to the machine image. This architecture adds the **human layer**:
 - a human synthesis transform that decodes the fused M-channel latent.
 
 ``fusion_channels`` (a variant, not the paper's): the base channels the additional latent refines, in its
-channel order. The paper's base (LIC-TCM) codes its latent in ordered slices, so its first channels carry the
-most; saicm's hyperprior bases have no channel order (channels 0–63 of the v5 SA-ICM base held 3 % of its
-variance on one photo), so ``saicm train --fusion-channels energy`` names the s·m channels of the largest
-variance on training crops (:func:`energy_order`). Default (None): the first s·m, the paper's.
+channel order. The paper's base (LIC-TCM) codes its latent in ordered slices, each predicted from the ones
+before, so its first channels likely carry the most (an inference, not a measurement); saicm's hyperprior
+bases have no channel order, and its context-model bases (v6, v7: channel groups coded first to last) kept
+v5's channels: the first carry little (channels 0–63 of the v5 SA-ICM base held 3 %
+of its variance on one photo, the first 32 of the v6 one 1.0 % on training crops), so
+``saicm train --fusion-channels energy`` names the s·m channels of the largest variance on training crops
+(:func:`energy_order`). Default (None): the first s·m, the paper's.
 
 ``condition="base"`` is a variant (not the paper's): the additional analysis
 also sees the decoded base latent and codes the residual
