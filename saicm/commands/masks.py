@@ -84,7 +84,8 @@ def register(sub) -> None:
                    help="override a SamAutomaticMaskGenerator setting, e.g. points_per_side=16 (repeatable)")
     m.add_argument("--annotations", help="COCO instances JSON for --source coco / coco-edges")
     m.add_argument("--edge-method", choices=["boundary", "canny"],
-                   help="how edge sources turn segments into edges (default boundary; not used by --source coco)")
+                   help="how edge sources turn segments into edges: boundary (exact 1-pixel label changes; default, saicm's) or "
+                   "canny (Canny on the segment map, the paper's); not used by --source coco")
     m.add_argument("--edge-width", type=positive, default=1, help="dilate the masks (edges; with --source coco, the "
                    "objects) to this width in pixels (default 1: as drawn)")
     m.add_argument("--shard", help="I/N: process every N-th image starting at I (0-based)")

@@ -95,12 +95,13 @@ def register(sub) -> None:
                    "quality q from the init model's q; another count re-samples its gains in log λ")
     t.add_argument("--loss", choices=["mse", "saicm", "object"],
                    help="distortion: mse (all pixels), saicm (edge pixels of --masks, SA-ICM), "
-                   "object (object pixels of --masks, Object-ICM); default mse, or the run's with --resume")
+                   "object (object pixels of --masks, Object-ICM); masked errors are averaged over all pixels, as in "
+                   "the papers; default mse, or the run's with --resume")
     t.add_argument("--masks", action="append",
                    help="mask folder made by `saicm masks` for each --data folder, in the same order")
     t.add_argument("--off-mask-weight", type=nonneg_float,
-                   help="weight of the pixels outside the mask in masked losses (default 0: free; or the run's "
-                   "with --resume)")
+                   help="weight of the pixels outside the mask in masked losses (default 0: free, the papers' loss; "
+                   "or the run's with --resume)")
     t.add_argument("--init", help="start from this model (a name of `saicm models`: shipped or yours in "
                    "$SAICM_MODELS; or a .safetensors path)")
     t.add_argument("--steps", type=nonneg,

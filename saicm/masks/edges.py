@@ -14,7 +14,8 @@ Two edge methods:
   (scikit-image, σ = 1, low thresholds): lines of 1–2 pixels (2 on a straight
   step), none on the image's border, and in dense maps some label changes
   dropped by the smoothing (16 % of ``boundary``'s pixels at α = 0.48 on the
-  astronaut have no Canny pixel within 1 pixel).
+  astronaut have no Canny pixel on them or up, down, left or right of them;
+  11 % none among their 8 neighbours).
 
 ``width`` > 1 dilates the line with a ``width``×``width`` square.
 """
