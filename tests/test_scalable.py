@@ -579,6 +579,25 @@ def test_training_keeps_the_base_frozen_and_exports_a_model_that_codes(models, d
     assert hashlib.sha256(models["base"].read_bytes()).hexdigest() == before
 
 
+def test_a_human_layer_trained_on_a_masked_loss_is_warned_of(models, data_dir, tmp_path, capsys):
+    """`saicm train --base X --loss saicm` trained the human layer on the edge loss without a word (methods audit of
+    0.38.0: the paper's human layer is trained on the whole image's MSE); --loss mse says nothing."""
+    import saicm.cli
+    from saicm.train.config import TrainConfig
+    from saicm.train.trainer import train
+
+    m = tmp_path / "masks"
+    assert saicm.cli.main(["masks", str(data_dir), "-o", str(m), "--source", "regions", "--quiet"]) == 0
+    capsys.readouterr()
+    common = dict(data=str(data_dir), base=str(models["base"]), m=1, slice_channels=8, N=16, lambdas=(0.003, 0.03),
+                  steps=1, batch=2, patch=64, lr=1e-3, log_every=1, ckpt_every=1, progress=False)
+    train(TrainConfig(out=str(tmp_path / "edge"), loss="saicm", masks=[str(m)], **common))
+    assert "warning: --loss saicm with --base: the human layer is trained on that masked error" in \
+        capsys.readouterr().err
+    train(TrainConfig(out=str(tmp_path / "mse"), **common))
+    assert "warning" not in capsys.readouterr().err
+
+
 def test_training_with_energy_fusion_channels_records_them_and_resumes_with_them(models, data_dir, tmp_path):
     from saicm.errors import SaicmError
     from saicm.models.catalog import read_info

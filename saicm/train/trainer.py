@@ -319,6 +319,11 @@ def _train(cfg: TrainConfig, locks: contextlib.ExitStack) -> Path:
         raise SaicmError(f"--lr must be > 0 and at most 1, got {cfg.lr:g}")
     _check_masks(cfg)
     rank, world = _dist_info()
+    if cfg.architecture == "scalable-fusion" and cfg.loss != "mse" and rank == 0:
+        # (a deliberate experiment stays possible; the methods audit of 0.38.0 ran it, and nothing was said)
+        print(f"saicm: warning: --loss {cfg.loss} with --base: the human layer is trained on that masked error, where "
+              "the paper's human layer (and every shipped two-layer model) is trained on the whole image's MSE "
+              "(--loss mse)", file=sys.stderr)
     device = resolve_device(cfg.device, launcher()[2])
     if device.type == "cuda":
         torch.cuda.set_device(device)
