@@ -26,7 +26,8 @@ class SaicmError(Exception):
 
 
 class FormatError(SaicmError):
-    """The bytes are not a valid ``.saicm`` stream (magic, version, CRC, truncation)."""
+    """The bytes are not a valid ``.saicm`` stream (magic, version, CRC, truncation), or a coded file given by its
+    path cannot be read (missing, a folder: as :class:`ImageError` says it of an image to code)."""
 
 
 class ModelError(SaicmError):

@@ -79,7 +79,7 @@ import zlib
 from typing import IO, Union
 from dataclasses import dataclass, field
 
-from ..errors import FormatError
+from ..errors import FormatError, SaicmError
 
 MAGIC = b"SAICM"
 VERSION = 1  # what single-string streams are written as
@@ -520,7 +520,8 @@ CodedLike = Union[bytes, bytearray, memoryview, str, os.PathLike, IO[bytes]]
 
 def coded_input(data: CodedLike, what: str = ".saicm file") -> tuple[bytes, str | None]:
     """(bytes, path) of what the API was given as a coded file (``what``): its bytes, the path of a file to read,
-    or a binary file object (read to its end, as ``saicm.compress`` reads an image's)."""
+    or a binary file object (read to its end, as ``saicm.compress`` reads an image's). What cannot be read is a
+    :class:`FormatError` (the coded input's error, as ``saicm.compress``'s image's is an ``ImageError``)."""
     if isinstance(data, (bytes, bytearray, memoryview)):
         return bytes(data), None
     if isinstance(data, (str, os.PathLike)):
@@ -534,16 +535,19 @@ def coded_input(data: CodedLike, what: str = ".saicm file") -> tuple[bytes, str 
                 raise FormatError(f"is a device, not a {what}", str(data))
         except (OSError, ValueError):  # (ValueError: a NUL in the name)
             pass  # (read_input says what is wrong with it)
-        return read_input(data), str(data)
+        try:
+            return read_input(data), str(data)
+        except SaicmError as e:  # (missing, a folder, unreadable: the coded input's error, as saicm.compress's
+            # image is an ImageError; it was a plain SaicmError, which `except FormatError` let through)
+            raise FormatError(e.message, e.path) from None
     if isinstance(data, io.TextIOBase):
         raise FormatError(f"the {what} was opened in text mode: open it with 'rb'")
     if hasattr(data, "read"):
         try:
             got = data.read()
-        except OSError as e:  # (the caller's stream failing: one SaicmError, as saicm.compress gives)
-            from ..errors import SaicmError
-
-            raise SaicmError(f"cannot read the {what} ({e.strerror or e})") from None
+        except OSError as e:  # (the caller's stream failing: the coded input's error, as saicm.compress's is an
+            # ImageError)
+            raise FormatError(f"cannot read the {what} ({e.strerror or e})") from None
         if isinstance(got, (bytes, bytearray)) and not got and _position(data):  # (a BytesIO just written to: "empty" said nothing of where it was read)
             raise FormatError(f"the file object given as the {what} is at its end (byte {_position(data):,}): it is "
                               "read from where it is, so seek(0) first (an image for saicm.compress is read from "

@@ -425,7 +425,8 @@ def decompress(data: container.CodedLike, model: str | os.PathLike | ModelInfo |
     ``engine``: see :data:`ENGINES`. ``progress``: a bar (off a terminal, status lines) over the decoding of a large
     image, one coded in strips (single-layer portable files).
 
-    Raises :class:`~saicm.errors.FormatError` (not a valid coded file: damaged, truncated, crafted),
+    Raises :class:`~saicm.errors.FormatError` (not a valid coded file: damaged, truncated, crafted; or none to
+    read: a missing path, a folder),
     :class:`~saicm.errors.ModelError` (its model not found, or other weights), :class:`~saicm.errors.ArgumentError`
     (an argument it does not take), :class:`~saicm.errors.MissingDependency`: all
     :class:`~saicm.errors.SaicmError`. onnxruntime out of memory: ``MemoryError``."""

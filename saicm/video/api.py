@@ -23,8 +23,8 @@ from typing import Iterator
 import numpy as np
 import torch
 
-from .._fs import exclusive, read_input
-from ..codec.container import CodedLike
+from .._fs import exclusive
+from ..codec.container import CodedLike, coded_input
 from ..codec.image_io import names_media_file
 from ..device import keeps_callers_random_state
 from ..errors import ArgumentError, FormatError, SaicmError, naming
@@ -329,8 +329,6 @@ def decode(data: CodedLike, max_pixels: int | None = None, threads: int | None =
     refused before any frame is made (stream it with :func:`decode_batches` or :func:`decode_file`, or pass
     ``max_pixels``, which sets both limits of the file, on its frame size too). ``threads``: batches of frames
     decoded at once (default: torch's thread count; the frames do not depend on it)."""
-    from ..codec.container import coded_input
-
     data, path = coded_input(data, ".saicmv file")
     with naming(path):
         return _decode(data, max_pixels, threads)
@@ -373,7 +371,7 @@ def decode_file(src: str | os.PathLike, dst: str | os.PathLike, max_pixels: int 
     if suffix not in LOSSLESS_VIDEO:
         refuse_file_name_for_folder(dst, "PNG frames")
     t0 = time.perf_counter()
-    data = read_input(src)
+    data, _ = coded_input(src, ".saicmv file")  # (missing, a folder: a FormatError, as decode's)
     with naming(src):
         h, gen = decode_batches(data, max_pixels, threads)
         gen = metered(gen, h.frames, "video decode", progress)

@@ -1,0 +1,116 @@
+"""The command line and the Python API side by side (the README's "Python API alike"): the same inputs give the same
+files, pixels, layers and header (``saicm compress/decompress/strip/info`` against ``saicm.compress/decompress/split/
+describe``), and the same wrong input the same one line, the API's exception of the documented class."""
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import saicm
+import saicm.video
+from saicm.cli import main
+
+from .conftest import natural_image
+
+SCALABLE = "scalable-off02v6-m4-cond"
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    """A folder holding an image (a.png), its two-layer file (two.saicm) and that file's machine layer alone
+    (machine.saicm), cut short (cut.saicm)."""
+    d = tmp_path_factory.mktemp("parity")
+    Image.fromarray(natural_image(40, 56)).save(d / "a.png")
+    two = saicm.compress(d / "a.png", model=SCALABLE, quality=1, human_quality=1)
+    (d / "two.saicm").write_bytes(two)
+    (d / "machine.saicm").write_bytes(saicm.strip(two))
+    (d / "cut.saicm").write_bytes(two[: len(two) // 3])
+    return d
+
+
+def _run(capsys, *argv) -> tuple[int, str, str]:
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.mark.parametrize("model", [None, SCALABLE])
+def test_the_command_line_and_the_api_give_the_same_files_pixels_and_header(model, files, tmp_path, capsys):
+    chosen = ["--model", model] if model else []
+    assert _run(capsys, "compress", files / "a.png", "-o", tmp_path / "a.saicm", "-q", *chosen)[0] == 0
+    data = saicm.compress(files / "a.png", model=model)  # (the defaults: model, quality, engine, layers)
+    assert (tmp_path / "a.saicm").read_bytes() == data
+    layers = ["auto", "machine"] if model else ["auto"]
+    for layer in layers:
+        png = tmp_path / f"{layer}.png"
+        assert _run(capsys, "decompress", tmp_path / "a.saicm", "-o", png, "--layer", layer, "-q")[0] == 0
+        assert np.array_equal(np.array(Image.open(png)), np.array(saicm.decompress(data, layer=layer)))
+    code, out, _ = _run(capsys, "info", "--json", tmp_path / "a.saicm")
+    assert code == 0 and json.loads(out) == saicm.describe(data)
+    if model:
+        argv = ["strip", tmp_path / "a.saicm", "-o", tmp_path / "m.saicm", "--human-segment", tmp_path / "h.seg"]
+        assert _run(capsys, *argv)[0] == 0
+        machine, segment = saicm.split(data)
+        assert (tmp_path / "m.saicm").read_bytes() == machine == saicm.strip(data)
+        assert (tmp_path / "h.seg").read_bytes() == segment
+        code, out, _ = _run(capsys, "info", "--json", tmp_path / "h.seg")
+        assert code == 0 and json.loads(out) == saicm.describe(segment)
+
+
+#: the same wrong input to both: (command line, its exit status, the API's call, the class it raises); "{d}" is the
+#: folder of the ``files`` fixture
+ERRORS = {
+    "compress: no image": (["compress", "{d}/gone.png", "-o", "{d}/x.saicm"], 2,
+                           lambda d: saicm.compress(f"{d}/gone.png"), saicm.ImageError),
+    "compress: unknown model": (["compress", "{d}/a.png", "-o", "{d}/x.saicm", "--model", "nope"], 2,
+                                lambda d: saicm.compress(f"{d}/a.png", model="nope"), saicm.ModelError),
+    "compress: quality out of range": (["compress", "{d}/a.png", "-o", "{d}/x.saicm", "--quality", "9"], 2,
+                                       lambda d: saicm.compress(f"{d}/a.png", quality=9), saicm.ArgumentError),
+    "compress: a coded file": (["compress", "{d}/machine.saicm", "-o", "{d}/x.saicm"], 1,
+                               lambda d: saicm.compress(f"{d}/machine.saicm"), saicm.ImageError),
+    "decompress: no file": (["decompress", "{d}/gone.saicm", "-o", "{d}/x.png"], 2,
+                            lambda d: saicm.decompress(f"{d}/gone.saicm"), saicm.FormatError),
+    "decompress: cut short": (["decompress", "{d}/cut.saicm", "-o", "{d}/x.png"], 1,
+                              lambda d: saicm.decompress(f"{d}/cut.saicm"), saicm.FormatError),
+    "decompress: an image": (["decompress", "{d}/a.png", "-o", "{d}/x.png"], 2,
+                             lambda d: saicm.decompress(f"{d}/a.png"), saicm.FormatError),
+    "decompress: no human layer": (["decompress", "{d}/machine.saicm", "-o", "{d}/x.png", "--layer", "human"], 1,
+                                   lambda d: saicm.decompress(f"{d}/machine.saicm", layer="human"), saicm.FormatError),
+    "decompress: another model": (["decompress", "{d}/machine.saicm", "-o", "{d}/x.png", "--model",
+                                   "mse-hyperprior-n64-v5"], 1,
+                                  lambda d: saicm.decompress(f"{d}/machine.saicm", model="mse-hyperprior-n64-v5"),
+                                  saicm.ModelError),
+    "strip: no file": (["strip", "{d}/gone.saicm", "-o", "{d}/x.saicm"], 2,
+                       lambda d: saicm.strip(f"{d}/gone.saicm"), saicm.FormatError),
+    "split: no file": (["strip", "{d}/gone.saicm", "-o", "{d}/x.saicm"], 2,
+                       lambda d: saicm.split(f"{d}/gone.saicm"), saicm.FormatError),
+    "strip: cut short": (["strip", "{d}/cut.saicm", "-o", "{d}/x.saicm"], 2,
+                         lambda d: saicm.strip(f"{d}/cut.saicm"), saicm.FormatError),
+    "info: no file": (["info", "{d}/gone.saicm"], 2, lambda d: saicm.describe(f"{d}/gone.saicm"), saicm.FormatError),
+    "info: a folder": (["info", "{d}"], 2, lambda d: saicm.describe(d), saicm.FormatError),
+    "video decode: no file": (["video", "decode", "{d}/gone.saicmv", "-o", "{d}/frames"], 2,
+                              lambda d: saicm.video.decode(f"{d}/gone.saicmv"), saicm.FormatError),
+    "video decode to a folder: no file": (["video", "decode", "{d}/gone.saicmv", "-o", "{d}/frames"], 2,
+                                          lambda d: saicm.video.decode_file(f"{d}/gone.saicmv", f"{d}/frames"),
+                                          saicm.FormatError),
+    "video info: no file": (["info", "{d}/gone.saicmv"], 2, lambda d: saicm.video.describe(f"{d}/gone.saicmv"),
+                            saicm.FormatError),
+}
+
+
+@pytest.mark.parametrize("case", ERRORS)
+def test_a_wrong_input_is_the_same_line_and_a_documented_class(case, files, capsys):
+    """``saicm.decompress("gone.saicm")`` (and describe, strip, split, the clip decoders) raised a plain SaicmError
+    where ``saicm.compress("gone.png")`` raised an ImageError: a service catching FormatError for a bad coded file
+    let it through."""
+    argv, status, call, cls = ERRORS[case]
+    code, _, err = _run(capsys, *(a.replace("{d}", str(files)) for a in argv))
+    assert code == status and err.startswith("saicm: error: ") and err.count("\n") == 1, err
+    with pytest.raises(cls) as e:
+        call(files)
+    assert isinstance(e.value, saicm.SaicmError)
+    assert str(e.value) == err.removeprefix("saicm: error: ").strip()
+    assert not (files / "x.saicm").exists() and not (files / "x.png").exists()
+
