@@ -47,11 +47,13 @@ class ArgumentError(ModelError, ValueError):
 
 @contextlib.contextmanager
 def naming(path):
-    """Inside, an error that names no file is re-raised naming ``path`` (when ``path`` is not None)."""
+    """Inside, an error that names no file is re-raised naming ``path`` (when ``path`` is not None); not an
+    :class:`ArgumentError`, the caller's own (``saicm.decompress(path, layer="x")`` said "path: layer must be one
+    of …", as if the file were at fault, where ``saicm.compress`` and the command line name no file for it)."""
     try:
         yield
     except SaicmError as e:
-        if path is None or e.path is not None:
+        if path is None or e.path is not None or isinstance(e, ArgumentError):
             raise
         raise type(e)(e.message, str(path)) from None
 

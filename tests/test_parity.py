@@ -114,3 +114,16 @@ def test_a_wrong_input_is_the_same_line_and_a_documented_class(case, files, caps
     assert str(e.value) == err.removeprefix("saicm: error: ").strip()
     assert not (files / "x.saicm").exists() and not (files / "x.png").exists()
 
+
+def test_an_argument_error_names_no_file(files):
+    """The caller's own argument is not the file's fault: ``saicm.decompress(path, layer="x")`` said
+    "path: layer must be one of …" (``saicm.compress`` and the command line name no file for theirs)."""
+    calls = [lambda: saicm.decompress(files / "two.saicm", layer="x"),
+             lambda: saicm.decompress(files / "two.saicm", engine="gpu"),
+             lambda: saicm.decompress(files / "two.saicm", max_pixels=0),
+             lambda: saicm.video.decode(files / "two.saicm", threads=0)]
+    for call in calls:
+        with pytest.raises(saicm.ArgumentError) as e:
+            call()
+        assert e.value.path is None and str(files) not in str(e.value), e.value
+
