@@ -8,6 +8,7 @@ line and exits non-zero; it never shows a traceback for these.
 from __future__ import annotations
 
 import contextlib
+import copy
 import os
 import sys
 import threading
@@ -55,7 +56,9 @@ def naming(path):
     except SaicmError as e:
         if path is None or e.path is not None or isinstance(e, ArgumentError):
             raise
-        raise type(e)(e.message, str(path)) from None
+        named = copy.copy(e)  # (its own attributes kept: a byte budget's ``lowest``, an oversized image's ``limit``)
+        named.path, named.args = str(path), (f"{path}: {e.message}",)
+        raise named from None
 
 
 #: modules of the optional extras (pyproject.toml) → the extra that installs them

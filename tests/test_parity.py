@@ -64,6 +64,8 @@ def test_the_command_line_and_the_api_give_the_same_files_pixels_and_header(mode
 ERRORS = {
     "compress: no image": (["compress", "{d}/gone.png", "-o", "{d}/x.saicm"], 2,
                            lambda d: saicm.compress(f"{d}/gone.png"), saicm.ImageError),
+    "compress: over a byte budget": (["compress", "{d}/a.png", "-o", "{d}/x.saicm", "--max-bytes", "10"], 1,
+                                     lambda d: saicm.compress(f"{d}/a.png", max_bytes=10), saicm.ImageError),
     "compress: unknown model": (["compress", "{d}/a.png", "-o", "{d}/x.saicm", "--model", "nope"], 2,
                                 lambda d: saicm.compress(f"{d}/a.png", model="nope"), saicm.ModelError),
     "compress: quality out of range": (["compress", "{d}/a.png", "-o", "{d}/x.saicm", "--quality", "9"], 2,
@@ -104,7 +106,7 @@ ERRORS = {
 def test_a_wrong_input_is_the_same_line_and_a_documented_class(case, files, capsys):
     """``saicm.decompress("gone.saicm")`` (and describe, strip, split, the clip decoders) raised a plain SaicmError
     where ``saicm.compress("gone.png")`` raised an ImageError: a service catching FormatError for a bad coded file
-    let it through."""
+    let it through. ``saicm.compress(path, max_bytes=10)`` named no image where the command line names it."""
     argv, status, call, cls = ERRORS[case]
     code, _, err = _run(capsys, *(a.replace("{d}", str(files)) for a in argv))
     assert code == status and err.startswith("saicm: error: ") and err.count("\n") == 1, err
@@ -127,3 +129,11 @@ def test_an_argument_error_names_no_file(files):
             call()
         assert e.value.path is None and str(files) not in str(e.value), e.value
 
+
+def test_an_error_named_for_its_image_keeps_its_attributes(files):
+    """Naming the image (as the command line names each file) keeps what the error carries: a byte budget's
+    ``lowest`` (the size at quality 1) and ``alpha``."""
+    with pytest.raises(saicm.ImageError) as e:
+        saicm.compress(files / "a.png", max_bytes=10)
+    assert e.value.path == str(files / "a.png") and e.value.lowest > 10 and e.value.alpha == 0
+    assert str(e.value) == f"{files / 'a.png'}: {e.value.message}"

@@ -210,7 +210,10 @@ def compress(image: ImageLike, model: str | os.PathLike | ModelInfo | None = Non
     source = image
     image = load_image(image, max_pixels)  # once, for whichever coder below
     _warn_if_profile(image, source)
-    return _encode(image, info, quality, refine, progress, human_quality, max_pixels, engine, max_bytes)
+    # (an image given by its path is named in the coder's errors too, as decompress names its file and the command
+    # line each file of its job: "does not fit in N bytes" of max_bytes= named no image)
+    with naming(os.fsdecode(source) if isinstance(source, (str, os.PathLike)) else None):
+        return _encode(image, info, quality, refine, progress, human_quality, max_pixels, engine, max_bytes)
 
 
 def _encode(image: RGBImage, info: ModelInfo, quality, refine: int, progress: bool, human_quality, max_pixels,
