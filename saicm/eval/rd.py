@@ -308,6 +308,18 @@ def say_point(lines: StatusLines, codec: str, qualities: Sequence, point: dict) 
               force=True)
 
 
+def rate_points(codec: Codec, qualities: Sequence | None) -> list:
+    """The rate points of a sweep: ``qualities`` as a list (None: the codec's defaults). A string, the command
+    line's ``--qualities 1,3``, is refused in one line: it was read a character at a time ("quality must be a whole
+    number, not '1'"; ``"10,30"``: "lists a rate point twice (1,0,,,3,0)")."""
+    if isinstance(qualities, (str, bytes)):
+        from ..errors import ArgumentError
+
+        raise ArgumentError(f"qualities must be a list of rate points, such as [1, 3], not the text {qualities!r} "
+                            "(the command line's --qualities)")
+    return list(qualities or codec.default_qualities)
+
+
 def check_qualities(codec: Codec, qualities: Sequence) -> None:
     """Every quality of a sweep refused (one line) before any is coded: ``30,101`` coded a folder at 30, then
     refused 101; a clip sweep fitted every clip first."""
@@ -334,7 +346,7 @@ def sweep(codec: Codec, images: dict[str, Image.Image], qualities: Sequence | No
         from ..errors import SaicmError
 
         raise SaicmError(f"{codec.name} codes clips: --dataset must be a video file or a folder of videos")
-    qualities = list(qualities or codec.default_qualities)
+    qualities = rate_points(codec, qualities)
     if len(set(qualities)) != len(qualities):
         from ..errors import SaicmError
 

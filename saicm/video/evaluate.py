@@ -121,13 +121,13 @@ def sweep_clips(codec, clips: Mapping[str, Clip], qualities: Sequence | None = N
     from ..eval.cache import EncodedCache
     from ..eval.metrics import ms_ssim, psnr
     from .._progress import StatusLines, bar_disable
-    from ..eval.rd import check_qualities, say_point, start_result, warn_exact_decodes
+    from ..eval.rd import check_qualities, rate_points, say_point, start_result, warn_exact_decodes
     from .codecs import as_video_codec
 
     codec = as_video_codec(codec)
     if hasattr(codec, "progress"):
         codec.progress = progress
-    qualities = list(qualities or codec.default_qualities)
+    qualities = rate_points(codec, qualities)
     check_qualities(codec, qualities)
     store = EncodedCache(cache)
     originals = {}
