@@ -1801,6 +1801,39 @@ def test_the_nerv_loss_of_frames_under_the_ssim_window_is_quiet_and_unchanged(mo
         assert (said > 0) == (shape[2] < 11) and not w
 
 
+@pytest.mark.parametrize("shape", [(1, 3, 64, 64), (2, 3, 96, 128), (1, 3, 45, 61), (2, 3, 6, 40), (1, 3, 2, 2)])
+@pytest.mark.parametrize("sa", [False, True])
+def test_the_nerv_loss_and_its_gradients_are_pytorch_msssims_to_the_bit(shape, sa):
+    """The fit's SSIM runs its Gaussian window in channels-last memory (about half the CPU time); the loss and every
+    gradient of the network are pytorch-msssim's SSIM's to the bit, so a fit writes the same file as with it (its
+    gradient left channels-last changed the last layer's bias gradient, a sum over the pixels, and the file, at the
+    sizes whose frames the network's output gives uncropped: 64x64 and 96x128 here)."""
+    from pytorch_msssim import ssim
+
+    def reference(x, y):
+        return ssim(x, y, data_range=1.0, size_average=True)
+
+    n, _, h, w = shape
+    g = torch.Generator().manual_seed(1)
+    x = torch.rand(shape, generator=g)
+    e = (torch.rand((n, 1, h, w), generator=g) > 0.5).float()
+    torch.manual_seed(0)
+    model = nerv.build(nerv.make_config(TINY, h, w))
+    inputs = model.frame_inputs(4)
+    got = []
+    for fn in (reference, train._ssim_fn()):
+        model.zero_grad()
+        y = model.decode_frames(inputs, torch.arange(n))[:, :, :h, :w]
+        loss = train.nerv_loss(y, x, 0.7, fn)
+        if sa:
+            loss = loss + train.nerv_loss(y * e, x * e, 0.7, fn)
+        loss.backward()
+        got.append((loss.detach(), [p.grad.clone() for p in model.parameters()]))
+    (want_loss, want_grads), (loss, grads) = got
+    assert torch.equal(loss, want_loss)
+    assert all(torch.equal(a, b) for a, b in zip(grads, want_grads))
+
+
 @pytest.mark.parametrize("failure", [
     MemoryError("Unable to allocate 1006. MiB for an array with shape (795, 576, 768, 3) and data type uint8"),
     RuntimeError("[enforce fail at alloc_cpu.cpp:127] err == 0. DefaultCPUAllocator: can't allocate memory: you tried "
