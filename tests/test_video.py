@@ -1802,8 +1802,8 @@ def test_the_nerv_loss_of_frames_under_the_ssim_window_is_quiet_and_unchanged(mo
 
 
 @pytest.mark.parametrize("shape", [(1, 3, 64, 64), (2, 3, 96, 128), (1, 3, 45, 61), (2, 3, 6, 40), (1, 3, 2, 2)])
-@pytest.mark.parametrize("sa", [False, True])
-def test_the_nerv_loss_and_its_gradients_are_pytorch_msssims_to_the_bit(shape, sa):
+@pytest.mark.parametrize("sa", [False, True, "public"])
+def test_the_nerv_loss_and_its_gradients_are_pytorch_msssims_to_the_bit(shape, sa, monkeypatch):
     """The fit's SSIM runs its Gaussian window in channels-last memory (about half the CPU time); the loss and every
     gradient of the network are pytorch-msssim's SSIM's to the bit, so a fit writes the same file as with it (its
     gradient left channels-last changed the last layer's bias gradient, a sum over the pixels, and the file, at the
@@ -1813,6 +1813,15 @@ def test_the_nerv_loss_and_its_gradients_are_pytorch_msssims_to_the_bit(shape, s
     def reference(x, y):
         return ssim(x, y, data_range=1.0, size_average=True)
 
+    fast = train._ssim_fn()
+    if sa == "public":  # a pytorch-msssim without the helpers the fast path uses: its own ssim, the same values
+        import sys
+        import types
+
+        with monkeypatch.context() as m:
+            m.setitem(sys.modules, "pytorch_msssim.ssim", types.ModuleType("pytorch_msssim.ssim"))
+            m.setattr(train, "ssim", None)  # (not called)
+            fast = train._ssim_fn()
     n, _, h, w = shape
     g = torch.Generator().manual_seed(1)
     x = torch.rand(shape, generator=g)
@@ -1821,7 +1830,7 @@ def test_the_nerv_loss_and_its_gradients_are_pytorch_msssims_to_the_bit(shape, s
     model = nerv.build(nerv.make_config(TINY, h, w))
     inputs = model.frame_inputs(4)
     got = []
-    for fn in (reference, train._ssim_fn()):
+    for fn in (reference, fast):
         model.zero_grad()
         y = model.decode_frames(inputs, torch.arange(n))[:, :, :h, :w]
         loss = train.nerv_loss(y, x, 0.7, fn)

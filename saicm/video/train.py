@@ -147,10 +147,20 @@ class FitReport:
 # --- the loss ----------------------------------------------------------------------------------
 
 def _ssim_fn():
+    try:  # (pytorch-msssim's own helpers, not its public API: a release without them gets its ssim, slower)
+        from pytorch_msssim.ssim import _fspecial_gauss_1d, gaussian_filter  # noqa: F401
+
+        impl = ssim
+    except ImportError:
+        from pytorch_msssim import ssim as public
+
+        def impl(x, y):
+            return public(x, y, data_range=1.0, size_average=True)
+
     def fn(x, y):
         if min(x.shape[-2:]) < 11:  # the Gaussian window's size: a side under it is not smoothed (docs/video.md),
             _quiet_small_ssim()     # which pytorch-msssim said on every training step
-        return ssim(x, y)
+        return impl(x, y)
 
     return fn
 
