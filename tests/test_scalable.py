@@ -963,6 +963,34 @@ def test_strip_of_a_folder_writes_each_machine_layer_and_segment_and_goes_on_aft
     assert not (day / "m").exists() and not (tmp_path / "m2").exists() and not (tmp_path / "s.seg").exists()
 
 
+def test_strip_of_a_folder_with_existing_skip_writes_a_segment_that_is_not_there(models, image, tmp_path, capsys):
+    """The fleet audit (0.38.0): ``saicm strip DAY -o machine/ --human-segment segments/ --existing skip`` counted a
+    file done when its machine layer was there and its segment was not (a first run without --human-segment, a
+    segment deleted, another segments folder): no segment was written, status 0 ("50 already there"), and the
+    two-layer files, deleted after such a run, took their human layers with them. Such a file is stripped again."""
+    from saicm.cli import main
+
+    day = tmp_path / "day"
+    day.mkdir()
+    files = {"a.saicm": saicm.compress(image, model=models["scal"], quality=2, human_quality=1),
+             "b.saicm": saicm.compress(natural_image(64, 96, seed=4), model=models["scal"], quality=1,
+                                       human_quality=2)}
+    for name, data in files.items():
+        (day / name).write_bytes(data)
+    out, segs = tmp_path / "machine", tmp_path / "segs"
+    skip = ["strip", str(day), "-o", str(out), "--human-segment", str(segs), "--existing", "skip", "--quiet"]
+    assert main(["strip", str(day), "-o", str(out), "--quiet"]) == 0  # (the machine layers alone, first)
+    capsys.readouterr()
+    assert main(skip) == 0
+    assert "stripped 2 of 2 files" in capsys.readouterr().out
+    for name, data in files.items():
+        assert (out / name).read_bytes() + (segs / name).with_suffix(".seg").read_bytes() == data
+    (segs / "b.seg").unlink()
+    assert main(skip) == 0
+    assert "stripped 1 of 2 files; 1 already there (skipped)" in capsys.readouterr().out
+    assert (out / "b.saicm").read_bytes() + (segs / "b.seg").read_bytes() == files["b.saicm"]
+
+
 @pytest.mark.skipif(not os.path.exists("/dev/stdout"), reason="needs /dev/stdout")
 def test_strip_into_standard_output_writes_the_bytes_alone(models, tmp_path):
     """`saicm strip two.saicm -o /dev/stdout | ...` appended its summary line to the machine layer's bytes (the

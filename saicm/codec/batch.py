@@ -49,6 +49,10 @@ class Job:
     # with skip: what an existing file at dst is, for the log (its bytes, ...); a SaicmError: not done (a file over
     # the job's --max-bytes, left by another command, was skipped as done and sent)
     existing: Callable[[Path], dict] | None = None
+    # with skip: whether an existing file at dst is not all the job writes (strip's segment is not there: a first run
+    # without --human-segment, a segment deleted), so that the job is done again (counted done, no segment was
+    # written and the two-layer files, deleted after the run, took their human layers with them)
+    incomplete: Callable[[Job], bool] | None = None
     # what every --log line of this job holds whatever its outcome (the job's --max-bytes: lines appended to one log
     # by runs with other budgets said nothing of the limit each file was held to, a failed one only in its words)
     log: dict | None = None
@@ -390,7 +394,8 @@ def _attempt(fn: Callable[[Job], dict], job: Job) -> Outcome:
         return Outcome(job, error=job.error)
     # an empty output is no coded file or image (a job stopped by a power cut before saicm synced its files), and
     # one older than its input is of what the input was before: --existing skip codes it again
-    redo = job.skip and (_empty_file(job.dst) or _older_than_input(job))
+    redo = job.skip and (_empty_file(job.dst) or _older_than_input(job)
+                         or (job.incomplete is not None and job.dst.exists() and job.incomplete(job)))
     if job.dst.exists() and (job.skip or job.keep) and not redo:
         if job.skip:
             return _skipped(job)

@@ -67,16 +67,32 @@ def _strip_folder(a: argparse.Namespace) -> int:
         segments = ensure_dir(a.human_segment)
     jobs, _ = batch.plan(a.input, a.output, lambda p: p.is_file() and p.suffix.lower() == ".saicm", ".saicm",
                          existing=a.existing)
+    if segments is not None:  # (--existing skip: a machine layer there without its segment is stripped again)
+        for job in jobs:
+            job.incomplete = partial(_segment_missing, out_root=Path(a.output), segments=segments)
     with batch.job_log(a.log) as log:
         outcomes = batch.run(partial(_strip_job, out_root=Path(a.output), segments=segments), jobs, 1, "strip",
                              not a.quiet, errors=sys.stderr, log=log)
     return batch.report(outcomes, True, "stripped", sys.stderr if a.log == "/dev/stdout" else sys.stdout)
 
 
+def _segment_path(job, out_root, segments):
+    """Where a folder job's file puts its human-layer segment: its machine layer's path under ``segments``, .seg."""
+    return segments / job.dst.relative_to(out_root).with_suffix(".seg")
+
+
+def _segment_missing(job, out_root, segments) -> bool:
+    """Whether a folder job's segment is not there (or empty: no segment), for --existing skip."""
+    try:
+        return _segment_path(job, out_root, segments).stat().st_size == 0
+    except OSError:
+        return True
+
+
 def _strip_job(job, out_root, segments=None) -> dict:
     from ..codec.scalable import strip_file
 
-    segment = None if segments is None else segments / job.dst.relative_to(out_root).with_suffix(".seg")
+    segment = None if segments is None else _segment_path(job, out_root, segments)
     if segment is not None:
         segment.parent.mkdir(parents=True, exist_ok=True)
     r = strip_file(job.src, job.dst, segment)
