@@ -991,6 +991,30 @@ def test_strip_of_a_folder_with_existing_skip_writes_a_segment_that_is_not_there
     assert (out / "b.saicm").read_bytes() + (segs / "b.seg").read_bytes() == files["b.saicm"]
 
 
+def test_the_log_of_a_folders_strip_holds_each_layers_bytes_written_or_skipped(models, image, tmp_path):
+    """The fleet audit (0.38.0): a day's machine bytes and segment bytes, from the --log of ``saicm strip DAY``: its
+    lines had ``bytes`` and ``bytes_in``, not the ``machine_bytes`` and ``human_bytes`` of compress's lines (which
+    usage.md lists for every folder job's two-layer files), and a file skipped by a rerun had no bytes at all."""
+    import json
+
+    from saicm.cli import main
+
+    day = tmp_path / "day"
+    day.mkdir()
+    data = saicm.compress(image, model=models["scal"], quality=2, human_quality=1)
+    (day / "a.saicm").write_bytes(data)
+    machine, segment = saicm.split(data)
+    out, segs, log = tmp_path / "machine", tmp_path / "segs", tmp_path / "log.jsonl"
+    for _ in range(2):
+        assert main(["strip", str(day), "-o", str(out), "--human-segment", str(segs), "--existing", "skip",
+                     "--log", str(log), "--quiet"]) == 0
+    written, skipped = (json.loads(x) for x in log.read_text().splitlines())
+    assert (written["status"], skipped["status"]) == ("written", "skipped")
+    for line in (written, skipped):
+        assert (line["machine_bytes"], line["human_bytes"]) == (len(machine), len(segment))
+        assert line["segment"] == str(segs / "a.seg")
+
+
 @pytest.mark.skipif(not os.path.exists("/dev/stdout"), reason="needs /dev/stdout")
 def test_strip_into_standard_output_writes_the_bytes_alone(models, tmp_path):
     """`saicm strip two.saicm -o /dev/stdout | ...` appended its summary line to the machine layer's bytes (the

@@ -67,8 +67,10 @@ def _strip_folder(a: argparse.Namespace) -> int:
         segments = ensure_dir(a.human_segment)
     jobs, _ = batch.plan(a.input, a.output, lambda p: p.is_file() and p.suffix.lower() == ".saicm", ".saicm",
                          existing=a.existing)
-    if segments is not None:  # (--existing skip: a machine layer there without its segment is stripped again)
-        for job in jobs:
+    for job in jobs:  # --existing skip: a machine layer there without its segment is stripped again, and one with it
+        # is logged as written (each layer's bytes)
+        job.existing = partial(_stripped, out_root=Path(a.output), segments=segments)
+        if segments is not None:
             job.incomplete = partial(_segment_missing, out_root=Path(a.output), segments=segments)
     with batch.job_log(a.log) as log:
         outcomes = batch.run(partial(_strip_job, out_root=Path(a.output), segments=segments), jobs, 1, "strip",
@@ -76,27 +78,44 @@ def _strip_folder(a: argparse.Namespace) -> int:
     return batch.report(outcomes, True, "stripped", sys.stderr if a.log == "/dev/stdout" else sys.stdout)
 
 
-def _segment_path(job, out_root, segments):
+def _segment_path(dst, out_root, segments):
     """Where a folder job's file puts its human-layer segment: its machine layer's path under ``segments``, .seg."""
-    return segments / job.dst.relative_to(out_root).with_suffix(".seg")
+    return segments / dst.relative_to(out_root).with_suffix(".seg")
 
 
 def _segment_missing(job, out_root, segments) -> bool:
     """Whether a folder job's segment is not there (or empty: no segment), for --existing skip."""
     try:
-        return _segment_path(job, out_root, segments).stat().st_size == 0
+        return _segment_path(job.dst, out_root, segments).stat().st_size == 0
     except OSError:
         return True
+
+
+def _stripped(dst, out_root, segments=None) -> dict:
+    """What the --log line of a file that --existing skip counts done says: its layers' bytes, as a written one's."""
+    out: dict = {}
+    try:
+        n = dst.stat().st_size
+        out.update(bytes=n, machine_bytes=n)
+        if segments is not None:
+            segment = _segment_path(dst, out_root, segments)
+            out.update(human_bytes=segment.stat().st_size, segment=str(segment))
+    except OSError:  # (gone meanwhile: the line says less)
+        pass
+    return out
 
 
 def _strip_job(job, out_root, segments=None) -> dict:
     from ..codec.scalable import strip_file
 
-    segment = None if segments is None else _segment_path(job, out_root, segments)
+    segment = None if segments is None else _segment_path(job.dst, out_root, segments)
     if segment is not None:
         segment.parent.mkdir(parents=True, exist_ok=True)
     r = strip_file(job.src, job.dst, segment)
+    # (machine_bytes, human_bytes: as compress's --log lines name a two-layer file's layers)
     return {"bytes": r["bytes_out"], "bytes_in": r["bytes_in"], "had_human_layer": r["had_human_layer"],
+            "machine_bytes": r["bytes_out"],
+            **({"human_bytes": r["bytes_in"] - r["bytes_out"]} if r["had_human_layer"] else {}),
             **({"segment": str(segment)} if segment is not None else {})}
 
 
