@@ -296,6 +296,20 @@ def test_a_segment_joined_twice_or_before_its_machine_layer_is_named_not_called_
         saicm.describe(machine + human[:-1] + bytes([human[-1] ^ 1]))
 
 
+@pytest.mark.parametrize("kept", [1, 3, 5])
+def test_a_segment_cut_short_in_its_first_bytes_is_called_truncated(kept):
+    """The fleet audit (0.38.0): a segment whose transfer stopped within its first five bytes (``SAI``), appended to
+    its machine layer, was refused as "trailing bytes after payload (not a human layer)", and --layer machine
+    refused the file too, where a segment cut after its magic is called truncated and the machine layer decodes."""
+    ref = Path(__file__).parent / "reference" / "astronaut-200x150-scalable-b1-h4-v3.saicm"
+    machine, human = container.split_layers(ref.read_bytes())
+    joined = machine + human[:kept]
+    for call in (saicm.describe, strip, lambda d: saicm.decompress(d), lambda d: saicm.decompress(d, layer="human")):
+        with pytest.raises(FormatError, match="truncated"):
+            call(joined)
+    assert saicm.decompress(joined, layer="machine").size == (200, 150)  # the machine layer still decodes
+
+
 def test_a_damaged_segment_before_a_machine_layer_is_not_said_joined_in_the_wrong_order(tmp_path):
     """Only a whole segment (its CRC good) followed by a machine layer is said "joined in the wrong order": a damaged
     one is no such mistake (mutation audit of 0.30.0: the CRC check of _segment_first could go with no test

@@ -282,6 +282,8 @@ def check_start(data: bytes, magic: bytes, versions, what: str, version_name: st
     the magic, room for the version byte and a CRC, a version this saicm reads. Returns the version."""
     if not data:
         raise FormatError("empty file")
+    if len(data) < len(magic) and magic.startswith(data):  # (its first bytes: a transfer that stopped there)
+        raise FormatError(truncated)
     if data[: len(magic)] != magic:
         # (photo.png given to decompress: say so, and which command it wants)
         raise FormatError(not_a(what, data) or f"not {what} (wrong magic)")
@@ -603,6 +605,7 @@ def split_layers(data: bytes) -> tuple[bytes, bytes | None]:
     rest = data[end:]
     if not rest:
         return data, None
-    if rest[: len(HUMAN_MAGIC)] != HUMAN_MAGIC:
+    if rest[: len(HUMAN_MAGIC)] != HUMAN_MAGIC and not HUMAN_MAGIC.startswith(rest):  # (a segment cut short in its
+        # magic is one, truncated: unpack_human says so, and the machine layer still decodes)
         raise FormatError("trailing bytes after payload (not a human layer)")
     return data[:end], rest
