@@ -933,6 +933,26 @@ def test_strip_says_whether_it_dropped_a_human_layer(models, image, tmp_path, ca
     assert "no human layer: copied unchanged" in capsys.readouterr().out
 
 
+def test_strip_of_one_file_into_folders_names_its_outputs_after_it(models, image, tmp_path, capsys):
+    """The fleet audit (0.38.0): a camera stripping each new file, ``saicm strip new.saicm -o machine/
+    --human-segment segments/``, was refused ("is a folder: name the file to write"), where compress and decompress
+    put a file's output in a folder named by a trailing slash or an existing folder (usage.md)."""
+    from saicm.cli import main
+
+    two = tmp_path / "new.saicm"
+    two.write_bytes(saicm.compress(image, model=models["scal"], quality=2, human_quality=1))
+    machine, segment = saicm.split(two.read_bytes())
+    (tmp_path / "m2").mkdir()
+    for out, segs in ((tmp_path / "machine", tmp_path / "segments"), (tmp_path / "m2", None)):
+        argv = ["strip", str(two), "-o", str(out) + ("/" if segs else "")]
+        assert main(argv + (["--human-segment", f"{segs}/"] if segs else [])) == 0
+        assert (out / "new.saicm").read_bytes() == machine
+    assert (tmp_path / "segments" / "new.seg").read_bytes() == segment
+    capsys.readouterr()
+    assert main(["strip", str(two), "-o", f"{tmp_path}/"]) == 2  # (its own folder: the input itself)
+    assert "is the input file" in capsys.readouterr().err and two.read_bytes() == machine + segment
+
+
 def test_strip_of_a_folder_writes_each_machine_layer_and_segment_and_goes_on_after_an_interruption(models, image,
                                                                                                     tmp_path, capsys):
     """A camera's day of two-layer files was stripped one process per file (a folder was refused: the scalable

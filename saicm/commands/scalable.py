@@ -25,6 +25,17 @@ def cmd_strip(a: argparse.Namespace) -> int:
     from .argtypes import warn_unused
 
     warn_unused({"--existing": a.existing, "--log": a.log}, "strip of one file (folders only)")
+    # -o DIR/ (a trailing slash, or an existing folder) and --human-segment DIR/: the file's name in that folder, as
+    # compress and decompress put a file's output (a camera stripping each new file said "is a folder")
+    from ..codec import batch
+
+    a.output = str(batch.plan(a.input, a.output, lambda p: True, ".saicm")[0][0].dst)
+    if a.human_segment is not None and _names_folder(a.human_segment):
+        from pathlib import Path
+
+        from .._fs import ensure_dir
+
+        a.human_segment = str(ensure_dir(a.human_segment) / (Path(a.input).stem + ".seg"))
     r = strip_file(a.input, a.output, a.human_segment)
     # (-o /dev/stdout | ...: the summary went after the machine layer's bytes, and the file did not decode)
     to_stdout = any(text_stream(path) is sys.stderr for path in (a.output, a.human_segment) if path)
@@ -37,6 +48,13 @@ def cmd_strip(a: argparse.Namespace) -> int:
         print(f"{a.human_segment}: the human-layer segment, {r['bytes_in'] - r['bytes_out']} bytes (cat "
               f"{a.output} {a.human_segment} makes the two-layer file again)", file=out)
     return 0
+
+
+def _names_folder(path: str) -> bool:
+    """Whether an output path names a folder: a trailing slash, or an existing folder."""
+    import os
+
+    return path.endswith(("/", os.sep)) or os.path.isdir(path)
 
 
 def _strip_folder(a: argparse.Namespace) -> int:
@@ -128,11 +146,12 @@ def register(sub) -> None:
                        "people can view (not a privacy measure: docs/scalable.md), and it keeps a non-opaque alpha "
                        "channel of the image losslessly.")
     s.add_argument("input", help="two-layer .saicm file, or a folder of them (recursively)")
-    s.add_argument("-o", "--output", required=True, help="machine-layer .saicm file to write (a folder for a folder)")
+    s.add_argument("-o", "--output", required=True, help="machine-layer .saicm file to write (a folder for a folder; "
+                   "DIR/ or an existing folder: DIR/NAME.saicm for a file)")
     s.add_argument("--human-segment", metavar="FILE",
                    help="also write the human layer's segment here, to send later: appended to the machine layer "
                    "(cat) it is the two-layer file again, byte for byte; saicm info describes it (a folder for a "
-                   "folder: each file's segment as <same path>.seg)")
+                   "folder: each file's segment as <same path>.seg; DIR/ or an existing folder: DIR/NAME.seg)")
     s.add_argument("--existing", choices=EXISTING, help="folders: an output file that exists: refuse it, skip it "
                    "(go on after an interruption) or overwrite it (default)")
     s.add_argument("--log", metavar="FILE.jsonl", help="folders: append one JSON line per file as it is done")
