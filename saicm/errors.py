@@ -58,6 +58,8 @@ def naming(path):
             raise
         named = copy.copy(e)  # (its own attributes kept: a byte budget's ``lowest``, an oversized image's ``limit``)
         named.path, named.args = str(path), (f"{path}: {e.message}",)
+        if isinstance(named, ImportError):  # (a MissingDependency: an ImportError's str() is its msg, not its args)
+            named.msg = named.args[0]
         raise named from None
 
 

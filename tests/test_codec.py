@@ -477,3 +477,16 @@ def test_a_missing_extra_says_why_it_is_needed_when_the_caller_knows():
         with needing_pytorch("why"):
             raise ModuleNotFoundError("No module named 'not_an_extra'", name="not_an_extra")
     assert not isinstance(e.value, MissingDependency)
+
+
+def test_a_missing_dependency_named_for_its_file_says_the_file():
+    """A format-1 file decoded on a coding-only install: ``naming`` (decompress's) set the error's ``path``, but its
+    one line, ``str()`` (an ImportError's is its ``msg``), still named no file (the command line said which of a
+    folder's files needs PyTorch before 0.39.0's naming kept the error's attributes)."""
+    from saicm.errors import MissingDependency, naming, needing_pytorch
+
+    with pytest.raises(MissingDependency) as e:
+        with naming("old.saicm"), needing_pytorch("a format-1 stream decodes with PyTorch"):
+            raise ModuleNotFoundError("No module named 'torch'", name="torch")
+    assert e.value.path == "old.saicm" and isinstance(e.value, ImportError)
+    assert str(e.value) == f"old.saicm: {e.value.message}" and e.value.message.startswith("a format-1 stream")
