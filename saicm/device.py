@@ -87,8 +87,9 @@ def cpu_has_native_bf16() -> bool | None:
     return bool(flags & {"amx_bf16", "avx512_bf16"})
 
 
-def resolve_device(spec: str | None = "auto", local_rank: int = 0):
-    """``spec`` → a ``torch.device``; under torchrun, ``auto``/``cuda`` take the process's ``local_rank`` GPU."""
+def resolve_device(spec: str | None = "auto", local_rank: int = 0, option: str = "--device "):
+    """``spec`` → a ``torch.device``; under torchrun, ``auto``/``cuda`` take the process's ``local_rank`` GPU.
+    ``option``: how the caller's user gave it, for the messages (``saicm eval``'s clip codecs: ``device=``)."""
     import torch  # not at import time: the CLI builds its --help without torch
 
     spec = (spec or "auto").strip().lower()
@@ -98,21 +99,21 @@ def resolve_device(spec: str | None = "auto", local_rank: int = 0):
         return torch.device("cpu")
     if spec == "cuda" or spec.startswith("cuda:"):
         if not torch.cuda.is_available():
-            raise SaicmError(f"--device {spec}: PyTorch sees no CUDA device here (use --device cpu or auto)")
+            raise SaicmError(f"{option}{spec}: PyTorch sees no CUDA device here (use {option}cpu or auto)")
         index = local_rank if spec == "cuda" else spec.split(":", 1)[1]
         try:
             index = int(index)
         except ValueError:
-            raise SaicmError(f"--device {spec}: not a device index") from None
+            raise SaicmError(f"{option}{spec}: not a device index") from None
         count = torch.cuda.device_count()
         if not 0 <= index < count:
             if spec == "cuda":  # (torchrun started more processes on this machine than it has GPUs)
-                raise SaicmError(f"--device {spec}: this process's GPU is its LOCAL_RANK, {index}, and only {count} "
+                raise SaicmError(f"{option}{spec}: this process's GPU is its LOCAL_RANK, {index}, and only {count} "
                                  f"CUDA device(s) are visible: start at most {count} process(es) per machine "
                                  "(torchrun --nproc_per_node)")
-            raise SaicmError(f"--device {spec}: only {count} CUDA device(s) visible")
+            raise SaicmError(f"{option}{spec}: only {count} CUDA device(s) visible")
         return torch.device("cuda", index)
-    raise SaicmError(f"unknown --device {spec!r} ({DEVICE_HELP})")
+    raise SaicmError(f"unknown {option}{spec!r} ({DEVICE_HELP})")
 
 
 def launcher() -> tuple[int, int, int]:

@@ -1049,8 +1049,12 @@ def test_a_clip_codecs_fit_on_a_gpu_is_keyed_and_recorded_apart_and_device_picks
 
     cpu = get_codec("nerv:epochs=5").config()
     assert "device" not in cpu
-    with pytest.raises(SaicmError, match="no CUDA device"):
+    with pytest.raises(SaicmError, match="no CUDA device") as e:
         get_codec("nerv:device=cuda").config()
+    # (the codec's option, as it was given: saicm eval has no --device, which the line told to use)
+    assert str(e.value).startswith("device=cuda: ") and "(use device=cpu or auto)" in str(e.value), e.value
+    with pytest.raises(SaicmError, match=r"^unknown device='gpu' \(auto"):
+        get_codec("sa-hnerv:device=gpu").config()
     seen = []
     monkeypatch.setattr(video_api, "encode", lambda clip, **kw: seen.append(kw["device"]) or
                         type("R", (), {"data": b"x", "report": None})())

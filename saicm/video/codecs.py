@@ -169,7 +169,7 @@ class NeRVCodec(VideoCodec):
         arch = {} if self.arch == "nerv" else {"arch": self.arch}  # NeRV's key stays what 0.3.0 cached under
         # The fit's device kind, where it is not the CPU: a GPU's fit gives other bytes, so its results say so and
         # its cache entries stay apart (CPU keys unchanged since 0.3.0).
-        kind = resolve_device(self.opts.get("device", "auto")).type
+        kind = resolve_device(self.opts.get("device", "auto"), option="device=").type  # (saicm eval has no --device)
         return {"library": ENCODER_ID, **arch, "loss": self.loss,
                 "quality": "preset 1..4 = xs, s, m, l",
                 "epochs": self.opts.get("epochs", DEFAULT_EPOCHS), "lr": self.opts.get("lr", PRESET_LR),
