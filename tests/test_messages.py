@@ -115,6 +115,28 @@ def test_a_heif_photo_is_named_with_what_to_do_and_bytes_like_a_start_code_are_n
     assert file_kind(bytes.fromhex("47410030 07500000 7b0c7e00") + bytes(32)) is None
 
 
+@pytest.mark.parametrize("packet, ts", [
+    ("47401f10 0042f025", True),  # (the last program-specific PID, 0x1F)
+    ("46401110 0042f025", False),  # no sync byte
+    ("47c01110 0042f025", False),  # the transport error bit set
+    ("47001110 0042f025", False),  # no payload starting
+    ("47402010 0042f025", False),  # PID 0x20: no table of the stream's layout
+    ("47411110 0042f025", False),  # PID 0x111
+    ("47401130 0042f025", False),  # an adaptation field before the payload
+    ("47401110 0142f025", False),  # a pointer field other than 0
+    ("47401110 00fff025", False),  # stuffing, not a table
+    ("47401110 00427025", False),  # no section syntax bit
+    ("47401110 0042", False)])  # cut short
+def test_a_transport_stream_is_told_by_each_field_of_its_first_packet(packet, ts):
+    """Each test of the first packet's fields counts (mutation audit of the TS recognition: the sync byte, the
+    error bit, the PID's bound, the pointer field, the table id and the syntax bit could go with no test failing)."""
+    from saicm.codec.container import file_kind
+
+    head = bytes.fromhex(packet)
+    assert (file_kind(head + (bytes(32) if len(head) == 8 else b"")) is not None) == ts
+    assert (file_kind(bytes.fromhex("0ebf4622") + head + bytes(32)) is not None) == (ts and len(head) == 8)  # (.m2ts)
+
+
 def test_a_coded_file_given_to_compress_is_named_for_what_it_is(files, capsys, tmp_path):
     """`saicm compress photo.saicm` said "cannot read image (not a format Pillow reads)"."""
     out = tmp_path / "x.saicm"
