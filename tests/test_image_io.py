@@ -1119,7 +1119,8 @@ def test_a_camera_raw_is_refused_not_coded_as_its_thumbnail(tmp_path):
     assert e.value.message == ("a DNG camera raw: Pillow would read only its 160x120 preview; saicm reads no camera "
                                "raw: develop it to PNG or JPEG first")
     _tiff(tmp_path / "photo.nef", {254: (1, 4)})  # NewSubFileType: reduced-resolution image
-    with pytest.raises(ImageError, match="a reduced-resolution preview of another image first .* develop it"):
+    with pytest.raises(ImageError, match="a reduced-resolution preview of another image first .*: Pillow would read "
+                       "only its 160x120 first image; .* develop it"):
         image_io.load_image(tmp_path / "photo.nef")
     _tiff(tmp_path / "page.tif", {254: (0, 4)})
     assert image_io.load_image(tmp_path / "page.tif").rgb.shape == (120, 160, 3)
@@ -1144,6 +1145,7 @@ def test_a_camera_raw_is_refused_not_coded_as_its_thumbnail(tmp_path):
 @pytest.mark.parametrize("name, head, what", [
     ("DSCF0001.RAF", b"FUJIFILMCCD-RAW 0201FF383501", "a Fujifilm raw (RAF) image"),
     ("P0001.ORF", b"IIRO\x08\x00\x00\x00", "an Olympus raw (ORF) image"),
+    ("P0003.ORF", b"IIRS\x08\x00\x00\x00", "an Olympus raw (ORF) image"),
     ("P0002.ORF", b"MMOR\x00\x00\x00\x08", "an Olympus raw (ORF) image"),
     ("P1000001.RW2", b"IIU\x00\x18\x00\x00\x00", "a Panasonic raw (RW2) image")])
 def test_camera_raws_of_their_own_headers_are_named_with_what_to_do(name, head, what, tmp_path):
