@@ -133,3 +133,18 @@ def test_the_commit_is_read_without_taking_the_checkouts_index_lock(tmp_path):
     assert len(got["commit"]) == 40 and got["dirty"] is False
     after = os.stat(repo / ".git" / "index")
     assert (after.st_ino, after.st_mtime_ns) == (index.st_ino, index.st_mtime_ns)
+
+
+def test_a_deprecation_warning_of_saicms_or_the_tests_own_code_fails_the_test():
+    """pyproject's filterwarnings: a deprecated API used by saicm's or the tests' own code (the warning attributed to
+    it) fails the test, other libraries' warnings from their own code stay hidden (review of the unreleased filter:
+    its "error" lines could be dropped, the blanket "ignore" back alone, with no test failing)."""
+    import warnings
+
+    for category in (DeprecationWarning, PendingDeprecationWarning, FutureWarning):
+        for module in ("saicm.codec.image_io", "tests.test_version"):
+            with pytest.raises(category):
+                warnings.warn_explicit("old", category, "x.py", 1, module=module)
+    for category in (DeprecationWarning, FutureWarning):  # (another library's: hidden; "saicm" is not a prefix)
+        for module in ("PIL.Image", "saicmlike"):
+            warnings.warn_explicit("old", category, "x.py", 1, module=module)
