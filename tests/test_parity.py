@@ -163,6 +163,10 @@ def test_eval_and_the_sweep_give_the_same_results_and_the_command_lines_qualitie
     res = sweep(get_codec("jpeg"), load_rgb_folder(folder), [10, 50], dataset=str(folder), progress=False)
     results.save(res, tmp_path / "api.json")  # (as written: an image too small for MS-SSIM's NaN is null there)
     assert _untimed(results.load(tmp_path / "r.json")) == _untimed(results.load(tmp_path / "api.json"))
-    for text in ("10,50", "1,3"):
+    for text in ("10,50", "1,3", b"10,50"):
         with pytest.raises(saicm.ArgumentError, match=r"a list of rate points, such as \[1, 3\], not the text"):
             sweep(get_codec("jpeg"), load_rgb_folder(folder), text, progress=False)
+    from saicm.video.evaluate import sweep_clips  # (the clip sweep's too: the same rate points)
+
+    with pytest.raises(saicm.ArgumentError, match=r"a list of rate points, such as \[1, 3\], not the text '1,3'"):
+        sweep_clips(get_codec("nerv"), {}, "1,3", progress=False)

@@ -1847,6 +1847,15 @@ def test_the_nerv_loss_and_its_gradients_are_pytorch_msssims_to_the_bit(shape, s
     assert all(torch.equal(a, b) for a, b in zip(grads, want_grads))
 
 
+def test_the_nerv_loss_takes_the_fast_ssim_where_pytorch_msssim_has_its_helpers(monkeypatch):
+    """The channels-last SSIM is the one a fit uses (pytorch-msssim's own, slower, only without its helpers): the
+    to-the-bit test passes with either, so a fit back on the slow one failed no test."""
+    seen = []
+    monkeypatch.setattr(train, "ssim", lambda x, y: seen.append(x.shape) or x.mean())
+    train._ssim_fn()(torch.rand(1, 3, 16, 16), torch.rand(1, 3, 16, 16))
+    assert seen == [(1, 3, 16, 16)]
+
+
 @pytest.mark.parametrize("failure", [
     MemoryError("Unable to allocate 1006. MiB for an array with shape (795, 576, 768, 3) and data type uint8"),
     RuntimeError("[enforce fail at alloc_cpu.cpp:127] err == 0. DefaultCPUAllocator: can't allocate memory: you tried "
