@@ -594,8 +594,9 @@ def test_training_keeps_the_base_frozen_and_exports_a_model_that_codes(models, d
 
 
 def test_a_human_layer_trained_on_a_masked_loss_is_warned_of(models, data_dir, tmp_path, capsys):
-    """`saicm train --base X --loss saicm` trained the human layer on the edge loss without a word (methods audit of
-    0.38.0: the paper's human layer is trained on the whole image's MSE); --loss mse says nothing."""
+    """`saicm train --base X --loss saicm` (or --init of a two-layer model) trained the human layer on the edge loss
+    without a word (methods audit of 0.38.0: the paper's human layer is trained on the whole image's MSE); --loss mse
+    says nothing."""
     import saicm.cli
     from saicm.train.config import TrainConfig
     from saicm.train.trainer import train
@@ -606,10 +607,19 @@ def test_a_human_layer_trained_on_a_masked_loss_is_warned_of(models, data_dir, t
     common = dict(data=str(data_dir), base=str(models["base"]), m=1, slice_channels=8, N=16, lambdas=(0.003, 0.03),
                   steps=1, batch=2, patch=64, lr=1e-3, log_every=1, ckpt_every=1, progress=False)
     train(TrainConfig(out=str(tmp_path / "edge"), loss="saicm", masks=[str(m)], **common))
-    assert "warning: --loss saicm with --base: the human layer is trained on that masked error" in \
+    assert "warning: --loss saicm with a two-layer model: the human layer is trained on that masked error" in \
         capsys.readouterr().err
     train(TrainConfig(out=str(tmp_path / "mse"), **common))
     assert "warning" not in capsys.readouterr().err
+    # a two-layer model trained on by --init (a shipped one's human layer): the same (it was said of --base alone)
+    import shutil
+
+    shutil.copy(models["base"], tmp_path / "mse")  # (its base, found beside it)
+    train(TrainConfig(out=str(tmp_path / "on"), init=str(tmp_path / "mse" / "model.safetensors"), loss="saicm",
+                      masks=[str(m)], **{k: v for k, v in common.items() if k not in ("base", "m", "slice_channels",
+                                                                                      "N")}))
+    assert "warning: --loss saicm with a two-layer model: the human layer is trained on that masked error" in \
+        capsys.readouterr().err
 
 
 def test_training_with_energy_fusion_channels_records_them_and_resumes_with_them(models, data_dir, tmp_path):

@@ -822,10 +822,11 @@ def test_every_missing_unreadable_or_mis_sized_mask_is_named_at_once(data_dir, t
     assert "no mask for 0.png" in said and "1.png: cannot read image" in said and "mask is 10x10" in said, said
 
 
-def test_masked_training_weighs_only_mask_pixels(data_dir, tmp_path):
+def test_masked_training_weighs_only_mask_pixels(data_dir, tmp_path, capsys):
     masks = _mask_dir(data_dir, tmp_path)
     out = tmp_path / "run"
     train(tiny_cfg(data_dir, out, loss="saicm", masks=str(masks)))
+    assert "two-layer" not in capsys.readouterr().err  # (SA-ICM itself: no warning of a human layer's loss)
     log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
     full = [10 ** (-r["psnr"] / 10) for r in log]  # MSE over all pixels, from the logged PSNR
     # half the pixels are masked: the masked distortion is about half the full MSE

@@ -319,11 +319,6 @@ def _train(cfg: TrainConfig, locks: contextlib.ExitStack) -> Path:
         raise SaicmError(f"--lr must be > 0 and at most 1, got {cfg.lr:g}")
     _check_masks(cfg)
     rank, world = _dist_info()
-    if cfg.architecture == "scalable-fusion" and cfg.loss != "mse" and rank == 0:
-        # (a deliberate experiment stays possible; the methods audit of 0.38.0 ran it, and nothing was said)
-        print(f"saicm: warning: --loss {cfg.loss} with --base: the human layer is trained on that masked error, where "
-              "the paper's human layer (and every shipped two-layer model) is trained on the whole image's MSE "
-              "(--loss mse)", file=sys.stderr)
     device = resolve_device(cfg.device, launcher()[2])
     if device.type == "cuda":
         torch.cuda.set_device(device)
@@ -425,6 +420,12 @@ def _train(cfg: TrainConfig, locks: contextlib.ExitStack) -> Path:
                          "(its forward has no quant argument)")
     if cfg.patch % model.multiple:
         raise SaicmError(f"--patch {cfg.patch} must be a multiple of {model.multiple} for this architecture")
+    if model.architecture == "scalable-fusion" and cfg.loss != "mse" and rank == 0:
+        # (--base, or --init of a two-layer model: known here; a deliberate experiment stays possible, the methods
+        # audit of 0.38.0 ran it, and nothing was said)
+        print(f"saicm: warning: --loss {cfg.loss} with a two-layer model: the human layer is trained on that masked "
+              "error, where the paper's human layer (and every shipped two-layer model) is trained on the whole "
+              "image's MSE (--loss mse)", file=sys.stderr)
     model.train()
     # channels-last runs oneDNN's convolutions ~15-25% faster on CPU (measured, N=64).
     model = model.to(device, memory_format=torch.channels_last)
