@@ -1154,3 +1154,87 @@ def test_camera_raws_of_their_own_headers_are_named_with_what_to_do(name, head, 
     with pytest.raises(ImageError) as e:
         image_io.load_image(tmp_path / name)
     assert e.value.message == f"{what}: saicm reads no camera raw: develop it to PNG or JPEG first"
+
+
+def _progressive_jpeg_of(scans: int, side: int = 64) -> tuple[bytes, int]:
+    """A progressive JPEG of ``side``² whose last scan (with its Huffman tables) is repeated until it holds ``scans``
+    scans, and the number of scans the encoder wrote: a "scan bomb", each scan a pass of libjpeg over the image."""
+    buf = io.BytesIO()
+    Image.new("RGB", (side, side), (120, 90, 60)).save(buf, "JPEG", progressive=True)
+    data = buf.getvalue()
+    assert data.endswith(b"\xff\xd9")
+    written = data.count(b"\xff\xda")  # (in entropy-coded data a 0xFF is followed by 0x00: these are the SOS markers)
+    sos = data.rfind(b"\xff\xda")
+    dht = data.rfind(b"\xff\xc4", 0, sos)
+    own = dht + 2 + int.from_bytes(data[dht + 2: dht + 4], "big") == sos  # (the last scan's own tables before it)
+    unit = data[dht if own else sos: -2]
+    return data[:-2] + unit * (scans - written) + b"\xff\xd9", written
+
+
+def test_a_progressive_jpeg_of_thousands_of_scans_is_refused_before_it_is_decoded(tmp_path):
+    """libjpeg goes over the whole image for every scan of a progressive JPEG and sets no limit: a 346 KB 1 MP file
+    of 10,000 near-empty scans took 19 s to read, 500 scans of 8192x8192 (454 KB) 56 s, and `saicm compress` of
+    a few such uploads tied up a web back-end. Encoders write about 10; more than MAX_JPEG_SCANS (100) are counted
+    from the markers and refused in one line, from a path, bytes or a file object."""
+    plain, written = _progressive_jpeg_of(0)
+    assert 5 <= written <= 12
+    bomb, _ = _progressive_jpeg_of(2000)
+    edge, _ = _progressive_jpeg_of(getattr(image_io, "MAX_JPEG_SCANS", 100))
+    (tmp_path / "bomb.jpg").write_bytes(bomb)
+
+    class Upload:  # (a web framework's stream that does not seek: Pillow reads it into memory first)
+        def __init__(self, data):
+            self.read = io.BytesIO(data).read
+
+    for src in (tmp_path / "bomb.jpg", bomb, io.BytesIO(bomb), Upload(bomb)):
+        with pytest.raises(ImageError, match=r"a progressive JPEG of 2,000 scans \(encoders write about 10, at most "
+                                             r"100 are read; .*\): a decompression bomb"):
+            image_io.load_image(src)
+    for ok in (plain, edge, Upload(edge)):  # (the encoder's own, and a file at the limit: read as before)
+        assert image_io.load_image(ok).rgb.shape == (64, 64, 3)
+    with Image.open(io.BytesIO(bomb)) as im:  # (a PIL image of the caller's, not yet loaded: the same)
+        with pytest.raises(ImageError, match="2,000 scans"):
+            image_io.load_image(im)
+    from saicm.errors import SaicmError
+    from saicm.video.io import read_clip
+
+    (tmp_path / "frames").mkdir()  # (a folder of frames given to saicm video encode: the same)
+    (tmp_path / "frames" / "frame_000000.jpg").write_bytes(plain)
+    (tmp_path / "frames" / "frame_000001.jpg").write_bytes(bomb)
+    with pytest.raises(SaicmError, match=r"frame_000001\.jpg: a progressive JPEG of 2,000 scans"):
+        read_clip(tmp_path / "frames")
+
+
+def _strip_tiff(width: int, height: int, strips: int, rows_per_strip: int, pages: int = 1) -> bytes:
+    """An uncompressed grey TIFF of ``pages`` pages, each of ``strips`` strips that all point at the same
+    ``rows_per_strip`` rows of zeros (made by hand: Pillow writes neither)."""
+    entries = 8
+    ifd_size = 2 + 12 * entries + 4 + 8 * strips  # (the directory, then its two strip arrays)
+    row_at = 8 + pages * ifd_size
+    out = bytearray(b"II*\x00" + (8).to_bytes(4, "little"))
+    for page in range(pages):
+        at = len(out)
+        offsets, counts = at + 2 + 12 * entries + 4, at + 2 + 12 * entries + 4 + 4 * strips
+        tags = [(256, 4, 1, width), (257, 4, 1, height), (258, 3, 1, 8), (259, 3, 1, 1), (262, 3, 1, 1),
+                (273, 4, strips, offsets if strips > 1 else row_at), (278, 4, 1, rows_per_strip),
+                (279, 4, strips, counts if strips > 1 else width * rows_per_strip)]
+        out += entries.to_bytes(2, "little") + b"".join(
+            t.to_bytes(2, "little") + k.to_bytes(2, "little") + n.to_bytes(4, "little") + v.to_bytes(4, "little")
+            for t, k, n, v in tags)
+        out += (at + ifd_size if page < pages - 1 else 0).to_bytes(4, "little")
+        out += b"".join(row_at.to_bytes(4, "little") for _ in range(strips))
+        out += b"".join((width * rows_per_strip).to_bytes(4, "little") for _ in range(strips))
+    return bytes(out + bytes(width * rows_per_strip))
+
+
+def test_tiff_strips_that_cover_the_image_many_times_are_refused(tmp_path):
+    """Pillow decodes an uncompressed TIFF strip by strip, each from where its offset points: 200,000 strips all
+    pointing at the same 64 rows (a 1.9 MB file claiming 4096x4096) took 19 s to read, 1,000,000 (8.5 MB) over
+    two minutes. Strips or tiles covering the image more than once per band are refused in one line."""
+    (tmp_path / "bomb.tif").write_bytes(_strip_tiff(64, 64, 2000, 4))
+    with pytest.raises(ImageError, match=r"its 2,000 strips or tiles cover the image 125 times over \(a file stores "
+                                         r"each pixel once\): a decompression bomb"):
+        image_io.load_image(tmp_path / "bomb.tif")
+    (tmp_path / "rows.tif").write_bytes(_strip_tiff(64, 64, 64, 1))  # (a strip per row: read as before)
+    assert image_io.load_image(tmp_path / "rows.tif").rgb.shape == (64, 64, 3)
+

@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import io
 import os
+import re
 import stat
 from dataclasses import dataclass
 from pathlib import Path
@@ -148,6 +149,8 @@ def _open(src: ImageLike, max_pixels: int | None = None) -> tuple[Image.Image, s
             raise ImageError("the PIL image was closed before its pixels were read: pass its path, or call its load() "
                              "inside the 'with Image.open(...)' block")
         check_pixels(src.height, src.width, max_pixels, what="the image")
+        if getattr(src, "fp", None) is not None and src.tile:  # (Image.open's, its pixels not read yet)
+            check_decode_work(src)
         if _wide_key(src) and getattr(src, "fp", None) is not None:  # (Image.open's, its pixels not read yet)
             low = _low_bytes(src.fp, src.tile[0])
             if low is not None:
@@ -236,32 +239,43 @@ def image_end(data: bytes, fmt: str | None) -> int | None:
         size = int.from_bytes(data[2:6], "little")
         return size if 0 < size <= n else None
     if fmt == "JPEG":
-        pos = 2
-        while pos + 1 < n:
-            if data[pos] != 0xFF:
-                return None
-            marker = data[pos + 1]
-            if marker == 0xFF:  # fill byte
-                pos += 1
-                continue
+        for marker, pos in _jpeg_markers(data):
             if marker == 0xD9:  # EOI
                 return pos + 2
-            if 0xD0 <= marker <= 0xD7 or marker == 0x01:  # no length
-                pos += 2
-                continue
-            if pos + 4 > n:
-                return None
-            pos += 2 + int.from_bytes(data[pos + 2: pos + 4], "big")
-            if marker == 0xDA:  # entropy-coded data: to the next marker that is not a stuffed 0xFF or a restart
-                while True:
-                    pos = data.find(b"\xff", pos)
-                    if pos < 0 or pos + 1 >= n:
-                        return None
-                    if data[pos + 1] != 0 and not 0xD0 <= data[pos + 1] <= 0xD7:
-                        break
-                    pos += 2
         return None
     return None
+
+
+#: the next marker after entropy-coded data: 0xFF followed by neither a stuffed 0x00 nor a restart marker (RST0-7)
+_JPEG_DATA_END = re.compile(rb"\xff[^\x00\xd0-\xd7]")
+
+
+def _jpeg_markers(data: bytes):
+    """The markers of a JPEG's first image, as (marker byte, position of its 0xFF), from its SOI's end to its EOI
+    (the last one yielded), walking segment lengths and entropy-coded data; it stops early at anything else (the data
+    cut short or damaged)."""
+    n, pos = len(data), 2
+    while pos + 1 < n:
+        if data[pos] != 0xFF:
+            return
+        marker = data[pos + 1]
+        if marker == 0xFF:  # fill byte
+            pos += 1
+            continue
+        yield marker, pos
+        if marker == 0xD9:  # EOI
+            return
+        if 0xD0 <= marker <= 0xD7 or marker == 0x01:  # no length
+            pos += 2
+            continue
+        if pos + 4 > n:
+            return
+        pos += 2 + int.from_bytes(data[pos + 2: pos + 4], "big")
+        if marker == 0xDA:  # entropy-coded data: to the next marker that is not a stuffed 0xFF or a restart
+            found = _JPEG_DATA_END.search(data, pos)
+            if found is None:
+                return
+            pos = found.start()
 
 
 def open_image(src: ImageLike, max_pixels: int | None = None) -> Image.Image:
@@ -285,6 +299,7 @@ def _pillow_open(fp, path: str | None, max_pixels: int | None) -> Image.Image:
 
             img = open_unloaded(fp, check, path)  # the header only
             check(img)
+            check_decode_work(img, path)
             # (Pillow reads a 16-bit grey+alpha PNG as RGBA, its three channels equal: it was coded, and decoded, as
             # colour; only the file's raw mode, before the pixels are loaded, tells)
             grey_alpha = img.mode == "RGBA" and any(_tile_rawmode(t) in ("LA;16B", "LA;16") for t in img.tile or ())
@@ -318,6 +333,40 @@ def _pillow_open(fp, path: str | None, max_pixels: int | None) -> Image.Image:
     except Exception as e:  # a damaged file: Pillow's plugins raise many kinds (AVIF: RuntimeError)
         raise ImageError(f"cannot read image ({e.__class__.__name__}: {e})", path) from None
     return img
+
+
+#: scans a progressive JPEG may hold: encoders write about 10 (libjpeg's and mozjpeg's scripts for colour, 6 for grey;
+#: jpegtran's and Photoshop's no more); libjpeg goes over the whole image for each scan, so a file of thousands of
+#: near-empty scans costs thousands of passes (10,000 scans in a 346 KB 1 MP file: 19 s to read; 500 at 8192x8192: 56 s)
+MAX_JPEG_SCANS = 100
+
+
+def check_decode_work(img: Image.Image, path: str | None = None) -> None:
+    """Refuse in one line, before its pixels are decoded, an opened image whose decode would cost far more than its
+    pixels: a progressive JPEG of more than :data:`MAX_JPEG_SCANS` scans (counted from its markers), or strips or
+    tiles that cover the image more than once per band (a TIFF whose 200,000 strips all point at the same rows:
+    1.9 MB, 19 s to read; Pillow decodes each)."""
+    w, h = img.size
+    bands = max(len(img.getbands()), 4)  # (a TIFF of separate planes: one layer of strips per band)
+    covered = 0
+    for tile in img.tile or ():
+        box = tile[1]  # (codec, extents, offset, args)
+        if box is not None and len(box) == 4:
+            covered += max(box[2] - box[0], 0) * max(box[3] - box[1], 0)
+    if w * h and covered > bands * w * h:
+        raise ImageError(f"its {len(img.tile):,} strips or tiles cover the image {covered / (w * h):,.0f} times over "
+                         "(a file stores each pixel once): a decompression bomb", path)
+    if img.format in ("JPEG", "MPO") and img.info.get("progressive"):
+        fp = img.fp  # (Pillow's file: the path's, or a copy of a stream that does not seek)
+        at = fp.tell()
+        fp.seek(0)
+        data = fp.read()
+        fp.seek(at)
+        scans = sum(marker == 0xDA for marker, _ in _jpeg_markers(data))
+        if scans > MAX_JPEG_SCANS:
+            raise ImageError(f"a progressive JPEG of {scans:,} scans (encoders write about 10, at most "
+                             f"{MAX_JPEG_SCANS} are read; each costs a pass over the whole image): a decompression "
+                             "bomb", path)
 
 
 def _header_size(fp, name: str | os.PathLike | None = None) -> tuple[int, int] | None:

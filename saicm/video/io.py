@@ -639,7 +639,7 @@ def _folder_frames(folder: Path, start: int, stop: int | None, size, max_pixels
     def gen() -> Iterator[np.ndarray]:
         from PIL import Image
 
-        from ..codec.image_io import open_unloaded, rgb_pixels
+        from ..codec.image_io import check_decode_work, open_unloaded, rgb_pixels
         from ..codec.limits import DEFAULT_MAX_PIXELS, check_pixels, pillow_checks_off
 
         shape = None
@@ -652,6 +652,7 @@ def _folder_frames(folder: Path, start: int, stop: int | None, size, max_pixels
 
                 with pillow_checks_off(frame_limit), open_unloaded(p, check) as im:  # (a turned TIFF: from its bytes)
                     check(im)
+                    check_decode_work(im, str(p))  # (a JPEG of thousands of scans: as saicm compress refuses it)
                     if shape is None:
                         w, h = size or im.size
                         check_video_pixels(len(pairs), h, w, max_pixels, what="the clip")
