@@ -783,8 +783,30 @@ def _other_pictures(img: Image.Image) -> str | None:
     return ", ".join(sorted(set(kinds))) or None
 
 
+#: frames of a TIFF counted for the warning that only one is coded: Pillow counts a TIFF's pages by reading every
+#: directory, checking each against a list of those read (100,000 tiny pages, a 7.8 MB file: over 2 minutes)
+MAX_COUNTED_FRAMES = 1000
+
+
+def _frames(img: Image.Image) -> tuple[int, bool]:
+    """(frames, whether there are more): ``img``'s frame count, a TIFF's counted up to :data:`MAX_COUNTED_FRAMES`
+    (the count of other formats is in their header, or (GIF) costs a walk of their blocks)."""
+    if img.format != "TIFF" or not getattr(img, "is_animated", False):
+        return getattr(img, "n_frames", 1), False
+    at, frames = img.tell(), 1
+    try:
+        while frames < MAX_COUNTED_FRAMES:
+            img.seek(frames)  # (reads the next page's directory, not its pixels)
+            frames += 1
+    except EOFError:
+        pass
+    finally:
+        img.seek(at)
+    return frames, frames >= MAX_COUNTED_FRAMES
+
+
 def _rgb_image(img: Image.Image, path: str | None) -> RGBImage:
-    frames = getattr(img, "n_frames", 1)
+    frames, more = _frames(img)
     others = _other_pictures(img) if frames > 1 else None
     # (a file is read at its first frame; a caller's PIL image at the frame it was moved to with seek(), which is the
     # one coded: the warning said "only the first is coded" of a GIF at its third frame, and coded the third)
@@ -797,7 +819,8 @@ def _rgb_image(img: Image.Image, path: str | None) -> RGBImage:
     elif frames > 1 and img.format != "MPO":  # an animated GIF/WebP/PNG or a multi-page TIFF
         from ..errors import warn as saicm_warn
 
-        saicm_warn(f"{path or 'the image'}: {frames} frames, {coded} (saicm codes still images; clips: saicm video)")
+        count = f"{frames:,} frames or more" if more else f"{frames} frames"
+        saicm_warn(f"{path or 'the image'}: {count}, {coded} (saicm codes still images; clips: saicm video)")
     fmt = img.format
     icc, icc_mode = img.info.get("icc_profile") or None, img.mode
     # (a PNG's gAMA says how its values are shown unless an iCCP or sRGB chunk, which override it, is there too; read
