@@ -531,7 +531,7 @@ def _from_array(a: np.ndarray) -> Image.Image:
 
             warn("a uint16 array is read as 0-65535, and this one's values stay below 4096: it reads as a nearly "
                  "black image; for 8-, 10- or 12-bit samples scale them first (a << (16 - bits)) or pass uint8")
-        a = (a.astype(np.uint32) * 255 + 32767) // 65535
+        a = _scale_16_to_8(a)
     elif a.dtype.kind == "f":
         # floats are read in [0, 1]; small overshoots (a network's output) are clipped, 0-255 floats refused
         if a.size and not np.isfinite(a).all():
@@ -550,6 +550,16 @@ def _from_array(a: np.ndarray) -> Image.Image:
     a = a.astype(np.uint8)
     mode = {1: "L", 3: "RGB", 4: "RGBA"}[a.shape[2]]
     return Image.fromarray(a[:, :, 0] if mode == "L" else a, mode)
+
+
+def _scale_16_to_8(a: np.ndarray) -> np.ndarray:
+    """Integer samples 0-65535 → uint8 0-255, rounded to nearest (v / 257; never a tie), in integers: through float64,
+    as 16-bit grey images were, an 8192x8192 one took 1.8 GB to read (0.13 MB as a PNG of zeros)."""
+    b = a.astype(np.uint32)
+    b *= 255
+    b += 32767
+    b //= 65535
+    return b.astype(np.uint8)
 
 
 def _to_8bit_gray(img: Image.Image, path: str | None) -> np.ndarray:
@@ -572,15 +582,14 @@ def _to_8bit_gray(img: Image.Image, path: str | None) -> np.ndarray:
         # white; the rule of integer arrays (0-255) holds, as for np.asarray(img)
         raise ImageError(f"a 32-bit PIL image (mode I) made in memory is read as 0-255, this one spans {a.min()} to "
                          f"{a.max()}: for 16-bit samples pass a uint16 array or an I;16 image", path)
-    a = a.astype(np.float64)
-    wide = img.mode.startswith("I;16") or img.format in ("PPM", "PNG") or a.max(initial=0) > 255  # (16-bit files)
-    hi = 65535.0 if wide else 255.0
-    if wide and 0 < a.max(initial=0) < 4096:  # (a 12-bit sensor's samples in a 16-bit TIFF: coded nearly black)
+    top = int(a.max(initial=0))
+    wide = img.mode.startswith("I;16") or img.format in ("PPM", "PNG") or top > 255  # (16-bit files)
+    if wide and 0 < top < 4096:  # (a 12-bit sensor's samples in a 16-bit TIFF: coded nearly black)
         from ..errors import warn
 
         warn(f"{path or 'the image'}: 16-bit samples are read as 0-65535, and this image's stay below 4096: it reads "
              "as a nearly black image; for 8-, 10- or 12-bit samples stored unscaled, scale them to 16 bits first")
-    return np.clip(np.rint(a * (255.0 / hi)), 0, 255).astype(np.uint8)
+    return _scale_16_to_8(a) if wide else a.astype(np.uint8)  # (samples 0-255: "I" within 0-255, checked above)
 
 
 def read_without_limit_option(path: str | os.PathLike, command: str) -> RGBImage:
