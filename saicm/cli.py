@@ -118,29 +118,81 @@ def cmd_decompress(a: argparse.Namespace) -> int:
 
 
 def cmd_info(a: argparse.Namespace) -> int:
-    """One file: its description (text or one JSON object). Several (``saicm info *.saicm``): a block each, headed
-    by its path, or with ``--json`` one JSON object per line (JSON Lines, each with its ``path``); a file that
-    cannot be read is said on stderr and the others are still described (status: the worst file's)."""
-    if len(a.file) == 1:
-        return _info_one(a.file[0], a.json, None)
-    code, shown = 0, 0
-    for path in a.file:
+    """One file: its description (text or one JSON object). Several (``saicm info *.saicm``, or a folder: its
+    ``.saicm``, ``.saicmv`` and ``.seg`` files, recursively): a block each, headed by its path, then a line of totals (the
+    bytes, and of two-layer files each layer's), or with ``--json`` one JSON object per line (JSON Lines, each with its
+    ``path``); a file that cannot be read is said on stderr and the others are still described (status: the worst
+    file's)."""
+    if len(a.file) == 1 and not os.path.isdir(a.file[0]):
+        _info_one(a.file[0], a.json, None)
+        return 0
+    code, shown = 0, []
+    for path in _info_files(a.file):
         try:
             # (a blank line between two blocks: not before the first one shown, nor twice where a file failed)
-            _info_one(path, a.json, path, separate=bool(shown) and not a.json)
-            shown += 1
+            shown.append(_info_one(path, a.json, path, separate=bool(shown) and not a.json))
         except StdoutError:  # (not one file's fault: said once, not once per file)
             raise
         except SaicmError as e:
             print(f"saicm: error: {printable(e)}", file=sys.stderr)
             code = max(code, e.exit_code)
+    if len(shown) > 1 and not a.json:
+        print()
+        print(_info_totals(shown))
     return code
+
+
+#: what ``saicm info FOLDER`` describes: coded files and human-layer segments (``saicm strip --human-segment``'s)
+INFO_SUFFIXES = (".saicm", ".saicmv", ".seg")
+
+
+def _info_files(args: list[str]):
+    """The files ``saicm info`` describes: each argument, a folder as its :data:`INFO_SUFFIXES` files (recursively,
+    sorted, hidden names left out: the one rule of folder inputs); a folder holding none, or one that cannot be read,
+    is an error of its own (yielded as a :class:`SaicmError`, said in its turn)."""
+    from ._fs import input_files
+
+    for arg in args:
+        if not os.path.isdir(arg):
+            yield arg
+            continue
+        found: list = []
+        try:
+            found = input_files(arg, lambda p: p.suffix.lower() in INFO_SUFFIXES and p.is_file(), found.append)
+        except SaicmError as e:
+            found = [e]
+        if not found:
+            found = [SaicmError("a folder holding no .saicm, .saicmv or .seg file", arg)]
+        for f in found:  # (a subfolder that could not be read: an OSError, in its place)
+            yield SaicmError(f"cannot read folder ({f.strerror or f})", str(f.filename)) if isinstance(f, OSError) \
+                else f if isinstance(f, SaicmError) else str(f)
+
+
+def _info_totals(described: list[dict]) -> str:
+    """``total  N files, B bytes (two-layer files: K, machine layers M bytes, human layers H bytes; human-layer
+    segments: S, G bytes)``."""
+    total = sum(int(d.get("file_bytes", d.get("bytes", 0)) or 0) for d in described)
+    line = f"{'total':24s} {len(described):,} files, {total:,} bytes"
+    parts = []
+    two = [d["layers"] for d in described if isinstance(d.get("layers"), dict)]
+    if two:
+        machine = sum(int(t.get("machine", {}).get("bytes", 0)) for t in two)
+        human = sum(int(t.get("human", {}).get("bytes", 0)) for t in two)
+        parts.append(f"two-layer files: {len(two):,}, machine layers {machine:,} bytes, human layers {human:,} bytes")
+    segments = [d for d in described if d.get("file_type") == "saicm-human-segment"]
+    if segments:
+        parts.append(f"human-layer segments: {len(segments):,}, {sum(int(d['file_bytes']) for d in segments):,} bytes")
+    return line + (f" ({'; '.join(parts)})" if parts else "")
 
 
 def _info_one(path: str, as_json: bool, header: str | None, separate: bool = False) -> int:
     """``saicm info`` of one file; ``header``: its path, printed first (a line of text, or the JSON line's
-    ``path``) when several files are described; ``separate``: a blank line first (once the file is read)."""
+    ``path``) when several files are described; ``separate``: a blank line first (once the file is read). Returns
+    what it showed."""
     import json
+
+    if isinstance(path, SaicmError):  # (what _info_files found wrong with a folder)
+        raise path
 
     from .codec.pipeline import describe
     from .models.catalog import SUFFIX
@@ -171,8 +223,9 @@ def _info_one(path: str, as_json: bool, header: str | None, separate: bool = Fal
                     continue
                 print(printable(f"{'training.' + k:24s} {v}"))
 
-        show(model_file_row(path), model_text)
-        return 0
+        row = model_file_row(path)
+        show(row, model_text)
+        return row
 
     def file_text(d: dict) -> None:
         if "layers" in d:
@@ -192,8 +245,9 @@ def _info_one(path: str, as_json: bool, header: str | None, separate: bool = Fal
             else:
                 print(f"{k:24s} {v}")
 
-    show(describe(path), file_text)
-    return 0
+    d = describe(path)
+    show(d, file_text)
+    return d
 
 
 #: `saicm models` lists this many rate points of a model, then how many there are
@@ -366,8 +420,10 @@ def build_parser() -> argparse.ArgumentParser:
                        "a model file (.safetensors): its architecture, configuration, rate points, checksum and the "
                        "training settings recorded in it (saicm train's options, steps done). Several files: one "
                        "block each, headed by its path; a file that cannot be read is said on stderr, the others are "
-                       "still described, and the status is non-zero.")
-    i.add_argument("file", nargs="+", help=".saicm, .saicmv, a human-layer segment, or a model's .safetensors file")
+                       "still described, and the status is non-zero; a line of totals ends them (bytes, and each layer's of two-layer "
+                       "files). A folder: its .saicm, .saicmv and .seg files, recursively.")
+    i.add_argument("file", nargs="+", help=".saicm, .saicmv, a human-layer segment, a model's .safetensors file, or a "
+                   "folder of coded files")
     i.add_argument("--json", action="store_true",
                    help="machine-readable: one JSON object; for several files, one per line (JSON Lines) with its "
                    "'path'")

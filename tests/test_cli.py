@@ -1533,6 +1533,7 @@ def test_info_of_several_files_describes_each_and_says_which_cannot_be_read(tmp_
     assert err.count("saicm: error:") == 1 and "bad.saicm" in err
     assert main(["info", str(a), str(b)]) == 0
     blocks = capsys.readouterr().out.split("\n\n")
+    assert blocks.pop() == f"{'total':24s} 2 files, {a.stat().st_size + b.stat().st_size:,} bytes\n"
     assert len(blocks) == 2 and blocks[0].startswith("path") and str(a) in blocks[0].splitlines()[0]
     assert "model                    mse-hyperprior-n64-v5" in blocks[0] and str(b) in blocks[1].splitlines()[0]
     assert main(["info", str(a), "--json"]) == 0  # one file: one indented object, without a path (as before)
@@ -1550,7 +1551,43 @@ def test_info_of_several_files_separates_the_blocks_shown_by_one_blank_line(tmp_
     out = capsys.readouterr().out
     assert out.startswith("path") and "\n\n\n" not in out
     blocks = out.split("\n\n")
+    assert blocks.pop().startswith("total                    2 files, ")  # (the files described)
     assert len(blocks) == 2 and str(a) in blocks[0].splitlines()[0] and str(b) in blocks[1].splitlines()[0]
+
+
+def test_info_of_a_folder_describes_its_coded_files_and_segments_and_totals_each_layers_bytes(tmp_path, capsys):
+    """`saicm info DIR` said "is a folder, not a file", and no command gave a day's bytes of each layer without a
+    script over --json (fleet audit of 0.38.0): a folder is its .saicm, .saicmv and .seg files, recursively (hidden
+    ones, model files and others left out), and a line of totals ends the blocks (not in --json)."""
+    import shutil
+
+    import saicm
+
+    ref = Path(__file__).parent / "reference"
+    two, clip = ref / "astronaut-200x150-scalable-b1-h4-v3.saicm", ref / "shapes-64x48-8f-tiny.saicmv"
+    day = tmp_path / "day"
+    (day / "cam2").mkdir(parents=True)
+    shutil.copy(two, day / "a.saicm")
+    shutil.copy(clip, day / "cam2" / "c.saicmv")
+    machine, segment = saicm.split(two.read_bytes())
+    (day / "cam2" / "a.seg").write_bytes(segment)
+    (day / ".a.saicm.part").write_bytes(b"x")  # (a killed job's temporary file, hidden)
+    (day / "notes.txt").write_text("x")
+    assert main(["info", str(day)]) == 0
+    out = capsys.readouterr().out
+    heads = [b.splitlines()[0] for b in out.split("\n\n")[:-1]]
+    assert heads == [f"{'path':24s} {day / p}" for p in ("a.saicm", "cam2/a.seg", "cam2/c.saicmv")]
+    total = two.stat().st_size + clip.stat().st_size + len(segment)
+    assert out.split("\n\n")[-1] == (
+        f"{'total':24s} 3 files, {total:,} bytes (two-layer files: 1, machine layers {len(machine):,} bytes, human "
+        f"layers {len(segment):,} bytes; human-layer segments: 1, {len(segment):,} bytes)\n")
+    assert main(["info", str(day), "--json"]) == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [d["file_type"] for d in lines] == ["saicm-two-layer", "saicm-human-segment", "saicmv"]
+    (tmp_path / "empty").mkdir()
+    assert main(["info", str(tmp_path / "empty"), str(day / "a.saicm")]) == 2  # (the others still described)
+    out, err = capsys.readouterr()
+    assert "empty: a folder holding no .saicm, .saicmv or .seg file" in err and "total" not in out
 
 
 def test_info_of_several_model_files_is_json_lines_with_their_paths(tmp_path, tiny_model, capsys):
@@ -1563,6 +1600,7 @@ def test_info_of_several_model_files_is_json_lines_with_their_paths(tmp_path, ti
     assert lines[0]["architecture"] == "gained-mean-scale-hyperprior" and lines[1]["file_type"] == "saicm"
     assert main(["info", str(coded), str(tiny_model)]) == 0
     blocks = capsys.readouterr().out.split("\n\n")
+    assert blocks.pop().startswith("total ")
     assert len(blocks) == 2 and blocks[1].splitlines()[0] == f"{'path':24s} {tiny_model}"
 
 
