@@ -91,7 +91,6 @@ ERRORS = {
     "strip: cut short": (["strip", "{d}/cut.saicm", "-o", "{d}/x.saicm"], 2,
                          lambda d: saicm.strip(f"{d}/cut.saicm"), saicm.FormatError),
     "info: no file": (["info", "{d}/gone.saicm"], 2, lambda d: saicm.describe(f"{d}/gone.saicm"), saicm.FormatError),
-    "info: a folder": (["info", "{d}"], 2, lambda d: saicm.describe(d), saicm.FormatError),
     "video decode: no file": (["video", "decode", "{d}/gone.saicmv", "-o", "{d}/frames"], 2,
                               lambda d: saicm.video.decode(f"{d}/gone.saicmv"), saicm.FormatError),
     "video decode to a folder: no file": (["video", "decode", "{d}/gone.saicmv", "-o", "{d}/frames"], 2,
@@ -115,6 +114,16 @@ def test_a_wrong_input_is_the_same_line_and_a_documented_class(case, files, caps
     assert isinstance(e.value, saicm.SaicmError)
     assert str(e.value) == err.removeprefix("saicm: error: ").strip()
     assert not (files / "x.saicm").exists() and not (files / "x.png").exists()
+
+
+def test_describe_of_a_folder_is_a_format_error_where_info_describes_its_files(files, capsys):
+    """``saicm.describe`` is of one coded file: a folder is a FormatError; ``saicm info FOLDER`` describes the coded
+    files in it (since 0.39.0: it said "is a folder" as describe does)."""
+    with pytest.raises(saicm.FormatError, match="folder"):
+        saicm.describe(files)
+    code, out, err = _run(capsys, "info", str(files))  # (cut.saicm, cut short, is said and makes the status)
+    assert code == 2 and err.count("\n") == 1 and "cut.saicm" in err
+    assert f"{'path':24s} {files / 'two.saicm'}" in out and out.splitlines()[-1].startswith("total    ")
 
 
 def test_an_argument_error_names_no_file(files):
