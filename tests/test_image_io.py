@@ -1272,3 +1272,37 @@ def test_sixteen_bit_grey_is_scaled_in_integers_without_float_copies(tmp_path):
     finally:
         tracemalloc.stop()
     assert peak < 10 * 2**20  # (2 MB of samples; the float64 copies took 3 x 8 MB)
+
+
+def test_a_scan_bomb_is_counted_past_stray_bytes_between_its_markers():
+    """libjpeg skips any bytes before a marker (a warning, not an error), and the scan count stopped at the first
+    byte that was not 0xFF: one zero byte after a segment (here a comment) hid 2,000 scans, read as before the check
+    (2 s at 1024x1024; review of 0.39.0)."""
+    bomb, written = _progressive_jpeg_of(2000)
+    sos = bomb.find(b"\xff\xda", bomb.find(b"\xff\xda") + 2)  # (the second scan: after a segment, a stray byte)
+    for stray in (b"\xff\xfe\x00\x02\x00", b"\xff\xfe\x00\x02\x00\x13\xff\x00\xff\xff"):  # (also 0xFF 0x00, fill)
+        with pytest.raises(ImageError, match="a progressive JPEG of 2,000 scans"):
+            image_io.load_image(bomb[:sos] + stray + bomb[sos:])
+    plain, _ = _progressive_jpeg_of(0)
+    assert image_io.image_end(plain + b"\x00\x00", "JPEG") == len(plain)
+
+
+def test_the_scans_of_a_large_progressive_jpeg_are_counted_without_reading_it_into_memory(tmp_path):
+    """The scan count read the whole file into memory: a 64x64 progressive JPEG followed by 300 MB (of zeros, which
+    libjpeg never reads) took 0.6 GB and seconds to read, 44 MB before (review of 0.39.0); the file is mapped, and
+    the count stops at the image's end."""
+    import tracemalloc
+
+    plain, _ = _progressive_jpeg_of(0)
+    (tmp_path / "long.jpg").write_bytes(plain)
+    with open(tmp_path / "long.jpg", "r+b") as f:
+        f.truncate(300 << 20)  # (sparse where the file system allows)
+    tracemalloc.start()
+    try:
+        assert image_io.load_image(tmp_path / "long.jpg").rgb.shape == (64, 64, 3)
+        with open(tmp_path / "long.jpg", "rb") as f:  # (a caller's file object)
+            assert image_io.load_image(f).rgb.shape == (64, 64, 3)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 20 << 20

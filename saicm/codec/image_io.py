@@ -249,19 +249,22 @@ def image_end(data: bytes, fmt: str | None) -> int | None:
 #: the next marker after entropy-coded data: 0xFF followed by neither a stuffed 0x00 nor a restart marker (RST0-7)
 _JPEG_DATA_END = re.compile(rb"\xff[^\x00\xd0-\xd7]")
 
+#: the next marker where one is expected: libjpeg skips any other bytes before it (0xFF 0x00 too: a warning, not an
+#: error), and fill bytes (0xFF); the match is the last 0xFF and the marker byte
+_JPEG_MARKER = re.compile(rb"\xff[^\x00\xff]")
 
-def _jpeg_markers(data: bytes):
+
+def _jpeg_markers(data):
     """The markers of a JPEG's first image, as (marker byte, position of its 0xFF), from its SOI's end to its EOI
-    (the last one yielded), walking segment lengths and entropy-coded data; it stops early at anything else (the data
-    cut short or damaged)."""
+    (the last one yielded), walking segment lengths and entropy-coded data and skipping stray bytes between
+    segments as libjpeg does; it stops at the data's end. ``data``: bytes or a buffer (a mapped file)."""
     n, pos = len(data), 2
-    while pos + 1 < n:
-        if data[pos] != 0xFF:
+    while True:
+        found = _JPEG_MARKER.search(data, pos)
+        if found is None:
             return
+        pos = found.start()
         marker = data[pos + 1]
-        if marker == 0xFF:  # fill byte
-            pos += 1
-            continue
         yield marker, pos
         if marker == 0xD9:  # EOI
             return
@@ -276,6 +279,29 @@ def _jpeg_markers(data: bytes):
             if found is None:
                 return
             pos = found.start()
+
+
+def _jpeg_scans(fp) -> int:
+    """The scans of the JPEG ``fp`` (a binary file object) holds in its first image, counted without reading it
+    into memory where it can be helped: a file is mapped, a BytesIO's buffer read in place (a file of gigabytes
+    after its image's end was read whole: libjpeg stops at the end); ``fp``'s position is kept."""
+    import contextlib
+    import mmap
+
+    at = fp.tell()
+    try:
+        with contextlib.ExitStack() as stack:
+            try:
+                data = stack.enter_context(mmap.mmap(fp.fileno(), 0, access=mmap.ACCESS_READ))
+            except (AttributeError, OSError, ValueError):  # (no file behind it: io.UnsupportedOperation is an OSError)
+                try:
+                    data = stack.enter_context(fp.getbuffer())
+                except (AttributeError, BufferError):
+                    fp.seek(0)
+                    data = fp.read()
+            return sum(marker == 0xDA for marker, _ in _jpeg_markers(data))
+    finally:
+        fp.seek(at)
 
 
 def open_image(src: ImageLike, max_pixels: int | None = None) -> Image.Image:
@@ -357,12 +383,7 @@ def check_decode_work(img: Image.Image, path: str | None = None) -> None:
         raise ImageError(f"its {len(img.tile):,} strips or tiles cover the image {covered / (w * h):,.0f} times over "
                          "(a file stores each pixel once): a decompression bomb", path)
     if img.format in ("JPEG", "MPO") and img.info.get("progressive"):
-        fp = img.fp  # (Pillow's file: the path's, or a copy of a stream that does not seek)
-        at = fp.tell()
-        fp.seek(0)
-        data = fp.read()
-        fp.seek(at)
-        scans = sum(marker == 0xDA for marker, _ in _jpeg_markers(data))
+        scans = _jpeg_scans(img.fp)  # (Pillow's file: the path's, or a copy of a stream that does not seek)
         if scans > MAX_JPEG_SCANS:
             raise ImageError(f"a progressive JPEG of {scans:,} scans (encoders write about 10, at most "
                              f"{MAX_JPEG_SCANS} are read; each costs a pass over the whole image): a decompression "
