@@ -156,14 +156,15 @@ def _info_files(args: list[str]):
         if not os.path.isdir(arg):
             yield arg
             continue
-        found: list = []
+        unreadable: list = []  # (os.walk's errors: said after the files found; they were dropped)
         try:
-            found = input_files(arg, lambda p: p.suffix.lower() in INFO_SUFFIXES and p.is_file(), found.append)
+            found = input_files(arg, lambda p: p.suffix.lower() in INFO_SUFFIXES and p.is_file(), unreadable.append)
         except SaicmError as e:
             found = [e]
+        found = [*found, *unreadable]
         if not found:
             found = [SaicmError("a folder holding no .saicm, .saicmv or .seg file", arg)]
-        for f in found:  # (a subfolder that could not be read: an OSError, in its place)
+        for f in found:  # (a subfolder that could not be read: an OSError)
             yield SaicmError(f"cannot read folder ({f.strerror or f})", str(f.filename)) if isinstance(f, OSError) \
                 else f if isinstance(f, SaicmError) else str(f)
 

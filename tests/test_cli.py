@@ -2552,3 +2552,26 @@ def test_main_calls_at_once_put_the_settings_back_when_the_last_one_ends():
         warnings._filters_mutated()
 
 
+
+
+def test_info_of_a_folder_says_a_subfolder_it_cannot_read(tmp_path, capsys, monkeypatch):
+    """`saicm info DIR` with a subfolder it could not read described the others and said nothing, status 0: the
+    errors os.walk passed on were appended to a list then replaced by the files found (review of 0.39.0)."""
+    import shutil
+
+    ref = Path(__file__).parent / "reference" / "astronaut-200x150-scalable-b1-h4-v3.saicm"
+    (tmp_path / "day" / "locked").mkdir(parents=True)
+    shutil.copy(ref, tmp_path / "day" / "a.saicm")
+    shutil.copy(ref, tmp_path / "day" / "locked" / "b.saicm")
+    scandir = os.scandir
+
+    def denied(path="."):  # (as a folder of mode 000 is to a user other than root)
+        if os.fspath(path).endswith("locked"):
+            raise PermissionError(13, "Permission denied", os.fspath(path))
+        return scandir(path)
+
+    monkeypatch.setattr(os, "scandir", denied)
+    assert main(["info", str(tmp_path / "day")]) == 2
+    out, err = capsys.readouterr()
+    assert f"{tmp_path / 'day' / 'locked'}: cannot read folder (Permission denied)" in err
+    assert f"path                     {tmp_path / 'day' / 'a.saicm'}" in out and "b.saicm" not in out
