@@ -157,11 +157,8 @@ def _info_files(args: list[str]):
             yield arg
             continue
         unreadable: list = []  # (os.walk's errors: said after the files found; they were dropped)
-        try:
-            found = input_files(arg, lambda p: p.suffix.lower() in INFO_SUFFIXES and p.is_file(), unreadable.append)
-        except SaicmError as e:
-            found = [e]
-        found = [*found, *unreadable]
+        found = [*input_files(arg, lambda p: p.suffix.lower() in INFO_SUFFIXES and p.is_file(), unreadable.append),
+                 *unreadable]
         if not found:
             found = [SaicmError("a folder holding no .saicm, .saicmv or .seg file", arg)]
         for f in found:  # (a subfolder that could not be read: an OSError)

@@ -1573,10 +1573,17 @@ def test_info_of_a_folder_describes_its_coded_files_and_segments_and_totals_each
     (day / "cam2" / "a.seg").write_bytes(segment)
     (day / ".a.saicm.part").write_bytes(b"x")  # (a killed job's temporary file, hidden)
     (day / "notes.txt").write_text("x")
-    assert main(["info", str(day)]) == 0
+    (day / "gone.saicm").symlink_to(tmp_path / "nowhere")  # (a broken link: warned of, not described)
+    shutil.copy(two, day / "B.SAICM")  # (a camera's upper-case name)
+    with pytest.warns(UserWarning, match="symbolic link not followed"):
+        assert main(["info", str(day)]) == 0
     out = capsys.readouterr().out
     heads = [b.splitlines()[0] for b in out.split("\n\n")[:-1]]
-    assert heads == [f"{'path':24s} {day / p}" for p in ("a.saicm", "cam2/a.seg", "cam2/c.saicmv")]
+    assert heads == [f"{'path':24s} {day / p}" for p in ("B.SAICM", "a.saicm", "cam2/a.seg", "cam2/c.saicmv")]
+    (day / "B.SAICM").unlink()
+    (day / "gone.saicm").unlink()
+    assert main(["info", str(day)]) == 0
+    out = capsys.readouterr().out
     total = two.stat().st_size + clip.stat().st_size + len(segment)
     assert out.split("\n\n")[-1] == (
         f"{'total':24s} 3 files, {total:,} bytes (two-layer files: 1, machine layers {len(machine):,} bytes, human "
@@ -1600,7 +1607,7 @@ def test_info_of_several_model_files_is_json_lines_with_their_paths(tmp_path, ti
     assert lines[0]["architecture"] == "gained-mean-scale-hyperprior" and lines[1]["file_type"] == "saicm"
     assert main(["info", str(coded), str(tiny_model)]) == 0
     blocks = capsys.readouterr().out.split("\n\n")
-    assert blocks.pop().startswith("total ")
+    assert blocks.pop() == f"{'total':24s} 2 files, {coded.stat().st_size + Path(tiny_model).stat().st_size:,} bytes\n"
     assert len(blocks) == 2 and blocks[1].splitlines()[0] == f"{'path':24s} {tiny_model}"
 
 
