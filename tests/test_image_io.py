@@ -1306,3 +1306,51 @@ def test_the_scans_of_a_large_progressive_jpeg_are_counted_without_reading_it_in
     finally:
         tracemalloc.stop()
     assert peak < 20 << 20
+
+
+def test_the_scans_of_the_first_image_of_an_mpo_are_counted_and_only_those():
+    """A phone's MPO is a JPEG followed by others: the first image's scans are counted (a bomb there refused), and
+    the count stops at its end (60 scans followed by a second image of 60 are read: review of 0.39.0's mutants)."""
+    first, _ = _progressive_jpeg_of(2000)
+    buf = io.BytesIO()
+    Image.new("RGB", (64, 64), (120, 90, 60)).save(buf, "MPO", progressive=True, save_all=True,
+                                                    append_images=[Image.new("RGB", (64, 64))])
+    mpo = buf.getvalue()
+    end = image_io.image_end(mpo, "JPEG")
+    plain, _ = _progressive_jpeg_of(0)
+    bomb = mpo[:end - 2] + first[len(plain) - 2: -2] + mpo[end - 2:]  # (the first image's scans, repeated)
+    with Image.open(io.BytesIO(bomb)) as im:
+        assert im.format == "MPO"
+    with pytest.raises(ImageError, match="a progressive JPEG of 2,0"):
+        image_io.load_image(bomb)
+    sixty, _ = _progressive_jpeg_of(60)
+    for after in (sixty, b"\x00\x00" + sixty[2:]):  # (another image, or segments: read only if the count stops at EOI)
+        assert image_io.load_image(sixty + after).rgb.shape == (64, 64, 3)
+
+
+def test_strips_covering_a_grey_image_up_to_four_times_are_read_and_more_refused(tmp_path):
+    """The bound of the strip check: four times over (a TIFF of four separate planes covers its image four times)
+    is read, more refused; planar RGB TIFFs (a layer of strips per colour) read as the same pixels."""
+    (tmp_path / "four.tif").write_bytes(_strip_tiff(64, 64, 64, 4))
+    assert image_io.load_image(tmp_path / "four.tif").rgb.shape == (64, 64, 3)
+    (tmp_path / "more.tif").write_bytes(_strip_tiff(64, 64, 65, 4))
+    with pytest.raises(ImageError, match="its 65 strips or tiles cover the image 4 times over"):
+        image_io.load_image(tmp_path / "more.tif")
+    tifffile = pytest.importorskip("tifffile")  # (Pillow writes no planar TIFF; not a dependency of saicm's)
+    rgb = np.random.default_rng(0).integers(0, 256, (48, 40, 3), dtype=np.uint8)
+    for kw in ({"rowsperstrip": 5}, {"tile": (16, 16)}, {}):
+        tifffile.imwrite(tmp_path / "planar.tif", np.moveaxis(rgb, -1, 0), photometric="rgb", planarconfig="separate",
+                         **kw)
+        assert (image_io.load_image(tmp_path / "planar.tif").rgb == rgb).all()
+
+
+def test_a_32_bit_grey_tiff_is_read_as_0_255_unless_its_values_go_above(tmp_path):
+    """A 32-bit integer TIFF (mode I) is read as 0-255 when its values stay within, as 0-65535 when they do not (the
+    integer scaling of 0.39.0: its bound at 255 was not tested)."""
+    for top, expected in ((255, 255), (256, 1), (65535, 255)):
+        a = np.zeros((8, 8), np.int32)
+        a[0, 0] = top
+        Image.fromarray(a, "I").save(tmp_path / "i.tif")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # (the nearly-black warning of 256)
+            assert image_io.load_image(tmp_path / "i.tif").rgb[0, 0, 0] == expected
