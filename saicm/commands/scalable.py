@@ -30,12 +30,8 @@ def cmd_strip(a: argparse.Namespace) -> int:
     from ..codec import batch
 
     a.output = str(batch.plan(a.input, a.output, lambda p: True, ".saicm")[0][0].dst)
-    if a.human_segment is not None and _names_folder(a.human_segment):
-        from pathlib import Path
-
-        from .._fs import ensure_dir
-
-        a.human_segment = str(ensure_dir(a.human_segment) / (Path(a.input).stem + ".seg"))
+    if a.human_segment is not None:
+        a.human_segment = str(batch.plan(a.input, a.human_segment, lambda p: True, ".seg")[0][0].dst)
     r = strip_file(a.input, a.output, a.human_segment)
     # (-o /dev/stdout | ...: the summary went after the machine layer's bytes, and the file did not decode)
     to_stdout = any(text_stream(path) is sys.stderr for path in (a.output, a.human_segment) if path)
@@ -48,13 +44,6 @@ def cmd_strip(a: argparse.Namespace) -> int:
         print(f"{a.human_segment}: the human-layer segment, {r['bytes_in'] - r['bytes_out']} bytes (cat "
               f"{a.output} {a.human_segment} makes the two-layer file again)", file=out)
     return 0
-
-
-def _names_folder(path: str) -> bool:
-    """Whether an output path names a folder: a trailing slash, or an existing folder."""
-    import os
-
-    return path.endswith(("/", os.sep)) or os.path.isdir(path)
 
 
 def _strip_folder(a: argparse.Namespace) -> int:
