@@ -175,6 +175,9 @@ def test_eval_and_the_sweep_give_the_same_results_and_the_command_lines_qualitie
     for text in ("10,50", "1,3", b"10,50"):
         with pytest.raises(saicm.ArgumentError, match=r"a list of rate points, such as \[1, 3\], not the text"):
             sweep(get_codec("jpeg"), load_rgb_folder(folder), text, progress=False)
+    for one in (50, 4.0):  # (one quality, not in a list: "'int' object is not iterable", a TypeError)
+        with pytest.raises(saicm.ArgumentError, match=rf"such as \[{one}\], not one {type(one).__name__}"):
+            sweep(get_codec("jpeg"), load_rgb_folder(folder), one, progress=False)
     from saicm.video.evaluate import sweep_clips  # (the clip sweep's too: the same rate points)
 
     with pytest.raises(saicm.ArgumentError, match=r"a list of rate points, such as \[1, 3\], not the text '1,3'"):

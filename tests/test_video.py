@@ -326,6 +326,25 @@ def test_presets_grow_and_configs_are_checked():
         nerv.make_config("xxl", 48, 64)
 
 
+def test_an_encodes_own_arguments_are_refused_before_the_clip_is_read_and_are_argument_errors(clip_mkv, monkeypatch):
+    """``saicm.video.encode(clip, preset="zz")`` read and decoded the whole clip before refusing the name (7 s for
+    300 CIF frames; minutes for long footage), and every argument of the call was refused as a plain
+    ``SaicmError``: the image API's ``ArgumentError`` (a ``ValueError``) now, before any frame is read."""
+    from saicm.errors import ArgumentError
+
+    def no_read(*a, **k):
+        raise AssertionError("read the clip before checking the arguments")
+
+    monkeypatch.setattr(api, "_as_clip", no_read)
+    for kw, words in [({"preset": "zz"}, "unknown preset 'zz'"), ({"arch": "zz"}, "unknown architecture 'zz'"),
+                      ({"arch": "hnerv", "preset": "xxl"}, "unknown preset 'xxl'"), ({"bits": 1}, "bits must be 2..8"),
+                      ({"loss": "x"}, "unknown loss 'x'"), ({"loss": "sa-nerv"}, "needs --masks"),
+                      ({"edge_weight": 1.0}, "are for --loss sa-nerv")]:
+        with pytest.raises(ArgumentError, match=words) as e:
+            api.encode(clip_mkv, **kw)
+        assert isinstance(e.value, ValueError) and e.value.path is None, kw
+
+
 def test_quantisation_steps_and_symbols():
     torch.manual_seed(0)
     w = torch.randn(6, 5, 3, 3) * torch.logspace(-6, 1, 6).view(-1, 1, 1, 1)

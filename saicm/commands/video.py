@@ -80,6 +80,7 @@ def cmd_presets(a: argparse.Namespace) -> int:
     from ..video import archs
     from ..video.api import PRESET_LR
     from ..video.io import parse_size
+    from ..video.nerv_config import DEFAULT_PRESET
 
     w, h = parse_size(a.size) or (352, 288)
     n = a.frames
@@ -90,7 +91,7 @@ def cmd_presets(a: argparse.Namespace) -> int:
         for name in mod.PRESETS:
             cfg = mod.make_config(name, h, w)
             p, m = mod.count(cfg, n)
-            default = " (default)" if arch == archs.DEFAULT and name == "s" else ""
+            default = " (default)" if arch == archs.DEFAULT and name == DEFAULT_PRESET else ""
             extra = f"  embedding {cfg['embed']}x{cfg['grid'][0]}x{cfg['grid'][1]} per frame" if "embed" in cfg else ""
             print(f"  {name:3s}{default:10s} {p:>10,} parameters {m / 1e6:>8.0f} M MAC/frame  grid {cfg['grid'][0]}x"
                   f"{cfg['grid'][1]}  strides {cfg['strides']}  channels {cfg['channels']}  lr "
@@ -101,6 +102,7 @@ def cmd_presets(a: argparse.Namespace) -> int:
 def register(sub) -> None:
     from ..codec.limits import DEFAULT_MAX_PIXELS, DEFAULT_MAX_VIDEO_PIXELS, pixels_text
     from ..device import DEVICE_HELP
+    from ..video.nerv_config import DEFAULT_PRESET, PRESETS
 
     frame_limit, clip_limit = pixels_text(DEFAULT_MAX_PIXELS), pixels_text(DEFAULT_MAX_VIDEO_PIXELS)
 
@@ -122,8 +124,8 @@ def register(sub) -> None:
     e.add_argument("-o", "--output", required=True, help=".saicmv file to write")
     e.add_argument("--frames", metavar="A:B", help="frames A..B-1 (0-based; A: or :B allowed); default all")
     e.add_argument("--size", metavar="WxH", help="resize the frames (ffmpeg's scale filter, Lanczos)")
-    e.add_argument("--preset", default="s", choices=["xs", "s", "m", "l"],
-                   help="network size: more parameters, more bytes, better frames (default s; "
+    e.add_argument("--preset", default=DEFAULT_PRESET, choices=list(PRESETS),
+                   help=f"network size: more parameters, more bytes, better frames (default {DEFAULT_PRESET}; "
                    "'saicm video presets' lists them)")
     e.add_argument("--arch", default="nerv", choices=["nerv", "hnerv"],
                    help="nerv (frame index → network → frame; default) or hnerv (a small coded embedding per frame, "

@@ -12,7 +12,7 @@ import collections
 import math
 import time
 from pathlib import Path
-from typing import Mapping, Protocol, Sequence
+from typing import Iterable, Mapping, Protocol, Sequence
 
 import numpy as np
 from PIL import Image
@@ -312,11 +312,14 @@ def rate_points(codec: Codec, qualities: Sequence | None) -> list:
     """The rate points of a sweep: ``qualities`` as a list (None: the codec's defaults). A string, the command
     line's ``--qualities 1,3``, is refused in one line: it was read a character at a time ("quality must be a whole
     number, not '1'"; ``"10,30"``: "lists a rate point twice (1,0,,,3,0)")."""
-    if isinstance(qualities, (str, bytes)):
-        from ..errors import ArgumentError
+    from ..errors import ArgumentError
 
+    if isinstance(qualities, (str, bytes)):
         raise ArgumentError(f"qualities must be a list of rate points, such as [1, 3], not the text {qualities!r} "
                             "(the command line's --qualities)")
+    if qualities is not None and not isinstance(qualities, Iterable):  # (sweep(codec, images, 50): a TypeError)
+        raise ArgumentError(f"qualities must be a list of rate points, such as [{qualities!r}], not one "
+                            f"{type(qualities).__name__}")
     return list(qualities or codec.default_qualities)
 
 

@@ -186,12 +186,13 @@ def encode(clip, output: str | os.PathLike | None = None, *, frames: str | None 
     settings = fit_settings(preset, epochs, lr, loss, batch=batch, prune=prune, prune_epochs=prune_epochs,
                             qat_epochs=qat_epochs, bits=bits, seed=seed, ckpt_every=ckpt_every,
                             edge_weight=edge_weight, beta=beta, compile=compile or None)
+    archs.check_choice(arch, preset)
     if loss == "sa-nerv" and masks is None:
-        raise SaicmError("--loss sa-nerv needs --masks DIR (per-frame edge masks: 'saicm video frames' then "
+        raise ArgumentError("--loss sa-nerv needs --masks DIR (per-frame edge masks: 'saicm video frames' then "
                          "'saicm masks')")
     if loss != "sa-nerv" and (masks is not None or edge_weight is not None):
         # (they were ignored: the recipe frames → masks → encode without --loss sa-nerv wrote a plain NeRV file)
-        raise SaicmError("--masks and --edge-weight (Python: masks=, edge_weight=) are for --loss sa-nerv "
+        raise ArgumentError("--masks and --edge-weight (Python: masks=, edge_weight=) are for --loss sa-nerv "
                          f"(loss={loss!r} ignores them): add --loss sa-nerv, or drop them")
     if output is not None:
         from .._fs import no_output_folder, refuse_input_as_output

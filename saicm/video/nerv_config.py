@@ -60,12 +60,12 @@ def plan_strides(height: int, width: int, blocks: int = 5, max_grid: int = MAX_P
 def preset_widths(presets: dict, preset: str | dict) -> dict:
     """The widths of a preset: its entry in ``presets`` for a name (one-line error for an unknown one), else
     the dict given."""
-    from ..errors import SaicmError
+    from ..errors import ArgumentError
 
     if not isinstance(preset, str):
         return preset
     if preset not in presets:
-        raise SaicmError(f"unknown preset {preset!r} (presets: {', '.join(presets)})")
+        raise ArgumentError(f"unknown preset {preset!r} (presets: {', '.join(presets)})")
     return presets[preset]
 
 

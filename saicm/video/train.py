@@ -68,7 +68,7 @@ from torch.nn import functional as F
 from .._progress import StatusLines, bar_disable, time_left
 from .._signals import StopRequest
 from ..device import first_line, peer_gone
-from ..errors import SaicmError
+from ..errors import ArgumentError, SaicmError
 from ..train.compiling import CompiledStep, compiler_errors, import_dynamo
 from ..train.config import learning_rate_ok
 
@@ -112,20 +112,21 @@ class FitSettings:
 
     def check(self) -> None:
         if self.loss not in LOSSES:
-            raise SaicmError(f"unknown loss {self.loss!r} (losses: {', '.join(LOSSES)})")
+            raise ArgumentError(f"unknown loss {self.loss!r} (losses: {', '.join(LOSSES)})")
         if self.epochs < 1 or self.batch < 1 or not learning_rate_ok(self.lr):
-            raise SaicmError(f"epochs and batch must be at least 1 and the learning rate > 0 and at most 1; got "
-                             f"{self.epochs}, {self.batch}, {self.lr:g}")
+            raise ArgumentError(f"epochs and batch must be at least 1 and the learning rate > 0 and at most 1; got "
+                                f"{self.epochs}, {self.batch}, {self.lr:g}")
         if not 0 <= self.prune < 1:
-            raise SaicmError(f"prune is the share of weights set to zero, 0 <= p < 1; got {self.prune}")
+            raise ArgumentError(f"prune is the share of weights set to zero, 0 <= p < 1; got {self.prune}")
         if not 0 <= self.beta <= 1 or not self.edge_weight >= 0:
-            raise SaicmError(f"beta must be in [0, 1] and the edge weight >= 0; got {self.beta}, {self.edge_weight}")
+            raise ArgumentError(f"beta must be in [0, 1] and the edge weight >= 0; got {self.beta}, "
+                                f"{self.edge_weight}")
         if not 2 <= self.bits <= 8:
-            raise SaicmError(f"bits must be 2..8, got {self.bits}")
+            raise ArgumentError(f"bits must be 2..8, got {self.bits}")
         if (self.prune_epochs or 0) < 0 or (self.qat_epochs or 0) < 0:
-            raise SaicmError("prune/qat epochs must be >= 0")
+            raise ArgumentError("prune/qat epochs must be >= 0")
         if self.ckpt_every < 1:
-            raise SaicmError("checkpoints every N >= 1 epochs")
+            raise ArgumentError("checkpoints every N >= 1 epochs")
 
     def fingerprint_dict(self) -> dict:
         d = asdict(self)
