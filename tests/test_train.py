@@ -855,6 +855,16 @@ def test_masked_loss_errors(data_dir, tmp_path):
         train(tiny_cfg(data_dir, tmp_path / "r", loss="saicm", masks=str(broken)))
 
 
+def test_an_off_mask_weight_with_a_loss_that_uses_no_masks_is_refused(data_dir, tmp_path):
+    """`saicm train --loss mse --off-mask-weight 0.5` (the default loss) trained plain MSE, the weight unused, and
+    wrote off_mask_weight 0.5 into the model file's training record (the trainer's audit): refused as --masks is;
+    0, the default, is no weight and goes."""
+    with pytest.raises(saicm.SaicmError, match="--loss mse uses no masks: --off-mask-weight .*masked loss"):
+        train(tiny_cfg(data_dir, tmp_path / "r", off_mask_weight=0.5))
+    assert not (tmp_path / "r").exists()
+    train(tiny_cfg(data_dir, tmp_path / "zero", off_mask_weight=0.0, steps=1))
+
+
 def test_init_with_new_lambdas_fine_tunes_to_other_rate_points(data_dir, tmp_path, tiny_model):
     out = tmp_path / "ft"
     final = train(tiny_cfg(data_dir, out, init=str(tiny_model), lambdas=(0.01, 0.1, 0.3), steps=2))

@@ -84,11 +84,16 @@ def _as_list(v) -> list:
     return [] if v is None else [v] if isinstance(v, (str, Path)) else list(v)
 
 
-def _check_masks(cfg: TrainConfig) -> None:
+def _check_masks(cfg: TrainConfig, off_weight_given: float | None = None) -> None:
+    """The mask options against the loss; ``off_weight_given``: the ``--off-mask-weight`` given to this session (a
+    run's own, taken by a resume, is not refused here)."""
     data, masks = _as_list(cfg.data), _as_list(cfg.masks)
     if cfg.loss not in MASK_KINDS:
         if masks:
             raise SaicmError(f"--loss {cfg.loss} uses no masks; drop --masks or pick a masked loss")
+        if off_weight_given:  # (it trained plain MSE, the model file's record saying it was weighed)
+            raise SaicmError(f"--loss {cfg.loss} uses no masks: --off-mask-weight weighs the pixels off the mask "
+                             "of a masked loss (--loss saicm or object); drop it")
         return
     if len(masks) != len(data):
         raise SaicmError(f"--loss {cfg.loss} needs one --masks folder per --data folder "
@@ -295,6 +300,7 @@ def _hold_run_folder(out: Path, locks: contextlib.ExitStack) -> bool:
 
 def _train(cfg: TrainConfig, locks: contextlib.ExitStack) -> Path:
     resumed = None
+    off_weight_given = cfg.off_mask_weight
     ckpt_path = Path(cfg.out) / "checkpoint.pt"
     holding = _hold_run_folder(Path(cfg.out), locks)
     if cfg.resume and ckpt_path.is_file():  # what the run was started with, where these options are silent
@@ -317,7 +323,7 @@ def _train(cfg: TrainConfig, locks: contextlib.ExitStack) -> Path:
         raise SaicmError(f"unknown loss {cfg.loss!r} (known: {', '.join(DISTORTIONS)})")
     if not learning_rate_ok(cfg.lr):
         raise SaicmError(f"--lr must be > 0 and at most 1, got {cfg.lr:g}")
-    _check_masks(cfg)
+    _check_masks(cfg, off_weight_given)
     rank, world = _dist_info()
     device = resolve_device(cfg.device, launcher()[2])
     if device.type == "cuda":
