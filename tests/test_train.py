@@ -1749,6 +1749,24 @@ def test_train_help_states_the_schedule_the_trainer_runs():
     assert abs(_lr_at(cfg, cfg.steps) - 0.1) < 1e-9 and _lr_at(cfg, int(cfg.decay_from * cfg.steps)) == 1.0
 
 
+def test_training_md_states_the_optimisers_the_trainer_runs(data_dir, tmp_path):
+    """docs/training.md said nothing of the gradient clipping, the auxiliary optimiser, weight decay or the crops'
+    flips (only the model cards did; the trainer's audit): its figures are the trainer's own, and the quantiles are
+    in the auxiliary optimiser alone, every other parameter in the main one."""
+    cfg = tiny_cfg(data_dir, tmp_path / "r", steps=1)
+    train(cfg)
+    ck = torch.load(tmp_path / "r" / "checkpoint.pt", weights_only=False)
+    model = saicm.load_model(tmp_path / "r" / "model.safetensors")[0]
+    params = [n for n, _ in model.named_parameters()]
+    main, aux = ck["opt"]["param_groups"], ck["aux_opt"]["param_groups"]
+    assert [len(g["params"]) for g in main] == [len(params) - 1] and [len(g["params"]) for g in aux] == [1]
+    assert [n for n in params if n.endswith("quantiles")] == ["entropy_bottleneck.quantiles"]
+    assert main[0]["weight_decay"] == 0 and aux[0]["weight_decay"] == 0 and aux[0]["lr"] == cfg.aux_lr
+    text = " ".join((Path(__file__).parents[1] / "docs" / "training.md").read_text().split())
+    assert f"clipped to {cfg.clip:g}," in text and "constant 10⁻³ (neither clipped nor scheduled)" in text
+    assert cfg.aux_lr == 1e-3 and "flipped left–right with probability ½" in text and "no weight decay" in text
+
+
 def test_training_from_python_leaves_the_callers_random_state_as_it_was(data_dir, tmp_path):
     """train() seeded PyTorch's global generator (and resumed runs Python's) for good: a notebook's next random
     numbers came out the same after every training. They are put back; so are video encode's."""
