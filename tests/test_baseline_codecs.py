@@ -146,6 +146,29 @@ def test_size_sei_escapes_start_code_emulation(syntax):
     assert ff.read_size_sei(b"\x00\x00\x00\x01" + nal, syntax) == (256, 3)
 
 
+@pytest.mark.parametrize("syntax, param_set, idr", [("hevc", b"\x40\x01", b"\x26\x01"), ("vvc", b"\x00\x79", b"\x00\x39")])
+def test_the_size_sei_is_the_only_change_to_the_encoders_stream(syntax, param_set, idr):
+    """The encoder's bytes stay as they were, their 3-byte start codes too: the SEI adds its 29 bytes and nothing
+    else (each 3-byte start code was rewritten as 4 bytes: one byte more than ffmpeg run by hand, per slice)."""
+    stream = (b"\x00\x00\x00\x01" + param_set + b"\x0c\x01" + b"\x00\x00\x01" + idr + b"\xaf\x02"
+              + b"\x00\x00\x01" + idr + b"\xbe\x03\x00")  # (a second slice, then a trailing zero byte)
+    sei = b"\x00\x00\x00\x01" + ff.size_sei(71, 45, syntax)
+    out = ff.insert_size_sei(stream, 71, 45, syntax)
+    assert len(out) == len(stream) + len(sei) == len(stream) + 29
+    assert out.replace(sei, b"", 1) == stream and out.index(sei) == 8  # before the first slice's start code
+    assert ff.read_size_sei(out, syntax) == (71, 45) and nal_types(out, syntax)[1] == ff._PREFIX_SEI[syntax]
+
+
+@pytest.mark.parametrize("name", ["hevc", "vvc"])
+def test_an_odd_sized_picture_is_ffmpegs_own_stream_and_the_size_sei(name):
+    """What ffmpeg gives when run by hand on the edge-padded picture, and the documented SEI (29 bytes)."""
+    codec = codec_or_skip(name)
+    rgb = codec.padded(np.asarray(smooth_image()))
+    by_hand = ff.run_ffmpeg(codec.exe, codec.encode_args(rgb.shape[1], rgb.shape[0], 32), rgb.tobytes(), "test")
+    data = coded(name, 32)[0]
+    assert data.replace(b"\x00\x00\x00\x01" + ff.size_sei(W, H, name), b"", 1) == by_hand
+
+
 def test_rd_sweep_rate_is_from_the_stream_bytes():
     codec = codec_or_skip("hevc")
     res = rd_sweep(codec, {"s.png": smooth_image()}, qualities=[37, 27], progress=False)

@@ -175,15 +175,20 @@ def run_ffmpeg(exe: str, args: list, data: bytes, what: str, hint: str = "") -> 
 
 # --- Annex-B NAL units -------------------------------------------------------------------------
 
-def split_nal_units(stream: bytes) -> list[bytes]:
-    """The NAL units (header + payload, start codes removed) of an Annex-B byte stream."""
-    starts, i, n = [], 0, len(stream)
+def _unit_starts(stream: bytes) -> list[int]:
+    """Where each NAL unit of an Annex-B byte stream begins (its header's first byte, after the start code)."""
+    starts, i = [], 0
     while True:
         i = stream.find(b"\x00\x00\x01", i)
         if i < 0:
-            break
+            return starts
         starts.append(i + 3)
         i += 3
+
+
+def split_nal_units(stream: bytes) -> list[bytes]:
+    """The NAL units (header + payload, start codes removed) of an Annex-B byte stream."""
+    starts, n = _unit_starts(stream), len(stream)
     units = []
     for k, s in enumerate(starts):
         e = starts[k + 1] - 3 if k + 1 < len(starts) else n
@@ -249,13 +254,16 @@ def has_picture(stream: bytes, syntax: str) -> bool:
 
 
 def insert_size_sei(stream: bytes, width: int, height: int, syntax: str) -> bytes:
-    """``stream`` with the size SEI inserted just before the first VCL NAL unit."""
-    units = split_nal_units(stream)
-    first_vcl = next((k for k, u in enumerate(units) if _nal_type(u, syntax) < _FIRST_NON_VCL[syntax]), None)
+    """``stream`` with the size SEI (and its 4-byte start code) inserted just before the first VCL NAL unit's start
+    code; the encoder's own bytes are kept as they were (re-joining the units with 4-byte start codes added a byte
+    for each of its 3-byte ones)."""
+    starts = _unit_starts(stream)
+    first_vcl = next((s for s, u in zip(starts, split_nal_units(stream))
+                      if len(u) >= 2 and _nal_type(u, syntax) < _FIRST_NON_VCL[syntax]), None)
     if first_vcl is None:
         raise SaicmError(f"{syntax} encoder produced no picture data")
-    units.insert(first_vcl, size_sei(width, height, syntax))
-    return b"".join(b"\x00\x00\x00\x01" + u for u in units)
+    at = first_vcl - 3 - (first_vcl >= 4 and stream[first_vcl - 4] == 0)  # (a 4-byte start code's zero_byte)
+    return stream[:at] + b"\x00\x00\x00\x01" + size_sei(width, height, syntax) + stream[at:]
 
 
 def finished_stream(data: bytes, syntax: str, size: tuple[int, int], coded: tuple[int, int], name: str,
