@@ -28,7 +28,7 @@ import saicm
 from saicm import _progress
 from saicm.cli import main
 from saicm.errors import FormatError, SaicmError
-from saicm.video import api, bitstream, compress, io, nerv, train
+from saicm.video import api, archs, bitstream, compress, io, nerv, train
 
 from .conftest import assert_pixels_within_one, free_port, needs_cxx_compiler
 
@@ -1261,6 +1261,22 @@ def test_reference_file_still_decodes_to_the_same_frames(path):
     steps = np.concatenate([t.steps for t in qts])
     assert bitstream.pack(bitstream.VideoStream(h, steps, compress.encode_symbols(qts, h.bits))) == data
 
+
+
+@pytest.mark.parametrize("path", [REFERENCE, REFERENCE_HNERV], ids=["nerv", "hnerv"])
+def test_decoding_draws_nothing_from_the_callers_random_generator(path):
+    """Building the network to decode (its layers' initial weights, which the file's replace) drew from PyTorch's
+    global generator: a training job that decodes clips got other random numbers after each ``saicm.video.decode``
+    (as ``saicm.load_model`` did before :class:`~saicm.models.zoo.PrivateRandom`). Every parameter is the file's."""
+    data = path.read_bytes()
+    torch.manual_seed(7)
+    expected = torch.rand(4)
+    torch.manual_seed(7)
+    api.decode(data)
+    h, model = api.network(data)
+    assert torch.equal(torch.rand(4), expected)
+    names = {name for name, _, _ in archs.param_layout(h.arch, h.config, h.frames)}
+    assert {n for n, _ in model.named_parameters()} == names and not list(model.buffers())
 
 def test_stage_epochs_follow_the_options():
     """Defaults: prune fine-tunes epochs/6 (at least 1), qat epochs/10; an explicit 0 means none."""

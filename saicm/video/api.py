@@ -303,7 +303,10 @@ def network(data: bytes, max_pixels: int | None = None) -> tuple[bitstream.Video
         tensors.append(compress.QTensor(name=name, shape=shape, groups=groups, steps=stream.steps[pos: pos + groups],
                                         symbols=sym))
         pos += groups
-    model = archs.build(h.arch, h.config, h.frames)
+    from ..models.zoo import PrivateRandom
+
+    with torch.device("cpu"), PrivateRandom():  # (its initial weights, replaced below: none of the caller's draws)
+        model = archs.build(h.arch, h.config, h.frames)
     compress.load_quantised(model, tensors)
     return h, model
 
