@@ -26,6 +26,53 @@ def bar_disable(progress) -> bool | None:
     return None
 
 
+def progress_bar(iterable=None, *, progress, **kwargs):
+    """A tqdm bar over ``iterable`` (``kwargs``: tqdm's) where one is drawn: ``progress`` wanted, :func:`bar_disable`
+    allowing it and, as tqdm's own rule, its stream a terminal; else :class:`NoBar`, with what saicm's callers use of
+    a bar (``disable`` true: their status lines said instead where progress is wanted). tqdm's first bar, even a
+    disabled one, makes a lock shared with child processes, and that fixes the process's ``multiprocessing`` start
+    method: a service's or a training job's own ``multiprocessing.set_start_method("spawn")`` raised "context has
+    already been set" after a ``saicm.compress(..., refine=2)``, a ``saicm.video.encode(..., progress=False)`` or a
+    sweep with its standard error in a log; and it left tqdm's monitor thread running."""
+    disable = bar_disable(progress)
+    stream = kwargs.get("file") or sys.stderr
+    if disable or (disable is None and hasattr(stream, "isatty") and not stream.isatty()):
+        return NoBar(iterable, total=kwargs.get("total"), initial=kwargs.get("initial", 0))
+    from tqdm import tqdm
+
+    return tqdm(iterable=iterable, disable=disable, **kwargs)
+
+
+class NoBar:
+    """The bar of :func:`progress_bar` when none is drawn: counts, and writes what is written "above" it."""
+
+    disable = True
+
+    def __init__(self, iterable=None, total=None, initial=0):
+        self.iterable, self.total, self.n = iterable, total, initial
+
+    def __iter__(self):
+        return iter(self.iterable)
+
+    def update(self, n=1) -> None:
+        self.n += n
+
+    def write(self, s: str, file=None, end: str = "\n") -> None:
+        """As ``tqdm.write``: to ``file``, standard output by default."""
+        (sys.stdout if file is None else file).write(s + end)
+
+    def refresh(self, *args, **kwargs) -> None:
+        pass
+
+    set_postfix = set_postfix_str = set_description = close = refresh
+
+    def __enter__(self) -> "NoBar":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        pass
+
+
 class StatusLines:
     """``saicm COMMAND: STATUS`` lines to stderr, when ``on`` (the caller's bar is off and progress is wanted),
     at most every :data:`LINE_SECONDS` unless forced."""
@@ -80,10 +127,8 @@ class StageMeter:
             return
         if stage != self.stage:
             self.close()
-            from tqdm import tqdm
-
             self.stage, self.start = stage, self.last
-            self.bar = tqdm(total=total, desc=stage, unit=unit, leave=False, disable=bar_disable(True))
+            self.bar = progress_bar(total=total, desc=stage, unit=unit, leave=False, progress=True)
             self.lines = StatusLines(self.command, self.bar.disable)
         self.bar.update(done - self.bar.n)
         self.last = time.monotonic()
@@ -112,9 +157,7 @@ def metered(batches, total: int | None, command: str, on: bool = True):
     line ``saicm COMMAND: 1200/18000 frames, about 40 min left`` at most every :data:`LINE_SECONDS`, the first once
     the work has run that long (a short clip says nothing). ``total``: the frames expected (None: not known). `saicm
     video frames` and `video decode` of an hour's frames said nothing for hours, on a terminal or off one."""
-    from tqdm import tqdm
-
-    bar = tqdm(total=total, unit="frame", leave=False, disable=bar_disable(on), dynamic_ncols=True)
+    bar = progress_bar(total=total, unit="frame", leave=False, progress=on, dynamic_ncols=True)
     lines = StatusLines(command, bool(on) and bar.disable)
     start = lines.last = time.monotonic()
     done = 0

@@ -2325,9 +2325,10 @@ def test_an_unknown_option_is_refused_with_the_commands_own_usage(capsys):
 def test_a_one_file_job_draws_no_bar_of_files(monkeypatch, capsys, tmp_path):
     """A job of one file shows that file's own steps, not a bar of files (``1/1 img``) on a terminal; two files
     get one."""
+    from saicm import _progress
     from saicm.codec import batch
 
-    monkeypatch.setattr(batch, "bar_disable", lambda progress: not progress)  # (a terminal's bar where wanted)
+    monkeypatch.setattr(_progress, "bar_disable", lambda progress: not progress)  # (a terminal's bar where wanted)
     jobs = [batch.Job(tmp_path / f"{n}.png", tmp_path / f"{n}.saicm") for n in "ab"]
     for job in jobs:
         job.src.write_bytes(b"x")

@@ -366,6 +366,28 @@ def test_library_integration_contract(tiny_model):
         saicm.compress(Image.fromarray(np.full((32, 32), 300, np.int32)), model=tiny_model)
 
 
+
+def test_calls_that_draw_no_bar_leave_the_multiprocessing_start_method_unset(tiny_model, tmp_path):
+    """A refined encode with no progress asked for, and a clip's decode to frames asked for it with standard error
+    not a terminal, made a (disabled) tqdm bar, whose first one makes a lock for child processes and so fixes the
+    process's start method: the caller's own ``multiprocessing.set_start_method("spawn")`` afterwards raised "context
+    has already been set" (and tqdm's monitor thread was left running)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    clip = Path(__file__).parent / "reference" / "shapes-64x48-8f-tiny.saicmv"
+    code = ("import multiprocessing, sys, threading, numpy, saicm, saicm.video\n"
+            "img = numpy.full((32, 32, 3), 100, numpy.uint8)\n"
+            "saicm.decompress(saicm.compress(img, model=sys.argv[1], quality=1, refine=1), model=sys.argv[1])\n"
+            "saicm.video.decode_file(sys.argv[2], sys.argv[3], progress=True)\n"
+            "multiprocessing.set_start_method('spawn')\n"
+            "print(sorted(t.name for t in threading.enumerate() if t.name.startswith('tqdm')))\n")
+    r = subprocess.run([sys.executable, "-c", code, str(tiny_model), str(clip), str(tmp_path / "frames")],
+                       capture_output=True, text=True, timeout=300, env=dict(os.environ, PYTHONWARNINGS="ignore"))
+    assert r.returncode == 0 and r.stdout.strip() == "[]", r.stderr[-2000:]
+    assert len(list((tmp_path / "frames").glob("*.png"))) == 8
+
 def _typed_exports(source: str) -> dict[str, tuple[str, str]]:
     """Name → (module, attribute) of what a module's TYPE_CHECKING block exports to a type checker: imports in the
     ``X as X`` form, and ``X = _y`` of a private import. Any other import there (``a as b``, a bare ``a``) is not

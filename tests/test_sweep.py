@@ -2,11 +2,13 @@
 
 import json
 import os
+import sys
 import warnings
 
 import pytest
 
 import numpy as np
+import tqdm
 from PIL import Image
 
 from saicm.eval.cache import DecodeCache
@@ -327,8 +329,6 @@ def test_the_progress_bar_counts_the_task_model(monkeypatch):
     """The bar counted encodes only: it showed nothing while the reference was scored, stood at 100 % (no time
     left) while the last point's task model ran, and its time left was that of the encodes alone (half of a JPEG
     sweep's with a detector); its rate swung with each point's task model (a moving average)."""
-    from saicm.eval import rd
-
     bars = []
 
     class Bar:
@@ -349,7 +349,10 @@ def test_the_progress_bar_counts_the_task_model(monkeypatch):
             seen.append((bars[-1].n, bars[-1].total) if bars else None)
             return super().evaluate(images, originals)
 
-    monkeypatch.setattr(rd, "tqdm", Bar)
+    monkeypatch.setattr(tqdm, "tqdm", Bar)
+    monkeypatch.setenv("TERM", "xterm")  # (a bar drawn: on a terminal, not TERM=dumb)
+    monkeypatch.delenv("TQDM_DISABLE", raising=False)
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True, raising=False)
     sweep(get_codec("jpeg"), images(), [30, 60], task=Watching())
     assert seen == [(0, 10), (4, 10), (8, 10)]  # the reference, then each point's task model, counted in the bar
     assert bars[-1].n == bars[-1].total and bars[-1].smoothing == 0
@@ -444,8 +447,6 @@ def test_unversioned_cached_decodes_are_said_without_contradiction_under_0_32_0(
 def test_off_a_terminal_the_reference_is_said_before_it_is_scored(monkeypatch, capsys):
     """Off a terminal (nohup, a log file) nothing was printed while the task model scored the originals: tens of
     seconds on COCO128 before the first image's line (the evaluation-stop audit)."""
-    from saicm.eval import rd
-
     said = []
 
     class Watching(MeanBrightness):
@@ -453,7 +454,7 @@ def test_off_a_terminal_the_reference_is_said_before_it_is_scored(monkeypatch, c
             said.append(capsys.readouterr().err)
             return super().evaluate(images, originals)
 
-    monkeypatch.setattr(rd.tqdm, "__init__", _off_terminal_bar(rd.tqdm.__init__))
+    monkeypatch.setattr(tqdm.tqdm, "__init__", _off_terminal_bar(tqdm.tqdm.__init__))
     sweep(get_codec("jpeg"), images(), [30], task=Watching())
     assert "saicm eval: jpeg: brightness on the 2 originals (the reference)" in said[0]
 

@@ -679,6 +679,7 @@ def test_the_fit_bar_counts_steps_and_ends_full_when_a_stage_stops(capsys, monke
     bar = tqdm.tqdm
     monkeypatch.setattr(tqdm, "tqdm", lambda *a, **k: bar(*a, **{**k, "mininterval": 0, "miniters": 1,
                                                                   "disable": bool(k.get("disable"))}))
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True, raising=False)
     frames = synthetic_clip(6)
     torch.manual_seed(0)
     model = nerv.build(nerv.make_config(TINY, 48, 64))

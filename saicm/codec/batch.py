@@ -24,11 +24,10 @@ from multiprocessing import get_context
 from pathlib import Path
 from typing import Callable, TextIO
 
-from tqdm import tqdm
 
 from .._fs import (EXISTING, NO_DASH_OUTPUT, OutputExists, ensure_dir, flush_standard_streams, input_files,
                    no_replace, no_such_file, refuse_input_as_output, remove_stale_parts, standard_stream)
-from .._progress import StatusLines, bar_disable, time_left
+from .._progress import StatusLines, progress_bar, time_left
 from .._signals import StopRequest
 from ..errors import MissingDependency, SaicmError, printable
 from .image_io import names_media_file, refuse_file_name_for_folder
@@ -459,7 +458,7 @@ def run(fn: Callable[[Job], dict], jobs: list[Job], workers: int = 1, desc: str 
     one (nohup, ``2> job.log``, a CI job), a status line ``saicm DESC: 120/5000 files ...`` at most every
     :data:`saicm._progress.LINE_SECONDS`. Ctrl-C or SIGTERM: the files in progress are finished, then
     :class:`Interrupted`."""
-    bar = tqdm(total=len(jobs), desc=desc, unit="img", disable=bar_disable(progress and len(jobs) >= 2))
+    bar = progress_bar(total=len(jobs), desc=desc, unit="img", progress=progress and len(jobs) >= 2)
     # (a folder of thousands of files under nohup printed nothing from start to summary: hours of silence)
     lines = StatusLines(desc or "job", bool(progress) and len(jobs) >= 2 and bar.disable)
     results: list[Outcome] = []

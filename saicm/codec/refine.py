@@ -64,9 +64,7 @@ def refined_latents(model_path, image, quality: int, steps: int, max_pixels: int
     """The latents ``(y, z)`` (numpy, with the batch axis) of an image after ``steps`` of refinement with the
     PyTorch model of ``model_path``, for a coder to write (the portable engine: :mod:`saicm.engine.codec`).
     ``progress``: a bar over the steps; ``context``: see :func:`refine_latents`."""
-    from tqdm import tqdm
-
-    from .._progress import StatusLines, bar_disable
+    from .._progress import StatusLines, progress_bar
     from ..errors import ModelError
     from ..models.zoo import load_model
     from .pipeline import prepare
@@ -75,7 +73,7 @@ def refined_latents(model_path, image, quality: int, steps: int, max_pixels: int
     if not all(hasattr(net, f) for f in ("analyse", "latent_rd")):
         raise ModelError(f"{info.name} ({info.architecture}) does not support refinement")
     img, x, _, _ = prepare(image, net.multiple, max_pixels, getattr(net, "min_size", 0))
-    with tqdm(total=steps, desc="refine", unit="step", disable=bar_disable(progress), leave=False) as bar:
+    with progress_bar(total=steps, desc="refine", unit="step", progress=progress, leave=False) as bar:
         # off a terminal (nohup, `2> job.log`): a status line at most every LINE_SECONDS (a long --refine of one
         # photo ran for many minutes with nothing said)
         lines = StatusLines("compress", bool(progress) and bar.disable)

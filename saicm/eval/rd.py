@@ -16,11 +16,10 @@ from typing import Iterable, Mapping, Protocol, Sequence
 
 import numpy as np
 from PIL import Image
-from tqdm import tqdm
 
 from .. import __version__
 from .._fs import input_files
-from .._progress import StatusLines, bar_disable
+from .._progress import StatusLines, progress_bar
 from .._signals import StopRequest
 from ..codec.image_io import is_image_file
 from .bootstrap import spec as bootstrap_spec
@@ -403,7 +402,7 @@ def _sweep(codec: Codec, images: dict[str, Image.Image], qualities: list, task: 
     # alone, half of a JPEG sweep's on COCO images); the rate is the run's mean (smoothing 0), as tqdm's moving
     # average swung with each point's task model between twice and a fifth of the time left
     units = len(images) * (2 * len(qualities) + 1 if task is not None else len(qualities))
-    bar = tqdm(total=units, desc=codec.name, unit="img", smoothing=0, disable=bar_disable(progress))
+    bar = progress_bar(total=units, desc=codec.name, unit="img", smoothing=0, progress=progress)
     # (off a terminal, nohup or a log file: a line per quality and, within a long one, at most every 30 s; eight
     # minutes of a sweep of 3,000 images printed nothing)
     lines = StatusLines("eval", bool(progress) and bar.disable)

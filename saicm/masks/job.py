@@ -25,11 +25,10 @@ from typing import Callable
 
 import numpy as np
 from PIL import Image
-from tqdm import tqdm
 
 from .._fs import (OutputExists, atomic_path, ensure_dir, file_sha256, input_files, no_replace, remove_stale_parts,
                    write_atomic)
-from .._progress import StatusLines, bar_disable
+from .._progress import StatusLines, progress_bar
 from ..codec.image_io import is_image_file, read_without_limit_option
 from ..errors import SaicmError
 from . import OBJECT_SOURCES, SOURCES  # noqa: F401 — re-exported for callers of job
@@ -273,8 +272,8 @@ def _run(src: Path, out: Path, files: list[Path], spec: MaskSpec, make: Callable
     done = skipped = changed = misread = 0
     fractions: list[float] = []
     failures: list[str] = []
-    bar = tqdm(mine, desc=f"masks {spec.source} {i}/{n}", unit="img",
-               disable=bar_disable(progress))  # (None: on a terminal only, as compress draws it)
+    bar = progress_bar(mine, desc=f"masks {spec.source} {i}/{n}", unit="img",
+                       progress=progress)  # (None: on a terminal only, as compress draws it)
     # off a terminal (nohup, `2> masks.log`): a status line at most every LINE_SECONDS (SAM on a folder ran for hours
     # with nothing said until the summary)
     lines = StatusLines("masks", bool(progress) and bar.disable)

@@ -20,10 +20,9 @@ import numpy as np
 import torch
 from PIL import Image
 from torch.utils.data import Dataset
-from tqdm import tqdm
 
 from .._fs import file_sha256, input_files
-from .._progress import StatusLines, bar_disable
+from .._progress import StatusLines, progress_bar
 from ..codec.image_io import is_image_file, read_without_limit_option
 from ..engine.parallel import cgroup_memory_limit  # (where it lives: folder jobs read it too)
 from ..errors import ImageError, SaicmError
@@ -105,7 +104,7 @@ class RandomCrops(Dataset):
         empty: list[Path] = []  # images whose masks are all off
         small: list[tuple[int, int, int, Path]] = []  # (short side, width, height, file) of those upscaled
         bad: list[str] = []  # (a scraped folder's damaged files: all named at once, not one per run)
-        bar = tqdm(pairs, desc="loading images", disable=bar_disable(progress), unit="img")
+        bar = progress_bar(pairs, desc="loading images", progress=progress, unit="img")
         # off a terminal (nohup, `2> train.log`): a status line at most every LINE_SECONDS (reading a large folder
         # took many minutes before the first step's line, with nothing said)
         lines = StatusLines("train", bool(progress) and bar.disable)

@@ -27,10 +27,9 @@ import torch
 import torch.distributed as dist
 from torch import nn
 from torch.utils.data import DataLoader
-from tqdm import tqdm
 
 from .._fs import ensure_dir, exclusive, write_bytes_atomic
-from .._progress import bar_disable
+from .._progress import progress_bar
 from .._signals import StopRequest
 from .._torchfile import load_data_only, save_atomic
 from ..device import (cpu_has_native_bf16, first_line, keeps_callers_random_state, launcher, peer_gone, resolve_device,
@@ -521,7 +520,7 @@ def _train(cfg: TrainConfig, locks: contextlib.ExitStack) -> Path:
     show = cfg.progress and rank == 0
     # a bar on a terminal; elsewhere (nohup, `2> train.log`) one line per logged step: the bar's redraws filled
     # a log file with a carriage-return line per step
-    bar = tqdm(total=cfg.steps, initial=start, desc="train", disable=bar_disable(show), unit="step")
+    bar = progress_bar(total=cfg.steps, initial=start, desc="train", progress=show, unit="step")
     lines = show and bar.disable
     t0 = time.time()
     acc: dict[str, float] = {}

@@ -116,11 +116,10 @@ def sweep_clips(codec, clips: Mapping[str, Clip], qualities: Sequence | None = N
                 dataset: str = "", progress: bool = True) -> dict:
     """The sweep of :func:`saicm.eval.rd.sweep` over clips (schema: module docstring)."""
     from PIL import Image
-    from tqdm import tqdm
 
     from ..eval.cache import EncodedCache
     from ..eval.metrics import ms_ssim, psnr
-    from .._progress import StatusLines, bar_disable
+    from .._progress import StatusLines, progress_bar
     from ..eval.rd import check_qualities, rate_points, say_point, start_result, warn_exact_decodes
     from .codecs import as_video_codec
 
@@ -138,7 +137,7 @@ def sweep_clips(codec, clips: Mapping[str, Clip], qualities: Sequence | None = N
     res["video"] = True
     res["clips"] = {stem: {"source": c.source, "first": c.first, "frames": c.n, "width": c.width,
                            "height": c.height, "fps": str(c.fps)} for stem, c in clips.items()}
-    bar = tqdm(total=len(clips) * len(qualities), desc=codec.name, unit="clip", disable=bar_disable(progress))
+    bar = progress_bar(total=len(clips) * len(qualities), desc=codec.name, unit="clip", progress=progress)
     lines = StatusLines("eval", bool(progress) and bar.disable)  # (off a terminal: saicm.eval.rd.sweep's lines)
     for q in qualities:
         decoded, per_clip, frame_rows = {}, {}, []

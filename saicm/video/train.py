@@ -65,7 +65,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from .._progress import StatusLines, bar_disable, time_left
+from .._progress import StatusLines, progress_bar, time_left
 from .._signals import StopRequest
 from ..device import first_line, peer_gone
 from ..errors import ArgumentError, SaicmError
@@ -326,8 +326,6 @@ def fit(model: nn.Module, frames: np.ndarray, settings: FitSettings, masks: np.n
     ``masks``: (N, H, W) bool edge masks (SA-NeRV). ``fault(stage, epoch, model)`` is called before every
     epoch (tests use it to make a run collapse).
     """
-    from tqdm import tqdm
-
     from .compress import fake_quantise
 
     settings.check()
@@ -394,8 +392,9 @@ def fit(model: nn.Module, frames: np.ndarray, settings: FitSettings, masks: np.n
     done_before = sum(e for _, e, _ in stages[: state["stage_index"]]) + state["epoch"]
     steps_per_epoch = math.ceil(n / settings.batch)  # (every stage: the same frames and batch)
     # the bar counts steps, so that its rate and time left show within the first epoch (of a long clip, minutes)
-    bar = tqdm(total=total_epochs * steps_per_epoch, initial=min(done_before, total_epochs) * steps_per_epoch,
-               unit="step", disable=bar_disable(progress), dynamic_ncols=True)
+    bar = progress_bar(total=total_epochs * steps_per_epoch,
+                       initial=min(done_before, total_epochs) * steps_per_epoch, unit="step", progress=progress,
+                       dynamic_ncols=True)
     # (None: a bar on a terminal; elsewhere, nohup or a log file, a line per epoch, at most every LINE_SECONDS)
     lines = StatusLines("video", bool(progress) and bar.disable)
 

@@ -260,12 +260,10 @@ def coco_class_ids(annotations) -> list[int | None] | None:
 def run_task_model(model: TaskModel, images: Mapping[str, Image.Image], progress: bool = False,
                    desc: str = "") -> dict[str, list[Detection]]:
     """``{name: detections}`` for every image, in the order given."""
-    from tqdm import tqdm
+    from ..._progress import progress_bar
 
-    from ..._progress import bar_disable
-
-    return {name: model(img) for name, img in tqdm(images.items(), desc=desc or model.kind, unit="img",
-                                                   disable=bar_disable(progress))}
+    return {name: model(img) for name, img in progress_bar(images.items(), desc=desc or model.kind, unit="img",
+                                                           progress=progress)}
 
 
 def file_name(fn) -> str:
