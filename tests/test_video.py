@@ -479,6 +479,21 @@ def test_decode_does_not_depend_on_threads(coded):
         == hashlib.sha256(r.reference.tobytes()).hexdigest()
 
 
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_the_caller_has_its_own_thread_count_while_it_holds_the_decoded_frames(threads):
+    """decode_batches yielded each batch inside the decoder's one-thread setting: a caller running its own model on
+    each batch as it came ran it on one thread, and kept one thread for good while it kept the generator."""
+    torch.set_num_threads(2)  # (the fixture puts the test's count back)
+    h, gen = api.decode_batches(REFERENCE.read_bytes(), threads=threads)
+    seen = [torch.get_num_threads() for _ in gen]
+    assert seen == [2, 2]  # (8 frames: two batches)
+    h, gen = api.decode_batches(REFERENCE.read_bytes(), threads=threads)
+    next(gen)
+    assert torch.get_num_threads() == 2
+    gen.close()
+    assert torch.get_num_threads() == 2
+
 # --- hostile files -------------------------------------------------------------------------------------
 
 def _recrc(body: bytes) -> bytes:

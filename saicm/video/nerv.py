@@ -26,6 +26,7 @@ so the frames do not depend on the thread count.
 
 from __future__ import annotations
 
+import contextlib
 import math
 from concurrent.futures import ThreadPoolExecutor
 from typing import Iterator
@@ -133,6 +134,10 @@ def render(model: nn.Module, n_frames: int, height: int, width: int, threads: in
     Batches are fixed (:data:`RENDER_BATCH` frames) and each is computed with
     single-threaded kernels; up to ``threads`` batches (default: torch's thread
     count) run at once. The output depends on neither.
+
+    Computed in rounds of that many batches, yielded once the round is done: the caller's own thread count is back
+    while it holds them (each batch was yielded inside the one-thread setting, so a caller running its own model on
+    the frames as they came ran it on one thread, and kept one thread while it kept the generator).
     """
     inputs = model.frame_inputs(n_frames)
     model = model.eval()
@@ -145,16 +150,13 @@ def render(model: nn.Module, n_frames: int, height: int, width: int, threads: in
     batches = frame_batches(n_frames)
     with single_thread_kernels() as n:
         workers = max(1, min(threads or n, len(batches)))
-        if workers == 1:
-            for r in batches:
-                yield r.start, one(r)
-            return
-        with ThreadPoolExecutor(max_workers=workers) as pool:
-            pending = []
-            for r in batches:  # keep at most 2·workers batches in flight: memory stays bounded
-                pending.append((r.start, pool.submit(one, r)))
-                if len(pending) >= 2 * workers:
-                    start, fut = pending.pop(0)
-                    yield start, fut.result()
-            for start, fut in pending:
-                yield start, fut.result()
+    with contextlib.ExitStack() as stack:
+        pool = stack.enter_context(ThreadPoolExecutor(max_workers=workers)) if workers > 1 else None
+        for i in range(0, len(batches), workers):
+            with single_thread_kernels():
+                if pool is None:
+                    done = [(r.start, one(r)) for r in batches[i: i + workers]]
+                else:
+                    futures = [(r.start, pool.submit(one, r)) for r in batches[i: i + workers]]
+                    done = [(start, fut.result()) for start, fut in futures]
+            yield from done
