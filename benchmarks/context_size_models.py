@@ -20,15 +20,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 
 def main(argv=None) -> int:
-    import torch
-
-    from saicm.models import build_architecture, load_model, save_model
-
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("out")
     p.add_argument("--sizes", default="96x5,96x3,64x5,64x3,48x5,48x3",
                    help="HIDDENxKERNEL[:gA-B-...][:nocb], comma-separated")
     a = p.parse_args(argv)
+    import torch  # (after parsing: --help and a usage error need no PyTorch and CompressAI, ~6 s to import)
+
+    from saicm.models import build_architecture, load_model, save_model
+
     src, info = load_model("mse-hyperprior-n64-v5")
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -1,5 +1,6 @@
 """Every relative link and image in the README, docs/ and the model cards points at a file that exists."""
 
+import functools
 import re
 import shlex
 import subprocess
@@ -227,14 +228,16 @@ def _saicm_problems(words: list[str], parser) -> list[str]:
             if w.startswith("--") and len(w) > 2 and w.split("=", 1)[0] not in parser._option_string_actions]
 
 
-def _script_help(args: tuple[str, ...]) -> tuple[set[str], set[str]] | None:
-    """The ``--options`` and subcommands that ``python SCRIPT [SUB] --help`` names (``None`` if it fails)."""
+@functools.cache
+def _script_help(args: tuple[str, ...]) -> tuple[frozenset[str], frozenset[str]] | None:
+    """The ``--options`` and subcommands that ``python SCRIPT [SUB] --help`` names (``None`` if it fails); once per
+    session: the checker's own test and the docs' ask for some of the same scripts, a PyTorch import (~2 s) each."""
     r = subprocess.run([sys.executable, *args, "--help"], cwd=ROOT, capture_output=True, text=True, timeout=120)
     if r.returncode:
         return None
     subcommands = re.search(r"^usage:[^{]*\{([\w,-]+)\}", r.stdout, re.MULTILINE)
-    return (set(re.findall(r"(?<![\w-])--[a-zA-Z][\w-]*", r.stdout)) | {"--help"},
-            set(subcommands[1].split(",")) if subcommands else set())
+    return (frozenset(re.findall(r"(?<![\w-])--[a-zA-Z][\w-]*", r.stdout)) | {"--help"},
+            frozenset(subcommands[1].split(",")) if subcommands else frozenset())
 
 
 def command_problems(commands: list[tuple[str, int, list[str]]]) -> list[str]:
