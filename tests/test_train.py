@@ -560,12 +560,20 @@ def _ddp_train(data_dir, out, *args, script=None, warnings="ignore"):
     return subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
 
 
-def test_ddp_two_processes(data_dir, tmp_path):
-    out = tmp_path / "ddp"
-    r = _ddp_train(data_dir, out, "--steps", "3", "--ckpt-every", "3", warnings="ignore,default::UserWarning")
+@pytest.fixture(scope="module")
+def ddp_run(data_dir, tmp_path_factory):
+    """``saicm train`` in two processes, 6 steps with a checkpoint every 2, UserWarnings shown: its folder and its
+    CompletedProcess. Made once for the tests that only read them (a run is ~15 s of CPU, nearly all of it the
+    three processes' imports of PyTorch and CompressAI)."""
+    out = tmp_path_factory.mktemp("ddp") / "whole"
+    return out, _ddp_train(data_dir, out, "--steps", "6", "--ckpt-every", "2", warnings="ignore,default::UserWarning")
+
+
+def test_ddp_two_processes(ddp_run):
+    out, r = ddp_run
     assert r.returncode == 0, r.stderr[-3000:]
     assert (out / "model.safetensors").is_file()
-    assert len((out / "log.jsonl").read_text().splitlines()) == 3  # rank 0 logs alone
+    assert len((out / "log.jsonl").read_text().splitlines()) == 6  # rank 0 logs alone
     assert r.stdout.count("wrote ") == 1  # and says it once
     assert r.stderr.count("smaller than --patch 64") == 1  # what the images warn of too (it was once per rank)
 
@@ -620,11 +628,10 @@ def _cut_train_script(path, when, then):
     return path
 
 
-def test_an_interrupted_ddp_run_resumes_exactly_as_if_it_had_not_stopped(data_dir, tmp_path):
+def test_an_interrupted_ddp_run_resumes_exactly_as_if_it_had_not_stopped(data_dir, tmp_path, ddp_run):
     """Only rank 0's random state was saved: after a resume every rank drew other crops, qualities and noise
     than the uninterrupted run (rank 1 even rank 0's)."""
-    whole = tmp_path / "whole"
-    r = _ddp_train(data_dir, whole, "--steps", "6", "--ckpt-every", "2")
+    whole, r = ddp_run  # 6 steps, a checkpoint every 2
     assert r.returncode == 0, r.stderr[-3000:]
     cut_script = _cut_train_script(tmp_path / "cut.py", "step == 3", "raise SystemExit(3)")  # both ranks die in
     # step 4, after the step-2 checkpoint
