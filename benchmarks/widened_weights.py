@@ -9,16 +9,16 @@ from __future__ import annotations
 
 import argparse
 
-from torch import nn
-
-from saicm.models.zoo import load_model
-
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("model", help="the widened model (a weight file or shipped name)")
     ap.add_argument("--narrow", type=int, required=True, help="N of the model it was widened from")
     a = ap.parse_args()
+    from torch import nn  # (after parsing: --help and a usage error need no PyTorch)
+
+    from saicm.models.zoo import load_model
+
     net, info = load_model(a.model)
     wide = int(info.config["N"])
     if wide <= a.narrow:
