@@ -182,3 +182,26 @@ def test_eval_and_the_sweep_give_the_same_results_and_the_command_lines_qualitie
 
     with pytest.raises(saicm.ArgumentError, match=r"a list of rate points, such as \[1, 3\], not the text '1,3'"):
         sweep_clips(get_codec("nerv"), {}, "1,3", progress=False)
+
+
+def test_the_sweeps_rate_points_may_be_numpy_numbers(files, tmp_path):
+    """``sweep(codec, images, np.arange(10, 60, 40))`` raised NumPy's "truth value of an array ... is ambiguous" (a
+    traceback), and a list of NumPy integers swept, then its results could not be saved ("Object of type int64 is
+    not JSON serializable"): they are the same rate points as Python's numbers."""
+    import numpy as np
+
+    from saicm.eval import results
+    from saicm.eval.codecs import get_codec
+    from saicm.eval.rd import load_rgb_folder, sweep
+
+    folder = tmp_path / "images"
+    folder.mkdir()
+    (folder / "a.png").write_bytes((files / "a.png").read_bytes())
+    images = load_rgb_folder(folder)
+    want = _untimed(sweep(get_codec("jpeg"), images, [10, 50], progress=False))
+    for given in (np.arange(10, 60, 40), list(np.array([10, 50])), (np.int16(10), np.uint8(50))):
+        res = sweep(get_codec("jpeg"), images, given, progress=False)
+        results.save(res, tmp_path / "r.json")
+        assert _untimed(res) == want and _untimed(results.load(tmp_path / "r.json"))["points"] == want["points"]
+    with pytest.raises(saicm.ArgumentError, match=r"such as \[50\], not one int$"):
+        sweep(get_codec("jpeg"), images, np.int64(50), progress=False)

@@ -316,10 +316,14 @@ def rate_points(codec: Codec, qualities: Sequence | None) -> list:
     if isinstance(qualities, (str, bytes)):
         raise ArgumentError(f"qualities must be a list of rate points, such as [1, 3], not the text {qualities!r} "
                             "(the command line's --qualities)")
+    if isinstance(qualities, np.generic):
+        qualities = qualities.item()
     if qualities is not None and not isinstance(qualities, Iterable):  # (sweep(codec, images, 50): a TypeError)
         raise ArgumentError(f"qualities must be a list of rate points, such as [{qualities!r}], not one "
                             f"{type(qualities).__name__}")
-    return list(qualities or codec.default_qualities)
+    # (NumPy's numbers as Python's: an array's truth value raised, and an int64 was not written to the results JSON)
+    points = [q.item() if isinstance(q, np.generic) else q for q in (() if qualities is None else qualities)]
+    return points or list(codec.default_qualities)
 
 
 def check_qualities(codec: Codec, qualities: Sequence) -> None:
