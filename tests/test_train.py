@@ -872,6 +872,23 @@ def test_an_off_mask_weight_with_a_loss_that_uses_no_masks_is_refused(data_dir, 
     train(tiny_cfg(data_dir, tmp_path / "zero", off_mask_weight=0.0, steps=1))
 
 
+def test_a_run_of_an_earlier_saicm_with_an_unused_off_mask_weight_still_resumes(data_dir, tmp_path, monkeypatch):
+    """A run started before the refusal (`--loss mse --off-mask-weight 0.5`, the weight recorded but unused) goes on
+    with --resume, its own command line restated or not; another weight is refused as any other run option is."""
+    from saicm.train import trainer
+
+    check = trainer._check_masks
+    monkeypatch.setattr(trainer, "_check_masks", lambda cfg, given=None: check(cfg))  # (the earlier saicm's)
+    out = tmp_path / "r"
+    train(tiny_cfg(data_dir, out, off_mask_weight=0.5, steps=2))
+    monkeypatch.setattr(trainer, "_check_masks", check)
+    train(tiny_cfg(data_dir, out, steps=3, resume=True))
+    train(tiny_cfg(data_dir, out, off_mask_weight=0.5, steps=4, resume=True))
+    assert [json.loads(line)["step"] for line in (out / "log.jsonl").read_text().splitlines()][-1] == 4
+    with pytest.raises(saicm.SaicmError, match="another --off-mask-weight"):
+        train(tiny_cfg(data_dir, out, off_mask_weight=0.2, steps=5, resume=True))
+
+
 def test_init_with_new_lambdas_fine_tunes_to_other_rate_points(data_dir, tmp_path, tiny_model):
     out = tmp_path / "ft"
     final = train(tiny_cfg(data_dir, out, init=str(tiny_model), lambdas=(0.01, 0.1, 0.3), steps=2))

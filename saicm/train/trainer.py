@@ -84,8 +84,8 @@ def _as_list(v) -> list:
 
 
 def _check_masks(cfg: TrainConfig, off_weight_given: float | None = None) -> None:
-    """The mask options against the loss; ``off_weight_given``: the ``--off-mask-weight`` given to this session (a
-    run's own, taken by a resume, is not refused here)."""
+    """The mask options against the loss; ``off_weight_given``: the ``--off-mask-weight`` given to a new run (a
+    resumed run's own, restated or taken from its checkpoint, is not refused here: another is, as a changed option)."""
     data, masks = _as_list(cfg.data), _as_list(cfg.masks)
     if cfg.loss not in MASK_KINDS:
         if masks:
@@ -322,7 +322,7 @@ def _train(cfg: TrainConfig, locks: contextlib.ExitStack) -> Path:
         raise SaicmError(f"unknown loss {cfg.loss!r} (known: {', '.join(DISTORTIONS)})")
     if not learning_rate_ok(cfg.lr):
         raise SaicmError(f"--lr must be > 0 and at most 1, got {cfg.lr:g}")
-    _check_masks(cfg, off_weight_given)
+    _check_masks(cfg, off_weight_given if resumed is None else None)  # (a run's own, restated: as it was)
     rank, world = _dist_info()
     device = resolve_device(cfg.device, launcher()[2])
     if device.type == "cuda":
