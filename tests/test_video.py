@@ -339,7 +339,16 @@ def test_an_encodes_own_arguments_are_refused_before_the_clip_is_read_and_are_ar
     for kw, words in [({"preset": "zz"}, "unknown preset 'zz'"), ({"arch": "zz"}, "unknown architecture 'zz'"),
                       ({"arch": "hnerv", "preset": "xxl"}, "unknown preset 'xxl'"), ({"bits": 1}, "bits must be 2..8"),
                       ({"loss": "x"}, "unknown loss 'x'"), ({"loss": "sa-nerv"}, "needs --masks"),
-                      ({"edge_weight": 1.0}, "are for --loss sa-nerv")]:
+                      ({"edge_weight": 1.0}, "are for --loss sa-nerv"), ({"epochs": 0}, "epochs and batch"),
+                      ({"lr": 2.0}, "learning rate"), ({"prune": 1.0}, "prune is the share"),
+                      ({"beta": 2.0}, "beta must be"), ({"qat_epochs": -1}, "prune/qat epochs"),
+                      ({"ckpt_every": 0}, "checkpoints every"),
+                      # (a preset neither a name nor a dict of the presets' keys: a TypeError or KeyError after the
+                      # clip was read)
+                      ({"preset": 2}, "preset must be a name .*xs, s, m, l.* or a dict of widths, not int"),
+                      ({"preset": None}, "not NoneType"), ({"preset": ["s"]}, "not list"),
+                      ({"preset": {"channels": [8]}}, "a preset dict needs pe_levels, mlp_hidden, c0"),
+                      ({"arch": "hnerv", "preset": {"channels": [8]}}, r"a preset dict needs embed \(the")]:
         with pytest.raises(ArgumentError, match=words) as e:
             api.encode(clip_mkv, **kw)
         assert isinstance(e.value, ValueError) and e.value.path is None, kw

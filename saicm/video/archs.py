@@ -48,11 +48,11 @@ def config_module(arch: str, *, from_file: bool = False) -> ModuleType:
 
 
 def check_choice(arch: str, preset) -> None:
-    """Refuse an unknown architecture or preset name (an :class:`~saicm.errors.ArgumentError`) before any work: an
-    encode read and decoded the whole clip first (7 s for 300 CIF frames, minutes for long footage)."""
+    """Refuse an unknown architecture or preset name, or a preset dict without the presets' keys (an
+    :class:`~saicm.errors.ArgumentError`) before any work: an encode read and decoded the whole clip first (7 s for
+    300 CIF frames, minutes for long footage)."""
     mod = config_module(arch)
-    if isinstance(preset, str):
-        mod.preset_widths(mod.PRESETS, preset)
+    mod.preset_widths(mod.PRESETS, preset)
 
 
 def make_config(arch: str, preset, height: int, width: int) -> dict:

@@ -58,12 +58,21 @@ def plan_strides(height: int, width: int, blocks: int = 5, max_grid: int = MAX_P
 
 
 def preset_widths(presets: dict, preset: str | dict) -> dict:
-    """The widths of a preset: its entry in ``presets`` for a name (one-line error for an unknown one), else
-    the dict given."""
+    """The widths of a preset: its entry in ``presets`` for a name, else the dict given, which holds at least the keys
+    of the presets' (one-line :class:`~saicm.errors.ArgumentError` otherwise)."""
+    from collections.abc import Mapping
+
     from ..errors import ArgumentError
 
-    if not isinstance(preset, str):
+    if isinstance(preset, Mapping):  # (a missing key was a KeyError, and a preset of another type a TypeError)
+        missing = [k for k in next(iter(presets.values())) if k not in preset]
+        if missing:
+            raise ArgumentError(f"a preset dict needs {', '.join(missing)} (the presets' widths: "
+                                "'saicm video presets' lists them)")
         return preset
+    if not isinstance(preset, str):
+        raise ArgumentError(f"preset must be a name ({', '.join(presets)}) or a dict of widths, not "
+                            f"{type(preset).__name__}")
     if preset not in presets:
         raise ArgumentError(f"unknown preset {preset!r} (presets: {', '.join(presets)})")
     return presets[preset]
