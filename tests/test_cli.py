@@ -1908,6 +1908,45 @@ def test_a_dumb_terminal_gets_status_lines_not_a_bar(tmp_path, tiny_model, monke
     assert code == 0 and b"%|" not in seen and b"saicm compress: 1/2 files" in seen, seen
 
 
+def test_the_bar_made_where_none_is_drawn_does_what_the_callers_use_of_tqdms(monkeypatch, capsys):
+    """saicm._progress.NoBar stands for a disabled tqdm bar at every call site: the same writes (to standard output
+    by default, a line each, ``file=`` and ``end=`` as given: a fit's events and a folder job's errors), counts,
+    iteration, context manager and the methods the callers call; an error inside the ``with`` goes through."""
+    import io
+
+    import tqdm
+
+    from saicm._progress import NoBar, progress_bar
+
+    bars = [progress_bar(range(3), total=5, initial=2, progress=False),
+            tqdm.tqdm(range(3), total=5, initial=2, disable=True)]
+    assert isinstance(bars[0], NoBar)
+    for bar in bars:
+        assert bar.disable and list(bar) == [0, 1, 2]
+        bar.update(3)
+        bar.update()
+        bar.n = bar.n + 1
+        bar.set_postfix(loss="1.0")
+        bar.set_postfix_str("x")
+        bar.set_description("d")
+        bar.refresh()
+        bar.write("event")
+        err = io.StringIO()
+        bar.write("saicm: error: e\n", file=err, end="")
+        bar.write("two", file=err)
+        assert err.getvalue() == "saicm: error: e\ntwo\n"
+        bar.close()
+        bar.close()
+        with pytest.raises(KeyboardInterrupt):
+            with bar as b:
+                assert b is bar
+                raise KeyboardInterrupt
+    assert bars[0].n == 7 and bars[0].total == bars[1].total == 5  # (a disabled tqdm bar does not count)
+    assert capsys.readouterr().out == "event\n" * 2
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: False, raising=False)  # (off a terminal, progress wanted)
+    assert isinstance(progress_bar(total=2, progress=True), NoBar)
+
+
 def test_with_standard_error_closed_a_job_runs_and_its_messages_stay_off_standard_output(tmp_path, tiny_model):
     """`saicm compress photos/ -o coded/ 2>&-`: the bar's write to a None sys.stderr raised before the first file
     (status 1, nothing coded, not a word); and `compress a.png -o /dev/stdout 2>&- > a.saicm` appended its summary
