@@ -205,3 +205,7 @@ def test_the_sweeps_rate_points_may_be_numpy_numbers(files, tmp_path):
         assert _untimed(res) == want and _untimed(results.load(tmp_path / "r.json"))["points"] == want["points"]
     with pytest.raises(saicm.ArgumentError, match=r"such as \[50\], not one int$"):
         sweep(get_codec("jpeg"), images, np.int64(50), progress=False)
+    from saicm.eval.rd import rate_points  # (None, or none given: the codec's own)
+
+    jpeg = get_codec("jpeg")
+    assert rate_points(jpeg, None) == rate_points(jpeg, []) == list(jpeg.default_qualities) != []
