@@ -169,6 +169,24 @@ def test_an_odd_sized_picture_is_ffmpegs_own_stream_and_the_size_sei(name):
     assert data.replace(b"\x00\x00\x00\x01" + ff.size_sei(W, H, name), b"", 1) == by_hand
 
 
+@pytest.mark.parametrize("name", ["hevc", "vvc"])
+def test_the_size_sei_goes_before_a_4_byte_start_code_and_the_stream_decodes_the_same(name):
+    """An encoder's first slice behind a 4-byte start code (x265's and vvenc's write 3 bytes there): the SEI goes
+    before that start code's zero_byte, the slice keeping its own four bytes, and the picture decodes as from the
+    codec's own stream (which holds emulation-prevention bytes too)."""
+    codec = codec_or_skip(name)
+    rgb = codec.padded(np.asarray(smooth_image()))
+    raw = ff.run_ffmpeg(codec.exe, codec.encode_args(rgb.shape[1], rgb.shape[0], 32), rgb.tobytes(), "test")
+    vcl = next(s for s, u in zip(ff._unit_starts(raw), ff.split_nal_units(raw))
+               if ff._nal_type(u, name) < ff._FIRST_NON_VCL[name])
+    assert raw[vcl - 4] != 0  # (a 3-byte start code: made a 4-byte one below)
+    four = raw[:vcl - 3] + b"\x00" + raw[vcl - 3:]
+    sei = b"\x00\x00\x00\x01" + ff.size_sei(W, H, name)
+    out = ff.insert_size_sei(four, W, H, name)
+    assert out == four[:vcl - 3] + sei + four[vcl - 3:]
+    assert np.array_equal(np.asarray(codec.decode(out)), np.asarray(coded(name, 32)[1]))
+
+
 def test_rd_sweep_rate_is_from_the_stream_bytes():
     codec = codec_or_skip("hevc")
     res = rd_sweep(codec, {"s.png": smooth_image()}, qualities=[37, 27], progress=False)
