@@ -1066,6 +1066,23 @@ def test_cli_errors(clip_mkv, tmp_path, capsys):
     assert "xs" in capsys.readouterr().out
 
 
+def test_the_encode_commands_preset_and_arch_are_the_modules_own(capsys):
+    """``saicm video encode``'s --preset and --arch: the choices and defaults of the presets and architectures (one
+    place, as ``saicm.video.encode``'s), and ``saicm video presets`` marks that one default."""
+    from saicm.cli import build_parser
+    from saicm.video import nerv_config
+
+    a = build_parser().parse_args(["video", "encode", "c.mkv", "-o", "c.saicmv"])
+    assert (a.preset, a.arch) == (nerv_config.DEFAULT_PRESET, archs.DEFAULT)
+    actions = {x.dest: x for sub in build_parser()._subparsers._group_actions for x in
+               sub.choices["video"]._subparsers._group_actions[0].choices["encode"]._actions}
+    assert list(actions["preset"].choices) == list(nerv_config.PRESETS)
+    assert list(actions["arch"].choices) == list(archs.NAMES)
+    assert main(["video", "presets", "--size", "64x48"]) == 0
+    marked = [line.split()[0] for line in capsys.readouterr().out.splitlines() if "(default)" in line]
+    assert marked == [nerv_config.DEFAULT_PRESET]
+
+
 # --- saicm eval on clips -------------------------------------------------------------------------------------
 
 def test_a_release_alone_does_not_change_the_cache_key_of_clip_encodes(monkeypatch):

@@ -102,6 +102,7 @@ def cmd_presets(a: argparse.Namespace) -> int:
 def register(sub) -> None:
     from ..codec.limits import DEFAULT_MAX_PIXELS, DEFAULT_MAX_VIDEO_PIXELS, pixels_text
     from ..device import DEVICE_HELP
+    from ..video import archs
     from ..video.nerv_config import DEFAULT_PRESET, PRESETS
 
     frame_limit, clip_limit = pixels_text(DEFAULT_MAX_PIXELS), pixels_text(DEFAULT_MAX_VIDEO_PIXELS)
@@ -127,7 +128,7 @@ def register(sub) -> None:
     e.add_argument("--preset", default=DEFAULT_PRESET, choices=list(PRESETS),
                    help=f"network size: more parameters, more bytes, better frames (default {DEFAULT_PRESET}; "
                    "'saicm video presets' lists them)")
-    e.add_argument("--arch", default="nerv", choices=["nerv", "hnerv"],
+    e.add_argument("--arch", default=archs.DEFAULT, choices=list(archs.NAMES),
                    help="nerv (frame index → network → frame; default) or hnerv (a small coded embedding per frame, "
                    "computed from the frame while fitting, → the same upsampling blocks); docs/video.md")
     e.add_argument("--loss", default="nerv", choices=["nerv", "sa-nerv"],
