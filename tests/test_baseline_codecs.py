@@ -169,6 +169,16 @@ def test_an_odd_sized_picture_is_ffmpegs_own_stream_and_the_size_sei(name):
     assert data.replace(b"\x00\x00\x00\x01" + ff.size_sei(W, H, name), b"", 1) == by_hand
 
 
+@pytest.mark.parametrize("syntax, idr", [("hevc", b"\x26\x01"), ("vvc", b"\x00\x39")])
+def test_the_size_sei_of_a_stream_that_begins_with_its_slice(syntax, idr):
+    """A slice first, behind a 3-byte start code, and a trailing zero byte: the SEI goes first (the zero_byte step
+    looks before the start code only where there is a byte before it)."""
+    stream = b"\x00\x00\x01" + idr + b"\xaf\x02\x00"
+    sei = b"\x00\x00\x00\x01" + ff.size_sei(71, 45, syntax)
+    assert ff.insert_size_sei(stream, 71, 45, syntax) == sei + stream
+    assert ff.insert_size_sei(b"\x00" + stream, 71, 45, syntax) == sei + b"\x00" + stream  # (a 4-byte one)
+
+
 @pytest.mark.parametrize("name", ["hevc", "vvc"])
 def test_the_size_sei_goes_before_a_4_byte_start_code_and_the_stream_decodes_the_same(name):
     """An encoder's first slice behind a 4-byte start code (x265's and vvenc's write 3 bytes there): the SEI goes
