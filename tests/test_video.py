@@ -489,6 +489,18 @@ def test_decode_does_not_depend_on_threads(coded):
 
 
 
+def test_render_yields_its_batches_in_order_at_every_thread_count():
+    """The batches come first frame first, RENDER_BATCH frames each (the last the rest), whatever the thread count
+    and however many rounds: a video writer takes them in the order given."""
+    torch.manual_seed(0)
+    model = nerv.build(nerv.make_config(TINY, 48, 64))
+    n, b = 7 * nerv.RENDER_BATCH + 1, nerv.RENDER_BATCH
+    runs = {t: list(nerv.render(model, n, 48, 64, threads=t)) for t in (1, 2, 3)}
+    for t, batches in runs.items():
+        assert [(s, len(f)) for s, f in batches] == [(s, min(b, n - s)) for s in range(0, n, b)], t
+        assert torch.equal(torch.cat([f for _, f in batches]), torch.cat([f for _, f in runs[1]])), t
+
+
 @pytest.mark.parametrize("threads", [1, 2])
 def test_the_caller_has_its_own_thread_count_while_it_holds_the_decoded_frames(threads):
     """decode_batches yielded each batch inside the decoder's one-thread setting: a caller running its own model on
