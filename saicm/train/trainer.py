@@ -299,7 +299,6 @@ def _hold_run_folder(out: Path, locks: contextlib.ExitStack) -> bool:
 
 def _train(cfg: TrainConfig, locks: contextlib.ExitStack) -> Path:
     resumed = None
-    off_weight_given = cfg.off_mask_weight
     ckpt_path = Path(cfg.out) / "checkpoint.pt"
     holding = _hold_run_folder(Path(cfg.out), locks)
     if cfg.resume and ckpt_path.is_file():  # what the run was started with, where these options are silent
@@ -322,7 +321,7 @@ def _train(cfg: TrainConfig, locks: contextlib.ExitStack) -> Path:
         raise SaicmError(f"unknown loss {cfg.loss!r} (known: {', '.join(DISTORTIONS)})")
     if not learning_rate_ok(cfg.lr):
         raise SaicmError(f"--lr must be > 0 and at most 1, got {cfg.lr:g}")
-    _check_masks(cfg, off_weight_given if resumed is None else None)  # (a run's own, restated: as it was)
+    _check_masks(cfg, cfg.off_mask_weight if resumed is None else None)  # (a resumed run's own: as it was)
     rank, world = _dist_info()
     device = resolve_device(cfg.device, launcher()[2])
     if device.type == "cuda":
