@@ -314,13 +314,20 @@ def network(data: bytes, max_pixels: int | None = None) -> tuple[bitstream.Video
 def decode_batches(data: bytes, max_pixels: int | None = None, threads: int | None = None
                    ) -> tuple[bitstream.VideoHeader, Iterator[tuple[int, np.ndarray]]]:
     """The header and a generator of ``(first index, (B, H, W, 3) uint8)`` batches (memory: a few batches)."""
+    return _batches(data, max_pixels, threads)
+
+
+def _batches(data: bytes, max_pixels: int | None, threads: int | None, overlap: bool = False):
+    """:func:`decode_batches`; ``overlap``: for saicm's own consumers, which run no PyTorch on the frames (the next
+    batches are decoded while they hold one: :func:`saicm.video.nerv.render`)."""
     if threads is not None:
         from ..codec.limits import whole_number
 
         if whole_number(threads, "threads") < 1:
             raise ArgumentError(f"threads must be 1 or more, got {threads}")
     h, model = network(data, max_pixels)
-    gen = ((s, b.numpy()) for s, b in nerv.render(model, h.frames, h.height, h.width, threads=threads))
+    gen = ((s, b.numpy()) for s, b in nerv.render(model, h.frames, h.height, h.width, threads=threads,
+                                                   overlap=overlap))
     return h, gen
 
 
@@ -341,7 +348,7 @@ def decode(data: CodedLike, max_pixels: int | None = None, threads: int | None =
 def _decode(data: bytes, max_pixels: int | None, threads: int | None) -> Decoded:
     from ..codec.limits import DEFAULT_MAX_VIDEO_ARRAY_PIXELS
 
-    h, gen = decode_batches(data, max_pixels, threads)
+    h, gen = _batches(data, max_pixels, threads, overlap=True)
     pixels = h.frames * h.height * h.width
     if max_pixels is None and pixels > DEFAULT_MAX_VIDEO_ARRAY_PIXELS:
         raise FormatError(f"the clip holds {h.frames:,} frames of {h.width}x{h.height} ({3 * pixels / 2**30:.1f} GB "
@@ -377,7 +384,7 @@ def decode_file(src: str | os.PathLike, dst: str | os.PathLike, max_pixels: int 
     t0 = time.perf_counter()
     data, _ = coded_input(src, ".saicmv file")  # (missing, a folder: a FormatError, as decode's)
     with naming(src):
-        h, gen = decode_batches(data, max_pixels, threads)
+        h, gen = _batches(data, max_pixels, threads, overlap=True)
         gen = metered(gen, h.frames, "video decode", progress)
         dst = Path(dst)
         if dst.suffix.lower() in LOSSLESS_VIDEO:
