@@ -560,24 +560,6 @@ def _ddp_train(data_dir, out, *args, script=None, warnings="ignore"):
     return subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
 
 
-@pytest.fixture(scope="module")
-def ddp_run(data_dir, tmp_path_factory):
-    """``saicm train`` in two processes, 6 steps with a checkpoint every 2, UserWarnings shown: its folder and its
-    CompletedProcess. Made once for the tests that only read them (a run is ~15 s of CPU, nearly all of it the
-    three processes' imports of PyTorch and CompressAI)."""
-    out = tmp_path_factory.mktemp("ddp") / "whole"
-    return out, _ddp_train(data_dir, out, "--steps", "6", "--ckpt-every", "2", warnings="ignore,default::UserWarning")
-
-
-def test_ddp_two_processes(ddp_run):
-    out, r = ddp_run
-    assert r.returncode == 0, r.stderr[-3000:]
-    assert (out / "model.safetensors").is_file()
-    assert len((out / "log.jsonl").read_text().splitlines()) == 6  # rank 0 logs alone
-    assert r.stdout.count("wrote ") == 1  # and says it once
-    assert r.stderr.count("smaller than --patch 64") == 1  # what the images warn of too (it was once per rank)
-
-
 def _rank_losses_script(tmp_path, nan_at=None):
     """A ``saicm train`` that writes each rank's own loss per step to ``rank-R.txt`` beside it (its share of the
     batch), the loss made NaN on rank 1 alone at call ``nan_at`` when given."""
@@ -593,15 +575,35 @@ def _rank_losses_script(tmp_path, nan_at=None):
     return script
 
 
-def test_a_ddp_run_logs_the_global_batch_not_rank_0s_share_of_it(data_dir, tmp_path):
+@pytest.fixture(scope="module")
+def ddp_run(data_dir, tmp_path_factory):
+    """``saicm train`` in two processes, 6 steps with a checkpoint every 2, UserWarnings shown, each rank's own loss
+    per step in ``rank-R.txt`` (``_rank_losses_script``, which changes nothing trained): its folder and its
+    CompletedProcess. Made once for the tests that only read them (a run is ~15 s of CPU, nearly all of it the
+    three processes' imports of PyTorch and CompressAI)."""
+    folder = tmp_path_factory.mktemp("ddp")
+    out = folder / "whole"
+    return out, _ddp_train(data_dir, out, "--steps", "6", "--ckpt-every", "2", script=_rank_losses_script(folder),
+                           warnings="ignore,default::UserWarning")
+
+
+def test_ddp_two_processes(ddp_run):
+    out, r = ddp_run
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert (out / "model.safetensors").is_file()
+    assert len((out / "log.jsonl").read_text().splitlines()) == 6  # rank 0 logs alone
+    assert r.stdout.count("wrote ") == 1  # and says it once
+    assert r.stderr.count("smaller than --patch 64") == 1  # what the images warn of too (it was once per rank)
+
+
+def test_a_ddp_run_logs_the_global_batch_not_rank_0s_share_of_it(ddp_run):
     """log.jsonl held rank 0's loss alone (half the batch of two processes): not the figure of the batch trained on,
     nor one a run of another number of processes with the same --batch could be compared with."""
-    out = tmp_path / "ddp"
-    r = _ddp_train(data_dir, out, "--steps", "3", "--ckpt-every", "3", script=_rank_losses_script(tmp_path))
+    out, r = ddp_run
     assert r.returncode == 0, r.stderr[-3000:]
-    ranks = [[float(v) for v in (tmp_path / f"rank-{i}.txt").read_text().split()] for i in (0, 1)]
+    ranks = [[float(v) for v in (out.parent / f"rank-{i}.txt").read_text().split()] for i in (0, 1)]
     log = [json.loads(line)["loss"] for line in (out / "log.jsonl").read_text().splitlines()]
-    assert len(log) == 3 and ranks[0] != ranks[1]
+    assert len(log) == 6 and ranks[0] != ranks[1]
     assert log == pytest.approx([(a + b) / 2 for a, b in zip(*ranks)], rel=1e-5)
 
 
@@ -628,18 +630,46 @@ def _cut_train_script(path, when, then):
     return path
 
 
-def test_an_interrupted_ddp_run_resumes_exactly_as_if_it_had_not_stopped(data_dir, tmp_path, ddp_run):
+# torchrun's SIGTERM to the survivor, which follows a worker's death within its monitor interval, landing at the
+# worst moment: the training's signal handlers put back, the error not yet printed (the CI run of 2026-12-07 lost
+# the line so, at random); here rank 0 sends it to itself then
+_TERM_AFTER_HANDLERS = ("import signal, time\nfrom saicm import _signals\nclosing = _signals.StopRequest.close\n"
+                        "def close(self):\n    closing(self)\n"
+                        "    if sys.exc_info()[0] is not None and os.environ.get('RANK') == '0':\n"
+                        "        os.kill(os.getpid(), signal.SIGTERM)\n        time.sleep(0.5)\n"
+                        "_signals.StopRequest.close = close\n")
+
+
+def _killed_ddp_run(data_dir, folder, term=False):
+    """``saicm train`` in two processes, 6 steps with a checkpoint every 2, its rank 1 killed (``os._exit(9)``, as
+    the OOM killer) in step 4, after the step-2 checkpoint; rank 0 sent the launcher's SIGTERM at the worst moment
+    too when ``term``: its folder and its CompletedProcess."""
+    script = _cut_train_script(folder / "killed.py", "step == 3 and os.environ.get('RANK') == '1'", "os._exit(9)")
+    if term:
+        script.write_text(script.read_text().replace("from saicm.cli import main", _TERM_AFTER_HANDLERS +
+                                                     "from saicm.cli import main"))
+    out = folder / "ddp"
+    return out, _ddp_train(data_dir, out, "--steps", "6", "--ckpt-every", "2", script=script)
+
+
+@pytest.fixture(scope="module")
+def ddp_killed(data_dir, tmp_path_factory):
+    """``_killed_ddp_run`` without the SIGTERM, made once: the killed-run test reads it and the interrupted-run test
+    resumes a copy of it (a run is ~15 s of CPU, nearly all of it the three processes' imports)."""
+    return _killed_ddp_run(data_dir, tmp_path_factory.mktemp("killed"))
+
+
+def test_an_interrupted_ddp_run_resumes_exactly_as_if_it_had_not_stopped(data_dir, tmp_path, ddp_run, ddp_killed):
     """Only rank 0's random state was saved: after a resume every rank drew other crops, qualities and noise
     than the uninterrupted run (rank 1 even rank 0's)."""
     whole, r = ddp_run  # 6 steps, a checkpoint every 2
     assert r.returncode == 0, r.stderr[-3000:]
-    cut_script = _cut_train_script(tmp_path / "cut.py", "step == 3", "raise SystemExit(3)")  # both ranks die in
-    # step 4, after the step-2 checkpoint
-    out = tmp_path / "cut"
-    r = _ddp_train(data_dir, out, "--steps", "6", "--ckpt-every", "2", script=cut_script)
-    assert r.returncode != 0 and torch.load(out / "checkpoint.pt", weights_only=False)["step"] == 2
     import shutil
 
+    killed, r = ddp_killed  # the same run, its rank 1 killed in step 4, after the step-2 checkpoint and step 3's log
+    assert r.returncode != 0 and torch.load(killed / "checkpoint.pt", weights_only=False)["step"] == 2
+    assert len((killed / "log.jsonl").read_text().splitlines()) == 3  # (which the resume takes back to 2)
+    out = shutil.copytree(killed, tmp_path / "cut")  # (the killed-run test reads the folder as it was left)
     one = shutil.copytree(out, tmp_path / "one")  # resumed by one process: it goes on, drawing anew, and says so
     with pytest.warns(UserWarning, match="written by 2 process.*this run has 1: the random crops"):
         train(tiny_cfg(data_dir, one, steps=3, batch=4, resume=True))
@@ -1706,28 +1736,13 @@ def test_the_memory_budget_counts_masks_and_keeps_an_image_that_fills_it_exactly
     assert short.images[0] is None and short.masks[0] is None
 
 
-# torchrun's SIGTERM to the survivor, which follows a worker's death within its monitor interval, landing at the
-# worst moment: the training's signal handlers put back, the error not yet printed (the CI run of 2026-12-07 lost
-# the line so, at random); here rank 0 sends it to itself then
-_TERM_AFTER_HANDLERS = ("import signal, time\nfrom saicm import _signals\nclosing = _signals.StopRequest.close\n"
-                        "def close(self):\n    closing(self)\n"
-                        "    if sys.exc_info()[0] is not None and os.environ.get('RANK') == '0':\n"
-                        "        os.kill(os.getpid(), signal.SIGTERM)\n        time.sleep(0.5)\n"
-                        "_signals.StopRequest.close = close\n")
-
-
 @pytest.mark.parametrize("term", [False, True], ids=["alone", "launcher-sigterm"])
-def test_a_ddp_run_whose_other_process_is_killed_says_so_in_one_line_naming_its_checkpoint(data_dir, tmp_path, term):
+def test_a_ddp_run_whose_other_process_is_killed_says_so_in_one_line_naming_its_checkpoint(data_dir, tmp_path, term,
+                                                                                           request):
     """After kill -9 of one process (the OOM killer), the other printed gloo's traceback (the DDP audit): it says
     in one line that another process stopped, naming the last checkpoint and --resume, the launcher's SIGTERM
     after it or not."""
-    # rank 1 dies in step 3, after the step-2 checkpoint
-    script = _cut_train_script(tmp_path / "killed.py", "step == 2 and os.environ.get('RANK') == '1'", "os._exit(9)")
-    if term:
-        script.write_text(script.read_text().replace("from saicm.cli import main", _TERM_AFTER_HANDLERS +
-                                                     "from saicm.cli import main"))
-    out = tmp_path / "ddp"
-    r = _ddp_train(data_dir, out, "--steps", "6", "--ckpt-every", "2", script=script)
+    out, r = _killed_ddp_run(data_dir, tmp_path, term=True) if term else request.getfixturevalue("ddp_killed")
     assert r.returncode != 0 and torch.load(out / "checkpoint.pt", weights_only=False)["step"] == 2
     said = [ln for ln in r.stderr.splitlines() if "another process of the run stopped" in ln]
     assert said and "the last checkpoint is " in said[0] and "(step 2); go on with the same command and --resume" \
