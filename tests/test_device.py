@@ -1,5 +1,6 @@
 """Device selection for training and SAM masks: auto, explicit CPU, and clear errors."""
 
+import os
 import subprocess
 import sys
 
@@ -30,12 +31,25 @@ def test_unknown_device_names_the_choices():
         resolve_device("tpu")
 
 
+_TRAIN_ON_CUDA = """import sys
+from saicm.cli import main
+try:
+    code = main(sys.argv[1:])
+except SystemExit as e:
+    code = e.code
+print(code, 'compressai' in sys.modules, 'saicm.train.trainer' in sys.modules)
+"""
+
+
 @no_cuda
-def test_train_cli_refuses_a_missing_gpu_in_one_line(tmp_path):
-    r = subprocess.run([sys.executable, "-m", "saicm", "train", "--data", str(tmp_path), "--out", str(tmp_path / "r"),
-                        "--device", "cuda", "--steps", "1"], capture_output=True, text=True)
-    assert r.returncode != 0
+def test_train_cli_refuses_a_missing_gpu_in_one_line_before_loading_the_trainer(tmp_path):
+    """Said before the trainer's imports (CompressAI's alone took 3-6 s to say there is no GPU)."""
+    r = subprocess.run([sys.executable, "-c", _TRAIN_ON_CUDA, "train", "--data", str(tmp_path), "--out",
+                        str(tmp_path / "r"), "--device", "cuda", "--steps", "1"], capture_output=True, text=True,
+                       env=dict(os.environ, CUDA_VISIBLE_DEVICES=""))
+    assert r.stdout.split() == ["2", "False", "False"], r.stdout + r.stderr
     assert "sees no CUDA device" in r.stderr and "Traceback" not in r.stderr
+    assert not (tmp_path / "r").exists()
 
 
 def test_a_process_group_on_cuda_makes_the_process_gpu_current_first(monkeypatch):

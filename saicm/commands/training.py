@@ -9,6 +9,9 @@ from .argtypes import QUIET_HELP, ints, lambdas, learning_rate, nonneg, nonneg_f
 
 
 def cmd_train(a: argparse.Namespace) -> int:
+    from ..device import launcher, resolve_device
+
+    resolve_device(a.device, launcher()[2])  # (a GPU that is not there is said before the trainer's imports: 3–6 s)
     from ..train.config import TrainConfig
     from ..train.trainer import train
 
