@@ -83,6 +83,43 @@ def test_integer_layers_match_exact_int64_arithmetic(monkeypatch, threads):
     assert np.array_equal(hypernet._conv(x, point)[:, 0], want)
 
 
+@pytest.mark.parametrize("threads", ["1", "3"])
+def test_transposed_layers_of_other_kernel_sizes_match_exact_int64_arithmetic(monkeypatch, threads):
+    """The transposed layer adds each tap into one of four phase planes: kernels of both parities (the plane a
+    tap lands in and the crop of the padding differ), odd sizes and channel counts that do not split evenly."""
+    monkeypatch.setenv("SAICM_THREADS", threads)
+    rng = np.random.default_rng(2)
+    for cin, cout, k, h, w in [(5, 7, 3, 4, 3), (6, 5, 4, 5, 5), (3, 2, 2, 2, 2), (3, 5, 7, 4, 6), (4, 4, 1, 3, 3)]:
+        layer = hypernet._layer(rng.normal(0, 0.3, (cin, cout, k, k)), rng.normal(0, 1, cout), transposed=True,
+                                leaky=True)
+        x = rng.integers(-hypernet.ACT_LIMIT, hypernet.ACT_LIMIT + 1, (cin, h, w), dtype=np.int64)
+        w_int = layer.weight.reshape(cout, k, k, cin).transpose(3, 0, 1, 2).astype(np.int64)
+        want = np.clip(_exact_deconv(x, w_int, layer.bias, layer.shift), -hypernet.ACT_LIMIT, hypernet.ACT_LIMIT)
+        want = np.where(want < 0, (want + 50) // 100, want)
+        assert np.array_equal(hypernet._deconv(x, layer), want), (k, cin, cout)
+
+
+@pytest.mark.parametrize("threads", ["1", "3"])
+def test_a_pointwise_stack_on_parts_is_the_stack_on_their_concatenation(monkeypatch, threads):
+    """The context model's aggregation runs on its inputs' parts (hyperprior, channel context) without building
+    their concatenation, and leaves out the parts that are zero: the same integers as the whole, inputs beyond the
+    activation limit saturating alike."""
+    monkeypatch.setenv("SAICM_THREADS", threads)
+    rng = np.random.default_rng(3)
+    stack = hypernet.IntegerConvStack([
+        hypernet._layer(rng.normal(0, 0.1, (24, 18, 1, 1)), rng.normal(0, 0.1, 24), transposed=False, leaky=False,
+                        relu=True),
+        hypernet._layer(rng.normal(0, 0.1, (10, 24, 1, 1)), rng.normal(0, 0.1, 10), transposed=False, leaky=False)])
+    n = 1001
+    first = rng.integers(-2 * hypernet.ACT_LIMIT, 2 * hypernet.ACT_LIMIT, (6, n), dtype=np.int64)
+    last = rng.integers(-hypernet.ACT_LIMIT, hypernet.ACT_LIMIT + 1, (6, n), dtype=np.int64)
+    whole = np.concatenate([first, np.zeros((6, n), np.int64), last])[:, None, :]
+    assert np.array_equal(stack.pointwise([(0, first), (12, last)]), stack(whole)[:, 0])
+    assert np.array_equal(stack.pointwise([(12, last)]), stack(np.concatenate([0 * first, 0 * first, last])[:, None])[:, 0])
+    with pytest.raises(ValueError, match="1×1"):
+        hypernet.IntegerConvStack(hypernet.IntegerHyperSynthesis(_v5_state()).layers).pointwise([(0, first)])
+
+
 def test_integer_weights_respect_the_exactness_bound():
     hs = hypernet.IntegerHyperSynthesis(_v5_state())
     for layer in hs.layers:

@@ -70,34 +70,52 @@ class PortableContextModel(PortableModel):
     def _code(self, p: np.ndarray, y: np.ndarray | None = None, decoder=None):
         """Code (``y``: the strip's gained latent) or decode (``decoder``: a
         :class:`~saicm.entropy.tables.PassDecoder`) one strip with its hyper-synthesis output ``p`` (2M, r, W);
-        returns (ŷ (M, r, W) int64 units, the passes' (symbols, tables))."""
+        returns (ŷ (M, r, W) int64 units, the passes' (symbols, tables)).
+
+        Positions are handled as flat lists (the whole strip, or one checkerboard colour) and the aggregation's
+        input (hyperprior, spatial, channel context) is never built: its first layer sums its parts, and leaves
+        out those that are zero (the spatial context of the first pass or of a model without one, the channel
+        context of the first group): the same integers, with less copying and fewer products."""
         M = self.M
         h, w = p.shape[1:]
-        rows, cols = np.arange(h)[:, None], np.arange(w)[None, :]
-        anchors = (rows + cols) % 2 == 0
-        masks = [anchors, ~anchors] if self.checkerboard else [np.ones((h, w), bool)]
+        n = h * w
+        if self.checkerboard:
+            anchors = ((np.arange(h)[:, None] + np.arange(w)[None, :]) % 2 == 0)
+            flat = anchors.reshape(-1)
+            passes_at = [np.flatnonzero(flat), np.flatnonzero(~flat)]
+        else:
+            passes_at = [None]  # every position in one pass
         units = np.zeros((M, h, w), np.int64)
+        flat_units = units.reshape(M, n)
+        p = p.reshape(2 * M, n)
+        yf = None if y is None else y.reshape(M, n)
         passes = []
         a = 0
         for k, g in enumerate(self.groups):
             b = a + g
-            side = np.concatenate([p[a:b], p[M + a: M + b]])
-            ch = self.channel[k](units[:a]) if k else np.zeros_like(side)
-            sp = np.zeros_like(side)
-            for n, sel in enumerate(masks):
-                if n:  # the second checkerboard pass: the spatial context of the decoded anchors
-                    sp = self.spatial[k](np.where(anchors, units[a:b], 0))
-                feats = np.concatenate([side[:, sel], sp[:, sel], ch[:, sel]])[:, None, :]  # (6g, 1, n): pointwise
-                q = side[:, sel] + self.aggregate[k](feats)[:, 0, :]
+            side = np.concatenate([p[a:b], p[M + a: M + b]])  # (2g, n): the hyperprior's scales and means
+            ch = self.channel[k](units[:a]).reshape(2 * g, n) if k else None
+            sp = None
+            for n_pass, at in enumerate(passes_at):
+                if n_pass:  # the second checkerboard pass: the spatial context of the decoded anchors
+                    sp = self.spatial[k](np.where(anchors, units[a:b], 0)).reshape(2 * g, n)
+
+                def pick(v):
+                    return v if at is None else v[:, at]
+                parts = [(0, pick(side))] + ([(2 * g, pick(sp))] if sp is not None else []) \
+                    + ([(4 * g, pick(ch))] if ch is not None else [])
+                q = parts[0][1] + self.aggregate[k].pointwise(parts)
                 tables = self.scale_index(q[:g])
                 means = q[g:]
                 if decoder is None:
-                    sym = symbols(np.rint(y[a:b][:, sel].astype(np.float64)
-                                          - np.ldexp(means.astype(np.float64), -FRAC)))
+                    sym = symbols(np.rint(pick(yf[a:b]).astype(np.float64) - np.ldexp(means.astype(np.float64), -FRAC)))
                     passes.append((sym, tables))
                 else:
                     sym = decoder.decode(tables.reshape(-1)).reshape(tables.shape)
-                units[a:b, sel] = means + (sym << FRAC)
+                if at is None:
+                    flat_units[a:b] = means + (sym << FRAC)
+                else:
+                    flat_units[a:b, at] = means + (sym << FRAC)
             a = b
         return units, passes
 

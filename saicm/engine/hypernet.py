@@ -162,16 +162,33 @@ def _conv(x: np.ndarray, layer: IntLayer) -> np.ndarray:
 
 def _pointwise(x: np.ndarray, layer: IntLayer) -> np.ndarray:
     """A 1×1 convolution of (Cin, 1, n) int64 → (Cout, 1, n) int64, in blocks of columns."""
-    cin, _, n = x.shape
-    flat = x.reshape(cin, n)
-    out = np.empty((layer.cout, 1, n), np.int64)
-    cols = max(1, BLOCK_VALUES // max(1, cin, layer.cout))
+    return _pointwise_stack([(layer.weight[0], x.reshape(x.shape[0], -1))], [layer])[:, None, :]
+
+
+def _pointwise_stack(blocks: list[tuple[np.ndarray, np.ndarray]], layers: list[IntLayer]) -> np.ndarray:
+    """A chain of 1×1 layers on a list of positions, whose input is a concatenation of inputs never built:
+    ``blocks`` holds (the first layer's weight columns of an input (Cout, C), that input (C, n) int64); input
+    channels in no block are zero. → (Cout, n) int64 of the last layer. A block of columns (positions) runs through
+    every layer on one thread (no wait between layers). Exact as the whole: each product and their sum are
+    integers below 2**52 (a layer's bounds hold for any subset of its inputs)."""
+    n = blocks[0][1].shape[1]
+    out = np.empty((layers[-1].cout, n), np.int64)
+    widest = max(max(layer.cin, layer.cout) for layer in layers)
+    cols = max(1, BLOCK_VALUES // widest)
     cols = min(cols, -(-n // parallel_blocks(n // 256 + 1)))  # blocks of at least ~256 positions
 
     def block(c0: int) -> None:
         c1 = min(n, c0 + cols)
-        acc = layer.weight[0] @ flat[:, c0:c1].astype(np.float64) + layer.bias[:, None]
-        out[:, 0, c0:c1] = _requantize(acc, layer)
+        acc = None
+        for w, x in blocks:
+            term = w @ x[:, c0:c1].astype(np.float64)
+            acc = term if acc is None else acc.__iadd__(term)
+        for i, layer in enumerate(layers):
+            if i:
+                acc = layer.weight[0] @ a.astype(np.float64)
+            acc += layer.bias[:, None]
+            a = _requantize(acc, layer)
+        out[:, c0:c1] = a
 
     run_blocks(block, range(0, n, cols))
     return out
@@ -180,9 +197,13 @@ def _pointwise(x: np.ndarray, layer: IntLayer) -> np.ndarray:
 def _deconv(x: np.ndarray, layer: IntLayer) -> np.ndarray:
     """Transposed convolution, stride 2, padding k//2, output padding 1: (Cin, H, W) → (Cout, 2H, 2W).
 
-    Blocks of output channels run on the engine's threads (each scatters into its own channels)."""
+    Each tap's contribution (one matrix product for all taps) is added into one of four phase planes (the
+    output rows and columns of one parity, at half resolution) with contiguous rows, rather than into the
+    full-resolution output with a stride of two; each output phase is then read from its plane. Blocks of
+    output channels run on the engine's threads (each writes its own channels)."""
     cin, h, w = x.shape
     k, p, cout = layer.k, layer.k // 2, layer.cout
+    half = (k - 1) // 2 + 1  # phase-plane rows (and columns) beyond the input's that the taps reach
     xf = x.astype(np.float64)
     out = np.empty((cout, 2 * h, 2 * w), np.int64)
     step = -(-cout // parallel_blocks(cout))
@@ -190,17 +211,21 @@ def _deconv(x: np.ndarray, layer: IntLayer) -> np.ndarray:
     def block(c0: int) -> None:
         c1 = min(cout, c0 + step)
         weight = layer.weight[c0 * k * k: c1 * k * k]
-        full = np.zeros((c1 - c0, 2 * h + k, 2 * w + k), np.float64)  # every tap's contribution, before cropping
+        # planes[a, b][:, r, c] is the full-resolution sum at (2r + a, 2c + b), before cropping the padding
+        planes = np.zeros((2, 2, c1 - c0, h + half, w + half), np.float64)
         rows = max(1, BLOCK_VALUES // max(1, (c1 - c0) * k * k * w))
         for r0 in range(0, h, rows):
             r1 = min(h, r0 + rows)
             contrib = (weight @ xf[:, r0:r1].reshape(cin, -1)).reshape(c1 - c0, k, k, r1 - r0, w)
             for i in range(k):
                 for j in range(k):
-                    full[:, 2 * r0 + i: 2 * r1 + i: 2, j: j + 2 * w: 2] += contrib[:, i, j]
-        acc = full[:, p: p + 2 * h, p: p + 2 * w]
-        acc += layer.bias[c0:c1, None, None]
-        out[c0:c1] = _requantize(acc, layer)
+                    planes[i % 2, j % 2][:, r0 + i // 2: r1 + i // 2, j // 2: j // 2 + w] += contrib[:, i, j]
+        bias = layer.bias[c0:c1, None, None]
+        for a in range(2):  # output rows a, a + 2, …: full-resolution rows p + a + 2r
+            for b in range(2):
+                ra, cb = (p + a) // 2, (p + b) // 2
+                acc = planes[(p + a) % 2, (p + b) % 2][:, ra: ra + h, cb: cb + w] + bias
+                out[c0:c1, a::2, b::2] = _requantize(acc, layer)
 
     run_blocks(block, range(0, cout, step))
     return out
@@ -211,6 +236,7 @@ class IntegerConvStack:
 
     def __init__(self, layers: list[IntLayer]):
         self.layers = layers
+        self._columns: dict[tuple[int, int], np.ndarray] = {}  # (first column, count) → the first layer's (pointwise)
 
     @property
     def in_channels(self) -> int:
@@ -229,6 +255,23 @@ class IntegerConvStack:
             else:
                 total += Fraction(layer.k // 2, scale)
         return math.ceil(total)
+
+    def pointwise(self, parts: list[tuple[int, np.ndarray]]) -> np.ndarray:
+        """A stack of 1×1 layers on positions whose input is the channel-wise concatenation of ``parts``, never
+        built: ``(first input channel, (C, n) int64)`` each, input channels in no part are zero (a context not
+        there yet). (Cout, n) int64 out: the same integers as :meth:`__call__` on the whole input laid out
+        (Cin, 1, n)."""
+        if any(layer.k != 1 or layer.transposed for layer in self.layers):
+            raise ValueError("pointwise() runs a stack of 1×1 layers")
+        first = self.layers[0]
+        blocks = []
+        for c, x in parts:
+            w = self._columns.get((c, x.shape[0]))
+            if w is None:
+                w = self._columns[c, x.shape[0]] = np.ascontiguousarray(first.weight[0][:, c: c + x.shape[0]])
+            blocks.append((w, np.clip(x, -ACT_LIMIT, ACT_LIMIT)))
+        with single_threaded_blas() if threads() > 1 else nullcontext():
+            return _pointwise_stack(blocks, self.layers)
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         """(Cin, h, w) int64 → (Cout, h', w') int64; the input saturates at ±ACT_LIMIT like every activation."""
