@@ -256,7 +256,7 @@ def test_integer_contexts_match_the_float_networks(ctx_path):
     pm = load(read_info(ctx_path))
     net, _ = load_model(ctx_path)
     rng = np.random.default_rng(2)
-    p = pm._hyper(rng.integers(-3, 4, (pm.N, 3, 4)))  # hyperprior parameters of a random hyper-latent
+    p = pm._hyper_rows(rng.integers(-3, 4, (pm.N, 3, 4)))(0, 12)  # hyperprior parameters of a random hyper-latent
     y = rng.normal(0, 4, (pm.M, 12, 16)) * 0.5
     units, passes = pm._code(p, y=y)
     f = lambda a: torch.from_numpy(np.ldexp(a.astype(np.float64), -hypernet.FRAC)).float()[None]  # noqa: E731

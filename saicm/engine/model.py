@@ -114,16 +114,12 @@ class PortableModel:
         return [(height // 64, width // 64)]
 
     # --- shared by encoder and decoder ---------------------------------------------------------
-    def _hyper(self, z_sym: np.ndarray, offset: np.ndarray | None = None) -> np.ndarray:
-        """The integer hyper-synthesis output (2M, h, w) int64 in units 2**-FRAC (the scales, then the means) of
-        the hyper-latent symbols (N, h/4, w/4); ``offset`` (2M, h, w) int64 is added to it (a conditioned codec)."""
-        rows = self._hyper_rows(z_sym, offset)
-        return rows(0, 4 * z_sym.shape[1])
-
     def _hyper_rows(self, z_sym: np.ndarray, offset: np.ndarray | None = None):
-        """:meth:`_hyper` as a function ``(r0, r1) → p[:, r0:r1]``, called on consecutive row ranges top to bottom:
-        computed by blocks of :data:`HYPER_ROWS_VALUES` output values (hyper-latent rows plus a halo of
-        the network's reach in rows, cropped), the same integers as the whole. On the whole latent at once its int64
+        """The integer hyper-synthesis output p (2M, h, w) int64 in units 2**-FRAC (the scales, then the means) of
+        the hyper-latent symbols (N, h/4, w/4), plus ``offset`` (2M, h, w) int64 if given (a conditioned codec), as
+        a function ``(r0, r1) → p[:, r0:r1]``, called on consecutive row ranges top to bottom: computed by blocks
+        of :data:`HYPER_ROWS_VALUES` output values (hyper-latent rows plus a halo of the network's reach in rows,
+        cropped), the same integers as the whole. On the whole latent at once its int64
         activations and output took ~20 bytes per image pixel (2 GB of a 100 MP image's 3.4 GB peak to compress)."""
         n, zh, zw = z_sym.shape
         z_int = (np.clip(z_sym, -Z_LIMIT, Z_LIMIT) << FRAC) + self.median_units[:, None, None]
@@ -162,7 +158,7 @@ class PortableModel:
     def encode(self, y: np.ndarray, z: np.ndarray, strip_rows: int,
                offset: np.ndarray | None = None, tick=None) -> list[bytes]:
         """Strings ``[z, y strip 0, …]`` of the gained latent ``y`` (M, H, W) and the hyper-latent ``z``
-        (``offset``: see :meth:`_hyper`); ``tick(done, total)`` after each strip (a progress bar's)."""
+        (``offset``: see :meth:`_hyper_rows`); ``tick(done, total)`` after each strip (a progress bar's)."""
         z_sym = np.rint(z.astype(np.float64) - self.medians[:, None, None])
         z_sym = symbols(np.clip(z_sym, -Z_LIMIT, Z_LIMIT, out=z_sym))
         strings = [self.z_tables.encode(z_sym, self._z_tables_index(z_sym.shape))]
