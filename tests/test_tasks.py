@@ -97,7 +97,7 @@ def test_yolov8_decode_is_class_aware_and_undoes_the_letterbox():
 def test_yolov8_mask_is_cropped_to_the_box_and_unpadded():
     protos = np.ones((1, 8, 8), np.float32)  # one prototype; coefficient 10 -> sigmoid ≈ 1 everywhere
     lb = Letterbox(scale=0.5, left=0, top=8, width=32, height=16)  # a 64x32 image on a 32x32 input
-    (mask,) = D.decode_yolov8_masks(np.array([[10.0]]), protos, np.array([[8, 12, 24, 20]]), lb, (32, 32), (64, 32))
+    (mask,) = D.iter_yolov8_masks(np.array([[10.0]]), protos, np.array([[8, 12, 24, 20]]), lb, (32, 32), (64, 32))
     expected = np.zeros((32, 64), np.uint8)
     expected[8:24, 16:48] = 1  # the box in image pixels: ((8, 12, 24, 20) - (0, 8)) / 0.5
     np.testing.assert_array_equal(mask, expected)

@@ -307,21 +307,15 @@ def decode_yolov8(out: np.ndarray, num_classes: int, score_threshold: float = 0.
     return boxes[keep], scores[keep], cls[keep], extra[keep]
 
 
-def decode_yolov8_masks(coeffs: np.ndarray, protos: np.ndarray, boxes_input: np.ndarray, lb: Letterbox,
-                        input_hw: tuple[int, int], image_wh: tuple[int, int]) -> list[np.ndarray]:
-    """Instance masks (H, W) uint8 0/1 on the original image, one per box.
+def iter_yolov8_masks(coeffs: np.ndarray, protos: np.ndarray, boxes_input: np.ndarray, lb: Letterbox,
+                      input_hw: tuple[int, int], image_wh: tuple[int, int]):
+    """Instance masks (H, W) uint8 0/1 on the original image, one per box, one at a time (a caller that encodes
+    each (RLE) holds one image-sized mask, not up to 100: 1.2 GB on a 12 MP photo).
 
     sigmoid(coefficients · prototypes), bilinear upsample to the network input,
     zero outside the box (input pixels), drop the letterbox padding, bilinear
     resize to the image, threshold at 0.5.
     """
-    return list(iter_yolov8_masks(coeffs, protos, boxes_input, lb, input_hw, image_wh))
-
-
-def iter_yolov8_masks(coeffs: np.ndarray, protos: np.ndarray, boxes_input: np.ndarray, lb: Letterbox,
-                      input_hw: tuple[int, int], image_wh: tuple[int, int]):
-    """:func:`decode_yolov8_masks` one mask at a time: a caller that encodes each (RLE) holds one image-sized mask,
-    not up to 100 (1.2 GB on a 12 MP photo)."""
     import cv2
 
     protos = np.asarray(protos, dtype=np.float32)
