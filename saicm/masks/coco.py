@@ -161,12 +161,6 @@ class CocoObjects:
         anns = self.coco.loadAnns(self.coco.getAnnIds(imgIds=[im["id"]], iscrowd=None))
         return [self.coco.annToRLE(a) for a in anns]
 
-    def instances(self, path: Path, shape: tuple[int, int]) -> list[np.ndarray]:
-        """The (H, W) bool mask of every annotated instance of the image at ``path`` (all at once: H·W bytes each)."""
-        from pycocotools import mask as mask_utils
-
-        return [mask_utils.decode(r).astype(bool) for r in self.rles(path, shape)]
-
     def union(self, path: Path, shape: tuple[int, int]) -> tuple[np.ndarray, int]:
         """Union mask (H, W) bool and the number of instances (their RLEs merged, then decoded once)."""
         from pycocotools import mask as mask_utils
