@@ -13,7 +13,7 @@ import os
 import threading
 from typing import Iterator
 
-from .errors import SaicmError
+from .errors import SaicmError, first_line
 
 DEVICE_HELP = "auto (CUDA when PyTorch sees a GPU, else CPU), cpu, cuda or cuda:N (default auto)"
 
@@ -150,9 +150,9 @@ def start_process_group(device) -> None:
     try:
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     except ValueError as e:  # (env:// rendezvous: "environment variable RANK expected, but not set")
-        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
         raise SaicmError(f"WORLD_SIZE={os.environ.get('WORLD_SIZE', '')[:40]} asks for several processes, but "
-                         f"they cannot meet ({first[:200]}): start them with torchrun, or unset WORLD_SIZE") from None
+                         f"they cannot meet ({first_line(e, 200)}): start them with torchrun, or unset "
+                         "WORLD_SIZE") from None
 
 
 def peer_gone(e: BaseException) -> bool:
@@ -164,11 +164,6 @@ def peer_gone(e: BaseException) -> bool:
         return True
     text = str(e).lower()
     return any(w in text for w in ("gloo", "nccl", "connection closed", "connection reset", "broken pipe"))
-
-
-def first_line(e: BaseException, limit: int = 160) -> str:
-    """The first line of a collective's error, cut to ``limit`` characters (gloo's are 40-line tracebacks)."""
-    return (str(e).strip().splitlines() or [type(e).__name__])[0][:limit]
 
 
 def single_thread_worker() -> None:

@@ -121,6 +121,12 @@ def printable(text: str) -> str:
     return str(text).translate(_CONTROLS)
 
 
+def first_line(e: BaseException, limit: int = 160) -> str:
+    """The first line of an exception's message (its type's name if it has none), cut to ``limit`` characters,
+    for a one-line error of saicm's about a library's (gloo's, onnxruntime's are many lines)."""
+    return (str(e).strip().splitlines() or [type(e).__name__])[0][:limit]
+
+
 def names_as_utf8(text: str) -> str:
     """``text`` fit to write as UTF-8: the undecodable bytes of file names in it (Python's U+DC80–U+DCFF: a name
     that is not UTF-8, or any non-ASCII name in an ASCII locale) read as UTF-8 where they are, else ``\\xNN``

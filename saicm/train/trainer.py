@@ -32,9 +32,9 @@ from .._fs import ensure_dir, exclusive, write_bytes_atomic
 from .._progress import progress_bar
 from .._signals import StopRequest
 from .._torchfile import load_data_only, save_atomic
-from ..device import (cpu_has_native_bf16, first_line, keeps_callers_random_state, launcher, peer_gone, resolve_device,
+from ..device import (cpu_has_native_bf16, keeps_callers_random_state, launcher, peer_gone, resolve_device,
                       start_process_group)
-from ..errors import ImageError, SaicmError
+from ..errors import ImageError, SaicmError, first_line
 from ..models import build_architecture, save_model
 from ..models.registry import architecture_class
 from ..models.catalog import non_finite, resolve

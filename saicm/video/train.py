@@ -67,8 +67,8 @@ from torch.nn import functional as F
 
 from .._progress import StatusLines, progress_bar, time_left
 from .._signals import StopRequest
-from ..device import first_line, peer_gone
-from ..errors import ArgumentError, SaicmError
+from ..device import peer_gone
+from ..errors import ArgumentError, SaicmError, first_line
 from ..train.compiling import CompiledStep, compiler_errors, import_dynamo
 from ..train.config import learning_rate_ok
 

@@ -19,7 +19,7 @@ import numpy as np
 from PIL import Image
 
 from ..._registry import registrar
-from ...errors import SaicmError
+from ...errors import SaicmError, first_line
 
 #: The 80 COCO category ids in class-index order (1..90 with gaps), as in every COCO annotation file.
 COCO_CATEGORY_IDS: tuple[int, ...] = (
@@ -158,8 +158,7 @@ def onnx_session(path: str | Path, threads: int | None = None):
         from ...codec.container import not_a
 
         said = not_a("an ONNX model", read_input(path, limit=64), advise=False)  # (a photo: not protobuf's words)
-        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
-        raise SaicmError(said or f"not a loadable ONNX model ({first[:160]})", str(path)) from None
+        raise SaicmError(said or f"not a loadable ONNX model ({first_line(e)})", str(path)) from None
 
 
 def input_hw(session, default: tuple[int, int]) -> tuple[int, int]:

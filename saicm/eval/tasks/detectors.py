@@ -18,7 +18,7 @@ from typing import Sequence
 import numpy as np
 from PIL import Image
 
-from ...errors import SaicmError
+from ...errors import SaicmError, first_line
 from .base import (COCO_CATEGORY_IDS, Detection, Letterbox, TaskModel, check_category_ids, clip_boxes, input_hw,
                    letterbox, nms, output_error, register_task_model, rgb_array)
 
@@ -157,12 +157,11 @@ class OnnxDetector(TaskModel):
         try:
             return self.session.run(self.output_names, {self.input_name: x})
         except Exception as e:  # onnxruntime raises its own pybind exception types, in many lines
-            first = (str(e).strip().splitlines() or [type(e).__name__])[0]
             free = [d for d in self.session.get_inputs()[0].shape[2:] if not (isinstance(d, int) and d > 0)]
             size = (f" (its input size is not fixed in the file: saicm fed the {self.kind} default "
                     f"{self.input_hw[1]}x{self.input_hw[0]})" if free else "")
             raise SaicmError(f"the {self.kind} task model failed on an input of shape {list(x.shape)}{size}: "
-                             f"{first[:200]}", self.path or None) from None
+                             f"{first_line(e, 200)}", self.path or None) from None
 
     def config(self):
         return {"kind": self.kind, "path": self.path, "input_hw": list(self.input_hw), "iou": self.iou,
