@@ -11,7 +11,6 @@ progress: each is written whole or not at all).
 
 from __future__ import annotations
 
-import os
 import signal
 import sys
 import threading

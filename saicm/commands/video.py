@@ -6,7 +6,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
 from .argtypes import QUIET_HELP, learning_rate, nonneg, nonneg_float, positive, share, whole
 

@@ -21,8 +21,6 @@ from the machine layer: :mod:`saicm.engine.scalable`), so it is a
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 
 from ..entropy.bounded import TOO_MANY_ESCAPES  # (what every encoder says of a latent it cannot code)
