@@ -7,12 +7,11 @@ import os
 import sys
 
 from ._fs import EXISTING, text_stream
-# the process settings a command changes and puts back, its streams' checks and its out-of-memory line (names kept
-# here too: saicm.cli.StdoutError, and the tests')
-from ._process import (  # noqa: F401
-    StdoutError, _CheckedStdout, _checked_stdout_off, _checked_stdout_on, _discard_messages_if_stderr_closed,
-    _discard_stdout, _escape_names_on_output, _line_buffered_stdout_if_stderr_shares_it, _name_bytes_else_escapes,
-    _out_of_memory, _process_settings_off, _process_settings_on, _undecodable_bytes_as_escapes,
+# the process settings a command changes and puts back, its streams' checks and its out-of-memory line
+from ._process import (
+    StdoutError, _checked_stdout_off, _checked_stdout_on, _discard_messages_if_stderr_closed, _discard_stdout,
+    _escape_names_on_output, _line_buffered_stdout_if_stderr_shares_it, _out_of_memory, _process_settings_off,
+    _process_settings_on,
 )
 from .commands.argtypes import QUIET_HELP, nonneg, positive, whole
 from .engine import ENGINES, PORTABLE_ENGINES

@@ -76,7 +76,7 @@ def test_a_file_name_that_is_not_utf8_is_shown_with_its_bytes_escaped(tmp_path):
                            env=dict(os.environ, **env))
         assert r.returncode == 2
         assert r.stderr.rstrip(b"\n").endswith(b"caf\\xe9 \\xff.saicm: not a .saicm file (wrong magic)"), r.stderr
-    from saicm.cli import _undecodable_bytes_as_escapes
+    from saicm._process import _undecodable_bytes_as_escapes
 
     err = UnicodeEncodeError("ascii", "a\u00e9\udcff\u2192", 1, 4, "")
     assert _undecodable_bytes_as_escapes(err) == ("\\u00e9\\xff\\u2192", 4)
@@ -110,7 +110,7 @@ def test_models_prints_in_an_ascii_locale_without_utf8_mode(tmp_path):
     r = subprocess.run([sys.executable, "-m", "saicm", "models"], capture_output=True, timeout=120, env=env)
     assert r.returncode == 0, r.stderr
     assert b"q1 \\u03bb=" in r.stdout and b"Traceback" not in r.stderr
-    from saicm.cli import _name_bytes_else_escapes
+    from saicm._process import _name_bytes_else_escapes
 
     err = UnicodeEncodeError("ascii", "a\u03bb\udce9b", 1, 3, "")
     assert _name_bytes_else_escapes(err) == (b"\\u03bb\xe9", 3)
@@ -2125,6 +2125,7 @@ def test_every_main_call_runs_with_the_checked_stdout_until_the_last_one_ends(mo
     import threading
 
     import saicm.cli as cli
+    from saicm._process import _CheckedStdout
 
     seen = []
     b_in, a_done = threading.Event(), threading.Event()
@@ -2150,7 +2151,7 @@ def test_every_main_call_runs_with_the_checked_stdout_until_the_last_one_ends(mo
     tb.join(60)
     assert sys.stdout is before
     cli.main([a])  # (one more, alone)
-    assert seen == [("a", cli._CheckedStdout), ("b", cli._CheckedStdout), ("a", cli._CheckedStdout)]
+    assert seen == [("a", _CheckedStdout), ("b", _CheckedStdout), ("a", _CheckedStdout)]
     assert sys.stdout is before
 
 
