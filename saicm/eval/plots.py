@@ -6,7 +6,7 @@ from pathlib import Path
 
 from .._fs import atomic_path
 from ..errors import SaicmError, names_as_utf8, printable
-from .results import GROUND_TRUTH_METRICS, curve, ground_truths  # noqa: F401 (GROUND_TRUTH_METRICS: its old home)
+from .results import curve, ground_truths
 
 METRIC_LABELS = {
     "psnr": "PSNR (dB)",
