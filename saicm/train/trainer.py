@@ -454,7 +454,7 @@ def _train(cfg: TrainConfig, locks: contextlib.ExitStack) -> Path:
         ck = resumed
         keep_constants(model, ck["model"])  # (runs started before saicm 0.5.1 saved an fp16 file's zero floor)
         broken = non_finite(ck["model"])
-        if broken:  # (a resume skipped --max-bad-steps steps, then named this checkpoint as the one to go on from)
+        if broken:  # (a resume skipped max_bad_steps steps, then named this checkpoint as the one to go on from)
             raise SaicmError(f"the checkpoint's weights hold NaN or infinite values ({', '.join(broken[:3])}"
                              f"{', ...' if len(broken) > 3 else ''}): no step can train from them; start the run again "
                              "in a new --out (with a lower --lr)", str(ckpt_path))
