@@ -327,6 +327,12 @@ def _default_max_pixels() -> str:
     return pixels_text(DEFAULT_MAX_PIXELS)
 
 
+#: help of the folder-job options that compress and decompress share (saicm.codec.batch runs both)
+JOBS_HELP = ("worker processes for folders (default 1; at most four per CPU, and one per GB of a container's memory "
+             "limit)")
+LOG_HELP = ("append one JSON line per file as it is done: input, output, status (written, skipped, failed), time, "
+            "error, bytes, seconds, ...")
+
 
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
@@ -370,12 +376,10 @@ def build_parser() -> argparse.ArgumentParser:
                    "transforms; torch: with the PyTorch transforms; openvino / openvino-bf16: with OpenVINO's transforms (optional: pip install \"saicm[openvino]\"; "
                    "bf16 codes ~1.7x faster on CPUs with bfloat16 units, Intel AMX or AVX-512 BF16; docs/engine.md); compressai: "
                    "formats 1/2 as saicm 0.3 wrote")
-    c.add_argument("--jobs", type=positive, default=1, help="worker processes for folders (default 1; at most "
-                   "four per CPU, and one per GB of a container's memory limit)")
+    c.add_argument("--jobs", type=positive, default=1, help=JOBS_HELP)
     c.add_argument("--existing", choices=EXISTING, help="an output file that exists: refuse it (one line), skip it "
                    "(counted done: go on after an interruption) or overwrite it (default for folders: overwrite)")
-    c.add_argument("--log", metavar="FILE.jsonl", help="append one JSON line per file as it is done: input, "
-                   "output, status (written, skipped, failed), time, error, bytes, seconds, ...")
+    c.add_argument("--log", metavar="FILE.jsonl", help=LOG_HELP)
     c.add_argument("-q", "--quiet", action="store_true", help=QUIET_HELP)
     c.set_defaults(func=cmd_compress)
 
@@ -401,13 +405,11 @@ def build_parser() -> argparse.ArgumentParser:
                    "openvino or openvino-bf16 (optional; bf16 pixels differ from float32 ones by up to 5 on screen "
                    "content such as text or checkerboards, 2 on photos); "
                    "files of formats 1 and 2 always decode with PyTorch and CompressAI")
-    d.add_argument("--jobs", type=positive, default=1, help="worker processes for folders (default 1; at most "
-                   "four per CPU, and one per GB of a container's memory limit)")
+    d.add_argument("--jobs", type=positive, default=1, help=JOBS_HELP)
     d.add_argument("--existing", choices=EXISTING, help="an output file that exists: refuse it (one line), skip it "
                    "(counted done: go on after an interruption) or overwrite it (default: refuse, except a "
                    "single file named with -o)")
-    d.add_argument("--log", metavar="FILE.jsonl", help="append one JSON line per file as it is done: input, "
-                   "output, status (written, skipped, failed), time, error, bytes, seconds, ...")
+    d.add_argument("--log", metavar="FILE.jsonl", help=LOG_HELP)
     d.add_argument("-q", "--quiet", action="store_true", help=QUIET_HELP)
     d.set_defaults(func=cmd_decompress)
 
