@@ -103,7 +103,8 @@ def test_transposed_layers_of_other_kernel_sizes_match_exact_int64_arithmetic(mo
 def test_a_pointwise_stack_on_parts_is_the_stack_on_their_concatenation(monkeypatch, threads):
     """The context model's aggregation runs on its inputs' parts (hyperprior, channel context) without building
     their concatenation, and leaves out the parts that are zero: the same integers as the whole, inputs beyond the
-    activation limit saturating alike."""
+    activation limit saturating alike. The first layer's columns are cached by first column and width (a cache by
+    first column alone gave a wider part the narrower one's columns: mutation review of session 60)."""
     monkeypatch.setenv("SAICM_THREADS", threads)
     rng = np.random.default_rng(3)
     stack = hypernet.IntegerConvStack([
@@ -116,6 +117,8 @@ def test_a_pointwise_stack_on_parts_is_the_stack_on_their_concatenation(monkeypa
     whole = np.concatenate([first, np.zeros((6, n), np.int64), last])[:, None, :]
     assert np.array_equal(stack.pointwise([(0, first), (12, last)]), stack(whole)[:, 0])
     assert np.array_equal(stack.pointwise([(12, last)]), stack(np.concatenate([0 * first, 0 * first, last])[:, None])[:, 0])
+    both = np.concatenate([first, last])  # a part from a first column cached for a narrower one: its own columns
+    assert np.array_equal(stack.pointwise([(0, both)]), stack(np.concatenate([both, 0 * first])[:, None])[:, 0])
     with pytest.raises(ValueError, match="1×1"):
         hypernet.IntegerConvStack(hypernet.IntegerHyperSynthesis(_v5_state()).layers).pointwise([(0, first)])
 
