@@ -136,7 +136,8 @@ def _conv(x: np.ndarray, layer: IntLayer) -> np.ndarray:
     padding columns are computed and dropped. Blocks of output rows (of columns, for a 1×1 layer on one row)
     run on the engine's threads (:mod:`saicm.engine.parallel`)."""
     cin, h, w = x.shape
-    if layer.k == 1 and h == 1:  # pointwise on a list of positions (the context model's aggregation)
+    if layer.k == 1 and h == 1:  # pointwise on a list of positions: blocks of columns (the context model's
+        # aggregation runs on its parts instead: IntegerConvStack.pointwise)
         return _pointwise(x, layer)
     k, p = layer.k, layer.k // 2
     wp = w + 2 * p
