@@ -35,6 +35,11 @@ def _stack(state: dict, prefix: str, layers: tuple[int, ...], weight_mask: np.nd
     return IntegerConvStack(out)
 
 
+def _at(values: np.ndarray, at: np.ndarray | None) -> np.ndarray:
+    """The columns (positions) ``at`` of (C, n) ``values``; all of them (no copy) for ``None``."""
+    return values if at is None else values[:, at]
+
+
 class PortableContextModel(PortableModel):
     """The coding half of a ``gained-context-hyperprior`` file (numpy, exact integer contexts)."""
 
@@ -99,16 +104,14 @@ class PortableContextModel(PortableModel):
             for n_pass, at in enumerate(passes_at):
                 if n_pass:  # the second checkerboard pass: the spatial context of the decoded anchors
                     sp = self.spatial[k](np.where(anchors, units[a:b], 0)).reshape(2 * g, n)
-
-                def pick(v):
-                    return v if at is None else v[:, at]
-                parts = [(0, pick(side))] + ([(2 * g, pick(sp))] if sp is not None else []) \
-                    + ([(4 * g, pick(ch))] if ch is not None else [])
-                q = parts[0][1] + self.aggregate[k].pointwise(parts)
+                hyper = _at(side, at)
+                parts = [(0, hyper)] + ([(2 * g, _at(sp, at))] if sp is not None else []) \
+                    + ([(4 * g, _at(ch, at))] if ch is not None else [])
+                q = hyper + self.aggregate[k].pointwise(parts)  # the hyperprior's parameters, refined
                 tables = self.scale_index(q[:g])
                 means = q[g:]
                 if decoder is None:
-                    sym = symbols(np.rint(pick(yf[a:b]).astype(np.float64) - np.ldexp(means.astype(np.float64), -FRAC)))
+                    sym = symbols(np.rint(_at(yf[a:b], at).astype(np.float64) - np.ldexp(means.astype(np.float64), -FRAC)))
                     passes.append((sym, tables))
                 else:
                     sym = decoder.decode(tables.reshape(-1)).reshape(tables.shape)
