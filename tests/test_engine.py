@@ -85,8 +85,9 @@ def test_integer_layers_match_exact_int64_arithmetic(monkeypatch, threads):
 
 @pytest.mark.parametrize("threads", ["1", "3"])
 def test_transposed_layers_of_other_kernel_sizes_match_exact_int64_arithmetic(monkeypatch, threads):
-    """The transposed layer adds each tap into one of four phase planes: kernels of both parities (the plane a
-    tap lands in and the crop of the padding differ), odd sizes and channel counts that do not split evenly."""
+    """The transposed layer runs as four stride-1 convolutions, one per output phase: kernels of both parities
+    (which taps a phase takes and their offsets differ; a 1×1 kernel leaves three phases without taps), odd sizes
+    and channel counts that do not split evenly."""
     monkeypatch.setenv("SAICM_THREADS", threads)
     rng = np.random.default_rng(2)
     for cin, cout, k, h, w in [(5, 7, 3, 4, 3), (6, 5, 4, 5, 5), (3, 2, 2, 2, 2), (3, 5, 7, 4, 6), (4, 4, 1, 3, 3)]:
@@ -121,6 +122,42 @@ def test_a_pointwise_stack_on_parts_is_the_stack_on_their_concatenation(monkeypa
     assert np.array_equal(stack.pointwise([(0, both)]), stack(np.concatenate([both, 0 * first])[:, None])[:, 0])
     with pytest.raises(ValueError, match="1×1"):
         hypernet.IntegerConvStack(hypernet.IntegerHyperSynthesis(_v5_state()).layers).pointwise([(0, first)])
+
+
+def _int64_requantize(acc, layer):
+    """The activation of an accumulator by the definition, in int64: round half up by the layer's shift (or shift
+    left), saturate, then ReLU or LeakyReLU (slope 1/100, rounded half up)."""
+    a = np.asarray(acc, np.int64)
+    a = (a + (1 << (layer.shift - 1))) >> layer.shift if layer.shift > 0 else a << -layer.shift
+    a = np.clip(a, -hypernet.ACT_LIMIT, hypernet.ACT_LIMIT)
+    if layer.relu:
+        a = np.maximum(a, 0)
+    return np.where(a < 0, (a + 50) // 100, a) if layer.leaky else a
+
+
+@pytest.mark.parametrize("shift", [-3, 0, 1, 16, 27, 40])
+@pytest.mark.parametrize("activation", ["leaky", "relu", "none"])
+def test_requantisation_in_float64_is_the_int64_definition(shift, activation):
+    """Activations are rounded, saturated and activated in float64 (faster than int64 and back; saicm 0.40.2): the
+    same integers for accumulators up to the 2**52 bound, at the halves where rounding turns, at the saturation
+    limit and where LeakyReLU's rounding turns (-50/-51, -150/-151 …), and for a negative shift."""
+    import dataclasses
+
+    layer = hypernet._layer(np.ones((1, 1, 1, 1)), np.zeros(1), transposed=False, leaky=activation == "leaky",
+                            relu=activation == "relu")
+    layer = dataclasses.replace(layer, shift=shift)
+    unit = 1 << max(shift, 0)
+    edges = [0, 1, -1, unit // 2, unit // 2 - 1, -(unit // 2), -(unit // 2) - 1, 2 ** 52 - 1, -(2 ** 52 - 1)]
+    edges += [v * unit + d for v in (50, 51, 149, 150, 151, hypernet.ACT_LIMIT, hypernet.ACT_LIMIT + 1)
+              for d in (0, unit // 2 - 1, unit // 2) for v in (v, -v)]
+    top = min(2 ** 52, (hypernet.ACT_LIMIT + 200) * unit)  # (the bound on every accumulator: 2**52)
+    rng = np.random.default_rng(shift + 100)
+    acc = np.array([v for v in edges if abs(v) < 2 ** 52] + list(rng.integers(-2 ** 52 + 1, 2 ** 52, 20000)) +
+                   list(rng.integers(-top + 1, top, 20000)), np.int64)
+    if shift < 0:
+        acc = acc >> 20  # (shifted left, the float64 route must not overflow int64 either)
+    got = hypernet._requantize(acc.astype(np.float64), layer)
+    assert got.dtype == np.float64 and np.array_equal(got, _int64_requantize(acc, layer))
 
 
 def test_integer_weights_respect_the_exactness_bound():

@@ -19,7 +19,8 @@ matrix products (BLAS) on integer-valued operands. Every product and every
 partial sum is an integer of magnitude below 2⁵³, hence exactly
 representable, so each floating-point operation is exact and the result does
 not depend on the order of the additions, on FMA or on the number of threads.
-Rounding, activation and saturation are int64 operations. The weights are
+Rounding, activation and saturation are exact integer operations (in
+float64 where every step is exact: :func:`_requantize`). The weights are
 rounded from the model file's values by exact arithmetic as well (fp16/fp32
 times a power of two, round-half-even; bounds checked with int64 sums), so
 the integer network itself is a deterministic function of the file.
@@ -70,6 +71,7 @@ class IntLayer:
     leaky: bool  # LeakyReLU(0.01) after the layer
     relu: bool = False  # ReLU after the layer
     taps: tuple[int, ...] = ()  # conv: the taps (i·k + j) with a nonzero weight (a masked convolution skips the rest)
+    phases: tuple = ()  # transposed: the layer as four stride-1 convolutions (:func:`_phases`)
 
 
 def _integer_weights(w: np.ndarray, axes: tuple[int, ...]) -> tuple[np.ndarray, int]:
@@ -108,28 +110,59 @@ def _layer(weight: np.ndarray, bias: np.ndarray, transposed: bool, leaky: bool, 
                       "exactly but spend more bits than the model would (an early checkpoint, or a dead layer?)",
                       SaicmWarning, stacklevel=2)
     b = np.clip(b, -BIAS_LIMIT, BIAS_LIMIT).astype(np.int64)
+    mat = np.ascontiguousarray(mat)
     taps = () if transposed else tuple(t for t in range(k * k) if mat[t].any())
-    return IntLayer(np.ascontiguousarray(mat), b, s, cin, cout, k, stride, transposed, leaky, relu, taps)
+    phases = _phases(mat, k) if transposed else ()
+    return IntLayer(mat, b, s, cin, cout, k, stride, transposed, leaky, relu, taps, phases)
+
+
+def _phases(weight: np.ndarray, k: int) -> tuple:
+    """A transposed layer (stride 2, padding p = k//2; ``weight`` (Cout·k·k, Cin), rows (o, i, j)) as four stride-1
+    convolutions, one per output phase: the output rows 2r + a and columns 2c + b take the taps i ≡ a + p and
+    j ≡ b + p (mod 2), each reading the input at (r + dy, c + dx), dy = (a + p - i)/2, dx = (b + p - j)/2.
+    → ((a, b, ((dy, dx, (Cout, Cin) weight), …)), …) for (a, b) = (0, 0), (0, 1), (1, 0), (1, 1)."""
+    p = k // 2
+    w4 = weight.reshape(-1, k, k, weight.shape[1])
+    return tuple((a, b, tuple(((a + p - i) // 2, (b + p - j) // 2, np.ascontiguousarray(w4[:, i, j]))
+                              for i in range(k) if (i - a - p) % 2 == 0 for j in range(k) if (j - b - p) % 2 == 0))
+                 for a in range(2) for b in range(2))
 
 
 def _requantize(acc: np.ndarray, layer: IntLayer) -> np.ndarray:
-    """Accumulators (integer-valued float64, units 2**-(shift+FRAC)) → activations (int64, units 2**-FRAC)."""
-    a = acc.astype(np.int64)
-    if layer.shift > 0:
-        a = (a + (1 << (layer.shift - 1))) >> layer.shift  # round half up
-    elif layer.shift < 0:
-        a = a << -layer.shift
-    np.clip(a, -ACT_LIMIT, ACT_LIMIT, out=a)
+    """Accumulators (integer-valued float64, units 2**-(shift+FRAC)) → activations (integer-valued float64, units
+    2**-FRAC; the next layer's operand as it is, the stack's output converted to int64 once).
+
+    The same integers as int64 arithmetic, computed in float64 because every step is exact there (and takes half the
+    time of converting to int64 and back): ``acc·2**-shift`` scales by a power of two; ``+ 0.5`` then ``floor`` is
+    rounding half up (``acc + 2**(shift-1)`` is an integer below 2**53, so the sum is representable); clipping and
+    ReLU compare; LeakyReLU's ``floor((a + 50) / 100)`` of a negative ``a ≥ -2**25`` is exact because the division is
+    correctly rounded and ``a + 50 = 100q + r`` puts the quotient at least 0.01 from ``q + 1`` while its rounding
+    error is below 2**-27. A layer with a negative shift (weights summing above 2**27: no trained model) takes the
+    int64 route it always took."""
+    if layer.shift < 0:
+        a = acc.astype(np.int64) << -layer.shift
+        np.clip(a, -ACT_LIMIT, ACT_LIMIT, out=a)
+        a = a.astype(np.float64)
+    else:
+        a = np.multiply(acc, math.ldexp(1.0, -layer.shift))
+        a += 0.5
+        np.floor(a, out=a)
+        np.clip(a, -ACT_LIMIT, ACT_LIMIT, out=a)
     if layer.relu:
         np.maximum(a, 0, out=a)
-    if layer.leaky:  # LeakyReLU, slope 1/100, rounded half up
-        neg = a < 0
-        a[neg] = (a[neg] + 50) // 100
+    if layer.leaky:  # LeakyReLU, slope 1/100, rounded half up: max(a, 0) + floor((min(a, 0) + 50) / 100)
+        neg = np.minimum(a, 0)
+        neg += 50
+        neg /= 100
+        np.floor(neg, out=neg)
+        np.maximum(a, 0, out=a)
+        a += neg
     return a
 
 
 def _conv(x: np.ndarray, layer: IntLayer) -> np.ndarray:
-    """Stride-1 'same' convolution of (Cin, H, W) int64 → (Cout, H, W) int64.
+    """Stride-1 'same' convolution of (Cin, H, W) integers (int64 or integer-valued float64) → (Cout, H, W)
+    integer-valued float64.
 
     One matrix product per tap on the zero-padded input flattened row by row: the tap (i, j) reads the
     flat input shifted by i·(W+2p)+j, a contiguous slice, so no patch matrix is built; the outputs of the 2p
@@ -144,7 +177,7 @@ def _conv(x: np.ndarray, layer: IntLayer) -> np.ndarray:
     xp = np.zeros((cin, h + 2 * p + 1, wp), np.float64)  # one spare row: the last tap's slice stays inside
     xp[:, p: p + h, p: p + w] = x
     flat = xp.reshape(cin, -1)
-    out = np.empty((layer.cout, h, w), np.int64)
+    out = np.empty((layer.cout, h, w), np.float64)
     rows = max(1, BLOCK_VALUES // max(1, max(cin, layer.cout) * wp))
     rows = min(rows, -(-h // parallel_blocks(h)))
 
@@ -162,7 +195,7 @@ def _conv(x: np.ndarray, layer: IntLayer) -> np.ndarray:
 
 
 def _pointwise(x: np.ndarray, layer: IntLayer) -> np.ndarray:
-    """A 1×1 convolution of (Cin, 1, n) int64 → (Cout, 1, n) int64, in blocks of columns."""
+    """A 1×1 convolution of (Cin, 1, n) integers → (Cout, 1, n) int64, in blocks of columns."""
     return _pointwise_stack([(layer.weight[0], x.reshape(x.shape[0], -1))], [layer])[:, None, :]
 
 
@@ -182,11 +215,11 @@ def _pointwise_stack(blocks: list[tuple[np.ndarray, np.ndarray]], layers: list[I
         c1 = min(n, c0 + cols)
         acc = None
         for w, x in blocks:
-            term = w @ x[:, c0:c1].astype(np.float64)
+            term = w @ np.asarray(x[:, c0:c1], np.float64)
             acc = term if acc is None else acc.__iadd__(term)
         for i, layer in enumerate(layers):
             if i:
-                acc = layer.weight[0] @ a.astype(np.float64)
+                acc = layer.weight[0] @ a
             acc += layer.bias[:, None]
             a = _requantize(acc, layer)
         out[:, c0:c1] = a
@@ -196,39 +229,36 @@ def _pointwise_stack(blocks: list[tuple[np.ndarray, np.ndarray]], layers: list[I
 
 
 def _deconv(x: np.ndarray, layer: IntLayer) -> np.ndarray:
-    """Transposed convolution, stride 2, padding k//2, output padding 1: (Cin, H, W) → (Cout, 2H, 2W).
+    """Transposed convolution, stride 2, padding k//2, output padding 1: (Cin, H, W) integers → (Cout, 2H, 2W)
+    integer-valued float64.
 
-    Each tap's contribution (one matrix product for all taps) is added into one of four phase planes (the
-    output rows and columns of one parity, at half resolution) with contiguous rows, rather than into the
-    full-resolution output with a stride of two; each output phase is then read from its plane. Blocks of
-    output channels run on the engine's threads (each writes its own channels)."""
+    Run as four stride-1 convolutions on the input, one per output phase (:func:`_phases`; every output value takes
+    only its own taps, no sums of zeros), each in the manner of :func:`_conv`: one matrix product per tap on the
+    zero-padded input flattened row by row, the tap's offset a contiguous slice. Blocks of input rows (with the
+    output rows they give) run on the engine's threads."""
     cin, h, w = x.shape
-    k, p, cout = layer.k, layer.k // 2, layer.cout
-    half = (k - 1) // 2 + 1  # phase-plane rows (and columns) beyond the input's that the taps reach
-    xf = x.astype(np.float64)
-    out = np.empty((cout, 2 * h, 2 * w), np.int64)
-    step = -(-cout // parallel_blocks(cout))
+    cout = layer.cout
+    m = max((max(abs(dy), abs(dx)) for *_, taps in layer.phases for dy, dx, _ in taps), default=0)  # padding
+    wp = w + 2 * m
+    xp = np.zeros((cin, h + 2 * m + 1, wp), np.float64)  # one spare row: the last tap's slice stays inside
+    xp[:, m: m + h, m: m + w] = x
+    flat = xp.reshape(cin, -1)
+    out = np.empty((cout, 2 * h, 2 * w), np.float64)
+    rows = max(1, BLOCK_VALUES // max(1, max(cin, cout) * wp))
+    rows = min(rows, -(-h // parallel_blocks(h)))
 
-    def block(c0: int) -> None:
-        c1 = min(cout, c0 + step)
-        weight = layer.weight[c0 * k * k: c1 * k * k]
-        # planes[a, b][:, r, c] is the full-resolution sum at (2r + a, 2c + b), before cropping the padding
-        planes = np.zeros((2, 2, c1 - c0, h + half, w + half), np.float64)
-        rows = max(1, BLOCK_VALUES // max(1, (c1 - c0) * k * k * w))
-        for r0 in range(0, h, rows):
-            r1 = min(h, r0 + rows)
-            contrib = (weight @ xf[:, r0:r1].reshape(cin, -1)).reshape(c1 - c0, k, k, r1 - r0, w)
-            for i in range(k):
-                for j in range(k):
-                    planes[i % 2, j % 2][:, r0 + i // 2: r1 + i // 2, j // 2: j // 2 + w] += contrib[:, i, j]
-        bias = layer.bias[c0:c1, None, None]
-        for a in range(2):  # output rows a, a + 2, …: full-resolution rows p + a + 2r
-            for b in range(2):
-                ra, cb = (p + a) // 2, (p + b) // 2
-                acc = planes[(p + a) % 2, (p + b) % 2][:, ra: ra + h, cb: cb + w] + bias
-                out[c0:c1, a::2, b::2] = _requantize(acc, layer)
+    def block(r0: int) -> None:
+        r1 = min(h, r0 + rows)
+        n = (r1 - r0) * wp
+        for a, b, taps in layer.phases:
+            acc = np.zeros((cout, n), np.float64)
+            for dy, dx, weight in taps:
+                s = (r0 + m + dy) * wp + m + dx
+                acc += weight @ flat[:, s: s + n]
+            acc = acc.reshape(cout, r1 - r0, wp)[:, :, :w] + layer.bias[:, None, None]
+            out[:, 2 * r0 + a: 2 * r1: 2, b::2] = _requantize(acc, layer)
 
-    run_blocks(block, range(0, cout, step))
+    run_blocks(block, range(0, h, rows))
     return out
 
 
@@ -280,7 +310,7 @@ class IntegerConvStack:
         with single_threaded_blas() if threads() > 1 else nullcontext():
             for layer in self.layers:
                 a = _deconv(a, layer) if layer.transposed else _conv(a, layer)
-        return a
+        return a.astype(np.int64)
 
 
 class IntegerHyperSynthesis(IntegerConvStack):
