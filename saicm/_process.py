@@ -10,7 +10,7 @@ import os
 import sys
 import threading
 
-from .errors import SaicmError
+from .errors import SaicmError, bytes_text
 
 
 def _character_escape(c: str) -> str:
@@ -151,14 +151,14 @@ def _out_of_memory(e: BaseException, command: str | None = None) -> str:
 
         soft = resource.getrlimit(resource.RLIMIT_AS)[0]
         if soft != resource.RLIM_INFINITY:
-            limits.append(f"an address-space limit of {soft / 2**30:.1f} GB (ulimit -v)")
+            limits.append(f"an address-space limit of {bytes_text(soft)} (ulimit -v)")
     except (ImportError, OSError, ValueError):  # (Windows)
         pass
     from .engine.parallel import cgroup_memory_limit
 
     cgroup = cgroup_memory_limit()
     if cgroup is not None and cgroup < 1 << 50:  # (cgroup v1's "no limit" is a number near 2**63)
-        limits.append(f"a memory limit of {cgroup / 2**30:.1f} GB (the cgroup's)")
+        limits.append(f"a memory limit of {bytes_text(cgroup)} (the cgroup's)")
     text = str(e)
     said = f" ({text})" if text and len(text) <= 80 and "\n" not in text else ""  # (not onnxruntime's 200 characters)
     where = f" within {' and '.join(limits)}" if limits else ""

@@ -15,7 +15,7 @@ from ._process import (
 )
 from .commands.argtypes import QUIET_HELP, nonneg, positive, whole
 from .engine import ENGINES, PORTABLE_ENGINES
-from .errors import SaicmError, printable
+from .errors import SaicmError, bytes_text, printable
 
 
 def _summary_stream(dst, log: str | None, folder: bool):
@@ -307,7 +307,7 @@ def cmd_models(a: argparse.Namespace) -> int:
                 else {"sa-icm": " (recommended SA-ICM model)", "two-layer": " (recommended two-layer model)"}.get(
                     r.get("recommended"), ""))
         # (names, descriptions and configurations come from the files: a stranger's may hold terminal escapes)
-        print(printable(f"{r['name']}{flag}: {r['architecture']} {shape}, {r['bytes'] / 1e6:.1f} MB, sha256 "
+        print(printable(f"{r['name']}{flag}: {r['architecture']} {shape}, {bytes_text(r['bytes'])}, sha256 "
                         f"{r['sha256'][:12]}") + f"\n    {printable(r['description'])}\n    qualities: {printable(qs)}")
     for line in user_models()[1]:
         print(f"  not a readable model: {line}")
@@ -328,7 +328,7 @@ def _default_max_pixels() -> str:
 
 
 #: help of the folder-job options that compress and decompress share (saicm.codec.batch runs both)
-JOBS_HELP = ("worker processes for folders (default 1; at most four per CPU, and one per GB of a container's memory "
+JOBS_HELP = ("worker processes for folders (default 1; at most four per CPU, and one per GiB of a container's memory "
              "limit)")
 LOG_HELP = ("append one JSON line per file as it is done: input, output, status (written, skipped, failed), time, "
             "error, bytes, seconds, ...")

@@ -127,6 +127,22 @@ def first_line(e: BaseException, limit: int = 160) -> str:
     return (str(e).strip().splitlines() or [type(e).__name__])[0][:limit]
 
 
+def bytes_text(n: int | float) -> str:
+    """A size in bytes (memory, a file) as every message of saicm says it: in binary units named as such,
+    ``"999 bytes"``, ``"72 KiB"``, ``"768 MiB"``, ``"3.9 GiB"``; one decimal below 10 of a unit, whole numbers
+    above, and the next unit from 1,000 of one (1,000 MiB is ``"1.0 GiB"``). Binary because memory limits are set
+    so (``docker run --memory 4g``, systemd's ``MemoryMax=4G``, Slurm's ``--mem``, ``ulimit -v`` in KiB) and
+    reported so (``free -h``, ``ls -h``, NumPy's and PyTorch's allocation errors); the "GB" of these messages were
+    2³⁰ bytes in some and 10⁹ in others."""
+    if n < 1000:
+        return f"{int(n):,} byte{'s' * (int(n) != 1)}"
+    for unit in ("KiB", "MiB", "GiB", "TiB", "PiB"):
+        n /= 1024
+        if n < 999.5:  # (what rounds to 1,000 of a unit is said in the next)
+            break
+    return f"{n:.1f} {unit}" if n < 9.95 else f"{n:,.0f} {unit}"
+
+
 def names_as_utf8(text: str) -> str:
     """``text`` fit to write as UTF-8: the undecodable bytes of file names in it (Python's U+DC80–U+DCFF: a name
     that is not UTF-8, or any non-ASCII name in an ASCII locale) read as UTF-8 where they are, else ``\\xNN``

@@ -149,6 +149,9 @@ def test_models_json_lists_qualities(capsys, tmp_path, monkeypatch):
     assert f"\n{RECOMMENDED_MACHINE_MODEL} (recommended SA-ICM model): " in listed
     assert f"\n{RECOMMENDED_SCALABLE_MODEL} (recommended two-layer model): " in listed
     default = next(r for r in rows if r["default"])
+    # its file's size as every size is said (it was 10⁶-byte "MB", where memory messages' "GB" were 2³⁰ bytes)
+    size = f"{default['bytes'] / 2**20:.1f} MiB"
+    assert f"\n{default['name']} (default): " in listed and f", {size}, sha256 {default['sha256'][:12]}\n" in listed
     assert default["training"]["steps"] > 0  # how it was trained (the cards cite it; no command showed it)
     # `saicm info` of a model file: the same row, read from the file
     assert main(["info", default["file"], "--json"]) == 0
@@ -2476,8 +2479,8 @@ def test_a_command_out_of_memory_is_one_line_naming_the_limit(monkeypatch, capsy
     assert cli.main(["models"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "Traceback" not in err
-    assert err.startswith("saicm: error: out of memory within an address-space limit of 3.9 GB (ulimit -v) and a "
-                          "memory limit of 0.9 GB (the cgroup's) (onnxruntime: failed to allocate)")
+    assert err.startswith("saicm: error: out of memory within an address-space limit of 3.9 GiB (ulimit -v) and a "
+                          "memory limit of 900 MiB (the cgroup's) (onnxruntime: failed to allocate)")
 
     monkeypatch.setattr(parallel, "cgroup_memory_limit", lambda *a: None)  # no limit known: still one line
     monkeypatch.setattr(resource, "getrlimit", lambda which: (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
@@ -2546,14 +2549,16 @@ def test_pytorch_out_of_memory_is_one_line_and_another_runtime_error_is_not_hidd
 
 
 def test_the_jobs_help_names_the_memory_limit_that_bounds_the_workers(capsys):
-    """Folder jobs' workers are bounded by a container's memory limit (one per GB) since this release, as
-    docs/usage.md says; `--help` named the bound of four per CPU alone."""
+    """Folder jobs' workers are bounded by a container's memory limit (one per GiB, WORKER_MEMORY) since this
+    release, as docs/usage.md says; `--help` named the bound of four per CPU alone."""
     from saicm.cli import main
+    from saicm.codec.batch import WORKER_MEMORY
 
+    assert WORKER_MEMORY == 1 << 30  # (the help says it without importing the folder jobs' module)
     for command in ("compress", "decompress"):
         with pytest.raises(SystemExit):
             main([command, "--help"])
-        assert "one per GB of a container's memory limit" in " ".join(capsys.readouterr().out.split())
+        assert "one per GiB of a container's memory limit" in " ".join(capsys.readouterr().out.split())
 
 
 def test_out_of_memory_names_no_cgroup_v1_non_limit_and_no_long_message(monkeypatch, capsys):

@@ -56,3 +56,32 @@ def test_a_mask_folder_goes_on_past_an_image_too_large_for_the_memory(tmp_path, 
     with pytest.raises(RuntimeError, match="a bug"):
         run_masks(src, tmp_path / "other", MaskSpec(source="regions", settings={}),
                   lambda rgb, path: make(rgb, path, RuntimeError("a bug")), progress=False)
+
+
+@pytest.mark.parametrize("size,text", [
+    (0, "0 bytes"), (1, "1 byte"), (999, "999 bytes"), (1000, "1.0 KiB"), (73_728, "72 KiB"),
+    (9.94 * 2**20, "9.9 MiB"), (9.95 * 2**20, "10 MiB"), (900 << 20, "900 MiB"), (3 * 2**28, "768 MiB"),
+    (999 << 20, "999 MiB"), (999.49 * 2**20, "999 MiB"), (999.5 * 2**20, "1.0 GiB"), (1000 << 20, "1.0 GiB"),
+    (1 << 30, "1.0 GiB"), (3 * 2**30, "3.0 GiB"), (4000 << 20, "3.9 GiB"), (6.4e9, "6.0 GiB"),
+    (3 * 2**31, "6.0 GiB"), (111_974_400_000, "104 GiB"), (5 << 40, "5.0 TiB"), (3000 << 50, "3,000 PiB"),
+])
+def test_sizes_are_said_in_binary_units_named_as_such(size, text):
+    """The "GB" of saicm's messages were 2³⁰ bytes in some (memory limits, the in-memory video decode's refusal)
+    and 10⁹ in others (the same clip's frames in the video limit's message): one function says them all, in KiB,
+    MiB, GiB (one decimal below 10, whole above; the next unit from 1,000 of one)."""
+    from saicm.errors import bytes_text
+
+    assert bytes_text(size) == text
+
+
+def test_a_model_budget_refusal_says_its_size_in_binary_units():
+    """The model-building budget's refusal said its limit shifted by 20 bits and called it "MB" (docs/safety.md
+    quotes it): it says it as every size is said."""
+    from saicm.errors import ModelError
+    from saicm.models.zoo import AllocationBudget
+
+    with pytest.raises(ModelError, match=r"^x: the model's stored configuration asks for more than 83 MiB of "
+                                         r"tensors, far beyond"):
+        AllocationBudget(83 << 20, "x")._refuse()
+    with pytest.raises(ModelError, match=r"more than 1.5 GiB of tensors"):
+        AllocationBudget(3 << 29, "x")._refuse()

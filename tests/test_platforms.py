@@ -384,9 +384,9 @@ def test_a_cgroup_memory_limit_with_room_for_exactly_the_workers_is_not_said(mon
     assert batch._bounded_workers(4, 10, lines.append) == 3 and ": 3 worker processes, each" in lines.pop()
 
 
-def test_a_folder_jobs_workers_in_a_900_mb_cgroup_are_one(monkeypatch):
-    """The case the memory bound was made for, at the real budget per worker (about 1 GB: WORKER_MEMORY's
-    measurements): --jobs 4 in 900 MB is one worker, in 2.5 GB two (mutation testing: every test set its own
+def test_a_folder_jobs_workers_in_a_900_mib_cgroup_are_one(monkeypatch):
+    """The case the memory bound was made for, at the real budget per worker (1 GiB: WORKER_MEMORY's
+    measurements): --jobs 4 in 900 MiB is one worker, in 2.5 GiB two (mutation testing: every test set its own
     budget)."""
     from saicm.codec import batch
     from saicm.engine import parallel
@@ -397,6 +397,8 @@ def test_a_folder_jobs_workers_in_a_900_mb_cgroup_are_one(monkeypatch):
     lines = []
     monkeypatch.setattr(parallel, "cgroup_memory_limit", lambda *a: 900 << 20)
     assert batch._bounded_workers(4, 10, lines.append) == 1
-    assert "in a memory limit of 0.9 GB" in lines.pop() and not lines
+    assert "in a memory limit of 900 MiB (the cgroup's" in lines.pop() and not lines
     monkeypatch.setattr(parallel, "cgroup_memory_limit", lambda *a: 5 << 29)
-    assert batch._bounded_workers(4, 10, lines.append) == 2 and "about 1 GB" in lines.pop()
+    assert batch._bounded_workers(4, 10, lines.append) == 2
+    said = lines.pop()
+    assert "in a memory limit of 2.5 GiB (the cgroup's" in said and "about 1.0 GiB (its model" in said

@@ -9,6 +9,7 @@ or its bytes (lengths, truncation), recomputing the CRC; see its README.
 import json
 import os
 import random
+import re
 import subprocess
 import sys
 import zlib
@@ -436,9 +437,10 @@ def test_coverage_guided_fuzzer_runs_on_the_decoders(tmp_path):
 def test_a_clip_too_long_for_memory_is_refused_by_the_in_memory_decode_and_streams_with_a_limit(tmp_path):
     """Found by coverage-guided fuzzing (benchmarks/fuzz_atheris.py): a 700-byte clip claiming 65,535 frames
     decodes (the time any clip of that length takes); at the format's limit (2³¹ pixels) saicm.video.decode would
-    hold 6.4 GB of frames in one array. It now refuses more than 2²⁸ pixels unless max_pixels is given; the
-    streaming decode (saicm video decode) keeps the format's limit."""
-    from saicm.codec.limits import DEFAULT_MAX_VIDEO_ARRAY_PIXELS
+    hold 6.0 GiB of frames in one array. It now refuses more than 2²⁸ pixels unless max_pixels is given; the
+    streaming decode (saicm video decode) keeps the format's limit. The refusal says what the frames would take as
+    the limits' own message does for the same clip (it said 2³⁰-byte "GB" where that one said 10⁹-byte ones)."""
+    from saicm.codec.limits import DEFAULT_MAX_VIDEO_ARRAY_PIXELS, OversizedClip, check_video_pixels
     from saicm.video import api as video
     from saicm.video import bitstream
 
@@ -449,6 +451,10 @@ def test_a_clip_too_long_for_memory_is_refused_by_the_in_memory_decode_and_strea
     with pytest.raises(FormatError, match="decode_batches") as e:
         video.decode(data)
     assert "\n" not in str(e.value)
+    assert (h.frames, h.width, h.height) == (87_382, 64, 48)  # (805,318,656 bytes of frames)
+    assert "the clip holds 87,382 frames of 64x48 (768 MiB decoded)" in str(e.value), str(e.value)
+    with pytest.raises(OversizedClip, match=r"\(768 MiB as frames; 87,381 frames fit\); take a part"):
+        check_video_pixels(h.frames, h.height, h.width, DEFAULT_MAX_VIDEO_ARRAY_PIXELS, what="the clip")
     header, batches = video.decode_batches(data, threads=1)  # streams: the first batch only
     first, frames = next(batches)
     assert (first, frames.shape[1:]) == (0, (h.height, h.width, 3)) and header.frames == h.frames
@@ -673,7 +679,7 @@ def test_a_configuration_asking_for_huge_layers_is_refused_before_they_are_alloc
         config = json.loads(f.metadata()["config"])
     path = _with_metadata(src, tmp_path / "huge.safetensors", config=dict(config, N=200_000))
     message, peak_kb = _instantiate_in_child(path)
-    assert "asks for more than" in message, message
+    assert re.search(r"asks for more than \d+ MiB of tensors", message), message
     assert peak_kb < 2_000_000  # nothing large was touched: the child's whole peak, imports included (~1 GB)
     with pytest.raises(ModelError, match="asks for more than"):
         saicm.compress(natural_image(64, 64), model=path, quality=1, engine="compressai")

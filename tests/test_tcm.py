@@ -4,6 +4,7 @@ for the key/shape/parameter-count check of the full one."""
 
 import hashlib
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -16,7 +17,7 @@ from PIL import Image
 import saicm
 from saicm.cli import main
 from saicm.codec import container
-from saicm.errors import FormatError, ModelError
+from saicm.errors import FormatError, ModelError, bytes_text
 from saicm.models.determinism import single_thread_kernels
 from saicm.models.tcm import RELEASED, RELEASED_ICA, TCM, WindowAttention
 
@@ -156,6 +157,9 @@ def test_import_loads_every_weight_bit_for_bit_and_writes_a_card(pair):
     card = (pair["machine"].parent / "tiny-icm.md").read_text()
     assert "α = 0.78" in card and "fp32" in card and hashlib.sha256(
         pair["machine"].read_bytes()).hexdigest() in card
+    size = pair["machine"].stat().st_size  # (in binary units, as every size saicm says: it was 10⁶-byte "MB")
+    assert re.search(rf"- weights: `tiny-icm.safetensors`, {re.escape(bytes_text(size))}, SHA-256 ", card), card
+    assert re.search(r"- weights: `tiny-icm.safetensors`, [\d.,]+ (KiB|MiB), ", card)
     assert "tiny-icm" in (pair["scalable"].parent / "tiny-icm-v1.md").read_text()
 
 

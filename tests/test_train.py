@@ -1680,14 +1680,16 @@ def test_a_run_says_how_many_images_it_reads_as_drawn(data_dir, tmp_path, monkey
     """(Mutation audit: dropping the warning passed.) Images beyond the memory kept for them are named once."""
     import warnings
 
-    from saicm.train import data
+    from saicm.train import data, trainer
 
     monkeypatch.setattr(data, "image_memory", lambda: 0)
+    monkeypatch.setattr(trainer, "image_memory", lambda: 3 << 30)  # (the figure the warning says)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         train(tiny_cfg(data_dir, tmp_path / "r", steps=1))
     said = [str(w.message) for w in caught if "do not fit" in str(w.message)]
-    assert len(said) == 1 and said[0].startswith("5 of 5 training images do not fit in the memory kept for images")
+    assert len(said) == 1 and said[0].startswith("5 of 5 training images do not fit in the memory kept for images "
+                                                  "(3.0 GiB: half the machine's")
     # (and the warnings of reading them reach a single process's user: only ranks past 0 leave them to rank 0)
     assert len([w for w in caught if "smaller than --patch" in str(w.message)]) == 1
 

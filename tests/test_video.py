@@ -1654,7 +1654,7 @@ def test_eval_of_a_clip_above_the_limit_does_not_tell_to_raise_it(clip_mkv, tmp_
                  str(tmp_path / "r.json"), "--no-cache", "--quiet"]) == 2
     err = capsys.readouterr().err
     assert re.search(r"the clip holds about \d frames \(0.32 s at 25 fps\) of 64x48 \([\d,]+ pixels\), more than the "
-                     r"limit of 9,216 \(0.1 MB as frames; 3 frames fit\): saicm eval "
+                     r"limit of 9,216 \(\d+ KiB as frames; 3 frames fit\): saicm eval "
                      r"has no --max-pixels: take fewer frames or a smaller size \(CLIP#A:B@WxH", err), err
     assert "raise it" not in err
     assert main(["eval", "--codec", "jpeg", "--qualities", "50", "--dataset", f"{clip_mkv}#0:3", "-o",
@@ -1674,7 +1674,7 @@ def test_an_open_range_of_a_long_clip_is_refused_before_its_frames_are_read(clip
     reads = []
     monkeypatch.setattr(io, "_ffmpeg_frames", lambda *a, **k: reads.append(a[1:3]) or iter(()))
     with pytest.raises(OversizedImage, match=r"^the clip holds about 8 frames \(0.32 s at 25 fps\) of 64x48 "
-                                             r"\(24,576 pixels\), more than the limit of 9,216 \(0.1 MB as frames; 3 "
+                                             r"\(24,576 pixels\), more than the limit of 9,216 \(72 KiB as frames; 3 "
                                              r"frames fit\); take a part of it \(--frames A:B\)"):
         io.iter_clip(clip_mkv, None, None, max_pixels=64 * 48 * 3)
     with pytest.raises(OversizedImage, match=r"about 6 frames \(0.32 s at 25 fps, from frame 2\)"):

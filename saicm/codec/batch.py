@@ -29,7 +29,7 @@ from .._fs import (EXISTING, NO_DASH_OUTPUT, OutputExists, ensure_dir, flush_sta
                    no_replace, no_such_file, refuse_input_as_output, remove_stale_parts, standard_stream)
 from .._progress import StatusLines, progress_bar, time_left
 from .._signals import StopRequest
-from ..errors import MissingDependency, SaicmError, printable
+from ..errors import MissingDependency, SaicmError, bytes_text, printable
 from .image_io import names_media_file, refuse_file_name_for_folder
 
 #: errors of the output's file system that every later file would meet too: the job stops
@@ -302,9 +302,9 @@ def _bounded_workers(workers: int, files: int, say: Callable[[str], None]) -> in
     fit = None if limit is None else max(1, limit // WORKER_MEMORY)
     if fit is not None and n > fit:  # (--jobs 4 in a 900 MB container: four workers of 0.8 GB, killed
         # in turn by the OOM killer, and two of four 12 MP photos not written)
-        say(f"--jobs {workers} in a memory limit of {limit / 2**30:.1f} GB (the cgroup's: a container's, a "
+        say(f"--jobs {workers} in a memory limit of {bytes_text(limit)} (the cgroup's: a container's, a "
             f"scheduler's, systemd's MemoryMax): {fit} worker process{'es' * (fit > 1)}, each of which may need "
-            f"about {WORKER_MEMORY / 2**30:.0f} GB (its model and a large image)")
+            f"about {bytes_text(WORKER_MEMORY)} (its model and a large image)")
         n = fit
     threads = _worker_threads(n)
     if n * threads > cpus:

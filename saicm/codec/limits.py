@@ -15,7 +15,7 @@ the work or memory it implies is committed:
   before any frame is made; each frame also passes :func:`check_pixels`.
   That limit bounds a decode that streams its frames to disk (``saicm video
   decode``); a decode into one array in memory (``saicm.video.decode``) is held
-  to :data:`DEFAULT_MAX_VIDEO_ARRAY_PIXELS` (2²⁸: 768 MB of frames) unless the
+  to :data:`DEFAULT_MAX_VIDEO_ARRAY_PIXELS` (2²⁸: 768 MiB of frames) unless the
   caller passes ``max_pixels``.
 - :func:`inflate`: zlib data inflated to at most the size the header implies.
 - :func:`header_model_name`: a model name read from a file names a shipped
@@ -31,7 +31,7 @@ import contextlib
 import threading
 import zlib
 
-from ..errors import ArgumentError, FormatError, ImageError, ModelError
+from ..errors import ArgumentError, FormatError, ImageError, ModelError, bytes_text
 
 #: decode (and encode) at most this many pixels unless the caller raises it
 DEFAULT_MAX_PIXELS = 1 << 26
@@ -104,7 +104,7 @@ def check_pixels(height: int, width: int, max_pixels: int | None = None, what: s
 #: frames × height × width a video file (or a clip given to the encoder) may hold unless the caller raises it
 DEFAULT_MAX_VIDEO_PIXELS = 1 << 31
 #: frames × height × width a clip decoded into one array in memory may hold unless the caller passes a limit
-#: (2²⁸ pixels: 768 MB of RGB frames; a 700-byte file claiming 2³¹ would otherwise ask for 6.4 GB)
+#: (2²⁸ pixels: 768 MiB of RGB frames; a 700-byte file claiming 2³¹ would otherwise ask for 6.0 GiB)
 DEFAULT_MAX_VIDEO_ARRAY_PIXELS = 1 << 28
 
 
@@ -124,14 +124,14 @@ def check_video_pixels(frames: int, height: int, width: int, max_pixels: int | N
                 f"the limit of {limit:,}")
         if what == "the file":
             raise FormatError(said + OversizedImage.RAISE)
-        said += f" ({clip_gigabytes(frames, height, width)} as frames; {limit // (height * width):,} frames fit)"
+        said += f" ({clip_size_text(frames, height, width)} as frames; {limit // (height * width):,} frames fit)"
         raise OversizedClip(said, limit=limit)  # (restated by the commands without --max-pixels: eval)
 
 
-def clip_gigabytes(frames: int, height: int, width: int) -> str:
-    """What ``frames`` RGB frames of ``width``×``height`` take: ``"6.4 GB"``, ``"9.1 MB"``."""
-    size = frames * height * width * 3
-    return f"{size / 1e9:.1f} GB" if size >= 1e8 else f"{size / 1e6:.1f} MB"
+def clip_size_text(frames: int, height: int, width: int) -> str:
+    """What ``frames`` RGB frames of ``width``×``height`` take in memory, as :func:`~saicm.errors.bytes_text` says
+    it: ``"6.0 GiB"`` (2³¹ pixels), ``"768 MiB"`` (2²⁸)."""
+    return bytes_text(3 * frames * height * width)
 
 
 def inflate(data: bytes, size: int, what: str = "alpha plane") -> bytes:

@@ -179,7 +179,7 @@ def register(sub) -> None:
     s.add_argument("--lam", type=positive_float, help="λ the model was trained for (stored; default 0.05, tcm-ica 0.01; mbt2018-mean: "
                    "required, CompressAI's zoo quality 1..8 = 0.0018 ... 0.18)")
     s.add_argument("--precision", choices=["fp32", "fp16"], default="fp32",
-                   help="fp32 (default: the weights bit for bit, decodes closest to the authors' code; ~306 MB) "
+                   help="fp32 (default: the weights bit for bit, decodes closest to the authors' code; ~292 MiB) "
                    "or fp16 (half the size; every weight rounded)")
     s.add_argument("--preset", help="architecture preset (default released, tcm-ica: released-ica; also S, M, L "
                    "for LIC-TCM checkpoints of other sizes)")

@@ -21,7 +21,7 @@ import torch
 
 from .. import __version__
 from .._fs import write_bytes_atomic
-from ..errors import SaicmError, names_as_utf8
+from ..errors import SaicmError, bytes_text, names_as_utf8
 from . import tcm
 from .catalog import ModelInfo, full_checksum, read_info
 from .registry import build_architecture
@@ -120,7 +120,7 @@ def import_released(src: Path, dest: Path, arch: str, cfg: dict, lam: float, alp
         "",
         arch_line,
         f"- source: `{src.name}`, SHA-256 {sha}" + (f"; α = {alpha:g}" if alpha is not None else ""),
-        f"- weights: `{dest.name}`, {dest.stat().st_size / 1e6:.1f} MB, SHA-256 {full_checksum(dest).hex()}; "
+        f"- weights: `{dest.name}`, {bytes_text(dest.stat().st_size)}, SHA-256 {full_checksum(dest).hex()}; "
         f"precision {precision_note}",
         "- coder tables: " + "; ".join(f"{k}: {v}" for k, v in tables.items()),
         f"- imported {when} with saicm {__version__} (`saicm import-checkpoint`)",
@@ -225,7 +225,7 @@ def import_mbt2018_mean(src: Path, dest: Path, lam: float, precision: str = "fp3
         f"- architecture: `gained-mean-scale-hyperprior` (CompressAI's `MeanScaleHyperprior` with unit gains), "
         f"N = {N}, M = {M}, single rate (quality 1), λ = {lam:g}",
         f"- source: `{src.name}`, SHA-256 {sha}",
-        f"- weights: `{dest.name}`, {dest.stat().st_size / 1e6:.1f} MB, SHA-256 {full_checksum(dest).hex()}",
+        f"- weights: `{dest.name}`, {bytes_text(dest.stat().st_size)}, SHA-256 {full_checksum(dest).hex()}",
         "- coder tables: " + "; ".join(f"{k}: {v}" for k, v in tables.items()),
         f"- imported {_today()} with saicm {__version__} (`saicm import-checkpoint "
         "--arch mbt2018-mean`)",

@@ -20,7 +20,7 @@ import torch
 from safetensors.torch import load_file
 from safetensors.torch import save as serialize
 
-from ..errors import ModelError, names_as_utf8
+from ..errors import ModelError, bytes_text, names_as_utf8
 from .catalog import (  # noqa: F401  (re-exported: the catalogue is part of the zoo's API)
     DEFAULT_MODEL, LOSS_NAMES, RECOMMENDED_MACHINE_MODEL, RECOMMENDED_SCALABLE_MODEL, RETIRED_MODELS, SUFFIX,
     WEIGHTS_DIR, ModelInfo, _sha256, check_finite, default_model_name, default_quality, describe, file_checksum,
@@ -228,7 +228,7 @@ class AllocationBudget(torch.overrides.TorchFunctionMode):
 
     def _refuse(self):
         self.refused = True
-        raise ModelError(f"the model's stored configuration asks for more than {self.limit >> 20} MB of tensors, "
+        raise ModelError(f"the model's stored configuration asks for more than {bytes_text(self.limit)} of tensors, "
                          "far beyond the weights the file holds (an edited or damaged file?)", self.source)
 
 

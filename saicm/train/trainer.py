@@ -34,7 +34,7 @@ from .._signals import StopRequest
 from .._torchfile import load_data_only, save_atomic
 from ..device import (cpu_has_native_bf16, keeps_callers_random_state, launcher, peer_gone, resolve_device,
                       start_process_group)
-from ..errors import ImageError, SaicmError, first_line
+from ..errors import ImageError, SaicmError, bytes_text, first_line
 from ..models import build_architecture, save_model
 from ..models.registry import architecture_class
 from ..models.catalog import non_finite, resolve
@@ -499,7 +499,7 @@ def _train(cfg: TrainConfig, locks: contextlib.ExitStack) -> Path:
         from ..errors import warn as saicm_warn
 
         saicm_warn(f"{data.read_as_drawn} of {len(data.images)} training images do not fit in the memory kept for "
-                   f"images ({image_memory() / 2**30:.1f} GB: half the machine's, or of its memory limit, over its "
+                   f"images ({bytes_text(image_memory())}: half the machine's, or of its memory limit, over its "
                    "processes): they are read from their files as crops are drawn from them (the same crops; slower "
                    "steps)")
     sessions = _sessions(resumed, start, world, device, data.fingerprint, rank, cfg.steps,

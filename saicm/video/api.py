@@ -336,7 +336,7 @@ def decode(data: CodedLike, max_pixels: int | None = None, threads: int | None =
     count, in one array.
 
     Without ``max_pixels`` the clip may hold at most
-    :data:`~saicm.codec.limits.DEFAULT_MAX_VIDEO_ARRAY_PIXELS` pixels in all (768 MB of frames); a longer clip is
+    :data:`~saicm.codec.limits.DEFAULT_MAX_VIDEO_ARRAY_PIXELS` pixels in all (768 MiB of frames); a longer clip is
     refused before any frame is made (stream it with :func:`decode_batches` or :func:`decode_file`, or pass
     ``max_pixels``, which sets both limits of the file, on its frame size too). ``threads``: batches of frames
     decoded at once (default: torch's thread count; the frames do not depend on it)."""
@@ -346,15 +346,15 @@ def decode(data: CodedLike, max_pixels: int | None = None, threads: int | None =
 
 
 def _decode(data: bytes, max_pixels: int | None, threads: int | None) -> Decoded:
-    from ..codec.limits import DEFAULT_MAX_VIDEO_ARRAY_PIXELS
+    from ..codec.limits import DEFAULT_MAX_VIDEO_ARRAY_PIXELS, clip_size_text
 
     h, gen = _batches(data, max_pixels, threads, overlap=True)
     pixels = h.frames * h.height * h.width
     if max_pixels is None and pixels > DEFAULT_MAX_VIDEO_ARRAY_PIXELS:
-        raise FormatError(f"the clip holds {h.frames:,} frames of {h.width}x{h.height} ({3 * pixels / 2**30:.1f} GB "
-                          f"decoded), more than saicm.video.decode holds in memory by default "
-                          f"({DEFAULT_MAX_VIDEO_ARRAY_PIXELS:,} pixels); stream it with decode_batches or "
-                          "decode_file (saicm video decode), or pass max_pixels= if you trust it")
+        raise FormatError(f"the clip holds {h.frames:,} frames of {h.width}x{h.height} "
+                          f"({clip_size_text(h.frames, h.height, h.width)} decoded), more than saicm.video.decode "
+                          f"holds in memory by default ({DEFAULT_MAX_VIDEO_ARRAY_PIXELS:,} pixels); stream it with "
+                          "decode_batches or decode_file (saicm video decode), or pass max_pixels= if you trust it")
     out = np.empty((h.frames, h.height, h.width, 3), np.uint8)
     for s, b in gen:
         out[s: s + b.shape[0]] = b
