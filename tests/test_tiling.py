@@ -249,3 +249,20 @@ def test_a_large_images_bar_is_closed_when_its_analysis_fails(tiny_model, small_
     with pytest.raises(MemoryError):
         saicm.compress(natural_image(120, 136, seed=4), model=tiny_model, quality=2, progress=True)
     assert "analysis" in closed
+
+
+def test_a_synthesis_output_becomes_pixels_by_rounding_its_clipped_value():
+    """``to_pixels``: rint(clip(x, 0, 1)·255) laid out (H, W, C), at the values where rounding turns, outside [0, 1],
+    and for the NaN and infinities a crafted latent can drive the float transforms to (NaN → 0, ±inf clip)."""
+    values = np.array([0.0, 0.5 / 255, np.nextafter(np.float32(0.5 / 255), np.float32(0)), 1.5 / 255, 0.5, 1.0, 1.2,
+                       -0.3, np.nan, np.inf, -np.inf, 254.5 / 255], np.float32)
+    x = np.stack([values, values[::-1], np.zeros_like(values)])[:, None, :]  # (C=3, H=1, W=12)
+    want_row = [0, 0, 0, 2, 128, 255, 255, 0, 0, 255, 0, 254]
+    want = np.stack([want_row, want_row[::-1], [0] * 12], axis=-1)[None].astype(np.uint8)
+    got = tiling.to_pixels(x.copy())
+    assert got.dtype == np.uint8 and got.shape == (1, 12, 3) and got.flags.c_contiguous
+    assert np.array_equal(got, want)
+    rng = np.random.default_rng(5)  # and on a larger array, the definition as written before saicm 0.40.2
+    x = rng.normal(0.5, 0.4, (3, 17, 29)).astype(np.float32)
+    assert np.array_equal(tiling.to_pixels(x.copy()),
+                          np.rint(np.clip(x, 0, 1) * np.float32(255)).astype(np.uint8).transpose(1, 2, 0))

@@ -100,8 +100,13 @@ def analyse_tiles_with(fn, rgb: np.ndarray, pad_bottom: int, pad_right: int, str
 def to_pixels(x: np.ndarray) -> np.ndarray:
     """A synthesis output (C, H, W) in [0, 1] as uint8 (H, W, C): ``rint(clip(x, 0, 1)·255)``. A crafted latent can
     drive the float transforms to NaN; those pixels are 0 (defined, and without NumPy's cast warning)."""
-    x = np.nan_to_num(x, copy=False, nan=0.0) if not np.isfinite(x).all() else x
-    return np.rint(np.clip(x, 0.0, 1.0) * np.float32(255.0)).astype(np.uint8).transpose(1, 2, 0)
+    y = np.empty(x.shape[1:] + x.shape[:1], np.float32)  # (laid out (H, W, C): one strided pass, in float)
+    np.multiply(x.transpose(1, 2, 0), np.float32(255.0), out=y)  # (·255 then clip to [0, 255]: the same values)
+    if not np.isfinite(y).all():
+        np.nan_to_num(y, copy=False, nan=0.0)
+    np.minimum(y, np.float32(255.0), out=y)
+    np.maximum(y, np.float32(0.0), out=y)
+    return np.rint(y, out=y).astype(np.uint8)
 
 
 def synthesize_tiles_with(fn, y: np.ndarray, height: int, width: int, scale: int = 16, workers: int = 1,

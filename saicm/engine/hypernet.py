@@ -147,7 +147,8 @@ def _requantize(acc: np.ndarray, layer: IntLayer) -> np.ndarray:
         a = np.multiply(acc, math.ldexp(1.0, -layer.shift))
         a += 0.5
         np.floor(a, out=a)
-        np.clip(a, -ACT_LIMIT, ACT_LIMIT, out=a)
+        np.minimum(a, ACT_LIMIT, out=a)  # (np.clip takes twice as long on float64)
+        np.maximum(a, -ACT_LIMIT, out=a)
     if layer.relu:
         np.maximum(a, 0, out=a)
     if layer.leaky:  # LeakyReLU, slope 1/100, rounded half up: max(a, 0) + floor((min(a, 0) + 50) / 100)
