@@ -167,7 +167,8 @@ def test_an_architecture_without_the_contract_or_that_fails_to_import_is_one_lin
     monkeypatch.setenv("SAICM_ARCHITECTURES", f"{bare},{broken}")
     assert main(["train", "--architecture", "x", "--data", str(photos), "--out", str(tmp_path / "run2"),
                  "--steps", "1"]) != 0
-    assert f"cannot import '{broken}': RuntimeError: my bug" in capsys.readouterr().err
+    assert f"cannot import '{broken}': RuntimeError: my bug (run `python {broken}` for the traceback)" in \
+        capsys.readouterr().err
 
 
 #: a model from the contract table alone (no saicm base class): CompressAI's factorized prior, one string per image
@@ -268,6 +269,17 @@ def test_plugin_failures_of_every_kind_are_one_line_and_tried_again(tmp_path, mo
     monkeypatch.setenv("SAICM_ARCHITECTURES", "my_arch.py")  # relative: a file of whatever folder one decodes in
     with pytest.raises(ModelError, match="absolute path"):
         architecture_class("anything")
+    # a path that names no file to import is said with the name given, and without the hint to run it for a
+    # traceback (none of its code ran): the relative name's line said "$PWD/my_arch.py" whatever the name, and both
+    # it and a missing file's added "run `python NAME` for the traceback"
+    (tmp_path / "folder.py").mkdir()
+    for given, says in (("sub/other_arch.py", "a relative path; give the file's absolute path, such as "
+                                              "$PWD/sub/other_arch.py"),
+                        (str(tmp_path / "missing.py"), "no such file"), (str(tmp_path / "folder.py"), "not a file")):
+        monkeypatch.setenv("SAICM_ARCHITECTURES", given)
+        with pytest.raises(ModelError) as e:
+            architecture_class("anything")
+        assert str(e.value) == f"$SAICM_ARCHITECTURES: cannot import {given!r}: {says}"
     exits = tmp_path / "exits.py"
     exits.write_text("import sys\nsys.exit(3)\n")
     monkeypatch.setenv("SAICM_ARCHITECTURES", str(exits))

@@ -124,10 +124,18 @@ def _load_once(key: str, where: str, load: Callable[[], None], hint: str) -> Non
     except KeyboardInterrupt:
         _loaded.discard(key)
         raise
+    except _NotAFile as e:  # (no code of theirs ran: nothing to trace back)
+        _loaded.discard(key)
+        raise ModelError(f"{where}: cannot import {key!r}: {e}") from None
     except BaseException as e:  # noqa: BLE001  (their code: any error, SystemExit included, said in one line)
         _loaded.discard(key)
         what = f"{type(e).__name__}: {e}" if not isinstance(e, SystemExit) else f"it called exit({e.code!r})"
         raise ModelError(f"{where}: cannot import {key!r}: {what}" + (f" ({hint})" if hint else "")) from None
+
+
+class _NotAFile(ValueError):
+    """A ``.py`` item of ``$SAICM_ARCHITECTURES`` that names no file saicm may import: said without the hint to run
+    it for a traceback (there is none: none of its code ran)."""
 
 
 def _load_entry_point(ep) -> None:
@@ -146,10 +154,10 @@ def _import_user_module(item: str) -> None:
         importlib.import_module(item)
         return
     if not os.path.isabs(os.path.expanduser(item)):  # (a my_arch.py in whatever folder a file is decoded from)
-        raise ValueError("give the file's absolute path ($PWD/my_arch.py)")
+        raise _NotAFile(f"a relative path; give the file's absolute path, such as $PWD/{item}")
     path = os.path.realpath(os.path.expanduser(item))
     if not os.path.isfile(path):
-        raise FileNotFoundError("no such file")
+        raise _NotAFile("no such file" if not os.path.exists(path) else "not a file")
     stem = "".join(c if c.isalnum() else "_" for c in os.path.splitext(os.path.basename(path))[0])
     # a top-level name of its own per file (two my_arch.py in different folders do not replace each other;
     # pickle finds the module in sys.modules)
