@@ -38,8 +38,10 @@ test-oldest:
 	grep -v '^#' .ci/coding-only-tests.txt | tr '\n' '\0' | OMP_NUM_THREADS=1 SAICM_THREADS=1 \
 		xargs -0 $(OLDEST)/bin/python -m pytest -q -p no:cacheprovider
 
+# The human-vision RD benchmark on the shared photos, into bench-out/ (the committed files are in
+# benchmarks/results/photos: the same command with --out benchmarks/results/photos remakes them).
 bench: $(STAMP)
-	$(BIN)/python benchmarks/rd_photos.py --data ../shared/data/photos/test
+	$(BIN)/python benchmarks/rd_photos.py --data ../shared/data/photos/test --out bench-out
 
 clean:
-	rm -rf demo-out .pytest_cache build *.egg-info
+	rm -rf demo-out bench-out .pytest_cache build *.egg-info

@@ -229,15 +229,40 @@ def _saicm_problems(words: list[str], parser) -> list[str]:
 
 
 @functools.cache
-def _script_help(args: tuple[str, ...]) -> tuple[frozenset[str], frozenset[str]] | None:
-    """The ``--options`` and subcommands that ``python SCRIPT [SUB] --help`` names (``None`` if it fails); once per
-    session: the checker's own test and the docs' ask for some of the same scripts, a PyTorch import (~2 s) each."""
+def _script_help(args: tuple[str, ...]) -> tuple[frozenset[str], frozenset[str], tuple[frozenset[str], ...]] | None:
+    """The ``--options`` and subcommands that ``python SCRIPT [SUB] --help`` names, and its required options (each
+    as the set of its spellings: ``-o``, ``--output``); ``None`` if it fails. Once per session: the checker's own
+    test and the docs' ask for some of the same scripts, a PyTorch import (~2 s) each."""
     r = subprocess.run([sys.executable, *args, "--help"], cwd=ROOT, capture_output=True, text=True, timeout=120)
     if r.returncode:
         return None
     subcommands = re.search(r"^usage:[^{]*\{([\w,-]+)\}", r.stdout, re.MULTILINE)
     return (frozenset(re.findall(r"(?<![\w-])--[a-zA-Z][\w-]*", r.stdout)) | {"--help"},
-            frozenset(subcommands[1].split(",")) if subcommands else frozenset())
+            frozenset(subcommands[1].split(",")) if subcommands else frozenset(), required_options(r.stdout))
+
+
+def required_options(help_text: str) -> tuple[frozenset[str], ...]:
+    """The options argparse's usage line shows outside brackets (required), each with the other spellings its
+    option list gives (``-o OUTPUT, --output OUTPUT``)."""
+    usage = re.search(r"^usage:(.*?)(?:\n\s*\n|\Z)", help_text, re.MULTILINE | re.DOTALL)
+    depth, required = 0, []
+    for word in re.findall(r"[\[\](){}]|[^\s\[\](){}]+", usage[1] if usage else ""):
+        depth += (word in "[({") - (word in "])}")
+        if depth == 0 and re.fullmatch(r"--?[a-zA-Z][\w-]*", word):
+            required.append(word)
+    spellings = [set(re.findall(r"(?<![\w-])(--?[a-zA-Z][\w-]*)", line.strip().split("  ")[0]))
+                 for line in help_text.splitlines() if re.match(r"^\s+-", line)]
+    return tuple(frozenset(next((s for s in spellings if option in s), {option})) for option in required)
+
+
+def _missing_required(words: list[str], required: tuple[frozenset[str], ...]) -> list[str]:
+    """The required options a script's command ``words`` does not give; none for ``--help``, or when a bare
+    ``$variable`` (not an option's value) may hold them."""
+    if "--help" in words or "-h" in words or any(
+            w.startswith("$") and not (i and words[i - 1].startswith("-")) for i, w in enumerate(words)):
+        return []
+    given = {w.split("=", 1)[0] for w in words}
+    return [min(names, key=lambda n: (not n.startswith("--"), n)) for names in required if not names & given]
 
 
 def command_problems(commands: list[tuple[str, int, list[str]]]) -> list[str]:
@@ -270,13 +295,15 @@ def command_problems(commands: list[tuple[str, int, list[str]]]) -> list[str]:
             else:
                 problems = [f"{' '.join(key)}: unknown option {w.split('=', 1)[0]}" for w in words[len(key):]
                             if w.startswith("--") and len(w) > 2 and w.split("=", 1)[0] not in helps[key][0]]
+                problems += [f"{' '.join(key)}: no {option} (required)"
+                             for option in _missing_required(words[len(key):], helps[key][2])]
         bad += [f"{where}:{line}: {p}" for p in problems]
     return bad
 
 
 def doc_commands() -> list[tuple[str, int, list[str]]]:
-    """The commands of the docs' shell blocks and inline ``saicm …`` code, and of the benchmark shell scripts
-    (the CHANGELOG is history: it may name what was renamed since)."""
+    """The commands of the docs' shell blocks and inline ``saicm …`` code, of the benchmark shell scripts and of the
+    Makefile's recipes (the CHANGELOG is history: it may name what was renamed since)."""
     out = []
     for md in doc_files():
         if md.name == "CHANGELOG.md":
@@ -296,7 +323,16 @@ def doc_commands() -> list[tuple[str, int, list[str]]]:
             out += [(rel, line, words) for code in codes for _, words in shell_commands(code)]
     for sh in sorted((ROOT / "benchmarks").glob("*.sh")):
         out += [(str(sh.relative_to(ROOT)), line, words) for line, words in shell_commands(sh.read_text())]
+    out += [("Makefile", line, words) for line, words in shell_commands(makefile_recipes())]
     return out
+
+
+def makefile_recipes() -> str:
+    """The Makefile's recipe lines as shell text, on their own line numbers (other lines blank), each ``$(VAR)``
+    as ``VAR`` (``$(BIN)/python`` reads as a Python, ``$(BIN)/python -m saicm demo`` as a saicm command): `make bench`
+    ran a benchmark without the option it requires (its recipe was checked by no one)."""
+    lines = (ROOT / "Makefile").read_text(encoding="utf-8").splitlines()
+    return "\n".join(re.sub(r"\$\((\w+)\)", r"\1", line[1:]) if line.startswith("\t") else "" for line in lines)
 
 
 def test_the_command_checker_finds_unknown_commands_options_and_scripts():
@@ -308,9 +344,11 @@ def test_the_command_checker_finds_unknown_commands_options_and_scripts():
             "python benchmarks/fuzz_decode.py --cases 10 --seed 1 --wrong\n"
             "python benchmarks/no_such_script.py --x; python my_own.py --anything\n"
             "python benchmarks/seed_mean.py --help; python benchmarks/figures_saicm.py layers a.jpg --height 9 --nope\n"
-            "torchrun --nproc_per_node=2 -m saicm train --bad; /usr/bin/time python -u -m saicm info --worse\n")
+            "torchrun --nproc_per_node=2 -m saicm train --bad; /usr/bin/time python -u -m saicm info --worse\n"
+            "python benchmarks/seed_mean.py a.json b.json; python benchmarks/seed_mean.py --output=m.json a.json\n"
+            "python benchmarks/seed_mean.py $opts a.json; python benchmarks/seed_mean.py -o $OUT/m.json $runs\n")
     commands = shell_commands(text)
-    assert [line for line, _ in commands] == [1, 1, 3, 4, 4, 5, 5, 6, 7, 7, 8, 8, 9, 9]
+    assert [line for line, _ in commands] == [1, 1, 3, 4, 4, 5, 5, 6, 7, 7, 8, 8, 9, 9, 10, 10, 11, 11]
     assert commands[1][1] == ["saicm", "decompress", "a.saicm", "--layer", "machine"]
     assert command_problems([("t", line, words) for line, words in commands]) == [
         "t:3: saicm eval: unknown option --bogus",
@@ -320,9 +358,13 @@ def test_the_command_checker_finds_unknown_commands_options_and_scripts():
         "t:6: benchmarks/fuzz_decode.py: unknown option --wrong",
         "t:7: no such script: benchmarks/no_such_script.py",
         "t:8: benchmarks/figures_saicm.py layers: unknown option --nope",
+        "t:8: benchmarks/figures_saicm.py layers: no --output (required)",
         "t:9: saicm train: unknown option --bad",
         "t:9: saicm info: unknown option --worse",
+        "t:10: benchmarks/seed_mean.py: no --output (required)",  # (-o or --output; `$opts` may hold it, line 11)
     ]
+    makefile = shell_commands(makefile_recipes())
+    assert ["saicm", "demo", "-o", "demo-out"] in [words for _, words in makefile]  # ($(BIN)/python -m saicm demo)
 
 
 def test_every_command_in_the_docs_exists_with_its_options():
