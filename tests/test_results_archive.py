@@ -458,3 +458,36 @@ def test_printable_shows_every_bidirectional_formatting_character_and_lone_surro
     assert printable("é\u200d\u2070ü") == "é\u200d\u2070ü"  # (a joiner, a superscript: not formatting)
     assert names_as_utf8("a\ud800b\udfffc") == "a\\ud800b\\udfffc"
     assert names_as_utf8("caf\udcc3\udca9") == "café"
+
+
+#: committed results files of 0.20.0 and later that name their images by the machine's absolute path, from before
+#: this test: kept as they were written (their figures are cited), not an example to follow
+ABSOLUTE_DATASETS = {"photos/photos-test_hevc.json", "photos/photos-test_hevc444.json",
+                     "scalable/photos-test_scal-v6-m4-hic77600-human-b1.json",
+                     "scalable/photos-test_scal-v6-m4-hic77600-human-b4.json"}
+
+
+def test_committed_results_files_name_their_images_relative_to_the_checkout():
+    """CONTRIBUTING.md has asked since 0.20.0 that committed results files name their dataset relative to the checkout
+    (`../shared/data/...`), but nothing checked it: four later files name `/work/shared/data/photos/test`, a path of
+    the machine that ran them, which `saicm bdrate --json` copies and no other checkout has."""
+    from pathlib import Path
+
+    root = Path(__file__).parent.parent / "benchmarks" / "results"
+    seen, bad = 0, []
+    for path in sorted(root.rglob("*.json")):
+        data = json.loads(path.read_text(encoding="utf-8"))
+        if not (isinstance(data, dict) and data.get("schema") == results.SCHEMA):
+            continue  # (BD-rate tables, timings, ...)
+        version = tuple(int(x) for x in data.get("saicm_version", "0.0.0").split(".")[:2])
+        name, dataset = path.relative_to(root).as_posix(), data.get("dataset", "")
+        if version < (0, 20) or name in ABSOLUTE_DATASETS:
+            continue
+        seen += 1
+        folder = dataset.split("#", 1)[0]  # (a clip: CLIP#A:B@WxH)
+        if folder.startswith(("/", "~", "\\")) or ":" in folder.split("/")[0] or \
+                (folder.startswith("..") and not folder.startswith("../shared/")):
+            bad.append(f"{name}: {dataset}")
+    assert seen >= 14  # (the files of 0.20.0 and later were found)
+    assert not bad, "results files naming their images by another path than the checkout's:\n" + "\n".join(bad)
+    assert all((root / name).is_file() for name in ABSOLUTE_DATASETS)  # (a file moved or gone leaves the list)
