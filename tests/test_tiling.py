@@ -266,3 +266,32 @@ def test_a_synthesis_output_becomes_pixels_by_rounding_its_clipped_value():
     x = rng.normal(0.5, 0.4, (3, 17, 29)).astype(np.float32)
     assert np.array_equal(tiling.to_pixels(x.copy()),
                           np.rint(np.clip(x, 0, 1) * np.float32(255)).astype(np.uint8).transpose(1, 2, 0))
+
+
+def test_pixels_of_extreme_float_outputs_come_without_warnings_and_float64_ones_round_once():
+    """``to_pixels`` multiplies before it clips (saicm 0.40.2): finite values beyond float32's range over 255 (a
+    crafted latent's, like NaN) overflow in the product, which must clip silently as the definition's clip-first
+    did (NumPy's "overflow encountered in multiply" went to stderr: exactness review of session 61), and NaN must be
+    replaced before the cast (else NumPy's cast warning and a CPU's choice of value). A float64 output is rounded
+    once, as the definition does (a float32 product first rounded 126.5 + 1e-9 to 126.5, then to 126). A slice of
+    a larger array (the tiles' synthesis passes one) gives its own pixels and is left as it was."""
+    import warnings
+
+    snan = np.array([0x7F800001], np.uint32).view(np.float32)[0]  # (a signalling NaN: "invalid" in the product)
+    values = np.array([1e37, -1e37, 3.4e38, -3.4e38, np.nan, snan, np.inf, -np.inf, 1.0, 0.0], np.float32)
+    x = np.stack([values, values[::-1], values])[:, None, :]
+    want_row = [255, 0, 255, 0, 0, 0, 255, 0, 255, 0]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        got = tiling.to_pixels(x)
+    assert np.array_equal(got[0], np.array([want_row, want_row[::-1], want_row], np.uint8).T)
+    assert np.isnan(x[0, 0, 4])  # (the input itself is not rewritten)
+    x64 = np.array([126.5 + 1e-9, 127.5 - 1e-9, 0.5 + 1e-12, 254.5 - 1e-9, 254.5]) / 255
+    got = tiling.to_pixels(np.stack([x64, x64, x64])[:, None, :])
+    assert np.array_equal(got[0, :, 0], [127, 127, 1, 254, 254])
+    rng = np.random.default_rng(6)
+    big = rng.normal(0.5, 0.4, (1, 3, 40, 90)).astype(np.float32)
+    part = big[0, :, 5:22, 7:71]  # (C, 17, 64), neither C- nor F-contiguous
+    assert not part.flags.c_contiguous and not part.flags.f_contiguous
+    want = np.rint(np.clip(part, 0, 1) * np.float32(255)).astype(np.uint8).transpose(1, 2, 0)
+    assert np.array_equal(tiling.to_pixels(part), want) and want.shape == (17, 64, 3)

@@ -98,14 +98,16 @@ def analyse_tiles_with(fn, rgb: np.ndarray, pad_bottom: int, pad_right: int, str
 
 
 def to_pixels(x: np.ndarray) -> np.ndarray:
-    """A synthesis output (C, H, W) in [0, 1] as uint8 (H, W, C): ``rint(clip(x, 0, 1)·255)``. A crafted latent can
-    drive the float transforms to NaN; those pixels are 0 (defined, and without NumPy's cast warning)."""
-    y = np.empty(x.shape[1:] + x.shape[:1], np.float32)  # (laid out (H, W, C): one strided pass, in float)
-    np.multiply(x.transpose(1, 2, 0), np.float32(255.0), out=y)  # (·255 then clip to [0, 255]: the same values)
+    """A synthesis output (C, H, W) in [0, 1] as uint8 (H, W, C): ``rint(clip(x, 0, 1)·255)``, in float32 (float64
+    for a float64 ``x``: one rounding of the product, as the definition). A crafted latent can drive the float
+    transforms to NaN or beyond ±1e36; those pixels are 0 (NaN) or clip, without NumPy's overflow or cast warning."""
+    y = np.empty(x.shape[1:] + x.shape[:1], np.result_type(x.dtype, np.float32))  # (laid out (H, W, C): one pass)
+    with np.errstate(over="ignore", invalid="ignore"):  # (·255 then clip to [0, 255]: the same values; ±inf clip)
+        np.multiply(x.transpose(1, 2, 0), y.dtype.type(255.0), out=y)
     if not np.isfinite(y).all():
         np.nan_to_num(y, copy=False, nan=0.0)
-    np.minimum(y, np.float32(255.0), out=y)
-    np.maximum(y, np.float32(0.0), out=y)
+    np.minimum(y, 255.0, out=y)
+    np.maximum(y, 0.0, out=y)
     return np.rint(y, out=y).astype(np.uint8)
 
 
