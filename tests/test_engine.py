@@ -59,7 +59,7 @@ def _exact_deconv(x, w, b_units, shift):
 @pytest.mark.parametrize("threads", ["1", "3"])
 def test_integer_layers_match_exact_int64_arithmetic(monkeypatch, threads):
     """Every layer kind against int64 arithmetic, on one thread and split in blocks over three
-    (rows of a convolution, output channels of a transposed one, columns of a pointwise layer)."""
+    (rows of a convolution's output and of a transposed one's input, columns of a pointwise layer)."""
     monkeypatch.setenv("SAICM_THREADS", threads)
     st = _v5_state()
     layer = hypernet._layer(st["h_s.0.weight"], st["h_s.0.bias"], transposed=True, leaky=False)
@@ -83,21 +83,31 @@ def test_integer_layers_match_exact_int64_arithmetic(monkeypatch, threads):
     assert np.array_equal(hypernet._conv(x, point)[:, 0], want)
 
 
-@pytest.mark.parametrize("threads", ["1", "3"])
+@pytest.mark.parametrize("threads", ["1", "2", "3", "7"])
 def test_transposed_layers_of_other_kernel_sizes_match_exact_int64_arithmetic(monkeypatch, threads):
-    """The transposed layer runs as four stride-1 convolutions, one per output phase: kernels of both parities
-    (which taps a phase takes and their offsets differ; a 1×1 kernel leaves three phases without taps), odd sizes
-    and channel counts that do not split evenly."""
+    """The transposed layer runs as four stride-1 convolutions, one per output phase: every kernel size from 1 to 9
+    (which taps a phase takes and their offsets differ with its parity; a 1×1 kernel leaves three phases without
+    taps), inputs of one pixel, one row and one column, channel counts that do not split evenly, and blocks of input
+    rows on up to seven threads, one row per block too (BLOCK_VALUES)."""
+    from saicm.engine import parallel
+
     monkeypatch.setenv("SAICM_THREADS", threads)
+    monkeypatch.setattr(parallel, "usable_cpus", lambda: 8)  # (threads() takes at most four per CPU)
     rng = np.random.default_rng(2)
-    for cin, cout, k, h, w in [(5, 7, 3, 4, 3), (6, 5, 4, 5, 5), (3, 2, 2, 2, 2), (3, 5, 7, 4, 6), (4, 4, 1, 3, 3)]:
+    cases = [(5, 7, 3, 4, 3), (6, 5, 4, 5, 5), (3, 2, 2, 2, 2), (3, 5, 7, 4, 6), (4, 4, 1, 3, 3)]
+    cases += [(int(rng.integers(1, 5)), int(rng.integers(1, 5)), k, h, w) for k in range(1, 10)
+              for h, w in [(1, 1), (1, 6), (6, 1), (7, 2)]]
+    whole = hypernet.BLOCK_VALUES
+    for cin, cout, k, h, w in cases:
         layer = hypernet._layer(rng.normal(0, 0.3, (cin, cout, k, k)), rng.normal(0, 1, cout), transposed=True,
                                 leaky=True)
         x = rng.integers(-hypernet.ACT_LIMIT, hypernet.ACT_LIMIT + 1, (cin, h, w), dtype=np.int64)
         w_int = layer.weight.reshape(cout, k, k, cin).transpose(3, 0, 1, 2).astype(np.int64)
         want = np.clip(_exact_deconv(x, w_int, layer.bias, layer.shift), -hypernet.ACT_LIMIT, hypernet.ACT_LIMIT)
         want = np.where(want < 0, (want + 50) // 100, want)
-        assert np.array_equal(hypernet._deconv(x, layer), want), (k, cin, cout)
+        for block in (whole, 1):
+            monkeypatch.setattr(hypernet, "BLOCK_VALUES", block)
+            assert np.array_equal(hypernet._deconv(x, layer), want), (k, cin, cout, h, w, block)
 
 
 @pytest.mark.parametrize("threads", ["1", "3"])
@@ -158,6 +168,21 @@ def test_requantisation_in_float64_is_the_int64_definition(shift, activation):
         acc = acc >> 20  # (shifted left, the float64 route must not overflow int64 either)
     got = hypernet._requantize(acc.astype(np.float64), layer)
     assert got.dtype == np.float64 and np.array_equal(got, _int64_requantize(acc, layer))
+
+
+def test_leaky_relu_in_float64_is_exact_for_every_negative_activation():
+    """LeakyReLU's ``floor((a + 50) / 100)`` in float64 (saicm 0.40.2) is the int64 ``(a + 50) // 100`` for every
+    activation from -ACT_LIMIT to 0, all 2**25 of them (the docstring's argument: the division's rounding error,
+    below 2**-27, cannot reach the next integer, at least 0.01 away), and never a negative zero."""
+    import dataclasses
+
+    layer = hypernet._layer(np.ones((1, 1, 1, 1)), np.zeros(1), transposed=False, leaky=True)
+    layer = dataclasses.replace(layer, shift=0)  # (an accumulator is then its activation)
+    step = 1 << 21
+    for lo in range(-hypernet.ACT_LIMIT, 0, step):
+        a = np.arange(lo, lo + step, dtype=np.int64)
+        got = hypernet._requantize(a.astype(np.float64), layer)
+        assert np.array_equal(got, (a + 50) // 100) and not np.signbit(got[got == 0]).any(), lo
 
 
 def test_integer_weights_respect_the_exactness_bound():
