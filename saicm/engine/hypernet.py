@@ -163,7 +163,7 @@ def _requantize(acc: np.ndarray, layer: IntLayer) -> np.ndarray:
 
 def _conv(x: np.ndarray, layer: IntLayer) -> np.ndarray:
     """Stride-1 'same' convolution of (Cin, H, W) integers (int64 or integer-valued float64) → (Cout, H, W)
-    integer-valued float64.
+    integer-valued float64 (int64 from the 1×1 layer on one row: :func:`_pointwise`).
 
     One matrix product per tap on the zero-padded input flattened row by row: the tap (i, j) reads the
     flat input shifted by i·(W+2p)+j, a contiguous slice, so no patch matrix is built; the outputs of the 2p

@@ -2,10 +2,10 @@
 
 The integer networks (:mod:`saicm.engine.hypernet`, :mod:`saicm.engine.context`) are made of float64 matrix
 products on small matrices (a latent of 48×32 positions for a 768×512 image), where BLAS's own threading
-gains little. They split their work instead into independent blocks (rows of a convolution's output, output
-channels of a transposed one), run here on a pool of :func:`threads` threads with BLAS limited to one thread
-meanwhile (``threadpoolctl``), so the cores are not oversubscribed. Every block is exact integer arithmetic
-written to its own part of the output, so the result is the same bits for any number of threads.
+gains little. They split their work instead into independent blocks (rows of a convolution's output, of a
+transposed one's input, columns of a pointwise one), run here on a pool of :func:`threads` threads with BLAS
+limited to one thread meanwhile (``threadpoolctl``), so the cores are not oversubscribed. Every block is exact
+integer arithmetic written to its own part of the output, so the result is the same bits for any number of threads.
 """
 
 from __future__ import annotations
