@@ -38,7 +38,7 @@ if _os.environ.get("SAICM_THREADS", "").strip():
     if _requested(say=False) is not None:
         _os.environ.setdefault("OMP_NUM_THREADS", str(_threads(say=False)))
 
-__version__ = "0.40.1"
+__version__ = "0.40.2"
 
 _API = {
     "compress": ("saicm.codec.pipeline", "compress"),
