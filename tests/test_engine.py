@@ -254,6 +254,7 @@ def test_layers_split_in_many_row_blocks_give_the_one_block_result(monkeypatch):
     hs = hypernet.IntegerHyperSynthesis(st)
     z = np.random.default_rng(4).integers(-2 ** 20, 2 ** 20, (64, 5, 7))
     whole = hs(z)
+    assert whole.dtype == np.int64  # (float64 between the layers, the last one written as int64)
     monkeypatch.setattr(hypernet, "BLOCK_VALUES", 1)  # one row (one column) per block
     assert np.array_equal(hs(z), whole)
 

@@ -161,9 +161,10 @@ def _requantize(acc: np.ndarray, layer: IntLayer) -> np.ndarray:
     return a
 
 
-def _conv(x: np.ndarray, layer: IntLayer) -> np.ndarray:
+def _conv(x: np.ndarray, layer: IntLayer, dtype=np.float64) -> np.ndarray:
     """Stride-1 'same' convolution of (Cin, H, W) integers (int64 or integer-valued float64) → (Cout, H, W)
-    integer-valued float64 (int64 from the 1×1 layer on one row: :func:`_pointwise`).
+    integer-valued float64, or ``dtype`` (int64 for a stack's last layer: no copy to convert; always int64 from the
+    1×1 layer on one row: :func:`_pointwise`).
 
     One matrix product per tap on the zero-padded input flattened row by row: the tap (i, j) reads the
     flat input shifted by i·(W+2p)+j, a contiguous slice, so no patch matrix is built; the outputs of the 2p
@@ -178,7 +179,7 @@ def _conv(x: np.ndarray, layer: IntLayer) -> np.ndarray:
     xp = np.zeros((cin, h + 2 * p + 1, wp), np.float64)  # one spare row: the last tap's slice stays inside
     xp[:, p: p + h, p: p + w] = x
     flat = xp.reshape(cin, -1)
-    out = np.empty((layer.cout, h, w), np.float64)
+    out = np.empty((layer.cout, h, w), dtype)
     rows = max(1, BLOCK_VALUES // max(1, max(cin, layer.cout) * wp))
     rows = min(rows, -(-h // parallel_blocks(h)))
 
@@ -229,9 +230,9 @@ def _pointwise_stack(blocks: list[tuple[np.ndarray, np.ndarray]], layers: list[I
     return out
 
 
-def _deconv(x: np.ndarray, layer: IntLayer) -> np.ndarray:
+def _deconv(x: np.ndarray, layer: IntLayer, dtype=np.float64) -> np.ndarray:
     """Transposed convolution, stride 2, padding k//2, output padding 1: (Cin, H, W) integers → (Cout, 2H, 2W)
-    integer-valued float64.
+    integer-valued float64 (or ``dtype``, as :func:`_conv`).
 
     Run as four stride-1 convolutions on the input, one per output phase (:func:`_phases`; every output value takes
     only its own taps, no sums of zeros), each in the manner of :func:`_conv`: one matrix product per tap on the
@@ -244,7 +245,7 @@ def _deconv(x: np.ndarray, layer: IntLayer) -> np.ndarray:
     xp = np.zeros((cin, h + 2 * m + 1, wp), np.float64)  # one spare row: the last tap's slice stays inside
     xp[:, m: m + h, m: m + w] = x
     flat = xp.reshape(cin, -1)
-    out = np.empty((cout, 2 * h, 2 * w), np.float64)
+    out = np.empty((cout, 2 * h, 2 * w), dtype)
     rows = max(1, BLOCK_VALUES // max(1, max(cin, cout) * wp))
     rows = min(rows, -(-h // parallel_blocks(h)))
 
@@ -309,9 +310,10 @@ class IntegerConvStack:
         """(Cin, h, w) int64 → (Cout, h', w') int64; the input saturates at ±ACT_LIMIT like every activation."""
         a = np.clip(np.asarray(x, dtype=np.int64), -ACT_LIMIT, ACT_LIMIT)
         with single_threaded_blas() if threads() > 1 else nullcontext():
-            for layer in self.layers:
-                a = _deconv(a, layer) if layer.transposed else _conv(a, layer)
-        return a.astype(np.int64)
+            for i, layer in enumerate(self.layers):
+                dtype = np.int64 if i == len(self.layers) - 1 else np.float64  # (float64 between layers)
+                a = (_deconv if layer.transposed else _conv)(a, layer, dtype)
+        return np.asarray(a, np.int64)
 
 
 class IntegerHyperSynthesis(IntegerConvStack):
