@@ -1073,7 +1073,10 @@ def test_cli_errors(clip_mkv, tmp_path, capsys):
     _one_line_error(capsys, ["video", "encode", clip_mkv, "-o", out, "--frames", "4:2"], "--frames")
     _one_line_error(capsys, ["video", "encode", tmp_path / "none.mp4", "-o", out], "no such file")
     _one_line_error(capsys, ["video", "encode", clip_mkv, "-o", tmp_path / "no" / "x.saicmv"], "does not exist")
-    _one_line_error(capsys, ["video", "encode", clip_mkv, "-o", out, "--device", "cuda:7"], "device")
+    _one_line_error(capsys, ["video", "encode", clip_mkv, "-o", out, "--device", "cuda:7"], "--device cuda:7: ")
+    # the Python API names its own argument (it said --device, an option its caller never saw)
+    with pytest.raises(SaicmError, match=r"^device=cuda:7: "):
+        saicm.video.encode(clip_mkv, out, device="cuda:7")
     _one_line_error(capsys, ["video", "decode", tmp_path / "none.saicmv", "-o", tmp_path / "d"], "no such file")
     # outputs that would lose the source clip or fail only after the fit
     source = tmp_path / "source.mkv"

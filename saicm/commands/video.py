@@ -15,6 +15,9 @@ def cmd_encode(a: argparse.Namespace) -> int:
 
     from ..video.api import encode
 
+    from ..device import launcher, resolve_device
+
+    resolve_device(a.device, launcher()[2])  # (a device that is not there, said as --device: the API says device=)
     ckpt = Path(a.checkpoint) if a.checkpoint else Path(a.output + ".ckpt")
     try:
         r = encode(a.clip, a.output, frames=a.frames, size=a.size, preset=a.preset, arch=a.arch, loss=a.loss,

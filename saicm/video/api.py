@@ -228,7 +228,7 @@ def encode(clip, output: str | os.PathLike | None = None, *, frames: str | None 
 
             warn(f"no checkpoint at {ckpt}: starting from the beginning")
         rank, world, local_rank = launcher()
-        dev = resolve_device(device, local_rank)
+        dev = resolve_device(device, local_rank, option="device=")  # (the command line says its --device first)
         if world > 1:  # torchrun: one process per GPU (or CPU process), each fits its share of every batch
             start_process_group(dev)
         rank = rank if world > 1 else 0
