@@ -19,7 +19,7 @@ _INLINE_CODE = re.compile(r"(`+)(?!`).*?(?<!`)\1(?!`)", re.DOTALL)
 
 def doc_files() -> list[Path]:
     files = [ROOT / "README.md", ROOT / "CHANGELOG.md", ROOT / "CONTRIBUTING.md", ROOT / "saicm" / "weights" / "MODELS.md",
-             ROOT / "checkpoints" / "README.md"]
+             ROOT / "checkpoints" / "README.md", ROOT / "benchmarks" / "README.md"]
     files += sorted((ROOT / "docs").rglob("*.md"))
     return [f for f in files if f.is_file()]
 
@@ -86,6 +86,16 @@ def test_the_checker_finds_broken_links_and_ignores_what_it_should(tmp_path):
         "<img src=\"../absent.png\">\n"
         "`[not a link](in-code.md)`\n```\n[not a link](in-fence.md)\n```\n")
     assert broken_links(md) == ["missing.md", "../nope.png", "gone.md#part", "../absent.png"]
+
+
+def test_the_benchmarks_index_lists_every_script_and_only_those():
+    """benchmarks/README.md names every script of benchmarks/ (a newcomer found 39 and no index: contrib audit of
+    session 61), and every script it names is there."""
+    index = (ROOT / "benchmarks" / "README.md").read_text(encoding="utf-8")
+    named = set(re.findall(r"`([\w.-]+\.(?:py|sh))`", index))
+    scripts = {f.name for f in (ROOT / "benchmarks").iterdir() if f.suffix in (".py", ".sh")}
+    assert scripts - named == set(), f"not in benchmarks/README.md: {sorted(scripts - named)}"
+    assert named - scripts == set(), f"named in benchmarks/README.md but not there: {sorted(named - scripts)}"
 
 
 def test_every_relative_link_in_the_docs_exists():
