@@ -83,6 +83,16 @@ class Int8Products:
         return acc
 
 
+def _quantised(taps, step: np.ndarray, weight_bits: int):
+    """Taps (dy, dx, (Cout, Cin) integer weights) for 16-bit input levels of ``step`` (per input channel): the step
+    folded into the weights, quantised to signed ``weight_bits`` integers per output channel → (taps, the
+    output's scale per channel)."""
+    folded = [(dy, dx, w * step[None, :]) for dy, dx, w in taps]
+    top = np.max([np.abs(w).max(axis=1) for *_, w in folded], axis=0)
+    scale = np.maximum(top, 1e-300) / (2 ** (weight_bits - 1) - 1)
+    return [(dy, dx, np.rint(w / scale[:, None])) for dy, dx, w in folded], scale
+
+
 def hyper16(exact, calibration: list[np.ndarray], threads: int, headroom: float, weight_bits: int = 7):
     """The 8-bit-product hyper-synthesis (a callable like ``exact``: hyper-latent units → int64 units of
     2**-FRAC) of the exact one's layers, with activation steps from ``calibration`` (hyper-latents in units)."""
@@ -97,19 +107,11 @@ def hyper16(exact, calibration: list[np.ndarray], threads: int, headroom: float,
             top1 = np.maximum(top1, np.abs(a1).max(axis=(1, 2)))
             top2 = np.maximum(top2, np.abs(a2).max(axis=(1, 2)))
     step1, step2 = np.maximum(top1 * headroom, 1) / LEVELS, np.maximum(top2 * headroom, 1) / LEVELS
-    qmax = 2 ** (weight_bits - 1) - 1
-
-    def quantised(taps, step):
-        folded = [(dy, dx, w * step[None, :]) for dy, dx, w in taps]
-        scale = np.maximum(np.max([np.abs(w).max(axis=1) for *_, w in folded], axis=0), 1e-300) / qmax
-        return [(dy, dx, np.rint(w / scale[:, None])) for dy, dx, w in folded], scale
-
     phases = []
-    for a, b, taps in l2.phases:
-        q, scale = quantised(list(taps), step1)
+    for a, b, taps in l2.tap_sets:
+        q, scale = _quantised(taps, step1, weight_bits)
         phases.append((a, b, Int8Products(q, threads), scale))
-    k, p = l3.k, l3.k // 2
-    q, scale3 = quantised([(t // k - p, t % k - p, l3.weight[t]) for t in l3.taps], step2)
+    q, scale3 = _quantised(l3.tap_sets[0][2], step2, weight_bits)
     conv = Int8Products(q, threads)
     unit2, unit3 = 2.0 ** -l2.shift, 2.0 ** -l3.shift
 
@@ -153,16 +155,12 @@ def conv_stack16(exact, calibration: list[np.ndarray], threads: int, headroom: f
             for i, layer in enumerate(exact.layers):
                 tops[i] = np.maximum(tops[i], np.abs(a).max(axis=(1, 2)))
                 a = H._conv(a, layer)
-    qmax = 2 ** (weight_bits - 1) - 1
     steps, products = [], []
     for layer, top in zip(exact.layers, tops):
         step = np.maximum(top * headroom, 1) / LEVELS
-        k, p = layer.k, layer.k // 2
-        folded = [(t // k - p, t % k - p, layer.weight[t] * step[None, :]) for t in layer.taps]
-        scale = np.maximum(np.max([np.abs(w).max(axis=1) for *_, w in folded], axis=0), 1e-300) / qmax
+        q, scale = _quantised(layer.tap_sets[0][2], step, weight_bits)
         steps.append(step)
-        products.append((Int8Products([(dy, dx, np.rint(w / scale[:, None])) for dy, dx, w in folded], threads),
-                         scale))
+        products.append((Int8Products(q, threads), scale))
 
     def run(x):
         a = np.clip(np.asarray(x, np.int64), -H.ACT_LIMIT, H.ACT_LIMIT).astype(np.float64)

@@ -71,7 +71,7 @@ class IntLayer:
     leaky: bool  # LeakyReLU(0.01) after the layer
     relu: bool = False  # ReLU after the layer
     taps: tuple[int, ...] = ()  # conv: the taps (i·k + j) with a nonzero weight (a masked convolution skips the rest)
-    phases: tuple = ()  # transposed: the layer as four stride-1 convolutions (:func:`_phases`)
+    tap_sets: tuple = ()  # the layer as stride-1 convolutions: one (conv), one per output phase (transposed): _tap_sets
 
 
 def _integer_weights(w: np.ndarray, axes: tuple[int, ...]) -> tuple[np.ndarray, int]:
@@ -112,16 +112,22 @@ def _layer(weight: np.ndarray, bias: np.ndarray, transposed: bool, leaky: bool, 
     b = np.clip(b, -BIAS_LIMIT, BIAS_LIMIT).astype(np.int64)
     mat = np.ascontiguousarray(mat)
     taps = () if transposed else tuple(t for t in range(k * k) if mat[t].any())
-    phases = _phases(mat, k) if transposed else ()
-    return IntLayer(mat, b, s, cin, cout, k, stride, transposed, leaky, relu, taps, phases)
+    sets = _tap_sets(mat, k, transposed, taps)
+    return IntLayer(mat, b, s, cin, cout, k, stride, transposed, leaky, relu, taps, sets)
 
 
-def _phases(weight: np.ndarray, k: int) -> tuple:
-    """A transposed layer (stride 2, padding p = k//2; ``weight`` (Cout·k·k, Cin), rows (o, i, j)) as four stride-1
-    convolutions, one per output phase: the output rows 2r + a and columns 2c + b take the taps i ≡ a + p and
-    j ≡ b + p (mod 2), each reading the input at (r + dy, c + dx), dy = (a + p - i)/2, dx = (b + p - j)/2.
-    → ((a, b, ((dy, dx, (Cout, Cin) weight), …)), …) for (a, b) = (0, 0), (0, 1), (1, 0), (1, 1)."""
+def _tap_sets(weight: np.ndarray, k: int, transposed: bool, taps: tuple[int, ...]) -> tuple:
+    """A layer as stride-1 convolutions, each giving the output rows s·r + a and columns s·c + b (s: the stride)
+    from the taps that reach them, a tap reading the input at (r + dy, c + dx):
+    → ((a, b, ((dy, dx, (Cout, Cin) weight), …)), …).
+
+    A convolution (``weight`` (k·k, Cout, Cin), padding p = k//2) is one set, (0, 0), of its nonzero ``taps``,
+    dy = i - p, dx = j - p. A transposed layer (stride 2, padding p; ``weight`` (Cout·k·k, Cin), rows (o, i, j)) is
+    four, one per output phase: the output rows 2r + a and columns 2c + b take the taps i ≡ a + p and j ≡ b + p
+    (mod 2), dy = (a + p - i)/2, dx = (b + p - j)/2."""
     p = k // 2
+    if not transposed:
+        return ((0, 0, tuple((t // k - p, t % k - p, weight[t]) for t in taps)),)
     w4 = weight.reshape(-1, k, k, weight.shape[1])
     return tuple((a, b, tuple(((a + p - i) // 2, (b + p - j) // 2, np.ascontiguousarray(w4[:, i, j]))
                               for i in range(k) if (i - a - p) % 2 == 0 for j in range(k) if (j - b - p) % 2 == 0))
@@ -164,36 +170,12 @@ def _requantize(acc: np.ndarray, layer: IntLayer) -> np.ndarray:
 def _conv(x: np.ndarray, layer: IntLayer, dtype=np.float64) -> np.ndarray:
     """Stride-1 'same' convolution of (Cin, H, W) integers (int64 or integer-valued float64) → (Cout, H, W)
     integer-valued float64, or ``dtype`` (int64 for a stack's last layer: no copy to convert; always int64 from the
-    1×1 layer on one row: :func:`_pointwise`).
-
-    One matrix product per tap on the zero-padded input flattened row by row: the tap (i, j) reads the
-    flat input shifted by i·(W+2p)+j, a contiguous slice, so no patch matrix is built; the outputs of the 2p
-    padding columns are computed and dropped. Blocks of output rows (of columns, for a 1×1 layer on one row)
-    run on the engine's threads (:mod:`saicm.engine.parallel`)."""
+    1×1 layer on one row: :func:`_pointwise`, in blocks of columns), by :func:`_convolve`."""
     cin, h, w = x.shape
     if layer.k == 1 and h == 1:  # pointwise on a list of positions: blocks of columns (the context model's
         # aggregation runs on its parts instead: IntegerConvStack.pointwise)
         return _pointwise(x, layer)
-    k, p = layer.k, layer.k // 2
-    wp = w + 2 * p
-    xp = np.zeros((cin, h + 2 * p + 1, wp), np.float64)  # one spare row: the last tap's slice stays inside
-    xp[:, p: p + h, p: p + w] = x
-    flat = xp.reshape(cin, -1)
-    out = np.empty((layer.cout, h, w), dtype)
-    rows = max(1, BLOCK_VALUES // max(1, max(cin, layer.cout) * wp))
-    rows = min(rows, -(-h // parallel_blocks(h)))
-
-    def block(r0: int) -> None:
-        r1 = min(h, r0 + rows)
-        acc = np.zeros((layer.cout, (r1 - r0) * wp), np.float64)
-        for t in layer.taps:
-            a = (r0 + t // k) * wp + t % k
-            acc += layer.weight[t] @ flat[:, a: a + (r1 - r0) * wp]
-        acc = acc.reshape(layer.cout, r1 - r0, wp)[:, :, :w] + layer.bias[:, None, None]
-        out[:, r0:r1] = _requantize(acc, layer)
-
-    run_blocks(block, range(0, h, rows))
-    return out
+    return _convolve(x, layer, dtype)
 
 
 def _pointwise(x: np.ndarray, layer: IntLayer) -> np.ndarray:
@@ -232,33 +214,40 @@ def _pointwise_stack(blocks: list[tuple[np.ndarray, np.ndarray]], layers: list[I
 
 def _deconv(x: np.ndarray, layer: IntLayer, dtype=np.float64) -> np.ndarray:
     """Transposed convolution, stride 2, padding k//2, output padding 1: (Cin, H, W) integers → (Cout, 2H, 2W)
-    integer-valued float64 (or ``dtype``, as :func:`_conv`).
+    integer-valued float64 (or ``dtype``, as :func:`_conv`): four stride-1 convolutions on the input, one per output
+    phase (:func:`_tap_sets`; every output value takes only its own taps, no sums of zeros), run as
+    :func:`_convolve` runs a convolution."""
+    return _convolve(x, layer, dtype)
 
-    Run as four stride-1 convolutions on the input, one per output phase (:func:`_phases`; every output value takes
-    only its own taps, no sums of zeros), each in the manner of :func:`_conv`: one matrix product per tap on the
-    zero-padded input flattened row by row, the tap's offset a contiguous slice. Blocks of input rows (with the
-    output rows they give) run on the engine's threads."""
+
+def _convolve(x: np.ndarray, layer: IntLayer, dtype) -> np.ndarray:
+    """The layer's stride-1 convolutions (:func:`_tap_sets`) on (Cin, H, W) integers → (Cout, s·H, s·W) ``dtype``.
+
+    One matrix product per tap on the zero-padded input flattened row by row: the tap (dy, dx) reads the flat
+    input shifted by dy·(W+2m)+dx, a contiguous slice, so no patch matrix is built; the outputs of the 2m padding
+    columns are computed and dropped. Blocks of input rows (with the output rows they give) run on the engine's
+    threads (:mod:`saicm.engine.parallel`)."""
     cin, h, w = x.shape
-    cout = layer.cout
-    m = max((max(abs(dy), abs(dx)) for *_, taps in layer.phases for dy, dx, _ in taps), default=0)  # padding
+    s, cout = layer.stride, layer.cout
+    m = max((max(abs(dy), abs(dx)) for *_, taps in layer.tap_sets for dy, dx, _ in taps), default=0)  # padding
     wp = w + 2 * m
     xp = np.zeros((cin, h + 2 * m + 1, wp), np.float64)  # one spare row: the last tap's slice stays inside
     xp[:, m: m + h, m: m + w] = x
     flat = xp.reshape(cin, -1)
-    out = np.empty((cout, 2 * h, 2 * w), dtype)
+    out = np.empty((cout, s * h, s * w), dtype)
     rows = max(1, BLOCK_VALUES // max(1, max(cin, cout) * wp))
     rows = min(rows, -(-h // parallel_blocks(h)))
 
     def block(r0: int) -> None:
         r1 = min(h, r0 + rows)
         n = (r1 - r0) * wp
-        for a, b, taps in layer.phases:
+        for a, b, taps in layer.tap_sets:
             acc = np.zeros((cout, n), np.float64)
             for dy, dx, weight in taps:
-                s = (r0 + m + dy) * wp + m + dx
-                acc += weight @ flat[:, s: s + n]
+                start = (r0 + m + dy) * wp + m + dx
+                acc += weight @ flat[:, start: start + n]
             acc = acc.reshape(cout, r1 - r0, wp)[:, :, :w] + layer.bias[:, None, None]
-            out[:, 2 * r0 + a: 2 * r1: 2, b::2] = _requantize(acc, layer)
+            out[:, s * r0 + a: s * r1: s, b::s] = _requantize(acc, layer)
 
     run_blocks(block, range(0, h, rows))
     return out
